@@ -1,0 +1,113 @@
+//! The core's contract with its runtime: [`Input`]s in, [`Action`]s out, [`Record`]s to persist.
+
+use std::sync::Arc;
+
+use super::message::{
+    CheckpointCert, CommitCert, Envelope, Message, PreparedCert, Request, Signed, Snapshot,
+    ViewChange,
+};
+use super::types::{Digest, ReplicaId, Seq, View};
+
+/// Everything that can happen to a replica.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A request a client submitted to this replica. It is relayed to every other validator so a
+    /// primary that ignores it is noticed by all.
+    ClientRequest(Signed<Request>),
+    /// A message from a peer whose signature the edge has verified.
+    Message(Signed<Message>),
+    /// A timer the replica set has fired. Stale timers are ignored.
+    Timeout(Timer),
+}
+
+/// Which timer. Durations live in the runtime's config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerKind {
+    /// A request has waited too long to execute: probe peers for state, then change view.
+    Request,
+    /// A view change gathered a quorum but the new view has not started.
+    ViewChange,
+}
+
+/// A timer as data: what it is for, in which view, and how many times the base duration has
+/// doubled (consecutive views that failed to make progress).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timer {
+    pub kind: TimerKind,
+    pub view: View,
+    pub backoff: u32,
+}
+
+/// A batch decided and executed at `seq`: its commit certificate, and the requests that took
+/// effect (requests whose nonce was already used are skipped deterministically).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub seq: Seq,
+    pub certificate: CommitCert,
+    pub executed: Vec<Signed<Request>>,
+}
+
+/// What the runtime must do, in order. Every `Persist` must be durable before any later `Send` or
+/// `Broadcast` leaves the process (one fsync may cover all persists of one call).
+#[must_use]
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Make this record durable before any later message leaves.
+    Persist(Record),
+    /// Send to one validator.
+    Send {
+        to: ReplicaId,
+        envelope: Arc<Envelope>,
+    },
+    /// Send to every other validator.
+    Broadcast(Arc<Envelope>),
+    /// A batch was executed, in sequence order; reply to clients, update indexes.
+    Deliver(Decision),
+    /// The state jumped to a checkpoint fetched from peers (state transfer): everything up to
+    /// `seq` is now reflected without individual `Deliver`s.
+    Restored { seq: Seq, state_digest: Digest },
+    /// (Re)arm a timer; it replaces any armed timer of the same kind.
+    SetTimer(Timer),
+    /// Disarm the timer of this kind.
+    CancelTimer(TimerKind),
+}
+
+/// What the replica persists. Replaying the records in order through [`super::Replica::restore`]
+/// rebuilds a replica that will never sign a message conflicting with one it signed before.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// Vote guard: this replica signed a pre-prepare (as primary) or a prepare for
+    /// (view, seq, digest). Written before the message is sent.
+    Signed {
+        pre_prepare: bool,
+        view: View,
+        seq: Seq,
+        digest: Digest,
+    },
+    /// The replica became prepared; written before its commit is sent, so a later view change
+    /// still reports it.
+    Prepared(PreparedCert),
+    /// A decided batch with its certificate (the decided log).
+    Committed(CommitCert),
+    /// The replica's own state at a checkpoint (or one fetched from peers).
+    Snapshot(Snapshot),
+    /// A checkpoint became stable; earlier records may be discarded.
+    Stable(CheckpointCert),
+    /// The replica sent this view change; it is resent as-is after a restart.
+    ViewChange(Signed<ViewChange>),
+    /// The replica entered `view` in normal operation (after a valid new-view).
+    EnteredView(View),
+}
+
+impl Record {
+    /// Sequence number the record is about, for garbage collection below a stable checkpoint.
+    pub fn seq(&self) -> Option<Seq> {
+        match self {
+            Record::Signed { seq, .. } => Some(*seq),
+            Record::Prepared(c) => Some(c.pre_prepare.value().seq),
+            Record::Committed(c) => Some(c.seq()),
+            Record::Snapshot(s) => Some(s.seq),
+            Record::Stable(_) | Record::ViewChange(_) | Record::EnteredView(_) => None,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! How the core turns the messages it signs into bytes. The core never sees protobuf types: the
+//! network edge (`net::wire`) implements this trait with prost and hands it to the replica, so the
+//! bytes signed here are exactly the bytes peers receive.
+
+use super::message::{
+    Checkpoint, NewView, PrePrepare, Request, StateRequest, StateResponse, ViewChange, Vote,
+};
+
+/// Encodes message bodies into the payload bytes that are signed and sent.
+pub trait Codec: Send + Sync {
+    fn encode_request(&self, value: &Request) -> Vec<u8>;
+    fn encode_pre_prepare(&self, value: &PrePrepare) -> Vec<u8>;
+    fn encode_vote(&self, value: &Vote) -> Vec<u8>;
+    fn encode_checkpoint(&self, value: &Checkpoint) -> Vec<u8>;
+    fn encode_view_change(&self, value: &ViewChange) -> Vec<u8>;
+    fn encode_new_view(&self, value: &NewView) -> Vec<u8>;
+    fn encode_state_request(&self, value: &StateRequest) -> Vec<u8>;
+    fn encode_state_response(&self, value: &StateResponse) -> Vec<u8>;
+}

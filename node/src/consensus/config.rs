@@ -1,0 +1,201 @@
+//! The replica's static configuration: the validator set, who may submit requests, and the
+//! protocol's sizes. Validated once at construction so the core never has to re-check it.
+
+use std::collections::BTreeMap;
+
+use crate::crypto::PublicKey;
+
+use super::message::Principal;
+use super::types::{ReplicaId, View};
+
+/// Who may sign what: validators by index, and registered requesters.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    validators: Vec<PublicKey>,
+    principals: BTreeMap<PublicKey, Principal>,
+}
+
+impl Directory {
+    pub fn new(
+        validators: Vec<PublicKey>,
+        requesters: Vec<PublicKey>,
+    ) -> Result<Self, ConfigError> {
+        let mut principals = BTreeMap::new();
+        for (i, v) in validators.iter().enumerate() {
+            let id = ReplicaId(i as u32);
+            if principals.insert(*v, Principal::Validator(id)).is_some() {
+                return Err(ConfigError::DuplicateKey(*v));
+            }
+        }
+        for r in &requesters {
+            if principals.insert(*r, Principal::Requester).is_some() {
+                return Err(ConfigError::DuplicateKey(*r));
+            }
+        }
+        Ok(Self {
+            validators,
+            principals,
+        })
+    }
+
+    pub fn n(&self) -> usize {
+        self.validators.len()
+    }
+
+    pub fn validators(&self) -> &[PublicKey] {
+        &self.validators
+    }
+
+    pub fn validator_key(&self, id: ReplicaId) -> Option<&PublicKey> {
+        self.validators.get(id.0 as usize)
+    }
+
+    /// Resolves a signer; `None` means the key is unknown and the message must be dropped.
+    pub fn principal(&self, key: &PublicKey) -> Option<Principal> {
+        self.principals.get(key).copied()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("need at least 4 validators to tolerate one fault, got {0}")]
+    TooFewValidators(usize),
+    #[error("replica id {id} is outside the validator set of {n}")]
+    UnknownSelf { id: u32, n: usize },
+    #[error("the signing key is not validator {0}'s key in the validator set")]
+    KeyMismatch(u32),
+    #[error("key {0} appears twice in the validator/requester set")]
+    DuplicateKey(PublicKey),
+    #[error("{name} must be at least {min}, got {value}")]
+    TooSmall {
+        name: &'static str,
+        min: u64,
+        value: u64,
+    },
+    #[error("window ({window}) must be a multiple of the checkpoint interval ({interval}) and at least twice it")]
+    Window { window: u64, interval: u64 },
+}
+
+/// Protocol parameters. Defaults follow PBFT (K = 128, L = 256).
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub id: ReplicaId,
+    pub directory: Directory,
+    /// K: a checkpoint every this many sequence numbers.
+    pub checkpoint_interval: u64,
+    /// L: sequence numbers accepted above the low watermark.
+    pub window: u64,
+    /// Most requests in one batch.
+    pub max_batch: usize,
+    /// Most batches the primary keeps in flight (proposed, not executed).
+    pub max_inflight_batches: u64,
+    /// Most requests waiting to be ordered; more are dropped (and counted) at the door.
+    pub max_pending: usize,
+    /// Most decided batches sent in one state-transfer response.
+    pub max_transfer_batches: usize,
+    quorum: usize,
+}
+
+impl ReplicaConfig {
+    pub fn new(id: ReplicaId, directory: Directory) -> Result<Self, ConfigError> {
+        let n = directory.n();
+        if n < 4 {
+            return Err(ConfigError::TooFewValidators(n));
+        }
+        if id.0 as usize >= n {
+            return Err(ConfigError::UnknownSelf { id: id.0, n });
+        }
+        Ok(Self {
+            id,
+            quorum: quorum_for(n),
+            directory,
+            checkpoint_interval: 128,
+            window: 256,
+            max_batch: 256,
+            max_inflight_batches: 8,
+            max_pending: 100_000,
+            max_transfer_batches: 64,
+        })
+    }
+
+    /// Checks the tunables after a caller has changed them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let small = |name, min, value| {
+            if value < min {
+                Err(ConfigError::TooSmall { name, min, value })
+            } else {
+                Ok(())
+            }
+        };
+        small("checkpoint_interval", 1, self.checkpoint_interval)?;
+        small("max_batch", 1, self.max_batch as u64)?;
+        small("max_inflight_batches", 1, self.max_inflight_batches)?;
+        small("max_pending", 1, self.max_pending as u64)?;
+        small("max_transfer_batches", 1, self.max_transfer_batches as u64)?;
+        if self.window < 2 * self.checkpoint_interval || self.window % self.checkpoint_interval != 0
+        {
+            return Err(ConfigError::Window {
+                window: self.window,
+                interval: self.checkpoint_interval,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn n(&self) -> usize {
+        self.directory.n()
+    }
+
+    /// f = (n - 1) / 3.
+    pub fn f(&self) -> usize {
+        (self.n() - 1) / 3
+    }
+
+    /// q = ceil((n + f + 1) / 2): any two quorums share at least f + 1 validators.
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    pub fn primary(&self, view: View) -> ReplicaId {
+        ReplicaId((view.0 % self.n() as u64) as u32)
+    }
+
+    /// Test-only hook used by the simulator's honesty check: a replica with a quorum one too small
+    /// must be caught breaking agreement. Never exposed in the node's configuration.
+    #[doc(hidden)]
+    pub fn with_unsafe_quorum(mut self, quorum: usize) -> Self {
+        self.quorum = quorum;
+        self
+    }
+}
+
+/// q = ceil((n + f + 1) / 2) with f = (n - 1) / 3.
+pub fn quorum_for(n: usize) -> usize {
+    let f = (n - 1) / 3;
+    (n + f + 1).div_ceil(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_is_two_f_plus_one_when_n_is_three_f_plus_one() {
+        for f in 1..10 {
+            assert_eq!(quorum_for(3 * f + 1), 2 * f + 1);
+        }
+        // n = 5, 6: f = 1, q = 4.
+        assert_eq!(quorum_for(5), 4);
+        assert_eq!(quorum_for(6), 4);
+    }
+
+    #[test]
+    fn any_two_quorums_intersect_in_f_plus_one() {
+        for n in 4..40 {
+            let f = (n - 1) / 3;
+            let q = quorum_for(n);
+            assert!(2 * q >= n + f + 1, "n={n}");
+            assert!(q <= n - f, "n={n}: quorum must be reachable with f silent");
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Consensus messages as domain values, each carried inside a signed [`Envelope`].
+//!
+//! A [`Signed<T>`] is a decoded value together with the exact envelope it came from. The only ways
+//! to obtain one are to seal it with a key ([`Signed::seal`]) or to receive it from the network
+//! edge (`net::wire::open`), which checks the signature before decoding; the core therefore treats
+//! every `Signed<T>` as authenticated and keeps the envelope so certificates can be forwarded and
+//! re-verified offline byte for byte.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::crypto::{self, CryptoError, Keypair, PublicKey, Signature, SignedItem};
+
+use super::types::{Digest, ReplicaId, Seq, View};
+
+/// What an envelope's payload holds. The name is part of what is signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Request,
+    PrePrepare,
+    Prepare,
+    Commit,
+    Checkpoint,
+    ViewChange,
+    NewView,
+    StateRequest,
+    StateResponse,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Request,
+        Kind::PrePrepare,
+        Kind::Prepare,
+        Kind::Commit,
+        Kind::Checkpoint,
+        Kind::ViewChange,
+        Kind::NewView,
+        Kind::StateRequest,
+        Kind::StateResponse,
+    ];
+
+    /// The domain-separation name (no name is a prefix of another; see the test below).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::PrePrepare => "pre_prepare",
+            Kind::Prepare => "prepare",
+            Kind::Commit => "commit",
+            Kind::Checkpoint => "checkpoint",
+            Kind::ViewChange => "view_change",
+            Kind::NewView => "new_view",
+            Kind::StateRequest => "state_request",
+            Kind::StateResponse => "state_response",
+        }
+    }
+}
+
+/// Who signed an envelope, resolved against the [`super::Directory`] at the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Principal {
+    Validator(ReplicaId),
+    Requester,
+}
+
+/// The unit that travels on the wire: a payload, who signed it, and the signature over
+/// `b"scbe/v1/" ++ kind.name() ++ payload`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub kind: Kind,
+    pub payload: Vec<u8>,
+    pub signer: PublicKey,
+    pub signature: Signature,
+}
+
+impl Envelope {
+    pub fn seal(kind: Kind, payload: Vec<u8>, key: &Keypair) -> Envelope {
+        let signature = key.sign(kind.name(), &payload);
+        Envelope {
+            kind,
+            payload,
+            signer: key.public(),
+            signature,
+        }
+    }
+
+    pub fn verify(&self) -> Result<(), CryptoError> {
+        crypto::verify(
+            &self.signer,
+            self.kind.name(),
+            &self.payload,
+            &self.signature,
+        )
+    }
+
+    pub fn signed_item(&self) -> SignedItem<'_> {
+        SignedItem {
+            signer: &self.signer,
+            kind: self.kind.name(),
+            payload: &self.payload,
+            signature: &self.signature,
+        }
+    }
+
+    /// Identity of this exact envelope (kind, signer, payload and signature).
+    pub fn digest(&self) -> Digest {
+        Digest::of_parts(&[
+            self.kind.name().as_bytes(),
+            self.signer.as_bytes(),
+            &self.payload,
+            self.signature.as_bytes(),
+        ])
+    }
+}
+
+struct SignedInner<T> {
+    value: T,
+    envelope: Arc<Envelope>,
+    principal: Principal,
+}
+
+/// An authenticated value: decoded `value` plus the envelope whose signature was checked.
+/// Cheap to clone (shared).
+pub struct Signed<T>(Arc<SignedInner<T>>);
+
+impl<T> Clone for Signed<T> {
+    fn clone(&self) -> Self {
+        Signed(Arc::clone(&self.0))
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Signed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signed[{:?}]({:?})", self.0.principal, self.0.value)
+    }
+}
+
+impl<T> Signed<T> {
+    /// Wraps a value whose envelope signature the caller has verified and whose signer it has
+    /// resolved. Only the network edge and [`Signed::seal`] call this.
+    pub fn from_verified(value: T, envelope: Arc<Envelope>, principal: Principal) -> Self {
+        Signed(Arc::new(SignedInner {
+            value,
+            envelope,
+            principal,
+        }))
+    }
+
+    /// Encodes `value` with `encode`, signs it and wraps it.
+    pub fn seal(
+        value: T,
+        kind: Kind,
+        encode: impl FnOnce(&T) -> Vec<u8>,
+        key: &Keypair,
+        principal: Principal,
+    ) -> Self {
+        let payload = encode(&value);
+        let envelope = Arc::new(Envelope::seal(kind, payload, key));
+        Self::from_verified(value, envelope, principal)
+    }
+
+    pub fn value(&self) -> &T {
+        &self.0.value
+    }
+
+    pub fn envelope(&self) -> &Arc<Envelope> {
+        &self.0.envelope
+    }
+
+    pub fn principal(&self) -> Principal {
+        self.0.principal
+    }
+
+    pub fn signer(&self) -> &PublicKey {
+        &self.0.envelope.signer
+    }
+
+    /// The validator that signed this, if a validator did.
+    pub fn validator(&self) -> Option<ReplicaId> {
+        match self.0.principal {
+            Principal::Validator(id) => Some(id),
+            Principal::Requester => None,
+        }
+    }
+}
+
+/// A client operation with its per-signer nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub nonce: u64,
+    pub operation: Vec<u8>,
+}
+
+/// The primary's proposal of `batch` at (`view`, `seq`).
+#[derive(Clone, Debug)]
+pub struct PrePrepare {
+    pub view: View,
+    pub seq: Seq,
+    pub digest: Digest,
+    pub batch: Vec<Signed<Request>>,
+}
+
+/// Body of Prepare and Commit messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vote {
+    pub view: View,
+    pub seq: Seq,
+    pub digest: Digest,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: Seq,
+    pub state_digest: Digest,
+}
+
+/// Proof that the replicated state at `seq` has `state_digest`: `q` matching signed checkpoints,
+/// or no proof at all for the genesis state (seq 0).
+#[derive(Clone, Debug)]
+pub struct CheckpointCert {
+    pub seq: Seq,
+    pub state_digest: Digest,
+    pub proof: Vec<Signed<Checkpoint>>,
+}
+
+/// A pre-prepare and `q - 1` matching prepares from distinct backups (PBFT §4.2 "prepared").
+#[derive(Clone, Debug)]
+pub struct PreparedCert {
+    pub pre_prepare: Signed<PrePrepare>,
+    pub prepares: Vec<Signed<Vote>>,
+}
+
+/// A pre-prepare and `q` matching commits from distinct validators: the batch is decided.
+#[derive(Clone, Debug)]
+pub struct CommitCert {
+    pub pre_prepare: Signed<PrePrepare>,
+    pub commits: Vec<Signed<Vote>>,
+}
+
+impl CommitCert {
+    pub fn seq(&self) -> Seq {
+        self.pre_prepare.value().seq
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ViewChange {
+    pub new_view: View,
+    pub stable: CheckpointCert,
+    pub prepared: Vec<PreparedCert>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewView {
+    pub view: View,
+    pub view_changes: Vec<Signed<ViewChange>>,
+    pub pre_prepares: Vec<Signed<PrePrepare>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateRequest {
+    /// The requester has executed everything up to and including this.
+    pub after: Seq,
+}
+
+/// Replica state at a checkpoint: the application's snapshot and the executed nonce per signer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub seq: Seq,
+    pub app_state: Vec<u8>,
+    pub nonces: BTreeMap<PublicKey, u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StateResponse {
+    pub snapshot: Option<(CheckpointCert, Snapshot)>,
+    pub decided: Vec<CommitCert>,
+}
+
+/// Every message the core receives from peers.
+#[derive(Clone, Debug)]
+pub enum Message {
+    Request(Request),
+    PrePrepare(PrePrepare),
+    Prepare(Vote),
+    Commit(Vote),
+    Checkpoint(Checkpoint),
+    ViewChange(ViewChange),
+    NewView(NewView),
+    StateRequest(StateRequest),
+    StateResponse(StateResponse),
+}
+
+impl Message {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Request(_) => Kind::Request,
+            Message::PrePrepare(_) => Kind::PrePrepare,
+            Message::Prepare(_) => Kind::Prepare,
+            Message::Commit(_) => Kind::Commit,
+            Message::Checkpoint(_) => Kind::Checkpoint,
+            Message::ViewChange(_) => Kind::ViewChange,
+            Message::NewView(_) => Kind::NewView,
+            Message::StateRequest(_) => Kind::StateRequest,
+            Message::StateResponse(_) => Kind::StateResponse,
+        }
+    }
+}
+
+/// Re-types a `Signed<Message>` whose variant has been matched, keeping the same envelope.
+pub fn retype<T>(signed: &Signed<Message>, value: T) -> Signed<T> {
+    Signed::from_verified(value, Arc::clone(signed.envelope()), signed.principal())
+}
+
+/// Digest of a batch: binds the exact request envelopes in order. The null batch (no requests) has
+/// a digest too, so gaps filled by a new primary are ordinary slots.
+pub fn batch_digest(batch: &[Signed<Request>]) -> Digest {
+    let ids: Vec<Digest> = batch.iter().map(|r| r.envelope().digest()).collect();
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(ids.len() + 1);
+    parts.push(b"batch");
+    parts.extend(ids.iter().map(|d| d.as_bytes().as_slice()));
+    Digest::of_parts(&parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_kind_name_is_a_prefix_of_another() {
+        // Signatures cover DOMAIN ++ kind ++ payload with no separator; this keeps that unambiguous.
+        for a in Kind::ALL {
+            for b in Kind::ALL {
+                if a != b {
+                    assert!(
+                        !b.name().starts_with(a.name()),
+                        "{} is a prefix of {}",
+                        a.name(),
+                        b.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_digest_depends_on_order_and_content() {
+        let k = Keypair::from_label("client");
+        let req = |n: u64| {
+            Signed::seal(
+                Request {
+                    nonce: n,
+                    operation: vec![n as u8],
+                },
+                Kind::Request,
+                |r| r.operation.clone(),
+                &k,
+                Principal::Requester,
+            )
+        };
+        let (a, b) = (req(1), req(2));
+        assert_ne!(
+            batch_digest(&[a.clone(), b.clone()]),
+            batch_digest(&[b.clone(), a.clone()])
+        );
+        assert_ne!(batch_digest(&[a.clone()]), batch_digest(&[]));
+        assert_eq!(batch_digest(&[a.clone(), b.clone()]), batch_digest(&[a, b]));
+    }
+}

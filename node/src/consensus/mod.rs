@@ -1,0 +1,25 @@
+//! The PBFT replica as a pure, deterministic state machine: no tokio, no tonic, no clock, no RNG,
+//! no I/O, no hash-ordered maps. `Replica::handle(Input) -> Vec<Action>` is the whole interface;
+//! see [`replica`] for the contract the runtime must honour.
+
+pub mod action;
+pub mod certificate;
+pub mod codec;
+pub mod config;
+pub mod message;
+pub mod replica;
+pub mod state_machine;
+pub mod types;
+
+pub use action::{Action, Decision, Input, Record, Timer, TimerKind};
+pub use certificate::CertError;
+pub use codec::Codec;
+pub use config::{ConfigError, Directory, ReplicaConfig};
+pub use message::{
+    batch_digest, Checkpoint, CheckpointCert, CommitCert, Envelope, Kind, Message, NewView,
+    PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, StateRequest, StateResponse,
+    ViewChange, Vote,
+};
+pub use replica::{state_digest, Replica, RestoreError, Status};
+pub use state_machine::{SnapshotError, StateMachine};
+pub use types::{Digest, ReplicaId, Seq, View};

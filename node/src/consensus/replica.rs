@@ -1,0 +1,1315 @@
+//! The PBFT replica (Castro & Liskov, OSDI '99) as a pure state machine.
+//!
+//! # Contract
+//!
+//! 1. The runtime calls [`Replica::handle`] with one [`Input`] at a time and performs the returned
+//!    [`Action`]s in order. Every `Persist` must be durable before any later `Send`/`Broadcast`
+//!    leaves the process; one fsync may cover all persists of one call.
+//! 2. Peer messages arrive as `Signed<Message>`: the edge verified the signature and resolved the
+//!    signer before decoding. The replica checks roles (only the primary pre-prepares), views,
+//!    watermarks and certificates, and drops anything else with a counted reason; it never panics
+//!    on peer input.
+//! 3. Normal case (§4.2): the primary of view `v` batches pending requests into
+//!    `PrePrepare(v, n, d, batch)` for `h < n <= h + L`. A backup accepts it if it is from the
+//!    primary, in the window, consistent with its vote guard, and has no conflicting pre-prepare;
+//!    it then persists a vote-guard record and broadcasts `Prepare(v, n, d)`. With the pre-prepare
+//!    and `q - 1` matching prepares from distinct backups a replica is *prepared*: it persists the
+//!    prepared certificate and broadcasts `Commit(v, n, d)`. With `q` matching commits the batch is
+//!    *committed*; committed batches execute strictly in sequence order and are delivered with
+//!    their commit certificate.
+//! 4. Requests carry a per-signer nonce. A request whose nonce is not above the signer's last
+//!    executed nonce is dropped at the door, and skipped at execution if a Byzantine primary
+//!    slipped it into a batch, so no request takes effect twice.
+//! 5. Checkpoints (§4.3): after executing a multiple of `K` the replica snapshots its state and
+//!    broadcasts `Checkpoint(n, state_digest)`. `q` matching checkpoints make it stable; the low
+//!    watermark `h` moves to `n` and everything at or below is garbage-collected.
+//! 6. View change (§4.4): a backup whose oldest pending request has not executed within the
+//!    request timer broadcasts `ViewChange(v + 1, stable checkpoint + proof, prepared
+//!    certificates)`. It stops accepting normal-case messages. Once `q` view changes for `v + 1`
+//!    are in, it arms the view-change timer; the new primary sends `NewView` with the view changes
+//!    and re-issued pre-prepares (null batches for gaps), which backups recompute and check. The
+//!    timeout doubles with every consecutive failed view and resets after progress. A replica that
+//!    sees `f + 1` view changes for higher views joins the smallest of them (§4.5.2).
+//! 7. Catch-up: a replica that learns it is behind (a stable checkpoint it has not reached, a
+//!    request timer firing) asks peers for decided batches; a commit certificate with `q` valid
+//!    signatures is proof enough, so one honest peer suffices. Far behind, it first installs the
+//!    peer's stable checkpoint snapshot, checked against the checkpoint certificate.
+//! 8. Restart: [`Replica::restore`] replays the persisted [`Record`]s. The vote guard makes sure
+//!    the restarted replica never signs a pre-prepare or prepare conflicting with one it signed
+//!    before, and a view change it sent is resent byte for byte.
+//!
+//! Timers are data ([`Timer`]); the runtime maps them to durations. Nothing here reads a clock,
+//! draws randomness, or iterates a hash map.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::crypto::{Keypair, PublicKey};
+
+use super::action::{Action, Decision, Input, Record, Timer, TimerKind};
+use super::certificate::{
+    check_batch, check_checkpoint_cert, check_commit_cert, check_view_change, NewViewPlan,
+};
+use super::codec::Codec;
+use super::config::{ConfigError, ReplicaConfig};
+use super::message::{
+    batch_digest, retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView,
+    PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, StateRequest, StateResponse,
+    ViewChange, Vote,
+};
+use super::state_machine::{SnapshotError, StateMachine};
+use super::types::{Digest, ReplicaId, Seq, View};
+
+/// A request's identity: who signed it and its nonce.
+type RequestId = (PublicKey, u64);
+
+/// Whether the replica is working in its view or trying to leave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Normal,
+    /// Sent a view change for the current `view` and waits for its new-view.
+    ViewChanging,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("stable checkpoint at {0} has no snapshot record")]
+    MissingSnapshot(Seq),
+    #[error("snapshot at {0} does not match its stable checkpoint digest")]
+    SnapshotMismatch(Seq),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// Per-sequence-number protocol state.
+#[derive(Default)]
+struct Slot {
+    /// View of the current voting round; votes from other views are not mixed in.
+    view: View,
+    pre_prepare: Option<Signed<PrePrepare>>,
+    prepares: BTreeMap<ReplicaId, Signed<Vote>>,
+    commits: BTreeMap<ReplicaId, Signed<Vote>>,
+    /// Prepared in the current round (commit sent).
+    prepared: bool,
+    /// Highest-view prepared certificate: survives view changes, reported in view changes.
+    prepared_cert: Option<PreparedCert>,
+    committed: Option<CommitCert>,
+}
+
+impl Slot {
+    fn enter_round(&mut self, view: View) {
+        if self.view != view {
+            self.view = view;
+            self.pre_prepare = None;
+            self.prepares.clear();
+            self.commits.clear();
+            self.prepared = false;
+        }
+    }
+}
+
+/// The PBFT replica. See the module documentation for the contract.
+pub struct Replica {
+    cfg: ReplicaConfig,
+    key: Keypair,
+    codec: Arc<dyn Codec>,
+    app: Box<dyn StateMachine>,
+    genesis: Digest,
+
+    view: View,
+    status: Status,
+    /// Consecutive views without progress; timers last `base << backoff`.
+    backoff: u32,
+
+    slots: BTreeMap<Seq, Slot>,
+    last_executed: Seq,
+    /// Next sequence number this replica assigns when primary.
+    next_seq: Seq,
+    /// Requests in batches this primary has proposed in the current view.
+    proposed: BTreeSet<RequestId>,
+    /// Vote guard: the digest this replica signed a pre-prepare or prepare for, per (view, seq).
+    guard: BTreeMap<(View, Seq), Digest>,
+
+    stable: CheckpointCert,
+    /// Own state at checkpoints at or above the stable one: (state digest, snapshot).
+    snapshots: BTreeMap<Seq, (Digest, Snapshot)>,
+    checkpoint_votes: BTreeMap<Seq, BTreeMap<ReplicaId, Signed<Checkpoint>>>,
+    /// Latest checkpoint seen from each replica beyond our window: f + 1 of them mean we are behind.
+    ahead: BTreeMap<ReplicaId, Seq>,
+    /// Last executed nonce per signer.
+    nonces: BTreeMap<PublicKey, u64>,
+
+    /// Requests waiting to execute, in arrival order.
+    pending: BTreeMap<u64, Signed<Request>>,
+    pending_ids: BTreeMap<RequestId, u64>,
+    arrivals: u64,
+
+    /// Latest view change from each replica (bounded: one per replica).
+    view_changes: BTreeMap<ReplicaId, Signed<ViewChange>>,
+    my_view_change: Option<Signed<ViewChange>>,
+    /// The new-view that started the current view (forwarded to replicas still changing view).
+    new_view: Option<Signed<NewView>>,
+
+    /// Timers currently armed, exactly as set; a firing that does not match is stale.
+    armed: BTreeMap<TimerKind, Timer>,
+    /// State transfer already requested for this `last_executed` (one probe per position).
+    state_requested: Option<Seq>,
+
+    dropped: BTreeMap<&'static str, u64>,
+    out: Vec<Action>,
+}
+
+/// Digest of the replicated state at `seq`: the application digest and the nonce table.
+pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, u64>) -> Digest {
+    let seq_bytes = seq.0.to_be_bytes();
+    let nonce_bytes: Vec<[u8; 8]> = nonces.values().map(|n| n.to_be_bytes()).collect();
+    let mut parts: Vec<&[u8]> = vec![b"state", &seq_bytes, app.as_bytes()];
+    for ((k, _), nb) in nonces.iter().zip(&nonce_bytes) {
+        parts.push(k.as_bytes());
+        parts.push(nb);
+    }
+    Digest::of_parts(&parts)
+}
+
+impl Replica {
+    /// A fresh replica at genesis.
+    pub fn new(
+        cfg: ReplicaConfig,
+        key: Keypair,
+        codec: Arc<dyn Codec>,
+        app: Box<dyn StateMachine>,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        if cfg.directory.validator_key(cfg.id) != Some(&key.public()) {
+            return Err(ConfigError::KeyMismatch(cfg.id.0));
+        }
+        let genesis = state_digest(Seq(0), app.digest(), &BTreeMap::new());
+        Ok(Self {
+            stable: CheckpointCert {
+                seq: Seq(0),
+                state_digest: genesis,
+                proof: Vec::new(),
+            },
+            cfg,
+            key,
+            codec,
+            app,
+            genesis,
+            view: View(0),
+            status: Status::Normal,
+            backoff: 0,
+            slots: BTreeMap::new(),
+            last_executed: Seq(0),
+            next_seq: Seq(1),
+            proposed: BTreeSet::new(),
+            guard: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            checkpoint_votes: BTreeMap::new(),
+            ahead: BTreeMap::new(),
+            nonces: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            pending_ids: BTreeMap::new(),
+            arrivals: 0,
+            view_changes: BTreeMap::new(),
+            my_view_change: None,
+            new_view: None,
+            armed: BTreeMap::new(),
+            state_requested: None,
+            dropped: BTreeMap::new(),
+            out: Vec::new(),
+        })
+    }
+
+    /// Rebuilds a replica from its persisted records (in the order they were persisted) and a
+    /// fresh application. Returns the actions the runtime must perform before anything else:
+    /// re-persisting checkpoints replay produced, resending a pending view change, timers.
+    /// Batches replayed from the decided log are executed again but not re-delivered.
+    pub fn restore(
+        cfg: ReplicaConfig,
+        key: Keypair,
+        codec: Arc<dyn Codec>,
+        app: Box<dyn StateMachine>,
+        records: &[Record],
+    ) -> Result<(Self, Vec<Action>), RestoreError> {
+        let mut r = Self::new(cfg, key, codec, app)?;
+        let mut snapshots = BTreeMap::new();
+        let mut prepared: BTreeMap<Seq, PreparedCert> = BTreeMap::new();
+        let mut committed: BTreeMap<Seq, CommitCert> = BTreeMap::new();
+        let mut max_pre_prepare: BTreeMap<View, Seq> = BTreeMap::new();
+        for rec in records {
+            match rec {
+                Record::Signed {
+                    pre_prepare,
+                    view,
+                    seq,
+                    digest,
+                } => {
+                    r.guard.insert((*view, *seq), *digest);
+                    if *pre_prepare {
+                        let e = max_pre_prepare.entry(*view).or_default();
+                        *e = (*e).max(*seq);
+                    }
+                }
+                Record::Prepared(c) => {
+                    let pp = c.pre_prepare.value();
+                    let newer = prepared
+                        .get(&pp.seq)
+                        .is_none_or(|old| old.pre_prepare.value().view < pp.view);
+                    if newer {
+                        prepared.insert(pp.seq, c.clone());
+                    }
+                }
+                Record::Committed(c) => {
+                    committed.insert(c.seq(), c.clone());
+                }
+                Record::Snapshot(s) => {
+                    snapshots.insert(s.seq, s.clone());
+                }
+                Record::Stable(c) => {
+                    if c.seq > r.stable.seq {
+                        r.stable = c.clone();
+                    }
+                }
+                Record::ViewChange(vc) => {
+                    if vc.value().new_view >= r.view {
+                        r.view = vc.value().new_view;
+                        r.status = Status::ViewChanging;
+                        r.my_view_change = Some(vc.clone());
+                    }
+                }
+                Record::EnteredView(v) => {
+                    if *v >= r.view {
+                        r.view = *v;
+                        r.status = Status::Normal;
+                        r.my_view_change = None;
+                    }
+                }
+            }
+        }
+        let stable_seq = r.stable.seq;
+        if stable_seq > Seq(0) {
+            let snap = snapshots
+                .remove(&stable_seq)
+                .ok_or(RestoreError::MissingSnapshot(stable_seq))?;
+            let digest = state_digest(
+                snap.seq,
+                r.app.snapshot_digest(&snap.app_state)?,
+                &snap.nonces,
+            );
+            if digest != r.stable.state_digest {
+                return Err(RestoreError::SnapshotMismatch(stable_seq));
+            }
+            r.app.restore(&snap.app_state)?;
+            r.nonces = snap.nonces.clone();
+            r.last_executed = stable_seq;
+            r.snapshots.insert(stable_seq, (digest, snap));
+        }
+        for (seq, cert) in prepared.into_iter().filter(|(s, _)| *s > stable_seq) {
+            r.slots.entry(seq).or_default().prepared_cert = Some(cert);
+        }
+        for (seq, cert) in committed.into_iter().filter(|(s, _)| *s > stable_seq) {
+            r.slots.entry(seq).or_default().committed = Some(cert);
+        }
+        let last_signed = max_pre_prepare.get(&r.view).copied().unwrap_or_default();
+        r.try_execute();
+        r.next_seq = last_signed.max(r.last_executed).next();
+        if let Some(vc) = &r.my_view_change {
+            r.view_changes.insert(r.cfg.id, vc.clone());
+            r.out.push(Action::Broadcast(Arc::clone(vc.envelope())));
+        }
+        let actions = std::mem::take(&mut r.out)
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Deliver(_)))
+            .collect();
+        Ok((r, actions))
+    }
+
+    // ----- accessors -------------------------------------------------------------------------
+
+    pub fn id(&self) -> ReplicaId {
+        self.cfg.id
+    }
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.cfg
+    }
+    pub fn view(&self) -> View {
+        self.view
+    }
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    pub fn last_executed(&self) -> Seq {
+        self.last_executed
+    }
+    pub fn stable_checkpoint(&self) -> &CheckpointCert {
+        &self.stable
+    }
+    pub fn genesis_digest(&self) -> Digest {
+        self.genesis
+    }
+    pub fn is_primary(&self) -> bool {
+        self.cfg.primary(self.view) == self.cfg.id
+    }
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+    pub fn app(&self) -> &dyn StateMachine {
+        self.app.as_ref()
+    }
+    /// Dropped inputs by reason (for metrics and the simulator's report).
+    pub fn dropped(&self) -> &BTreeMap<&'static str, u64> {
+        &self.dropped
+    }
+
+    // ----- entry point -----------------------------------------------------------------------
+
+    /// Handles one input; returns what the runtime must do, in order.
+    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        match input {
+            Input::ClientRequest(r) => self.on_request(r, true),
+            Input::Message(m) => self.on_message(m),
+            Input::Timeout(t) => self.on_timeout(t),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn drop_input(&mut self, reason: &'static str) {
+        *self.dropped.entry(reason).or_default() += 1;
+    }
+
+    fn on_message(&mut self, m: Signed<Message>) {
+        if let Message::Request(r) = m.value() {
+            let r = retype(&m, r.clone());
+            return self.on_request(r, false);
+        }
+        let Some(from) = m.validator() else {
+            return self.drop_input("protocol message from a non-validator");
+        };
+        if from == self.cfg.id {
+            return self.drop_input("own message echoed back");
+        }
+        match m.value() {
+            Message::Request(_) => {}
+            Message::PrePrepare(pp) => self.on_pre_prepare(retype(&m, pp.clone()), from),
+            Message::Prepare(v) => self.on_vote(Kind::Prepare, retype(&m, *v), from),
+            Message::Commit(v) => self.on_vote(Kind::Commit, retype(&m, *v), from),
+            Message::Checkpoint(c) => self.on_checkpoint(retype(&m, *c), from),
+            Message::ViewChange(vc) => self.on_view_change(retype(&m, vc.clone()), from),
+            Message::NewView(nv) => self.on_new_view(retype(&m, nv.clone()), from),
+            Message::StateRequest(r) => self.on_state_request(*r, from),
+            Message::StateResponse(r) => self.on_state_response(r.clone(), from),
+        }
+    }
+
+    // ----- sealing and small helpers ---------------------------------------------------------
+
+    fn me(&self) -> Principal {
+        Principal::Validator(self.cfg.id)
+    }
+
+    fn seal_vote(&self, kind: Kind, vote: Vote) -> Signed<Vote> {
+        let codec = Arc::clone(&self.codec);
+        Signed::seal(vote, kind, |v| codec.encode_vote(v), &self.key, self.me())
+    }
+
+    fn seal_pre_prepare(&self, pp: PrePrepare) -> Signed<PrePrepare> {
+        let codec = Arc::clone(&self.codec);
+        Signed::seal(
+            pp,
+            Kind::PrePrepare,
+            |v| codec.encode_pre_prepare(v),
+            &self.key,
+            self.me(),
+        )
+    }
+
+    fn in_window(&self, seq: Seq) -> bool {
+        seq > self.stable.seq && seq.0 <= self.stable.seq.0 + self.cfg.window
+    }
+
+    fn persist(&mut self, record: Record) {
+        self.out.push(Action::Persist(record));
+    }
+
+    fn broadcast<T>(&mut self, signed: &Signed<T>) {
+        self.out
+            .push(Action::Broadcast(Arc::clone(signed.envelope())));
+    }
+
+    fn set_timer(&mut self, kind: TimerKind) {
+        let t = Timer {
+            kind,
+            view: self.view,
+            backoff: self.backoff,
+        };
+        self.armed.insert(kind, t);
+        self.out.push(Action::SetTimer(t));
+    }
+
+    fn cancel_timer(&mut self, kind: TimerKind) {
+        if self.armed.remove(&kind).is_some() {
+            self.out.push(Action::CancelTimer(kind));
+        }
+    }
+
+    /// The request timer runs while requests wait, on backups and on any replica changing view
+    /// (where it paces state probes and view-change retransmission).
+    fn arm_request_timer(&mut self, restart: bool) {
+        let wants =
+            !self.pending.is_empty() && (self.status == Status::ViewChanging || !self.is_primary());
+        if !wants {
+            self.cancel_timer(TimerKind::Request);
+        } else if restart || !self.armed.contains_key(&TimerKind::Request) {
+            self.set_timer(TimerKind::Request);
+        }
+    }
+
+    /// Asks every peer for decided batches after `last_executed`, once per position.
+    fn request_state(&mut self) {
+        if self.state_requested == Some(self.last_executed) {
+            return;
+        }
+        self.state_requested = Some(self.last_executed);
+        let req = StateRequest {
+            after: self.last_executed,
+        };
+        let codec = Arc::clone(&self.codec);
+        let signed = Signed::seal(
+            req,
+            Kind::StateRequest,
+            |v| codec.encode_state_request(v),
+            &self.key,
+            self.me(),
+        );
+        self.broadcast(&signed);
+    }
+
+    // ----- requests --------------------------------------------------------------------------
+
+    fn on_request(&mut self, r: Signed<Request>, from_client: bool) {
+        let id = (*r.signer(), r.value().nonce);
+        if id.1 <= self.nonces.get(&id.0).copied().unwrap_or(0) {
+            return self.drop_input("request nonce already executed");
+        }
+        if self.pending_ids.contains_key(&id) {
+            return self.drop_input("request already pending");
+        }
+        if self.pending.len() >= self.cfg.max_pending {
+            return self.drop_input("pending queue full");
+        }
+        self.arrivals += 1;
+        self.pending_ids.insert(id, self.arrivals);
+        self.pending.insert(self.arrivals, r.clone());
+        if from_client {
+            self.broadcast(&r);
+        }
+        self.arm_request_timer(false);
+        self.try_propose();
+    }
+
+    /// The primary proposes batches while it has unproposed requests, room in the window and
+    /// fewer than `max_inflight_batches` unexecuted batches. Batching falls out of pipelining:
+    /// requests that arrive while the pipeline is full wait and go together in the next batch.
+    fn try_propose(&mut self) {
+        if self.status != Status::Normal || !self.is_primary() {
+            return;
+        }
+        loop {
+            let inflight = self.next_seq.0.saturating_sub(self.last_executed.0 + 1);
+            if !self.in_window(self.next_seq) || inflight >= self.cfg.max_inflight_batches {
+                return;
+            }
+            let batch: Vec<Signed<Request>> = self
+                .pending
+                .values()
+                .filter(|r| !self.proposed.contains(&(*r.signer(), r.value().nonce)))
+                .take(self.cfg.max_batch)
+                .cloned()
+                .collect();
+            if batch.is_empty() {
+                return;
+            }
+            for r in &batch {
+                self.proposed.insert((*r.signer(), r.value().nonce));
+            }
+            let seq = self.next_seq;
+            self.next_seq = seq.next();
+            let digest = batch_digest(&batch);
+            let pp = PrePrepare {
+                view: self.view,
+                seq,
+                digest,
+                batch,
+            };
+            self.guard.insert((self.view, seq), digest);
+            self.persist(Record::Signed {
+                pre_prepare: true,
+                view: self.view,
+                seq,
+                digest,
+            });
+            let signed = self.seal_pre_prepare(pp);
+            self.broadcast(&signed);
+            let view = self.view;
+            let slot = self.slots.entry(seq).or_default();
+            slot.enter_round(view);
+            slot.pre_prepare = Some(signed);
+            self.check_prepared(seq);
+        }
+    }
+
+    // ----- normal case -----------------------------------------------------------------------
+
+    fn on_pre_prepare(&mut self, pp: Signed<PrePrepare>, from: ReplicaId) {
+        let v = pp.value();
+        if self.status != Status::Normal {
+            return self.drop_input("pre-prepare during view change");
+        }
+        if v.view != self.view {
+            return self.drop_input("pre-prepare for another view");
+        }
+        if from != self.cfg.primary(v.view) {
+            return self.drop_input("pre-prepare not from the primary");
+        }
+        if !self.in_window(v.seq) {
+            return self.drop_input("pre-prepare outside the window");
+        }
+        if check_batch(&self.cfg, v).is_err() {
+            return self.drop_input("pre-prepare with an invalid batch");
+        }
+        let (view, seq, digest) = (v.view, v.seq, v.digest);
+        if self.guard.get(&(view, seq)).is_some_and(|d| *d != digest) {
+            return self.drop_input("pre-prepare conflicts with the vote guard");
+        }
+        let slot = self.slots.entry(seq).or_default();
+        slot.enter_round(view);
+        if let Some(existing) = &slot.pre_prepare {
+            let reason = if existing.value().digest == digest {
+                "duplicate pre-prepare"
+            } else {
+                "equivocating pre-prepare"
+            };
+            return self.drop_input(reason);
+        }
+        slot.pre_prepare = Some(pp);
+        self.send_prepare(view, seq, digest);
+        self.check_prepared(seq);
+    }
+
+    /// Guards, persists and broadcasts this backup's prepare, and counts it.
+    fn send_prepare(&mut self, view: View, seq: Seq, digest: Digest) {
+        if self.guard.insert((view, seq), digest).is_none() {
+            self.persist(Record::Signed {
+                pre_prepare: false,
+                view,
+                seq,
+                digest,
+            });
+        }
+        let signed = self.seal_vote(Kind::Prepare, Vote { view, seq, digest });
+        self.broadcast(&signed);
+        let me = self.cfg.id;
+        if let Some(slot) = self.slots.get_mut(&seq) {
+            slot.prepares.insert(me, signed);
+        }
+    }
+
+    fn on_vote(&mut self, kind: Kind, vote: Signed<Vote>, from: ReplicaId) {
+        let v = *vote.value();
+        if self.status != Status::Normal {
+            return self.drop_input("vote during view change");
+        }
+        if v.view != self.view {
+            return self.drop_input("vote for another view");
+        }
+        if !self.in_window(v.seq) {
+            return self.drop_input("vote outside the window");
+        }
+        if kind == Kind::Prepare && from == self.cfg.primary(v.view) {
+            return self.drop_input("prepare from the primary");
+        }
+        let slot = self.slots.entry(v.seq).or_default();
+        slot.enter_round(v.view);
+        let votes = if kind == Kind::Prepare {
+            &mut slot.prepares
+        } else {
+            &mut slot.commits
+        };
+        if votes.contains_key(&from) {
+            return self.drop_input("duplicate vote");
+        }
+        votes.insert(from, vote);
+        if kind == Kind::Prepare {
+            self.check_prepared(v.seq);
+        } else {
+            self.check_committed(v.seq);
+        }
+    }
+
+    /// Pre-prepare plus `q - 1` matching prepares from distinct backups: persist the prepared
+    /// certificate, then commit.
+    fn check_prepared(&mut self, seq: Seq) {
+        let q = self.cfg.quorum();
+        let primary = self.cfg.primary(self.view);
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        let Some(pp) = slot.pre_prepare.clone() else {
+            return;
+        };
+        if slot.prepared {
+            return;
+        }
+        let d = pp.value().digest;
+        let prepares: Vec<Signed<Vote>> = slot
+            .prepares
+            .iter()
+            .filter(|(id, v)| **id != primary && v.value().digest == d)
+            .map(|(_, v)| v.clone())
+            .take(q - 1)
+            .collect();
+        if 1 + prepares.len() < q {
+            return;
+        }
+        let cert = PreparedCert {
+            pre_prepare: pp.clone(),
+            prepares,
+        };
+        slot.prepared = true;
+        slot.prepared_cert = Some(cert.clone());
+        self.persist(Record::Prepared(cert));
+        let (view, seq) = (pp.value().view, pp.value().seq);
+        let commit = self.seal_vote(
+            Kind::Commit,
+            Vote {
+                view,
+                seq,
+                digest: d,
+            },
+        );
+        self.broadcast(&commit);
+        let me = self.cfg.id;
+        if let Some(slot) = self.slots.get_mut(&seq) {
+            slot.commits.insert(me, commit);
+        }
+        self.check_committed(seq);
+    }
+
+    fn check_committed(&mut self, seq: Seq) {
+        let q = self.cfg.quorum();
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        if !slot.prepared || slot.committed.is_some() {
+            return;
+        }
+        let Some(pp) = slot.pre_prepare.clone() else {
+            return;
+        };
+        let d = pp.value().digest;
+        let commits: Vec<Signed<Vote>> = slot
+            .commits
+            .values()
+            .filter(|v| v.value().digest == d)
+            .take(q)
+            .cloned()
+            .collect();
+        if commits.len() < q {
+            return;
+        }
+        let cert = CommitCert {
+            pre_prepare: pp,
+            commits,
+        };
+        slot.committed = Some(cert.clone());
+        self.persist(Record::Committed(cert));
+        self.try_execute();
+    }
+
+    /// Executes committed batches in sequence order.
+    fn try_execute(&mut self) {
+        let mut progressed = false;
+        while let Some(cert) = self
+            .slots
+            .get(&self.last_executed.next())
+            .and_then(|s| s.committed.clone())
+        {
+            self.execute(cert);
+            progressed = true;
+        }
+        if progressed {
+            self.backoff = 0;
+            self.arm_request_timer(true);
+            self.try_propose();
+        }
+    }
+
+    fn execute(&mut self, cert: CommitCert) {
+        let seq = cert.seq();
+        let mut executed = Vec::new();
+        for r in &cert.pre_prepare.value().batch {
+            let (signer, nonce) = (*r.signer(), r.value().nonce);
+            let last = self.nonces.entry(signer).or_insert(0);
+            if nonce <= *last {
+                // A duplicate a Byzantine primary slipped in: skipped identically everywhere.
+                continue;
+            }
+            *last = nonce;
+            self.app.apply(seq, r);
+            executed.push(r.clone());
+            // Everything this signer had pending at or below this nonce is now stale.
+            let stale: Vec<RequestId> = self
+                .pending_ids
+                .range((signer, 0)..=(signer, nonce))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in stale {
+                if let Some(arrival) = self.pending_ids.remove(&id) {
+                    self.pending.remove(&arrival);
+                }
+                self.proposed.remove(&id);
+            }
+        }
+        self.last_executed = seq;
+        self.out.push(Action::Deliver(Decision {
+            seq,
+            certificate: cert,
+            executed,
+        }));
+        if seq.0 % self.cfg.checkpoint_interval == 0 {
+            self.take_checkpoint(seq);
+        }
+    }
+
+    // ----- checkpoints -----------------------------------------------------------------------
+
+    fn take_checkpoint(&mut self, seq: Seq) {
+        let digest = state_digest(seq, self.app.digest(), &self.nonces);
+        let snap = Snapshot {
+            seq,
+            app_state: self.app.snapshot(),
+            nonces: self.nonces.clone(),
+        };
+        self.snapshots.insert(seq, (digest, snap.clone()));
+        self.persist(Record::Snapshot(snap));
+        let cp = Checkpoint {
+            seq,
+            state_digest: digest,
+        };
+        let codec = Arc::clone(&self.codec);
+        let signed = Signed::seal(
+            cp,
+            Kind::Checkpoint,
+            |v| codec.encode_checkpoint(v),
+            &self.key,
+            self.me(),
+        );
+        self.broadcast(&signed);
+        self.checkpoint_votes
+            .entry(seq)
+            .or_default()
+            .insert(self.cfg.id, signed);
+        self.check_stable(seq);
+    }
+
+    fn on_checkpoint(&mut self, cp: Signed<Checkpoint>, from: ReplicaId) {
+        let seq = cp.value().seq;
+        if seq <= self.stable.seq {
+            return self.drop_input("stale checkpoint");
+        }
+        if seq.0 % self.cfg.checkpoint_interval != 0 {
+            return self.drop_input("checkpoint off the interval");
+        }
+        if !self.in_window(seq) {
+            // Beyond our window: f + 1 such replicas mean at least one honest one is ahead.
+            self.ahead.insert(from, seq);
+            let ahead = self
+                .ahead
+                .values()
+                .filter(|s| **s > self.stable.seq)
+                .count();
+            if ahead > self.cfg.f() {
+                self.request_state();
+            }
+            return;
+        }
+        self.checkpoint_votes
+            .entry(seq)
+            .or_default()
+            .insert(from, cp);
+        self.check_stable(seq);
+    }
+
+    fn check_stable(&mut self, seq: Seq) {
+        if seq <= self.stable.seq {
+            return;
+        }
+        let Some(votes) = self.checkpoint_votes.get(&seq) else {
+            return;
+        };
+        let mut by_digest: BTreeMap<Digest, Vec<Signed<Checkpoint>>> = BTreeMap::new();
+        for v in votes.values() {
+            by_digest
+                .entry(v.value().state_digest)
+                .or_default()
+                .push(v.clone());
+        }
+        let q = self.cfg.quorum();
+        let Some((digest, proof)) = by_digest.into_iter().find(|(_, v)| v.len() >= q) else {
+            return;
+        };
+        let cert = CheckpointCert {
+            seq,
+            state_digest: digest,
+            proof: proof.into_iter().take(q).collect(),
+        };
+        match self.snapshots.get(&seq) {
+            Some((mine, _)) if *mine == digest => self.make_stable(cert),
+            Some(_) => {
+                // A quorum disagrees with our own state: we diverged; refetch.
+                self.drop_input("own checkpoint digest differs from a quorum");
+                self.request_state();
+            }
+            None => self.request_state(),
+        }
+    }
+
+    /// Moves the low watermark to `cert.seq` and discards everything at or below it.
+    fn make_stable(&mut self, cert: CheckpointCert) {
+        let s = cert.seq;
+        self.stable = cert.clone();
+        self.persist(Record::Stable(cert));
+        self.slots.retain(|seq, _| *seq > s);
+        self.snapshots.retain(|seq, _| *seq >= s);
+        self.checkpoint_votes.retain(|seq, _| *seq > s);
+        self.guard.retain(|(_, seq), _| *seq > s);
+        self.ahead.retain(|_, seq| *seq > s);
+        self.try_propose();
+    }
+
+    // ----- state transfer --------------------------------------------------------------------
+
+    fn on_state_request(&mut self, req: StateRequest, from: ReplicaId) {
+        if req.after >= self.last_executed {
+            return;
+        }
+        let mut start = req.after;
+        let mut snapshot = None;
+        if req.after < self.stable.seq {
+            if let Some((_, snap)) = self.snapshots.get(&self.stable.seq) {
+                snapshot = Some((self.stable.clone(), snap.clone()));
+                start = self.stable.seq;
+            }
+        }
+        let mut decided = Vec::new();
+        let mut s = start.next();
+        while s <= self.last_executed && decided.len() < self.cfg.max_transfer_batches {
+            match self.slots.get(&s).and_then(|slot| slot.committed.clone()) {
+                Some(c) => decided.push(c),
+                None => break,
+            }
+            s = s.next();
+        }
+        if snapshot.is_none() && decided.is_empty() {
+            return;
+        }
+        let resp = StateResponse { snapshot, decided };
+        let codec = Arc::clone(&self.codec);
+        let signed = Signed::seal(
+            resp,
+            Kind::StateResponse,
+            |v| codec.encode_state_response(v),
+            &self.key,
+            self.me(),
+        );
+        self.out.push(Action::Send {
+            to: from,
+            envelope: Arc::clone(signed.envelope()),
+        });
+    }
+
+    fn on_state_response(&mut self, resp: StateResponse, from: ReplicaId) {
+        if let Some((cert, snap)) = resp.snapshot {
+            if cert.seq > self.last_executed && cert.seq > self.stable.seq {
+                if let Err(reason) = self.install_snapshot(cert, snap) {
+                    return self.drop_input(reason);
+                }
+            }
+        }
+        let full = resp.decided.len() >= self.cfg.max_transfer_batches;
+        for cert in resp.decided {
+            let seq = cert.seq();
+            if seq <= self.last_executed {
+                continue;
+            }
+            if seq != self.last_executed.next() {
+                break;
+            }
+            if check_commit_cert(&self.cfg, &cert).is_err() {
+                return self.drop_input("state transfer with an invalid commit certificate");
+            }
+            self.slots.entry(seq).or_default().committed = Some(cert.clone());
+            self.persist(Record::Committed(cert));
+            self.try_execute();
+        }
+        self.state_requested = None;
+        if full {
+            let req = StateRequest {
+                after: self.last_executed,
+            };
+            let codec = Arc::clone(&self.codec);
+            let signed = Signed::seal(
+                req,
+                Kind::StateRequest,
+                |v| codec.encode_state_request(v),
+                &self.key,
+                self.me(),
+            );
+            self.out.push(Action::Send {
+                to: from,
+                envelope: Arc::clone(signed.envelope()),
+            });
+        }
+    }
+
+    /// Installs a peer's checkpoint snapshot after checking it against the certificate.
+    fn install_snapshot(
+        &mut self,
+        cert: CheckpointCert,
+        snap: Snapshot,
+    ) -> Result<(), &'static str> {
+        check_checkpoint_cert(&self.cfg, &cert, self.genesis)
+            .map_err(|_| "state transfer with an invalid checkpoint certificate")?;
+        if snap.seq != cert.seq {
+            return Err("state transfer snapshot for another sequence number");
+        }
+        let app_digest = self
+            .app
+            .snapshot_digest(&snap.app_state)
+            .map_err(|_| "state transfer snapshot does not decode")?;
+        let digest = state_digest(snap.seq, app_digest, &snap.nonces);
+        if digest != cert.state_digest {
+            return Err("state transfer snapshot does not match its certificate");
+        }
+        self.app
+            .restore(&snap.app_state)
+            .map_err(|_| "state transfer snapshot does not restore")?;
+        self.nonces = snap.nonces.clone();
+        self.last_executed = snap.seq;
+        let stale: Vec<(RequestId, u64)> = self
+            .pending_ids
+            .iter()
+            .filter(|((k, n), _)| *n <= self.nonces.get(k).copied().unwrap_or(0))
+            .map(|(id, a)| (*id, *a))
+            .collect();
+        for (id, arrival) in stale {
+            self.pending_ids.remove(&id);
+            self.pending.remove(&arrival);
+            self.proposed.remove(&id);
+        }
+        self.snapshots.insert(snap.seq, (digest, snap.clone()));
+        self.persist(Record::Snapshot(snap));
+        self.out.push(Action::Restored {
+            seq: cert.seq,
+            state_digest: digest,
+        });
+        self.make_stable(cert);
+        self.backoff = 0;
+        self.arm_request_timer(true);
+        self.try_execute();
+        Ok(())
+    }
+
+    // ----- view change -----------------------------------------------------------------------
+
+    fn on_timeout(&mut self, t: Timer) {
+        if self.armed.get(&t.kind) != Some(&t) {
+            return self.drop_input("stale timer");
+        }
+        self.armed.remove(&t.kind);
+        match t.kind {
+            TimerKind::Request => {
+                // Maybe we are simply behind: ask for state before blaming the primary.
+                self.state_requested = None;
+                self.request_state();
+                match self.status {
+                    Status::Normal if !self.pending.is_empty() => {
+                        self.backoff = self.backoff.saturating_add(1);
+                        self.start_view_change(self.view.next());
+                    }
+                    Status::Normal => {}
+                    Status::ViewChanging => {
+                        // Peers may have missed it; those already past this view answer with
+                        // their new-view.
+                        if let Some(vc) = self.my_view_change.clone() {
+                            self.broadcast(&vc);
+                        }
+                        self.arm_request_timer(true);
+                    }
+                }
+            }
+            TimerKind::ViewChange => {
+                self.backoff = self.backoff.saturating_add(1);
+                self.start_view_change(self.view.next());
+            }
+        }
+    }
+
+    fn start_view_change(&mut self, target: View) {
+        if target <= self.view {
+            return;
+        }
+        self.view = target;
+        self.status = Status::ViewChanging;
+        self.cancel_timer(TimerKind::ViewChange);
+        self.proposed.clear();
+        let stable_seq = self.stable.seq;
+        let prepared: Vec<PreparedCert> = self
+            .slots
+            .range(stable_seq.next()..)
+            .filter_map(|(_, s)| s.prepared_cert.clone())
+            .collect();
+        let vc = ViewChange {
+            new_view: target,
+            stable: self.stable.clone(),
+            prepared,
+        };
+        let codec = Arc::clone(&self.codec);
+        let signed = Signed::seal(
+            vc,
+            Kind::ViewChange,
+            |v| codec.encode_view_change(v),
+            &self.key,
+            self.me(),
+        );
+        self.persist(Record::ViewChange(signed.clone()));
+        self.broadcast(&signed);
+        self.view_changes.insert(self.cfg.id, signed.clone());
+        self.my_view_change = Some(signed);
+        self.arm_request_timer(true);
+        self.view_change_progress();
+    }
+
+    fn on_view_change(&mut self, vc: Signed<ViewChange>, from: ReplicaId) {
+        if check_view_change(&self.cfg, vc.value(), self.genesis).is_err() {
+            return self.drop_input("invalid view change");
+        }
+        let w = vc.value().new_view;
+        if w < self.view || (w == self.view && self.status == Status::Normal) {
+            // The sender is behind us: the new-view that started our view brings it along.
+            if let Some(nv) = &self.new_view {
+                self.out.push(Action::Send {
+                    to: from,
+                    envelope: Arc::clone(nv.envelope()),
+                });
+            }
+            return;
+        }
+        if self
+            .view_changes
+            .get(&from)
+            .is_some_and(|old| old.value().new_view >= w)
+        {
+            return self.drop_input("duplicate or older view change");
+        }
+        self.view_changes.insert(from, vc);
+        // §4.5.2: f + 1 view changes for higher views include an honest one; join the smallest.
+        let me = self.cfg.id;
+        let higher: Vec<View> = self
+            .view_changes
+            .iter()
+            .filter(|(id, v)| **id != me && v.value().new_view > self.view)
+            .map(|(_, v)| v.value().new_view)
+            .collect();
+        if higher.len() > self.cfg.f() {
+            if let Some(min) = higher.iter().min().copied() {
+                self.start_view_change(min);
+                return;
+            }
+        }
+        self.view_change_progress();
+    }
+
+    /// With `q` view changes for our target view: arm the view-change timer, and if we are its
+    /// primary, send the new-view.
+    fn view_change_progress(&mut self) {
+        if self.status != Status::ViewChanging {
+            return;
+        }
+        let view = self.view;
+        let vcs: Vec<Signed<ViewChange>> = self
+            .view_changes
+            .values()
+            .filter(|v| v.value().new_view == view)
+            .take(self.cfg.quorum())
+            .cloned()
+            .collect();
+        if vcs.len() < self.cfg.quorum() {
+            return;
+        }
+        if !self.armed.contains_key(&TimerKind::ViewChange) {
+            self.set_timer(TimerKind::ViewChange);
+        }
+        if self.is_primary() {
+            self.send_new_view(vcs);
+        }
+    }
+
+    fn send_new_view(&mut self, vcs: Vec<Signed<ViewChange>>) {
+        let Some(plan) = NewViewPlan::compute(&vcs) else {
+            return;
+        };
+        let view = self.view;
+        let conflict = plan.slots.iter().any(|(seq, batch)| {
+            self.guard
+                .get(&(view, *seq))
+                .is_some_and(|d| *d != batch_digest(batch))
+        });
+        if conflict {
+            // Only after a restart mid-view-change with a different view-change set; signing
+            // would equivocate, so let this view time out instead.
+            return self.drop_input("new-view would conflict with the vote guard");
+        }
+        let mut pre_prepares = Vec::with_capacity(plan.slots.len());
+        for (seq, batch) in &plan.slots {
+            let digest = batch_digest(batch);
+            if self.guard.insert((view, *seq), digest).is_none() {
+                self.persist(Record::Signed {
+                    pre_prepare: true,
+                    view,
+                    seq: *seq,
+                    digest,
+                });
+            }
+            pre_prepares.push(self.seal_pre_prepare(PrePrepare {
+                view,
+                seq: *seq,
+                digest,
+                batch: batch.clone(),
+            }));
+        }
+        let nv = NewView {
+            view,
+            view_changes: vcs,
+            pre_prepares,
+        };
+        let codec = Arc::clone(&self.codec);
+        let signed = Signed::seal(
+            nv,
+            Kind::NewView,
+            |v| codec.encode_new_view(v),
+            &self.key,
+            self.me(),
+        );
+        self.broadcast(&signed);
+        self.enter_view(signed, plan);
+    }
+
+    fn on_new_view(&mut self, nv: Signed<NewView>, from: ReplicaId) {
+        let v = nv.value().view;
+        if v < self.view || (v == self.view && self.status == Status::Normal) {
+            return self.drop_input("stale new-view");
+        }
+        if from != self.cfg.primary(v) {
+            return self.drop_input("new-view not from the new primary");
+        }
+        match self.check_new_view(nv.value(), from) {
+            Ok(plan) => self.enter_view(nv, plan),
+            Err(reason) => self.drop_input(reason),
+        }
+    }
+
+    /// Recomputes the new primary's plan from the view changes it included and checks that its
+    /// pre-prepares are exactly that plan (PBFT §4.4).
+    fn check_new_view(
+        &self,
+        nv: &NewView,
+        primary: ReplicaId,
+    ) -> Result<NewViewPlan, &'static str> {
+        let mut senders = BTreeSet::new();
+        for vc in &nv.view_changes {
+            let id = vc.validator().ok_or("new-view includes a non-validator")?;
+            if vc.value().new_view != nv.view {
+                return Err("new-view includes a view change for another view");
+            }
+            check_view_change(&self.cfg, vc.value(), self.genesis)
+                .map_err(|_| "new-view includes an invalid view change")?;
+            senders.insert(id);
+        }
+        if senders.len() < self.cfg.quorum() {
+            return Err("new-view without a quorum of view changes");
+        }
+        let plan = NewViewPlan::compute(&nv.view_changes).ok_or("new-view without view changes")?;
+        if plan.slots.len() != nv.pre_prepares.len() {
+            return Err("new-view pre-prepares differ from the recomputed plan");
+        }
+        for ((seq, batch), pp) in plan.slots.iter().zip(&nv.pre_prepares) {
+            let p = pp.value();
+            let consistent = pp.validator() == Some(primary)
+                && p.view == nv.view
+                && p.seq == *seq
+                && p.digest == batch_digest(batch)
+                && check_batch(&self.cfg, p).is_ok();
+            if !consistent {
+                return Err("new-view pre-prepares differ from the recomputed plan");
+            }
+            if self
+                .guard
+                .get(&(p.view, p.seq))
+                .is_some_and(|d| *d != p.digest)
+            {
+                return Err("new-view conflicts with the vote guard");
+            }
+        }
+        Ok(plan)
+    }
+
+    fn enter_view(&mut self, nv: Signed<NewView>, plan: NewViewPlan) {
+        let view = nv.value().view;
+        self.view = view;
+        self.status = Status::Normal;
+        self.cancel_timer(TimerKind::ViewChange);
+        self.persist(Record::EnteredView(view));
+        self.view_changes.retain(|_, vc| vc.value().new_view > view);
+        self.my_view_change = None;
+        self.proposed.clear();
+        if plan.min_s > self.stable.seq {
+            match self.snapshots.get(&plan.min_s) {
+                Some((d, _)) if *d == plan.checkpoint.state_digest => {
+                    self.make_stable(plan.checkpoint.clone())
+                }
+                _ => {
+                    self.state_requested = None;
+                    self.request_state();
+                }
+            }
+        }
+        let primary = self.is_primary();
+        let mut max_seq = plan.min_s;
+        for pp in &nv.value().pre_prepares {
+            let (seq, digest) = (pp.value().seq, pp.value().digest);
+            max_seq = max_seq.max(seq);
+            if !self.in_window(seq) {
+                continue;
+            }
+            if primary {
+                for r in &pp.value().batch {
+                    self.proposed.insert((*r.signer(), r.value().nonce));
+                }
+            }
+            let slot = self.slots.entry(seq).or_default();
+            slot.enter_round(view);
+            slot.pre_prepare = Some(pp.clone());
+            if !primary {
+                self.send_prepare(view, seq, digest);
+            }
+            self.check_prepared(seq);
+        }
+        self.new_view = Some(nv);
+        self.next_seq = max_seq.max(self.last_executed).next();
+        self.arm_request_timer(true);
+        self.try_propose();
+    }
+}

@@ -1,0 +1,24 @@
+//! The replicated application the core executes committed requests against (the governance
+//! ledger in the node, a hash chain in the simulator). It must be deterministic: the same requests
+//! in the same order give the same digest on every replica.
+
+use super::message::{Request, Signed};
+use super::types::{Digest, Seq};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot rejected: {0}")]
+pub struct SnapshotError(pub String);
+
+pub trait StateMachine: Send {
+    /// Applies one committed, authenticated, non-duplicate request.
+    fn apply(&mut self, seq: Seq, request: &Signed<Request>);
+    /// Digest of the current state; feeds the checkpoint's state digest.
+    fn digest(&self) -> Digest;
+    /// Serialises the current state.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Digest the state would have after restoring `snapshot`, without changing anything, so a
+    /// bad snapshot from a peer can be refused before it overwrites good state.
+    fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError>;
+    /// Replaces the state with `snapshot`.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError>;
+}

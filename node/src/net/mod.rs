@@ -1,0 +1,6 @@
+//! The network edge: protobuf <-> domain conversion (with typed errors) and, later, the tonic
+//! services. Nothing outside this module touches `scbe_proto` types.
+
+pub mod wire;
+
+pub use wire::{encode_envelope, open, ProtoCodec, WireError, MAX_ENVELOPE_BYTES};

@@ -1,0 +1,610 @@
+//! Protobuf <-> domain conversion for consensus messages, and the one door peer bytes come in by.
+//!
+//! [`open`] enforces the order that keeps untrusted input cheap to reject: size cap, decode the
+//! outer envelope only, resolve the signer against the directory, verify the signature over the
+//! exact payload bytes, and only then decode the payload. Nested envelopes (requests in a batch,
+//! prepares in a certificate, view changes in a new-view) are verified the same way, a whole list
+//! at a time with batch verification, before their payloads are decoded.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message as _;
+use scbe_proto::v1 as pb;
+
+use crate::consensus::{
+    Checkpoint, CheckpointCert, Codec, CommitCert, Digest, Directory, Envelope, Kind, Message,
+    NewView, PrePrepare, PreparedCert, Request, Seq, Signed, Snapshot, StateRequest, StateResponse,
+    View, ViewChange, Vote,
+};
+use crate::crypto::{self, CryptoError, PublicKey, Signature};
+
+/// Largest envelope accepted from a peer or client, before anything is decoded.
+pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("envelope of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge { size: usize, max: usize },
+    #[error("{what} does not decode: {reason}")]
+    Decode { what: &'static str, reason: String },
+    #[error("unknown message kind {0}")]
+    UnknownKind(i32),
+    #[error("{what}: expected a {expected} envelope, got {got}")]
+    UnexpectedKind {
+        what: &'static str,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("signer {0} is neither a validator nor a registered requester")]
+    UnknownSigner(PublicKey),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{what}.{field}: {reason}")]
+    BadField {
+        what: &'static str,
+        field: &'static str,
+        reason: &'static str,
+    },
+}
+
+fn kind_to_proto(kind: Kind) -> pb::Kind {
+    match kind {
+        Kind::Request => pb::Kind::Request,
+        Kind::PrePrepare => pb::Kind::PrePrepare,
+        Kind::Prepare => pb::Kind::Prepare,
+        Kind::Commit => pb::Kind::Commit,
+        Kind::Checkpoint => pb::Kind::Checkpoint,
+        Kind::ViewChange => pb::Kind::ViewChange,
+        Kind::NewView => pb::Kind::NewView,
+        Kind::StateRequest => pb::Kind::StateRequest,
+        Kind::StateResponse => pb::Kind::StateResponse,
+    }
+}
+
+fn kind_from_proto(raw: i32) -> Result<Kind, WireError> {
+    let kind = match pb::Kind::try_from(raw).map_err(|_| WireError::UnknownKind(raw))? {
+        pb::Kind::Unspecified => return Err(WireError::UnknownKind(raw)),
+        pb::Kind::Request => Kind::Request,
+        pb::Kind::PrePrepare => Kind::PrePrepare,
+        pb::Kind::Prepare => Kind::Prepare,
+        pb::Kind::Commit => Kind::Commit,
+        pb::Kind::Checkpoint => Kind::Checkpoint,
+        pb::Kind::ViewChange => Kind::ViewChange,
+        pb::Kind::NewView => Kind::NewView,
+        pb::Kind::StateRequest => Kind::StateRequest,
+        pb::Kind::StateResponse => Kind::StateResponse,
+    };
+    Ok(kind)
+}
+
+// ----- domain -> proto --------------------------------------------------------------------
+
+fn envelope_to_proto(env: &Envelope) -> pb::Envelope {
+    pb::Envelope {
+        kind: kind_to_proto(env.kind) as i32,
+        payload: env.payload.clone().into(),
+        signer: env.signer.as_bytes().to_vec().into(),
+        signature: env.signature.as_bytes().to_vec().into(),
+    }
+}
+
+fn envelopes<T>(items: &[Signed<T>]) -> Vec<pb::Envelope> {
+    items
+        .iter()
+        .map(|s| envelope_to_proto(s.envelope()))
+        .collect()
+}
+
+fn digest_bytes(d: &Digest) -> prost::bytes::Bytes {
+    d.as_bytes().to_vec().into()
+}
+
+fn checkpoint_cert_to_proto(c: &CheckpointCert) -> pb::CheckpointCertificate {
+    pb::CheckpointCertificate {
+        seq: c.seq.0,
+        state_digest: digest_bytes(&c.state_digest),
+        checkpoints: envelopes(&c.proof),
+    }
+}
+
+fn prepared_to_proto(c: &PreparedCert) -> pb::PreparedCertificate {
+    pb::PreparedCertificate {
+        pre_prepare: Some(envelope_to_proto(c.pre_prepare.envelope())),
+        prepares: envelopes(&c.prepares),
+    }
+}
+
+fn commit_cert_to_proto(c: &CommitCert) -> pb::CommitCertificate {
+    pb::CommitCertificate {
+        pre_prepare: Some(envelope_to_proto(c.pre_prepare.envelope())),
+        commits: envelopes(&c.commits),
+    }
+}
+
+fn snapshot_to_proto(s: &Snapshot) -> pb::Snapshot {
+    pb::Snapshot {
+        seq: s.seq.0,
+        app_state: s.app_state.clone().into(),
+        nonces: s
+            .nonces
+            .iter()
+            .map(|(k, n)| pb::NonceEntry {
+                signer: k.as_bytes().to_vec().into(),
+                nonce: *n,
+            })
+            .collect(),
+    }
+}
+
+/// Encodes an envelope for the network.
+pub fn encode_envelope(env: &Envelope) -> Vec<u8> {
+    envelope_to_proto(env).encode_to_vec()
+}
+
+/// The prost implementation of the core's [`Codec`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProtoCodec;
+
+impl Codec for ProtoCodec {
+    fn encode_request(&self, v: &Request) -> Vec<u8> {
+        pb::Request {
+            nonce: v.nonce,
+            operation: v.operation.clone().into(),
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_pre_prepare(&self, v: &PrePrepare) -> Vec<u8> {
+        pb::PrePrepare {
+            view: v.view.0,
+            seq: v.seq.0,
+            digest: digest_bytes(&v.digest),
+            batch: envelopes(&v.batch),
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_vote(&self, v: &Vote) -> Vec<u8> {
+        pb::Vote {
+            view: v.view.0,
+            seq: v.seq.0,
+            digest: digest_bytes(&v.digest),
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_checkpoint(&self, v: &Checkpoint) -> Vec<u8> {
+        pb::Checkpoint {
+            seq: v.seq.0,
+            state_digest: digest_bytes(&v.state_digest),
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_view_change(&self, v: &ViewChange) -> Vec<u8> {
+        pb::ViewChange {
+            new_view: v.new_view.0,
+            stable: Some(checkpoint_cert_to_proto(&v.stable)),
+            prepared: v.prepared.iter().map(prepared_to_proto).collect(),
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_new_view(&self, v: &NewView) -> Vec<u8> {
+        pb::NewView {
+            view: v.view.0,
+            view_changes: envelopes(&v.view_changes),
+            pre_prepares: envelopes(&v.pre_prepares),
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_state_request(&self, v: &StateRequest) -> Vec<u8> {
+        pb::StateRequest {
+            after_seq: v.after.0,
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_state_response(&self, v: &StateResponse) -> Vec<u8> {
+        let (checkpoint, snapshot) = match &v.snapshot {
+            Some((c, s)) => (
+                Some(checkpoint_cert_to_proto(c)),
+                Some(snapshot_to_proto(s)),
+            ),
+            None => (None, None),
+        };
+        pb::StateResponse {
+            checkpoint,
+            snapshot,
+            decided: v.decided.iter().map(commit_cert_to_proto).collect(),
+        }
+        .encode_to_vec()
+    }
+}
+
+// ----- proto -> domain --------------------------------------------------------------------
+
+fn decode<M: prost::Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, WireError> {
+    M::decode(bytes).map_err(|e| WireError::Decode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+fn digest(what: &'static str, field: &'static str, b: &[u8]) -> Result<Digest, WireError> {
+    Digest::from_slice(b).ok_or(WireError::BadField {
+        what,
+        field,
+        reason: "must be 32 bytes",
+    })
+}
+
+fn envelope_from_proto(p: pb::Envelope) -> Result<Envelope, WireError> {
+    Ok(Envelope {
+        kind: kind_from_proto(p.kind)?,
+        signer: PublicKey::from_slice(&p.signer)?,
+        signature: Signature::from_slice(&p.signature)?,
+        payload: p.payload.to_vec(),
+    })
+}
+
+/// Resolves signers and batch-verifies a list of nested envelopes of one expected kind, then
+/// decodes each payload.
+fn open_many<T>(
+    dir: &Directory,
+    what: &'static str,
+    expected: Kind,
+    list: Vec<pb::Envelope>,
+    decode_one: impl Fn(&Directory, &[u8]) -> Result<T, WireError>,
+) -> Result<Vec<Signed<T>>, WireError> {
+    let envs = list
+        .into_iter()
+        .map(envelope_from_proto)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut principals = Vec::with_capacity(envs.len());
+    for e in &envs {
+        if e.kind != expected {
+            return Err(WireError::UnexpectedKind {
+                what,
+                expected: expected.name(),
+                got: e.kind.name(),
+            });
+        }
+        principals.push(
+            dir.principal(&e.signer)
+                .ok_or(WireError::UnknownSigner(e.signer))?,
+        );
+    }
+    let items: Vec<_> = envs.iter().map(Envelope::signed_item).collect();
+    crypto::verify_batch(&items)?;
+    envs.into_iter()
+        .zip(principals)
+        .map(|(e, p)| {
+            let value = decode_one(dir, &e.payload)?;
+            Ok(Signed::from_verified(value, Arc::new(e), p))
+        })
+        .collect()
+}
+
+fn open_one<T>(
+    dir: &Directory,
+    what: &'static str,
+    field: &'static str,
+    expected: Kind,
+    env: Option<pb::Envelope>,
+    decode_one: impl Fn(&Directory, &[u8]) -> Result<T, WireError>,
+) -> Result<Signed<T>, WireError> {
+    let env = env.ok_or(WireError::BadField {
+        what,
+        field,
+        reason: "missing",
+    })?;
+    let mut v = open_many(dir, what, expected, vec![env], decode_one)?;
+    v.pop().ok_or(WireError::BadField {
+        what,
+        field,
+        reason: "missing",
+    })
+}
+
+fn decode_request(_: &Directory, b: &[u8]) -> Result<Request, WireError> {
+    let p: pb::Request = decode("request", b)?;
+    Ok(Request {
+        nonce: p.nonce,
+        operation: p.operation.to_vec(),
+    })
+}
+
+fn decode_pre_prepare(dir: &Directory, b: &[u8]) -> Result<PrePrepare, WireError> {
+    const W: &str = "pre_prepare";
+    let p: pb::PrePrepare = decode(W, b)?;
+    Ok(PrePrepare {
+        view: View(p.view),
+        seq: Seq(p.seq),
+        digest: digest(W, "digest", &p.digest)?,
+        batch: open_many(dir, W, Kind::Request, p.batch, decode_request)?,
+    })
+}
+
+fn decode_vote(_: &Directory, b: &[u8]) -> Result<Vote, WireError> {
+    let p: pb::Vote = decode("vote", b)?;
+    Ok(Vote {
+        view: View(p.view),
+        seq: Seq(p.seq),
+        digest: digest("vote", "digest", &p.digest)?,
+    })
+}
+
+fn decode_checkpoint(_: &Directory, b: &[u8]) -> Result<Checkpoint, WireError> {
+    let p: pb::Checkpoint = decode("checkpoint", b)?;
+    Ok(Checkpoint {
+        seq: Seq(p.seq),
+        state_digest: digest("checkpoint", "state_digest", &p.state_digest)?,
+    })
+}
+
+fn checkpoint_cert_from_proto(
+    dir: &Directory,
+    p: pb::CheckpointCertificate,
+) -> Result<CheckpointCert, WireError> {
+    const W: &str = "checkpoint_certificate";
+    Ok(CheckpointCert {
+        seq: Seq(p.seq),
+        state_digest: digest(W, "state_digest", &p.state_digest)?,
+        proof: open_many(dir, W, Kind::Checkpoint, p.checkpoints, decode_checkpoint)?,
+    })
+}
+
+fn prepared_from_proto(
+    dir: &Directory,
+    p: pb::PreparedCertificate,
+) -> Result<PreparedCert, WireError> {
+    const W: &str = "prepared_certificate";
+    Ok(PreparedCert {
+        pre_prepare: open_one(
+            dir,
+            W,
+            "pre_prepare",
+            Kind::PrePrepare,
+            p.pre_prepare,
+            decode_pre_prepare,
+        )?,
+        prepares: open_many(dir, W, Kind::Prepare, p.prepares, decode_vote)?,
+    })
+}
+
+fn commit_cert_from_proto(
+    dir: &Directory,
+    p: pb::CommitCertificate,
+) -> Result<CommitCert, WireError> {
+    const W: &str = "commit_certificate";
+    Ok(CommitCert {
+        pre_prepare: open_one(
+            dir,
+            W,
+            "pre_prepare",
+            Kind::PrePrepare,
+            p.pre_prepare,
+            decode_pre_prepare,
+        )?,
+        commits: open_many(dir, W, Kind::Commit, p.commits, decode_vote)?,
+    })
+}
+
+fn decode_view_change(dir: &Directory, b: &[u8]) -> Result<ViewChange, WireError> {
+    const W: &str = "view_change";
+    let p: pb::ViewChange = decode(W, b)?;
+    let stable = p.stable.ok_or(WireError::BadField {
+        what: W,
+        field: "stable",
+        reason: "missing",
+    })?;
+    Ok(ViewChange {
+        new_view: View(p.new_view),
+        stable: checkpoint_cert_from_proto(dir, stable)?,
+        prepared: p
+            .prepared
+            .into_iter()
+            .map(|c| prepared_from_proto(dir, c))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn decode_new_view(dir: &Directory, b: &[u8]) -> Result<NewView, WireError> {
+    const W: &str = "new_view";
+    let p: pb::NewView = decode(W, b)?;
+    Ok(NewView {
+        view: View(p.view),
+        view_changes: open_many(dir, W, Kind::ViewChange, p.view_changes, decode_view_change)?,
+        pre_prepares: open_many(dir, W, Kind::PrePrepare, p.pre_prepares, decode_pre_prepare)?,
+    })
+}
+
+fn snapshot_from_proto(p: pb::Snapshot) -> Result<Snapshot, WireError> {
+    let mut nonces = BTreeMap::new();
+    for e in p.nonces {
+        let key = PublicKey::from_slice(&e.signer)?;
+        if nonces.insert(key, e.nonce).is_some() {
+            return Err(WireError::BadField {
+                what: "snapshot",
+                field: "nonces",
+                reason: "a signer appears twice",
+            });
+        }
+    }
+    Ok(Snapshot {
+        seq: Seq(p.seq),
+        app_state: p.app_state.to_vec(),
+        nonces,
+    })
+}
+
+fn decode_state_response(dir: &Directory, b: &[u8]) -> Result<StateResponse, WireError> {
+    const W: &str = "state_response";
+    let p: pb::StateResponse = decode(W, b)?;
+    let snapshot = match (p.checkpoint, p.snapshot) {
+        (Some(c), Some(s)) => Some((checkpoint_cert_from_proto(dir, c)?, snapshot_from_proto(s)?)),
+        (None, None) => None,
+        _ => {
+            return Err(WireError::BadField {
+                what: W,
+                field: "snapshot",
+                reason: "checkpoint and snapshot must come together",
+            })
+        }
+    };
+    Ok(StateResponse {
+        snapshot,
+        decided: p
+            .decided
+            .into_iter()
+            .map(|c| commit_cert_from_proto(dir, c))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn decode_message(dir: &Directory, kind: Kind, b: &[u8]) -> Result<Message, WireError> {
+    Ok(match kind {
+        Kind::Request => Message::Request(decode_request(dir, b)?),
+        Kind::PrePrepare => Message::PrePrepare(decode_pre_prepare(dir, b)?),
+        Kind::Prepare => Message::Prepare(decode_vote(dir, b)?),
+        Kind::Commit => Message::Commit(decode_vote(dir, b)?),
+        Kind::Checkpoint => Message::Checkpoint(decode_checkpoint(dir, b)?),
+        Kind::ViewChange => Message::ViewChange(decode_view_change(dir, b)?),
+        Kind::NewView => Message::NewView(decode_new_view(dir, b)?),
+        Kind::StateRequest => {
+            let p: pb::StateRequest = decode("state_request", b)?;
+            Message::StateRequest(StateRequest {
+                after: Seq(p.after_seq),
+            })
+        }
+        Kind::StateResponse => Message::StateResponse(decode_state_response(dir, b)?),
+    })
+}
+
+/// Opens an envelope from the network: size cap, outer decode, signer lookup, signature check,
+/// and only then the payload (with nested envelopes verified the same way).
+pub fn open(bytes: &[u8], dir: &Directory) -> Result<Signed<Message>, WireError> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            max: MAX_ENVELOPE_BYTES,
+        });
+    }
+    let env = envelope_from_proto(decode("envelope", bytes)?)?;
+    let principal = dir
+        .principal(&env.signer)
+        .ok_or(WireError::UnknownSigner(env.signer))?;
+    env.verify()?;
+    let message = decode_message(dir, env.kind, &env.payload)?;
+    Ok(Signed::from_verified(message, Arc::new(env), principal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::{batch_digest, Principal, ReplicaId};
+    use crate::crypto::Keypair;
+
+    fn setup() -> (Vec<Keypair>, Keypair, Directory) {
+        let vals: Vec<Keypair> = (0..4)
+            .map(|i| Keypair::from_label(&format!("v{i}")))
+            .collect();
+        let client = Keypair::from_label("client");
+        let dir = Directory::new(
+            vals.iter().map(Keypair::public).collect(),
+            vec![client.public()],
+        )
+        .expect("directory");
+        (vals, client, dir)
+    }
+
+    fn request(client: &Keypair, nonce: u64) -> Signed<Request> {
+        Signed::seal(
+            Request {
+                nonce,
+                operation: b"op".to_vec(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            client,
+            Principal::Requester,
+        )
+    }
+
+    fn pre_prepare(key: &Keypair, batch: Vec<Signed<Request>>) -> Signed<PrePrepare> {
+        let pp = PrePrepare {
+            view: View(0),
+            seq: Seq(1),
+            digest: batch_digest(&batch),
+            batch,
+        };
+        Signed::seal(
+            pp,
+            Kind::PrePrepare,
+            |v| ProtoCodec.encode_pre_prepare(v),
+            key,
+            Principal::Validator(ReplicaId(0)),
+        )
+    }
+
+    #[test]
+    fn pre_prepare_roundtrips_with_nested_requests() {
+        let (vals, client, dir) = setup();
+        let pp = pre_prepare(&vals[0], vec![request(&client, 1), request(&client, 2)]);
+        let bytes = encode_envelope(pp.envelope());
+        let opened = open(&bytes, &dir).expect("opens");
+        assert_eq!(opened.principal(), Principal::Validator(ReplicaId(0)));
+        let Message::PrePrepare(got) = opened.value() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(got.batch.len(), 2);
+        assert_eq!(got.digest, pp.value().digest);
+        assert_eq!(batch_digest(&got.batch), pp.value().digest);
+    }
+
+    #[test]
+    fn forged_outer_signature_is_rejected_before_decoding() {
+        let (vals, client, dir) = setup();
+        let pp = pre_prepare(&vals[0], vec![request(&client, 1)]);
+        let mut env = (**pp.envelope()).clone();
+        env.signature.0[3] ^= 0x40;
+        let err = open(&encode_envelope(&env), &dir).expect_err("must fail");
+        assert_eq!(
+            err,
+            WireError::Crypto(CryptoError::BadSignature(vals[0].public()))
+        );
+    }
+
+    #[test]
+    fn forged_nested_request_rejects_the_whole_pre_prepare() {
+        let (vals, client, dir) = setup();
+        let good = request(&client, 1);
+        let mut forged = (**good.envelope()).clone();
+        forged.signature.0[0] ^= 1;
+        let forged =
+            Signed::from_verified(good.value().clone(), Arc::new(forged), Principal::Requester);
+        let pp = pre_prepare(&vals[0], vec![forged]);
+        let err = open(&encode_envelope(pp.envelope()), &dir).expect_err("must fail");
+        assert!(matches!(err, WireError::Crypto(_)), "{err}");
+    }
+
+    #[test]
+    fn unknown_signer_oversize_and_garbage_are_typed_errors() {
+        let (_, _, dir) = setup();
+        let stranger = Keypair::from_label("stranger");
+        let env = Envelope::seal(Kind::Prepare, vec![], &stranger);
+        assert!(matches!(
+            open(&encode_envelope(&env), &dir),
+            Err(WireError::UnknownSigner(k)) if k == stranger.public()
+        ));
+        let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
+        assert!(matches!(open(&big, &dir), Err(WireError::TooLarge { .. })));
+        assert!(matches!(
+            open(&[0xff, 0xff, 0xff], &dir),
+            Err(WireError::Decode { .. })
+        ));
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end test helpers (real nodes on loopback arrive with the validator node issue).
