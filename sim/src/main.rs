@@ -1,1 +1,181 @@
-fn main() {}
+//! `scbe-sim`: run the PBFT core under a deterministic simulator, or benchmark it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use scbe_sim::check::{check, replay_command, CheckOptions};
+use scbe_sim::scenario::Overrides;
+
+#[derive(Parser)]
+#[command(
+    name = "scbe-sim",
+    version,
+    about = "SCBE Fleet simulator: prove the consensus core under faults, benchmark it",
+    long_about = "SCBE Fleet simulator.\n\n`check` runs the real PBFT core under a simulated clock and network with message loss, \
+duplication, reordering, partitions, crashes with restart from persisted state, and Byzantine \
+validators, then heals the faults and demands progress. Every run is derived from one seed, so a \
+failing seed replays exactly.\n\n`bench-core` measures the core's decisions per second and CPU per \
+decision with real signatures and no network."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run seeds through the simulator and check every invariant.
+    ///
+    /// Checked invariants: agreement, validity, integrity, certificate validity, no honest
+    /// double-sign, recovery from persisted state, and liveness after healing. Ends with a line
+    /// `N passed, M failed`; exits non-zero if any seed failed.
+    Check {
+        /// How many seeds to run (from --first-seed upwards).
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// First seed of the range.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Run exactly this seed (overrides --seeds/--first-seed) and print its details.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Cluster size; derived from each seed (4..=7) when omitted.
+        #[arg(long)]
+        validators: Option<usize>,
+        /// How many validators are Byzantine (at most f = (n-1)/3); derived from the seed when omitted.
+        #[arg(long)]
+        byzantine: Option<usize>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Benchmark the consensus core in one process: real signatures, no network.
+    ///
+    /// Reports decisions per second and CPU per decision, split into signature work (signing and
+    /// verifying) and protocol work (everything else), for each cluster size.
+    BenchCore {
+        /// Cluster sizes to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![4, 7, 10])]
+        validators: Vec<usize>,
+        /// Requests to decide per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        /// Requests per batch.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Repetitions per size; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            seeds,
+            first_seed,
+            seed,
+            validators,
+            byzantine,
+            threads,
+        } => {
+            if let Some(n) = validators {
+                if n < 4 {
+                    eprintln!("error: --validators must be at least 4 (got {n})");
+                    return ExitCode::from(2);
+                }
+                if let Some(b) = byzantine {
+                    if b > (n - 1) / 3 {
+                        eprintln!(
+                            "error: --byzantine {b} exceeds f = {} for {n} validators",
+                            (n - 1) / 3
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let overrides = Overrides {
+                validators,
+                byzantine,
+                unsafe_quorum: None,
+            };
+            let (first_seed, seeds, verbose) = match seed {
+                Some(s) => (s, 1, true),
+                None => (first_seed, seeds, false),
+            };
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let opts = CheckOptions {
+                first_seed,
+                seeds,
+                overrides: overrides.clone(),
+                threads,
+            };
+            let done = std::sync::atomic::AtomicU64::new(0);
+            let summary = check(&opts, |r| {
+                let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if verbose {
+                    println!("seed {}: {}", r.scenario.seed, r.scenario.summary());
+                    let mut stats = r.stats.clone();
+                    let replicas = std::mem::take(&mut stats.replicas);
+                    println!("  stats: {stats:?}");
+                    for line in replicas {
+                        println!("  {line}");
+                    }
+                    println!("  trace: {}", hex(&r.trace_hash));
+                } else if k % 100 == 0 {
+                    eprintln!("... {k}/{seeds} seeds");
+                }
+            });
+            for r in &summary.failed {
+                println!("FAILED seed {}: {}", r.scenario.seed, r.scenario.summary());
+                for v in r.violations.iter().take(5) {
+                    println!("  [{}] at {} ms: {}", v.invariant, v.at_ms, v.detail);
+                }
+                if r.violations.len() > 5 {
+                    println!("  ... and {} more", r.violations.len() - 5);
+                }
+                println!("  replay: {}", replay_command(r.scenario.seed, &overrides));
+            }
+            println!("{} passed, {} failed", summary.passed, summary.failed.len());
+            if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::BenchCore {
+            validators,
+            requests,
+            batch,
+            runs,
+        } => {
+            for &n in &validators {
+                if n < 4 {
+                    eprintln!("error: --validators must be at least 4 (got {n})");
+                    return ExitCode::from(2);
+                }
+            }
+            scbe_sim::bench_core::run_and_print(
+                &validators_or_default(validators),
+                requests,
+                batch,
+                runs,
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn validators_or_default(v: Vec<usize>) -> Vec<usize> {
+    if v.is_empty() {
+        vec![4, 7, 10]
+    } else {
+        v
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

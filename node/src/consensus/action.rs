@@ -27,6 +27,10 @@ pub enum TimerKind {
     Request,
     /// A view change gathered a quorum but the new view has not started.
     ViewChange,
+    /// Periodic: ask peers for anything decided beyond what we executed, so a replica that missed
+    /// traffic (partitioned, restarted) catches up even when the system is otherwise idle.
+    /// Never backs off.
+    Status,
 }
 
 /// A timer as data: what it is for, in which view, and how many times the base duration has
@@ -36,6 +40,9 @@ pub struct Timer {
     pub kind: TimerKind,
     pub view: View,
     pub backoff: u32,
+    /// Distinguishes re-armings: a firing of an earlier arming with otherwise equal fields is
+    /// stale and must not count.
+    pub id: u64,
 }
 
 /// A batch decided and executed at `seq`: its commit certificate, and the requests that took

@@ -93,6 +93,8 @@ pub struct ReplicaConfig {
     pub max_pending: usize,
     /// Most decided batches sent in one state-transfer response.
     pub max_transfer_batches: usize,
+    /// Most messages buffered per peer for views this replica has not entered yet.
+    pub max_future_per_peer: usize,
     quorum: usize,
 }
 
@@ -115,6 +117,7 @@ impl ReplicaConfig {
             max_inflight_batches: 8,
             max_pending: 100_000,
             max_transfer_batches: 64,
+            max_future_per_peer: 1024,
         })
     }
 
@@ -132,6 +135,7 @@ impl ReplicaConfig {
         small("max_inflight_batches", 1, self.max_inflight_batches)?;
         small("max_pending", 1, self.max_pending as u64)?;
         small("max_transfer_batches", 1, self.max_transfer_batches as u64)?;
+        small("max_future_per_peer", 1, self.max_future_per_peer as u64)?;
         if self.window < 2 * self.checkpoint_interval || self.window % self.checkpoint_interval != 0
         {
             return Err(ConfigError::Window {

@@ -60,6 +60,9 @@ use super::message::{
 use super::state_machine::{SnapshotError, StateMachine};
 use super::types::{Digest, ReplicaId, Seq, View};
 
+/// Normal-case messages further ahead than this many views are dropped, not buffered.
+const MAX_VIEWS_AHEAD: u64 = 16;
+
 /// A request's identity: who signed it and its nonce.
 type RequestId = (PublicKey, u64);
 
@@ -152,8 +155,14 @@ pub struct Replica {
     /// The new-view that started the current view (forwarded to replicas still changing view).
     new_view: Option<Signed<NewView>>,
 
+    /// Normal-case messages for a view we have not entered yet, in arrival order, replayed when
+    /// we enter it (a new primary's first pre-prepare often overtakes its new-view).
+    future: BTreeMap<u64, Signed<Message>>,
+    future_per_peer: BTreeMap<ReplicaId, usize>,
+    future_arrivals: u64,
     /// Timers currently armed, exactly as set; a firing that does not match is stale.
     armed: BTreeMap<TimerKind, Timer>,
+    timer_ids: u64,
     /// State transfer already requested for this `last_executed` (one probe per position).
     state_requested: Option<Seq>,
 
@@ -215,7 +224,11 @@ impl Replica {
             view_changes: BTreeMap::new(),
             my_view_change: None,
             new_view: None,
+            future: BTreeMap::new(),
+            future_per_peer: BTreeMap::new(),
+            future_arrivals: 0,
             armed: BTreeMap::new(),
+            timer_ids: 0,
             state_requested: None,
             dropped: BTreeMap::new(),
             out: Vec::new(),
@@ -319,11 +332,19 @@ impl Replica {
             r.view_changes.insert(r.cfg.id, vc.clone());
             r.out.push(Action::Broadcast(Arc::clone(vc.envelope())));
         }
+        r.set_timer(TimerKind::Status);
         let actions = std::mem::take(&mut r.out)
             .into_iter()
             .filter(|a| !matches!(a, Action::Deliver(_)))
             .collect();
         Ok((r, actions))
+    }
+
+    /// Arms the replica's periodic timers; call once after [`Replica::new`] (restore does it
+    /// itself).
+    pub fn start(&mut self) -> Vec<Action> {
+        self.set_timer(TimerKind::Status);
+        std::mem::take(&mut self.out)
     }
 
     // ----- accessors -------------------------------------------------------------------------
@@ -390,6 +411,18 @@ impl Replica {
         if from == self.cfg.id {
             return self.drop_input("own message echoed back");
         }
+        let view = match m.value() {
+            Message::PrePrepare(pp) => Some(pp.view),
+            Message::Prepare(v) | Message::Commit(v) => Some(v.view),
+            _ => None,
+        };
+        if let Some(view) = view {
+            let ahead =
+                view > self.view || (view == self.view && self.status == Status::ViewChanging);
+            if ahead {
+                return self.buffer_future(m, from, view);
+            }
+        }
         match m.value() {
             Message::Request(_) => {}
             Message::PrePrepare(pp) => self.on_pre_prepare(retype(&m, pp.clone()), from),
@@ -400,6 +433,28 @@ impl Replica {
             Message::NewView(nv) => self.on_new_view(retype(&m, nv.clone()), from),
             Message::StateRequest(r) => self.on_state_request(*r, from),
             Message::StateResponse(r) => self.on_state_response(r.clone(), from),
+        }
+    }
+
+    fn buffer_future(&mut self, m: Signed<Message>, from: ReplicaId, view: View) {
+        if view.0 > self.view.0.saturating_add(MAX_VIEWS_AHEAD) {
+            return self.drop_input("message for a view too far ahead");
+        }
+        let count = self.future_per_peer.entry(from).or_default();
+        if *count >= self.cfg.max_future_per_peer {
+            return self.drop_input("future-view buffer full");
+        }
+        *count += 1;
+        self.future_arrivals += 1;
+        self.future.insert(self.future_arrivals, m);
+    }
+
+    /// On entering a view: replay what was buffered for it, keep what is for later views.
+    fn replay_future(&mut self) {
+        let buffered = std::mem::take(&mut self.future);
+        self.future_per_peer.clear();
+        for (_, m) in buffered {
+            self.on_message(m);
         }
     }
 
@@ -439,10 +494,17 @@ impl Replica {
     }
 
     fn set_timer(&mut self, kind: TimerKind) {
+        let backoff = if kind == TimerKind::Status {
+            0
+        } else {
+            self.backoff
+        };
+        self.timer_ids += 1;
         let t = Timer {
             kind,
             view: self.view,
-            backoff: self.backoff,
+            backoff,
+            id: self.timer_ids,
         };
         self.armed.insert(kind, t);
         self.out.push(Action::SetTimer(t));
@@ -515,6 +577,12 @@ impl Replica {
     fn try_propose(&mut self) {
         if self.status != Status::Normal || !self.is_primary() {
             return;
+        }
+        // Sequence numbers at or below what executed were decided in earlier views.
+        self.next_seq = self.next_seq.max(self.last_executed.next());
+        while self.guard.contains_key(&(self.view, self.next_seq)) {
+            // Already signed in this view (e.g. re-issued by our own new-view): never reuse.
+            self.next_seq = self.next_seq.next();
         }
         loop {
             let inflight = self.next_seq.0.saturating_sub(self.last_executed.0 + 1);
@@ -1054,6 +1122,15 @@ impl Replica {
                 self.backoff = self.backoff.saturating_add(1);
                 self.start_view_change(self.view.next());
             }
+            TimerKind::Status => {
+                self.state_requested = None;
+                self.request_state();
+                if let Some(vc) = self.my_view_change.clone() {
+                    // Retransmit: a lost view change can stall everyone else's view change.
+                    self.broadcast(&vc);
+                }
+                self.set_timer(TimerKind::Status);
+            }
         }
     }
 
@@ -1139,20 +1216,26 @@ impl Replica {
             return;
         }
         let view = self.view;
+        let q = self.cfg.quorum();
+        // The timer starts once q replicas have given up on the views below ours (§4.5.2). A view
+        // change for a *higher* view counts too: its sender has given up on ours as well, and
+        // keeps only its latest message, so waiting for exact matches could wait forever.
+        let changing = self
+            .view_changes
+            .values()
+            .filter(|v| v.value().new_view >= view)
+            .count();
+        if changing >= q && !self.armed.contains_key(&TimerKind::ViewChange) {
+            self.set_timer(TimerKind::ViewChange);
+        }
         let vcs: Vec<Signed<ViewChange>> = self
             .view_changes
             .values()
             .filter(|v| v.value().new_view == view)
-            .take(self.cfg.quorum())
+            .take(q)
             .cloned()
             .collect();
-        if vcs.len() < self.cfg.quorum() {
-            return;
-        }
-        if !self.armed.contains_key(&TimerKind::ViewChange) {
-            self.set_timer(TimerKind::ViewChange);
-        }
-        if self.is_primary() {
+        if vcs.len() >= q && self.is_primary() {
             self.send_new_view(vcs);
         }
     }
@@ -1275,6 +1358,22 @@ impl Replica {
         self.view_changes.retain(|_, vc| vc.value().new_view > view);
         self.my_view_change = None;
         self.proposed.clear();
+        // Set before anything below can call `try_propose` (make_stable, execution).
+        let max_seq = nv
+            .value()
+            .pre_prepares
+            .iter()
+            .map(|pp| pp.value().seq)
+            .fold(plan.min_s, Seq::max);
+        self.next_seq = max_seq.max(self.last_executed).next();
+        let primary = self.is_primary();
+        if primary {
+            for pp in &nv.value().pre_prepares {
+                for r in &pp.value().batch {
+                    self.proposed.insert((*r.signer(), r.value().nonce));
+                }
+            }
+        }
         if plan.min_s > self.stable.seq {
             match self.snapshots.get(&plan.min_s) {
                 Some((d, _)) if *d == plan.checkpoint.state_digest => {
@@ -1286,18 +1385,10 @@ impl Replica {
                 }
             }
         }
-        let primary = self.is_primary();
-        let mut max_seq = plan.min_s;
         for pp in &nv.value().pre_prepares {
             let (seq, digest) = (pp.value().seq, pp.value().digest);
-            max_seq = max_seq.max(seq);
             if !self.in_window(seq) {
                 continue;
-            }
-            if primary {
-                for r in &pp.value().batch {
-                    self.proposed.insert((*r.signer(), r.value().nonce));
-                }
             }
             let slot = self.slots.entry(seq).or_default();
             slot.enter_round(view);
@@ -1308,7 +1399,7 @@ impl Replica {
             self.check_prepared(seq);
         }
         self.new_view = Some(nv);
-        self.next_seq = max_seq.max(self.last_executed).next();
+        self.replay_future();
         self.arm_request_timer(true);
         self.try_propose();
     }

@@ -1,0 +1,17 @@
+//! One checker per invariant. Each sees what honest replicas deliver and send, and reports
+//! violations with enough detail to debug from the seed.
+
+pub mod agreement;
+pub mod certificates;
+pub mod double_sign;
+pub mod integrity;
+pub mod liveness;
+pub mod validity;
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub at_ms: u64,
+    pub detail: String,
+}

@@ -1,0 +1,190 @@
+//! Everything a simulation run does, derived from one seed: cluster size and protocol sizes,
+//! network behaviour, partitions, crashes, Byzantine behaviours and the client workload.
+
+use std::collections::BTreeSet;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// What a Byzantine validator does to its outgoing traffic.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Misbehaviour {
+    /// Sends nothing at all.
+    Silent,
+    /// As primary, proposes different batches to different backups; as backup, votes for random
+    /// digests towards some peers.
+    Equivocate,
+    /// Sends envelopes that claim an honest signer but carry a bad signature, and slips forged
+    /// requests into its own pre-prepares.
+    Forge,
+    /// Replays old envelopes it has seen (validly signed, stale) to random peers.
+    Replay,
+}
+
+/// Overrides from the command line; `None` means derive from the seed.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub validators: Option<usize>,
+    pub byzantine: Option<usize>,
+    /// Test hook: run every replica with this quorum (the honesty check uses q - 1).
+    pub unsafe_quorum: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Crash {
+    pub node: usize,
+    pub at_ms: u64,
+    pub restart_after_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Partition {
+    pub at_ms: u64,
+    pub heal_after_ms: u64,
+    /// One side of the cut; everyone else is on the other side.
+    pub side: BTreeSet<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub seed: u64,
+    pub n: usize,
+    pub byzantine: Vec<(usize, BTreeSet<Misbehaviour>)>,
+    pub unsafe_quorum: Option<usize>,
+    pub checkpoint_interval: u64,
+    pub window: u64,
+    pub max_batch: usize,
+    pub max_inflight_batches: u64,
+    pub request_timeout_ms: u64,
+    pub view_change_timeout_ms: u64,
+    pub delay_min_ms: u64,
+    pub delay_max_ms: u64,
+    pub drop_rate: f64,
+    pub duplicate_rate: f64,
+    pub partitions: Vec<Partition>,
+    pub crashes: Vec<Crash>,
+    pub clients: usize,
+    pub safety_requests_per_client: usize,
+    pub liveness_requests_per_client: usize,
+    pub client_retry_ms: u64,
+    /// The safety phase (faults on) lasts this long; then faults heal.
+    pub safety_ms: u64,
+    /// Liveness must be reached within this long after healing.
+    pub liveness_deadline_ms: u64,
+}
+
+impl Scenario {
+    pub fn derive(seed: u64, o: &Overrides) -> Scenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = o.validators.unwrap_or_else(|| rng.random_range(4..=7));
+        let f = (n - 1) / 3;
+        let b = o.byzantine.unwrap_or_else(|| rng.random_range(0..=f));
+        let mut ids: Vec<usize> = (0..n).collect();
+        ids.shuffle(&mut rng);
+        let byzantine = ids[..b]
+            .iter()
+            .map(|&id| {
+                let mut m = BTreeSet::new();
+                if rng.random_bool(0.2) {
+                    m.insert(Misbehaviour::Silent);
+                } else {
+                    for (p, behaviour) in [
+                        (0.7, Misbehaviour::Equivocate),
+                        (0.5, Misbehaviour::Forge),
+                        (0.5, Misbehaviour::Replay),
+                    ] {
+                        if rng.random_bool(p) {
+                            m.insert(behaviour);
+                        }
+                    }
+                    if m.is_empty() {
+                        m.insert(Misbehaviour::Equivocate);
+                    }
+                }
+                (id, m)
+            })
+            .collect::<Vec<_>>();
+        let honest: Vec<usize> = ids[b..].to_vec();
+        let checkpoint_interval = [2u64, 4, 8, 16][rng.random_range(0..4)];
+        let window = checkpoint_interval * rng.random_range(2..=4);
+        let delay_min_ms = rng.random_range(1..=5);
+        let delay_max_ms = delay_min_ms + rng.random_range(1..=40);
+        let safety_ms = rng.random_range(2_000..=6_000);
+        let mut partitions = Vec::new();
+        for _ in 0..rng.random_range(0..=2) {
+            let size = rng.random_range(1..n);
+            let mut all: Vec<usize> = (0..n).collect();
+            all.shuffle(&mut rng);
+            partitions.push(Partition {
+                at_ms: rng.random_range(0..safety_ms),
+                heal_after_ms: rng.random_range(100..=2_000),
+                side: all[..size].iter().copied().collect(),
+            });
+        }
+        let mut crashes = Vec::new();
+        for _ in 0..rng.random_range(0..=2) {
+            let node = honest[rng.random_range(0..honest.len())];
+            crashes.push(Crash {
+                node,
+                at_ms: rng.random_range(0..safety_ms),
+                restart_after_ms: rng.random_range(50..=2_000),
+            });
+        }
+        Scenario {
+            seed,
+            n,
+            byzantine,
+            unsafe_quorum: o.unsafe_quorum,
+            checkpoint_interval,
+            window,
+            max_batch: rng.random_range(1..=8),
+            max_inflight_batches: rng.random_range(1..=4),
+            request_timeout_ms: rng.random_range(150..=400),
+            view_change_timeout_ms: rng.random_range(200..=500),
+            delay_min_ms,
+            delay_max_ms,
+            drop_rate: [0.0, 0.02, 0.05, 0.15][rng.random_range(0..4)],
+            duplicate_rate: [0.0, 0.02, 0.1][rng.random_range(0..3)],
+            partitions,
+            crashes,
+            clients: rng.random_range(2..=6),
+            safety_requests_per_client: rng.random_range(3..=10),
+            liveness_requests_per_client: rng.random_range(2..=4),
+            client_retry_ms: 600,
+            safety_ms,
+            liveness_deadline_ms: 120_000,
+        }
+    }
+
+    pub fn is_byzantine(&self, node: usize) -> bool {
+        self.byzantine.iter().any(|(id, _)| *id == node)
+    }
+
+    pub fn misbehaviours(&self, node: usize) -> Option<&BTreeSet<Misbehaviour>> {
+        self.byzantine
+            .iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, m)| m)
+    }
+
+    /// One line that says what the seed set up, for failure reports.
+    pub fn summary(&self) -> String {
+        format!(
+            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} clients={}",
+            self.n,
+            self.byzantine,
+            self.checkpoint_interval,
+            self.window,
+            self.max_batch,
+            self.max_inflight_batches,
+            self.delay_min_ms,
+            self.delay_max_ms,
+            self.drop_rate,
+            self.duplicate_rate,
+            self.partitions.len(),
+            self.crashes.len(),
+            self.clients
+        )
+    }
+}

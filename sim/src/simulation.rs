@@ -1,0 +1,699 @@
+//! One deterministic simulation run: the real `Replica` core and the real wire edge
+//! (`net::open`), under a virtual clock, a faulty network, crashes with restart from persisted
+//! records, and Byzantine validators, checked by one checker per invariant.
+//!
+//! Everything is derived from the seed and processed in a total order (time, then insertion),
+//! so the same seed always produces the same trace; `Report::trace_hash` proves it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use scbe_node::consensus::{
+    Action, Codec, Decision, Digest, Directory, Envelope, Input, Kind, Replica, ReplicaConfig,
+    ReplicaId, Request, Seq, Signed, Timer, TimerKind,
+};
+use scbe_node::crypto::Keypair;
+use scbe_node::net::{encode_envelope, open, ProtoCodec};
+use sha2::{Digest as _, Sha256};
+
+use crate::app::HashChainApp;
+use crate::byzantine::Byzantine;
+use crate::invariants::agreement::Agreement;
+use crate::invariants::certificates::Certificates;
+use crate::invariants::double_sign::DoubleSign;
+use crate::invariants::integrity::Integrity;
+use crate::invariants::liveness::Progress;
+use crate::invariants::validity::Validity;
+use crate::invariants::Violation;
+use crate::network::Network;
+use crate::scenario::Scenario;
+use crate::store::MemoryStore;
+
+/// How often the status timer fires, in virtual ms.
+const STATUS_INTERVAL_MS: u64 = 500;
+/// Hard cap on processed events, so a livelock in the core ends the run with a report.
+const MAX_EVENTS: u64 = 3_000_000;
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        to: usize,
+        bytes: Arc<Vec<u8>>,
+    },
+    Timer {
+        node: usize,
+        incarnation: u64,
+        timer: Timer,
+    },
+    ClientSend {
+        client: usize,
+        nonce: u64,
+        retry: bool,
+    },
+    Crash(usize),
+    Restart(usize),
+    PartitionStart(usize),
+    PartitionHeal,
+    Heal,
+}
+
+struct Node {
+    key: Keypair,
+    replica: Option<Replica>,
+    store: MemoryStore,
+    incarnation: u64,
+    armed: BTreeMap<TimerKind, Timer>,
+    byzantine: Option<Byzantine>,
+}
+
+struct Client {
+    key: Keypair,
+    nonce: u64,
+    outstanding: Option<Signed<Request>>,
+    safety_left: usize,
+    liveness_left: usize,
+}
+
+/// Counters for the report.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub events: u64,
+    pub messages: u64,
+    pub rejected_at_edge: u64,
+    pub decided: u64,
+    pub max_view: u64,
+    pub restarts: u64,
+    pub state_restores: u64,
+    pub requests_completed: u64,
+    pub end_ms: u64,
+    /// One line per replica at the end: view, status, executed, pending, drop reasons.
+    pub replicas: Vec<String>,
+}
+
+/// The outcome of one seed.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub violations: Vec<Violation>,
+    pub trace_hash: [u8; 32],
+    pub stats: Stats,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness,
+}
+
+pub struct Simulation {
+    sc: Scenario,
+    rng: ChaCha8Rng,
+    now: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    next_event: u64,
+    directory: Directory,
+    codec: Arc<dyn Codec>,
+    nodes: Vec<Node>,
+    clients: Vec<Client>,
+    net: Network,
+    phase: Phase,
+    /// Highest sequence number at which a client request was executed by an honest replica.
+    target: Seq,
+    agreement: Agreement,
+    validity: Validity,
+    integrity: Integrity,
+    certificates: Certificates,
+    double_sign: DoubleSign,
+    violations: Vec<Violation>,
+    trace: Sha256,
+    stats: Stats,
+}
+
+impl Simulation {
+    pub fn new(sc: Scenario) -> Self {
+        let seed = sc.seed;
+        let keys: Vec<Keypair> = (0..sc.n)
+            .map(|i| Keypair::from_label(&format!("sim/{seed}/validator/{i}")))
+            .collect();
+        let client_keys: Vec<Keypair> = (0..sc.clients)
+            .map(|i| Keypair::from_label(&format!("sim/{seed}/client/{i}")))
+            .collect();
+        let directory = Directory::new(
+            keys.iter().map(Keypair::public).collect(),
+            client_keys.iter().map(Keypair::public).collect(),
+        )
+        .expect("simulated keys are distinct");
+        let true_quorum = scbe_node::consensus::config::quorum_for(sc.n);
+        let nodes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| Node {
+                byzantine: sc.misbehaviours(i).map(|m| {
+                    Byzantine::new(
+                        i,
+                        key.clone(),
+                        m.clone(),
+                        &directory,
+                        client_keys.iter().map(Keypair::public).collect(),
+                    )
+                }),
+                key,
+                replica: None,
+                store: MemoryStore::default(),
+                incarnation: 0,
+                armed: BTreeMap::new(),
+            })
+            .collect();
+        let clients = client_keys
+            .into_iter()
+            .map(|key| Client {
+                key,
+                nonce: 0,
+                outstanding: None,
+                safety_left: sc.safety_requests_per_client,
+                liveness_left: sc.liveness_requests_per_client,
+            })
+            .collect();
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed),
+            now: 0,
+            queue: BTreeMap::new(),
+            next_event: 0,
+            codec: Arc::new(ProtoCodec),
+            nodes,
+            clients,
+            net: Network::new(&sc),
+            phase: Phase::Safety,
+            target: Seq(0),
+            agreement: Agreement::default(),
+            validity: Validity::new(directory.clone()),
+            integrity: Integrity::default(),
+            certificates: Certificates::new(directory.clone(), true_quorum),
+            double_sign: DoubleSign::default(),
+            violations: Vec::new(),
+            trace: Sha256::new(),
+            stats: Stats::default(),
+            directory,
+            sc,
+        }
+    }
+
+    fn config(&self, node: usize) -> ReplicaConfig {
+        let mut cfg = ReplicaConfig::new(ReplicaId(node as u32), self.directory.clone())
+            .expect("simulated cluster has n >= 4");
+        cfg.checkpoint_interval = self.sc.checkpoint_interval;
+        cfg.window = self.sc.window;
+        cfg.max_batch = self.sc.max_batch;
+        cfg.max_inflight_batches = self.sc.max_inflight_batches;
+        match self.sc.unsafe_quorum {
+            Some(q) => cfg.with_unsafe_quorum(q),
+            None => cfg,
+        }
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: Event) {
+        self.next_event += 1;
+        self.queue
+            .insert((self.now + delay_ms, self.next_event), event);
+    }
+
+    fn violation(&mut self, invariant: &'static str, detail: String) {
+        self.violations.push(Violation {
+            invariant,
+            at_ms: self.now,
+            detail,
+        });
+    }
+
+    fn trace(&mut self, parts: &[&[u8]]) {
+        self.trace.update(self.now.to_be_bytes());
+        for p in parts {
+            self.trace.update((p.len() as u64).to_be_bytes());
+            self.trace.update(p);
+        }
+    }
+
+    fn is_honest(&self, node: usize) -> bool {
+        self.nodes[node].byzantine.is_none()
+    }
+
+    /// Runs the scenario to the end and reports.
+    pub fn run(mut self) -> Report {
+        for i in 0..self.sc.n {
+            let cfg = self.config(i);
+            let app = Box::new(HashChainApp::new());
+            let mut replica = Replica::new(cfg, self.nodes[i].key.clone(), self.codec.clone(), app)
+                .expect("simulated config is valid");
+            let actions = replica.start();
+            self.nodes[i].replica = Some(replica);
+            self.apply(i, actions);
+        }
+        for c in 0..self.clients.len() {
+            let d = self.rng.random_range(0..200);
+            self.schedule(
+                d,
+                Event::ClientSend {
+                    client: c,
+                    nonce: 1,
+                    retry: false,
+                },
+            );
+        }
+        for (i, p) in self.sc.partitions.clone().iter().enumerate() {
+            let now = self.now;
+            self.now = p.at_ms;
+            self.schedule(0, Event::PartitionStart(i));
+            self.schedule(p.heal_after_ms, Event::PartitionHeal);
+            self.now = now;
+        }
+        for c in self.sc.crashes.clone() {
+            let now = self.now;
+            self.now = c.at_ms;
+            self.schedule(0, Event::Crash(c.node));
+            self.schedule(c.restart_after_ms, Event::Restart(c.node));
+            self.now = now;
+        }
+        let heal_at = self.sc.safety_ms;
+        self.schedule(heal_at, Event::Heal);
+        let deadline = heal_at + self.sc.liveness_deadline_ms;
+
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            if at > deadline || self.stats.events >= MAX_EVENTS {
+                break;
+            }
+            self.now = at;
+            self.stats.events += 1;
+            self.step(event);
+            if self.phase == Phase::Liveness && self.progress().reached() {
+                break;
+            }
+        }
+        let progress = self.progress();
+        if let Some(v) = progress.violation() {
+            self.violation("liveness", v);
+        }
+        self.stats.end_ms = self.now;
+        self.stats.replicas = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match &n.replica {
+                Some(r) => format!(
+                    "r{i}{} view={} {:?} executed={} stable={} pending={} dropped={:?}",
+                    if n.byzantine.is_some() {
+                        " (byzantine)"
+                    } else {
+                        ""
+                    },
+                    r.view().0,
+                    r.status(),
+                    r.last_executed().0,
+                    r.stable_checkpoint().seq.0,
+                    r.pending_requests(),
+                    r.dropped()
+                ),
+                None => format!("r{i} down"),
+            })
+            .collect();
+        self.stats.max_view = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref().map(|r| r.view().0))
+            .max()
+            .unwrap_or(0);
+        Report {
+            scenario: self.sc,
+            violations: self.violations,
+            trace_hash: self.trace.finalize().into(),
+            stats: self.stats,
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        let outstanding = self
+            .clients
+            .iter()
+            .map(|c| c.liveness_left + c.safety_left + usize::from(c.outstanding.is_some()))
+            .sum();
+        let honest = (0..self.sc.n)
+            .filter(|i| self.is_honest(*i))
+            .map(|i| {
+                let seq = self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .map_or(Seq(0), Replica::last_executed);
+                (i, seq)
+            })
+            .collect();
+        Progress {
+            outstanding_requests: outstanding,
+            target: self.target,
+            honest,
+        }
+    }
+
+    fn step(&mut self, event: Event) {
+        match event {
+            Event::Deliver { to, bytes } => {
+                self.trace(&[b"deliver", &(to as u64).to_be_bytes(), &bytes]);
+                self.deliver(to, bytes);
+            }
+            Event::Timer {
+                node,
+                incarnation,
+                timer,
+            } => {
+                let n = &self.nodes[node];
+                if n.incarnation != incarnation || n.armed.get(&timer.kind) != Some(&timer) {
+                    return;
+                }
+                self.trace(&[b"timer", &(node as u64).to_be_bytes()]);
+                self.nodes[node].armed.remove(&timer.kind);
+                self.feed(node, Input::Timeout(timer));
+            }
+            Event::ClientSend {
+                client,
+                nonce,
+                retry,
+            } => self.client_send(client, nonce, retry),
+            Event::Crash(node) => {
+                self.trace(&[b"crash", &(node as u64).to_be_bytes()]);
+                let n = &mut self.nodes[node];
+                n.replica = None;
+                n.incarnation += 1;
+                n.armed.clear();
+            }
+            Event::Restart(node) => self.restart(node),
+            Event::PartitionStart(i) => {
+                if self.phase == Phase::Safety {
+                    self.trace(&[b"partition"]);
+                    self.net.partition(self.sc.partitions[i].side.clone());
+                }
+            }
+            Event::PartitionHeal => {
+                self.trace(&[b"partition-heal"]);
+                self.net.heal_partition();
+            }
+            Event::Heal => {
+                self.trace(&[b"heal"]);
+                self.phase = Phase::Liveness;
+                self.net.heal_all();
+                for node in 0..self.sc.n {
+                    self.restart(node);
+                }
+                for c in 0..self.clients.len() {
+                    if self.clients[c].outstanding.is_none() {
+                        let nonce = self.clients[c].nonce + 1;
+                        self.schedule(
+                            0,
+                            Event::ClientSend {
+                                client: c,
+                                nonce,
+                                retry: false,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.nodes[node].replica.is_some() {
+            return;
+        }
+        self.trace(&[b"restart", &(node as u64).to_be_bytes()]);
+        let cfg = self.config(node);
+        let n = &self.nodes[node];
+        let restored = Replica::restore(
+            cfg,
+            n.key.clone(),
+            self.codec.clone(),
+            Box::new(HashChainApp::new()),
+            n.store.records(),
+        );
+        match restored {
+            Ok((replica, actions)) => {
+                self.stats.restarts += 1;
+                self.nodes[node].replica = Some(replica);
+                self.apply(node, actions);
+            }
+            Err(e) => self.violation("recovery", format!("replica {node} failed to restore: {e}")),
+        }
+    }
+
+    fn deliver(&mut self, to: usize, bytes: Arc<Vec<u8>>) {
+        if self.nodes[to].replica.is_none() {
+            return;
+        }
+        if let Some(b) = self.nodes[to].byzantine.as_mut() {
+            b.observe(&mut self.rng, &bytes);
+        }
+        match open(&bytes, &self.directory) {
+            Ok(message) => self.feed(to, Input::Message(message)),
+            Err(_) => self.stats.rejected_at_edge += 1,
+        }
+    }
+
+    fn feed(&mut self, node: usize, input: Input) {
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return;
+        };
+        let actions = replica.handle(input);
+        self.apply(node, actions);
+    }
+
+    fn apply(&mut self, node: usize, actions: Vec<Action>) {
+        for action in actions {
+            if std::env::var_os("SCBE_SIM_DEBUG").is_some() {
+                let what = match &action {
+                    Action::Send { to, envelope } => {
+                        format!("send {} to {to}", envelope.kind.name())
+                    }
+                    Action::Broadcast(e) => format!("broadcast {}", e.kind.name()),
+                    Action::Deliver(d) => {
+                        format!("deliver {} ({} requests)", d.seq, d.executed.len())
+                    }
+                    Action::Persist(_) => "persist".into(),
+                    other => format!("{other:?}"),
+                };
+                eprintln!("{:>7} r{node} {what}", self.now);
+            }
+            match action {
+                Action::Persist(record) => self.nodes[node].store.append(record),
+                Action::Send { to, envelope } => self.send(node, &[to.0 as usize], &envelope),
+                Action::Broadcast(envelope) => {
+                    let all: Vec<usize> = (0..self.sc.n).filter(|j| *j != node).collect();
+                    self.send(node, &all, &envelope);
+                }
+                Action::Deliver(decision) => self.on_deliver(node, decision),
+                Action::Restored { seq, state_digest } => {
+                    self.stats.state_restores += 1;
+                    self.trace(&[b"restored", &seq.0.to_be_bytes()]);
+                    if self.is_honest(node) {
+                        if let Some(v) = self.agreement.on_state(node, seq, state_digest) {
+                            self.violation("agreement", v);
+                        }
+                    }
+                }
+                Action::SetTimer(timer) => {
+                    self.nodes[node].armed.insert(timer.kind, timer);
+                    let base = match timer.kind {
+                        TimerKind::Request => self.sc.request_timeout_ms,
+                        TimerKind::ViewChange => self.sc.view_change_timeout_ms,
+                        TimerKind::Status => STATUS_INTERVAL_MS,
+                    };
+                    let incarnation = self.nodes[node].incarnation;
+                    self.schedule(
+                        base << timer.backoff.min(6),
+                        Event::Timer {
+                            node,
+                            incarnation,
+                            timer,
+                        },
+                    );
+                }
+                Action::CancelTimer(kind) => {
+                    self.nodes[node].armed.remove(&kind);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, dests: &[usize], env: &Envelope) {
+        let copies: Vec<(usize, Vec<u8>)> = match self.nodes[from].byzantine.as_mut() {
+            Some(b) => b.outgoing(&mut self.rng, &self.directory, dests, env),
+            None => {
+                if let Some(v) = self.double_sign.on_sent(from, env) {
+                    self.violation("no-double-sign", v);
+                }
+                if env.kind == Kind::Checkpoint {
+                    self.check_checkpoint_agreement(from, env);
+                }
+                let bytes = encode_envelope(env);
+                dests.iter().map(|&d| (d, bytes.clone())).collect()
+            }
+        };
+        for (to, bytes) in copies {
+            let bytes = Arc::new(bytes);
+            for delay in self.net.route(&mut self.rng, from, to) {
+                self.stats.messages += 1;
+                self.schedule(
+                    delay,
+                    Event::Deliver {
+                        to,
+                        bytes: Arc::clone(&bytes),
+                    },
+                );
+            }
+        }
+    }
+
+    fn check_checkpoint_agreement(&mut self, from: usize, env: &Envelope) {
+        use prost::Message as _;
+        if let Ok(cp) = scbe_proto::v1::Checkpoint::decode(env.payload.as_slice()) {
+            if let Some(d) = Digest::from_slice(&cp.state_digest) {
+                if let Some(v) = self.agreement.on_state(from, Seq(cp.seq), d) {
+                    self.violation("agreement", v);
+                }
+            }
+        }
+    }
+
+    fn on_deliver(&mut self, node: usize, d: Decision) {
+        self.trace(&[
+            b"decided",
+            &(node as u64).to_be_bytes(),
+            &d.seq.0.to_be_bytes(),
+            d.certificate.pre_prepare.value().digest.as_bytes(),
+        ]);
+        if !self.is_honest(node) {
+            return;
+        }
+        self.stats.decided = self.stats.decided.max(d.seq.0);
+        let digest = d.certificate.pre_prepare.value().digest;
+        if let Some(v) = self.agreement.on_decided(node, d.seq, digest) {
+            self.violation("agreement", v);
+        }
+        for v in self.validity.on_deliver(node, &d) {
+            self.violation("validity", v);
+        }
+        for v in self.integrity.on_deliver(node, &d) {
+            self.violation("integrity", v);
+        }
+        if let Some(v) = self.certificates.on_deliver(node, &d) {
+            self.violation("certificate", v);
+        }
+        for r in &d.executed {
+            for c in 0..self.clients.len() {
+                let done = self.clients[c]
+                    .outstanding
+                    .as_ref()
+                    .is_some_and(|o| o.envelope().digest() == r.envelope().digest());
+                if done {
+                    self.clients[c].outstanding = None;
+                    self.stats.requests_completed += 1;
+                    self.target = self.target.max(d.seq);
+                    let think = self.rng.random_range(0..50);
+                    let nonce = self.clients[c].nonce + 1;
+                    self.schedule(
+                        think,
+                        Event::ClientSend {
+                            client: c,
+                            nonce,
+                            retry: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// A client has one request outstanding at a time (nonces must increase). It sends a new
+    /// request to one random validator, and resends to all validators until it executes.
+    fn client_send(&mut self, client: usize, nonce: u64, retry: bool) {
+        let c = &mut self.clients[client];
+        if retry {
+            let still = c
+                .outstanding
+                .as_ref()
+                .is_some_and(|o| o.value().nonce == nonce);
+            if !still {
+                return;
+            }
+        } else {
+            if c.outstanding.is_some() || c.nonce + 1 != nonce {
+                return;
+            }
+            let budget = match self.phase {
+                Phase::Safety => &mut c.safety_left,
+                Phase::Liveness => {
+                    if c.safety_left > 0 {
+                        &mut c.safety_left
+                    } else {
+                        &mut c.liveness_left
+                    }
+                }
+            };
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            c.nonce = nonce;
+            let op: Vec<u8> = (0..self.rng.random_range(4..24))
+                .map(|_| self.rng.random())
+                .collect();
+            let request = Request {
+                nonce,
+                operation: op,
+            };
+            let signed = Signed::seal(
+                request,
+                Kind::Request,
+                |r| ProtoCodec.encode_request(r),
+                &self.clients[client].key,
+                scbe_node::consensus::Principal::Requester,
+            );
+            self.validity.on_submitted(signed.envelope().digest());
+            self.clients[client].outstanding = Some(signed);
+        }
+        let Some(request) = self.clients[client].outstanding.clone() else {
+            return;
+        };
+        self.trace(&[
+            b"client",
+            &(client as u64).to_be_bytes(),
+            &nonce.to_be_bytes(),
+        ]);
+        let targets: Vec<usize> = if retry {
+            (0..self.sc.n).collect()
+        } else {
+            vec![self.rng.random_range(0..self.sc.n)]
+        };
+        for t in targets {
+            self.feed(t, Input::ClientRequest(request.clone()));
+        }
+        self.schedule(
+            self.sc.client_retry_ms,
+            Event::ClientSend {
+                client,
+                nonce,
+                retry: true,
+            },
+        );
+    }
+}
+
+/// Runs one seed.
+pub fn run_seed(seed: u64, overrides: &crate::scenario::Overrides) -> Report {
+    Simulation::new(Scenario::derive(seed, overrides)).run()
+}
