@@ -49,7 +49,49 @@ impl PublicKey {
     }
 
     fn to_dalek(self) -> Result<ed25519_dalek::VerifyingKey, CryptoError> {
-        ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::PublicKeyInvalid)
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| CryptoError::PublicKeyInvalid)?;
+        if key.is_weak() {
+            return Err(CryptoError::PublicKeyInvalid);
+        }
+        Ok(key)
+    }
+}
+
+/// A public key decompressed once, for repeated verification. Decompressing a point costs about
+/// a third of a verification, so directories keep these rather than raw bytes.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    public: PublicKey,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl Verifier {
+    /// Rejects bytes that are not a point, and small-order (weak) keys.
+    pub fn new(public: PublicKey) -> Result<Self, CryptoError> {
+        Ok(Self {
+            key: public.to_dalek()?,
+            public,
+        })
+    }
+
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Verifies a signature over `DOMAIN ++ kind ++ payload` (strict: rejects non-canonical
+    /// signatures so none can be malleated into a second valid one).
+    pub fn verify(
+        &self,
+        kind: &str,
+        payload: &[u8],
+        signature: &Signature,
+    ) -> Result<(), CryptoError> {
+        let _t = timing::Guard::start();
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        self.key
+            .verify_strict(&signed_bytes(kind, payload), &sig)
+            .map_err(|_| CryptoError::BadSignature(self.public))
     }
 }
 
@@ -130,6 +172,7 @@ impl Keypair {
 
     /// Signs `DOMAIN ++ kind ++ payload`.
     pub fn sign(&self, kind: &str, payload: &[u8]) -> Signature {
+        let _t = timing::Guard::start();
         let msg = signed_bytes(kind, payload);
         Signature(self.secret.sign(&msg).to_bytes())
     }
@@ -150,24 +193,20 @@ pub fn signed_bytes(kind: &str, payload: &[u8]) -> Vec<u8> {
     msg
 }
 
-/// Verifies one signature over `DOMAIN ++ kind ++ payload`. Uses strict verification (rejects
-/// small-order keys and non-canonical signatures) so a signature cannot be malleated into a
-/// second valid one.
+/// Verifies one signature over `DOMAIN ++ kind ++ payload`, decompressing the key first. Prefer
+/// a cached [`Verifier`] on hot paths.
 pub fn verify(
     signer: &PublicKey,
     kind: &str,
     payload: &[u8],
     signature: &Signature,
 ) -> Result<(), CryptoError> {
-    let key = signer.to_dalek()?;
-    let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(&signed_bytes(kind, payload), &sig)
-        .map_err(|_| CryptoError::BadSignature(*signer))
+    Verifier::new(*signer)?.verify(kind, payload, signature)
 }
 
 /// One item of a batch verification.
 pub struct SignedItem<'a> {
-    pub signer: &'a PublicKey,
+    pub signer: &'a Verifier,
     pub kind: &'a str,
     pub payload: &'a [u8],
     pub signature: &'a Signature,
@@ -178,41 +217,89 @@ const BATCH_THRESHOLD: usize = 4;
 
 /// Verifies several signatures at once. A batch is roughly twice as fast per signature as single
 /// checks once it holds a handful; on failure it falls back to single checks to name the culprit.
+///
+/// Batch verification may accept a signature that strict single verification rejects, but only
+/// one its own key holder crafted on purpose: no worse than a Byzantine signer sending different
+/// messages to different peers. Weak keys never get this far ([`Verifier::new`]).
 pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), CryptoError> {
     if items.len() < BATCH_THRESHOLD {
         for it in items {
-            verify(it.signer, it.kind, it.payload, it.signature)?;
+            it.signer.verify(it.kind, it.payload, it.signature)?;
         }
         return Ok(());
     }
-    let messages: Vec<Vec<u8>> = items
-        .iter()
-        .map(|it| signed_bytes(it.kind, it.payload))
-        .collect();
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = items
-        .iter()
-        .map(|it| ed25519_dalek::Signature::from_bytes(&it.signature.0))
-        .collect();
-    let keys = items
-        .iter()
-        .map(|it| it.signer.to_dalek())
-        .collect::<Result<Vec<_>, _>>()?;
-    if ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
-        // Batch verification may accept a signature that strict single verification rejects, but
-        // only one its own key holder crafted on purpose: that is no worse than a Byzantine signer
-        // sending different messages to different peers. Weak (small-order) keys never pass.
-        for k in &keys {
-            if k.is_weak() {
-                return Err(CryptoError::PublicKeyInvalid);
-            }
-        }
+    let ok = {
+        let _t = timing::Guard::start();
+        let messages: Vec<Vec<u8>> = items
+            .iter()
+            .map(|it| signed_bytes(it.kind, it.payload))
+            .collect();
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = items
+            .iter()
+            .map(|it| ed25519_dalek::Signature::from_bytes(&it.signature.0))
+            .collect();
+        let keys: Vec<ed25519_dalek::VerifyingKey> = items.iter().map(|it| it.signer.key).collect();
+        ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
+    };
+    if ok {
         return Ok(());
     }
     for it in items {
-        verify(it.signer, it.kind, it.payload, it.signature)?;
+        it.signer.verify(it.kind, it.payload, it.signature)?;
     }
     Err(CryptoError::BadBatch(items.len()))
+}
+
+/// Per-thread time spent signing and verifying, for `scbe-sim bench-core` (feature `timing`).
+/// Without the feature the guard is empty and compiles away.
+pub mod timing {
+    #[cfg(feature = "timing")]
+    thread_local! {
+        static NANOS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Times the enclosing scope (nested guards count once).
+    pub struct Guard {
+        #[cfg(feature = "timing")]
+        start: Option<std::time::Instant>,
+    }
+
+    impl Guard {
+        #[inline]
+        pub fn start() -> Self {
+            #[cfg(feature = "timing")]
+            {
+                let outer = DEPTH.with(|d| {
+                    d.set(d.get() + 1);
+                    d.get() == 1
+                });
+                Guard {
+                    start: outer.then(std::time::Instant::now),
+                }
+            }
+            #[cfg(not(feature = "timing"))]
+            Guard {}
+        }
+    }
+
+    #[cfg(feature = "timing")]
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get() - 1));
+            if let Some(s) = self.start {
+                let n = s.elapsed().as_nanos() as u64;
+                NANOS.with(|c| c.set(c.get() + n));
+            }
+        }
+    }
+
+    /// Nanoseconds this thread spent in signing and verification since the last call; resets.
+    #[cfg(feature = "timing")]
+    pub fn take_nanos() -> u64 {
+        NANOS.with(|c| c.replace(0))
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +328,10 @@ mod tests {
             .collect();
         let payloads: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 10]).collect();
         let pubs: Vec<PublicKey> = keys.iter().map(Keypair::public).collect();
+        let verifiers: Vec<Verifier> = pubs
+            .iter()
+            .map(|p| Verifier::new(*p).expect("valid"))
+            .collect();
         let mut sigs: Vec<Signature> = keys
             .iter()
             .zip(&payloads)
@@ -249,7 +340,7 @@ mod tests {
         let items = |sigs: &[Signature]| -> Result<(), CryptoError> {
             let items: Vec<SignedItem<'_>> = (0..8)
                 .map(|i| SignedItem {
-                    signer: &pubs[i],
+                    signer: &verifiers[i],
                     kind: "commit",
                     payload: &payloads[i],
                     signature: &sigs[i],
@@ -271,6 +362,13 @@ mod tests {
         assert_eq!(
             Signature::from_slice(&[0; 65]),
             Err(CryptoError::SignatureLength(65))
+        );
+        // The identity point is a valid encoding but a weak key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            Verifier::new(PublicKey(identity)).map(|_| ()),
+            Err(CryptoError::PublicKeyInvalid)
         );
     }
 }

@@ -48,6 +48,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Testing the tester: run every replica with this (unsafe) quorum size.
+        #[arg(long, hide = true)]
+        unsafe_quorum: Option<usize>,
     },
     /// Benchmark the consensus core in one process: real signatures, no network.
     ///
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
             validators,
             byzantine,
             threads,
+            unsafe_quorum,
         } => {
             if let Some(n) = validators {
                 if n < 4 {
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
             let overrides = Overrides {
                 validators,
                 byzantine,
-                unsafe_quorum: None,
+                unsafe_quorum,
             };
             let (first_seed, seeds, verbose) = match seed {
                 Some(s) => (s, 1, true),
@@ -124,7 +128,7 @@ fn main() -> ExitCode {
                         println!("  {line}");
                     }
                     println!("  trace: {}", hex(&r.trace_hash));
-                } else if k % 100 == 0 {
+                } else if k.is_multiple_of(100) {
                     eprintln!("... {k}/{seeds} seeds");
                 }
             });

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::crypto::PublicKey;
+use crate::crypto::{PublicKey, Verifier};
 
 use super::message::Principal;
 use super::types::{ReplicaId, View};
@@ -12,7 +12,8 @@ use super::types::{ReplicaId, View};
 #[derive(Clone, Debug)]
 pub struct Directory {
     validators: Vec<PublicKey>,
-    principals: BTreeMap<PublicKey, Principal>,
+    /// Who each key is, with the key decompressed once for verification.
+    principals: BTreeMap<PublicKey, (Principal, Verifier)>,
 }
 
 impl Directory {
@@ -21,15 +22,15 @@ impl Directory {
         requesters: Vec<PublicKey>,
     ) -> Result<Self, ConfigError> {
         let mut principals = BTreeMap::new();
-        for (i, v) in validators.iter().enumerate() {
-            let id = ReplicaId(i as u32);
-            if principals.insert(*v, Principal::Validator(id)).is_some() {
-                return Err(ConfigError::DuplicateKey(*v));
-            }
-        }
-        for r in &requesters {
-            if principals.insert(*r, Principal::Requester).is_some() {
-                return Err(ConfigError::DuplicateKey(*r));
+        let all = validators
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (*v, Principal::Validator(ReplicaId(i as u32))))
+            .chain(requesters.iter().map(|r| (*r, Principal::Requester)));
+        for (key, principal) in all {
+            let verifier = Verifier::new(key).map_err(|_| ConfigError::InvalidKey(key))?;
+            if principals.insert(key, (principal, verifier)).is_some() {
+                return Err(ConfigError::DuplicateKey(key));
             }
         }
         Ok(Self {
@@ -52,7 +53,12 @@ impl Directory {
 
     /// Resolves a signer; `None` means the key is unknown and the message must be dropped.
     pub fn principal(&self, key: &PublicKey) -> Option<Principal> {
-        self.principals.get(key).copied()
+        self.principals.get(key).map(|(p, _)| *p)
+    }
+
+    /// The signer's role and its decompressed key; `None` for unknown keys.
+    pub fn lookup(&self, key: &PublicKey) -> Option<(Principal, &Verifier)> {
+        self.principals.get(key).map(|(p, v)| (*p, v))
     }
 }
 
@@ -64,6 +70,8 @@ pub enum ConfigError {
     UnknownSelf { id: u32, n: usize },
     #[error("the signing key is not validator {0}'s key in the validator set")]
     KeyMismatch(u32),
+    #[error("key {0} is not a valid ed25519 public key (or is a weak, small-order key)")]
+    InvalidKey(PublicKey),
     #[error("key {0} appears twice in the validator/requester set")]
     DuplicateKey(PublicKey),
     #[error("{name} must be at least {min}, got {value}")]
@@ -136,7 +144,8 @@ impl ReplicaConfig {
         small("max_pending", 1, self.max_pending as u64)?;
         small("max_transfer_batches", 1, self.max_transfer_batches as u64)?;
         small("max_future_per_peer", 1, self.max_future_per_peer as u64)?;
-        if self.window < 2 * self.checkpoint_interval || self.window % self.checkpoint_interval != 0
+        if self.window < 2 * self.checkpoint_interval
+            || !self.window.is_multiple_of(self.checkpoint_interval)
         {
             return Err(ConfigError::Window {
                 window: self.window,
@@ -198,7 +207,10 @@ mod tests {
         for n in 4..40 {
             let f = (n - 1) / 3;
             let q = quorum_for(n);
-            assert!(2 * q >= n + f + 1, "n={n}");
+            assert!(
+                2 * q - n > f,
+                "n={n}: two quorums share more than f validators"
+            );
             assert!(q <= n - f, "n={n}: quorum must be reachable with f silent");
         }
     }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::crypto::{self, CryptoError, Keypair, PublicKey, Signature, SignedItem};
+use crate::crypto::{self, CryptoError, Keypair, PublicKey, Signature, SignedItem, Verifier};
 
 use super::types::{Digest, ReplicaId, Seq, View};
 
@@ -93,9 +93,9 @@ impl Envelope {
         )
     }
 
-    pub fn signed_item(&self) -> SignedItem<'_> {
+    pub fn signed_item<'a>(&'a self, signer: &'a Verifier) -> SignedItem<'a> {
         SignedItem {
-            signer: &self.signer,
+            signer,
             kind: self.kind.name(),
             payload: &self.payload,
             signature: &self.signature,
@@ -363,7 +363,7 @@ mod tests {
             batch_digest(&[a.clone(), b.clone()]),
             batch_digest(&[b.clone(), a.clone()])
         );
-        assert_ne!(batch_digest(&[a.clone()]), batch_digest(&[]));
+        assert_ne!(batch_digest(std::slice::from_ref(&a)), batch_digest(&[]));
         assert_eq!(batch_digest(&[a.clone(), b.clone()]), batch_digest(&[a, b]));
     }
 }

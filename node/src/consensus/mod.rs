@@ -23,3 +23,6 @@ pub use message::{
 pub use replica::{state_digest, Replica, RestoreError, Status};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use types::{Digest, ReplicaId, Seq, View};
+
+#[cfg(test)]
+mod tests;

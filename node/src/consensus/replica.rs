@@ -846,7 +846,7 @@ impl Replica {
             certificate: cert,
             executed,
         }));
-        if seq.0 % self.cfg.checkpoint_interval == 0 {
+        if seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
             self.take_checkpoint(seq);
         }
     }
@@ -887,7 +887,7 @@ impl Replica {
         if seq <= self.stable.seq {
             return self.drop_input("stale checkpoint");
         }
-        if seq.0 % self.cfg.checkpoint_interval != 0 {
+        if !seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
             return self.drop_input("checkpoint off the interval");
         }
         if !self.in_window(seq) {

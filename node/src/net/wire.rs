@@ -264,6 +264,7 @@ fn open_many<T>(
         .map(envelope_from_proto)
         .collect::<Result<Vec<_>, _>>()?;
     let mut principals = Vec::with_capacity(envs.len());
+    let mut items = Vec::with_capacity(envs.len());
     for e in &envs {
         if e.kind != expected {
             return Err(WireError::UnexpectedKind {
@@ -272,13 +273,14 @@ fn open_many<T>(
                 got: e.kind.name(),
             });
         }
-        principals.push(
-            dir.principal(&e.signer)
-                .ok_or(WireError::UnknownSigner(e.signer))?,
-        );
+        let (principal, verifier) = dir
+            .lookup(&e.signer)
+            .ok_or(WireError::UnknownSigner(e.signer))?;
+        principals.push(principal);
+        items.push(e.signed_item(verifier));
     }
-    let items: Vec<_> = envs.iter().map(Envelope::signed_item).collect();
     crypto::verify_batch(&items)?;
+    drop(items);
     envs.into_iter()
         .zip(principals)
         .map(|(e, p)| {
@@ -494,10 +496,10 @@ pub fn open(bytes: &[u8], dir: &Directory) -> Result<Signed<Message>, WireError>
         });
     }
     let env = envelope_from_proto(decode("envelope", bytes)?)?;
-    let principal = dir
-        .principal(&env.signer)
+    let (principal, verifier) = dir
+        .lookup(&env.signer)
         .ok_or(WireError::UnknownSigner(env.signer))?;
-    env.verify()?;
+    verifier.verify(env.kind.name(), &env.payload, &env.signature)?;
     let message = decode_message(dir, env.kind, &env.payload)?;
     Ok(Signed::from_verified(message, Arc::new(env), principal))
 }

@@ -1,0 +1,462 @@
+//! Scenario tests for the replica, each naming the section of Castro & Liskov, "Practical
+//! Byzantine Fault Tolerance" (OSDI '99) it checks. A tiny in-memory cluster delivers envelopes
+//! in FIFO order through the real wire edge; tests cut links and fire timers by hand.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use super::*;
+use crate::crypto::Keypair;
+use crate::net::{encode_envelope, open, ProtoCodec};
+
+/// Counts applied requests and chains their ids: enough state for digests and snapshots.
+#[derive(Default)]
+struct ChainApp {
+    applied: u64,
+    chain: Digest,
+}
+
+impl StateMachine for ChainApp {
+    fn apply(&mut self, _seq: Seq, r: &Signed<Request>) {
+        self.applied += 1;
+        self.chain = Digest::of_parts(&[self.chain.as_bytes(), r.envelope().digest().as_bytes()]);
+    }
+    fn digest(&self) -> Digest {
+        Digest::of_parts(&[&self.applied.to_be_bytes(), self.chain.as_bytes()])
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        let mut v = self.applied.to_be_bytes().to_vec();
+        v.extend_from_slice(self.chain.as_bytes());
+        v
+    }
+    fn snapshot_digest(&self, s: &[u8]) -> Result<Digest, SnapshotError> {
+        let mut app = ChainApp::default();
+        app.restore(s)?;
+        Ok(app.digest())
+    }
+    fn restore(&mut self, s: &[u8]) -> Result<(), SnapshotError> {
+        if s.len() != 40 {
+            return Err(SnapshotError("length".into()));
+        }
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&s[..8]);
+        self.applied = u64::from_be_bytes(n);
+        self.chain = Digest::from_slice(&s[8..]).ok_or(SnapshotError("digest".into()))?;
+        Ok(())
+    }
+}
+
+struct Cluster {
+    keys: Vec<Keypair>,
+    client: Keypair,
+    dir: Directory,
+    replicas: Vec<Option<Replica>>,
+    stores: Vec<Vec<Record>>,
+    delivered: Vec<Vec<Decision>>,
+    timers: Vec<BTreeMap<TimerKind, Timer>>,
+    /// Every action each replica produced, in order.
+    log: Vec<Vec<Action>>,
+    queue: VecDeque<(usize, usize, Vec<u8>)>,
+    /// Links (from, to) that drop everything.
+    cut: BTreeSet<(usize, usize)>,
+    checkpoint_interval: u64,
+}
+
+impl Cluster {
+    fn new(n: usize, checkpoint_interval: u64) -> Self {
+        let keys: Vec<Keypair> = (0..n)
+            .map(|i| Keypair::from_label(&format!("t{i}")))
+            .collect();
+        let client = Keypair::from_label("client");
+        let dir = Directory::new(
+            keys.iter().map(Keypair::public).collect(),
+            vec![client.public()],
+        )
+        .expect("directory");
+        let mut c = Cluster {
+            keys,
+            client,
+            dir,
+            replicas: Vec::new(),
+            stores: vec![Vec::new(); n],
+            delivered: vec![Vec::new(); n],
+            timers: vec![BTreeMap::new(); n],
+            log: vec![Vec::new(); n],
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            checkpoint_interval,
+        };
+        for i in 0..n {
+            let mut r = Replica::new(
+                c.config(i),
+                c.keys[i].clone(),
+                Arc::new(ProtoCodec),
+                Box::new(ChainApp::default()),
+            )
+            .expect("replica");
+            let actions = r.start();
+            c.replicas.push(Some(r));
+            c.apply(i, actions);
+        }
+        c
+    }
+
+    fn config(&self, i: usize) -> ReplicaConfig {
+        let mut cfg = ReplicaConfig::new(ReplicaId(i as u32), self.dir.clone()).expect("config");
+        cfg.checkpoint_interval = self.checkpoint_interval;
+        cfg.window = self.checkpoint_interval * 2;
+        cfg.max_inflight_batches = 1;
+        cfg
+    }
+
+    fn replica(&self, i: usize) -> &Replica {
+        self.replicas[i].as_ref().expect("replica is up")
+    }
+
+    fn request(&self, nonce: u64) -> Signed<Request> {
+        Signed::seal(
+            Request {
+                nonce,
+                operation: vec![nonce as u8],
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &self.client,
+            Principal::Requester,
+        )
+    }
+
+    fn apply(&mut self, i: usize, actions: Vec<Action>) {
+        for a in &actions {
+            match a {
+                Action::Persist(r) => self.stores[i].push(r.clone()),
+                Action::Send { to, envelope } => self.send(i, to.0 as usize, envelope),
+                Action::Broadcast(envelope) => {
+                    for j in 0..self.replicas.len() {
+                        if j != i {
+                            self.send(i, j, envelope);
+                        }
+                    }
+                }
+                Action::Deliver(d) => self.delivered[i].push(d.clone()),
+                Action::Restored { .. } => {}
+                Action::SetTimer(t) => {
+                    self.timers[i].insert(t.kind, *t);
+                }
+                Action::CancelTimer(k) => {
+                    self.timers[i].remove(k);
+                }
+            }
+        }
+        self.log[i].extend(actions);
+    }
+
+    fn send(&mut self, from: usize, to: usize, env: &Envelope) {
+        if !self.cut.contains(&(from, to)) {
+            self.queue.push_back((from, to, encode_envelope(env)));
+        }
+    }
+
+    fn input(&mut self, i: usize, input: Input) {
+        if let Some(r) = self.replicas[i].as_mut() {
+            let actions = r.handle(input);
+            self.apply(i, actions);
+        }
+    }
+
+    /// Delivers queued messages until none are left.
+    fn run(&mut self) {
+        while let Some((_, to, bytes)) = self.queue.pop_front() {
+            let m = open(&bytes, &self.dir).expect("honest messages open");
+            self.input(to, Input::Message(m));
+        }
+    }
+
+    fn fire(&mut self, i: usize, kind: TimerKind) {
+        let t = self.timers[i].remove(&kind).expect("timer armed");
+        self.input(i, Input::Timeout(t));
+        self.run();
+    }
+
+    fn isolate(&mut self, i: usize) {
+        for j in 0..self.replicas.len() {
+            self.cut.insert((i, j));
+            self.cut.insert((j, i));
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn executed_seqs(&self, i: usize) -> Vec<u64> {
+        self.delivered[i].iter().map(|d| d.seq.0).collect()
+    }
+}
+
+/// Index of the first action matching `pred` in replica `i`'s log.
+fn position(log: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
+    log.iter().position(pred).expect("action present")
+}
+
+#[test]
+fn s4_2_normal_case_commits_with_a_quorum_certificate() {
+    let mut c = Cluster::new(4, 128);
+    let req = c.request(1);
+    c.input(0, Input::ClientRequest(req));
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.executed_seqs(i), vec![1], "replica {i}");
+        let d = &c.delivered[i][0];
+        assert_eq!(d.executed.len(), 1);
+        let signers: BTreeSet<_> = d
+            .certificate
+            .commits
+            .iter()
+            .filter_map(|s| s.validator())
+            .collect();
+        assert!(
+            signers.len() >= 3,
+            "certificate holds a quorum of distinct commits"
+        );
+        assert!(certificate::check_commit_cert(&c.config(i), &d.certificate).is_ok());
+    }
+}
+
+#[test]
+fn s4_2_backup_persists_before_it_sends_its_prepare_and_commit() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    let log = &c.log[1];
+    let guard = position(log, |a| matches!(a, Action::Persist(Record::Signed { .. })));
+    let prepare = position(
+        log,
+        |a| matches!(a, Action::Broadcast(e) if e.kind == Kind::Prepare),
+    );
+    let prepared = position(log, |a| matches!(a, Action::Persist(Record::Prepared(_))));
+    let commit = position(
+        log,
+        |a| matches!(a, Action::Broadcast(e) if e.kind == Kind::Commit),
+    );
+    assert!(
+        guard < prepare,
+        "vote guard durable before the prepare leaves"
+    );
+    assert!(
+        prepared < commit,
+        "prepared certificate durable before the commit leaves"
+    );
+}
+
+#[test]
+fn s4_2_pre_prepare_from_a_backup_is_dropped() {
+    let mut c = Cluster::new(4, 128);
+    let req = c.request(1);
+    let batch = vec![req];
+    let pp = PrePrepare {
+        view: View(0),
+        seq: Seq(1),
+        digest: batch_digest(&batch),
+        batch,
+    };
+    let forged = Signed::seal(
+        pp,
+        Kind::PrePrepare,
+        |v| ProtoCodec.encode_pre_prepare(v),
+        &c.keys[1],
+        Principal::Validator(ReplicaId(1)),
+    );
+    c.send(1, 2, forged.envelope());
+    c.run();
+    assert_eq!(
+        c.replica(2)
+            .dropped()
+            .get("pre-prepare not from the primary"),
+        Some(&1)
+    );
+    assert!(c.delivered[2].is_empty());
+}
+
+#[test]
+fn s4_2_a_request_takes_effect_once_and_stale_nonces_are_refused() {
+    let mut c = Cluster::new(4, 128);
+    let req = c.request(5);
+    c.input(0, Input::ClientRequest(req.clone()));
+    c.run();
+    c.input(0, Input::ClientRequest(req));
+    c.input(0, Input::ClientRequest(c.request(4)));
+    c.run();
+    assert_eq!(c.executed_seqs(0), vec![1]);
+    assert_eq!(
+        c.replica(0).dropped().get("request nonce already executed"),
+        Some(&2)
+    );
+}
+
+#[test]
+fn s4_3_checkpoints_become_stable_and_move_the_low_watermark() {
+    let mut c = Cluster::new(4, 2);
+    for nonce in 1..=5 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    for i in 0..4 {
+        assert_eq!(c.replica(i).last_executed(), Seq(5));
+        let stable = c.replica(i).stable_checkpoint();
+        assert_eq!(stable.seq, Seq(4), "replica {i}");
+        assert!(certificate::check_checkpoint_cert(
+            &c.config(i),
+            stable,
+            c.replica(i).genesis_digest()
+        )
+        .is_ok());
+    }
+}
+
+#[test]
+fn s4_4_silent_primary_is_replaced_and_the_request_executes_in_the_next_view() {
+    let mut c = Cluster::new(4, 128);
+    c.isolate(0);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert!(c.delivered[1].is_empty());
+    // Two backups time out; the third joins on seeing f + 1 view changes (§4.5.2).
+    c.fire(2, TimerKind::Request);
+    assert_eq!(c.replica(3).view(), View(0));
+    c.fire(3, TimerKind::Request);
+    for i in 1..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal);
+        assert_eq!(c.executed_seqs(i), vec![1]);
+    }
+}
+
+#[test]
+fn s4_4_a_request_prepared_in_the_old_view_keeps_its_sequence_number() {
+    let mut c = Cluster::new(4, 128);
+    // Everyone prepares, but every commit is lost: nothing executes in view 0.
+    c.input(0, Input::ClientRequest(c.request(1)));
+    while let Some((from, to, bytes)) = c.queue.pop_front() {
+        let m = open(&bytes, &c.dir).expect("opens");
+        if m.value().kind() == Kind::Commit {
+            continue;
+        }
+        let _ = from;
+        c.input(to, Input::Message(m));
+    }
+    let prepared_digest = c.stores[1]
+        .iter()
+        .find_map(|r| match r {
+            Record::Prepared(p) => Some(p.pre_prepare.value().digest),
+            _ => None,
+        })
+        .expect("replica 1 prepared");
+    assert!(c.delivered.iter().all(Vec::is_empty));
+    c.isolate(0);
+    c.fire(2, TimerKind::Request);
+    c.fire(3, TimerKind::Request);
+    for i in 1..4 {
+        assert_eq!(c.executed_seqs(i), vec![1], "replica {i}");
+        assert_eq!(
+            c.delivered[i][0].certificate.pre_prepare.value().digest,
+            prepared_digest
+        );
+    }
+}
+
+fn restore(c: &Cluster, i: usize) -> Replica {
+    Replica::restore(
+        c.config(i),
+        c.keys[i].clone(),
+        Arc::new(ProtoCodec),
+        Box::new(ChainApp::default()),
+        &c.stores[i],
+    )
+    .expect("restores")
+    .0
+}
+
+#[test]
+fn restart_replays_the_decided_log_to_the_same_state() {
+    let mut c = Cluster::new(4, 2);
+    for nonce in 1..=3 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    let r = restore(&c, 2);
+    assert_eq!(r.last_executed(), Seq(3));
+    assert_eq!(r.stable_checkpoint().seq, Seq(2));
+    assert_eq!(r.app().digest(), c.replica(2).app().digest());
+}
+
+#[test]
+fn restart_never_signs_a_prepare_conflicting_with_one_it_signed() {
+    let mut c = Cluster::new(4, 128);
+    // Replica 2 hears the pre-prepare and sends its prepare, but hears nothing back.
+    for j in [1, 3] {
+        c.cut.insert((j, 2));
+    }
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert!(c.stores[2].iter().any(|r| matches!(
+        r,
+        Record::Signed {
+            pre_prepare: false,
+            ..
+        }
+    )));
+    assert!(
+        c.delivered[2].is_empty(),
+        "replica 2 prepared but saw no quorum"
+    );
+    // It crashes and restarts; an equivocating primary offers another batch for (v0, #1).
+    c.replicas[2] = Some(restore(&c, 2));
+    c.log[2].clear();
+    let other = vec![c.request(2)];
+    let pp = PrePrepare {
+        view: View(0),
+        seq: Seq(1),
+        digest: batch_digest(&other),
+        batch: other,
+    };
+    let equivocation = Signed::seal(
+        pp,
+        Kind::PrePrepare,
+        |v| ProtoCodec.encode_pre_prepare(v),
+        &c.keys[0],
+        Principal::Validator(ReplicaId(0)),
+    );
+    c.heal();
+    c.send(0, 2, equivocation.envelope());
+    c.run();
+    assert_eq!(
+        c.replica(2)
+            .dropped()
+            .get("pre-prepare conflicts with the vote guard"),
+        Some(&1)
+    );
+    assert!(!c.log[2]
+        .iter()
+        .any(|a| matches!(a, Action::Broadcast(e) if e.kind == Kind::Prepare)));
+}
+
+#[test]
+fn lagging_replica_catches_up_from_commit_certificates() {
+    let mut c = Cluster::new(4, 2);
+    c.isolate(3);
+    for nonce in 1..=3 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    assert_eq!(c.replica(3).last_executed(), Seq(0));
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    assert_eq!(
+        c.replica(3).last_executed(),
+        Seq(3),
+        "snapshot at 2 plus the decided batch at 3"
+    );
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(2));
+    assert_eq!(c.replica(3).app().digest(), c.replica(0).app().digest());
+}

@@ -1,0 +1,65 @@
+//! A few hundred simulator seeds on every CI run (the full 2000/500 runs are in the README).
+
+use scbe_sim::check::{check, replay_command, CheckOptions};
+use scbe_sim::scenario::Overrides;
+
+fn run(first_seed: u64, seeds: u64, validators: usize, byzantine: usize) {
+    let overrides = Overrides {
+        validators: Some(validators),
+        byzantine: Some(byzantine),
+        unsafe_quorum: None,
+    };
+    let opts = CheckOptions {
+        first_seed,
+        seeds,
+        overrides: overrides.clone(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let summary = check(&opts, |_| {});
+    let failures: Vec<String> = summary
+        .failed
+        .iter()
+        .map(|r| {
+            format!(
+                "seed {}: {:?}\n  replay: {}",
+                r.scenario.seed,
+                r.violations.first(),
+                replay_command(r.scenario.seed, &overrides)
+            )
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(summary.passed, seeds);
+}
+
+#[test]
+fn n4_with_one_byzantine() {
+    run(10_000, 200, 4, 1);
+}
+
+#[test]
+fn n7_with_two_byzantine() {
+    run(20_000, 60, 7, 2);
+}
+
+#[test]
+fn derived_cluster_sizes() {
+    let summary = check(
+        &CheckOptions {
+            first_seed: 30_000,
+            seeds: 60,
+            overrides: Overrides::default(),
+            threads: 2,
+        },
+        |_| {},
+    );
+    assert!(
+        summary.failed.is_empty(),
+        "seeds {:?} failed",
+        summary
+            .failed
+            .iter()
+            .map(|r| r.scenario.seed)
+            .collect::<Vec<_>>()
+    );
+}
