@@ -1,8 +1,11 @@
 //! SCBE Fleet validator library.
 //!
-//! Dependencies flow one way: `net` (and later `storage`, the runtime) → `consensus` → `crypto`.
-//! `consensus` is pure and deterministic; a test in `tests/architecture.rs` keeps it so.
+//! Dependencies flow one way: `net` (and later `storage`, the runtime) → `rollout`, `governance`,
+//! `consensus` → `crypto`. `consensus` and `governance` are pure and deterministic; a test in
+//! `tests/tests/architecture.rs` keeps them so.
 
 pub mod consensus;
 pub mod crypto;
+pub mod governance;
 pub mod net;
+pub mod rollout;

@@ -63,11 +63,16 @@ fn violations(module: &str) -> (usize, Vec<String>) {
         .join("../node/src")
         .join(module);
     let mut files = Vec::new();
-    rust_files(&root, &mut files);
+    if root.is_file() {
+        files.push(root);
+    } else {
+        rust_files(&root, &mut files);
+    }
     let mut found = Vec::new();
     let mut scanned = 0;
     for f in &files {
-        if f.file_name().is_some_and(|n| n == "tests.rs") {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "tests.rs" || name.ends_with("_tests.rs") {
             continue;
         }
         let text = fs::read_to_string(f).expect("readable source");
@@ -98,6 +103,31 @@ fn consensus_core_is_pure() {
     assert!(
         found.is_empty(),
         "impure code in consensus/:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn governance_domain_is_pure() {
+    let (scanned, found) = violations("governance");
+    assert!(
+        scanned >= 5,
+        "governance sources not found ({scanned} files)"
+    );
+    assert!(
+        found.is_empty(),
+        "impure code in governance/:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn rollout_plans_are_pure() {
+    let (scanned, found) = violations("rollout/plan.rs");
+    assert_eq!(scanned, 1, "rollout/plan.rs not found");
+    assert!(
+        found.is_empty(),
+        "impure code in rollout/plan.rs:\n{}",
         found.join("\n")
     );
 }

@@ -1,0 +1,110 @@
+//! Rollout plans. Every replica derives the same plan from the same fleet: agents in id order,
+//! batch 1 is the first agent of every specialty, later batches double in size until the
+//! stage's target share of the fleet is reached (canary: 10%, at least one per specialty;
+//! production: everyone).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::PublicKey;
+use crate::governance::stage::Stage;
+
+/// An agent registered in the fleet configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetAgent {
+    pub id: String,
+    pub specialty: String,
+    pub key: PublicKey,
+}
+
+/// A plan: the agent ids of each batch, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub batches: Vec<Vec<String>>,
+}
+
+pub fn plan_batches(agents: &[FleetAgent], stage: Stage) -> Plan {
+    let mut sorted: Vec<&FleetAgent> = agents.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut first_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for a in &sorted {
+        first_of
+            .entry(a.specialty.as_str())
+            .or_insert(a.id.as_str());
+    }
+    let first: BTreeSet<&str> = first_of.values().copied().collect();
+    let total = sorted.len();
+    let share = (total * stage.target_percent() as usize).div_ceil(100);
+    let target = share.max(first.len()).min(total);
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    if target == 0 {
+        return Plan { batches };
+    }
+    let batch1: Vec<String> = sorted
+        .iter()
+        .filter(|a| first.contains(a.id.as_str()))
+        .map(|a| a.id.clone())
+        .collect();
+    let mut rest = sorted
+        .iter()
+        .filter(|a| !first.contains(a.id.as_str()))
+        .map(|a| a.id.clone());
+    let mut size = batch1.len().max(1);
+    let mut planned = batch1.len();
+    batches.push(batch1);
+    while planned < target {
+        size *= 2;
+        let take = size.min(target - planned);
+        let batch: Vec<String> = rest.by_ref().take(take).collect();
+        if batch.is_empty() {
+            break;
+        }
+        planned += batch.len();
+        batches.push(batch);
+    }
+    Plan { batches }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(n: usize) -> Vec<FleetAgent> {
+        let specialties = ["code_execute", "doc_plan", "memory_storage"];
+        (0..n)
+            .map(|i| FleetAgent {
+                id: format!("agent-{i:03}"),
+                specialty: specialties[i % 3].to_string(),
+                key: PublicKey([i as u8; 32]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn canary_starts_with_one_per_specialty_and_reaches_ten_percent() {
+        let p = plan_batches(&fleet(100), Stage::Canary);
+        assert_eq!(p.batches[0], vec!["agent-000", "agent-001", "agent-002"]);
+        let total: usize = p.batches.iter().map(Vec::len).sum();
+        assert_eq!(total, 10);
+    }
+
+    #[test]
+    fn production_covers_everyone_once_with_growing_batches() {
+        let p = plan_batches(&fleet(50), Stage::Production);
+        let all: Vec<&String> = p.batches.iter().flatten().collect();
+        let unique: BTreeSet<&String> = all.iter().copied().collect();
+        assert_eq!(all.len(), 50);
+        assert_eq!(unique.len(), 50);
+        // Batches grow, except that the last one takes only what is left.
+        let growing = &p.batches[..p.batches.len() - 1];
+        assert!(growing.windows(2).all(|w| w[1].len() >= w[0].len()));
+        assert_eq!(p.batches[0].len(), 3);
+    }
+
+    #[test]
+    fn small_fleet_canary_still_has_one_per_specialty() {
+        let p = plan_batches(&fleet(4), Stage::Canary);
+        assert_eq!(p.batches, vec![vec!["agent-000", "agent-001", "agent-002"]]);
+    }
+}
