@@ -9,3 +9,4 @@ pub mod crypto;
 pub mod governance;
 pub mod net;
 pub mod rollout;
+pub mod storage;

@@ -25,4 +25,4 @@ pub use state_machine::{SnapshotError, StateMachine};
 pub use types::{Digest, ReplicaId, Seq, View};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

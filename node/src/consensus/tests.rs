@@ -11,7 +11,7 @@ use crate::net::{encode_envelope, open, ProtoCodec};
 
 /// Counts applied requests and chains their ids: enough state for digests and snapshots.
 #[derive(Default)]
-struct ChainApp {
+pub(crate) struct ChainApp {
     applied: u64,
     chain: Digest,
 }
@@ -46,24 +46,24 @@ impl StateMachine for ChainApp {
     }
 }
 
-struct Cluster {
-    keys: Vec<Keypair>,
+pub(crate) struct Cluster {
+    pub keys: Vec<Keypair>,
     client: Keypair,
-    dir: Directory,
-    replicas: Vec<Option<Replica>>,
-    stores: Vec<Vec<Record>>,
+    pub dir: Directory,
+    pub replicas: Vec<Option<Replica>>,
+    pub stores: Vec<Vec<Record>>,
     delivered: Vec<Vec<Decision>>,
     timers: Vec<BTreeMap<TimerKind, Timer>>,
     /// Every action each replica produced, in order.
-    log: Vec<Vec<Action>>,
+    pub log: Vec<Vec<Action>>,
     queue: VecDeque<(usize, usize, Vec<u8>)>,
     /// Links (from, to) that drop everything.
-    cut: BTreeSet<(usize, usize)>,
+    pub cut: BTreeSet<(usize, usize)>,
     checkpoint_interval: u64,
 }
 
 impl Cluster {
-    fn new(n: usize, checkpoint_interval: u64) -> Self {
+    pub(crate) fn new(n: usize, checkpoint_interval: u64) -> Self {
         let keys: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_label(&format!("t{i}")))
             .collect();
@@ -101,7 +101,7 @@ impl Cluster {
         c
     }
 
-    fn config(&self, i: usize) -> ReplicaConfig {
+    pub(crate) fn config(&self, i: usize) -> ReplicaConfig {
         let mut cfg = ReplicaConfig::new(ReplicaId(i as u32), self.dir.clone()).expect("config");
         cfg.checkpoint_interval = self.checkpoint_interval;
         cfg.window = self.checkpoint_interval * 2;
@@ -109,11 +109,11 @@ impl Cluster {
         cfg
     }
 
-    fn replica(&self, i: usize) -> &Replica {
+    pub(crate) fn replica(&self, i: usize) -> &Replica {
         self.replicas[i].as_ref().expect("replica is up")
     }
 
-    fn request(&self, nonce: u64) -> Signed<Request> {
+    pub(crate) fn request(&self, nonce: u64) -> Signed<Request> {
         Signed::seal(
             Request {
                 nonce,
@@ -151,13 +151,13 @@ impl Cluster {
         self.log[i].extend(actions);
     }
 
-    fn send(&mut self, from: usize, to: usize, env: &Envelope) {
+    pub(crate) fn send(&mut self, from: usize, to: usize, env: &Envelope) {
         if !self.cut.contains(&(from, to)) {
             self.queue.push_back((from, to, encode_envelope(env)));
         }
     }
 
-    fn input(&mut self, i: usize, input: Input) {
+    pub(crate) fn input(&mut self, i: usize, input: Input) {
         if let Some(r) = self.replicas[i].as_mut() {
             let actions = r.handle(input);
             self.apply(i, actions);
@@ -165,27 +165,27 @@ impl Cluster {
     }
 
     /// Delivers queued messages until none are left.
-    fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         while let Some((_, to, bytes)) = self.queue.pop_front() {
             let m = open(&bytes, &self.dir).expect("honest messages open");
             self.input(to, Input::Message(m));
         }
     }
 
-    fn fire(&mut self, i: usize, kind: TimerKind) {
+    pub(crate) fn fire(&mut self, i: usize, kind: TimerKind) {
         let t = self.timers[i].remove(&kind).expect("timer armed");
         self.input(i, Input::Timeout(t));
         self.run();
     }
 
-    fn isolate(&mut self, i: usize) {
+    pub(crate) fn isolate(&mut self, i: usize) {
         for j in 0..self.replicas.len() {
             self.cut.insert((i, j));
             self.cut.insert((j, i));
         }
     }
 
-    fn heal(&mut self) {
+    pub(crate) fn heal(&mut self) {
         self.cut.clear();
     }
 

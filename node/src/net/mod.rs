@@ -3,4 +3,6 @@
 
 pub mod wire;
 
-pub use wire::{encode_envelope, open, ProtoCodec, WireError, MAX_ENVELOPE_BYTES};
+pub use wire::{
+    decode_record, encode_envelope, encode_record, open, ProtoCodec, WireError, MAX_ENVELOPE_BYTES,
+};

@@ -14,8 +14,8 @@ use scbe_proto::v1 as pb;
 
 use crate::consensus::{
     Checkpoint, CheckpointCert, Codec, CommitCert, Digest, Directory, Envelope, Kind, Message,
-    NewView, PrePrepare, PreparedCert, Request, Seq, Signed, Snapshot, StateRequest, StateResponse,
-    View, ViewChange, Vote,
+    NewView, PrePrepare, PreparedCert, Record, Request, Seq, Signed, Snapshot, StateRequest,
+    StateResponse, View, ViewChange, Vote,
 };
 use crate::crypto::{self, CryptoError, PublicKey, Signature};
 
@@ -502,6 +502,98 @@ pub fn open(bytes: &[u8], dir: &Directory) -> Result<Signed<Message>, WireError>
     verifier.verify(env.kind.name(), &env.payload, &env.signature)?;
     let message = decode_message(dir, env.kind, &env.payload)?;
     Ok(Signed::from_verified(message, Arc::new(env), principal))
+}
+
+/// Encodes a record the core asked to persist, for the node's storage.
+pub fn encode_record(record: &Record) -> Vec<u8> {
+    use pb::stored_record::Record as R;
+    let r = match record {
+        Record::Signed {
+            pre_prepare,
+            view,
+            seq,
+            digest,
+        } => R::Signed(pb::SignedGuard {
+            pre_prepare: *pre_prepare,
+            view: view.0,
+            seq: seq.0,
+            digest: digest_bytes(digest),
+        }),
+        Record::Prepared(c) => R::Prepared(prepared_to_proto(c)),
+        Record::Committed(c) => R::Committed(commit_cert_to_proto(c)),
+        Record::Snapshot(s) => R::Snapshot(snapshot_to_proto(s)),
+        Record::Stable(c) => R::Stable(checkpoint_cert_to_proto(c)),
+        Record::ViewChange(vc) => R::ViewChange(envelope_to_proto(vc.envelope())),
+        Record::EnteredView(v) => R::EnteredView(v.0),
+    };
+    pb::StoredRecord { record: Some(r) }.encode_to_vec()
+}
+
+/// The kind of a stored record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredKind {
+    Signed,
+    Prepared,
+    Committed,
+    Snapshot,
+    Stable,
+    ViewChange,
+    EnteredView,
+}
+
+/// What a stored record is about (kind and sequence number), read without checking signatures:
+/// enough to garbage-collect, never used to act.
+pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {
+    use pb::stored_record::Record as R;
+    let pp_seq = |e: &Option<pb::Envelope>| {
+        e.as_ref()
+            .and_then(|e| pb::PrePrepare::decode(e.payload.as_ref()).ok())
+            .map(|p| p.seq)
+    };
+    let p = pb::StoredRecord::decode(bytes).ok()?;
+    Some(match p.record? {
+        R::Signed(g) => (StoredKind::Signed, Some(g.seq)),
+        R::Prepared(c) => (StoredKind::Prepared, pp_seq(&c.pre_prepare)),
+        R::Committed(c) => (StoredKind::Committed, pp_seq(&c.pre_prepare)),
+        R::Snapshot(s) => (StoredKind::Snapshot, Some(s.seq)),
+        R::Stable(c) => (StoredKind::Stable, Some(c.seq)),
+        R::ViewChange(_) => (StoredKind::ViewChange, None),
+        R::EnteredView(_) => (StoredKind::EnteredView, None),
+    })
+}
+
+/// Decodes a stored record, re-verifying every signature in it: a record that was tampered with
+/// on disk is an error, never a reason to sign something new.
+pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError> {
+    use pb::stored_record::Record as R;
+    const W: &str = "stored_record";
+    let p: pb::StoredRecord = decode(W, bytes)?;
+    let r = p.record.ok_or(WireError::BadField {
+        what: W,
+        field: "record",
+        reason: "missing",
+    })?;
+    Ok(match r {
+        R::Signed(g) => Record::Signed {
+            pre_prepare: g.pre_prepare,
+            view: View(g.view),
+            seq: Seq(g.seq),
+            digest: digest(W, "digest", &g.digest)?,
+        },
+        R::Prepared(c) => Record::Prepared(prepared_from_proto(dir, c)?),
+        R::Committed(c) => Record::Committed(commit_cert_from_proto(dir, c)?),
+        R::Snapshot(s) => Record::Snapshot(snapshot_from_proto(s)?),
+        R::Stable(c) => Record::Stable(checkpoint_cert_from_proto(dir, c)?),
+        R::ViewChange(e) => Record::ViewChange(open_one(
+            dir,
+            W,
+            "view_change",
+            Kind::ViewChange,
+            Some(e),
+            decode_view_change,
+        )?),
+        R::EnteredView(v) => Record::EnteredView(View(v)),
+    })
 }
 
 #[cfg(test)]

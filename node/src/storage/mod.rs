@@ -1,0 +1,10 @@
+//! Durable storage (redb): the records the consensus core persists (vote guard, prepared
+//! certificates, decided log with commit certificates, snapshots, stable checkpoints, view
+//! changes), written with one commit per turn of the runtime loop.
+
+pub mod record_store;
+
+pub use record_store::{RecordStore, StorageError};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! The record store: an append-ordered log of the core's `Record`s in one redb file.
+//!
+//! Rules the runtime relies on:
+//! - [`RecordStore::append`] makes every record of one loop turn durable in a single transaction
+//!   (one fsync) and returns only after the commit: the runtime sends nothing the core produced
+//!   after those records until it returns (DESIGN §3, "Durability").
+//! - A stable checkpoint compacts the log exactly like the core expects on restore: records at or
+//!   below the checkpoint go, except its snapshot; only the latest view-change / entered-view
+//!   record is kept.
+//! - [`RecordStore::open`] refuses a file that is corrupt, truncated, from another format
+//!   version or written by another validator key, and [`RecordStore::load`] re-verifies every
+//!   signature: a node that cannot trust its vote guard must not start, or it might double-sign.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::consensus::{Directory, Record};
+use crate::crypto::PublicKey;
+use crate::net::wire::{stored_record_key, StoredKind};
+use crate::net::{decode_record, encode_record, WireError};
+
+const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const FORMAT_VERSION: &[u8] = b"scbe-records-1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open the database {path}: {detail} (the node refuses to start rather than risk signing twice; restore the file from a backup or move it away to rejoin from peers)")]
+    Open { path: PathBuf, detail: String },
+    #[error(
+        "database {path} was written by validator key {found}, but this node's key is {expected}"
+    )]
+    WrongNode {
+        path: PathBuf,
+        expected: PublicKey,
+        found: String,
+    },
+    #[error("database {path} has format {found:?}, expected {expected:?}")]
+    Format {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("record {index} in {path} is unreadable: {source} (the node refuses to start)")]
+    Record {
+        path: PathBuf,
+        index: u64,
+        source: WireError,
+    },
+    #[error("storage operation on {path} failed: {detail}")]
+    Io { path: PathBuf, detail: String },
+}
+
+pub struct RecordStore {
+    path: PathBuf,
+    db: Database,
+    next_index: u64,
+}
+
+impl RecordStore {
+    fn io(&self, e: impl std::fmt::Display) -> StorageError {
+        StorageError::Io {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Opens (or creates) the store at `path` for the validator with key `node`.
+    pub fn open(path: &Path, node: &PublicKey) -> Result<Self, StorageError> {
+        let open_err = |e: &dyn std::fmt::Display| StorageError::Open {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let db = Database::create(path).map_err(|e| open_err(&e))?;
+        let mut store = RecordStore {
+            path: path.to_path_buf(),
+            db,
+            next_index: 0,
+        };
+        let txn = store.db.begin_write().map_err(|e| open_err(&e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| open_err(&e))?;
+            let format = meta
+                .get("format")
+                .map_err(|e| open_err(&e))?
+                .map(|v| v.value().to_vec());
+            match format {
+                None => {
+                    meta.insert("format", FORMAT_VERSION)
+                        .map_err(|e| open_err(&e))?;
+                    meta.insert("node", node.as_bytes().as_slice())
+                        .map_err(|e| open_err(&e))?;
+                }
+                Some(f) if f != FORMAT_VERSION => {
+                    return Err(StorageError::Format {
+                        path: path.to_path_buf(),
+                        found: String::from_utf8_lossy(&f).into_owned(),
+                        expected: String::from_utf8_lossy(FORMAT_VERSION).into_owned(),
+                    })
+                }
+                Some(_) => {
+                    let owner = meta
+                        .get("node")
+                        .map_err(|e| open_err(&e))?
+                        .map(|v| v.value().to_vec())
+                        .unwrap_or_default();
+                    if owner != node.as_bytes() {
+                        return Err(StorageError::WrongNode {
+                            path: path.to_path_buf(),
+                            expected: *node,
+                            found: owner.iter().take(6).map(|b| format!("{b:02x}")).collect(),
+                        });
+                    }
+                }
+            }
+            let records = txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
+            store.next_index = records
+                .last()
+                .map_err(|e| open_err(&e))?
+                .map_or(0, |(k, _)| k.value() + 1);
+        }
+        txn.commit().map_err(|e| open_err(&e))?;
+        Ok(store)
+    }
+
+    /// Makes `records` durable in one transaction, in order, compacting at stable checkpoints.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+            for r in records {
+                if let Record::Stable(cert) = r {
+                    self.compact(&mut table, cert.seq.0)?;
+                }
+                if matches!(r, Record::ViewChange(_) | Record::EnteredView(_)) {
+                    self.drop_matching(&mut table, |kind, _| {
+                        matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
+                    })?;
+                }
+                let bytes = encode_record(r);
+                table
+                    .insert(self.next_index, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+                self.next_index += 1;
+            }
+        }
+        txn.commit().map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Removes records whose (kind, seq) matches `pred`.
+    fn drop_matching(
+        &self,
+        table: &mut redb::Table<u64, &[u8]>,
+        pred: impl Fn(StoredKind, Option<u64>) -> bool,
+    ) -> Result<(), StorageError> {
+        let mut doomed = Vec::new();
+        for entry in table.iter().map_err(|e| self.io(e))? {
+            let (k, v) = entry.map_err(|e| self.io(e))?;
+            if let Some((kind, seq)) = stored_record_key(v.value()) {
+                if pred(kind, seq) {
+                    doomed.push(k.value());
+                }
+            }
+        }
+        for k in doomed {
+            table.remove(k).map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+
+    /// At a stable checkpoint: keep its snapshot and everything above it.
+    fn compact(
+        &self,
+        table: &mut redb::Table<u64, &[u8]>,
+        stable: u64,
+    ) -> Result<(), StorageError> {
+        self.drop_matching(table, |kind, seq| match kind {
+            StoredKind::Snapshot => seq.is_some_and(|s| s < stable),
+            StoredKind::Stable => true,
+            StoredKind::ViewChange | StoredKind::EnteredView => false,
+            _ => seq.is_some_and(|s| s <= stable),
+        })
+    }
+
+    /// Every record in the order it was appended, signatures re-verified against `dir`.
+    pub fn load(&self, dir: &Directory) -> Result<Vec<Record>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.io(e))? {
+            let (k, v) = entry.map_err(|e| self.io(e))?;
+            let r = decode_record(v.value(), dir).map_err(|source| StorageError::Record {
+                path: self.path.clone(),
+                index: k.value(),
+                source,
+            })?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    pub fn len(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        table.len().map_err(|e| self.io(e))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        Ok(self.len()? == 0)
+    }
+}

@@ -1,0 +1,179 @@
+//! The record store with records produced by real replicas: reopen and restore, compaction,
+//! and refusal to start on a damaged or foreign database.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::consensus::tests::{ChainApp, Cluster};
+use crate::consensus::{
+    batch_digest, Input, Kind, PrePrepare, Principal, Record, Replica, ReplicaId, Seq, Signed, View,
+};
+use crate::crypto::Keypair;
+use crate::net::ProtoCodec;
+
+fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record]) {
+    let mut s = RecordStore::open(path, &key.public()).expect("opens");
+    // One append per record: the worst case for compaction order.
+    for r in records {
+        s.append(std::slice::from_ref(r)).expect("appends");
+    }
+}
+
+fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica {
+    Replica::restore(
+        c.config(i),
+        c.keys[i].clone(),
+        Arc::new(ProtoCodec),
+        Box::new(ChainApp::default()),
+        records,
+    )
+    .expect("restores")
+    .0
+}
+
+#[test]
+fn reopened_store_restores_the_same_replica() {
+    let mut c = Cluster::new(4, 2);
+    for nonce in 1..=5 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    store_all(&path, &c.keys[1], &c.stores[1]);
+    let loaded = RecordStore::open(&path, &c.keys[1].public())
+        .expect("reopens")
+        .load(&c.dir)
+        .expect("loads");
+    let r = restore(&c, 1, &loaded);
+    assert_eq!(r.last_executed(), Seq(5));
+    assert_eq!(r.stable_checkpoint().seq, Seq(4));
+    assert_eq!(r.app().digest(), c.replica(1).app().digest());
+    // Compaction kept nothing decided at or below the stable checkpoint but its snapshot.
+    assert!(loaded.iter().all(|rec| match rec {
+        Record::Snapshot(s) => s.seq >= Seq(4),
+        Record::Committed(cert) => cert.seq() > Seq(4),
+        _ => true,
+    }));
+    assert_eq!(
+        loaded
+            .iter()
+            .filter(|r| matches!(r, Record::Stable(_)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn restart_through_the_store_never_signs_a_conflicting_prepare() {
+    let mut c = Cluster::new(4, 128);
+    c.cut.insert((1, 2));
+    c.cut.insert((3, 2));
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    store_all(&path, &c.keys[2], &c.stores[2]);
+    let loaded = RecordStore::open(&path, &c.keys[2].public())
+        .expect("reopens")
+        .load(&c.dir)
+        .expect("loads");
+    c.replicas[2] = Some(restore(&c, 2, &loaded));
+    c.log[2].clear();
+    let other = vec![c.request(2)];
+    let pp = PrePrepare {
+        view: View(0),
+        seq: Seq(1),
+        digest: batch_digest(&other),
+        batch: other,
+    };
+    let equivocation = Signed::seal(
+        pp,
+        Kind::PrePrepare,
+        |v| crate::consensus::Codec::encode_pre_prepare(&ProtoCodec, v),
+        &c.keys[0],
+        Principal::Validator(ReplicaId(0)),
+    );
+    c.heal();
+    c.send(0, 2, equivocation.envelope());
+    c.run();
+    assert_eq!(
+        c.replica(2)
+            .dropped()
+            .get("pre-prepare conflicts with the vote guard"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn a_store_written_by_another_validator_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    drop(RecordStore::open(&path, &Keypair::from_label("a").public()).expect("creates"));
+    let err = RecordStore::open(&path, &Keypair::from_label("b").public())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StorageError::WrongNode { .. }), "{err}");
+}
+
+#[test]
+fn a_corrupt_or_truncated_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, vec![0x5a; 8192]).expect("write");
+    let err = RecordStore::open(&garbage, &Keypair::from_label("a").public())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StorageError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("refuses to start"));
+
+    let mut c = Cluster::new(4, 2);
+    for nonce in 1..=3 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    let path = dir.path().join("node.redb");
+    store_all(&path, &c.keys[1], &c.stores[1]);
+    let len = std::fs::metadata(&path).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.set_len(len / 3).expect("truncate");
+    drop(f);
+    let opened = RecordStore::open(&path, &c.keys[1].public()).and_then(|s| s.load(&c.dir));
+    assert!(opened.is_err(), "a truncated database must not load");
+}
+
+#[test]
+fn a_tampered_record_is_refused_on_load() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    store_all(&path, &c.keys[1], &c.stores[1]);
+    // Flip a byte near the end of the committed record's encoding (inside a signature).
+    {
+        use redb::{ReadableTable, TableDefinition};
+        const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+        let db = redb::Database::open(&path).expect("db");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut t = txn.open_table(RECORDS).expect("table");
+            let (k, mut v) = {
+                let (k, v) = t.last().expect("read").expect("a record");
+                (k.value(), v.value().to_vec())
+            };
+            let n = v.len();
+            v[n - 3] ^= 0x01;
+            t.insert(k, v.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let err = RecordStore::open(&path, &c.keys[1].public())
+        .expect("opens")
+        .load(&c.dir)
+        .expect_err("refused");
+    assert!(matches!(err, StorageError::Record { .. }), "{err}");
+}
