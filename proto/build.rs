@@ -1,7 +1,10 @@
 //! Compiles `proto/scbe/v1/*.proto` with protox (pure Rust), so no machine needs `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/scbe/v1/consensus.proto"];
+    let files = [
+        "proto/scbe/v1/consensus.proto",
+        "proto/scbe/v1/governance.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -4,9 +4,12 @@
 //! `consensus` → `crypto`. `consensus` and `governance` are pure and deterministic; a test in
 //! `tests/tests/architecture.rs` keeps them so.
 
+pub mod config;
 pub mod consensus;
 pub mod crypto;
 pub mod governance;
+pub mod local;
 pub mod net;
+pub mod node;
 pub mod rollout;
 pub mod storage;

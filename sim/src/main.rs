@@ -52,6 +52,18 @@ enum Command {
         #[arg(long, hide = true)]
         unsafe_quorum: Option<usize>,
     },
+    /// Start a local quorum of real `scbe-node` processes on loopback.
+    ///
+    /// Generates keys and configs in --dir (keys are kept across runs), starts every validator,
+    /// prints how to point `scbe` at them, and stops every process it started on Ctrl-C.
+    Up {
+        /// Number of validators (at least 4).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Directory for keys, configs, data and logs.
+        #[arg(long, default_value = "scbe-local")]
+        dir: std::path::PathBuf,
+    },
     /// Benchmark the consensus core in one process: real signatures, no network.
     ///
     /// Reports decisions per second and CPU per decision, split into signature work (signing and
@@ -149,6 +161,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Up { validators, dir } => up(validators, &dir),
         Command::BenchCore {
             validators,
             requests,
@@ -170,6 +183,73 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn up(n: usize, dir: &std::path::Path) -> ExitCode {
+    use scbe_node::local::{LocalCluster, LocalOptions};
+    if n < 4 {
+        eprintln!("error: --validators must be at least 4 (got {n})");
+        return ExitCode::from(2);
+    }
+    let bin = match std::env::current_exe() {
+        Ok(p) => p.with_file_name("scbe-node"),
+        Err(e) => {
+            eprintln!("error: cannot locate scbe-node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !bin.exists() {
+        eprintln!(
+            "error: {} not found; build it first: cargo build --release -p scbe-node",
+            bin.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut cluster = match LocalCluster::generate(&bin, dir, n, &LocalOptions::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot prepare {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = cluster.start_all() {
+        eprintln!("error: cannot start validators: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("{n} validators running (logs in {}/logs):", dir.display());
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        println!(
+            "  validator {i}: {}  metrics http://{}/metrics",
+            cluster.url(i),
+            node.metrics
+        );
+    }
+    let key = cluster.requester_key.display();
+    println!(
+        "\nTry:\n  scbe --node {} --key {key} status",
+        cluster.url(0)
+    );
+    println!(
+        "  scbe --node {} --key {key} propose register --release release.json",
+        cluster.url(0)
+    );
+    println!("\nCtrl-C stops every validator.");
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    drop(cluster);
+    println!("stopped");
+    ExitCode::SUCCESS
 }
 
 fn validators_or_default(v: Vec<usize>) -> Vec<usize> {

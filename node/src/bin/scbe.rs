@@ -1,23 +1,57 @@
-//! `scbe`: the release requester's client. Today: `scbe fuse`, which turns provider manifests into
-//! a fused release checked against the quality gates. Proposing, voting and watching arrive with
-//! the validator node.
+//! `scbe`: the release requester's client: fuse manifests into a release, then propose it,
+//! promote it, roll back, and read status from a validator.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use scbe_node::governance::{check_provider_set, fuse, parse_manifest, Gates, Manifest, Provider};
+use scbe_node::governance::{
+    check_provider_set, fuse, parse_manifest, FusedRelease, Gates, Manifest, Operation, Provider,
+    Stage,
+};
 
 #[derive(Parser)]
 #[command(
     name = "scbe",
     version,
-    about = "SCBE Fleet client: fuse provider manifests into a release checked against quality gates"
+    about = "SCBE Fleet client: fuse provider manifests into a release, propose and track promotions"
 )]
 struct Cli {
+    /// Validator to talk to.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:7000",
+        value_name = "URL"
+    )]
+    node: String,
+    /// Requester secret key file (from `scbe keygen`).
+    #[arg(long, global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum Propose {
+    /// Register a fused release (from `scbe fuse`); it enters staging.
+    Register {
+        #[arg(long, value_name = "FILE")]
+        release: PathBuf,
+    },
+    /// Propose promoting a release one stage up; validators vote on it.
+    Promote {
+        /// Release version.
+        #[arg(long, value_name = "VERSION")]
+        release: String,
+        /// Target stage.
+        #[arg(long, value_parser = ["canary", "production"])]
+        to: String,
+        /// Known-good version to fall back to if the rollout degrades.
+        #[arg(long, value_name = "VERSION")]
+        rollback_to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -35,6 +69,29 @@ enum Command {
     ///
     /// Example: scbe fuse --manifests hf.json gcp.json aws.json --output release.json
     Fuse(FuseArgs),
+    /// Create a requester key: the secret goes to --out (mode 0600), the public key is printed
+    /// for an operator to add to the cluster's [[requesters]].
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Submit a proposal and wait for the outcome (printed with the deciding sequence number).
+    Propose {
+        #[command(subcommand)]
+        what: Propose,
+    },
+    /// Propose putting a known-good version back into production.
+    Rollback {
+        #[arg(long, value_name = "VERSION")]
+        target_version: String,
+        #[arg(long, default_value = "manual rollback")]
+        reason: String,
+    },
+    /// Show the validator's consensus state and the ledger summary (or one proposal).
+    Status {
+        #[arg(long)]
+        proposal: Option<u64>,
+    },
 }
 
 #[derive(Args)]
@@ -155,10 +212,149 @@ fn run_fuse(a: FuseArgs) -> Result<ExitCode, Unusable> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn load_key(path: &Option<PathBuf>) -> Result<scbe_node::crypto::Keypair, Unusable> {
+    let path = path.as_ref().ok_or_else(|| {
+        Unusable(anyhow::anyhow!(
+            "--key FILE is required to sign requests (create one with `scbe keygen --out FILE`)"
+        ))
+    })?;
+    scbe_node::config::read_key_file(path).map_err(|e| Unusable(e.into()))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Unusable> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Unusable(e.into()))
+}
+
+async fn client(
+    node: &str,
+) -> Result<scbe_proto::v1::governance_client::GovernanceClient<tonic::transport::Channel>, Unusable>
+{
+    scbe_proto::v1::governance_client::GovernanceClient::connect(node.to_string())
+        .await
+        .map_err(|e| Unusable(anyhow::anyhow!("cannot reach validator at {node}: {e}")))
+}
+
+fn submit(cli_node: &str, key: &Option<PathBuf>, op: Operation) -> Result<ExitCode, Unusable> {
+    use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
+    let key = load_key(key)?;
+    // Nonces must increase per key: microseconds since the epoch do, across runs.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    let request = Signed::seal(
+        Request {
+            nonce,
+            operation: op.to_bytes(),
+        },
+        Kind::Request,
+        |r| scbe_node::net::ProtoCodec.encode_request(r),
+        &key,
+        Principal::Requester,
+    );
+    let env = scbe_node::net::envelope_to_proto(request.envelope());
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut c = client(cli_node).await?;
+        match c.submit(env).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if r.accepted {
+                    let mut what = String::new();
+                    if let Some(p) = r.proposal {
+                        what.push_str(&format!(" proposal {p}"));
+                    }
+                    if let Some(ro) = r.rollout {
+                        what.push_str(&format!(" rollout {ro}"));
+                    }
+                    println!("accepted at seq {}{what}", r.seq);
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    println!("rejected at seq {}:", r.seq);
+                    for reason in r.reasons {
+                        println!("  - {reason}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+            Err(status) => Err(Unusable(anyhow::anyhow!(
+                "{:?}: {}",
+                status.code(),
+                status.message()
+            ))),
+        }
+    })
+}
+
+fn run_status(node: &str, proposal: Option<u64>) -> Result<ExitCode, Unusable> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut c = client(node).await?;
+        let r = c
+            .status(scbe_proto::v1::StatusRequest { proposal })
+            .await
+            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
+            .into_inner();
+        println!(
+            "validator {}: view {} ({}), executed {}, stable checkpoint {}",
+            r.node, r.view, r.status, r.last_executed, r.stable_checkpoint
+        );
+        println!("{}", r.detail_json);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fuse(a) => run_fuse(a),
+        Command::Keygen { out } => scbe_node::config::write_new_key(&out)
+            .map(|k| {
+                println!("{}", scbe_node::config::encode_hex(k.public().as_bytes()));
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| Unusable(e.into())),
+        Command::Propose { what } => {
+            let op = match what {
+                Propose::Register { release } => std::fs::read_to_string(&release)
+                    .with_context(|| format!("cannot read {}", release.display()))
+                    .map_err(Unusable)
+                    .and_then(|t| {
+                        FusedRelease::parse(&t)
+                            .map_err(|e| Unusable(anyhow::anyhow!("{}: {e}", release.display())))
+                    })
+                    .map(|release| Operation::RegisterRelease { release }),
+                Propose::Promote {
+                    release,
+                    to,
+                    rollback_to,
+                } => Ok(Operation::Promote {
+                    version: release,
+                    to: if to == "canary" {
+                        Stage::Canary
+                    } else {
+                        Stage::Production
+                    },
+                    rollback_to,
+                }),
+            };
+            op.and_then(|op| submit(&cli.node, &cli.key, op))
+        }
+        Command::Rollback {
+            target_version,
+            reason,
+        } => submit(
+            &cli.node,
+            &cli.key,
+            Operation::Rollback {
+                target_version,
+                reason,
+            },
+        ),
+        Command::Status { proposal } => run_status(&cli.node, proposal),
     };
     match result {
         Ok(code) => code,

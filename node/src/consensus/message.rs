@@ -312,6 +312,14 @@ pub fn retype<T>(signed: &Signed<Message>, value: T) -> Signed<T> {
     Signed::from_verified(value, Arc::clone(signed.envelope()), signed.principal())
 }
 
+/// The request inside a `Signed<Message>`, keeping its envelope.
+pub fn retype_request(signed: &Signed<Message>) -> Option<Signed<Request>> {
+    match signed.value() {
+        Message::Request(r) => Some(retype(signed, r.clone())),
+        _ => None,
+    }
+}
+
 /// Digest of a batch: binds the exact request envelopes in order. The null batch (no requests) has
 /// a digest too, so gaps filled by a new primary are ordinary slots.
 pub fn batch_digest(batch: &[Signed<Request>]) -> Digest {

@@ -16,9 +16,9 @@ pub use certificate::CertError;
 pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};
 pub use message::{
-    batch_digest, Checkpoint, CheckpointCert, CommitCert, Envelope, Kind, Message, NewView,
-    PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, StateRequest, StateResponse,
-    ViewChange, Vote,
+    batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Kind, Message,
+    NewView, PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, StateRequest,
+    StateResponse, ViewChange, Vote,
 };
 pub use replica::{state_digest, Replica, RestoreError, Status};
 pub use state_machine::{SnapshotError, StateMachine};

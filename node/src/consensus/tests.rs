@@ -34,6 +34,10 @@ impl StateMachine for ChainApp {
         app.restore(s)?;
         Ok(app.digest())
     }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn restore(&mut self, s: &[u8]) -> Result<(), SnapshotError> {
         if s.len() != 40 {
             return Err(SnapshotError("length".into()));

@@ -1000,6 +1000,10 @@ impl StateMachine for Ledger {
         ))
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
         self.state = serde_json::from_slice(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
         Ok(())

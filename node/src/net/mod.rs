@@ -1,8 +1,13 @@
-//! The network edge: protobuf <-> domain conversion (with typed errors) and, later, the tonic
-//! services. Nothing outside this module touches `scbe_proto` types.
+//! The network edge: protobuf <-> domain conversion (with typed errors), peer links and the
+//! tonic services. Nothing outside this module touches `scbe_proto` types except the runtime's
+//! service wiring.
 
+pub mod consensus_service;
+pub mod governance_service;
+pub mod peer;
 pub mod wire;
 
 pub use wire::{
-    decode_record, encode_envelope, encode_record, open, ProtoCodec, WireError, MAX_ENVELOPE_BYTES,
+    decode_record, encode_envelope, encode_record, envelope_to_proto, open, open_proto, ProtoCodec,
+    WireError, MAX_ENVELOPE_BYTES,
 };

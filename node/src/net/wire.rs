@@ -80,7 +80,8 @@ fn kind_from_proto(raw: i32) -> Result<Kind, WireError> {
 
 // ----- domain -> proto --------------------------------------------------------------------
 
-fn envelope_to_proto(env: &Envelope) -> pb::Envelope {
+/// Domain envelope to its protobuf form, for sending.
+pub fn envelope_to_proto(env: &Envelope) -> pb::Envelope {
     pb::Envelope {
         kind: kind_to_proto(env.kind) as i32,
         payload: env.payload.clone().into(),
@@ -495,7 +496,12 @@ pub fn open(bytes: &[u8], dir: &Directory) -> Result<Signed<Message>, WireError>
             max: MAX_ENVELOPE_BYTES,
         });
     }
-    let env = envelope_from_proto(decode("envelope", bytes)?)?;
+    open_proto(decode("envelope", bytes)?, dir)
+}
+
+/// [`open`] for an envelope tonic already decoded (its size was capped by the server).
+pub fn open_proto(env: pb::Envelope, dir: &Directory) -> Result<Signed<Message>, WireError> {
+    let env = envelope_from_proto(env)?;
     let (principal, verifier) = dir
         .lookup(&env.signer)
         .ok_or(WireError::UnknownSigner(env.signer))?;

@@ -1,0 +1,495 @@
+//! The validator's TOML configuration, validated at start-up with errors that name the key.
+//! Every key is documented in `configs/node.toml`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::consensus::{Directory, ReplicaConfig, ReplicaId};
+use crate::crypto::{Keypair, PublicKey};
+use crate::governance::{Gates, LedgerConfig};
+use crate::rollout::plan::FleetAgent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("config {path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("key file {path}: {detail}")]
+    KeyFile { path: PathBuf, detail: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    pub id: u32,
+    pub data_dir: PathBuf,
+    pub key_file: PathBuf,
+    /// Prometheus `/metrics` over plain HTTP; omit to disable.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorEntry {
+    pub id: u32,
+    pub public_key: String,
+    /// gRPC address (consensus and governance services).
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequesterEntry {
+    pub name: String,
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub id: String,
+    pub specialty: String,
+    pub public_key: String,
+}
+
+fn d_request() -> Duration {
+    Duration::from_millis(500)
+}
+fn d_view_change() -> Duration {
+    Duration::from_millis(1000)
+}
+fn d_status() -> Duration {
+    Duration::from_millis(500)
+}
+fn d_checkpoint() -> u64 {
+    128
+}
+fn d_window() -> u64 {
+    256
+}
+fn d_batch() -> usize {
+    256
+}
+fn d_inflight() -> u64 {
+    8
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSection {
+    #[serde(default = "d_request", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(default = "d_view_change", with = "humantime_serde")]
+    pub view_change_timeout: Duration,
+    #[serde(default = "d_status", with = "humantime_serde")]
+    pub status_interval: Duration,
+    #[serde(default = "d_checkpoint")]
+    pub checkpoint_interval: u64,
+    #[serde(default = "d_window")]
+    pub window: u64,
+    #[serde(default = "d_batch")]
+    pub max_batch: usize,
+    #[serde(default = "d_inflight")]
+    pub max_inflight_batches: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        Self {
+            request_timeout: d_request(),
+            view_change_timeout: d_view_change(),
+            status_interval: d_status(),
+            checkpoint_interval: d_checkpoint(),
+            window: d_window(),
+            max_batch: d_batch(),
+            max_inflight_batches: d_inflight(),
+        }
+    }
+}
+
+fn d_vote_window() -> u64 {
+    10_000
+}
+fn d_known_good() -> Vec<String> {
+    vec!["v0".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    #[serde(default = "d_vote_window")]
+    pub vote_window_seqs: u64,
+    #[serde(default = "d_known_good")]
+    pub known_good: Vec<String>,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            vote_window_seqs: d_vote_window(),
+            known_good: d_known_good(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub validators: Vec<ValidatorEntry>,
+    #[serde(default)]
+    pub requesters: Vec<RequesterEntry>,
+    #[serde(default)]
+    pub agents: Vec<AgentEntry>,
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+    #[serde(default)]
+    pub gates: Option<Gates>,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+}
+
+/// Parses a 64-hex-character public key.
+pub fn parse_public_key(hex: &str) -> Option<PublicKey> {
+    let bytes = decode_hex(hex.trim())?;
+    PublicKey::from_slice(&bytes).ok()
+}
+
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Everything the runtime needs, checked.
+pub struct Validated {
+    pub raw: NodeConfig,
+    pub key: Keypair,
+    pub replica: ReplicaConfig,
+    pub ledger: LedgerConfig,
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Validates everything and loads the key; `base` resolves relative paths.
+    pub fn validate(self, base: &Path) -> Result<Validated, ConfigError> {
+        let n = self.validators.len();
+        if n < 4 {
+            return Err(invalid(
+                "validators",
+                format!("need at least 4 validators, got {n}"),
+            ));
+        }
+        let mut keys = Vec::with_capacity(n);
+        for (i, v) in self.validators.iter().enumerate() {
+            if v.id as usize != i {
+                return Err(invalid(
+                    format!("validators[{i}].id"),
+                    format!("must be {i} (ids are 0..n in order), got {}", v.id),
+                ));
+            }
+            keys.push(parse_public_key(&v.public_key).ok_or_else(|| {
+                invalid(
+                    format!("validators[{i}].public_key"),
+                    "must be 64 hex characters",
+                )
+            })?);
+        }
+        let mut requesters = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, r) in self.requesters.iter().enumerate() {
+            if !names.insert(r.name.clone()) {
+                return Err(invalid(
+                    format!("requesters[{i}].name"),
+                    format!("duplicate name {:?}", r.name),
+                ));
+            }
+            requesters.push(parse_public_key(&r.public_key).ok_or_else(|| {
+                invalid(
+                    format!("requesters[{i}].public_key"),
+                    "must be 64 hex characters",
+                )
+            })?);
+        }
+        let directory = Directory::new(keys.clone(), requesters)
+            .map_err(|e| invalid("validators/requesters", e.to_string()))?;
+        if self.node.id as usize >= n {
+            return Err(invalid(
+                "node.id",
+                format!("{} is not a validator id (0..{n})", self.node.id),
+            ));
+        }
+        let key_path = base.join(&self.node.key_file);
+        let key = read_key_file(&key_path)?;
+        if key.public() != keys[self.node.id as usize] {
+            return Err(invalid(
+                "node.key_file",
+                format!(
+                    "{} holds key {}, but validators[{}].public_key is {}",
+                    key_path.display(),
+                    key.public(),
+                    self.node.id,
+                    keys[self.node.id as usize]
+                ),
+            ));
+        }
+        let c = &self.consensus;
+        for (k, d) in [
+            ("consensus.request_timeout", c.request_timeout),
+            ("consensus.view_change_timeout", c.view_change_timeout),
+            ("consensus.status_interval", c.status_interval),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(k, "must be greater than zero"));
+            }
+        }
+        let mut replica = ReplicaConfig::new(ReplicaId(self.node.id), directory)
+            .map_err(|e| invalid("validators", e.to_string()))?;
+        replica.checkpoint_interval = c.checkpoint_interval;
+        replica.window = c.window;
+        replica.max_batch = c.max_batch;
+        replica.max_inflight_batches = c.max_inflight_batches;
+        replica
+            .validate()
+            .map_err(|e| invalid("consensus", e.to_string()))?;
+        let gates = self.gates.unwrap_or_default();
+        gates.validate().map_err(|e| invalid("gates", e))?;
+        let mut agents = Vec::new();
+        let mut ids = BTreeSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            if !ids.insert(a.id.clone()) {
+                return Err(invalid(
+                    format!("agents[{i}].id"),
+                    format!("duplicate agent id {:?}", a.id),
+                ));
+            }
+            agents.push(FleetAgent {
+                id: a.id.clone(),
+                specialty: a.specialty.clone(),
+                key: parse_public_key(&a.public_key).ok_or_else(|| {
+                    invalid(
+                        format!("agents[{i}].public_key"),
+                        "must be 64 hex characters",
+                    )
+                })?,
+            });
+        }
+        if self.ledger.known_good.is_empty() {
+            return Err(invalid(
+                "ledger.known_good",
+                "needs at least one version the fleet runs today",
+            ));
+        }
+        let ledger = LedgerConfig {
+            validators: keys,
+            known_good: self.ledger.known_good.clone(),
+            gates,
+            vote_window_seqs: self.ledger.vote_window_seqs,
+            agents,
+            health: Default::default(),
+        };
+        Ok(Validated {
+            raw: self,
+            key,
+            replica,
+            ledger,
+        })
+    }
+}
+
+/// Reads a key file: 64 hex characters of secret key.
+pub fn read_key_file(path: &Path) -> Result<Keypair, ConfigError> {
+    let err = |detail: String| ConfigError::KeyFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let bytes = decode_hex(text.trim()).ok_or_else(|| err("must hold 64 hex characters".into()))?;
+    let secret: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| err("must hold 64 hex characters".into()))?;
+    Ok(Keypair::from_secret(secret))
+}
+
+/// Writes a fresh key to `path`, readable by its owner only; refuses to overwrite.
+pub fn write_new_key(path: &Path) -> Result<Keypair, ConfigError> {
+    use std::io::Write as _;
+    let err = |detail: String| ConfigError::KeyFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| err(format!("OS random source failed: {e}")))?;
+    let key = Keypair::from_secret(secret);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| err(format!("cannot create (it must not exist yet): {e}")))?;
+    f.write_all(format!("{}\n", encode_hex(&key.secret_bytes())).as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    f.sync_all().map_err(|e| err(e.to_string()))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../configs/node.toml");
+
+    /// The sample with real keys, and node 0's key written to `dir`.
+    fn sample_in(dir: &Path) -> String {
+        let mut text = SAMPLE.to_string();
+        for i in 0..6u8 {
+            let k = Keypair::from_label(&format!("cfg{i}"));
+            let placeholder = format!("{}", i).repeat(64);
+            text = text.replace(&placeholder, &encode_hex(k.public().as_bytes()));
+        }
+        std::fs::create_dir_all(dir.join("keys")).expect("dir");
+        let k0 = Keypair::from_label("cfg0");
+        std::fs::write(dir.join("keys/node0.key"), encode_hex(&k0.secret_bytes())).expect("key");
+        text
+    }
+
+    fn validate(dir: &Path, text: &str) -> Result<Validated, ConfigError> {
+        NodeConfig::parse(Path::new("node.toml"), text)?.validate(dir)
+    }
+
+    #[test]
+    fn the_commented_sample_is_valid() {
+        let d = tempfile::tempdir().expect("tmp");
+        let v = validate(d.path(), &sample_in(d.path())).expect("sample validates");
+        assert_eq!(v.replica.n(), 4);
+        assert_eq!(v.raw.consensus.request_timeout, Duration::from_millis(500));
+        assert_eq!(v.ledger.agents.len(), 1);
+    }
+
+    fn err(text: &str) -> String {
+        let d = tempfile::tempdir().expect("tmp");
+        match validate(d.path(), text) {
+            Ok(_) => panic!("must be rejected"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let d = tempfile::tempdir().expect("tmp");
+        let good = sample_in(d.path());
+        let check = |text: String, expect: &str| {
+            let e = validate(d.path(), &text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(expect), "expected {expect:?} in {e:?}");
+        };
+        check(
+            good.replacen("id = 1\n", "id = 7\n", 1),
+            "config key `validators[1].id`: must be 1",
+        );
+        check(
+            good.replacen("request_timeout = \"500ms\"", "request_timeout = \"0s\"", 1),
+            "config key `consensus.request_timeout`: must be greater than zero",
+        );
+        check(
+            good.replacen("window = 256", "window = 100", 1),
+            "config key `consensus`",
+        );
+        check(
+            good.replacen("min_safety = 0.95", "min_safety = 1.5", 1),
+            "config key `gates`",
+        );
+        check(
+            good.replacen("\nid = 0\n", "\nid = 9\n", 1),
+            "config key `node.id`",
+        );
+        check(
+            good.replacen("known_good = [\"v0\"]", "known_good = []", 1),
+            "config key `ledger.known_good`",
+        );
+        check(
+            good.replacen("max_batch = 256", "max_batch = 256\nmax_bacth = 3", 1),
+            "unknown field `max_bacth`",
+        );
+        let bad_key = good.replacen("address = \"127.0.0.1:7001\"", "address = \"nowhere\"", 1);
+        check(bad_key, "address");
+        assert!(err("not toml at all [").contains("node.toml"));
+    }
+
+    #[test]
+    fn a_key_file_that_does_not_match_its_validator_entry_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let text = sample_in(d.path());
+        std::fs::write(
+            d.path().join("keys/node0.key"),
+            encode_hex(&Keypair::from_label("other").secret_bytes()),
+        )
+        .expect("key");
+        let e = validate(d.path(), &text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("config key `node.key_file`"), "{e}");
+    }
+
+    #[test]
+    fn keygen_writes_an_owner_only_file_and_never_overwrites() {
+        let d = tempfile::tempdir().expect("tmp");
+        let path = d.path().join("k.key");
+        let k = write_new_key(&path).expect("writes");
+        assert_eq!(read_key_file(&path).expect("reads").public(), k.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert!(
+            write_new_key(&path).is_err(),
+            "an existing key is never overwritten"
+        );
+    }
+}

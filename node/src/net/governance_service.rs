@@ -1,0 +1,88 @@
+//! `Governance` server: the client API. Only registered requesters may submit; a request is
+//! verified here, then handed to the core, and the reply waits for the decided outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scbe_proto::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+
+use crate::consensus::{retype_request, Directory, Kind, Principal};
+use crate::node::Inbound;
+
+use super::wire::{open_proto, WireError};
+
+/// How long `Submit` waits for a decision before telling the client to check status later.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct GovernanceService {
+    pub inbound: mpsc::Sender<Inbound>,
+    pub directory: Arc<Directory>,
+}
+
+#[tonic::async_trait]
+impl pb::governance_server::Governance for GovernanceService {
+    async fn submit(
+        &self,
+        request: Request<pb::Envelope>,
+    ) -> Result<Response<pb::SubmitReply>, Status> {
+        let env = request.into_inner();
+        if env.kind != pb::Kind::Request as i32 {
+            return Err(Status::invalid_argument(
+                "only request envelopes may be submitted",
+            ));
+        }
+        let signed = open_proto(env, &self.directory).map_err(|e| match e {
+            WireError::UnknownSigner(k) => Status::permission_denied(format!(
+                "signer {k} is not a registered requester of this cluster; ask an operator to add its public key to [[requesters]]"
+            )),
+            WireError::Crypto(c) => Status::permission_denied(format!("signature check failed: {c}")),
+            other => Status::invalid_argument(other.to_string()),
+        })?;
+        if signed.principal() != Principal::Requester || signed.envelope().kind != Kind::Request {
+            return Err(Status::permission_denied(
+                "only registered requesters submit through the client API; validators vote through consensus",
+            ));
+        }
+        let Some(request) = retype_request(&signed) else {
+            return Err(Status::invalid_argument("envelope does not hold a request"));
+        };
+        let (tx, rx) = oneshot::channel();
+        self.inbound
+            .send(Inbound::Client { request, reply: tx })
+            .await
+            .map_err(|_| Status::unavailable("node is shutting down"))?;
+        match tokio::time::timeout(SUBMIT_TIMEOUT, rx).await {
+            Ok(Ok(Ok(r))) => Ok(Response::new(pb::SubmitReply {
+                seq: r.seq,
+                accepted: r.outcome.accepted,
+                reasons: r.outcome.reasons,
+                proposal: r.outcome.proposal,
+                rollout: r.outcome.rollout,
+            })),
+            Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason)),
+            Ok(Err(_)) => Err(Status::unavailable("node dropped the request")),
+            Err(_) => Err(Status::deadline_exceeded(
+                "not decided within 30 s; the request may still be ordered: check `scbe status`",
+            )),
+        }
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.inbound
+            .send(Inbound::Status {
+                proposal: request.into_inner().proposal,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("node is shutting down"))?;
+        rx.await
+            .map(Response::new)
+            .map_err(|_| Status::unavailable("node dropped the request"))
+    }
+}

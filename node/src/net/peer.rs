@@ -1,0 +1,66 @@
+//! Outbound links: one long-lived `Consensus.Stream` per peer, fed from a bounded queue,
+//! reconnecting with capped exponential backoff. Messages queued while a peer is down are
+//! dropped when the queue is full; PBFT's retransmission (status probes, view-change resends)
+//! recovers them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scbe_proto::v1::consensus_client::ConsensusClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::consensus::Envelope;
+
+use super::wire::{envelope_to_proto, MAX_ENVELOPE_BYTES};
+
+/// Envelopes buffered per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 8192;
+
+/// Spawns the link to `addr`; returns the queue to send into.
+pub fn spawn_peer(addr: SocketAddr) -> mpsc::Sender<Arc<Envelope>> {
+    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    tokio::spawn(run(addr, rx));
+    tx
+}
+
+async fn run(addr: SocketAddr, mut rx: mpsc::Receiver<Arc<Envelope>>) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+            Ok(e) => e.tcp_nodelay(true).connect_timeout(Duration::from_secs(2)),
+            Err(e) => {
+                tracing::error!(%addr, "bad peer address: {e}");
+                return;
+            }
+        };
+        let client = match endpoint.connect().await {
+            Ok(ch) => ConsensusClient::new(ch)
+                .max_encoding_message_size(MAX_ENVELOPE_BYTES)
+                .max_decoding_message_size(MAX_ENVELOPE_BYTES),
+            Err(e) => {
+                tracing::debug!(%addr, "peer unreachable: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Do not let the queue fill with stale traffic while the peer is down.
+                while rx.try_recv().is_ok() {}
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(20);
+        let (stx, srx) = mpsc::channel(1024);
+        let mut client = client;
+        let call = tokio::spawn(async move { client.stream(ReceiverStream::new(srx)).await });
+        tracing::debug!(%addr, "peer stream open");
+        loop {
+            let Some(env) = rx.recv().await else {
+                return; // node shutting down
+            };
+            if stx.send(envelope_to_proto(&env)).await.is_err() {
+                break; // stream ended: reconnect
+            }
+        }
+        call.abort();
+    }
+}
