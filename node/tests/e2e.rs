@@ -162,6 +162,7 @@ fn fast() -> LocalOptions {
         view_change_timeout: Duration::from_millis(800),
         status_interval: Duration::from_millis(200),
         checkpoint_interval: 4,
+        ..LocalOptions::default()
     }
 }
 

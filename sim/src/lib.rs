@@ -2,6 +2,7 @@
 //! and the core benchmark (`scbe-sim bench-core`).
 
 pub mod app;
+pub mod bench_cluster;
 pub mod bench_core;
 pub mod byzantine;
 pub mod check;

@@ -64,6 +64,21 @@ enum Command {
         #[arg(long, default_value = "scbe-local")]
         dir: std::path::PathBuf,
     },
+    /// Benchmark a loopback cluster of real scbe-node processes (fsync on).
+    ///
+    /// Three phases: latency at light load (p50/p99 submit to decided), decided requests/s at
+    /// saturation, and the time from SIGKILL of the primary to the next decision. Needs the
+    /// scbe-node binary next to scbe-sim (cargo build --release -p scbe-node).
+    Bench {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Total duration of the light-load and saturation phases (e.g. 30s).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Concurrent clients in the saturation phase.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+    },
     /// Benchmark the consensus core in one process: real signatures, no network.
     ///
     /// Reports decisions per second and CPU per decision, split into signature work (signing and
@@ -162,6 +177,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Up { validators, dir } => up(validators, &dir),
+        Command::Bench {
+            validators,
+            duration,
+            clients,
+        } => bench(validators, duration, clients),
         Command::BenchCore {
             validators,
             requests,
@@ -250,6 +270,57 @@ fn up(n: usize, dir: &std::path::Path) -> ExitCode {
     drop(cluster);
     println!("stopped");
     ExitCode::SUCCESS
+}
+
+fn bench(validators: usize, duration: std::time::Duration, clients: usize) -> ExitCode {
+    if validators < 4 || clients == 0 {
+        eprintln!("error: need --validators >= 4 and --clients >= 1");
+        return ExitCode::from(2);
+    }
+    let bin = match std::env::current_exe() {
+        Ok(p) => p.with_file_name("scbe-node"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !bin.exists() {
+        eprintln!("error: {} not found; build it first: cargo build --release -p scbe-node", bin.display());
+        return ExitCode::from(2);
+    }
+    let dir = std::env::temp_dir().join(format!("scbe-bench-{}", std::process::id()));
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = scbe_sim::bench_cluster::BenchOptions {
+        validators,
+        duration,
+        clients,
+    };
+    let result = rt.block_on(scbe_sim::bench_cluster::run(&bin, &dir, &opts));
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(r) => {
+            println!("bench: n={validators}, {clients} saturation clients, phases of {:?}", duration / 3);
+            println!("| metric | value |\n|---|---|");
+            println!("| light load: submit-to-decided p50 | {:.2} ms ({} samples) |", r.p50.as_secs_f64() * 1e3, r.light_samples);
+            println!("| light load: submit-to-decided p99 | {:.2} ms |", r.p99.as_secs_f64() * 1e3);
+            println!("| saturation: decided requests/s | {:.0} ({} decided) |", r.saturation_rps, r.saturation_requests);
+            match r.failover {
+                Some(d) => println!("| failover: SIGKILL of primary to next decision | {:.0} ms |", d.as_secs_f64() * 1e3),
+                None => println!("| failover: SIGKILL of primary to next decision | no decision within 60 s |"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn validators_or_default(v: Vec<usize>) -> Vec<usize> {

@@ -1,0 +1,168 @@
+//! `scbe-sim bench`: a loopback cluster of real `scbe-node` processes (fsync on: redb commits
+//! durably every loop turn), driven over gRPC.
+//!
+//! Method, in three phases on one cluster:
+//! 1. Light load: one client, one request at a time, for a third of `--duration`; latency is
+//!    submit to decided-reply as the client sees it (p50, p99).
+//! 2. Saturation: `--clients` clients (each with its own requester key, since a key's nonces must
+//!    increase) submit back to back for a third of `--duration`; decided requests per second.
+//! 3. Failover: a client keeps submitting to validator 1; validator 0 (the primary) is killed with
+//!    SIGKILL; the time from the kill to the next decided request.
+//!
+//! The operation is a cheap one the ledger rejects (a rollback to the version already in
+//! production), so the figures are about ordering, storage and the network, not ledger work.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
+use scbe_node::crypto::Keypair;
+use scbe_node::governance::Operation;
+use scbe_node::local::{LocalCluster, LocalOptions};
+use scbe_node::net::{envelope_to_proto, ProtoCodec};
+use scbe_proto::v1::governance_client::GovernanceClient;
+use tonic::transport::Channel;
+
+pub struct BenchOptions {
+    pub validators: usize,
+    pub duration: Duration,
+    pub clients: usize,
+}
+
+pub struct BenchResult {
+    pub light_samples: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub saturation_requests: u64,
+    pub saturation_rps: f64,
+    pub failover: Option<Duration>,
+}
+
+struct Client {
+    key: Keypair,
+    nonce: u64,
+    conn: GovernanceClient<Channel>,
+}
+
+impl Client {
+    async fn connect(url: &str, key: Keypair) -> anyhow::Result<Self> {
+        let start = Instant::now();
+        loop {
+            match GovernanceClient::connect(url.to_string()).await {
+                Ok(conn) => return Ok(Self { key, nonce: 0, conn }),
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                    anyhow::bail!("cannot reach {url}: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Submits one request and waits until it is decided. Err if it was not.
+    async fn submit(&mut self) -> anyhow::Result<()> {
+        self.nonce += 1;
+        let op = Operation::Rollback {
+            target_version: "v0".into(),
+            reason: "bench".into(),
+        };
+        let r = Signed::seal(
+            Request {
+                nonce: self.nonce,
+                operation: op.to_bytes(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &self.key,
+            Principal::Requester,
+        );
+        self.conn
+            .submit(envelope_to_proto(r.envelope()))
+            .await
+            .map(|_| ())
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub async fn run(bin: &Path, dir: &Path, o: &BenchOptions) -> anyhow::Result<BenchResult> {
+    let opts = LocalOptions {
+        extra_requesters: o.clients,
+        ..LocalOptions::default()
+    };
+    let mut cluster = LocalCluster::generate(bin, dir, o.validators, &opts)?;
+    cluster.start_all()?;
+    let phase = o.duration / 3;
+    let load_key = |i: usize| {
+        scbe_node::config::read_key_file(&dir.join(format!("keys/requester{i}.key")))
+    };
+
+    // Warm up: the first decision also waits for every peer link to connect.
+    let mut light = Client::connect(&cluster.url(0), scbe_node::config::read_key_file(&cluster.requester_key)?).await?;
+    let warm = Instant::now();
+    while light.submit().await.is_err() {
+        anyhow::ensure!(warm.elapsed() < Duration::from_secs(30), "cluster never decided a request");
+    }
+
+    eprintln!("phase 1: light load for {phase:?}");
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < phase {
+        let t = Instant::now();
+        light.submit().await?;
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+
+    eprintln!("phase 2: saturation with {} clients for {phase:?}", o.clients);
+    let deadline = Instant::now() + phase;
+    let mut tasks = Vec::new();
+    for i in 0..o.clients {
+        let url = cluster.url(i % o.validators);
+        let key = load_key(i)?;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url, key).await?;
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                if c.submit().await.is_ok() {
+                    done += 1;
+                }
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let sat_start = Instant::now();
+    let mut decided = 0;
+    for t in tasks {
+        decided += t.await??;
+    }
+    let sat_elapsed = sat_start.elapsed();
+
+    eprintln!("phase 3: failover (SIGKILL of the primary)");
+    let mut c = Client::connect(&cluster.url(1), load_key(0)?).await?;
+    c.nonce = 1 << 40; // above anything phase 2 used with this key
+    c.submit().await?;
+    let killed = Instant::now();
+    cluster.kill(0);
+    let mut failover = None;
+    while killed.elapsed() < Duration::from_secs(60) {
+        if c.submit().await.is_ok() {
+            failover = Some(killed.elapsed());
+            break;
+        }
+    }
+    Ok(BenchResult {
+        light_samples: latencies.len(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        saturation_requests: decided,
+        saturation_rps: decided as f64 / sat_elapsed.as_secs_f64(),
+        failover,
+    })
+}
