@@ -27,6 +27,7 @@ use crate::governance::Ledger;
 use crate::net::consensus_service::ConsensusService;
 use crate::net::governance_service::GovernanceService;
 use crate::net::peer::spawn_peer;
+use crate::net::wire::VerifiedCache;
 use crate::net::{ProtoCodec, MAX_ENVELOPE_BYTES};
 use crate::storage::{RecordStore, StorageError};
 
@@ -34,6 +35,8 @@ use crate::storage::{RecordStore, StorageError};
 pub const INBOUND_QUEUE: usize = 16_384;
 /// Most inputs handled in one turn (one commit).
 pub const MAX_TURN: usize = 512;
+/// Envelope digests remembered as verified (about 6 MB at most).
+pub const VERIFIED_CACHE: usize = 65_536;
 
 /// What the core task receives.
 pub enum Inbound {
@@ -392,15 +395,19 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             addr: listen,
             detail: e.to_string(),
         })?;
+    // Requests are verified once when they arrive, not again inside pre-prepares.
+    let verified = Arc::new(VerifiedCache::new(VERIFIED_CACHE));
     let consensus = pb::consensus_server::ConsensusServer::new(ConsensusService {
         inbound: tx.clone(),
         directory: Arc::clone(&directory),
         metrics: Arc::clone(&metrics),
+        verified: Arc::clone(&verified),
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let governance = pb::governance_server::GovernanceServer::new(GovernanceService {
         inbound: tx.clone(),
         directory: Arc::clone(&directory),
+        verified,
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     tokio::spawn(async move {

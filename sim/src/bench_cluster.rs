@@ -27,6 +27,7 @@ pub struct BenchOptions {
     pub validators: usize,
     pub duration: Duration,
     pub clients: usize,
+    pub max_inflight_batches: u64,
 }
 
 pub struct BenchResult {
@@ -49,7 +50,13 @@ impl Client {
         let start = Instant::now();
         loop {
             match GovernanceClient::connect(url.to_string()).await {
-                Ok(conn) => return Ok(Self { key, nonce: 0, conn }),
+                Ok(conn) => {
+                    return Ok(Self {
+                        key,
+                        nonce: 0,
+                        conn,
+                    })
+                }
                 Err(e) if start.elapsed() > Duration::from_secs(30) => {
                     anyhow::bail!("cannot reach {url}: {e}")
                 }
@@ -94,20 +101,27 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub async fn run(bin: &Path, dir: &Path, o: &BenchOptions) -> anyhow::Result<BenchResult> {
     let opts = LocalOptions {
         extra_requesters: o.clients,
+        max_inflight_batches: o.max_inflight_batches,
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::generate(bin, dir, o.validators, &opts)?;
     cluster.start_all()?;
     let phase = o.duration / 3;
-    let load_key = |i: usize| {
-        scbe_node::config::read_key_file(&dir.join(format!("keys/requester{i}.key")))
-    };
+    let load_key =
+        |i: usize| scbe_node::config::read_key_file(&dir.join(format!("keys/requester{i}.key")));
 
     // Warm up: the first decision also waits for every peer link to connect.
-    let mut light = Client::connect(&cluster.url(0), scbe_node::config::read_key_file(&cluster.requester_key)?).await?;
+    let mut light = Client::connect(
+        &cluster.url(0),
+        scbe_node::config::read_key_file(&cluster.requester_key)?,
+    )
+    .await?;
     let warm = Instant::now();
     while light.submit().await.is_err() {
-        anyhow::ensure!(warm.elapsed() < Duration::from_secs(30), "cluster never decided a request");
+        anyhow::ensure!(
+            warm.elapsed() < Duration::from_secs(30),
+            "cluster never decided a request"
+        );
     }
 
     eprintln!("phase 1: light load for {phase:?}");
@@ -120,7 +134,10 @@ pub async fn run(bin: &Path, dir: &Path, o: &BenchOptions) -> anyhow::Result<Ben
     }
     latencies.sort();
 
-    eprintln!("phase 2: saturation with {} clients for {phase:?}", o.clients);
+    eprintln!(
+        "phase 2: saturation with {} clients for {phase:?}",
+        o.clients
+    );
     let deadline = Instant::now() + phase;
     let mut tasks = Vec::new();
     for i in 0..o.clients {

@@ -78,6 +78,9 @@ enum Command {
         /// Concurrent clients in the saturation phase.
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// Batches the primary keeps in flight (fewer means bigger batches).
+        #[arg(long, default_value_t = 8)]
+        max_inflight_batches: u64,
     },
     /// Benchmark the consensus core in one process: real signatures, no network.
     ///
@@ -181,7 +184,8 @@ fn main() -> ExitCode {
             validators,
             duration,
             clients,
-        } => bench(validators, duration, clients),
+            max_inflight_batches,
+        } => bench(validators, duration, clients, max_inflight_batches),
         Command::BenchCore {
             validators,
             requests,
@@ -272,7 +276,12 @@ fn up(n: usize, dir: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn bench(validators: usize, duration: std::time::Duration, clients: usize) -> ExitCode {
+fn bench(
+    validators: usize,
+    duration: std::time::Duration,
+    clients: usize,
+    max_inflight_batches: u64,
+) -> ExitCode {
     if validators < 4 || clients == 0 {
         eprintln!("error: need --validators >= 4 and --clients >= 1");
         return ExitCode::from(2);
@@ -285,11 +294,17 @@ fn bench(validators: usize, duration: std::time::Duration, clients: usize) -> Ex
         }
     };
     if !bin.exists() {
-        eprintln!("error: {} not found; build it first: cargo build --release -p scbe-node", bin.display());
+        eprintln!(
+            "error: {} not found; build it first: cargo build --release -p scbe-node",
+            bin.display()
+        );
         return ExitCode::from(2);
     }
     let dir = std::env::temp_dir().join(format!("scbe-bench-{}", std::process::id()));
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -300,19 +315,38 @@ fn bench(validators: usize, duration: std::time::Duration, clients: usize) -> Ex
         validators,
         duration,
         clients,
+        max_inflight_batches,
     };
     let result = rt.block_on(scbe_sim::bench_cluster::run(&bin, &dir, &opts));
     let _ = std::fs::remove_dir_all(&dir);
     match result {
         Ok(r) => {
-            println!("bench: n={validators}, {clients} saturation clients, phases of {:?}", duration / 3);
+            println!(
+                "bench: n={validators}, {clients} saturation clients, phases of {:?}",
+                duration / 3
+            );
             println!("| metric | value |\n|---|---|");
-            println!("| light load: submit-to-decided p50 | {:.2} ms ({} samples) |", r.p50.as_secs_f64() * 1e3, r.light_samples);
-            println!("| light load: submit-to-decided p99 | {:.2} ms |", r.p99.as_secs_f64() * 1e3);
-            println!("| saturation: decided requests/s | {:.0} ({} decided) |", r.saturation_rps, r.saturation_requests);
+            println!(
+                "| light load: submit-to-decided p50 | {:.2} ms ({} samples) |",
+                r.p50.as_secs_f64() * 1e3,
+                r.light_samples
+            );
+            println!(
+                "| light load: submit-to-decided p99 | {:.2} ms |",
+                r.p99.as_secs_f64() * 1e3
+            );
+            println!(
+                "| saturation: decided requests/s | {:.0} ({} decided) |",
+                r.saturation_rps, r.saturation_requests
+            );
             match r.failover {
-                Some(d) => println!("| failover: SIGKILL of primary to next decision | {:.0} ms |", d.as_secs_f64() * 1e3),
-                None => println!("| failover: SIGKILL of primary to next decision | no decision within 60 s |"),
+                Some(d) => println!(
+                    "| failover: SIGKILL of primary to next decision | {:.0} ms |",
+                    d.as_secs_f64() * 1e3
+                ),
+                None => println!(
+                    "| failover: SIGKILL of primary to next decision | no decision within 60 s |"
+                ),
             }
             ExitCode::SUCCESS
         }

@@ -10,12 +10,13 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::consensus::Directory;
 use crate::node::{Inbound, Metrics};
 
-use super::wire::open_proto;
+use super::wire::{open_proto_cached, VerifiedCache};
 
 pub struct ConsensusService {
     pub inbound: mpsc::Sender<Inbound>,
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
+    pub verified: Arc<VerifiedCache>,
 }
 
 #[tonic::async_trait]
@@ -28,7 +29,7 @@ impl pb::consensus_server::Consensus for ConsensusService {
         let mut received = 0u64;
         while let Some(env) = stream.message().await? {
             received += 1;
-            match open_proto(env, &self.directory) {
+            match open_proto_cached(env, &self.directory, Some(&self.verified)) {
                 Ok(m) => {
                     if self.inbound.try_send(Inbound::Peer(m)).is_err() {
                         self.metrics.dropped("inbound queue full");

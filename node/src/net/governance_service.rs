@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::consensus::{retype_request, Directory, Kind, Principal};
 use crate::node::Inbound;
 
-use super::wire::{open_proto, WireError};
+use super::wire::{open_proto_cached, VerifiedCache, WireError};
 
 /// How long `Submit` waits for a decision before telling the client to check status later.
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,6 +19,7 @@ pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct GovernanceService {
     pub inbound: mpsc::Sender<Inbound>,
     pub directory: Arc<Directory>,
+    pub verified: Arc<VerifiedCache>,
 }
 
 #[tonic::async_trait]
@@ -33,7 +34,7 @@ impl pb::governance_server::Governance for GovernanceService {
                 "only request envelopes may be submitted",
             ));
         }
-        let signed = open_proto(env, &self.directory).map_err(|e| match e {
+        let signed = open_proto_cached(env, &self.directory, Some(&self.verified)).map_err(|e| match e {
             WireError::UnknownSigner(k) => Status::permission_denied(format!(
                 "signer {k} is not a registered requester of this cluster; ask an operator to add its public key to [[requesters]]"
             )),

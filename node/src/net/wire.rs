@@ -227,6 +227,50 @@ impl Codec for ProtoCodec {
 
 // ----- proto -> domain --------------------------------------------------------------------
 
+/// Envelopes already verified, by digest, so an envelope checked once (a request when it was
+/// relayed) is not checked again when it arrives nested (inside a pre-prepare, a certificate, a
+/// view change). The digest covers kind, signer, payload and signature, so identical bytes are
+/// identical validity. Bounded: the oldest entries are forgotten first.
+pub struct VerifiedCache {
+    inner: std::sync::Mutex<(
+        std::collections::BTreeSet<Digest>,
+        std::collections::VecDeque<Digest>,
+    )>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: std::sync::Mutex::new(Default::default()),
+            capacity,
+        }
+    }
+
+    fn contains(&self, d: &Digest) -> bool {
+        self.inner.lock().map(|g| g.0.contains(d)).unwrap_or(false)
+    }
+
+    fn insert(&self, d: Digest) {
+        if let Ok(mut g) = self.inner.lock() {
+            if g.0.insert(d) {
+                g.1.push_back(d);
+                while g.1.len() > self.capacity {
+                    if let Some(old) = g.1.pop_front() {
+                        g.0.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decoding context: who may sign, and optionally what was verified before.
+struct Cx<'a> {
+    dir: &'a Directory,
+    cache: Option<&'a VerifiedCache>,
+}
+
 fn decode<M: prost::Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, WireError> {
     M::decode(bytes).map_err(|e| WireError::Decode {
         what,
@@ -254,11 +298,11 @@ fn envelope_from_proto(p: pb::Envelope) -> Result<Envelope, WireError> {
 /// Resolves signers and batch-verifies a list of nested envelopes of one expected kind, then
 /// decodes each payload.
 fn open_many<T>(
-    dir: &Directory,
+    cx: &Cx<'_>,
     what: &'static str,
     expected: Kind,
     list: Vec<pb::Envelope>,
-    decode_one: impl Fn(&Directory, &[u8]) -> Result<T, WireError>,
+    decode_one: impl Fn(&Cx<'_>, &[u8]) -> Result<T, WireError>,
 ) -> Result<Vec<Signed<T>>, WireError> {
     let envs = list
         .into_iter()
@@ -266,6 +310,7 @@ fn open_many<T>(
         .collect::<Result<Vec<_>, _>>()?;
     let mut principals = Vec::with_capacity(envs.len());
     let mut items = Vec::with_capacity(envs.len());
+    let mut fresh = Vec::new();
     for e in &envs {
         if e.kind != expected {
             return Err(WireError::UnexpectedKind {
@@ -274,37 +319,48 @@ fn open_many<T>(
                 got: e.kind.name(),
             });
         }
-        let (principal, verifier) = dir
+        let (principal, verifier) = cx
+            .dir
             .lookup(&e.signer)
             .ok_or(WireError::UnknownSigner(e.signer))?;
         principals.push(principal);
+        let digest = cx.cache.map(|_| e.digest());
+        if digest.is_some_and(|d| cx.cache.is_some_and(|c| c.contains(&d))) {
+            continue;
+        }
+        fresh.extend(digest);
         items.push(e.signed_item(verifier));
     }
     crypto::verify_batch(&items)?;
     drop(items);
+    if let Some(c) = cx.cache {
+        for d in fresh {
+            c.insert(d);
+        }
+    }
     envs.into_iter()
         .zip(principals)
         .map(|(e, p)| {
-            let value = decode_one(dir, &e.payload)?;
+            let value = decode_one(cx, &e.payload)?;
             Ok(Signed::from_verified(value, Arc::new(e), p))
         })
         .collect()
 }
 
 fn open_one<T>(
-    dir: &Directory,
+    cx: &Cx<'_>,
     what: &'static str,
     field: &'static str,
     expected: Kind,
     env: Option<pb::Envelope>,
-    decode_one: impl Fn(&Directory, &[u8]) -> Result<T, WireError>,
+    decode_one: impl Fn(&Cx<'_>, &[u8]) -> Result<T, WireError>,
 ) -> Result<Signed<T>, WireError> {
     let env = env.ok_or(WireError::BadField {
         what,
         field,
         reason: "missing",
     })?;
-    let mut v = open_many(dir, what, expected, vec![env], decode_one)?;
+    let mut v = open_many(cx, what, expected, vec![env], decode_one)?;
     v.pop().ok_or(WireError::BadField {
         what,
         field,
@@ -312,7 +368,7 @@ fn open_one<T>(
     })
 }
 
-fn decode_request(_: &Directory, b: &[u8]) -> Result<Request, WireError> {
+fn decode_request(_: &Cx<'_>, b: &[u8]) -> Result<Request, WireError> {
     let p: pb::Request = decode("request", b)?;
     Ok(Request {
         nonce: p.nonce,
@@ -320,18 +376,18 @@ fn decode_request(_: &Directory, b: &[u8]) -> Result<Request, WireError> {
     })
 }
 
-fn decode_pre_prepare(dir: &Directory, b: &[u8]) -> Result<PrePrepare, WireError> {
+fn decode_pre_prepare(cx: &Cx<'_>, b: &[u8]) -> Result<PrePrepare, WireError> {
     const W: &str = "pre_prepare";
     let p: pb::PrePrepare = decode(W, b)?;
     Ok(PrePrepare {
         view: View(p.view),
         seq: Seq(p.seq),
         digest: digest(W, "digest", &p.digest)?,
-        batch: open_many(dir, W, Kind::Request, p.batch, decode_request)?,
+        batch: open_many(cx, W, Kind::Request, p.batch, decode_request)?,
     })
 }
 
-fn decode_vote(_: &Directory, b: &[u8]) -> Result<Vote, WireError> {
+fn decode_vote(_: &Cx<'_>, b: &[u8]) -> Result<Vote, WireError> {
     let p: pb::Vote = decode("vote", b)?;
     Ok(Vote {
         view: View(p.view),
@@ -340,7 +396,7 @@ fn decode_vote(_: &Directory, b: &[u8]) -> Result<Vote, WireError> {
     })
 }
 
-fn decode_checkpoint(_: &Directory, b: &[u8]) -> Result<Checkpoint, WireError> {
+fn decode_checkpoint(_: &Cx<'_>, b: &[u8]) -> Result<Checkpoint, WireError> {
     let p: pb::Checkpoint = decode("checkpoint", b)?;
     Ok(Checkpoint {
         seq: Seq(p.seq),
@@ -349,54 +405,48 @@ fn decode_checkpoint(_: &Directory, b: &[u8]) -> Result<Checkpoint, WireError> {
 }
 
 fn checkpoint_cert_from_proto(
-    dir: &Directory,
+    cx: &Cx<'_>,
     p: pb::CheckpointCertificate,
 ) -> Result<CheckpointCert, WireError> {
     const W: &str = "checkpoint_certificate";
     Ok(CheckpointCert {
         seq: Seq(p.seq),
         state_digest: digest(W, "state_digest", &p.state_digest)?,
-        proof: open_many(dir, W, Kind::Checkpoint, p.checkpoints, decode_checkpoint)?,
+        proof: open_many(cx, W, Kind::Checkpoint, p.checkpoints, decode_checkpoint)?,
     })
 }
 
-fn prepared_from_proto(
-    dir: &Directory,
-    p: pb::PreparedCertificate,
-) -> Result<PreparedCert, WireError> {
+fn prepared_from_proto(cx: &Cx<'_>, p: pb::PreparedCertificate) -> Result<PreparedCert, WireError> {
     const W: &str = "prepared_certificate";
     Ok(PreparedCert {
         pre_prepare: open_one(
-            dir,
+            cx,
             W,
             "pre_prepare",
             Kind::PrePrepare,
             p.pre_prepare,
             decode_pre_prepare,
         )?,
-        prepares: open_many(dir, W, Kind::Prepare, p.prepares, decode_vote)?,
+        prepares: open_many(cx, W, Kind::Prepare, p.prepares, decode_vote)?,
     })
 }
 
-fn commit_cert_from_proto(
-    dir: &Directory,
-    p: pb::CommitCertificate,
-) -> Result<CommitCert, WireError> {
+fn commit_cert_from_proto(cx: &Cx<'_>, p: pb::CommitCertificate) -> Result<CommitCert, WireError> {
     const W: &str = "commit_certificate";
     Ok(CommitCert {
         pre_prepare: open_one(
-            dir,
+            cx,
             W,
             "pre_prepare",
             Kind::PrePrepare,
             p.pre_prepare,
             decode_pre_prepare,
         )?,
-        commits: open_many(dir, W, Kind::Commit, p.commits, decode_vote)?,
+        commits: open_many(cx, W, Kind::Commit, p.commits, decode_vote)?,
     })
 }
 
-fn decode_view_change(dir: &Directory, b: &[u8]) -> Result<ViewChange, WireError> {
+fn decode_view_change(cx: &Cx<'_>, b: &[u8]) -> Result<ViewChange, WireError> {
     const W: &str = "view_change";
     let p: pb::ViewChange = decode(W, b)?;
     let stable = p.stable.ok_or(WireError::BadField {
@@ -406,22 +456,22 @@ fn decode_view_change(dir: &Directory, b: &[u8]) -> Result<ViewChange, WireError
     })?;
     Ok(ViewChange {
         new_view: View(p.new_view),
-        stable: checkpoint_cert_from_proto(dir, stable)?,
+        stable: checkpoint_cert_from_proto(cx, stable)?,
         prepared: p
             .prepared
             .into_iter()
-            .map(|c| prepared_from_proto(dir, c))
+            .map(|c| prepared_from_proto(cx, c))
             .collect::<Result<_, _>>()?,
     })
 }
 
-fn decode_new_view(dir: &Directory, b: &[u8]) -> Result<NewView, WireError> {
+fn decode_new_view(cx: &Cx<'_>, b: &[u8]) -> Result<NewView, WireError> {
     const W: &str = "new_view";
     let p: pb::NewView = decode(W, b)?;
     Ok(NewView {
         view: View(p.view),
-        view_changes: open_many(dir, W, Kind::ViewChange, p.view_changes, decode_view_change)?,
-        pre_prepares: open_many(dir, W, Kind::PrePrepare, p.pre_prepares, decode_pre_prepare)?,
+        view_changes: open_many(cx, W, Kind::ViewChange, p.view_changes, decode_view_change)?,
+        pre_prepares: open_many(cx, W, Kind::PrePrepare, p.pre_prepares, decode_pre_prepare)?,
     })
 }
 
@@ -444,11 +494,11 @@ fn snapshot_from_proto(p: pb::Snapshot) -> Result<Snapshot, WireError> {
     })
 }
 
-fn decode_state_response(dir: &Directory, b: &[u8]) -> Result<StateResponse, WireError> {
+fn decode_state_response(cx: &Cx<'_>, b: &[u8]) -> Result<StateResponse, WireError> {
     const W: &str = "state_response";
     let p: pb::StateResponse = decode(W, b)?;
     let snapshot = match (p.checkpoint, p.snapshot) {
-        (Some(c), Some(s)) => Some((checkpoint_cert_from_proto(dir, c)?, snapshot_from_proto(s)?)),
+        (Some(c), Some(s)) => Some((checkpoint_cert_from_proto(cx, c)?, snapshot_from_proto(s)?)),
         (None, None) => None,
         _ => {
             return Err(WireError::BadField {
@@ -463,27 +513,27 @@ fn decode_state_response(dir: &Directory, b: &[u8]) -> Result<StateResponse, Wir
         decided: p
             .decided
             .into_iter()
-            .map(|c| commit_cert_from_proto(dir, c))
+            .map(|c| commit_cert_from_proto(cx, c))
             .collect::<Result<_, _>>()?,
     })
 }
 
-fn decode_message(dir: &Directory, kind: Kind, b: &[u8]) -> Result<Message, WireError> {
+fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Message, WireError> {
     Ok(match kind {
-        Kind::Request => Message::Request(decode_request(dir, b)?),
-        Kind::PrePrepare => Message::PrePrepare(decode_pre_prepare(dir, b)?),
-        Kind::Prepare => Message::Prepare(decode_vote(dir, b)?),
-        Kind::Commit => Message::Commit(decode_vote(dir, b)?),
-        Kind::Checkpoint => Message::Checkpoint(decode_checkpoint(dir, b)?),
-        Kind::ViewChange => Message::ViewChange(decode_view_change(dir, b)?),
-        Kind::NewView => Message::NewView(decode_new_view(dir, b)?),
+        Kind::Request => Message::Request(decode_request(cx, b)?),
+        Kind::PrePrepare => Message::PrePrepare(decode_pre_prepare(cx, b)?),
+        Kind::Prepare => Message::Prepare(decode_vote(cx, b)?),
+        Kind::Commit => Message::Commit(decode_vote(cx, b)?),
+        Kind::Checkpoint => Message::Checkpoint(decode_checkpoint(cx, b)?),
+        Kind::ViewChange => Message::ViewChange(decode_view_change(cx, b)?),
+        Kind::NewView => Message::NewView(decode_new_view(cx, b)?),
         Kind::StateRequest => {
             let p: pb::StateRequest = decode("state_request", b)?;
             Message::StateRequest(StateRequest {
                 after: Seq(p.after_seq),
             })
         }
-        Kind::StateResponse => Message::StateResponse(decode_state_response(dir, b)?),
+        Kind::StateResponse => Message::StateResponse(decode_state_response(cx, b)?),
     })
 }
 
@@ -501,12 +551,29 @@ pub fn open(bytes: &[u8], dir: &Directory) -> Result<Signed<Message>, WireError>
 
 /// [`open`] for an envelope tonic already decoded (its size was capped by the server).
 pub fn open_proto(env: pb::Envelope, dir: &Directory) -> Result<Signed<Message>, WireError> {
+    open_proto_cached(env, dir, None)
+}
+
+/// [`open_proto`] that skips signature checks of envelopes in `cache` and adds the ones it checks.
+pub fn open_proto_cached(
+    env: pb::Envelope,
+    dir: &Directory,
+    cache: Option<&VerifiedCache>,
+) -> Result<Signed<Message>, WireError> {
+    let cx = Cx { dir, cache };
     let env = envelope_from_proto(env)?;
     let (principal, verifier) = dir
         .lookup(&env.signer)
         .ok_or(WireError::UnknownSigner(env.signer))?;
-    verifier.verify(env.kind.name(), &env.payload, &env.signature)?;
-    let message = decode_message(dir, env.kind, &env.payload)?;
+    let digest = cache.map(|_| env.digest());
+    let known = digest.is_some_and(|d| cache.is_some_and(|c| c.contains(&d)));
+    if !known {
+        verifier.verify(env.kind.name(), &env.payload, &env.signature)?;
+        if let (Some(c), Some(d)) = (cache, digest) {
+            c.insert(d);
+        }
+    }
+    let message = decode_message(&cx, env.kind, &env.payload)?;
     Ok(Signed::from_verified(message, Arc::new(env), principal))
 }
 
@@ -572,6 +639,7 @@ pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {
 /// on disk is an error, never a reason to sign something new.
 pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError> {
     use pb::stored_record::Record as R;
+    let cx = &Cx { dir, cache: None };
     const W: &str = "stored_record";
     let p: pb::StoredRecord = decode(W, bytes)?;
     let r = p.record.ok_or(WireError::BadField {
@@ -586,12 +654,12 @@ pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError>
             seq: Seq(g.seq),
             digest: digest(W, "digest", &g.digest)?,
         },
-        R::Prepared(c) => Record::Prepared(prepared_from_proto(dir, c)?),
-        R::Committed(c) => Record::Committed(commit_cert_from_proto(dir, c)?),
+        R::Prepared(c) => Record::Prepared(prepared_from_proto(cx, c)?),
+        R::Committed(c) => Record::Committed(commit_cert_from_proto(cx, c)?),
         R::Snapshot(s) => Record::Snapshot(snapshot_from_proto(s)?),
-        R::Stable(c) => Record::Stable(checkpoint_cert_from_proto(dir, c)?),
+        R::Stable(c) => Record::Stable(checkpoint_cert_from_proto(cx, c)?),
         R::ViewChange(e) => Record::ViewChange(open_one(
-            dir,
+            cx,
             W,
             "view_change",
             Kind::ViewChange,
