@@ -208,6 +208,30 @@ impl NodeConfig {
         })
     }
 
+    /// The validator set and requesters alone (for offline audit verification: no key needed).
+    pub fn directory(&self) -> Result<Directory, ConfigError> {
+        let mut keys = Vec::new();
+        for (i, v) in self.validators.iter().enumerate() {
+            keys.push(parse_public_key(&v.public_key).ok_or_else(|| {
+                invalid(
+                    format!("validators[{i}].public_key"),
+                    "must be 64 hex characters",
+                )
+            })?);
+        }
+        let mut requesters = Vec::new();
+        for (i, r) in self.requesters.iter().enumerate() {
+            requesters.push(parse_public_key(&r.public_key).ok_or_else(|| {
+                invalid(
+                    format!("requesters[{i}].public_key"),
+                    "must be 64 hex characters",
+                )
+            })?);
+        }
+        Directory::new(keys, requesters)
+            .map_err(|e| invalid("validators/requesters", e.to_string()))
+    }
+
     /// Validates everything and loads the key; `base` resolves relative paths.
     pub fn validate(self, base: &Path) -> Result<Validated, ConfigError> {
         let n = self.validators.len();

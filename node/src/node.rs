@@ -52,7 +52,15 @@ pub enum Inbound {
         proposal: Option<u64>,
         reply: oneshot::Sender<pb::StatusReply>,
     },
+    /// A chunk of the audit trail (encoded commit certificates) from `from` on.
+    Audit {
+        from: u64,
+        reply: oneshot::Sender<Result<AuditChunk, String>>,
+    },
 }
+
+/// (sequence number, encoded commit certificate) pairs, in order.
+pub type AuditChunk = Vec<(u64, Vec<u8>)>;
 
 /// A decided client request.
 pub struct ClientReply {
@@ -189,9 +197,16 @@ impl Runtime {
                 _ => None,
             })
             .collect();
-        if !records.is_empty() {
+        let decided: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Deliver(d) => Some(d.certificate.clone()),
+                _ => None,
+            })
+            .collect();
+        if !records.is_empty() || !decided.is_empty() {
             let start = std::time::Instant::now();
-            tokio::task::block_in_place(|| self.store.append(&records))?;
+            tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided))?;
             self.metrics
                 .sync_micros_total
                 .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -410,12 +425,16 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         verified,
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
+    let audit = pb::audit_server::AuditServer::new(crate::net::audit_service::AuditService {
+        inbound: tx.clone(),
+    });
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(consensus)
             .add_service(governance)
+            .add_service(audit)
             .serve_with_incoming(incoming)
             .await;
         if let Err(e) = served {
@@ -473,6 +492,13 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 }
                 Inbound::Status { proposal, reply } => {
                     let _ = reply.send(rt.status(proposal));
+                }
+                Inbound::Audit { from, reply } => {
+                    let chunk = rt
+                        .store
+                        .decided_from(from, crate::net::audit_service::AUDIT_CHUNK)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(chunk);
                 }
             }
         }

@@ -326,3 +326,84 @@ async fn malformed_and_oversized_envelopes_are_dropped_while_the_node_keeps_serv
         .await;
     assert!(r.accepted, "node still decides: {:?}", r.reasons);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() {
+    let mut h = Harness::start(LocalOptions::default()).await;
+    assert!(
+        h.submit(
+            0,
+            Operation::RegisterRelease {
+                release: release("v1")
+            }
+        )
+        .await
+        .accepted
+    );
+    let p = h
+        .submit(
+            1,
+            Operation::Promote {
+                version: "v1".into(),
+                to: Stage::Canary,
+                rollback_to: "v0".into(),
+            },
+        )
+        .await
+        .proposal
+        .expect("proposal");
+    h.wait_status(2, Some(p), "approved", |s| {
+        s.detail_json.contains("\"status\":\"approved\"")
+    })
+    .await;
+    let out = h.cluster.dir.join("audit.bin");
+    let scbe = env!("CARGO_BIN_EXE_scbe");
+    let url = h.cluster.url(2);
+    let export = std::process::Command::new(scbe)
+        .args(["--node", &url, "audit", "export", "--out"])
+        .arg(&out)
+        .output()
+        .expect("scbe runs");
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let verify = |file: &std::path::Path| {
+        std::process::Command::new(scbe)
+            .args(["audit", "verify"])
+            .arg(file)
+            .arg("--config")
+            .arg(&h.cluster.nodes[0].config)
+            .output()
+            .expect("scbe runs")
+    };
+    let ok = verify(&out);
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(ok.status.success(), "{text}");
+    assert!(
+        text.contains("verified") && text.contains("quorum 3"),
+        "{text}"
+    );
+    // Registration, promotion and at least three votes were decided.
+    let count: usize = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(count >= 5, "{text}");
+    // Flip one byte near the end (inside the last certificate's signatures).
+    let mut bytes = std::fs::read(&out).expect("read");
+    let n = bytes.len();
+    bytes[n - 10] ^= 0x01;
+    let bad = h.cluster.dir.join("tampered.bin");
+    std::fs::write(&bad, bytes).expect("write");
+    let refused = verify(&bad);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("INVALID"));
+}

@@ -34,6 +34,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum Audit {
+    /// Download every decided batch with its commit certificate into FILE (protobuf AuditLog).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// First sequence number to export.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+    /// Check every certificate in FILE offline: signatures, a quorum of distinct validators,
+    /// batch digests, sequence order. The validator set comes from --config (a node.toml), never
+    /// from the file being checked.
+    Verify {
+        file: PathBuf,
+        #[arg(long, value_name = "NODE_TOML")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Propose {
     /// Register a fused release (from `scbe fuse`); it enters staging.
     Register {
@@ -86,6 +106,11 @@ enum Command {
         target_version: String,
         #[arg(long, default_value = "manual rollback")]
         reason: String,
+    },
+    /// Export or verify the audit trail (every decided batch with its commit certificate).
+    Audit {
+        #[command(subcommand)]
+        what: Audit,
     },
     /// Show the validator's consensus state and the ledger summary (or one proposal).
     Status {
@@ -307,6 +332,90 @@ fn run_status(node: &str, proposal: Option<u64>) -> Result<ExitCode, Unusable> {
     })
 }
 
+fn audit_export(node: &str, out: &Path, from: u64) -> Result<ExitCode, Unusable> {
+    use prost::Message as _;
+    let rt = runtime()?;
+    let log = rt.block_on(async {
+        let mut c = scbe_proto::v1::audit_client::AuditClient::connect(node.to_string())
+            .await
+            .map_err(|e| Unusable(anyhow::anyhow!("cannot reach validator at {node}: {e}")))?
+            .max_decoding_message_size(scbe_node::net::MAX_ENVELOPE_BYTES);
+        let mut stream = c
+            .export(scbe_proto::v1::AuditRequest { from_seq: from })
+            .await
+            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
+            .into_inner();
+        let mut log = scbe_proto::v1::AuditLog {
+            decided: Vec::new(),
+        };
+        while let Some(cert) = stream
+            .message()
+            .await
+            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
+        {
+            log.decided.push(cert);
+        }
+        Ok::<_, Unusable>(log)
+    })?;
+    let n = log.decided.len();
+    std::fs::write(out, log.encode_to_vec())
+        .with_context(|| format!("cannot write {}", out.display()))
+        .map_err(Unusable)?;
+    println!("exported {n} commit certificates to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_verify(file: &Path, config: &Path) -> Result<ExitCode, Unusable> {
+    use prost::Message as _;
+    use scbe_node::consensus::{certificate::check_commit_cert, ReplicaConfig, ReplicaId};
+    let cfg = scbe_node::config::NodeConfig::load(config).map_err(|e| Unusable(e.into()))?;
+    let dir = cfg.directory().map_err(|e| Unusable(e.into()))?;
+    let rcfg = ReplicaConfig::new(ReplicaId(0), dir.clone()).map_err(|e| Unusable(e.into()))?;
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read {}", file.display()))
+        .map_err(Unusable)?;
+    let log = scbe_proto::v1::AuditLog::decode(bytes.as_slice()).map_err(|e| {
+        Unusable(anyhow::anyhow!(
+            "{} is not an audit log: {e}",
+            file.display()
+        ))
+    })?;
+    let mut last = 0u64;
+    let total = log.decided.len();
+    for (i, p) in log.decided.into_iter().enumerate() {
+        let cert = match scbe_node::net::wire::open_commit_cert(p, &dir) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("INVALID certificate #{i}: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let seq = cert.seq().0;
+        if let Err(e) = check_commit_cert(&rcfg, &cert) {
+            println!("INVALID certificate for seq {seq}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        if seq <= last {
+            println!("INVALID: seq {seq} follows seq {last}; the log must be in increasing order");
+            return Ok(ExitCode::from(1));
+        }
+        if last != 0 && seq != last + 1 {
+            println!(
+                "note: seqs {}..{} are missing from this log",
+                last + 1,
+                seq - 1
+            );
+        }
+        last = seq;
+    }
+    println!(
+        "verified {total} commit certificates (last seq {last}) against {} validators, quorum {}",
+        rcfg.n(),
+        rcfg.quorum()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -355,6 +464,12 @@ fn main() -> ExitCode {
             },
         ),
         Command::Status { proposal } => run_status(&cli.node, proposal),
+        Command::Audit {
+            what: Audit::Export { out, from },
+        } => audit_export(&cli.node, &out, from),
+        Command::Audit {
+            what: Audit::Verify { file, config },
+        } => audit_verify(&file, &config),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! tonic services. Nothing outside this module touches `scbe_proto` types except the runtime's
 //! service wiring.
 
+pub mod audit_service;
 pub mod consensus_service;
 pub mod governance_service;
 pub mod peer;

@@ -116,7 +116,8 @@ fn prepared_to_proto(c: &PreparedCert) -> pb::PreparedCertificate {
     }
 }
 
-fn commit_cert_to_proto(c: &CommitCert) -> pb::CommitCertificate {
+/// A commit certificate in its protobuf form (audit export).
+pub fn commit_cert_to_proto(c: &CommitCert) -> pb::CommitCertificate {
     pb::CommitCertificate {
         pre_prepare: Some(envelope_to_proto(c.pre_prepare.envelope())),
         commits: envelopes(&c.commits),
@@ -633,6 +634,14 @@ pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {
         R::ViewChange(_) => (StoredKind::ViewChange, None),
         R::EnteredView(_) => (StoredKind::EnteredView, None),
     })
+}
+
+/// Opens a commit certificate from an audit log or the store, verifying every signature.
+pub fn open_commit_cert(
+    p: pb::CommitCertificate,
+    dir: &Directory,
+) -> Result<CommitCert, WireError> {
+    commit_cert_from_proto(&Cx { dir, cache: None }, p)
 }
 
 /// Decodes a stored record, re-verifying every signature in it: a record that was tampered with

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
+use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::consensus::{Directory, Record};
@@ -22,6 +23,8 @@ use crate::net::{decode_record, encode_record, WireError};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The audit trail: every decided batch's commit certificate by sequence number. Never compacted.
+const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 const FORMAT_VERSION: &[u8] = b"scbe-records-1";
 
 #[derive(Debug, thiserror::Error)]
@@ -126,10 +129,29 @@ impl RecordStore {
 
     /// Makes `records` durable in one transaction, in order, compacting at stable checkpoints.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        if records.is_empty() {
+        self.commit_turn(records, &[])
+    }
+
+    /// One loop turn's durable writes in one transaction: the core's records and the commit
+    /// certificates of the batches it decided (the audit trail).
+    pub fn commit_turn(
+        &mut self,
+        records: &[Record],
+        decided: &[crate::consensus::CommitCert],
+    ) -> Result<(), StorageError> {
+        if records.is_empty() && decided.is_empty() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut audit = txn.open_table(DECIDED).map_err(|e| self.io(e))?;
+            for c in decided {
+                let bytes = crate::net::wire::commit_cert_to_proto(c).encode_to_vec();
+                audit
+                    .insert(c.seq().0, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+        }
         {
             let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
             for r in records {
@@ -200,6 +222,29 @@ impl RecordStore {
                 source,
             })?;
             out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Encoded commit certificates from `from` on, in sequence order (at most `limit`).
+    pub fn decided_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = match txn.open_table(DECIDED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(from..).map_err(|e| self.io(e))? {
+            let (k, v) = entry.map_err(|e| self.io(e))?;
+            out.push((k.value(), v.value().to_vec()));
+            if out.len() >= limit {
+                break;
+            }
         }
         Ok(out)
     }
