@@ -407,3 +407,131 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
     );
     assert!(String::from_utf8_lossy(&refused.stdout).contains("INVALID"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_votes() {
+    use scbe_node::consensus::{Envelope, Record};
+    use scbe_node::storage::RecordStore;
+    let opts = LocalOptions {
+        checkpoint_interval: 128, // keep the evidence: nothing is compacted in this run
+        ..fast()
+    };
+    let mut h = Harness::start(opts).await;
+    assert!(
+        h.submit(
+            1,
+            Operation::RegisterRelease {
+                release: release("v0-load")
+            }
+        )
+        .await
+        .accepted
+    );
+    let mut version = 0;
+    for cycle in 0..2 {
+        h.cluster.kill(3);
+        for _ in 0..4 {
+            version += 1;
+            let r = h
+                .submit(
+                    1 + version % 2,
+                    Operation::RegisterRelease {
+                        release: release(&format!("load-{version}")),
+                    },
+                )
+                .await;
+            assert!(r.accepted, "{:?}", r.reasons);
+        }
+        h.cluster.start(3).expect("restart");
+        // Load continues while it recovers.
+        for _ in 0..3 {
+            version += 1;
+            let r = h
+                .submit(
+                    2,
+                    Operation::RegisterRelease {
+                        release: release(&format!("load-{version}")),
+                    },
+                )
+                .await;
+            assert!(r.accepted, "cycle {cycle}: {:?}", r.reasons);
+        }
+        let target = h.status(1, None).await.last_executed;
+        h.wait_status(3, None, "caught up", |s| s.last_executed >= target)
+            .await;
+    }
+    for i in 0..4 {
+        h.cluster.kill(i);
+    }
+    // Everything replica 3 ever signed, as seen in every store.
+    let cfg = scbe_node::config::NodeConfig::load(&h.cluster.nodes[0].config).expect("config");
+    let dir = cfg.directory().expect("directory");
+    let r3 = *dir
+        .validator_key(scbe_node::consensus::ReplicaId(3))
+        .expect("key");
+    let mut signed: BTreeMap<(String, u64, u64), scbe_node::consensus::Digest> = BTreeMap::new();
+    let mut seen = 0usize;
+    let mut check = |kind: &str, view: u64, seq: u64, digest: scbe_node::consensus::Digest| {
+        seen += 1;
+        let key = (kind.to_string(), view, seq);
+        if let Some(old) = signed.insert(key.clone(), digest) {
+            assert_eq!(old, digest, "replica 3 signed two different {key:?}");
+        }
+    };
+    let env_vote = |e: &Envelope| e.signer == r3;
+    for i in 0..4 {
+        let data = h.cluster.dir.join(format!("data/node{i}/records.redb"));
+        let key =
+            scbe_node::config::read_key_file(&h.cluster.dir.join(format!("keys/node{i}.key")))
+                .expect("key");
+        let records = RecordStore::open(&data, &key.public())
+            .expect("store")
+            .load(&dir)
+            .expect("records");
+        for rec in records {
+            match rec {
+                Record::Signed {
+                    pre_prepare,
+                    view,
+                    seq,
+                    digest,
+                } if i == 3 => check(
+                    if pre_prepare {
+                        "pre_prepare"
+                    } else {
+                        "prepare"
+                    },
+                    view.0,
+                    seq.0,
+                    digest,
+                ),
+                Record::Prepared(c) => {
+                    let pp = c.pre_prepare.value();
+                    if env_vote(c.pre_prepare.envelope()) {
+                        check("pre_prepare", pp.view.0, pp.seq.0, pp.digest);
+                    }
+                    for v in c.prepares.iter().filter(|v| env_vote(v.envelope())) {
+                        check(
+                            "prepare",
+                            v.value().view.0,
+                            v.value().seq.0,
+                            v.value().digest,
+                        );
+                    }
+                }
+                Record::Committed(c) => {
+                    for v in c.commits.iter().filter(|v| env_vote(v.envelope())) {
+                        check(
+                            "commit",
+                            v.value().view.0,
+                            v.value().seq.0,
+                            v.value().digest,
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(seen > 10, "the stores hold replica 3's votes ({seen} seen)");
+}
