@@ -52,6 +52,11 @@ pub enum Inbound {
         proposal: Option<u64>,
         reply: oneshot::Sender<pb::StatusReply>,
     },
+    /// Ledger events from index `from` on (at most one chunk).
+    Events {
+        from: u64,
+        reply: oneshot::Sender<Vec<pb::LedgerEvent>>,
+    },
     /// A chunk of the audit trail (encoded commit certificates) from `from` on.
     Audit {
         from: u64,
@@ -164,6 +169,8 @@ struct Runtime {
     inbound: mpsc::Sender<Inbound>,
     timeouts: BTreeMap<TimerKind, Duration>,
     metrics: Arc<Metrics>,
+    /// Number of ledger events, published after every turn for `Watch` streams.
+    events: tokio::sync::watch::Sender<u64>,
 }
 
 impl Runtime {
@@ -268,6 +275,9 @@ impl Runtime {
         }
         // Clients that gave up no longer need a reply.
         self.waiters.retain(|_, w| !w.is_closed());
+        let count = self.ledger().map_or(0, |l| l.state().events.len() as u64);
+        self.events
+            .send_if_modified(|c| std::mem::replace(c, count) != count);
         Ok(())
     }
 
@@ -321,6 +331,29 @@ impl Runtime {
                 self.metrics.dropped("own vote: inbound queue full");
             }
         }
+    }
+
+    fn events(&self, from: u64) -> Vec<pb::LedgerEvent> {
+        let Some(l) = self.ledger() else {
+            return Vec::new();
+        };
+        l.state()
+            .events
+            .iter()
+            .enumerate()
+            .skip(from as usize)
+            .take(512)
+            .map(|(i, e)| pb::LedgerEvent {
+                index: i as u64,
+                seq: e.seq,
+                tag: format!("{:?}", e.tongue),
+                tongue: e.tongue.tongue().into(),
+                phase: e.tongue.phase().into(),
+                kind: e.kind.clone(),
+                subject: e.subject.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect()
     }
 
     fn status(&self, proposal: Option<u64>) -> pb::StatusReply {
@@ -419,10 +452,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         verified: Arc::clone(&verified),
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
+    let (events_tx, events_rx) = tokio::sync::watch::channel(0u64);
     let governance = pb::governance_server::GovernanceServer::new(GovernanceService {
         inbound: tx.clone(),
         directory: Arc::clone(&directory),
         verified,
+        events: events_rx,
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let audit = pb::audit_server::AuditServer::new(crate::net::audit_service::AuditService {
@@ -468,6 +503,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         inbound: tx,
         timeouts,
         metrics,
+        events: events_tx,
     };
     tracing::info!(node = id, %listen, view = rt.replica.view().0, executed = rt.replica.last_executed().0, "validator running");
     rt.perform(initial)?;
@@ -492,6 +528,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 }
                 Inbound::Status { proposal, reply } => {
                     let _ = reply.send(rt.status(proposal));
+                }
+                Inbound::Events { from, reply } => {
+                    let _ = reply.send(rt.events(from));
                 }
                 Inbound::Audit { from, reply } => {
                     let chunk = rt

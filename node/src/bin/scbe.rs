@@ -107,6 +107,12 @@ enum Command {
         #[arg(long, default_value = "manual rollback")]
         reason: String,
     },
+    /// Follow the ledger's events (Sacred Tongue tagged) as they happen; Ctrl-C stops.
+    Watch {
+        /// Start from this event index (0 replays everything).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
     /// Export or verify the audit trail (every decided batch with its commit certificate).
     Audit {
         #[command(subcommand)]
@@ -332,6 +338,33 @@ fn run_status(node: &str, proposal: Option<u64>) -> Result<ExitCode, Unusable> {
     })
 }
 
+fn run_watch(node: &str, from: u64) -> Result<ExitCode, Unusable> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut c = client(node).await?;
+        let mut stream = c
+            .watch(scbe_proto::v1::WatchRequest { from_event: from })
+            .await
+            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
+            .into_inner();
+        while let Some(e) = stream
+            .message()
+            .await
+            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
+        {
+            use std::io::Write as _;
+            let line = format!(
+                "#{:<5} seq {:<6} {} {:<9} {:<8} {:<20} {} {}",
+                e.index, e.seq, e.tag, e.tongue, e.phase, e.kind, e.subject, e.detail
+            );
+            if writeln!(std::io::stdout(), "{line}").is_err() {
+                break; // stdout closed (e.g. piped into head)
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn audit_export(node: &str, out: &Path, from: u64) -> Result<ExitCode, Unusable> {
     use prost::Message as _;
     let rt = runtime()?;
@@ -464,6 +497,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Status { proposal } => run_status(&cli.node, proposal),
+        Command::Watch { from } => run_watch(&cli.node, from),
         Command::Audit {
             what: Audit::Export { out, from },
         } => audit_export(&cli.node, &out, from),

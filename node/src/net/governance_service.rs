@@ -20,10 +20,53 @@ pub struct GovernanceService {
     pub inbound: mpsc::Sender<Inbound>,
     pub directory: Arc<Directory>,
     pub verified: Arc<VerifiedCache>,
+    /// Ledger event count, bumped by the core after every turn.
+    pub events: tokio::sync::watch::Receiver<u64>,
 }
 
 #[tonic::async_trait]
 impl pb::governance_server::Governance for GovernanceService {
+    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::LedgerEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut next = request.into_inner().from_event;
+        let inbound = self.inbound.clone();
+        let mut changed = self.events.clone();
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let (reply, wait) = oneshot::channel();
+                if inbound
+                    .send(Inbound::Events { from: next, reply })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let Ok(chunk) = wait.await else { return };
+                if chunk.is_empty() {
+                    // Caught up: wait for the core to publish a new event count.
+                    if changed.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                for e in chunk {
+                    next = e.index + 1;
+                    if tx.send(Ok(e)).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn submit(
         &self,
         request: Request<pb::Envelope>,
