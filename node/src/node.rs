@@ -463,6 +463,17 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     let audit = pb::audit_server::AuditServer::new(crate::net::audit_service::AuditService {
         inbound: tx.clone(),
     });
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::governance_server::GovernanceServer<GovernanceService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::consensus_server::ConsensusServer<ConsensusService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(scbe_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .ok();
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let served = tonic::transport::Server::builder()
@@ -470,6 +481,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             .add_service(consensus)
             .add_service(governance)
             .add_service(audit)
+            .add_service(health)
+            .add_optional_service(reflection)
             .serve_with_incoming(incoming)
             .await;
         if let Err(e) = served {

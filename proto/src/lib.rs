@@ -12,3 +12,7 @@ pub mod scbe {
 }
 
 pub use scbe::v1;
+
+/// Encoded `FileDescriptorSet` of every scbe.v1 file, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/scbe_descriptor.bin"));
