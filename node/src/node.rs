@@ -67,6 +67,12 @@ pub enum Inbound {
 /// (sequence number, encoded commit certificate) pairs, in order.
 pub type AuditChunk = Vec<(u64, Vec<u8>)>;
 
+/// A client waiting for its request: when it arrived, and where the reply goes.
+type Waiter = (
+    std::time::Instant,
+    oneshot::Sender<Result<ClientReply, String>>,
+);
+
 /// A decided client request.
 pub struct ClientReply {
     pub seq: u64,
@@ -82,9 +88,32 @@ pub struct Metrics {
     pub sync_micros_total: AtomicU64,
     pub syncs: AtomicU64,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// The core's own drop counters, copied after every turn.
+    core_dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// Submit-to-decided latency of client requests: counts per bucket (upper bounds below).
+    latency_buckets: [AtomicU64; LATENCY_BOUNDS_MS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
 }
 
+/// Histogram bucket upper bounds, in milliseconds.
+pub const LATENCY_BOUNDS_MS: [f64; 10] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
+];
+
 impl Metrics {
+    pub fn observe_latency(&self, d: Duration) {
+        let ms = d.as_secs_f64() * 1e3;
+        for (i, bound) in LATENCY_BOUNDS_MS.iter().enumerate() {
+            if ms <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
     pub fn dropped(&self, reason: &'static str) {
         if let Ok(mut m) = self.dropped.lock() {
             *m.entry(reason).or_default() += 1;
@@ -92,7 +121,12 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
-    pub fn render(&self, node: u32, core_drops: &BTreeMap<&'static str, u64>) -> String {
+    pub fn render(&self, node: u32) -> String {
+        let core_drops = self
+            .core_dropped
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         let mut s = String::new();
         let mut line = |name: &str, help: &str, kind: &str, value: String| {
             s.push_str(&format!(
@@ -165,7 +199,7 @@ struct Runtime {
     replica: Replica,
     store: RecordStore,
     peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>>,
-    waiters: BTreeMap<(PublicKey, u64), oneshot::Sender<Result<ClientReply, String>>>,
+    waiters: BTreeMap<(PublicKey, u64), Waiter>,
     inbound: mpsc::Sender<Inbound>,
     timeouts: BTreeMap<TimerKind, Duration>,
     metrics: Arc<Metrics>,
@@ -239,7 +273,8 @@ impl Runtime {
                     );
                     for r in &d.certificate.pre_prepare.value().batch {
                         let key = (*r.signer(), r.value().nonce);
-                        if let Some(w) = self.waiters.remove(&key) {
+                        if let Some((since, w)) = self.waiters.remove(&key) {
+                            self.metrics.observe_latency(since.elapsed());
                             let outcome = self
                                 .ledger()
                                 .and_then(|l| l.outcome(&key.0, key.1).cloned());
@@ -274,7 +309,10 @@ impl Runtime {
             tracing::info!(node = self.id, view, "entered view");
         }
         // Clients that gave up no longer need a reply.
-        self.waiters.retain(|_, w| !w.is_closed());
+        self.waiters.retain(|_, (_, w)| !w.is_closed());
+        if let Ok(mut m) = self.metrics.core_dropped.lock() {
+            m.clone_from(self.replica.dropped());
+        }
         let count = self.ledger().map_or(0, |l| l.state().events.len() as u64);
         self.events
             .send_if_modified(|c| std::mem::replace(c, count) != count);
@@ -406,7 +444,7 @@ async fn serve_metrics(
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let _ = sock.read(&mut buf).await;
-            let body = metrics.render(node, &BTreeMap::new());
+            let body = metrics.render(node);
             let resp = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
             let _ = sock.write_all(resp.as_bytes()).await;
         });
@@ -535,8 +573,10 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 Inbound::Timer(t) => actions.extend(rt.replica.handle(Input::Timeout(t))),
                 Inbound::Own(r) => actions.extend(rt.replica.handle(Input::ClientRequest(r))),
                 Inbound::Client { request, reply } => {
-                    rt.waiters
-                        .insert((*request.signer(), request.value().nonce), reply);
+                    rt.waiters.insert(
+                        (*request.signer(), request.value().nonce),
+                        (std::time::Instant::now(), reply),
+                    );
                     actions.extend(rt.replica.handle(Input::ClientRequest(request)));
                 }
                 Inbound::Status { proposal, reply } => {

@@ -556,6 +556,10 @@ impl Replica {
             return self.drop_input("request nonce already executed");
         }
         if self.pending_ids.contains_key(&id) {
+            if from_client {
+                // The client retried: our relay (or the primary's proposal) may have been lost.
+                self.broadcast(&r);
+            }
             return self.drop_input("request already pending");
         }
         if self.pending.len() >= self.cfg.max_pending {
@@ -851,6 +855,35 @@ impl Replica {
         }
     }
 
+    /// PBFT's retransmission: for slots of the current view that are not committed yet, send
+    /// again what this replica signed for them (its pre-prepare as primary, its prepare and
+    /// commit), so one lost message cannot stall a slot. Receivers drop duplicates cheaply.
+    fn retransmit_uncommitted(&mut self) {
+        if self.status != Status::Normal {
+            return;
+        }
+        let me = self.cfg.id;
+        let primary = self.is_primary();
+        let mut again: Vec<Arc<super::message::Envelope>> = Vec::new();
+        for slot in self
+            .slots
+            .range(self.last_executed.next()..)
+            .map(|(_, s)| s)
+        {
+            if slot.view != self.view || slot.committed.is_some() {
+                continue;
+            }
+            if primary {
+                again.extend(slot.pre_prepare.iter().map(|p| Arc::clone(p.envelope())));
+            }
+            again.extend(slot.prepares.get(&me).map(|v| Arc::clone(v.envelope())));
+            again.extend(slot.commits.get(&me).map(|v| Arc::clone(v.envelope())));
+        }
+        for env in again {
+            self.out.push(Action::Broadcast(env));
+        }
+    }
+
     // ----- checkpoints -----------------------------------------------------------------------
 
     fn take_checkpoint(&mut self, seq: Seq) {
@@ -1129,6 +1162,7 @@ impl Replica {
                     // Retransmit: a lost view change can stall everyone else's view change.
                     self.broadcast(&vc);
                 }
+                self.retransmit_uncommitted();
                 self.set_timer(TimerKind::Status);
             }
         }

@@ -1,7 +1,7 @@
 //! Outbound links: one long-lived `Consensus.Stream` per peer, fed from a bounded queue,
-//! reconnecting with capped exponential backoff. Messages queued while a peer is down are
-//! dropped when the queue is full; PBFT's retransmission (status probes, view-change resends)
-//! recovers them.
+//! reconnecting with capped exponential backoff. Messages queued while a peer is down wait in the
+//! queue; once it is full, new ones are dropped (and counted), and the core's retransmission
+//! (status ticks, view-change resends) recovers them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,8 +43,8 @@ async fn run(addr: SocketAddr, mut rx: mpsc::Receiver<Arc<Envelope>>) {
                 tracing::debug!(%addr, "peer unreachable: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
-                // Do not let the queue fill with stale traffic while the peer is down.
-                while rx.try_recv().is_ok() {}
+                // Keep what is queued: at start-up peers come up a few milliseconds apart, and
+                // the queue is bounded (senders drop, and count, when it is full).
                 continue;
             }
         };

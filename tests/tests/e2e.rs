@@ -53,7 +53,7 @@ impl Harness {
         let serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cluster = LocalCluster::generate(
-            std::path::Path::new(env!("CARGO_BIN_EXE_scbe-node")),
+            &scbe_tests::workspace_bin("scbe-node"),
             dir.path(),
             4,
             &opts,
@@ -357,9 +357,9 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
     })
     .await;
     let out = h.cluster.dir.join("audit.bin");
-    let scbe = env!("CARGO_BIN_EXE_scbe");
+    let scbe = scbe_tests::workspace_bin("scbe");
     let url = h.cluster.url(2);
-    let export = std::process::Command::new(scbe)
+    let export = std::process::Command::new(&scbe)
         .args(["--node", &url, "audit", "export", "--out"])
         .arg(&out)
         .output()
@@ -370,7 +370,7 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
         String::from_utf8_lossy(&export.stderr)
     );
     let verify = |file: &std::path::Path| {
-        std::process::Command::new(scbe)
+        std::process::Command::new(&scbe)
             .args(["audit", "verify"])
             .arg(file)
             .arg("--config")
