@@ -209,26 +209,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// The scbe-node binary next to this one, or the exit code after explaining how to build it.
+fn node_binary() -> Result<std::path::PathBuf, ExitCode> {
+    let bin = std::env::current_exe()
+        .map(|p| p.with_file_name("scbe-node"))
+        .map_err(|e| {
+            eprintln!("error: cannot locate scbe-node: {e}");
+            ExitCode::FAILURE
+        })?;
+    if !bin.exists() {
+        eprintln!(
+            "error: {} not found; build it first: cargo build --release -p scbe-node",
+            bin.display()
+        );
+        return Err(ExitCode::from(2));
+    }
+    Ok(bin)
+}
+
 fn up(n: usize, dir: &std::path::Path) -> ExitCode {
     use scbe_node::local::{LocalCluster, LocalOptions};
     if n < 4 {
         eprintln!("error: --validators must be at least 4 (got {n})");
         return ExitCode::from(2);
     }
-    let bin = match std::env::current_exe() {
-        Ok(p) => p.with_file_name("scbe-node"),
-        Err(e) => {
-            eprintln!("error: cannot locate scbe-node: {e}");
-            return ExitCode::FAILURE;
-        }
+    let bin = match node_binary() {
+        Ok(b) => b,
+        Err(code) => return code,
     };
-    if !bin.exists() {
-        eprintln!(
-            "error: {} not found; build it first: cargo build --release -p scbe-node",
-            bin.display()
-        );
-        return ExitCode::from(2);
-    }
     let mut cluster = match LocalCluster::generate(&bin, dir, n, &LocalOptions::default()) {
         Ok(c) => c,
         Err(e) => {
@@ -286,20 +294,10 @@ fn bench(
         eprintln!("error: need --validators >= 4 and --clients >= 1");
         return ExitCode::from(2);
     }
-    let bin = match std::env::current_exe() {
-        Ok(p) => p.with_file_name("scbe-node"),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let bin = match node_binary() {
+        Ok(b) => b,
+        Err(code) => return code,
     };
-    if !bin.exists() {
-        eprintln!(
-            "error: {} not found; build it first: cargo build --release -p scbe-node",
-            bin.display()
-        );
-        return ExitCode::from(2);
-    }
     let dir = std::env::temp_dir().join(format!("scbe-bench-{}", std::process::id()));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
