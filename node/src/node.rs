@@ -424,12 +424,7 @@ impl Runtime {
 }
 
 /// Serves `/metrics` in Prometheus text format over plain HTTP/1.0.
-async fn serve_metrics(
-    addr: SocketAddr,
-    inbound: mpsc::Sender<Inbound>,
-    metrics: Arc<Metrics>,
-    node: u32,
-) {
+async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>, node: u32) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(listener) = tokio::net::TcpListener::bind(addr).await else {
         tracing::error!(%addr, "cannot bind the metrics listener");
@@ -440,7 +435,6 @@ async fn serve_metrics(
             continue;
         };
         let metrics = Arc::clone(&metrics);
-        let _ = &inbound;
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let _ = sock.read(&mut buf).await;
@@ -528,7 +522,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         }
     });
     if let Some(addr) = v.raw.node.metrics_listen {
-        tokio::spawn(serve_metrics(addr, tx.clone(), Arc::clone(&metrics), id));
+        tokio::spawn(serve_metrics(addr, Arc::clone(&metrics), id));
     }
     let peers = v
         .raw

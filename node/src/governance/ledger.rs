@@ -30,7 +30,7 @@ use super::gates::Gates;
 use super::operation::{
     AckBody, AgentSigned, HealthBody, HealthReport, Operation, ACK_KIND, HEALTH_KIND,
 };
-use super::release::{canonical_digest, hex, FusedRelease};
+use super::release::{hex, FusedRelease};
 use super::stage::{Stage, Tongue};
 
 /// When an agent counts as healthy (DESIGN §5).
@@ -1008,9 +1008,4 @@ impl StateMachine for Ledger {
         self.state = serde_json::from_slice(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
         Ok(())
     }
-}
-
-/// Convenience for clients and tests: the canonical digest of any JSON value.
-pub fn json_digest(v: &serde_json::Value) -> String {
-    canonical_digest(v)
 }
