@@ -1,9 +1,9 @@
-//! What a request asks the ledger to do (the `operation` bytes of a consensus request, as JSON),
-//! and the agent-signed evidence that rollout operations carry.
+//! What a request asks the ledger to do: the `operation` bytes of a consensus request, as JSON.
+//! Rollout operations carry agent-signed evidence (see [`crate::rollout::evidence`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, Keypair, PublicKey, Signature};
+use crate::rollout::evidence::{DeployAck, HealthReport};
 
 use super::release::FusedRelease;
 use super::stage::Stage;
@@ -12,7 +12,7 @@ use super::stage::Stage;
 pub const MAX_OPERATION_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {
     /// Register a fused release; it enters staging.
     RegisterRelease { release: FusedRelease },
@@ -22,7 +22,7 @@ pub enum Operation {
         to: Stage,
         rollback_to: String,
     },
-    /// Propose putting a known-good version back into production.
+    /// Propose putting a known-good version back on the whole fleet.
     Rollback {
         target_version: String,
         reason: String,
@@ -33,18 +33,34 @@ pub enum Operation {
         approve: bool,
         reasons: Vec<String>,
     },
-    /// A validator shows agent-signed reports proving a rollout batch degraded.
+    /// A validator shows agent-signed proof that a rollout degraded: health reports over a
+    /// threshold, or acks of failed deploys. The evidence is the vote.
     AutoRollback {
         rollout: u64,
-        evidence: Vec<HealthReport>,
+        #[serde(default)]
+        reports: Vec<HealthReport>,
+        #[serde(default)]
+        acks: Vec<DeployAck>,
     },
-    /// The leader records a finished rollout batch with the agents' signed acks and reports.
+    /// Some agents of the current batch deployed and (for promotions) are healthy, with their
+    /// signed acks and reports. A large batch is recorded in several chunks; it completes when
+    /// every agent of it is recorded.
     RolloutProgress {
         rollout: u64,
         batch: u32,
         acks: Vec<DeployAck>,
+        #[serde(default)]
         reports: Vec<HealthReport>,
     },
+    /// A validator saw no healthy data from these agents by the current step's deadline. Claims
+    /// of `f + 1` distinct validators (so at least one honest) roll the rollout back.
+    NoData {
+        rollout: u64,
+        issued_seq: u64,
+        agents: Vec<String>,
+    },
+    /// Agents of a rolling-back rollout acknowledged the rollback (signed acks; chunks allowed).
+    RollbackDone { rollout: u64, acks: Vec<DeployAck> },
 }
 
 impl Operation {
@@ -61,74 +77,18 @@ impl Operation {
         }
         serde_json::from_slice(bytes).map_err(|e| format!("operation does not parse: {e}"))
     }
-}
 
-/// An agent's health over a monitoring window.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthBody {
-    pub agent: String,
-    pub rollout: u64,
-    pub version: String,
-    pub coherence: f64,
-    pub error_rate: f64,
-    pub response_ms_p95: f64,
-    pub safety: f64,
-    pub samples: u32,
-}
-
-/// An agent's acknowledgement that it deployed `version` for `rollout`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AckBody {
-    pub agent: String,
-    pub rollout: u64,
-    pub version: String,
-}
-
-/// A body signed by an agent: the signature covers `b"scbe/v1/" ++ kind ++ canonical JSON`, so a
-/// Byzantine validator cannot invent agents' reports.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AgentSigned<T> {
-    pub body: T,
-    /// Hex ed25519 signature.
-    pub signature: String,
-}
-
-pub type HealthReport = AgentSigned<HealthBody>;
-pub type DeployAck = AgentSigned<AckBody>;
-
-pub const HEALTH_KIND: &str = "health_report";
-pub const ACK_KIND: &str = "deploy_ack";
-
-fn canonical<T: Serialize>(body: &T) -> Vec<u8> {
-    serde_json::to_value(body)
-        .map(|v| v.to_string().into_bytes())
-        .unwrap_or_default()
-}
-
-fn parse_hex_signature(s: &str) -> Option<Signature> {
-    if s.len() != 128 {
-        return None;
-    }
-    let mut out = [0u8; 64];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(Signature(out))
-}
-
-impl<T: Serialize> AgentSigned<T> {
-    pub fn sign(body: T, kind: &str, key: &Keypair) -> Self {
-        let sig = key.sign(kind, &canonical(&body));
-        AgentSigned {
-            body,
-            signature: super::release::hex(sig.as_bytes()),
+    /// Short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::RegisterRelease { .. } => "register_release",
+            Operation::Promote { .. } => "promote",
+            Operation::Rollback { .. } => "rollback",
+            Operation::Vote { .. } => "vote",
+            Operation::AutoRollback { .. } => "auto_rollback",
+            Operation::RolloutProgress { .. } => "rollout_progress",
+            Operation::NoData { .. } => "no_data",
+            Operation::RollbackDone { .. } => "rollback_done",
         }
-    }
-
-    pub fn verify(&self, kind: &str, key: &PublicKey) -> bool {
-        parse_hex_signature(&self.signature)
-            .is_some_and(|sig| crypto::verify(key, kind, &canonical(&self.body), &sig).is_ok())
     }
 }

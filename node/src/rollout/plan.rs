@@ -25,7 +25,24 @@ pub struct Plan {
 }
 
 pub fn plan_batches(agents: &[FleetAgent], stage: Stage) -> Plan {
-    let mut sorted: Vec<&FleetAgent> = agents.iter().collect();
+    let total = agents.len();
+    let share = (total * stage.target_percent() as usize).div_ceil(100);
+    Plan {
+        batches: batches_of(agents.iter().collect(), share),
+    }
+}
+
+/// Batches over a subset of the fleet (a manual rollback restores only the agents not on the
+/// target version): the same shape, covering all of the subset.
+pub fn plan_agents(agents: &[FleetAgent], subset: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let chosen: Vec<&FleetAgent> = agents.iter().filter(|a| subset.contains(&a.id)).collect();
+    let all = chosen.len();
+    batches_of(chosen, all)
+}
+
+/// Batch 1 is the first agent (by id) of every specialty; later batches double until `share`
+/// agents are planned (never fewer than batch 1).
+fn batches_of(mut sorted: Vec<&FleetAgent>, share: usize) -> Vec<Vec<String>> {
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let mut first_of: BTreeMap<&str, &str> = BTreeMap::new();
     for a in &sorted {
@@ -35,11 +52,10 @@ pub fn plan_batches(agents: &[FleetAgent], stage: Stage) -> Plan {
     }
     let first: BTreeSet<&str> = first_of.values().copied().collect();
     let total = sorted.len();
-    let share = (total * stage.target_percent() as usize).div_ceil(100);
     let target = share.max(first.len()).min(total);
     let mut batches: Vec<Vec<String>> = Vec::new();
     if target == 0 {
-        return Plan { batches };
+        return batches;
     }
     let batch1: Vec<String> = sorted
         .iter()
@@ -63,7 +79,7 @@ pub fn plan_batches(agents: &[FleetAgent], stage: Stage) -> Plan {
         planned += batch.len();
         batches.push(batch);
     }
-    Plan { batches }
+    batches
 }
 
 #[cfg(test)]
@@ -100,6 +116,15 @@ mod tests {
         let growing = &p.batches[..p.batches.len() - 1];
         assert!(growing.windows(2).all(|w| w[1].len() >= w[0].len()));
         assert_eq!(p.batches[0].len(), 3);
+    }
+
+    #[test]
+    fn a_subset_is_planned_whole_in_the_same_shape() {
+        let subset: BTreeSet<String> = (10..30).map(|i| format!("agent-{i:03}")).collect();
+        let b = plan_agents(&fleet(50), &subset);
+        assert_eq!(b[0], vec!["agent-010", "agent-011", "agent-012"]);
+        assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 20);
+        assert!(plan_agents(&fleet(5), &BTreeSet::new()).is_empty());
     }
 
     #[test]

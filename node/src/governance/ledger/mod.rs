@@ -1,0 +1,308 @@
+//! The governance ledger: a deterministic state machine over ordered, authenticated requests.
+//!
+//! Every replica applies the same committed requests in the same order and reaches the same
+//! state and the same outcome for every request. Ledger time is the consensus sequence number, so
+//! vote windows expire identically everywhere. The state digest feeds the consensus checkpoints;
+//! a snapshot restores the identical state.
+//!
+//! What it accepts (`proposals.rs` and `rollouts.rs` hold the rules):
+//! - `RegisterRelease` (requester or validator): digest and gates re-checked; enters staging.
+//! - `Promote` (requester): one stage up, no skipping, with a known-good `rollback_to`, and only
+//!   while no other rollout holds the fleet; opens a proposal that validators vote on.
+//! - `Rollback` (requester): to a known-good version; opens a proposal.
+//! - `Vote` (validator): one per validator per proposal; approved at `q` approvals, rejected
+//!   once `n - q + 1` rejections make approval impossible, expired after the vote window. An
+//!   approved promotion plans a rollout; an approved rollback plans a restore.
+//! - `RolloutProgress` (validator): agents of the current batch deployed and healthy, proven by
+//!   their signed acks and reports.
+//! - `AutoRollback` (validator): agent-signed proof of degradation or of a failed deploy; the
+//!   evidence is the vote.
+//! - `NoData` (validator): `f + 1` distinct claims that the current step produced no healthy data
+//!   by its deadline roll the rollout back.
+//! - `RollbackDone` (validator): agents' signed acks of the rollback.
+
+mod proposals;
+mod rollouts;
+pub mod state;
+
+use std::collections::BTreeMap;
+
+use crate::consensus::{Digest, Principal, Request, Seq, Signed, SnapshotError, StateMachine};
+use crate::crypto::PublicKey;
+use crate::rollout::health::HealthThresholds;
+use crate::rollout::plan::FleetAgent;
+
+use super::event::Event;
+use super::gates::Gates;
+use super::operation::Operation;
+use super::release::hex;
+use super::stage::{Stage, Tongue};
+
+pub use state::{
+    LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
+    RolloutKind, RolloutStatus, VoteRecord,
+};
+
+/// The ledger's static configuration (identical on every validator).
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    pub validators: Vec<PublicKey>,
+    /// Versions known good at genesis (what the fleet runs before the first promotion).
+    pub known_good: Vec<String>,
+    pub gates: Gates,
+    /// Proposals expire this many sequence numbers after they open.
+    pub vote_window_seqs: u64,
+    pub agents: Vec<FleetAgent>,
+    pub health: HealthThresholds,
+}
+
+impl LedgerConfig {
+    pub fn quorum(&self) -> usize {
+        crate::consensus::config::quorum_for(self.validators.len())
+    }
+
+    pub fn f(&self) -> usize {
+        self.validators.len().saturating_sub(1) / 3
+    }
+}
+
+/// Who signed a request, as the ledger sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signer {
+    Validator(u32),
+    Requester(PublicKey),
+}
+
+pub struct Ledger {
+    cfg: LedgerConfig,
+    /// Agent keys by id (derived from `cfg`, for evidence checks).
+    agent_keys: BTreeMap<String, PublicKey>,
+    state: LedgerState,
+}
+
+type Rejection = Vec<String>;
+
+fn reject<T>(reason: impl Into<String>) -> Result<T, Rejection> {
+    Err(vec![reason.into()])
+}
+
+impl Ledger {
+    pub fn new(cfg: LedgerConfig) -> Self {
+        let mut state = LedgerState {
+            known_good: cfg.known_good.iter().cloned().collect(),
+            ..LedgerState::default()
+        };
+        if let Some(first) = cfg.known_good.first() {
+            state.current.insert(Stage::Production, first.clone());
+            for a in &cfg.agents {
+                state.assigned.insert(a.id.clone(), first.clone());
+            }
+        }
+        let agent_keys = cfg.agents.iter().map(|a| (a.id.clone(), a.key)).collect();
+        Self {
+            cfg,
+            agent_keys,
+            state,
+        }
+    }
+
+    pub fn config(&self) -> &LedgerConfig {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> &LedgerState {
+        &self.state
+    }
+
+    pub fn outcome(&self, signer: &PublicKey, nonce: u64) -> Option<&Outcome> {
+        self.state.outcomes.get(&request_id(signer, nonce))
+    }
+
+    fn event(&mut self, seq: u64, tongue: Tongue, kind: &str, subject: String, detail: String) {
+        self.state.events.push(Event {
+            seq,
+            tongue,
+            kind: kind.into(),
+            subject,
+            detail,
+        });
+    }
+
+    /// Applies one ordered request and records its outcome.
+    pub fn apply_operation(
+        &mut self,
+        seq: u64,
+        signer: Signer,
+        key: &PublicKey,
+        nonce: u64,
+        bytes: &[u8],
+    ) -> Outcome {
+        self.expire(seq);
+        let mut outcome = Outcome {
+            seq,
+            accepted: false,
+            reasons: Vec::new(),
+            proposal: None,
+            rollout: None,
+        };
+        let result = match Operation::from_bytes(bytes) {
+            Ok(op) => self.dispatch(seq, signer, op, &mut outcome),
+            Err(e) => Err(vec![e]),
+        };
+        match result {
+            Ok(()) => outcome.accepted = true,
+            Err(reasons) => {
+                self.event(
+                    seq,
+                    Tongue::RU,
+                    "request_rejected",
+                    request_id(key, nonce),
+                    reasons.join("; "),
+                );
+                outcome.reasons = reasons;
+            }
+        }
+        self.state
+            .outcomes
+            .insert(request_id(key, nonce), outcome.clone());
+        outcome
+    }
+
+    fn dispatch(
+        &mut self,
+        seq: u64,
+        signer: Signer,
+        op: Operation,
+        out: &mut Outcome,
+    ) -> Result<(), Rejection> {
+        let validator = match signer {
+            Signer::Validator(v) => Some(v),
+            Signer::Requester(_) => None,
+        };
+        let only_validators = |what: &str| -> Result<u32, Rejection> {
+            validator.ok_or_else(|| vec![format!("only validators {what}")])
+        };
+        match op {
+            Operation::RegisterRelease { release } => self.register(seq, release),
+            Operation::Promote {
+                version,
+                to,
+                rollback_to,
+            } => {
+                if validator.is_some() {
+                    return reject("promotions are proposed by release requesters, not validators");
+                }
+                out.proposal = Some(self.promote(seq, version, to, rollback_to)?);
+                Ok(())
+            }
+            Operation::Rollback {
+                target_version,
+                reason,
+            } => {
+                if validator.is_some() {
+                    return reject("manual rollbacks are proposed by release requesters; validators use auto_rollback with evidence");
+                }
+                out.proposal = Some(self.rollback(seq, target_version, reason)?);
+                Ok(())
+            }
+            Operation::Vote {
+                proposal,
+                approve,
+                reasons,
+            } => {
+                let v = only_validators("vote")?;
+                out.proposal = Some(proposal);
+                out.rollout = self.vote(seq, v, proposal, approve, reasons)?;
+                Ok(())
+            }
+            Operation::AutoRollback {
+                rollout,
+                reports,
+                acks,
+            } => {
+                only_validators("submit auto-rollback evidence")?;
+                out.rollout = Some(rollout);
+                self.auto_rollback(seq, rollout, &reports, &acks)
+            }
+            Operation::RolloutProgress {
+                rollout,
+                batch,
+                acks,
+                reports,
+            } => {
+                only_validators("record rollout progress")?;
+                out.rollout = Some(rollout);
+                self.progress(seq, rollout, batch, &acks, &reports)
+            }
+            Operation::NoData {
+                rollout,
+                issued_seq,
+                agents,
+            } => {
+                let v = only_validators("claim missing data")?;
+                out.rollout = Some(rollout);
+                self.no_data(seq, v, rollout, issued_seq, &agents)
+            }
+            Operation::RollbackDone { rollout, acks } => {
+                only_validators("record rollbacks")?;
+                out.rollout = Some(rollout);
+                self.rollback_done(seq, rollout, &acks)
+            }
+        }
+    }
+
+    fn encode_state(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.state).unwrap_or_default()
+    }
+}
+
+pub fn request_id(key: &PublicKey, nonce: u64) -> String {
+    format!("{}:{nonce}", hex(key.as_bytes()))
+}
+
+fn state_digest_of(bytes: &[u8]) -> Digest {
+    Digest::of_parts(&[b"ledger", bytes])
+}
+
+impl StateMachine for Ledger {
+    fn apply(&mut self, seq: Seq, request: &Signed<Request>) {
+        let key = *request.signer();
+        let signer = match request.principal() {
+            Principal::Validator(id) => Signer::Validator(id.0),
+            Principal::Requester => Signer::Requester(key),
+        };
+        self.apply_operation(
+            seq.0,
+            signer,
+            &key,
+            request.value().nonce,
+            &request.value().operation,
+        );
+    }
+
+    fn digest(&self) -> Digest {
+        state_digest_of(&self.encode_state())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.encode_state()
+    }
+
+    fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError> {
+        // Re-encode so the digest is of the canonical form, whatever bytes a peer sent.
+        let state: LedgerState =
+            serde_json::from_slice(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
+        Ok(state_digest_of(
+            &serde_json::to_vec(&state).unwrap_or_default(),
+        ))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
+        self.state = serde_json::from_slice(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! Releases, proposals and votes: registration, promotion and rollback proposals, tallies, expiry,
+//! and a validator's own evaluation of a proposal.
+
+use std::collections::BTreeMap;
+
+use super::state::{
+    Proposal, ProposalKind, ProposalStatus, ReleaseEntry, RolloutStatus, VoteRecord,
+};
+use super::{reject, Ledger, Rejection};
+use crate::governance::release::FusedRelease;
+use crate::governance::stage::{Stage, Tongue};
+
+impl Ledger {
+    /// Proposals whose vote window has passed expire, at the same sequence number everywhere.
+    pub(super) fn expire(&mut self, seq: u64) {
+        let window = self.cfg.vote_window_seqs;
+        let expired: Vec<u64> = self
+            .state
+            .proposals
+            .values()
+            .filter(|p| {
+                p.status == ProposalStatus::Pending && seq > p.opened_seq.saturating_add(window)
+            })
+            .map(|p| p.id)
+            .collect();
+        for id in expired {
+            if let Some(p) = self.state.proposals.get_mut(&id) {
+                p.status = ProposalStatus::Expired;
+                p.decided_seq = Some(seq);
+            }
+            self.event(
+                seq,
+                Tongue::RU,
+                "proposal_expired",
+                format!("proposal:{id}"),
+                format!("no decision within {window} sequence numbers"),
+            );
+        }
+    }
+
+    pub(super) fn register(&mut self, seq: u64, release: FusedRelease) -> Result<(), Rejection> {
+        release.verify().map_err(|e| vec![e.to_string()])?;
+        if self.state.releases.contains_key(&release.version)
+            || self.state.known_good.contains(&release.version)
+        {
+            return reject(format!("version {} already exists", release.version));
+        }
+        let mut failures = Vec::new();
+        for (p, unit) in &release.units {
+            for f in self.cfg.gates.check(&unit.metrics) {
+                failures.push(format!("{p} {}: {}", unit.id, f.reason));
+            }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
+        }
+        let version = release.version.clone();
+        let digest = release.digest.clone();
+        self.state.releases.insert(
+            version.clone(),
+            ReleaseEntry {
+                release,
+                stage: Stage::Staging,
+                registered_seq: seq,
+            },
+        );
+        self.event(
+            seq,
+            Tongue::CA,
+            "release_registered",
+            version.clone(),
+            format!("digest {digest}"),
+        );
+        self.event(
+            seq,
+            Tongue::RU,
+            "gates_passed",
+            version.clone(),
+            "every unit passes the ledger's gates".into(),
+        );
+        self.event(seq, Tongue::UM, "entered_staging", version, String::new());
+        Ok(())
+    }
+
+    fn open_proposal(&mut self, seq: u64, kind: ProposalKind) -> u64 {
+        let id = self.state.next_proposal;
+        self.state.next_proposal += 1;
+        self.state.proposals.insert(
+            id,
+            Proposal {
+                id,
+                kind,
+                opened_seq: seq,
+                status: ProposalStatus::Pending,
+                votes: BTreeMap::new(),
+                decided_seq: None,
+                rollout: None,
+            },
+        );
+        id
+    }
+
+    fn pending_proposal(&self) -> Option<&Proposal> {
+        self.state
+            .proposals
+            .values()
+            .find(|p| p.status == ProposalStatus::Pending)
+    }
+
+    pub(super) fn promote(
+        &mut self,
+        seq: u64,
+        version: String,
+        to: Stage,
+        rollback_to: String,
+    ) -> Result<u64, Rejection> {
+        let Some(entry) = self.state.releases.get(&version) else {
+            return reject(format!("unknown release {version}"));
+        };
+        let from = entry.stage;
+        if from.next() != Some(to) {
+            return reject(format!(
+                "{version} is in {from}; it can only be promoted to {}",
+                from.next().map_or("nothing", Stage::name)
+            ));
+        }
+        if !self.state.known_good.contains(&rollback_to) {
+            return reject(format!(
+                "rollback plan {rollback_to:?} is not a known-good version"
+            ));
+        }
+        if rollback_to == version {
+            return reject("a release cannot be its own rollback plan");
+        }
+        // One change to the fleet at a time: a second rollout would race the first for agents.
+        if let Some(r) = self.state.active_rollout() {
+            return reject(format!(
+                "rollout {} ({}) still holds the fleet ({:?}); one rollout at a time",
+                r.id, r.version, r.status
+            ));
+        }
+        if let Some(p) = self.pending_proposal() {
+            return reject(format!(
+                "proposal {} is still being voted on; one change at a time",
+                p.id
+            ));
+        }
+        let id = self.open_proposal(
+            seq,
+            ProposalKind::Promote {
+                version: version.clone(),
+                from,
+                to,
+                rollback_to: rollback_to.clone(),
+            },
+        );
+        self.event(
+            seq,
+            Tongue::UM,
+            "promotion_proposed",
+            format!("proposal:{id}"),
+            format!("{version}: {from} -> {to}, rollback to {rollback_to}"),
+        );
+        Ok(id)
+    }
+
+    pub(super) fn rollback(
+        &mut self,
+        seq: u64,
+        target_version: String,
+        reason: String,
+    ) -> Result<u64, Rejection> {
+        if !self.state.known_good.contains(&target_version) {
+            return reject(format!("{target_version} is not a known-good version"));
+        }
+        let everyone_on_it = self.state.assigned.values().all(|v| *v == target_version);
+        let production = self.state.current.get(&Stage::Production) == Some(&target_version);
+        if production && everyone_on_it && self.state.active_rollout().is_none() {
+            return reject(format!(
+                "{target_version} is already in production on every agent"
+            ));
+        }
+        let pending_rollback = self.state.proposals.values().find(|p| {
+            p.status == ProposalStatus::Pending && matches!(p.kind, ProposalKind::Rollback { .. })
+        });
+        if let Some(p) = pending_rollback {
+            return reject(format!(
+                "rollback proposal {} is still being voted on",
+                p.id
+            ));
+        }
+        let id = self.open_proposal(
+            seq,
+            ProposalKind::Rollback {
+                target_version: target_version.clone(),
+                reason: reason.clone(),
+            },
+        );
+        self.event(
+            seq,
+            Tongue::DR,
+            "rollback_proposed",
+            format!("proposal:{id}"),
+            format!("to {target_version}: {reason}"),
+        );
+        Ok(id)
+    }
+
+    pub(super) fn vote(
+        &mut self,
+        seq: u64,
+        validator: u32,
+        proposal: u64,
+        approve: bool,
+        reasons: Vec<String>,
+    ) -> Result<Option<u64>, Rejection> {
+        let n = self.cfg.validators.len();
+        if validator as usize >= n {
+            return reject(format!("validator {validator} is not in the validator set"));
+        }
+        let q = self.cfg.quorum();
+        let Some(p) = self.state.proposals.get_mut(&proposal) else {
+            return reject(format!("unknown proposal {proposal}"));
+        };
+        if p.status != ProposalStatus::Pending {
+            return reject(format!("proposal {proposal} is already {:?}", p.status));
+        }
+        if p.votes.contains_key(&validator) {
+            return reject(format!(
+                "validator {validator} already voted on proposal {proposal}"
+            ));
+        }
+        p.votes.insert(
+            validator,
+            VoteRecord {
+                approve,
+                reasons: reasons.clone(),
+                seq,
+            },
+        );
+        let (approvals, rejections) = (p.approvals(), p.rejections());
+        let verdict = if approve { "approve" } else { "reject" };
+        self.event(
+            seq,
+            Tongue::RU,
+            "vote",
+            format!("proposal:{proposal}"),
+            format!("validator {validator}: {verdict} ({})", reasons.join("; ")),
+        );
+        if approvals >= q {
+            return Ok(self.decide(seq, proposal, ProposalStatus::Approved));
+        }
+        if rejections > n - q {
+            return Ok(self.decide(seq, proposal, ProposalStatus::Rejected));
+        }
+        Ok(None)
+    }
+
+    fn decide(&mut self, seq: u64, proposal: u64, status: ProposalStatus) -> Option<u64> {
+        let p = self.state.proposals.get_mut(&proposal)?;
+        p.status = status;
+        p.decided_seq = Some(seq);
+        let kind = p.kind.clone();
+        let tally = format!("{} for, {} against", p.approvals(), p.rejections());
+        if status == ProposalStatus::Rejected {
+            self.event(
+                seq,
+                Tongue::RU,
+                "proposal_rejected",
+                format!("proposal:{proposal}"),
+                tally,
+            );
+            return None;
+        }
+        self.event(
+            seq,
+            Tongue::RU,
+            "proposal_approved",
+            format!("proposal:{proposal}"),
+            tally,
+        );
+        let rollout = match kind {
+            ProposalKind::Promote {
+                version,
+                from,
+                to,
+                rollback_to,
+            } => self.start_promotion(seq, proposal, version, from, to, rollback_to),
+            ProposalKind::Rollback {
+                target_version,
+                reason,
+            } => self.start_restore(seq, proposal, target_version, reason),
+        };
+        if let Some(p) = self.state.proposals.get_mut(&proposal) {
+            p.rollout = Some(rollout);
+        }
+        Some(rollout)
+    }
+
+    /// A validator's own evaluation of a proposal (DESIGN §4): the release's gates re-checked,
+    /// the rollback plan, and for canary → production the safety re-check at the new scale from
+    /// the canary agents' signed reports. Pure: every honest validator reaches the same verdict.
+    pub fn evaluate(&self, proposal: u64) -> (bool, Vec<String>) {
+        let Some(p) = self.state.proposals.get(&proposal) else {
+            return (false, vec![format!("unknown proposal {proposal}")]);
+        };
+        let mut reasons = Vec::new();
+        match &p.kind {
+            ProposalKind::Promote {
+                version,
+                from,
+                to,
+                rollback_to,
+            } => {
+                match self.state.releases.get(version) {
+                    None => reasons.push(format!("unknown release {version}")),
+                    Some(e) => {
+                        for (prov, unit) in &e.release.units {
+                            for f in self.cfg.gates.check(&unit.metrics) {
+                                reasons.push(format!("{prov} {}: {}", unit.id, f.reason));
+                            }
+                        }
+                    }
+                }
+                if !self.state.known_good.contains(rollback_to) {
+                    reasons.push(format!("rollback plan {rollback_to} is not known good"));
+                }
+                if *from == Stage::Canary && *to == Stage::Production {
+                    reasons.extend(self.canary_recheck(version));
+                }
+            }
+            ProposalKind::Rollback { target_version, .. } => {
+                if !self.state.known_good.contains(target_version) {
+                    reasons.push(format!("{target_version} is not known good"));
+                }
+            }
+        }
+        if reasons.is_empty() {
+            (true, vec!["all checks pass".into()])
+        } else {
+            (false, reasons)
+        }
+    }
+
+    /// The safety re-check at the new scale: the latest canary rollout of `version` completed,
+    /// and every one of its agents left a signed healthy report with safety at the bound.
+    fn canary_recheck(&self, version: &str) -> Vec<String> {
+        let canary = self
+            .state
+            .rollouts
+            .values()
+            .rev()
+            .find(|r| r.version == version && r.status != RolloutStatus::Failed);
+        let Some(r) = canary.filter(|r| r.status == RolloutStatus::Completed) else {
+            return vec!["no completed canary rollout with signed health reports".into()];
+        };
+        let mut reasons = Vec::new();
+        let min_safety = self.cfg.health.min_safety;
+        for agent in r.batches.iter().flatten() {
+            match r.reports.get(agent) {
+                None => reasons.push(format!("canary {agent} left no signed healthy report")),
+                Some(b) => {
+                    if b.safety_min < min_safety {
+                        reasons.push(format!(
+                            "canary {agent}: safety {} < {min_safety}",
+                            b.safety_min
+                        ));
+                    }
+                    if !self.cfg.health.healthy(b) {
+                        reasons.push(format!("canary {agent} is not healthy"));
+                    }
+                }
+            }
+        }
+        reasons
+    }
+}

@@ -1,0 +1,675 @@
+//! Rollouts in the ledger: plans from approved decisions, progress recorded on agent-signed
+//! acks and healthy reports, rollback on agent-signed evidence or on `f + 1` claims of missing
+//! data, and the current order of every rollout that validators endorse for the agents.
+//!
+//! Every step has an `issued_seq` (the sequence number at which it became current). Orders, acks
+//! and no-data claims name it, so evidence for an earlier step can never complete a later one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::state::{Rollout, RolloutKind, RolloutStatus};
+use super::{reject, Ledger, Rejection};
+use crate::governance::stage::{Stage, Tongue};
+use crate::rollout::evidence::{
+    AckBody, AckOutcome, DeployAck, EvidenceError, HealthBody, HealthReport, OrderAction,
+};
+use crate::rollout::health::Verdict;
+use crate::rollout::order::{Order, OrderUnit};
+use crate::rollout::plan::{plan_agents, plan_batches};
+
+impl Ledger {
+    /// Digest and units of a version, if it is a registered release.
+    fn release_info(&self, version: &str) -> (String, Vec<OrderUnit>) {
+        match self.state.releases.get(version) {
+            Some(e) => (
+                e.release.digest.clone(),
+                e.release
+                    .units
+                    .iter()
+                    .map(|(p, u)| OrderUnit {
+                        provider: p.name().into(),
+                        id: u.id.clone(),
+                        uri: u.uri.clone(),
+                    })
+                    .collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        }
+    }
+
+    fn new_rollout(
+        &mut self,
+        seq: u64,
+        proposal: u64,
+        kind: RolloutKind,
+        version: String,
+        rollback_to: String,
+        batches: Vec<Vec<String>>,
+    ) -> u64 {
+        let id = self.state.next_rollout;
+        self.state.next_rollout += 1;
+        let (release_digest, units) = self.release_info(&version);
+        self.state.rollouts.insert(
+            id,
+            Rollout {
+                id,
+                proposal,
+                kind,
+                version,
+                release_digest,
+                units,
+                rollback_to,
+                batches,
+                completed: 0,
+                status: RolloutStatus::InProgress,
+                planned_seq: seq,
+                step_seq: seq,
+                recorded: BTreeSet::new(),
+                reports: BTreeMap::new(),
+                rollback_agents: Vec::new(),
+                rollback_pending: BTreeSet::new(),
+                no_data: BTreeSet::new(),
+                reason: String::new(),
+                ended_seq: None,
+            },
+        );
+        id
+    }
+
+    fn end(&mut self, seq: u64, id: u64, status: RolloutStatus, reason: String) {
+        if let Some(r) = self.state.rollouts.get_mut(&id) {
+            r.status = status;
+            r.reason = reason;
+            r.ended_seq = Some(seq);
+        }
+    }
+
+    pub(super) fn start_promotion(
+        &mut self,
+        seq: u64,
+        proposal: u64,
+        version: String,
+        from: Stage,
+        to: Stage,
+        rollback_to: String,
+    ) -> u64 {
+        let batches = plan_batches(&self.cfg.agents, to).batches;
+        let sizes: Vec<String> = batches.iter().map(|b| b.len().to_string()).collect();
+        let busy = self.state.active_rollout().map(|r| r.id);
+        let id = self.new_rollout(
+            seq,
+            proposal,
+            RolloutKind::Promote { from, to },
+            version.clone(),
+            rollback_to,
+            batches,
+        );
+        let subject = format!("rollout:{id}");
+        if let Some(other) = busy {
+            let why = format!("the fleet is busy with rollout {other}");
+            self.end(seq, id, RolloutStatus::Failed, why.clone());
+            self.event(seq, Tongue::KO, "rollout_failed", subject, why);
+        } else if sizes.is_empty() {
+            // Nothing deployed is not a success: the promotion did not happen.
+            let why = "the fleet has no registered agents; nothing was deployed".to_string();
+            self.end(seq, id, RolloutStatus::Failed, why.clone());
+            self.event(seq, Tongue::KO, "rollout_failed", subject, why);
+        } else {
+            self.event(
+                seq,
+                Tongue::KO,
+                "rollout_planned",
+                subject,
+                format!("{version} to {to}: batches of [{}]", sizes.join(", ")),
+            );
+        }
+        id
+    }
+
+    /// An approved manual rollback: every agent not on `target` (and every agent an active
+    /// rollout may have touched) gets it back, batch by batch. The active rollout is superseded.
+    pub(super) fn start_restore(
+        &mut self,
+        seq: u64,
+        proposal: u64,
+        target: String,
+        reason: String,
+    ) -> u64 {
+        let mut agents: BTreeSet<String> = self
+            .state
+            .assigned
+            .iter()
+            .filter(|(_, v)| **v != target)
+            .map(|(a, _)| a.clone())
+            .collect();
+        if let Some(active) = self.state.active_rollout().map(|r| r.id) {
+            agents.extend(self.at_risk(active));
+            self.end(
+                seq,
+                active,
+                RolloutStatus::Failed,
+                format!("superseded by the manual rollback of proposal {proposal}"),
+            );
+            self.event(
+                seq,
+                Tongue::DR,
+                "rollout_superseded",
+                format!("rollout:{active}"),
+                format!("manual rollback to {target} (proposal {proposal})"),
+            );
+        }
+        let previous = self
+            .state
+            .current
+            .get(&Stage::Production)
+            .cloned()
+            .unwrap_or_default();
+        let batches = plan_agents(&self.cfg.agents, &agents);
+        let id = self.new_rollout(
+            seq,
+            proposal,
+            RolloutKind::Restore {
+                reason: reason.clone(),
+            },
+            target.clone(),
+            previous,
+            batches,
+        );
+        self.event(
+            seq,
+            Tongue::DR,
+            "rollback_planned",
+            format!("rollout:{id}"),
+            format!("{target} back on {} agents: {reason}", agents.len()),
+        );
+        if agents.is_empty() {
+            self.complete(seq, id);
+        }
+        id
+    }
+
+    /// Agents that run, or may run, the rollout's version: those the ledger put on it and the
+    /// batch being deployed.
+    fn at_risk(&self, id: u64) -> BTreeSet<String> {
+        let Some(r) = self.state.rollouts.get(&id) else {
+            return BTreeSet::new();
+        };
+        let mut agents: BTreeSet<String> = self
+            .state
+            .assigned
+            .iter()
+            .filter(|(_, v)| **v == r.version)
+            .map(|(a, _)| a.clone())
+            .collect();
+        if let Some(batch) = r.current_batch() {
+            agents.extend(batch.iter().cloned());
+        }
+        agents
+    }
+
+    fn complete(&mut self, seq: u64, id: u64) {
+        let Some(r) = self.state.rollouts.get(&id) else {
+            return;
+        };
+        let (version, kind) = (r.version.clone(), r.kind.clone());
+        self.end(seq, id, RolloutStatus::Completed, String::new());
+        match kind {
+            RolloutKind::Promote { to, .. } => {
+                if let Some(e) = self.state.releases.get_mut(&version) {
+                    e.stage = to;
+                }
+                self.state.current.insert(to, version.clone());
+                if to == Stage::Production {
+                    self.state.known_good.insert(version.clone());
+                    if self.state.current.get(&Stage::Canary) == Some(&version) {
+                        self.state.current.remove(&Stage::Canary);
+                    }
+                }
+                self.event(
+                    seq,
+                    Tongue::AV,
+                    "rollout_completed",
+                    format!("rollout:{id}"),
+                    format!("{version} serves {to}"),
+                );
+            }
+            RolloutKind::Restore { reason } => {
+                if let Some(old) = self
+                    .state
+                    .current
+                    .insert(Stage::Production, version.clone())
+                {
+                    if old != version {
+                        if let Some(e) = self.state.releases.get_mut(&old) {
+                            e.stage = Stage::Staging;
+                        }
+                    }
+                }
+                // Canary agents were restored too: no candidate is in canary any more.
+                if let Some(c) = self.state.current.remove(&Stage::Canary) {
+                    if let Some(e) = self.state.releases.get_mut(&c) {
+                        e.stage = Stage::Staging;
+                    }
+                }
+                self.event(
+                    seq,
+                    Tongue::DR,
+                    "rolled_back",
+                    format!("rollout:{id}"),
+                    format!("every agent runs {version} again: {reason}"),
+                );
+            }
+        }
+    }
+
+    /// Opens an ack and checks it answers exactly this step.
+    fn open_ack(
+        &self,
+        r: &Rollout,
+        ack: &DeployAck,
+        action: OrderAction,
+        version: &str,
+    ) -> Result<AckBody, String> {
+        let b = ack
+            .open(|id| self.agent_keys.get(id))
+            .map_err(|e| e.to_string())?;
+        if b.rollout != r.id
+            || b.issued_seq != r.step_seq
+            || b.action != action
+            || b.version != version
+        {
+            return Err(format!(
+                "ack from {} answers another order (rollout {}, step {}, {:?} {})",
+                b.agent, b.rollout, b.issued_seq, b.action, b.version
+            ));
+        }
+        Ok(b)
+    }
+
+    fn open_report(&self, r: &Rollout, rep: &HealthReport) -> Result<HealthBody, String> {
+        let b = rep
+            .open(|id| self.agent_keys.get(id))
+            .map_err(|e: EvidenceError| e.to_string())?;
+        if b.rollout != r.id || b.version != r.version {
+            return Err(format!(
+                "report from {} is for rollout {} version {}, not rollout {} version {}",
+                b.agent, b.rollout, b.version, r.id, r.version
+            ));
+        }
+        Ok(b)
+    }
+
+    fn active(&self, id: u64, want: RolloutStatus) -> Result<&Rollout, Rejection> {
+        let Some(r) = self.state.rollouts.get(&id) else {
+            return reject(format!("unknown rollout {id}"));
+        };
+        if r.status != want {
+            return reject(format!("rollout {id} is {:?}, not {want:?}", r.status));
+        }
+        Ok(r)
+    }
+
+    pub(super) fn progress(
+        &mut self,
+        seq: u64,
+        id: u64,
+        batch: u32,
+        acks: &[DeployAck],
+        reports: &[HealthReport],
+    ) -> Result<(), Rejection> {
+        let r = self.active(id, RolloutStatus::InProgress)?;
+        if batch != r.completed + 1 {
+            return reject(format!(
+                "rollout {id} expects batch {}, got {batch}",
+                r.completed + 1
+            ));
+        }
+        let agents: BTreeSet<&String> = r.current_batch().unwrap_or_default().iter().collect();
+        let restore = matches!(r.kind, RolloutKind::Restore { .. });
+        let action = if restore {
+            OrderAction::Rollback
+        } else {
+            OrderAction::Deploy
+        };
+        let mut problems = Vec::new();
+        let mut acked = BTreeSet::new();
+        for ack in acks {
+            match self.open_ack(r, ack, action, &r.version) {
+                Err(e) => problems.push(e),
+                Ok(b) if !agents.contains(&b.agent) => {
+                    problems.push(format!("{} is not in batch {batch}", b.agent))
+                }
+                Ok(b) if b.outcome != AckOutcome::Done => problems.push(format!(
+                    "{} did not deploy: {:?} {}",
+                    b.agent, b.outcome, b.detail
+                )),
+                Ok(b) => {
+                    acked.insert(b.agent);
+                }
+            }
+        }
+        let mut healthy = BTreeMap::new();
+        for rep in reports {
+            match self.open_report(r, rep) {
+                Err(e) => problems.push(e),
+                Ok(b) => match self.cfg.health.judge(&b) {
+                    Verdict::Healthy => {
+                        healthy.insert(b.agent.clone(), b);
+                    }
+                    Verdict::Degraded(why) | Verdict::NotYet(why) => {
+                        problems.push(format!("not healthy: {why}"))
+                    }
+                },
+            }
+        }
+        // Promotions need both proofs per agent; a restore puts back a known-good version and
+        // needs the acks only.
+        let proven: BTreeSet<String> = acked
+            .into_iter()
+            .filter(|a| restore || healthy.contains_key(a))
+            .filter(|a| !r.recorded.contains(a))
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        if proven.is_empty() {
+            return reject(format!(
+                "no agent of batch {batch} has both a signed deploy ack and a signed healthy report (no data is a failure, not a pass)"
+            ));
+        }
+        let version = r.version.clone();
+        let batch_len = agents.len();
+        let batches = r.batches.len();
+        for a in &proven {
+            self.state.assigned.insert(a.clone(), version.clone());
+        }
+        let Some(r) = self.state.rollouts.get_mut(&id) else {
+            return reject(format!("unknown rollout {id}"));
+        };
+        for a in &proven {
+            r.recorded.insert(a.clone());
+            if let Some(b) = healthy.remove(a) {
+                r.reports.insert(a.clone(), b);
+            }
+        }
+        let done = r.recorded.len();
+        if done < batch_len {
+            self.event(
+                seq,
+                Tongue::AV,
+                "agents_healthy",
+                format!("rollout:{id}"),
+                format!("batch {batch}: {done} of {batch_len} agents recorded"),
+            );
+            return Ok(());
+        }
+        r.completed = batch;
+        r.recorded.clear();
+        r.no_data.clear();
+        r.step_seq = seq;
+        let last = batch as usize == batches;
+        let what = if restore {
+            "restored"
+        } else {
+            "deployed and healthy"
+        };
+        self.event(
+            seq,
+            Tongue::AV,
+            "batch_healthy",
+            format!("rollout:{id}"),
+            format!("batch {batch} of {batches}: {batch_len} agents {what}"),
+        );
+        if last {
+            self.complete(seq, id);
+        }
+        Ok(())
+    }
+
+    pub(super) fn auto_rollback(
+        &mut self,
+        seq: u64,
+        id: u64,
+        reports: &[HealthReport],
+        acks: &[DeployAck],
+    ) -> Result<(), Rejection> {
+        let r = self.active(id, RolloutStatus::InProgress)?;
+        if !matches!(r.kind, RolloutKind::Promote { .. }) {
+            return reject(format!(
+                "rollout {id} restores a known-good version; it is not rolled back"
+            ));
+        }
+        let at_risk = self.at_risk(id);
+        let batch: BTreeSet<&String> = r.current_batch().unwrap_or_default().iter().collect();
+        let mut proof = Vec::new();
+        let mut problems = Vec::new();
+        for rep in reports {
+            match self.open_report(r, rep) {
+                Err(e) => problems.push(e),
+                Ok(b) if !at_risk.contains(&b.agent) => problems.push(format!(
+                    "{} is not in a deployed batch of rollout {id}",
+                    b.agent
+                )),
+                Ok(b) => match self.cfg.health.judge(&b) {
+                    Verdict::Degraded(why) => proof.push(why),
+                    Verdict::Healthy => problems.push(format!("{} is healthy", b.agent)),
+                    Verdict::NotYet(why) => problems.push(format!("not enough samples: {why}")),
+                },
+            }
+        }
+        for ack in acks {
+            match self.open_ack(r, ack, OrderAction::Deploy, &r.version) {
+                Err(e) => problems.push(e),
+                Ok(b) if !batch.contains(&b.agent) => {
+                    problems.push(format!("{} is not in the current batch", b.agent))
+                }
+                Ok(b) if b.outcome == AckOutcome::Failed => {
+                    proof.push(format!("{}: deploy failed: {}", b.agent, b.detail))
+                }
+                Ok(b) => problems.push(format!("{} did not report a failed deploy", b.agent)),
+            }
+        }
+        if proof.is_empty() {
+            problems.insert(
+                0,
+                "no signed evidence proves a degraded or failed batch".into(),
+            );
+            return Err(problems);
+        }
+        self.start_rollback(seq, id, "auto_rollback", proof.join("; "));
+        Ok(())
+    }
+
+    pub(super) fn no_data(
+        &mut self,
+        seq: u64,
+        validator: u32,
+        id: u64,
+        issued_seq: u64,
+        agents: &[String],
+    ) -> Result<(), Rejection> {
+        if validator as usize >= self.cfg.validators.len() {
+            return reject(format!("validator {validator} is not in the validator set"));
+        }
+        let r = self.active(id, RolloutStatus::InProgress)?;
+        if !matches!(r.kind, RolloutKind::Promote { .. }) {
+            return reject(format!(
+                "rollout {id} restores a known-good version; it is not rolled back"
+            ));
+        }
+        if issued_seq != r.step_seq {
+            return reject(format!(
+                "rollout {id} is at the step issued at seq {}, not {issued_seq}",
+                r.step_seq
+            ));
+        }
+        let batch: BTreeSet<&String> = r.current_batch().unwrap_or_default().iter().collect();
+        if agents.is_empty() || agents.iter().any(|a| !batch.contains(a)) {
+            return reject("a no-data claim must name agents of the current batch");
+        }
+        let needed = self.cfg.f() + 1;
+        let Some(r) = self.state.rollouts.get_mut(&id) else {
+            return reject(format!("unknown rollout {id}"));
+        };
+        if !r.no_data.insert(validator) {
+            return reject(format!(
+                "validator {validator} already claimed no data for this step"
+            ));
+        }
+        let claims = r.no_data.len();
+        let claimants: Vec<String> = r.no_data.iter().map(u32::to_string).collect();
+        self.event(
+            seq,
+            Tongue::AV,
+            "no_data_claimed",
+            format!("rollout:{id}"),
+            format!(
+                "validator {validator}: no healthy data from {} ({claims} of {needed} claims)",
+                agents.join(", ")
+            ),
+        );
+        if claims >= needed {
+            let why = format!(
+                "no healthy data from {} by the deadline (validators {})",
+                agents.join(", "),
+                claimants.join(", ")
+            );
+            self.start_rollback(seq, id, "no_data_rollback", why);
+        }
+        Ok(())
+    }
+
+    fn start_rollback(&mut self, seq: u64, id: u64, kind: &str, reason: String) {
+        let agents: Vec<String> = self.at_risk(id).into_iter().collect();
+        let Some(r) = self.state.rollouts.get_mut(&id) else {
+            return;
+        };
+        r.status = RolloutStatus::RollingBack;
+        r.reason = reason.clone();
+        r.step_seq = seq;
+        r.rollback_pending = agents.iter().cloned().collect();
+        r.rollback_agents = agents;
+        let (version, rollback_to, count) = (
+            r.version.clone(),
+            r.rollback_to.clone(),
+            r.rollback_agents.len(),
+        );
+        self.event(
+            seq,
+            Tongue::DR,
+            kind,
+            format!("rollout:{id}"),
+            format!("{version} -> {rollback_to} on {count} agents: {reason}"),
+        );
+    }
+
+    pub(super) fn rollback_done(
+        &mut self,
+        seq: u64,
+        id: u64,
+        acks: &[DeployAck],
+    ) -> Result<(), Rejection> {
+        let r = self.active(id, RolloutStatus::RollingBack)?;
+        let mut problems = Vec::new();
+        let mut done = BTreeSet::new();
+        for ack in acks {
+            match self.open_ack(r, ack, OrderAction::Rollback, &r.rollback_to) {
+                Err(e) => problems.push(e),
+                Ok(b) if !r.rollback_pending.contains(&b.agent) => {
+                    problems.push(format!("{} has no rollback pending", b.agent))
+                }
+                Ok(b) if b.outcome != AckOutcome::Done => problems.push(format!(
+                    "{} did not roll back: {:?} {}",
+                    b.agent, b.outcome, b.detail
+                )),
+                Ok(b) => {
+                    done.insert(b.agent);
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        if done.is_empty() {
+            return reject("no signed rollback ack");
+        }
+        let rollback_to = r.rollback_to.clone();
+        for a in &done {
+            self.state.assigned.insert(a.clone(), rollback_to.clone());
+        }
+        let Some(r) = self.state.rollouts.get_mut(&id) else {
+            return reject(format!("unknown rollout {id}"));
+        };
+        for a in &done {
+            r.rollback_pending.remove(a);
+        }
+        let left = r.rollback_pending.len();
+        if left > 0 {
+            self.event(
+                seq,
+                Tongue::DR,
+                "agents_rolled_back",
+                format!("rollout:{id}"),
+                format!("{} agents back on {rollback_to}, {left} to go", done.len()),
+            );
+            return Ok(());
+        }
+        let (version, count) = (r.version.clone(), r.rollback_agents.len());
+        let reason = r.reason.clone();
+        self.end(seq, id, RolloutStatus::RolledBack, reason);
+        if let Some(e) = self.state.releases.get_mut(&version) {
+            e.stage = Stage::Staging;
+        }
+        if self.state.current.get(&Stage::Canary) == Some(&version) {
+            self.state.current.remove(&Stage::Canary);
+        }
+        self.event(
+            seq,
+            Tongue::DR,
+            "rolled_back",
+            format!("rollout:{id}"),
+            format!("all {count} touched agents back on {rollback_to} (from {version})"),
+        );
+        Ok(())
+    }
+
+    /// The order a rollout needs carried out now, derived from this ledger alone. Validators
+    /// endorse an order only if it is byte-identical to their own derivation.
+    pub fn current_order(&self, id: u64) -> Option<Order> {
+        let r = self.state.rollouts.get(&id)?;
+        match r.status {
+            RolloutStatus::InProgress => {
+                let mut agents = r.current_batch()?.to_vec();
+                agents.sort();
+                let action = match r.kind {
+                    RolloutKind::Promote { .. } => OrderAction::Deploy,
+                    RolloutKind::Restore { .. } => OrderAction::Rollback,
+                };
+                Some(Order {
+                    rollout: id,
+                    action,
+                    batch: r.completed + 1,
+                    issued_seq: r.step_seq,
+                    version: r.version.clone(),
+                    release_digest: r.release_digest.clone(),
+                    units: r.units.clone(),
+                    agents,
+                })
+            }
+            RolloutStatus::RollingBack => {
+                let (release_digest, units) = self.release_info(&r.rollback_to);
+                Some(Order {
+                    rollout: id,
+                    action: OrderAction::Rollback,
+                    batch: 0,
+                    issued_seq: r.step_seq,
+                    version: r.rollback_to.clone(),
+                    release_digest,
+                    units,
+                    agents: r.rollback_agents.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The ledger's replicated state: releases, proposals with their votes, rollouts with their
+//! progress, which version every agent was put on, request outcomes and the event log. Ordered
+//! maps only, so its serialisation (the digest and snapshots) is the same on every replica.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::governance::event::Event;
+use crate::governance::release::FusedRelease;
+use crate::governance::stage::Stage;
+use crate::rollout::evidence::HealthBody;
+use crate::rollout::order::OrderUnit;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProposalKind {
+    Promote {
+        version: String,
+        from: Stage,
+        to: Stage,
+        rollback_to: String,
+    },
+    Rollback {
+        target_version: String,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VoteRecord {
+    pub approve: bool,
+    pub reasons: Vec<String>,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: u64,
+    pub kind: ProposalKind,
+    pub opened_seq: u64,
+    pub status: ProposalStatus,
+    /// Votes by validator index.
+    pub votes: BTreeMap<u32, VoteRecord>,
+    /// Sequence number of the decision (approval, rejection or expiry).
+    #[serde(default)]
+    pub decided_seq: Option<u64>,
+    /// The rollout an approval started.
+    #[serde(default)]
+    pub rollout: Option<u64>,
+}
+
+impl Proposal {
+    pub fn approvals(&self) -> usize {
+        self.votes.values().filter(|v| v.approve).count()
+    }
+    pub fn rejections(&self) -> usize {
+        self.votes.values().filter(|v| !v.approve).count()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStatus {
+    /// Batches are being deployed and monitored.
+    InProgress,
+    /// Every batch deployed and healthy.
+    Completed,
+    /// Degraded, failed or silent: every agent at risk is being put back on `rollback_to`.
+    RollingBack,
+    /// Every agent at risk acknowledged the rollback.
+    RolledBack,
+    /// Never started (no agents) or superseded by a manual rollback.
+    Failed,
+}
+
+impl RolloutStatus {
+    /// Whether the rollout still needs work from the leader.
+    pub fn is_active(self) -> bool {
+        matches!(self, RolloutStatus::InProgress | RolloutStatus::RollingBack)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RolloutKind {
+    /// An approved promotion: deploy `version` batch by batch, monitoring each.
+    Promote { from: Stage, to: Stage },
+    /// An approved manual rollback: put `version` back on every agent not running it.
+    Restore { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: u64,
+    pub proposal: u64,
+    pub kind: RolloutKind,
+    pub version: String,
+    /// Digest and units of `version` (empty for versions known good at genesis).
+    pub release_digest: String,
+    pub units: Vec<OrderUnit>,
+    /// Version to restore if this rollout rolls back (for a restore: the version it replaces).
+    pub rollback_to: String,
+    pub batches: Vec<Vec<String>>,
+    /// Batches recorded as deployed and healthy.
+    pub completed: u32,
+    pub status: RolloutStatus,
+    pub planned_seq: u64,
+    /// Sequence number at which the current step (a batch, or the rollback) became current;
+    /// orders and acks carry it.
+    pub step_seq: u64,
+    /// Agents of the current batch recorded so far (a batch may be recorded in chunks).
+    pub recorded: BTreeSet<String>,
+    /// Latest healthy report per agent, for the canary's safety re-check.
+    pub reports: BTreeMap<String, HealthBody>,
+    /// Agents the rollback step covers (fixed when it starts) and those still to acknowledge.
+    pub rollback_agents: Vec<String>,
+    pub rollback_pending: BTreeSet<String>,
+    /// Validators that claimed no data for the current step.
+    pub no_data: BTreeSet<u32>,
+    /// Why it failed or rolled back.
+    pub reason: String,
+    pub ended_seq: Option<u64>,
+}
+
+impl Rollout {
+    /// Agents of the batch being deployed, if any.
+    pub fn current_batch(&self) -> Option<&[String]> {
+        if self.status != RolloutStatus::InProgress {
+            return None;
+        }
+        self.batches.get(self.completed as usize).map(Vec::as_slice)
+    }
+
+    pub fn total_agents(&self) -> usize {
+        self.batches.iter().map(Vec::len).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseEntry {
+    pub release: FusedRelease,
+    pub stage: Stage,
+    pub registered_seq: u64,
+}
+
+/// What happened to one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub seq: u64,
+    pub accepted: bool,
+    pub reasons: Vec<String>,
+    pub proposal: Option<u64>,
+    pub rollout: Option<u64>,
+}
+
+/// Everything replicated. Serialised (JSON, ordered maps) for the digest and snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerState {
+    pub releases: BTreeMap<String, ReleaseEntry>,
+    pub known_good: BTreeSet<String>,
+    /// Which version each stage currently serves.
+    pub current: BTreeMap<Stage, String>,
+    pub proposals: BTreeMap<u64, Proposal>,
+    pub rollouts: BTreeMap<u64, Rollout>,
+    /// The version the ledger has put each agent on (genesis: the production version).
+    pub assigned: BTreeMap<String, String>,
+    /// By request id `signer-hex:nonce`.
+    pub outcomes: BTreeMap<String, Outcome>,
+    pub events: Vec<Event>,
+    pub next_proposal: u64,
+    pub next_rollout: u64,
+}
+
+impl LedgerState {
+    /// The rollout that holds the fleet (one at a time), if any.
+    pub fn active_rollout(&self) -> Option<&Rollout> {
+        self.rollouts.values().find(|r| r.status.is_active())
+    }
+}
