@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/scbe/v1/consensus.proto",
         "proto/scbe/v1/governance.proto",
+        "proto/scbe/v1/fleet.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

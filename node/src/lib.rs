@@ -7,6 +7,7 @@
 pub mod config;
 pub mod consensus;
 pub mod crypto;
+pub mod fleet;
 pub mod governance;
 pub mod local;
 pub mod net;

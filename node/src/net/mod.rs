@@ -4,6 +4,7 @@
 
 pub mod audit_service;
 pub mod consensus_service;
+pub mod fleet_wire;
 pub mod governance_service;
 pub mod peer;
 pub mod wire;
