@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::consensus::{Directory, ReplicaConfig, ReplicaId};
 use crate::crypto::{Keypair, PublicKey};
 use crate::governance::{Gates, LedgerConfig};
+use crate::rollout::health::HealthThresholds;
 use crate::rollout::plan::FleetAgent;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,10 @@ pub struct AgentEntry {
     pub id: String,
     pub specialty: String,
     pub public_key: String,
+    /// gRPC address of the agent's FleetAgent service; without one the agent cannot be reached
+    /// (its batches then fail on no data).
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
 }
 
 fn d_request() -> Duration {
@@ -147,6 +152,103 @@ impl Default for LedgerSection {
     }
 }
 
+fn d_window_rollout() -> Duration {
+    Duration::from_secs(300)
+}
+fn d_sample_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_deploy_deadline() -> Duration {
+    Duration::from_secs(120)
+}
+fn d_agent_call_timeout() -> Duration {
+    Duration::from_secs(150)
+}
+
+/// How rollouts are executed and watched.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    /// How long each batch is monitored before it may count as healthy.
+    #[serde(default = "d_window_rollout", with = "humantime_serde")]
+    pub window: Duration,
+    /// How often agents sample their health (must match the agents' `sample_interval`).
+    #[serde(default = "d_sample_interval", with = "humantime_serde")]
+    pub sample_interval: Duration,
+    /// How long the leader keeps delivering a deploy order before leaving it to the deadline.
+    #[serde(default = "d_deploy_deadline", with = "humantime_serde")]
+    pub deploy_deadline: Duration,
+    /// Timeout of one call to an agent (must cover its hook's timeout).
+    #[serde(default = "d_agent_call_timeout", with = "humantime_serde")]
+    pub agent_call_timeout: Duration,
+}
+
+impl Default for RolloutSection {
+    fn default() -> Self {
+        Self {
+            window: d_window_rollout(),
+            sample_interval: d_sample_interval(),
+            deploy_deadline: d_deploy_deadline(),
+            agent_call_timeout: d_agent_call_timeout(),
+        }
+    }
+}
+
+impl RolloutSection {
+    /// Samples a monitoring window holds: the minimum for a healthy verdict.
+    pub fn min_samples(&self) -> u32 {
+        let n = self
+            .window
+            .as_nanos()
+            .div_ceil(self.sample_interval.as_nanos().max(1));
+        n.clamp(1, u32::MAX as u128) as u32
+    }
+
+    /// From when a validator sees a step until it claims missing data: the deploy deadline,
+    /// the window, and three sample intervals of slack.
+    pub fn step_deadline(&self) -> Duration {
+        self.deploy_deadline + self.window + self.sample_interval * 3
+    }
+}
+
+fn d_min_coherence() -> f64 {
+    0.7
+}
+fn d_max_error_rate() -> f64 {
+    0.05
+}
+fn d_min_safety() -> f64 {
+    0.95
+}
+fn d_breach_samples() -> u32 {
+    2
+}
+
+/// When an agent counts as healthy or degraded (the response-time bound is the latency gate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    #[serde(default = "d_min_coherence")]
+    pub min_coherence: f64,
+    #[serde(default = "d_max_error_rate")]
+    pub max_error_rate: f64,
+    #[serde(default = "d_min_safety")]
+    pub min_safety: f64,
+    #[serde(default = "d_breach_samples")]
+    pub breach_samples: u32,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        Self {
+            min_coherence: d_min_coherence(),
+            max_error_rate: d_max_error_rate(),
+            min_safety: d_min_safety(),
+            breach_samples: d_breach_samples(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
@@ -162,6 +264,10 @@ pub struct NodeConfig {
     pub gates: Option<Gates>,
     #[serde(default)]
     pub ledger: LedgerSection,
+    #[serde(default)]
+    pub rollout: RolloutSection,
+    #[serde(default)]
+    pub health: HealthSection,
 }
 
 /// Parses a 64-hex-character public key.
@@ -318,6 +424,17 @@ impl NodeConfig {
         let mut agents = Vec::new();
         let mut ids = BTreeSet::new();
         for (i, a) in self.agents.iter().enumerate() {
+            let id_ok = !a.id.is_empty()
+                && a.id.len() <= crate::rollout::evidence::MAX_AGENT_ID_BYTES
+                && a.id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !id_ok {
+                return Err(invalid(
+                    format!("agents[{i}].id"),
+                    "must be 1 to 128 letters, digits, '-', '_' or '.'",
+                ));
+            }
             if !ids.insert(a.id.clone()) {
                 return Err(invalid(
                     format!("agents[{i}].id"),
@@ -341,13 +458,40 @@ impl NodeConfig {
                 "needs at least one version the fleet runs today",
             ));
         }
+        let ro = &self.rollout;
+        for (k, d) in [
+            ("rollout.window", ro.window),
+            ("rollout.sample_interval", ro.sample_interval),
+            ("rollout.deploy_deadline", ro.deploy_deadline),
+            ("rollout.agent_call_timeout", ro.agent_call_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(k, "must be greater than zero"));
+            }
+        }
+        if ro.sample_interval > ro.window {
+            return Err(invalid(
+                "rollout.sample_interval",
+                "must not be longer than rollout.window (a window needs at least one sample)",
+            ));
+        }
+        let h = &self.health;
+        let health = HealthThresholds {
+            min_coherence: h.min_coherence,
+            max_error_rate: h.max_error_rate,
+            max_response_ms_p95: gates.max_latency_ms_p95,
+            min_safety: h.min_safety,
+            min_samples: ro.min_samples(),
+            breach_samples: h.breach_samples,
+        };
+        health.validate().map_err(|e| invalid("health", e))?;
         let ledger = LedgerConfig {
             validators: keys,
             known_good: self.ledger.known_good.clone(),
             gates,
             vote_window_seqs: self.ledger.vote_window_seqs,
             agents,
-            health: Default::default(),
+            health,
         };
         Ok(Validated {
             raw: self,
@@ -429,6 +573,9 @@ mod tests {
         assert_eq!(v.replica.n(), 4);
         assert_eq!(v.raw.consensus.request_timeout, Duration::from_millis(500));
         assert_eq!(v.ledger.agents.len(), 1);
+        assert_eq!(v.ledger.health.min_samples, 30, "5m window / 10s samples");
+        assert_eq!(v.ledger.health.max_response_ms_p95, 200.0, "the latency gate");
+        assert_eq!(v.raw.rollout.step_deadline(), Duration::from_secs(450));
     }
 
     fn err(text: &str) -> String {
@@ -477,6 +624,18 @@ mod tests {
         check(
             good.replacen("max_batch = 256", "max_batch = 256\nmax_bacth = 3", 1),
             "unknown field `max_bacth`",
+        );
+        check(
+            good.replacen("breach_samples = 2", "breach_samples = 9", 1),
+            "config key `health`",
+        );
+        check(
+            good.replacen("sample_interval = \"10s\"", "sample_interval = \"10m\"", 1),
+            "config key `rollout.sample_interval`",
+        );
+        check(
+            good.replacen("id = \"agent-001\"", "id = \"agent 001\"", 1),
+            "config key `agents[0].id`",
         );
         let bad_key = good.replacen("address = \"127.0.0.1:7001\"", "address = \"nowhere\"", 1);
         check(bad_key, "address");

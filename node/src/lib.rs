@@ -7,10 +7,13 @@
 pub mod config;
 pub mod consensus;
 pub mod crypto;
+pub mod daemon;
 pub mod fleet;
 pub mod governance;
 pub mod local;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod rollout;
+pub mod status;
 pub mod storage;

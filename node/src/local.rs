@@ -1,6 +1,7 @@
-//! A local quorum on loopback: generates keys and configs in a directory and runs real
-//! `scbe-node` processes. Used by `scbe-sim up` and the end-to-end tests; every process it starts
-//! is killed when the cluster is dropped.
+//! A local quorum and fleet on loopback: generates keys and configs in a directory and runs real
+//! `scbe-node` and `scbe-agent` processes (agents with the synthetic health model). Used by
+//! `scbe-sim up`, `scbe-sim demo` and the end-to-end tests; every process it starts is killed
+//! when the cluster is dropped.
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -23,6 +24,20 @@ pub struct LocalOptions {
     pub extra_requesters: usize,
     /// Batches the primary keeps in flight.
     pub max_inflight_batches: u64,
+    /// Fleet agents to run (specialties cycle through code_execute, doc_plan, memory_storage).
+    pub agents: usize,
+    /// Agents degrade on any release whose version or unit ids contain this text.
+    pub degrade: Option<String>,
+    /// Samples on such a release before it degrades.
+    pub degrade_after: u32,
+    /// Agents' deploy hook fails for versions containing this text.
+    pub fail_deploy: Option<String>,
+    /// Monitoring window per batch and the agents' sample interval.
+    pub window: Duration,
+    pub sample_interval: Duration,
+    pub deploy_deadline: Duration,
+    /// Consecutive bad samples that prove degradation.
+    pub breach_samples: u32,
 }
 
 impl Default for LocalOptions {
@@ -34,6 +49,14 @@ impl Default for LocalOptions {
             checkpoint_interval: 128,
             extra_requesters: 0,
             max_inflight_batches: 8,
+            agents: 0,
+            degrade: None,
+            degrade_after: 3,
+            fail_deploy: None,
+            window: Duration::from_secs(6),
+            sample_interval: Duration::from_secs(1),
+            deploy_deadline: Duration::from_secs(10),
+            breach_samples: 2,
         }
     }
 }
@@ -47,12 +70,65 @@ pub struct LocalNode {
     child: Option<Child>,
 }
 
+pub struct LocalAgent {
+    pub id: String,
+    pub specialty: String,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// How to start the processes: the command (argv prefix) that runs a validator and the one that
+/// runs an agent; `run --config FILE` is appended.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub validator: Vec<std::ffi::OsString>,
+    pub agent: Vec<std::ffi::OsString>,
+}
+
+impl Launch {
+    /// The installed binaries: `scbe-node` at `node_bin` and `scbe-agent` beside it.
+    pub fn binaries(node_bin: &Path) -> Self {
+        Launch {
+            validator: vec![node_bin.into()],
+            agent: vec![node_bin.with_file_name("scbe-agent").into()],
+        }
+    }
+
+    /// One binary that runs either as a subcommand (how `scbe-sim` starts its processes).
+    pub fn subcommands(exe: &Path, validator: &str, agent: &str) -> Self {
+        Launch {
+            validator: vec![exe.into(), validator.into()],
+            agent: vec![exe.into(), agent.into()],
+        }
+    }
+}
+
 pub struct LocalCluster {
     pub dir: PathBuf,
     pub nodes: Vec<LocalNode>,
+    pub agents: Vec<LocalAgent>,
     pub requester_key: PathBuf,
-    bin: PathBuf,
+    launch: Launch,
 }
+
+/// Specialties of a local fleet, in turn.
+pub const SPECIALTIES: [&str; 3] = ["code_execute", "doc_plan", "memory_storage"];
+
+/// The local agents' hook: records the version; fails on versions containing $SCBE_FAIL_DEPLOY.
+const LOCAL_HOOK: &str = r#"#!/bin/sh
+# Written by scbe-sim: a local agent's deploy and rollback hook. It records the version the
+# agent serves; it fails for versions containing $SCBE_FAIL_DEPLOY (to show failed deploys).
+set -eu
+if [ -n "${SCBE_FAIL_DEPLOY:-}" ] && [ "$SCBE_ACTION" = deploy ]; then
+  case "$SCBE_VERSION" in *"$SCBE_FAIL_DEPLOY"*) echo "deploy of $SCBE_VERSION failed: image not found" >&2; exit 1;; esac
+fi
+mkdir -p "$SCBE_PROCESS_DIR"
+printf '%s
+' "$SCBE_VERSION" >"$SCBE_PROCESS_DIR/version.tmp"
+mv "$SCBE_PROCESS_DIR/version.tmp" "$SCBE_PROCESS_DIR/version"
+"#;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -96,7 +172,7 @@ fn key_at(path: &Path) -> Result<Keypair, ConfigError> {
 impl LocalCluster {
     /// Writes keys (kept if present) and configs for `n` validators under `dir`.
     pub fn generate(
-        bin: &Path,
+        launch: &Launch,
         dir: &Path,
         n: usize,
         opts: &LocalOptions,
@@ -130,6 +206,39 @@ impl LocalCluster {
                 child: None,
             });
         }
+        let mut agents = Vec::new();
+        let mut agent_entries = String::new();
+        if opts.agents > 0 {
+            std::fs::create_dir_all(dir.join("hooks"))?;
+            let hook = dir.join("hooks/local-hook.sh");
+            std::fs::write(&hook, LOCAL_HOOK)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+        for i in 0..opts.agents {
+            let id = format!("agent-{i:02}");
+            let k = key_at(&dir.join(format!("keys/{id}.key")))?;
+            let agent = LocalAgent {
+                specialty: SPECIALTIES[i % SPECIALTIES.len()].to_string(),
+                addr: free_port()?,
+                config: dir.join(format!("{id}.toml")),
+                log: dir.join(format!("logs/{id}.log")),
+                id,
+                child: None,
+            };
+            let _ = write!(
+                agent_entries,
+                "\n[[agents]]\nid = \"{}\"\nspecialty = \"{}\"\npublic_key = \"{}\"\naddress = \"{}\"\n",
+                agent.id,
+                agent.specialty,
+                encode_hex(k.public().as_bytes()),
+                agent.addr
+            );
+            agents.push(agent);
+        }
         let mut validators = String::new();
         for (i, (k, node)) in keys.iter().zip(&nodes).enumerate() {
             let _ = write!(
@@ -144,7 +253,10 @@ impl LocalCluster {
                 "# Generated by scbe-sim up: validator {id} of a local {n}-validator quorum.\n\
                  [node]\nid = {id}\ndata_dir = \"data/node{id}\"\nkey_file = \"keys/node{id}.key\"\nmetrics_listen = \"{metrics}\"\n\
                  {validators}{requesters}\n\
-                 [consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\ncheckpoint_interval = {k}\nwindow = {w}\nmax_inflight_batches = {inflight}\n",
+                 {agent_entries}\n\
+                 [consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\ncheckpoint_interval = {k}\nwindow = {w}\nmax_inflight_batches = {inflight}\n\
+                 \n[rollout]\nwindow = \"{rw}\"\nsample_interval = \"{si}\"\ndeploy_deadline = \"{dd}\"\nagent_call_timeout = \"30s\"\n\
+                 \n[health]\nbreach_samples = {bs}\n",
                 id = node.id,
                 metrics = node.metrics,
                 rt = humantime::format_duration(opts.request_timeout),
@@ -153,44 +265,103 @@ impl LocalCluster {
                 k = opts.checkpoint_interval,
                 w = opts.checkpoint_interval * 2,
                 inflight = opts.max_inflight_batches,
+                rw = humantime::format_duration(opts.window),
+                si = humantime::format_duration(opts.sample_interval),
+                dd = humantime::format_duration(opts.deploy_deadline),
+                bs = opts.breach_samples,
             );
             std::fs::write(&node.config, text)?;
+        }
+        let validator_keys: String = keys
+            .iter()
+            .map(|k| {
+                format!(
+                    "\n[[validators]]\npublic_key = \"{}\"\n",
+                    encode_hex(k.public().as_bytes())
+                )
+            })
+            .collect();
+        for (i, a) in agents.iter().enumerate() {
+            let degrade = opts
+                .degrade
+                .as_ref()
+                .map(|p| format!("degrade = {p:?}\n"))
+                .unwrap_or_default();
+            let fail = opts
+                .fail_deploy
+                .as_ref()
+                .map(|p| format!("SCBE_FAIL_DEPLOY = {p:?}\n"))
+                .unwrap_or_default();
+            let text = format!(
+                "# Generated by scbe-sim: agent {id} of a local fleet (synthetic health).\n\
+                 [agent]\nid = \"{id}\"\nspecialty = \"{sp}\"\nlisten = \"{addr}\"\nkey_file = \"keys/{id}.key\"\ndata_dir = \"data/{id}\"\nsample_interval = \"{si}\"\nreport_window = {rw}\n\
+                 {validator_keys}\n\
+                 [hooks]\ndeploy = [\"hooks/local-hook.sh\"]\nrollback = [\"hooks/local-hook.sh\"]\ntimeout = \"20s\"\n\
+                 \n[hooks.env]\nSCBE_PROCESS_DIR = {pd:?}\n{fail}\n\
+                 [health]\nsource = \"synthetic\"\nseed = {seed}\ndegrade_after = {da}\n{degrade}",
+                id = a.id,
+                sp = a.specialty,
+                addr = a.addr,
+                si = humantime::format_duration(opts.sample_interval),
+                rw = (opts.window.as_millis() / opts.sample_interval.as_millis().max(1)).clamp(1, 4096),
+                pd = dir.join(format!("data/{}/process", a.id)).display().to_string(),
+                seed = i + 1,
+                da = opts.degrade_after,
+            );
+            std::fs::write(&a.config, text)?;
         }
         Ok(Self {
             dir: dir.to_path_buf(),
             nodes,
+            agents,
             requester_key,
-            bin: bin.to_path_buf(),
+            launch: launch.clone(),
         })
     }
 
     /// Starts (or restarts) validator `i` as a child process, logging to `logs/node{i}.log`.
     pub fn start(&mut self, i: usize) -> Result<(), LocalError> {
         let node = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)?;
-        let child = Command::new(&self.bin)
-            .args(["run", "--config"])
-            .arg(&node.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        node.child = Some(child);
+        node.child = Some(spawn_logged(
+            &self.launch.validator,
+            &node.config,
+            &node.log,
+        )?);
         Ok(())
     }
 
+    /// Starts (or restarts) agent `i`, logging to `logs/agent-NN.log`.
+    pub fn start_agent(&mut self, i: usize) -> Result<(), LocalError> {
+        let a = &mut self.agents[i];
+        a.child = Some(spawn_logged(&self.launch.agent, &a.config, &a.log)?);
+        Ok(())
+    }
+
+    /// Starts every validator and every agent.
     pub fn start_all(&mut self) -> Result<(), LocalError> {
         for i in 0..self.nodes.len() {
             self.start(i)?;
         }
+        for i in 0..self.agents.len() {
+            self.start_agent(i)?;
+        }
         Ok(())
+    }
+
+    /// SIGKILL of an agent.
+    pub fn kill_agent(&mut self, i: usize) {
+        if let Some(mut c) = self.agents[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn agent_url(&self, i: usize) -> String {
+        format!("http://{}", self.agents[i].addr)
+    }
+
+    pub fn agent_log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.agents[i].log).unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown path runs, exactly like a crash.
@@ -223,5 +394,35 @@ impl Drop for LocalCluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
+        for i in 0..self.agents.len() {
+            self.kill_agent(i);
+        }
     }
+}
+
+/// `cmd run --config config`, output appended to `log`.
+fn spawn_logged(
+    cmd: &[std::ffi::OsString],
+    config: &Path,
+    log: &Path,
+) -> Result<Child, LocalError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let (program, prefix) = cmd
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty launch command"))?;
+    Ok(Command::new(program)
+        .args(prefix)
+        .args(["run", "--config"])
+        .arg(config)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?)
 }

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use scbe_proto::v1 as pb;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Validated;
 use crate::consensus::{
@@ -23,12 +23,18 @@ use crate::consensus::{
 use crate::consensus::{ConfigError as CoreConfigError, Request};
 use crate::crypto::PublicKey;
 use crate::governance::ledger::Outcome;
-use crate::governance::Ledger;
+use crate::governance::{Ledger, Operation};
+use crate::metrics::{serve_metrics, Metrics};
 use crate::net::consensus_service::ConsensusService;
 use crate::net::governance_service::GovernanceService;
+use crate::net::orders_service::OrdersService;
 use crate::net::peer::spawn_peer;
 use crate::net::wire::VerifiedCache;
 use crate::net::{ProtoCodec, MAX_ENVELOPE_BYTES};
+use crate::rollout::executor::{run_executor, AgentInfo, FleetContext, FleetInput, FleetView};
+use crate::rollout::monitor::{spawn_monitor, FleetHealth};
+use crate::rollout::order::{endorse, Endorsement};
+use crate::rollout::watcher::{StepView, WatchSettings, Watcher};
 use crate::storage::{RecordStore, StorageError};
 
 /// Inputs waiting for the core; beyond this, peers' messages are dropped (and counted).
@@ -37,6 +43,10 @@ pub const INBOUND_QUEUE: usize = 16_384;
 pub const MAX_TURN: usize = 512;
 /// Envelope digests remembered as verified (about 6 MB at most).
 pub const VERIFIED_CACHE: usize = 65_536;
+/// How often the watcher is asked what to submit, besides after every fleet input.
+pub const FLEET_TICK: Duration = Duration::from_millis(250);
+/// Agent evidence waiting for the core; beyond this, reports are dropped (and counted).
+pub const FLEET_QUEUE: usize = 4096;
 
 /// What the core task receives.
 pub enum Inbound {
@@ -62,6 +72,16 @@ pub enum Inbound {
         from: u64,
         reply: oneshot::Sender<Result<AuditChunk, String>>,
     },
+    /// Verified agent evidence from the monitor or the executor.
+    Fleet(FleetInput),
+    /// Time to ask the watcher what to submit.
+    FleetTick,
+    /// The leader asks this validator to endorse an order.
+    Endorse {
+        rollout: u64,
+        order: Vec<u8>,
+        reply: oneshot::Sender<Result<Endorsement, String>>,
+    },
 }
 
 /// (sequence number, encoded commit certificate) pairs, in order.
@@ -77,104 +97,6 @@ type Waiter = (
 pub struct ClientReply {
     pub seq: u64,
     pub outcome: Outcome,
-}
-
-/// Counters for logs and `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    pub decisions: AtomicU64,
-    pub view: AtomicU64,
-    pub view_changes: AtomicU64,
-    pub sync_micros_total: AtomicU64,
-    pub syncs: AtomicU64,
-    dropped: Mutex<BTreeMap<&'static str, u64>>,
-    /// The core's own drop counters, copied after every turn.
-    core_dropped: Mutex<BTreeMap<&'static str, u64>>,
-    /// Submit-to-decided latency of client requests: counts per bucket (upper bounds below).
-    latency_buckets: [AtomicU64; LATENCY_BOUNDS_MS.len()],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
-}
-
-/// Histogram bucket upper bounds, in milliseconds.
-pub const LATENCY_BOUNDS_MS: [f64; 10] = [
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
-];
-
-impl Metrics {
-    pub fn observe_latency(&self, d: Duration) {
-        let ms = d.as_secs_f64() * 1e3;
-        for (i, bound) in LATENCY_BOUNDS_MS.iter().enumerate() {
-            if ms <= *bound {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    pub fn dropped(&self, reason: &'static str) {
-        if let Ok(mut m) = self.dropped.lock() {
-            *m.entry(reason).or_default() += 1;
-        }
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self, node: u32) -> String {
-        let core_drops = self
-            .core_dropped
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
-        let mut s = String::new();
-        let mut line = |name: &str, help: &str, kind: &str, value: String| {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {value}\n"
-            ));
-        };
-        line(
-            "scbe_decisions_total",
-            "Batches decided and executed.",
-            "counter",
-            self.decisions.load(Ordering::Relaxed).to_string(),
-        );
-        line(
-            "scbe_view",
-            "Current view.",
-            "gauge",
-            self.view.load(Ordering::Relaxed).to_string(),
-        );
-        line(
-            "scbe_view_changes_total",
-            "Views entered after the first.",
-            "counter",
-            self.view_changes.load(Ordering::Relaxed).to_string(),
-        );
-        line(
-            "scbe_storage_sync_seconds_total",
-            "Time spent committing records.",
-            "counter",
-            format!(
-                "{:.6}",
-                self.sync_micros_total.load(Ordering::Relaxed) as f64 / 1e6
-            ),
-        );
-        line(
-            "scbe_storage_syncs_total",
-            "Record commits (one per loop turn with records).",
-            "counter",
-            self.syncs.load(Ordering::Relaxed).to_string(),
-        );
-        s.push_str("# HELP scbe_messages_dropped_total Inputs dropped, by reason.\n# TYPE scbe_messages_dropped_total counter\n");
-        let edge = self.dropped.lock().map(|m| m.clone()).unwrap_or_default();
-        for (reason, n) in edge.iter().chain(core_drops.iter()) {
-            s.push_str(&format!(
-                "scbe_messages_dropped_total{{node=\"{node}\",reason=\"{reason}\"}} {n}\n"
-            ));
-        }
-        s
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +126,15 @@ struct Runtime {
     timeouts: BTreeMap<TimerKind, Duration>,
     metrics: Arc<Metrics>,
     /// Number of ledger events, published after every turn for `Watch` streams.
-    events: tokio::sync::watch::Sender<u64>,
+    events: watch::Sender<u64>,
+    /// Decides what this validator submits about the active rollout.
+    watcher: Watcher,
+    /// The active step and whether this validator leads, for the executor.
+    fleet_view: watch::Sender<FleetView>,
+    fleet_health: Arc<FleetHealth>,
+    /// (last executed, view) when the fleet view was last refreshed.
+    fleet_seen: (u64, u64),
+    started: Instant,
 }
 
 impl Runtime {
@@ -322,53 +252,73 @@ impl Runtime {
     /// DESIGN §4: when a promotion or rollback is ordered, every validator evaluates it on its
     /// own and submits a signed vote through consensus.
     fn vote_on_new_proposals(&mut self, seq: u64, executed: &[Signed<Request>]) {
-        use crate::consensus::{Codec as _, Kind, Principal};
-        use crate::governance::ledger::ProposalStatus;
         let Some(ledger) = self.ledger() else { return };
-        let mut votes = Vec::new();
-        for r in executed {
-            let Some(outcome) = ledger.outcome(r.signer(), r.value().nonce) else {
-                continue;
-            };
-            let Some(p) = outcome.proposal else { continue };
-            let opened_here = ledger.state().proposals.get(&p).is_some_and(|prop| {
-                prop.opened_seq == seq && prop.status == ProposalStatus::Pending
-            });
-            if outcome.accepted && opened_here {
-                let (approve, reasons) = ledger.evaluate(p);
-                votes.push(crate::governance::Operation::Vote {
-                    proposal: p,
-                    approve,
-                    reasons,
-                });
-            }
-        }
+        let votes = ledger.votes_due(seq, executed.iter().map(|r| (r.signer(), r.value().nonce)));
         for op in votes {
-            // Nonces must increase across restarts too: wall-clock microseconds, never repeated.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(0);
-            self.own_nonce = now.max(self.own_nonce + 1);
-            let request = Signed::seal(
-                Request {
-                    nonce: self.own_nonce,
-                    operation: op.to_bytes(),
-                },
-                Kind::Request,
-                |r| ProtoCodec.encode_request(r),
-                &self.key,
-                Principal::Validator(crate::consensus::ReplicaId(self.id)),
-            );
-            tracing::info!(
-                node = self.id,
-                "voting: {}",
-                String::from_utf8_lossy(&request.value().operation)
-            );
+            let request = self.own_request(&op);
             if self.inbound.try_send(Inbound::Own(request)).is_err() {
                 self.metrics.dropped("own vote: inbound queue full");
             }
         }
+    }
+
+    /// Signs an operation of this validator's own (votes and rollout evidence).
+    fn own_request(&mut self, op: &Operation) -> Signed<Request> {
+        use crate::consensus::{Codec as _, Kind, Principal};
+        // Nonces must increase across restarts too: wall-clock microseconds, never repeated.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        self.own_nonce = now.max(self.own_nonce + 1);
+        tracing::info!(node = self.id, op = op.name(), "submitting");
+        Signed::seal(
+            Request {
+                nonce: self.own_nonce,
+                operation: op.to_bytes(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &self.key,
+            Principal::Validator(crate::consensus::ReplicaId(self.id)),
+        )
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// After the turn's inputs: refresh the active step if the ledger or the view moved, then
+    /// submit what the watcher decides (the actions join this turn's commit).
+    fn fleet_turn(&mut self, decide: bool) -> Vec<Action> {
+        let seen = (self.replica.last_executed().0, self.replica.view().0);
+        let primary = self.replica.is_primary();
+        let now = self.now_ms();
+        if seen != self.fleet_seen {
+            self.fleet_seen = seen;
+            let step = self.ledger().and_then(StepView::of);
+            self.watcher.observe(step.clone(), now);
+            let view = FleetView {
+                primary,
+                view: seen.1,
+                step,
+            };
+            self.fleet_view.send_if_modified(|v| {
+                let changed = *v != view;
+                *v = view;
+                changed
+            });
+            let rate = self.ledger().map_or(1.0, crate::status::consensus_rate);
+            self.metrics.set_consensus_rate(rate);
+        }
+        let mut actions = Vec::new();
+        if decide {
+            for op in self.watcher.decide(now, primary) {
+                let r = self.own_request(&op);
+                actions.extend(self.replica.handle(Input::ClientRequest(r)));
+            }
+        }
+        actions
     }
 
     fn events(&self, from: u64) -> Vec<pb::LedgerEvent> {
@@ -399,17 +349,7 @@ impl Runtime {
             (Some(l), Some(p)) => {
                 serde_json::to_string(&l.state().proposals.get(&p)).unwrap_or_default()
             }
-            (Some(l), None) => {
-                let s = l.state();
-                serde_json::json!({
-                    "releases": s.releases.iter().map(|(v, e)| (v.clone(), e.stage)).collect::<BTreeMap<_, _>>(),
-                    "current": s.current,
-                    "known_good": s.known_good,
-                    "open_proposals": s.proposals.values().filter(|p| p.status == crate::governance::ledger::ProposalStatus::Pending).map(|p| p.id).collect::<Vec<_>>(),
-                    "events": s.events.len(),
-                })
-                .to_string()
-            }
+            (Some(l), None) => crate::status::summary(l, &self.fleet_health.latest()).to_string(),
             (None, _) => String::new(),
         };
         pb::StatusReply {
@@ -420,28 +360,6 @@ impl Runtime {
             stable_checkpoint: self.replica.stable_checkpoint().seq.0,
             detail_json: detail,
         }
-    }
-}
-
-/// Serves `/metrics` in Prometheus text format over plain HTTP/1.0.
-async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>, node: u32) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(listener) = tokio::net::TcpListener::bind(addr).await else {
-        tracing::error!(%addr, "cannot bind the metrics listener");
-        return;
-    };
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let _ = sock.read(&mut buf).await;
-            let body = metrics.render(node);
-            let resp = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
     }
 }
 
@@ -468,6 +386,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     };
     let (tx, mut rx) = mpsc::channel(INBOUND_QUEUE);
     let metrics = Arc::new(Metrics::default());
+    let fleet_health = Arc::new(FleetHealth::default());
     let listen = v.raw.validators[id as usize].address;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -484,7 +403,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         verified: Arc::clone(&verified),
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
-    let (events_tx, events_rx) = tokio::sync::watch::channel(0u64);
+    let (events_tx, events_rx) = watch::channel(0u64);
     let governance = pb::governance_server::GovernanceServer::new(GovernanceService {
         inbound: tx.clone(),
         directory: Arc::clone(&directory),
@@ -493,6 +412,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let audit = pb::audit_server::AuditServer::new(crate::net::audit_service::AuditService {
+        inbound: tx.clone(),
+    });
+    let orders = pb::orders_server::OrdersServer::new(OrdersService {
         inbound: tx.clone(),
     });
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -513,6 +435,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             .add_service(consensus)
             .add_service(governance)
             .add_service(audit)
+            .add_service(orders)
             .add_service(health)
             .add_optional_service(reflection)
             .serve_with_incoming(incoming)
@@ -522,7 +445,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         }
     });
     if let Some(addr) = v.raw.node.metrics_listen {
-        tokio::spawn(serve_metrics(addr, Arc::clone(&metrics), id));
+        tokio::spawn(serve_metrics(
+            addr,
+            Arc::clone(&metrics),
+            Arc::clone(&fleet_health),
+            id,
+        ));
     }
     let peers = v
         .raw
@@ -531,12 +459,32 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         .filter(|p| p.id != id)
         .map(|p| (p.id, spawn_peer(p.address)))
         .collect();
+    let (fleet_view, fleet_views) = watch::channel(FleetView::default());
+    spawn_fleet(&v, tx.clone(), fleet_views, Arc::clone(&fleet_health));
     let c = &v.raw.consensus;
     let timeouts = BTreeMap::from([
         (TimerKind::Request, c.request_timeout),
         (TimerKind::ViewChange, c.view_change_timeout),
         (TimerKind::Status, c.status_interval),
     ]);
+    let ro = &v.raw.rollout;
+    let watcher = Watcher::new(WatchSettings {
+        thresholds: v.ledger.health,
+        step_deadline_ms: ro.step_deadline().as_millis() as u64,
+        resubmit_ms: (c.request_timeout * 4)
+            .max(Duration::from_secs(2))
+            .as_millis() as u64,
+        leader_grace_ms: (c.request_timeout * 4)
+            .max(Duration::from_secs(2))
+            .as_millis() as u64,
+        // Long enough for a slow hook to answer, short enough to replace a dead leader well
+        // before the step's deadline.
+        stall_ms: (ro.deploy_deadline / 8)
+            .max(Duration::from_secs(3))
+            .as_millis() as u64,
+        // Well under the operation cap: JSON escaping and the request envelope add to it.
+        max_op_bytes: crate::governance::operation::MAX_OPERATION_BYTES / 2,
+    });
     let mut rt = Runtime {
         id,
         key: v.key.clone(),
@@ -549,6 +497,11 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         timeouts,
         metrics,
         events: events_tx,
+        watcher,
+        fleet_view,
+        fleet_health,
+        fleet_seen: (u64::MAX, u64::MAX),
+        started: Instant::now(),
     };
     tracing::info!(node = id, %listen, view = rt.replica.view().0, executed = rt.replica.last_executed().0, "validator running");
     rt.perform(initial)?;
@@ -561,6 +514,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             }
         }
         let mut actions = Vec::new();
+        let mut decide = false;
         for input in turn {
             match input {
                 Inbound::Peer(m) => actions.extend(rt.replica.handle(Input::Message(m))),
@@ -569,7 +523,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 Inbound::Client { request, reply } => {
                     rt.waiters.insert(
                         (*request.signer(), request.value().nonce),
-                        (std::time::Instant::now(), reply),
+                        (Instant::now(), reply),
                     );
                     actions.extend(rt.replica.handle(Input::ClientRequest(request)));
                 }
@@ -586,9 +540,100 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                         .map_err(|e| e.to_string());
                     let _ = reply.send(chunk);
                 }
+                Inbound::Fleet(FleetInput::Report(signed, body)) => {
+                    rt.watcher.report(signed, body);
+                    decide = true;
+                }
+                Inbound::Fleet(FleetInput::Ack(signed, body)) => {
+                    rt.watcher.ack(signed, body);
+                    decide = true;
+                }
+                Inbound::FleetTick => decide = true,
+                Inbound::Endorse {
+                    rollout,
+                    order,
+                    reply,
+                } => {
+                    let e = rt
+                        .ledger()
+                        .ok_or_else(|| "this validator has no ledger".to_string())
+                        .and_then(|l| endorse(l, rollout, &order, &rt.key));
+                    let _ = reply.send(e);
+                }
             }
         }
+        actions.extend(rt.fleet_turn(decide));
         rt.perform(actions)?;
     }
     Ok(())
+}
+
+/// Starts the fleet side: the executor (acts only while this validator is primary), one health
+/// stream per agent, a forwarder for their verified evidence, and the watcher's tick.
+fn spawn_fleet(
+    v: &Validated,
+    inbound: mpsc::Sender<Inbound>,
+    views: watch::Receiver<FleetView>,
+    health: Arc<FleetHealth>,
+) {
+    let (input, mut evidence) = mpsc::channel(FLEET_QUEUE);
+    let agents = v
+        .raw
+        .agents
+        .iter()
+        .zip(&v.ledger.agents)
+        .map(|(entry, a)| {
+            (
+                a.id.clone(),
+                AgentInfo {
+                    key: a.key,
+                    specialty: a.specialty.clone(),
+                    address: entry.address,
+                },
+            )
+        })
+        .collect();
+    let validators = v
+        .raw
+        .validators
+        .iter()
+        .zip(v.replica.directory.validators())
+        .filter_map(|(entry, key)| {
+            crate::crypto::Verifier::new(*key)
+                .ok()
+                .map(|verifier| (entry.id, verifier, entry.address))
+        })
+        .collect();
+    let ctx = Arc::new(FleetContext {
+        id: v.replica.id.0,
+        key: v.key.clone(),
+        validators,
+        quorum: v.replica.quorum(),
+        agents,
+        deploy_deadline: v.raw.rollout.deploy_deadline,
+        agent_call_timeout: v.raw.rollout.agent_call_timeout,
+        input,
+    });
+    spawn_monitor(Arc::clone(&ctx), health);
+    tokio::spawn(run_executor(ctx, views));
+    let to_core = inbound.clone();
+    tokio::spawn(async move {
+        while let Some(x) = evidence.recv().await {
+            if to_core.send(Inbound::Fleet(x)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLEET_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            // A full queue means the core is busy; the next tick will do.
+            if let Err(mpsc::error::TrySendError::Closed(_)) = inbound.try_send(Inbound::FleetTick)
+            {
+                return;
+            }
+        }
+    });
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
 use scbe_node::crypto::Keypair;
 use scbe_node::governance::Operation;
-use scbe_node::local::{LocalCluster, LocalOptions};
+use scbe_node::local::{Launch, LocalCluster, LocalOptions};
 use scbe_node::net::{envelope_to_proto, ProtoCodec};
 use scbe_proto::v1::governance_client::GovernanceClient;
 use tonic::transport::Channel;
@@ -98,13 +98,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-pub async fn run(bin: &Path, dir: &Path, o: &BenchOptions) -> anyhow::Result<BenchResult> {
+pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Result<BenchResult> {
     let opts = LocalOptions {
         extra_requesters: o.clients,
         max_inflight_batches: o.max_inflight_batches,
         ..LocalOptions::default()
     };
-    let mut cluster = LocalCluster::generate(bin, dir, o.validators, &opts)?;
+    let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
     cluster.start_all()?;
     let phase = o.duration / 3;
     let load_key =

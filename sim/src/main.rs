@@ -52,23 +52,33 @@ enum Command {
         #[arg(long, hide = true)]
         unsafe_quorum: Option<usize>,
     },
-    /// Start a local quorum of real `scbe-node` processes on loopback.
+    /// Start a local quorum and fleet of real `scbe-node` and `scbe-agent` processes on loopback.
     ///
-    /// Generates keys and configs in --dir (keys are kept across runs), starts every validator,
-    /// prints how to point `scbe` at them, and stops every process it started on Ctrl-C.
+    /// Generates keys and configs in --dir (keys are kept across runs), starts every validator
+    /// and agent (synthetic health, three specialties), prints how to point `scbe` at them, and
+    /// stops every process it started on Ctrl-C.
     Up {
         /// Number of validators (at least 4).
         #[arg(long, default_value_t = 4)]
         validators: usize,
+        /// Number of fleet agents (0 for a quorum without a fleet).
+        #[arg(long, default_value_t = 6)]
+        agents: usize,
+        /// Agents degrade on any release whose version or unit ids contain this text
+        /// (e.g. `--degrade bad`: a release fused from an artifact `textgen-bad-v2` degrades).
+        #[arg(long, value_name = "TEXT")]
+        degrade: Option<String>,
+        /// Monitoring window of every batch (agents sample once a second).
+        #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
         /// Directory for keys, configs, data and logs.
         #[arg(long, default_value = "scbe-local")]
         dir: std::path::PathBuf,
     },
-    /// Benchmark a loopback cluster of real scbe-node processes (fsync on).
+    /// Benchmark a loopback cluster of real validator processes (fsync on).
     ///
     /// Three phases: latency at light load (p50/p99 submit to decided), decided requests/s at
-    /// saturation, and the time from SIGKILL of the primary to the next decision. Needs the
-    /// scbe-node binary next to scbe-sim (cargo build --release -p scbe-node).
+    /// saturation, and the time from SIGKILL of the primary to the next decision.
     Bench {
         #[arg(long, default_value_t = 4)]
         validators: usize,
@@ -81,6 +91,18 @@ enum Command {
         /// Batches the primary keeps in flight (fewer means bigger batches).
         #[arg(long, default_value_t = 8)]
         max_inflight_batches: u64,
+    },
+    /// Run a validator (what `scbe-node run` does); scbe-sim starts its local processes so.
+    #[command(hide = true)]
+    Validator {
+        #[command(subcommand)]
+        run: DaemonRun,
+    },
+    /// Run a fleet agent (what `scbe-agent run` does).
+    #[command(hide = true)]
+    Agent {
+        #[command(subcommand)]
+        run: DaemonRun,
     },
     /// Benchmark the consensus core in one process: real signatures, no network.
     ///
@@ -102,9 +124,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DaemonRun {
+    Run {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Validator {
+            run: DaemonRun::Run { config },
+        } => scbe_node::daemon::run_validator(&config),
+        Command::Agent {
+            run: DaemonRun::Run { config },
+        } => scbe_node::daemon::run_agent(&config),
         Command::Check {
             seeds,
             first_seed,
@@ -179,7 +215,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Up { validators, dir } => up(validators, &dir),
+        Command::Up {
+            validators,
+            agents,
+            degrade,
+            window,
+            dir,
+        } => up(validators, agents, degrade, window, &dir),
         Command::Bench {
             validators,
             duration,
@@ -209,35 +251,44 @@ fn main() -> ExitCode {
     }
 }
 
-/// The scbe-node binary next to this one, or the exit code after explaining how to build it.
-fn node_binary() -> Result<std::path::PathBuf, ExitCode> {
-    let bin = std::env::current_exe()
-        .map(|p| p.with_file_name("scbe-node"))
-        .map_err(|e| {
-            eprintln!("error: cannot locate scbe-node: {e}");
-            ExitCode::FAILURE
-        })?;
-    if !bin.exists() {
-        eprintln!(
-            "error: {} not found; build it first: cargo build --release -p scbe-node",
-            bin.display()
-        );
-        return Err(ExitCode::from(2));
-    }
-    Ok(bin)
+/// How this binary starts validators and agents: itself, with the hidden `validator` and
+/// `agent` subcommands (the same library code as `scbe-node run` and `scbe-agent run`), so
+/// `cargo run -p scbe-sim` needs no other binary built first.
+pub fn self_launch() -> Result<scbe_node::local::Launch, ExitCode> {
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("error: cannot locate this executable: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok(scbe_node::local::Launch::subcommands(
+        &exe,
+        "validator",
+        "agent",
+    ))
 }
 
-fn up(n: usize, dir: &std::path::Path) -> ExitCode {
+fn up(
+    n: usize,
+    agents: usize,
+    degrade: Option<String>,
+    window: std::time::Duration,
+    dir: &std::path::Path,
+) -> ExitCode {
     use scbe_node::local::{LocalCluster, LocalOptions};
     if n < 4 {
         eprintln!("error: --validators must be at least 4 (got {n})");
         return ExitCode::from(2);
     }
-    let bin = match node_binary() {
-        Ok(b) => b,
+    let launch = match self_launch() {
+        Ok(l) => l,
         Err(code) => return code,
     };
-    let mut cluster = match LocalCluster::generate(&bin, dir, n, &LocalOptions::default()) {
+    let opts = LocalOptions {
+        agents,
+        degrade,
+        window,
+        ..LocalOptions::default()
+    };
+    let mut cluster = match LocalCluster::generate(&launch, dir, n, &opts) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot prepare {}: {e}", dir.display());
@@ -248,13 +299,19 @@ fn up(n: usize, dir: &std::path::Path) -> ExitCode {
         eprintln!("error: cannot start validators: {e}");
         return ExitCode::FAILURE;
     }
-    println!("{n} validators running (logs in {}/logs):", dir.display());
+    println!(
+        "{n} validators and {agents} agents running (logs in {}/logs):",
+        dir.display()
+    );
     for (i, node) in cluster.nodes.iter().enumerate() {
         println!(
             "  validator {i}: {}  metrics http://{}/metrics",
             cluster.url(i),
             node.metrics
         );
+    }
+    for (i, a) in cluster.agents.iter().enumerate() {
+        println!("  {} ({}): {}", a.id, a.specialty, cluster.agent_url(i));
     }
     let key = cluster.requester_key.display();
     println!(
@@ -294,8 +351,8 @@ fn bench(
         eprintln!("error: need --validators >= 4 and --clients >= 1");
         return ExitCode::from(2);
     }
-    let bin = match node_binary() {
-        Ok(b) => b,
+    let launch = match self_launch() {
+        Ok(l) => l,
         Err(code) => return code,
     };
     let dir = std::env::temp_dir().join(format!("scbe-bench-{}", std::process::id()));
@@ -315,7 +372,7 @@ fn bench(
         clients,
         max_inflight_batches,
     };
-    let result = rt.block_on(scbe_sim::bench_cluster::run(&bin, &dir, &opts));
+    let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, &opts));
     let _ = std::fs::remove_dir_all(&dir);
     match result {
         Ok(r) => {

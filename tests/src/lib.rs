@@ -1,7 +1,21 @@
-//! Helpers for the end-to-end tests: where the workspace's binaries are.
+//! Helpers for the end-to-end tests: where the workspace's binaries are, and a harness that
+//! runs a local quorum (and fleet) of real processes on loopback with a gRPC client. Waits poll
+//! a condition against a generous deadline; nothing sleeps a fixed time to pass.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
+use scbe_node::crypto::Keypair;
+use scbe_node::governance::manifest::{Metrics, Provider};
+use scbe_node::governance::release::Unit;
+use scbe_node::governance::{FusedRelease, Gates, Operation};
+use scbe_node::local::{Launch, LocalCluster, LocalOptions};
+use scbe_node::net::{envelope_to_proto, ProtoCodec};
+use scbe_proto::v1 as pb;
+use scbe_proto::v1::governance_client::GovernanceClient;
 
 /// Path of a workspace binary built in the same profile as the running test, building it first
 /// if it is missing (`cargo test --workspace` has already built it; `cargo test -p scbe-tests`
@@ -27,4 +41,304 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     }
     assert!(bin.exists(), "{} not found after building", bin.display());
     bin
+}
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// One cluster at a time: four debug-build validators already keep both cores busy.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub fn release(version: &str) -> FusedRelease {
+    let unit = |id: &str, role: &str| Unit {
+        id: id.into(),
+        role: role.into(),
+        uri: format!("u://{id}"),
+        metrics: Metrics {
+            quality: 0.85,
+            safety: 0.98,
+            latency_ms_p95: 90.0,
+            cost_per_1k_tokens: 0.5,
+        },
+    };
+    let units = BTreeMap::from([
+        (Provider::Hf, unit("textgen", "textgen")),
+        (Provider::Gcp, unit("embed", "embed")),
+        (Provider::Aws, unit("runtime", "runtime")),
+    ]);
+    FusedRelease::new(units, Gates::default(), Some(version.into()), "t".into())
+}
+
+pub struct Harness {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    pub cluster: LocalCluster,
+    pub requester: Keypair,
+    nonce: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start(opts: LocalOptions) -> Self {
+        Self::start_with(opts, |_| {}).await
+    }
+
+    /// Like `start`, with a chance to change the generated files before anything runs.
+    pub async fn start_with(opts: LocalOptions, prepare: impl FnOnce(&LocalCluster)) -> Self {
+        let serial = SERIAL.lock().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cluster = LocalCluster::generate(
+            &Launch::binaries(&workspace_bin("scbe-node")),
+            dir.path(),
+            4,
+            &opts,
+        )
+        .expect("configs");
+        prepare(&cluster);
+        cluster.start_all().expect("validators start");
+        let requester =
+            scbe_node::config::read_key_file(&cluster.requester_key).expect("requester key");
+        Harness {
+            _serial: serial,
+            cluster,
+            requester,
+            nonce: 0,
+            _dir: dir,
+        }
+    }
+
+    pub fn request(&mut self, key: &Keypair, op: &Operation) -> pb::Envelope {
+        self.nonce += 1;
+        let r = Signed::seal(
+            Request {
+                nonce: self.nonce,
+                operation: op.to_bytes(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            key,
+            Principal::Requester,
+        );
+        envelope_to_proto(r.envelope())
+    }
+
+    pub async fn client(&mut self, i: usize) -> GovernanceClient<tonic::transport::Channel> {
+        let url = self.cluster.url(i);
+        let start = Instant::now();
+        loop {
+            match GovernanceClient::connect(url.clone()).await {
+                Ok(c) => return c,
+                Err(e) if start.elapsed() > DEADLINE || !self.cluster.is_running(i) => {
+                    panic!(
+                        "validator {i} is not serving ({e}); its log:\n{}",
+                        self.cluster.log(i)
+                    )
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Submits to validator `i`, retrying while the cluster is still forming or changing view.
+    pub async fn submit(&mut self, i: usize, op: Operation) -> pb::SubmitReply {
+        let key = self.requester.clone();
+        let env = self.request(&key, &op);
+        let start = Instant::now();
+        loop {
+            let mut c = self.client(i).await;
+            match c.submit(env.clone()).await {
+                Ok(r) => return r.into_inner(),
+                Err(s) if start.elapsed() < DEADLINE => {
+                    eprintln!(
+                        "submit to {i} not yet decided ({:?}: {}); retrying",
+                        s.code(),
+                        s.message()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(s) => panic!("submit never decided: {s}"),
+            }
+        }
+    }
+
+    pub async fn status(&mut self, i: usize, proposal: Option<u64>) -> pb::StatusReply {
+        let mut c = self.client(i).await;
+        c.status(pb::StatusRequest { proposal })
+            .await
+            .expect("status")
+            .into_inner()
+    }
+
+    /// Polls validator `i` until `pred` holds on its status, or panics at the deadline.
+    pub async fn wait_status(
+        &mut self,
+        i: usize,
+        proposal: Option<u64>,
+        what: &str,
+        pred: impl Fn(&pb::StatusReply) -> bool,
+    ) -> pb::StatusReply {
+        let start = Instant::now();
+        loop {
+            let s = self.status(i, proposal).await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "validator {i}: {what} not reached; last status {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn fast() -> LocalOptions {
+    LocalOptions {
+        request_timeout: Duration::from_millis(400),
+        view_change_timeout: Duration::from_millis(800),
+        status_interval: Duration::from_millis(200),
+        checkpoint_interval: 4,
+        ..LocalOptions::default()
+    }
+}
+
+/// A local fleet for rollout tests: six agents in three specialties that degrade on releases
+/// containing "bad", monitoring windows of a few seconds, fast consensus timeouts.
+pub fn fleet_options() -> LocalOptions {
+    LocalOptions {
+        agents: 6,
+        degrade: Some("bad".into()),
+        degrade_after: 2,
+        window: Duration::from_secs(3),
+        sample_interval: Duration::from_millis(500),
+        deploy_deadline: Duration::from_secs(5),
+        breach_samples: 2,
+        ..fast()
+    }
+}
+
+impl Harness {
+    /// The ledger summary of validator `i` (`scbe status --json`).
+    pub async fn summary(&mut self, i: usize) -> serde_json::Value {
+        let s = self.status(i, None).await;
+        serde_json::from_str(&s.detail_json).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls validator `i`'s summary until `pred` holds, or panics at `deadline` with the last one.
+    pub async fn wait_summary(
+        &mut self,
+        i: usize,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let s = self.summary(i).await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "validator {i}: {what} not reached within {deadline:?}; last summary {s:#}\nlog:\n{}",
+                self.cluster.log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What agent `i` says it runs (polls until it answers).
+    pub async fn describe(&mut self, i: usize) -> pb::DescribeReply {
+        let url = self.cluster.agent_url(i);
+        let start = Instant::now();
+        loop {
+            let reply = match pb::fleet_agent_client::FleetAgentClient::connect(url.clone()).await {
+                Ok(mut c) => c
+                    .describe(pb::DescribeRequest {})
+                    .await
+                    .map(|r| r.into_inner()),
+                Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+            };
+            match reply {
+                Ok(r) => return r,
+                Err(e) if start.elapsed() > DEADLINE => panic!(
+                    "agent {i} does not answer ({e}); its log:\n{}",
+                    self.cluster.agent_log(i)
+                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Polls agent `i` until it runs `version`.
+    pub async fn wait_agent_version(&mut self, i: usize, version: &str, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            let d = self.describe(i).await;
+            if d.current_version == version {
+                return;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "agent {i} still runs {:?}, not {version:?}; its log:\n{}",
+                d.current_version,
+                self.cluster.agent_log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Registers `version` and proposes it to `to`; returns the proposal id.
+    pub async fn register_and_promote(
+        &mut self,
+        version: &str,
+        to: scbe_node::governance::Stage,
+    ) -> u64 {
+        if to == scbe_node::governance::Stage::Canary {
+            let r = self
+                .submit(
+                    0,
+                    Operation::RegisterRelease {
+                        release: release(version),
+                    },
+                )
+                .await;
+            assert!(r.accepted, "{:?}", r.reasons);
+        }
+        let r = self
+            .submit(
+                0,
+                Operation::Promote {
+                    version: version.into(),
+                    to,
+                    rollback_to: "v0".into(),
+                },
+            )
+            .await;
+        assert!(r.accepted, "{:?}", r.reasons);
+        r.proposal.expect("a proposal opened")
+    }
+
+    /// Prometheus text from validator `i`'s `/metrics`.
+    pub fn metrics_text(&self, i: usize) -> String {
+        use std::io::{Read as _, Write as _};
+        let Ok(mut s) = std::net::TcpStream::connect(self.cluster.nodes[i].metrics) else {
+            return String::new();
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+}
+
+/// The status of rollout `id` in a summary.
+pub fn rollout(summary: &serde_json::Value, id: u64) -> Option<&serde_json::Value> {
+    summary["rollouts"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"].as_u64() == Some(id))
+}
+
+/// Whether rollout `id` has `status` in a summary.
+pub fn rollout_is(summary: &serde_json::Value, id: u64, status: &str) -> bool {
+    rollout(summary, id).is_some_and(|r| r["status"] == status)
 }

@@ -42,6 +42,8 @@ pub struct AgentCore {
     /// Every sample ever taken by this process (numbers synthetic noise).
     taken: u64,
     reports: u64,
+    /// The ack of the newest order obeyed (validators watch it along with the reports).
+    last_ack: Option<DeployAck>,
 }
 
 impl AgentCore {
@@ -64,7 +66,12 @@ impl AgentCore {
             samples: 0,
             taken: 0,
             reports: 0,
+            last_ack: None,
         }
+    }
+
+    pub fn last_ack(&self) -> Option<&DeployAck> {
+        self.last_ack.as_ref()
     }
 
     pub fn state(&self) -> &AgentState {
@@ -138,7 +145,9 @@ impl AgentCore {
             }
             Err(why) => (AckOutcome::Failed, why),
         };
-        self.ack(order, outcome, detail)
+        let ack = self.ack(order, outcome, detail);
+        self.last_ack = Some(ack.clone());
+        ack
     }
 
     fn ack(&self, order: &Order, outcome: AckOutcome, detail: String) -> DeployAck {

@@ -38,8 +38,24 @@ struct Shared {
     specialty: String,
     /// Serialises orders: one hook at a time.
     orders: tokio::sync::Mutex<()>,
-    /// The newest signed report (after every sample).
-    latest: watch::Sender<Option<HealthReport>>,
+    /// The newest signed report and order ack (after every sample and every order).
+    latest: watch::Sender<Published>,
+}
+
+/// What watchers receive.
+#[derive(Clone, Default)]
+struct Published {
+    report: Option<HealthReport>,
+    ack: Option<DeployAck>,
+}
+
+impl Published {
+    fn to_proto(&self) -> pb::HealthUpdate {
+        pb::HealthUpdate {
+            report: self.report.as_ref().map(agent_signed_to_proto),
+            ack: self.ack.as_ref().map(agent_signed_to_proto),
+        }
+    }
 }
 
 pub struct FleetAgentService {
@@ -99,6 +115,8 @@ impl Shared {
             Status::internal(format!("cannot record the new state: {e}"))
         })?;
         tracing::info!(current = %state.current.version, rollout = state.rollout, "order done");
+        let a = ack.clone();
+        self.latest.send_modify(|p| p.ack = Some(a));
         Ok(ack)
     }
 }
@@ -130,15 +148,12 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
     async fn health(
         &self,
         _request: Request<pb::HealthRequest>,
-    ) -> Result<Response<pb::AgentSigned>, Status> {
-        match self.shared.latest.borrow().as_ref() {
-            Some(r) => Ok(Response::new(agent_signed_to_proto(r))),
-            None => Err(Status::unavailable("no sample of the current version yet")),
-        }
+    ) -> Result<Response<pb::HealthUpdate>, Status> {
+        Ok(Response::new(self.shared.latest.borrow().to_proto()))
     }
 
     type WatchHealthStream =
-        tokio_stream::wrappers::ReceiverStream<Result<pb::AgentSigned, Status>>;
+        tokio_stream::wrappers::ReceiverStream<Result<pb::HealthUpdate, Status>>;
 
     async fn watch_health(
         &self,
@@ -148,11 +163,10 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
         let (tx, out) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             loop {
-                let report = rx.borrow_and_update().clone();
-                if let Some(r) = report {
-                    if tx.send(Ok(agent_signed_to_proto(&r))).await.is_err() {
-                        return; // the watcher hung up
-                    }
+                let update = rx.borrow_and_update().to_proto();
+                let any = update.report.is_some() || update.ack.is_some();
+                if any && tx.send(Ok(update)).await.is_err() {
+                    return; // the watcher hung up
                 }
                 if rx.changed().await.is_err() {
                     return;
@@ -213,7 +227,7 @@ async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::t
                     core.record(sample);
                     core.report()
                 };
-                shared.latest.send_replace(report);
+                shared.latest.send_modify(|p| p.report = report);
             }
             Err(e) => tracing::warn!("no health sample: {e}"),
         }
@@ -236,7 +250,7 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         state,
         a.report_window as usize,
     );
-    let (latest, _) = watch::channel(None);
+    let (latest, _) = watch::channel(Published::default());
     let shared = Arc::new(Shared {
         core: Mutex::new(core),
         state_file,

@@ -20,16 +20,16 @@ use crate::rollout::plan::FleetAgent;
 
 const N: usize = 4;
 
-struct World {
-    ledger: Ledger,
+pub(crate) struct World {
+    pub ledger: Ledger,
     requester: Keypair,
     validators: Vec<Keypair>,
-    agents: Vec<(FleetAgent, Keypair)>,
+    pub agents: Vec<(FleetAgent, Keypair)>,
     seq: u64,
     nonce: u64,
 }
 
-fn release(version: &str) -> FusedRelease {
+pub(crate) fn release(version: &str) -> FusedRelease {
     let m = |p: &str, role: &str, q: f64| {
         let text = format!(
             r#"{{"provider": "{p}", "artifacts": [{{"id": "{p}-model", "role": "{role}", "uri": "u://{p}",
@@ -48,7 +48,7 @@ fn release(version: &str) -> FusedRelease {
 }
 
 impl World {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let validators: Vec<Keypair> = (0..N)
             .map(|i| Keypair::from_label(&format!("val{i}")))
             .collect();
@@ -84,7 +84,7 @@ impl World {
         }
     }
 
-    fn submit(&mut self, signer: Signer, op: &Operation) -> Outcome {
+    pub fn submit(&mut self, signer: Signer, op: &Operation) -> Outcome {
         self.seq += 1;
         self.nonce += 1;
         let key = match signer {
@@ -98,12 +98,12 @@ impl World {
             .apply_operation(self.seq, signer, &key, self.nonce, &op.to_bytes())
     }
 
-    fn request(&mut self, op: Operation) -> Outcome {
+    pub fn request(&mut self, op: Operation) -> Outcome {
         let k = self.requester.public();
         self.submit(Signer::Requester(k), &op)
     }
 
-    fn vote(&mut self, v: u32, proposal: u64, approve: bool) -> Outcome {
+    pub fn vote(&mut self, v: u32, proposal: u64, approve: bool) -> Outcome {
         self.submit(
             Signer::Validator(v),
             &Operation::Vote {
@@ -114,11 +114,17 @@ impl World {
         )
     }
 
-    fn health(&self, agent: usize, rollout: u64, version: &str, coherence: f64) -> HealthReport {
+    pub fn health(
+        &self,
+        agent: usize,
+        rollout: u64,
+        version: &str,
+        coherence: f64,
+    ) -> HealthReport {
         self.health_with(agent, rollout, version, coherence, 30)
     }
 
-    fn health_with(
+    pub fn health_with(
         &self,
         agent: usize,
         rollout: u64,
@@ -152,11 +158,11 @@ impl World {
         HealthReport::sign(&body, key)
     }
 
-    fn step(&self, rollout: u64) -> u64 {
+    pub fn step(&self, rollout: u64) -> u64 {
         self.ledger.state().rollouts[&rollout].step_seq
     }
 
-    fn ack_with(
+    pub fn ack_with(
         &self,
         agent: usize,
         rollout: u64,
@@ -179,7 +185,7 @@ impl World {
         )
     }
 
-    fn ack(&self, agent: usize, rollout: u64, version: &str) -> DeployAck {
+    pub fn ack(&self, agent: usize, rollout: u64, version: &str) -> DeployAck {
         self.ack_with(
             agent,
             rollout,
@@ -189,7 +195,7 @@ impl World {
         )
     }
 
-    fn agent_index(&self, id: &str) -> usize {
+    pub fn agent_index(&self, id: &str) -> usize {
         self.agents
             .iter()
             .position(|(a, _)| a.id == id)
@@ -197,7 +203,7 @@ impl World {
     }
 
     /// Registers `version` and gets it approved to canary; returns the rollout id.
-    fn promote_to_canary(&mut self, version: &str) -> u64 {
+    pub fn promote_to_canary(&mut self, version: &str) -> u64 {
         assert!(
             self.request(Operation::RegisterRelease {
                 release: release(version)
@@ -218,7 +224,7 @@ impl World {
             .expect("approved at quorum opens a rollout")
     }
 
-    fn complete_batches(&mut self, rollout: u64, version: &str) {
+    pub fn complete_batches(&mut self, rollout: u64, version: &str) {
         let batches = self.ledger.state().rollouts[&rollout].batches.clone();
         for (i, batch) in batches.iter().enumerate() {
             let idx: Vec<usize> = batch.iter().map(|id| self.agent_index(id)).collect();

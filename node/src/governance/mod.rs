@@ -20,4 +20,4 @@ pub use release::FusedRelease;
 pub use stage::{Stage, Tongue};
 
 #[cfg(test)]
-mod ledger_tests;
+pub(crate) mod ledger_tests;

@@ -61,6 +61,10 @@ pub enum Operation {
     },
     /// Agents of a rolling-back rollout acknowledged the rollback (signed acks; chunks allowed).
     RollbackDone { rollout: u64, acks: Vec<DeployAck> },
+    /// A validator sees no agent acknowledge the current step's order. Changes nothing but the
+    /// event log: it exists to be ordered, so a dead primary shows (the request times out at
+    /// the backups) and a view change elects one that executes the step.
+    Stalled { rollout: u64, issued_seq: u64 },
 }
 
 impl Operation {
@@ -89,6 +93,7 @@ impl Operation {
             Operation::RolloutProgress { .. } => "rollout_progress",
             Operation::NoData { .. } => "no_data",
             Operation::RollbackDone { .. } => "rollback_done",
+            Operation::Stalled { .. } => "stalled",
         }
     }
 }

@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::consensus::Directory;
-use crate::node::{Inbound, Metrics};
+use crate::metrics::Metrics;
+use crate::node::Inbound;
 
 use super::wire::{open_proto_cached, VerifiedCache};
 

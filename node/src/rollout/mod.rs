@@ -4,8 +4,11 @@
 //! validator's health monitor (`executor`), which carry those decisions out over gRPC.
 
 pub mod evidence;
+pub mod executor;
 pub mod health;
+pub mod monitor;
 pub mod order;
 pub mod plan;
+pub mod watcher;
 
 pub use plan::{plan_batches, FleetAgent};

@@ -134,6 +134,24 @@ impl SignedOrder {
     }
 }
 
+/// A validator's endorsement of `order`, given only if its own ledger derives exactly these
+/// bytes for `rollout` now (a validator that is behind or ahead refuses, and the leader retries).
+pub fn endorse(
+    ledger: &crate::governance::Ledger,
+    rollout: u64,
+    order: &[u8],
+    key: &Keypair,
+) -> Result<Endorsement, String> {
+    match ledger.current_order(rollout) {
+        None => Err(format!("rollout {rollout} needs no order in this validator's ledger")),
+        Some(mine) if mine.to_bytes() != order => Err(format!(
+            "the order differs from this validator's derivation for rollout {rollout} (step issued at seq {})",
+            mine.issued_seq
+        )),
+        Some(_) => Ok(Endorsement::sign(order, key)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,6 +248,14 @@ impl Ledger {
                 out.rollout = Some(rollout);
                 self.rollback_done(seq, rollout, &acks)
             }
+            Operation::Stalled {
+                rollout,
+                issued_seq,
+            } => {
+                let v = only_validators("report stalled steps")?;
+                out.rollout = Some(rollout);
+                self.stalled(seq, v, rollout, issued_seq)
+            }
         }
     }
 

@@ -222,13 +222,41 @@ impl Ledger {
         let Some(p) = self.state.proposals.get_mut(&proposal) else {
             return reject(format!("unknown proposal {proposal}"));
         };
-        if p.status != ProposalStatus::Pending {
-            return reject(format!("proposal {proposal} is already {:?}", p.status));
-        }
         if p.votes.contains_key(&validator) {
             return reject(format!(
                 "validator {validator} already voted on proposal {proposal}"
             ));
+        }
+        let decided = matches!(
+            p.status,
+            ProposalStatus::Approved | ProposalStatus::Rejected
+        );
+        if decided {
+            // The audit trail keeps what every validator concluded, even after the decision
+            // (the rate of agreement counts it); the outcome does not change.
+            p.votes.insert(
+                validator,
+                VoteRecord {
+                    approve,
+                    reasons: reasons.clone(),
+                    seq,
+                },
+            );
+            let verdict = if approve { "approve" } else { "reject" };
+            self.event(
+                seq,
+                Tongue::RU,
+                "vote",
+                format!("proposal:{proposal}"),
+                format!(
+                    "validator {validator}: {verdict} after the decision ({})",
+                    reasons.join("; ")
+                ),
+            );
+            return Ok(None);
+        }
+        if p.status != ProposalStatus::Pending {
+            return reject(format!("proposal {proposal} is already {:?}", p.status));
         }
         p.votes.insert(
             validator,
@@ -373,5 +401,36 @@ impl Ledger {
             }
         }
         reasons
+    }
+}
+
+impl Ledger {
+    /// DESIGN §4: the votes this validator owes for the requests just executed at `seq`: one for
+    /// every proposal they opened, with this validator's own evaluation. Pure, so the simulator
+    /// casts votes exactly as the node does.
+    pub fn votes_due<'a>(
+        &self,
+        seq: u64,
+        executed: impl IntoIterator<Item = (&'a crate::crypto::PublicKey, u64)>,
+    ) -> Vec<crate::governance::Operation> {
+        let mut votes = Vec::new();
+        for (signer, nonce) in executed {
+            let Some(outcome) = self.outcome(signer, nonce) else {
+                continue;
+            };
+            let Some(p) = outcome.proposal else { continue };
+            let opened_here = self.state.proposals.get(&p).is_some_and(|prop| {
+                prop.opened_seq == seq && prop.status == ProposalStatus::Pending
+            });
+            if outcome.accepted && opened_here {
+                let (approve, reasons) = self.evaluate(p);
+                votes.push(crate::governance::Operation::Vote {
+                    proposal: p,
+                    approve,
+                    reasons,
+                });
+            }
+        }
+        votes
     }
 }

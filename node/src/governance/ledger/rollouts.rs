@@ -190,7 +190,7 @@ impl Ledger {
 
     /// Agents that run, or may run, the rollout's version: those the ledger put on it and the
     /// batch being deployed.
-    fn at_risk(&self, id: u64) -> BTreeSet<String> {
+    pub fn at_risk(&self, id: u64) -> BTreeSet<String> {
         let Some(r) = self.state.rollouts.get(&id) else {
             return BTreeSet::new();
         };
@@ -629,6 +629,31 @@ impl Ledger {
             "rolled_back",
             format!("rollout:{id}"),
             format!("all {count} touched agents back on {rollback_to} (from {version})"),
+        );
+        Ok(())
+    }
+
+    pub(super) fn stalled(
+        &mut self,
+        seq: u64,
+        validator: u32,
+        id: u64,
+        issued_seq: u64,
+    ) -> Result<(), Rejection> {
+        let Some(r) = self.state.rollouts.get(&id) else {
+            return reject(format!("unknown rollout {id}"));
+        };
+        if !r.status.is_active() || r.step_seq != issued_seq {
+            return reject(format!(
+                "rollout {id} is no longer at the step issued at seq {issued_seq}"
+            ));
+        }
+        self.event(
+            seq,
+            Tongue::AV,
+            "step_stalled",
+            format!("rollout:{id}"),
+            format!("validator {validator} sees no agent acknowledge the order issued at seq {issued_seq}"),
         );
         Ok(())
     }

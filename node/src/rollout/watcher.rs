@@ -1,0 +1,655 @@
+//! What a validator decides while a rollout is active, pure and deterministic given its inputs
+//! (the ledger's view of the active step, the verified acks and reports it received, and the time
+//! passed in). The node runs it on every validator; the simulator runs the same code.
+//!
+//! Every validator, not only the leader, watches the health of the agents at risk, so a silent
+//! or lying leader cannot hide a degraded canary:
+//! - any validator holding a signed report that proves degradation (or a signed failed-deploy
+//!   ack) submits `AutoRollback` with it;
+//! - any validator that has not seen healthy data from every agent of the current batch by the
+//!   step's deadline submits a `NoData` claim (the ledger needs `f + 1` of them);
+//! - the leader records agents that are deployed and healthy with `RolloutProgress` (in chunks
+//!   under the operation cap), and rollbacks with `RollbackDone`. Every validator holds the
+//!   agents' acks (agents publish them on their health streams), so if the leader does not
+//!   record a ready agent within `leader_grace_ms`, any validator does;
+//! - a validator that sees no agent acknowledge the current order within `stall_ms` submits
+//!   `Stalled`: a request that must be ordered, so a dead or silent primary is replaced by a
+//!   view change even when nothing else is pending.
+//!
+//! Operations that do not take effect (lost in a view change) are submitted again after
+//! `resubmit_ms`; the ledger refuses duplicates, so a second copy is harmless.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::governance::ledger::{Ledger, RolloutKind, RolloutStatus};
+use crate::governance::Operation;
+
+use super::evidence::{AckBody, AckOutcome, AgentSigned, DeployAck, HealthBody, HealthReport};
+use super::health::{HealthThresholds, Verdict};
+use super::order::Order;
+
+/// Most agents named in one no-data claim (the claim needs only one to be true).
+const MAX_CLAIMED_AGENTS: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct WatchSettings {
+    pub thresholds: HealthThresholds,
+    /// From the moment a validator sees a step, how long until missing healthy data is claimed
+    /// (deploy deadline + monitoring window + slack).
+    pub step_deadline_ms: u64,
+    /// Wait before submitting an operation again that has not taken effect.
+    pub resubmit_ms: u64,
+    /// How long a ready agent waits for the leader to record it before any validator does.
+    pub leader_grace_ms: u64,
+    /// How long a step may go without any agent acknowledging its order before `Stalled`.
+    pub stall_ms: u64,
+    /// Byte budget of one operation (chunks stay below the request cap).
+    pub max_op_bytes: usize,
+}
+
+/// The active rollout step, as this validator's ledger has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepView {
+    pub rollout: u64,
+    pub status: RolloutStatus,
+    /// A promotion (monitored, may roll back) rather than a restore.
+    pub promote: bool,
+    /// The order this step needs carried out.
+    pub order: Order,
+    /// The rollout's version: the one reports must be about.
+    pub version: String,
+    /// Agents whose health matters: those running or receiving the version.
+    pub watch: BTreeSet<String>,
+    /// Agents of the order already recorded in the ledger (nothing more to do for them).
+    pub recorded: BTreeSet<String>,
+}
+
+impl StepView {
+    /// The active step of `ledger`, if a rollout holds the fleet.
+    pub fn of(ledger: &Ledger) -> Option<StepView> {
+        let r = ledger.state().active_rollout()?;
+        let order = ledger.current_order(r.id)?;
+        let promote = matches!(r.kind, RolloutKind::Promote { .. });
+        let (watch, recorded) = match r.status {
+            RolloutStatus::InProgress => (
+                if promote {
+                    ledger.at_risk(r.id)
+                } else {
+                    BTreeSet::new()
+                },
+                r.recorded.clone(),
+            ),
+            _ => (
+                BTreeSet::new(),
+                r.rollback_agents
+                    .iter()
+                    .filter(|a| !r.rollback_pending.contains(*a))
+                    .cloned()
+                    .collect(),
+            ),
+        };
+        Some(StepView {
+            rollout: r.id,
+            status: r.status,
+            promote,
+            version: r.version.clone(),
+            order,
+            watch,
+            recorded,
+        })
+    }
+
+    fn same_step(&self, other: &StepView) -> bool {
+        self.rollout == other.rollout
+            && self.order.issued_seq == other.order.issued_seq
+            && self.status == other.status
+    }
+
+    /// Agents of the order still to be done.
+    pub fn remaining(&self) -> impl Iterator<Item = &String> {
+        self.order
+            .agents
+            .iter()
+            .filter(|a| !self.recorded.contains(*a))
+    }
+}
+
+pub struct Watcher {
+    settings: WatchSettings,
+    step: Option<StepView>,
+    step_seen_ms: u64,
+    /// Latest verified report per watched agent (for the active rollout and version).
+    reports: BTreeMap<String, (HealthReport, HealthBody)>,
+    /// Latest verified ack per agent for the current step (the leader's executor feeds them).
+    acks: BTreeMap<String, (DeployAck, AckBody)>,
+    /// When each kind of operation was last submitted.
+    submitted: BTreeMap<&'static str, u64>,
+    /// When each agent's ack was last submitted (progress and rollbacks).
+    submitted_agents: BTreeMap<String, u64>,
+    /// When each agent of the step was first seen ready to record.
+    ready_since: BTreeMap<String, u64>,
+    claimed_no_data: bool,
+}
+
+impl Watcher {
+    pub fn new(settings: WatchSettings) -> Self {
+        Watcher {
+            settings,
+            step: None,
+            step_seen_ms: 0,
+            reports: BTreeMap::new(),
+            acks: BTreeMap::new(),
+            submitted: BTreeMap::new(),
+            submitted_agents: BTreeMap::new(),
+            ready_since: BTreeMap::new(),
+            claimed_no_data: false,
+        }
+    }
+
+    pub fn step(&self) -> Option<&StepView> {
+        self.step.as_ref()
+    }
+
+    pub fn settings(&self) -> &WatchSettings {
+        &self.settings
+    }
+
+    /// Latest verified report of an agent in the active rollout.
+    pub fn report_of(&self, agent: &str) -> Option<&HealthBody> {
+        self.reports.get(agent).map(|(_, b)| b)
+    }
+
+    /// The ledger's current step; a new step starts a new deadline and forgets old acks.
+    pub fn observe(&mut self, view: Option<StepView>, now_ms: u64) {
+        let new_step = match (&self.step, &view) {
+            (Some(old), Some(new)) => !old.same_step(new),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if new_step {
+            self.step_seen_ms = now_ms;
+            self.acks.clear();
+            self.submitted.clear();
+            self.submitted_agents.clear();
+            self.ready_since.clear();
+            self.claimed_no_data = false;
+        }
+        match &view {
+            Some(v) => self
+                .reports
+                .retain(|a, (_, b)| b.rollout == v.rollout && v.watch.contains(a)),
+            None => self.reports.clear(),
+        }
+        self.step = view;
+    }
+
+    /// A report whose signature the caller verified.
+    pub fn report(&mut self, signed: HealthReport, body: HealthBody) {
+        let Some(step) = &self.step else { return };
+        if body.rollout == step.rollout
+            && body.version == step.version
+            && step.watch.contains(&body.agent)
+        {
+            self.reports.insert(body.agent.clone(), (signed, body));
+        }
+    }
+
+    /// An ack whose signature the caller verified.
+    pub fn ack(&mut self, signed: DeployAck, body: AckBody) {
+        let Some(step) = &self.step else { return };
+        let o = &step.order;
+        if body.rollout == o.rollout
+            && body.issued_seq == o.issued_seq
+            && body.action == o.action
+            && body.version == o.version
+            && o.is_for(&body.agent)
+        {
+            self.acks.insert(body.agent.clone(), (signed, body));
+        }
+    }
+
+    /// Whether the agent acknowledged the current order as done.
+    pub fn acked(&self, agent: &str) -> bool {
+        self.acks
+            .get(agent)
+            .is_some_and(|(_, b)| b.outcome == AckOutcome::Done)
+    }
+
+    fn due(&mut self, what: &'static str, now_ms: u64) -> bool {
+        let due = self
+            .submitted
+            .get(what)
+            .is_none_or(|t| now_ms >= t + self.settings.resubmit_ms);
+        if due {
+            self.submitted.insert(what, now_ms);
+        }
+        due
+    }
+
+    fn verdict(&self, agent: &str) -> Option<Verdict> {
+        self.report_of(agent)
+            .map(|b| self.settings.thresholds.judge(b))
+    }
+
+    /// The operations this validator should submit now.
+    pub fn decide(&mut self, now_ms: u64, leader: bool) -> Vec<Operation> {
+        let Some(step) = self.step.clone() else {
+            return Vec::new();
+        };
+        let mut ops = self.stall(&step, now_ms);
+        ops.extend(match step.status {
+            RolloutStatus::InProgress if step.promote => {
+                self.decide_promotion(&step, now_ms, leader)
+            }
+            RolloutStatus::InProgress => {
+                let done = self.done_acks(&step, now_ms, leader);
+                self.chunks(now_ms, done, Vec::new(), |acks, _| {
+                    Operation::RolloutProgress {
+                        rollout: step.rollout,
+                        batch: step.order.batch,
+                        acks,
+                        reports: Vec::new(),
+                    }
+                })
+            }
+            RolloutStatus::RollingBack => {
+                let done = self.done_acks(&step, now_ms, leader);
+                self.chunks(now_ms, done, Vec::new(), |acks, _| {
+                    Operation::RollbackDone {
+                        rollout: step.rollout,
+                        acks,
+                    }
+                })
+            }
+            _ => Vec::new(),
+        });
+        ops
+    }
+
+    /// `Stalled` while no agent of the step has answered its order.
+    fn stall(&mut self, step: &StepView, now_ms: u64) -> Vec<Operation> {
+        let answered = step.remaining().any(|a| self.acks.contains_key(a));
+        let waiting = step.remaining().next().is_some();
+        let since = now_ms.saturating_sub(self.step_seen_ms);
+        if answered || !waiting || since < self.settings.stall_ms {
+            return Vec::new();
+        }
+        let last = self.submitted.get("stalled").copied();
+        if last.is_some_and(|t| now_ms < t + self.settings.stall_ms) {
+            return Vec::new();
+        }
+        self.submitted.insert("stalled", now_ms);
+        vec![Operation::Stalled {
+            rollout: step.rollout,
+            issued_seq: step.order.issued_seq,
+        }]
+    }
+
+    /// Whether this validator should record `agent`, ready now: the leader at once, others
+    /// only after the leader had `leader_grace_ms` to do it.
+    fn mine_to_record(&mut self, agent: &str, now_ms: u64, leader: bool) -> bool {
+        let since = *self.ready_since.entry(agent.to_string()).or_insert(now_ms);
+        leader || now_ms >= since + self.settings.leader_grace_ms
+    }
+
+    fn done_acks(&mut self, step: &StepView, now_ms: u64, leader: bool) -> Vec<DeployAck> {
+        let done: Vec<(String, DeployAck)> = step
+            .remaining()
+            .filter_map(|a| self.acks.get(a))
+            .filter(|(_, b)| b.outcome == AckOutcome::Done)
+            .map(|(s, b)| (b.agent.clone(), s.clone()))
+            .collect();
+        done.into_iter()
+            .filter(|(a, _)| self.mine_to_record(a, now_ms, leader))
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    fn decide_promotion(&mut self, step: &StepView, now_ms: u64, leader: bool) -> Vec<Operation> {
+        // 1. Proof of degradation, from any validator.
+        let degraded: Vec<HealthReport> = step
+            .watch
+            .iter()
+            .filter(|a| matches!(self.verdict(a), Some(Verdict::Degraded(_))))
+            .filter_map(|a| self.reports.get(a).map(|(s, _)| s.clone()))
+            .take(MAX_CLAIMED_AGENTS)
+            .collect();
+        let failed: Vec<DeployAck> = self
+            .acks
+            .values()
+            .filter(|(_, b)| b.outcome == AckOutcome::Failed)
+            .map(|(s, _)| s.clone())
+            .take(MAX_CLAIMED_AGENTS)
+            .collect();
+        if !degraded.is_empty() || !failed.is_empty() {
+            if self.due("auto_rollback", now_ms) {
+                return vec![Operation::AutoRollback {
+                    rollout: step.rollout,
+                    reports: degraded,
+                    acks: failed,
+                }];
+            }
+            return Vec::new();
+        }
+        let mut ops = Vec::new();
+        // 2. Record agents that are deployed and healthy (the leader first).
+        {
+            let candidates: Vec<String> = step
+                .remaining()
+                .filter(|a| self.acked(a) && self.verdict(a) == Some(Verdict::Healthy))
+                .cloned()
+                .collect();
+            let ready: Vec<String> = candidates
+                .into_iter()
+                .filter(|a| self.mine_to_record(a, now_ms, leader))
+                .collect();
+            let acks = ready
+                .iter()
+                .filter_map(|a| self.acks.get(a).map(|(s, _)| s.clone()))
+                .collect();
+            let reports = ready
+                .iter()
+                .filter_map(|a| self.reports.get(a).map(|(s, _)| s.clone()))
+                .collect();
+            let rollout = step.rollout;
+            let batch = step.order.batch;
+            ops.extend(self.chunks(now_ms, acks, reports, |acks, reports| {
+                Operation::RolloutProgress {
+                    rollout,
+                    batch,
+                    acks,
+                    reports,
+                }
+            }));
+        }
+        // 3. No healthy data by the deadline is a failure: claim it (the ledger needs f + 1).
+        let deadline = self.step_seen_ms + self.settings.step_deadline_ms;
+        if !self.claimed_no_data && now_ms >= deadline {
+            let missing: Vec<String> = step
+                .remaining()
+                .filter(|a| self.verdict(a) != Some(Verdict::Healthy) || (leader && !self.acked(a)))
+                .take(MAX_CLAIMED_AGENTS)
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                self.claimed_no_data = true;
+                ops.push(Operation::NoData {
+                    rollout: step.rollout,
+                    issued_seq: step.order.issued_seq,
+                    agents: missing,
+                });
+            }
+        }
+        ops
+    }
+
+    /// Splits acks (and matching reports) of agents not submitted recently into operations
+    /// under the byte budget: a new ack goes out at once, a lost one again after `resubmit_ms`.
+    fn chunks(
+        &mut self,
+        now_ms: u64,
+        acks: Vec<DeployAck>,
+        reports: Vec<HealthReport>,
+        make: impl Fn(Vec<DeployAck>, Vec<HealthReport>) -> Operation,
+    ) -> Vec<Operation> {
+        let resubmit = self.settings.resubmit_ms;
+        let acks: Vec<DeployAck> = acks
+            .into_iter()
+            .filter(|a| {
+                self.submitted_agents
+                    .get(&a.agent)
+                    .is_none_or(|t| now_ms >= t + resubmit)
+            })
+            .collect();
+        for a in &acks {
+            self.submitted_agents.insert(a.agent.clone(), now_ms);
+        }
+        let mut by_agent: BTreeMap<String, HealthReport> =
+            reports.into_iter().map(|r| (r.agent.clone(), r)).collect();
+        let mut ops = Vec::new();
+        let (mut cur_acks, mut cur_reports, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        for ack in acks {
+            let report = by_agent.remove(&ack.agent);
+            let size = ack.encoded_len() + report.as_ref().map_or(0, AgentSigned::encoded_len);
+            if !cur_acks.is_empty() && bytes + size > self.settings.max_op_bytes {
+                ops.push(make(
+                    std::mem::take(&mut cur_acks),
+                    std::mem::take(&mut cur_reports),
+                ));
+                bytes = 0;
+            }
+            bytes += size;
+            cur_acks.push(ack);
+            cur_reports.extend(report);
+        }
+        if !cur_acks.is_empty() {
+            ops.push(make(cur_acks, cur_reports));
+        }
+        ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::ledger::Signer;
+    use crate::governance::ledger_tests::World;
+    use crate::rollout::evidence::OrderAction;
+
+    fn settings() -> WatchSettings {
+        WatchSettings {
+            thresholds: HealthThresholds::default(),
+            step_deadline_ms: 10_000,
+            resubmit_ms: 1_000,
+            leader_grace_ms: 3_000,
+            stall_ms: 20_000,
+            max_op_bytes: 1 << 20,
+        }
+    }
+
+    /// A canary rollout of v1 and a watcher that has seen it.
+    fn setup() -> (World, u64, Watcher) {
+        let mut w = World::new();
+        let r = w.promote_to_canary("v1");
+        let mut watcher = Watcher::new(settings());
+        watcher.observe(StepView::of(&w.ledger), 0);
+        (w, r, watcher)
+    }
+
+    fn feed_report(w: &World, watcher: &mut Watcher, rep: HealthReport) {
+        let body = rep
+            .open(|id| {
+                w.ledger
+                    .config()
+                    .agents
+                    .iter()
+                    .find(|a| a.id == id)
+                    .map(|a| &a.key)
+            })
+            .expect("valid report");
+        watcher.report(rep, body);
+    }
+
+    fn feed_ack(w: &World, watcher: &mut Watcher, ack: DeployAck) {
+        let body = ack
+            .open(|id| {
+                w.ledger
+                    .config()
+                    .agents
+                    .iter()
+                    .find(|a| a.id == id)
+                    .map(|a| &a.key)
+            })
+            .expect("valid ack");
+        watcher.ack(ack, body);
+    }
+
+    fn batch(w: &World, r: u64) -> Vec<usize> {
+        w.ledger.state().rollouts[&r].batches[0]
+            .iter()
+            .map(|id| w.agent_index(id))
+            .collect()
+    }
+
+    #[test]
+    fn any_validator_submits_auto_rollback_on_a_degraded_report_and_the_ledger_takes_it() {
+        let (mut w, r, mut watcher) = setup();
+        let a = batch(&w, r)[0];
+        feed_report(&w, &mut watcher, w.health(a, r, "v1", 0.3));
+        let ops = watcher.decide(100, false);
+        assert!(
+            matches!(ops.as_slice(), [Operation::AutoRollback { reports, .. }] if reports.len() == 1)
+        );
+        assert!(
+            watcher.decide(200, false).is_empty(),
+            "not again before resubmit_ms"
+        );
+        assert_eq!(
+            watcher.decide(1_200, false).len(),
+            1,
+            "again after resubmit_ms"
+        );
+        let o = w.submit(Signer::Validator(3), &ops[0]);
+        assert!(o.accepted, "{:?}", o.reasons);
+        assert_eq!(
+            w.ledger.state().rollouts[&r].status,
+            RolloutStatus::RollingBack
+        );
+    }
+
+    #[test]
+    fn the_leader_records_deployed_and_healthy_agents_in_chunks_others_do_not() {
+        let (mut w, r, mut watcher) = setup();
+        let idx = batch(&w, r);
+        for &a in &idx {
+            feed_ack(&w, &mut watcher, w.ack(a, r, "v1"));
+            feed_report(&w, &mut watcher, w.health(a, r, "v1", 0.9));
+        }
+        assert!(
+            watcher.decide(0, false).is_empty(),
+            "the leader records first"
+        );
+        // The leader did not (dead?): after the grace, any validator records them.
+        let late = watcher.decide(3_000, false);
+        assert!(
+            matches!(late.as_slice(), [Operation::RolloutProgress { acks, .. }] if acks.len() == idx.len()),
+            "{late:?}"
+        );
+        // A budget that fits one agent per operation.
+        let mut small = Watcher::new(WatchSettings {
+            max_op_bytes: 1,
+            ..settings()
+        });
+        small.observe(StepView::of(&w.ledger), 0);
+        for &a in &idx {
+            feed_ack(&w, &mut small, w.ack(a, r, "v1"));
+            feed_report(&w, &mut small, w.health(a, r, "v1", 0.9));
+        }
+        let ops = small.decide(0, true);
+        assert_eq!(ops.len(), idx.len());
+        for op in &ops {
+            let o = w.submit(Signer::Validator(0), op);
+            assert!(o.accepted, "{:?}", o.reasons);
+        }
+        assert_eq!(
+            w.ledger.state().rollouts[&r].status,
+            RolloutStatus::Completed
+        );
+    }
+
+    #[test]
+    fn not_yet_healthy_agents_are_not_recorded_and_no_data_is_claimed_at_the_deadline() {
+        let (mut w, r, mut watcher) = setup();
+        let idx = batch(&w, r);
+        for &a in &idx {
+            feed_ack(&w, &mut watcher, w.ack(a, r, "v1"));
+        }
+        // Only a few samples so far: not healthy yet, nothing to record.
+        feed_report(&w, &mut watcher, w.health_with(idx[0], r, "v1", 0.9, 3));
+        assert!(watcher.decide(5_000, true).is_empty());
+        let ops = watcher.decide(10_000, true);
+        let [Operation::NoData {
+            agents, issued_seq, ..
+        }] = ops.as_slice()
+        else {
+            panic!("expected one no-data claim, got {ops:?}");
+        };
+        assert_eq!(agents.len(), idx.len());
+        assert_eq!(*issued_seq, w.step(r));
+        assert!(
+            watcher.decide(20_000, true).is_empty(),
+            "claimed once per step"
+        );
+        assert!(w.submit(Signer::Validator(0), &ops[0]).accepted);
+    }
+
+    #[test]
+    fn a_step_no_agent_answers_is_reported_stalled_so_a_dead_primary_is_replaced() {
+        let (w, r, mut watcher) = setup();
+        let stalled = |ops: Vec<Operation>| {
+            ops.into_iter()
+                .filter(|o| matches!(o, Operation::Stalled { .. }))
+                .collect::<Vec<_>>()
+        };
+        assert!(stalled(watcher.decide(19_999, false)).is_empty());
+        assert_eq!(
+            stalled(watcher.decide(20_000, false)),
+            vec![Operation::Stalled {
+                rollout: r,
+                issued_seq: w.step(r)
+            }]
+        );
+        assert!(
+            stalled(watcher.decide(30_000, false)).is_empty(),
+            "once per stall period"
+        );
+        assert_eq!(stalled(watcher.decide(40_000, false)).len(), 1);
+        // Once an agent answers, the step is not stalled.
+        let a = batch(&w, r)[0];
+        feed_ack(&w, &mut watcher, w.ack(a, r, "v1"));
+        assert!(watcher
+            .decide(80_000, false)
+            .iter()
+            .all(|o| !matches!(o, Operation::Stalled { .. })));
+    }
+
+    #[test]
+    fn reports_for_another_rollout_version_or_agent_are_ignored() {
+        let (w, r, mut watcher) = setup();
+        let idx = batch(&w, r);
+        let outside = (0..6)
+            .find(|i| !idx.contains(i))
+            .expect("an agent outside batch 1");
+        feed_report(&w, &mut watcher, w.health(idx[0], r + 1, "v1", 0.3));
+        feed_report(&w, &mut watcher, w.health(idx[0], r, "v9", 0.3));
+        feed_report(&w, &mut watcher, w.health(outside, r, "v1", 0.3));
+        assert!(watcher.decide(0, false).is_empty());
+    }
+
+    #[test]
+    fn the_leader_records_rollback_acks() {
+        let (mut w, r, mut watcher) = setup();
+        let idx = batch(&w, r);
+        feed_report(&w, &mut watcher, w.health(idx[0], r, "v1", 0.3));
+        let ops = watcher.decide(0, true);
+        assert!(w.submit(Signer::Validator(0), &ops[0]).accepted);
+        watcher.observe(StepView::of(&w.ledger), 10);
+        let step = watcher.step().cloned().expect("rolling back");
+        assert_eq!(step.order.action, OrderAction::Rollback);
+        for &a in &idx {
+            let ack = w.ack_with(a, r, OrderAction::Rollback, "v0", AckOutcome::Done);
+            feed_ack(&w, &mut watcher, ack);
+        }
+        let ops = watcher.decide(20, true);
+        assert!(
+            matches!(ops.as_slice(), [Operation::RollbackDone { acks, .. }] if acks.len() == idx.len())
+        );
+        assert!(w.submit(Signer::Validator(0), &ops[0]).accepted);
+        watcher.observe(StepView::of(&w.ledger), 30);
+        assert!(watcher.step().is_none());
+        assert_eq!(
+            w.ledger.state().rollouts[&r].status,
+            RolloutStatus::RolledBack
+        );
+    }
+}

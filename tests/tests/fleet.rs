@@ -1,0 +1,210 @@
+//! End to end with a fleet: 4 `scbe-node` and 6 `scbe-agent` processes on loopback (synthetic
+//! health, three specialties, monitoring windows of 3 s). What each agent runs is read from the
+//! agent itself (`Describe`), not from the ledger, so these tests see what really happened.
+
+use std::time::Duration;
+
+use scbe_node::governance::Stage;
+use scbe_node::net::fleet_wire::{agent_signed_from_proto, signed_order_to_proto};
+use scbe_node::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
+use scbe_node::rollout::order::{Endorsement, Order, SignedOrder};
+use scbe_proto::v1 as pb;
+use scbe_tests::{fleet_options, rollout, rollout_is, Harness};
+
+/// Long enough for a few monitoring windows on a busy 2-core machine.
+const ROLLOUT_DEADLINE: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_release_reaches_every_agent_through_canary_and_production() {
+    let mut h = Harness::start(fleet_options()).await;
+    h.register_and_promote("r1", Stage::Canary).await;
+    let s = h
+        .wait_summary(1, "canary completed", ROLLOUT_DEADLINE, |s| {
+            rollout_is(s, 0, "completed")
+        })
+        .await;
+    assert_eq!(
+        rollout(&s, 0).map(|r| r["batches"].clone()),
+        Some(serde_json::json!([3]))
+    );
+    assert_eq!(s["current"]["canary"], "r1");
+    for i in 0..3 {
+        assert_eq!(
+            h.describe(i).await.current_version,
+            "r1",
+            "canary agent {i}"
+        );
+    }
+    for i in 3..6 {
+        assert_eq!(
+            h.describe(i).await.current_version,
+            "v0",
+            "agent {i} is not in the canary"
+        );
+    }
+    h.register_and_promote("r1", Stage::Production).await;
+    let s = h
+        .wait_summary(2, "production completed", ROLLOUT_DEADLINE, |s| {
+            rollout_is(s, 1, "completed")
+        })
+        .await;
+    assert_eq!(s["current"]["production"], "r1");
+    assert!(s["known_good"]
+        .as_array()
+        .is_some_and(|k| k.iter().any(|v| v == "r1")));
+    for i in 0..6 {
+        let d = h.describe(i).await;
+        assert_eq!(
+            (d.current_version.as_str(), d.previous_version.as_str()),
+            ("r1", "v0"),
+            "agent {i}"
+        );
+    }
+    // Agents obey the quorum, not the leader: an order signed by validator 0 alone is refused
+    // with a signed refusal, and nothing runs.
+    let leader =
+        scbe_node::config::read_key_file(&h.cluster.dir.join("keys/node0.key")).expect("key");
+    let order = Order {
+        rollout: 1,
+        action: OrderAction::Deploy,
+        batch: 2,
+        issued_seq: u64::MAX / 2,
+        version: "r-evil".into(),
+        release_digest: String::new(),
+        units: vec![],
+        agents: vec!["agent-04".into()],
+    };
+    let bytes = order.to_bytes();
+    let signed = SignedOrder {
+        endorsements: vec![Endorsement::sign(&bytes, &leader); 3],
+        order: bytes,
+    };
+    let mut c = pb::fleet_agent_client::FleetAgentClient::connect(h.cluster.agent_url(4))
+        .await
+        .expect("agent serves");
+    let reply = c
+        .deploy(signed_order_to_proto(&signed))
+        .await
+        .expect("answers")
+        .into_inner();
+    let ack: DeployAck = agent_signed_from_proto(reply).expect("signed ack");
+    let agent_key = scbe_node::config::read_key_file(&h.cluster.dir.join("keys/agent-04.key"))
+        .expect("agent key")
+        .public();
+    let body: AckBody = ack.open(|_| Some(&agent_key)).expect("signed by the agent");
+    assert_eq!(body.outcome, AckOutcome::Refused);
+    assert!(
+        body.detail.contains("1 valid signatures"),
+        "{}",
+        body.detail
+    );
+    assert_eq!(h.describe(4).await.current_version, "r1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
+    // agent-05 signs with a key the validators do not know: its reports must be refused.
+    let mut h = Harness::start_with(fleet_options(), |c| {
+        let path = c.dir.join("keys/agent-05.key");
+        std::fs::remove_file(&path).expect("remove key");
+        scbe_node::config::write_new_key(&path).expect("new key");
+    })
+    .await;
+    h.register_and_promote("r2-bad", Stage::Canary).await;
+    let s = h
+        .wait_summary(0, "canary rolled back", ROLLOUT_DEADLINE, |s| {
+            rollout_is(s, 0, "rolled_back")
+        })
+        .await;
+    let r = rollout(&s, 0).cloned().unwrap_or_default();
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|x| x.contains("consecutive sample")),
+        "{r}"
+    );
+    assert!(s["current"].get("canary").is_none(), "{s}");
+    assert_eq!(s["releases"]["r2-bad"], "staging");
+    for i in 0..3 {
+        let d = h.describe(i).await;
+        assert_eq!(
+            (d.current_version.as_str(), d.previous_version.as_str()),
+            ("v0", "r2-bad"),
+            "touched agent {i} is back on the old version"
+        );
+    }
+    let metrics = h.metrics_text(0);
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("scbe_health_reports_refused_total") && l.contains("bad signature"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "no refused report counted:\n{metrics}");
+    let forged_listed = s["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == "agent-05"))
+        .map(|a| a["health"].is_null());
+    assert_eq!(
+        forged_listed,
+        Some(true),
+        "a forged report never counts as the agent's health"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_primary_resumes_a_rollout_whose_primary_was_killed() {
+    let mut h = Harness::start(fleet_options()).await;
+    h.register_and_promote("r3", Stage::Canary).await;
+    // Mid-rollout: the first agent runs r3 and is being monitored.
+    h.wait_agent_version(0, "r3", ROLLOUT_DEADLINE).await;
+    h.cluster.kill(0); // primary of view 0
+    let s = h
+        .wait_summary(
+            1,
+            "canary completed under a new primary",
+            ROLLOUT_DEADLINE,
+            |s| rollout_is(s, 0, "completed"),
+        )
+        .await;
+    assert_eq!(s["current"]["canary"], "r3");
+    let status = h.status(1, None).await;
+    assert!(
+        status.view > 0,
+        "a view change elected a new primary: {status:?}"
+    );
+    for i in 0..3 {
+        assert_eq!(h.describe(i).await.current_version, "r3");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_canary_gives_no_data_and_the_batch_rolls_back() {
+    let mut h = Harness::start(fleet_options()).await;
+    h.register_and_promote("r4", Stage::Canary).await;
+    h.wait_agent_version(1, "r4", ROLLOUT_DEADLINE).await;
+    h.cluster.kill_agent(1);
+    let s = h
+        .wait_summary(2, "rollback on no data", ROLLOUT_DEADLINE, |s| {
+            rollout(s, 0)
+                .is_some_and(|r| r["status"] == "rolling_back" || r["status"] == "rolled_back")
+        })
+        .await;
+    let r = rollout(&s, 0).cloned().unwrap_or_default();
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|x| x.contains("no healthy data") && x.contains("agent-01")),
+        "{r}"
+    );
+    for i in [0, 2] {
+        h.wait_agent_version(i, "v0", ROLLOUT_DEADLINE).await;
+    }
+    // The silent agent is rolled back once it is back.
+    h.cluster.start_agent(1).expect("restart agent");
+    h.wait_summary(2, "rolled back", ROLLOUT_DEADLINE, |s| {
+        rollout_is(s, 0, "rolled_back")
+    })
+    .await;
+    assert_eq!(h.describe(1).await.current_version, "v0");
+}
