@@ -574,7 +574,10 @@ mod tests {
         assert_eq!(v.raw.consensus.request_timeout, Duration::from_millis(500));
         assert_eq!(v.ledger.agents.len(), 1);
         assert_eq!(v.ledger.health.min_samples, 30, "5m window / 10s samples");
-        assert_eq!(v.ledger.health.max_response_ms_p95, 200.0, "the latency gate");
+        assert_eq!(
+            v.ledger.health.max_response_ms_p95, 200.0,
+            "the latency gate"
+        );
         assert_eq!(v.raw.rollout.step_deadline(), Duration::from_secs(450));
     }
 

@@ -312,8 +312,24 @@ impl Runtime {
             self.metrics.set_consensus_rate(rate);
         }
         let mut actions = Vec::new();
+        // f + 1 validators found the step unexecuted under this view: leave it, together.
+        let replace = self
+            .watcher
+            .step()
+            .and_then(|s| s.replace_view)
+            .is_some_and(|v| v == seen.1);
+        if replace && self.replica.status() == crate::consensus::Status::Normal {
+            tracing::warn!(
+                node = self.id,
+                view = seen.1,
+                "the ledger replaces this view's primary"
+            );
+            actions.extend(self.replica.handle(Input::ReplacePrimary {
+                view: crate::consensus::View(seen.1),
+            }));
+        }
         if decide {
-            for op in self.watcher.decide(now, primary) {
+            for op in self.watcher.decide(now, primary, seen.1) {
                 let r = self.own_request(&op);
                 actions.extend(self.replica.handle(Input::ClientRequest(r)));
             }
@@ -541,7 +557,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                     let _ = reply.send(chunk);
                 }
                 Inbound::Fleet(FleetInput::Report(signed, body)) => {
-                    rt.watcher.report(signed, body);
+                    let now = rt.now_ms();
+                    rt.watcher.report(signed, body, now);
                     decide = true;
                 }
                 Inbound::Fleet(FleetInput::Ack(signed, body)) => {

@@ -20,6 +20,35 @@ pub enum Misbehaviour {
     Forge,
     /// Replays old envelopes it has seen (validly signed, stale) to random peers.
     Replay,
+    /// Lies about the fleet: submits rollout progress with forged or premature agent evidence
+    /// (reports signed by itself, edited reports, reports from before the window ended) and
+    /// delivers no orders when it leads.
+    FleetLie,
+}
+
+/// How a simulated fleet agent behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentBehaviour {
+    /// Follows the synthetic model: healthy, or degrading on releases containing "bad".
+    Honest,
+    /// Sends nothing and answers nothing until the faults heal.
+    Silent,
+    /// Honest about deploys, but also sends garbage and validly signed reports for other
+    /// rollouts.
+    Byzantine,
+}
+
+/// The fleet part of a scenario.
+#[derive(Clone, Debug)]
+pub struct FleetScenario {
+    /// (specialty, behaviour) per agent, agents named agent-00, agent-01, ...
+    pub agents: Vec<(String, AgentBehaviour)>,
+    /// Samples on a "bad" release before the synthetic model degrades (below the window).
+    pub degrade_after: u32,
+    /// The requester's releases, in order; names containing "bad" degrade.
+    pub releases: Vec<String>,
+    /// Whether healthy releases go on to production after canary.
+    pub to_production: bool,
 }
 
 /// Overrides from the command line; `None` means derive from the seed.
@@ -72,6 +101,7 @@ pub struct Scenario {
     pub safety_ms: u64,
     /// Liveness must be reached within this long after healing.
     pub liveness_deadline_ms: u64,
+    pub fleet: FleetScenario,
 }
 
 impl Scenario {
@@ -131,6 +161,13 @@ impl Scenario {
                 restart_after_ms: rng.random_range(50..=2_000),
             });
         }
+        let fleet = derive_fleet(&mut rng);
+        let mut byzantine = byzantine;
+        for (_, m) in &mut byzantine {
+            if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
+                m.insert(Misbehaviour::FleetLie);
+            }
+        }
         Scenario {
             seed,
             n,
@@ -154,6 +191,7 @@ impl Scenario {
             client_retry_ms: 600,
             safety_ms,
             liveness_deadline_ms: 120_000,
+            fleet,
         }
     }
 
@@ -169,9 +207,26 @@ impl Scenario {
     }
 
     /// One line that says what the seed set up, for failure reports.
+    pub fn fleet_summary(&self) -> String {
+        let odd: Vec<String> = self
+            .fleet
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, b))| *b != AgentBehaviour::Honest)
+            .map(|(i, (_, b))| format!("agent-{i:02}:{b:?}"))
+            .collect();
+        format!(
+            "agents={} odd={odd:?} releases={:?} production={}",
+            self.fleet.agents.len(),
+            self.fleet.releases,
+            self.fleet.to_production
+        )
+    }
+
     pub fn summary(&self) -> String {
         format!(
-            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} clients={}",
+            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} clients={} {}",
             self.n,
             self.byzantine,
             self.checkpoint_interval,
@@ -184,7 +239,40 @@ impl Scenario {
             self.duplicate_rate,
             self.partitions.len(),
             self.crashes.len(),
-            self.clients
+            self.clients,
+            self.fleet_summary()
         )
+    }
+}
+
+/// Agents, their behaviours and the requester's script, from the seed. Drawn after everything
+/// else so adding the fleet left the consensus part of older seeds unchanged.
+fn derive_fleet(rng: &mut ChaCha8Rng) -> FleetScenario {
+    const SPECIALTIES: [&str; 3] = ["code_execute", "doc_plan", "memory_storage"];
+    let count = rng.random_range(3..=9);
+    let agents = (0..count)
+        .map(|i| {
+            let b = match rng.random_range(0..10) {
+                0 => AgentBehaviour::Silent,
+                1 => AgentBehaviour::Byzantine,
+                _ => AgentBehaviour::Honest,
+            };
+            (SPECIALTIES[i % 3].to_string(), b)
+        })
+        .collect();
+    let releases = (1..=rng.random_range(1..=3))
+        .map(|i| {
+            if rng.random_bool(0.4) {
+                format!("r{i}-bad")
+            } else {
+                format!("r{i}")
+            }
+        })
+        .collect();
+    FleetScenario {
+        agents,
+        degrade_after: rng.random_range(1..=2),
+        releases,
+        to_production: rng.random_bool(0.6),
     }
 }

@@ -40,11 +40,16 @@ async fn a_promotion_is_decided_and_approved_by_the_validators_votes() {
         })
         .await;
     }
-    let s = h.status(3, None).await;
+    // This quorum has no fleet: the approved promotion deploys nothing, so it must not count
+    // as a canary (the rollout fails with a reason, the release stays in staging).
+    let s = h.summary(3).await;
+    assert_eq!(s["releases"]["v1"], "staging", "{s}");
+    assert_eq!(s["rollouts"][0]["status"], "failed", "{s}");
     assert!(
-        s.detail_json.contains("\"v1\":\"canary\""),
-        "{}",
-        s.detail_json
+        s["rollouts"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no registered agents")),
+        "{s}"
     );
 }
 

@@ -18,6 +18,11 @@ pub enum Input {
     Message(Signed<Message>),
     /// A timer the replica set has fired. Stale timers are ignored.
     Timeout(Timer),
+    /// The application decided, at a point of the ordered log every honest replica reaches,
+    /// that the primary of `view` must be replaced (e.g. `f + 1` validators saw it leave a
+    /// rollout unexecuted). A replica still in `view` starts a view change; any other ignores it.
+    /// Because the decision is in the log, honest replicas leave the view together.
+    ReplacePrimary { view: View },
 }
 
 /// Which timer. Durations live in the runtime's config.

@@ -392,6 +392,13 @@ impl Replica {
             Input::ClientRequest(r) => self.on_request(r, true),
             Input::Message(m) => self.on_message(m),
             Input::Timeout(t) => self.on_timeout(t),
+            Input::ReplacePrimary { view } => {
+                if view == self.view && self.status == Status::Normal {
+                    self.start_view_change(view.next());
+                } else {
+                    self.drop_input("replace-primary for a view already left");
+                }
+            }
         }
         std::mem::take(&mut self.out)
     }

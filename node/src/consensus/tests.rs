@@ -464,3 +464,30 @@ fn lagging_replica_catches_up_from_commit_certificates() {
     assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(2));
     assert_eq!(c.replica(3).app().digest(), c.replica(0).app().digest());
 }
+
+/// The application's verdict, reached at the same point of the log by every honest replica,
+/// replaces a primary that orders requests but does not do its job: all leave the view together
+/// and the next primary takes over. A verdict for a view already left is ignored.
+#[test]
+fn replace_primary_moves_every_replica_to_the_next_view_together() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    for i in 0..4 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    // Old verdicts change nothing.
+    c.input(2, Input::ReplacePrimary { view: View(0) });
+    assert_eq!(c.replica(2).view(), View(1));
+    // The new primary (1) orders requests.
+    c.input(1, Input::ClientRequest(c.request(2)));
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.executed_seqs(i), vec![1, 2], "replica {i}");
+    }
+}

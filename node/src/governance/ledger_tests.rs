@@ -874,3 +874,48 @@ proptest! {
         prop_assert_eq!(before.status, after.status);
     }
 }
+
+#[test]
+fn f_plus_one_stall_claims_for_a_view_mark_its_primary_for_replacement() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let step = w.step(r);
+    let claim = |view| Operation::Stalled {
+        rollout: r,
+        issued_seq: step,
+        view,
+    };
+    assert!(w.submit(Signer::Validator(1), &claim(0)).accepted);
+    assert!(
+        !w.submit(Signer::Validator(1), &claim(0)).accepted,
+        "one claim per validator"
+    );
+    assert!(
+        w.submit(Signer::Validator(2), &claim(1)).accepted,
+        "another view counts apart"
+    );
+    assert_eq!(w.ledger.state().rollouts[&r].replace_view, None);
+    assert!(w.submit(Signer::Validator(3), &claim(0)).accepted);
+    assert_eq!(w.ledger.state().rollouts[&r].replace_view, Some(0));
+    assert!(
+        !w.submit(Signer::Validator(0), &claim(0)).accepted,
+        "already being replaced"
+    );
+    assert!(!w.request(claim(1)).accepted, "requesters cannot claim");
+    // A new step starts afresh.
+    let batch = w.ledger.state().rollouts[&r].batches[0].clone();
+    let idx: Vec<usize> = batch.iter().map(|id| w.agent_index(id)).collect();
+    let acks = idx.iter().map(|&a| w.ack(a, r, "v1")).collect();
+    let reports = idx.iter().map(|&a| w.health(a, r, "v1", 0.9)).collect();
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout: r,
+            batch: 1,
+            acks,
+            reports,
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    assert_eq!(w.ledger.state().rollouts[&r].replace_view, None);
+}

@@ -61,10 +61,15 @@ pub enum Operation {
     },
     /// Agents of a rolling-back rollout acknowledged the rollback (signed acks; chunks allowed).
     RollbackDone { rollout: u64, acks: Vec<DeployAck> },
-    /// A validator sees no agent acknowledge the current step's order. Changes nothing but the
-    /// event log: it exists to be ordered, so a dead primary shows (the request times out at
-    /// the backups) and a view change elects one that executes the step.
-    Stalled { rollout: u64, issued_seq: u64 },
+    /// A validator sees the agents of the current step alive (their reports arrive) but none
+    /// acknowledging its order under the primary of `view`. At `f + 1` distinct claims for the
+    /// same step and view, every honest replica leaves `view` (a view change elects a primary
+    /// that executes). A dead primary is caught earlier: the claim times out at the backups.
+    Stalled {
+        rollout: u64,
+        issued_seq: u64,
+        view: u64,
+    },
 }
 
 impl Operation {

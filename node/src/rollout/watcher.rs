@@ -12,9 +12,11 @@
 //!   under the operation cap), and rollbacks with `RollbackDone`. Every validator holds the
 //!   agents' acks (agents publish them on their health streams), so if the leader does not
 //!   record a ready agent within `leader_grace_ms`, any validator does;
-//! - a validator that sees no agent acknowledge the current order within `stall_ms` submits
-//!   `Stalled`: a request that must be ordered, so a dead or silent primary is replaced by a
-//!   view change even when nothing else is pending.
+//! - a validator that sees the step's agents alive (reporting) but none acknowledging the order
+//!   within `stall_ms` submits `Stalled` for the current view. A dead primary never orders it,
+//!   so it times out at the backups and a view change follows; a live primary that orders it but
+//!   does not execute is replaced once `f + 1` validators claim so (the ledger marks the view
+//!   and every honest replica leaves it at that point of the log).
 //!
 //! Operations that do not take effect (lost in a view change) are submitted again after
 //! `resubmit_ms`; the ledger refuses duplicates, so a second copy is harmless.
@@ -62,6 +64,8 @@ pub struct StepView {
     pub watch: BTreeSet<String>,
     /// Agents of the order already recorded in the ledger (nothing more to do for them).
     pub recorded: BTreeSet<String>,
+    /// The view whose primary the ledger marked for replacement (stalled step).
+    pub replace_view: Option<u64>,
 }
 
 impl StepView {
@@ -90,6 +94,7 @@ impl StepView {
         };
         Some(StepView {
             rollout: r.id,
+            replace_view: r.replace_view,
             status: r.status,
             promote,
             version: r.version.clone(),
@@ -128,6 +133,8 @@ pub struct Watcher {
     submitted_agents: BTreeMap<String, u64>,
     /// When each agent of the step was first seen ready to record.
     ready_since: BTreeMap<String, u64>,
+    /// When a report from each agent last arrived (any rollout): who is alive.
+    heard_at: BTreeMap<String, u64>,
     claimed_no_data: bool,
 }
 
@@ -142,6 +149,7 @@ impl Watcher {
             submitted: BTreeMap::new(),
             submitted_agents: BTreeMap::new(),
             ready_since: BTreeMap::new(),
+            heard_at: BTreeMap::new(),
             claimed_no_data: false,
         }
     }
@@ -183,8 +191,9 @@ impl Watcher {
         self.step = view;
     }
 
-    /// A report whose signature the caller verified.
-    pub fn report(&mut self, signed: HealthReport, body: HealthBody) {
+    /// A report whose signature the caller verified, received at `now_ms`.
+    pub fn report(&mut self, signed: HealthReport, body: HealthBody, now_ms: u64) {
+        self.heard_at.insert(body.agent.clone(), now_ms);
         let Some(step) = &self.step else { return };
         if body.rollout == step.rollout
             && body.version == step.version
@@ -231,12 +240,12 @@ impl Watcher {
             .map(|b| self.settings.thresholds.judge(b))
     }
 
-    /// The operations this validator should submit now.
-    pub fn decide(&mut self, now_ms: u64, leader: bool) -> Vec<Operation> {
+    /// The operations this validator should submit now, in consensus view `view`.
+    pub fn decide(&mut self, now_ms: u64, leader: bool, view: u64) -> Vec<Operation> {
         let Some(step) = self.step.clone() else {
             return Vec::new();
         };
-        let mut ops = self.stall(&step, now_ms);
+        let mut ops = self.stall(&step, now_ms, view);
         ops.extend(match step.status {
             RolloutStatus::InProgress if step.promote => {
                 self.decide_promotion(&step, now_ms, leader)
@@ -266,22 +275,27 @@ impl Watcher {
         ops
     }
 
-    /// `Stalled` while no agent of the step has answered its order.
-    fn stall(&mut self, step: &StepView, now_ms: u64) -> Vec<Operation> {
+    /// `Stalled` while the step's agents are alive but none has answered its order.
+    fn stall(&mut self, step: &StepView, now_ms: u64, view: u64) -> Vec<Operation> {
+        let window = self.settings.stall_ms;
         let answered = step.remaining().any(|a| self.acks.contains_key(a));
-        let waiting = step.remaining().next().is_some();
+        let alive = step
+            .remaining()
+            .any(|a| self.heard_at.get(a).is_some_and(|t| now_ms < t + window));
         let since = now_ms.saturating_sub(self.step_seen_ms);
-        if answered || !waiting || since < self.settings.stall_ms {
+        if answered || !alive || since < window || step.replace_view.is_some_and(|v| v >= view) {
             return Vec::new();
         }
-        let last = self.submitted.get("stalled").copied();
-        if last.is_some_and(|t| now_ms < t + self.settings.stall_ms) {
+        let key = "stalled";
+        let last = self.submitted.get(key).copied();
+        if last.is_some_and(|t| now_ms < t + window) {
             return Vec::new();
         }
-        self.submitted.insert("stalled", now_ms);
+        self.submitted.insert(key, now_ms);
         vec![Operation::Stalled {
             rollout: step.rollout,
             issued_seq: step.order.issued_seq,
+            view,
         }]
     }
 
@@ -467,7 +481,7 @@ mod tests {
                     .map(|a| &a.key)
             })
             .expect("valid report");
-        watcher.report(rep, body);
+        watcher.report(rep, body, 0);
     }
 
     fn feed_ack(w: &World, watcher: &mut Watcher, ack: DeployAck) {
@@ -496,16 +510,16 @@ mod tests {
         let (mut w, r, mut watcher) = setup();
         let a = batch(&w, r)[0];
         feed_report(&w, &mut watcher, w.health(a, r, "v1", 0.3));
-        let ops = watcher.decide(100, false);
+        let ops = watcher.decide(100, false, 0);
         assert!(
             matches!(ops.as_slice(), [Operation::AutoRollback { reports, .. }] if reports.len() == 1)
         );
         assert!(
-            watcher.decide(200, false).is_empty(),
+            watcher.decide(200, false, 0).is_empty(),
             "not again before resubmit_ms"
         );
         assert_eq!(
-            watcher.decide(1_200, false).len(),
+            watcher.decide(1_200, false, 0).len(),
             1,
             "again after resubmit_ms"
         );
@@ -526,11 +540,11 @@ mod tests {
             feed_report(&w, &mut watcher, w.health(a, r, "v1", 0.9));
         }
         assert!(
-            watcher.decide(0, false).is_empty(),
+            watcher.decide(0, false, 0).is_empty(),
             "the leader records first"
         );
         // The leader did not (dead?): after the grace, any validator records them.
-        let late = watcher.decide(3_000, false);
+        let late = watcher.decide(3_000, false, 0);
         assert!(
             matches!(late.as_slice(), [Operation::RolloutProgress { acks, .. }] if acks.len() == idx.len()),
             "{late:?}"
@@ -545,7 +559,7 @@ mod tests {
             feed_ack(&w, &mut small, w.ack(a, r, "v1"));
             feed_report(&w, &mut small, w.health(a, r, "v1", 0.9));
         }
-        let ops = small.decide(0, true);
+        let ops = small.decide(0, true, 0);
         assert_eq!(ops.len(), idx.len());
         for op in &ops {
             let o = w.submit(Signer::Validator(0), op);
@@ -566,8 +580,8 @@ mod tests {
         }
         // Only a few samples so far: not healthy yet, nothing to record.
         feed_report(&w, &mut watcher, w.health_with(idx[0], r, "v1", 0.9, 3));
-        assert!(watcher.decide(5_000, true).is_empty());
-        let ops = watcher.decide(10_000, true);
+        assert!(watcher.decide(5_000, true, 0).is_empty());
+        let ops = watcher.decide(10_000, true, 0);
         let [Operation::NoData {
             agents, issued_seq, ..
         }] = ops.as_slice()
@@ -577,7 +591,7 @@ mod tests {
         assert_eq!(agents.len(), idx.len());
         assert_eq!(*issued_seq, w.step(r));
         assert!(
-            watcher.decide(20_000, true).is_empty(),
+            watcher.decide(20_000, true, 0).is_empty(),
             "claimed once per step"
         );
         assert!(w.submit(Signer::Validator(0), &ops[0]).accepted);
@@ -586,29 +600,48 @@ mod tests {
     #[test]
     fn a_step_no_agent_answers_is_reported_stalled_so_a_dead_primary_is_replaced() {
         let (w, r, mut watcher) = setup();
+        // The agents are alive: one of them reports (for the previous version).
+        let a0 = batch(&w, r)[0];
+        let hello = w.health(a0, r + 100, "v0", 0.9);
+        let body = hello
+            .open(|id| {
+                w.ledger
+                    .config()
+                    .agents
+                    .iter()
+                    .find(|a| a.id == id)
+                    .map(|a| &a.key)
+            })
+            .expect("valid");
+        watcher.report(hello.clone(), body.clone(), 19_000);
         let stalled = |ops: Vec<Operation>| {
             ops.into_iter()
                 .filter(|o| matches!(o, Operation::Stalled { .. }))
                 .collect::<Vec<_>>()
         };
-        assert!(stalled(watcher.decide(19_999, false)).is_empty());
+        assert!(stalled(watcher.decide(19_999, false, 0)).is_empty());
         assert_eq!(
-            stalled(watcher.decide(20_000, false)),
+            stalled(watcher.decide(20_000, false, 0)),
             vec![Operation::Stalled {
                 rollout: r,
-                issued_seq: w.step(r)
+                issued_seq: w.step(r),
+                view: 0
             }]
         );
         assert!(
-            stalled(watcher.decide(30_000, false)).is_empty(),
+            stalled(watcher.decide(30_000, false, 0)).is_empty(),
             "once per stall period"
         );
-        assert_eq!(stalled(watcher.decide(40_000, false)).len(), 1);
+        watcher.report(hello.clone(), body.clone(), 39_000);
+        assert_eq!(stalled(watcher.decide(40_000, false, 0)).len(), 1);
+        // Agents that went quiet do not make the leader a suspect.
+        assert!(stalled(watcher.decide(70_000, false, 0)).is_empty());
+        watcher.report(hello, body, 75_000);
         // Once an agent answers, the step is not stalled.
         let a = batch(&w, r)[0];
         feed_ack(&w, &mut watcher, w.ack(a, r, "v1"));
         assert!(watcher
-            .decide(80_000, false)
+            .decide(80_000, false, 0)
             .iter()
             .all(|o| !matches!(o, Operation::Stalled { .. })));
     }
@@ -623,7 +656,7 @@ mod tests {
         feed_report(&w, &mut watcher, w.health(idx[0], r + 1, "v1", 0.3));
         feed_report(&w, &mut watcher, w.health(idx[0], r, "v9", 0.3));
         feed_report(&w, &mut watcher, w.health(outside, r, "v1", 0.3));
-        assert!(watcher.decide(0, false).is_empty());
+        assert!(watcher.decide(0, false, 0).is_empty());
     }
 
     #[test]
@@ -631,7 +664,7 @@ mod tests {
         let (mut w, r, mut watcher) = setup();
         let idx = batch(&w, r);
         feed_report(&w, &mut watcher, w.health(idx[0], r, "v1", 0.3));
-        let ops = watcher.decide(0, true);
+        let ops = watcher.decide(0, true, 0);
         assert!(w.submit(Signer::Validator(0), &ops[0]).accepted);
         watcher.observe(StepView::of(&w.ledger), 10);
         let step = watcher.step().cloned().expect("rolling back");
@@ -640,7 +673,7 @@ mod tests {
             let ack = w.ack_with(a, r, OrderAction::Rollback, "v0", AckOutcome::Done);
             feed_ack(&w, &mut watcher, ack);
         }
-        let ops = watcher.decide(20, true);
+        let ops = watcher.decide(20, true, 0);
         assert!(
             matches!(ops.as_slice(), [Operation::RollbackDone { acks, .. }] if acks.len() == idx.len())
         );

@@ -20,6 +20,8 @@
 //! - `NoData` (validator): `f + 1` distinct claims that the current step produced no healthy data
 //!   by its deadline roll the rollout back.
 //! - `RollbackDone` (validator): agents' signed acks of the rollback.
+//! - `Stalled` (validator): `f + 1` distinct claims that a step's order goes unexecuted under a
+//!   view mark that view's primary for replacement (the runtime then changes view).
 
 mod proposals;
 mod rollouts;
@@ -251,10 +253,11 @@ impl Ledger {
             Operation::Stalled {
                 rollout,
                 issued_seq,
+                view,
             } => {
                 let v = only_validators("report stalled steps")?;
                 out.rollout = Some(rollout);
-                self.stalled(seq, v, rollout, issued_seq)
+                self.stalled(seq, v, rollout, issued_seq, view)
             }
         }
     }

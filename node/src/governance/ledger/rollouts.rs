@@ -69,6 +69,8 @@ impl Ledger {
                 rollback_agents: Vec::new(),
                 rollback_pending: BTreeSet::new(),
                 no_data: BTreeSet::new(),
+                stalled: BTreeMap::new(),
+                replace_view: None,
                 reason: String::new(),
                 ended_seq: None,
             },
@@ -406,6 +408,8 @@ impl Ledger {
         r.completed = batch;
         r.recorded.clear();
         r.no_data.clear();
+        r.stalled.clear();
+        r.replace_view = None;
         r.step_seq = seq;
         let last = batch as usize == batches;
         let what = if restore {
@@ -547,6 +551,8 @@ impl Ledger {
         r.status = RolloutStatus::RollingBack;
         r.reason = reason.clone();
         r.step_seq = seq;
+        r.stalled.clear();
+        r.replace_view = None;
         r.rollback_pending = agents.iter().cloned().collect();
         r.rollback_agents = agents;
         let (version, rollback_to, count) = (
@@ -639,8 +645,13 @@ impl Ledger {
         validator: u32,
         id: u64,
         issued_seq: u64,
+        view: u64,
     ) -> Result<(), Rejection> {
-        let Some(r) = self.state.rollouts.get(&id) else {
+        if validator as usize >= self.cfg.validators.len() {
+            return reject(format!("validator {validator} is not in the validator set"));
+        }
+        let needed = self.cfg.f() + 1;
+        let Some(r) = self.state.rollouts.get_mut(&id) else {
             return reject(format!("unknown rollout {id}"));
         };
         if !r.status.is_active() || r.step_seq != issued_seq {
@@ -648,13 +659,47 @@ impl Ledger {
                 "rollout {id} is no longer at the step issued at seq {issued_seq}"
             ));
         }
-        self.event(
-            seq,
-            Tongue::AV,
-            "step_stalled",
-            format!("rollout:{id}"),
-            format!("validator {validator} sees no agent acknowledge the order issued at seq {issued_seq}"),
+        if r.replace_view.is_some_and(|v| v >= view) {
+            return reject(format!(
+                "the primary of view {view} is already being replaced"
+            ));
+        }
+        let claims = r.stalled.entry(view).or_default();
+        if !claims.insert(validator) {
+            return reject(format!(
+                "validator {validator} already claimed this step stalled in view {view}"
+            ));
+        }
+        let (count, who) = (
+            claims.len(),
+            claims
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
         );
+        if count >= needed {
+            r.replace_view = Some(view);
+            self.event(
+                seq,
+                Tongue::KO,
+                "leader_replaced",
+                format!("rollout:{id}"),
+                format!(
+                    "validators {who} see the step issued at seq {issued_seq} unexecuted: the primary of view {view} is replaced"
+                ),
+            );
+        } else {
+            self.event(
+                seq,
+                Tongue::AV,
+                "step_stalled",
+                format!("rollout:{id}"),
+                format!(
+                    "validator {validator} sees no agent acknowledge the order issued at seq {issued_seq} in view {view} ({count} of {needed} claims)"
+                ),
+            );
+        }
         Ok(())
     }
 

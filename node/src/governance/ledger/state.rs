@@ -127,6 +127,12 @@ pub struct Rollout {
     pub rollback_pending: BTreeSet<String>,
     /// Validators that claimed no data for the current step.
     pub no_data: BTreeSet<u32>,
+    /// Validators that claimed the current step stalled, per consensus view.
+    #[serde(default)]
+    pub stalled: BTreeMap<u64, BTreeSet<u32>>,
+    /// The view whose primary `f + 1` validators found not executing the current step.
+    #[serde(default)]
+    pub replace_view: Option<u64>,
     /// Why it failed or rolled back.
     pub reason: String,
     pub ended_seq: Option<u64>,
