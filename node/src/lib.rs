@@ -4,6 +4,7 @@
 //! `consensus` → `crypto`. `consensus` and `governance` are pure and deterministic; a test in
 //! `tests/tests/architecture.rs` keeps them so.
 
+pub mod client;
 pub mod config;
 pub mod consensus;
 pub mod crypto;

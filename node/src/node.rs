@@ -87,9 +87,11 @@ pub enum Inbound {
 /// (sequence number, encoded commit certificate) pairs, in order.
 pub type AuditChunk = Vec<(u64, Vec<u8>)>;
 
-/// A client waiting for its request: when it arrived, and where the reply goes.
+/// A client waiting for its request: when it arrived, which request (operation digest), and
+/// where the reply goes.
 type Waiter = (
-    std::time::Instant,
+    Instant,
+    String,
     oneshot::Sender<Result<ClientReply, String>>,
 );
 
@@ -97,6 +99,8 @@ type Waiter = (
 pub struct ClientReply {
     pub seq: u64,
     pub outcome: Outcome,
+    /// Decided before this submission (a resubmission answered from the ledger).
+    pub already: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +197,6 @@ impl Runtime {
                     }
                 }
                 Action::Deliver(d) => {
-                    self.vote_on_new_proposals(d.seq.0, &d.executed);
                     self.metrics.decisions.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
                         node = self.id,
@@ -203,14 +206,14 @@ impl Runtime {
                     );
                     for r in &d.certificate.pre_prepare.value().batch {
                         let key = (*r.signer(), r.value().nonce);
-                        if let Some((since, w)) = self.waiters.remove(&key) {
+                        if let Some((since, digest, w)) = self.waiters.remove(&key) {
                             self.metrics.observe_latency(since.elapsed());
                             let outcome = self
                                 .ledger()
                                 .and_then(|l| l.outcome(&key.0, key.1).cloned());
                             let reply = match outcome {
-                                Some(o) if o.seq == d.seq.0 => Ok(ClientReply { seq: d.seq.0, outcome: o }),
-                                _ => Err(format!("nonce {} was already used by this key; sign a new request with a higher nonce", key.1)),
+                                Some(o) if o.seq == d.seq.0 && o.request == digest => Ok(ClientReply { seq: d.seq.0, outcome: o, already: false }),
+                                _ => Err(format!("nonce {} of this key went to another request; sign yours again with a higher nonce", key.1)),
                             };
                             let _ = w.send(reply);
                         }
@@ -239,7 +242,7 @@ impl Runtime {
             tracing::info!(node = self.id, view, "entered view");
         }
         // Clients that gave up no longer need a reply.
-        self.waiters.retain(|_, (_, w)| !w.is_closed());
+        self.waiters.retain(|_, (_, _, w)| !w.is_closed());
         if let Ok(mut m) = self.metrics.core_dropped.lock() {
             m.clone_from(self.replica.dropped());
         }
@@ -247,19 +250,6 @@ impl Runtime {
         self.events
             .send_if_modified(|c| std::mem::replace(c, count) != count);
         Ok(())
-    }
-
-    /// DESIGN §4: when a promotion or rollback is ordered, every validator evaluates it on its
-    /// own and submits a signed vote through consensus.
-    fn vote_on_new_proposals(&mut self, seq: u64, executed: &[Signed<Request>]) {
-        let Some(ledger) = self.ledger() else { return };
-        let votes = ledger.votes_due(seq, executed.iter().map(|r| (r.signer(), r.value().nonce)));
-        for op in votes {
-            let request = self.own_request(&op);
-            if self.inbound.try_send(Inbound::Own(request)).is_err() {
-                self.metrics.dropped("own vote: inbound queue full");
-            }
-        }
     }
 
     /// Signs an operation of this validator's own (votes and rollout evidence).
@@ -294,7 +284,8 @@ impl Runtime {
         let seen = (self.replica.last_executed().0, self.replica.view().0);
         let primary = self.replica.is_primary();
         let now = self.now_ms();
-        if seen != self.fleet_seen {
+        let moved = seen != self.fleet_seen;
+        if moved {
             self.fleet_seen = seen;
             let step = self.ledger().and_then(StepView::of);
             self.watcher.observe(step.clone(), now);
@@ -312,6 +303,16 @@ impl Runtime {
             self.metrics.set_consensus_rate(rate);
         }
         let mut actions = Vec::new();
+        // Votes owed, in the same turn the proposal was executed (and again if one is lost).
+        let ledger = self.replica.app().as_any().downcast_ref::<Ledger>();
+        let votes = match ledger {
+            Some(l) if decide || moved => self.watcher.votes(l, self.id, now),
+            _ => Vec::new(),
+        };
+        for op in votes {
+            let r = self.own_request(&op);
+            actions.extend(self.replica.handle(Input::ClientRequest(r)));
+        }
         // f + 1 validators found the step unexecuted under this view: leave it, together.
         let replace = self
             .watcher
@@ -537,10 +538,20 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 Inbound::Timer(t) => actions.extend(rt.replica.handle(Input::Timeout(t))),
                 Inbound::Own(r) => actions.extend(rt.replica.handle(Input::ClientRequest(r))),
                 Inbound::Client { request, reply } => {
-                    rt.waiters.insert(
-                        (*request.signer(), request.value().nonce),
-                        (Instant::now(), reply),
-                    );
+                    let (signer, nonce) = (*request.signer(), request.value().nonce);
+                    let digest =
+                        crate::governance::ledger::operation_digest(&request.value().operation);
+                    // Decided already: answer from the ledger at once, order nothing again.
+                    if let Some(o) = rt.ledger().and_then(|l| l.outcome(&signer, nonce)).cloned() {
+                        let _ = reply.send(if o.request == digest {
+                            Ok(ClientReply { seq: o.seq, outcome: o, already: true })
+                        } else {
+                            Err(format!("nonce {nonce} of this key was already used by another request (decided at seq {}); sign yours again with a higher nonce", o.seq))
+                        });
+                        continue;
+                    }
+                    rt.waiters
+                        .insert((signer, nonce), (Instant::now(), digest, reply));
                     actions.extend(rt.replica.handle(Input::ClientRequest(request)));
                 }
                 Inbound::Status { proposal, reply } => {

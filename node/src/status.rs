@@ -91,6 +91,8 @@ pub fn summary(ledger: &Ledger, health: &BTreeMap<String, AgentHealth>) -> Value
                 "batches_done": r.completed,
                 "agents": r.total_agents(),
                 "recorded_in_batch": r.recorded.len(),
+                "current_batch": r.current_batch(),
+                "rollback_agents": r.rollback_agents,
                 "rollback_to": r.rollback_to,
                 "rollback_pending": r.rollback_pending,
                 "reason": r.reason,
@@ -137,6 +139,7 @@ pub fn summary(ledger: &Ledger, health: &BTreeMap<String, AgentHealth>) -> Value
         "rollouts": rollouts,
         "agents": agents,
         "fleet": {
+            "min_samples": ledger.config().health.min_samples,
             "consensus_rate": consensus_rate(ledger),
             "agents_reporting": f.agents_reporting,
             "safety_score_min": f.safety_min,

@@ -6,6 +6,8 @@ pub mod bench_cluster;
 pub mod bench_core;
 pub mod byzantine;
 pub mod check;
+pub mod fleet;
+pub mod fleet_driver;
 pub mod invariants;
 pub mod network;
 pub mod scenario;

@@ -169,6 +169,7 @@ fn main() -> ExitCode {
                 validators,
                 byzantine,
                 unsafe_quorum,
+                ..Overrides::default()
             };
             let (first_seed, seeds, verbose) = match seed {
                 Some(s) => (s, 1, true),

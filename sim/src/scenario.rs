@@ -58,6 +58,11 @@ pub struct Overrides {
     pub byzantine: Option<usize>,
     /// Test hook: run every replica with this quorum (the honesty check uses q - 1).
     pub unsafe_quorum: Option<usize>,
+    /// Test hook: agents obey orders with this many endorsements (the honesty check uses 1).
+    pub unsafe_agent_quorum: Option<usize>,
+    /// Test hook: the ledger calls an agent healthy after this many samples, fewer than the
+    /// checkers demand (the honesty check uses 1).
+    pub unsafe_min_samples: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +86,8 @@ pub struct Scenario {
     pub n: usize,
     pub byzantine: Vec<(usize, BTreeSet<Misbehaviour>)>,
     pub unsafe_quorum: Option<usize>,
+    pub unsafe_agent_quorum: Option<usize>,
+    pub unsafe_min_samples: Option<u32>,
     pub checkpoint_interval: u64,
     pub window: u64,
     pub max_batch: usize,
@@ -173,6 +180,8 @@ impl Scenario {
             n,
             byzantine,
             unsafe_quorum: o.unsafe_quorum,
+            unsafe_agent_quorum: o.unsafe_agent_quorum,
+            unsafe_min_samples: o.unsafe_min_samples,
             checkpoint_interval,
             window,
             max_batch: rng.random_range(1..=8),

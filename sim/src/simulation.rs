@@ -5,7 +5,7 @@
 //! Everything is derived from the seed and processed in a total order (time, then insertion),
 //! so the same seed always produces the same trace; `Report::trace_hash` proves it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rand::Rng;
@@ -16,11 +16,15 @@ use scbe_node::consensus::{
     ReplicaId, Request, Seq, Signed, Timer, TimerKind,
 };
 use scbe_node::crypto::Keypair;
+use scbe_node::governance::ledger::{Ledger, LedgerConfig};
+use scbe_node::governance::Operation;
 use scbe_node::net::{encode_envelope, open, ProtoCodec};
+use scbe_node::rollout::evidence::OrderAction;
+use scbe_node::rollout::order::SignedOrder;
 use sha2::{Digest as _, Sha256};
 
-use crate::app::HashChainApp;
 use crate::byzantine::Byzantine;
+use crate::fleet::{Evidence, NodeFleet, ReleaseScript, SimAgent};
 use crate::invariants::agreement::Agreement;
 use crate::invariants::certificates::Certificates;
 use crate::invariants::double_sign::DoubleSign;
@@ -38,7 +42,7 @@ const STATUS_INTERVAL_MS: u64 = 500;
 const MAX_EVENTS: u64 = 3_000_000;
 
 #[derive(Debug)]
-enum Event {
+pub(crate) enum Event {
     Deliver {
         to: usize,
         bytes: Arc<Vec<u8>>,
@@ -58,21 +62,40 @@ enum Event {
     PartitionStart(usize),
     PartitionHeal,
     Heal,
+    /// Agents sample, validators decide, the primary delivers orders.
+    FleetTick,
+    /// An order reaches an agent.
+    Order {
+        agent: usize,
+        order: Arc<SignedOrder>,
+        action: OrderAction,
+    },
+    /// Verified agent evidence reaches a validator.
+    Evidence {
+        node: usize,
+        evidence: Evidence,
+    },
 }
 
-struct Node {
-    key: Keypair,
-    replica: Option<Replica>,
+pub(crate) struct Node {
+    pub(crate) key: Keypair,
+    pub(crate) replica: Option<Replica>,
     store: MemoryStore,
     incarnation: u64,
     armed: BTreeMap<TimerKind, Timer>,
-    byzantine: Option<Byzantine>,
+    pub(crate) byzantine: Option<Byzantine>,
+    /// Fleet state of the runtime (watcher, executor): lost on a crash.
+    pub(crate) fleet: NodeFleet,
+    /// Nonce of the validator's own requests; persisted, so it survives crashes.
+    pub(crate) own_nonce: u64,
+    /// Lies about the fleet instead of running the watcher.
+    pub(crate) fleet_liar: bool,
 }
 
-struct Client {
-    key: Keypair,
-    nonce: u64,
-    outstanding: Option<Signed<Request>>,
+pub(crate) struct Client {
+    pub(crate) key: Keypair,
+    pub(crate) nonce: u64,
+    pub(crate) outstanding: Option<Signed<Request>>,
     safety_left: usize,
     liveness_left: usize,
 }
@@ -88,6 +111,11 @@ pub struct Stats {
     pub restarts: u64,
     pub state_restores: u64,
     pub requests_completed: u64,
+    pub rollouts_completed: u64,
+    pub rollouts_rolled_back: u64,
+    pub orders_obeyed: u64,
+    pub orders_refused: u64,
+    pub evidence_refused: u64,
     pub end_ms: u64,
     /// One line per replica at the end: view, status, executed, pending, drop reasons.
     pub replicas: Vec<String>,
@@ -109,33 +137,40 @@ impl Report {
 }
 
 #[derive(PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     Safety,
     Liveness,
 }
 
 pub struct Simulation {
-    sc: Scenario,
-    rng: ChaCha8Rng,
-    now: u64,
+    pub(crate) sc: Scenario,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) now: u64,
     queue: BTreeMap<(u64, u64), Event>,
     next_event: u64,
-    directory: Directory,
+    pub(crate) directory: Directory,
     codec: Arc<dyn Codec>,
-    nodes: Vec<Node>,
-    clients: Vec<Client>,
-    net: Network,
-    phase: Phase,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) clients: Vec<Client>,
+    pub(crate) net: Network,
+    pub(crate) phase: Phase,
+    pub(crate) agents: Vec<SimAgent>,
+    pub(crate) ledger_cfg: LedgerConfig,
+    /// The release requester (client 0).
+    pub(crate) script: ReleaseScript,
+    /// Rollouts whose end the checkers already looked at.
+    pub(crate) checked: BTreeSet<(u64, u8)>,
+    pub(crate) ticks: u64,
     /// Highest sequence number at which a client request was executed by an honest replica.
     target: Seq,
     agreement: Agreement,
-    validity: Validity,
+    pub(crate) validity: Validity,
     integrity: Integrity,
     certificates: Certificates,
     double_sign: DoubleSign,
     violations: Vec<Violation>,
     trace: Sha256,
-    stats: Stats,
+    pub(crate) stats: Stats,
 }
 
 impl Simulation {
@@ -153,6 +188,18 @@ impl Simulation {
         )
         .expect("simulated keys are distinct");
         let true_quorum = scbe_node::consensus::config::quorum_for(sc.n);
+        let agents = SimAgent::fleet(
+            seed,
+            &sc.fleet,
+            &keys,
+            sc.unsafe_agent_quorum.unwrap_or(true_quorum),
+        );
+        let min_samples = sc.unsafe_min_samples.unwrap_or(crate::fleet::MIN_SAMPLES);
+        let ledger_cfg = crate::fleet::ledger_config(
+            keys.iter().map(Keypair::public).collect(),
+            &agents,
+            min_samples,
+        );
         let nodes = keys
             .into_iter()
             .enumerate()
@@ -166,21 +213,36 @@ impl Simulation {
                         client_keys.iter().map(Keypair::public).collect(),
                     )
                 }),
+                fleet_liar: sc
+                    .misbehaviours(i)
+                    .is_some_and(|m| m.contains(&crate::scenario::Misbehaviour::FleetLie)),
                 key,
                 replica: None,
                 store: MemoryStore::default(),
                 incarnation: 0,
                 armed: BTreeMap::new(),
+                fleet: NodeFleet::new(min_samples),
+                own_nonce: 0,
             })
             .collect();
+        // Client 0 is the release requester: its requests come from the script.
         let clients = client_keys
             .into_iter()
-            .map(|key| Client {
+            .enumerate()
+            .map(|(i, key)| Client {
                 key,
                 nonce: 0,
                 outstanding: None,
-                safety_left: sc.safety_requests_per_client,
-                liveness_left: sc.liveness_requests_per_client,
+                safety_left: if i == 0 {
+                    0
+                } else {
+                    sc.safety_requests_per_client
+                },
+                liveness_left: if i == 0 {
+                    0
+                } else {
+                    sc.liveness_requests_per_client
+                },
             })
             .collect();
         Self {
@@ -193,6 +255,11 @@ impl Simulation {
             clients,
             net: Network::new(&sc),
             phase: Phase::Safety,
+            agents,
+            ledger_cfg,
+            script: ReleaseScript::new(&sc.fleet),
+            checked: BTreeSet::new(),
+            ticks: 0,
             target: Seq(0),
             agreement: Agreement::default(),
             validity: Validity::new(directory.clone()),
@@ -220,13 +287,13 @@ impl Simulation {
         }
     }
 
-    fn schedule(&mut self, delay_ms: u64, event: Event) {
+    pub(crate) fn schedule(&mut self, delay_ms: u64, event: Event) {
         self.next_event += 1;
         self.queue
             .insert((self.now + delay_ms, self.next_event), event);
     }
 
-    fn violation(&mut self, invariant: &'static str, detail: String) {
+    pub(crate) fn violation(&mut self, invariant: &'static str, detail: String) {
         self.violations.push(Violation {
             invariant,
             at_ms: self.now,
@@ -234,7 +301,7 @@ impl Simulation {
         });
     }
 
-    fn trace(&mut self, parts: &[&[u8]]) {
+    pub(crate) fn trace(&mut self, parts: &[&[u8]]) {
         self.trace.update(self.now.to_be_bytes());
         for p in parts {
             self.trace.update((p.len() as u64).to_be_bytes());
@@ -242,7 +309,7 @@ impl Simulation {
         }
     }
 
-    fn is_honest(&self, node: usize) -> bool {
+    pub(crate) fn is_honest(&self, node: usize) -> bool {
         self.nodes[node].byzantine.is_none()
     }
 
@@ -250,7 +317,7 @@ impl Simulation {
     pub fn run(mut self) -> Report {
         for i in 0..self.sc.n {
             let cfg = self.config(i);
-            let app = Box::new(HashChainApp::new());
+            let app = Box::new(Ledger::new(self.ledger_cfg.clone()));
             let mut replica = Replica::new(cfg, self.nodes[i].key.clone(), self.codec.clone(), app)
                 .expect("simulated config is valid");
             let actions = replica.start();
@@ -282,6 +349,7 @@ impl Simulation {
             self.schedule(c.restart_after_ms, Event::Restart(c.node));
             self.now = now;
         }
+        self.schedule(0, Event::FleetTick);
         let heal_at = self.sc.safety_ms;
         self.schedule(heal_at, Event::Heal);
         let deadline = heal_at + self.sc.liveness_deadline_ms;
@@ -298,6 +366,17 @@ impl Simulation {
             }
         }
         let progress = self.progress();
+        if std::env::var_os("SCBE_SIM_DEBUG_FLEET").is_some() {
+            eprintln!("script: {:?}", self.script);
+            if let Some(l) = self.advanced().and_then(|i| self.ledger(i)) {
+                for e in &l.state().events {
+                    eprintln!(
+                        "  {} {:?} {} {} {}",
+                        e.seq, e.tongue, e.kind, e.subject, e.detail
+                    );
+                }
+            }
+        }
         if let Some(v) = progress.violation() {
             self.violation("liveness", v);
         }
@@ -354,10 +433,23 @@ impl Simulation {
                 (i, seq)
             })
             .collect();
+        let mut fleet_pending = Vec::new();
+        if !self.script.done() {
+            fleet_pending.push("the release requester's script has not finished".to_string());
+        }
+        if let Some(l) = self.advanced().and_then(|i| self.ledger(i)) {
+            for r in l.state().rollouts.values().filter(|r| r.status.is_active()) {
+                fleet_pending.push(format!(
+                    "rollout {} ({}) is still {:?}",
+                    r.id, r.version, r.status
+                ));
+            }
+        }
         Progress {
             outstanding_requests: outstanding,
             target: self.target,
             honest,
+            fleet_pending,
         }
     }
 
@@ -393,6 +485,21 @@ impl Simulation {
                 n.armed.clear();
             }
             Event::Restart(node) => self.restart(node),
+            Event::FleetTick => {
+                self.fleet_tick();
+                self.schedule(crate::fleet::TICK_MS, Event::FleetTick);
+            }
+            Event::Order {
+                agent,
+                order,
+                action,
+            } => self.on_order(agent, &order, action),
+            Event::Evidence { node, evidence } => {
+                if self.nodes[node].replica.is_some() {
+                    let now = self.now;
+                    self.nodes[node].fleet.observe(&evidence, now);
+                }
+            }
             Event::PartitionStart(i) => {
                 if self.phase == Phase::Safety {
                     self.trace(&[b"partition"]);
@@ -438,9 +545,10 @@ impl Simulation {
             cfg,
             n.key.clone(),
             self.codec.clone(),
-            Box::new(HashChainApp::new()),
+            Box::new(Ledger::new(self.ledger_cfg.clone())),
             n.store.records(),
         );
+        self.nodes[node].fleet = NodeFleet::new(self.ledger_cfg.health.min_samples);
         match restored {
             Ok((replica, actions)) => {
                 self.stats.restarts += 1;
@@ -464,12 +572,59 @@ impl Simulation {
         }
     }
 
-    fn feed(&mut self, node: usize, input: Input) {
+    pub(crate) fn feed(&mut self, node: usize, input: Input) {
         let Some(replica) = self.nodes[node].replica.as_mut() else {
             return;
         };
         let actions = replica.handle(input);
         self.apply(node, actions);
+    }
+
+    /// Signs an operation of validator `node`'s own and hands it to its replica.
+    pub(crate) fn own_request(&mut self, node: usize, op: &Operation) {
+        let n = &mut self.nodes[node];
+        n.own_nonce += 1;
+        let request = Signed::seal(
+            Request {
+                nonce: n.own_nonce,
+                operation: op.to_bytes(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &n.key,
+            scbe_node::consensus::Principal::Validator(ReplicaId(node as u32)),
+        );
+        self.trace(&[b"own", &(node as u64).to_be_bytes(), op.name().as_bytes()]);
+        self.feed(node, Input::ClientRequest(request));
+    }
+
+    /// The ledger of validator `node`, if it is up.
+    pub(crate) fn ledger(&self, node: usize) -> Option<&Ledger> {
+        self.nodes[node]
+            .replica
+            .as_ref()
+            .and_then(|r| r.app().as_any().downcast_ref::<Ledger>())
+    }
+
+    /// The honest validators' ledgers that are up.
+    pub(crate) fn honest_ledgers(&self) -> Vec<&Ledger> {
+        (0..self.sc.n)
+            .filter(|i| self.is_honest(*i))
+            .filter_map(|i| self.ledger(i))
+            .collect()
+    }
+
+    /// The most advanced honest ledger (the requester reads it).
+    pub(crate) fn advanced(&self) -> Option<usize> {
+        (0..self.sc.n)
+            .filter(|i| self.is_honest(*i))
+            .filter(|i| self.nodes[*i].replica.is_some())
+            .max_by_key(|i| {
+                self.nodes[*i]
+                    .replica
+                    .as_ref()
+                    .map_or(0, |r| r.last_executed().0)
+            })
     }
 
     fn apply(&mut self, node: usize, actions: Vec<Action>) {
@@ -579,6 +734,7 @@ impl Simulation {
         if !self.is_honest(node) {
             return;
         }
+        self.check_rollout_ends(node);
         self.stats.decided = self.stats.decided.max(d.seq.0);
         let digest = d.certificate.pre_prepare.value().digest;
         if let Some(v) = self.agreement.on_decided(node, d.seq, digest) {
@@ -621,6 +777,9 @@ impl Simulation {
     /// A client has one request outstanding at a time (nonces must increase). It sends a new
     /// request to one random validator, and resends to all validators until it executes.
     fn client_send(&mut self, client: usize, nonce: u64, retry: bool) {
+        if client == 0 && !retry {
+            return; // the release requester sends from its script (fleet_tick)
+        }
         let c = &mut self.clients[client];
         if retry {
             let still = c
@@ -666,6 +825,12 @@ impl Simulation {
             self.validity.on_submitted(signed.envelope().digest());
             self.clients[client].outstanding = Some(signed);
         }
+        self.resend(client, nonce, retry);
+    }
+
+    /// Sends the client's outstanding request (to one validator, or to all on a retry) and
+    /// schedules the next retry.
+    pub(crate) fn resend(&mut self, client: usize, nonce: u64, retry: bool) {
         let Some(request) = self.clients[client].outstanding.clone() else {
             return;
         };

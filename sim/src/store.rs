@@ -20,9 +20,9 @@ impl MemoryStore {
                 other => other.seq().is_none_or(|q| q > s),
             });
         }
-        if matches!(record, Record::ViewChange(_) | Record::EnteredView(_)) {
+        if matches!(record, Record::ViewChange(_) | Record::EnteredView { .. }) {
             self.records
-                .retain(|r| !matches!(r, Record::ViewChange(_) | Record::EnteredView(_)));
+                .retain(|r| !matches!(r, Record::ViewChange(_) | Record::EnteredView { .. }));
         }
         self.records.push(record);
     }

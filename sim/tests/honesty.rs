@@ -26,6 +26,7 @@ fn a_quorum_one_too_small_is_caught_breaking_agreement() {
         validators: Some(4),
         byzantine: Some(1),
         unsafe_quorum: Some(2),
+        ..Overrides::default()
     };
     let bound = 40;
     let caught = (0..bound).find(|seed| {
@@ -37,5 +38,47 @@ fn a_quorum_one_too_small_is_caught_breaking_agreement() {
     assert!(
         caught.is_some(),
         "no agreement violation in {bound} seeds with an unsafe quorum"
+    );
+}
+
+/// Finds the first seed below `bound` whose run reports `invariant`.
+fn caught(o: &Overrides, bound: u64, invariant: &str) -> Option<u64> {
+    (0..bound).find(|seed| {
+        run_seed(*seed, o)
+            .violations
+            .iter()
+            .any(|v| v.invariant == invariant)
+    })
+}
+
+#[test]
+fn agents_that_obey_a_single_signature_are_caught_running_an_unapproved_version() {
+    // Fleet liars send agents a deploy of "evil" signed by themselves alone. With the real
+    // quorum agents refuse it; an agent that takes one signature is caught by fleet-authority.
+    let o = Overrides {
+        validators: Some(4),
+        byzantine: Some(1),
+        unsafe_agent_quorum: Some(1),
+        ..Overrides::default()
+    };
+    let bound = 40;
+    assert!(
+        caught(&o, bound, "fleet-authority").is_some(),
+        "no fleet-authority violation in {bound} seeds with agents that obey one signature"
+    );
+}
+
+#[test]
+fn a_ledger_that_skips_the_monitoring_window_is_caught_completing_rollouts() {
+    // The checkers demand MIN_SAMPLES samples per agent; a ledger that accepts one lets
+    // rollouts (even of degrading releases) complete early, and rollout-evidence sees it.
+    let o = Overrides {
+        unsafe_min_samples: Some(1),
+        ..Overrides::default()
+    };
+    let bound = 40;
+    assert!(
+        caught(&o, bound, "rollout-evidence").is_some(),
+        "no rollout-evidence violation in {bound} seeds with a one-sample window"
     );
 }

@@ -9,6 +9,7 @@ fn assert_passes(seed: u64, validators: usize, byzantine: usize) {
         validators: Some(validators),
         byzantine: Some(byzantine),
         unsafe_quorum: None,
+        ..Overrides::default()
     };
     let r = run_seed(seed, &o);
     assert!(
@@ -50,4 +51,35 @@ fn messages_overtaking_the_new_view_are_buffered() {
     for seed in [407, 528] {
         assert_passes(seed, 4, 1);
     }
+}
+
+/// A validator's own request (its vote on a promotion) whose single relay was lost in a
+/// partition was never sent again: the proposal stayed one approval short and the release
+/// requester waited forever. Validators now retransmit their own pending requests on every
+/// status tick, like any client. (Seed 1141 with a derived cluster; 128 at n = 7, b = 2.)
+#[test]
+fn a_validators_own_requests_are_retransmitted_until_they_execute() {
+    let r = run_seed(1141, &Overrides::default());
+    assert!(r.passed(), "seed 1141: {:?}", r.violations);
+    assert_passes(128, 7, 2);
+}
+
+/// A validator that crashed after executing a proposal but before its vote was ordered never
+/// voted after the restart (restore replays batches without delivering them again), leaving
+/// the proposal one approval short with a silent Byzantine peer. Votes are now owed by ledger
+/// state: every validator votes on any pending proposal it has not voted on.
+#[test]
+fn votes_are_owed_by_state_not_by_the_moment_of_delivery() {
+    for seed in [973, 1789] {
+        assert_passes(seed, 4, 1);
+    }
+}
+
+/// The primary of view 5 crashed right after its new-view and restarted in view 5 without the
+/// new-view message (it was not persisted), so the backups still changing view never got it and
+/// never counted a quorum to time out on: the cluster stalled. The new-view that started a view
+/// is now stored with it and forwarded to laggards after a restart.
+#[test]
+fn a_restarted_primary_can_still_bring_laggards_into_its_view() {
+    assert_passes(1630, 4, 1);
 }

@@ -8,6 +8,7 @@ fn run(first_seed: u64, seeds: u64, validators: usize, byzantine: usize) {
         validators: Some(validators),
         byzantine: Some(byzantine),
         unsafe_quorum: None,
+        ..Overrides::default()
     };
     let opts = CheckOptions {
         first_seed,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::message::{
-    CheckpointCert, CommitCert, Envelope, Message, PreparedCert, Request, Signed, Snapshot,
-    ViewChange,
+    CheckpointCert, CommitCert, Envelope, Message, NewView, PreparedCert, Request, Signed,
+    Snapshot, ViewChange,
 };
 use super::types::{Digest, ReplicaId, Seq, View};
 
@@ -107,8 +107,12 @@ pub enum Record {
     Stable(CheckpointCert),
     /// The replica sent this view change; it is resent as-is after a restart.
     ViewChange(Signed<ViewChange>),
-    /// The replica entered `view` in normal operation (after a valid new-view).
-    EnteredView(View),
+    /// The replica entered `view` in normal operation, started by `new_view` (kept so that it can
+    /// be forwarded to laggards after a restart; absent only in stores written before it was).
+    EnteredView {
+        view: View,
+        new_view: Option<Signed<NewView>>,
+    },
 }
 
 impl Record {
@@ -119,7 +123,7 @@ impl Record {
             Record::Prepared(c) => Some(c.pre_prepare.value().seq),
             Record::Committed(c) => Some(c.seq()),
             Record::Snapshot(s) => Some(s.seq),
-            Record::Stable(_) | Record::ViewChange(_) | Record::EnteredView(_) => None,
+            Record::Stable(_) | Record::ViewChange(_) | Record::EnteredView { .. } => None,
         }
     }
 }

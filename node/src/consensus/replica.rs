@@ -37,6 +37,8 @@
 //! 8. Restart: [`Replica::restore`] replays the persisted [`Record`]s. The vote guard makes sure
 //!    the restarted replica never signs a pre-prepare or prepare conflicting with one it signed
 //!    before, and a view change it sent is resent byte for byte.
+//! 9. A validator's own requests (its votes, rollout evidence) are retransmitted on every
+//!    status tick until they execute: it is its own client.
 //!
 //! Timers are data ([`Timer`]); the runtime maps them to durations. Nothing here reads a clock,
 //! draws randomness, or iterates a hash map.
@@ -62,6 +64,8 @@ use super::types::{Digest, ReplicaId, Seq, View};
 
 /// Normal-case messages further ahead than this many views are dropped, not buffered.
 const MAX_VIEWS_AHEAD: u64 = 16;
+/// Own pending requests resent per status tick.
+const MAX_OWN_RETRANSMIT: usize = 64;
 
 /// A request's identity: who signed it and its nonce.
 type RequestId = (PublicKey, u64);
@@ -292,11 +296,12 @@ impl Replica {
                         r.my_view_change = Some(vc.clone());
                     }
                 }
-                Record::EnteredView(v) => {
-                    if *v >= r.view {
-                        r.view = *v;
+                Record::EnteredView { view, new_view } => {
+                    if *view >= r.view {
+                        r.view = *view;
                         r.status = Status::Normal;
                         r.my_view_change = None;
+                        r.new_view = new_view.clone();
                     }
                 }
             }
@@ -891,6 +896,23 @@ impl Replica {
         }
     }
 
+    /// A validator is the client of its own requests (votes, rollout evidence): like any client
+    /// it sends them again until they execute, since the one relay it sent may have been lost
+    /// (a partition, a full queue) and nobody else would ever ask for it.
+    fn retransmit_own_requests(&mut self) {
+        let me = self.key.public();
+        let again: Vec<Arc<super::message::Envelope>> = self
+            .pending
+            .values()
+            .filter(|r| *r.signer() == me)
+            .take(MAX_OWN_RETRANSMIT)
+            .map(|r| Arc::clone(r.envelope()))
+            .collect();
+        for env in again {
+            self.out.push(Action::Broadcast(env));
+        }
+    }
+
     // ----- checkpoints -----------------------------------------------------------------------
 
     fn take_checkpoint(&mut self, seq: Seq) {
@@ -1170,6 +1192,7 @@ impl Replica {
                     self.broadcast(&vc);
                 }
                 self.retransmit_uncommitted();
+                self.retransmit_own_requests();
                 self.set_timer(TimerKind::Status);
             }
         }
@@ -1395,7 +1418,10 @@ impl Replica {
         self.view = view;
         self.status = Status::Normal;
         self.cancel_timer(TimerKind::ViewChange);
-        self.persist(Record::EnteredView(view));
+        self.persist(Record::EnteredView {
+            view,
+            new_view: Some(nv.clone()),
+        });
         self.view_changes.retain(|_, vc| vc.value().new_view > view);
         self.my_view_change = None;
         self.proposed.clear();

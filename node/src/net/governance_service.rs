@@ -104,6 +104,7 @@ impl pb::governance_server::Governance for GovernanceService {
                 reasons: r.outcome.reasons,
                 proposal: r.outcome.proposal,
                 rollout: r.outcome.rollout,
+                already_decided: r.already,
             })),
             Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason)),
             Ok(Err(_)) => Err(Status::unavailable("node dropped the request")),

@@ -6,6 +6,7 @@ pub mod audit_service;
 pub mod consensus_service;
 pub mod fleet_client;
 pub mod fleet_wire;
+pub mod governance_client;
 pub mod governance_service;
 pub mod orders_service;
 pub mod peer;

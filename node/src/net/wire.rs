@@ -598,7 +598,10 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
         Record::Snapshot(s) => R::Snapshot(snapshot_to_proto(s)),
         Record::Stable(c) => R::Stable(checkpoint_cert_to_proto(c)),
         Record::ViewChange(vc) => R::ViewChange(envelope_to_proto(vc.envelope())),
-        Record::EnteredView(v) => R::EnteredView(v.0),
+        Record::EnteredView { view, new_view } => match new_view {
+            Some(nv) => R::EnteredNewView(envelope_to_proto(nv.envelope())),
+            None => R::EnteredView(view.0),
+        },
     };
     pb::StoredRecord { record: Some(r) }.encode_to_vec()
 }
@@ -632,7 +635,7 @@ pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {
         R::Snapshot(s) => (StoredKind::Snapshot, Some(s.seq)),
         R::Stable(c) => (StoredKind::Stable, Some(c.seq)),
         R::ViewChange(_) => (StoredKind::ViewChange, None),
-        R::EnteredView(_) => (StoredKind::EnteredView, None),
+        R::EnteredView(_) | R::EnteredNewView(_) => (StoredKind::EnteredView, None),
     })
 }
 
@@ -675,7 +678,24 @@ pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError>
             Some(e),
             decode_view_change,
         )?),
-        R::EnteredView(v) => Record::EnteredView(View(v)),
+        R::EnteredView(v) => Record::EnteredView {
+            view: View(v),
+            new_view: None,
+        },
+        R::EnteredNewView(e) => {
+            let nv: Signed<NewView> = open_one(
+                cx,
+                W,
+                "entered_new_view",
+                Kind::NewView,
+                Some(e),
+                decode_new_view,
+            )?;
+            Record::EnteredView {
+                view: nv.value().view,
+                new_view: Some(nv),
+            }
+        }
     })
 }
 

@@ -131,6 +131,8 @@ pub struct Watcher {
     submitted: BTreeMap<&'static str, u64>,
     /// When each agent's ack was last submitted (progress and rollbacks).
     submitted_agents: BTreeMap<String, u64>,
+    /// When this validator last submitted its vote on each proposal.
+    voted: BTreeMap<u64, u64>,
     /// When each agent of the step was first seen ready to record.
     ready_since: BTreeMap<String, u64>,
     /// When a report from each agent last arrived (any rollout): who is alive.
@@ -149,6 +151,7 @@ impl Watcher {
             submitted: BTreeMap::new(),
             submitted_agents: BTreeMap::new(),
             ready_since: BTreeMap::new(),
+            voted: BTreeMap::new(),
             heard_at: BTreeMap::new(),
             claimed_no_data: false,
         }
@@ -238,6 +241,37 @@ impl Watcher {
     fn verdict(&self, agent: &str) -> Option<Verdict> {
         self.report_of(agent)
             .map(|b| self.settings.thresholds.judge(b))
+    }
+
+    /// Votes validator `me` owes on pending proposals (DESIGN §4: every validator evaluates a
+    /// proposal on its own and votes through consensus). A vote not yet in the ledger after
+    /// `resubmit_ms` is submitted again; the ledger refuses a second vote, so that is harmless.
+    pub fn votes(&mut self, ledger: &Ledger, me: u32, now_ms: u64) -> Vec<Operation> {
+        let owed = ledger.votes_owed(me);
+        let pending: BTreeSet<u64> = owed
+            .iter()
+            .filter_map(|op| match op {
+                Operation::Vote { proposal, .. } => Some(*proposal),
+                _ => None,
+            })
+            .collect();
+        self.voted.retain(|p, _| pending.contains(p));
+        let resubmit = self.settings.resubmit_ms;
+        owed.into_iter()
+            .filter(|op| {
+                let Operation::Vote { proposal, .. } = op else {
+                    return false;
+                };
+                let due = self
+                    .voted
+                    .get(proposal)
+                    .is_none_or(|t| now_ms >= t + resubmit);
+                if due {
+                    self.voted.insert(*proposal, now_ms);
+                }
+                due
+            })
+            .collect()
     }
 
     /// The operations this validator should submit now, in consensus view `view`.
@@ -684,5 +718,51 @@ mod tests {
             w.ledger.state().rollouts[&r].status,
             RolloutStatus::RolledBack
         );
+    }
+}
+
+#[cfg(test)]
+mod vote_tests {
+    use super::*;
+    use crate::governance::ledger::Signer;
+    use crate::governance::ledger_tests::{release, World};
+    use crate::governance::Stage;
+
+    #[test]
+    fn a_validator_votes_on_what_its_ledger_shows_pending_until_its_vote_is_in() {
+        let mut w = World::new();
+        w.request(Operation::RegisterRelease {
+            release: release("v1"),
+        });
+        let p = w
+            .request(Operation::Promote {
+                version: "v1".into(),
+                to: Stage::Canary,
+                rollback_to: "v0".into(),
+            })
+            .proposal
+            .expect("proposal");
+        let mut watcher = Watcher::new(WatchSettings {
+            thresholds: HealthThresholds::default(),
+            step_deadline_ms: 10_000,
+            resubmit_ms: 1_000,
+            leader_grace_ms: 1_000,
+            stall_ms: 5_000,
+            max_op_bytes: 1 << 20,
+        });
+        let votes = watcher.votes(&w.ledger, 2, 0);
+        assert!(
+            matches!(votes.as_slice(), [Operation::Vote { proposal, approve: true, .. }] if *proposal == p),
+            "{votes:?}"
+        );
+        assert!(
+            watcher.votes(&w.ledger, 2, 500).is_empty(),
+            "not again at once"
+        );
+        // Lost (say the validator crashed before it was ordered): again after resubmit_ms.
+        let again = watcher.votes(&w.ledger, 2, 1_000);
+        assert_eq!(again, votes);
+        assert!(w.submit(Signer::Validator(2), &again[0]).accepted);
+        assert!(watcher.votes(&w.ledger, 2, 5_000).is_empty(), "voted");
     }
 }

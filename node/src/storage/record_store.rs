@@ -158,7 +158,7 @@ impl RecordStore {
                 if let Record::Stable(cert) = r {
                     self.compact(&mut table, cert.seq.0)?;
                 }
-                if matches!(r, Record::ViewChange(_) | Record::EnteredView(_)) {
+                if matches!(r, Record::ViewChange(_) | Record::EnteredView { .. }) {
                     self.drop_matching(&mut table, |kind, _| {
                         matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
                     })?;

@@ -1,6 +1,7 @@
 //! Liveness after healing: once faults stop (Byzantine replicas keep misbehaving), every client
-//! request completes and every honest replica executes up to the last decided request, within
-//! the deadline.
+//! request completes, every honest replica executes up to the last decided request, the release
+//! requester's script finishes and no rollout is left in progress or rolling back, within the
+//! deadline.
 
 use scbe_node::consensus::Seq;
 
@@ -10,11 +11,15 @@ pub struct Progress {
     pub target: Seq,
     /// (replica, last executed) for every honest replica.
     pub honest: Vec<(usize, Seq)>,
+    /// Fleet work not finished: the requester's script, rollouts still active.
+    pub fleet_pending: Vec<String>,
 }
 
 impl Progress {
     pub fn reached(&self) -> bool {
-        self.outstanding_requests == 0 && self.honest.iter().all(|(_, s)| *s >= self.target)
+        self.outstanding_requests == 0
+            && self.fleet_pending.is_empty()
+            && self.honest.iter().all(|(_, s)| *s >= self.target)
     }
 
     pub fn violation(&self) -> Option<String> {
@@ -28,10 +33,11 @@ impl Progress {
             .map(|(id, s)| format!("r{id} at {s}"))
             .collect();
         Some(format!(
-            "no progress after healing: {} client requests outstanding, target {}, behind: [{}]",
+            "no progress after healing: {} client requests outstanding, target {}, behind: [{}], fleet: [{}]",
             self.outstanding_requests,
             self.target,
-            behind.join(", ")
+            behind.join(", "),
+            self.fleet_pending.join("; ")
         ))
     }
 }

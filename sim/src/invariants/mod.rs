@@ -4,8 +4,11 @@
 pub mod agreement;
 pub mod certificates;
 pub mod double_sign;
+pub mod fleet_authority;
 pub mod integrity;
 pub mod liveness;
+pub mod rollback;
+pub mod rollout_evidence;
 pub mod validity;
 
 /// A broken invariant.

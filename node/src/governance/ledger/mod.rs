@@ -141,6 +141,7 @@ impl Ledger {
     ) -> Outcome {
         self.expire(seq);
         let mut outcome = Outcome {
+            request: operation_digest(bytes),
             seq,
             accepted: false,
             reasons: Vec::new(),
@@ -265,6 +266,12 @@ impl Ledger {
     fn encode_state(&self) -> Vec<u8> {
         serde_json::to_vec(&self.state).unwrap_or_default()
     }
+}
+
+/// Hex sha256 of an operation's bytes (what [`Outcome::request`] holds).
+pub fn operation_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(bytes))
 }
 
 pub fn request_id(key: &PublicKey, nonce: u64) -> String {

@@ -405,32 +405,22 @@ impl Ledger {
 }
 
 impl Ledger {
-    /// DESIGN §4: the votes this validator owes for the requests just executed at `seq`: one for
-    /// every proposal they opened, with this validator's own evaluation. Pure, so the simulator
-    /// casts votes exactly as the node does.
-    pub fn votes_due<'a>(
-        &self,
-        seq: u64,
-        executed: impl IntoIterator<Item = (&'a crate::crypto::PublicKey, u64)>,
-    ) -> Vec<crate::governance::Operation> {
-        let mut votes = Vec::new();
-        for (signer, nonce) in executed {
-            let Some(outcome) = self.outcome(signer, nonce) else {
-                continue;
-            };
-            let Some(p) = outcome.proposal else { continue };
-            let opened_here = self.state.proposals.get(&p).is_some_and(|prop| {
-                prop.opened_seq == seq && prop.status == ProposalStatus::Pending
-            });
-            if outcome.accepted && opened_here {
-                let (approve, reasons) = self.evaluate(p);
-                votes.push(crate::governance::Operation::Vote {
-                    proposal: p,
+    /// Pending proposals `validator` has not voted on yet, with its own evaluation of each.
+    /// Votes are owed by state, not by the moment a proposal was delivered: a validator that
+    /// crashed before its vote was ordered, or whose vote was lost, still votes afterwards.
+    pub fn votes_owed(&self, validator: u32) -> Vec<crate::governance::Operation> {
+        self.state
+            .proposals
+            .values()
+            .filter(|p| p.status == ProposalStatus::Pending && !p.votes.contains_key(&validator))
+            .map(|p| {
+                let (approve, reasons) = self.evaluate(p.id);
+                crate::governance::Operation::Vote {
+                    proposal: p.id,
                     approve,
                     reasons,
-                });
-            }
-        }
-        votes
+                }
+            })
+            .collect()
     }
 }

@@ -162,6 +162,10 @@ pub struct ReleaseEntry {
 /// What happened to one request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
+    /// Hex sha256 of the request's operation bytes: which request of this (signer, nonce)
+    /// this outcome belongs to, so a client is never told another request's outcome.
+    #[serde(default)]
+    pub request: String,
     pub seq: u64,
     pub accepted: bool,
     pub reasons: Vec<String>,

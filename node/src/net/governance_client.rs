@@ -1,0 +1,174 @@
+//! A release requester's gRPC client of the `Governance` service: signs and submits
+//! operations, reads status and the ledger summary, and waits for proposals and rollouts to be
+//! decided. Used by `scbe` and `scbe-sim demo`.
+
+use std::time::{Duration, Instant};
+
+use scbe_proto::v1 as pb;
+use scbe_proto::v1::governance_client::GovernanceClient;
+use tonic::transport::Channel;
+
+use crate::consensus::{Codec as _, Kind, Principal, Request, Signed};
+use crate::crypto::Keypair;
+use crate::governance::Operation;
+
+use super::{envelope_to_proto, ProtoCodec, MAX_ENVELOPE_BYTES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach validator at {node}: {detail}")]
+    Connect { node: String, detail: String },
+    #[error("{code:?}: {message}")]
+    Rpc { code: tonic::Code, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        ClientError::Rpc {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+pub struct Client {
+    pub node: String,
+    inner: GovernanceClient<Channel>,
+    key: Option<Keypair>,
+    last_nonce: u64,
+}
+
+impl Client {
+    pub async fn connect(node: &str, key: Option<Keypair>) -> Result<Self, ClientError> {
+        let inner = GovernanceClient::connect(node.to_string())
+            .await
+            .map_err(|e| ClientError::Connect {
+                node: node.to_string(),
+                detail: e.to_string(),
+            })?
+            .max_decoding_message_size(MAX_ENVELOPE_BYTES);
+        Ok(Client {
+            node: node.to_string(),
+            inner,
+            key,
+            last_nonce: 0,
+        })
+    }
+
+    /// Signs `op` with the requester key and a fresh nonce (microseconds since the epoch: they
+    /// increase across runs of the CLI; two submissions in one microsecond are bumped).
+    pub fn sign(&mut self, op: &Operation) -> Result<pb::Envelope, ClientError> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            ClientError::Other(
+                "a requester key is needed to sign requests: --key FILE or SCBE_KEY (create one with `scbe keygen --out FILE`)"
+                    .into(),
+            )
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        self.last_nonce = now.max(self.last_nonce + 1);
+        let request = Signed::seal(
+            Request {
+                nonce: self.last_nonce,
+                operation: op.to_bytes(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            key,
+            Principal::Requester,
+        );
+        Ok(envelope_to_proto(request.envelope()))
+    }
+
+    /// Submits a signed request and waits for its decided outcome.
+    pub async fn submit_signed(
+        &mut self,
+        env: pb::Envelope,
+    ) -> Result<pb::SubmitReply, ClientError> {
+        Ok(self.inner.submit(env).await?.into_inner())
+    }
+
+    pub async fn submit(&mut self, op: &Operation) -> Result<pb::SubmitReply, ClientError> {
+        let env = self.sign(op)?;
+        self.submit_signed(env).await
+    }
+
+    pub async fn status(&mut self, proposal: Option<u64>) -> Result<pb::StatusReply, ClientError> {
+        Ok(self
+            .inner
+            .status(pb::StatusRequest { proposal })
+            .await?
+            .into_inner())
+    }
+
+    /// The ledger summary (`scbe status --json`).
+    pub async fn summary(&mut self) -> Result<serde_json::Value, ClientError> {
+        let s = self.status(None).await?;
+        serde_json::from_str(&s.detail_json)
+            .map_err(|e| ClientError::Other(format!("status JSON does not parse: {e}")))
+    }
+
+    /// One proposal as the ledger holds it.
+    pub async fn proposal(&mut self, id: u64) -> Result<serde_json::Value, ClientError> {
+        let s = self.status(Some(id)).await?;
+        let v: serde_json::Value = serde_json::from_str(&s.detail_json)
+            .map_err(|e| ClientError::Other(format!("proposal JSON does not parse: {e}")))?;
+        if v.is_null() {
+            return Err(ClientError::Other(format!(
+                "no proposal {id} on {}",
+                self.node
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Polls proposal `id` until it is decided (approved, rejected or expired) or `timeout`
+    /// passes; `on_vote` sees each validator's vote once, as it arrives.
+    pub async fn wait_decision(
+        &mut self,
+        id: u64,
+        timeout: Duration,
+        mut on_vote: impl FnMut(u64, &serde_json::Value),
+    ) -> Result<serde_json::Value, ClientError> {
+        let start = Instant::now();
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let p = self.proposal(id).await?;
+            if let Some(votes) = p["votes"].as_object() {
+                for (v, vote) in votes {
+                    if let Ok(v) = v.parse::<u64>() {
+                        if seen.insert(v) {
+                            on_vote(v, vote);
+                        }
+                    }
+                }
+            }
+            if p["status"] != "pending" {
+                return Ok(p);
+            }
+            if start.elapsed() > timeout {
+                return Err(ClientError::Other(format!(
+                    "proposal {id} still pending after {}; check `scbe status --proposal {id}`",
+                    humantime::format_duration(timeout)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The ledger's events from index `from` on, as they happen.
+    pub async fn watch(
+        &mut self,
+        from: u64,
+    ) -> Result<tonic::Streaming<pb::LedgerEvent>, ClientError> {
+        Ok(self
+            .inner
+            .watch(pb::WatchRequest { from_event: from })
+            .await?
+            .into_inner())
+    }
+}

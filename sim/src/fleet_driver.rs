@@ -1,0 +1,364 @@
+//! The fleet's part of a simulation run: every tick agents sample and publish signed reports,
+//! every validator refreshes its watcher from its own ledger and submits what it decides, the
+//! primary delivers the current order (endorsed by the validators whose ledgers derive it), the
+//! release requester follows its script, and fleet liars forge evidence. Agents obey orders with
+//! the real agent core; the checkers look at what agents really ran.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use scbe_node::consensus::{Input, Kind, Principal, Request, Signed, View};
+use scbe_node::net::ProtoCodec;
+use scbe_node::rollout::evidence::OrderAction;
+use scbe_node::rollout::order::{Endorsement, SignedOrder};
+use scbe_node::rollout::watcher::StepView;
+
+use crate::fleet::{Evidence, Obeyed, ORDER_RETRY_MS, SAMPLE_TICKS};
+use crate::invariants::fleet_authority::check_order;
+use crate::invariants::rollback::check_rolled_back;
+use crate::invariants::rollout_evidence::check_completed;
+use crate::scenario::AgentBehaviour;
+use crate::simulation::{Event, Phase, Simulation};
+
+impl Simulation {
+    fn agent_silent(&self, agent: usize) -> bool {
+        self.agents[agent].behaviour == AgentBehaviour::Silent && self.phase == Phase::Safety
+    }
+
+    /// Sends verified evidence to every validator, each copy with its own network delay.
+    fn publish(&mut self, evidence: Evidence) {
+        for node in 0..self.sc.n {
+            let delay = self
+                .rng
+                .random_range(self.sc.delay_min_ms..=self.sc.delay_max_ms);
+            self.schedule(
+                delay,
+                Event::Evidence {
+                    node,
+                    evidence: evidence.clone(),
+                },
+            );
+        }
+    }
+
+    pub(crate) fn fleet_tick(&mut self) {
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(SAMPLE_TICKS) {
+            self.agents_sample();
+        }
+        for node in 0..self.sc.n {
+            self.validator_tick(node);
+        }
+        self.requester_tick();
+    }
+
+    fn agents_sample(&mut self) {
+        for a in 0..self.agents.len() {
+            if self.agent_silent(a) {
+                continue;
+            }
+            let Some(report) = self.agents[a].sample() else {
+                continue;
+            };
+            let key = self.agents[a].key.public();
+            if let Ok(body) = report.open(|_| Some(&key)) {
+                self.publish(Evidence::Report(report, body));
+            }
+            if self.agents[a].behaviour == AgentBehaviour::Byzantine && self.rng.random_bool(0.3) {
+                let rng = &mut self.rng;
+                if let Some(lie) = self.agents[a].lie(rng) {
+                    // What each validator's monitor does with it: check the signature against
+                    // the agent's registered key first.
+                    match lie.open(|_| Some(&key)) {
+                        Ok(body) => self.publish(Evidence::Report(lie, body)),
+                        Err(_) => self.stats.evidence_refused += 1,
+                    }
+                }
+            }
+        }
+    }
+
+    fn validator_tick(&mut self, node: usize) {
+        let Some(replica) = self.nodes[node].replica.as_ref() else {
+            return;
+        };
+        if self.nodes[node]
+            .byzantine
+            .as_ref()
+            .is_some_and(|b| b.is_silent())
+        {
+            return;
+        }
+        let seen = (replica.last_executed().0, replica.view().0);
+        let primary = replica.is_primary();
+        let normal = replica.status() == scbe_node::consensus::Status::Normal;
+        let now = self.now;
+        if seen != self.nodes[node].fleet.seen {
+            let step = self.ledger(node).and_then(StepView::of);
+            let f = &mut self.nodes[node].fleet;
+            f.seen = seen;
+            f.watcher.observe(step, now);
+        }
+        // Votes owed on pending proposals (Byzantine validators vote too: as the core lets them).
+        let votes = {
+            let n = &mut self.nodes[node];
+            let ledger = n.replica.as_ref().and_then(|r| {
+                r.app()
+                    .as_any()
+                    .downcast_ref::<scbe_node::governance::Ledger>()
+            });
+            match ledger {
+                Some(l) => n.fleet.watcher.votes(l, node as u32, now),
+                None => Vec::new(),
+            }
+        };
+        for op in &votes {
+            self.own_request(node, op);
+        }
+        let step = self.nodes[node].fleet.watcher.step().cloned();
+        if normal && step.as_ref().and_then(|s| s.replace_view) == Some(seen.1) {
+            self.trace(&[b"replace-primary", &(node as u64).to_be_bytes()]);
+            self.feed(node, Input::ReplacePrimary { view: View(seen.1) });
+        }
+        if self.nodes[node].fleet_liar {
+            if self.rng.random_bool(0.1) {
+                self.forge_order(node);
+            }
+            if let Some(step) = &step {
+                if self.rng.random_bool(0.3) {
+                    let key = self.nodes[node].key.clone();
+                    let rng = &mut self.rng;
+                    if let Some(op) = self.nodes[node].fleet.forge(rng, &key, step) {
+                        self.own_request(node, &op);
+                    }
+                }
+            }
+            return; // a liar delivers no orders when it leads
+        }
+        let ops = self.nodes[node].fleet.watcher.decide(now, primary, seen.1);
+        for op in &ops {
+            self.own_request(node, op);
+        }
+        if primary {
+            if let Some(step) = step {
+                self.execute(node, &step);
+            }
+        }
+    }
+
+    /// The primary's executor: endorsements from every reachable validator whose ledger derives
+    /// the same order (a Byzantine one signs anything), then the order to every agent of the
+    /// step that has not answered, again every `ORDER_RETRY_MS`.
+    fn execute(&mut self, node: usize, step: &StepView) {
+        let key = (step.rollout, step.order.issued_seq, step.order.action);
+        let now = self.now;
+        let f = &mut self.nodes[node].fleet;
+        if f.step_key != Some(key) {
+            f.step_key = Some(key);
+            f.sent.clear();
+        }
+        let due: Vec<String> = step
+            .remaining()
+            .filter(|a| !f.watcher.acked(a))
+            .filter(|a| f.sent.get(*a).is_none_or(|t| now >= t + ORDER_RETRY_MS))
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let bytes = step.order.to_bytes();
+        let mut endorsements = Vec::new();
+        for j in 0..self.sc.n {
+            if j != node && !self.net.connected(node, j) {
+                continue;
+            }
+            let agrees = match &self.nodes[j].byzantine {
+                Some(b) => !b.is_silent() && self.nodes[j].replica.is_some(),
+                None => self
+                    .ledger(j)
+                    .and_then(|l| l.current_order(step.rollout))
+                    .is_some_and(|o| o.to_bytes() == bytes),
+            };
+            if agrees {
+                endorsements.push(Endorsement::sign(&bytes, &self.nodes[j].key));
+            }
+        }
+        if endorsements.len() < self.ledger_cfg.quorum() {
+            return;
+        }
+        let order = Arc::new(SignedOrder {
+            order: bytes,
+            endorsements,
+        });
+        for agent_id in due {
+            let Some(agent) = self.agents.iter().position(|a| a.id == agent_id) else {
+                continue;
+            };
+            self.nodes[node].fleet.sent.insert(agent_id, now);
+            let delay = self
+                .rng
+                .random_range(self.sc.delay_min_ms..=self.sc.delay_max_ms);
+            self.schedule(
+                delay,
+                Event::Order {
+                    agent,
+                    order: Arc::clone(&order),
+                    action: step.order.action,
+                },
+            );
+        }
+    }
+
+    /// A liar orders an agent to deploy a version nobody approved, endorsed by itself alone
+    /// (three times over): agents must refuse it.
+    fn forge_order(&mut self, node: usize) {
+        if self.agents.is_empty() {
+            return;
+        }
+        let mut agents: Vec<String> = self.agents.iter().map(|a| a.id.clone()).collect();
+        agents.sort();
+        let order = scbe_node::rollout::order::Order {
+            rollout: 0,
+            action: OrderAction::Deploy,
+            batch: 1,
+            issued_seq: u64::MAX / 2,
+            version: "evil".into(),
+            release_digest: String::new(),
+            units: vec![],
+            agents,
+        };
+        let bytes = order.to_bytes();
+        let e = Endorsement::sign(&bytes, &self.nodes[node].key);
+        let signed = Arc::new(SignedOrder {
+            order: bytes,
+            endorsements: vec![e.clone(), e.clone(), e],
+        });
+        let agent = self.rng.random_range(0..self.agents.len());
+        self.schedule(
+            1,
+            Event::Order {
+                agent,
+                order: signed,
+                action: OrderAction::Deploy,
+            },
+        );
+    }
+
+    pub(crate) fn on_order(&mut self, agent: usize, signed: &SignedOrder, action: OrderAction) {
+        if self.agent_silent(agent) {
+            return;
+        }
+        let order = match self.agents[agent].core.authorise(signed, action) {
+            Ok(o) => o,
+            Err(_) => {
+                self.stats.orders_refused += 1;
+                return;
+            }
+        };
+        let runs_hook =
+            self.agents[agent].core.step(&order) == scbe_node::fleet::core::Step::RunHook;
+        if runs_hook {
+            let id = self.agents[agent].id.clone();
+            if let Some(v) = check_order(&order, &id, &self.honest_ledgers()) {
+                self.violation("fleet-authority", v);
+            }
+        }
+        self.trace(&[
+            b"order",
+            &(agent as u64).to_be_bytes(),
+            order.version.as_bytes(),
+        ]);
+        let ack = self.agents[agent].core.finish(&order, Ok(()));
+        self.stats.orders_obeyed += 1;
+        self.agents[agent].obeyed.push(Obeyed {
+            rollout: order.rollout,
+            action: order.action,
+            version: order.version.clone(),
+            issued_seq: order.issued_seq,
+        });
+        let key = self.agents[agent].key.public();
+        if let Ok(body) = ack.open(|_| Some(&key)) {
+            self.publish(Evidence::Ack(ack, body));
+        }
+    }
+
+    /// The requester sends the script's next operation when nothing is outstanding.
+    fn requester_tick(&mut self) {
+        if self.clients.is_empty() || self.clients[0].outstanding.is_some() {
+            return;
+        }
+        let Some(reader) = self.advanced() else {
+            return;
+        };
+        let key = self.clients[0].key.public();
+        let now = self.now;
+        let op = {
+            let Some(ledger) = self.nodes[reader].replica.as_ref().and_then(|r| {
+                r.app()
+                    .as_any()
+                    .downcast_ref::<scbe_node::governance::Ledger>()
+            }) else {
+                return;
+            };
+            self.script.next(ledger, &key, now)
+        };
+        let Some(op) = op else { return };
+        let c = &mut self.clients[0];
+        c.nonce += 1;
+        let nonce = c.nonce;
+        let signed = Signed::seal(
+            Request {
+                nonce,
+                operation: op.to_bytes(),
+            },
+            Kind::Request,
+            |r| scbe_node::consensus::Codec::encode_request(&ProtoCodec, r),
+            &c.key,
+            Principal::Requester,
+        );
+        self.validity.on_submitted(signed.envelope().digest());
+        self.clients[0].outstanding = Some(signed);
+        self.script.sent(nonce);
+        self.resend(0, nonce, false);
+    }
+
+    /// When an honest ledger shows a rollout completed or rolled back, check the agents.
+    pub(crate) fn check_rollout_ends(&mut self, node: usize) {
+        let Some(ledger) = self.ledger(node) else {
+            return;
+        };
+        let ended: Vec<_> = ledger
+            .state()
+            .rollouts
+            .values()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    scbe_node::governance::ledger::RolloutStatus::Completed
+                        | scbe_node::governance::ledger::RolloutStatus::RolledBack
+                )
+            })
+            .filter(|r| !self.checked.contains(&(r.id, r.status as u8)))
+            .cloned()
+            .collect();
+        for r in ended {
+            self.checked.insert((r.id, r.status as u8));
+            let problems = if r.status == scbe_node::governance::ledger::RolloutStatus::Completed {
+                self.stats.rollouts_completed += 1;
+                check_completed(&r, &self.agents)
+            } else {
+                self.stats.rollouts_rolled_back += 1;
+                check_rolled_back(&r, &self.agents)
+            };
+            for p in problems {
+                let invariant =
+                    if r.status == scbe_node::governance::ledger::RolloutStatus::Completed {
+                        "rollout-evidence"
+                    } else {
+                        "rollback"
+                    };
+                self.violation(invariant, p);
+            }
+        }
+    }
+}
