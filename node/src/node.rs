@@ -550,6 +550,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                         });
                         continue;
                     }
+                    let last = rt.replica.last_nonce(&signer);
+                    if nonce <= last {
+                        // It would be dropped at the door and never answered.
+                        let _ = reply.send(Err(format!("nonce {nonce} is not above {last}, the last nonce executed for this key; sign the request again with a higher nonce")));
+                        continue;
+                    }
                     rt.waiters
                         .insert((signer, nonce), (Instant::now(), digest, reply));
                     actions.extend(rt.replica.handle(Input::ClientRequest(request)));

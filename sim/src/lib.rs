@@ -1,11 +1,13 @@
-//! SCBE Fleet simulator: deterministic simulation of the real consensus core (`scbe-sim check`),
-//! and the core benchmark (`scbe-sim bench-core`).
+//! SCBE Fleet simulator: the whole mission on one machine (`scbe-sim demo`), a local quorum and
+//! fleet (`scbe-sim up`), deterministic simulation of the real consensus core, ledger and fleet
+//! logic under faults (`scbe-sim check`), and benchmarks.
 
 pub mod app;
 pub mod bench_cluster;
 pub mod bench_core;
 pub mod byzantine;
 pub mod check;
+pub mod demo;
 pub mod fleet;
 pub mod fleet_driver;
 pub mod invariants;

@@ -24,6 +24,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole mission on one machine, narrated: a release reaching a fleet.
+    ///
+    /// Starts 4 validators and 12 agents (3 specialties, synthetic health) as real processes on
+    /// loopback, then through the public API only: fuses the embedded provider manifests and
+    /// checks the gates; registers a release and promotes it staging -> canary -> production
+    /// (votes as they arrive, every batch live); promotes a second release whose canary degrades
+    /// and is rolled back on agent-signed evidence (with the reaction time); kills the primary
+    /// with SIGKILL in the middle of a third rollout and shows the new primary resuming it;
+    /// ends with a summary checked against the ledger and the agents. Exit 0 only if every
+    /// step behaved as expected. Ctrl-C stops every process it started.
+    Demo {
+        /// Keep keys, configs, data, logs, status.json and summary.json here.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Monitoring window of every batch.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
+        /// Shorter windows and sample intervals (for CI).
+        #[arg(long)]
+        fast: bool,
+    },
     /// Run seeds through the simulator and check every invariant.
     ///
     /// Checked invariants: agreement, validity, integrity, certificate validity, no honest
@@ -135,6 +156,7 @@ enum DaemonRun {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo { dir, window, fast } => demo(dir, window, fast),
         Command::Validator {
             run: DaemonRun::Run { config },
         } => scbe_node::daemon::run_validator(&config),
@@ -267,6 +289,66 @@ pub fn self_launch() -> Result<scbe_node::local::Launch, ExitCode> {
     ))
 }
 
+fn demo(dir: Option<std::path::PathBuf>, window: std::time::Duration, fast: bool) -> ExitCode {
+    let launch = match self_launch() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let (window, sample_interval) = if fast {
+        (
+            window.min(std::time::Duration::from_secs(1)),
+            std::time::Duration::from_millis(250),
+        )
+    } else {
+        (window, std::time::Duration::from_millis(500))
+    };
+    if window < sample_interval {
+        eprintln!("error: --window must be at least the sample interval ({sample_interval:?})");
+        return ExitCode::from(2);
+    }
+    let mut replay = "cargo run --release -p scbe-sim -- demo".to_string();
+    if fast {
+        replay.push_str(" --fast");
+    }
+    if let Some(d) = &dir {
+        replay.push_str(&format!(" --dir {}", d.display()));
+    }
+    let opts = scbe_sim::demo::DemoOptions {
+        dir,
+        window,
+        sample_interval,
+        replay,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        tokio::select! {
+            r = scbe_sim::demo::run(&launch, &opts) => match r {
+                Ok(_) => {
+                    println!("demo passed");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("demo FAILED: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted: stopping every process the demo started");
+                ExitCode::from(130)
+            }
+        }
+    })
+}
+
 fn up(
     n: usize,
     agents: usize,
@@ -315,15 +397,16 @@ fn up(
         println!("  {} ({}): {}", a.id, a.specialty, cluster.agent_url(i));
     }
     let key = cluster.requester_key.display();
-    println!(
-        "\nTry:\n  scbe --node {} --key {key} status",
-        cluster.url(0)
-    );
-    println!(
-        "  scbe --node {} --key {key} propose register --release release.json",
-        cluster.url(0)
-    );
-    println!("\nCtrl-C stops every validator.");
+    println!("\nPoint scbe at the quorum (any validator answers):");
+    println!("  export SCBE_NODE={}", cluster.url(0));
+    println!("  export SCBE_KEY={key}");
+    println!("Then try:");
+    println!("  scbe status");
+    println!("  scbe fuse --manifests configs/examples/manifests/*.json --output release.json");
+    println!("  scbe propose register --release release.json");
+    println!("  scbe propose promote --release VERSION --to canary --rollback-to v0");
+    println!("  scbe watch --rollout 0");
+    println!("\nCtrl-C stops every validator and agent.");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

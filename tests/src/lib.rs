@@ -31,8 +31,13 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let bin = profile_dir.join(name);
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let package = if name == "scbe-sim" {
+            "scbe-sim"
+        } else {
+            "scbe-node"
+        };
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "scbe-node", "--bins"]);
+        cmd.args(["build", "-p", package, "--bins"]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
@@ -72,7 +77,7 @@ pub struct Harness {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     pub cluster: LocalCluster,
     pub requester: Keypair,
-    nonce: u64,
+    pub nonce: u64,
     _dir: tempfile::TempDir,
 }
 

@@ -5,11 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
+use scbe_node::client::render;
 use scbe_node::governance::{
     check_provider_set, fuse, parse_manifest, FusedRelease, Gates, Manifest, Operation, Provider,
     Stage,
 };
+use scbe_node::net::governance_client::Client;
 
 #[derive(Parser)]
 #[command(
@@ -18,16 +22,17 @@ use scbe_node::governance::{
     about = "SCBE Fleet client: fuse provider manifests into a release, propose and track promotions"
 )]
 struct Cli {
-    /// Validator to talk to.
+    /// Validator to talk to (any validator of the cluster answers).
     #[arg(
         long,
         global = true,
+        env = "SCBE_NODE",
         default_value = "http://127.0.0.1:7000",
         value_name = "URL"
     )]
     node: String,
-    /// Requester secret key file (from `scbe keygen`).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Requester secret key file (from `scbe keygen`), for commands that sign requests.
+    #[arg(long, global = true, env = "SCBE_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -95,33 +100,50 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Submit a proposal and wait for the outcome (printed with the deciding sequence number).
+    /// Submit a proposal and wait for the answer.
+    ///
+    /// `register` answers accepted or rejected; `promote` then waits for the validators' votes
+    /// and prints each as it arrives and the decision with its tally. Exit status: 0 accepted /
+    /// approved, 1 rejected or expired, 2 error.
     Propose {
         #[command(subcommand)]
         what: Propose,
     },
-    /// Propose putting a known-good version back into production.
+    /// Propose putting a known-good version back on the whole fleet; waits for the votes.
+    ///
+    /// Exit status: 0 approved (the restore then runs batch by batch: follow it with
+    /// `scbe watch --rollout N`), 1 rejected or expired, 2 error.
     Rollback {
         #[arg(long, value_name = "VERSION")]
         target_version: String,
         #[arg(long, default_value = "manual rollback")]
         reason: String,
     },
-    /// Follow the ledger's events (Sacred Tongue tagged) as they happen; Ctrl-C stops.
+    /// Follow the ledger's events (Sacred Tongue tagged) and rollouts' progress live.
+    ///
+    /// With --rollout N, follow that rollout until it ends: exit 0 completed, 1 rolled back or
+    /// failed. Otherwise follow everything until Ctrl-C.
     Watch {
         /// Start from this event index (0 replays everything).
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// Follow one rollout until it ends.
+        #[arg(long, value_name = "N")]
+        rollout: Option<u64>,
     },
     /// Export or verify the audit trail (every decided batch with its commit certificate).
     Audit {
         #[command(subcommand)]
         what: Audit,
     },
-    /// Show the validator's consensus state and the ledger summary (or one proposal).
+    /// Show stages, releases, proposals, rollouts with batch progress and fleet health.
     Status {
+        /// Show one proposal with every validator's vote and reasons.
         #[arg(long)]
         proposal: Option<u64>,
+        /// Print the ledger summary as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -243,13 +265,10 @@ fn run_fuse(a: FuseArgs) -> Result<ExitCode, Unusable> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_key(path: &Option<PathBuf>) -> Result<scbe_node::crypto::Keypair, Unusable> {
-    let path = path.as_ref().ok_or_else(|| {
-        Unusable(anyhow::anyhow!(
-            "--key FILE is required to sign requests (create one with `scbe keygen --out FILE`)"
-        ))
-    })?;
-    scbe_node::config::read_key_file(path).map_err(|e| Unusable(e.into()))
+fn load_key(path: &Option<PathBuf>) -> Result<Option<scbe_node::crypto::Keypair>, Unusable> {
+    path.as_ref()
+        .map(|p| scbe_node::config::read_key_file(p).map_err(|e| Unusable(e.into())))
+        .transpose()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Unusable> {
@@ -259,109 +278,154 @@ fn runtime() -> Result<tokio::runtime::Runtime, Unusable> {
         .map_err(|e| Unusable(e.into()))
 }
 
-async fn client(
-    node: &str,
-) -> Result<scbe_proto::v1::governance_client::GovernanceClient<tonic::transport::Channel>, Unusable>
-{
-    scbe_proto::v1::governance_client::GovernanceClient::connect(node.to_string())
+async fn client(node: &str, key: &Option<PathBuf>) -> Result<Client, Unusable> {
+    Client::connect(node, load_key(key)?)
         .await
-        .map_err(|e| Unusable(anyhow::anyhow!("cannot reach validator at {node}: {e}")))
+        .map_err(|e| Unusable(e.into()))
 }
+
+/// Writes a line to stdout; false once stdout is closed (e.g. piped into `head`).
+fn out(line: &str) -> bool {
+    use std::io::Write as _;
+    writeln!(std::io::stdout(), "{line}").is_ok()
+}
+
+/// How long `propose promote` and `rollback` wait for the votes.
+const VOTE_WAIT: Duration = Duration::from_secs(120);
 
 fn submit(cli_node: &str, key: &Option<PathBuf>, op: Operation) -> Result<ExitCode, Unusable> {
-    use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
-    let key = load_key(key)?;
-    // Nonces must increase per key: microseconds since the epoch do, across runs.
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(1);
-    let request = Signed::seal(
-        Request {
-            nonce,
-            operation: op.to_bytes(),
-        },
-        Kind::Request,
-        |r| scbe_node::net::ProtoCodec.encode_request(r),
-        &key,
-        Principal::Requester,
-    );
-    let env = scbe_node::net::envelope_to_proto(request.envelope());
-    let rt = runtime()?;
-    rt.block_on(async {
-        let mut c = client(cli_node).await?;
-        match c.submit(env).await {
-            Ok(r) => {
-                let r = r.into_inner();
-                if r.accepted {
-                    let mut what = String::new();
-                    if let Some(p) = r.proposal {
-                        what.push_str(&format!(" proposal {p}"));
-                    }
-                    if let Some(ro) = r.rollout {
-                        what.push_str(&format!(" rollout {ro}"));
-                    }
-                    println!("accepted at seq {}{what}", r.seq);
-                    Ok(ExitCode::SUCCESS)
-                } else {
-                    println!("rejected at seq {}:", r.seq);
-                    for reason in r.reasons {
-                        println!("  - {reason}");
-                    }
-                    Ok(ExitCode::from(1))
+    let wants_votes = matches!(op, Operation::Promote { .. } | Operation::Rollback { .. });
+    runtime()?.block_on(async {
+        let mut c = client(cli_node, key).await?;
+        let r = c.submit(&op).await.map_err(|e| Unusable(e.into()))?;
+        let when = if r.already_decided {
+            format!("already decided at seq {}", r.seq)
+        } else {
+            format!("decided at seq {}", r.seq)
+        };
+        if !r.accepted {
+            out(&format!("rejected ({when}):"));
+            for reason in &r.reasons {
+                out(&format!("  - {reason}"));
+            }
+            return Ok(ExitCode::from(1));
+        }
+        let mut what = String::new();
+        if let Some(p) = r.proposal {
+            what.push_str(&format!(": proposal {p}"));
+        }
+        out(&format!("accepted ({when}){what}"));
+        let (Some(p), true) = (r.proposal, wants_votes) else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        out("votes:");
+        let decided = c
+            .wait_decision(p, VOTE_WAIT, |v, vote| {
+                out(&format!("  {}", render::vote_line(v, vote)));
+            })
+            .await
+            .map_err(|e| Unusable(e.into()))?;
+        let (line, approved) = render::decision_text(&decided);
+        out(&line);
+        Ok(if approved {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+fn run_status(node: &str, proposal: Option<u64>, json: bool) -> Result<ExitCode, Unusable> {
+    runtime()?.block_on(async {
+        let mut c = client(node, &None).await?;
+        let r = c.status(proposal).await.map_err(|e| Unusable(e.into()))?;
+        if let Some(p) = proposal {
+            let v: serde_json::Value = serde_json::from_str(&r.detail_json).unwrap_or_default();
+            if v.is_null() {
+                return Err(Unusable(anyhow::anyhow!("no proposal {p} on {node}")));
+            }
+            if json {
+                out(&v.to_string());
+            } else {
+                out(&render::decision_text(&v).0);
+                for (id, vote) in v["votes"].as_object().into_iter().flatten() {
+                    out(&format!(
+                        "  {}",
+                        render::vote_line(id.parse().unwrap_or(0), vote)
+                    ));
                 }
             }
-            Err(status) => Err(Unusable(anyhow::anyhow!(
-                "{:?}: {}",
-                status.code(),
-                status.message()
-            ))),
+            return Ok(ExitCode::SUCCESS);
         }
-    })
-}
-
-fn run_status(node: &str, proposal: Option<u64>) -> Result<ExitCode, Unusable> {
-    let rt = runtime()?;
-    rt.block_on(async {
-        let mut c = client(node).await?;
-        let r = c
-            .status(scbe_proto::v1::StatusRequest { proposal })
-            .await
-            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
-            .into_inner();
-        println!(
-            "validator {}: view {} ({}), executed {}, stable checkpoint {}",
-            r.node, r.view, r.status, r.last_executed, r.stable_checkpoint
-        );
-        println!("{}", r.detail_json);
+        if json {
+            out(&r.detail_json);
+        } else {
+            let summary: serde_json::Value =
+                serde_json::from_str(&r.detail_json).unwrap_or_default();
+            out(render::status_text(&r, &summary).trim_end());
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn run_watch(node: &str, from: u64) -> Result<ExitCode, Unusable> {
-    let rt = runtime()?;
-    rt.block_on(async {
-        let mut c = client(node).await?;
-        let mut stream = c
-            .watch(scbe_proto::v1::WatchRequest { from_event: from })
-            .await
-            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
-            .into_inner();
-        while let Some(e) = stream
-            .message()
-            .await
-            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))?
-        {
-            use std::io::Write as _;
-            let line = format!(
-                "#{:<5} seq {:<6} {} {:<9} {:<8} {:<20} {} {}",
-                e.index, e.seq, e.tag, e.tongue, e.phase, e.kind, e.subject, e.detail
-            );
-            if writeln!(std::io::stdout(), "{line}").is_err() {
-                break; // stdout closed (e.g. piped into head)
+fn event_line(e: &scbe_proto::v1::LedgerEvent) -> String {
+    format!(
+        "#{:<5} seq {:<6} {} {:<9} {:<8} {:<20} {} {}",
+        e.index, e.seq, e.tag, e.tongue, e.phase, e.kind, e.subject, e.detail
+    )
+}
+
+fn run_watch(node: &str, from: u64, follow: Option<u64>) -> Result<ExitCode, Unusable> {
+    use scbe_node::client::progress::{Ended, RolloutProgress};
+    runtime()?.block_on(async {
+        let mut c = client(node, &None).await?;
+        let mut poll = client(node, &None).await?;
+        let mut stream = c.watch(from).await.map_err(|e| Unusable(e.into()))?;
+        let mut progress: Option<RolloutProgress> = follow.map(RolloutProgress::new);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                e = stream.message() => {
+                    let Some(e) = e.map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))? else {
+                        return Ok(ExitCode::SUCCESS);
+                    };
+                    if let Some(r) = follow {
+                        if e.subject != format!("rollout:{r}") {
+                            continue;
+                        }
+                    }
+                    if e.kind == "rollout_planned" && follow.is_none() {
+                        if let Some(id) = e.subject.strip_prefix("rollout:").and_then(|x| x.parse().ok()) {
+                            progress = Some(RolloutProgress::new(id));
+                        }
+                    }
+                    let line = event_line(&e);
+                    match &progress {
+                        Some(p) => p.println(&line),
+                        None => {
+                            if !out(&line) {
+                                return Ok(ExitCode::SUCCESS); // stdout closed
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let Some(p) = progress.as_mut() else { continue };
+                    let summary = poll.summary().await.map_err(|e| Unusable(e.into()))?;
+                    let Some(ended) = p.update(&summary) else { continue };
+                    let line = match &ended {
+                        Ended::Completed => "rollout completed".to_string(),
+                        Ended::RolledBack(why) => format!("rollout rolled back: {why}"),
+                        Ended::Failed(why) => format!("rollout failed: {why}"),
+                    };
+                    out(&line);
+                    if follow.is_some() {
+                        return Ok(if ended == Ended::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) });
+                    }
+                    progress = None;
+                }
             }
         }
-        Ok(ExitCode::SUCCESS)
     })
 }
 
@@ -496,8 +560,8 @@ fn main() -> ExitCode {
                 reason,
             },
         ),
-        Command::Status { proposal } => run_status(&cli.node, proposal),
-        Command::Watch { from } => run_watch(&cli.node, from),
+        Command::Status { proposal, json } => run_status(&cli.node, proposal, json),
+        Command::Watch { from, rollout } => run_watch(&cli.node, from, rollout),
         Command::Audit {
             what: Audit::Export { out, from },
         } => audit_export(&cli.node, &out, from),

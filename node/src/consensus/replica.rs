@@ -381,6 +381,10 @@ impl Replica {
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
     }
+    /// The last nonce executed for `signer` (0 if none): requests at or below it never execute.
+    pub fn last_nonce(&self, signer: &PublicKey) -> u64 {
+        self.nonces.get(signer).copied().unwrap_or(0)
+    }
     pub fn app(&self) -> &dyn StateMachine {
         self.app.as_ref()
     }
