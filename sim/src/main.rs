@@ -113,6 +113,20 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         max_inflight_batches: u64,
     },
+    /// Benchmark the fleet: rollback reaction on a process cluster, and a production rollout
+    /// across a large simulated fleet (in one process, real ledger, watcher, agent core and
+    /// signatures; virtual time with 5-minute windows and 10-second samples).
+    BenchFleet {
+        /// Agents of the large rollout.
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Degrading canaries per breach setting in the reaction benchmark.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Only the large rollout.
+        #[arg(long)]
+        skip_reaction: bool,
+    },
     /// Run a validator (what `scbe-node run` does); scbe-sim starts its local processes so.
     #[command(hide = true)]
     Validator {
@@ -157,6 +171,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { dir, window, fast } => demo(dir, window, fast),
+        Command::BenchFleet {
+            agents,
+            runs,
+            skip_reaction,
+        } => bench_fleet(agents, runs, skip_reaction),
         Command::Validator {
             run: DaemonRun::Run { config },
         } => scbe_node::daemon::run_validator(&config),
@@ -287,6 +306,82 @@ pub fn self_launch() -> Result<scbe_node::local::Launch, ExitCode> {
         "validator",
         "agent",
     ))
+}
+
+fn bench_fleet(agents: usize, runs: usize, skip_reaction: bool) -> ExitCode {
+    use scbe_sim::bench_fleet::{large, median, reaction};
+    let ms = |d: std::time::Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    if !skip_reaction {
+        let launch = match self_launch() {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("rollback reaction: 4 validators, 6 agents, one sample per second, {runs} degrading canaries each");
+        println!("| breach_samples | median | runs |\n|---|---|---|");
+        for breach in [1u32, 2] {
+            let dir = std::env::temp_dir()
+                .join(format!("scbe-bench-fleet-{}-{breach}", std::process::id()));
+            let r = rt.block_on(reaction(&launch, &dir, runs, breach));
+            let _ = std::fs::remove_dir_all(&dir);
+            match r {
+                Ok(v) => println!(
+                    "| {breach} | {} | {} |",
+                    median(&v).map_or("-".into(), ms),
+                    v.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+                ),
+                Err(e) => {
+                    eprintln!("error: reaction benchmark: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    match large(agents) {
+        Ok(r) => {
+            let share = |d: std::time::Duration| 100.0 * d.as_secs_f64() / r.windows.as_secs_f64();
+            println!(
+                "\nproduction rollout across {} agents (canary first): {} batches, windows of 5 min = {} s of monitoring",
+                r.agents,
+                r.batches,
+                r.windows.as_secs()
+            );
+            println!("| work | time | share of the windows |\n|---|---|---|");
+            println!("| leader's executor (orders, endorsements, acks, watcher ticks, progress) | {} | {:.4}% |", ms(r.executor), share(r.executor));
+            println!(
+                "| one validator's monitor ({} signed reports checked) | {} | {:.4}% |",
+                r.reports_checked,
+                ms(r.monitor),
+                share(r.monitor)
+            );
+            println!("| one ledger applying the rollout ({} progress operations, largest {} KB) | {} | {:.4}% |", r.progress_ops, r.largest_op_bytes / 1024, ms(r.ledger_apply), share(r.ledger_apply));
+            println!(
+                "| all agents (sampling, signing, order checks) | {} | - |",
+                ms(r.agents_cpu)
+            );
+            println!(
+                "ledger state {} KB; peak RSS of this process (4 ledgers, {} agents, watcher) {}; wall {:.1} s",
+                r.ledger_state_bytes / 1024,
+                r.agents,
+                r.peak_rss_kb.map_or("-".into(), |k| format!("{} MB", k / 1024)),
+                r.wall.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: large rollout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn demo(dir: Option<std::path::PathBuf>, window: std::time::Duration, fast: bool) -> ExitCode {

@@ -123,8 +123,12 @@ pub struct Watcher {
     settings: WatchSettings,
     step: Option<StepView>,
     step_seen_ms: u64,
-    /// Latest verified report per watched agent (for the active rollout and version).
-    reports: BTreeMap<String, (HealthReport, HealthBody)>,
+    /// Latest verified report per watched agent (for the active rollout and version), with its
+    /// verdict, judged once when it arrives.
+    reports: BTreeMap<String, (HealthReport, HealthBody, Verdict)>,
+    /// Watched agents whose latest report proves degradation (a subset of `reports`), so a tick
+    /// does not re-judge thousands of agents.
+    degraded: BTreeSet<String>,
     /// Latest verified ack per agent for the current step (the leader's executor feeds them).
     acks: BTreeMap<String, (DeployAck, AckBody)>,
     /// When each kind of operation was last submitted.
@@ -147,6 +151,7 @@ impl Watcher {
             step: None,
             step_seen_ms: 0,
             reports: BTreeMap::new(),
+            degraded: BTreeSet::new(),
             acks: BTreeMap::new(),
             submitted: BTreeMap::new(),
             submitted_agents: BTreeMap::new(),
@@ -167,7 +172,7 @@ impl Watcher {
 
     /// Latest verified report of an agent in the active rollout.
     pub fn report_of(&self, agent: &str) -> Option<&HealthBody> {
-        self.reports.get(agent).map(|(_, b)| b)
+        self.reports.get(agent).map(|(_, b, _)| b)
     }
 
     /// The ledger's current step; a new step starts a new deadline and forgets old acks.
@@ -188,9 +193,11 @@ impl Watcher {
         match &view {
             Some(v) => self
                 .reports
-                .retain(|a, (_, b)| b.rollout == v.rollout && v.watch.contains(a)),
+                .retain(|a, (_, b, _)| b.rollout == v.rollout && v.watch.contains(a)),
             None => self.reports.clear(),
         }
+        let reports = &self.reports;
+        self.degraded.retain(|a| reports.contains_key(a));
         self.step = view;
     }
 
@@ -202,7 +209,14 @@ impl Watcher {
             && body.version == step.version
             && step.watch.contains(&body.agent)
         {
-            self.reports.insert(body.agent.clone(), (signed, body));
+            let verdict = self.settings.thresholds.judge(&body);
+            if matches!(verdict, Verdict::Degraded(_)) {
+                self.degraded.insert(body.agent.clone());
+            } else {
+                self.degraded.remove(&body.agent);
+            }
+            self.reports
+                .insert(body.agent.clone(), (signed, body, verdict));
         }
     }
 
@@ -238,9 +252,10 @@ impl Watcher {
         due
     }
 
-    fn verdict(&self, agent: &str) -> Option<Verdict> {
-        self.report_of(agent)
-            .map(|b| self.settings.thresholds.judge(b))
+    fn healthy(&self, agent: &str) -> bool {
+        self.reports
+            .get(agent)
+            .is_some_and(|(_, _, v)| *v == Verdict::Healthy)
     }
 
     /// Votes validator `me` owes on pending proposals (DESIGN §4: every validator evaluates a
@@ -355,11 +370,10 @@ impl Watcher {
 
     fn decide_promotion(&mut self, step: &StepView, now_ms: u64, leader: bool) -> Vec<Operation> {
         // 1. Proof of degradation, from any validator.
-        let degraded: Vec<HealthReport> = step
-            .watch
+        let degraded: Vec<HealthReport> = self
+            .degraded
             .iter()
-            .filter(|a| matches!(self.verdict(a), Some(Verdict::Degraded(_))))
-            .filter_map(|a| self.reports.get(a).map(|(s, _)| s.clone()))
+            .filter_map(|a| self.reports.get(a).map(|(s, _, _)| s.clone()))
             .take(MAX_CLAIMED_AGENTS)
             .collect();
         let failed: Vec<DeployAck> = self
@@ -384,7 +398,7 @@ impl Watcher {
         {
             let candidates: Vec<String> = step
                 .remaining()
-                .filter(|a| self.acked(a) && self.verdict(a) == Some(Verdict::Healthy))
+                .filter(|a| self.acked(a) && self.healthy(a))
                 .cloned()
                 .collect();
             let ready: Vec<String> = candidates
@@ -397,7 +411,7 @@ impl Watcher {
                 .collect();
             let reports = ready
                 .iter()
-                .filter_map(|a| self.reports.get(a).map(|(s, _)| s.clone()))
+                .filter_map(|a| self.reports.get(a).map(|(s, _, _)| s.clone()))
                 .collect();
             let rollout = step.rollout;
             let batch = step.order.batch;
@@ -415,7 +429,7 @@ impl Watcher {
         if !self.claimed_no_data && now_ms >= deadline {
             let missing: Vec<String> = step
                 .remaining()
-                .filter(|a| self.verdict(a) != Some(Verdict::Healthy) || (leader && !self.acked(a)))
+                .filter(|a| !self.healthy(a) || (leader && !self.acked(a)))
                 .take(MAX_CLAIMED_AGENTS)
                 .cloned()
                 .collect();

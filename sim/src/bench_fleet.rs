@@ -1,0 +1,505 @@
+//! `scbe-sim bench-fleet`: what rolling out costs and how fast a degraded canary is undone.
+//!
+//! 1. Rollback reaction, on a real process cluster (4 validators, 6 agents, one sample a
+//!    second): from the first degraded sample (its signed report arriving on the agent's health
+//!    stream) to every touched agent reporting the old version itself (`Describe`), for
+//!    `breach_samples` 1 and 2.
+//! 2. A production rollout across a large simulated fleet, in one process without gRPC: the
+//!    real ledger (four copies, fed the same operations in the same order, as consensus would),
+//!    the real watcher, the real agent core and synthetic model, real signatures everywhere,
+//!    with the default 5-minute window and 10-second samples in virtual time. The wall time of
+//!    the leader's executor work (order derivation, endorsements, ack checks, watcher ticks
+//!    every 250 ms, progress operations), of one validator's monitor (checking every report of
+//!    the agents at risk) and of one ledger applying the operations is measured separately and
+//!    set against the monitoring windows' duration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use scbe_node::crypto::{Keypair, Verifier};
+use scbe_node::fleet::core::AgentCore;
+use scbe_node::fleet::state::AgentState;
+use scbe_node::fleet::synthetic::SyntheticModel;
+use scbe_node::governance::ledger::{Ledger, LedgerConfig, RolloutStatus, Signer};
+use scbe_node::governance::{Gates, Operation, Stage};
+use scbe_node::local::{Launch, LocalCluster, LocalOptions};
+use scbe_node::net::fleet_client;
+use scbe_node::net::governance_client::Client;
+use scbe_node::rollout::health::HealthThresholds;
+use scbe_node::rollout::order::{endorse, SignedOrder, ORDER_KIND};
+use scbe_node::rollout::plan::FleetAgent;
+use scbe_node::rollout::watcher::{StepView, WatchSettings, Watcher};
+
+use crate::fleet::release;
+
+const DEADLINE: Duration = Duration::from_secs(180);
+
+pub fn median(v: &[Duration]) -> Option<Duration> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.get(v.len().saturating_sub(1) / 2).copied()
+}
+
+/// Rollback reaction times of `runs` degrading canaries with the given breach count.
+pub async fn reaction(
+    launch: &Launch,
+    dir: &Path,
+    runs: usize,
+    breach: u32,
+) -> anyhow::Result<Vec<Duration>> {
+    let opts = LocalOptions {
+        request_timeout: Duration::from_millis(400),
+        view_change_timeout: Duration::from_millis(800),
+        status_interval: Duration::from_millis(200),
+        agents: 6,
+        degrade: Some("bad".into()),
+        degrade_after: 3,
+        window: Duration::from_secs(10),
+        sample_interval: Duration::from_secs(1),
+        deploy_deadline: Duration::from_secs(10),
+        breach_samples: breach,
+        ..LocalOptions::default()
+    };
+    let mut cluster = LocalCluster::generate(launch, dir, 4, &opts)?;
+    cluster.start_all()?;
+    let key = scbe_node::config::read_key_file(&cluster.requester_key)?;
+    let start = Instant::now();
+    let mut c = loop {
+        match Client::connect(&cluster.url(0), Some(key.clone())).await {
+            Ok(c) => break c,
+            Err(_) if start.elapsed() < DEADLINE => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => bail!("validator 0 does not start: {e}"),
+        }
+    };
+    loop {
+        let s = c.summary().await.ok();
+        if s.as_ref()
+            .and_then(|s| s["fleet"]["agents_reporting"].as_u64())
+            == Some(6)
+        {
+            break;
+        }
+        if start.elapsed() > DEADLINE {
+            bail!("the fleet did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let thresholds = HealthThresholds {
+        breach_samples: breach,
+        ..HealthThresholds::default()
+    };
+    let mut out = Vec::new();
+    for run in 0..runs {
+        let version = format!("r{run}-bad");
+        let r = c
+            .submit(&Operation::RegisterRelease {
+                release: release(&version),
+            })
+            .await?;
+        if !r.accepted {
+            bail!("register {version}: {:?}", r.reasons);
+        }
+        let r = c
+            .submit(&Operation::Promote {
+                version: version.clone(),
+                to: Stage::Canary,
+                rollback_to: "v0".into(),
+            })
+            .await?;
+        let p = r
+            .proposal
+            .ok_or_else(|| anyhow!("promotion of {version} refused: {:?}", r.reasons))?;
+        let decided = c.wait_decision(p, DEADLINE, |_, _| {}).await?;
+        let rollout = decided["rollout"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("not approved"))?;
+        // Which agents the canary touches.
+        let batch: Vec<String> = loop {
+            let s = c.summary().await?;
+            let b = s["rollouts"]
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["id"].as_u64() == Some(rollout)))
+                .and_then(|r| r["current_batch"].as_array().cloned());
+            if let Some(b) = b {
+                break b
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let idx: Vec<usize> = batch
+            .iter()
+            .filter_map(|id| cluster.agents.iter().position(|a| a.id == *id))
+            .collect();
+        // The first degraded sample, as its signed report arrives.
+        let (tx, mut first) = tokio::sync::mpsc::channel::<Instant>(16);
+        let mut watchers = Vec::new();
+        for &i in &idx {
+            let a = &cluster.agents[i];
+            let pk =
+                scbe_node::config::read_key_file(&dir.join(format!("keys/{}.key", a.id)))?.public();
+            let (addr, tx, v) = (a.addr, tx.clone(), version.clone());
+            watchers.push(tokio::spawn(async move {
+                let Ok(ch) = fleet_client::channel(addr, Duration::from_secs(600)) else {
+                    return;
+                };
+                let Ok(mut s) = fleet_client::health_stream(ch).await else {
+                    return;
+                };
+                while let Ok(Some(u)) = fleet_client::next_update(&mut s).await {
+                    let Some(Ok(rep)) = u.report else { continue };
+                    let Ok(b) = rep.open(|_| Some(&pk)) else {
+                        continue;
+                    };
+                    if b.version == v
+                        && b.latest
+                            .last()
+                            .is_some_and(|x| thresholds.breach(x).is_some())
+                    {
+                        let _ = tx.send(Instant::now()).await;
+                        return;
+                    }
+                }
+            }));
+        }
+        let t0 = tokio::time::timeout(DEADLINE, first.recv())
+            .await
+            .map_err(|_| anyhow!("no degraded sample from the canary of {version}"))?
+            .ok_or_else(|| anyhow!("health streams ended"))?;
+        // Every touched agent says it runs v0 again.
+        let t1 = loop {
+            let mut back = 0;
+            for &i in &idx {
+                let ch = fleet_client::channel(cluster.agents[i].addr, Duration::from_secs(5))
+                    .map_err(|e| anyhow!(e))?;
+                if fleet_client::describe(ch)
+                    .await
+                    .map_err(|e| anyhow!(e))?
+                    .current_version
+                    == "v0"
+                {
+                    back += 1;
+                }
+            }
+            if back == idx.len() {
+                break Instant::now();
+            }
+            if t0.elapsed() > DEADLINE {
+                bail!("the canary of {version} was not rolled back");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        for w in watchers {
+            w.abort();
+        }
+        // The ledger must agree before the next run (one rollout at a time).
+        loop {
+            let s = c.summary().await?;
+            let done = s["rollouts"]
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["id"].as_u64() == Some(rollout)))
+                .is_some_and(|r| r["status"] == "rolled_back");
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        out.push(t1.saturating_duration_since(t0));
+    }
+    Ok(out)
+}
+
+/// What the large rollout measured.
+pub struct LargeResult {
+    pub agents: usize,
+    pub batches: usize,
+    pub windows: Duration,
+    pub executor: Duration,
+    pub monitor: Duration,
+    pub ledger_apply: Duration,
+    pub agents_cpu: Duration,
+    pub reports_checked: u64,
+    pub progress_ops: usize,
+    pub largest_op_bytes: usize,
+    pub ledger_state_bytes: usize,
+    pub peak_rss_kb: Option<u64>,
+    pub wall: Duration,
+}
+
+/// Peak resident set size of this process (Linux).
+pub fn peak_rss_kb() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct Sim {
+    ledgers: Vec<Ledger>,
+    validators: Vec<Keypair>,
+    seq: u64,
+    nonce: u64,
+    requester: Keypair,
+    apply: Duration,
+}
+
+impl Sim {
+    /// Applies an operation to every ledger in the same order; times one of them.
+    fn apply(&mut self, signer: Option<u32>, op: &Operation) -> bool {
+        self.seq += 1;
+        self.nonce += 1;
+        let bytes = op.to_bytes();
+        let (s, key) = match signer {
+            Some(v) => (Signer::Validator(v), self.validators[v as usize].public()),
+            None => (
+                Signer::Requester(self.requester.public()),
+                self.requester.public(),
+            ),
+        };
+        let mut accepted = true;
+        for (i, l) in self.ledgers.iter_mut().enumerate() {
+            let t = Instant::now();
+            let o = l.apply_operation(self.seq, s, &key, self.nonce, &bytes);
+            if i == 0 {
+                self.apply += t.elapsed();
+            }
+            accepted &= o.accepted;
+        }
+        accepted
+    }
+
+    fn vote_all(&mut self) {
+        for v in 0..self.validators.len() as u32 {
+            for op in self.ledgers[v as usize].votes_owed(v) {
+                self.apply(Some(v), &op);
+            }
+        }
+    }
+}
+
+/// A canary then a production rollout across `n` agents.
+pub fn large(n: usize) -> anyhow::Result<LargeResult> {
+    let wall = Instant::now();
+    let window = Duration::from_secs(300);
+    let sample = Duration::from_secs(10);
+    let tick = Duration::from_millis(250);
+    let thresholds = HealthThresholds {
+        min_samples: (window.as_secs() / sample.as_secs()) as u32,
+        ..HealthThresholds::default()
+    };
+    let validators: Vec<Keypair> = (0..4)
+        .map(|i| Keypair::from_label(&format!("bench/v{i}")))
+        .collect();
+    let verifiers: Vec<Verifier> = validators
+        .iter()
+        .filter_map(|k| Verifier::new(k.public()).ok())
+        .collect();
+    let specialties = ["code_execute", "doc_plan", "memory_storage"];
+    let model = SyntheticModel {
+        seed: 7,
+        degrade: None,
+        degrade_after: 0,
+    };
+    let mut agents: Vec<AgentCore> = (0..n)
+        .map(|i| {
+            AgentCore::new(
+                format!("agent-{i:05}"),
+                Keypair::from_label(&format!("bench/agent/{i}")),
+                verifiers.clone(),
+                3,
+                AgentState::initial("v0"),
+                30,
+            )
+        })
+        .collect();
+    let index: BTreeMap<String, usize> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.id.clone(), i))
+        .collect();
+    let keys: BTreeMap<String, scbe_node::crypto::PublicKey> = agents
+        .iter()
+        .map(|a| (a.id.clone(), a.key().public()))
+        .collect();
+    let cfg = LedgerConfig {
+        validators: validators.iter().map(Keypair::public).collect(),
+        known_good: vec!["v0".into()],
+        gates: Gates::default(),
+        vote_window_seqs: 1_000_000,
+        agents: agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| FleetAgent {
+                id: a.id.clone(),
+                specialty: specialties[i % 3].into(),
+                key: a.key().public(),
+            })
+            .collect(),
+        health: thresholds,
+    };
+    let mut sim = Sim {
+        ledgers: (0..4).map(|_| Ledger::new(cfg.clone())).collect(),
+        validators,
+        seq: 0,
+        nonce: 0,
+        requester: Keypair::from_label("bench/requester"),
+        apply: Duration::ZERO,
+    };
+    let mut watcher = Watcher::new(WatchSettings {
+        thresholds,
+        step_deadline_ms: u64::MAX / 4,
+        resubmit_ms: 2_000,
+        leader_grace_ms: 2_000,
+        stall_ms: u64::MAX / 4,
+        max_op_bytes: scbe_node::governance::operation::MAX_OPERATION_BYTES / 2,
+    });
+    let (mut executor, mut monitor, mut agents_cpu) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut reports_checked, mut progress_ops, mut largest_op, mut batches) =
+        (0u64, 0usize, 0usize, 0usize);
+    let mut now_ms = 0u64;
+    if !sim.apply(
+        None,
+        &Operation::RegisterRelease {
+            release: release("r1"),
+        },
+    ) {
+        bail!("registration refused");
+    }
+    for stage in [Stage::Canary, Stage::Production] {
+        sim.apply(
+            None,
+            &Operation::Promote {
+                version: "r1".into(),
+                to: stage,
+                rollback_to: "v0".into(),
+            },
+        );
+        sim.vote_all();
+        loop {
+            let view = StepView::of(&sim.ledgers[0]);
+            let Some(step) = view.clone() else { break };
+            batches += 1;
+            // The leader's executor: derive, endorse (its own signature and checking its peers'),
+            // deliver and check the acks.
+            let t = Instant::now();
+            watcher.observe(view, now_ms);
+            let bytes = step.order.to_bytes();
+            let mut endorsements = Vec::new();
+            for (i, l) in sim.ledgers.iter().enumerate() {
+                let e =
+                    endorse(l, step.rollout, &bytes, &sim.validators[i]).map_err(|e| anyhow!(e))?;
+                if i > 0
+                    && verifiers[i]
+                        .verify(ORDER_KIND, &bytes, &e.signature)
+                        .is_err()
+                {
+                    bail!("bad endorsement");
+                }
+                endorsements.push(e);
+            }
+            let signed = SignedOrder {
+                order: bytes,
+                endorsements,
+            };
+            executor += t.elapsed();
+            for id in step.remaining() {
+                let a = &mut agents[index[id]];
+                let t = Instant::now();
+                let order = a
+                    .authorise(&signed, step.order.action)
+                    .map_err(|e| anyhow!(e))?;
+                let ack = a.finish(&order, Ok(()));
+                agents_cpu += t.elapsed();
+                let t = Instant::now();
+                let body = ack.open(|k| keys.get(k)).map_err(|e| anyhow!("{e}"))?;
+                watcher.ack(ack, body);
+                executor += t.elapsed();
+            }
+            // The monitoring window, sample by sample; the watcher ticks every 250 ms.
+            let watched: Vec<usize> = step.watch.iter().map(|id| index[id]).collect();
+            for _ in 0..thresholds.min_samples {
+                now_ms += sample.as_millis() as u64;
+                for &i in &watched {
+                    let a = &mut agents[i];
+                    let t = Instant::now();
+                    let serving = a.state().current.clone();
+                    let s = model.sample(
+                        &a.id,
+                        &serving.version,
+                        &serving.units,
+                        a.samples(),
+                        a.taken(),
+                    );
+                    a.record(s);
+                    let rep = a.report();
+                    agents_cpu += t.elapsed();
+                    let Some(rep) = rep else { continue };
+                    let t = Instant::now();
+                    let body = rep.open(|k| keys.get(k)).map_err(|e| anyhow!("{e}"))?;
+                    watcher.report(rep, body, now_ms);
+                    monitor += t.elapsed();
+                    reports_checked += 1;
+                }
+                let t = Instant::now();
+                for _ in 0..(sample.as_millis() / tick.as_millis()) {
+                    let ops = watcher.decide(now_ms, true, 0);
+                    if !ops.is_empty() {
+                        executor += t.elapsed();
+                        for op in &ops {
+                            largest_op = largest_op.max(op.to_bytes().len());
+                            progress_ops += 1;
+                            if !sim.apply(Some(0), op) {
+                                bail!("the ledger refused {}", op.name());
+                            }
+                        }
+                        let view = StepView::of(&sim.ledgers[0]);
+                        watcher.observe(view, now_ms);
+                        break;
+                    }
+                }
+                executor += t.elapsed();
+                if StepView::of(&sim.ledgers[0])
+                    .is_none_or(|v| v.order.issued_seq != step.order.issued_seq)
+                {
+                    break;
+                }
+            }
+        }
+        let r = sim.ledgers[0]
+            .state()
+            .rollouts
+            .values()
+            .last()
+            .ok_or_else(|| anyhow!("no rollout"))?;
+        if r.status != RolloutStatus::Completed {
+            bail!("the {stage} rollout ended {:?}: {}", r.status, r.reason);
+        }
+    }
+    let on: BTreeSet<&str> = agents
+        .iter()
+        .map(|a| a.state().current.version.as_str())
+        .collect();
+    if on != BTreeSet::from(["r1"]) {
+        bail!("agents run {on:?} after the production rollout");
+    }
+    Ok(LargeResult {
+        agents: n,
+        batches,
+        windows: window * batches as u32,
+        executor,
+        monitor,
+        ledger_apply: sim.apply,
+        agents_cpu,
+        reports_checked,
+        progress_ops,
+        largest_op_bytes: largest_op,
+        ledger_state_bytes: scbe_node::consensus::StateMachine::snapshot(&sim.ledgers[0]).len(),
+        peak_rss_kb: peak_rss_kb(),
+        wall: wall.elapsed(),
+    })
+}
