@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use scbe_node::governance::Stage;
+use scbe_node::governance::{Operation, Stage};
 use scbe_node::net::fleet_wire::{agent_signed_from_proto, signed_order_to_proto};
 use scbe_node::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
 use scbe_node::rollout::order::{Endorsement, Order, SignedOrder};
@@ -99,6 +99,33 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
         body.detail
     );
     assert_eq!(h.describe(4).await.current_version, "r1");
+
+    // Manual rollback, approved by vote: every agent goes back to v0, with r1 as its previous
+    // version, and "current production" follows.
+    let r = h
+        .submit(
+            0,
+            Operation::Rollback {
+                target_version: "v0".into(),
+                reason: "manual".into(),
+            },
+        )
+        .await;
+    assert!(r.accepted, "{:?}", r.reasons);
+    let s = h
+        .wait_summary(3, "manual rollback completed", ROLLOUT_DEADLINE, |s| {
+            rollout_is(s, 2, "completed")
+        })
+        .await;
+    assert_eq!(s["current"]["production"], "v0", "{s}");
+    for i in 0..6 {
+        let d = h.describe(i).await;
+        assert_eq!(
+            (d.current_version.as_str(), d.previous_version.as_str()),
+            ("v0", "r1"),
+            "agent {i} after the manual rollback"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -383,6 +383,7 @@ fn run_watch(node: &str, from: u64, follow: Option<u64>) -> Result<ExitCode, Unu
         let mut stream = c.watch(from).await.map_err(|e| Unusable(e.into()))?;
         let mut progress: Option<RolloutProgress> = follow.map(RolloutProgress::new);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut health = render::HealthChanges::default();
         loop {
             tokio::select! {
                 e = stream.message() => {
@@ -410,8 +411,19 @@ fn run_watch(node: &str, from: u64, follow: Option<u64>) -> Result<ExitCode, Unu
                     }
                 }
                 _ = tick.tick() => {
-                    let Some(p) = progress.as_mut() else { continue };
                     let summary = poll.summary().await.map_err(|e| Unusable(e.into()))?;
+                    // Fleet health as AV-tagged lines: every change of an agent's verdict.
+                    for line in health.changes(&summary) {
+                        match &progress {
+                            Some(p) => p.println(&line),
+                            None => {
+                                if !out(&line) {
+                                    return Ok(ExitCode::SUCCESS);
+                                }
+                            }
+                        }
+                    }
+                    let Some(p) = progress.as_mut() else { continue };
                     let Some(ended) = p.update(&summary) else { continue };
                     let line = match &ended {
                         Ended::Completed => "rollout completed".to_string(),

@@ -202,3 +202,68 @@ pub fn decision_text(p: &Value) -> (String, bool) {
     }
     (out, approved)
 }
+
+/// Turns successive summaries into AV-tagged lines, one per change of an agent's health verdict
+/// or running version (what `scbe watch` prints besides the ledger's events).
+#[derive(Default)]
+pub struct HealthChanges {
+    last: std::collections::BTreeMap<String, (String, String)>,
+}
+
+impl HealthChanges {
+    pub fn changes(&mut self, s: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in s["agents"].as_array().into_iter().flatten() {
+            let Some(id) = a["id"].as_str() else { continue };
+            let h = &a["health"];
+            let verdict = if h.is_null() {
+                "no data".to_string()
+            } else {
+                text(&h["verdict"]).to_string()
+            };
+            let version = text(&a["version"]).to_string();
+            let now = (version.clone(), verdict.clone());
+            if self.last.get(id) == Some(&now) {
+                continue;
+            }
+            self.last.insert(id.to_string(), now);
+            out.push(format!(
+                "AV Avali    monitor  health               {id} runs {version}: {verdict} (coherence {} errors {} p95 {} ms safety {} over {} samples)",
+                num(&h["coherence"], 3),
+                num(&h["error_rate"], 3),
+                num(&h["response_ms_p95"], 0),
+                num(&h["safety"], 3),
+                h["samples"].as_u64().map_or("-".into(), |n| n.to_string()),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::HealthChanges;
+
+    #[test]
+    fn health_lines_are_printed_once_per_change() {
+        let mut h = HealthChanges::default();
+        let healthy = json!({"agents": [{"id": "a1", "version": "r1", "health": {
+            "verdict": "healthy", "coherence": 0.9, "error_rate": 0.01,
+            "response_ms_p95": 80.0, "safety": 0.99, "samples": 4}}]});
+        let first = h.changes(&healthy);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].starts_with("AV "), "{}", first[0]);
+        assert!(first[0].contains("a1 runs r1: healthy"), "{}", first[0]);
+        assert!(h.changes(&healthy).is_empty(), "no change, no line");
+        let degraded = json!({"agents": [{"id": "a1", "version": "r1", "health": {
+            "verdict": "degraded", "coherence": 0.3, "error_rate": 0.2,
+            "response_ms_p95": 80.0, "safety": 0.99, "samples": 5}}]});
+        let lines = h.changes(&degraded);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("degraded"), "{}", lines[0]);
+        let silent = json!({"agents": [{"id": "a1", "version": "r1", "health": null}]});
+        assert!(h.changes(&silent)[0].contains("no data"));
+    }
+}
