@@ -348,6 +348,34 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Waits until every validator and agent accepts connections (or `deadline` passes, or one
+    /// of them exits).
+    pub fn wait_listening(&mut self, deadline: Duration) -> Result<(), LocalError> {
+        let until = std::time::Instant::now() + deadline;
+        let addrs: Vec<(String, SocketAddr)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("validator {i}"), n.addr))
+            .chain(self.agents.iter().map(|a| (a.id.clone(), a.addr)))
+            .collect();
+        for (name, addr) in addrs {
+            loop {
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if std::time::Instant::now() > until {
+                    return Err(std::io::Error::other(format!(
+                        "{name} is not listening on {addr} after {deadline:?} (see its log)"
+                    ))
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
     /// SIGKILL of an agent.
     pub fn kill_agent(&mut self, i: usize) {
         if let Some(mut c) = self.agents[i].child.take() {
@@ -413,7 +441,12 @@ fn spawn_logged(
     let (program, prefix) = cmd
         .split_first()
         .ok_or_else(|| std::io::Error::other("empty launch command"))?;
-    Ok(Command::new(program)
+    let mut command = Command::new(program);
+    // Its own process group: a Ctrl-C in the terminal reaches only the launcher, which then
+    // stops its children itself (after they are up), instead of every child at once at
+    // whatever instant it happens to be in, e.g. creating its store.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    Ok(command
         .args(prefix)
         .args(["run", "--config"])
         .arg(config)

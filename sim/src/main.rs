@@ -473,8 +473,35 @@ fn up(
             return ExitCode::FAILURE;
         }
     };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Registered before anything starts: from here on a Ctrl-C is ours to handle, and the
+    // children (in their own process group) never see it.
+    let mut interrupt = match rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot handle Ctrl-C: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = cluster.start_all() {
         eprintln!("error: cannot start validators: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Stop nothing before it is up: a node stopped while creating its store is the one
+    // instant that used to need care.
+    if let Err(e) = cluster.wait_listening(std::time::Duration::from_secs(30)) {
+        eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
     println!(
@@ -502,18 +529,8 @@ fn up(
     println!("  scbe propose promote --release VERSION --to canary --rollback-to v0");
     println!("  scbe watch --rollout 0");
     println!("\nCtrl-C stops every validator and agent.");
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = interrupt.recv().await;
     });
     drop(cluster);
     println!("stopped");

@@ -75,7 +75,10 @@ impl RecordStore {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let db = Database::create(path).map_err(|e| open_err(&e))?;
+        if !path.exists() {
+            Self::create_atomically(path, node).map_err(|e| open_err(&e))?;
+        }
+        let db = Database::open(path).map_err(|e| open_err(&e))?;
         let mut store = RecordStore {
             path: path.to_path_buf(),
             db,
@@ -125,6 +128,39 @@ impl RecordStore {
         }
         txn.commit().map_err(|e| open_err(&e))?;
         Ok(store)
+    }
+
+    /// Creates an initialised store under a temporary name and renames it into place, then
+    /// syncs the directory: a node killed at any instant leaves either no store (it is created
+    /// again; a half-written temporary file is discarded) or a complete one, never a file whose
+    /// header was not yet written, which redb can never open.
+    fn create_atomically(path: &Path, node: &PublicKey) -> Result<(), Box<dyn std::error::Error>> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".creating");
+        let tmp = PathBuf::from(tmp);
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        {
+            let db = Database::create(&tmp)?;
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert("format", FORMAT_VERSION)?;
+                meta.insert("node", node.as_bytes().as_slice())?;
+            }
+            txn.commit()?;
+        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
     }
 
     /// Makes `records` durable in one transaction, in order, compacting at stable checkpoints.

@@ -177,3 +177,39 @@ fn a_tampered_record_is_refused_on_load() {
         .expect_err("refused");
     assert!(matches!(err, StorageError::Record { .. }), "{err}");
 }
+
+/// A node killed while creating its store leaves a partly written file; whatever that left on
+/// disk (the temporary file cut at any length, or zeroed), the next start creates the store and
+/// opens it. (Before stores were created under a temporary name, a zeroed header at the final
+/// path made the node refuse to start forever.)
+#[test]
+fn a_store_killed_while_being_created_comes_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = Keypair::from_label("a");
+    let full = dir.path().join("full.redb");
+    drop(RecordStore::open(&full, &key.public()).expect("creates"));
+    assert!(
+        !dir.path().join("full.redb.creating").exists(),
+        "nothing left behind"
+    );
+    let bytes = std::fs::read(&full).expect("read");
+    let mut cuts: Vec<usize> = vec![0, 1, 512, 4096, bytes.len() / 2, bytes.len()];
+    cuts.retain(|c| *c <= bytes.len());
+    for (i, cut) in cuts.into_iter().enumerate() {
+        for zeroed in [false, true] {
+            let path = dir.path().join(format!("node{i}-{zeroed}.redb"));
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".creating");
+            let left = if zeroed {
+                vec![0u8; cut]
+            } else {
+                bytes[..cut].to_vec()
+            };
+            std::fs::write(&tmp, left).expect("write");
+            let store = RecordStore::open(&path, &key.public())
+                .unwrap_or_else(|e| panic!("cut at {cut} (zeroed {zeroed}): {e}"));
+            drop(store);
+            RecordStore::open(&path, &key.public()).expect("and again");
+        }
+    }
+}
