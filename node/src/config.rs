@@ -414,6 +414,7 @@ impl NodeConfig {
             .map_err(|e| invalid("validators", e.to_string()))?;
         replica.checkpoint_interval = c.checkpoint_interval;
         replica.window = c.window;
+        replica.derive_byte_limits();
         replica.max_batch = c.max_batch;
         replica.max_inflight_batches = c.max_inflight_batches;
         replica

@@ -60,6 +60,8 @@ pub enum Inbound {
     Own(Signed<Request>),
     Status {
         proposal: Option<u64>,
+        /// A requester asking for the highest nonce executed for its key.
+        signer: Option<crate::crypto::PublicKey>,
         reply: oneshot::Sender<pb::StatusReply>,
     },
     /// Ledger events from index `from` on (at most one chunk).
@@ -255,12 +257,16 @@ impl Runtime {
     /// Signs an operation of this validator's own (votes and rollout evidence).
     fn own_request(&mut self, op: &Operation) -> Signed<Request> {
         use crate::consensus::{Codec as _, Kind, Principal};
-        // Nonces must increase across restarts too: wall-clock microseconds, never repeated.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        self.own_nonce = now.max(self.own_nonce + 1);
+        // Counted from the highest nonce the ledger executed for this validator, never from a
+        // clock. After a restart the first one skips a window, past requests signed before the
+        // crash that may still be in flight; a replica catching up moves the base along.
+        let executed = self.replica.last_nonce(&self.key.public());
+        let skip = if self.own_nonce == 0 {
+            crate::consensus::nonce::NONCE_WINDOW
+        } else {
+            0
+        };
+        self.own_nonce = (self.own_nonce + 1).max(executed + 1 + skip);
         tracing::info!(node = self.id, op = op.name(), "submitting");
         Signed::seal(
             Request {
@@ -376,6 +382,7 @@ impl Runtime {
             last_executed: self.replica.last_executed().0,
             stable_checkpoint: self.replica.stable_checkpoint().seq.0,
             detail_json: detail,
+            last_nonce: 0,
         }
     }
 }
@@ -426,6 +433,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         directory: Arc::clone(&directory),
         verified,
         events: events_rx,
+        max_request_bytes: v.replica.max_request_bytes,
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let audit = pb::audit_server::AuditServer::new(crate::net::audit_service::AuditService {
@@ -500,7 +508,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             .max(Duration::from_secs(3))
             .as_millis() as u64,
         // Well under the operation cap: JSON escaping and the request envelope add to it.
-        max_op_bytes: crate::governance::operation::MAX_OPERATION_BYTES / 2,
+        max_op_bytes: crate::governance::operation::MAX_OPERATION_BYTES
+            .min(v.replica.max_request_bytes.saturating_sub(1024))
+            / 2,
     });
     let mut rt = Runtime {
         id,
@@ -550,18 +560,23 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                         });
                         continue;
                     }
-                    let last = rt.replica.last_nonce(&signer);
-                    if nonce <= last {
+                    if let Err(e) = rt.replica.check_nonce(&signer, nonce) {
                         // It would be dropped at the door and never answered.
-                        let _ = reply.send(Err(format!("nonce {nonce} is not above {last}, the last nonce executed for this key; sign the request again with a higher nonce")));
+                        let _ = reply.send(Err(format!("{e}; sign the request again with a fresh nonce (`scbe` asks the cluster for the highest one)")));
                         continue;
                     }
                     rt.waiters
                         .insert((signer, nonce), (Instant::now(), digest, reply));
                     actions.extend(rt.replica.handle(Input::ClientRequest(request)));
                 }
-                Inbound::Status { proposal, reply } => {
-                    let _ = reply.send(rt.status(proposal));
+                Inbound::Status {
+                    proposal,
+                    signer,
+                    reply,
+                } => {
+                    let mut s = rt.status(proposal);
+                    s.last_nonce = signer.map_or(0, |k| rt.replica.last_nonce(&k));
+                    let _ = reply.send(s);
                 }
                 Inbound::Events { from, reply } => {
                     let _ = reply.send(rt.events(from));

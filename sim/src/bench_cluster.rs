@@ -163,7 +163,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
 
     eprintln!("phase 3: failover (SIGKILL of the primary)");
     let mut c = Client::connect(&cluster.url(1), load_key(0)?).await?;
-    c.nonce = 1 << 40; // above anything phase 2 used with this key
+    c.nonce = 1 << 30; // above anything phase 2 used with this key, within a nonce jump
     c.submit().await?;
     let killed = Instant::now();
     cluster.kill(0);

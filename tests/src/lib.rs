@@ -111,11 +111,17 @@ impl Harness {
     }
 
     pub fn request(&mut self, key: &Keypair, op: &Operation) -> pb::Envelope {
+        self.raw_request(key, op.to_bytes())
+    }
+
+    /// A request with any operation bytes (the ledger refuses what does not parse, but only
+    /// after it was ordered).
+    pub fn raw_request(&mut self, key: &Keypair, operation: Vec<u8>) -> pb::Envelope {
         self.nonce += 1;
         let r = Signed::seal(
             Request {
                 nonce: self.nonce,
-                operation: op.to_bytes(),
+                operation,
             },
             Kind::Request,
             |r| ProtoCodec.encode_request(r),
@@ -166,10 +172,13 @@ impl Harness {
 
     pub async fn status(&mut self, i: usize, proposal: Option<u64>) -> pb::StatusReply {
         let mut c = self.client(i).await;
-        c.status(pb::StatusRequest { proposal })
-            .await
-            .expect("status")
-            .into_inner()
+        c.status(pb::StatusRequest {
+            proposal,
+            signer: Default::default(),
+        })
+        .await
+        .expect("status")
+        .into_inner()
     }
 
     /// Polls validator `i` until `pred` holds on its status, or panics at the deadline.

@@ -6,6 +6,7 @@ use std::io::Read as _;
 use std::process::{Command, Stdio};
 
 use scbe_node::governance::{Operation, Stage};
+use scbe_proto::v1 as pb;
 use scbe_tests::{fleet_options, release, Harness};
 
 fn scbe(h: &Harness, args: &[&str]) -> std::process::Output {
@@ -115,20 +116,52 @@ async fn scbe_answers_the_question_asked() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("panicked"), "{err}");
 
-    // A request whose nonce is not above the key's last one is refused at once, not left to
-    // time out (the CLI's nonces are microseconds since the epoch, far above 1).
-    let stale = h.request(
+    // Nonces cannot brick a key: one far above the highest executed is refused at once, and
+    // the key keeps working (the CLI counts up from what the cluster reports, no clock).
+    let mut c = h.client(2).await;
+    let last = h.status(2, None).await;
+    assert_eq!(last.last_nonce, 0, "not asked for a key");
+    h.nonce = u64::MAX - 1;
+    let brick = h.request(
         &h.requester.clone(),
         &Operation::Rollback {
             target_version: "v0".into(),
             reason: "test".into(),
         },
     );
-    let mut c = h.client(2).await;
-    let e = c.submit(stale).await.expect_err("stale nonce");
-    assert!(e.message().contains("not above"), "{e:?}");
+    let e = c.submit(brick).await.expect_err("nonce 2^64-1 refused");
+    assert!(e.message().contains("jumps more than"), "{e:?}");
+    let o = scbe(
+        &h,
+        &[
+            "rollback",
+            "--target-version",
+            "v0",
+            "--reason",
+            "nonce test",
+        ],
+    );
+    assert_ne!(
+        o.status.code(),
+        Some(2),
+        "the key still works: {}",
+        text(&o)
+    );
     // The same request submitted again is answered at once from the ledger.
-    h.nonce = u64::MAX / 2;
+    let mut asked = pb::governance_client::GovernanceClient::connect(h.cluster.url(2))
+        .await
+        .expect("connects");
+    let highest = asked
+        .status(pb::StatusRequest {
+            proposal: None,
+            signer: h.requester.public().as_bytes().to_vec().into(),
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .last_nonce;
+    assert!(highest >= 1, "the CLI's requests executed");
+    h.nonce = highest + 1000;
     let env = h.request(
         &h.requester.clone(),
         &Operation::Promote {
@@ -142,4 +175,15 @@ async fn scbe_answers_the_question_asked() {
     let again = c.submit(env).await.expect("answered").into_inner();
     assert!(again.already_decided, "{again:?}");
     assert_eq!((again.seq, again.accepted), (first.seq, first.accepted));
+    // A nonce more than the window below the highest is refused at once, not left to time out.
+    h.nonce = highest;
+    let stale = h.request(
+        &h.requester.clone(),
+        &Operation::Rollback {
+            target_version: "v0".into(),
+            reason: "test".into(),
+        },
+    );
+    let e = c.submit(stale).await.expect_err("stale nonce");
+    assert!(e.message().contains("below"), "{e:?}");
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::ReplicaConfig;
+use super::limits;
 use super::message::{
     batch_digest, CheckpointCert, CommitCert, PrePrepare, PreparedCert, Request, Signed,
     ViewChange, Vote,
@@ -44,6 +45,12 @@ pub enum CertError {
     OutsideWindow { seq: Seq, stable: Seq },
     #[error("view change reports {0} twice")]
     DuplicateSeq(Seq),
+    #[error("request of {got} bytes exceeds the limit of {max}")]
+    RequestTooLarge { got: usize, max: usize },
+    #[error("batch of {got} bytes exceeds the limit of {max}")]
+    BatchBytes { got: usize, max: usize },
+    #[error("view change carries {got} bytes of prepared batches, over the limit of {max}")]
+    ViewChangeBytes { got: usize, max: usize },
 }
 
 /// Counts distinct validators among `votes` that all match `expect`; non-validators are errors.
@@ -75,10 +82,25 @@ pub fn check_batch(cfg: &ReplicaConfig, pp: &PrePrepare) -> Result<(), CertError
         });
     }
     let mut seen = BTreeSet::new();
+    let mut bytes = 0usize;
     for r in &pp.batch {
+        let b = limits::request_bytes(r);
+        if b > cfg.max_request_bytes {
+            return Err(CertError::RequestTooLarge {
+                got: b,
+                max: cfg.max_request_bytes,
+            });
+        }
+        bytes += b;
         if !seen.insert((*r.signer(), r.value().nonce)) {
             return Err(CertError::DuplicateRequest(*r.signer(), r.value().nonce));
         }
+    }
+    if bytes > cfg.max_batch_bytes {
+        return Err(CertError::BatchBytes {
+            got: bytes,
+            max: cfg.max_batch_bytes,
+        });
     }
     if batch_digest(&pp.batch) != pp.digest {
         return Err(CertError::BatchDigest);
@@ -202,6 +224,17 @@ pub fn check_view_change(
             return Err(CertError::DuplicateSeq(pp.seq));
         }
         check_prepared_cert(cfg, cert)?;
+    }
+    // An honest replica never holds more (see `limits`): a bigger one would make every new-view
+    // that includes it too large to send.
+    let bytes: usize = vc
+        .prepared
+        .iter()
+        .map(|c| limits::batch_bytes(&c.pre_prepare.value().batch))
+        .sum();
+    let max = limits::VIEW_CHANGE_SLACK * cfg.max_window_bytes;
+    if bytes > max {
+        return Err(CertError::ViewChangeBytes { got: bytes, max });
     }
     Ok(())
 }

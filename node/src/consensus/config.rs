@@ -5,7 +5,13 @@ use std::collections::BTreeMap;
 
 use crate::crypto::{PublicKey, Verifier};
 
+use super::limits;
 use super::message::Principal;
+
+/// A batch is at most 1 MiB unless the window budget is smaller.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// The ledger's largest operation (256 KiB) plus the request's own fields and framing.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024 + 1024;
 use super::types::{ReplicaId, View};
 
 /// Who may sign what: validators by index, and registered requesters.
@@ -82,6 +88,18 @@ pub enum ConfigError {
     },
     #[error("window ({window}) must be a multiple of the checkpoint interval ({interval}) and at least twice it")]
     Window { window: u64, interval: u64 },
+    #[error("size limits out of order: need max_request_bytes ({request}) <= max_batch_bytes ({batch}) <= max_window_bytes ({window}) / 2")]
+    SizeOrder {
+        request: usize,
+        batch: usize,
+        window: usize,
+    },
+    #[error("a {message} could reach {bytes} bytes, over the {cap}-byte message cap: lower max_window_bytes / max_batch_bytes / max_transfer_bytes or the window")]
+    MessageTooLarge {
+        message: &'static str,
+        bytes: usize,
+        cap: usize,
+    },
 }
 
 /// Protocol parameters. Defaults follow PBFT (K = 128, L = 256).
@@ -103,6 +121,14 @@ pub struct ReplicaConfig {
     pub max_transfer_batches: usize,
     /// Most messages buffered per peer for views this replica has not entered yet.
     pub max_future_per_peer: usize,
+    /// Largest request admitted, in encoded bytes (see [`super::limits`]).
+    pub max_request_bytes: usize,
+    /// Largest batch, in encoded bytes of its requests.
+    pub max_batch_bytes: usize,
+    /// Most bytes of batches held above the stable checkpoint (bounds view changes).
+    pub max_window_bytes: usize,
+    /// Most bytes of decided batches in one state-transfer response.
+    pub max_transfer_bytes: usize,
     quorum: usize,
 }
 
@@ -115,7 +141,7 @@ impl ReplicaConfig {
         if id.0 as usize >= n {
             return Err(ConfigError::UnknownSelf { id: id.0, n });
         }
-        Ok(Self {
+        let mut cfg = Self {
             id,
             quorum: quorum_for(n),
             directory,
@@ -126,6 +152,43 @@ impl ReplicaConfig {
             max_pending: 100_000,
             max_transfer_batches: 64,
             max_future_per_peer: 1024,
+            max_request_bytes: 0,
+            max_batch_bytes: 0,
+            max_window_bytes: 0,
+            max_transfer_bytes: 4 * 1024 * 1024,
+        };
+        cfg.derive_byte_limits();
+        Ok(cfg)
+    }
+
+    /// Sets the byte limits to the largest that fit the message cap for this validator count
+    /// and window (call again after changing `window`).
+    pub fn derive_byte_limits(&mut self) {
+        self.max_window_bytes = limits::default_window_bytes(self.n(), self.quorum, self.window);
+        // At most half the window budget, so a full batch always fits above what stays held
+        // until the next checkpoint (see `checkpoint_bytes`).
+        self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES.min(self.max_window_bytes / 2);
+        self.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES.min(self.max_batch_bytes);
+    }
+
+    /// A checkpoint is taken once this many bytes of batches executed since the last one, so the
+    /// bytes held above a stable checkpoint stay below `max_window_bytes - max_batch_bytes` and
+    /// the primary can always propose a full batch once that checkpoint is stable.
+    pub fn checkpoint_bytes(&self) -> usize {
+        self.max_window_bytes
+            .saturating_sub(self.max_batch_bytes)
+            .max(1)
+    }
+
+    /// The largest messages this configuration allows.
+    pub fn worst_case(&self) -> limits::WorstCase {
+        limits::worst_case(&limits::SizeInputs {
+            n: self.n(),
+            quorum: self.quorum,
+            window: self.window,
+            max_batch_bytes: self.max_batch_bytes,
+            max_window_bytes: self.max_window_bytes,
+            max_transfer_bytes: self.max_transfer_bytes,
         })
     }
 
@@ -151,6 +214,32 @@ impl ReplicaConfig {
                 window: self.window,
                 interval: self.checkpoint_interval,
             });
+        }
+        small("max_request_bytes", 1024, self.max_request_bytes as u64)?;
+        small("max_transfer_bytes", 1, self.max_transfer_bytes as u64)?;
+        if self.max_request_bytes > self.max_batch_bytes
+            || self.max_batch_bytes > self.max_window_bytes / 2
+        {
+            return Err(ConfigError::SizeOrder {
+                request: self.max_request_bytes,
+                batch: self.max_batch_bytes,
+                window: self.max_window_bytes,
+            });
+        }
+        let w = self.worst_case();
+        for (message, bytes) in [
+            ("pre-prepare", w.pre_prepare),
+            ("view change", w.view_change),
+            ("new-view", w.new_view),
+            ("state-transfer response", w.state_response),
+        ] {
+            if bytes > limits::MAX_MESSAGE_BYTES {
+                return Err(ConfigError::MessageTooLarge {
+                    message,
+                    bytes,
+                    cap: limits::MAX_MESSAGE_BYTES,
+                });
+            }
         }
         Ok(())
     }

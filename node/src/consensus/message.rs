@@ -268,7 +268,7 @@ pub struct StateRequest {
 pub struct Snapshot {
     pub seq: Seq,
     pub app_state: Vec<u8>,
-    pub nonces: BTreeMap<PublicKey, u64>,
+    pub nonces: BTreeMap<PublicKey, super::nonce::NonceWindow>,
 }
 
 #[derive(Clone, Debug)]

@@ -6,7 +6,9 @@ pub mod action;
 pub mod certificate;
 pub mod codec;
 pub mod config;
+pub mod limits;
 pub mod message;
+pub mod nonce;
 pub mod replica;
 pub mod state_machine;
 pub mod types;
@@ -24,5 +26,7 @@ pub use replica::{state_digest, Replica, RestoreError, Status};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use types::{Digest, ReplicaId, Seq, View};
 
+#[cfg(test)]
+mod size_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -9,7 +9,9 @@
 //!    signer before decoding. The replica checks roles (only the primary pre-prepares), views,
 //!    watermarks and certificates, and drops anything else with a counted reason; it never panics
 //!    on peer input.
-//! 3. Normal case (§4.2): the primary of view `v` batches pending requests into
+//! 3. Sizes (see [`super::limits`]): requests, batches and the bytes of batches held above the
+//!    stable checkpoint are capped so that every message below fits under the message cap.
+//!    Normal case (§4.2): the primary of view `v` batches pending requests into
 //!    `PrePrepare(v, n, d, batch)` for `h < n <= h + L`. A backup accepts it if it is from the
 //!    primary, in the window, consistent with its vote guard, and has no conflicting pre-prepare;
 //!    it then persists a vote-guard record and broadcasts `Prepare(v, n, d)`. With the pre-prepare
@@ -20,8 +22,9 @@
 //! 4. Requests carry a per-signer nonce. A request whose nonce is not above the signer's last
 //!    executed nonce is dropped at the door, and skipped at execution if a Byzantine primary
 //!    slipped it into a batch, so no request takes effect twice.
-//! 5. Checkpoints (§4.3): after executing a multiple of `K` the replica snapshots its state and
-//!    broadcasts `Checkpoint(n, state_digest)`. `q` matching checkpoints make it stable; the low
+//! 5. Checkpoints (§4.3): after executing a multiple of `K`, or once the batches executed since
+//!    the last checkpoint reach `checkpoint_bytes` (deterministic: it depends only on the decided
+//!    sequence), the replica snapshots its state and broadcasts `Checkpoint(n, state_digest)`. `q` matching checkpoints make it stable; the low
 //!    watermark `h` moves to `n` and everything at or below is garbage-collected.
 //! 6. View change (§4.4): a backup whose oldest pending request has not executed within the
 //!    request timer broadcasts `ViewChange(v + 1, stable checkpoint + proof, prepared
@@ -54,11 +57,13 @@ use super::certificate::{
 };
 use super::codec::Codec;
 use super::config::{ConfigError, ReplicaConfig};
+use super::limits;
 use super::message::{
     batch_digest, retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView,
     PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, StateRequest, StateResponse,
     ViewChange, Vote,
 };
+use super::nonce::{NonceError, NonceWindow};
 use super::state_machine::{SnapshotError, StateMachine};
 use super::types::{Digest, ReplicaId, Seq, View};
 
@@ -103,6 +108,9 @@ struct Slot {
     /// Highest-view prepared certificate: survives view changes, reported in view changes.
     prepared_cert: Option<PreparedCert>,
     committed: Option<CommitCert>,
+    /// Encoded bytes of `pre_prepare`'s and `prepared_cert`'s batches (see [`limits`]).
+    pre_prepare_bytes: usize,
+    prepared_bytes: usize,
 }
 
 impl Slot {
@@ -110,10 +118,26 @@ impl Slot {
         if self.view != view {
             self.view = view;
             self.pre_prepare = None;
+            self.pre_prepare_bytes = 0;
             self.prepares.clear();
             self.commits.clear();
             self.prepared = false;
         }
+    }
+
+    fn set_pre_prepare(&mut self, pp: Signed<PrePrepare>) {
+        self.pre_prepare_bytes = limits::batch_bytes(&pp.value().batch);
+        self.pre_prepare = Some(pp);
+    }
+
+    fn set_prepared(&mut self, cert: PreparedCert) {
+        self.prepared_bytes = limits::batch_bytes(&cert.pre_prepare.value().batch);
+        self.prepared_cert = Some(cert);
+    }
+
+    /// What this slot adds to a view change (or would, once its pre-prepare prepares).
+    fn held_bytes(&self) -> usize {
+        self.pre_prepare_bytes.max(self.prepared_bytes)
     }
 }
 
@@ -145,8 +169,11 @@ pub struct Replica {
     checkpoint_votes: BTreeMap<Seq, BTreeMap<ReplicaId, Signed<Checkpoint>>>,
     /// Latest checkpoint seen from each replica beyond our window: f + 1 of them mean we are behind.
     ahead: BTreeMap<ReplicaId, Seq>,
-    /// Last executed nonce per signer.
-    nonces: BTreeMap<PublicKey, u64>,
+    /// Executed nonces per signer (the highest and a window below it).
+    nonces: BTreeMap<PublicKey, NonceWindow>,
+    /// Bytes of batches executed since the last checkpoint (zero at every checkpoint, so a
+    /// replica restored from one agrees with the others).
+    bytes_since_checkpoint: usize,
 
     /// Requests waiting to execute, in arrival order.
     pending: BTreeMap<u64, Signed<Request>>,
@@ -175,9 +202,9 @@ pub struct Replica {
 }
 
 /// Digest of the replicated state at `seq`: the application digest and the nonce table.
-pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, u64>) -> Digest {
+pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, NonceWindow>) -> Digest {
     let seq_bytes = seq.0.to_be_bytes();
-    let nonce_bytes: Vec<[u8; 8]> = nonces.values().map(|n| n.to_be_bytes()).collect();
+    let nonce_bytes: Vec<[u8; 24]> = nonces.values().map(NonceWindow::to_bytes).collect();
     let mut parts: Vec<&[u8]> = vec![b"state", &seq_bytes, app.as_bytes()];
     for ((k, _), nb) in nonces.iter().zip(&nonce_bytes) {
         parts.push(k.as_bytes());
@@ -222,6 +249,7 @@ impl Replica {
             checkpoint_votes: BTreeMap::new(),
             ahead: BTreeMap::new(),
             nonces: BTreeMap::new(),
+            bytes_since_checkpoint: 0,
             pending: BTreeMap::new(),
             pending_ids: BTreeMap::new(),
             arrivals: 0,
@@ -325,7 +353,7 @@ impl Replica {
             r.snapshots.insert(stable_seq, (digest, snap));
         }
         for (seq, cert) in prepared.into_iter().filter(|(s, _)| *s > stable_seq) {
-            r.slots.entry(seq).or_default().prepared_cert = Some(cert);
+            r.slots.entry(seq).or_default().set_prepared(cert);
         }
         for (seq, cert) in committed.into_iter().filter(|(s, _)| *s > stable_seq) {
             r.slots.entry(seq).or_default().committed = Some(cert);
@@ -381,9 +409,20 @@ impl Replica {
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
     }
-    /// The last nonce executed for `signer` (0 if none): requests at or below it never execute.
+    /// The highest nonce executed for `signer` (0 if none).
     pub fn last_nonce(&self, signer: &PublicKey) -> u64 {
-        self.nonces.get(signer).copied().unwrap_or(0)
+        self.nonces.get(signer).map_or(0, |w| w.highest)
+    }
+    /// Whether a request of `signer` with `nonce` could still execute.
+    pub fn check_nonce(&self, signer: &PublicKey, nonce: u64) -> Result<(), NonceError> {
+        self.nonces
+            .get(signer)
+            .copied()
+            .unwrap_or_default()
+            .check(nonce)
+    }
+    fn nonce_fresh(&self, signer: &PublicKey, nonce: u64) -> bool {
+        self.check_nonce(signer, nonce).is_ok()
     }
     pub fn app(&self) -> &dyn StateMachine {
         self.app.as_ref()
@@ -496,6 +535,16 @@ impl Replica {
         )
     }
 
+    /// Bytes of batches held above the stable checkpoint (what a view change would carry),
+    /// leaving out slot `except`.
+    fn held_bytes(&self, except: Option<Seq>) -> usize {
+        self.slots
+            .range(self.stable.seq.next()..)
+            .filter(|(seq, _)| Some(**seq) != except)
+            .map(|(_, slot)| slot.held_bytes())
+            .sum()
+    }
+
     fn in_window(&self, seq: Seq) -> bool {
         seq > self.stable.seq && seq.0 <= self.stable.seq.0 + self.cfg.window
     }
@@ -567,9 +616,13 @@ impl Replica {
     // ----- requests --------------------------------------------------------------------------
 
     fn on_request(&mut self, r: Signed<Request>, from_client: bool) {
+        if limits::request_bytes(&r) > self.cfg.max_request_bytes {
+            // The client API refuses these before they get here; a peer relaying one is faulty.
+            return self.drop_input("request over the size limit");
+        }
         let id = (*r.signer(), r.value().nonce);
-        if id.1 <= self.nonces.get(&id.0).copied().unwrap_or(0) {
-            return self.drop_input("request nonce already executed");
+        if !self.nonce_fresh(&id.0, id.1) {
+            return self.drop_input("request nonce already executed or out of the window");
         }
         if self.pending_ids.contains_key(&id) {
             if from_client {
@@ -609,11 +662,23 @@ impl Replica {
             if !self.in_window(self.next_seq) || inflight >= self.cfg.max_inflight_batches {
                 return;
             }
+            // Within the batch's byte cap, and within what the window may hold so that a view
+            // change carrying every prepared batch still fits in a message.
+            let room = self.cfg.max_batch_bytes.min(
+                self.cfg
+                    .max_window_bytes
+                    .saturating_sub(self.held_bytes(None)),
+            );
+            let mut bytes = 0;
             let batch: Vec<Signed<Request>> = self
                 .pending
                 .values()
                 .filter(|r| !self.proposed.contains(&(*r.signer(), r.value().nonce)))
                 .take(self.cfg.max_batch)
+                .take_while(|r| {
+                    bytes += limits::request_bytes(r);
+                    bytes <= room
+                })
                 .cloned()
                 .collect();
             if batch.is_empty() {
@@ -643,7 +708,7 @@ impl Replica {
             let view = self.view;
             let slot = self.slots.entry(seq).or_default();
             slot.enter_round(view);
-            slot.pre_prepare = Some(signed);
+            slot.set_pre_prepare(signed);
             self.check_prepared(seq);
         }
     }
@@ -671,6 +736,12 @@ impl Replica {
         if self.guard.get(&(view, seq)).is_some_and(|d| *d != digest) {
             return self.drop_input("pre-prepare conflicts with the vote guard");
         }
+        let bytes = limits::batch_bytes(&v.batch);
+        if self.held_bytes(Some(seq)) + bytes > self.cfg.max_window_bytes {
+            // Accepting it could make this replica's view change too large to send. An honest
+            // primary stays within the same budget; it sends again once checkpoints free room.
+            return self.drop_input("pre-prepare over the window byte budget");
+        }
         let slot = self.slots.entry(seq).or_default();
         slot.enter_round(view);
         if let Some(existing) = &slot.pre_prepare {
@@ -681,7 +752,7 @@ impl Replica {
             };
             return self.drop_input(reason);
         }
-        slot.pre_prepare = Some(pp);
+        slot.set_pre_prepare(pp);
         self.send_prepare(view, seq, digest);
         self.check_prepared(seq);
     }
@@ -766,7 +837,7 @@ impl Replica {
             prepares,
         };
         slot.prepared = true;
-        slot.prepared_cert = Some(cert.clone());
+        slot.set_prepared(cert.clone());
         self.persist(Record::Prepared(cert));
         let (view, seq) = (pp.value().view, pp.value().seq);
         let commit = self.seal_vote(
@@ -836,22 +907,26 @@ impl Replica {
 
     fn execute(&mut self, cert: CommitCert) {
         let seq = cert.seq();
+        self.bytes_since_checkpoint += limits::batch_bytes(&cert.pre_prepare.value().batch);
         let mut executed = Vec::new();
         for r in &cert.pre_prepare.value().batch {
             let (signer, nonce) = (*r.signer(), r.value().nonce);
-            let last = self.nonces.entry(signer).or_insert(0);
-            if nonce <= *last {
+            let window = self.nonces.entry(signer).or_default();
+            if !window.is_fresh(nonce) {
                 // A duplicate a Byzantine primary slipped in: skipped identically everywhere.
                 continue;
             }
-            *last = nonce;
+            window.mark(nonce);
+            let window = *window;
             self.app.apply(seq, r);
             executed.push(r.clone());
-            // Everything this signer had pending at or below this nonce is now stale.
+            // Pending requests of this signer that can no longer execute: this nonce (another
+            // request may have carried it) and those that fell out of the window.
             let stale: Vec<RequestId> = self
                 .pending_ids
-                .range((signer, 0)..=(signer, nonce))
+                .range((signer, 0)..=(signer, window.highest))
                 .map(|(id, _)| *id)
+                .filter(|(_, n)| !window.is_fresh(*n))
                 .collect();
             for id in stale {
                 if let Some(arrival) = self.pending_ids.remove(&id) {
@@ -866,7 +941,14 @@ impl Replica {
             certificate: cert,
             executed,
         }));
-        if seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
+        // Every K sequence numbers, and as soon as the batches executed since the last
+        // checkpoint reach the byte threshold: the window byte budget frees up only when a
+        // checkpoint becomes stable, so big requests must bring checkpoints sooner. Both rules
+        // depend only on the decided sequence, so every replica checkpoints at the same seqs.
+        if seq.0.is_multiple_of(self.cfg.checkpoint_interval)
+            || self.bytes_since_checkpoint >= self.cfg.checkpoint_bytes()
+        {
+            self.bytes_since_checkpoint = 0;
             self.take_checkpoint(seq);
         }
     }
@@ -953,9 +1035,6 @@ impl Replica {
         if seq <= self.stable.seq {
             return self.drop_input("stale checkpoint");
         }
-        if !seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
-            return self.drop_input("checkpoint off the interval");
-        }
         if !self.in_window(seq) {
             // Beyond our window: f + 1 such replicas mean at least one honest one is ahead.
             self.ahead.insert(from, seq);
@@ -1038,10 +1117,17 @@ impl Replica {
             }
         }
         let mut decided = Vec::new();
+        let mut bytes = 0;
         let mut s = start.next();
-        while s <= self.last_executed && decided.len() < self.cfg.max_transfer_batches {
+        while s <= self.last_executed
+            && decided.len() < self.cfg.max_transfer_batches
+            && bytes < self.cfg.max_transfer_bytes
+        {
             match self.slots.get(&s).and_then(|slot| slot.committed.clone()) {
-                Some(c) => decided.push(c),
+                Some(c) => {
+                    bytes += limits::batch_bytes(&c.pre_prepare.value().batch);
+                    decided.push(c);
+                }
                 None => break,
             }
             s = s.next();
@@ -1072,7 +1158,14 @@ impl Replica {
                 }
             }
         }
-        let full = resp.decided.len() >= self.cfg.max_transfer_batches;
+        // Cut by count or by bytes: the peer has more.
+        let bytes: usize = resp
+            .decided
+            .iter()
+            .map(|c| limits::batch_bytes(&c.pre_prepare.value().batch))
+            .sum();
+        let full = resp.decided.len() >= self.cfg.max_transfer_batches
+            || bytes >= self.cfg.max_transfer_bytes;
         for cert in resp.decided {
             let seq = cert.seq();
             if seq <= self.last_executed {
@@ -1132,10 +1225,11 @@ impl Replica {
             .map_err(|_| "state transfer snapshot does not restore")?;
         self.nonces = snap.nonces.clone();
         self.last_executed = snap.seq;
+        self.bytes_since_checkpoint = 0;
         let stale: Vec<(RequestId, u64)> = self
             .pending_ids
             .iter()
-            .filter(|((k, n), _)| *n <= self.nonces.get(k).copied().unwrap_or(0))
+            .filter(|((k, n), _)| !self.nonce_fresh(k, *n))
             .map(|(id, a)| (*id, *a))
             .collect();
         for (id, arrival) in stale {
@@ -1463,7 +1557,7 @@ impl Replica {
             }
             let slot = self.slots.entry(seq).or_default();
             slot.enter_round(view);
-            slot.pre_prepare = Some(pp.clone());
+            slot.set_pre_prepare(pp.clone());
             if !primary {
                 self.send_prepare(view, seq, digest);
             }

@@ -9,7 +9,9 @@ use super::release::FusedRelease;
 use super::stage::Stage;
 
 /// Largest operation accepted; anything bigger is rejected before parsing.
-pub const MAX_OPERATION_BYTES: usize = 1024 * 1024;
+/// Requests are admitted up to a little more (see `consensus::config::DEFAULT_MAX_REQUEST_BYTES`),
+/// so any operation within this limit can be submitted on a default cluster.
+pub const MAX_OPERATION_BYTES: usize = 256 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]

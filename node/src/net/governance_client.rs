@@ -57,20 +57,30 @@ impl Client {
         })
     }
 
-    /// Signs `op` with the requester key and a fresh nonce (microseconds since the epoch: they
-    /// increase across runs of the CLI; two submissions in one microsecond are bumped).
-    pub fn sign(&mut self, op: &Operation) -> Result<pb::Envelope, ClientError> {
-        let key = self.key.as_ref().ok_or_else(|| {
+    /// Signs `op` with the requester key and a fresh nonce: counted up from the highest nonce
+    /// the cluster executed for this key (asked once per client), plus a small random step so
+    /// that two CLIs started at once with the same key rarely pick the same one. No clock is
+    /// read, so a clock stepping back changes nothing.
+    pub async fn sign(&mut self, op: &Operation) -> Result<pb::Envelope, ClientError> {
+        let key = self.key.clone().ok_or_else(|| {
             ClientError::Other(
                 "a requester key is needed to sign requests: --key FILE or SCBE_KEY (create one with `scbe keygen --out FILE`)"
                     .into(),
             )
         })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
-        self.last_nonce = now.max(self.last_nonce + 1);
+        if self.last_nonce == 0 {
+            let s = self
+                .inner
+                .status(pb::StatusRequest {
+                    proposal: None,
+                    signer: key.public().as_bytes().to_vec().into(),
+                })
+                .await?
+                .into_inner();
+            let step = getrandom::u64().unwrap_or(0) % 32;
+            self.last_nonce = s.last_nonce + step;
+        }
+        self.last_nonce += 1;
         let request = Signed::seal(
             Request {
                 nonce: self.last_nonce,
@@ -78,7 +88,7 @@ impl Client {
             },
             Kind::Request,
             |r| ProtoCodec.encode_request(r),
-            key,
+            &key,
             Principal::Requester,
         );
         Ok(envelope_to_proto(request.envelope()))
@@ -93,14 +103,17 @@ impl Client {
     }
 
     pub async fn submit(&mut self, op: &Operation) -> Result<pb::SubmitReply, ClientError> {
-        let env = self.sign(op)?;
+        let env = self.sign(op).await?;
         self.submit_signed(env).await
     }
 
     pub async fn status(&mut self, proposal: Option<u64>) -> Result<pb::StatusReply, ClientError> {
         Ok(self
             .inner
-            .status(pb::StatusRequest { proposal })
+            .status(pb::StatusRequest {
+                proposal,
+                signer: Default::default(),
+            })
             .await?
             .into_inner())
     }

@@ -22,6 +22,8 @@ pub struct GovernanceService {
     pub verified: Arc<VerifiedCache>,
     /// Ledger event count, bumped by the core after every turn.
     pub events: tokio::sync::watch::Receiver<u64>,
+    /// Largest request the consensus core admits; bigger ones are refused here, unordered.
+    pub max_request_bytes: usize,
 }
 
 #[tonic::async_trait]
@@ -77,6 +79,15 @@ impl pb::governance_server::Governance for GovernanceService {
                 "only request envelopes may be submitted",
             ));
         }
+        let size = env.payload.len() + crate::consensus::limits::REQUEST_FRAMING_BYTES;
+        if size > self.max_request_bytes {
+            // Refused before the signature is even checked: nothing is ordered.
+            return Err(Status::invalid_argument(format!(
+                "request of {size} bytes exceeds this cluster's {}-byte request limit (operations up to {} bytes); nothing was ordered",
+                self.max_request_bytes,
+                crate::governance::operation::MAX_OPERATION_BYTES,
+            )));
+        }
         let signed = open_proto_cached(env, &self.directory, Some(&self.verified)).map_err(|e| match e {
             WireError::UnknownSigner(k) => Status::permission_denied(format!(
                 "signer {k} is not a registered requester of this cluster; ask an operator to add its public key to [[requesters]]"
@@ -119,9 +130,18 @@ impl pb::governance_server::Governance for GovernanceService {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
         let (tx, rx) = oneshot::channel();
+        let request = request.into_inner();
+        let signer = match request.signer.len() {
+            0 => None,
+            _ => Some(
+                crate::crypto::PublicKey::from_slice(&request.signer)
+                    .map_err(|e| Status::invalid_argument(format!("signer: {e}")))?,
+            ),
+        };
         self.inbound
             .send(Inbound::Status {
-                proposal: request.into_inner().proposal,
+                proposal: request.proposal,
+                signer,
                 reply: tx,
             })
             .await

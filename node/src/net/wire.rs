@@ -20,7 +20,7 @@ use crate::consensus::{
 use crate::crypto::{self, CryptoError, PublicKey, Signature};
 
 /// Largest envelope accepted from a peer or client, before anything is decoded.
-pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_ENVELOPE_BYTES: usize = crate::consensus::limits::MAX_MESSAGE_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -133,7 +133,8 @@ fn snapshot_to_proto(s: &Snapshot) -> pb::Snapshot {
             .iter()
             .map(|(k, n)| pb::NonceEntry {
                 signer: k.as_bytes().to_vec().into(),
-                nonce: *n,
+                nonce: n.highest,
+                below: n.below.to_be_bytes().to_vec().into(),
             })
             .collect(),
     }
@@ -480,7 +481,23 @@ fn snapshot_from_proto(p: pb::Snapshot) -> Result<Snapshot, WireError> {
     let mut nonces = BTreeMap::new();
     for e in p.nonces {
         let key = PublicKey::from_slice(&e.signer)?;
-        if nonces.insert(key, e.nonce).is_some() {
+        let below: [u8; 16] = match e.below.len() {
+            0 => [0; 16],
+            _ => e
+                .below
+                .as_ref()
+                .try_into()
+                .map_err(|_| WireError::BadField {
+                    what: "snapshot",
+                    field: "nonces.below",
+                    reason: "must be 16 bytes",
+                })?,
+        };
+        let window = crate::consensus::nonce::NonceWindow {
+            highest: e.nonce,
+            below: u128::from_be_bytes(below),
+        };
+        if nonces.insert(key, window).is_some() {
             return Err(WireError::BadField {
                 what: "snapshot",
                 field: "nonces",

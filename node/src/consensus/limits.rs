@@ -1,0 +1,100 @@
+//! Message sizes, derived from each other so that no message the protocol must send can exceed
+//! the peer message cap, for any mix of admitted requests.
+//!
+//! Every limit is in bytes of *encoded envelopes*: a request costs its payload plus
+//! [`REQUEST_FRAMING_BYTES`] inside a batch. The chain, smallest first:
+//!
+//! - a request is admitted (client API, relay, inside a pre-prepare) only up to
+//!   `max_request_bytes`;
+//! - a batch holds at most `max_batch_bytes` of requests, so a pre-prepare fits;
+//! - the batches a replica holds above its stable checkpoint (what its view change must carry as
+//!   prepared certificates) stay within `max_window_bytes`: the primary does not propose past it
+//!   and backups do not accept past it;
+//! - a view change is accepted with at most [`VIEW_CHANGE_SLACK`] times that (the slack covers the
+//!   one case an honest replica can exceed it: a new-view re-proposing batches prepared by
+//!   different replicas); a new-view carries `q` view changes and the batches it re-proposes;
+//! - a state-transfer response carries at most `max_transfer_bytes` of decided batches (always at
+//!   least one).
+//!
+//! [`worst_case`] computes the largest view change, new-view and state response these limits
+//! allow, and [`super::ReplicaConfig::validate`] refuses a configuration where one could exceed
+//! [`MAX_MESSAGE_BYTES`].
+
+use super::message::{Request, Signed};
+
+/// The largest message a validator sends or accepts from a peer or a client.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes an envelope adds around its payload: kind, 32-byte signer, 64-byte signature, and the
+/// protobuf framing of the batch entry holding it (generous).
+pub const REQUEST_FRAMING_BYTES: usize = 192;
+/// Bytes of one slot in a view change besides its batch: the pre-prepare's own fields and
+/// envelope, per prepare (a signed vote).
+const PRE_PREPARE_FRAMING_BYTES: usize = 320;
+const VOTE_BYTES: usize = 256;
+/// A stable checkpoint certificate: per checkpoint vote.
+const CHECKPOINT_VOTE_BYTES: usize = 256;
+/// Prepared certificates of an accepted view change may add up to this many window budgets.
+pub const VIEW_CHANGE_SLACK: usize = 2;
+
+/// What a request costs inside a batch.
+pub fn request_bytes(r: &Signed<Request>) -> usize {
+    r.envelope().payload.len() + REQUEST_FRAMING_BYTES
+}
+
+/// What a batch costs inside a pre-prepare.
+pub fn batch_bytes(batch: &[Signed<Request>]) -> usize {
+    batch.iter().map(request_bytes).sum()
+}
+
+/// Largest messages the limits allow for `n` validators with window `window` (sequence numbers)
+/// and up to `max_batch` requests per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorstCase {
+    pub pre_prepare: usize,
+    pub view_change: usize,
+    pub new_view: usize,
+    pub state_response: usize,
+}
+
+pub struct SizeInputs {
+    pub n: usize,
+    pub quorum: usize,
+    pub window: u64,
+    pub max_batch_bytes: usize,
+    pub max_window_bytes: usize,
+    pub max_transfer_bytes: usize,
+}
+
+pub fn worst_case(i: &SizeInputs) -> WorstCase {
+    let slots = i.window as usize;
+    let slot_framing = PRE_PREPARE_FRAMING_BYTES + i.quorum * VOTE_BYTES;
+    let checkpoint = i.n * CHECKPOINT_VOTE_BYTES + 256;
+    let pre_prepare = i.max_batch_bytes + PRE_PREPARE_FRAMING_BYTES;
+    let view_change =
+        VIEW_CHANGE_SLACK * i.max_window_bytes + slots * slot_framing + checkpoint + 256;
+    // q view changes, plus the re-proposed batches: for every slot the batch of one of them.
+    let new_view = i.quorum * view_change
+        + i.quorum * VIEW_CHANGE_SLACK * i.max_window_bytes
+        + slots * PRE_PREPARE_FRAMING_BYTES
+        + 256;
+    // Decided batches up to the budget, the last one possibly full, each with q commits.
+    let state_response = i.max_transfer_bytes + i.max_batch_bytes + slots * slot_framing + 256;
+    WorstCase {
+        pre_prepare,
+        view_change,
+        new_view,
+        state_response,
+    }
+}
+
+/// The largest window budget for which a new-view of `n` validators always fits.
+pub fn default_window_bytes(n: usize, quorum: usize, window: u64) -> usize {
+    let slots = window as usize;
+    let fixed = quorum * (slots * (PRE_PREPARE_FRAMING_BYTES + quorum * VOTE_BYTES))
+        + quorum * (n * CHECKPOINT_VOTE_BYTES + 512)
+        + slots * PRE_PREPARE_FRAMING_BYTES
+        + 256;
+    let per_window = 2 * quorum * VIEW_CHANGE_SLACK;
+    // Keep an eighth of the cap in reserve for what the estimate does not count.
+    (MAX_MESSAGE_BYTES - MAX_MESSAGE_BYTES / 8).saturating_sub(fixed) / per_window
+}

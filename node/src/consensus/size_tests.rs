@@ -1,0 +1,164 @@
+//! Limits that are each fine must compose: for any mix of admitted requests, no pre-prepare,
+//! view change, new-view or state-transfer message the replicas send exceeds the message cap,
+//! and the cluster still decides everything it admitted.
+
+use std::collections::BTreeSet;
+
+use super::limits::{MAX_MESSAGE_BYTES, REQUEST_FRAMING_BYTES};
+use super::tests::Cluster;
+use super::*;
+use crate::net::encode_envelope;
+
+/// Largest operation a request can carry and stay admitted.
+fn max_operation(c: &Cluster) -> usize {
+    c.config(0).max_request_bytes - REQUEST_FRAMING_BYTES - 16
+}
+
+/// Every message any replica sent, checked against the cap; returns how many of each kind.
+fn assert_all_within_cap(c: &Cluster) -> BTreeSet<Kind> {
+    let mut kinds = BTreeSet::new();
+    for (i, log) in c.log.iter().enumerate() {
+        for a in log {
+            let env = match a {
+                Action::Broadcast(e) | Action::Send { envelope: e, .. } => e,
+                _ => continue,
+            };
+            let size = encode_envelope(env).len();
+            if size > 1_000_000 {
+                eprintln!("{i} {:?} {size}", env.kind);
+            }
+            assert!(
+                size <= MAX_MESSAGE_BYTES,
+                "replica {i} sent a {:?} of {size} bytes, over the {MAX_MESSAGE_BYTES}-byte cap",
+                env.kind
+            );
+            kinds.insert(env.kind);
+        }
+    }
+    kinds
+}
+
+/// A burst of up-to-maximum-size requests at the primary while commits are lost: everything
+/// the primary proposes prepares and stays in the window, the backups change view carrying it
+/// all, and once commits flow again every admitted request is decided. Before batches and the
+/// window were capped in bytes, the first pre-prepare of such a burst was already over the cap.
+#[test]
+fn a_burst_of_maximum_size_requests_never_makes_a_message_too_large() {
+    for seed in 0..2u64 {
+        let mut c = Cluster::new(4, 128);
+        let max = max_operation(&c);
+        let mut rng = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let mut sizes = Vec::new();
+        for _ in 0..100 {
+            rng = rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            // Mostly maximum-size requests, some of any size.
+            let size = if rng % 3 == 0 {
+                1 + (rng >> 33) as usize % max
+            } else {
+                max
+            };
+            sizes.push(size);
+        }
+        c.drop_kinds.insert(Kind::Commit);
+        for (i, size) in sizes.iter().enumerate() {
+            c.input(
+                0,
+                Input::ClientRequest(c.request_sized(i as u64 + 1, *size)),
+            );
+            c.run();
+        }
+        assert_eq!(
+            c.executed_requests(1),
+            0,
+            "nothing commits while commits are lost"
+        );
+        // Two backups give up on the primary (f + 1: the others follow), and their view
+        // changes carry every prepared batch.
+        for i in 1..3 {
+            c.fire_if_armed(i, TimerKind::Request);
+        }
+        c.drop_kinds.clear();
+        c.run();
+        // Whatever is left is decided in the new view (pipelined, checkpoints freeing room).
+        let done = |c: &Cluster| {
+            (0..4).all(|i| c.replica(i).pending_requests() == 0)
+                && (0..4).all(|i| c.replica(i).last_executed() == c.replica(0).last_executed())
+        };
+        for _ in 0..200 {
+            if done(&c) {
+                break;
+            }
+            for i in 0..4 {
+                c.fire_if_armed(i, TimerKind::Status);
+            }
+        }
+        let kinds = assert_all_within_cap(&c);
+        for k in [
+            Kind::PrePrepare,
+            Kind::ViewChange,
+            Kind::NewView,
+            Kind::Checkpoint,
+        ] {
+            assert!(
+                kinds.contains(&k),
+                "seed {seed}: the scenario sends a {k:?}"
+            );
+        }
+        assert_eq!(
+            c.executed_requests(1),
+            sizes.len(),
+            "seed {seed}: every admitted request decided"
+        );
+        assert!(done(&c), "seed {seed}: every replica at the same point");
+        for i in 0..4 {
+            assert_eq!(c.replica(i).view(), View(1), "seed {seed}: replica {i}");
+        }
+    }
+}
+
+/// A replica that missed a burst catches up by state transfer in responses under the cap.
+#[test]
+fn state_transfer_after_a_burst_stays_under_the_cap() {
+    let mut c = Cluster::new(4, 128);
+    let max = max_operation(&c);
+    c.isolate(3);
+    for nonce in 1..=60u64 {
+        c.input(0, Input::ClientRequest(c.request_sized(nonce, max)));
+        c.run();
+        for i in 0..3 {
+            c.fire_if_armed(i, TimerKind::Status);
+        }
+    }
+    assert_eq!(c.executed_requests(0), 60);
+    c.heal();
+    for _ in 0..100 {
+        if c.replica(3).last_executed() >= c.replica(0).last_executed() {
+            break;
+        }
+        c.fire_if_armed(3, TimerKind::Status);
+    }
+    assert_eq!(
+        c.replica(3).last_executed(),
+        c.replica(0).last_executed(),
+        "the isolated replica caught up"
+    );
+    let kinds = assert_all_within_cap(&c);
+    assert!(kinds.contains(&Kind::StateResponse));
+}
+
+/// A request over the limit is never admitted, from a client or relayed by a peer, and a
+/// pre-prepare holding one is refused.
+#[test]
+fn an_oversized_request_is_refused_at_the_door() {
+    let mut c = Cluster::new(4, 128);
+    let over = c.config(0).max_request_bytes;
+    c.input(0, Input::ClientRequest(c.request_sized(1, over)));
+    c.run();
+    assert_eq!(
+        c.replica(0).dropped().get("request over the size limit"),
+        Some(&1)
+    );
+    assert_eq!(c.replica(0).pending_requests(), 0);
+}
