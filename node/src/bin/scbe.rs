@@ -222,9 +222,9 @@ fn run_fuse(a: FuseArgs) -> Result<ExitCode, Unusable> {
     };
     gates.validate().map_err(|e| Unusable(anyhow::anyhow!(e)))?;
     if let Some(v) = &a.version {
-        if v.trim().is_empty() {
-            return Err(Unusable(anyhow::anyhow!("--version must not be empty")));
-        }
+        // The ledger's rule, checked here so a release is never fused only to be refused.
+        scbe_node::governance::admission::check_version("--version", v)
+            .map_err(|e| Unusable(anyhow::anyhow!(e)))?;
     }
     let mut manifests = Vec::new();
     for path in &a.manifests {
@@ -254,6 +254,15 @@ fn run_fuse(a: FuseArgs) -> Result<ExitCode, Unusable> {
     let Some(release) = release else {
         return Ok(ExitCode::from(1));
     };
+    // What the ledger would refuse besides the gates (identifiers, URIs, ranges).
+    let refused = scbe_node::governance::admission::check_release(&release, &gates);
+    if !refused.is_empty() {
+        eprintln!("the ledger would refuse this release:");
+        for r in &refused {
+            eprintln!("  {r}");
+        }
+        return Ok(ExitCode::from(1));
+    }
     write_atomically(&a.output, &(release.to_json_pretty() + "\n")).map_err(Unusable)?;
     eprintln!(
         "fused release {} ({}) written to {}\n  digest sha256:{}",

@@ -286,6 +286,39 @@ fn tampered_or_failing_release_is_refused() {
     );
 }
 
+/// The ledger applies release admission itself: a release a requester built by hand with its
+/// own gates, out-of-range metrics or a control character in its version is refused, each
+/// reason naming the field, and nothing unbounded is echoed back.
+#[test]
+fn releases_scbe_fuse_would_reject_are_refused_by_the_ledger() {
+    let mut w = World::new();
+    let mut r = release("v1");
+    r.gates.min_safety = 0.0;
+    r.units.values_mut().for_each(|u| u.metrics.quality = 1e308);
+    r.version = "v1\u{1b}[2J".into();
+    r.digest = r.content_digest();
+    let o = w.request(Operation::RegisterRelease { release: r });
+    assert!(!o.accepted);
+    for field in ["version", "gates", "units.hf.metrics.quality"] {
+        assert!(
+            o.reasons.iter().any(|e| e.starts_with(field)),
+            "{field}: {:?}",
+            o.reasons
+        );
+    }
+    assert!(w.ledger.state().releases.is_empty());
+    let o = w.request(Operation::Promote {
+        version: "x".repeat(900_000),
+        to: Stage::Canary,
+        rollback_to: "v0".into(),
+    });
+    assert!(!o.accepted);
+    assert!(
+        o.reasons.iter().all(|r| r.len() < 200),
+        "the 900,000-character version is not echoed"
+    );
+}
+
 #[test]
 fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
     let mut w = World::new();

@@ -2,6 +2,7 @@
 //! gates with failure reports, fused releases, and the governance ledger that orders promotions,
 //! votes and rollbacks. No clock, RNG, I/O or hash-ordered map (the architecture test checks).
 
+pub mod admission;
 pub mod event;
 pub mod fusion;
 pub mod gates;

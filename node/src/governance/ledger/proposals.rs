@@ -7,6 +7,7 @@ use super::state::{
     Proposal, ProposalKind, ProposalStatus, ReleaseEntry, RolloutStatus, VoteRecord,
 };
 use super::{reject, Ledger, Rejection};
+use crate::governance::admission;
 use crate::governance::release::FusedRelease;
 use crate::governance::stage::{Stage, Tongue};
 
@@ -39,6 +40,10 @@ impl Ledger {
     }
 
     pub(super) fn register(&mut self, seq: u64, release: FusedRelease) -> Result<(), Rejection> {
+        let refused = admission::check_release(&release, &self.cfg.gates);
+        if !refused.is_empty() {
+            return Err(refused);
+        }
         release.verify().map_err(|e| vec![e.to_string()])?;
         if self.state.releases.contains_key(&release.version)
             || self.state.known_good.contains(&release.version)
@@ -114,6 +119,14 @@ impl Ledger {
         to: Stage,
         rollback_to: String,
     ) -> Result<u64, Rejection> {
+        // Checked first, so nothing unbounded is echoed into outcomes or events.
+        let refused: Vec<String> = [("version", &version), ("rollback_to", &rollback_to)]
+            .into_iter()
+            .filter_map(|(field, v)| admission::check_version(field, v).err())
+            .collect();
+        if !refused.is_empty() {
+            return Err(refused);
+        }
         let Some(entry) = self.state.releases.get(&version) else {
             return reject(format!("unknown release {version}"));
         };
@@ -170,6 +183,8 @@ impl Ledger {
         target_version: String,
         reason: String,
     ) -> Result<u64, Rejection> {
+        admission::check_version("target_version", &target_version).map_err(|e| vec![e])?;
+        admission::check_reason("reason", &reason).map_err(|e| vec![e])?;
         if !self.state.known_good.contains(&target_version) {
             return reject(format!("{target_version} is not a known-good version"));
         }

@@ -1,0 +1,258 @@
+//! Release admission: what the ledger checks before a release enters staging, beyond its digest.
+//! The same rules as `scbe fuse` and more, because a requester can register any JSON: every
+//! metric finite and in range, one unit per provider with that provider's role, identifiers,
+//! URIs and versions bounded in length and character set, and the release checked against the
+//! ledger's own gates, never gates the requester chose. Every failure names its field.
+
+use super::gates::Gates;
+use super::manifest::{Metrics, Provider};
+use super::release::FusedRelease;
+
+pub const MAX_VERSION_CHARS: usize = 64;
+pub const MAX_ID_CHARS: usize = 128;
+pub const MAX_URI_CHARS: usize = 512;
+pub const MAX_GENERATED_AT_CHARS: usize = 64;
+pub const MAX_REASON_CHARS: usize = 512;
+
+/// A version or model id: letters, digits and `.-_+`, starting with a letter or digit.
+fn is_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+}
+
+/// A unit id may also hold the path separators model hubs use (`org/model:tag@rev`).
+fn is_unit_id(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '/' | ':' | '@')
+        })
+}
+
+/// Printable ASCII without spaces: no control characters, escapes or newlines in the log.
+fn is_printable(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_graphic())
+}
+
+fn bounded(errors: &mut Vec<String>, field: &str, value: &str, max: usize, ok: bool, rule: &str) {
+    if value.is_empty() {
+        errors.push(format!("{field} must not be empty"));
+    } else if value.chars().count() > max {
+        errors.push(format!(
+            "{field} has {} characters, at most {max} allowed",
+            value.chars().count()
+        ));
+    } else if !ok {
+        errors.push(format!("{field} {rule}"));
+    }
+}
+
+/// A version as the ledger accepts it (also used for promotion and rollback targets).
+pub fn check_version(field: &str, version: &str) -> Result<(), String> {
+    let mut errors = Vec::new();
+    bounded(
+        &mut errors,
+        field,
+        version,
+        MAX_VERSION_CHARS,
+        is_name(version),
+        "may hold only letters, digits and . - _ + (starting with a letter or digit)",
+    );
+    errors.pop().map_or(Ok(()), Err)
+}
+
+/// Free text a requester attaches (a rollback's reason): bounded, no control characters.
+pub fn check_reason(field: &str, text: &str) -> Result<(), String> {
+    if text.chars().count() > MAX_REASON_CHARS {
+        return Err(format!(
+            "{field} has more than {MAX_REASON_CHARS} characters"
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{field} must not hold control characters"));
+    }
+    Ok(())
+}
+
+fn check_metrics(errors: &mut Vec<String>, field: &str, m: &Metrics) {
+    let unit = [("quality", m.quality), ("safety", m.safety)];
+    for (name, v) in unit {
+        if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+            errors.push(format!("{field}.{name} must be between 0 and 1, got {v}"));
+        }
+    }
+    let positive = [
+        ("latency_ms_p95", m.latency_ms_p95),
+        ("cost_per_1k_tokens", m.cost_per_1k_tokens),
+    ];
+    for (name, v) in positive {
+        if !v.is_finite() || v < 0.0 {
+            errors.push(format!(
+                "{field}.{name} must be a finite number >= 0, got {v}"
+            ));
+        }
+    }
+}
+
+/// Every reason `release` may not be registered on a ledger with `gates` (empty: admissible).
+/// Gate failures of the metrics themselves are reported separately by the caller.
+pub fn check_release(release: &FusedRelease, gates: &Gates) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Err(e) = check_version("version", &release.version) {
+        errors.push(e);
+    }
+    bounded(
+        &mut errors,
+        "fused_model_id",
+        &release.fused_model_id,
+        MAX_ID_CHARS,
+        is_name(&release.fused_model_id),
+        "may hold only letters, digits and . - _ +",
+    );
+    if release.generated_at.chars().count() > MAX_GENERATED_AT_CHARS
+        || !release.generated_at.chars().all(|c| c.is_ascii_graphic())
+    {
+        errors.push(format!(
+            "generated_at must be at most {MAX_GENERATED_AT_CHARS} printable characters"
+        ));
+    }
+    if release.providers != Provider::ALL {
+        errors.push(format!(
+            "providers must be exactly {:?}, got {} entries",
+            Provider::ALL.map(Provider::name),
+            release.providers.len()
+        ));
+    }
+    if release.gates != *gates {
+        errors.push(format!(
+            "gates must be this ledger's gates {gates:?}, not the requester's {:?}: fuse the release again against the cluster's gates",
+            release.gates
+        ));
+    }
+    for p in Provider::ALL {
+        let Some(unit) = release.units.get(&p) else {
+            errors.push(format!("units.{p} is missing"));
+            continue;
+        };
+        let field = format!("units.{p}");
+        bounded(
+            &mut errors,
+            &format!("{field}.id"),
+            &unit.id,
+            MAX_ID_CHARS,
+            is_unit_id(&unit.id),
+            "may hold only letters, digits and . - _ + / : @",
+        );
+        if unit.role != p.expected_role() {
+            errors.push(format!(
+                "{field}.role must be {:?}, got {:?}",
+                p.expected_role(),
+                unit.role
+            ));
+        }
+        bounded(
+            &mut errors,
+            &format!("{field}.uri"),
+            &unit.uri,
+            MAX_URI_CHARS,
+            is_printable(&unit.uri),
+            "must be printable ASCII without spaces",
+        );
+        check_metrics(&mut errors, &format!("{field}.metrics"), &unit.metrics);
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::release::Unit;
+    use std::collections::BTreeMap;
+
+    fn good() -> FusedRelease {
+        let unit = |id: &str, role: &str| Unit {
+            id: id.into(),
+            role: role.into(),
+            uri: format!("hf://org/{id}"),
+            metrics: Metrics {
+                quality: 0.85,
+                safety: 0.98,
+                latency_ms_p95: 90.0,
+                cost_per_1k_tokens: 0.5,
+            },
+        };
+        let units = BTreeMap::from([
+            (Provider::Hf, unit("org/textgen-v1", "textgen")),
+            (Provider::Gcp, unit("embed", "embed")),
+            (Provider::Aws, unit("runtime", "runtime")),
+        ]);
+        FusedRelease::new(units, Gates::default(), Some("r1".into()), "t".into())
+    }
+
+    /// Each bad release from the hardening report is refused, naming the field.
+    #[test]
+    fn every_bad_field_is_named() {
+        let gates = Gates::default();
+        assert_eq!(check_release(&good(), &gates), Vec::<String>::new());
+        type Edit = fn(&mut FusedRelease);
+        let cases: Vec<(&str, Edit)> = vec![
+            ("units.hf.metrics.quality", |r| {
+                r.units.get_mut(&Provider::Hf).unwrap().metrics.quality = 1e308
+            }),
+            ("units.gcp.metrics.safety", |r| {
+                r.units.get_mut(&Provider::Gcp).unwrap().metrics.safety = 1.7e308
+            }),
+            ("units.aws.metrics.latency_ms_p95", |r| {
+                r.units
+                    .get_mut(&Provider::Aws)
+                    .unwrap()
+                    .metrics
+                    .latency_ms_p95 = -5.0
+            }),
+            ("units.aws.metrics.cost_per_1k_tokens", |r| {
+                r.units
+                    .get_mut(&Provider::Aws)
+                    .unwrap()
+                    .metrics
+                    .cost_per_1k_tokens = -1.0
+            }),
+            ("units.hf.metrics.quality", |r| {
+                r.units.get_mut(&Provider::Hf).unwrap().metrics.quality = f64::NAN
+            }),
+            ("providers", |r| r.providers.clear()),
+            ("providers", |r| r.providers = vec![Provider::Hf; 100_000]),
+            ("gates", |r| r.gates.min_safety = 0.0),
+            ("units.hf.id", |r| {
+                r.units.get_mut(&Provider::Hf).unwrap().id.clear()
+            }),
+            ("units.gcp.uri", |r| {
+                r.units.get_mut(&Provider::Gcp).unwrap().uri.clear()
+            }),
+            ("units.gcp.uri", |r| {
+                r.units.get_mut(&Provider::Gcp).unwrap().uri = "u://a\nb".into()
+            }),
+            ("units.aws.role", |r| {
+                r.units.get_mut(&Provider::Aws).unwrap().role = "textgen".into()
+            }),
+            ("units.gcp", |r| {
+                r.units.remove(&Provider::Gcp);
+            }),
+            ("version", |r| r.version = "v".repeat(900_000)),
+            ("version", |r| r.version = "v1\nforged".into()),
+            ("version", |r| r.version = "v1\u{1b}[31m".into()),
+            ("version", |r| r.version = "v1\0".into()),
+            ("version", |r| r.version = String::new()),
+            ("fused_model_id", |r| r.fused_model_id = "x y".into()),
+            ("generated_at", |r| r.generated_at = "t".repeat(1000)),
+        ];
+        for (field, edit) in cases {
+            let mut r = good();
+            edit(&mut r);
+            let errors = check_release(&r, &gates);
+            assert!(
+                errors.iter().any(|e| e.starts_with(field)),
+                "{field}: {errors:?}"
+            );
+        }
+    }
+}
