@@ -197,10 +197,18 @@ mod tests {
         type Edit = fn(&mut FusedRelease);
         let cases: Vec<(&str, Edit)> = vec![
             ("units.hf.metrics.quality", |r| {
-                r.units.get_mut(&Provider::Hf).unwrap().metrics.quality = 1e308
+                r.units
+                    .get_mut(&Provider::Hf)
+                    .expect("unit")
+                    .metrics
+                    .quality = 1e308
             }),
             ("units.gcp.metrics.safety", |r| {
-                r.units.get_mut(&Provider::Gcp).unwrap().metrics.safety = 1.7e308
+                r.units
+                    .get_mut(&Provider::Gcp)
+                    .expect("unit")
+                    .metrics
+                    .safety = 1.7e308
             }),
             ("units.aws.metrics.latency_ms_p95", |r| {
                 r.units
@@ -217,22 +225,26 @@ mod tests {
                     .cost_per_1k_tokens = -1.0
             }),
             ("units.hf.metrics.quality", |r| {
-                r.units.get_mut(&Provider::Hf).unwrap().metrics.quality = f64::NAN
+                r.units
+                    .get_mut(&Provider::Hf)
+                    .expect("unit")
+                    .metrics
+                    .quality = f64::NAN
             }),
             ("providers", |r| r.providers.clear()),
             ("providers", |r| r.providers = vec![Provider::Hf; 100_000]),
             ("gates", |r| r.gates.min_safety = 0.0),
             ("units.hf.id", |r| {
-                r.units.get_mut(&Provider::Hf).unwrap().id.clear()
+                r.units.get_mut(&Provider::Hf).expect("unit").id.clear()
             }),
             ("units.gcp.uri", |r| {
-                r.units.get_mut(&Provider::Gcp).unwrap().uri.clear()
+                r.units.get_mut(&Provider::Gcp).expect("unit").uri.clear()
             }),
             ("units.gcp.uri", |r| {
-                r.units.get_mut(&Provider::Gcp).unwrap().uri = "u://a\nb".into()
+                r.units.get_mut(&Provider::Gcp).expect("unit").uri = "u://a\nb".into()
             }),
             ("units.aws.role", |r| {
-                r.units.get_mut(&Provider::Aws).unwrap().role = "textgen".into()
+                r.units.get_mut(&Provider::Aws).expect("unit").role = "textgen".into()
             }),
             ("units.gcp", |r| {
                 r.units.remove(&Provider::Gcp);
