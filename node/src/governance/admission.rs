@@ -213,14 +213,14 @@ mod tests {
             ("units.aws.metrics.latency_ms_p95", |r| {
                 r.units
                     .get_mut(&Provider::Aws)
-                    .unwrap()
+                    .expect("unit")
                     .metrics
                     .latency_ms_p95 = -5.0
             }),
             ("units.aws.metrics.cost_per_1k_tokens", |r| {
                 r.units
                     .get_mut(&Provider::Aws)
-                    .unwrap()
+                    .expect("unit")
                     .metrics
                     .cost_per_1k_tokens = -1.0
             }),
