@@ -261,6 +261,9 @@ pub struct NewView {
 pub struct StateRequest {
     /// The requester has executed everything up to and including this.
     pub after: Seq,
+    /// Bytes of the responder's stable snapshot the requester already holds: a snapshot
+    /// larger than one message travels in chunks.
+    pub snapshot_offset: u64,
 }
 
 /// Replica state at a checkpoint: the application's snapshot and the executed nonce per signer.
@@ -273,8 +276,17 @@ pub struct Snapshot {
 
 #[derive(Clone, Debug)]
 pub struct StateResponse {
-    pub snapshot: Option<(CheckpointCert, Snapshot)>,
+    /// A chunk of the responder's stable snapshot: `app_state` holds bytes
+    /// `[part.offset, part.offset + len)` of `part.total`.
+    pub snapshot: Option<(CheckpointCert, Snapshot, SnapshotPart)>,
     pub decided: Vec<CommitCert>,
+}
+
+/// Where a snapshot chunk sits in the whole application state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPart {
+    pub offset: u64,
+    pub total: u64,
 }
 
 /// Every message the core receives from peers.

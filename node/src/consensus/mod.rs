@@ -19,8 +19,8 @@ pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};
 pub use message::{
     batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Kind, Message,
-    NewView, PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, StateRequest,
-    StateResponse, ViewChange, Vote,
+    NewView, PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, SnapshotPart,
+    StateRequest, StateResponse, ViewChange, Vote,
 };
 pub use replica::{state_digest, Replica, RestoreError, Status};
 pub use state_machine::{SnapshotError, StateMachine};

@@ -46,22 +46,21 @@
 //! Timers are data ([`Timer`]); the runtime maps them to durations. Nothing here reads a clock,
 //! draws randomness, or iterates a hash map.
 
+mod state_transfer;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::crypto::{Keypair, PublicKey};
 
 use super::action::{Action, Decision, Input, Record, Timer, TimerKind};
-use super::certificate::{
-    check_batch, check_checkpoint_cert, check_commit_cert, check_view_change, NewViewPlan,
-};
+use super::certificate::{check_batch, check_view_change, NewViewPlan};
 use super::codec::Codec;
 use super::config::{ConfigError, ReplicaConfig};
 use super::limits;
 use super::message::{
     batch_digest, retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView,
-    PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, StateRequest, StateResponse,
-    ViewChange, Vote,
+    PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, ViewChange, Vote,
 };
 use super::nonce::{NonceError, NonceWindow};
 use super::state_machine::{SnapshotError, StateMachine};
@@ -153,6 +152,10 @@ pub struct Replica {
     status: Status,
     /// Consecutive views without progress; timers last `base << backoff`.
     backoff: u32,
+    /// The backoff before the current view started: a new view runs on base timers, but if it
+    /// fails without executing anything the doubling resumes from here (PBFT's liveness needs
+    /// timeouts that grow until a view can finish; churn must not leave them long afterwards).
+    backoff_before_view: u32,
 
     slots: BTreeMap<Seq, Slot>,
     last_executed: Seq,
@@ -196,6 +199,8 @@ pub struct Replica {
     timer_ids: u64,
     /// State transfer already requested for this `last_executed` (one probe per position).
     state_requested: Option<Seq>,
+    /// A peer's stable snapshot being received in chunks.
+    assembling: Option<(CheckpointCert, Snapshot)>,
 
     dropped: BTreeMap<&'static str, u64>,
     out: Vec<Action>,
@@ -240,6 +245,7 @@ impl Replica {
             view: View(0),
             status: Status::Normal,
             backoff: 0,
+            backoff_before_view: 0,
             slots: BTreeMap::new(),
             last_executed: Seq(0),
             next_seq: Seq(1),
@@ -262,6 +268,7 @@ impl Replica {
             armed: BTreeMap::new(),
             timer_ids: 0,
             state_requested: None,
+            assembling: None,
             dropped: BTreeMap::new(),
             out: Vec::new(),
         })
@@ -593,26 +600,6 @@ impl Replica {
         }
     }
 
-    /// Asks every peer for decided batches after `last_executed`, once per position.
-    fn request_state(&mut self) {
-        if self.state_requested == Some(self.last_executed) {
-            return;
-        }
-        self.state_requested = Some(self.last_executed);
-        let req = StateRequest {
-            after: self.last_executed,
-        };
-        let codec = Arc::clone(&self.codec);
-        let signed = Signed::seal(
-            req,
-            Kind::StateRequest,
-            |v| codec.encode_state_request(v),
-            &self.key,
-            self.me(),
-        );
-        self.broadcast(&signed);
-    }
-
     // ----- requests --------------------------------------------------------------------------
 
     fn on_request(&mut self, r: Signed<Request>, from_client: bool) {
@@ -900,6 +887,7 @@ impl Replica {
         }
         if progressed {
             self.backoff = 0;
+            self.backoff_before_view = 0;
             self.arm_request_timer(true);
             self.try_propose();
         }
@@ -1102,154 +1090,6 @@ impl Replica {
         self.try_propose();
     }
 
-    // ----- state transfer --------------------------------------------------------------------
-
-    fn on_state_request(&mut self, req: StateRequest, from: ReplicaId) {
-        if req.after >= self.last_executed {
-            return;
-        }
-        let mut start = req.after;
-        let mut snapshot = None;
-        if req.after < self.stable.seq {
-            if let Some((_, snap)) = self.snapshots.get(&self.stable.seq) {
-                snapshot = Some((self.stable.clone(), snap.clone()));
-                start = self.stable.seq;
-            }
-        }
-        let mut decided = Vec::new();
-        let mut bytes = 0;
-        let mut s = start.next();
-        while s <= self.last_executed
-            && decided.len() < self.cfg.max_transfer_batches
-            && bytes < self.cfg.max_transfer_bytes
-        {
-            match self.slots.get(&s).and_then(|slot| slot.committed.clone()) {
-                Some(c) => {
-                    bytes += limits::batch_bytes(&c.pre_prepare.value().batch);
-                    decided.push(c);
-                }
-                None => break,
-            }
-            s = s.next();
-        }
-        if snapshot.is_none() && decided.is_empty() {
-            return;
-        }
-        let resp = StateResponse { snapshot, decided };
-        let codec = Arc::clone(&self.codec);
-        let signed = Signed::seal(
-            resp,
-            Kind::StateResponse,
-            |v| codec.encode_state_response(v),
-            &self.key,
-            self.me(),
-        );
-        self.out.push(Action::Send {
-            to: from,
-            envelope: Arc::clone(signed.envelope()),
-        });
-    }
-
-    fn on_state_response(&mut self, resp: StateResponse, from: ReplicaId) {
-        if let Some((cert, snap)) = resp.snapshot {
-            if cert.seq > self.last_executed && cert.seq > self.stable.seq {
-                if let Err(reason) = self.install_snapshot(cert, snap) {
-                    return self.drop_input(reason);
-                }
-            }
-        }
-        // Cut by count or by bytes: the peer has more.
-        let bytes: usize = resp
-            .decided
-            .iter()
-            .map(|c| limits::batch_bytes(&c.pre_prepare.value().batch))
-            .sum();
-        let full = resp.decided.len() >= self.cfg.max_transfer_batches
-            || bytes >= self.cfg.max_transfer_bytes;
-        for cert in resp.decided {
-            let seq = cert.seq();
-            if seq <= self.last_executed {
-                continue;
-            }
-            if seq != self.last_executed.next() {
-                break;
-            }
-            if check_commit_cert(&self.cfg, &cert).is_err() {
-                return self.drop_input("state transfer with an invalid commit certificate");
-            }
-            self.slots.entry(seq).or_default().committed = Some(cert.clone());
-            self.persist(Record::Committed(cert));
-            self.try_execute();
-        }
-        self.state_requested = None;
-        if full {
-            let req = StateRequest {
-                after: self.last_executed,
-            };
-            let codec = Arc::clone(&self.codec);
-            let signed = Signed::seal(
-                req,
-                Kind::StateRequest,
-                |v| codec.encode_state_request(v),
-                &self.key,
-                self.me(),
-            );
-            self.out.push(Action::Send {
-                to: from,
-                envelope: Arc::clone(signed.envelope()),
-            });
-        }
-    }
-
-    /// Installs a peer's checkpoint snapshot after checking it against the certificate.
-    fn install_snapshot(
-        &mut self,
-        cert: CheckpointCert,
-        snap: Snapshot,
-    ) -> Result<(), &'static str> {
-        check_checkpoint_cert(&self.cfg, &cert, self.genesis)
-            .map_err(|_| "state transfer with an invalid checkpoint certificate")?;
-        if snap.seq != cert.seq {
-            return Err("state transfer snapshot for another sequence number");
-        }
-        let app_digest = self
-            .app
-            .snapshot_digest(&snap.app_state)
-            .map_err(|_| "state transfer snapshot does not decode")?;
-        let digest = state_digest(snap.seq, app_digest, &snap.nonces);
-        if digest != cert.state_digest {
-            return Err("state transfer snapshot does not match its certificate");
-        }
-        self.app
-            .restore(&snap.app_state)
-            .map_err(|_| "state transfer snapshot does not restore")?;
-        self.nonces = snap.nonces.clone();
-        self.last_executed = snap.seq;
-        self.bytes_since_checkpoint = 0;
-        let stale: Vec<(RequestId, u64)> = self
-            .pending_ids
-            .iter()
-            .filter(|((k, n), _)| !self.nonce_fresh(k, *n))
-            .map(|(id, a)| (*id, *a))
-            .collect();
-        for (id, arrival) in stale {
-            self.pending_ids.remove(&id);
-            self.pending.remove(&arrival);
-            self.proposed.remove(&id);
-        }
-        self.snapshots.insert(snap.seq, (digest, snap.clone()));
-        self.persist(Record::Snapshot(snap));
-        self.out.push(Action::Restored {
-            seq: cert.seq,
-            state_digest: digest,
-        });
-        self.make_stable(cert);
-        self.backoff = 0;
-        self.arm_request_timer(true);
-        self.try_execute();
-        Ok(())
-    }
-
     // ----- view change -----------------------------------------------------------------------
 
     fn on_timeout(&mut self, t: Timer) {
@@ -1264,7 +1104,7 @@ impl Replica {
                 self.request_state();
                 match self.status {
                     Status::Normal if !self.pending.is_empty() => {
-                        self.backoff = self.backoff.saturating_add(1);
+                        self.backoff = self.failed_views().saturating_add(1);
                         self.start_view_change(self.view.next());
                     }
                     Status::Normal => {}
@@ -1279,7 +1119,7 @@ impl Replica {
                 }
             }
             TimerKind::ViewChange => {
-                self.backoff = self.backoff.saturating_add(1);
+                self.backoff = self.failed_views().saturating_add(1);
                 self.start_view_change(self.view.next());
             }
             TimerKind::Status => {
@@ -1294,6 +1134,12 @@ impl Replica {
                 self.set_timer(TimerKind::Status);
             }
         }
+    }
+
+    /// Views in a row that did not execute anything, counting the ones before a successful
+    /// new-view reset the timers.
+    fn failed_views(&self) -> u32 {
+        self.backoff.max(self.backoff_before_view)
     }
 
     fn start_view_change(&mut self, target: View) {
@@ -1516,6 +1362,9 @@ impl Replica {
         self.view = view;
         self.status = Status::Normal;
         self.cancel_timer(TimerKind::ViewChange);
+        // A successful new view: timers back to their base value.
+        self.backoff_before_view = self.failed_views();
+        self.backoff = 0;
         self.persist(Record::EnteredView {
             view,
             new_view: Some(nv.clone()),

@@ -66,10 +66,20 @@ pub(crate) struct Cluster {
     /// Message kinds dropped on every link.
     pub drop_kinds: BTreeSet<Kind>,
     checkpoint_interval: u64,
+    tweak: fn(&mut ReplicaConfig),
 }
 
 impl Cluster {
     pub(crate) fn new(n: usize, checkpoint_interval: u64) -> Self {
+        Self::new_with(n, checkpoint_interval, |_| {})
+    }
+
+    /// A cluster whose replica configurations `tweak` changes.
+    pub(crate) fn new_with(
+        n: usize,
+        checkpoint_interval: u64,
+        tweak: fn(&mut ReplicaConfig),
+    ) -> Self {
         let keys: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_label(&format!("t{i}")))
             .collect();
@@ -92,6 +102,7 @@ impl Cluster {
             cut: BTreeSet::new(),
             drop_kinds: BTreeSet::new(),
             checkpoint_interval,
+            tweak,
         };
         for i in 0..n {
             let mut r = Replica::new(
@@ -113,6 +124,7 @@ impl Cluster {
         cfg.checkpoint_interval = self.checkpoint_interval;
         cfg.window = self.checkpoint_interval * 2;
         cfg.max_inflight_batches = 1;
+        (self.tweak)(&mut cfg);
         cfg
     }
 
@@ -204,6 +216,11 @@ impl Cluster {
     /// Requests replica `i` executed, over all its decisions.
     pub(crate) fn executed_requests(&self, i: usize) -> usize {
         self.delivered[i].iter().map(|d| d.executed.len()).sum()
+    }
+
+    /// The timer of `kind` armed at replica `i`, if any.
+    pub(crate) fn armed(&self, i: usize, kind: TimerKind) -> Option<Timer> {
+        self.timers[i].get(&kind).copied()
     }
 
     /// Fires timer `kind` at replica `i` if it is armed.
@@ -522,4 +539,55 @@ fn replace_primary_moves_every_replica_to_the_next_view_together() {
     for i in 0..4 {
         assert_eq!(c.executed_seqs(i), vec![1, 2], "replica {i}");
     }
+}
+
+/// §4.5.2 with churn: timeouts double while views fail, return to their base value once a new
+/// view is installed, and resume doubling from where they were if that view fails too without
+/// executing anything (before, they stayed long after a successful new view).
+#[test]
+fn s4_5_timers_return_to_base_after_a_new_view_and_resume_doubling_if_it_fails() {
+    let mut c = Cluster::new(4, 128);
+    c.isolate(0);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    // No primary's pre-prepare gets through: views install but never execute.
+    c.drop_kinds.insert(Kind::PrePrepare);
+    for i in 1..4 {
+        if c.replica(i).view() == View(0) {
+            c.fire_if_armed(i, TimerKind::Request);
+        }
+    }
+    assert_eq!(c.replica(2).view(), View(1));
+    assert_eq!(c.replica(2).status(), Status::Normal);
+    let t = c.armed(2, TimerKind::Request).expect("request timer");
+    assert_eq!(t.backoff, 0, "base timeout right after the new view");
+    // View 1 fails too.
+    for i in 2..4 {
+        if c.replica(i).view() == View(1) {
+            c.fire_if_armed(i, TimerKind::Request);
+        }
+    }
+    assert_eq!(c.replica(3).view(), View(2));
+    let t = c.armed(3, TimerKind::Request).expect("request timer");
+    assert_eq!(t.backoff, 0, "view 2 installed: base again");
+    c.fire_if_armed(3, TimerKind::Request);
+    assert_eq!(c.replica(3).view(), View(3));
+    let t = c.armed(3, TimerKind::Request).expect("request timer");
+    // Replica 3 gave up on views 1 and 2 itself (it joined view 1 by the f + 1 rule): the
+    // doubling resumes from the first failure instead of starting over.
+    assert_eq!(t.backoff, 2, "two views in a row executed nothing here");
+    // Once requests execute, the streak is over.
+    c.drop_kinds.clear();
+    c.heal();
+    for _ in 0..20 {
+        if c.replica(3).pending_requests() == 0 {
+            break;
+        }
+        for i in 0..4 {
+            c.fire_if_armed(i, TimerKind::Request);
+            c.fire_if_armed(i, TimerKind::ViewChange);
+            c.fire_if_armed(i, TimerKind::Status);
+        }
+    }
+    assert_eq!(c.replica(3).pending_requests(), 0, "the request executed");
 }

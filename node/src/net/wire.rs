@@ -14,8 +14,8 @@ use scbe_proto::v1 as pb;
 
 use crate::consensus::{
     Checkpoint, CheckpointCert, Codec, CommitCert, Digest, Directory, Envelope, Kind, Message,
-    NewView, PrePrepare, PreparedCert, Record, Request, Seq, Signed, Snapshot, StateRequest,
-    StateResponse, View, ViewChange, Vote,
+    NewView, PrePrepare, PreparedCert, Record, Request, Seq, Signed, Snapshot, SnapshotPart,
+    StateRequest, StateResponse, View, ViewChange, Vote,
 };
 use crate::crypto::{self, CryptoError, PublicKey, Signature};
 
@@ -206,22 +206,33 @@ impl Codec for ProtoCodec {
     fn encode_state_request(&self, v: &StateRequest) -> Vec<u8> {
         pb::StateRequest {
             after_seq: v.after.0,
+            snapshot_offset: v.snapshot_offset,
         }
         .encode_to_vec()
     }
 
     fn encode_state_response(&self, v: &StateResponse) -> Vec<u8> {
-        let (checkpoint, snapshot) = match &v.snapshot {
-            Some((c, s)) => (
+        let (checkpoint, snapshot, part) = match &v.snapshot {
+            Some((c, s, part)) => (
                 Some(checkpoint_cert_to_proto(c)),
                 Some(snapshot_to_proto(s)),
+                *part,
             ),
-            None => (None, None),
+            None => (
+                None,
+                None,
+                SnapshotPart {
+                    offset: 0,
+                    total: 0,
+                },
+            ),
         };
         pb::StateResponse {
             checkpoint,
             snapshot,
             decided: v.decided.iter().map(commit_cert_to_proto).collect(),
+            snapshot_offset: part.offset,
+            snapshot_total: part.total,
         }
         .encode_to_vec()
     }
@@ -516,7 +527,30 @@ fn decode_state_response(cx: &Cx<'_>, b: &[u8]) -> Result<StateResponse, WireErr
     const W: &str = "state_response";
     let p: pb::StateResponse = decode(W, b)?;
     let snapshot = match (p.checkpoint, p.snapshot) {
-        (Some(c), Some(s)) => Some((checkpoint_cert_from_proto(cx, c)?, snapshot_from_proto(s)?)),
+        (Some(c), Some(s)) => {
+            let s = snapshot_from_proto(s)?;
+            let len = s.app_state.len() as u64;
+            let total = if p.snapshot_total == 0 {
+                len
+            } else {
+                p.snapshot_total
+            };
+            if p.snapshot_offset
+                .checked_add(len)
+                .is_none_or(|end| end > total)
+            {
+                return Err(WireError::BadField {
+                    what: W,
+                    field: "snapshot_offset",
+                    reason: "chunk extends past the snapshot's total",
+                });
+            }
+            let part = SnapshotPart {
+                offset: p.snapshot_offset,
+                total,
+            };
+            Some((checkpoint_cert_from_proto(cx, c)?, s, part))
+        }
         (None, None) => None,
         _ => {
             return Err(WireError::BadField {
@@ -549,6 +583,7 @@ fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Message, WireErro
             let p: pb::StateRequest = decode("state_request", b)?;
             Message::StateRequest(StateRequest {
                 after: Seq(p.after_seq),
+                snapshot_offset: p.snapshot_offset,
             })
         }
         Kind::StateResponse => Message::StateResponse(decode_state_response(cx, b)?),
