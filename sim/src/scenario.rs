@@ -100,6 +100,10 @@ pub struct Scenario {
     pub duplicate_rate: f64,
     pub partitions: Vec<Partition>,
     pub crashes: Vec<Crash>,
+    /// (replica, at_ms): an honest replica gives up on its view alone, as a replica restarted
+    /// at the wrong moment does when its timer fires before it caught up. It ends up alone in a
+    /// higher view and must still execute everything decided (the liveness invariant).
+    pub lone_view_changes: Vec<(usize, u64)>,
     pub clients: usize,
     pub safety_requests_per_client: usize,
     pub liveness_requests_per_client: usize,
@@ -169,6 +173,16 @@ impl Scenario {
             });
         }
         let fleet = derive_fleet(&mut rng);
+        // From a separate stream, so older seeds keep their scenario otherwise.
+        let mut lone = ChaCha8Rng::seed_from_u64(seed ^ 0x6c6f_6e65_7669_6577);
+        let lone_view_changes = (0..lone.random_range(0..=2))
+            .map(|_| {
+                (
+                    honest[lone.random_range(0..honest.len())],
+                    lone.random_range(0..safety_ms),
+                )
+            })
+            .collect();
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {
             if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
@@ -194,6 +208,7 @@ impl Scenario {
             duplicate_rate: [0.0, 0.02, 0.1][rng.random_range(0..3)],
             partitions,
             crashes,
+            lone_view_changes,
             clients: rng.random_range(2..=6),
             safety_requests_per_client: rng.random_range(3..=10),
             liveness_requests_per_client: rng.random_range(2..=4),
@@ -235,7 +250,7 @@ impl Scenario {
 
     pub fn summary(&self) -> String {
         format!(
-            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} clients={} {}",
+            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} clients={} {}",
             self.n,
             self.byzantine,
             self.checkpoint_interval,
@@ -248,6 +263,7 @@ impl Scenario {
             self.duplicate_rate,
             self.partitions.len(),
             self.crashes.len(),
+            self.lone_view_changes.len(),
             self.clients,
             self.fleet_summary()
         )

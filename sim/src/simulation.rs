@@ -59,6 +59,8 @@ pub(crate) enum Event {
     },
     Crash(usize),
     Restart(usize),
+    /// The replica leaves its view alone (see `Scenario::lone_view_changes`).
+    LoneViewChange(usize),
     PartitionStart(usize),
     PartitionHeal,
     Heal,
@@ -349,6 +351,12 @@ impl Simulation {
             self.schedule(c.restart_after_ms, Event::Restart(c.node));
             self.now = now;
         }
+        for (node, at_ms) in self.sc.lone_view_changes.clone() {
+            let now = self.now;
+            self.now = at_ms;
+            self.schedule(0, Event::LoneViewChange(node));
+            self.now = now;
+        }
         self.schedule(0, Event::FleetTick);
         let heal_at = self.sc.safety_ms;
         self.schedule(heal_at, Event::Heal);
@@ -485,6 +493,13 @@ impl Simulation {
                 n.armed.clear();
             }
             Event::Restart(node) => self.restart(node),
+            Event::LoneViewChange(node) => {
+                let view = self.nodes[node].replica.as_ref().map(|r| r.view());
+                if let Some(view) = view {
+                    self.trace(&[b"lone-view-change", &(node as u64).to_be_bytes()]);
+                    self.feed(node, Input::ReplacePrimary { view });
+                }
+            }
             Event::FleetTick => {
                 self.fleet_tick();
                 self.schedule(crate::fleet::TICK_MS, Event::FleetTick);

@@ -83,3 +83,12 @@ fn votes_are_owed_by_state_not_by_the_moment_of_delivery() {
 fn a_restarted_primary_can_still_bring_laggards_into_its_view() {
     assert_passes(1630, 4, 1);
 }
+
+/// Seed 47 puts a replica alone in a higher view (a lone view change, as after a restart whose
+/// timer fired before it caught up) while the others keep deciding. It must keep executing what
+/// they decide, whatever its view: with catch-up disabled while changing view, this seed fails
+/// the liveness invariant ("behind: [r2 at #37]").
+#[test]
+fn a_replica_alone_in_a_higher_view_keeps_executing_what_the_others_decide() {
+    assert_passes(47, 4, 1);
+}
