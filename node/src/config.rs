@@ -268,6 +268,50 @@ pub struct NodeConfig {
     pub rollout: RolloutSection,
     #[serde(default)]
     pub health: HealthSection,
+    #[serde(default)]
+    pub quotas: QuotaSection,
+}
+
+/// Per-requester limits at this validator's client API (see `net::quota`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSection {
+    #[serde(default = "d_quota_requests")]
+    pub requests_per_window: u32,
+    #[serde(default = "d_quota_bytes")]
+    pub bytes_per_window: u64,
+    #[serde(default = "d_quota_window", with = "humantime_serde")]
+    pub window: Duration,
+}
+
+fn d_quota_requests() -> u32 {
+    6_000
+}
+fn d_quota_bytes() -> u64 {
+    512 * 1024 * 1024
+}
+fn d_quota_window() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        Self {
+            requests_per_window: d_quota_requests(),
+            bytes_per_window: d_quota_bytes(),
+            window: d_quota_window(),
+        }
+    }
+}
+
+impl QuotaSection {
+    pub fn limits(&self) -> crate::net::quota::QuotaLimits {
+        crate::net::quota::QuotaLimits {
+            requests: self.requests_per_window,
+            bytes: self.bytes_per_window,
+            window: self.window,
+        }
+    }
 }
 
 /// Parses a 64-hex-character public key.
@@ -405,10 +449,17 @@ impl NodeConfig {
             ("consensus.request_timeout", c.request_timeout),
             ("consensus.view_change_timeout", c.view_change_timeout),
             ("consensus.status_interval", c.status_interval),
+            ("quotas.window", self.quotas.window),
         ] {
             if d.is_zero() {
                 return Err(invalid(k, "must be greater than zero"));
             }
+        }
+        if self.quotas.requests_per_window == 0 || self.quotas.bytes_per_window == 0 {
+            return Err(invalid(
+                "quotas",
+                "requests_per_window and bytes_per_window must be greater than zero",
+            ));
         }
         let mut replica = ReplicaConfig::new(ReplicaId(self.node.id), directory)
             .map_err(|e| invalid("validators", e.to_string()))?;

@@ -434,6 +434,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         verified,
         events: events_rx,
         max_request_bytes: v.replica.max_request_bytes,
+        quotas: Arc::new(crate::net::quota::Quotas::new(v.raw.quotas.limits())),
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let audit = pb::audit_server::AuditServer::new(crate::net::audit_service::AuditService {

@@ -24,6 +24,7 @@ pub struct GovernanceService {
     pub events: tokio::sync::watch::Receiver<u64>,
     /// Largest request the consensus core admits; bigger ones are refused here, unordered.
     pub max_request_bytes: usize,
+    pub quotas: Arc<super::quota::Quotas>,
 }
 
 #[tonic::async_trait]
@@ -103,6 +104,9 @@ impl pb::governance_server::Governance for GovernanceService {
         let Some(request) = retype_request(&signed) else {
             return Err(Status::invalid_argument("envelope does not hold a request"));
         };
+        self.quotas
+            .admit(signed.signer(), size as u64, std::time::Instant::now())
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.inbound
             .send(Inbound::Client { request, reply: tx })

@@ -10,6 +10,7 @@ pub mod governance_client;
 pub mod governance_service;
 pub mod orders_service;
 pub mod peer;
+pub mod quota;
 pub mod wire;
 
 pub use wire::{
