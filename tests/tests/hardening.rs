@@ -78,3 +78,54 @@ async fn a_burst_of_maximum_size_requests_does_not_halt_the_cluster() {
         .await;
     }
 }
+
+/// Two different requests signed with the same nonce, sent at once to two validators: one is
+/// decided and answered with its own outcome; the other is told its nonce went to another
+/// request, never handed that request's outcome (hardening issue, point 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_is_never_told_another_requests_outcome() {
+    let mut h = Harness::start(fast()).await;
+    let key = h.requester.clone();
+    h.status(0, None).await;
+    let nonce = h.nonce;
+    let a = h.request(
+        &key,
+        &Operation::RegisterRelease {
+            release: release("same-nonce-a"),
+        },
+    );
+    h.nonce = nonce;
+    let b = h.request(
+        &key,
+        &Operation::RegisterRelease {
+            release: release("same-nonce-b"),
+        },
+    );
+    let mut c0 = h.client(0).await;
+    let mut c1 = h.client(1).await;
+    let (ra, rb) = tokio::join!(c0.submit(a), c1.submit(b));
+    let outcomes = [("same-nonce-a", ra), ("same-nonce-b", rb)];
+    let decided: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(v, _)| *v)
+        .collect();
+    assert_eq!(decided.len(), 1, "exactly one is answered with an outcome");
+    for (_, r) in &outcomes {
+        if let Err(e) = r {
+            assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+            assert!(e.message().contains("another request"), "{e}");
+        }
+    }
+    // The one answered is the one the ledger registered (read from the validator that answered,
+    // which executed it before replying).
+    let answered_by = if decided[0] == "same-nonce-a" { 0 } else { 1 };
+    let s = h.summary(answered_by).await;
+    assert!(s["releases"][decided[0]].is_string(), "{s}");
+    let other = if decided[0] == "same-nonce-a" {
+        "same-nonce-b"
+    } else {
+        "same-nonce-a"
+    };
+    assert!(s["releases"][other].is_null(), "{s}");
+}
