@@ -46,6 +46,7 @@
 //! Timers are data ([`Timer`]); the runtime maps them to durations. Nothing here reads a clock,
 //! draws randomness, or iterates a hash map.
 
+mod checkpoint;
 mod state_transfer;
 mod view_change;
 
@@ -986,108 +987,5 @@ impl Replica {
         for env in again {
             self.out.push(Action::Broadcast(env));
         }
-    }
-
-    // ----- checkpoints -----------------------------------------------------------------------
-
-    fn take_checkpoint(&mut self, seq: Seq) {
-        let digest = state_digest(seq, self.app.digest(), &self.nonces);
-        let snap = Snapshot {
-            seq,
-            app_state: self.app.snapshot(),
-            nonces: self.nonces.clone(),
-        };
-        self.snapshots.insert(seq, (digest, snap.clone()));
-        self.persist(Record::Snapshot(snap));
-        let cp = Checkpoint {
-            seq,
-            state_digest: digest,
-        };
-        let codec = Arc::clone(&self.codec);
-        let signed = Signed::seal(
-            cp,
-            Kind::Checkpoint,
-            |v| codec.encode_checkpoint(v),
-            &self.key,
-            self.me(),
-        );
-        self.broadcast(&signed);
-        self.checkpoint_votes
-            .entry(seq)
-            .or_default()
-            .insert(self.cfg.id, signed);
-        self.check_stable(seq);
-    }
-
-    fn on_checkpoint(&mut self, cp: Signed<Checkpoint>, from: ReplicaId) {
-        let seq = cp.value().seq;
-        if seq <= self.stable.seq {
-            return self.drop_input("stale checkpoint");
-        }
-        if !self.in_window(seq) {
-            // Beyond our window: f + 1 such replicas mean at least one honest one is ahead.
-            self.ahead.insert(from, seq);
-            let ahead = self
-                .ahead
-                .values()
-                .filter(|s| **s > self.stable.seq)
-                .count();
-            if ahead > self.cfg.f() {
-                self.request_state();
-            }
-            return;
-        }
-        self.checkpoint_votes
-            .entry(seq)
-            .or_default()
-            .insert(from, cp);
-        self.check_stable(seq);
-    }
-
-    fn check_stable(&mut self, seq: Seq) {
-        if seq <= self.stable.seq {
-            return;
-        }
-        let Some(votes) = self.checkpoint_votes.get(&seq) else {
-            return;
-        };
-        let mut by_digest: BTreeMap<Digest, Vec<Signed<Checkpoint>>> = BTreeMap::new();
-        for v in votes.values() {
-            by_digest
-                .entry(v.value().state_digest)
-                .or_default()
-                .push(v.clone());
-        }
-        let q = self.cfg.quorum();
-        let Some((digest, proof)) = by_digest.into_iter().find(|(_, v)| v.len() >= q) else {
-            return;
-        };
-        let cert = CheckpointCert {
-            seq,
-            state_digest: digest,
-            proof: proof.into_iter().take(q).collect(),
-        };
-        match self.snapshots.get(&seq) {
-            Some((mine, _)) if *mine == digest => self.make_stable(cert),
-            Some(_) => {
-                // A quorum disagrees with our own state: we diverged; refetch.
-                self.drop_input("own checkpoint digest differs from a quorum");
-                self.request_state();
-            }
-            None => self.request_state(),
-        }
-    }
-
-    /// Moves the low watermark to `cert.seq` and discards everything at or below it.
-    fn make_stable(&mut self, cert: CheckpointCert) {
-        let s = cert.seq;
-        self.stable = cert.clone();
-        self.persist(Record::Stable(cert));
-        self.slots.retain(|seq, _| *seq > s);
-        self.snapshots.retain(|seq, _| *seq >= s);
-        self.checkpoint_votes.retain(|seq, _| *seq > s);
-        self.guard.retain(|(_, seq), _| *seq > s);
-        self.ahead.retain(|_, seq| *seq > s);
-        self.try_propose();
     }
 }
