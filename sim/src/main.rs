@@ -316,15 +316,9 @@ fn bench_fleet(agents: usize, runs: usize, skip_reaction: bool) -> ExitCode {
             Ok(l) => l,
             Err(code) => return code,
         };
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        let rt = match runtime(true) {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(code) => return code,
         };
         println!("rollback reaction: 4 validators, 6 agents, one sample per second, {runs} degrading canaries each");
         println!("| breach_samples | median | runs |\n|---|---|---|");
@@ -414,15 +408,9 @@ fn demo(dir: Option<std::path::PathBuf>, window: std::time::Duration, fast: bool
         sample_interval,
         replay,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(true) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         tokio::select! {
@@ -473,15 +461,9 @@ fn up(
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(false) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     // Registered before anything starts: from here on a Ctrl-C is ours to handle, and the
     // children (in their own process group) never see it.
@@ -552,15 +534,9 @@ fn bench(
         Err(code) => return code,
     };
     let dir = std::env::temp_dir().join(format!("scbe-bench-{}", std::process::id()));
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(true) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let opts = scbe_sim::bench_cluster::BenchOptions {
         validators,
@@ -618,4 +594,17 @@ fn validators_or_default(v: Vec<usize>) -> Vec<usize> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A tokio runtime (multi-threaded or not), or the exit code after saying why it failed.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut b = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all().build().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
 }
