@@ -81,6 +81,12 @@ fn d_view_change() -> Duration {
 fn d_status() -> Duration {
     Duration::from_millis(500)
 }
+fn d_heartbeat() -> Duration {
+    Duration::from_millis(50)
+}
+fn d_silence() -> u32 {
+    4
+}
 fn d_checkpoint() -> u64 {
     128
 }
@@ -103,6 +109,10 @@ pub struct ConsensusSection {
     pub view_change_timeout: Duration,
     #[serde(default = "d_status", with = "humantime_serde")]
     pub status_interval: Duration,
+    #[serde(default = "d_heartbeat", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    #[serde(default = "d_silence")]
+    pub silence_ticks: u32,
     #[serde(default = "d_checkpoint")]
     pub checkpoint_interval: u64,
     #[serde(default = "d_window")]
@@ -119,6 +129,8 @@ impl Default for ConsensusSection {
             request_timeout: d_request(),
             view_change_timeout: d_view_change(),
             status_interval: d_status(),
+            heartbeat_interval: d_heartbeat(),
+            silence_ticks: d_silence(),
             checkpoint_interval: d_checkpoint(),
             window: d_window(),
             max_batch: d_batch(),
@@ -449,6 +461,7 @@ impl NodeConfig {
             ("consensus.request_timeout", c.request_timeout),
             ("consensus.view_change_timeout", c.view_change_timeout),
             ("consensus.status_interval", c.status_interval),
+            ("consensus.heartbeat_interval", c.heartbeat_interval),
             ("quotas.window", self.quotas.window),
         ] {
             if d.is_zero() {
@@ -468,6 +481,7 @@ impl NodeConfig {
         replica.derive_byte_limits();
         replica.max_batch = c.max_batch;
         replica.max_inflight_batches = c.max_inflight_batches;
+        replica.silence_ticks = c.silence_ticks;
         replica
             .validate()
             .map_err(|e| invalid("consensus", e.to_string()))?;

@@ -492,6 +492,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         (TimerKind::Request, c.request_timeout),
         (TimerKind::ViewChange, c.view_change_timeout),
         (TimerKind::Status, c.status_interval),
+        (TimerKind::Heartbeat, c.heartbeat_interval),
     ]);
     let ro = &v.raw.rollout;
     let watcher = Watcher::new(WatchSettings {

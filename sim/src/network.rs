@@ -1,5 +1,5 @@
 //! The simulated network between validators: per-message delay (hence reordering), loss,
-//! duplication, and partitions. Decides only *when* copies arrive; the event queue carries them.
+//! duplication, partitions and one slow replica. Decides only *when* copies arrive; the event queue carries them.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +15,8 @@ pub struct Network {
     duplicate_rate: f64,
     /// One side of the current cut, if any.
     partition: Option<BTreeSet<usize>>,
+    /// A slow replica and the most extra delay each of its messages gets.
+    slow: Option<(usize, u64)>,
 }
 
 impl Network {
@@ -25,6 +27,7 @@ impl Network {
             drop_rate: sc.drop_rate,
             duplicate_rate: sc.duplicate_rate,
             partition: None,
+            slow: sc.slow,
         }
     }
 
@@ -59,6 +62,13 @@ impl Network {
         let mut delays = vec![rng.random_range(self.delay_min_ms..=self.delay_max_ms)];
         if rng.random_bool(self.duplicate_rate) {
             delays.push(rng.random_range(self.delay_min_ms..=self.delay_max_ms * 3));
+        }
+        if let Some((slow, jitter)) = self.slow {
+            if slow == from {
+                for d in &mut delays {
+                    *d += rng.random_range(0..=jitter);
+                }
+            }
         }
         delays
     }

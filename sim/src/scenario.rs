@@ -104,6 +104,10 @@ pub struct Scenario {
     /// at the wrong moment does when its timer fires before it caught up. It ends up alone in a
     /// higher view and must still execute everything decided (the liveness invariant).
     pub lone_view_changes: Vec<(usize, u64)>,
+    /// (replica, jitter_ms): an honest but slow replica; each of its messages waits up to
+    /// `jitter_ms` more. As primary it must not be deposed in a loop (heartbeat silence is
+    /// measured in gaps, not latency), and everything must still be decided.
+    pub slow: Option<(usize, u64)>,
     pub clients: usize,
     pub safety_requests_per_client: usize,
     pub liveness_requests_per_client: usize,
@@ -183,6 +187,14 @@ impl Scenario {
                 )
             })
             .collect();
+        // Also its own stream: a third of the seeds have one slow honest replica.
+        let mut slow_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x736c_6f77_7072_696d);
+        let slow = slow_rng.random_bool(1.0 / 3.0).then(|| {
+            (
+                honest[slow_rng.random_range(0..honest.len())],
+                slow_rng.random_range(20..=100),
+            )
+        });
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {
             if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
@@ -209,6 +221,7 @@ impl Scenario {
             partitions,
             crashes,
             lone_view_changes,
+            slow,
             clients: rng.random_range(2..=6),
             safety_requests_per_client: rng.random_range(3..=10),
             liveness_requests_per_client: rng.random_range(2..=4),
@@ -250,7 +263,7 @@ impl Scenario {
 
     pub fn summary(&self) -> String {
         format!(
-            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} clients={} {}",
+            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} slow={:?} clients={} {}",
             self.n,
             self.byzantine,
             self.checkpoint_interval,
@@ -264,6 +277,7 @@ impl Scenario {
             self.partitions.len(),
             self.crashes.len(),
             self.lone_view_changes.len(),
+            self.slow,
             self.clients,
             self.fleet_summary()
         )

@@ -38,6 +38,8 @@ use crate::store::MemoryStore;
 
 /// How often the status timer fires, in virtual ms.
 const STATUS_INTERVAL_MS: u64 = 500;
+/// How often the heartbeat timer fires, in virtual ms (the node's default).
+const HEARTBEAT_INTERVAL_MS: u64 = 50;
 /// Hard cap on processed events, so a livelock in the core ends the run with a report.
 const MAX_EVENTS: u64 = 3_000_000;
 
@@ -681,6 +683,7 @@ impl Simulation {
                         TimerKind::Request => self.sc.request_timeout_ms,
                         TimerKind::ViewChange => self.sc.view_change_timeout_ms,
                         TimerKind::Status => STATUS_INTERVAL_MS,
+                        TimerKind::Heartbeat => HEARTBEAT_INTERVAL_MS,
                     };
                     let incarnation = self.nodes[node].incarnation;
                     self.schedule(

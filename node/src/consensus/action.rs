@@ -36,6 +36,10 @@ pub enum TimerKind {
     /// traffic (partitioned, restarted) catches up even when the system is otherwise idle.
     /// Never backs off.
     Status,
+    /// Periodic and short: the primary broadcasts a heartbeat; a backup counts the intervals its
+    /// primary stayed silent and changes view after `silence_ticks` of them. Never backs off (the
+    /// silence allowed grows instead).
+    Heartbeat,
 }
 
 /// A timer as data: what it is for, in which view, and how many times the base duration has

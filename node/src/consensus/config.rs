@@ -129,6 +129,10 @@ pub struct ReplicaConfig {
     pub max_window_bytes: usize,
     /// Most bytes of decided batches in one state-transfer response.
     pub max_transfer_bytes: usize,
+    /// Heartbeat intervals a backup lets its primary stay silent before it changes view
+    /// (doubled for every consecutive view that failed); 0 turns silence detection off, leaving
+    /// only the request timer.
+    pub silence_ticks: u32,
     quorum: usize,
 }
 
@@ -156,6 +160,7 @@ impl ReplicaConfig {
             max_batch_bytes: 0,
             max_window_bytes: 0,
             max_transfer_bytes: 4 * 1024 * 1024,
+            silence_ticks: 4,
         };
         cfg.derive_byte_limits();
         Ok(cfg)

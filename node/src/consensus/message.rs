@@ -25,10 +25,11 @@ pub enum Kind {
     NewView,
     StateRequest,
     StateResponse,
+    Heartbeat,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Request,
         Kind::PrePrepare,
         Kind::Prepare,
@@ -38,6 +39,7 @@ impl Kind {
         Kind::NewView,
         Kind::StateRequest,
         Kind::StateResponse,
+        Kind::Heartbeat,
     ];
 
     /// The domain-separation name (no name is a prefix of another; see the test below).
@@ -52,6 +54,7 @@ impl Kind {
             Kind::NewView => "new_view",
             Kind::StateRequest => "state_request",
             Kind::StateResponse => "state_response",
+            Kind::Heartbeat => "heartbeat",
         }
     }
 }
@@ -282,6 +285,13 @@ pub struct StateResponse {
     pub decided: Vec<CommitCert>,
 }
 
+/// The primary's periodic liveness signal (sent only while it leads `view` in normal operation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub view: View,
+    pub last_executed: Seq,
+}
+
 /// Where a snapshot chunk sits in the whole application state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotPart {
@@ -301,6 +311,7 @@ pub enum Message {
     NewView(NewView),
     StateRequest(StateRequest),
     StateResponse(StateResponse),
+    Heartbeat(Heartbeat),
 }
 
 impl Message {
@@ -315,6 +326,7 @@ impl Message {
             Message::NewView(_) => Kind::NewView,
             Message::StateRequest(_) => Kind::StateRequest,
             Message::StateResponse(_) => Kind::StateResponse,
+            Message::Heartbeat(_) => Kind::Heartbeat,
         }
     }
 }

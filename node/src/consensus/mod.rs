@@ -18,14 +18,16 @@ pub use certificate::CertError;
 pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};
 pub use message::{
-    batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Kind, Message,
-    NewView, PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, SnapshotPart,
-    StateRequest, StateResponse, ViewChange, Vote,
+    batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Heartbeat,
+    Kind, Message, NewView, PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot,
+    SnapshotPart, StateRequest, StateResponse, ViewChange, Vote,
 };
 pub use replica::{state_digest, Replica, RestoreError, Status};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use types::{Digest, ReplicaId, Seq, View};
 
+#[cfg(test)]
+mod heartbeat_tests;
 #[cfg(test)]
 mod size_tests;
 #[cfg(test)]

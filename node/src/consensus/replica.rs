@@ -47,6 +47,7 @@
 //! draws randomness, or iterates a hash map.
 
 mod checkpoint;
+mod heartbeat;
 mod state_transfer;
 mod view_change;
 
@@ -199,6 +200,9 @@ pub struct Replica {
     /// Timers currently armed, exactly as set; a firing that does not match is stale.
     armed: BTreeMap<TimerKind, Timer>,
     timer_ids: u64,
+    /// Heartbeat intervals the primary of the current view has been silent (backups, normal
+    /// operation); reset by its heartbeat or any of its messages for this view.
+    primary_silent: u32,
     /// State transfer already requested for this `last_executed` (one probe per position).
     state_requested: Option<Seq>,
     /// A peer's stable snapshot being received in chunks.
@@ -269,6 +273,7 @@ impl Replica {
             future_arrivals: 0,
             armed: BTreeMap::new(),
             timer_ids: 0,
+            primary_silent: 0,
             state_requested: None,
             assembling: None,
             dropped: BTreeMap::new(),
@@ -375,6 +380,7 @@ impl Replica {
             r.out.push(Action::Broadcast(Arc::clone(vc.envelope())));
         }
         r.set_timer(TimerKind::Status);
+        r.set_timer(TimerKind::Heartbeat);
         let actions = std::mem::take(&mut r.out)
             .into_iter()
             .filter(|a| !matches!(a, Action::Deliver(_)))
@@ -386,6 +392,7 @@ impl Replica {
     /// itself).
     pub fn start(&mut self) -> Vec<Action> {
         self.set_timer(TimerKind::Status);
+        self.set_timer(TimerKind::Heartbeat);
         std::mem::take(&mut self.out)
     }
 
@@ -480,6 +487,13 @@ impl Replica {
             Message::Prepare(v) | Message::Commit(v) => Some(v.view),
             _ => None,
         };
+        let leads_my_view = match m.value() {
+            Message::Heartbeat(hb) => Some(hb.view),
+            _ => view,
+        } == Some(self.view);
+        if leads_my_view && from == self.cfg.primary(self.view) {
+            self.primary_silent = 0;
+        }
         if let Some(view) = view {
             let ahead =
                 view > self.view || (view == self.view && self.status == Status::ViewChanging);
@@ -497,6 +511,7 @@ impl Replica {
             Message::NewView(nv) => self.on_new_view(retype(&m, nv.clone()), from),
             Message::StateRequest(r) => self.on_state_request(*r, from),
             Message::StateResponse(r) => self.on_state_response(r.clone(), from),
+            Message::Heartbeat(hb) => self.on_heartbeat(*hb, from),
         }
     }
 
@@ -568,7 +583,7 @@ impl Replica {
     }
 
     fn set_timer(&mut self, kind: TimerKind) {
-        let backoff = if kind == TimerKind::Status {
+        let backoff = if matches!(kind, TimerKind::Status | TimerKind::Heartbeat) {
             0
         } else {
             self.backoff

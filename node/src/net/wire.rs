@@ -13,9 +13,9 @@ use prost::Message as _;
 use scbe_proto::v1 as pb;
 
 use crate::consensus::{
-    Checkpoint, CheckpointCert, Codec, CommitCert, Digest, Directory, Envelope, Kind, Message,
-    NewView, PrePrepare, PreparedCert, Record, Request, Seq, Signed, Snapshot, SnapshotPart,
-    StateRequest, StateResponse, View, ViewChange, Vote,
+    Checkpoint, CheckpointCert, Codec, CommitCert, Digest, Directory, Envelope, Heartbeat, Kind,
+    Message, NewView, PrePrepare, PreparedCert, Record, Request, Seq, Signed, Snapshot,
+    SnapshotPart, StateRequest, StateResponse, View, ViewChange, Vote,
 };
 use crate::crypto::{self, CryptoError, PublicKey, Signature};
 
@@ -59,6 +59,7 @@ fn kind_to_proto(kind: Kind) -> pb::Kind {
         Kind::NewView => pb::Kind::NewView,
         Kind::StateRequest => pb::Kind::StateRequest,
         Kind::StateResponse => pb::Kind::StateResponse,
+        Kind::Heartbeat => pb::Kind::Heartbeat,
     }
 }
 
@@ -74,6 +75,7 @@ fn kind_from_proto(raw: i32) -> Result<Kind, WireError> {
         pb::Kind::NewView => Kind::NewView,
         pb::Kind::StateRequest => Kind::StateRequest,
         pb::Kind::StateResponse => Kind::StateResponse,
+        pb::Kind::Heartbeat => Kind::Heartbeat,
     };
     Ok(kind)
 }
@@ -207,6 +209,14 @@ impl Codec for ProtoCodec {
         pb::StateRequest {
             after_seq: v.after.0,
             snapshot_offset: v.snapshot_offset,
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_heartbeat(&self, v: &Heartbeat) -> Vec<u8> {
+        pb::Heartbeat {
+            view: v.view.0,
+            last_executed: v.last_executed.0,
         }
         .encode_to_vec()
     }
@@ -587,6 +597,13 @@ fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Message, WireErro
             })
         }
         Kind::StateResponse => Message::StateResponse(decode_state_response(cx, b)?),
+        Kind::Heartbeat => {
+            let p: pb::Heartbeat = decode("heartbeat", b)?;
+            Message::Heartbeat(Heartbeat {
+                view: View(p.view),
+                last_executed: Seq(p.last_executed),
+            })
+        }
     })
 }
 

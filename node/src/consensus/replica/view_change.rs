@@ -57,12 +57,13 @@ impl Replica {
                 self.retransmit_own_requests();
                 self.set_timer(TimerKind::Status);
             }
+            TimerKind::Heartbeat => self.on_heartbeat_tick(),
         }
     }
 
     /// Views in a row that did not execute anything, counting the ones before a successful
     /// new-view reset the timers.
-    fn failed_views(&self) -> u32 {
+    pub(super) fn failed_views(&self) -> u32 {
         self.backoff.max(self.backoff_before_view)
     }
 
@@ -72,6 +73,7 @@ impl Replica {
         }
         self.view = target;
         self.status = Status::ViewChanging;
+        self.primary_silent = 0;
         self.cancel_timer(TimerKind::ViewChange);
         self.proposed.clear();
         let stable_seq = self.stable.seq;
@@ -134,6 +136,9 @@ impl Replica {
             .collect();
         if higher.len() > self.cfg.f() {
             if let Some(min) = higher.iter().min().copied() {
+                // The view failed for us too: count it like the replicas whose timers fired, so
+                // every honest replica's timers (and silence allowed) stay in step.
+                self.backoff = self.failed_views().saturating_add(1);
                 self.start_view_change(min);
                 return;
             }

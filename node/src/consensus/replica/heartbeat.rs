@@ -1,0 +1,77 @@
+//! Heartbeats: fast failover without waiting for a request to time out. The primary broadcasts a
+//! signed heartbeat every interval while it leads its view in normal operation; a backup counts
+//! the intervals in which it heard nothing from its primary for its view (a heartbeat, or any
+//! pre-prepare or vote of that view) and changes view after `silence_ticks` of them. The silence
+//! allowed doubles with every consecutive failed view, like the other timers, so a cluster whose
+//! messages are slow everywhere settles instead of deposing primary after primary. Heartbeats
+//! come from a timer, not from load: a busy but honest primary keeps sending them (and its
+//! pre-prepares count too). A primary that heartbeats but does not order is caught by the
+//! request timer as before.
+
+use std::sync::Arc;
+
+use super::super::action::TimerKind;
+use super::super::message::{Heartbeat, Kind, Signed};
+use super::super::types::ReplicaId;
+use super::{Replica, Status};
+
+/// Cap on the doubling of the silence allowed (2^16 intervals is hours at any sane interval).
+const MAX_SILENCE_DOUBLINGS: u32 = 16;
+
+impl Replica {
+    pub(super) fn on_heartbeat_tick(&mut self) {
+        self.set_timer(TimerKind::Heartbeat);
+        if self.status != Status::Normal {
+            self.primary_silent = 0;
+            return;
+        }
+        if self.is_primary() {
+            let hb = Heartbeat {
+                view: self.view,
+                last_executed: self.last_executed,
+            };
+            let codec = Arc::clone(&self.codec);
+            let signed = Signed::seal(
+                hb,
+                Kind::Heartbeat,
+                |v| codec.encode_heartbeat(v),
+                &self.key,
+                self.me(),
+            );
+            return self.broadcast(&signed);
+        }
+        if self.cfg.silence_ticks == 0 {
+            return;
+        }
+        self.primary_silent += 1;
+        if self.primary_silent >= self.silence_allowed() {
+            self.primary_silent = 0;
+            self.backoff = self.failed_views().saturating_add(1);
+            self.start_view_change(self.view.next());
+        }
+    }
+
+    /// Intervals of silence tolerated in the current view.
+    pub(super) fn silence_allowed(&self) -> u32 {
+        let doublings = self.failed_views().min(MAX_SILENCE_DOUBLINGS);
+        self.cfg.silence_ticks.saturating_mul(1 << doublings)
+    }
+
+    /// A heartbeat already reset the silence count (in `on_message`, like any message of the
+    /// primary for this view). What it adds: a backup that knows of nothing beyond what it
+    /// executed while the primary has executed more missed the tail of the log, and asks for it
+    /// now rather than at the next status tick.
+    pub(super) fn on_heartbeat(&mut self, hb: Heartbeat, from: ReplicaId) {
+        if hb.view != self.view || from != self.cfg.primary(self.view) {
+            return self.drop_input("heartbeat from a replica that does not lead this view");
+        }
+        let knows_more = self
+            .slots
+            .range(self.last_executed.next()..)
+            .next()
+            .is_some();
+        if hb.last_executed > self.last_executed && !knows_more {
+            self.request_state();
+        }
+    }
+}
