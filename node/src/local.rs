@@ -70,6 +70,13 @@ pub struct LocalNode {
     child: Option<Child>,
 }
 
+impl LocalNode {
+    /// The running process, if started and not stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
 pub struct LocalAgent {
     pub id: String,
     pub specialty: String,

@@ -37,6 +37,48 @@ pub struct BenchResult {
     pub saturation_requests: u64,
     pub saturation_rps: f64,
     pub failover: Option<Duration>,
+    /// Largest validator RSS before and after the saturation phase, in bytes.
+    pub rss_before: u64,
+    pub rss_after: u64,
+    /// Requests decided over the whole run before the failover phase, and the largest
+    /// validator data directory then.
+    pub decided_total: u64,
+    pub store_bytes: u64,
+}
+
+/// Resident memory of a process (Linux `/proc`), 0 where unknown.
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
+fn max_rss(cluster: &LocalCluster) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .filter_map(|n| n.pid())
+        .map(rss_bytes)
+        .max()
+        .unwrap_or(0)
 }
 
 struct Client {
@@ -134,6 +176,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     }
     latencies.sort();
 
+    let rss_before = max_rss(&cluster);
     eprintln!(
         "phase 2: saturation with {} clients for {phase:?}",
         o.clients
@@ -160,6 +203,12 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         decided += t.await??;
     }
     let sat_elapsed = sat_start.elapsed();
+    let rss_after = max_rss(&cluster);
+    let store_bytes = (0..o.validators)
+        .map(|i| dir_bytes(&dir.join(format!("data/node{i}"))))
+        .max()
+        .unwrap_or(0);
+    let decided_total = decided + latencies.len() as u64 + 1;
 
     eprintln!("phase 3: failover (SIGKILL of the primary)");
     let mut c = Client::connect(&cluster.url(1), load_key(0)?).await?;
@@ -181,5 +230,9 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         saturation_requests: decided,
         saturation_rps: decided as f64 / sat_elapsed.as_secs_f64(),
         failover,
+        rss_before,
+        rss_after,
+        decided_total,
+        store_bytes,
     })
 }

@@ -575,6 +575,18 @@ fn bench(
                     "| failover: SIGKILL of primary to next decision | no decision within 60 s |"
                 ),
             }
+            let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+            println!(
+                "| largest validator RSS: before / after saturation | {:.1} MB / {:.1} MB |",
+                mb(r.rss_before),
+                mb(r.rss_after)
+            );
+            println!(
+                "| largest validator data directory after {} decided requests | {:.1} MB ({:.0} bytes per request) |",
+                r.decided_total,
+                mb(r.store_bytes),
+                r.store_bytes as f64 / r.decided_total.max(1) as f64
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
