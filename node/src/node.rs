@@ -181,9 +181,10 @@ impl Runtime {
                 _ => None,
             })
             .collect();
-        if !records.is_empty() || !decided.is_empty() {
+        let history = self.ledger().map(Ledger::take_new).unwrap_or_default();
+        if !records.is_empty() || !decided.is_empty() || !history.events.is_empty() {
             let start = std::time::Instant::now();
-            tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided))?;
+            tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided, &history))?;
             self.metrics
                 .sync_micros_total
                 .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -248,7 +249,7 @@ impl Runtime {
         if let Ok(mut m) = self.metrics.core_dropped.lock() {
             m.clone_from(self.replica.dropped());
         }
-        let count = self.ledger().map_or(0, |l| l.state().events.len() as u64);
+        let count = self.ledger().map_or(0, |l| l.journal().events.total());
         self.events
             .send_if_modified(|c| std::mem::replace(c, count) != count);
         Ok(())
@@ -344,18 +345,42 @@ impl Runtime {
         actions
     }
 
+    /// A decided request's outcome: from the ledger's memory while kept there, else from the
+    /// store.
+    fn decided_outcome(&self, signer: &PublicKey, nonce: u64) -> Option<Outcome> {
+        if nonce > self.replica.last_nonce(signer) {
+            return None; // not executed yet: the common case, no store read
+        }
+        if let Some(o) = self.ledger().and_then(|l| l.outcome(signer, nonce)) {
+            return Some(o.clone());
+        }
+        let signer = crate::governance::release::hex(signer.as_bytes());
+        self.store.outcome(&signer, nonce).ok().flatten()
+    }
+
+    /// Events from position `from` on: from memory while the ledger keeps them, older ones from
+    /// the store.
     fn events(&self, from: u64) -> Vec<pb::LedgerEvent> {
+        const CHUNK: usize = 512;
         let Some(l) = self.ledger() else {
             return Vec::new();
         };
-        l.state()
-            .events
-            .iter()
-            .enumerate()
-            .skip(from as usize)
-            .take(512)
+        let kept = &l.journal().events;
+        let events: Vec<(u64, crate::governance::event::Event)> = if from < kept.first() {
+            self.store.events_from(from, CHUNK).unwrap_or_else(|e| {
+                tracing::warn!(node = self.id, error = %e, "cannot read stored events");
+                Vec::new()
+            })
+        } else {
+            kept.since(from)
+                .take(CHUNK)
+                .map(|(i, e)| (i, e.clone()))
+                .collect()
+        };
+        events
+            .into_iter()
             .map(|(i, e)| pb::LedgerEvent {
-                index: i as u64,
+                index: i,
                 seq: e.seq,
                 tag: format!("{:?}", e.tongue),
                 tongue: e.tongue.tongue().into(),
@@ -398,7 +423,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     let store = RecordStore::open(&data_dir.join("records.redb"), &v.key.public())?;
     let directory = Arc::new(v.replica.directory.clone());
     let records = store.load(&directory)?;
-    let app = Box::new(Ledger::new(v.ledger.clone()));
+    let mut ledger = Ledger::new(v.ledger.clone());
+    ledger.keep_fresh();
+    let app = Box::new(ledger);
     let codec = Arc::new(ProtoCodec);
     let (replica, initial) = if records.is_empty() {
         let mut r = Replica::new(v.replica.clone(), v.key.clone(), codec, app)?;
@@ -554,7 +581,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                     let digest =
                         crate::governance::ledger::operation_digest(&request.value().operation);
                     // Decided already: answer from the ledger at once, order nothing again.
-                    if let Some(o) = rt.ledger().and_then(|l| l.outcome(&signer, nonce)).cloned() {
+                    if let Some(o) = rt.decided_outcome(&signer, nonce) {
                         let _ = reply.send(if o.request == digest {
                             Ok(ClientReply { seq: o.seq, outcome: o, already: true })
                         } else {

@@ -146,6 +146,6 @@ pub fn summary(ledger: &Ledger, health: &BTreeMap<String, AgentHealth>) -> Value
             "safety_score_mean": f.safety_mean,
             "task_throughput": f.tasks_per_minute,
         },
-        "events": s.events.len(),
+        "events": ledger.journal().events.total(),
     })
 }

@@ -1,5 +1,5 @@
 //! Fuzz targets for every decoder that takes outside bytes: the envelope and each consensus
-//! message (peers), stored records (disk), operation JSON (requesters), provider manifests and
+//! message (peers), ledger snapshots (peers, in state transfer), stored records (disk), operation JSON (requesters), provider manifests and
 //! releases (files), orders and agent-signed reports and acks (agents and validators), node and
 //! agent configuration (operators) and the audit log (anyone verifying one).
 //!
@@ -165,6 +165,14 @@ proptest! {
     }
 
     #[test]
+    fn ledger_snapshots(b in bytes_from(vec![ledger_snapshot()])) {
+        use scbe_node::consensus::StateMachine as _;
+        let mut ledger = empty_ledger();
+        let _ = ledger.snapshot_digest(&b);
+        let _ = ledger.restore(&b);
+    }
+
+    #[test]
     fn operations(b in bytes_from(vec![
         Operation::Rollback { target_version: "v0".into(), reason: "r".into() }.to_bytes(),
         Operation::RegisterRelease { release: placeholder_release() }.to_bytes(),
@@ -213,6 +221,41 @@ proptest! {
         let _ = scbe_node::config::NodeConfig::parse(path, &t);
         let _ = scbe_node::fleet::config::AgentConfig::parse(path, &t);
     }
+}
+
+fn empty_ledger() -> scbe_node::governance::Ledger {
+    scbe_node::governance::Ledger::new(scbe_node::governance::LedgerConfig {
+        validators: (0..4)
+            .map(|i| Keypair::from_label(&format!("fz{i}")).public())
+            .collect(),
+        known_good: vec!["v0".into()],
+        gates: Default::default(),
+        vote_window_seqs: 100,
+        agents: Vec::new(),
+        health: Default::default(),
+    })
+}
+
+/// A real snapshot with events and outcomes in its journal, as a seed for mutations.
+fn ledger_snapshot() -> Vec<u8> {
+    use scbe_node::consensus::StateMachine as _;
+    use scbe_node::governance::ledger::Signer;
+    let mut ledger = empty_ledger();
+    let client = Keypair::from_label("fz-client").public();
+    for nonce in 1..4 {
+        let op = Operation::Rollback {
+            target_version: "nope".into(),
+            reason: "fuzz".into(),
+        };
+        ledger.apply_operation(
+            nonce,
+            Signer::Requester(client),
+            &client,
+            nonce,
+            &op.to_bytes(),
+        );
+    }
+    ledger.snapshot()
 }
 
 fn placeholder_release() -> FusedRelease {

@@ -379,7 +379,7 @@ impl Simulation {
         if std::env::var_os("SCBE_SIM_DEBUG_FLEET").is_some() {
             eprintln!("script: {:?}", self.script);
             if let Some(l) = self.advanced().and_then(|i| self.ledger(i)) {
-                for e in &l.state().events {
+                for e in l.journal().events.iter() {
                     eprintln!(
                         "  {} {:?} {} {} {}",
                         e.seq, e.tongue, e.kind, e.subject, e.detail

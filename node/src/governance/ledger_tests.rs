@@ -257,7 +257,7 @@ fn register_enters_staging_with_tagged_events() {
         .accepted
     );
     assert_eq!(w.ledger.state().releases["v1"].stage, Stage::Staging);
-    let tongues: Vec<Tongue> = w.ledger.state().events.iter().map(|e| e.tongue).collect();
+    let tongues: Vec<Tongue> = w.ledger.journal().events.iter().map(|e| e.tongue).collect();
     assert_eq!(tongues, vec![Tongue::CA, Tongue::RU, Tongue::UM]);
     // Same version twice is refused.
     assert!(
@@ -542,7 +542,7 @@ fn auto_rollback_needs_signed_evidence_of_degradation() {
     );
     assert!(!w.ledger.state().current.contains_key(&Stage::Canary));
     assert_eq!(
-        w.ledger.state().events.last().map(|e| e.tongue),
+        w.ledger.journal().events.iter().last().map(|e| e.tongue),
         Some(Tongue::DR)
     );
 }

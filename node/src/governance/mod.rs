@@ -22,3 +22,5 @@ pub use stage::{Stage, Tongue};
 
 #[cfg(test)]
 pub(crate) mod ledger_tests;
+#[cfg(test)]
+mod retention_tests;

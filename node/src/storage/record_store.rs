@@ -18,6 +18,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use crate::consensus::{Directory, Record};
 use crate::crypto::PublicKey;
+use crate::governance::event::Event;
+use crate::governance::ledger::{Fresh, Outcome};
 use crate::net::wire::{stored_record_key, StoredKind};
 use crate::net::{decode_record, encode_record, WireError};
 
@@ -25,6 +27,11 @@ const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The audit trail: every decided batch's commit certificate by sequence number. Never compacted.
 const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
+/// The ledger's history beyond what it keeps in memory (`governance::ledger::journal`): every
+/// event by position, every request outcome by `signer-hex:nonce`, as JSON. Never compacted;
+/// written in the same transaction as the batches that produced them.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
 const FORMAT_VERSION: &[u8] = b"scbe-records-1";
 
 #[derive(Debug, thiserror::Error)]
@@ -165,20 +172,42 @@ impl RecordStore {
 
     /// Makes `records` durable in one transaction, in order, compacting at stable checkpoints.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
-        self.commit_turn(records, &[])
+        self.commit_turn(records, &[], &Fresh::default())
     }
 
-    /// One loop turn's durable writes in one transaction: the core's records and the commit
-    /// certificates of the batches it decided (the audit trail).
+    /// One loop turn's durable writes in one transaction: the core's records, the commit
+    /// certificates of the batches it decided (the audit trail) and the ledger events and
+    /// outcomes they produced.
     pub fn commit_turn(
         &mut self,
         records: &[Record],
         decided: &[crate::consensus::CommitCert],
+        history: &Fresh,
     ) -> Result<(), StorageError> {
-        if records.is_empty() && decided.is_empty() {
+        if records.is_empty()
+            && decided.is_empty()
+            && history.events.is_empty()
+            && history.outcomes.is_empty()
+        {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
+            for (position, e) in &history.events {
+                let bytes = serde_json::to_vec(e).unwrap_or_default();
+                events
+                    .insert(*position, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+            let mut outcomes = txn.open_table(OUTCOMES).map_err(|e| self.io(e))?;
+            for (signer, nonce, o) in &history.outcomes {
+                let bytes = serde_json::to_vec(o).unwrap_or_default();
+                outcomes
+                    .insert(format!("{signer}:{nonce}").as_str(), bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+        }
         {
             let mut audit = txn.open_table(DECIDED).map_err(|e| self.io(e))?;
             for c in decided {
@@ -283,6 +312,42 @@ impl RecordStore {
             }
         }
         Ok(out)
+    }
+
+    /// Stored ledger events from position `from` on (at most `limit`). A node that caught up
+    /// from a snapshot has a gap where it executed nothing itself.
+    pub fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = match txn.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(from..).map_err(|e| self.io(e))? {
+            let (k, v) = entry.map_err(|e| self.io(e))?;
+            if let Ok(e) = serde_json::from_slice(v.value()) {
+                out.push((k.value(), e));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stored request outcome (signer as hex).
+    pub fn outcome(&self, signer: &str, nonce: u64) -> Result<Option<Outcome>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = match txn.open_table(OUTCOMES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.io(e)),
+        };
+        let got = table
+            .get(format!("{signer}:{nonce}").as_str())
+            .map_err(|e| self.io(e))?;
+        Ok(got.and_then(|v| serde_json::from_slice(v.value()).ok()))
     }
 
     pub fn len(&self) -> Result<u64, StorageError> {

@@ -213,3 +213,49 @@ fn a_store_killed_while_being_created_comes_back() {
         }
     }
 }
+
+#[test]
+fn ledger_history_beyond_memory_is_read_back_from_the_store() {
+    use crate::governance::event::Event;
+    use crate::governance::ledger::{Fresh, Outcome};
+    use crate::governance::Tongue;
+    let key = Keypair::from_label("t0");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    let event = |i: u64| Event {
+        seq: i,
+        tongue: Tongue::RU,
+        kind: "request_rejected".into(),
+        subject: format!("r{i}"),
+        detail: String::new(),
+    };
+    let outcome = |seq: u64| Outcome {
+        request: "ab".into(),
+        seq,
+        accepted: false,
+        reasons: vec!["no".into()],
+        proposal: None,
+        rollout: None,
+    };
+    {
+        let mut s = RecordStore::open(&path, &key.public()).expect("opens");
+        for turn in 0..3u64 {
+            let history = Fresh {
+                events: (turn * 10..turn * 10 + 10).map(|i| (i, event(i))).collect(),
+                outcomes: vec![("aa".into(), turn + 1, outcome(turn + 1))],
+            };
+            s.commit_turn(&[], &[], &history).expect("commits");
+        }
+    }
+    let s = RecordStore::open(&path, &key.public()).expect("reopens");
+    let got = s.events_from(5, 7).expect("reads");
+    assert_eq!(
+        got.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (5..12).collect::<Vec<_>>()
+    );
+    assert_eq!(got[0].1, event(5));
+    assert_eq!(s.events_from(30, 10).expect("reads"), vec![]);
+    assert_eq!(s.outcome("aa", 2).expect("reads"), Some(outcome(2)));
+    assert_eq!(s.outcome("aa", 4).expect("reads"), None);
+    assert_eq!(s.outcome("bb", 2).expect("reads"), None);
+}

@@ -23,6 +23,7 @@
 //! - `Stalled` (validator): `f + 1` distinct claims that a step's order goes unexecuted under a
 //!   view mark that view's primary for replacement (the runtime then changes view).
 
+pub mod journal;
 mod proposals;
 mod rollouts;
 pub mod state;
@@ -40,6 +41,7 @@ use super::operation::Operation;
 use super::release::hex;
 use super::stage::{Stage, Tongue};
 
+pub use journal::{Fresh, Journal, EVENTS_KEPT, OUTCOMES_KEPT_PER_SIGNER};
 pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
     RolloutKind, RolloutStatus, VoteRecord,
@@ -80,6 +82,11 @@ pub struct Ledger {
     /// Agent keys by id (derived from `cfg`, for evidence checks).
     agent_keys: BTreeMap<String, PublicKey>,
     state: LedgerState,
+    journal: Journal,
+    /// Events and outcomes produced since the node last took them for its store. Not
+    /// replicated; off unless [`Ledger::keep_fresh`] (the simulator's ledgers leave it off).
+    /// Behind a mutex so the runtime can drain it through the shared `as_any` view.
+    fresh: Option<std::sync::Mutex<Fresh>>,
 }
 
 type Rejection = Vec<String>;
@@ -105,6 +112,8 @@ impl Ledger {
             cfg,
             agent_keys,
             state,
+            journal: Journal::default(),
+            fresh: None,
         }
     }
 
@@ -116,18 +125,48 @@ impl Ledger {
         &self.state
     }
 
+    /// The outcome of a request, while it is among its signer's newest
+    /// [`OUTCOMES_KEPT_PER_SIGNER`].
     pub fn outcome(&self, signer: &PublicKey, nonce: u64) -> Option<&Outcome> {
-        self.state.outcomes.get(&request_id(signer, nonce))
+        self.journal.outcome(&hex(signer.as_bytes()), nonce)
+    }
+
+    /// The newest events and outcomes (older ones are in the node's store).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Collects every event and outcome produced from now on for [`Ledger::take_new`] (the node
+    /// writes them to its store).
+    pub fn keep_fresh(&mut self) {
+        self.fresh.get_or_insert_with(Default::default);
+    }
+
+    /// Everything produced since the last call (nothing unless [`Ledger::keep_fresh`]).
+    pub fn take_new(&self) -> Fresh {
+        self.fresh
+            .as_ref()
+            .and_then(|f| f.lock().ok().map(|mut f| std::mem::take(&mut *f)))
+            .unwrap_or_default()
+    }
+
+    fn with_fresh(&self, add: impl FnOnce(&mut Fresh)) {
+        if let Some(mut f) = self.fresh.as_ref().and_then(|f| f.lock().ok()) {
+            add(&mut f);
+        }
     }
 
     fn event(&mut self, seq: u64, tongue: Tongue, kind: &str, subject: String, detail: String) {
-        self.state.events.push(Event {
+        let e = Event {
             seq,
             tongue,
             kind: kind.into(),
             subject,
             detail,
-        });
+        };
+        let position = self.journal.events.total();
+        self.with_fresh(|f| f.events.push((position, e.clone())));
+        self.journal.push_event(e);
     }
 
     /// Applies one ordered request and records its outcome.
@@ -165,9 +204,9 @@ impl Ledger {
                 outcome.reasons = reasons;
             }
         }
-        self.state
-            .outcomes
-            .insert(request_id(key, nonce), outcome.clone());
+        let signer = hex(key.as_bytes());
+        self.with_fresh(|f| f.outcomes.push((signer.clone(), nonce, outcome.clone())));
+        self.journal.push_outcome(signer, nonce, outcome.clone());
         outcome
     }
 
@@ -263,9 +302,31 @@ impl Ledger {
         }
     }
 
-    fn encode_state(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.state).unwrap_or_default()
+    fn encode_snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&SnapshotRef {
+            state: &self.state,
+            journal: &self.journal,
+        })
+        .unwrap_or_default()
     }
+}
+
+/// A snapshot: the state whole and the journal's windows (whose chains are re-derived on
+/// restore).
+#[derive(serde::Serialize)]
+struct SnapshotRef<'a> {
+    state: &'a LedgerState,
+    journal: &'a Journal,
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotOwned {
+    state: LedgerState,
+    journal: Journal,
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotOwned, SnapshotError> {
+    serde_json::from_slice(bytes).map_err(|e| SnapshotError(e.to_string()))
 }
 
 /// Hex sha256 of an operation's bytes (what [`Outcome::request`] holds).
@@ -278,8 +339,11 @@ pub fn request_id(key: &PublicKey, nonce: u64) -> String {
     format!("{}:{nonce}", hex(key.as_bytes()))
 }
 
-fn state_digest_of(bytes: &[u8]) -> Digest {
-    Digest::of_parts(&[b"ledger", bytes])
+/// The state is serialised whole (it is small: releases, proposals, rollouts, assignments); the
+/// journal contributes only its chains' tips, so the digest no longer grows with history.
+fn state_digest_of(state: &LedgerState, journal: &Journal) -> Digest {
+    let bytes = serde_json::to_vec(state).unwrap_or_default();
+    Digest::of_parts(&[b"ledger", &bytes, &journal.digest_parts()])
 }
 
 impl StateMachine for Ledger {
@@ -299,20 +363,18 @@ impl StateMachine for Ledger {
     }
 
     fn digest(&self) -> Digest {
-        state_digest_of(&self.encode_state())
+        state_digest_of(&self.state, &self.journal)
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        self.encode_state()
+        self.encode_snapshot()
     }
 
     fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError> {
-        // Re-encode so the digest is of the canonical form, whatever bytes a peer sent.
-        let state: LedgerState =
-            serde_json::from_slice(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
-        Ok(state_digest_of(
-            &serde_json::to_vec(&state).unwrap_or_default(),
-        ))
+        // Decoded and digested in canonical form, whatever bytes a peer sent; the journal's
+        // chains are re-derived from its items.
+        let s = decode_snapshot(snapshot)?;
+        Ok(state_digest_of(&s.state, &s.journal))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -320,7 +382,9 @@ impl StateMachine for Ledger {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
-        self.state = serde_json::from_slice(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
+        let s = decode_snapshot(snapshot)?;
+        self.state = s.state;
+        self.journal = s.journal;
         Ok(())
     }
 }

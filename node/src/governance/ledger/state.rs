@@ -1,12 +1,12 @@
 //! The ledger's replicated state: releases, proposals with their votes, rollouts with their
-//! progress, which version every agent was put on, request outcomes and the event log. Ordered
-//! maps only, so its serialisation (the digest and snapshots) is the same on every replica.
+//! progress and which version every agent was put on (request outcomes and the event log live in
+//! the bounded [`super::journal::Journal`]). Ordered maps only, so its serialisation (the digest
+//! and snapshots) is the same on every replica.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::governance::event::Event;
 use crate::governance::release::FusedRelease;
 use crate::governance::stage::Stage;
 use crate::rollout::evidence::HealthBody;
@@ -184,9 +184,6 @@ pub struct LedgerState {
     pub rollouts: BTreeMap<u64, Rollout>,
     /// The version the ledger has put each agent on (genesis: the production version).
     pub assigned: BTreeMap<String, String>,
-    /// By request id `signer-hex:nonce`.
-    pub outcomes: BTreeMap<String, Outcome>,
-    pub events: Vec<Event>,
     pub next_proposal: u64,
     pub next_rollout: u64,
 }
