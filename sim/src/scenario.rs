@@ -108,6 +108,10 @@ pub struct Scenario {
     /// `jitter_ms` more. As primary it must not be deposed in a loop (heartbeat silence is
     /// measured in gaps, not latency), and everything must still be decided.
     pub slow: Option<(usize, u64)>,
+    /// (at_ms, count): bursts in which a Byzantine requester (a registered key) sends `count`
+    /// requests of the largest admitted size to every validator at once. No message may exceed
+    /// the peer cap, and the liveness invariant still requires everything to be decided.
+    pub floods: Vec<(u64, u32)>,
     pub clients: usize,
     pub safety_requests_per_client: usize,
     pub liveness_requests_per_client: usize,
@@ -195,6 +199,21 @@ impl Scenario {
                 slow_rng.random_range(20..=100),
             )
         });
+        // Its own stream too: one seed in twenty has a flooding requester (big requests make
+        // these seeds slow).
+        let mut flood_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x666c_6f6f_6465_7221);
+        let floods = if flood_rng.random_bool(0.05) {
+            (0..flood_rng.random_range(1..=2))
+                .map(|_| {
+                    (
+                        flood_rng.random_range(0..safety_ms),
+                        flood_rng.random_range(64..=96),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {
             if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
@@ -222,6 +241,7 @@ impl Scenario {
             crashes,
             lone_view_changes,
             slow,
+            floods,
             clients: rng.random_range(2..=6),
             safety_requests_per_client: rng.random_range(3..=10),
             liveness_requests_per_client: rng.random_range(2..=4),
@@ -263,7 +283,7 @@ impl Scenario {
 
     pub fn summary(&self) -> String {
         format!(
-            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} slow={:?} clients={} {}",
+            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} slow={:?} floods={:?} clients={} {}",
             self.n,
             self.byzantine,
             self.checkpoint_interval,
@@ -278,6 +298,7 @@ impl Scenario {
             self.crashes.len(),
             self.lone_view_changes.len(),
             self.slow,
+            self.floods,
             self.clients,
             self.fleet_summary()
         )

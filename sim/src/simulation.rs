@@ -18,7 +18,7 @@ use scbe_node::consensus::{
 use scbe_node::crypto::Keypair;
 use scbe_node::governance::ledger::{Ledger, LedgerConfig};
 use scbe_node::governance::Operation;
-use scbe_node::net::{encode_envelope, open, ProtoCodec};
+use scbe_node::net::{encode_envelope, open, ProtoCodec, MAX_ENVELOPE_BYTES};
 use scbe_node::rollout::evidence::OrderAction;
 use scbe_node::rollout::order::SignedOrder;
 use sha2::{Digest as _, Sha256};
@@ -63,6 +63,8 @@ pub(crate) enum Event {
     Restart(usize),
     /// The replica leaves its view alone (see `Scenario::lone_view_changes`).
     LoneViewChange(usize),
+    /// The flooding requester sends this many maximum-size requests (`Scenario::floods`).
+    Flood(u32),
     PartitionStart(usize),
     PartitionHeal,
     Heal,
@@ -156,6 +158,9 @@ pub struct Simulation {
     codec: Arc<dyn Codec>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) clients: Vec<Client>,
+    /// The Byzantine requester of `Scenario::floods` and its last nonce.
+    flooder: Keypair,
+    flooder_nonce: u64,
     pub(crate) net: Network,
     pub(crate) phase: Phase,
     pub(crate) agents: Vec<SimAgent>,
@@ -186,9 +191,14 @@ impl Simulation {
         let client_keys: Vec<Keypair> = (0..sc.clients)
             .map(|i| Keypair::from_label(&format!("sim/{seed}/client/{i}")))
             .collect();
+        let flooder = Keypair::from_label(&format!("sim/{seed}/flooder"));
         let directory = Directory::new(
             keys.iter().map(Keypair::public).collect(),
-            client_keys.iter().map(Keypair::public).collect(),
+            client_keys
+                .iter()
+                .map(Keypair::public)
+                .chain(std::iter::once(flooder.public()))
+                .collect(),
         )
         .expect("simulated keys are distinct");
         let true_quorum = scbe_node::consensus::config::quorum_for(sc.n);
@@ -257,6 +267,8 @@ impl Simulation {
             codec: Arc::new(ProtoCodec),
             nodes,
             clients,
+            flooder,
+            flooder_nonce: 0,
             net: Network::new(&sc),
             phase: Phase::Safety,
             agents,
@@ -283,6 +295,8 @@ impl Simulation {
             .expect("simulated cluster has n >= 4");
         cfg.checkpoint_interval = self.sc.checkpoint_interval;
         cfg.window = self.sc.window;
+        // Byte limits follow the window, as in the node's configuration.
+        cfg.derive_byte_limits();
         cfg.max_batch = self.sc.max_batch;
         cfg.max_inflight_batches = self.sc.max_inflight_batches;
         match self.sc.unsafe_quorum {
@@ -351,6 +365,12 @@ impl Simulation {
             self.now = c.at_ms;
             self.schedule(0, Event::Crash(c.node));
             self.schedule(c.restart_after_ms, Event::Restart(c.node));
+            self.now = now;
+        }
+        for (at_ms, count) in self.sc.floods.clone() {
+            let now = self.now;
+            self.now = at_ms;
+            self.schedule(0, Event::Flood(count));
             self.now = now;
         }
         for (node, at_ms) in self.sc.lone_view_changes.clone() {
@@ -502,6 +522,7 @@ impl Simulation {
                     self.feed(node, Input::ReplacePrimary { view });
                 }
             }
+            Event::Flood(count) => self.flood(count),
             Event::FleetTick => {
                 self.fleet_tick();
                 self.schedule(crate::fleet::TICK_MS, Event::FleetTick);
@@ -615,6 +636,30 @@ impl Simulation {
         self.feed(node, Input::ClientRequest(request));
     }
 
+    /// The flooding requester: `count` requests with operations of the largest admitted size
+    /// (junk the ledger rejects), each handed to every validator that is up.
+    fn flood(&mut self, count: u32) {
+        let op_bytes = scbe_node::governance::operation::MAX_OPERATION_BYTES;
+        for _ in 0..count {
+            self.flooder_nonce += 1;
+            let request = Signed::seal(
+                Request {
+                    nonce: self.flooder_nonce,
+                    operation: vec![b'x'; op_bytes],
+                },
+                Kind::Request,
+                |r| ProtoCodec.encode_request(r),
+                &self.flooder,
+                scbe_node::consensus::Principal::Requester,
+            );
+            self.trace(&[b"flood", &self.flooder_nonce.to_be_bytes()]);
+            self.validity.on_submitted(request.envelope().digest());
+            for node in 0..self.sc.n {
+                self.feed(node, Input::ClientRequest(request.clone()));
+            }
+        }
+    }
+
     /// The ledger of validator `node`, if it is up.
     pub(crate) fn ledger(&self, node: usize) -> Option<&Ledger> {
         self.nodes[node]
@@ -713,6 +758,18 @@ impl Simulation {
                     self.check_checkpoint_agreement(from, env);
                 }
                 let bytes = encode_envelope(env);
+                if bytes.len() > MAX_ENVELOPE_BYTES {
+                    // The real edge refuses it: nobody would ever receive it.
+                    self.violation(
+                        "message cap",
+                        format!(
+                            "replica {from} sent a {} of {} bytes (cap {MAX_ENVELOPE_BYTES})",
+                            env.kind.name(),
+                            bytes.len()
+                        ),
+                    );
+                    return;
+                }
                 dests.iter().map(|&d| (d, bytes.clone())).collect()
             }
         };
