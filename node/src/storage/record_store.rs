@@ -33,6 +33,11 @@ const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
 const FORMAT_VERSION: &[u8] = b"scbe-records-1";
+/// redb's page cache. Its default (1 GiB) is a ceiling, not a reservation, but every page of a
+/// file that only grows (the audit trail) stays cached up to it: the validator's memory grew
+/// with history. 64 MiB holds the B-trees' interior pages many times over and keeps a
+/// 6.4 MiB write cache (redb splits it 90/10), more than one turn writes.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -85,7 +90,10 @@ impl RecordStore {
         if !path.exists() {
             Self::create_atomically(path, node).map_err(|e| open_err(&e))?;
         }
-        let db = Database::open(path).map_err(|e| open_err(&e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
+            .map_err(|e| open_err(&e))?;
         let mut store = RecordStore {
             path: path.to_path_buf(),
             db,
