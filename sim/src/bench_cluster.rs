@@ -37,8 +37,10 @@ pub struct BenchResult {
     pub saturation_requests: u64,
     pub saturation_rps: f64,
     pub failover: Option<Duration>,
-    /// Largest validator RSS before and after the saturation phase, in bytes.
+    /// Largest validator RSS before, halfway through and after the saturation phase, in bytes
+    /// (the halfway figure tells growth with history from a one-off peak).
     pub rss_before: u64,
+    pub rss_half: u64,
     pub rss_after: u64,
     /// Requests decided over the whole run before the failover phase, and the largest
     /// validator data directory then.
@@ -197,6 +199,11 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
             anyhow::Ok(done)
         }));
     }
+    let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid()).collect();
+    let half = tokio::spawn(async move {
+        tokio::time::sleep(phase / 2).await;
+        pids.into_iter().map(rss_bytes).max().unwrap_or(0)
+    });
     let sat_start = Instant::now();
     let mut decided = 0;
     for t in tasks {
@@ -204,6 +211,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     }
     let sat_elapsed = sat_start.elapsed();
     let rss_after = max_rss(&cluster);
+    let rss_half = half.await.unwrap_or(0);
     let store_bytes = (0..o.validators)
         .map(|i| dir_bytes(&dir.join(format!("data/node{i}"))))
         .max()
@@ -231,6 +239,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         saturation_rps: decided as f64 / sat_elapsed.as_secs_f64(),
         failover,
         rss_before,
+        rss_half,
         rss_after,
         decided_total,
         store_bytes,

@@ -577,8 +577,9 @@ fn bench(
             }
             let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
             println!(
-                "| largest validator RSS: before / after saturation | {:.1} MB / {:.1} MB |",
+                "| largest validator RSS: before / halfway / after saturation | {:.1} / {:.1} / {:.1} MB |",
                 mb(r.rss_before),
+                mb(r.rss_half),
                 mb(r.rss_after)
             );
             println!(
