@@ -8,6 +8,7 @@ pub mod bench_core;
 pub mod bench_fleet;
 pub mod byzantine;
 pub mod check;
+pub mod clients;
 pub mod demo;
 pub mod fleet;
 pub mod fleet_driver;

@@ -24,6 +24,7 @@ use scbe_node::rollout::order::SignedOrder;
 use sha2::{Digest as _, Sha256};
 
 use crate::byzantine::Byzantine;
+use crate::clients::Client;
 use crate::fleet::{Evidence, NodeFleet, ReleaseScript, SimAgent};
 use crate::invariants::agreement::Agreement;
 use crate::invariants::certificates::Certificates;
@@ -98,14 +99,6 @@ pub(crate) struct Node {
     pub(crate) fleet_liar: bool,
 }
 
-pub(crate) struct Client {
-    pub(crate) key: Keypair,
-    pub(crate) nonce: u64,
-    pub(crate) outstanding: Option<Signed<Request>>,
-    safety_left: usize,
-    liveness_left: usize,
-}
-
 /// Counters for the report.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -159,8 +152,8 @@ pub struct Simulation {
     pub(crate) nodes: Vec<Node>,
     pub(crate) clients: Vec<Client>,
     /// The Byzantine requester of `Scenario::floods` and its last nonce.
-    flooder: Keypair,
-    flooder_nonce: u64,
+    pub(crate) flooder: Keypair,
+    pub(crate) flooder_nonce: u64,
     pub(crate) net: Network,
     pub(crate) phase: Phase,
     pub(crate) agents: Vec<SimAgent>,
@@ -636,30 +629,6 @@ impl Simulation {
         self.feed(node, Input::ClientRequest(request));
     }
 
-    /// The flooding requester: `count` requests with operations of the largest admitted size
-    /// (junk the ledger rejects), each handed to every validator that is up.
-    fn flood(&mut self, count: u32) {
-        let op_bytes = scbe_node::governance::operation::MAX_OPERATION_BYTES;
-        for _ in 0..count {
-            self.flooder_nonce += 1;
-            let request = Signed::seal(
-                Request {
-                    nonce: self.flooder_nonce,
-                    operation: vec![b'x'; op_bytes],
-                },
-                Kind::Request,
-                |r| ProtoCodec.encode_request(r),
-                &self.flooder,
-                scbe_node::consensus::Principal::Requester,
-            );
-            self.trace(&[b"flood", &self.flooder_nonce.to_be_bytes()]);
-            self.validity.on_submitted(request.envelope().digest());
-            for node in 0..self.sc.n {
-                self.feed(node, Input::ClientRequest(request.clone()));
-            }
-        }
-    }
-
     /// The ledger of validator `node`, if it is up.
     pub(crate) fn ledger(&self, node: usize) -> Option<&Ledger> {
         self.nodes[node]
@@ -847,89 +816,6 @@ impl Simulation {
                 }
             }
         }
-    }
-
-    /// A client has one request outstanding at a time (nonces must increase). It sends a new
-    /// request to one random validator, and resends to all validators until it executes.
-    fn client_send(&mut self, client: usize, nonce: u64, retry: bool) {
-        if client == 0 && !retry {
-            return; // the release requester sends from its script (fleet_tick)
-        }
-        let c = &mut self.clients[client];
-        if retry {
-            let still = c
-                .outstanding
-                .as_ref()
-                .is_some_and(|o| o.value().nonce == nonce);
-            if !still {
-                return;
-            }
-        } else {
-            if c.outstanding.is_some() || c.nonce + 1 != nonce {
-                return;
-            }
-            let budget = match self.phase {
-                Phase::Safety => &mut c.safety_left,
-                Phase::Liveness => {
-                    if c.safety_left > 0 {
-                        &mut c.safety_left
-                    } else {
-                        &mut c.liveness_left
-                    }
-                }
-            };
-            if *budget == 0 {
-                return;
-            }
-            *budget -= 1;
-            c.nonce = nonce;
-            let op: Vec<u8> = (0..self.rng.random_range(4..24))
-                .map(|_| self.rng.random())
-                .collect();
-            let request = Request {
-                nonce,
-                operation: op,
-            };
-            let signed = Signed::seal(
-                request,
-                Kind::Request,
-                |r| ProtoCodec.encode_request(r),
-                &self.clients[client].key,
-                scbe_node::consensus::Principal::Requester,
-            );
-            self.validity.on_submitted(signed.envelope().digest());
-            self.clients[client].outstanding = Some(signed);
-        }
-        self.resend(client, nonce, retry);
-    }
-
-    /// Sends the client's outstanding request (to one validator, or to all on a retry) and
-    /// schedules the next retry.
-    pub(crate) fn resend(&mut self, client: usize, nonce: u64, retry: bool) {
-        let Some(request) = self.clients[client].outstanding.clone() else {
-            return;
-        };
-        self.trace(&[
-            b"client",
-            &(client as u64).to_be_bytes(),
-            &nonce.to_be_bytes(),
-        ]);
-        let targets: Vec<usize> = if retry {
-            (0..self.sc.n).collect()
-        } else {
-            vec![self.rng.random_range(0..self.sc.n)]
-        };
-        for t in targets {
-            self.feed(t, Input::ClientRequest(request.clone()));
-        }
-        self.schedule(
-            self.sc.client_retry_ms,
-            Event::ClientSend {
-                client,
-                nonce,
-                retry: true,
-            },
-        );
     }
 }
 
