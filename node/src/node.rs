@@ -182,7 +182,8 @@ impl Runtime {
             })
             .collect();
         let history = self.ledger().map(Ledger::take_new).unwrap_or_default();
-        if !records.is_empty() || !decided.is_empty() || !history.events.is_empty() {
+        let has_history = !history.events.is_empty() || !history.outcomes.is_empty();
+        if !records.is_empty() || !decided.is_empty() || has_history {
             let start = std::time::Instant::now();
             tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided, &history))?;
             self.metrics
