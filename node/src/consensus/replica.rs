@@ -543,20 +543,18 @@ impl Replica {
         Principal::Validator(self.cfg.id)
     }
 
+    /// Signs `value` as this replica, encoded by the runtime's codec.
+    fn seal<T>(&self, value: T, kind: Kind, encode: fn(&dyn Codec, &T) -> Vec<u8>) -> Signed<T> {
+        let codec = self.codec.as_ref();
+        Signed::seal(value, kind, |v| encode(codec, v), &self.key, self.me())
+    }
+
     fn seal_vote(&self, kind: Kind, vote: Vote) -> Signed<Vote> {
-        let codec = Arc::clone(&self.codec);
-        Signed::seal(vote, kind, |v| codec.encode_vote(v), &self.key, self.me())
+        self.seal(vote, kind, |c, v| c.encode_vote(v))
     }
 
     fn seal_pre_prepare(&self, pp: PrePrepare) -> Signed<PrePrepare> {
-        let codec = Arc::clone(&self.codec);
-        Signed::seal(
-            pp,
-            Kind::PrePrepare,
-            |v| codec.encode_pre_prepare(v),
-            &self.key,
-            self.me(),
-        )
+        self.seal(pp, Kind::PrePrepare, |c, v| c.encode_pre_prepare(v))
     }
 
     /// Bytes of batches held above the stable checkpoint (what a view change would carry),

@@ -305,41 +305,37 @@ impl RecordStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let table = match txn.open_table(DECIDED) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.io(e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.range(from..).map_err(|e| self.io(e))? {
-            let (k, v) = entry.map_err(|e| self.io(e))?;
-            out.push((k.value(), v.value().to_vec()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        self.range_from(DECIDED, from, limit)
     }
 
     /// Stored ledger events from position `from` on (at most `limit`). A node that caught up
     /// from a snapshot has a gap where it executed nothing itself.
     pub fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StorageError> {
+        let raw = self.range_from(EVENTS, from, limit)?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(k, v)| serde_json::from_slice(&v).ok().map(|e| (k, e)))
+            .collect())
+    }
+
+    /// Up to `limit` entries of a never-compacted table from key `from` on (none if the table
+    /// was never written).
+    fn range_from(
+        &self,
+        def: TableDefinition<u64, &[u8]>,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let table = match txn.open_table(EVENTS) {
+        let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(self.io(e)),
         };
         let mut out = Vec::new();
-        for entry in table.range(from..).map_err(|e| self.io(e))? {
+        for entry in table.range(from..).map_err(|e| self.io(e))?.take(limit) {
             let (k, v) = entry.map_err(|e| self.io(e))?;
-            if let Ok(e) = serde_json::from_slice(v.value()) {
-                out.push((k.value(), e));
-            }
-            if out.len() >= limit {
-                break;
-            }
+            out.push((k.value(), v.value().to_vec()));
         }
         Ok(out)
     }

@@ -5,7 +5,6 @@
 //! quorum disagreeing with its own digest, fetches state.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::super::action::Record;
 use super::super::message::{Checkpoint, CheckpointCert, Kind, Signed, Snapshot};
@@ -26,14 +25,7 @@ impl Replica {
             seq,
             state_digest: digest,
         };
-        let codec = Arc::clone(&self.codec);
-        let signed = Signed::seal(
-            cp,
-            Kind::Checkpoint,
-            |v| codec.encode_checkpoint(v),
-            &self.key,
-            self.me(),
-        );
+        let signed = self.seal(cp, Kind::Checkpoint, |c, v| c.encode_checkpoint(v));
         self.broadcast(&signed);
         self.checkpoint_votes
             .entry(seq)

@@ -8,10 +8,8 @@
 //! pre-prepares count too). A primary that heartbeats but does not order is caught by the
 //! request timer as before.
 
-use std::sync::Arc;
-
 use super::super::action::TimerKind;
-use super::super::message::{Heartbeat, Kind, Signed};
+use super::super::message::{Heartbeat, Kind};
 use super::super::types::ReplicaId;
 use super::{Replica, Status};
 
@@ -30,14 +28,7 @@ impl Replica {
                 view: self.view,
                 last_executed: self.last_executed,
             };
-            let codec = Arc::clone(&self.codec);
-            let signed = Signed::seal(
-                hb,
-                Kind::Heartbeat,
-                |v| codec.encode_heartbeat(v),
-                &self.key,
-                self.me(),
-            );
+            let signed = self.seal(hb, Kind::Heartbeat, |c, v| c.encode_heartbeat(v));
             return self.broadcast(&signed);
         }
         if self.cfg.silence_ticks == 0 {

@@ -42,14 +42,7 @@ impl Replica {
     }
 
     fn seal_state_request(&self, req: StateRequest) -> Signed<StateRequest> {
-        let codec = Arc::clone(&self.codec);
-        Signed::seal(
-            req,
-            Kind::StateRequest,
-            |v| codec.encode_state_request(v),
-            &self.key,
-            self.me(),
-        )
+        self.seal(req, Kind::StateRequest, |c, v| c.encode_state_request(v))
     }
 
     fn send_state_request(&mut self, to: ReplicaId, snapshot_offset: u64) {
@@ -116,14 +109,7 @@ impl Replica {
             return;
         }
         let resp = StateResponse { snapshot, decided };
-        let codec = Arc::clone(&self.codec);
-        let signed = Signed::seal(
-            resp,
-            Kind::StateResponse,
-            |v| codec.encode_state_response(v),
-            &self.key,
-            self.me(),
-        );
+        let signed = self.seal(resp, Kind::StateResponse, |c, v| c.encode_state_response(v));
         self.out.push(Action::Send {
             to: from,
             envelope: Arc::clone(signed.envelope()),

@@ -87,14 +87,7 @@ impl Replica {
             stable: self.stable.clone(),
             prepared,
         };
-        let codec = Arc::clone(&self.codec);
-        let signed = Signed::seal(
-            vc,
-            Kind::ViewChange,
-            |v| codec.encode_view_change(v),
-            &self.key,
-            self.me(),
-        );
+        let signed = self.seal(vc, Kind::ViewChange, |c, v| c.encode_view_change(v));
         self.persist(Record::ViewChange(signed.clone()));
         self.broadcast(&signed);
         self.view_changes.insert(self.cfg.id, signed.clone());
@@ -215,14 +208,7 @@ impl Replica {
             view_changes: vcs,
             pre_prepares,
         };
-        let codec = Arc::clone(&self.codec);
-        let signed = Signed::seal(
-            nv,
-            Kind::NewView,
-            |v| codec.encode_new_view(v),
-            &self.key,
-            self.me(),
-        );
+        let signed = self.seal(nv, Kind::NewView, |c, v| c.encode_new_view(v));
         self.broadcast(&signed);
         self.enter_view(signed, plan);
     }
