@@ -92,3 +92,12 @@ fn a_restarted_primary_can_still_bring_laggards_into_its_view() {
 fn a_replica_alone_in_a_higher_view_keeps_executing_what_the_others_decide() {
     assert_passes(47, 4, 1);
 }
+
+/// Seed 444: checkpoints were sent once. With one lost (a dropped message, a partition) the
+/// replicas never matched a quorum at the high watermark, the window stayed full, and view
+/// after view (316 of them) ordered nothing. Replicas now re-send their newest checkpoint,
+/// including the one at the stable sequence, on every status tick.
+#[test]
+fn lost_checkpoints_are_sent_again_so_the_window_moves_on() {
+    assert_passes(444, 4, 1);
+}

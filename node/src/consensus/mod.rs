@@ -27,6 +27,8 @@ pub use state_machine::{SnapshotError, StateMachine};
 pub use types::{Digest, ReplicaId, Seq, View};
 
 #[cfg(test)]
+mod checkpoint_tests;
+#[cfg(test)]
 mod heartbeat_tests;
 #[cfg(test)]
 mod size_tests;

@@ -93,6 +93,25 @@ impl Replica {
         }
     }
 
+    /// Sends again this replica's newest checkpoint at or above the stable one. Sent only once,
+    /// a lost checkpoint can leave a replica short of a matching quorum for good: its window
+    /// never moves and, if it is the primary, nothing is ordered again (simulator seed 444).
+    /// The one at the stable sequence is sent too, since replicas that already count it stable
+    /// would otherwise never help the ones that do not. The newest is enough: a stable
+    /// checkpoint at `n` subsumes every one below it. One small message per status tick.
+    pub(super) fn retransmit_own_checkpoint(&mut self) {
+        let me = self.cfg.id;
+        let newest = self
+            .checkpoint_votes
+            .range(self.stable.seq..)
+            .rev()
+            .find_map(|(_, votes)| votes.get(&me))
+            .map(|cp| std::sync::Arc::clone(cp.envelope()));
+        if let Some(env) = newest {
+            self.out.push(super::super::action::Action::Broadcast(env));
+        }
+    }
+
     /// Moves the low watermark to `cert.seq` and discards everything at or below it.
     pub(super) fn make_stable(&mut self, cert: CheckpointCert) {
         let s = cert.seq;
@@ -100,7 +119,8 @@ impl Replica {
         self.persist(Record::Stable(cert));
         self.slots.retain(|seq, _| *seq > s);
         self.snapshots.retain(|seq, _| *seq >= s);
-        self.checkpoint_votes.retain(|seq, _| *seq > s);
+        // Votes at `s` stay: this replica's own one is what it re-sends to peers still short.
+        self.checkpoint_votes.retain(|seq, _| *seq >= s);
         self.guard.retain(|(_, seq), _| *seq > s);
         self.ahead.retain(|_, seq| *seq > s);
         self.try_propose();

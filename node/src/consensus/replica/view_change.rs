@@ -54,6 +54,7 @@ impl Replica {
                     self.broadcast(&vc);
                 }
                 self.retransmit_uncommitted();
+                self.retransmit_own_checkpoint();
                 self.retransmit_own_requests();
                 self.set_timer(TimerKind::Status);
             }
