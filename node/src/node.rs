@@ -127,7 +127,9 @@ struct Runtime {
     replica: Replica,
     store: RecordStore,
     peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>>,
-    waiters: BTreeMap<(PublicKey, u64), Waiter>,
+    /// Clients waiting per (signer, nonce): more than one when a request is submitted again
+    /// (a retry, another stream) before it is decided; each gets its answer.
+    waiters: BTreeMap<(PublicKey, u64), Vec<Waiter>>,
     inbound: mpsc::Sender<Inbound>,
     timeouts: BTreeMap<TimerKind, Duration>,
     metrics: Arc<Metrics>,
@@ -210,7 +212,7 @@ impl Runtime {
                     );
                     for r in &d.certificate.pre_prepare.value().batch {
                         let key = (*r.signer(), r.value().nonce);
-                        if let Some((since, digest, w)) = self.waiters.remove(&key) {
+                        for (since, digest, w) in self.waiters.remove(&key).unwrap_or_default() {
                             self.metrics.observe_latency(since.elapsed());
                             let outcome = self
                                 .ledger()
@@ -246,7 +248,10 @@ impl Runtime {
             tracing::info!(node = self.id, view, "entered view");
         }
         // Clients that gave up no longer need a reply.
-        self.waiters.retain(|_, (_, _, w)| !w.is_closed());
+        self.waiters.retain(|_, ws| {
+            ws.retain(|(_, _, w)| !w.is_closed());
+            !ws.is_empty()
+        });
         if let Ok(mut m) = self.metrics.core_dropped.lock() {
             m.clone_from(self.replica.dropped());
         }
@@ -595,8 +600,11 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                         let _ = reply.send(Err(format!("{e}; sign the request again with a fresh nonce (`scbe` asks the cluster for the highest one)")));
                         continue;
                     }
-                    rt.waiters
-                        .insert((signer, nonce), (Instant::now(), digest, reply));
+                    rt.waiters.entry((signer, nonce)).or_default().push((
+                        Instant::now(),
+                        digest,
+                        reply,
+                    ));
                     actions.extend(rt.replica.handle(Input::ClientRequest(request)));
                 }
                 Inbound::Status {

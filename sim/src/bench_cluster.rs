@@ -6,6 +6,8 @@
 //!    submit to decided-reply as the client sees it (p50, p99).
 //! 2. Saturation: `--clients` clients (each with its own requester key, since a key's nonces must
 //!    increase) submit back to back for a third of `--duration`; decided requests per second.
+//!    With `--depth` above 1 each client keeps that many requests in flight on one
+//!    `SubmitStream` call; with 1 it waits for each unary `Submit` (the CLI's path).
 //! 3. Failover: a client keeps submitting to validator 1; validator 0 (the primary) is killed with
 //!    SIGKILL; the time from the kill to the next decided request.
 //!
@@ -28,6 +30,8 @@ pub struct BenchOptions {
     pub duration: Duration,
     pub clients: usize,
     pub max_inflight_batches: u64,
+    /// Requests each saturation client keeps in flight (1: unary `Submit`, one at a time).
+    pub depth: usize,
 }
 
 pub struct BenchResult {
@@ -111,6 +115,49 @@ impl Client {
 
     /// Submits one request and waits until it is decided. Err if it was not.
     async fn submit(&mut self) -> anyhow::Result<()> {
+        let env = self.next_envelope();
+        self.conn
+            .submit(env)
+            .await
+            .map(|_| ())
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
+    }
+
+    /// Keeps `depth` requests in flight on one `SubmitStream` call until `deadline`; returns how
+    /// many were decided by then (answers arriving later are not counted).
+    async fn stream_until(&mut self, depth: usize, deadline: Instant) -> anyhow::Result<u64> {
+        let (tx, rx) = tokio::sync::mpsc::channel(depth);
+        for _ in 0..depth {
+            tx.send(self.next_envelope()).await?;
+        }
+        let mut answers = self
+            .conn
+            .submit_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        let mut decided = 0;
+        let mut tx = Some(tx);
+        loop {
+            let next = tokio::time::timeout_at(deadline.into(), answers.message()).await;
+            let Ok(next) = next else { break }; // the phase is over
+            let Some(answer) = next.map_err(|s| anyhow::anyhow!("{s}"))? else {
+                break;
+            };
+            if answer.reply.is_some() {
+                decided += 1;
+            }
+            if let Some(t) = &tx {
+                if t.send(self.next_envelope()).await.is_err() {
+                    tx = None;
+                }
+            }
+        }
+        Ok(decided)
+    }
+
+    /// The next request of this client (a fresh nonce), as it goes on the wire.
+    fn next_envelope(&mut self) -> scbe_proto::v1::Envelope {
         self.nonce += 1;
         let op = Operation::Rollback {
             target_version: "v0".into(),
@@ -126,11 +173,7 @@ impl Client {
             &self.key,
             Principal::Requester,
         );
-        self.conn
-            .submit(envelope_to_proto(r.envelope()))
-            .await
-            .map(|_| ())
-            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
+        envelope_to_proto(r.envelope())
     }
 }
 
@@ -188,8 +231,12 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     for i in 0..o.clients {
         let url = cluster.url(i % o.validators);
         let key = load_key(i)?;
+        let depth = o.depth;
         tasks.push(tokio::spawn(async move {
             let mut c = Client::connect(&url, key).await?;
+            if depth > 1 {
+                return c.stream_until(depth, deadline).await;
+            }
             let mut done = 0u64;
             while Instant::now() < deadline {
                 if c.submit().await.is_ok() {

@@ -112,6 +112,10 @@ enum Command {
         /// Batches the primary keeps in flight (fewer means bigger batches).
         #[arg(long, default_value_t = 8)]
         max_inflight_batches: u64,
+        /// Requests each saturation client keeps in flight on one `SubmitStream` call; 1 uses
+        /// unary `Submit`, one request at a time (the CLI's path).
+        #[arg(long, default_value_t = 32)]
+        depth: usize,
     },
     /// Benchmark the fleet: rollback reaction on a process cluster, and a production rollout
     /// across a large simulated fleet (in one process, real ledger, watcher, agent core and
@@ -269,7 +273,8 @@ fn main() -> ExitCode {
             duration,
             clients,
             max_inflight_batches,
-        } => bench(validators, duration, clients, max_inflight_batches),
+            depth,
+        } => bench(validators, duration, clients, max_inflight_batches, depth),
         Command::BenchCore {
             validators,
             requests,
@@ -524,9 +529,10 @@ fn bench(
     duration: std::time::Duration,
     clients: usize,
     max_inflight_batches: u64,
+    depth: usize,
 ) -> ExitCode {
-    if validators < 4 || clients == 0 {
-        eprintln!("error: need --validators >= 4 and --clients >= 1");
+    if validators < 4 || clients == 0 || depth == 0 {
+        eprintln!("error: need --validators >= 4, --clients >= 1 and --depth >= 1");
         return ExitCode::from(2);
     }
     let launch = match self_launch() {
@@ -543,13 +549,15 @@ fn bench(
         duration,
         clients,
         max_inflight_batches,
+        depth,
     };
     let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, &opts));
     let _ = std::fs::remove_dir_all(&dir);
     match result {
         Ok(r) => {
             println!(
-                "bench: n={validators}, {clients} saturation clients, phases of {:?}",
+                "bench: n={validators}, {clients} saturation clients with {depth} in flight each ({}), phases of {:?}",
+                if depth > 1 { "SubmitStream" } else { "unary Submit" },
                 duration / 3
             );
             println!("| metric | value |\n|---|---|");

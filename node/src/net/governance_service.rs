@@ -15,7 +15,15 @@ use super::wire::{open_proto_cached, VerifiedCache, WireError};
 
 /// How long `Submit` waits for a decision before telling the client to check status later.
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests of one `SubmitStream` call waiting for a decision at a time. Beyond it the server
+/// stops reading the stream (HTTP/2 flow control then holds the client back). Requests are
+/// also bounded by the requester's quota and the core's pending cap.
+pub const STREAM_IN_FLIGHT: usize = 1024;
 
+/// A request handed to the core: its decision arrives here.
+type Decision = oneshot::Receiver<Result<crate::node::ClientReply, String>>;
+
+#[derive(Clone)]
 pub struct GovernanceService {
     pub inbound: mpsc::Sender<Inbound>,
     pub directory: Arc<Directory>,
@@ -74,7 +82,91 @@ impl pb::governance_server::Governance for GovernanceService {
         &self,
         request: Request<pb::Envelope>,
     ) -> Result<Response<pb::SubmitReply>, Status> {
-        let env = request.into_inner();
+        let decision = self.admit(request.into_inner()).await?;
+        decided(decision).await.map(Response::new)
+    }
+
+    type SubmitStreamStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::SubmitResult, Status>>;
+
+    async fn submit_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::Envelope>>,
+    ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        let mut incoming = request.into_inner();
+        let this = self.clone();
+        let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
+        tokio::spawn(async move {
+            // Dropped with this task when the client goes away: waiting requests stop being
+            // watched (they may still be decided).
+            let mut waiting = tokio::task::JoinSet::new();
+            let mut index = 0u64;
+            let mut open = true;
+            while open || !waiting.is_empty() {
+                tokio::select! {
+                    next = incoming.message(), if open && waiting.len() < STREAM_IN_FLIGHT => {
+                        let env = match next {
+                            Ok(Some(env)) => env,
+                            Ok(None) | Err(_) => { open = false; continue; }
+                        };
+                        let i = index;
+                        index += 1;
+                        match this.admit(env).await {
+                            Ok(decision) => {
+                                waiting.spawn(async move { (i, decided(decision).await) });
+                            }
+                            Err(status) => {
+                                if tx.send(Ok(result(i, Err(status)))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Some(done) = waiting.join_next(), if !waiting.is_empty() => {
+                        let Ok((i, outcome)) = done else { continue };
+                        if tx.send(Ok(result(i, outcome))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let (tx, rx) = oneshot::channel();
+        let request = request.into_inner();
+        let signer = match request.signer.len() {
+            0 => None,
+            _ => Some(
+                crate::crypto::PublicKey::from_slice(&request.signer)
+                    .map_err(|e| Status::invalid_argument(format!("signer: {e}")))?,
+            ),
+        };
+        self.inbound
+            .send(Inbound::Status {
+                proposal: request.proposal,
+                signer,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("node is shutting down"))?;
+        rx.await
+            .map(Response::new)
+            .map_err(|_| Status::unavailable("node dropped the request"))
+    }
+}
+
+impl GovernanceService {
+    /// Every check `Submit` makes before ordering (kind, size, signature, role, quota), then
+    /// hands the request to the core. Nothing is ordered when it fails.
+    async fn admit(&self, env: pb::Envelope) -> Result<Decision, Status> {
         if env.kind != pb::Kind::Request as i32 {
             return Err(Status::invalid_argument(
                 "only request envelopes may be submitted",
@@ -112,46 +204,43 @@ impl pb::governance_server::Governance for GovernanceService {
             .send(Inbound::Client { request, reply: tx })
             .await
             .map_err(|_| Status::unavailable("node is shutting down"))?;
-        match tokio::time::timeout(SUBMIT_TIMEOUT, rx).await {
-            Ok(Ok(Ok(r))) => Ok(Response::new(pb::SubmitReply {
-                seq: r.seq,
-                accepted: r.outcome.accepted,
-                reasons: r.outcome.reasons,
-                proposal: r.outcome.proposal,
-                rollout: r.outcome.rollout,
-                already_decided: r.already,
-            })),
-            Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason)),
-            Ok(Err(_)) => Err(Status::unavailable("node dropped the request")),
-            Err(_) => Err(Status::deadline_exceeded(
-                "not decided within 30 s; the request may still be ordered: check `scbe status`",
-            )),
-        }
+        Ok(rx)
     }
+}
 
-    async fn status(
-        &self,
-        request: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusReply>, Status> {
-        let (tx, rx) = oneshot::channel();
-        let request = request.into_inner();
-        let signer = match request.signer.len() {
-            0 => None,
-            _ => Some(
-                crate::crypto::PublicKey::from_slice(&request.signer)
-                    .map_err(|e| Status::invalid_argument(format!("signer: {e}")))?,
-            ),
-        };
-        self.inbound
-            .send(Inbound::Status {
-                proposal: request.proposal,
-                signer,
-                reply: tx,
-            })
-            .await
-            .map_err(|_| Status::unavailable("node is shutting down"))?;
-        rx.await
-            .map(Response::new)
-            .map_err(|_| Status::unavailable("node dropped the request"))
+/// Waits for the core's decision (at most `SUBMIT_TIMEOUT`).
+async fn decided(decision: Decision) -> Result<pb::SubmitReply, Status> {
+    match tokio::time::timeout(SUBMIT_TIMEOUT, decision).await {
+        Ok(Ok(Ok(r))) => Ok(pb::SubmitReply {
+            seq: r.seq,
+            accepted: r.outcome.accepted,
+            reasons: r.outcome.reasons,
+            proposal: r.outcome.proposal,
+            rollout: r.outcome.rollout,
+            already_decided: r.already,
+        }),
+        Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason)),
+        Ok(Err(_)) => Err(Status::unavailable("node dropped the request")),
+        Err(_) => Err(Status::deadline_exceeded(
+            "not decided within 30 s; the request may still be ordered: check `scbe status`",
+        )),
+    }
+}
+
+/// One stream answer: the outcome, or the status unary `Submit` would have returned.
+fn result(index: u64, outcome: Result<pb::SubmitReply, Status>) -> pb::SubmitResult {
+    match outcome {
+        Ok(reply) => pb::SubmitResult {
+            index,
+            reply: Some(reply),
+            code: 0,
+            message: String::new(),
+        },
+        Err(status) => pb::SubmitResult {
+            index,
+            reply: None,
+            code: status.code() as i32,
+            message: status.message().to_string(),
+        },
     }
 }
