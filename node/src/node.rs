@@ -577,6 +577,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         }
         let mut actions = Vec::new();
         let mut decide = false;
+        // Client requests of the whole turn are relayed to peers together, at its end.
+        rt.replica.begin_turn();
         for input in turn {
             match input {
                 Inbound::Peer(m) => actions.extend(rt.replica.handle(Input::Message(m))),
@@ -650,6 +652,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             }
         }
         actions.extend(rt.fleet_turn(decide));
+        actions.extend(rt.replica.end_turn());
         rt.perform(actions)?;
     }
     Ok(())

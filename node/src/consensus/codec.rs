@@ -3,8 +3,8 @@
 //! bytes signed here are exactly the bytes peers receive.
 
 use super::message::{
-    Checkpoint, Heartbeat, NewView, PrePrepare, Request, StateRequest, StateResponse, ViewChange,
-    Vote,
+    Checkpoint, Heartbeat, NewView, PrePrepare, Relay, Request, StateRequest, StateResponse,
+    ViewChange, Vote,
 };
 
 /// Encodes message bodies into the payload bytes that are signed and sent.
@@ -18,4 +18,5 @@ pub trait Codec: Send + Sync {
     fn encode_state_request(&self, value: &StateRequest) -> Vec<u8>;
     fn encode_state_response(&self, value: &StateResponse) -> Vec<u8>;
     fn encode_heartbeat(&self, value: &Heartbeat) -> Vec<u8>;
+    fn encode_relay(&self, value: &Relay) -> Vec<u8>;
 }

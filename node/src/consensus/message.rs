@@ -26,10 +26,11 @@ pub enum Kind {
     StateRequest,
     StateResponse,
     Heartbeat,
+    Relay,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Request,
         Kind::PrePrepare,
         Kind::Prepare,
@@ -40,6 +41,7 @@ impl Kind {
         Kind::StateRequest,
         Kind::StateResponse,
         Kind::Heartbeat,
+        Kind::Relay,
     ];
 
     /// The domain-separation name (no name is a prefix of another; see the test below).
@@ -55,6 +57,7 @@ impl Kind {
             Kind::StateRequest => "state_request",
             Kind::StateResponse => "state_response",
             Kind::Heartbeat => "heartbeat",
+            Kind::Relay => "relay",
         }
     }
 }
@@ -292,6 +295,13 @@ pub struct Heartbeat {
     pub last_executed: Seq,
 }
 
+/// Client requests a validator received in one turn, passed on to its peers in one message. Each
+/// request keeps its client's signature; the relayer's signature only vouches for the bundle.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    pub requests: Vec<Signed<Request>>,
+}
+
 /// Where a snapshot chunk sits in the whole application state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotPart {
@@ -312,6 +322,7 @@ pub enum Message {
     StateRequest(StateRequest),
     StateResponse(StateResponse),
     Heartbeat(Heartbeat),
+    Relay(Relay),
 }
 
 impl Message {
@@ -327,6 +338,7 @@ impl Message {
             Message::StateRequest(_) => Kind::StateRequest,
             Message::StateResponse(_) => Kind::StateResponse,
             Message::Heartbeat(_) => Kind::Heartbeat,
+            Message::Relay(_) => Kind::Relay,
         }
     }
 }

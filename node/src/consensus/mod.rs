@@ -19,7 +19,7 @@ pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};
 pub use message::{
     batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Heartbeat,
-    Kind, Message, NewView, PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot,
+    Kind, Message, NewView, PrePrepare, PreparedCert, Principal, Relay, Request, Signed, Snapshot,
     SnapshotPart, StateRequest, StateResponse, ViewChange, Vote,
 };
 pub use replica::{state_digest, Replica, RestoreError, Status};
@@ -30,6 +30,8 @@ pub use types::{Digest, ReplicaId, Seq, View};
 mod checkpoint_tests;
 #[cfg(test)]
 mod heartbeat_tests;
+#[cfg(test)]
+mod relay_tests;
 #[cfg(test)]
 mod size_tests;
 #[cfg(test)]

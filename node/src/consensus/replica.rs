@@ -48,6 +48,7 @@
 
 mod checkpoint;
 mod heartbeat;
+mod relay;
 mod state_transfer;
 mod view_change;
 
@@ -185,6 +186,9 @@ pub struct Replica {
     pending: BTreeMap<u64, Signed<Request>>,
     pending_ids: BTreeMap<RequestId, u64>,
     arrivals: u64,
+    /// Client requests received in the open turn, relayed together when it ends.
+    relay_held: Vec<Signed<Request>>,
+    turn_open: bool,
 
     /// Latest view change from each replica (bounded: one per replica).
     view_changes: BTreeMap<ReplicaId, Signed<ViewChange>>,
@@ -265,6 +269,8 @@ impl Replica {
             pending: BTreeMap::new(),
             pending_ids: BTreeMap::new(),
             arrivals: 0,
+            relay_held: Vec::new(),
+            turn_open: false,
             view_changes: BTreeMap::new(),
             my_view_change: None,
             new_view: None,
@@ -464,6 +470,9 @@ impl Replica {
                 }
             }
         }
+        if !self.turn_open {
+            self.flush_relays();
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -512,6 +521,7 @@ impl Replica {
             Message::StateRequest(r) => self.on_state_request(*r, from),
             Message::StateResponse(r) => self.on_state_response(r.clone(), from),
             Message::Heartbeat(hb) => self.on_heartbeat(*hb, from),
+            Message::Relay(r) => self.on_relay(r, from),
         }
     }
 
@@ -640,7 +650,7 @@ impl Replica {
         self.pending_ids.insert(id, self.arrivals);
         self.pending.insert(self.arrivals, r.clone());
         if from_client {
-            self.broadcast(&r);
+            self.relay(r);
         }
         self.arm_request_timer(false);
         self.try_propose();

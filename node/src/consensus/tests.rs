@@ -150,7 +150,7 @@ impl Cluster {
         )
     }
 
-    fn apply(&mut self, i: usize, actions: Vec<Action>) {
+    pub(crate) fn apply(&mut self, i: usize, actions: Vec<Action>) {
         for a in &actions {
             match a {
                 Action::Persist(r) => self.stores[i].push(r.clone()),

@@ -14,7 +14,7 @@ use scbe_proto::v1 as pb;
 
 use crate::consensus::{
     Checkpoint, CheckpointCert, Codec, CommitCert, Digest, Directory, Envelope, Heartbeat, Kind,
-    Message, NewView, PrePrepare, PreparedCert, Record, Request, Seq, Signed, Snapshot,
+    Message, NewView, PrePrepare, PreparedCert, Record, Relay, Request, Seq, Signed, Snapshot,
     SnapshotPart, StateRequest, StateResponse, View, ViewChange, Vote,
 };
 use crate::crypto::{self, CryptoError, PublicKey, Signature};
@@ -60,6 +60,7 @@ fn kind_to_proto(kind: Kind) -> pb::Kind {
         Kind::StateRequest => pb::Kind::StateRequest,
         Kind::StateResponse => pb::Kind::StateResponse,
         Kind::Heartbeat => pb::Kind::Heartbeat,
+        Kind::Relay => pb::Kind::Relay,
     }
 }
 
@@ -76,6 +77,7 @@ fn kind_from_proto(raw: i32) -> Result<Kind, WireError> {
         pb::Kind::StateRequest => Kind::StateRequest,
         pb::Kind::StateResponse => Kind::StateResponse,
         pb::Kind::Heartbeat => Kind::Heartbeat,
+        pb::Kind::Relay => Kind::Relay,
     };
     Ok(kind)
 }
@@ -217,6 +219,13 @@ impl Codec for ProtoCodec {
         pb::Heartbeat {
             view: v.view.0,
             last_executed: v.last_executed.0,
+        }
+        .encode_to_vec()
+    }
+
+    fn encode_relay(&self, v: &Relay) -> Vec<u8> {
+        pb::Relay {
+            requests: envelopes(&v.requests),
         }
         .encode_to_vec()
     }
@@ -604,6 +613,13 @@ fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Message, WireErro
                 last_executed: Seq(p.last_executed),
             })
         }
+        Kind::Relay => {
+            let p: pb::Relay = decode("relay", b)?;
+            // Every client signature checked in one batch (or skipped if seen before).
+            Message::Relay(Relay {
+                requests: open_many(cx, "relay", Kind::Request, p.requests, decode_request)?,
+            })
+        }
     })
 }
 
@@ -769,108 +785,5 @@ pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::consensus::{batch_digest, Principal, ReplicaId};
-    use crate::crypto::Keypair;
-
-    fn setup() -> (Vec<Keypair>, Keypair, Directory) {
-        let vals: Vec<Keypair> = (0..4)
-            .map(|i| Keypair::from_label(&format!("v{i}")))
-            .collect();
-        let client = Keypair::from_label("client");
-        let dir = Directory::new(
-            vals.iter().map(Keypair::public).collect(),
-            vec![client.public()],
-        )
-        .expect("directory");
-        (vals, client, dir)
-    }
-
-    fn request(client: &Keypair, nonce: u64) -> Signed<Request> {
-        Signed::seal(
-            Request {
-                nonce,
-                operation: b"op".to_vec(),
-            },
-            Kind::Request,
-            |r| ProtoCodec.encode_request(r),
-            client,
-            Principal::Requester,
-        )
-    }
-
-    fn pre_prepare(key: &Keypair, batch: Vec<Signed<Request>>) -> Signed<PrePrepare> {
-        let pp = PrePrepare {
-            view: View(0),
-            seq: Seq(1),
-            digest: batch_digest(&batch),
-            batch,
-        };
-        Signed::seal(
-            pp,
-            Kind::PrePrepare,
-            |v| ProtoCodec.encode_pre_prepare(v),
-            key,
-            Principal::Validator(ReplicaId(0)),
-        )
-    }
-
-    #[test]
-    fn pre_prepare_roundtrips_with_nested_requests() {
-        let (vals, client, dir) = setup();
-        let pp = pre_prepare(&vals[0], vec![request(&client, 1), request(&client, 2)]);
-        let bytes = encode_envelope(pp.envelope());
-        let opened = open(&bytes, &dir).expect("opens");
-        assert_eq!(opened.principal(), Principal::Validator(ReplicaId(0)));
-        let Message::PrePrepare(got) = opened.value() else {
-            panic!("wrong kind")
-        };
-        assert_eq!(got.batch.len(), 2);
-        assert_eq!(got.digest, pp.value().digest);
-        assert_eq!(batch_digest(&got.batch), pp.value().digest);
-    }
-
-    #[test]
-    fn forged_outer_signature_is_rejected_before_decoding() {
-        let (vals, client, dir) = setup();
-        let pp = pre_prepare(&vals[0], vec![request(&client, 1)]);
-        let mut env = (**pp.envelope()).clone();
-        env.signature.0[3] ^= 0x40;
-        let err = open(&encode_envelope(&env), &dir).expect_err("must fail");
-        assert_eq!(
-            err,
-            WireError::Crypto(CryptoError::BadSignature(vals[0].public()))
-        );
-    }
-
-    #[test]
-    fn forged_nested_request_rejects_the_whole_pre_prepare() {
-        let (vals, client, dir) = setup();
-        let good = request(&client, 1);
-        let mut forged = (**good.envelope()).clone();
-        forged.signature.0[0] ^= 1;
-        let forged =
-            Signed::from_verified(good.value().clone(), Arc::new(forged), Principal::Requester);
-        let pp = pre_prepare(&vals[0], vec![forged]);
-        let err = open(&encode_envelope(pp.envelope()), &dir).expect_err("must fail");
-        assert!(matches!(err, WireError::Crypto(_)), "{err}");
-    }
-
-    #[test]
-    fn unknown_signer_oversize_and_garbage_are_typed_errors() {
-        let (_, _, dir) = setup();
-        let stranger = Keypair::from_label("stranger");
-        let env = Envelope::seal(Kind::Prepare, vec![], &stranger);
-        assert!(matches!(
-            open(&encode_envelope(&env), &dir),
-            Err(WireError::UnknownSigner(k)) if k == stranger.public()
-        ));
-        let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
-        assert!(matches!(open(&big, &dir), Err(WireError::TooLarge { .. })));
-        assert!(matches!(
-            open(&[0xff, 0xff, 0xff], &dir),
-            Err(WireError::Decode { .. })
-        ));
-    }
-}
+#[path = "wire_tests.rs"]
+mod tests;
