@@ -56,7 +56,7 @@ pub(crate) struct Cluster {
     pub dir: Directory,
     pub replicas: Vec<Option<Replica>>,
     pub stores: Vec<Vec<Record>>,
-    delivered: Vec<Vec<Decision>>,
+    pub(crate) delivered: Vec<Vec<Decision>>,
     timers: Vec<BTreeMap<TimerKind, Timer>>,
     /// Every action each replica produced, in order.
     pub log: Vec<Vec<Action>>,

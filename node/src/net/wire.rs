@@ -732,6 +732,12 @@ pub fn open_commit_cert(
     commit_cert_from_proto(&Cx { dir, cache: None }, p)
 }
 
+/// Decodes and opens an encoded commit certificate (an audit-trail entry), verifying every
+/// signature.
+pub fn decode_commit_cert(bytes: &[u8], dir: &Directory) -> Result<CommitCert, WireError> {
+    open_commit_cert(decode("commit_certificate", bytes)?, dir)
+}
+
 /// Decodes a stored record, re-verifying every signature in it: a record that was tampered with
 /// on disk is an error, never a reason to sign something new.
 pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError> {

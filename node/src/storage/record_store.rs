@@ -20,7 +20,7 @@ use crate::consensus::{Directory, Record};
 use crate::crypto::PublicKey;
 use crate::governance::event::Event;
 use crate::governance::ledger::{Fresh, Outcome};
-use crate::net::wire::{stored_record_key, StoredKind};
+use crate::net::wire::{decode_commit_cert, stored_record_key, StoredKind};
 use crate::net::{decode_record, encode_record, WireError};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -225,9 +225,21 @@ impl RecordStore {
                     .map_err(|e| self.io(e))?;
             }
         }
+        // A batch decided in this turn is in the audit trail already: its `Committed` record is
+        // not written a second time (`load` reads it back from there). One committed but not yet
+        // executed (a gap below it) has no audit entry and is kept as a record.
+        let audited: std::collections::BTreeMap<u64, crate::consensus::Digest> = decided
+            .iter()
+            .map(|c| (c.seq().0, c.pre_prepare.value().digest))
+            .collect();
         {
             let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
             for r in records {
+                if let Record::Committed(c) = r {
+                    if audited.get(&c.seq().0) == Some(&c.pre_prepare.value().digest) {
+                        continue;
+                    }
+                }
                 if let Record::Stable(cert) = r {
                     self.compact(&mut table, cert.seq.0)?;
                 }
@@ -282,7 +294,8 @@ impl RecordStore {
         })
     }
 
-    /// Every record in the order it was appended, signatures re-verified against `dir`.
+    /// Every record in the order it was appended, then the decided batches above the stable
+    /// checkpoint from the audit trail; signatures re-verified against `dir`.
     pub fn load(&self, dir: &Directory) -> Result<Vec<Record>, StorageError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
@@ -295,6 +308,25 @@ impl RecordStore {
                 source,
             })?;
             out.push(r);
+        }
+        drop(table);
+        drop(txn);
+        // Decided batches above the stable checkpoint, from the audit trail (see `commit_turn`).
+        let stable = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Stable(c) => Some(c.seq.0),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        for (seq, bytes) in self.range_from(DECIDED, stable + 1, usize::MAX)? {
+            let cert = decode_commit_cert(&bytes, dir).map_err(|source| StorageError::Record {
+                path: self.path.clone(),
+                index: seq,
+                source,
+            })?;
+            out.push(Record::Committed(cert));
         }
         Ok(out)
     }

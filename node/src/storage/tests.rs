@@ -259,3 +259,40 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
     assert_eq!(s.outcome("aa", 4).expect("reads"), None);
     assert_eq!(s.outcome("bb", 2).expect("reads"), None);
 }
+
+/// A decided batch is stored once, in the audit trail, and still comes back as a `Committed`
+/// record for restore.
+#[test]
+fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
+    let mut c = Cluster::new(4, 128);
+    for nonce in 1..=5 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    let decided: Vec<_> = c.delivered[1]
+        .iter()
+        .map(|d| d.certificate.clone())
+        .collect();
+    assert_eq!(decided.len(), 5);
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
+    s.commit_turn(&c.stores[1], &decided, &Default::default())
+        .expect("commits");
+    let loaded = s.load(&c.dir).expect("loads");
+    let committed: Vec<u64> = loaded
+        .iter()
+        .filter_map(|r| match r {
+            Record::Committed(cert) => Some(cert.seq().0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        committed,
+        vec![1, 2, 3, 4, 5],
+        "each decided batch exactly once"
+    );
+    let r = restore(&c, 1, &loaded);
+    assert_eq!(r.last_executed(), Seq(5));
+    assert_eq!(r.app().digest(), c.replica(1).app().digest());
+}
