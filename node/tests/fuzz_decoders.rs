@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use prost::Message as _;
 
 use scbe_node::consensus::{
-    Codec as _, Directory, Kind, PrePrepare, Principal, Request, Seq, Signed, View, Vote,
+    Codec as _, Directory, Kind, PrePrepare, Principal, Relay, Request, Seq, Signed, View, Vote,
 };
 use scbe_node::crypto::Keypair;
 use scbe_node::governance::{parse_manifest, FusedRelease, Operation};
@@ -80,8 +80,18 @@ fn world() -> Arc<World> {
             &validators[1],
             Principal::Validator(scbe_node::consensus::ReplicaId(1)),
         );
+        let relay = Signed::seal(
+            Relay {
+                requests: vec![request.clone(), request.clone()],
+            },
+            Kind::Relay,
+            |v| ProtoCodec.encode_relay(v),
+            &validators[2],
+            Principal::Validator(scbe_node::consensus::ReplicaId(2)),
+        );
         let seeds_envelopes = vec![
             encode_envelope(request.envelope()),
+            encode_envelope(relay.envelope()),
             encode_envelope(pp.envelope()),
             encode_envelope(vote.envelope()),
         ];

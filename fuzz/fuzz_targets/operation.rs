@@ -1,0 +1,6 @@
+//! A request's operation JSON, as the ledger parses it after ordering.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = scbe_node::governance::Operation::from_bytes(data);
+});
