@@ -38,6 +38,9 @@ pub struct LocalOptions {
     pub deploy_deadline: Duration,
     /// Consecutive bad samples that prove degradation.
     pub breach_samples: u32,
+    /// Requests each requester may submit per quota window at each validator (the node's
+    /// default when `None`); load generators raise it.
+    pub quota_requests: Option<u32>,
 }
 
 impl Default for LocalOptions {
@@ -57,6 +60,7 @@ impl Default for LocalOptions {
             sample_interval: Duration::from_secs(1),
             deploy_deadline: Duration::from_secs(10),
             breach_samples: 2,
+            quota_requests: None,
         }
     }
 }
@@ -263,7 +267,7 @@ impl LocalCluster {
                  {agent_entries}\n\
                  [consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\ncheckpoint_interval = {k}\nwindow = {w}\nmax_inflight_batches = {inflight}\n\
                  \n[rollout]\nwindow = \"{rw}\"\nsample_interval = \"{si}\"\ndeploy_deadline = \"{dd}\"\nagent_call_timeout = \"30s\"\n\
-                 \n[health]\nbreach_samples = {bs}\n",
+                 \n[health]\nbreach_samples = {bs}\n{quotas}",
                 id = node.id,
                 metrics = node.metrics,
                 rt = humantime::format_duration(opts.request_timeout),
@@ -276,6 +280,10 @@ impl LocalCluster {
                 si = humantime::format_duration(opts.sample_interval),
                 dd = humantime::format_duration(opts.deploy_deadline),
                 bs = opts.breach_samples,
+                quotas = opts
+                    .quota_requests
+                    .map(|q| format!("\n[quotas]\nrequests_per_window = {q}\n"))
+                    .unwrap_or_default(),
             );
             std::fs::write(&node.config, text)?;
         }

@@ -189,6 +189,9 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     let opts = LocalOptions {
         extra_requesters: o.clients,
         max_inflight_batches: o.max_inflight_batches,
+        // A load generator: the default quota (6,000 requests a minute per requester and
+        // validator) would cap a long light-load phase, which is not what is measured here.
+        quota_requests: Some(u32::MAX),
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
