@@ -4,7 +4,10 @@
 //!
 //! 1. The runtime calls [`Replica::handle`] with one [`Input`] at a time and performs the returned
 //!    [`Action`]s in order. Every `Persist` must be durable before any later `Send`/`Broadcast`
-//!    leaves the process; one fsync may cover all persists of one call.
+//!    leaves the process; one fsync may cover all persists of one call. A runtime that handles
+//!    many inputs per fsync brackets them with [`Replica::begin_turn`] / [`Replica::end_turn`]:
+//!    client requests received in the turn are then relayed to peers together, in one `Relay`
+//!    (see `replica/relay.rs`), instead of one envelope each.
 //! 2. Peer messages arrive as `Signed<Message>`: the edge verified the signature and resolved the
 //!    signer before decoding. The replica checks roles (only the primary pre-prepares), views,
 //!    watermarks and certificates, and drops anything else with a counted reason; it never panics
@@ -24,8 +27,11 @@
 //!    slipped it into a batch, so no request takes effect twice.
 //! 5. Checkpoints (§4.3): after executing a multiple of `K`, or once the batches executed since
 //!    the last checkpoint reach `checkpoint_bytes` (deterministic: it depends only on the decided
-//!    sequence), the replica snapshots its state and broadcasts `Checkpoint(n, state_digest)`. `q` matching checkpoints make it stable; the low
-//!    watermark `h` moves to `n` and everything at or below is garbage-collected.
+//!    sequence), the replica snapshots its state and broadcasts `Checkpoint(n, state_digest)`.
+//!    `q` matching checkpoints make it stable; the low
+//!    watermark `h` moves to `n` and everything at or below is garbage-collected. Every status
+//!    tick re-sends the replica's newest checkpoint at or above the stable one, so a lost
+//!    checkpoint cannot leave the window full for good.
 //! 6. View change (§4.4): a backup whose oldest pending request has not executed within the
 //!    request timer broadcasts `ViewChange(v + 1, stable checkpoint + proof, prepared
 //!    certificates)`. It stops accepting normal-case messages. Once `q` view changes for `v + 1`
@@ -48,7 +54,9 @@
 
 mod checkpoint;
 mod heartbeat;
+mod normal_case;
 mod relay;
+mod requests;
 mod state_transfer;
 mod view_change;
 
@@ -57,14 +65,13 @@ use std::sync::Arc;
 
 use crate::crypto::{Keypair, PublicKey};
 
-use super::action::{Action, Decision, Input, Record, Timer, TimerKind};
-use super::certificate::check_batch;
+use super::action::{Action, Input, Record, Timer, TimerKind};
 use super::codec::Codec;
 use super::config::{ConfigError, ReplicaConfig};
 use super::limits;
 use super::message::{
-    batch_digest, retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView,
-    PrePrepare, PreparedCert, Principal, Request, Signed, Snapshot, ViewChange, Vote,
+    retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView, PrePrepare,
+    PreparedCert, Principal, Request, Signed, Snapshot, ViewChange, Vote,
 };
 use super::nonce::{NonceError, NonceWindow};
 use super::state_machine::{SnapshotError, StateMachine};
@@ -622,393 +629,6 @@ impl Replica {
             self.cancel_timer(TimerKind::Request);
         } else if restart || !self.armed.contains_key(&TimerKind::Request) {
             self.set_timer(TimerKind::Request);
-        }
-    }
-
-    // ----- requests --------------------------------------------------------------------------
-
-    fn on_request(&mut self, r: Signed<Request>, from_client: bool) {
-        if limits::request_bytes(&r) > self.cfg.max_request_bytes {
-            // The client API refuses these before they get here; a peer relaying one is faulty.
-            return self.drop_input("request over the size limit");
-        }
-        let id = (*r.signer(), r.value().nonce);
-        if !self.nonce_fresh(&id.0, id.1) {
-            return self.drop_input("request nonce already executed or out of the window");
-        }
-        if self.pending_ids.contains_key(&id) {
-            if from_client {
-                // The client retried: our relay (or the primary's proposal) may have been lost.
-                self.broadcast(&r);
-            }
-            return self.drop_input("request already pending");
-        }
-        if self.pending.len() >= self.cfg.max_pending {
-            return self.drop_input("pending queue full");
-        }
-        self.arrivals += 1;
-        self.pending_ids.insert(id, self.arrivals);
-        self.pending.insert(self.arrivals, r.clone());
-        if from_client {
-            self.relay(r);
-        }
-        self.arm_request_timer(false);
-        self.try_propose();
-    }
-
-    /// The primary proposes batches while it has unproposed requests, room in the window and
-    /// fewer than `max_inflight_batches` unexecuted batches. Batching falls out of pipelining:
-    /// requests that arrive while the pipeline is full wait and go together in the next batch.
-    fn try_propose(&mut self) {
-        if self.status != Status::Normal || !self.is_primary() {
-            return;
-        }
-        // Sequence numbers at or below what executed were decided in earlier views.
-        self.next_seq = self.next_seq.max(self.last_executed.next());
-        while self.guard.contains_key(&(self.view, self.next_seq)) {
-            // Already signed in this view (e.g. re-issued by our own new-view): never reuse.
-            self.next_seq = self.next_seq.next();
-        }
-        loop {
-            let inflight = self.next_seq.0.saturating_sub(self.last_executed.0 + 1);
-            if !self.in_window(self.next_seq) || inflight >= self.cfg.max_inflight_batches {
-                return;
-            }
-            // Within the batch's byte cap, and within what the window may hold so that a view
-            // change carrying every prepared batch still fits in a message.
-            let room = self.cfg.max_batch_bytes.min(
-                self.cfg
-                    .max_window_bytes
-                    .saturating_sub(self.held_bytes(None)),
-            );
-            let mut bytes = 0;
-            let batch: Vec<Signed<Request>> = self
-                .pending
-                .values()
-                .filter(|r| !self.proposed.contains(&(*r.signer(), r.value().nonce)))
-                .take(self.cfg.max_batch)
-                .take_while(|r| {
-                    bytes += limits::request_bytes(r);
-                    bytes <= room
-                })
-                .cloned()
-                .collect();
-            if batch.is_empty() {
-                return;
-            }
-            for r in &batch {
-                self.proposed.insert((*r.signer(), r.value().nonce));
-            }
-            let seq = self.next_seq;
-            self.next_seq = seq.next();
-            let digest = batch_digest(&batch);
-            let pp = PrePrepare {
-                view: self.view,
-                seq,
-                digest,
-                batch,
-            };
-            self.guard.insert((self.view, seq), digest);
-            self.persist(Record::Signed {
-                pre_prepare: true,
-                view: self.view,
-                seq,
-                digest,
-            });
-            let signed = self.seal_pre_prepare(pp);
-            self.broadcast(&signed);
-            let view = self.view;
-            let slot = self.slots.entry(seq).or_default();
-            slot.enter_round(view);
-            slot.set_pre_prepare(signed);
-            self.check_prepared(seq);
-        }
-    }
-
-    // ----- normal case -----------------------------------------------------------------------
-
-    fn on_pre_prepare(&mut self, pp: Signed<PrePrepare>, from: ReplicaId) {
-        let v = pp.value();
-        if self.status != Status::Normal {
-            return self.drop_input("pre-prepare during view change");
-        }
-        if v.view != self.view {
-            return self.drop_input("pre-prepare for another view");
-        }
-        if from != self.cfg.primary(v.view) {
-            return self.drop_input("pre-prepare not from the primary");
-        }
-        if !self.in_window(v.seq) {
-            return self.drop_input("pre-prepare outside the window");
-        }
-        if check_batch(&self.cfg, v).is_err() {
-            return self.drop_input("pre-prepare with an invalid batch");
-        }
-        let (view, seq, digest) = (v.view, v.seq, v.digest);
-        if self.guard.get(&(view, seq)).is_some_and(|d| *d != digest) {
-            return self.drop_input("pre-prepare conflicts with the vote guard");
-        }
-        let bytes = limits::batch_bytes(&v.batch);
-        if self.held_bytes(Some(seq)) + bytes > self.cfg.max_window_bytes {
-            // Accepting it could make this replica's view change too large to send. An honest
-            // primary stays within the same budget; it sends again once checkpoints free room.
-            return self.drop_input("pre-prepare over the window byte budget");
-        }
-        let slot = self.slots.entry(seq).or_default();
-        slot.enter_round(view);
-        if let Some(existing) = &slot.pre_prepare {
-            let reason = if existing.value().digest == digest {
-                "duplicate pre-prepare"
-            } else {
-                "equivocating pre-prepare"
-            };
-            return self.drop_input(reason);
-        }
-        slot.set_pre_prepare(pp);
-        self.send_prepare(view, seq, digest);
-        self.check_prepared(seq);
-    }
-
-    /// Guards, persists and broadcasts this backup's prepare, and counts it.
-    fn send_prepare(&mut self, view: View, seq: Seq, digest: Digest) {
-        if self.guard.insert((view, seq), digest).is_none() {
-            self.persist(Record::Signed {
-                pre_prepare: false,
-                view,
-                seq,
-                digest,
-            });
-        }
-        let signed = self.seal_vote(Kind::Prepare, Vote { view, seq, digest });
-        self.broadcast(&signed);
-        let me = self.cfg.id;
-        if let Some(slot) = self.slots.get_mut(&seq) {
-            slot.prepares.insert(me, signed);
-        }
-    }
-
-    fn on_vote(&mut self, kind: Kind, vote: Signed<Vote>, from: ReplicaId) {
-        let v = *vote.value();
-        if self.status != Status::Normal {
-            return self.drop_input("vote during view change");
-        }
-        if v.view != self.view {
-            return self.drop_input("vote for another view");
-        }
-        if !self.in_window(v.seq) {
-            return self.drop_input("vote outside the window");
-        }
-        if kind == Kind::Prepare && from == self.cfg.primary(v.view) {
-            return self.drop_input("prepare from the primary");
-        }
-        let slot = self.slots.entry(v.seq).or_default();
-        slot.enter_round(v.view);
-        let votes = if kind == Kind::Prepare {
-            &mut slot.prepares
-        } else {
-            &mut slot.commits
-        };
-        if votes.contains_key(&from) {
-            return self.drop_input("duplicate vote");
-        }
-        votes.insert(from, vote);
-        if kind == Kind::Prepare {
-            self.check_prepared(v.seq);
-        } else {
-            self.check_committed(v.seq);
-        }
-    }
-
-    /// Pre-prepare plus `q - 1` matching prepares from distinct backups: persist the prepared
-    /// certificate, then commit.
-    fn check_prepared(&mut self, seq: Seq) {
-        let q = self.cfg.quorum();
-        let primary = self.cfg.primary(self.view);
-        let Some(slot) = self.slots.get_mut(&seq) else {
-            return;
-        };
-        let Some(pp) = slot.pre_prepare.clone() else {
-            return;
-        };
-        if slot.prepared {
-            return;
-        }
-        let d = pp.value().digest;
-        let prepares: Vec<Signed<Vote>> = slot
-            .prepares
-            .iter()
-            .filter(|(id, v)| **id != primary && v.value().digest == d)
-            .map(|(_, v)| v.clone())
-            .take(q - 1)
-            .collect();
-        if 1 + prepares.len() < q {
-            return;
-        }
-        let cert = PreparedCert {
-            pre_prepare: pp.clone(),
-            prepares,
-        };
-        slot.prepared = true;
-        slot.set_prepared(cert.clone());
-        self.persist(Record::Prepared(cert));
-        let (view, seq) = (pp.value().view, pp.value().seq);
-        let commit = self.seal_vote(
-            Kind::Commit,
-            Vote {
-                view,
-                seq,
-                digest: d,
-            },
-        );
-        self.broadcast(&commit);
-        let me = self.cfg.id;
-        if let Some(slot) = self.slots.get_mut(&seq) {
-            slot.commits.insert(me, commit);
-        }
-        self.check_committed(seq);
-    }
-
-    fn check_committed(&mut self, seq: Seq) {
-        let q = self.cfg.quorum();
-        let Some(slot) = self.slots.get_mut(&seq) else {
-            return;
-        };
-        if !slot.prepared || slot.committed.is_some() {
-            return;
-        }
-        let Some(pp) = slot.pre_prepare.clone() else {
-            return;
-        };
-        let d = pp.value().digest;
-        let commits: Vec<Signed<Vote>> = slot
-            .commits
-            .values()
-            .filter(|v| v.value().digest == d)
-            .take(q)
-            .cloned()
-            .collect();
-        if commits.len() < q {
-            return;
-        }
-        let cert = CommitCert {
-            pre_prepare: pp,
-            commits,
-        };
-        slot.committed = Some(cert.clone());
-        self.persist(Record::Committed(cert));
-        self.try_execute();
-    }
-
-    /// Executes committed batches in sequence order.
-    fn try_execute(&mut self) {
-        let mut progressed = false;
-        while let Some(cert) = self
-            .slots
-            .get(&self.last_executed.next())
-            .and_then(|s| s.committed.clone())
-        {
-            self.execute(cert);
-            progressed = true;
-        }
-        if progressed {
-            self.backoff = 0;
-            self.backoff_before_view = 0;
-            self.arm_request_timer(true);
-            self.try_propose();
-        }
-    }
-
-    fn execute(&mut self, cert: CommitCert) {
-        let seq = cert.seq();
-        self.bytes_since_checkpoint += limits::batch_bytes(&cert.pre_prepare.value().batch);
-        let mut executed = Vec::new();
-        for r in &cert.pre_prepare.value().batch {
-            let (signer, nonce) = (*r.signer(), r.value().nonce);
-            let window = self.nonces.entry(signer).or_default();
-            if !window.is_fresh(nonce) {
-                // A duplicate a Byzantine primary slipped in: skipped identically everywhere.
-                continue;
-            }
-            window.mark(nonce);
-            let window = *window;
-            self.app.apply(seq, r);
-            executed.push(r.clone());
-            // Pending requests of this signer that can no longer execute: this nonce (another
-            // request may have carried it) and those that fell out of the window.
-            let stale: Vec<RequestId> = self
-                .pending_ids
-                .range((signer, 0)..=(signer, window.highest))
-                .map(|(id, _)| *id)
-                .filter(|(_, n)| !window.is_fresh(*n))
-                .collect();
-            for id in stale {
-                if let Some(arrival) = self.pending_ids.remove(&id) {
-                    self.pending.remove(&arrival);
-                }
-                self.proposed.remove(&id);
-            }
-        }
-        self.last_executed = seq;
-        self.out.push(Action::Deliver(Decision {
-            seq,
-            certificate: cert,
-            executed,
-        }));
-        // Every K sequence numbers, and as soon as the batches executed since the last
-        // checkpoint reach the byte threshold: the window byte budget frees up only when a
-        // checkpoint becomes stable, so big requests must bring checkpoints sooner. Both rules
-        // depend only on the decided sequence, so every replica checkpoints at the same seqs.
-        if seq.0.is_multiple_of(self.cfg.checkpoint_interval)
-            || self.bytes_since_checkpoint >= self.cfg.checkpoint_bytes()
-        {
-            self.bytes_since_checkpoint = 0;
-            self.take_checkpoint(seq);
-        }
-    }
-
-    /// PBFT's retransmission: for slots of the current view that are not committed yet, send
-    /// again what this replica signed for them (its pre-prepare as primary, its prepare and
-    /// commit), so one lost message cannot stall a slot. Receivers drop duplicates cheaply.
-    fn retransmit_uncommitted(&mut self) {
-        if self.status != Status::Normal {
-            return;
-        }
-        let me = self.cfg.id;
-        let primary = self.is_primary();
-        let mut again: Vec<Arc<super::message::Envelope>> = Vec::new();
-        for slot in self
-            .slots
-            .range(self.last_executed.next()..)
-            .map(|(_, s)| s)
-        {
-            if slot.view != self.view || slot.committed.is_some() {
-                continue;
-            }
-            if primary {
-                again.extend(slot.pre_prepare.iter().map(|p| Arc::clone(p.envelope())));
-            }
-            again.extend(slot.prepares.get(&me).map(|v| Arc::clone(v.envelope())));
-            again.extend(slot.commits.get(&me).map(|v| Arc::clone(v.envelope())));
-        }
-        for env in again {
-            self.out.push(Action::Broadcast(env));
-        }
-    }
-
-    /// A validator is the client of its own requests (votes, rollout evidence): like any client
-    /// it sends them again until they execute, since the one relay it sent may have been lost
-    /// (a partition, a full queue) and nobody else would ever ask for it.
-    fn retransmit_own_requests(&mut self) {
-        let me = self.key.public();
-        let again: Vec<Arc<super::message::Envelope>> = self
-            .pending
-            .values()
-            .filter(|r| *r.signer() == me)
-            .take(MAX_OWN_RETRANSMIT)
-            .map(|r| Arc::clone(r.envelope()))
-            .collect();
-        for env in again {
-            self.out.push(Action::Broadcast(env));
         }
     }
 }

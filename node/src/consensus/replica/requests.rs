@@ -1,0 +1,127 @@
+//! Requests (PBFT §4.2): admitting a client's or a peer's request into the pending queue, the
+//! primary's proposals (batches within the window, the pipeline depth and the byte budgets), and
+//! a validator re-sending its own requests until they execute.
+
+use std::sync::Arc;
+
+use super::super::action::{Action, Record};
+use super::super::limits;
+use super::super::message::{batch_digest, Envelope, PrePrepare, Request, Signed};
+use super::{Replica, Status, MAX_OWN_RETRANSMIT};
+
+impl Replica {
+    pub(super) fn on_request(&mut self, r: Signed<Request>, from_client: bool) {
+        if limits::request_bytes(&r) > self.cfg.max_request_bytes {
+            // The client API refuses these before they get here; a peer relaying one is faulty.
+            return self.drop_input("request over the size limit");
+        }
+        let id = (*r.signer(), r.value().nonce);
+        if !self.nonce_fresh(&id.0, id.1) {
+            return self.drop_input("request nonce already executed or out of the window");
+        }
+        if self.pending_ids.contains_key(&id) {
+            if from_client {
+                // The client retried: our relay (or the primary's proposal) may have been lost.
+                self.broadcast(&r);
+            }
+            return self.drop_input("request already pending");
+        }
+        if self.pending.len() >= self.cfg.max_pending {
+            return self.drop_input("pending queue full");
+        }
+        self.arrivals += 1;
+        self.pending_ids.insert(id, self.arrivals);
+        self.pending.insert(self.arrivals, r.clone());
+        if from_client {
+            self.relay(r);
+        }
+        self.arm_request_timer(false);
+        self.try_propose();
+    }
+
+    /// The primary proposes batches while it has unproposed requests, room in the window and
+    /// fewer than `max_inflight_batches` unexecuted batches. Batching falls out of pipelining:
+    /// requests that arrive while the pipeline is full wait and go together in the next batch.
+    pub(super) fn try_propose(&mut self) {
+        if self.status != Status::Normal || !self.is_primary() {
+            return;
+        }
+        // Sequence numbers at or below what executed were decided in earlier views.
+        self.next_seq = self.next_seq.max(self.last_executed.next());
+        while self.guard.contains_key(&(self.view, self.next_seq)) {
+            // Already signed in this view (e.g. re-issued by our own new-view): never reuse.
+            self.next_seq = self.next_seq.next();
+        }
+        loop {
+            let inflight = self.next_seq.0.saturating_sub(self.last_executed.0 + 1);
+            if !self.in_window(self.next_seq) || inflight >= self.cfg.max_inflight_batches {
+                return;
+            }
+            // Within the batch's byte cap, and within what the window may hold so that a view
+            // change carrying every prepared batch still fits in a message.
+            let room = self.cfg.max_batch_bytes.min(
+                self.cfg
+                    .max_window_bytes
+                    .saturating_sub(self.held_bytes(None)),
+            );
+            let mut bytes = 0;
+            let batch: Vec<Signed<Request>> = self
+                .pending
+                .values()
+                .filter(|r| !self.proposed.contains(&(*r.signer(), r.value().nonce)))
+                .take(self.cfg.max_batch)
+                .take_while(|r| {
+                    bytes += limits::request_bytes(r);
+                    bytes <= room
+                })
+                .cloned()
+                .collect();
+            if batch.is_empty() {
+                return;
+            }
+            for r in &batch {
+                self.proposed.insert((*r.signer(), r.value().nonce));
+            }
+            let seq = self.next_seq;
+            self.next_seq = seq.next();
+            let digest = batch_digest(&batch);
+            let pp = PrePrepare {
+                view: self.view,
+                seq,
+                digest,
+                batch,
+            };
+            self.guard.insert((self.view, seq), digest);
+            self.persist(Record::Signed {
+                pre_prepare: true,
+                view: self.view,
+                seq,
+                digest,
+            });
+            let signed = self.seal_pre_prepare(pp);
+            self.broadcast(&signed);
+            let view = self.view;
+            let slot = self.slots.entry(seq).or_default();
+            slot.enter_round(view);
+            slot.set_pre_prepare(signed);
+            self.check_prepared(seq);
+        }
+    }
+
+    /// A validator is the client of its own requests (votes, rollout evidence): like any client
+    /// it sends them again until they execute, since the one relay it sent may have been lost
+    /// (a partition, a full queue) and nobody else would ever ask for it.
+    pub(super) fn retransmit_own_requests(&mut self) {
+        let me = self.key.public();
+        let again: Vec<Arc<Envelope>> = self
+            .pending
+            .values()
+            .filter(|r| *r.signer() == me)
+            .take(MAX_OWN_RETRANSMIT)
+            .map(|r| Arc::clone(r.envelope()))
+            .collect();
+        for env in again {
+            self.out.push(Action::Broadcast(env));
+        }
+    }
+}
