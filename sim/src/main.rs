@@ -552,7 +552,12 @@ fn bench(
         depth,
     };
     let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, &opts));
-    let _ = std::fs::remove_dir_all(&dir);
+    // A run that failed or never saw the failover decision keeps its configs and logs.
+    if result.as_ref().is_ok_and(|r| r.failover.is_some()) {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs and data kept in {}", dir.display());
+    }
     match result {
         Ok(r) => {
             println!(
