@@ -1,5 +1,4 @@
-//! Client requests received in one turn reach the peers in one `Relay`, and a primary does not
-//! relay what its own pre-prepare already carries.
+//! Client requests received in one turn reach the peers in one `Relay`, the primary's included.
 
 use super::tests::Cluster;
 use super::*;
@@ -54,14 +53,16 @@ fn a_backups_turn_of_client_requests_goes_out_as_one_relay() {
 }
 
 #[test]
-fn a_primary_relays_only_what_it_could_not_propose_yet() {
-    // One batch in flight: the first request is proposed at once, the other two wait.
+fn a_primary_relays_even_what_it_proposed_so_a_lost_pre_prepare_loses_no_request() {
+    // One batch in flight: the first request is proposed at once, the other two wait; all three
+    // are relayed (if the pre-prepare were lost and the view changed, the backups would still
+    // hold the first one).
     let mut c = Cluster::new(4, 128);
     let inputs = (1..=3)
         .map(|n| Input::ClientRequest(c.request(n)))
         .collect();
     turn(&mut c, 0, inputs);
-    assert_eq!(relayed(&c, 0), (vec![2], 0));
+    assert_eq!(relayed(&c, 0), (vec![3], 0));
     for i in 0..4 {
         assert_eq!(c.executed_requests(i), 3, "replica {i}");
     }
@@ -73,4 +74,24 @@ fn outside_a_turn_each_request_is_relayed_as_sent() {
     c.input(1, Input::ClientRequest(c.request(1)));
     c.run();
     assert_eq!(relayed(&c, 1), (vec![], 1));
+}
+
+/// The primary's pre-prepare is lost: the backups hold the request from its relay, time it out,
+/// change view, and the new primary orders it. Without the primary's relay nobody but the old
+/// primary held the request and it waited for the client to give up (a 30 s stall seen on a
+/// process cluster).
+#[test]
+fn a_request_in_a_lost_pre_prepare_is_ordered_by_the_next_primary() {
+    let mut c = Cluster::new(4, 128);
+    c.drop_kinds.insert(Kind::PrePrepare);
+    let inputs = vec![Input::ClientRequest(c.request(1))];
+    turn(&mut c, 0, inputs);
+    c.drop_kinds.clear();
+    for i in 1..4 {
+        c.fire_if_armed(i, TimerKind::Request);
+    }
+    for i in 1..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.executed_requests(i), 1, "replica {i}");
+    }
 }

@@ -2,8 +2,9 @@
 //! it to every peer (the primary must order it; the backups time it, PBFT §4.4), but not one
 //! message per request: within a turn (see [`Replica::begin_turn`]) requests are held and go out
 //! together in one `Relay` per byte-capped chunk, so a receiver checks their client signatures
-//! in one batch and handles one envelope instead of many. A request this replica already put in
-//! its own pre-prepare is not relayed: the pre-prepare carries it to every peer.
+//! in one batch and handles one envelope instead of many. A primary relays even the requests it
+//! put in its own pre-prepare that turn: if that pre-prepare is lost and the view changes, the
+//! backups must still hold the request (not relaying them stalled a process cluster for 30 s).
 
 use super::super::action::Action;
 use super::super::limits;
@@ -37,9 +38,6 @@ impl Replica {
         let mut chunk: Vec<Signed<Request>> = Vec::new();
         let mut bytes = 0;
         for r in held {
-            if self.proposed.contains(&(*r.signer(), r.value().nonce)) {
-                continue;
-            }
             let size = limits::request_bytes(&r);
             if !chunk.is_empty() && bytes + size > self.cfg.max_batch_bytes {
                 self.send_relay(std::mem::take(&mut chunk));
