@@ -335,20 +335,18 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
                 .expect("key");
         let store = RecordStore::open(&data, &key.public()).expect("store");
         let records = store.load(&dir).expect("records");
-        // The whole audit trail too: records at or below the last stable checkpoint are
-        // compacted away, the decided batches (with replica 3's commits) never are.
-        for (_, bytes) in store.decided_from(0, usize::MAX).expect("audit trail") {
-            let c = scbe_node::net::wire::decode_commit_cert(&bytes, &dir).expect("audit entry");
-            for v in c.commits.iter().filter(|v| env_vote(v.envelope())) {
-                check(
-                    "commit",
-                    v.value().view.0,
-                    v.value().seq.0,
-                    v.value().digest,
-                );
-            }
-        }
-        for rec in records {
+        // The whole audit trail too, as `Committed` records: records at or below the last stable
+        // checkpoint are compacted away, the decided batches (with replica 3's commits) never are.
+        let audit = store
+            .decided_from(0, usize::MAX)
+            .expect("audit trail")
+            .into_iter()
+            .map(|(_, bytes)| {
+                Record::Committed(
+                    scbe_node::net::wire::decode_commit_cert(&bytes, &dir).expect("audit entry"),
+                )
+            });
+        for rec in records.into_iter().chain(audit) {
             match rec {
                 Record::Signed {
                     pre_prepare,

@@ -30,6 +30,14 @@ fn request(client: &Keypair, nonce: u64) -> Signed<Request> {
     )
 }
 
+/// A request whose signature was altered after signing.
+fn forged_request(client: &Keypair, nonce: u64) -> Signed<Request> {
+    let good = request(client, nonce);
+    let mut forged = (**good.envelope()).clone();
+    forged.signature.0[0] ^= 1;
+    Signed::from_verified(good.value().clone(), Arc::new(forged), Principal::Requester)
+}
+
 fn pre_prepare(key: &Keypair, batch: Vec<Signed<Request>>) -> Signed<PrePrepare> {
     let pp = PrePrepare {
         view: View(0),
@@ -77,12 +85,7 @@ fn forged_outer_signature_is_rejected_before_decoding() {
 #[test]
 fn forged_nested_request_rejects_the_whole_pre_prepare() {
     let (vals, client, dir) = setup();
-    let good = request(&client, 1);
-    let mut forged = (**good.envelope()).clone();
-    forged.signature.0[0] ^= 1;
-    let forged =
-        Signed::from_verified(good.value().clone(), Arc::new(forged), Principal::Requester);
-    let pp = pre_prepare(&vals[0], vec![forged]);
+    let pp = pre_prepare(&vals[0], vec![forged_request(&client, 1)]);
     let err = open(&encode_envelope(pp.envelope()), &dir).expect_err("must fail");
     assert!(matches!(err, WireError::Crypto(_)), "{err}");
 }
@@ -125,12 +128,10 @@ fn relay_roundtrips_and_a_forged_request_in_it_rejects_the_whole_relay() {
     let nonces: Vec<u64> = got.requests.iter().map(|r| r.value().nonce).collect();
     assert_eq!(nonces, vec![1, 2]);
 
-    let good = request(&client, 3);
-    let mut forged = (**good.envelope()).clone();
-    forged.signature.0[0] ^= 1;
-    let forged =
-        Signed::from_verified(good.value().clone(), Arc::new(forged), Principal::Requester);
-    let r = relay(&vals[1], vec![request(&client, 4), forged]);
+    let r = relay(
+        &vals[1],
+        vec![request(&client, 4), forged_request(&client, 3)],
+    );
     let err = open(&encode_envelope(r.envelope()), &dir).expect_err("must fail");
     assert!(matches!(err, WireError::Crypto(_)), "{err}");
 }
