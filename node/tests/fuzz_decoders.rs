@@ -89,8 +89,16 @@ fn world() -> Arc<World> {
             &validators[2],
             Principal::Validator(scbe_node::consensus::ReplicaId(2)),
         );
+        let suspect = Signed::seal(
+            scbe_node::consensus::Suspect { view: View(3) },
+            Kind::Suspect,
+            |v| ProtoCodec.encode_suspect(v),
+            &validators[3],
+            Principal::Validator(scbe_node::consensus::ReplicaId(3)),
+        );
         let seeds_envelopes = vec![
             encode_envelope(request.envelope()),
+            encode_envelope(suspect.envelope()),
             encode_envelope(relay.envelope()),
             encode_envelope(pp.envelope()),
             encode_envelope(vote.envelope()),

@@ -4,7 +4,7 @@
 
 use super::message::{
     Checkpoint, Heartbeat, NewView, PrePrepare, Relay, Request, StateRequest, StateResponse,
-    ViewChange, Vote,
+    Suspect, ViewChange, Vote,
 };
 
 /// Encodes message bodies into the payload bytes that are signed and sent.
@@ -19,4 +19,5 @@ pub trait Codec: Send + Sync {
     fn encode_state_response(&self, value: &StateResponse) -> Vec<u8>;
     fn encode_heartbeat(&self, value: &Heartbeat) -> Vec<u8>;
     fn encode_relay(&self, value: &Relay) -> Vec<u8>;
+    fn encode_suspect(&self, value: &Suspect) -> Vec<u8>;
 }

@@ -27,10 +27,11 @@ pub enum Kind {
     StateResponse,
     Heartbeat,
     Relay,
+    Suspect,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Request,
         Kind::PrePrepare,
         Kind::Prepare,
@@ -42,6 +43,7 @@ impl Kind {
         Kind::StateResponse,
         Kind::Heartbeat,
         Kind::Relay,
+        Kind::Suspect,
     ];
 
     /// The domain-separation name (no name is a prefix of another; see the test below).
@@ -58,6 +60,7 @@ impl Kind {
             Kind::StateResponse => "state_response",
             Kind::Heartbeat => "heartbeat",
             Kind::Relay => "relay",
+            Kind::Suspect => "suspect",
         }
     }
 }
@@ -295,6 +298,13 @@ pub struct Heartbeat {
     pub last_executed: Seq,
 }
 
+/// A backup's timer fired in `view`; it leaves the view only once `f` others suspect it too
+/// (see `replica/suspicion.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suspect {
+    pub view: View,
+}
+
 /// Client requests a validator received in one turn, passed on to its peers in one message. Each
 /// request keeps its client's signature; the relayer's signature only vouches for the bundle.
 #[derive(Clone, Debug)]
@@ -323,6 +333,7 @@ pub enum Message {
     StateResponse(StateResponse),
     Heartbeat(Heartbeat),
     Relay(Relay),
+    Suspect(Suspect),
 }
 
 impl Message {
@@ -339,6 +350,7 @@ impl Message {
             Message::StateResponse(_) => Kind::StateResponse,
             Message::Heartbeat(_) => Kind::Heartbeat,
             Message::Relay(_) => Kind::Relay,
+            Message::Suspect(_) => Kind::Suspect,
         }
     }
 }

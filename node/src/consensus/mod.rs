@@ -20,7 +20,7 @@ pub use config::{ConfigError, Directory, ReplicaConfig};
 pub use message::{
     batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Heartbeat,
     Kind, Message, NewView, PrePrepare, PreparedCert, Principal, Relay, Request, Signed, Snapshot,
-    SnapshotPart, StateRequest, StateResponse, ViewChange, Vote,
+    SnapshotPart, StateRequest, StateResponse, Suspect, ViewChange, Vote,
 };
 pub use replica::{state_digest, Replica, RestoreError, Status};
 pub use state_machine::{SnapshotError, StateMachine};
@@ -34,5 +34,7 @@ mod heartbeat_tests;
 mod relay_tests;
 #[cfg(test)]
 mod size_tests;
+#[cfg(test)]
+mod suspicion_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -33,8 +33,10 @@
 //!    tick re-sends the replica's newest checkpoint at or above the stable one, so a lost
 //!    checkpoint cannot leave the window full for good.
 //! 6. View change (§4.4): a backup whose oldest pending request has not executed within the
-//!    request timer broadcasts `ViewChange(v + 1, stable checkpoint + proof, prepared
-//!    certificates)`. It stops accepting normal-case messages. Once `q` view changes for `v + 1`
+//!    request timer (or whose primary stayed silent, see `replica/heartbeat.rs`) first only
+//!    suspects the view and says so (`Suspect`); once `f` others suspect it too (see
+//!    `replica/suspicion.rs`), it broadcasts `ViewChange(v + 1, stable checkpoint + proof,
+//!    prepared certificates)`. It stops accepting normal-case messages. Once `q` view changes for `v + 1`
 //!    are in, it arms the view-change timer; the new primary sends `NewView` with the view changes
 //!    and re-issued pre-prepares (null batches for gaps), which backups recompute and check. The
 //!    timeout doubles with every consecutive failed view and resets after progress. A replica that
@@ -58,6 +60,7 @@ mod normal_case;
 mod relay;
 mod requests;
 mod state_transfer;
+mod suspicion;
 mod view_change;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -214,6 +217,12 @@ pub struct Replica {
     /// Heartbeat intervals the primary of the current view has been silent (backups, normal
     /// operation); reset by its heartbeat or any of its messages for this view.
     primary_silent: u32,
+    /// This replica's suspicion of its view's primary (see `replica/suspicion.rs`).
+    suspicion: Option<suspicion::Suspicion>,
+    /// Latest suspicion from each peer: (view, `ticks` when it arrived).
+    suspects: BTreeMap<ReplicaId, (View, u64)>,
+    /// Heartbeat intervals since start: the clock suspicions age by.
+    ticks: u64,
     /// State transfer already requested for this `last_executed` (one probe per position).
     state_requested: Option<Seq>,
     /// A peer's stable snapshot being received in chunks.
@@ -287,6 +296,9 @@ impl Replica {
             armed: BTreeMap::new(),
             timer_ids: 0,
             primary_silent: 0,
+            suspicion: None,
+            suspects: BTreeMap::new(),
+            ticks: 0,
             state_requested: None,
             assembling: None,
             dropped: BTreeMap::new(),
@@ -432,6 +444,10 @@ impl Replica {
     pub fn genesis_digest(&self) -> Digest {
         self.genesis
     }
+    /// The view whose primary this replica suspects without having left it (`suspicion.rs`).
+    pub fn suspecting(&self) -> Option<View> {
+        self.suspicion.map(suspicion::Suspicion::view)
+    }
     pub fn is_primary(&self) -> bool {
         self.cfg.primary(self.view) == self.cfg.id
     }
@@ -508,7 +524,7 @@ impl Replica {
             _ => view,
         } == Some(self.view);
         if leads_my_view && from == self.cfg.primary(self.view) {
-            self.primary_silent = 0;
+            self.primary_heard();
         }
         if let Some(view) = view {
             let ahead =
@@ -529,6 +545,7 @@ impl Replica {
             Message::StateResponse(r) => self.on_state_response(r.clone(), from),
             Message::Heartbeat(hb) => self.on_heartbeat(*hb, from),
             Message::Relay(r) => self.on_relay(r, from),
+            Message::Suspect(s) => self.on_suspect(*s, from),
         }
     }
 

@@ -570,13 +570,20 @@ fn s4_5_timers_return_to_base_after_a_new_view_and_resume_doubling_if_it_fails()
     assert_eq!(c.replica(3).view(), View(2));
     let t = c.armed(3, TimerKind::Request).expect("request timer");
     assert_eq!(t.backoff, 0, "view 2 installed: base again");
+    // Both live backups of view 2 give up on it (one alone only suspects: `suspicion.rs`).
+    c.fire_if_armed(1, TimerKind::Request);
     c.fire_if_armed(3, TimerKind::Request);
-    assert_eq!(c.replica(3).view(), View(3));
-    let t = c.armed(3, TimerKind::Request).expect("request timer");
-    // Replica 3 joined view 1 by the f + 1 rule (counting view 0's failure like the replicas
-    // whose timers fired) and gave up on views 1 and 2 itself: the doubling resumes from the
-    // first failure instead of starting over.
-    assert_eq!(t.backoff, 3, "three views in a row executed nothing here");
+    assert_eq!(c.replica(1).view(), View(3));
+    let t = c.armed(1, TimerKind::Request).expect("request timer");
+    assert_eq!(t.backoff, 0, "view 3 installed: base again");
+    // View 3 fails too. Replica 1 gave up on views 0 and 2 itself and left view 1 (which it led)
+    // by the f + 1 rule, counted like the replicas whose timers fired: the doubling resumes from
+    // those failures instead of starting over.
+    c.fire_if_armed(1, TimerKind::Request);
+    c.fire_if_armed(2, TimerKind::Request);
+    assert_eq!(c.replica(1).view(), View(4));
+    let t = c.armed(1, TimerKind::Request).expect("request timer");
+    assert_eq!(t.backoff, 4, "four views in a row executed nothing here");
     // Once requests execute, the streak is over.
     c.drop_kinds.clear();
     c.heal();

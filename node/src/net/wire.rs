@@ -15,7 +15,7 @@ use scbe_proto::v1 as pb;
 use crate::consensus::{
     Checkpoint, CheckpointCert, Codec, CommitCert, Digest, Directory, Envelope, Heartbeat, Kind,
     Message, NewView, PrePrepare, PreparedCert, Record, Relay, Request, Seq, Signed, Snapshot,
-    SnapshotPart, StateRequest, StateResponse, View, ViewChange, Vote,
+    SnapshotPart, StateRequest, StateResponse, Suspect, View, ViewChange, Vote,
 };
 use crate::crypto::{self, CryptoError, PublicKey, Signature};
 
@@ -61,6 +61,7 @@ fn kind_to_proto(kind: Kind) -> pb::Kind {
         Kind::StateResponse => pb::Kind::StateResponse,
         Kind::Heartbeat => pb::Kind::Heartbeat,
         Kind::Relay => pb::Kind::Relay,
+        Kind::Suspect => pb::Kind::Suspect,
     }
 }
 
@@ -78,6 +79,7 @@ fn kind_from_proto(raw: i32) -> Result<Kind, WireError> {
         pb::Kind::StateResponse => Kind::StateResponse,
         pb::Kind::Heartbeat => Kind::Heartbeat,
         pb::Kind::Relay => Kind::Relay,
+        pb::Kind::Suspect => Kind::Suspect,
     };
     Ok(kind)
 }
@@ -221,6 +223,10 @@ impl Codec for ProtoCodec {
             last_executed: v.last_executed.0,
         }
         .encode_to_vec()
+    }
+
+    fn encode_suspect(&self, v: &Suspect) -> Vec<u8> {
+        pb::Suspect { view: v.view.0 }.encode_to_vec()
     }
 
     fn encode_relay(&self, v: &Relay) -> Vec<u8> {
@@ -612,6 +618,10 @@ fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Message, WireErro
                 view: View(p.view),
                 last_executed: Seq(p.last_executed),
             })
+        }
+        Kind::Suspect => {
+            let p: pb::Suspect = decode("suspect", b)?;
+            Message::Suspect(Suspect { view: View(p.view) })
         }
         Kind::Relay => {
             let p: pb::Relay = decode("relay", b)?;

@@ -135,3 +135,21 @@ fn relay_roundtrips_and_a_forged_request_in_it_rejects_the_whole_relay() {
     let err = open(&encode_envelope(r.envelope()), &dir).expect_err("must fail");
     assert!(matches!(err, WireError::Crypto(_)), "{err}");
 }
+
+#[test]
+fn suspect_roundtrips_and_carries_its_signer() {
+    let (vals, _, dir) = setup();
+    let s = Signed::seal(
+        Suspect { view: View(7) },
+        Kind::Suspect,
+        |v| ProtoCodec.encode_suspect(v),
+        &vals[3],
+        Principal::Validator(ReplicaId(3)),
+    );
+    let opened = open(&encode_envelope(s.envelope()), &dir).expect("opens");
+    assert_eq!(opened.validator(), Some(ReplicaId(3)));
+    let Message::Suspect(got) = opened.value() else {
+        panic!("wrong kind")
+    };
+    assert_eq!(got.view, View(7));
+}

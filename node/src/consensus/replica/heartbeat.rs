@@ -1,7 +1,8 @@
 //! Heartbeats: fast failover without waiting for a request to time out. The primary broadcasts a
 //! signed heartbeat every interval while it leads its view in normal operation; a backup counts
 //! the intervals in which it heard nothing from its primary for its view (a heartbeat, or any
-//! pre-prepare or vote of that view) and changes view after `silence_ticks` of them. The silence
+//! pre-prepare or vote of that view) and suspects the primary after `silence_ticks` of them (it
+//! changes view once `f` others suspect it too: `suspicion.rs`). The silence
 //! allowed doubles with every consecutive failed view, like the other timers, so a cluster whose
 //! messages are slow everywhere settles instead of deposing primary after primary. Heartbeats
 //! come from a timer, not from load: a busy but honest primary keeps sending them (and its
@@ -11,6 +12,7 @@
 use super::super::action::TimerKind;
 use super::super::message::{Heartbeat, Kind};
 use super::super::types::ReplicaId;
+use super::suspicion::Suspicion;
 use super::{Replica, Status};
 
 /// Cap on the doubling of the silence allowed (2^16 intervals is hours at any sane interval).
@@ -19,6 +21,7 @@ const MAX_SILENCE_DOUBLINGS: u32 = 16;
 impl Replica {
     pub(super) fn on_heartbeat_tick(&mut self) {
         self.set_timer(TimerKind::Heartbeat);
+        self.tick_suspicions();
         if self.status != Status::Normal {
             self.primary_silent = 0;
             return;
@@ -37,8 +40,8 @@ impl Replica {
         self.primary_silent += 1;
         if self.primary_silent >= self.silence_allowed() {
             self.primary_silent = 0;
-            self.backoff = self.failed_views().saturating_add(1);
-            self.start_view_change(self.view.next());
+            // Leave only with f others (`suspicion.rs`).
+            self.suspect(Suspicion::Silent(self.view));
         }
     }
 

@@ -198,6 +198,7 @@ impl Replica {
         if progressed {
             self.backoff = 0;
             self.backoff_before_view = 0;
+            self.end_suspicion();
             self.arm_request_timer(true);
             self.try_propose();
         }

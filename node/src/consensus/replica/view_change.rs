@@ -13,6 +13,7 @@ use super::super::message::{
     batch_digest, Kind, NewView, PrePrepare, PreparedCert, Signed, ViewChange,
 };
 use super::super::types::{ReplicaId, Seq, View};
+use super::suspicion::Suspicion;
 use super::{Replica, Status};
 
 impl Replica {
@@ -28,8 +29,9 @@ impl Replica {
                 self.request_state();
                 match self.status {
                     Status::Normal if !self.pending.is_empty() => {
-                        self.backoff = self.failed_views().saturating_add(1);
-                        self.start_view_change(self.view.next());
+                        // Leave only with f others (`suspicion.rs`); meanwhile keep watching.
+                        self.suspect(Suspicion::Stalled(self.view));
+                        self.arm_request_timer(true);
                     }
                     Status::Normal => {}
                     Status::ViewChanging => {
@@ -75,6 +77,7 @@ impl Replica {
         self.view = target;
         self.status = Status::ViewChanging;
         self.primary_silent = 0;
+        self.end_suspicion();
         self.cancel_timer(TimerKind::ViewChange);
         self.proposed.clear();
         let stable_seq = self.stable.seq;
@@ -138,6 +141,8 @@ impl Replica {
             }
         }
         self.view_change_progress();
+        // A view change for a higher view is a suspicion of ours.
+        self.leave_view_if_suspected();
     }
 
     /// With `q` view changes for our target view: arm the view-change timer, and if we are its
@@ -277,6 +282,7 @@ impl Replica {
         let view = nv.value().view;
         self.view = view;
         self.status = Status::Normal;
+        self.end_suspicion();
         self.cancel_timer(TimerKind::ViewChange);
         // A successful new view: timers back to their base value.
         self.backoff_before_view = self.failed_views();

@@ -1,0 +1,117 @@
+//! Suspicion before a view change (`replica/suspicion.rs`): a replica whose timer fires alone
+//! stays in its view and votes there again once it hears from the others; a suspicion lapses once
+//! its sender stops re-sending it; a replica already alone in a higher view still counts for the
+//! others' view change.
+
+use super::tests::Cluster;
+use super::*;
+
+/// One heartbeat interval everywhere (the primary's timer first).
+fn tick(c: &mut Cluster) {
+    for i in 0..c.replicas.len() {
+        c.fire_if_armed(i, TimerKind::Heartbeat);
+    }
+}
+
+fn cut_inbound(c: &mut Cluster, to: usize) {
+    for j in 0..c.replicas.len() {
+        c.cut.insert((j, to));
+    }
+}
+
+/// The crash campaign's replica alone in a higher view: restarted or cut off, its request timer
+/// fired while the others kept deciding. Before suspicion it left for view 1 alone and could never
+/// vote in view 0 again, so one more crash halted view 0.
+#[test]
+fn a_replica_whose_timer_fires_alone_stays_in_its_view_and_votes_there_again() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(3), 1);
+    // Replica 3 hears nothing for a while, with a request waiting (it reaches the others, who
+    // decide it without replica 3).
+    cut_inbound(&mut c, 3);
+    c.input(3, Input::ClientRequest(c.request(2)));
+    c.run();
+    c.fire(3, TimerKind::Request);
+    for _ in 0..12 {
+        tick(&mut c);
+    }
+    assert_eq!(c.replica(3).suspecting(), Some(View(0)));
+    for i in 0..4 {
+        assert_eq!(c.replica(i).view(), View(0), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    // Back in touch; then replica 2 crashes. View 0 needs replica 3's votes to decide.
+    c.heal();
+    c.isolate(2);
+    c.input(0, Input::ClientRequest(c.request(3)));
+    c.run();
+    assert_eq!(c.executed_requests(0), 3, "decided with replica 3's votes");
+    // Replica 3 fetches the batch it missed at its next status tick.
+    c.fire(3, TimerKind::Status);
+    for i in [0, 1, 3] {
+        assert_eq!(c.replica(i).view(), View(0), "replica {i}");
+        assert_eq!(c.executed_requests(i), 3, "replica {i}");
+    }
+    assert_eq!(
+        c.replica(3).suspecting(),
+        None,
+        "progress ends the suspicion"
+    );
+}
+
+/// A suspicion counts for `SUSPICION_TICKS` intervals after it arrived: one replica's passing
+/// doubt must not give another replica's lone timer, much later, the company it needs.
+#[test]
+fn a_suspicion_lapses_once_its_sender_stops_sending_it() {
+    let mut c = Cluster::new(4, 128);
+    let silence = c.config(1).silence_ticks as usize;
+    // Replica 3 stops hearing the primary for the silence allowed: it suspects, alone.
+    c.cut.insert((0, 3));
+    for _ in 0..silence {
+        tick(&mut c);
+    }
+    assert_eq!(c.replica(3).suspecting(), Some(View(0)));
+    // The primary is heard again: the suspicion ends and is no longer re-sent.
+    c.heal();
+    tick(&mut c);
+    assert_eq!(c.replica(3).suspecting(), None);
+    for _ in 0..6 {
+        tick(&mut c);
+    }
+    // Now replica 2 stops hearing the primary: alone too, so it stays.
+    c.cut.insert((0, 2));
+    for _ in 0..silence {
+        tick(&mut c);
+    }
+    assert_eq!(c.replica(2).suspecting(), Some(View(0)));
+    for i in 0..4 {
+        assert_eq!(c.replica(i).view(), View(0), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+}
+
+/// A replica alone in a higher view (its view change is on record, as after a verdict only it
+/// reached) cannot vote in the old view, but its view change is a suspicion of that view: when
+/// one more replica fails, the others leave with it and the cluster decides again.
+#[test]
+fn a_replica_alone_in_a_higher_view_counts_for_the_next_view_change() {
+    let mut c = Cluster::new(4, 128);
+    c.input(3, Input::ReplacePrimary { view: View(0) });
+    c.run();
+    assert_eq!(c.replica(3).view(), View(1));
+    assert_eq!(c.replica(3).status(), Status::ViewChanging);
+    assert_eq!(c.replica(1).view(), View(0));
+    c.isolate(2);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(1), 0, "view 0 lacks a quorum of voters");
+    // Replica 1 alone would only suspect; with replica 3's view change it leaves.
+    c.fire(1, TimerKind::Request);
+    for i in [0, 1, 3] {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+        assert_eq!(c.executed_requests(i), 1, "replica {i}");
+    }
+}
