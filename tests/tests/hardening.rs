@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use scbe_node::governance::operation::MAX_OPERATION_BYTES;
 use scbe_node::governance::Operation;
+use scbe_node::local::LocalOptions;
 use scbe_proto::v1 as pb;
 use scbe_tests::{fast, release, Harness};
 
@@ -128,4 +129,98 @@ async fn a_client_is_never_told_another_requests_outcome() {
         "same-nonce-a"
     };
     assert!(s["releases"][other].is_null(), "{s}");
+}
+
+/// The outside test's amplification (hardening issue, point 4): five registrations with 900 KB
+/// versions and 300 small requests left 83 MB in one validator's store, against 0.7 MB for the
+/// same 300 requests alone, because the whole ledger (big versions included) was serialised into
+/// every checkpoint's snapshot. Now a 900 KB registration is over the cluster's request limit and
+/// refused by `Submit`; the largest that can be ordered (250,000-character versions) are refused
+/// by the ledger (versions hold at most 64 characters) and cost the store what their bytes cost
+/// the audit trail, which keeps even refused requests, plus the records of their ordering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_refused_registrations_do_not_amplify_the_store() {
+    let (alone, _) = store_after(0).await;
+    let (with_big, big_bytes) = store_after(5).await;
+    eprintln!(
+        "store: {alone} bytes after 300 small registrations; {with_big} bytes with 5 refused \
+         ones of {big_bytes} bytes in all before them"
+    );
+    let added = with_big.saturating_sub(alone);
+    assert!(
+        added <= 4 * big_bytes,
+        "{added} bytes of store for {big_bytes} bytes of refused registrations"
+    );
+}
+
+/// Largest store of a fresh cluster (default checkpoint interval) after `big` registrations with
+/// 250,000-character versions and 300 small ones, and the bytes of the big ones.
+async fn store_after(big: usize) -> (u64, u64) {
+    let mut h = Harness::start(LocalOptions {
+        checkpoint_interval: 128,
+        ..fast()
+    })
+    .await;
+    let key = h.requester.clone();
+    let too_big = h.request(
+        &key,
+        &Operation::RegisterRelease {
+            release: release(&"v".repeat(900_000)),
+        },
+    );
+    let mut c = h.client(0).await;
+    let err = c.submit(too_big).await.expect_err("over the request limit");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("nothing was ordered"), "{err}");
+    h.nonce -= 1;
+    let mut big_bytes = 0u64;
+    for i in 0..big {
+        let op = Operation::RegisterRelease {
+            release: release(&format!("{i}{}", "v".repeat(250_000))),
+        };
+        big_bytes += op.to_bytes().len() as u64;
+        let r = h.submit(0, op).await;
+        assert!(!r.accepted, "a 250,000-character version is refused");
+        assert!(
+            r.reasons.iter().any(|e| e.starts_with("version")),
+            "{:?}",
+            r.reasons
+        );
+    }
+    let mut last = 0;
+    for i in 0..300 {
+        let op = Operation::RegisterRelease {
+            release: release(&format!("small-{i}")),
+        };
+        let r = h.submit(i % 4, op).await;
+        assert!(r.accepted, "{:?}", r.reasons);
+        last = last.max(r.seq);
+    }
+    for i in 0..4 {
+        h.wait_status(i, None, "everything executed", |s| s.last_executed >= last)
+            .await;
+    }
+    let s = h.summary(0).await;
+    assert_eq!(s["releases"].as_object().map(|m| m.len()), Some(300), "{s}");
+    let largest = (0..4)
+        .map(|i| bytes_under(&h.cluster.dir.join(format!("data/node{i}"))))
+        .max()
+        .unwrap_or(0);
+    (largest, big_bytes)
+}
+
+/// Bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => bytes_under(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
