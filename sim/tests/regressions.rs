@@ -101,3 +101,15 @@ fn a_replica_alone_in_a_higher_view_keeps_executing_what_the_others_decide() {
 fn lost_checkpoints_are_sent_again_so_the_window_moves_on() {
     assert_passes(444, 4, 1);
 }
+
+/// Seed 161 at n = 7 (two Byzantine, a requester flooding maximum-size requests): after a view
+/// change a certificate prepared in an abandoned view sat in the next free slot, and the primary
+/// counted its bytes against the window budget as well as the new batch's. No request fitted, so
+/// nothing was proposed, no checkpoint freed the window, and every new primary was deposed by
+/// the request timer: 625 views without a decision. The primary now reckons the slot's room as
+/// the backups do (the new batch replaces what the slot held). Found once suspicion changed the
+/// seed's trace; it fails without the fix.
+#[test]
+fn a_stale_certificate_in_the_next_slot_does_not_block_proposals() {
+    assert_passes(161, 7, 2);
+}

@@ -58,11 +58,16 @@ impl Replica {
                 return;
             }
             // Within the batch's byte cap, and within what the window may hold so that a view
-            // change carrying every prepared batch still fits in a message.
+            // change carrying every prepared batch still fits in a message. What the slot itself
+            // holds from an earlier view does not count: the new batch takes its place, as the
+            // backups' check reckons it too. (Counting it left a primary unable to propose
+            // anything while a certificate prepared in an abandoned view sat in that slot: no
+            // batch, no checkpoint to free the window, a view change every request timeout;
+            // seed 161 at n = 7.)
             let room = self.cfg.max_batch_bytes.min(
                 self.cfg
                     .max_window_bytes
-                    .saturating_sub(self.held_bytes(None)),
+                    .saturating_sub(self.held_bytes(Some(self.next_seq))),
             );
             let mut bytes = 0;
             let batch: Vec<Signed<Request>> = self
