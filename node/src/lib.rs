@@ -18,3 +18,4 @@ pub mod node;
 pub mod rollout;
 pub mod status;
 pub mod storage;
+pub mod timeouts;

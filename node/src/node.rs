@@ -36,6 +36,7 @@ use crate::rollout::monitor::{spawn_monitor, FleetHealth};
 use crate::rollout::order::{endorse, Endorsement};
 use crate::rollout::watcher::{StepView, WatchSettings, Watcher};
 use crate::storage::{RecordStore, StorageError};
+use crate::timeouts::Timeouts;
 
 /// Inputs waiting for the core; beyond this, peers' messages are dropped (and counted).
 pub const INBOUND_QUEUE: usize = 16_384;
@@ -131,7 +132,7 @@ struct Runtime {
     /// (a retry, another stream) before it is decided; each gets its answer.
     waiters: BTreeMap<(PublicKey, u64), Vec<Waiter>>,
     inbound: mpsc::Sender<Inbound>,
-    timeouts: BTreeMap<TimerKind, Duration>,
+    timeouts: Timeouts,
     metrics: Arc<Metrics>,
     /// Number of ledger events, published after every turn for `Watch` streams.
     events: watch::Sender<u64>,
@@ -146,15 +147,6 @@ struct Runtime {
 }
 
 impl Runtime {
-    fn duration(&self, t: &Timer) -> Duration {
-        let base = self
-            .timeouts
-            .get(&t.kind)
-            .copied()
-            .unwrap_or(Duration::from_secs(1));
-        base * (1u32 << t.backoff.min(6))
-    }
-
     fn ledger(&self) -> Option<&Ledger> {
         self.replica.app().as_any().downcast_ref::<Ledger>()
     }
@@ -183,6 +175,17 @@ impl Runtime {
                 _ => None,
             })
             .collect();
+        // Answered before this replica's own commit: a batch that committed here was prepared,
+        // durably, by a quorum before any of them sent its commit, so the decision and its
+        // (deterministic) outcome stand even if this process dies before its write lands. The
+        // client is spared one fsync; nothing a peer receives depends on it.
+        let now = Instant::now();
+        for a in &actions {
+            if let Action::Deliver(d) = a {
+                self.answer_waiters(d);
+                self.timeouts.executed(d.seq, now);
+            }
+        }
         let history = self.ledger().map(Ledger::take_new).unwrap_or_default();
         let has_history = !history.events.is_empty() || !history.outcomes.is_empty();
         if !records.is_empty() || !decided.is_empty() || has_history {
@@ -210,20 +213,6 @@ impl Runtime {
                         requests = d.executed.len(),
                         "decided"
                     );
-                    for r in &d.certificate.pre_prepare.value().batch {
-                        let key = (*r.signer(), r.value().nonce);
-                        for (since, digest, w) in self.waiters.remove(&key).unwrap_or_default() {
-                            self.metrics.observe_latency(since.elapsed());
-                            let outcome = self
-                                .ledger()
-                                .and_then(|l| l.outcome(&key.0, key.1).cloned());
-                            let reply = match outcome {
-                                Some(o) if o.seq == d.seq.0 && o.request == digest => Ok(ClientReply { seq: d.seq.0, outcome: o, already: false }),
-                                _ => Err(format!("nonce {} of this key went to another request; sign yours again with a higher nonce", key.1)),
-                            };
-                            let _ = w.send(reply);
-                        }
-                    }
                 }
                 Action::Restored { seq, .. } => {
                     tracing::info!(
@@ -233,7 +222,7 @@ impl Runtime {
                     );
                 }
                 Action::SetTimer(t) => {
-                    let d = self.duration(&t);
+                    let d = self.timeouts.duration(&t);
                     let tx = self.inbound.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(d).await;
@@ -259,6 +248,29 @@ impl Runtime {
         self.events
             .send_if_modified(|c| std::mem::replace(c, count) != count);
         Ok(())
+    }
+
+    /// Replies to every client waiting for a request of this decided batch: its outcome, or,
+    /// if the nonce went to another request, an error saying so.
+    fn answer_waiters(&mut self, d: &crate::consensus::Decision) {
+        for r in &d.certificate.pre_prepare.value().batch {
+            let key = (*r.signer(), r.value().nonce);
+            for (since, digest, w) in self.waiters.remove(&key).unwrap_or_default() {
+                self.metrics.observe_latency(since.elapsed());
+                let outcome = self
+                    .ledger()
+                    .and_then(|l| l.outcome(&key.0, key.1).cloned());
+                let reply = match outcome {
+                    Some(o) if o.seq == d.seq.0 && o.request == digest => Ok(ClientReply {
+                        seq: d.seq.0,
+                        outcome: o,
+                        already: false,
+                    }),
+                    _ => Err(format!("nonce {} of this key went to another request; sign yours again with a higher nonce", key.1)),
+                };
+                let _ = w.send(reply);
+            }
+        }
     }
 
     /// Signs an operation of this validator's own (votes and rollout evidence).
@@ -521,12 +533,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     let (fleet_view, fleet_views) = watch::channel(FleetView::default());
     spawn_fleet(&v, tx.clone(), fleet_views, Arc::clone(&fleet_health));
     let c = &v.raw.consensus;
-    let timeouts = BTreeMap::from([
+    let timeouts = Timeouts::new(BTreeMap::from([
         (TimerKind::Request, c.request_timeout),
         (TimerKind::ViewChange, c.view_change_timeout),
         (TimerKind::Status, c.status_interval),
         (TimerKind::Heartbeat, c.heartbeat_interval),
-    ]);
+    ]));
     let ro = &v.raw.rollout;
     let watcher = Watcher::new(WatchSettings {
         thresholds: v.ledger.health,
@@ -581,7 +593,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         rt.replica.begin_turn();
         for input in turn {
             match input {
-                Inbound::Peer(m) => actions.extend(rt.replica.handle(Input::Message(m))),
+                Inbound::Peer(m) => {
+                    if let Message::PrePrepare(pp) = m.value() {
+                        rt.timeouts.pre_prepared(pp.seq, Instant::now());
+                    }
+                    actions.extend(rt.replica.handle(Input::Message(m)));
+                }
                 Inbound::Timer(t) => actions.extend(rt.replica.handle(Input::Timeout(t))),
                 Inbound::Own(r) => actions.extend(rt.replica.handle(Input::ClientRequest(r))),
                 Inbound::Client { request, reply } => {
