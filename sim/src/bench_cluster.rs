@@ -8,8 +8,9 @@
 //!    increase) submit back to back for a third of `--duration`; decided requests per second.
 //!    With `--depth` above 1 each client keeps that many requests in flight on one
 //!    `SubmitStream` call; with 1 it waits for each unary `Submit` (the CLI's path).
-//! 3. Failover: a client keeps submitting to validator 1; validator 0 (the primary) is killed with
-//!    SIGKILL; the time from the kill to the next decided request.
+//! 3. Failover: the primaries of the current view and the next `--kill-primaries - 1` views (1 by
+//!    default) are killed with SIGKILL while a client keeps submitting to a surviving validator;
+//!    the time from the kill to the next decided request.
 //!
 //! The operation is a cheap one the ledger rejects (a rollback to the version already in
 //! production), so the figures are about ordering, storage and the network, not ledger work.
@@ -32,6 +33,8 @@ pub struct BenchOptions {
     pub max_inflight_batches: u64,
     /// Requests each saturation client keeps in flight (1: unary `Submit`, one at a time).
     pub depth: usize,
+    /// Validators 0..k (the primaries of views 0..k) killed together in the failover phase.
+    pub kill_primaries: usize,
 }
 
 pub struct BenchResult {
@@ -46,6 +49,9 @@ pub struct BenchResult {
     pub rss_before: u64,
     pub rss_half: u64,
     pub rss_after: u64,
+    /// Largest validator RSS at each tenth of the saturation phase (1/10 .. 9/10), in bytes: the
+    /// shape of the growth, not just its ends.
+    pub rss_tenths: Vec<u64>,
     /// Requests decided over the whole run before the failover phase, and the largest
     /// validator data directory then.
     pub decided_total: u64,
@@ -250,9 +256,13 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         }));
     }
     let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid()).collect();
-    let half = tokio::spawn(async move {
-        tokio::time::sleep(phase / 2).await;
-        pids.into_iter().map(rss_bytes).max().unwrap_or(0)
+    let tenths = tokio::spawn(async move {
+        let mut samples = Vec::with_capacity(9);
+        for _ in 1..10 {
+            tokio::time::sleep(phase / 10).await;
+            samples.push(pids.iter().copied().map(rss_bytes).max().unwrap_or(0));
+        }
+        samples
     });
     let sat_start = Instant::now();
     let mut decided = 0;
@@ -261,19 +271,36 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     }
     let sat_elapsed = sat_start.elapsed();
     let rss_after = max_rss(&cluster);
-    let rss_half = half.await.unwrap_or(0);
+    let rss_tenths = tenths.await.unwrap_or_default();
+    let rss_half = rss_tenths.get(4).copied().unwrap_or(0);
     let store_bytes = (0..o.validators)
         .map(|i| dir_bytes(&dir.join(format!("data/node{i}"))))
         .max()
         .unwrap_or(0);
     let decided_total = decided + latencies.len() as u64 + 1;
 
-    eprintln!("phase 3: failover (SIGKILL of the primary)");
-    let mut c = Client::connect(&cluster.url(1), load_key(0)?).await?;
+    // The primaries of the current view and the next k - 1 (saturation may have changed views);
+    // the failover client talks to a validator that survives.
+    let k = o.kill_primaries;
+    let view = light
+        .conn
+        .status(scbe_proto::v1::StatusRequest::default())
+        .await?
+        .into_inner()
+        .view;
+    let n = o.validators as u64;
+    let victims: Vec<usize> = (0..k as u64).map(|i| ((view + i) % n) as usize).collect();
+    let survivor = (0..o.validators)
+        .find(|i| !victims.contains(i))
+        .unwrap_or(0);
+    eprintln!("phase 3: failover (view {view}: SIGKILL of validators {victims:?}, the primaries of the next {k} views)");
+    let mut c = Client::connect(&cluster.url(survivor), load_key(0)?).await?;
     c.nonce = 1 << 30; // above anything phase 2 used with this key, within a nonce jump
     c.submit().await?;
     let killed = Instant::now();
-    cluster.kill(0);
+    for i in &victims {
+        cluster.kill(*i);
+    }
     let mut failover = None;
     while killed.elapsed() < Duration::from_secs(60) {
         if c.submit().await.is_ok() {
@@ -291,6 +318,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         rss_before,
         rss_half,
         rss_after,
+        rss_tenths,
         decided_total,
         store_bytes,
     })

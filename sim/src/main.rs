@@ -116,6 +116,11 @@ enum Command {
         /// unary `Submit`, one request at a time (the CLI's path).
         #[arg(long, default_value_t = 32)]
         depth: usize,
+        /// Validators killed at once in the failover phase: the primaries of the current view and
+        /// the next ones (at most f). With 2, the first new view fails too and its view-change
+        /// timeout counts.
+        #[arg(long, default_value_t = 1)]
+        kill_primaries: usize,
     },
     /// Benchmark the fleet: rollback reaction on a process cluster, and a production rollout
     /// across a large simulated fleet (in one process, real ledger, watcher, agent core and
@@ -274,7 +279,15 @@ fn main() -> ExitCode {
             clients,
             max_inflight_batches,
             depth,
-        } => bench(validators, duration, clients, max_inflight_batches, depth),
+            kill_primaries,
+        } => bench(
+            validators,
+            duration,
+            clients,
+            max_inflight_batches,
+            depth,
+            kill_primaries,
+        ),
         Command::BenchCore {
             validators,
             requests,
@@ -530,9 +543,17 @@ fn bench(
     clients: usize,
     max_inflight_batches: u64,
     depth: usize,
+    kill_primaries: usize,
 ) -> ExitCode {
     if validators < 4 || clients == 0 || depth == 0 {
         eprintln!("error: need --validators >= 4, --clients >= 1 and --depth >= 1");
+        return ExitCode::from(2);
+    }
+    let f = (validators - 1) / 3;
+    if kill_primaries == 0 || kill_primaries > f {
+        eprintln!(
+            "error: --kill-primaries must be between 1 and f = {f} for {validators} validators"
+        );
         return ExitCode::from(2);
     }
     let launch = match self_launch() {
@@ -550,6 +571,7 @@ fn bench(
         clients,
         max_inflight_batches,
         depth,
+        kill_primaries,
     };
     let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, &opts));
     // A run that failed or never saw the failover decision keeps its configs and logs.
@@ -579,13 +601,18 @@ fn bench(
                 "| saturation: decided requests/s | {:.0} ({} decided) |",
                 r.saturation_rps, r.saturation_requests
             );
+            let killed = if kill_primaries == 1 {
+                "primary".to_string()
+            } else {
+                format!("primaries of {kill_primaries} views in a row")
+            };
             match r.failover {
                 Some(d) => println!(
-                    "| failover: SIGKILL of primary to next decision | {:.0} ms |",
+                    "| failover: SIGKILL of {killed} to next decision | {:.0} ms |",
                     d.as_secs_f64() * 1e3
                 ),
                 None => println!(
-                    "| failover: SIGKILL of primary to next decision | no decision within 60 s |"
+                    "| failover: SIGKILL of {killed} to next decision | no decision within 60 s |"
                 ),
             }
             let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -594,6 +621,15 @@ fn bench(
                 mb(r.rss_before),
                 mb(r.rss_half),
                 mb(r.rss_after)
+            );
+            let tenths: Vec<String> = r
+                .rss_tenths
+                .iter()
+                .map(|b| format!("{:.1}", mb(*b)))
+                .collect();
+            println!(
+                "| largest validator RSS at each tenth of saturation | {} MB |",
+                tenths.join(" / ")
             );
             println!(
                 "| largest validator data directory after {} decided requests | {:.1} MB ({:.0} bytes per request) |",
