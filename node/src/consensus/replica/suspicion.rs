@@ -15,9 +15,9 @@
 //! that does not order, is noticed by every honest backup. With the primary faulty at least
 //! `2f + 1` backups are honest, so each finds `2f >= f` others suspecting within a heartbeat
 //! interval or two; with f = 0 a replica's own suspicion is enough. A replica that is merely
-//! behind executes what the others decide (state transfer), and progress ends its suspicion. A replica alone in a higher
-//! view (its view change is on record) still counts for the others: its view change is a
-//! suspicion of theirs. What suspicion cannot do: `f` Byzantine replicas that suspect every view
+//! behind executes what the others decide (state transfer), and progress ends its suspicion.
+//! A replica alone in a higher view (its view change is on record) still counts for the
+//! others: its view change is a suspicion of theirs. What suspicion cannot do: `f` Byzantine replicas that suspect every view
 //! give an honest replica's lone timer the company it needs, which is no worse than before.
 //! Suspicions are a liveness hint only; nothing is persisted and no vote depends on them.
 
