@@ -155,6 +155,20 @@ pub enum LocalError {
 /// with other listeners, which the bind test catches.
 static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// Bytes of every file under `dir` (0 where unreadable): a validator's data directory on disk.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
 /// A loopback port that is free now (bind-tested).
 pub fn free_port() -> std::io::Result<SocketAddr> {
     use std::sync::atomic::Ordering;

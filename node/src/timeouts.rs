@@ -85,12 +85,13 @@ impl Timeouts {
             .get(&kind)
             .copied()
             .unwrap_or(Duration::from_secs(1));
-        match (kind, self.p99()) {
-            (TimerKind::ViewChange, Some(p99)) => {
-                (p99 * LATENCY_FACTOR).clamp(FLOOR.min(configured), configured)
-            }
-            _ => configured,
+        // Only the view-change timer adapts; the others (heartbeats every 50 ms) skip the sort.
+        if kind != TimerKind::ViewChange {
+            return configured;
         }
+        self.p99().map_or(configured, |p99| {
+            (p99 * LATENCY_FACTOR).clamp(FLOOR.min(configured), configured)
+        })
     }
 
     /// The 99th percentile of recent latencies, once there are enough of them.

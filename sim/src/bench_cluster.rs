@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
 use scbe_node::crypto::Keypair;
 use scbe_node::governance::Operation;
-use scbe_node::local::{Launch, LocalCluster, LocalOptions};
+use scbe_node::local::{dir_bytes, Launch, LocalCluster, LocalOptions};
 use scbe_node::net::{envelope_to_proto, ProtoCodec};
 use scbe_proto::v1::governance_client::GovernanceClient;
 use tonic::transport::Channel;
 
+#[derive(Clone, Copy)]
 pub struct BenchOptions {
     pub validators: usize,
     pub duration: Duration,
@@ -68,19 +69,6 @@ fn rss_bytes(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .flatten()
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            })
-            .sum()
-    })
 }
 
 fn max_rss(cluster: &LocalCluster) -> u64 {

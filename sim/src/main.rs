@@ -280,14 +280,14 @@ fn main() -> ExitCode {
             max_inflight_batches,
             depth,
             kill_primaries,
-        } => bench(
+        } => bench(&scbe_sim::bench_cluster::BenchOptions {
             validators,
             duration,
             clients,
             max_inflight_batches,
             depth,
             kill_primaries,
-        ),
+        }),
         Command::BenchCore {
             validators,
             requests,
@@ -537,14 +537,15 @@ fn up(
     ExitCode::SUCCESS
 }
 
-fn bench(
-    validators: usize,
-    duration: std::time::Duration,
-    clients: usize,
-    max_inflight_batches: u64,
-    depth: usize,
-    kill_primaries: usize,
-) -> ExitCode {
+fn bench(opts: &scbe_sim::bench_cluster::BenchOptions) -> ExitCode {
+    let scbe_sim::bench_cluster::BenchOptions {
+        validators,
+        duration,
+        clients,
+        depth,
+        kill_primaries,
+        ..
+    } = *opts;
     if validators < 4 || clients == 0 || depth == 0 {
         eprintln!("error: need --validators >= 4, --clients >= 1 and --depth >= 1");
         return ExitCode::from(2);
@@ -565,15 +566,7 @@ fn bench(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let opts = scbe_sim::bench_cluster::BenchOptions {
-        validators,
-        duration,
-        clients,
-        max_inflight_batches,
-        depth,
-        kill_primaries,
-    };
-    let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, &opts));
+    let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, opts));
     // A run that failed or never saw the failover decision keeps its configs and logs.
     if result.as_ref().is_ok_and(|r| r.failover.is_some()) {
         let _ = std::fs::remove_dir_all(&dir);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use scbe_node::governance::operation::MAX_OPERATION_BYTES;
 use scbe_node::governance::Operation;
-use scbe_node::local::LocalOptions;
+use scbe_node::local::{dir_bytes, LocalOptions};
 use scbe_proto::v1 as pb;
 use scbe_tests::{fast, release, Harness};
 
@@ -203,24 +203,8 @@ async fn store_after(big: usize) -> (u64, u64) {
     let s = h.summary(0).await;
     assert_eq!(s["releases"].as_object().map(|m| m.len()), Some(300), "{s}");
     let largest = (0..4)
-        .map(|i| bytes_under(&h.cluster.dir.join(format!("data/node{i}"))))
+        .map(|i| dir_bytes(&h.cluster.dir.join(format!("data/node{i}"))))
         .max()
         .unwrap_or(0);
     (largest, big_bytes)
-}
-
-/// Bytes of every file under `dir`.
-fn bytes_under(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => bytes_under(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }

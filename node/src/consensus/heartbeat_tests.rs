@@ -5,14 +5,6 @@
 use super::tests::Cluster;
 use super::*;
 
-/// One heartbeat interval everywhere: every replica's heartbeat timer fires once (the primary's
-/// first, so its heartbeat is in flight before the backups count).
-fn tick(c: &mut Cluster) {
-    for i in 0..c.replicas.len() {
-        c.fire_if_armed(i, TimerKind::Heartbeat);
-    }
-}
-
 #[test]
 fn an_idle_cluster_replaces_a_crashed_primary_after_the_silence_allowed() {
     let mut c = Cluster::new(4, 128);
@@ -21,12 +13,12 @@ fn an_idle_cluster_replaces_a_crashed_primary_after_the_silence_allowed() {
     c.isolate(0);
     // Nothing is pending anywhere: only silence can tell the primary is gone.
     for _ in 0..3 {
-        tick(&mut c);
+        c.heartbeat_tick();
         for i in 1..4 {
             assert_eq!(c.replica(i).view(), View(0), "replica {i} left too early");
         }
     }
-    tick(&mut c);
+    c.heartbeat_tick();
     for i in 1..4 {
         assert_eq!(c.replica(i).view(), View(1), "replica {i}");
         assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
@@ -43,7 +35,7 @@ fn an_idle_cluster_replaces_a_crashed_primary_after_the_silence_allowed() {
 fn heartbeats_keep_an_idle_cluster_in_its_view() {
     let mut c = Cluster::new(4, 128);
     for _ in 0..40 {
-        tick(&mut c);
+        c.heartbeat_tick();
     }
     for i in 0..4 {
         assert_eq!(c.replica(i).view(), View(0), "replica {i}");
@@ -59,14 +51,14 @@ fn a_primary_that_only_stops_heartbeating_is_kept_while_its_batches_arrive() {
     for nonce in 1..=10 {
         c.input(0, Input::ClientRequest(c.request(nonce)));
         c.run();
-        tick(&mut c);
+        c.heartbeat_tick();
     }
     for i in 0..4 {
         assert_eq!(c.replica(i).view(), View(0), "replica {i}");
     }
     // Idle and silent: replaced.
     for _ in 0..4 {
-        tick(&mut c);
+        c.heartbeat_tick();
     }
     for i in 1..4 {
         assert_eq!(c.replica(i).view(), View(1), "replica {i}");
@@ -76,7 +68,7 @@ fn a_primary_that_only_stops_heartbeating_is_kept_while_its_batches_arrive() {
 /// Heartbeat intervals until every live replica (`live`) is in `view`, at most `limit`.
 fn ticks_until_view(c: &mut Cluster, live: std::ops::Range<usize>, view: View, limit: u32) -> u32 {
     for t in 1..=limit {
-        tick(c);
+        c.heartbeat_tick();
         if live.clone().all(|i| c.replica(i).view() >= view) {
             return t;
         }
@@ -92,7 +84,7 @@ fn the_silence_allowed_doubles_while_views_fail_and_returns_to_base_after_progre
     assert_eq!(ticks_until_view(&mut c, 1..7, View(1), 20), 4);
     // One interval in which view 1's primary is heard: the backups tick right after its heartbeat,
     // and that interval counts as the first of the silence once it is gone.
-    tick(&mut c);
+    c.heartbeat_tick();
     // View 1 has executed nothing when its primary crashes too: twice the silence.
     c.isolate(1);
     assert_eq!(ticks_until_view(&mut c, 2..7, View(2), 40), 8 - 1);
@@ -100,7 +92,7 @@ fn the_silence_allowed_doubles_while_views_fail_and_returns_to_base_after_progre
     c.input(3, Input::ClientRequest(c.request(1)));
     c.run();
     assert_eq!(c.executed_requests(3), 1);
-    tick(&mut c);
+    c.heartbeat_tick();
     c.isolate(2);
     assert_eq!(ticks_until_view(&mut c, 3..7, View(3), 40), 4 - 1);
 }

@@ -6,13 +6,6 @@
 use super::tests::Cluster;
 use super::*;
 
-/// One heartbeat interval everywhere (the primary's timer first).
-fn tick(c: &mut Cluster) {
-    for i in 0..c.replicas.len() {
-        c.fire_if_armed(i, TimerKind::Heartbeat);
-    }
-}
-
 fn cut_inbound(c: &mut Cluster, to: usize) {
     for j in 0..c.replicas.len() {
         c.cut.insert((j, to));
@@ -35,7 +28,7 @@ fn a_replica_whose_timer_fires_alone_stays_in_its_view_and_votes_there_again() {
     c.run();
     c.fire(3, TimerKind::Request);
     for _ in 0..12 {
-        tick(&mut c);
+        c.heartbeat_tick();
     }
     assert_eq!(c.replica(3).suspecting(), Some(View(0)));
     for i in 0..4 {
@@ -70,20 +63,20 @@ fn a_suspicion_lapses_once_its_sender_stops_sending_it() {
     // Replica 3 stops hearing the primary for the silence allowed: it suspects, alone.
     c.cut.insert((0, 3));
     for _ in 0..silence {
-        tick(&mut c);
+        c.heartbeat_tick();
     }
     assert_eq!(c.replica(3).suspecting(), Some(View(0)));
     // The primary is heard again: the suspicion ends and is no longer re-sent.
     c.heal();
-    tick(&mut c);
+    c.heartbeat_tick();
     assert_eq!(c.replica(3).suspecting(), None);
     for _ in 0..6 {
-        tick(&mut c);
+        c.heartbeat_tick();
     }
     // Now replica 2 stops hearing the primary: alone too, so it stays.
     c.cut.insert((0, 2));
     for _ in 0..silence {
-        tick(&mut c);
+        c.heartbeat_tick();
     }
     assert_eq!(c.replica(2).suspecting(), Some(View(0)));
     for i in 0..4 {

@@ -230,6 +230,14 @@ impl Cluster {
         }
     }
 
+    /// One heartbeat interval everywhere: every replica's heartbeat timer fires once, in id
+    /// order (the primary of view 0 first, so its heartbeat is in flight before backups count).
+    pub(crate) fn heartbeat_tick(&mut self) {
+        for i in 0..self.replicas.len() {
+            self.fire_if_armed(i, TimerKind::Heartbeat);
+        }
+    }
+
     fn executed_seqs(&self, i: usize) -> Vec<u64> {
         self.delivered[i].iter().map(|d| d.seq.0).collect()
     }
