@@ -36,6 +36,8 @@ pub struct BenchOptions {
     pub depth: usize,
     /// Validators 0..k (the primaries of views 0..k) killed together in the failover phase.
     pub kill_primaries: usize,
+    /// K of the validators' configs.
+    pub checkpoint_interval: u64,
 }
 
 pub struct BenchResult {
@@ -183,6 +185,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     let opts = LocalOptions {
         extra_requesters: o.clients,
         max_inflight_batches: o.max_inflight_batches,
+        checkpoint_interval: o.checkpoint_interval,
         // A load generator: the default quota (6,000 requests a minute per requester and
         // validator) would cap a long light-load phase, which is not what is measured here.
         quota_requests: Some(u32::MAX),

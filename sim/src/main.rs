@@ -121,6 +121,14 @@ enum Command {
         /// timeout counts.
         #[arg(long, default_value_t = 1)]
         kill_primaries: usize,
+        /// K: a checkpoint every this many sequence numbers (the window is 2K). A view change
+        /// re-proposes every batch above the last stable checkpoint, so K bounds its work.
+        #[arg(long, default_value_t = 32)]
+        checkpoint_interval: u64,
+        /// Keep the cluster's configs, data and logs (a temporary directory, printed at the end)
+        /// even when the run succeeds; set RUST_LOG=debug for per-decision log lines.
+        #[arg(long)]
+        keep: bool,
     },
     /// Benchmark the fleet: rollback reaction on a process cluster, and a production rollout
     /// across a large simulated fleet (in one process, real ledger, watcher, agent core and
@@ -280,14 +288,20 @@ fn main() -> ExitCode {
             max_inflight_batches,
             depth,
             kill_primaries,
-        } => bench(&scbe_sim::bench_cluster::BenchOptions {
-            validators,
-            duration,
-            clients,
-            max_inflight_batches,
-            depth,
-            kill_primaries,
-        }),
+            checkpoint_interval,
+            keep,
+        } => bench(
+            &scbe_sim::bench_cluster::BenchOptions {
+                validators,
+                duration,
+                clients,
+                max_inflight_batches,
+                depth,
+                kill_primaries,
+                checkpoint_interval,
+            },
+            keep,
+        ),
         Command::BenchCore {
             validators,
             requests,
@@ -537,7 +551,7 @@ fn up(
     ExitCode::SUCCESS
 }
 
-fn bench(opts: &scbe_sim::bench_cluster::BenchOptions) -> ExitCode {
+fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) -> ExitCode {
     let scbe_sim::bench_cluster::BenchOptions {
         validators,
         duration,
@@ -568,7 +582,7 @@ fn bench(opts: &scbe_sim::bench_cluster::BenchOptions) -> ExitCode {
     };
     let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, opts));
     // A run that failed or never saw the failover decision keeps its configs and logs.
-    if result.as_ref().is_ok_and(|r| r.failover.is_some()) {
+    if !keep && result.as_ref().is_ok_and(|r| r.failover.is_some()) {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         eprintln!("logs and data kept in {}", dir.display());
