@@ -143,6 +143,9 @@ struct Runtime {
     fleet_health: Arc<FleetHealth>,
     /// (last executed, view) when the fleet view was last refreshed.
     fleet_seen: (u64, u64),
+    /// (status, suspected view) after the last turn: changes are logged at debug level, the
+    /// timeline of a failover.
+    consensus_seen: (crate::consensus::Status, Option<u64>),
     started: Instant,
 }
 
@@ -235,6 +238,13 @@ impl Runtime {
         if self.metrics.view.swap(view, Ordering::Relaxed) != view {
             self.metrics.view_changes.fetch_add(1, Ordering::Relaxed);
             tracing::info!(node = self.id, view, "entered view");
+        }
+        let seen = (
+            self.replica.status(),
+            self.replica.suspecting().map(|v| v.0),
+        );
+        if std::mem::replace(&mut self.consensus_seen, seen) != seen {
+            tracing::debug!(node = self.id, view, status = ?seen.0, suspecting = ?seen.1, "consensus status");
         }
         // Clients that gave up no longer need a reply.
         self.waiters.retain(|_, ws| {
@@ -575,6 +585,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         fleet_view,
         fleet_health,
         fleet_seen: (u64::MAX, u64::MAX),
+        consensus_seen: (crate::consensus::Status::Normal, None),
         started: Instant::now(),
     };
     tracing::info!(node = id, %listen, view = rt.replica.view().0, executed = rt.replica.last_executed().0, "validator running");
