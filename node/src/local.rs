@@ -49,7 +49,7 @@ impl Default for LocalOptions {
             request_timeout: Duration::from_millis(500),
             view_change_timeout: Duration::from_millis(1000),
             status_interval: Duration::from_millis(500),
-            checkpoint_interval: 128,
+            checkpoint_interval: 32,
             extra_requesters: 0,
             max_inflight_batches: 8,
             agents: 0,
