@@ -108,3 +108,40 @@ fn a_replica_alone_in_a_higher_view_counts_for_the_next_view_change() {
         assert_eq!(c.executed_requests(i), 1, "replica {i}");
     }
 }
+
+/// The first backup to reach the silence limit brings along those one interval short of it:
+/// the view changes without waiting for a second clock to reach the limit. Two intervals short,
+/// a backup does not join, and one suspicion alone does not move the view.
+#[test]
+fn a_backup_one_interval_short_of_the_silence_limit_joins_a_suspicion() {
+    for (short_by, joins) in [(1, true), (2, false)] {
+        let mut c = Cluster::new(4, 128);
+        let silence = c.config(1).silence_ticks as usize;
+        c.isolate(0);
+        // Replica 1 counts every interval; replicas 2 and 3 miss the last `short_by`.
+        for t in 0..silence {
+            c.fire_if_armed(0, TimerKind::Heartbeat);
+            c.fire_if_armed(1, TimerKind::Heartbeat);
+            if t + short_by < silence {
+                c.fire_if_armed(2, TimerKind::Heartbeat);
+                c.fire_if_armed(3, TimerKind::Heartbeat);
+            }
+        }
+        for i in 1..4 {
+            let left = c.replica(i).view() == View(1);
+            assert_eq!(left, joins, "replica {i}, {short_by} interval(s) short");
+        }
+        if joins {
+            // The new primary (replica 1) completes the view change with the two joiners.
+            for i in 1..4 {
+                assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+            }
+        } else {
+            assert_eq!(
+                c.replica(1).suspecting(),
+                Some(View(0)),
+                "alone, it only suspects"
+            );
+        }
+    }
+}
