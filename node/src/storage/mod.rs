@@ -1,7 +1,9 @@
 //! Durable storage (redb): the records the consensus core persists (vote guard, prepared
 //! certificates, decided log with commit certificates, snapshots, stable checkpoints, view
-//! changes), written with one commit per turn of the runtime loop.
+//! changes), written with one commit per turn of the runtime loop; turns that only persist
+//! records go to a small append-only log first (`record_log.rs`).
 
+pub mod record_log;
 pub mod record_store;
 
 pub use record_store::{RecordStore, StorageError};

@@ -1,4 +1,5 @@
-//! The record store: an append-ordered log of the core's `Record`s in one redb file.
+//! The record store: an append-ordered log of the core's `Record`s in one redb file, with a
+//! small append-only log in front of it for turns that only persist records (`record_log.rs`).
 //!
 //! Rules the runtime relies on:
 //! - [`RecordStore::append`] makes every record of one loop turn durable in a single transaction
@@ -23,6 +24,8 @@ use crate::governance::ledger::{Fresh, Outcome};
 use crate::net::wire::{decode_commit_cert, stored_record_key, StoredKind};
 use crate::net::{decode_record, encode_record, WireError};
 
+use super::record_log::{LogEntry, LogError, RecordLog};
+
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The audit trail: every decided batch's commit certificate by sequence number. Never compacted.
@@ -38,6 +41,9 @@ const FORMAT_VERSION: &[u8] = b"scbe-records-1";
 /// with history. 64 MiB holds the B-trees' interior pages many times over and keeps a
 /// 6.4 MiB write cache (redb splits it 90/10), more than one turn writes.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes the record log holds before a turn goes to redb anyway (and empties the log): keeps
+/// the log, and the work of moving it into the store, small.
+const LOG_CAP_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -70,7 +76,22 @@ pub enum StorageError {
 pub struct RecordStore {
     path: PathBuf,
     db: Database,
+    /// Durable records not yet moved into `db` (they are, with the next redb commit).
+    log: RecordLog,
+    pending: Vec<LogEntry>,
     next_index: u64,
+}
+
+impl From<LogError> for StorageError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Io { path, detail } => StorageError::Io { path, detail },
+            LogError::Foreign { path, expected } => StorageError::Open {
+                path,
+                detail: format!("not the record log of validator key {expected}"),
+            },
+        }
+    }
 }
 
 impl RecordStore {
@@ -94,12 +115,8 @@ impl RecordStore {
             .set_cache_size(CACHE_BYTES)
             .open(path)
             .map_err(|e| open_err(&e))?;
-        let mut store = RecordStore {
-            path: path.to_path_buf(),
-            db,
-            next_index: 0,
-        };
-        let txn = store.db.begin_write().map_err(|e| open_err(&e))?;
+        let next_index;
+        let txn = db.begin_write().map_err(|e| open_err(&e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| open_err(&e))?;
             let format = meta
@@ -136,12 +153,43 @@ impl RecordStore {
                 }
             }
             let records = txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
-            store.next_index = records
+            next_index = records
                 .last()
                 .map_err(|e| open_err(&e))?
                 .map_or(0, |(k, _)| k.value() + 1);
         }
         txn.commit().map_err(|e| open_err(&e))?;
+        // Only now, with the store's owner checked.
+        let (log, logged) = RecordLog::open(&path.with_extension("log"), node)?;
+        let mut store = RecordStore {
+            path: path.to_path_buf(),
+            db,
+            log,
+            pending: Vec::new(),
+            next_index,
+        };
+        // The log's newest round: already in the store (a kill after the redb commit that moved
+        // it, before the log started over), or the records that follow the store's last.
+        let newer: Vec<LogEntry> = logged
+            .into_iter()
+            .filter(|(i, _)| *i >= store.next_index)
+            .collect();
+        match newer.first() {
+            None => store.log.restart(),
+            Some((first, _)) if *first == store.next_index => {
+                store.next_index += newer.len() as u64;
+                store.pending = newer;
+            }
+            Some((first, _)) => {
+                return Err(StorageError::Open {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "the record log starts at record {first} but the store ends before {}",
+                        store.next_index
+                    ),
+                })
+            }
+        }
         Ok(store)
     }
 
@@ -178,9 +226,18 @@ impl RecordStore {
         Ok(())
     }
 
-    /// Makes `records` durable in one transaction, in order, compacting at stable checkpoints.
+    /// Makes `records` durable, in order (in the record log while it has room).
     pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
         self.commit_turn(records, &[], &Fresh::default())
+    }
+
+    /// Moves what the record log holds into redb (compacting at stable checkpoints) and starts
+    /// the log over; the next commit with decided batches does the same on its own.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.write_to_db(&[], &[], &Fresh::default())
     }
 
     /// One loop turn's durable writes in one transaction: the core's records, the commit
@@ -199,6 +256,30 @@ impl RecordStore {
         {
             return Ok(());
         }
+        if decided.is_empty() && history.events.is_empty() && history.outcomes.is_empty() {
+            let entries: Vec<LogEntry> = records
+                .iter()
+                .zip(self.next_index..)
+                .map(|(r, i)| (i, encode_record(r)))
+                .collect();
+            let bytes: u64 = entries.iter().map(|(_, b)| b.len() as u64).sum();
+            if self.log.len() + bytes <= LOG_CAP_BYTES {
+                self.log.append(&entries)?;
+                self.next_index += entries.len() as u64;
+                self.pending.extend(entries);
+                return Ok(());
+            }
+        }
+        self.write_to_db(records, decided, history)
+    }
+
+    /// One redb transaction: what the record log holds, then this turn's writes.
+    fn write_to_db(
+        &mut self,
+        records: &[Record],
+        decided: &[crate::consensus::CommitCert],
+        history: &Fresh,
+    ) -> Result<(), StorageError> {
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
         {
             let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
@@ -234,6 +315,20 @@ impl RecordStore {
             .collect();
         {
             let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+            // What the log holds first, in order, with the compaction its records call for.
+            for (index, bytes) in std::mem::take(&mut self.pending) {
+                match stored_record_key(&bytes) {
+                    Some((StoredKind::Stable, Some(s))) => self.compact(&mut table, s)?,
+                    Some((StoredKind::ViewChange | StoredKind::EnteredView, _)) => self
+                        .drop_matching(&mut table, |kind, _| {
+                            matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
+                        })?,
+                    _ => {}
+                }
+                table
+                    .insert(index, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
             for r in records {
                 if let Record::Committed(c) = r {
                     if audited.get(&c.seq().0) == Some(&c.pre_prepare.value().digest) {
@@ -256,6 +351,7 @@ impl RecordStore {
             }
         }
         txn.commit().map_err(|e| self.io(e))?;
+        self.log.restart();
         Ok(())
     }
 
@@ -311,6 +407,14 @@ impl RecordStore {
         }
         drop(table);
         drop(txn);
+        for (index, bytes) in &self.pending {
+            let r = decode_record(bytes, dir).map_err(|source| StorageError::Record {
+                path: self.path.with_extension("log"),
+                index: *index,
+                source,
+            })?;
+            out.push(r);
+        }
         // Decided batches above the stable checkpoint, from the audit trail (see `commit_turn`).
         let stable = out
             .iter()
@@ -389,7 +493,7 @@ impl RecordStore {
     pub fn len(&self) -> Result<u64, StorageError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
-        table.len().map_err(|e| self.io(e))
+        Ok(table.len().map_err(|e| self.io(e))? + self.pending.len() as u64)
     }
 
     pub fn is_empty(&self) -> Result<bool, StorageError> {

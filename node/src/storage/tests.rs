@@ -11,11 +11,15 @@ use crate::consensus::{
 use crate::crypto::Keypair;
 use crate::net::ProtoCodec;
 
-fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record]) {
+/// One append per record (the worst case for compaction order), then, with `flush`, everything
+/// moved from the record log into redb (where compaction happens).
+fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record], flush: bool) {
     let mut s = RecordStore::open(path, &key.public()).expect("opens");
-    // One append per record: the worst case for compaction order.
     for r in records {
         s.append(std::slice::from_ref(r)).expect("appends");
+    }
+    if flush {
+        s.flush().expect("flushes");
     }
 }
 
@@ -31,6 +35,8 @@ fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica {
     .0
 }
 
+/// From the record log alone, from redb alone after the log moved there, and from both (half
+/// the records moved, half still in the log): the same replica comes back.
 #[test]
 fn reopened_store_restores_the_same_replica() {
     let mut c = Cluster::new(4, 2);
@@ -38,17 +44,28 @@ fn reopened_store_restores_the_same_replica() {
         c.input(0, Input::ClientRequest(c.request(nonce)));
         c.run();
     }
+    let records = &c.stores[1];
+    for split in [0, records.len() / 2, records.len()] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("node.redb");
+        store_all(&path, &c.keys[1], &records[..split], true);
+        store_all(&path, &c.keys[1], &records[split..], false);
+        let loaded = RecordStore::open(&path, &c.keys[1].public())
+            .expect("reopens")
+            .load(&c.dir)
+            .expect("loads");
+        let r = restore(&c, 1, &loaded);
+        assert_eq!(r.last_executed(), Seq(5), "split {split}");
+        assert_eq!(r.stable_checkpoint().seq, Seq(4), "split {split}");
+        assert_eq!(r.app().digest(), c.replica(1).app().digest());
+    }
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[1], &c.stores[1]);
+    store_all(&path, &c.keys[1], &c.stores[1], true);
     let loaded = RecordStore::open(&path, &c.keys[1].public())
         .expect("reopens")
         .load(&c.dir)
         .expect("loads");
-    let r = restore(&c, 1, &loaded);
-    assert_eq!(r.last_executed(), Seq(5));
-    assert_eq!(r.stable_checkpoint().seq, Seq(4));
-    assert_eq!(r.app().digest(), c.replica(1).app().digest());
     // Compaction kept nothing decided at or below the stable checkpoint but its snapshot.
     assert!(loaded.iter().all(|rec| match rec {
         Record::Snapshot(s) => s.seq >= Seq(4),
@@ -73,7 +90,7 @@ fn restart_through_the_store_never_signs_a_conflicting_prepare() {
     c.run();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[2], &c.stores[2]);
+    store_all(&path, &c.keys[2], &c.stores[2], false);
     let loaded = RecordStore::open(&path, &c.keys[2].public())
         .expect("reopens")
         .load(&c.dir)
@@ -133,7 +150,7 @@ fn a_corrupt_or_truncated_database_is_refused() {
         c.run();
     }
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[1], &c.stores[1]);
+    store_all(&path, &c.keys[1], &c.stores[1], true);
     let len = std::fs::metadata(&path).expect("meta").len();
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -152,7 +169,7 @@ fn a_tampered_record_is_refused_on_load() {
     c.run();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[1], &c.stores[1]);
+    store_all(&path, &c.keys[1], &c.stores[1], true);
     // Flip a byte near the end of the committed record's encoding (inside a signature).
     {
         use redb::{ReadableTable, TableDefinition};
