@@ -1,26 +1,26 @@
 //! The record log: a small append-only file in front of the redb store that makes a turn's
-//! consensus records durable with one sequential write and one `fdatasync`.
+//! writes durable with one sequential write and one `fdatasync`.
 //!
 //! Why: a redb commit rewrites about ten scattered 4 KiB pages (B-tree paths, the table tree,
 //! allocator state) before its fsync; measured with `strace` on a validator at light load, a
 //! commit took about 2 ms against 0.3 ms for an append and `fdatasync` on the same disk. A
 //! request waits for three such commits in a row (the primary's pre-prepare guard, the backups'
 //! prepare guard, every replica's prepared certificate), so they were most of its latency.
-//! Turns that only persist records (no decided batch, no ledger history) go here; the next redb
-//! commit moves them into the store in the same transaction as its own writes, and the log
-//! starts over (`RecordStore::commit_turn`).
+//! Every turn's writes go here first; redb commits them lazily, durably only every so often,
+//! and the log starts over after each durable commit (`RecordStore::commit_turn`).
 //!
-//! Format: a header (magic and the validator's key), then entries `[len u32][index u64]
-//! [payload][check 8]`, where `check` is the first 8 bytes of SHA-256 over index and payload.
+//! Format: a header (magic and the validator's key), then entries `[len u32][position u64]
+//! [payload][check 8]`, where `check` is the first 8 bytes of SHA-256 over position and payload.
+//! Positions grow by one per entry, across rounds and restarts.
 //! Every append is followed by `fdatasync` before the runtime sends anything that depends on it.
 //!
 //! What a kill at any instant leaves, and how `open` reads it:
 //! - A torn last entry (the append in flight): its check fails and reading stops there; nothing
 //!   that depended on it was sent.
 //! - After the log starts over, new entries overwrite old ones from the start, and entries of
-//!   earlier rounds may follow the newest ones. Indexes only grow, so reading stops at the first
-//!   entry whose index does not follow the previous one; entries the store already holds (index
-//!   below the store's next) are skipped by the caller.
+//!   earlier rounds may follow the newest ones. Positions only grow, so reading stops at the
+//!   first entry whose position does not follow the previous one; entries the store already
+//!   holds are skipped by the caller.
 //! - A kill while the file is created leaves at most a `.creating` file (discarded), never a log
 //!   without its header: the file is written under a temporary name and renamed into place.
 
@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::crypto::PublicKey;
 
-const MAGIC: &[u8; 16] = b"scbe-record-log1";
+const MAGIC: &[u8; 16] = b"scbe-record-log2";
 const HEADER_BYTES: u64 = 16 + 32;
 /// Length prefix, index, check.
 const FRAME_BYTES: usize = 4 + 8 + 8;
@@ -55,7 +55,7 @@ pub struct RecordLog {
     end: u64,
 }
 
-/// One entry: the store index it will take, and the encoded record.
+/// One entry: its position in the log, and its payload.
 pub type LogEntry = (u64, Vec<u8>);
 
 impl RecordLog {
