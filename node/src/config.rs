@@ -678,7 +678,7 @@ mod tests {
             "config key `consensus.request_timeout`: must be greater than zero",
         );
         check(
-            good.replacen("window = 256", "window = 100", 1),
+            good.replacen("window = 64", "window = 100", 1),
             "config key `consensus`",
         );
         check(
