@@ -1,13 +1,4 @@
-//! The record store: an append-ordered log of the core's `Record`s in one redb file, with the
-//! audit trail and the ledger's history beside it, and a small append-only log in front of it
-//! (`record_log.rs`) that makes each turn durable.
-//!
-//! Every turn's writes are appended to the record log (one write, one `fdatasync`) and then
-//! committed to redb without waiting for the disk; every `MAX_LAZY_COMMITS` turns, or once the
-//! log holds `LOG_CAP_BYTES`, the redb commit is durable and the log starts over. redb records
-//! how far into the log its state reaches (`log_applied`, in the same transaction), so after a
-//! crash `open` replays exactly what redb lost. Why: a durable redb commit costs about ten
-//! scattered page writes and an fsync (about 2 ms here), and a request waited for four of them.
+//! The record store: an append-ordered log of the core's `Record`s in one redb file.
 //!
 //! Rules the runtime relies on:
 //! - [`RecordStore::append`] makes every record of one loop turn durable in a single transaction
@@ -32,9 +23,6 @@ use crate::governance::ledger::{Fresh, Outcome};
 use crate::net::wire::{decode_commit_cert, stored_record_key, StoredKind};
 use crate::net::{decode_record, encode_record, WireError};
 
-use super::record_log::{LogEntry, LogError, RecordLog};
-use super::store_write::StoreWrite;
-
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The audit trail: every decided batch's commit certificate by sequence number. Never compacted.
@@ -50,12 +38,6 @@ const FORMAT_VERSION: &[u8] = b"scbe-records-1";
 /// with history. 64 MiB holds the B-trees' interior pages many times over and keeps a
 /// 6.4 MiB write cache (redb splits it 90/10), more than one turn writes.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
-/// Most bytes the record log holds before redb's commit is made durable and the log starts over.
-const LOG_CAP_BYTES: u64 = 4 * 1024 * 1024;
-/// Most redb commits between two durable ones: bounds what a restart replays.
-const MAX_LAZY_COMMITS: u32 = 256;
-/// META key: position of the last record-log entry whose writes redb's state includes.
-const LOG_APPLIED: &str = "log_applied";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -88,25 +70,7 @@ pub enum StorageError {
 pub struct RecordStore {
     path: PathBuf,
     db: Database,
-    /// Every turn's writes, durable before redb's (lazy) commit of them.
-    log: RecordLog,
     next_index: u64,
-    /// Position of the next log entry; positions only grow, across restarts too.
-    next_entry: u64,
-    /// redb commits since the last durable one.
-    lazy_commits: u32,
-}
-
-impl From<LogError> for StorageError {
-    fn from(e: LogError) -> Self {
-        match e {
-            LogError::Io { path, detail } => StorageError::Io { path, detail },
-            LogError::Foreign { path, expected } => StorageError::Open {
-                path,
-                detail: format!("not the record log of validator key {expected}"),
-            },
-        }
-    }
 }
 
 impl RecordStore {
@@ -130,8 +94,12 @@ impl RecordStore {
             .set_cache_size(CACHE_BYTES)
             .open(path)
             .map_err(|e| open_err(&e))?;
-        let applied: Option<u64>;
-        let txn = db.begin_write().map_err(|e| open_err(&e))?;
+        let mut store = RecordStore {
+            path: path.to_path_buf(),
+            db,
+            next_index: 0,
+        };
+        let txn = store.db.begin_write().map_err(|e| open_err(&e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| open_err(&e))?;
             let format = meta
@@ -167,59 +135,13 @@ impl RecordStore {
                     }
                 }
             }
-            applied = meta
-                .get(LOG_APPLIED)
+            let records = txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
+            store.next_index = records
+                .last()
                 .map_err(|e| open_err(&e))?
-                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-                .map(u64::from_be_bytes);
-            txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
+                .map_or(0, |(k, _)| k.value() + 1);
         }
         txn.commit().map_err(|e| open_err(&e))?;
-        // Only now, with the store's owner checked.
-        let (log, logged) = RecordLog::open(&path.with_extension("log"), node)?;
-        let mut store = RecordStore {
-            path: path.to_path_buf(),
-            db,
-            log,
-            next_index: 0,
-            next_entry: 0,
-            lazy_commits: 0,
-        };
-        // What the log holds beyond redb's state: a crash lost those lazy commits.
-        let expected = applied.map_or(0, |a| a + 1);
-        let lost: Vec<&LogEntry> = logged.iter().filter(|(p, _)| *p >= expected).collect();
-        if let Some((first, _)) = lost.first() {
-            if *first != expected {
-                return Err(StorageError::Open {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "the record log resumes at entry {first} but the store reaches only entry {}",
-                        expected
-                    ),
-                });
-            }
-        }
-        let last_seen = logged
-            .last()
-            .map(|(p, _)| *p)
-            .into_iter()
-            .chain(applied)
-            .max();
-        store.next_entry = last_seen.map_or(0, |p| p + 1);
-        if let Some((last, _)) = lost.last() {
-            let writes = lost
-                .iter()
-                .map(|(p, bytes)| {
-                    StoreWrite::decode(bytes).ok_or_else(|| StorageError::Open {
-                        path: path.with_extension("log"),
-                        detail: format!("record log entry {p} is not a store write"),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            store.apply(&writes, *last, true)?;
-        }
-        store.log.restart();
-        store.next_index = store.last_index()?.map_or(0, |i| i + 1);
         Ok(store)
     }
 
@@ -256,70 +178,52 @@ impl RecordStore {
         Ok(())
     }
 
-    /// Makes `records` durable, in order.
+    /// Makes `records` durable in one transaction, in order, compacting at stable checkpoints.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
         self.commit_turn(records, &[], &Fresh::default())
     }
 
-    /// Makes redb's state durable on its own and starts the record log over.
-    pub fn flush(&mut self) -> Result<(), StorageError> {
-        match self.next_entry.checked_sub(1) {
-            Some(last) if self.lazy_commits > 0 || !self.log.is_empty() => {
-                self.apply(&[], last, true)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// One loop turn's durable writes: the core's records, the commit certificates of the
-    /// batches it decided (the audit trail) and the ledger events and outcomes they produced.
-    /// Durable (in the record log) when this returns; in redb too, lazily.
+    /// One loop turn's durable writes in one transaction: the core's records, the commit
+    /// certificates of the batches it decided (the audit trail) and the ledger events and
+    /// outcomes they produced.
     pub fn commit_turn(
         &mut self,
         records: &[Record],
         decided: &[crate::consensus::CommitCert],
         history: &Fresh,
     ) -> Result<(), StorageError> {
-        let writes = self.turn_writes(records, decided, history);
-        if writes.is_empty() {
+        if records.is_empty()
+            && decided.is_empty()
+            && history.events.is_empty()
+            && history.outcomes.is_empty()
+        {
             return Ok(());
         }
-        let entries: Vec<LogEntry> = writes
-            .iter()
-            .zip(self.next_entry..)
-            .map(|(w, p)| (p, w.encode()))
-            .collect();
-        self.log.append(&entries)?;
-        self.next_entry += entries.len() as u64;
-        let durable = self.log.len() >= LOG_CAP_BYTES || self.lazy_commits >= MAX_LAZY_COMMITS;
-        self.apply(&writes, self.next_entry - 1, durable)
-    }
-
-    /// The writes of one turn, record indexes assigned.
-    fn turn_writes(
-        &mut self,
-        records: &[Record],
-        decided: &[crate::consensus::CommitCert],
-        history: &Fresh,
-    ) -> Vec<StoreWrite> {
-        let mut out = Vec::new();
-        for (position, e) in &history.events {
-            out.push(StoreWrite::Event {
-                position: *position,
-                json: serde_json::to_vec(e).unwrap_or_default(),
-            });
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
+            for (position, e) in &history.events {
+                let bytes = serde_json::to_vec(e).unwrap_or_default();
+                events
+                    .insert(*position, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+            let mut outcomes = txn.open_table(OUTCOMES).map_err(|e| self.io(e))?;
+            for (signer, nonce, o) in &history.outcomes {
+                let bytes = serde_json::to_vec(o).unwrap_or_default();
+                outcomes
+                    .insert(format!("{signer}:{nonce}").as_str(), bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
         }
-        for (signer, nonce, o) in &history.outcomes {
-            out.push(StoreWrite::Outcome {
-                key: format!("{signer}:{nonce}"),
-                json: serde_json::to_vec(o).unwrap_or_default(),
-            });
-        }
-        for c in decided {
-            out.push(StoreWrite::Decided {
-                seq: c.seq().0,
-                bytes: crate::net::wire::commit_cert_to_proto(c).encode_to_vec(),
-            });
+        {
+            let mut audit = txn.open_table(DECIDED).map_err(|e| self.io(e))?;
+            for c in decided {
+                let bytes = crate::net::wire::commit_cert_to_proto(c).encode_to_vec();
+                audit
+                    .insert(c.seq().0, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
         }
         // A batch decided in this turn is in the audit trail already: its `Committed` record is
         // not written a second time (`load` reads it back from there). One committed but not yet
@@ -328,82 +232,31 @@ impl RecordStore {
             .iter()
             .map(|c| (c.seq().0, c.pre_prepare.value().digest))
             .collect();
-        for r in records {
-            if let Record::Committed(c) = r {
-                if audited.get(&c.seq().0) == Some(&c.pre_prepare.value().digest) {
-                    continue;
-                }
-            }
-            out.push(StoreWrite::Record {
-                index: self.next_index,
-                bytes: encode_record(r),
-            });
-            self.next_index += 1;
-        }
-        out
-    }
-
-    /// One redb transaction with `writes` (records compacted at stable checkpoints, older view
-    /// records dropped), recording that redb's state reaches log entry `through`. A durable one
-    /// starts the record log over.
-    fn apply(
-        &mut self,
-        writes: &[StoreWrite],
-        through: u64,
-        durable: bool,
-    ) -> Result<(), StorageError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| self.io(e))?;
-        }
         {
-            let mut records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
-            let mut audit = txn.open_table(DECIDED).map_err(|e| self.io(e))?;
-            let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
-            let mut outcomes = txn.open_table(OUTCOMES).map_err(|e| self.io(e))?;
-            let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
-            for w in writes {
-                match w {
-                    StoreWrite::Record { index, bytes } => {
-                        match stored_record_key(bytes) {
-                            Some((StoredKind::Stable, Some(s))) => self.compact(&mut records, s)?,
-                            Some((StoredKind::ViewChange | StoredKind::EnteredView, _)) => self
-                                .drop_matching(&mut records, |kind, _| {
-                                    matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
-                                })?,
-                            _ => {}
-                        }
-                        records.insert(*index, bytes.as_slice())
-                    }
-                    StoreWrite::Decided { seq, bytes } => audit.insert(*seq, bytes.as_slice()),
-                    StoreWrite::Event { position, json } => {
-                        events.insert(*position, json.as_slice())
-                    }
-                    StoreWrite::Outcome { key, json } => {
-                        outcomes.insert(key.as_str(), json.as_slice())
+            let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+            for r in records {
+                if let Record::Committed(c) = r {
+                    if audited.get(&c.seq().0) == Some(&c.pre_prepare.value().digest) {
+                        continue;
                     }
                 }
-                .map_err(|e| self.io(e))?;
+                if let Record::Stable(cert) = r {
+                    self.compact(&mut table, cert.seq.0)?;
+                }
+                if matches!(r, Record::ViewChange(_) | Record::EnteredView { .. }) {
+                    self.drop_matching(&mut table, |kind, _| {
+                        matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
+                    })?;
+                }
+                let bytes = encode_record(r);
+                table
+                    .insert(self.next_index, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+                self.next_index += 1;
             }
-            meta.insert(LOG_APPLIED, through.to_be_bytes().as_slice())
-                .map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))?;
-        if durable {
-            self.log.restart();
-            self.lazy_commits = 0;
-        } else {
-            self.lazy_commits += 1;
-        }
         Ok(())
-    }
-
-    fn last_index(&self) -> Result<Option<u64>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
-        let last = table.last().map_err(|e| self.io(e))?;
-        Ok(last.map(|(k, _)| k.value()))
     }
 
     /// Removes records whose (kind, seq) matches `pred`.
@@ -458,7 +311,6 @@ impl RecordStore {
         }
         drop(table);
         drop(txn);
-
         // Decided batches above the stable checkpoint, from the audit trail (see `commit_turn`).
         let stable = out
             .iter()

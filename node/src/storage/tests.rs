@@ -11,15 +11,11 @@ use crate::consensus::{
 use crate::crypto::Keypair;
 use crate::net::ProtoCodec;
 
-/// One append per record (the worst case for compaction order), then, with `flush`, everything
-/// moved from the record log into redb (where compaction happens).
-fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record], flush: bool) {
+fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record]) {
     let mut s = RecordStore::open(path, &key.public()).expect("opens");
+    // One append per record: the worst case for compaction order.
     for r in records {
         s.append(std::slice::from_ref(r)).expect("appends");
-    }
-    if flush {
-        s.flush().expect("flushes");
     }
 }
 
@@ -35,8 +31,6 @@ fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica {
     .0
 }
 
-/// From the record log alone, from redb alone after the log moved there, and from both (half
-/// the records moved, half still in the log): the same replica comes back.
 #[test]
 fn reopened_store_restores_the_same_replica() {
     let mut c = Cluster::new(4, 2);
@@ -44,28 +38,17 @@ fn reopened_store_restores_the_same_replica() {
         c.input(0, Input::ClientRequest(c.request(nonce)));
         c.run();
     }
-    let records = &c.stores[1];
-    for split in [0, records.len() / 2, records.len()] {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("node.redb");
-        store_all(&path, &c.keys[1], &records[..split], true);
-        store_all(&path, &c.keys[1], &records[split..], false);
-        let loaded = RecordStore::open(&path, &c.keys[1].public())
-            .expect("reopens")
-            .load(&c.dir)
-            .expect("loads");
-        let r = restore(&c, 1, &loaded);
-        assert_eq!(r.last_executed(), Seq(5), "split {split}");
-        assert_eq!(r.stable_checkpoint().seq, Seq(4), "split {split}");
-        assert_eq!(r.app().digest(), c.replica(1).app().digest());
-    }
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[1], &c.stores[1], true);
+    store_all(&path, &c.keys[1], &c.stores[1]);
     let loaded = RecordStore::open(&path, &c.keys[1].public())
         .expect("reopens")
         .load(&c.dir)
         .expect("loads");
+    let r = restore(&c, 1, &loaded);
+    assert_eq!(r.last_executed(), Seq(5));
+    assert_eq!(r.stable_checkpoint().seq, Seq(4));
+    assert_eq!(r.app().digest(), c.replica(1).app().digest());
     // Compaction kept nothing decided at or below the stable checkpoint but its snapshot.
     assert!(loaded.iter().all(|rec| match rec {
         Record::Snapshot(s) => s.seq >= Seq(4),
@@ -90,7 +73,7 @@ fn restart_through_the_store_never_signs_a_conflicting_prepare() {
     c.run();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[2], &c.stores[2], false);
+    store_all(&path, &c.keys[2], &c.stores[2]);
     let loaded = RecordStore::open(&path, &c.keys[2].public())
         .expect("reopens")
         .load(&c.dir)
@@ -150,7 +133,7 @@ fn a_corrupt_or_truncated_database_is_refused() {
         c.run();
     }
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[1], &c.stores[1], true);
+    store_all(&path, &c.keys[1], &c.stores[1]);
     let len = std::fs::metadata(&path).expect("meta").len();
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -169,7 +152,7 @@ fn a_tampered_record_is_refused_on_load() {
     c.run();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    store_all(&path, &c.keys[1], &c.stores[1], true);
+    store_all(&path, &c.keys[1], &c.stores[1]);
     // Flip a byte near the end of the committed record's encoding (inside a signature).
     {
         use redb::{ReadableTable, TableDefinition};
@@ -312,73 +295,4 @@ fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
     let r = restore(&c, 1, &loaded);
     assert_eq!(r.last_executed(), Seq(5));
     assert_eq!(r.app().digest(), c.replica(1).app().digest());
-}
-
-/// A kill after turns reached the record log but before redb's lazy commits of them reached the
-/// disk: redb comes back at its last durable commit, and `open` replays the rest from the log
-/// (records, ledger history), so the replica and the history come back whole.
-#[test]
-fn turns_redb_lost_in_a_crash_come_back_from_the_record_log() {
-    use crate::governance::event::Event;
-    use crate::governance::ledger::Fresh;
-    use crate::governance::Tongue;
-    let history = |turn: u64| Fresh {
-        events: vec![(
-            turn,
-            Event {
-                seq: turn,
-                tongue: Tongue::RU,
-                kind: "request_rejected".into(),
-                subject: format!("r{turn}"),
-                detail: String::new(),
-            },
-        )],
-        outcomes: vec![],
-    };
-    let mut c = Cluster::new(4, 2);
-    for nonce in 1..=5 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
-    let records = c.stores[1].clone();
-    let half = records.len() / 2;
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("node.redb");
-    let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
-    for r in &records[..half] {
-        s.append(std::slice::from_ref(r)).expect("appends");
-    }
-    s.commit_turn(&[], &[], &history(0)).expect("commits");
-    s.flush().expect("flushes");
-    let durable_db = std::fs::read(&path).expect("read");
-    for r in &records[half..] {
-        s.append(std::slice::from_ref(r)).expect("appends");
-    }
-    s.commit_turn(&[], &[], &history(1)).expect("commits");
-    let log = std::fs::read(path.with_extension("log")).expect("read");
-    drop(s);
-    let crashed = dir.path().join("crashed.redb");
-    std::fs::write(&crashed, durable_db).expect("write");
-    std::fs::write(crashed.with_extension("log"), log).expect("write");
-    for reopen in 0..2 {
-        let mut s = RecordStore::open(&crashed, &c.keys[1].public()).expect("reopens");
-        let loaded = s.load(&c.dir).expect("loads");
-        let r = restore(&c, 1, &loaded);
-        assert_eq!(r.last_executed(), Seq(5), "reopen {reopen}");
-        assert_eq!(r.stable_checkpoint().seq, Seq(4));
-        assert_eq!(r.app().digest(), c.replica(1).app().digest());
-        let events: Vec<u64> = s
-            .events_from(0, 10)
-            .expect("reads")
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect();
-        let expected: Vec<u64> = (0..2 + reopen).collect();
-        assert_eq!(events, expected, "reopen {reopen}");
-        // Writing goes on after the replay (the second round reads it back too).
-        s.commit_turn(&[], &[], &history(2 + reopen))
-            .expect("commits");
-    }
-    let s = RecordStore::open(&crashed, &c.keys[1].public()).expect("reopens");
-    assert_eq!(s.events_from(0, 10).expect("reads").len(), 4);
 }
