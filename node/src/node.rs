@@ -40,6 +40,9 @@ use crate::timeouts::Timeouts;
 
 /// Inputs waiting for the core; beyond this, peers' messages are dropped (and counted).
 pub const INBOUND_QUEUE: usize = 16_384;
+/// A storage commit this long is logged (a quarter of the default silence allowed).
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
 /// Most inputs handled in one turn (one commit).
 pub const MAX_TURN: usize = 512;
 /// Envelope digests remembered as verified (about 6 MB at most).
@@ -194,9 +197,21 @@ impl Runtime {
         if !records.is_empty() || !decided.is_empty() || has_history {
             let start = std::time::Instant::now();
             tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided, &history))?;
+            let took = start.elapsed();
+            if took >= SLOW_COMMIT {
+                // The loop (heartbeats included) waited this long: worth seeing next to a view
+                // change.
+                tracing::warn!(
+                    node = self.id,
+                    ms = took.as_millis() as u64,
+                    records = records.len(),
+                    decided = decided.len(),
+                    "slow storage commit"
+                );
+            }
             self.metrics
                 .sync_micros_total
-                .fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
             self.metrics.syncs.fetch_add(1, Ordering::Relaxed);
         }
         for a in actions {
