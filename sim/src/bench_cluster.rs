@@ -26,17 +26,32 @@ use scbe_node::net::{envelope_to_proto, ProtoCodec};
 use scbe_proto::v1::governance_client::GovernanceClient;
 use tonic::transport::Channel;
 
-#[derive(Clone, Copy)]
+/// What `scbe-sim bench` runs (its command-line options).
+#[derive(Clone, Copy, clap::Args)]
 pub struct BenchOptions {
+    #[arg(long, default_value_t = 4)]
     pub validators: usize,
+    /// Total duration of the light-load and saturation phases (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Concurrent clients in the saturation phase.
+    #[arg(long, default_value_t = 64)]
     pub clients: usize,
+    /// Batches the primary keeps in flight (fewer means bigger batches).
+    #[arg(long, default_value_t = 8)]
     pub max_inflight_batches: u64,
-    /// Requests each saturation client keeps in flight (1: unary `Submit`, one at a time).
+    /// Requests each saturation client keeps in flight on one `SubmitStream` call; 1 uses
+    /// unary `Submit`, one request at a time (the CLI's path).
+    #[arg(long, default_value_t = 32)]
     pub depth: usize,
-    /// Validators 0..k (the primaries of views 0..k) killed together in the failover phase.
+    /// Validators killed at once in the failover phase: the primaries of the current view and
+    /// the next ones (at most f). With 2, the first new view fails too and its view-change
+    /// timeout counts.
+    #[arg(long, default_value_t = 1)]
     pub kill_primaries: usize,
-    /// K of the validators' configs.
+    /// K: a checkpoint every this many sequence numbers (the window is 2K). A view change
+    /// re-proposes every batch above the last stable checkpoint, so K bounds its work.
+    #[arg(long, default_value_t = 32)]
     pub checkpoint_interval: u64,
 }
 

@@ -101,30 +101,8 @@ enum Command {
     /// Three phases: latency at light load (p50/p99 submit to decided), decided requests/s at
     /// saturation, and the time from SIGKILL of the primary to the next decision.
     Bench {
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        /// Total duration of the light-load and saturation phases (e.g. 30s).
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        duration: std::time::Duration,
-        /// Concurrent clients in the saturation phase.
-        #[arg(long, default_value_t = 64)]
-        clients: usize,
-        /// Batches the primary keeps in flight (fewer means bigger batches).
-        #[arg(long, default_value_t = 8)]
-        max_inflight_batches: u64,
-        /// Requests each saturation client keeps in flight on one `SubmitStream` call; 1 uses
-        /// unary `Submit`, one request at a time (the CLI's path).
-        #[arg(long, default_value_t = 32)]
-        depth: usize,
-        /// Validators killed at once in the failover phase: the primaries of the current view and
-        /// the next ones (at most f). With 2, the first new view fails too and its view-change
-        /// timeout counts.
-        #[arg(long, default_value_t = 1)]
-        kill_primaries: usize,
-        /// K: a checkpoint every this many sequence numbers (the window is 2K). A view change
-        /// re-proposes every batch above the last stable checkpoint, so K bounds its work.
-        #[arg(long, default_value_t = 32)]
-        checkpoint_interval: u64,
+        #[command(flatten)]
+        opts: scbe_sim::bench_cluster::BenchOptions,
         /// Keep the cluster's configs, data and logs (a temporary directory, printed at the end)
         /// even when the run succeeds; set RUST_LOG=debug for per-decision log lines.
         #[arg(long)]
@@ -281,27 +259,7 @@ fn main() -> ExitCode {
             window,
             dir,
         } => up(validators, agents, degrade, window, &dir),
-        Command::Bench {
-            validators,
-            duration,
-            clients,
-            max_inflight_batches,
-            depth,
-            kill_primaries,
-            checkpoint_interval,
-            keep,
-        } => bench(
-            &scbe_sim::bench_cluster::BenchOptions {
-                validators,
-                duration,
-                clients,
-                max_inflight_batches,
-                depth,
-                kill_primaries,
-                checkpoint_interval,
-            },
-            keep,
-        ),
+        Command::Bench { opts, keep } => bench(&opts, keep),
         Command::BenchCore {
             validators,
             requests,
