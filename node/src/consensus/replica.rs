@@ -61,6 +61,8 @@ mod relay;
 mod requests;
 mod state_transfer;
 mod suspicion;
+#[cfg(test)]
+pub(crate) use suspicion::SUSPICION_TICKS;
 mod view_change;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -221,6 +223,9 @@ pub struct Replica {
     suspicion: Option<suspicion::Suspicion>,
     /// Latest suspicion from each peer: (view, `ticks` when it arrived).
     suspects: BTreeMap<ReplicaId, (View, u64)>,
+    /// This replica's own latest `Suspect`: (view, `ticks` when it was sent). It outlives the
+    /// suspicion for as long as peers count it (`suspicion.rs`, following those who left).
+    suspect_sent: Option<(View, u64)>,
     /// Heartbeat intervals since start: the clock suspicions age by.
     ticks: u64,
     /// State transfer already requested for this `last_executed` (one probe per position).
@@ -298,6 +303,7 @@ impl Replica {
             primary_silent: 0,
             suspicion: None,
             suspects: BTreeMap::new(),
+            suspect_sent: None,
             ticks: 0,
             state_requested: None,
             assembling: None,

@@ -145,3 +145,54 @@ fn a_backup_one_interval_short_of_the_silence_limit_joins_a_suspicion() {
         }
     }
 }
+
+/// Found by `scbe-sim bench` (a 300 ms disk stall at light load): replica 3 suspected its silent
+/// primary, replica 2 (one interval short) joined and left for view 1, then replica 3 heard the
+/// primary again and dropped its suspicion before replica 2's view change reached it. Replica 2
+/// sat alone in view 1 for six minutes. A replica whose `Suspect` may still have counted for the
+/// peers that left follows them; once its suspicion is older than that, it does not.
+#[test]
+fn a_replica_whose_suspicion_ended_follows_the_peers_that_left_on_it() {
+    for (aged_by, follows) in [
+        (0, true),
+        (super::replica::SUSPICION_TICKS as usize + 2, false),
+    ] {
+        let mut c = Cluster::new(4, 128);
+        let silence = c.config(1).silence_ticks as usize;
+        // The primary is silent to 2 and 3; 2's messages do not reach 3 for now.
+        for cut in [(0, 2), (0, 3), (2, 3)] {
+            c.cut.insert(cut);
+        }
+        for t in 0..silence {
+            for i in [0, 1, 3] {
+                c.fire_if_armed(i, TimerKind::Heartbeat);
+            }
+            if t + 1 < silence {
+                c.fire_if_armed(2, TimerKind::Heartbeat);
+            }
+        }
+        assert_eq!(c.replica(2).view(), View(1), "replica 2 joined and left");
+        assert_eq!(c.replica(3).suspecting(), Some(View(0)));
+        // Replica 3 hears the primary again: its suspicion ends.
+        c.cut.remove(&(0, 3));
+        c.fire_if_armed(0, TimerKind::Heartbeat);
+        assert_eq!(c.replica(3).suspecting(), None);
+        for _ in 0..aged_by {
+            c.heartbeat_tick();
+        }
+        // Replica 2's view change (retransmitted at its status tick) reaches replica 3.
+        c.cut.remove(&(2, 3));
+        c.fire(2, TimerKind::Status);
+        if follows {
+            for i in 0..4 {
+                assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+                assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+            }
+        } else {
+            for i in [0, 1, 3] {
+                assert_eq!(c.replica(i).view(), View(0), "replica {i}");
+            }
+            assert_eq!(c.replica(2).view(), View(1));
+        }
+    }
+}

@@ -4,7 +4,9 @@
 //! the view change only once `f` other replicas suspect the same view too (a fresh `Suspect`, or
 //! a view change for a higher view, which says as much). A backup one heartbeat interval short of
 //! its own silence limit joins once `f` others suspect, so the view changes when the first
-//! backup's clock reaches the limit, not the `f + 1`-th.
+//! backup's clock reaches the limit, not the `f + 1`-th. And a replica whose own suspicion ended
+//! (its primary heard again) while peers were leaving on it follows them, so they are not
+//! stranded in the higher view (`left_on_my_word`).
 //!
 //! Why: a view change cannot be taken back. A replica that sent `ViewChange(v + 1)` must never
 //! prepare in `v` again, or a new-view built on that older message could miss a request it
@@ -31,7 +33,7 @@ use super::{Replica, Status};
 
 /// Heartbeat intervals a peer's suspicion counts after it arrived. A suspecting replica re-sends
 /// its suspicion every interval, so a suspicion lapses soon after its sender stopped suspecting.
-pub(super) const SUSPICION_TICKS: u64 = 4;
+pub(crate) const SUSPICION_TICKS: u64 = 4;
 
 /// Why this replica suspects its view's primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +79,7 @@ impl Replica {
             c.encode_suspect(v)
         });
         self.broadcast(&signed);
+        self.suspect_sent = Some((self.view, self.ticks));
     }
 
     pub(super) fn on_suspect(&mut self, s: Suspect, from: ReplicaId) {
@@ -131,14 +134,39 @@ impl Replica {
 
     pub(super) fn leave_view_if_suspected(&mut self) {
         self.join_if_nearly_silent();
-        let suspecting =
-            self.status == Status::Normal && self.suspicion.is_some_and(|s| s.view() == self.view);
+        let suspecting = self.status == Status::Normal
+            && (self.suspicion.is_some_and(|s| s.view() == self.view)
+                || self.left_on_my_word() >= self.cfg.f());
         if suspecting && self.suspected_by() >= self.cfg.f() {
             self.suspicion = None;
             self.primary_silent = 0;
             self.backoff = self.failed_views().saturating_add(1);
             self.start_view_change(self.view.next());
         }
+    }
+
+    /// Peers that left the current view (a view change for a higher one) while this replica's
+    /// last `Suspect` of it may still have counted for them: sent at most `SUSPICION_TICKS`
+    /// intervals ago (the time a peer counts it), plus one for a view change still on its way.
+    /// When `f` of them left, this replica follows even if its own suspicion has ended since
+    /// (its primary heard again): they left because it suspected too, and without it they would
+    /// sit in the higher view without voting while the view went on with no fault tolerance to
+    /// spare, until its next view change (a 300 ms disk stall at light load stranded one
+    /// replica for six minutes that way). Following makes `f + 1` view changes, so everyone
+    /// moves: one view change instead. Outside that window nothing changes (a Byzantine peer
+    /// cannot use an old, passing doubt to move an honest replica).
+    fn left_on_my_word(&self) -> usize {
+        let recent = self.suspect_sent.is_some_and(|(v, at)| {
+            v == self.view && self.ticks.saturating_sub(at) <= SUSPICION_TICKS + 1
+        });
+        if !recent {
+            return 0;
+        }
+        let me = self.cfg.id;
+        self.view_changes
+            .iter()
+            .filter(|(id, vc)| **id != me && vc.value().new_view > self.view)
+            .count()
     }
 
     /// A backup one interval short of its own silence limit that hears `f` others suspect the
