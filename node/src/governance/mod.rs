@@ -21,6 +21,10 @@ pub use release::FusedRelease;
 pub use stage::{Stage, Tongue};
 
 #[cfg(test)]
-pub(crate) mod ledger_tests;
+mod ledger_rollout_tests;
+#[cfg(test)]
+mod ledger_tests;
+#[cfg(test)]
+pub(crate) mod ledger_world;
 #[cfg(test)]
 mod retention_tests;

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::ledger::*;
-use super::ledger_tests::World;
+use super::ledger_world::World;
 use super::operation::Operation;
 use crate::consensus::StateMachine;
 use crate::crypto::Keypair;
@@ -18,7 +18,7 @@ fn ops() -> impl Strategy<Value = Vec<(u8, u64)>> {
 fn run(ops: &[(u8, u64)]) -> World {
     let mut w = World::new();
     w.request(Operation::RegisterRelease {
-        release: super::ledger_tests::release("v1"),
+        release: super::ledger_world::release("v1"),
     });
     for &(kind, x) in ops {
         let op = match kind {

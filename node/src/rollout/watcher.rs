@@ -495,7 +495,7 @@ impl Watcher {
 mod tests {
     use super::*;
     use crate::governance::ledger::Signer;
-    use crate::governance::ledger_tests::World;
+    use crate::governance::ledger_world::World;
     use crate::rollout::evidence::OrderAction;
 
     fn settings() -> WatchSettings {
@@ -739,7 +739,7 @@ mod tests {
 mod vote_tests {
     use super::*;
     use crate::governance::ledger::Signer;
-    use crate::governance::ledger_tests::{release, World};
+    use crate::governance::ledger_world::{release, World};
     use crate::governance::Stage;
 
     #[test]

@@ -1,0 +1,316 @@
+//! Ledger scenarios of rollouts: auto-rollback on agent-signed evidence, deploy acks, missing
+//! data, progress and manual rollback.
+
+use super::ledger::*;
+use super::ledger_world::*;
+use super::operation::Operation;
+use super::stage::{Stage, Tongue};
+use crate::rollout::evidence::{AckOutcome, DeployAck, HealthReport, OrderAction};
+
+#[test]
+fn auto_rollback_needs_signed_evidence_of_degradation() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let first = w.ledger.state().rollouts[&r].batches[0][0].clone();
+    let a = w.agent_index(&first);
+    let auto = |reports: Vec<HealthReport>| Operation::AutoRollback {
+        rollout: r,
+        reports,
+        acks: vec![],
+    };
+    // Healthy report: no proof.
+    let o = w.submit(Signer::Validator(1), &auto(vec![w.health(a, r, "v1", 0.9)]));
+    assert!(!o.accepted);
+    // A degraded report signed by the wrong key: forged.
+    let mut forged = w.health(a, r, "v1", 0.3);
+    forged.signature = w.health((a + 1) % 6, r, "v1", 0.3).signature;
+    let o = w.submit(Signer::Validator(1), &auto(vec![forged]));
+    assert!(!o.accepted);
+    assert!(
+        o.reasons
+            .iter()
+            .any(|x| x.contains("not signed by that agent")),
+        "{:?}",
+        o.reasons
+    );
+    // A degraded report for another rollout, or from an agent not deployed, proves nothing.
+    let o = w.submit(
+        Signer::Validator(1),
+        &auto(vec![w.health(a, r + 7, "v1", 0.3)]),
+    );
+    assert!(!o.accepted);
+    let outside = (0..6)
+        .find(|i| !w.ledger.state().rollouts[&r].batches[0].contains(&w.agents[*i].0.id))
+        .expect("an agent outside batch 1");
+    let o = w.submit(
+        Signer::Validator(1),
+        &auto(vec![w.health(outside, r, "v1", 0.3)]),
+    );
+    assert!(!o.accepted, "{:?}", o.reasons);
+    // A requester cannot trigger it at all.
+    let bad = w.health(a, r, "v1", 0.3);
+    assert!(!w.request(auto(vec![bad.clone()])).accepted);
+    // Genuine degraded report from a deployed agent.
+    let o = w.submit(Signer::Validator(1), &auto(vec![bad]));
+    assert!(o.accepted, "{:?}", o.reasons);
+    let ro = &w.ledger.state().rollouts[&r];
+    assert_eq!(ro.status, RolloutStatus::RollingBack);
+    assert_eq!(
+        ro.rollback_agents, ro.batches[0],
+        "the deployed batch rolls back"
+    );
+    assert!(!w.ledger.state().current.contains_key(&Stage::Canary));
+    assert_eq!(
+        w.ledger.journal().events.iter().last().map(|e| e.tongue),
+        Some(Tongue::DR)
+    );
+}
+
+#[test]
+fn a_failed_deploy_ack_rolls_back_and_the_rollback_completes_on_signed_acks() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let batch = w.ledger.state().rollouts[&r].batches[0].clone();
+    let a = w.agent_index(&batch[1]);
+    let failed = w.ack_with(a, r, OrderAction::Deploy, "v1", AckOutcome::Failed);
+    let o = w.submit(
+        Signer::Validator(2),
+        &Operation::AutoRollback {
+            rollout: r,
+            reports: vec![],
+            acks: vec![failed],
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let order = w.ledger.current_order(r).expect("rollback order");
+    assert_eq!(order.action, OrderAction::Rollback);
+    assert_eq!(order.version, "v0");
+    assert_eq!(order.agents, batch);
+    // Acks for the old deploy step do not count for the rollback step.
+    let stale = w.ack(a, r, "v1");
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RollbackDone {
+            rollout: r,
+            acks: vec![stale],
+        },
+    );
+    assert!(!o.accepted);
+    // Two agents, then the last one.
+    let idx: Vec<usize> = batch.iter().map(|id| w.agent_index(id)).collect();
+    let acks: Vec<DeployAck> = idx
+        .iter()
+        .map(|&i| w.ack_with(i, r, OrderAction::Rollback, "v0", AckOutcome::Done))
+        .collect();
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RollbackDone {
+            rollout: r,
+            acks: acks[..2].to_vec(),
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    assert_eq!(w.ledger.state().rollouts[&r].rollback_pending.len(), 1);
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RollbackDone {
+            rollout: r,
+            acks: acks[2..].to_vec(),
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    assert_eq!(
+        w.ledger.state().rollouts[&r].status,
+        RolloutStatus::RolledBack
+    );
+    assert!(batch.iter().all(|id| w.ledger.state().assigned[id] == "v0"));
+    assert!(w.ledger.current_order(r).is_none());
+}
+
+#[test]
+fn no_data_rolls_back_only_on_f_plus_one_distinct_claims_for_the_current_step() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let step = w.step(r);
+    let agents = vec![w.ledger.state().rollouts[&r].batches[0][0].clone()];
+    let claim = |issued_seq| Operation::NoData {
+        rollout: r,
+        issued_seq,
+        agents: agents.clone(),
+    };
+    assert!(
+        !w.submit(Signer::Validator(0), &claim(step + 5)).accepted,
+        "wrong step"
+    );
+    assert!(w.submit(Signer::Validator(0), &claim(step)).accepted);
+    assert!(
+        !w.submit(Signer::Validator(0), &claim(step)).accepted,
+        "same validator twice"
+    );
+    assert!(!w.request(claim(step)).accepted, "requesters cannot claim");
+    assert_eq!(
+        w.ledger.state().rollouts[&r].status,
+        RolloutStatus::InProgress
+    );
+    // n = 4, f = 1: the second distinct validator makes f + 1.
+    assert!(w.submit(Signer::Validator(3), &claim(step)).accepted);
+    let ro = &w.ledger.state().rollouts[&r];
+    assert_eq!(ro.status, RolloutStatus::RollingBack);
+    assert!(ro.reason.contains("no healthy data"), "{}", ro.reason);
+}
+
+#[test]
+fn rollout_progress_without_data_is_a_failure() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout: r,
+            batch: 1,
+            acks: vec![],
+            reports: vec![],
+        },
+    );
+    assert!(!o.accepted);
+    assert!(o.reasons.iter().any(|x| x.contains("no data is a failure")));
+}
+
+#[test]
+fn progress_needs_enough_samples_the_right_step_and_may_come_in_chunks() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let batch = w.ledger.state().rollouts[&r].batches[0].clone();
+    let idx: Vec<usize> = batch.iter().map(|id| w.agent_index(id)).collect();
+    // A report from before the window ended: not yet healthy, so no completion.
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout: r,
+            batch: 1,
+            acks: vec![w.ack(idx[0], r, "v1")],
+            reports: vec![w.health_with(idx[0], r, "v1", 0.9, 3)],
+        },
+    );
+    assert!(!o.accepted);
+    // First chunk: one agent.
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout: r,
+            batch: 1,
+            acks: vec![w.ack(idx[0], r, "v1")],
+            reports: vec![w.health(idx[0], r, "v1", 0.9)],
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let ro = &w.ledger.state().rollouts[&r];
+    assert_eq!((ro.completed, ro.recorded.len()), (0, 1));
+    // The rest.
+    let acks = idx[1..].iter().map(|&i| w.ack(i, r, "v1")).collect();
+    let reports = idx[1..]
+        .iter()
+        .map(|&i| w.health(i, r, "v1", 0.9))
+        .collect();
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout: r,
+            batch: 1,
+            acks,
+            reports,
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    assert_eq!(w.ledger.state().rollouts[&r].completed, 1);
+    assert!(batch.iter().all(|id| w.ledger.state().assigned[id] == "v1"));
+}
+
+#[test]
+fn the_current_order_is_what_every_validator_derives() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let o = w.ledger.current_order(r).expect("deploy order");
+    assert_eq!(o.action, OrderAction::Deploy);
+    assert_eq!(o.batch, 1);
+    assert_eq!(
+        o.release_digest,
+        w.ledger.state().releases["v1"].release.digest
+    );
+    assert_eq!(o.units.len(), 3);
+    assert!(o.agents.windows(2).all(|p| p[0] < p[1]), "sorted");
+    // A second ledger fed the same requests derives byte-identical orders.
+    let mut twin = World::new();
+    twin.promote_to_canary("v1");
+    assert_eq!(
+        twin.ledger.current_order(r).map(|o| o.to_bytes()),
+        Some(o.to_bytes())
+    );
+}
+
+#[test]
+fn manual_rollback_is_voted_and_restores_every_agent_batch_by_batch() {
+    let mut w = World::new();
+    let canary = w.promote_to_canary("v1");
+    w.complete_batches(canary, "v1");
+    let p = w
+        .request(Operation::Promote {
+            version: "v1".into(),
+            to: Stage::Production,
+            rollback_to: "v0".into(),
+        })
+        .proposal
+        .expect("p");
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    let prod = w
+        .ledger
+        .state()
+        .rollouts
+        .keys()
+        .max()
+        .copied()
+        .expect("rollout");
+    w.complete_batches(prod, "v1");
+    assert_eq!(w.ledger.state().current[&Stage::Production], "v1");
+    let o = w.request(Operation::Rollback {
+        target_version: "v0".into(),
+        reason: "regression".into(),
+    });
+    let p = o.proposal.expect("rollback proposal");
+    let mut restore = None;
+    for v in 0..3 {
+        restore = w.vote(v, p, true).rollout.or(restore);
+    }
+    let restore = restore.expect("a restore rollout");
+    let order = w.ledger.current_order(restore).expect("order");
+    assert_eq!(
+        (order.action, order.version.as_str()),
+        (OrderAction::Rollback, "v0")
+    );
+    let batches = w.ledger.state().rollouts[&restore].batches.clone();
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 6);
+    for (i, batch) in batches.iter().enumerate() {
+        let acks = batch
+            .iter()
+            .map(|id| {
+                let a = w.agent_index(id);
+                w.ack_with(a, restore, OrderAction::Rollback, "v0", AckOutcome::Done)
+            })
+            .collect();
+        let o = w.submit(
+            Signer::Validator(1),
+            &Operation::RolloutProgress {
+                rollout: restore,
+                batch: i as u32 + 1,
+                acks,
+                reports: vec![],
+            },
+        );
+        assert!(o.accepted, "{:?}", o.reasons);
+    }
+    assert_eq!(w.ledger.state().current[&Stage::Production], "v0");
+    assert_eq!(w.ledger.state().releases["v1"].stage, Stage::Staging);
+    assert!(w.ledger.state().assigned.values().all(|v| v == "v0"));
+}
