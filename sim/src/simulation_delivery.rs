@@ -1,0 +1,236 @@
+//! The simulation's message path: a delivery through the real wire door (`net::open`) into a
+//! replica (or a Byzantine node's mischief), the actions a replica returns (persisted, sent over
+//! the faulty network, timers armed), and the invariant checks that watch what is sent and
+//! decided.
+
+use super::*;
+
+impl Simulation {
+    pub(super) fn deliver(&mut self, to: usize, bytes: Arc<Vec<u8>>) {
+        if self.nodes[to].replica.is_none() {
+            return;
+        }
+        if let Some(b) = self.nodes[to].byzantine.as_mut() {
+            b.observe(&mut self.rng, &bytes);
+        }
+        match open(&bytes, &self.directory) {
+            Ok(message) => self.feed(to, Input::Message(message)),
+            Err(_) => self.stats.rejected_at_edge += 1,
+        }
+    }
+
+    pub(crate) fn feed(&mut self, node: usize, input: Input) {
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return;
+        };
+        let actions = replica.handle(input);
+        self.apply(node, actions);
+    }
+
+    /// Signs an operation of validator `node`'s own and hands it to its replica.
+    pub(crate) fn own_request(&mut self, node: usize, op: &Operation) {
+        let n = &mut self.nodes[node];
+        n.own_nonce += 1;
+        let request = Signed::seal(
+            Request {
+                nonce: n.own_nonce,
+                operation: op.to_bytes(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &n.key,
+            scbe_node::consensus::Principal::Validator(ReplicaId(node as u32)),
+        );
+        self.trace(&[b"own", &(node as u64).to_be_bytes(), op.name().as_bytes()]);
+        self.feed(node, Input::ClientRequest(request));
+    }
+
+    /// The ledger of validator `node`, if it is up.
+    pub(crate) fn ledger(&self, node: usize) -> Option<&Ledger> {
+        self.nodes[node]
+            .replica
+            .as_ref()
+            .and_then(|r| r.app().as_any().downcast_ref::<Ledger>())
+    }
+
+    /// The honest validators' ledgers that are up.
+    pub(crate) fn honest_ledgers(&self) -> Vec<&Ledger> {
+        (0..self.sc.n)
+            .filter(|i| self.is_honest(*i))
+            .filter_map(|i| self.ledger(i))
+            .collect()
+    }
+
+    /// The most advanced honest ledger (the requester reads it).
+    pub(crate) fn advanced(&self) -> Option<usize> {
+        (0..self.sc.n)
+            .filter(|i| self.is_honest(*i))
+            .filter(|i| self.nodes[*i].replica.is_some())
+            .max_by_key(|i| {
+                self.nodes[*i]
+                    .replica
+                    .as_ref()
+                    .map_or(0, |r| r.last_executed().0)
+            })
+    }
+
+    pub(super) fn apply(&mut self, node: usize, actions: Vec<Action>) {
+        for action in actions {
+            if std::env::var_os("SCBE_SIM_DEBUG").is_some() {
+                let what = match &action {
+                    Action::Send { to, envelope } => {
+                        format!("send {} to {to}", envelope.kind.name())
+                    }
+                    Action::Broadcast(e) => format!("broadcast {}", e.kind.name()),
+                    Action::Deliver(d) => {
+                        format!("deliver {} ({} requests)", d.seq, d.executed.len())
+                    }
+                    Action::Persist(_) => "persist".into(),
+                    other => format!("{other:?}"),
+                };
+                eprintln!("{:>7} r{node} {what}", self.now);
+            }
+            match action {
+                Action::Persist(record) => self.nodes[node].store.append(record),
+                Action::Send { to, envelope } => self.send(node, &[to.0 as usize], &envelope),
+                Action::Broadcast(envelope) => {
+                    let all: Vec<usize> = (0..self.sc.n).filter(|j| *j != node).collect();
+                    self.send(node, &all, &envelope);
+                }
+                Action::Deliver(decision) => self.on_deliver(node, decision),
+                Action::Restored { seq, state_digest } => {
+                    self.stats.state_restores += 1;
+                    self.trace(&[b"restored", &seq.0.to_be_bytes()]);
+                    if self.is_honest(node) {
+                        if let Some(v) = self.agreement.on_state(node, seq, state_digest) {
+                            self.violation("agreement", v);
+                        }
+                    }
+                }
+                Action::SetTimer(timer) => {
+                    self.nodes[node].armed.insert(timer.kind, timer);
+                    let base = match timer.kind {
+                        TimerKind::Request => self.sc.request_timeout_ms,
+                        TimerKind::ViewChange => self.sc.view_change_timeout_ms,
+                        TimerKind::Status => STATUS_INTERVAL_MS,
+                        TimerKind::Heartbeat => HEARTBEAT_INTERVAL_MS,
+                    };
+                    let incarnation = self.nodes[node].incarnation;
+                    self.schedule(
+                        base << timer.backoff.min(6),
+                        Event::Timer {
+                            node,
+                            incarnation,
+                            timer,
+                        },
+                    );
+                }
+                Action::CancelTimer(kind) => {
+                    self.nodes[node].armed.remove(&kind);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, dests: &[usize], env: &Envelope) {
+        let copies: Vec<(usize, Vec<u8>)> = match self.nodes[from].byzantine.as_mut() {
+            Some(b) => b.outgoing(&mut self.rng, &self.directory, dests, env),
+            None => {
+                if let Some(v) = self.double_sign.on_sent(from, env) {
+                    self.violation("no-double-sign", v);
+                }
+                if env.kind == Kind::Checkpoint {
+                    self.check_checkpoint_agreement(from, env);
+                }
+                let bytes = encode_envelope(env);
+                if bytes.len() > MAX_ENVELOPE_BYTES {
+                    // The real edge refuses it: nobody would ever receive it.
+                    self.violation(
+                        "message cap",
+                        format!(
+                            "replica {from} sent a {} of {} bytes (cap {MAX_ENVELOPE_BYTES})",
+                            env.kind.name(),
+                            bytes.len()
+                        ),
+                    );
+                    return;
+                }
+                dests.iter().map(|&d| (d, bytes.clone())).collect()
+            }
+        };
+        for (to, bytes) in copies {
+            let bytes = Arc::new(bytes);
+            for delay in self.net.route(&mut self.rng, from, to) {
+                self.stats.messages += 1;
+                self.schedule(
+                    delay,
+                    Event::Deliver {
+                        to,
+                        bytes: Arc::clone(&bytes),
+                    },
+                );
+            }
+        }
+    }
+
+    fn check_checkpoint_agreement(&mut self, from: usize, env: &Envelope) {
+        use prost::Message as _;
+        if let Ok(cp) = scbe_proto::v1::Checkpoint::decode(env.payload.as_slice()) {
+            if let Some(d) = Digest::from_slice(&cp.state_digest) {
+                if let Some(v) = self.agreement.on_state(from, Seq(cp.seq), d) {
+                    self.violation("agreement", v);
+                }
+            }
+        }
+    }
+
+    fn on_deliver(&mut self, node: usize, d: Decision) {
+        self.trace(&[
+            b"decided",
+            &(node as u64).to_be_bytes(),
+            &d.seq.0.to_be_bytes(),
+            d.certificate.pre_prepare.value().digest.as_bytes(),
+        ]);
+        if !self.is_honest(node) {
+            return;
+        }
+        self.check_rollout_ends(node);
+        self.stats.decided = self.stats.decided.max(d.seq.0);
+        let digest = d.certificate.pre_prepare.value().digest;
+        if let Some(v) = self.agreement.on_decided(node, d.seq, digest) {
+            self.violation("agreement", v);
+        }
+        for v in self.validity.on_deliver(node, &d) {
+            self.violation("validity", v);
+        }
+        for v in self.integrity.on_deliver(node, &d) {
+            self.violation("integrity", v);
+        }
+        if let Some(v) = self.certificates.on_deliver(node, &d) {
+            self.violation("certificate", v);
+        }
+        for r in &d.executed {
+            for c in 0..self.clients.len() {
+                let done = self.clients[c]
+                    .outstanding
+                    .as_ref()
+                    .is_some_and(|o| o.envelope().digest() == r.envelope().digest());
+                if done {
+                    self.clients[c].outstanding = None;
+                    self.stats.requests_completed += 1;
+                    self.target = self.target.max(d.seq);
+                    let think = self.rng.random_range(0..50);
+                    let nonce = self.clients[c].nonce + 1;
+                    self.schedule(
+                        think,
+                        Event::ClientSend {
+                            client: c,
+                            nonce,
+                            retry: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
