@@ -31,7 +31,8 @@ use tonic::transport::Channel;
 pub struct BenchOptions {
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
-    /// Total duration of the light-load and saturation phases (e.g. 30s).
+    /// Sets the phases' length: the light-load phase and the saturation phase each last a third
+    /// of it (e.g. 30s: 10 s each; the failover phase follows).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Concurrent clients in the saturation phase.
