@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod rollout;
+mod runtime;
 pub mod status;
 pub mod storage;
 pub mod timeouts;
