@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod fleet;
 pub mod governance;
+pub mod heartbeat_pacer;
 pub mod local;
 pub mod metrics;
 pub mod net;

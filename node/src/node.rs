@@ -17,9 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Validated;
 use crate::consensus::{ConfigError as CoreConfigError, Request};
-use crate::consensus::{Message, Replica, RestoreError, Signed, Timer, TimerKind};
+use crate::consensus::{Envelope, Message, Replica, RestoreError, Signed, Timer, TimerKind};
 use crate::governance::ledger::Outcome;
 use crate::governance::Ledger;
+use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::metrics::{serve_metrics, Metrics};
 use crate::net::consensus_service::ConsensusService;
 use crate::net::governance_service::GovernanceService;
@@ -203,7 +204,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             id,
         ));
     }
-    let peers = v
+    let peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = v
         .raw
         .validators
         .iter()
@@ -213,6 +214,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     let (fleet_view, fleet_views) = watch::channel(FleetView::default());
     spawn_fleet(&v, tx.clone(), fleet_views, Arc::clone(&fleet_health));
     let c = &v.raw.consensus;
+    let pacer = Arc::new(HeartbeatPacer::default());
+    Arc::clone(&pacer).spawn(peers.values().cloned().collect(), c.heartbeat_interval);
     let timeouts = Timeouts::new(BTreeMap::from([
         (TimerKind::Request, c.request_timeout),
         (TimerKind::ViewChange, c.view_change_timeout),
@@ -246,6 +249,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         replica,
         store,
         peers,
+        pacer,
         waiters: BTreeMap::new(),
         inbound: tx,
         timeouts,

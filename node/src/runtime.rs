@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use scbe_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::consensus::{Action, Envelope, Input, Message, Replica, Request, Signed};
+use crate::consensus::{Action, Envelope, Input, Kind, Message, Replica, Request, Signed, Status};
 use crate::crypto::PublicKey;
 use crate::governance::ledger::Outcome;
 use crate::governance::{Ledger, Operation};
+use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::metrics::Metrics;
 use crate::net::ProtoCodec;
 use crate::node::{ClientReply, Inbound, NodeError};
@@ -45,6 +46,8 @@ pub(crate) struct Runtime {
     pub(crate) replica: Replica,
     pub(crate) store: RecordStore,
     pub(crate) peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>>,
+    /// Keeps this validator's heartbeats going while it leads and is inside a long turn.
+    pub(crate) pacer: Arc<HeartbeatPacer>,
     /// Clients waiting per (signer, nonce): more than one when a request is submitted again
     /// (a retry, another stream) before it is decided; each gets its answer.
     pub(crate) waiters: BTreeMap<(PublicKey, u64), Vec<Waiter>>,
@@ -71,6 +74,16 @@ impl Runtime {
     /// when already decided, queries answered from state), the watcher asked what to submit,
     /// then everything the core produced performed (`perform`).
     pub(crate) fn turn(&mut self, turn: Vec<Inbound>) -> Result<(), NodeError> {
+        // A heartbeat of a view this validator no longer leads must not be kept going through
+        // this turn (the view may have changed in the last one).
+        self.forget_heartbeat_unless_leading();
+        self.pacer.turn_started(Instant::now());
+        let done = self.run_turn(turn);
+        self.pacer.turn_ended();
+        done
+    }
+
+    fn run_turn(&mut self, turn: Vec<Inbound>) -> Result<(), NodeError> {
         let mut actions = Vec::new();
         let mut decide = false;
         // Client requests of the whole turn are relayed to peers together, at its end.
@@ -200,6 +213,8 @@ impl Runtime {
         let history = self.ledger().map(Ledger::take_new).unwrap_or_default();
         let has_history = !history.events.is_empty() || !history.outcomes.is_empty();
         if !records.is_empty() || !decided.is_empty() || has_history {
+            // The view may have changed in this turn: not through the commit.
+            self.forget_heartbeat_unless_leading();
             let start = std::time::Instant::now();
             tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided, &history))?;
             let took = start.elapsed();
@@ -224,6 +239,9 @@ impl Runtime {
                 Action::Persist(_) | Action::CancelTimer(_) => {}
                 Action::Send { to, envelope } => self.send(to.0, &envelope),
                 Action::Broadcast(envelope) => {
+                    if envelope.kind == Kind::Heartbeat {
+                        self.pacer.signed(Arc::clone(&envelope));
+                    }
                     for to in self.peers.keys().copied().collect::<Vec<_>>() {
                         self.send(to, &envelope);
                     }
@@ -280,6 +298,14 @@ impl Runtime {
         Ok(())
     }
 
+    /// A heartbeat of a view this validator no longer leads (in normal operation) must not be
+    /// re-sent for it: backups still in that view would take it for their primary's.
+    fn forget_heartbeat_unless_leading(&self) {
+        if !(self.replica.is_primary() && self.replica.status() == Status::Normal) {
+            self.pacer.forget();
+        }
+    }
+
     /// Replies to every client waiting for a request of this decided batch: its outcome, or,
     /// if the nonce went to another request, an error saying so.
     fn answer_waiters(&mut self, d: &crate::consensus::Decision) {
@@ -305,7 +331,7 @@ impl Runtime {
 
     /// Signs an operation of this validator's own (votes and rollout evidence).
     fn own_request(&mut self, op: &Operation) -> Signed<Request> {
-        use crate::consensus::{Codec as _, Kind, Principal};
+        use crate::consensus::{Codec as _, Principal};
         // Counted from the highest nonce the ledger executed for this validator, never from a
         // clock. After a restart the first one skips a window, past requests signed before the
         // crash that may still be in flight; a replica catching up moves the base along.
