@@ -25,6 +25,7 @@
 
 pub mod journal;
 mod proposals;
+mod rollbacks;
 mod rollouts;
 pub mod state;
 
