@@ -7,8 +7,9 @@
 //! was long enough for backups to suspect a working primary (a 1,200 s `scbe-sim bench` run had
 //! two such view changes in 400 s of saturation; one at light load stranded a replica in a higher
 //! view). The pacer re-sends the latest heartbeat the core signed, once per interval, while a
-//! turn has been running for at least an interval, and for at most [`PACE_LIMIT`]. A heartbeat carries no vote, so sending it before the turn's records are
-//! durable promises nothing; it says "alive, in this view", which is true. A primary whose loop
+//! turn has been running for at least an interval, and for at most [`PACE_LIMIT`]. A heartbeat
+//! carries no vote, so sending it before the turn's records are durable promises nothing; it
+//! says "alive, in this view", which is true. A primary whose loop
 //! is stuck beyond the limit goes silent and is replaced as before, and one that heartbeats but
 //! does not order is still caught by the request timer.
 

@@ -6,8 +6,8 @@
 //! allowed doubles with every consecutive failed view, like the other timers, so a cluster whose
 //! messages are slow everywhere settles instead of deposing primary after primary. Heartbeats
 //! come from a timer, not from load: a busy but honest primary keeps sending them (and its
-//! pre-prepares count too); while its runtime waits on a slow storage commit, the runtime
-//! re-sends the latest one (`heartbeat_pacer.rs`, for up to 500 ms). A primary that heartbeats
+//! pre-prepares count too); while its runtime is inside one long turn (a slow storage commit, a
+//! CPU-heavy batch), the runtime re-sends the latest one (`heartbeat_pacer.rs`, up to 500 ms). A primary that heartbeats
 //! but does not order is caught by the request timer as before.
 
 use super::super::action::TimerKind;
