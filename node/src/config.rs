@@ -345,9 +345,7 @@ pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-pub fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::governance::release::hex as encode_hex;
 
 /// Everything the runtime needs, checked.
 pub struct Validated {

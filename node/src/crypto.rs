@@ -222,13 +222,24 @@ const BATCH_THRESHOLD: usize = 4;
 /// one its own key holder crafted on purpose: no worse than a Byzantine signer sending different
 /// messages to different peers. Weak keys never get this far ([`Verifier::new`]).
 pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), CryptoError> {
-    if items.len() < BATCH_THRESHOLD {
-        for it in items {
-            it.signer.verify(it.kind, it.payload, it.signature)?;
-        }
+    if batch_holds(items) {
         return Ok(());
     }
-    let ok = {
+    for it in items {
+        it.signer.verify(it.kind, it.payload, it.signature)?;
+    }
+    Err(CryptoError::BadBatch(items.len()))
+}
+
+/// Whether every signature of `items` is valid (batch semantics, see [`verify_batch`]), without
+/// finding the culprit when one is not: for a caller that checks the items one by one itself.
+pub fn batch_holds(items: &[SignedItem<'_>]) -> bool {
+    if items.len() < BATCH_THRESHOLD {
+        return items
+            .iter()
+            .all(|it| it.signer.verify(it.kind, it.payload, it.signature).is_ok());
+    }
+    {
         let _t = timing::Guard::start();
         let messages: Vec<Vec<u8>> = items
             .iter()
@@ -241,14 +252,7 @@ pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), CryptoError> {
             .collect();
         let keys: Vec<ed25519_dalek::VerifyingKey> = items.iter().map(|it| it.signer.key).collect();
         ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
-    };
-    if ok {
-        return Ok(());
     }
-    for it in items {
-        it.signer.verify(it.kind, it.payload, it.signature)?;
-    }
-    Err(CryptoError::BadBatch(items.len()))
 }
 
 /// Per-thread time spent signing and verifying, for `scbe-sim bench-core` (feature `timing`).

@@ -45,8 +45,9 @@ pub enum ReleaseError {
     MissingUnit(Provider),
 }
 
+/// Lower-case hex (the one encoder of keys, digests and signatures in the ledger and the store).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ::hex::encode(bytes)
 }
 
 /// sha256 of the canonical JSON (object keys sorted, no whitespace) of `value`.

@@ -635,6 +635,69 @@ pub fn open_proto_cached(
     Ok(Signed::from_verified(message, Arc::new(env), principal))
 }
 
+/// [`open_proto_cached`] for many envelopes at once (a client stream's requests that arrived
+/// together): the signatures not in `cache` are checked in one batch, about twice as fast per
+/// signature as one by one. If the batch fails, each is checked alone, so one forged envelope
+/// costs only its own result. Each result is what [`open_proto_cached`] would have returned.
+pub fn open_many_cached(
+    envs: Vec<pb::Envelope>,
+    dir: &Directory,
+    cache: &VerifiedCache,
+) -> Vec<Result<Signed<Message>, WireError>> {
+    struct Opened<'d> {
+        env: Envelope,
+        principal: crate::consensus::Principal,
+        verifier: &'d crypto::Verifier,
+        digest: Digest,
+        known: bool,
+    }
+    let opened: Vec<Result<Opened<'_>, WireError>> = envs
+        .into_iter()
+        .map(|p| {
+            let env = envelope_from_proto(p)?;
+            let (principal, verifier) = dir
+                .lookup(&env.signer)
+                .ok_or(WireError::UnknownSigner(env.signer))?;
+            let digest = env.digest();
+            let known = cache.contains(&digest);
+            Ok(Opened {
+                env,
+                principal,
+                verifier,
+                digest,
+                known,
+            })
+        })
+        .collect();
+    let items: Vec<crypto::SignedItem<'_>> = opened
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .filter(|o| !o.known)
+        .map(|o| o.env.signed_item(o.verifier))
+        .collect();
+    let all_good = crypto::batch_holds(&items);
+    drop(items);
+    let cx = Cx {
+        dir,
+        cache: Some(cache),
+    };
+    opened
+        .into_iter()
+        .map(|o| {
+            let o = o?;
+            if !o.known {
+                if !all_good {
+                    o.verifier
+                        .verify(o.env.kind.name(), &o.env.payload, &o.env.signature)?;
+                }
+                cache.insert(o.digest);
+            }
+            let message = decode_message(&cx, o.env.kind, &o.env.payload)?;
+            Ok(Signed::from_verified(message, Arc::new(o.env), o.principal))
+        })
+        .collect()
+}
+
 #[path = "wire_records.rs"]
 mod records;
 pub use records::{

@@ -213,9 +213,7 @@ impl AgentBody for AckBody {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::governance::release::hex;
 
 pub fn parse_hex_signature(s: &str) -> Option<Signature> {
     if s.len() != 128 {
