@@ -202,17 +202,15 @@ impl RecordStore {
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
         {
             let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
-            for (position, e) in &history.events {
-                let bytes = serde_json::to_vec(e).unwrap_or_default();
+            for (position, json) in &history.events {
                 events
-                    .insert(*position, bytes.as_slice())
+                    .insert(*position, json.as_slice())
                     .map_err(|e| self.io(e))?;
             }
             let mut outcomes = txn.open_table(OUTCOMES).map_err(|e| self.io(e))?;
-            for (signer, nonce, o) in &history.outcomes {
-                let bytes = serde_json::to_vec(o).unwrap_or_default();
+            for (signer, nonce, json) in &history.outcomes {
                 outcomes
-                    .insert(format!("{signer}:{nonce}").as_str(), bytes.as_slice())
+                    .insert(format!("{signer}:{nonce}").as_str(), json.as_slice())
                     .map_err(|e| self.io(e))?;
             }
         }

@@ -240,10 +240,11 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
     {
         let mut s = RecordStore::open(&path, &key.public()).expect("opens");
         for turn in 0..3u64 {
-            let history = Fresh {
-                events: (turn * 10..turn * 10 + 10).map(|i| (i, event(i))).collect(),
-                outcomes: vec![("aa".into(), turn + 1, outcome(turn + 1))],
-            };
+            let mut history = Fresh::default();
+            for i in turn * 10..turn * 10 + 10 {
+                history.add_event(i, &event(i));
+            }
+            history.add_outcome("aa".into(), turn + 1, &outcome(turn + 1));
             s.commit_turn(&[], &[], &history).expect("commits");
         }
     }

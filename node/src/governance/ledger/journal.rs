@@ -38,6 +38,9 @@ pub struct Window<T, const CAP: usize> {
     /// Position of `items[0]` in the whole sequence.
     first: u64,
     items: VecDeque<T>,
+    /// sha256 of each kept item's JSON, beside it: eviction folds it into `base` without
+    /// encoding the item again (derived from `items`).
+    leaves: VecDeque<[u8; 32]>,
     /// Chain over every item ever pushed (derived from the fields above).
     tip: [u8; 32],
 }
@@ -48,27 +51,49 @@ impl<T, const CAP: usize> Default for Window<T, CAP> {
             base: [0; 32],
             first: 0,
             items: VecDeque::new(),
+            leaves: VecDeque::new(),
             tip: [0; 32],
         }
     }
 }
 
-fn chain<T: Serialize>(prev: &[u8; 32], item: &T) -> [u8; 32] {
-    let bytes = serde_json::to_vec(item).unwrap_or_default();
+/// An item's leaf in the chain: sha256 of its JSON.
+fn leaf(json: &[u8]) -> [u8; 32] {
+    Sha256::digest(json).into()
+}
+
+/// The chain's step: `prev` extended by one item's leaf.
+fn fold(prev: &[u8; 32], leaf: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"journal");
     h.update(prev);
-    h.update(Sha256::digest(&bytes));
+    h.update(leaf);
     h.finalize().into()
 }
 
+fn encode<T: Serialize>(item: &T) -> Vec<u8> {
+    serde_json::to_vec(item).unwrap_or_default()
+}
+
 impl<T: Serialize, const CAP: usize> Window<T, CAP> {
-    pub fn push(&mut self, item: T) {
-        self.tip = chain(&self.tip, &item);
+    /// Appends `item` and returns the JSON its leaf hashes (the node stores those very bytes).
+    pub fn push(&mut self, item: T) -> Vec<u8> {
+        let json = encode(&item);
+        self.push_encoded(item, &json);
+        json
+    }
+
+    /// Appends `item`, whose JSON the caller already holds. `json` must be `item`'s encoding:
+    /// the chain (and so the state digest) covers it.
+    fn push_encoded(&mut self, item: T, json: &[u8]) {
+        let l = leaf(json);
+        self.tip = fold(&self.tip, &l);
         self.items.push_back(item);
+        self.leaves.push_back(l);
         if self.items.len() > CAP {
-            if let Some(old) = self.items.pop_front() {
-                self.base = chain(&self.base, &old);
+            self.items.pop_front();
+            if let Some(old) = self.leaves.pop_front() {
+                self.base = fold(&self.base, &old);
                 self.first = self.first.saturating_add(1);
             }
         }
@@ -149,11 +174,13 @@ impl<'de, T: Serialize + DeserializeOwned, const CAP: usize> Deserialize<'de> fo
             Some(b) if b.len() == 32 => base.copy_from_slice(&b),
             _ => return Err(D::Error::custom("journal base is not 32 hex bytes")),
         }
-        let tip = r.items.iter().fold(base, |t, item| chain(&t, item));
+        let leaves: VecDeque<[u8; 32]> = r.items.iter().map(|i| leaf(&encode(i))).collect();
+        let tip = leaves.iter().fold(base, |t, l| fold(&t, l));
         Ok(Self {
             base,
             first: r.first,
             items: r.items.into(),
+            leaves,
             tip,
         })
     }
@@ -170,22 +197,54 @@ pub struct Journal {
     pub outcomes: BTreeMap<String, Outcomes>,
 }
 
-/// Events and outcomes produced since the node last took them for its store.
+/// Events and outcomes produced since the node last took them for its store, as the JSON the
+/// store keeps (encoded once, for the journal's chain; the store writes the same bytes).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Fresh {
-    /// (position in the event sequence, event).
-    pub events: Vec<(u64, Event)>,
-    /// (signer hex, nonce, outcome).
-    pub outcomes: Vec<(String, u64, Outcome)>,
+    /// (position in the event sequence, the event's JSON).
+    pub events: Vec<(u64, Vec<u8>)>,
+    /// (signer hex, nonce, the outcome's JSON).
+    pub outcomes: Vec<(String, u64, Vec<u8>)>,
+}
+
+impl Fresh {
+    pub fn add_event(&mut self, position: u64, e: &Event) {
+        self.events.push((position, encode(e)));
+    }
+
+    pub fn add_outcome(&mut self, signer: String, nonce: u64, o: &Outcome) {
+        self.outcomes.push((signer, nonce, encode(o)));
+    }
+}
+
+/// The JSON of the `(nonce, outcome)` pair an outcome window chains, from the outcome's own
+/// JSON: serde_json writes a tuple as `[a,b]` with nothing in between, so the outcome is
+/// encoded once per request instead of twice (a test pins the equality).
+fn pair_json(nonce: u64, outcome_json: &[u8]) -> Vec<u8> {
+    let nonce = nonce.to_string();
+    let mut out = Vec::with_capacity(outcome_json.len() + nonce.len() + 3);
+    out.push(b'[');
+    out.extend_from_slice(nonce.as_bytes());
+    out.push(b',');
+    out.extend_from_slice(outcome_json);
+    out.push(b']');
+    out
 }
 
 impl Journal {
-    pub fn push_event(&mut self, e: Event) {
-        self.events.push(e);
+    /// Appends an event; returns its JSON (what the store keeps).
+    pub fn push_event(&mut self, e: Event) -> Vec<u8> {
+        self.events.push(e)
     }
 
-    pub fn push_outcome(&mut self, signer: String, nonce: u64, o: Outcome) {
-        self.outcomes.entry(signer).or_default().push((nonce, o));
+    /// Appends a signer's outcome; returns the outcome's JSON (what the store keeps).
+    pub fn push_outcome(&mut self, signer: String, nonce: u64, o: Outcome) -> Vec<u8> {
+        let json = encode(&o);
+        self.outcomes
+            .entry(signer)
+            .or_default()
+            .push_encoded((nonce, o), &pair_json(nonce, &json));
+        json
     }
 
     pub fn outcome(&self, signer: &str, nonce: u64) -> Option<&Outcome> {
@@ -254,6 +313,30 @@ mod tests {
         assert!(
             serde_json::from_str::<Small>(&json.replace("\"base\":\"", "\"base\":\"zz")).is_err()
         );
+    }
+
+    #[test]
+    fn an_outcome_pair_is_encoded_as_serde_json_encodes_the_tuple() {
+        let o = Outcome {
+            request: "ab\"c".into(),
+            seq: 7,
+            accepted: false,
+            reasons: vec!["no: \u{e9}".into()],
+            proposal: Some(3),
+            rollout: None,
+        };
+        for nonce in [0, 1, 77, u64::MAX] {
+            assert_eq!(
+                pair_json(nonce, &encode(&o)),
+                encode(&(nonce, o.clone())),
+                "nonce {nonce}"
+            );
+        }
+        // And the window chains exactly what a plain push of the pair would.
+        let (mut a, mut b) = (Journal::default(), Outcomes::default());
+        a.push_outcome("aa".into(), 5, o.clone());
+        b.push((5, o));
+        assert_eq!(a.outcomes["aa"].tip(), b.tip());
     }
 
     #[test]

@@ -166,8 +166,8 @@ impl Ledger {
             detail,
         };
         let position = self.journal.events.total();
-        self.with_fresh(|f| f.events.push((position, e.clone())));
-        self.journal.push_event(e);
+        let json = self.journal.push_event(e);
+        self.with_fresh(|f| f.events.push((position, json)));
     }
 
     /// Applies one ordered request and records its outcome.
@@ -206,8 +206,10 @@ impl Ledger {
             }
         }
         let signer = hex(key.as_bytes());
-        self.with_fresh(|f| f.outcomes.push((signer.clone(), nonce, outcome.clone())));
-        self.journal.push_outcome(signer, nonce, outcome.clone());
+        let json = self
+            .journal
+            .push_outcome(signer.clone(), nonce, outcome.clone());
+        self.with_fresh(|f| f.outcomes.push((signer, nonce, json)));
         outcome
     }
 
