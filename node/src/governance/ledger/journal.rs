@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
 use crate::governance::event::Event;
@@ -31,16 +32,17 @@ pub const EVENTS_KEPT: usize = 1024;
 pub const OUTCOMES_KEPT_PER_SIGNER: usize = crate::consensus::nonce::NONCE_WINDOW as usize;
 
 /// The newest `CAP` items of a sequence, with a hash chain over the whole sequence.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Window<T, const CAP: usize> {
     /// Chain over every item evicted so far.
     base: [u8; 32],
     /// Position of `items[0]` in the whole sequence.
     first: u64,
     items: VecDeque<T>,
-    /// sha256 of each kept item's JSON, beside it: eviction folds it into `base` without
-    /// encoding the item again (derived from `items`).
-    leaves: VecDeque<[u8; 32]>,
+    /// Each kept item's JSON, beside it (derived from `items`): a snapshot writes these bytes
+    /// verbatim instead of encoding about 9,000 items at every checkpoint, and eviction hashes
+    /// them instead of encoding the item again.
+    json: VecDeque<Box<RawValue>>,
     /// Chain over every item ever pushed (derived from the fields above).
     tip: [u8; 32],
 }
@@ -51,9 +53,17 @@ impl<T, const CAP: usize> Default for Window<T, CAP> {
             base: [0; 32],
             first: 0,
             items: VecDeque::new(),
-            leaves: VecDeque::new(),
+            json: VecDeque::new(),
             tip: [0; 32],
         }
+    }
+}
+
+impl<T: PartialEq, const CAP: usize> PartialEq for Window<T, CAP> {
+    /// The JSON is derived from the items, so it is not compared.
+    fn eq(&self, other: &Self) -> bool {
+        (self.base, self.first, self.tip) == (other.base, other.first, other.tip)
+            && self.items == other.items
     }
 }
 
@@ -75,25 +85,34 @@ fn encode<T: Serialize>(item: &T) -> Vec<u8> {
     serde_json::to_vec(item).unwrap_or_default()
 }
 
+/// JSON that serde_json itself produced, kept to be written again verbatim. (It is always valid
+/// UTF-8 JSON; `null` stands in if that ever failed, which would show as a digest mismatch
+/// against every other replica, not as a crash.)
+fn raw(json: Vec<u8>) -> Box<RawValue> {
+    String::from_utf8(json)
+        .ok()
+        .and_then(|s| RawValue::from_string(s).ok())
+        .unwrap_or_else(|| RawValue::NULL.to_owned())
+}
+
 impl<T: Serialize, const CAP: usize> Window<T, CAP> {
     /// Appends `item` and returns the JSON its leaf hashes (the node stores those very bytes).
     pub fn push(&mut self, item: T) -> Vec<u8> {
         let json = encode(&item);
-        self.push_encoded(item, &json);
+        self.push_encoded(item, json.clone());
         json
     }
 
     /// Appends `item`, whose JSON the caller already holds. `json` must be `item`'s encoding:
     /// the chain (and so the state digest) covers it.
-    fn push_encoded(&mut self, item: T, json: &[u8]) {
-        let l = leaf(json);
-        self.tip = fold(&self.tip, &l);
+    fn push_encoded(&mut self, item: T, json: Vec<u8>) {
+        self.tip = fold(&self.tip, &leaf(&json));
         self.items.push_back(item);
-        self.leaves.push_back(l);
+        self.json.push_back(raw(json));
         if self.items.len() > CAP {
             self.items.pop_front();
-            if let Some(old) = self.leaves.pop_front() {
-                self.base = fold(&self.base, &old);
+            if let Some(old) = self.json.pop_front() {
+                self.base = fold(&self.base, &leaf(old.get().as_bytes()));
                 self.first = self.first.saturating_add(1);
             }
         }
@@ -140,12 +159,12 @@ struct WindowRepr<T> {
     items: Vec<T>,
 }
 
-impl<T: Serialize + Clone, const CAP: usize> Serialize for Window<T, CAP> {
+impl<T: Serialize, const CAP: usize> Serialize for Window<T, CAP> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        WindowRepr {
+        WindowRepr::<&RawValue> {
             base: hex(&self.base),
             first: self.first,
-            items: self.items.iter().cloned().collect(),
+            items: self.json.iter().map(|j| &**j).collect(),
         }
         .serialize(s)
     }
@@ -162,7 +181,7 @@ impl<'de, T: Serialize + DeserializeOwned, const CAP: usize> Deserialize<'de> fo
             )));
         }
         let mut base = [0u8; 32];
-        let raw = (0..r.base.len())
+        let hex_bytes = (0..r.base.len())
             .step_by(2)
             .map(|i| {
                 r.base
@@ -170,17 +189,21 @@ impl<'de, T: Serialize + DeserializeOwned, const CAP: usize> Deserialize<'de> fo
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
             })
             .collect::<Option<Vec<u8>>>();
-        match raw {
+        match hex_bytes {
             Some(b) if b.len() == 32 => base.copy_from_slice(&b),
             _ => return Err(D::Error::custom("journal base is not 32 hex bytes")),
         }
-        let leaves: VecDeque<[u8; 32]> = r.items.iter().map(|i| leaf(&encode(i))).collect();
-        let tip = leaves.iter().fold(base, |t, l| fold(&t, l));
+        // Encoded again from the decoded items, whatever bytes a peer sent: the chain covers
+        // the canonical encoding.
+        let json: VecDeque<Box<RawValue>> = r.items.iter().map(|i| raw(encode(i))).collect();
+        let tip = json
+            .iter()
+            .fold(base, |t, j| fold(&t, &leaf(j.get().as_bytes())));
         Ok(Self {
             base,
             first: r.first,
             items: r.items.into(),
-            leaves,
+            json,
             tip,
         })
     }
@@ -243,7 +266,7 @@ impl Journal {
         self.outcomes
             .entry(signer)
             .or_default()
-            .push_encoded((nonce, o), &pair_json(nonce, &json));
+            .push_encoded((nonce, o), pair_json(nonce, &json));
         json
     }
 
