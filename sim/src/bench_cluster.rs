@@ -62,6 +62,7 @@ pub struct BenchResult {
     pub p99: Duration,
     pub saturation_requests: u64,
     pub saturation_rps: f64,
+    pub saturation_secs: f64,
     pub failover: Option<Duration>,
     /// Largest validator RSS before, halfway through and after the saturation phase, in bytes
     /// (the halfway figure tells growth with history from a one-off peak).
@@ -75,6 +76,32 @@ pub struct BenchResult {
     /// validator data directory then.
     pub decided_total: u64,
     pub store_bytes: u64,
+    /// CPU time (user + system) the validators together and this process (the clients) used
+    /// during the saturation phase, in seconds. Per decided request it is the cost being
+    /// optimised, and far steadier than throughput on a shared machine.
+    pub validator_cpu: f64,
+    pub client_cpu: f64,
+}
+
+/// CPU time a process has used (Linux `/proc/PID/stat` utime + stime), in seconds; 0 where
+/// unknown. Linux reports these in USER_HZ, which is 100 on every architecture it exposes it.
+fn cpu_seconds(pid: &str) -> f64 {
+    const USER_HZ: f64 = 100.0;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The command name (field 2) may hold spaces; the fields after it may not.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / USER_HZ)
+        })
+        .unwrap_or(0.0)
+}
+
+fn validators_cpu(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| cpu_seconds(&p.to_string())).sum()
 }
 
 /// Resident memory of a process (Linux `/proc`), 0 where unknown.
@@ -263,6 +290,8 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         }));
     }
     let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid()).collect();
+    let cpu_start = (validators_cpu(&pids), cpu_seconds("self"));
+    let cpu_pids = pids.clone();
     let tenths = tokio::spawn(async move {
         let mut samples = Vec::with_capacity(9);
         for _ in 1..10 {
@@ -277,6 +306,8 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         decided += t.await??;
     }
     let sat_elapsed = sat_start.elapsed();
+    let validator_cpu = validators_cpu(&cpu_pids) - cpu_start.0;
+    let client_cpu = cpu_seconds("self") - cpu_start.1;
     let rss_after = max_rss(&cluster);
     let rss_tenths = tenths.await.unwrap_or_default();
     let rss_half = rss_tenths.get(4).copied().unwrap_or(0);
@@ -321,6 +352,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         p99: percentile(&latencies, 0.99),
         saturation_requests: decided,
         saturation_rps: decided as f64 / sat_elapsed.as_secs_f64(),
+        saturation_secs: sat_elapsed.as_secs_f64(),
         failover,
         rss_before,
         rss_half,
@@ -328,5 +360,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         rss_tenths,
         decided_total,
         store_bytes,
+        validator_cpu,
+        client_cpu,
     })
 }

@@ -580,6 +580,14 @@ fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) -> ExitCode {
                     "| failover: SIGKILL of {killed} to next decision | no decision within 60 s |"
                 ),
             }
+            let per_request = |cpu: f64| cpu * 1e6 / r.saturation_requests.max(1) as f64;
+            println!(
+                "| saturation: CPU per decided request, validators together / clients | {:.0} / {:.0} µs ({:.2} / {:.2} cores) |",
+                per_request(r.validator_cpu),
+                per_request(r.client_cpu),
+                r.validator_cpu / r.saturation_secs.max(1e-9),
+                r.client_cpu / r.saturation_secs.max(1e-9),
+            );
             let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
             println!(
                 "| largest validator RSS: before / halfway / after saturation | {:.1} / {:.1} / {:.1} MB |",
