@@ -70,20 +70,23 @@ impl Replica {
                     .saturating_sub(self.held_bytes(Some(self.next_seq))),
             );
             let mut bytes = 0;
-            let batch: Vec<Signed<Request>> = self
+            let picked: Vec<(u64, Signed<Request>)> = self
                 .pending
-                .values()
-                .filter(|r| !self.proposed.contains(&(*r.signer(), r.value().nonce)))
+                .range(self.propose_from..)
+                .filter(|(_, r)| !self.proposed.contains(&(*r.signer(), r.value().nonce)))
                 .take(self.cfg.max_batch)
-                .take_while(|r| {
+                .take_while(|(_, r)| {
                     bytes += limits::request_bytes(r);
                     bytes <= room
                 })
-                .cloned()
+                .map(|(arrival, r)| (*arrival, r.clone()))
                 .collect();
-            if batch.is_empty() {
+            let Some(last) = picked.last().map(|(arrival, _)| *arrival) else {
                 return;
-            }
+            };
+            // Everything pending up to `last` is now proposed (picked, or proposed before).
+            self.propose_from = last + 1;
+            let batch: Vec<Signed<Request>> = picked.into_iter().map(|(_, r)| r).collect();
             for r in &batch {
                 self.proposed.insert((*r.signer(), r.value().nonce));
             }

@@ -80,6 +80,7 @@ impl Replica {
         self.end_suspicion();
         self.cancel_timer(TimerKind::ViewChange);
         self.proposed.clear();
+        self.propose_from = 0;
         let stable_seq = self.stable.seq;
         let prepared: Vec<PreparedCert> = self
             .slots
@@ -294,6 +295,7 @@ impl Replica {
         self.view_changes.retain(|_, vc| vc.value().new_view > view);
         self.my_view_change = None;
         self.proposed.clear();
+        self.propose_from = 0;
         // Set before anything below can call `try_propose` (make_stable, execution).
         let max_seq = nv
             .value()
