@@ -153,3 +153,45 @@ fn suspect_roundtrips_and_carries_its_signer() {
     };
     assert_eq!(got.view, View(7));
 }
+
+/// A client stream's requests opened together: each gets the answer it would get alone, a
+/// forged one fails by itself (the batch falls back to single checks), and what passed is in
+/// the cache afterwards.
+#[test]
+fn requests_opened_together_fail_one_by_one() {
+    let (_, client, dir) = setup();
+    let stranger = Keypair::from_label("stranger");
+    let cache = VerifiedCache::new(64);
+    let good: Vec<Signed<Request>> = (1..=6).map(|n| request(&client, n)).collect();
+    let mut envs: Vec<pb::Envelope> = good
+        .iter()
+        .map(|r| envelope_to_proto(r.envelope()))
+        .collect();
+    envs[2] = envelope_to_proto(forged_request(&client, 3).envelope());
+    envs.push(envelope_to_proto(request(&stranger, 7).envelope()));
+    let opened = open_many_cached(envs, &dir, &cache);
+    assert_eq!(opened.len(), 7, "one answer per envelope, in order");
+    for (i, o) in opened.iter().enumerate() {
+        match i {
+            2 => assert!(matches!(o, Err(WireError::Crypto(_))), "forged: {o:?}"),
+            6 => assert!(
+                matches!(o, Err(WireError::UnknownSigner(_))),
+                "stranger: {o:?}"
+            ),
+            _ => {
+                let m = o.as_ref().expect("a good request opens");
+                assert_eq!(m.envelope(), good[i].envelope());
+                assert!(cache.contains(&good[i].envelope().digest()));
+            }
+        }
+    }
+    assert!(!cache.contains(&forged_request(&client, 3).envelope().digest()));
+    // All good: one batch, every request opened (and a cached one is not checked again).
+    let again: Vec<pb::Envelope> = good
+        .iter()
+        .map(|r| envelope_to_proto(r.envelope()))
+        .collect();
+    assert!(open_many_cached(again, &dir, &cache)
+        .iter()
+        .all(Result::is_ok));
+}
