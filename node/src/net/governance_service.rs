@@ -13,7 +13,7 @@ use crate::node::Inbound;
 
 use futures_util::FutureExt as _;
 
-use super::wire::{open_many_cached, open_proto_cached, VerifiedCache, WireError};
+use super::wire::{open_many_cached, VerifiedCache, WireError};
 
 /// How long `Submit` waits for a decision before telling the client to check status later.
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -186,9 +186,9 @@ impl GovernanceService {
     /// Every check `Submit` makes before ordering (kind, size, signature, role, quota), then
     /// hands the request to the core. Nothing is ordered when it fails.
     async fn admit(&self, env: pb::Envelope) -> Result<Decision, Status> {
-        let size = self.precheck(&env)?;
-        let opened = open_proto_cached(env, &self.directory, Some(&self.verified));
-        self.hand_over(opened, size).await
+        let mut one = self.admit_many(vec![env]).await;
+        one.pop()
+            .unwrap_or_else(|| Err(Status::internal("request lost while opening")))
     }
 
     /// [`Self::admit`] for requests that arrived together on one stream: the same checks and

@@ -186,7 +186,7 @@ fn requests_opened_together_fail_one_by_one() {
         }
     }
     assert!(!cache.contains(&forged_request(&client, 3).envelope().digest()));
-    // All good: one batch, every request opened (and a cached one is not checked again).
+    // All good (and all in the cache now): every request opens.
     let again: Vec<pb::Envelope> = good
         .iter()
         .map(|r| envelope_to_proto(r.envelope()))

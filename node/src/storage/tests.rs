@@ -240,11 +240,16 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
     {
         let mut s = RecordStore::open(&path, &key.public()).expect("opens");
         for turn in 0..3u64 {
-            let mut history = Fresh::default();
-            for i in turn * 10..turn * 10 + 10 {
-                history.add_event(i, &event(i));
-            }
-            history.add_outcome("aa".into(), turn + 1, &outcome(turn + 1));
+            let history = Fresh {
+                events: (turn * 10..turn * 10 + 10)
+                    .map(|i| (i, serde_json::to_vec(&event(i)).expect("encodes")))
+                    .collect(),
+                outcomes: vec![(
+                    "aa".into(),
+                    turn + 1,
+                    serde_json::to_vec(&outcome(turn + 1)).expect("encodes"),
+                )],
+            };
             s.commit_turn(&[], &[], &history).expect("commits");
         }
     }

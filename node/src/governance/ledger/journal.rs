@@ -230,16 +230,6 @@ pub struct Fresh {
     pub outcomes: Vec<(String, u64, Vec<u8>)>,
 }
 
-impl Fresh {
-    pub fn add_event(&mut self, position: u64, e: &Event) {
-        self.events.push((position, encode(e)));
-    }
-
-    pub fn add_outcome(&mut self, signer: String, nonce: u64, o: &Outcome) {
-        self.outcomes.push((signer, nonce, encode(o)));
-    }
-}
-
 /// The JSON of the `(nonce, outcome)` pair an outcome window chains, from the outcome's own
 /// JSON: serde_json writes a tuple as `[a,b]` with nothing in between, so the outcome is
 /// encoded once per request instead of twice (a test pins the equality).
