@@ -407,3 +407,42 @@ fn f_plus_one_stall_claims_for_a_view_mark_its_primary_for_replacement() {
     assert!(o.accepted, "{:?}", o.reasons);
     assert_eq!(w.ledger.state().rollouts[&r].replace_view, None);
 }
+
+/// A float in the state (a metric of a manifest, or an agent's health figure) must come back
+/// from a snapshot exactly: the restored state is digested again, and a digest one ULP away
+/// refuses the snapshot (a restart fails, a lagging replica cannot catch up). serde_json's
+/// default float parser is off by one ULP for some values: a manifest metric written with 17
+/// digits, 0.91801793343883853, parses to 0.9180179334388385, which is written back as
+/// "0.9180179334388385" and parses again to 0.9180179334388384 (a fifth of random 17-digit
+/// values did so). The workspace enables serde_json's `float_roundtrip`. (Found through the
+/// `EntryMap` property test.)
+#[test]
+fn a_snapshot_restores_floats_exactly_so_its_digest_holds() {
+    use super::{fuse, parse_manifest, Gates};
+    let manifest = |p: &str, role: &str, q: &str| {
+        let text = format!(
+            r#"{{"provider": "{p}", "artifacts": [{{"id": "{p}-model", "role": "{role}", "uri": "u://{p}",
+                "metrics": {{"quality": {q}, "safety": 0.95426731677659782, "latency_ms_p95": 90, "cost_per_1k_tokens": 0.5}}}}]}}"#
+        );
+        parse_manifest(p, &text).expect("manifest")
+    };
+    let ms = vec![
+        manifest("hf", "textgen", "0.91801793343883853"),
+        manifest("gcp", "embed", "0.91215412408514751"),
+        manifest("aws", "runtime", "0.91801793343883853"),
+    ];
+    let release = fuse(&ms, Gates::default(), Some("v1".into()), "t".into())
+        .0
+        .expect("passes");
+    let mut w = World::new();
+    assert!(w.request(Operation::RegisterRelease { release }).accepted);
+    let snapshot = w.ledger.snapshot();
+    assert_eq!(
+        w.ledger.snapshot_digest(&snapshot).expect("decodes"),
+        w.ledger.digest()
+    );
+    let mut restored = World::new();
+    restored.ledger.restore(&snapshot).expect("restores");
+    assert_eq!(restored.ledger.digest(), w.ledger.digest());
+    assert_eq!(restored.ledger.snapshot(), snapshot);
+}
