@@ -14,6 +14,9 @@ pub trait StateMachine: Send {
     fn apply(&mut self, seq: Seq, request: &Signed<Request>);
     /// Digest of the current state; feeds the checkpoint's state digest.
     fn digest(&self) -> Digest;
+    /// Called just before a checkpoint's [`Self::digest`] and [`Self::snapshot`], with the
+    /// state they will read: a place to bring caches up to date. Must not change the state.
+    fn before_checkpoint(&mut self) {}
     /// Serialises the current state.
     fn snapshot(&self) -> Vec<u8>;
     /// Digest the state would have after restoring `snapshot`, without changing anything, so a

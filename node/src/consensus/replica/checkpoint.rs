@@ -13,6 +13,7 @@ use super::{state_digest, Replica};
 
 impl Replica {
     pub(super) fn take_checkpoint(&mut self, seq: Seq) {
+        self.app.before_checkpoint();
         let digest = state_digest(seq, self.app.digest(), &self.nonces);
         let snap = Snapshot {
             seq,

@@ -23,6 +23,7 @@
 //! - `Stalled` (validator): `f + 1` distinct claims that a step's order goes unexecuted under a
 //!   view mark that view's primary for replacement (the runtime then changes view).
 
+pub mod entry_map;
 pub mod journal;
 mod proposals;
 mod rollbacks;
@@ -342,8 +343,9 @@ pub fn request_id(key: &PublicKey, nonce: u64) -> String {
     format!("{}:{nonce}", hex(key.as_bytes()))
 }
 
-/// The state is serialised whole (it is small: releases, proposals, rollouts, assignments); the
-/// journal contributes only its chains' tips, so the digest no longer grows with history.
+/// The state is serialised whole, copying the JSON of releases, proposals and rollouts that did
+/// not change since the last checkpoint ([`entry_map::EntryMap`]); the journal contributes only
+/// its chains' tips, so the digest no longer grows with history.
 fn state_digest_of(state: &LedgerState, journal: &Journal) -> Digest {
     let bytes = serde_json::to_vec(state).unwrap_or_default();
     Digest::of_parts(&[b"ledger", &bytes, &journal.digest_parts()])
@@ -367,6 +369,10 @@ impl StateMachine for Ledger {
 
     fn digest(&self) -> Digest {
         state_digest_of(&self.state, &self.journal)
+    }
+
+    fn before_checkpoint(&mut self) {
+        self.state.settle();
     }
 
     fn snapshot(&self) -> Vec<u8> {

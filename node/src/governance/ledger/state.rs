@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::entry_map::EntryMap;
 use crate::governance::release::FusedRelease;
 use crate::governance::stage::Stage;
 use crate::rollout::evidence::HealthBody;
@@ -176,12 +177,12 @@ pub struct Outcome {
 /// Everything replicated. Serialised (JSON, ordered maps) for the digest and snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerState {
-    pub releases: BTreeMap<String, ReleaseEntry>,
+    pub releases: EntryMap<String, ReleaseEntry>,
     pub known_good: BTreeSet<String>,
     /// Which version each stage currently serves.
     pub current: BTreeMap<Stage, String>,
-    pub proposals: BTreeMap<u64, Proposal>,
-    pub rollouts: BTreeMap<u64, Rollout>,
+    pub proposals: EntryMap<u64, Proposal>,
+    pub rollouts: EntryMap<u64, Rollout>,
     /// The version the ledger has put each agent on (genesis: the production version).
     pub assigned: BTreeMap<String, String>,
     pub next_proposal: u64,
@@ -189,6 +190,14 @@ pub struct LedgerState {
 }
 
 impl LedgerState {
+    /// Encodes the JSON of every release, proposal and rollout that changed since the last
+    /// call, so the next serialisation copies it (see [`EntryMap`]).
+    pub fn settle(&mut self) {
+        self.releases.settle();
+        self.proposals.settle();
+        self.rollouts.settle();
+    }
+
     /// The rollout that holds the fleet (one at a time), if any.
     pub fn active_rollout(&self) -> Option<&Rollout> {
         self.rollouts.values().find(|r| r.status.is_active())
