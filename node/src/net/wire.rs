@@ -701,8 +701,8 @@ pub fn open_many_cached(
 #[path = "wire_records.rs"]
 mod records;
 pub use records::{
-    decode_commit_cert, decode_record, encode_record, open_commit_cert, stored_record_key,
-    StoredKind,
+    decode_commit_cert, decode_record, encode_record, open_commit_cert, record_key,
+    stored_record_key, StoredKind,
 };
 #[path = "verified_cache.rs"]
 mod verified_cache;

@@ -47,6 +47,22 @@ pub enum StoredKind {
     EnteredView,
 }
 
+/// What a record is about (kind and sequence number), as [`stored_record_key`] reads it back
+/// from the record's encoding: the store keeps these in memory so compaction never has to read
+/// (and decode) records, snapshots included, to find what to drop.
+pub fn record_key(r: &crate::consensus::Record) -> (StoredKind, Option<u64>) {
+    use crate::consensus::Record as R;
+    match r {
+        R::Signed { seq, .. } => (StoredKind::Signed, Some(seq.0)),
+        R::Prepared(c) => (StoredKind::Prepared, Some(c.pre_prepare.value().seq.0)),
+        R::Committed(c) => (StoredKind::Committed, Some(c.seq().0)),
+        R::Snapshot(s) => (StoredKind::Snapshot, Some(s.seq.0)),
+        R::Stable(c) => (StoredKind::Stable, Some(c.seq.0)),
+        R::ViewChange(_) => (StoredKind::ViewChange, None),
+        R::EnteredView { .. } => (StoredKind::EnteredView, None),
+    }
+}
+
 /// What a stored record is about (kind and sequence number), read without checking signatures:
 /// enough to garbage-collect, never used to act.
 pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {

@@ -20,7 +20,7 @@ use crate::consensus::{Directory, Record};
 use crate::crypto::PublicKey;
 use crate::governance::event::Event;
 use crate::governance::ledger::{Fresh, Outcome};
-use crate::net::wire::{decode_commit_cert, stored_record_key, StoredKind};
+use crate::net::wire::{decode_commit_cert, record_key, stored_record_key, StoredKind};
 use crate::net::{decode_record, encode_record, WireError};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -67,10 +67,18 @@ pub enum StorageError {
     Io { path: PathBuf, detail: String },
 }
 
+/// What each record of the `records` table is about, by its index there.
+type RecordIndex = std::collections::BTreeMap<u64, (StoredKind, Option<u64>)>;
+
 pub struct RecordStore {
     path: PathBuf,
     db: Database,
     next_index: u64,
+    /// Kind and sequence number of every record in the table, read once at open and kept
+    /// with every write: compaction picks what to drop from here instead of reading every
+    /// record back (a snapshot holds the ledger's whole state; reading and decoding them all at
+    /// every stable checkpoint was a third of a validator's time under registrations).
+    index: RecordIndex,
 }
 
 impl RecordStore {
@@ -98,6 +106,7 @@ impl RecordStore {
             path: path.to_path_buf(),
             db,
             next_index: 0,
+            index: RecordIndex::new(),
         };
         let txn = store.db.begin_write().map_err(|e| open_err(&e))?;
         {
@@ -140,6 +149,14 @@ impl RecordStore {
                 .last()
                 .map_err(|e| open_err(&e))?
                 .map_or(0, |(k, _)| k.value() + 1);
+            for entry in records.iter().map_err(|e| open_err(&e))? {
+                let (k, v) = entry.map_err(|e| open_err(&e))?;
+                // A record that does not decode is never dropped (as before the index); `load`
+                // refuses it.
+                if let Some(key) = stored_record_key(v.value()) {
+                    store.index.insert(k.value(), key);
+                }
+            }
         }
         txn.commit().map_err(|e| open_err(&e))?;
         Ok(store)
@@ -230,6 +247,12 @@ impl RecordStore {
             .iter()
             .map(|c| (c.seq().0, c.pre_prepare.value().digest))
             .collect();
+        // The index as it will be once this transaction commits (kept apart until then, so a
+        // failed commit leaves it matching the file): the records this turn adds, and a whole
+        // working copy once the turn compacts (which a stable checkpoint or a view change does).
+        let mut added: Vec<(u64, (StoredKind, Option<u64>))> = Vec::new();
+        let mut compacted: Option<RecordIndex> = None;
+        let mut next_index = self.next_index;
         {
             let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
             for r in records {
@@ -238,42 +261,63 @@ impl RecordStore {
                         continue;
                     }
                 }
-                if let Record::Stable(cert) = r {
-                    self.compact(&mut table, cert.seq.0)?;
+                let compacts = matches!(
+                    r,
+                    Record::Stable(_) | Record::ViewChange(_) | Record::EnteredView { .. }
+                );
+                if compacts && compacted.is_none() {
+                    let mut index = self.index.clone();
+                    index.extend(added.drain(..));
+                    compacted = Some(index);
                 }
-                if matches!(r, Record::ViewChange(_) | Record::EnteredView { .. }) {
-                    self.drop_matching(&mut table, |kind, _| {
+                if let (Record::Stable(cert), Some(index)) = (r, compacted.as_mut()) {
+                    self.compact(&mut table, index, cert.seq.0)?;
+                }
+                if let (Record::ViewChange(_) | Record::EnteredView { .. }, Some(index)) =
+                    (r, compacted.as_mut())
+                {
+                    self.drop_matching(&mut table, index, |kind, _| {
                         matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
                     })?;
                 }
                 let bytes = encode_record(r);
                 table
-                    .insert(self.next_index, bytes.as_slice())
+                    .insert(next_index, bytes.as_slice())
                     .map_err(|e| self.io(e))?;
-                self.next_index += 1;
+                match compacted.as_mut() {
+                    Some(index) => {
+                        index.insert(next_index, record_key(r));
+                    }
+                    None => added.push((next_index, record_key(r))),
+                }
+                next_index += 1;
             }
         }
         txn.commit().map_err(|e| self.io(e))?;
+        self.next_index = next_index;
+        match compacted {
+            Some(index) => self.index = index,
+            None => self.index.extend(added),
+        }
         Ok(())
     }
 
-    /// Removes records whose (kind, seq) matches `pred`.
+    /// Removes records whose (kind, seq) matches `pred`, from the table and from `index` (the
+    /// index of the table as this transaction leaves it).
     fn drop_matching(
         &self,
         table: &mut redb::Table<u64, &[u8]>,
+        index: &mut RecordIndex,
         pred: impl Fn(StoredKind, Option<u64>) -> bool,
     ) -> Result<(), StorageError> {
-        let mut doomed = Vec::new();
-        for entry in table.iter().map_err(|e| self.io(e))? {
-            let (k, v) = entry.map_err(|e| self.io(e))?;
-            if let Some((kind, seq)) = stored_record_key(v.value()) {
-                if pred(kind, seq) {
-                    doomed.push(k.value());
-                }
-            }
-        }
+        let doomed: Vec<u64> = index
+            .iter()
+            .filter(|(_, (kind, seq))| pred(*kind, *seq))
+            .map(|(k, _)| *k)
+            .collect();
         for k in doomed {
             table.remove(k).map_err(|e| self.io(e))?;
+            index.remove(&k);
         }
         Ok(())
     }
@@ -282,9 +326,10 @@ impl RecordStore {
     fn compact(
         &self,
         table: &mut redb::Table<u64, &[u8]>,
+        index: &mut RecordIndex,
         stable: u64,
     ) -> Result<(), StorageError> {
-        self.drop_matching(table, |kind, seq| match kind {
+        self.drop_matching(table, index, |kind, seq| match kind {
             StoredKind::Snapshot => seq.is_some_and(|s| s < stable),
             StoredKind::Stable => true,
             StoredKind::ViewChange | StoredKind::EnteredView => false,
