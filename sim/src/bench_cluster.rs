@@ -12,8 +12,11 @@
 //!    default) are killed with SIGKILL while a client keeps submitting to a surviving validator;
 //!    the time from the kill to the next decided request.
 //!
-//! The operation is a cheap one the ledger rejects (a rollback to the version already in
-//! production), so the figures are about ordering, storage and the network, not ledger work.
+//! With `--workload rollback` (the default) the operation is a cheap one the ledger rejects (a
+//! rollback to the version already in production), so the figures are about ordering, storage
+//! and the network, not ledger work. With `--workload register` every saturation request
+//! registers a new release fused from the example provider manifests (about 1.5 KB on the
+//! wire), which the ledger checks and keeps: its state grows with every request.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,6 +28,17 @@ use scbe_node::local::{dir_bytes, Launch, LocalCluster, LocalOptions};
 use scbe_node::net::{envelope_to_proto, ProtoCodec};
 use scbe_proto::v1::governance_client::GovernanceClient;
 use tonic::transport::Channel;
+
+/// What the saturation clients submit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// A rollback the ledger rejects: ordering, storage and network only.
+    #[default]
+    Rollback,
+    /// A new release per request (fused from the example manifests, about 1.5 KB), which the
+    /// ledger accepts and keeps.
+    Register,
+}
 
 /// What `scbe-sim bench` runs (its command-line options).
 #[derive(Clone, Copy, clap::Args)]
@@ -54,6 +68,9 @@ pub struct BenchOptions {
     /// re-proposes every batch above the last stable checkpoint, so K bounds its work.
     #[arg(long, default_value_t = 32)]
     pub checkpoint_interval: u64,
+    /// What the saturation clients submit (light load and failover always use rollbacks).
+    #[arg(long, value_enum, default_value_t = Workload::Rollback)]
+    pub workload: Workload,
 }
 
 pub struct BenchResult {
@@ -61,6 +78,8 @@ pub struct BenchResult {
     pub p50: Duration,
     pub p99: Duration,
     pub saturation_requests: u64,
+    /// Of those, how many the ledger accepted (registrations; rollbacks are all refused).
+    pub saturation_accepted: u64,
     pub saturation_rps: f64,
     pub saturation_secs: f64,
     pub failover: Option<Duration>,
@@ -130,6 +149,16 @@ struct Client {
     key: Keypair,
     nonce: u64,
     conn: GovernanceClient<Channel>,
+    workload: Workload,
+    /// Tells this client's release versions apart from every other client's.
+    name: String,
+}
+
+/// What a stream of requests came to: decided, and of those accepted by the ledger.
+#[derive(Default)]
+struct Tally {
+    decided: u64,
+    accepted: u64,
 }
 
 impl Client {
@@ -139,9 +168,11 @@ impl Client {
             match GovernanceClient::connect(url.to_string()).await {
                 Ok(conn) => {
                     return Ok(Self {
+                        name: scbe_node::governance::release::hex(&key.public().as_bytes()[..6]),
                         key,
                         nonce: 0,
                         conn,
+                        workload: Workload::Rollback,
                     })
                 }
                 Err(e) if start.elapsed() > Duration::from_secs(30) => {
@@ -152,19 +183,20 @@ impl Client {
         }
     }
 
-    /// Submits one request and waits until it is decided. Err if it was not.
-    async fn submit(&mut self) -> anyhow::Result<()> {
+    /// Submits one request and waits until it is decided; whether the ledger accepted it. Err
+    /// if it was not decided.
+    async fn submit(&mut self) -> anyhow::Result<bool> {
         let env = self.next_envelope();
         self.conn
             .submit(env)
             .await
-            .map(|_| ())
+            .map(|r| r.into_inner().accepted)
             .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
     }
 
     /// Keeps `depth` requests in flight on one `SubmitStream` call until `deadline`; returns how
     /// many were decided by then (answers arriving later are not counted).
-    async fn stream_until(&mut self, depth: usize, deadline: Instant) -> anyhow::Result<u64> {
+    async fn stream_until(&mut self, depth: usize, deadline: Instant) -> anyhow::Result<Tally> {
         let (tx, rx) = tokio::sync::mpsc::channel(depth);
         for _ in 0..depth {
             tx.send(self.next_envelope()).await?;
@@ -175,7 +207,7 @@ impl Client {
             .await
             .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
             .into_inner();
-        let mut decided = 0;
+        let mut tally = Tally::default();
         let mut tx = Some(tx);
         loop {
             let next = tokio::time::timeout_at(deadline.into(), answers.message()).await;
@@ -183,8 +215,9 @@ impl Client {
             let Some(answer) = next.map_err(|s| anyhow::anyhow!("{s}"))? else {
                 break;
             };
-            if answer.reply.is_some() {
-                decided += 1;
+            if let Some(reply) = answer.reply {
+                tally.decided += 1;
+                tally.accepted += u64::from(reply.accepted);
             }
             if let Some(t) = &tx {
                 if t.send(self.next_envelope()).await.is_err() {
@@ -192,15 +225,20 @@ impl Client {
                 }
             }
         }
-        Ok(decided)
+        Ok(tally)
     }
 
     /// The next request of this client (a fresh nonce), as it goes on the wire.
     fn next_envelope(&mut self) -> scbe_proto::v1::Envelope {
         self.nonce += 1;
-        let op = Operation::Rollback {
-            target_version: "v0".into(),
-            reason: "bench".into(),
+        let op = match self.workload {
+            Workload::Rollback => Operation::Rollback {
+                target_version: "v0".into(),
+                reason: "bench".into(),
+            },
+            Workload::Register => Operation::RegisterRelease {
+                release: crate::demo::example_release(&format!("b{}-{}", self.name, self.nonce)),
+            },
         };
         let r = Signed::seal(
             Request {
@@ -275,15 +313,18 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         let url = cluster.url(i % o.validators);
         let key = load_key(i)?;
         let depth = o.depth;
+        let workload = o.workload;
         tasks.push(tokio::spawn(async move {
             let mut c = Client::connect(&url, key).await?;
+            c.workload = workload;
             if depth > 1 {
                 return c.stream_until(depth, deadline).await;
             }
-            let mut done = 0u64;
+            let mut done = Tally::default();
             while Instant::now() < deadline {
-                if c.submit().await.is_ok() {
-                    done += 1;
+                if let Ok(accepted) = c.submit().await {
+                    done.decided += 1;
+                    done.accepted += u64::from(accepted);
                 }
             }
             anyhow::Ok(done)
@@ -301,9 +342,11 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         samples
     });
     let sat_start = Instant::now();
-    let mut decided = 0;
+    let (mut decided, mut accepted) = (0, 0);
     for t in tasks {
-        decided += t.await??;
+        let tally = t.await??;
+        decided += tally.decided;
+        accepted += tally.accepted;
     }
     let sat_elapsed = sat_start.elapsed();
     let validator_cpu = validators_cpu(&cpu_pids) - cpu_start.0;
@@ -351,6 +394,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         saturation_requests: decided,
+        saturation_accepted: accepted,
         saturation_rps: decided as f64 / sat_elapsed.as_secs_f64(),
         saturation_secs: sat_elapsed.as_secs_f64(),
         failover,

@@ -93,6 +93,15 @@ fn manifests(
         .collect()
 }
 
+/// The release the example manifests fuse into, under `version` (what `scbe-sim bench
+/// --workload register` registers, one version per request).
+pub(crate) fn example_release(version: &str) -> scbe_node::governance::FusedRelease {
+    let manifests = manifests(|_, t| t.to_string()).expect("the embedded manifests parse");
+    fuse(&manifests, Gates::default(), Some(version.into()), "bench".into())
+        .0
+        .expect("the embedded manifests pass the default gates")
+}
+
 struct Demo {
     cluster: LocalCluster,
     client: Client,
@@ -722,4 +731,17 @@ fn print_summary(
         println!("  ok  {c}");
     }
     println!("replay: {replay}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_release_passes_the_gates_and_is_about_one_and_a_half_kilobytes() {
+        let release = super::example_release("b1");
+        assert_eq!(release.version, "b1");
+        release.verify().expect("its digest holds");
+        let op = scbe_node::governance::Operation::RegisterRelease { release };
+        let bytes = op.to_bytes().len();
+        assert!((1_000..3_000).contains(&bytes), "{bytes} bytes");
+    }
 }

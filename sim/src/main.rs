@@ -516,6 +516,7 @@ fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) -> ExitCode {
         clients,
         depth,
         kill_primaries,
+        workload,
         ..
     } = *opts;
     if validators < 4 || clients == 0 || depth == 0 {
@@ -548,7 +549,7 @@ fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) -> ExitCode {
     match result {
         Ok(r) => {
             println!(
-                "bench: n={validators}, {clients} saturation clients with {depth} in flight each ({}), phases of {:?}",
+                "bench: n={validators}, {clients} saturation clients with {depth} in flight each ({}), phases of {:?}, workload {workload:?}",
                 if depth > 1 { "SubmitStream" } else { "unary Submit" },
                 duration / 3
             );
@@ -563,8 +564,8 @@ fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) -> ExitCode {
                 r.p99.as_secs_f64() * 1e3
             );
             println!(
-                "| saturation: decided requests/s | {:.0} ({} decided) |",
-                r.saturation_rps, r.saturation_requests
+                "| saturation: decided requests/s | {:.0} ({} decided, {} accepted by the ledger) |",
+                r.saturation_rps, r.saturation_requests, r.saturation_accepted
             );
             let killed = if kill_primaries == 1 {
                 "primary".to_string()
