@@ -292,6 +292,10 @@ impl Simulation {
         cfg.derive_byte_limits();
         cfg.max_batch = self.sc.max_batch;
         cfg.max_inflight_batches = self.sc.max_inflight_batches;
+        // The simulated ledgers are small; with no floor a snapshot is persisted only once the
+        // batches executed since the last one reach its size, so restarts re-execute decided
+        // batches below the stable checkpoint (the path large states take in a node).
+        cfg.snapshot_persist_floor = 0;
         match self.sc.unsafe_quorum {
             Some(q) => cfg.with_unsafe_quorum(q),
             None => cfg,

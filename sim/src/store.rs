@@ -1,7 +1,7 @@
 //! In-memory stand-in for the node's durable storage: the records a replica persisted, which
 //! survive a simulated crash. Compacts below each stable checkpoint like the real store will.
 
-use scbe_node::consensus::Record;
+use scbe_node::consensus::{Record, Seq};
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
@@ -12,11 +12,23 @@ impl MemoryStore {
     pub fn append(&mut self, record: Record) {
         if let Record::Stable(cert) = &record {
             let s = cert.seq;
-            // Keep the snapshot at the new stable checkpoint, the latest view records, and
-            // everything above the checkpoint.
+            // Keep the newest snapshot at or below the new stable checkpoint and the decided
+            // batches above it (the real store keeps every decided batch in its audit trail;
+            // the core re-executes them from that snapshot on restart), the latest view
+            // records, and everything above the checkpoint.
+            let base = self
+                .records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Snapshot(snap) if snap.seq <= s => Some(snap.seq),
+                    _ => None,
+                })
+                .max();
+            let from = base.unwrap_or(Seq(0));
             self.records.retain(|r| match r {
-                Record::Snapshot(snap) => snap.seq >= s,
+                Record::Snapshot(snap) => snap.seq >= base.unwrap_or(s),
                 Record::Stable(_) => false,
+                Record::Committed(c) => c.seq() > from,
                 other => other.seq().is_none_or(|q| q > s),
             });
         }

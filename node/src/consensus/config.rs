@@ -102,6 +102,11 @@ pub enum ConfigError {
     },
 }
 
+/// Below this size a snapshot is persisted at every checkpoint (see
+/// [`ReplicaConfig::snapshot_persist_floor`]): small states cost little to write, and their
+/// restarts replay nothing.
+pub const DEFAULT_SNAPSHOT_PERSIST_FLOOR: usize = 1 << 20;
+
 /// Protocol parameters. Defaults follow PBFT (K = 128, L = 256).
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
@@ -133,6 +138,13 @@ pub struct ReplicaConfig {
     /// (doubled for every consecutive view that failed); 0 turns silence detection off, leaving
     /// only the request timer.
     pub silence_ticks: u32,
+    /// Snapshots up to this many bytes are persisted at every checkpoint. A larger one is
+    /// persisted only once the batches executed since the last persisted snapshot add up to
+    /// its size; a restart re-executes the decided log (the audit trail) from the newest one it
+    /// has. So persisting state costs about as many bytes as the requests that changed it,
+    /// not the whole state at every checkpoint. Checkpoints themselves (digest, agreement, the
+    /// in-memory snapshot peers fetch) are unchanged.
+    pub snapshot_persist_floor: usize,
     quorum: usize,
 }
 
@@ -161,6 +173,7 @@ impl ReplicaConfig {
             max_window_bytes: 0,
             max_transfer_bytes: 4 * 1024 * 1024,
             silence_ticks: 4,
+            snapshot_persist_floor: DEFAULT_SNAPSHOT_PERSIST_FLOOR,
         };
         cfg.derive_byte_limits();
         Ok(cfg)

@@ -102,10 +102,10 @@ pub enum Status {
 pub enum RestoreError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("stable checkpoint at {0} has no snapshot record")]
-    MissingSnapshot(Seq),
     #[error("snapshot at {0} does not match its stable checkpoint digest")]
     SnapshotMismatch(Seq),
+    #[error("the decided batch at {0} is missing: cannot re-execute up to the stable checkpoint")]
+    MissingDecided(Seq),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
 }
@@ -197,6 +197,9 @@ pub struct Replica {
     /// Bytes of batches executed since the last checkpoint (zero at every checkpoint, so a
     /// replica restored from one agrees with the others).
     bytes_since_checkpoint: usize,
+    /// Bytes of batches executed since the last snapshot this replica persisted (restarts
+    /// re-execute them): a large snapshot is persisted again once they reach its size.
+    bytes_since_persisted: usize,
 
     /// Requests waiting to execute, in arrival order.
     pending: BTreeMap<u64, Signed<Request>>,
@@ -292,6 +295,7 @@ impl Replica {
             ahead: BTreeMap::new(),
             nonces: BTreeMap::new(),
             bytes_since_checkpoint: 0,
+            bytes_since_persisted: 0,
             pending: BTreeMap::new(),
             pending_ids: BTreeMap::new(),
             arrivals: 0,
@@ -385,10 +389,7 @@ impl Replica {
             }
         }
         let stable_seq = r.stable.seq;
-        if stable_seq > Seq(0) {
-            let snap = snapshots
-                .remove(&stable_seq)
-                .ok_or(RestoreError::MissingSnapshot(stable_seq))?;
+        if let Some(snap) = snapshots.remove(&stable_seq) {
             let digest = state_digest(
                 snap.seq,
                 r.app.snapshot_digest(&snap.app_state)?,
@@ -401,6 +402,36 @@ impl Replica {
             r.nonces = snap.nonces.clone();
             r.last_executed = stable_seq;
             r.snapshots.insert(stable_seq, (digest, snap));
+        } else if stable_seq > Seq(0) {
+            // The snapshot at the stable checkpoint was not persisted (a large state is
+            // persisted only every so often, see `snapshot_persist_floor`): start from the
+            // newest persisted one below it, or from genesis, and execute the decided batches
+            // up to it again. The checkpoint this replay takes at `stable_seq` must match the
+            // stable certificate, which checks the base snapshot and the replay together.
+            if let Some((_, base)) = snapshots.range(..stable_seq).next_back() {
+                r.app.restore(&base.app_state)?;
+                r.nonces = base.nonces.clone();
+                r.last_executed = base.seq;
+            }
+            while r.last_executed < stable_seq {
+                let seq = r.last_executed.next();
+                let cert = committed
+                    .get(&seq)
+                    .cloned()
+                    .ok_or(RestoreError::MissingDecided(seq))?;
+                r.execute(cert);
+            }
+            if !r.snapshots.contains_key(&stable_seq) {
+                // Checkpoint rules changed since (another interval): take it here.
+                r.bytes_since_checkpoint = 0;
+                r.take_checkpoint(stable_seq);
+            }
+            match r.snapshots.get(&stable_seq) {
+                Some((digest, _)) if *digest == r.stable.state_digest => {}
+                _ => return Err(RestoreError::SnapshotMismatch(stable_seq)),
+            }
+            r.snapshots.retain(|seq, _| *seq >= stable_seq);
+            r.checkpoint_votes.retain(|seq, _| *seq >= stable_seq);
         }
         for (seq, cert) in prepared.into_iter().filter(|(s, _)| *s > stable_seq) {
             r.slots.entry(seq).or_default().set_prepared(cert);

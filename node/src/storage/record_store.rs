@@ -322,23 +322,33 @@ impl RecordStore {
         Ok(())
     }
 
-    /// At a stable checkpoint: keep its snapshot and everything above it.
+    /// At a stable checkpoint: keep the newest snapshot at or below it (the core persists a
+    /// large one only every so often and re-executes the audit trail from it on restart) and
+    /// everything above it.
     fn compact(
         &self,
         table: &mut redb::Table<u64, &[u8]>,
         index: &mut RecordIndex,
         stable: u64,
     ) -> Result<(), StorageError> {
+        let base = index
+            .values()
+            .filter(|(kind, _)| *kind == StoredKind::Snapshot)
+            .filter_map(|(_, seq)| *seq)
+            .filter(|s| *s <= stable)
+            .max()
+            .unwrap_or(stable);
         self.drop_matching(table, index, |kind, seq| match kind {
-            StoredKind::Snapshot => seq.is_some_and(|s| s < stable),
+            StoredKind::Snapshot => seq.is_some_and(|s| s < base),
             StoredKind::Stable => true,
             StoredKind::ViewChange | StoredKind::EnteredView => false,
             _ => seq.is_some_and(|s| s <= stable),
         })
     }
 
-    /// Every record in the order it was appended, then the decided batches above the stable
-    /// checkpoint from the audit trail; signatures re-verified against `dir`.
+    /// Every record in the order it was appended, then the decided batches above the newest
+    /// snapshot at or below the stable checkpoint (above genesis if there is none) from the
+    /// audit trail; signatures re-verified against `dir`.
     pub fn load(&self, dir: &Directory) -> Result<Vec<Record>, StorageError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
@@ -354,7 +364,8 @@ impl RecordStore {
         }
         drop(table);
         drop(txn);
-        // Decided batches above the stable checkpoint, from the audit trail (see `commit_turn`).
+        // Decided batches from the audit trail (see `commit_turn`): above the stable checkpoint,
+        // and below it too down to the snapshot the core will start from.
         let stable = out
             .iter()
             .filter_map(|r| match r {
@@ -363,7 +374,15 @@ impl RecordStore {
             })
             .max()
             .unwrap_or(0);
-        for (seq, bytes) in self.range_from(DECIDED, stable + 1, usize::MAX)? {
+        let base = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Snapshot(s) if s.seq.0 <= stable => Some(s.seq.0),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        for (seq, bytes) in self.range_from(DECIDED, base + 1, usize::MAX)? {
             let cert = decode_commit_cert(&bytes, dir).map_err(|source| StorageError::Record {
                 path: self.path.clone(),
                 index: seq,

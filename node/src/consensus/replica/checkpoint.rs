@@ -20,8 +20,15 @@ impl Replica {
             app_state: self.app.snapshot(),
             nonces: self.nonces.clone(),
         };
-        self.snapshots.insert(seq, (digest, snap.clone()));
-        self.persist(Record::Snapshot(snap));
+        // Persisted when small, or once the batches a restart would otherwise re-execute add
+        // up to its size (see `snapshot_persist_floor`); kept in memory either way, for peers
+        // that fetch state.
+        let len = snap.app_state.len();
+        if len <= self.cfg.snapshot_persist_floor || self.bytes_since_persisted >= len {
+            self.bytes_since_persisted = 0;
+            self.persist(Record::Snapshot(snap.clone()));
+        }
+        self.snapshots.insert(seq, (digest, snap));
         let cp = Checkpoint {
             seq,
             state_digest: digest,

@@ -206,7 +206,9 @@ impl Replica {
 
     pub(super) fn execute(&mut self, cert: CommitCert) {
         let seq = cert.seq();
-        self.bytes_since_checkpoint += limits::batch_bytes(&cert.pre_prepare.value().batch);
+        let bytes = limits::batch_bytes(&cert.pre_prepare.value().batch);
+        self.bytes_since_checkpoint += bytes;
+        self.bytes_since_persisted += bytes;
         let mut executed = Vec::new();
         for r in &cert.pre_prepare.value().batch {
             let (signer, nonce) = (*r.signer(), r.value().nonce);

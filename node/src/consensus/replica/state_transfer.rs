@@ -248,7 +248,9 @@ impl Replica {
             self.proposed.remove(&id);
         }
         self.snapshots.insert(snap.seq, (digest, snap.clone()));
+        // Always persisted: this replica has no decided batches below it to re-execute.
         self.persist(Record::Snapshot(snap));
+        self.bytes_since_persisted = 0;
         self.out.push(Action::Restored {
             seq: cert.seq,
             state_digest: digest,
