@@ -12,6 +12,10 @@
 //! snapshots are exactly what they were. Reads go through `Deref` to the map; the only ways to
 //! change an entry (`get_mut`, `insert`, `remove`) drop its cached JSON, and
 //! [`EntryMap::settle`] encodes what changed since (the ledger calls it before a checkpoint).
+//!
+//! Each cached entry also keeps the SHA-256 of its JSON, and [`EntryMap::digest`] hashes the
+//! keys with those digests: a checkpoint's state digest hashes 32 bytes per unchanged entry
+//! instead of its whole JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
@@ -20,11 +24,16 @@ use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
 #[derive(Clone, Debug)]
 pub struct EntryMap<K, V> {
     entries: BTreeMap<K, V>,
-    /// The compact JSON of entries unchanged since it was encoded.
-    json: BTreeMap<K, Box<RawValue>>,
+    /// The compact JSON of entries unchanged since it was encoded, with its SHA-256.
+    json: BTreeMap<K, (Box<RawValue>, [u8; 32])>,
     /// Keys changed (or added) since their JSON was last encoded.
     changed: BTreeSet<K>,
 }
@@ -70,9 +79,35 @@ impl<K: Ord + Clone, V: Serialize> EntryMap<K, V> {
             // Serialising derived types to JSON does not fail; if it ever did, the entry stays
             // uncached and is encoded in place (and fails there the same way as before).
             if let Ok(raw) = serde_json::value::to_raw_value(v) {
-                self.json.insert(key, raw);
+                let digest = sha256(raw.get().as_bytes());
+                self.json.insert(key, (raw, digest));
             }
         }
+    }
+
+    /// SHA-256 over every entry in key order: the length of the key's JSON (8 bytes, big
+    /// endian), the key's JSON and the SHA-256 of the entry's JSON. Same entries, same digest,
+    /// whatever was cached; an entry not cached is encoded here.
+    pub fn digest(&self) -> [u8; 32]
+    where
+        K: Serialize,
+    {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update((self.entries.len() as u64).to_be_bytes());
+        let mut key = Vec::new();
+        for (k, v) in &self.entries {
+            key.clear();
+            // Keys are strings and integers: encoding them does not fail.
+            let _ = serde_json::to_writer(&mut key, k);
+            h.update((key.len() as u64).to_be_bytes());
+            h.update(&key);
+            match self.json.get(k) {
+                Some((_, d)) => h.update(d),
+                None => h.update(sha256(&serde_json::to_vec(v).unwrap_or_default())),
+            }
+        }
+        h.finalize().into()
     }
 
     /// Entries whose JSON is cached (for tests and metrics).
@@ -110,7 +145,7 @@ impl<K: Ord + Serialize, V: Serialize> Serialize for EntryMap<K, V> {
         let mut map = s.serialize_map(Some(self.entries.len()))?;
         for (k, v) in &self.entries {
             match self.json.get(k) {
-                Some(raw) => map.serialize_entry(k, raw)?,
+                Some((raw, _)) => map.serialize_entry(k, raw)?,
                 None => map.serialize_entry(k, v)?,
             }
         }
@@ -194,6 +229,8 @@ mod tests {
                     serde_json::to_vec(&by_name).unwrap()
                 );
                 prop_assert_eq!(&*cached, &plain);
+                // The digest depends on the entries only, not on what was cached.
+                prop_assert_eq!(cached.digest(), EntryMap::from(plain.clone()).digest());
             }
             // A decoded map serialises the same, before and after it caches everything.
             let bytes = serde_json::to_vec(&cached).unwrap();
@@ -203,6 +240,32 @@ mod tests {
             prop_assert_eq!(back.cached(), back.len());
             prop_assert_eq!(serde_json::to_vec(&back).unwrap(), bytes);
         }
+    }
+
+    #[test]
+    fn the_digest_tells_apart_any_change_of_key_value_or_count() {
+        let mut a: EntryMap<u64, Entry> = EntryMap::default();
+        a.insert(1, entry(1));
+        a.insert(2, entry(2));
+        a.settle();
+        let base = a.digest();
+        let mut changed = a.clone();
+        changed.get_mut(&2).unwrap().n = 3;
+        let mut moved = EntryMap::default();
+        moved.insert(1, entry(1));
+        moved.insert(3, entry(2));
+        let mut fewer = a.clone();
+        fewer.remove(&2);
+        let mut more = a.clone();
+        more.insert(0, entry(0));
+        for (what, m) in [("value", changed), ("key", moved), ("fewer", fewer), ("more", more)] {
+            assert_ne!(m.digest(), base, "{what}");
+        }
+        // Equal entries, cached or not: equal digests.
+        let mut same: EntryMap<u64, Entry> = EntryMap::default();
+        same.insert(2, entry(2));
+        same.insert(1, entry(1));
+        assert_eq!(same.digest(), base);
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct Ledger {
     /// replicated; off unless [`Ledger::keep_fresh`] (the simulator's ledgers leave it off).
     /// Behind a mutex so the runtime can drain it through the shared `as_any` view.
     fresh: Option<std::sync::Mutex<Fresh>>,
+    /// Length of the last snapshot: the next one's buffer is reserved at about that size up
+    /// front, instead of growing (and copying) a buffer of the whole state by doubling.
+    snapshot_len: std::sync::atomic::AtomicUsize,
 }
 
 type Rejection = Vec<String>;
@@ -116,6 +119,7 @@ impl Ledger {
             state,
             journal: Journal::default(),
             fresh: None,
+            snapshot_len: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -307,11 +311,18 @@ impl Ledger {
     }
 
     fn encode_snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&SnapshotRef {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.snapshot_len.load(Relaxed);
+        let mut out = Vec::with_capacity(last + last / 8 + 4096);
+        let snap = SnapshotRef {
             state: &self.state,
             journal: &self.journal,
-        })
-        .unwrap_or_default()
+        };
+        if serde_json::to_writer(&mut out, &snap).is_err() {
+            return Vec::new();
+        }
+        self.snapshot_len.store(out.len(), Relaxed);
+        out
     }
 }
 
@@ -343,12 +354,11 @@ pub fn request_id(key: &PublicKey, nonce: u64) -> String {
     format!("{}:{nonce}", hex(key.as_bytes()))
 }
 
-/// The state is serialised whole, copying the JSON of releases, proposals and rollouts that did
-/// not change since the last checkpoint ([`entry_map::EntryMap`]); the journal contributes only
-/// its chains' tips, so the digest no longer grows with history.
+/// The state contributes [`LedgerState::digest`] (per-entry digests of releases, proposals and
+/// rollouts kept between checkpoints, see [`entry_map::EntryMap`]); the journal only its
+/// chains' tips, so the digest grows with neither history nor unchanged state.
 fn state_digest_of(state: &LedgerState, journal: &Journal) -> Digest {
-    let bytes = serde_json::to_vec(state).unwrap_or_default();
-    Digest::of_parts(&[b"ledger", &bytes, &journal.digest_parts()])
+    Digest::of_parts(&[b"ledger", &state.digest(), &journal.digest_parts()])
 }
 
 impl StateMachine for Ledger {

@@ -190,6 +190,34 @@ pub struct LedgerState {
 }
 
 impl LedgerState {
+    /// What a checkpoint's digest covers: every field. The maps of releases, proposals and
+    /// rollouts contribute their [`EntryMap::digest`] (32 bytes per unchanged entry hashed,
+    /// not its JSON); the rest (small: versions, stage heads, agent assignments, counters) its
+    /// JSON.
+    pub fn digest(&self) -> [u8; 32] {
+        // Destructured so that a field added later cannot be left out of the digest.
+        let LedgerState {
+            releases,
+            known_good,
+            current,
+            proposals,
+            rollouts,
+            assigned,
+            next_proposal,
+            next_rollout,
+        } = self;
+        let rest = serde_json::to_vec(&(known_good, current, assigned, next_proposal, next_rollout))
+            .unwrap_or_default();
+        crate::consensus::Digest::of_parts(&[
+            b"ledger-state/2",
+            &releases.digest(),
+            &proposals.digest(),
+            &rollouts.digest(),
+            &rest,
+        ])
+        .0
+    }
+
     /// Encodes the JSON of every release, proposal and rollout that changed since the last
     /// call, so the next serialisation copies it (see [`EntryMap`]).
     pub fn settle(&mut self) {
