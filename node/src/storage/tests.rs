@@ -325,9 +325,19 @@ fn compaction_from_the_index_matches_the_records_across_reopens() {
     }
     let records = &c.stores[2];
     assert!(records.iter().any(|r| matches!(r, Record::ViewChange(_))));
-    assert!(records.iter().filter(|r| matches!(r, Record::Stable(_))).count() >= 3);
+    assert!(
+        records
+            .iter()
+            .filter(|r| matches!(r, Record::Stable(_)))
+            .count()
+            >= 3
+    );
     for r in records {
-        assert_eq!(stored_record_key(&crate::net::encode_record(r)), Some(record_key(r)), "{r:?}");
+        assert_eq!(
+            stored_record_key(&crate::net::encode_record(r)),
+            Some(record_key(r)),
+            "{r:?}"
+        );
     }
     let dir = tempfile::tempdir().expect("tmp");
     let kept_open = dir.path().join("open.redb");
@@ -358,7 +368,13 @@ fn compaction_from_the_index_matches_the_records_across_reopens() {
         .expect("loads");
     let stable = restore(&c, 2, &loaded).stable_checkpoint().seq;
     assert!(stable >= Seq(6), "stable {stable:?}");
-    assert_eq!(loaded.iter().filter(|r| matches!(r, Record::Stable(_))).count(), 1);
+    assert_eq!(
+        loaded
+            .iter()
+            .filter(|r| matches!(r, Record::Stable(_)))
+            .count(),
+        1
+    );
     assert_eq!(
         loaded
             .iter()
@@ -402,7 +418,10 @@ fn a_restart_re_executes_the_audit_trail_from_an_older_snapshot_or_genesis() {
         s.load(&c.dir).expect("loads")
     };
     for (what, keep) in [
-        ("from the snapshot at 2", (|s| s == Seq(2)) as fn(Seq) -> bool),
+        (
+            "from the snapshot at 2",
+            (|s| s == Seq(2)) as fn(Seq) -> bool,
+        ),
         ("from genesis", |_| false),
     ] {
         let loaded = load(keep, &decided);
@@ -420,7 +439,11 @@ fn a_restart_re_executes_the_audit_trail_from_an_older_snapshot_or_genesis() {
         assert_eq!(r.app().digest(), c.replica(1).app().digest(), "{what}");
     }
     // A hole in the audit trail below the stable checkpoint is an error, not a wrong state.
-    let holed: Vec<_> = decided.iter().filter(|d| d.seq() != Seq(5)).cloned().collect();
+    let holed: Vec<_> = decided
+        .iter()
+        .filter(|d| d.seq() != Seq(5))
+        .cloned()
+        .collect();
     let loaded = load(|s| s == Seq(2), &holed);
     let err = Replica::restore(
         c.config(1),

@@ -258,7 +258,12 @@ mod tests {
         fewer.remove(&2);
         let mut more = a.clone();
         more.insert(0, entry(0));
-        for (what, m) in [("value", changed), ("key", moved), ("fewer", fewer), ("more", more)] {
+        for (what, m) in [
+            ("value", changed),
+            ("key", moved),
+            ("fewer", fewer),
+            ("more", more),
+        ] {
             assert_ne!(m.digest(), base, "{what}");
         }
         // Equal entries, cached or not: equal digests.

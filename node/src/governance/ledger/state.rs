@@ -206,8 +206,9 @@ impl LedgerState {
             next_proposal,
             next_rollout,
         } = self;
-        let rest = serde_json::to_vec(&(known_good, current, assigned, next_proposal, next_rollout))
-            .unwrap_or_default();
+        let rest =
+            serde_json::to_vec(&(known_good, current, assigned, next_proposal, next_rollout))
+                .unwrap_or_default();
         crate::consensus::Digest::of_parts(&[
             b"ledger-state/2",
             &releases.digest(),
