@@ -219,26 +219,26 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(
-                    serde_json::to_vec(&cached).unwrap(),
-                    serde_json::to_vec(&plain).unwrap()
+                    serde_json::to_vec(&cached).expect("encodes"),
+                    serde_json::to_vec(&plain).expect("encodes")
                 );
                 let by_name: BTreeMap<String, Entry> =
                     plain.iter().map(|(k, e)| (format!("k{k}"), e.clone())).collect();
                 prop_assert_eq!(
-                    serde_json::to_vec(&strings).unwrap(),
-                    serde_json::to_vec(&by_name).unwrap()
+                    serde_json::to_vec(&strings).expect("encodes"),
+                    serde_json::to_vec(&by_name).expect("encodes")
                 );
                 prop_assert_eq!(&*cached, &plain);
                 // The digest depends on the entries only, not on what was cached.
                 prop_assert_eq!(cached.digest(), EntryMap::from(plain.clone()).digest());
             }
             // A decoded map serialises the same, before and after it caches everything.
-            let bytes = serde_json::to_vec(&cached).unwrap();
-            let mut back: EntryMap<u64, Entry> = serde_json::from_slice(&bytes).unwrap();
-            prop_assert_eq!(serde_json::to_vec(&back).unwrap(), bytes.clone());
+            let bytes = serde_json::to_vec(&cached).expect("encodes");
+            let mut back: EntryMap<u64, Entry> = serde_json::from_slice(&bytes).expect("decodes");
+            prop_assert_eq!(serde_json::to_vec(&back).expect("encodes"), bytes.clone());
             back.settle();
             prop_assert_eq!(back.cached(), back.len());
-            prop_assert_eq!(serde_json::to_vec(&back).unwrap(), bytes);
+            prop_assert_eq!(serde_json::to_vec(&back).expect("encodes"), bytes);
         }
     }
 
@@ -250,7 +250,7 @@ mod tests {
         a.settle();
         let base = a.digest();
         let mut changed = a.clone();
-        changed.get_mut(&2).unwrap().n = 3;
+        changed.get_mut(&2).expect("present").n = 3;
         let mut moved = EntryMap::default();
         moved.insert(1, entry(1));
         moved.insert(3, entry(2));
@@ -280,10 +280,10 @@ mod tests {
         m.insert(2, entry(2));
         m.settle();
         assert_eq!(m.cached(), 2);
-        m.get_mut(&1).unwrap().n = 99;
+        m.get_mut(&1).expect("present").n = 99;
         assert_eq!(m.cached(), 1);
-        assert!(String::from_utf8(serde_json::to_vec(&m).unwrap())
-            .unwrap()
+        assert!(String::from_utf8(serde_json::to_vec(&m).expect("encodes"))
+            .expect("utf-8")
             .contains("\"n\":99"));
         m.settle();
         assert_eq!(m.cached(), 2);
