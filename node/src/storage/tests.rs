@@ -268,10 +268,11 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
 
 /// A decided batch is stored once, in the audit trail, and still comes back as a `Committed`
 /// record for restore.
-#[test]
-fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
-    let mut c = Cluster::new(4, 128);
-    for nonce in 1..=5 {
+/// A cluster (checkpoint every `k`) that decided `requests` requests one at a time, and the
+/// commit certificates replica 1 delivered (what its runtime writes to the audit trail).
+fn decided_cluster(k: u64, requests: u64) -> (Cluster, Vec<crate::consensus::CommitCert>) {
+    let mut c = Cluster::new(4, k);
+    for nonce in 1..=requests {
         c.input(0, Input::ClientRequest(c.request(nonce)));
         c.run();
     }
@@ -279,7 +280,13 @@ fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
         .iter()
         .map(|d| d.certificate.clone())
         .collect();
-    assert_eq!(decided.len(), 5);
+    assert_eq!(decided.len() as u64, requests);
+    (c, decided)
+}
+
+#[test]
+fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
+    let (c, decided) = decided_cluster(128, 5);
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
     let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
@@ -394,16 +401,7 @@ fn compaction_from_the_index_matches_the_records_across_reopens() {
 /// digest must match. Emulated by leaving snapshot records out of a real replica's records.
 #[test]
 fn a_restart_re_executes_the_audit_trail_from_an_older_snapshot_or_genesis() {
-    let mut c = Cluster::new(4, 2);
-    for nonce in 1..=9 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
-    let decided: Vec<_> = c.delivered[1]
-        .iter()
-        .map(|d| d.certificate.clone())
-        .collect();
-    assert_eq!(decided.len(), 9);
+    let (c, decided) = decided_cluster(2, 9);
     let load = |keep_snapshot: fn(Seq) -> bool, decided: &[crate::consensus::CommitCert]| {
         let records: Vec<Record> = c.stores[1]
             .iter()
