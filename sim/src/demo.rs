@@ -96,9 +96,14 @@ fn manifests(
 /// The release the example manifests fuse into, under `version` (what `scbe-sim bench
 /// --workload register` registers, one version per request).
 pub(crate) fn example_release(version: &str) -> scbe_node::governance::FusedRelease {
-    let manifests = manifests(|_, t| t.to_string()).expect("the embedded manifests parse");
+    // Parsed once: the bench fuses one release per request, and its clients share the cores
+    // with the validators they measure.
+    static PARSED: std::sync::OnceLock<Vec<scbe_node::governance::Manifest>> =
+        std::sync::OnceLock::new();
+    let manifests = PARSED
+        .get_or_init(|| manifests(|_, t| t.to_string()).expect("the embedded manifests parse"));
     fuse(
-        &manifests,
+        manifests,
         Gates::default(),
         Some(version.into()),
         "bench".into(),

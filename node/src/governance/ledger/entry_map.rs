@@ -17,7 +17,7 @@
 //! keys with those digests: a checkpoint's state digest hashes 32 bytes per unchanged entry
 //! instead of its whole JSON.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Deref;
 
 use serde::ser::SerializeMap as _;
@@ -32,10 +32,9 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 #[derive(Clone, Debug)]
 pub struct EntryMap<K, V> {
     entries: BTreeMap<K, V>,
-    /// The compact JSON of entries unchanged since it was encoded, with its SHA-256.
+    /// The compact JSON of entries unchanged since it was encoded, with its SHA-256. An entry
+    /// missing here changed (or was added) since.
     json: BTreeMap<K, (Box<RawValue>, [u8; 32])>,
-    /// Keys changed (or added) since their JSON was last encoded.
-    changed: BTreeSet<K>,
 }
 
 impl<K, V> Default for EntryMap<K, V> {
@@ -43,7 +42,6 @@ impl<K, V> Default for EntryMap<K, V> {
         Self {
             entries: BTreeMap::new(),
             json: BTreeMap::new(),
-            changed: BTreeSet::new(),
         }
     }
 }
@@ -53,34 +51,32 @@ impl<K: Ord + Clone, V: Serialize> EntryMap<K, V> {
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let v = self.entries.get_mut(key)?;
         self.json.remove(key);
-        self.changed.insert(key.clone());
         Some(v)
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.json.remove(&key);
-        self.changed.insert(key.clone());
         self.entries.insert(key, value)
     }
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.json.remove(key);
-        self.changed.remove(key);
         self.entries.remove(key)
     }
 
-    /// Encodes the JSON of every entry changed since the last call. Serialising is correct
-    /// without it (entries not cached are encoded in place), only slower.
+    /// Encodes the JSON of every entry changed since the last call (one lookup per entry for
+    /// the rest). Serialising is correct without it (entries not cached are encoded in place),
+    /// only slower.
     pub fn settle(&mut self) {
-        for key in std::mem::take(&mut self.changed) {
-            let Some(v) = self.entries.get(&key) else {
+        for (key, v) in &self.entries {
+            if self.json.contains_key(key) {
                 continue;
-            };
+            }
             // Serialising derived types to JSON does not fail; if it ever did, the entry stays
             // uncached and is encoded in place (and fails there the same way as before).
             if let Ok(raw) = serde_json::value::to_raw_value(v) {
                 let digest = sha256(raw.get().as_bytes());
-                self.json.insert(key, (raw, digest));
+                self.json.insert(key.clone(), (raw, digest));
             }
         }
     }
@@ -110,7 +106,8 @@ impl<K: Ord + Clone, V: Serialize> EntryMap<K, V> {
         h.finalize().into()
     }
 
-    /// Entries whose JSON is cached (for tests and metrics).
+    /// Entries whose JSON is cached.
+    #[cfg(test)]
     pub fn cached(&self) -> usize {
         self.json.len()
     }
@@ -130,10 +127,9 @@ impl<K: Ord, V: PartialEq> PartialEq for EntryMap<K, V> {
     }
 }
 
-impl<K: Ord + Clone, V: Serialize> From<BTreeMap<K, V>> for EntryMap<K, V> {
+impl<K, V> From<BTreeMap<K, V>> for EntryMap<K, V> {
     fn from(entries: BTreeMap<K, V>) -> Self {
         Self {
-            changed: entries.keys().cloned().collect(),
             entries,
             json: BTreeMap::new(),
         }
