@@ -152,6 +152,8 @@ struct Client {
     workload: Workload,
     /// Tells this client's release versions apart from every other client's.
     name: String,
+    /// With the nonce, seeds the content of this client's releases.
+    seed: u64,
 }
 
 /// What a stream of requests came to: decided, and of those accepted by the ledger.
@@ -167,13 +169,15 @@ impl Client {
         loop {
             match GovernanceClient::connect(url.to_string()).await {
                 Ok(conn) => {
+                    let id = key.public().as_bytes()[..8].try_into().expect("8 bytes");
                     return Ok(Self {
                         name: scbe_node::governance::release::hex(&key.public().as_bytes()[..6]),
+                        seed: u64::from_le_bytes(id),
                         key,
                         nonce: 0,
                         conn,
                         workload: Workload::Rollback,
-                    })
+                    });
                 }
                 Err(e) if start.elapsed() > Duration::from_secs(30) => {
                     anyhow::bail!("cannot reach {url}: {e}")
@@ -237,7 +241,10 @@ impl Client {
                 reason: "bench".into(),
             },
             Workload::Register => Operation::RegisterRelease {
-                release: crate::demo::example_release(&format!("b{}-{}", self.name, self.nonce)),
+                release: crate::demo::bench_release(
+                    &format!("b{}-{}", self.name, self.nonce),
+                    self.seed ^ self.nonce,
+                ),
             },
         };
         let r = Signed::seal(
