@@ -3,6 +3,7 @@
 //! changes), written with one commit per turn of the runtime loop.
 
 pub mod record_store;
+pub mod value_codec;
 
 pub use record_store::{RecordStore, StorageError};
 

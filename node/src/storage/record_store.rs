@@ -22,6 +22,7 @@ use crate::governance::event::Event;
 use crate::governance::ledger::{Fresh, Outcome};
 use crate::net::wire::{decode_commit_cert, record_key, stored_record_key, StoredKind};
 use crate::net::{decode_record, encode_record, WireError};
+use crate::storage::value_codec::{pack, unpack};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -32,12 +33,44 @@ const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
 /// written in the same transaction as the batches that produced them.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
-const FORMAT_VERSION: &[u8] = b"scbe-records-1";
+/// Format 2 stores the values of `records` and `decided` through `value_codec` (compressed when
+/// large); format 1 stored them as they are and is upgraded in place on open.
+const FORMAT_VERSION: &[u8] = b"scbe-records-2";
+const FORMAT_1: &[u8] = b"scbe-records-1";
 /// redb's page cache. Its default (1 GiB) is a ceiling, not a reservation, but every page of a
 /// file that only grows (the audit trail) stays cached up to it: the validator's memory grew
 /// with history. 64 MiB holds the B-trees' interior pages many times over and keeps a
 /// 6.4 MiB write cache (redb splits it 90/10), more than one turn writes.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A stored value `value_codec` cannot read, as the decoding error it is.
+fn stored_value(e: crate::storage::value_codec::ValueError) -> WireError {
+    WireError::Decode {
+        what: "stored value",
+        reason: e.to_string(),
+    }
+}
+
+/// Rewrites every value of `def` as format 2 stores it (inside the opening transaction: a
+/// store killed during the upgrade is still format 1, and upgraded on the next open).
+fn upgrade_from_format_1(
+    txn: &redb::WriteTransaction,
+    def: TableDefinition<u64, &[u8]>,
+) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(def)?;
+    let keys: Vec<u64> = table
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value()))
+        .collect::<Result<_, _>>()?;
+    for k in keys {
+        let packed = match table.get(k)? {
+            Some(v) => pack(v.value()),
+            None => continue,
+        };
+        table.insert(k, packed.as_slice())?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -122,6 +155,14 @@ impl RecordStore {
                     meta.insert("node", node.as_bytes().as_slice())
                         .map_err(|e| open_err(&e))?;
                 }
+                Some(f) if f == FORMAT_1 => {
+                    Self::check_owner(&meta, path, node)?;
+                    meta.insert("format", FORMAT_VERSION)
+                        .map_err(|e| open_err(&e))?;
+                    for def in [RECORDS, DECIDED] {
+                        upgrade_from_format_1(&txn, def).map_err(|e| open_err(&e))?;
+                    }
+                }
                 Some(f) if f != FORMAT_VERSION => {
                     return Err(StorageError::Format {
                         path: path.to_path_buf(),
@@ -130,20 +171,10 @@ impl RecordStore {
                     })
                 }
                 Some(_) => {
-                    let owner = meta
-                        .get("node")
-                        .map_err(|e| open_err(&e))?
-                        .map(|v| v.value().to_vec())
-                        .unwrap_or_default();
-                    if owner != node.as_bytes() {
-                        return Err(StorageError::WrongNode {
-                            path: path.to_path_buf(),
-                            expected: *node,
-                            found: owner.iter().take(6).map(|b| format!("{b:02x}")).collect(),
-                        });
-                    }
+                    Self::check_owner(&meta, path, node)?;
                 }
             }
+            drop(meta);
             let records = txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
             store.next_index = records
                 .last()
@@ -153,13 +184,40 @@ impl RecordStore {
                 let (k, v) = entry.map_err(|e| open_err(&e))?;
                 // A record that does not decode is never dropped (as before the index); `load`
                 // refuses it.
-                if let Some(key) = stored_record_key(v.value()) {
+                if let Some(key) = unpack(v.value())
+                    .ok()
+                    .and_then(|bytes| stored_record_key(&bytes))
+                {
                     store.index.insert(k.value(), key);
                 }
             }
         }
         txn.commit().map_err(|e| open_err(&e))?;
         Ok(store)
+    }
+
+    /// Refuses a store written by another validator's key.
+    fn check_owner(
+        meta: &redb::Table<&str, &[u8]>,
+        path: &Path,
+        node: &PublicKey,
+    ) -> Result<(), StorageError> {
+        let owner = meta
+            .get("node")
+            .map_err(|e| StorageError::Open {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        if owner != node.as_bytes() {
+            return Err(StorageError::WrongNode {
+                path: path.to_path_buf(),
+                expected: *node,
+                found: owner.iter().take(6).map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+        Ok(())
     }
 
     /// Creates an initialised store under a temporary name and renames it into place, then
@@ -234,7 +292,7 @@ impl RecordStore {
         {
             let mut audit = txn.open_table(DECIDED).map_err(|e| self.io(e))?;
             for c in decided {
-                let bytes = crate::net::wire::commit_cert_to_proto(c).encode_to_vec();
+                let bytes = pack(&crate::net::wire::commit_cert_to_proto(c).encode_to_vec());
                 audit
                     .insert(c.seq().0, bytes.as_slice())
                     .map_err(|e| self.io(e))?;
@@ -268,7 +326,7 @@ impl RecordStore {
                         matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
                     })?;
                 }
-                let bytes = encode_record(r);
+                let bytes = pack(&encode_record(r));
                 table
                     .insert(next_index, bytes.as_slice())
                     .map_err(|e| self.io(e))?;
@@ -335,11 +393,14 @@ impl RecordStore {
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.io(e))? {
             let (k, v) = entry.map_err(|e| self.io(e))?;
-            let r = decode_record(v.value(), dir).map_err(|source| StorageError::Record {
-                path: self.path.clone(),
-                index: k.value(),
-                source,
-            })?;
+            let r = unpack(v.value())
+                .map_err(stored_value)
+                .and_then(|bytes| decode_record(&bytes, dir))
+                .map_err(|source| StorageError::Record {
+                    path: self.path.clone(),
+                    index: k.value(),
+                    source,
+                })?;
             out.push(r);
         }
         drop(table);
@@ -362,7 +423,7 @@ impl RecordStore {
             })
             .max()
             .unwrap_or(0);
-        for (seq, bytes) in self.range_from(DECIDED, base + 1, usize::MAX)? {
+        for (seq, bytes) in self.decided_from(base + 1, usize::MAX)? {
             let cert = decode_commit_cert(&bytes, dir).map_err(|source| StorageError::Record {
                 path: self.path.clone(),
                 index: seq,
@@ -379,7 +440,17 @@ impl RecordStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        self.range_from(DECIDED, from, limit)
+        self.range_from(DECIDED, from, limit)?
+            .into_iter()
+            .map(|(seq, stored)| match unpack(&stored) {
+                Ok(bytes) => Ok((seq, bytes.into_owned())),
+                Err(e) => Err(StorageError::Record {
+                    path: self.path.clone(),
+                    index: seq,
+                    source: stored_value(e),
+                }),
+            })
+            .collect()
     }
 
     /// Stored ledger events from position `from` on (at most `limit`). A node that caught up

@@ -310,6 +310,61 @@ fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
     assert_eq!(r.app().digest(), c.replica(1).app().digest());
 }
 
+/// A store of format 1 (values as they are, before `value_codec`) is upgraded when it is
+/// opened: it loads exactly what it held, and from then on it is format 2.
+#[test]
+fn a_format_1_store_is_upgraded_on_open_and_loads_the_same_records() {
+    use crate::storage::value_codec::unpack;
+    use redb::{ReadableTable, TableDefinition};
+    let (c, decided) = decided_cluster(128, 5);
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    let expected = {
+        let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
+        s.commit_turn(&c.stores[1], &decided, &Default::default())
+            .expect("commits");
+        s.load(&c.dir).expect("loads")
+    };
+    // Rewrite the file as format 1 wrote it.
+    {
+        let db = redb::Database::open(&path).expect("db");
+        let txn = db.begin_write().expect("txn");
+        for name in ["records", "decided"] {
+            let def: TableDefinition<u64, &[u8]> = TableDefinition::new(name);
+            let mut t = txn.open_table(def).expect("table");
+            let rows: Vec<(u64, Vec<u8>)> = t
+                .iter()
+                .expect("iter")
+                .map(|e| {
+                    let (k, v) = e.expect("row");
+                    (k.value(), unpack(v.value()).expect("unpacks").into_owned())
+                })
+                .collect();
+            assert!(!rows.is_empty(), "{name} has rows");
+            for (k, v) in rows {
+                t.insert(k, v.as_slice()).expect("insert");
+            }
+        }
+        let meta_def: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+        txn.open_table(meta_def)
+            .expect("meta")
+            .insert("format", b"scbe-records-1".as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    for _ in 0..2 {
+        let s = RecordStore::open(&path, &c.keys[1].public()).expect("upgrades");
+        let loaded = s.load(&c.dir).expect("loads");
+        assert_eq!(
+            format!("{loaded:?}"),
+            format!("{expected:?}"),
+            "the same records, before and after the upgrade"
+        );
+    }
+    let wrong = RecordStore::open(&path, &c.keys[2].public()).map(|_| ());
+    assert!(matches!(wrong, Err(StorageError::WrongNode { .. })));
+}
+
 /// Compaction picks what to drop from the store's in-memory index of (kind, seq), not by
 /// reading records back. The index must say what the records say, including after a reopen
 /// (it is rebuilt from the file) and across view changes and stable checkpoints: a store
