@@ -273,7 +273,7 @@ fn ledger_snapshot() -> Vec<u8> {
             &op.to_bytes(),
         );
     }
-    ledger.snapshot()
+    ledger.snapshot().to_vec()
 }
 
 fn placeholder_release() -> FusedRelease {

@@ -2,7 +2,7 @@
 //! divergence in what or in which order replicas execute changes the digest, so checkpoint
 //! agreement exercises the core's state digests and state transfer for real.
 
-use scbe_node::consensus::{Digest, Request, Seq, Signed, SnapshotError, StateMachine};
+use scbe_node::consensus::{AppState, Digest, Request, Seq, Signed, SnapshotError, StateMachine};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HashChainApp {
@@ -45,10 +45,14 @@ impl StateMachine for HashChainApp {
         Digest::of_parts(&[&self.applied.to_be_bytes(), self.chain.as_bytes()])
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        let mut out = self.applied.to_be_bytes().to_vec();
-        out.extend_from_slice(self.chain.as_bytes());
-        out
+    fn snapshot(&self) -> AppState {
+        // Encoded when first read, as the ledger's snapshots are.
+        let (applied, chain) = (self.applied, self.chain);
+        AppState::lazy(40, move || {
+            let mut out = applied.to_be_bytes().to_vec();
+            out.extend_from_slice(chain.as_bytes());
+            out
+        })
     }
 
     fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError> {

@@ -279,7 +279,7 @@ pub struct StateRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub seq: Seq,
-    pub app_state: Vec<u8>,
+    pub app_state: super::AppState,
     pub nonces: BTreeMap<PublicKey, super::nonce::NonceWindow>,
 }
 

@@ -3,6 +3,7 @@
 //! see [`replica`] for the contract the runtime must honour.
 
 pub mod action;
+pub mod app_state;
 pub mod certificate;
 pub mod codec;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use action::{Action, Decision, Input, Record, Timer, TimerKind};
+pub use app_state::AppState;
 pub use certificate::CertError;
 pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};

@@ -237,8 +237,9 @@ pub struct Replica {
     ticks: u64,
     /// State transfer already requested for this `last_executed` (one probe per position).
     state_requested: Option<Seq>,
-    /// A peer's stable snapshot being received in chunks.
-    assembling: Option<(CheckpointCert, Snapshot)>,
+    /// A peer's stable snapshot being received in chunks: its certificate, its sequence
+    /// number and nonces, and the application bytes received so far.
+    assembling: Option<(CheckpointCert, Snapshot, Vec<u8>)>,
 
     dropped: BTreeMap<&'static str, u64>,
     out: Vec<Action>,

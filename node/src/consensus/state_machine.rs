@@ -2,6 +2,7 @@
 //! ledger in the node, a hash chain in the simulator). It must be deterministic: the same requests
 //! in the same order give the same digest on every replica.
 
+use super::app_state::AppState;
 use super::message::{Request, Signed};
 use super::types::{Digest, Seq};
 
@@ -17,8 +18,10 @@ pub trait StateMachine: Send {
     /// Called just before a checkpoint's [`Self::digest`] and [`Self::snapshot`], with the
     /// state they will read: a place to bring caches up to date. Must not change the state.
     fn before_checkpoint(&mut self) {}
-    /// Serialises the current state.
-    fn snapshot(&self) -> Vec<u8>;
+    /// The current state's snapshot: its bytes now ([`AppState::new`]), or a cheap copy of the
+    /// state that encodes them when first read ([`AppState::lazy`]); the core reads them only
+    /// to persist a snapshot or to send it to a peer.
+    fn snapshot(&self) -> AppState;
     /// Digest the state would have after restoring `snapshot`, without changing anything, so a
     /// bad snapshot from a peer can be refused before it overwrites good state.
     fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError>;

@@ -133,7 +133,7 @@ pub fn commit_cert_to_proto(c: &CommitCert) -> pb::CommitCertificate {
 fn snapshot_to_proto(s: &Snapshot) -> pb::Snapshot {
     pb::Snapshot {
         seq: s.seq.0,
-        app_state: s.app_state.clone().into(),
+        app_state: s.app_state.to_vec().into(),
         nonces: s
             .nonces
             .iter()
@@ -505,7 +505,7 @@ fn snapshot_from_proto(p: pb::Snapshot) -> Result<Snapshot, WireError> {
     }
     Ok(Snapshot {
         seq: Seq(p.seq),
-        app_state: p.app_state.to_vec(),
+        app_state: p.app_state.to_vec().into(),
         nonces,
     })
 }

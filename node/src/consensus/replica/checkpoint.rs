@@ -23,7 +23,7 @@ impl Replica {
         // Persisted when small, or once the batches a restart would otherwise re-execute add
         // up to its size (see `snapshot_persist_floor`); kept in memory either way, for peers
         // that fetch state.
-        let len = snap.app_state.len();
+        let len = snap.app_state.size_hint();
         if len <= self.cfg.snapshot_persist_floor || self.bytes_since_persisted >= len {
             self.bytes_since_persisted = 0;
             self.persist(Record::Snapshot(snap.clone()));

@@ -38,7 +38,7 @@ impl Replica {
     fn assembled_len(&self) -> u64 {
         self.assembling
             .as_ref()
-            .map_or(0, |(_, s)| s.app_state.len() as u64)
+            .map_or(0, |(_, _, bytes)| bytes.len() as u64)
     }
 
     fn seal_state_request(&self, req: StateRequest) -> Signed<StateRequest> {
@@ -72,7 +72,7 @@ impl Replica {
                 let end = total.min(offset + self.cfg.max_transfer_bytes);
                 let part = Snapshot {
                     seq: snap.seq,
-                    app_state: snap.app_state[offset..end].to_vec(),
+                    app_state: snap.app_state[offset..end].to_vec().into(),
                     nonces: snap.nonces.clone(),
                 };
                 bytes = end - offset;
@@ -181,7 +181,7 @@ impl Replica {
         let same = self
             .assembling
             .as_ref()
-            .is_some_and(|(c, _)| c.seq == cert.seq && c.state_digest == cert.state_digest);
+            .is_some_and(|(c, _, _)| c.seq == cert.seq && c.state_digest == cert.state_digest);
         if !same {
             if part.offset != 0 {
                 return Err("state transfer chunk of a snapshot not being assembled");
@@ -193,22 +193,26 @@ impl Replica {
                 cert,
                 Snapshot {
                     seq: chunk.seq,
-                    app_state: Vec::new(),
+                    app_state: Vec::new().into(),
                     nonces: chunk.nonces.clone(),
                 },
+                Vec::new(),
             ));
         }
-        let Some((_, snap)) = self.assembling.as_mut() else {
+        let Some((_, _, bytes)) = self.assembling.as_mut() else {
             return Err("state transfer assembly lost");
         };
-        if part.offset != snap.app_state.len() as u64 {
+        if part.offset != bytes.len() as u64 {
             return Err("state transfer chunk out of order");
         }
-        snap.app_state.extend_from_slice(&chunk.app_state);
-        if (snap.app_state.len() as u64) < part.total {
+        bytes.extend_from_slice(&chunk.app_state);
+        if (bytes.len() as u64) < part.total {
             return Ok(None);
         }
-        Ok(self.assembling.take())
+        Ok(self.assembling.take().map(|(cert, mut snap, bytes)| {
+            snap.app_state = bytes.into();
+            (cert, snap)
+        }))
     }
 
     /// Installs a peer's checkpoint snapshot after checking it against the certificate.

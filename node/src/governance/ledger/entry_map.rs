@@ -1,24 +1,25 @@
-//! An ordered map that keeps each entry's JSON between changes, so serialising the ledger's
-//! state for a checkpoint (its digest and its snapshot) copies the JSON of entries that did not
-//! change instead of encoding them again.
+//! An ordered map for the ledger's releases, proposals and rollouts that keeps each entry's
+//! JSON and digest between changes, and clones in O(1).
 //!
-//! Why: the state holds every registered release (about 1.5 KB of JSON each), every proposal
-//! and every rollout, and a checkpoint serialises all of it twice (digest, snapshot). With
-//! registrations that work grew with every request; most entries never change after they are
-//! written (a release's stage changes a few times in its life).
+//! Why: the state holds every registered release (about a kilobyte of JSON each), every
+//! proposal and every rollout, and each checkpoint digests all of it and keeps a snapshot of
+//! it. Most entries never change after they are written (a release's stage changes a few times
+//! in its life), so:
+//! - each entry keeps its compact JSON and a digest of (key, JSON), encoded by
+//!   [`EntryMap::settle`] only for entries changed since the last call (the ledger calls it
+//!   before a checkpoint); [`EntryMap::digest`] hashes those 32-byte digests;
+//! - the map is persistent (`imbl::OrdMap`, values behind `Arc`), so a checkpoint's snapshot is
+//!   a clone that shares every node with the live map, and its bytes are encoded only if the
+//!   snapshot is ever persisted or fetched (`consensus::AppState`).
 //!
 //! The serialised form is the plain map's, byte for byte (a cached entry is the compact JSON
-//! `serde_json` writes for it; an entry not cached yet is encoded in place), so digests and
-//! snapshots are exactly what they were. Reads go through `Deref` to the map; the only ways to
-//! change an entry (`get_mut`, `insert`, `remove`) drop its cached JSON, and
-//! [`EntryMap::settle`] encodes what changed since (the ledger calls it before a checkpoint).
-//!
-//! Each cached entry also keeps the SHA-256 of its JSON, and [`EntryMap::digest`] hashes the
-//! keys with those digests: a checkpoint's state digest hashes 32 bytes per unchanged entry
-//! instead of its whole JSON.
+//! `serde_json` writes for it; an entry not cached yet is encoded in place), so snapshots decode
+//! as they did. The only ways to change an entry (`get_mut`, `insert`, `remove`) drop its
+//! cached JSON.
 
-use std::collections::BTreeMap;
-use std::ops::Deref;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -29,78 +30,185 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
-#[derive(Clone, Debug)]
+/// An entry's contribution to [`EntryMap::digest`]: SHA-256 over the length of the key's JSON
+/// (8 bytes, big endian), the key's JSON and the SHA-256 of the entry's JSON.
+fn entry_digest(key: &(impl Serialize + ?Sized), json: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    // Keys are strings and integers: encoding them does not fail.
+    let key = serde_json::to_vec(key).unwrap_or_default();
+    let mut h = sha2::Sha256::new();
+    h.update((key.len() as u64).to_be_bytes());
+    h.update(&key);
+    h.update(sha256(json));
+    h.finalize().into()
+}
+
+struct Slot<V> {
+    value: Arc<V>,
+    /// The entry's compact JSON and [`entry_digest`], while it is unchanged since encoded.
+    cached: Option<(Arc<RawValue>, [u8; 32])>,
+}
+
+impl<V> Clone for Slot<V> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            cached: self.cached.clone(),
+        }
+    }
+}
+
 pub struct EntryMap<K, V> {
-    entries: BTreeMap<K, V>,
-    /// The compact JSON of entries unchanged since it was encoded, with its SHA-256. An entry
-    /// missing here changed (or was added) since.
-    json: BTreeMap<K, (Box<RawValue>, [u8; 32])>,
+    entries: imbl::OrdMap<K, Slot<V>>,
+    /// Keys changed since the last [`EntryMap::settle`] (some may be gone since).
+    dirty: BTreeSet<K>,
+    /// Bytes of cached JSON, keys included: about what serialising the map takes.
+    json_bytes: usize,
+}
+
+impl<K: Clone, V> Clone for EntryMap<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            entries: self.entries.clone(),
+            dirty: self.dirty.clone(),
+            json_bytes: self.json_bytes,
+        }
+    }
 }
 
 impl<K, V> Default for EntryMap<K, V> {
     fn default() -> Self {
         Self {
-            entries: BTreeMap::new(),
-            json: BTreeMap::new(),
+            entries: imbl::OrdMap::new(),
+            dirty: BTreeSet::new(),
+            json_bytes: 0,
         }
     }
 }
 
-impl<K: Ord + Clone, V: Serialize> EntryMap<K, V> {
-    /// The entry, to change: its cached JSON is dropped.
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let v = self.entries.get_mut(key)?;
-        self.json.remove(key);
-        Some(v)
+impl<K: Ord + Clone, V> EntryMap<K, V> {
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.entries.get(key).map(|s| &*s.value)
+    }
+
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.entries.contains_key(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, s)| (k, &*s.value))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
+        self.entries.keys()
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> {
+        self.entries.values().map(|s| &*s.value)
+    }
+
+    /// About how many bytes serialising the map takes (exact for cached entries, which after a
+    /// [`EntryMap::settle`] is all of them, but for the JSON punctuation between them).
+    pub fn json_bytes(&self) -> usize {
+        self.json_bytes
+    }
+
+    /// Drops `slot`'s cached JSON (the entry is about to change or go).
+    fn forget(json_bytes: &mut usize, key_len: usize, slot: &mut Slot<V>) {
+        if let Some((raw, _)) = slot.cached.take() {
+            *json_bytes -= key_len + raw.get().len();
+        }
+    }
+}
+
+impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
+    /// The entry, to change: its cached JSON is dropped. (Its value is copied first if a
+    /// checkpoint's snapshot still shares it.)
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        Q: Ord + Serialize + ToOwned<Owned = K> + ?Sized,
+        K: Borrow<Q>,
+    {
+        let slot = self.entries.get_mut(key)?;
+        Self::forget(&mut self.json_bytes, key_len(key), slot);
+        self.dirty.insert(key.to_owned());
+        Some(Arc::make_mut(&mut slot.value))
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.json.remove(&key);
-        self.entries.insert(key, value)
+        self.dirty.insert(key.clone());
+        let len = key_len(&key);
+        let old = self.entries.insert(
+            key,
+            Slot {
+                value: Arc::new(value),
+                cached: None,
+            },
+        )?;
+        Some(self.dropped(len, old))
     }
 
-    pub fn remove(&mut self, key: &K) -> Option<V> {
-        self.json.remove(key);
-        self.entries.remove(key)
+    pub fn remove<Q: Ord + Serialize + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        let old = self.entries.remove(key)?;
+        Some(self.dropped(key_len(key), old))
     }
 
-    /// Encodes the JSON of every entry changed since the last call (one lookup per entry for
-    /// the rest). Serialising is correct without it (entries not cached are encoded in place),
-    /// only slower.
+    fn dropped(&mut self, key_len: usize, mut old: Slot<V>) -> V {
+        Self::forget(&mut self.json_bytes, key_len, &mut old);
+        Arc::try_unwrap(old.value).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// Encodes the JSON and digest of every entry changed since the last call. Serialising and
+    /// digesting are correct without it (entries not cached are encoded in place), only slower.
     pub fn settle(&mut self) {
-        for (key, v) in &self.entries {
-            if self.json.contains_key(key) {
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(slot) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            if slot.cached.is_some() {
                 continue;
             }
             // Serialising derived types to JSON does not fail; if it ever did, the entry stays
             // uncached and is encoded in place (and fails there the same way as before).
-            if let Ok(raw) = serde_json::value::to_raw_value(v) {
-                let digest = sha256(raw.get().as_bytes());
-                self.json.insert(key.clone(), (raw, digest));
+            if let Ok(raw) = serde_json::value::to_raw_value(&*slot.value) {
+                let digest = entry_digest(&key, raw.get().as_bytes());
+                self.json_bytes += key_len(&key) + raw.get().len();
+                slot.cached = Some((Arc::from(raw), digest));
             }
         }
     }
 
-    /// SHA-256 over every entry in key order: the length of the key's JSON (8 bytes, big
-    /// endian), the key's JSON and the SHA-256 of the entry's JSON. Same entries, same digest,
-    /// whatever was cached; an entry not cached is encoded here.
-    pub fn digest(&self) -> [u8; 32]
-    where
-        K: Serialize,
-    {
+    /// SHA-256 over the number of entries (8 bytes, big endian) and every entry's
+    /// [`entry_digest`] in key order. Same entries, same digest, whatever was cached.
+    pub fn digest(&self) -> [u8; 32] {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
         h.update((self.entries.len() as u64).to_be_bytes());
-        let mut key = Vec::new();
-        for (k, v) in &self.entries {
-            key.clear();
-            // Keys are strings and integers: encoding them does not fail.
-            let _ = serde_json::to_writer(&mut key, k);
-            h.update((key.len() as u64).to_be_bytes());
-            h.update(&key);
-            match self.json.get(k) {
+        for (k, slot) in &self.entries {
+            match &slot.cached {
                 Some((_, d)) => h.update(d),
-                None => h.update(sha256(&serde_json::to_vec(v).unwrap_or_default())),
+                None => h.update(entry_digest(
+                    k,
+                    &serde_json::to_vec(&*slot.value).unwrap_or_default(),
+                )),
             }
         }
         h.finalize().into()
@@ -109,29 +217,56 @@ impl<K: Ord + Clone, V: Serialize> EntryMap<K, V> {
     /// Entries whose JSON is cached.
     #[cfg(test)]
     pub fn cached(&self) -> usize {
-        self.json.len()
+        self.entries.values().filter(|s| s.cached.is_some()).count()
     }
 }
 
-impl<K, V> Deref for EntryMap<K, V> {
-    type Target = BTreeMap<K, V>;
-    fn deref(&self) -> &BTreeMap<K, V> {
-        &self.entries
+/// Bytes a key takes in the map's JSON, with its quotes or digits and the colon (estimated
+/// for the size hint: exactness is not needed there).
+fn key_len<K: Serialize + ?Sized>(key: &K) -> usize {
+    serde_json::to_vec(key).map_or(0, |k| k.len() + 2)
+}
+
+/// Like `BTreeMap`'s: panics if the key is missing (for tests and checked lookups).
+impl<K: Ord + Clone + Borrow<Q>, Q: Ord + ?Sized, V> std::ops::Index<&Q> for EntryMap<K, V> {
+    type Output = V;
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("no entry found for key")
     }
 }
 
-impl<K: Ord, V: PartialEq> PartialEq for EntryMap<K, V> {
+impl<K: Ord + Clone, V: PartialEq> PartialEq for EntryMap<K, V> {
     /// The entries only: the cache is a copy of them.
     fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((ka, va), (kb, vb))| ka == kb && va == vb)
     }
 }
 
-impl<K, V> From<BTreeMap<K, V>> for EntryMap<K, V> {
+impl<K: Ord + Clone + std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for EntryMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Ord + Clone, V> From<BTreeMap<K, V>> for EntryMap<K, V> {
     fn from(entries: BTreeMap<K, V>) -> Self {
         Self {
-            entries,
-            json: BTreeMap::new(),
+            dirty: entries.keys().cloned().collect(),
+            entries: entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let slot = Slot {
+                        value: Arc::new(v),
+                        cached: None,
+                    };
+                    (k, slot)
+                })
+                .collect(),
+            json_bytes: 0,
         }
     }
 }
@@ -139,10 +274,10 @@ impl<K, V> From<BTreeMap<K, V>> for EntryMap<K, V> {
 impl<K: Ord + Serialize, V: Serialize> Serialize for EntryMap<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.entries.len()))?;
-        for (k, v) in &self.entries {
-            match self.json.get(k) {
-                Some((raw, _)) => map.serialize_entry(k, raw)?,
-                None => map.serialize_entry(k, v)?,
+        for (k, slot) in &self.entries {
+            match &slot.cached {
+                Some((raw, _)) => map.serialize_entry(k, &**raw)?,
+                None => map.serialize_entry(k, &*slot.value)?,
             }
         }
         map.end()
@@ -152,7 +287,7 @@ impl<K: Ord + Serialize, V: Serialize> Serialize for EntryMap<K, V> {
 impl<'de, K, V> Deserialize<'de> for EntryMap<K, V>
 where
     K: Ord + Clone + Deserialize<'de>,
-    V: Serialize + Deserialize<'de>,
+    V: Deserialize<'de>,
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         BTreeMap::deserialize(d).map(Self::from)
@@ -224,7 +359,7 @@ mod tests {
                     serde_json::to_vec(&strings).expect("encodes"),
                     serde_json::to_vec(&by_name).expect("encodes")
                 );
-                prop_assert_eq!(&*cached, &plain);
+                prop_assert!(cached.iter().eq(plain.iter()));
                 // The digest depends on the entries only, not on what was cached.
                 prop_assert_eq!(cached.digest(), EntryMap::from(plain.clone()).digest());
             }

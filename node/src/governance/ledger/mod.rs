@@ -32,7 +32,9 @@ pub mod state;
 
 use std::collections::BTreeMap;
 
-use crate::consensus::{Digest, Principal, Request, Seq, Signed, SnapshotError, StateMachine};
+use crate::consensus::{
+    AppState, Digest, Principal, Request, Seq, Signed, SnapshotError, StateMachine,
+};
 use crate::crypto::PublicKey;
 use crate::rollout::health::HealthThresholds;
 use crate::rollout::plan::FleetAgent;
@@ -89,9 +91,6 @@ pub struct Ledger {
     /// replicated; off unless [`Ledger::keep_fresh`] (the simulator's ledgers leave it off).
     /// Behind a mutex so the runtime can drain it through the shared `as_any` view.
     fresh: Option<std::sync::Mutex<Fresh>>,
-    /// Length of the last snapshot: the next one's buffer is reserved at about that size up
-    /// front, instead of growing (and copying) a buffer of the whole state by doubling.
-    snapshot_len: std::sync::atomic::AtomicUsize,
 }
 
 type Rejection = Vec<String>;
@@ -119,7 +118,6 @@ impl Ledger {
             state,
             journal: Journal::default(),
             fresh: None,
-            snapshot_len: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -310,28 +308,37 @@ impl Ledger {
         }
     }
 
-    fn encode_snapshot(&self) -> Vec<u8> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let last = self.snapshot_len.load(Relaxed);
-        let mut out = Vec::with_capacity(last + last / 8 + 4096);
-        let snap = SnapshotRef {
-            state: &self.state,
-            journal: &self.journal,
+    /// The snapshot of the state as it is now, encoded when first read: the state is cloned
+    /// (its maps share every node with the live ones) and the journal, which is bounded, is
+    /// encoded now.
+    fn lazy_snapshot(&self) -> AppState {
+        let journal = match serde_json::value::to_raw_value(&self.journal) {
+            Ok(j) => j,
+            Err(_) => return AppState::new(Vec::new()),
         };
-        if serde_json::to_writer(&mut out, &snap).is_err() {
-            return Vec::new();
-        }
-        self.snapshot_len.store(out.len(), Relaxed);
-        out
+        let state = self.state.clone();
+        let hint = state.json_bytes_hint() + journal.get().len();
+        AppState::lazy(hint, move || {
+            let mut out = Vec::with_capacity(hint + hint / 8);
+            let snap = SnapshotRef {
+                state: &state,
+                journal: &*journal,
+            };
+            match serde_json::to_writer(&mut out, &snap) {
+                Ok(()) => out,
+                Err(_) => Vec::new(),
+            }
+        })
     }
 }
 
 /// A snapshot: the state whole and the journal's windows (whose chains are re-derived on
 /// restore).
 #[derive(serde::Serialize)]
-struct SnapshotRef<'a> {
+struct SnapshotRef<'a, J: serde::Serialize + ?Sized> {
     state: &'a LedgerState,
-    journal: &'a Journal,
+    /// The journal, or its JSON.
+    journal: &'a J,
 }
 
 #[derive(serde::Deserialize)]
@@ -385,8 +392,8 @@ impl StateMachine for Ledger {
         self.state.settle();
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.encode_snapshot()
+    fn snapshot(&self) -> AppState {
+        self.lazy_snapshot()
     }
 
     fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError> {

@@ -210,7 +210,7 @@ impl LedgerState {
             serde_json::to_vec(&(known_good, current, assigned, next_proposal, next_rollout))
                 .unwrap_or_default();
         crate::consensus::Digest::of_parts(&[
-            b"ledger-state/2",
+            b"ledger-state/3",
             &releases.digest(),
             &proposals.digest(),
             &rollouts.digest(),
@@ -225,6 +225,12 @@ impl LedgerState {
         self.releases.settle();
         self.proposals.settle();
         self.rollouts.settle();
+    }
+
+    /// About how many bytes the state's JSON takes once settled (the maps' cached JSON; the
+    /// rest is small), to size a snapshot without encoding it.
+    pub fn json_bytes_hint(&self) -> usize {
+        self.releases.json_bytes() + self.proposals.json_bytes() + self.rollouts.json_bytes() + 4096
     }
 
     /// The rollout that holds the fleet (one at a time), if any.
