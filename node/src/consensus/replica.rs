@@ -168,9 +168,10 @@ pub struct Replica {
     status: Status,
     /// Consecutive views without progress; timers last `base << backoff`.
     backoff: u32,
-    /// The backoff before the current view started: a new view runs on base timers, but if it
-    /// fails without executing anything the doubling resumes from here (PBFT's liveness needs
-    /// timeouts that grow until a view can finish; churn must not leave them long afterwards).
+    /// The backoff before the current view started: a new view's timers keep this doubling
+    /// until it executes something, and if it fails the doubling resumes from here (PBFT's
+    /// liveness needs timeouts that grow until a view can finish; churn must not leave them
+    /// long afterwards, so the first execution resets both).
     backoff_before_view: u32,
 
     slots: BTreeMap<Seq, Slot>,
@@ -658,10 +659,16 @@ impl Replica {
     }
 
     fn set_timer(&mut self, kind: TimerKind) {
+        // A view installed after failed ones keeps their doubling until something executes
+        // in it (PBFT §4.5.2: the timer covers the new view's first execution, not only its
+        // installation). With base timers there, a cluster whose first decision in a new view
+        // took longer than the base (64 re-proposed batches of registrations under load) gave
+        // up on every view at the base timeout and never decided again (seen once in the
+        // registration bench's failover phase: views 1-3 and 5-8 abandoned ~0.6 s apart).
         let backoff = if matches!(kind, TimerKind::Status | TimerKind::Heartbeat) {
             0
         } else {
-            self.backoff
+            self.failed_views()
         };
         self.timer_ids += 1;
         let t = Timer {
