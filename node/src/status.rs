@@ -12,6 +12,36 @@ use crate::rollout::monitor::AgentHealth;
 
 /// Proposals and rollouts listed (the most recent).
 const RECENT: usize = 20;
+/// Releases listed by name (the most recently registered, and every one a stage serves). The
+/// summary used to list every release: with 100,000 registered it passed 4 MiB and a client's
+/// status call failed on its message size limit (found by the registration bench).
+pub const RELEASES_LISTED: usize = 256;
+
+/// Version -> stage of the releases the summary lists: those a stage currently serves and the
+/// [`RELEASES_LISTED`] most recently registered (ties by version).
+fn listed_releases(ledger: &Ledger) -> BTreeMap<String, Value> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let s = ledger.state();
+    // The newest by (registered_seq, version): a min-heap of the best RELEASES_LISTED so far.
+    let mut newest = BinaryHeap::with_capacity(RELEASES_LISTED + 1);
+    for (version, entry) in s.releases.iter() {
+        newest.push(Reverse((entry.registered_seq, version)));
+        if newest.len() > RELEASES_LISTED {
+            newest.pop();
+        }
+    }
+    let mut listed: BTreeMap<String, Value> = newest
+        .into_iter()
+        .map(|Reverse((_, v))| (v.clone(), json!(s.releases[v].stage)))
+        .collect();
+    for version in s.current.values() {
+        if let Some(e) = s.releases.get(version) {
+            listed.insert(version.clone(), json!(e.stage));
+        }
+    }
+    listed
+}
 
 /// Share of validators that voted with the outcome, over the last decided proposals (1.0 when
 /// none has been decided yet: nobody disagreed).
@@ -131,7 +161,8 @@ pub fn summary(ledger: &Ledger, health: &BTreeMap<String, AgentHealth>) -> Value
         .collect();
     let f = FleetFigures::of(health);
     json!({
-        "releases": s.releases.iter().map(|(v, e)| (v.clone(), e.stage)).collect::<BTreeMap<_, _>>(),
+        "releases": listed_releases(ledger),
+        "releases_total": s.releases.len(),
         "current": s.current,
         "known_good": s.known_good,
         "open_proposals": s.proposals.values().filter(|p| p.status == ProposalStatus::Pending).map(|p| p.id).collect::<Vec<_>>(),
@@ -148,4 +179,46 @@ pub fn summary(ledger: &Ledger, health: &BTreeMap<String, AgentHealth>) -> Value
         },
         "events": ledger.journal().events.total(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::ledger_world::{release, World};
+    use crate::governance::Operation;
+
+    /// The summary stays bounded however many releases the ledger holds: it names the newest
+    /// and the ones a stage serves, and counts the rest.
+    #[test]
+    fn the_summary_lists_a_bounded_number_of_releases_newest_first() {
+        let mut w = World::new();
+        let n = RELEASES_LISTED + 40;
+        for i in 0..n {
+            let o = w.request(Operation::RegisterRelease {
+                release: release(&format!("r{i:04}")),
+            });
+            assert!(o.accepted, "{:?}", o.reasons);
+        }
+        let s = summary(&w.ledger, &BTreeMap::new());
+        let listed = s["releases"].as_object().expect("releases");
+        let serving: Vec<&String> = w.ledger.state().current.values().collect();
+        assert_eq!(s["releases_total"], json!(w.ledger.state().releases.len()));
+        assert!(
+            listed.len() <= RELEASES_LISTED + serving.len(),
+            "{}",
+            listed.len()
+        );
+        assert!(listed.len() >= RELEASES_LISTED);
+        assert_eq!(
+            listed[&format!("r{:04}", n - 1)],
+            "staging",
+            "the newest is listed"
+        );
+        assert!(!listed.contains_key("r0000"), "the oldest is not");
+        for v in serving {
+            if w.ledger.state().releases.contains_key(v) {
+                assert!(listed.contains_key(v), "{v} serves a stage");
+            }
+        }
+    }
 }

@@ -61,13 +61,20 @@ pub fn status_text(reply: &pb::StatusReply, s: &Value) -> String {
             .iter()
             .map(|(v, st)| format!("{v} ({})", text(st)))
             .collect();
+        let total = s["releases_total"].as_u64().unwrap_or(list.len() as u64);
+        let more = total.saturating_sub(list.len() as u64);
         let _ = writeln!(
             out,
-            "releases:  {}",
+            "releases:  {}{}",
             if list.is_empty() {
                 "none".into()
             } else {
                 list.join(", ")
+            },
+            if more > 0 {
+                format!(" (and {more} older)")
+            } else {
+                String::new()
             }
         );
     }
