@@ -200,3 +200,51 @@ fn a_snapshot_larger_than_a_message_arrives_in_chunks() {
     assert_eq!(c.replica(3).last_executed(), Seq(9), "caught up");
     assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(8));
 }
+
+/// A replica that started assembling a peer's snapshot and was cut off mid-way comes back after
+/// its peers' stable checkpoint moved on: they serve only their newest snapshot, so the
+/// half-assembled older one can never be finished and is dropped for theirs. (Before, the
+/// replica kept asking for the rest of the old one at its offset, refused every chunk of the
+/// new one as "not being assembled" and stayed behind until restarted: with one validator of
+/// four dead that halted the cluster, in the registration bench's failover phase.)
+#[test]
+fn a_half_assembled_snapshot_gives_way_to_the_peers_newer_checkpoint() {
+    let mut c = Cluster::new_with(4, 2, |cfg| cfg.max_transfer_bytes = 7);
+    c.isolate(3);
+    for nonce in 1..=9 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(8));
+    // Replica 3 asks for state and gets exactly the first chunk of checkpoint 8.
+    c.heal();
+    let t = c.armed(3, TimerKind::Status).expect("status timer");
+    c.input(3, Input::Timeout(t));
+    let first_chunk_in = |c: &Cluster| {
+        c.log[3].iter().any(
+            |a| matches!(a, Action::Send { envelope, .. } if envelope.kind == Kind::StateRequest),
+        )
+    };
+    while !first_chunk_in(&c) {
+        assert!(c.step(), "a chunk reaches replica 3");
+    }
+    c.isolate(3);
+    c.run();
+    assert_eq!(c.replica(3).last_executed(), Seq(0), "still assembling");
+    // The others go on to checkpoint 12.
+    for nonce in 10..=13 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(12));
+    c.heal();
+    for _ in 0..3 {
+        c.fire_if_armed(3, TimerKind::Status);
+    }
+    assert_eq!(
+        c.replica(3).last_executed(),
+        Seq(13),
+        "caught up from checkpoint 12"
+    );
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(12));
+}

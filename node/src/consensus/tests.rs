@@ -192,6 +192,16 @@ impl Cluster {
         }
     }
 
+    /// Delivers the oldest queued message; false when none is left.
+    pub(crate) fn step(&mut self) -> bool {
+        let Some((_, to, bytes)) = self.queue.pop_front() else {
+            return false;
+        };
+        let m = open(&bytes, &self.dir).expect("honest messages open");
+        self.input(to, Input::Message(m));
+        true
+    }
+
     /// Delivers queued messages until none are left.
     pub(crate) fn run(&mut self) {
         while let Some((_, to, bytes)) = self.queue.pop_front() {

@@ -184,6 +184,18 @@ impl Replica {
             .is_some_and(|(c, _, _)| c.seq == cert.seq && c.state_digest == cert.state_digest);
         if !same {
             if part.offset != 0 {
+                // A chunk of a newer checkpoint than the one half assembled: the peers moved
+                // their stable checkpoint on and serve only their newest snapshot, so the old
+                // one can never be finished. Drop it (once the newer certificate checks out) and
+                // ask from the start of theirs: the caller asks this peer from offset 0.
+                let newer = self
+                    .assembling
+                    .as_ref()
+                    .is_some_and(|(c, _, _)| cert.seq > c.seq);
+                if newer && check_checkpoint_cert(&self.cfg, &cert, self.genesis).is_ok() {
+                    self.assembling = None;
+                    return Ok(None);
+                }
                 return Err("state transfer chunk of a snapshot not being assembled");
             }
             // Checked before holding any bytes for it.
