@@ -163,11 +163,10 @@ fn an_oversized_request_is_refused_at_the_door() {
     assert_eq!(c.replica(0).pending_requests(), 0);
 }
 
-/// A snapshot larger than one response travels in chunks: with a transfer budget of a few bytes
-/// the (40-byte) snapshot of a replica that missed several checkpoints arrives in pieces, is
-/// assembled, checked against its certificate and installed.
-#[test]
-fn a_snapshot_larger_than_a_message_arrives_in_chunks() {
+/// A cluster whose transfer budget is 7 bytes, in which replica 3 (isolated) missed nine
+/// requests and the others' stable checkpoint is at 8 (the 40-byte snapshot travels in six
+/// chunks).
+fn missed_checkpoints_with_7_byte_chunks() -> Cluster {
     let mut c = Cluster::new_with(4, 2, |cfg| cfg.max_transfer_bytes = 7);
     c.isolate(3);
     for nonce in 1..=9 {
@@ -175,6 +174,15 @@ fn a_snapshot_larger_than_a_message_arrives_in_chunks() {
         c.run();
     }
     assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(8));
+    c
+}
+
+/// A snapshot larger than one response travels in chunks: with a transfer budget of a few bytes
+/// the (40-byte) snapshot of a replica that missed several checkpoints arrives in pieces, is
+/// assembled, checked against its certificate and installed.
+#[test]
+fn a_snapshot_larger_than_a_message_arrives_in_chunks() {
+    let mut c = missed_checkpoints_with_7_byte_chunks();
     c.heal();
     c.fire(3, TimerKind::Status);
     let offsets: BTreeSet<u64> = c
@@ -209,13 +217,7 @@ fn a_snapshot_larger_than_a_message_arrives_in_chunks() {
 /// four dead that halted the cluster, in the registration bench's failover phase.)
 #[test]
 fn a_half_assembled_snapshot_gives_way_to_the_peers_newer_checkpoint() {
-    let mut c = Cluster::new_with(4, 2, |cfg| cfg.max_transfer_bytes = 7);
-    c.isolate(3);
-    for nonce in 1..=9 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
-    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(8));
+    let mut c = missed_checkpoints_with_7_byte_chunks();
     // Replica 3 asks for state and gets exactly the first chunk of checkpoint 8.
     c.heal();
     let t = c.armed(3, TimerKind::Status).expect("status timer");
