@@ -131,7 +131,8 @@ impl<K: Ord + Clone, V> EntryMap<K, V> {
     /// Drops `slot`'s cached JSON (the entry is about to change or go).
     fn forget(json_bytes: &mut usize, key_len: usize, slot: &mut Slot<V>) {
         if let Some((raw, _)) = slot.cached.take() {
-            *json_bytes -= key_len + raw.get().len();
+            // Saturating: an estimate must never be a reason to panic.
+            *json_bytes = json_bytes.saturating_sub(key_len + raw.get().len());
         }
     }
 }
@@ -347,6 +348,12 @@ mod tests {
                     _ => {
                         cached.settle();
                         strings.settle();
+                        // The size hint is the settled JSON's, keys included, exactly.
+                        let json: usize = plain
+                            .iter()
+                            .map(|(k, e)| key_len(k) + serde_json::to_vec(e).expect("encodes").len())
+                            .sum();
+                        prop_assert_eq!(cached.json_bytes(), json);
                     }
                 }
                 prop_assert_eq!(
