@@ -661,10 +661,8 @@ impl Replica {
     fn set_timer(&mut self, kind: TimerKind) {
         // A view installed after failed ones keeps their doubling until something executes
         // in it (PBFT §4.5.2: the timer covers the new view's first execution, not only its
-        // installation). With base timers there, a cluster whose first decision in a new view
-        // took longer than the base (64 re-proposed batches of registrations under load) gave
-        // up on every view at the base timeout and never decided again (seen once in the
-        // registration bench's failover phase: views 1-3 and 5-8 abandoned ~0.6 s apart).
+        // installation). With base timers there, a view whose first decision takes longer than
+        // the base is abandoned at the base timeout, and so is every view after it.
         let backoff = if matches!(kind, TimerKind::Status | TimerKind::Heartbeat) {
             0
         } else {

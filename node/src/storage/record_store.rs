@@ -58,16 +58,12 @@ fn upgrade_from_format_1(
     def: TableDefinition<u64, &[u8]>,
 ) -> Result<(), redb::Error> {
     let mut table = txn.open_table(def)?;
-    let keys: Vec<u64> = table
+    let packed: Vec<(u64, Vec<u8>)> = table
         .iter()?
-        .map(|e| e.map(|(k, _)| k.value()))
+        .map(|e| e.map(|(k, v)| (k.value(), pack(v.value()))))
         .collect::<Result<_, _>>()?;
-    for k in keys {
-        let packed = match table.get(k)? {
-            Some(v) => pack(v.value()),
-            None => continue,
-        };
-        table.insert(k, packed.as_slice())?;
+    for (k, v) in packed {
+        table.insert(k, v.as_slice())?;
     }
     Ok(())
 }
@@ -440,37 +436,33 @@ impl RecordStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        self.range_from(DECIDED, from, limit)?
-            .into_iter()
-            .map(|(seq, stored)| match unpack(&stored) {
-                Ok(bytes) => Ok((seq, bytes.into_owned())),
-                Err(e) => Err(StorageError::Record {
-                    path: self.path.clone(),
-                    index: seq,
-                    source: stored_value(e),
-                }),
-            })
-            .collect()
+        self.range_from(DECIDED, from, limit, |seq, stored| match unpack(stored) {
+            Ok(bytes) => Ok(Some(bytes.into_owned())),
+            Err(e) => Err(StorageError::Record {
+                path: self.path.clone(),
+                index: seq,
+                source: stored_value(e),
+            }),
+        })
     }
 
     /// Stored ledger events from position `from` on (at most `limit`). A node that caught up
     /// from a snapshot has a gap where it executed nothing itself.
     pub fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StorageError> {
-        let raw = self.range_from(EVENTS, from, limit)?;
-        Ok(raw
-            .into_iter()
-            .filter_map(|(k, v)| serde_json::from_slice(&v).ok().map(|e| (k, e)))
-            .collect())
+        self.range_from(EVENTS, from, limit, |_, v| {
+            Ok(serde_json::from_slice(v).ok())
+        })
     }
 
     /// Up to `limit` entries of a never-compacted table from key `from` on (none if the table
-    /// was never written).
-    fn range_from(
+    /// was never written), each read in place by `read` (`None` skips it).
+    fn range_from<T>(
         &self,
         def: TableDefinition<u64, &[u8]>,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        read: impl Fn(u64, &[u8]) -> Result<Option<T>, StorageError>,
+    ) -> Result<Vec<(u64, T)>, StorageError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = match txn.open_table(def) {
             Ok(t) => t,
@@ -480,7 +472,9 @@ impl RecordStore {
         let mut out = Vec::new();
         for entry in table.range(from..).map_err(|e| self.io(e))?.take(limit) {
             let (k, v) = entry.map_err(|e| self.io(e))?;
-            out.push((k.value(), v.value().to_vec()));
+            if let Some(t) = read(k.value(), v.value())? {
+                out.push((k.value(), t));
+            }
         }
         Ok(out)
     }

@@ -30,23 +30,35 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// A key's JSON. Keys are strings and integers: encoding them does not fail.
+fn key_json(key: &(impl Serialize + ?Sized)) -> Vec<u8> {
+    serde_json::to_vec(key).unwrap_or_default()
+}
+
 /// An entry's contribution to [`EntryMap::digest`]: SHA-256 over the length of the key's JSON
 /// (8 bytes, big endian), the key's JSON and the SHA-256 of the entry's JSON.
-fn entry_digest(key: &(impl Serialize + ?Sized), json: &[u8]) -> [u8; 32] {
+fn entry_digest(key_json: &[u8], json: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
-    // Keys are strings and integers: encoding them does not fail.
-    let key = serde_json::to_vec(key).unwrap_or_default();
     let mut h = sha2::Sha256::new();
-    h.update((key.len() as u64).to_be_bytes());
-    h.update(&key);
+    h.update((key_json.len() as u64).to_be_bytes());
+    h.update(key_json);
     h.update(sha256(json));
     h.finalize().into()
 }
 
+/// What an unchanged entry keeps: its compact JSON, its [`entry_digest`] and the bytes it adds
+/// to [`EntryMap::json_bytes`] (key, colon and comma included).
+#[derive(Clone)]
+struct Cached {
+    json: Arc<RawValue>,
+    digest: [u8; 32],
+    bytes: usize,
+}
+
 struct Slot<V> {
     value: Arc<V>,
-    /// The entry's compact JSON and [`entry_digest`], while it is unchanged since encoded.
-    cached: Option<(Arc<RawValue>, [u8; 32])>,
+    /// While the entry is unchanged since encoded.
+    cached: Option<Cached>,
 }
 
 impl<V> Clone for Slot<V> {
@@ -129,10 +141,10 @@ impl<K: Ord + Clone, V> EntryMap<K, V> {
     }
 
     /// Drops `slot`'s cached JSON (the entry is about to change or go).
-    fn forget(json_bytes: &mut usize, key_len: usize, slot: &mut Slot<V>) {
-        if let Some((raw, _)) = slot.cached.take() {
+    fn forget(json_bytes: &mut usize, slot: &mut Slot<V>) {
+        if let Some(c) = slot.cached.take() {
             // Saturating: an estimate must never be a reason to panic.
-            *json_bytes = json_bytes.saturating_sub(key_len + raw.get().len());
+            *json_bytes = json_bytes.saturating_sub(c.bytes);
         }
     }
 }
@@ -142,18 +154,17 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
     /// checkpoint's snapshot still shares it.)
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
-        Q: Ord + Serialize + ToOwned<Owned = K> + ?Sized,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
         K: Borrow<Q>,
     {
         let slot = self.entries.get_mut(key)?;
-        Self::forget(&mut self.json_bytes, key_len(key), slot);
+        Self::forget(&mut self.json_bytes, slot);
         self.dirty.insert(key.to_owned());
         Some(Arc::make_mut(&mut slot.value))
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.dirty.insert(key.clone());
-        let len = key_len(&key);
         let old = self.entries.insert(
             key,
             Slot {
@@ -161,19 +172,19 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
                 cached: None,
             },
         )?;
-        Some(self.dropped(len, old))
+        Some(self.dropped(old))
     }
 
-    pub fn remove<Q: Ord + Serialize + ?Sized>(&mut self, key: &Q) -> Option<V>
+    pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
     {
         let old = self.entries.remove(key)?;
-        Some(self.dropped(key_len(key), old))
+        Some(self.dropped(old))
     }
 
-    fn dropped(&mut self, key_len: usize, mut old: Slot<V>) -> V {
-        Self::forget(&mut self.json_bytes, key_len, &mut old);
+    fn dropped(&mut self, mut old: Slot<V>) -> V {
+        Self::forget(&mut self.json_bytes, &mut old);
         Arc::try_unwrap(old.value).unwrap_or_else(|shared| (*shared).clone())
     }
 
@@ -190,9 +201,14 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
             // Serialising derived types to JSON does not fail; if it ever did, the entry stays
             // uncached and is encoded in place (and fails there the same way as before).
             if let Ok(raw) = serde_json::value::to_raw_value(&*slot.value) {
-                let digest = entry_digest(&key, raw.get().as_bytes());
-                self.json_bytes += key_len(&key) + raw.get().len();
-                slot.cached = Some((Arc::from(raw), digest));
+                let key = key_json(&key);
+                let cached = Cached {
+                    digest: entry_digest(&key, raw.get().as_bytes()),
+                    bytes: key.len() + raw.get().len() + 2,
+                    json: Arc::from(raw),
+                };
+                self.json_bytes += cached.bytes;
+                slot.cached = Some(cached);
             }
         }
     }
@@ -205,9 +221,9 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         h.update((self.entries.len() as u64).to_be_bytes());
         for (k, slot) in &self.entries {
             match &slot.cached {
-                Some((_, d)) => h.update(d),
+                Some(c) => h.update(c.digest),
                 None => h.update(entry_digest(
-                    k,
+                    &key_json(k),
                     &serde_json::to_vec(&*slot.value).unwrap_or_default(),
                 )),
             }
@@ -220,12 +236,6 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
     pub fn cached(&self) -> usize {
         self.entries.values().filter(|s| s.cached.is_some()).count()
     }
-}
-
-/// Bytes a key takes in the map's JSON, with its quotes or digits and the colon (estimated
-/// for the size hint: exactness is not needed there).
-fn key_len<K: Serialize + ?Sized>(key: &K) -> usize {
-    serde_json::to_vec(key).map_or(0, |k| k.len() + 2)
 }
 
 /// Like `BTreeMap`'s: panics if the key is missing (for tests and checked lookups).
@@ -277,7 +287,7 @@ impl<K: Ord + Serialize, V: Serialize> Serialize for EntryMap<K, V> {
         let mut map = s.serialize_map(Some(self.entries.len()))?;
         for (k, slot) in &self.entries {
             match &slot.cached {
-                Some((raw, _)) => map.serialize_entry(k, &**raw)?,
+                Some(c) => map.serialize_entry(k, &*c.json)?,
                 None => map.serialize_entry(k, &*slot.value)?,
             }
         }
@@ -351,7 +361,9 @@ mod tests {
                         // The size hint is the settled JSON's, keys included, exactly.
                         let json: usize = plain
                             .iter()
-                            .map(|(k, e)| key_len(k) + serde_json::to_vec(e).expect("encodes").len())
+                            .map(|(k, e)| {
+                                key_json(k).len() + 2 + serde_json::to_vec(e).expect("encodes").len()
+                            })
                             .sum();
                         prop_assert_eq!(cached.json_bytes(), json);
                     }

@@ -191,8 +191,8 @@ pub struct LedgerState {
 
 impl LedgerState {
     /// What a checkpoint's digest covers: every field. The maps of releases, proposals and
-    /// rollouts contribute their [`EntryMap::digest`] (32 bytes per unchanged entry hashed,
-    /// not its JSON); the rest (small: versions, stage heads, agent assignments, counters) its
+    /// rollouts contribute their [`EntryMap::digest`] (32 bytes hashed per entry, not its
+    /// JSON); the rest (small: versions, stage heads, agent assignments, counters) its
     /// JSON.
     pub fn digest(&self) -> [u8; 32] {
         // Destructured so that a field added later cannot be left out of the digest.
