@@ -21,3 +21,4 @@ mod runtime;
 pub mod status;
 pub mod storage;
 pub mod timeouts;
+pub mod validator_step;

@@ -17,8 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Validated;
 use crate::consensus::{ConfigError as CoreConfigError, Request};
-use crate::consensus::{Envelope, Message, Replica, RestoreError, Signed, Timer, TimerKind};
-use crate::governance::ledger::Outcome;
+use crate::consensus::{Envelope, Message, RestoreError, Signed, Timer, TimerKind};
 use crate::governance::Ledger;
 use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::metrics::{serve_metrics, Metrics};
@@ -28,13 +27,14 @@ use crate::net::orders_service::OrdersService;
 use crate::net::peer::spawn_peer;
 use crate::net::wire::VerifiedCache;
 use crate::net::{ProtoCodec, MAX_ENVELOPE_BYTES};
-use crate::rollout::executor::{run_executor, AgentInfo, FleetContext, FleetInput, FleetView};
+use crate::rollout::executor::{run_executor, AgentInfo, FleetContext, FleetInput};
 use crate::rollout::monitor::{spawn_monitor, FleetHealth};
-use crate::rollout::order::Endorsement;
-use crate::rollout::watcher::{WatchSettings, Watcher};
+use crate::rollout::order::{EndorseRefusal, Endorsement};
+use crate::rollout::watcher::WatchSettings;
 use crate::runtime::Runtime;
 use crate::storage::{RecordStore, StorageError};
 use crate::timeouts::Timeouts;
+use crate::validator_step::{ClientReply, FleetView, SubmitRefusal, ValidatorStep};
 
 /// Inputs waiting for the core; beyond this, peers' messages are dropped (and counted).
 pub const INBOUND_QUEUE: usize = 16_384;
@@ -53,11 +53,9 @@ pub enum Inbound {
     Peer(Signed<Message>),
     Client {
         request: Signed<Request>,
-        reply: oneshot::Sender<Result<ClientReply, String>>,
+        reply: oneshot::Sender<Result<ClientReply, SubmitRefusal>>,
     },
     Timer(Timer),
-    /// A request this validator signed itself (its votes), ordered like any other.
-    Own(Signed<Request>),
     Status {
         proposal: Option<u64>,
         /// A requester asking for the highest nonce executed for its key.
@@ -72,7 +70,7 @@ pub enum Inbound {
     /// A chunk of the audit trail (encoded commit certificates) from `from` on.
     Audit {
         from: u64,
-        reply: oneshot::Sender<Result<AuditChunk, String>>,
+        reply: oneshot::Sender<Result<AuditChunk, StorageError>>,
     },
     /// Verified agent evidence from the monitor or the executor.
     Fleet(FleetInput),
@@ -82,20 +80,12 @@ pub enum Inbound {
     Endorse {
         rollout: u64,
         order: Vec<u8>,
-        reply: oneshot::Sender<Result<Endorsement, String>>,
+        reply: oneshot::Sender<Result<Endorsement, EndorseRefusal>>,
     },
 }
 
 /// (sequence number, encoded commit certificate) pairs, in order.
 pub type AuditChunk = Vec<(u64, Vec<u8>)>;
-
-/// A decided client request.
-pub struct ClientReply {
-    pub seq: u64,
-    pub outcome: Outcome,
-    /// Decided before this submission (a resubmission answered from the ledger).
-    pub already: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -124,15 +114,20 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     let records = store.load(&directory)?;
     let mut ledger = Ledger::new(v.ledger.clone());
     ledger.keep_fresh();
-    let app = Box::new(ledger);
     let codec = Arc::new(ProtoCodec);
-    let (replica, initial) = if records.is_empty() {
-        let mut r = Replica::new(v.replica.clone(), v.key.clone(), codec, app)?;
-        let a = r.start();
-        (r, a)
+    let watch = watch_settings(&v);
+    let (step, initial) = if records.is_empty() {
+        ValidatorStep::start(v.replica.clone(), v.key.clone(), codec, ledger, watch)?
     } else {
         tracing::info!(node = id, records = records.len(), "restoring from storage");
-        Replica::restore(v.replica.clone(), v.key.clone(), codec, app, &records)?
+        ValidatorStep::restore(
+            v.replica.clone(),
+            v.key.clone(),
+            codec,
+            ledger,
+            watch,
+            &records,
+        )?
     };
     let (tx, mut rx) = mpsc::channel(INBOUND_QUEUE);
     let metrics = Arc::new(Metrics::default());
@@ -222,8 +217,42 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         (TimerKind::Status, c.status_interval),
         (TimerKind::Heartbeat, c.heartbeat_interval),
     ]));
+    let mut rt = Runtime {
+        id,
+        step,
+        store,
+        peers,
+        pacer,
+        waiters: BTreeMap::new(),
+        inbound: tx,
+        timeouts,
+        metrics,
+        events: events_tx,
+        fleet_view,
+        fleet_health,
+        consensus_seen: (crate::consensus::Status::Normal, None),
+        started: Instant::now(),
+    };
+    tracing::info!(node = id, %listen, view = rt.step.replica().view().0, executed = rt.step.last_executed().0, "validator running");
+    rt.perform(initial)?;
+    while let Some(first) = rx.recv().await {
+        let mut turn = vec![first];
+        while turn.len() < MAX_TURN {
+            match rx.try_recv() {
+                Ok(x) => turn.push(x),
+                Err(_) => break,
+            }
+        }
+        rt.turn(turn)?;
+    }
+    Ok(())
+}
+
+/// How this validator's watcher judges and paces the fleet, from its config.
+fn watch_settings(v: &Validated) -> WatchSettings {
+    let c = &v.raw.consensus;
     let ro = &v.raw.rollout;
-    let watcher = Watcher::new(WatchSettings {
+    WatchSettings {
         thresholds: v.ledger.health,
         step_deadline_ms: ro.step_deadline().as_millis() as u64,
         resubmit_ms: (c.request_timeout * 4)
@@ -241,40 +270,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         max_op_bytes: crate::governance::operation::MAX_OPERATION_BYTES
             .min(v.replica.max_request_bytes.saturating_sub(1024))
             / 2,
-    });
-    let mut rt = Runtime {
-        id,
-        key: v.key.clone(),
-        own_nonce: 0,
-        replica,
-        store,
-        peers,
-        pacer,
-        waiters: BTreeMap::new(),
-        inbound: tx,
-        timeouts,
-        metrics,
-        events: events_tx,
-        watcher,
-        fleet_view,
-        fleet_health,
-        fleet_seen: (u64::MAX, u64::MAX),
-        consensus_seen: (crate::consensus::Status::Normal, None),
-        started: Instant::now(),
-    };
-    tracing::info!(node = id, %listen, view = rt.replica.view().0, executed = rt.replica.last_executed().0, "validator running");
-    rt.perform(initial)?;
-    while let Some(first) = rx.recv().await {
-        let mut turn = vec![first];
-        while turn.len() < MAX_TURN {
-            match rx.try_recv() {
-                Ok(x) => turn.push(x),
-                Err(_) => break,
-            }
-        }
-        rt.turn(turn)?;
     }
-    Ok(())
 }
 
 /// Starts the fleet side: the executor (acts only while this validator is primary), one health

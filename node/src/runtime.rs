@@ -1,7 +1,8 @@
 //! The task that owns the core: one loop turn at a time, it runs every waiting input through the
-//! `Replica` (and through it the ledger), makes the turn's records durable in one commit and only
-//! then lets the turn's messages leave, answers clients and queries, and asks the fleet watcher
-//! what to submit. `node.rs` wires it to the network, storage and the clock.
+//! [`ValidatorStep`] (replica, ledger and fleet watcher), makes the turn's records durable in one
+//! commit and only then lets the turn's messages leave, answers clients and queries, and
+//! publishes the executor's view of the fleet. `node.rs` wires it to the network, storage and
+//! the clock.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -11,20 +12,19 @@ use std::time::{Duration, Instant};
 use scbe_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::consensus::{Action, Envelope, Input, Kind, Message, Replica, Request, Signed, Status};
+use crate::consensus::{Action, Envelope, Input, Kind, Message, Status};
 use crate::crypto::PublicKey;
-use crate::governance::ledger::Outcome;
-use crate::governance::{Ledger, Operation};
+use crate::governance::ledger::operation_digest;
+use crate::governance::release::hex;
+use crate::governance::Ledger;
 use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::metrics::Metrics;
-use crate::net::ProtoCodec;
-use crate::node::{ClientReply, Inbound, NodeError};
-use crate::rollout::executor::{FleetInput, FleetView};
+use crate::node::{Inbound, NodeError};
+use crate::rollout::executor::FleetInput;
 use crate::rollout::monitor::FleetHealth;
-use crate::rollout::order::endorse;
-use crate::rollout::watcher::{StepView, Watcher};
 use crate::storage::RecordStore;
 use crate::timeouts::Timeouts;
+use crate::validator_step::{ClientReply, FleetView, Submission, SubmitRefusal, ValidatorStep};
 
 /// A storage commit this long is logged (a quarter of the default silence allowed).
 const SLOW_COMMIT: Duration = Duration::from_millis(50);
@@ -34,16 +34,14 @@ const SLOW_COMMIT: Duration = Duration::from_millis(50);
 type Waiter = (
     Instant,
     String,
-    oneshot::Sender<Result<ClientReply, String>>,
+    oneshot::Sender<Result<ClientReply, SubmitRefusal>>,
 );
 
 /// The core's owner and everything it needs within one turn.
 pub(crate) struct Runtime {
     pub(crate) id: u32,
-    pub(crate) key: crate::crypto::Keypair,
-    /// Last nonce this validator used for its own requests.
-    pub(crate) own_nonce: u64,
-    pub(crate) replica: Replica,
+    /// Replica, ledger and watcher: every decision this validator takes.
+    pub(crate) step: ValidatorStep,
     pub(crate) store: RecordStore,
     pub(crate) peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>>,
     /// Keeps this validator's heartbeats going while it leads and is inside a long turn.
@@ -56,13 +54,9 @@ pub(crate) struct Runtime {
     pub(crate) metrics: Arc<Metrics>,
     /// Number of ledger events, published after every turn for `Watch` streams.
     pub(crate) events: watch::Sender<u64>,
-    /// Decides what this validator submits about the active rollout.
-    pub(crate) watcher: Watcher,
     /// The active step and whether this validator leads, for the executor.
     pub(crate) fleet_view: watch::Sender<FleetView>,
     pub(crate) fleet_health: Arc<FleetHealth>,
-    /// (last executed, view) when the fleet view was last refreshed.
-    pub(crate) fleet_seen: (u64, u64),
     /// (status, suspected view) after the last turn: changes are logged at debug level, the
     /// timeline of a failover.
     pub(crate) consensus_seen: (crate::consensus::Status, Option<u64>),
@@ -87,41 +81,42 @@ impl Runtime {
         let mut actions = Vec::new();
         let mut decide = false;
         // Client requests of the whole turn are relayed to peers together, at its end.
-        self.replica.begin_turn();
+        self.step.begin_turn();
         for input in turn {
             match input {
                 Inbound::Peer(m) => {
                     if let Message::PrePrepare(pp) = m.value() {
                         self.timeouts.pre_prepared(pp.seq, Instant::now());
                     }
-                    actions.extend(self.replica.handle(Input::Message(m)));
+                    actions.extend(self.step.handle(Input::Message(m)));
                 }
-                Inbound::Timer(t) => actions.extend(self.replica.handle(Input::Timeout(t))),
-                Inbound::Own(r) => actions.extend(self.replica.handle(Input::ClientRequest(r))),
+                Inbound::Timer(t) => actions.extend(self.step.handle(Input::Timeout(t))),
                 Inbound::Client { request, reply } => {
-                    let (signer, nonce) = (*request.signer(), request.value().nonce);
-                    let digest =
-                        crate::governance::ledger::operation_digest(&request.value().operation);
-                    // Decided already: answer from the ledger at once, order nothing again.
-                    if let Some(o) = self.decided_outcome(&signer, nonce) {
-                        let _ = reply.send(if o.request == digest {
-                        Ok(ClientReply { seq: o.seq, outcome: o, already: true })
-                    } else {
-                        Err(format!("nonce {nonce} of this key was already used by another request (decided at seq {}); sign yours again with a higher nonce", o.seq))
+                    let waiter = (
+                        (*request.signer(), request.value().nonce),
+                        operation_digest(&request.value().operation),
+                    );
+                    let store = &self.store;
+                    let submitted = self.step.submit(request, |signer, nonce| {
+                        store.outcome(&hex(signer.as_bytes()), nonce).ok().flatten()
                     });
-                        continue;
+                    match submitted {
+                        Ok(Submission::Ordered(a)) => {
+                            actions.extend(a);
+                            let (key, digest) = waiter;
+                            self.waiters.entry(key).or_default().push((
+                                Instant::now(),
+                                digest,
+                                reply,
+                            ));
+                        }
+                        Ok(Submission::Decided(r)) => {
+                            let _ = reply.send(Ok(r));
+                        }
+                        Err(refused) => {
+                            let _ = reply.send(Err(refused));
+                        }
                     }
-                    if let Err(e) = self.replica.check_nonce(&signer, nonce) {
-                        // It would be dropped at the door and never answered.
-                        let _ = reply.send(Err(format!("{e}; sign the request again with a fresh nonce (`scbe` asks the cluster for the highest one)")));
-                        continue;
-                    }
-                    self.waiters.entry((signer, nonce)).or_default().push((
-                        Instant::now(),
-                        digest,
-                        reply,
-                    ));
-                    actions.extend(self.replica.handle(Input::ClientRequest(request)));
                 }
                 Inbound::Status {
                     proposal,
@@ -129,7 +124,7 @@ impl Runtime {
                     reply,
                 } => {
                     let mut s = self.status(proposal);
-                    s.last_nonce = signer.map_or(0, |k| self.replica.last_nonce(&k));
+                    s.last_nonce = signer.map_or(0, |k| self.step.replica().last_nonce(&k));
                     let _ = reply.send(s);
                 }
                 Inbound::Events { from, reply } => {
@@ -138,17 +133,16 @@ impl Runtime {
                 Inbound::Audit { from, reply } => {
                     let chunk = self
                         .store
-                        .decided_from(from, crate::net::audit_service::AUDIT_CHUNK)
-                        .map_err(|e| e.to_string());
+                        .decided_from(from, crate::net::audit_service::AUDIT_CHUNK);
                     let _ = reply.send(chunk);
                 }
                 Inbound::Fleet(FleetInput::Report(signed, body)) => {
                     let now = self.now_ms();
-                    self.watcher.report(signed, body, now);
+                    self.step.report(signed, body, now);
                     decide = true;
                 }
                 Inbound::Fleet(FleetInput::Ack(signed, body)) => {
-                    self.watcher.ack(signed, body);
+                    self.step.ack(signed, body);
                     decide = true;
                 }
                 Inbound::FleetTick => decide = true,
@@ -157,22 +151,18 @@ impl Runtime {
                     order,
                     reply,
                 } => {
-                    let e = self
-                        .ledger()
-                        .ok_or_else(|| "this validator has no ledger".to_string())
-                        .and_then(|l| endorse(l, rollout, &order, &self.key));
-                    let _ = reply.send(e);
+                    let _ = reply.send(self.step.endorse(rollout, &order));
                 }
             }
         }
         actions.extend(self.fleet_turn(decide));
-        actions.extend(self.replica.end_turn());
+        actions.extend(self.step.end_turn());
         self.perform(actions)?;
         Ok(())
     }
 
-    fn ledger(&self) -> Option<&Ledger> {
-        self.replica.app().as_any().downcast_ref::<Ledger>()
+    fn ledger(&self) -> &Ledger {
+        self.step.ledger()
     }
 
     fn send(&self, to: u32, env: &Arc<Envelope>) {
@@ -210,7 +200,7 @@ impl Runtime {
                 self.timeouts.executed(d.seq, now);
             }
         }
-        let history = self.ledger().map(Ledger::take_new).unwrap_or_default();
+        let history = self.ledger().take_new();
         let has_history = !history.events.is_empty() || !history.outcomes.is_empty();
         if !records.is_empty() || !decided.is_empty() || has_history {
             // The view may have changed in this turn: not through the commit.
@@ -272,14 +262,14 @@ impl Runtime {
                 }
             }
         }
-        let view = self.replica.view().0;
+        let view = self.step.replica().view().0;
         if self.metrics.view.swap(view, Ordering::Relaxed) != view {
             self.metrics.view_changes.fetch_add(1, Ordering::Relaxed);
             tracing::info!(node = self.id, view, "entered view");
         }
         let seen = (
-            self.replica.status(),
-            self.replica.suspecting().map(|v| v.0),
+            self.step.replica().status(),
+            self.step.replica().suspecting().map(|v| v.0),
         );
         if std::mem::replace(&mut self.consensus_seen, seen) != seen {
             tracing::debug!(node = self.id, view, status = ?seen.0, suspecting = ?seen.1, "consensus status");
@@ -290,9 +280,9 @@ impl Runtime {
             !ws.is_empty()
         });
         if let Ok(mut m) = self.metrics.core_dropped.lock() {
-            m.clone_from(self.replica.dropped());
+            m.clone_from(self.step.replica().dropped());
         }
-        let count = self.ledger().map_or(0, |l| l.journal().events.total());
+        let count = self.ledger().journal().events.total();
         self.events
             .send_if_modified(|c| std::mem::replace(c, count) != count);
         Ok(())
@@ -301,144 +291,60 @@ impl Runtime {
     /// A heartbeat of a view this validator no longer leads (in normal operation) must not be
     /// re-sent for it: backups still in that view would take it for their primary's.
     fn forget_heartbeat_unless_leading(&self) {
-        if !(self.replica.is_primary() && self.replica.status() == Status::Normal) {
+        let r = self.step.replica();
+        if !(r.is_primary() && r.status() == Status::Normal) {
             self.pacer.forget();
         }
     }
 
     /// Replies to every client waiting for a request of this decided batch: its outcome, or,
-    /// if the nonce went to another request, an error saying so.
+    /// if the nonce went to another request, a refusal saying so.
     fn answer_waiters(&mut self, d: &crate::consensus::Decision) {
         for r in &d.certificate.pre_prepare.value().batch {
             let key = (*r.signer(), r.value().nonce);
             for (since, digest, w) in self.waiters.remove(&key).unwrap_or_default() {
                 self.metrics.observe_latency(since.elapsed());
-                let outcome = self
-                    .ledger()
-                    .and_then(|l| l.outcome(&key.0, key.1).cloned());
-                let reply = match outcome {
-                    Some(o) if o.seq == d.seq.0 && o.request == digest => Ok(ClientReply {
-                        seq: d.seq.0,
-                        outcome: o,
-                        already: false,
-                    }),
-                    _ => Err(format!("nonce {} of this key went to another request; sign yours again with a higher nonce", key.1)),
-                };
-                let _ = w.send(reply);
+                let _ = w.send(self.step.reply(d, &key.0, key.1, &digest));
             }
         }
-    }
-
-    /// Signs an operation of this validator's own (votes and rollout evidence).
-    fn own_request(&mut self, op: &Operation) -> Signed<Request> {
-        use crate::consensus::{Codec as _, Principal};
-        // Counted from the highest nonce the ledger executed for this validator, never from a
-        // clock. After a restart the first one skips a window, past requests signed before the
-        // crash that may still be in flight; a replica catching up moves the base along.
-        let executed = self.replica.last_nonce(&self.key.public());
-        let skip = if self.own_nonce == 0 {
-            crate::consensus::nonce::NONCE_WINDOW
-        } else {
-            0
-        };
-        self.own_nonce = (self.own_nonce + 1).max(executed + 1 + skip);
-        tracing::info!(node = self.id, op = op.name(), "submitting");
-        Signed::seal(
-            Request {
-                nonce: self.own_nonce,
-                operation: op.to_bytes(),
-            },
-            Kind::Request,
-            |r| ProtoCodec.encode_request(r),
-            &self.key,
-            Principal::Validator(crate::consensus::ReplicaId(self.id)),
-        )
     }
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// After the turn's inputs: refresh the active step if the ledger or the view moved, then
-    /// submit what the watcher decides (the actions join this turn's commit).
+    /// After the turn's inputs: what the step submits for the fleet (its actions join this
+    /// turn's commit), and the executor's view when it moved.
     fn fleet_turn(&mut self, decide: bool) -> Vec<Action> {
-        let seen = (self.replica.last_executed().0, self.replica.view().0);
-        let primary = self.replica.is_primary();
         let now = self.now_ms();
-        let moved = seen != self.fleet_seen;
-        if moved {
-            self.fleet_seen = seen;
-            let step = self.ledger().and_then(StepView::of);
-            self.watcher.observe(step.clone(), now);
-            let view = FleetView {
-                primary,
-                view: seen.1,
-                step,
-            };
+        let turn = self.step.fleet_turn(now, decide);
+        if let Some(view) = turn.view {
             self.fleet_view.send_if_modified(|v| {
                 let changed = *v != view;
                 *v = view;
                 changed
             });
-            let rate = self.ledger().map_or(1.0, crate::status::consensus_rate);
-            self.metrics.set_consensus_rate(rate);
+            self.metrics
+                .set_consensus_rate(crate::status::consensus_rate(self.ledger()));
         }
-        let mut actions = Vec::new();
-        // Votes owed, in the same turn the proposal was executed (and again if one is lost).
-        let ledger = self.replica.app().as_any().downcast_ref::<Ledger>();
-        let votes = match ledger {
-            Some(l) if decide || moved => self.watcher.votes(l, self.id, now),
-            _ => Vec::new(),
-        };
-        for op in votes {
-            let r = self.own_request(&op);
-            actions.extend(self.replica.handle(Input::ClientRequest(r)));
+        for (op, nonce) in &turn.submitted {
+            tracing::info!(node = self.id, op, nonce, "submitting");
         }
-        // f + 1 validators found the step unexecuted under this view: leave it, together.
-        let replace = self
-            .watcher
-            .step()
-            .and_then(|s| s.replace_view)
-            .is_some_and(|v| v == seen.1);
-        if replace && self.replica.status() == crate::consensus::Status::Normal {
+        if let Some(view) = turn.replaced_view {
             tracing::warn!(
                 node = self.id,
-                view = seen.1,
+                view,
                 "the ledger replaces this view's primary"
             );
-            actions.extend(self.replica.handle(Input::ReplacePrimary {
-                view: crate::consensus::View(seen.1),
-            }));
         }
-        if decide {
-            for op in self.watcher.decide(now, primary, seen.1) {
-                let r = self.own_request(&op);
-                actions.extend(self.replica.handle(Input::ClientRequest(r)));
-            }
-        }
-        actions
-    }
-
-    /// A decided request's outcome: from the ledger's memory while kept there, else from the
-    /// store.
-    fn decided_outcome(&self, signer: &PublicKey, nonce: u64) -> Option<Outcome> {
-        if nonce > self.replica.last_nonce(signer) {
-            return None; // not executed yet: the common case, no store read
-        }
-        if let Some(o) = self.ledger().and_then(|l| l.outcome(signer, nonce)) {
-            return Some(o.clone());
-        }
-        let signer = crate::governance::release::hex(signer.as_bytes());
-        self.store.outcome(&signer, nonce).ok().flatten()
+        turn.actions
     }
 
     /// Events from position `from` on: from memory while the ledger keeps them, older ones from
     /// the store.
     fn events(&self, from: u64) -> Vec<pb::LedgerEvent> {
         const CHUNK: usize = 512;
-        let Some(l) = self.ledger() else {
-            return Vec::new();
-        };
+        let l = self.ledger();
         let kept = &l.journal().events;
         let events: Vec<(u64, crate::governance::event::Event)> = if from < kept.first() {
             self.store.events_from(from, CHUNK).unwrap_or_else(|e| {
@@ -467,19 +373,17 @@ impl Runtime {
     }
 
     fn status(&self, proposal: Option<u64>) -> pb::StatusReply {
-        let detail = match (self.ledger(), proposal) {
-            (Some(l), Some(p)) => {
-                serde_json::to_string(&l.state().proposals.get(&p)).unwrap_or_default()
-            }
-            (Some(l), None) => crate::status::summary(l, &self.fleet_health.latest()).to_string(),
-            (None, _) => String::new(),
+        let l = self.ledger();
+        let detail = match proposal {
+            Some(p) => serde_json::to_string(&l.state().proposals.get(&p)).unwrap_or_default(),
+            None => crate::status::summary(l, &self.fleet_health.latest()).to_string(),
         };
         pb::StatusReply {
             node: self.id,
-            view: self.replica.view().0,
-            status: format!("{:?}", self.replica.status()),
-            last_executed: self.replica.last_executed().0,
-            stable_checkpoint: self.replica.stable_checkpoint().seq.0,
+            view: self.step.replica().view().0,
+            status: format!("{:?}", self.step.replica().status()),
+            last_executed: self.step.replica().last_executed().0,
+            stable_checkpoint: self.step.replica().stable_checkpoint().seq.0,
             detail_json: detail,
             last_nonce: 0,
         }

@@ -59,10 +59,6 @@ impl StateMachine for HashChainApp {
         Ok(Self::decode(snapshot)?.digest())
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
         *self = Self::decode(snapshot)?;
         Ok(())

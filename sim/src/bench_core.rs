@@ -53,19 +53,14 @@ pub fn measure(n: usize, requests: u64, batch: usize) -> Sample {
     )
     .expect("distinct keys");
     let codec: Arc<dyn Codec> = Arc::new(ProtoCodec);
-    let mut replicas: Vec<Replica> = (0..n)
+    let mut replicas: Vec<Replica<HashChainApp>> = (0..n)
         .map(|i| {
             let mut cfg =
                 ReplicaConfig::new(ReplicaId(i as u32), dir.clone()).expect("n >= 4 validators");
             cfg.max_batch = batch;
             cfg.max_pending = requests as usize + 1;
-            Replica::new(
-                cfg,
-                keys[i].clone(),
-                codec.clone(),
-                Box::new(HashChainApp::new()),
-            )
-            .expect("valid config")
+            Replica::new(cfg, keys[i].clone(), codec.clone(), HashChainApp::new())
+                .expect("valid config")
         })
         .collect();
     let reqs: Vec<Signed<Request>> = (1..=requests)

@@ -3,7 +3,7 @@
 //! requester of `Scenario::floods`.
 
 use rand::Rng;
-use scbe_node::consensus::{Codec as _, Input, Kind, Request, Signed};
+use scbe_node::consensus::{Codec as _, Kind, Request, Signed};
 use scbe_node::crypto::Keypair;
 use scbe_node::net::ProtoCodec;
 
@@ -90,7 +90,7 @@ impl Simulation {
             vec![self.rng.random_range(0..self.sc.n)]
         };
         for t in targets {
-            self.feed(t, Input::ClientRequest(request.clone()));
+            self.submit(t, request.clone());
         }
         self.schedule(
             self.sc.client_retry_ms,
@@ -121,7 +121,7 @@ impl Simulation {
             self.trace(&[b"flood", &self.flooder_nonce.to_be_bytes()]);
             self.validity.on_submitted(request.envelope().digest());
             for node in 0..self.sc.n {
-                self.feed(node, Input::ClientRequest(request.clone()));
+                self.submit(node, request.clone());
             }
         }
     }

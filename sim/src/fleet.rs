@@ -25,7 +25,7 @@ use scbe_node::rollout::evidence::{
 };
 use scbe_node::rollout::health::HealthThresholds;
 use scbe_node::rollout::plan::FleetAgent;
-use scbe_node::rollout::watcher::{StepView, WatchSettings, Watcher};
+use scbe_node::rollout::watcher::{StepView, WatchSettings};
 
 use crate::scenario::{AgentBehaviour, FleetScenario};
 
@@ -229,11 +229,10 @@ pub enum Evidence {
     Ack(DeployAck, AckBody),
 }
 
-/// A validator's fleet state (lost on a crash, like the runtime's).
+/// What a simulated validator keeps beside its step: the executor's delivery state, and what
+/// a fleet liar collects to forge with (lost on a crash, like the runtime's).
+#[derive(Default)]
 pub struct NodeFleet {
-    pub watcher: Watcher,
-    /// (last executed, view) at the last refresh.
-    pub seen: (u64, u64),
     /// The step the executor is delivering and when it last sent each agent its order.
     pub step_key: Option<(u64, u64, OrderAction)>,
     pub sent: BTreeMap<String, u64>,
@@ -243,28 +242,16 @@ pub struct NodeFleet {
 }
 
 impl NodeFleet {
-    pub fn new(min_samples: u32) -> Self {
-        NodeFleet {
-            watcher: Watcher::new(watch_settings(min_samples)),
-            seen: (u64::MAX, u64::MAX),
-            step_key: None,
-            sent: BTreeMap::new(),
-            first_reports: BTreeMap::new(),
-            acks_seen: BTreeMap::new(),
-        }
-    }
-
-    pub fn observe(&mut self, ev: &Evidence, now_ms: u64) {
-        match ev.clone() {
+    /// Keeps what a liar forges with: each agent's first report and latest ack.
+    pub fn collect(&mut self, ev: &Evidence) {
+        match ev {
             Evidence::Report(s, b) => {
                 self.first_reports
                     .entry(b.agent.clone())
-                    .or_insert(s.clone());
-                self.watcher.report(s, b, now_ms);
+                    .or_insert_with(|| s.clone());
             }
             Evidence::Ack(s, b) => {
                 self.acks_seen.insert(b.agent.clone(), s.clone());
-                self.watcher.ack(s, b);
             }
         }
     }

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use scbe_node::consensus::{Input, Kind, Principal, Request, Signed, View};
+use scbe_node::consensus::{Kind, Principal, Request, Signed};
+use scbe_node::governance::Operation;
 use scbe_node::net::ProtoCodec;
 use scbe_node::rollout::evidence::OrderAction;
 use scbe_node::rollout::order::{Endorsement, SignedOrder};
@@ -43,6 +44,7 @@ impl Simulation {
 
     pub(crate) fn fleet_tick(&mut self) {
         self.ticks += 1;
+        self.restart_mid_rollout();
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
             self.agents_sample();
         }
@@ -50,6 +52,28 @@ impl Simulation {
             self.validator_tick(node);
         }
         self.requester_tick();
+    }
+
+    /// `Scenario::restart_mid_rollout`: crash the replica the first time its own ledger has a
+    /// rollout in progress, and restart it later.
+    fn restart_mid_rollout(&mut self) {
+        let Some((node, after_ms)) = self.sc.restart_mid_rollout else {
+            return;
+        };
+        if self.stats.restarted_mid_rollout.is_some() {
+            return;
+        }
+        let rolling = self.ledger(node).is_some_and(|l| {
+            l.state()
+                .rollouts
+                .values()
+                .any(|r| r.status == scbe_node::governance::ledger::RolloutStatus::InProgress)
+        });
+        if rolling {
+            self.stats.restarted_mid_rollout = Some(node);
+            self.schedule(0, Event::Crash(node));
+            self.schedule(after_ms, Event::Restart(node));
+        }
     }
 
     fn agents_sample(&mut self) {
@@ -78,72 +102,94 @@ impl Simulation {
         }
     }
 
-    fn validator_tick(&mut self, node: usize) {
-        let Some(replica) = self.nodes[node].replica.as_ref() else {
+    /// Verified evidence reaching validator `node` (its monitor checked the agent's signature).
+    pub(crate) fn on_evidence(&mut self, node: usize, evidence: Evidence) {
+        let now = self.now;
+        let n = &mut self.nodes[node];
+        let Some(step) = n.step.as_mut() else {
             return;
         };
-        if self.nodes[node]
+        if n.fleet_liar {
+            n.fleet.collect(&evidence);
+        }
+        match evidence {
+            Evidence::Report(signed, body) => step.report(signed, body, now),
+            Evidence::Ack(signed, body) => step.ack(signed, body),
+        }
+    }
+
+    /// A validator's fleet tick, as the runtime's: the step's fleet turn (votes, leaving a
+    /// replaced view, the watcher's decisions), then, on the primary, the executor. A fleet
+    /// liar forges instead of deciding, and delivers nothing.
+    fn validator_tick(&mut self, node: usize) {
+        let silent = self.nodes[node]
             .byzantine
             .as_ref()
-            .is_some_and(|b| b.is_silent())
-        {
+            .is_some_and(|b| b.is_silent());
+        let liar = self.nodes[node].fleet_liar;
+        let now = self.now;
+        let Some(step) = self.nodes[node].step.as_mut() else {
+            return;
+        };
+        if silent {
             return;
         }
-        let seen = (replica.last_executed().0, replica.view().0);
-        let primary = replica.is_primary();
-        let normal = replica.status() == scbe_node::consensus::Status::Normal;
-        let now = self.now;
-        if seen != self.nodes[node].fleet.seen {
-            let step = self.ledger(node).and_then(StepView::of);
-            let f = &mut self.nodes[node].fleet;
-            f.seen = seen;
-            f.watcher.observe(step, now);
-        }
-        // Votes owed on pending proposals (Byzantine validators vote too: as the core lets them).
-        let votes = {
-            let n = &mut self.nodes[node];
-            let ledger = n.replica.as_ref().and_then(|r| {
-                r.app()
-                    .as_any()
-                    .downcast_ref::<scbe_node::governance::Ledger>()
-            });
-            match ledger {
-                Some(l) => n.fleet.watcher.votes(l, node as u32, now),
-                None => Vec::new(),
+        // Byzantine validators vote too, as the core lets them.
+        let turn = step.fleet_turn(now, !liar);
+        let primary = step.replica().is_primary();
+        let active = step.watcher().step().cloned();
+        if let Some((_, nonce)) = turn.submitted.first() {
+            if std::mem::take(&mut self.nodes[node].fresh_restart) {
+                self.own_nonces.on_first_after_restart(node, *nonce);
             }
-        };
-        for op in &votes {
-            self.own_request(node, op);
         }
-        let step = self.nodes[node].fleet.watcher.step().cloned();
-        if normal && step.as_ref().and_then(|s| s.replace_view) == Some(seen.1) {
+        for (op, nonce) in &turn.submitted {
+            self.trace(&[b"own", &(node as u64).to_be_bytes(), op.as_bytes()]);
+            if self.is_honest(node) {
+                if let Some(v) = self.own_nonces.on_signed(node, *nonce) {
+                    self.violation("own-nonces", v);
+                }
+            }
+        }
+        if turn.replaced_view.is_some() {
             self.trace(&[b"replace-primary", &(node as u64).to_be_bytes()]);
-            self.feed(node, Input::ReplacePrimary { view: View(seen.1) });
         }
-        if self.nodes[node].fleet_liar {
+        self.apply(node, turn.actions);
+        if liar {
             if self.rng.random_bool(0.1) {
                 self.forge_order(node);
             }
-            if let Some(step) = &step {
+            if let Some(active) = &active {
                 if self.rng.random_bool(0.3) {
                     let key = self.nodes[node].key.clone();
                     let rng = &mut self.rng;
-                    if let Some(op) = self.nodes[node].fleet.forge(rng, &key, step) {
-                        self.own_request(node, &op);
+                    if let Some(op) = self.nodes[node].fleet.forge(rng, &key, active) {
+                        self.liar_request(node, &op);
                     }
                 }
             }
             return; // a liar delivers no orders when it leads
         }
-        let ops = self.nodes[node].fleet.watcher.decide(now, primary, seen.1);
-        for op in &ops {
-            self.own_request(node, op);
-        }
         if primary {
-            if let Some(step) = step {
-                self.execute(node, &step);
+            if let Some(active) = active {
+                self.execute(node, &active);
             }
         }
+    }
+
+    /// A fleet liar's forged operation, signed and ordered like its honest ones (the ledger
+    /// must refuse it).
+    fn liar_request(&mut self, node: usize, op: &Operation) {
+        let Some(step) = self.nodes[node].step.as_mut() else {
+            return;
+        };
+        let actions = step.submit_operation(op);
+        self.trace(&[
+            b"forged",
+            &(node as u64).to_be_bytes(),
+            op.name().as_bytes(),
+        ]);
+        self.apply(node, actions);
     }
 
     /// The primary's executor: endorsements from every reachable validator whose ledger derives
@@ -152,14 +198,18 @@ impl Simulation {
     fn execute(&mut self, node: usize, step: &StepView) {
         let key = (step.rollout, step.order.issued_seq, step.order.action);
         let now = self.now;
-        let f = &mut self.nodes[node].fleet;
+        let n = &mut self.nodes[node];
+        let Some(watcher) = n.step.as_ref().map(|s| s.watcher()) else {
+            return;
+        };
+        let f = &mut n.fleet;
         if f.step_key != Some(key) {
             f.step_key = Some(key);
             f.sent.clear();
         }
         let due: Vec<String> = step
             .remaining()
-            .filter(|a| !f.watcher.acked(a))
+            .filter(|a| !watcher.acked(a))
             .filter(|a| f.sent.get(*a).is_none_or(|t| now >= t + ORDER_RETRY_MS))
             .cloned()
             .collect();
@@ -173,7 +223,7 @@ impl Simulation {
                 continue;
             }
             let agrees = match &self.nodes[j].byzantine {
-                Some(b) => !b.is_silent() && self.nodes[j].replica.is_some(),
+                Some(b) => !b.is_silent() && self.nodes[j].step.is_some(),
                 None => self
                     .ledger(j)
                     .and_then(|l| l.current_order(step.rollout))
@@ -293,11 +343,7 @@ impl Simulation {
         let key = self.clients[0].key.public();
         let now = self.now;
         let op = {
-            let Some(ledger) = self.nodes[reader].replica.as_ref().and_then(|r| {
-                r.app()
-                    .as_any()
-                    .downcast_ref::<scbe_node::governance::Ledger>()
-            }) else {
+            let Some(ledger) = self.nodes[reader].step.as_ref().map(|s| s.ledger()) else {
                 return;
             };
             self.script.next(ledger, &key, now)

@@ -112,6 +112,10 @@ pub struct Scenario {
     /// requests of the largest admitted size to every validator at once. No message may exceed
     /// the peer cap, and the liveness invariant still requires everything to be decided.
     pub floods: Vec<(u64, u32)>,
+    /// (replica, restart_after_ms): an honest replica crashes the first time its ledger shows a
+    /// rollout in progress (while it is watching and submitting evidence) and restarts this
+    /// much later; its requests after the restart must take effect (the own-nonces invariant).
+    pub restart_mid_rollout: Option<(usize, u64)>,
     pub clients: usize,
     pub safety_requests_per_client: usize,
     pub liveness_requests_per_client: usize,
@@ -214,6 +218,14 @@ impl Scenario {
         } else {
             Vec::new()
         };
+        // Its own stream: a third of the seeds restart a validator mid-rollout.
+        let mut restart_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d69_6472_6f6c_6c6f);
+        let restart_mid_rollout = restart_rng.random_bool(1.0 / 3.0).then(|| {
+            (
+                honest[restart_rng.random_range(0..honest.len())],
+                restart_rng.random_range(50..=1_500),
+            )
+        });
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {
             if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
@@ -242,6 +254,7 @@ impl Scenario {
             lone_view_changes,
             slow,
             floods,
+            restart_mid_rollout,
             clients: rng.random_range(2..=6),
             safety_requests_per_client: rng.random_range(3..=10),
             liveness_requests_per_client: rng.random_range(2..=4),
@@ -283,7 +296,7 @@ impl Scenario {
 
     pub fn summary(&self) -> String {
         format!(
-            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} slow={:?} floods={:?} clients={} {}",
+            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} slow={:?} floods={:?} restart-mid-rollout={:?} clients={} {}",
             self.n,
             self.byzantine,
             self.checkpoint_interval,
@@ -299,6 +312,7 @@ impl Scenario {
             self.lone_view_changes.len(),
             self.slow,
             self.floods,
+            self.restart_mid_rollout,
             self.clients,
             self.fleet_summary()
         )

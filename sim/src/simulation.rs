@@ -12,15 +12,16 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use scbe_node::consensus::{
-    Action, Codec, Decision, Digest, Directory, Envelope, Input, Kind, Replica, ReplicaConfig,
-    ReplicaId, Request, Seq, Signed, Timer, TimerKind,
+    Action, Codec, Decision, Digest, Directory, Envelope, Input, Kind, ReplicaConfig, ReplicaId,
+    Seq, Timer, TimerKind,
 };
 use scbe_node::crypto::Keypair;
 use scbe_node::governance::ledger::{Ledger, LedgerConfig};
-use scbe_node::governance::Operation;
 use scbe_node::net::{encode_envelope, open, ProtoCodec, MAX_ENVELOPE_BYTES};
 use scbe_node::rollout::evidence::OrderAction;
 use scbe_node::rollout::order::SignedOrder;
+use scbe_node::rollout::watcher::WatchSettings;
+use scbe_node::validator_step::ValidatorStep;
 use sha2::{Digest as _, Sha256};
 
 use crate::byzantine::Byzantine;
@@ -31,6 +32,7 @@ use crate::invariants::certificates::Certificates;
 use crate::invariants::double_sign::DoubleSign;
 use crate::invariants::integrity::Integrity;
 use crate::invariants::liveness::Progress;
+use crate::invariants::own_nonces::OwnNonces;
 use crate::invariants::validity::Validity;
 use crate::invariants::Violation;
 use crate::network::Network;
@@ -86,17 +88,21 @@ pub(crate) enum Event {
 
 pub(crate) struct Node {
     pub(crate) key: Keypair,
-    pub(crate) replica: Option<Replica>,
+    /// The validator's step (replica, ledger, watcher): the same type the runtime drives.
+    /// `None` while crashed; a restart rebuilds it from the persisted records, so everything
+    /// the runtime keeps only in memory (the watcher, its own nonces) is lost as in a crash.
+    pub(crate) step: Option<ValidatorStep>,
     store: MemoryStore,
     incarnation: u64,
     armed: BTreeMap<TimerKind, Timer>,
     pub(crate) byzantine: Option<Byzantine>,
-    /// Fleet state of the runtime (watcher, executor): lost on a crash.
+    /// The executor's delivery state and a liar's collected evidence: lost on a crash.
     pub(crate) fleet: NodeFleet,
-    /// Nonce of the validator's own requests; persisted, so it survives crashes.
-    pub(crate) own_nonce: u64,
     /// Lies about the fleet instead of running the watcher.
     pub(crate) fleet_liar: bool,
+    /// Restarted and has not signed an own request since (the own-nonces checker wants its
+    /// first nonce).
+    pub(crate) fresh_restart: bool,
 }
 
 /// Counters for the report.
@@ -115,6 +121,10 @@ pub struct Stats {
     pub orders_obeyed: u64,
     pub orders_refused: u64,
     pub evidence_refused: u64,
+    /// Requests of restarted validators, signed after their restart, that took effect.
+    pub own_executed_after_restart: u64,
+    /// The validator restarted mid-rollout (`Scenario::restart_mid_rollout`), once it was.
+    pub restarted_mid_rollout: Option<usize>,
     pub end_ms: u64,
     /// One line per replica at the end: view, status, executed, pending, drop reasons.
     pub replicas: Vec<String>,
@@ -170,6 +180,7 @@ pub struct Simulation {
     integrity: Integrity,
     certificates: Certificates,
     double_sign: DoubleSign,
+    pub(crate) own_nonces: OwnNonces,
     violations: Vec<Violation>,
     trace: Sha256,
     pub(crate) stats: Stats,
@@ -207,7 +218,7 @@ impl Simulation {
             &agents,
             min_samples,
         );
-        let nodes = keys
+        let nodes: Vec<Node> = keys
             .into_iter()
             .enumerate()
             .map(|(i, key)| Node {
@@ -224,13 +235,19 @@ impl Simulation {
                     .misbehaviours(i)
                     .is_some_and(|m| m.contains(&crate::scenario::Misbehaviour::FleetLie)),
                 key,
-                replica: None,
+                step: None,
                 store: MemoryStore::default(),
                 incarnation: 0,
                 armed: BTreeMap::new(),
-                fleet: NodeFleet::new(min_samples),
-                own_nonce: 0,
+                fleet: NodeFleet::default(),
+                fresh_restart: false,
             })
+            .collect();
+        let honest_keys = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !sc.is_byzantine(*i))
+            .map(|(i, n): (usize, &Node)| (n.key.public(), i))
             .collect();
         // Client 0 is the release requester: its requests come from the script.
         let clients = client_keys
@@ -275,6 +292,7 @@ impl Simulation {
             integrity: Integrity::default(),
             certificates: Certificates::new(directory.clone(), true_quorum),
             double_sign: DoubleSign::default(),
+            own_nonces: OwnNonces::new(honest_keys),
             violations: Vec::new(),
             trace: Sha256::new(),
             stats: Stats::default(),
@@ -300,6 +318,11 @@ impl Simulation {
             Some(q) => cfg.with_unsafe_quorum(q),
             None => cfg,
         }
+    }
+
+    /// The watcher's settings every simulated validator runs with.
+    pub(crate) fn watch_settings(&self) -> WatchSettings {
+        crate::fleet::watch_settings(self.ledger_cfg.health.min_samples)
     }
 
     pub(crate) fn schedule(&mut self, delay_ms: u64, event: Event) {
@@ -331,12 +354,15 @@ impl Simulation {
     /// Runs the scenario to the end and reports.
     pub fn run(mut self) -> Report {
         for i in 0..self.sc.n {
-            let cfg = self.config(i);
-            let app = Box::new(Ledger::new(self.ledger_cfg.clone()));
-            let mut replica = Replica::new(cfg, self.nodes[i].key.clone(), self.codec.clone(), app)
-                .expect("simulated config is valid");
-            let actions = replica.start();
-            self.nodes[i].replica = Some(replica);
+            let (step, actions) = ValidatorStep::start(
+                self.config(i),
+                self.nodes[i].key.clone(),
+                self.codec.clone(),
+                Ledger::new(self.ledger_cfg.clone()),
+                self.watch_settings(),
+            )
+            .expect("simulated config is valid");
+            self.nodes[i].step = Some(step);
             self.apply(i, actions);
         }
         for c in 0..self.clients.len() {
@@ -407,12 +433,13 @@ impl Simulation {
         if let Some(v) = progress.violation() {
             self.violation("liveness", v);
         }
+        self.stats.own_executed_after_restart = self.own_nonces.executed_after_restart;
         self.stats.end_ms = self.now;
         self.stats.replicas = self
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| match &n.replica {
+            .map(|(i, n)| match n.step.as_ref().map(ValidatorStep::replica) {
                 Some(r) => format!(
                     "r{i}{} view={} {:?} executed={} stable={} pending={} dropped={:?}",
                     if n.byzantine.is_some() {
@@ -433,7 +460,7 @@ impl Simulation {
         self.stats.max_view = self
             .nodes
             .iter()
-            .filter_map(|n| n.replica.as_ref().map(|r| r.view().0))
+            .filter_map(|n| n.step.as_ref().map(|s| s.replica().view().0))
             .max()
             .unwrap_or(0);
         Report {
@@ -454,9 +481,9 @@ impl Simulation {
             .filter(|i| self.is_honest(*i))
             .map(|i| {
                 let seq = self.nodes[i]
-                    .replica
+                    .step
                     .as_ref()
-                    .map_or(Seq(0), Replica::last_executed);
+                    .map_or(Seq(0), ValidatorStep::last_executed);
                 (i, seq)
             })
             .collect();
@@ -507,13 +534,13 @@ impl Simulation {
             Event::Crash(node) => {
                 self.trace(&[b"crash", &(node as u64).to_be_bytes()]);
                 let n = &mut self.nodes[node];
-                n.replica = None;
+                n.step = None;
                 n.incarnation += 1;
                 n.armed.clear();
             }
             Event::Restart(node) => self.restart(node),
             Event::LoneViewChange(node) => {
-                let view = self.nodes[node].replica.as_ref().map(|r| r.view());
+                let view = self.nodes[node].step.as_ref().map(|s| s.replica().view());
                 if let Some(view) = view {
                     self.trace(&[b"lone-view-change", &(node as u64).to_be_bytes()]);
                     self.feed(node, Input::ReplacePrimary { view });
@@ -529,12 +556,7 @@ impl Simulation {
                 order,
                 action,
             } => self.on_order(agent, &order, action),
-            Event::Evidence { node, evidence } => {
-                if self.nodes[node].replica.is_some() {
-                    let now = self.now;
-                    self.nodes[node].fleet.observe(&evidence, now);
-                }
-            }
+            Event::Evidence { node, evidence } => self.on_evidence(node, evidence),
             Event::PartitionStart(i) => {
                 if self.phase == Phase::Safety {
                     self.trace(&[b"partition"]);
@@ -570,24 +592,25 @@ impl Simulation {
     }
 
     fn restart(&mut self, node: usize) {
-        if self.nodes[node].replica.is_some() {
+        if self.nodes[node].step.is_some() {
             return;
         }
         self.trace(&[b"restart", &(node as u64).to_be_bytes()]);
-        let cfg = self.config(node);
         let n = &self.nodes[node];
-        let restored = Replica::restore(
-            cfg,
+        let restored = ValidatorStep::restore(
+            self.config(node),
             n.key.clone(),
             self.codec.clone(),
-            Box::new(Ledger::new(self.ledger_cfg.clone())),
+            Ledger::new(self.ledger_cfg.clone()),
+            self.watch_settings(),
             n.store.records(),
         );
-        self.nodes[node].fleet = NodeFleet::new(self.ledger_cfg.health.min_samples);
+        self.nodes[node].fleet = NodeFleet::default();
         match restored {
-            Ok((replica, actions)) => {
+            Ok((step, actions)) => {
                 self.stats.restarts += 1;
-                self.nodes[node].replica = Some(replica);
+                self.nodes[node].step = Some(step);
+                self.nodes[node].fresh_restart = true;
                 self.apply(node, actions);
             }
             Err(e) => self.violation("recovery", format!("replica {node} failed to restore: {e}")),

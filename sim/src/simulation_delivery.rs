@@ -4,10 +4,12 @@
 //! decided.
 
 use super::*;
+use scbe_node::consensus::{Request, Signed};
+use scbe_node::validator_step::Submission;
 
 impl Simulation {
     pub(super) fn deliver(&mut self, to: usize, bytes: Arc<Vec<u8>>) {
-        if self.nodes[to].replica.is_none() {
+        if self.nodes[to].step.is_none() {
             return;
         }
         if let Some(b) = self.nodes[to].byzantine.as_mut() {
@@ -20,37 +22,28 @@ impl Simulation {
     }
 
     pub(crate) fn feed(&mut self, node: usize, input: Input) {
-        let Some(replica) = self.nodes[node].replica.as_mut() else {
+        let Some(step) = self.nodes[node].step.as_mut() else {
             return;
         };
-        let actions = replica.handle(input);
+        let actions = step.handle(input);
         self.apply(node, actions);
     }
 
-    /// Signs an operation of validator `node`'s own and hands it to its replica.
-    pub(crate) fn own_request(&mut self, node: usize, op: &Operation) {
-        let n = &mut self.nodes[node];
-        n.own_nonce += 1;
-        let request = Signed::seal(
-            Request {
-                nonce: n.own_nonce,
-                operation: op.to_bytes(),
-            },
-            Kind::Request,
-            |r| ProtoCodec.encode_request(r),
-            &n.key,
-            scbe_node::consensus::Principal::Validator(ReplicaId(node as u32)),
-        );
-        self.trace(&[b"own", &(node as u64).to_be_bytes(), op.name().as_bytes()]);
-        self.feed(node, Input::ClientRequest(request));
+    /// A client request reaching validator `node` through its client API: admitted (or answered,
+    /// or refused) by the validator step, as the runtime does. The simulated validators keep no
+    /// store of old outcomes beyond the ledger's.
+    pub(crate) fn submit(&mut self, node: usize, request: Signed<Request>) {
+        let Some(step) = self.nodes[node].step.as_mut() else {
+            return;
+        };
+        if let Ok(Submission::Ordered(actions)) = step.submit(request, |_, _| None) {
+            self.apply(node, actions);
+        }
     }
 
     /// The ledger of validator `node`, if it is up.
     pub(crate) fn ledger(&self, node: usize) -> Option<&Ledger> {
-        self.nodes[node]
-            .replica
-            .as_ref()
-            .and_then(|r| r.app().as_any().downcast_ref::<Ledger>())
+        self.nodes[node].step.as_ref().map(ValidatorStep::ledger)
     }
 
     /// The honest validators' ledgers that are up.
@@ -65,16 +58,16 @@ impl Simulation {
     pub(crate) fn advanced(&self) -> Option<usize> {
         (0..self.sc.n)
             .filter(|i| self.is_honest(*i))
-            .filter(|i| self.nodes[*i].replica.is_some())
+            .filter(|i| self.nodes[*i].step.is_some())
             .max_by_key(|i| {
                 self.nodes[*i]
-                    .replica
+                    .step
                     .as_ref()
-                    .map_or(0, |r| r.last_executed().0)
+                    .map_or(0, |s| s.last_executed().0)
             })
     }
 
-    pub(super) fn apply(&mut self, node: usize, actions: Vec<Action>) {
+    pub(crate) fn apply(&mut self, node: usize, actions: Vec<Action>) {
         for action in actions {
             if std::env::var_os("SCBE_SIM_DEBUG").is_some() {
                 let what = match &action {
@@ -208,6 +201,9 @@ impl Simulation {
         }
         if let Some(v) = self.certificates.on_deliver(node, &d) {
             self.violation("certificate", v);
+        }
+        for v in self.own_nonces.on_deliver(&d) {
+            self.violation("own-nonces", v);
         }
         for r in &d.executed {
             for c in 0..self.clients.len() {

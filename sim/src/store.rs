@@ -15,7 +15,7 @@ impl MemoryStore {
             // Keep the newest snapshot at or below the new stable checkpoint and the decided
             // batches above it (the real store keeps every decided batch in its audit trail;
             // the core re-executes them from that snapshot on restart), the latest view
-            // records, and everything above the checkpoint.
+            // records and nonce reservation, and everything above the checkpoint.
             let base = self
                 .records
                 .iter()
@@ -35,6 +35,10 @@ impl MemoryStore {
         if matches!(record, Record::ViewChange(_) | Record::EnteredView { .. }) {
             self.records
                 .retain(|r| !matches!(r, Record::ViewChange(_) | Record::EnteredView { .. }));
+        }
+        if matches!(record, Record::NonceReservation { .. }) {
+            self.records
+                .retain(|r| !matches!(r, Record::NonceReservation { .. }));
         }
         self.records.push(record);
     }

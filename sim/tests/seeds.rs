@@ -64,3 +64,44 @@ fn derived_cluster_sizes() {
             .collect::<Vec<_>>()
     );
 }
+
+/// `Scenario::restart_mid_rollout`: a validator crashes while its ledger has a rollout in
+/// progress and restarts with a fresh step, which skips a window of nonces. Every seed passes
+/// (the own-nonces invariant among the others), and the restarted validators are heard again:
+/// requests they signed after the restart take effect.
+#[test]
+fn a_validator_restarted_mid_rollout_is_heard_again() {
+    let overrides = Overrides {
+        validators: Some(4),
+        byzantine: Some(1),
+        ..Overrides::default()
+    };
+    let (mut restarted, mut heard) = (0, 0);
+    let mut seed = 50_000;
+    while restarted < 12 && seed < 50_200 {
+        let scenario = scbe_sim::scenario::Scenario::derive(seed, &overrides);
+        seed += 1;
+        if scenario.restart_mid_rollout.is_none() {
+            continue;
+        }
+        let r = scbe_sim::simulation::Simulation::new(scenario).run();
+        assert!(
+            r.passed(),
+            "seed {}: {:?}\n  replay: {}",
+            r.scenario.seed,
+            r.violations.first(),
+            replay_command(r.scenario.seed, &overrides)
+        );
+        if r.stats.restarted_mid_rollout.is_some() {
+            restarted += 1;
+            if r.stats.own_executed_after_restart > 0 {
+                heard += 1;
+            }
+        }
+    }
+    assert_eq!(restarted, 12, "too few seeds reached a rollout");
+    assert_eq!(
+        heard, restarted,
+        "only {heard} of {restarted} restarted validators had a request take effect after the restart"
+    );
+}

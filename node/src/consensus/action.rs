@@ -117,6 +117,12 @@ pub enum Record {
         view: View,
         new_view: Option<Signed<NewView>>,
     },
+    /// The validator may sign its own requests (votes, rollout evidence) with nonces up to
+    /// `up_to` in its current life; after a restart it starts above the newest reservation, so
+    /// it never signs two requests with one nonce. Written by the validator step (not the
+    /// replica, which ignores it) before the first request of each block of nonces leaves;
+    /// only the newest is kept.
+    NonceReservation { up_to: u64 },
 }
 
 impl Record {
@@ -127,7 +133,10 @@ impl Record {
             Record::Prepared(c) => Some(c.pre_prepare.value().seq),
             Record::Committed(c) => Some(c.seq()),
             Record::Snapshot(s) => Some(s.seq),
-            Record::Stable(_) | Record::ViewChange(_) | Record::EnteredView { .. } => None,
+            Record::Stable(_)
+            | Record::ViewChange(_)
+            | Record::EnteredView { .. }
+            | Record::NonceReservation { .. } => None,
         }
     }
 }

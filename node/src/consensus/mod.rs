@@ -31,6 +31,8 @@ pub use types::{Digest, ReplicaId, Seq, View};
 #[cfg(test)]
 mod checkpoint_tests;
 #[cfg(test)]
+pub(crate) mod debug_codec;
+#[cfg(test)]
 mod heartbeat_tests;
 #[cfg(test)]
 mod relay_tests;

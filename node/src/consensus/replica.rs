@@ -157,11 +157,11 @@ impl Slot {
 }
 
 /// The PBFT replica. See the module documentation for the contract.
-pub struct Replica {
+pub struct Replica<A: StateMachine> {
     cfg: ReplicaConfig,
     key: Keypair,
     codec: Arc<dyn Codec>,
-    app: Box<dyn StateMachine>,
+    app: A,
     genesis: Digest,
 
     view: View,
@@ -258,13 +258,13 @@ pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, NonceWin
     Digest::of_parts(&parts)
 }
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     /// A fresh replica at genesis.
     pub fn new(
         cfg: ReplicaConfig,
         key: Keypair,
         codec: Arc<dyn Codec>,
-        app: Box<dyn StateMachine>,
+        app: A,
     ) -> Result<Self, ConfigError> {
         cfg.validate()?;
         if cfg.directory.validator_key(cfg.id) != Some(&key.public()) {
@@ -331,7 +331,7 @@ impl Replica {
         cfg: ReplicaConfig,
         key: Keypair,
         codec: Arc<dyn Codec>,
-        app: Box<dyn StateMachine>,
+        app: A,
         records: &[Record],
     ) -> Result<(Self, Vec<Action>), RestoreError> {
         let mut r = Self::new(cfg, key, codec, app)?;
@@ -388,6 +388,8 @@ impl Replica {
                         r.new_view = new_view.clone();
                     }
                 }
+                // The validator step's, not the replica's.
+                Record::NonceReservation { .. } => {}
             }
         }
         let stable_seq = r.stable.seq;
@@ -513,8 +515,13 @@ impl Replica {
     fn nonce_fresh(&self, signer: &PublicKey, nonce: u64) -> bool {
         self.check_nonce(signer, nonce).is_ok()
     }
-    pub fn app(&self) -> &dyn StateMachine {
-        self.app.as_ref()
+    /// The replicated application, as the runtime built it (the ledger in a validator).
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+    /// The codec this replica signs with (the runtime's wire encoding).
+    pub fn codec(&self) -> &Arc<dyn Codec> {
+        &self.codec
     }
     /// Dropped inputs by reason (for metrics and the simulator's report).
     pub fn dropped(&self) -> &BTreeMap<&'static str, u64> {

@@ -27,6 +27,4 @@ pub trait StateMachine: Send {
     fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError>;
     /// Replaces the state with `snapshot`.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError>;
-    /// For the runtime to read its concrete application (e.g. the ledger's outcomes).
-    fn as_any(&self) -> &dyn std::any::Any;
 }

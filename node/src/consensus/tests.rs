@@ -38,9 +38,6 @@ impl StateMachine for ChainApp {
         app.restore(s)?;
         Ok(app.digest())
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 
     fn restore(&mut self, s: &[u8]) -> Result<(), SnapshotError> {
         if s.len() != 40 {
@@ -58,7 +55,7 @@ pub(crate) struct Cluster {
     pub keys: Vec<Keypair>,
     client: Keypair,
     pub dir: Directory,
-    pub replicas: Vec<Option<Replica>>,
+    pub replicas: Vec<Option<Replica<ChainApp>>>,
     pub stores: Vec<Vec<Record>>,
     pub(crate) delivered: Vec<Vec<Decision>>,
     timers: Vec<BTreeMap<TimerKind, Timer>>,
@@ -113,7 +110,7 @@ impl Cluster {
                 c.config(i),
                 c.keys[i].clone(),
                 Arc::new(ProtoCodec),
-                Box::new(ChainApp::default()),
+                ChainApp::default(),
             )
             .expect("replica");
             let actions = r.start();
@@ -132,7 +129,7 @@ impl Cluster {
         cfg
     }
 
-    pub(crate) fn replica(&self, i: usize) -> &Replica {
+    pub(crate) fn replica(&self, i: usize) -> &Replica<ChainApp> {
         self.replicas[i].as_ref().expect("replica is up")
     }
 
@@ -440,12 +437,12 @@ fn s4_4_a_request_prepared_in_the_old_view_keeps_its_sequence_number() {
     }
 }
 
-fn restore(c: &Cluster, i: usize) -> Replica {
+fn restore(c: &Cluster, i: usize) -> Replica<ChainApp> {
     Replica::restore(
         c.config(i),
         c.keys[i].clone(),
         Arc::new(ProtoCodec),
-        Box::new(ChainApp::default()),
+        ChainApp::default(),
         &c.stores[i],
     )
     .expect("restores")

@@ -39,7 +39,7 @@ impl pb::audit_server::Audit for AuditService {
                 let chunk = match wait.await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => {
-                        let _ = tx.send(Err(Status::internal(e))).await;
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
                         return;
                     }
                     Err(_) => return,

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::consensus::{retype_request, Directory, Kind, Principal};
 use crate::node::Inbound;
+use crate::validator_step::{ClientReply, SubmitRefusal};
 
 use futures_util::FutureExt as _;
 
@@ -27,7 +28,7 @@ pub const STREAM_IN_FLIGHT: usize = 1024;
 const STREAM_VERIFY_BATCH: usize = 64;
 
 /// A request handed to the core: its decision arrives here.
-type Decision = oneshot::Receiver<Result<crate::node::ClientReply, String>>;
+type Decision = oneshot::Receiver<Result<ClientReply, SubmitRefusal>>;
 
 #[derive(Clone)]
 pub struct GovernanceService {
@@ -278,11 +279,24 @@ async fn decided(decision: Decision) -> Result<pb::SubmitReply, Status> {
             rollout: r.outcome.rollout,
             already_decided: r.already,
         }),
-        Ok(Ok(Err(reason))) => Err(Status::failed_precondition(reason)),
+        Ok(Ok(Err(refused))) => Err(refusal_status(&refused)),
         Ok(Err(_)) => Err(Status::unavailable("node dropped the request")),
         Err(_) => Err(Status::deadline_exceeded(
             "not decided within 30 s; the request may still be ordered: check `scbe status`",
         )),
+    }
+}
+
+/// The gRPC status of a refused request: a nonce that can never execute is the client's
+/// mistake (INVALID_ARGUMENT); one already used, or used by another request, is a state the
+/// client must move past by signing again (FAILED_PRECONDITION).
+pub fn refusal_status(refused: &SubmitRefusal) -> Status {
+    use crate::consensus::nonce::NonceError;
+    let message = refused.to_string();
+    match refused {
+        SubmitRefusal::Nonce(NonceError::TooFarAhead { .. }) => Status::invalid_argument(message),
+        SubmitRefusal::Nonce(NonceError::Used { .. } | NonceError::TooOld { .. })
+        | SubmitRefusal::NonceTaken { .. } => Status::failed_precondition(message),
     }
 }
 

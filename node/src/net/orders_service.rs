@@ -38,7 +38,8 @@ impl pb::orders_server::Orders for OrdersService {
             .map_err(|_| Status::unavailable("node is shutting down"))?;
         match rx.await {
             Ok(Ok(e)) => Ok(Response::new(endorsement_to_proto(&e))),
-            Ok(Err(why)) => Err(Status::failed_precondition(why)),
+            // Behind, ahead or lied to: the leader asks again later.
+            Ok(Err(refused)) => Err(Status::failed_precondition(refused.to_string())),
             Err(_) => Err(Status::unavailable("node dropped the request")),
         }
     }

@@ -31,6 +31,7 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
             Some(nv) => R::EnteredNewView(envelope_to_proto(nv.envelope())),
             None => R::EnteredView(view.0),
         },
+        Record::NonceReservation { up_to } => R::NonceReservation(*up_to),
     };
     pb::StoredRecord { record: Some(r) }.encode_to_vec()
 }
@@ -45,6 +46,7 @@ pub enum StoredKind {
     Stable,
     ViewChange,
     EnteredView,
+    NonceReservation,
 }
 
 /// What a record is about (kind and sequence number), as [`stored_record_key`] reads it back
@@ -60,6 +62,7 @@ pub fn record_key(r: &crate::consensus::Record) -> (StoredKind, Option<u64>) {
         R::Stable(c) => (StoredKind::Stable, Some(c.seq.0)),
         R::ViewChange(_) => (StoredKind::ViewChange, None),
         R::EnteredView { .. } => (StoredKind::EnteredView, None),
+        R::NonceReservation { .. } => (StoredKind::NonceReservation, None),
     }
 }
 
@@ -81,6 +84,7 @@ pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {
         R::Stable(c) => (StoredKind::Stable, Some(c.seq)),
         R::ViewChange(_) => (StoredKind::ViewChange, None),
         R::EnteredView(_) | R::EnteredNewView(_) => (StoredKind::EnteredView, None),
+        R::NonceReservation(_) => (StoredKind::NonceReservation, None),
     })
 }
 
@@ -147,5 +151,6 @@ pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError>
                 new_view: Some(nv),
             }
         }
+        R::NonceReservation(up_to) => Record::NonceReservation { up_to },
     })
 }

@@ -23,19 +23,12 @@ use crate::net::fleet_client;
 use super::evidence::{AckBody, AckOutcome, DeployAck, HealthBody, HealthReport, OrderAction};
 use super::order::{Endorsement, SignedOrder, ORDER_KIND};
 use super::watcher::StepView;
+use crate::validator_step::FleetView;
 
 /// Orders delivered at once.
 const DELIVERY_CONCURRENCY: usize = 64;
 /// Longest wait between two delivery attempts to one agent.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// What the core task publishes after every turn that changed it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FleetView {
-    pub primary: bool,
-    pub view: u64,
-    pub step: Option<StepView>,
-}
 
 /// Verified agent evidence for the core task.
 pub enum FleetInput {

@@ -141,15 +141,25 @@ pub fn endorse(
     rollout: u64,
     order: &[u8],
     key: &Keypair,
-) -> Result<Endorsement, String> {
+) -> Result<Endorsement, EndorseRefusal> {
     match ledger.current_order(rollout) {
-        None => Err(format!("rollout {rollout} needs no order in this validator's ledger")),
-        Some(mine) if mine.to_bytes() != order => Err(format!(
-            "the order differs from this validator's derivation for rollout {rollout} (step issued at seq {})",
-            mine.issued_seq
-        )),
+        None => Err(EndorseRefusal::NoOrder { rollout }),
+        Some(mine) if mine.to_bytes() != order => Err(EndorseRefusal::Differs {
+            rollout,
+            issued_seq: mine.issued_seq,
+        }),
         Some(_) => Ok(Endorsement::sign(order, key)),
     }
+}
+
+/// Why a validator does not endorse an order (it is behind or ahead of the leader, or the
+/// leader is lying); the leader asks again.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndorseRefusal {
+    #[error("rollout {rollout} needs no order in this validator's ledger")]
+    NoOrder { rollout: u64 },
+    #[error("the order differs from this validator's derivation for rollout {rollout} (step issued at seq {issued_seq})")]
+    Differs { rollout: u64, issued_seq: u64 },
 }
 
 #[cfg(test)]

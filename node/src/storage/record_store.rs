@@ -322,6 +322,11 @@ impl RecordStore {
                         matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
                     })?;
                 }
+                if matches!(r, Record::NonceReservation { .. }) {
+                    self.drop_matching(&mut table, &mut index, |kind, _| {
+                        kind == StoredKind::NonceReservation
+                    })?;
+                }
                 let bytes = pack(&encode_record(r));
                 table
                     .insert(next_index, bytes.as_slice())
@@ -375,7 +380,9 @@ impl RecordStore {
         self.drop_matching(table, index, |kind, seq| match kind {
             StoredKind::Snapshot => seq.is_some_and(|s| s < base),
             StoredKind::Stable => true,
-            StoredKind::ViewChange | StoredKind::EnteredView => false,
+            StoredKind::ViewChange | StoredKind::EnteredView | StoredKind::NonceReservation => {
+                false
+            }
             _ => seq.is_some_and(|s| s <= stable),
         })
     }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::*;
 use crate::consensus::tests::{ChainApp, Cluster};
 use crate::consensus::{
-    batch_digest, Input, Kind, PrePrepare, Principal, Record, Replica, ReplicaId, Seq, Signed, View,
+    batch_digest, Input, Kind, PrePrepare, Principal, Record, Replica, ReplicaId, Seq, Signed,
+    StateMachine as _, View,
 };
 use crate::crypto::Keypair;
 use crate::net::ProtoCodec;
@@ -19,12 +20,12 @@ fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record]) {
     }
 }
 
-fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica {
+fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica<ChainApp> {
     Replica::restore(
         c.config(i),
         c.keys[i].clone(),
         Arc::new(ProtoCodec),
-        Box::new(ChainApp::default()),
+        ChainApp::default(),
         records,
     )
     .expect("restores")
@@ -502,7 +503,7 @@ fn a_restart_re_executes_the_audit_trail_from_an_older_snapshot_or_genesis() {
         c.config(1),
         c.keys[1].clone(),
         Arc::new(ProtoCodec),
-        Box::new(ChainApp::default()),
+        ChainApp::default(),
         &loaded,
     )
     .err()
@@ -510,5 +511,42 @@ fn a_restart_re_executes_the_audit_trail_from_an_older_snapshot_or_genesis() {
     assert!(
         matches!(err, crate::consensus::RestoreError::MissingDecided(Seq(5))),
         "{err}"
+    );
+}
+
+/// A validator's nonce reservation survives a reopen and compaction; only the newest is kept.
+#[test]
+fn the_newest_nonce_reservation_is_kept_across_compaction_and_reopen() {
+    let (c, _) = decided_cluster(2, 9);
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("records.redb");
+    let mut records = vec![
+        Record::NonceReservation { up_to: 1152 },
+        Record::NonceReservation { up_to: 2176 },
+    ];
+    // Then everything a replica persisted, stable checkpoints (compactions) included.
+    records.extend(c.stores[1].iter().cloned());
+    {
+        let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
+        for r in &records {
+            s.commit_turn(std::slice::from_ref(r), &[], &Default::default())
+                .expect("commits");
+        }
+    }
+    let loaded = RecordStore::open(&path, &c.keys[1].public())
+        .expect("reopens")
+        .load(&c.dir)
+        .expect("loads");
+    let kept: Vec<u64> = loaded
+        .iter()
+        .filter_map(|r| match r {
+            Record::NonceReservation { up_to } => Some(*up_to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept, vec![2176]);
+    assert!(
+        loaded.iter().any(|r| matches!(r, Record::Stable(_))),
+        "the replica's records went through compaction"
     );
 }

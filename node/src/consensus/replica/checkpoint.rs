@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use super::super::action::Record;
 use super::super::message::{Checkpoint, CheckpointCert, Kind, Signed, Snapshot};
+use super::super::state_machine::StateMachine;
 use super::super::types::{Digest, ReplicaId, Seq};
 use super::{state_digest, Replica};
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     pub(super) fn take_checkpoint(&mut self, seq: Seq) {
         self.app.before_checkpoint();
         let digest = state_digest(seq, self.app.digest(), &self.nonces);

@@ -12,6 +12,7 @@
 
 use super::super::action::TimerKind;
 use super::super::message::{Heartbeat, Kind};
+use super::super::state_machine::StateMachine;
 use super::super::types::ReplicaId;
 use super::suspicion::Suspicion;
 use super::{Replica, Status};
@@ -19,7 +20,7 @@ use super::{Replica, Status};
 /// Cap on the doubling of the silence allowed (2^16 intervals is hours at any sane interval).
 const MAX_SILENCE_DOUBLINGS: u32 = 16;
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     pub(super) fn on_heartbeat_tick(&mut self) {
         self.set_timer(TimerKind::Heartbeat);
         self.tick_suspicions();

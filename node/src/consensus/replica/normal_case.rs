@@ -8,10 +8,11 @@ use super::super::action::{Action, Decision, Record};
 use super::super::certificate::check_batch;
 use super::super::limits;
 use super::super::message::{CommitCert, Envelope, Kind, PrePrepare, PreparedCert, Signed, Vote};
+use super::super::state_machine::StateMachine;
 use super::super::types::{Digest, ReplicaId, Seq, View};
 use super::{Replica, RequestId, Status};
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     pub(super) fn on_pre_prepare(&mut self, pp: Signed<PrePrepare>, from: ReplicaId) {
         let v = pp.value();
         if self.status != Status::Normal {

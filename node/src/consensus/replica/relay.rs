@@ -9,10 +9,11 @@
 use super::super::action::Action;
 use super::super::limits;
 use super::super::message::{Kind, Relay, Request, Signed};
+use super::super::state_machine::StateMachine;
 use super::super::types::ReplicaId;
 use super::Replica;
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     /// Opens a turn: client requests are held for relay until [`Replica::end_turn`]. Outside a
     /// turn every `handle` relays at once (the simulator and the unit tests work so).
     pub fn begin_turn(&mut self) {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use super::super::action::{Action, Record};
 use super::super::limits;
 use super::super::message::{batch_digest, Envelope, PrePrepare, Request, Signed};
+use super::super::state_machine::StateMachine;
 use super::{Replica, Status, MAX_OWN_RETRANSMIT};
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     pub(super) fn on_request(&mut self, r: Signed<Request>, from_client: bool) {
         if limits::request_bytes(&r) > self.cfg.max_request_bytes {
             // The client API refuses these before they get here; a peer relaying one is faulty.

@@ -13,13 +13,14 @@ use super::super::limits;
 use super::super::message::{
     CheckpointCert, Kind, Signed, Snapshot, SnapshotPart, StateRequest, StateResponse,
 };
+use super::super::state_machine::StateMachine;
 use super::super::types::ReplicaId;
 use super::{state_digest, Replica, RequestId};
 
 /// Largest snapshot a replica assembles from chunks (a peer claiming more is ignored).
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     /// Asks every peer for decided batches after `last_executed`, once per position (and for
     /// the rest of a snapshot being assembled).
     pub(super) fn request_state(&mut self) {

@@ -28,6 +28,7 @@
 use std::collections::BTreeSet;
 
 use super::super::message::{Kind, Suspect};
+use super::super::state_machine::StateMachine;
 use super::super::types::{ReplicaId, View};
 use super::{Replica, Status};
 
@@ -53,7 +54,7 @@ impl Suspicion {
     }
 }
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     /// A timer says the primary of the current view fails: suspect it, and leave the view if
     /// enough others do.
     pub(super) fn suspect(&mut self, why: Suspicion) {

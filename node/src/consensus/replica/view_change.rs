@@ -12,11 +12,12 @@ use super::super::certificate::{check_batch, check_view_change, NewViewPlan};
 use super::super::message::{
     batch_digest, Kind, NewView, PrePrepare, PreparedCert, Signed, ViewChange,
 };
+use super::super::state_machine::StateMachine;
 use super::super::types::{ReplicaId, Seq, View};
 use super::suspicion::Suspicion;
 use super::{Replica, Status};
 
-impl Replica {
+impl<A: StateMachine> Replica<A> {
     pub(super) fn on_timeout(&mut self, t: Timer) {
         if self.armed.get(&t.kind) != Some(&t) {
             return self.drop_input("stale timer");

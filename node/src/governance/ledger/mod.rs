@@ -89,7 +89,8 @@ pub struct Ledger {
     journal: Journal,
     /// Events and outcomes produced since the node last took them for its store. Not
     /// replicated; off unless [`Ledger::keep_fresh`] (the simulator's ledgers leave it off).
-    /// Behind a mutex so the runtime can drain it through the shared `as_any` view.
+    /// Behind a mutex: the runtime drains it through `Replica::app`, a shared reference (the
+    /// replica never lends its application mutably, so nothing outside it can change the state).
     fresh: Option<std::sync::Mutex<Fresh>>,
 }
 
@@ -401,10 +402,6 @@ impl StateMachine for Ledger {
         // chains are re-derived from its items.
         let s = decode_snapshot(snapshot)?;
         Ok(state_digest_of(&s.state, &s.journal))
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
