@@ -1,7 +1,7 @@
 //! The validator set every envelope target opens against (shared by the targets).
 
-use scbe_node::consensus::Directory;
-use scbe_node::crypto::Keypair;
+use scbe_core::consensus::Directory;
+use scbe_core::crypto::Keypair;
 
 pub fn directory() -> &'static Directory {
     static DIR: std::sync::OnceLock<Directory> = std::sync::OnceLock::new();

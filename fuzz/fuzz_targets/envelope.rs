@@ -5,5 +5,5 @@
 mod directory;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = scbe_node::net::open(data, directory::directory());
+    let _ = scbe_wire::open(data, directory::directory());
 });

@@ -3,6 +3,6 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = scbe_node::governance::parse_manifest("fuzz.json", text);
+        let _ = scbe_core::governance::parse_manifest("fuzz.json", text);
     }
 });

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = scbe_node::governance::Operation::from_bytes(data);
+    let _ = scbe_core::governance::Operation::from_bytes(data);
 });

@@ -4,5 +4,5 @@
 mod directory;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = scbe_node::net::decode_record(data, directory::directory());
+    let _ = scbe_wire::decode_record(data, directory::directory());
 });

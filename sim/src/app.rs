@@ -2,7 +2,7 @@
 //! divergence in what or in which order replicas execute changes the digest, so checkpoint
 //! agreement exercises the core's state digests and state transfer for real.
 
-use scbe_node::consensus::{AppState, Digest, Request, Seq, Signed, SnapshotError, StateMachine};
+use scbe_core::consensus::{AppState, Digest, Request, Seq, Signed, SnapshotError, StateMachine};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HashChainApp {

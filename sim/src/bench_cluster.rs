@@ -21,12 +21,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
-use scbe_node::crypto::Keypair;
-use scbe_node::governance::Operation;
-use scbe_node::local::{dir_bytes, Launch, LocalCluster, LocalOptions};
-use scbe_node::net::{envelope_to_proto, ProtoCodec};
+use crate::local::{dir_bytes, Launch, LocalCluster, LocalOptions};
+use scbe_core::consensus::{Codec as _, Kind, Principal, Request, Signed};
+use scbe_core::crypto::Keypair;
+use scbe_core::governance::Operation;
 use scbe_proto::v1::governance_client::GovernanceClient;
+use scbe_wire::{envelope_to_proto, ProtoCodec};
 use tonic::transport::Channel;
 
 /// What the saturation clients submit.
@@ -171,7 +171,7 @@ impl Client {
                 Ok(conn) => {
                     let id = key.public().as_bytes()[..8].try_into().expect("8 bytes");
                     return Ok(Self {
-                        name: scbe_node::governance::release::hex(&key.public().as_bytes()[..6]),
+                        name: scbe_core::governance::release::hex(&key.public().as_bytes()[..6]),
                         seed: u64::from_le_bytes(id),
                         key,
                         nonce: 0,
@@ -241,7 +241,7 @@ impl Client {
                 reason: "bench".into(),
             },
             Workload::Register => Operation::RegisterRelease {
-                release: crate::demo::bench_release(
+                release: crate::releases::bench_release(
                     &format!("b{}-{}", self.name, self.nonce),
                     self.seed ^ self.nonce,
                 ),
@@ -283,12 +283,12 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     cluster.start_all()?;
     let phase = o.duration / 3;
     let load_key =
-        |i: usize| scbe_node::config::read_key_file(&dir.join(format!("keys/requester{i}.key")));
+        |i: usize| scbe_wire::key_file::read_key_file(&dir.join(format!("keys/requester{i}.key")));
 
     // Warm up: the first decision also waits for every peer link to connect.
     let mut light = Client::connect(
         &cluster.url(0),
-        scbe_node::config::read_key_file(&cluster.requester_key)?,
+        scbe_wire::key_file::read_key_file(&cluster.requester_key)?,
     )
     .await?;
     let warm = Instant::now();

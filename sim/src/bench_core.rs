@@ -17,12 +17,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scbe_node::consensus::{
+use scbe_core::consensus::{
     Action, Codec, Directory, Input, Kind, Principal, Replica, ReplicaConfig, ReplicaId, Request,
     Signed,
 };
-use scbe_node::crypto::{self, Keypair};
-use scbe_node::net::{encode_envelope, open, ProtoCodec};
+use scbe_core::crypto::{self, Keypair};
+use scbe_wire::{encode_envelope, open, ProtoCodec};
 
 use crate::app::HashChainApp;
 

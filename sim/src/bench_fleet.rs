@@ -17,20 +17,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::local::{Launch, LocalCluster, LocalOptions};
 use anyhow::{anyhow, bail};
-use scbe_node::crypto::{Keypair, Verifier};
-use scbe_node::fleet::core::AgentCore;
-use scbe_node::fleet::state::AgentState;
-use scbe_node::fleet::synthetic::SyntheticModel;
-use scbe_node::governance::ledger::{Ledger, LedgerConfig, RolloutStatus, Signer};
-use scbe_node::governance::{Gates, Operation, Stage};
-use scbe_node::local::{Launch, LocalCluster, LocalOptions};
-use scbe_node::net::fleet_client;
-use scbe_node::net::governance_client::Client;
-use scbe_node::rollout::health::HealthThresholds;
-use scbe_node::rollout::order::{endorse, SignedOrder, ORDER_KIND};
-use scbe_node::rollout::plan::FleetAgent;
-use scbe_node::rollout::watcher::{StepView, WatchSettings, Watcher};
+use scbe_core::agent::synthetic::SyntheticModel;
+use scbe_core::agent::AgentCore;
+use scbe_core::agent::AgentState;
+use scbe_core::crypto::{Keypair, Verifier};
+use scbe_core::governance::ledger::{Ledger, LedgerConfig, RolloutStatus, Signer};
+use scbe_core::governance::{Gates, Operation, Stage};
+use scbe_core::rollout::health::HealthThresholds;
+use scbe_core::rollout::order::{endorse, SignedOrder, ORDER_KIND};
+use scbe_core::rollout::plan::FleetAgent;
+use scbe_core::rollout::watcher::{StepView, WatchSettings, Watcher};
+use scbe_wire::fleet_client;
+use scbe_wire::governance_client::Client;
 
 use crate::fleet::release;
 
@@ -64,7 +64,7 @@ pub async fn reaction(
     };
     let mut cluster = LocalCluster::generate(launch, dir, 4, &opts)?;
     cluster.start_all()?;
-    let key = scbe_node::config::read_key_file(&cluster.requester_key)?;
+    let key = scbe_wire::key_file::read_key_file(&cluster.requester_key)?;
     let start = Instant::now();
     let mut c = loop {
         match Client::connect(&cluster.url(0), Some(key.clone())).await {
@@ -77,10 +77,7 @@ pub async fn reaction(
     };
     loop {
         let s = c.summary().await.ok();
-        if s.as_ref()
-            .and_then(|s| s["fleet"]["agents_reporting"].as_u64())
-            == Some(6)
-        {
+        if s.as_ref().map(|s| s.fleet.agents_reporting) == Some(6) {
             break;
         }
         if start.elapsed() > DEADLINE {
@@ -114,21 +111,12 @@ pub async fn reaction(
             .proposal
             .ok_or_else(|| anyhow!("promotion of {version} refused: {:?}", r.reasons))?;
         let decided = c.wait_decision(p, DEADLINE, |_, _| {}).await?;
-        let rollout = decided["rollout"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("not approved"))?;
+        let rollout = decided.rollout.ok_or_else(|| anyhow!("not approved"))?;
         // Which agents the canary touches.
         let batch: Vec<String> = loop {
             let s = c.summary().await?;
-            let b = s["rollouts"]
-                .as_array()
-                .and_then(|a| a.iter().find(|r| r["id"].as_u64() == Some(rollout)))
-                .and_then(|r| r["current_batch"].as_array().cloned());
-            if let Some(b) = b {
-                break b
-                    .iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect();
+            if let Some(b) = s.rollout(rollout).and_then(|r| r.current_batch.clone()) {
+                break b;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
@@ -141,8 +129,8 @@ pub async fn reaction(
         let mut watchers = Vec::new();
         for &i in &idx {
             let a = &cluster.agents[i];
-            let pk =
-                scbe_node::config::read_key_file(&dir.join(format!("keys/{}.key", a.id)))?.public();
+            let pk = scbe_wire::key_file::read_key_file(&dir.join(format!("keys/{}.key", a.id)))?
+                .public();
             let (addr, tx, v) = (a.addr, tx.clone(), version.clone());
             watchers.push(tokio::spawn(async move {
                 let Ok(ch) = fleet_client::channel(addr, Duration::from_secs(600)) else {
@@ -200,10 +188,9 @@ pub async fn reaction(
         // The ledger must agree before the next run (one rollout at a time).
         loop {
             let s = c.summary().await?;
-            let done = s["rollouts"]
-                .as_array()
-                .and_then(|a| a.iter().find(|r| r["id"].as_u64() == Some(rollout)))
-                .is_some_and(|r| r["status"] == "rolled_back");
+            let done = s
+                .rollout(rollout)
+                .is_some_and(|r| r.status == RolloutStatus::RolledBack);
             if done {
                 break;
             }
@@ -321,7 +308,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         .enumerate()
         .map(|(i, a)| (a.id.clone(), i))
         .collect();
-    let keys: BTreeMap<String, scbe_node::crypto::PublicKey> = agents
+    let keys: BTreeMap<String, scbe_core::crypto::PublicKey> = agents
         .iter()
         .map(|a| (a.id.clone(), a.key().public()))
         .collect();
@@ -355,7 +342,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         resubmit_ms: 2_000,
         leader_grace_ms: 2_000,
         stall_ms: u64::MAX / 4,
-        max_op_bytes: scbe_node::governance::operation::MAX_OPERATION_BYTES / 2,
+        max_op_bytes: scbe_core::governance::operation::MAX_OPERATION_BYTES / 2,
     });
     let (mut executor, mut monitor, mut agents_cpu) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -413,7 +400,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
                 let order = a
                     .authorise(&signed, step.order.action)
                     .map_err(|e| anyhow!(e))?;
-                let ack = a.finish(&order, Ok(()));
+                let ack = a.finish(&order, scbe_core::agent::HookOutcome::Done);
                 agents_cpu += t.elapsed();
                 let t = Instant::now();
                 let body = ack.open(|k| keys.get(k)).map_err(|e| anyhow!("{e}"))?;
@@ -498,7 +485,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         reports_checked,
         progress_ops,
         largest_op_bytes: largest_op,
-        ledger_state_bytes: scbe_node::consensus::StateMachine::snapshot(&sim.ledgers[0]).len(),
+        ledger_state_bytes: scbe_core::consensus::StateMachine::snapshot(&sim.ledgers[0]).len(),
         peak_rss_kb: peak_rss_kb(),
         wall: wall.elapsed(),
     })

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use scbe_node::consensus::{
+use scbe_core::consensus::{
     batch_digest, Codec, Digest, Directory, Envelope, Kind, Message, PrePrepare, Principal,
     ReplicaId, Request, Signed, Vote,
 };
-use scbe_node::crypto::{Keypair, PublicKey};
-use scbe_node::net::{encode_envelope, open, ProtoCodec};
+use scbe_core::crypto::{Keypair, PublicKey};
+use scbe_wire::{encode_envelope, open, ProtoCodec};
 
 use crate::scenario::Misbehaviour;
 

@@ -3,9 +3,9 @@
 //! requester of `Scenario::floods`.
 
 use rand::Rng;
-use scbe_node::consensus::{Codec as _, Kind, Request, Signed};
-use scbe_node::crypto::Keypair;
-use scbe_node::net::ProtoCodec;
+use scbe_core::consensus::{Codec as _, Kind, Request, Signed};
+use scbe_core::crypto::Keypair;
+use scbe_wire::ProtoCodec;
 
 use crate::simulation::{Event, Phase, Simulation};
 
@@ -65,7 +65,7 @@ impl Simulation {
                 Kind::Request,
                 |r| ProtoCodec.encode_request(r),
                 &self.clients[client].key,
-                scbe_node::consensus::Principal::Requester,
+                scbe_core::consensus::Principal::Requester,
             );
             self.validity.on_submitted(signed.envelope().digest());
             self.clients[client].outstanding = Some(signed);
@@ -105,7 +105,7 @@ impl Simulation {
     /// The flooding requester: `count` requests with operations of the largest admitted size
     /// (junk the ledger rejects), each handed to every validator that is up.
     pub(crate) fn flood(&mut self, count: u32) {
-        let op_bytes = scbe_node::governance::operation::MAX_OPERATION_BYTES;
+        let op_bytes = scbe_core::governance::operation::MAX_OPERATION_BYTES;
         for _ in 0..count {
             self.flooder_nonce += 1;
             let request = Signed::seal(
@@ -116,7 +116,7 @@ impl Simulation {
                 Kind::Request,
                 |r| ProtoCodec.encode_request(r),
                 &self.flooder,
-                scbe_node::consensus::Principal::Requester,
+                scbe_core::consensus::Principal::Requester,
             );
             self.trace(&[b"flood", &self.flooder_nonce.to_be_bytes()]);
             self.validity.on_submitted(request.envelope().digest());

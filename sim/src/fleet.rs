@@ -12,20 +12,20 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use scbe_node::crypto::{Keypair, PublicKey, Verifier};
-use scbe_node::fleet::core::AgentCore;
-use scbe_node::fleet::state::AgentState;
-use scbe_node::fleet::synthetic::SyntheticModel;
-use scbe_node::governance::ledger::{Ledger, LedgerConfig, ProposalStatus};
-use scbe_node::governance::manifest::{Metrics, Provider};
-use scbe_node::governance::release::Unit;
-use scbe_node::governance::{FusedRelease, Gates, Operation, Stage};
-use scbe_node::rollout::evidence::{
+use scbe_core::agent::synthetic::SyntheticModel;
+use scbe_core::agent::AgentCore;
+use scbe_core::agent::AgentState;
+use scbe_core::crypto::{Keypair, PublicKey, Verifier};
+use scbe_core::governance::ledger::{Ledger, LedgerConfig, ProposalStatus};
+use scbe_core::governance::manifest::{Metrics, Provider};
+use scbe_core::governance::release::Unit;
+use scbe_core::governance::{FusedRelease, Gates, Operation, Stage};
+use scbe_core::rollout::evidence::{
     AckBody, AckOutcome, AgentSigned, DeployAck, HealthBody, HealthReport, OrderAction, Sample,
 };
-use scbe_node::rollout::health::HealthThresholds;
-use scbe_node::rollout::plan::FleetAgent;
-use scbe_node::rollout::watcher::{StepView, WatchSettings};
+use scbe_core::rollout::health::HealthThresholds;
+use scbe_core::rollout::plan::FleetAgent;
+use scbe_core::rollout::watcher::{StepView, WatchSettings};
 
 use crate::scenario::{AgentBehaviour, FleetScenario};
 
@@ -47,7 +47,7 @@ pub fn watch_settings(min_samples: u32) -> WatchSettings {
         resubmit_ms: 600,
         leader_grace_ms: 600,
         stall_ms: 1_000,
-        max_op_bytes: scbe_node::governance::operation::MAX_OPERATION_BYTES / 2,
+        max_op_bytes: scbe_core::governance::operation::MAX_OPERATION_BYTES / 2,
     }
 }
 
@@ -183,7 +183,7 @@ impl SimAgent {
     pub fn degrades_on(
         &self,
         version: &str,
-        units: &[scbe_node::rollout::order::OrderUnit],
+        units: &[scbe_core::rollout::order::OrderUnit],
     ) -> bool {
         self.model.degrades(version, units)
     }
@@ -288,6 +288,7 @@ impl NodeFleet {
             version: step.version.clone(),
             outcome: AckOutcome::Done,
             detail: String::new(),
+            refusal: None,
         };
         let progress = |acks, reports| Operation::RolloutProgress {
             rollout: step.rollout,
@@ -481,7 +482,7 @@ impl ReleaseScript {
                 if r.status.is_active() {
                     return None;
                 }
-                let completed = r.status == scbe_node::governance::ledger::RolloutStatus::Completed;
+                let completed = r.status == scbe_core::governance::ledger::RolloutStatus::Completed;
                 if self.step == Step::AwaitCanary && completed && self.to_production {
                     self.step = Step::Production;
                     self.attempts = 0;

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use scbe_node::consensus::{Kind, Principal, Request, Signed};
-use scbe_node::governance::Operation;
-use scbe_node::net::ProtoCodec;
-use scbe_node::rollout::evidence::OrderAction;
-use scbe_node::rollout::order::{Endorsement, SignedOrder};
-use scbe_node::rollout::watcher::StepView;
+use scbe_core::consensus::{Kind, Principal, Request, Signed};
+use scbe_core::governance::Operation;
+use scbe_core::rollout::evidence::OrderAction;
+use scbe_core::rollout::order::{Endorsement, SignedOrder};
+use scbe_core::rollout::watcher::StepView;
+use scbe_wire::ProtoCodec;
 
 use crate::fleet::{Evidence, Obeyed, ORDER_RETRY_MS, SAMPLE_TICKS};
 use crate::invariants::fleet_authority::check_order;
@@ -67,7 +67,7 @@ impl Simulation {
             l.state()
                 .rollouts
                 .values()
-                .any(|r| r.status == scbe_node::governance::ledger::RolloutStatus::InProgress)
+                .any(|r| r.status == scbe_core::governance::ledger::RolloutStatus::InProgress)
         });
         if rolling {
             self.stats.restarted_mid_rollout = Some(node);
@@ -267,7 +267,7 @@ impl Simulation {
         }
         let mut agents: Vec<String> = self.agents.iter().map(|a| a.id.clone()).collect();
         agents.sort();
-        let order = scbe_node::rollout::order::Order {
+        let order = scbe_core::rollout::order::Order {
             rollout: 0,
             action: OrderAction::Deploy,
             batch: 1,
@@ -305,8 +305,7 @@ impl Simulation {
                 return;
             }
         };
-        let runs_hook =
-            self.agents[agent].core.step(&order) == scbe_node::fleet::core::Step::RunHook;
+        let runs_hook = self.agents[agent].core.step(&order) == scbe_core::agent::Step::RunHook;
         if runs_hook {
             let id = self.agents[agent].id.clone();
             if let Some(v) = check_order(&order, &id, &self.honest_ledgers()) {
@@ -318,7 +317,9 @@ impl Simulation {
             &(agent as u64).to_be_bytes(),
             order.version.as_bytes(),
         ]);
-        let ack = self.agents[agent].core.finish(&order, Ok(()));
+        let ack = self.agents[agent]
+            .core
+            .finish(&order, scbe_core::agent::HookOutcome::Done);
         self.stats.orders_obeyed += 1;
         self.agents[agent].obeyed.push(Obeyed {
             rollout: order.rollout,
@@ -358,7 +359,7 @@ impl Simulation {
                 operation: op.to_bytes(),
             },
             Kind::Request,
-            |r| scbe_node::consensus::Codec::encode_request(&ProtoCodec, r),
+            |r| scbe_core::consensus::Codec::encode_request(&ProtoCodec, r),
             &c.key,
             Principal::Requester,
         );
@@ -380,8 +381,8 @@ impl Simulation {
             .filter(|r| {
                 matches!(
                     r.status,
-                    scbe_node::governance::ledger::RolloutStatus::Completed
-                        | scbe_node::governance::ledger::RolloutStatus::RolledBack
+                    scbe_core::governance::ledger::RolloutStatus::Completed
+                        | scbe_core::governance::ledger::RolloutStatus::RolledBack
                 )
             })
             .filter(|r| !self.checked.contains(&(r.id, r.status as u8)))
@@ -389,7 +390,7 @@ impl Simulation {
             .collect();
         for r in ended {
             self.checked.insert((r.id, r.status as u8));
-            let problems = if r.status == scbe_node::governance::ledger::RolloutStatus::Completed {
+            let problems = if r.status == scbe_core::governance::ledger::RolloutStatus::Completed {
                 self.stats.rollouts_completed += 1;
                 check_completed(&r, &self.agents)
             } else {
@@ -398,7 +399,7 @@ impl Simulation {
             };
             for p in problems {
                 let invariant =
-                    if r.status == scbe_node::governance::ledger::RolloutStatus::Completed {
+                    if r.status == scbe_core::governance::ledger::RolloutStatus::Completed {
                         "rollout-evidence"
                     } else {
                         "rollback"

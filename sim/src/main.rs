@@ -173,10 +173,10 @@ fn main() -> ExitCode {
         } => bench_fleet(agents, runs, skip_reaction),
         Command::Validator {
             run: DaemonRun::Run { config },
-        } => scbe_node::daemon::run_validator(&config),
+        } => scbe_validator::daemon::run_validator(&config),
         Command::Agent {
             run: DaemonRun::Run { config },
-        } => scbe_node::daemon::run_agent(&config),
+        } => scbe_agent::daemon::run_agent(&config),
         Command::Check {
             seeds,
             first_seed,
@@ -286,12 +286,12 @@ fn main() -> ExitCode {
 /// How this binary starts validators and agents: itself, with the hidden `validator` and
 /// `agent` subcommands (the same library code as `scbe-node run` and `scbe-agent run`), so
 /// `cargo run -p scbe-sim` needs no other binary built first.
-pub fn self_launch() -> Result<scbe_node::local::Launch, ExitCode> {
+pub fn self_launch() -> Result<scbe_sim::local::Launch, ExitCode> {
     let exe = std::env::current_exe().map_err(|e| {
         eprintln!("error: cannot locate this executable: {e}");
         ExitCode::FAILURE
     })?;
-    Ok(scbe_node::local::Launch::subcommands(
+    Ok(scbe_sim::local::Launch::subcommands(
         &exe,
         "validator",
         "agent",
@@ -429,7 +429,7 @@ fn up(
     window: std::time::Duration,
     dir: &std::path::Path,
 ) -> ExitCode {
-    use scbe_node::local::{LocalCluster, LocalOptions};
+    use scbe_sim::local::{LocalCluster, LocalOptions};
     if n < 4 {
         eprintln!("error: --validators must be at least 4 (got {n})");
         return ExitCode::from(2);

@@ -11,17 +11,17 @@ use std::sync::Arc;
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use scbe_node::consensus::{
+use scbe_core::consensus::{
     Action, Codec, Decision, Digest, Directory, Envelope, Input, Kind, ReplicaConfig, ReplicaId,
     Seq, Timer, TimerKind,
 };
-use scbe_node::crypto::Keypair;
-use scbe_node::governance::ledger::{Ledger, LedgerConfig};
-use scbe_node::net::{encode_envelope, open, ProtoCodec, MAX_ENVELOPE_BYTES};
-use scbe_node::rollout::evidence::OrderAction;
-use scbe_node::rollout::order::SignedOrder;
-use scbe_node::rollout::watcher::WatchSettings;
-use scbe_node::validator_step::ValidatorStep;
+use scbe_core::crypto::Keypair;
+use scbe_core::governance::ledger::{Ledger, LedgerConfig};
+use scbe_core::rollout::evidence::OrderAction;
+use scbe_core::rollout::order::SignedOrder;
+use scbe_core::rollout::watcher::WatchSettings;
+use scbe_core::validator_step::ValidatorStep;
+use scbe_wire::{encode_envelope, open, ProtoCodec, MAX_ENVELOPE_BYTES};
 use sha2::{Digest as _, Sha256};
 
 use crate::byzantine::Byzantine;
@@ -205,7 +205,7 @@ impl Simulation {
                 .collect(),
         )
         .expect("simulated keys are distinct");
-        let true_quorum = scbe_node::consensus::config::quorum_for(sc.n);
+        let true_quorum = scbe_core::consensus::config::quorum_for(sc.n);
         let agents = SimAgent::fleet(
             seed,
             &sc.fleet,

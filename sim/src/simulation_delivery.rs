@@ -4,8 +4,8 @@
 //! decided.
 
 use super::*;
-use scbe_node::consensus::{Request, Signed};
-use scbe_node::validator_step::Submission;
+use scbe_core::consensus::{Request, Signed};
+use scbe_core::validator_step::Submission;
 
 impl Simulation {
     pub(super) fn deliver(&mut self, to: usize, bytes: Arc<Vec<u8>>) {

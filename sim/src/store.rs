@@ -1,7 +1,7 @@
 //! In-memory stand-in for the node's durable storage: the records a replica persisted, which
 //! survive a simulated crash. Compacts below each stable checkpoint like the real store will.
 
-use scbe_node::consensus::{Record, Seq};
+use scbe_core::consensus::{Record, Seq};
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {

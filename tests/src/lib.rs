@@ -2,20 +2,22 @@
 //! runs a local quorum (and fleet) of real processes on loopback with a gRPC client. Waits poll
 //! a condition against a generous deadline; nothing sleeps a fixed time to pass.
 
+use scbe_core::governance::ledger::{Proposal, ProposalStatus, RolloutStatus};
+pub use scbe_wire::status_summary::StatusSummary;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use scbe_node::consensus::{Codec as _, Kind, Principal, Request, Signed};
-use scbe_node::crypto::Keypair;
-use scbe_node::governance::manifest::{Metrics, Provider};
-use scbe_node::governance::release::Unit;
-use scbe_node::governance::{FusedRelease, Gates, Operation};
-use scbe_node::local::{Launch, LocalCluster, LocalOptions};
-use scbe_node::net::{envelope_to_proto, ProtoCodec};
+use scbe_core::consensus::{Codec as _, Kind, Principal, Request, Signed};
+use scbe_core::crypto::Keypair;
+use scbe_core::governance::manifest::{Metrics, Provider};
+use scbe_core::governance::release::Unit;
+use scbe_core::governance::{FusedRelease, Gates, Operation};
 use scbe_proto::v1 as pb;
 use scbe_proto::v1::governance_client::GovernanceClient;
+use scbe_sim::local::{Launch, LocalCluster, LocalOptions};
+use scbe_wire::{envelope_to_proto, ProtoCodec};
 
 /// Path of a workspace binary built in the same profile as the running test, building it first
 /// if it is missing (`cargo test --workspace` has already built it; `cargo test -p scbe-tests`
@@ -31,10 +33,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let bin = profile_dir.join(name);
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let package = if name == "scbe-sim" {
-            "scbe-sim"
-        } else {
-            "scbe-node"
+        let package = match name {
+            "scbe-node" => "scbe-validator",
+            "scbe-agent" => "scbe-agent",
+            "scbe" => "scbe-cli",
+            other => other,
         };
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", package, "--bins"]);
@@ -100,7 +103,7 @@ impl Harness {
         prepare(&cluster);
         cluster.start_all().expect("validators start");
         let requester =
-            scbe_node::config::read_key_file(&cluster.requester_key).expect("requester key");
+            scbe_wire::key_file::read_key_file(&cluster.requester_key).expect("requester key");
         Harness {
             _serial: serial,
             cluster,
@@ -231,9 +234,43 @@ pub fn fleet_options() -> LocalOptions {
 
 impl Harness {
     /// The ledger summary of validator `i` (`scbe status --json`).
-    pub async fn summary(&mut self, i: usize) -> serde_json::Value {
+    pub async fn summary(&mut self, i: usize) -> StatusSummary {
         let s = self.status(i, None).await;
-        serde_json::from_str(&s.detail_json).unwrap_or(serde_json::Value::Null)
+        serde_json::from_str(&s.detail_json).unwrap_or_else(|e| {
+            panic!(
+                "validator {i}'s summary does not decode ({e}): {}",
+                s.detail_json
+            )
+        })
+    }
+
+    /// Polls validator `i` until proposal `id` has `status`, or panics at the deadline.
+    pub async fn wait_proposal(&mut self, i: usize, id: u64, status: ProposalStatus) -> Proposal {
+        let start = Instant::now();
+        loop {
+            let p = self.proposal(i, id).await;
+            if let Some(p) = p.filter(|p| p.status == status) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "validator {i}: proposal {id} not {} within {DEADLINE:?}\nlog:\n{}",
+                status.name(),
+                self.cluster.log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Proposal `id` as validator `i`'s ledger holds it, if it does.
+    pub async fn proposal(&mut self, i: usize, id: u64) -> Option<Proposal> {
+        let s = self.status(i, Some(id)).await;
+        serde_json::from_str(&s.detail_json).unwrap_or_else(|e| {
+            panic!(
+                "validator {i}'s proposal {id} does not decode ({e}): {}",
+                s.detail_json
+            )
+        })
     }
 
     /// Polls validator `i`'s summary until `pred` holds, or panics at `deadline` with the last one.
@@ -242,8 +279,8 @@ impl Harness {
         i: usize,
         what: &str,
         deadline: Duration,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
+        pred: impl Fn(&StatusSummary) -> bool,
+    ) -> StatusSummary {
         let start = Instant::now();
         loop {
             let s = self.summary(i).await;
@@ -252,7 +289,8 @@ impl Harness {
             }
             assert!(
                 start.elapsed() < deadline,
-                "validator {i}: {what} not reached within {deadline:?}; last summary {s:#}\nlog:\n{}",
+                "validator {i}: {what} not reached within {deadline:?}; last summary {}\nlog:\n{}",
+                serde_json::to_string_pretty(&s).unwrap_or_default(),
                 self.cluster.log(i)
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -304,9 +342,9 @@ impl Harness {
     pub async fn register_and_promote(
         &mut self,
         version: &str,
-        to: scbe_node::governance::Stage,
+        to: scbe_core::governance::Stage,
     ) -> u64 {
-        if to == scbe_node::governance::Stage::Canary {
+        if to == scbe_core::governance::Stage::Canary {
             let r = self
                 .submit(
                     0,
@@ -344,15 +382,7 @@ impl Harness {
     }
 }
 
-/// The status of rollout `id` in a summary.
-pub fn rollout(summary: &serde_json::Value, id: u64) -> Option<&serde_json::Value> {
-    summary["rollouts"]
-        .as_array()?
-        .iter()
-        .find(|r| r["id"].as_u64() == Some(id))
-}
-
 /// Whether rollout `id` has `status` in a summary.
-pub fn rollout_is(summary: &serde_json::Value, id: u64, status: &str) -> bool {
-    rollout(summary, id).is_some_and(|r| r["status"] == status)
+pub fn rollout_is(summary: &StatusSummary, id: u64, status: RolloutStatus) -> bool {
+    summary.rollout(id).is_some_and(|r| r.status == status)
 }

@@ -5,7 +5,7 @@
 use std::io::Read as _;
 use std::process::{Command, Stdio};
 
-use scbe_node::governance::{Operation, Stage};
+use scbe_core::governance::{Operation, Stage};
 use scbe_proto::v1 as pb;
 use scbe_tests::{fleet_options, release, Harness};
 
@@ -97,9 +97,12 @@ async fn scbe_answers_the_question_asked() {
         "{t}"
     );
     let o = scbe(&h, &["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
-    assert_eq!(v["rollouts"][0]["status"], "completed");
-    assert_eq!(v["agents"].as_array().map(Vec::len), Some(6));
+    let v: scbe_tests::StatusSummary = serde_json::from_slice(&o.stdout).expect("the summary");
+    assert_eq!(
+        v.rollouts[0].status,
+        scbe_core::governance::ledger::RolloutStatus::Completed
+    );
+    assert_eq!(v.agents.len(), 6);
 
     // `scbe status | head -1`: the reader hangs up after one line; no panic.
     let mut child = Command::new(scbe_tests::workspace_bin("scbe"))

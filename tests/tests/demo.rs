@@ -3,9 +3,12 @@
 
 use std::process::Command;
 
+use scbe_core::governance::ledger::{ProposalStatus, RolloutStatus};
+use scbe_core::governance::Stage;
+use scbe_tests::StatusSummary;
 use serde_json::Value;
 
-fn read(path: &std::path::Path) -> Value {
+fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -22,54 +25,62 @@ fn the_demo_passes_and_its_summary_matches_the_ledger() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("demo passed"), "{stdout}");
-    let summary = read(&dir.path().join("summary.json"));
-    let ledger = read(&dir.path().join("status.json"));
-    assert_eq!(summary["current"], ledger["current"]);
-    assert_eq!(summary["current"]["production"], "r3");
+    let summary: Value = read(&dir.path().join("summary.json"));
+    let ledger: StatusSummary = read(&dir.path().join("status.json"));
+    assert_eq!(
+        summary["current"]["production"].as_str(),
+        ledger.serving(Stage::Production)
+    );
+    assert_eq!(ledger.serving(Stage::Production), Some("r3"));
     // Every agent: what the summary says it runs = what it reported to the ledger's monitor =
     // what the ledger put it on.
-    let agents = ledger["agents"].as_array().expect("agents");
-    assert_eq!(agents.len(), 12);
+    assert_eq!(ledger.agents.len(), 12);
     for a in summary["agents"].as_array().expect("agents") {
-        let l = agents
+        let l = ledger
+            .agents
             .iter()
-            .find(|x| x["id"] == a["id"])
+            .find(|x| a["id"] == x.id.as_str())
             .expect("same agent");
-        assert_eq!(a["runs"], l["version"], "{a}");
-        assert_eq!(l["version"], "r3", "{l}");
-        assert_eq!(l["assigned"], "r3", "{l}");
+        assert_eq!(a["runs"].as_str(), l.version.as_deref(), "{a}");
+        assert_eq!(l.version.as_deref(), Some("r3"), "{l:?}");
+        assert_eq!(l.assigned.as_deref(), Some("r3"), "{l:?}");
     }
-    let statuses = |v: &Value| -> Vec<String> {
-        let mut s: Vec<(u64, String)> = v["rollouts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                (
-                    r["id"].as_u64().unwrap_or(0),
-                    r["status"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        s.sort();
-        s.into_iter().map(|(_, x)| x).collect()
-    };
-    assert_eq!(statuses(&summary), statuses(&ledger));
-    assert_eq!(
-        statuses(&ledger),
-        [
-            "completed",
-            "completed",
-            "rolled_back",
-            "completed",
-            "completed"
-        ]
-    );
-    let approved = ledger["proposals"]
+    let mut in_summary: Vec<(u64, String)> = summary["rollouts"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| p["status"] == "approved")
+        .map(|r| {
+            (
+                r["id"].as_u64().unwrap_or(0),
+                r["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    in_summary.sort();
+    let mut in_ledger: Vec<(u64, RolloutStatus)> =
+        ledger.rollouts.iter().map(|r| (r.id, r.status)).collect();
+    in_ledger.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        in_summary
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>(),
+        in_ledger.iter().map(|(_, s)| s.name()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        in_ledger.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        [
+            RolloutStatus::Completed,
+            RolloutStatus::Completed,
+            RolloutStatus::RolledBack,
+            RolloutStatus::Completed,
+            RolloutStatus::Completed
+        ]
+    );
+    let approved = ledger
+        .proposals
+        .iter()
+        .filter(|p| p.status == ProposalStatus::Approved)
         .count();
     assert_eq!(
         summary["decisions"].as_array().map(Vec::len),

@@ -2,12 +2,13 @@
 //! client. Waits poll a condition against a generous deadline; nothing sleeps a fixed time to
 //! pass.
 
+use scbe_core::governance::ledger::{ProposalStatus, RolloutStatus};
 use std::collections::BTreeMap;
 
-use scbe_node::crypto::Keypair;
-use scbe_node::governance::{Operation, Stage};
-use scbe_node::local::LocalOptions;
+use scbe_core::crypto::Keypair;
+use scbe_core::governance::{Operation, Stage};
 use scbe_proto::v1 as pb;
+use scbe_sim::local::LocalOptions;
 use scbe_tests::{fast, release, Harness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,22 +36,15 @@ async fn a_promotion_is_decided_and_approved_by_the_validators_votes() {
     assert!(r.accepted, "{:?}", r.reasons);
     let p = r.proposal.expect("a proposal opened");
     for i in 0..4 {
-        h.wait_status(i, Some(p), "proposal approved", |s| {
-            s.detail_json.contains("\"status\":\"approved\"")
-        })
-        .await;
+        h.wait_proposal(i, p, ProposalStatus::Approved).await;
     }
     // This quorum has no fleet: the approved promotion deploys nothing, so it must not count
     // as a canary (the rollout fails with a reason, the release stays in staging).
     let s = h.summary(3).await;
-    assert_eq!(s["releases"]["v1"], "staging", "{s}");
-    assert_eq!(s["rollouts"][0]["status"], "failed", "{s}");
-    assert!(
-        s["rollouts"][0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("no registered agents")),
-        "{s}"
-    );
+    assert_eq!(s.releases.get("v1"), Some(&Stage::Staging), "{s:?}");
+    let r = &s.rollouts[0];
+    assert_eq!(r.status, RolloutStatus::Failed, "{s:?}");
+    assert!(r.reason.contains("no registered agents"), "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,10 +195,7 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
         .await
         .proposal
         .expect("proposal");
-    h.wait_status(2, Some(p), "approved", |s| {
-        s.detail_json.contains("\"status\":\"approved\"")
-    })
-    .await;
+    h.wait_proposal(2, p, ProposalStatus::Approved).await;
     let out = h.cluster.dir.join("audit.bin");
     let scbe = scbe_tests::workspace_bin("scbe");
     let url = h.cluster.url(2);
@@ -259,8 +250,8 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_votes() {
-    use scbe_node::consensus::{Envelope, Record};
-    use scbe_node::storage::RecordStore;
+    use scbe_core::consensus::{Envelope, Record};
+    use scbe_validator::storage::RecordStore;
     let opts = LocalOptions {
         checkpoint_interval: 128, // keep the evidence: nothing is compacted in this run
         ..fast()
@@ -313,14 +304,15 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
         h.cluster.kill(i);
     }
     // Everything replica 3 ever signed, as seen in every store.
-    let cfg = scbe_node::config::NodeConfig::load(&h.cluster.nodes[0].config).expect("config");
-    let dir = cfg.directory().expect("directory");
+    let dir = scbe_wire::membership::MembershipFile::load(&h.cluster.nodes[0].config)
+        .and_then(|m| m.directory())
+        .expect("the validator set of a node.toml");
     let r3 = *dir
-        .validator_key(scbe_node::consensus::ReplicaId(3))
+        .validator_key(scbe_core::consensus::ReplicaId(3))
         .expect("key");
-    let mut signed: BTreeMap<(String, u64, u64), scbe_node::consensus::Digest> = BTreeMap::new();
+    let mut signed: BTreeMap<(String, u64, u64), scbe_core::consensus::Digest> = BTreeMap::new();
     let mut seen = 0usize;
-    let mut check = |kind: &str, view: u64, seq: u64, digest: scbe_node::consensus::Digest| {
+    let mut check = |kind: &str, view: u64, seq: u64, digest: scbe_core::consensus::Digest| {
         seen += 1;
         let key = (kind.to_string(), view, seq);
         if let Some(old) = signed.insert(key.clone(), digest) {
@@ -331,7 +323,7 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
     for i in 0..4 {
         let data = h.cluster.dir.join(format!("data/node{i}/records.redb"));
         let key =
-            scbe_node::config::read_key_file(&h.cluster.dir.join(format!("keys/node{i}.key")))
+            scbe_wire::key_file::read_key_file(&h.cluster.dir.join(format!("keys/node{i}.key")))
                 .expect("key");
         let store = RecordStore::open(&data, &key.public()).expect("store");
         let records = store.load(&dir).expect("records");
@@ -342,9 +334,7 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
             .expect("audit trail")
             .into_iter()
             .map(|(_, bytes)| {
-                Record::Committed(
-                    scbe_node::net::wire::decode_commit_cert(&bytes, &dir).expect("audit entry"),
-                )
+                Record::Committed(scbe_wire::decode_commit_cert(&bytes, &dir).expect("audit entry"))
             });
         for rec in records.into_iter().chain(audit) {
             match rec {

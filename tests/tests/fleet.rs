@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
-use scbe_node::governance::{Operation, Stage};
-use scbe_node::net::fleet_wire::{agent_signed_from_proto, signed_order_to_proto};
-use scbe_node::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
-use scbe_node::rollout::order::{Endorsement, Order, SignedOrder};
+use scbe_core::governance::ledger::RolloutStatus;
+use scbe_core::governance::{Operation, Stage};
+use scbe_core::rollout::evidence::Refusal;
+use scbe_core::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
+use scbe_core::rollout::order::{Endorsement, Order, SignedOrder};
 use scbe_proto::v1 as pb;
-use scbe_tests::{fleet_options, rollout, rollout_is, Harness};
+use scbe_tests::{fleet_options, rollout_is, Harness};
+use scbe_wire::fleet_wire::{agent_signed_from_proto, signed_order_to_proto};
 
 /// Long enough for a few monitoring windows on a busy 2-core machine.
 const ROLLOUT_DEADLINE: Duration = Duration::from_secs(90);
@@ -20,14 +22,11 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
     h.register_and_promote("r1", Stage::Canary).await;
     let s = h
         .wait_summary(1, "canary completed", ROLLOUT_DEADLINE, |s| {
-            rollout_is(s, 0, "completed")
+            rollout_is(s, 0, RolloutStatus::Completed)
         })
         .await;
-    assert_eq!(
-        rollout(&s, 0).map(|r| r["batches"].clone()),
-        Some(serde_json::json!([3]))
-    );
-    assert_eq!(s["current"]["canary"], "r1");
+    assert_eq!(s.rollout(0).map(|r| r.batches.clone()), Some(vec![3]));
+    assert_eq!(s.serving(Stage::Canary), Some("r1"));
     for i in 0..3 {
         assert_eq!(
             h.describe(i).await.current_version,
@@ -45,13 +44,11 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
     h.register_and_promote("r1", Stage::Production).await;
     let s = h
         .wait_summary(2, "production completed", ROLLOUT_DEADLINE, |s| {
-            rollout_is(s, 1, "completed")
+            rollout_is(s, 1, RolloutStatus::Completed)
         })
         .await;
-    assert_eq!(s["current"]["production"], "r1");
-    assert!(s["known_good"]
-        .as_array()
-        .is_some_and(|k| k.iter().any(|v| v == "r1")));
+    assert_eq!(s.serving(Stage::Production), Some("r1"));
+    assert!(s.known_good.contains("r1"));
     for i in 0..6 {
         let d = h.describe(i).await;
         assert_eq!(
@@ -63,7 +60,7 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
     // Agents obey the quorum, not the leader: an order signed by validator 0 alone is refused
     // with a signed refusal, and nothing runs.
     let leader =
-        scbe_node::config::read_key_file(&h.cluster.dir.join("keys/node0.key")).expect("key");
+        scbe_wire::key_file::read_key_file(&h.cluster.dir.join("keys/node0.key")).expect("key");
     let order = Order {
         rollout: 1,
         action: OrderAction::Deploy,
@@ -88,13 +85,14 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
         .expect("answers")
         .into_inner();
     let ack: DeployAck = agent_signed_from_proto(reply).expect("signed ack");
-    let agent_key = scbe_node::config::read_key_file(&h.cluster.dir.join("keys/agent-04.key"))
+    let agent_key = scbe_wire::key_file::read_key_file(&h.cluster.dir.join("keys/agent-04.key"))
         .expect("agent key")
         .public();
     let body: AckBody = ack.open(|_| Some(&agent_key)).expect("signed by the agent");
     assert_eq!(body.outcome, AckOutcome::Refused);
-    assert!(
-        body.detail.contains("1 valid signatures"),
+    assert_eq!(
+        body.refusal,
+        Some(Refusal::NotEnoughEndorsements),
         "{}",
         body.detail
     );
@@ -114,10 +112,10 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
     assert!(r.accepted, "{:?}", r.reasons);
     let s = h
         .wait_summary(3, "manual rollback completed", ROLLOUT_DEADLINE, |s| {
-            rollout_is(s, 2, "completed")
+            rollout_is(s, 2, RolloutStatus::Completed)
         })
         .await;
-    assert_eq!(s["current"]["production"], "v0", "{s}");
+    assert_eq!(s.serving(Stage::Production), Some("v0"), "{s:?}");
     for i in 0..6 {
         let d = h.describe(i).await;
         assert_eq!(
@@ -134,24 +132,19 @@ async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
     let mut h = Harness::start_with(fleet_options(), |c| {
         let path = c.dir.join("keys/agent-05.key");
         std::fs::remove_file(&path).expect("remove key");
-        scbe_node::config::write_new_key(&path).expect("new key");
+        scbe_wire::key_file::write_new_key(&path).expect("new key");
     })
     .await;
     h.register_and_promote("r2-bad", Stage::Canary).await;
     let s = h
         .wait_summary(0, "canary rolled back", ROLLOUT_DEADLINE, |s| {
-            rollout_is(s, 0, "rolled_back")
+            rollout_is(s, 0, RolloutStatus::RolledBack)
         })
         .await;
-    let r = rollout(&s, 0).cloned().unwrap_or_default();
-    assert!(
-        r["reason"]
-            .as_str()
-            .is_some_and(|x| x.contains("consecutive sample")),
-        "{r}"
-    );
-    assert!(s["current"].get("canary").is_none(), "{s}");
-    assert_eq!(s["releases"]["r2-bad"], "staging");
+    let r = s.rollout(0).expect("rollout 0");
+    assert!(r.reason.contains("consecutive sample"), "{r:?}");
+    assert_eq!(s.serving(Stage::Canary), None, "{s:?}");
+    assert_eq!(s.releases.get("r2-bad"), Some(&Stage::Staging));
     for i in 0..3 {
         let d = h.describe(i).await;
         assert_eq!(
@@ -168,10 +161,11 @@ async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(refused > 0, "no refused report counted:\n{metrics}");
-    let forged_listed = s["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == "agent-05"))
-        .map(|a| a["health"].is_null());
+    let forged_listed = s
+        .agents
+        .iter()
+        .find(|x| x.id == "agent-05")
+        .map(|a| a.health.is_none());
     assert_eq!(
         forged_listed,
         Some(true),
@@ -191,10 +185,10 @@ async fn a_new_primary_resumes_a_rollout_whose_primary_was_killed() {
             1,
             "canary completed under a new primary",
             ROLLOUT_DEADLINE,
-            |s| rollout_is(s, 0, "completed"),
+            |s| rollout_is(s, 0, RolloutStatus::Completed),
         )
         .await;
-    assert_eq!(s["current"]["canary"], "r3");
+    assert_eq!(s.serving(Stage::Canary), Some("r3"));
     let status = h.status(1, None).await;
     assert!(
         status.view > 0,
@@ -213,16 +207,18 @@ async fn an_agent_killed_mid_canary_gives_no_data_and_the_batch_rolls_back() {
     h.cluster.kill_agent(1);
     let s = h
         .wait_summary(2, "rollback on no data", ROLLOUT_DEADLINE, |s| {
-            rollout(s, 0)
-                .is_some_and(|r| r["status"] == "rolling_back" || r["status"] == "rolled_back")
+            s.rollout(0).is_some_and(|r| {
+                matches!(
+                    r.status,
+                    RolloutStatus::RollingBack | RolloutStatus::RolledBack
+                )
+            })
         })
         .await;
-    let r = rollout(&s, 0).cloned().unwrap_or_default();
+    let r = s.rollout(0).expect("rollout 0");
     assert!(
-        r["reason"]
-            .as_str()
-            .is_some_and(|x| x.contains("no healthy data") && x.contains("agent-01")),
-        "{r}"
+        r.reason.contains("no healthy data") && r.reason.contains("agent-01"),
+        "{r:?}"
     );
     for i in [0, 2] {
         h.wait_agent_version(i, "v0", ROLLOUT_DEADLINE).await;
@@ -230,7 +226,7 @@ async fn an_agent_killed_mid_canary_gives_no_data_and_the_batch_rolls_back() {
     // The silent agent is rolled back once it is back.
     h.cluster.start_agent(1).expect("restart agent");
     h.wait_summary(2, "rolled back", ROLLOUT_DEADLINE, |s| {
-        rollout_is(s, 0, "rolled_back")
+        rollout_is(s, 0, RolloutStatus::RolledBack)
     })
     .await;
     assert_eq!(h.describe(1).await.current_version, "v0");

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use scbe_node::consensus::{Digest, Seq};
+use scbe_core::consensus::{Digest, Seq};
 
 #[derive(Default)]
 pub struct Agreement {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use scbe_node::consensus::{batch_digest, Decision, Directory, Principal};
+use scbe_core::consensus::{batch_digest, Decision, Directory, Principal};
 
 pub struct Certificates {
     directory: Directory,

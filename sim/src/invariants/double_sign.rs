@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use prost::Message as _;
-use scbe_node::consensus::{Digest, Envelope, Kind};
+use scbe_core::consensus::{Digest, Envelope, Kind};
 use scbe_proto::v1 as pb;
 
 #[derive(Default)]

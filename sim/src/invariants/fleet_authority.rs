@@ -4,9 +4,9 @@
 //! rolling-back rollout to its `rollback_to`, or a restore batch of an approved manual rollback.
 //! Checked independently of the endorsements the agent verified.
 
-use scbe_node::governance::ledger::{Ledger, ProposalStatus, RolloutKind, RolloutStatus};
-use scbe_node::rollout::evidence::OrderAction;
-use scbe_node::rollout::order::Order;
+use scbe_core::governance::ledger::{Ledger, ProposalStatus, RolloutKind, RolloutStatus};
+use scbe_core::rollout::evidence::OrderAction;
+use scbe_core::rollout::order::Order;
 
 fn sorted(v: &[String]) -> Vec<String> {
     let mut v = v.to_vec();

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use scbe_node::consensus::{Decision, Seq};
-use scbe_node::crypto::PublicKey;
+use scbe_core::consensus::{Decision, Seq};
+use scbe_core::crypto::PublicKey;
 
 #[derive(Default)]
 pub struct Integrity {

@@ -3,7 +3,7 @@
 //! requester's script finishes and no rollout is left in progress or rolling back, within the
 //! deadline.
 
-use scbe_node::consensus::Seq;
+use scbe_core::consensus::Seq;
 
 /// A snapshot of progress at the deadline.
 pub struct Progress {

@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use scbe_node::consensus::{Decision, Digest};
-use scbe_node::crypto::PublicKey;
+use scbe_core::consensus::{Decision, Digest};
+use scbe_core::crypto::PublicKey;
 
 #[derive(Default)]
 pub struct OwnNonces {
@@ -87,10 +87,10 @@ impl OwnNonces {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scbe_node::consensus::{
+    use scbe_core::consensus::{
         CommitCert, Kind, PrePrepare, Principal, ReplicaId, Request, Seq, Signed, View,
     };
-    use scbe_node::crypto::Keypair;
+    use scbe_core::crypto::Keypair;
 
     fn request(key: &Keypair, nonce: u64, op: &[u8]) -> Signed<Request> {
         Signed::seal(
@@ -115,7 +115,7 @@ mod tests {
             PrePrepare {
                 view: View(0),
                 seq: Seq(seq),
-                digest: scbe_node::consensus::batch_digest(&batch),
+                digest: scbe_core::consensus::batch_digest(&batch),
                 batch,
             },
             Kind::PrePrepare,

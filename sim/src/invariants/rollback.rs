@@ -1,7 +1,7 @@
 //! Rollback: a rollout that rolled back ends with every agent it touched on `rollback_to`
 //! (unless a newer order has moved the agent on since), according to the agents themselves.
 
-use scbe_node::governance::ledger::Rollout;
+use scbe_core::governance::ledger::Rollout;
 
 use crate::fleet::SimAgent;
 

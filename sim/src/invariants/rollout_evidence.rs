@@ -4,8 +4,8 @@
 //! the reports the ledger accepted, so a leader that skipped monitoring or forged a report is
 //! caught even if the ledger were fooled.
 
-use scbe_node::governance::ledger::{Rollout, RolloutKind};
-use scbe_node::rollout::evidence::OrderAction;
+use scbe_core::governance::ledger::{Rollout, RolloutKind};
+use scbe_core::rollout::evidence::OrderAction;
 
 use crate::fleet::{SimAgent, MIN_SAMPLES};
 

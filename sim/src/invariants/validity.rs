@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use scbe_node::consensus::{Decision, Digest, Directory, Principal};
+use scbe_core::consensus::{Decision, Digest, Directory, Principal};
 
 pub struct Validity {
     directory: Directory,

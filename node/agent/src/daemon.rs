@@ -1,0 +1,36 @@
+//! `scbe-agent run --config FILE`: load and validate the config (exit 2 naming the key at
+//! fault), set up logging and a small async runtime, serve until stopped (exit 1 with the error
+//! if the agent cannot go on). `scbe-sim` starts its local agents through this too.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use scbe_wire::daemon::{base_of, init_tracing, runtime};
+
+use crate::config::AgentConfig;
+
+/// `scbe-agent run --config FILE`.
+pub fn run_agent(config: &Path) -> ExitCode {
+    let base = base_of(config);
+    let validated = match AgentConfig::load(config).and_then(|c| c.validate(&base)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    // An agent does little: two workers are plenty, and a local fleet runs a dozen of them.
+    let rt = match runtime(Some(2)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match rt.block_on(crate::service::run(validated)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("agent stopped: {e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The agent daemon: the `FleetAgent` gRPC service around [`AgentCore`], the hooks that carry
+//! out orders, and the sampler that reads the health source and signs a report per sample.
+//!
+//! An order is decoded and its endorsements verified first, on a blocking thread and before any
+//! lock, so junk costs no one else anything; then orders are carried out one at a time (a lock
+//! around the state checks and hook execution), so two orders never race on what the agent runs.
+//! The state file is rewritten (and fsynced, on a blocking thread) before an order is answered:
+//! an ack the agent signed always matches what a restarted agent reports. The server and the
+//! sampler run under a supervisor: if either ends, the agent stops with an error naming it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use scbe_proto::v1 as pb;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use scbe_core::agent::{AgentCore, AgentState, HookOutcome, OrderChecker, OrderRefusal, Step};
+use scbe_core::rollout::evidence::{DeployAck, HealthReport, OrderAction};
+use scbe_core::rollout::order::{Order, OrderError};
+use scbe_wire::fleet_wire::{agent_signed_to_proto, signed_order_from_proto, FleetWireError};
+use scbe_wire::supervisor::{Supervisor, TaskEnded};
+
+use crate::config::{HooksSection, ValidatedAgent};
+use crate::hooks::{hook_env, run_hook};
+use crate::source::{HealthSource, SourceError};
+use crate::state_file::{StateError, StateFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot listen on {addr}: {detail}")]
+    Listen { addr: SocketAddr, detail: String },
+    #[error("health source: {0}")]
+    Source(#[from] SourceError),
+    #[error("{0}; the agent stops rather than run without it")]
+    TaskEnded(#[from] TaskEnded),
+}
+
+struct Shared {
+    core: Mutex<AgentCore>,
+    /// Checks endorsements without holding `core`.
+    checker: OrderChecker,
+    state_file: Arc<StateFile>,
+    hooks: HooksSection,
+    specialty: String,
+    /// Serialises orders: one hook at a time.
+    orders: tokio::sync::Mutex<()>,
+    /// The newest signed report and order ack (after every sample and every order).
+    latest: watch::Sender<Published>,
+}
+
+/// What watchers receive.
+#[derive(Clone, Default)]
+struct Published {
+    report: Option<HealthReport>,
+    ack: Option<DeployAck>,
+}
+
+impl Published {
+    fn to_proto(&self) -> pb::HealthUpdate {
+        pb::HealthUpdate {
+            report: self.report.as_ref().map(agent_signed_to_proto),
+            ack: self.ack.as_ref().map(agent_signed_to_proto),
+        }
+    }
+}
+
+pub struct FleetAgentService {
+    shared: Arc<Shared>,
+}
+
+fn lock(core: &Mutex<AgentCore>) -> std::sync::MutexGuard<'_, AgentCore> {
+    // A panic while holding the lock cannot leave the core half-updated in a way that matters
+    // more than stopping would; keep serving.
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A wire-level defect of an order, as the refusal the agent signs.
+fn malformed(e: FleetWireError) -> OrderRefusal {
+    OrderRefusal::Unauthorised(OrderError::Malformed(e.to_string()))
+}
+
+impl Shared {
+    /// Decodes and verifies an order on a blocking thread, before any lock is taken.
+    async fn verified(&self, p: pb::SignedOrder) -> Result<Order, OrderRefusal> {
+        let signed = signed_order_from_proto(&p).map_err(malformed)?;
+        let checker = self.checker.clone();
+        tokio::task::spawn_blocking(move || checker.verify(&signed))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    fn refuse(&self, rpc: OrderAction, refusal: &OrderRefusal) -> DeployAck {
+        tracing::warn!(reason = %refusal, "refused an order");
+        lock(&self.core).refuse(rpc, refusal)
+    }
+
+    /// Writes the state durably, on a blocking thread.
+    async fn store(&self, state: AgentState) -> Result<(), StateError> {
+        let file = Arc::clone(&self.state_file);
+        tokio::task::spawn_blocking(move || file.store(&state))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn obey(&self, p: pb::SignedOrder, rpc: OrderAction) -> Result<DeployAck, Status> {
+        let order = match self.verified(p).await {
+            Ok(o) => o,
+            Err(refusal) => return Ok(self.refuse(rpc, &refusal)),
+        };
+        let _one_at_a_time = self.orders.lock().await;
+        let (step, current) = {
+            let core = lock(&self.core);
+            if let Err(refusal) = core.admit(&order, rpc) {
+                drop(core);
+                return Ok(self.refuse(rpc, &refusal));
+            }
+            (core.step(&order), core.state().current.clone())
+        };
+        let result = match step {
+            Step::AlreadyThere => Ok(()),
+            Step::RunHook => {
+                let id = lock(&self.core).id.clone();
+                let mut env = self.hooks.env.clone();
+                env.extend(hook_env(&id, &order, &current));
+                let argv = match rpc {
+                    OrderAction::Deploy => &self.hooks.deploy,
+                    OrderAction::Rollback => &self.hooks.rollback,
+                };
+                tracing::info!(version = %order.version, rollout = order.rollout, ?rpc, "running hook");
+                run_hook(argv, &env, self.hooks.timeout).await
+            }
+        };
+        let outcome = match result {
+            Ok(()) => HookOutcome::Done,
+            Err(e) => {
+                tracing::warn!(version = %order.version, "hook failed: {e}");
+                HookOutcome::Failed(e.to_string())
+            }
+        };
+        let (ack, state) = {
+            let mut core = lock(&self.core);
+            let ack = core.finish(&order, outcome);
+            (ack, core.state().clone())
+        };
+        self.store(state.clone()).await.map_err(|e| {
+            tracing::error!("{e}");
+            Status::internal(format!("cannot record the new state: {e}"))
+        })?;
+        tracing::info!(current = %state.current.version, rollout = state.rollout, "order done");
+        let a = ack.clone();
+        self.latest.send_modify(|p| p.ack = Some(a));
+        Ok(ack)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
+    async fn deploy(
+        &self,
+        request: Request<pb::SignedOrder>,
+    ) -> Result<Response<pb::AgentSigned>, Status> {
+        let ack = self
+            .shared
+            .obey(request.into_inner(), OrderAction::Deploy)
+            .await?;
+        Ok(Response::new(agent_signed_to_proto(&ack)))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::SignedOrder>,
+    ) -> Result<Response<pb::AgentSigned>, Status> {
+        let ack = self
+            .shared
+            .obey(request.into_inner(), OrderAction::Rollback)
+            .await?;
+        Ok(Response::new(agent_signed_to_proto(&ack)))
+    }
+
+    async fn health(
+        &self,
+        _request: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthUpdate>, Status> {
+        Ok(Response::new(self.shared.latest.borrow().to_proto()))
+    }
+
+    type WatchHealthStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::HealthUpdate, Status>>;
+
+    async fn watch_health(
+        &self,
+        _request: Request<pb::HealthRequest>,
+    ) -> Result<Response<Self::WatchHealthStream>, Status> {
+        let mut rx = self.shared.latest.subscribe();
+        let (tx, out) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let update = rx.borrow_and_update().to_proto();
+                let any = update.report.is_some() || update.ack.is_some();
+                if any && tx.send(Ok(update)).await.is_err() {
+                    return; // the watcher hung up
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            out,
+        )))
+    }
+
+    async fn describe(
+        &self,
+        _request: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::DescribeReply>, Status> {
+        let core = lock(&self.shared.core);
+        let s = core.state();
+        Ok(Response::new(pb::DescribeReply {
+            agent: core.id.clone(),
+            specialty: self.shared.specialty.clone(),
+            current_version: s.current.version.clone(),
+            previous_version: s
+                .previous
+                .as_ref()
+                .map(|p| p.version.clone())
+                .unwrap_or_default(),
+            rollout: s.rollout,
+            last_order_seq: s.last_order_seq,
+            public_key: core.key().public().as_bytes().to_vec().into(),
+            samples: core.samples(),
+        }))
+    }
+}
+
+/// Samples the source forever, signing a report after every sample.
+async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (id, serving, k, n) = {
+            let core = lock(&shared.core);
+            (
+                core.id.clone(),
+                core.state().current.clone(),
+                core.samples(),
+                core.taken(),
+            )
+        };
+        match source.sample(&id, &serving, k, n).await {
+            Ok(sample) => {
+                let report = {
+                    let mut core = lock(&shared.core);
+                    // A deploy may have finished meanwhile: that sample was of the old version.
+                    if core.state().current != serving {
+                        continue;
+                    }
+                    core.record(sample);
+                    core.report()
+                };
+                shared.latest.send_modify(|p| p.report = report);
+            }
+            Err(e) => tracing::warn!("no health sample: {e}"),
+        }
+    }
+}
+
+/// Runs the agent until the process is stopped.
+pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
+    let a = &v.raw.agent;
+    let state_file = StateFile::new(&v.data_dir);
+    let state = state_file.load(&a.initial_version)?;
+    // Record the starting state so the data directory always holds one.
+    state_file.store(&state)?;
+    let source = HealthSource::from_config(&v.raw.health)?;
+    let core = AgentCore::new(
+        a.id.clone(),
+        v.key.clone(),
+        v.validators.clone(),
+        v.quorum,
+        state,
+        a.report_window as usize,
+    );
+    let (latest, _) = watch::channel(Published::default());
+    let shared = Arc::new(Shared {
+        checker: core.order_checker(),
+        core: Mutex::new(core),
+        state_file: Arc::new(state_file),
+        hooks: v.hooks.clone(),
+        specialty: a.specialty.clone(),
+        orders: tokio::sync::Mutex::new(()),
+        latest,
+    });
+    let listener =
+        tokio::net::TcpListener::bind(a.listen)
+            .await
+            .map_err(|e| AgentError::Listen {
+                addr: a.listen,
+                detail: e.to_string(),
+            })?;
+    let mut tasks = Supervisor::default();
+    tasks.spawn(
+        "health sampler",
+        sample_forever(Arc::clone(&shared), source, a.sample_interval),
+    );
+    {
+        let core = lock(&shared.core);
+        tracing::info!(
+            agent = %a.id,
+            listen = %a.listen,
+            current = %core.state().current.version,
+            key = %core.key().public(),
+            "agent running"
+        );
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(pb::fleet_agent_server::FleetAgentServer::new(
+            FleetAgentService { shared },
+        ))
+        .serve_with_incoming(incoming);
+    tasks.spawn("FleetAgent gRPC server", async move {
+        if let Err(e) = server.await {
+            tracing::error!("FleetAgent gRPC server stopped: {e}");
+        }
+    });
+    Err(tasks.first_ended().await.into())
+}

@@ -1,0 +1,274 @@
+//! Text renderings of the status summary and of a proposal's decision, from the typed
+//! [`StatusSummary`] and ledger proposal the validators return.
+
+use std::fmt::Write as _;
+
+use scbe_core::governance::ledger::{Proposal, ProposalStatus, RolloutStatus, VoteRecord};
+use scbe_core::governance::Stage;
+use scbe_proto::v1 as pb;
+use scbe_wire::status_summary::{AgentHealthSummary, RolloutSummary, StatusSummary};
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn text(v: Option<&str>) -> &str {
+    v.unwrap_or("-")
+}
+
+/// One line per rollout: id, version, target, status, batch progress, reason.
+pub fn rollout_line(r: &RolloutSummary) -> String {
+    let batches = r.batches.len();
+    let done = r.batches_done;
+    let mut line = format!(
+        "#{:<3} {:<14} -> {:<10} {:<12} batches {done}/{batches}",
+        r.id,
+        r.version,
+        r.stage,
+        r.status.name(),
+    );
+    if r.status == RolloutStatus::InProgress {
+        let _ = write!(
+            line,
+            " (batch {}: {} of {} recorded)",
+            done + 1,
+            r.recorded_in_batch,
+            r.current_batch.as_ref().map_or(0, Vec::len)
+        );
+    }
+    if r.status == RolloutStatus::RollingBack {
+        let pending = r.rollback_pending.len();
+        let _ = write!(line, " ({pending} agents still to roll back)");
+    }
+    if !r.reason.is_empty() {
+        let _ = write!(line, "\n       {}", r.reason);
+    }
+    line
+}
+
+/// The readable `scbe status`.
+pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
+    let mut out = format!(
+        "validator {}: view {} ({}), executed {}, stable checkpoint {}\n",
+        reply.node, reply.view, reply.status, reply.last_executed, reply.stable_checkpoint
+    );
+    let stages: Vec<String> = [Stage::Production, Stage::Canary]
+        .iter()
+        .filter_map(|st| s.serving(*st).map(|v| format!("{} {v}", st.name())))
+        .collect();
+    let _ = writeln!(out, "stages:    {}", stages.join("  ·  "));
+    let list: Vec<String> = s
+        .releases
+        .iter()
+        .map(|(v, st)| format!("{v} ({})", st.name()))
+        .collect();
+    let more = s.releases_total.saturating_sub(list.len());
+    let _ = writeln!(
+        out,
+        "releases:  {}{}",
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(", ")
+        },
+        if more > 0 {
+            format!(" (and {more} older)")
+        } else {
+            String::new()
+        }
+    );
+    let open: Vec<String> = s.open_proposals.iter().map(|p| format!("#{p}")).collect();
+    let _ = writeln!(
+        out,
+        "proposals: {} open{}",
+        open.len(),
+        if open.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", open.join(", "))
+        }
+    );
+    for p in s.proposals.iter().take(5) {
+        let _ = writeln!(
+            out,
+            "  #{:<3} {:<40} {:<9} {} for, {} against",
+            p.id,
+            p.what,
+            p.status.name(),
+            p.approvals,
+            p.rejections
+        );
+    }
+    let rollouts: Vec<&RolloutSummary> = s.rollouts.iter().take(5).collect();
+    let _ = writeln!(
+        out,
+        "rollouts:  {}",
+        if rollouts.is_empty() { "none" } else { "" }
+    );
+    for r in rollouts {
+        let _ = writeln!(out, "  {}", rollout_line(r));
+    }
+    let f = &s.fleet;
+    let _ = writeln!(
+        out,
+        "fleet:     {} agents reporting · safety min {} mean {} · {} tasks/min · consensus rate {}",
+        f.agents_reporting,
+        num(Some(f.safety_score_min), 3),
+        num(Some(f.safety_score_mean), 3),
+        num(Some(f.task_throughput), 0),
+        num(Some(f.consensus_rate), 2),
+    );
+    if !s.agents.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<15} {:<10} {:<10} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}  verdict",
+            "agent",
+            "specialty",
+            "assigned",
+            "runs",
+            "coherence",
+            "errors",
+            "p95 ms",
+            "safety",
+            "samples",
+            "age"
+        );
+        for a in &s.agents {
+            let h = a.health.as_ref();
+            let age = h
+                .map(|h| format!("{:.1}s", h.age_ms as f64 / 1e3))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<15} {:<10} {:<10} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
+                a.id,
+                a.specialty,
+                text(a.assigned.as_deref()),
+                text(a.version.as_deref()),
+                num(h.map(|h| h.coherence), 3),
+                num(h.map(|h| h.error_rate), 3),
+                num(h.map(|h| h.response_ms_p95), 0),
+                num(h.map(|h| h.safety), 3),
+                h.map_or("-".into(), |h| h.samples.to_string()),
+                age,
+                h.map_or("no data", |h| h.verdict.name()),
+            );
+        }
+    }
+    out
+}
+
+/// A validator's vote, one line.
+pub fn vote_line(validator: u32, vote: &VoteRecord) -> String {
+    let verdict = if vote.approve { "approve" } else { "reject " };
+    format!(
+        "validator {validator}: {verdict}  {}",
+        vote.reasons.join("; ")
+    )
+}
+
+/// The decision on a proposal, with the tally; whether it was approved.
+pub fn decision_text(p: &Proposal) -> (String, bool) {
+    let approved = p.status == ProposalStatus::Approved;
+    let mut out = format!(
+        "proposal {} {}: {} for, {} against",
+        p.id,
+        p.status.name().to_uppercase(),
+        p.approvals(),
+        p.rejections()
+    );
+    if let Some(r) = p.rollout {
+        let _ = write!(
+            out,
+            " (rollout {r}; follow it with `scbe watch --rollout {r}`)"
+        );
+    }
+    (out, approved)
+}
+
+/// Turns successive summaries into AV-tagged lines, one per change of an agent's health verdict
+/// or running version (what `scbe watch` prints besides the ledger's events).
+#[derive(Default)]
+pub struct HealthChanges {
+    last: std::collections::BTreeMap<String, (String, String)>,
+}
+
+impl HealthChanges {
+    pub fn changes(&mut self, s: &StatusSummary) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in &s.agents {
+            let h: Option<&AgentHealthSummary> = a.health.as_ref();
+            let verdict = h.map_or("no data", |h| h.verdict.name()).to_string();
+            let version = text(a.version.as_deref()).to_string();
+            let now = (version.clone(), verdict.clone());
+            if self.last.get(&a.id) == Some(&now) {
+                continue;
+            }
+            self.last.insert(a.id.clone(), now);
+            out.push(format!(
+                "AV Avali    monitor  health               {} runs {version}: {verdict} (coherence {} errors {} p95 {} ms safety {} over {} samples)",
+                a.id,
+                num(h.map(|h| h.coherence), 3),
+                num(h.map(|h| h.error_rate), 3),
+                num(h.map(|h| h.response_ms_p95), 0),
+                num(h.map(|h| h.safety), 3),
+                h.map_or("-".into(), |h| h.samples.to_string()),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scbe_wire::status_summary::{AgentSummary, FleetSummary, HealthVerdict};
+
+    fn summary(health: Option<(HealthVerdict, f64, u32)>) -> StatusSummary {
+        StatusSummary {
+            releases: Default::default(),
+            releases_total: 0,
+            current: Default::default(),
+            known_good: Default::default(),
+            open_proposals: vec![],
+            proposals: vec![],
+            rollouts: vec![],
+            agents: vec![AgentSummary {
+                id: "a1".into(),
+                specialty: "code_execute".into(),
+                assigned: Some("r1".into()),
+                version: Some("r1".into()),
+                health: health.map(|(verdict, coherence, samples)| AgentHealthSummary {
+                    coherence,
+                    error_rate: 0.01,
+                    response_ms_p95: 80.0,
+                    safety: 0.99,
+                    tasks_per_minute: 10.0,
+                    samples,
+                    age_ms: 100,
+                    verdict,
+                }),
+            }],
+            fleet: FleetSummary::default(),
+            events: 0,
+        }
+    }
+
+    #[test]
+    fn health_lines_are_printed_once_per_change() {
+        let mut h = HealthChanges::default();
+        let healthy = summary(Some((HealthVerdict::Healthy, 0.9, 4)));
+        let first = h.changes(&healthy);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].starts_with("AV "), "{}", first[0]);
+        assert!(first[0].contains("a1 runs r1: healthy"), "{}", first[0]);
+        assert!(h.changes(&healthy).is_empty(), "no change, no line");
+        let degraded = summary(Some((HealthVerdict::Degraded, 0.3, 5)));
+        let lines = h.changes(&degraded);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("degraded"), "{}", lines[0]);
+        let silent = summary(None);
+        assert!(h.changes(&silent)[0].contains("no data"));
+    }
+}

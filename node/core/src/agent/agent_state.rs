@@ -1,0 +1,42 @@
+//! What an agent runs: its current version, the one before, and the newest order it obeyed.
+//! The agent daemon keeps it in a crash-safe file (`scbe-agent`'s `state_file.rs`); the
+//! decision core ([`super::AgentCore`]) reads and changes it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rollout::order::OrderUnit;
+
+/// One version as the agent knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Installed {
+    pub version: String,
+    /// Empty for versions known good at genesis (no release file).
+    pub release_digest: String,
+    pub units: Vec<OrderUnit>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentState {
+    pub current: Installed,
+    pub previous: Option<Installed>,
+    /// Rollout of the newest order obeyed (0 before the first).
+    pub rollout: u64,
+    /// Ledger sequence number of the newest order obeyed; older orders are refused.
+    pub last_order_seq: u64,
+}
+
+impl AgentState {
+    pub fn initial(version: &str) -> Self {
+        AgentState {
+            current: Installed {
+                version: version.into(),
+                ..Installed::default()
+            },
+            previous: None,
+            rollout: 0,
+            last_order_seq: 0,
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! The PBFT replica (Castro & Liskov, OSDI '99) as a pure state machine.
+//!
+//! # Contract
+//!
+//! 1. The runtime calls [`Replica::handle`] with one [`Input`] at a time and performs the returned
+//!    [`Action`]s in order. Every `Persist` must be durable before any later `Send`/`Broadcast`
+//!    leaves the process; one fsync may cover all persists of one call. A runtime that handles
+//!    many inputs per fsync brackets them with [`Replica::begin_turn`] / [`Replica::end_turn`]:
+//!    client requests received in the turn are then relayed to peers together, in one `Relay`
+//!    (see `replica/relay.rs`), instead of one envelope each.
+//! 2. Peer messages arrive as `Signed<Message>`: the edge verified the signature and resolved the
+//!    signer before decoding. The replica checks roles (only the primary pre-prepares), views,
+//!    watermarks and certificates, and drops anything else with a counted reason; it never panics
+//!    on peer input.
+//! 3. Sizes (see [`super::limits`]): requests, batches and the bytes of batches held above the
+//!    stable checkpoint are capped so that every message below fits under the message cap.
+//!    Normal case (§4.2): the primary of view `v` batches pending requests into
+//!    `PrePrepare(v, n, d, batch)` for `h < n <= h + L`. A backup accepts it if it is from the
+//!    primary, in the window, consistent with its vote guard, and has no conflicting pre-prepare;
+//!    it then persists a vote-guard record and broadcasts `Prepare(v, n, d)`. With the pre-prepare
+//!    and `q - 1` matching prepares from distinct backups a replica is *prepared*: it persists the
+//!    prepared certificate and broadcasts `Commit(v, n, d)`. With `q` matching commits the batch is
+//!    *committed*; committed batches execute strictly in sequence order and are delivered with
+//!    their commit certificate.
+//! 4. Requests carry a per-signer nonce. A request whose nonce is not above the signer's last
+//!    executed nonce is dropped at the door, and skipped at execution if a Byzantine primary
+//!    slipped it into a batch, so no request takes effect twice.
+//! 5. Checkpoints (§4.3): after executing a multiple of `K`, or once the batches executed since
+//!    the last checkpoint reach `checkpoint_bytes` (deterministic: it depends only on the decided
+//!    sequence), the replica snapshots its state and broadcasts `Checkpoint(n, state_digest)`.
+//!    `q` matching checkpoints make it stable; the low
+//!    watermark `h` moves to `n` and everything at or below is garbage-collected. Every status
+//!    tick re-sends the replica's newest checkpoint at or above the stable one, so a lost
+//!    checkpoint cannot leave the window full for good.
+//! 6. View change (§4.4): a backup whose oldest pending request has not executed within the
+//!    request timer (or whose primary stayed silent, see `replica/heartbeat.rs`) first only
+//!    suspects the view and says so (`Suspect`); once `f` others suspect it too (see
+//!    `replica/suspicion.rs`), it broadcasts `ViewChange(v + 1, stable checkpoint + proof,
+//!    prepared certificates)`. It stops accepting normal-case messages. Once `q` view changes for `v + 1`
+//!    are in, it arms the view-change timer; the new primary sends `NewView` with the view changes
+//!    and re-issued pre-prepares (null batches for gaps), which backups recompute and check. The
+//!    timeout doubles with every consecutive failed view and resets after progress. A replica that
+//!    sees `f + 1` view changes for higher views joins the smallest of them (§4.5.2).
+//! 7. Catch-up: a replica that learns it is behind (a stable checkpoint it has not reached, a
+//!    request timer firing) asks peers for decided batches; a commit certificate with `q` valid
+//!    signatures is proof enough, so one honest peer suffices. Far behind, it first installs the
+//!    peer's stable checkpoint snapshot, checked against the checkpoint certificate.
+//! 8. Restart: [`Replica::restore`] replays the persisted [`Record`]s. The vote guard makes sure
+//!    the restarted replica never signs a pre-prepare or prepare conflicting with one it signed
+//!    before, and a view change it sent is resent byte for byte.
+//! 9. A validator's own requests (its votes, rollout evidence) are retransmitted on every
+//!    status tick until they execute: it is its own client.
+//!
+//! Timers are data ([`Timer`]); the runtime maps them to durations. Nothing here reads a clock,
+//! draws randomness, or iterates a hash map.
+
+mod checkpoint;
+mod heartbeat;
+mod normal_case;
+mod relay;
+mod requests;
+mod state_transfer;
+mod suspicion;
+/// How long a suspicion stays counted, in heartbeat intervals (the scenario tests read it).
+pub use suspicion::SUSPICION_TICKS;
+mod view_change;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::crypto::{Keypair, PublicKey};
+
+use super::action::{Action, Input, Record, Timer, TimerKind};
+use super::codec::Codec;
+use super::config::{ConfigError, ReplicaConfig};
+use super::limits;
+use super::message::{
+    retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView, PrePrepare,
+    PreparedCert, Principal, Request, Signed, Snapshot, ViewChange, Vote,
+};
+use super::nonce::{NonceError, NonceWindow};
+use super::state_machine::{SnapshotError, StateMachine};
+use super::types::{Digest, ReplicaId, Seq, View};
+
+/// Normal-case messages further ahead than this many views are dropped, not buffered.
+const MAX_VIEWS_AHEAD: u64 = 16;
+/// Own pending requests resent per status tick.
+const MAX_OWN_RETRANSMIT: usize = 64;
+
+/// A request's identity: who signed it and its nonce.
+type RequestId = (PublicKey, u64);
+
+/// Whether the replica is working in its view or trying to leave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Normal,
+    /// Sent a view change for the current `view` and waits for its new-view.
+    ViewChanging,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("snapshot at {0} does not match its stable checkpoint digest")]
+    SnapshotMismatch(Seq),
+    #[error("the decided batch at {0} is missing: cannot re-execute up to the stable checkpoint")]
+    MissingDecided(Seq),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// Per-sequence-number protocol state.
+#[derive(Default)]
+struct Slot {
+    /// View of the current voting round; votes from other views are not mixed in.
+    view: View,
+    pre_prepare: Option<Signed<PrePrepare>>,
+    prepares: BTreeMap<ReplicaId, Signed<Vote>>,
+    commits: BTreeMap<ReplicaId, Signed<Vote>>,
+    /// Prepared in the current round (commit sent).
+    prepared: bool,
+    /// Highest-view prepared certificate: survives view changes, reported in view changes.
+    prepared_cert: Option<PreparedCert>,
+    committed: Option<CommitCert>,
+    /// Encoded bytes of `pre_prepare`'s and `prepared_cert`'s batches (see [`limits`]).
+    pre_prepare_bytes: usize,
+    prepared_bytes: usize,
+}
+
+impl Slot {
+    fn enter_round(&mut self, view: View) {
+        if self.view != view {
+            self.view = view;
+            self.pre_prepare = None;
+            self.pre_prepare_bytes = 0;
+            self.prepares.clear();
+            self.commits.clear();
+            self.prepared = false;
+        }
+    }
+
+    fn set_pre_prepare(&mut self, pp: Signed<PrePrepare>) {
+        self.pre_prepare_bytes = limits::batch_bytes(&pp.value().batch);
+        self.pre_prepare = Some(pp);
+    }
+
+    fn set_prepared(&mut self, cert: PreparedCert) {
+        self.prepared_bytes = limits::batch_bytes(&cert.pre_prepare.value().batch);
+        self.prepared_cert = Some(cert);
+    }
+
+    /// What this slot adds to a view change (or would, once its pre-prepare prepares).
+    fn held_bytes(&self) -> usize {
+        self.pre_prepare_bytes.max(self.prepared_bytes)
+    }
+}
+
+/// The PBFT replica. See the module documentation for the contract.
+pub struct Replica<A: StateMachine> {
+    cfg: ReplicaConfig,
+    key: Keypair,
+    codec: Arc<dyn Codec>,
+    app: A,
+    genesis: Digest,
+
+    view: View,
+    status: Status,
+    /// Consecutive views without progress; timers last `base << backoff`.
+    backoff: u32,
+    /// The backoff before the current view started: a new view's timers keep this doubling
+    /// until it executes something, and if it fails the doubling resumes from here (PBFT's
+    /// liveness needs timeouts that grow until a view can finish; churn must not leave them
+    /// long afterwards, so the first execution resets both).
+    backoff_before_view: u32,
+
+    slots: BTreeMap<Seq, Slot>,
+    last_executed: Seq,
+    /// Next sequence number this replica assigns when primary.
+    next_seq: Seq,
+    /// Requests in batches this primary has proposed in the current view.
+    proposed: BTreeSet<RequestId>,
+    /// Arrival number from which `pending` may hold requests not proposed in this view: every
+    /// pending request below it is in `proposed`. Only spares the primary a scan over the
+    /// proposed prefix of its queue (thousands of requests under load) at every proposal.
+    propose_from: u64,
+    /// Vote guard: the digest this replica signed a pre-prepare or prepare for, per (view, seq).
+    guard: BTreeMap<(View, Seq), Digest>,
+
+    stable: CheckpointCert,
+    /// Own state at checkpoints at or above the stable one: (state digest, snapshot).
+    snapshots: BTreeMap<Seq, (Digest, Snapshot)>,
+    checkpoint_votes: BTreeMap<Seq, BTreeMap<ReplicaId, Signed<Checkpoint>>>,
+    /// Latest checkpoint seen from each replica beyond our window: f + 1 of them mean we are behind.
+    ahead: BTreeMap<ReplicaId, Seq>,
+    /// Executed nonces per signer (the highest and a window below it).
+    nonces: BTreeMap<PublicKey, NonceWindow>,
+    /// Bytes of batches executed since the last checkpoint (zero at every checkpoint, so a
+    /// replica restored from one agrees with the others).
+    bytes_since_checkpoint: usize,
+    /// Bytes of batches executed since the last snapshot this replica persisted (restarts
+    /// re-execute them): a large snapshot is persisted again once they reach its size.
+    bytes_since_persisted: usize,
+
+    /// Requests waiting to execute, in arrival order.
+    pending: BTreeMap<u64, Signed<Request>>,
+    pending_ids: BTreeMap<RequestId, u64>,
+    arrivals: u64,
+    /// Client requests received in the open turn, relayed together when it ends.
+    relay_held: Vec<Signed<Request>>,
+    turn_open: bool,
+
+    /// Latest view change from each replica (bounded: one per replica).
+    view_changes: BTreeMap<ReplicaId, Signed<ViewChange>>,
+    my_view_change: Option<Signed<ViewChange>>,
+    /// The new-view that started the current view (forwarded to replicas still changing view).
+    new_view: Option<Signed<NewView>>,
+
+    /// Normal-case messages for a view we have not entered yet, in arrival order, replayed when
+    /// we enter it (a new primary's first pre-prepare often overtakes its new-view).
+    future: BTreeMap<u64, Signed<Message>>,
+    future_per_peer: BTreeMap<ReplicaId, usize>,
+    future_arrivals: u64,
+    /// Timers currently armed, exactly as set; a firing that does not match is stale.
+    armed: BTreeMap<TimerKind, Timer>,
+    timer_ids: u64,
+    /// Heartbeat intervals the primary of the current view has been silent (backups, normal
+    /// operation); reset by its heartbeat or any of its messages for this view.
+    primary_silent: u32,
+    /// This replica's suspicion of its view's primary (see `replica/suspicion.rs`).
+    suspicion: Option<suspicion::Suspicion>,
+    /// Latest suspicion from each peer: (view, `ticks` when it arrived).
+    suspects: BTreeMap<ReplicaId, (View, u64)>,
+    /// This replica's own latest `Suspect`: (view, `ticks` when it was sent). It outlives the
+    /// suspicion for as long as peers count it (`suspicion.rs`, following those who left).
+    suspect_sent: Option<(View, u64)>,
+    /// Heartbeat intervals since start: the clock suspicions age by.
+    ticks: u64,
+    /// State transfer already requested for this `last_executed` (one probe per position).
+    state_requested: Option<Seq>,
+    /// A peer's stable snapshot being received in chunks: its certificate, its sequence
+    /// number and nonces, and the application bytes received so far.
+    assembling: Option<(CheckpointCert, Snapshot, Vec<u8>)>,
+
+    dropped: BTreeMap<&'static str, u64>,
+    out: Vec<Action>,
+}
+
+/// Digest of the replicated state at `seq`: the application digest and the nonce table.
+pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, NonceWindow>) -> Digest {
+    let seq_bytes = seq.0.to_be_bytes();
+    let nonce_bytes: Vec<[u8; 24]> = nonces.values().map(NonceWindow::to_bytes).collect();
+    let mut parts: Vec<&[u8]> = vec![b"state", &seq_bytes, app.as_bytes()];
+    for ((k, _), nb) in nonces.iter().zip(&nonce_bytes) {
+        parts.push(k.as_bytes());
+        parts.push(nb);
+    }
+    Digest::of_parts(&parts)
+}
+
+impl<A: StateMachine> Replica<A> {
+    /// A fresh replica at genesis.
+    pub fn new(
+        cfg: ReplicaConfig,
+        key: Keypair,
+        codec: Arc<dyn Codec>,
+        app: A,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        if cfg.directory.validator_key(cfg.id) != Some(&key.public()) {
+            return Err(ConfigError::KeyMismatch(cfg.id.0));
+        }
+        let genesis = state_digest(Seq(0), app.digest(), &BTreeMap::new());
+        Ok(Self {
+            stable: CheckpointCert {
+                seq: Seq(0),
+                state_digest: genesis,
+                proof: Vec::new(),
+            },
+            cfg,
+            key,
+            codec,
+            app,
+            genesis,
+            view: View(0),
+            status: Status::Normal,
+            backoff: 0,
+            backoff_before_view: 0,
+            slots: BTreeMap::new(),
+            last_executed: Seq(0),
+            next_seq: Seq(1),
+            proposed: BTreeSet::new(),
+            propose_from: 0,
+            guard: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            checkpoint_votes: BTreeMap::new(),
+            ahead: BTreeMap::new(),
+            nonces: BTreeMap::new(),
+            bytes_since_checkpoint: 0,
+            bytes_since_persisted: 0,
+            pending: BTreeMap::new(),
+            pending_ids: BTreeMap::new(),
+            arrivals: 0,
+            relay_held: Vec::new(),
+            turn_open: false,
+            view_changes: BTreeMap::new(),
+            my_view_change: None,
+            new_view: None,
+            future: BTreeMap::new(),
+            future_per_peer: BTreeMap::new(),
+            future_arrivals: 0,
+            armed: BTreeMap::new(),
+            timer_ids: 0,
+            primary_silent: 0,
+            suspicion: None,
+            suspects: BTreeMap::new(),
+            suspect_sent: None,
+            ticks: 0,
+            state_requested: None,
+            assembling: None,
+            dropped: BTreeMap::new(),
+            out: Vec::new(),
+        })
+    }
+
+    /// Rebuilds a replica from its persisted records (in the order they were persisted) and a
+    /// fresh application. Returns the actions the runtime must perform before anything else:
+    /// re-persisting checkpoints replay produced, resending a pending view change, timers.
+    /// Batches replayed from the decided log are executed again but not re-delivered.
+    pub fn restore(
+        cfg: ReplicaConfig,
+        key: Keypair,
+        codec: Arc<dyn Codec>,
+        app: A,
+        records: &[Record],
+    ) -> Result<(Self, Vec<Action>), RestoreError> {
+        let mut r = Self::new(cfg, key, codec, app)?;
+        let mut snapshots = BTreeMap::new();
+        let mut prepared: BTreeMap<Seq, PreparedCert> = BTreeMap::new();
+        let mut committed: BTreeMap<Seq, CommitCert> = BTreeMap::new();
+        let mut max_pre_prepare: BTreeMap<View, Seq> = BTreeMap::new();
+        for rec in records {
+            match rec {
+                Record::Signed {
+                    pre_prepare,
+                    view,
+                    seq,
+                    digest,
+                } => {
+                    r.guard.insert((*view, *seq), *digest);
+                    if *pre_prepare {
+                        let e = max_pre_prepare.entry(*view).or_default();
+                        *e = (*e).max(*seq);
+                    }
+                }
+                Record::Prepared(c) => {
+                    let pp = c.pre_prepare.value();
+                    let newer = prepared
+                        .get(&pp.seq)
+                        .is_none_or(|old| old.pre_prepare.value().view < pp.view);
+                    if newer {
+                        prepared.insert(pp.seq, c.clone());
+                    }
+                }
+                Record::Committed(c) => {
+                    committed.insert(c.seq(), c.clone());
+                }
+                Record::Snapshot(s) => {
+                    snapshots.insert(s.seq, s.clone());
+                }
+                Record::Stable(c) => {
+                    if c.seq > r.stable.seq {
+                        r.stable = c.clone();
+                    }
+                }
+                Record::ViewChange(vc) => {
+                    if vc.value().new_view >= r.view {
+                        r.view = vc.value().new_view;
+                        r.status = Status::ViewChanging;
+                        r.my_view_change = Some(vc.clone());
+                    }
+                }
+                Record::EnteredView { view, new_view } => {
+                    if *view >= r.view {
+                        r.view = *view;
+                        r.status = Status::Normal;
+                        r.my_view_change = None;
+                        r.new_view = new_view.clone();
+                    }
+                }
+                // The validator step's, not the replica's.
+                Record::NonceReservation { .. } => {}
+            }
+        }
+        let stable_seq = r.stable.seq;
+        if let Some(snap) = snapshots.remove(&stable_seq) {
+            let digest = state_digest(
+                snap.seq,
+                r.app.snapshot_digest(&snap.app_state)?,
+                &snap.nonces,
+            );
+            if digest != r.stable.state_digest {
+                return Err(RestoreError::SnapshotMismatch(stable_seq));
+            }
+            r.app.restore(&snap.app_state)?;
+            r.nonces = snap.nonces.clone();
+            r.last_executed = stable_seq;
+            r.snapshots.insert(stable_seq, (digest, snap));
+        } else if stable_seq > Seq(0) {
+            // The snapshot at the stable checkpoint was not persisted (a large state is
+            // persisted only every so often, see `snapshot_persist_floor`): start from the
+            // newest persisted one below it, or from genesis, and execute the decided batches
+            // up to it again. The checkpoint this replay takes at `stable_seq` must match the
+            // stable certificate, which checks the base snapshot and the replay together.
+            if let Some((_, base)) = snapshots.range(..stable_seq).next_back() {
+                r.app.restore(&base.app_state)?;
+                r.nonces = base.nonces.clone();
+                r.last_executed = base.seq;
+            }
+            while r.last_executed < stable_seq {
+                let seq = r.last_executed.next();
+                let cert = committed
+                    .get(&seq)
+                    .cloned()
+                    .ok_or(RestoreError::MissingDecided(seq))?;
+                r.execute(cert);
+            }
+            if !r.snapshots.contains_key(&stable_seq) {
+                // Checkpoint rules changed since (another interval): take it here.
+                r.bytes_since_checkpoint = 0;
+                r.take_checkpoint(stable_seq);
+            }
+            match r.snapshots.get(&stable_seq) {
+                Some((digest, _)) if *digest == r.stable.state_digest => {}
+                _ => return Err(RestoreError::SnapshotMismatch(stable_seq)),
+            }
+            r.snapshots.retain(|seq, _| *seq >= stable_seq);
+            r.checkpoint_votes.retain(|seq, _| *seq >= stable_seq);
+        }
+        for (seq, cert) in prepared.into_iter().filter(|(s, _)| *s > stable_seq) {
+            r.slots.entry(seq).or_default().set_prepared(cert);
+        }
+        for (seq, cert) in committed.into_iter().filter(|(s, _)| *s > stable_seq) {
+            r.slots.entry(seq).or_default().committed = Some(cert);
+        }
+        let last_signed = max_pre_prepare.get(&r.view).copied().unwrap_or_default();
+        r.try_execute();
+        r.next_seq = last_signed.max(r.last_executed).next();
+        if let Some(vc) = &r.my_view_change {
+            r.view_changes.insert(r.cfg.id, vc.clone());
+            r.out.push(Action::Broadcast(Arc::clone(vc.envelope())));
+        }
+        r.set_timer(TimerKind::Status);
+        r.set_timer(TimerKind::Heartbeat);
+        let actions = std::mem::take(&mut r.out)
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Deliver(_)))
+            .collect();
+        Ok((r, actions))
+    }
+
+    /// Arms the replica's periodic timers; call once after [`Replica::new`] (restore does it
+    /// itself).
+    pub fn start(&mut self) -> Vec<Action> {
+        self.set_timer(TimerKind::Status);
+        self.set_timer(TimerKind::Heartbeat);
+        std::mem::take(&mut self.out)
+    }
+
+    // ----- accessors -------------------------------------------------------------------------
+
+    pub fn id(&self) -> ReplicaId {
+        self.cfg.id
+    }
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.cfg
+    }
+    pub fn view(&self) -> View {
+        self.view
+    }
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    pub fn last_executed(&self) -> Seq {
+        self.last_executed
+    }
+    pub fn stable_checkpoint(&self) -> &CheckpointCert {
+        &self.stable
+    }
+    pub fn genesis_digest(&self) -> Digest {
+        self.genesis
+    }
+    /// The view whose primary this replica suspects without having left it (`suspicion.rs`).
+    pub fn suspecting(&self) -> Option<View> {
+        self.suspicion.map(suspicion::Suspicion::view)
+    }
+    pub fn is_primary(&self) -> bool {
+        self.cfg.primary(self.view) == self.cfg.id
+    }
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+    /// The highest nonce executed for `signer` (0 if none).
+    pub fn last_nonce(&self, signer: &PublicKey) -> u64 {
+        self.nonces.get(signer).map_or(0, |w| w.highest)
+    }
+    /// Whether a request of `signer` with `nonce` could still execute.
+    pub fn check_nonce(&self, signer: &PublicKey, nonce: u64) -> Result<(), NonceError> {
+        self.nonces
+            .get(signer)
+            .copied()
+            .unwrap_or_default()
+            .check(nonce)
+    }
+    fn nonce_fresh(&self, signer: &PublicKey, nonce: u64) -> bool {
+        self.check_nonce(signer, nonce).is_ok()
+    }
+    /// The replicated application, as the runtime built it (the ledger in a validator).
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+    /// The codec this replica signs with (the runtime's wire encoding).
+    pub fn codec(&self) -> &Arc<dyn Codec> {
+        &self.codec
+    }
+    /// Dropped inputs by reason (for metrics and the simulator's report).
+    pub fn dropped(&self) -> &BTreeMap<&'static str, u64> {
+        &self.dropped
+    }
+
+    // ----- entry point -----------------------------------------------------------------------
+
+    /// Handles one input; returns what the runtime must do, in order.
+    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        match input {
+            Input::ClientRequest(r) => self.on_request(r, true),
+            Input::Message(m) => self.on_message(m),
+            Input::Timeout(t) => self.on_timeout(t),
+            Input::ReplacePrimary { view } => {
+                if view == self.view && self.status == Status::Normal {
+                    self.start_view_change(view.next());
+                } else {
+                    self.drop_input("replace-primary for a view already left");
+                }
+            }
+        }
+        if !self.turn_open {
+            self.flush_relays();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn drop_input(&mut self, reason: &'static str) {
+        *self.dropped.entry(reason).or_default() += 1;
+    }
+
+    fn on_message(&mut self, m: Signed<Message>) {
+        if let Message::Request(r) = m.value() {
+            let r = retype(&m, r.clone());
+            return self.on_request(r, false);
+        }
+        let Some(from) = m.validator() else {
+            return self.drop_input("protocol message from a non-validator");
+        };
+        if from == self.cfg.id {
+            return self.drop_input("own message echoed back");
+        }
+        let view = match m.value() {
+            Message::PrePrepare(pp) => Some(pp.view),
+            Message::Prepare(v) | Message::Commit(v) => Some(v.view),
+            _ => None,
+        };
+        let leads_my_view = match m.value() {
+            Message::Heartbeat(hb) => Some(hb.view),
+            _ => view,
+        } == Some(self.view);
+        if leads_my_view && from == self.cfg.primary(self.view) {
+            self.primary_heard();
+        }
+        if let Some(view) = view {
+            let ahead =
+                view > self.view || (view == self.view && self.status == Status::ViewChanging);
+            if ahead {
+                return self.buffer_future(m, from, view);
+            }
+        }
+        match m.value() {
+            Message::Request(_) => {}
+            Message::PrePrepare(pp) => self.on_pre_prepare(retype(&m, pp.clone()), from),
+            Message::Prepare(v) => self.on_vote(Kind::Prepare, retype(&m, *v), from),
+            Message::Commit(v) => self.on_vote(Kind::Commit, retype(&m, *v), from),
+            Message::Checkpoint(c) => self.on_checkpoint(retype(&m, *c), from),
+            Message::ViewChange(vc) => self.on_view_change(retype(&m, vc.clone()), from),
+            Message::NewView(nv) => self.on_new_view(retype(&m, nv.clone()), from),
+            Message::StateRequest(r) => self.on_state_request(*r, from),
+            Message::StateResponse(r) => self.on_state_response(r.clone(), from),
+            Message::Heartbeat(hb) => self.on_heartbeat(*hb, from),
+            Message::Relay(r) => self.on_relay(r, from),
+            Message::Suspect(s) => self.on_suspect(*s, from),
+        }
+    }
+
+    fn buffer_future(&mut self, m: Signed<Message>, from: ReplicaId, view: View) {
+        if view.0 > self.view.0.saturating_add(MAX_VIEWS_AHEAD) {
+            return self.drop_input("message for a view too far ahead");
+        }
+        let count = self.future_per_peer.entry(from).or_default();
+        if *count >= self.cfg.max_future_per_peer {
+            return self.drop_input("future-view buffer full");
+        }
+        *count += 1;
+        self.future_arrivals += 1;
+        self.future.insert(self.future_arrivals, m);
+    }
+
+    /// On entering a view: replay what was buffered for it, keep what is for later views.
+    fn replay_future(&mut self) {
+        let buffered = std::mem::take(&mut self.future);
+        self.future_per_peer.clear();
+        for (_, m) in buffered {
+            self.on_message(m);
+        }
+    }
+
+    // ----- sealing and small helpers ---------------------------------------------------------
+
+    fn me(&self) -> Principal {
+        Principal::Validator(self.cfg.id)
+    }
+
+    /// Signs `value` as this replica, encoded by the runtime's codec.
+    fn seal<T>(&self, value: T, kind: Kind, encode: fn(&dyn Codec, &T) -> Vec<u8>) -> Signed<T> {
+        let codec = self.codec.as_ref();
+        Signed::seal(value, kind, |v| encode(codec, v), &self.key, self.me())
+    }
+
+    fn seal_vote(&self, kind: Kind, vote: Vote) -> Signed<Vote> {
+        self.seal(vote, kind, |c, v| c.encode_vote(v))
+    }
+
+    fn seal_pre_prepare(&self, pp: PrePrepare) -> Signed<PrePrepare> {
+        self.seal(pp, Kind::PrePrepare, |c, v| c.encode_pre_prepare(v))
+    }
+
+    /// Bytes of batches held above the stable checkpoint (what a view change would carry),
+    /// leaving out slot `except`.
+    fn held_bytes(&self, except: Option<Seq>) -> usize {
+        self.slots
+            .range(self.stable.seq.next()..)
+            .filter(|(seq, _)| Some(**seq) != except)
+            .map(|(_, slot)| slot.held_bytes())
+            .sum()
+    }
+
+    fn in_window(&self, seq: Seq) -> bool {
+        seq > self.stable.seq && seq.0 <= self.stable.seq.0 + self.cfg.window
+    }
+
+    fn persist(&mut self, record: Record) {
+        self.out.push(Action::Persist(record));
+    }
+
+    fn broadcast<T>(&mut self, signed: &Signed<T>) {
+        self.out
+            .push(Action::Broadcast(Arc::clone(signed.envelope())));
+    }
+
+    fn set_timer(&mut self, kind: TimerKind) {
+        // A view installed after failed ones keeps their doubling until something executes
+        // in it (PBFT §4.5.2: the timer covers the new view's first execution, not only its
+        // installation). With base timers there, a view whose first decision takes longer than
+        // the base is abandoned at the base timeout, and so is every view after it.
+        let backoff = if matches!(kind, TimerKind::Status | TimerKind::Heartbeat) {
+            0
+        } else {
+            self.failed_views()
+        };
+        self.timer_ids += 1;
+        let t = Timer {
+            kind,
+            view: self.view,
+            backoff,
+            id: self.timer_ids,
+        };
+        self.armed.insert(kind, t);
+        self.out.push(Action::SetTimer(t));
+    }
+
+    fn cancel_timer(&mut self, kind: TimerKind) {
+        if self.armed.remove(&kind).is_some() {
+            self.out.push(Action::CancelTimer(kind));
+        }
+    }
+
+    /// The request timer runs while requests wait, on backups and on any replica changing view
+    /// (where it paces state probes and view-change retransmission).
+    fn arm_request_timer(&mut self, restart: bool) {
+        let wants =
+            !self.pending.is_empty() && (self.status == Status::ViewChanging || !self.is_primary());
+        if !wants {
+            self.cancel_timer(TimerKind::Request);
+        } else if restart || !self.armed.contains_key(&TimerKind::Request) {
+            self.set_timer(TimerKind::Request);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Suspicion before a view change (the part Raft's pre-vote plays): a backup whose timer fires —
+//! its primary silent for the silence allowed, or requests waiting without progress — does not
+//! leave its view at once. It broadcasts `Suspect(view)` and keeps working in the view; it starts
+//! the view change only once `f` other replicas suspect the same view too (a fresh `Suspect`, or
+//! a view change for a higher view, which says as much). A backup one heartbeat interval short of
+//! its own silence limit joins once `f` others suspect, so the view changes when the first
+//! backup's clock reaches the limit, not the `f + 1`-th. And a replica whose own suspicion ended
+//! (its primary heard again) while peers were leaving on it follows them, so they are not
+//! stranded in the higher view (`left_on_my_word`).
+//!
+//! Why: a view change cannot be taken back. A replica that sent `ViewChange(v + 1)` must never
+//! prepare in `v` again, or a new-view built on that older message could miss a request it
+//! helped commit. So a replica that left alone — restarted and still catching up, or cut off
+//! for a moment — sat in `v + 1` without voting while the others went on in `v`, and the cluster
+//! ran with no fault tolerance to spare until its next view change. With suspicion, a replica
+//! whose timer fires alone stays in `v` and votes there once it hears from the others again.
+//!
+//! Liveness is unchanged for the cases the timers exist for: a crashed or silent primary, or one
+//! that does not order, is noticed by every honest backup. With the primary faulty at least
+//! `2f + 1` backups are honest, so each finds `2f >= f` others suspecting within a heartbeat
+//! interval or two; with f = 0 a replica's own suspicion is enough. A replica that is merely
+//! behind executes what the others decide (state transfer), and progress ends its suspicion.
+//! A replica alone in a higher view (its view change is on record) still counts for the
+//! others: its view change is a suspicion of theirs. What suspicion cannot do: `f` Byzantine replicas that suspect every view
+//! give an honest replica's lone timer the company it needs, which is no worse than before.
+//! Suspicions are a liveness hint only; nothing is persisted and no vote depends on them.
+
+use std::collections::BTreeSet;
+
+use super::super::message::{Kind, Suspect};
+use super::super::state_machine::StateMachine;
+use super::super::types::{ReplicaId, View};
+use super::{Replica, Status};
+
+/// Heartbeat intervals a peer's suspicion counts after it arrived. A suspecting replica re-sends
+/// its suspicion every interval, so a suspicion lapses soon after its sender stopped suspecting.
+pub const SUSPICION_TICKS: u64 = 4;
+
+/// Why this replica suspects its view's primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Suspicion {
+    /// The primary was silent for the silence allowed; hearing from it ends the suspicion.
+    Silent(View),
+    /// Requests waited a whole request timer without anything executing; only progress (or a
+    /// new view) ends it: a primary that heartbeats but does not order stays suspected.
+    Stalled(View),
+}
+
+impl Suspicion {
+    pub(super) fn view(self) -> View {
+        match self {
+            Suspicion::Silent(v) | Suspicion::Stalled(v) => v,
+        }
+    }
+}
+
+impl<A: StateMachine> Replica<A> {
+    /// A timer says the primary of the current view fails: suspect it, and leave the view if
+    /// enough others do.
+    pub(super) fn suspect(&mut self, why: Suspicion) {
+        if self.status != Status::Normal || why.view() != self.view {
+            return;
+        }
+        // A stalled view stays suspected even if its primary is heard from later.
+        if !matches!(self.suspicion, Some(Suspicion::Stalled(v)) if v == self.view) {
+            self.suspicion = Some(why);
+        }
+        self.broadcast_suspicion();
+        self.leave_view_if_suspected();
+    }
+
+    /// Re-sends the current suspicion (every heartbeat interval while it stands).
+    pub(super) fn broadcast_suspicion(&mut self) {
+        let Some(s) = self.suspicion else { return };
+        if self.status != Status::Normal || s.view() != self.view {
+            self.suspicion = None;
+            return;
+        }
+        let signed = self.seal(Suspect { view: self.view }, Kind::Suspect, |c, v| {
+            c.encode_suspect(v)
+        });
+        self.broadcast(&signed);
+        self.suspect_sent = Some((self.view, self.ticks));
+    }
+
+    pub(super) fn on_suspect(&mut self, s: Suspect, from: ReplicaId) {
+        if s.view < self.view {
+            return self.drop_input("suspicion of a view already left");
+        }
+        self.suspects.insert(from, (s.view, self.ticks));
+        self.leave_view_if_suspected();
+    }
+
+    /// The primary was heard from: a suspicion that rested on its silence ends.
+    pub(super) fn primary_heard(&mut self) {
+        self.primary_silent = 0;
+        if matches!(self.suspicion, Some(Suspicion::Silent(_))) {
+            self.suspicion = None;
+        }
+    }
+
+    /// Something executed, or the view changed: every suspicion of this replica ends, and those
+    /// received for views it has left are forgotten.
+    pub(super) fn end_suspicion(&mut self) {
+        self.suspicion = None;
+        let view = self.view;
+        self.suspects.retain(|_, (v, _)| *v >= view);
+    }
+
+    /// Other replicas that currently suspect the current view: a fresh `Suspect` for it, or a
+    /// view change for a higher view.
+    pub(super) fn suspected_by(&self) -> usize {
+        let me = self.cfg.id;
+        let fresh = |id: &ReplicaId| {
+            self.suspects.get(id).is_some_and(|(v, at)| {
+                *v == self.view && self.ticks.saturating_sub(*at) <= SUSPICION_TICKS
+            })
+        };
+        let left = |id: &ReplicaId| {
+            self.view_changes
+                .get(id)
+                .is_some_and(|vc| vc.value().new_view > self.view)
+        };
+        let peers: BTreeSet<ReplicaId> = self
+            .suspects
+            .keys()
+            .chain(self.view_changes.keys())
+            .copied()
+            .collect();
+        peers
+            .into_iter()
+            .filter(|id| *id != me && (fresh(id) || left(id)))
+            .count()
+    }
+
+    pub(super) fn leave_view_if_suspected(&mut self) {
+        self.join_if_nearly_silent();
+        let suspecting = self.status == Status::Normal
+            && (self.suspicion.is_some_and(|s| s.view() == self.view)
+                || self.left_on_my_word() >= self.cfg.f());
+        if suspecting && self.suspected_by() >= self.cfg.f() {
+            self.suspicion = None;
+            self.primary_silent = 0;
+            self.backoff = self.failed_views().saturating_add(1);
+            self.start_view_change(self.view.next());
+        }
+    }
+
+    /// Peers that left the current view (a view change for a higher one) while this replica's
+    /// last `Suspect` of it may still have counted for them: sent at most `SUSPICION_TICKS`
+    /// intervals ago (the time a peer counts it), plus one for a view change still on its way.
+    /// When `f` of them left, this replica follows even if its own suspicion has ended since
+    /// (its primary heard again): they left because it suspected too, and without it they would
+    /// sit in the higher view without voting while the view went on with no fault tolerance to
+    /// spare, until its next view change (a 300 ms disk stall at light load stranded one
+    /// replica for six minutes that way). Following makes `f + 1` view changes, so everyone
+    /// moves: one view change instead. Outside that window nothing changes (a Byzantine peer
+    /// cannot use an old, passing doubt to move an honest replica).
+    fn left_on_my_word(&self) -> usize {
+        let recent = self.suspect_sent.is_some_and(|(v, at)| {
+            v == self.view && self.ticks.saturating_sub(at) <= SUSPICION_TICKS + 1
+        });
+        if !recent {
+            return 0;
+        }
+        let me = self.cfg.id;
+        self.view_changes
+            .iter()
+            .filter(|(id, vc)| **id != me && vc.value().new_view > self.view)
+            .count()
+    }
+
+    /// A backup one interval short of its own silence limit that hears `f` others suspect the
+    /// view suspects it too, now. Each backup counts silence on its own clock, so without this the
+    /// view change waited for the slowest of the first `f + 1` clocks to reach the limit, up to a
+    /// whole interval after the first (a fifth of a failover). The first suspecter still needs
+    /// the full silence, and the joiners all but one interval of it.
+    fn join_if_nearly_silent(&mut self) {
+        let nearly_silent = self.cfg.silence_ticks > 0
+            && self.primary_silent.saturating_add(1) >= self.silence_allowed();
+        if self.suspicion.is_some()
+            || self.status != Status::Normal
+            || self.is_primary()
+            || !nearly_silent
+            || self.suspected_by() < self.cfg.f()
+        {
+            return;
+        }
+        self.suspicion = Some(Suspicion::Silent(self.view));
+        self.broadcast_suspicion();
+    }
+
+    /// Counted once per heartbeat interval, whatever the replica's role: the clock suspicions
+    /// age by.
+    pub(super) fn tick_suspicions(&mut self) {
+        self.ticks += 1;
+        self.broadcast_suspicion();
+    }
+}

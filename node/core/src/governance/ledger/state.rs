@@ -1,0 +1,289 @@
+//! The ledger's replicated state: releases, proposals with their votes, rollouts with their
+//! progress and which version every agent was put on (request outcomes and the event log live in
+//! the bounded [`super::journal::Journal`]). Ordered maps only, so its serialisation (the digest
+//! and snapshots) is the same on every replica.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::entry_map::EntryMap;
+use crate::governance::release::FusedRelease;
+use crate::governance::stage::Stage;
+use crate::rollout::evidence::HealthBody;
+use crate::rollout::order::OrderUnit;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+impl ProposalStatus {
+    /// The status as it is serialised (`pending`, `approved`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProposalStatus::Pending => "pending",
+            ProposalStatus::Approved => "approved",
+            ProposalStatus::Rejected => "rejected",
+            ProposalStatus::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProposalKind {
+    Promote {
+        version: String,
+        from: Stage,
+        to: Stage,
+        rollback_to: String,
+    },
+    Rollback {
+        target_version: String,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VoteRecord {
+    pub approve: bool,
+    pub reasons: Vec<String>,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: u64,
+    pub kind: ProposalKind,
+    pub opened_seq: u64,
+    pub status: ProposalStatus,
+    /// Votes by validator index.
+    pub votes: BTreeMap<u32, VoteRecord>,
+    /// Sequence number of the decision (approval, rejection or expiry).
+    #[serde(default)]
+    pub decided_seq: Option<u64>,
+    /// The rollout an approval started.
+    #[serde(default)]
+    pub rollout: Option<u64>,
+}
+
+impl Proposal {
+    pub fn approvals(&self) -> usize {
+        self.votes.values().filter(|v| v.approve).count()
+    }
+    pub fn rejections(&self) -> usize {
+        self.votes.values().filter(|v| !v.approve).count()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStatus {
+    /// Batches are being deployed and monitored.
+    InProgress,
+    /// Every batch deployed and healthy.
+    Completed,
+    /// Degraded, failed or silent: every agent at risk is being put back on `rollback_to`.
+    RollingBack,
+    /// Every agent at risk acknowledged the rollback.
+    RolledBack,
+    /// Never started (no agents) or superseded by a manual rollback.
+    Failed,
+}
+
+impl RolloutStatus {
+    /// The status as it is serialised (`in_progress`, `completed`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            RolloutStatus::InProgress => "in_progress",
+            RolloutStatus::Completed => "completed",
+            RolloutStatus::RollingBack => "rolling_back",
+            RolloutStatus::RolledBack => "rolled_back",
+            RolloutStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether the rollout still needs work from the leader.
+    pub fn is_active(self) -> bool {
+        matches!(self, RolloutStatus::InProgress | RolloutStatus::RollingBack)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RolloutKind {
+    /// An approved promotion: deploy `version` batch by batch, monitoring each.
+    Promote { from: Stage, to: Stage },
+    /// An approved manual rollback: put `version` back on every agent not running it.
+    Restore { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: u64,
+    pub proposal: u64,
+    pub kind: RolloutKind,
+    pub version: String,
+    /// Digest and units of `version` (empty for versions known good at genesis).
+    pub release_digest: String,
+    pub units: Vec<OrderUnit>,
+    /// Version to restore if this rollout rolls back (for a restore: the version it replaces).
+    pub rollback_to: String,
+    pub batches: Vec<Vec<String>>,
+    /// Batches recorded as deployed and healthy.
+    pub completed: u32,
+    pub status: RolloutStatus,
+    pub planned_seq: u64,
+    /// Sequence number at which the current step (a batch, or the rollback) became current;
+    /// orders and acks carry it.
+    pub step_seq: u64,
+    /// Agents of the current batch recorded so far (a batch may be recorded in chunks).
+    pub recorded: BTreeSet<String>,
+    /// Latest healthy report per agent, for the canary's safety re-check.
+    pub reports: BTreeMap<String, HealthBody>,
+    /// Agents the rollback step covers (fixed when it starts) and those still to acknowledge.
+    pub rollback_agents: Vec<String>,
+    pub rollback_pending: BTreeSet<String>,
+    /// Validators that claimed no data for the current step.
+    pub no_data: BTreeSet<u32>,
+    /// Validators that claimed the current step stalled, per consensus view.
+    #[serde(default)]
+    pub stalled: BTreeMap<u64, BTreeSet<u32>>,
+    /// The view whose primary `f + 1` validators found not executing the current step.
+    #[serde(default)]
+    pub replace_view: Option<u64>,
+    /// Why it failed or rolled back.
+    pub reason: String,
+    pub ended_seq: Option<u64>,
+}
+
+impl Rollout {
+    /// Agents of the batch being deployed, if any.
+    pub fn current_batch(&self) -> Option<&[String]> {
+        if self.status != RolloutStatus::InProgress {
+            return None;
+        }
+        self.batches.get(self.completed as usize).map(Vec::as_slice)
+    }
+
+    pub fn total_agents(&self) -> usize {
+        self.batches.iter().map(Vec::len).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseEntry {
+    pub release: FusedRelease,
+    pub stage: Stage,
+    pub registered_seq: u64,
+}
+
+/// What happened to one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Hex sha256 of the request's operation bytes: which request of this (signer, nonce)
+    /// this outcome belongs to, so a client is never told another request's outcome.
+    #[serde(default)]
+    pub request: String,
+    pub seq: u64,
+    pub accepted: bool,
+    pub reasons: Vec<String>,
+    pub proposal: Option<u64>,
+    pub rollout: Option<u64>,
+}
+
+/// Everything replicated. Serialised (JSON, ordered maps) for the digest and snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerState {
+    pub releases: EntryMap<String, ReleaseEntry>,
+    pub known_good: BTreeSet<String>,
+    /// Which version each stage currently serves.
+    pub current: BTreeMap<Stage, String>,
+    pub proposals: EntryMap<u64, Proposal>,
+    pub rollouts: EntryMap<u64, Rollout>,
+    /// The version the ledger has put each agent on (genesis: the production version).
+    pub assigned: BTreeMap<String, String>,
+    pub next_proposal: u64,
+    pub next_rollout: u64,
+}
+
+impl LedgerState {
+    /// What a checkpoint's digest covers: every field. The maps of releases, proposals and
+    /// rollouts contribute their [`EntryMap::digest`] (32 bytes hashed per entry, not its
+    /// JSON); the rest (small: versions, stage heads, agent assignments, counters) its
+    /// JSON.
+    pub fn digest(&self) -> [u8; 32] {
+        // Destructured so that a field added later cannot be left out of the digest.
+        let LedgerState {
+            releases,
+            known_good,
+            current,
+            proposals,
+            rollouts,
+            assigned,
+            next_proposal,
+            next_rollout,
+        } = self;
+        let rest =
+            serde_json::to_vec(&(known_good, current, assigned, next_proposal, next_rollout))
+                .unwrap_or_default();
+        crate::consensus::Digest::of_parts(&[
+            b"ledger-state/3",
+            &releases.digest(),
+            &proposals.digest(),
+            &rollouts.digest(),
+            &rest,
+        ])
+        .0
+    }
+
+    /// Encodes the JSON of every release, proposal and rollout that changed since the last
+    /// call, so the next serialisation copies it (see [`EntryMap`]).
+    pub fn settle(&mut self) {
+        self.releases.settle();
+        self.proposals.settle();
+        self.rollouts.settle();
+    }
+
+    /// About how many bytes the state's JSON takes once settled (the maps' cached JSON; the
+    /// rest is small), to size a snapshot without encoding it.
+    pub fn json_bytes_hint(&self) -> usize {
+        self.releases.json_bytes() + self.proposals.json_bytes() + self.rollouts.json_bytes() + 4096
+    }
+
+    /// The rollout that holds the fleet (one at a time), if any.
+    pub fn active_rollout(&self) -> Option<&Rollout> {
+        self.rollouts.values().find(|r| r.status.is_active())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_are_their_serialised_form() {
+        for p in [
+            ProposalStatus::Pending,
+            ProposalStatus::Approved,
+            ProposalStatus::Rejected,
+            ProposalStatus::Expired,
+        ] {
+            assert_eq!(serde_json::to_value(p).ok(), Some(p.name().into()));
+        }
+        for r in [
+            RolloutStatus::InProgress,
+            RolloutStatus::Completed,
+            RolloutStatus::RollingBack,
+            RolloutStatus::RolledBack,
+            RolloutStatus::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(r).ok(), Some(r.name().into()));
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! A ledger with validators, a requester and a fleet of agents, for tests: it signs and submits
+//! operations, votes, health reports and deploy acks the way the cluster's decided batches would.
+
+use super::fusion::fuse;
+use super::gates::Gates;
+use super::ledger::*;
+use super::manifest::parse_manifest;
+use super::operation::Operation;
+use super::release::FusedRelease;
+use super::stage::Stage;
+use crate::crypto::Keypair;
+use crate::rollout::evidence::{
+    AckBody, AckOutcome, DeployAck, HealthBody, HealthReport, OrderAction, Sample,
+    MAX_LATEST_SAMPLES,
+};
+use crate::rollout::health::HealthThresholds;
+use crate::rollout::plan::FleetAgent;
+
+/// Validators in the world.
+pub const N: usize = 4;
+
+pub struct World {
+    pub ledger: Ledger,
+    pub requester: Keypair,
+    validators: Vec<Keypair>,
+    pub agents: Vec<(FleetAgent, Keypair)>,
+    /// The sequence number of the next batch (a test may jump it to move ledger time).
+    pub seq: u64,
+    nonce: u64,
+}
+
+pub fn release(version: &str) -> FusedRelease {
+    let m = |p: &str, role: &str, q: f64| {
+        let text = format!(
+            r#"{{"provider": "{p}", "artifacts": [{{"id": "{p}-model", "role": "{role}", "uri": "u://{p}",
+                "metrics": {{"quality": {q}, "safety": 0.98, "latency_ms_p95": 90, "cost_per_1k_tokens": 0.5}}}}]}}"#
+        );
+        parse_manifest(p, &text).expect("manifest")
+    };
+    let ms = vec![
+        m("hf", "textgen", 0.82),
+        m("gcp", "embed", 0.86),
+        m("aws", "runtime", 0.80),
+    ];
+    fuse(&ms, Gates::default(), Some(version.into()), "t".into())
+        .0
+        .expect("passes")
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    pub fn new() -> Self {
+        let validators: Vec<Keypair> = (0..N)
+            .map(|i| Keypair::from_label(&format!("val{i}")))
+            .collect();
+        let specialties = ["code_execute", "doc_plan", "memory_storage"];
+        let agents: Vec<(FleetAgent, Keypair)> = (0..6)
+            .map(|i| {
+                let key = Keypair::from_label(&format!("agent{i}"));
+                (
+                    FleetAgent {
+                        id: format!("agent-{i}"),
+                        specialty: specialties[i % 3].into(),
+                        key: key.public(),
+                    },
+                    key,
+                )
+            })
+            .collect();
+        let cfg = LedgerConfig {
+            validators: validators.iter().map(Keypair::public).collect(),
+            known_good: vec!["v0".into()],
+            gates: Gates::default(),
+            vote_window_seqs: 50,
+            agents: agents.iter().map(|(a, _)| a.clone()).collect(),
+            health: HealthThresholds::default(),
+        };
+        World {
+            ledger: Ledger::new(cfg),
+            requester: Keypair::from_label("requester"),
+            validators,
+            agents,
+            seq: 0,
+            nonce: 0,
+        }
+    }
+
+    pub fn submit(&mut self, signer: Signer, op: &Operation) -> Outcome {
+        self.seq += 1;
+        self.nonce += 1;
+        let key = match signer {
+            Signer::Validator(i) => self.validators.get(i as usize).map_or_else(
+                || Keypair::from_label(&format!("val{i}")).public(),
+                Keypair::public,
+            ),
+            Signer::Requester(k) => k,
+        };
+        self.ledger
+            .apply_operation(self.seq, signer, &key, self.nonce, &op.to_bytes())
+    }
+
+    pub fn request(&mut self, op: Operation) -> Outcome {
+        let k = self.requester.public();
+        self.submit(Signer::Requester(k), &op)
+    }
+
+    pub fn vote(&mut self, v: u32, proposal: u64, approve: bool) -> Outcome {
+        self.submit(
+            Signer::Validator(v),
+            &Operation::Vote {
+                proposal,
+                approve,
+                reasons: vec!["checked".into()],
+            },
+        )
+    }
+
+    pub fn health(
+        &self,
+        agent: usize,
+        rollout: u64,
+        version: &str,
+        coherence: f64,
+    ) -> HealthReport {
+        self.health_with(agent, rollout, version, coherence, 30)
+    }
+
+    pub fn health_with(
+        &self,
+        agent: usize,
+        rollout: u64,
+        version: &str,
+        coherence: f64,
+        samples: u32,
+    ) -> HealthReport {
+        let (a, key) = &self.agents[agent];
+        let s = Sample {
+            coherence,
+            error_rate: 0.01,
+            response_ms: 120.0,
+            safety: 0.97,
+            tasks_per_minute: 20.0,
+        };
+        let window = samples.min(30);
+        let body = HealthBody {
+            agent: a.id.clone(),
+            rollout,
+            version: version.into(),
+            report: 1,
+            samples,
+            window,
+            coherence_mean: coherence,
+            error_rate_mean: 0.01,
+            response_ms_p95: 120.0,
+            safety_min: 0.97,
+            tasks_per_minute: 20.0,
+            latest: vec![s; (window as usize).min(MAX_LATEST_SAMPLES)],
+        };
+        HealthReport::sign(&body, key)
+    }
+
+    pub fn step(&self, rollout: u64) -> u64 {
+        self.ledger.state().rollouts[&rollout].step_seq
+    }
+
+    pub fn ack_with(
+        &self,
+        agent: usize,
+        rollout: u64,
+        action: OrderAction,
+        version: &str,
+        outcome: AckOutcome,
+    ) -> DeployAck {
+        let (a, key) = &self.agents[agent];
+        DeployAck::sign(
+            &AckBody {
+                agent: a.id.clone(),
+                rollout,
+                action,
+                issued_seq: self.step(rollout),
+                version: version.into(),
+                outcome,
+                detail: String::new(),
+                refusal: None,
+            },
+            key,
+        )
+    }
+
+    pub fn ack(&self, agent: usize, rollout: u64, version: &str) -> DeployAck {
+        self.ack_with(
+            agent,
+            rollout,
+            OrderAction::Deploy,
+            version,
+            AckOutcome::Done,
+        )
+    }
+
+    pub fn agent_index(&self, id: &str) -> usize {
+        self.agents
+            .iter()
+            .position(|(a, _)| a.id == id)
+            .expect("agent")
+    }
+
+    /// Registers `version` and gets it approved to canary; returns the rollout id.
+    pub fn promote_to_canary(&mut self, version: &str) -> u64 {
+        assert!(
+            self.request(Operation::RegisterRelease {
+                release: release(version)
+            })
+            .accepted
+        );
+        let o = self.request(Operation::Promote {
+            version: version.into(),
+            to: Stage::Canary,
+            rollback_to: "v0".into(),
+        });
+        assert!(o.accepted, "{:?}", o.reasons);
+        let p = o.proposal.expect("proposal");
+        self.vote(0, p, true);
+        self.vote(1, p, true);
+        self.vote(2, p, true)
+            .rollout
+            .expect("approved at quorum opens a rollout")
+    }
+
+    pub fn complete_batches(&mut self, rollout: u64, version: &str) {
+        let batches = self.ledger.state().rollouts[&rollout].batches.clone();
+        for (i, batch) in batches.iter().enumerate() {
+            let idx: Vec<usize> = batch.iter().map(|id| self.agent_index(id)).collect();
+            let acks = idx.iter().map(|&a| self.ack(a, rollout, version)).collect();
+            let reports = idx
+                .iter()
+                .map(|&a| self.health(a, rollout, version, 0.9))
+                .collect();
+            let o = self.submit(
+                Signer::Validator(0),
+                &Operation::RolloutProgress {
+                    rollout,
+                    batch: i as u32 + 1,
+                    acks,
+                    reports,
+                },
+            );
+            assert!(o.accepted, "{:?}", o.reasons);
+        }
+    }
+}

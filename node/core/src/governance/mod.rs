@@ -1,0 +1,31 @@
+//! The release domain, pure and deterministic: provider manifests, federated fusion, quality
+//! gates with failure reports, fused releases, and the governance ledger that orders promotions,
+//! votes and rollbacks. No clock, RNG, I/O or hash-ordered map (the architecture test checks).
+
+pub mod admission;
+pub mod event;
+pub mod fusion;
+pub mod gates;
+pub mod ledger;
+pub mod manifest;
+pub mod operation;
+pub mod release;
+pub mod stage;
+
+pub use fusion::{fuse, FusionReport};
+pub use gates::Gates;
+pub use ledger::{Ledger, LedgerConfig};
+pub use manifest::{check_provider_set, parse_manifest, Manifest, ManifestError, Provider};
+pub use operation::Operation;
+pub use release::FusedRelease;
+pub use stage::{Stage, Tongue};
+
+#[cfg(test)]
+mod ledger_rollout_tests;
+#[cfg(test)]
+mod ledger_tests;
+/// A ledger world for tests (here and, with the `testkit` feature, in the crates above).
+#[cfg(any(test, feature = "testkit"))]
+pub mod ledger_world;
+#[cfg(test)]
+mod retention_tests;

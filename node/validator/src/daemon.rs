@@ -1,0 +1,35 @@
+//! `scbe-node run --config FILE`: load and validate the config (exit 2 naming the key at fault),
+//! set up logging and the async runtime, run until stopped or until a part of the validator
+//! fails (exit 1 with the error). `scbe-sim` starts its local validators through this too.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use scbe_wire::daemon::{base_of, init_tracing, runtime};
+
+use crate::config::NodeConfig;
+
+/// `scbe-node run --config FILE`.
+pub fn run_validator(config: &Path) -> ExitCode {
+    let base = base_of(config);
+    let validated = match NodeConfig::load(config).and_then(|c| c.validate(&base)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    let rt = match runtime(None) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match rt.block_on(crate::node::run(validated, &base)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("validator stopped: {e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

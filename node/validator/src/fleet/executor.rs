@@ -1,0 +1,293 @@
+//! The leader's executor (runtime side): carries out the current order of the active rollout.
+//!
+//! Only the current primary executes. For each step the ledger makes current it collects a
+//! quorum of endorsements (its own and its peers', each peer signing only an order its own ledger
+//! derived), then delivers the signed order to every agent of the step that is not recorded yet:
+//! bounded concurrency, retries with capped exponential backoff, and a deploy deadline for
+//! promotions (a silent agent then becomes a no-data claim; rollbacks and restores keep trying,
+//! since they must eventually reach every agent). Verified acks go to the core task, where the
+//! [`super::watcher::Watcher`] records progress or rolls back. A new primary after a view
+//! change does the same from the ledger's state; agents already on the version ack at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use scbe_core::crypto::{Keypair, PublicKey, Verifier};
+use scbe_core::rollout::evidence::{AckOutcome, EvidenceError, OrderAction, Refusal};
+use scbe_core::rollout::order::{Endorsement, SignedOrder, ORDER_KIND};
+use scbe_core::rollout::watcher::StepView;
+use scbe_core::validator_step::FleetView;
+use scbe_wire::fleet_client::{self, FleetClientError};
+
+use crate::inbound::FleetInput;
+
+/// Orders delivered at once.
+const DELIVERY_CONCURRENCY: usize = 64;
+/// Longest wait between two delivery attempts to one agent.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// An agent as the validator's config knows it.
+#[derive(Clone, Debug)]
+pub struct AgentInfo {
+    pub key: PublicKey,
+    pub specialty: String,
+    pub address: Option<SocketAddr>,
+}
+
+/// What the executor and the monitor need to know about the cluster and the fleet.
+pub struct FleetContext {
+    pub id: u32,
+    pub key: Keypair,
+    /// Every validator: id, key, gRPC address.
+    pub validators: Vec<(u32, Verifier, SocketAddr)>,
+    pub quorum: usize,
+    pub agents: BTreeMap<String, AgentInfo>,
+    /// How long the leader keeps trying to deliver a deploy before leaving it to the deadline.
+    pub deploy_deadline: Duration,
+    /// Timeout of one call to an agent (covers its hook).
+    pub agent_call_timeout: Duration,
+    pub input: mpsc::Sender<FleetInput>,
+    /// Test hook: the executor panics as it starts (the supervisor must stop the validator).
+    #[cfg(test)]
+    pub panic_on_start: bool,
+}
+
+impl FleetContext {
+    pub fn agent_key(&self, id: &str) -> Option<&PublicKey> {
+        self.agents.get(id).map(|a| &a.key)
+    }
+}
+
+/// The step being delivered: its identity and its delivery task (`None` once it finished).
+type Job = (StepKey, Option<tokio::task::JoinHandle<()>>);
+
+/// Runs the executor until the view channel closes. A delivery task that panics takes the
+/// executor down with it (and the supervisor the validator), instead of vanishing silently.
+pub async fn run_executor(ctx: Arc<FleetContext>, mut views: watch::Receiver<FleetView>) {
+    #[cfg(test)]
+    if ctx.panic_on_start {
+        panic!("injected executor panic");
+    }
+    let mut job: Option<Job> = None;
+    loop {
+        let view = views.borrow_and_update().clone();
+        let wanted = match (&view.step, view.primary) {
+            (Some(step), true) => Some(StepKey::of(step)),
+            _ => None,
+        };
+        let current = job.as_ref().map(|(k, _)| k.clone());
+        if wanted != current {
+            if let Some((_, Some(handle))) = job.take() {
+                handle.abort();
+            }
+            if let (Some(key), Some(step)) = (wanted, view.step.clone()) {
+                tracing::info!(
+                    node = ctx.id,
+                    rollout = step.rollout,
+                    batch = step.order.batch,
+                    action = ?step.order.action,
+                    agents = step.order.agents.len(),
+                    "executing"
+                );
+                let handle = tokio::spawn(execute_step(Arc::clone(&ctx), step, views.clone()));
+                job = Some((key, Some(handle)));
+            }
+        }
+        let active = job.as_ref().is_some_and(|(_, h)| h.is_some());
+        let delivering = job.as_mut().and_then(|(_, h)| h.as_mut());
+        tokio::select! {
+            changed = views.changed() => {
+                if changed.is_err() {
+                    if let Some((_, Some(handle))) = job.take() {
+                        handle.abort();
+                    }
+                    return;
+                }
+            }
+            done = async { delivering?.await.err() }, if active => {
+                if let Some((_, h)) = job.as_mut() {
+                    *h = None; // finished: every agent answered or was given up on
+                }
+                if let Some(e) = done.filter(|e| e.is_panic()) {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
+    }
+}
+
+/// Why a call to a peer or an agent gave nothing the executor can use (logged; it retries).
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error(transparent)]
+    Call(#[from] FleetClientError),
+    #[error("validator {validator} sent an invalid endorsement")]
+    InvalidEndorsement { validator: u32 },
+    #[error("the answer is not the agent's: {0}")]
+    Evidence(#[from] EvidenceError),
+}
+
+/// Identity of a step: a new one restarts delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StepKey {
+    rollout: u64,
+    issued_seq: u64,
+    action: OrderAction,
+}
+
+impl StepKey {
+    fn of(s: &StepView) -> Self {
+        StepKey {
+            rollout: s.rollout,
+            issued_seq: s.order.issued_seq,
+            action: s.order.action,
+        }
+    }
+}
+
+async fn execute_step(ctx: Arc<FleetContext>, step: StepView, views: watch::Receiver<FleetView>) {
+    let bytes = step.order.to_bytes();
+    let signed = Arc::new(collect_endorsements(&ctx, step.rollout, bytes).await);
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(DELIVERY_CONCURRENCY));
+    let mut tasks = JoinSet::new();
+    let targets: BTreeSet<String> = step.remaining().cloned().collect();
+    for agent in targets {
+        let Some(info) = ctx.agents.get(&agent).cloned() else {
+            continue;
+        };
+        let Some(addr) = info.address else {
+            tracing::warn!(%agent, "agent has no address in the config; it cannot be reached");
+            continue;
+        };
+        tasks.spawn(deliver(
+            Arc::clone(&ctx),
+            agent,
+            info.key,
+            addr,
+            Arc::clone(&signed),
+            step.order.action,
+            // Deploys of a promotion give up at the deadline (the no-data claim takes over);
+            // rollbacks and restores must reach everyone eventually.
+            (step.promote && step.order.action == OrderAction::Deploy)
+                .then_some(started + ctx.deploy_deadline),
+            Arc::clone(&gate),
+            views.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Own endorsement plus peers' until a quorum; retries peers that are behind or unreachable.
+async fn collect_endorsements(ctx: &FleetContext, rollout: u64, bytes: Vec<u8>) -> SignedOrder {
+    let mut got: BTreeMap<u32, Endorsement> = BTreeMap::new();
+    got.insert(ctx.id, Endorsement::sign(&bytes, &ctx.key));
+    let channels: BTreeMap<u32, (Verifier, tonic::transport::Channel)> = ctx
+        .validators
+        .iter()
+        .filter(|(id, _, _)| *id != ctx.id)
+        .filter_map(|(id, v, addr)| {
+            fleet_client::channel(*addr, Duration::from_secs(2))
+                .ok()
+                .map(|c| (*id, (v.clone(), c)))
+        })
+        .collect();
+    let mut pause = Duration::from_millis(50);
+    while got.len() < ctx.quorum {
+        let mut asks = JoinSet::new();
+        for (id, (v, ch)) in &channels {
+            if got.contains_key(id) {
+                continue;
+            }
+            let (id, v, ch, bytes) = (*id, v.clone(), ch.clone(), bytes.clone());
+            asks.spawn(async move {
+                let e = fleet_client::endorse(ch, rollout, &bytes).await?;
+                if e.signer != *v.public() || v.verify(ORDER_KIND, &bytes, &e.signature).is_err() {
+                    return Err(CallError::InvalidEndorsement { validator: id });
+                }
+                Ok((id, e))
+            });
+        }
+        while let Some(r) = asks.join_next().await {
+            match r {
+                Ok(Ok((id, e))) => {
+                    got.insert(id, e);
+                }
+                Ok(Err(e)) => tracing::debug!("endorsement not yet given: {e}"),
+                Err(_) => {}
+            }
+        }
+        if got.len() < ctx.quorum {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+    SignedOrder {
+        order: bytes,
+        endorsements: got.into_values().collect(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    ctx: Arc<FleetContext>,
+    agent: String,
+    key: PublicKey,
+    addr: SocketAddr,
+    order: Arc<SignedOrder>,
+    action: OrderAction,
+    give_up_at: Option<Instant>,
+    gate: Arc<Semaphore>,
+    views: watch::Receiver<FleetView>,
+) {
+    let Ok(ch) = fleet_client::channel(addr, ctx.agent_call_timeout) else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        // Recorded meanwhile (e.g. by an earlier leader's acks): nothing left to do.
+        let recorded = views
+            .borrow()
+            .step
+            .as_ref()
+            .is_some_and(|s| s.recorded.contains(&agent));
+        if recorded {
+            return;
+        }
+        let result = {
+            let Ok(_permit) = gate.acquire().await else {
+                return;
+            };
+            fleet_client::deliver(ch.clone(), &order, action).await
+        };
+        let answer = result.map_err(CallError::from).and_then(|ack| {
+            let body = ack.open(|id| (id == agent).then_some(&key))?;
+            Ok((ack, body))
+        });
+        match answer {
+            Ok((ack, body)) if body.outcome != AckOutcome::Refused => {
+                tracing::info!(%agent, outcome = ?body.outcome, detail = %body.detail, "agent answered");
+                let _ = ctx.input.send(FleetInput::Ack(ack, body)).await;
+                return;
+            }
+            Ok((_, body)) => {
+                tracing::warn!(%agent, reason = %body.detail, "agent refused the order");
+                if body.refusal == Some(Refusal::Stale) {
+                    return; // it already obeyed a newer one
+                }
+            }
+            Err(e) => tracing::debug!(%agent, "delivery failed: {e}"),
+        }
+        if give_up_at.is_some_and(|t| Instant::now() + backoff > t) {
+            tracing::warn!(%agent, "no answer by the deploy deadline");
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,148 @@
+//! Every validator's health monitor (runtime side): one `WatchHealth` stream per agent with an
+//! address, reconnecting with backoff. Each report's signature is checked against the agent's
+//! configured key before anything in it is parsed; refused reports are counted by reason.
+//! Verified reports go to the core task (the watcher decides on them) and into [`FleetHealth`],
+//! the latest figures per agent that `scbe status` and `/metrics` show.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scbe_core::rollout::evidence::{AgentBody, AgentSigned, EvidenceError, HealthBody};
+use scbe_wire::fleet_client;
+use scbe_wire::fleet_wire::FleetWireError;
+
+use super::executor::FleetContext;
+use crate::inbound::FleetInput;
+
+/// The latest verified report of one agent.
+#[derive(Clone, Debug)]
+pub struct AgentHealth {
+    pub body: HealthBody,
+    pub received: Instant,
+}
+
+/// Latest health per agent and refusal counters, shared with status and metrics.
+#[derive(Default)]
+pub struct FleetHealth {
+    latest: Mutex<BTreeMap<String, AgentHealth>>,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    reports: std::sync::atomic::AtomicU64,
+}
+
+impl FleetHealth {
+    pub fn latest(&self) -> BTreeMap<String, AgentHealth> {
+        self.latest.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn refused(&self) -> BTreeMap<&'static str, u64> {
+        self.refused.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn reports(&self) -> u64 {
+        self.reports.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn refuse(&self, reason: &'static str) {
+        if let Ok(mut m) = self.refused.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    fn update(&self, body: &HealthBody) {
+        self.reports
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut m) = self.latest.lock() {
+            m.insert(
+                body.agent.clone(),
+                AgentHealth {
+                    body: body.clone(),
+                    received: Instant::now(),
+                },
+            );
+        }
+    }
+}
+
+/// The health stream of one agent: reconnects with backoff for as long as the validator runs.
+pub async fn watch_agent(
+    ctx: Arc<FleetContext>,
+    health: Arc<FleetHealth>,
+    agent: String,
+    addr: std::net::SocketAddr,
+) {
+    // Streams are long-lived: no per-call timeout on the channel.
+    let Ok(ch) = fleet_client::channel(addr, Duration::from_secs(24 * 3600)) else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match fleet_client::health_stream(ch.clone()).await {
+            Ok(mut stream) => {
+                backoff = Duration::from_millis(100);
+                while let Ok(Some(update)) = fleet_client::next_update(&mut stream).await {
+                    if let Some(report) = update.report {
+                        if let Some((signed, body)) = verify(&ctx, &health, &agent, report) {
+                            health.update(&body);
+                            forward(&ctx, &health, FleetInput::Report(signed, body));
+                        }
+                    }
+                    if let Some(ack) = update.ack {
+                        if let Some((signed, body)) = verify(&ctx, &health, &agent, ack) {
+                            forward(&ctx, &health, FleetInput::Ack(signed, body));
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(%agent, "no health stream: {e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn forward(ctx: &FleetContext, health: &FleetHealth, input: FleetInput) {
+    if ctx.input.try_send(input).is_err() {
+        health.refuse("core queue full");
+    }
+}
+
+/// Checks that evidence from the stream of `agent` is signed by that agent; counts refusals.
+fn verify<T: AgentBody>(
+    ctx: &FleetContext,
+    health: &FleetHealth,
+    agent: &str,
+    item: Result<AgentSigned<T>, FleetWireError>,
+) -> Option<(AgentSigned<T>, T)> {
+    let signed = match item {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%agent, "malformed evidence: {e}");
+            health.refuse("malformed");
+            return None;
+        }
+    };
+    let opened = if signed.agent == agent {
+        signed.open(|id| ctx.agent_key(id))
+    } else {
+        Err(EvidenceError::AgentMismatch {
+            signer: agent.to_string(),
+            named: signed.agent.clone(),
+        })
+    };
+    match opened {
+        Ok(body) => Some((signed, body)),
+        Err(e) => {
+            tracing::warn!(%agent, "refused agent evidence: {e}");
+            health.refuse(match e {
+                EvidenceError::BadSignature { .. } => "bad signature",
+                EvidenceError::UnknownAgent { .. } => "unknown agent",
+                EvidenceError::AgentMismatch { .. } => "wrong agent",
+                EvidenceError::TooLarge { .. } => "too large",
+                EvidenceError::Malformed { .. } => "malformed",
+                EvidenceError::Inconsistent { .. } => "inconsistent",
+            });
+            None
+        }
+    }
+}

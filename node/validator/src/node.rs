@@ -1,0 +1,348 @@
+//! Start-up and wiring: opens the store, rebuilds the validator step from it, starts the gRPC
+//! server, the peer links, the fleet side, the heartbeat pacer and the metrics server under one
+//! [`Supervisor`], then runs the core task ([`Runtime`]) until the process is stopped or a
+//! supervised task ends (an error naming it: a validator that can no longer do its job stops
+//! rather than look healthy).
+//!
+//! One task owns the step and the record store. Each turn it takes every input that is waiting
+//! (up to a cap), runs them through the step, makes all the resulting `Persist` records durable
+//! in one commit, and only then lets the turn's messages leave, so nothing the replica signed can
+//! be on the wire before its vote guard is on disk. gRPC handlers decode and verify on their own
+//! tasks and only enqueue.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scbe_core::consensus::{ConfigError as CoreConfigError, Envelope, RestoreError, TimerKind};
+use scbe_core::governance::Ledger;
+use scbe_core::rollout::watcher::WatchSettings;
+use scbe_core::validator_step::{FleetView, ValidatorStep};
+use scbe_wire::ProtoCodec;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Validated;
+use crate::fleet::executor::{run_executor, AgentInfo, FleetContext};
+use crate::fleet::monitor::{watch_agent, FleetHealth};
+use crate::heartbeat_pacer::HeartbeatPacer;
+use crate::inbound::Inbound;
+use crate::metrics::{serve_metrics, Metrics};
+use crate::runtime::Runtime;
+use crate::services::grpc_server::{grpc_server, ServerParts};
+use crate::services::peer::peer_link;
+use crate::storage::{RecordStore, StorageError};
+use crate::timeouts::Timeouts;
+use crate::timer_queue::TimerQueue;
+use scbe_wire::supervisor::{Supervisor, TaskEnded};
+
+/// Inputs waiting for the core; beyond this, peers' messages are dropped (and counted).
+pub const INBOUND_QUEUE: usize = 16_384;
+/// Most inputs handled in one turn (one commit).
+pub const MAX_TURN: usize = 512;
+/// How often the watcher is asked what to submit, besides after every fleet input.
+pub const FLEET_TICK: Duration = Duration::from_millis(250);
+/// Agent evidence waiting for the core; beyond this, reports are dropped (and counted).
+pub const FLEET_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot restore the replica from its records: {0}")]
+    Restore(#[from] RestoreError),
+    #[error("invalid consensus configuration: {0}")]
+    Core(#[from] CoreConfigError),
+    #[error("cannot create data directory {path}: {detail}")]
+    DataDir { path: String, detail: String },
+    #[error("cannot listen on {addr}: {detail}")]
+    Listen { addr: SocketAddr, detail: String },
+    #[error("{0}; the validator stops rather than run without it")]
+    TaskEnded(#[from] TaskEnded),
+    #[error("the core task's queue closed")]
+    QueueClosed,
+}
+
+/// Runs the validator until the process is stopped. `base` resolves relative paths in the config.
+pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
+    let id = v.replica.id.0;
+    let data_dir = base.join(&v.raw.node.data_dir);
+    std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::DataDir {
+        path: data_dir.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let store = RecordStore::open(&data_dir.join("records.redb"), &v.key.public())?;
+    let directory = Arc::new(v.replica.directory.clone());
+    let records = store.load(&directory)?;
+    let mut ledger = Ledger::new(v.ledger.clone());
+    ledger.keep_fresh();
+    let codec = Arc::new(ProtoCodec);
+    let watch = watch_settings(&v);
+    let (step, initial) = if records.is_empty() {
+        ValidatorStep::start(v.replica.clone(), v.key.clone(), codec, ledger, watch)?
+    } else {
+        tracing::info!(node = id, records = records.len(), "restoring from storage");
+        ValidatorStep::restore(
+            v.replica.clone(),
+            v.key.clone(),
+            codec,
+            ledger,
+            watch,
+            &records,
+        )?
+    };
+    let mut tasks = Supervisor::default();
+    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+    let metrics = Arc::new(Metrics::default());
+    let fleet_health = Arc::new(FleetHealth::default());
+    let listen = v.raw.validators[id as usize].address;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| NodeError::Listen {
+            addr: listen,
+            detail: e.to_string(),
+        })?;
+    let (events_tx, events_rx) = watch::channel(0u64);
+    tasks.spawn(
+        "gRPC server",
+        grpc_server(
+            listener,
+            ServerParts {
+                inbound: tx.clone(),
+                directory: Arc::clone(&directory),
+                metrics: Arc::clone(&metrics),
+                events: events_rx,
+                max_request_bytes: v.replica.max_request_bytes,
+                quotas: v.raw.quotas.limits(),
+            },
+        )
+        .await,
+    );
+    if let Some(addr) = v.raw.node.metrics_listen {
+        let listener =
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| NodeError::Listen {
+                    addr,
+                    detail: e.to_string(),
+                })?;
+        tasks.spawn(
+            "metrics server",
+            serve_metrics(
+                listener,
+                Arc::clone(&metrics),
+                Arc::clone(&fleet_health),
+                id,
+            ),
+        );
+    }
+    let mut peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = BTreeMap::new();
+    for p in v.raw.validators.iter().filter(|p| p.id != id) {
+        let (queue, link) = peer_link(p.address);
+        tasks.spawn(format!("peer link to validator {}", p.id), link);
+        peers.insert(p.id, queue);
+    }
+    let (fleet_view, fleet_views) = watch::channel(FleetView::default());
+    start_fleet(
+        &v,
+        &mut tasks,
+        tx.clone(),
+        fleet_views,
+        Arc::clone(&fleet_health),
+    );
+    let c = &v.raw.consensus;
+    let pacer = Arc::new(HeartbeatPacer::default());
+    tasks.spawn(
+        "heartbeat pacer",
+        Arc::clone(&pacer).run(peers.values().cloned().collect(), c.heartbeat_interval),
+    );
+    let timeouts = Timeouts::new(BTreeMap::from([
+        (TimerKind::Request, c.request_timeout),
+        (TimerKind::ViewChange, c.view_change_timeout),
+        (TimerKind::Status, c.status_interval),
+        (TimerKind::Heartbeat, c.heartbeat_interval),
+    ]));
+    let mut rt = Runtime {
+        id,
+        step,
+        store,
+        peers,
+        pacer,
+        waiters: BTreeMap::new(),
+        timers: TimerQueue::default(),
+        timeouts,
+        metrics,
+        events: events_tx,
+        fleet_view,
+        fleet_health,
+        consensus_seen: (scbe_core::consensus::Status::Normal, None),
+        started: Instant::now(),
+    };
+    tracing::info!(
+        node = id,
+        %listen,
+        view = rt.step.replica().view().0,
+        executed = rt.step.last_executed().0,
+        "validator running"
+    );
+    rt.perform(initial)?;
+    // The core task's own sender stays with the tasks that feed it: the queue closes only if
+    // all of them ended, which the supervisor reports first.
+    drop(tx);
+    rt.run(rx, &mut tasks).await
+}
+
+/// How this validator's watcher judges and paces the fleet, from its config.
+fn watch_settings(v: &Validated) -> WatchSettings {
+    let c = &v.raw.consensus;
+    let ro = &v.raw.rollout;
+    WatchSettings {
+        thresholds: v.ledger.health,
+        step_deadline_ms: ro.step_deadline().as_millis() as u64,
+        resubmit_ms: (c.request_timeout * 4)
+            .max(Duration::from_secs(2))
+            .as_millis() as u64,
+        leader_grace_ms: (c.request_timeout * 4)
+            .max(Duration::from_secs(2))
+            .as_millis() as u64,
+        // Long enough for a slow hook to answer, short enough to replace a dead leader well
+        // before the step's deadline.
+        stall_ms: (ro.deploy_deadline / 8)
+            .max(Duration::from_secs(3))
+            .as_millis() as u64,
+        // Well under the operation cap: JSON escaping and the request envelope add to it.
+        max_op_bytes: scbe_core::governance::operation::MAX_OPERATION_BYTES
+            .min(v.replica.max_request_bytes.saturating_sub(1024))
+            / 2,
+    }
+}
+
+/// Starts the fleet side under `tasks`: the executor (acts only while this validator is
+/// primary), one health stream per agent with an address, a forwarder for their verified
+/// evidence, and the watcher's tick.
+fn start_fleet(
+    v: &Validated,
+    tasks: &mut Supervisor,
+    inbound: mpsc::Sender<Inbound>,
+    views: watch::Receiver<FleetView>,
+    health: Arc<FleetHealth>,
+) {
+    let (input, mut evidence) = mpsc::channel(FLEET_QUEUE);
+    let agents = v
+        .raw
+        .agents
+        .iter()
+        .zip(&v.ledger.agents)
+        .map(|(entry, a)| {
+            (
+                a.id.clone(),
+                AgentInfo {
+                    key: a.key,
+                    specialty: a.specialty.clone(),
+                    address: entry.address,
+                },
+            )
+        })
+        .collect();
+    let validators = v
+        .raw
+        .validators
+        .iter()
+        .zip(v.replica.directory.validators())
+        .filter_map(|(entry, key)| {
+            scbe_core::crypto::Verifier::new(*key)
+                .ok()
+                .map(|verifier| (entry.id, verifier, entry.address))
+        })
+        .collect();
+    let ctx = Arc::new(FleetContext {
+        id: v.replica.id.0,
+        key: v.key.clone(),
+        validators,
+        quorum: v.replica.quorum(),
+        agents,
+        deploy_deadline: v.raw.rollout.deploy_deadline,
+        agent_call_timeout: v.raw.rollout.agent_call_timeout,
+        input,
+        #[cfg(test)]
+        panic_on_start: v.inject_executor_panic,
+    });
+    for (agent, info) in &ctx.agents {
+        if let Some(addr) = info.address {
+            tasks.spawn(
+                format!("health stream of agent {agent}"),
+                watch_agent(Arc::clone(&ctx), Arc::clone(&health), agent.clone(), addr),
+            );
+        }
+    }
+    tasks.spawn("rollout executor", run_executor(ctx, views));
+    let to_core = inbound.clone();
+    tasks.spawn("fleet evidence forwarder", async move {
+        while let Some(x) = evidence.recv().await {
+            if to_core.send(Inbound::Fleet(x)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tasks.spawn("fleet tick", async move {
+        let mut tick = tokio::time::interval(FLEET_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            // A full queue means the core is busy; the next tick will do.
+            if let Err(mpsc::error::TrySendError::Closed(_)) = inbound.try_send(Inbound::FleetTick)
+            {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use scbe_core::crypto::Keypair;
+    use scbe_wire::key_file::encode_hex;
+
+    /// A validator whose rollout executor dies stops, with an error naming the executor, instead
+    /// of running on with rollouts that would never execute.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_validator_whose_executor_panics_stops_with_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let keys: Vec<Keypair> = (0..4)
+            .map(|i| Keypair::from_label(&format!("sup{i}")))
+            .collect();
+        std::fs::create_dir_all(dir.path().join("keys")).expect("keys dir");
+        std::fs::write(
+            dir.path().join("keys/node0.key"),
+            encode_hex(&keys[0].secret_bytes()),
+        )
+        .expect("key");
+        // Port 0 for this validator (any free one); the peers are never reached.
+        let mut toml =
+            String::from("[node]\nid = 0\ndata_dir = \"data\"\nkey_file = \"keys/node0.key\"\n");
+        for (i, k) in keys.iter().enumerate() {
+            let port = if i == 0 { 0 } else { 9 };
+            toml.push_str(&format!(
+                "[[validators]]\nid = {i}\npublic_key = \"{}\"\naddress = \"127.0.0.1:{port}\"\n",
+                encode_hex(k.public().as_bytes())
+            ));
+        }
+        let mut v = NodeConfig::parse(Path::new("node.toml"), &toml)
+            .and_then(|c| c.validate(dir.path()))
+            .expect("valid config");
+        v.inject_executor_panic = true;
+        let ended = tokio::time::timeout(Duration::from_secs(60), run(v, dir.path()))
+            .await
+            .expect("the validator stops by itself");
+        match ended {
+            Err(NodeError::TaskEnded(t)) => {
+                assert_eq!(t.task, "rollout executor");
+                assert!(t.how.contains("injected executor panic"), "{}", t.how);
+            }
+            other => panic!("expected the executor's end to stop the validator, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The task that owns the core: one loop turn at a time, it runs every waiting input through the
+//! [`ValidatorStep`] (replica, ledger and fleet watcher), makes the turn's records durable in one
+//! commit and only then lets the turn's messages leave, answers clients and queries, and
+//! publishes the executor's view of the fleet. `node.rs` wires it to the network, storage and
+//! the clock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use scbe_core::consensus::{Action, Envelope, Input, Kind, Message, Status};
+use scbe_core::crypto::PublicKey;
+use scbe_core::governance::event::Event;
+use scbe_core::governance::ledger::operation_digest;
+use scbe_core::governance::release::hex;
+use scbe_core::governance::Ledger;
+use scbe_core::validator_step::{ClientReply, FleetView, Submission, SubmitRefusal, ValidatorStep};
+use scbe_wire::status_summary::{LatestReport, StatusSummary};
+
+use crate::fleet::monitor::FleetHealth;
+use crate::heartbeat_pacer::HeartbeatPacer;
+use crate::inbound::{FleetInput, Inbound, StatusDetail, StatusQuery, StatusReport};
+use crate::metrics::Metrics;
+use crate::node::{NodeError, MAX_TURN};
+use crate::storage::RecordStore;
+use crate::timeouts::Timeouts;
+use crate::timer_queue::TimerQueue;
+use scbe_wire::supervisor::Supervisor;
+
+/// A storage commit this long is logged (a quarter of the default silence allowed).
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
+/// A client waiting for its request: when it arrived, which request (operation digest), and
+/// where the reply goes.
+type Waiter = (
+    Instant,
+    String,
+    oneshot::Sender<Result<ClientReply, SubmitRefusal>>,
+);
+
+/// The core's owner and everything it needs within one turn.
+pub(crate) struct Runtime {
+    pub(crate) id: u32,
+    /// Replica, ledger and watcher: every decision this validator takes.
+    pub(crate) step: ValidatorStep,
+    pub(crate) store: RecordStore,
+    pub(crate) peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>>,
+    /// Keeps this validator's heartbeats going while it leads and is inside a long turn.
+    pub(crate) pacer: Arc<HeartbeatPacer>,
+    /// Clients waiting per (signer, nonce): more than one when a request is submitted again
+    /// (a retry, another stream) before it is decided; each gets its answer.
+    pub(crate) waiters: BTreeMap<(PublicKey, u64), Vec<Waiter>>,
+    /// The core's timers, polled by this task between turns.
+    pub(crate) timers: TimerQueue,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Number of ledger events, published after every turn for `Watch` streams.
+    pub(crate) events: watch::Sender<u64>,
+    /// The active step and whether this validator leads, for the executor.
+    pub(crate) fleet_view: watch::Sender<FleetView>,
+    pub(crate) fleet_health: Arc<FleetHealth>,
+    /// (status, suspected view) after the last turn: changes are logged at debug level, the
+    /// timeline of a failover.
+    pub(crate) consensus_seen: (scbe_core::consensus::Status, Option<u64>),
+    pub(crate) started: Instant,
+}
+
+impl Runtime {
+    /// The core task: a turn for every batch of waiting inputs (timers that fired included),
+    /// until a supervised task ends (then the validator stops with it) or the queue closes.
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Inbound>,
+        tasks: &mut Supervisor,
+    ) -> Result<(), NodeError> {
+        loop {
+            let first = tokio::select! {
+                ended = tasks.first_ended() => return Err(ended.into()),
+                Some(t) = self.timers.next(), if !self.timers.is_empty() => Inbound::Timer(t),
+                x = rx.recv() => x.ok_or(NodeError::QueueClosed)?,
+            };
+            let mut turn = vec![first];
+            while turn.len() < MAX_TURN {
+                match rx.try_recv() {
+                    Ok(x) => turn.push(x),
+                    Err(_) => break,
+                }
+            }
+            self.turn(turn)?;
+        }
+    }
+
+    /// One loop turn: every input through the core (client requests answered from the ledger
+    /// when already decided, queries answered from state), the watcher asked what to submit,
+    /// then everything the core produced performed (`perform`).
+    pub(crate) fn turn(&mut self, turn: Vec<Inbound>) -> Result<(), NodeError> {
+        // A heartbeat of a view this validator no longer leads must not be kept going through
+        // this turn (the view may have changed in the last one).
+        self.forget_heartbeat_unless_leading();
+        self.pacer.turn_started(Instant::now());
+        let done = self.run_turn(turn);
+        self.pacer.turn_ended();
+        done
+    }
+
+    fn run_turn(&mut self, turn: Vec<Inbound>) -> Result<(), NodeError> {
+        let mut actions = Vec::new();
+        let mut decide = false;
+        // Client requests of the whole turn are relayed to peers together, at its end.
+        self.step.begin_turn();
+        for input in turn {
+            match input {
+                Inbound::Peer(m) => {
+                    if let Message::PrePrepare(pp) = m.value() {
+                        self.timeouts.pre_prepared(pp.seq, Instant::now());
+                    }
+                    actions.extend(self.step.handle(Input::Message(m)));
+                }
+                Inbound::Timer(t) => actions.extend(self.step.handle(Input::Timeout(t))),
+                Inbound::Client { request, reply } => {
+                    let waiter = (
+                        (*request.signer(), request.value().nonce),
+                        operation_digest(&request.value().operation),
+                    );
+                    let store = &self.store;
+                    let submitted = self.step.submit(request, |signer, nonce| {
+                        tokio::task::block_in_place(|| {
+                            store.outcome(&hex(signer.as_bytes()), nonce).ok().flatten()
+                        })
+                    });
+                    match submitted {
+                        Ok(Submission::Ordered(a)) => {
+                            actions.extend(a);
+                            let (key, digest) = waiter;
+                            self.waiters.entry(key).or_default().push((
+                                Instant::now(),
+                                digest,
+                                reply,
+                            ));
+                        }
+                        Ok(Submission::Decided(r)) => {
+                            let _ = reply.send(Ok(r));
+                        }
+                        Err(refused) => {
+                            let _ = reply.send(Err(refused));
+                        }
+                    }
+                }
+                Inbound::Status { query, reply } => {
+                    let _ = reply.send(self.status(query));
+                }
+                Inbound::Events { from, reply } => {
+                    let _ = reply.send(self.events(from));
+                }
+                Inbound::Audit { from, reply } => {
+                    let store = &self.store;
+                    let chunk = tokio::task::block_in_place(|| {
+                        store.decided_from(from, crate::services::audit_service::AUDIT_CHUNK)
+                    });
+                    let _ = reply.send(chunk);
+                }
+                Inbound::Fleet(FleetInput::Report(signed, body)) => {
+                    let now = self.now_ms();
+                    self.step.report(signed, body, now);
+                    decide = true;
+                }
+                Inbound::Fleet(FleetInput::Ack(signed, body)) => {
+                    self.step.ack(signed, body);
+                    decide = true;
+                }
+                Inbound::FleetTick => decide = true,
+                Inbound::Endorse {
+                    rollout,
+                    order,
+                    reply,
+                } => {
+                    let _ = reply.send(self.step.endorse(rollout, &order));
+                }
+            }
+        }
+        actions.extend(self.fleet_turn(decide));
+        actions.extend(self.step.end_turn());
+        self.perform(actions)?;
+        Ok(())
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self.step.ledger()
+    }
+
+    fn send(&self, to: u32, env: &Arc<Envelope>) {
+        if let Some(p) = self.peers.get(&to) {
+            if p.try_send(Arc::clone(env)).is_err() {
+                self.metrics.dropped("peer queue full");
+            }
+        }
+    }
+
+    /// Persists the turn's records in one commit, then performs everything else in order.
+    pub(crate) fn perform(&mut self, actions: Vec<Action>) -> Result<(), NodeError> {
+        let records: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Persist(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let decided: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Deliver(d) => Some(d.certificate.clone()),
+                _ => None,
+            })
+            .collect();
+        // Answered before this replica's own commit: a batch that committed here was prepared,
+        // durably, by a quorum before any of them sent its commit, so the decision and its
+        // (deterministic) outcome stand even if this process dies before its write lands. The
+        // client is spared one fsync; nothing a peer receives depends on it.
+        let now = Instant::now();
+        for a in &actions {
+            if let Action::Deliver(d) = a {
+                self.answer_waiters(d);
+                self.timeouts.executed(d.seq, now);
+            }
+        }
+        let history = self.ledger().take_new();
+        let has_history = !history.events.is_empty() || !history.outcomes.is_empty();
+        if !records.is_empty() || !decided.is_empty() || has_history {
+            // The view may have changed in this turn: not through the commit.
+            self.forget_heartbeat_unless_leading();
+            let start = std::time::Instant::now();
+            tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided, &history))?;
+            let took = start.elapsed();
+            if took >= SLOW_COMMIT {
+                // The loop (heartbeats included) waited this long: worth seeing next to a view
+                // change.
+                tracing::warn!(
+                    node = self.id,
+                    ms = took.as_millis() as u64,
+                    records = records.len(),
+                    decided = decided.len(),
+                    "slow storage commit"
+                );
+            }
+            self.metrics
+                .sync_micros_total
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            self.metrics.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        for a in actions {
+            match a {
+                Action::Persist(_) => {}
+                Action::Send { to, envelope } => self.send(to.0, &envelope),
+                Action::Broadcast(envelope) => {
+                    if envelope.kind == Kind::Heartbeat {
+                        self.pacer.signed(Arc::clone(&envelope));
+                    }
+                    for to in self.peers.keys().copied().collect::<Vec<_>>() {
+                        self.send(to, &envelope);
+                    }
+                }
+                Action::Deliver(d) => {
+                    self.metrics.decisions.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        node = self.id,
+                        seq = d.seq.0,
+                        requests = d.executed.len(),
+                        "decided"
+                    );
+                }
+                Action::Restored { seq, .. } => {
+                    tracing::info!(
+                        node = self.id,
+                        seq = seq.0,
+                        "caught up from a peer's checkpoint snapshot"
+                    );
+                }
+                Action::SetTimer(t) => {
+                    let d = self.timeouts.duration(&t);
+                    self.timers.set(t, d);
+                }
+                Action::CancelTimer(kind) => self.timers.cancel(kind),
+            }
+        }
+        let view = self.step.replica().view().0;
+        if self.metrics.view.swap(view, Ordering::Relaxed) != view {
+            self.metrics.view_changes.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(node = self.id, view, "entered view");
+        }
+        let seen = (
+            self.step.replica().status(),
+            self.step.replica().suspecting().map(|v| v.0),
+        );
+        if std::mem::replace(&mut self.consensus_seen, seen) != seen {
+            tracing::debug!(node = self.id, view, status = ?seen.0, suspecting = ?seen.1, "consensus status");
+        }
+        // Clients that gave up no longer need a reply.
+        self.waiters.retain(|_, ws| {
+            ws.retain(|(_, _, w)| !w.is_closed());
+            !ws.is_empty()
+        });
+        if let Ok(mut m) = self.metrics.core_dropped.lock() {
+            m.clone_from(self.step.replica().dropped());
+        }
+        let count = self.ledger().journal().events.total();
+        self.events
+            .send_if_modified(|c| std::mem::replace(c, count) != count);
+        Ok(())
+    }
+
+    /// A heartbeat of a view this validator no longer leads (in normal operation) must not be
+    /// re-sent for it: backups still in that view would take it for their primary's.
+    fn forget_heartbeat_unless_leading(&self) {
+        let r = self.step.replica();
+        if !(r.is_primary() && r.status() == Status::Normal) {
+            self.pacer.forget();
+        }
+    }
+
+    /// Replies to every client waiting for a request of this decided batch: its outcome, or,
+    /// if the nonce went to another request, a refusal saying so.
+    fn answer_waiters(&mut self, d: &scbe_core::consensus::Decision) {
+        for r in &d.certificate.pre_prepare.value().batch {
+            let key = (*r.signer(), r.value().nonce);
+            for (since, digest, w) in self.waiters.remove(&key).unwrap_or_default() {
+                self.metrics.observe_latency(since.elapsed());
+                let _ = w.send(self.step.reply(d, &key.0, key.1, &digest));
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// After the turn's inputs: what the step submits for the fleet (its actions join this
+    /// turn's commit), and the executor's view when it moved.
+    fn fleet_turn(&mut self, decide: bool) -> Vec<Action> {
+        let now = self.now_ms();
+        let turn = self.step.fleet_turn(now, decide);
+        if let Some(view) = turn.view {
+            self.fleet_view.send_if_modified(|v| {
+                let changed = *v != view;
+                *v = view;
+                changed
+            });
+            self.metrics
+                .set_consensus_rate(scbe_wire::status_summary::consensus_rate(self.ledger()));
+        }
+        for (op, nonce) in &turn.submitted {
+            tracing::info!(node = self.id, op, nonce, "submitting");
+        }
+        if let Some(view) = turn.replaced_view {
+            tracing::warn!(
+                node = self.id,
+                view,
+                "the ledger replaces this view's primary"
+            );
+        }
+        turn.actions
+    }
+
+    /// Events from position `from` on (one chunk): from memory while the ledger keeps them,
+    /// older ones from the store.
+    fn events(&self, from: u64) -> Vec<(u64, Event)> {
+        const CHUNK: usize = 512;
+        let kept = &self.ledger().journal().events;
+        if from >= kept.first() {
+            return kept
+                .since(from)
+                .take(CHUNK)
+                .map(|(i, e)| (i, e.clone()))
+                .collect();
+        }
+        let store = &self.store;
+        tokio::task::block_in_place(|| store.events_from(from, CHUNK)).unwrap_or_else(|e| {
+            tracing::warn!(node = self.id, error = %e, "cannot read stored events");
+            Vec::new()
+        })
+    }
+
+    fn status(&self, query: StatusQuery) -> StatusReport {
+        let r = self.step.replica();
+        let l = self.ledger();
+        let detail = match query.proposal {
+            Some(p) => StatusDetail::Proposal(l.state().proposals.get(&p).cloned().map(Box::new)),
+            None => {
+                let now = Instant::now();
+                let health = self
+                    .fleet_health
+                    .latest()
+                    .into_iter()
+                    .map(|(agent, h)| {
+                        let age_ms = now.saturating_duration_since(h.received).as_millis() as u64;
+                        (
+                            agent,
+                            LatestReport {
+                                body: h.body,
+                                age_ms,
+                            },
+                        )
+                    })
+                    .collect();
+                StatusDetail::Summary(Box::new(StatusSummary::of(l, &health)))
+            }
+        };
+        StatusReport {
+            node: self.id,
+            view: r.view().0,
+            status: r.status(),
+            last_executed: r.last_executed().0,
+            stable_checkpoint: r.stable_checkpoint().seq.0,
+            last_nonce: query.signer.map_or(0, |k| r.last_nonce(&k)),
+            detail,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The validator's gRPC server: `Consensus`, `Governance`, `Audit`, `Orders`, the standard
+//! `grpc.health.v1` service and server reflection, on one listener.
+
+use std::sync::Arc;
+
+use scbe_core::consensus::Directory;
+use scbe_proto::v1 as pb;
+use scbe_wire::{VerifiedCache, MAX_ENVELOPE_BYTES};
+use tokio::sync::{mpsc, watch};
+
+use crate::inbound::Inbound;
+use crate::metrics::Metrics;
+
+use super::audit_service::AuditService;
+use super::consensus_service::ConsensusService;
+use super::governance_service::GovernanceService;
+use super::orders_service::OrdersService;
+use super::quota::{QuotaLimits, Quotas};
+
+/// Envelope digests remembered as verified (about 6 MB at most).
+pub const VERIFIED_CACHE: usize = 65_536;
+
+/// What the services share with the core task.
+pub struct ServerParts {
+    pub inbound: mpsc::Sender<Inbound>,
+    pub directory: Arc<Directory>,
+    pub metrics: Arc<Metrics>,
+    /// Ledger event count, bumped by the core after every turn (for `Watch` streams).
+    pub events: watch::Receiver<u64>,
+    /// Largest request the consensus core admits; bigger ones are refused at the door.
+    pub max_request_bytes: usize,
+    pub quotas: QuotaLimits,
+}
+
+/// The server, ready to run on `listener` (it runs until the process stops, or fails).
+pub async fn grpc_server(
+    listener: tokio::net::TcpListener,
+    p: ServerParts,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    // Requests are verified once when they arrive, not again inside pre-prepares.
+    let verified = Arc::new(VerifiedCache::new(VERIFIED_CACHE));
+    let consensus = pb::consensus_server::ConsensusServer::new(ConsensusService {
+        inbound: p.inbound.clone(),
+        directory: Arc::clone(&p.directory),
+        metrics: Arc::clone(&p.metrics),
+        verified: Arc::clone(&verified),
+    })
+    .max_decoding_message_size(MAX_ENVELOPE_BYTES);
+    let governance = pb::governance_server::GovernanceServer::new(GovernanceService {
+        inbound: p.inbound.clone(),
+        directory: Arc::clone(&p.directory),
+        verified,
+        events: p.events,
+        max_request_bytes: p.max_request_bytes,
+        quotas: Arc::new(Quotas::new(p.quotas)),
+    })
+    .max_decoding_message_size(MAX_ENVELOPE_BYTES);
+    let audit = pb::audit_server::AuditServer::new(AuditService {
+        inbound: p.inbound.clone(),
+    });
+    let orders = pb::orders_server::OrdersServer::new(OrdersService { inbound: p.inbound });
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::governance_server::GovernanceServer<GovernanceService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::consensus_server::ConsensusServer<ConsensusService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(scbe_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .ok();
+    async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(consensus)
+            .add_service(governance)
+            .add_service(audit)
+            .add_service(orders)
+            .add_service(health)
+            .add_optional_service(reflection)
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(e) = served {
+            // The supervisor stops the validator: it can no longer be reached.
+            tracing::error!("gRPC server stopped: {e}");
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The record store: an append-ordered log of the core's `Record`s in one redb file.
+//!
+//! Rules the runtime relies on:
+//! - [`RecordStore::append`] makes every record of one loop turn durable in a single transaction
+//!   (one fsync) and returns only after the commit: the runtime sends nothing the core produced
+//!   after those records until it returns (DESIGN §3, "Durability").
+//! - A stable checkpoint compacts the log exactly like the core expects on restore: records at or
+//!   below the checkpoint go, except its snapshot; only the latest view-change / entered-view
+//!   record is kept.
+//! - [`RecordStore::open`] refuses a file that is corrupt, truncated, from another format
+//!   version or written by another validator key, and [`RecordStore::load`] re-verifies every
+//!   signature: a node that cannot trust its vote guard must not start, or it might double-sign.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message as _;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::storage::value_codec::{pack, unpack};
+use scbe_core::consensus::{Directory, Record};
+use scbe_core::crypto::PublicKey;
+use scbe_core::governance::event::Event;
+use scbe_core::governance::ledger::{Fresh, Outcome};
+use scbe_wire::{decode_commit_cert, record_key, stored_record_key, StoredKind};
+use scbe_wire::{decode_record, encode_record, WireError};
+
+const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The audit trail: every decided batch's commit certificate by sequence number. Never compacted.
+const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
+/// The ledger's history beyond what it keeps in memory (`governance::ledger::journal`): every
+/// event by position, every request outcome by `signer-hex:nonce`, as JSON. Never compacted;
+/// written in the same transaction as the batches that produced them.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
+/// Format 2 stores the values of `records` and `decided` through `value_codec` (compressed when
+/// large); format 1 stored them as they are and is upgraded in place on open.
+const FORMAT_VERSION: &[u8] = b"scbe-records-2";
+const FORMAT_1: &[u8] = b"scbe-records-1";
+/// redb's page cache. Its default (1 GiB) is a ceiling, not a reservation, but every page of a
+/// file that only grows (the audit trail) stays cached up to it: the validator's memory grew
+/// with history. 64 MiB holds the B-trees' interior pages many times over and keeps a
+/// 6.4 MiB write cache (redb splits it 90/10), more than one turn writes.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A stored value `value_codec` cannot read, as the decoding error it is.
+fn stored_value(e: crate::storage::value_codec::ValueError) -> WireError {
+    WireError::Decode {
+        what: "stored value",
+        reason: e.to_string(),
+    }
+}
+
+/// Rewrites every value of `def` as format 2 stores it (inside the opening transaction: a
+/// store killed during the upgrade is still format 1, and upgraded on the next open).
+fn upgrade_from_format_1(
+    txn: &redb::WriteTransaction,
+    def: TableDefinition<u64, &[u8]>,
+) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(def)?;
+    let packed: Vec<(u64, Vec<u8>)> = table
+        .iter()?
+        .map(|e| e.map(|(k, v)| (k.value(), pack(v.value()))))
+        .collect::<Result<_, _>>()?;
+    for (k, v) in packed {
+        table.insert(k, v.as_slice())?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open the database {path}: {detail} (the node refuses to start rather than risk signing twice; restore the file from a backup or move it away to rejoin from peers)")]
+    Open { path: PathBuf, detail: String },
+    #[error(
+        "database {path} was written by validator key {found}, but this node's key is {expected}"
+    )]
+    WrongNode {
+        path: PathBuf,
+        expected: PublicKey,
+        found: String,
+    },
+    #[error("database {path} has format {found:?}, expected {expected:?}")]
+    Format {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("record {index} in {path} is unreadable: {source} (the node refuses to start)")]
+    Record {
+        path: PathBuf,
+        index: u64,
+        source: WireError,
+    },
+    #[error("storage operation on {path} failed: {detail}")]
+    Io { path: PathBuf, detail: String },
+}
+
+/// What each record of the `records` table is about, by its index there.
+type RecordIndex = std::collections::BTreeMap<u64, (StoredKind, Option<u64>)>;
+
+pub struct RecordStore {
+    path: PathBuf,
+    db: Database,
+    next_index: u64,
+    /// Kind and sequence number of every record in the table, read once at open and kept
+    /// with every write: compaction picks what to drop from here instead of reading every
+    /// record back (a snapshot holds the ledger's whole state; reading and decoding them all at
+    /// every stable checkpoint was a third of a validator's time under registrations).
+    index: RecordIndex,
+}
+
+impl RecordStore {
+    fn io(&self, e: impl std::fmt::Display) -> StorageError {
+        StorageError::Io {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Opens (or creates) the store at `path` for the validator with key `node`.
+    pub fn open(path: &Path, node: &PublicKey) -> Result<Self, StorageError> {
+        let open_err = |e: &dyn std::fmt::Display| StorageError::Open {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        if !path.exists() {
+            Self::create_atomically(path, node).map_err(|e| open_err(&e))?;
+        }
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
+            .map_err(|e| open_err(&e))?;
+        let mut store = RecordStore {
+            path: path.to_path_buf(),
+            db,
+            next_index: 0,
+            index: RecordIndex::new(),
+        };
+        let txn = store.db.begin_write().map_err(|e| open_err(&e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| open_err(&e))?;
+            let format = meta
+                .get("format")
+                .map_err(|e| open_err(&e))?
+                .map(|v| v.value().to_vec());
+            match format {
+                None => {
+                    meta.insert("format", FORMAT_VERSION)
+                        .map_err(|e| open_err(&e))?;
+                    meta.insert("node", node.as_bytes().as_slice())
+                        .map_err(|e| open_err(&e))?;
+                }
+                Some(f) if f == FORMAT_1 => {
+                    Self::check_owner(&meta, path, node)?;
+                    meta.insert("format", FORMAT_VERSION)
+                        .map_err(|e| open_err(&e))?;
+                    for def in [RECORDS, DECIDED] {
+                        upgrade_from_format_1(&txn, def).map_err(|e| open_err(&e))?;
+                    }
+                }
+                Some(f) if f != FORMAT_VERSION => {
+                    return Err(StorageError::Format {
+                        path: path.to_path_buf(),
+                        found: String::from_utf8_lossy(&f).into_owned(),
+                        expected: String::from_utf8_lossy(FORMAT_VERSION).into_owned(),
+                    })
+                }
+                Some(_) => {
+                    Self::check_owner(&meta, path, node)?;
+                }
+            }
+            drop(meta);
+            let records = txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
+            store.next_index = records
+                .last()
+                .map_err(|e| open_err(&e))?
+                .map_or(0, |(k, _)| k.value() + 1);
+            for entry in records.iter().map_err(|e| open_err(&e))? {
+                let (k, v) = entry.map_err(|e| open_err(&e))?;
+                // A record that does not decode is never dropped (as before the index); `load`
+                // refuses it.
+                if let Some(key) = unpack(v.value())
+                    .ok()
+                    .and_then(|bytes| stored_record_key(&bytes))
+                {
+                    store.index.insert(k.value(), key);
+                }
+            }
+        }
+        txn.commit().map_err(|e| open_err(&e))?;
+        Ok(store)
+    }
+
+    /// Refuses a store written by another validator's key.
+    fn check_owner(
+        meta: &redb::Table<&str, &[u8]>,
+        path: &Path,
+        node: &PublicKey,
+    ) -> Result<(), StorageError> {
+        let owner = meta
+            .get("node")
+            .map_err(|e| StorageError::Open {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        if owner != node.as_bytes() {
+            return Err(StorageError::WrongNode {
+                path: path.to_path_buf(),
+                expected: *node,
+                found: owner.iter().take(6).map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates an initialised store under a temporary name and renames it into place, then
+    /// syncs the directory: a node killed at any instant leaves either no store (it is created
+    /// again; a half-written temporary file is discarded) or a complete one, never a file whose
+    /// header was not yet written, which redb can never open.
+    fn create_atomically(path: &Path, node: &PublicKey) -> Result<(), Box<dyn std::error::Error>> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".creating");
+        let tmp = PathBuf::from(tmp);
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        {
+            let db = Database::create(&tmp)?;
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert("format", FORMAT_VERSION)?;
+                meta.insert("node", node.as_bytes().as_slice())?;
+            }
+            txn.commit()?;
+        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Makes `records` durable in one transaction, in order, compacting at stable checkpoints.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
+        self.commit_turn(records, &[], &Fresh::default())
+    }
+
+    /// One loop turn's durable writes in one transaction: the core's records, the commit
+    /// certificates of the batches it decided (the audit trail) and the ledger events and
+    /// outcomes they produced.
+    pub fn commit_turn(
+        &mut self,
+        records: &[Record],
+        decided: &[scbe_core::consensus::CommitCert],
+        history: &Fresh,
+    ) -> Result<(), StorageError> {
+        if records.is_empty()
+            && decided.is_empty()
+            && history.events.is_empty()
+            && history.outcomes.is_empty()
+        {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
+            for (position, json) in &history.events {
+                events
+                    .insert(*position, json.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+            let mut outcomes = txn.open_table(OUTCOMES).map_err(|e| self.io(e))?;
+            for (signer, nonce, json) in &history.outcomes {
+                outcomes
+                    .insert(format!("{signer}:{nonce}").as_str(), json.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+        }
+        {
+            let mut audit = txn.open_table(DECIDED).map_err(|e| self.io(e))?;
+            for c in decided {
+                let bytes = pack(&scbe_wire::commit_cert_to_proto(c).encode_to_vec());
+                audit
+                    .insert(c.seq().0, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+        }
+        // A batch decided in this turn is in the audit trail already: its `Committed` record is
+        // not written a second time (`load` reads it back from there). One committed but not yet
+        // executed (a gap below it) has no audit entry and is kept as a record.
+        let audited: std::collections::BTreeMap<u64, scbe_core::consensus::Digest> = decided
+            .iter()
+            .map(|c| (c.seq().0, c.pre_prepare.value().digest))
+            .collect();
+        // The index as this transaction leaves the table, made the store's only once it
+        // commits, so a failed commit leaves the index matching the file. (It holds the records
+        // above the stable checkpoint, a few hundred: copying it per turn costs microseconds.)
+        let mut index = self.index.clone();
+        let mut next_index = self.next_index;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+            for r in records {
+                if let Record::Committed(c) = r {
+                    if audited.get(&c.seq().0) == Some(&c.pre_prepare.value().digest) {
+                        continue;
+                    }
+                }
+                if let Record::Stable(cert) = r {
+                    self.compact(&mut table, &mut index, cert.seq.0)?;
+                }
+                if matches!(r, Record::ViewChange(_) | Record::EnteredView { .. }) {
+                    self.drop_matching(&mut table, &mut index, |kind, _| {
+                        matches!(kind, StoredKind::ViewChange | StoredKind::EnteredView)
+                    })?;
+                }
+                if matches!(r, Record::NonceReservation { .. }) {
+                    self.drop_matching(&mut table, &mut index, |kind, _| {
+                        kind == StoredKind::NonceReservation
+                    })?;
+                }
+                let bytes = pack(&encode_record(r));
+                table
+                    .insert(next_index, bytes.as_slice())
+                    .map_err(|e| self.io(e))?;
+                index.insert(next_index, record_key(r));
+                next_index += 1;
+            }
+        }
+        txn.commit().map_err(|e| self.io(e))?;
+        self.next_index = next_index;
+        self.index = index;
+        Ok(())
+    }
+
+    /// Removes records whose (kind, seq) matches `pred`, from the table and from `index` (the
+    /// index of the table as this transaction leaves it).
+    fn drop_matching(
+        &self,
+        table: &mut redb::Table<u64, &[u8]>,
+        index: &mut RecordIndex,
+        pred: impl Fn(StoredKind, Option<u64>) -> bool,
+    ) -> Result<(), StorageError> {
+        let doomed: Vec<u64> = index
+            .iter()
+            .filter(|(_, (kind, seq))| pred(*kind, *seq))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in doomed {
+            table.remove(k).map_err(|e| self.io(e))?;
+            index.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// At a stable checkpoint: keep the newest snapshot at or below it (the core persists a
+    /// large one only every so often and re-executes the audit trail from it on restart) and
+    /// everything above it.
+    fn compact(
+        &self,
+        table: &mut redb::Table<u64, &[u8]>,
+        index: &mut RecordIndex,
+        stable: u64,
+    ) -> Result<(), StorageError> {
+        let base = index
+            .values()
+            .filter(|(kind, _)| *kind == StoredKind::Snapshot)
+            .filter_map(|(_, seq)| *seq)
+            .filter(|s| *s <= stable)
+            .max()
+            .unwrap_or(stable);
+        self.drop_matching(table, index, |kind, seq| match kind {
+            StoredKind::Snapshot => seq.is_some_and(|s| s < base),
+            StoredKind::Stable => true,
+            StoredKind::ViewChange | StoredKind::EnteredView | StoredKind::NonceReservation => {
+                false
+            }
+            _ => seq.is_some_and(|s| s <= stable),
+        })
+    }
+
+    /// Every record in the order it was appended, then the decided batches above the newest
+    /// snapshot at or below the stable checkpoint (above genesis if there is none) from the
+    /// audit trail; signatures re-verified against `dir`.
+    pub fn load(&self, dir: &Directory) -> Result<Vec<Record>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.io(e))? {
+            let (k, v) = entry.map_err(|e| self.io(e))?;
+            let r = unpack(v.value())
+                .map_err(stored_value)
+                .and_then(|bytes| decode_record(&bytes, dir))
+                .map_err(|source| StorageError::Record {
+                    path: self.path.clone(),
+                    index: k.value(),
+                    source,
+                })?;
+            out.push(r);
+        }
+        drop(table);
+        drop(txn);
+        // Decided batches from the audit trail (see `commit_turn`): above the stable checkpoint,
+        // and below it too down to the snapshot the core will start from.
+        let stable = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Stable(c) => Some(c.seq.0),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let base = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Snapshot(s) if s.seq.0 <= stable => Some(s.seq.0),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        for (seq, bytes) in self.decided_from(base + 1, usize::MAX)? {
+            let cert = decode_commit_cert(&bytes, dir).map_err(|source| StorageError::Record {
+                path: self.path.clone(),
+                index: seq,
+                source,
+            })?;
+            out.push(Record::Committed(cert));
+        }
+        Ok(out)
+    }
+
+    /// Encoded commit certificates from `from` on, in sequence order (at most `limit`).
+    pub fn decided_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        self.range_from(DECIDED, from, limit, |seq, stored| match unpack(stored) {
+            Ok(bytes) => Ok(Some(bytes.into_owned())),
+            Err(e) => Err(StorageError::Record {
+                path: self.path.clone(),
+                index: seq,
+                source: stored_value(e),
+            }),
+        })
+    }
+
+    /// Stored ledger events from position `from` on (at most `limit`). A node that caught up
+    /// from a snapshot has a gap where it executed nothing itself.
+    pub fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StorageError> {
+        self.range_from(EVENTS, from, limit, |_, v| {
+            Ok(serde_json::from_slice(v).ok())
+        })
+    }
+
+    /// Up to `limit` entries of a never-compacted table from key `from` on (none if the table
+    /// was never written), each read in place by `read` (`None` skips it).
+    fn range_from<T>(
+        &self,
+        def: TableDefinition<u64, &[u8]>,
+        from: u64,
+        limit: usize,
+        read: impl Fn(u64, &[u8]) -> Result<Option<T>, StorageError>,
+    ) -> Result<Vec<(u64, T)>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(from..).map_err(|e| self.io(e))?.take(limit) {
+            let (k, v) = entry.map_err(|e| self.io(e))?;
+            if let Some(t) = read(k.value(), v.value())? {
+                out.push((k.value(), t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stored request outcome (signer as hex).
+    pub fn outcome(&self, signer: &str, nonce: u64) -> Result<Option<Outcome>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = match txn.open_table(OUTCOMES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.io(e)),
+        };
+        let got = table
+            .get(format!("{signer}:{nonce}").as_str())
+            .map_err(|e| self.io(e))?;
+        Ok(got.and_then(|v| serde_json::from_slice(v.value()).ok()))
+    }
+
+    pub fn len(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        table.len().map_err(|e| self.io(e))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        Ok(self.len()? == 0)
+    }
+}

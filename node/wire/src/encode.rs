@@ -1,0 +1,90 @@
+//! Domain -> protobuf: envelopes, certificates and snapshots in the form they are sent and
+//! stored. Infallible (the domain values are already valid).
+
+use prost::Message as _;
+use scbe_core::consensus::{
+    CheckpointCert, CommitCert, Digest, Envelope, Kind, PreparedCert, Signed, Snapshot,
+};
+use scbe_proto::v1 as pb;
+
+pub(crate) fn kind_to_proto(kind: Kind) -> pb::Kind {
+    match kind {
+        Kind::Request => pb::Kind::Request,
+        Kind::PrePrepare => pb::Kind::PrePrepare,
+        Kind::Prepare => pb::Kind::Prepare,
+        Kind::Commit => pb::Kind::Commit,
+        Kind::Checkpoint => pb::Kind::Checkpoint,
+        Kind::ViewChange => pb::Kind::ViewChange,
+        Kind::NewView => pb::Kind::NewView,
+        Kind::StateRequest => pb::Kind::StateRequest,
+        Kind::StateResponse => pb::Kind::StateResponse,
+        Kind::Heartbeat => pb::Kind::Heartbeat,
+        Kind::Relay => pb::Kind::Relay,
+        Kind::Suspect => pb::Kind::Suspect,
+    }
+}
+
+/// Domain envelope to its protobuf form, for sending.
+pub fn envelope_to_proto(env: &Envelope) -> pb::Envelope {
+    pb::Envelope {
+        kind: kind_to_proto(env.kind) as i32,
+        payload: env.payload.clone().into(),
+        signer: env.signer.as_bytes().to_vec().into(),
+        signature: env.signature.as_bytes().to_vec().into(),
+    }
+}
+
+pub(crate) fn envelopes<T>(items: &[Signed<T>]) -> Vec<pb::Envelope> {
+    items
+        .iter()
+        .map(|s| envelope_to_proto(s.envelope()))
+        .collect()
+}
+
+pub(crate) fn digest_bytes(d: &Digest) -> prost::bytes::Bytes {
+    d.as_bytes().to_vec().into()
+}
+
+pub(crate) fn checkpoint_cert_to_proto(c: &CheckpointCert) -> pb::CheckpointCertificate {
+    pb::CheckpointCertificate {
+        seq: c.seq.0,
+        state_digest: digest_bytes(&c.state_digest),
+        checkpoints: envelopes(&c.proof),
+    }
+}
+
+pub(crate) fn prepared_to_proto(c: &PreparedCert) -> pb::PreparedCertificate {
+    pb::PreparedCertificate {
+        pre_prepare: Some(envelope_to_proto(c.pre_prepare.envelope())),
+        prepares: envelopes(&c.prepares),
+    }
+}
+
+/// A commit certificate in its protobuf form (audit export).
+pub fn commit_cert_to_proto(c: &CommitCert) -> pb::CommitCertificate {
+    pb::CommitCertificate {
+        pre_prepare: Some(envelope_to_proto(c.pre_prepare.envelope())),
+        commits: envelopes(&c.commits),
+    }
+}
+
+pub(crate) fn snapshot_to_proto(s: &Snapshot) -> pb::Snapshot {
+    pb::Snapshot {
+        seq: s.seq.0,
+        app_state: s.app_state.to_vec().into(),
+        nonces: s
+            .nonces
+            .iter()
+            .map(|(k, n)| pb::NonceEntry {
+                signer: k.as_bytes().to_vec().into(),
+                nonce: n.highest,
+                below: n.below.to_be_bytes().to_vec().into(),
+            })
+            .collect(),
+    }
+}
+
+/// Encodes an envelope for the network.
+pub fn encode_envelope(env: &Envelope) -> Vec<u8> {
+    envelope_to_proto(env).encode_to_vec()
+}

@@ -1,0 +1,118 @@
+//! gRPC clients of the fleet: the leader's order delivery to agents, its endorsement requests to
+//! validators, and every validator's health streams from agents. Conversions from the wire are
+//! typed (`fleet_wire`); what the answers prove is checked by the caller against known keys.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use scbe_proto::v1 as pb;
+use scbe_proto::v1::fleet_agent_client::FleetAgentClient;
+use scbe_proto::v1::orders_client::OrdersClient;
+use tonic::transport::{Channel, Endpoint};
+
+use scbe_core::rollout::evidence::{DeployAck, HealthReport, OrderAction};
+use scbe_core::rollout::order::{Endorsement, SignedOrder};
+
+use crate::fleet_wire::{
+    agent_signed_from_proto, endorsement_from_proto, signed_order_to_proto, FleetWireError,
+};
+
+/// Why a call between validators and agents gave nothing usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FleetClientError {
+    #[error("bad address {addr}: {detail}")]
+    BadAddress { addr: SocketAddr, detail: String },
+    #[error("{code:?}: {message}")]
+    Rpc { code: tonic::Code, message: String },
+    #[error(transparent)]
+    Wire(#[from] FleetWireError),
+}
+
+impl From<tonic::Status> for FleetClientError {
+    fn from(s: tonic::Status) -> Self {
+        FleetClientError::Rpc {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// A channel that connects on first use and reconnects by itself.
+pub fn channel(addr: SocketAddr, call_timeout: Duration) -> Result<Channel, FleetClientError> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| FleetClientError::BadAddress {
+            addr,
+            detail: e.to_string(),
+        })?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(call_timeout)
+        .connect_lazy())
+}
+
+/// Sends an order to an agent; returns its signed answer (not yet verified).
+pub async fn deliver(
+    ch: Channel,
+    order: &SignedOrder,
+    action: OrderAction,
+) -> Result<DeployAck, FleetClientError> {
+    let mut c = FleetAgentClient::new(ch);
+    let req = signed_order_to_proto(order);
+    let reply = match action {
+        OrderAction::Deploy => c.deploy(req).await,
+        OrderAction::Rollback => c.rollback(req).await,
+    }?;
+    Ok(agent_signed_from_proto(reply.into_inner())?)
+}
+
+/// Asks a validator to endorse an order (it signs only if its own ledger derives the same).
+pub async fn endorse(
+    ch: Channel,
+    rollout: u64,
+    order: &[u8],
+) -> Result<Endorsement, FleetClientError> {
+    let reply = OrdersClient::new(ch)
+        .endorse(pb::EndorseRequest {
+            rollout,
+            order: order.to_vec().into(),
+        })
+        .await?;
+    Ok(endorsement_from_proto(&reply.into_inner())?)
+}
+
+/// An agent's stream of signed reports and acks (not yet verified).
+pub async fn health_stream(
+    ch: Channel,
+) -> Result<tonic::Streaming<pb::HealthUpdate>, FleetClientError> {
+    Ok(FleetAgentClient::new(ch)
+        .watch_health(pb::HealthRequest {})
+        .await?
+        .into_inner())
+}
+
+/// One update of a health stream, converted but not yet verified.
+pub struct Update {
+    pub report: Option<Result<HealthReport, FleetWireError>>,
+    pub ack: Option<Result<DeployAck, FleetWireError>>,
+}
+
+/// The next update of a stream; `Ok(None)` when the agent ended it.
+pub async fn next_update(
+    s: &mut tonic::Streaming<pb::HealthUpdate>,
+) -> Result<Option<Update>, FleetClientError> {
+    match s.message().await? {
+        None => Ok(None),
+        Some(u) => Ok(Some(Update {
+            report: u.report.map(agent_signed_from_proto),
+            ack: u.ack.map(agent_signed_from_proto),
+        })),
+    }
+}
+
+/// What an agent says about itself (unsigned).
+pub async fn describe(ch: Channel) -> Result<pb::DescribeReply, FleetClientError> {
+    Ok(FleetAgentClient::new(ch)
+        .describe(pb::DescribeRequest {})
+        .await?
+        .into_inner())
+}

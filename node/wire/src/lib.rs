@@ -1,0 +1,50 @@
+//! SCBE Fleet's edge: everything between the pure core and the bytes on a wire or a disk.
+//!
+//! - The door ([`open`]): peer and client envelopes are size-capped, their signer resolved and
+//!   their signature verified before any payload is decoded; [`decode`] then checks every field a
+//!   peer sent, nested envelopes included ([`WireError`] says what was wrong).
+//! - [`ProtoCodec`]: the core's `Codec`, so the bytes a replica signs are the bytes peers get;
+//!   [`encode`] for envelopes and certificates; [`records`] for what the store persists.
+//! - [`fleet_wire`]: agent-signed evidence and quorum-signed orders on the wire.
+//! - Clients: [`governance_client`] (release requesters), [`fleet_client`] (orders,
+//!   endorsements and health streams between validators and agents).
+//! - [`key_file`]: secret key files and hex public keys, for every binary; [`membership`]: the
+//!   validator set and requesters of a `node.toml`, for offline readers; [`daemon`]: what
+//!   the two daemons share as processes (logging, runtime, keygen); [`config_error`]: their
+//!   configuration errors; [`supervisor`]: their long-lived tasks, watched.
+//! - [`status_summary`]: the typed summary `Status` returns, built by validators and read by the
+//!   CLI, the simulator's demo and the tests.
+//!
+//! Protobuf types (`scbe_proto`) appear in the crates above only where they serve or call gRPC.
+
+pub mod config_error;
+pub mod daemon;
+pub mod decode;
+pub mod encode;
+pub mod fleet_client;
+pub mod fleet_wire;
+pub mod governance_client;
+pub mod key_file;
+pub mod membership;
+pub mod open;
+pub mod proto_codec;
+pub mod records;
+pub mod status_summary;
+pub mod supervisor;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod verified_cache;
+pub mod wire_error;
+
+pub use encode::{commit_cert_to_proto, encode_envelope, envelope_to_proto};
+pub use open::{open, open_many_cached, open_proto, open_proto_cached};
+pub use proto_codec::ProtoCodec;
+pub use records::{
+    decode_commit_cert, decode_record, encode_record, open_commit_cert, record_key,
+    stored_record_key, StoredKind,
+};
+pub use verified_cache::VerifiedCache;
+pub use wire_error::{WireError, MAX_ENVELOPE_BYTES};
+
+#[cfg(test)]
+mod roundtrip_tests;

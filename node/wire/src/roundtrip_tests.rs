@@ -1,0 +1,201 @@
+//! Wire round trips and the edge's refusals: forged, nested-forged, unknown and oversize.
+
+use std::sync::Arc;
+
+use scbe_core::consensus::*;
+use scbe_core::crypto::{CryptoError, Keypair};
+use scbe_proto::v1 as pb;
+
+use crate::*;
+
+fn setup() -> (Vec<Keypair>, Keypair, Directory) {
+    let vals: Vec<Keypair> = (0..4)
+        .map(|i| Keypair::from_label(&format!("v{i}")))
+        .collect();
+    let client = Keypair::from_label("client");
+    let dir = Directory::new(
+        vals.iter().map(Keypair::public).collect(),
+        vec![client.public()],
+    )
+    .expect("directory");
+    (vals, client, dir)
+}
+
+fn request(client: &Keypair, nonce: u64) -> Signed<Request> {
+    Signed::seal(
+        Request {
+            nonce,
+            operation: b"op".to_vec(),
+        },
+        Kind::Request,
+        |r| ProtoCodec.encode_request(r),
+        client,
+        Principal::Requester,
+    )
+}
+
+/// A request whose signature was altered after signing.
+fn forged_request(client: &Keypair, nonce: u64) -> Signed<Request> {
+    let good = request(client, nonce);
+    let mut forged = (**good.envelope()).clone();
+    forged.signature.0[0] ^= 1;
+    Signed::from_verified(good.value().clone(), Arc::new(forged), Principal::Requester)
+}
+
+fn pre_prepare(key: &Keypair, batch: Vec<Signed<Request>>) -> Signed<PrePrepare> {
+    let pp = PrePrepare {
+        view: View(0),
+        seq: Seq(1),
+        digest: batch_digest(&batch),
+        batch,
+    };
+    Signed::seal(
+        pp,
+        Kind::PrePrepare,
+        |v| ProtoCodec.encode_pre_prepare(v),
+        key,
+        Principal::Validator(ReplicaId(0)),
+    )
+}
+
+#[test]
+fn pre_prepare_roundtrips_with_nested_requests() {
+    let (vals, client, dir) = setup();
+    let pp = pre_prepare(&vals[0], vec![request(&client, 1), request(&client, 2)]);
+    let bytes = encode_envelope(pp.envelope());
+    let opened = open(&bytes, &dir).expect("opens");
+    assert_eq!(opened.principal(), Principal::Validator(ReplicaId(0)));
+    let Message::PrePrepare(got) = opened.value() else {
+        panic!("wrong kind")
+    };
+    assert_eq!(got.batch.len(), 2);
+    assert_eq!(got.digest, pp.value().digest);
+    assert_eq!(batch_digest(&got.batch), pp.value().digest);
+}
+
+#[test]
+fn forged_outer_signature_is_rejected_before_decoding() {
+    let (vals, client, dir) = setup();
+    let pp = pre_prepare(&vals[0], vec![request(&client, 1)]);
+    let mut env = (**pp.envelope()).clone();
+    env.signature.0[3] ^= 0x40;
+    let err = open(&encode_envelope(&env), &dir).expect_err("must fail");
+    assert_eq!(
+        err,
+        WireError::Crypto(CryptoError::BadSignature(vals[0].public()))
+    );
+}
+
+#[test]
+fn forged_nested_request_rejects_the_whole_pre_prepare() {
+    let (vals, client, dir) = setup();
+    let pp = pre_prepare(&vals[0], vec![forged_request(&client, 1)]);
+    let err = open(&encode_envelope(pp.envelope()), &dir).expect_err("must fail");
+    assert!(matches!(err, WireError::Crypto(_)), "{err}");
+}
+
+#[test]
+fn unknown_signer_oversize_and_garbage_are_typed_errors() {
+    let (_, _, dir) = setup();
+    let stranger = Keypair::from_label("stranger");
+    let env = Envelope::seal(Kind::Prepare, vec![], &stranger);
+    assert!(matches!(
+        open(&encode_envelope(&env), &dir),
+        Err(WireError::UnknownSigner(k)) if k == stranger.public()
+    ));
+    let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
+    assert!(matches!(open(&big, &dir), Err(WireError::TooLarge { .. })));
+    assert!(matches!(
+        open(&[0xff, 0xff, 0xff], &dir),
+        Err(WireError::Decode { .. })
+    ));
+}
+
+fn relay(key: &Keypair, requests: Vec<Signed<Request>>) -> Signed<Relay> {
+    Signed::seal(
+        Relay { requests },
+        Kind::Relay,
+        |v| ProtoCodec.encode_relay(v),
+        key,
+        Principal::Validator(ReplicaId(1)),
+    )
+}
+
+#[test]
+fn relay_roundtrips_and_a_forged_request_in_it_rejects_the_whole_relay() {
+    let (vals, client, dir) = setup();
+    let r = relay(&vals[1], vec![request(&client, 1), request(&client, 2)]);
+    let opened = open(&encode_envelope(r.envelope()), &dir).expect("opens");
+    let Message::Relay(got) = opened.value() else {
+        panic!("wrong kind")
+    };
+    let nonces: Vec<u64> = got.requests.iter().map(|r| r.value().nonce).collect();
+    assert_eq!(nonces, vec![1, 2]);
+
+    let r = relay(
+        &vals[1],
+        vec![request(&client, 4), forged_request(&client, 3)],
+    );
+    let err = open(&encode_envelope(r.envelope()), &dir).expect_err("must fail");
+    assert!(matches!(err, WireError::Crypto(_)), "{err}");
+}
+
+#[test]
+fn suspect_roundtrips_and_carries_its_signer() {
+    let (vals, _, dir) = setup();
+    let s = Signed::seal(
+        Suspect { view: View(7) },
+        Kind::Suspect,
+        |v| ProtoCodec.encode_suspect(v),
+        &vals[3],
+        Principal::Validator(ReplicaId(3)),
+    );
+    let opened = open(&encode_envelope(s.envelope()), &dir).expect("opens");
+    assert_eq!(opened.validator(), Some(ReplicaId(3)));
+    let Message::Suspect(got) = opened.value() else {
+        panic!("wrong kind")
+    };
+    assert_eq!(got.view, View(7));
+}
+
+/// A client stream's requests opened together: each gets the answer it would get alone, a
+/// forged one fails by itself (the batch falls back to single checks), and what passed is in
+/// the cache afterwards.
+#[test]
+fn requests_opened_together_fail_one_by_one() {
+    let (_, client, dir) = setup();
+    let stranger = Keypair::from_label("stranger");
+    let cache = VerifiedCache::new(64);
+    let good: Vec<Signed<Request>> = (1..=6).map(|n| request(&client, n)).collect();
+    let mut envs: Vec<pb::Envelope> = good
+        .iter()
+        .map(|r| envelope_to_proto(r.envelope()))
+        .collect();
+    envs[2] = envelope_to_proto(forged_request(&client, 3).envelope());
+    envs.push(envelope_to_proto(request(&stranger, 7).envelope()));
+    let opened = open_many_cached(envs, &dir, &cache);
+    assert_eq!(opened.len(), 7, "one answer per envelope, in order");
+    for (i, o) in opened.iter().enumerate() {
+        match i {
+            2 => assert!(matches!(o, Err(WireError::Crypto(_))), "forged: {o:?}"),
+            6 => assert!(
+                matches!(o, Err(WireError::UnknownSigner(_))),
+                "stranger: {o:?}"
+            ),
+            _ => {
+                let m = o.as_ref().expect("a good request opens");
+                assert_eq!(m.envelope(), good[i].envelope());
+                assert!(cache.contains(&good[i].envelope().digest()));
+            }
+        }
+    }
+    assert!(!cache.contains(&forged_request(&client, 3).envelope().digest()));
+    // All good (and all in the cache now): every request opens.
+    let again: Vec<pb::Envelope> = good
+        .iter()
+        .map(|r| envelope_to_proto(r.envelope()))
+        .collect();
+    assert!(open_many_cached(again, &dir, &cache)
+        .iter()
+        .all(Result::is_ok));
+}

@@ -1,0 +1,397 @@
+//! What `Status` returns: the ledger summary as one typed, serde-serialised value. Validators
+//! build it ([`StatusSummary::of`]) from their ledger and the latest verified health of every
+//! agent; `scbe status` and `scbe watch`, the simulator's demo and the tests read the same type,
+//! so a field cannot be renamed on one side only. Its JSON is what `scbe status --json` prints.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use scbe_core::governance::ledger::{
+    Ledger, ProposalKind, ProposalStatus, RolloutKind, RolloutStatus, VoteRecord,
+};
+use scbe_core::governance::Stage;
+use scbe_core::rollout::evidence::HealthBody;
+use scbe_core::rollout::health::Verdict;
+
+/// Proposals and rollouts listed (the most recent).
+const RECENT: usize = 20;
+/// Releases listed by name (the most recently registered, and every one a stage serves). The
+/// summary used to list every release: with 100,000 registered it passed 4 MiB and a client's
+/// status call failed on its message size limit (found by the registration bench).
+pub const RELEASES_LISTED: usize = 256;
+
+/// The ledger as `scbe status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusSummary {
+    /// Version -> stage of the releases listed: those a stage serves and the
+    /// [`RELEASES_LISTED`] most recently registered.
+    pub releases: BTreeMap<String, Stage>,
+    /// Every release the ledger holds.
+    pub releases_total: usize,
+    /// Which version each stage serves.
+    pub current: BTreeMap<Stage, String>,
+    pub known_good: BTreeSet<String>,
+    pub open_proposals: Vec<u64>,
+    /// The most recent proposals, newest first.
+    pub proposals: Vec<ProposalSummary>,
+    /// The most recent rollouts, newest first.
+    pub rollouts: Vec<RolloutSummary>,
+    /// Every agent of the fleet, in the ledger's order.
+    pub agents: Vec<AgentSummary>,
+    pub fleet: FleetSummary,
+    /// Ledger events so far (`scbe watch --from` counts from 0).
+    pub events: u64,
+}
+
+/// One proposal and its tally.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProposalSummary {
+    pub id: u64,
+    /// "promote r1 canary -> production", "rollback to v0".
+    pub what: String,
+    pub status: ProposalStatus,
+    pub approvals: usize,
+    pub rejections: usize,
+    /// Every validator's vote so far, by validator id.
+    pub votes: BTreeMap<u32, VoteRecord>,
+    pub rollout: Option<u64>,
+}
+
+/// One rollout and its batch progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSummary {
+    pub id: u64,
+    pub proposal: u64,
+    pub version: String,
+    /// The stage it promotes to, or "restore".
+    pub stage: String,
+    pub status: RolloutStatus,
+    /// Agents per batch.
+    pub batches: Vec<usize>,
+    pub batches_done: u32,
+    pub agents: usize,
+    /// Agents of the current batch recorded so far.
+    pub recorded_in_batch: usize,
+    /// The batch being deployed, if the rollout is in progress.
+    pub current_batch: Option<Vec<String>>,
+    pub rollback_agents: Vec<String>,
+    pub rollback_to: String,
+    pub rollback_pending: BTreeSet<String>,
+    /// Why it failed or rolled back.
+    pub reason: String,
+    pub planned_seq: u64,
+    pub ended_seq: Option<u64>,
+}
+
+/// One agent: the version the ledger put it on and its latest verified health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentSummary {
+    pub id: String,
+    pub specialty: String,
+    /// The version the ledger assigned.
+    pub assigned: Option<String>,
+    /// The version its latest signed report is about.
+    pub version: Option<String>,
+    pub health: Option<AgentHealthSummary>,
+}
+
+/// An agent's latest verified report, judged against the ledger's thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentHealthSummary {
+    pub coherence: f64,
+    pub error_rate: f64,
+    pub response_ms_p95: f64,
+    pub safety: f64,
+    pub tasks_per_minute: f64,
+    pub samples: u32,
+    /// How long ago this validator received it.
+    pub age_ms: u64,
+    pub verdict: HealthVerdict,
+}
+
+/// The thresholds' verdict on a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthVerdict {
+    #[serde(rename = "healthy")]
+    Healthy,
+    #[serde(rename = "degraded")]
+    Degraded,
+    #[serde(rename = "warming up")]
+    WarmingUp,
+}
+
+impl HealthVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthVerdict::Healthy => "healthy",
+            HealthVerdict::Degraded => "degraded",
+            HealthVerdict::WarmingUp => "warming up",
+        }
+    }
+}
+
+/// Fleet-wide figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    /// Samples a healthy verdict needs (the monitoring window).
+    pub min_samples: u32,
+    /// Share of validators that voted with the outcome over recent proposals.
+    pub consensus_rate: f64,
+    pub agents_reporting: usize,
+    pub safety_score_min: f64,
+    pub safety_score_mean: f64,
+    /// Tasks per minute across agents reporting.
+    pub task_throughput: f64,
+}
+
+/// An agent's latest verified report and its age, as a validator's health monitor has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatestReport {
+    pub body: HealthBody,
+    pub age_ms: u64,
+}
+
+/// Fleet-wide figures from the latest report of every agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FleetFigures {
+    pub agents_reporting: usize,
+    pub safety_min: f64,
+    pub safety_mean: f64,
+    pub tasks_per_minute: f64,
+}
+
+impl FleetFigures {
+    pub fn of<'a>(latest: impl IntoIterator<Item = &'a HealthBody>) -> Self {
+        let bodies: Vec<&HealthBody> = latest.into_iter().collect();
+        let n = bodies.len();
+        if n == 0 {
+            return FleetFigures::default();
+        }
+        let safety: Vec<f64> = bodies.iter().map(|b| b.safety_min).collect();
+        FleetFigures {
+            agents_reporting: n,
+            safety_min: safety.iter().copied().fold(f64::INFINITY, f64::min),
+            safety_mean: safety.iter().sum::<f64>() / n as f64,
+            tasks_per_minute: bodies.iter().map(|b| b.tasks_per_minute).sum(),
+        }
+    }
+}
+
+/// Version -> stage of the releases the summary lists: those a stage currently serves and the
+/// [`RELEASES_LISTED`] most recently registered (ties by version).
+fn listed_releases(ledger: &Ledger) -> BTreeMap<String, Stage> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let s = ledger.state();
+    // The newest by (registered_seq, version): a min-heap of the best RELEASES_LISTED so far.
+    let mut newest = BinaryHeap::with_capacity(RELEASES_LISTED + 1);
+    for (version, entry) in s.releases.iter() {
+        newest.push(Reverse((entry.registered_seq, version)));
+        if newest.len() > RELEASES_LISTED {
+            newest.pop();
+        }
+    }
+    let mut listed: BTreeMap<String, Stage> = newest
+        .into_iter()
+        .map(|Reverse((_, v))| (v.clone(), s.releases[v].stage))
+        .collect();
+    for version in s.current.values() {
+        if let Some(e) = s.releases.get(version) {
+            listed.insert(version.clone(), e.stage);
+        }
+    }
+    listed
+}
+
+/// Share of validators that voted with the outcome, over the last decided proposals (1.0 when
+/// none has been decided yet: nobody disagreed).
+pub fn consensus_rate(ledger: &Ledger) -> f64 {
+    let n = ledger.config().validators.len().max(1);
+    let decided: Vec<_> = ledger
+        .state()
+        .proposals
+        .values()
+        .rev()
+        .filter(|p| {
+            matches!(
+                p.status,
+                ProposalStatus::Approved | ProposalStatus::Rejected
+            )
+        })
+        .take(RECENT)
+        .collect();
+    if decided.is_empty() {
+        return 1.0;
+    }
+    let with: usize = decided
+        .iter()
+        .map(|p| {
+            let approved = p.status == ProposalStatus::Approved;
+            p.votes.values().filter(|v| v.approve == approved).count()
+        })
+        .sum();
+    with as f64 / (n * decided.len()) as f64
+}
+
+impl StatusSummary {
+    /// The summary of `ledger`, with `health` the latest verified report of each agent.
+    pub fn of(ledger: &Ledger, health: &BTreeMap<String, LatestReport>) -> Self {
+        let s = ledger.state();
+        let proposals = s
+            .proposals
+            .values()
+            .rev()
+            .take(RECENT)
+            .map(|p| ProposalSummary {
+                id: p.id,
+                what: match &p.kind {
+                    ProposalKind::Promote {
+                        version, from, to, ..
+                    } => format!("promote {version} {from} -> {to}"),
+                    ProposalKind::Rollback { target_version, .. } => {
+                        format!("rollback to {target_version}")
+                    }
+                },
+                status: p.status,
+                approvals: p.approvals(),
+                rejections: p.rejections(),
+                votes: p.votes.clone(),
+                rollout: p.rollout,
+            })
+            .collect();
+        let rollouts = s
+            .rollouts
+            .values()
+            .rev()
+            .take(RECENT)
+            .map(|r| RolloutSummary {
+                id: r.id,
+                proposal: r.proposal,
+                version: r.version.clone(),
+                stage: match &r.kind {
+                    RolloutKind::Promote { to, .. } => to.name().to_string(),
+                    RolloutKind::Restore { .. } => "restore".to_string(),
+                },
+                status: r.status,
+                batches: r.batches.iter().map(Vec::len).collect(),
+                batches_done: r.completed,
+                agents: r.total_agents(),
+                recorded_in_batch: r.recorded.len(),
+                current_batch: r.current_batch().map(<[String]>::to_vec),
+                rollback_agents: r.rollback_agents.clone(),
+                rollback_to: r.rollback_to.clone(),
+                rollback_pending: r.rollback_pending.clone(),
+                reason: r.reason.clone(),
+                planned_seq: r.planned_seq,
+                ended_seq: r.ended_seq,
+            })
+            .collect();
+        let thresholds = &ledger.config().health;
+        let agents = ledger
+            .config()
+            .agents
+            .iter()
+            .map(|a| {
+                let h = health.get(&a.id);
+                AgentSummary {
+                    id: a.id.clone(),
+                    specialty: a.specialty.clone(),
+                    assigned: s.assigned.get(&a.id).cloned(),
+                    version: h.map(|h| h.body.version.clone()),
+                    health: h.map(|h| AgentHealthSummary {
+                        coherence: h.body.coherence_mean,
+                        error_rate: h.body.error_rate_mean,
+                        response_ms_p95: h.body.response_ms_p95,
+                        safety: h.body.safety_min,
+                        tasks_per_minute: h.body.tasks_per_minute,
+                        samples: h.body.samples,
+                        age_ms: h.age_ms,
+                        verdict: match thresholds.judge(&h.body) {
+                            Verdict::Healthy => HealthVerdict::Healthy,
+                            Verdict::Degraded(_) => HealthVerdict::Degraded,
+                            Verdict::NotYet(_) => HealthVerdict::WarmingUp,
+                        },
+                    }),
+                }
+            })
+            .collect();
+        let f = FleetFigures::of(health.values().map(|h| &h.body));
+        StatusSummary {
+            releases: listed_releases(ledger),
+            releases_total: s.releases.len(),
+            current: s.current.clone(),
+            known_good: s.known_good.clone(),
+            open_proposals: s
+                .proposals
+                .values()
+                .filter(|p| p.status == ProposalStatus::Pending)
+                .map(|p| p.id)
+                .collect(),
+            proposals,
+            rollouts,
+            agents,
+            fleet: FleetSummary {
+                min_samples: thresholds.min_samples,
+                consensus_rate: consensus_rate(ledger),
+                agents_reporting: f.agents_reporting,
+                safety_score_min: f.safety_min,
+                safety_score_mean: f.safety_mean,
+                task_throughput: f.tasks_per_minute,
+            },
+            events: ledger.journal().events.total(),
+        }
+    }
+
+    /// The rollout with this id, if the summary lists it.
+    pub fn rollout(&self, id: u64) -> Option<&RolloutSummary> {
+        self.rollouts.iter().find(|r| r.id == id)
+    }
+
+    /// The version a stage serves.
+    pub fn serving(&self, stage: Stage) -> Option<&str> {
+        self.current.get(&stage).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scbe_core::governance::ledger_world::{release, World};
+    use scbe_core::governance::Operation;
+
+    /// The summary stays bounded however many releases the ledger holds: it names the newest
+    /// and the ones a stage serves, and counts the rest.
+    #[test]
+    fn the_summary_lists_a_bounded_number_of_releases_newest_first() {
+        let mut w = World::new();
+        let n = RELEASES_LISTED + 40;
+        for i in 0..n {
+            let o = w.request(Operation::RegisterRelease {
+                release: release(&format!("r{i:04}")),
+            });
+            assert!(o.accepted, "{:?}", o.reasons);
+        }
+        let s = StatusSummary::of(&w.ledger, &BTreeMap::new());
+        let listed = &s.releases;
+        let serving: Vec<&String> = w.ledger.state().current.values().collect();
+        assert_eq!(s.releases_total, w.ledger.state().releases.len());
+        assert!(
+            listed.len() <= RELEASES_LISTED + serving.len(),
+            "{}",
+            listed.len()
+        );
+        assert!(listed.len() >= RELEASES_LISTED);
+        assert_eq!(
+            listed.get(&format!("r{:04}", n - 1)),
+            Some(&Stage::Staging),
+            "the newest is listed"
+        );
+        assert!(!listed.contains_key("r0000"), "the oldest is not");
+        for v in serving {
+            if w.ledger.state().releases.contains_key(v) {
+                assert!(listed.contains_key(v), "{v} serves a stage");
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! A tiny in-memory cluster of real replicas for tests (feature `testkit`): it delivers
+//! envelopes in FIFO order through the real wire edge (encode, then [`crate::open`]), records
+//! every action and persisted record, and lets a test cut links, drop message kinds, fire timers
+//! and restart replicas by hand. The consensus scenario tests (`tests/consensus/`) and the
+//! validator's storage tests use it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use scbe_core::consensus::*;
+use scbe_core::crypto::Keypair;
+
+use crate::{encode_envelope, open, ProtoCodec};
+
+/// Counts applied requests and chains their ids: enough state for digests and snapshots.
+#[derive(Default)]
+pub struct ChainApp {
+    applied: u64,
+    chain: Digest,
+}
+
+impl StateMachine for ChainApp {
+    fn apply(&mut self, _seq: Seq, r: &Signed<Request>) {
+        self.applied += 1;
+        self.chain = Digest::of_parts(&[self.chain.as_bytes(), r.envelope().digest().as_bytes()]);
+    }
+    fn digest(&self) -> Digest {
+        Digest::of_parts(&[&self.applied.to_be_bytes(), self.chain.as_bytes()])
+    }
+    fn snapshot(&self) -> scbe_core::consensus::AppState {
+        // Lazy, as the ledger's: the core must work whenever (and whether) the bytes are made.
+        let (applied, chain) = (self.applied, self.chain);
+        scbe_core::consensus::AppState::lazy(40, move || {
+            let mut v = applied.to_be_bytes().to_vec();
+            v.extend_from_slice(chain.as_bytes());
+            v
+        })
+    }
+    fn snapshot_digest(&self, s: &[u8]) -> Result<Digest, SnapshotError> {
+        let mut app = ChainApp::default();
+        app.restore(s)?;
+        Ok(app.digest())
+    }
+
+    fn restore(&mut self, s: &[u8]) -> Result<(), SnapshotError> {
+        if s.len() != 40 {
+            return Err(SnapshotError("length".into()));
+        }
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&s[..8]);
+        self.applied = u64::from_be_bytes(n);
+        self.chain = Digest::from_slice(&s[8..]).ok_or(SnapshotError("digest".into()))?;
+        Ok(())
+    }
+}
+
+pub struct Cluster {
+    pub keys: Vec<Keypair>,
+    client: Keypair,
+    pub dir: Directory,
+    pub replicas: Vec<Option<Replica<ChainApp>>>,
+    pub stores: Vec<Vec<Record>>,
+    pub delivered: Vec<Vec<Decision>>,
+    timers: Vec<BTreeMap<TimerKind, Timer>>,
+    /// Every action each replica produced, in order.
+    pub log: Vec<Vec<Action>>,
+    /// Envelopes in flight: (from, to, bytes), delivered in order.
+    pub queue: VecDeque<(usize, usize, Vec<u8>)>,
+    /// Links (from, to) that drop everything.
+    pub cut: BTreeSet<(usize, usize)>,
+    /// Message kinds dropped on every link.
+    pub drop_kinds: BTreeSet<Kind>,
+    checkpoint_interval: u64,
+    tweak: fn(&mut ReplicaConfig),
+}
+
+impl Cluster {
+    pub fn new(n: usize, checkpoint_interval: u64) -> Self {
+        Self::new_with(n, checkpoint_interval, |_| {})
+    }
+
+    /// A cluster whose replica configurations `tweak` changes.
+    pub fn new_with(n: usize, checkpoint_interval: u64, tweak: fn(&mut ReplicaConfig)) -> Self {
+        let keys: Vec<Keypair> = (0..n)
+            .map(|i| Keypair::from_label(&format!("t{i}")))
+            .collect();
+        let client = Keypair::from_label("client");
+        let dir = Directory::new(
+            keys.iter().map(Keypair::public).collect(),
+            vec![client.public()],
+        )
+        .expect("directory");
+        let mut c = Cluster {
+            keys,
+            client,
+            dir,
+            replicas: Vec::new(),
+            stores: vec![Vec::new(); n],
+            delivered: vec![Vec::new(); n],
+            timers: vec![BTreeMap::new(); n],
+            log: vec![Vec::new(); n],
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            drop_kinds: BTreeSet::new(),
+            checkpoint_interval,
+            tweak,
+        };
+        for i in 0..n {
+            let mut r = Replica::new(
+                c.config(i),
+                c.keys[i].clone(),
+                Arc::new(ProtoCodec),
+                ChainApp::default(),
+            )
+            .expect("replica");
+            let actions = r.start();
+            c.replicas.push(Some(r));
+            c.apply(i, actions);
+        }
+        c
+    }
+
+    pub fn config(&self, i: usize) -> ReplicaConfig {
+        let mut cfg = ReplicaConfig::new(ReplicaId(i as u32), self.dir.clone()).expect("config");
+        cfg.checkpoint_interval = self.checkpoint_interval;
+        cfg.window = self.checkpoint_interval * 2;
+        cfg.max_inflight_batches = 1;
+        (self.tweak)(&mut cfg);
+        cfg
+    }
+
+    pub fn replica(&self, i: usize) -> &Replica<ChainApp> {
+        self.replicas[i].as_ref().expect("replica is up")
+    }
+
+    pub fn request(&self, nonce: u64) -> Signed<Request> {
+        self.request_sized(nonce, 1)
+    }
+
+    /// A request whose operation is `len` bytes.
+    pub fn request_sized(&self, nonce: u64, len: usize) -> Signed<Request> {
+        Signed::seal(
+            Request {
+                nonce,
+                operation: vec![nonce as u8; len],
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &self.client,
+            Principal::Requester,
+        )
+    }
+
+    pub fn apply(&mut self, i: usize, actions: Vec<Action>) {
+        for a in &actions {
+            match a {
+                Action::Persist(r) => self.stores[i].push(r.clone()),
+                Action::Send { to, envelope } => self.send(i, to.0 as usize, envelope),
+                Action::Broadcast(envelope) => {
+                    for j in 0..self.replicas.len() {
+                        if j != i {
+                            self.send(i, j, envelope);
+                        }
+                    }
+                }
+                Action::Deliver(d) => self.delivered[i].push(d.clone()),
+                Action::Restored { .. } => {}
+                Action::SetTimer(t) => {
+                    self.timers[i].insert(t.kind, *t);
+                }
+                Action::CancelTimer(k) => {
+                    self.timers[i].remove(k);
+                }
+            }
+        }
+        self.log[i].extend(actions);
+    }
+
+    pub fn send(&mut self, from: usize, to: usize, env: &Envelope) {
+        if !self.cut.contains(&(from, to)) && !self.drop_kinds.contains(&env.kind) {
+            self.queue.push_back((from, to, encode_envelope(env)));
+        }
+    }
+
+    pub fn input(&mut self, i: usize, input: Input) {
+        if let Some(r) = self.replicas[i].as_mut() {
+            let actions = r.handle(input);
+            self.apply(i, actions);
+        }
+    }
+
+    /// Delivers the oldest queued message; false when none is left.
+    pub fn step(&mut self) -> bool {
+        let Some((_, to, bytes)) = self.queue.pop_front() else {
+            return false;
+        };
+        let m = open(&bytes, &self.dir).expect("honest messages open");
+        self.input(to, Input::Message(m));
+        true
+    }
+
+    /// Delivers queued messages until none are left.
+    pub fn run(&mut self) {
+        while let Some((_, to, bytes)) = self.queue.pop_front() {
+            let m = open(&bytes, &self.dir).expect("honest messages open");
+            self.input(to, Input::Message(m));
+        }
+    }
+
+    pub fn fire(&mut self, i: usize, kind: TimerKind) {
+        let t = self.timers[i].remove(&kind).expect("timer armed");
+        self.input(i, Input::Timeout(t));
+        self.run();
+    }
+
+    pub fn isolate(&mut self, i: usize) {
+        for j in 0..self.replicas.len() {
+            self.cut.insert((i, j));
+            self.cut.insert((j, i));
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Requests replica `i` executed, over all its decisions.
+    pub fn executed_requests(&self, i: usize) -> usize {
+        self.delivered[i].iter().map(|d| d.executed.len()).sum()
+    }
+
+    /// The timer of `kind` armed at replica `i`, if any.
+    pub fn armed(&self, i: usize, kind: TimerKind) -> Option<Timer> {
+        self.timers[i].get(&kind).copied()
+    }
+
+    /// Fires timer `kind` at replica `i` if it is armed.
+    pub fn fire_if_armed(&mut self, i: usize, kind: TimerKind) {
+        if self.timers[i].contains_key(&kind) {
+            self.fire(i, kind);
+        }
+    }
+
+    /// One heartbeat interval everywhere: every replica's heartbeat timer fires once, in id
+    /// order (the primary of view 0 first, so its heartbeat is in flight before backups count).
+    pub fn heartbeat_tick(&mut self) {
+        for i in 0..self.replicas.len() {
+            self.fire_if_armed(i, TimerKind::Heartbeat);
+        }
+    }
+
+    pub fn executed_seqs(&self, i: usize) -> Vec<u64> {
+        self.delivered[i].iter().map(|d| d.seq.0).collect()
+    }
+}

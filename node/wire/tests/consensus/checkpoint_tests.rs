@@ -1,0 +1,32 @@
+//! Checkpoints that were lost in transit are sent again, so the window moves on: without it the
+//! primary stops at the high watermark for good (simulator seed 444).
+
+use scbe_core::consensus::*;
+use scbe_wire::testkit::Cluster;
+
+#[test]
+fn lost_checkpoints_are_sent_again_and_the_window_moves_on() {
+    // K = 2, window 4: sequence numbers 1..=4 fill the window while every checkpoint is lost.
+    let mut c = Cluster::new(4, 2);
+    c.drop_kinds.insert(Kind::Checkpoint);
+    for nonce in 1..=4 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    c.drop_kinds.clear();
+    c.input(0, Input::ClientRequest(c.request(5)));
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.replica(i).last_executed(), Seq(4), "replica {i}");
+        assert_eq!(c.replica(i).stable_checkpoint().seq, Seq(0), "replica {i}");
+    }
+    // One status tick everywhere: each replica re-sends its newest checkpoint (4), a quorum
+    // matches, the low watermark moves and the waiting request is ordered.
+    for i in 0..4 {
+        c.fire_if_armed(i, TimerKind::Status);
+    }
+    for i in 0..4 {
+        assert_eq!(c.replica(i).stable_checkpoint().seq, Seq(4), "replica {i}");
+        assert_eq!(c.replica(i).last_executed(), Seq(5), "replica {i}");
+    }
+}

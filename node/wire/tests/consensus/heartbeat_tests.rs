@@ -1,0 +1,98 @@
+//! Failover on silence: a crashed primary is replaced after `silence_ticks` heartbeat intervals
+//! even when no request waits, a live primary's heartbeats keep an idle cluster in its view, and
+//! the silence allowed doubles while views keep failing.
+
+use scbe_core::consensus::*;
+use scbe_wire::testkit::Cluster;
+
+#[test]
+fn an_idle_cluster_replaces_a_crashed_primary_after_the_silence_allowed() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    c.isolate(0);
+    // Nothing is pending anywhere: only silence can tell the primary is gone.
+    for _ in 0..3 {
+        c.heartbeat_tick();
+        for i in 1..4 {
+            assert_eq!(c.replica(i).view(), View(0), "replica {i} left too early");
+        }
+    }
+    c.heartbeat_tick();
+    for i in 1..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    // The new primary serves at once.
+    c.input(2, Input::ClientRequest(c.request(2)));
+    c.run();
+    for i in 1..4 {
+        assert_eq!(c.executed_requests(i), 2, "replica {i}");
+    }
+}
+
+#[test]
+fn heartbeats_keep_an_idle_cluster_in_its_view() {
+    let mut c = Cluster::new(4, 128);
+    for _ in 0..40 {
+        c.heartbeat_tick();
+    }
+    for i in 0..4 {
+        assert_eq!(c.replica(i).view(), View(0), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+}
+
+#[test]
+fn a_primary_that_only_stops_heartbeating_is_kept_while_its_batches_arrive() {
+    let mut c = Cluster::new(4, 128);
+    c.drop_kinds.insert(Kind::Heartbeat);
+    // Its pre-prepares count as signs of life: a busy primary whose heartbeats are late stays.
+    for nonce in 1..=10 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+        c.heartbeat_tick();
+    }
+    for i in 0..4 {
+        assert_eq!(c.replica(i).view(), View(0), "replica {i}");
+    }
+    // Idle and silent: replaced.
+    for _ in 0..4 {
+        c.heartbeat_tick();
+    }
+    for i in 1..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+    }
+}
+
+/// Heartbeat intervals until every live replica (`live`) is in `view`, at most `limit`.
+fn ticks_until_view(c: &mut Cluster, live: std::ops::Range<usize>, view: View, limit: u32) -> u32 {
+    for t in 1..=limit {
+        c.heartbeat_tick();
+        if live.clone().all(|i| c.replica(i).view() >= view) {
+            return t;
+        }
+    }
+    panic!("not in {view:?} after {limit} intervals");
+}
+
+#[test]
+fn the_silence_allowed_doubles_while_views_fail_and_returns_to_base_after_progress() {
+    // n = 7 tolerates two crashed primaries in a row.
+    let mut c = Cluster::new(7, 128);
+    c.isolate(0);
+    assert_eq!(ticks_until_view(&mut c, 1..7, View(1), 20), 4);
+    // One interval in which view 1's primary is heard: the backups tick right after its heartbeat,
+    // and that interval counts as the first of the silence once it is gone.
+    c.heartbeat_tick();
+    // View 1 has executed nothing when its primary crashes too: twice the silence.
+    c.isolate(1);
+    assert_eq!(ticks_until_view(&mut c, 2..7, View(2), 40), 8 - 1);
+    // View 2 makes progress: back to base for its successor.
+    c.input(3, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(3), 1);
+    c.heartbeat_tick();
+    c.isolate(2);
+    assert_eq!(ticks_until_view(&mut c, 3..7, View(3), 40), 4 - 1);
+}

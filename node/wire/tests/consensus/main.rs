@@ -1,0 +1,10 @@
+//! The consensus core's scenario tests. They live here, not in `scbe-core`, because they carry
+//! messages between replicas through the real wire encoding (`scbe_wire::testkit::Cluster`),
+//! which the core cannot depend on.
+
+mod checkpoint_tests;
+mod heartbeat_tests;
+mod paper;
+mod relay_tests;
+mod size_tests;
+mod suspicion_tests;

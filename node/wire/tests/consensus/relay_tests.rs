@@ -1,0 +1,97 @@
+//! Client requests received in one turn reach the peers in one `Relay`, the primary's included.
+
+use scbe_core::consensus::*;
+use scbe_wire::testkit::Cluster;
+
+/// Hands `inputs` to replica `i` as one turn, as the node does, then delivers everything.
+fn turn(c: &mut Cluster, i: usize, inputs: Vec<Input>) {
+    let r = c.replicas[i].as_mut().expect("replica is up");
+    r.begin_turn();
+    let mut actions = Vec::new();
+    for input in inputs {
+        actions.extend(r.handle(input));
+    }
+    actions.extend(r.end_turn());
+    c.apply(i, actions);
+    c.run();
+}
+
+/// (requests in `Relay` broadcasts, requests broadcast on their own) in replica `i`'s log.
+fn relayed(c: &Cluster, i: usize) -> (Vec<usize>, usize) {
+    let mut relays = Vec::new();
+    let mut single = 0;
+    for a in &c.log[i] {
+        if let Action::Broadcast(env) = a {
+            match env.kind {
+                Kind::Relay => {
+                    let m = scbe_wire::open(&scbe_wire::encode_envelope(env), &c.dir)
+                        .expect("own relay opens");
+                    let Message::Relay(r) = m.value() else {
+                        panic!("relay kind")
+                    };
+                    relays.push(r.requests.len());
+                }
+                Kind::Request => single += 1,
+                _ => {}
+            }
+        }
+    }
+    (relays, single)
+}
+
+#[test]
+fn a_backups_turn_of_client_requests_goes_out_as_one_relay() {
+    let mut c = Cluster::new(4, 128);
+    let inputs = (1..=5)
+        .map(|n| Input::ClientRequest(c.request(n)))
+        .collect();
+    turn(&mut c, 1, inputs);
+    assert_eq!(relayed(&c, 1), (vec![5], 0));
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 5, "replica {i}");
+    }
+}
+
+#[test]
+fn a_primary_relays_even_what_it_proposed_so_a_lost_pre_prepare_loses_no_request() {
+    // One batch in flight: the first request is proposed at once, the other two wait; all three
+    // are relayed (if the pre-prepare were lost and the view changed, the backups would still
+    // hold the first one).
+    let mut c = Cluster::new(4, 128);
+    let inputs = (1..=3)
+        .map(|n| Input::ClientRequest(c.request(n)))
+        .collect();
+    turn(&mut c, 0, inputs);
+    assert_eq!(relayed(&c, 0), (vec![3], 0));
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 3, "replica {i}");
+    }
+}
+
+#[test]
+fn outside_a_turn_each_request_is_relayed_as_sent() {
+    let mut c = Cluster::new(4, 128);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(relayed(&c, 1), (vec![], 1));
+}
+
+/// The primary's pre-prepare is lost: the backups hold the request from its relay, time it out,
+/// change view, and the new primary orders it. Without the primary's relay nobody but the old
+/// primary held the request and it waited for the client to give up (a 30 s stall seen on a
+/// process cluster).
+#[test]
+fn a_request_in_a_lost_pre_prepare_is_ordered_by_the_next_primary() {
+    let mut c = Cluster::new(4, 128);
+    c.drop_kinds.insert(Kind::PrePrepare);
+    let inputs = vec![Input::ClientRequest(c.request(1))];
+    turn(&mut c, 0, inputs);
+    c.drop_kinds.clear();
+    for i in 1..4 {
+        c.fire_if_armed(i, TimerKind::Request);
+    }
+    for i in 1..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.executed_requests(i), 1, "replica {i}");
+    }
+}

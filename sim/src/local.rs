@@ -1,0 +1,490 @@
+//! A local quorum and fleet on loopback: generates keys and configs in a directory and runs real
+//! `scbe-node` and `scbe-agent` processes (agents with the synthetic health model). Used by
+//! `scbe-sim up`, `scbe-sim demo` and the end-to-end tests; every process it starts is killed
+//! when the cluster is dropped.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use scbe_core::crypto::Keypair;
+use scbe_wire::key_file::{encode_hex, read_key_file, write_new_key, KeyFileError};
+
+/// Timeouts written into the generated configs.
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    pub request_timeout: Duration,
+    pub view_change_timeout: Duration,
+    pub status_interval: Duration,
+    pub checkpoint_interval: u64,
+    /// Extra requester keys (`keys/requester{i}.key`) for load generators: each concurrent client
+    /// needs its own key, since a key's nonces must increase.
+    pub extra_requesters: usize,
+    /// Batches the primary keeps in flight.
+    pub max_inflight_batches: u64,
+    /// Fleet agents to run (specialties cycle through code_execute, doc_plan, memory_storage).
+    pub agents: usize,
+    /// Agents degrade on any release whose version or unit ids contain this text.
+    pub degrade: Option<String>,
+    /// Samples on such a release before it degrades.
+    pub degrade_after: u32,
+    /// Agents' deploy hook fails for versions containing this text.
+    pub fail_deploy: Option<String>,
+    /// Monitoring window per batch and the agents' sample interval.
+    pub window: Duration,
+    pub sample_interval: Duration,
+    pub deploy_deadline: Duration,
+    /// Consecutive bad samples that prove degradation.
+    pub breach_samples: u32,
+    /// Requests each requester may submit per quota window at each validator (the node's
+    /// default when `None`); load generators raise it.
+    pub quota_requests: Option<u32>,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_millis(500),
+            view_change_timeout: Duration::from_millis(1000),
+            status_interval: Duration::from_millis(500),
+            checkpoint_interval: 32,
+            extra_requesters: 0,
+            max_inflight_batches: 8,
+            agents: 0,
+            degrade: None,
+            degrade_after: 3,
+            fail_deploy: None,
+            window: Duration::from_secs(6),
+            sample_interval: Duration::from_secs(1),
+            deploy_deadline: Duration::from_secs(10),
+            breach_samples: 2,
+            quota_requests: None,
+        }
+    }
+}
+
+pub struct LocalNode {
+    pub id: u32,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl LocalNode {
+    /// The running process, if started and not stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+pub struct LocalAgent {
+    pub id: String,
+    pub specialty: String,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// How to start the processes: the command (argv prefix) that runs a validator and the one that
+/// runs an agent; `run --config FILE` is appended.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub validator: Vec<std::ffi::OsString>,
+    pub agent: Vec<std::ffi::OsString>,
+}
+
+impl Launch {
+    /// The installed binaries: `scbe-node` at `node_bin` and `scbe-agent` beside it.
+    pub fn binaries(node_bin: &Path) -> Self {
+        Launch {
+            validator: vec![node_bin.into()],
+            agent: vec![node_bin.with_file_name("scbe-agent").into()],
+        }
+    }
+
+    /// One binary that runs either as a subcommand (how `scbe-sim` starts its processes).
+    pub fn subcommands(exe: &Path, validator: &str, agent: &str) -> Self {
+        Launch {
+            validator: vec![exe.into(), validator.into()],
+            agent: vec![exe.into(), agent.into()],
+        }
+    }
+}
+
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub nodes: Vec<LocalNode>,
+    pub agents: Vec<LocalAgent>,
+    pub requester_key: PathBuf,
+    launch: Launch,
+}
+
+/// Specialties of a local fleet, in turn.
+pub const SPECIALTIES: [&str; 3] = ["code_execute", "doc_plan", "memory_storage"];
+
+/// The local agents' hook: records the version; fails on versions containing $SCBE_FAIL_DEPLOY.
+const LOCAL_HOOK: &str = r#"#!/bin/sh
+# Written by scbe-sim: a local agent's deploy and rollback hook. It records the version the
+# agent serves; it fails for versions containing $SCBE_FAIL_DEPLOY (to show failed deploys).
+set -eu
+if [ -n "${SCBE_FAIL_DEPLOY:-}" ] && [ "$SCBE_ACTION" = deploy ]; then
+  case "$SCBE_VERSION" in *"$SCBE_FAIL_DEPLOY"*) echo "deploy of $SCBE_VERSION failed: image not found" >&2; exit 1;; esac
+fi
+mkdir -p "$SCBE_PROCESS_DIR"
+printf '%s
+' "$SCBE_VERSION" >"$SCBE_PROCESS_DIR/version.tmp"
+mv "$SCBE_PROCESS_DIR/version.tmp" "$SCBE_PROCESS_DIR/version"
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+}
+
+/// Next candidate port. Listener ports come from below the kernel's ephemeral range (32768 and
+/// up on Linux): a port the kernel handed out and we released could be taken by some process's
+/// *outgoing* connection before our node binds it, while ports below the range only collide
+/// with other listeners, which the bind test catches.
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Bytes of every file under `dir` (0 where unreadable): a validator's data directory on disk.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
+/// A loopback port that is free now (bind-tested).
+pub fn free_port() -> std::io::Result<SocketAddr> {
+    use std::sync::atomic::Ordering;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Spread concurrent processes apart by pid; step within a process by a counter.
+    let base = (std::process::id() * 97) % SPAN;
+    for _ in 0..SPAN {
+        let k = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (base + k) % SPAN;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr();
+        }
+    }
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+fn key_at(path: &Path) -> Result<Keypair, KeyFileError> {
+    if path.exists() {
+        read_key_file(path)
+    } else {
+        write_new_key(path)
+    }
+}
+
+impl LocalCluster {
+    /// Writes keys (kept if present) and configs for `n` validators under `dir`.
+    pub fn generate(
+        launch: &Launch,
+        dir: &Path,
+        n: usize,
+        opts: &LocalOptions,
+    ) -> Result<Self, LocalError> {
+        std::fs::create_dir_all(dir.join("keys"))?;
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let requester_key = dir.join("keys/requester.key");
+        let requester = key_at(&requester_key)?;
+        let mut requesters = format!(
+            "\n[[requesters]]\nname = \"local\"\npublic_key = \"{}\"\n",
+            encode_hex(requester.public().as_bytes())
+        );
+        for i in 0..opts.extra_requesters {
+            let k = key_at(&dir.join(format!("keys/requester{i}.key")))?;
+            let _ = write!(
+                requesters,
+                "\n[[requesters]]\nname = \"load{i}\"\npublic_key = \"{}\"\n",
+                encode_hex(k.public().as_bytes())
+            );
+        }
+        let mut keys = Vec::new();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            keys.push(key_at(&dir.join(format!("keys/node{i}.key")))?);
+            nodes.push(LocalNode {
+                id: i as u32,
+                addr: free_port()?,
+                metrics: free_port()?,
+                config: dir.join(format!("node{i}.toml")),
+                log: dir.join(format!("logs/node{i}.log")),
+                child: None,
+            });
+        }
+        let mut agents = Vec::new();
+        let mut agent_entries = String::new();
+        if opts.agents > 0 {
+            std::fs::create_dir_all(dir.join("hooks"))?;
+            let hook = dir.join("hooks/local-hook.sh");
+            std::fs::write(&hook, LOCAL_HOOK)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+        for i in 0..opts.agents {
+            let id = format!("agent-{i:02}");
+            let k = key_at(&dir.join(format!("keys/{id}.key")))?;
+            let agent = LocalAgent {
+                specialty: SPECIALTIES[i % SPECIALTIES.len()].to_string(),
+                addr: free_port()?,
+                config: dir.join(format!("{id}.toml")),
+                log: dir.join(format!("logs/{id}.log")),
+                id,
+                child: None,
+            };
+            let _ = write!(
+                agent_entries,
+                "\n[[agents]]\nid = \"{}\"\nspecialty = \"{}\"\npublic_key = \"{}\"\naddress = \"{}\"\n",
+                agent.id,
+                agent.specialty,
+                encode_hex(k.public().as_bytes()),
+                agent.addr
+            );
+            agents.push(agent);
+        }
+        let mut validators = String::new();
+        for (i, (k, node)) in keys.iter().zip(&nodes).enumerate() {
+            let _ = write!(
+                validators,
+                "\n[[validators]]\nid = {i}\npublic_key = \"{}\"\naddress = \"{}\"\n",
+                encode_hex(k.public().as_bytes()),
+                node.addr
+            );
+        }
+        for node in &nodes {
+            let text = format!(
+                "# Generated by scbe-sim up: validator {id} of a local {n}-validator quorum.\n\
+                 [node]\nid = {id}\ndata_dir = \"data/node{id}\"\nkey_file = \"keys/node{id}.key\"\nmetrics_listen = \"{metrics}\"\n\
+                 {validators}{requesters}\n\
+                 {agent_entries}\n\
+                 [consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\ncheckpoint_interval = {k}\nwindow = {w}\nmax_inflight_batches = {inflight}\n\
+                 \n[rollout]\nwindow = \"{rw}\"\nsample_interval = \"{si}\"\ndeploy_deadline = \"{dd}\"\nagent_call_timeout = \"30s\"\n\
+                 \n[health]\nbreach_samples = {bs}\n{quotas}",
+                id = node.id,
+                metrics = node.metrics,
+                rt = humantime::format_duration(opts.request_timeout),
+                vt = humantime::format_duration(opts.view_change_timeout),
+                st = humantime::format_duration(opts.status_interval),
+                k = opts.checkpoint_interval,
+                w = opts.checkpoint_interval * 2,
+                inflight = opts.max_inflight_batches,
+                rw = humantime::format_duration(opts.window),
+                si = humantime::format_duration(opts.sample_interval),
+                dd = humantime::format_duration(opts.deploy_deadline),
+                bs = opts.breach_samples,
+                quotas = opts
+                    .quota_requests
+                    .map(|q| format!("\n[quotas]\nrequests_per_window = {q}\n"))
+                    .unwrap_or_default(),
+            );
+            std::fs::write(&node.config, text)?;
+        }
+        let validator_keys: String = keys
+            .iter()
+            .map(|k| {
+                format!(
+                    "\n[[validators]]\npublic_key = \"{}\"\n",
+                    encode_hex(k.public().as_bytes())
+                )
+            })
+            .collect();
+        for (i, a) in agents.iter().enumerate() {
+            let degrade = opts
+                .degrade
+                .as_ref()
+                .map(|p| format!("degrade = {p:?}\n"))
+                .unwrap_or_default();
+            let fail = opts
+                .fail_deploy
+                .as_ref()
+                .map(|p| format!("SCBE_FAIL_DEPLOY = {p:?}\n"))
+                .unwrap_or_default();
+            let text = format!(
+                "# Generated by scbe-sim: agent {id} of a local fleet (synthetic health).\n\
+                 [agent]\nid = \"{id}\"\nspecialty = \"{sp}\"\nlisten = \"{addr}\"\nkey_file = \"keys/{id}.key\"\ndata_dir = \"data/{id}\"\nsample_interval = \"{si}\"\nreport_window = {rw}\n\
+                 {validator_keys}\n\
+                 [hooks]\ndeploy = [\"hooks/local-hook.sh\"]\nrollback = [\"hooks/local-hook.sh\"]\ntimeout = \"20s\"\n\
+                 \n[hooks.env]\nSCBE_PROCESS_DIR = {pd:?}\n{fail}\n\
+                 [health]\nsource = \"synthetic\"\nseed = {seed}\ndegrade_after = {da}\n{degrade}",
+                id = a.id,
+                sp = a.specialty,
+                addr = a.addr,
+                si = humantime::format_duration(opts.sample_interval),
+                rw = (opts.window.as_millis() / opts.sample_interval.as_millis().max(1)).clamp(1, 4096),
+                pd = dir.join(format!("data/{}/process", a.id)).display().to_string(),
+                seed = i + 1,
+                da = opts.degrade_after,
+            );
+            std::fs::write(&a.config, text)?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            nodes,
+            agents,
+            requester_key,
+            launch: launch.clone(),
+        })
+    }
+
+    /// Starts (or restarts) validator `i` as a child process, logging to `logs/node{i}.log`.
+    pub fn start(&mut self, i: usize) -> Result<(), LocalError> {
+        let node = &mut self.nodes[i];
+        node.child = Some(spawn_logged(
+            &self.launch.validator,
+            &node.config,
+            &node.log,
+        )?);
+        Ok(())
+    }
+
+    /// Starts (or restarts) agent `i`, logging to `logs/agent-NN.log`.
+    pub fn start_agent(&mut self, i: usize) -> Result<(), LocalError> {
+        let a = &mut self.agents[i];
+        a.child = Some(spawn_logged(&self.launch.agent, &a.config, &a.log)?);
+        Ok(())
+    }
+
+    /// Starts every validator and every agent.
+    pub fn start_all(&mut self) -> Result<(), LocalError> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        for i in 0..self.agents.len() {
+            self.start_agent(i)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every validator and agent accepts connections (or `deadline` passes, or one
+    /// of them exits).
+    pub fn wait_listening(&mut self, deadline: Duration) -> Result<(), LocalError> {
+        let until = std::time::Instant::now() + deadline;
+        let addrs: Vec<(String, SocketAddr)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("validator {i}"), n.addr))
+            .chain(self.agents.iter().map(|a| (a.id.clone(), a.addr)))
+            .collect();
+        for (name, addr) in addrs {
+            loop {
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if std::time::Instant::now() > until {
+                    return Err(std::io::Error::other(format!(
+                        "{name} is not listening on {addr} after {deadline:?} (see its log)"
+                    ))
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGKILL of an agent.
+    pub fn kill_agent(&mut self, i: usize) {
+        if let Some(mut c) = self.agents[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn agent_url(&self, i: usize) -> String {
+        format!("http://{}", self.agents[i].addr)
+    }
+
+    pub fn agent_log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.agents[i].log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown path runs, exactly like a crash.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The node's log so far (for test failure messages).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("http://{}", self.nodes[i].addr)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        for i in 0..self.agents.len() {
+            self.kill_agent(i);
+        }
+    }
+}
+
+/// `cmd run --config config`, output appended to `log`.
+fn spawn_logged(
+    cmd: &[std::ffi::OsString],
+    config: &Path,
+    log: &Path,
+) -> Result<Child, LocalError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let (program, prefix) = cmd
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty launch command"))?;
+    let mut command = Command::new(program);
+    // Its own process group: a Ctrl-C in the terminal reaches only the launcher, which then
+    // stops its children itself (after they are up), instead of every child at once at
+    // whatever instant it happens to be in, e.g. creating its store.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    Ok(command
+        .args(prefix)
+        .args(["run", "--config"])
+        .arg(config)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?)
+}

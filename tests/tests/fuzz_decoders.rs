@@ -1,0 +1,286 @@
+//! Fuzz targets for every decoder that takes outside bytes: the envelope and each consensus
+//! message (peers), ledger snapshots (peers, in state transfer), stored records (disk), operation JSON (requesters), provider manifests and
+//! releases (files), orders and agent-signed reports and acks (agents and validators), node and
+//! agent configuration (operators) and the audit log (anyone verifying one).
+//!
+//! Each target gets arbitrary bytes and mutations of valid inputs (bit flips, truncation,
+//! insertion, splicing), and must return an error or a value, never panic. CI runs a bounded
+//! number of cases (`PROPTEST_CASES`, default 256 per target); long runs set it higher (see
+//! FUZZING.md for the figures).
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use prost::Message as _;
+
+use scbe_core::consensus::{
+    Codec as _, Directory, Kind, PrePrepare, Principal, Relay, Request, Seq, Signed, View, Vote,
+};
+use scbe_core::crypto::Keypair;
+use scbe_core::governance::{parse_manifest, FusedRelease, Operation};
+use scbe_core::rollout::evidence::{AckBody, AgentBody, AgentSigned, HealthBody};
+use scbe_core::rollout::order::SignedOrder;
+use scbe_proto::v1 as pb;
+use scbe_wire::fleet_wire::agent_signed_from_proto;
+use scbe_wire::{encode_envelope, open, ProtoCodec};
+
+struct World {
+    dir: Directory,
+    agent: Keypair,
+    seeds_envelopes: Vec<Vec<u8>>,
+}
+
+fn world() -> Arc<World> {
+    static W: std::sync::OnceLock<Arc<World>> = std::sync::OnceLock::new();
+    Arc::clone(W.get_or_init(|| {
+        let validators: Vec<Keypair> = (0..4)
+            .map(|i| Keypair::from_label(&format!("fz{i}")))
+            .collect();
+        let client = Keypair::from_label("fz-client");
+        let dir = Directory::new(
+            validators.iter().map(Keypair::public).collect(),
+            vec![client.public()],
+        )
+        .expect("directory");
+        let request = Signed::seal(
+            Request {
+                nonce: 7,
+                operation: Operation::Rollback {
+                    target_version: "v0".into(),
+                    reason: "fuzz".into(),
+                }
+                .to_bytes(),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &client,
+            Principal::Requester,
+        );
+        let batch = vec![request.clone()];
+        let pp = Signed::seal(
+            PrePrepare {
+                view: View(0),
+                seq: Seq(1),
+                digest: scbe_core::consensus::batch_digest(&batch),
+                batch,
+            },
+            Kind::PrePrepare,
+            |v| ProtoCodec.encode_pre_prepare(v),
+            &validators[0],
+            Principal::Validator(scbe_core::consensus::ReplicaId(0)),
+        );
+        let vote = Signed::seal(
+            Vote {
+                view: View(0),
+                seq: Seq(1),
+                digest: pp.value().digest,
+            },
+            Kind::Prepare,
+            |v| ProtoCodec.encode_vote(v),
+            &validators[1],
+            Principal::Validator(scbe_core::consensus::ReplicaId(1)),
+        );
+        let relay = Signed::seal(
+            Relay {
+                requests: vec![request.clone(), request.clone()],
+            },
+            Kind::Relay,
+            |v| ProtoCodec.encode_relay(v),
+            &validators[2],
+            Principal::Validator(scbe_core::consensus::ReplicaId(2)),
+        );
+        let suspect = Signed::seal(
+            scbe_core::consensus::Suspect { view: View(3) },
+            Kind::Suspect,
+            |v| ProtoCodec.encode_suspect(v),
+            &validators[3],
+            Principal::Validator(scbe_core::consensus::ReplicaId(3)),
+        );
+        let seeds_envelopes = vec![
+            encode_envelope(request.envelope()),
+            encode_envelope(suspect.envelope()),
+            encode_envelope(relay.envelope()),
+            encode_envelope(pp.envelope()),
+            encode_envelope(vote.envelope()),
+        ];
+        Arc::new(World {
+            dir,
+            agent: Keypair::from_label("fz-agent"),
+            seeds_envelopes,
+        })
+    }))
+}
+
+/// Arbitrary bytes, or a valid input with a few mutations.
+fn bytes_from(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let arbitrary = proptest::collection::vec(any::<u8>(), 0..2048);
+    let n = seeds.len();
+    let mutated = (
+        0..n.max(1),
+        proptest::collection::vec((any::<u8>(), any::<u16>(), any::<u8>()), 1..8),
+    )
+        .prop_map(move |(i, edits)| {
+            let mut b = seeds.get(i).cloned().unwrap_or_default();
+            for (op, at, v) in edits {
+                let at = if b.is_empty() {
+                    0
+                } else {
+                    at as usize % b.len()
+                };
+                match op % 4 {
+                    0 if !b.is_empty() => b[at] ^= 1 << (v % 8),
+                    1 => b.truncate(at),
+                    2 => b.insert(at.min(b.len()), v),
+                    _ if !b.is_empty() => b[at] = v,
+                    _ => b.push(v),
+                }
+            }
+            b
+        });
+    prop_oneof![arbitrary, mutated]
+}
+
+fn text_from(seeds: Vec<String>) -> impl Strategy<Value = String> {
+    bytes_from(seeds.into_iter().map(String::into_bytes).collect())
+        .prop_map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+fn example(name: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join(name)).unwrap_or_default()
+}
+
+/// An agent-signed payload with a valid signature, so the JSON behind it gets parsed.
+fn open_signed<T: AgentBody>(agent: &Keypair, payload: String) {
+    let sig = agent.sign(T::KIND, payload.as_bytes());
+    let signed = AgentSigned::<T>::from_parts(
+        "agent-00".into(),
+        payload,
+        scbe_core::rollout::evidence::hex(sig.as_bytes()),
+    );
+    let key = agent.public();
+    let _ = signed.open(|_| Some(&key));
+}
+
+proptest! {
+    #[test]
+    fn envelopes_and_consensus_messages(b in bytes_from(world().seeds_envelopes.clone())) {
+        let _ = open(&b, &world().dir);
+    }
+
+    #[test]
+    fn stored_records(b in bytes_from(world().seeds_envelopes.clone())) {
+        let _ = scbe_wire::decode_record(&b, &world().dir);
+    }
+
+    #[test]
+    fn audit_logs(b in bytes_from(vec![])) {
+        if let Ok(log) = pb::AuditLog::decode(b.as_slice()) {
+            for c in log.decided {
+                let _ = scbe_wire::open_commit_cert(c, &world().dir);
+            }
+        }
+    }
+
+    #[test]
+    fn ledger_snapshots(b in bytes_from(vec![ledger_snapshot()])) {
+        use scbe_core::consensus::StateMachine as _;
+        let mut ledger = empty_ledger();
+        let _ = ledger.snapshot_digest(&b);
+        let _ = ledger.restore(&b);
+    }
+
+    #[test]
+    fn operations(b in bytes_from(vec![
+        Operation::Rollback { target_version: "v0".into(), reason: "r".into() }.to_bytes(),
+        Operation::RegisterRelease { release: placeholder_release() }.to_bytes(),
+    ])) {
+        let _ = Operation::from_bytes(&b);
+    }
+
+    #[test]
+    fn manifests_and_releases(t in text_from(vec![
+        example("configs/examples/manifests/hf_manifest.json"),
+        example("configs/examples/manifests/gcp_manifest.json"),
+        example("configs/examples/manifests/aws_manifest.json"),
+        placeholder_release().to_json_pretty(),
+    ])) {
+        let _ = parse_manifest("fuzz.json", &t);
+        let _ = FusedRelease::parse(&t);
+    }
+
+    #[test]
+    fn orders(b in bytes_from(vec![])) {
+        if let Ok(p) = pb::SignedOrder::decode(b.as_slice()) {
+            let _ = scbe_wire::fleet_wire::signed_order_from_proto(&p)
+                .map(|o: SignedOrder| scbe_core::rollout::order::Order::parse(&o.order));
+        }
+        let _ = scbe_core::rollout::order::Order::parse(&b);
+    }
+
+    #[test]
+    fn agent_reports_and_acks(t in text_from(vec![
+        r#"{"agent":"agent-00","rollout":1,"version":"r1","samples":[]}"#.into(),
+    ])) {
+        let w = world();
+        open_signed::<HealthBody>(&w.agent, t.clone());
+        open_signed::<AckBody>(&w.agent, t.clone());
+        let p = pb::AgentSigned {
+            agent: "agent-00".into(),
+            payload: t.into_bytes().into(),
+            signature: vec![0u8; 64].into(),
+        };
+        let _ = agent_signed_from_proto::<HealthBody>(p);
+    }
+
+    #[test]
+    fn configurations(t in text_from(vec![example("configs/node.toml"), example("configs/agent.toml")])) {
+        let path = std::path::Path::new("/nonexistent/fuzz.toml");
+        let _ = scbe_validator::config::NodeConfig::parse(path, &t);
+        let _ = scbe_agent::config::AgentConfig::parse(path, &t);
+    }
+}
+
+fn empty_ledger() -> scbe_core::governance::Ledger {
+    scbe_core::governance::Ledger::new(scbe_core::governance::LedgerConfig {
+        validators: (0..4)
+            .map(|i| Keypair::from_label(&format!("fz{i}")).public())
+            .collect(),
+        known_good: vec!["v0".into()],
+        gates: Default::default(),
+        vote_window_seqs: 100,
+        agents: Vec::new(),
+        health: Default::default(),
+    })
+}
+
+/// A real snapshot with events and outcomes in its journal, as a seed for mutations.
+fn ledger_snapshot() -> Vec<u8> {
+    use scbe_core::consensus::StateMachine as _;
+    use scbe_core::governance::ledger::Signer;
+    let mut ledger = empty_ledger();
+    let client = Keypair::from_label("fz-client").public();
+    for nonce in 1..4 {
+        let op = Operation::Rollback {
+            target_version: "nope".into(),
+            reason: "fuzz".into(),
+        };
+        ledger.apply_operation(
+            nonce,
+            Signer::Requester(client),
+            &client,
+            nonce,
+            &op.to_bytes(),
+        );
+    }
+    ledger.snapshot().to_vec()
+}
+
+fn placeholder_release() -> FusedRelease {
+    FusedRelease::new(
+        std::collections::BTreeMap::new(),
+        scbe_core::governance::Gates::default(),
+        Some("r1".into()),
+        "t".into(),
+    )
+}
