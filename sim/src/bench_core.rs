@@ -4,7 +4,7 @@
 //! Method. `n` replicas live in one thread. Client requests are signed up front (client work is
 //! not counted) and handed to the primary a pipeline at a time (`batch` x `max_inflight_batches`),
 //! which relays them to the backups and orders them as usual. Every
-//! message is encoded, queued, opened by the real edge (`net::open`: signature checks, then
+//! message is encoded, queued, opened by the real edge (`scbe_wire::open`: signature checks, then
 //! decode) and handled by the real `Replica`, until all requests are executed everywhere. The
 //! wall time of that loop is the cluster's CPU time (one thread, nothing else running in it).
 //!

@@ -1,8 +1,8 @@
-//! The fleet in the simulator: agents that run the real agent core (`fleet::core`) with the
-//! seeded synthetic health model, every validator running the real [`Watcher`] on the real
-//! ledger, the primary's executor (endorsements from the validators' own ledgers, orders to the
-//! agents), a release requester following a script, and Byzantine validators that lie about
-//! the fleet.
+//! The fleet in the simulator: agents that run the real agent core (`scbe_core::agent`) with the
+//! seeded synthetic health model, the primary's executor (endorsements from the validators' own
+//! ledgers, orders to the agents), a release requester following a script, and Byzantine
+//! validators that lie about the fleet. What each validator decides about the fleet is its
+//! `ValidatorStep`'s (`fleet_driver.rs` drives it as the runtime does).
 //!
 //! What the runtime does over gRPC happens here as events with network delays. Endorsements
 //! are collected without delay from the validators that are up and reachable: what matters to

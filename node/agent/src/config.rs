@@ -242,7 +242,9 @@ impl AgentConfig {
                     return Err(invalid("health.command", "must name a command"));
                 }
             }
-            HealthSection::Synthetic(m) => m.validate().map_err(|e| invalid("health", e))?,
+            HealthSection::Synthetic(m) => m
+                .validate()
+                .map_err(|e| invalid(format!("health.{}", e.setting), e.problem))?,
         }
         let key = read_key_file(&base.join(&a.key_file))?;
         let quorum = scbe_core::consensus::config::quorum_for(n);

@@ -183,7 +183,7 @@ fn unusable_input_exits_2_naming_file_and_field() {
     );
     assert_eq!(code, 2);
     assert!(
-        err.contains("gate min_safety must be between 0 and 1"),
+        err.contains("--min-safety must be between 0 and 1"),
         "{err}"
     );
 }

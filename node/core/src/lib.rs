@@ -20,5 +20,8 @@ pub mod agent;
 pub mod consensus;
 pub mod crypto;
 pub mod governance;
+pub mod invalid_setting;
 pub mod rollout;
 pub mod validator_step;
+
+pub use invalid_setting::InvalidSetting;

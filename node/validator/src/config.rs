@@ -272,7 +272,7 @@ pub struct NodeConfig {
     pub quotas: QuotaSection,
 }
 
-/// Per-requester limits at this validator's client API (see `net::quota`).
+/// Per-requester limits at this validator's client API (see `services::quota`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaSection {
@@ -426,7 +426,9 @@ impl NodeConfig {
             .validate()
             .map_err(|e| invalid("consensus", e.to_string()))?;
         let gates = self.gates.unwrap_or_default();
-        gates.validate().map_err(|e| invalid("gates", e))?;
+        gates
+            .validate()
+            .map_err(|e| invalid(format!("gates.{}", e.setting), e.problem))?;
         let mut agents = Vec::new();
         let mut ids = BTreeSet::new();
         for (i, a) in self.agents.iter().enumerate() {
@@ -490,7 +492,16 @@ impl NodeConfig {
             min_samples: ro.min_samples(),
             breach_samples: h.breach_samples,
         };
-        health.validate().map_err(|e| invalid("health", e))?;
+        health.validate().map_err(|e| {
+            // The response-time bound is the latency gate; the sample count comes from
+            // [rollout] (window / sample_interval).
+            let key = match e.setting {
+                "max_response_ms_p95" => "gates.max_latency_ms_p95".to_string(),
+                "min_samples" => "rollout.window".to_string(),
+                other => format!("health.{other}"),
+            };
+            invalid(key, e.problem)
+        })?;
         let ledger = LedgerConfig {
             validators: keys,
             known_good: self.ledger.known_good.clone(),

@@ -72,7 +72,7 @@ fn errors_name_the_key() {
     );
     check(
         good.replacen("min_safety = 0.95", "min_safety = 1.5", 1),
-        "config key `gates`",
+        "config key `gates.min_safety`: must be between 0 and 1",
     );
     check(
         good.replacen("\nid = 0\n", "\nid = 9\n", 1),
@@ -88,7 +88,7 @@ fn errors_name_the_key() {
     );
     check(
         good.replacen("breach_samples = 2", "breach_samples = 9", 1),
-        "config key `health`",
+        "config key `health.breach_samples`: must be between 1 and",
     );
     check(
         good.replacen("sample_interval = \"10s\"", "sample_interval = \"10m\"", 1),

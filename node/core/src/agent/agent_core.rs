@@ -1,6 +1,6 @@
 //! The agent's decisions, without I/O: which orders to obey, what a hook's result means for the
 //! agent's state, and the signed acks and health reports it answers with. The daemon
-//! (`fleet/service.rs`) runs hooks and sources around it; the simulator drives it directly.
+//! (`scbe-agent`'s `service.rs`) runs hooks and sources around it; the simulator drives it directly.
 //!
 //! An order is obeyed only if it carries valid signatures of a quorum of the configured validator
 //! set, names this agent, matches the RPC it came on, and is not older than the newest order
@@ -99,8 +99,6 @@ pub struct AgentCore {
     /// Every sample ever taken by this process (numbers synthetic noise).
     taken: u64,
     reports: u64,
-    /// The ack of the newest order obeyed (validators watch it along with the reports).
-    last_ack: Option<DeployAck>,
 }
 
 impl AgentCore {
@@ -125,12 +123,7 @@ impl AgentCore {
             samples: 0,
             taken: 0,
             reports: 0,
-            last_ack: None,
         }
-    }
-
-    pub fn last_ack(&self) -> Option<&DeployAck> {
-        self.last_ack.as_ref()
     }
 
     pub fn state(&self) -> &AgentState {
@@ -228,9 +221,7 @@ impl AgentCore {
             }
             HookOutcome::Failed(why) => (AckOutcome::Failed, why),
         };
-        let ack = self.ack(order, outcome, detail);
-        self.last_ack = Some(ack.clone());
-        ack
+        self.ack(order, outcome, detail)
     }
 
     fn ack(&self, order: &Order, outcome: AckOutcome, detail: String) -> DeployAck {

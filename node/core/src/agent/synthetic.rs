@@ -3,6 +3,7 @@
 //! version, unit ids or unit URIs contain the `degrade` pattern. Deterministic: the same seed,
 //! agent and sample number always give the same figures (noise is derived from sha256).
 
+use crate::InvalidSetting;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
@@ -28,11 +29,12 @@ pub struct SyntheticModel {
 }
 
 impl SyntheticModel {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.degrade.as_deref() == Some("") {
-            return Err(
-                "degrade must not be empty (omit it for a model that never degrades)".into(),
-            );
+            return Err(InvalidSetting::new(
+                "degrade",
+                "must not be empty (omit it for a model that never degrades)",
+            ));
         }
         Ok(())
     }

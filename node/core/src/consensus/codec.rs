@@ -1,5 +1,5 @@
 //! How the core turns the messages it signs into bytes. The core never sees protobuf types: the
-//! network edge (`net::wire`) implements this trait with prost and hands it to the replica, so the
+//! network edge (`scbe_wire::ProtoCodec`) implements this trait with prost and hands it to the replica, so the
 //! bytes signed here are exactly the bytes peers receive.
 
 use super::message::{

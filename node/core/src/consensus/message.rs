@@ -2,7 +2,7 @@
 //!
 //! A [`Signed<T>`] is a decoded value together with the exact envelope it came from. The only ways
 //! to obtain one are to seal it with a key ([`Signed::seal`]) or to receive it from the network
-//! edge (`net::wire::open`), which checks the signature before decoding; the core therefore treats
+//! edge (`scbe_wire::open`), which checks the signature before decoding; the core therefore treats
 //! every `Signed<T>` as authenticated and keeps the envelope so certificates can be forwarded and
 //! re-verified offline byte for byte.
 

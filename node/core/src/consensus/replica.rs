@@ -59,11 +59,15 @@ mod heartbeat;
 mod normal_case;
 mod relay;
 mod requests;
+mod restore;
+mod slot;
 mod state_transfer;
 mod suspicion;
 /// How long a suspicion stays counted, in heartbeat intervals (the scenario tests read it).
 pub use suspicion::SUSPICION_TICKS;
 mod view_change;
+
+use slot::Slot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -73,10 +77,9 @@ use crate::crypto::{Keypair, PublicKey};
 use super::action::{Action, Input, Record, Timer, TimerKind};
 use super::codec::Codec;
 use super::config::{ConfigError, ReplicaConfig};
-use super::limits;
 use super::message::{
-    retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView, PrePrepare,
-    PreparedCert, Principal, Request, Signed, Snapshot, ViewChange, Vote,
+    retype, Checkpoint, CheckpointCert, Kind, Message, NewView, PrePrepare, Principal, Request,
+    Signed, Snapshot, ViewChange, Vote,
 };
 use super::nonce::{NonceError, NonceWindow};
 use super::state_machine::{SnapshotError, StateMachine};
@@ -108,52 +111,6 @@ pub enum RestoreError {
     MissingDecided(Seq),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-}
-
-/// Per-sequence-number protocol state.
-#[derive(Default)]
-struct Slot {
-    /// View of the current voting round; votes from other views are not mixed in.
-    view: View,
-    pre_prepare: Option<Signed<PrePrepare>>,
-    prepares: BTreeMap<ReplicaId, Signed<Vote>>,
-    commits: BTreeMap<ReplicaId, Signed<Vote>>,
-    /// Prepared in the current round (commit sent).
-    prepared: bool,
-    /// Highest-view prepared certificate: survives view changes, reported in view changes.
-    prepared_cert: Option<PreparedCert>,
-    committed: Option<CommitCert>,
-    /// Encoded bytes of `pre_prepare`'s and `prepared_cert`'s batches (see [`limits`]).
-    pre_prepare_bytes: usize,
-    prepared_bytes: usize,
-}
-
-impl Slot {
-    fn enter_round(&mut self, view: View) {
-        if self.view != view {
-            self.view = view;
-            self.pre_prepare = None;
-            self.pre_prepare_bytes = 0;
-            self.prepares.clear();
-            self.commits.clear();
-            self.prepared = false;
-        }
-    }
-
-    fn set_pre_prepare(&mut self, pp: Signed<PrePrepare>) {
-        self.pre_prepare_bytes = limits::batch_bytes(&pp.value().batch);
-        self.pre_prepare = Some(pp);
-    }
-
-    fn set_prepared(&mut self, cert: PreparedCert) {
-        self.prepared_bytes = limits::batch_bytes(&cert.pre_prepare.value().batch);
-        self.prepared_cert = Some(cert);
-    }
-
-    /// What this slot adds to a view change (or would, once its pre-prepare prepares).
-    fn held_bytes(&self) -> usize {
-        self.pre_prepare_bytes.max(self.prepared_bytes)
-    }
 }
 
 /// The PBFT replica. See the module documentation for the contract.
@@ -321,142 +278,6 @@ impl<A: StateMachine> Replica<A> {
             dropped: BTreeMap::new(),
             out: Vec::new(),
         })
-    }
-
-    /// Rebuilds a replica from its persisted records (in the order they were persisted) and a
-    /// fresh application. Returns the actions the runtime must perform before anything else:
-    /// re-persisting checkpoints replay produced, resending a pending view change, timers.
-    /// Batches replayed from the decided log are executed again but not re-delivered.
-    pub fn restore(
-        cfg: ReplicaConfig,
-        key: Keypair,
-        codec: Arc<dyn Codec>,
-        app: A,
-        records: &[Record],
-    ) -> Result<(Self, Vec<Action>), RestoreError> {
-        let mut r = Self::new(cfg, key, codec, app)?;
-        let mut snapshots = BTreeMap::new();
-        let mut prepared: BTreeMap<Seq, PreparedCert> = BTreeMap::new();
-        let mut committed: BTreeMap<Seq, CommitCert> = BTreeMap::new();
-        let mut max_pre_prepare: BTreeMap<View, Seq> = BTreeMap::new();
-        for rec in records {
-            match rec {
-                Record::Signed {
-                    pre_prepare,
-                    view,
-                    seq,
-                    digest,
-                } => {
-                    r.guard.insert((*view, *seq), *digest);
-                    if *pre_prepare {
-                        let e = max_pre_prepare.entry(*view).or_default();
-                        *e = (*e).max(*seq);
-                    }
-                }
-                Record::Prepared(c) => {
-                    let pp = c.pre_prepare.value();
-                    let newer = prepared
-                        .get(&pp.seq)
-                        .is_none_or(|old| old.pre_prepare.value().view < pp.view);
-                    if newer {
-                        prepared.insert(pp.seq, c.clone());
-                    }
-                }
-                Record::Committed(c) => {
-                    committed.insert(c.seq(), c.clone());
-                }
-                Record::Snapshot(s) => {
-                    snapshots.insert(s.seq, s.clone());
-                }
-                Record::Stable(c) => {
-                    if c.seq > r.stable.seq {
-                        r.stable = c.clone();
-                    }
-                }
-                Record::ViewChange(vc) => {
-                    if vc.value().new_view >= r.view {
-                        r.view = vc.value().new_view;
-                        r.status = Status::ViewChanging;
-                        r.my_view_change = Some(vc.clone());
-                    }
-                }
-                Record::EnteredView { view, new_view } => {
-                    if *view >= r.view {
-                        r.view = *view;
-                        r.status = Status::Normal;
-                        r.my_view_change = None;
-                        r.new_view = new_view.clone();
-                    }
-                }
-                // The validator step's, not the replica's.
-                Record::NonceReservation { .. } => {}
-            }
-        }
-        let stable_seq = r.stable.seq;
-        if let Some(snap) = snapshots.remove(&stable_seq) {
-            let digest = state_digest(
-                snap.seq,
-                r.app.snapshot_digest(&snap.app_state)?,
-                &snap.nonces,
-            );
-            if digest != r.stable.state_digest {
-                return Err(RestoreError::SnapshotMismatch(stable_seq));
-            }
-            r.app.restore(&snap.app_state)?;
-            r.nonces = snap.nonces.clone();
-            r.last_executed = stable_seq;
-            r.snapshots.insert(stable_seq, (digest, snap));
-        } else if stable_seq > Seq(0) {
-            // The snapshot at the stable checkpoint was not persisted (a large state is
-            // persisted only every so often, see `snapshot_persist_floor`): start from the
-            // newest persisted one below it, or from genesis, and execute the decided batches
-            // up to it again. The checkpoint this replay takes at `stable_seq` must match the
-            // stable certificate, which checks the base snapshot and the replay together.
-            if let Some((_, base)) = snapshots.range(..stable_seq).next_back() {
-                r.app.restore(&base.app_state)?;
-                r.nonces = base.nonces.clone();
-                r.last_executed = base.seq;
-            }
-            while r.last_executed < stable_seq {
-                let seq = r.last_executed.next();
-                let cert = committed
-                    .get(&seq)
-                    .cloned()
-                    .ok_or(RestoreError::MissingDecided(seq))?;
-                r.execute(cert);
-            }
-            if !r.snapshots.contains_key(&stable_seq) {
-                // Checkpoint rules changed since (another interval): take it here.
-                r.bytes_since_checkpoint = 0;
-                r.take_checkpoint(stable_seq);
-            }
-            match r.snapshots.get(&stable_seq) {
-                Some((digest, _)) if *digest == r.stable.state_digest => {}
-                _ => return Err(RestoreError::SnapshotMismatch(stable_seq)),
-            }
-            r.snapshots.retain(|seq, _| *seq >= stable_seq);
-            r.checkpoint_votes.retain(|seq, _| *seq >= stable_seq);
-        }
-        for (seq, cert) in prepared.into_iter().filter(|(s, _)| *s > stable_seq) {
-            r.slots.entry(seq).or_default().set_prepared(cert);
-        }
-        for (seq, cert) in committed.into_iter().filter(|(s, _)| *s > stable_seq) {
-            r.slots.entry(seq).or_default().committed = Some(cert);
-        }
-        let last_signed = max_pre_prepare.get(&r.view).copied().unwrap_or_default();
-        r.try_execute();
-        r.next_seq = last_signed.max(r.last_executed).next();
-        if let Some(vc) = &r.my_view_change {
-            r.view_changes.insert(r.cfg.id, vc.clone());
-            r.out.push(Action::Broadcast(Arc::clone(vc.envelope())));
-        }
-        r.set_timer(TimerKind::Status);
-        r.set_timer(TimerKind::Heartbeat);
-        let actions = std::mem::take(&mut r.out)
-            .into_iter()
-            .filter(|a| !matches!(a, Action::Deliver(_)))
-            .collect();
-        Ok((r, actions))
     }
 
     /// Arms the replica's periodic timers; call once after [`Replica::new`] (restore does it

@@ -1,6 +1,7 @@
 //! The replicated application the core executes committed requests against (the governance
-//! ledger in the node, a hash chain in the simulator). It must be deterministic: the same requests
-//! in the same order give the same digest on every replica.
+//! ledger in a validator and in the simulator, a hash chain in `scbe-sim bench-core` and the
+//! consensus tests). It must be deterministic: the same requests in the same order give the same
+//! digest on every replica.
 
 use super::app_state::AppState;
 use super::message::{Request, Signed};

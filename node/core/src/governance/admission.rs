@@ -34,44 +34,88 @@ fn is_printable(s: &str) -> bool {
     s.chars().all(|c| c.is_ascii_graphic())
 }
 
-fn bounded(errors: &mut Vec<String>, field: &str, value: &str, max: usize, ok: bool, rule: &str) {
+/// What is wrong with one text field of a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("{field} must not be empty")]
+    Empty { field: String },
+    #[error("{field} has {chars} characters, at most {max} allowed")]
+    TooLong {
+        field: String,
+        chars: usize,
+        max: usize,
+    },
+    #[error("{field} {rule}")]
+    Characters { field: String, rule: &'static str },
+}
+
+/// A text field: not empty, at most `max` characters, and `ok` (its character rule, `rule`).
+fn check_field(
+    field: &str,
+    value: &str,
+    max: usize,
+    ok: bool,
+    rule: &'static str,
+) -> Result<(), FieldError> {
+    let chars = value.chars().count();
     if value.is_empty() {
-        errors.push(format!("{field} must not be empty"));
-    } else if value.chars().count() > max {
-        errors.push(format!(
-            "{field} has {} characters, at most {max} allowed",
-            value.chars().count()
-        ));
+        Err(FieldError::Empty {
+            field: field.into(),
+        })
+    } else if chars > max {
+        Err(FieldError::TooLong {
+            field: field.into(),
+            chars,
+            max,
+        })
     } else if !ok {
-        errors.push(format!("{field} {rule}"));
+        Err(FieldError::Characters {
+            field: field.into(),
+            rule,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// [`check_field`], its failure added to `errors` (a release names every failed field).
+fn bounded(
+    errors: &mut Vec<String>,
+    field: &str,
+    value: &str,
+    max: usize,
+    ok: bool,
+    rule: &'static str,
+) {
+    if let Err(e) = check_field(field, value, max, ok, rule) {
+        errors.push(e.to_string());
     }
 }
 
 /// A version as the ledger accepts it (also used for promotion and rollback targets).
-pub fn check_version(field: &str, version: &str) -> Result<(), String> {
-    let mut errors = Vec::new();
-    bounded(
-        &mut errors,
+pub fn check_version(field: &str, version: &str) -> Result<(), FieldError> {
+    check_field(
         field,
         version,
         MAX_VERSION_CHARS,
         is_name(version),
         "may hold only letters, digits and . - _ + (starting with a letter or digit)",
-    );
-    errors.pop().map_or(Ok(()), Err)
+    )
 }
 
-/// Free text a requester attaches (a rollback's reason): bounded, no control characters.
-pub fn check_reason(field: &str, text: &str) -> Result<(), String> {
-    if text.chars().count() > MAX_REASON_CHARS {
-        return Err(format!(
-            "{field} has more than {MAX_REASON_CHARS} characters"
-        ));
+/// Free text a requester attaches (a rollback's reason): bounded, no control characters (it
+/// may be empty).
+pub fn check_reason(field: &str, text: &str) -> Result<(), FieldError> {
+    if text.is_empty() {
+        return Ok(());
     }
-    if text.chars().any(char::is_control) {
-        return Err(format!("{field} must not hold control characters"));
-    }
-    Ok(())
+    check_field(
+        field,
+        text,
+        MAX_REASON_CHARS,
+        !text.chars().any(char::is_control),
+        "must not hold control characters",
+    )
 }
 
 fn check_metrics(errors: &mut Vec<String>, field: &str, m: &Metrics) {
@@ -99,7 +143,7 @@ fn check_metrics(errors: &mut Vec<String>, field: &str, m: &Metrics) {
 pub fn check_release(release: &FusedRelease, gates: &Gates) -> Vec<String> {
     let mut errors = Vec::new();
     if let Err(e) = check_version("version", &release.version) {
-        errors.push(e);
+        errors.push(e.to_string());
     }
     bounded(
         &mut errors,

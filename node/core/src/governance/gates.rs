@@ -1,5 +1,6 @@
 //! Quality gates: inclusive bounds every unit of a release must meet.
 
+use crate::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::Metrics;
@@ -35,7 +36,7 @@ pub struct MetricFailure {
 
 impl Gates {
     /// Rejects bounds that make no sense (NaN, negative, quality/safety outside [0, 1]).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let checks = [
             ("min_quality", self.min_quality, true),
             ("min_safety", self.min_safety, true),
@@ -49,7 +50,10 @@ impl Gates {
                 } else {
                     "a finite number >= 0"
                 };
-                return Err(format!("gate {name} must be {range}, got {v}"));
+                return Err(InvalidSetting::new(
+                    name,
+                    format!("must be {range}, got {v}"),
+                ));
             }
         }
         Ok(())
@@ -126,7 +130,10 @@ mod tests {
         };
         assert_eq!(
             g.validate(),
-            Err("gate min_quality must be between 0 and 1, got 1.2".into())
+            Err(InvalidSetting::new(
+                "min_quality",
+                "must be between 0 and 1, got 1.2"
+            ))
         );
         let g = Gates {
             max_latency_ms_p95: f64::NAN,

@@ -1,6 +1,6 @@
 //! The release domain, pure and deterministic: provider manifests, federated fusion, quality
 //! gates with failure reports, fused releases, and the governance ledger that orders promotions,
-//! votes and rollbacks. No clock, RNG, I/O or hash-ordered map (the architecture test checks).
+//! votes and rollbacks. No clock, RNG, I/O or hash-ordered map (the crate cannot reach them).
 
 pub mod admission;
 pub mod event;

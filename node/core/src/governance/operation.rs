@@ -74,19 +74,25 @@ pub enum Operation {
     },
 }
 
+/// Why a request's bytes are not an operation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OperationError {
+    #[error("operation of {len} bytes exceeds the {MAX_OPERATION_BYTES}-byte limit")]
+    TooLarge { len: usize },
+    #[error("operation does not parse: {0}")]
+    Malformed(String),
+}
+
 impl Operation {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OperationError> {
         if bytes.len() > MAX_OPERATION_BYTES {
-            return Err(format!(
-                "operation of {} bytes exceeds the {MAX_OPERATION_BYTES}-byte limit",
-                bytes.len()
-            ));
+            return Err(OperationError::TooLarge { len: bytes.len() });
         }
-        serde_json::from_slice(bytes).map_err(|e| format!("operation does not parse: {e}"))
+        serde_json::from_slice(bytes).map_err(|e| OperationError::Malformed(e.to_string()))
     }
 
     /// Short name for logs.

@@ -5,6 +5,7 @@
 //! never a pass: a batch completes only on healthy reports, and a batch with no healthy report by
 //! its deadline rolls back.
 
+use crate::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 use super::evidence::{HealthBody, Sample, MAX_LATEST_SAMPLES};
@@ -54,7 +55,7 @@ pub enum Verdict {
 }
 
 impl HealthThresholds {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let unit = [
             ("min_coherence", self.min_coherence),
             ("max_error_rate", self.max_error_rate),
@@ -62,22 +63,31 @@ impl HealthThresholds {
         ];
         for (k, v) in unit {
             if !v.is_finite() || !(0.0..=1.0).contains(&v) {
-                return Err(format!("{k} must be between 0 and 1, got {v}"));
+                return Err(InvalidSetting::new(
+                    k,
+                    format!("must be between 0 and 1, got {v}"),
+                ));
             }
         }
         if !self.max_response_ms_p95.is_finite() || self.max_response_ms_p95 <= 0.0 {
-            return Err(format!(
-                "max_response_ms_p95 must be a positive number, got {}",
-                self.max_response_ms_p95
+            return Err(InvalidSetting::new(
+                "max_response_ms_p95",
+                format!(
+                    "must be a positive number, got {}",
+                    self.max_response_ms_p95
+                ),
             ));
         }
         if self.min_samples == 0 {
-            return Err("min_samples must be at least 1".into());
+            return Err(InvalidSetting::new("min_samples", "must be at least 1"));
         }
         if self.breach_samples == 0 || self.breach_samples as usize > MAX_LATEST_SAMPLES {
-            return Err(format!(
-                "breach_samples must be between 1 and {MAX_LATEST_SAMPLES}, got {}",
-                self.breach_samples
+            return Err(InvalidSetting::new(
+                "breach_samples",
+                format!(
+                    "must be between 1 and {MAX_LATEST_SAMPLES}, got {}",
+                    self.breach_samples
+                ),
             ));
         }
         Ok(())

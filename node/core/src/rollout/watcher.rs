@@ -166,15 +166,6 @@ impl Watcher {
         self.step.as_ref()
     }
 
-    pub fn settings(&self) -> &WatchSettings {
-        &self.settings
-    }
-
-    /// Latest verified report of an agent in the active rollout.
-    pub fn report_of(&self, agent: &str) -> Option<&HealthBody> {
-        self.reports.get(agent).map(|(_, b, _)| b)
-    }
-
     /// The ledger's current step; a new step starts a new deadline and forgets old acks.
     pub fn observe(&mut self, view: Option<StepView>, now_ms: u64) {
         let new_step = match (&self.step, &view) {

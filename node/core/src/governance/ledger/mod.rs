@@ -194,7 +194,7 @@ impl Ledger {
         };
         let result = match Operation::from_bytes(bytes) {
             Ok(op) => self.dispatch(seq, signer, op, &mut outcome),
-            Err(e) => Err(vec![e]),
+            Err(e) => Err(vec![e.to_string()]),
         };
         match result {
             Ok(()) => outcome.accepted = true,

@@ -123,6 +123,7 @@ impl Ledger {
         let refused: Vec<String> = [("version", &version), ("rollback_to", &rollback_to)]
             .into_iter()
             .filter_map(|(field, v)| admission::check_version(field, v).err())
+            .map(|e| e.to_string())
             .collect();
         if !refused.is_empty() {
             return Err(refused);
@@ -183,8 +184,9 @@ impl Ledger {
         target_version: String,
         reason: String,
     ) -> Result<u64, Rejection> {
-        admission::check_version("target_version", &target_version).map_err(|e| vec![e])?;
-        admission::check_reason("reason", &reason).map_err(|e| vec![e])?;
+        admission::check_version("target_version", &target_version)
+            .map_err(|e| vec![e.to_string()])?;
+        admission::check_reason("reason", &reason).map_err(|e| vec![e.to_string()])?;
         if !self.state.known_good.contains(&target_version) {
             return reject(format!("{target_version} is not a known-good version"));
         }

@@ -30,7 +30,7 @@ impl Ledger {
         let mut problems = Vec::new();
         for rep in reports {
             match self.open_report(r, rep) {
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
                 Ok(b) if !at_risk.contains(&b.agent) => problems.push(format!(
                     "{} is not in a deployed batch of rollout {id}",
                     b.agent
@@ -44,7 +44,7 @@ impl Ledger {
         }
         for ack in acks {
             match self.open_ack(r, ack, OrderAction::Deploy, &r.version) {
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
                 Ok(b) if !batch.contains(&b.agent) => {
                     problems.push(format!("{} is not in the current batch", b.agent))
                 }
@@ -161,7 +161,7 @@ impl Ledger {
         let mut done = BTreeSet::new();
         for ack in acks {
             match self.open_ack(r, ack, OrderAction::Rollback, &r.rollback_to) {
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
                 Ok(b) if !r.rollback_pending.contains(&b.agent) => {
                     problems.push(format!("{} has no rollback pending", b.agent))
                 }

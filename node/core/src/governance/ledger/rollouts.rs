@@ -10,6 +10,30 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::state::{Rollout, RolloutKind, RolloutStatus};
 use super::{reject, Ledger, Rejection};
+
+/// Why an agent's ack or report does not count for the current step of a rollout (the ledger
+/// records the text among a rejected operation's reasons).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepEvidenceError {
+    #[error(transparent)]
+    Unverified(#[from] EvidenceError),
+    #[error("ack from {agent} answers another order (rollout {rollout}, step {issued_seq}, {action:?} {version})")]
+    OtherOrder {
+        agent: String,
+        rollout: u64,
+        issued_seq: u64,
+        action: OrderAction,
+        version: String,
+    },
+    #[error("report from {agent} is for rollout {rollout} version {version}, not rollout {expected_rollout} version {expected_version}")]
+    OtherRollout {
+        agent: String,
+        rollout: u64,
+        version: String,
+        expected_rollout: u64,
+        expected_version: String,
+    },
+}
 use crate::governance::stage::{Stage, Tongue};
 use crate::rollout::evidence::{
     AckBody, AckOutcome, DeployAck, EvidenceError, HealthBody, HealthReport, OrderAction,
@@ -272,19 +296,20 @@ impl Ledger {
         ack: &DeployAck,
         action: OrderAction,
         version: &str,
-    ) -> Result<AckBody, String> {
-        let b = ack
-            .open(|id| self.agent_keys.get(id))
-            .map_err(|e| e.to_string())?;
+    ) -> Result<AckBody, StepEvidenceError> {
+        let b = ack.open(|id| self.agent_keys.get(id))?;
         if b.rollout != r.id
             || b.issued_seq != r.step_seq
             || b.action != action
             || b.version != version
         {
-            return Err(format!(
-                "ack from {} answers another order (rollout {}, step {}, {:?} {})",
-                b.agent, b.rollout, b.issued_seq, b.action, b.version
-            ));
+            return Err(StepEvidenceError::OtherOrder {
+                agent: b.agent,
+                rollout: b.rollout,
+                issued_seq: b.issued_seq,
+                action: b.action,
+                version: b.version,
+            });
         }
         Ok(b)
     }
@@ -293,15 +318,16 @@ impl Ledger {
         &self,
         r: &Rollout,
         rep: &HealthReport,
-    ) -> Result<HealthBody, String> {
-        let b = rep
-            .open(|id| self.agent_keys.get(id))
-            .map_err(|e: EvidenceError| e.to_string())?;
+    ) -> Result<HealthBody, StepEvidenceError> {
+        let b = rep.open(|id| self.agent_keys.get(id))?;
         if b.rollout != r.id || b.version != r.version {
-            return Err(format!(
-                "report from {} is for rollout {} version {}, not rollout {} version {}",
-                b.agent, b.rollout, b.version, r.id, r.version
-            ));
+            return Err(StepEvidenceError::OtherRollout {
+                agent: b.agent,
+                rollout: b.rollout,
+                version: b.version,
+                expected_rollout: r.id,
+                expected_version: r.version.clone(),
+            });
         }
         Ok(b)
     }
@@ -342,7 +368,7 @@ impl Ledger {
         let mut acked = BTreeSet::new();
         for ack in acks {
             match self.open_ack(r, ack, action, &r.version) {
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
                 Ok(b) if !agents.contains(&b.agent) => {
                     problems.push(format!("{} is not in batch {batch}", b.agent))
                 }
@@ -358,7 +384,7 @@ impl Ledger {
         let mut healthy = BTreeMap::new();
         for rep in reports {
             match self.open_report(r, rep) {
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
                 Ok(b) => match self.cfg.health.judge(&b) {
                     Verdict::Healthy => {
                         healthy.insert(b.agent.clone(), b);

@@ -1,6 +1,8 @@
-//! One deterministic simulation run: the real `Replica` core and the real wire edge
-//! (`net::open`), under a virtual clock, a faulty network, crashes with restart from persisted
-//! records, and Byzantine validators, checked by one checker per invariant.
+//! One deterministic simulation run: every validator is the runtime's own `ValidatorStep`
+//! (replica, ledger, watcher), reached through the real wire edge (`scbe_wire::open`), under a
+//! virtual clock, a faulty network, crashes with restart from persisted records (a restart
+//! rebuilds the step, losing what a real restart loses), and Byzantine validators, checked by
+//! one checker per invariant.
 //!
 //! Everything is derived from the seed and processed in a total order (time, then insertion),
 //! so the same seed always produces the same trace; `Report::trace_hash` proves it.
@@ -103,46 +105,6 @@ pub(crate) struct Node {
     /// Restarted and has not signed an own request since (the own-nonces checker wants its
     /// first nonce).
     pub(crate) fresh_restart: bool,
-}
-
-/// Counters for the report.
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    pub events: u64,
-    pub messages: u64,
-    pub rejected_at_edge: u64,
-    pub decided: u64,
-    pub max_view: u64,
-    pub restarts: u64,
-    pub state_restores: u64,
-    pub requests_completed: u64,
-    pub rollouts_completed: u64,
-    pub rollouts_rolled_back: u64,
-    pub orders_obeyed: u64,
-    pub orders_refused: u64,
-    pub evidence_refused: u64,
-    /// Requests of restarted validators, signed after their restart, that took effect.
-    pub own_executed_after_restart: u64,
-    /// The validator restarted mid-rollout (`Scenario::restart_mid_rollout`), once it was.
-    pub restarted_mid_rollout: Option<usize>,
-    pub end_ms: u64,
-    /// One line per replica at the end: view, status, executed, pending, drop reasons.
-    pub replicas: Vec<String>,
-}
-
-/// The outcome of one seed.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub scenario: Scenario,
-    pub violations: Vec<Violation>,
-    pub trace_hash: [u8; 32],
-    pub stats: Stats,
-}
-
-impl Report {
-    pub fn passed(&self) -> bool {
-        self.violations.is_empty()
-    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -618,9 +580,10 @@ impl Simulation {
     }
 }
 
-// Message delivery and the core's actions: `simulation_delivery.rs`.
-#[path = "simulation_delivery.rs"]
+// Message delivery and the core's actions.
 mod delivery;
+mod report;
+pub use report::{Report, Stats};
 
 /// Runs one seed.
 pub fn run_seed(seed: u64, overrides: &crate::scenario::Overrides) -> Report {

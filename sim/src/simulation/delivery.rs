@@ -1,4 +1,4 @@
-//! The simulation's message path: a delivery through the real wire door (`net::open`) into a
+//! The simulation's message path: a delivery through the real wire door (`scbe_wire::open`) into a
 //! replica (or a Byzantine node's mischief), the actions a replica returns (persisted, sent over
 //! the faulty network, timers armed), and the invariant checks that watch what is sent and
 //! decided.

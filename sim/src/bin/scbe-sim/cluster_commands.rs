@@ -1,0 +1,332 @@
+//! The `scbe-sim` subcommands that run real processes: `demo`, `up`, `bench` and
+//! `bench-fleet` (the deterministic `check` runs in-process, in `main.rs`).
+
+use std::process::ExitCode;
+
+use super::{runtime, self_launch};
+
+pub(crate) fn bench_fleet(agents: usize, runs: usize, skip_reaction: bool) -> ExitCode {
+    use scbe_sim::bench_fleet::{large, median, reaction};
+    let ms = |d: std::time::Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    if !skip_reaction {
+        let launch = match self_launch() {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        let rt = match runtime(true) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        println!("rollback reaction: 4 validators, 6 agents, one sample per second, {runs} degrading canaries each");
+        println!("| breach_samples | median | runs |\n|---|---|---|");
+        for breach in [1u32, 2] {
+            let dir = std::env::temp_dir()
+                .join(format!("scbe-bench-fleet-{}-{breach}", std::process::id()));
+            let r = rt.block_on(reaction(&launch, &dir, runs, breach));
+            let _ = std::fs::remove_dir_all(&dir);
+            match r {
+                Ok(v) => println!(
+                    "| {breach} | {} | {} |",
+                    median(&v).map_or("-".into(), ms),
+                    v.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+                ),
+                Err(e) => {
+                    eprintln!("error: reaction benchmark: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    match large(agents) {
+        Ok(r) => {
+            let share = |d: std::time::Duration| 100.0 * d.as_secs_f64() / r.windows.as_secs_f64();
+            println!(
+                "\nproduction rollout across {} agents (canary first): {} batches, windows of 5 min = {} s of monitoring",
+                r.agents,
+                r.batches,
+                r.windows.as_secs()
+            );
+            println!("| work | time | share of the windows |\n|---|---|---|");
+            println!("| leader's executor (orders, endorsements, acks, watcher ticks, progress) | {} | {:.4}% |", ms(r.executor), share(r.executor));
+            println!(
+                "| one validator's monitor ({} signed reports checked) | {} | {:.4}% |",
+                r.reports_checked,
+                ms(r.monitor),
+                share(r.monitor)
+            );
+            println!("| one ledger applying the rollout ({} progress operations, largest {} KB) | {} | {:.4}% |", r.progress_ops, r.largest_op_bytes / 1024, ms(r.ledger_apply), share(r.ledger_apply));
+            println!(
+                "| all agents (sampling, signing, order checks) | {} | - |",
+                ms(r.agents_cpu)
+            );
+            println!(
+                "ledger state {} KB; peak RSS of this process (4 ledgers, {} agents, watcher) {}; wall {:.1} s",
+                r.ledger_state_bytes / 1024,
+                r.agents,
+                r.peak_rss_kb.map_or("-".into(), |k| format!("{} MB", k / 1024)),
+                r.wall.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: large rollout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn demo(
+    dir: Option<std::path::PathBuf>,
+    window: std::time::Duration,
+    fast: bool,
+) -> ExitCode {
+    let launch = match self_launch() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let (window, sample_interval) = if fast {
+        (
+            window.min(std::time::Duration::from_secs(1)),
+            std::time::Duration::from_millis(250),
+        )
+    } else {
+        (window, std::time::Duration::from_millis(500))
+    };
+    if window < sample_interval {
+        eprintln!("error: --window must be at least the sample interval ({sample_interval:?})");
+        return ExitCode::from(2);
+    }
+    let mut replay = "cargo run --release -p scbe-sim -- demo".to_string();
+    if fast {
+        replay.push_str(" --fast");
+    }
+    if let Some(d) = &dir {
+        replay.push_str(&format!(" --dir {}", d.display()));
+    }
+    let opts = scbe_sim::demo::DemoOptions {
+        dir,
+        window,
+        sample_interval,
+        replay,
+    };
+    let rt = match runtime(true) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        tokio::select! {
+            r = scbe_sim::demo::run(&launch, &opts) => match r {
+                Ok(_) => {
+                    println!("demo passed");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("demo FAILED: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted: stopping every process the demo started");
+                ExitCode::from(130)
+            }
+        }
+    })
+}
+
+pub(crate) fn up(
+    n: usize,
+    agents: usize,
+    degrade: Option<String>,
+    window: std::time::Duration,
+    dir: &std::path::Path,
+) -> ExitCode {
+    use scbe_sim::local::{LocalCluster, LocalOptions};
+    if n < 4 {
+        eprintln!("error: --validators must be at least 4 (got {n})");
+        return ExitCode::from(2);
+    }
+    let launch = match self_launch() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let opts = LocalOptions {
+        agents,
+        degrade,
+        window,
+        ..LocalOptions::default()
+    };
+    let mut cluster = match LocalCluster::generate(&launch, dir, n, &opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot prepare {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match runtime(false) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    // Registered before anything starts: from here on a Ctrl-C is ours to handle, and the
+    // children (in their own process group) never see it.
+    let mut interrupt = match rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot handle Ctrl-C: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = cluster.start_all() {
+        eprintln!("error: cannot start validators: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Stop nothing before it is up: a node stopped while creating its store is the one
+    // instant that used to need care.
+    if let Err(e) = cluster.wait_listening(std::time::Duration::from_secs(30)) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{n} validators and {agents} agents running (logs in {}/logs):",
+        dir.display()
+    );
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        println!(
+            "  validator {i}: {}  metrics http://{}/metrics",
+            cluster.url(i),
+            node.metrics
+        );
+    }
+    for (i, a) in cluster.agents.iter().enumerate() {
+        println!("  {} ({}): {}", a.id, a.specialty, cluster.agent_url(i));
+    }
+    let key = cluster.requester_key.display();
+    println!("\nPoint scbe at the quorum (any validator answers):");
+    println!("  export SCBE_NODE={}", cluster.url(0));
+    println!("  export SCBE_KEY={key}");
+    println!("Then try:");
+    println!("  scbe status");
+    println!("  scbe fuse --manifests configs/examples/manifests/*.json --output release.json");
+    println!("  scbe propose register --release release.json");
+    println!("  scbe propose promote --release VERSION --to canary --rollback-to v0");
+    println!("  scbe watch --rollout 0");
+    println!("\nCtrl-C stops every validator and agent.");
+    rt.block_on(async {
+        let _ = interrupt.recv().await;
+    });
+    drop(cluster);
+    println!("stopped");
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) -> ExitCode {
+    let scbe_sim::bench_cluster::BenchOptions {
+        validators,
+        duration,
+        clients,
+        depth,
+        kill_primaries,
+        workload,
+        ..
+    } = *opts;
+    if validators < 4 || clients == 0 || depth == 0 {
+        eprintln!("error: need --validators >= 4, --clients >= 1 and --depth >= 1");
+        return ExitCode::from(2);
+    }
+    let f = (validators - 1) / 3;
+    if kill_primaries == 0 || kill_primaries > f {
+        eprintln!(
+            "error: --kill-primaries must be between 1 and f = {f} for {validators} validators"
+        );
+        return ExitCode::from(2);
+    }
+    let launch = match self_launch() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let dir = std::env::temp_dir().join(format!("scbe-bench-{}", std::process::id()));
+    let rt = match runtime(true) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(scbe_sim::bench_cluster::run(&launch, &dir, opts));
+    // A run that failed or never saw the failover decision keeps its configs and logs.
+    if !keep && result.as_ref().is_ok_and(|r| r.failover.is_some()) {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs and data kept in {}", dir.display());
+    }
+    match result {
+        Ok(r) => {
+            println!(
+                "bench: n={validators}, {clients} saturation clients with {depth} in flight each ({}), phases of {:?}, workload {workload:?}",
+                if depth > 1 { "SubmitStream" } else { "unary Submit" },
+                duration / 3
+            );
+            println!("| metric | value |\n|---|---|");
+            println!(
+                "| light load: submit-to-decided p50 | {:.2} ms ({} samples) |",
+                r.p50.as_secs_f64() * 1e3,
+                r.light_samples
+            );
+            println!(
+                "| light load: submit-to-decided p99 | {:.2} ms |",
+                r.p99.as_secs_f64() * 1e3
+            );
+            println!(
+                "| saturation: decided requests/s | {:.0} ({} decided, {} accepted by the ledger) |",
+                r.saturation_rps, r.saturation_requests, r.saturation_accepted
+            );
+            let killed = if kill_primaries == 1 {
+                "primary".to_string()
+            } else {
+                format!("primaries of {kill_primaries} views in a row")
+            };
+            match r.failover {
+                Some(d) => println!(
+                    "| failover: SIGKILL of {killed} to next decision | {:.0} ms |",
+                    d.as_secs_f64() * 1e3
+                ),
+                None => println!(
+                    "| failover: SIGKILL of {killed} to next decision | no decision within 60 s |"
+                ),
+            }
+            let per_request = |cpu: f64| cpu * 1e6 / r.saturation_requests.max(1) as f64;
+            println!(
+                "| saturation: CPU per decided request, validators together / clients | {:.0} / {:.0} µs ({:.2} / {:.2} cores) |",
+                per_request(r.validator_cpu),
+                per_request(r.client_cpu),
+                r.validator_cpu / r.saturation_secs.max(1e-9),
+                r.client_cpu / r.saturation_secs.max(1e-9),
+            );
+            let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+            println!(
+                "| largest validator RSS: before / halfway / after saturation | {:.1} / {:.1} / {:.1} MB |",
+                mb(r.rss_before),
+                mb(r.rss_half),
+                mb(r.rss_after)
+            );
+            let tenths: Vec<String> = r
+                .rss_tenths
+                .iter()
+                .map(|b| format!("{:.1}", mb(*b)))
+                .collect();
+            println!(
+                "| largest validator RSS at each tenth of saturation | {} MB |",
+                tenths.join(" / ")
+            );
+            println!(
+                "| largest validator data directory after {} decided requests | {:.1} MB ({:.0} bytes per request) |",
+                r.decided_total,
+                mb(r.store_bytes),
+                r.store_bytes as f64 / r.decided_total.max(1) as f64
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! What one seed's run reports: the violations found, a hash of the whole trace (the same seed
+//! always gives the same one), and counters.
+
+use crate::invariants::Violation;
+use crate::scenario::Scenario;
+
+/// Counters for the report.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub events: u64,
+    pub messages: u64,
+    pub rejected_at_edge: u64,
+    pub decided: u64,
+    pub max_view: u64,
+    pub restarts: u64,
+    pub state_restores: u64,
+    pub requests_completed: u64,
+    pub rollouts_completed: u64,
+    pub rollouts_rolled_back: u64,
+    pub orders_obeyed: u64,
+    pub orders_refused: u64,
+    pub evidence_refused: u64,
+    /// Requests of restarted validators, signed after their restart, that took effect.
+    pub own_executed_after_restart: u64,
+    /// The validator restarted mid-rollout (`Scenario::restart_mid_rollout`), once it was.
+    pub restarted_mid_rollout: Option<usize>,
+    pub end_ms: u64,
+    /// One line per replica at the end: view, status, executed, pending, drop reasons.
+    pub replicas: Vec<String>,
+}
+
+/// The outcome of one seed.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub violations: Vec<Violation>,
+    pub trace_hash: [u8; 32],
+    pub stats: Stats,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
