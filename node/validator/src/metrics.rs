@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use scbe_wire::status_summary::FleetFigures;
+
 use crate::fleet::monitor::FleetHealth;
 
 /// Counters for logs and `/metrics`.
@@ -209,7 +211,7 @@ fn render_fleet(s: &mut String, node: u32, fleet: &FleetHealth, consensus_rate: 
             ));
         }
     }
-    let f = FleetFigures::of(&latest);
+    let f = FleetFigures::of(latest.values().map(|h| &h.body));
     for (name, help, v) in [
         (
             "scbe_fleet_consensus_rate",
@@ -235,30 +237,5 @@ fn render_fleet(s: &mut String, node: u32, fleet: &FleetHealth, consensus_rate: 
         s.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{node=\"{node}\"}} {v}\n"
         ));
-    }
-}
-
-/// Fleet-wide figures from the latest report of every agent.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct FleetFigures {
-    pub agents_reporting: usize,
-    pub safety_min: f64,
-    pub safety_mean: f64,
-    pub tasks_per_minute: f64,
-}
-
-impl FleetFigures {
-    pub fn of(latest: &BTreeMap<String, crate::fleet::monitor::AgentHealth>) -> Self {
-        let n = latest.len();
-        if n == 0 {
-            return FleetFigures::default();
-        }
-        let safety: Vec<f64> = latest.values().map(|h| h.body.safety_min).collect();
-        FleetFigures {
-            agents_reporting: n,
-            safety_min: safety.iter().copied().fold(f64::INFINITY, f64::min),
-            safety_mean: safety.iter().sum::<f64>() / n as f64,
-            tasks_per_minute: latest.values().map(|h| h.body.tasks_per_minute).sum(),
-        }
     }
 }

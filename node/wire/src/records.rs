@@ -105,6 +105,11 @@ pub fn open_commit_cert(
     commit_cert_from_proto(&Cx { dir, cache: None }, p)
 }
 
+/// Encodes a commit certificate as the audit trail keeps it.
+pub fn encode_commit_cert(c: &CommitCert) -> Vec<u8> {
+    commit_cert_to_proto(c).encode_to_vec()
+}
+
 /// Decodes and opens an encoded commit certificate (an audit-trail entry), verifying every
 /// signature.
 pub fn decode_commit_cert(bytes: &[u8], dir: &Directory) -> Result<CommitCert, WireError> {

@@ -13,7 +13,6 @@
 
 use std::path::{Path, PathBuf};
 
-use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::storage::value_codec::{pack, unpack};
@@ -288,7 +287,7 @@ impl RecordStore {
         {
             let mut audit = txn.open_table(DECIDED).map_err(|e| self.io(e))?;
             for c in decided {
-                let bytes = pack(&scbe_wire::commit_cert_to_proto(c).encode_to_vec());
+                let bytes = pack(&scbe_wire::encode_commit_cert(c));
                 audit
                     .insert(c.seq().0, bytes.as_slice())
                     .map_err(|e| self.io(e))?;
