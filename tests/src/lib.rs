@@ -93,6 +93,9 @@ impl Harness {
     pub async fn start_with(opts: LocalOptions, prepare: impl FnOnce(&LocalCluster)) -> Self {
         let serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().expect("temp dir");
+        // Both binaries by name: on a fresh clone `cargo test` builds neither (they belong to
+        // other packages), and `workspace_bin` builds only the one it is asked for.
+        let _agent = workspace_bin("scbe-agent");
         let mut cluster = LocalCluster::generate(
             &Launch::binaries(&workspace_bin("scbe-node")),
             dir.path(),
