@@ -132,11 +132,13 @@ pub async fn reaction(
             let pk = scbe_wire::key_file::read_key_file(&dir.join(format!("keys/{}.key", a.id)))?
                 .public();
             let (addr, tx, v) = (a.addr, tx.clone(), version.clone());
+            let genesis = cluster.genesis;
             watchers.push(tokio::spawn(async move {
-                let Ok(ch) = fleet_client::channel(addr, Duration::from_secs(600)) else {
+                let Ok(ch) = fleet_client::channel(&addr.to_string(), Duration::from_secs(600))
+                else {
                     return;
                 };
-                let Ok(mut s) = fleet_client::health_stream(ch).await else {
+                let Ok(mut s) = fleet_client::health_stream(ch, &genesis).await else {
                     return;
                 };
                 while let Ok(Some(u)) = fleet_client::next_update(&mut s).await {
@@ -163,8 +165,11 @@ pub async fn reaction(
         let t1 = loop {
             let mut back = 0;
             for &i in &idx {
-                let ch = fleet_client::channel(cluster.agents[i].addr, Duration::from_secs(5))
-                    .map_err(|e| anyhow!(e))?;
+                let ch = fleet_client::channel(
+                    &cluster.agents[i].addr.to_string(),
+                    Duration::from_secs(5),
+                )
+                .map_err(|e| anyhow!(e))?;
                 if fleet_client::describe(ch)
                     .await
                     .map_err(|e| anyhow!(e))?

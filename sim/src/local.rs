@@ -3,13 +3,19 @@
 //! `scbe-sim up`, `scbe-sim demo` and the end-to-end tests; every process it starts is killed
 //! when the cluster is dropped.
 
-use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use scbe_core::consensus::Digest;
 use scbe_core::crypto::Keypair;
+use scbe_validator::config::{ConfigError, NodeConfig};
+use scbe_wire::genesis::{Genesis, GenesisError};
+use scbe_wire::genesis_file::{
+    AgentEntry, ConsensusSizes, GenesisFile, HealthSection, RequesterEntry, RolloutSection,
+    ValidatorEntry,
+};
 use scbe_wire::key_file::{encode_hex, read_key_file, write_new_key, KeyFileError};
 
 /// Timeouts written into the generated configs.
@@ -121,6 +127,8 @@ pub struct LocalCluster {
     pub nodes: Vec<LocalNode>,
     pub agents: Vec<LocalAgent>,
     pub requester_key: PathBuf,
+    /// The digest of the cluster's genesis (what its validators and agents present).
+    pub genesis: Digest,
     launch: Launch,
 }
 
@@ -147,7 +155,24 @@ pub enum LocalError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot reopen the cluster: {0}")]
+    Reopen(String),
+    #[error("{dir} holds a cluster of {validators} validators and {agents} agents, not {asked_validators} and {asked_agents}: run with the same --validators and --agents to reopen it, or use another --dir (its data belongs to its own genesis)")]
+    Shape {
+        dir: PathBuf,
+        validators: usize,
+        agents: usize,
+        asked_validators: usize,
+        asked_agents: usize,
+    },
 }
+
+/// The genesis file of a local cluster, in its directory.
+pub const GENESIS: &str = "genesis.toml";
 
 /// Next candidate port. Listener ports come from below the kernel's ephemeral range (32768 and
 /// up on Linux): a port the kernel handed out and we released could be taken by some process's
@@ -195,8 +220,82 @@ fn key_at(path: &Path) -> Result<Keypair, KeyFileError> {
 }
 
 impl LocalCluster {
-    /// Writes keys (kept if present) and configs for `n` validators under `dir`.
+    /// The cluster in `dir`: reopened as it is if `dir` already holds one (its genesis, keys,
+    /// ports and configs: data is never paired with a new configuration), otherwise written anew
+    /// with `n` validators and `opts.agents` agents. A directory holding a cluster of another
+    /// shape is refused.
     pub fn generate(
+        launch: &Launch,
+        dir: &Path,
+        n: usize,
+        opts: &LocalOptions,
+    ) -> Result<Self, LocalError> {
+        if dir.join(GENESIS).exists() {
+            let c = Self::reopen(launch, dir)?;
+            if c.nodes.len() != n || c.agents.len() != opts.agents {
+                return Err(LocalError::Shape {
+                    dir: dir.to_path_buf(),
+                    validators: c.nodes.len(),
+                    agents: c.agents.len(),
+                    asked_validators: n,
+                    asked_agents: opts.agents,
+                });
+            }
+            return Ok(c);
+        }
+        Self::write_new(launch, dir, n, opts)
+    }
+
+    /// A cluster directory written earlier, as it is.
+    pub fn reopen(launch: &Launch, dir: &Path) -> Result<Self, LocalError> {
+        let genesis = Genesis::load(&dir.join(GENESIS))?;
+        let mut nodes = Vec::new();
+        for v in &genesis.file().validators {
+            let config = dir.join(format!("node{}.toml", v.id));
+            let node = NodeConfig::load(&config)?;
+            nodes.push(LocalNode {
+                id: v.id,
+                addr: node.node.listen.ok_or_else(|| {
+                    LocalError::Reopen(format!("{} has no node.listen", config.display()))
+                })?,
+                metrics: node.node.metrics_listen.ok_or_else(|| {
+                    LocalError::Reopen(format!("{} has no node.metrics_listen", config.display()))
+                })?,
+                log: dir.join(format!("logs/node{}.log", v.id)),
+                config,
+                child: None,
+            });
+        }
+        let mut agents = Vec::new();
+        for a in &genesis.file().agents {
+            let addr = a
+                .address
+                .as_deref()
+                .and_then(|x| x.parse().ok())
+                .ok_or_else(|| {
+                    LocalError::Reopen(format!("agent {} has no IP address in the genesis", a.id))
+                })?;
+            agents.push(LocalAgent {
+                specialty: a.specialty.clone(),
+                addr,
+                config: dir.join(format!("{}.toml", a.id)),
+                log: dir.join(format!("logs/{}.log", a.id)),
+                id: a.id.clone(),
+                child: None,
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            nodes,
+            agents,
+            requester_key: dir.join("keys/requester.key"),
+            genesis: genesis.digest(),
+            launch: launch.clone(),
+        })
+    }
+
+    /// Writes keys (kept if present), a genesis and configs for a new cluster under `dir`.
+    fn write_new(
         launch: &Launch,
         dir: &Path,
         n: usize,
@@ -205,34 +304,36 @@ impl LocalCluster {
         std::fs::create_dir_all(dir.join("keys"))?;
         std::fs::create_dir_all(dir.join("logs"))?;
         let requester_key = dir.join("keys/requester.key");
-        let requester = key_at(&requester_key)?;
-        let mut requesters = format!(
-            "\n[[requesters]]\nname = \"local\"\npublic_key = \"{}\"\n",
-            encode_hex(requester.public().as_bytes())
-        );
+        let mut requesters = vec![RequesterEntry {
+            name: "local".into(),
+            public_key: encode_hex(key_at(&requester_key)?.public().as_bytes()),
+        }];
         for i in 0..opts.extra_requesters {
             let k = key_at(&dir.join(format!("keys/requester{i}.key")))?;
-            let _ = write!(
-                requesters,
-                "\n[[requesters]]\nname = \"load{i}\"\npublic_key = \"{}\"\n",
-                encode_hex(k.public().as_bytes())
-            );
+            requesters.push(RequesterEntry {
+                name: format!("load{i}"),
+                public_key: encode_hex(k.public().as_bytes()),
+            });
         }
-        let mut keys = Vec::new();
+        let mut validators = Vec::new();
         let mut nodes = Vec::new();
         for i in 0..n {
-            keys.push(key_at(&dir.join(format!("keys/node{i}.key")))?);
-            nodes.push(LocalNode {
+            let k = key_at(&dir.join(format!("keys/node{i}.key")))?;
+            let node = LocalNode {
                 id: i as u32,
                 addr: free_port()?,
                 metrics: free_port()?,
                 config: dir.join(format!("node{i}.toml")),
                 log: dir.join(format!("logs/node{i}.log")),
                 child: None,
+            };
+            validators.push(ValidatorEntry {
+                id: i as u32,
+                public_key: encode_hex(k.public().as_bytes()),
+                address: node.addr.to_string(),
             });
+            nodes.push(node);
         }
-        let mut agents = Vec::new();
-        let mut agent_entries = String::new();
         if opts.agents > 0 {
             std::fs::create_dir_all(dir.join("hooks"))?;
             let hook = dir.join("hooks/local-hook.sh");
@@ -243,6 +344,8 @@ impl LocalCluster {
                 std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
             }
         }
+        let mut agents = Vec::new();
+        let mut agent_entries = Vec::new();
         for i in 0..opts.agents {
             let id = format!("agent-{i:02}");
             let k = key_at(&dir.join(format!("keys/{id}.key")))?;
@@ -254,46 +357,52 @@ impl LocalCluster {
                 id,
                 child: None,
             };
-            let _ = write!(
-                agent_entries,
-                "\n[[agents]]\nid = \"{}\"\nspecialty = \"{}\"\npublic_key = \"{}\"\naddress = \"{}\"\n",
-                agent.id,
-                agent.specialty,
-                encode_hex(k.public().as_bytes()),
-                agent.addr
-            );
+            agent_entries.push(AgentEntry {
+                id: agent.id.clone(),
+                specialty: agent.specialty.clone(),
+                public_key: encode_hex(k.public().as_bytes()),
+                address: Some(agent.addr.to_string()),
+            });
             agents.push(agent);
         }
-        let mut validators = String::new();
-        for (i, (k, node)) in keys.iter().zip(&nodes).enumerate() {
-            let _ = write!(
-                validators,
-                "\n[[validators]]\nid = {i}\npublic_key = \"{}\"\naddress = \"{}\"\n",
-                encode_hex(k.public().as_bytes()),
-                node.addr
-            );
-        }
+        let genesis = GenesisFile {
+            cluster: "scbe-local".into(),
+            validators,
+            requesters,
+            agents: agent_entries,
+            consensus: ConsensusSizes {
+                checkpoint_interval: opts.checkpoint_interval,
+                window: opts.checkpoint_interval * 2,
+                ..ConsensusSizes::default()
+            },
+            gates: Default::default(),
+            ledger: Default::default(),
+            rollout: RolloutSection {
+                window: opts.window,
+                sample_interval: opts.sample_interval,
+                deploy_deadline: opts.deploy_deadline,
+                agent_call_timeout: Duration::from_secs(30),
+            },
+            health: HealthSection {
+                breach_samples: opts.breach_samples,
+                ..HealthSection::default()
+            },
+        };
+        let text = Genesis::render(&genesis);
+        std::fs::write(dir.join(GENESIS), &text)?;
+        let genesis = Genesis::from_bytes(&dir.join(GENESIS), text.as_bytes())?;
         for node in &nodes {
             let text = format!(
                 "# Generated by scbe-sim up: validator {id} of a local {n}-validator quorum.\n\
-                 [node]\nid = {id}\ndata_dir = \"data/node{id}\"\nkey_file = \"keys/node{id}.key\"\nmetrics_listen = \"{metrics}\"\n\
-                 {validators}{requesters}\n\
-                 {agent_entries}\n\
-                 [consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\ncheckpoint_interval = {k}\nwindow = {w}\nmax_inflight_batches = {inflight}\n\
-                 \n[rollout]\nwindow = \"{rw}\"\nsample_interval = \"{si}\"\ndeploy_deadline = \"{dd}\"\nagent_call_timeout = \"30s\"\n\
-                 \n[health]\nbreach_samples = {bs}\n{quotas}",
+                 [node]\nid = {id}\ngenesis = \"{GENESIS}\"\ndata_dir = \"data/node{id}\"\nkey_file = \"keys/node{id}.key\"\nlisten = \"{listen}\"\nmetrics_listen = \"{metrics}\"\n\
+                 \n[consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\nmax_inflight_batches = {inflight}\n{quotas}",
                 id = node.id,
+                listen = node.addr,
                 metrics = node.metrics,
                 rt = humantime::format_duration(opts.request_timeout),
                 vt = humantime::format_duration(opts.view_change_timeout),
                 st = humantime::format_duration(opts.status_interval),
-                k = opts.checkpoint_interval,
-                w = opts.checkpoint_interval * 2,
                 inflight = opts.max_inflight_batches,
-                rw = humantime::format_duration(opts.window),
-                si = humantime::format_duration(opts.sample_interval),
-                dd = humantime::format_duration(opts.deploy_deadline),
-                bs = opts.breach_samples,
                 quotas = opts
                     .quota_requests
                     .map(|q| format!("\n[quotas]\nrequests_per_window = {q}\n"))
@@ -301,15 +410,6 @@ impl LocalCluster {
             );
             std::fs::write(&node.config, text)?;
         }
-        let validator_keys: String = keys
-            .iter()
-            .map(|k| {
-                format!(
-                    "\n[[validators]]\npublic_key = \"{}\"\n",
-                    encode_hex(k.public().as_bytes())
-                )
-            })
-            .collect();
         for (i, a) in agents.iter().enumerate() {
             let degrade = opts
                 .degrade
@@ -323,15 +423,12 @@ impl LocalCluster {
                 .unwrap_or_default();
             let text = format!(
                 "# Generated by scbe-sim: agent {id} of a local fleet (synthetic health).\n\
-                 [agent]\nid = \"{id}\"\nspecialty = \"{sp}\"\nlisten = \"{addr}\"\nkey_file = \"keys/{id}.key\"\ndata_dir = \"data/{id}\"\nsample_interval = \"{si}\"\nreport_window = {rw}\n\
-                 {validator_keys}\n\
-                 [hooks]\ndeploy = [\"hooks/local-hook.sh\"]\nrollback = [\"hooks/local-hook.sh\"]\ntimeout = \"20s\"\n\
+                 [agent]\nid = \"{id}\"\ngenesis = \"{GENESIS}\"\nlisten = \"{addr}\"\nkey_file = \"keys/{id}.key\"\ndata_dir = \"data/{id}\"\nreport_window = {rw}\n\
+                 \n[hooks]\ndeploy = [\"hooks/local-hook.sh\"]\nrollback = [\"hooks/local-hook.sh\"]\ntimeout = \"20s\"\n\
                  \n[hooks.env]\nSCBE_PROCESS_DIR = {pd:?}\n{fail}\n\
                  [health]\nsource = \"synthetic\"\nseed = {seed}\ndegrade_after = {da}\n{degrade}",
                 id = a.id,
-                sp = a.specialty,
                 addr = a.addr,
-                si = humantime::format_duration(opts.sample_interval),
                 rw = (opts.window.as_millis() / opts.sample_interval.as_millis().max(1)).clamp(1, 4096),
                 pd = dir.join(format!("data/{}/process", a.id)).display().to_string(),
                 seed = i + 1,
@@ -344,6 +441,7 @@ impl LocalCluster {
             nodes,
             agents,
             requester_key,
+            genesis: genesis.digest(),
             launch: launch.clone(),
         })
     }

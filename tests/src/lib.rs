@@ -19,10 +19,12 @@ use scbe_proto::v1::governance_client::GovernanceClient;
 use scbe_sim::local::{Launch, LocalCluster, LocalOptions};
 use scbe_wire::{envelope_to_proto, ProtoCodec};
 
-/// Path of a workspace binary built in the same profile as the running test, building it first
-/// if it is missing (`cargo test --workspace` has already built it; `cargo test -p scbe-tests`
-/// alone may not have).
+/// Path of a workspace binary built in the same profile as the running test, building every
+/// workspace binary first if it is missing (`cargo test --workspace` builds none of them: they
+/// belong to other packages). One `cargo build` for all four, once per test process: built one
+/// package at a time, each resolves features on its own and recompiles the shared crates.
 pub fn workspace_bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     // Test executables live in target/<profile>/deps/; binaries in target/<profile>/.
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
@@ -31,21 +33,20 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .expect("target/<profile>/deps")
         .to_path_buf();
     let bin = profile_dir.join(name);
-    if !bin.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !bin.exists() && !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let package = match name {
-            "scbe-node" => "scbe-validator",
-            "scbe-agent" => "scbe-agent",
-            "scbe" => "scbe-cli",
-            other => other,
-        };
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", package, "--bins"]);
+        cmd.args(["build", "--bins"]);
+        for package in ["scbe-validator", "scbe-agent", "scbe-cli", "scbe-sim"] {
+            cmd.args(["-p", package]);
+        }
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "building {name} failed");
+        assert!(status.success(), "building the workspace's binaries failed");
+        *built = true;
     }
     assert!(bin.exists(), "{} not found after building", bin.display());
     bin
@@ -55,6 +56,12 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// One cluster at a time: four debug-build validators already keep both cores busy.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Holds the machine for a test that runs its own processes outside a [`Harness`] (one cluster
+/// at a time, and no two tests picking the same free ports).
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
 
 pub fn release(version: &str) -> FusedRelease {
     let unit = |id: &str, role: &str| Unit {
@@ -93,9 +100,7 @@ impl Harness {
     pub async fn start_with(opts: LocalOptions, prepare: impl FnOnce(&LocalCluster)) -> Self {
         let serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().expect("temp dir");
-        // Both binaries by name: on a fresh clone `cargo test` builds neither (they belong to
-        // other packages), and `workspace_bin` builds only the one it is asked for.
-        let _agent = workspace_bin("scbe-agent");
+        let _agent = workspace_bin("scbe-agent"); // the fleet's processes
         let mut cluster = LocalCluster::generate(
             &Launch::binaries(&workspace_bin("scbe-node")),
             dir.path(),

@@ -145,8 +145,25 @@ async fn malformed_and_oversized_envelopes_are_dropped_while_the_node_keeps_serv
         signer: vec![1].into(),
         signature: vec![].into(),
     };
+    // A caller that presents no genesis (or another one) is refused before anything it sends
+    // is read, and told the genesis this validator runs.
+    let unnamed = peer
+        .stream(tokio_stream::iter(vec![forged.clone()]))
+        .await
+        .expect_err("no genesis presented");
+    assert_eq!(unnamed.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        scbe_wire::genesis::refused_genesis(&unnamed),
+        Some(h.cluster.genesis)
+    );
+    let genesis = h.cluster.genesis;
+    let with_genesis = |envelopes: Vec<pb::Envelope>| {
+        let mut r = tonic::Request::new(tokio_stream::iter(envelopes));
+        scbe_wire::genesis::present(&mut r, &genesis);
+        r
+    };
     let summary = peer
-        .stream(tokio_stream::iter(vec![forged, garbage]))
+        .stream(with_genesis(vec![forged, garbage]))
         .await
         .expect("stream accepted")
         .into_inner();
@@ -157,7 +174,7 @@ async fn malformed_and_oversized_envelopes_are_dropped_while_the_node_keeps_serv
         signer: vec![].into(),
         signature: vec![].into(),
     };
-    let refused = peer.stream(tokio_stream::iter(vec![huge])).await;
+    let refused = peer.stream(with_genesis(vec![huge])).await;
     assert!(refused.is_err(), "an envelope over the size cap is refused");
     let r = h
         .submit(
@@ -213,8 +230,8 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
         std::process::Command::new(&scbe)
             .args(["audit", "verify"])
             .arg(file)
-            .arg("--config")
-            .arg(&h.cluster.nodes[0].config)
+            .arg("--genesis")
+            .arg(h.cluster.dir.join(scbe_sim::local::GENESIS))
             .output()
             .expect("scbe runs")
     };
@@ -222,7 +239,9 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
     let text = String::from_utf8_lossy(&ok.stdout).into_owned();
     assert!(ok.status.success(), "{text}");
     assert!(
-        text.contains("verified") && text.contains("quorum 3"),
+        text.contains("verified")
+            && text.contains("quorum 3")
+            && text.contains(&h.cluster.genesis.to_string()),
         "{text}"
     );
     // Registration, promotion and at least three votes were decided.
@@ -304,9 +323,9 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
         h.cluster.kill(i);
     }
     // Everything replica 3 ever signed, as seen in every store.
-    let dir = scbe_wire::membership::MembershipFile::load(&h.cluster.nodes[0].config)
-        .and_then(|m| m.directory())
-        .expect("the validator set of a node.toml");
+    let genesis = scbe_wire::genesis::Genesis::load(&h.cluster.dir.join(scbe_sim::local::GENESIS))
+        .expect("the cluster's genesis");
+    let dir = genesis.directory();
     let r3 = *dir
         .validator_key(scbe_core::consensus::ReplicaId(3))
         .expect("key");
@@ -325,8 +344,8 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
         let key =
             scbe_wire::key_file::read_key_file(&h.cluster.dir.join(format!("keys/node{i}.key")))
                 .expect("key");
-        let store = RecordStore::open(&data, &key.public()).expect("store");
-        let records = store.load(&dir).expect("records");
+        let store = RecordStore::open(&data, &key.public(), &h.cluster.genesis).expect("store");
+        let records = store.load(dir).expect("records");
         // The whole audit trail too, as `Committed` records: records at or below the last stable
         // checkpoint are compacted away, the decided batches (with replica 3's commits) never are.
         let audit = store
@@ -334,7 +353,7 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
             .expect("audit trail")
             .into_iter()
             .map(|(_, bytes)| {
-                Record::Committed(scbe_wire::decode_commit_cert(&bytes, &dir).expect("audit entry"))
+                Record::Committed(scbe_wire::decode_commit_cert(&bytes, dir).expect("audit entry"))
             });
         for rec in records.into_iter().chain(audit) {
             match rec {

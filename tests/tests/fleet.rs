@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use scbe_core::crypto::Keypair;
 use scbe_core::governance::ledger::RolloutStatus;
 use scbe_core::governance::{Operation, Stage};
 use scbe_core::rollout::evidence::Refusal;
@@ -79,11 +80,15 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
     let mut c = pb::fleet_agent_client::FleetAgentClient::connect(h.cluster.agent_url(4))
         .await
         .expect("agent serves");
-    let reply = c
+    // An order that does not name the agent's genesis is refused before it is read.
+    let unnamed = c
         .deploy(signed_order_to_proto(&signed))
         .await
-        .expect("answers")
-        .into_inner();
+        .expect_err("no genesis presented");
+    assert_eq!(unnamed.code(), tonic::Code::FailedPrecondition);
+    let mut request = tonic::Request::new(signed_order_to_proto(&signed));
+    scbe_wire::genesis::present(&mut request, &h.cluster.genesis);
+    let reply = c.deploy(request).await.expect("answers").into_inner();
     let ack: DeployAck = agent_signed_from_proto(reply).expect("signed ack");
     let agent_key = scbe_wire::key_file::read_key_file(&h.cluster.dir.join("keys/agent-04.key"))
         .expect("agent key")
@@ -128,13 +133,33 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
-    // agent-05 signs with a key the validators do not know: its reports must be refused.
-    let mut h = Harness::start_with(fleet_options(), |c| {
-        let path = c.dir.join("keys/agent-05.key");
-        std::fs::remove_file(&path).expect("remove key");
-        scbe_wire::key_file::write_new_key(&path).expect("new key");
-    })
-    .await;
+    // agent-05's host is compromised: its daemon signs with a key the validators do not know
+    // (the daemon itself refuses to start with a key its genesis does not list, so the forger is
+    // the real service run in-process with its key swapped after validation). Its reports must
+    // be refused.
+    let mut h = Harness::start(fleet_options()).await;
+    let forger = h
+        .cluster
+        .agents
+        .iter()
+        .position(|a| a.id == "agent-05")
+        .expect("agent-05");
+    h.cluster.kill_agent(forger);
+    let config = h.cluster.agents[forger].config.clone();
+    let _forger = tokio::spawn(async move {
+        let base = config.parent().expect("config dir").to_path_buf();
+        // Its port was just released; retry the bind for a while rather than race it.
+        for _ in 0..100 {
+            let mut v = scbe_agent::config::AgentConfig::load(&config)
+                .and_then(|c| c.validate(&base))
+                .expect("agent-05's config");
+            v.key = Keypair::from_label("not agent-05");
+            if scbe_agent::service::run(v).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
     h.register_and_promote("r2-bad", Stage::Canary).await;
     let s = h
         .wait_summary(0, "canary rolled back", ROLLOUT_DEADLINE, |s| {

@@ -1,7 +1,7 @@
 //! Fuzz targets for every decoder that takes outside bytes: the envelope and each consensus
 //! message (peers), ledger snapshots (peers, in state transfer), stored records (disk), operation JSON (requesters), provider manifests and
 //! releases (files), orders and agent-signed reports and acks (agents and validators), node and
-//! agent configuration (operators) and the audit log (anyone verifying one).
+//! agent configuration and the genesis (operators) and the audit log (anyone verifying one).
 //!
 //! Each target gets arbitrary bytes and mutations of valid inputs (bit flips, truncation,
 //! insertion, splicing), and must return an error or a value, never panic. CI runs a bounded
@@ -234,10 +234,15 @@ proptest! {
     }
 
     #[test]
-    fn configurations(t in text_from(vec![example("configs/node.toml"), example("configs/agent.toml")])) {
+    fn configurations(t in text_from(vec![
+        example("configs/node.toml"),
+        example("configs/agent.toml"),
+        example("configs/genesis.toml"),
+    ])) {
         let path = std::path::Path::new("/nonexistent/fuzz.toml");
         let _ = scbe_validator::config::NodeConfig::parse(path, &t);
         let _ = scbe_agent::config::AgentConfig::parse(path, &t);
+        let _ = scbe_wire::genesis::Genesis::from_bytes(path, t.as_bytes());
     }
 }
 

@@ -12,11 +12,9 @@ use scbe_core::agent::SyntheticModel;
 use scbe_core::crypto::{Keypair, Verifier};
 pub use scbe_wire::config_error::ConfigError;
 use scbe_wire::config_error::{invalid, load_toml, parse_toml};
+use scbe_wire::genesis::Genesis;
 use scbe_wire::key_file::{parse_public_key, read_key_file};
 
-fn d_sample() -> Duration {
-    Duration::from_secs(10)
-}
 fn d_window() -> u32 {
     30
 }
@@ -30,28 +28,24 @@ fn d_hook_timeout() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
+    /// This agent's id in the genesis (its specialty and public key are taken from there).
     pub id: String,
-    pub specialty: String,
-    /// gRPC address the FleetAgent service listens on.
-    pub listen: SocketAddr,
+    /// The cluster's genesis file (relative paths are relative to this config): the validator
+    /// set whose quorum the agent obeys, its own entry, and the sample interval.
+    pub genesis: PathBuf,
+    /// Where the FleetAgent service listens. Default: the genesis address when it is an IP
+    /// address, otherwise every interface on its port.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
     pub key_file: PathBuf,
     /// Where the agent keeps its current and previous version.
     pub data_dir: PathBuf,
     /// Version the agent runs before its first order (the fleet's production version).
     #[serde(default = "d_initial")]
     pub initial_version: String,
-    /// How often the health source is sampled.
-    #[serde(default = "d_sample", with = "humantime_serde")]
-    pub sample_interval: Duration,
     /// How many of the latest samples a report's aggregates cover.
     #[serde(default = "d_window")]
     pub report_window: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidatorKey {
-    pub public_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,8 +121,6 @@ impl Default for MetricNames {
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub agent: AgentSection,
-    /// The validator set whose quorum the agent obeys (same keys as the validators' config).
-    pub validators: Vec<ValidatorKey>,
     pub hooks: HooksSection,
     pub health: HealthSection,
 }
@@ -136,9 +128,16 @@ pub struct AgentConfig {
 /// Everything the daemon needs, checked.
 pub struct ValidatedAgent {
     pub raw: AgentConfig,
+    pub genesis: Genesis,
     pub key: Keypair,
+    /// The validator set whose quorum the agent obeys, and the quorum.
     pub validators: Vec<Verifier>,
     pub quorum: usize,
+    /// This agent's specialty, as the genesis lists it.
+    pub specialty: String,
+    /// How often the health source is sampled (the genesis's `rollout.sample_interval`).
+    pub sample_interval: Duration,
+    pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// Hooks with relative program paths resolved against the config's directory.
     pub hooks: HooksSection,
@@ -153,64 +152,34 @@ impl AgentConfig {
         parse_toml(path, text)
     }
 
-    /// Validates everything and loads the key; `base` resolves relative paths.
+    /// Validates everything, reads the genesis and the key; `base` resolves relative paths.
     pub fn validate(self, base: &Path) -> Result<ValidatedAgent, ConfigError> {
+        let genesis = Genesis::load(&base.join(&self.agent.genesis))?;
+        self.validate_with(base, genesis)
+    }
+
+    /// [`Self::validate`] with the genesis already read.
+    pub fn validate_with(
+        self,
+        base: &Path,
+        genesis: Genesis,
+    ) -> Result<ValidatedAgent, ConfigError> {
         let a = &self.agent;
-        if a.id.is_empty() || a.id.len() > scbe_core::rollout::evidence::MAX_AGENT_ID_BYTES {
-            return Err(invalid("agent.id", "must be 1 to 128 characters"));
-        }
-        if !a
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        let Some(entry) = genesis.file().agents.iter().find(|e| e.id == a.id) else {
             return Err(invalid(
                 "agent.id",
-                "may hold only letters, digits, '-', '_' and '.'",
+                format!(
+                    "{:?} is not an agent of genesis {} (add it with `scbe propose agent add`, or fix the id)",
+                    a.id,
+                    genesis.path().display()
+                ),
             ));
-        }
-        if a.specialty.trim().is_empty() {
-            return Err(invalid("agent.specialty", "must not be empty"));
-        }
-        if a.sample_interval.is_zero() {
-            return Err(invalid(
-                "agent.sample_interval",
-                "must be greater than zero",
-            ));
-        }
+        };
         if a.report_window == 0 || a.report_window > 4096 {
             return Err(invalid("agent.report_window", "must be between 1 and 4096"));
         }
         if a.initial_version.trim().is_empty() {
             return Err(invalid("agent.initial_version", "must not be empty"));
-        }
-        let n = self.validators.len();
-        if n < 4 {
-            return Err(invalid(
-                "validators",
-                format!("need the whole validator set (at least 4 keys), got {n}"),
-            ));
-        }
-        let mut validators = Vec::with_capacity(n);
-        for (i, v) in self.validators.iter().enumerate() {
-            let key = parse_public_key(&v.public_key)
-                .and_then(|k| Verifier::new(k).ok())
-                .ok_or_else(|| {
-                    invalid(
-                        format!("validators[{i}].public_key"),
-                        "must be 64 hex characters of a valid ed25519 key",
-                    )
-                })?;
-            if validators
-                .iter()
-                .any(|x: &Verifier| x.public() == key.public())
-            {
-                return Err(invalid(
-                    format!("validators[{i}].public_key"),
-                    "listed twice",
-                ));
-            }
-            validators.push(key);
         }
         let mut hooks = self.hooks.clone();
         for (k, argv) in [
@@ -246,17 +215,63 @@ impl AgentConfig {
                 .validate()
                 .map_err(|e| invalid(format!("health.{}", e.setting), e.problem))?,
         }
-        let key = read_key_file(&base.join(&a.key_file))?;
-        let quorum = scbe_core::consensus::config::quorum_for(n);
+        let key_path = base.join(&a.key_file);
+        let key = read_key_file(&key_path)?;
+        let listed = parse_public_key(&entry.public_key);
+        if listed != Some(key.public()) {
+            return Err(invalid(
+                "agent.key_file",
+                format!(
+                    "{} holds key {}, but the genesis lists {} for agent {}: the validators would refuse every report it signs",
+                    key_path.display(),
+                    key.public(),
+                    entry.public_key,
+                    a.id
+                ),
+            ));
+        }
+        let listen = match a.listen {
+            Some(l) => l,
+            None => entry
+                .address
+                .as_deref()
+                .and_then(default_listen)
+                .ok_or_else(|| {
+                    invalid(
+                        "agent.listen",
+                        "the genesis gives this agent no address with a port: set agent.listen",
+                    )
+                })?,
+        };
+        let validators: Vec<Verifier> = genesis
+            .directory()
+            .validators()
+            .iter()
+            .filter_map(|k| Verifier::new(*k).ok())
+            .collect();
+        let quorum = scbe_core::consensus::config::quorum_for(validators.len());
         Ok(ValidatedAgent {
             data_dir: base.join(&a.data_dir),
+            specialty: entry.specialty.clone(),
+            sample_interval: genesis.file().rollout.sample_interval,
             raw: self,
+            genesis,
             key,
             validators,
             quorum,
+            listen,
             hooks,
         })
     }
+}
+
+/// The genesis address when it is an IP address; every interface on its port otherwise.
+fn default_listen(address: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let port = address.rsplit_once(':')?.1.parse::<u16>().ok()?;
+    Some(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
 #[cfg(test)]
@@ -265,24 +280,31 @@ mod tests {
     use scbe_wire::key_file::encode_hex;
 
     const SAMPLE: &str = include_str!("../../../configs/agent.toml");
+    const GENESIS: &str = include_str!("../../../configs/genesis.toml");
 
-    fn sample_in(dir: &Path) -> String {
-        let mut text = SAMPLE.to_string();
-        for i in 0..4u8 {
+    /// The sample genesis with real keys (agent-001's is `agent_key`'s), the agent's key file,
+    /// and the sample agent.toml.
+    fn sample_in(dir: &Path, agent_key: &Keypair) -> String {
+        let mut genesis = GENESIS.to_string();
+        for i in 0..5u8 {
             let k = Keypair::from_label(&format!("val{i}"));
-            text = text.replace(
+            genesis = genesis.replace(
                 &format!("{i}").repeat(64),
                 &encode_hex(k.public().as_bytes()),
             );
         }
+        genesis = genesis.replace(
+            &"5".repeat(64),
+            &encode_hex(Keypair::from_label("agent").public().as_bytes()),
+        );
+        std::fs::write(dir.join("genesis.toml"), genesis).expect("genesis");
         std::fs::create_dir_all(dir.join("keys")).expect("dir");
-        let k = Keypair::from_label("agent");
         std::fs::write(
             dir.join("keys/agent-001.key"),
-            encode_hex(&k.secret_bytes()),
+            encode_hex(&agent_key.secret_bytes()),
         )
         .expect("key");
-        text
+        SAMPLE.to_string()
     }
 
     fn check(dir: &Path, text: &str) -> Result<ValidatedAgent, ConfigError> {
@@ -292,24 +314,30 @@ mod tests {
     #[test]
     fn the_commented_sample_is_valid() {
         let d = tempfile::tempdir().expect("tmp");
-        let v = check(d.path(), &sample_in(d.path())).expect("sample validates");
+        let v = check(
+            d.path(),
+            &sample_in(d.path(), &Keypair::from_label("agent")),
+        )
+        .expect("sample validates");
         assert_eq!(v.quorum, 3);
-        assert_eq!(v.raw.agent.sample_interval, Duration::from_secs(10));
+        assert_eq!(v.validators.len(), 4);
+        assert_eq!(
+            v.sample_interval,
+            Duration::from_secs(10),
+            "from the genesis"
+        );
+        assert_eq!(v.specialty, "code_execute", "from the genesis");
         assert!(v.hooks.deploy[0].ends_with("hooks/process-deploy.sh"));
     }
 
     #[test]
     fn errors_name_the_key() {
         let d = tempfile::tempdir().expect("tmp");
-        let good = sample_in(d.path());
+        let good = sample_in(d.path(), &Keypair::from_label("agent"));
         let cases = [
             (
-                good.replacen("id = \"agent-001\"", "id = \"agent 001\"", 1),
-                "`agent.id`",
-            ),
-            (
-                good.replacen("sample_interval = \"10s\"", "sample_interval = \"0s\"", 1),
-                "`agent.sample_interval`",
+                good.replacen("id = \"agent-001\"", "id = \"agent-002\"", 1),
+                "`agent.id`: \"agent-002\" is not an agent of genesis",
             ),
             (
                 good.replacen("deploy = [\"hooks/process-deploy.sh\"]", "deploy = []", 1),
@@ -319,6 +347,14 @@ mod tests {
                 good.replacen("degrade_after = 3", "degrade_after = 3\nbogus = 1", 1),
                 "bogus",
             ),
+            (
+                good.replacen(
+                    "report_window = 30",
+                    "report_window = 30\nsample_interval = \"5s\"",
+                    1,
+                ),
+                "unknown field `sample_interval`",
+            ),
         ];
         for (text, expect) in cases {
             let e = check(d.path(), &text)
@@ -327,18 +363,23 @@ mod tests {
                 .unwrap_or_default();
             assert!(e.contains(expect), "expected {expect:?} in {e:?}");
         }
-        let three: String = good
-            .split("[[validators]]")
-            .take(4)
-            .collect::<Vec<_>>()
-            .join("[[validators]]");
-        let e = check(
-            d.path(),
-            &format!("{three}\n{}", &good[good.find("[hooks]").unwrap_or(0)..]),
-        )
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-        assert!(e.contains("`validators`"), "{e}");
+    }
+
+    /// A walkthrough finding: an agent whose key is not the one the validators list signed
+    /// reports every validator refused, and its batches rolled back on no data, explained only
+    /// in the validators' logs. It now refuses to start, naming both keys.
+    #[test]
+    fn an_agent_whose_key_is_not_the_genesis_one_refuses_to_start() {
+        let d = tempfile::tempdir().expect("tmp");
+        let text = sample_in(d.path(), &Keypair::from_label("someone else"));
+        let e = check(d.path(), &text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("config key `agent.key_file`"), "{e}");
+        assert!(
+            e.contains("the validators would refuse every report it signs"),
+            "{e}"
+        );
     }
 }

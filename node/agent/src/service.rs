@@ -16,9 +16,11 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use scbe_core::agent::{AgentCore, AgentState, HookOutcome, OrderChecker, OrderRefusal, Step};
+use scbe_core::consensus::Digest;
 use scbe_core::rollout::evidence::{DeployAck, HealthReport, OrderAction};
 use scbe_core::rollout::order::{Order, OrderError};
 use scbe_wire::fleet_wire::{agent_signed_to_proto, signed_order_from_proto, FleetWireError};
+use scbe_wire::genesis::check_presented;
 use scbe_wire::supervisor::{Supervisor, TaskEnded};
 
 use crate::config::{HooksSection, ValidatedAgent};
@@ -45,6 +47,8 @@ struct Shared {
     state_file: Arc<StateFile>,
     hooks: HooksSection,
     specialty: String,
+    /// Validators must present this genesis to give orders or watch health.
+    genesis: Digest,
     /// Serialises orders: one hook at a time.
     orders: tokio::sync::Mutex<()>,
     /// The newest signed report and order ack (after every sample and every order).
@@ -83,6 +87,18 @@ fn malformed(e: FleetWireError) -> OrderRefusal {
 }
 
 impl Shared {
+    /// Orders and health streams are for the validators of this agent's genesis only; a
+    /// validator of another cluster is refused, naming both digests (`Describe` answers anyone).
+    fn check_genesis<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        check_presented(request, &self.genesis).map_err(|m| {
+            tracing::warn!(
+                from = ?request.remote_addr(),
+                "refused a call from another cluster: {m}"
+            );
+            m.to_status()
+        })
+    }
+
     /// Decodes and verifies an order on a blocking thread, before any lock is taken.
     async fn verified(&self, p: pb::SignedOrder) -> Result<Order, OrderRefusal> {
         let signed = signed_order_from_proto(&p).map_err(malformed)?;
@@ -162,6 +178,7 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
         &self,
         request: Request<pb::SignedOrder>,
     ) -> Result<Response<pb::AgentSigned>, Status> {
+        self.shared.check_genesis(&request)?;
         let ack = self
             .shared
             .obey(request.into_inner(), OrderAction::Deploy)
@@ -173,6 +190,7 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
         &self,
         request: Request<pb::SignedOrder>,
     ) -> Result<Response<pb::AgentSigned>, Status> {
+        self.shared.check_genesis(&request)?;
         let ack = self
             .shared
             .obey(request.into_inner(), OrderAction::Rollback)
@@ -182,8 +200,9 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
 
     async fn health(
         &self,
-        _request: Request<pb::HealthRequest>,
+        request: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthUpdate>, Status> {
+        self.shared.check_genesis(&request)?;
         Ok(Response::new(self.shared.latest.borrow().to_proto()))
     }
 
@@ -192,8 +211,9 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
 
     async fn watch_health(
         &self,
-        _request: Request<pb::HealthRequest>,
+        request: Request<pb::HealthRequest>,
     ) -> Result<Response<Self::WatchHealthStream>, Status> {
+        self.shared.check_genesis(&request)?;
         let mut rx = self.shared.latest.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
@@ -291,27 +311,29 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         core: Mutex::new(core),
         state_file: Arc::new(state_file),
         hooks: v.hooks.clone(),
-        specialty: a.specialty.clone(),
+        specialty: v.specialty.clone(),
+        genesis: v.genesis.digest(),
         orders: tokio::sync::Mutex::new(()),
         latest,
     });
     let listener =
-        tokio::net::TcpListener::bind(a.listen)
+        tokio::net::TcpListener::bind(v.listen)
             .await
             .map_err(|e| AgentError::Listen {
-                addr: a.listen,
+                addr: v.listen,
                 detail: e.to_string(),
             })?;
     let mut tasks = Supervisor::default();
     tasks.spawn(
         "health sampler",
-        sample_forever(Arc::clone(&shared), source, a.sample_interval),
+        sample_forever(Arc::clone(&shared), source, v.sample_interval),
     );
     {
         let core = lock(&shared.core);
         tracing::info!(
             agent = %a.id,
-            listen = %a.listen,
+            listen = %v.listen,
+            genesis = %v.genesis.digest_hex(),
             current = %core.state().current.version,
             key = %core.key().public(),
             "agent running"

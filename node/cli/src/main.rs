@@ -47,12 +47,13 @@ enum Audit {
         from: u64,
     },
     /// Check every certificate in FILE offline: signatures, a quorum of distinct validators,
-    /// batch digests, sequence order. The validator set comes from --config (a node.toml), never
-    /// from the file being checked.
+    /// batch digests, sequence order. The validator set comes from --genesis (the cluster's
+    /// genesis.toml, the file every validator's node.toml names), never from the file being
+    /// checked.
     Verify {
         file: PathBuf,
-        #[arg(long, value_name = "NODE_TOML")]
-        config: PathBuf,
+        #[arg(long, value_name = "GENESIS_TOML")]
+        genesis: PathBuf,
     },
 }
 
@@ -198,8 +199,8 @@ fn main() -> ExitCode {
             what: Audit::Export { out, from },
         } => audit_export(&cli.node, &out, from),
         Command::Audit {
-            what: Audit::Verify { file, config },
-        } => audit_verify(&file, &config),
+            what: Audit::Verify { file, genesis },
+        } => audit_verify(&file, &genesis),
     };
     match result {
         Ok(code) => code,

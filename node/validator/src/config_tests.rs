@@ -1,23 +1,26 @@
-//! Node configuration: the commented sample is valid, errors name the key, and a mismatched key
-//! file is refused.
+//! Node configuration: the commented samples (node.toml and the genesis it names) are valid,
+//! errors name the file and the key, and a key file that does not match the genesis is refused.
 
 use super::*;
 use scbe_wire::key_file::encode_hex;
 
 const SAMPLE: &str = include_str!("../../../configs/node.toml");
+const GENESIS: &str = include_str!("../../../configs/genesis.toml");
 
-/// The sample with real keys, and node 0's key written to `dir`.
-fn sample_in(dir: &Path) -> String {
-    let mut text = SAMPLE.to_string();
+/// The sample genesis with real keys (with `edit` applied) in `dir`, node 0's key there, and
+/// the sample node.toml.
+fn sample_in(dir: &Path, edit: impl Fn(String) -> String) -> String {
+    let mut genesis = GENESIS.to_string();
     for i in 0..6u8 {
         let k = Keypair::from_label(&format!("cfg{i}"));
         let placeholder = format!("{}", i).repeat(64);
-        text = text.replace(&placeholder, &encode_hex(k.public().as_bytes()));
+        genesis = genesis.replace(&placeholder, &encode_hex(k.public().as_bytes()));
     }
+    std::fs::write(dir.join("genesis.toml"), edit(genesis)).expect("genesis");
     std::fs::create_dir_all(dir.join("keys")).expect("dir");
     let k0 = Keypair::from_label("cfg0");
     std::fs::write(dir.join("keys/node0.key"), encode_hex(&k0.secret_bytes())).expect("key");
-    text
+    SAMPLE.to_string()
 }
 
 fn validate(dir: &Path, text: &str) -> Result<Validated, ConfigError> {
@@ -25,9 +28,9 @@ fn validate(dir: &Path, text: &str) -> Result<Validated, ConfigError> {
 }
 
 #[test]
-fn the_commented_sample_is_valid() {
+fn the_commented_samples_are_valid() {
     let d = tempfile::tempdir().expect("tmp");
-    let v = validate(d.path(), &sample_in(d.path())).expect("sample validates");
+    let v = validate(d.path(), &sample_in(d.path(), |g| g)).expect("samples validate");
     assert_eq!(v.replica.n(), 4);
     assert_eq!(v.raw.consensus.request_timeout, Duration::from_millis(500));
     assert_eq!(v.ledger.agents.len(), 1);
@@ -36,77 +39,114 @@ fn the_commented_sample_is_valid() {
         v.ledger.health.max_response_ms_p95, 200.0,
         "the latency gate"
     );
-    assert_eq!(v.raw.rollout.step_deadline(), Duration::from_secs(450));
-}
-
-fn err(text: &str) -> String {
-    let d = tempfile::tempdir().expect("tmp");
-    match validate(d.path(), text) {
-        Ok(_) => panic!("must be rejected"),
-        Err(e) => e.to_string(),
-    }
+    assert_eq!(
+        v.genesis.file().rollout.step_deadline(),
+        Duration::from_secs(450)
+    );
+    assert_eq!(v.listen, "127.0.0.1:7000".parse().expect("addr"));
+    assert_eq!(v.peers.get(&3).map(String::as_str), Some("127.0.0.1:7003"));
+    assert_eq!(v.genesis.cluster(), "example");
 }
 
 #[test]
 fn errors_name_the_key() {
     let d = tempfile::tempdir().expect("tmp");
-    let good = sample_in(d.path());
-    let check = |text: String, expect: &str| {
-        let e = validate(d.path(), &text)
+    let node = sample_in(d.path(), |g| g);
+    let check = |node: String, genesis_edit: &dyn Fn(String) -> String, expect: &str| {
+        sample_in(d.path(), genesis_edit);
+        let e = validate(d.path(), &node)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains(expect), "expected {expect:?} in {e:?}");
     };
+    let same = |g: String| g;
+    // This node's own settings.
     check(
-        good.replacen("id = 1\n", "id = 7\n", 1),
-        "config key `validators[1].id`: must be 1",
-    );
-    check(
-        good.replacen("request_timeout = \"500ms\"", "request_timeout = \"0s\"", 1),
+        node.replacen("request_timeout = \"500ms\"", "request_timeout = \"0s\"", 1),
+        &same,
         "config key `consensus.request_timeout`: must be greater than zero",
     );
     check(
-        good.replacen("window = 64", "window = 100", 1),
-        "config key `consensus`",
+        node.replacen("\nid = 0\n", "\nid = 9\n", 1),
+        &same,
+        "config key `node.id`: 9 is not a validator of genesis",
     );
     check(
-        good.replacen("min_safety = 0.95", "min_safety = 1.5", 1),
-        "config key `gates.min_safety`: must be between 0 and 1",
-    );
-    check(
-        good.replacen("\nid = 0\n", "\nid = 9\n", 1),
-        "config key `node.id`",
-    );
-    check(
-        good.replacen("known_good = [\"v0\"]", "known_good = []", 1),
-        "config key `ledger.known_good`",
-    );
-    check(
-        good.replacen("max_batch = 256", "max_batch = 256\nmax_bacth = 3", 1),
+        node.replacen(
+            "max_inflight_batches = 8",
+            "max_inflight_batches = 8\nmax_bacth = 3",
+            1,
+        ),
+        &same,
         "unknown field `max_bacth`",
     );
     check(
-        good.replacen("breach_samples = 2", "breach_samples = 9", 1),
-        "config key `health.breach_samples`: must be between 1 and",
+        node.replacen(
+            "# \"1\" = \"10.0.0.11:7001\"",
+            "\"7\" = \"10.0.0.11:7001\"",
+            1,
+        ),
+        &same,
+        "config key `peers.7`",
     );
     check(
-        good.replacen("sample_interval = \"10s\"", "sample_interval = \"10m\"", 1),
-        "config key `rollout.sample_interval`",
+        node.replacen("# \"1\" = \"10.0.0.11:7001\"", "\"1\" = \"nowhere\"", 1),
+        &same,
+        "config key `peers.1`",
+    );
+    // What the cluster agrees on, named in the genesis.
+    check(
+        node.clone(),
+        &|g: String| g.replacen("id = 1\n", "id = 7\n", 1),
+        "genesis.toml: key `validators[1].id`: must be 1",
     );
     check(
-        good.replacen("id = \"agent-001\"", "id = \"agent 001\"", 1),
-        "config key `agents[0].id`",
+        node.clone(),
+        &|g: String| g.replacen("window = 64", "window = 100", 1),
+        "key `consensus`",
     );
-    let bad_key = good.replacen("address = \"127.0.0.1:7001\"", "address = \"nowhere\"", 1);
-    check(bad_key, "address");
-    assert!(err("not toml at all [").contains("node.toml"));
+    check(
+        node.clone(),
+        &|g: String| g.replacen("min_safety = 0.95", "min_safety = 1.5", 1),
+        "key `gates.min_safety`: must be between 0 and 1",
+    );
+    check(
+        node.clone(),
+        &|g: String| g.replacen("known_good = [\"v0\"]", "known_good = []", 1),
+        "key `ledger.known_good`",
+    );
+    check(
+        node.clone(),
+        &|g: String| g.replacen("breach_samples = 2", "breach_samples = 9", 1),
+        "key `health.breach_samples`: must be between 1 and",
+    );
+    check(
+        node.clone(),
+        &|g: String| g.replacen("sample_interval = \"10s\"", "sample_interval = \"10m\"", 1),
+        "key `rollout.sample_interval`",
+    );
+    check(
+        node.clone(),
+        &|g: String| g.replacen("id = \"agent-001\"", "id = \"agent 001\"", 1),
+        "key `agents[0].id`",
+    );
+    check(
+        node.clone(),
+        &|g: String| g.replacen("address = \"127.0.0.1:7002\"", "address = \"nowhere\"", 1),
+        "key `validators[2].address`",
+    );
+    assert!(
+        NodeConfig::parse(Path::new("node.toml"), "not toml at all [")
+            .err()
+            .is_some_and(|e| e.to_string().contains("node.toml")),
+    );
 }
 
 #[test]
-fn a_key_file_that_does_not_match_its_validator_entry_is_refused() {
+fn a_key_file_that_does_not_match_the_genesis_is_refused() {
     let d = tempfile::tempdir().expect("tmp");
-    let text = sample_in(d.path());
+    let text = sample_in(d.path(), |g| g);
     std::fs::write(
         d.path().join("keys/node0.key"),
         encode_hex(&Keypair::from_label("other").secret_bytes()),
@@ -117,4 +157,20 @@ fn a_key_file_that_does_not_match_its_validator_entry_is_refused() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("config key `node.key_file`"), "{e}");
+    assert!(e.contains("the genesis lists"), "{e}");
+}
+
+#[test]
+fn a_host_name_in_the_genesis_is_listened_on_at_every_interface() {
+    let d = tempfile::tempdir().expect("tmp");
+    let text = sample_in(d.path(), |g| {
+        g.replacen(
+            "address = \"127.0.0.1:7000\"",
+            "address = \"validator-0.scbe:7000\"",
+            1,
+        )
+    });
+    let text = text.replacen("listen = \"127.0.0.1:7000\"\n", "", 1);
+    let v = validate(d.path(), &text).expect("valid");
+    assert_eq!(v.listen, "0.0.0.0:7000".parse().expect("addr"));
 }

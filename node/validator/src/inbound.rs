@@ -1,7 +1,9 @@
 //! What the core task receives, from the services, the fleet side and its own timers, and the
 //! domain values it answers queries with (the services turn them into protobuf).
 
-use scbe_core::consensus::{Message, Request, Signed, Status, Timer};
+use std::collections::BTreeMap;
+
+use scbe_core::consensus::{Digest, Message, Request, Signed, Status, Timer};
 use scbe_core::crypto::PublicKey;
 use scbe_core::governance::event::Event;
 use scbe_core::governance::ledger::Proposal;
@@ -11,6 +13,7 @@ use scbe_core::validator_step::{ClientReply, SubmitRefusal};
 use scbe_wire::status_summary::StatusSummary;
 use tokio::sync::oneshot;
 
+use crate::links::{PeerLinkState, RefusedCaller};
 use crate::storage::StorageError;
 
 /// One input of the core task.
@@ -75,8 +78,16 @@ pub struct StatusReport {
     pub status: Status,
     pub last_executed: u64,
     pub stable_checkpoint: u64,
+    pub stable_digest: Digest,
+    /// A quorum's checkpoint at this seq differed from this validator's state (see
+    /// `Replica::diverged_at`).
+    pub diverged_at: Option<u64>,
     /// The highest nonce executed for the asking signer (0 if none asked).
     pub last_nonce: u64,
+    pub genesis: Digest,
+    pub cluster: String,
+    pub peers: BTreeMap<u32, PeerLinkState>,
+    pub refused: Vec<RefusedCaller>,
     pub detail: StatusDetail,
 }
 

@@ -14,17 +14,22 @@
 //! - every long-lived task runs under a `scbe_wire::supervisor::Supervisor`: one that ends
 //!   stops the validator.
 //! - [`timer_queue`], [`timeouts`], [`heartbeat_pacer`]: the core's timers as durations.
-//! - [`metrics`], [`config`], [`daemon`] (process entry point).
+//! - [`links`]: what this validator knows of its peer links (up, down, refused for another
+//!   genesis).
+//! - [`metrics`], [`config`], [`daemon`] (process entry point), [`testnet`] (a new cluster's
+//!   files, one folder per host).
 
 pub mod config;
 pub mod daemon;
 pub mod fleet;
 pub mod heartbeat_pacer;
 pub mod inbound;
+pub mod links;
 pub mod metrics;
 pub mod node;
 mod runtime;
 pub mod services;
 pub mod storage;
+pub mod testnet;
 pub mod timeouts;
 pub mod timer_queue;

@@ -28,6 +28,7 @@ use crate::fleet::executor::{run_executor, AgentInfo, FleetContext};
 use crate::fleet::monitor::{watch_agent, FleetHealth};
 use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::inbound::Inbound;
+use crate::links::Links;
 use crate::metrics::{serve_metrics, Metrics};
 use crate::runtime::Runtime;
 use crate::services::grpc_server::{grpc_server, ServerParts};
@@ -72,7 +73,11 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         path: data_dir.display().to_string(),
         detail: e.to_string(),
     })?;
-    let store = RecordStore::open(&data_dir.join("records.redb"), &v.key.public())?;
+    let store = RecordStore::open(
+        &data_dir.join("records.redb"),
+        &v.key.public(),
+        &v.genesis.digest(),
+    )?;
     let directory = Arc::new(v.replica.directory.clone());
     let records = store.load(&directory)?;
     let mut ledger = Ledger::new(v.ledger.clone());
@@ -96,7 +101,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let metrics = Arc::new(Metrics::default());
     let fleet_health = Arc::new(FleetHealth::default());
-    let listen = v.raw.validators[id as usize].address;
+    let listen = v.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| NodeError::Listen {
@@ -104,6 +109,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             detail: e.to_string(),
         })?;
     let (events_tx, events_rx) = watch::channel(0u64);
+    let links = Arc::new(Links::default());
     tasks.spawn(
         "gRPC server",
         grpc_server(
@@ -115,6 +121,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 events: events_rx,
                 max_request_bytes: v.replica.max_request_bytes,
                 quotas: v.raw.quotas.limits(),
+                genesis: v.genesis.digest(),
+                links: Arc::clone(&links),
             },
         )
         .await,
@@ -138,10 +146,16 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         );
     }
     let mut peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = BTreeMap::new();
-    for p in v.raw.validators.iter().filter(|p| p.id != id) {
-        let (queue, link) = peer_link(p.address);
-        tasks.spawn(format!("peer link to validator {}", p.id), link);
-        peers.insert(p.id, queue);
+    for (peer, address) in &v.peers {
+        let (queue, link) = peer_link(
+            id,
+            *peer,
+            address.clone(),
+            v.genesis.digest(),
+            Arc::clone(&links),
+        );
+        tasks.spawn(format!("peer link to validator {peer} at {address}"), link);
+        peers.insert(*peer, queue);
     }
     let (fleet_view, fleet_views) = watch::channel(FleetView::default());
     start_fleet(
@@ -178,9 +192,16 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         fleet_health,
         consensus_seen: (scbe_core::consensus::Status::Normal, None),
         started: Instant::now(),
+        genesis: v.genesis.digest(),
+        cluster: v.genesis.cluster().to_string(),
+        links,
+        stale_after: v.genesis.file().rollout.sample_interval
+            * scbe_wire::status_summary::STALE_AFTER_INTERVALS,
     };
     tracing::info!(
         node = id,
+        cluster = v.genesis.cluster(),
+        genesis = %v.genesis.digest_hex(),
         %listen,
         view = rt.step.replica().view().0,
         executed = rt.step.last_executed().0,
@@ -196,7 +217,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
 /// How this validator's watcher judges and paces the fleet, from its config.
 fn watch_settings(v: &Validated) -> WatchSettings {
     let c = &v.raw.consensus;
-    let ro = &v.raw.rollout;
+    let ro = &v.genesis.file().rollout;
     WatchSettings {
         thresholds: v.ledger.health,
         step_deadline_ms: ro.step_deadline().as_millis() as u64,
@@ -230,7 +251,8 @@ fn start_fleet(
 ) {
     let (input, mut evidence) = mpsc::channel(FLEET_QUEUE);
     let agents = v
-        .raw
+        .genesis
+        .file()
         .agents
         .iter()
         .zip(&v.ledger.agents)
@@ -240,20 +262,19 @@ fn start_fleet(
                 AgentInfo {
                     key: a.key,
                     specialty: a.specialty.clone(),
-                    address: entry.address,
+                    address: entry.address.clone(),
                 },
             )
         })
         .collect();
+    // Every other validator, reached where this node reaches it (`[peers]` or the genesis).
     let validators = v
-        .raw
-        .validators
+        .peers
         .iter()
-        .zip(v.replica.directory.validators())
-        .filter_map(|(entry, key)| {
-            scbe_core::crypto::Verifier::new(*key)
-                .ok()
-                .map(|verifier| (entry.id, verifier, entry.address))
+        .filter_map(|(id, address)| {
+            let key = v.genesis.validator_key(*id)?;
+            let verifier = scbe_core::crypto::Verifier::new(*key).ok()?;
+            Some((*id, verifier, address.clone()))
         })
         .collect();
     let ctx = Arc::new(FleetContext {
@@ -262,14 +283,15 @@ fn start_fleet(
         validators,
         quorum: v.replica.quorum(),
         agents,
-        deploy_deadline: v.raw.rollout.deploy_deadline,
-        agent_call_timeout: v.raw.rollout.agent_call_timeout,
+        genesis: v.genesis.digest(),
+        deploy_deadline: v.genesis.file().rollout.deploy_deadline,
+        agent_call_timeout: v.genesis.file().rollout.agent_call_timeout,
         input,
         #[cfg(test)]
         panic_on_start: v.inject_executor_panic,
     });
     for (agent, info) in &ctx.agents {
-        if let Some(addr) = info.address {
+        if let Some(addr) = info.address.clone() {
             tasks.spawn(
                 format!("health stream of agent {agent}"),
                 watch_agent(Arc::clone(&ctx), Arc::clone(&health), agent.clone(), addr),
@@ -304,6 +326,8 @@ mod tests {
     use super::*;
     use crate::config::NodeConfig;
     use scbe_core::crypto::Keypair;
+    use scbe_wire::genesis::Genesis;
+    use scbe_wire::genesis_file::{GenesisFile, ValidatorEntry};
     use scbe_wire::key_file::encode_hex;
 
     /// A validator whose rollout executor dies stops, with an error naming the executor, instead
@@ -321,16 +345,31 @@ mod tests {
         )
         .expect("key");
         // Port 0 for this validator (any free one); the peers are never reached.
-        let mut toml =
-            String::from("[node]\nid = 0\ndata_dir = \"data\"\nkey_file = \"keys/node0.key\"\n");
-        for (i, k) in keys.iter().enumerate() {
-            let port = if i == 0 { 0 } else { 9 };
-            toml.push_str(&format!(
-                "[[validators]]\nid = {i}\npublic_key = \"{}\"\naddress = \"127.0.0.1:{port}\"\n",
-                encode_hex(k.public().as_bytes())
-            ));
-        }
-        let mut v = NodeConfig::parse(Path::new("node.toml"), &toml)
+        let validators = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ValidatorEntry {
+                id: i as u32,
+                public_key: encode_hex(k.public().as_bytes()),
+                address: format!("127.0.0.1:{}", if i == 0 { 0 } else { 9 }),
+            })
+            .collect();
+        let genesis = GenesisFile {
+            cluster: "supervision".into(),
+            validators,
+            requesters: vec![],
+            agents: vec![],
+            consensus: Default::default(),
+            gates: Default::default(),
+            ledger: Default::default(),
+            rollout: Default::default(),
+            health: Default::default(),
+        };
+        std::fs::write(dir.path().join("genesis.toml"), Genesis::render(&genesis))
+            .expect("genesis");
+        let toml = "[node]\nid = 0\ngenesis = \"genesis.toml\"\ndata_dir = \"data\"\n\
+                    key_file = \"keys/node0.key\"\n";
+        let mut v = NodeConfig::parse(Path::new("node.toml"), toml)
             .and_then(|c| c.validate(dir.path()))
             .expect("valid config");
         v.inject_executor_panic = true;

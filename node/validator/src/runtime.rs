@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use scbe_core::consensus::{Action, Envelope, Input, Kind, Message, Status};
+use scbe_core::consensus::{Action, Digest, Envelope, Input, Kind, Message, Status};
 use scbe_core::crypto::PublicKey;
 use scbe_core::governance::event::Event;
 use scbe_core::governance::ledger::operation_digest;
@@ -23,6 +23,7 @@ use scbe_wire::status_summary::{LatestReport, StatusSummary};
 use crate::fleet::monitor::FleetHealth;
 use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::inbound::{FleetInput, Inbound, StatusDetail, StatusQuery, StatusReport};
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::node::{NodeError, MAX_TURN};
 use crate::storage::RecordStore;
@@ -66,6 +67,13 @@ pub(crate) struct Runtime {
     /// timeline of a failover.
     pub(crate) consensus_seen: (scbe_core::consensus::Status, Option<u64>),
     pub(crate) started: Instant,
+    /// The cluster this validator belongs to, and what it knows of its links.
+    pub(crate) genesis: Digest,
+    pub(crate) cluster: String,
+    pub(crate) links: Arc<Links>,
+    /// An agent's latest report older than this reads "stale" in the status
+    /// (`STALE_AFTER_INTERVALS` sample intervals).
+    pub(crate) stale_after: std::time::Duration,
 }
 
 impl Runtime {
@@ -404,7 +412,11 @@ impl Runtime {
                         )
                     })
                     .collect();
-                StatusDetail::Summary(Box::new(StatusSummary::of(l, &health)))
+                StatusDetail::Summary(Box::new(StatusSummary::of(
+                    l,
+                    &health,
+                    self.stale_after.as_millis() as u64,
+                )))
             }
         };
         StatusReport {
@@ -413,7 +425,13 @@ impl Runtime {
             status: r.status(),
             last_executed: r.last_executed().0,
             stable_checkpoint: r.stable_checkpoint().seq.0,
+            stable_digest: r.stable_checkpoint().state_digest,
+            diverged_at: r.diverged_at().map(|s| s.0),
             last_nonce: query.signer.map_or(0, |k| r.last_nonce(&k)),
+            genesis: self.genesis,
+            cluster: self.cluster.clone(),
+            peers: self.links.peers(),
+            refused: self.links.refused_callers(),
             detail,
         }
     }

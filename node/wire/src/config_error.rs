@@ -15,6 +15,8 @@ pub enum ConfigError {
     Invalid { key: String, problem: String },
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
+    #[error(transparent)]
+    Genesis(#[from] crate::genesis::GenesisError),
 }
 
 /// A [`ConfigError::Invalid`] for `key`.

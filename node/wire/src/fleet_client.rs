@@ -2,7 +2,6 @@
 //! validators, and every validator's health streams from agents. Conversions from the wire are
 //! typed (`fleet_wire`); what the answers prove is checked by the caller against known keys.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use scbe_proto::v1 as pb;
@@ -10,26 +9,35 @@ use scbe_proto::v1::fleet_agent_client::FleetAgentClient;
 use scbe_proto::v1::orders_client::OrdersClient;
 use tonic::transport::{Channel, Endpoint};
 
+use scbe_core::consensus::Digest;
 use scbe_core::rollout::evidence::{DeployAck, HealthReport, OrderAction};
 use scbe_core::rollout::order::{Endorsement, SignedOrder};
 
 use crate::fleet_wire::{
     agent_signed_from_proto, endorsement_from_proto, signed_order_to_proto, FleetWireError,
 };
+use crate::genesis::present;
 
 /// Why a call between validators and agents gave nothing usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FleetClientError {
     #[error("bad address {addr}: {detail}")]
-    BadAddress { addr: SocketAddr, detail: String },
+    BadAddress { addr: String, detail: String },
     #[error("{code:?}: {message}")]
     Rpc { code: tonic::Code, message: String },
+    /// The other side runs another genesis (its digest): it is in another cluster, or one of
+    /// the two holds an edited copy of the genesis file.
+    #[error("refused: it runs genesis {theirs}, another cluster's (or an edited copy)")]
+    GenesisMismatch { theirs: Digest },
     #[error(transparent)]
     Wire(#[from] FleetWireError),
 }
 
 impl From<tonic::Status> for FleetClientError {
     fn from(s: tonic::Status) -> Self {
+        if let Some(theirs) = crate::genesis::refused_genesis(&s) {
+            return FleetClientError::GenesisMismatch { theirs };
+        }
         FleetClientError::Rpc {
             code: s.code(),
             message: s.message().to_string(),
@@ -37,11 +45,12 @@ impl From<tonic::Status> for FleetClientError {
     }
 }
 
-/// A channel that connects on first use and reconnects by itself.
-pub fn channel(addr: SocketAddr, call_timeout: Duration) -> Result<Channel, FleetClientError> {
+/// A channel to `addr` (`host:port`) that connects on first use and reconnects by itself,
+/// resolving the host again each time.
+pub fn channel(addr: &str, call_timeout: Duration) -> Result<Channel, FleetClientError> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| FleetClientError::BadAddress {
-            addr,
+            addr: addr.to_string(),
             detail: e.to_string(),
         })?
         .tcp_nodelay(true)
@@ -53,11 +62,13 @@ pub fn channel(addr: SocketAddr, call_timeout: Duration) -> Result<Channel, Flee
 /// Sends an order to an agent; returns its signed answer (not yet verified).
 pub async fn deliver(
     ch: Channel,
+    genesis: &Digest,
     order: &SignedOrder,
     action: OrderAction,
 ) -> Result<DeployAck, FleetClientError> {
     let mut c = FleetAgentClient::new(ch);
-    let req = signed_order_to_proto(order);
+    let mut req = tonic::Request::new(signed_order_to_proto(order));
+    present(&mut req, genesis);
     let reply = match action {
         OrderAction::Deploy => c.deploy(req).await,
         OrderAction::Rollback => c.rollback(req).await,
@@ -68,24 +79,28 @@ pub async fn deliver(
 /// Asks a validator to endorse an order (it signs only if its own ledger derives the same).
 pub async fn endorse(
     ch: Channel,
+    genesis: &Digest,
     rollout: u64,
     order: &[u8],
 ) -> Result<Endorsement, FleetClientError> {
-    let reply = OrdersClient::new(ch)
-        .endorse(pb::EndorseRequest {
-            rollout,
-            order: order.to_vec().into(),
-        })
-        .await?;
+    let mut req = tonic::Request::new(pb::EndorseRequest {
+        rollout,
+        order: order.to_vec().into(),
+    });
+    present(&mut req, genesis);
+    let reply = OrdersClient::new(ch).endorse(req).await?;
     Ok(endorsement_from_proto(&reply.into_inner())?)
 }
 
 /// An agent's stream of signed reports and acks (not yet verified).
 pub async fn health_stream(
     ch: Channel,
+    genesis: &Digest,
 ) -> Result<tonic::Streaming<pb::HealthUpdate>, FleetClientError> {
+    let mut req = tonic::Request::new(pb::HealthRequest {});
+    present(&mut req, genesis);
     Ok(FleetAgentClient::new(ch)
-        .watch_health(pb::HealthRequest {})
+        .watch_health(req)
         .await?
         .into_inner())
 }

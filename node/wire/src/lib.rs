@@ -8,10 +8,11 @@
 //! - [`fleet_wire`]: agent-signed evidence and quorum-signed orders on the wire.
 //! - Clients: [`governance_client`] (release requesters), [`fleet_client`] (orders,
 //!   endorsements and health streams between validators and agents).
-//! - [`key_file`]: secret key files and hex public keys, for every binary; [`membership`]: the
-//!   validator set and requesters of a `node.toml`, for offline readers; [`daemon`]: what
+//! - [`key_file`]: secret key files and hex public keys, for every binary; [`daemon`]: what
 //!   the two daemons share as processes (logging, runtime, keygen); [`config_error`]: their
 //!   configuration errors; [`supervisor`]: their long-lived tasks, watched.
+//! - [`genesis`]: the one file everything validators must agree on, its digest and its checks
+//!   ([`genesis_file`]: its sections).
 //! - [`status_summary`]: the typed summary `Status` returns, built by validators and read by the
 //!   CLI, the simulator's demo and the tests.
 //!
@@ -23,9 +24,10 @@ pub mod decode;
 pub mod encode;
 pub mod fleet_client;
 pub mod fleet_wire;
+pub mod genesis;
+pub mod genesis_file;
 pub mod governance_client;
 pub mod key_file;
-pub mod membership;
 pub mod open;
 pub mod proto_codec;
 pub mod records;

@@ -119,7 +119,14 @@ pub enum HealthVerdict {
     Degraded,
     #[serde(rename = "warming up")]
     WarmingUp,
+    /// The latest report is older than [`STALE_AFTER_INTERVALS`] sample intervals: the agent or
+    /// its health source stopped answering, and what it last said no longer counts as health.
+    #[serde(rename = "stale")]
+    Stale,
 }
+
+/// A report older than this many sample intervals reads "stale", whatever its figures.
+pub const STALE_AFTER_INTERVALS: u32 = 3;
 
 impl HealthVerdict {
     pub fn name(self) -> &'static str {
@@ -127,6 +134,7 @@ impl HealthVerdict {
             HealthVerdict::Healthy => "healthy",
             HealthVerdict::Degraded => "degraded",
             HealthVerdict::WarmingUp => "warming up",
+            HealthVerdict::Stale => "stale",
         }
     }
 }
@@ -235,8 +243,13 @@ pub fn consensus_rate(ledger: &Ledger) -> f64 {
 }
 
 impl StatusSummary {
-    /// The summary of `ledger`, with `health` the latest verified report of each agent.
-    pub fn of(ledger: &Ledger, health: &BTreeMap<String, LatestReport>) -> Self {
+    /// The summary of `ledger`, with `health` the latest verified report of each agent; a
+    /// report older than `stale_after_ms` reads [`HealthVerdict::Stale`].
+    pub fn of(
+        ledger: &Ledger,
+        health: &BTreeMap<String, LatestReport>,
+        stale_after_ms: u64,
+    ) -> Self {
         let s = ledger.state();
         let proposals = s
             .proposals
@@ -308,6 +321,7 @@ impl StatusSummary {
                         samples: h.body.samples,
                         age_ms: h.age_ms,
                         verdict: match thresholds.judge(&h.body) {
+                            _ if h.age_ms > stale_after_ms => HealthVerdict::Stale,
                             Verdict::Healthy => HealthVerdict::Healthy,
                             Verdict::Degraded(_) => HealthVerdict::Degraded,
                             Verdict::NotYet(_) => HealthVerdict::WarmingUp,
@@ -372,7 +386,7 @@ mod tests {
             });
             assert!(o.accepted, "{:?}", o.reasons);
         }
-        let s = StatusSummary::of(&w.ledger, &BTreeMap::new());
+        let s = StatusSummary::of(&w.ledger, &BTreeMap::new(), u64::MAX);
         let listed = &s.releases;
         let serving: Vec<&String> = w.ledger.state().current.values().collect();
         assert_eq!(s.releases_total, w.ledger.state().releases.len());
@@ -393,5 +407,33 @@ mod tests {
                 assert!(listed.contains_key(v), "{v} serves a stage");
             }
         }
+    }
+
+    /// A report older than the stale threshold reads "stale", never "healthy", whatever its
+    /// figures; a fresh one with the same figures is healthy.
+    #[test]
+    fn an_old_report_reads_stale() {
+        let w = World::new();
+        let (agent, key) = &w.agents[0];
+        let public = key.public();
+        let body = w
+            .health_with(0, 0, "v0", 0.9, 30)
+            .open(|_| Some(&public))
+            .expect("signed");
+        let summary = |age_ms: u64| {
+            let health = BTreeMap::from([(
+                agent.id.clone(),
+                LatestReport {
+                    body: body.clone(),
+                    age_ms,
+                },
+            )]);
+            let s = StatusSummary::of(&w.ledger, &health, 30_000);
+            let a = s.agents.iter().find(|a| a.id == agent.id).expect("listed");
+            a.health.as_ref().expect("health").verdict
+        };
+        assert_eq!(summary(1_000), HealthVerdict::Healthy);
+        assert_eq!(summary(30_000), HealthVerdict::Healthy);
+        assert_eq!(summary(70_000), HealthVerdict::Stale);
     }
 }

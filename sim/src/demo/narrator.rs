@@ -124,8 +124,11 @@ impl Demo {
 
     /// What agent `i` runs, from the agent itself.
     pub(super) async fn agent_runs(&self, i: usize) -> anyhow::Result<String> {
-        let ch = fleet_client::channel(self.cluster.agents[i].addr, Duration::from_secs(5))
-            .map_err(|e| anyhow!(e))?;
+        let ch = fleet_client::channel(
+            &self.cluster.agents[i].addr.to_string(),
+            Duration::from_secs(5),
+        )
+        .map_err(|e| anyhow!(e))?;
         Ok(fleet_client::describe(ch)
             .await
             .map_err(|e| anyhow!(e))?
@@ -255,15 +258,17 @@ impl Demo {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         for &i in agents {
             let addr = self.cluster.agents[i].addr;
+            let genesis = self.cluster.genesis;
             let id = self.cluster.agents[i].id.clone();
             let key = self.agent_keys.get(&id).copied();
             let th = self.thresholds;
             let tx = tx.clone();
             tokio::spawn(async move {
-                let Ok(ch) = fleet_client::channel(addr, Duration::from_secs(600)) else {
+                let Ok(ch) = fleet_client::channel(&addr.to_string(), Duration::from_secs(600))
+                else {
                     return;
                 };
-                let Ok(mut stream) = fleet_client::health_stream(ch).await else {
+                let Ok(mut stream) = fleet_client::health_stream(ch, &genesis).await else {
                     return;
                 };
                 while let Ok(Some(u)) = fleet_client::next_update(&mut stream).await {

@@ -1,5 +1,6 @@
 //! `scbe audit export` (every decided batch's commit certificate, from a validator) and `scbe
-//! audit verify` (each certificate checked offline against the validator set of a node.toml).
+//! audit verify` (each certificate checked offline against the validator set of the cluster's
+//! genesis).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,12 +42,11 @@ pub fn audit_export(node: &str, out: &Path, from: u64) -> Result<ExitCode, Unusa
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn audit_verify(file: &Path, config: &Path) -> Result<ExitCode, Unusable> {
+pub fn audit_verify(file: &Path, genesis: &Path) -> Result<ExitCode, Unusable> {
     use prost::Message as _;
     use scbe_core::consensus::{certificate::check_commit_cert, ReplicaConfig, ReplicaId};
-    let cfg =
-        scbe_wire::membership::MembershipFile::load(config).map_err(|e| Unusable(e.into()))?;
-    let dir = cfg.directory().map_err(|e| Unusable(e.into()))?;
+    let genesis = scbe_wire::genesis::Genesis::load(genesis).map_err(|e| Unusable(e.into()))?;
+    let dir = genesis.directory().clone();
     let rcfg = ReplicaConfig::new(ReplicaId(0), dir.clone()).map_err(|e| Unusable(e.into()))?;
     let bytes = std::fs::read(file)
         .with_context(|| format!("cannot read {}", file.display()))
@@ -86,9 +86,12 @@ pub fn audit_verify(file: &Path, config: &Path) -> Result<ExitCode, Unusable> {
         last = seq;
     }
     println!(
-        "verified {total} commit certificates (last seq {last}) against {} validators, quorum {}",
+        "verified {total} commit certificates (last seq {last}) against {} validators, quorum {}, \
+         of genesis {} (cluster {})",
         rcfg.n(),
-        rcfg.quorum()
+        rcfg.quorum(),
+        genesis.digest_hex(),
+        genesis.cluster()
     );
     Ok(ExitCode::SUCCESS)
 }

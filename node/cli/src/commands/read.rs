@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{client, out, runtime, Unusable};
+use crate::cluster_view::{Answer, ClusterView};
 use crate::render;
 
 pub fn run_status(node: &str, proposal: Option<u64>, json: bool) -> Result<ExitCode, Unusable> {
@@ -28,9 +29,37 @@ pub fn run_status(node: &str, proposal: Option<u64>, json: bool) -> Result<ExitC
             out(&serde_json::to_string(&summary).map_err(|e| Unusable(e.into()))?);
         } else {
             out(render::status_text(&reply, &summary).trim_end());
+            out(cluster_view(reply).await.text().trim_end());
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// How long `scbe status` waits for each peer of the validator asked.
+const PEER_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Asks every peer the validator `asked` links to (at the address it uses), all at once.
+async fn cluster_view(asked: scbe_proto::v1::StatusReply) -> ClusterView {
+    let asks = asked.peers.iter().map(|l| {
+        let (id, address) = (l.id, l.address.clone());
+        async move {
+            let ask = async {
+                let mut c = scbe_wire::governance_client::Client::connect(
+                    &format!("http://{address}"),
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                c.status(None).await.map_err(|e| e.to_string())
+            };
+            let reply = tokio::time::timeout(PEER_DEADLINE, ask)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {PEER_DEADLINE:?}")));
+            Answer { id, address, reply }
+        }
+    });
+    let peers = futures_util::future::join_all(asks).await;
+    ClusterView { asked, peers }
 }
 
 pub fn event_line(e: &scbe_proto::v1::LedgerEvent) -> String {

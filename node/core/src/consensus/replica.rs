@@ -200,6 +200,9 @@ pub struct Replica<A: StateMachine> {
     assembling: Option<(CheckpointCert, Snapshot, Vec<u8>)>,
 
     dropped: BTreeMap<&'static str, u64>,
+    /// A quorum's checkpoint at this seq disagreed with this replica's own state; cleared once
+    /// it is past it again (by its own checkpoints or a peer's snapshot).
+    diverged_at: Option<Seq>,
     out: Vec<Action>,
 }
 
@@ -276,6 +279,7 @@ impl<A: StateMachine> Replica<A> {
             state_requested: None,
             assembling: None,
             dropped: BTreeMap::new(),
+            diverged_at: None,
             out: Vec::new(),
         })
     }
@@ -343,6 +347,12 @@ impl<A: StateMachine> Replica<A> {
     /// The codec this replica signs with (the runtime's wire encoding).
     pub fn codec(&self) -> &Arc<dyn Codec> {
         &self.codec
+    }
+    /// The checkpoint at which a quorum's state digest differed from this replica's own, while
+    /// it has not caught up past it: the replica's state diverged (a bug, damaged storage, or a
+    /// configuration that differs from its peers').
+    pub fn diverged_at(&self) -> Option<Seq> {
+        self.diverged_at
     }
     /// Dropped inputs by reason (for metrics and the simulator's report).
     pub fn dropped(&self) -> &BTreeMap<&'static str, u64> {

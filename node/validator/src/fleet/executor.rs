@@ -10,13 +10,13 @@
 //! change does the same from the ledger's state; agents already on the version ack at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use scbe_core::consensus::Digest;
 use scbe_core::crypto::{Keypair, PublicKey, Verifier};
 use scbe_core::rollout::evidence::{AckOutcome, EvidenceError, OrderAction, Refusal};
 use scbe_core::rollout::order::{Endorsement, SignedOrder, ORDER_KIND};
@@ -36,15 +36,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct AgentInfo {
     pub key: PublicKey,
     pub specialty: String,
-    pub address: Option<SocketAddr>,
+    /// `host:port` of its FleetAgent service.
+    pub address: Option<String>,
 }
 
 /// What the executor and the monitor need to know about the cluster and the fleet.
 pub struct FleetContext {
     pub id: u32,
     pub key: Keypair,
-    /// Every validator: id, key, gRPC address.
-    pub validators: Vec<(u32, Verifier, SocketAddr)>,
+    /// Every other validator: id, key, and where this validator reaches it.
+    pub validators: Vec<(u32, Verifier, String)>,
+    /// The cluster's genesis digest, presented on every call to a peer or an agent.
+    pub genesis: Digest,
     pub quorum: usize,
     pub agents: BTreeMap<String, AgentInfo>,
     /// How long the leader keeps trying to deliver a deploy before leaving it to the deadline.
@@ -161,7 +164,7 @@ async fn execute_step(ctx: Arc<FleetContext>, step: StepView, views: watch::Rece
         let Some(info) = ctx.agents.get(&agent).cloned() else {
             continue;
         };
-        let Some(addr) = info.address else {
+        let Some(addr) = info.address.clone() else {
             tracing::warn!(%agent, "agent has no address in the config; it cannot be reached");
             continue;
         };
@@ -192,7 +195,7 @@ async fn collect_endorsements(ctx: &FleetContext, rollout: u64, bytes: Vec<u8>) 
         .iter()
         .filter(|(id, _, _)| *id != ctx.id)
         .filter_map(|(id, v, addr)| {
-            fleet_client::channel(*addr, Duration::from_secs(2))
+            fleet_client::channel(addr, Duration::from_secs(2))
                 .ok()
                 .map(|c| (*id, (v.clone(), c)))
         })
@@ -205,8 +208,9 @@ async fn collect_endorsements(ctx: &FleetContext, rollout: u64, bytes: Vec<u8>) 
                 continue;
             }
             let (id, v, ch, bytes) = (*id, v.clone(), ch.clone(), bytes.clone());
+            let genesis = ctx.genesis;
             asks.spawn(async move {
-                let e = fleet_client::endorse(ch, rollout, &bytes).await?;
+                let e = fleet_client::endorse(ch, &genesis, rollout, &bytes).await?;
                 if e.signer != *v.public() || v.verify(ORDER_KIND, &bytes, &e.signature).is_err() {
                     return Err(CallError::InvalidEndorsement { validator: id });
                 }
@@ -238,14 +242,14 @@ async fn deliver(
     ctx: Arc<FleetContext>,
     agent: String,
     key: PublicKey,
-    addr: SocketAddr,
+    addr: String,
     order: Arc<SignedOrder>,
     action: OrderAction,
     give_up_at: Option<Instant>,
     gate: Arc<Semaphore>,
     views: watch::Receiver<FleetView>,
 ) {
-    let Ok(ch) = fleet_client::channel(addr, ctx.agent_call_timeout) else {
+    let Ok(ch) = fleet_client::channel(&addr, ctx.agent_call_timeout) else {
         return;
     };
     let mut backoff = Duration::from_millis(200);
@@ -263,7 +267,7 @@ async fn deliver(
             let Ok(_permit) = gate.acquire().await else {
                 return;
             };
-            fleet_client::deliver(ch.clone(), &order, action).await
+            fleet_client::deliver(ch.clone(), &ctx.genesis, &order, action).await
         };
         let answer = result.map_err(CallError::from).and_then(|ack| {
             let body = ack.open(|id| (id == agent).then_some(&key))?;

@@ -69,15 +69,15 @@ pub async fn watch_agent(
     ctx: Arc<FleetContext>,
     health: Arc<FleetHealth>,
     agent: String,
-    addr: std::net::SocketAddr,
+    addr: String,
 ) {
     // Streams are long-lived: no per-call timeout on the channel.
-    let Ok(ch) = fleet_client::channel(addr, Duration::from_secs(24 * 3600)) else {
+    let Ok(ch) = fleet_client::channel(&addr, Duration::from_secs(24 * 3600)) else {
         return;
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        match fleet_client::health_stream(ch.clone()).await {
+        match fleet_client::health_stream(ch.clone(), &ctx.genesis).await {
             Ok(mut stream) => {
                 backoff = Duration::from_millis(100);
                 while let Ok(Some(update)) = fleet_client::next_update(&mut stream).await {

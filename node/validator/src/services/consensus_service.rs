@@ -9,12 +9,18 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
-use scbe_core::consensus::Directory;
+use scbe_core::consensus::{Digest, Directory};
+use scbe_wire::genesis::{caller_name, check_presented};
+
+use crate::links::Links;
 
 use scbe_wire::{open_proto_cached, VerifiedCache};
 
 pub struct ConsensusService {
     pub inbound: mpsc::Sender<Inbound>,
+    /// Peers must present this genesis; a stream under another one is refused at once.
+    pub genesis: Digest,
+    pub links: Arc<Links>,
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
     pub verified: Arc<VerifiedCache>,
@@ -26,6 +32,20 @@ impl pb::consensus_server::Consensus for ConsensusService {
         &self,
         request: Request<Streaming<pb::Envelope>>,
     ) -> Result<Response<pb::StreamSummary>, Status> {
+        if let Err(mismatch) = check_presented(&request, &self.genesis) {
+            // The host, not the port: a refused peer retries from a new port every time.
+            let host = request
+                .remote_addr()
+                .map_or_else(|| "unknown address".to_string(), |a| a.ip().to_string());
+            let from = match caller_name(&request) {
+                Some(name) => format!("{name} from {host}"),
+                None => host,
+            };
+            tracing::warn!(%from, "refused a peer stream: {mismatch}");
+            self.metrics.dropped("peer stream under another genesis");
+            self.links.refused(from, mismatch.theirs);
+            return Err(mismatch.to_status());
+        }
         let mut stream = request.into_inner();
         let mut received = 0u64;
         while let Some(env) = stream.message().await? {

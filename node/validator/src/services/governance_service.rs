@@ -8,8 +8,9 @@ use scbe_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use scbe_core::consensus::{retype_request, Directory, Kind, Principal};
+use scbe_core::consensus::{retype_request, Digest, Directory, Kind, Principal};
 use scbe_core::governance::event::Event;
+use scbe_wire::genesis::check_if_presented;
 
 use crate::inbound::{Inbound, StatusDetail, StatusQuery, StatusReport};
 use scbe_core::validator_step::{ClientReply, SubmitRefusal};
@@ -42,6 +43,8 @@ pub struct GovernanceService {
     /// Largest request the consensus core admits; bigger ones are refused here, unordered.
     pub max_request_bytes: usize,
     pub quotas: Arc<super::quota::Quotas>,
+    /// A client that presents a genesis must present this one.
+    pub genesis: Digest,
 }
 
 #[tonic::async_trait]
@@ -52,6 +55,7 @@ impl pb::governance_server::Governance for GovernanceService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        check_if_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
         let mut next = request.into_inner().from_event;
         let inbound = self.inbound.clone();
         let mut changed = self.events.clone();
@@ -91,6 +95,7 @@ impl pb::governance_server::Governance for GovernanceService {
         &self,
         request: Request<pb::Envelope>,
     ) -> Result<Response<pb::SubmitReply>, Status> {
+        check_if_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
         let decision = self.admit(request.into_inner()).await?;
         decided(decision).await.map(Response::new)
     }
@@ -102,6 +107,7 @@ impl pb::governance_server::Governance for GovernanceService {
         &self,
         request: Request<tonic::Streaming<pb::Envelope>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        check_if_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
         let mut incoming = request.into_inner();
         let this = self.clone();
         let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
@@ -162,6 +168,7 @@ impl pb::governance_server::Governance for GovernanceService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
+        check_if_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
         let (tx, rx) = oneshot::channel();
         let request = request.into_inner();
         let signer = match request.signer.len() {
@@ -326,6 +333,7 @@ fn status_to_proto(r: StatusReport) -> pb::StatusReply {
         StatusDetail::Proposal(p) => serde_json::to_string(&p),
     }
     .unwrap_or_default();
+    let hex = |d: &Digest| scbe_wire::key_file::encode_hex(d.as_bytes());
     pb::StatusReply {
         node: r.node,
         view: r.view,
@@ -334,6 +342,30 @@ fn status_to_proto(r: StatusReport) -> pb::StatusReply {
         stable_checkpoint: r.stable_checkpoint,
         detail_json,
         last_nonce: r.last_nonce,
+        genesis: hex(&r.genesis),
+        cluster: r.cluster,
+        stable_digest: r.stable_digest.as_bytes().to_vec().into(),
+        diverged_at: r.diverged_at.unwrap_or(0),
+        peers: r
+            .peers
+            .into_iter()
+            .map(|(id, p)| pb::PeerLink {
+                id,
+                address: p.address,
+                connected: p.connected,
+                refused_genesis: p.refused_genesis.as_ref().map(hex).unwrap_or_default(),
+                problem: p.problem.unwrap_or_default(),
+            })
+            .collect(),
+        refused: r
+            .refused
+            .into_iter()
+            .map(|c| pb::RefusedCaller {
+                from: c.from,
+                presented: c.presented.as_ref().map(hex).unwrap_or_default(),
+                count: c.count,
+            })
+            .collect(),
     }
 }
 

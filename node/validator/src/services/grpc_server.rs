@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use scbe_core::consensus::Directory;
+use scbe_core::consensus::{Digest, Directory};
 use scbe_proto::v1 as pb;
 use scbe_wire::{VerifiedCache, MAX_ENVELOPE_BYTES};
 use tokio::sync::{mpsc, watch};
 
 use crate::inbound::Inbound;
+use crate::links::Links;
 use crate::metrics::Metrics;
 
 use super::audit_service::AuditService;
@@ -30,6 +31,9 @@ pub struct ServerParts {
     /// Largest request the consensus core admits; bigger ones are refused at the door.
     pub max_request_bytes: usize,
     pub quotas: QuotaLimits,
+    /// The cluster's genesis digest, checked on every peer and leader call.
+    pub genesis: Digest,
+    pub links: Arc<Links>,
 }
 
 /// The server, ready to run on `listener` (it runs until the process stops, or fails).
@@ -44,6 +48,8 @@ pub async fn grpc_server(
         directory: Arc::clone(&p.directory),
         metrics: Arc::clone(&p.metrics),
         verified: Arc::clone(&verified),
+        genesis: p.genesis,
+        links: Arc::clone(&p.links),
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let governance = pb::governance_server::GovernanceServer::new(GovernanceService {
@@ -53,12 +59,16 @@ pub async fn grpc_server(
         events: p.events,
         max_request_bytes: p.max_request_bytes,
         quotas: Arc::new(Quotas::new(p.quotas)),
+        genesis: p.genesis,
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let audit = pb::audit_server::AuditServer::new(AuditService {
         inbound: p.inbound.clone(),
     });
-    let orders = pb::orders_server::OrdersServer::new(OrdersService { inbound: p.inbound });
+    let orders = pb::orders_server::OrdersServer::new(OrdersService {
+        inbound: p.inbound,
+        genesis: p.genesis,
+    });
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::governance_server::GovernanceServer<GovernanceService>>()

@@ -5,6 +5,9 @@ use scbe_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
+use scbe_core::consensus::Digest;
+use scbe_wire::genesis::check_presented;
+
 use crate::inbound::Inbound;
 use scbe_core::rollout::order::MAX_ORDER_BYTES;
 
@@ -12,6 +15,8 @@ use scbe_wire::fleet_wire::endorsement_to_proto;
 
 pub struct OrdersService {
     pub inbound: mpsc::Sender<Inbound>,
+    /// The leader asking must run this genesis.
+    pub genesis: Digest,
 }
 
 #[tonic::async_trait]
@@ -20,6 +25,7 @@ impl pb::orders_server::Orders for OrdersService {
         &self,
         request: Request<pb::EndorseRequest>,
     ) -> Result<Response<pb::Endorsement>, Status> {
+        check_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
         let r = request.into_inner();
         if r.order.len() > MAX_ORDER_BYTES {
             return Err(Status::invalid_argument(format!(

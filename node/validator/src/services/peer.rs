@@ -3,7 +3,6 @@
 //! queue; once it is full, new ones are dropped (and counted), and the core's retransmission
 //! (status ticks, view-change resends) recovers them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,32 +10,54 @@ use scbe_proto::v1::consensus_client::ConsensusClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use scbe_core::consensus::Envelope;
+use scbe_core::consensus::{Digest, Envelope};
+use scbe_wire::genesis::{present, present_caller, refused_genesis};
+use scbe_wire::key_file::encode_hex as hex;
+
+use crate::links::Links;
 
 use scbe_wire::{envelope_to_proto, MAX_ENVELOPE_BYTES};
 
 /// Envelopes buffered per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 8192;
+/// Wait before calling again a peer that refused this validator's genesis (it will not change
+/// its mind until an operator fixes one side).
+const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The link to `addr`: the queue to send into, and the task that drains it (it runs until the
-/// queue closes, when the validator shuts down).
+/// The link to validator `peer` at `addr` (`host:port`, resolved again at every reconnect): the
+/// queue to send into, and the task that drains it (it runs until the queue closes, when the
+/// validator shuts down). Every stream presents `genesis` and names validator `me` as its
+/// caller; what happens to the link is kept in `links`.
 pub fn peer_link(
-    addr: SocketAddr,
+    me: u32,
+    peer: u32,
+    addr: String,
+    genesis: Digest,
+    links: Arc<Links>,
 ) -> (
     mpsc::Sender<Arc<Envelope>>,
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    (tx, run(addr, rx))
+    (tx, run(me, peer, addr, genesis, links, rx))
 }
 
-async fn run(addr: SocketAddr, mut rx: mpsc::Receiver<Arc<Envelope>>) {
+async fn run(
+    me: u32,
+    peer: u32,
+    addr: String,
+    genesis: Digest,
+    links: Arc<Links>,
+    mut rx: mpsc::Receiver<Arc<Envelope>>,
+) {
+    links.update(peer, |l| l.address = addr.clone());
     let mut backoff = Duration::from_millis(20);
     loop {
         let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
             Ok(e) => e.tcp_nodelay(true).connect_timeout(Duration::from_secs(2)),
             Err(e) => {
-                tracing::error!(%addr, "bad peer address: {e}");
+                // Addresses are checked at start-up; the supervisor stops the validator.
+                tracing::error!(peer, %addr, "bad peer address: {e}");
                 return;
             }
         };
@@ -45,7 +66,11 @@ async fn run(addr: SocketAddr, mut rx: mpsc::Receiver<Arc<Envelope>>) {
                 .max_encoding_message_size(MAX_ENVELOPE_BYTES)
                 .max_decoding_message_size(MAX_ENVELOPE_BYTES),
             Err(e) => {
-                tracing::debug!(%addr, "peer unreachable: {e}; retrying in {backoff:?}");
+                tracing::debug!(peer, %addr, "peer unreachable: {e}; retrying in {backoff:?}");
+                links.update(peer, |l| {
+                    l.connected = false;
+                    l.problem = Some(format!("unreachable: {e}"));
+                });
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 // Keep what is queued: at start-up peers come up a few milliseconds apart, and
@@ -56,16 +81,55 @@ async fn run(addr: SocketAddr, mut rx: mpsc::Receiver<Arc<Envelope>>) {
         backoff = Duration::from_millis(20);
         let (stx, srx) = mpsc::channel(1024);
         let mut client = client;
-        let call = tokio::spawn(async move { client.stream(ReceiverStream::new(srx)).await });
-        tracing::debug!(%addr, "peer stream open");
-        loop {
-            let Some(env) = rx.recv().await else {
-                return; // node shutting down
-            };
-            if stx.send(envelope_to_proto(&env)).await.is_err() {
-                break; // stream ended: reconnect
+        let mut request = tonic::Request::new(ReceiverStream::new(srx));
+        present(&mut request, &genesis);
+        present_caller(&mut request, &format!("validator {me}"));
+        let mut call = tokio::spawn(async move { client.stream(request).await });
+        tracing::debug!(peer, %addr, "peer stream open");
+        links.update(peer, |l| {
+            l.connected = true;
+            l.problem = None;
+        });
+        let ended = loop {
+            tokio::select! {
+                env = rx.recv() => {
+                    let Some(env) = env else {
+                        call.abort();
+                        return; // node shutting down
+                    };
+                    if stx.send(envelope_to_proto(&env)).await.is_err() {
+                        break (&mut call).await;
+                    }
+                }
+                ended = &mut call => break ended,
+            }
+        };
+        let status = match ended {
+            Ok(Err(status)) => status,
+            _ => tonic::Status::unavailable("the stream ended"),
+        };
+        match refused_genesis(&status) {
+            Some(theirs) => {
+                tracing::warn!(
+                    peer,
+                    %addr,
+                    ours = %hex(genesis.as_bytes()),
+                    theirs = %hex(theirs.as_bytes()),
+                    "the peer refuses this validator's genesis: one of the two runs another cluster's genesis file"
+                );
+                links.update(peer, |l| {
+                    l.connected = false;
+                    l.refused_genesis = Some(theirs);
+                    l.problem = Some(status.message().to_string());
+                });
+                tokio::time::sleep(REFUSED_BACKOFF).await;
+            }
+            None => {
+                links.update(peer, |l| {
+                    l.connected = false;
+                    l.problem = Some(format!("stream ended: {}", status.message()));
+                });
             }
         }
-        call.abort();
     }
 }

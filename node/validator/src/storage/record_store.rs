@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::storage::value_codec::{pack, unpack};
-use scbe_core::consensus::{Directory, Record};
+use scbe_core::consensus::{Digest, Directory, Record};
 use scbe_core::crypto::PublicKey;
 use scbe_core::governance::event::Event;
 use scbe_core::governance::ledger::{Fresh, Outcome};
@@ -79,6 +79,12 @@ pub enum StorageError {
         expected: PublicKey,
         found: String,
     },
+    #[error("database {path} was written under genesis {stored}, but this node runs genesis {expected}: point node.genesis at the genesis this data belongs to, or move the data directory away to join this cluster from its peers")]
+    WrongGenesis {
+        path: PathBuf,
+        stored: String,
+        expected: String,
+    },
     #[error("database {path} has format {found:?}, expected {expected:?}")]
     Format {
         path: PathBuf,
@@ -118,7 +124,10 @@ impl RecordStore {
     }
 
     /// Opens (or creates) the store at `path` for the validator with key `node`.
-    pub fn open(path: &Path, node: &PublicKey) -> Result<Self, StorageError> {
+    /// Opens (or creates) the store of validator `node` in the cluster of `genesis`. A store
+    /// written by another key, or under another genesis, is refused: pairing old data with another
+    /// cluster's configuration would replay history under rules it was not decided by.
+    pub fn open(path: &Path, node: &PublicKey, genesis: &Digest) -> Result<Self, StorageError> {
         let open_err = |e: &dyn std::fmt::Display| StorageError::Open {
             path: path.to_path_buf(),
             detail: e.to_string(),
@@ -169,6 +178,7 @@ impl RecordStore {
                     Self::check_owner(&meta, path, node)?;
                 }
             }
+            Self::bind_genesis(&mut meta, path, genesis)?;
             drop(meta);
             let records = txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
             store.next_index = records
@@ -189,6 +199,36 @@ impl RecordStore {
         }
         txn.commit().map_err(|e| open_err(&e))?;
         Ok(store)
+    }
+
+    /// Records the genesis a new store (or one written before stores recorded it) is written
+    /// under; refuses a store of another genesis.
+    fn bind_genesis(
+        meta: &mut redb::Table<&str, &[u8]>,
+        path: &Path,
+        genesis: &Digest,
+    ) -> Result<(), StorageError> {
+        let open_err = |e: redb::Error| StorageError::Open {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let stored = meta
+            .get("genesis")
+            .map_err(|e| open_err(e.into()))?
+            .map(|v| v.value().to_vec());
+        match stored {
+            None => {
+                meta.insert("genesis", genesis.as_bytes().as_slice())
+                    .map_err(|e| open_err(e.into()))?;
+                Ok(())
+            }
+            Some(s) if s == genesis.as_bytes() => Ok(()),
+            Some(s) => Err(StorageError::WrongGenesis {
+                path: path.to_path_buf(),
+                stored: scbe_wire::key_file::encode_hex(&s),
+                expected: scbe_wire::key_file::encode_hex(genesis.as_bytes()),
+            }),
+        }
     }
 
     /// Refuses a store written by another validator's key.

@@ -5,15 +5,18 @@ use std::sync::Arc;
 
 use super::*;
 use scbe_core::consensus::{
-    batch_digest, Input, Kind, PrePrepare, Principal, Record, Replica, ReplicaId, Seq, Signed,
-    StateMachine as _, View,
+    batch_digest, Digest, Input, Kind, PrePrepare, Principal, Record, Replica, ReplicaId, Seq,
+    Signed, StateMachine as _, View,
 };
 use scbe_core::crypto::Keypair;
 use scbe_wire::testkit::{ChainApp, Cluster};
 use scbe_wire::ProtoCodec;
 
+/// The genesis digest these stores are written under.
+const GENESIS: Digest = Digest([7; 32]);
+
 fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record]) {
-    let mut s = RecordStore::open(path, &key.public()).expect("opens");
+    let mut s = RecordStore::open(path, &key.public(), &GENESIS).expect("opens");
     // One append per record: the worst case for compaction order.
     for r in records {
         s.append(std::slice::from_ref(r)).expect("appends");
@@ -42,7 +45,7 @@ fn reopened_store_restores_the_same_replica() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
     store_all(&path, &c.keys[1], &c.stores[1]);
-    let loaded = RecordStore::open(&path, &c.keys[1].public())
+    let loaded = RecordStore::open(&path, &c.keys[1].public(), &GENESIS)
         .expect("reopens")
         .load(&c.dir)
         .expect("loads");
@@ -75,7 +78,7 @@ fn restart_through_the_store_never_signs_a_conflicting_prepare() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
     store_all(&path, &c.keys[2], &c.stores[2]);
-    let loaded = RecordStore::open(&path, &c.keys[2].public())
+    let loaded = RecordStore::open(&path, &c.keys[2].public(), &GENESIS)
         .expect("reopens")
         .load(&c.dir)
         .expect("loads");
@@ -110,11 +113,40 @@ fn restart_through_the_store_never_signs_a_conflicting_prepare() {
 fn a_store_written_by_another_validator_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    drop(RecordStore::open(&path, &Keypair::from_label("a").public()).expect("creates"));
-    let err = RecordStore::open(&path, &Keypair::from_label("b").public())
+    drop(RecordStore::open(&path, &Keypair::from_label("a").public(), &GENESIS).expect("creates"));
+    let err = RecordStore::open(&path, &Keypair::from_label("b").public(), &GENESIS)
         .err()
         .expect("refused");
     assert!(matches!(err, StorageError::WrongNode { .. }), "{err}");
+}
+
+/// A data directory belongs to one genesis: opened under another (a rerun that rewrote the
+/// configs, a copy of another cluster's genesis), it is refused naming both digests, and nothing
+/// in it changes; under its own genesis it opens again.
+#[test]
+fn a_store_written_under_another_genesis_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    let key = Keypair::from_label("a").public();
+    drop(RecordStore::open(&path, &key, &GENESIS).expect("creates"));
+    let other = Digest([8; 32]);
+    let err = RecordStore::open(&path, &key, &other)
+        .err()
+        .expect("refused");
+    match &err {
+        StorageError::WrongGenesis {
+            stored, expected, ..
+        } => {
+            assert_eq!(stored, &"07".repeat(32));
+            assert_eq!(expected, &"08".repeat(32));
+        }
+        other => panic!("expected WrongGenesis, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("move the data directory away"),
+        "{err}"
+    );
+    RecordStore::open(&path, &key, &GENESIS).expect("its own genesis opens it");
 }
 
 #[test]
@@ -122,7 +154,7 @@ fn a_corrupt_or_truncated_database_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let garbage = dir.path().join("garbage.redb");
     std::fs::write(&garbage, vec![0x5a; 8192]).expect("write");
-    let err = RecordStore::open(&garbage, &Keypair::from_label("a").public())
+    let err = RecordStore::open(&garbage, &Keypair::from_label("a").public(), &GENESIS)
         .err()
         .expect("refused");
     assert!(matches!(err, StorageError::Open { .. }), "{err}");
@@ -142,7 +174,8 @@ fn a_corrupt_or_truncated_database_is_refused() {
         .expect("open");
     f.set_len(len / 3).expect("truncate");
     drop(f);
-    let opened = RecordStore::open(&path, &c.keys[1].public()).and_then(|s| s.load(&c.dir));
+    let opened =
+        RecordStore::open(&path, &c.keys[1].public(), &GENESIS).and_then(|s| s.load(&c.dir));
     assert!(opened.is_err(), "a truncated database must not load");
 }
 
@@ -172,7 +205,7 @@ fn a_tampered_record_is_refused_on_load() {
         }
         txn.commit().expect("commit");
     }
-    let err = RecordStore::open(&path, &c.keys[1].public())
+    let err = RecordStore::open(&path, &c.keys[1].public(), &GENESIS)
         .expect("opens")
         .load(&c.dir)
         .expect_err("refused");
@@ -188,7 +221,7 @@ fn a_store_killed_while_being_created_comes_back() {
     let dir = tempfile::tempdir().expect("tmp");
     let key = Keypair::from_label("a");
     let full = dir.path().join("full.redb");
-    drop(RecordStore::open(&full, &key.public()).expect("creates"));
+    drop(RecordStore::open(&full, &key.public(), &GENESIS).expect("creates"));
     assert!(
         !dir.path().join("full.redb.creating").exists(),
         "nothing left behind"
@@ -207,10 +240,10 @@ fn a_store_killed_while_being_created_comes_back() {
                 bytes[..cut].to_vec()
             };
             std::fs::write(&tmp, left).expect("write");
-            let store = RecordStore::open(&path, &key.public())
+            let store = RecordStore::open(&path, &key.public(), &GENESIS)
                 .unwrap_or_else(|e| panic!("cut at {cut} (zeroed {zeroed}): {e}"));
             drop(store);
-            RecordStore::open(&path, &key.public()).expect("and again");
+            RecordStore::open(&path, &key.public(), &GENESIS).expect("and again");
         }
     }
 }
@@ -239,7 +272,7 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
         rollout: None,
     };
     {
-        let mut s = RecordStore::open(&path, &key.public()).expect("opens");
+        let mut s = RecordStore::open(&path, &key.public(), &GENESIS).expect("opens");
         for turn in 0..3u64 {
             let history = Fresh {
                 events: (turn * 10..turn * 10 + 10)
@@ -254,7 +287,7 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
             s.commit_turn(&[], &[], &history).expect("commits");
         }
     }
-    let s = RecordStore::open(&path, &key.public()).expect("reopens");
+    let s = RecordStore::open(&path, &key.public(), &GENESIS).expect("reopens");
     let got = s.events_from(5, 7).expect("reads");
     assert_eq!(
         got.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
@@ -290,7 +323,7 @@ fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
     let (c, decided) = decided_cluster(128, 5);
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
-    let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
+    let mut s = RecordStore::open(&path, &c.keys[1].public(), &GENESIS).expect("opens");
     s.commit_turn(&c.stores[1], &decided, &Default::default())
         .expect("commits");
     let loaded = s.load(&c.dir).expect("loads");
@@ -321,7 +354,7 @@ fn a_format_1_store_is_upgraded_on_open_and_loads_the_same_records() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
     let expected = {
-        let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
+        let mut s = RecordStore::open(&path, &c.keys[1].public(), &GENESIS).expect("opens");
         s.commit_turn(&c.stores[1], &decided, &Default::default())
             .expect("commits");
         s.load(&c.dir).expect("loads")
@@ -354,7 +387,7 @@ fn a_format_1_store_is_upgraded_on_open_and_loads_the_same_records() {
         txn.commit().expect("commit");
     }
     for _ in 0..2 {
-        let s = RecordStore::open(&path, &c.keys[1].public()).expect("upgrades");
+        let s = RecordStore::open(&path, &c.keys[1].public(), &GENESIS).expect("upgrades");
         let loaded = s.load(&c.dir).expect("loads");
         assert_eq!(
             format!("{loaded:?}"),
@@ -362,7 +395,7 @@ fn a_format_1_store_is_upgraded_on_open_and_loads_the_same_records() {
             "the same records, before and after the upgrade"
         );
     }
-    let wrong = RecordStore::open(&path, &c.keys[2].public()).map(|_| ());
+    let wrong = RecordStore::open(&path, &c.keys[2].public(), &GENESIS).map(|_| ());
     assert!(matches!(wrong, Err(StorageError::WrongNode { .. })));
 }
 
@@ -407,13 +440,13 @@ fn compaction_from_the_index_matches_the_records_across_reopens() {
     store_all(&kept_open, &c.keys[2], records);
     let reopened = dir.path().join("reopened.redb");
     for r in records {
-        RecordStore::open(&reopened, &c.keys[2].public())
+        RecordStore::open(&reopened, &c.keys[2].public(), &GENESIS)
             .expect("opens")
             .append(std::slice::from_ref(r))
             .expect("appends");
     }
     let load = |path: &std::path::Path| -> Vec<Vec<u8>> {
-        RecordStore::open(path, &c.keys[2].public())
+        RecordStore::open(path, &c.keys[2].public(), &GENESIS)
             .expect("reopens")
             .load(&c.dir)
             .expect("loads")
@@ -425,7 +458,7 @@ fn compaction_from_the_index_matches_the_records_across_reopens() {
     assert_eq!(a, b);
     // Compacted: one stable checkpoint and one view record survive, nothing at or below the
     // stable checkpoint but its snapshot.
-    let loaded = RecordStore::open(&kept_open, &c.keys[2].public())
+    let loaded = RecordStore::open(&kept_open, &c.keys[2].public(), &GENESIS)
         .expect("reopens")
         .load(&c.dir)
         .expect("loads");
@@ -466,7 +499,7 @@ fn a_restart_re_executes_the_audit_trail_from_an_older_snapshot_or_genesis() {
             .collect();
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("node.redb");
-        let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
+        let mut s = RecordStore::open(&path, &c.keys[1].public(), &GENESIS).expect("opens");
         s.commit_turn(&records, decided, &Default::default())
             .expect("commits");
         s.load(&c.dir).expect("loads")
@@ -530,13 +563,13 @@ fn the_newest_nonce_reservation_is_kept_across_compaction_and_reopen() {
     // Then everything a replica persisted, stable checkpoints (compactions) included.
     records.extend(c.stores[1].iter().cloned());
     {
-        let mut s = RecordStore::open(&path, &c.keys[1].public()).expect("opens");
+        let mut s = RecordStore::open(&path, &c.keys[1].public(), &GENESIS).expect("opens");
         for r in &records {
             s.commit_turn(std::slice::from_ref(r), &[], &Default::default())
                 .expect("commits");
         }
     }
-    let loaded = RecordStore::open(&path, &c.keys[1].public())
+    let loaded = RecordStore::open(&path, &c.keys[1].public(), &GENESIS)
         .expect("reopens")
         .load(&c.dir)
         .expect("loads");

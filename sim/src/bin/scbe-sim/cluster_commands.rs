@@ -155,7 +155,17 @@ pub(crate) fn up(
         window,
         ..LocalOptions::default()
     };
+    let existed = dir.join(scbe_sim::local::GENESIS).exists();
     let mut cluster = match LocalCluster::generate(&launch, dir, n, &opts) {
+        Ok(c) if existed => {
+            println!(
+                "reusing the cluster in {} (genesis {}): its keys, ports, data and settings are \
+                 the ones it was created with; --window and --degrade apply to a new --dir only",
+                dir.display(),
+                c.genesis
+            );
+            c
+        }
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot prepare {}: {e}", dir.display());

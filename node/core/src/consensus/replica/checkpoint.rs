@@ -96,6 +96,7 @@ impl<A: StateMachine> Replica<A> {
             Some(_) => {
                 // A quorum disagrees with our own state: we diverged; refetch.
                 self.drop_input("own checkpoint digest differs from a quorum");
+                self.diverged_at = Some(seq);
                 self.request_state();
             }
             None => self.request_state(),
@@ -124,6 +125,10 @@ impl<A: StateMachine> Replica<A> {
     /// Moves the low watermark to `cert.seq` and discards everything at or below it.
     pub(super) fn make_stable(&mut self, cert: CheckpointCert) {
         let s = cert.seq;
+        if self.diverged_at.is_some_and(|d| d <= s) {
+            // Its own state matched a quorum's at a later checkpoint (or it installed theirs).
+            self.diverged_at = None;
+        }
         self.stable = cert.clone();
         self.persist(Record::Stable(cert));
         self.slots.retain(|seq, _| *seq > s);
