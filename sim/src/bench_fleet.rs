@@ -329,6 +329,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
                 id: a.id.clone(),
                 specialty: specialties[i % 3].into(),
                 key: a.key().public(),
+                address: String::new(),
             })
             .collect(),
         health: thresholds,

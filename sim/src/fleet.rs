@@ -77,6 +77,7 @@ pub fn ledger_config(
                 id: a.id.clone(),
                 specialty: a.specialty.clone(),
                 key: a.key.public(),
+                address: String::new(),
             })
             .collect(),
         health: thresholds(min_samples),

@@ -28,8 +28,13 @@ fn d_hook_timeout() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
-    /// This agent's id in the genesis (its specialty and public key are taken from there).
+    /// This agent's id in the genesis (its specialty and public key are taken from there), or
+    /// of an agent admitted later by `scbe propose agent add`.
     pub id: String,
+    /// Only for an agent the genesis does not list (admitted later): its specialty, as
+    /// proposed. An agent the genesis lists takes it from there.
+    #[serde(default)]
+    pub specialty: Option<String>,
     /// The cluster's genesis file (relative paths are relative to this config): the validator
     /// set whose quorum the agent obeys, its own entry, and the sample interval.
     pub genesis: PathBuf,
@@ -133,8 +138,10 @@ pub struct ValidatedAgent {
     /// The validator set whose quorum the agent obeys, and the quorum.
     pub validators: Vec<Verifier>,
     pub quorum: usize,
-    /// This agent's specialty, as the genesis lists it.
+    /// This agent's specialty, as the genesis lists it (or `agent.specialty`).
     pub specialty: String,
+    /// The genesis does not list it: it serves orders once the validators admitted it.
+    pub admitted_later: bool,
     /// How often the health source is sampled (the genesis's `rollout.sample_interval`).
     pub sample_interval: Duration,
     pub listen: SocketAddr,
@@ -165,16 +172,29 @@ impl AgentConfig {
         genesis: Genesis,
     ) -> Result<ValidatedAgent, ConfigError> {
         let a = &self.agent;
-        let Some(entry) = genesis.file().agents.iter().find(|e| e.id == a.id) else {
+        let entry = genesis.file().agents.iter().find(|e| e.id == a.id).cloned();
+        if entry.is_none() && (a.specialty.is_none() || a.listen.is_none()) {
             return Err(invalid(
                 "agent.id",
                 format!(
-                    "{:?} is not an agent of genesis {} (add it with `scbe propose agent add`, or fix the id)",
+                    "{:?} is not an agent of genesis {}: fix the id, or, for an agent admitted by \
+                     `scbe propose agent add`, set agent.specialty and agent.listen",
                     a.id,
                     genesis.path().display()
                 ),
             ));
-        };
+        }
+        if let (Some(e), Some(s)) = (&entry, &a.specialty) {
+            if *s != e.specialty {
+                return Err(invalid(
+                    "agent.specialty",
+                    format!(
+                        "{s:?}, but the genesis lists {:?} for agent {}: remove agent.specialty",
+                        e.specialty, a.id
+                    ),
+                ));
+            }
+        }
         if a.report_window == 0 || a.report_window > 4096 {
             return Err(invalid("agent.report_window", "must be between 1 and 4096"));
         }
@@ -217,24 +237,26 @@ impl AgentConfig {
         }
         let key_path = base.join(&a.key_file);
         let key = read_key_file(&key_path)?;
-        let listed = parse_public_key(&entry.public_key);
-        if listed != Some(key.public()) {
-            return Err(invalid(
-                "agent.key_file",
-                format!(
-                    "{} holds key {}, but the genesis lists {} for agent {}: the validators would refuse every report it signs",
-                    key_path.display(),
-                    key.public(),
-                    entry.public_key,
-                    a.id
-                ),
-            ));
+        if let Some(entry) = &entry {
+            let listed = parse_public_key(&entry.public_key);
+            if listed != Some(key.public()) {
+                return Err(invalid(
+                    "agent.key_file",
+                    format!(
+                        "{} holds key {}, but the genesis lists {} for agent {}: the validators would refuse every report it signs",
+                        key_path.display(),
+                        key.public(),
+                        entry.public_key,
+                        a.id
+                    ),
+                ));
+            }
         }
         let listen = match a.listen {
             Some(l) => l,
             None => entry
-                .address
-                .as_deref()
+                .as_ref()
+                .and_then(|e| e.address.as_deref())
                 .and_then(default_listen)
                 .ok_or_else(|| {
                     invalid(
@@ -252,7 +274,11 @@ impl AgentConfig {
         let quorum = scbe_core::consensus::config::quorum_for(validators.len());
         Ok(ValidatedAgent {
             data_dir: base.join(&a.data_dir),
-            specialty: entry.specialty.clone(),
+            admitted_later: entry.is_none(),
+            specialty: entry
+                .map(|e| e.specialty)
+                .or_else(|| a.specialty.clone())
+                .unwrap_or_default(),
             sample_interval: genesis.file().rollout.sample_interval,
             raw: self,
             genesis,
@@ -340,6 +366,14 @@ mod tests {
                 "`agent.id`: \"agent-002\" is not an agent of genesis",
             ),
             (
+                good.replacen(
+                    "id = \"agent-001\"",
+                    "id = \"agent-001\"\nspecialty = \"x\"",
+                    1,
+                ),
+                "but the genesis lists \"code_execute\"",
+            ),
+            (
                 good.replacen("deploy = [\"hooks/process-deploy.sh\"]", "deploy = []", 1),
                 "`hooks.deploy`",
             ),
@@ -363,6 +397,36 @@ mod tests {
                 .unwrap_or_default();
             assert!(e.contains(expect), "expected {expect:?} in {e:?}");
         }
+    }
+
+    /// An agent the genesis does not list starts when it names its specialty and where it
+    /// listens (it was admitted, or is about to be, by `scbe propose agent add`).
+    #[test]
+    fn an_agent_admitted_after_the_genesis_starts_with_its_own_specialty() {
+        let d = tempfile::tempdir().expect("tmp");
+        let good = sample_in(d.path(), &Keypair::from_label("agent"));
+        std::fs::write(
+            d.path().join("keys/agent-009.key"),
+            encode_hex(&Keypair::from_label("agent-009").secret_bytes()),
+        )
+        .expect("key");
+        let text = good
+            .replacen(
+                "id = \"agent-001\"",
+                "id = \"agent-009\"\nspecialty = \"embed\"",
+                1,
+            )
+            .replacen("keys/agent-001.key", "keys/agent-009.key", 1);
+        let v = check(d.path(), &text).expect("valid");
+        assert!(v.admitted_later);
+        assert_eq!(v.specialty, "embed");
+        let without = text.replacen("specialty = \"embed\"\n", "", 1);
+        let e = check(d.path(), &without).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("set agent.specialty")),
+            "{e:?}"
+        );
     }
 
     /// A walkthrough finding: an agent whose key is not the one the validators list signed

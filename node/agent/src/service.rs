@@ -305,6 +305,14 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         state,
         a.report_window as usize,
     );
+    if v.admitted_later {
+        tracing::warn!(
+            agent = %a.id,
+            key = %v.key.public(),
+            "this agent is not in the genesis: validators send it orders and count its reports \
+             only once `scbe propose agent add` admitted it with this key"
+        );
+    }
     let (latest, _) = watch::channel(Published::default());
     let shared = Arc::new(Shared {
         checker: core.order_checker(),

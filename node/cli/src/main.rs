@@ -11,6 +11,8 @@ use scbe_cli::commands::fuse::{run_fuse, FuseArgs};
 use scbe_cli::commands::propose::submit;
 use scbe_cli::commands::read::{run_status, run_watch};
 use scbe_cli::commands::Unusable;
+use scbe_core::crypto::PublicKey;
+use scbe_core::governance::ledger::AgentChange;
 use scbe_core::governance::{FusedRelease, Operation, Stage};
 
 #[derive(Parser)]
@@ -76,6 +78,54 @@ enum Propose {
         #[arg(long, value_name = "VERSION")]
         rollback_to: String,
     },
+    /// Propose a change to the fleet (admit, remove or update an agent); validators check it
+    /// against their ledger's fleet and vote. Applied when approved, with no restart: the next
+    /// rollout's plan includes (or leaves out) the agent and validators stream its health.
+    Agent {
+        #[command(subcommand)]
+        change: AgentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Admit an agent. Its operator runs `scbe-agent keygen` for the key and starts it with
+    /// `agent.specialty` and `agent.listen` set (the genesis does not list it).
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        specialty: String,
+        /// The agent's public key (64 hex characters, from `scbe-agent keygen`).
+        #[arg(long, value_name = "HEX")]
+        public_key: String,
+        /// Where validators reach its FleetAgent service: HOST:PORT (a DNS name works).
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+    },
+    /// Remove an agent: no later order names it, its reports stop counting.
+    Remove {
+        #[arg(long)]
+        id: String,
+    },
+    /// Move an agent (a new address) or re-key it (evidence under its old key stops counting).
+    Update {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+}
+
+/// A public key given on the command line.
+fn public_key_arg(hex: &str) -> Result<PublicKey, Unusable> {
+    PublicKey::from_hex(hex.trim()).ok_or_else(|| {
+        Unusable(anyhow::anyhow!(
+            "--public-key must be 64 hex characters (as `scbe-agent keygen` prints), got {hex:?}"
+        ))
+    })
 }
 
 #[derive(Subcommand)]
@@ -101,9 +151,9 @@ enum Command {
     },
     /// Submit a proposal and wait for the answer.
     ///
-    /// `register` answers accepted or rejected; `promote` then waits for the validators' votes
-    /// and prints each as it arrives and the decision with its tally. Exit status: 0 accepted /
-    /// approved, 1 rejected or expired, 2 error.
+    /// `register` answers accepted or rejected; `promote` and `agent` then wait for the
+    /// validators' votes, print each as it arrives and the decision with its tally. Exit
+    /// status: 0 accepted / approved, 1 rejected or expired, 2 error.
     Propose {
         #[command(subcommand)]
         what: Propose,
@@ -179,6 +229,34 @@ fn main() -> ExitCode {
                     },
                     rollback_to,
                 }),
+                Propose::Agent { change } => {
+                    match change {
+                        AgentCommand::Add {
+                            id,
+                            specialty,
+                            public_key,
+                            address,
+                        } => public_key_arg(&public_key).map(|public_key| AgentChange::Add {
+                            id,
+                            specialty,
+                            public_key,
+                            address,
+                        }),
+                        AgentCommand::Remove { id } => Ok(AgentChange::Remove { id }),
+                        AgentCommand::Update {
+                            id,
+                            address,
+                            public_key,
+                        } => public_key.as_deref().map(public_key_arg).transpose().map(
+                            |public_key| AgentChange::Update {
+                                id,
+                                address,
+                                public_key,
+                            },
+                        ),
+                    }
+                    .map(|change| Operation::ProposeAgent { change })
+                }
             };
             op.and_then(|op| submit(&cli.node, &cli.key, op))
         }

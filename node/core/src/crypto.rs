@@ -32,9 +32,24 @@ pub enum CryptoError {
     BadBatch(usize),
 }
 
-/// An ed25519 public key (32 bytes). Ordered so it can key a `BTreeMap`.
+/// An ed25519 public key (32 bytes). Ordered so it can key a `BTreeMap`. Serialised as 64 hex
+/// characters.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey(pub [u8; 32]);
+
+impl serde::Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PublicKey::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("a public key is 64 hex characters"))
+    }
+}
 
 impl PublicKey {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
@@ -46,6 +61,27 @@ impl PublicKey {
 
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// From 64 hex characters (how keys are written in files and operations).
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        crate::governance::release::hex(&self.0)
+    }
+
+    /// Whether this is a usable ed25519 verifying key (a valid point, not a weak one).
+    pub fn is_valid(&self) -> bool {
+        self.to_dalek().is_ok()
     }
 
     fn to_dalek(self) -> Result<ed25519_dalek::VerifyingKey, CryptoError> {

@@ -24,8 +24,9 @@ use scbe_wire::ProtoCodec;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Validated;
-use crate::fleet::executor::{run_executor, AgentInfo, FleetContext};
-use crate::fleet::monitor::{watch_agent, FleetHealth};
+use crate::fleet::executor::{run_executor, FleetContext};
+use crate::fleet::monitor::FleetHealth;
+use crate::fleet::roster::{keep_health_streams, roster_of, Roster};
 use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::inbound::Inbound;
 use crate::links::Links;
@@ -158,11 +159,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         peers.insert(*peer, queue);
     }
     let (fleet_view, fleet_views) = watch::channel(FleetView::default());
+    let (roster, rosters) = watch::channel(roster_of(&step.ledger().state().agents));
     start_fleet(
         &v,
         &mut tasks,
         tx.clone(),
-        fleet_views,
+        (fleet_views, rosters),
         Arc::clone(&fleet_health),
     );
     let c = &v.raw.consensus;
@@ -189,6 +191,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         metrics,
         events: events_tx,
         fleet_view,
+        roster,
         fleet_health,
         consensus_seen: (scbe_core::consensus::Status::Normal, None),
         started: Instant::now(),
@@ -246,27 +249,10 @@ fn start_fleet(
     v: &Validated,
     tasks: &mut Supervisor,
     inbound: mpsc::Sender<Inbound>,
-    views: watch::Receiver<FleetView>,
+    (views, roster): (watch::Receiver<FleetView>, watch::Receiver<Roster>),
     health: Arc<FleetHealth>,
 ) {
     let (input, mut evidence) = mpsc::channel(FLEET_QUEUE);
-    let agents = v
-        .genesis
-        .file()
-        .agents
-        .iter()
-        .zip(&v.ledger.agents)
-        .map(|(entry, a)| {
-            (
-                a.id.clone(),
-                AgentInfo {
-                    key: a.key,
-                    specialty: a.specialty.clone(),
-                    address: entry.address.clone(),
-                },
-            )
-        })
-        .collect();
     // Every other validator, reached where this node reaches it (`[peers]` or the genesis).
     let validators = v
         .peers
@@ -282,7 +268,7 @@ fn start_fleet(
         key: v.key.clone(),
         validators,
         quorum: v.replica.quorum(),
-        agents,
+        roster: roster.clone(),
         genesis: v.genesis.digest(),
         deploy_deadline: v.genesis.file().rollout.deploy_deadline,
         agent_call_timeout: v.genesis.file().rollout.agent_call_timeout,
@@ -290,14 +276,10 @@ fn start_fleet(
         #[cfg(test)]
         panic_on_start: v.inject_executor_panic,
     });
-    for (agent, info) in &ctx.agents {
-        if let Some(addr) = info.address.clone() {
-            tasks.spawn(
-                format!("health stream of agent {agent}"),
-                watch_agent(Arc::clone(&ctx), Arc::clone(&health), agent.clone(), addr),
-            );
-        }
-    }
+    tasks.spawn(
+        "agents' health streams",
+        keep_health_streams(Arc::clone(&ctx), health, roster),
+    );
     tasks.spawn("rollout executor", run_executor(ctx, views));
     let to_core = inbound.clone();
     tasks.spawn("fleet evidence forwarder", async move {

@@ -62,6 +62,8 @@ pub(crate) struct Runtime {
     pub(crate) events: watch::Sender<u64>,
     /// The active step and whether this validator leads, for the executor.
     pub(crate) fleet_view: watch::Sender<FleetView>,
+    /// The fleet as the ledger has it, for the executor and the health streams.
+    pub(crate) roster: watch::Sender<crate::fleet::roster::Roster>,
     pub(crate) fleet_health: Arc<FleetHealth>,
     /// (status, suspected view) after the last turn: changes are logged at debug level, the
     /// timeline of a failover.
@@ -358,6 +360,14 @@ impl Runtime {
             self.metrics
                 .set_consensus_rate(scbe_wire::status_summary::consensus_rate(self.ledger()));
         }
+        let agents = &self.step.ledger().state().agents;
+        self.roster.send_if_modified(|r| {
+            let changed = !crate::fleet::roster::same_fleet(r, agents);
+            if changed {
+                *r = crate::fleet::roster::roster_of(agents);
+            }
+            changed
+        });
         for (op, nonce) in &turn.submitted {
             tracing::info!(node = self.id, op, nonce, "submitting");
         }

@@ -146,6 +146,7 @@ impl Genesis {
                 id: a.id.clone(),
                 specialty: a.specialty.clone(),
                 key: key(&a.public_key, format!("agents[{i}].public_key"))?,
+                address: a.address.clone().unwrap_or_default(),
             });
         }
         file.gates
@@ -382,29 +383,8 @@ fn sha256(bytes: &[u8]) -> Digest {
 
 /// `host:port` with a port, and a host that is an IP address or a DNS name.
 pub fn check_address(addr: &str) -> Result<(), String> {
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(format!("{addr:?} must be host:port"));
-    };
-    if port.parse::<u16>().is_err() {
-        return Err(format!("{addr:?}: the port must be a number below 65536"));
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let dns = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if dns || host.parse::<std::net::IpAddr>().is_ok() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{addr:?}: the host must be an IP address or a DNS name"
-        ))
-    }
+    // One rule for the genesis and for membership proposals the ledger checks.
+    scbe_core::governance::admission::check_address(addr)
 }
 
 #[cfg(test)]

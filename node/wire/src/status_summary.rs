@@ -265,6 +265,7 @@ impl StatusSummary {
                     ProposalKind::Rollback { target_version, .. } => {
                         format!("rollback to {target_version}")
                     }
+                    ProposalKind::Agent { change } => change.describe(),
                 },
                 status: p.status,
                 approvals: p.approvals(),
@@ -301,8 +302,7 @@ impl StatusSummary {
             })
             .collect();
         let thresholds = &ledger.config().health;
-        let agents = ledger
-            .config()
+        let agents = s
             .agents
             .iter()
             .map(|a| {

@@ -1,5 +1,5 @@
-//! `scbe propose` and `scbe rollback`: sign and submit an operation, then (for promotions and
-//! rollbacks) print every validator's vote as it arrives and the decision; exit 0 when accepted
+//! `scbe propose` and `scbe rollback`: sign and submit an operation, then (for promotions,
+//! rollbacks and membership changes) print every validator's vote as it arrives and the decision; exit 0 when accepted
 //! (and approved), 1 when not.
 
 use std::path::PathBuf;
@@ -15,7 +15,10 @@ use crate::render;
 pub const VOTE_WAIT: Duration = Duration::from_secs(120);
 
 pub fn submit(cli_node: &str, key: &Option<PathBuf>, op: Operation) -> Result<ExitCode, Unusable> {
-    let wants_votes = matches!(op, Operation::Promote { .. } | Operation::Rollback { .. });
+    let wants_votes = matches!(
+        op,
+        Operation::Promote { .. } | Operation::Rollback { .. } | Operation::ProposeAgent { .. }
+    );
     runtime()?.block_on(async {
         let mut c = client(cli_node, key).await?;
         let r = c.submit(&op).await.map_err(|e| Unusable(e.into()))?;

@@ -103,6 +103,41 @@ pub fn check_version(field: &str, version: &str) -> Result<(), FieldError> {
     )
 }
 
+/// `host:port` where peers reach a member: a port below 65536 and a host that is a DNS name
+/// (a Kubernetes service name too), an IPv4 address, or an IPv6 address in brackets.
+pub fn check_address(addr: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{addr:?} must be host:port"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{addr:?}: the port must be a number below 65536"));
+    }
+    let ipv6 = host.len() > 2
+        && host.starts_with('[')
+        && host.ends_with(']')
+        && host[1..host.len() - 1].contains(':')
+        && host[1..host.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+    // A DNS name; an IPv4 address is one by this rule too.
+    let dns = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if dns || ipv6 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{addr:?}: the host must be an IP address or a DNS name"
+        ))
+    }
+}
+
 /// Free text a requester attaches (a rollback's reason): bounded, no control characters (it
 /// may be empty).
 pub fn check_reason(field: &str, text: &str) -> Result<(), FieldError> {

@@ -67,6 +67,7 @@ impl World {
                         id: format!("agent-{i}"),
                         specialty: specialties[i % 3].into(),
                         key: key.public(),
+                        address: String::new(),
                     },
                     key,
                 )

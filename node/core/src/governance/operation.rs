@@ -29,6 +29,8 @@ pub enum Operation {
         target_version: String,
         reason: String,
     },
+    /// Propose a change to the fleet's membership (admit, remove or update an agent).
+    ProposeAgent { change: super::ledger::AgentChange },
     /// A validator's vote on a proposal.
     Vote {
         proposal: u64,
@@ -101,6 +103,7 @@ impl Operation {
             Operation::RegisterRelease { .. } => "register_release",
             Operation::Promote { .. } => "promote",
             Operation::Rollback { .. } => "rollback",
+            Operation::ProposeAgent { .. } => "propose_agent",
             Operation::Vote { .. } => "vote",
             Operation::AutoRollback { .. } => "auto_rollback",
             Operation::RolloutProgress { .. } => "rollout_progress",

@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::PublicKey;
 use crate::governance::stage::Stage;
 
-/// An agent registered in the fleet configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An agent of the fleet (from the genesis, or admitted later by an approved proposal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetAgent {
     pub id: String,
     pub specialty: String,
     pub key: PublicKey,
+    /// `host:port` of its FleetAgent service ("" when it has none: it cannot be reached).
+    #[serde(default)]
+    pub address: String,
 }
 
 /// A plan: the agent ids of each batch, in order.
@@ -93,6 +96,7 @@ mod tests {
                 id: format!("agent-{i:03}"),
                 specialty: specialties[i % 3].to_string(),
                 key: PublicKey([i as u8; 32]),
+                address: String::new(),
             })
             .collect()
     }

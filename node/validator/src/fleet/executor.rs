@@ -24,21 +24,13 @@ use scbe_core::rollout::watcher::StepView;
 use scbe_core::validator_step::FleetView;
 use scbe_wire::fleet_client::{self, FleetClientError};
 
+use super::roster::{AgentInfo, Roster};
 use crate::inbound::FleetInput;
 
 /// Orders delivered at once.
 const DELIVERY_CONCURRENCY: usize = 64;
 /// Longest wait between two delivery attempts to one agent.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// An agent as the validator's config knows it.
-#[derive(Clone, Debug)]
-pub struct AgentInfo {
-    pub key: PublicKey,
-    pub specialty: String,
-    /// `host:port` of its FleetAgent service.
-    pub address: Option<String>,
-}
 
 /// What the executor and the monitor need to know about the cluster and the fleet.
 pub struct FleetContext {
@@ -49,7 +41,8 @@ pub struct FleetContext {
     /// The cluster's genesis digest, presented on every call to a peer or an agent.
     pub genesis: Digest,
     pub quorum: usize,
-    pub agents: BTreeMap<String, AgentInfo>,
+    /// The fleet as the ledger has it now (published by the core task).
+    pub roster: watch::Receiver<Roster>,
     /// How long the leader keeps trying to deliver a deploy before leaving it to the deadline.
     pub deploy_deadline: Duration,
     /// Timeout of one call to an agent (covers its hook).
@@ -61,8 +54,12 @@ pub struct FleetContext {
 }
 
 impl FleetContext {
-    pub fn agent_key(&self, id: &str) -> Option<&PublicKey> {
-        self.agents.get(id).map(|a| &a.key)
+    pub fn agent_key(&self, id: &str) -> Option<PublicKey> {
+        self.roster.borrow().get(id).map(|a| a.key)
+    }
+
+    pub fn agent(&self, id: &str) -> Option<AgentInfo> {
+        self.roster.borrow().get(id).cloned()
     }
 }
 
@@ -161,7 +158,7 @@ async fn execute_step(ctx: Arc<FleetContext>, step: StepView, views: watch::Rece
     let mut tasks = JoinSet::new();
     let targets: BTreeSet<String> = step.remaining().cloned().collect();
     for agent in targets {
-        let Some(info) = ctx.agents.get(&agent).cloned() else {
+        let Some(info) = ctx.agent(&agent) else {
             continue;
         };
         let Some(addr) = info.address.clone() else {

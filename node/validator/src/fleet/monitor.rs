@@ -1,6 +1,6 @@
 //! Every validator's health monitor (runtime side): one `WatchHealth` stream per agent with an
-//! address, reconnecting with backoff. Each report's signature is checked against the agent's
-//! configured key before anything in it is parsed; refused reports are counted by reason.
+//! address, reconnecting with backoff ([`super::roster`] starts and stops them as the fleet
+//! changes). Each report's signature is checked against the agent's current key before anything in it is parsed; refused reports are counted by reason.
 //! Verified reports go to the core task (the watcher decides on them) and into [`FleetHealth`],
 //! the latest figures per agent that `scbe status` and `/metrics` show.
 
@@ -41,6 +41,13 @@ impl FleetHealth {
 
     pub fn reports(&self) -> u64 {
         self.reports.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An agent left the fleet: its figures no longer count.
+    pub fn forget(&self, agent: &str) {
+        if let Ok(mut m) = self.latest.lock() {
+            m.remove(agent);
+        }
     }
 
     fn refuse(&self, reason: &'static str) {
@@ -123,7 +130,8 @@ fn verify<T: AgentBody>(
         }
     };
     let opened = if signed.agent == agent {
-        signed.open(|id| ctx.agent_key(id))
+        let key = ctx.agent_key(agent);
+        signed.open(|_| key.as_ref())
     } else {
         Err(EvidenceError::AgentMismatch {
             signer: agent.to_string(),

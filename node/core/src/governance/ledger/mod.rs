@@ -10,6 +10,8 @@
 //! - `Promote` (requester): one stage up, no skipping, with a known-good `rollback_to`, and only
 //!   while no other rollout holds the fleet; opens a proposal that validators vote on.
 //! - `Rollback` (requester): to a known-good version; opens a proposal.
+//! - `ProposeAgent` (requester): admit, remove or update an agent (`membership.rs`); opens a
+//!   proposal; applied at approval.
 //! - `Vote` (validator): one per validator per proposal; approved at `q` approvals, rejected
 //!   once `n - q + 1` rejections make approval impossible, expired after the vote window. An
 //!   approved promotion plans a rollout; an approved rollback plans a restore.
@@ -25,6 +27,7 @@
 
 pub mod entry_map;
 pub mod journal;
+pub mod membership;
 mod proposals;
 mod rollbacks;
 mod rollouts;
@@ -46,6 +49,7 @@ use super::release::hex;
 use super::stage::{Stage, Tongue};
 
 pub use journal::{Fresh, Journal, EVENTS_KEPT, OUTCOMES_KEPT_PER_SIGNER};
+pub use membership::AgentChange;
 pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
     RolloutKind, RolloutStatus, VoteRecord,
@@ -60,6 +64,7 @@ pub struct LedgerConfig {
     pub gates: Gates,
     /// Proposals expire this many sequence numbers after they open.
     pub vote_window_seqs: u64,
+    /// The genesis's agents (the fleet at sequence 0; [`LedgerState::agents`] is the fleet now).
     pub agents: Vec<FleetAgent>,
     pub health: HealthThresholds,
 }
@@ -83,7 +88,7 @@ pub enum Signer {
 
 pub struct Ledger {
     cfg: LedgerConfig,
-    /// Agent keys by id (derived from `cfg`, for evidence checks).
+    /// Agent keys by id (derived from `state.agents` whenever it changes, for evidence checks).
     agent_keys: BTreeMap<String, PublicKey>,
     state: LedgerState,
     journal: Journal,
@@ -112,7 +117,8 @@ impl Ledger {
                 state.assigned.insert(a.id.clone(), first.clone());
             }
         }
-        let agent_keys = cfg.agents.iter().map(|a| (a.id.clone(), a.key)).collect();
+        state.agents = cfg.agents.clone();
+        let agent_keys = keys_of(&state);
         Self {
             cfg,
             agent_keys,
@@ -254,6 +260,13 @@ impl Ledger {
                 out.proposal = Some(self.rollback(seq, target_version, reason)?);
                 Ok(())
             }
+            Operation::ProposeAgent { change } => {
+                if validator.is_some() {
+                    return reject("membership changes are proposed by release requesters");
+                }
+                out.proposal = Some(self.propose_agent_change(seq, change)?);
+                Ok(())
+            }
             Operation::Vote {
                 proposal,
                 approve,
@@ -352,6 +365,11 @@ fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotOwned, SnapshotError> {
     serde_json::from_slice(bytes).map_err(|e| SnapshotError(e.to_string()))
 }
 
+/// Each agent's key by id, for checking its signed evidence.
+fn keys_of(state: &LedgerState) -> BTreeMap<String, PublicKey> {
+    state.agents.iter().map(|a| (a.id.clone(), a.key)).collect()
+}
+
 /// Hex sha256 of an operation's bytes (what [`Outcome::request`] holds).
 pub fn operation_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
@@ -408,6 +426,7 @@ impl StateMachine for Ledger {
         let s = decode_snapshot(snapshot)?;
         self.state = s.state;
         self.journal = s.journal;
+        self.agent_keys = keys_of(&self.state);
         Ok(())
     }
 }

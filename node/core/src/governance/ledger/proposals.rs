@@ -87,7 +87,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn open_proposal(&mut self, seq: u64, kind: ProposalKind) -> u64 {
+    pub(super) fn open_proposal(&mut self, seq: u64, kind: ProposalKind) -> u64 {
         let id = self.state.next_proposal;
         self.state.next_proposal += 1;
         self.state.proposals.insert(
@@ -105,7 +105,7 @@ impl Ledger {
         id
     }
 
-    fn pending_proposal(&self) -> Option<&Proposal> {
+    pub(super) fn pending_proposal(&self) -> Option<&Proposal> {
         self.state
             .proposals
             .values()
@@ -335,6 +335,10 @@ impl Ledger {
                 target_version,
                 reason,
             } => self.start_restore(seq, proposal, target_version, reason),
+            ProposalKind::Agent { change } => {
+                self.apply_agent_change(seq, proposal, change);
+                return None;
+            }
         };
         if let Some(p) = self.state.proposals.get_mut(&proposal) {
             p.rollout = Some(rollout);
@@ -379,6 +383,7 @@ impl Ledger {
                     reasons.push(format!("{target_version} is not known good"));
                 }
             }
+            ProposalKind::Agent { change } => reasons.extend(self.check_agent_change(change)),
         }
         if reasons.is_empty() {
             (true, vec!["all checks pass".into()])

@@ -120,7 +120,7 @@ impl Ledger {
         to: Stage,
         rollback_to: String,
     ) -> u64 {
-        let batches = plan_batches(&self.cfg.agents, to).batches;
+        let batches = plan_batches(&self.state.agents, to).batches;
         let sizes: Vec<String> = batches.iter().map(|b| b.len().to_string()).collect();
         let busy = self.state.active_rollout().map(|r| r.id);
         let id = self.new_rollout(
@@ -191,7 +191,7 @@ impl Ledger {
             .get(&Stage::Production)
             .cloned()
             .unwrap_or_default();
-        let batches = plan_agents(&self.cfg.agents, &agents);
+        let batches = plan_agents(&self.state.agents, &agents);
         let id = self.new_rollout(
             seq,
             proposal,

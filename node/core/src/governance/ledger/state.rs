@@ -47,6 +47,10 @@ pub enum ProposalKind {
         target_version: String,
         reason: String,
     },
+    /// A change to the fleet's membership.
+    Agent {
+        change: super::membership::AgentChange,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -210,6 +214,10 @@ pub struct LedgerState {
     pub assigned: BTreeMap<String, String>,
     pub next_proposal: u64,
     pub next_rollout: u64,
+    /// The fleet: the genesis's agents, then as approved membership proposals changed it
+    /// (admitted agents are appended; rollout plans take them in this order's id order).
+    #[serde(default)]
+    pub agents: Vec<crate::rollout::plan::FleetAgent>,
 }
 
 impl LedgerState {
@@ -228,12 +236,19 @@ impl LedgerState {
             assigned,
             next_proposal,
             next_rollout,
+            agents,
         } = self;
-        let rest =
-            serde_json::to_vec(&(known_good, current, assigned, next_proposal, next_rollout))
-                .unwrap_or_default();
+        let rest = serde_json::to_vec(&(
+            known_good,
+            current,
+            assigned,
+            next_proposal,
+            next_rollout,
+            agents,
+        ))
+        .unwrap_or_default();
         crate::consensus::Digest::of_parts(&[
-            b"ledger-state/3",
+            b"ledger-state/4",
             &releases.digest(),
             &proposals.digest(),
             &rollouts.digest(),
@@ -254,6 +269,11 @@ impl LedgerState {
     /// rest is small), to size a snapshot without encoding it.
     pub fn json_bytes_hint(&self) -> usize {
         self.releases.json_bytes() + self.proposals.json_bytes() + self.rollouts.json_bytes() + 4096
+    }
+
+    /// The agent with this id, if it is in the fleet.
+    pub fn agent(&self, id: &str) -> Option<&crate::rollout::plan::FleetAgent> {
+        self.agents.iter().find(|a| a.id == id)
     }
 
     /// The rollout that holds the fleet (one at a time), if any.

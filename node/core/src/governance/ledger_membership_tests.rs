@@ -1,0 +1,282 @@
+//! Membership by governance: an agent admitted by an approved proposal joins the next
+//! rollout's plan and its evidence counts; a removed one leaves every later plan and its
+//! evidence stops counting; a re-keyed one's old key stops counting; every check a validator
+//! makes refuses what it should; a snapshot carries the fleet.
+
+use super::ledger::{AgentChange, ProposalStatus};
+use super::ledger_world::World;
+use super::{Operation, Stage};
+use crate::consensus::StateMachine as _;
+use crate::crypto::Keypair;
+use crate::governance::ledger::{Ledger, Signer};
+
+fn add(id: &str, key: &Keypair) -> AgentChange {
+    AgentChange::Add {
+        id: id.into(),
+        specialty: "doc_plan".into(),
+        public_key: key.public(),
+        address: "agent-new.fleet.svc:7100".into(),
+    }
+}
+
+/// Proposes `change` and has validators 0..3 vote `approve`; the proposal's final status.
+fn decide(w: &mut World, change: AgentChange, approve: bool) -> ProposalStatus {
+    let o = w.request(Operation::ProposeAgent { change });
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("a proposal");
+    for v in 0..3 {
+        w.vote(v, p, approve);
+    }
+    w.ledger.state().proposals[&p].status
+}
+
+#[test]
+fn an_admitted_agent_joins_the_next_rollout_and_its_evidence_counts() {
+    let mut w = World::new();
+    let key = Keypair::from_label("agent-new");
+    // Validators' own evaluation approves it.
+    let o = w.request(Operation::ProposeAgent {
+        change: add("agent-new", &key),
+    });
+    let p = o.proposal.expect("proposal");
+    assert_eq!(
+        w.ledger.evaluate(p),
+        (true, vec!["all checks pass".to_string()])
+    );
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    assert_eq!(
+        w.ledger.state().proposals[&p].status,
+        ProposalStatus::Approved
+    );
+    let fleet = &w.ledger.state().agents;
+    assert_eq!(fleet.len(), 7);
+    assert_eq!(fleet[6].address, "agent-new.fleet.svc:7100");
+    assert_eq!(
+        w.ledger
+            .state()
+            .assigned
+            .get("agent-new")
+            .map(String::as_str),
+        Some("v0"),
+        "it runs what the fleet runs"
+    );
+    // A production rollout reaches it, and its signed ack and report are accepted.
+    w.agents.push((w.ledger.state().agents[6].clone(), key));
+    let canary = w.promote_to_canary("r1");
+    w.complete_batches(canary, "r1");
+    let o = w.request(Operation::Promote {
+        version: "r1".into(),
+        to: Stage::Production,
+        rollback_to: "v0".into(),
+    });
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("proposal");
+    let rollout = (0..3)
+        .filter_map(|v| w.vote(v, p, true).rollout)
+        .last()
+        .expect("a production rollout");
+    let planned: Vec<String> = w.ledger.state().rollouts[&rollout]
+        .batches
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
+    assert!(planned.contains(&"agent-new".to_string()), "{planned:?}");
+    w.complete_batches(rollout, "r1");
+    assert_eq!(
+        w.ledger
+            .state()
+            .assigned
+            .get("agent-new")
+            .map(String::as_str),
+        Some("r1")
+    );
+}
+
+#[test]
+fn a_removed_agent_leaves_the_plan_and_its_evidence_stops_counting() {
+    let mut w = World::new();
+    assert_eq!(
+        decide(
+            &mut w,
+            AgentChange::Remove {
+                id: "agent-1".into()
+            },
+            true
+        ),
+        ProposalStatus::Approved
+    );
+    assert!(w.ledger.state().agent("agent-1").is_none());
+    assert!(!w.ledger.state().assigned.contains_key("agent-1"));
+    let rollout = w.promote_to_canary("r1");
+    let r = &w.ledger.state().rollouts[&rollout];
+    assert!(!r.batches.iter().flatten().any(|a| a == "agent-1"));
+    // Its signed evidence is no longer anyone's.
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout,
+            batch: 1,
+            acks: vec![w.ack(1, rollout, "r1")],
+            reports: vec![w.health(1, rollout, "r1", 0.9)],
+        },
+    );
+    assert!(!o.accepted);
+}
+
+#[test]
+fn a_rekeyed_agents_old_key_stops_counting() {
+    let mut w = World::new();
+    let new_key = Keypair::from_label("agent-0 new");
+    let change = AgentChange::Update {
+        id: "agent-0".into(),
+        address: Some("10.0.0.9:7100".into()),
+        public_key: Some(new_key.public()),
+    };
+    assert_eq!(decide(&mut w, change, true), ProposalStatus::Approved);
+    assert_eq!(w.ledger.state().agents[0].key, new_key.public());
+    assert_eq!(w.ledger.state().agents[0].address, "10.0.0.9:7100");
+    let rollout = w.promote_to_canary("r1");
+    let first = w.ledger.state().rollouts[&rollout].batches[0].clone();
+    assert!(first.contains(&"agent-0".to_string()), "{first:?}");
+    let old = w.submit(
+        Signer::Validator(0),
+        &Operation::AutoRollback {
+            rollout,
+            reports: vec![],
+            acks: vec![w.ack_with(
+                0,
+                rollout,
+                crate::rollout::evidence::OrderAction::Deploy,
+                "r1",
+                crate::rollout::evidence::AckOutcome::Failed,
+            )],
+        },
+    );
+    assert!(
+        !old.accepted,
+        "an ack signed with the old key is not evidence"
+    );
+    w.agents[0].1 = new_key;
+    let new = w.submit(
+        Signer::Validator(0),
+        &Operation::AutoRollback {
+            rollout,
+            reports: vec![],
+            acks: vec![w.ack_with(
+                0,
+                rollout,
+                crate::rollout::evidence::OrderAction::Deploy,
+                "r1",
+                crate::rollout::evidence::AckOutcome::Failed,
+            )],
+        },
+    );
+    assert!(new.accepted, "{:?}", new.reasons);
+}
+
+#[test]
+fn what_a_validator_checks_is_refused_with_the_reason() {
+    let mut w = World::new();
+    let taken = w.agents[2].0.key;
+    let cases: Vec<(AgentChange, &str)> = vec![
+        (
+            add("agent-3", &Keypair::from_label("x")),
+            "already in the fleet",
+        ),
+        (
+            AgentChange::Add {
+                id: "fresh".into(),
+                specialty: "doc_plan".into(),
+                public_key: taken,
+                address: "h:1".into(),
+            },
+            "another agent's key",
+        ),
+        (
+            AgentChange::Add {
+                id: "fresh".into(),
+                specialty: "doc_plan".into(),
+                public_key: Keypair::from_label("y").public(),
+                address: "no port".into(),
+            },
+            "must be host:port",
+        ),
+        (add("bad id!", &Keypair::from_label("z")), "id must be"),
+        (
+            AgentChange::Remove {
+                id: "nobody".into(),
+            },
+            "not in the fleet",
+        ),
+        (
+            AgentChange::Update {
+                id: "agent-0".into(),
+                address: None,
+                public_key: None,
+            },
+            "changes the address, the key or both",
+        ),
+    ];
+    for (change, expect) in cases {
+        let o = w.request(Operation::ProposeAgent { change });
+        assert!(!o.accepted);
+        assert!(
+            o.reasons.iter().any(|r| r.contains(expect)),
+            "expected {expect:?} in {:?}",
+            o.reasons
+        );
+    }
+    // Validators propose nothing; one change at a time; none while a rollout holds the fleet.
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::ProposeAgent {
+            change: AgentChange::Remove {
+                id: "agent-0".into(),
+            },
+        },
+    );
+    assert!(!o.accepted);
+    w.promote_to_canary("r1");
+    let o = w.request(Operation::ProposeAgent {
+        change: add("late", &Keypair::from_label("late")),
+    });
+    assert!(
+        o.reasons.iter().any(|r| r.contains("holds the fleet")),
+        "{:?}",
+        o.reasons
+    );
+}
+
+#[test]
+fn a_rejected_change_changes_nothing_and_a_snapshot_carries_the_fleet() {
+    let mut w = World::new();
+    let before = w.ledger.state().agents.clone();
+    assert_eq!(
+        decide(
+            &mut w,
+            AgentChange::Remove {
+                id: "agent-0".into()
+            },
+            false
+        ),
+        ProposalStatus::Rejected
+    );
+    assert_eq!(w.ledger.state().agents, before);
+    assert_eq!(
+        decide(&mut w, add("agent-new", &Keypair::from_label("n")), true),
+        ProposalStatus::Approved
+    );
+    let snapshot = w.ledger.snapshot().bytes().to_vec();
+    let mut fresh = Ledger::new(w.ledger.config().clone());
+    assert_ne!(
+        fresh.digest(),
+        w.ledger.digest(),
+        "the fleet is in the digest"
+    );
+    fresh.restore(&snapshot).expect("restores");
+    assert_eq!(fresh.state().agents, w.ledger.state().agents);
+    assert_eq!(fresh.digest(), w.ledger.digest());
+}

@@ -1,0 +1,164 @@
+//! Membership by governance, end to end with real processes: a running cluster with 3 agents
+//! admits a 4th by `scbe propose agent add` (validators vote; none restarts), and the next
+//! production rollout reaches all 4; a removal approved the same way takes it out of every
+//! validator's fleet (that later plans leave it out is a ledger test:
+//! `scbe_core::governance::ledger_membership_tests`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use scbe_core::governance::ledger::RolloutStatus;
+use scbe_core::governance::Stage;
+use scbe_proto::v1 as pb;
+use scbe_sim::local::LocalOptions;
+use scbe_tests::{fleet_options, rollout_is, Harness};
+use scbe_wire::key_file::encode_hex;
+
+const ROLLOUT_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Kills the process when dropped, also when the test fails.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scbe(h: &Harness, args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(scbe_tests::workspace_bin("scbe"))
+        .args(args)
+        .env("SCBE_NODE", h.cluster.url(1))
+        .env("SCBE_KEY", &h.cluster.requester_key)
+        .output()
+        .expect("scbe runs");
+    (
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+async fn current_version(addr: &str) -> Option<String> {
+    let mut c = pb::fleet_agent_client::FleetAgentClient::connect(format!("http://{addr}"))
+        .await
+        .ok()?;
+    let d = c.describe(pb::DescribeRequest {}).await.ok()?.into_inner();
+    Some(d.current_version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_admitted_by_proposal_gets_the_next_production_rollout() {
+    let mut h = Harness::start(LocalOptions {
+        agents: 3,
+        ..fleet_options()
+    })
+    .await;
+    h.status(0, None).await;
+
+    // The new agent's operator: a key, a config like agent-00's with its own id, specialty
+    // and port, and the daemon started before it is admitted (it waits to be).
+    let dir = h.cluster.dir.clone();
+    let key = scbe_wire::key_file::write_new_key(&dir.join("keys/agent-new.key")).expect("key");
+    let addr = scbe_sim::local::free_port().expect("port");
+    let template = std::fs::read_to_string(&h.cluster.agents[0].config).expect("agent-00.toml");
+    let listen = format!("listen = \"{}\"", h.cluster.agents[0].addr);
+    assert!(template.contains(&listen), "{template}");
+    let config = template
+        .replace(&listen, &format!("listen = \"{addr}\""))
+        .replace("agent-00", "agent-new")
+        .replacen(
+            "id = \"agent-new\"",
+            "id = \"agent-new\"\nspecialty = \"textgen\"",
+            1,
+        );
+    std::fs::write(dir.join("agent-new.toml"), config).expect("write");
+    let log = std::fs::File::create(dir.join("logs/agent-new.log")).expect("log");
+    let _agent = Child(
+        Command::new(scbe_tests::workspace_bin("scbe-agent"))
+            .args(["run", "--config"])
+            .arg(dir.join("agent-new.toml"))
+            .current_dir(&dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+
+    let (code, text) = scbe(
+        &h,
+        &[
+            "propose",
+            "agent",
+            "add",
+            "--id",
+            "agent-new",
+            "--specialty",
+            "textgen",
+            "--public-key",
+            &encode_hex(key.public().as_bytes()),
+            "--address",
+            &addr.to_string(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("APPROVED") && text.matches("all checks pass").count() >= 3,
+        "{text}"
+    );
+    let s = h
+        .wait_summary(0, "the fleet lists it", ROLLOUT_DEADLINE, |s| {
+            s.agents
+                .iter()
+                .any(|a| a.id == "agent-new" && a.health.is_some())
+        })
+        .await;
+    assert_eq!(s.agents.len(), 4);
+
+    // A proposal that cannot apply is rejected by the proposer's checks, exit 1.
+    let (code, text) = scbe(&h, &["propose", "agent", "remove", "--id", "nobody"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not in the fleet"), "{text}");
+
+    h.register_and_promote("r1", Stage::Canary).await;
+    h.wait_summary(1, "canary completed", ROLLOUT_DEADLINE, |s| {
+        rollout_is(s, 0, RolloutStatus::Completed)
+    })
+    .await;
+    h.register_and_promote("r1", Stage::Production).await;
+    let s = h
+        .wait_summary(2, "production completed", ROLLOUT_DEADLINE, |s| {
+            rollout_is(s, 1, RolloutStatus::Completed)
+        })
+        .await;
+    assert_eq!(s.serving(Stage::Production), Some("r1"));
+    for i in 0..3 {
+        assert_eq!(h.describe(i).await.current_version, "r1", "agent {i}");
+    }
+    assert_eq!(
+        current_version(&addr.to_string()).await.as_deref(),
+        Some("r1"),
+        "the admitted agent runs the production release"
+    );
+    for i in 0..4 {
+        assert_eq!(
+            h.status(i, None).await.view,
+            0,
+            "validator {i}: no restart, no failover needed"
+        );
+    }
+
+    // Removed the same way: the next plan leaves it out.
+    let (code, text) = scbe(&h, &["propose", "agent", "remove", "--id", "agent-new"]);
+    assert_eq!(code, Some(0), "{text}");
+    let s = h
+        .wait_summary(0, "the fleet no longer lists it", ROLLOUT_DEADLINE, |s| {
+            s.agents.len() == 3
+        })
+        .await;
+    assert!(s.agents.iter().all(|a| a.id != "agent-new"));
+}
