@@ -16,7 +16,7 @@ use scbe_core::agent::synthetic::SyntheticModel;
 use scbe_core::agent::AgentCore;
 use scbe_core::agent::AgentState;
 use scbe_core::crypto::{Keypair, PublicKey, Verifier};
-use scbe_core::governance::ledger::{Ledger, LedgerConfig, ProposalStatus};
+use scbe_core::governance::ledger::{AgentChange, Ledger, LedgerConfig, ProposalStatus};
 use scbe_core::governance::manifest::{Metrics, Provider};
 use scbe_core::governance::release::Unit;
 use scbe_core::governance::{FusedRelease, Gates, Operation, Stage};
@@ -366,6 +366,9 @@ impl NodeFleet {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
+    /// Propose the scenario's membership change before this release.
+    Membership,
+    AwaitMembership,
     Register,
     Canary,
     AwaitCanary,
@@ -380,6 +383,7 @@ enum Step {
 pub struct ReleaseScript {
     releases: Vec<String>,
     to_production: bool,
+    membership: bool,
     idx: usize,
     step: Step,
     /// Nonce of the request whose outcome decides the next step.
@@ -402,6 +406,7 @@ impl ReleaseScript {
             },
             releases: fleet.releases.clone(),
             to_production: fleet.to_production,
+            membership: fleet.membership,
             idx: 0,
             pending: None,
             proposal: None,
@@ -418,10 +423,12 @@ impl ReleaseScript {
         self.idx += 1;
         self.attempts = 0;
         self.proposal = None;
-        self.step = if self.idx < self.releases.len() {
-            Step::Register
-        } else {
+        self.step = if self.idx >= self.releases.len() {
             Step::Done
+        } else if self.membership && (self.idx == 1 || self.idx == 2) {
+            Step::Membership
+        } else {
+            Step::Register
         };
     }
 
@@ -432,6 +439,21 @@ impl ReleaseScript {
             self.pending = None;
             match self.step {
                 Step::Register => self.step = Step::Canary,
+                Step::Membership => match outcome.proposal {
+                    Some(p) if outcome.accepted => {
+                        self.proposal = Some(p);
+                        self.step = Step::AwaitMembership;
+                    }
+                    // Refused (a rollout still holds the fleet): retry, then go on without it.
+                    _ => {
+                        self.attempts += 1;
+                        self.not_before_ms = now_ms + 500;
+                        if self.attempts >= MAX_ATTEMPTS {
+                            self.attempts = 0;
+                            self.step = Step::Register;
+                        }
+                    }
+                },
                 Step::Canary | Step::Production => match outcome.proposal {
                     Some(p) if outcome.accepted => {
                         self.proposal = Some(p);
@@ -457,6 +479,31 @@ impl ReleaseScript {
         }
         let version = self.releases.get(self.idx)?.clone();
         match self.step {
+            Step::Membership => {
+                // The genesis's last agent: removed before the second release, admitted again
+                // (same id, key and specialty) before the third.
+                let a = ledger.config().agents.last()?;
+                let change = if self.idx == 1 {
+                    AgentChange::Remove { id: a.id.clone() }
+                } else {
+                    AgentChange::Add {
+                        id: a.id.clone(),
+                        specialty: a.specialty.clone(),
+                        public_key: a.key,
+                        address: "sim-agent:7100".into(),
+                    }
+                };
+                Some(Operation::ProposeAgent { change })
+            }
+            Step::AwaitMembership => {
+                let p = ledger.state().proposals.get(&self.proposal?)?;
+                if p.status != ProposalStatus::Pending {
+                    self.proposal = None;
+                    self.attempts = 0;
+                    self.step = Step::Register;
+                }
+                None
+            }
             Step::Register => Some(Operation::RegisterRelease {
                 release: release(&version),
             }),

@@ -49,6 +49,9 @@ pub struct FleetScenario {
     pub releases: Vec<String>,
     /// Whether healthy releases go on to production after canary.
     pub to_production: bool,
+    /// Whether the requester changes the fleet between releases: removes its last agent by
+    /// proposal before the second release, admits it again before the third.
+    pub membership: bool,
 }
 
 /// Overrides from the command line; `None` means derive from the seed.
@@ -184,7 +187,7 @@ impl Scenario {
                 restart_after_ms: rng.random_range(50..=2_000),
             });
         }
-        let fleet = derive_fleet(&mut rng);
+        let mut fleet = derive_fleet(&mut rng);
         // From a separate stream, so older seeds keep their scenario otherwise.
         let mut lone = ChaCha8Rng::seed_from_u64(seed ^ 0x6c6f_6e65_7669_6577);
         let lone_view_changes = (0..lone.random_range(0..=2))
@@ -226,6 +229,9 @@ impl Scenario {
                 restart_rng.random_range(50..=1_500),
             )
         });
+        // Its own stream: half the seeds change the fleet's membership between releases.
+        let mut membership_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d65_6d62_6572_7321);
+        fleet.membership = membership_rng.random_bool(0.5);
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {
             if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
@@ -287,10 +293,11 @@ impl Scenario {
             .map(|(i, (_, b))| format!("agent-{i:02}:{b:?}"))
             .collect();
         format!(
-            "agents={} odd={odd:?} releases={:?} production={}",
+            "agents={} odd={odd:?} releases={:?} production={} membership={}",
             self.fleet.agents.len(),
             self.fleet.releases,
-            self.fleet.to_production
+            self.fleet.to_production,
+            self.fleet.membership
         )
     }
 
@@ -348,5 +355,6 @@ fn derive_fleet(rng: &mut ChaCha8Rng) -> FleetScenario {
         degrade_after: rng.random_range(1..=2),
         releases,
         to_production: rng.random_bool(0.6),
+        membership: false,
     }
 }

@@ -196,6 +196,31 @@ async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
         Some(true),
         "a forged report never counts as the agent's health"
     );
+    // The operator sees which agent and the fix, in the status, not only in a log line.
+    let s = h
+        .wait_summary(0, "agent-05 flagged", ROLLOUT_DEADLINE, |s| {
+            s.agents
+                .iter()
+                .any(|a| a.id == "agent-05" && a.warning.is_some())
+        })
+        .await;
+    let warning = s
+        .agents
+        .iter()
+        .find(|a| a.id == "agent-05")
+        .and_then(|a| a.warning.clone())
+        .unwrap_or_default();
+    assert!(
+        warning.contains("signed with a key the fleet does not list"),
+        "{warning}"
+    );
+    assert!(
+        s.agents
+            .iter()
+            .filter(|a| a.id != "agent-05")
+            .all(|a| a.warning.is_none()),
+        "{s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -297,3 +297,49 @@ async fn a_cluster_runs_from_the_testnet_folders() {
     assert_eq!(s.agents.len(), 1);
     assert_eq!(s.agents[0].id, "agent-00");
 }
+
+/// An agent started with an edited genesis is refused by the validators' health streams (and
+/// refuses their orders); every validator's status names it and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_another_genesis_is_named_in_the_status() {
+    let opts = LocalOptions {
+        agents: 3,
+        ..scbe_tests::fleet_options()
+    };
+    let mut h = Harness::start_with(opts, |c| {
+        let edited = std::fs::read_to_string(c.dir.join(GENESIS))
+            .expect("genesis")
+            .replacen("cluster = \"scbe-local\"", "cluster = \"elsewhere\"", 1);
+        std::fs::write(c.dir.join("genesis-agent.toml"), edited).expect("write");
+        let config = &c.agents[2].config;
+        let text = std::fs::read_to_string(config).expect("agent.toml");
+        std::fs::write(
+            config,
+            text.replace(
+                &format!("genesis = \"{GENESIS}\""),
+                "genesis = \"genesis-agent.toml\"",
+            ),
+        )
+        .expect("write");
+    })
+    .await;
+    let s = h
+        .wait_summary(1, "agent-02 flagged", scbe_tests::DEADLINE, |s| {
+            s.agents.iter().any(|a| {
+                a.id == "agent-02"
+                    && a.warning
+                        .as_deref()
+                        .is_some_and(|w| w.contains("runs genesis"))
+            })
+        })
+        .await;
+    let w = s.agents[2].warning.clone().unwrap_or_default();
+    assert!(w.contains("give it the cluster's genesis.toml"), "{w}");
+    assert!(s.agents[2].health.is_none(), "nothing it says counts");
+    let o = Command::new(scbe_tests::workspace_bin("scbe"))
+        .args(["--node", &h.cluster.url(1), "status"])
+        .output()
+        .expect("scbe runs");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("WARNING agent-02: it runs genesis"), "{text}");
+}

@@ -155,6 +155,11 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
                 h.map_or("no data", |h| h.verdict.name()),
             );
         }
+        for a in &s.agents {
+            if let Some(w) = &a.warning {
+                let _ = writeln!(out, "  WARNING {}: {w}", a.id);
+            }
+        }
     }
     out
 }
@@ -188,10 +193,12 @@ pub fn decision_text(p: &Proposal) -> (String, bool) {
 }
 
 /// Turns successive summaries into AV-tagged lines, one per change of an agent's health verdict
-/// or running version (what `scbe watch` prints besides the ledger's events).
+/// or running version, and one per new warning about an agent (what `scbe watch` prints besides
+/// the ledger's events).
 #[derive(Default)]
 pub struct HealthChanges {
     last: std::collections::BTreeMap<String, (String, String)>,
+    warned: std::collections::BTreeMap<String, String>,
 }
 
 impl HealthChanges {
@@ -201,6 +208,15 @@ impl HealthChanges {
             let h: Option<&AgentHealthSummary> = a.health.as_ref();
             let verdict = h.map_or("no data", |h| h.verdict.name()).to_string();
             let version = text(a.version.as_deref()).to_string();
+            if self.warned.get(&a.id) != a.warning.as_ref() {
+                if let Some(w) = &a.warning {
+                    out.push(format!("WARNING {}: {w}", a.id));
+                }
+                match &a.warning {
+                    Some(w) => self.warned.insert(a.id.clone(), w.clone()),
+                    None => self.warned.remove(&a.id),
+                };
+            }
             let now = (version.clone(), verdict.clone());
             if self.last.get(&a.id) == Some(&now) {
                 continue;
@@ -249,6 +265,7 @@ mod tests {
                     age_ms: 100,
                     verdict,
                 }),
+                warning: None,
             }],
             fleet: FleetSummary::default(),
             events: 0,

@@ -273,6 +273,7 @@ fn start_fleet(
         deploy_deadline: v.genesis.file().rollout.deploy_deadline,
         agent_call_timeout: v.genesis.file().rollout.agent_call_timeout,
         input,
+        health: Arc::clone(&health),
         #[cfg(test)]
         panic_on_start: v.inject_executor_panic,
     });

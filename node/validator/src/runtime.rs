@@ -425,6 +425,7 @@ impl Runtime {
                 StatusDetail::Summary(Box::new(StatusSummary::of(
                     l,
                     &health,
+                    &self.fleet_health.warnings(),
                     self.stale_after.as_millis() as u64,
                 )))
             }

@@ -94,6 +94,10 @@ pub struct AgentSummary {
     /// The version its latest signed report is about.
     pub version: Option<String>,
     pub health: Option<AgentHealthSummary>,
+    /// What this validator sees wrong with the agent, and the fix (its reports are refused,
+    /// it refuses orders, it runs another genesis, it cannot be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// An agent's latest verified report, judged against the ledger's thresholds.
@@ -243,11 +247,13 @@ pub fn consensus_rate(ledger: &Ledger) -> f64 {
 }
 
 impl StatusSummary {
-    /// The summary of `ledger`, with `health` the latest verified report of each agent; a
-    /// report older than `stale_after_ms` reads [`HealthVerdict::Stale`].
+    /// The summary of `ledger`, with `health` the latest verified report of each agent (a
+    /// report older than `stale_after_ms` reads [`HealthVerdict::Stale`]) and `warnings` what
+    /// this validator sees wrong with agents.
     pub fn of(
         ledger: &Ledger,
         health: &BTreeMap<String, LatestReport>,
+        warnings: &BTreeMap<String, String>,
         stale_after_ms: u64,
     ) -> Self {
         let s = ledger.state();
@@ -312,6 +318,7 @@ impl StatusSummary {
                     specialty: a.specialty.clone(),
                     assigned: s.assigned.get(&a.id).cloned(),
                     version: h.map(|h| h.body.version.clone()),
+                    warning: warnings.get(&a.id).cloned(),
                     health: h.map(|h| AgentHealthSummary {
                         coherence: h.body.coherence_mean,
                         error_rate: h.body.error_rate_mean,
@@ -386,7 +393,7 @@ mod tests {
             });
             assert!(o.accepted, "{:?}", o.reasons);
         }
-        let s = StatusSummary::of(&w.ledger, &BTreeMap::new(), u64::MAX);
+        let s = StatusSummary::of(&w.ledger, &BTreeMap::new(), &BTreeMap::new(), u64::MAX);
         let listed = &s.releases;
         let serving: Vec<&String> = w.ledger.state().current.values().collect();
         assert_eq!(s.releases_total, w.ledger.state().releases.len());
@@ -428,7 +435,7 @@ mod tests {
                     age_ms,
                 },
             )]);
-            let s = StatusSummary::of(&w.ledger, &health, 30_000);
+            let s = StatusSummary::of(&w.ledger, &health, &BTreeMap::new(), 30_000);
             let a = s.agents.iter().find(|a| a.id == agent.id).expect("listed");
             a.health.as_ref().expect("health").verdict
         };

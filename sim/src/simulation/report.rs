@@ -17,6 +17,8 @@ pub struct Stats {
     pub requests_completed: u64,
     pub rollouts_completed: u64,
     pub rollouts_rolled_back: u64,
+    /// Approved membership changes (agents removed or admitted) in the last ledger checked.
+    pub membership_changes: u64,
     pub orders_obeyed: u64,
     pub orders_refused: u64,
     pub evidence_refused: u64,

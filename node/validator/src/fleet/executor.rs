@@ -24,6 +24,7 @@ use scbe_core::rollout::watcher::StepView;
 use scbe_core::validator_step::FleetView;
 use scbe_wire::fleet_client::{self, FleetClientError};
 
+use super::monitor::FleetHealth;
 use super::roster::{AgentInfo, Roster};
 use crate::inbound::FleetInput;
 
@@ -48,6 +49,8 @@ pub struct FleetContext {
     /// Timeout of one call to an agent (covers its hook).
     pub agent_call_timeout: Duration,
     pub input: mpsc::Sender<FleetInput>,
+    /// Where warnings about agents go (`scbe status`, `scbe watch`).
+    pub health: Arc<FleetHealth>,
     /// Test hook: the executor panics as it starts (the supervisor must stop the validator).
     #[cfg(test)]
     pub panic_on_start: bool,
@@ -65,6 +68,21 @@ impl FleetContext {
 
 /// The step being delivered: its identity and its delivery task (`None` once it finished).
 type Job = (StepKey, Option<tokio::task::JoinHandle<()>>);
+
+/// What an operator does about an agent that refuses orders.
+fn refusal_fix(refusal: Option<Refusal>) -> Option<&'static str> {
+    match refusal? {
+        Refusal::NotEnoughEndorsements => Some(
+            "its genesis does not list this cluster's validator keys; give it the cluster's \
+             genesis.toml",
+        ),
+        Refusal::NotForThisAgent => Some("it runs under another id than the fleet lists"),
+        Refusal::Malformed | Refusal::WrongCall => {
+            Some("it runs another version of scbe-agent; upgrade it")
+        }
+        Refusal::Stale => None,
+    }
+}
 
 /// Runs the executor until the view channel closes. A delivery task that panics takes the
 /// executor down with it (and the supervisor the validator), instead of vanishing silently.
@@ -280,6 +298,12 @@ async fn deliver(
                 tracing::warn!(%agent, reason = %body.detail, "agent refused the order");
                 if body.refusal == Some(Refusal::Stale) {
                     return; // it already obeyed a newer one
+                }
+                if let Some(fix) = refusal_fix(body.refusal) {
+                    ctx.health.warn(
+                        &agent,
+                        format!("it refused the order ({}): {fix}", body.detail),
+                    );
                 }
             }
             Err(e) => tracing::debug!(%agent, "delivery failed: {e}"),

@@ -26,6 +26,8 @@ pub struct AgentHealth {
 #[derive(Default)]
 pub struct FleetHealth {
     latest: Mutex<BTreeMap<String, AgentHealth>>,
+    /// What is wrong with an agent, and the fix, until its next verified report.
+    warnings: Mutex<BTreeMap<String, String>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     reports: std::sync::atomic::AtomicU64,
 }
@@ -46,6 +48,24 @@ impl FleetHealth {
     /// An agent left the fleet: its figures no longer count.
     pub fn forget(&self, agent: &str) {
         if let Ok(mut m) = self.latest.lock() {
+            m.remove(agent);
+        }
+        self.clear_warning(agent);
+    }
+
+    pub fn warnings(&self) -> BTreeMap<String, String> {
+        self.warnings.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Something is wrong with `agent` (shown by `scbe status` and `scbe watch`).
+    pub fn warn(&self, agent: &str, warning: String) {
+        if let Ok(mut m) = self.warnings.lock() {
+            m.insert(agent.to_string(), warning);
+        }
+    }
+
+    pub fn clear_warning(&self, agent: &str) {
+        if let Ok(mut m) = self.warnings.lock() {
             m.remove(agent);
         }
     }
@@ -90,6 +110,7 @@ pub async fn watch_agent(
                 while let Ok(Some(update)) = fleet_client::next_update(&mut stream).await {
                     if let Some(report) = update.report {
                         if let Some((signed, body)) = verify(&ctx, &health, &agent, report) {
+                            health.clear_warning(&agent);
                             health.update(&body);
                             forward(&ctx, &health, FleetInput::Report(signed, body));
                         }
@@ -101,10 +122,26 @@ pub async fn watch_agent(
                     }
                 }
             }
-            Err(e) => tracing::debug!(%agent, "no health stream: {e}"),
+            Err(e) => {
+                tracing::debug!(%agent, "no health stream: {e}");
+                health.warn(&agent, stream_warning(&e, &addr));
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Why an agent's health stream does not open, and what to do about it.
+fn stream_warning(e: &fleet_client::FleetClientError, addr: &str) -> String {
+    match e {
+        fleet_client::FleetClientError::GenesisMismatch { theirs } => format!(
+            "it runs genesis {theirs}, not this cluster's: give it the cluster's genesis.toml"
+        ),
+        other => format!(
+            "no health stream from {addr} ({other}): is scbe-agent running there, and is the \
+             address in the fleet right (`scbe propose agent update --address`)?"
+        ),
     }
 }
 
@@ -142,6 +179,14 @@ fn verify<T: AgentBody>(
         Ok(body) => Some((signed, body)),
         Err(e) => {
             tracing::warn!(%agent, "refused agent evidence: {e}");
+            if matches!(e, EvidenceError::BadSignature { .. }) {
+                health.warn(
+                    agent,
+                    "its reports are signed with a key the fleet does not list for it: run it \
+                     with its listed key, or re-key it (`scbe propose agent update --public-key`)"
+                        .into(),
+                );
+            }
             health.refuse(match e {
                 EvidenceError::BadSignature { .. } => "bad signature",
                 EvidenceError::UnknownAgent { .. } => "unknown agent",
