@@ -141,39 +141,31 @@ fn a_rekeyed_agents_old_key_stops_counting() {
     let rollout = w.promote_to_canary("r1");
     let first = w.ledger.state().rollouts[&rollout].batches[0].clone();
     assert!(first.contains(&"agent-0".to_string()), "{first:?}");
-    let old = w.submit(
-        Signer::Validator(0),
-        &Operation::AutoRollback {
+    // Agent-0's signed report of a failed deploy, as the auto-rollback's evidence.
+    let failed_deploy = |w: &mut World| {
+        let ack = w.ack_with(
+            0,
             rollout,
-            reports: vec![],
-            acks: vec![w.ack_with(
-                0,
+            crate::rollout::evidence::OrderAction::Deploy,
+            "r1",
+            crate::rollout::evidence::AckOutcome::Failed,
+        );
+        w.submit(
+            Signer::Validator(0),
+            &Operation::AutoRollback {
                 rollout,
-                crate::rollout::evidence::OrderAction::Deploy,
-                "r1",
-                crate::rollout::evidence::AckOutcome::Failed,
-            )],
-        },
-    );
+                reports: vec![],
+                acks: vec![ack],
+            },
+        )
+    };
+    let old = failed_deploy(&mut w);
     assert!(
         !old.accepted,
         "an ack signed with the old key is not evidence"
     );
     w.agents[0].1 = new_key;
-    let new = w.submit(
-        Signer::Validator(0),
-        &Operation::AutoRollback {
-            rollout,
-            reports: vec![],
-            acks: vec![w.ack_with(
-                0,
-                rollout,
-                crate::rollout::evidence::OrderAction::Deploy,
-                "r1",
-                crate::rollout::evidence::AckOutcome::Failed,
-            )],
-        },
-    );
+    let new = failed_deploy(&mut w);
     assert!(new.accepted, "{:?}", new.reasons);
 }
 
