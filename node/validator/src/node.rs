@@ -160,6 +160,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     }
     let (fleet_view, fleet_views) = watch::channel(FleetView::default());
     let (roster, rosters) = watch::channel(roster_of(&step.ledger().state().agents));
+    let fleet_generation = step.ledger().fleet_generation();
     start_fleet(
         &v,
         &mut tasks,
@@ -191,6 +192,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         metrics,
         events: events_tx,
         fleet_view,
+        fleet_generation,
         roster,
         fleet_health,
         consensus_seen: (scbe_core::consensus::Status::Normal, None),

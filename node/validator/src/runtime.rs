@@ -64,6 +64,8 @@ pub(crate) struct Runtime {
     pub(crate) fleet_view: watch::Sender<FleetView>,
     /// The fleet as the ledger has it, for the executor and the health streams.
     pub(crate) roster: watch::Sender<crate::fleet::roster::Roster>,
+    /// The ledger's fleet generation the roster was last compared at.
+    pub(crate) fleet_generation: u64,
     pub(crate) fleet_health: Arc<FleetHealth>,
     /// (status, suspected view) after the last turn: changes are logged at debug level, the
     /// timeline of a failover.
@@ -360,14 +362,19 @@ impl Runtime {
             self.metrics
                 .set_consensus_rate(scbe_wire::status_summary::consensus_rate(self.ledger()));
         }
-        let agents = &self.step.ledger().state().agents;
-        self.roster.send_if_modified(|r| {
-            let changed = !crate::fleet::roster::same_fleet(r, agents);
-            if changed {
-                *r = crate::fleet::roster::roster_of(agents);
-            }
-            changed
-        });
+        // Compared only when the ledger says the fleet may have changed: a turn is not O(fleet).
+        let ledger = self.step.ledger();
+        if ledger.fleet_generation() != self.fleet_generation {
+            self.fleet_generation = ledger.fleet_generation();
+            let agents = &ledger.state().agents;
+            self.roster.send_if_modified(|r| {
+                let changed = !crate::fleet::roster::same_fleet(r, agents);
+                if changed {
+                    *r = crate::fleet::roster::roster_of(agents);
+                }
+                changed
+            });
+        }
         for (op, nonce) in &turn.submitted {
             tracing::info!(node = self.id, op, nonce, "submitting");
         }

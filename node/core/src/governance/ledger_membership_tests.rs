@@ -272,3 +272,34 @@ fn a_rejected_change_changes_nothing_and_a_snapshot_carries_the_fleet() {
     assert_eq!(fresh.state().agents, w.ledger.state().agents);
     assert_eq!(fresh.digest(), w.ledger.digest());
 }
+
+/// The runtime republishes the fleet only when the generation moves: it must move when a
+/// change applies or a snapshot is restored, and not for other operations.
+#[test]
+fn the_fleet_generation_moves_exactly_when_the_fleet_may_have_changed() {
+    let mut w = World::new();
+    let g0 = w.ledger.fleet_generation();
+    w.promote_to_canary("r1");
+    assert_eq!(
+        w.ledger.fleet_generation(),
+        g0,
+        "a rollout leaves the fleet alone"
+    );
+    let mut w = World::new();
+    assert_eq!(
+        decide(
+            &mut w,
+            AgentChange::Remove {
+                id: "agent-5".into()
+            },
+            true
+        ),
+        ProposalStatus::Approved
+    );
+    let g1 = w.ledger.fleet_generation();
+    assert!(g1 > g0);
+    let snapshot = w.ledger.snapshot().bytes().to_vec();
+    let mut other = World::new();
+    other.ledger.restore(&snapshot).expect("restores");
+    assert!(other.ledger.fleet_generation() > g0);
+}

@@ -242,6 +242,7 @@ impl Ledger {
             }
         }
         self.agent_keys = super::keys_of(&self.state);
+        self.fleet_generation += 1;
         self.event(
             seq,
             Tongue::KO,

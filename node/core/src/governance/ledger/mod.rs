@@ -90,6 +90,9 @@ pub struct Ledger {
     cfg: LedgerConfig,
     /// Agent keys by id (derived from `state.agents` whenever it changes, for evidence checks).
     agent_keys: BTreeMap<String, PublicKey>,
+    /// Counts changes of the fleet in this process (membership applied, state restored), so a
+    /// runtime republishes the fleet only when it changed. Not replicated.
+    fleet_generation: u64,
     state: LedgerState,
     journal: Journal,
     /// Events and outcomes produced since the node last took them for its store. Not
@@ -122,6 +125,7 @@ impl Ledger {
         Self {
             cfg,
             agent_keys,
+            fleet_generation: 0,
             state,
             journal: Journal::default(),
             fresh: None,
@@ -134,6 +138,11 @@ impl Ledger {
 
     pub fn state(&self) -> &LedgerState {
         &self.state
+    }
+
+    /// Changes whenever `state().agents` may have changed (in this process; not replicated).
+    pub fn fleet_generation(&self) -> u64 {
+        self.fleet_generation
     }
 
     /// The outcome of a request, while it is among its signer's newest
@@ -427,6 +436,7 @@ impl StateMachine for Ledger {
         self.state = s.state;
         self.journal = s.journal;
         self.agent_keys = keys_of(&self.state);
+        self.fleet_generation += 1;
         Ok(())
     }
 }
