@@ -25,14 +25,30 @@ fn split_validator_3(c: &scbe_sim::local::LocalCluster) {
         address: None,
     });
     let edited = scbe_wire::genesis::Genesis::render(&file);
-    std::fs::write(c.dir.join("genesis-edited.toml"), edited).expect("write");
-    let config = &c.nodes[3].config;
-    let text = std::fs::read_to_string(config).expect("node.toml");
-    let text = text.replace(
+    run_under(c, &c.nodes[3].config, "genesis-edited.toml", edited);
+}
+
+/// Writes `text` as `name` in the cluster's directory and points `config` (a node.toml or an
+/// agent.toml) at it instead of the cluster's genesis.
+fn run_under(
+    c: &scbe_sim::local::LocalCluster,
+    config: &std::path::Path,
+    name: &str,
+    text: String,
+) {
+    std::fs::write(c.dir.join(name), text).expect("write genesis");
+    let before = std::fs::read_to_string(config).expect("config");
+    let after = before.replace(
         &format!("genesis = \"{GENESIS}\""),
-        "genesis = \"genesis-edited.toml\"",
+        &format!("genesis = \"{name}\""),
     );
-    std::fs::write(config, text).expect("write");
+    assert_ne!(
+        before,
+        after,
+        "{} names the cluster's genesis",
+        config.display()
+    );
+    std::fs::write(config, after).expect("write config");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,18 +170,10 @@ async fn a_data_directory_is_not_opened_under_another_genesis() {
 
 /// Validator 0's node.toml now names an edited genesis.
 fn split_first(c: &scbe_sim::local::LocalCluster) {
-    let mut edited = std::fs::read_to_string(c.dir.join(GENESIS)).expect("genesis");
-    edited = edited.replacen("cluster = \"scbe-local\"", "cluster = \"scbe-local-2\"", 1);
-    std::fs::write(c.dir.join("genesis-edited.toml"), edited).expect("write");
-    let text = std::fs::read_to_string(&c.nodes[0].config).expect("node.toml");
-    std::fs::write(
-        &c.nodes[0].config,
-        text.replace(
-            &format!("genesis = \"{GENESIS}\""),
-            "genesis = \"genesis-edited.toml\"",
-        ),
-    )
-    .expect("write");
+    let edited = std::fs::read_to_string(c.dir.join(GENESIS))
+        .expect("genesis")
+        .replacen("cluster = \"scbe-local\"", "cluster = \"scbe-local-2\"", 1);
+    run_under(c, &c.nodes[0].config, "genesis-edited.toml", edited);
 }
 
 /// `n` consecutive loopback ports that are free now (bind-tested); the first.
@@ -310,17 +318,7 @@ async fn an_agent_with_another_genesis_is_named_in_the_status() {
         let edited = std::fs::read_to_string(c.dir.join(GENESIS))
             .expect("genesis")
             .replacen("cluster = \"scbe-local\"", "cluster = \"elsewhere\"", 1);
-        std::fs::write(c.dir.join("genesis-agent.toml"), edited).expect("write");
-        let config = &c.agents[2].config;
-        let text = std::fs::read_to_string(config).expect("agent.toml");
-        std::fs::write(
-            config,
-            text.replace(
-                &format!("genesis = \"{GENESIS}\""),
-                "genesis = \"genesis-agent.toml\"",
-            ),
-        )
-        .expect("write");
+        run_under(c, &c.agents[2].config, "genesis-agent.toml", edited);
     })
     .await;
     let s = h

@@ -172,30 +172,33 @@ impl Shared {
     }
 }
 
+impl FleetAgentService {
+    /// Deploy and Rollback: the caller's genesis, then the order, then the signed ack.
+    async fn answer(
+        &self,
+        request: Request<pb::SignedOrder>,
+        action: OrderAction,
+    ) -> Result<Response<pb::AgentSigned>, Status> {
+        self.shared.check_genesis(&request)?;
+        let ack = self.shared.obey(request.into_inner(), action).await?;
+        Ok(Response::new(agent_signed_to_proto(&ack)))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
     async fn deploy(
         &self,
         request: Request<pb::SignedOrder>,
     ) -> Result<Response<pb::AgentSigned>, Status> {
-        self.shared.check_genesis(&request)?;
-        let ack = self
-            .shared
-            .obey(request.into_inner(), OrderAction::Deploy)
-            .await?;
-        Ok(Response::new(agent_signed_to_proto(&ack)))
+        self.answer(request, OrderAction::Deploy).await
     }
 
     async fn rollback(
         &self,
         request: Request<pb::SignedOrder>,
     ) -> Result<Response<pb::AgentSigned>, Status> {
-        self.shared.check_genesis(&request)?;
-        let ack = self
-            .shared
-            .obey(request.into_inner(), OrderAction::Rollback)
-            .await?;
-        Ok(Response::new(agent_signed_to_proto(&ack)))
+        self.answer(request, OrderAction::Rollback).await
     }
 
     async fn health(
