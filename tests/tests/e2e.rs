@@ -188,18 +188,25 @@ async fn malformed_and_oversized_envelopes_are_dropped_while_the_node_keeps_serv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() {
-    let mut h = Harness::start(LocalOptions::default()).await;
-    assert!(
-        h.submit(
-            0,
-            Operation::RegisterRelease {
-                release: release("v1")
-            }
-        )
-        .await
-        .accepted
-    );
+async fn the_audit_log_replays_to_the_clusters_state_and_a_gap_swap_or_tamper_is_refused() {
+    use prost::Message as _;
+    // Checkpoints every 4 seqs, so the log carries signed checkpoints to compare.
+    let mut h = Harness::start(LocalOptions {
+        checkpoint_interval: 4,
+        ..LocalOptions::default()
+    })
+    .await;
+    for v in ["v1", "v2", "v3"] {
+        let r = h
+            .submit(
+                0,
+                Operation::RegisterRelease {
+                    release: release(v),
+                },
+            )
+            .await;
+        assert!(r.accepted, "{:?}", r.reasons);
+    }
     let p = h
         .submit(
             1,
@@ -212,59 +219,119 @@ async fn the_audit_trail_exports_and_verifies_offline_and_tampering_is_caught() 
         .await
         .proposal
         .expect("proposal");
-    h.wait_proposal(2, p, ProposalStatus::Approved).await;
+    for i in 0..4 {
+        h.wait_proposal(i, p, ProposalStatus::Approved).await;
+    }
     let out = h.cluster.dir.join("audit.bin");
     let scbe = scbe_tests::workspace_bin("scbe");
     let url = h.cluster.url(2);
-    let export = std::process::Command::new(&scbe)
-        .args(["--node", &url, "audit", "export", "--out"])
-        .arg(&out)
-        .output()
-        .expect("scbe runs");
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
-    );
+    let genesis = h.cluster.dir.join(scbe_sim::local::GENESIS);
     let verify = |file: &std::path::Path| {
-        std::process::Command::new(&scbe)
+        let o = std::process::Command::new(&scbe)
             .args(["audit", "verify"])
             .arg(file)
             .arg("--genesis")
-            .arg(h.cluster.dir.join(scbe_sim::local::GENESIS))
+            .arg(&genesis)
             .output()
-            .expect("scbe runs")
+            .expect("scbe runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
     };
-    let ok = verify(&out);
-    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
-    assert!(ok.status.success(), "{text}");
+    // Export while nothing is being decided (the last votes may still be ordered: export again
+    // until validator 2 executed nothing new around the export), so the export's last seq is
+    // the validator's and the digests can be compared.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (before, text) = loop {
+        let before = h.status(2, None).await;
+        let export = std::process::Command::new(&scbe)
+            .args(["--node", &url, "audit", "export", "--out"])
+            .arg(&out)
+            .output()
+            .expect("scbe runs");
+        assert!(
+            export.status.success(),
+            "{}",
+            String::from_utf8_lossy(&export.stderr)
+        );
+        let after = h.status(2, None).await;
+        if after.last_executed == before.last_executed {
+            let (code, text) = verify(&out);
+            assert_eq!(code, Some(0), "{text}");
+            break (before, text);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "validator 2 never went quiet"
+        );
+    };
+    let digest = scbe_wire::key_file::encode_hex(&before.state_digest);
+    let last = before.last_executed;
     assert!(
-        text.contains("verified")
-            && text.contains("quorum 3")
+        text.contains(&format!("verified seqs 1..={last}"))
+            && text.contains(&format!("final state digest (seq {last}): {digest}"))
+            && text.contains("quorum of 3 of the 4 validators")
             && text.contains(&h.cluster.genesis.to_string()),
         "{text}"
     );
-    // Registration, promotion and at least three votes were decided.
-    let count: usize = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a count");
-    assert!(count >= 5, "{text}");
-    // Flip one byte near the end (inside the last certificate's signatures).
-    let mut bytes = std::fs::read(&out).expect("read");
+    // What the ledger holds, as the replay reached it (this cluster has no agents, so the
+    // approved canary rollout failed).
+    assert!(
+        text.contains("production v0")
+            && text.contains("3 registered; proposals: 1")
+            && text.contains("v1             -> canary     failed"),
+        "{text}"
+    );
+    let matched: usize = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("; ")
+        .find_map(|part| part.strip_suffix(" signed checkpoints match the replayed state"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a checkpoint count");
+    assert!(matched >= 1 && last >= 5, "{text}");
+
+    let log = pb::AuditLog::decode(std::fs::read(&out).expect("read").as_slice()).expect("log");
+    assert_eq!(log.decided.len() as u64, last);
+    let dir = h.cluster.dir.clone();
+    let refused = |name: &str, log: pb::AuditLog, seq: u64| {
+        let file = dir.join(name);
+        std::fs::write(&file, log.encode_to_vec()).expect("write");
+        let (code, text) = verify(&file);
+        assert_eq!(code, Some(1), "{name}: {text}");
+        assert!(
+            text.contains(&format!("INVALID at seq {seq}:")),
+            "{name}: {text}"
+        );
+    };
+    let mut middle = log.clone();
+    middle.decided.remove(2);
+    refused("middle.bin", middle, 3);
+    let mut first = log.clone();
+    first.decided.remove(0);
+    refused("first.bin", first, 1);
+    let mut swapped = log.clone();
+    swapped.decided.swap(1, 2);
+    refused("swapped.bin", swapped, 2);
+    let mut twice = log.clone();
+    twice.decided.insert(3, log.decided[2].clone());
+    refused("twice.bin", twice, 4);
+    // A signed checkpoint whose digest was changed no longer carries a quorum for it.
+    let mut forged = log.clone();
+    forged.checkpoints[0].state_digest = vec![7u8; 32].into();
+    let seq = forged.checkpoints[0].seq;
+    refused("forged.bin", forged, seq);
+    // One byte flipped inside the last signed checkpoint.
+    let mut bytes = log.encode_to_vec();
     let n = bytes.len();
     bytes[n - 10] ^= 0x01;
-    let bad = h.cluster.dir.join("tampered.bin");
+    let bad = dir.join("tampered.bin");
     std::fs::write(&bad, bytes).expect("write");
-    let refused = verify(&bad);
-    assert_eq!(
-        refused.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&refused.stdout)
-    );
-    assert!(String::from_utf8_lossy(&refused.stdout).contains("INVALID"));
+    let (code, text) = verify(&bad);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("INVALID"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

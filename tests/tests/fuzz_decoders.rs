@@ -179,6 +179,9 @@ proptest! {
             for c in log.decided {
                 let _ = scbe_wire::open_commit_cert(c, &world().dir);
             }
+            for c in log.checkpoints {
+                let _ = scbe_wire::open_checkpoint_cert(c, &world().dir);
+            }
         }
     }
 

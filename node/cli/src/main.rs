@@ -40,7 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Audit {
-    /// Download every decided batch with its commit certificate into FILE (protobuf AuditLog).
+    /// Download every decided batch with its commit certificate, and the checkpoints the
+    /// validators signed, into FILE (protobuf AuditLog).
     Export {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -48,10 +49,13 @@ enum Audit {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
-    /// Check every certificate in FILE offline: signatures, a quorum of distinct validators,
-    /// batch digests, sequence order. The validator set comes from --genesis (the cluster's
-    /// genesis.toml, the file every validator's node.toml names), never from the file being
-    /// checked.
+    /// Prove what the ledger holds from FILE, offline: the log must hold every seq from 1 with
+    /// no gap, each batch decided by a quorum of distinct validators (signatures and batch
+    /// digests checked); every batch is replayed through the ledger from the genesis and each
+    /// signed checkpoint must match the replayed state. Prints the final state digest, the
+    /// stages, releases and rollouts; exits 1 naming the first bad seq. The validator set and
+    /// the ledger's rules come from --genesis (the cluster's genesis.toml, the file every
+    /// validator's node.toml names), never from the file being checked.
     Verify {
         file: PathBuf,
         #[arg(long, value_name = "GENESIS_TOML")]

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use crate::consensus::nonce::{NonceError, NONCE_WINDOW};
 use crate::consensus::ConfigError;
 use crate::consensus::{
-    Action, Codec, Decision, Input, Kind, Principal, Record, Replica, ReplicaConfig, Request,
-    RestoreError, Seq, Signed, Status, View,
+    Action, Codec, Decision, Digest, Input, Kind, Principal, Record, Replica, ReplicaConfig,
+    Request, RestoreError, Seq, Signed, Status, View,
 };
 use crate::crypto::{Keypair, PublicKey};
 use crate::governance::ledger::{operation_digest, Outcome};
@@ -162,6 +162,11 @@ impl ValidatorStep {
 
     pub fn replica(&self) -> &Replica<Ledger> {
         &self.replica
+    }
+
+    /// See [`Replica::state_digest_now`].
+    pub fn state_digest_now(&mut self) -> Digest {
+        self.replica.state_digest_now()
     }
 
     pub fn ledger(&self) -> &Ledger {

@@ -60,8 +60,7 @@ pub enum FleetInput {
     Ack(DeployAck, AckBody),
 }
 
-/// (sequence number, encoded commit certificate) pairs, in order.
-pub type AuditChunk = Vec<(u64, Vec<u8>)>;
+pub use crate::storage::AuditChunk;
 
 /// What a `Status` call asks for.
 pub struct StatusQuery {
@@ -79,6 +78,8 @@ pub struct StatusReport {
     pub last_executed: u64,
     pub stable_checkpoint: u64,
     pub stable_digest: Digest,
+    /// The state digest after `last_executed`.
+    pub state_digest: Digest,
     /// A quorum's checkpoint at this seq differed from this validator's state (see
     /// `Replica::diverged_at`).
     pub diverged_at: Option<u64>,

@@ -170,7 +170,7 @@ impl Runtime {
                 Inbound::Audit { from, reply } => {
                     let store = &self.store;
                     let chunk = tokio::task::block_in_place(|| {
-                        store.decided_from(from, crate::services::audit_service::AUDIT_CHUNK)
+                        store.audit_from(from, crate::services::audit_service::AUDIT_CHUNK)
                     });
                     let _ = reply.send(chunk);
                 }
@@ -407,7 +407,8 @@ impl Runtime {
         })
     }
 
-    fn status(&self, query: StatusQuery) -> StatusReport {
+    fn status(&mut self, query: StatusQuery) -> StatusReport {
+        let state_digest = self.step.state_digest_now();
         let r = self.step.replica();
         let l = self.ledger();
         let detail = match query.proposal {
@@ -444,6 +445,7 @@ impl Runtime {
             last_executed: r.last_executed().0,
             stable_checkpoint: r.stable_checkpoint().seq.0,
             stable_digest: r.stable_checkpoint().state_digest,
+            state_digest,
             diverged_at: r.diverged_at().map(|s| s.0),
             last_nonce: query.signer.map_or(0, |k| r.last_nonce(&k)),
             genesis: self.genesis,

@@ -3,7 +3,9 @@
 //! re-verified when read back.
 
 use prost::Message as _;
-use scbe_core::consensus::{CommitCert, Directory, Kind, NewView, Record, Seq, Signed, View};
+use scbe_core::consensus::{
+    CheckpointCert, CommitCert, Directory, Kind, NewView, Record, Seq, Signed, View,
+};
 use scbe_proto::v1 as pb;
 
 use crate::decode::{
@@ -114,6 +116,20 @@ pub fn encode_commit_cert(c: &CommitCert) -> Vec<u8> {
 /// signature.
 pub fn decode_commit_cert(bytes: &[u8], dir: &Directory) -> Result<CommitCert, WireError> {
     open_commit_cert(decode("commit_certificate", bytes)?, dir)
+}
+
+/// Opens a stable checkpoint's certificate from an audit log or the store, verifying every
+/// signature.
+pub fn open_checkpoint_cert(
+    p: pb::CheckpointCertificate,
+    dir: &Directory,
+) -> Result<CheckpointCert, WireError> {
+    checkpoint_cert_from_proto(&Cx { dir, cache: None }, p)
+}
+
+/// Encodes a stable checkpoint's certificate as the audit trail keeps it.
+pub fn encode_checkpoint_cert(c: &CheckpointCert) -> Vec<u8> {
+    checkpoint_cert_to_proto(c).encode_to_vec()
 }
 
 /// Decodes a stored record, re-verifying every signature in it: a record that was tampered with

@@ -9,6 +9,8 @@ pub mod app_state;
 pub mod certificate;
 pub mod codec;
 pub mod config;
+pub mod decided_replay;
+pub mod execution;
 pub mod limits;
 pub mod message;
 pub mod nonce;
@@ -21,6 +23,7 @@ pub use app_state::AppState;
 pub use certificate::CertError;
 pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};
+pub use decided_replay::{DecidedReplay, ReplayError};
 pub use message::{
     batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Heartbeat,
     Kind, Message, NewView, PrePrepare, PreparedCert, Principal, Relay, Request, Signed, Snapshot,

@@ -77,6 +77,7 @@ use crate::crypto::{Keypair, PublicKey};
 use super::action::{Action, Input, Record, Timer, TimerKind};
 use super::codec::Codec;
 use super::config::{ConfigError, ReplicaConfig};
+use super::execution::CheckpointClock;
 use super::message::{
     retype, Checkpoint, CheckpointCert, Kind, Message, NewView, PrePrepare, Principal, Request,
     Signed, Snapshot, ViewChange, Vote,
@@ -152,9 +153,9 @@ pub struct Replica<A: StateMachine> {
     ahead: BTreeMap<ReplicaId, Seq>,
     /// Executed nonces per signer (the highest and a window below it).
     nonces: BTreeMap<PublicKey, NonceWindow>,
-    /// Bytes of batches executed since the last checkpoint (zero at every checkpoint, so a
-    /// replica restored from one agrees with the others).
-    bytes_since_checkpoint: usize,
+    /// Where the next checkpoint falls (restarted at every checkpoint, so a replica restored
+    /// from one agrees with the others).
+    checkpoint_clock: CheckpointClock,
     /// Bytes of batches executed since the last snapshot this replica persisted (restarts
     /// re-execute them): a large snapshot is persisted again once they reach its size.
     bytes_since_persisted: usize,
@@ -256,7 +257,7 @@ impl<A: StateMachine> Replica<A> {
             checkpoint_votes: BTreeMap::new(),
             ahead: BTreeMap::new(),
             nonces: BTreeMap::new(),
-            bytes_since_checkpoint: 0,
+            checkpoint_clock: CheckpointClock::default(),
             bytes_since_persisted: 0,
             pending: BTreeMap::new(),
             pending_ids: BTreeMap::new(),
@@ -343,6 +344,13 @@ impl<A: StateMachine> Replica<A> {
     /// The replicated application, as the runtime built it (the ledger in a validator).
     pub fn app(&self) -> &A {
         &self.app
+    }
+    /// The state digest after the last executed batch, as a checkpoint there would sign it
+    /// (what `scbe audit verify` reaches by replaying a complete log). Brings the app's caches
+    /// up to date; changes no state.
+    pub fn state_digest_now(&mut self) -> Digest {
+        self.app.before_checkpoint();
+        state_digest(self.last_executed, self.app.digest(), &self.nonces)
     }
     /// The codec this replica signs with (the runtime's wire encoding).
     pub fn codec(&self) -> &Arc<dyn Codec> {

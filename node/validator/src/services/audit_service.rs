@@ -1,12 +1,12 @@
-//! `Audit.Export`: streams every decided batch's commit certificate, read from the record store
-//! through the core task in chunks.
+//! `Audit.Export`: streams every decided batch's commit certificate and the stable checkpoints
+//! signed along the way, read from the record store through the core task in chunks.
 
 use scbe_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::inbound::Inbound;
+use crate::inbound::{AuditChunk, Inbound};
 
 /// Certificates read per round trip to the core task.
 pub const AUDIT_CHUNK: usize = 512;
@@ -17,13 +17,12 @@ pub struct AuditService {
 
 #[tonic::async_trait]
 impl pb::audit_server::Audit for AuditService {
-    type ExportStream = ReceiverStream<Result<pb::CommitCertificate, Status>>;
+    type ExportStream = ReceiverStream<Result<pb::AuditEntry, Status>>;
 
     async fn export(
         &self,
         request: Request<pb::AuditRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
-        use prost::Message as _;
         let mut from = request.into_inner().from_seq.max(1);
         let inbound = self.inbound.clone();
         let (tx, rx) = mpsc::channel(64);
@@ -47,17 +46,51 @@ impl pb::audit_server::Audit for AuditService {
                 if chunk.is_empty() {
                     return;
                 }
-                for (seq, bytes) in chunk {
+                let AuditChunk {
+                    decided,
+                    mut checkpoints,
+                } = chunk;
+                for (seq, bytes) in decided {
                     from = seq + 1;
-                    let item = pb::CommitCertificate::decode(bytes.as_slice()).map_err(|e| {
-                        Status::internal(format!("stored certificate {seq} does not decode: {e}"))
-                    });
-                    if tx.send(item).await.is_err() {
+                    // Checkpoints below this batch first (one at a seq this validator
+                    // did not execute itself, after a state transfer), then the batch, then
+                    // the checkpoint it completed.
+                    let later = checkpoints.split_off(&seq);
+                    let due = std::mem::replace(&mut checkpoints, later);
+                    for (cp_seq, cp) in due {
+                        if tx.send(checkpoint_entry(cp_seq, &cp)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if tx.send(decided_entry(seq, &bytes)).await.is_err() {
                         return;
+                    }
+                    if let Some(cp) = checkpoints.remove(&seq) {
+                        if tx.send(checkpoint_entry(seq, &cp)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+fn decided_entry(seq: u64, bytes: &[u8]) -> Result<pb::AuditEntry, Status> {
+    use prost::Message as _;
+    let cert = pb::CommitCertificate::decode(bytes)
+        .map_err(|e| Status::internal(format!("stored certificate {seq} does not decode: {e}")))?;
+    Ok(pb::AuditEntry {
+        entry: Some(pb::audit_entry::Entry::Decided(cert)),
+    })
+}
+
+fn checkpoint_entry(seq: u64, bytes: &[u8]) -> Result<pb::AuditEntry, Status> {
+    use prost::Message as _;
+    let cert = pb::CheckpointCertificate::decode(bytes)
+        .map_err(|e| Status::internal(format!("stored checkpoint {seq} does not decode: {e}")))?;
+    Ok(pb::AuditEntry {
+        entry: Some(pb::audit_entry::Entry::Checkpoint(cert)),
+    })
 }

@@ -345,6 +345,7 @@ fn status_to_proto(r: StatusReport) -> pb::StatusReply {
         genesis: hex(&r.genesis),
         cluster: r.cluster,
         stable_digest: r.stable_digest.as_bytes().to_vec().into(),
+        state_digest: r.state_digest.as_bytes().to_vec().into(),
         diverged_at: r.diverged_at.unwrap_or(0),
         peers: r
             .peers

@@ -2,9 +2,11 @@
 //! certificates, decided log with commit certificates, snapshots, stable checkpoints, view
 //! changes), written with one commit per turn of the runtime loop.
 
+pub mod audit_trail;
 pub mod record_store;
 pub mod value_codec;
 
+pub use audit_trail::AuditChunk;
 pub use record_store::{RecordStore, StorageError};
 
 #[cfg(test)]

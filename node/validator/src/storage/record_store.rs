@@ -26,7 +26,11 @@ use scbe_wire::{decode_record, encode_record, WireError};
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The audit trail: every decided batch's commit certificate by sequence number. Never compacted.
-const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
+pub(super) const DECIDED: TableDefinition<u64, &[u8]> = TableDefinition::new("decided");
+/// The audit trail's stable checkpoints: every checkpoint certificate this validator saw become
+/// stable, by sequence number (what `scbe audit verify` compares a replay with). Never
+/// compacted; a few hundred bytes per checkpoint.
+pub(super) const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("checkpoints");
 /// The ledger's history beyond what it keeps in memory (`governance::ledger::journal`): every
 /// event by position, every request outcome by `signer-hex:nonce`, as JSON. Never compacted;
 /// written in the same transaction as the batches that produced them.
@@ -332,6 +336,15 @@ impl RecordStore {
                     .insert(c.seq().0, bytes.as_slice())
                     .map_err(|e| self.io(e))?;
             }
+            let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(|e| self.io(e))?;
+            for r in records {
+                if let Record::Stable(cert) = r {
+                    let bytes = pack(&scbe_wire::encode_checkpoint_cert(cert));
+                    checkpoints
+                        .insert(cert.seq.0, bytes.as_slice())
+                        .map_err(|e| self.io(e))?;
+                }
+            }
         }
         // A batch decided in this turn is in the audit trail already: its `Committed` record is
         // not written a second time (`load` reads it back from there). One committed but not yet
@@ -482,30 +495,41 @@ impl RecordStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        self.range_from(DECIDED, from, limit, |seq, stored| match unpack(stored) {
-            Ok(bytes) => Ok(Some(bytes.into_owned())),
-            Err(e) => Err(StorageError::Record {
-                path: self.path.clone(),
-                index: seq,
-                source: stored_value(e),
-            }),
+        self.range_from(DECIDED, from..=u64::MAX, limit, |seq, stored| {
+            self.unpacked(seq, stored)
         })
     }
 
     /// Stored ledger events from position `from` on (at most `limit`). A node that caught up
     /// from a snapshot has a gap where it executed nothing itself.
     pub fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StorageError> {
-        self.range_from(EVENTS, from, limit, |_, v| {
+        self.range_from(EVENTS, from..=u64::MAX, limit, |_, v| {
             Ok(serde_json::from_slice(v).ok())
         })
     }
 
     /// Up to `limit` entries of a never-compacted table from key `from` on (none if the table
     /// was never written), each read in place by `read` (`None` skips it).
-    fn range_from<T>(
+    /// A stored value of the audit trail, unpacked.
+    pub(super) fn unpacked(
+        &self,
+        seq: u64,
+        stored: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        match unpack(stored) {
+            Ok(bytes) => Ok(Some(bytes.into_owned())),
+            Err(e) => Err(StorageError::Record {
+                path: self.path.clone(),
+                index: seq,
+                source: stored_value(e),
+            }),
+        }
+    }
+
+    pub(super) fn range_from<T>(
         &self,
         def: TableDefinition<u64, &[u8]>,
-        from: u64,
+        range: std::ops::RangeInclusive<u64>,
         limit: usize,
         read: impl Fn(u64, &[u8]) -> Result<Option<T>, StorageError>,
     ) -> Result<Vec<(u64, T)>, StorageError> {
@@ -516,7 +540,7 @@ impl RecordStore {
             Err(e) => return Err(self.io(e)),
         };
         let mut out = Vec::new();
-        for entry in table.range(from..).map_err(|e| self.io(e))?.take(limit) {
+        for entry in table.range(range).map_err(|e| self.io(e))?.take(limit) {
             let (k, v) = entry.map_err(|e| self.io(e))?;
             if let Some(t) = read(k.value(), v.value())? {
                 out.push((k.value(), t));

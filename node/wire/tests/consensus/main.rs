@@ -6,5 +6,6 @@ mod checkpoint_tests;
 mod heartbeat_tests;
 mod paper;
 mod relay_tests;
+mod replay_tests;
 mod size_tests;
 mod suspicion_tests;

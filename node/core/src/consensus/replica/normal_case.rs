@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::super::action::{Action, Decision, Record};
 use super::super::certificate::check_batch;
+use super::super::execution::apply_fresh;
 use super::super::limits;
 use super::super::message::{CommitCert, Envelope, Kind, PrePrepare, PreparedCert, Signed, Vote};
 use super::super::state_machine::StateMachine;
@@ -207,23 +208,15 @@ impl<A: StateMachine> Replica<A> {
 
     pub(super) fn execute(&mut self, cert: CommitCert) {
         let seq = cert.seq();
-        let bytes = limits::batch_bytes(&cert.pre_prepare.value().batch);
-        self.bytes_since_checkpoint += bytes;
+        let batch = &cert.pre_prepare.value().batch;
+        let bytes = limits::batch_bytes(batch);
         self.bytes_since_persisted += bytes;
         let mut executed = Vec::new();
-        for r in &cert.pre_prepare.value().batch {
-            let (signer, nonce) = (*r.signer(), r.value().nonce);
-            let window = self.nonces.entry(signer).or_default();
-            if !window.is_fresh(nonce) {
-                // A duplicate a Byzantine primary slipped in: skipped identically everywhere.
-                continue;
-            }
-            window.mark(nonce);
-            let window = *window;
-            self.app.apply(seq, r);
+        apply_fresh(&mut self.app, &mut self.nonces, seq, batch, |r, window| {
             executed.push(r.clone());
-            // Pending requests of this signer that can no longer execute: this nonce (another
-            // request may have carried it) and those that fell out of the window.
+            // Pending requests of this signer that can no longer execute: this nonce
+            // (another request may have carried it) and those that fell out of the window.
+            let signer = *r.signer();
             let stale: Vec<RequestId> = self
                 .pending_ids
                 .range((signer, 0)..=(signer, window.highest))
@@ -236,21 +229,15 @@ impl<A: StateMachine> Replica<A> {
                 }
                 self.proposed.remove(&id);
             }
-        }
+        });
         self.last_executed = seq;
+        let checkpoint_due = self.checkpoint_clock.executed(&self.cfg, seq, bytes);
         self.out.push(Action::Deliver(Decision {
             seq,
             certificate: cert,
             executed,
         }));
-        // Every K sequence numbers, and as soon as the batches executed since the last
-        // checkpoint reach the byte threshold: the window byte budget frees up only when a
-        // checkpoint becomes stable, so big requests must bring checkpoints sooner. Both rules
-        // depend only on the decided sequence, so every replica checkpoints at the same seqs.
-        if seq.0.is_multiple_of(self.cfg.checkpoint_interval)
-            || self.bytes_since_checkpoint >= self.cfg.checkpoint_bytes()
-        {
-            self.bytes_since_checkpoint = 0;
+        if checkpoint_due {
             self.take_checkpoint(seq);
         }
     }

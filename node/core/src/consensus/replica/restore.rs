@@ -122,7 +122,7 @@ impl<A: StateMachine> Replica<A> {
             }
             if !r.snapshots.contains_key(&stable_seq) {
                 // Checkpoint rules changed since (another interval): take it here.
-                r.bytes_since_checkpoint = 0;
+                r.checkpoint_clock.restart();
                 r.take_checkpoint(stable_seq);
             }
             match r.snapshots.get(&stable_seq) {

@@ -252,7 +252,7 @@ impl<A: StateMachine> Replica<A> {
             .map_err(|_| "state transfer snapshot does not restore")?;
         self.nonces = snap.nonces.clone();
         self.last_executed = snap.seq;
-        self.bytes_since_checkpoint = 0;
+        self.checkpoint_clock.restart();
         let stale: Vec<(RequestId, u64)> = self
             .pending_ids
             .iter()

@@ -1,0 +1,66 @@
+//! How a decided batch executes and when a checkpoint follows it. Shared by the replica and by
+//! [`DecidedReplay`](super::decided_replay::DecidedReplay) (what `scbe audit verify` runs over an
+//! exported log), so a log replayed offline reaches exactly the state digests the validators
+//! signed: one rule for duplicate nonces, one rule for checkpoint positions.
+
+use std::collections::BTreeMap;
+
+use crate::crypto::PublicKey;
+
+use super::config::ReplicaConfig;
+use super::message::{Request, Signed};
+use super::nonce::NonceWindow;
+use super::state_machine::StateMachine;
+use super::types::Seq;
+
+/// Applies the requests of the batch decided at `seq` whose nonces are still fresh, in batch
+/// order, marking each nonce executed. A duplicate a Byzantine primary slipped in is skipped
+/// identically on every replica. `executed` is told of each applied request with its signer's
+/// window after it.
+pub fn apply_fresh<A: StateMachine>(
+    app: &mut A,
+    nonces: &mut BTreeMap<PublicKey, NonceWindow>,
+    seq: Seq,
+    batch: &[Signed<Request>],
+    mut executed: impl FnMut(&Signed<Request>, &NonceWindow),
+) {
+    for r in batch {
+        let window = nonces.entry(*r.signer()).or_default();
+        if !window.is_fresh(r.value().nonce) {
+            continue;
+        }
+        window.mark(r.value().nonce);
+        let window = *window;
+        app.apply(seq, r);
+        executed(r, &window);
+    }
+}
+
+/// Where checkpoints fall: after every multiple of `checkpoint_interval`, and as soon as the
+/// batches executed since the last checkpoint reach `checkpoint_bytes` (the window's byte budget
+/// frees up only when a checkpoint becomes stable, so big requests must bring checkpoints
+/// sooner). Both rules depend only on the decided sequence, so every replica, and a replay of
+/// the decided log, checkpoints at the same seqs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointClock {
+    bytes_since: usize,
+}
+
+impl CheckpointClock {
+    /// Counts the batch of `bytes` executed at `seq`; true when a checkpoint follows it, and
+    /// the count starts again.
+    pub fn executed(&mut self, cfg: &ReplicaConfig, seq: Seq, bytes: usize) -> bool {
+        self.bytes_since += bytes;
+        let due = seq.0.is_multiple_of(cfg.checkpoint_interval)
+            || self.bytes_since >= cfg.checkpoint_bytes();
+        if due {
+            self.restart();
+        }
+        due
+    }
+
+    /// At a checkpoint reached another way (a restored or transferred snapshot).
+    pub fn restart(&mut self) {
+        self.bytes_since = 0;
+    }
+}
