@@ -20,9 +20,11 @@ use scbe_sim::local::{Launch, LocalCluster, LocalOptions};
 use scbe_wire::{envelope_to_proto, ProtoCodec};
 
 /// Path of a workspace binary built in the same profile as the running test, building every
-/// workspace binary first if it is missing (`cargo test --workspace` builds none of them: they
-/// belong to other packages). One `cargo build` for all four, once per test process: built one
-/// package at a time, each resolves features on its own and recompiles the shared crates.
+/// workspace binary first (`cargo test --workspace` builds none of them: they belong to other
+/// packages). One `cargo build` for all four, once per test process, even when they exist: a
+/// binary left from before a change would test old code (a no-op build takes about a second).
+/// Built one package at a time, each resolves features on its own and recompiles the shared
+/// crates.
 pub fn workspace_bin(name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     // Test executables live in target/<profile>/deps/; binaries in target/<profile>/.
@@ -34,7 +36,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .to_path_buf();
     let bin = profile_dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !bin.exists() && !*built {
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--bins"]);

@@ -93,16 +93,17 @@ async fn every_streamed_request_is_answered_once_by_its_position() {
         "{:?}",
         by_index[&41]
     );
-    // The duplicate: either answered with the first one's outcome (already decided) or told
-    // that its request is the same one; never a second decision.
+    // The duplicate is the same request, not a second one: it is answered with the first
+    // one's decision (already decided, or waiting with it for the same batch), never decided
+    // twice and never refused.
     let dup = &by_index[&42];
-    if let Some(r) = &dup.reply {
-        assert_eq!(
-            r.seq,
-            by_index[&0].reply.as_ref().expect("decided").seq,
-            "{dup:?}"
-        );
-    }
+    let first_reply = by_index[&0].reply.as_ref().expect("decided");
+    let r = dup
+        .reply
+        .as_ref()
+        .unwrap_or_else(|| panic!("the duplicate was refused: {dup:?}"));
+    assert_eq!(r.seq, first_reply.seq, "{dup:?}");
+    assert_eq!(r.accepted, first_reply.accepted, "{dup:?}");
 
     // Every streamed release is in the ledger, once.
     let s = h.summary(1).await;

@@ -218,10 +218,15 @@ impl GovernanceService {
         let mut opened = open_many_cached(passed, &self.directory, &self.verified).into_iter();
         let mut out = Vec::with_capacity(checked.len());
         for c in checked {
-            out.push(match (c, opened.next()) {
-                (Ok(size), Some(o)) => self.hand_over(o, size).await,
-                (Ok(_), None) => Err(Status::internal("request lost while opening")),
-                (Err(status), _) => Err(status),
+            // Only a request that passed the precheck was opened: take its result, and none
+            // for one that did not (taking one there shifted every later answer onto the
+            // request before it, and lost the last).
+            out.push(match c {
+                Ok(size) => match opened.next() {
+                    Some(o) => self.hand_over(o, size).await,
+                    None => Err(Status::internal("request lost while opening")),
+                },
+                Err(status) => Err(status),
             });
         }
         out
