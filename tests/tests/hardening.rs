@@ -146,15 +146,35 @@ async fn huge_refused_registrations_do_not_amplify_the_store() {
         "store: {alone} bytes after 300 small registrations; {with_big} bytes with 5 refused \
          ones of {big_bytes} bytes in all before them"
     );
+    // Measured 1.04x (2026-12-03): the audit trail keeps each refused request once,
+    // compressed to about 3/4. Three copies of it would be 2.25x or more.
     let added = with_big.saturating_sub(alone);
     assert!(
-        added <= 4 * big_bytes,
+        added <= 2 * big_bytes,
         "{added} bytes of store for {big_bytes} bytes of refused registrations"
     );
 }
 
+/// `len` characters no compressor can shrink below ~3/4 of their size (6 random bits each, from
+/// a seeded SplitMix64): a store that compresses large values would hide any amplification of
+/// a repeated character.
+fn incompressible(seed: u64, len: usize) -> String {
+    const ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ALPHABET[((z ^ (z >> 31)) & 63) as usize] as char
+        })
+        .collect()
+}
+
 /// Largest store of a fresh cluster (default checkpoint interval) after `big` registrations with
-/// 250,000-character versions and 300 small ones, and the bytes of the big ones.
+/// 250,000-character incompressible versions and 300 small ones, and the bytes of the big ones.
 async fn store_after(big: usize) -> (u64, u64) {
     let mut h = Harness::start(LocalOptions {
         checkpoint_interval: 128,
@@ -176,7 +196,7 @@ async fn store_after(big: usize) -> (u64, u64) {
     let mut big_bytes = 0u64;
     for i in 0..big {
         let op = Operation::RegisterRelease {
-            release: release(&format!("{i}{}", "v".repeat(250_000))),
+            release: release(&incompressible(i as u64, 250_000)),
         };
         big_bytes += op.to_bytes().len() as u64;
         let r = h.submit(0, op).await;
