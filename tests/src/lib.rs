@@ -2,6 +2,8 @@
 //! runs a local quorum (and fleet) of real processes on loopback with a gRPC client. Waits poll
 //! a condition against a generous deadline; nothing sleeps a fixed time to pass.
 
+pub mod offline_ledger;
+
 use scbe_core::governance::ledger::{Proposal, ProposalStatus, RolloutStatus};
 pub use scbe_wire::status_summary::StatusSummary;
 use std::collections::BTreeMap;

@@ -1,0 +1,53 @@
+//! The ledger a validator's data directory proves, read offline after the cluster stopped: its
+//! audit trail replayed from the genesis ([`DecidedReplay`]), every signed checkpoint compared
+//! on the way. A test that checks what a run claims against this reads the ledger apart from
+//! anything the run itself wrote or answered.
+
+use std::path::Path;
+
+use scbe_core::consensus::{DecidedReplay, ReplicaId};
+use scbe_core::governance::Ledger;
+use scbe_validator::storage::RecordStore;
+use scbe_wire::genesis::Genesis;
+
+/// Replays validator `node`'s audit trail in the local cluster directory `dir` (the layout
+/// `scbe-sim up` and `scbe-sim demo` write). An error names what did not replay (a validator
+/// that caught up by state transfer has a gap in its trail).
+pub fn replay_validator_store(dir: &Path, node: u32) -> Result<DecidedReplay<Ledger>, String> {
+    let genesis = Genesis::load(&dir.join(scbe_sim::local::GENESIS)).map_err(|e| e.to_string())?;
+    let key = scbe_wire::key_file::read_key_file(&dir.join(format!("keys/node{node}.key")))
+        .map_err(|e| e.to_string())?;
+    let store = RecordStore::open(
+        &dir.join(format!("data/node{node}/records.redb")),
+        &key.public(),
+        &genesis.digest(),
+    )
+    .map_err(|e| e.to_string())?;
+    let cfg = genesis
+        .replica_config(ReplicaId(0))
+        .map_err(|e| e.to_string())?;
+    let directory = genesis.directory();
+    let mut replay = DecidedReplay::new(cfg, Ledger::new(genesis.ledger_config().clone()));
+    let mut from = 1;
+    loop {
+        let chunk = store.audit_from(from, 512).map_err(|e| e.to_string())?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (seq, bytes) in &chunk.decided {
+            let cert = scbe_wire::decode_commit_cert(bytes, directory)
+                .map_err(|e| format!("seq {seq}: {e}"))?;
+            replay.feed(&cert).map_err(|e| e.to_string())?;
+            from = seq + 1;
+        }
+        for (seq, bytes) in &chunk.checkpoints {
+            use prost::Message as _;
+            let proto = scbe_proto::v1::CheckpointCertificate::decode(bytes.as_slice())
+                .map_err(|e| format!("checkpoint {seq}: {e}"))?;
+            let cert = scbe_wire::open_checkpoint_cert(proto, directory)
+                .map_err(|e| format!("checkpoint {seq}: {e}"))?;
+            replay.check_signed(&cert).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(replay)
+}
