@@ -463,10 +463,33 @@ impl Simulation {
         }
         Progress {
             outstanding_requests: outstanding,
+            flood_outstanding: self.flood_requests_left(),
             target: self.target,
             honest,
             fleet_pending,
         }
+    }
+
+    /// Flood requests some honest replica that is up has not executed. The flooder is a
+    /// registered key: its requests are valid, and liveness requires every one decided.
+    fn flood_requests_left(&self) -> usize {
+        use scbe_core::consensus::nonce::NonceError;
+        let key = self.flooder.public();
+        (0..self.sc.n)
+            .filter(|i| self.is_honest(*i))
+            .filter_map(|i| self.nodes[i].step.as_ref())
+            .map(|step| {
+                (1..=self.flooder_nonce)
+                    .filter(|nonce| {
+                        !matches!(
+                            step.replica().check_nonce(&key, *nonce),
+                            Err(NonceError::Used { .. })
+                        )
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     fn step(&mut self, event: Event) {

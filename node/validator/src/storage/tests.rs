@@ -179,15 +179,19 @@ fn a_corrupt_or_truncated_database_is_refused() {
     assert!(opened.is_err(), "a truncated database must not load");
 }
 
+/// One bit of a signature inside a stored prepared certificate is flipped, and the value is
+/// stored again in a valid frame: only the signature check can find it (flipping a byte of the
+/// stored value would land inside a zstd frame, whose damage reads as another error).
 #[test]
 fn a_tampered_record_is_refused_on_load() {
+    use crate::storage::value_codec::{pack, unpack};
+    use scbe_wire::WireError;
     let mut c = Cluster::new(4, 128);
     c.input(0, Input::ClientRequest(c.request(1)));
     c.run();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
     store_all(&path, &c.keys[1], &c.stores[1]);
-    // Flip a byte near the end of the committed record's encoding (inside a signature).
     {
         use redb::{ReadableTable, TableDefinition};
         const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -195,13 +199,29 @@ fn a_tampered_record_is_refused_on_load() {
         let txn = db.begin_write().expect("txn");
         {
             let mut t = txn.open_table(RECORDS).expect("table");
-            let (k, mut v) = {
-                let (k, v) = t.last().expect("read").expect("a record");
-                (k.value(), v.value().to_vec())
-            };
-            let n = v.len();
-            v[n - 3] ^= 0x01;
-            t.insert(k, v.as_slice()).expect("insert");
+            let (k, mut bytes, signature) = t
+                .iter()
+                .expect("read")
+                .filter_map(|e| {
+                    let (k, v) = e.expect("entry");
+                    let bytes = unpack(v.value()).expect("a valid frame").into_owned();
+                    match scbe_wire::decode_record(&bytes, &c.dir).expect("loads") {
+                        Record::Prepared(cert) => Some((
+                            k.value(),
+                            bytes,
+                            *cert.pre_prepare.envelope().signature.as_bytes(),
+                        )),
+                        _ => None,
+                    }
+                })
+                .next()
+                .expect("a prepared certificate is stored");
+            let at = bytes
+                .windows(64)
+                .position(|w| w == signature)
+                .expect("the signature is in the encoding");
+            bytes[at + 10] ^= 0x01;
+            t.insert(k, pack(&bytes).as_slice()).expect("insert");
         }
         txn.commit().expect("commit");
     }
@@ -209,7 +229,16 @@ fn a_tampered_record_is_refused_on_load() {
         .expect("opens")
         .load(&c.dir)
         .expect_err("refused");
-    assert!(matches!(err, StorageError::Record { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::Record {
+                source: WireError::Crypto(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 /// A node killed while creating its store leaves a partly written file; whatever that left on
