@@ -55,9 +55,17 @@ fn the_demo_passes_and_its_summary_matches_the_ledger() {
         let id = a["id"].as_str().expect("id");
         let on_disk: scbe_core::agent::AgentState =
             read(&dir.path().join(format!("data/{id}/agent-state.json")));
-        assert_eq!(a["runs"].as_str(), Some(on_disk.current.version.as_str()), "{a}");
+        assert_eq!(
+            a["runs"].as_str(),
+            Some(on_disk.current.version.as_str()),
+            "{a}"
+        );
         assert_eq!(on_disk.current.version, "r3", "{id}");
-        assert_eq!(state.assigned.get(id).map(String::as_str), Some("r3"), "{id}");
+        assert_eq!(
+            state.assigned.get(id).map(String::as_str),
+            Some("r3"),
+            "{id}"
+        );
     }
     let in_summary: Vec<(u64, String)> = summary["rollouts"]
         .as_array()
@@ -77,7 +85,11 @@ fn the_demo_passes_and_its_summary_matches_the_ledger() {
         .collect();
     assert_eq!(in_summary, in_ledger);
     assert_eq!(
-        state.rollouts.values().map(|r| r.status).collect::<Vec<_>>(),
+        state
+            .rollouts
+            .values()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
         [
             RolloutStatus::Completed,
             RolloutStatus::Completed,

@@ -159,8 +159,7 @@ async fn huge_refused_registrations_do_not_amplify_the_store() {
 /// a seeded SplitMix64): a store that compresses large values would hide any amplification of
 /// a repeated character.
 fn incompressible(seed: u64, len: usize) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
     (0..len)
         .map(|_| {

@@ -389,7 +389,11 @@ mod tests {
         let rollout = w.promote_to_canary("r0000");
         w.complete_batches(rollout, "r0000");
         assert_eq!(
-            w.ledger.state().current.get(&Stage::Canary).map(String::as_str),
+            w.ledger
+                .state()
+                .current
+                .get(&Stage::Canary)
+                .map(String::as_str),
             Some("r0000")
         );
         let n = RELEASES_LISTED + 40;
@@ -408,7 +412,10 @@ mod tests {
             Some(&Stage::Staging),
             "the newest is listed"
         );
-        assert!(!listed.contains_key("r0001"), "an old one no stage serves is not");
+        assert!(
+            !listed.contains_key("r0001"),
+            "an old one no stage serves is not"
+        );
         assert_eq!(
             listed.get("r0000"),
             Some(&Stage::Canary),
