@@ -32,7 +32,7 @@ struct World {
     client: Keypair,
     seeds_envelopes: Vec<Vec<u8>>,
     /// A valid payload of every consensus message kind.
-    seeds_payloads: Vec<(Kind, Vec<u8>)>,
+    seeds_payloads: Vec<KindPayload>,
     /// Stored records, encoded as the store writes them.
     seeds_records: Vec<Vec<u8>>,
 }
@@ -131,6 +131,9 @@ fn world() -> Arc<World> {
     }))
 }
 
+/// A consensus message kind and a payload for it.
+type KindPayload = (Kind, Vec<u8>);
+
 /// Valid payloads of the consensus kinds the world does not build inline (pre-prepare, prepare,
 /// commit, checkpoint, view change, new view, state request and response, heartbeat), and
 /// stored records of every kind, encoded as the store writes them.
@@ -138,7 +141,7 @@ fn consensus_seeds(
     validators: &[Keypair],
     pp: &Signed<PrePrepare>,
     vote: &Signed<Vote>,
-) -> (Vec<(Kind, Vec<u8>)>, Vec<Vec<u8>>) {
+) -> (Vec<KindPayload>, Vec<Vec<u8>>) {
     use scbe_core::consensus::{
         Checkpoint, CheckpointCert, CommitCert, Heartbeat, NewView, PreparedCert, Record,
         ReplicaId, StateRequest, StateResponse, ViewChange,
