@@ -1,0 +1,161 @@
+//! Each invariant checker catches a violation planted in its input (and stays quiet on the
+//! honest run it is given first), so a checker that silently stopped checking fails here. The
+//! checkers that need a whole fleet (fleet-authority, rollout-evidence) and the quorum rule
+//! (agreement through the simulator) are broken on purpose in `honesty.rs` instead.
+
+use scbe_core::consensus::{Decision, Digest, Seq};
+use scbe_sim::invariants::agreement::Agreement;
+use scbe_sim::invariants::certificates::Certificates;
+use scbe_sim::invariants::double_sign::DoubleSign;
+use scbe_sim::invariants::integrity::Integrity;
+use scbe_sim::invariants::liveness::Progress;
+use scbe_sim::invariants::validity::Validity;
+use scbe_wire::testkit::Cluster;
+
+/// A 4-replica cluster that decided three requests, and replica 0's decisions.
+fn decided() -> (Cluster, Vec<Decision>) {
+    let mut c = Cluster::new(4, 8);
+    for nonce in 1..=3 {
+        c.input(
+            0,
+            scbe_core::consensus::Input::ClientRequest(c.request(nonce)),
+        );
+        c.run();
+    }
+    let d = c.delivered[0].clone();
+    assert_eq!(d.len(), 3);
+    (c, d)
+}
+
+#[test]
+fn agreement_catches_two_batches_or_two_states_at_one_seq() {
+    let mut a = Agreement::default();
+    let (x, y) = (Digest::of_parts(&[b"x"]), Digest::of_parts(&[b"y"]));
+    assert_eq!(a.on_decided(0, Seq(1), x), None);
+    assert_eq!(a.on_decided(1, Seq(1), x), None);
+    assert!(a.on_decided(2, Seq(1), y).is_some());
+    assert_eq!(a.on_state(0, Seq(8), x), None);
+    assert!(a.on_state(3, Seq(8), y).is_some());
+}
+
+#[test]
+fn certificates_catches_a_short_quorum_a_repeated_signer_and_another_seq() {
+    let (c, decisions) = decided();
+    let check = Certificates::new(c.dir.clone(), 3);
+    for d in &decisions {
+        assert_eq!(check.on_deliver(0, d), None, "honest decision at {}", d.seq);
+    }
+    let mut short = decisions[0].clone();
+    short.certificate.commits.truncate(2);
+    assert!(check.on_deliver(0, &short).is_some());
+    let mut repeated = decisions[0].clone();
+    let again = repeated.certificate.commits[0].clone();
+    repeated.certificate.commits = vec![again.clone(), again.clone(), again];
+    assert!(
+        check.on_deliver(0, &repeated).is_some(),
+        "one signer three times"
+    );
+    let mut moved = decisions[0].clone();
+    moved.seq = Seq(2);
+    assert!(
+        check.on_deliver(0, &moved).is_some(),
+        "certificate for another seq"
+    );
+}
+
+#[test]
+fn double_sign_catches_two_prepares_for_one_slot() {
+    let (c, _) = decided();
+    let mut check = DoubleSign::default();
+    // Replica 1's honest messages: nothing to report.
+    let sent: Vec<_> = c.log[1]
+        .iter()
+        .filter_map(|a| match a {
+            scbe_core::consensus::Action::Broadcast(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!sent.is_empty());
+    for e in &sent {
+        assert_eq!(check.on_sent(1, e), None);
+    }
+    // Replica 1 prepares another digest for a slot it prepared.
+    let prepare = sent
+        .iter()
+        .find(|e| e.kind == scbe_core::consensus::Kind::Prepare)
+        .expect("a prepare");
+    let vote = scbe_core::consensus::Vote {
+        view: scbe_core::consensus::View(0),
+        seq: Seq(1),
+        digest: Digest::of_parts(&[b"another batch"]),
+    };
+    use scbe_core::consensus::Codec as _;
+    let other = scbe_core::consensus::Envelope::seal(
+        prepare.kind,
+        scbe_wire::ProtoCodec.encode_vote(&vote),
+        &c.keys[1],
+    );
+    assert!(check.on_sent(1, &other).is_some());
+}
+
+#[test]
+fn integrity_catches_a_request_executed_twice() {
+    let (_, decisions) = decided();
+    let mut check = Integrity::default();
+    for d in &decisions {
+        assert!(check.on_deliver(0, d).is_empty());
+        assert!(
+            check.on_deliver(1, d).is_empty(),
+            "another replica, same seq"
+        );
+    }
+    // Replica 0 executes the request of seq 1 again at seq 3.
+    let mut again = decisions[2].clone();
+    again.executed = decisions[0].executed.clone();
+    assert!(!check.on_deliver(0, &again).is_empty());
+    // Replica 2 executes it first at another seq than the others did.
+    let mut elsewhere = decisions[1].clone();
+    elsewhere.executed = decisions[0].executed.clone();
+    assert!(!check.on_deliver(2, &elsewhere).is_empty());
+}
+
+#[test]
+fn validity_catches_a_request_nobody_submitted() {
+    let (c, decisions) = decided();
+    let mut check = Validity::new(c.dir.clone());
+    for d in &decisions[..2] {
+        for r in &d.executed {
+            check.on_submitted(r.envelope().digest());
+        }
+    }
+    for d in &decisions[..2] {
+        assert!(check.on_deliver(0, d).is_empty());
+    }
+    assert!(!check.on_deliver(0, &decisions[2]).is_empty());
+}
+
+#[test]
+fn liveness_catches_every_kind_of_unfinished_work() {
+    let done = || Progress {
+        outstanding_requests: 0,
+        flood_outstanding: 0,
+        target: Seq(9),
+        honest: vec![(0, Seq(9)), (1, Seq(9)), (2, Seq(10))],
+        fleet_pending: Vec::new(),
+    };
+    assert_eq!(done().violation(), None);
+    let mut p = done();
+    p.outstanding_requests = 1;
+    assert!(p.violation().is_some());
+    let mut p = done();
+    p.flood_outstanding = 3;
+    assert!(p
+        .violation()
+        .is_some_and(|v| v.contains("3 flood requests")));
+    let mut p = done();
+    p.honest[1].1 = Seq(8);
+    assert!(p.violation().is_some());
+    let mut p = done();
+    p.fleet_pending.push("rollout 1 is still InProgress".into());
+    assert!(p.violation().is_some());
+}
