@@ -229,3 +229,60 @@ async fn store_after(big: usize) -> (u64, u64) {
         .unwrap_or(0);
     (largest, big_bytes)
 }
+
+/// `[quotas] requests_per_window` (here 4, from `LocalOptions::quota_requests`) holds at the
+/// client API: the fifth request of a window is refused with RESOURCE_EXHAUSTED before anything
+/// is ordered, and the quota is per validator (another validator still takes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_over_the_requester_quota_is_refused_and_nothing_is_ordered() {
+    let mut h = Harness::start(LocalOptions {
+        quota_requests: Some(4),
+        ..fast()
+    })
+    .await;
+    let key = h.requester.clone();
+    let mut c = h.client(0).await;
+    for i in 0..4 {
+        let env = h.request(
+            &key,
+            &Operation::RegisterRelease {
+                release: release(&format!("q{i}")),
+            },
+        );
+        let r = c.submit(env).await.expect("within the quota").into_inner();
+        assert!(r.accepted, "{:?}", r.reasons);
+    }
+    let over = h.request(
+        &key,
+        &Operation::RegisterRelease {
+            release: release("q4"),
+        },
+    );
+    let err = c.submit(over.clone()).await.expect_err("over the quota");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("requester quota exceeded"), "{err}");
+    // Nothing was ordered: the cluster has executed four of this key's nonces, not five.
+    let mut status = h.client(1).await;
+    let s = status
+        .status(pb::StatusRequest {
+            proposal: None,
+            signer: key.public().as_bytes().to_vec().into(),
+        })
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(
+        s.last_nonce,
+        h.nonce - 1,
+        "the refused request was not ordered"
+    );
+    // Validator 1 has its own quota: the same request is taken there.
+    let r = h
+        .client(1)
+        .await
+        .submit(over)
+        .await
+        .expect("another validator")
+        .into_inner();
+    assert!(r.accepted, "{:?}", r.reasons);
+}
