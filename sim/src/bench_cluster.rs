@@ -15,8 +15,9 @@
 //! With `--workload rollback` (the default) the operation is a cheap one the ledger rejects (a
 //! rollback to the version already in production), so the figures are about ordering, storage
 //! and the network, not ledger work. With `--workload register` every saturation request
-//! registers a new release fused from the example provider manifests (its operation is 949
-//! bytes of JSON), which the ledger checks and keeps: its state grows with every request.
+//! registers a new release fused from the example provider manifests, each with its own
+//! training-run suffix and metrics (its operation is 1,050-1,150 bytes of JSON), which the
+//! ledger checks and keeps: its state grows with every request.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,8 +36,8 @@ pub enum Workload {
     /// A rollback the ledger rejects: ordering, storage and network only.
     #[default]
     Rollback,
-    /// A new release per request (fused from the example manifests, 949 bytes), which the
-    /// ledger accepts and keeps.
+    /// A new release per request (fused from the example manifests, 1,050-1,150 bytes), which
+    /// the ledger accepts and keeps.
     Register,
 }
 

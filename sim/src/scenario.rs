@@ -113,7 +113,8 @@ pub struct Scenario {
     pub slow: Option<(usize, u64)>,
     /// (at_ms, count): bursts in which a Byzantine requester (a registered key) sends `count`
     /// requests of the largest admitted size to every validator at once. No message may exceed
-    /// the peer cap, and the liveness invariant still requires everything to be decided.
+    /// the peer cap, and the liveness invariant still requires every request decided that the
+    /// nonce window still admits (two floods can exceed its 128 requests in flight).
     pub floods: Vec<(u64, u32)>,
     /// (replica, restart_after_ms): an honest replica crashes the first time its ledger shows a
     /// rollout in progress (while it is watching and submitting evidence) and restarts this

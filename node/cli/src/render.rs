@@ -53,6 +53,15 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
         "validator {}: view {} ({}), executed {}, stable checkpoint {}\n",
         reply.node, reply.view, reply.status, reply.last_executed, reply.stable_checkpoint
     );
+    if !reply.state_digest.is_empty() {
+        // What `scbe audit verify` prints for a log exported up to this seq.
+        let _ = writeln!(
+            out,
+            "state:     digest {} at seq {}",
+            scbe_wire::key_file::encode_hex(&reply.state_digest),
+            reply.last_executed
+        );
+    }
     let stages: Vec<String> = [Stage::Production, Stage::Canary]
         .iter()
         .filter_map(|st| s.serving(*st).map(|v| format!("{} {v}", st.name())))
