@@ -153,3 +153,77 @@ fn liveness_catches_every_kind_of_unfinished_work() {
     p.fleet_pending.push("rollout 1 is still InProgress".into());
     assert!(p.violation().is_some());
 }
+
+/// The ledger rolls a canary back on a failed deploy ack and records every agent of the batch
+/// rolled back on signed acks; the rollback checker asks the agents themselves. Agents on the
+/// rollback version pass; one that still runs the bad version is caught.
+#[test]
+fn rollback_catches_an_agent_left_on_the_bad_version() {
+    use scbe_core::agent::{AgentCore, AgentState, SyntheticModel};
+    use scbe_core::crypto::Keypair;
+    use scbe_core::governance::ledger::{RolloutStatus, Signer};
+    use scbe_core::governance::ledger_world::World;
+    use scbe_core::governance::Operation;
+    use scbe_core::rollout::evidence::{AckOutcome, OrderAction};
+    use scbe_sim::fleet::SimAgent;
+    use scbe_sim::invariants::rollback::check_rolled_back;
+    use scbe_sim::scenario::AgentBehaviour;
+
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let batch = w.ledger.state().rollouts[&r].batches[0].clone();
+    let idx: Vec<usize> = batch.iter().map(|id| w.agent_index(id)).collect();
+    let failed = w.ack_with(idx[0], r, OrderAction::Deploy, "v1", AckOutcome::Failed);
+    let o = w.submit(
+        Signer::Validator(2),
+        &Operation::AutoRollback {
+            rollout: r,
+            reports: vec![],
+            acks: vec![failed],
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let acks = idx
+        .iter()
+        .map(|&i| w.ack_with(i, r, OrderAction::Rollback, "v0", AckOutcome::Done))
+        .collect();
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RollbackDone { rollout: r, acks },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let rollout = &w.ledger.state().rollouts[&r];
+    assert_eq!(rollout.status, RolloutStatus::RolledBack);
+    assert_eq!(rollout.rollback_agents, batch);
+
+    let agent = |id: &str, runs: &str| {
+        let key = Keypair::from_label(id);
+        SimAgent {
+            id: id.to_string(),
+            specialty: String::new(),
+            core: AgentCore::new(
+                id.to_string(),
+                key.clone(),
+                Vec::new(),
+                3,
+                AgentState::initial(runs),
+                10,
+            ),
+            key,
+            behaviour: AgentBehaviour::Honest,
+            model: SyntheticModel {
+                seed: 0,
+                degrade: None,
+                degrade_after: 0,
+            },
+            obeyed: Vec::new(),
+        }
+    };
+    let honest: Vec<SimAgent> = batch.iter().map(|id| agent(id, "v0")).collect();
+    assert!(check_rolled_back(rollout, &honest).is_empty());
+    let mut left = honest;
+    left[1] = agent(&batch[1], "v1");
+    let found = check_rolled_back(rollout, &left);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains(&batch[1]), "{found:?}");
+}
