@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use rand::Rng;
 use scbe_core::consensus::{Kind, Principal, Request, Signed};
-use scbe_core::governance::ledger::AgentChange;
 use scbe_core::governance::Operation;
 use scbe_core::rollout::evidence::OrderAction;
 use scbe_core::rollout::order::{Endorsement, SignedOrder};
@@ -17,6 +16,7 @@ use scbe_wire::ProtoCodec;
 
 use crate::fleet::{Evidence, Obeyed, ORDER_RETRY_MS, SAMPLE_TICKS};
 use crate::invariants::fleet_authority::check_order;
+use crate::invariants::membership::{approved_changes, check_planned};
 use crate::invariants::rollback::check_rolled_back;
 use crate::invariants::rollout_evidence::check_completed;
 use crate::scenario::AgentBehaviour;
@@ -389,36 +389,12 @@ impl Simulation {
             .filter(|r| !self.checked.contains(&(r.id, r.status as u8)))
             .cloned()
             .collect();
-        // Membership: no rollout plans an agent outside the fleet of its planning seq (one
-        // removed by an approved proposal before it, and not admitted again before it).
-        let changes: Vec<(u64, AgentChange)> = ledger
-            .state()
-            .proposals
-            .values()
-            .filter(|p| p.status == scbe_core::governance::ledger::ProposalStatus::Approved)
-            .filter_map(|p| match &p.kind {
-                scbe_core::governance::ledger::ProposalKind::Agent { change } => {
-                    Some((p.decided_seq?, change.clone()))
-                }
-                _ => None,
-            })
-            .collect();
+        // Membership (`invariants/membership.rs`).
+        let changes = approved_changes(ledger);
         self.stats.membership_changes = changes.len() as u64;
         for r in &ended {
-            for agent in r.batches.iter().flatten() {
-                let last = changes
-                    .iter()
-                    .filter(|(seq, c)| *seq < r.planned_seq && c.agent() == agent)
-                    .max_by_key(|(seq, _)| *seq);
-                if let Some((seq, AgentChange::Remove { .. })) = last {
-                    self.violation(
-                        "membership",
-                        format!(
-                            "rollout {} planned at seq {} names {agent}, removed at seq {seq}",
-                            r.id, r.planned_seq
-                        ),
-                    );
-                }
+            for v in check_planned(r, &changes) {
+                self.violation("membership", v);
             }
         }
         for r in ended {

@@ -1,7 +1,9 @@
 //! Each invariant checker catches a violation planted in its input (and stays quiet on the
-//! honest run it is given first), so a checker that silently stopped checking fails here. The
-//! checkers that need a whole fleet (fleet-authority, rollout-evidence) and the quorum rule
-//! (agreement through the simulator) are broken on purpose in `honesty.rs` instead.
+//! honest input it is given first), so a checker that silently stopped checking fails here:
+//! agreement, certificates, double-sign, integrity, validity, liveness, rollback and
+//! membership. Fleet-authority and rollout-evidence (which need a whole fleet) and the quorum
+//! rule (agreement through the simulator) are broken on purpose in `honesty.rs`; own-nonces
+//! has its own unit tests. Recovery (a replica that fails to restore) has none yet.
 
 use scbe_core::consensus::{Decision, Digest, Seq};
 use scbe_sim::invariants::agreement::Agreement;
@@ -226,4 +228,40 @@ fn rollback_catches_an_agent_left_on_the_bad_version() {
     let found = check_rolled_back(rollout, &left);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains(&batch[1]), "{found:?}");
+}
+
+/// After an approved removal the ledger plans the next rollout without the agent, and the
+/// membership checker is quiet; the same rollout with the removed agent planted in a batch is
+/// caught, naming the agent and the seq that removed it.
+#[test]
+fn membership_catches_a_rollout_that_plans_a_removed_agent() {
+    use scbe_core::governance::ledger::{AgentChange, ProposalStatus};
+    use scbe_core::governance::ledger_world::World;
+    use scbe_core::governance::Operation;
+    use scbe_sim::invariants::membership::{approved_changes, check_planned};
+
+    let mut w = World::new();
+    let o = w.request(Operation::ProposeAgent {
+        change: AgentChange::Remove {
+            id: "agent-1".into(),
+        },
+    });
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("a proposal");
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    assert_eq!(
+        w.ledger.state().proposals[&p].status,
+        ProposalStatus::Approved
+    );
+    let r = w.promote_to_canary("r1");
+    let changes = approved_changes(&w.ledger);
+    assert_eq!(changes.len(), 1);
+    let mut rollout = w.ledger.state().rollouts[&r].clone();
+    assert!(check_planned(&rollout, &changes).is_empty());
+    rollout.batches[0].push("agent-1".into());
+    let found = check_planned(&rollout, &changes);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("agent-1"), "{found:?}");
 }

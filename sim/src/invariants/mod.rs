@@ -7,6 +7,7 @@ pub mod double_sign;
 pub mod fleet_authority;
 pub mod integrity;
 pub mod liveness;
+pub mod membership;
 pub mod own_nonces;
 pub mod rollback;
 pub mod rollout_evidence;
