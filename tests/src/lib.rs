@@ -350,6 +350,20 @@ impl Harness {
         }
     }
 
+    /// Registers a release `version` through validator `i`, which must accept it.
+    pub async fn register(&mut self, i: usize, version: &str) -> pb::SubmitReply {
+        let r = self
+            .submit(
+                i,
+                Operation::RegisterRelease {
+                    release: release(version),
+                },
+            )
+            .await;
+        assert!(r.accepted, "registering {version}: {:?}", r.reasons);
+        r
+    }
+
     /// Registers `version` and proposes it to `to`; returns the proposal id.
     pub async fn register_and_promote(
         &mut self,
@@ -357,15 +371,7 @@ impl Harness {
         to: scbe_core::governance::Stage,
     ) -> u64 {
         if to == scbe_core::governance::Stage::Canary {
-            let r = self
-                .submit(
-                    0,
-                    Operation::RegisterRelease {
-                        release: release(version),
-                    },
-                )
-                .await;
-            assert!(r.accepted, "{:?}", r.reasons);
+            self.register(0, version).await;
         }
         let r = self
             .submit(

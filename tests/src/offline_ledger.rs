@@ -26,28 +26,29 @@ pub fn replay_validator_store(dir: &Path, node: u32) -> Result<DecidedReplay<Led
     let cfg = genesis
         .replica_config(ReplicaId(0))
         .map_err(|e| e.to_string())?;
-    let directory = genesis.directory();
-    let mut replay = DecidedReplay::new(cfg, Ledger::new(genesis.ledger_config().clone()));
+    // The trail as `scbe audit export` would write it, then the same replay `verify` runs.
+    let mut log = scbe_proto::v1::AuditLog::default();
     let mut from = 1;
     loop {
         let chunk = store.audit_from(from, 512).map_err(|e| e.to_string())?;
-        if chunk.is_empty() {
+        let Some(&(last, _)) = chunk.decided.last() else {
             break;
-        }
+        };
+        from = last + 1;
         for (seq, bytes) in &chunk.decided {
-            let cert = scbe_wire::decode_commit_cert(bytes, directory)
-                .map_err(|e| format!("seq {seq}: {e}"))?;
-            replay.feed(&cert).map_err(|e| e.to_string())?;
-            from = seq + 1;
+            log.decided.push(
+                prost::Message::decode(bytes.as_slice()).map_err(|e| format!("seq {seq}: {e}"))?,
+            );
         }
         for (seq, bytes) in &chunk.checkpoints {
-            use prost::Message as _;
-            let proto = scbe_proto::v1::CheckpointCertificate::decode(bytes.as_slice())
-                .map_err(|e| format!("checkpoint {seq}: {e}"))?;
-            let cert = scbe_wire::open_checkpoint_cert(proto, directory)
-                .map_err(|e| format!("checkpoint {seq}: {e}"))?;
-            replay.check_signed(&cert).map_err(|e| e.to_string())?;
+            log.checkpoints.push(
+                prost::Message::decode(bytes.as_slice())
+                    .map_err(|e| format!("checkpoint {seq}: {e}"))?,
+            );
         }
     }
+    let mut replay = DecidedReplay::new(cfg, Ledger::new(genesis.ledger_config().clone()));
+    scbe_wire::audit_log::replay_audit_log(&mut replay, log, genesis.directory())
+        .map_err(|e| format!("seq {}: {e}", e.seq()))?;
     Ok(replay)
 }

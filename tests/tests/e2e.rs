@@ -197,15 +197,7 @@ async fn the_audit_log_replays_to_the_clusters_state_and_a_gap_swap_or_tamper_is
     })
     .await;
     for v in ["v1", "v2", "v3"] {
-        let r = h
-            .submit(
-                0,
-                Operation::RegisterRelease {
-                    release: release(v),
-                },
-            )
-            .await;
-        assert!(r.accepted, "{:?}", r.reasons);
+        h.register(0, v).await;
     }
     let p = h
         .submit(
@@ -354,33 +346,18 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
         .accepted
     );
     let mut version = 0;
-    for cycle in 0..2 {
+    for _ in 0..2 {
         h.cluster.kill(3);
         for _ in 0..4 {
             version += 1;
-            let r = h
-                .submit(
-                    1 + version % 2,
-                    Operation::RegisterRelease {
-                        release: release(&format!("load-{version}")),
-                    },
-                )
+            h.register(1 + version % 2, &format!("load-{version}"))
                 .await;
-            assert!(r.accepted, "{:?}", r.reasons);
         }
         h.cluster.start(3).expect("restart");
         // Load continues while it recovers.
         for _ in 0..3 {
             version += 1;
-            let r = h
-                .submit(
-                    2,
-                    Operation::RegisterRelease {
-                        release: release(&format!("load-{version}")),
-                    },
-                )
-                .await;
-            assert!(r.accepted, "cycle {cycle}: {:?}", r.reasons);
+            h.register(2, &format!("load-{version}")).await;
         }
         let target = h.status(1, None).await.last_executed;
         h.wait_status(3, None, "caught up", |s| s.last_executed >= target)
@@ -391,15 +368,7 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
     // stores hold evidence to check (the count is asserted below).
     for _ in 0..6 {
         version += 1;
-        let r = h
-            .submit(
-                3,
-                Operation::RegisterRelease {
-                    release: release(&format!("load-{version}")),
-                },
-            )
-            .await;
-        assert!(r.accepted, "{:?}", r.reasons);
+        h.register(3, &format!("load-{version}")).await;
         let target = h.status(1, None).await.last_executed;
         h.wait_status(3, None, "executed", |s| s.last_executed >= target)
             .await;

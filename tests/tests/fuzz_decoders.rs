@@ -293,6 +293,18 @@ fn open_signed<T: AgentBody>(agent: &Keypair, payload: String) {
     let _ = signed.open(|_| Some(&key));
 }
 
+/// `payload` as an envelope of `kind` with a valid signature: a requester's for a request, a
+/// validator's for everything else.
+fn signed_again(kind: Kind, payload: Vec<u8>) -> Vec<u8> {
+    let w = world();
+    let key = if kind == Kind::Request {
+        &w.client
+    } else {
+        &w.validator
+    };
+    encode_envelope(&scbe_core::consensus::Envelope::seal(kind, payload, key))
+}
+
 /// The re-signing target reaches the decoders: every kind has a seed, and each unmutated seed,
 /// signed again as the target signs it, opens; so do the stored-record seeds.
 #[test]
@@ -307,13 +319,7 @@ fn every_seed_opens_when_signed_again() {
             .collect();
         assert!(!seeds.is_empty(), "no seed for {kind:?}");
         for p in seeds {
-            let key = if kind == Kind::Request {
-                &w.client
-            } else {
-                &w.validator
-            };
-            let env = scbe_core::consensus::Envelope::seal(kind, p.clone(), key);
-            if let Err(e) = open(&encode_envelope(&env), &w.dir) {
+            if let Err(e) = open(&signed_again(kind, p.clone()), &w.dir) {
                 panic!("{kind:?}: {e}");
             }
         }
@@ -350,10 +356,7 @@ proptest! {
             bytes_from(seeds).prop_map(move |p| (kind, p))
         })
     ) {
-        let w = world();
-        let key = if kind == Kind::Request { &w.client } else { &w.validator };
-        let env = scbe_core::consensus::Envelope::seal(kind, payload, key);
-        let _ = open(&encode_envelope(&env), &w.dir);
+        let _ = open(&signed_again(kind, payload), &world().dir);
     }
 
     #[test]

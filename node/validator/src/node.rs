@@ -196,6 +196,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         roster,
         fleet_health,
         consensus_seen: (scbe_core::consensus::Status::Normal, None),
+        state_digest: None,
         started: Instant::now(),
         genesis: v.genesis.digest(),
         cluster: v.genesis.cluster().to_string(),

@@ -70,6 +70,10 @@ pub(crate) struct Runtime {
     /// (status, suspected view) after the last turn: changes are logged at debug level, the
     /// timeline of a failover.
     pub(crate) consensus_seen: (scbe_core::consensus::Status, Option<u64>),
+    /// The state digest `Status` reports, with the executed seq it is for: it hashes the whole
+    /// ledger state, and the state changes only when a batch executes, so status polls between
+    /// executions reuse it.
+    pub(crate) state_digest: Option<(u64, Digest)>,
     pub(crate) started: Instant,
     /// The cluster this validator belongs to, and what it knows of its links.
     pub(crate) genesis: Digest,
@@ -408,7 +412,15 @@ impl Runtime {
     }
 
     fn status(&mut self, query: StatusQuery) -> StatusReport {
-        let state_digest = self.step.state_digest_now();
+        let executed = self.step.replica().last_executed().0;
+        let state_digest = match self.state_digest {
+            Some((seq, d)) if seq == executed => d,
+            _ => {
+                let d = self.step.state_digest_now();
+                self.state_digest = Some((executed, d));
+                d
+            }
+        };
         let r = self.step.replica();
         let l = self.ledger();
         let detail = match query.proposal {

@@ -1,7 +1,7 @@
 //! Liveness after healing: once faults stop (Byzantine replicas keep misbehaving), every client
-//! request completes (the flooding requester's are not counted: see `Scenario::floods`), every honest replica executes up to the last decided request, the release
-//! requester's script finishes and no rollout is left in progress or rolling back, within the
-//! deadline.
+//! request completes (the flooding requester's are not counted: see `Scenario::floods`), every
+//! honest replica executes up to the last decided request, the release requester's script
+//! finishes and no rollout is left in progress or rolling back, within the deadline.
 
 use scbe_core::consensus::Seq;
 

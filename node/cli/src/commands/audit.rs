@@ -9,6 +9,7 @@ use anyhow::Context;
 use scbe_core::consensus::{DecidedReplay, ReplayError, ReplicaId};
 use scbe_core::governance::Ledger;
 use scbe_proto::v1 as pb;
+use scbe_wire::audit_log::{replay_audit_log, AuditLogError};
 
 use super::{out, runtime, Unusable};
 use crate::render::rollout_line;
@@ -53,12 +54,6 @@ pub fn audit_export(node: &str, file: &Path, from: u64) -> Result<ExitCode, Unus
     Ok(ExitCode::SUCCESS)
 }
 
-/// Why a log proves nothing: printed as `INVALID at seq N: ...`, exit 1.
-struct Invalid {
-    seq: u64,
-    why: String,
-}
-
 pub fn audit_verify(file: &Path, genesis: &Path) -> Result<ExitCode, Unusable> {
     use prost::Message as _;
     let genesis = scbe_wire::genesis::Genesis::load(genesis).map_err(|e| Unusable(e.into()))?;
@@ -76,12 +71,19 @@ pub fn audit_verify(file: &Path, genesis: &Path) -> Result<ExitCode, Unusable> {
         ))
     })?;
     let mut replay = DecidedReplay::new(cfg, Ledger::new(genesis.ledger_config().clone()));
-    match replay_log(&mut replay, log, genesis.directory()) {
-        Err(Invalid { seq, why }) => {
-            out(&format!("INVALID at seq {seq}: {why}"));
+    match replay_audit_log(&mut replay, log, genesis.directory()) {
+        Err(e) => {
+            let hint = match e {
+                AuditLogError::Replay(ReplayError::OutOfOrder { .. }) => {
+                    " (a validator that caught up by state transfer lacks the batches before \
+                     its snapshot: export from one that executed them)"
+                }
+                _ => "",
+            };
+            out(&format!("INVALID at seq {}: {e}{hint}", e.seq()));
             Ok(ExitCode::from(1))
         }
-        Ok(Proved { checkpoints }) => {
+        Ok(checkpoints) => {
             let last = replay.last().0;
             let digest = replay.digest_now();
             let summary = scbe_wire::status_summary::StatusSummary::of(
@@ -119,63 +121,4 @@ pub fn audit_verify(file: &Path, genesis: &Path) -> Result<ExitCode, Unusable> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-struct Proved {
-    checkpoints: usize,
-}
-
-/// Feeds every certificate of `log` to `replay` in the log's order, then checks every signed
-/// checkpoint the log carries against it.
-fn replay_log(
-    replay: &mut DecidedReplay<Ledger>,
-    log: pb::AuditLog,
-    dir: &scbe_core::consensus::Directory,
-) -> Result<Proved, Invalid> {
-    use scbe_core::consensus::decided_replay::CheckpointCheck;
-    if log.decided.is_empty() {
-        return Err(Invalid {
-            seq: 1,
-            why: "the log holds no decided batch".into(),
-        });
-    }
-    for (i, p) in log.decided.into_iter().enumerate() {
-        // Where the certificate should be, to name it if it cannot even be opened.
-        let due = replay.last().next().0;
-        let cert = scbe_wire::open_commit_cert(p, dir).map_err(|e| Invalid {
-            seq: due,
-            why: format!("certificate #{} in the log does not open: {e}", i + 1),
-        })?;
-        replay.feed(&cert).map_err(|e| Invalid {
-            seq: e.seq().0,
-            why: match e {
-                ReplayError::OutOfOrder { .. } => format!(
-                    "{e} (a validator that caught up by state transfer lacks the batches \
-                     before its snapshot: export from one that executed them)"
-                ),
-                _ => e.to_string(),
-            },
-        })?;
-    }
-    let mut checked = 0;
-    for p in log.checkpoints {
-        let seq = p.seq;
-        let cert = scbe_wire::open_checkpoint_cert(p, dir).map_err(|e| Invalid {
-            seq,
-            why: format!("the signed checkpoint does not open: {e}"),
-        })?;
-        match replay.check_signed(&cert) {
-            Ok(CheckpointCheck::Matches) => checked += 1,
-            Ok(CheckpointCheck::Beyond) => {}
-            Err(e) => {
-                return Err(Invalid {
-                    seq: e.seq().0,
-                    why: e.to_string(),
-                })
-            }
-        }
-    }
-    Ok(Proved {
-        checkpoints: checked,
-    })
 }
