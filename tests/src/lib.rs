@@ -164,8 +164,21 @@ impl Harness {
     }
 
     /// Submits to validator `i`, retrying while the cluster is still forming or changing view.
+    /// The nonce counts up from the highest one the cluster executed for the requester key, so
+    /// a request signed elsewhere with the same key (the `scbe` CLI in a test) never collides.
     pub async fn submit(&mut self, i: usize, op: Operation) -> pb::SubmitReply {
         let key = self.requester.clone();
+        let executed = self
+            .client(i)
+            .await
+            .status(pb::StatusRequest {
+                proposal: None,
+                signer: key.public().as_bytes().to_vec().into(),
+            })
+            .await
+            .map(|r| r.into_inner().last_nonce)
+            .unwrap_or(0);
+        self.nonce = self.nonce.max(executed);
         let env = self.request(&key, &op);
         let start = Instant::now();
         loop {
