@@ -36,6 +36,7 @@ pub mod status_summary;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
 pub mod verified_cache;
 pub mod wire_error;
 

@@ -1,0 +1,111 @@
+//! The client side: how a node dials another, through TLS or (on loopback, when configured)
+//! plaintext.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// How to reach a server.
+#[derive(Clone)]
+pub enum Link {
+    /// No encryption: only where every address is loopback (see `plaintext_allowed`).
+    Plaintext,
+    /// TLS 1.3 with the server's key pinned (and this node's certificate, for mutual TLS).
+    Tls(Arc<ClientConfig>),
+}
+
+/// Bound on the TCP connect and TLS handshake together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Link {
+    /// An endpoint for `addr` (`host:port`). TLS links dial through [`Link::connector`]; the
+    /// URI's scheme is then only a label.
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+        Ok(Endpoint::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT))
+    }
+
+    /// Connects now (an error if the server cannot be reached or its key is not pinned).
+    pub async fn connect(&self, endpoint: Endpoint) -> Result<Channel, tonic::transport::Error> {
+        match self {
+            Link::Plaintext => endpoint.connect().await,
+            Link::Tls(config) => {
+                endpoint
+                    .connect_with_connector(connector(Arc::clone(config)))
+                    .await
+            }
+        }
+    }
+
+    /// Connects on first use and reconnects by itself, resolving the host again each time.
+    pub fn connect_lazy(&self, endpoint: Endpoint) -> Channel {
+        match self {
+            Link::Plaintext => endpoint.connect_lazy(),
+            Link::Tls(config) => {
+                endpoint.connect_with_connector_lazy(connector(Arc::clone(config)))
+            }
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Link::Tls(_))
+    }
+}
+
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("the address has no host")]
+    NoHost,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad server name: {0}")]
+    Name(String),
+}
+
+type Dialed = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+fn connector(
+    config: Arc<ClientConfig>,
+) -> impl tower::Service<
+    Uri,
+    Response = Dialed,
+    Error = DialError,
+    Future = impl std::future::Future<Output = Result<Dialed, DialError>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |uri: Uri| {
+        let config = Arc::clone(&config);
+        async move {
+            let host = uri.host().ok_or(DialError::NoHost)?.to_string();
+            // `[::1]` in a URI is `::1` to the resolver and to rustls.
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let dial = async {
+                // Resolved here, at every (re)connect: a moved host name is followed.
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|e| DialError::Name(e.to_string()))?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await?;
+                Ok::<_, DialError>(TokioIo::new(tls))
+            };
+            tokio::time::timeout(CONNECT_TIMEOUT, dial)
+                .await
+                .map_err(|_| DialError::Timeout(CONNECT_TIMEOUT))?
+        }
+    })
+}

@@ -1,0 +1,92 @@
+//! TLS on every gRPC link, with identities pinned to the keys the cluster already has.
+//!
+//! A node's certificate is self-signed with its own ed25519 signing key ([`TlsIdentity`]), so
+//! the key the genesis lists for it *is* its TLS identity: no certificate authority to run, no
+//! names to issue. A peer is accepted only if the key in its certificate is one of the keys
+//! pinned for that link ([`PinnedKeys`]): the validator set for validator links, the agent's
+//! registered key for a link to an agent. The handshake proves the peer holds that key (TLS 1.3
+//! `CertificateVerify`, ed25519 only); validity dates and names are not what identifies it.
+//!
+//! - [`server_config`] / [`incoming`]: the server side; every accepted connection carries the
+//!   peer's key ([`PeerIdentity`]) into each request's extensions, so a service can require a
+//!   validator's certificate (mutual TLS) where others may call anonymously.
+//! - [`client_config`] / [`Link`]: the client side; [`Link::channel`] dials through TLS (or
+//!   plaintext when configured) and resolves the host again at every reconnect.
+//! - [`plaintext_allowed`]: plaintext only on loopback, the rule every binary applies.
+
+mod connector;
+mod identity;
+mod incoming;
+mod pinned_keys;
+
+pub use connector::Link;
+pub use identity::TlsIdentity;
+pub use incoming::{incoming, PeerIdentity, TlsConn};
+pub use pinned_keys::{certificate_key, client_config, server_config, ClientAuth, PinnedKeys};
+
+use std::net::SocketAddr;
+
+/// Why TLS could not be set up, or a peer's certificate was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot make a TLS certificate from this key: {0}")]
+    Identity(String),
+    #[error("cannot build the TLS configuration: {0}")]
+    Config(String),
+    #[error("the certificate cannot be read: {0}")]
+    BadCertificate(String),
+    #[error("the certificate's key is not ed25519 (algorithm {0}); SCBE nodes pin ed25519 keys")]
+    NotEd25519(String),
+    #[error("the certificate's key {key} is not {expected}")]
+    NotPinned { key: String, expected: String },
+}
+
+/// An error and all its causes on one line: a refused certificate hides three levels deep in a
+/// transport error, and the operator needs the innermost one ("the certificate's key K is not
+/// a validator of this cluster").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(refusal) = pinning_refusal(c) {
+            return format!("{out}: {refusal}");
+        }
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// Our own refusal (a [`TlsError`]) inside the I/O error rustls returns, whose `Display`
+/// would print it with `Debug`.
+fn pinning_refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let io = e.downcast_ref::<std::io::Error>()?;
+    match io.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+            let ours = o.0.downcast_ref::<TlsError>()?;
+            Some(format!("TLS refused the other side's certificate: {ours}"))
+        }
+        _ => None,
+    }
+}
+
+/// Plaintext is allowed only where no one else can listen: every address on loopback.
+pub fn plaintext_allowed<'a>(addrs: impl IntoIterator<Item = &'a SocketAddr>) -> bool {
+    addrs.into_iter().all(|a| a.ip().is_loopback())
+}
+
+/// Rustls with the ring provider, built without touching the process-wide default (two
+/// libraries in one process may each install a different one).
+fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// HTTP/2 is the only protocol spoken on these links.
+const ALPN_H2: &[u8] = b"h2";
+
+#[cfg(test)]
+mod tests;

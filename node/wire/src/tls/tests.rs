@@ -1,0 +1,152 @@
+//! Handshakes between real sockets on loopback: pinned keys accepted, others refused.
+
+use scbe_core::crypto::Keypair;
+use tokio::net::TcpListener;
+
+use super::*;
+
+fn identity(label: &str) -> (Keypair, TlsIdentity) {
+    let k = Keypair::from_label(label);
+    let id = TlsIdentity::from_keypair(&k).expect("identity");
+    (k, id)
+}
+
+#[test]
+fn a_certificate_carries_the_key_it_was_made_from() {
+    let (k, id) = identity("v0");
+    assert_eq!(certificate_key(id.certificate()).expect("key"), k.public());
+    let pinned = PinnedKeys::new([Keypair::from_label("v1").public()], "a validator");
+    match pinned.check(id.certificate()) {
+        Err(TlsError::NotPinned { key, expected }) => {
+            assert_eq!(key, k.public().to_hex());
+            assert_eq!(expected, "a validator");
+        }
+        other => panic!("expected NotPinned, got {other:?}"),
+    }
+}
+
+/// A health server on loopback under `auth`; returns its address and the peer identities
+/// the server saw (through the request extensions, as services read them).
+async fn serve(
+    server: &TlsIdentity,
+    auth: ClientAuth,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Option<PeerIdentity>>,
+) {
+    use tonic_health::pb::health_server::{Health, HealthServer};
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+    struct Probe(tokio::sync::mpsc::UnboundedSender<Option<PeerIdentity>>);
+    #[tonic::async_trait]
+    impl Health for Probe {
+        async fn check(
+            &self,
+            r: tonic::Request<HealthCheckRequest>,
+        ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+            let _ = self.0.send(r.extensions().get::<PeerIdentity>().cloned());
+            Ok(tonic::Response::new(HealthCheckResponse { status: 1 }))
+        }
+        type WatchStream = tokio_stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
+        async fn watch(
+            &self,
+            _r: tonic::Request<HealthCheckRequest>,
+        ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+            Err(tonic::Status::unimplemented("watch"))
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = server_config(server, auth).expect("server config");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(HealthServer::new(Probe(tx)))
+            .serve_with_incoming(incoming(listener, config)),
+    );
+    (addr, rx)
+}
+
+async fn check(link: &Link, addr: std::net::SocketAddr) -> Result<(), String> {
+    let ch = link
+        .connect(link.endpoint(&addr.to_string()).expect("endpoint"))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    tonic_health::pb::health_client::HealthClient::new(ch)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{s:?}"))
+}
+
+#[tokio::test]
+async fn mutual_tls_accepts_a_pinned_key_and_tells_the_service_who_called() {
+    let (vk0, v0) = identity("v0");
+    let (vk1, v1) = identity("v1");
+    let validators = PinnedKeys::new([vk0.public(), vk1.public()], "a validator");
+    let (addr, mut seen) = serve(&v0, ClientAuth::Required(validators.clone())).await;
+    let link = Link::Tls(client_config(Some(&v1), validators).expect("client"));
+    check(&link, addr)
+        .await
+        .expect("a validator reaches a validator");
+    let peer = seen
+        .recv()
+        .await
+        .flatten()
+        .expect("identity in the extensions");
+    assert_eq!(peer.key, Some(vk1.public()));
+    assert!(peer.remote.ip().is_loopback());
+}
+
+#[tokio::test]
+async fn a_client_certificate_outside_the_set_is_refused_and_so_is_none_where_required() {
+    let (vk0, v0) = identity("v0");
+    let (_, stranger) = identity("stranger");
+    let validators = PinnedKeys::new([vk0.public()], "a validator");
+    let (addr, _seen) = serve(&v0, ClientAuth::Required(validators.clone())).await;
+    let with_stranger = Link::Tls(client_config(Some(&stranger), validators.clone()).expect("c"));
+    assert!(check(&with_stranger, addr).await.is_err());
+    let anonymous = Link::Tls(client_config(None, validators).expect("c"));
+    assert!(check(&anonymous, addr).await.is_err());
+}
+
+#[tokio::test]
+async fn a_server_whose_key_is_not_pinned_is_refused_by_the_client() {
+    let (_, impostor) = identity("impostor");
+    let (addr, _seen) = serve(
+        &impostor,
+        ClientAuth::Optional(PinnedKeys::new([], "a requester")),
+    )
+    .await;
+    let expected = PinnedKeys::new([Keypair::from_label("v0").public()], "validator 0");
+    let link = Link::Tls(client_config(None, expected).expect("c"));
+    let err = check(&link, addr).await.expect_err("refused");
+    assert!(err.contains("is not validator 0"), "{err}");
+}
+
+#[tokio::test]
+async fn an_anonymous_client_reaches_an_optional_server_and_plaintext_is_refused() {
+    let (vk0, v0) = identity("v0");
+    let (addr, mut seen) = serve(
+        &v0,
+        ClientAuth::Optional(PinnedKeys::new([vk0.public()], "a validator")),
+    )
+    .await;
+    let pinned = PinnedKeys::new([vk0.public()], "validator 0");
+    check(&Link::Tls(client_config(None, pinned).expect("c")), addr)
+        .await
+        .expect("anonymous over TLS");
+    assert_eq!(seen.recv().await.flatten().expect("identity").key, None);
+    assert!(
+        check(&Link::Plaintext, addr).await.is_err(),
+        "a plaintext call to a TLS server must fail"
+    );
+}
+
+#[test]
+fn plaintext_only_on_loopback() {
+    let lo: std::net::SocketAddr = "127.0.0.1:7000".parse().expect("addr");
+    let lo6: std::net::SocketAddr = "[::1]:7000".parse().expect("addr");
+    let out: std::net::SocketAddr = "10.0.0.1:7000".parse().expect("addr");
+    assert!(plaintext_allowed([&lo, &lo6]));
+    assert!(!plaintext_allowed([&lo, &out]));
+}
