@@ -27,6 +27,7 @@ use scbe_core::consensus::{Codec as _, Kind, Principal, Request, Signed};
 use scbe_core::crypto::Keypair;
 use scbe_core::governance::Operation;
 use scbe_proto::v1::governance_client::GovernanceClient;
+use scbe_wire::tls::Dial;
 use scbe_wire::{envelope_to_proto, ProtoCodec};
 use tonic::transport::Channel;
 
@@ -72,6 +73,9 @@ pub struct BenchOptions {
     /// What the saturation clients submit (light load and failover always use rollbacks).
     #[arg(long, value_enum, default_value_t = Workload::Rollback)]
     pub workload: Workload,
+    /// Plaintext gRPC instead of TLS (to compare the two).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 pub struct BenchResult {
@@ -165,10 +169,10 @@ struct Tally {
 }
 
 impl Client {
-    async fn connect(url: &str, key: Keypair) -> anyhow::Result<Self> {
+    async fn connect(node: &Dial, key: Keypair) -> anyhow::Result<Self> {
         let start = Instant::now();
         loop {
-            match GovernanceClient::connect(url.to_string()).await {
+            match node.connect().await.map(GovernanceClient::new) {
                 Ok(conn) => {
                     let id = key.public().as_bytes()[..8].try_into().expect("8 bytes");
                     return Ok(Self {
@@ -181,7 +185,7 @@ impl Client {
                     });
                 }
                 Err(e) if start.elapsed() > Duration::from_secs(30) => {
-                    anyhow::bail!("cannot reach {url}: {e}")
+                    anyhow::bail!("{e}")
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -278,6 +282,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         // A load generator: the default quota (6,000 requests a minute per requester and
         // validator) would cap a long light-load phase, which is not what is measured here.
         quota_requests: Some(u32::MAX),
+        plaintext: o.plaintext,
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
@@ -288,7 +293,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
 
     // Warm up: the first decision also waits for every peer link to connect.
     let mut light = Client::connect(
-        &cluster.url(0),
+        &cluster.dial(0),
         scbe_wire::key_file::read_key_file(&cluster.requester_key)?,
     )
     .await?;
@@ -318,12 +323,12 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     let deadline = Instant::now() + phase;
     let mut tasks = Vec::new();
     for i in 0..o.clients {
-        let url = cluster.url(i % o.validators);
+        let node = cluster.dial(i % o.validators);
         let key = load_key(i)?;
         let depth = o.depth;
         let workload = o.workload;
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&url, key).await?;
+            let mut c = Client::connect(&node, key).await?;
             c.workload = workload;
             if depth > 1 {
                 return c.stream_until(depth, deadline).await;
@@ -383,7 +388,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         .find(|i| !victims.contains(i))
         .unwrap_or(0);
     eprintln!("phase 3: failover (view {view}: SIGKILL of validators {victims:?}, the primaries of the next {k} views)");
-    let mut c = Client::connect(&cluster.url(survivor), load_key(0)?).await?;
+    let mut c = Client::connect(&cluster.dial(survivor), load_key(0)?).await?;
     c.nonce = 1 << 30; // above anything phase 2 used with this key, within a nonce jump
     c.submit().await?;
     let killed = Instant::now();

@@ -67,7 +67,7 @@ pub async fn reaction(
     let key = scbe_wire::key_file::read_key_file(&cluster.requester_key)?;
     let start = Instant::now();
     let mut c = loop {
-        match Client::connect(&cluster.url(0), Some(key.clone())).await {
+        match Client::connect(&cluster.dial(0), Some(key.clone())).await {
             Ok(c) => break c,
             Err(_) if start.elapsed() < DEADLINE => {
                 tokio::time::sleep(Duration::from_millis(100)).await
@@ -131,13 +131,12 @@ pub async fn reaction(
             let a = &cluster.agents[i];
             let pk = scbe_wire::key_file::read_key_file(&dir.join(format!("keys/{}.key", a.id)))?
                 .public();
-            let (addr, tx, v) = (a.addr, tx.clone(), version.clone());
+            let (tx, v) = (tx.clone(), version.clone());
             let genesis = cluster.genesis;
+            let ch = cluster
+                .agent_channel(i, Duration::from_secs(600))
+                .map_err(|e| anyhow!(e))?;
             watchers.push(tokio::spawn(async move {
-                let Ok(ch) = fleet_client::channel(&addr.to_string(), Duration::from_secs(600))
-                else {
-                    return;
-                };
                 let Ok(mut s) = fleet_client::health_stream(ch, &genesis).await else {
                     return;
                 };
@@ -165,11 +164,9 @@ pub async fn reaction(
         let t1 = loop {
             let mut back = 0;
             for &i in &idx {
-                let ch = fleet_client::channel(
-                    &cluster.agents[i].addr.to_string(),
-                    Duration::from_secs(5),
-                )
-                .map_err(|e| anyhow!(e))?;
+                let ch = cluster
+                    .agent_channel(i, Duration::from_secs(5))
+                    .map_err(|e| anyhow!(e))?;
                 if fleet_client::describe(ch)
                     .await
                     .map_err(|e| anyhow!(e))?

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod fleet_driver;
 pub mod invariants;
 pub mod local;
+pub mod local_clients;
 pub mod network;
 pub mod releases;
 pub mod scenario;

@@ -2,6 +2,7 @@
 //! runs a local quorum (and fleet) of real processes on loopback with a gRPC client. Waits poll
 //! a condition against a generous deadline; nothing sleeps a fixed time to pass.
 
+pub mod netns;
 pub mod offline_ledger;
 
 use scbe_core::governance::ledger::{Proposal, ProposalStatus, RolloutStatus};
@@ -147,10 +148,9 @@ impl Harness {
     }
 
     pub async fn client(&mut self, i: usize) -> GovernanceClient<tonic::transport::Channel> {
-        let url = self.cluster.url(i);
         let start = Instant::now();
         loop {
-            match GovernanceClient::connect(url.clone()).await {
+            match self.cluster.channel(i).await.map(GovernanceClient::new) {
                 Ok(c) => return c,
                 Err(e) if start.elapsed() > DEADLINE || !self.cluster.is_running(i) => {
                     panic!(
@@ -324,11 +324,10 @@ impl Harness {
 
     /// What agent `i` says it runs (polls until it answers).
     pub async fn describe(&mut self, i: usize) -> pb::DescribeReply {
-        let url = self.cluster.agent_url(i);
         let start = Instant::now();
         loop {
-            let reply = match pb::fleet_agent_client::FleetAgentClient::connect(url.clone()).await {
-                Ok(mut c) => c
+            let reply = match self.cluster.agent_channel(i, Duration::from_secs(5)) {
+                Ok(ch) => pb::fleet_agent_client::FleetAgentClient::new(ch)
                     .describe(pb::DescribeRequest {})
                     .await
                     .map(|r| r.into_inner()),

@@ -13,6 +13,7 @@ fn scbe(h: &Harness, args: &[&str]) -> std::process::Output {
     Command::new(scbe_tests::workspace_bin("scbe"))
         .args(args)
         .env("SCBE_NODE", h.cluster.url(1))
+        .env("SCBE_GENESIS", h.cluster.genesis_path())
         .env("SCBE_KEY", &h.cluster.requester_key)
         .output()
         .expect("scbe runs")
@@ -108,6 +109,7 @@ async fn scbe_answers_the_question_asked() {
     let mut child = Command::new(scbe_tests::workspace_bin("scbe"))
         .arg("status")
         .env("SCBE_NODE", h.cluster.url(1))
+        .env("SCBE_GENESIS", h.cluster.genesis_path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -151,9 +153,8 @@ async fn scbe_answers_the_question_asked() {
         text(&o)
     );
     // The same request submitted again is answered at once from the ledger.
-    let mut asked = pb::governance_client::GovernanceClient::connect(h.cluster.url(2))
-        .await
-        .expect("connects");
+    let mut asked =
+        pb::governance_client::GovernanceClient::new(h.cluster.channel(2).await.expect("connects"));
     let highest = asked
         .status(pb::StatusRequest {
             proposal: None,

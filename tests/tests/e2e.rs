@@ -131,8 +131,16 @@ async fn malformed_and_oversized_envelopes_are_dropped_while_the_node_keeps_serv
     use pb::consensus_client::ConsensusClient;
     let mut h = Harness::start(LocalOptions::default()).await;
     h.status(0, None).await; // serving
-    let url = h.cluster.url(0);
-    let mut peer = ConsensusClient::connect(url).await.expect("connect");
+                             // Over TLS, only a validator's certificate may open a consensus stream: a caller without
+                             // one is refused before anything it sends is read.
+    let mut anonymous = ConsensusClient::new(h.cluster.channel(0).await.expect("connect"));
+    let refused = anonymous
+        .stream(tokio_stream::iter(vec![]))
+        .await
+        .expect_err("no validator certificate");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // What follows is sent with validator 3's certificate: a validator gone bad.
+    let mut peer = ConsensusClient::new(h.cluster.peer_channel(0, 3).await.expect("connect"));
     let forged = pb::Envelope {
         kind: pb::Kind::Prepare as i32,
         payload: vec![1, 2, 3].into(),
@@ -239,6 +247,7 @@ async fn the_audit_log_replays_to_the_clusters_state_and_a_gap_swap_or_tamper_is
         let before = h.status(2, None).await;
         let export = std::process::Command::new(&scbe)
             .args(["--node", &url, "audit", "export", "--out"])
+            .env("SCBE_GENESIS", h.cluster.genesis_path())
             .arg(&out)
             .output()
             .expect("scbe runs");

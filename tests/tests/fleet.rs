@@ -77,9 +77,12 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
         endorsements: vec![Endorsement::sign(&bytes, &leader); 3],
         order: bytes,
     };
-    let mut c = pb::fleet_agent_client::FleetAgentClient::connect(h.cluster.agent_url(4))
-        .await
-        .expect("agent serves");
+    // The attacker holds a stolen validator key, so its TLS certificate is accepted.
+    let mut c = pb::fleet_agent_client::FleetAgentClient::new(
+        h.cluster
+            .agent_channel(4, Duration::from_secs(10))
+            .expect("agent channel"),
+    );
     // An order that does not name the agent's genesis is refused before it is read.
     let unnamed = c
         .deploy(signed_order_to_proto(&signed))

@@ -116,6 +116,7 @@ async fn a_validator_with_an_edited_genesis_is_refused_and_the_others_keep_decid
     // `scbe status` names the split validator and both digests.
     let o = Command::new(scbe_tests::workspace_bin("scbe"))
         .args(["--node", &h.cluster.url(0), "status"])
+        .env("SCBE_GENESIS", h.cluster.genesis_path())
         .output()
         .expect("scbe runs");
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -252,7 +253,15 @@ async fn a_cluster_runs_from_the_testnet_folders() {
     assert!(text.contains(&genesis.digest_hex()), "{text}");
 
     let requester = scbe_wire::key_file::read_key_file(&out.join("requester.key")).expect("key");
-    let url = format!("http://127.0.0.1:{base}");
+    // TLS by default, the certificate checked against the genesis's validator keys.
+    let node0 = scbe_wire::tls::Dial::new(
+        &format!("https://127.0.0.1:{base}"),
+        Some(scbe_wire::tls::PinnedKeys::new(
+            genesis.directory().validators().iter().copied(),
+            "a validator of the testnet genesis",
+        )),
+    )
+    .expect("dial");
     let started = std::time::Instant::now();
     let logs = || -> String {
         (0..4)
@@ -267,7 +276,7 @@ async fn a_cluster_runs_from_the_testnet_folders() {
             .collect()
     };
     let mut client = loop {
-        match scbe_wire::governance_client::Client::connect(&url, Some(requester.clone())).await {
+        match scbe_wire::governance_client::Client::connect(&node0, Some(requester.clone())).await {
             Ok(c) => break c,
             Err(e) => {
                 assert!(started.elapsed() < scbe_tests::DEADLINE, "{e}\n{}", logs());
@@ -336,6 +345,7 @@ async fn an_agent_with_another_genesis_is_named_in_the_status() {
     assert!(s.agents[2].health.is_none(), "nothing it says counts");
     let o = Command::new(scbe_tests::workspace_bin("scbe"))
         .args(["--node", &h.cluster.url(1), "status"])
+        .env("SCBE_GENESIS", h.cluster.genesis_path())
         .output()
         .expect("scbe runs");
     let text = String::from_utf8_lossy(&o.stdout).into_owned();

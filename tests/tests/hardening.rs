@@ -31,16 +31,15 @@ async fn a_burst_of_maximum_size_requests_does_not_halt_the_cluster() {
     let burst: Vec<pb::Envelope> = (0..100)
         .map(|_| h.raw_request(&key, vec![b'x'; MAX_OPERATION_BYTES]))
         .collect();
-    let url = h.cluster.url(0);
+    let node = h.cluster.dial(0);
     let mut tasks = Vec::new();
     for env in burst {
-        let url = url.clone();
+        let node = node.clone();
         tasks.push(tokio::spawn(async move {
             let start = Instant::now();
             loop {
                 let attempt = async {
-                    let mut c = pb::governance_client::GovernanceClient::connect(url.clone())
-                        .await?
+                    let mut c = pb::governance_client::GovernanceClient::new(node.connect().await?)
                         .max_decoding_message_size(scbe_wire::MAX_ENVELOPE_BYTES)
                         .max_encoding_message_size(scbe_wire::MAX_ENVELOPE_BYTES);
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(

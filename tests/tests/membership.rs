@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use scbe_core::crypto::PublicKey;
 use scbe_core::governance::ledger::RolloutStatus;
 use scbe_core::governance::Stage;
 use scbe_proto::v1 as pb;
@@ -30,6 +31,7 @@ fn scbe(h: &Harness, args: &[&str]) -> (Option<i32>, String) {
     let o = Command::new(scbe_tests::workspace_bin("scbe"))
         .args(args)
         .env("SCBE_NODE", h.cluster.url(1))
+        .env("SCBE_GENESIS", h.cluster.genesis_path())
         .env("SCBE_KEY", &h.cluster.requester_key)
         .output()
         .expect("scbe runs");
@@ -43,10 +45,11 @@ fn scbe(h: &Harness, args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-async fn current_version(addr: &str) -> Option<String> {
-    let mut c = pb::fleet_agent_client::FleetAgentClient::connect(format!("http://{addr}"))
-        .await
-        .ok()?;
+/// What the agent holding `key` at `addr` runs (over TLS pinned to that key).
+async fn current_version(h: &Harness, key: PublicKey, addr: &str) -> Option<String> {
+    let link = h.cluster.agent_link(key).ok()?;
+    let ch = scbe_wire::fleet_client::channel(&link, addr, Duration::from_secs(5)).ok()?;
+    let mut c = pb::fleet_agent_client::FleetAgentClient::new(ch);
     let d = c.describe(pb::DescribeRequest {}).await.ok()?.into_inner();
     Some(d.current_version)
 }
@@ -140,7 +143,9 @@ async fn an_agent_admitted_by_proposal_gets_the_next_production_rollout() {
         assert_eq!(h.describe(i).await.current_version, "r1", "agent {i}");
     }
     assert_eq!(
-        current_version(&addr.to_string()).await.as_deref(),
+        current_version(&h, key.public(), &addr.to_string())
+            .await
+            .as_deref(),
         Some("r1"),
         "the admitted agent runs the production release"
     );

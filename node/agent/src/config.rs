@@ -14,6 +14,7 @@ pub use scbe_wire::config_error::ConfigError;
 use scbe_wire::config_error::{invalid, load_toml, parse_toml};
 use scbe_wire::genesis::Genesis;
 use scbe_wire::key_file::{parse_public_key, read_key_file};
+use scbe_wire::tls::{TlsSection, Transport};
 
 fn d_window() -> u32 {
     30
@@ -128,6 +129,8 @@ pub struct AgentConfig {
     pub agent: AgentSection,
     pub hooks: HooksSection,
     pub health: HealthSection,
+    #[serde(default)]
+    pub tls: TlsSection,
 }
 
 /// Everything the daemon needs, checked.
@@ -145,6 +148,9 @@ pub struct ValidatedAgent {
     /// How often the health source is sampled (the genesis's `rollout.sample_interval`).
     pub sample_interval: Duration,
     pub listen: SocketAddr,
+    /// TLS with this agent's key as its certificate (only validators may call), or plaintext
+    /// on loopback.
+    pub transport: Transport,
     pub data_dir: PathBuf,
     /// Hooks with relative program paths resolved against the config's directory.
     pub hooks: HooksSection,
@@ -272,6 +278,7 @@ impl AgentConfig {
             .filter_map(|k| Verifier::new(*k).ok())
             .collect();
         let quorum = scbe_core::consensus::config::quorum_for(validators.len());
+        let transport = self.tls.transport(&key, [listen.to_string()])?;
         Ok(ValidatedAgent {
             data_dir: base.join(&a.data_dir),
             admitted_later: entry.is_none(),
@@ -286,6 +293,7 @@ impl AgentConfig {
             validators,
             quorum,
             listen,
+            transport,
             hooks,
         })
     }
@@ -354,6 +362,26 @@ mod tests {
         );
         assert_eq!(v.specialty, "code_execute", "from the genesis");
         assert!(v.hooks.deploy[0].ends_with("hooks/process-deploy.sh"));
+    }
+
+    #[test]
+    fn tls_is_the_default_and_plaintext_only_on_loopback() {
+        let d = tempfile::tempdir().expect("tmp");
+        let good = sample_in(d.path(), &Keypair::from_label("agent"));
+        assert!(check(d.path(), &good).expect("sample").transport.is_tls());
+        let plain = good.replace("plaintext = false", "plaintext = true");
+        assert!(plain.contains("listen = \"127.0.0.1:7101\""), "{plain}");
+        assert!(!check(d.path(), &plain)
+            .expect("loopback")
+            .transport
+            .is_tls());
+        let open = plain.replace("127.0.0.1:7101", "0.0.0.0:7100");
+        let e = check(d.path(), &open).err().map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        assert!(
+            e.contains("tls.plaintext") && e.contains("0.0.0.0:7100"),
+            "{e}"
+        );
     }
 
     #[test]

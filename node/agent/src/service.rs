@@ -22,6 +22,7 @@ use scbe_core::rollout::order::{Order, OrderError};
 use scbe_wire::fleet_wire::{agent_signed_to_proto, signed_order_from_proto, FleetWireError};
 use scbe_wire::genesis::check_presented;
 use scbe_wire::supervisor::{Supervisor, TaskEnded};
+use scbe_wire::tls::{caller_in, incoming, remote_addr, ClientAuth, PinnedKeys};
 
 use crate::config::{HooksSection, ValidatedAgent};
 use crate::hooks::{hook_env, run_hook};
@@ -36,6 +37,8 @@ pub enum AgentError {
     Listen { addr: SocketAddr, detail: String },
     #[error("health source: {0}")]
     Source(#[from] SourceError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(scbe_wire::tls::TlsError),
     #[error("{0}; the agent stops rather than run without it")]
     TaskEnded(#[from] TaskEnded),
 }
@@ -49,6 +52,9 @@ struct Shared {
     specialty: String,
     /// Validators must present this genesis to give orders or watch health.
     genesis: Digest,
+    /// Under TLS, the validators' keys: only their certificates may give orders or watch
+    /// health (`Describe` answers anyone).
+    callers: Option<PinnedKeys>,
     /// Serialises orders: one hook at a time.
     orders: tokio::sync::Mutex<()>,
     /// The newest signed report and order ack (after every sample and every order).
@@ -90,9 +96,16 @@ impl Shared {
     /// Orders and health streams are for the validators of this agent's genesis only; a
     /// validator of another cluster is refused, naming both digests (`Describe` answers anyone).
     fn check_genesis<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        caller_in(request, self.callers.as_ref()).inspect_err(|refused| {
+            tracing::warn!(
+                from = ?remote_addr(request),
+                "refused a call: {}",
+                refused.message()
+            );
+        })?;
         check_presented(request, &self.genesis).map_err(|m| {
             tracing::warn!(
-                from = ?request.remote_addr(),
+                from = ?remote_addr(request),
                 "refused a call from another cluster: {m}"
             );
             m.to_status()
@@ -317,6 +330,10 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         );
     }
     let (latest, _) = watch::channel(Published::default());
+    let validators = PinnedKeys::new(
+        v.validators.iter().map(|k| *k.public()),
+        "a validator of this agent's genesis",
+    );
     let shared = Arc::new(Shared {
         checker: core.order_checker(),
         core: Mutex::new(core),
@@ -324,6 +341,7 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         hooks: v.hooks.clone(),
         specialty: v.specialty.clone(),
         genesis: v.genesis.digest(),
+        callers: v.transport.is_tls().then(|| validators.clone()),
         orders: tokio::sync::Mutex::new(()),
         latest,
     });
@@ -350,9 +368,15 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
             "agent running"
         );
     }
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let tls = v
+        .transport
+        .server(ClientAuth::Optional(validators))
+        .map_err(AgentError::Tls)?;
+    let incoming = incoming(listener, tls);
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(scbe_wire::tls::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(scbe_wire::tls::KEEPALIVE_TIMEOUT))
         .add_service(pb::fleet_agent_server::FleetAgentServer::new(
             FleetAgentService { shared },
         ))

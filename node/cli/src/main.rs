@@ -22,15 +22,24 @@ use scbe_core::governance::{FusedRelease, Operation, Stage};
     about = "SCBE Fleet client: fuse provider manifests into a release, propose and track promotions"
 )]
 struct Cli {
-    /// Validator to talk to (any validator of the cluster answers).
+    /// Validator to talk to (any validator of the cluster answers): https://HOST:PORT, its
+    /// certificate checked against --genesis or --validator-key; http://HOST:PORT only for a
+    /// plaintext test cluster on loopback.
     #[arg(
         long,
         global = true,
         env = "SCBE_NODE",
-        default_value = "http://127.0.0.1:7000",
+        default_value = "https://127.0.0.1:7000",
         value_name = "URL"
     )]
     node: String,
+    /// The cluster's genesis.toml: the validators' keys a TLS certificate must carry (and, for
+    /// `audit verify`, the validator set and ledger rules to check against).
+    #[arg(long, global = true, env = "SCBE_GENESIS", value_name = "GENESIS_TOML")]
+    genesis: Option<PathBuf>,
+    /// The key the validator's certificate must carry (64 hex characters), instead of --genesis.
+    #[arg(long, global = true, env = "SCBE_VALIDATOR_KEY", value_name = "HEX")]
+    validator_key: Option<String>,
     /// Requester secret key file (from `scbe keygen`), for commands that sign requests.
     #[arg(long, global = true, env = "SCBE_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
@@ -56,11 +65,7 @@ enum Audit {
     /// stages, releases and rollouts; exits 1 naming the first bad seq. The validator set and
     /// the ledger's rules come from --genesis (the cluster's genesis.toml, the file every
     /// validator's node.toml names), never from the file being checked.
-    Verify {
-        file: PathBuf,
-        #[arg(long, value_name = "GENESIS_TOML")]
-        genesis: PathBuf,
-    },
+    Verify { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +207,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (node, genesis, validator_key) = (cli.node, cli.genesis, cli.validator_key);
+    let dial = || scbe_cli::commands::dial(&node, genesis.as_deref(), validator_key.as_deref());
     let result = match cli.command {
         Command::Fuse(a) => run_fuse(a),
         Command::Keygen { out } => scbe_wire::key_file::write_new_key(&out)
@@ -262,27 +269,34 @@ fn main() -> ExitCode {
                     .map(|change| Operation::ProposeAgent { change })
                 }
             };
-            op.and_then(|op| submit(&cli.node, &cli.key, op))
+            op.and_then(|op| submit(&dial()?, &cli.key, op))
         }
         Command::Rollback {
             target_version,
             reason,
-        } => submit(
-            &cli.node,
-            &cli.key,
-            Operation::Rollback {
-                target_version,
-                reason,
-            },
-        ),
-        Command::Status { proposal, json } => run_status(&cli.node, proposal, json),
-        Command::Watch { from, rollout } => run_watch(&cli.node, from, rollout),
+        } => dial().and_then(|d| {
+            submit(
+                &d,
+                &cli.key,
+                Operation::Rollback {
+                    target_version,
+                    reason,
+                },
+            )
+        }),
+        Command::Status { proposal, json } => dial().and_then(|d| run_status(&d, proposal, json)),
+        Command::Watch { from, rollout } => dial().and_then(|d| run_watch(&d, from, rollout)),
         Command::Audit {
             what: Audit::Export { out, from },
-        } => audit_export(&cli.node, &out, from),
+        } => dial().and_then(|d| audit_export(&d, &out, from)),
         Command::Audit {
-            what: Audit::Verify { file, genesis },
-        } => audit_verify(&file, &genesis),
+            what: Audit::Verify { file },
+        } => match &genesis {
+            Some(genesis) => audit_verify(&file, genesis),
+            None => Err(Unusable(anyhow::anyhow!(
+                "audit verify checks the log against the cluster's genesis: give --genesis FILE"
+            ))),
+        },
     };
     match result {
         Ok(code) => code,

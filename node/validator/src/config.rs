@@ -16,6 +16,7 @@ use scbe_core::crypto::Keypair;
 use scbe_core::governance::LedgerConfig;
 use scbe_wire::genesis::{check_address, Genesis};
 use scbe_wire::key_file::read_key_file;
+use scbe_wire::tls::{TlsSection, Transport};
 
 pub use scbe_wire::config_error::ConfigError;
 use scbe_wire::config_error::{invalid, load_toml, parse_toml};
@@ -100,6 +101,8 @@ pub struct NodeConfig {
     pub consensus: ConsensusSection,
     #[serde(default)]
     pub quotas: QuotaSection,
+    #[serde(default)]
+    pub tls: TlsSection,
 }
 
 /// Per-requester limits at this validator's client API (see `services::quota`).
@@ -155,6 +158,8 @@ pub struct Validated {
     pub listen: SocketAddr,
     /// Where each other validator is reached (`[peers]` over the genesis).
     pub peers: BTreeMap<u32, String>,
+    /// TLS with this node's key as its certificate, or plaintext on loopback.
+    pub transport: Transport,
     /// Test hook: the rollout executor panics as it starts.
     #[cfg(test)]
     pub(crate) inject_executor_panic: bool,
@@ -254,6 +259,10 @@ impl NodeConfig {
                 },
             )?,
         };
+        let transport = self.tls.transport(
+            &key,
+            std::iter::once(listen.to_string()).chain(peers.values().cloned()),
+        )?;
         let ledger = genesis.ledger_config().clone();
         Ok(Validated {
             raw: self,
@@ -263,6 +272,7 @@ impl NodeConfig {
             ledger,
             listen,
             peers,
+            transport,
             #[cfg(test)]
             inject_executor_panic: false,
         })

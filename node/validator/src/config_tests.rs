@@ -174,3 +174,34 @@ fn a_host_name_in_the_genesis_is_listened_on_at_every_interface() {
     let v = validate(d.path(), &text).expect("valid");
     assert_eq!(v.listen, "0.0.0.0:7000".parse().expect("addr"));
 }
+
+#[test]
+fn tls_is_the_default_and_plaintext_stays_on_loopback() {
+    let d = tempfile::tempdir().expect("tmp");
+    let node = sample_in(d.path(), |g| g);
+    let v = validate(d.path(), &node).expect("sample");
+    assert!(v.transport.is_tls(), "the sample says plaintext = false");
+    let v = validate(d.path(), &node.replace("plaintext = false", "")).expect("no [tls] key");
+    assert!(v.transport.is_tls(), "TLS when nothing is set");
+    let plain = node.replace("plaintext = false", "plaintext = true");
+    let v = validate(d.path(), &plain).expect("plaintext on loopback");
+    assert!(!v.transport.is_tls());
+    // Listening on every interface, or a peer reached off loopback: refused, naming the key
+    // and the address.
+    let everywhere = plain.replace("listen = \"127.0.0.1:7000\"", "listen = \"0.0.0.0:7000\"");
+    let e = validate(d.path(), &everywhere).err().map(|e| e.to_string());
+    let e = e.unwrap_or_default();
+    assert!(
+        e.contains("tls.plaintext") && e.contains("0.0.0.0:7000"),
+        "{e}"
+    );
+    let remote_peer = plain.replace("# \"1\" = \"10.0.0.11:7001\"", "\"1\" = \"10.0.0.11:7001\"");
+    let e = validate(d.path(), &remote_peer)
+        .err()
+        .map(|e| e.to_string());
+    let e = e.unwrap_or_default();
+    assert!(
+        e.contains("tls.plaintext") && e.contains("10.0.0.11:7001"),
+        "{e}"
+    );
+}

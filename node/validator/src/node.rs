@@ -62,6 +62,8 @@ pub enum NodeError {
     Listen { addr: SocketAddr, detail: String },
     #[error("{0}; the validator stops rather than run without it")]
     TaskEnded(#[from] TaskEnded),
+    #[error("cannot set up TLS: {0}")]
+    Tls(scbe_wire::tls::TlsError),
     #[error("the core task's queue closed")]
     QueueClosed,
 }
@@ -124,9 +126,11 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 quotas: v.raw.quotas.limits(),
                 genesis: v.genesis.digest(),
                 links: Arc::clone(&links),
+                transport: v.transport.clone(),
             },
         )
-        .await,
+        .await
+        .map_err(NodeError::Tls)?,
     );
     if let Some(addr) = v.raw.node.metrics_listen {
         let listener =
@@ -148,10 +152,18 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     }
     let mut peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = BTreeMap::new();
     for (peer, address) in &v.peers {
+        // Peers are the genesis's other validators (config validation), so each has a key.
+        let Some(key) = v.genesis.validator_key(*peer).copied() else {
+            continue;
+        };
+        let to = v
+            .transport
+            .link_to(key, format!("validator {peer}'s key in the genesis"))
+            .map_err(NodeError::Tls)?;
         let (queue, link) = peer_link(
             id,
             *peer,
-            address.clone(),
+            (address.clone(), to),
             v.genesis.digest(),
             Arc::clone(&links),
         );
@@ -277,6 +289,7 @@ fn start_fleet(
         agent_call_timeout: v.genesis.file().rollout.agent_call_timeout,
         input,
         health: Arc::clone(&health),
+        transport: v.transport.clone(),
         #[cfg(test)]
         panic_on_start: v.inject_executor_panic,
     });

@@ -7,7 +7,7 @@ use std::time::Duration;
 use scbe_proto::v1 as pb;
 use scbe_proto::v1::fleet_agent_client::FleetAgentClient;
 use scbe_proto::v1::orders_client::OrdersClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use scbe_core::consensus::Digest;
 use scbe_core::rollout::evidence::{DeployAck, HealthReport, OrderAction};
@@ -38,25 +38,35 @@ impl From<tonic::Status> for FleetClientError {
         if let Some(theirs) = crate::genesis::refused_genesis(&s) {
             return FleetClientError::GenesisMismatch { theirs };
         }
+        // A refused certificate or an unreachable host is in the status's source, not its
+        // message ("transport error").
+        let message = match std::error::Error::source(&s) {
+            Some(cause) => format!("{}: {}", s.message(), crate::tls::error_chain(cause)),
+            None => s.message().to_string(),
+        };
         FleetClientError::Rpc {
             code: s.code(),
-            message: s.message().to_string(),
+            message,
         }
     }
 }
 
-/// A channel to `addr` (`host:port`) that connects on first use and reconnects by itself,
-/// resolving the host again each time.
-pub fn channel(addr: &str, call_timeout: Duration) -> Result<Channel, FleetClientError> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
+/// A channel to `addr` (`host:port`) over `link` (TLS with the other side's key pinned, or
+/// plaintext) that connects on first use and reconnects by itself, resolving the host again
+/// each time.
+pub fn channel(
+    link: &crate::tls::Link,
+    addr: &str,
+    call_timeout: Duration,
+) -> Result<Channel, FleetClientError> {
+    let endpoint = link
+        .endpoint(addr)
         .map_err(|e| FleetClientError::BadAddress {
             addr: addr.to_string(),
             detail: e.to_string(),
         })?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(call_timeout)
-        .connect_lazy())
+        .timeout(call_timeout);
+    Ok(link.connect_lazy(endpoint))
 }
 
 /// Sends an order to an agent; returns its signed answer (not yet verified).

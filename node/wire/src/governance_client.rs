@@ -14,13 +14,14 @@ use scbe_core::governance::ledger::{Proposal, ProposalStatus, VoteRecord};
 use scbe_core::governance::Operation;
 
 use crate::status_summary::StatusSummary;
+use crate::tls::{Dial, DialError};
 
 use crate::{envelope_to_proto, ProtoCodec, MAX_ENVELOPE_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach validator at {node}: {detail}")]
-    Connect { node: String, detail: String },
+    #[error(transparent)]
+    Dial(#[from] DialError),
     #[error("{code:?}: {message}")]
     Rpc { code: tonic::Code, message: String },
     #[error("a requester key is needed to sign requests: --key FILE or SCBE_KEY (create one with `scbe keygen --out FILE`)")]
@@ -50,16 +51,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(node: &str, key: Option<Keypair>) -> Result<Self, ClientError> {
-        let inner = GovernanceClient::connect(node.to_string())
-            .await
-            .map_err(|e| ClientError::Connect {
-                node: node.to_string(),
-                detail: e.to_string(),
-            })?
+    pub async fn connect(node: &Dial, key: Option<Keypair>) -> Result<Self, ClientError> {
+        let inner = GovernanceClient::new(node.connect().await?)
             .max_decoding_message_size(MAX_ENVELOPE_BYTES);
         Ok(Client {
-            node: node.to_string(),
+            node: node.url().to_string(),
             inner,
             key,
             last_nonce: 0,

@@ -93,7 +93,7 @@ pub async fn run(launch: &Launch, opts: &DemoOptions) -> anyhow::Result<DemoSumm
         .collect::<anyhow::Result<_>>()?;
     let key = scbe_wire::key_file::read_key_file(&cluster.requester_key)?;
     let client = loop {
-        match Client::connect(&cluster.url(0), Some(key.clone())).await {
+        match Client::connect(&cluster.dial(0), Some(key.clone())).await {
             Ok(c) => break c,
             Err(_) if started.elapsed() < STEP_DEADLINE => {
                 tokio::time::sleep(Duration::from_millis(100)).await

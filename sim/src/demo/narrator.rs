@@ -35,7 +35,7 @@ impl Demo {
                 continue;
             }
             let key = scbe_wire::key_file::read_key_file(&self.cluster.requester_key)?;
-            if let Ok(c) = Client::connect(&self.cluster.url(i), Some(key)).await {
+            if let Ok(c) = Client::connect(&self.cluster.dial(i), Some(key)).await {
                 self.client = c;
                 return Ok(());
             }
@@ -124,11 +124,10 @@ impl Demo {
 
     /// What agent `i` runs, from the agent itself.
     pub(super) async fn agent_runs(&self, i: usize) -> anyhow::Result<String> {
-        let ch = fleet_client::channel(
-            &self.cluster.agents[i].addr.to_string(),
-            Duration::from_secs(5),
-        )
-        .map_err(|e| anyhow!(e))?;
+        let ch = self
+            .cluster
+            .agent_channel(i, Duration::from_secs(5))
+            .map_err(|e| anyhow!(e))?;
         Ok(fleet_client::describe(ch)
             .await
             .map_err(|e| anyhow!(e))?
@@ -257,15 +256,14 @@ impl Demo {
     ) -> tokio::sync::mpsc::Receiver<(Instant, HealthBody)> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         for &i in agents {
-            let addr = self.cluster.agents[i].addr;
+            let channel = self.cluster.agent_channel(i, Duration::from_secs(600));
             let genesis = self.cluster.genesis;
             let id = self.cluster.agents[i].id.clone();
             let key = self.agent_keys.get(&id).copied();
             let th = self.thresholds;
             let tx = tx.clone();
             tokio::spawn(async move {
-                let Ok(ch) = fleet_client::channel(&addr.to_string(), Duration::from_secs(600))
-                else {
+                let Ok(ch) = channel else {
                     return;
                 };
                 let Ok(mut stream) = fleet_client::health_stream(ch, &genesis).await else {

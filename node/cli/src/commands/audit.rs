@@ -2,6 +2,7 @@
 //! validators signed, from one validator) and `scbe audit verify` (the log replayed offline
 //! from the cluster's genesis: what it proves the ledger holds).
 
+use scbe_wire::tls::Dial;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,18 +15,13 @@ use scbe_wire::audit_log::{replay_audit_log, AuditLogError};
 use super::{out, runtime, Unusable};
 use crate::render::rollout_line;
 
-pub fn audit_export(node: &str, file: &Path, from: u64) -> Result<ExitCode, Unusable> {
+pub fn audit_export(node: &Dial, file: &Path, from: u64) -> Result<ExitCode, Unusable> {
     use prost::Message as _;
     let rt = runtime()?;
     let log = rt.block_on(async {
-        let unreachable = |e: tonic::transport::Error| {
-            Unusable(anyhow::anyhow!("cannot reach validator at {node}: {e}"))
-        };
         let refused =
             |s: tonic::Status| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message()));
-        let mut c = pb::audit_client::AuditClient::connect(node.to_string())
-            .await
-            .map_err(unreachable)?
+        let mut c = pb::audit_client::AuditClient::new(node.connect().await?)
             .max_decoding_message_size(scbe_wire::MAX_ENVELOPE_BYTES);
         let mut stream = c
             .export(pb::AuditRequest { from_seq: from })

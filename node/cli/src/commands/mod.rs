@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use scbe_wire::governance_client::Client;
+use scbe_wire::tls::{Dial, PinnedKeys};
 
 pub mod audit;
 pub mod fuse;
@@ -37,7 +38,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Unusable> {
         .map_err(|e| Unusable(e.into()))
 }
 
-pub async fn client(node: &str, key: &Option<PathBuf>) -> Result<Client, Unusable> {
+pub async fn client(node: &Dial, key: &Option<PathBuf>) -> Result<Client, Unusable> {
     Client::connect(node, load_key(key)?)
         .await
         .map_err(|e| Unusable(e.into()))
@@ -47,4 +48,36 @@ pub async fn client(node: &str, key: &Option<PathBuf>) -> Result<Client, Unusabl
 pub fn out(line: &str) -> bool {
     use std::io::Write as _;
     writeln!(std::io::stdout(), "{line}").is_ok()
+}
+
+/// The validator `--node` names, with the keys its certificate must carry: the genesis's
+/// validators (`--genesis`), or the one key `--validator-key` gives. Plain `http://` needs
+/// neither (a plaintext test cluster on loopback).
+pub fn dial(
+    node: &str,
+    genesis: Option<&std::path::Path>,
+    validator_key: Option<&str>,
+) -> Result<Dial, Unusable> {
+    let pinned = match (genesis, validator_key) {
+        (_, Some(hex)) => {
+            let key = scbe_wire::key_file::parse_public_key(hex).ok_or_else(|| {
+                Unusable(anyhow::anyhow!(
+                    "--validator-key: {hex} is not an ed25519 public key (64 hex characters)"
+                ))
+            })?;
+            Some(PinnedKeys::new(
+                [key],
+                format!("the key given by --validator-key ({hex})"),
+            ))
+        }
+        (Some(path), None) => {
+            let g = scbe_wire::genesis::Genesis::load(path)?;
+            Some(PinnedKeys::new(
+                g.directory().validators().iter().copied(),
+                format!("a validator of the genesis {}", path.display()),
+            ))
+        }
+        (None, None) => None,
+    };
+    Ok(Dial::new(node, pinned)?)
 }

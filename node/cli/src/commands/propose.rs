@@ -2,6 +2,7 @@
 //! rollbacks and membership changes) print every validator's vote as it arrives and the decision; exit 0 when accepted
 //! (and approved), 1 when not.
 
+use scbe_wire::tls::Dial;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::render;
 /// How long `propose promote` and `rollback` wait for the votes.
 pub const VOTE_WAIT: Duration = Duration::from_secs(120);
 
-pub fn submit(cli_node: &str, key: &Option<PathBuf>, op: Operation) -> Result<ExitCode, Unusable> {
+pub fn submit(cli_node: &Dial, key: &Option<PathBuf>, op: Operation) -> Result<ExitCode, Unusable> {
     let wants_votes = matches!(
         op,
         Operation::Promote { .. } | Operation::Rollback { .. } | Operation::ProposeAgent { .. }

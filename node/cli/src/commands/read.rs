@@ -2,6 +2,7 @@
 //! `scbe watch` (the ledger's events as they happen, agents' health changes, and a followed
 //! rollout as live progress bars).
 
+use scbe_wire::tls::Dial;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use super::{client, out, runtime, Unusable};
 use crate::cluster_view::{Answer, ClusterView};
 use crate::render;
 
-pub fn run_status(node: &str, proposal: Option<u64>, json: bool) -> Result<ExitCode, Unusable> {
+pub fn run_status(node: &Dial, proposal: Option<u64>, json: bool) -> Result<ExitCode, Unusable> {
     runtime()?.block_on(async {
         let mut c = client(node, &None).await?;
         if let Some(p) = proposal {
@@ -29,7 +30,7 @@ pub fn run_status(node: &str, proposal: Option<u64>, json: bool) -> Result<ExitC
             out(&serde_json::to_string(&summary).map_err(|e| Unusable(e.into()))?);
         } else {
             out(render::status_text(&reply, &summary).trim_end());
-            out(cluster_view(reply).await.text().trim_end());
+            out(cluster_view(node, reply).await.text().trim_end());
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -39,17 +40,15 @@ pub fn run_status(node: &str, proposal: Option<u64>, json: bool) -> Result<ExitC
 const PEER_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Asks every peer the validator `asked` links to (at the address it uses), all at once.
-async fn cluster_view(asked: scbe_proto::v1::StatusReply) -> ClusterView {
+async fn cluster_view(node: &Dial, asked: scbe_proto::v1::StatusReply) -> ClusterView {
     let asks = asked.peers.iter().map(|l| {
         let (id, address) = (l.id, l.address.clone());
+        let peer = node.to(&address);
         async move {
             let ask = async {
-                let mut c = scbe_wire::governance_client::Client::connect(
-                    &format!("http://{address}"),
-                    None,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                let mut c = scbe_wire::governance_client::Client::connect(&peer, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 c.status(None).await.map_err(|e| e.to_string())
             };
             let reply = tokio::time::timeout(PEER_DEADLINE, ask)
@@ -69,7 +68,7 @@ pub fn event_line(e: &scbe_proto::v1::LedgerEvent) -> String {
     )
 }
 
-pub fn run_watch(node: &str, from: u64, follow: Option<u64>) -> Result<ExitCode, Unusable> {
+pub fn run_watch(node: &Dial, from: u64, follow: Option<u64>) -> Result<ExitCode, Unusable> {
     use crate::progress::{Ended, RolloutProgress};
     runtime()?.block_on(async {
         let mut c = client(node, &None).await?;

@@ -23,6 +23,7 @@ use scbe_core::rollout::order::{Endorsement, SignedOrder, ORDER_KIND};
 use scbe_core::rollout::watcher::StepView;
 use scbe_core::validator_step::FleetView;
 use scbe_wire::fleet_client::{self, FleetClientError};
+use scbe_wire::tls::Transport;
 
 use super::monitor::FleetHealth;
 use super::roster::{AgentInfo, Roster};
@@ -51,6 +52,8 @@ pub struct FleetContext {
     pub input: mpsc::Sender<FleetInput>,
     /// Where warnings about agents go (`scbe status`, `scbe watch`).
     pub health: Arc<FleetHealth>,
+    /// How calls leave this validator: TLS pinned to the callee's key, or plaintext.
+    pub transport: Transport,
     /// Test hook: the executor panics as it starts (the supervisor must stop the validator).
     #[cfg(test)]
     pub panic_on_start: bool,
@@ -63,6 +66,30 @@ impl FleetContext {
 
     pub fn agent(&self, id: &str) -> Option<AgentInfo> {
         self.roster.borrow().get(id).cloned()
+    }
+
+    /// A channel to the node at `addr` that must hold `key` (`who` names it when refused).
+    pub fn channel(
+        &self,
+        key: PublicKey,
+        who: String,
+        addr: &str,
+        call_timeout: Duration,
+    ) -> Option<tonic::transport::Channel> {
+        let made = self
+            .transport
+            .link_to(key, who)
+            .map_err(|e| e.to_string())
+            .and_then(|link| {
+                fleet_client::channel(&link, addr, call_timeout).map_err(|e| e.to_string())
+            });
+        match made {
+            Ok(ch) => Some(ch),
+            Err(e) => {
+                tracing::warn!(%addr, "no channel: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -210,8 +237,8 @@ async fn collect_endorsements(ctx: &FleetContext, rollout: u64, bytes: Vec<u8>) 
         .iter()
         .filter(|(id, _, _)| *id != ctx.id)
         .filter_map(|(id, v, addr)| {
-            fleet_client::channel(addr, Duration::from_secs(2))
-                .ok()
+            let who = format!("validator {id}'s key in the genesis");
+            ctx.channel(*v.public(), who, addr, Duration::from_secs(2))
                 .map(|c| (*id, (v.clone(), c)))
         })
         .collect();
@@ -264,7 +291,8 @@ async fn deliver(
     gate: Arc<Semaphore>,
     views: watch::Receiver<FleetView>,
 ) {
-    let Ok(ch) = fleet_client::channel(&addr, ctx.agent_call_timeout) else {
+    let who = format!("agent {agent}'s registered key");
+    let Some(ch) = ctx.channel(key, who, &addr, ctx.agent_call_timeout) else {
         return;
     };
     let mut backoff = Duration::from_millis(200);

@@ -98,8 +98,12 @@ pub async fn watch_agent(
     agent: String,
     addr: String,
 ) {
+    let Some(key) = ctx.agent_key(&agent) else {
+        return; // removed from the fleet meanwhile
+    };
     // Streams are long-lived: no per-call timeout on the channel.
-    let Ok(ch) = fleet_client::channel(&addr, Duration::from_secs(24 * 3600)) else {
+    let who = format!("agent {agent}'s registered key");
+    let Some(ch) = ctx.channel(key, who, &addr, Duration::from_secs(24 * 3600)) else {
         return;
     };
     let mut backoff = Duration::from_millis(100);

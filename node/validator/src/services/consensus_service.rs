@@ -11,6 +11,7 @@ use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use scbe_core::consensus::{Digest, Directory};
 use scbe_wire::genesis::{caller_name, check_presented};
+use scbe_wire::tls::{caller_in, PinnedKeys};
 
 use crate::links::Links;
 
@@ -24,6 +25,9 @@ pub struct ConsensusService {
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
     pub verified: Arc<VerifiedCache>,
+    /// Under TLS, the validators' keys: a stream whose caller's certificate is not one of them
+    /// is refused before anything is read.
+    pub callers: Option<PinnedKeys>,
 }
 
 #[tonic::async_trait]
@@ -32,10 +36,14 @@ impl pb::consensus_server::Consensus for ConsensusService {
         &self,
         request: Request<Streaming<pb::Envelope>>,
     ) -> Result<Response<pb::StreamSummary>, Status> {
+        if let Err(refused) = caller_in(&request, self.callers.as_ref()) {
+            self.metrics
+                .dropped("peer stream without a validator's certificate");
+            return Err(refused);
+        }
         if let Err(mismatch) = check_presented(&request, &self.genesis) {
             // The host, not the port: a refused peer retries from a new port every time.
-            let host = request
-                .remote_addr()
+            let host = scbe_wire::tls::remote_addr(&request)
                 .map_or_else(|| "unknown address".to_string(), |a| a.ip().to_string());
             let from = match caller_name(&request) {
                 Some(name) => format!("{name} from {host}"),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use scbe_core::consensus::{Digest, Directory};
 use scbe_proto::v1 as pb;
+use scbe_wire::tls::{incoming, ClientAuth, PinnedKeys, TlsError, Transport};
 use scbe_wire::{VerifiedCache, MAX_ENVELOPE_BYTES};
 use tokio::sync::{mpsc, watch};
 
@@ -34,13 +35,26 @@ pub struct ServerParts {
     /// The cluster's genesis digest, checked on every peer and leader call.
     pub genesis: Digest,
     pub links: Arc<Links>,
+    /// TLS (anyone may call `Governance` and `Audit`; only validators `Consensus` and
+    /// `Orders`), or plaintext on loopback.
+    pub transport: Transport,
 }
 
 /// The server, ready to run on `listener` (it runs until the process stops, or fails).
 pub async fn grpc_server(
     listener: tokio::net::TcpListener,
     p: ServerParts,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, TlsError> {
+    // A client certificate is optional (requesters call anonymously), but one that is presented
+    // must be a validator's; the peer-only services then require one.
+    let validators = PinnedKeys::new(
+        p.directory.validators().iter().copied(),
+        "a validator of this cluster",
+    );
+    let tls = p
+        .transport
+        .server(ClientAuth::Optional(validators.clone()))?;
+    let peers_only = p.transport.is_tls().then_some(validators);
     // Requests are verified once when they arrive, not again inside pre-prepares.
     let verified = Arc::new(VerifiedCache::new(VERIFIED_CACHE));
     let consensus = pb::consensus_server::ConsensusServer::new(ConsensusService {
@@ -50,6 +64,7 @@ pub async fn grpc_server(
         verified: Arc::clone(&verified),
         genesis: p.genesis,
         links: Arc::clone(&p.links),
+        callers: peers_only.clone(),
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let governance = pb::governance_server::GovernanceServer::new(GovernanceService {
@@ -68,6 +83,7 @@ pub async fn grpc_server(
     let orders = pb::orders_server::OrdersServer::new(OrdersService {
         inbound: p.inbound,
         genesis: p.genesis,
+        callers: peers_only,
     });
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -80,10 +96,12 @@ pub async fn grpc_server(
         .register_encoded_file_descriptor_set(scbe_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .ok();
-    async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(async move {
+        let incoming = incoming(listener, tls);
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(scbe_wire::tls::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(scbe_wire::tls::KEEPALIVE_TIMEOUT))
             .add_service(consensus)
             .add_service(governance)
             .add_service(audit)
@@ -96,5 +114,5 @@ pub async fn grpc_server(
             // The supervisor stops the validator: it can no longer be reached.
             tracing::error!("gRPC server stopped: {e}");
         }
-    }
+    })
 }

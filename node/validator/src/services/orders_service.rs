@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use scbe_core::consensus::Digest;
 use scbe_wire::genesis::check_presented;
+use scbe_wire::tls::{caller_in, PinnedKeys};
 
 use crate::inbound::Inbound;
 use scbe_core::rollout::order::MAX_ORDER_BYTES;
@@ -17,6 +18,8 @@ pub struct OrdersService {
     pub inbound: mpsc::Sender<Inbound>,
     /// The leader asking must run this genesis.
     pub genesis: Digest,
+    /// Under TLS, the validators' keys: only a validator's certificate may ask.
+    pub callers: Option<PinnedKeys>,
 }
 
 #[tonic::async_trait]
@@ -25,6 +28,7 @@ impl pb::orders_server::Orders for OrdersService {
         &self,
         request: Request<pb::EndorseRequest>,
     ) -> Result<Response<pb::Endorsement>, Status> {
+        caller_in(&request, self.callers.as_ref())?;
         check_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
         let r = request.into_inner();
         if r.order.len() > MAX_ORDER_BYTES {

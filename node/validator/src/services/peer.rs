@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use scbe_core::consensus::{Digest, Envelope};
 use scbe_wire::genesis::{present, present_caller, refused_genesis};
 use scbe_wire::key_file::encode_hex as hex;
+use scbe_wire::tls::Link;
 
 use crate::links::Links;
 
@@ -31,7 +32,7 @@ const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
 pub fn peer_link(
     me: u32,
     peer: u32,
-    addr: String,
+    (addr, link): (String, Link),
     genesis: Digest,
     links: Arc<Links>,
 ) -> (
@@ -39,13 +40,13 @@ pub fn peer_link(
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    (tx, run(me, peer, addr, genesis, links, rx))
+    (tx, run(me, peer, (addr, link), genesis, links, rx))
 }
 
 async fn run(
     me: u32,
     peer: u32,
-    addr: String,
+    (addr, link): (String, Link),
     genesis: Digest,
     links: Arc<Links>,
     mut rx: mpsc::Receiver<Arc<Envelope>>,
@@ -53,19 +54,21 @@ async fn run(
     links.update(peer, |l| l.address = addr.clone());
     let mut backoff = Duration::from_millis(20);
     loop {
-        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-            Ok(e) => e.tcp_nodelay(true).connect_timeout(Duration::from_secs(2)),
+        let endpoint = match link.endpoint(&addr) {
+            Ok(e) => e,
             Err(e) => {
                 // Addresses are checked at start-up; the supervisor stops the validator.
                 tracing::error!(peer, %addr, "bad peer address: {e}");
                 return;
             }
         };
-        let client = match endpoint.connect().await {
+        let client = match link.connect(endpoint).await {
             Ok(ch) => ConsensusClient::new(ch)
                 .max_encoding_message_size(MAX_ENVELOPE_BYTES)
                 .max_decoding_message_size(MAX_ENVELOPE_BYTES),
             Err(e) => {
+                // A refused certificate is in the error's causes, not its message.
+                let e = scbe_wire::tls::error_chain(&e);
                 tracing::debug!(peer, %addr, "peer unreachable: {e}; retrying in {backoff:?}");
                 links.update(peer, |l| {
                     l.connected = false;

@@ -20,6 +20,11 @@ pub enum Link {
 
 /// Bound on the TCP connect and TLS handshake together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// HTTP/2 pings on idle links: a peer behind a partition that drops packets silently (no RST)
+/// is noticed within about interval + timeout, and the link reconnects, instead of waiting
+/// for TCP's own timeouts (minutes).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Link {
     /// An endpoint for `addr` (`host:port`). TLS links dial through [`Link::connector`]; the
@@ -27,7 +32,10 @@ impl Link {
     pub fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
         Ok(Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
-            .connect_timeout(CONNECT_TIMEOUT))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true))
     }
 
     /// Connects now (an error if the server cannot be reached or its key is not pinned).

@@ -1,4 +1,5 @@
-//! The server side: TLS handshakes on accepted TCP connections, off the accept loop, bounded.
+//! The server side: TLS handshakes on accepted TCP connections, off the accept loop, bounded
+//! (or plain TCP connections, where plaintext is configured).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,13 +31,34 @@ pub struct PeerIdentity {
     pub key: Option<PublicKey>,
 }
 
-/// An accepted TLS connection, carrying its peer's identity into tonic.
-pub struct TlsConn {
-    stream: TlsStream<TcpStream>,
+/// An accepted connection, carrying its peer's identity into tonic.
+pub struct Conn {
+    stream: Stream,
     peer: PeerIdentity,
 }
 
-impl tonic::transport::server::Connected for TlsConn {
+enum Stream {
+    Tls(Box<TlsStream<TcpStream>>),
+    Plain(TcpStream),
+}
+
+/// Forwards to whichever stream the connection is.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.stream {
+            Stream::Tls($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+            Stream::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+        }
+    };
+}
+
+impl tonic::transport::server::Connected for Conn {
     type ConnectInfo = PeerIdentity;
 
     fn connect_info(&self) -> PeerIdentity {
@@ -44,31 +66,31 @@ impl tonic::transport::server::Connected for TlsConn {
     }
 }
 
-impl AsyncRead for TlsConn {
+impl AsyncRead for Conn {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        each!(self, s => s.poll_read(cx, buf))
     }
 }
 
-impl AsyncWrite for TlsConn {
+impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        each!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        each!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        each!(self, s => s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -76,24 +98,28 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        each!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Plain(s) => s.is_write_vectored(),
+        }
     }
 }
 
-/// Connections accepted on `listener` that completed a TLS handshake under `config`, for
-/// `Server::serve_with_incoming`. A refused handshake (a key outside the pinned set, a
-/// plaintext client) is logged with the peer's address and the reason, and the connection
-/// closed; the stream itself never ends with an error.
+/// Connections accepted on `listener` that completed a TLS handshake under `config` (every
+/// connection as it is, when `config` is `None`: plaintext), for `Server::serve_with_incoming`.
+/// A refused handshake (a key outside the pinned set, a plaintext client) is logged with the
+/// peer's address and the reason, and the connection closed; the stream itself never ends
+/// with an error.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
-) -> ReceiverStream<std::io::Result<TlsConn>> {
+    config: Option<Arc<ServerConfig>>,
+) -> ReceiverStream<std::io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
@@ -114,7 +140,17 @@ pub fn incoming(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let Some(acceptor) = acceptor.clone() else {
+                let peer = PeerIdentity { remote, key: None };
+                let conn = Conn {
+                    stream: Stream::Plain(tcp),
+                    peer,
+                };
+                if tx.send(Ok(conn)).await.is_err() {
+                    return;
+                }
+                continue;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;
@@ -127,7 +163,8 @@ pub fn incoming(
                             .and_then(|c| c.first())
                             .and_then(|c| certificate_key(c).ok());
                         let peer = PeerIdentity { remote, key };
-                        let _ = tx.send(Ok(TlsConn { stream, peer })).await;
+                        let stream = Stream::Tls(Box::new(stream));
+                        let _ = tx.send(Ok(Conn { stream, peer })).await;
                     }
                     Ok(Err(e)) => tracing::warn!(%remote, "TLS handshake refused: {e}"),
                     Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),

@@ -12,19 +12,53 @@
 //!   validator's certificate (mutual TLS) where others may call anonymously.
 //! - [`client_config`] / [`Link`]: the client side; [`Link::channel`] dials through TLS (or
 //!   plaintext when configured) and resolves the host again at every reconnect.
-//! - [`plaintext_allowed`]: plaintext only on loopback, the rule every binary applies.
+//! - [`Dial`]: a client's view of one validator (`https://` pinned to the cluster's keys, or
+//!   `http://` for a plaintext test cluster).
+//! - [`plaintext_on_loopback`]: plaintext only on loopback, the rule every daemon applies.
 
 mod connector;
+mod dial;
 mod identity;
 mod incoming;
 mod pinned_keys;
+mod transport;
 
-pub use connector::Link;
+pub use connector::{Link, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
+pub use dial::{Dial, DialError};
 pub use identity::TlsIdentity;
-pub use incoming::{incoming, PeerIdentity, TlsConn};
+pub use incoming::{incoming, Conn, PeerIdentity};
+pub use transport::{caller_in, remote_addr, Transport};
+
 pub use pinned_keys::{certificate_key, client_config, server_config, ClientAuth, PinnedKeys};
 
 use std::net::SocketAddr;
+
+/// The `[tls]` section of `node.toml` and `agent.toml`. TLS is the default: certificates are
+/// made from the node's key, so there is nothing to set.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Plaintext gRPC instead: allowed only when every address the node listens on or dials is
+    /// loopback (a test quorum on one machine).
+    #[serde(default)]
+    pub plaintext: bool,
+}
+
+impl TlsSection {
+    /// The node's transport, after checking that plaintext stays on loopback.
+    pub fn transport(
+        &self,
+        key: &scbe_core::crypto::Keypair,
+        addrs: impl IntoIterator<Item = String>,
+    ) -> Result<Transport, crate::config_error::ConfigError> {
+        if self.plaintext {
+            plaintext_on_loopback("tls.plaintext", addrs)?;
+            Ok(Transport::Plaintext)
+        } else {
+            Transport::tls(key).map_err(|e| crate::config_error::invalid("tls", e))
+        }
+    }
+}
 
 /// Why TLS could not be set up, or a peer's certificate was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,9 +108,31 @@ fn pinning_refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
 }
 
-/// Plaintext is allowed only where no one else can listen: every address on loopback.
-pub fn plaintext_allowed<'a>(addrs: impl IntoIterator<Item = &'a SocketAddr>) -> bool {
-    addrs.into_iter().all(|a| a.ip().is_loopback())
+/// Plaintext is allowed only where no one else can listen: every address (`host:port`) on
+/// loopback (`127.0.0.0/8`, `::1` or `localhost`). `key` names the setting in the error.
+pub fn plaintext_on_loopback(
+    key: &str,
+    addrs: impl IntoIterator<Item = String>,
+) -> Result<(), crate::config_error::ConfigError> {
+    for a in addrs {
+        if !is_loopback(&a) {
+            return Err(crate::config_error::invalid(
+                key,
+                format!(
+                    "plaintext is allowed only on loopback, and {a} is not; remove the setting \
+                     to use TLS (certificates are made from the node's key: nothing else to set)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_loopback(addr: &str) -> bool {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return a.ip().is_loopback();
+    }
+    matches!(addr.rsplit_once(':'), Some(("localhost", _)))
 }
 
 /// Rustls with the ring provider, built without touching the process-wide default (two

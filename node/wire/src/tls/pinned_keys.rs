@@ -31,6 +31,11 @@ impl PinnedKeys {
         }
     }
 
+    /// What these keys are, for messages ("a validator of this cluster").
+    pub fn described(&self) -> &str {
+        &self.described
+    }
+
     pub fn contains(&self, key: &PublicKey) -> bool {
         self.keys.contains(&key.0)
     }

@@ -61,7 +61,7 @@ async fn serve(
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(HealthServer::new(Probe(tx)))
-            .serve_with_incoming(incoming(listener, config)),
+            .serve_with_incoming(incoming(listener, Some(config))),
     );
     (addr, rx)
 }
@@ -144,9 +144,17 @@ async fn an_anonymous_client_reaches_an_optional_server_and_plaintext_is_refused
 
 #[test]
 fn plaintext_only_on_loopback() {
-    let lo: std::net::SocketAddr = "127.0.0.1:7000".parse().expect("addr");
-    let lo6: std::net::SocketAddr = "[::1]:7000".parse().expect("addr");
-    let out: std::net::SocketAddr = "10.0.0.1:7000".parse().expect("addr");
-    assert!(plaintext_allowed([&lo, &lo6]));
-    assert!(!plaintext_allowed([&lo, &out]));
+    let ok = [
+        "127.0.0.1:7000",
+        "[::1]:7000",
+        "localhost:7001",
+        "127.9.9.9:1",
+    ];
+    assert!(plaintext_on_loopback("tls.plaintext", ok.map(String::from)).is_ok());
+    for bad in ["10.0.0.1:7000", "validator-2.scbe:7000", "0.0.0.0:7000"] {
+        let e = plaintext_on_loopback("tls.plaintext", ["127.0.0.1:1".into(), bad.into()])
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains("tls.plaintext") && e.contains(bad), "{e}");
+    }
 }

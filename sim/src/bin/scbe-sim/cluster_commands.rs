@@ -139,6 +139,7 @@ pub(crate) fn up(
     degrade: Option<String>,
     window: std::time::Duration,
     dir: &std::path::Path,
+    plaintext: bool,
 ) -> ExitCode {
     use scbe_sim::local::{LocalCluster, LocalOptions};
     if n < 4 {
@@ -153,6 +154,7 @@ pub(crate) fn up(
         agents,
         degrade,
         window,
+        plaintext,
         ..LocalOptions::default()
     };
     let existed = dir.join(scbe_sim::local::GENESIS).exists();
@@ -160,7 +162,7 @@ pub(crate) fn up(
         Ok(c) if existed => {
             println!(
                 "reusing the cluster in {} (genesis {}): its keys, ports, data and settings are \
-                 the ones it was created with; --window and --degrade apply to a new --dir only",
+                 the ones it was created with; --window, --degrade and --plaintext apply to a new --dir only",
                 dir.display(),
                 c.genesis
             );
@@ -209,11 +211,28 @@ pub(crate) fn up(
         );
     }
     for (i, a) in cluster.agents.iter().enumerate() {
-        println!("  {} ({}): {}", a.id, a.specialty, cluster.agent_url(i));
+        let key = cluster
+            .agent_keys
+            .get(i)
+            .map(|k| k.to_hex())
+            .unwrap_or_default();
+        println!("  {} ({}): {}  key {key}", a.id, a.specialty, a.addr);
     }
     let key = cluster.requester_key.display();
-    println!("\nPoint scbe at the quorum (any validator answers):");
+    println!(
+        "\nLinks are {}.",
+        if cluster.plaintext {
+            "plaintext (--plaintext; loopback only)"
+        } else {
+            "TLS, each node's certificate made from its key; clients check it against the genesis"
+        }
+    );
+    println!("Point scbe at the quorum (any validator answers):");
     println!("  export SCBE_NODE={}", cluster.url(0));
+    println!(
+        "  export SCBE_GENESIS={}",
+        cluster.dir.join(scbe_sim::local::GENESIS).display()
+    );
     println!("  export SCBE_KEY={key}");
     println!("Then try:");
     println!("  scbe status");

@@ -98,6 +98,9 @@ enum Command {
         /// Directory for keys, configs, data and logs.
         #[arg(long, default_value = "scbe-local")]
         dir: std::path::PathBuf,
+        /// Plaintext gRPC instead of TLS (loopback only; for tools that cannot pin a key).
+        #[arg(long)]
+        plaintext: bool,
     },
     /// Benchmark a loopback cluster of real validator processes (fsync on).
     ///
@@ -261,7 +264,8 @@ fn main() -> ExitCode {
             degrade,
             window,
             dir,
-        } => up(validators, agents, degrade, window, &dir),
+            plaintext,
+        } => up(validators, agents, degrade, window, &dir, plaintext),
         Command::Bench { opts, keep } => bench(&opts, keep),
         Command::BenchCore {
             validators,

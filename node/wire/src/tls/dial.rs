@@ -1,0 +1,109 @@
+//! A client's view of one validator: its URL, and the keys its certificate must carry.
+
+use tonic::transport::Channel;
+
+use super::{client_config, error_chain, Link, PinnedKeys, TlsError};
+
+/// Why a validator URL cannot be dialled as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialError {
+    #[error("{url} is not a validator URL: use https://HOST:PORT (or http://HOST:PORT for a plaintext test cluster on loopback)")]
+    BadUrl { url: String },
+    #[error("{url} is TLS, and its certificate is checked against the cluster's keys, never trusted on first use: give --genesis FILE (the cluster's genesis.toml; SCBE_GENESIS) or --validator-key HEX (SCBE_VALIDATOR_KEY)")]
+    NothingToPin { url: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot reach {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+}
+
+/// A validator to call: `https://` is TLS with the server's key pinned, `http://` plaintext.
+#[derive(Clone)]
+pub struct Dial {
+    url: String,
+    addr: String,
+    link: Link,
+}
+
+impl Dial {
+    /// `validators`: the keys the server's certificate may carry (from the genesis, or the one
+    /// key an operator gave); needed for `https://`.
+    pub fn new(url: &str, validators: Option<PinnedKeys>) -> Result<Self, DialError> {
+        let bad = || DialError::BadUrl {
+            url: url.to_string(),
+        };
+        let (tls, addr) = if let Some(a) = url.strip_prefix("https://") {
+            (true, a)
+        } else if let Some(a) = url.strip_prefix("http://") {
+            (false, a)
+        } else {
+            return Err(bad());
+        };
+        let addr = addr.trim_end_matches('/');
+        if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
+            return Err(bad());
+        }
+        let link = if tls {
+            let keys = validators.ok_or_else(|| DialError::NothingToPin {
+                url: url.to_string(),
+            })?;
+            Link::Tls(client_config(None, keys)?)
+        } else {
+            Link::Plaintext
+        };
+        Ok(Dial {
+            url: url.to_string(),
+            addr: addr.to_string(),
+            link,
+        })
+    }
+
+    /// Plaintext to `host:port` (a test cluster on loopback).
+    pub fn plaintext(addr: &str) -> Self {
+        Dial {
+            url: format!("http://{addr}"),
+            addr: addr.to_string(),
+            link: Link::Plaintext,
+        }
+    }
+
+    /// TLS to `host:port`, accepting only a certificate for one of `keys`.
+    pub fn tls(addr: &str, keys: PinnedKeys) -> Result<Self, TlsError> {
+        Ok(Dial {
+            url: format!("https://{addr}"),
+            addr: addr.to_string(),
+            link: Link::Tls(client_config(None, keys)?),
+        })
+    }
+
+    /// Another validator at `addr` (`host:port`), dialled the same way (same scheme, same
+    /// pinned keys): how `scbe status` asks the peers of the validator it asked.
+    pub fn to(&self, addr: &str) -> Dial {
+        let scheme = if self.link.is_tls() { "https" } else { "http" };
+        Dial {
+            url: format!("{scheme}://{addr}"),
+            addr: addr.to_string(),
+            link: self.link.clone(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Connects now; a refused certificate is named in the error.
+    pub async fn connect(&self) -> Result<Channel, DialError> {
+        let unreachable = |detail: String| DialError::Unreachable {
+            url: self.url.clone(),
+            detail,
+        };
+        let endpoint = self
+            .link
+            .endpoint(&self.addr)
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        self.link
+            .connect(endpoint)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))
+    }
+}

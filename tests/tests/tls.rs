@@ -1,0 +1,208 @@
+//! TLS on every link of a real cluster (4 `scbe-node` and 2 `scbe-agent` processes on loopback,
+//! started by the simulator's `LocalCluster` with its default: TLS). Each link refuses plaintext
+//! and a certificate for a key outside its set; the `scbe` CLI checks the validator's
+//! certificate against the genesis, never trusting it on first use.
+
+use std::process::Command;
+use std::time::Duration;
+
+use scbe_core::crypto::Keypair;
+use scbe_proto::v1 as pb;
+use scbe_sim::local::LocalOptions;
+use scbe_tests::{fleet_options, Harness};
+use scbe_wire::tls::{error_chain, Dial, Link, PinnedKeys, Transport};
+
+fn stranger() -> Transport {
+    Transport::tls(&Keypair::from_label("a key no genesis lists")).expect("identity")
+}
+
+/// Connects through `link` to `addr` now; the error with all its causes.
+async fn connect(link: &Link, addr: &str) -> Result<tonic::transport::Channel, String> {
+    let endpoint = link.endpoint(addr).map_err(|e| error_chain(&e))?;
+    link.connect(endpoint).await.map_err(|e| error_chain(&e))
+}
+
+async fn status(ch: tonic::transport::Channel) -> Result<pb::StatusReply, tonic::Status> {
+    pb::governance_client::GovernanceClient::new(ch)
+        .status(pb::StatusRequest::default())
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
+    let mut h = Harness::start(LocalOptions {
+        agents: 2,
+        ..fleet_options()
+    })
+    .await;
+    h.status(0, None).await; // serving, over TLS
+    let v0 = h.cluster.nodes[0].addr.to_string();
+    let a0 = h.cluster.agents[0].addr.to_string();
+
+    // Requester -> validator: plaintext refused.
+    let plain = connect(&Link::Plaintext, &v0).await;
+    let refused = match plain {
+        Ok(ch) => status(ch).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "a plaintext call to a TLS validator must fail");
+
+    // Requester -> validator: a server key other than the one pinned is refused by the client,
+    // naming the key it saw.
+    let wrong_pin = Dial::tls(
+        &v0,
+        PinnedKeys::new([h.cluster.validator_keys[1]], "validator 1"),
+    )
+    .expect("dial");
+    let e = wrong_pin.connect().await.err().map(|e| e.to_string());
+    let e = e.unwrap_or_default();
+    assert!(
+        e.contains(&h.cluster.validator_keys[0].to_hex()) && e.contains("is not validator 1"),
+        "{e}"
+    );
+
+    // Validator <-> validator: a certificate for a key outside the validator set is refused at
+    // the handshake; without a certificate the consensus stream is refused before it is read.
+    let to_v0 = |t: Transport| {
+        t.link_to(h.cluster.validator_keys[0], "validator 0")
+            .expect("link")
+    };
+    let outsider = match connect(&to_v0(stranger()), &v0).await {
+        Ok(ch) => status(ch).await.map(|_| ()).map_err(|s| s.to_string()),
+        Err(e) => Err(e),
+    };
+    assert!(
+        outsider.is_err(),
+        "a stranger's certificate must be refused"
+    );
+    let anonymous = h
+        .cluster
+        .channel(0)
+        .await
+        .expect("anonymous TLS is fine for reads");
+    status(anonymous.clone())
+        .await
+        .expect("a requester reads status");
+    let stream = pb::consensus_client::ConsensusClient::new(anonymous)
+        .stream(tokio_stream::iter(vec![]))
+        .await
+        .expect_err("no validator certificate");
+    assert_eq!(stream.code(), tonic::Code::Unauthenticated, "{stream:?}");
+    let endorse = pb::orders_client::OrdersClient::new(h.cluster.channel(0).await.expect("ch"))
+        .endorse(pb::EndorseRequest::default())
+        .await
+        .expect_err("no validator certificate");
+    assert_eq!(endorse.code(), tonic::Code::Unauthenticated, "{endorse:?}");
+
+    // Validator -> agent: plaintext refused; a stranger's certificate refused; without a
+    // certificate orders and health streams are refused, Describe answers.
+    let plain = connect(&Link::Plaintext, &a0).await;
+    let plain_answered = match plain {
+        Ok(ch) => pb::fleet_agent_client::FleetAgentClient::new(ch)
+            .describe(pb::DescribeRequest {})
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(!plain_answered, "a plaintext call to a TLS agent must fail");
+    let agent_key = h.cluster.agent_keys[0];
+    let to_agent = stranger().link_to(agent_key, "agent-00").expect("link");
+    let outsider = match connect(&to_agent, &a0).await {
+        Ok(ch) => pb::fleet_agent_client::FleetAgentClient::new(ch)
+            .describe(pb::DescribeRequest {})
+            .await
+            .map(|_| ())
+            .map_err(|s| s.to_string()),
+        Err(e) => Err(e),
+    };
+    assert!(
+        outsider.is_err(),
+        "a stranger's certificate must be refused"
+    );
+    let anonymous = Link::Tls(
+        scbe_wire::tls::client_config(None, PinnedKeys::new([agent_key], "agent-00"))
+            .expect("config"),
+    );
+    let mut agent = pb::fleet_agent_client::FleetAgentClient::new(
+        connect(&anonymous, &a0).await.expect("anonymous TLS"),
+    );
+    let d = agent
+        .describe(pb::DescribeRequest {})
+        .await
+        .expect("Describe answers anyone")
+        .into_inner();
+    assert_eq!(d.agent, "agent-00");
+    let order = agent
+        .deploy(pb::SignedOrder::default())
+        .await
+        .expect_err("orders only from a validator's certificate");
+    assert_eq!(order.code(), tonic::Code::Unauthenticated, "{order:?}");
+    let health = agent
+        .watch_health(pb::HealthRequest::default())
+        .await
+        .expect_err("health streams only to a validator's certificate");
+    assert_eq!(health.code(), tonic::Code::Unauthenticated, "{health:?}");
+    // ... and the validators themselves reach it: its health is in the summary.
+    h.wait_summary(0, "agent-00 reports", Duration::from_secs(60), |s| {
+        s.agents
+            .iter()
+            .any(|a| a.id == "agent-00" && a.health.is_some())
+    })
+    .await;
+}
+
+fn scbe(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
+    let mut c = Command::new(scbe_tests::workspace_bin("scbe"));
+    c.args(args).env_remove("SCBE_GENESIS");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("scbe runs");
+    (
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_checks_the_validators_certificate_against_the_cluster_keys() {
+    let mut h = Harness::start(scbe_tests::fast()).await;
+    h.status(0, None).await;
+    let node = ("SCBE_NODE", h.cluster.url(0));
+    assert!(node.1.starts_with("https://"), "{}", node.1);
+    let genesis = (
+        "SCBE_GENESIS",
+        h.cluster.genesis_path().display().to_string(),
+    );
+
+    let (code, text) = scbe(&["status"], &[node.clone(), genesis]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("view 0"), "{text}");
+
+    // Nothing to check the certificate against: refused before any call, saying what to give.
+    let (code, text) = scbe(&["status"], std::slice::from_ref(&node));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("--genesis"), "{text}");
+
+    // The right key alone works; another key is refused, naming the key the server showed.
+    let right = h.cluster.validator_keys[0].to_hex();
+    let (code, text) = scbe(
+        &["status", "--validator-key", &right],
+        std::slice::from_ref(&node),
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let wrong = h.cluster.validator_keys[2].to_hex();
+    let (code, text) = scbe(&["status", "--validator-key", &wrong], &[node]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains(&right), "names the key it refused: {text}");
+
+    // A plaintext URL to a TLS validator does not get an answer.
+    let plain = ("SCBE_NODE", h.cluster.url(0).replace("https://", "http://"));
+    let (code, text) = scbe(&["status"], &[plain]);
+    assert_ne!(code, Some(0), "{text}");
+}
