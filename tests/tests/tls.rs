@@ -150,6 +150,31 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
             .any(|a| a.id == "agent-00" && a.health.is_some())
     })
     .await;
+
+    // The daemons' own health checks (containers, Kubernetes exec probes): grpc.health.v1 over
+    // TLS pinned to the daemon's own key; exit 1 once it is gone.
+    let probe = |bin: &str, config: &std::path::Path| {
+        let o = Command::new(scbe_tests::workspace_bin(bin))
+            .args(["health", "--config"])
+            .arg(config)
+            .output()
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    };
+    let (code, text) = probe("scbe-node", &h.cluster.nodes[0].config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("SERVING"), "{text}");
+    let (code, text) = probe("scbe-agent", &h.cluster.agents[1].config);
+    assert_eq!(code, Some(0), "{text}");
+    h.cluster.kill_agent(1);
+    let (code, text) = probe("scbe-agent", &h.cluster.agents[1].config);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("unhealthy"), "{text}");
 }
 
 fn scbe(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {

@@ -34,3 +34,24 @@ pub fn run_agent(config: &Path) -> ExitCode {
         }
     }
 }
+
+/// `scbe-agent health --config FILE`: asks the running agent's grpc.health.v1 service, over
+/// TLS pinned to the agent's own key (exit 0 when serving, 1 otherwise, 2 for a bad config).
+pub fn probe_agent(config: &Path) -> ExitCode {
+    let base = base_of(config);
+    let v = match AgentConfig::load(config).and_then(|c| c.validate(&base)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let link = match v.transport.link_to(v.key.public(), "this agent's own key") {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    scbe_wire::health_probe::run_probe(&link, &scbe_wire::health_probe::own_address(v.listen))
+}

@@ -34,11 +34,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Ask the agent running with this config whether it serves (grpc.health.v1, over TLS
+    /// pinned to its own key): exit 0 if so, 1 otherwise. For container health checks.
+    Health {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Keygen { out } => scbe_wire::daemon::keygen(&out),
         Command::Run { config } => scbe_agent::daemon::run_agent(&config),
+        Command::Health { config } => scbe_agent::daemon::probe_agent(&config),
     }
 }

@@ -373,6 +373,11 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         .server(ClientAuth::Optional(validators))
         .map_err(AgentError::Tls)?;
     let incoming = incoming(listener, tls);
+    // grpc.health.v1 for container health checks (`scbe-agent health`).
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::fleet_agent_server::FleetAgentServer<FleetAgentService>>()
+        .await;
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(scbe_wire::tls::KEEPALIVE_INTERVAL))
@@ -380,6 +385,7 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         .add_service(pb::fleet_agent_server::FleetAgentServer::new(
             FleetAgentService { shared },
         ))
+        .add_service(health)
         .serve_with_incoming(incoming);
     tasks.spawn("FleetAgent gRPC server", async move {
         if let Err(e) = server.await {

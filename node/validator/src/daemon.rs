@@ -33,3 +33,27 @@ pub fn run_validator(config: &Path) -> ExitCode {
         }
     }
 }
+
+/// `scbe-node health --config FILE`: asks the running validator's grpc.health.v1 service, over
+/// TLS pinned to the validator's own key (exit 0 when serving, 1 otherwise, 2 for a bad config).
+pub fn probe_validator(config: &Path) -> ExitCode {
+    let base = base_of(config);
+    let v = match NodeConfig::load(config).and_then(|c| c.validate(&base)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let link = match v
+        .transport
+        .link_to(v.key.public(), "this validator's own key")
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    scbe_wire::health_probe::run_probe(&link, &scbe_wire::health_probe::own_address(v.listen))
+}

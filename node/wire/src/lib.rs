@@ -28,6 +28,7 @@ pub mod fleet_wire;
 pub mod genesis;
 pub mod genesis_file;
 pub mod governance_client;
+pub mod health_probe;
 pub mod key_file;
 pub mod open;
 pub mod proto_codec;

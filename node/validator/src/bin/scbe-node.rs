@@ -33,6 +33,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Ask the validator running with this config whether it serves (grpc.health.v1, over TLS
+    /// pinned to its own key): exit 0 if so, 1 otherwise. For container health checks and
+    /// Kubernetes exec probes.
+    Health {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Write a new cluster's files, one folder per host: OUT/node<i>/ (genesis.toml, node.toml,
     /// keys/node<i>.key) for each validator, OUT/agent-<nn>/ (genesis.toml, agent.toml, its key,
     /// a hook that records the ordered version) for each agent, and OUT/requester.key (keep it
@@ -74,6 +81,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Keygen { out } => scbe_wire::daemon::keygen(&out),
         Command::Run { config } => scbe_validator::daemon::run_validator(&config),
+        Command::Health { config } => scbe_validator::daemon::probe_validator(&config),
         Command::Testnet {
             validators,
             agents,

@@ -1,0 +1,104 @@
+//! `scbe-node health` and `scbe-agent health`: a daemon's own gRPC health service
+//! (`grpc.health.v1`), asked over the link the daemon itself serves (TLS pinned to its own key,
+//! or loopback plaintext), for container health checks and Kubernetes exec probes (whose
+//! built-in gRPC probe cannot speak TLS).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::tls::{error_chain, Link};
+
+/// Why the daemon is not healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot reach {addr}: {detail}")]
+    Unreachable { addr: String, detail: String },
+    #[error("{addr} answers {status:?}")]
+    NotServing { addr: String, status: ServingStatus },
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+}
+
+/// Where a daemon listening on `listen` is reached from its own host: loopback when it listens
+/// on every interface.
+pub fn own_address(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        if listen.is_ipv4() {
+            "127.0.0.1".to_string()
+        } else {
+            "[::1]".to_string()
+        }
+    } else if listen.is_ipv6() {
+        format!("[{}]", listen.ip())
+    } else {
+        listen.ip().to_string()
+    };
+    format!("{ip}:{}", listen.port())
+}
+
+/// Asks the health service at `addr` over `link` about the whole server ("").
+pub async fn probe(link: &Link, addr: &str, timeout: Duration) -> Result<(), ProbeError> {
+    let ask = async {
+        let unreachable = |detail: String| ProbeError::Unreachable {
+            addr: addr.to_string(),
+            detail,
+        };
+        let endpoint = link
+            .endpoint(addr)
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let ch = link
+            .connect(endpoint)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let reply = HealthClient::new(ch)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map_err(|s| unreachable(format!("{:?}: {}", s.code(), s.message())))?
+            .into_inner();
+        match reply.status() {
+            ServingStatus::Serving => Ok(()),
+            status => Err(ProbeError::NotServing {
+                addr: addr.to_string(),
+                status,
+            }),
+        }
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProbeError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            })
+        })
+}
+
+/// The `health` subcommand's body: exit 0 when serving, 1 (with why) otherwise.
+pub fn run_probe(link: &Link, addr: &str) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(probe(link, addr, Duration::from_secs(5))) {
+        Ok(()) => {
+            println!("SERVING {addr}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
