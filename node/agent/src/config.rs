@@ -278,7 +278,7 @@ impl AgentConfig {
             .filter_map(|k| Verifier::new(*k).ok())
             .collect();
         let quorum = scbe_core::consensus::config::quorum_for(validators.len());
-        let transport = self.tls.transport(&key, [listen.to_string()])?;
+        let transport = self.tls.transport(&key, [listen.to_string()], base)?;
         Ok(ValidatedAgent {
             data_dir: base.join(&a.data_dir),
             admitted_later: entry.is_none(),

@@ -40,6 +40,10 @@ struct Cli {
     /// The key the validator's certificate must carry (64 hex characters), instead of --genesis.
     #[arg(long, global = true, env = "SCBE_VALIDATOR_KEY", value_name = "HEX")]
     validator_key: Option<String>,
+    /// For a cluster whose certificates the operators' CA issued: its roots (PEM). The
+    /// certificate must then chain to them and name a key --genesis or --validator-key gives.
+    #[arg(long, global = true, env = "SCBE_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// Requester secret key file (from `scbe keygen`), for commands that sign requests.
     #[arg(long, global = true, env = "SCBE_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
@@ -207,8 +211,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (node, genesis, validator_key) = (cli.node, cli.genesis, cli.validator_key);
-    let dial = || scbe_cli::commands::dial(&node, genesis.as_deref(), validator_key.as_deref());
+    let (node, genesis, validator_key, ca_file) =
+        (cli.node, cli.genesis, cli.validator_key, cli.ca_file);
+    let dial = || {
+        scbe_cli::commands::dial(
+            &node,
+            genesis.as_deref(),
+            validator_key.as_deref(),
+            ca_file.as_deref(),
+        )
+    };
     let result = match cli.command {
         Command::Fuse(a) => run_fuse(a),
         Command::Keygen { out } => scbe_wire::key_file::write_new_key(&out)

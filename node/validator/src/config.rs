@@ -262,6 +262,7 @@ impl NodeConfig {
         let transport = self.tls.transport(
             &key,
             std::iter::once(listen.to_string()).chain(peers.values().cloned()),
+            base,
         )?;
         let ledger = genesis.ledger_config().clone();
         Ok(Validated {

@@ -205,3 +205,26 @@ fn tls_is_the_default_and_plaintext_stays_on_loopback() {
         "{e}"
     );
 }
+
+#[test]
+fn ca_files_come_together() {
+    let d = tempfile::tempdir().expect("tmp");
+    let node = sample_in(d.path(), |g| g);
+    let one = node.replace("plaintext = false", "cert_file = \"tls/node.pem\"");
+    let e = validate(d.path(), &one).err().map(|e| e.to_string());
+    assert!(e.unwrap_or_default().contains("go together"));
+    let all = node.replace(
+        "plaintext = false",
+        "cert_file = \"tls/node.pem\"\nkey_file = \"tls/node.key\"\nca_file = \"tls/ca.pem\"",
+    );
+    // Named but missing: refused at start-up, naming the file.
+    let e = validate(d.path(), &all).err().map(|e| e.to_string());
+    let e = e.unwrap_or_default();
+    assert!(e.contains("tls.cert_file") && e.contains("node.pem"), "{e}");
+    let both = node.replace(
+        "plaintext = false",
+        "plaintext = true\ncert_file = \"a\"\nkey_file = \"b\"\nca_file = \"c\"",
+    );
+    let e = validate(d.path(), &both).err().map(|e| e.to_string());
+    assert!(e.unwrap_or_default().contains("exclude each other"));
+}

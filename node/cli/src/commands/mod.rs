@@ -57,6 +57,7 @@ pub fn dial(
     node: &str,
     genesis: Option<&std::path::Path>,
     validator_key: Option<&str>,
+    ca_file: Option<&std::path::Path>,
 ) -> Result<Dial, Unusable> {
     let pinned = match (genesis, validator_key) {
         (_, Some(hex)) => {
@@ -79,5 +80,9 @@ pub fn dial(
         }
         (None, None) => None,
     };
-    Ok(Dial::new(node, pinned)?)
+    let trust = match ca_file {
+        Some(ca) => scbe_wire::tls::Trust::authority(ca)?,
+        None => scbe_wire::tls::Trust::SelfSigned,
+    };
+    Ok(Dial::new_trusting(node, pinned, trust)?)
 }

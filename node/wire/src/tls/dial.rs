@@ -2,7 +2,9 @@
 
 use tonic::transport::Channel;
 
-use super::{client_config, error_chain, Link, PinnedKeys, TlsError};
+use super::{
+    client_config, client_config_trusting, error_chain, Link, PinnedKeys, TlsError, Trust,
+};
 
 /// Why a validator URL cannot be dialled as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +31,15 @@ impl Dial {
     /// `validators`: the keys the server's certificate may carry (from the genesis, or the one
     /// key an operator gave); needed for `https://`.
     pub fn new(url: &str, validators: Option<PinnedKeys>) -> Result<Self, DialError> {
+        Self::new_trusting(url, validators, Trust::SelfSigned)
+    }
+
+    /// [`Dial::new`] for a cluster whose certificates a CA issued (`trust`).
+    pub fn new_trusting(
+        url: &str,
+        validators: Option<PinnedKeys>,
+        trust: Trust,
+    ) -> Result<Self, DialError> {
         let bad = || DialError::BadUrl {
             url: url.to_string(),
         };
@@ -47,7 +58,7 @@ impl Dial {
             let keys = validators.ok_or_else(|| DialError::NothingToPin {
                 url: url.to_string(),
             })?;
-            Link::Tls(client_config(None, keys)?)
+            Link::Tls(client_config_trusting(None, trust, keys)?)
         } else {
             Link::Plaintext
         };

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::certificate_key;
+use super::{certificate_key, vouched_key, Trust};
 
 /// Handshakes under way at once; a connection beyond them is closed at once (a flood of
 /// half-open handshakes cannot hold the server's memory).
@@ -29,6 +29,14 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PeerIdentity {
     pub remote: SocketAddr,
     pub key: Option<PublicKey>,
+}
+
+/// A server's TLS: its rustls configuration, and how the identity of a client that presented a
+/// certificate is read from it.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub trust: Trust,
 }
 
 /// An accepted connection, carrying its peer's identity into tonic.
@@ -116,10 +124,11 @@ impl AsyncWrite for Conn {
 /// with an error.
 pub fn incoming(
     listener: TcpListener,
-    config: Option<Arc<ServerConfig>>,
+    tls: Option<ServerTls>,
 ) -> ReceiverStream<std::io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
+    let trust = tls.as_ref().map_or(Trust::SelfSigned, |t| t.trust.clone());
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
@@ -152,6 +161,7 @@ pub fn incoming(
                 continue;
             };
             let tx = tx.clone();
+            let trust = trust.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -161,7 +171,11 @@ pub fn incoming(
                             .1
                             .peer_certificates()
                             .and_then(|c| c.first())
-                            .and_then(|c| certificate_key(c).ok());
+                            .and_then(|c| match trust {
+                                // The verifier accepted exactly this key.
+                                Trust::SelfSigned => certificate_key(c).ok(),
+                                Trust::Authority(_) => vouched_key(c).ok().flatten(),
+                            });
                         let peer = PeerIdentity { remote, key };
                         let stream = Stream::Tls(Box::new(stream));
                         let _ = tx.send(Ok(Conn { stream, peer })).await;

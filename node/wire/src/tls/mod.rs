@@ -25,16 +25,20 @@ mod transport;
 
 pub use connector::{Link, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 pub use dial::{Dial, DialError};
-pub use identity::TlsIdentity;
-pub use incoming::{incoming, Conn, PeerIdentity};
+pub use identity::{key_uri, TlsIdentity, Trust};
+pub use incoming::{incoming, Conn, PeerIdentity, ServerTls};
 pub use transport::{caller_in, remote_addr, Transport};
 
-pub use pinned_keys::{certificate_key, client_config, server_config, ClientAuth, PinnedKeys};
+pub use pinned_keys::{
+    certificate_key, client_config, client_config_trusting, server_config, vouched_key, ClientAuth,
+    PinnedKeys,
+};
 
 use std::net::SocketAddr;
 
 /// The `[tls]` section of `node.toml` and `agent.toml`. TLS is the default: certificates are
-/// made from the node's key, so there is nothing to set.
+/// made from the node's key, so there is nothing to set. Operators who run a certificate
+/// authority give all three files instead (relative paths are relative to the config).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
@@ -42,20 +46,56 @@ pub struct TlsSection {
     /// loopback (a test quorum on one machine).
     #[serde(default)]
     pub plaintext: bool,
+    /// PEM: this node's certificate (then any intermediates), issued by the CA with the URI SAN
+    /// `urn:scbe:ed25519:<this node's public key>`.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM: the certificate's private key.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// PEM: the CA roots every peer's certificate must chain to.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl TlsSection {
-    /// The node's transport, after checking that plaintext stays on loopback.
+    /// The node's transport, after checking that plaintext stays on loopback and that CA files
+    /// come together and name this node's key.
     pub fn transport(
         &self,
         key: &scbe_core::crypto::Keypair,
         addrs: impl IntoIterator<Item = String>,
+        base: &std::path::Path,
     ) -> Result<Transport, crate::config_error::ConfigError> {
+        use crate::config_error::invalid;
+        let files = (&self.cert_file, &self.key_file, &self.ca_file);
         if self.plaintext {
+            if files.0.is_some() || files.1.is_some() || files.2.is_some() {
+                return Err(invalid(
+                    "tls.plaintext",
+                    "plaintext and certificate files exclude each other",
+                ));
+            }
             plaintext_on_loopback("tls.plaintext", addrs)?;
-            Ok(Transport::Plaintext)
-        } else {
-            Transport::tls(key).map_err(|e| crate::config_error::invalid("tls", e))
+            return Ok(Transport::Plaintext);
+        }
+        match files {
+            (None, None, None) => Transport::tls(key).map_err(|e| invalid("tls", e)),
+            (Some(cert), Some(private), Some(ca)) => {
+                let identity = TlsIdentity::from_pem_files(
+                    &base.join(cert),
+                    &base.join(private),
+                    &base.join(ca),
+                    &key.public(),
+                )
+                .map_err(|e| invalid("tls.cert_file", e))?;
+                Ok(Transport::Tls(std::sync::Arc::new(identity)))
+            }
+            _ => Err(invalid(
+                "tls",
+                "cert_file, key_file and ca_file go together: give all three (a CA-issued \
+                 certificate) or none (a certificate made from the node's key)",
+            )),
         }
     }
 }
@@ -71,6 +111,8 @@ pub enum TlsError {
     BadCertificate(String),
     #[error("the certificate's key is not ed25519 (algorithm {0}); SCBE nodes pin ed25519 keys")]
     NotEd25519(String),
+    #[error("the certificate names no node key (a CA-issued certificate needs a URI SAN urn:scbe:ed25519:<hex>)")]
+    NoKeyNamed,
     #[error("the certificate's key {key} is not {expected}")]
     NotPinned { key: String, expected: String },
 }

@@ -4,16 +4,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
     ServerConfig, SignatureScheme,
 };
 use scbe_core::crypto::PublicKey;
 
-use super::{provider, TlsError, TlsIdentity, ALPN_H2};
+use super::{provider, TlsError, TlsIdentity, Trust, ALPN_H2};
 
 /// The keys a link accepts, and how to name them in a refusal ("a validator of this cluster").
 #[derive(Debug, Clone)]
@@ -40,9 +42,21 @@ impl PinnedKeys {
         self.keys.contains(&key.0)
     }
 
-    /// The key in `cert`, if it is one of these.
+    /// The key `cert` identifies, if it is one of these: the key in a self-signed certificate;
+    /// the key a CA-issued one names (its chain is checked by the caller).
     pub fn check(&self, cert: &CertificateDer<'_>) -> Result<PublicKey, TlsError> {
-        let key = certificate_key(cert)?;
+        self.check_under(cert, &Trust::SelfSigned)
+    }
+
+    pub fn check_under(
+        &self,
+        cert: &CertificateDer<'_>,
+        trust: &Trust,
+    ) -> Result<PublicKey, TlsError> {
+        let key = match trust {
+            Trust::SelfSigned => certificate_key(cert)?,
+            Trust::Authority(_) => vouched_key(cert)?.ok_or(TlsError::NoKeyNamed)?,
+        };
         if self.contains(&key) {
             Ok(key)
         } else {
@@ -68,6 +82,26 @@ pub fn certificate_key(cert: &CertificateDer<'_>) -> Result<PublicKey, TlsError>
         .map_err(|e| TlsError::BadCertificate(e.to_string()))
 }
 
+/// The ed25519 key a CA-issued certificate names (URI SAN `urn:scbe:ed25519:<hex>`), if any.
+/// Only meaningful once the chain is verified: anyone can write a SAN into a self-signed one.
+pub fn vouched_key(cert: &CertificateDer<'_>) -> Result<Option<PublicKey>, TlsError> {
+    let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    let Ok(Some(san)) = x.subject_alternative_name() else {
+        return Ok(None);
+    };
+    for name in &san.value.general_names {
+        if let x509_parser::extensions::GeneralName::URI(uri) = name {
+            if let Some(hex) = uri.strip_prefix("urn:scbe:ed25519:") {
+                return PublicKey::from_hex(hex)
+                    .map(Some)
+                    .ok_or_else(|| TlsError::BadCertificate(format!("bad key in {uri}")));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn refuse(e: TlsError) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }
@@ -76,17 +110,39 @@ fn refuse(e: TlsError) -> rustls::Error {
 #[derive(Debug)]
 struct PinnedVerifier {
     keys: PinnedKeys,
+    trust: Trust,
     algorithms: WebPkiSupportedAlgorithms,
     mandatory: bool,
+    /// Under a CA: the standard chain (and, for servers, name) checks, run first.
+    server_chain: Option<Arc<WebPkiServerVerifier>>,
+    client_chain: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl PinnedVerifier {
-    fn new(keys: PinnedKeys, mandatory: bool) -> Self {
-        PinnedVerifier {
+    fn new(keys: PinnedKeys, trust: Trust, mandatory: bool) -> Result<Self, TlsError> {
+        let (server_chain, client_chain) = match &trust {
+            Trust::SelfSigned => (None, None),
+            Trust::Authority(roots) => (
+                Some(
+                    WebPkiServerVerifier::builder_with_provider(Arc::clone(roots), provider())
+                        .build()
+                        .map_err(|e| TlsError::Config(e.to_string()))?,
+                ),
+                Some(
+                    WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider())
+                        .build()
+                        .map_err(|e| TlsError::Config(e.to_string()))?,
+                ),
+            ),
+        };
+        Ok(PinnedVerifier {
             keys,
+            trust,
             algorithms: provider().signature_verification_algorithms,
             mandatory,
-        }
+            server_chain,
+            client_chain,
+        })
     }
 
     fn tls13(
@@ -97,18 +153,31 @@ impl PinnedVerifier {
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
+
+    /// Self-signed certificates are ed25519 only; a CA may issue any key type rustls checks.
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        match self.trust {
+            Trust::SelfSigned => vec![SignatureScheme::ED25519],
+            Trust::Authority(_) => self.algorithms.supported_schemes(),
+        }
+    }
 }
 
 impl ServerCertVerifier for PinnedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.keys.check(end_entity).map_err(refuse)?;
+        if let Some(chain) = &self.server_chain {
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        }
+        self.keys
+            .check_under(end_entity, &self.trust)
+            .map_err(refuse)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -132,7 +201,7 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        self.schemes()
     }
 }
 
@@ -152,10 +221,15 @@ impl ClientCertVerifier for PinnedVerifier {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.keys.check(end_entity).map_err(refuse)?;
+        if let Some(chain) = &self.client_chain {
+            chain.verify_client_cert(end_entity, intermediates, now)?;
+        }
+        self.keys
+            .check_under(end_entity, &self.trust)
+            .map_err(refuse)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -178,7 +252,7 @@ impl ClientCertVerifier for PinnedVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        self.schemes()
     }
 }
 
@@ -208,23 +282,39 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(PinnedVerifier::new(keys, mandatory)))
+        .with_client_cert_verifier(Arc::new(PinnedVerifier::new(
+            keys,
+            identity.trust().clone(),
+            mandatory,
+        )?))
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
 }
 
-/// A client accepting only a server whose key is in `server`, presenting `identity` if given.
+/// A client accepting only a server whose key is in `server`, presenting `identity` if given
+/// (and trusting as it does; self-signed certificates without one).
 pub fn client_config(
     identity: Option<&TlsIdentity>,
     server: PinnedKeys,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    let trust = identity.map_or(Trust::SelfSigned, |i| i.trust().clone());
+    client_config_trusting(identity, trust, server)
+}
+
+/// [`client_config`] with the trust given (an anonymous client of a CA-run cluster).
+pub fn client_config_trusting(
+    identity: Option<&TlsIdentity>,
+    trust: Trust,
+    server: PinnedKeys,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let verifier = PinnedVerifier::new(server, trust, true)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(server, true)));
+        .with_custom_certificate_verifier(Arc::new(verifier));
     let mut config = match identity {
         Some(id) => {
             let (chain, key) = id.chain_and_key();

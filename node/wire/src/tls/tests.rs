@@ -61,7 +61,13 @@ async fn serve(
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(HealthServer::new(Probe(tx)))
-            .serve_with_incoming(incoming(listener, Some(config))),
+            .serve_with_incoming(incoming(
+                listener,
+                Some(ServerTls {
+                    config,
+                    trust: server.trust().clone(),
+                }),
+            )),
     );
     (addr, rx)
 }
@@ -157,4 +163,132 @@ fn plaintext_only_on_loopback() {
             .to_string();
         assert!(e.contains("tls.plaintext") && e.contains(bad), "{e}");
     }
+}
+
+/// A certificate authority of an operator, and certificates it issues for nodes (a P-256 key,
+/// the node's ed25519 key named in a URI SAN, valid for 127.0.0.1), written as PEM files.
+struct Authority {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+impl Authority {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "operators' CA");
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key"))
+                .expect("CA");
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("ca.pem"), issuer.pem()).expect("ca.pem");
+        Authority { issuer, dir }
+    }
+
+    /// PEM files for a node whose ed25519 key is `named`; returns (cert, key, ca) paths.
+    fn issue(
+        &self,
+        name: &str,
+        named: &scbe_core::crypto::PublicKey,
+    ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![
+            rcgen::SanType::IpAddress("127.0.0.1".parse().expect("ip")),
+            rcgen::SanType::URI(key_uri(named).try_into().expect("uri")),
+        ];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("issued");
+        let (c, k) = (
+            self.dir.path().join(format!("{name}.pem")),
+            self.dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("cert");
+        std::fs::write(&k, key.serialize_pem()).expect("key");
+        (c, k, self.dir.path().join("ca.pem"))
+    }
+
+    fn identity(&self, name: &str, node: &Keypair) -> TlsIdentity {
+        let (c, k, ca) = self.issue(name, &node.public());
+        TlsIdentity::from_pem_files(&c, &k, &ca, &node.public()).expect("identity")
+    }
+}
+
+#[tokio::test]
+async fn a_ca_issued_certificate_identifies_the_key_it_names() {
+    let ca = Authority::new();
+    let (v0, v1) = (Keypair::from_label("v0"), Keypair::from_label("v1"));
+    let validators = PinnedKeys::new([v0.public(), v1.public()], "a validator");
+    let server = ca.identity("v0", &v0);
+    let (addr, mut seen) = serve(&server, ClientAuth::Required(validators.clone())).await;
+    let client = ca.identity("v1", &v1);
+    let link = Link::Tls(client_config(Some(&client), validators).expect("client"));
+    check(&link, addr)
+        .await
+        .expect("a validator reaches a validator under the CA");
+    let peer = seen.recv().await.flatten().expect("identity");
+    assert_eq!(peer.key, Some(v1.public()), "the key the certificate names");
+
+    // A server whose certificate names another key than the one pinned: refused.
+    let only_v1 = PinnedKeys::new([v1.public()], "validator 1");
+    let link = Link::Tls(client_config(Some(&client), only_v1).expect("client"));
+    let e = check(&link, addr).await.expect_err("refused");
+    assert!(e.contains("is not validator 1"), "{e}");
+}
+
+#[tokio::test]
+async fn under_a_ca_a_self_signed_or_foreign_certificate_is_refused_whatever_key_it_claims() {
+    let ca = Authority::new();
+    let v0 = Keypair::from_label("v0");
+    let v1 = Keypair::from_label("v1");
+    let validators = PinnedKeys::new([v0.public(), v1.public()], "a validator");
+    let (addr, _seen) = serve(
+        &ca.identity("v0", &v0),
+        ClientAuth::Required(validators.clone()),
+    )
+    .await;
+    // Another CA vouching for v1's key.
+    let other = Authority::new();
+    let foreign = other.identity("v1", &v1);
+    let link = Link::Tls(
+        client_config_trusting(
+            Some(&foreign),
+            ca.identity("v1", &v1).trust().clone(),
+            validators.clone(),
+        )
+        .expect("client"),
+    );
+    assert!(
+        check(&link, addr).await.is_err(),
+        "another CA's certificate"
+    );
+    // A self-signed certificate made from v1's real key: not issued by the CA.
+    let own = TlsIdentity::from_keypair(&v1).expect("identity");
+    let link = Link::Tls(
+        client_config_trusting(
+            Some(&own),
+            ca.identity("v1b", &v1).trust().clone(),
+            validators,
+        )
+        .expect("client"),
+    );
+    assert!(
+        check(&link, addr).await.is_err(),
+        "a self-signed certificate"
+    );
+}
+
+#[test]
+fn a_ca_certificate_for_another_key_is_refused_at_start_up() {
+    let ca = Authority::new();
+    let (v0, v1) = (Keypair::from_label("v0"), Keypair::from_label("v1"));
+    let (c, k, root) = ca.issue("v1", &v1.public());
+    let e = TlsIdentity::from_pem_files(&c, &k, &root, &v0.public())
+        .expect_err("names v1, not v0")
+        .to_string();
+    assert!(
+        e.contains(&v1.public().to_hex()) && e.contains(&v0.public().to_hex()),
+        "{e}"
+    );
 }

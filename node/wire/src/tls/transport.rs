@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use scbe_core::crypto::{Keypair, PublicKey};
 
 use super::{
-    client_config, server_config, ClientAuth, Link, PeerIdentity, PinnedKeys, TlsError, TlsIdentity,
+    client_config, server_config, ClientAuth, Link, PeerIdentity, PinnedKeys, ServerTls, TlsError,
+    TlsIdentity,
 };
 
 /// This node's side of every link it serves or dials.
@@ -41,10 +41,13 @@ impl Transport {
     }
 
     /// The server side: `None` under plaintext.
-    pub fn server(&self, clients: ClientAuth) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    pub fn server(&self, clients: ClientAuth) -> Result<Option<ServerTls>, TlsError> {
         match self {
             Transport::Plaintext => Ok(None),
-            Transport::Tls(id) => Ok(Some(server_config(id, clients)?)),
+            Transport::Tls(id) => Ok(Some(ServerTls {
+                config: server_config(id, clients)?,
+                trust: id.trust().clone(),
+            })),
         }
     }
 }
