@@ -66,6 +66,9 @@ pub struct Overrides {
     /// Test hook: the ledger calls an agent healthy after this many samples, fewer than the
     /// checkers demand (the honesty check uses 1).
     pub unsafe_min_samples: Option<u32>,
+    /// Test hook: the replicas' stores drop the nonce windows of every snapshot they keep (a
+    /// storage bug; the honesty check shows the recovery checker catches it).
+    pub unsafe_store_forgets_nonces: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +94,7 @@ pub struct Scenario {
     pub unsafe_quorum: Option<usize>,
     pub unsafe_agent_quorum: Option<usize>,
     pub unsafe_min_samples: Option<u32>,
+    pub unsafe_store_forgets_nonces: bool,
     pub checkpoint_interval: u64,
     pub window: u64,
     pub max_batch: usize,
@@ -253,6 +257,7 @@ impl Scenario {
             unsafe_quorum: o.unsafe_quorum,
             unsafe_agent_quorum: o.unsafe_agent_quorum,
             unsafe_min_samples: o.unsafe_min_samples,
+            unsafe_store_forgets_nonces: o.unsafe_store_forgets_nonces,
             checkpoint_interval,
             window,
             max_batch: rng.random_range(1..=8),

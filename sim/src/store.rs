@@ -6,10 +6,23 @@ use scbe_core::consensus::{Record, Seq};
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     records: Vec<Record>,
+    /// Test hook (a planted storage bug): snapshots are kept without their nonce windows.
+    unsafe_forget_nonces: bool,
 }
 
 impl MemoryStore {
-    pub fn append(&mut self, record: Record) {
+    /// An empty store; `unsafe_forget_nonces` plants the storage bug the honesty test needs.
+    pub fn new(unsafe_forget_nonces: bool) -> Self {
+        MemoryStore {
+            records: Vec::new(),
+            unsafe_forget_nonces,
+        }
+    }
+
+    pub fn append(&mut self, mut record: Record) {
+        if let (true, Record::Snapshot(snap)) = (self.unsafe_forget_nonces, &mut record) {
+            snap.nonces.clear();
+        }
         if let Record::Stable(cert) = &record {
             let s = cert.seq;
             // Keep the newest snapshot at or below the new stable checkpoint and the decided

@@ -2,8 +2,9 @@
 //! honest input it is given first), so a checker that silently stopped checking fails here:
 //! agreement, certificates, double-sign, integrity, validity, liveness, rollback and
 //! membership. Fleet-authority and rollout-evidence (which need a whole fleet) and the quorum
-//! rule (agreement through the simulator) are broken on purpose in `honesty.rs`; own-nonces
-//! has its own unit tests. Recovery (a replica that fails to restore) has none yet.
+//! rule (agreement through the simulator) are broken on purpose in `honesty.rs`, and so is
+//! recovery (a store that loses snapshot nonces: the restarted replica fails to restore);
+//! own-nonces has its own unit tests.
 
 use scbe_core::consensus::{Decision, Digest, Seq};
 use scbe_sim::invariants::agreement::Agreement;

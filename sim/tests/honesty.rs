@@ -82,3 +82,33 @@ fn a_ledger_that_skips_the_monitoring_window_is_caught_completing_rollouts() {
         "no rollout-evidence violation in {bound} seeds with a one-sample window"
     );
 }
+
+#[test]
+fn a_store_that_loses_snapshot_nonces_is_caught_by_the_recovery_checker() {
+    // A restarted replica rebuilds from its stored snapshot, whose digest must match the stable
+    // checkpoint a quorum signed; a store that drops the nonce windows breaks that, and the
+    // restart is reported. With the real store every restart restores.
+    let o = Overrides {
+        validators: Some(4),
+        byzantine: Some(0),
+        unsafe_store_forgets_nonces: true,
+        ..Overrides::default()
+    };
+    let bound = 60;
+    let seed = caught(&o, bound, "recovery");
+    assert!(
+        seed.is_some(),
+        "no recovery violation in {bound} seeds with a store that loses snapshot nonces"
+    );
+    let seed = seed.unwrap_or_default();
+    let honest = Overrides {
+        unsafe_store_forgets_nonces: false,
+        ..o
+    };
+    let report = run_seed(seed, &honest);
+    assert!(
+        report.violations.iter().all(|v| v.invariant != "recovery"),
+        "seed {seed} restores with the real store: {:?}",
+        report.violations
+    );
+}

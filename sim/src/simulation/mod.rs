@@ -198,7 +198,7 @@ impl Simulation {
                     .is_some_and(|m| m.contains(&crate::scenario::Misbehaviour::FleetLie)),
                 key,
                 step: None,
-                store: MemoryStore::default(),
+                store: MemoryStore::new(sc.unsafe_store_forgets_nonces),
                 incarnation: 0,
                 armed: BTreeMap::new(),
                 fleet: NodeFleet::default(),
