@@ -382,6 +382,19 @@ async fn a_cluster_across_hosts_survives_partitions() {
             < decided,
         "the isolated validator cannot have decided r2"
     );
+    // Its peers notice (HTTP/2 keepalive on a link whose packets vanish) and `scbe status`
+    // shows it unreachable, with why.
+    let shown = c
+        .wait_status(talker, "the isolated validator shown unreachable", |s| {
+            s.peers
+                .iter()
+                .any(|p| p.id == isolated as u32 && !p.connected && !p.problem.is_empty())
+        })
+        .await;
+    eprintln!(
+        "scenario 2: validator {talker} shows {isolated} as {:?}",
+        shown.peers.iter().find(|p| p.id == isolated as u32)
+    );
     c.hosts.heal();
     c.wait_status(isolated, "caught up after healing", |s| {
         s.last_executed >= decided
