@@ -351,3 +351,52 @@ async fn an_agent_with_another_genesis_is_named_in_the_status() {
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(text.contains("WARNING agent-02: it runs genesis"), "{text}");
 }
+
+/// An agent whose health source does not answer says so on its health stream; every validator's
+/// status names it and what to check, instead of a health that silently goes stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_health_source_is_down_is_named_with_the_fix() {
+    let opts = LocalOptions {
+        agents: 3,
+        ..scbe_tests::fleet_options()
+    };
+    let closed = scbe_sim::local::free_port().expect("a port nothing listens on");
+    let mut h = Harness::start_with(opts, |c| {
+        let config = std::fs::read_to_string(&c.agents[1].config).expect("agent-01.toml");
+        let at = config.find("[health]").expect("a [health] section");
+        let edited = format!(
+            "{}[health]\nsource = \"http\"\nurl = \"http://{closed}/metrics\"\n",
+            &config[..at]
+        );
+        std::fs::write(&c.agents[1].config, edited).expect("write");
+    })
+    .await;
+    let s = h
+        .wait_summary(2, "agent-01 flagged", scbe_tests::DEADLINE, |s| {
+            s.agents.iter().any(|a| {
+                a.id == "agent-01"
+                    && a.warning
+                        .as_deref()
+                        .is_some_and(|w| w.contains("health source is failing"))
+            })
+        })
+        .await;
+    let w = s.agents[1].warning.clone().unwrap_or_default();
+    assert!(w.contains("check [health] in its agent.toml"), "{w}");
+    assert!(s.agents[1].health.is_none(), "no sample was ever taken");
+    assert!(
+        s.agents[0].warning.is_none(),
+        "the others are fine: {:?}",
+        s.agents[0]
+    );
+    let o = Command::new(scbe_tests::workspace_bin("scbe"))
+        .args(["--node", &h.cluster.url(0), "status"])
+        .env("SCBE_GENESIS", h.cluster.genesis_path())
+        .output()
+        .expect("scbe runs");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("WARNING agent-01: its health source is failing"),
+        "{text}"
+    );
+}

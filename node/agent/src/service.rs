@@ -66,6 +66,8 @@ struct Shared {
 struct Published {
     report: Option<HealthReport>,
     ack: Option<DeployAck>,
+    /// Why the latest sample failed (None once one succeeds).
+    source_problem: Option<String>,
 }
 
 impl Published {
@@ -73,6 +75,7 @@ impl Published {
         pb::HealthUpdate {
             report: self.report.as_ref().map(agent_signed_to_proto),
             ack: self.ack.as_ref().map(agent_signed_to_proto),
+            source_problem: self.source_problem.clone().unwrap_or_default(),
         }
     }
 }
@@ -235,7 +238,9 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
         tokio::spawn(async move {
             loop {
                 let update = rx.borrow_and_update().to_proto();
-                let any = update.report.is_some() || update.ack.is_some();
+                let any = update.report.is_some()
+                    || update.ack.is_some()
+                    || !update.source_problem.is_empty();
                 if any && tx.send(Ok(update)).await.is_err() {
                     return; // the watcher hung up
                 }
@@ -298,9 +303,22 @@ async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::t
                     core.record(sample);
                     core.report()
                 };
-                shared.latest.send_modify(|p| p.report = report);
+                shared.latest.send_modify(|p| {
+                    p.report = report;
+                    p.source_problem = None;
+                });
             }
-            Err(e) => tracing::warn!("no health sample: {e}"),
+            Err(e) => {
+                tracing::warn!("no health sample: {e}");
+                // Tell the validators watching (once per change: an unchanged problem sends
+                // nothing new), so `scbe status` can say why this agent's health is stale.
+                let problem = e.to_string();
+                shared.latest.send_if_modified(|p| {
+                    let changed = p.source_problem.as_deref() != Some(problem.as_str());
+                    p.source_problem = Some(problem);
+                    changed
+                });
+            }
         }
     }
 }

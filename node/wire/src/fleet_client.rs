@@ -119,7 +119,12 @@ pub async fn health_stream(
 pub struct Update {
     pub report: Option<Result<HealthReport, FleetWireError>>,
     pub ack: Option<Result<DeployAck, FleetWireError>>,
+    /// The agent cannot sample its health source, and why (unsigned; capped in length).
+    pub source_problem: Option<String>,
 }
+
+/// Longest source problem kept from an agent (it is shown, not parsed).
+const MAX_SOURCE_PROBLEM: usize = 512;
 
 /// The next update of a stream; `Ok(None)` when the agent ended it.
 pub async fn next_update(
@@ -130,6 +135,13 @@ pub async fn next_update(
         Some(u) => Ok(Some(Update {
             report: u.report.map(agent_signed_from_proto),
             ack: u.ack.map(agent_signed_from_proto),
+            source_problem: (!u.source_problem.is_empty()).then(|| {
+                u.source_problem
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_SOURCE_PROBLEM)
+                    .collect()
+            }),
         })),
     }
 }

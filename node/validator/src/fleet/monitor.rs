@@ -124,6 +124,9 @@ pub async fn watch_agent(
                             forward(&ctx, &health, FleetInput::Ack(signed, body));
                         }
                     }
+                    if let Some(problem) = update.source_problem {
+                        health.warn(&agent, source_warning(&problem));
+                    }
                 }
             }
             Err(e) => {
@@ -134,6 +137,14 @@ pub async fn watch_agent(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// An agent that cannot sample its health source, and what to do about it.
+fn source_warning(problem: &str) -> String {
+    format!(
+        "its health source is failing ({problem}): no new samples, so its health reads stale; \
+         check [health] in its agent.toml (url or command) and the model server it reads"
+    )
 }
 
 /// Why an agent's health stream does not open, and what to do about it.
