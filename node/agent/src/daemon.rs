@@ -46,7 +46,10 @@ pub fn probe_agent(config: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let link = match v.transport.link_to(v.key.public(), "this agent's own key") {
+    let link = match v
+        .transport
+        .anonymous_link_to(v.key.public(), "this agent's own key")
+    {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");

@@ -47,7 +47,7 @@ pub fn probe_validator(config: &Path) -> ExitCode {
     };
     let link = match v
         .transport
-        .link_to(v.key.public(), "this validator's own key")
+        .anonymous_link_to(v.key.public(), "this validator's own key")
     {
         Ok(l) => l,
         Err(e) => {

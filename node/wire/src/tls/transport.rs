@@ -5,8 +5,8 @@ use std::sync::Arc;
 use scbe_core::crypto::{Keypair, PublicKey};
 
 use super::{
-    client_config, server_config, ClientAuth, Link, PeerIdentity, PinnedKeys, ServerTls, TlsError,
-    TlsIdentity,
+    client_config, client_config_trusting, server_config, ClientAuth, Link, PeerIdentity,
+    PinnedKeys, ServerTls, TlsError, TlsIdentity,
 };
 
 /// This node's side of every link it serves or dials.
@@ -38,6 +38,24 @@ impl Transport {
     /// A link to the one server that holds `key` (`who` names it in a refusal).
     pub fn link_to(&self, key: PublicKey, who: impl Into<String>) -> Result<Link, TlsError> {
         self.link(PinnedKeys::new([key], who))
+    }
+
+    /// A link to the one server that holds `key`, presenting no certificate (as a requester
+    /// would): how a daemon's `health` subcommand asks the daemon itself, whose server accepts
+    /// only certain certificates (an agent's, for one, only validators').
+    pub fn anonymous_link_to(
+        &self,
+        key: PublicKey,
+        who: impl Into<String>,
+    ) -> Result<Link, TlsError> {
+        match self {
+            Transport::Plaintext => Ok(Link::Plaintext),
+            Transport::Tls(id) => Ok(Link::Tls(client_config_trusting(
+                None,
+                id.trust().clone(),
+                PinnedKeys::new([key], who),
+            )?)),
+        }
     }
 
     /// The server side: `None` under plaintext.
