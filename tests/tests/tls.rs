@@ -166,10 +166,21 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
         );
         (o.status.code(), text)
     };
-    let (code, text) = probe("scbe-node", &h.cluster.nodes[0].config);
+    // Polled: agent-01 may still be starting (only agent-00 was waited for above).
+    let serving = |bin: &str, config: &std::path::Path| {
+        let start = std::time::Instant::now();
+        loop {
+            let (code, text) = probe(bin, config);
+            if code == Some(0) || start.elapsed() > scbe_tests::DEADLINE {
+                return (code, text);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (code, text) = serving("scbe-node", &h.cluster.nodes[0].config);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("SERVING"), "{text}");
-    let (code, text) = probe("scbe-agent", &h.cluster.agents[1].config);
+    let (code, text) = serving("scbe-agent", &h.cluster.agents[1].config);
     assert_eq!(code, Some(0), "{text}");
     h.cluster.kill_agent(1);
     let (code, text) = probe("scbe-agent", &h.cluster.agents[1].config);
