@@ -137,6 +137,9 @@ pub struct LocalCluster {
     pub agent_keys: Vec<PublicKey>,
     /// Plaintext instead of TLS.
     pub plaintext: bool,
+    /// Validator 0's side of links to agents, made once (reading its key and making its
+    /// certificate) on first use: clients poll agents in loops.
+    pub(crate) validator0: std::sync::OnceLock<scbe_wire::tls::Transport>,
     launch: Launch,
 }
 
@@ -167,6 +170,8 @@ pub enum LocalError {
     Genesis(#[from] GenesisError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] scbe_wire::tls::TlsError),
     #[error("cannot reopen the cluster: {0}")]
     Reopen(String),
     #[error("{dir} holds a cluster of {validators} validators and {agents} agents, not {asked_validators} and {asked_agents}: run with the same --validators and --agents to reopen it, or use another --dir (its data belongs to its own genesis)")]
@@ -303,6 +308,7 @@ impl LocalCluster {
             validator_keys: genesis.directory().validators().to_vec(),
             agent_keys: agent_keys(&genesis),
             plaintext,
+            validator0: std::sync::OnceLock::new(),
             launch: launch.clone(),
         })
     }
@@ -463,6 +469,7 @@ impl LocalCluster {
             validator_keys: genesis.directory().validators().to_vec(),
             agent_keys: agent_keys(&genesis),
             plaintext: opts.plaintext,
+            validator0: std::sync::OnceLock::new(),
             launch: launch.clone(),
         })
     }

@@ -54,38 +54,38 @@ impl LocalCluster {
         if self.plaintext {
             return Ok(Transport::Plaintext);
         }
+        if j == 0 {
+            if let Some(t) = self.validator0.get() {
+                return Ok(t.clone());
+            }
+        }
         let key = read_key_file(&self.dir.join(format!("keys/node{j}.key")))?;
-        Transport::tls(&key).map_err(|e| LocalError::Reopen(e.to_string()))
+        let t = Transport::tls(&key)?;
+        if j == 0 {
+            let _ = self.validator0.set(t.clone());
+        }
+        Ok(t)
     }
 
     /// A link to the agent holding `key`, as validator 0.
     pub fn agent_link(&self, key: PublicKey) -> Result<Link, LocalError> {
-        self.as_validator(0)?
-            .link_to(key, "the agent's key")
-            .map_err(|e| LocalError::Reopen(e.to_string()))
+        Ok(self.as_validator(0)?.link_to(key, "the agent's key")?)
     }
 
     /// A channel to validator `i` as validator `j` would open it (its certificate: the
     /// peer-only services answer), connected now.
     pub async fn peer_channel(&self, i: usize, j: usize) -> Result<Channel, DialError> {
+        let unreachable = |detail: String| DialError::Unreachable {
+            url: self.url(i),
+            detail,
+        };
         let link = self
             .as_validator(j)
-            .and_then(|t| {
-                t.link_to(self.validator_keys[i], format!("validator {i}"))
-                    .map_err(|e| LocalError::Reopen(e.to_string()))
-            })
-            .map_err(|e| DialError::Unreachable {
-                url: self.url(i),
-                detail: e.to_string(),
-            })?;
-        let unreachable = |e: tonic::transport::Error| DialError::Unreachable {
-            url: self.url(i),
-            detail: scbe_wire::tls::error_chain(&e),
-        };
-        let endpoint = link
-            .endpoint(&self.nodes[i].addr.to_string())
-            .map_err(unreachable)?;
-        link.connect(endpoint).await.map_err(unreachable)
+            .and_then(|t| Ok(t.link_to(self.validator_keys[i], format!("validator {i}"))?))
+            .map_err(|e| unreachable(e.to_string()))?;
+        link.connect_to(&self.nodes[i].addr.to_string())
+            .await
+            .map_err(unreachable)
     }
 
     /// A lazily connecting channel to genesis agent `i`, as validator 0; calls time out after

@@ -399,6 +399,18 @@ impl Harness {
         r.proposal.expect("a proposal opened")
     }
 
+    /// `scbe ARGS` pointed at validator `i` (over TLS, checked against the cluster's genesis),
+    /// signing with the requester key.
+    pub fn scbe(&self, i: usize, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(workspace_bin("scbe"))
+            .args(args)
+            .env("SCBE_NODE", self.cluster.url(i))
+            .env("SCBE_GENESIS", self.cluster.genesis_path())
+            .env("SCBE_KEY", &self.cluster.requester_key)
+            .output()
+            .expect("scbe runs")
+    }
+
     /// Prometheus text from validator `i`'s `/metrics`.
     pub fn metrics_text(&self, i: usize) -> String {
         use std::io::{Read as _, Write as _};

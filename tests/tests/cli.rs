@@ -10,13 +10,7 @@ use scbe_proto::v1 as pb;
 use scbe_tests::{fleet_options, release, Harness};
 
 fn scbe(h: &Harness, args: &[&str]) -> std::process::Output {
-    Command::new(scbe_tests::workspace_bin("scbe"))
-        .args(args)
-        .env("SCBE_NODE", h.cluster.url(1))
-        .env("SCBE_GENESIS", h.cluster.genesis_path())
-        .env("SCBE_KEY", &h.cluster.requester_key)
-        .output()
-        .expect("scbe runs")
+    h.scbe(1, args)
 }
 
 fn text(o: &std::process::Output) -> String {

@@ -114,11 +114,7 @@ async fn a_validator_with_an_edited_genesis_is_refused_and_the_others_keep_decid
     );
 
     // `scbe status` names the split validator and both digests.
-    let o = Command::new(scbe_tests::workspace_bin("scbe"))
-        .args(["--node", &h.cluster.url(0), "status"])
-        .env("SCBE_GENESIS", h.cluster.genesis_path())
-        .output()
-        .expect("scbe runs");
+    let o = h.scbe(0, &["status"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{text}");
     let short = |d: &scbe_core::consensus::Digest| hex(d)[..12].to_string();
@@ -343,11 +339,7 @@ async fn an_agent_with_another_genesis_is_named_in_the_status() {
     let w = s.agents[2].warning.clone().unwrap_or_default();
     assert!(w.contains("give it the cluster's genesis.toml"), "{w}");
     assert!(s.agents[2].health.is_none(), "nothing it says counts");
-    let o = Command::new(scbe_tests::workspace_bin("scbe"))
-        .args(["--node", &h.cluster.url(1), "status"])
-        .env("SCBE_GENESIS", h.cluster.genesis_path())
-        .output()
-        .expect("scbe runs");
+    let o = h.scbe(1, &["status"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(text.contains("WARNING agent-02: it runs genesis"), "{text}");
 }
@@ -396,11 +388,7 @@ async fn an_agent_whose_health_source_is_down_is_named_with_the_fix() {
     let w = s.agents[1].warning.clone().unwrap_or_default();
     assert!(w.contains("check [health] in its agent.toml"), "{w}");
     assert!(s.agents[1].health.is_none(), "no sample was ever taken");
-    let o = Command::new(scbe_tests::workspace_bin("scbe"))
-        .args(["--node", &h.cluster.url(0), "status"])
-        .env("SCBE_GENESIS", h.cluster.genesis_path())
-        .output()
-        .expect("scbe runs");
+    let o = h.scbe(0, &["status"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         text.contains("WARNING agent-01: its health source is failing"),

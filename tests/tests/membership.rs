@@ -28,13 +28,7 @@ impl Drop for Child {
 }
 
 fn scbe(h: &Harness, args: &[&str]) -> (Option<i32>, String) {
-    let o = Command::new(scbe_tests::workspace_bin("scbe"))
-        .args(args)
-        .env("SCBE_NODE", h.cluster.url(1))
-        .env("SCBE_GENESIS", h.cluster.genesis_path())
-        .env("SCBE_KEY", &h.cluster.requester_key)
-        .output()
-        .expect("scbe runs");
+    let o = h.scbe(1, args);
     (
         o.status.code(),
         format!(

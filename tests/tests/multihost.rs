@@ -126,10 +126,34 @@ impl Cluster {
         what: &str,
         pred: impl Fn(&pb::StatusReply) -> bool,
     ) -> pb::StatusReply {
+        self.wait_for(i, what, async || self.status(i).await, pred)
+            .await
+    }
+
+    /// Polls validator `i` until `pred` holds on its ledger summary.
+    async fn wait_summary(
+        &self,
+        i: usize,
+        what: &str,
+        pred: impl Fn(&StatusSummary) -> bool,
+    ) -> StatusSummary {
+        self.wait_for(i, what, async || self.summary(i).await, pred)
+            .await
+    }
+
+    /// Polls `fetch` (an answer of validator `i`) until `pred` holds, or fails at the deadline
+    /// with the last answer and the cluster's logs.
+    async fn wait_for<T: std::fmt::Debug>(
+        &self,
+        i: usize,
+        what: &str,
+        fetch: impl AsyncFn() -> Result<T, String>,
+        pred: impl Fn(&T) -> bool,
+    ) -> T {
         let start = Instant::now();
         loop {
-            match self.status(i).await {
-                Ok(s) if pred(&s) => return s,
+            match fetch().await {
+                Ok(x) if pred(&x) => return x,
                 last => assert!(
                     start.elapsed() < DEADLINE,
                     "validator {i}: {what} not reached; last {last:?}\n{}",
@@ -137,27 +161,6 @@ impl Cluster {
                 ),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn wait_summary(
-        &self,
-        i: usize,
-        what: &str,
-        pred: impl Fn(&StatusSummary) -> bool,
-    ) -> StatusSummary {
-        let start = Instant::now();
-        loop {
-            match self.summary(i).await {
-                Ok(s) if pred(&s) => return s,
-                last => assert!(
-                    start.elapsed() < DEADLINE,
-                    "validator {i}: {what} not reached; last {:?}\n{}",
-                    last.map(|s| s.rollouts),
-                    self.logs()
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -209,8 +212,7 @@ impl Cluster {
             scbe_wire::tls::client_config(None, PinnedKeys::new([key], "the agent")).ok()?,
         );
         let addr = format!("{}:{}", self.hosts.hosts[VALIDATORS + a].ip, 7100 + a);
-        let endpoint = link.endpoint(&addr).ok()?.timeout(Duration::from_secs(5));
-        let ch = link.connect(endpoint).await.ok()?;
+        let ch = link.connect_to(&addr).await.ok()?;
         let d = pb::fleet_agent_client::FleetAgentClient::new(ch)
             .describe(pb::DescribeRequest {})
             .await

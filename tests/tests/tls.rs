@@ -10,7 +10,7 @@ use scbe_core::crypto::Keypair;
 use scbe_proto::v1 as pb;
 use scbe_sim::local::LocalOptions;
 use scbe_tests::{fleet_options, Harness};
-use scbe_wire::tls::{error_chain, Dial, Link, PinnedKeys, Transport};
+use scbe_wire::tls::{Dial, Link, PinnedKeys, Transport};
 
 fn stranger() -> Transport {
     Transport::tls(&Keypair::from_label("a key no genesis lists")).expect("identity")
@@ -18,8 +18,7 @@ fn stranger() -> Transport {
 
 /// Connects through `link` to `addr` now; the error with all its causes.
 async fn connect(link: &Link, addr: &str) -> Result<tonic::transport::Channel, String> {
-    let endpoint = link.endpoint(addr).map_err(|e| error_chain(&e))?;
-    link.connect(endpoint).await.map_err(|e| error_chain(&e))
+    link.connect_to(addr).await
 }
 
 async fn status(ch: tonic::transport::Channel) -> Result<pb::StatusReply, tonic::Status> {

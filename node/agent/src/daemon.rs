@@ -9,15 +9,21 @@ use scbe_wire::daemon::{base_of, init_tracing, runtime};
 
 use crate::config::AgentConfig;
 
+/// The validated config at `config`, or exit 2 naming the key at fault.
+fn load(config: &Path) -> Result<crate::config::ValidatedAgent, ExitCode> {
+    AgentConfig::load(config)
+        .and_then(|c| c.validate(&base_of(config)))
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })
+}
+
 /// `scbe-agent run --config FILE`.
 pub fn run_agent(config: &Path) -> ExitCode {
-    let base = base_of(config);
-    let validated = match AgentConfig::load(config).and_then(|c| c.validate(&base)) {
+    let validated = match load(config) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     init_tracing();
     // An agent does little: two workers are plenty, and a local fleet runs a dozen of them.
@@ -35,26 +41,16 @@ pub fn run_agent(config: &Path) -> ExitCode {
     }
 }
 
-/// `scbe-agent health --config FILE`: asks the running agent's grpc.health.v1 service, over
-/// TLS pinned to the agent's own key (exit 0 when serving, 1 otherwise, 2 for a bad config).
+/// `scbe-agent health --config FILE`: asks the running agent's grpc.health.v1 service (exit 0
+/// when serving, 1 otherwise, 2 for a bad config).
 pub fn probe_agent(config: &Path) -> ExitCode {
-    let base = base_of(config);
-    let v = match AgentConfig::load(config).and_then(|c| c.validate(&base)) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let link = match v
-        .transport
-        .anonymous_link_to(v.key.public(), "this agent's own key")
-    {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    scbe_wire::health_probe::run_probe(&link, &scbe_wire::health_probe::own_address(v.listen))
+    match load(config) {
+        Ok(v) => scbe_wire::health_probe::probe_own(
+            &v.transport,
+            v.key.public(),
+            v.listen,
+            "this agent's own key",
+        ),
+        Err(code) => code,
+    }
 }

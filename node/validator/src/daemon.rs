@@ -9,15 +9,22 @@ use scbe_wire::daemon::{base_of, init_tracing, runtime};
 
 use crate::config::NodeConfig;
 
+/// The validated config at `config`, or exit 2 naming the key at fault.
+fn load(config: &Path) -> Result<crate::config::Validated, ExitCode> {
+    NodeConfig::load(config)
+        .and_then(|c| c.validate(&base_of(config)))
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })
+}
+
 /// `scbe-node run --config FILE`.
 pub fn run_validator(config: &Path) -> ExitCode {
     let base = base_of(config);
-    let validated = match NodeConfig::load(config).and_then(|c| c.validate(&base)) {
+    let validated = match load(config) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     init_tracing();
     let rt = match runtime(None) {
@@ -34,26 +41,16 @@ pub fn run_validator(config: &Path) -> ExitCode {
     }
 }
 
-/// `scbe-node health --config FILE`: asks the running validator's grpc.health.v1 service, over
-/// TLS pinned to the validator's own key (exit 0 when serving, 1 otherwise, 2 for a bad config).
+/// `scbe-node health --config FILE`: asks the running validator's grpc.health.v1 service (exit
+/// 0 when serving, 1 otherwise, 2 for a bad config).
 pub fn probe_validator(config: &Path) -> ExitCode {
-    let base = base_of(config);
-    let v = match NodeConfig::load(config).and_then(|c| c.validate(&base)) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let link = match v
-        .transport
-        .anonymous_link_to(v.key.public(), "this validator's own key")
-    {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    scbe_wire::health_probe::run_probe(&link, &scbe_wire::health_probe::own_address(v.listen))
+    match load(config) {
+        Ok(v) => scbe_wire::health_probe::probe_own(
+            &v.transport,
+            v.key.public(),
+            v.listen,
+            "this validator's own key",
+        ),
+        Err(code) => code,
+    }
 }

@@ -10,7 +10,11 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::tls::{error_chain, Link};
+use std::process::ExitCode;
+
+use scbe_core::crypto::PublicKey;
+
+use crate::tls::{Link, Transport};
 
 /// Why the daemon is not healthy.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +51,7 @@ pub async fn probe(link: &Link, addr: &str, timeout: Duration) -> Result<(), Pro
             addr: addr.to_string(),
             detail,
         };
-        let endpoint = link
-            .endpoint(addr)
-            .map_err(|e| unreachable(error_chain(&e)))?;
-        let ch = link
-            .connect(endpoint)
-            .await
-            .map_err(|e| unreachable(error_chain(&e)))?;
+        let ch = link.connect_to(addr).await.map_err(unreachable)?;
         let reply = HealthClient::new(ch)
             .check(HealthCheckRequest {
                 service: String::new(),
@@ -79,26 +77,30 @@ pub async fn probe(link: &Link, addr: &str, timeout: Duration) -> Result<(), Pro
         })
 }
 
-/// The `health` subcommand's body: exit 0 when serving, 1 (with why) otherwise.
-pub fn run_probe(link: &Link, addr: &str) -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+/// The `health` subcommand's body for a daemon with this `transport`, own `key` and `listen`
+/// address: asks it over TLS pinned to its own key, presenting no certificate (an agent's
+/// server accepts only validators' ones). Exit 0 when serving, 1 (with why) otherwise.
+pub fn probe_own(transport: &Transport, key: PublicKey, listen: SocketAddr, who: &str) -> ExitCode {
+    let link = match transport.anonymous_link_to(key, who) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
-    match rt.block_on(probe(link, addr, Duration::from_secs(5))) {
+    let rt = match crate::daemon::runtime(Some(1)) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let addr = own_address(listen);
+    match rt.block_on(probe(&link, &addr, Duration::from_secs(5))) {
         Ok(()) => {
             println!("SERVING {addr}");
-            std::process::ExitCode::SUCCESS
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("unhealthy: {e}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -12,7 +12,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// How to reach a server.
 #[derive(Clone)]
 pub enum Link {
-    /// No encryption: only where every address is loopback (see `plaintext_allowed`).
+    /// No encryption: only where every address is loopback (see `plaintext_on_loopback`).
     Plaintext,
     /// TLS 1.3 with the server's key pinned (and this node's certificate, for mutual TLS).
     Tls(Arc<ClientConfig>),
@@ -60,6 +60,15 @@ impl Link {
         }
     }
 
+    /// Connects to `addr` (`host:port`) now; on failure, the error with all its causes (a
+    /// refused certificate names the key), for the caller's own typed error.
+    pub async fn connect_to(&self, addr: &str) -> Result<Channel, String> {
+        let endpoint = self.endpoint(addr).map_err(|e| super::error_chain(&e))?;
+        self.connect(endpoint)
+            .await
+            .map_err(|e| super::error_chain(&e))
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, Link::Tls(_))
     }
@@ -67,7 +76,7 @@ impl Link {
 
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
-enum DialError {
+enum ConnectError {
     #[error("the address has no host")]
     NoHost,
     #[error("timed out after {0:?}")]
@@ -85,15 +94,15 @@ fn connector(
 ) -> impl tower::Service<
     Uri,
     Response = Dialed,
-    Error = DialError,
-    Future = impl std::future::Future<Output = Result<Dialed, DialError>> + Send,
+    Error = ConnectError,
+    Future = impl std::future::Future<Output = Result<Dialed, ConnectError>> + Send,
 > + Clone
        + Send
        + 'static {
     tower::service_fn(move |uri: Uri| {
         let config = Arc::clone(&config);
         async move {
-            let host = uri.host().ok_or(DialError::NoHost)?.to_string();
+            let host = uri.host().ok_or(ConnectError::NoHost)?.to_string();
             // `[::1]` in a URI is `::1` to the resolver and to rustls.
             let host = host
                 .trim_start_matches('[')
@@ -105,15 +114,15 @@ fn connector(
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
                 tcp.set_nodelay(true)?;
                 let name = ServerName::try_from(host.clone())
-                    .map_err(|e| DialError::Name(e.to_string()))?;
+                    .map_err(|e| ConnectError::Name(e.to_string()))?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await?;
-                Ok::<_, DialError>(TokioIo::new(tls))
+                Ok::<_, ConnectError>(TokioIo::new(tls))
             };
             tokio::time::timeout(CONNECT_TIMEOUT, dial)
                 .await
-                .map_err(|_| DialError::Timeout(CONNECT_TIMEOUT))?
+                .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
         }
     })
 }

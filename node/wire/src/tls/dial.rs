@@ -2,9 +2,7 @@
 
 use tonic::transport::Channel;
 
-use super::{
-    client_config, client_config_trusting, error_chain, Link, PinnedKeys, TlsError, Trust,
-};
+use super::{client_config, client_config_trusting, Link, PinnedKeys, TlsError, Trust};
 
 /// Why a validator URL cannot be dialled as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,17 +102,12 @@ impl Dial {
 
     /// Connects now; a refused certificate is named in the error.
     pub async fn connect(&self) -> Result<Channel, DialError> {
-        let unreachable = |detail: String| DialError::Unreachable {
-            url: self.url.clone(),
-            detail,
-        };
-        let endpoint = self
-            .link
-            .endpoint(&self.addr)
-            .map_err(|e| unreachable(error_chain(&e)))?;
         self.link
-            .connect(endpoint)
+            .connect_to(&self.addr)
             .await
-            .map_err(|e| unreachable(error_chain(&e)))
+            .map_err(|detail| DialError::Unreachable {
+                url: self.url.clone(),
+                detail,
+            })
     }
 }

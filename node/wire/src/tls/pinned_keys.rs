@@ -163,6 +163,11 @@ impl PinnedVerifier {
     }
 }
 
+/// Only TLS 1.3 is offered (see `VERSIONS`): a TLS 1.2 handshake never reaches a verifier.
+fn tls12_not_offered() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+}
+
 impl ServerCertVerifier for PinnedVerifier {
     fn verify_server_cert(
         &self,
@@ -187,8 +192,7 @@ impl ServerCertVerifier for PinnedVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Only TLS 1.3 is offered (see `VERSIONS`); a TLS 1.2 handshake never gets here.
-        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+        tls12_not_offered()
     }
 
     fn verify_tls13_signature(
@@ -239,7 +243,7 @@ impl ClientCertVerifier for PinnedVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+        tls12_not_offered()
     }
 
     fn verify_tls13_signature(
