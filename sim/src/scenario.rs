@@ -117,15 +117,8 @@ pub struct Scenario {
     pub slow: Option<(usize, u64)>,
     /// (at_ms, count): bursts in which a Byzantine requester (a registered key) sends `count`
     /// requests of the largest admitted size to every validator at once. No message may exceed
-    /// the peer cap, and everything else must still be decided. The flood requests themselves
-    /// are not required to be: the flooder sends each once and never retries, and a request
-    /// only one honest backup still holds (the primary lost it in a crash) is never forwarded
-    /// again (seeds 629 and 1767 at n = 4 leave such requests pending for good; clients that
-    /// retry, as `scbe` does, recover). Forwarding a backup's waiting requests to the primary
-    /// on its request timer (as BFT-SMaRt does) fixed those two but stalled seed 1303 for good:
-    /// with more large requests ordered, a new honest primary held requests it could not
-    /// propose under the window's byte budget while no checkpoint freed it (left for a
-    /// session that can look at how slots of earlier views count against that budget).
+    /// the peer cap, and the liveness invariant still requires every request decided that the
+    /// nonce window still admits (two floods can exceed its 128 requests in flight).
     pub floods: Vec<(u64, u32)>,
     /// (replica, restart_after_ms): an honest replica crashes the first time its ledger shows a
     /// rollout in progress (while it is watching and submitting evidence) and restarts this

@@ -141,6 +141,7 @@ fn validity_catches_a_request_nobody_submitted() {
 fn liveness_catches_every_kind_of_unfinished_work() {
     let done = || Progress {
         outstanding_requests: 0,
+        flood_outstanding: 0,
         target: Seq(9),
         honest: vec![(0, Seq(9)), (1, Seq(9)), (2, Seq(10))],
         fleet_pending: Vec::new(),
@@ -149,6 +150,11 @@ fn liveness_catches_every_kind_of_unfinished_work() {
     let mut p = done();
     p.outstanding_requests = 1;
     assert!(p.violation().is_some());
+    let mut p = done();
+    p.flood_outstanding = 3;
+    assert!(p
+        .violation()
+        .is_some_and(|v| v.contains("3 flood requests")));
     let mut p = done();
     p.honest[1].1 = Seq(8);
     assert!(p.violation().is_some());

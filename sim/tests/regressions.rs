@@ -125,3 +125,15 @@ fn a_restarted_validator_never_reuses_its_own_nonces() {
         assert_passes(seed, 4, 1);
     }
 }
+
+/// A flooding requester sends each request once and never retries. Requests the primary lost
+/// (a crash, a full queue) while one honest backup still held them waited for good: nobody
+/// relayed them again. Backups now relay their longest-waiting requests again on the request
+/// timer before they suspect the primary; liveness requires every flood request the nonce
+/// window admits. (Seeds 629 and 1767 at n = 4.)
+#[test]
+fn requests_only_a_backup_holds_are_forwarded_again() {
+    for seed in [629, 1767] {
+        assert_passes(seed, 4, 1);
+    }
+}

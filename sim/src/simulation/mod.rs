@@ -463,10 +463,30 @@ impl Simulation {
         }
         Progress {
             outstanding_requests: outstanding,
+            flood_outstanding: self.flood_requests_left(),
             target: self.target,
             honest,
             fleet_pending,
         }
+    }
+
+    /// Flood requests some honest replica that is up has not executed and still could. The
+    /// flooder is a registered key: its requests are valid, and liveness requires every one
+    /// decided, except those its own later requests pushed more than `NONCE_WINDOW` below the
+    /// highest executed nonce (a documented limit on one key's requests in flight: two floods
+    /// add up to more than 128).
+    fn flood_requests_left(&self) -> usize {
+        let key = self.flooder.public();
+        (0..self.sc.n)
+            .filter(|i| self.is_honest(*i))
+            .filter_map(|i| self.nodes[i].step.as_ref())
+            .map(|step| {
+                (1..=self.flooder_nonce)
+                    .filter(|nonce| step.replica().check_nonce(&key, *nonce).is_ok())
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     fn step(&mut self, event: Event) {

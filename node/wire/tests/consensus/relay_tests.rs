@@ -95,3 +95,21 @@ fn a_request_in_a_lost_pre_prepare_is_ordered_by_the_next_primary() {
         assert_eq!(c.executed_requests(i), 1, "replica {i}");
     }
 }
+
+/// Only backup 1 holds a request: its relay was lost on every link and its client never sends
+/// it again. On its request timer the backup relays it once more, and the primary orders it in
+/// the same view (one lone timeout is no reason to leave the view).
+#[test]
+fn a_request_only_one_backup_holds_is_relayed_again_on_its_request_timer() {
+    let mut c = Cluster::new(4, 128);
+    c.isolate(1);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    c.heal();
+    assert_eq!(c.executed_requests(0), 0, "nobody else has it yet");
+    c.fire(1, TimerKind::Request);
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 1, "replica {i}");
+        assert_eq!(c.replica(i).view(), View(0), "replica {i}");
+    }
+}

@@ -117,6 +117,28 @@ impl<A: StateMachine> Replica<A> {
         }
     }
 
+    /// On a backup's request timeout: relays again the requests that have waited longest, up to
+    /// one batch's bytes. A request reaches the primary once, relayed by whoever got it from
+    /// its client; if the primary lost it (a crash, a full queue) and its client never retries
+    /// (a flooder, a client that died), only the backups still hold it, and without this it
+    /// would wait for good (simulator seeds 629 and 1767 at n = 4). BFT-SMaRt forwards on its
+    /// first request timeout the same way, before it suspects the leader.
+    pub(super) fn forward_waiting_requests(&mut self) {
+        let mut bytes = 0;
+        let oldest: Vec<Signed<Request>> = self
+            .pending
+            .values()
+            .take_while(|r| {
+                bytes += limits::request_bytes(r);
+                bytes <= self.cfg.max_batch_bytes
+            })
+            .cloned()
+            .collect();
+        for r in oldest {
+            self.relay(r);
+        }
+    }
+
     /// A validator is the client of its own requests (votes, rollout evidence): like any client
     /// it sends them again until they execute, since the one relay it sent may have been lost
     /// (a partition, a full queue) and nobody else would ever ask for it.

@@ -30,6 +30,9 @@ impl<A: StateMachine> Replica<A> {
                 self.request_state();
                 match self.status {
                     Status::Normal if !self.pending.is_empty() => {
+                        // The primary may simply not hold them (it crashed and restarted, or its
+                        // queue was full when our relay came): hand them on again first.
+                        self.forward_waiting_requests();
                         // Leave only with f others (`suspicion.rs`); meanwhile keep watching.
                         self.suspect(Suspicion::Stalled(self.view));
                         self.arm_request_timer(true);
