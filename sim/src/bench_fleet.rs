@@ -317,6 +317,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
     let cfg = LedgerConfig {
         validators: validators.iter().map(Keypair::public).collect(),
         known_good: vec!["v0".into()],
+        known_good_units: Default::default(),
         gates: Gates::default(),
         vote_window_seqs: 1_000_000,
         agents: agents

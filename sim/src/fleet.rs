@@ -69,6 +69,7 @@ pub fn ledger_config(
     LedgerConfig {
         validators,
         known_good: vec!["v0".into()],
+        known_good_units: Default::default(),
         gates: Gates::default(),
         vote_window_seqs: 10_000,
         agents: agents

@@ -441,6 +441,7 @@ fn empty_ledger() -> scbe_core::governance::Ledger {
             .map(|i| Keypair::from_label(&format!("fz{i}")).public())
             .collect(),
         known_good: vec!["v0".into()],
+        known_good_units: Default::default(),
         gates: Default::default(),
         vote_window_seqs: 100,
         agents: Vec::new(),

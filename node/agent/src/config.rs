@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use scbe_core::agent::SyntheticModel;
+use scbe_core::agent::{Installed, SyntheticModel};
 use scbe_core::crypto::{Keypair, Verifier};
 pub use scbe_wire::config_error::ConfigError;
 use scbe_wire::config_error::{invalid, load_toml, parse_toml};
@@ -154,6 +154,23 @@ pub struct ValidatedAgent {
     pub data_dir: PathBuf,
     /// Hooks with relative program paths resolved against the config's directory.
     pub hooks: HooksSection,
+}
+
+impl ValidatedAgent {
+    /// What the agent runs before its first order: `agent.initial_version`, with the units
+    /// the genesis lists for it (a rollback hook that undoes a failed deploy puts them back).
+    pub fn initial_install(&self) -> Installed {
+        let version = self.raw.agent.initial_version.clone();
+        let units = (self.genesis.file().ledger.known_good_units)
+            .get(&version)
+            .cloned()
+            .unwrap_or_default();
+        Installed {
+            version,
+            release_digest: String::new(),
+            units,
+        }
+    }
 }
 
 impl AgentConfig {
@@ -362,6 +379,17 @@ mod tests {
         );
         assert_eq!(v.specialty, "code_execute", "from the genesis");
         assert!(v.hooks.deploy[0].ends_with("hooks/process-deploy.sh"));
+        let start = v.initial_install();
+        assert_eq!(start.version, "v0");
+        assert_eq!(
+            start
+                .units
+                .iter()
+                .map(|u| u.uri.as_str())
+                .collect::<Vec<_>>(),
+            ["s3://scbe-training-data/models/runtime-v0"],
+            "the genesis's units for v0"
+        );
     }
 
     #[test]

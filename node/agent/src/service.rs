@@ -25,7 +25,7 @@ use scbe_wire::supervisor::{Supervisor, TaskEnded};
 use scbe_wire::tls::{caller_in, incoming, remote_addr, ClientAuth, PinnedKeys};
 
 use crate::config::{HooksSection, ValidatedAgent};
-use crate::hooks::{hook_env, run_hook};
+use crate::hooks;
 use crate::source::{HealthSource, SourceError};
 use crate::state_file::{StateError, StateFile};
 
@@ -155,21 +155,15 @@ impl Shared {
             Step::AlreadyThere => Ok(()),
             Step::RunHook => {
                 let id = lock(&self.core).id.clone();
-                let mut env = self.hooks.env.clone();
-                env.extend(hook_env(&id, &order, &current));
-                let argv = match rpc {
-                    OrderAction::Deploy => &self.hooks.deploy,
-                    OrderAction::Rollback => &self.hooks.rollback,
-                };
                 tracing::info!(version = %order.version, rollout = order.rollout, ?rpc, "running hook");
-                run_hook(argv, &env, self.hooks.timeout).await
+                hooks::obey(&self.hooks, &id, &order, rpc, &current).await
             }
         };
         let outcome = match result {
             Ok(()) => HookOutcome::Done,
             Err(e) => {
                 tracing::warn!(version = %order.version, "hook failed: {e}");
-                HookOutcome::Failed(e.to_string())
+                HookOutcome::Failed(e)
             }
         };
         let (ack, state) = {
@@ -327,7 +321,7 @@ async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::t
 pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
     let a = &v.raw.agent;
     let state_file = StateFile::new(&v.data_dir);
-    let state = state_file.load(&a.initial_version)?;
+    let state = state_file.load(&v.initial_install())?;
     // Record the starting state so the data directory always holds one.
     state_file.store(&state)?;
     let source = HealthSource::from_config(&v.raw.health)?;

@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use scbe_core::agent::AgentState;
+use scbe_core::agent::{AgentState, Installed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -32,14 +32,16 @@ impl StateFile {
         &self.path
     }
 
-    /// Loads the state, or `initial` if none was ever written.
-    pub fn load(&self, initial: &str) -> Result<AgentState, StateError> {
+    /// Loads the state, or one running `initial` if none was ever written.
+    pub fn load(&self, initial: &Installed) -> Result<AgentState, StateError> {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
                 path: self.path.clone(),
                 detail: e.to_string(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AgentState::initial(initial)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(AgentState::running(initial.clone()))
+            }
             Err(e) => Err(StateError::Io {
                 path: self.path.clone(),
                 detail: e.to_string(),
@@ -74,17 +76,21 @@ impl StateFile {
 mod tests {
     use super::*;
 
+    fn v0() -> Installed {
+        AgentState::initial("v0").current
+    }
+
     #[test]
     fn missing_means_initial_and_a_stored_state_reads_back() {
         let d = tempfile::tempdir().expect("tmp");
         let f = StateFile::new(&d.path().join("data"));
-        assert_eq!(f.load("v0").expect("loads"), AgentState::initial("v0"));
+        assert_eq!(f.load(&v0()).expect("loads"), AgentState::initial("v0"));
         let mut s = AgentState::initial("v0");
         s.previous = Some(s.current.clone());
         s.current.version = "v1".into();
         s.last_order_seq = 12;
         f.store(&s).expect("stores");
-        assert_eq!(f.load("v0").expect("loads"), s);
+        assert_eq!(f.load(&v0()).expect("loads"), s);
     }
 
     #[test]
@@ -95,10 +101,10 @@ mod tests {
         f.store(&s).expect("stores");
         // A kill between writing the temporary file and the rename leaves it behind.
         std::fs::write(d.path().join("agent-state.json.tmp"), b"{\"cur").expect("write");
-        assert_eq!(f.load("v0").expect("loads"), s);
+        assert_eq!(f.load(&v0()).expect("loads"), s);
         std::fs::write(f.path(), b"").expect("write");
         let e = f
-            .load("v0")
+            .load(&v0())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

@@ -388,6 +388,7 @@ mod tests {
         Ledger::new(LedgerConfig {
             validators: keys.iter().map(Keypair::public).collect(),
             known_good: vec!["v0".into()],
+            known_good_units: Default::default(),
             gates: Gates::default(),
             vote_window_seqs: 100,
             agents: vec![],

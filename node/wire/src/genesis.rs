@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use scbe_core::consensus::{Digest, Directory, ReplicaConfig, ReplicaId};
 use scbe_core::crypto::PublicKey;
-use scbe_core::governance::LedgerConfig;
+use scbe_core::governance::{LedgerConfig, Provider};
 use scbe_core::rollout::evidence::MAX_AGENT_ID_BYTES;
 use scbe_core::rollout::health::HealthThresholds;
 use scbe_core::rollout::plan::FleetAgent;
 
-use crate::genesis_file::GenesisFile;
+use crate::genesis_file::{GenesisFile, LedgerSection};
 use crate::key_file::parse_public_key;
 
 /// The gRPC metadata key a caller presents its genesis digest in (lower-case hex).
@@ -158,6 +158,7 @@ impl Genesis {
                 "needs at least one version the fleet runs today".into(),
             ));
         }
+        check_known_good_units(&file.ledger).map_err(|(k, p)| invalid(k, p))?;
         let ro = &file.rollout;
         for (k, d) in [
             ("rollout.window", ro.window),
@@ -198,6 +199,7 @@ impl Genesis {
         let ledger = LedgerConfig {
             validators,
             known_good: file.ledger.known_good.clone(),
+            known_good_units: file.ledger.known_good_units.clone(),
             gates: file.gates,
             vote_window_seqs: file.ledger.vote_window_seqs,
             agents,
@@ -382,6 +384,42 @@ fn sha256(bytes: &[u8]) -> Digest {
 }
 
 /// `host:port` with a port, and a host that is an IP address or a DNS name.
+/// Units may be listed only for known-good versions, one per provider the ledger knows.
+/// Errors are (key, problem).
+fn check_known_good_units(ledger: &LedgerSection) -> Result<(), (String, String)> {
+    for (version, units) in &ledger.known_good_units {
+        let key = || format!("ledger.known_good_units.{version}");
+        if !ledger.known_good.contains(version) {
+            return Err((
+                key(),
+                format!(
+                    "{version} is not in ledger.known_good {:?}",
+                    ledger.known_good
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for u in units {
+            if !Provider::ALL.iter().any(|p| p.name() == u.provider) {
+                return Err((
+                    key(),
+                    format!("unknown provider {:?}: use hf, gcp or aws", u.provider),
+                ));
+            }
+            if !seen.insert(u.provider.as_str()) {
+                return Err((key(), format!("provider {} listed twice", u.provider)));
+            }
+            if u.id.trim().is_empty() || u.uri.trim().is_empty() {
+                return Err((
+                    key(),
+                    format!("the {} unit needs an id and a uri", u.provider),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One rule for the genesis and for the membership proposals the ledger checks.
 pub use scbe_core::governance::admission::check_address;
 
@@ -391,6 +429,7 @@ mod tests {
     use crate::genesis_file::{AgentEntry, RequesterEntry, ValidatorEntry};
     use crate::key_file::encode_hex;
     use scbe_core::crypto::Keypair;
+    use scbe_core::rollout::order::OrderUnit;
 
     fn file() -> GenesisFile {
         let key = |l: &str| encode_hex(Keypair::from_label(l).public().as_bytes());
@@ -459,6 +498,41 @@ mod tests {
             Genesis::from_bytes(Path::new("g.toml"), Genesis::render(&f).as_bytes()),
             Err(GenesisError::Invalid { key, .. }) if key == "gates.min_safety"
         ));
+    }
+
+    #[test]
+    fn known_good_units_read_back_and_are_checked() {
+        let unit = |provider: &str| OrderUnit {
+            provider: provider.into(),
+            id: "runtime-v0".into(),
+            uri: "s3://models/runtime-v0".into(),
+        };
+        let parse = |f: &GenesisFile| {
+            Genesis::from_bytes(Path::new("g.toml"), Genesis::render(f).as_bytes())
+        };
+        let mut f = file();
+        f.ledger
+            .known_good_units
+            .insert("v0".into(), vec![unit("aws")]);
+        let g = parse(&f).expect("valid");
+        assert_eq!(g.ledger_config().known_good_units["v0"], vec![unit("aws")]);
+        for (units_of, units, problem) in [
+            ("v9", vec![unit("aws")], "not in ledger.known_good"),
+            ("v0", vec![unit("azure")], "unknown provider"),
+            ("v0", vec![unit("aws"), unit("aws")], "listed twice"),
+        ] {
+            let mut f = file();
+            f.ledger.known_good_units.insert(units_of.into(), units);
+            match parse(&f) {
+                Err(GenesisError::Invalid {
+                    key, problem: p, ..
+                }) => {
+                    assert_eq!(key, format!("ledger.known_good_units.{units_of}"));
+                    assert!(p.contains(problem), "{p}");
+                }
+                other => panic!("expected {problem:?}, got {:?}", other.map(|g| g.digest())),
+            }
+        }
     }
 
     #[test]

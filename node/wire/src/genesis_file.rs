@@ -3,9 +3,11 @@
 //! sizes, known-good versions). Every key is documented in `configs/genesis.toml`.
 //! [`crate::genesis::Genesis`] reads, digests and checks it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use scbe_core::governance::Gates;
+use scbe_core::rollout::order::OrderUnit;
 use serde::{Deserialize, Serialize};
 
 fn d_checkpoint() -> u64 {
@@ -135,6 +137,10 @@ pub struct LedgerSection {
     /// Versions the fleet runs at genesis (a promotion's rollback plan may name them).
     #[serde(default = "d_known_good")]
     pub known_good: Vec<String>,
+    /// The units (provider, id, URI) of known-good versions, so a rollback to one gives hooks
+    /// the same `SCBE_UNIT_*` variables as a rollback to any registered release.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub known_good_units: BTreeMap<String, Vec<OrderUnit>>,
 }
 
 impl Default for LedgerSection {
@@ -142,6 +148,7 @@ impl Default for LedgerSection {
         Self {
             vote_window_seqs: d_vote_window(),
             known_good: d_known_good(),
+            known_good_units: BTreeMap::new(),
         }
     }
 }

@@ -29,11 +29,17 @@ pub struct AgentState {
 
 impl AgentState {
     pub fn initial(version: &str) -> Self {
+        Self::running(Installed {
+            version: version.into(),
+            ..Installed::default()
+        })
+    }
+
+    /// Before its first order: running `current` (a known-good version, with the units the
+    /// genesis lists for it).
+    pub fn running(current: Installed) -> Self {
         AgentState {
-            current: Installed {
-                version: version.into(),
-                ..Installed::default()
-            },
+            current,
             previous: None,
             rollout: 0,
             last_order_seq: 0,

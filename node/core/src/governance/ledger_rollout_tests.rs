@@ -85,6 +85,11 @@ fn a_failed_deploy_ack_rolls_back_and_the_rollback_completes_on_signed_acks() {
     let order = w.ledger.current_order(r).expect("rollback order");
     assert_eq!(order.action, OrderAction::Rollback);
     assert_eq!(order.version, "v0");
+    assert_eq!(
+        order.units,
+        vec![v0_unit()],
+        "a known-good version's order carries the units the genesis lists for it"
+    );
     assert_eq!(order.agents, batch);
     // Acks for the old deploy step do not count for the rollback step.
     let stale = w.ack(a, r, "v1");

@@ -19,6 +19,15 @@ use crate::rollout::plan::FleetAgent;
 /// Validators in the world.
 pub const N: usize = 4;
 
+/// The unit the genesis lists for known-good `v0`.
+pub fn v0_unit() -> crate::rollout::order::OrderUnit {
+    crate::rollout::order::OrderUnit {
+        provider: "aws".into(),
+        id: "runtime-v0".into(),
+        uri: "s3://models/runtime-v0".into(),
+    }
+}
+
 pub struct World {
     pub ledger: Ledger,
     pub requester: Keypair,
@@ -76,6 +85,7 @@ impl World {
         let cfg = LedgerConfig {
             validators: validators.iter().map(Keypair::public).collect(),
             known_good: vec!["v0".into()],
+            known_good_units: [("v0".to_string(), vec![v0_unit()])].into(),
             gates: Gates::default(),
             vote_window_seqs: 50,
             agents: agents.iter().map(|(a, _)| a.clone()).collect(),

@@ -40,6 +40,7 @@ use crate::consensus::{
 };
 use crate::crypto::PublicKey;
 use crate::rollout::health::HealthThresholds;
+use crate::rollout::order::OrderUnit;
 use crate::rollout::plan::FleetAgent;
 
 use super::event::Event;
@@ -61,6 +62,9 @@ pub struct LedgerConfig {
     pub validators: Vec<PublicKey>,
     /// Versions known good at genesis (what the fleet runs before the first promotion).
     pub known_good: Vec<String>,
+    /// Units of known-good versions, as the genesis lists them: a rollback order to one
+    /// carries them like an order for a registered release.
+    pub known_good_units: BTreeMap<String, Vec<OrderUnit>>,
     pub gates: Gates,
     /// Proposals expire this many sequence numbers after they open.
     pub vote_window_seqs: u64,

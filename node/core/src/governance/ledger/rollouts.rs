@@ -43,7 +43,8 @@ use crate::rollout::order::{Order, OrderUnit};
 use crate::rollout::plan::{plan_agents, plan_batches};
 
 impl Ledger {
-    /// Digest and units of a version, if it is a registered release.
+    /// Digest and units of a version: a registered release's, or the units the genesis lists
+    /// for a known-good version (with no digest: it has no release file).
     fn release_info(&self, version: &str) -> (String, Vec<OrderUnit>) {
         match self.state.releases.get(version) {
             Some(e) => (
@@ -58,7 +59,14 @@ impl Ledger {
                     })
                     .collect(),
             ),
-            None => (String::new(), Vec::new()),
+            None => (
+                String::new(),
+                self.config()
+                    .known_good_units
+                    .get(version)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
         }
     }
 
