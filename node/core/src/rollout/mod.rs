@@ -3,6 +3,7 @@
 //! takes while it watches a rollout (`watcher`). The validator's executor and health monitor
 //! (`scbe-validator`'s `fleet/`) carry those decisions out over gRPC.
 
+pub mod baseline;
 pub mod evidence;
 pub mod health;
 pub mod order;
