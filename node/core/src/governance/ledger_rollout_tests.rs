@@ -165,6 +165,31 @@ fn no_data_rolls_back_only_on_f_plus_one_distinct_claims_for_the_current_step() 
 }
 
 #[test]
+fn no_data_needs_three_claims_at_n_7() {
+    let mut w = World::with_validators(7);
+    let r = w.promote_to_canary("v1");
+    let step = w.step(r);
+    let claim = Operation::NoData {
+        rollout: r,
+        issued_seq: step,
+        agents: vec![w.ledger.state().rollouts[&r].batches[0][0].clone()],
+    };
+    for v in [0, 4] {
+        assert!(w.submit(Signer::Validator(v), &claim).accepted);
+        assert_eq!(
+            w.ledger.state().rollouts[&r].status,
+            RolloutStatus::InProgress,
+            "f = 2: two claims may both be faulty"
+        );
+    }
+    assert!(w.submit(Signer::Validator(6), &claim).accepted);
+    assert_eq!(
+        w.ledger.state().rollouts[&r].status,
+        RolloutStatus::RollingBack
+    );
+}
+
+#[test]
 fn rollout_progress_without_data_is_a_failure() {
     let mut w = World::new();
     let r = w.promote_to_canary("v1");

@@ -446,3 +446,44 @@ fn a_snapshot_restores_floats_exactly_so_its_digest_holds() {
     assert_eq!(restored.ledger.digest(), w.ledger.digest());
     assert_eq!(restored.ledger.snapshot(), snapshot);
 }
+
+#[test]
+fn at_n_7_a_primary_is_replaced_on_three_stall_claims_not_two() {
+    let mut w = World::with_validators(7);
+    let r = w.promote_to_canary("v1");
+    let claim = Operation::Stalled {
+        rollout: r,
+        issued_seq: w.step(r),
+        view: 0,
+    };
+    for v in [1, 5] {
+        assert!(w.submit(Signer::Validator(v), &claim).accepted);
+        assert_eq!(w.ledger.state().rollouts[&r].replace_view, None);
+    }
+    assert!(w.submit(Signer::Validator(6), &claim).accepted);
+    assert_eq!(w.ledger.state().rollouts[&r].replace_view, Some(0));
+}
+
+#[test]
+fn a_ledger_keeping_fresh_records_hands_each_event_and_outcome_over_once() {
+    let mut quiet = World::new();
+    quiet.promote_to_canary("v1");
+    let nothing = quiet.ledger.take_new();
+    assert!(nothing.events.is_empty() && nothing.outcomes.is_empty());
+
+    let mut w = World::new();
+    w.ledger.keep_fresh();
+    w.promote_to_canary("v1");
+    let fresh = w.ledger.take_new();
+    let events = w.ledger.journal().events.total();
+    assert_eq!(fresh.events.len() as u64, events, "every event, once");
+    assert_eq!(
+        fresh.events.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        (0..events).collect::<Vec<_>>(),
+        "with their positions"
+    );
+    // Register, promote and three votes (the proposal opens at quorum).
+    assert_eq!(fresh.outcomes.len(), 5);
+    let again = w.ledger.take_new();
+    assert!(again.events.is_empty() && again.outcomes.is_empty());
+}

@@ -64,7 +64,12 @@ impl Default for World {
 
 impl World {
     pub fn new() -> Self {
-        let validators: Vec<Keypair> = (0..N)
+        Self::with_validators(N)
+    }
+
+    /// A world of `n` validators (f and the quorum follow n).
+    pub fn with_validators(n: usize) -> Self {
+        let validators: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_label(&format!("val{i}")))
             .collect();
         let specialties = ["code_execute", "doc_plan", "memory_storage"];
@@ -235,9 +240,12 @@ impl World {
         });
         assert!(o.accepted, "{:?}", o.reasons);
         let p = o.proposal.expect("proposal");
-        self.vote(0, p, true);
-        self.vote(1, p, true);
-        self.vote(2, p, true)
+        let quorum = self.ledger.config().quorum() as u32;
+        for v in 0..quorum - 1 {
+            let o = self.vote(v, p, true);
+            assert!(o.accepted && o.rollout.is_none(), "below quorum: {o:?}");
+        }
+        self.vote(quorum - 1, p, true)
             .rollout
             .expect("approved at quorum opens a rollout")
     }
