@@ -487,3 +487,29 @@ fn a_ledger_keeping_fresh_records_hands_each_event_and_outcome_over_once() {
     let again = w.ledger.take_new();
     assert!(again.events.is_empty() && again.outcomes.is_empty());
 }
+
+#[test]
+fn outcomes_name_their_request_by_operation_digest_and_signer_nonce() {
+    // The digest a re-sent request is matched against (same nonce, same operation: the earlier
+    // answer; another operation: refused) is the SHA-256 of the operation's bytes.
+    assert_eq!(
+        operation_digest(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_ne!(operation_digest(b"abc"), operation_digest(b"abd"));
+    let mut w = World::new();
+    let bytes = Operation::RegisterRelease {
+        release: release("v1"),
+    }
+    .to_bytes();
+    let key = w.requester.public();
+    let o = w
+        .ledger
+        .apply_operation(1, Signer::Requester(key), &key, 7, &bytes);
+    assert!(o.accepted, "{:?}", o.reasons);
+    assert_eq!(o.request, operation_digest(&bytes));
+    assert_eq!(
+        request_id(&key, 7),
+        format!("{}:7", super::release::hex(key.as_bytes()))
+    );
+}
