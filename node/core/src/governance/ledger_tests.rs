@@ -513,3 +513,72 @@ fn outcomes_name_their_request_by_operation_digest_and_signer_nonce() {
         format!("{}:7", super::release::hex(key.as_bytes()))
     );
 }
+
+#[test]
+fn the_replica_applies_signed_requests_as_their_principals() {
+    use crate::consensus::debug_codec::DebugCodec;
+    use crate::consensus::{Codec, Kind, Principal, ReplicaId, Request, Seq, Signed};
+    let seal = |op: &Operation, nonce, key: &Keypair, principal| {
+        let request = Request {
+            nonce,
+            operation: op.to_bytes(),
+        };
+        Signed::seal(
+            request,
+            Kind::Request,
+            |r| DebugCodec.encode_request(r),
+            key,
+            principal,
+        )
+    };
+    let mut w = World::new();
+    let requester = w.requester.clone();
+    let register = Operation::RegisterRelease {
+        release: release("v1"),
+    };
+    w.ledger.apply(
+        Seq(1),
+        &seal(&register, 1, &requester, Principal::Requester),
+    );
+    assert!(w.ledger.state().releases.contains_key("v1"));
+    let promote = Operation::Promote {
+        version: "v1".into(),
+        to: Stage::Canary,
+        rollback_to: "v0".into(),
+    };
+    w.ledger
+        .apply(Seq(2), &seal(&promote, 2, &requester, Principal::Requester));
+    let proposal = w
+        .ledger
+        .outcome(&requester.public(), 2)
+        .and_then(|o| o.proposal)
+        .expect("the promotion opened a proposal");
+    let vote = Operation::Vote {
+        proposal,
+        approve: true,
+        reasons: vec![],
+    };
+    // Signed by validator 2 as validator 2: the vote counts for it.
+    let v2 = Keypair::from_label("val2");
+    w.ledger.apply(
+        Seq(3),
+        &seal(&vote, 1, &v2, Principal::Validator(ReplicaId(2))),
+    );
+    let p = &w.ledger.state().proposals[&proposal];
+    assert_eq!(p.votes.keys().copied().collect::<Vec<_>>(), vec![2]);
+    let o = w
+        .ledger
+        .outcome(&v2.public(), 1)
+        .expect("the vote's outcome is kept");
+    assert!(o.accepted, "{:?}", o.reasons);
+}
+
+#[test]
+fn a_checkpoint_caches_the_state_json_the_snapshot_is_sized_from() {
+    let mut w = World::new();
+    w.promote_to_canary("v1");
+    let before = w.ledger.state().json_bytes_hint();
+    w.ledger.before_checkpoint();
+    let after = w.ledger.state().json_bytes_hint();
+    assert!(after > before + 500, "{before} -> {after}");
+}
