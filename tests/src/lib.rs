@@ -117,13 +117,19 @@ impl Harness {
         cluster.start_all().expect("validators start");
         let requester =
             scbe_wire::key_file::read_key_file(&cluster.requester_key).expect("requester key");
-        Harness {
+        let mut h = Harness {
             _serial: serial,
             cluster,
             requester,
             nonce: 0,
             _dir: dir,
+        };
+        // Every validator serves before the test talks to any: a test that waited for one and
+        // then ran `scbe` against another found it not listening yet.
+        for i in 0..h.cluster.nodes.len() {
+            h.client(i).await;
         }
+        h
     }
 
     pub fn request(&mut self, key: &Keypair, op: &Operation) -> pb::Envelope {
