@@ -327,6 +327,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn equality_is_the_entries_whatever_was_cached() {
+        let mut a: EntryMap<u64, Entry> = EntryMap::default();
+        let mut b: EntryMap<u64, Entry> = EntryMap::default();
+        assert!(a.is_empty() && a == b);
+        a.insert(1, entry(1));
+        a.insert(2, entry(2));
+        assert!(!a.is_empty());
+        assert_ne!(a, b, "another length");
+        b.insert(1, entry(1));
+        b.insert(3, entry(2));
+        assert_ne!(a, b, "another key");
+        b.remove(&3);
+        b.insert(2, entry(5));
+        assert_ne!(a, b, "another value");
+        b.insert(2, entry(2));
+        a.settle();
+        assert_eq!(a, b, "the cache is not compared");
+        assert_eq!(
+            format!("{a:?}"),
+            format!("{:?}", BTreeMap::from([(1, entry(1)), (2, entry(2))]))
+        );
+    }
+
     /// 0: insert, 1: change through get_mut, 2: remove, 3: settle.
     fn ops() -> impl Strategy<Value = Vec<(u8, u64, u64)>> {
         prop::collection::vec((0u8..4, 0u64..12, 0u64..1000), 1..80)

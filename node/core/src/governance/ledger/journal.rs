@@ -307,6 +307,15 @@ mod tests {
             c.push(i);
         }
         assert_ne!(a.tip(), c.tip(), "evicted items count too");
+        // Equality is the items and the chain (a snapshot's restored journal must equal the
+        // original, and a different history must not).
+        let mut a2 = Small::default();
+        for i in 0..10 {
+            a2.push(i);
+        }
+        assert_eq!(a, a2);
+        assert_ne!(a, b);
+        assert_ne!(a, c, "same newest items, another chain");
     }
 
     #[test]
