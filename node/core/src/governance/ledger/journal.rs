@@ -299,6 +299,7 @@ mod tests {
         for i in [0, 1, 2, 3, 4, 5, 6, 7, 9, 9] {
             b.push(i);
         }
+        assert!(Small::default().is_empty() && !a.is_empty());
         assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![7, 8, 9]);
         assert_eq!((a.first(), a.total()), (7, 10));
         assert_ne!(a.tip(), b.tip(), "the chain covers every item");
