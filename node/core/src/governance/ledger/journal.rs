@@ -374,4 +374,23 @@ mod tests {
         assert_eq!(got, vec![4]);
         assert_eq!(a.since(9).count(), 0);
     }
+
+    #[test]
+    fn a_snapshot_window_with_a_short_base_is_refused_not_a_panic() {
+        let mut w = Small::default();
+        for i in 0..5 {
+            w.push(i);
+        }
+        let json = serde_json::to_string(&w).expect("encodes");
+        let back: Small = serde_json::from_str(&json).expect("decodes");
+        assert_eq!(back, w);
+        // A peer's snapshot is untrusted: 31 bytes of base, or odd hex, are errors.
+        let base = hex(&w.base);
+        for bad in [&base[..62], &base[..63]] {
+            let tampered = json.replacen(&base, bad, 1);
+            assert_ne!(tampered, json);
+            let e = serde_json::from_str::<Small>(&tampered).expect_err("refused");
+            assert!(e.to_string().contains("32 hex bytes"), "{e}");
+        }
+    }
 }
