@@ -83,6 +83,16 @@ pub fn undo_env(agent: &str, order: &Order, current: &Installed) -> BTreeMap<Str
     env
 }
 
+/// The operator's `[hooks.env]`, then ours (which win).
+fn with_operator_env(
+    hooks: &HooksSection,
+    ours: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env = hooks.env.clone();
+    env.extend(ours);
+    env
+}
+
 /// Runs the hook for `order` (`action` says which); if a deploy hook fails, runs the rollback
 /// hook for `current` before returning the failure, whose text then says whether the undo
 /// worked. The error text goes into the agent's signed ack.
@@ -93,8 +103,7 @@ pub async fn obey(
     action: OrderAction,
     current: &Installed,
 ) -> Result<(), String> {
-    let mut env = hooks.env.clone();
-    env.extend(hook_env(agent, order, current));
+    let env = with_operator_env(hooks, hook_env(agent, order, current));
     let argv = match action {
         OrderAction::Deploy => &hooks.deploy,
         OrderAction::Rollback => &hooks.rollback,
@@ -107,8 +116,7 @@ pub async fn obey(
         return Err(failed.to_string());
     }
     tracing::warn!(version = %order.version, "deploy hook failed ({failed}); running the rollback hook for {}", current.version);
-    let mut env = hooks.env.clone();
-    env.extend(undo_env(agent, order, current));
+    let env = with_operator_env(hooks, undo_env(agent, order, current));
     match run_hook(&hooks.rollback, &env, hooks.timeout).await {
         Ok(()) => Err(format!(
             "{failed}; undone: the rollback hook put {} back",
@@ -294,21 +302,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_deploy_hook_that_fails_half_way_is_undone_by_the_rollback_hook() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let served = dir.path().join("served");
-        std::fs::write(&served, "hf://x-v1\n").expect("write");
-        let hooks = half_failing_hooks(&served, false);
-        let e = obey(
-            &hooks,
+    /// Deploys `order()` (v2) on an agent running v1, whose deploy hook fails; the error.
+    async fn deploy_v2_over_v1(hooks: &HooksSection) -> String {
+        obey(
+            hooks,
             "a",
             &order(),
             OrderAction::Deploy,
             &installed("v1", "hf://x-v1"),
         )
         .await
-        .expect_err("the deploy hook fails");
+        .expect_err("the deploy hook fails")
+    }
+
+    #[tokio::test]
+    async fn a_deploy_hook_that_fails_half_way_is_undone_by_the_rollback_hook() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let served = dir.path().join("served");
+        std::fs::write(&served, "hf://x-v1\n").expect("write");
+        let hooks = half_failing_hooks(&served, false);
+        let e = deploy_v2_over_v1(&hooks).await;
         assert!(e.contains("pods not ready"), "{e}");
         assert!(e.contains("undone: the rollback hook put v1 back"), "{e}");
         let now = std::fs::read_to_string(&served).expect("read");
@@ -320,15 +333,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let served = dir.path().join("served");
         let hooks = half_failing_hooks(&served, true);
-        let e = obey(
-            &hooks,
-            "a",
-            &order(),
-            OrderAction::Deploy,
-            &installed("v1", "hf://x-v1"),
-        )
-        .await
-        .expect_err("the deploy hook fails");
+        let e = deploy_v2_over_v1(&hooks).await;
         assert!(
             e.contains("could not put v1 back either") && e.contains("exit status: 4"),
             "{e}"
