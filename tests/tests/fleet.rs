@@ -12,6 +12,7 @@ use scbe_core::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
 use scbe_core::rollout::order::{Endorsement, Order, SignedOrder};
 use scbe_proto::v1 as pb;
 use scbe_tests::{fleet_options, rollout_is, Harness};
+use scbe_wire::status_summary::HealthVerdict;
 use scbe_wire::fleet_wire::{agent_signed_from_proto, signed_order_to_proto};
 
 /// Long enough for a few monitoring windows on a busy 2-core machine.
@@ -189,15 +190,16 @@ async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(refused > 0, "no refused report counted:\n{metrics}");
-    let forged_listed = s
-        .agents
-        .iter()
-        .find(|x| x.id == "agent-05")
-        .map(|a| a.health.is_none());
-    assert_eq!(
-        forged_listed,
-        Some(true),
-        "a forged report never counts as the agent's health"
+    // The genuine agent-05 may have reported before it was killed (the harness waits for every
+    // validator to serve, and monitors start sampling meanwhile); that report has aged out by
+    // now, a monitoring window later. A forged report counted as health would be fresh.
+    let agent_05 = s.agents.iter().find(|x| x.id == "agent-05").expect("listed");
+    assert!(
+        agent_05
+            .health
+            .as_ref()
+            .is_none_or(|h| h.verdict == HealthVerdict::Stale),
+        "a forged report never counts as the agent's health: {agent_05:?}"
     );
     // The operator sees which agent and the fix, in the status, not only in a log line.
     let s = h
