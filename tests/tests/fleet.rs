@@ -12,8 +12,8 @@ use scbe_core::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
 use scbe_core::rollout::order::{Endorsement, Order, SignedOrder};
 use scbe_proto::v1 as pb;
 use scbe_tests::{fleet_options, rollout_is, Harness};
-use scbe_wire::status_summary::HealthVerdict;
 use scbe_wire::fleet_wire::{agent_signed_from_proto, signed_order_to_proto};
+use scbe_wire::status_summary::HealthVerdict;
 
 /// Long enough for a few monitoring windows on a busy 2-core machine.
 const ROLLOUT_DEADLINE: Duration = Duration::from_secs(90);
@@ -193,7 +193,11 @@ async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
     // The genuine agent-05 may have reported before it was killed (the harness waits for every
     // validator to serve, and monitors start sampling meanwhile); that report has aged out by
     // now, a monitoring window later. A forged report counted as health would be fresh.
-    let agent_05 = s.agents.iter().find(|x| x.id == "agent-05").expect("listed");
+    let agent_05 = s
+        .agents
+        .iter()
+        .find(|x| x.id == "agent-05")
+        .expect("listed");
     assert!(
         agent_05
             .health

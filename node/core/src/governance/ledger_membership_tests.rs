@@ -303,3 +303,122 @@ fn the_fleet_generation_moves_exactly_when_the_fleet_may_have_changed() {
     other.ledger.restore(&snapshot).expect("restores");
     assert!(other.ledger.fleet_generation() > g0);
 }
+
+/// Names are bounded at exactly [`MAX_AGENT_NAME_CHARS`]: 64 characters pass, 65 and empty do
+/// not; an over-long id is refused before anything echoes it.
+#[test]
+fn agent_names_are_bounded_at_exactly_the_limit_and_never_echoed_when_too_long() {
+    use crate::governance::ledger::MAX_AGENT_NAME_CHARS;
+    let w = World::new();
+    let with = |id: &str, specialty: &str| AgentChange::Add {
+        id: id.into(),
+        specialty: specialty.into(),
+        public_key: Keypair::from_label("bounded").public(),
+        address: "h:1".into(),
+    };
+    let at_limit = "a".repeat(MAX_AGENT_NAME_CHARS);
+    let over = "a".repeat(MAX_AGENT_NAME_CHARS + 1);
+    let far_over = "a".repeat(4 * MAX_AGENT_NAME_CHARS);
+    assert_eq!(
+        w.ledger.check_agent_change(&with(&at_limit, &at_limit)),
+        Vec::<String>::new()
+    );
+    for (id, specialty, field) in [
+        (over.as_str(), "s", "id must be"),
+        (far_over.as_str(), "s", "id must be"),
+        ("", "s", "id must be"),
+        ("fresh", over.as_str(), "specialty must be"),
+        ("fresh", "", "specialty must be"),
+    ] {
+        let reasons = w.ledger.check_agent_change(&with(id, specialty));
+        assert!(
+            reasons.iter().any(|r| r.starts_with(field)),
+            "{id:?}/{specialty:?}: {reasons:?}"
+        );
+    }
+    // Through a request: the bound comes first, whatever the kind of change, and the reason
+    // does not carry the id back.
+    let mut w = w;
+    for change in [
+        with(&far_over, "s"),
+        AgentChange::Remove {
+            id: far_over.clone(),
+        },
+        AgentChange::Update {
+            id: far_over.clone(),
+            address: Some("h:2".into()),
+            public_key: None,
+        },
+    ] {
+        assert_eq!(change.agent(), far_over);
+        let o = w.request(Operation::ProposeAgent { change });
+        assert!(!o.accepted);
+        assert_eq!(
+            o.reasons,
+            vec![format!(
+                "agent id longer than {MAX_AGENT_NAME_CHARS} characters"
+            )]
+        );
+    }
+}
+
+/// What a change does is said in its events, in words an operator reads in `scbe status`.
+#[test]
+fn a_membership_change_is_described_in_its_events() {
+    let mut w = World::new();
+    let key = Keypair::from_label("agent-new");
+    assert_eq!(
+        decide(&mut w, add("agent-new", &key), true),
+        ProposalStatus::Approved
+    );
+    assert_eq!(
+        decide(
+            &mut w,
+            AgentChange::Update {
+                id: "agent-new".into(),
+                address: Some("h:2".into()),
+                public_key: Some(Keypair::from_label("agent-new 2").public()),
+            },
+            true
+        ),
+        ProposalStatus::Approved
+    );
+    assert_eq!(
+        decide(
+            &mut w,
+            AgentChange::Remove {
+                id: "agent-new".into()
+            },
+            true
+        ),
+        ProposalStatus::Approved
+    );
+    let said: Vec<(String, String)> = w
+        .ledger
+        .journal()
+        .events
+        .iter()
+        .filter(|e| e.kind.starts_with("membership"))
+        .map(|e| (e.kind.clone(), e.detail.clone()))
+        .collect();
+    let proposed: Vec<&str> = said
+        .iter()
+        .filter(|(k, _)| k == "membership_proposed")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(
+        proposed,
+        vec![
+            "add agent agent-new (doc_plan) at agent-new.fleet.svc:7100",
+            "update agent agent-new: address h:2, a new key",
+            "remove agent agent-new",
+        ],
+        "{said:?}"
+    );
+    assert!(
+        said.iter()
+            .filter(|(k, _)| k != "membership_proposed")
+            .all(|(_, d)| !d.is_empty()),
+        "{said:?}"
+    );
+}

@@ -50,7 +50,7 @@ use super::release::hex;
 use super::stage::{Stage, Tongue};
 
 pub use journal::{Fresh, Journal, EVENTS_KEPT, OUTCOMES_KEPT_PER_SIGNER};
-pub use membership::AgentChange;
+pub use membership::{AgentChange, MAX_AGENT_NAME_CHARS};
 pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
     RolloutKind, RolloutStatus, VoteRecord,
