@@ -25,6 +25,7 @@ use scbe_core::agent::AgentState;
 use scbe_core::crypto::{Keypair, Verifier};
 use scbe_core::governance::ledger::{Ledger, LedgerConfig, RolloutStatus, Signer};
 use scbe_core::governance::{Gates, Operation, Stage};
+use scbe_core::rollout::baseline::{AnalysisSettings, BaselineSettings};
 use scbe_core::rollout::health::HealthThresholds;
 use scbe_core::rollout::order::{endorse, SignedOrder, ORDER_KIND};
 use scbe_core::rollout::plan::FleetAgent;
@@ -292,6 +293,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         seed: 7,
         degrade: None,
         degrade_after: 0,
+        drift: None,
     };
     let mut agents: Vec<AgentCore> = (0..n)
         .map(|i| {
@@ -331,6 +333,15 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
             })
             .collect(),
         health: thresholds,
+        // The canary is compared with its baseline as by default; one agent per specialty
+        // supplies a window of samples each.
+        analysis: AnalysisSettings {
+            baseline: BaselineSettings {
+                min_samples: u64::from(thresholds.min_samples) * 3,
+                ..BaselineSettings::default()
+            },
+            ..AnalysisSettings::default()
+        },
     };
     let mut sim = Sim {
         ledgers: (0..4).map(|_| Ledger::new(cfg.clone())).collect(),
@@ -412,7 +423,14 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
                 executor += t.elapsed();
             }
             // The monitoring window, sample by sample; the watcher ticks every 250 ms.
-            let watched: Vec<usize> = step.watch.iter().map(|id| index[id]).collect();
+            // Every agent reports; the watched ones and, in the canary step, the baseline
+            // matter to the watcher.
+            let watched: Vec<usize> = step
+                .watch
+                .iter()
+                .chain(step.baseline.keys())
+                .map(|id| index[id])
+                .collect();
             for _ in 0..thresholds.min_samples {
                 now_ms += sample.as_millis() as u64;
                 for &i in &watched {

@@ -20,6 +20,7 @@ use scbe_core::governance::ledger::{AgentChange, Ledger, LedgerConfig, ProposalS
 use scbe_core::governance::manifest::{Metrics, Provider};
 use scbe_core::governance::release::Unit;
 use scbe_core::governance::{FusedRelease, Gates, Operation, Stage};
+use scbe_core::rollout::baseline::{Analysis, AnalysisSettings, BaselineSettings, OnInconclusive};
 use scbe_core::rollout::evidence::{
     AckBody, AckOutcome, AgentSigned, DeployAck, HealthBody, HealthReport, OrderAction, Sample,
 };
@@ -82,6 +83,21 @@ pub fn ledger_config(
             })
             .collect(),
         health: thresholds(min_samples),
+        analysis: analysis(min_samples),
+    }
+}
+
+/// The canary is compared with its baseline as by default, on two windows' worth of samples
+/// per side; an inconclusive comparison (a scenario's few agents, silent ones) lets the
+/// thresholds decide, so liveness is judged on the thresholds as before.
+pub fn analysis(min_samples: u32) -> AnalysisSettings {
+    AnalysisSettings {
+        analysis: Analysis::Both,
+        baseline: BaselineSettings {
+            min_samples: u64::from(min_samples) * 2,
+            ..BaselineSettings::default()
+        },
+        on_inconclusive: OnInconclusive::Proceed,
     }
 }
 
@@ -160,6 +176,7 @@ impl SimAgent {
                         seed: seed ^ i as u64,
                         degrade: Some("bad".into()),
                         degrade_after: fleet.degrade_after,
+                        drift: None,
                     },
                     obeyed: Vec::new(),
                 }
@@ -297,6 +314,7 @@ impl NodeFleet {
             batch: step.order.batch,
             acks,
             reports,
+            baseline: Vec::new(),
         };
         match rng.random_range(0..4) {
             // Evidence signed by the liar itself under the agents' names.

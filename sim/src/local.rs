@@ -13,8 +13,8 @@ use scbe_core::crypto::{Keypair, PublicKey};
 use scbe_validator::config::{ConfigError, NodeConfig};
 use scbe_wire::genesis::{Genesis, GenesisError};
 use scbe_wire::genesis_file::{
-    AgentEntry, ConsensusSizes, GenesisFile, HealthSection, RequesterEntry, RolloutSection,
-    ValidatorEntry,
+    AgentEntry, AnalysisSection, ConsensusSizes, GenesisFile, HealthSection, RequesterEntry,
+    RolloutSection, SampleSupply, ValidatorEntry,
 };
 use scbe_wire::key_file::{encode_hex, read_key_file, write_new_key, KeyFileError};
 
@@ -49,6 +49,12 @@ pub struct LocalOptions {
     pub quota_requests: Option<u32>,
     /// Plaintext gRPC on loopback instead of TLS (`[tls] plaintext = true` in every config).
     pub plaintext: bool,
+    /// Agents drift (worse than the baseline, inside every threshold) on any release whose
+    /// version or unit ids contain this text.
+    pub drift: Option<String>,
+    /// The genesis's `[analysis]`; `None` fits the defaults to the fleet
+    /// ([`AnalysisSection::fitted`]).
+    pub analysis: Option<AnalysisSection>,
 }
 
 impl Default for LocalOptions {
@@ -70,6 +76,8 @@ impl Default for LocalOptions {
             breach_samples: 2,
             quota_requests: None,
             plaintext: false,
+            drift: None,
+            analysis: None,
         }
     }
 }
@@ -384,8 +392,19 @@ impl LocalCluster {
             });
             agents.push(agent);
         }
+        let rollout = RolloutSection {
+            window: opts.window,
+            sample_interval: opts.sample_interval,
+            deploy_deadline: opts.deploy_deadline,
+            agent_call_timeout: Duration::from_secs(30),
+        };
+        let analysis = opts
+            .analysis
+            .clone()
+            .unwrap_or_else(|| AnalysisSection::fitted(SampleSupply::of(&rollout, &agent_entries)));
         let genesis = GenesisFile {
             cluster: "scbe-local".into(),
+            analysis,
             validators,
             requesters,
             agents: agent_entries,
@@ -396,12 +415,7 @@ impl LocalCluster {
             },
             gates: Default::default(),
             ledger: Default::default(),
-            rollout: RolloutSection {
-                window: opts.window,
-                sample_interval: opts.sample_interval,
-                deploy_deadline: opts.deploy_deadline,
-                agent_call_timeout: Duration::from_secs(30),
-            },
+            rollout,
             health: HealthSection {
                 breach_samples: opts.breach_samples,
                 ..HealthSection::default()
@@ -435,11 +449,10 @@ impl LocalCluster {
             std::fs::write(&node.config, text)?;
         }
         for (i, a) in agents.iter().enumerate() {
-            let degrade = opts
-                .degrade
-                .as_ref()
-                .map(|p| format!("degrade = {p:?}\n"))
-                .unwrap_or_default();
+            let degrade = [("degrade", &opts.degrade), ("drift", &opts.drift)]
+                .iter()
+                .filter_map(|(k, p)| p.as_ref().map(|p| format!("{k} = {p:?}\n")))
+                .collect::<String>();
             let fail = opts
                 .fail_deploy
                 .as_ref()

@@ -224,6 +224,7 @@ fn rollback_catches_an_agent_left_on_the_bad_version() {
                 seed: 0,
                 degrade: None,
                 degrade_after: 0,
+                drift: None,
             },
             obeyed: Vec::new(),
         }

@@ -249,11 +249,13 @@ pub fn fast() -> LocalOptions {
 }
 
 /// A local fleet for rollout tests: six agents in three specialties that degrade on releases
-/// containing "bad", monitoring windows of a few seconds, fast consensus timeouts.
+/// containing "bad" and drift (worse than the baseline, inside every threshold) on releases
+/// containing "drift", monitoring windows of a few seconds, fast consensus timeouts.
 pub fn fleet_options() -> LocalOptions {
     LocalOptions {
         agents: 6,
         degrade: Some("bad".into()),
+        drift: Some("drift".into()),
         degrade_after: 2,
         window: Duration::from_secs(3),
         sample_interval: Duration::from_millis(500),

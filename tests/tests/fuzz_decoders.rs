@@ -446,6 +446,7 @@ fn empty_ledger() -> scbe_core::governance::Ledger {
         vote_window_seqs: 100,
         agents: Vec::new(),
         health: Default::default(),
+        analysis: Default::default(),
     })
 }
 

@@ -393,6 +393,7 @@ mod tests {
             vote_window_seqs: 100,
             agents: vec![],
             health: HealthThresholds::default(),
+            analysis: Default::default(),
         })
     }
 

@@ -363,6 +363,7 @@ mod tests {
             ledger: Default::default(),
             rollout: Default::default(),
             health: Default::default(),
+            analysis: Default::default(),
         };
         std::fs::write(dir.path().join("genesis.toml"), Genesis::render(&genesis))
             .expect("genesis");

@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use scbe_wire::genesis::{check_address, Genesis, GenesisError};
-use scbe_wire::genesis_file::{AgentEntry, GenesisFile, RequesterEntry, ValidatorEntry};
+use scbe_wire::genesis_file::{
+    AgentEntry, AnalysisSection, GenesisFile, RequesterEntry, RolloutSection, SampleSupply,
+    ValidatorEntry,
+};
 use scbe_wire::key_file::{encode_hex, write_new_key, KeyFileError};
 
 /// The specialties agents are spread over, in turn (the first batch of a rollout takes one of
@@ -182,15 +185,17 @@ impl Testnet {
                 address: Some(address.clone()),
             });
         }
+        let rollout = RolloutSection::default();
         let file = GenesisFile {
             cluster: self.cluster.clone(),
             validators,
             requesters,
+            analysis: AnalysisSection::fitted(SampleSupply::of(&rollout, &agents)),
             agents,
             consensus: Default::default(),
             gates: Default::default(),
             ledger: Default::default(),
-            rollout: Default::default(),
+            rollout,
             health: Default::default(),
         };
         let text = format!(

@@ -14,7 +14,7 @@ use scbe_core::rollout::evidence::MAX_AGENT_ID_BYTES;
 use scbe_core::rollout::health::HealthThresholds;
 use scbe_core::rollout::plan::FleetAgent;
 
-use crate::genesis_file::{GenesisFile, LedgerSection};
+use crate::genesis_file::{GenesisFile, LedgerSection, SampleSupply};
 use crate::key_file::parse_public_key;
 
 /// The gRPC metadata key a caller presents its genesis digest in (lower-case hex).
@@ -196,6 +196,10 @@ impl Genesis {
             };
             invalid(key, e.problem)
         })?;
+        let analysis = file
+            .analysis
+            .settings(SampleSupply::of(ro, &file.agents))
+            .map_err(|(k, p)| invalid(k, p))?;
         let ledger = LedgerConfig {
             validators,
             known_good: file.ledger.known_good.clone(),
@@ -204,6 +208,7 @@ impl Genesis {
             vote_window_seqs: file.ledger.vote_window_seqs,
             agents,
             health,
+            analysis,
         };
         let genesis = Genesis {
             digest,
@@ -426,7 +431,7 @@ pub use scbe_core::governance::admission::check_address;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::genesis_file::{AgentEntry, RequesterEntry, ValidatorEntry};
+    use crate::genesis_file::{AgentEntry, AnalysisSection, RequesterEntry, ValidatorEntry};
     use crate::key_file::encode_hex;
     use scbe_core::crypto::Keypair;
     use scbe_core::rollout::order::OrderUnit;
@@ -457,6 +462,11 @@ mod tests {
             ledger: Default::default(),
             rollout: Default::default(),
             health: Default::default(),
+            // One agent leaves no baseline: the thresholds decide when it is inconclusive.
+            analysis: AnalysisSection {
+                on_inconclusive: "proceed".into(),
+                ..Default::default()
+            },
         }
     }
 
@@ -533,6 +543,79 @@ mod tests {
                 other => panic!("expected {problem:?}, got {:?}", other.map(|g| g.digest())),
             }
         }
+    }
+
+    /// `[analysis]` reads into the ledger's settings; a fleet that could never supply
+    /// `min_samples` with `on_inconclusive = "rollback"` is refused (every canary would roll
+    /// back), and so are values outside the fixed tables.
+    #[test]
+    fn analysis_settings_are_read_and_checked_against_the_fleet() {
+        use scbe_core::rollout::baseline::{Alpha, Analysis, OnInconclusive};
+        let parse = |f: &GenesisFile| {
+            Genesis::from_bytes(Path::new("g.toml"), Genesis::render(f).as_bytes())
+        };
+        let key_of = |f: &GenesisFile| match parse(f) {
+            Err(GenesisError::Invalid { key, problem, .. }) => (key, problem),
+            other => panic!("expected a refusal, got {:?}", other.map(|g| g.digest())),
+        };
+        let g = parse(&file()).expect("valid");
+        let a = &g.ledger_config().analysis;
+        assert_eq!(
+            (
+                a.analysis,
+                a.on_inconclusive,
+                a.baseline.alpha,
+                a.baseline.min_samples
+            ),
+            (Analysis::Both, OnInconclusive::Proceed, Alpha::P01, 20)
+        );
+        // Rollback on inconclusive with one agent: no baseline can ever exist.
+        let mut f = file();
+        f.analysis.on_inconclusive = "rollback".into();
+        let (key, problem) = key_of(&f);
+        assert_eq!(key, "analysis.min_samples");
+        assert!(
+            problem.contains("every canary would roll back"),
+            "{problem}"
+        );
+        // Six agents over three specialties, 30 samples a window: 90 on each side suffice.
+        f.agents = (0..6)
+            .map(|i| AgentEntry {
+                id: format!("agent-{i}"),
+                specialty: ["a", "b", "c"][i % 3].into(),
+                public_key: key_hex(&format!("a{i}")),
+                address: None,
+            })
+            .collect();
+        assert!(parse(&f).is_ok());
+        f.analysis.min_samples = 91;
+        assert_eq!(key_of(&f).0, "analysis.min_samples");
+        f.analysis.analysis = "thresholds".into();
+        assert!(parse(&f).is_ok(), "no comparison, nothing to supply");
+        for (k, change) in [
+            (
+                "analysis.alpha",
+                (|f: &mut GenesisFile| f.analysis.alpha = 0.02) as fn(&mut GenesisFile),
+            ),
+            ("analysis.analysis", |f| {
+                f.analysis.analysis = "baseline".into()
+            }),
+            ("analysis.on_inconclusive", |f| {
+                f.analysis.on_inconclusive = "pause".into()
+            }),
+            ("analysis.min_samples", |f| f.analysis.min_samples = 1),
+            ("analysis.tolerance.coherence", |f| {
+                f.analysis.tolerance.coherence = -0.1
+            }),
+        ] {
+            let mut f = file();
+            change(&mut f);
+            assert_eq!(key_of(&f).0, k);
+        }
+    }
+
+    fn key_hex(label: &str) -> String {
+        encode_hex(Keypair::from_label(label).public().as_bytes())
     }
 
     #[test]

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use scbe_core::governance::Gates;
+use scbe_core::rollout::baseline::{
+    Alpha, Analysis, AnalysisSettings, BaselineSettings, Metric, OnInconclusive,
+};
+use scbe_core::rollout::evidence::MAX_LATEST_SAMPLES;
 use scbe_core::rollout::order::OrderUnit;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +75,8 @@ pub struct GenesisFile {
     pub rollout: RolloutSection,
     #[serde(default)]
     pub health: HealthSection,
+    #[serde(default)]
+    pub analysis: AnalysisSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,5 +227,228 @@ impl Default for HealthSection {
             min_safety: d_min_safety(),
             breach_samples: d_breach_samples(),
         }
+    }
+}
+
+fn d_analysis() -> String {
+    "both".into()
+}
+fn d_alpha() -> f64 {
+    0.01
+}
+fn d_analysis_min_samples() -> u64 {
+    20
+}
+fn d_on_inconclusive() -> String {
+    "rollback".into()
+}
+
+/// How a canary step is judged: the thresholds, and the canary compared with agents of the
+/// same specialties still on the running version (a Mann-Whitney U test per metric).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSection {
+    /// `"both"` (thresholds and the comparison) or `"thresholds"`.
+    #[serde(default = "d_analysis")]
+    pub analysis: String,
+    /// One-sided significance level: 0.1, 0.05, 0.025, 0.01, 0.005 or 0.001.
+    #[serde(default = "d_alpha")]
+    pub alpha: f64,
+    /// Fewer samples on either side makes the comparison inconclusive.
+    #[serde(default = "d_analysis_min_samples")]
+    pub min_samples: u64,
+    /// `"rollback"` or `"proceed"` (the thresholds decide alone).
+    #[serde(default = "d_on_inconclusive")]
+    pub on_inconclusive: String,
+    #[serde(default)]
+    pub tolerance: ToleranceSection,
+}
+
+impl Default for AnalysisSection {
+    fn default() -> Self {
+        Self {
+            analysis: d_analysis(),
+            alpha: d_alpha(),
+            min_samples: d_analysis_min_samples(),
+            on_inconclusive: d_on_inconclusive(),
+            tolerance: ToleranceSection::default(),
+        }
+    }
+}
+
+/// Per metric, the difference of medians below which a significant difference does not count
+/// (in the metric's unit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToleranceSection {
+    pub coherence: f64,
+    pub error_rate: f64,
+    pub response_ms: f64,
+    pub safety: f64,
+    pub tasks_per_minute: f64,
+}
+
+impl Default for ToleranceSection {
+    fn default() -> Self {
+        let d = BaselineSettings::default();
+        let of = |m: Metric| {
+            d.tolerance
+                .iter()
+                .find(|(t, _)| *t == m)
+                .map_or(0.0, |(_, v)| *v)
+        };
+        Self {
+            coherence: of(Metric::Coherence),
+            error_rate: of(Metric::ErrorRate),
+            response_ms: of(Metric::ResponseMs),
+            safety: of(Metric::Safety),
+            tasks_per_minute: of(Metric::Throughput),
+        }
+    }
+}
+
+/// What the fleet can feed a comparison: the canary is one agent per specialty, the baseline
+/// the other agents, and each report carries at most `per_agent` samples.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleSupply {
+    pub per_agent: u64,
+    pub specialties: u64,
+    pub agents: u64,
+}
+
+/// Fewest samples a side of a comparison is fitted down to in generated configurations.
+pub const FITTED_MIN_SAMPLES_FLOOR: u64 = 10;
+
+impl SampleSupply {
+    /// What `agents` supply with `rollout`'s window: each report carries the window's samples,
+    /// at most [`MAX_LATEST_SAMPLES`].
+    pub fn of(rollout: &RolloutSection, agents: &[AgentEntry]) -> Self {
+        let specialties: std::collections::BTreeSet<&str> =
+            agents.iter().map(|a| a.specialty.as_str()).collect();
+        SampleSupply {
+            per_agent: u64::from(rollout.min_samples()).min(MAX_LATEST_SAMPLES as u64),
+            specialties: specialties.len() as u64,
+            agents: agents.len() as u64,
+        }
+    }
+}
+
+impl AnalysisSection {
+    /// The defaults, fitted to a fleet a tool generates (`scbe-node testnet`, `scbe-sim up`):
+    /// `min_samples` lowered to what the smaller side can supply (not below
+    /// [`FITTED_MIN_SAMPLES_FLOOR`]), and where even that is short, `on_inconclusive =
+    /// "proceed"` so the thresholds decide alone rather than every canary rolling back.
+    pub fn fitted(supply: SampleSupply) -> Self {
+        let d = Self::default();
+        let side = (supply.per_agent * supply.specialties)
+            .min(supply.per_agent * supply.agents.saturating_sub(supply.specialties));
+        if side >= d.min_samples {
+            return d;
+        }
+        if side >= FITTED_MIN_SAMPLES_FLOOR {
+            return Self {
+                min_samples: side,
+                ..d
+            };
+        }
+        Self {
+            on_inconclusive: "proceed".into(),
+            ..d
+        }
+    }
+
+    /// The ledger's settings, or the key at fault and why. With `on_inconclusive = "rollback"`
+    /// a fleet that can never supply `min_samples` on either side is refused here: every
+    /// canary would roll back as inconclusive.
+    pub fn settings(&self, supply: SampleSupply) -> Result<AnalysisSettings, (String, String)> {
+        let bad = |k: &str, p: String| (format!("analysis.{k}"), p);
+        let analysis = match self.analysis.as_str() {
+            "both" => Analysis::Both,
+            "thresholds" => Analysis::Thresholds,
+            other => {
+                return Err(bad(
+                    "analysis",
+                    format!("must be \"both\" or \"thresholds\", got {other:?}"),
+                ))
+            }
+        };
+        let on_inconclusive = match self.on_inconclusive.as_str() {
+            "rollback" => OnInconclusive::Rollback,
+            "proceed" => OnInconclusive::Proceed,
+            other => {
+                return Err(bad(
+                    "on_inconclusive",
+                    format!("must be \"rollback\" or \"proceed\", got {other:?}"),
+                ))
+            }
+        };
+        let alpha = [
+            Alpha::P10,
+            Alpha::P05,
+            Alpha::P025,
+            Alpha::P01,
+            Alpha::P005,
+            Alpha::P001,
+        ]
+        .into_iter()
+        .find(|a| a.value() == self.alpha)
+        .ok_or_else(|| {
+            bad(
+                "alpha",
+                format!(
+                    "must be one of 0.1, 0.05, 0.025, 0.01, 0.005, 0.001 (a fixed table keeps every validator's verdict identical), got {}",
+                    self.alpha
+                ),
+            )
+        })?;
+        if self.min_samples < 2 {
+            return Err(bad(
+                "min_samples",
+                format!("must be at least 2, got {}", self.min_samples),
+            ));
+        }
+        let t = &self.tolerance;
+        let tolerance = vec![
+            (Metric::Coherence, t.coherence),
+            (Metric::ErrorRate, t.error_rate),
+            (Metric::ResponseMs, t.response_ms),
+            (Metric::Safety, t.safety),
+            (Metric::Throughput, t.tasks_per_minute),
+        ];
+        if let Some((m, v)) = tolerance.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+            return Err(bad(
+                &format!("tolerance.{}", m.name()),
+                format!("must be a number of at least 0, got {v}"),
+            ));
+        }
+        let s = supply;
+        let canary = s.per_agent * s.specialties;
+        let baseline = s.per_agent * s.agents.saturating_sub(s.specialties);
+        if analysis == Analysis::Both
+            && on_inconclusive == OnInconclusive::Rollback
+            && s.agents > 0
+            && (canary < self.min_samples || baseline < self.min_samples)
+        {
+            return Err(bad(
+                "min_samples",
+                format!(
+                    "{} is more than this fleet can supply (canary: {} specialties x {} samples = {canary}; baseline: {} other agents x {} = {baseline}), so every canary would roll back as inconclusive; lower it, lengthen rollout.window, or set on_inconclusive = \"proceed\" or analysis = \"thresholds\"",
+                    self.min_samples,
+                    s.specialties,
+                    s.per_agent,
+                    s.agents.saturating_sub(s.specialties),
+                    s.per_agent
+                ),
+            ));
+        }
+        Ok(AnalysisSettings {
+            analysis,
+            baseline: BaselineSettings {
+                alpha,
+                tolerance,
+                min_samples: self.min_samples,
+            },
+            on_inconclusive,
+        })
     }
 }

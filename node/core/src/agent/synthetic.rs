@@ -1,6 +1,8 @@
 //! A seeded synthetic health model for demos, tests and the simulator: healthy figures with
 //! noise, and a degradation that starts after `degrade_after` samples on any release whose
-//! version, unit ids or unit URIs contain the `degrade` pattern. Deterministic: the same seed,
+//! version, unit ids or unit URIs contain the `degrade` pattern. A release matching `drift`
+//! instead runs measurably worse than a healthy one yet inside every absolute threshold
+//! (what only the comparison with a baseline catches). Deterministic: the same seed,
 //! agent and sample number always give the same figures (noise is derived from sha256).
 
 use crate::InvalidSetting;
@@ -26,6 +28,9 @@ pub struct SyntheticModel {
     /// Samples on such a release before the degradation shows.
     #[serde(default = "d_after")]
     pub degrade_after: u32,
+    /// Releases matching this text drift: worse than healthy, inside every threshold.
+    #[serde(default)]
+    pub drift: Option<String>,
 }
 
 impl SyntheticModel {
@@ -36,15 +41,23 @@ impl SyntheticModel {
                 "must not be empty (omit it for a model that never degrades)",
             ));
         }
+        if self.drift.as_deref() == Some("") {
+            return Err(InvalidSetting::new(
+                "drift",
+                "must not be empty (omit it for a model that never drifts)",
+            ));
+        }
         Ok(())
     }
 
     /// Whether a release degrades under this model.
     pub fn degrades(&self, version: &str, units: &[OrderUnit]) -> bool {
-        let Some(p) = self.degrade.as_deref() else {
-            return false;
-        };
-        version.contains(p) || units.iter().any(|u| u.id.contains(p) || u.uri.contains(p))
+        matches(self.degrade.as_deref(), version, units)
+    }
+
+    /// Whether a release drifts under this model.
+    pub fn drifts(&self, version: &str, units: &[OrderUnit]) -> bool {
+        matches(self.drift.as_deref(), version, units)
     }
 
     /// Noise in [-1, 1] for (agent, sample number, figure).
@@ -72,6 +85,7 @@ impl SyntheticModel {
     ) -> Sample {
         let degraded = self.degrades(version, units) && k >= self.degrade_after;
         let z = |f| self.noise(agent, n, f);
+        let drifted = !degraded && self.drifts(version, units);
         let s = if degraded {
             Sample {
                 coherence: 0.45 + 0.05 * z(0),
@@ -79,6 +93,16 @@ impl SyntheticModel {
                 response_ms: 320.0 + 40.0 * z(2),
                 safety: 0.92 + 0.01 * z(3),
                 tasks_per_minute: 14.0 + 3.0 * z(4),
+            }
+        } else if drifted {
+            // Every figure inside the default thresholds (coherence > 0.7, errors < 0.05,
+            // p95 <= 200 ms, safety >= 0.95) even at the worst noise, yet clearly worse.
+            Sample {
+                coherence: 0.78 + 0.03 * z(0),
+                error_rate: 0.035 + 0.005 * z(1),
+                response_ms: 160.0 + 15.0 * z(2),
+                safety: 0.975 + 0.005 * z(3),
+                tasks_per_minute: 24.0 + 5.0 * z(4),
             }
         } else {
             Sample {
@@ -101,6 +125,13 @@ impl SyntheticModel {
     }
 }
 
+fn matches(pattern: Option<&str>, version: &str, units: &[OrderUnit]) -> bool {
+    let Some(p) = pattern else {
+        return false;
+    };
+    version.contains(p) || units.iter().any(|u| u.id.contains(p) || u.uri.contains(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +151,7 @@ mod tests {
             seed: 1,
             degrade: Some("bad".into()),
             degrade_after: 2,
+            drift: None,
         };
         let t = HealthThresholds::default();
         for k in 0..50 {
@@ -136,6 +168,7 @@ mod tests {
             seed: 1,
             degrade: Some("bad".into()),
             degrade_after: 2,
+            drift: None,
         };
         let t = HealthThresholds::default();
         let units = [unit("textgen-bad-v2")];
@@ -147,5 +180,48 @@ mod tests {
         }
         assert!(m.degrades("v-bad", &[]));
         assert!(!SyntheticModel { degrade: None, ..m }.degrades("v-bad", &units));
+    }
+
+    /// A drifting release stays inside every threshold at every sample, and the comparison
+    /// with healthy agents' samples over a 6-sample window of three agents finds it worse.
+    #[test]
+    fn a_drifting_release_passes_every_threshold_but_not_the_comparison() {
+        use crate::rollout::baseline::{compare, BaselineSettings, BaselineVerdict, Metric};
+        let m = SyntheticModel {
+            seed: 7,
+            degrade: None,
+            degrade_after: 3,
+            drift: Some("drift".into()),
+        };
+        let t = HealthThresholds::default();
+        let (mut canary, mut baseline) = (Vec::new(), Vec::new());
+        for agent in ["a", "b", "c"] {
+            for k in 0..6 {
+                let s = m.sample(agent, "r-drift", &[], k, u64::from(k));
+                assert!(t.breach(&s).is_none(), "drifted sample {k}: {s:?}");
+                canary.push(s);
+                baseline.push(m.sample(agent, "r1", &[], k, u64::from(k) + 100));
+            }
+        }
+        assert!(m.drifts("r-drift", &[]) && !m.drifts("r1", &[]));
+        let settings = BaselineSettings {
+            min_samples: 18,
+            ..BaselineSettings::default()
+        };
+        let c = compare(&canary, &baseline, &settings);
+        assert!(matches!(c.verdict, BaselineVerdict::Fail { .. }), "{c:?}");
+        let worse: Vec<Metric> = c
+            .metrics
+            .iter()
+            .filter(|x| x.worse)
+            .map(|x| x.metric)
+            .collect();
+        assert!(worse.contains(&Metric::Coherence), "{worse:?}");
+        // And two healthy groups do not differ.
+        let other: Vec<Sample> = (0..18)
+            .map(|k| m.sample("d", "r1", &[], k, u64::from(k) + 500))
+            .collect();
+        let c = compare(&other, &baseline, &settings);
+        assert!(matches!(c.verdict, BaselineVerdict::Pass { .. }), "{c:?}");
     }
 }

@@ -121,6 +121,7 @@ fn a_removed_agent_leaves_the_plan_and_its_evidence_stops_counting() {
             batch: 1,
             acks: vec![w.ack(1, rollout, "r1")],
             reports: vec![w.health(1, rollout, "r1", 0.9)],
+            baseline: Vec::new(),
         },
     );
     assert!(!o.accepted);

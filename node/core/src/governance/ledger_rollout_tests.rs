@@ -200,6 +200,7 @@ fn rollout_progress_without_data_is_a_failure() {
             batch: 1,
             acks: vec![],
             reports: vec![],
+            baseline: Vec::new(),
         },
     );
     assert!(!o.accepted);
@@ -220,6 +221,7 @@ fn progress_needs_enough_samples_the_right_step_and_may_come_in_chunks() {
             batch: 1,
             acks: vec![w.ack(idx[0], r, "v1")],
             reports: vec![w.health_with(idx[0], r, "v1", 0.9, 3)],
+            baseline: Vec::new(),
         },
     );
     assert!(!o.accepted);
@@ -231,6 +233,7 @@ fn progress_needs_enough_samples_the_right_step_and_may_come_in_chunks() {
             batch: 1,
             acks: vec![w.ack(idx[0], r, "v1")],
             reports: vec![w.health(idx[0], r, "v1", 0.9)],
+            baseline: Vec::new(),
         },
     );
     assert!(o.accepted, "{:?}", o.reasons);
@@ -249,6 +252,7 @@ fn progress_needs_enough_samples_the_right_step_and_may_come_in_chunks() {
             batch: 1,
             acks,
             reports,
+            baseline: Vec::new(),
         },
     );
     assert!(o.accepted, "{:?}", o.reasons);
@@ -336,6 +340,7 @@ fn manual_rollback_is_voted_and_restores_every_agent_batch_by_batch() {
                 batch: i as u32 + 1,
                 acks,
                 reports: vec![],
+                baseline: Vec::new(),
             },
         );
         assert!(o.accepted, "{:?}", o.reasons);

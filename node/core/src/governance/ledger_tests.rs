@@ -402,6 +402,7 @@ fn f_plus_one_stall_claims_for_a_view_mark_its_primary_for_replacement() {
             batch: 1,
             acks,
             reports,
+            baseline: Vec::new(),
         },
     );
     assert!(o.accepted, "{:?}", o.reasons);

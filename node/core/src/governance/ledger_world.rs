@@ -9,6 +9,7 @@ use super::operation::Operation;
 use super::release::FusedRelease;
 use super::stage::Stage;
 use crate::crypto::Keypair;
+use crate::rollout::baseline::AnalysisSettings;
 use crate::rollout::evidence::{
     AckBody, AckOutcome, DeployAck, HealthBody, HealthReport, OrderAction, Sample,
     MAX_LATEST_SAMPLES,
@@ -69,6 +70,16 @@ impl World {
 
     /// A world of `n` validators (f and the quorum follow n).
     pub fn with_validators(n: usize) -> Self {
+        // Comparison tests opt in (`World::with_analysis`); the rest judge on thresholds.
+        Self::build(n, AnalysisSettings::thresholds_only())
+    }
+
+    /// A world whose canary steps are judged by `analysis`.
+    pub fn with_analysis(analysis: AnalysisSettings) -> Self {
+        Self::build(N, analysis)
+    }
+
+    fn build(n: usize, analysis: AnalysisSettings) -> Self {
         let validators: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_label(&format!("val{i}")))
             .collect();
@@ -95,6 +106,7 @@ impl World {
             vote_window_seqs: 50,
             agents: agents.iter().map(|(a, _)| a.clone()).collect(),
             health: HealthThresholds::default(),
+            analysis,
         };
         World {
             ledger: Ledger::new(cfg),
@@ -266,6 +278,7 @@ impl World {
                     batch: i as u32 + 1,
                     acks,
                     reports,
+                    baseline: Vec::new(),
                 },
             );
             assert!(o.accepted, "{:?}", o.reasons);

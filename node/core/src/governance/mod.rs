@@ -21,6 +21,8 @@ pub use release::FusedRelease;
 pub use stage::{Stage, Tongue};
 
 #[cfg(test)]
+mod ledger_canary_tests;
+#[cfg(test)]
 mod ledger_membership_tests;
 #[cfg(test)]
 mod ledger_rollout_tests;

@@ -55,6 +55,10 @@ pub enum Operation {
         acks: Vec<DeployAck>,
         #[serde(default)]
         reports: Vec<HealthReport>,
+        /// During a compared canary step: the latest reports of baseline agents (same
+        /// specialty, still on the running version), for the comparison when the step ends.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        baseline: Vec<HealthReport>,
     },
     /// A validator saw no healthy data from these agents by the current step's deadline. Claims
     /// of `f + 1` distinct validators (so at least one honest) roll the rollout back.

@@ -18,8 +18,11 @@ pub const HEALTH_KIND: &str = "health_report";
 /// Domain-separation name of a deploy or rollback acknowledgement.
 pub const ACK_KIND: &str = "deploy_ack";
 
-/// Most samples a report carries raw (the latest ones, for the breach check).
-pub const MAX_LATEST_SAMPLES: usize = 8;
+/// Most samples a report carries raw (the latest ones): for the breach check, and for the
+/// canary-against-baseline comparison, which needs the window's samples (a default window of
+/// 5 minutes sampled every 10 s is 30). A report of this many samples with the longest figures
+/// stays under [`MAX_EVIDENCE_PAYLOAD_BYTES`] (tested below).
+pub const MAX_LATEST_SAMPLES: usize = 32;
 /// Largest signed payload accepted from an agent; anything bigger is refused unparsed.
 pub const MAX_EVIDENCE_PAYLOAD_BYTES: usize = 8 * 1024;
 /// Longest agent id.
@@ -337,6 +340,43 @@ mod tests {
             detail: String::new(),
             refusal: None,
         }
+    }
+
+    /// The longest report an honest agent can sign (every figure at its longest JSON
+    /// spelling, the longest id, a long version) is not refused for its size.
+    #[test]
+    fn the_longest_honest_report_fits_the_payload_cap() {
+        let tiny = 2.225_073_858_507_201_4e-308; // in 0..=1, 23 characters in JSON
+        let huge = f64::MAX; // 1.7976931348623157e308
+        let s = Sample {
+            coherence: tiny,
+            error_rate: tiny,
+            response_ms: huge,
+            safety: tiny,
+            tasks_per_minute: huge,
+        };
+        s.check().expect("a valid sample");
+        let body = HealthBody {
+            agent: "a".repeat(MAX_AGENT_ID_BYTES),
+            rollout: u64::MAX,
+            version: "v".repeat(128),
+            report: u64::MAX,
+            samples: u32::MAX,
+            window: u32::MAX,
+            coherence_mean: tiny,
+            error_rate_mean: tiny,
+            response_ms_p95: huge,
+            safety_min: tiny,
+            tasks_per_minute: huge,
+            latest: vec![s; MAX_LATEST_SAMPLES],
+        };
+        body.check().expect("consistent");
+        let signed = HealthReport::sign(&body, &Keypair::from_label("a"));
+        assert!(
+            signed.payload.len() <= MAX_EVIDENCE_PAYLOAD_BYTES,
+            "{} bytes",
+            signed.payload.len()
+        );
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct StepView {
     pub recorded: BTreeSet<String>,
     /// The view whose primary the ledger marked for replacement (stalled step).
     pub replace_view: Option<u64>,
+    /// A compared canary step's baseline agents, each with the version it runs (empty when the
+    /// step is not compared).
+    pub baseline: BTreeMap<String, String>,
 }
 
 impl StepView {
@@ -93,6 +96,7 @@ impl StepView {
             ),
         };
         Some(StepView {
+            baseline: ledger.baseline_agents(r.id),
             rollout: r.id,
             replace_view: r.replace_view,
             status: r.status,
@@ -129,6 +133,8 @@ pub struct Watcher {
     /// Watched agents whose latest report proves degradation (a subset of `reports`), so a tick
     /// does not re-judge thousands of agents.
     degraded: BTreeSet<String>,
+    /// Latest verified report of each baseline agent of a compared canary step.
+    baseline: BTreeMap<String, (HealthReport, HealthBody)>,
     /// Latest verified ack per agent for the current step (the leader's executor feeds them).
     acks: BTreeMap<String, (DeployAck, AckBody)>,
     /// When each kind of operation was last submitted.
@@ -152,6 +158,7 @@ impl Watcher {
             step_seen_ms: 0,
             reports: BTreeMap::new(),
             degraded: BTreeSet::new(),
+            baseline: BTreeMap::new(),
             acks: BTreeMap::new(),
             submitted: BTreeMap::new(),
             submitted_agents: BTreeMap::new(),
@@ -189,6 +196,10 @@ impl Watcher {
         }
         let reports = &self.reports;
         self.degraded.retain(|a| reports.contains_key(a));
+        let eligible = view.as_ref().map(|v| &v.baseline);
+        self.baseline.retain(|a, (_, b)| {
+            eligible.is_some_and(|e| e.get(a).is_some_and(|v| *v == b.version))
+        });
         self.step = view;
     }
 
@@ -196,6 +207,16 @@ impl Watcher {
     pub fn report(&mut self, signed: HealthReport, body: HealthBody, now_ms: u64) {
         self.heard_at.insert(body.agent.clone(), now_ms);
         let Some(step) = &self.step else { return };
+        if step.baseline.get(&body.agent) == Some(&body.version) {
+            let newer = self
+                .baseline
+                .get(&body.agent)
+                .is_none_or(|(_, old)| body.report > old.report);
+            if newer {
+                self.baseline.insert(body.agent.clone(), (signed, body));
+            }
+            return;
+        }
         if body.rollout == step.rollout
             && body.version == step.version
             && step.watch.contains(&body.agent)
@@ -292,23 +313,32 @@ impl Watcher {
             }
             RolloutStatus::InProgress => {
                 let done = self.done_acks(&step, now_ms, leader);
-                self.chunks(now_ms, done, Vec::new(), |acks, _| {
-                    Operation::RolloutProgress {
+                self.chunks(
+                    now_ms,
+                    done,
+                    Vec::new(),
+                    self.settings.max_op_bytes,
+                    |acks, _| Operation::RolloutProgress {
                         rollout: step.rollout,
                         batch: step.order.batch,
                         acks,
                         reports: Vec::new(),
-                    }
-                })
+                        baseline: Vec::new(),
+                    },
+                )
             }
             RolloutStatus::RollingBack => {
                 let done = self.done_acks(&step, now_ms, leader);
-                self.chunks(now_ms, done, Vec::new(), |acks, _| {
-                    Operation::RollbackDone {
+                self.chunks(
+                    now_ms,
+                    done,
+                    Vec::new(),
+                    self.settings.max_op_bytes,
+                    |acks, _| Operation::RollbackDone {
                         rollout: step.rollout,
                         acks,
-                    }
-                })
+                    },
+                )
             }
             _ => Vec::new(),
         });
@@ -361,11 +391,19 @@ impl Watcher {
 
     fn decide_promotion(&mut self, step: &StepView, now_ms: u64, leader: bool) -> Vec<Operation> {
         // 1. Proof of degradation, from any validator.
+        // One piece of evidence is proof enough; more is carried while it fits one operation.
+        let mut room = self.settings.max_op_bytes;
+        let mut fits = |len: usize| {
+            let fit = len <= room;
+            room = room.saturating_sub(len);
+            fit
+        };
         let degraded: Vec<HealthReport> = self
             .degraded
             .iter()
             .filter_map(|a| self.reports.get(a).map(|(s, _, _)| s.clone()))
             .take(MAX_CLAIMED_AGENTS)
+            .take_while(|r| fits(r.encoded_len()))
             .collect();
         let failed: Vec<DeployAck> = self
             .acks
@@ -373,6 +411,7 @@ impl Watcher {
             .filter(|(_, b)| b.outcome == AckOutcome::Failed)
             .map(|(s, _)| s.clone())
             .take(MAX_CLAIMED_AGENTS)
+            .take_while(|a| fits(a.encoded_len()))
             .collect();
         if !degraded.is_empty() || !failed.is_empty() {
             if self.due("auto_rollback", now_ms) {
@@ -406,12 +445,21 @@ impl Watcher {
                 .collect();
             let rollout = step.rollout;
             let batch = step.order.batch;
-            ops.extend(self.chunks(now_ms, acks, reports, |acks, reports| {
+            // A compared canary step carries its baseline in every chunk (the ledger keeps the
+            // newest report per agent), in half the byte budget at most.
+            let (baseline, used) = if ready.is_empty() {
+                (Vec::new(), 0)
+            } else {
+                self.baseline_within(self.settings.max_op_bytes / 2)
+            };
+            let budget = self.settings.max_op_bytes - used;
+            ops.extend(self.chunks(now_ms, acks, reports, budget, |acks, reports| {
                 Operation::RolloutProgress {
                     rollout,
                     batch,
                     acks,
                     reports,
+                    baseline: baseline.clone(),
                 }
             }));
         }
@@ -436,6 +484,21 @@ impl Watcher {
         ops
     }
 
+    /// The baseline reports to carry, in agent order, within `budget` bytes; and their bytes.
+    fn baseline_within(&self, budget: usize) -> (Vec<HealthReport>, usize) {
+        let mut used = 0;
+        let mut out = Vec::new();
+        for (signed, _) in self.baseline.values() {
+            let len = signed.encoded_len();
+            if used + len > budget {
+                break;
+            }
+            used += len;
+            out.push(signed.clone());
+        }
+        (out, used)
+    }
+
     /// Splits acks (and matching reports) of agents not submitted recently into operations
     /// under the byte budget: a new ack goes out at once, a lost one again after `resubmit_ms`.
     fn chunks(
@@ -443,6 +506,7 @@ impl Watcher {
         now_ms: u64,
         acks: Vec<DeployAck>,
         reports: Vec<HealthReport>,
+        budget: usize,
         make: impl Fn(Vec<DeployAck>, Vec<HealthReport>) -> Operation,
     ) -> Vec<Operation> {
         let resubmit = self.settings.resubmit_ms;
@@ -464,7 +528,7 @@ impl Watcher {
         for ack in acks {
             let report = by_agent.remove(&ack.agent);
             let size = ack.encoded_len() + report.as_ref().map_or(0, AgentSigned::encoded_len);
-            if !cur_acks.is_empty() && bytes + size > self.settings.max_op_bytes {
+            if !cur_acks.is_empty() && bytes + size > budget {
                 ops.push(make(
                     std::mem::take(&mut cur_acks),
                     std::mem::take(&mut cur_reports),

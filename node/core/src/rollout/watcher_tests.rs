@@ -242,3 +242,74 @@ fn the_leader_records_rollback_acks() {
         RolloutStatus::RolledBack
     );
 }
+
+/// In a compared canary step the leader carries the baseline agents' latest reports beside
+/// the canary's progress (reports about another version are not kept), and the ledger
+/// completes the step on them.
+#[test]
+fn a_compared_canary_step_carries_its_baseline_and_completes_on_it() {
+    use crate::rollout::baseline::AnalysisSettings;
+    let mut w = World::with_analysis(AnalysisSettings::default());
+    let r = w.promote_to_canary("v1");
+    let mut watcher = Watcher::new(settings());
+    watcher.observe(StepView::of(&w.ledger), 0);
+    let step = watcher.step().cloned().expect("a step");
+    let canary = batch(&w, r);
+    let others: Vec<usize> = (0..6).filter(|i| !canary.contains(i)).collect();
+    assert_eq!(
+        step.baseline.keys().cloned().collect::<Vec<_>>(),
+        others
+            .iter()
+            .map(|&i| w.agents[i].0.id.clone())
+            .collect::<Vec<_>>()
+    );
+    for &a in &others {
+        feed_report(&w, &mut watcher, w.health(a, 0, "v0", 0.9));
+    }
+    // A baseline agent's report about a version the ledger did not put it on is not kept.
+    feed_report(&w, &mut watcher, w.health(others[0], 7, "v7", 0.9));
+    for &a in &canary {
+        feed_ack(&w, &mut watcher, w.ack(a, r, "v1"));
+        feed_report(&w, &mut watcher, w.health(a, r, "v1", 0.9));
+    }
+    let ops = watcher.decide(100, true, 0);
+    let [Operation::RolloutProgress { baseline, acks, .. }] = ops.as_slice() else {
+        panic!("one progress operation: {ops:?}");
+    };
+    assert_eq!((acks.len(), baseline.len()), (3, 3));
+    assert!(baseline
+        .iter()
+        .all(|b| others.iter().any(|&i| w.agents[i].0.id == b.agent)));
+    for op in &ops {
+        let o = w.submit(Signer::Validator(0), op);
+        assert!(o.accepted, "{:?}", o.reasons);
+    }
+    let rollout = &w.ledger.state().rollouts[&r];
+    assert_eq!(
+        rollout.status,
+        RolloutStatus::Completed,
+        "{}",
+        rollout.reason
+    );
+    assert!(rollout.comparison.is_some());
+}
+
+/// Auto-rollback evidence is cut to one operation's byte budget: one report is proof enough.
+#[test]
+fn auto_rollback_evidence_fits_one_operation() {
+    let (w, r, _) = setup();
+    let one = w.health(batch(&w, r)[0], r, "v1", 0.3).encoded_len();
+    let mut watcher = Watcher::new(WatchSettings {
+        max_op_bytes: one * 2 + one / 2,
+        ..settings()
+    });
+    watcher.observe(StepView::of(&w.ledger), 0);
+    for a in batch(&w, r) {
+        feed_report(&w, &mut watcher, w.health(a, r, "v1", 0.3));
+    }
+    let ops = watcher.decide(100, false, 0);
+    assert!(
+        matches!(ops.as_slice(), [Operation::AutoRollback { reports, .. }] if reports.len() == 2),
+        "{ops:?}"
+    );
+}

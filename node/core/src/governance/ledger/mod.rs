@@ -16,7 +16,8 @@
 //!   once `n - q + 1` rejections make approval impossible, expired after the vote window. An
 //!   approved promotion plans a rollout; an approved rollback plans a restore.
 //! - `RolloutProgress` (validator): agents of the current batch deployed and healthy, proven by
-//!   their signed acks and reports.
+//!   their signed acks and reports. When a compared canary step ends, the canary agents'
+//!   samples are compared with the baseline agents' carried alongside (`canary_analysis.rs`).
 //! - `AutoRollback` (validator): agent-signed proof of degradation or of a failed deploy; the
 //!   evidence is the vote.
 //! - `NoData` (validator): `f + 1` distinct claims that the current step produced no healthy data
@@ -25,6 +26,7 @@
 //! - `Stalled` (validator): `f + 1` distinct claims that a step's order goes unexecuted under a
 //!   view mark that view's primary for replacement (the runtime then changes view).
 
+mod canary_analysis;
 pub mod entry_map;
 pub mod journal;
 pub mod membership;
@@ -39,6 +41,7 @@ use crate::consensus::{
     AppState, Digest, Principal, Request, Seq, Signed, SnapshotError, StateMachine,
 };
 use crate::crypto::PublicKey;
+use crate::rollout::baseline::AnalysisSettings;
 use crate::rollout::health::HealthThresholds;
 use crate::rollout::order::OrderUnit;
 use crate::rollout::plan::FleetAgent;
@@ -71,6 +74,8 @@ pub struct LedgerConfig {
     /// The genesis's agents (the fleet at sequence 0; [`LedgerState::agents`] is the fleet now).
     pub agents: Vec<FleetAgent>,
     pub health: HealthThresholds,
+    /// How a canary step is judged: thresholds, and the comparison with its baseline.
+    pub analysis: AnalysisSettings,
 }
 
 impl LedgerConfig {
@@ -304,10 +309,11 @@ impl Ledger {
                 batch,
                 acks,
                 reports,
+                baseline,
             } => {
                 only_validators("record rollout progress")?;
                 out.rollout = Some(rollout);
-                self.progress(seq, rollout, batch, &acks, &reports)
+                self.progress(seq, rollout, batch, &acks, &reports, &baseline)
             }
             Operation::NoData {
                 rollout,

@@ -124,7 +124,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn start_rollback(&mut self, seq: u64, id: u64, kind: &str, reason: String) {
+    pub(super) fn start_rollback(&mut self, seq: u64, id: u64, kind: &str, reason: String) {
         let agents: Vec<String> = self.at_risk(id).into_iter().collect();
         let Some(r) = self.state.rollouts.get_mut(&id) else {
             return;

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::canary_analysis::CanaryJudgement;
 use super::state::{Rollout, RolloutKind, RolloutStatus};
 use super::{reject, Ledger, Rejection};
 
@@ -99,6 +100,8 @@ impl Ledger {
                 step_seq: seq,
                 recorded: BTreeSet::new(),
                 reports: BTreeMap::new(),
+                baseline: BTreeMap::new(),
+                comparison: None,
                 rollback_agents: Vec::new(),
                 rollback_pending: BTreeSet::new(),
                 no_data: BTreeSet::new(),
@@ -357,6 +360,7 @@ impl Ledger {
         batch: u32,
         acks: &[DeployAck],
         reports: &[HealthReport],
+        baseline: &[HealthReport],
     ) -> Result<(), Rejection> {
         let r = self.active(id, RolloutStatus::InProgress)?;
         if batch != r.completed + 1 {
@@ -372,7 +376,10 @@ impl Ledger {
         } else {
             OrderAction::Deploy
         };
-        let mut problems = Vec::new();
+        let (base, mut problems) = match self.open_baseline(r, baseline) {
+            Ok(b) => (b, Vec::new()),
+            Err(p) => (Vec::new(), p),
+        };
         let mut acked = BTreeSet::new();
         for ack in acks {
             match self.open_ack(r, ack, action, &r.version) {
@@ -421,6 +428,7 @@ impl Ledger {
         let version = r.version.clone();
         let batch_len = agents.len();
         let batches = r.batches.len();
+        self.keep_baseline(id, base);
         for a in &proven {
             self.state.assigned.insert(a.clone(), version.clone());
         }
@@ -444,6 +452,13 @@ impl Ledger {
             );
             return Ok(());
         }
+        if let CanaryJudgement::RollBack { kind, reason } = self.judge_canary(seq, id) {
+            self.start_rollback(seq, id, kind, reason);
+            return Ok(());
+        }
+        let Some(r) = self.state.rollouts.get_mut(&id) else {
+            return reject(format!("unknown rollout {id}"));
+        };
         r.completed = batch;
         r.recorded.clear();
         r.no_data.clear();

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::entry_map::EntryMap;
 use crate::governance::release::FusedRelease;
 use crate::governance::stage::Stage;
+use crate::rollout::baseline::Comparison;
 use crate::rollout::evidence::HealthBody;
 use crate::rollout::order::OrderUnit;
 
@@ -150,6 +151,13 @@ pub struct Rollout {
     pub recorded: BTreeSet<String>,
     /// Latest healthy report per agent, for the canary's safety re-check.
     pub reports: BTreeMap<String, HealthBody>,
+    /// Latest report of each baseline agent (same specialty as a canary agent, still on the
+    /// running version) while a canary step is compared with them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub baseline: BTreeMap<String, HealthBody>,
+    /// The canary-against-baseline comparison, once the canary step ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
     /// Agents the rollback step covers (fixed when it starts) and those still to acknowledge.
     pub rollback_agents: Vec<String>,
     pub rollback_pending: BTreeSet<String>,
