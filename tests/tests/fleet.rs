@@ -7,6 +7,7 @@ use std::time::Duration;
 use scbe_core::crypto::Keypair;
 use scbe_core::governance::ledger::RolloutStatus;
 use scbe_core::governance::{Operation, Stage};
+use scbe_core::rollout::baseline::BaselineVerdict;
 use scbe_core::rollout::evidence::Refusal;
 use scbe_core::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
 use scbe_core::rollout::order::{Endorsement, Order, SignedOrder};
@@ -29,6 +30,15 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
         .await;
     assert_eq!(s.rollout(0).map(|r| r.batches.clone()), Some(vec![3]));
     assert_eq!(s.serving(Stage::Canary), Some("r1"));
+    // The canary was compared with the three agents still on v0, and held up.
+    let comparison = s.rollout(0).and_then(|r| r.comparison.clone());
+    assert!(
+        matches!(
+            comparison.as_ref().map(|c| &c.verdict),
+            Some(BaselineVerdict::Pass { .. })
+        ),
+        "{comparison:?}"
+    );
     for i in 0..3 {
         assert_eq!(
             h.describe(i).await.current_version,
@@ -230,6 +240,39 @@ async fn a_degrading_canary_is_rolled_back_and_forged_reports_are_refused() {
             .all(|a| a.warning.is_none()),
         "{s:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drifting_canary_inside_every_threshold_is_rolled_back_by_the_baseline_comparison() {
+    let mut h = Harness::start(fleet_options()).await;
+    h.register_and_promote("r4-drift", Stage::Canary).await;
+    let s = h
+        .wait_summary(0, "drifting canary rolled back", ROLLOUT_DEADLINE, |s| {
+            rollout_is(s, 0, RolloutStatus::RolledBack)
+        })
+        .await;
+    let r = s.rollout(0).expect("rollout 0");
+    // Not the thresholds: the comparison, naming the metric, both medians and the p-value.
+    assert!(
+        r.reason.starts_with("canary worse than its baseline")
+            && r.reason.contains("coherence: canary median")
+            && r.reason.contains("p = "),
+        "{r:?}"
+    );
+    let c = r.comparison.as_ref().expect("comparison recorded");
+    assert!(matches!(c.verdict, BaselineVerdict::Fail { .. }), "{c:?}");
+    assert_eq!(s.serving(Stage::Canary), None, "{s:?}");
+    for i in 0..3 {
+        let d = h.describe(i).await;
+        assert_eq!(
+            (d.current_version.as_str(), d.previous_version.as_str()),
+            ("v0", "r4-drift"),
+            "canary agent {i} is back on v0"
+        );
+    }
+    // What the operator reads in `scbe status`.
+    let text = scbe_cli::render::rollout_line(r);
+    assert!(text.contains("against the baseline: failed"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use scbe_core::governance::ledger::{Proposal, ProposalStatus, RolloutStatus, VoteRecord};
 use scbe_core::governance::Stage;
+use scbe_core::rollout::baseline::BaselineVerdict;
 use scbe_proto::v1 as pb;
 use scbe_wire::status_summary::{AgentHealthSummary, RolloutSummary, StatusSummary};
 
@@ -43,6 +44,17 @@ pub fn rollout_line(r: &RolloutSummary) -> String {
     }
     if !r.reason.is_empty() {
         let _ = write!(line, "\n       {}", r.reason);
+    }
+    if let Some(c) = &r.comparison {
+        let verdict = match &c.verdict {
+            BaselineVerdict::Pass { score } => format!("passed (score {score})"),
+            BaselineVerdict::Fail { score } => format!("failed (score {score})"),
+            BaselineVerdict::Inconclusive { reason } => format!("inconclusive: {reason}"),
+        };
+        let _ = write!(line, "\n       against the baseline: {verdict}");
+        for m in &c.metrics {
+            let _ = write!(line, "\n         {}", m.describe());
+        }
     }
     line
 }

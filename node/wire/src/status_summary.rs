@@ -11,6 +11,7 @@ use scbe_core::governance::ledger::{
     Ledger, ProposalKind, ProposalStatus, RolloutKind, RolloutStatus, VoteRecord,
 };
 use scbe_core::governance::Stage;
+use scbe_core::rollout::baseline::Comparison;
 use scbe_core::rollout::evidence::HealthBody;
 use scbe_core::rollout::health::Verdict;
 
@@ -82,6 +83,9 @@ pub struct RolloutSummary {
     pub reason: String,
     pub planned_seq: u64,
     pub ended_seq: Option<u64>,
+    /// The canary-against-baseline comparison, once its step ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
 }
 
 /// One agent: the version the ledger put it on and its latest verified health.
@@ -305,6 +309,7 @@ impl StatusSummary {
                 reason: r.reason.clone(),
                 planned_seq: r.planned_seq,
                 ended_seq: r.ended_seq,
+                comparison: r.comparison.clone(),
             })
             .collect();
         let thresholds = &ledger.config().health;
