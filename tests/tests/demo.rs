@@ -94,6 +94,7 @@ fn the_demo_passes_and_its_summary_matches_the_ledger() {
             RolloutStatus::Completed,
             RolloutStatus::Completed,
             RolloutStatus::RolledBack,
+            RolloutStatus::RolledBack,
             RolloutStatus::Completed,
             RolloutStatus::Completed
         ]

@@ -118,7 +118,7 @@ fn errors_name_the_key() {
     );
     check(
         node.clone(),
-        &|g: String| g.replacen("breach_samples = 2", "breach_samples = 9", 1),
+        &|g: String| g.replacen("breach_samples = 2", "breach_samples = 33", 1),
         "key `health.breach_samples`: must be between 1 and",
     );
     check(

@@ -8,9 +8,12 @@
 //! 3. a second release whose canary degrades: the degraded samples, the auto-rollback decided
 //!    on agent-signed evidence, every touched agent back on the old version, the reaction time
 //!    (DR);
-//! 4. a third release, with the primary killed (SIGKILL) in the middle of its production
+//! 4. a release that drifts: worse than the agents still on r1 yet inside every threshold,
+//!    rolled back by the canary's comparison with its baseline, naming the metric, the medians
+//!    and the p-value (AV, DR);
+//! 5. a third release, with the primary killed (SIGKILL) in the middle of its production
 //!    rollout: the new primary resumes it (KO);
-//! 5. a summary, checked against the ledger and against what every agent says it runs.
+//! 6. a summary, checked against the ledger and against what every agent says it runs.
 //!
 //! Every step has an expectation; the demo exits non-zero at the first one that fails, so it
 //! is a smoke test too. What agents run is read from the agents themselves (`Describe`).
@@ -70,6 +73,7 @@ pub async fn run(launch: &Launch, opts: &DemoOptions) -> anyhow::Result<DemoSumm
         checkpoint_interval: 16,
         agents: AGENTS,
         degrade: Some("bad".into()),
+        drift: Some("drift".into()),
         degrade_after: 2,
         window: opts.window,
         sample_interval: opts.sample_interval,
@@ -259,7 +263,46 @@ pub async fn run(launch: &Launch, opts: &DemoOptions) -> anyhow::Result<DemoSumm
     }
     drop(s);
 
-    // 4. A third release; the primary dies in the middle of its production rollout.
+    // 4. A release that drifts: inside every threshold, worse than its baseline.
+    let (release, _) = fuse(
+        &manifests(|_, t| t.to_string())?,
+        Gates::default(),
+        Some("r2-drift".into()),
+        now.clone(),
+    );
+    let release = release.ok_or_else(|| anyhow!("the drifting release did not pass the gates"))?;
+    say(
+        "CA",
+        "fused release r2-drift (it passes the gates; in service it is a little worse than r1 on \
+         every metric, yet inside every threshold)",
+    );
+    d.submit(&Operation::RegisterRelease { release }).await?;
+    let rollout = d.promote("r2-drift", Stage::Canary, "r1").await?;
+    let (end, s) = d.follow(rollout).await?;
+    let Ended::RolledBack(why) = end else {
+        bail!("the drifting canary of r2-drift was not rolled back: {end:?}");
+    };
+    if !why.starts_with("canary worse than its baseline") {
+        bail!("r2-drift was rolled back, but not by the comparison: {why}");
+    }
+    let comparison = s
+        .rollouts
+        .iter()
+        .find(|r| r.id == rollout)
+        .and_then(|r| r.comparison.clone())
+        .ok_or_else(|| anyhow!("rollout {rollout} carries no comparison"))?;
+    say(
+        "AV",
+        "canary against its baseline (the agents of the same specialties still on r1):",
+    );
+    for m in &comparison.metrics {
+        say("AV", &format!("  {}", m.describe()));
+    }
+    say("DR", &format!("rolled back by the comparison: {why}"));
+    d.expect_agents(&canary_idx, "r1").await?;
+    drop(s);
+
+    // 5. A third release; the primary dies in the middle of its production rollout.
     let (release, _) = fuse(
         &manifests(|_, t| t.to_string())?,
         Gates::default(),
@@ -280,7 +323,7 @@ pub async fn run(launch: &Launch, opts: &DemoOptions) -> anyhow::Result<DemoSumm
     }
     d.expect_agents(&all, "r3").await?;
 
-    // 5. Summary, checked against the ledger and the agents.
+    // 6. Summary, checked against the ledger and the agents.
     let s = d.summary().await?;
     let status = d.client.status(None).await?;
     std::fs::write(dir.join("status.json"), serde_json::to_string_pretty(&s)?)?;

@@ -54,12 +54,16 @@ pub(super) fn check_against_ledger(
     )?;
     let known = &s.known_good;
     expect(
-        known.contains("r1") && known.contains("r3") && !known.contains("r2"),
-        "r1 and r3 known good, r2 not",
+        known.contains("r1")
+            && known.contains("r3")
+            && !known.contains("r2")
+            && !known.contains("r2-drift"),
+        "r1 and r3 known good, r2 and r2-drift not",
     )?;
     expect(
-        s.releases.get("r2") == Some(&Stage::Staging),
-        "r2 back in staging",
+        s.releases.get("r2") == Some(&Stage::Staging)
+            && s.releases.get("r2-drift") == Some(&Stage::Staging),
+        "r2 and r2-drift back in staging",
     )?;
     let statuses: Vec<RolloutStatus> = s.rollouts.iter().rev().map(|r| r.status).collect();
     expect(
@@ -68,16 +72,18 @@ pub(super) fn check_against_ledger(
                 RolloutStatus::Completed,
                 RolloutStatus::Completed,
                 RolloutStatus::RolledBack,
+                RolloutStatus::RolledBack,
                 RolloutStatus::Completed,
                 RolloutStatus::Completed,
             ],
-        "rollouts completed, completed, rolled back, completed, completed",
+        "rollouts completed, completed, rolled back, rolled back, completed, completed",
     )?;
     let assigned_r3 = s.agents.iter().all(|a| a.assigned.as_deref() == Some("r3"));
     expect(assigned_r3, "every agent assigned r3")?;
-    summary
-        .checks
-        .push("ledger: r3 in production, r2 rolled back to staging, 5 rollouts as narrated".into());
+    summary.checks.push(
+        "ledger: r3 in production, r2 and r2-drift rolled back to staging, 6 rollouts as narrated"
+            .into(),
+    );
     Ok(())
 }
 

@@ -137,6 +137,7 @@ pub(crate) fn up(
     n: usize,
     agents: usize,
     degrade: Option<String>,
+    drift: Option<String>,
     window: std::time::Duration,
     dir: &std::path::Path,
     plaintext: bool,
@@ -153,6 +154,7 @@ pub(crate) fn up(
     let opts = LocalOptions {
         agents,
         degrade,
+        drift,
         window,
         plaintext,
         ..LocalOptions::default()
@@ -162,7 +164,7 @@ pub(crate) fn up(
         Ok(c) if existed => {
             println!(
                 "reusing the cluster in {} (genesis {}): its keys, ports, data and settings are \
-                 the ones it was created with; --window, --degrade and --plaintext apply to a new --dir only",
+                 the ones it was created with; --window, --degrade, --drift and --plaintext apply to a new --dir only",
                 dir.display(),
                 c.genesis
             );

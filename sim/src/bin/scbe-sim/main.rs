@@ -92,6 +92,11 @@ enum Command {
         /// (e.g. `--degrade bad`: a release fused from an artifact `textgen-bad-v2` degrades).
         #[arg(long, value_name = "TEXT")]
         degrade: Option<String>,
+        /// Agents drift on any release whose version or unit ids contain this text: measurably
+        /// worse than the agents still on the running version, yet inside every absolute
+        /// threshold, so only the canary's comparison with its baseline rolls it back.
+        #[arg(long, value_name = "TEXT")]
+        drift: Option<String>,
         /// Monitoring window of every batch (agents sample once a second).
         #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
         window: std::time::Duration,
@@ -262,10 +267,11 @@ fn main() -> ExitCode {
             validators,
             agents,
             degrade,
+            drift,
             window,
             dir,
             plaintext,
-        } => up(validators, agents, degrade, window, &dir, plaintext),
+        } => up(validators, agents, degrade, drift, window, &dir, plaintext),
         Command::Bench { opts, keep } => bench(&opts, keep),
         Command::BenchCore {
             validators,
