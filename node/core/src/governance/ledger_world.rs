@@ -166,12 +166,35 @@ impl World {
         coherence: f64,
         samples: u32,
     ) -> HealthReport {
+        self.report_of(agent, rollout, version, coherence, samples, 0.97)
+    }
+
+    /// A healthy report (coherence 0.9, 30 samples) whose safety is `safety`.
+    pub fn health_at_safety(
+        &self,
+        agent: usize,
+        rollout: u64,
+        version: &str,
+        safety: f64,
+    ) -> HealthReport {
+        self.report_of(agent, rollout, version, 0.9, 30, safety)
+    }
+
+    fn report_of(
+        &self,
+        agent: usize,
+        rollout: u64,
+        version: &str,
+        coherence: f64,
+        samples: u32,
+        safety: f64,
+    ) -> HealthReport {
         let (a, key) = &self.agents[agent];
         let s = Sample {
             coherence,
             error_rate: 0.01,
             response_ms: 120.0,
-            safety: 0.97,
+            safety,
             tasks_per_minute: 20.0,
         };
         let window = samples.min(30);
@@ -185,11 +208,19 @@ impl World {
             coherence_mean: coherence,
             error_rate_mean: 0.01,
             response_ms_p95: 120.0,
-            safety_min: 0.97,
+            safety_min: safety,
             tasks_per_minute: 20.0,
             latest: vec![s; (window as usize).min(MAX_LATEST_SAMPLES)],
         };
         HealthReport::sign(&body, key)
+    }
+
+    /// Drops the healthy report the ledger holds for `agent` of `rollout` (what a ledger
+    /// restored from an older snapshot format might lack), to exercise the re-check.
+    pub fn forget_canary_report(&mut self, rollout: u64, agent: &str) {
+        if let Some(r) = self.ledger.state_mut().rollouts.get_mut(&rollout) {
+            r.reports.remove(agent);
+        }
     }
 
     pub fn step(&self, rollout: u64) -> u64 {

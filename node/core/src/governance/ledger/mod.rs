@@ -141,6 +141,12 @@ impl Ledger {
         }
     }
 
+    /// The state, writable: for tests that plant what no operation can produce.
+    #[cfg(test)]
+    pub(crate) fn state_mut(&mut self) -> &mut LedgerState {
+        &mut self.state
+    }
+
     pub fn config(&self) -> &LedgerConfig {
         &self.cfg
     }
