@@ -217,6 +217,7 @@ impl World {
 
     /// Drops the healthy report the ledger holds for `agent` of `rollout` (what a ledger
     /// restored from an older snapshot format might lack), to exercise the re-check.
+    #[cfg(test)]
     pub fn forget_canary_report(&mut self, rollout: u64, agent: &str) {
         if let Some(r) = self.ledger.state_mut().rollouts.get_mut(&rollout) {
             r.reports.remove(agent);
