@@ -25,7 +25,7 @@ use scbe_core::agent::AgentState;
 use scbe_core::crypto::{Keypair, Verifier};
 use scbe_core::governance::ledger::{Ledger, LedgerConfig, RolloutStatus, Signer};
 use scbe_core::governance::{Gates, Operation, Stage};
-use scbe_core::rollout::baseline::{AnalysisSettings, BaselineSettings};
+use scbe_core::rollout::baseline::AnalysisSettings;
 use scbe_core::rollout::health::HealthThresholds;
 use scbe_core::rollout::order::{endorse, SignedOrder, ORDER_KIND};
 use scbe_core::rollout::plan::FleetAgent;
@@ -271,14 +271,63 @@ impl Sim {
     }
 }
 
-/// A canary then a production rollout across `n` agents.
+/// Rollouts of one release through the real ledger, watcher and agent core, in virtual time.
+#[derive(Clone, Debug)]
+pub struct Trial {
+    pub agents: usize,
+    pub window: Duration,
+    pub sample: Duration,
+    /// Seed of the agents' synthetic health.
+    pub seed: u64,
+    /// Agents drift on releases matching this (see `SyntheticModel::drift`).
+    pub drift: Option<String>,
+    pub version: String,
+    /// Promoted to each in turn, while the previous one completes.
+    pub stages: Vec<Stage>,
+    /// How canary steps are judged.
+    pub analysis: AnalysisSettings,
+}
+
+/// How one promotion of a trial ended.
+#[derive(Clone, Debug)]
+pub struct TrialEnd {
+    pub stage: Stage,
+    pub status: RolloutStatus,
+    pub reason: String,
+}
+
+/// A canary then a production rollout across `n` agents, with the default 5-minute window and
+/// 10-second samples.
 pub fn large(n: usize) -> anyhow::Result<LargeResult> {
+    let trial = Trial {
+        agents: n,
+        window: Duration::from_secs(300),
+        sample: Duration::from_secs(10),
+        seed: 7,
+        drift: None,
+        version: "r1".into(),
+        stages: vec![Stage::Canary, Stage::Production],
+        analysis: AnalysisSettings::default(),
+    };
+    let (result, ends, on) = run_trial(&trial)?;
+    if let Some(e) = ends.iter().find(|e| e.status != RolloutStatus::Completed) {
+        bail!("the {} rollout ended {:?}: {}", e.stage, e.status, e.reason);
+    }
+    if on != BTreeSet::from(["r1".to_string()]) {
+        bail!("agents run {on:?} after the production rollout");
+    }
+    Ok(result)
+}
+
+/// Runs `t`: what it cost, how each promotion ended, and the versions the agents run after.
+pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTreeSet<String>)> {
+    let n = t.agents;
     let wall = Instant::now();
-    let window = Duration::from_secs(300);
-    let sample = Duration::from_secs(10);
+    let window = t.window;
+    let sample = t.sample;
     let tick = Duration::from_millis(250);
     let thresholds = HealthThresholds {
-        min_samples: (window.as_secs() / sample.as_secs()) as u32,
+        min_samples: (window.as_nanos() / sample.as_nanos().max(1)).clamp(1, 1 << 20) as u32,
         ..HealthThresholds::default()
     };
     let validators: Vec<Keypair> = (0..4)
@@ -290,11 +339,12 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         .collect();
     let specialties = ["code_execute", "doc_plan", "memory_storage"];
     let model = SyntheticModel {
-        seed: 7,
+        seed: t.seed,
         degrade: None,
         degrade_after: 0,
-        drift: None,
+        drift: t.drift.clone(),
     };
+    let report_window = thresholds.min_samples as usize;
     let mut agents: Vec<AgentCore> = (0..n)
         .map(|i| {
             AgentCore::new(
@@ -303,7 +353,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
                 verifiers.clone(),
                 3,
                 AgentState::initial("v0"),
-                30,
+                report_window,
             )
         })
         .collect();
@@ -333,15 +383,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
             })
             .collect(),
         health: thresholds,
-        // The canary is compared with its baseline as by default; one agent per specialty
-        // supplies a window of samples each.
-        analysis: AnalysisSettings {
-            baseline: BaselineSettings {
-                min_samples: u64::from(thresholds.min_samples) * 3,
-                ..BaselineSettings::default()
-            },
-            ..AnalysisSettings::default()
-        },
+        analysis: t.analysis.clone(),
     };
     let mut sim = Sim {
         ledgers: (0..4).map(|_| Ledger::new(cfg.clone())).collect(),
@@ -367,16 +409,17 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
     if !sim.apply(
         None,
         &Operation::RegisterRelease {
-            release: release("r1"),
+            release: release(&t.version),
         },
     ) {
         bail!("registration refused");
     }
-    for stage in [Stage::Canary, Stage::Production] {
+    let mut ends = Vec::new();
+    for &stage in &t.stages {
         sim.apply(
             None,
             &Operation::Promote {
-                version: "r1".into(),
+                version: t.version.clone(),
                 to: stage,
                 rollback_to: "v0".into(),
             },
@@ -459,7 +502,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
                 // new step (executor work again). Each interval is counted once.
                 let t = Instant::now();
                 let mut decided = Vec::new();
-                for _ in 0..(sample.as_millis() / tick.as_millis()) {
+                for _ in 0..(sample.as_millis() / tick.as_millis()).max(1) {
                     decided = watcher.decide(now_ms, true, 0);
                     if !decided.is_empty() {
                         break;
@@ -492,18 +535,22 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
             .values()
             .last()
             .ok_or_else(|| anyhow!("no rollout"))?;
-        if r.status != RolloutStatus::Completed {
-            bail!("the {stage} rollout ended {:?}: {}", r.status, r.reason);
+        let end = TrialEnd {
+            stage,
+            status: r.status,
+            reason: r.reason.clone(),
+        };
+        let completed = end.status == RolloutStatus::Completed;
+        ends.push(end);
+        if !completed {
+            break;
         }
     }
-    let on: BTreeSet<&str> = agents
+    let on: BTreeSet<String> = agents
         .iter()
-        .map(|a| a.state().current.version.as_str())
+        .map(|a| a.state().current.version.clone())
         .collect();
-    if on != BTreeSet::from(["r1"]) {
-        bail!("agents run {on:?} after the production rollout");
-    }
-    Ok(LargeResult {
+    let result = LargeResult {
         agents: n,
         batches,
         windows: window * batches as u32,
@@ -517,5 +564,64 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         ledger_state_bytes: scbe_core::consensus::StateMachine::snapshot(&sim.ledgers[0]).len(),
         peak_rss_kb: peak_rss_kb(),
         wall: wall.elapsed(),
-    })
+    };
+    Ok((result, ends, on))
+}
+
+/// How the canary comparison did over seeded trials: good releases rolled back (false
+/// positives) and drifting releases rolled back (caught).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CanaryRates {
+    pub trials: u64,
+    pub good_rolled_back: u64,
+    pub drift_caught: u64,
+    /// Reasons of good canaries rolled back, and of drifting ones that completed.
+    pub misjudged: Vec<String>,
+}
+
+/// `trials` seeded canaries of a good release and as many of a drifting one (inside every
+/// threshold), each on a fleet of `agents` sampling every `sample` over `window`, judged by
+/// `analysis`, through the real ledger, watcher and agent core. `progress` is called after
+/// each trial. A drifting canary counts as caught when it is rolled back, by whatever judge.
+pub fn canary_rates(
+    trials: u64,
+    agents: usize,
+    (window, sample): (Duration, Duration),
+    analysis: &AnalysisSettings,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<CanaryRates> {
+    let mut out = CanaryRates {
+        trials,
+        ..CanaryRates::default()
+    };
+    for seed in 0..trials {
+        for drift in [false, true] {
+            let trial = Trial {
+                agents,
+                window,
+                sample,
+                seed,
+                drift: Some("drift".into()),
+                version: if drift { "r-drift" } else { "r-good" }.into(),
+                stages: vec![Stage::Canary],
+                analysis: analysis.clone(),
+            };
+            let (_, ends, _) = run_trial(&trial)?;
+            let end = ends.first().ok_or_else(|| anyhow!("no canary ended"))?;
+            match (drift, end.status) {
+                (false, RolloutStatus::Completed) => {}
+                (false, _) => {
+                    out.good_rolled_back += 1;
+                    out.misjudged
+                        .push(format!("good, seed {seed}: {}", end.reason));
+                }
+                (true, RolloutStatus::RolledBack) => out.drift_caught += 1,
+                (true, status) => out
+                    .misjudged
+                    .push(format!("drift, seed {seed}: {status:?} {}", end.reason)),
+            }
+        }
+        progress(seed + 1);
+    }
+    Ok(out)
 }

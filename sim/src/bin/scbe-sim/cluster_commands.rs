@@ -371,3 +371,73 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
         }
     }
 }
+
+pub(crate) fn canary_rates(
+    trials: u64,
+    agents: usize,
+    (window, sample): (std::time::Duration, std::time::Duration),
+    thresholds_only: bool,
+) -> ExitCode {
+    use scbe_core::rollout::baseline::AnalysisSettings;
+    use scbe_core::rollout::evidence::MAX_LATEST_SAMPLES;
+    use scbe_wire::genesis_file::{AnalysisSection, SampleSupply};
+    // What a generated genesis would hold for this fleet (`scbe-sim up`, `scbe-node testnet`).
+    let per_window = (window.as_nanos() / sample.as_nanos().max(1)) as u64;
+    let supply = SampleSupply {
+        per_agent: per_window.min(MAX_LATEST_SAMPLES as u64),
+        specialties: 3,
+        agents: agents as u64,
+    };
+    let analysis = if thresholds_only {
+        AnalysisSettings::thresholds_only()
+    } else {
+        match AnalysisSection::fitted(supply).settings(supply) {
+            Ok(a) => a,
+            Err((key, problem)) => {
+                eprintln!("error: {key}: {problem}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    if agents < 6 || sample.is_zero() || window < sample {
+        eprintln!("error: needs --agents of at least 6 (a baseline beside the canary) and --window of at least --sample");
+        return ExitCode::from(2);
+    }
+    let bar = indicatif::ProgressBar::new(trials);
+    let r =
+        scbe_sim::bench_fleet::canary_rates(trials, agents, (window, sample), &analysis, |done| {
+            bar.set_position(done)
+        });
+    bar.finish_and_clear();
+    match r {
+        Ok(r) => {
+            println!(
+                "canaries judged by {} over {} seeded trials each ({agents} agents, a {} window sampled every {}):",
+                if thresholds_only { "the thresholds alone" } else { "the thresholds and the comparison" },
+                r.trials,
+                humantime::format_duration(window),
+                humantime::format_duration(sample)
+            );
+            println!("| release | rolled back | of |\n|---|---|---|");
+            println!(
+                "| good (false positives) | {} | {} |",
+                r.good_rolled_back, r.trials
+            );
+            println!(
+                "| drifting, inside every threshold (caught) | {} | {} |",
+                r.drift_caught, r.trials
+            );
+            for m in r.misjudged.iter().take(5) {
+                println!("misjudged: {m}");
+            }
+            if r.misjudged.len() > 5 {
+                println!("... and {} more misjudged", r.misjudged.len() - 5);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -7,7 +7,7 @@ use scbe_sim::check::{check, replay_command, CheckOptions};
 use scbe_sim::scenario::Overrides;
 
 mod cluster_commands;
-use cluster_commands::{bench, bench_fleet, demo, up};
+use cluster_commands::{bench, bench_fleet, canary_rates, demo, up};
 
 #[derive(Parser)]
 #[command(
@@ -133,6 +133,27 @@ enum Command {
         #[arg(long)]
         skip_reaction: bool,
     },
+    /// Measure the canary comparison: seeded canaries of a good release (how many are rolled
+    /// back: false positives) and of a drifting one, worse than the baseline yet inside every
+    /// threshold (how many the comparison catches), each through the real ledger, watcher and
+    /// agent core in virtual time.
+    CanaryRates {
+        /// Trials of each kind (seeds 0..N).
+        #[arg(long, default_value_t = 200)]
+        trials: u64,
+        /// Agents in the fleet (three specialties; the canary is one agent per specialty).
+        #[arg(long, default_value_t = 12)]
+        agents: usize,
+        /// Monitoring window.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
+        /// Sample interval.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        sample: std::time::Duration,
+        /// Judge on the thresholds alone (analysis = "thresholds"), for comparison.
+        #[arg(long)]
+        thresholds_only: bool,
+    },
     /// Run a validator (what `scbe-node run` does); scbe-sim starts its local processes so.
     #[command(hide = true)]
     Validator {
@@ -182,6 +203,13 @@ fn main() -> ExitCode {
             runs,
             skip_reaction,
         } => bench_fleet(agents, runs, skip_reaction),
+        Command::CanaryRates {
+            trials,
+            agents,
+            window,
+            sample,
+            thresholds_only,
+        } => canary_rates(trials, agents, (window, sample), thresholds_only),
         Command::Validator {
             run: DaemonRun::Run { config },
         } => scbe_validator::daemon::run_validator(&config),
