@@ -181,6 +181,17 @@ enum Command {
         #[arg(long, default_value = "manual rollback")]
         reason: String,
     },
+    /// Propose aborting a promotion in progress; waits for the votes. At approval the rollout
+    /// rolls back what it touched, as on degraded evidence.
+    ///
+    /// Exit status: 0 approved (follow the rollback with `scbe watch --rollout N`), 1 refused,
+    /// rejected or expired, 2 error.
+    Abort {
+        #[arg(long, value_name = "N")]
+        rollout: u64,
+        #[arg(long, default_value = "aborted by an operator")]
+        reason: String,
+    },
     /// Follow the ledger's events (Sacred Tongue tagged) and rollouts' progress live.
     ///
     /// With --rollout N, follow that rollout until it ends: exit 0 completed, 1 rolled back or
@@ -296,6 +307,9 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        Command::Abort { rollout, reason } => {
+            dial().and_then(|d| submit(&d, &cli.key, Operation::Abort { rollout, reason }))
+        }
         Command::Status { proposal, json } => dial().and_then(|d| run_status(&d, proposal, json)),
         Command::Watch { from, rollout } => dial().and_then(|d| run_watch(&d, from, rollout)),
         Command::Audit {

@@ -276,6 +276,9 @@ impl StatusSummary {
                         format!("rollback to {target_version}")
                     }
                     ProposalKind::Agent { change } => change.describe(),
+                    ProposalKind::Abort { rollout, reason } => {
+                        format!("abort rollout {rollout}: {reason}")
+                    }
                 },
                 status: p.status,
                 approvals: p.approvals(),

@@ -1,5 +1,5 @@
-//! `scbe propose` and `scbe rollback`: sign and submit an operation, then (for promotions,
-//! rollbacks and membership changes) print every validator's vote as it arrives and the decision; exit 0 when accepted
+//! `scbe propose`, `scbe rollback` and `scbe abort`: sign and submit an operation, then (for
+//! promotions, rollbacks, aborts and membership changes) print every validator's vote as it arrives and the decision; exit 0 when accepted
 //! (and approved), 1 when not.
 
 use scbe_wire::tls::Dial;
@@ -18,7 +18,10 @@ pub const VOTE_WAIT: Duration = Duration::from_secs(120);
 pub fn submit(cli_node: &Dial, key: &Option<PathBuf>, op: Operation) -> Result<ExitCode, Unusable> {
     let wants_votes = matches!(
         op,
-        Operation::Promote { .. } | Operation::Rollback { .. } | Operation::ProposeAgent { .. }
+        Operation::Promote { .. }
+            | Operation::Rollback { .. }
+            | Operation::Abort { .. }
+            | Operation::ProposeAgent { .. }
     );
     runtime()?.block_on(async {
         let mut c = client(cli_node, key).await?;

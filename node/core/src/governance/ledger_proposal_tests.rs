@@ -189,3 +189,74 @@ fn the_canary_recheck_passes_at_the_bound_and_is_made_for_production_only() {
         vec![format!("canary {agent} left no signed healthy report")]
     );
 }
+
+/// `Abort`: a requester proposes it, validators evaluate and vote; at approval the promotion
+/// rolls back what it touched with the requester's reason; what is not a promotion in progress
+/// cannot be aborted, and an abort that arrives after the rollout ended changes nothing.
+#[test]
+fn an_approved_abort_rolls_a_promotion_back_and_nothing_else() {
+    use super::ledger::RolloutStatus;
+    let mut w = World::new();
+    let canary = w.promote_to_canary("r1");
+    let abort = |rollout: u64| Operation::Abort {
+        rollout,
+        reason: "wrong tokenizer".into(),
+    };
+    // Validators do not propose aborts; an unknown rollout cannot be aborted.
+    assert!(!w.submit(Signer::Validator(0), &abort(canary)).accepted);
+    let o = w.request(abort(99));
+    assert_eq!(o.reasons, vec!["unknown rollout 99".to_string()]);
+    let o = w.request(abort(canary));
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("proposal");
+    assert_eq!(
+        w.ledger.evaluate(p),
+        (true, vec!["all checks pass".to_string()])
+    );
+    // One abort at a time.
+    let again = w.request(abort(canary));
+    assert_eq!(
+        again.reasons,
+        vec![format!("abort proposal {p} is still being voted on")]
+    );
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    let r = &w.ledger.state().rollouts[&canary];
+    assert_eq!(r.status, RolloutStatus::RollingBack);
+    assert_eq!(
+        r.reason,
+        format!("aborted by vote (proposal {p}): wrong tokenizer")
+    );
+    assert_eq!(r.rollback_agents.len(), 3, "the canary batch it touched");
+    // A rolling-back rollout is no longer in progress.
+    let o = w.request(abort(canary));
+    assert_eq!(
+        o.reasons,
+        vec![format!(
+            "rollout {canary} is rolling_back, not in progress; only a promotion in progress can be aborted"
+        )]
+    );
+    // An abort approved after its rollout completed is not applied.
+    let mut w = World::new();
+    let canary = w.promote_to_canary("r1");
+    let p = w.request(abort(canary)).proposal.expect("proposal");
+    w.complete_batches(canary, "r1");
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    assert_eq!(
+        w.ledger.state().proposals[&p].status,
+        ProposalStatus::Approved
+    );
+    assert_eq!(
+        w.ledger.state().rollouts[&canary].status,
+        RolloutStatus::Completed
+    );
+    assert!(w
+        .ledger
+        .journal()
+        .events
+        .iter()
+        .any(|e| e.kind == "abort_not_applied" && e.detail.contains("completed")));
+}

@@ -29,6 +29,8 @@ pub enum Operation {
         target_version: String,
         reason: String,
     },
+    /// Propose aborting a promotion in progress: at approval it rolls back what it touched.
+    Abort { rollout: u64, reason: String },
     /// Propose a change to the fleet's membership (admit, remove or update an agent).
     ProposeAgent { change: super::ledger::AgentChange },
     /// A validator's vote on a proposal.
@@ -107,6 +109,7 @@ impl Operation {
             Operation::RegisterRelease { .. } => "register_release",
             Operation::Promote { .. } => "promote",
             Operation::Rollback { .. } => "rollback",
+            Operation::Abort { .. } => "abort",
             Operation::ProposeAgent { .. } => "propose_agent",
             Operation::Vote { .. } => "vote",
             Operation::AutoRollback { .. } => "auto_rollback",

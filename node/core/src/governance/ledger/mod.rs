@@ -10,6 +10,8 @@
 //! - `Promote` (requester): one stage up, no skipping, with a known-good `rollback_to`, and only
 //!   while no other rollout holds the fleet; opens a proposal that validators vote on.
 //! - `Rollback` (requester): to a known-good version; opens a proposal.
+//! - `Abort` (requester): stop a promotion in progress (`aborts.rs`); opens a proposal; at
+//!   approval the rollout rolls back as on degraded evidence.
 //! - `ProposeAgent` (requester): admit, remove or update an agent (`membership.rs`); opens a
 //!   proposal; applied at approval.
 //! - `Vote` (validator): one per validator per proposal; approved at `q` approvals, rejected
@@ -26,6 +28,7 @@
 //! - `Stalled` (validator): `f + 1` distinct claims that a step's order goes unexecuted under a
 //!   view mark that view's primary for replacement (the runtime then changes view).
 
+mod aborts;
 mod canary_analysis;
 pub mod entry_map;
 pub mod journal;
@@ -282,6 +285,14 @@ impl Ledger {
                     return reject("manual rollbacks are proposed by release requesters; validators use auto_rollback with evidence");
                 }
                 out.proposal = Some(self.rollback(seq, target_version, reason)?);
+                Ok(())
+            }
+            Operation::Abort { rollout, reason } => {
+                if validator.is_some() {
+                    return reject("aborts are proposed by release requesters; validators roll back on evidence");
+                }
+                out.rollout = Some(rollout);
+                out.proposal = Some(self.propose_abort(seq, rollout, reason)?);
                 Ok(())
             }
             Operation::ProposeAgent { change } => {

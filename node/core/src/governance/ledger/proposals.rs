@@ -339,6 +339,9 @@ impl Ledger {
                 self.apply_agent_change(seq, proposal, change);
                 return None;
             }
+            ProposalKind::Abort { rollout, reason } => {
+                return self.apply_abort(seq, proposal, rollout, reason);
+            }
         };
         if let Some(p) = self.state.proposals.get_mut(&proposal) {
             p.rollout = Some(rollout);
@@ -384,6 +387,7 @@ impl Ledger {
                 }
             }
             ProposalKind::Agent { change } => reasons.extend(self.check_agent_change(change)),
+            ProposalKind::Abort { rollout, .. } => reasons.extend(self.check_abort(*rollout)),
         }
         if reasons.is_empty() {
             (true, vec!["all checks pass".into()])

@@ -52,6 +52,8 @@ pub enum ProposalKind {
     Agent {
         change: super::membership::AgentChange,
     },
+    /// Stop a promotion in progress and roll back what it touched.
+    Abort { rollout: u64, reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
