@@ -6,6 +6,7 @@ pub mod app;
 pub mod bench_cluster;
 pub mod bench_core;
 pub mod bench_fleet;
+pub mod bench_orders;
 pub mod byzantine;
 pub mod check;
 pub mod clients;

@@ -117,6 +117,58 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
     );
     assert_eq!(h.describe(4).await.current_version, "r1");
 
+    // Junk no key is needed for (1,024 forged endorsements naming validator 0 on a 1 MiB order)
+    // floods agent-04 from two connections through the rollback below: each is refused as
+    // malformed before any signature is checked, and the quorum's orders still get through.
+    let junk = {
+        let mut order = order.clone();
+        while order.to_bytes().len() < 1000 * 1024 {
+            order
+                .agents
+                .push(format!("padding-{:07}", order.agents.len()));
+        }
+        order.agents.sort();
+        let bytes = order.to_bytes();
+        signed_order_to_proto(&SignedOrder {
+            endorsements: vec![Endorsement::sign(&bytes, &Keypair::from_label("stranger")); 1024]
+                .into_iter()
+                .map(|e| Endorsement {
+                    signer: leader.public(),
+                    ..e
+                })
+                .collect(),
+            order: bytes,
+        })
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = pb::fleet_agent_client::FleetAgentClient::new(
+                h.cluster
+                    .agent_channel(4, Duration::from_secs(10))
+                    .expect("agent channel"),
+            );
+            let (junk, stop, genesis, key) =
+                (junk.clone(), stop.clone(), h.cluster.genesis, agent_key);
+            tokio::spawn(async move {
+                let mut refused = 0u32;
+                // Bounded in count as well as by the flag.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && refused < 20_000 {
+                    let mut request = tonic::Request::new(junk.clone());
+                    scbe_wire::genesis::present(&mut request, &genesis);
+                    let reply = c.deploy(request).await.expect("answers").into_inner();
+                    let ack: DeployAck = agent_signed_from_proto(reply).expect("signed ack");
+                    let body: AckBody = ack.open(|_| Some(&key)).expect("signed by the agent");
+                    assert_eq!(body.outcome, AckOutcome::Refused);
+                    assert_eq!(body.refusal, Some(Refusal::Malformed), "{}", body.detail);
+                    assert!(body.detail.contains("1024 endorsements"), "{}", body.detail);
+                    refused += 1;
+                }
+                refused
+            })
+        })
+        .collect();
+
     // Manual rollback, approved by vote: every agent goes back to v0, with r1 as its previous
     // version, and "current production" follows.
     let r = h
@@ -135,6 +187,11 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
         })
         .await;
     assert_eq!(s.serving(Stage::Production), Some("v0"), "{s:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flood {
+        let refused = f.await.expect("flood task");
+        assert!(refused > 0, "the flood reached the agent");
+    }
     for i in 0..6 {
         let d = h.describe(i).await;
         assert_eq!(
@@ -273,6 +330,53 @@ async fn a_drifting_canary_inside_every_threshold_is_rolled_back_by_the_baseline
     // What the operator reads in `scbe status`.
     let text = scbe_cli::render::rollout_line(r);
     assert!(text.contains("against the baseline: failed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scbe_abort_rolls_a_canary_back_by_vote() {
+    let mut h = Harness::start(fleet_options()).await;
+    h.register_and_promote("r6", Stage::Canary).await;
+    h.wait_summary(0, "canary in progress", ROLLOUT_DEADLINE, |s| {
+        rollout_is(s, 0, RolloutStatus::InProgress)
+    })
+    .await;
+    let o = h.scbe(
+        1,
+        &["abort", "--rollout", "0", "--reason", "wrong tokenizer"],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("votes:") && stdout.contains("APPROVED"),
+        "{stdout}"
+    );
+    let s = h
+        .wait_summary(0, "aborted canary rolled back", ROLLOUT_DEADLINE, |s| {
+            rollout_is(s, 0, RolloutStatus::RolledBack)
+        })
+        .await;
+    let r = s.rollout(0).expect("rollout 0");
+    assert!(
+        r.reason
+            .starts_with("aborted by vote (proposal 1): wrong tokenizer"),
+        "{r:?}"
+    );
+    assert_eq!(s.serving(Stage::Canary), None);
+    for i in 0..6 {
+        assert_eq!(h.describe(i).await.current_version, "v0", "agent {i}");
+    }
+    // Nothing left to abort: refused, exit 1, with the reason.
+    let o = h.scbe(1, &["abort", "--rollout", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not in progress"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

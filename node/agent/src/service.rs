@@ -318,6 +318,9 @@ async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::t
 }
 
 /// Runs the agent until the process is stopped.
+/// Calls one connection may have in flight (orders, health, describe).
+const CALLS_PER_CONNECTION: usize = 16;
+
 pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
     let a = &v.raw.agent;
     let state_file = StateFile::new(&v.data_dir);
@@ -392,6 +395,9 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         .await;
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // A connection's calls beyond this wait their turn: one caller cannot fill the blocking
+        // pool with order checks (validators send one order per agent at a time).
+        .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
         .http2_keepalive_interval(Some(scbe_wire::tls::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(scbe_wire::tls::KEEPALIVE_TIMEOUT))
         .add_service(pb::fleet_agent_server::FleetAgentServer::new(

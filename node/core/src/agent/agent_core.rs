@@ -44,9 +44,13 @@ impl OrderRefusal {
             OrderRefusal::Unauthorised(OrderError::NotEnoughEndorsements { .. }) => {
                 Refusal::NotEnoughEndorsements
             }
-            OrderRefusal::Unauthorised(OrderError::TooLarge(_) | OrderError::Malformed(_)) => {
-                Refusal::Malformed
-            }
+            // More endorsements than validators is malformed by construction: no honest leader
+            // sends one.
+            OrderRefusal::Unauthorised(
+                OrderError::TooLarge(_)
+                | OrderError::Malformed(_)
+                | OrderError::TooManyEndorsements { .. },
+            ) => Refusal::Malformed,
             OrderRefusal::WrongCall { .. } => Refusal::WrongCall,
             OrderRefusal::NotForThisAgent { .. } => Refusal::NotForThisAgent,
             OrderRefusal::Stale { .. } => Refusal::Stale,

@@ -98,35 +98,47 @@ pub enum OrderError {
     TooLarge(usize),
     #[error("order carries {valid} valid signatures of distinct validators; {needed} are needed")]
     NotEnoughEndorsements { valid: usize, needed: usize },
+    #[error("order carries {carried} endorsements; the validator set has only {validators}")]
+    TooManyEndorsements { carried: usize, validators: usize },
     #[error("order does not parse: {0}")]
     Malformed(String),
 }
 
 impl SignedOrder {
     /// Checks the endorsements against the validator set before parsing anything: signatures
-    /// by keys outside the set, duplicates and bad signatures do not count.
+    /// by keys outside the set, duplicates and bad signatures do not count. Each validator's key
+    /// is tried at most once (a second endorsement naming it is skipped whether or not the first
+    /// verified), and a list longer than the validator set is refused before any check, so a
+    /// stranger's order costs at most one signature check per validator.
     pub fn verify(&self, validators: &[Verifier], quorum: usize) -> Result<Order, OrderError> {
         if self.order.len() > MAX_ORDER_BYTES {
             return Err(OrderError::TooLarge(self.order.len()));
         }
-        let mut counted = BTreeSet::new();
+        if self.endorsements.len() > validators.len() {
+            return Err(OrderError::TooManyEndorsements {
+                carried: self.endorsements.len(),
+                validators: validators.len(),
+            });
+        }
+        let mut tried = BTreeSet::new();
+        let mut counted = 0usize;
         for e in &self.endorsements {
-            if counted.contains(&e.signer) {
+            if !tried.insert(e.signer) {
                 continue;
             }
             let Some(v) = validators.iter().find(|v| *v.public() == e.signer) else {
                 continue;
             };
             if v.verify(ORDER_KIND, &self.order, &e.signature).is_ok() {
-                counted.insert(e.signer);
+                counted += 1;
             }
-            if counted.len() >= quorum {
+            if counted >= quorum {
                 break;
             }
         }
-        if counted.len() < quorum {
+        if counted < quorum {
             return Err(OrderError::NotEnoughEndorsements {
-                valid: counted.len(),
+                valid: counted,
                 needed: quorum,
             });
         }
@@ -234,6 +246,49 @@ mod tests {
             signed.verify(&set, 3),
             Err(OrderError::NotEnoughEndorsements { valid: 0, .. })
         ));
+    }
+
+    #[test]
+    fn junk_endorsements_cost_at_most_one_check_per_validator() {
+        let (keys, set) = validators();
+        let bytes = order().to_bytes();
+        let forged = Endorsement {
+            signer: keys[0].public(),
+            signature: Keypair::from_label("stranger").sign(ORDER_KIND, &bytes),
+        };
+        // More endorsements than validators: refused before any signature is checked.
+        let flood = SignedOrder {
+            order: bytes.clone(),
+            endorsements: vec![forged.clone(); 1024],
+        };
+        assert_eq!(
+            flood.verify(&set, 3),
+            Err(OrderError::TooManyEndorsements {
+                carried: 1024,
+                validators: 4
+            })
+        );
+        // A key is tried once: after a forged endorsement naming validator 0, its genuine one
+        // is not checked, so validators 1 and 2 alone fall short of the quorum.
+        let mut endorsements = vec![forged];
+        endorsements.extend(keys[..3].iter().map(|k| Endorsement::sign(&bytes, k)));
+        let signed = SignedOrder {
+            order: bytes.clone(),
+            endorsements,
+        };
+        assert_eq!(
+            signed.verify(&set, 3),
+            Err(OrderError::NotEnoughEndorsements {
+                valid: 2,
+                needed: 3
+            })
+        );
+        // Exactly as many endorsements as validators is allowed.
+        let full = SignedOrder {
+            order: bytes.clone(),
+            endorsements: keys.iter().map(|k| Endorsement::sign(&bytes, k)).collect(),
+        };
+        assert_eq!(full.verify(&set, 3), Ok(order()));
     }
 
     #[test]

@@ -441,3 +441,27 @@ pub(crate) fn canary_rates(
         }
     }
 }
+
+pub(crate) fn bench_orders(runs: usize) -> ExitCode {
+    let ms = |d: std::time::Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    println!("order checks at an agent: 1 MiB orders, 4 validators, quorum 3, median of {runs}");
+    println!("| order | endorsements | verdict | now | before the caps | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for c in scbe_sim::bench_orders::order_costs(runs) {
+        let (before, ratio) = match c.before {
+            Some(b) => (
+                ms(b),
+                format!("{:.0}x", b.as_secs_f64() / c.now.as_secs_f64().max(1e-9)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {} | {} | {} | {before} | {ratio} |",
+            c.name,
+            c.endorsements,
+            if c.accepted { "accepted" } else { "refused" },
+            ms(c.now)
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -7,7 +7,7 @@ use scbe_sim::check::{check, replay_command, CheckOptions};
 use scbe_sim::scenario::Overrides;
 
 mod cluster_commands;
-use cluster_commands::{bench, bench_fleet, canary_rates, demo, up};
+use cluster_commands::{bench, bench_fleet, bench_orders, canary_rates, demo, up};
 
 #[derive(Parser)]
 #[command(
@@ -154,6 +154,14 @@ enum Command {
         #[arg(long)]
         thresholds_only: bool,
     },
+    /// Measure what an order costs an agent to check: a legitimate one (3 of 4 validators) and
+    /// junk a stranger can send with no key, each 1 MiB, beside what the junk cost before each
+    /// validator key was tried at most once per order.
+    BenchOrders {
+        /// Repetitions per kind of order; the median is reported.
+        #[arg(long, default_value_t = 21)]
+        runs: usize,
+    },
     /// Run a validator (what `scbe-node run` does); scbe-sim starts its local processes so.
     #[command(hide = true)]
     Validator {
@@ -210,6 +218,7 @@ fn main() -> ExitCode {
             sample,
             thresholds_only,
         } => canary_rates(trials, agents, (window, sample), thresholds_only),
+        Command::BenchOrders { runs } => bench_orders(runs),
         Command::Validator {
             run: DaemonRun::Run { config },
         } => scbe_validator::daemon::run_validator(&config),
