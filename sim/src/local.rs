@@ -397,6 +397,7 @@ impl LocalCluster {
             sample_interval: opts.sample_interval,
             deploy_deadline: opts.deploy_deadline,
             agent_call_timeout: Duration::from_secs(30),
+            progress_deadline: None,
         };
         let analysis = opts
             .analysis

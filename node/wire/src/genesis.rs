@@ -177,6 +177,20 @@ impl Genesis {
                     .into(),
             ));
         }
+        if let Some(d) = ro.progress_deadline {
+            let shortest = ro.shortest_progress_deadline();
+            if d < shortest {
+                return Err(invalid(
+                    "rollout.progress_deadline".into(),
+                    format!(
+                        "{} is shorter than a monitoring window plus two samples ({}): every \
+                         batch would be rolled back before it could be healthy",
+                        humantime::format_duration(d),
+                        humantime::format_duration(shortest)
+                    ),
+                ));
+            }
+        }
         let h = &file.health;
         let health = HealthThresholds {
             min_coherence: h.min_coherence,
@@ -435,6 +449,7 @@ mod tests {
     use crate::key_file::encode_hex;
     use scbe_core::crypto::Keypair;
     use scbe_core::rollout::order::OrderUnit;
+    use std::time::Duration;
 
     fn file() -> GenesisFile {
         let key = |l: &str| encode_hex(Keypair::from_label(l).public().as_bytes());
@@ -508,6 +523,43 @@ mod tests {
             Genesis::from_bytes(Path::new("g.toml"), Genesis::render(&f).as_bytes()),
             Err(GenesisError::Invalid { key, .. }) if key == "gates.min_safety"
         ));
+    }
+
+    #[test]
+    fn the_progress_deadline_is_derived_or_set_and_never_shorter_than_a_window() {
+        let parse = |f: &GenesisFile| {
+            Genesis::from_bytes(Path::new("g.toml"), Genesis::render(f).as_bytes())
+        };
+        let f = file();
+        let ro = &f.rollout;
+        assert_eq!(
+            ro.step_deadline(),
+            ro.deploy_deadline + ro.window + ro.sample_interval * 3,
+            "unset: derived"
+        );
+        assert!(
+            !Genesis::render(&f).contains("progress_deadline"),
+            "unset is not written"
+        );
+        let mut f = file();
+        f.rollout.progress_deadline = Some(Duration::from_secs(15 * 60));
+        let g = parse(&f).expect("valid");
+        assert_eq!(
+            g.file().rollout.step_deadline(),
+            Duration::from_secs(15 * 60)
+        );
+        // Exactly the shortest is allowed; a second less is refused, naming the key.
+        let shortest = f.rollout.shortest_progress_deadline();
+        f.rollout.progress_deadline = Some(shortest);
+        assert!(parse(&f).is_ok());
+        f.rollout.progress_deadline = Some(shortest - Duration::from_secs(1));
+        match parse(&f) {
+            Err(GenesisError::Invalid { key, problem, .. }) => {
+                assert_eq!(key, "rollout.progress_deadline");
+                assert!(problem.contains("before it could be healthy"), "{problem}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|g| g.digest())),
+        }
     }
 
     #[test]

@@ -175,6 +175,15 @@ pub struct RolloutSection {
     /// Timeout of one call to an agent (must cover its hook's timeout).
     #[serde(default = "d_agent_call_timeout", with = "humantime_serde")]
     pub agent_call_timeout: Duration,
+    /// Progress deadline of each step of a promotion: a batch that has neither completed nor
+    /// failed this long after a validator saw it start is claimed stuck, and `f + 1` claims
+    /// roll the rollout back. Unset: deploy_deadline + window + 3 sample intervals.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub progress_deadline: Option<Duration>,
 }
 
 impl Default for RolloutSection {
@@ -184,6 +193,7 @@ impl Default for RolloutSection {
             sample_interval: d_sample_interval(),
             deploy_deadline: d_deploy_deadline(),
             agent_call_timeout: d_agent_call_timeout(),
+            progress_deadline: None,
         }
     }
 }
@@ -198,10 +208,17 @@ impl RolloutSection {
         n.clamp(1, u32::MAX as u128) as u32
     }
 
-    /// From when a validator sees a step until it claims missing data: the deploy deadline,
-    /// the window, and three sample intervals of slack.
+    /// From when a validator sees a step until it claims the step stuck: `progress_deadline`,
+    /// or by default the deploy deadline, the window, and three sample intervals of slack.
     pub fn step_deadline(&self) -> Duration {
-        self.deploy_deadline + self.window + self.sample_interval * 3
+        self.progress_deadline
+            .unwrap_or(self.deploy_deadline + self.window + self.sample_interval * 3)
+    }
+
+    /// The shortest progress deadline that leaves a batch time to earn a healthy verdict: a
+    /// window of samples and two sample intervals of slack.
+    pub fn shortest_progress_deadline(&self) -> Duration {
+        self.window + self.sample_interval * 2
     }
 }
 

@@ -463,7 +463,10 @@ impl Watcher {
                 }
             }));
         }
-        // 3. No healthy data by the deadline is a failure: claim it (the ledger needs f + 1).
+        // 3. The progress deadline: agents of the step with no healthy data by then are a
+        //    failure; claim them (the ledger needs f + 1). Agents healthy but unrecorded are
+        //    not claimed: recording them is the primary's work, and a primary that does not do
+        //    it is replaced by the stall claims below, not answered by a rollback.
         let deadline = self.step_seen_ms + self.settings.step_deadline_ms;
         if !self.claimed_no_data && now_ms >= deadline {
             let missing: Vec<String> = step

@@ -102,6 +102,7 @@ impl Ledger {
             ));
         }
         let claims = r.no_data.len();
+        let batch_no = r.completed + 1;
         let claimants: Vec<String> = r.no_data.iter().map(u32::to_string).collect();
         self.event(
             seq,
@@ -115,7 +116,9 @@ impl Ledger {
         );
         if claims >= needed {
             let why = format!(
-                "no healthy data from {} by the deadline (validators {})",
+                "batch {} missed its progress deadline: no healthy data recorded from {} \
+                 (validators {})",
+                batch_no,
                 agents.join(", "),
                 claimants.join(", ")
             );
