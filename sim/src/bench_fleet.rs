@@ -28,7 +28,7 @@ use scbe_core::governance::{Gates, Operation, Stage};
 use scbe_core::rollout::baseline::AnalysisSettings;
 use scbe_core::rollout::health::HealthThresholds;
 use scbe_core::rollout::order::{endorse, SignedOrder, ORDER_KIND};
-use scbe_core::rollout::plan::FleetAgent;
+use scbe_core::rollout::plan::{plan_agents, FleetAgent};
 use scbe_core::rollout::watcher::{StepView, WatchSettings, Watcher};
 use scbe_wire::fleet_client;
 use scbe_wire::governance_client::Client;
@@ -286,12 +286,19 @@ pub struct Trial {
     pub stages: Vec<Stage>,
     /// How canary steps are judged.
     pub analysis: AnalysisSettings,
+    /// After the stages complete, a manual rollback of every agent to v0 (a restore).
+    pub restore_after: bool,
 }
 
 /// How one promotion of a trial ended.
 #[derive(Clone, Debug)]
 pub struct TrialEnd {
+    /// The stage promoted to; for the restore, production.
     pub stage: Stage,
+    pub restore: bool,
+    /// Batches the rollout took, and the wall time of all its work in this process.
+    pub batches: usize,
+    pub wall: Duration,
     pub status: RolloutStatus,
     pub reason: String,
 }
@@ -308,6 +315,7 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         version: "r1".into(),
         stages: vec![Stage::Canary, Stage::Production],
         analysis: AnalysisSettings::default(),
+        restore_after: false,
     };
     let (result, ends, on) = run_trial(&trial)?;
     if let Some(e) = ends.iter().find(|e| e.status != RolloutStatus::Completed) {
@@ -317,6 +325,46 @@ pub fn large(n: usize) -> anyhow::Result<LargeResult> {
         bail!("agents run {on:?} after the production rollout");
     }
     Ok(result)
+}
+
+/// A fast rollback: `n` agents promoted to production, then all restored to v0 by a manual
+/// rollback. The restore's end (batches, wall time of all its work here) and the batches the
+/// promotion shape would have taken for the same agents.
+pub fn restore(n: usize) -> anyhow::Result<(TrialEnd, usize)> {
+    let trial = Trial {
+        agents: n,
+        // A short window: the promotions before are not what is measured.
+        window: Duration::from_secs(30),
+        sample: Duration::from_secs(10),
+        seed: 7,
+        drift: None,
+        version: "r1".into(),
+        stages: vec![Stage::Canary, Stage::Production],
+        analysis: AnalysisSettings::thresholds_only(),
+        restore_after: true,
+    };
+    let (_, ends, on) = run_trial(&trial)?;
+    let Some(end) = ends.into_iter().find(|e| e.restore) else {
+        bail!("the promotions before the restore did not complete");
+    };
+    if end.status != RolloutStatus::Completed {
+        bail!("the restore ended {:?}: {}", end.status, end.reason);
+    }
+    if on != BTreeSet::from(["v0".to_string()]) {
+        bail!("agents run {on:?} after the restore");
+    }
+    let everyone: BTreeSet<String> = (0..n).map(|i| format!("agent-{i:05}")).collect();
+    let fleet: Vec<FleetAgent> = everyone
+        .iter()
+        .enumerate()
+        .map(|(i, id)| FleetAgent {
+            id: id.clone(),
+            specialty: ["code_execute", "doc_plan", "memory_storage"][i % 3].into(),
+            key: Keypair::from_label(id).public(),
+            address: String::new(),
+        })
+        .collect();
+    Ok((end, plan_agents(&fleet, &everyone).len()))
 }
 
 /// Runs `t`: what it cost, how each promotion ended, and the versions the agents run after.
@@ -415,15 +463,28 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
         bail!("registration refused");
     }
     let mut ends = Vec::new();
-    for &stage in &t.stages {
-        sim.apply(
-            None,
-            &Operation::Promote {
+    let phases = t
+        .stages
+        .iter()
+        .map(|&s| (s, false))
+        .chain(t.restore_after.then_some((Stage::Production, true)));
+    for (stage, restore) in phases {
+        let (phase_wall, phase_batches) = (Instant::now(), batches);
+        let op = if restore {
+            Operation::Rollback {
+                target_version: "v0".into(),
+                reason: "bench: restore".into(),
+            }
+        } else {
+            Operation::Promote {
                 version: t.version.clone(),
                 to: stage,
                 rollback_to: "v0".into(),
-            },
-        );
+            }
+        };
+        if !sim.apply(None, &op) {
+            bail!("the ledger refused {}", op.name());
+        }
         sim.vote_all();
         loop {
             let view = StepView::of(&sim.ledgers[0]);
@@ -537,6 +598,9 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
             .ok_or_else(|| anyhow!("no rollout"))?;
         let end = TrialEnd {
             stage,
+            restore,
+            batches: batches - phase_batches,
+            wall: phase_wall.elapsed(),
             status: r.status,
             reason: r.reason.clone(),
         };
@@ -604,6 +668,7 @@ pub fn canary_rates(
                 drift: Some("drift".into()),
                 version: if drift { "r-drift" } else { "r-good" }.into(),
                 stages: vec![Stage::Canary],
+                restore_after: false,
                 analysis: analysis.clone(),
             };
             let (_, ends, _) = run_trial(&trial)?;

@@ -173,6 +173,10 @@ enum Command {
     },
     /// Propose putting a known-good version back on the whole fleet; waits for the votes.
     ///
+    /// The target may be any known-good version: the genesis's, and every release that
+    /// completed production. A restore skips the canary shape and analysis: it goes in batches
+    /// of up to 1,000 agents, each recorded once the agents acknowledge.
+    ///
     /// Exit status: 0 approved (the restore then runs batch by batch: follow it with
     /// `scbe watch --rollout N`), 1 rejected or expired, 2 error.
     Rollback {

@@ -1,7 +1,9 @@
 //! Rollout plans. Every replica derives the same plan from the same fleet: agents in id order,
 //! batch 1 is the first agent of every specialty, later batches double in size until the
 //! stage's target share of the fleet is reached (canary: 10%, at least one per specialty;
-//! production: everyone).
+//! production: everyone). A restore (a manual rollback to a known-good version) skips that
+//! shape: it puts back what already ran, so it goes in batches of up to
+//! [`RESTORE_BATCH_AGENTS`], in id order.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +43,25 @@ pub fn plan_agents(agents: &[FleetAgent], subset: &BTreeSet<String>) -> Vec<Vec<
     let chosen: Vec<&FleetAgent> = agents.iter().filter(|a| subset.contains(&a.id)).collect();
     let all = chosen.len();
     batches_of(chosen, all)
+}
+
+/// Largest batch of a restore. An order naming 1,000 agents is ~20 KB, well inside an order's
+/// limit, and the leader delivers a batch with bounded concurrency whatever its size.
+pub const RESTORE_BATCH_AGENTS: usize = 1000;
+
+/// A restore's batches over `subset`: the agents in id order, up to [`RESTORE_BATCH_AGENTS`] at
+/// a time (a restore of 1,000 agents is one batch; the promotion shape would take nine).
+pub fn plan_restore(agents: &[FleetAgent], subset: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let mut chosen: Vec<&str> = agents
+        .iter()
+        .filter(|a| subset.contains(&a.id))
+        .map(|a| a.id.as_str())
+        .collect();
+    chosen.sort_unstable();
+    chosen
+        .chunks(RESTORE_BATCH_AGENTS)
+        .map(|c| c.iter().map(|a| a.to_string()).collect())
+        .collect()
 }
 
 /// Batch 1 is the first agent (by id) of every specialty; later batches double until `share`
@@ -129,6 +150,26 @@ mod tests {
         assert_eq!(b[0], vec!["agent-010", "agent-011", "agent-012"]);
         assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 20);
         assert!(plan_agents(&fleet(5), &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn a_restore_goes_in_batches_of_up_to_a_thousand_in_id_order() {
+        let everyone: BTreeSet<String> = fleet(2500).into_iter().map(|a| a.id).collect();
+        let mut fleet = fleet(2500);
+        fleet.reverse();
+        let b = plan_restore(&fleet, &everyone);
+        assert_eq!(
+            b.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![1000, 1000, 500]
+        );
+        assert_eq!(b[0][0], "agent-000");
+        let all: Vec<&String> = b.iter().flatten().collect();
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "id order, each once");
+        let thousand: BTreeSet<String> = (0..1000).map(|i| format!("agent-{i:03}")).collect();
+        assert_eq!(plan_restore(&fleet, &thousand).len(), 1);
+        // The promotion shape would take nine batches for the same thousand.
+        assert_eq!(plan_agents(&fleet, &thousand).len(), 9);
+        assert!(plan_restore(&fleet, &BTreeSet::new()).is_empty());
     }
 
     #[test]

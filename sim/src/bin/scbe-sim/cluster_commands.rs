@@ -5,8 +5,13 @@ use std::process::ExitCode;
 
 use super::{runtime, self_launch};
 
-pub(crate) fn bench_fleet(agents: usize, runs: usize, skip_reaction: bool) -> ExitCode {
-    use scbe_sim::bench_fleet::{large, median, reaction};
+pub(crate) fn bench_fleet(
+    agents: usize,
+    runs: usize,
+    skip_reaction: bool,
+    restore_agents: usize,
+) -> ExitCode {
+    use scbe_sim::bench_fleet::{large, median, reaction, restore};
     let ms = |d: std::time::Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
     if !skip_reaction {
         let launch = match self_launch() {
@@ -34,6 +39,19 @@ pub(crate) fn bench_fleet(agents: usize, runs: usize, skip_reaction: bool) -> Ex
                     eprintln!("error: reaction benchmark: {e:#}");
                     return ExitCode::FAILURE;
                 }
+            }
+        }
+    }
+    if restore_agents > 0 {
+        match restore(restore_agents) {
+            Ok((end, promotion_batches)) => println!(
+                "\nfast rollback: {restore_agents} agents back on v0 in {} batch(es) (the promotion shape: {promotion_batches}); all the work in this process (4 ledgers, executor, agents) {}",
+                end.batches,
+                ms(end.wall)
+            ),
+            Err(e) => {
+                eprintln!("error: restore: {e:#}");
+                return ExitCode::FAILURE;
             }
         }
     }
@@ -443,7 +461,7 @@ pub(crate) fn canary_rates(
 }
 
 pub(crate) fn bench_orders(runs: usize) -> ExitCode {
-    let ms = |d: std::time::Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    let ms = |d: std::time::Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
     println!("order checks at an agent: 1 MiB orders, 4 validators, quorum 3, median of {runs}");
     println!("| order | endorsements | verdict | now | before the caps | ratio |");
     println!("|---|---|---|---|---|---|");

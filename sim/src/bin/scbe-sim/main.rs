@@ -129,9 +129,13 @@ enum Command {
         /// Degrading canaries per breach setting in the reaction benchmark.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Only the large rollout.
+        /// Only the large rollout (and the restore).
         #[arg(long)]
         skip_reaction: bool,
+        /// Agents of the fast-rollback measurement (a restore of every agent to v0 after a
+        /// production rollout); 0 skips it.
+        #[arg(long, default_value_t = 1000)]
+        restore_agents: usize,
     },
     /// Measure the canary comparison: seeded canaries of a good release (how many are rolled
     /// back: false positives) and of a drifting one, worse than the baseline yet inside every
@@ -210,7 +214,8 @@ fn main() -> ExitCode {
             agents,
             runs,
             skip_reaction,
-        } => bench_fleet(agents, runs, skip_reaction),
+            restore_agents,
+        } => bench_fleet(agents, runs, skip_reaction, restore_agents),
         Command::CanaryRates {
             trials,
             agents,

@@ -41,7 +41,7 @@ use crate::rollout::evidence::{
 };
 use crate::rollout::health::Verdict;
 use crate::rollout::order::{Order, OrderUnit};
-use crate::rollout::plan::{plan_agents, plan_batches};
+use crate::rollout::plan::{plan_batches, plan_restore};
 
 impl Ledger {
     /// Digest and units of a version: a registered release's, or the units the genesis lists
@@ -202,7 +202,7 @@ impl Ledger {
             .get(&Stage::Production)
             .cloned()
             .unwrap_or_default();
-        let batches = plan_agents(&self.state.agents, &agents);
+        let batches = plan_restore(&self.state.agents, &agents);
         let id = self.new_rollout(
             seq,
             proposal,
