@@ -106,6 +106,7 @@ pub async fn reaction(
                 version: version.clone(),
                 to: Stage::Canary,
                 rollback_to: "v0".into(),
+                pause_before: None,
             })
             .await?;
         let p = r
@@ -480,6 +481,7 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
                 version: t.version.clone(),
                 to: stage,
                 rollback_to: "v0".into(),
+                pause_before: None,
             }
         };
         if !sim.apply(None, &op) {

@@ -534,6 +534,7 @@ impl ReleaseScript {
                     Stage::Production
                 },
                 rollback_to: "v0".into(),
+                pause_before: None,
             }),
             Step::AwaitCanary | Step::AwaitProduction => {
                 let p = ledger.state().proposals.get(&self.proposal?)?;

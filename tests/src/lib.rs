@@ -400,6 +400,7 @@ impl Harness {
                     version: version.into(),
                     to,
                     rollback_to: "v0".into(),
+                    pause_before: None,
                 },
             )
             .await;

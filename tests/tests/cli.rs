@@ -166,6 +166,7 @@ async fn scbe_answers_the_question_asked() {
             version: "r7".into(),
             to: Stage::Production,
             rollback_to: "v0".into(),
+            pause_before: None,
         },
     );
     let first = c.submit(env.clone()).await.expect("decided").into_inner();

@@ -30,6 +30,7 @@ async fn a_promotion_is_decided_and_approved_by_the_validators_votes() {
                 version: "v1".into(),
                 to: Stage::Canary,
                 rollback_to: "v0".into(),
+                pause_before: None,
             },
         )
         .await;
@@ -214,6 +215,7 @@ async fn the_audit_log_replays_to_the_clusters_state_and_a_gap_swap_or_tamper_is
                 version: "v1".into(),
                 to: Stage::Canary,
                 rollback_to: "v0".into(),
+                pause_before: None,
             },
         )
         .await

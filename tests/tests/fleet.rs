@@ -333,27 +333,59 @@ async fn a_drifting_canary_inside_every_threshold_is_rolled_back_by_the_baseline
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scbe_abort_rolls_a_canary_back_by_vote() {
+async fn a_paused_canary_waits_for_scbe_approve_and_scbe_abort_rolls_it_back() {
     let mut h = Harness::start(fleet_options()).await;
-    h.register_and_promote("r6", Stage::Canary).await;
-    h.wait_summary(0, "canary in progress", ROLLOUT_DEADLINE, |s| {
-        rollout_is(s, 0, RolloutStatus::InProgress)
+    let voted = |o: std::process::Output| {
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success() && stdout.contains("votes:") && stdout.contains("APPROVED"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    h.register(0, "r6").await;
+    voted(h.scbe(
+        1,
+        &[
+            "propose",
+            "promote",
+            "--release",
+            "r6",
+            "--to",
+            "canary",
+            "--rollback-to",
+            "v0",
+            "--pause-before",
+            "1",
+        ],
+    ));
+    h.wait_summary(0, "canary paused before batch 1", ROLLOUT_DEADLINE, |s| {
+        s.rollout(0).is_some_and(|r| r.paused_before == Some(1))
     })
     .await;
-    let o = h.scbe(
+    let status = String::from_utf8_lossy(&h.scbe(2, &["status"]).stdout).to_string();
+    assert!(
+        status.contains("paused before batch 1: scbe approve --rollout 0"),
+        "{status}"
+    );
+    // Paused means no order: once every validator shows the pause, every agent still runs v0
+    // (the ledger derives no order while paused: ledger_pause_tests).
+    for v in 1..4 {
+        h.wait_summary(v, "paused everywhere", ROLLOUT_DEADLINE, |s| {
+            s.rollout(0).is_some_and(|r| r.paused_before == Some(1))
+        })
+        .await;
+    }
+    for i in 0..6 {
+        assert_eq!(h.describe(i).await.current_version, "v0", "agent {i}");
+    }
+    voted(h.scbe(1, &["approve", "--rollout", "0"]));
+    h.wait_agent_version(0, "r6", ROLLOUT_DEADLINE).await;
+    // Aborted by vote mid-canary: what it touched goes back to v0.
+    voted(h.scbe(
         1,
         &["abort", "--rollout", "0", "--reason", "wrong tokenizer"],
-    );
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        stdout.contains("votes:") && stdout.contains("APPROVED"),
-        "{stdout}"
-    );
+    ));
     let s = h
         .wait_summary(0, "aborted canary rolled back", ROLLOUT_DEADLINE, |s| {
             rollout_is(s, 0, RolloutStatus::RolledBack)
@@ -362,21 +394,23 @@ async fn scbe_abort_rolls_a_canary_back_by_vote() {
     let r = s.rollout(0).expect("rollout 0");
     assert!(
         r.reason
-            .starts_with("aborted by vote (proposal 1): wrong tokenizer"),
+            .starts_with("aborted by vote (proposal 2): wrong tokenizer"),
         "{r:?}"
     );
     assert_eq!(s.serving(Stage::Canary), None);
     for i in 0..6 {
         assert_eq!(h.describe(i).await.current_version, "v0", "agent {i}");
     }
-    // Nothing left to abort: refused, exit 1, with the reason.
-    let o = h.scbe(1, &["abort", "--rollout", "0"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("not in progress"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    // Nothing left to abort or approve: refused, exit 1, with the reason.
+    for (args, why) in [
+        (&["abort", "--rollout", "0"][..], "not in progress"),
+        (&["approve", "--rollout", "0"][..], "not paused"),
+    ] {
+        let o = h.scbe(1, args);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains(why), "{stdout}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,6 +251,7 @@ impl Cluster {
                     version: version.into(),
                     to,
                     rollback_to: rollback_to.into(),
+                    pause_before: None,
                 },
             )
             .await;

@@ -90,6 +90,10 @@ enum Propose {
         /// Known-good version to fall back to if the rollout degrades.
         #[arg(long, value_name = "VERSION")]
         rollback_to: String,
+        /// Deploy batches before N as usual, then wait for `scbe approve --rollout R` (a vote
+        /// of the validators) before batch N (1 = before anything is deployed).
+        #[arg(long, value_name = "N")]
+        pause_before: Option<u32>,
     },
     /// Propose a change to the fleet (admit, remove or update an agent); validators check it
     /// against their ledger's fleet and vote. Applied when approved, with no restart: the next
@@ -196,6 +200,14 @@ enum Command {
         #[arg(long, default_value = "aborted by an operator")]
         reason: String,
     },
+    /// Propose letting a rollout paused for approval (`propose promote --pause-before N`)
+    /// deploy its next batch; waits for the votes. At approval the batch starts.
+    ///
+    /// Exit status: 0 approved, 1 refused (not paused), rejected or expired, 2 error.
+    Approve {
+        #[arg(long, value_name = "N")]
+        rollout: u64,
+    },
     /// Follow the ledger's events (Sacred Tongue tagged) and rollouts' progress live.
     ///
     /// With --rollout N, follow that rollout until it ends: exit 0 completed, 1 rolled back or
@@ -258,6 +270,7 @@ fn main() -> ExitCode {
                     release,
                     to,
                     rollback_to,
+                    pause_before,
                 } => Ok(Operation::Promote {
                     version: release,
                     to: if to == "canary" {
@@ -266,6 +279,7 @@ fn main() -> ExitCode {
                         Stage::Production
                     },
                     rollback_to,
+                    pause_before,
                 }),
                 Propose::Agent { change } => {
                     match change {
@@ -311,6 +325,9 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        Command::Approve { rollout } => {
+            dial().and_then(|d| submit(&d, &cli.key, Operation::Approve { rollout }))
+        }
         Command::Abort { rollout, reason } => {
             dial().and_then(|d| submit(&d, &cli.key, Operation::Abort { rollout, reason }))
         }

@@ -29,7 +29,13 @@ pub fn rollout_line(r: &RolloutSummary) -> String {
         r.stage,
         r.status.name(),
     );
-    if r.status == RolloutStatus::InProgress {
+    if let Some(batch) = r.paused_before {
+        let _ = write!(
+            line,
+            " (paused before batch {batch}: scbe approve --rollout {} or scbe abort --rollout {})",
+            r.id, r.id
+        );
+    } else if r.status == RolloutStatus::InProgress {
         let _ = write!(
             line,
             " (batch {}: {} of {} recorded)",

@@ -86,6 +86,9 @@ pub struct RolloutSummary {
     /// The canary-against-baseline comparison, once its step ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
+    /// The batch it waits to be approved for (`scbe approve --rollout R`), while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_before: Option<u32>,
 }
 
 /// One agent: the version the ledger put it on and its latest verified health.
@@ -279,6 +282,9 @@ impl StatusSummary {
                     ProposalKind::Abort { rollout, reason } => {
                         format!("abort rollout {rollout}: {reason}")
                     }
+                    ProposalKind::Approve { rollout, batch } => {
+                        format!("approve batch {batch} of rollout {rollout}")
+                    }
                 },
                 status: p.status,
                 approvals: p.approvals(),
@@ -313,6 +319,7 @@ impl StatusSummary {
                 planned_seq: r.planned_seq,
                 ended_seq: r.ended_seq,
                 comparison: r.comparison.clone(),
+                paused_before: r.paused_before(),
             })
             .collect();
         let thresholds = &ledger.config().health;

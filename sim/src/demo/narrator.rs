@@ -72,6 +72,7 @@ impl Demo {
                 version: version.into(),
                 to,
                 rollback_to: rollback_to.into(),
+                pause_before: None,
             })
             .await?;
         let p = r.proposal.ok_or_else(|| anyhow!("no proposal opened"))?;

@@ -21,6 +21,7 @@ pub fn submit(cli_node: &Dial, key: &Option<PathBuf>, op: Operation) -> Result<E
         Operation::Promote { .. }
             | Operation::Rollback { .. }
             | Operation::Abort { .. }
+            | Operation::Approve { .. }
             | Operation::ProposeAgent { .. }
     );
     runtime()?.block_on(async {

@@ -70,6 +70,7 @@ fn an_admitted_agent_joins_the_next_rollout_and_its_evidence_counts() {
         version: "r1".into(),
         to: Stage::Production,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     assert!(o.accepted, "{:?}", o.reasons);
     let p = o.proposal.expect("proposal");

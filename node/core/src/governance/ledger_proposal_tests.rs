@@ -19,6 +19,7 @@ fn propose_canary(w: &mut World, version: &str) -> u64 {
         version: version.into(),
         to: Stage::Canary,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     assert!(o.accepted, "{:?}", o.reasons);
     o.proposal.expect("a proposal")
@@ -171,6 +172,7 @@ fn the_canary_recheck_passes_at_the_bound_and_is_made_for_production_only() {
         version: "r1".into(),
         to: Stage::Production,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     assert!(o.accepted, "{:?}", o.reasons);
     let p = o.proposal.expect("proposal");

@@ -292,6 +292,7 @@ fn manual_rollback_is_voted_and_restores_every_agent_batch_by_batch() {
             version: "v1".into(),
             to: Stage::Production,
             rollback_to: "v0".into(),
+            pause_before: None,
         })
         .proposal
         .expect("p");

@@ -74,6 +74,7 @@ fn releases_scbe_fuse_would_reject_are_refused_by_the_ledger() {
         version: "x".repeat(900_000),
         to: Stage::Canary,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     assert!(!o.accepted);
     assert!(
@@ -92,6 +93,7 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
         version: "v1".into(),
         to: Stage::Production,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     assert_eq!(
         skip.reasons,
@@ -101,6 +103,7 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
         version: "v1".into(),
         to: Stage::Canary,
         rollback_to: "v9".into(),
+        pause_before: None,
     });
     assert_eq!(
         no_plan.reasons,
@@ -112,6 +115,7 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
             version: "v1".into(),
             to: Stage::Canary,
             rollback_to: "v0".into(),
+            pause_before: None,
         },
     );
     assert!(!by_validator.accepted);
@@ -119,7 +123,8 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
         w.request(Operation::Promote {
             version: "v1".into(),
             to: Stage::Canary,
-            rollback_to: "v0".into()
+            rollback_to: "v0".into(),
+            pause_before: None,
         })
         .accepted
     );
@@ -144,6 +149,7 @@ fn canary_to_production_end_to_end_makes_the_version_known_good() {
         version: "v1".into(),
         to: Stage::Production,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     let p = o.proposal.expect("proposal");
     assert_eq!(
@@ -169,6 +175,7 @@ fn one_rollout_holds_the_fleet_at_a_time() {
         version: "v2".into(),
         to: Stage::Canary,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     assert!(!o.accepted, "canary rollout of v1 still in progress");
     assert!(
@@ -180,6 +187,7 @@ fn one_rollout_holds_the_fleet_at_a_time() {
         version: "v1".into(),
         to: Stage::Production,
         rollback_to: "v0".into(),
+        pause_before: None,
     });
     assert!(
         !o.accepted,
@@ -212,6 +220,7 @@ fn rejected_once_approval_is_impossible() {
             version: "v1".into(),
             to: Stage::Canary,
             rollback_to: "v0".into(),
+            pause_before: None,
         })
         .proposal
         .expect("p");
@@ -239,6 +248,7 @@ fn proposals_expire_after_the_vote_window_in_ledger_time() {
             version: "v1".into(),
             to: Stage::Canary,
             rollback_to: "v0".into(),
+            pause_before: None,
         })
         .proposal
         .expect("p");
@@ -278,6 +288,7 @@ fn run_votes(vs: &[(u32, bool)]) -> (World, u64) {
             version: "v1".into(),
             to: Stage::Canary,
             rollback_to: "v0".into(),
+            pause_before: None,
         })
         .proposal
         .expect("p");
@@ -546,6 +557,7 @@ fn the_replica_applies_signed_requests_as_their_principals() {
         version: "v1".into(),
         to: Stage::Canary,
         rollback_to: "v0".into(),
+        pause_before: None,
     };
     w.ledger
         .apply(Seq(2), &seal(&promote, 2, &requester, Principal::Requester));

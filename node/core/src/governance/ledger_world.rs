@@ -281,6 +281,7 @@ impl World {
             version: version.into(),
             to: Stage::Canary,
             rollback_to: "v0".into(),
+            pause_before: None,
         });
         assert!(o.accepted, "{:?}", o.reasons);
         let p = o.proposal.expect("proposal");

@@ -23,6 +23,9 @@ pub enum Operation {
         version: String,
         to: Stage,
         rollback_to: String,
+        /// Batch (1-based) that waits for `Approve` before it is deployed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pause_before: Option<u32>,
     },
     /// Propose putting a known-good version back on the whole fleet.
     Rollback {
@@ -31,6 +34,8 @@ pub enum Operation {
     },
     /// Propose aborting a promotion in progress: at approval it rolls back what it touched.
     Abort { rollout: u64, reason: String },
+    /// Propose letting a rollout paused before a batch (`pause_before`) go on.
+    Approve { rollout: u64 },
     /// Propose a change to the fleet's membership (admit, remove or update an agent).
     ProposeAgent { change: super::ledger::AgentChange },
     /// A validator's vote on a proposal.
@@ -110,6 +115,7 @@ impl Operation {
             Operation::Promote { .. } => "promote",
             Operation::Rollback { .. } => "rollback",
             Operation::Abort { .. } => "abort",
+            Operation::Approve { .. } => "approve",
             Operation::ProposeAgent { .. } => "propose_agent",
             Operation::Vote { .. } => "vote",
             Operation::AutoRollback { .. } => "auto_rollback",

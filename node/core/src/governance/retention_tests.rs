@@ -35,6 +35,7 @@ fn apply(w: &mut World, ops: &[(u8, u64)]) {
                 version: "v1".into(),
                 to: super::stage::Stage::Canary,
                 rollback_to: "v0".into(),
+                pause_before: None,
             },
             2 => Operation::Vote {
                 proposal: x,

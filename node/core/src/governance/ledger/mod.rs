@@ -12,6 +12,8 @@
 //! - `Rollback` (requester): to a known-good version; opens a proposal.
 //! - `Abort` (requester): stop a promotion in progress (`aborts.rs`); opens a proposal; at
 //!   approval the rollout rolls back as on degraded evidence.
+//! - `Approve` (requester): let a rollout paused before a batch (`Promote`'s `pause_before`)
+//!   deploy it (`pauses.rs`); opens a proposal; the batch starts at approval.
 //! - `ProposeAgent` (requester): admit, remove or update an agent (`membership.rs`); opens a
 //!   proposal; applied at approval.
 //! - `Vote` (validator): one per validator per proposal; approved at `q` approvals, rejected
@@ -33,6 +35,7 @@ mod canary_analysis;
 pub mod entry_map;
 pub mod journal;
 pub mod membership;
+mod pauses;
 mod proposals;
 mod rollbacks;
 mod rollouts;
@@ -270,11 +273,12 @@ impl Ledger {
                 version,
                 to,
                 rollback_to,
+                pause_before,
             } => {
                 if validator.is_some() {
                     return reject("promotions are proposed by release requesters, not validators");
                 }
-                out.proposal = Some(self.promote(seq, version, to, rollback_to)?);
+                out.proposal = Some(self.promote(seq, version, to, rollback_to, pause_before)?);
                 Ok(())
             }
             Operation::Rollback {
@@ -285,6 +289,14 @@ impl Ledger {
                     return reject("manual rollbacks are proposed by release requesters; validators use auto_rollback with evidence");
                 }
                 out.proposal = Some(self.rollback(seq, target_version, reason)?);
+                Ok(())
+            }
+            Operation::Approve { rollout } => {
+                if validator.is_some() {
+                    return reject("a paused rollout is approved by release requesters' proposal and validators' votes");
+                }
+                out.rollout = Some(rollout);
+                out.proposal = Some(self.propose_approve(seq, rollout)?);
                 Ok(())
             }
             Operation::Abort { rollout, reason } => {

@@ -10,6 +10,7 @@ use super::{reject, Ledger, Rejection};
 use crate::governance::admission;
 use crate::governance::release::FusedRelease;
 use crate::governance::stage::{Stage, Tongue};
+use crate::rollout::plan::plan_batches;
 
 impl Ledger {
     /// Proposals whose vote window has passed expire, at the same sequence number everywhere.
@@ -118,6 +119,7 @@ impl Ledger {
         version: String,
         to: Stage,
         rollback_to: String,
+        pause_before: Option<u32>,
     ) -> Result<u64, Rejection> {
         // Checked first, so nothing unbounded is echoed into outcomes or events.
         let refused: Vec<String> = [("version", &version), ("rollback_to", &rollback_to)]
@@ -159,6 +161,14 @@ impl Ledger {
                 p.id
             ));
         }
+        if let Some(n) = pause_before {
+            let batches = plan_batches(&self.state.agents, to).batches.len() as u32;
+            if n == 0 || n > batches {
+                return reject(format!(
+                    "pause_before {n}: the {to} plan has batches 1 to {batches}"
+                ));
+            }
+        }
         let id = self.open_proposal(
             seq,
             ProposalKind::Promote {
@@ -166,6 +176,7 @@ impl Ledger {
                 from,
                 to,
                 rollback_to: rollback_to.clone(),
+                pause_before,
             },
         );
         self.event(
@@ -330,7 +341,12 @@ impl Ledger {
                 from,
                 to,
                 rollback_to,
-            } => self.start_promotion(seq, proposal, version, from, to, rollback_to),
+                pause_before,
+            } => {
+                let id = self.start_promotion(seq, proposal, version, from, to, rollback_to);
+                self.pause_before(seq, id, pause_before);
+                id
+            }
             ProposalKind::Rollback {
                 target_version,
                 reason,
@@ -341,6 +357,9 @@ impl Ledger {
             }
             ProposalKind::Abort { rollout, reason } => {
                 return self.apply_abort(seq, proposal, rollout, reason);
+            }
+            ProposalKind::Approve { rollout, batch } => {
+                return self.apply_approve(seq, proposal, rollout, batch);
             }
         };
         if let Some(p) = self.state.proposals.get_mut(&proposal) {
@@ -363,6 +382,7 @@ impl Ledger {
                 from,
                 to,
                 rollback_to,
+                ..
             } => {
                 match self.state.releases.get(version) {
                     None => reasons.push(format!("unknown release {version}")),
@@ -388,6 +408,9 @@ impl Ledger {
             }
             ProposalKind::Agent { change } => reasons.extend(self.check_agent_change(change)),
             ProposalKind::Abort { rollout, .. } => reasons.extend(self.check_abort(*rollout)),
+            ProposalKind::Approve { rollout, batch } => {
+                reasons.extend(self.check_approve(*rollout, Some(*batch)))
+            }
         }
         if reasons.is_empty() {
             (true, vec!["all checks pass".into()])

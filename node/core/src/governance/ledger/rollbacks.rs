@@ -151,6 +151,11 @@ impl Ledger {
             format!("rollout:{id}"),
             format!("{version} -> {rollback_to} on {count} agents: {reason}"),
         );
+        // Nothing was touched (a rollout stopped while paused before its first batch): there
+        // is nothing to order back, and the rollback is over.
+        if count == 0 {
+            self.finish_rollback(seq, id, &rollback_to);
+        }
     }
 
     pub(super) fn rollback_done(
@@ -204,6 +209,16 @@ impl Ledger {
             );
             return Ok(());
         }
+        self.finish_rollback(seq, id, &rollback_to);
+        Ok(())
+    }
+
+    /// Every touched agent is back on `rollback_to`: the rollout ends rolled back and the
+    /// release returns to staging.
+    fn finish_rollback(&mut self, seq: u64, id: u64, rollback_to: &str) {
+        let Some(r) = self.state.rollouts.get(&id) else {
+            return;
+        };
         let (version, count) = (r.version.clone(), r.rollback_agents.len());
         let reason = r.reason.clone();
         self.end(seq, id, RolloutStatus::RolledBack, reason);
@@ -220,6 +235,5 @@ impl Ledger {
             format!("rollout:{id}"),
             format!("all {count} touched agents back on {rollback_to} (from {version})"),
         );
-        Ok(())
     }
 }

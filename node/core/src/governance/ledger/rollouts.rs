@@ -109,6 +109,7 @@ impl Ledger {
                 replace_view: None,
                 reason: String::new(),
                 ended_seq: None,
+                pause_before: None,
             },
         );
         id
@@ -480,6 +481,8 @@ impl Ledger {
         );
         if last {
             self.complete(seq, id);
+        } else {
+            self.announce_pause(seq, id);
         }
         Ok(())
     }

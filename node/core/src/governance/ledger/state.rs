@@ -43,6 +43,8 @@ pub enum ProposalKind {
         from: Stage,
         to: Stage,
         rollback_to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pause_before: Option<u32>,
     },
     Rollback {
         target_version: String,
@@ -54,6 +56,8 @@ pub enum ProposalKind {
     },
     /// Stop a promotion in progress and roll back what it touched.
     Abort { rollout: u64, reason: String },
+    /// Let rollout `rollout`, paused before `batch`, deploy it.
+    Approve { rollout: u64, batch: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -174,15 +178,26 @@ pub struct Rollout {
     /// Why it failed or rolled back.
     pub reason: String,
     pub ended_seq: Option<u64>,
+    /// The batch (1-based) that waits for an approved `Approve` before it is deployed; cleared
+    /// by the approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_before: Option<u32>,
 }
 
 impl Rollout {
-    /// Agents of the batch being deployed, if any.
+    /// Agents of the batch being deployed, if any (none while paused for approval).
     pub fn current_batch(&self) -> Option<&[String]> {
-        if self.status != RolloutStatus::InProgress {
+        if self.status != RolloutStatus::InProgress || self.paused_before().is_some() {
             return None;
         }
         self.batches.get(self.completed as usize).map(Vec::as_slice)
+    }
+
+    /// The batch this rollout waits to be approved for, while it waits.
+    pub fn paused_before(&self) -> Option<u32> {
+        let next = self.completed + 1;
+        (self.status == RolloutStatus::InProgress && self.pause_before == Some(next))
+            .then_some(next)
     }
 
     pub fn total_agents(&self) -> usize {

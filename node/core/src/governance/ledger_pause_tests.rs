@@ -1,0 +1,161 @@
+//! Rollouts paused for approval: `pause_before` bounds, no order while paused, `Approve` by
+//! vote starting the batch at its own seq, and an abort of a rollout paused before anything was
+//! touched ending at once.
+
+use super::ledger::{ProposalStatus, RolloutStatus, Signer};
+use super::ledger_world::{release, World};
+use super::{Operation, Stage};
+
+/// Registers `version` and proposes it to canary pausing before `pause`; the outcome's reasons
+/// when refused, else the approved rollout.
+fn promote_paused(w: &mut World, version: &str, pause: u32) -> Result<u64, Vec<String>> {
+    let o = w.request(Operation::RegisterRelease {
+        release: release(version),
+    });
+    assert!(o.accepted || o.reasons.iter().any(|r| r.contains("already")));
+    let o = w.request(Operation::Promote {
+        version: version.into(),
+        to: Stage::Canary,
+        rollback_to: "v0".into(),
+        pause_before: Some(pause),
+    });
+    if !o.accepted {
+        return Err(o.reasons);
+    }
+    let p = o.proposal.expect("proposal");
+    let mut rollout = None;
+    for v in 0..3 {
+        rollout = rollout.or(w.vote(v, p, true).rollout);
+    }
+    Ok(rollout.expect("approved at quorum"))
+}
+
+fn events(w: &World, kind: &str) -> Vec<String> {
+    w.ledger
+        .journal()
+        .events
+        .iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.detail.clone())
+        .collect()
+}
+
+#[test]
+fn a_paused_rollout_sends_nothing_until_an_approval_is_voted() {
+    let mut w = World::new();
+    let batches = {
+        let plan = crate::rollout::plan::plan_batches(&w.ledger.state().agents, Stage::Canary);
+        plan.batches.len() as u32
+    };
+    for bad in [0, batches + 1] {
+        let refused = promote_paused(&mut w, "r1", bad).expect_err("out of the plan");
+        assert_eq!(
+            refused,
+            vec![format!(
+                "pause_before {bad}: the canary plan has batches 1 to {batches}"
+            )]
+        );
+    }
+    let r = promote_paused(&mut w, "r1", 1).expect("accepted");
+    let ro = &w.ledger.state().rollouts[&r];
+    assert_eq!(ro.status, RolloutStatus::InProgress);
+    assert_eq!(ro.paused_before(), Some(1));
+    assert!(w.ledger.current_order(r).is_none(), "no order while paused");
+    assert_eq!(
+        events(&w, "rollout_paused"),
+        vec![format!(
+            "before batch 1 of {batches}: waiting for approval (scbe approve --rollout {r})"
+        )]
+    );
+    // Nothing can be recorded for the waiting batch.
+    let agent = w.agent_index(&ro.batches[0][0]);
+    let early = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout: r,
+            batch: 1,
+            acks: vec![w.ack(agent, r, "r1")],
+            reports: vec![w.health(agent, r, "r1", 0.9)],
+            baseline: Vec::new(),
+        },
+    );
+    assert!(!early.accepted);
+    // Validators vote on approvals; they do not propose them.
+    assert!(
+        !w.submit(Signer::Validator(0), &Operation::Approve { rollout: r })
+            .accepted
+    );
+    let o = w.request(Operation::Approve { rollout: r });
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("proposal");
+    assert_eq!(
+        w.ledger.evaluate(p),
+        (true, vec!["all checks pass".to_string()])
+    );
+    let again = w.request(Operation::Approve { rollout: r });
+    assert_eq!(
+        again.reasons,
+        vec![format!("approval proposal {p} is still being voted on")]
+    );
+    for v in 0..2 {
+        w.vote(v, p, true);
+    }
+    assert!(
+        w.ledger.current_order(r).is_none(),
+        "below quorum: still paused"
+    );
+    w.vote(2, p, true);
+    assert_eq!(
+        w.ledger.state().proposals[&p].status,
+        ProposalStatus::Approved
+    );
+    let decided = w.ledger.state().proposals[&p].decided_seq.expect("decided");
+    let order = w.ledger.current_order(r).expect("the batch starts");
+    assert_eq!((order.batch, order.issued_seq), (1, decided));
+    assert_eq!(events(&w, "rollout_resumed").len(), 1);
+    w.complete_batches(r, "r1");
+    assert_eq!(
+        w.ledger.state().rollouts[&r].status,
+        RolloutStatus::Completed
+    );
+    let done = w.request(Operation::Approve { rollout: r });
+    assert_eq!(
+        done.reasons,
+        vec![format!(
+            "rollout {r} is completed and not paused; nothing to approve"
+        )]
+    );
+}
+
+#[test]
+fn aborting_a_rollout_paused_before_anything_ends_it_at_once() {
+    let mut w = World::new();
+    let r = promote_paused(&mut w, "r1", 1).expect("accepted");
+    let p = w
+        .request(Operation::Abort {
+            rollout: r,
+            reason: "not today".into(),
+        })
+        .proposal
+        .expect("proposal");
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    let ro = &w.ledger.state().rollouts[&r];
+    assert_eq!(ro.status, RolloutStatus::RolledBack, "{}", ro.reason);
+    assert!(ro.rollback_agents.is_empty());
+    assert!(w
+        .ledger
+        .state()
+        .rollouts
+        .values()
+        .all(|r| r.current_batch().is_none()));
+    // The fleet is free again: the next promotion is accepted.
+    let o = w.request(Operation::Promote {
+        version: "r1".into(),
+        to: Stage::Canary,
+        rollback_to: "v0".into(),
+        pause_before: None,
+    });
+    assert!(o.accepted, "{:?}", o.reasons);
+}
