@@ -107,6 +107,7 @@ pub async fn reaction(
                 to: Stage::Canary,
                 rollback_to: "v0".into(),
                 pause_before: None,
+                steps: Vec::new(),
             })
             .await?;
         let p = r
@@ -482,6 +483,7 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
                 to: stage,
                 rollback_to: "v0".into(),
                 pause_before: None,
+                steps: Vec::new(),
             }
         };
         if !sim.apply(None, &op) {

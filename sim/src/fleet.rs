@@ -535,6 +535,7 @@ impl ReleaseScript {
                 },
                 rollback_to: "v0".into(),
                 pause_before: None,
+                steps: Vec::new(),
             }),
             Step::AwaitCanary | Step::AwaitProduction => {
                 let p = ledger.state().proposals.get(&self.proposal?)?;

@@ -401,6 +401,7 @@ impl Harness {
                     to,
                     rollback_to: "v0".into(),
                     pause_before: None,
+                    steps: Vec::new(),
                 },
             )
             .await;

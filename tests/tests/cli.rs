@@ -167,6 +167,7 @@ async fn scbe_answers_the_question_asked() {
             to: Stage::Production,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         },
     );
     let first = c.submit(env.clone()).await.expect("decided").into_inner();

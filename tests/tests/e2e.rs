@@ -31,6 +31,7 @@ async fn a_promotion_is_decided_and_approved_by_the_validators_votes() {
                 to: Stage::Canary,
                 rollback_to: "v0".into(),
                 pause_before: None,
+                steps: Vec::new(),
             },
         )
         .await;
@@ -216,6 +217,7 @@ async fn the_audit_log_replays_to_the_clusters_state_and_a_gap_swap_or_tamper_is
                 to: Stage::Canary,
                 rollback_to: "v0".into(),
                 pause_before: None,
+                steps: Vec::new(),
             },
         )
         .await

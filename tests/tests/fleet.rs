@@ -53,12 +53,29 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
             "agent {i} is not in the canary"
         );
     }
-    h.register_and_promote("r1", Stage::Production).await;
+    // Production in the shape the requester asked for: 17%, 50%, then everyone.
+    let o = h.scbe(
+        1,
+        &[
+            "propose",
+            "promote",
+            "--release",
+            "r1",
+            "--to",
+            "production",
+            "--rollback-to",
+            "v0",
+            "--steps",
+            "17,50,100",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let s = h
         .wait_summary(2, "production completed", ROLLOUT_DEADLINE, |s| {
             rollout_is(s, 1, RolloutStatus::Completed)
         })
         .await;
+    assert_eq!(s.rollout(1).map(|r| r.batches.clone()), Some(vec![2, 1, 3]));
     assert_eq!(s.serving(Stage::Production), Some("r1"));
     assert!(s.known_good.contains("r1"));
     for i in 0..6 {

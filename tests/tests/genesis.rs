@@ -78,6 +78,7 @@ async fn a_validator_with_an_edited_genesis_is_refused_and_the_others_keep_decid
                 to: scbe_core::governance::Stage::Canary,
                 rollback_to: "v0".into(),
                 pause_before: None,
+                steps: Vec::new(),
             },
         )
         .await

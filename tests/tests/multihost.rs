@@ -252,6 +252,7 @@ impl Cluster {
                     to,
                     rollback_to: rollback_to.into(),
                     pause_before: None,
+                    steps: Vec::new(),
                 },
             )
             .await;

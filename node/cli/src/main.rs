@@ -94,6 +94,11 @@ enum Propose {
         /// of the validators) before batch N (1 = before anything is deployed).
         #[arg(long, value_name = "N")]
         pause_before: Option<u32>,
+        /// The rollout's shape: cumulative percent of the fleet after each step, e.g.
+        /// `10,25,50,100` (the last is the stage's share: canary 10, production 100). A canary
+        /// keeps one agent per specialty as its first batch. Default: batches that double.
+        #[arg(long, value_delimiter = ',', value_name = "PERCENTS")]
+        steps: Vec<u32>,
     },
     /// Propose a change to the fleet (admit, remove or update an agent); validators check it
     /// against their ledger's fleet and vote. Applied when approved, with no restart: the next
@@ -271,6 +276,7 @@ fn main() -> ExitCode {
                     to,
                     rollback_to,
                     pause_before,
+                    steps,
                 } => Ok(Operation::Promote {
                     version: release,
                     to: if to == "canary" {
@@ -280,6 +286,7 @@ fn main() -> ExitCode {
                     },
                     rollback_to,
                     pause_before,
+                    steps,
                 }),
                 Propose::Agent { change } => {
                     match change {

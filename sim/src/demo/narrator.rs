@@ -73,6 +73,7 @@ impl Demo {
                 to,
                 rollback_to: rollback_to.into(),
                 pause_before: None,
+                steps: Vec::new(),
             })
             .await?;
         let p = r.proposal.ok_or_else(|| anyhow!("no proposal opened"))?;

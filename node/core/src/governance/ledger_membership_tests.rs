@@ -71,6 +71,7 @@ fn an_admitted_agent_joins_the_next_rollout_and_its_evidence_counts() {
         to: Stage::Production,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert!(o.accepted, "{:?}", o.reasons);
     let p = o.proposal.expect("proposal");

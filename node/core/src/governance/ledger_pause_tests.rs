@@ -1,6 +1,6 @@
-//! Rollouts paused for approval: `pause_before` bounds, no order while paused, `Approve` by
-//! vote starting the batch at its own seq, and an abort of a rollout paused before anything was
-//! touched ending at once.
+//! Rollout shapes and controls: `steps` shaping a promotion's batches, `pause_before` bounds,
+//! no order while paused, `Approve` by vote starting the batch at its own seq, and an abort of a
+//! rollout paused before anything was touched ending at once.
 
 use super::ledger::{ProposalStatus, RolloutStatus, Signer};
 use super::ledger_world::{release, World};
@@ -18,6 +18,7 @@ fn promote_paused(w: &mut World, version: &str, pause: u32) -> Result<u64, Vec<S
         to: Stage::Canary,
         rollback_to: "v0".into(),
         pause_before: Some(pause),
+        steps: Vec::new(),
     });
     if !o.accepted {
         return Err(o.reasons);
@@ -156,6 +157,48 @@ fn aborting_a_rollout_paused_before_anything_ends_it_at_once() {
         to: Stage::Canary,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert!(o.accepted, "{:?}", o.reasons);
+}
+
+#[test]
+fn steps_shape_the_promotion_and_a_shape_off_the_stage_share_is_refused() {
+    let mut w = World::new();
+    let o = w.request(Operation::RegisterRelease {
+        release: release("r1"),
+    });
+    assert!(o.accepted);
+    let promote = |steps: Vec<u32>| Operation::Promote {
+        version: "r1".into(),
+        to: Stage::Canary,
+        rollback_to: "v0".into(),
+        pause_before: None,
+        steps,
+    };
+    let o = w.request(promote(vec![5, 20]));
+    assert_eq!(
+        o.reasons,
+        vec![
+            "steps: the last must be 10, the canary stage's share of the fleet, not 20".to_string()
+        ]
+    );
+    let o = w.request(promote(vec![10, 5]));
+    assert!(!o.accepted);
+    let o = w.request(promote(vec![5, 10]));
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("proposal");
+    let mut rollout = None;
+    for v in 0..3 {
+        rollout = rollout.or(w.vote(v, p, true).rollout);
+    }
+    let r = rollout.expect("approved");
+    let expected =
+        crate::rollout::plan::plan_steps(&w.ledger.state().agents, Stage::Canary, &[5, 10]);
+    assert_eq!(w.ledger.state().rollouts[&r].batches, expected.batches);
+    w.complete_batches(r, "r1");
+    assert_eq!(
+        w.ledger.state().rollouts[&r].status,
+        RolloutStatus::Completed
+    );
 }

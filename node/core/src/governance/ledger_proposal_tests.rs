@@ -20,6 +20,7 @@ fn propose_canary(w: &mut World, version: &str) -> u64 {
         to: Stage::Canary,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert!(o.accepted, "{:?}", o.reasons);
     o.proposal.expect("a proposal")
@@ -173,6 +174,7 @@ fn the_canary_recheck_passes_at_the_bound_and_is_made_for_production_only() {
         to: Stage::Production,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert!(o.accepted, "{:?}", o.reasons);
     let p = o.proposal.expect("proposal");

@@ -293,6 +293,7 @@ fn manual_rollback_is_voted_and_restores_every_agent_batch_by_batch() {
             to: Stage::Production,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         })
         .proposal
         .expect("p");

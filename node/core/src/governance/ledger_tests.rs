@@ -75,6 +75,7 @@ fn releases_scbe_fuse_would_reject_are_refused_by_the_ledger() {
         to: Stage::Canary,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert!(!o.accepted);
     assert!(
@@ -94,6 +95,7 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
         to: Stage::Production,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert_eq!(
         skip.reasons,
@@ -104,6 +106,7 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
         to: Stage::Canary,
         rollback_to: "v9".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert_eq!(
         no_plan.reasons,
@@ -116,6 +119,7 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
             to: Stage::Canary,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         },
     );
     assert!(!by_validator.accepted);
@@ -125,6 +129,7 @@ fn promotion_rules_no_skipping_and_a_known_good_rollback_plan() {
             to: Stage::Canary,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         })
         .accepted
     );
@@ -150,6 +155,7 @@ fn canary_to_production_end_to_end_makes_the_version_known_good() {
         to: Stage::Production,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     let p = o.proposal.expect("proposal");
     assert_eq!(
@@ -176,6 +182,7 @@ fn one_rollout_holds_the_fleet_at_a_time() {
         to: Stage::Canary,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert!(!o.accepted, "canary rollout of v1 still in progress");
     assert!(
@@ -188,6 +195,7 @@ fn one_rollout_holds_the_fleet_at_a_time() {
         to: Stage::Production,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     });
     assert!(
         !o.accepted,
@@ -221,6 +229,7 @@ fn rejected_once_approval_is_impossible() {
             to: Stage::Canary,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         })
         .proposal
         .expect("p");
@@ -249,6 +258,7 @@ fn proposals_expire_after_the_vote_window_in_ledger_time() {
             to: Stage::Canary,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         })
         .proposal
         .expect("p");
@@ -289,6 +299,7 @@ fn run_votes(vs: &[(u32, bool)]) -> (World, u64) {
             to: Stage::Canary,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         })
         .proposal
         .expect("p");
@@ -558,6 +569,7 @@ fn the_replica_applies_signed_requests_as_their_principals() {
         to: Stage::Canary,
         rollback_to: "v0".into(),
         pause_before: None,
+        steps: Vec::new(),
     };
     w.ledger
         .apply(Seq(2), &seal(&promote, 2, &requester, Principal::Requester));

@@ -282,6 +282,7 @@ impl World {
             to: Stage::Canary,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         });
         assert!(o.accepted, "{:?}", o.reasons);
         let p = o.proposal.expect("proposal");

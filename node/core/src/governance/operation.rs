@@ -26,6 +26,10 @@ pub enum Operation {
         /// Batch (1-based) that waits for `Approve` before it is deployed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pause_before: Option<u32>,
+        /// The rollout's shape: cumulative percent of the fleet after each step (the last is
+        /// the stage's share); empty: the default doubling batches.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<u32>,
     },
     /// Propose putting a known-good version back on the whole fleet.
     Rollback {

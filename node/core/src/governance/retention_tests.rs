@@ -36,6 +36,7 @@ fn apply(w: &mut World, ops: &[(u8, u64)]) {
                 to: super::stage::Stage::Canary,
                 rollback_to: "v0".into(),
                 pause_before: None,
+                steps: Vec::new(),
             },
             2 => Operation::Vote {
                 proposal: x,

@@ -37,6 +37,73 @@ pub fn plan_batches(agents: &[FleetAgent], stage: Stage) -> Plan {
     }
 }
 
+/// Most steps a rollout's shape may have.
+pub const MAX_STEPS: usize = 20;
+
+/// Why `steps` is not a shape for `stage` (`None`: it is): strictly increasing percents of the
+/// fleet, the last being the stage's share.
+pub fn check_steps(steps: &[u32], stage: Stage) -> Option<String> {
+    let share = stage.target_percent();
+    if steps.len() > MAX_STEPS {
+        return Some(format!("steps: at most {MAX_STEPS}, not {}", steps.len()));
+    }
+    if steps.iter().any(|&p| p == 0 || p > 100) || steps.windows(2).any(|w| w[0] >= w[1]) {
+        return Some("steps must be strictly increasing percents from 1 to 100".into());
+    }
+    match steps.last() {
+        Some(&last) if last != share => Some(format!(
+            "steps: the last must be {share}, the {stage} stage's share of the fleet, not {last}"
+        )),
+        _ => None,
+    }
+}
+
+/// A rollout with the given shape: after step `k`, `steps[k]` percent of the fleet (rounded
+/// up) has the release. A canary keeps one agent per specialty as its first batch; a step that
+/// adds nobody (a small fleet) is skipped. Empty `steps`: [`plan_batches`].
+pub fn plan_steps(agents: &[FleetAgent], stage: Stage, steps: &[u32]) -> Plan {
+    if steps.is_empty() {
+        return plan_batches(agents, stage);
+    }
+    let mut sorted: Vec<&FleetAgent> = agents.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut order: Vec<&str> = Vec::with_capacity(sorted.len());
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    if stage == Stage::Canary {
+        let mut seen = BTreeSet::new();
+        let first: Vec<&str> = sorted
+            .iter()
+            .filter(|a| seen.insert(a.specialty.as_str()))
+            .map(|a| a.id.as_str())
+            .collect();
+        batches.push(first.iter().map(|a| a.to_string()).collect());
+        order.extend(first.iter().copied());
+        order.extend(
+            sorted
+                .iter()
+                .map(|a| a.id.as_str())
+                .filter(|a| !first.contains(a)),
+        );
+    } else {
+        order.extend(sorted.iter().map(|a| a.id.as_str()));
+    }
+    let mut planned: usize = batches.iter().map(Vec::len).sum();
+    for &p in steps {
+        let target = (order.len() * p as usize).div_ceil(100).min(order.len());
+        if target > planned {
+            batches.push(
+                order[planned..target]
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+            );
+            planned = target;
+        }
+    }
+    batches.retain(|b| !b.is_empty());
+    Plan { batches }
+}
+
 /// Batches over a subset of the fleet (a manual rollback restores only the agents not on the
 /// target version): the same shape, covering all of the subset.
 pub fn plan_agents(agents: &[FleetAgent], subset: &BTreeSet<String>) -> Vec<Vec<String>> {
@@ -170,6 +237,55 @@ mod tests {
         // The promotion shape would take nine batches for the same thousand.
         assert_eq!(plan_agents(&fleet, &thousand).len(), 9);
         assert!(plan_restore(&fleet, &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn steps_shape_the_batches_by_cumulative_percent() {
+        let p = plan_steps(&fleet(100), Stage::Production, &[10, 25, 50, 100]);
+        assert_eq!(
+            p.batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![10, 15, 25, 50]
+        );
+        assert_eq!(p.batches[0][0], "agent-000");
+        // A canary keeps one per specialty first; steps that add nobody are skipped.
+        let p = plan_steps(&fleet(100), Stage::Canary, &[1, 2, 5, 10]);
+        assert_eq!(
+            p.batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3, 2, 5]
+        );
+        assert_eq!(p.batches[0], vec!["agent-000", "agent-001", "agent-002"]);
+        let all: BTreeSet<&String> = p.batches.iter().flatten().collect();
+        assert_eq!(all.len(), 10);
+        assert_eq!(
+            plan_steps(&fleet(6), Stage::Production, &[17, 50, 100])
+                .batches
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            vec![2, 1, 3]
+        );
+        assert_eq!(
+            plan_steps(&fleet(50), Stage::Production, &[]),
+            plan_batches(&fleet(50), Stage::Production)
+        );
+    }
+
+    #[test]
+    fn a_shape_must_increase_and_end_at_the_stage_share() {
+        assert_eq!(check_steps(&[10, 25, 50, 100], Stage::Production), None);
+        assert_eq!(check_steps(&[5, 10], Stage::Canary), None);
+        assert_eq!(check_steps(&[], Stage::Canary), None);
+        for (steps, stage, why) in [
+            (vec![10, 50], Stage::Production, "the last must be 100"),
+            (vec![5, 20], Stage::Canary, "the last must be 10"),
+            (vec![50, 50, 100], Stage::Production, "strictly increasing"),
+            (vec![0, 100], Stage::Production, "strictly increasing"),
+            (vec![50, 101], Stage::Production, "strictly increasing"),
+            ((1..=21).collect(), Stage::Production, "at most 20"),
+        ] {
+            let got = check_steps(&steps, stage).unwrap_or_default();
+            assert!(got.contains(why), "{steps:?}: {got}");
+        }
     }
 
     #[test]

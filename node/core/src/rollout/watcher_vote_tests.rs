@@ -17,6 +17,7 @@ fn a_validator_votes_on_what_its_ledger_shows_pending_until_its_vote_is_in() {
             to: Stage::Canary,
             rollback_to: "v0".into(),
             pause_before: None,
+            steps: Vec::new(),
         })
         .proposal
         .expect("proposal");

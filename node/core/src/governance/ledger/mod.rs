@@ -274,11 +274,13 @@ impl Ledger {
                 to,
                 rollback_to,
                 pause_before,
+                steps,
             } => {
                 if validator.is_some() {
                     return reject("promotions are proposed by release requesters, not validators");
                 }
-                out.proposal = Some(self.promote(seq, version, to, rollback_to, pause_before)?);
+                out.proposal =
+                    Some(self.promote(seq, version, to, rollback_to, (pause_before, steps))?);
                 Ok(())
             }
             Operation::Rollback {

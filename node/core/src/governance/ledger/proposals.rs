@@ -10,7 +10,7 @@ use super::{reject, Ledger, Rejection};
 use crate::governance::admission;
 use crate::governance::release::FusedRelease;
 use crate::governance::stage::{Stage, Tongue};
-use crate::rollout::plan::plan_batches;
+use crate::rollout::plan::{check_steps, plan_steps};
 
 impl Ledger {
     /// Proposals whose vote window has passed expire, at the same sequence number everywhere.
@@ -119,7 +119,7 @@ impl Ledger {
         version: String,
         to: Stage,
         rollback_to: String,
-        pause_before: Option<u32>,
+        (pause_before, steps): (Option<u32>, Vec<u32>),
     ) -> Result<u64, Rejection> {
         // Checked first, so nothing unbounded is echoed into outcomes or events.
         let refused: Vec<String> = [("version", &version), ("rollback_to", &rollback_to)]
@@ -161,8 +161,11 @@ impl Ledger {
                 p.id
             ));
         }
+        if let Some(why) = check_steps(&steps, to) {
+            return reject(why);
+        }
         if let Some(n) = pause_before {
-            let batches = plan_batches(&self.state.agents, to).batches.len() as u32;
+            let batches = plan_steps(&self.state.agents, to, &steps).batches.len() as u32;
             if n == 0 || n > batches {
                 return reject(format!(
                     "pause_before {n}: the {to} plan has batches 1 to {batches}"
@@ -177,6 +180,7 @@ impl Ledger {
                 to,
                 rollback_to: rollback_to.clone(),
                 pause_before,
+                steps,
             },
         );
         self.event(
@@ -342,8 +346,10 @@ impl Ledger {
                 to,
                 rollback_to,
                 pause_before,
+                steps,
             } => {
-                let id = self.start_promotion(seq, proposal, version, from, to, rollback_to);
+                let id =
+                    self.start_promotion(seq, proposal, version, (from, to), rollback_to, &steps);
                 self.pause_before(seq, id, pause_before);
                 id
             }

@@ -41,7 +41,7 @@ use crate::rollout::evidence::{
 };
 use crate::rollout::health::Verdict;
 use crate::rollout::order::{Order, OrderUnit};
-use crate::rollout::plan::{plan_batches, plan_restore};
+use crate::rollout::plan::{plan_restore, plan_steps};
 
 impl Ledger {
     /// Digest and units of a version: a registered release's, or the units the genesis lists
@@ -128,11 +128,11 @@ impl Ledger {
         seq: u64,
         proposal: u64,
         version: String,
-        from: Stage,
-        to: Stage,
+        (from, to): (Stage, Stage),
         rollback_to: String,
+        steps: &[u32],
     ) -> u64 {
-        let batches = plan_batches(&self.state.agents, to).batches;
+        let batches = plan_steps(&self.state.agents, to, steps).batches;
         let sizes: Vec<String> = batches.iter().map(|b| b.len().to_string()).collect();
         let busy = self.state.active_rollout().map(|r| r.id);
         let id = self.new_rollout(

@@ -45,6 +45,8 @@ pub enum ProposalKind {
         rollback_to: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pause_before: Option<u32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<u32>,
     },
     Rollback {
         target_version: String,
