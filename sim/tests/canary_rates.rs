@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use scbe_core::rollout::baseline::AnalysisSettings;
-use scbe_sim::bench_fleet::canary_rates;
+use scbe_sim::bench_trials::canary_rates;
 
 const TIMING: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(1));
 

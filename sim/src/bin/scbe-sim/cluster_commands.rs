@@ -11,7 +11,8 @@ pub(crate) fn bench_fleet(
     skip_reaction: bool,
     restore_agents: usize,
 ) -> ExitCode {
-    use scbe_sim::bench_fleet::{large, median, reaction, restore};
+    use scbe_sim::bench_fleet::{large, median, reaction};
+    use scbe_sim::bench_trials::restore;
     let ms = |d: std::time::Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
     if !skip_reaction {
         let launch = match self_launch() {
@@ -423,7 +424,7 @@ pub(crate) fn canary_rates(
     }
     let bar = indicatif::ProgressBar::new(trials);
     let r =
-        scbe_sim::bench_fleet::canary_rates(trials, agents, (window, sample), &analysis, |done| {
+        scbe_sim::bench_trials::canary_rates(trials, agents, (window, sample), &analysis, |done| {
             bar.set_position(done)
         });
     bar.finish_and_clear();
