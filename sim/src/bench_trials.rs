@@ -10,7 +10,7 @@ use scbe_core::crypto::Keypair;
 use scbe_core::governance::ledger::RolloutStatus;
 use scbe_core::governance::Stage;
 use scbe_core::rollout::baseline::AnalysisSettings;
-use scbe_core::rollout::plan::{plan_agents, FleetAgent};
+use scbe_core::rollout::plan::{plan_batches, FleetAgent};
 
 use crate::bench_fleet::{run_trial, Trial, TrialEnd};
 
@@ -40,18 +40,19 @@ pub fn restore(n: usize) -> anyhow::Result<(TrialEnd, usize)> {
     if on != BTreeSet::from(["v0".to_string()]) {
         bail!("agents run {on:?} after the restore");
     }
-    let everyone: BTreeSet<String> = (0..n).map(|i| format!("agent-{i:05}")).collect();
-    let fleet: Vec<FleetAgent> = everyone
-        .iter()
-        .enumerate()
-        .map(|(i, id)| FleetAgent {
-            id: id.clone(),
-            specialty: ["code_execute", "doc_plan", "memory_storage"][i % 3].into(),
-            key: Keypair::from_label(id).public(),
-            address: String::new(),
+    // The same fleet as the trial's, planned in the promotion shape restores used before.
+    let fleet: Vec<FleetAgent> = (0..n)
+        .map(|i| {
+            let id = format!("agent-{i:05}");
+            FleetAgent {
+                key: Keypair::from_label(&id).public(),
+                id,
+                specialty: ["code_execute", "doc_plan", "memory_storage"][i % 3].into(),
+                address: String::new(),
+            }
         })
         .collect();
-    Ok((end, plan_agents(&fleet, &everyone).len()))
+    Ok((end, plan_batches(&fleet, Stage::Production).batches.len()))
 }
 
 /// How the canary comparison did over seeded trials: good releases rolled back (false

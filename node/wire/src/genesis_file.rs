@@ -342,10 +342,15 @@ impl SampleSupply {
     pub fn of(rollout: &RolloutSection, agents: &[AgentEntry]) -> Self {
         let specialties: std::collections::BTreeSet<&str> =
             agents.iter().map(|a| a.specialty.as_str()).collect();
+        Self::new(rollout, specialties.len() as u64, agents.len() as u64)
+    }
+
+    /// What `agents` agents of `specialties` specialties supply with `rollout`'s window.
+    pub fn new(rollout: &RolloutSection, specialties: u64, agents: u64) -> Self {
         SampleSupply {
             per_agent: u64::from(rollout.min_samples()).min(MAX_LATEST_SAMPLES as u64),
-            specialties: specialties.len() as u64,
-            agents: agents.len() as u64,
+            specialties,
+            agents,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! makes refuses what it should; a snapshot carries the fleet.
 
 use super::ledger::{AgentChange, ProposalStatus};
-use super::ledger_world::World;
+use super::ledger_world::{promotion, World};
 use super::{Operation, Stage};
 use crate::consensus::StateMachine as _;
 use crate::crypto::Keypair;
@@ -66,19 +66,9 @@ fn an_admitted_agent_joins_the_next_rollout_and_its_evidence_counts() {
     w.agents.push((w.ledger.state().agents[6].clone(), key));
     let canary = w.promote_to_canary("r1");
     w.complete_batches(canary, "r1");
-    let o = w.request(Operation::Promote {
-        version: "r1".into(),
-        to: Stage::Production,
-        rollback_to: "v0".into(),
-        pause_before: None,
-        steps: Vec::new(),
-    });
+    let o = w.request(promotion("r1", Stage::Production));
     assert!(o.accepted, "{:?}", o.reasons);
-    let p = o.proposal.expect("proposal");
-    let rollout = (0..3)
-        .filter_map(|v| w.vote(v, p, true).rollout)
-        .last()
-        .expect("a production rollout");
+    let rollout = w.approve(o.proposal.expect("proposal"));
     let planned: Vec<String> = w.ledger.state().rollouts[&rollout]
         .batches
         .iter()

@@ -3,16 +3,12 @@
 //! rollout paused before anything was touched ending at once.
 
 use super::ledger::{ProposalStatus, RolloutStatus, Signer};
-use super::ledger_world::{release, World};
+use super::ledger_world::{promotion, World};
 use super::{Operation, Stage};
 
-/// Registers `version` and proposes it to canary pausing before `pause`; the outcome's reasons
+/// Proposes `version` (registered) to canary pausing before `pause`; the outcome's reasons
 /// when refused, else the approved rollout.
 fn promote_paused(w: &mut World, version: &str, pause: u32) -> Result<u64, Vec<String>> {
-    let o = w.request(Operation::RegisterRelease {
-        release: release(version),
-    });
-    assert!(o.accepted || o.reasons.iter().any(|r| r.contains("already")));
     let o = w.request(Operation::Promote {
         version: version.into(),
         to: Stage::Canary,
@@ -23,12 +19,7 @@ fn promote_paused(w: &mut World, version: &str, pause: u32) -> Result<u64, Vec<S
     if !o.accepted {
         return Err(o.reasons);
     }
-    let p = o.proposal.expect("proposal");
-    let mut rollout = None;
-    for v in 0..3 {
-        rollout = rollout.or(w.vote(v, p, true).rollout);
-    }
-    Ok(rollout.expect("approved at quorum"))
+    Ok(w.approve(o.proposal.expect("proposal")))
 }
 
 fn events(w: &World, kind: &str) -> Vec<String> {
@@ -44,6 +35,7 @@ fn events(w: &World, kind: &str) -> Vec<String> {
 #[test]
 fn a_paused_rollout_sends_nothing_until_an_approval_is_voted() {
     let mut w = World::new();
+    w.register("r1");
     let batches = {
         let plan = crate::rollout::plan::plan_batches(&w.ledger.state().agents, Stage::Canary);
         plan.batches.len() as u32
@@ -131,6 +123,7 @@ fn a_paused_rollout_sends_nothing_until_an_approval_is_voted() {
 #[test]
 fn aborting_a_rollout_paused_before_anything_ends_it_at_once() {
     let mut w = World::new();
+    w.register("r1");
     let r = promote_paused(&mut w, "r1", 1).expect("accepted");
     let p = w
         .request(Operation::Abort {
@@ -152,23 +145,14 @@ fn aborting_a_rollout_paused_before_anything_ends_it_at_once() {
         .values()
         .all(|r| r.current_batch().is_none()));
     // The fleet is free again: the next promotion is accepted.
-    let o = w.request(Operation::Promote {
-        version: "r1".into(),
-        to: Stage::Canary,
-        rollback_to: "v0".into(),
-        pause_before: None,
-        steps: Vec::new(),
-    });
+    let o = w.request(promotion("r1", Stage::Canary));
     assert!(o.accepted, "{:?}", o.reasons);
 }
 
 #[test]
 fn steps_shape_the_promotion_and_a_shape_off_the_stage_share_is_refused() {
     let mut w = World::new();
-    let o = w.request(Operation::RegisterRelease {
-        release: release("r1"),
-    });
-    assert!(o.accepted);
+    w.register("r1");
     let promote = |steps: Vec<u32>| Operation::Promote {
         version: "r1".into(),
         to: Stage::Canary,
@@ -187,12 +171,7 @@ fn steps_shape_the_promotion_and_a_shape_off_the_stage_share_is_refused() {
     assert!(!o.accepted);
     let o = w.request(promote(vec![5, 10]));
     assert!(o.accepted, "{:?}", o.reasons);
-    let p = o.proposal.expect("proposal");
-    let mut rollout = None;
-    for v in 0..3 {
-        rollout = rollout.or(w.vote(v, p, true).rollout);
-    }
-    let r = rollout.expect("approved");
+    let r = w.approve(o.proposal.expect("proposal"));
     let expected =
         crate::rollout::plan::plan_steps(&w.ledger.state().agents, Stage::Canary, &[5, 10]);
     assert_eq!(w.ledger.state().rollouts[&r].batches, expected.batches);

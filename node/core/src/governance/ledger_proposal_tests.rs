@@ -4,24 +4,11 @@
 //! (Written against cargo-mutants survivors in `ledger/proposals.rs`; see TESTING.md.)
 
 use super::ledger::{AgentChange, ProposalStatus, Signer};
-use super::ledger_world::{release, World};
+use super::ledger_world::{promotion, World};
 use super::{Operation, Stage};
 
-fn register(w: &mut World, version: &str) {
-    let o = w.request(Operation::RegisterRelease {
-        release: release(version),
-    });
-    assert!(o.accepted, "{:?}", o.reasons);
-}
-
 fn propose_canary(w: &mut World, version: &str) -> u64 {
-    let o = w.request(Operation::Promote {
-        version: version.into(),
-        to: Stage::Canary,
-        rollback_to: "v0".into(),
-        pause_before: None,
-        steps: Vec::new(),
-    });
+    let o = w.request(promotion(version, Stage::Canary));
     assert!(o.accepted, "{:?}", o.reasons);
     o.proposal.expect("a proposal")
 }
@@ -30,7 +17,7 @@ fn propose_canary(w: &mut World, version: &str) -> u64 {
 #[test]
 fn a_proposal_is_open_through_the_last_seq_of_its_window() {
     let mut w = World::new();
-    register(&mut w, "r1");
+    w.register("r1");
     let p = propose_canary(&mut w, "r1");
     let opened = w.ledger.state().proposals[&p].opened_seq;
     // The next request is applied at opened + 50: still open, the vote counts.
@@ -51,7 +38,7 @@ fn a_proposal_is_open_through_the_last_seq_of_its_window() {
 #[test]
 fn proposals_get_distinct_ids_and_only_a_pending_one_blocks_another() {
     let mut w = World::new();
-    register(&mut w, "r1");
+    w.register("r1");
     let first = propose_canary(&mut w, "r1");
     // One change at a time: a membership proposal waits for the pending promotion.
     let change = AgentChange::Remove {
@@ -104,7 +91,7 @@ fn a_rollback_proposal_is_refused_when_there_is_nothing_to_restore_or_one_is_pen
     // A pending promotion does not block a rollback proposal...
     let canary = w.promote_to_canary("r1");
     w.complete_batches(canary, "r1");
-    register(&mut w, "r2");
+    w.register("r2");
     let promotion = propose_canary(&mut w, "r2");
     let o = w.request(rollback("v0"));
     assert!(o.accepted, "{:?}", o.reasons);
@@ -128,7 +115,7 @@ fn a_rollback_proposal_is_refused_when_there_is_nothing_to_restore_or_one_is_pen
 #[test]
 fn at_seven_validators_three_rejections_decide_and_two_do_not() {
     let mut w = World::with_validators(7);
-    register(&mut w, "r1");
+    w.register("r1");
     let p = propose_canary(&mut w, "r1");
     for v in 0..2 {
         assert!(w.vote(v, p, false).accepted);
@@ -169,13 +156,7 @@ fn the_canary_recheck_passes_at_the_bound_and_is_made_for_production_only() {
         },
     );
     assert!(o.accepted, "{:?}", o.reasons);
-    let o = w.request(Operation::Promote {
-        version: "r1".into(),
-        to: Stage::Production,
-        rollback_to: "v0".into(),
-        pause_before: None,
-        steps: Vec::new(),
-    });
+    let o = w.request(promotion("r1", Stage::Production));
     assert!(o.accepted, "{:?}", o.reasons);
     let p = o.proposal.expect("proposal");
     assert_eq!(

@@ -39,6 +39,17 @@ pub struct World {
     nonce: u64,
 }
 
+/// A promotion of `version` to `to` falling back to v0, in the default shape, with no pause.
+pub fn promotion(version: &str, to: Stage) -> Operation {
+    Operation::Promote {
+        version: version.into(),
+        to,
+        rollback_to: "v0".into(),
+        pause_before: None,
+        steps: Vec::new(),
+    }
+}
+
 pub fn release(version: &str) -> FusedRelease {
     let m = |p: &str, role: &str, q: f64| {
         let text = format!(
@@ -269,23 +280,16 @@ impl World {
             .expect("agent")
     }
 
-    /// Registers `version` and gets it approved to canary; returns the rollout id.
-    pub fn promote_to_canary(&mut self, version: &str) -> u64 {
-        assert!(
-            self.request(Operation::RegisterRelease {
-                release: release(version)
-            })
-            .accepted
-        );
-        let o = self.request(Operation::Promote {
-            version: version.into(),
-            to: Stage::Canary,
-            rollback_to: "v0".into(),
-            pause_before: None,
-            steps: Vec::new(),
+    /// Registers `version` (it enters staging).
+    pub fn register(&mut self, version: &str) {
+        let o = self.request(Operation::RegisterRelease {
+            release: release(version),
         });
         assert!(o.accepted, "{:?}", o.reasons);
-        let p = o.proposal.expect("proposal");
+    }
+
+    /// Validators `0..q` approve proposal `p`; the rollout its approval opens.
+    pub fn approve(&mut self, p: u64) -> u64 {
         let quorum = self.ledger.config().quorum() as u32;
         for v in 0..quorum - 1 {
             let o = self.vote(v, p, true);
@@ -294,6 +298,14 @@ impl World {
         self.vote(quorum - 1, p, true)
             .rollout
             .expect("approved at quorum opens a rollout")
+    }
+
+    /// Registers `version` and gets it approved to canary; returns the rollout id.
+    pub fn promote_to_canary(&mut self, version: &str) -> u64 {
+        self.register(version);
+        let o = self.request(promotion(version, Stage::Canary));
+        assert!(o.accepted, "{:?}", o.reasons);
+        self.approve(o.proposal.expect("proposal"))
     }
 
     pub fn complete_batches(&mut self, rollout: u64, version: &str) {

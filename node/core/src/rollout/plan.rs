@@ -5,7 +5,7 @@
 //! shape: it puts back what already ran, so it goes in batches of up to
 //! [`RESTORE_BATCH_AGENTS`], in id order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,7 @@ pub fn plan_batches(agents: &[FleetAgent], stage: Stage) -> Plan {
     let total = agents.len();
     let share = (total * stage.target_percent() as usize).div_ceil(100);
     Plan {
-        batches: batches_of(agents.iter().collect(), share),
+        batches: batches_of(agents, share),
     }
 }
 
@@ -65,51 +65,25 @@ pub fn plan_steps(agents: &[FleetAgent], stage: Stage, steps: &[u32]) -> Plan {
     if steps.is_empty() {
         return plan_batches(agents, stage);
     }
-    let mut sorted: Vec<&FleetAgent> = agents.iter().collect();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut order: Vec<&str> = Vec::with_capacity(sorted.len());
-    let mut batches: Vec<Vec<String>> = Vec::new();
-    if stage == Stage::Canary {
-        let mut seen = BTreeSet::new();
-        let first: Vec<&str> = sorted
-            .iter()
-            .filter(|a| seen.insert(a.specialty.as_str()))
-            .map(|a| a.id.as_str())
-            .collect();
-        batches.push(first.iter().map(|a| a.to_string()).collect());
-        order.extend(first.iter().copied());
-        order.extend(
-            sorted
-                .iter()
-                .map(|a| a.id.as_str())
-                .filter(|a| !first.contains(a)),
-        );
+    let (order, mut planned) = if stage == Stage::Canary {
+        specialty_first(agents)
     } else {
-        order.extend(sorted.iter().map(|a| a.id.as_str()));
+        let mut ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+        ids.sort_unstable();
+        (ids, 0)
+    };
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    if planned > 0 {
+        batches.push(owned(&order[..planned]));
     }
-    let mut planned: usize = batches.iter().map(Vec::len).sum();
     for &p in steps {
         let target = (order.len() * p as usize).div_ceil(100).min(order.len());
         if target > planned {
-            batches.push(
-                order[planned..target]
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect(),
-            );
+            batches.push(owned(&order[planned..target]));
             planned = target;
         }
     }
-    batches.retain(|b| !b.is_empty());
     Plan { batches }
-}
-
-/// Batches over a subset of the fleet (a manual rollback restores only the agents not on the
-/// target version): the same shape, covering all of the subset.
-pub fn plan_agents(agents: &[FleetAgent], subset: &BTreeSet<String>) -> Vec<Vec<String>> {
-    let chosen: Vec<&FleetAgent> = agents.iter().filter(|a| subset.contains(&a.id)).collect();
-    let all = chosen.len();
-    batches_of(chosen, all)
 }
 
 /// Largest batch of a restore. An order naming 1,000 agents is ~20 KB, well inside an order's
@@ -131,44 +105,43 @@ pub fn plan_restore(agents: &[FleetAgent], subset: &BTreeSet<String>) -> Vec<Vec
         .collect()
 }
 
+/// The fleet in planning order: the first agent (by id) of every specialty, then everyone
+/// else, each group in id order; and the size of the first group (a canary's first batch).
+fn specialty_first(agents: &[FleetAgent]) -> (Vec<&str>, usize) {
+    let mut sorted: Vec<&FleetAgent> = agents.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut seen = BTreeSet::new();
+    let (first, rest): (Vec<&FleetAgent>, Vec<&FleetAgent>) = sorted
+        .into_iter()
+        .partition(|a| seen.insert(a.specialty.as_str()));
+    let firsts = first.len();
+    let order = first
+        .into_iter()
+        .chain(rest)
+        .map(|a| a.id.as_str())
+        .collect();
+    (order, firsts)
+}
+
+fn owned(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|a| a.to_string()).collect()
+}
+
 /// Batch 1 is the first agent (by id) of every specialty; later batches double until `share`
 /// agents are planned (never fewer than batch 1).
-fn batches_of(mut sorted: Vec<&FleetAgent>, share: usize) -> Vec<Vec<String>> {
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut first_of: BTreeMap<&str, &str> = BTreeMap::new();
-    for a in &sorted {
-        first_of
-            .entry(a.specialty.as_str())
-            .or_insert(a.id.as_str());
-    }
-    let first: BTreeSet<&str> = first_of.values().copied().collect();
-    let total = sorted.len();
-    let target = share.max(first.len()).min(total);
-    let mut batches: Vec<Vec<String>> = Vec::new();
+fn batches_of(agents: &[FleetAgent], share: usize) -> Vec<Vec<String>> {
+    let (order, firsts) = specialty_first(agents);
+    let target = share.max(firsts).min(order.len());
     if target == 0 {
-        return batches;
+        return Vec::new();
     }
-    let batch1: Vec<String> = sorted
-        .iter()
-        .filter(|a| first.contains(a.id.as_str()))
-        .map(|a| a.id.clone())
-        .collect();
-    let mut rest = sorted
-        .iter()
-        .filter(|a| !first.contains(a.id.as_str()))
-        .map(|a| a.id.clone());
-    let mut size = batch1.len().max(1);
-    let mut planned = batch1.len();
-    batches.push(batch1);
+    let mut batches = vec![owned(&order[..firsts])];
+    let (mut size, mut planned) = (firsts.max(1), firsts);
     while planned < target {
         size *= 2;
-        let take = size.min(target - planned);
-        let batch: Vec<String> = rest.by_ref().take(take).collect();
-        if batch.is_empty() {
-            break;
-        }
-        planned += batch.len();
-        batches.push(batch);
+        let end = (planned + size).min(target);
+        batches.push(owned(&order[planned..end]));
+        planned = end;
     }
     batches
 }
@@ -211,15 +184,6 @@ mod tests {
     }
 
     #[test]
-    fn a_subset_is_planned_whole_in_the_same_shape() {
-        let subset: BTreeSet<String> = (10..30).map(|i| format!("agent-{i:03}")).collect();
-        let b = plan_agents(&fleet(50), &subset);
-        assert_eq!(b[0], vec!["agent-010", "agent-011", "agent-012"]);
-        assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 20);
-        assert!(plan_agents(&fleet(5), &BTreeSet::new()).is_empty());
-    }
-
-    #[test]
     fn a_restore_goes_in_batches_of_up_to_a_thousand_in_id_order() {
         let everyone: BTreeSet<String> = fleet(2500).into_iter().map(|a| a.id).collect();
         let mut fleet = fleet(2500);
@@ -235,7 +199,12 @@ mod tests {
         let thousand: BTreeSet<String> = (0..1000).map(|i| format!("agent-{i:03}")).collect();
         assert_eq!(plan_restore(&fleet, &thousand).len(), 1);
         // The promotion shape would take nine batches for the same thousand.
-        assert_eq!(plan_agents(&fleet, &thousand).len(), 9);
+        assert_eq!(
+            plan_batches(&fleet[1500..], Stage::Production)
+                .batches
+                .len(),
+            9
+        );
         assert!(plan_restore(&fleet, &BTreeSet::new()).is_empty());
     }
 

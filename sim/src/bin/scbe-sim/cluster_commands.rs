@@ -398,15 +398,14 @@ pub(crate) fn canary_rates(
     thresholds_only: bool,
 ) -> ExitCode {
     use scbe_core::rollout::baseline::AnalysisSettings;
-    use scbe_core::rollout::evidence::MAX_LATEST_SAMPLES;
-    use scbe_wire::genesis_file::{AnalysisSection, SampleSupply};
+    use scbe_wire::genesis_file::{AnalysisSection, RolloutSection, SampleSupply};
     // What a generated genesis would hold for this fleet (`scbe-sim up`, `scbe-node testnet`).
-    let per_window = (window.as_nanos() / sample.as_nanos().max(1)) as u64;
-    let supply = SampleSupply {
-        per_agent: per_window.min(MAX_LATEST_SAMPLES as u64),
-        specialties: 3,
-        agents: agents as u64,
+    let rollout = RolloutSection {
+        window,
+        sample_interval: sample,
+        ..RolloutSection::default()
     };
+    let supply = SampleSupply::new(&rollout, 3, agents as u64);
     let analysis = if thresholds_only {
         AnalysisSettings::thresholds_only()
     } else {

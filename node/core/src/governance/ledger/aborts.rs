@@ -4,7 +4,7 @@
 //! evidence, with the requester's reason. Only promotions are aborted: a restore puts back a
 //! known-good version and has nothing to roll back to.
 
-use super::state::{ProposalKind, ProposalStatus, RolloutKind, RolloutStatus};
+use super::state::{ProposalKind, RolloutKind, RolloutStatus};
 use super::{reject, Ledger, Rejection};
 use crate::governance::admission;
 use crate::governance::stage::Tongue;
@@ -37,10 +37,7 @@ impl Ledger {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let pending = self.state.proposals.values().find(|p| {
-            p.status == ProposalStatus::Pending && matches!(p.kind, ProposalKind::Abort { .. })
-        });
-        if let Some(p) = pending {
+        if let Some(p) = self.pending_where(|k| matches!(k, ProposalKind::Abort { .. })) {
             return reject(format!("abort proposal {} is still being voted on", p.id));
         }
         let detail = format!("rollout {id}: {reason}");

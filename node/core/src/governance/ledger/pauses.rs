@@ -5,7 +5,7 @@
 //! `q` approvals every replica starts the batch at that sequence number. A paused rollout can be
 //! aborted like any promotion in progress, and it holds the fleet until it ends.
 
-use super::state::{ProposalKind, ProposalStatus, RolloutStatus};
+use super::state::{ProposalKind, RolloutStatus};
 use super::{reject, Ledger, Rejection};
 use crate::governance::stage::Tongue;
 
@@ -34,10 +34,7 @@ impl Ledger {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let pending = self.state.proposals.values().find(|p| {
-            p.status == ProposalStatus::Pending && matches!(p.kind, ProposalKind::Approve { .. })
-        });
-        if let Some(p) = pending {
+        if let Some(p) = self.pending_where(|k| matches!(k, ProposalKind::Approve { .. })) {
             return reject(format!(
                 "approval proposal {} is still being voted on",
                 p.id

@@ -107,10 +107,15 @@ impl Ledger {
     }
 
     pub(super) fn pending_proposal(&self) -> Option<&Proposal> {
+        self.pending_where(|_| true)
+    }
+
+    /// The pending proposal of the kind `is` picks, if any (one of each kind at a time).
+    pub(super) fn pending_where(&self, is: impl Fn(&ProposalKind) -> bool) -> Option<&Proposal> {
         self.state
             .proposals
             .values()
-            .find(|p| p.status == ProposalStatus::Pending)
+            .find(|p| p.status == ProposalStatus::Pending && is(&p.kind))
     }
 
     pub(super) fn promote(
@@ -212,10 +217,7 @@ impl Ledger {
                 "{target_version} is already in production on every agent"
             ));
         }
-        let pending_rollback = self.state.proposals.values().find(|p| {
-            p.status == ProposalStatus::Pending && matches!(p.kind, ProposalKind::Rollback { .. })
-        });
-        if let Some(p) = pending_rollback {
+        if let Some(p) = self.pending_where(|k| matches!(k, ProposalKind::Rollback { .. })) {
             return reject(format!(
                 "rollback proposal {} is still being voted on",
                 p.id
