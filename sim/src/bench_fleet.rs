@@ -394,6 +394,7 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
             .collect(),
         health: thresholds,
         analysis: t.analysis.clone(),
+        notify_sinks: Vec::new(),
     };
     let mut sim = Sim {
         ledgers: (0..4).map(|_| Ledger::new(cfg.clone())).collect(),

@@ -84,6 +84,7 @@ pub fn ledger_config(
             .collect(),
         health: thresholds(min_samples),
         analysis: analysis(min_samples),
+        notify_sinks: Vec::new(),
     }
 }
 

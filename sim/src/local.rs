@@ -55,6 +55,8 @@ pub struct LocalOptions {
     /// The genesis's `[analysis]`; `None` fits the defaults to the fleet
     /// ([`AnalysisSection::fitted`]).
     pub analysis: Option<AnalysisSection>,
+    /// The genesis's `[[notify]]` webhooks.
+    pub notify: Vec<scbe_wire::notify_entry::NotifyEntry>,
 }
 
 impl Default for LocalOptions {
@@ -78,6 +80,7 @@ impl Default for LocalOptions {
             plaintext: false,
             drift: None,
             analysis: None,
+            notify: Vec::new(),
         }
     }
 }
@@ -421,6 +424,7 @@ impl LocalCluster {
                 breach_samples: opts.breach_samples,
                 ..HealthSection::default()
             },
+            notify: opts.notify.clone(),
         };
         let text = Genesis::render(&genesis);
         std::fs::write(dir.join(GENESIS), &text)?;

@@ -394,6 +394,7 @@ mod tests {
             agents: vec![],
             health: HealthThresholds::default(),
             analysis: Default::default(),
+            notify_sinks: Vec::new(),
         })
     }
 

@@ -46,6 +46,9 @@ pub enum Inbound {
     Fleet(FleetInput),
     /// Time to ask the watcher what to submit.
     FleetTick,
+    /// This validator's notifier delivered sink `sink`'s events before `through`: the step
+    /// submits `Operation::Notified` so a later leader resends only what follows.
+    Notified { sink: String, through: u64 },
     /// The leader asks this validator to endorse an order.
     Endorse {
         rollout: u64,

@@ -27,6 +27,7 @@ pub mod inbound;
 pub mod links;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 mod runtime;
 pub mod services;
 pub mod storage;

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub decisions: AtomicU64,
     pub view: AtomicU64,
     pub view_changes: AtomicU64,
+    /// Notifications a sink took (2xx), refused for good (4xx), or failed and retried.
+    pub notifications_sent: AtomicU64,
+    pub notifications_refused: AtomicU64,
+    pub notification_retries: AtomicU64,
     pub sync_micros_total: AtomicU64,
     pub syncs: AtomicU64,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
@@ -94,6 +98,30 @@ impl Metrics {
             "counter",
             self.view_changes.load(Ordering::Relaxed).to_string(),
         );
+        for (name, help, value) in [
+            (
+                "scbe_notifications_sent_total",
+                "Notifications a webhook sink accepted (sent while this validator led).",
+                &self.notifications_sent,
+            ),
+            (
+                "scbe_notifications_refused_total",
+                "Notifications a sink refused for good (4xx) and that were passed over.",
+                &self.notifications_refused,
+            ),
+            (
+                "scbe_notification_retries_total",
+                "Failed notification attempts that were retried.",
+                &self.notification_retries,
+            ),
+        ] {
+            line(
+                name,
+                help,
+                "counter",
+                value.load(Ordering::Relaxed).to_string(),
+            );
+        }
         line(
             "scbe_storage_sync_seconds_total",
             "Time spent committing records.",

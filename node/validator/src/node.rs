@@ -31,6 +31,7 @@ use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::inbound::Inbound;
 use crate::links::Links;
 use crate::metrics::{serve_metrics, Metrics};
+use crate::notify::{start_notifiers, NotifyContext, NotifyView};
 use crate::runtime::Runtime;
 use crate::services::grpc_server::{grpc_server, ServerParts};
 use crate::services::peer::peer_link;
@@ -47,6 +48,10 @@ pub const MAX_TURN: usize = 512;
 pub const FLEET_TICK: Duration = Duration::from_millis(250);
 /// Agent evidence waiting for the core; beyond this, reports are dropped (and counted).
 pub const FLEET_QUEUE: usize = 4096;
+/// One webhook call, connect to answer.
+pub const NOTIFY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between two tries of one notification.
+pub const NOTIFY_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -170,6 +175,20 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         tasks.spawn(format!("peer link to validator {peer} at {address}"), link);
         peers.insert(*peer, queue);
     }
+    let (notify_view, notify_views) = watch::channel(NotifyView::default());
+    if !v.genesis.file().notify.is_empty() {
+        let ctx = Arc::new(NotifyContext {
+            node: id,
+            genesis_hex: v.genesis.digest_hex(),
+            cluster: v.genesis.cluster().to_string(),
+            inbound: tx.clone(),
+            tls: scbe_wire::tls::web_pki_client_config().map_err(NodeError::Tls)?,
+            metrics: Arc::clone(&metrics),
+            call_timeout: NOTIFY_CALL_TIMEOUT,
+            max_backoff: NOTIFY_MAX_BACKOFF,
+        });
+        start_notifiers(&mut tasks, ctx, &v.genesis.file().notify, notify_views);
+    }
     let (fleet_view, fleet_views) = watch::channel(FleetView::default());
     let (roster, rosters) = watch::channel(roster_of(&step.ledger().state().agents));
     let fleet_generation = step.ledger().fleet_generation();
@@ -204,6 +223,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         metrics,
         events: events_tx,
         fleet_view,
+        notify_view,
         fleet_generation,
         roster,
         fleet_health,
@@ -364,6 +384,7 @@ mod tests {
             rollout: Default::default(),
             health: Default::default(),
             analysis: Default::default(),
+            notify: Vec::new(),
         };
         std::fs::write(dir.path().join("genesis.toml"), Genesis::render(&genesis))
             .expect("genesis");

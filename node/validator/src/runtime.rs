@@ -16,7 +16,7 @@ use scbe_core::crypto::PublicKey;
 use scbe_core::governance::event::Event;
 use scbe_core::governance::ledger::operation_digest;
 use scbe_core::governance::release::hex;
-use scbe_core::governance::Ledger;
+use scbe_core::governance::{Ledger, Operation};
 use scbe_core::validator_step::{ClientReply, FleetView, Submission, SubmitRefusal, ValidatorStep};
 use scbe_wire::status_summary::{LatestReport, StatusSummary};
 
@@ -26,6 +26,7 @@ use crate::inbound::{FleetInput, Inbound, StatusDetail, StatusQuery, StatusRepor
 use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::node::{NodeError, MAX_TURN};
+use crate::notify::NotifyView;
 use crate::storage::RecordStore;
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
@@ -62,6 +63,9 @@ pub(crate) struct Runtime {
     pub(crate) events: watch::Sender<u64>,
     /// The active step and whether this validator leads, for the executor.
     pub(crate) fleet_view: watch::Sender<FleetView>,
+    /// Whether this validator leads and how far the ledger says each sink was served, for the
+    /// notifier.
+    pub(crate) notify_view: watch::Sender<NotifyView>,
     /// The fleet as the ledger has it, for the executor and the health streams.
     pub(crate) roster: watch::Sender<crate::fleet::roster::Roster>,
     /// The ledger's fleet generation the roster was last compared at.
@@ -188,6 +192,15 @@ impl Runtime {
                     decide = true;
                 }
                 Inbound::FleetTick => decide = true,
+                Inbound::Notified { sink, through } => {
+                    // Only forward of the ledger's record: a leader that was replaced and came
+                    // back may report a point another leader already passed.
+                    if through > self.ledger().notified_through(&sink) {
+                        let op = Operation::Notified { sink, through };
+                        tracing::debug!(node = self.id, op = op.name(), "submitting");
+                        actions.extend(self.step.submit_operation(&op));
+                    }
+                }
                 Inbound::Endorse {
                     rollout,
                     order,
@@ -324,6 +337,14 @@ impl Runtime {
         let count = self.ledger().journal().events.total();
         self.events
             .send_if_modified(|c| std::mem::replace(c, count) != count);
+        let r = self.step.replica();
+        let notify = NotifyView {
+            leading: r.is_primary() && r.status() == Status::Normal,
+            events: count,
+            notified: self.ledger().state().notified.clone(),
+        };
+        self.notify_view
+            .send_if_modified(|v| std::mem::replace(v, notify.clone()) != notify);
         Ok(())
     }
 

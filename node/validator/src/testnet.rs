@@ -191,6 +191,7 @@ impl Testnet {
             validators,
             requesters,
             analysis: AnalysisSection::fitted(SampleSupply::of(&rollout, &agents)),
+            notify: Vec::new(),
             agents,
             consensus: Default::default(),
             gates: Default::default(),

@@ -214,6 +214,7 @@ impl Genesis {
             .analysis
             .settings(SampleSupply::of(ro, &file.agents))
             .map_err(|(k, p)| invalid(k, p))?;
+        crate::notify_entry::check_notify(&file.notify).map_err(|(k, p)| invalid(k, p))?;
         let ledger = LedgerConfig {
             validators,
             known_good: file.ledger.known_good.clone(),
@@ -223,6 +224,7 @@ impl Genesis {
             agents,
             health,
             analysis,
+            notify_sinks: file.notify.iter().map(|n| n.name.clone()).collect(),
         };
         let genesis = Genesis {
             digest,

@@ -77,6 +77,9 @@ pub struct GenesisFile {
     pub health: HealthSection,
     #[serde(default)]
     pub analysis: AnalysisSection,
+    /// Webhooks the leader posts ledger events to (`[[notify]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify_entry::NotifyEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -39,6 +39,7 @@ fn file() -> GenesisFile {
             on_inconclusive: "proceed".into(),
             ..Default::default()
         },
+        notify: Vec::new(),
     }
 }
 

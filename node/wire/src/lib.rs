@@ -29,7 +29,10 @@ pub mod genesis;
 pub mod genesis_file;
 pub mod governance_client;
 pub mod health_probe;
+#[cfg(feature = "testkit")]
+pub mod http_sink;
 pub mod key_file;
+pub mod notify_entry;
 pub mod open;
 pub mod proto_codec;
 pub mod records;

@@ -118,6 +118,7 @@ impl World {
             agents: agents.iter().map(|(a, _)| a.clone()).collect(),
             health: HealthThresholds::default(),
             analysis,
+            notify_sinks: vec!["ops".into()],
         };
         World {
             ledger: Ledger::new(cfg),

@@ -25,6 +25,8 @@ mod ledger_canary_tests;
 #[cfg(test)]
 mod ledger_membership_tests;
 #[cfg(test)]
+mod ledger_notify_tests;
+#[cfg(test)]
 mod ledger_pause_tests;
 #[cfg(test)]
 mod ledger_proposal_tests;

@@ -89,6 +89,9 @@ pub enum Operation {
         issued_seq: u64,
         view: u64,
     },
+    /// The leader delivered every notification of sink `sink` (a `[[notify]]` of the genesis)
+    /// for the events before `through`, so a leader after a failover resends from there.
+    Notified { sink: String, through: u64 },
 }
 
 /// Why a request's bytes are not an operation.
@@ -127,6 +130,7 @@ impl Operation {
             Operation::NoData { .. } => "no_data",
             Operation::RollbackDone { .. } => "rollback_done",
             Operation::Stalled { .. } => "stalled",
+            Operation::Notified { .. } => "notified",
         }
     }
 }

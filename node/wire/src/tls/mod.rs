@@ -22,12 +22,14 @@ mod identity;
 mod incoming;
 mod pinned_keys;
 mod transport;
+mod web_pki;
 
 pub use connector::{Link, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 pub use dial::{Dial, DialError};
 pub use identity::{key_uri, TlsIdentity, Trust};
 pub use incoming::{incoming, Conn, PeerIdentity, ServerTls};
 pub use transport::{caller_in, remote_addr, Transport};
+pub use web_pki::web_pki_client_config;
 
 pub use pinned_keys::{
     certificate_key, client_config, client_config_trusting, server_config, vouched_key, ClientAuth,

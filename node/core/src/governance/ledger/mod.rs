@@ -29,12 +29,15 @@
 //! - `RollbackDone` (validator): agents' signed acks of the rollback.
 //! - `Stalled` (validator): `f + 1` distinct claims that a step's order goes unexecuted under a
 //!   view mark that view's primary for replacement (the runtime then changes view).
+//! - `Notified` (validator): the leader delivered a notification sink's events up to a point
+//!   (`notifications.rs`), so the next leader resends only what follows.
 
 mod aborts;
 mod canary_analysis;
 pub mod entry_map;
 pub mod journal;
 pub mod membership;
+mod notifications;
 mod pauses;
 mod proposals;
 mod rollbacks;
@@ -60,6 +63,7 @@ use super::stage::{Stage, Tongue};
 
 pub use journal::{Fresh, Journal, EVENTS_KEPT, OUTCOMES_KEPT_PER_SIGNER};
 pub use membership::{AgentChange, MAX_AGENT_NAME_CHARS};
+pub use notifications::{DEFAULT_NOTIFY_EVENTS, NOTIFIABLE_EVENTS};
 pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
     RolloutKind, RolloutStatus, VoteRecord,
@@ -82,6 +86,9 @@ pub struct LedgerConfig {
     pub health: HealthThresholds,
     /// How a canary step is judged: thresholds, and the comparison with its baseline.
     pub analysis: AnalysisSettings,
+    /// Names of the genesis's notification sinks (`[[notify]]`), whose delivery the ledger
+    /// records.
+    pub notify_sinks: Vec<String>,
 }
 
 impl LedgerConfig {
@@ -368,6 +375,10 @@ impl Ledger {
                 let v = only_validators("report stalled steps")?;
                 out.rollout = Some(rollout);
                 self.stalled(seq, v, rollout, issued_seq, view)
+            }
+            Operation::Notified { sink, through } => {
+                let v = only_validators("record notifications")?;
+                self.notified(seq, v, sink, through)
             }
         }
     }

@@ -245,6 +245,10 @@ pub struct LedgerState {
     /// (admitted agents are appended; rollout plans take them in this order's id order).
     #[serde(default)]
     pub agents: Vec<crate::rollout::plan::FleetAgent>,
+    /// Per notification sink: every event before this index that its filter takes was
+    /// delivered (`Operation::Notified`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notified: BTreeMap<String, u64>,
 }
 
 impl LedgerState {
@@ -264,6 +268,7 @@ impl LedgerState {
             next_proposal,
             next_rollout,
             agents,
+            notified,
         } = self;
         let rest = serde_json::to_vec(&(
             known_good,
@@ -274,14 +279,22 @@ impl LedgerState {
             agents,
         ))
         .unwrap_or_default();
-        crate::consensus::Digest::of_parts(&[
+        let parts: [&[u8]; 5] = [
             b"ledger-state/4",
             &releases.digest(),
             &proposals.digest(),
             &rollouts.digest(),
             &rest,
-        ])
-        .0
+        ];
+        // Notification records join the digest once there are any, so a cluster without
+        // `[[notify]]` keeps the digests it had before they existed.
+        if notified.is_empty() {
+            return crate::consensus::Digest::of_parts(&parts).0;
+        }
+        let notified = serde_json::to_vec(notified).unwrap_or_default();
+        let mut with = parts.to_vec();
+        with.push(&notified);
+        crate::consensus::Digest::of_parts(&with).0
     }
 
     /// Encodes the JSON of every release, proposal and rollout that changed since the last
