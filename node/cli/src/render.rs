@@ -136,6 +136,19 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
     for r in rollouts {
         let _ = writeln!(out, "  {}", rollout_line(r));
     }
+    if !s.notified.is_empty() {
+        let sinks: Vec<String> = s
+            .notified
+            .iter()
+            .map(|(name, through)| format!("{name} through event {through}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "notify:    {} (of {} events)",
+            sinks.join(" · "),
+            s.events
+        );
+    }
     let f = &s.fleet;
     let _ = writeln!(
         out,
@@ -296,6 +309,7 @@ mod tests {
             }],
             fleet: FleetSummary::default(),
             events: 0,
+            notified: Default::default(),
         }
     }
 

@@ -43,6 +43,9 @@ pub struct StatusSummary {
     pub fleet: FleetSummary,
     /// Ledger events so far (`scbe watch --from` counts from 0).
     pub events: u64,
+    /// Per notification sink of the genesis: the events before this index were delivered.
+    #[serde(default)]
+    pub notified: BTreeMap<String, u64>,
 }
 
 /// One proposal and its tally.
@@ -376,6 +379,12 @@ impl StatusSummary {
                 task_throughput: f.tasks_per_minute,
             },
             events: ledger.journal().events.total(),
+            notified: ledger
+                .config()
+                .notify_sinks
+                .iter()
+                .map(|name| (name.clone(), ledger.notified_through(name)))
+                .collect(),
         }
     }
 

@@ -152,16 +152,8 @@ pub(crate) fn demo(
     })
 }
 
-pub(crate) fn up(
-    n: usize,
-    agents: usize,
-    degrade: Option<String>,
-    drift: Option<String>,
-    window: std::time::Duration,
-    dir: &std::path::Path,
-    plaintext: bool,
-) -> ExitCode {
-    use scbe_sim::local::{LocalCluster, LocalOptions};
+pub(crate) fn up(n: usize, opts: scbe_sim::local::LocalOptions, dir: &std::path::Path) -> ExitCode {
+    use scbe_sim::local::LocalCluster;
     if n < 4 {
         eprintln!("error: --validators must be at least 4 (got {n})");
         return ExitCode::from(2);
@@ -170,20 +162,13 @@ pub(crate) fn up(
         Ok(l) => l,
         Err(code) => return code,
     };
-    let opts = LocalOptions {
-        agents,
-        degrade,
-        drift,
-        window,
-        plaintext,
-        ..LocalOptions::default()
-    };
+    let agents = opts.agents;
     let existed = dir.join(scbe_sim::local::GENESIS).exists();
     let mut cluster = match LocalCluster::generate(&launch, dir, n, &opts) {
         Ok(c) if existed => {
             println!(
                 "reusing the cluster in {} (genesis {}): its keys, ports, data and settings are \
-                 the ones it was created with; --window, --degrade, --drift and --plaintext apply to a new --dir only",
+                 the ones it was created with; --window, --degrade, --drift, --notify and --plaintext apply to a new --dir only",
                 dir.display(),
                 c.genesis
             );

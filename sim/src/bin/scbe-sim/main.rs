@@ -106,6 +106,10 @@ enum Command {
         /// Plaintext gRPC instead of TLS (loopback only; for tools that cannot pin a key).
         #[arg(long)]
         plaintext: bool,
+        /// A webhook the leader posts rollout events to (JSON with a Slack-compatible `text`;
+        /// the genesis's default event filter); repeat for more. Named notify-0, notify-1, ...
+        #[arg(long, value_name = "URL")]
+        notify: Vec<String>,
     },
     /// Benchmark a loopback cluster of real validator processes (fsync on).
     ///
@@ -313,7 +317,27 @@ fn main() -> ExitCode {
             window,
             dir,
             plaintext,
-        } => up(validators, agents, degrade, drift, window, &dir, plaintext),
+            notify,
+        } => {
+            let opts = scbe_sim::local::LocalOptions {
+                agents,
+                degrade,
+                drift,
+                window,
+                plaintext,
+                notify: notify
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, url)| scbe_wire::notify_entry::NotifyEntry {
+                        name: format!("notify-{i}"),
+                        url,
+                        events: Vec::new(),
+                    })
+                    .collect(),
+                ..scbe_sim::local::LocalOptions::default()
+            };
+            up(validators, opts, &dir)
+        }
         Command::Bench { opts, keep } => bench(&opts, keep),
         Command::BenchCore {
             validators,
