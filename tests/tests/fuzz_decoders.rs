@@ -383,6 +383,7 @@ proptest! {
     fn operations(b in bytes_from(vec![
         Operation::Rollback { target_version: "v0".into(), reason: "r".into() }.to_bytes(),
         Operation::RegisterRelease { release: placeholder_release() }.to_bytes(),
+        Operation::Notified { sink: "ops".into(), through: 7 }.to_bytes(),
     ])) {
         let _ = Operation::from_bytes(&b);
     }
@@ -447,6 +448,7 @@ fn empty_ledger() -> scbe_core::governance::Ledger {
         agents: Vec::new(),
         health: Default::default(),
         analysis: Default::default(),
+        notify_sinks: vec!["ops".into()],
     })
 }
 
@@ -469,6 +471,14 @@ fn ledger_snapshot() -> Vec<u8> {
             &op.to_bytes(),
         );
     }
+    // A notification record, so the state's `notified` map is among the mutated bytes.
+    let validator = Keypair::from_label("fz0").public();
+    let op = Operation::Notified {
+        sink: "ops".into(),
+        through: 2,
+    };
+    let o = ledger.apply_operation(4, Signer::Validator(0), &validator, 1, &op.to_bytes());
+    assert!(o.accepted, "{o:?}");
     ledger.snapshot().to_vec()
 }
 
