@@ -259,3 +259,41 @@ fn addresses_are_host_names_or_ip_addresses_with_a_port() {
         assert!(check_address(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn notification_sinks_are_read_checked_and_named_to_the_ledger() {
+    let mut f = file();
+    f.notify = vec![crate::notify_entry::NotifyEntry {
+        name: "ops".into(),
+        url: "https://hooks.example.com/services/x".into(),
+        events: vec!["rollout_failed".into()],
+    }];
+    let g =
+        Genesis::from_bytes(Path::new("g.toml"), Genesis::render(&f).as_bytes()).expect("valid");
+    assert_eq!(g.file().notify, f.notify);
+    assert_eq!(g.ledger_config().notify_sinks, vec!["ops".to_string()]);
+    f.notify[0].url = "hooks.example.com".into();
+    assert!(matches!(
+        Genesis::from_bytes(Path::new("g.toml"), Genesis::render(&f).as_bytes()),
+        Err(GenesisError::Invalid { key, .. }) if key == "notify[0].url"
+    ));
+}
+
+/// The commented `[[notify]]` example of configs/genesis.toml, uncommented, is a valid genesis
+/// section (with this test's validators, so it also loads without keys of its own).
+#[test]
+fn the_documented_notify_example_loads() {
+    const SAMPLE: &str = include_str!("../../../configs/genesis.toml");
+    let start = SAMPLE.find("# [[notify]]").expect("example");
+    let example: String = SAMPLE[start..]
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = format!("{}\n{example}", Genesis::render(&file()));
+    let g = Genesis::from_bytes(Path::new("g.toml"), text.as_bytes()).expect("valid");
+    assert_eq!(g.file().notify.len(), 1, "{example}");
+    assert_eq!(g.file().notify[0].name, "ops-slack");
+    assert_eq!(g.file().notify[0].events.len(), 3);
+}
