@@ -30,9 +30,14 @@ pub fn rollout_line(r: &RolloutSummary) -> String {
         r.status.name(),
     );
     if let Some(batch) = r.paused_before {
+        let before = if batch as usize > r.batches.len() {
+            "completing".to_string()
+        } else {
+            format!("batch {batch}")
+        };
         let _ = write!(
             line,
-            " (paused before batch {batch}: scbe approve --rollout {} or scbe abort --rollout {})",
+            " (paused before {before}: scbe approve --rollout {} or scbe abort --rollout {})",
             r.id, r.id
         );
     } else if r.status == RolloutStatus::InProgress {
@@ -328,5 +333,42 @@ mod tests {
         assert!(lines[0].contains("degraded"), "{}", lines[0]);
         let silent = summary(None);
         assert!(h.changes(&silent)[0].contains("no data"));
+    }
+
+    #[test]
+    fn a_pause_names_the_batch_it_waits_before_or_the_completion() {
+        let mut r = RolloutSummary {
+            id: 4,
+            proposal: 9,
+            version: "r4".into(),
+            stage: "canary".into(),
+            status: RolloutStatus::InProgress,
+            batches: vec![3],
+            batches_done: 0,
+            agents: 3,
+            recorded_in_batch: 0,
+            current_batch: None,
+            rollback_agents: vec![],
+            rollback_to: "v0".into(),
+            rollback_pending: Default::default(),
+            reason: String::new(),
+            planned_seq: 1,
+            ended_seq: None,
+            comparison: None,
+            paused_before: Some(1),
+        };
+        let line = rollout_line(&r);
+        assert!(
+            line.contains(
+                "(paused before batch 1: scbe approve --rollout 4 or scbe abort --rollout 4)"
+            ),
+            "{line}"
+        );
+        (r.batches_done, r.paused_before) = (1, Some(2));
+        let line = rollout_line(&r);
+        assert!(
+            line.contains("(paused before completing: scbe approve --rollout 4"),
+            "{line}"
+        );
     }
 }

@@ -277,7 +277,8 @@ pub struct AnalysisSection {
     /// Fewer samples on either side makes the comparison inconclusive.
     #[serde(default = "d_analysis_min_samples")]
     pub min_samples: u64,
-    /// `"rollback"` or `"proceed"` (the thresholds decide alone).
+    /// `"rollback"`, `"proceed"` (the thresholds decide alone) or `"pause"` (wait for an
+    /// approval).
     #[serde(default = "d_on_inconclusive")]
     pub on_inconclusive: String,
     #[serde(default)]
@@ -400,10 +401,11 @@ impl AnalysisSection {
         let on_inconclusive = match self.on_inconclusive.as_str() {
             "rollback" => OnInconclusive::Rollback,
             "proceed" => OnInconclusive::Proceed,
+            "pause" => OnInconclusive::Pause,
             other => {
                 return Err(bad(
                     "on_inconclusive",
-                    format!("must be \"rollback\" or \"proceed\", got {other:?}"),
+                    format!("must be \"rollback\", \"proceed\" or \"pause\", got {other:?}"),
                 ))
             }
         };

@@ -176,6 +176,14 @@ fn analysis_settings_are_read_and_checked_against_the_fleet() {
         ),
         (Analysis::Both, OnInconclusive::Proceed, Alpha::P01, 20)
     );
+    // Pause on inconclusive: a human decides, even where no baseline can exist.
+    let mut f = file();
+    f.analysis.on_inconclusive = "pause".into();
+    let g = parse(&f).expect("valid");
+    assert_eq!(
+        g.ledger_config().analysis.on_inconclusive,
+        OnInconclusive::Pause
+    );
     // Rollback on inconclusive with one agent: no baseline can ever exist.
     let mut f = file();
     f.analysis.on_inconclusive = "rollback".into();
@@ -208,7 +216,7 @@ fn analysis_settings_are_read_and_checked_against_the_fleet() {
             f.analysis.analysis = "baseline".into()
         }),
         ("analysis.on_inconclusive", |f| {
-            f.analysis.on_inconclusive = "pause".into()
+            f.analysis.on_inconclusive = "ask".into()
         }),
         ("analysis.min_samples", |f| f.analysis.min_samples = 1),
         ("analysis.tolerance.coherence", |f| {

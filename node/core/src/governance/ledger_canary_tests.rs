@@ -5,7 +5,7 @@
 
 use super::ledger::{RolloutStatus, Signer};
 use super::ledger_world::World;
-use super::Operation;
+use super::{Operation, Stage};
 use crate::rollout::baseline::{
     Analysis, AnalysisSettings, BaselineSettings, BaselineVerdict, Metric, OnInconclusive,
 };
@@ -277,4 +277,66 @@ fn baseline_reports_are_checked_and_the_newest_kept() {
     // still the newest.
     assert!(!o.accepted, "{o:?}");
     assert_eq!(kept(&w), 5);
+}
+
+#[test]
+fn an_inconclusive_canary_with_pause_waits_for_approval_to_complete_or_an_abort() {
+    for approve in [true, false] {
+        let mut w = comparing(OnInconclusive::Pause);
+        let id = w.promote_to_canary("r1");
+        assert!(record_canary(&mut w, id, 0.90, None).0);
+        let r = &w.ledger.state().rollouts[&id];
+        // The only batch is deployed and healthy by the thresholds; completing waits.
+        assert_eq!(
+            (r.status, r.completed, r.paused_before()),
+            (RolloutStatus::InProgress, 1, Some(2))
+        );
+        assert_eq!(r.current_batch(), None, "no order while paused");
+        assert_eq!(w.ledger.state().current.get(&Stage::Canary), None);
+        let paused = w
+            .ledger
+            .journal()
+            .events
+            .iter()
+            .find(|e| e.kind == "rollout_paused")
+            .map(|e| e.detail.clone())
+            .unwrap_or_default();
+        assert!(
+            paused.starts_with("after its last batch (1), before completing"),
+            "{paused}"
+        );
+        assert!(w
+            .ledger
+            .journal()
+            .events
+            .iter()
+            .any(|e| e.kind == "baseline_inconclusive"
+                && e.detail
+                    .ends_with("on_inconclusive = pause: waiting for approval")));
+        let o = if approve {
+            w.request(Operation::Approve { rollout: id })
+        } else {
+            w.request(Operation::Abort {
+                rollout: id,
+                reason: "no baseline to judge by".into(),
+            })
+        };
+        assert!(o.accepted, "{o:?}");
+        w.approve(o.proposal.expect("proposal"));
+        let r = &w.ledger.state().rollouts[&id];
+        if approve {
+            assert_eq!(r.status, RolloutStatus::Completed, "{}", r.reason);
+            assert_eq!(
+                w.ledger
+                    .state()
+                    .current
+                    .get(&Stage::Canary)
+                    .map(String::as_str),
+                Some("r1")
+            );
+        } else {
+            assert_eq!(r.status, RolloutStatus::RollingBack);
+            assert_eq!(r.rollback_agents.len(), 3, "the canary agents go back");
+        }
+    }
 }

@@ -357,6 +357,9 @@ pub enum OnInconclusive {
     Rollback,
     /// Let the thresholds decide alone (small fleets with too few agents for a baseline).
     Proceed,
+    /// Hold the rollout after the canary step, as a `pause_before` does, until a requester's
+    /// `Approve` (or `Abort`) is voted: a human decides what the data could not.
+    Pause,
 }
 
 /// The governed analysis settings, shared by every validator through the genesis.

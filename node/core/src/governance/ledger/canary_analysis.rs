@@ -43,6 +43,8 @@ pub(super) enum CanaryJudgement {
     Proceed,
     /// Roll back, with the event kind and the reason.
     RollBack { kind: &'static str, reason: String },
+    /// Inconclusive with `pause`: the step completes, then the rollout waits for approval.
+    Pause,
 }
 
 impl Ledger {
@@ -209,6 +211,16 @@ impl Ledger {
                         format!("{reason}; on_inconclusive = proceed: the thresholds decide"),
                     );
                     CanaryJudgement::Proceed
+                }
+                OnInconclusive::Pause => {
+                    self.event(
+                        seq,
+                        Tongue::AV,
+                        "baseline_inconclusive",
+                        format!("rollout:{id}"),
+                        format!("{reason}; on_inconclusive = pause: waiting for approval"),
+                    );
+                    CanaryJudgement::Pause
                 }
             },
         };

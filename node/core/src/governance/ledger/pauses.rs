@@ -4,6 +4,10 @@
 //! --rollout R`); validators check that the rollout still waits before that batch and vote; at
 //! `q` approvals every replica starts the batch at that sequence number. A paused rollout can be
 //! aborted like any promotion in progress, and it holds the fleet until it ends.
+//!
+//! A compared canary step whose comparison is inconclusive pauses the same way when the genesis
+//! says `on_inconclusive = "pause"`: before the next batch, or after the last one, where an
+//! approval completes the rollout.
 
 use super::state::{ProposalKind, RolloutStatus};
 use super::{reject, Ledger, Rejection};
@@ -80,13 +84,24 @@ impl Ledger {
         // The batch's step starts now: its orders carry this seq, its deadlines run from here.
         r.step_seq = seq;
         let total = r.batches.len();
+        let finished = r.completed as usize >= total;
+        let what = if finished {
+            format!("completion after its last batch ({total}) approved (proposal {proposal})")
+        } else {
+            format!("batch {batch} of {total} approved (proposal {proposal})")
+        };
         self.event(
             seq,
             Tongue::KO,
             "rollout_resumed",
             format!("rollout:{id}"),
-            format!("batch {batch} of {total} approved (proposal {proposal})"),
+            what,
         );
+        // Paused after its last batch (an inconclusive canary with `on_inconclusive = pause`):
+        // nothing is left to deploy.
+        if finished {
+            self.complete(seq, id);
+        }
         Some(id)
     }
 
@@ -114,9 +129,15 @@ impl Ledger {
             Tongue::UM,
             "rollout_paused",
             format!("rollout:{id}"),
-            format!(
-                "before batch {batch} of {total}: waiting for approval (scbe approve --rollout {id})"
-            ),
+            if batch as usize > total {
+                format!(
+                    "after its last batch ({total}), before completing: waiting for approval (scbe approve --rollout {id})"
+                )
+            } else {
+                format!(
+                    "before batch {batch} of {total}: waiting for approval (scbe approve --rollout {id})"
+                )
+            },
         );
     }
 }

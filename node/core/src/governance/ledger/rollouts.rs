@@ -246,7 +246,7 @@ impl Ledger {
         agents
     }
 
-    fn complete(&mut self, seq: u64, id: u64) {
+    pub(super) fn complete(&mut self, seq: u64, id: u64) {
         let Some(r) = self.state.rollouts.get(&id) else {
             return;
         };
@@ -453,14 +453,24 @@ impl Ledger {
             );
             return Ok(());
         }
-        if let CanaryJudgement::RollBack { kind, reason } = self.judge_canary(seq, id) {
-            self.start_rollback(seq, id, kind, reason);
-            return Ok(());
-        }
+        let pause = match self.judge_canary(seq, id) {
+            CanaryJudgement::RollBack { kind, reason } => {
+                self.start_rollback(seq, id, kind, reason);
+                return Ok(());
+            }
+            CanaryJudgement::Pause => true,
+            CanaryJudgement::Proceed => false,
+        };
         let Some(r) = self.state.rollouts.get_mut(&id) else {
             return reject(format!("unknown rollout {id}"));
         };
         r.completed = batch;
+        if pause {
+            // Waits before the next batch, or before completing after the last one (an
+            // approval then completes it). It replaces a later `pause_before` of the proposal:
+            // the approval asked for here is the one that matters now.
+            r.pause_before = Some(batch + 1);
+        }
         r.recorded.clear();
         r.no_data.clear();
         r.stalled.clear();
@@ -479,7 +489,7 @@ impl Ledger {
             format!("rollout:{id}"),
             format!("batch {batch} of {batches}: {batch_len} agents {what}"),
         );
-        if last {
+        if last && !pause {
             self.complete(seq, id);
         } else {
             self.announce_pause(seq, id);
