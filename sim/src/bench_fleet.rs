@@ -405,7 +405,6 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
         apply: Duration::ZERO,
     };
     let mut watcher = Watcher::new(WatchSettings {
-        thresholds,
         step_deadline_ms: u64::MAX / 4,
         resubmit_ms: 2_000,
         leader_grace_ms: 2_000,

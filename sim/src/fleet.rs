@@ -41,9 +41,9 @@ pub const BREACH_SAMPLES: u32 = 2;
 /// How often the executor sends an unanswered order again.
 pub const ORDER_RETRY_MS: u64 = 400;
 
-pub fn watch_settings(min_samples: u32) -> WatchSettings {
+/// The watcher's pacing (its thresholds come from the ledger with each step).
+pub fn watch_settings() -> WatchSettings {
     WatchSettings {
-        thresholds: thresholds(min_samples),
         step_deadline_ms: 2_500,
         resubmit_ms: 600,
         leader_grace_ms: 600,

@@ -400,7 +400,6 @@ mod tests {
 
     fn watch() -> WatchSettings {
         WatchSettings {
-            thresholds: HealthThresholds::default(),
             step_deadline_ms: 1_000,
             resubmit_ms: 100,
             leader_grace_ms: 100,

@@ -257,7 +257,6 @@ fn watch_settings(v: &Validated) -> WatchSettings {
     let c = &v.raw.consensus;
     let ro = &v.genesis.file().rollout;
     WatchSettings {
-        thresholds: v.ledger.health,
         step_deadline_ms: ro.step_deadline().as_millis() as u64,
         resubmit_ms: (c.request_timeout * 4)
             .max(Duration::from_secs(2))

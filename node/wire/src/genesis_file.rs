@@ -391,10 +391,11 @@ impl AnalysisSection {
         let analysis = match self.analysis.as_str() {
             "both" => Analysis::Both,
             "thresholds" => Analysis::Thresholds,
+            "baseline" => Analysis::Baseline,
             other => {
                 return Err(bad(
                     "analysis",
-                    format!("must be \"both\" or \"thresholds\", got {other:?}"),
+                    format!("must be \"both\", \"thresholds\" or \"baseline\", got {other:?}"),
                 ))
             }
         };
@@ -451,7 +452,7 @@ impl AnalysisSection {
         let s = supply;
         let canary = s.per_agent * s.specialties;
         let baseline = s.per_agent * s.agents.saturating_sub(s.specialties);
-        if analysis == Analysis::Both
+        if analysis != Analysis::Thresholds
             && on_inconclusive == OnInconclusive::Rollback
             && s.agents > 0
             && (canary < self.min_samples || baseline < self.min_samples)

@@ -184,6 +184,9 @@ fn analysis_settings_are_read_and_checked_against_the_fleet() {
         g.ledger_config().analysis.on_inconclusive,
         OnInconclusive::Pause
     );
+    f.analysis.analysis = "baseline".into();
+    let g = parse(&f).expect("valid");
+    assert_eq!(g.ledger_config().analysis.analysis, Analysis::Baseline);
     // Rollback on inconclusive with one agent: no baseline can ever exist.
     let mut f = file();
     f.analysis.on_inconclusive = "rollback".into();
@@ -213,7 +216,7 @@ fn analysis_settings_are_read_and_checked_against_the_fleet() {
             (|f: &mut GenesisFile| f.analysis.alpha = 0.02) as fn(&mut GenesisFile),
         ),
         ("analysis.analysis", |f| {
-            f.analysis.analysis = "baseline".into()
+            f.analysis.analysis = "kayenta".into()
         }),
         ("analysis.on_inconclusive", |f| {
             f.analysis.on_inconclusive = "ask".into()

@@ -284,7 +284,7 @@ impl Simulation {
 
     /// The watcher's settings every simulated validator runs with.
     pub(crate) fn watch_settings(&self) -> WatchSettings {
-        crate::fleet::watch_settings(self.ledger_cfg.health.min_samples)
+        crate::fleet::watch_settings()
     }
 
     pub(crate) fn schedule(&mut self, delay_ms: u64, event: Event) {

@@ -15,8 +15,12 @@ use crate::rollout::evidence::{HealthBody, HealthReport, Sample};
 const SIDE: u64 = 18;
 
 fn comparing(on_inconclusive: OnInconclusive) -> World {
+    comparing_in(Analysis::Both, on_inconclusive)
+}
+
+fn comparing_in(analysis: Analysis, on_inconclusive: OnInconclusive) -> World {
     World::with_analysis(AnalysisSettings {
-        analysis: Analysis::Both,
+        analysis,
         baseline: BaselineSettings {
             min_samples: SIDE,
             ..BaselineSettings::default()
@@ -26,13 +30,13 @@ fn comparing(on_inconclusive: OnInconclusive) -> World {
 }
 
 /// Six samples around `coherence` (spread so ranks are not all tied).
-fn samples(coherence: f64) -> Vec<Sample> {
+fn samples(coherence: f64, safety: f64) -> Vec<Sample> {
     (0..6)
         .map(|i| Sample {
             coherence: coherence + 0.005 * f64::from(i),
             error_rate: 0.01,
             response_ms: 100.0 + f64::from(i),
-            safety: 0.98,
+            safety,
             tasks_per_minute: 30.0,
         })
         .collect()
@@ -46,8 +50,20 @@ fn report(
     report: u64,
     c: f64,
 ) -> HealthReport {
+    report_at_safety(w, agent, rollout, version, report, c, 0.98)
+}
+
+fn report_at_safety(
+    w: &World,
+    agent: usize,
+    rollout: u64,
+    version: &str,
+    report: u64,
+    c: f64,
+    safety: f64,
+) -> HealthReport {
     let (a, key) = &w.agents[agent];
-    let latest = samples(c);
+    let latest = samples(c, safety);
     let body = HealthBody {
         agent: a.id.clone(),
         rollout,
@@ -58,7 +74,7 @@ fn report(
         coherence_mean: c,
         error_rate_mean: 0.01,
         response_ms_p95: 105.0,
-        safety_min: 0.98,
+        safety_min: safety,
         tasks_per_minute: 30.0,
         latest,
     };
@@ -339,4 +355,70 @@ fn an_inconclusive_canary_with_pause_waits_for_approval_to_complete_or_an_abort(
             assert_eq!(r.rollback_agents.len(), 3, "the canary agents go back");
         }
     }
+}
+
+/// `analysis = "baseline"`: the canary step needs only the safety floor; the comparison judges
+/// the rest. Coherence 0.60 (under the 0.7 threshold) passes beside a baseline as low, and is
+/// rolled back beside a better one; a threshold breach is no rollback evidence in that step,
+/// a safety breach still is.
+#[test]
+fn a_baseline_only_canary_step_is_judged_by_the_comparison_and_the_safety_floor() {
+    let mut both = comparing(OnInconclusive::Rollback);
+    let id = both.promote_to_canary("r1");
+    let (ok, reasons) = record_canary(&mut both, id, 0.60, Some(0.60));
+    assert!(
+        !ok && reasons.iter().any(|r| r.contains("not healthy")),
+        "{reasons:?}"
+    );
+
+    let mut w = comparing_in(Analysis::Baseline, OnInconclusive::Rollback);
+    let id = w.promote_to_canary("r1");
+    let (ok, reasons) = record_canary(&mut w, id, 0.60, Some(0.60));
+    assert!(ok, "{reasons:?}");
+    assert_eq!(
+        w.ledger.state().rollouts[&id].status,
+        RolloutStatus::Completed
+    );
+
+    let mut w = comparing_in(Analysis::Baseline, OnInconclusive::Rollback);
+    let id = w.promote_to_canary("r1");
+    let canary = w.agent_index(&w.ledger.state().rollouts[&id].batches[0][0]);
+    let low = report(&w, canary, id, "r1", 1, 0.60);
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::AutoRollback {
+            rollout: id,
+            reports: vec![low],
+            acks: vec![],
+        },
+    );
+    assert!(
+        !o.accepted && o.reasons.iter().any(|r| r.contains("is healthy")),
+        "{o:?}"
+    );
+    let unsafe_report = report_at_safety(&w, canary, id, "r1", 2, 0.90, 0.5);
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::AutoRollback {
+            rollout: id,
+            reports: vec![unsafe_report],
+            acks: vec![],
+        },
+    );
+    assert!(o.accepted, "{o:?}");
+    assert_eq!(
+        w.ledger.state().rollouts[&id].status,
+        RolloutStatus::RollingBack
+    );
+
+    let mut w = comparing_in(Analysis::Baseline, OnInconclusive::Rollback);
+    let id = w.promote_to_canary("r1");
+    assert!(record_canary(&mut w, id, 0.60, Some(0.90)).0);
+    let r = &w.ledger.state().rollouts[&id];
+    assert_eq!(r.status, RolloutStatus::RollingBack);
+    assert!(
+        r.reason.starts_with("canary worse than its baseline"),
+        "{}",
+        r.reason
+    );
 }

@@ -343,9 +343,13 @@ pub enum Analysis {
     /// The absolute thresholds alone.
     Thresholds,
     /// The thresholds, and the canary compared with its baseline when the canary step ends.
-    /// (There is no baseline-only mode: the thresholds stay the floor every agent must meet.)
     #[default]
     Both,
+    /// The canary step judged by the comparison alone: its agents need only the safety floor
+    /// and enough samples (`HealthThresholds::floor_only`); later steps keep the thresholds.
+    /// For fleets whose absolute figures move with the workload, where "no worse than what
+    /// runs" is the meaningful bar.
+    Baseline,
 }
 
 /// What an inconclusive comparison (too few samples, no baseline agent left) does.

@@ -160,6 +160,18 @@ impl HealthThresholds {
     pub fn healthy(&self, b: &HealthBody) -> bool {
         self.judge(b) == Verdict::Healthy
     }
+
+    /// These thresholds reduced to the floor every agent must meet whatever else judges it:
+    /// the safety bound and the samples a verdict needs. Coherence, error rate and response
+    /// time never breach (a canary step judged by its baseline comparison alone).
+    pub fn floor_only(&self) -> Self {
+        Self {
+            min_coherence: f64::NEG_INFINITY,
+            max_error_rate: f64::INFINITY,
+            max_response_ms_p95: f64::INFINITY,
+            ..*self
+        }
+    }
 }
 
 /// Aggregates of a window of samples, as an agent reports them: means of coherence, error rate

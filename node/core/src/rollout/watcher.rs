@@ -35,7 +35,6 @@ const MAX_CLAIMED_AGENTS: usize = 64;
 
 #[derive(Clone, Debug)]
 pub struct WatchSettings {
-    pub thresholds: HealthThresholds,
     /// From the moment a validator sees a step, how long until missing healthy data is claimed
     /// (deploy deadline + monitoring window + slack).
     pub step_deadline_ms: u64,
@@ -69,6 +68,8 @@ pub struct StepView {
     /// A compared canary step's baseline agents, each with the version it runs (empty when the
     /// step is not compared).
     pub baseline: BTreeMap<String, String>,
+    /// What this step's reports are judged by (the ledger's `step_thresholds`).
+    pub thresholds: HealthThresholds,
 }
 
 impl StepView {
@@ -97,6 +98,7 @@ impl StepView {
         };
         Some(StepView {
             baseline: ledger.baseline_agents(r.id),
+            thresholds: ledger.step_thresholds(r),
             rollout: r.id,
             replace_view: r.replace_view,
             status: r.status,
@@ -194,6 +196,22 @@ impl Watcher {
                 .retain(|a, (_, b, _)| b.rollout == v.rollout && v.watch.contains(a)),
             None => self.reports.clear(),
         }
+        // A step judged by other thresholds (a canary step judged by its baseline, then the
+        // next one): the kept reports are judged again, once.
+        if let Some(v) = view.as_ref().filter(|v| {
+            self.step
+                .as_ref()
+                .is_some_and(|o| o.thresholds != v.thresholds)
+        }) {
+            for (agent, (_, body, verdict)) in self.reports.iter_mut() {
+                *verdict = v.thresholds.judge(body);
+                if matches!(verdict, Verdict::Degraded(_)) {
+                    self.degraded.insert(agent.clone());
+                } else {
+                    self.degraded.remove(agent);
+                }
+            }
+        }
         let reports = &self.reports;
         self.degraded.retain(|a| reports.contains_key(a));
         let eligible = view.as_ref().map(|v| &v.baseline);
@@ -221,7 +239,7 @@ impl Watcher {
             && body.version == step.version
             && step.watch.contains(&body.agent)
         {
-            let verdict = self.settings.thresholds.judge(&body);
+            let verdict = step.thresholds.judge(&body);
             if matches!(verdict, Verdict::Degraded(_)) {
                 self.degraded.insert(body.agent.clone());
             } else {

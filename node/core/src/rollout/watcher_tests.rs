@@ -9,7 +9,6 @@ use crate::rollout::evidence::OrderAction;
 
 fn settings() -> WatchSettings {
     WatchSettings {
-        thresholds: HealthThresholds::default(),
         step_deadline_ms: 10_000,
         resubmit_ms: 1_000,
         leader_grace_ms: 3_000,
@@ -292,6 +291,49 @@ fn a_compared_canary_step_carries_its_baseline_and_completes_on_it() {
         rollout.reason
     );
     assert!(rollout.comparison.is_some());
+}
+
+/// With `analysis = "baseline"` the watcher judges the canary step by the floor the ledger
+/// gives it: a report under the coherence threshold is no rollback evidence and, beside a
+/// baseline as low, is recorded; the comparison then completes the step.
+#[test]
+fn a_baseline_only_canary_step_is_watched_by_the_floor_alone() {
+    use crate::rollout::baseline::{Analysis, AnalysisSettings};
+    let mut w = World::with_analysis(AnalysisSettings {
+        analysis: Analysis::Baseline,
+        ..AnalysisSettings::default()
+    });
+    let r = w.promote_to_canary("v1");
+    let mut watcher = Watcher::new(settings());
+    watcher.observe(StepView::of(&w.ledger), 0);
+    let step = watcher.step().cloned().expect("a step");
+    assert_eq!(step.thresholds, w.ledger.config().health.floor_only());
+    let canary = batch(&w, r);
+    for a in (0..6).filter(|i| !canary.contains(i)) {
+        feed_report(&w, &mut watcher, w.health(a, 0, "v0", 0.5));
+    }
+    for &a in &canary {
+        feed_ack(&w, &mut watcher, w.ack(a, r, "v1"));
+        feed_report(&w, &mut watcher, w.health(a, r, "v1", 0.5));
+    }
+    let ops = watcher.decide(100, true, 0);
+    assert!(
+        ops.iter()
+            .all(|o| matches!(o, Operation::RolloutProgress { .. }))
+            && !ops.is_empty(),
+        "{ops:?}"
+    );
+    for op in &ops {
+        let o = w.submit(Signer::Validator(0), op);
+        assert!(o.accepted, "{:?}", o.reasons);
+    }
+    let rollout = &w.ledger.state().rollouts[&r];
+    assert_eq!(
+        rollout.status,
+        RolloutStatus::Completed,
+        "{}",
+        rollout.reason
+    );
 }
 
 /// Auto-rollback evidence is cut to one operation's byte budget: one report is proof enough.

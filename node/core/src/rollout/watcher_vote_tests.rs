@@ -22,7 +22,6 @@ fn a_validator_votes_on_what_its_ledger_shows_pending_until_its_vote_is_in() {
         .proposal
         .expect("proposal");
     let mut watcher = Watcher::new(WatchSettings {
-        thresholds: HealthThresholds::default(),
         step_deadline_ms: 10_000,
         resubmit_ms: 1_000,
         leader_grace_ms: 1_000,

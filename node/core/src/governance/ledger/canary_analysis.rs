@@ -16,6 +16,7 @@ use super::Ledger;
 use crate::governance::stage::{Stage, Tongue};
 use crate::rollout::baseline::{compare, Analysis, BaselineVerdict, OnInconclusive};
 use crate::rollout::evidence::{HealthBody, HealthReport, Sample};
+use crate::rollout::health::HealthThresholds;
 
 /// Most baseline agents a rollout keeps reports of (plenty of samples; bounded memory).
 pub const MAX_BASELINE_AGENTS: usize = 64;
@@ -49,9 +50,9 @@ pub(super) enum CanaryJudgement {
 
 impl Ledger {
     /// Whether `r`'s current step is a canary step compared with a baseline: the first batch
-    /// of a promotion to canary, with `analysis = "both"`.
+    /// of a promotion to canary, with `analysis = "both"` or `"baseline"`.
     pub(super) fn compares(&self, r: &Rollout) -> bool {
-        self.cfg.analysis.analysis == Analysis::Both
+        self.cfg.analysis.analysis != Analysis::Thresholds
             && r.completed == 0
             && matches!(
                 r.kind,
@@ -61,6 +62,27 @@ impl Ledger {
                 }
             )
             && r.current_batch().is_some()
+    }
+
+    /// The health thresholds `r`'s current step is judged by: the genesis's, or only their
+    /// floor in a compared canary step with `analysis = "baseline"` (the comparison judges
+    /// the rest). Every validator and the watcher use the same.
+    pub fn step_thresholds(&self, r: &Rollout) -> HealthThresholds {
+        if self.cfg.analysis.analysis == Analysis::Baseline && self.compares(r) {
+            self.cfg.health.floor_only()
+        } else {
+            self.cfg.health
+        }
+    }
+
+    /// The thresholds a completed canary step of a promotion was judged by (the production
+    /// proposal re-checks its reports with them).
+    pub(super) fn canary_thresholds(&self) -> HealthThresholds {
+        if self.cfg.analysis.analysis == Analysis::Baseline {
+            self.cfg.health.floor_only()
+        } else {
+            self.cfg.health
+        }
     }
 
     /// The baseline agents of rollout `id`'s current step, each with the version the ledger has

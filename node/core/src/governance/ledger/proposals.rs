@@ -441,6 +441,7 @@ impl Ledger {
         };
         let mut reasons = Vec::new();
         let min_safety = self.cfg.health.min_safety;
+        let thresholds = self.canary_thresholds();
         for agent in r.batches.iter().flatten() {
             match r.reports.get(agent) {
                 None => reasons.push(format!("canary {agent} left no signed healthy report")),
@@ -451,7 +452,7 @@ impl Ledger {
                             b.safety_min
                         ));
                     }
-                    if !self.cfg.health.healthy(b) {
+                    if !thresholds.healthy(b) {
                         reasons.push(format!("canary {agent} is not healthy"));
                     }
                 }

@@ -26,6 +26,7 @@ impl Ledger {
         }
         let at_risk = self.at_risk(id);
         let batch: BTreeSet<&String> = r.current_batch().unwrap_or_default().iter().collect();
+        let thresholds = self.step_thresholds(r);
         let mut proof = Vec::new();
         let mut problems = Vec::new();
         for rep in reports {
@@ -35,7 +36,7 @@ impl Ledger {
                     "{} is not in a deployed batch of rollout {id}",
                     b.agent
                 )),
-                Ok(b) => match self.cfg.health.judge(&b) {
+                Ok(b) => match thresholds.judge(&b) {
                     Verdict::Degraded(why) => proof.push(why),
                     Verdict::Healthy => problems.push(format!("{} is healthy", b.agent)),
                     Verdict::NotYet(why) => problems.push(format!("not enough samples: {why}")),

@@ -377,6 +377,7 @@ impl Ledger {
         } else {
             OrderAction::Deploy
         };
+        let thresholds = self.step_thresholds(r);
         let (base, mut problems) = match self.open_baseline(r, baseline) {
             Ok(b) => (b, Vec::new()),
             Err(p) => (Vec::new(), p),
@@ -401,7 +402,7 @@ impl Ledger {
         for rep in reports {
             match self.open_report(r, rep) {
                 Err(e) => problems.push(e.to_string()),
-                Ok(b) => match self.cfg.health.judge(&b) {
+                Ok(b) => match thresholds.judge(&b) {
                     Verdict::Healthy => {
                         healthy.insert(b.agent.clone(), b);
                     }
