@@ -423,16 +423,38 @@ impl Harness {
 
     /// Prometheus text from validator `i`'s `/metrics`.
     pub fn metrics_text(&self, i: usize) -> String {
-        use std::io::{Read as _, Write as _};
-        let Ok(mut s) = std::net::TcpStream::connect(self.cluster.nodes[i].metrics) else {
-            return String::new();
-        };
-        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
+        scrape(self.cluster.nodes[i].metrics)
+    }
+
+    /// Prometheus text from agent `i`'s own `/metrics`.
+    pub fn agent_metrics_text(&self, i: usize) -> String {
+        self.cluster.agents[i]
+            .metrics
+            .map(scrape)
+            .unwrap_or_default()
     }
 }
+
+/// What `/metrics` at `addr` answers, headers included ("" if it cannot be reached).
+pub fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The value of the series whose line starts with `series` (name and labels) on a page.
+pub fn series_value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+impl Harness {}
 
 /// Whether rollout `id` has `status` in a summary.
 pub fn rollout_is(summary: &StatusSummary, id: u64, status: RolloutStatus) -> bool {

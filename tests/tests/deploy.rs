@@ -312,3 +312,74 @@ fn the_systemd_units_verify_cleanly_where_systemd_analyze_exists() {
     let warned = verify_text("bad.service", &bad, d.path()).expect("ran");
     assert!(warned.contains("ProtectHomme"), "{warned}");
 }
+
+/// Every metric the Grafana dashboard (`configs/grafana/scbe-fleet.json`) queries is one a
+/// validator or an agent exports: both pages rendered with some data, each name found as a
+/// series (counters with `_total`, histograms with `_bucket`), and the JSON is a dashboard.
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_that_exist() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let text = read("../configs/grafana/scbe-fleet.json");
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    assert_eq!(dash["uid"], "scbe-fleet");
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 15, "{exprs:?}");
+
+    let validator = Arc::new(scbe_validator::metrics::Metrics::default());
+    validator.dropped("queue full");
+    validator.observe_latency(Duration::from_millis(2));
+    let fleet = Arc::new(scbe_validator::fleet::monitor::FleetHealth::default());
+    fleet.refuse("bad signature");
+    fleet.update(&scbe_core::rollout::evidence::HealthBody {
+        agent: "agent-00".into(),
+        rollout: 0,
+        version: "v0".into(),
+        report: 1,
+        samples: 4,
+        window: 4,
+        coherence_mean: 0.9,
+        error_rate_mean: 0.01,
+        response_ms_p95: 100.0,
+        safety_min: 0.99,
+        tasks_per_minute: 30.0,
+        latest: Vec::new(),
+    });
+    let agent = scbe_agent::metrics::AgentMetrics::default();
+    agent.order("deploy", "done", "");
+    agent.hook_ran(Duration::from_secs(1));
+    agent.reported(scbe_core::rollout::evidence::Sample {
+        coherence: 0.9,
+        error_rate: 0.01,
+        response_ms: 100.0,
+        safety: 0.99,
+        tasks_per_minute: 30.0,
+    });
+    let pages = [
+        scbe_wire::metrics_http::encode(&validator.registry(0, fleet)),
+        scbe_wire::metrics_http::encode(&agent.registry("agent-00")),
+    ];
+    let series: std::collections::BTreeSet<String> = pages
+        .iter()
+        .flat_map(|p| p.lines())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
+        .collect();
+    for expr in &exprs {
+        let names = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("scbe_"));
+        for name in names {
+            assert!(
+                series.contains(name),
+                "{name} (in {expr}) is exported by neither page: {series:?}"
+            );
+        }
+    }
+}

@@ -12,7 +12,7 @@ use scbe_core::rollout::evidence::Refusal;
 use scbe_core::rollout::evidence::{AckBody, AckOutcome, DeployAck, OrderAction};
 use scbe_core::rollout::order::{Endorsement, Order, SignedOrder};
 use scbe_proto::v1 as pb;
-use scbe_tests::{fleet_options, rollout_is, Harness};
+use scbe_tests::{fleet_options, rollout_is, series_value, Harness};
 use scbe_wire::fleet_wire::{agent_signed_from_proto, signed_order_to_proto};
 use scbe_wire::status_summary::HealthVerdict;
 
@@ -217,6 +217,26 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
             "agent {i} after the manual rollback"
         );
     }
+    // The flooded agent's own /metrics counts what it did: the junk refused as malformed, the
+    // deploy and the rollback done, and what it runs now.
+    let page = h.agent_metrics_text(4);
+    let of = |outcome: &str, reason: &str| {
+        series_value(
+            &page,
+            &format!("scbe_agent_orders_total{{agent=\"agent-04\",action=\"deploy\",outcome=\"{outcome}\",reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(of("refused", "Malformed") >= 1.0, "{page}");
+    assert!(of("done", "") >= 1.0, "{page}");
+    assert!(
+        page.contains("scbe_agent_version{agent=\"agent-04\",current=\"v0\",previous=\"r1\"} 1"),
+        "{page}"
+    );
+    assert!(
+        series_value(&page, "scbe_agent_reports_total{agent=\"agent-04\"}").unwrap_or(0.0) > 0.0,
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,9 @@ pub struct AgentSection {
     /// How many of the latest samples a report's aggregates cover.
     #[serde(default = "d_window")]
     pub report_window: u32,
+    /// Where the agent serves its own `/metrics` (Prometheus/OpenMetrics text); unset: none.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

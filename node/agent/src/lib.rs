@@ -13,6 +13,7 @@
 pub mod config;
 pub mod daemon;
 pub mod hooks;
+pub mod metrics;
 pub mod service;
 pub mod source;
 pub mod state_file;

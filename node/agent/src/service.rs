@@ -26,6 +26,7 @@ use scbe_wire::tls::{caller_in, incoming, remote_addr, ClientAuth, PinnedKeys};
 
 use crate::config::{HooksSection, ValidatedAgent};
 use crate::hooks;
+use crate::metrics::AgentMetrics;
 use crate::source::{HealthSource, SourceError};
 use crate::state_file::{StateError, StateFile};
 
@@ -59,6 +60,7 @@ struct Shared {
     orders: tokio::sync::Mutex<()>,
     /// The newest signed report and order ack (after every sample and every order).
     latest: watch::Sender<Published>,
+    metrics: Arc<AgentMetrics>,
 }
 
 /// What watchers receive.
@@ -126,6 +128,11 @@ impl Shared {
 
     fn refuse(&self, rpc: OrderAction, refusal: &OrderRefusal) -> DeployAck {
         tracing::warn!(reason = %refusal, "refused an order");
+        self.metrics.order(
+            action_name(rpc),
+            "refused",
+            &format!("{:?}", refusal.reason()),
+        );
         lock(&self.core).refuse(rpc, refusal)
     }
 
@@ -156,9 +163,17 @@ impl Shared {
             Step::RunHook => {
                 let id = lock(&self.core).id.clone();
                 tracing::info!(version = %order.version, rollout = order.rollout, ?rpc, "running hook");
-                hooks::obey(&self.hooks, &id, &order, rpc, &current).await
+                let started = std::time::Instant::now();
+                let ran = hooks::obey(&self.hooks, &id, &order, rpc, &current).await;
+                self.metrics.hook_ran(started.elapsed());
+                ran
             }
         };
+        self.metrics.order(
+            action_name(rpc),
+            if result.is_ok() { "done" } else { "failed" },
+            "",
+        );
         let outcome = match result {
             Ok(()) => HookOutcome::Done,
             Err(e) => {
@@ -176,6 +191,10 @@ impl Shared {
             Status::internal(format!("cannot record the new state: {e}"))
         })?;
         tracing::info!(current = %state.current.version, rollout = state.rollout, "order done");
+        self.metrics.versions(
+            &state.current.version,
+            state.previous.as_ref().map(|p| p.version.as_str()),
+        );
         let a = ack.clone();
         self.latest.send_modify(|p| p.ack = Some(a));
         Ok(ack)
@@ -297,6 +316,7 @@ async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::t
                     core.record(sample);
                     core.report()
                 };
+                shared.metrics.reported(sample);
                 shared.latest.send_modify(|p| {
                     p.report = report;
                     p.source_problem = None;
@@ -304,6 +324,7 @@ async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::t
             }
             Err(e) => {
                 tracing::warn!("no health sample: {e}");
+                shared.metrics.sample_failed();
                 // Tell the validators watching (once per change: an unchanged problem sends
                 // nothing new), so `scbe status` can say why this agent's health is stale.
                 let problem = e.to_string();
@@ -314,6 +335,14 @@ async fn sample_forever(shared: Arc<Shared>, source: HealthSource, every: std::t
                 });
             }
         }
+    }
+}
+
+/// The metrics label of an order's action.
+fn action_name(a: OrderAction) -> &'static str {
+    match a {
+        OrderAction::Deploy => "deploy",
+        OrderAction::Rollback => "rollback",
     }
 }
 
@@ -345,6 +374,11 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         );
     }
     let (latest, _) = watch::channel(Published::default());
+    let metrics = Arc::new(AgentMetrics::default());
+    metrics.versions(
+        &core.state().current.version,
+        core.state().previous.as_ref().map(|p| p.version.as_str()),
+    );
     let validators = PinnedKeys::new(
         v.validators.iter().map(|k| *k.public()),
         "a validator of this agent's genesis",
@@ -359,6 +393,7 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         callers: v.transport.is_tls().then(|| validators.clone()),
         orders: tokio::sync::Mutex::new(()),
         latest,
+        metrics: Arc::clone(&metrics),
     });
     let listener =
         tokio::net::TcpListener::bind(v.listen)
@@ -368,6 +403,23 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
                 detail: e.to_string(),
             })?;
     let mut tasks = Supervisor::default();
+    if let Some(addr) = a.metrics_listen {
+        let listener =
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Listen {
+                    addr,
+                    detail: e.to_string(),
+                })?;
+        let registry = metrics.registry(&a.id);
+        tasks.spawn(
+            "metrics server",
+            scbe_wire::metrics_http::serve_metrics(
+                listener,
+                Arc::new(move || scbe_wire::metrics_http::encode(&registry)),
+            ),
+        );
+    }
     tasks.spawn(
         "health sampler",
         sample_forever(Arc::clone(&shared), source, v.sample_interval),

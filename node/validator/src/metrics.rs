@@ -1,18 +1,28 @@
-//! The validator's counters and gauges, rendered in Prometheus text format at `/metrics`:
-//! consensus (decisions, views, drops, storage syncs, submit latency) and the fleet (reports
-//! received and refused, per-agent health, consensus rate, safety score, task throughput).
+//! The validator's counters and gauges at `/metrics` (prometheus-client, OpenMetrics text):
+//! consensus (decisions, views, drops, storage syncs, submit latency), notifications, and the
+//! fleet (reports received and refused, per-agent health, consensus rate, safety score, task
+//! throughput). The hot path bumps plain atomics; a [`Collector`] reads them at scrape time, and
+//! the fleet's figures are read from the monitor then too. Every series carries `node`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 use scbe_wire::status_summary::FleetFigures;
 
 use crate::fleet::monitor::FleetHealth;
 
 /// Counters for logs and `/metrics`.
-#[derive(Default)]
 pub struct Metrics {
     /// Share of validators that voted with the outcome over recent proposals (f64 bits).
     pub consensus_rate_bits: AtomicU64,
@@ -28,28 +38,36 @@ pub struct Metrics {
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     /// The core's own drop counters, copied after every turn.
     pub(crate) core_dropped: Mutex<BTreeMap<&'static str, u64>>,
-    /// Submit-to-decided latency of client requests: counts per bucket (upper bounds below).
-    latency_buckets: [AtomicU64; LATENCY_BOUNDS_MS.len()],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
+    /// Submit-to-decided latency of client requests, in seconds.
+    latency: Histogram,
 }
 
-/// Histogram bucket upper bounds, in milliseconds.
-pub const LATENCY_BOUNDS_MS: [f64; 10] = [
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
-];
+/// Histogram bucket upper bounds, in seconds (1 ms to 5 s).
+pub const LATENCY_BOUNDS_S: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            consensus_rate_bits: AtomicU64::default(),
+            decisions: AtomicU64::default(),
+            view: AtomicU64::default(),
+            view_changes: AtomicU64::default(),
+            notifications_sent: AtomicU64::default(),
+            notifications_refused: AtomicU64::default(),
+            notification_retries: AtomicU64::default(),
+            sync_micros_total: AtomicU64::default(),
+            syncs: AtomicU64::default(),
+            dropped: Mutex::default(),
+            core_dropped: Mutex::default(),
+            latency: Histogram::new(LATENCY_BOUNDS_S),
+        }
+    }
+}
 
 impl Metrics {
     pub fn observe_latency(&self, d: Duration) {
-        let ms = d.as_secs_f64() * 1e3;
-        for (i, bound) in LATENCY_BOUNDS_MS.iter().enumerate() {
-            if ms <= *bound {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.latency.observe(d.as_secs_f64());
     }
 
     pub fn set_consensus_rate(&self, rate: f64) {
@@ -67,139 +85,159 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self, node: u32, fleet: &FleetHealth) -> String {
-        let core_drops = self
-            .core_dropped
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
-        let mut s = String::new();
-        let mut line = |name: &str, help: &str, kind: &str, value: String| {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {value}\n"
-            ));
-        };
-        line(
-            "scbe_decisions_total",
-            "Batches decided and executed.",
-            "counter",
-            self.decisions.load(Ordering::Relaxed).to_string(),
+    /// What `/metrics` encodes for validator `node`.
+    pub fn registry(self: &Arc<Self>, node: u32, fleet: Arc<FleetHealth>) -> Registry {
+        let mut r = Registry::with_labels(std::iter::once((
+            Cow::Borrowed("node"),
+            Cow::Owned(node.to_string()),
+        )));
+        r.register_with_unit(
+            "scbe_submit_latency",
+            // The registry adds the final full stop.
+            "Submit-to-decided latency of client requests",
+            Unit::Seconds,
+            self.latency.clone(),
         );
-        line(
-            "scbe_view",
-            "Current view.",
-            "gauge",
-            self.view.load(Ordering::Relaxed).to_string(),
-        );
-        line(
-            "scbe_view_changes_total",
-            "Views entered after the first.",
-            "counter",
-            self.view_changes.load(Ordering::Relaxed).to_string(),
-        );
-        for (name, help, value) in [
-            (
-                "scbe_notifications_sent_total",
-                "Notifications a webhook sink accepted (sent while this validator led).",
-                &self.notifications_sent,
-            ),
-            (
-                "scbe_notifications_refused_total",
-                "Notifications a sink refused for good (4xx) and that were passed over.",
-                &self.notifications_refused,
-            ),
-            (
-                "scbe_notification_retries_total",
-                "Failed notification attempts that were retried.",
-                &self.notification_retries,
-            ),
-        ] {
-            line(
-                name,
-                help,
-                "counter",
-                value.load(Ordering::Relaxed).to_string(),
-            );
-        }
-        line(
-            "scbe_storage_sync_seconds_total",
-            "Time spent committing records.",
-            "counter",
-            format!(
-                "{:.6}",
-                self.sync_micros_total.load(Ordering::Relaxed) as f64 / 1e6
-            ),
-        );
-        line(
-            "scbe_storage_syncs_total",
-            "Record commits (one per loop turn with records).",
-            "counter",
-            self.syncs.load(Ordering::Relaxed).to_string(),
-        );
-        s.push_str("# HELP scbe_messages_dropped_total Inputs dropped, by reason.\n# TYPE scbe_messages_dropped_total counter\n");
-        let edge = self.dropped.lock().map(|m| m.clone()).unwrap_or_default();
-        for (reason, n) in edge.iter().chain(core_drops.iter()) {
-            s.push_str(&format!(
-                "scbe_messages_dropped_total{{node=\"{node}\",reason=\"{reason}\"}} {n}\n"
-            ));
-        }
-        render_fleet(&mut s, node, fleet, self.consensus_rate());
-        s
+        r.register_collector(Box::new(CoreFigures(Arc::clone(self))));
+        r.register_collector(Box::new(FleetFiguresNow {
+            fleet,
+            metrics: Arc::clone(self),
+        }));
+        r
     }
 }
 
-/// Serves `/metrics` in Prometheus text format over plain HTTP/1.0 on `listener` (bound at
-/// start-up, so a metrics address that cannot be bound stops the validator from starting).
-pub async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
+/// One unlabelled counter.
+pub(crate) fn counter<N: prometheus_client::encoding::EncodeCounterValue + fmt::Debug>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: N,
+) -> fmt::Result {
+    let c = ConstCounter::new(value);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// One unlabelled gauge.
+pub(crate) fn gauge<N: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: N,
+) -> fmt::Result {
+    let g = ConstGauge::new(value);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// The consensus and notification counters, read at scrape time.
+struct CoreFigures(Arc<Metrics>);
+
+impl fmt::Debug for CoreFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CoreFigures")
+    }
+}
+
+impl Collector for CoreFigures {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let m = &self.0;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut e,
+            "scbe_decisions",
+            "Batches decided and executed.",
+            load(&m.decisions),
+        )?;
+        gauge(&mut e, "scbe_view", "Current view.", load(&m.view) as i64)?;
+        counter(
+            &mut e,
+            "scbe_view_changes",
+            "Views entered after the first.",
+            load(&m.view_changes),
+        )?;
+        for (name, help, value) in [
+            (
+                "scbe_notifications_sent",
+                "Notifications a webhook sink accepted (sent while this validator led).",
+                &m.notifications_sent,
+            ),
+            (
+                "scbe_notifications_refused",
+                "Notifications a sink refused for good (4xx) and that were passed over.",
+                &m.notifications_refused,
+            ),
+            (
+                "scbe_notification_retries",
+                "Failed notification attempts that were retried.",
+                &m.notification_retries,
+            ),
+        ] {
+            counter(&mut e, name, help, load(value))?;
+        }
+        counter(
+            &mut e,
+            "scbe_storage_sync_seconds",
+            "Time spent committing records.",
+            load(&m.sync_micros_total) as f64 / 1e6,
+        )?;
+        counter(
+            &mut e,
+            "scbe_storage_syncs",
+            "Record commits (one per loop turn with records).",
+            load(&m.syncs),
+        )?;
+        let edge = m.dropped.lock().map(|d| d.clone()).unwrap_or_default();
+        let core = m.core_dropped.lock().map(|d| d.clone()).unwrap_or_default();
+        let mut family = e.encode_descriptor(
+            "scbe_messages_dropped",
+            "Inputs dropped, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in edge.iter().chain(core.iter()) {
+            ConstCounter::new(*n).encode(family.encode_family(&[("reason", *reason)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fleet health as this validator's monitor has it at scrape time.
+struct FleetFiguresNow {
     fleet: Arc<FleetHealth>,
-    node: u32,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = Arc::clone(&metrics);
-        let fleet = Arc::clone(&fleet);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let _ = sock.read(&mut buf).await;
-            let body = metrics.render(node, &fleet);
-            let resp = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
+    metrics: Arc<Metrics>,
+}
+
+impl fmt::Debug for FleetFiguresNow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FleetFiguresNow")
+    }
+}
+
+impl Collector for FleetFiguresNow {
+    fn encode(&self, e: DescriptorEncoder) -> fmt::Result {
+        encode_fleet(e, &self.fleet, self.metrics.consensus_rate())
     }
 }
 
 /// Fleet health: what this validator's monitor last verified from each agent.
-fn render_fleet(s: &mut String, node: u32, fleet: &FleetHealth, consensus_rate: f64) {
+fn encode_fleet(mut e: DescriptorEncoder, fleet: &FleetHealth, consensus_rate: f64) -> fmt::Result {
     let latest = fleet.latest();
-    let head = |s: &mut String, name: &str, help: &str, kind: &str| {
-        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-    };
-    head(
-        s,
-        "scbe_health_reports_total",
+    counter(
+        &mut e,
+        "scbe_health_reports",
         "Agent health reports received with a valid signature.",
-        "counter",
-    );
-    s.push_str(&format!(
-        "scbe_health_reports_total{{node=\"{node}\"}} {}\n",
-        fleet.reports()
-    ));
-    head(
-        s,
-        "scbe_health_reports_refused_total",
-        "Agent health reports refused, by reason (bad signature, wrong agent, malformed).",
-        "counter",
-    );
-    for (reason, n) in fleet.refused() {
-        s.push_str(&format!(
-            "scbe_health_reports_refused_total{{node=\"{node}\",reason=\"{reason}\"}} {n}\n"
-        ));
+        fleet.reports(),
+    )?;
+    {
+        let mut family = e.encode_descriptor(
+            "scbe_health_reports_refused",
+            "Agent health reports refused, by reason (bad signature, wrong agent, malformed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in fleet.refused() {
+            ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
     }
     type Figure = fn(&scbe_core::rollout::evidence::HealthBody) -> f64;
     let gauges: [(&str, &str, Figure); 5] = [
@@ -230,13 +268,13 @@ fn render_fleet(s: &mut String, node: u32, fleet: &FleetHealth, consensus_rate: 
         ),
     ];
     for (name, help, get) in gauges {
-        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
         for (agent, h) in &latest {
-            s.push_str(&format!(
-                "{name}{{node=\"{node}\",agent=\"{agent}\",version=\"{}\"}} {}\n",
-                h.body.version,
-                get(&h.body)
-            ));
+            let labels = [
+                ("agent", agent.as_str()),
+                ("version", h.body.version.as_str()),
+            ];
+            ConstGauge::new(get(&h.body)).encode(family.encode_family(&labels)?)?;
         }
     }
     let f = FleetFigures::of(latest.values().map(|h| &h.body));
@@ -262,8 +300,57 @@ fn render_fleet(s: &mut String, node: u32, fleet: &FleetHealth, consensus_rate: 
             f.tasks_per_minute,
         ),
     ] {
-        s.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{node=\"{node}\"}} {v}\n"
-        ));
+        gauge(&mut e, name, help, v)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scbe_core::rollout::evidence::HealthBody;
+
+    /// The exposition keeps the names and labels dashboards and tests read, in OpenMetrics
+    /// form: counters end in `_total`, the latency is a histogram in seconds, every series
+    /// carries the node, the page ends in `# EOF`.
+    #[test]
+    fn the_page_carries_every_figure_with_its_node() {
+        let m = Arc::new(Metrics::default());
+        m.decisions.fetch_add(7, Ordering::Relaxed);
+        m.notifications_sent.fetch_add(2, Ordering::Relaxed);
+        m.dropped("peer stream under another genesis");
+        m.observe_latency(Duration::from_millis(3));
+        m.set_consensus_rate(0.75);
+        let fleet = Arc::new(FleetHealth::default());
+        fleet.refuse("bad signature");
+        fleet.update(&HealthBody {
+            agent: "agent-01".into(),
+            rollout: 0,
+            version: "r1".into(),
+            report: 1,
+            samples: 4,
+            window: 4,
+            coherence_mean: 0.9,
+            error_rate_mean: 0.01,
+            response_ms_p95: 120.0,
+            safety_min: 0.99,
+            tasks_per_minute: 30.0,
+            latest: Vec::new(),
+        });
+        let page = scbe_wire::metrics_http::encode(&m.registry(3, fleet));
+        for line in [
+            "scbe_decisions_total{node=\"3\"} 7",
+            "scbe_notifications_sent_total{node=\"3\"} 2",
+            "scbe_messages_dropped_total{node=\"3\",reason=\"peer stream under another genesis\"} 1",
+            "scbe_submit_latency_seconds_bucket{node=\"3\",le=\"0.005\"} 1",
+            "scbe_submit_latency_seconds_count{node=\"3\"} 1",
+            "scbe_health_reports_total{node=\"3\"} 1",
+            "scbe_health_reports_refused_total{node=\"3\",reason=\"bad signature\"} 1",
+            "scbe_agent_coherence{node=\"3\",agent=\"agent-01\",version=\"r1\"} 0.9",
+            "scbe_fleet_consensus_rate{node=\"3\"} 0.75",
+            "# EOF",
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} not in:\n{page}");
+        }
     }
 }

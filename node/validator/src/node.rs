@@ -30,7 +30,7 @@ use crate::fleet::roster::{keep_health_streams, roster_of, Roster};
 use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::inbound::Inbound;
 use crate::links::Links;
-use crate::metrics::{serve_metrics, Metrics};
+use crate::metrics::Metrics;
 use crate::notify::{start_notifiers, NotifyContext, NotifyView};
 use crate::runtime::Runtime;
 use crate::services::grpc_server::{grpc_server, ServerParts};
@@ -38,6 +38,7 @@ use crate::services::peer::peer_link;
 use crate::storage::{RecordStore, StorageError};
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
+use scbe_wire::metrics_http::serve_metrics;
 use scbe_wire::supervisor::{Supervisor, TaskEnded};
 
 /// Inputs waiting for the core; beyond this, peers' messages are dropped (and counted).
@@ -145,13 +146,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                     addr,
                     detail: e.to_string(),
                 })?;
+        let registry = metrics.registry(id, Arc::clone(&fleet_health));
         tasks.spawn(
             "metrics server",
             serve_metrics(
                 listener,
-                Arc::clone(&metrics),
-                Arc::clone(&fleet_health),
-                id,
+                Arc::new(move || scbe_wire::metrics_http::encode(&registry)),
             ),
         );
     }

@@ -32,6 +32,7 @@ pub mod health_probe;
 #[cfg(feature = "testkit")]
 pub mod http_sink;
 pub mod key_file;
+pub mod metrics_http;
 pub mod notify_entry;
 pub mod open;
 pub mod proto_codec;

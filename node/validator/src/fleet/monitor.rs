@@ -70,13 +70,15 @@ impl FleetHealth {
         }
     }
 
-    fn refuse(&self, reason: &'static str) {
+    /// Counts a report refused for `reason`.
+    pub fn refuse(&self, reason: &'static str) {
         if let Ok(mut m) = self.refused.lock() {
             *m.entry(reason).or_default() += 1;
         }
     }
 
-    fn update(&self, body: &HealthBody) {
+    /// Records a report whose signature was verified: the agent's latest health.
+    pub fn update(&self, body: &HealthBody) {
         self.reports
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut m) = self.latest.lock() {
