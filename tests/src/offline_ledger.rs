@@ -30,7 +30,9 @@ pub fn replay_validator_store(dir: &Path, node: u32) -> Result<DecidedReplay<Led
     let mut log = scbe_proto::v1::AuditLog::default();
     let mut from = 1;
     loop {
-        let chunk = store.audit_from(from, 512).map_err(|e| e.to_string())?;
+        let chunk = store
+            .audit_from(from, (512, usize::MAX))
+            .map_err(|e| e.to_string())?;
         let Some(&(last, _)) = chunk.decided.last() else {
             break;
         };

@@ -14,7 +14,6 @@ use scbe_wire::status_summary::StatusSummary;
 use tokio::sync::oneshot;
 
 use crate::links::{PeerLinkState, RefusedCaller};
-use crate::storage::StorageError;
 
 /// One input of the core task.
 pub enum Inbound {
@@ -37,11 +36,6 @@ pub enum Inbound {
         from: u64,
         reply: oneshot::Sender<Vec<(u64, Event)>>,
     },
-    /// A chunk of the audit trail (encoded commit certificates) from `from` on.
-    Audit {
-        from: u64,
-        reply: oneshot::Sender<Result<AuditChunk, StorageError>>,
-    },
     /// Verified agent evidence from the monitor or the executor.
     Fleet(FleetInput),
     /// Time to ask the watcher what to submit.
@@ -62,8 +56,6 @@ pub enum FleetInput {
     Report(HealthReport, HealthBody),
     Ack(DeployAck, AckBody),
 }
-
-pub use crate::storage::AuditChunk;
 
 /// What a `Status` call asks for.
 pub struct StatusQuery {

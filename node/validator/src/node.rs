@@ -132,6 +132,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 quotas: v.raw.quotas.limits(),
                 genesis: v.genesis.digest(),
                 links: Arc::clone(&links),
+                store: store.reader(),
                 transport: v.transport.clone(),
             },
         )

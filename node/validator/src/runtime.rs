@@ -175,13 +175,6 @@ impl Runtime {
                 Inbound::Events { from, reply } => {
                     let _ = reply.send(self.events(from));
                 }
-                Inbound::Audit { from, reply } => {
-                    let store = &self.store;
-                    let chunk = tokio::task::block_in_place(|| {
-                        store.audit_from(from, crate::services::audit_service::AUDIT_CHUNK)
-                    });
-                    let _ = reply.send(chunk);
-                }
                 Inbound::Fleet(FleetInput::Report(signed, body)) => {
                     let now = self.now_ms();
                     self.step.report(signed, body, now);

@@ -1,18 +1,22 @@
 //! `Audit.Export`: streams every decided batch's commit certificate and the stable checkpoints
-//! signed along the way, read from the record store through the core task in chunks.
+//! signed along the way, read from the record store in chunks on blocking threads (through a
+//! [`StoreReader`], never the core task's queue), each chunk bounded in count and in bytes.
 
 use scbe_proto::v1 as pb;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::inbound::{AuditChunk, Inbound};
+use crate::storage::{AuditChunk, StoreReader};
 
-/// Certificates read per round trip to the core task.
+/// Certificates read per chunk, at most.
 pub const AUDIT_CHUNK: usize = 512;
+/// Bytes of certificates read per chunk, about (a chunk holds at least one): a batch at the
+/// request cap is megabytes, and 512 of them would be held in memory at once.
+pub const AUDIT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct AuditService {
-    pub inbound: mpsc::Sender<Inbound>,
+    pub store: StoreReader,
 }
 
 #[tonic::async_trait]
@@ -24,24 +28,27 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::AuditRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
         let mut from = request.into_inner().from_seq.max(1);
-        let inbound = self.inbound.clone();
+        let store = self.store.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let (reply, wait) = oneshot::channel();
-                if inbound.send(Inbound::Audit { from, reply }).await.is_err() {
-                    let _ = tx
-                        .send(Err(Status::unavailable("node is shutting down")))
-                        .await;
-                    return;
-                }
-                let chunk = match wait.await {
+                let reader = store.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    reader.audit_from(from, (AUDIT_CHUNK, AUDIT_CHUNK_BYTES))
+                })
+                .await;
+                let chunk = match read {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => {
                         let _ = tx.send(Err(Status::internal(e.to_string()))).await;
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable("node is shutting down")))
+                            .await;
+                        return;
+                    }
                 };
                 if chunk.is_empty() {
                     return;

@@ -35,6 +35,8 @@ pub struct ServerParts {
     /// The cluster's genesis digest, checked on every peer and leader call.
     pub genesis: Digest,
     pub links: Arc<Links>,
+    /// Reads the store off the core task (`Audit.Export`).
+    pub store: crate::storage::StoreReader,
     /// TLS (anyone may call `Governance` and `Audit`; only validators `Consensus` and
     /// `Orders`), or plaintext on loopback.
     pub transport: Transport,
@@ -78,7 +80,7 @@ pub async fn grpc_server(
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let audit = pb::audit_server::AuditServer::new(AuditService {
-        inbound: p.inbound.clone(),
+        store: p.store.clone(),
     });
     let orders = pb::orders_server::OrdersServer::new(OrdersService {
         inbound: p.inbound,

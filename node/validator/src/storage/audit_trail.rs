@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::record_store::{RecordStore, StorageError, CHECKPOINTS, DECIDED};
+use super::store_reader::StoreReader;
 
 /// Part of the audit trail from some seq on.
 #[derive(Debug, Default)]
@@ -22,12 +23,26 @@ impl AuditChunk {
     }
 }
 
-impl RecordStore {
-    /// At most `limit` decided batches from `from` on, and the stable checkpoints among them.
-    pub fn audit_from(&self, from: u64, limit: usize) -> Result<AuditChunk, StorageError> {
-        let decided = self.range_from(DECIDED, from..=u64::MAX, limit, |seq, stored| {
-            self.unpacked(seq, stored)
-        })?;
+impl StoreReader {
+    /// Decided batches from `from` on, and the stable checkpoints among them: at most `limit`
+    /// batches, and no more once their certificates reach `max_bytes` (at least one), so a
+    /// chunk of large batches stays small in memory.
+    pub fn audit_from(
+        &self,
+        from: u64,
+        (limit, max_bytes): (usize, usize),
+    ) -> Result<AuditChunk, StorageError> {
+        let decided = self.range_within(
+            DECIDED,
+            from..=u64::MAX,
+            (limit, max_bytes),
+            |seq, stored| {
+                Ok(self.unpacked(seq, stored)?.map(|b| {
+                    let n = b.len();
+                    (b, n)
+                }))
+            },
+        )?;
         let Some(&(last, _)) = decided.last() else {
             return Ok(AuditChunk::default());
         };
@@ -41,5 +56,16 @@ impl RecordStore {
             decided,
             checkpoints,
         })
+    }
+}
+
+impl RecordStore {
+    /// [`StoreReader::audit_from`] through this store's own reader.
+    pub fn audit_from(
+        &self,
+        from: u64,
+        budget: (usize, usize),
+    ) -> Result<AuditChunk, StorageError> {
+        self.reader().audit_from(from, budget)
     }
 }

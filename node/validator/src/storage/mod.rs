@@ -4,10 +4,12 @@
 
 pub mod audit_trail;
 pub mod record_store;
+pub mod store_reader;
 pub mod value_codec;
 
 pub use audit_trail::AuditChunk;
 pub use record_store::{RecordStore, StorageError};
+pub use store_reader::StoreReader;
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use crate::storage::store_reader::StoreReader;
 use crate::storage::value_codec::{pack, unpack};
 use scbe_core::consensus::{Digest, Directory, Record};
 use scbe_core::crypto::PublicKey;
@@ -47,7 +48,7 @@ const FORMAT_1: &[u8] = b"scbe-records-1";
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A stored value `value_codec` cannot read, as the decoding error it is.
-fn stored_value(e: crate::storage::value_codec::ValueError) -> WireError {
+pub(super) fn stored_value(e: crate::storage::value_codec::ValueError) -> WireError {
     WireError::Decode {
         what: "stored value",
         reason: e.to_string(),
@@ -109,8 +110,8 @@ pub enum StorageError {
 type RecordIndex = std::collections::BTreeMap<u64, (StoredKind, Option<u64>)>;
 
 pub struct RecordStore {
-    path: PathBuf,
-    db: Database,
+    /// The database and its path; clones of it read concurrently with this store's writes.
+    reader: StoreReader,
     next_index: u64,
     /// Kind and sequence number of every record in the table, read once at open and kept
     /// with every write: compaction picks what to drop from here instead of reading every
@@ -120,9 +121,15 @@ pub struct RecordStore {
 }
 
 impl RecordStore {
+    /// A handle that reads this store from any thread while it is written (redb's readers see
+    /// the last committed transaction).
+    pub fn reader(&self) -> StoreReader {
+        self.reader.clone()
+    }
+
     fn io(&self, e: impl std::fmt::Display) -> StorageError {
         StorageError::Io {
-            path: self.path.clone(),
+            path: self.reader.path.clone(),
             detail: e.to_string(),
         }
     }
@@ -144,12 +151,11 @@ impl RecordStore {
             .open(path)
             .map_err(|e| open_err(&e))?;
         let mut store = RecordStore {
-            path: path.to_path_buf(),
-            db,
+            reader: StoreReader::new(path, db),
             next_index: 0,
             index: RecordIndex::new(),
         };
-        let txn = store.db.begin_write().map_err(|e| open_err(&e))?;
+        let txn = store.reader.db.begin_write().map_err(|e| open_err(&e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| open_err(&e))?;
             let format = meta
@@ -313,7 +319,7 @@ impl RecordStore {
         {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        let txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
         {
             let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
             for (position, json) in &history.events {
@@ -443,7 +449,7 @@ impl RecordStore {
     /// snapshot at or below the stable checkpoint (above genesis if there is none) from the
     /// audit trail; signatures re-verified against `dir`.
     pub fn load(&self, dir: &Directory) -> Result<Vec<Record>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let txn = self.reader.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.io(e))? {
@@ -452,7 +458,7 @@ impl RecordStore {
                 .map_err(stored_value)
                 .and_then(|bytes| decode_record(&bytes, dir))
                 .map_err(|source| StorageError::Record {
-                    path: self.path.clone(),
+                    path: self.reader.path.clone(),
                     index: k.value(),
                     source,
                 })?;
@@ -480,7 +486,7 @@ impl RecordStore {
             .unwrap_or(0);
         for (seq, bytes) in self.decided_from(base + 1, usize::MAX)? {
             let cert = decode_commit_cert(&bytes, dir).map_err(|source| StorageError::Record {
-                path: self.path.clone(),
+                path: self.reader.path.clone(),
                 index: seq,
                 source,
             })?;
@@ -495,63 +501,24 @@ impl RecordStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        self.range_from(DECIDED, from..=u64::MAX, limit, |seq, stored| {
-            self.unpacked(seq, stored)
-        })
+        self.reader
+            .range_from(DECIDED, from..=u64::MAX, limit, |seq, stored| {
+                self.reader.unpacked(seq, stored)
+            })
     }
 
     /// Stored ledger events from position `from` on (at most `limit`). A node that caught up
     /// from a snapshot has a gap where it executed nothing itself.
     pub fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StorageError> {
-        self.range_from(EVENTS, from..=u64::MAX, limit, |_, v| {
-            Ok(serde_json::from_slice(v).ok())
-        })
-    }
-
-    /// Up to `limit` entries of a never-compacted table from key `from` on (none if the table
-    /// was never written), each read in place by `read` (`None` skips it).
-    /// A stored value of the audit trail, unpacked.
-    pub(super) fn unpacked(
-        &self,
-        seq: u64,
-        stored: &[u8],
-    ) -> Result<Option<Vec<u8>>, StorageError> {
-        match unpack(stored) {
-            Ok(bytes) => Ok(Some(bytes.into_owned())),
-            Err(e) => Err(StorageError::Record {
-                path: self.path.clone(),
-                index: seq,
-                source: stored_value(e),
-            }),
-        }
-    }
-
-    pub(super) fn range_from<T>(
-        &self,
-        def: TableDefinition<u64, &[u8]>,
-        range: std::ops::RangeInclusive<u64>,
-        limit: usize,
-        read: impl Fn(u64, &[u8]) -> Result<Option<T>, StorageError>,
-    ) -> Result<Vec<(u64, T)>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let table = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.io(e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.range(range).map_err(|e| self.io(e))?.take(limit) {
-            let (k, v) = entry.map_err(|e| self.io(e))?;
-            if let Some(t) = read(k.value(), v.value())? {
-                out.push((k.value(), t));
-            }
-        }
-        Ok(out)
+        self.reader
+            .range_from(EVENTS, from..=u64::MAX, limit, |_, v| {
+                Ok(serde_json::from_slice(v).ok())
+            })
     }
 
     /// A stored request outcome (signer as hex).
     pub fn outcome(&self, signer: &str, nonce: u64) -> Result<Option<Outcome>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let txn = self.reader.db.begin_read().map_err(|e| self.io(e))?;
         let table = match txn.open_table(OUTCOMES) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -564,7 +531,7 @@ impl RecordStore {
     }
 
     pub fn len(&self) -> Result<u64, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let txn = self.reader.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
         table.len().map_err(|e| self.io(e))
     }
