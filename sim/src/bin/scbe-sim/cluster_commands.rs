@@ -222,7 +222,20 @@ pub(crate) fn up(n: usize, opts: scbe_sim::local::LocalOptions, dir: &std::path:
             .get(i)
             .map(|k| k.to_hex())
             .unwrap_or_default();
-        println!("  {} ({}): {}  key {key}", a.id, a.specialty, a.addr);
+        let metrics = a
+            .metrics
+            .map(|m| format!("  metrics http://{m}/metrics"))
+            .unwrap_or_default();
+        println!(
+            "  {} ({}): {}{metrics}  key {key}",
+            a.id, a.specialty, a.addr
+        );
+    }
+    // What the cluster's genesis says (a reused directory keeps its own sinks).
+    if let Ok(g) = scbe_wire::genesis::Genesis::load(&cluster.genesis_path()) {
+        for n in &g.file().notify {
+            println!("  {}: the leader posts rollout events to {}", n.name, n.url);
+        }
     }
     let key = cluster.requester_key.display();
     println!(
