@@ -17,6 +17,7 @@ pub mod fleet_driver;
 pub mod invariants;
 pub mod local;
 pub mod local_clients;
+pub mod local_options;
 pub mod network;
 pub mod releases;
 pub mod scenario;

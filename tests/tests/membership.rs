@@ -65,8 +65,17 @@ async fn an_agent_admitted_by_proposal_gets_the_next_production_rollout() {
     let template = std::fs::read_to_string(&h.cluster.agents[0].config).expect("agent-00.toml");
     let listen = format!("listen = \"{}\"", h.cluster.agents[0].addr);
     assert!(template.contains(&listen), "{template}");
+    // Its own metrics port too: agent-00's is taken (a copied config that keeps it fails to
+    // start, naming the address in its log).
+    let metrics = h.cluster.agents[0]
+        .metrics
+        .map(|m| format!("metrics_listen = \"{m}\""))
+        .expect("local agents serve metrics");
+    assert!(template.contains(&metrics), "{template}");
+    let own_metrics = scbe_sim::local::free_port().expect("port");
     let config = template
         .replace(&listen, &format!("listen = \"{addr}\""))
+        .replace(&metrics, &format!("metrics_listen = \"{own_metrics}\""))
         .replace("agent-00", "agent-new")
         .replacen(
             "id = \"agent-new\"",

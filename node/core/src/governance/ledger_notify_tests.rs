@@ -91,6 +91,7 @@ fn every_notifiable_kind_is_one_the_ledger_produces() {
         include_str!("ledger/proposals.rs"),
         include_str!("ledger/rollbacks.rs"),
         include_str!("ledger/rollouts.rs"),
+        include_str!("ledger/stalls.rs"),
         include_str!("ledger/mod.rs"),
     ]
     .concat();

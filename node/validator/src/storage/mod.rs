@@ -12,4 +12,6 @@ pub use record_store::{RecordStore, StorageError};
 pub use store_reader::StoreReader;
 
 #[cfg(test)]
+mod audit_trail_tests;
+#[cfg(test)]
 mod tests;

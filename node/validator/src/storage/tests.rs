@@ -13,7 +13,7 @@ use scbe_wire::testkit::{ChainApp, Cluster};
 use scbe_wire::ProtoCodec;
 
 /// The genesis digest these stores are written under.
-const GENESIS: Digest = Digest([7; 32]);
+pub(super) const GENESIS: Digest = Digest([7; 32]);
 
 fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record]) {
     let mut s = RecordStore::open(path, &key.public(), &GENESIS).expect("opens");
@@ -23,7 +23,7 @@ fn store_all(path: &std::path::Path, key: &Keypair, records: &[Record]) {
     }
 }
 
-fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica<ChainApp> {
+pub(super) fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica<ChainApp> {
     Replica::restore(
         c.config(i),
         c.keys[i].clone(),
@@ -333,7 +333,10 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
 /// record for restore.
 /// A cluster (checkpoint every `k`) that decided `requests` requests one at a time, and the
 /// commit certificates replica 1 delivered (what its runtime writes to the audit trail).
-fn decided_cluster(k: u64, requests: u64) -> (Cluster, Vec<scbe_core::consensus::CommitCert>) {
+pub(super) fn decided_cluster(
+    k: u64,
+    requests: u64,
+) -> (Cluster, Vec<scbe_core::consensus::CommitCert>) {
     let mut c = Cluster::new(4, k);
     for nonce in 1..=requests {
         c.input(0, Input::ClientRequest(c.request(nonce)));
@@ -345,77 +348,6 @@ fn decided_cluster(k: u64, requests: u64) -> (Cluster, Vec<scbe_core::consensus:
         .collect();
     assert_eq!(decided.len() as u64, requests);
     (c, decided)
-}
-
-#[test]
-fn a_decided_batch_is_stored_once_and_restored_from_the_audit_trail() {
-    let (c, decided) = decided_cluster(128, 5);
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("node.redb");
-    let mut s = RecordStore::open(&path, &c.keys[1].public(), &GENESIS).expect("opens");
-    s.commit_turn(&c.stores[1], &decided, &Default::default())
-        .expect("commits");
-    let loaded = s.load(&c.dir).expect("loads");
-    let committed: Vec<u64> = loaded
-        .iter()
-        .filter_map(|r| match r {
-            Record::Committed(cert) => Some(cert.seq().0),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        committed,
-        vec![1, 2, 3, 4, 5],
-        "each decided batch exactly once"
-    );
-    let r = restore(&c, 1, &loaded);
-    assert_eq!(r.last_executed(), Seq(5));
-    assert_eq!(r.app().digest(), c.replica(1).app().digest());
-}
-
-/// The audit trail is read from another thread while the store is written, in chunks cut by
-/// count or by bytes (never empty while batches remain), consecutive and complete.
-#[test]
-fn the_audit_trail_reads_off_the_writer_in_chunks_cut_by_count_or_bytes() {
-    let (c, decided) = decided_cluster(128, 5);
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("node.redb");
-    let mut s = RecordStore::open(&path, &c.keys[1].public(), &GENESIS).expect("opens");
-    let reader = s.reader();
-    s.commit_turn(&c.stores[1], &decided[..2], &Default::default())
-        .expect("commits");
-    let first = std::thread::spawn({
-        let reader = reader.clone();
-        move || reader.audit_from(1, (512, usize::MAX))
-    })
-    .join()
-    .expect("reader thread")
-    .expect("reads");
-    let seqs = |chunk: &crate::storage::AuditChunk| -> Vec<u64> {
-        chunk.decided.iter().map(|(q, _)| *q).collect()
-    };
-    assert_eq!(seqs(&first), vec![1, 2], "what was committed so far");
-    s.commit_turn(&[], &decided[2..], &Default::default())
-        .expect("commits");
-    let size = first.decided[0].1.len();
-    for (budget, per_chunk) in [((2, usize::MAX), 2), ((512, 1), 1), ((512, size + 1), 2)] {
-        let mut from = 1;
-        let mut seen = Vec::new();
-        loop {
-            let chunk = reader.audit_from(from, budget).expect("reads");
-            if chunk.is_empty() {
-                break;
-            }
-            assert!(
-                chunk.decided.len() <= per_chunk,
-                "{budget:?}: {:?}",
-                seqs(&chunk)
-            );
-            seen.extend(seqs(&chunk));
-            from = seen.last().copied().unwrap_or(from) + 1;
-        }
-        assert_eq!(seen, vec![1, 2, 3, 4, 5], "{budget:?}");
-    }
 }
 
 /// A store of format 1 (values as they are, before `value_codec`) is upgraded when it is

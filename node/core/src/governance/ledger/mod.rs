@@ -42,6 +42,7 @@ mod pauses;
 mod proposals;
 mod rollbacks;
 mod rollouts;
+mod stalls;
 pub mod state;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Rollouts in the ledger: plans from approved decisions, progress recorded on agent-signed
-//! acks and healthy reports, stalled steps, and the current order of every rollout that
-//! validators endorse for the agents. Rollback (on agent-signed evidence or on `f + 1` claims of
-//! missing data) is in `rollbacks.rs`.
+//! acks and healthy reports, and the current order of every rollout that validators endorse
+//! for the agents. Rollback (on agent-signed evidence or on `f + 1` claims of missing data) is
+//! in `rollbacks.rs`; steps whose primary does not execute them in `stalls.rs`.
 //!
 //! Every step has an `issued_seq` (the sequence number at which it became current). Orders, acks
 //! and no-data claims name it, so evidence for an earlier step can never complete a later one.
@@ -494,70 +494,6 @@ impl Ledger {
             self.complete(seq, id);
         } else {
             self.announce_pause(seq, id);
-        }
-        Ok(())
-    }
-
-    pub(super) fn stalled(
-        &mut self,
-        seq: u64,
-        validator: u32,
-        id: u64,
-        issued_seq: u64,
-        view: u64,
-    ) -> Result<(), Rejection> {
-        if validator as usize >= self.cfg.validators.len() {
-            return reject(format!("validator {validator} is not in the validator set"));
-        }
-        let needed = self.cfg.f() + 1;
-        let Some(r) = self.state.rollouts.get_mut(&id) else {
-            return reject(format!("unknown rollout {id}"));
-        };
-        if !r.status.is_active() || r.step_seq != issued_seq {
-            return reject(format!(
-                "rollout {id} is no longer at the step issued at seq {issued_seq}"
-            ));
-        }
-        if r.replace_view.is_some_and(|v| v >= view) {
-            return reject(format!(
-                "the primary of view {view} is already being replaced"
-            ));
-        }
-        let claims = r.stalled.entry(view).or_default();
-        if !claims.insert(validator) {
-            return reject(format!(
-                "validator {validator} already claimed this step stalled in view {view}"
-            ));
-        }
-        let (count, who) = (
-            claims.len(),
-            claims
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        if count >= needed {
-            r.replace_view = Some(view);
-            self.event(
-                seq,
-                Tongue::KO,
-                "leader_replaced",
-                format!("rollout:{id}"),
-                format!(
-                    "validators {who} see the step issued at seq {issued_seq} unexecuted: the primary of view {view} is replaced"
-                ),
-            );
-        } else {
-            self.event(
-                seq,
-                Tongue::AV,
-                "step_stalled",
-                format!("rollout:{id}"),
-                format!(
-                    "validator {validator} sees no agent acknowledge the order issued at seq {issued_seq} in view {view} ({count} of {needed} claims)"
-                ),
-            );
         }
         Ok(())
     }
