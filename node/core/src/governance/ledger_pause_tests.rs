@@ -149,6 +149,40 @@ fn aborting_a_rollout_paused_before_anything_ends_it_at_once() {
     assert!(o.accepted, "{:?}", o.reasons);
 }
 
+/// cargo-mutants found no test aborting a restore: a restore puts back a known-good version and
+/// has nothing to roll back to, so an abort of one is refused with the reason; approval of a
+/// restore is refused too (it is never paused).
+#[test]
+fn a_restore_in_progress_cannot_be_aborted_or_approved() {
+    let mut w = World::new();
+    // A canary of r1 completed, so some agents run something else than v0.
+    let canary = w.promote_to_canary("r1");
+    w.complete_batches(canary, "r1");
+    let o = w.request(Operation::Rollback {
+        target_version: "v0".into(),
+        reason: "drill".into(),
+    });
+    assert!(o.accepted, "{:?}", o.reasons);
+    let restore = w.approve(o.proposal.expect("proposal"));
+    assert!(w.ledger.state().rollouts[&restore].status.is_active());
+    let o = w.request(Operation::Abort {
+        rollout: restore,
+        reason: "stop it".into(),
+    });
+    assert!(
+        !o.accepted
+            && o.reasons
+                .join(" ")
+                .contains("only a promotion can be aborted"),
+        "{o:?}"
+    );
+    let o = w.request(Operation::Approve { rollout: restore });
+    assert!(
+        !o.accepted && o.reasons.join(" ").contains("not paused"),
+        "{o:?}"
+    );
+}
+
 #[test]
 fn steps_shape_the_promotion_and_a_shape_off_the_stage_share_is_refused() {
     let mut w = World::new();
@@ -179,5 +213,36 @@ fn steps_shape_the_promotion_and_a_shape_off_the_stage_share_is_refused() {
     assert_eq!(
         w.ledger.state().rollouts[&r].status,
         RolloutStatus::Completed
+    );
+}
+
+/// cargo-mutants found the check that an approval still names the batch waited for untested:
+/// no operation moves a pause while its approval is voted on, so the test plants one (the
+/// guard is for a ledger changed in ways not foreseen): the approval is not applied, and says
+/// why.
+#[test]
+fn an_approval_for_another_batch_than_the_one_waited_for_is_not_applied() {
+    let mut w = World::new();
+    w.register("r1");
+    let r = promote_paused(&mut w, "r1", 1).expect("accepted");
+    let p = w
+        .request(Operation::Approve { rollout: r })
+        .proposal
+        .expect("proposal");
+    {
+        let ro = w.ledger.state_mut().rollouts.get_mut(&r).expect("rollout");
+        ro.completed = 1;
+        ro.pause_before = Some(2);
+    }
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    let ro = &w.ledger.state().rollouts[&r];
+    assert_eq!(ro.paused_before(), Some(2), "still waiting");
+    let why = events(&w, "approval_not_applied");
+    assert!(
+        why.iter()
+            .any(|d| d.contains("waits before batch 2, not 1")),
+        "{why:?}"
     );
 }
