@@ -68,8 +68,8 @@ impl Ledger {
     /// floor in a compared canary step with `analysis = "baseline"` (the comparison judges
     /// the rest). Every validator and the watcher use the same.
     pub fn step_thresholds(&self, r: &Rollout) -> HealthThresholds {
-        if self.cfg.analysis.analysis == Analysis::Baseline && self.compares(r) {
-            self.cfg.health.floor_only()
+        if self.compares(r) {
+            self.canary_thresholds()
         } else {
             self.cfg.health
         }
