@@ -261,7 +261,9 @@ async fn the_audit_log_replays_to_the_clusters_state_and_a_gap_swap_or_tamper_is
             String::from_utf8_lossy(&export.stderr)
         );
         let after = h.status(2, None).await;
-        if after.last_executed == before.last_executed {
+        // Quiet: nothing executed meanwhile, and the state digest (computed when the
+        // validator's queue empties) published for that seq.
+        if after.last_executed == before.last_executed && !before.state_digest.is_empty() {
             let (code, text) = verify(&out);
             assert_eq!(code, Some(0), "{text}");
             break (before, text);

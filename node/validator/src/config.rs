@@ -103,6 +103,81 @@ pub struct NodeConfig {
     pub quotas: QuotaSection,
     #[serde(default)]
     pub tls: TlsSection,
+    #[serde(default)]
+    pub dashboard: DashboardSection,
+}
+
+/// The operators' dashboard in the browser (read-only; see `crate::dashboard`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSection {
+    /// Where it is served over HTTP; omit to disable.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token every request must present (`Authorization: Bearer`, or
+    /// `?token=` in the page's address). Required when `listen` is not a loopback address.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Shortest token accepted: a guessable token is no protection.
+pub const MIN_DASHBOARD_TOKEN_CHARS: usize = 16;
+
+/// The dashboard as this node serves it, checked.
+#[derive(Debug, Clone)]
+pub struct DashboardSettings {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl DashboardSection {
+    fn settings(&self, base: &Path) -> Result<Option<DashboardSettings>, ConfigError> {
+        let Some(listen) = self.listen else {
+            if self.token_file.is_some() {
+                return Err(invalid(
+                    "dashboard.token_file",
+                    "is set but dashboard.listen is not: set both, or neither",
+                ));
+            }
+            return Ok(None);
+        };
+        let token = match &self.token_file {
+            Some(f) => {
+                let path = base.join(f);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(
+                        "dashboard.token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let token = text.trim().to_string();
+                if token.chars().count() < MIN_DASHBOARD_TOKEN_CHARS
+                    || token.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(invalid(
+                        "dashboard.token_file",
+                        format!(
+                            "{} must hold one token of at least {MIN_DASHBOARD_TOKEN_CHARS} \
+                             characters, without spaces (e.g. `openssl rand -hex 32`)",
+                            path.display()
+                        ),
+                    ));
+                }
+                Some(token)
+            }
+            None if listen.ip().is_loopback() => None,
+            None => {
+                return Err(invalid(
+                    "dashboard.token_file",
+                    format!(
+                        "required when dashboard.listen ({listen}) is not a loopback address: \
+                         anyone who can reach it would read the cluster's state"
+                    ),
+                ))
+            }
+        };
+        Ok(Some(DashboardSettings { listen, token }))
+    }
 }
 
 /// Per-requester limits at this validator's client API (see `services::quota`).
@@ -160,6 +235,8 @@ pub struct Validated {
     pub peers: BTreeMap<u32, String>,
     /// TLS with this node's key as its certificate, or plaintext on loopback.
     pub transport: Transport,
+    /// The browser dashboard, if served.
+    pub dashboard: Option<DashboardSettings>,
     /// Test hook: the rollout executor panics as it starts.
     #[cfg(test)]
     pub(crate) inject_executor_panic: bool,
@@ -265,7 +342,9 @@ impl NodeConfig {
             base,
         )?;
         let ledger = genesis.ledger_config().clone();
+        let dashboard = self.dashboard.settings(base)?;
         Ok(Validated {
+            dashboard,
             raw: self,
             genesis,
             key,

@@ -228,3 +228,47 @@ fn ca_files_come_together() {
     let e = validate(d.path(), &both).err().map(|e| e.to_string());
     assert!(e.unwrap_or_default().contains("exclude each other"));
 }
+
+#[test]
+fn a_dashboard_beyond_loopback_needs_a_token_and_a_token_must_be_long() {
+    let d = tempfile::tempdir().expect("tmp");
+    let node = sample_in(d.path(), |g| g);
+    let with = |section: &str| {
+        validate(
+            d.path(),
+            &node.replace("# listen = \"127.0.0.1:9300\"", section),
+        )
+    };
+    let err = |section: &str| {
+        with(section)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    // Off by default; on loopback no token is needed.
+    assert!(validate(d.path(), &node)
+        .expect("valid")
+        .dashboard
+        .is_none());
+    let local = with("listen = \"127.0.0.1:9300\"").expect("valid");
+    let s = local.dashboard.expect("served");
+    assert_eq!((s.listen.port(), s.token), (9300, None));
+    // Every interface: refused without a token, naming the key and why.
+    let e = err("listen = \"0.0.0.0:9300\"");
+    assert!(
+        e.contains("dashboard.token_file") && e.contains("not a loopback address"),
+        "{e}"
+    );
+    std::fs::write(d.path().join("short.token"), "abc\n").expect("token");
+    let e = err("listen = \"0.0.0.0:9300\"\ntoken_file = \"short.token\"");
+    assert!(e.contains("at least 16 characters"), "{e}");
+    let e = err("listen = \"0.0.0.0:9300\"\ntoken_file = \"missing.token\"");
+    assert!(e.contains("cannot read"), "{e}");
+    std::fs::write(d.path().join("good.token"), "0123456789abcdef0123\n").expect("token");
+    let ok = with("listen = \"0.0.0.0:9300\"\ntoken_file = \"good.token\"").expect("valid");
+    assert_eq!(
+        ok.dashboard.and_then(|s| s.token).as_deref(),
+        Some("0123456789abcdef0123"),
+        "read and trimmed"
+    );
+}

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod fleet;
 pub mod heartbeat_pacer;
 pub mod inbound;
@@ -28,6 +29,7 @@ pub mod links;
 pub mod metrics;
 pub mod node;
 pub mod notify;
+pub mod reads;
 mod runtime;
 pub mod services;
 pub mod storage;

@@ -1,5 +1,5 @@
 //! Start-up and wiring: opens the store, rebuilds the validator step from it, starts the gRPC
-//! server, the peer links, the fleet side, the heartbeat pacer and the metrics server under one
+//! server, the dashboard, the peer links, the fleet side, the heartbeat pacer and the metrics server under one
 //! [`Supervisor`], then runs the core task ([`Runtime`]) until the process is stopped or a
 //! supervised task ends (an error naming it: a validator that can no longer do its job stops
 //! rather than look healthy).
@@ -24,6 +24,7 @@ use scbe_wire::ProtoCodec;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Validated;
+use crate::dashboard::{serve_dashboard, Dashboard};
 use crate::fleet::executor::{run_executor, FleetContext};
 use crate::fleet::monitor::FleetHealth;
 use crate::fleet::roster::{keep_health_streams, roster_of, Roster};
@@ -32,7 +33,8 @@ use crate::inbound::Inbound;
 use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::notify::{start_notifiers, NotifyContext, NotifyView};
-use crate::runtime::Runtime;
+use crate::reads::Reads;
+use crate::runtime::{Published, Runtime};
 use crate::services::grpc_server::{grpc_server, ServerParts};
 use crate::services::peer::peer_link;
 use crate::storage::{RecordStore, StorageError};
@@ -117,8 +119,21 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             addr: listen,
             detail: e.to_string(),
         })?;
-    let (events_tx, events_rx) = watch::channel(0u64);
     let links = Arc::new(Links::default());
+    let (published, model) = Published::new(&step);
+    let reads = Reads {
+        model,
+        events: Arc::clone(&published.events),
+        index: Arc::clone(&published.index),
+        health: Arc::clone(&fleet_health),
+        store: store.reader(),
+        links: Arc::clone(&links),
+        genesis: v.genesis.digest(),
+        cluster: v.genesis.cluster().to_string(),
+        stale_after: v.genesis.file().rollout.sample_interval
+            * scbe_wire::status_summary::STALE_AFTER_INTERVALS,
+        cache: Arc::default(),
+    };
     tasks.spawn(
         "gRPC server",
         grpc_server(
@@ -127,12 +142,11 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 inbound: tx.clone(),
                 directory: Arc::clone(&directory),
                 metrics: Arc::clone(&metrics),
-                events: events_rx,
+                reads: reads.clone(),
                 max_request_bytes: v.replica.max_request_bytes,
                 quotas: v.raw.quotas.limits(),
                 genesis: v.genesis.digest(),
                 links: Arc::clone(&links),
-                store: store.reader(),
                 transport: v.transport.clone(),
             },
         )
@@ -155,6 +169,18 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                 Arc::new(move || scbe_wire::metrics_http::encode(&registry)),
             ),
         );
+    }
+    if let Some(d) = &v.dashboard {
+        let listener =
+            tokio::net::TcpListener::bind(d.listen)
+                .await
+                .map_err(|e| NodeError::Listen {
+                    addr: d.listen,
+                    detail: e.to_string(),
+                })?;
+        let dashboard = Arc::new(Dashboard::new(reads.clone(), d.token.clone()));
+        tasks.spawn("dashboard server", serve_dashboard(listener, dashboard));
+        tracing::info!(node = id, url = %format!("http://{}/", d.listen), "dashboard");
     }
     let mut peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = BTreeMap::new();
     for (peer, address) in &v.peers {
@@ -183,6 +209,13 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             genesis_hex: v.genesis.digest_hex(),
             cluster: v.genesis.cluster().to_string(),
             inbound: tx.clone(),
+            events: {
+                let reads = reads.clone();
+                Arc::new(move |from| {
+                    let reads = reads.clone();
+                    Box::pin(async move { reads.events_from(from).await })
+                })
+            },
             tls: scbe_wire::tls::web_pki_client_config().map_err(NodeError::Tls)?,
             metrics: Arc::clone(&metrics),
             call_timeout: NOTIFY_CALL_TIMEOUT,
@@ -222,20 +255,13 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         timers: TimerQueue::default(),
         timeouts,
         metrics,
-        events: events_tx,
+        reads: published,
         fleet_view,
         notify_view,
         fleet_generation,
         roster,
-        fleet_health,
         consensus_seen: (scbe_core::consensus::Status::Normal, None),
-        state_digest: None,
         started: Instant::now(),
-        genesis: v.genesis.digest(),
-        cluster: v.genesis.cluster().to_string(),
-        links,
-        stale_after: v.genesis.file().rollout.sample_interval
-            * scbe_wire::status_summary::STALE_AFTER_INTERVALS,
     };
     tracing::info!(
         node = id,

@@ -1,7 +1,8 @@
 //! The task that owns the core: one loop turn at a time, it runs every waiting input through the
 //! [`ValidatorStep`] (replica, ledger and fleet watcher), makes the turn's records durable in one
-//! commit and only then lets the turn's messages leave, answers clients and queries, and
-//! publishes the executor's view of the fleet. `node.rs` wires it to the network, storage and
+//! commit and only then lets the turn's messages leave, answers clients, and publishes what
+//! others read: the executor's view of the fleet, the notifier's view, and the read model
+//! (`crate::reads`) that every query is answered from. `node.rs` wires it to the network, storage and
 //! the clock.
 
 use std::collections::BTreeMap;
@@ -11,22 +12,20 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use scbe_core::consensus::{Action, Digest, Envelope, Input, Kind, Message, Status};
+use scbe_core::consensus::{Action, Envelope, Input, Kind, Message, Status};
 use scbe_core::crypto::PublicKey;
-use scbe_core::governance::event::Event;
 use scbe_core::governance::ledger::operation_digest;
 use scbe_core::governance::release::hex;
 use scbe_core::governance::{Ledger, Operation};
 use scbe_core::validator_step::{ClientReply, FleetView, Submission, SubmitRefusal, ValidatorStep};
-use scbe_wire::status_summary::{LatestReport, StatusSummary};
+use scbe_wire::status_summary::StatusSummary;
 
-use crate::fleet::monitor::FleetHealth;
 use crate::heartbeat_pacer::HeartbeatPacer;
-use crate::inbound::{FleetInput, Inbound, StatusDetail, StatusQuery, StatusReport};
-use crate::links::Links;
+use crate::inbound::{FleetInput, Inbound};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, MAX_TURN};
 use crate::notify::NotifyView;
+use crate::reads::{EventFeed, Position, ReadIndex, ReadModel};
 use crate::storage::RecordStore;
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
@@ -59,8 +58,8 @@ pub(crate) struct Runtime {
     pub(crate) timers: TimerQueue,
     pub(crate) timeouts: Timeouts,
     pub(crate) metrics: Arc<Metrics>,
-    /// Number of ledger events, published after every turn for `Watch` streams.
-    pub(crate) events: watch::Sender<u64>,
+    /// What readers see, published after every turn (`crate::reads`).
+    pub(crate) reads: Published,
     /// The active step and whether this validator leads, for the executor.
     pub(crate) fleet_view: watch::Sender<FleetView>,
     /// Whether this validator leads and how far the ledger says each sink was served, for the
@@ -70,22 +69,60 @@ pub(crate) struct Runtime {
     pub(crate) roster: watch::Sender<crate::fleet::roster::Roster>,
     /// The ledger's fleet generation the roster was last compared at.
     pub(crate) fleet_generation: u64,
-    pub(crate) fleet_health: Arc<FleetHealth>,
     /// (status, suspected view) after the last turn: changes are logged at debug level, the
     /// timeline of a failover.
     pub(crate) consensus_seen: (scbe_core::consensus::Status, Option<u64>),
-    /// The state digest `Status` reports, with the executed seq it is for: it hashes the whole
-    /// ledger state, and the state changes only when a batch executes, so status polls between
-    /// executions reuse it.
-    pub(crate) state_digest: Option<(u64, Digest)>,
     pub(crate) started: Instant,
-    /// The cluster this validator belongs to, and what it knows of its links.
-    pub(crate) genesis: Digest,
-    pub(crate) cluster: String,
-    pub(crate) links: Arc<Links>,
-    /// An agent's latest report older than this reads "stale" in the status
-    /// (`STALE_AFTER_INTERVALS` sample intervals).
-    pub(crate) stale_after: std::time::Duration,
+}
+
+/// The core's side of the read path: where it publishes, and how far it has.
+pub(crate) struct Published {
+    pub(crate) model: watch::Sender<Arc<ReadModel>>,
+    pub(crate) events: Arc<EventFeed>,
+    pub(crate) index: Arc<ReadIndex>,
+}
+
+impl Published {
+    /// The read path of a step as it starts (everything copied once).
+    pub(crate) fn new(step: &ValidatorStep) -> (Self, watch::Receiver<Arc<ReadModel>>) {
+        let index = Arc::new(ReadIndex::default());
+        index.rebuild(step.ledger(), step.replica());
+        let events = Arc::new(EventFeed::new(scbe_core::governance::ledger::EVENTS_KEPT));
+        events.catch_up(&step.ledger().journal().events);
+        let model = ReadModel {
+            generation: 0,
+            position: position_of(step, None),
+            summary: Arc::new(StatusSummary::of_ledger(step.ledger())),
+            thresholds: step.ledger().config().health,
+        };
+        let (tx, rx) = watch::channel(Arc::new(model));
+        (
+            Self {
+                model: tx,
+                events,
+                index,
+            },
+            rx,
+        )
+    }
+}
+
+/// The step's consensus position, with `state_digest` if known for its last executed seq.
+fn position_of(
+    step: &ValidatorStep,
+    state_digest: Option<scbe_core::consensus::Digest>,
+) -> Position {
+    let r = step.replica();
+    Position {
+        node: r.id().0,
+        view: r.view().0,
+        status: r.status(),
+        last_executed: r.last_executed().0,
+        stable_checkpoint: r.stable_checkpoint().seq.0,
+        stable_digest: r.stable_checkpoint().state_digest,
+        state_digest,
+        diverged_at: r.diverged_at().map(|s| s.0),
+    }
 }
 
 impl Runtime {
@@ -110,6 +147,9 @@ impl Runtime {
                 }
             }
             self.turn(turn)?;
+            if rx.is_empty() {
+                self.settle_reads();
+            }
         }
     }
 
@@ -168,12 +208,6 @@ impl Runtime {
                             let _ = reply.send(Err(refused));
                         }
                     }
-                }
-                Inbound::Status { query, reply } => {
-                    let _ = reply.send(self.status(query));
-                }
-                Inbound::Events { from, reply } => {
-                    let _ = reply.send(self.events(from));
                 }
                 Inbound::Fleet(FleetInput::Report(signed, body)) => {
                     let now = self.now_ms();
@@ -237,6 +271,10 @@ impl Runtime {
                 _ => None,
             })
             .collect();
+        let history = self.ledger().take_new();
+        // Published before any client is answered: a client that saw its request decided
+        // reads the state after it.
+        self.publish_reads(&actions, &history.proposals);
         // Answered before this replica's own commit: a batch that committed here was prepared,
         // durably, by a quorum before any of them sent its commit, so the decision and its
         // (deterministic) outcome stand even if this process dies before its write lands. The
@@ -248,7 +286,6 @@ impl Runtime {
                 self.timeouts.executed(d.seq, now);
             }
         }
-        let history = self.ledger().take_new();
         let has_history = !history.events.is_empty() || !history.outcomes.is_empty();
         if !records.is_empty() || !decided.is_empty() || has_history {
             // The view may have changed in this turn: not through the commit.
@@ -328,8 +365,6 @@ impl Runtime {
             m.clone_from(self.step.replica().dropped());
         }
         let count = self.ledger().journal().events.total();
-        self.events
-            .send_if_modified(|c| std::mem::replace(c, count) != count);
         let r = self.step.replica();
         let notify = NotifyView {
             leading: r.is_primary() && r.status() == Status::Normal,
@@ -406,79 +441,67 @@ impl Runtime {
         turn.actions
     }
 
-    /// Events from position `from` on (one chunk): from memory while the ledger keeps them,
-    /// older ones from the store.
-    fn events(&self, from: u64) -> Vec<(u64, Event)> {
-        const CHUNK: usize = 512;
-        let kept = &self.ledger().journal().events;
-        if from >= kept.first() {
-            return kept
-                .since(from)
-                .take(CHUNK)
-                .map(|(i, e)| (i, e.clone()))
-                .collect();
+    /// Publishes what this turn changed for readers: the events, the proposals and nonces it
+    /// touched, and a new model if the position or the ledger moved (the summary is rebuilt
+    /// only when a batch executed or a snapshot was restored).
+    fn publish_reads(&mut self, actions: &[Action], touched: &std::collections::BTreeSet<u64>) {
+        let restored = actions.iter().any(|a| matches!(a, Action::Restored { .. }));
+        let (ledger, replica) = (self.step.ledger(), self.step.replica());
+        if restored {
+            self.reads.index.rebuild(ledger, replica);
+        } else {
+            let signers = actions.iter().flat_map(|a| match a {
+                Action::Deliver(d) => d.certificate.pre_prepare.value().batch.as_slice(),
+                _ => &[],
+            });
+            self.reads
+                .index
+                .update(ledger, replica, touched, signers.map(|r| r.signer()));
         }
-        let store = &self.store;
-        tokio::task::block_in_place(|| store.events_from(from, CHUNK)).unwrap_or_else(|e| {
-            tracing::warn!(node = self.id, error = %e, "cannot read stored events");
-            Vec::new()
-        })
+        self.reads.events.catch_up(&ledger.journal().events);
+        let current = Arc::clone(&self.reads.model.borrow());
+        let executed = replica.last_executed().0;
+        let ledger_moved = restored || executed != current.position.last_executed;
+        let digest = if ledger_moved {
+            None
+        } else {
+            current.position.state_digest
+        };
+        let position = position_of(&self.step, digest);
+        if !ledger_moved && position == current.position {
+            return;
+        }
+        let (generation, summary, thresholds) = if ledger_moved {
+            (
+                current.generation + 1,
+                Arc::new(StatusSummary::of_ledger(ledger)),
+                ledger.config().health,
+            )
+        } else {
+            (
+                current.generation,
+                Arc::clone(&current.summary),
+                current.thresholds,
+            )
+        };
+        self.reads.model.send_replace(Arc::new(ReadModel {
+            generation,
+            position,
+            summary,
+            thresholds,
+        }));
     }
 
-    fn status(&mut self, query: StatusQuery) -> StatusReport {
-        let executed = self.step.replica().last_executed().0;
-        let state_digest = match self.state_digest {
-            Some((seq, d)) if seq == executed => d,
-            _ => {
-                let d = self.step.state_digest_now();
-                self.state_digest = Some((executed, d));
-                d
-            }
-        };
-        let r = self.step.replica();
-        let l = self.ledger();
-        let detail = match query.proposal {
-            Some(p) => StatusDetail::Proposal(l.state().proposals.get(&p).cloned().map(Box::new)),
-            None => {
-                let now = Instant::now();
-                let health = self
-                    .fleet_health
-                    .latest()
-                    .into_iter()
-                    .map(|(agent, h)| {
-                        let age_ms = now.saturating_duration_since(h.received).as_millis() as u64;
-                        (
-                            agent,
-                            LatestReport {
-                                body: h.body,
-                                age_ms,
-                            },
-                        )
-                    })
-                    .collect();
-                StatusDetail::Summary(Box::new(StatusSummary::of(
-                    l,
-                    &health,
-                    &self.fleet_health.warnings(),
-                    self.stale_after.as_millis() as u64,
-                )))
-            }
-        };
-        StatusReport {
-            node: self.id,
-            view: r.view().0,
-            status: r.status(),
-            last_executed: r.last_executed().0,
-            stable_checkpoint: r.stable_checkpoint().seq.0,
-            stable_digest: r.stable_checkpoint().state_digest,
-            state_digest,
-            diverged_at: r.diverged_at().map(|s| s.0),
-            last_nonce: query.signer.map_or(0, |k| r.last_nonce(&k)),
-            genesis: self.genesis,
-            cluster: self.cluster.clone(),
-            peers: self.links.peers(),
-            refused: self.links.refused_callers(),
-            detail,
+    /// With nothing waiting: the state digest for the published position, if it has none (it
+    /// hashes the whole ledger, so a busy core does not compute it after every batch).
+    fn settle_reads(&mut self) {
+        let current = Arc::clone(&self.reads.model.borrow());
+        if current.position.state_digest.is_some() {
+            return;
         }
+        let digest = self.step.state_digest_now();
+        let mut model = ReadModel::clone(&current);
+        model.position.state_digest = Some(digest);
+        self.reads.model.send_replace(Arc::new(model));
     }
 }

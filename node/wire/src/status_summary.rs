@@ -13,7 +13,7 @@ use scbe_core::governance::ledger::{
 use scbe_core::governance::Stage;
 use scbe_core::rollout::baseline::Comparison;
 use scbe_core::rollout::evidence::HealthBody;
-use scbe_core::rollout::health::Verdict;
+use scbe_core::rollout::health::{HealthThresholds, Verdict};
 
 /// Proposals and rollouts listed (the most recent).
 const RECENT: usize = 20;
@@ -266,6 +266,16 @@ impl StatusSummary {
         warnings: &BTreeMap<String, String>,
         stale_after_ms: u64,
     ) -> Self {
+        let mut summary = Self::of_ledger(ledger);
+        summary.add_health(&ledger.config().health, health, warnings, stale_after_ms);
+        summary
+    }
+
+    /// The ledger's part of the summary: agents listed without health, fleet figures empty.
+    /// A validator builds it once per executed batch for its read model and adds the health it
+    /// monitors when a reader asks ([`StatusSummary::add_health`]): health changes between
+    /// batches, the ledger does not.
+    pub fn of_ledger(ledger: &Ledger) -> Self {
         let s = ledger.state();
         let proposals = s
             .proposals
@@ -329,33 +339,15 @@ impl StatusSummary {
         let agents = s
             .agents
             .iter()
-            .map(|a| {
-                let h = health.get(&a.id);
-                AgentSummary {
-                    id: a.id.clone(),
-                    specialty: a.specialty.clone(),
-                    assigned: s.assigned.get(&a.id).cloned(),
-                    version: h.map(|h| h.body.version.clone()),
-                    warning: warnings.get(&a.id).cloned(),
-                    health: h.map(|h| AgentHealthSummary {
-                        coherence: h.body.coherence_mean,
-                        error_rate: h.body.error_rate_mean,
-                        response_ms_p95: h.body.response_ms_p95,
-                        safety: h.body.safety_min,
-                        tasks_per_minute: h.body.tasks_per_minute,
-                        samples: h.body.samples,
-                        age_ms: h.age_ms,
-                        verdict: match thresholds.judge(&h.body) {
-                            _ if h.age_ms > stale_after_ms => HealthVerdict::Stale,
-                            Verdict::Healthy => HealthVerdict::Healthy,
-                            Verdict::Degraded(_) => HealthVerdict::Degraded,
-                            Verdict::NotYet(_) => HealthVerdict::WarmingUp,
-                        },
-                    }),
-                }
+            .map(|a| AgentSummary {
+                id: a.id.clone(),
+                specialty: a.specialty.clone(),
+                assigned: s.assigned.get(&a.id).cloned(),
+                version: None,
+                warning: None,
+                health: None,
             })
             .collect();
-        let f = FleetFigures::of(health.values().map(|h| &h.body));
         StatusSummary {
             releases: listed_releases(ledger),
             releases_total: s.releases.len(),
@@ -373,10 +365,7 @@ impl StatusSummary {
             fleet: FleetSummary {
                 min_samples: thresholds.min_samples,
                 consensus_rate: consensus_rate(ledger),
-                agents_reporting: f.agents_reporting,
-                safety_score_min: f.safety_min,
-                safety_score_mean: f.safety_mean,
-                task_throughput: f.tasks_per_minute,
+                ..FleetSummary::default()
             },
             events: ledger.journal().events.total(),
             notified: ledger
@@ -386,6 +375,43 @@ impl StatusSummary {
                 .map(|name| (name.clone(), ledger.notified_through(name)))
                 .collect(),
         }
+    }
+
+    /// Adds what a validator's health monitor has: each agent's version, figures and verdict
+    /// under `thresholds` (a report older than `stale_after_ms` reads
+    /// [`HealthVerdict::Stale`]), the warnings it has about agents, and the fleet's figures.
+    pub fn add_health(
+        &mut self,
+        thresholds: &HealthThresholds,
+        health: &BTreeMap<String, LatestReport>,
+        warnings: &BTreeMap<String, String>,
+        stale_after_ms: u64,
+    ) {
+        for a in &mut self.agents {
+            let h = health.get(&a.id);
+            a.version = h.map(|h| h.body.version.clone());
+            a.warning = warnings.get(&a.id).cloned();
+            a.health = h.map(|h| AgentHealthSummary {
+                coherence: h.body.coherence_mean,
+                error_rate: h.body.error_rate_mean,
+                response_ms_p95: h.body.response_ms_p95,
+                safety: h.body.safety_min,
+                tasks_per_minute: h.body.tasks_per_minute,
+                samples: h.body.samples,
+                age_ms: h.age_ms,
+                verdict: match thresholds.judge(&h.body) {
+                    _ if h.age_ms > stale_after_ms => HealthVerdict::Stale,
+                    Verdict::Healthy => HealthVerdict::Healthy,
+                    Verdict::Degraded(_) => HealthVerdict::Degraded,
+                    Verdict::NotYet(_) => HealthVerdict::WarmingUp,
+                },
+            });
+        }
+        let f = FleetFigures::of(health.values().map(|h| &h.body));
+        self.fleet.agents_reporting = f.agents_reporting;
+        self.fleet.safety_score_min = f.safety_min;
+        self.fleet.safety_score_mean = f.safety_mean;
+        self.fleet.task_throughput = f.tasks_per_minute;
     }
 
     /// The rollout with this id, if the summary lists it.

@@ -330,6 +330,10 @@ impl<A: StateMachine> Replica<A> {
     pub fn last_nonce(&self, signer: &PublicKey) -> u64 {
         self.nonces.get(signer).map_or(0, |w| w.highest)
     }
+    /// The highest nonce executed for every signer that has one.
+    pub fn last_nonces(&self) -> impl Iterator<Item = (&PublicKey, u64)> {
+        self.nonces.iter().map(|(k, w)| (k, w.highest))
+    }
     /// Whether a request of `signer` with `nonce` could still execute.
     pub fn check_nonce(&self, signer: &PublicKey, nonce: u64) -> Result<(), NonceError> {
         self.nonces

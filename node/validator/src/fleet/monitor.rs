@@ -22,10 +22,26 @@ pub struct AgentHealth {
     pub received: Instant,
 }
 
+/// Reports kept per agent for the dashboard's sparklines.
+pub const HISTORY_KEPT: usize = 120;
+
+/// One verified report's figures, for the dashboard's sparklines.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HealthPoint {
+    /// When it was received (milliseconds since the Unix epoch).
+    pub at_ms: u64,
+    pub coherence: f64,
+    pub error_rate: f64,
+    pub response_ms_p95: f64,
+    pub safety: f64,
+}
+
 /// Latest health per agent and refusal counters, shared with status and metrics.
 #[derive(Default)]
 pub struct FleetHealth {
     latest: Mutex<BTreeMap<String, AgentHealth>>,
+    /// The last [`HISTORY_KEPT`] reports' figures per agent.
+    history: Mutex<BTreeMap<String, std::collections::VecDeque<HealthPoint>>>,
     /// What is wrong with an agent, and the fix, until its next verified report.
     warnings: Mutex<BTreeMap<String, String>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
@@ -45,9 +61,24 @@ impl FleetHealth {
         self.reports.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Each agent's recent figures, oldest first.
+    pub fn history(&self) -> BTreeMap<String, Vec<HealthPoint>> {
+        self.history
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(a, h)| (a.clone(), h.iter().cloned().collect()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// An agent left the fleet: its figures no longer count.
     pub fn forget(&self, agent: &str) {
         if let Ok(mut m) = self.latest.lock() {
+            m.remove(agent);
+        }
+        if let Ok(mut m) = self.history.lock() {
             m.remove(agent);
         }
         self.clear_warning(agent);
@@ -89,6 +120,21 @@ impl FleetHealth {
                     received: Instant::now(),
                 },
             );
+        }
+        if let Ok(mut m) = self.history.lock() {
+            let h = m.entry(body.agent.clone()).or_default();
+            if h.len() >= HISTORY_KEPT {
+                h.pop_front();
+            }
+            h.push_back(HealthPoint {
+                at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                coherence: body.coherence_mean,
+                error_rate: body.error_rate_mean,
+                response_ms_p95: body.response_ms_p95,
+                safety: body.safety_min,
+            });
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod webhook;
 
 use std::collections::BTreeMap;
 
-pub use notifier::{start_notifiers, NotifyContext};
+pub use notifier::{start_notifiers, EventReader, NotifyContext};
 
 /// What the notifiers need from the core after every turn.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

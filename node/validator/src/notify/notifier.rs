@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use scbe_core::governance::event::Event;
 use scbe_wire::notify_entry::NotifyEntry;
@@ -33,14 +33,23 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// may have been lost with a view change).
 const RESUBMIT_EVERY: Duration = Duration::from_secs(5);
 
+/// Reads one chunk of ledger events from a position (the read path, off the core task).
+pub type EventReader = Arc<
+    dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(u64, Event)>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What every sink's task shares.
 pub struct NotifyContext {
     pub node: u32,
     /// The cluster's genesis digest in hex (the prefix of every notification id).
     pub genesis_hex: String,
     pub cluster: String,
-    /// The core task: event reads and `Notified` records.
+    /// The core task: `Notified` records.
     pub inbound: mpsc::Sender<Inbound>,
+    /// The ledger's events, read off the core.
+    pub events: EventReader,
     /// Trust for `https://` sinks.
     pub tls: Arc<rustls::ClientConfig>,
     pub metrics: Arc<Metrics>,
@@ -89,9 +98,7 @@ async fn serve_sink(ctx: Arc<NotifyContext>, sink: Sink, mut views: watch::Recei
         let Some(from) = wait_for_work(&ctx, &sink.name, delivered, &mut views).await else {
             return;
         };
-        let Some(chunk) = read_events(&ctx, from).await else {
-            return;
-        };
+        let chunk = (ctx.events)(from).await;
         if chunk.is_empty() {
             if views.changed().await.is_err() {
                 return;
@@ -151,16 +158,6 @@ async fn wait_for_work(
             views.changed().await.ok()?;
         }
     }
-}
-
-/// Ledger events from `from` on (one chunk); `None` if the core task is gone.
-async fn read_events(ctx: &NotifyContext, from: u64) -> Option<Vec<(u64, Event)>> {
-    let (reply, answer) = oneshot::channel();
-    ctx.inbound
-        .send(Inbound::Events { from, reply })
-        .await
-        .ok()?;
-    answer.await.ok()
 }
 
 /// Asks the core to have `through` recorded for `sink`.

@@ -1,5 +1,5 @@
-//! The notifier against a stand-in core (answers event reads, applies `Notified` records to the
-//! view as the ledger would) and a real HTTP sink on loopback.
+//! The notifier against a stand-in core (applies `Notified` records to the view as the ledger
+//! would), a stand-in event reader, and a real HTTP sink on loopback.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,28 +52,25 @@ impl Core {
             Arc::clone(&core.records),
             core.views.clone(),
         );
+        let read: EventReader = Arc::new(move |from| {
+            reads.fetch_add(1, Ordering::SeqCst);
+            let all = events.lock().expect("events").clone();
+            let chunk = (from..all.len() as u64)
+                .map(|i| (i, all[i as usize].clone()))
+                .collect();
+            Box::pin(async move { chunk })
+        });
         tokio::spawn(async move {
             while let Some(input) = rx.recv().await {
-                match input {
-                    Inbound::Events { from, reply } => {
-                        reads.fetch_add(1, Ordering::SeqCst);
-                        let all = events.lock().expect("events").clone();
-                        let chunk = (from..all.len() as u64)
-                            .map(|i| (i, all[i as usize].clone()))
-                            .collect();
-                        let _ = reply.send(chunk);
-                    }
-                    Inbound::Notified { sink, through } => {
-                        records
-                            .lock()
-                            .expect("records")
-                            .push((sink.clone(), through));
-                        views.send_modify(|v| {
-                            let at = v.notified.entry(sink).or_default();
-                            *at = (*at).max(through);
-                        });
-                    }
-                    _ => {}
+                if let Inbound::Notified { sink, through } = input {
+                    records
+                        .lock()
+                        .expect("records")
+                        .push((sink.clone(), through));
+                    views.send_modify(|v| {
+                        let at = v.notified.entry(sink).or_default();
+                        *at = (*at).max(through);
+                    });
                 }
             }
         });
@@ -82,6 +79,7 @@ impl Core {
             genesis_hex: "cd".repeat(32),
             cluster: "test".into(),
             inbound: tx,
+            events: read,
             tls: scbe_wire::tls::web_pki_client_config().expect("tls"),
             metrics: Arc::default(),
             call_timeout: Duration::from_secs(5),

@@ -15,8 +15,14 @@ pub const AUDIT_CHUNK: usize = 512;
 /// request cap is megabytes, and 512 of them would be held in memory at once.
 pub const AUDIT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
+/// Exports read at once on one validator; further ones wait their turn (they are streams that
+/// read the whole history: several at once would only share the same disk and cores).
+pub const MAX_EXPORTS: usize = 2;
+
 pub struct AuditService {
     pub store: StoreReader,
+    /// One permit per export being read.
+    pub exports: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 #[tonic::async_trait]
@@ -29,8 +35,14 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<Self::ExportStream>, Status> {
         let mut from = request.into_inner().from_seq.max(1);
         let store = self.store.clone();
+        let exports = std::sync::Arc::clone(&self.exports);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
+            // A client that leaves while its export waits for a turn frees its place.
+            let _permit = tokio::select! {
+                p = exports.acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                () = tx.closed() => return,
+            };
             loop {
                 let reader = store.clone();
                 let read = tokio::task::spawn_blocking(move || {

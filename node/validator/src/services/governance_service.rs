@@ -1,5 +1,7 @@
 //! `Governance` server: the client API. Only registered requesters may submit; a request is
 //! verified here, then handed to the core, and the reply waits for the decided outcome.
+//! `Status` and `Watch` need no key: they read what the core published (`crate::reads`) and
+//! never enter its queue; open `Watch` streams are capped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,9 @@ use scbe_core::consensus::{retype_request, Digest, Directory, Kind, Principal};
 use scbe_core::governance::event::Event;
 use scbe_wire::genesis::check_if_presented;
 
-use crate::inbound::{Inbound, StatusDetail, StatusQuery, StatusReport};
+use crate::inbound::Inbound;
+use crate::reads::read_model::{StatusDetail, StatusQuery, StatusReport};
+use crate::reads::Reads;
 use scbe_core::validator_step::{ClientReply, SubmitRefusal};
 
 use futures_util::FutureExt as _;
@@ -30,6 +34,9 @@ pub const STREAM_IN_FLIGHT: usize = 1024;
 /// runtime worker for a couple of milliseconds only.
 const STREAM_VERIFY_BATCH: usize = 64;
 
+/// `Watch` streams open at once on one validator; more are refused (`RESOURCE_EXHAUSTED`).
+pub const MAX_WATCH_STREAMS: usize = 256;
+
 /// A request handed to the core: its decision arrives here.
 type Decision = oneshot::Receiver<Result<ClientReply, SubmitRefusal>>;
 
@@ -38,8 +45,10 @@ pub struct GovernanceService {
     pub inbound: mpsc::Sender<Inbound>,
     pub directory: Arc<Directory>,
     pub verified: Arc<VerifiedCache>,
-    /// Ledger event count, bumped by the core after every turn.
-    pub events: tokio::sync::watch::Receiver<u64>,
+    /// What the core published for readers.
+    pub reads: Reads,
+    /// One permit per open `Watch` stream.
+    pub watch_slots: Arc<tokio::sync::Semaphore>,
     /// Largest request the consensus core admits; bigger ones are refused here, unordered.
     pub max_request_bytes: usize,
     pub quotas: Arc<super::quota::Quotas>,
@@ -56,25 +65,29 @@ impl pb::governance_server::Governance for GovernanceService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         check_if_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
+        let permit = Arc::clone(&self.watch_slots)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this validator serves {MAX_WATCH_STREAMS} Watch streams at most; try another \
+                     validator or later"
+                ))
+            })?;
         let mut next = request.into_inner().from_event;
-        let inbound = self.inbound.clone();
-        let mut changed = self.events.clone();
+        let reads = self.reads.clone();
+        let mut changed = self.reads.events.subscribe();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
+            let _permit = permit;
             loop {
-                let (reply, wait) = oneshot::channel();
-                if inbound
-                    .send(Inbound::Events { from: next, reply })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let Ok(chunk) = wait.await else { return };
+                // Marked seen before reading: an event added meanwhile wakes the wait below.
+                changed.borrow_and_update();
+                let chunk = reads.events_from(next).await;
                 if chunk.is_empty() {
-                    // Caught up: wait for the core to publish a new event count.
-                    if changed.changed().await.is_err() {
-                        return;
+                    // Caught up: wait for the core to publish more, or the client to leave.
+                    tokio::select! {
+                        c = changed.changed() => if c.is_err() { return },
+                        () = tx.closed() => return,
                     }
                     continue;
                 }
@@ -169,7 +182,6 @@ impl pb::governance_server::Governance for GovernanceService {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
         check_if_presented(&request, &self.genesis).map_err(|m| m.to_status())?;
-        let (tx, rx) = oneshot::channel();
         let request = request.into_inner();
         let signer = match request.signer.len() {
             0 => None,
@@ -178,19 +190,11 @@ impl pb::governance_server::Governance for GovernanceService {
                     .map_err(|e| Status::invalid_argument(format!("signer: {e}")))?,
             ),
         };
-        self.inbound
-            .send(Inbound::Status {
-                query: StatusQuery {
-                    proposal: request.proposal,
-                    signer,
-                },
-                reply: tx,
-            })
-            .await
-            .map_err(|_| Status::unavailable("node is shutting down"))?;
-        rx.await
-            .map(|r| Response::new(status_to_proto(r)))
-            .map_err(|_| Status::unavailable("node dropped the request"))
+        let report = self.reads.status(StatusQuery {
+            proposal: request.proposal,
+            signer,
+        });
+        Ok(Response::new(status_to_proto(report)))
     }
 }
 
@@ -334,24 +338,28 @@ fn event_to_proto(index: u64, e: Event) -> pb::LedgerEvent {
 /// `StatusSummary`, or one proposal).
 fn status_to_proto(r: StatusReport) -> pb::StatusReply {
     let detail_json = match r.detail {
-        StatusDetail::Summary(s) => serde_json::to_string(&s),
-        StatusDetail::Proposal(p) => serde_json::to_string(&p),
-    }
-    .unwrap_or_default();
+        StatusDetail::Summary(s) => String::clone(&s),
+        StatusDetail::Proposal(p) => serde_json::to_string(&p.as_deref()).unwrap_or_default(),
+    };
     let hex = |d: &Digest| scbe_wire::key_file::encode_hex(d.as_bytes());
+    let at = &r.position;
     pb::StatusReply {
-        node: r.node,
-        view: r.view,
-        status: format!("{:?}", r.status),
-        last_executed: r.last_executed,
-        stable_checkpoint: r.stable_checkpoint,
+        node: at.node,
+        view: at.view,
+        status: format!("{:?}", at.status),
+        last_executed: at.last_executed,
+        stable_checkpoint: at.stable_checkpoint,
         detail_json,
         last_nonce: r.last_nonce,
         genesis: hex(&r.genesis),
         cluster: r.cluster,
-        stable_digest: r.stable_digest.as_bytes().to_vec().into(),
-        state_digest: r.state_digest.as_bytes().to_vec().into(),
-        diverged_at: r.diverged_at.unwrap_or(0),
+        stable_digest: at.stable_digest.as_bytes().to_vec().into(),
+        state_digest: at
+            .state_digest
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default()
+            .into(),
+        diverged_at: at.diverged_at.unwrap_or(0),
         peers: r
             .peers
             .into_iter()

@@ -7,11 +7,12 @@ use scbe_core::consensus::{Digest, Directory};
 use scbe_proto::v1 as pb;
 use scbe_wire::tls::{incoming, ClientAuth, PinnedKeys, TlsError, Transport};
 use scbe_wire::{VerifiedCache, MAX_ENVELOPE_BYTES};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::inbound::Inbound;
 use crate::links::Links;
 use crate::metrics::Metrics;
+use crate::reads::Reads;
 
 use super::audit_service::AuditService;
 use super::consensus_service::ConsensusService;
@@ -21,22 +22,23 @@ use super::quota::{QuotaLimits, Quotas};
 
 /// Envelope digests remembered as verified (about 6 MB at most).
 pub const VERIFIED_CACHE: usize = 65_536;
+/// Calls and streams one connection may have open at once: far above what a requester's
+/// client or a peer link uses, low enough that one connection cannot pile up work.
+pub const CALLS_PER_CONNECTION: usize = 256;
 
 /// What the services share with the core task.
 pub struct ServerParts {
     pub inbound: mpsc::Sender<Inbound>,
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
-    /// Ledger event count, bumped by the core after every turn (for `Watch` streams).
-    pub events: watch::Receiver<u64>,
+    /// What the core publishes for readers (`Status`, `Watch`, `Audit.Export`).
+    pub reads: Reads,
     /// Largest request the consensus core admits; bigger ones are refused at the door.
     pub max_request_bytes: usize,
     pub quotas: QuotaLimits,
     /// The cluster's genesis digest, checked on every peer and leader call.
     pub genesis: Digest,
     pub links: Arc<Links>,
-    /// Reads the store off the core task (`Audit.Export`).
-    pub store: crate::storage::StoreReader,
     /// TLS (anyone may call `Governance` and `Audit`; only validators `Consensus` and
     /// `Orders`), or plaintext on loopback.
     pub transport: Transport,
@@ -73,14 +75,20 @@ pub async fn grpc_server(
         inbound: p.inbound.clone(),
         directory: Arc::clone(&p.directory),
         verified,
-        events: p.events,
+        reads: p.reads.clone(),
+        watch_slots: Arc::new(tokio::sync::Semaphore::new(
+            super::governance_service::MAX_WATCH_STREAMS,
+        )),
         max_request_bytes: p.max_request_bytes,
         quotas: Arc::new(Quotas::new(p.quotas)),
         genesis: p.genesis,
     })
     .max_decoding_message_size(MAX_ENVELOPE_BYTES);
     let audit = pb::audit_server::AuditServer::new(AuditService {
-        store: p.store.clone(),
+        store: p.reads.store.clone(),
+        exports: Arc::new(tokio::sync::Semaphore::new(
+            super::audit_service::MAX_EXPORTS,
+        )),
     });
     let orders = pb::orders_server::OrdersServer::new(OrdersService {
         inbound: p.inbound,
@@ -102,6 +110,7 @@ pub async fn grpc_server(
         let incoming = incoming(listener, tls);
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
             .http2_keepalive_interval(Some(scbe_wire::tls::KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(scbe_wire::tls::KEEPALIVE_TIMEOUT))
             .add_service(consensus)

@@ -35,7 +35,7 @@ pub(super) const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new
 /// The ledger's history beyond what it keeps in memory (`governance::ledger::journal`): every
 /// event by position, every request outcome by `signer-hex:nonce`, as JSON. Never compacted;
 /// written in the same transaction as the batches that produced them.
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
 /// Format 2 stores the values of `records` and `decided` through `value_codec` (compressed when
 /// large); format 1 stored them as they are and is upgraded in place on open.
@@ -510,10 +510,7 @@ impl RecordStore {
     /// Stored ledger events from position `from` on (at most `limit`). A node that caught up
     /// from a snapshot has a gap where it executed nothing itself.
     pub fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StorageError> {
-        self.reader
-            .range_from(EVENTS, from..=u64::MAX, limit, |_, v| {
-                Ok(serde_json::from_slice(v).ok())
-            })
+        self.reader.events_from(from, limit)
     }
 
     /// A stored request outcome (signer as hex).

@@ -80,6 +80,20 @@ impl StoreReader {
         Ok(out)
     }
 
+    /// Stored ledger events from position `from` on, at most `limit`.
+    pub fn events_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, scbe_core::governance::event::Event)>, StorageError> {
+        self.range_from(
+            super::record_store::EVENTS,
+            from..=u64::MAX,
+            limit,
+            |_, v| Ok(serde_json::from_slice(v).ok()),
+        )
+    }
+
     /// [`Self::range_within`] by count alone.
     pub(super) fn range_from<T>(
         &self,

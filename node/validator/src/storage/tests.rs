@@ -312,6 +312,7 @@ fn ledger_history_beyond_memory_is_read_back_from_the_store() {
                     turn + 1,
                     serde_json::to_vec(&outcome(turn + 1)).expect("encodes"),
                 )],
+                ..Fresh::default()
             };
             s.commit_turn(&[], &[], &history).expect("commits");
         }

@@ -228,6 +228,9 @@ pub struct Fresh {
     pub events: Vec<(u64, Vec<u8>)>,
     /// (signer hex, nonce, the outcome's JSON).
     pub outcomes: Vec<(String, u64, Vec<u8>)>,
+    /// Proposals opened or changed (a vote, a decision, an expiry, the rollout it started): the
+    /// node's read model copies only these instead of every proposal the ledger holds.
+    pub proposals: std::collections::BTreeSet<u64>,
 }
 
 /// The JSON of the `(nonce, outcome)` pair an outcome window chains, from the outcome's own

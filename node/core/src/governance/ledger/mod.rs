@@ -205,6 +205,13 @@ impl Ledger {
         }
     }
 
+    /// Proposal `id` was opened or changed (for the node's read model, see [`Fresh`]).
+    fn touched_proposal(&self, id: u64) {
+        self.with_fresh(|f| {
+            f.proposals.insert(id);
+        });
+    }
+
     fn event(&mut self, seq: u64, tongue: Tongue, kind: &str, subject: String, detail: String) {
         let e = Event {
             seq,

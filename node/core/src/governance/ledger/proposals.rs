@@ -26,6 +26,7 @@ impl Ledger {
             .map(|p| p.id)
             .collect();
         for id in expired {
+            self.touched_proposal(id);
             if let Some(p) = self.state.proposals.get_mut(&id) {
                 p.status = ProposalStatus::Expired;
                 p.decided_seq = Some(seq);
@@ -91,6 +92,7 @@ impl Ledger {
     pub(super) fn open_proposal(&mut self, seq: u64, kind: ProposalKind) -> u64 {
         let id = self.state.next_proposal;
         self.state.next_proposal += 1;
+        self.touched_proposal(id);
         self.state.proposals.insert(
             id,
             Proposal {
@@ -253,6 +255,7 @@ impl Ledger {
             return reject(format!("validator {validator} is not in the validator set"));
         }
         let q = self.cfg.quorum();
+        self.touched_proposal(proposal);
         let Some(p) = self.state.proposals.get_mut(&proposal) else {
             return reject(format!("unknown proposal {proposal}"));
         };
@@ -319,6 +322,7 @@ impl Ledger {
     }
 
     fn decide(&mut self, seq: u64, proposal: u64, status: ProposalStatus) -> Option<u64> {
+        self.touched_proposal(proposal);
         let p = self.state.proposals.get_mut(&proposal)?;
         p.status = status;
         p.decided_seq = Some(seq);

@@ -1,0 +1,14 @@
+//! The read path, off the core task. After every turn the core publishes what readers may see
+//! (a [`ReadModel`] of its position and the ledger's summary, the new events into the
+//! [`EventFeed`], changed proposals and nonces into the [`ReadIndex`]); `Status`, `Watch`, the
+//! notifier and the dashboard read those and the store ([`Reads`]), never the core's queue, so
+//! a crowd of readers cannot delay or crowd out consensus messages.
+
+pub mod event_feed;
+pub mod read_index;
+pub mod read_model;
+pub mod status_cache;
+
+pub use event_feed::EventFeed;
+pub use read_index::ReadIndex;
+pub use read_model::{Position, ReadModel, Reads};
