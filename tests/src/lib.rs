@@ -2,6 +2,7 @@
 //! runs a local quorum (and fleet) of real processes on loopback with a gRPC client. Waits poll
 //! a condition against a generous deadline; nothing sleeps a fixed time to pass.
 
+pub mod browser;
 pub mod netns;
 pub mod offline_ledger;
 

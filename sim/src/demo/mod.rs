@@ -87,6 +87,12 @@ pub async fn run(launch: &Launch, opts: &DemoOptions) -> anyhow::Result<DemoSumm
     ));
     let mut cluster = LocalCluster::generate(launch, &dir, VALIDATORS, &local)?;
     cluster.start_all()?;
+    if let Some(url) = cluster.nodes.first().and_then(|n| n.dashboard_url()) {
+        say(
+            "--",
+            &format!("dashboard (live while the demo runs): {url}"),
+        );
+    }
     let agent_keys = cluster
         .agents
         .iter()

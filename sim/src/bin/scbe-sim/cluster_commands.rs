@@ -210,8 +210,12 @@ pub(crate) fn up(n: usize, opts: scbe_sim::local::LocalOptions, dir: &std::path:
         dir.display()
     );
     for (i, node) in cluster.nodes.iter().enumerate() {
+        let dashboard = node
+            .dashboard_url()
+            .map(|u| format!("  dashboard {u}"))
+            .unwrap_or_default();
         println!(
-            "  validator {i}: {}  metrics http://{}/metrics",
+            "  validator {i}: {}  metrics http://{}/metrics{dashboard}",
             cluster.url(i),
             node.metrics
         );
