@@ -109,7 +109,7 @@ pub struct BenchResult {
 
 /// CPU time a process has used (Linux `/proc/PID/stat` utime + stime), in seconds; 0 where
 /// unknown. Linux reports these in USER_HZ, which is 100 on every architecture it exposes it.
-fn cpu_seconds(pid: &str) -> f64 {
+pub(crate) fn cpu_seconds(pid: &str) -> f64 {
     const USER_HZ: f64 = 100.0;
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -124,7 +124,7 @@ fn cpu_seconds(pid: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn validators_cpu(pids: &[u32]) -> f64 {
+pub(crate) fn validators_cpu(pids: &[u32]) -> f64 {
     pids.iter().map(|p| cpu_seconds(&p.to_string())).sum()
 }
 
@@ -150,11 +150,12 @@ fn max_rss(cluster: &LocalCluster) -> u64 {
         .unwrap_or(0)
 }
 
-struct Client {
+/// One requester of the benchmarks, with its own key and nonces.
+pub(crate) struct BenchClient {
     key: Keypair,
-    nonce: u64,
+    pub(crate) nonce: u64,
     conn: GovernanceClient<Channel>,
-    workload: Workload,
+    pub(crate) workload: Workload,
     /// Tells this client's release versions apart from every other client's.
     name: String,
     /// With the nonce, seeds the content of this client's releases.
@@ -163,13 +164,13 @@ struct Client {
 
 /// What a stream of requests came to: decided, and of those accepted by the ledger.
 #[derive(Default)]
-struct Tally {
-    decided: u64,
-    accepted: u64,
+pub(crate) struct Tally {
+    pub(crate) decided: u64,
+    pub(crate) accepted: u64,
 }
 
-impl Client {
-    async fn connect(node: &Dial, key: Keypair) -> anyhow::Result<Self> {
+impl BenchClient {
+    pub(crate) async fn connect(node: &Dial, key: Keypair) -> anyhow::Result<Self> {
         let start = Instant::now();
         loop {
             match node.connect().await.map(GovernanceClient::new) {
@@ -194,7 +195,7 @@ impl Client {
 
     /// Submits one request and waits until it is decided; whether the ledger accepted it. Err
     /// if it was not decided.
-    async fn submit(&mut self) -> anyhow::Result<bool> {
+    pub(crate) async fn submit(&mut self) -> anyhow::Result<bool> {
         let env = self.next_envelope();
         self.conn
             .submit(env)
@@ -205,7 +206,11 @@ impl Client {
 
     /// Keeps `depth` requests in flight on one `SubmitStream` call until `deadline`; returns how
     /// many were decided by then (answers arriving later are not counted).
-    async fn stream_until(&mut self, depth: usize, deadline: Instant) -> anyhow::Result<Tally> {
+    pub(crate) async fn stream_until(
+        &mut self,
+        depth: usize,
+        deadline: Instant,
+    ) -> anyhow::Result<Tally> {
         let (tx, rx) = tokio::sync::mpsc::channel(depth);
         for _ in 0..depth {
             tx.send(self.next_envelope()).await?;
@@ -266,7 +271,7 @@ impl Client {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -292,7 +297,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         |i: usize| scbe_wire::key_file::read_key_file(&dir.join(format!("keys/requester{i}.key")));
 
     // Warm up: the first decision also waits for every peer link to connect.
-    let mut light = Client::connect(
+    let mut light = BenchClient::connect(
         &cluster.dial(0),
         scbe_wire::key_file::read_key_file(&cluster.requester_key)?,
     )
@@ -328,7 +333,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         let depth = o.depth;
         let workload = o.workload;
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&node, key).await?;
+            let mut c = BenchClient::connect(&node, key).await?;
             c.workload = workload;
             if depth > 1 {
                 return c.stream_until(depth, deadline).await;
@@ -388,7 +393,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         .find(|i| !victims.contains(i))
         .unwrap_or(0);
     eprintln!("phase 3: failover (view {view}: SIGKILL of validators {victims:?}, the primaries of the next {k} views)");
-    let mut c = Client::connect(&cluster.dial(survivor), load_key(0)?).await?;
+    let mut c = BenchClient::connect(&cluster.dial(survivor), load_key(0)?).await?;
     c.nonce = 1 << 30; // above anything phase 2 used with this key, within a nonce jump
     c.submit().await?;
     let killed = Instant::now();

@@ -304,7 +304,11 @@ impl LocalCluster {
                 id: i as u32,
                 addr: free_port()?,
                 metrics: free_port()?,
-                dashboard: Some(free_port()?),
+                dashboard: if opts.dashboards {
+                    Some(free_port()?)
+                } else {
+                    None
+                },
                 config: dir.join(format!("node{i}.toml")),
                 log: dir.join(format!("logs/node{i}.log")),
                 child: None,

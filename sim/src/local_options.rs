@@ -45,6 +45,9 @@ pub struct LocalOptions {
     pub analysis: Option<AnalysisSection>,
     /// The genesis's `[[notify]]` webhooks.
     pub notify: Vec<scbe_wire::notify_entry::NotifyEntry>,
+    /// Each validator serves its dashboard on a loopback port (off only for validators of a
+    /// version that has none, e.g. a benchmark's older build).
+    pub dashboards: bool,
 }
 
 impl Default for LocalOptions {
@@ -69,6 +72,7 @@ impl Default for LocalOptions {
             drift: None,
             analysis: None,
             notify: Vec::new(),
+            dashboards: true,
         }
     }
 }

@@ -181,6 +181,7 @@ impl Harness {
             .status(pb::StatusRequest {
                 proposal: None,
                 signer: key.public().as_bytes().to_vec().into(),
+                brief: true,
             })
             .await
             .map(|r| r.into_inner().last_nonce)
@@ -209,7 +210,7 @@ impl Harness {
         let mut c = self.client(i).await;
         c.status(pb::StatusRequest {
             proposal,
-            signer: Default::default(),
+            ..Default::default()
         })
         .await
         .expect("status")

@@ -153,6 +153,7 @@ async fn scbe_answers_the_question_asked() {
         .status(pb::StatusRequest {
             proposal: None,
             signer: h.requester.public().as_bytes().to_vec().into(),
+            brief: false,
         })
         .await
         .expect("status")

@@ -34,6 +34,7 @@ const PAGE: &str = r##"(() => {
     events: rows("#event-list li[data-kind]", (li) => li.dataset.kind),
     tongues: rows("#event-list .tongue", (t) => t.textContent),
     validators: document.querySelectorAll("#validator-rows tr[data-validator]").length,
+    positions: document.querySelectorAll("#validator-rows tr[data-executed]:not([data-executed=''])").length,
   };
 })()"##;
 
@@ -226,6 +227,12 @@ async fn the_dashboard_follows_a_rollout_live_and_shows_an_auto_rollback_with_it
         "every reporting agent has sparklines: {done}"
     );
     blocking(|| until_agreed(&h, &mut b));
+    // Every validator's position, the peers' asked by the serving one.
+    blocking(|| {
+        until_page(&mut b, "every validator's position", |p| {
+            p["positions"].as_u64() == Some(4)
+        })
+    });
 
     // A canary that degrades: rolled back on agent evidence, which the page shows.
     let p = h.register_and_promote("r2-bad", Stage::Canary).await;

@@ -266,6 +266,7 @@ async fn submit_over_the_requester_quota_is_refused_and_nothing_is_ordered() {
         .status(pb::StatusRequest {
             proposal: None,
             signer: key.public().as_bytes().to_vec().into(),
+            brief: false,
         })
         .await
         .expect("status")

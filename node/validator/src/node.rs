@@ -179,6 +179,22 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                     detail: e.to_string(),
                 })?;
         let dashboard = Arc::new(Dashboard::new(reads.clone(), d.token.clone()));
+        let mut asked = Vec::new();
+        for (peer, address) in &v.peers {
+            if let Some(key) = v.genesis.validator_key(*peer).copied() {
+                let who = format!("validator {peer}'s key in the genesis");
+                let link = v.transport.link_to(key, who).map_err(NodeError::Tls)?;
+                asked.push((*peer, address.clone(), link));
+            }
+        }
+        tasks.spawn(
+            "dashboard's peer poller",
+            Arc::clone(&dashboard.peers).poll(
+                asked,
+                Arc::clone(&dashboard.streams),
+                crate::dashboard::dashboard_server::MAX_STREAMS,
+            ),
+        );
         tasks.spawn("dashboard server", serve_dashboard(listener, dashboard));
         tracing::info!(node = id, url = %format!("http://{}/", d.listen), "dashboard");
     }

@@ -74,6 +74,8 @@ impl Client {
                 .status(pb::StatusRequest {
                     proposal: None,
                     signer: key.public().as_bytes().to_vec().into(),
+                    // Only the nonce is wanted, not the summary.
+                    brief: true,
                 })
                 .await?
                 .into_inner();
@@ -112,7 +114,7 @@ impl Client {
             .inner
             .status(pb::StatusRequest {
                 proposal,
-                signer: Default::default(),
+                ..Default::default()
             })
             .await?
             .into_inner())

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::DashboardState;
+use super::{DashboardState, PeerPositions};
 use crate::reads::Reads;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -50,7 +50,9 @@ pub struct Dashboard {
     pub reads: Reads,
     /// Required on `/api/` routes when set.
     pub token: Option<String>,
+    /// One permit per open stream (the peer poller asks peers only while one is taken).
     pub streams: Arc<Semaphore>,
+    pub peers: Arc<PeerPositions>,
 }
 
 impl Dashboard {
@@ -59,6 +61,7 @@ impl Dashboard {
             reads,
             token,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            peers: Arc::default(),
         }
     }
 
@@ -79,7 +82,7 @@ impl Dashboard {
                 "this dashboard needs its token: open it as /?token=<the token in \
                  dashboard.token_file>\n",
             ),
-            "/api/state" => json(state_json(&self.reads)),
+            "/api/state" => json(state_json(&self.reads, &self.peers)),
             "/api/stream" => self.stream(),
             _ => plain(StatusCode::NOT_FOUND, "no such page\n"),
         }
@@ -99,6 +102,7 @@ impl Dashboard {
         // Small: a reader that stops reading ends its stream instead of growing a buffer.
         let (tx, rx) = mpsc::channel::<Bytes>(4);
         let reads = self.reads.clone();
+        let peers = Arc::clone(&self.peers);
         tokio::spawn(async move {
             let _permit = permit;
             let mut model = reads.model.clone();
@@ -109,7 +113,7 @@ impl Dashboard {
             loop {
                 model.borrow_and_update();
                 events.borrow_and_update();
-                let state = state_json(&reads);
+                let state = state_json(&reads, &peers);
                 let frame = if state != last {
                     let f = format!("event: state\ndata: {state}\n\n");
                     last = state;
@@ -148,8 +152,8 @@ impl Dashboard {
 
 use tokio_stream::StreamExt as _;
 
-fn state_json(reads: &Reads) -> String {
-    serde_json::to_string(&DashboardState::of(reads)).unwrap_or_default()
+fn state_json(reads: &Reads, peers: &PeerPositions) -> String {
+    serde_json::to_string(&DashboardState::of(reads, peers)).unwrap_or_default()
 }
 
 /// The token from `Authorization: Bearer` or the `token` query parameter (an `EventSource`

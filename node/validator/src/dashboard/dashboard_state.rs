@@ -11,6 +11,7 @@ use scbe_core::governance::event::Event;
 use scbe_wire::key_file::encode_hex;
 use scbe_wire::status_summary::StatusSummary;
 
+use super::PeerPositions;
 use crate::fleet::monitor::HealthPoint;
 use crate::reads::Reads;
 
@@ -56,17 +57,19 @@ pub struct ValidatorView {
     pub reachable: bool,
     /// Why it is not reachable, or refused this cluster's genesis.
     pub problem: Option<String>,
-    /// Only the serving validator's own position is known here.
+    /// The position: the serving validator's own, a peer's as it last answered.
     pub view: Option<u64>,
     pub status: Option<String>,
     pub executed: Option<u64>,
     pub stable_checkpoint: Option<u64>,
     /// A quorum's checkpoint at this seq differed from this validator's state.
     pub diverged_at: Option<u64>,
+    /// How old a peer's position is, in milliseconds (0 for the serving validator).
+    pub position_age_ms: Option<u64>,
 }
 
 impl DashboardState {
-    pub fn of(reads: &Reads) -> Self {
+    pub fn of(reads: &Reads, peers: &PeerPositions) -> Self {
         let model = reads.model();
         let at = &model.position;
         let mut validators = vec![ValidatorView {
@@ -80,7 +83,9 @@ impl DashboardState {
             executed: Some(at.last_executed),
             stable_checkpoint: Some(at.stable_checkpoint),
             diverged_at: at.diverged_at,
+            position_age_ms: Some(0),
         }];
+        let positions = peers.latest();
         validators.extend(reads.links.peers().into_iter().map(|(id, link)| {
             let refused = link.refused_genesis.map(|g| {
                 format!(
@@ -88,17 +93,19 @@ impl DashboardState {
                     encode_hex(g.as_bytes())
                 )
             });
+            let p = positions.get(&id);
             ValidatorView {
                 id,
                 serving: false,
                 address: link.address,
                 reachable: link.connected && refused.is_none(),
                 problem: refused.or(link.problem),
-                view: None,
-                status: None,
-                executed: None,
-                stable_checkpoint: None,
-                diverged_at: None,
+                view: p.map(|p| p.view),
+                status: p.map(|p| p.status.clone()),
+                executed: p.map(|p| p.executed),
+                stable_checkpoint: p.map(|p| p.stable_checkpoint),
+                diverged_at: p.and_then(|p| p.diverged_at),
+                position_age_ms: p.map(|p| p.at.elapsed().as_millis() as u64),
             }
         }));
         validators.sort_by_key(|v| v.id);

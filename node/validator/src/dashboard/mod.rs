@@ -7,6 +7,8 @@
 
 pub mod dashboard_server;
 pub mod dashboard_state;
+pub mod peer_positions;
 
 pub use dashboard_server::{serve_dashboard, Dashboard};
 pub use dashboard_state::DashboardState;
+pub use peer_positions::PeerPositions;

@@ -12,3 +12,6 @@ pub mod status_cache;
 pub use event_feed::EventFeed;
 pub use read_index::ReadIndex;
 pub use read_model::{Position, ReadModel, Reads};
+
+#[cfg(test)]
+mod reads_tests;

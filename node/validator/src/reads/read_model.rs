@@ -56,6 +56,8 @@ pub struct StatusQuery {
     pub proposal: Option<u64>,
     /// A requester asking for the highest nonce executed for its key.
     pub signer: Option<PublicKey>,
+    /// The position only, no summary.
+    pub brief: bool,
 }
 
 /// This validator's position and the ledger detail asked for.
@@ -71,6 +73,8 @@ pub struct StatusReport {
 }
 
 pub enum StatusDetail {
+    /// None asked for (a brief status).
+    Nothing,
     /// The summary as JSON (shared: many readers of one model get the same bytes).
     Summary(Arc<String>),
     /// The proposal asked for (`None`: the ledger has no such proposal).
@@ -136,6 +140,7 @@ impl Reads {
         let model = self.model();
         let detail = match query.proposal {
             Some(p) => StatusDetail::Proposal(self.index.proposal(p)),
+            None if query.brief => StatusDetail::Nothing,
             None => StatusDetail::Summary(self.cache.get_or_build(model.generation, || {
                 serde_json::to_string(&self.summary_of(&model)).unwrap_or_default()
             })),

@@ -193,6 +193,7 @@ impl pb::governance_server::Governance for GovernanceService {
         let report = self.reads.status(StatusQuery {
             proposal: request.proposal,
             signer,
+            brief: request.brief,
         });
         Ok(Response::new(status_to_proto(report)))
     }
@@ -340,6 +341,7 @@ fn status_to_proto(r: StatusReport) -> pb::StatusReply {
     let detail_json = match r.detail {
         StatusDetail::Summary(s) => String::clone(&s),
         StatusDetail::Proposal(p) => serde_json::to_string(&p.as_deref()).unwrap_or_default(),
+        StatusDetail::Nothing => String::new(),
     };
     let hex = |d: &Digest| scbe_wire::key_file::encode_hex(d.as_bytes());
     let at = &r.position;

@@ -485,3 +485,80 @@ pub(crate) fn bench_orders(runs: usize) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+pub(crate) fn bench_reads(opts: &scbe_sim::bench_reads::ReadsOptions) -> ExitCode {
+    let launch = match self_launch() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("error: cannot locate this executable");
+        return ExitCode::FAILURE;
+    };
+    let dir = std::env::temp_dir().join(format!("scbe-bench-reads-{}", std::process::id()));
+    let rt = match runtime(true) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(scbe_sim::bench_reads::run(&launch, &exe, &dir, opts));
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(r) => {
+            let ms = |d: std::time::Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+            println!(
+                "history: {} releases, {:.1} MB in the largest validator store",
+                r.registered,
+                r.store_bytes as f64 / 1e6
+            );
+            println!("| phase | p50 submit-to-decided | samples | validators' CPU | readers' CPU | requester's CPU |");
+            println!("|---|---|---|---|---|---|");
+            for (name, p50, n, cpu) in [
+                ("quiet", r.quiet_p50, r.quiet_samples, r.quiet_cpu),
+                ("flood", r.flood_p50, r.flood_samples, r.flood_cpu),
+            ] {
+                println!(
+                    "| {name} | {} | {n} | {:.1} s | {:.1} s | {:.1} s |",
+                    ms(p50),
+                    cpu.0,
+                    cpu.1,
+                    cpu.2
+                );
+            }
+            println!(
+                "flood/quiet p50: {:.2}x; reads done: {} Status, {} Watch, {} exports, {} errors",
+                r.flood_p50.as_secs_f64() / r.quiet_p50.as_secs_f64().max(1e-9),
+                r.reads.status,
+                r.reads.watch,
+                r.reads.exports,
+                r.reads.errors
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn read_flood(
+    dir: &std::path::Path,
+    readers: usize,
+    duration: std::time::Duration,
+) -> ExitCode {
+    let rt = match runtime(true) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match rt.block_on(scbe_sim::bench_reads::flood(dir, readers, duration)) {
+        Ok(counts) => {
+            println!("{}", serde_json::to_string(&counts).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -7,7 +7,9 @@ use scbe_sim::check::{check, replay_command, CheckOptions};
 use scbe_sim::scenario::Overrides;
 
 mod cluster_commands;
-use cluster_commands::{bench, bench_fleet, bench_orders, canary_rates, demo, up};
+use cluster_commands::{
+    bench, bench_fleet, bench_orders, bench_reads, canary_rates, demo, read_flood, up,
+};
 
 #[derive(Parser)]
 #[command(
@@ -170,6 +172,23 @@ enum Command {
         #[arg(long, default_value_t = 21)]
         runs: usize,
     },
+    /// Measure what a crowd of anonymous readers (Status, Watch, Audit.Export) costs a
+    /// requester: submit-to-decided p50 quiet and under the flood, on a cluster with history,
+    /// with the CPU of the validators, the readers and the requester apart.
+    BenchReads {
+        #[command(flatten)]
+        opts: scbe_sim::bench_reads::ReadsOptions,
+    },
+    /// The readers of `bench-reads`, in their own process (so their CPU is measured apart).
+    #[command(hide = true)]
+    ReadFlood {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 48)]
+        readers: usize,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
     /// Run a validator (what `scbe-node run` does); scbe-sim starts its local processes so.
     #[command(hide = true)]
     Validator {
@@ -228,6 +247,12 @@ fn main() -> ExitCode {
             thresholds_only,
         } => canary_rates(trials, agents, (window, sample), thresholds_only),
         Command::BenchOrders { runs } => bench_orders(runs),
+        Command::BenchReads { opts } => bench_reads(&opts),
+        Command::ReadFlood {
+            dir,
+            readers,
+            duration,
+        } => read_flood(&dir, readers, duration),
         Command::Validator {
             run: DaemonRun::Run { config },
         } => scbe_validator::daemon::run_validator(&config),

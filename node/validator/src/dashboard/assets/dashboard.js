@@ -149,13 +149,14 @@ function renderEvents(events) {
 
 function renderValidators(validators) {
   const known = (v) => (v === null || v === undefined ? "—" : v);
+  const age = (v) => (v.position_age_ms > 5000 ? ` (as of ${Math.round(v.position_age_ms / 1000)} s ago)` : "");
   const rows = validators.map((v) =>
-    el("tr", { "data-validator": v.id, "data-reachable": v.reachable },
+    el("tr", { "data-validator": v.id, "data-reachable": v.reachable, "data-executed": known(v.executed) === "—" ? "" : v.executed },
       el("th", { scope: "row" }, `${v.id}${v.serving ? " (serving this page)" : ""}`),
       el("td", {}, v.address || "—"),
       el("td", {}, el("span", { class: v.reachable ? "vote-approve" : "vote-reject" }, v.reachable ? "yes" : "no")),
       el("td", {}, known(v.view)),
-      el("td", {}, known(v.status)),
+      el("td", {}, `${known(v.status)}${age(v)}`),
       el("td", {}, known(v.executed)),
       el("td", {}, known(v.stable_checkpoint)),
       el("td", {}, v.diverged_at ? `diverged at seq ${v.diverged_at}` : (v.problem || "—"))));
