@@ -36,6 +36,9 @@ pub struct ReadsOptions {
     /// Run the validators from this `scbe-node` binary instead of this program.
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
+    /// Readers loop over `Status` and `Watch` only (no `Audit.Export`).
+    #[arg(long)]
+    pub without_export: bool,
 }
 
 #[derive(Debug)]
@@ -183,6 +186,7 @@ pub async fn run(
         .arg(o.readers.to_string())
         .arg("--duration")
         .arg(humantime::format_duration(o.duration + warm_up * 2).to_string())
+        .args(o.without_export.then_some("--without-export"))
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     tokio::time::sleep(warm_up).await;
@@ -211,8 +215,13 @@ pub async fn run(
 
 /// `scbe-sim read-flood`: `readers` anonymous readers against the cluster in `dir` for
 /// `duration`, each on its own connection to validator `i mod n`, looping over `Status`, a
-/// `Watch` from the first event (up to 2,000 events) and a whole `Audit.Export`.
-pub async fn flood(dir: &Path, readers: usize, duration: Duration) -> anyhow::Result<FloodCounts> {
+/// `Watch` from the first event (up to 2,000 events) and, if `export`, a whole `Audit.Export`.
+pub async fn flood(
+    dir: &Path,
+    readers: usize,
+    duration: Duration,
+    export: bool,
+) -> anyhow::Result<FloodCounts> {
     use scbe_proto::v1 as pb;
     let launch = Launch {
         validator: Vec::new(),
@@ -254,6 +263,9 @@ pub async fn flood(dir: &Path, readers: usize, duration: Duration) -> anyhow::Re
                         n.watch += 1;
                     } else {
                         n.errors += 1;
+                    }
+                    if !export {
+                        return;
                     }
                     match audit.export(pb::AuditRequest { from_seq: 1 }).await {
                         Ok(s) => {

@@ -133,6 +133,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         stale_after: v.genesis.file().rollout.sample_interval
             * scbe_wire::status_summary::STALE_AFTER_INTERVALS,
         cache: Arc::default(),
+        digest_wanted: Arc::clone(&published.digest_wanted),
+        pace: Arc::default(),
+        summary_wanted: Arc::clone(&published.summary_wanted),
     };
     tasks.spawn(
         "gRPC server",

@@ -5,8 +5,8 @@
 //! (`crate::reads`) that every query is answered from. `node.rs` wires it to the network, storage and
 //! the clock.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,15 @@ pub(crate) struct Published {
     pub(crate) model: watch::Sender<Arc<ReadModel>>,
     pub(crate) events: Arc<EventFeed>,
     pub(crate) index: Arc<ReadIndex>,
+    /// A reader asked for the state digest the model lacks: computed when the core is idle.
+    pub(crate) digest_wanted: Arc<AtomicBool>,
+    /// A reader wants the summary rebuilt (`ReadModel::summary_current`).
+    pub(crate) summary_wanted: Arc<tokio::sync::Notify>,
+    /// The newest registrations (registered seq, version), followed from the ledger's events
+    /// so the summary does not scan every release after every batch.
+    newest: BTreeSet<(u64, String)>,
+    /// Events scanned for registrations so far.
+    scanned: u64,
 }
 
 impl Published {
@@ -89,21 +98,53 @@ impl Published {
         index.rebuild(step.ledger(), step.replica());
         let events = Arc::new(EventFeed::new(scbe_core::governance::ledger::EVENTS_KEPT));
         events.catch_up(&step.ledger().journal().events);
-        let model = ReadModel {
+        let ledger = step.ledger();
+        let newest: BTreeSet<(u64, String)> = scbe_wire::status_summary::newest_releases(ledger)
+            .into_iter()
+            .collect();
+        let summary = StatusSummary::of_ledger_listing(ledger, newest.iter().map(|(_, v)| v));
+        let (tx, rx) = watch::channel(Arc::new(ReadModel {
             generation: 0,
             position: position_of(step, None),
-            summary: Arc::new(StatusSummary::of_ledger(step.ledger())),
-            thresholds: step.ledger().config().health,
+            summary: Arc::new(summary),
+            summary_current: true,
+            thresholds: ledger.config().health,
+        }));
+        let published = Self {
+            model: tx,
+            events,
+            index,
+            digest_wanted: Arc::default(),
+            summary_wanted: Arc::default(),
+            newest,
+            scanned: ledger.journal().events.total(),
         };
-        let (tx, rx) = watch::channel(Arc::new(model));
-        (
-            Self {
-                model: tx,
-                events,
-                index,
-            },
-            rx,
-        )
+        (published, rx)
+    }
+
+    /// Keeps `newest` current with the registrations the ledger's events report since the last
+    /// call; everything again when told to, or when events went by unseen (a restore).
+    fn follow_registrations(&mut self, ledger: &scbe_core::governance::Ledger, all: bool) {
+        let journal = &ledger.journal().events;
+        if all || journal.first() > self.scanned {
+            self.newest = scbe_wire::status_summary::newest_releases(ledger)
+                .into_iter()
+                .collect();
+        } else {
+            for (_, e) in journal.since(self.scanned) {
+                if e.kind == "release_registered" {
+                    self.newest.insert((e.seq, e.subject.clone()));
+                    if self.newest.len() > scbe_wire::status_summary::RELEASES_LISTED {
+                        self.newest.pop_first();
+                    }
+                }
+            }
+        }
+        self.scanned = journal.total();
+    }
+
+    fn summary_of(&self, ledger: &scbe_core::governance::Ledger) -> StatusSummary {
+        StatusSummary::of_ledger_listing(ledger, self.newest.iter().map(|(_, v)| v))
     }
 }
 
@@ -138,6 +179,10 @@ impl Runtime {
                 ended = tasks.first_ended() => return Err(ended.into()),
                 Some(t) = self.timers.next(), if !self.timers.is_empty() => Inbound::Timer(t),
                 x = rx.recv() => x.ok_or(NodeError::QueueClosed)?,
+                () = self.reads.summary_wanted.notified() => {
+                    self.refresh_summary();
+                    continue;
+                }
             };
             let mut turn = vec![first];
             while turn.len() < MAX_TURN {
@@ -442,8 +487,8 @@ impl Runtime {
     }
 
     /// Publishes what this turn changed for readers: the events, the proposals and nonces it
-    /// touched, and a new model if the position or the ledger moved (the summary is rebuilt
-    /// only when a batch executed or a snapshot was restored).
+    /// touched, and a new model if the position or the ledger moved (its summary then marked
+    /// out of date; `refresh_summary` rebuilds it when a reader asks).
     fn publish_reads(&mut self, actions: &[Action], touched: &std::collections::BTreeSet<u64>) {
         let restored = actions.iter().any(|a| matches!(a, Action::Restored { .. }));
         let (ledger, replica) = (self.step.ledger(), self.step.replica());
@@ -459,6 +504,7 @@ impl Runtime {
                 .update(ledger, replica, touched, signers.map(|r| r.signer()));
         }
         self.reads.events.catch_up(&ledger.journal().events);
+        self.reads.follow_registrations(ledger, restored);
         let current = Arc::clone(&self.reads.model.borrow());
         let executed = replica.last_executed().0;
         let ledger_moved = restored || executed != current.position.last_executed;
@@ -471,32 +517,37 @@ impl Runtime {
         if !ledger_moved && position == current.position {
             return;
         }
-        let (generation, summary, thresholds) = if ledger_moved {
-            (
-                current.generation + 1,
-                Arc::new(StatusSummary::of_ledger(ledger)),
-                ledger.config().health,
-            )
-        } else {
-            (
-                current.generation,
-                Arc::clone(&current.summary),
-                current.thresholds,
-            )
-        };
         self.reads.model.send_replace(Arc::new(ReadModel {
-            generation,
             position,
-            summary,
-            thresholds,
+            summary_current: current.summary_current && !ledger_moved,
+            ..ReadModel::clone(&current)
         }));
     }
 
-    /// With nothing waiting: the state digest for the published position, if it has none (it
-    /// hashes the whole ledger, so a busy core does not compute it after every batch).
+    /// Rebuilds the summary if the ledger moved since it was built (a reader asked for it).
+    fn refresh_summary(&mut self) {
+        let current = Arc::clone(&self.reads.model.borrow());
+        if current.summary_current {
+            return;
+        }
+        let ledger = self.step.ledger();
+        self.reads.model.send_replace(Arc::new(ReadModel {
+            generation: current.generation + 1,
+            summary: Arc::new(self.reads.summary_of(ledger)),
+            summary_current: true,
+            thresholds: ledger.config().health,
+            position: current.position.clone(),
+        }));
+    }
+
+    /// With nothing waiting: the state digest for the published position, if a reader asked
+    /// for it and it has none (it hashes the whole ledger: computed after every batch it cost
+    /// a validator with 26,000 releases most of a core).
     fn settle_reads(&mut self) {
         let current = Arc::clone(&self.reads.model.borrow());
-        if current.position.state_digest.is_some() {
+        if current.position.state_digest.is_some()
+            || !self.reads.digest_wanted.swap(false, Ordering::Relaxed)
+        {
             return;
         }
         let digest = self.step.state_digest_now();

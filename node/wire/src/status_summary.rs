@@ -202,25 +202,38 @@ impl FleetFigures {
 
 /// Version -> stage of the releases the summary lists: those a stage currently serves and the
 /// [`RELEASES_LISTED`] most recently registered (ties by version).
-fn listed_releases(ledger: &Ledger) -> BTreeMap<String, Stage> {
+/// The [`RELEASES_LISTED`] newest registrations, as (registered seq, version). O(releases): a
+/// validator computes it once, then follows registrations as they happen.
+pub fn newest_releases(ledger: &Ledger) -> Vec<(u64, String)> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let s = ledger.state();
     // The newest by (registered_seq, version): a min-heap of the best RELEASES_LISTED so far.
     let mut newest = BinaryHeap::with_capacity(RELEASES_LISTED + 1);
-    for (version, entry) in s.releases.iter() {
+    for (version, entry) in ledger.state().releases.iter() {
         newest.push(Reverse((entry.registered_seq, version)));
         if newest.len() > RELEASES_LISTED {
             newest.pop();
         }
     }
+    newest
+        .into_iter()
+        .map(|Reverse((seq, v))| (seq, v.clone()))
+        .collect()
+}
+
+/// The releases listed: `newest` and every one a stage serves, with their stages.
+fn listed_releases<'a>(
+    ledger: &Ledger,
+    newest: impl IntoIterator<Item = &'a String>,
+) -> BTreeMap<String, Stage> {
+    let s = ledger.state();
     let mut listed: BTreeMap<String, Stage> = newest
         .into_iter()
-        .map(|Reverse((_, v))| (v.clone(), s.releases[v].stage))
+        .filter_map(|v| s.releases.get(v).map(|e| (v.clone(), e.stage)))
         .collect();
-    for version in s.current.values() {
-        if let Some(e) = s.releases.get(version) {
-            listed.insert(version.clone(), e.stage);
+    for v in s.current.values() {
+        if let Some(e) = s.releases.get(v) {
+            listed.insert(v.clone(), e.stage);
         }
     }
     listed
@@ -276,6 +289,16 @@ impl StatusSummary {
     /// monitors when a reader asks ([`StatusSummary::add_health`]): health changes between
     /// batches, the ledger does not.
     pub fn of_ledger(ledger: &Ledger) -> Self {
+        let newest = newest_releases(ledger);
+        Self::of_ledger_listing(ledger, newest.iter().map(|(_, v)| v))
+    }
+
+    /// [`Self::of_ledger`] with the newest registrations already known (a validator follows
+    /// them from the ledger's events instead of scanning every release each time).
+    pub fn of_ledger_listing<'a>(
+        ledger: &Ledger,
+        newest: impl IntoIterator<Item = &'a String>,
+    ) -> Self {
         let s = ledger.state();
         let proposals = s
             .proposals
@@ -349,7 +372,7 @@ impl StatusSummary {
             })
             .collect();
         StatusSummary {
-            releases: listed_releases(ledger),
+            releases: listed_releases(ledger, newest),
             releases_total: s.releases.len(),
             current: s.current.clone(),
             known_good: s.known_good.clone(),

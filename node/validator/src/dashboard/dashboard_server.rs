@@ -82,7 +82,7 @@ impl Dashboard {
                 "this dashboard needs its token: open it as /?token=<the token in \
                  dashboard.token_file>\n",
             ),
-            "/api/state" => json(state_json(&self.reads, &self.peers)),
+            "/api/state" => json(state_json(&self.reads, &self.peers).await),
             "/api/stream" => self.stream(),
             _ => plain(StatusCode::NOT_FOUND, "no such page\n"),
         }
@@ -113,7 +113,7 @@ impl Dashboard {
             loop {
                 model.borrow_and_update();
                 events.borrow_and_update();
-                let state = state_json(&reads, &peers);
+                let state = state_json(&reads, &peers).await;
                 let frame = if state != last {
                     let f = format!("event: state\ndata: {state}\n\n");
                     last = state;
@@ -152,8 +152,8 @@ impl Dashboard {
 
 use tokio_stream::StreamExt as _;
 
-fn state_json(reads: &Reads, peers: &PeerPositions) -> String {
-    serde_json::to_string(&DashboardState::of(reads, peers)).unwrap_or_default()
+async fn state_json(reads: &Reads, peers: &PeerPositions) -> String {
+    serde_json::to_string(&DashboardState::of(reads, peers).await).unwrap_or_default()
 }
 
 /// The token from `Authorization: Bearer` or the `token` query parameter (an `EventSource`

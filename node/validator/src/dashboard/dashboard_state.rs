@@ -69,7 +69,7 @@ pub struct ValidatorView {
 }
 
 impl DashboardState {
-    pub fn of(reads: &Reads, peers: &PeerPositions) -> Self {
+    pub async fn of(reads: &Reads, peers: &PeerPositions) -> Self {
         let model = reads.model();
         let at = &model.position;
         let mut validators = vec![ValidatorView {
@@ -120,7 +120,7 @@ impl DashboardState {
             cluster: reads.cluster.clone(),
             genesis: encode_hex(reads.genesis.as_bytes()),
             node: at.node,
-            summary: reads.summary(),
+            summary: reads.summary().await,
             history: reads.health.history(),
             events,
             validators,

@@ -7,11 +7,13 @@
 pub mod event_feed;
 pub mod read_index;
 pub mod read_model;
+pub mod read_pace;
 pub mod status_cache;
 
 pub use event_feed::EventFeed;
 pub use read_index::ReadIndex;
 pub use read_model::{Position, ReadModel, Reads};
+pub use read_pace::ReadPace;
 
 #[cfg(test)]
 mod reads_tests;

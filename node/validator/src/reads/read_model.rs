@@ -32,7 +32,7 @@ pub struct Position {
     pub stable_checkpoint: u64,
     pub stable_digest: Digest,
     /// The state digest after `last_executed`, once computed: it hashes the whole ledger, so
-    /// the core computes it when its queue is empty, not after every busy turn.
+    /// the core computes it only when a reader asked and its queue is empty.
     pub state_digest: Option<Digest>,
     /// A quorum's checkpoint at this seq differed from this validator's state.
     pub diverged_at: Option<u64>,
@@ -44,8 +44,12 @@ pub struct ReadModel {
     /// Bumped with every publication (a cache key).
     pub generation: u64,
     pub position: Position,
-    /// The ledger's part of the summary (health is added at read time).
+    /// The ledger's part of the summary (health is added at read time), as last built.
     pub summary: Arc<StatusSummary>,
+    /// Whether `summary` is of the ledger as it is now. The core rebuilds it only when a reader
+    /// asks (`Reads::summary_wanted`), at most once per loop turn, so batches nobody reads
+    /// about cost it nothing.
+    pub summary_current: bool,
     /// What agents' reports are judged by.
     pub thresholds: HealthThresholds,
 }
@@ -95,7 +99,17 @@ pub struct Reads {
     /// An agent's latest report older than this reads "stale".
     pub stale_after: Duration,
     pub cache: Arc<super::status_cache::StatusCache>,
+    /// Set when a reader finds no state digest: the core computes one when it is next idle.
+    pub digest_wanted: Arc<std::sync::atomic::AtomicBool>,
+    /// The budget every anonymous read's bytes are sent within.
+    pub pace: Arc<super::ReadPace>,
+    /// Wakes the core to rebuild the summary (coalesced: one wake however many readers ask).
+    pub summary_wanted: Arc<tokio::sync::Notify>,
 }
+
+/// How long a reader waits for the core to rebuild the summary before it takes the last one
+/// built (a core stuck in a long turn does not hold readers).
+pub const SUMMARY_WAIT: Duration = Duration::from_secs(2);
 
 impl Reads {
     /// The latest model the core published.
@@ -103,9 +117,28 @@ impl Reads {
         Arc::clone(&self.model.borrow())
     }
 
+    /// The latest model, with its summary current: asks the core for it if the ledger moved
+    /// since it was last built, and waits for it (at most [`SUMMARY_WAIT`]).
+    pub async fn current_model(&self) -> Arc<ReadModel> {
+        let mut rx = self.model.clone();
+        let deadline = tokio::time::Instant::now() + SUMMARY_WAIT;
+        loop {
+            let model = Arc::clone(&rx.borrow_and_update());
+            if model.summary_current {
+                return model;
+            }
+            self.summary_wanted.notify_one();
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return model,
+            }
+        }
+    }
+
     /// The summary with the health this validator monitors.
-    pub fn summary(&self) -> StatusSummary {
-        self.summary_of(&self.model())
+    pub async fn summary(&self) -> StatusSummary {
+        let model = self.current_model().await;
+        self.summary_of(&model)
     }
 
     fn summary_of(&self, model: &ReadModel) -> StatusSummary {
@@ -136,8 +169,16 @@ impl Reads {
     }
 
     /// What `Status` answers.
-    pub fn status(&self, query: StatusQuery) -> StatusReport {
-        let model = self.model();
+    pub async fn status(&self, query: StatusQuery) -> StatusReport {
+        let model = if query.proposal.is_none() && !query.brief {
+            self.current_model().await
+        } else {
+            self.model()
+        };
+        if model.position.state_digest.is_none() {
+            self.digest_wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let detail = match query.proposal {
             Some(p) => StatusDetail::Proposal(self.index.proposal(p)),
             None if query.brief => StatusDetail::Nothing,

@@ -89,6 +89,9 @@ async fn status_and_watch_are_answered_while_the_core_queue_is_full_and_unread()
         cluster: "reads".into(),
         stale_after: Duration::from_secs(3),
         cache: Arc::default(),
+        digest_wanted: Arc::clone(&published.digest_wanted),
+        pace: Arc::default(),
+        summary_wanted: Arc::clone(&published.summary_wanted),
     };
     // The core's queue: full, and its receiver never reads.
     let (inbound, _never_read) = mpsc::channel(1);

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::reads::ReadPace;
 use crate::storage::{AuditChunk, StoreReader};
 
 /// Certificates read per chunk, at most.
@@ -18,11 +19,12 @@ pub const AUDIT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Exports read at once on one validator; further ones wait their turn (they are streams that
 /// read the whole history: several at once would only share the same disk and cores).
 pub const MAX_EXPORTS: usize = 2;
-
 pub struct AuditService {
     pub store: StoreReader,
     /// One permit per export being read.
     pub exports: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The validator's budget for anonymous reads (`crate::reads::ReadPace`).
+    pub pace: std::sync::Arc<ReadPace>,
 }
 
 #[tonic::async_trait]
@@ -36,6 +38,7 @@ impl pb::audit_server::Audit for AuditService {
         let mut from = request.into_inner().from_seq.max(1);
         let store = self.store.clone();
         let exports = std::sync::Arc::clone(&self.exports);
+        let pace = std::sync::Arc::clone(&self.pace);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             // A client that leaves while its export waits for a turn frees its place.
@@ -65,6 +68,9 @@ impl pb::audit_server::Audit for AuditService {
                 if chunk.is_empty() {
                     return;
                 }
+                let bytes: usize = chunk.decided.iter().map(|(_, b)| b.len()).sum::<usize>()
+                    + chunk.checkpoints.values().map(Vec::len).sum::<usize>();
+                tokio::time::sleep_until(pace.book(bytes).into()).await;
                 let AuditChunk {
                     decided,
                     mut checkpoints,

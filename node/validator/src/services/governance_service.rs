@@ -91,6 +91,11 @@ impl pb::governance_server::Governance for GovernanceService {
                     }
                     continue;
                 }
+                let bytes: usize = chunk
+                    .iter()
+                    .map(|(_, e)| e.kind.len() + e.subject.len() + e.detail.len() + 32)
+                    .sum();
+                reads.pace.wait(bytes).await;
                 for (index, e) in chunk {
                     next = index + 1;
                     if tx.send(Ok(event_to_proto(index, e))).await.is_err() {
@@ -190,12 +195,17 @@ impl pb::governance_server::Governance for GovernanceService {
                     .map_err(|e| Status::invalid_argument(format!("signer: {e}")))?,
             ),
         };
-        let report = self.reads.status(StatusQuery {
-            proposal: request.proposal,
-            signer,
-            brief: request.brief,
-        });
-        Ok(Response::new(status_to_proto(report)))
+        let report = self
+            .reads
+            .status(StatusQuery {
+                proposal: request.proposal,
+                signer,
+                brief: request.brief,
+            })
+            .await;
+        let reply = status_to_proto(report);
+        self.reads.pace.wait(reply.detail_json.len() + 256).await;
+        Ok(Response::new(reply))
     }
 }
 

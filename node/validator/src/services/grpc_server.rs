@@ -89,6 +89,7 @@ pub async fn grpc_server(
         exports: Arc::new(tokio::sync::Semaphore::new(
             super::audit_service::MAX_EXPORTS,
         )),
+        pace: Arc::clone(&p.reads.pace),
     });
     let orders = pb::orders_server::OrdersServer::new(OrdersService {
         inbound: p.inbound,

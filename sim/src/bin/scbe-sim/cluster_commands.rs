@@ -546,12 +546,13 @@ pub(crate) fn read_flood(
     dir: &std::path::Path,
     readers: usize,
     duration: std::time::Duration,
+    export: bool,
 ) -> ExitCode {
     let rt = match runtime(true) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match rt.block_on(scbe_sim::bench_reads::flood(dir, readers, duration)) {
+    match rt.block_on(scbe_sim::bench_reads::flood(dir, readers, duration, export)) {
         Ok(counts) => {
             println!("{}", serde_json::to_string(&counts).unwrap_or_default());
             ExitCode::SUCCESS

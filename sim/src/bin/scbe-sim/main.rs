@@ -188,6 +188,8 @@ enum Command {
         readers: usize,
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
+        #[arg(long)]
+        without_export: bool,
     },
     /// Run a validator (what `scbe-node run` does); scbe-sim starts its local processes so.
     #[command(hide = true)]
@@ -252,7 +254,8 @@ fn main() -> ExitCode {
             dir,
             readers,
             duration,
-        } => read_flood(&dir, readers, duration),
+            without_export,
+        } => read_flood(&dir, readers, duration, !without_export),
         Command::Validator {
             run: DaemonRun::Run { config },
         } => scbe_validator::daemon::run_validator(&config),
