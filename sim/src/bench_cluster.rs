@@ -193,6 +193,21 @@ impl BenchClient {
         }
     }
 
+    /// The cluster's requester on validator 0, once its first request was decided (which also
+    /// waits for every peer link to connect).
+    pub(crate) async fn first_decision(cluster: &LocalCluster) -> anyhow::Result<Self> {
+        let key = scbe_wire::key_file::read_key_file(&cluster.requester_key)?;
+        let mut c = Self::connect(&cluster.dial(0), key).await?;
+        let warm = Instant::now();
+        while c.submit().await.is_err() {
+            anyhow::ensure!(
+                warm.elapsed() < Duration::from_secs(30),
+                "cluster never decided a request"
+            );
+        }
+        Ok(c)
+    }
+
     /// Submits one request and waits until it is decided; whether the ledger accepted it. Err
     /// if it was not decided.
     pub(crate) async fn submit(&mut self) -> anyhow::Result<bool> {
@@ -296,19 +311,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     let load_key =
         |i: usize| scbe_wire::key_file::read_key_file(&dir.join(format!("keys/requester{i}.key")));
 
-    // Warm up: the first decision also waits for every peer link to connect.
-    let mut light = BenchClient::connect(
-        &cluster.dial(0),
-        scbe_wire::key_file::read_key_file(&cluster.requester_key)?,
-    )
-    .await?;
-    let warm = Instant::now();
-    while light.submit().await.is_err() {
-        anyhow::ensure!(
-            warm.elapsed() < Duration::from_secs(30),
-            "cluster never decided a request"
-        );
-    }
+    let mut light = BenchClient::first_decision(&cluster).await?;
 
     eprintln!("phase 1: light load for {phase:?}");
     let mut latencies = Vec::new();

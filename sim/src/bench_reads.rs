@@ -115,15 +115,7 @@ pub async fn run(
     cluster.wait_listening(Duration::from_secs(30))?;
     let key =
         |i: usize| scbe_wire::key_file::read_key_file(&dir.join(format!("keys/requester{i}.key")));
-    let mut light = BenchClient::connect(
-        &cluster.dial(0),
-        scbe_wire::key_file::read_key_file(&cluster.requester_key)?,
-    )
-    .await?;
-    let warm = Instant::now();
-    while light.submit().await.is_err() {
-        anyhow::ensure!(warm.elapsed() < Duration::from_secs(30), "no decision");
-    }
+    let mut light = BenchClient::first_decision(&cluster).await?;
 
     let store = || {
         (0..o.validators)

@@ -126,6 +126,9 @@ impl Published {
     /// call; everything again when told to, or when events went by unseen (a restore).
     fn follow_registrations(&mut self, ledger: &scbe_core::governance::Ledger, all: bool) {
         let journal = &ledger.journal().events;
+        if !all && self.scanned >= journal.total() {
+            return; // no event since the last call (most turns)
+        }
         if all || journal.first() > self.scanned {
             self.newest = scbe_wire::status_summary::newest_releases(ledger)
                 .into_iter()

@@ -45,6 +45,9 @@ impl EventFeed {
     /// feed's end (a replica restored from a peer's snapshot) replaces it.
     pub fn catch_up<const CAP: usize>(&self, journal: &Window<Event, CAP>) {
         let total = journal.total();
+        if *self.total.borrow() >= total {
+            return; // nothing new: no write lock on most turns
+        }
         {
             let Ok(mut kept) = self.kept.write() else {
                 return;
