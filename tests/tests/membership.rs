@@ -169,4 +169,40 @@ async fn an_agent_admitted_by_proposal_gets_the_next_production_rollout() {
         })
         .await;
     assert!(s.agents.iter().all(|a| a.id != "agent-new"));
+
+    // New gates by proposal, with no restart: every validator reports them in force.
+    let (code, text) = scbe(
+        &h,
+        &[
+            "propose",
+            "settings",
+            "--min-quality",
+            "0.85",
+            "--breach-samples",
+            "3",
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("APPROVED") && text.contains("all checks pass"),
+        "{text}"
+    );
+    for i in 0..4 {
+        let s = h
+            .wait_summary(i, "the new gates in force", ROLLOUT_DEADLINE, |s| {
+                s.settings.gates.min_quality == 0.85
+            })
+            .await;
+        assert_eq!(s.settings.health.breach_samples, 3, "validator {i}");
+    }
+    let (code, text) = scbe(&h, &["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("quality >= 0.85"), "{text}");
+    // Past a floor no vote can cross: refused by the checks, exit 1, naming the floor.
+    let (code, text) = scbe(&h, &["propose", "settings", "--min-safety", "0.5"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("min_safety 0.5 is outside what a proposal may set"),
+        "{text}"
+    );
 }

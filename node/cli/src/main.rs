@@ -12,7 +12,7 @@ use scbe_cli::commands::propose::submit;
 use scbe_cli::commands::read::{run_status, run_watch};
 use scbe_cli::commands::Unusable;
 use scbe_core::crypto::PublicKey;
-use scbe_core::governance::ledger::AgentChange;
+use scbe_core::governance::ledger::{AgentChange, SettingsChange};
 use scbe_core::governance::{FusedRelease, Operation, Stage};
 
 #[derive(Parser)]
@@ -107,6 +107,56 @@ enum Propose {
         #[command(subcommand)]
         change: AgentCommand,
     },
+    /// Propose new quality gates or health thresholds; validators check each value (within
+    /// floors no vote can cross: quality >= 0.5, safety >= 0.9, error rate <= 0.25, ...) and
+    /// vote. Applied when approved, with no restart; not while a rollout is in flight. Flags
+    /// left out keep their value; `scbe status` shows those in force.
+    Settings(SettingsArgs),
+}
+
+/// One flag per gate and health threshold of the genesis.
+#[derive(clap::Args)]
+#[command(arg_required_else_help = true)]
+struct SettingsArgs {
+    /// Gate: every unit's quality at least this (0.5 to 1).
+    #[arg(long, value_name = "X")]
+    min_quality: Option<f64>,
+    /// Gate: every unit's safety at least this (0.9 to 1).
+    #[arg(long, value_name = "X")]
+    min_safety: Option<f64>,
+    /// Gate: every unit's p95 latency at most this; also agents' p95 response time.
+    #[arg(long, value_name = "MS")]
+    max_latency_ms_p95: Option<f64>,
+    /// Gate: every unit's cost per 1K tokens at most this, in dollars.
+    #[arg(long, value_name = "USD")]
+    max_cost_per_1k_tokens: Option<f64>,
+    /// Health: an agent's mean coherence above this (0.3 to 1).
+    #[arg(long, value_name = "X")]
+    min_coherence: Option<f64>,
+    /// Health: an agent's mean error rate below this (0 to 0.25).
+    #[arg(long, value_name = "X")]
+    max_error_rate: Option<f64>,
+    /// Health: every sample's safety at least this (`[health] min_safety`, 0.9 to 1).
+    #[arg(long, value_name = "X")]
+    health_min_safety: Option<f64>,
+    /// Health: this many consecutive breaching samples prove degradation.
+    #[arg(long, value_name = "N")]
+    breach_samples: Option<u32>,
+}
+
+impl SettingsArgs {
+    fn change(self) -> SettingsChange {
+        SettingsChange {
+            min_quality: self.min_quality,
+            min_safety: self.min_safety,
+            max_latency_ms_p95: self.max_latency_ms_p95,
+            max_cost_per_1k_tokens: self.max_cost_per_1k_tokens,
+            min_coherence: self.min_coherence,
+            max_error_rate: self.max_error_rate,
+            health_min_safety: self.health_min_safety,
+            breach_samples: self.breach_samples,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -316,6 +366,9 @@ fn main() -> ExitCode {
                     }
                     .map(|change| Operation::ProposeAgent { change })
                 }
+                Propose::Settings(args) => Ok(Operation::ProposeSettings {
+                    change: args.change(),
+                }),
             };
             op.and_then(|op| submit(&dial()?, &cli.key, op))
         }

@@ -132,6 +132,17 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
             p.rejections
         );
     }
+    let (g, h) = (&s.settings.gates, &s.settings.health);
+    let _ = writeln!(
+        out,
+        "gates:     quality >= {} · safety >= {} · p95 <= {} ms · cost <= ${}/1K tokens",
+        g.min_quality, g.min_safety, g.max_latency_ms_p95, g.max_cost_per_1k_tokens
+    );
+    let _ = writeln!(
+        out,
+        "health:    coherence > {} · error rate < {} · sample safety >= {} · {} breaching samples roll back",
+        h.min_coherence, h.max_error_rate, h.min_safety, h.breach_samples
+    );
     let rollouts: Vec<&RolloutSummary> = s.rollouts.iter().take(5).collect();
     let _ = writeln!(
         out,
@@ -315,6 +326,7 @@ mod tests {
             fleet: FleetSummary::default(),
             events: 0,
             notified: Default::default(),
+            settings: Default::default(),
         }
     }
 

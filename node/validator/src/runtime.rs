@@ -108,7 +108,7 @@ impl Published {
             position: position_of(step, None),
             summary: Arc::new(summary),
             summary_current: true,
-            thresholds: ledger.config().health,
+            thresholds: ledger.health(),
         }));
         let published = Self {
             model: tx,
@@ -538,7 +538,7 @@ impl Runtime {
             generation: current.generation + 1,
             summary: Arc::new(self.reads.summary_of(ledger)),
             summary_current: true,
-            thresholds: ledger.config().health,
+            thresholds: ledger.health(),
             position: current.position.clone(),
         }));
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use scbe_core::governance::ledger::{
-    Ledger, ProposalKind, ProposalStatus, RolloutKind, RolloutStatus, VoteRecord,
+    Ledger, ProposalKind, ProposalStatus, RolloutKind, RolloutStatus, Settings, VoteRecord,
 };
 use scbe_core::governance::Stage;
 use scbe_core::rollout::baseline::Comparison;
@@ -46,6 +46,10 @@ pub struct StatusSummary {
     /// Per notification sink of the genesis: the events before this index were delivered.
     #[serde(default)]
     pub notified: BTreeMap<String, u64>,
+    /// The quality gates and health thresholds in force (the genesis's until a settings
+    /// proposal is approved).
+    #[serde(default)]
+    pub settings: Settings,
 }
 
 /// One proposal and its tally.
@@ -280,7 +284,7 @@ impl StatusSummary {
         stale_after_ms: u64,
     ) -> Self {
         let mut summary = Self::of_ledger(ledger);
-        summary.add_health(&ledger.config().health, health, warnings, stale_after_ms);
+        summary.add_health(&ledger.health(), health, warnings, stale_after_ms);
         summary
     }
 
@@ -315,6 +319,7 @@ impl StatusSummary {
                         format!("rollback to {target_version}")
                     }
                     ProposalKind::Agent { change } => change.describe(),
+                    ProposalKind::Settings { change } => change.describe(),
                     ProposalKind::Abort { rollout, reason } => {
                         format!("abort rollout {rollout}: {reason}")
                     }
@@ -358,7 +363,7 @@ impl StatusSummary {
                 paused_before: r.paused_before(),
             })
             .collect();
-        let thresholds = &ledger.config().health;
+        let thresholds = &ledger.health();
         let agents = s
             .agents
             .iter()
@@ -397,6 +402,7 @@ impl StatusSummary {
                 .iter()
                 .map(|name| (name.clone(), ledger.notified_through(name)))
                 .collect(),
+            settings: ledger.settings(),
         }
     }
 

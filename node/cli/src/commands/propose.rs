@@ -1,5 +1,5 @@
 //! `scbe propose`, `scbe rollback` and `scbe abort`: sign and submit an operation, then (for
-//! promotions, rollbacks, aborts and membership changes) print every validator's vote as it arrives and the decision; exit 0 when accepted
+//! promotions, rollbacks, aborts, membership and settings changes) print every validator's vote as it arrives and the decision; exit 0 when accepted
 //! (and approved), 1 when not.
 
 use scbe_wire::tls::Dial;
@@ -23,6 +23,7 @@ pub fn submit(cli_node: &Dial, key: &Option<PathBuf>, op: Operation) -> Result<E
             | Operation::Abort { .. }
             | Operation::Approve { .. }
             | Operation::ProposeAgent { .. }
+            | Operation::ProposeSettings { .. }
     );
     runtime()?.block_on(async {
         let mut c = client(cli_node, key).await?;

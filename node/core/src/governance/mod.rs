@@ -33,6 +33,8 @@ mod ledger_proposal_tests;
 #[cfg(test)]
 mod ledger_rollout_tests;
 #[cfg(test)]
+mod ledger_settings_tests;
+#[cfg(test)]
 mod ledger_tests;
 /// A ledger world for tests (here and, with the `testkit` feature, in the crates above).
 #[cfg(any(test, feature = "testkit"))]

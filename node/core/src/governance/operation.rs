@@ -42,6 +42,10 @@ pub enum Operation {
     Approve { rollout: u64 },
     /// Propose a change to the fleet's membership (admit, remove or update an agent).
     ProposeAgent { change: super::ledger::AgentChange },
+    /// Propose new quality gates or health thresholds.
+    ProposeSettings {
+        change: super::ledger::SettingsChange,
+    },
     /// A validator's vote on a proposal.
     Vote {
         proposal: u64,
@@ -124,6 +128,7 @@ impl Operation {
             Operation::Abort { .. } => "abort",
             Operation::Approve { .. } => "approve",
             Operation::ProposeAgent { .. } => "propose_agent",
+            Operation::ProposeSettings { .. } => "propose_settings",
             Operation::Vote { .. } => "vote",
             Operation::AutoRollback { .. } => "auto_rollback",
             Operation::RolloutProgress { .. } => "rollout_progress",

@@ -64,14 +64,14 @@ impl Ledger {
             && r.current_batch().is_some()
     }
 
-    /// The health thresholds `r`'s current step is judged by: the genesis's, or only their
+    /// The health thresholds `r`'s current step is judged by: those in force, or only their
     /// floor in a compared canary step with `analysis = "baseline"` (the comparison judges
     /// the rest). Every validator and the watcher use the same.
     pub fn step_thresholds(&self, r: &Rollout) -> HealthThresholds {
         if self.compares(r) {
             self.canary_thresholds()
         } else {
-            self.cfg.health
+            self.health()
         }
     }
 
@@ -79,9 +79,9 @@ impl Ledger {
     /// proposal re-checks its reports with them).
     pub(super) fn canary_thresholds(&self) -> HealthThresholds {
         if self.cfg.analysis.analysis == Analysis::Baseline {
-            self.cfg.health.floor_only()
+            self.health().floor_only()
         } else {
-            self.cfg.health
+            self.health()
         }
     }
 

@@ -16,6 +16,8 @@
 //!   deploy it (`pauses.rs`); opens a proposal; the batch starts at approval.
 //! - `ProposeAgent` (requester): admit, remove or update an agent (`membership.rs`); opens a
 //!   proposal; applied at approval.
+//! - `ProposeSettings` (requester): new quality gates or health thresholds (`settings.rs`),
+//!   held to floors no vote can cross; opens a proposal; applied at approval.
 //! - `Vote` (validator): one per validator per proposal; approved at `q` approvals, rejected
 //!   once `n - q + 1` rejections make approval impossible, expired after the vote window. An
 //!   approved promotion plans a rollout; an approved rollback plans a restore.
@@ -42,6 +44,7 @@ mod pauses;
 mod proposals;
 mod rollbacks;
 mod rollouts;
+pub mod settings;
 mod stalls;
 pub mod state;
 
@@ -65,6 +68,7 @@ use super::stage::{Stage, Tongue};
 pub use journal::{Fresh, Journal, EVENTS_KEPT, OUTCOMES_KEPT_PER_SIGNER};
 pub use membership::{AgentChange, MAX_AGENT_NAME_CHARS};
 pub use notifications::{DEFAULT_NOTIFY_EVENTS, NOTIFIABLE_EVENTS};
+pub use settings::{Settings, SettingsChange};
 pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
     RolloutKind, RolloutStatus, VoteRecord,
@@ -79,11 +83,13 @@ pub struct LedgerConfig {
     /// Units of known-good versions, as the genesis lists them: a rollback order to one
     /// carries them like an order for a registered release.
     pub known_good_units: BTreeMap<String, Vec<OrderUnit>>,
+    /// The genesis's gates ([`Ledger::gates`] are the gates in force).
     pub gates: Gates,
     /// Proposals expire this many sequence numbers after they open.
     pub vote_window_seqs: u64,
     /// The genesis's agents (the fleet at sequence 0; [`LedgerState::agents`] is the fleet now).
     pub agents: Vec<FleetAgent>,
+    /// The genesis's health thresholds ([`Ledger::health`] are those in force).
     pub health: HealthThresholds,
     /// How a canary step is judged: thresholds, and the comparison with its baseline.
     pub analysis: AnalysisSettings,
@@ -329,6 +335,13 @@ impl Ledger {
                     return reject("membership changes are proposed by release requesters");
                 }
                 out.proposal = Some(self.propose_agent_change(seq, change)?);
+                Ok(())
+            }
+            Operation::ProposeSettings { change } => {
+                if validator.is_some() {
+                    return reject("settings changes are proposed by release requesters");
+                }
+                out.proposal = Some(self.propose_settings(seq, change)?);
                 Ok(())
             }
             Operation::Vote {

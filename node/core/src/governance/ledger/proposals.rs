@@ -42,7 +42,7 @@ impl Ledger {
     }
 
     pub(super) fn register(&mut self, seq: u64, release: FusedRelease) -> Result<(), Rejection> {
-        let refused = admission::check_release(&release, &self.cfg.gates);
+        let refused = admission::check_release(&release, &self.gates());
         if !refused.is_empty() {
             return Err(refused);
         }
@@ -54,7 +54,7 @@ impl Ledger {
         }
         let mut failures = Vec::new();
         for (p, unit) in &release.units {
-            for f in self.cfg.gates.check(&unit.metrics) {
+            for f in self.gates().check(&unit.metrics) {
                 failures.push(format!("{p} {}: {}", unit.id, f.reason));
             }
         }
@@ -373,6 +373,10 @@ impl Ledger {
             ProposalKind::Approve { rollout, batch } => {
                 return self.apply_approve(seq, proposal, rollout, batch);
             }
+            ProposalKind::Settings { change } => {
+                self.apply_settings(seq, proposal, change);
+                return None;
+            }
         };
         if let Some(p) = self.state.proposals.get_mut(&proposal) {
             p.rollout = Some(rollout);
@@ -400,7 +404,7 @@ impl Ledger {
                     None => reasons.push(format!("unknown release {version}")),
                     Some(e) => {
                         for (prov, unit) in &e.release.units {
-                            for f in self.cfg.gates.check(&unit.metrics) {
+                            for f in self.gates().check(&unit.metrics) {
                                 reasons.push(format!("{prov} {}: {}", unit.id, f.reason));
                             }
                         }
@@ -423,6 +427,7 @@ impl Ledger {
             ProposalKind::Approve { rollout, batch } => {
                 reasons.extend(self.check_approve(*rollout, Some(*batch)))
             }
+            ProposalKind::Settings { change } => reasons.extend(self.check_settings_change(change)),
         }
         if reasons.is_empty() {
             (true, vec!["all checks pass".into()])
@@ -444,7 +449,7 @@ impl Ledger {
             return vec!["no completed canary rollout with signed health reports".into()];
         };
         let mut reasons = Vec::new();
-        let min_safety = self.cfg.health.min_safety;
+        let min_safety = self.health().min_safety;
         let thresholds = self.canary_thresholds();
         for agent in r.batches.iter().flatten() {
             match r.reports.get(agent) {

@@ -60,6 +60,10 @@ pub enum ProposalKind {
     Abort { rollout: u64, reason: String },
     /// Let rollout `rollout`, paused before `batch`, deploy it.
     Approve { rollout: u64, batch: u32 },
+    /// New quality gates or health thresholds.
+    Settings {
+        change: super::settings::SettingsChange,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -249,6 +253,9 @@ pub struct LedgerState {
     /// delivered (`Operation::Notified`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub notified: BTreeMap<String, u64>,
+    /// The gates and health thresholds an approved proposal set (none: the genesis's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<super::settings::Settings>,
 }
 
 impl LedgerState {
@@ -269,6 +276,7 @@ impl LedgerState {
             next_rollout,
             agents,
             notified,
+            settings,
         } = self;
         let rest = serde_json::to_vec(&(
             known_good,
@@ -286,14 +294,19 @@ impl LedgerState {
             &rollouts.digest(),
             &rest,
         ];
-        // Notification records join the digest once there are any, so a cluster without
-        // `[[notify]]` keeps the digests it had before they existed.
-        if notified.is_empty() {
-            return crate::consensus::Digest::of_parts(&parts).0;
-        }
-        let notified = serde_json::to_vec(notified).unwrap_or_default();
+        // Notification records and changed settings join the digest once there are any, so
+        // a cluster without `[[notify]]` or an approved settings change keeps the digests it
+        // had before they existed. Settings go in tagged: both parts are JSON.
+        let notified =
+            (!notified.is_empty()).then(|| serde_json::to_vec(notified).unwrap_or_default());
+        let settings = settings.map(|s| {
+            let mut tagged = b"settings:".to_vec();
+            tagged.extend(serde_json::to_vec(&s).unwrap_or_default());
+            tagged
+        });
         let mut with = parts.to_vec();
-        with.push(&notified);
+        with.extend(notified.as_deref());
+        with.extend(settings.as_deref());
         crate::consensus::Digest::of_parts(&with).0
     }
 
