@@ -16,7 +16,9 @@ use scbe_core::agent::synthetic::SyntheticModel;
 use scbe_core::agent::AgentCore;
 use scbe_core::agent::AgentState;
 use scbe_core::crypto::{Keypair, PublicKey, Verifier};
-use scbe_core::governance::ledger::{AgentChange, Ledger, LedgerConfig, ProposalStatus};
+use scbe_core::governance::ledger::{
+    AgentChange, Ledger, LedgerConfig, ProposalStatus, SettingsChange,
+};
 use scbe_core::governance::manifest::{Metrics, Provider};
 use scbe_core::governance::release::Unit;
 use scbe_core::governance::{FusedRelease, Gates, Operation, Stage};
@@ -102,8 +104,14 @@ pub fn analysis(min_samples: u32) -> AnalysisSettings {
     }
 }
 
-/// A release whose unit ids carry the version (so "bad" versions degrade the model).
+/// A release whose unit ids carry the version (so "bad" versions degrade the model), fused
+/// against the default gates.
 pub fn release(version: &str) -> FusedRelease {
+    release_under(version, Gates::default())
+}
+
+/// [`release`] fused against `gates` (a ledger refuses a release fused against other gates).
+pub fn release_under(version: &str, gates: Gates) -> FusedRelease {
     let unit = |p: &str, role: &str| Unit {
         id: format!("{role}-{version}"),
         role: role.into(),
@@ -120,7 +128,7 @@ pub fn release(version: &str) -> FusedRelease {
         (Provider::Gcp, unit("gcp", "embed")),
         (Provider::Aws, unit("aws", "runtime")),
     ]);
-    FusedRelease::new(units, Gates::default(), Some(version.into()), "sim".into())
+    FusedRelease::new(units, gates, Some(version.into()), "sim".into())
 }
 
 /// One order an agent carried out (ground truth for the checkers).
@@ -386,7 +394,7 @@ impl NodeFleet {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
-    /// Propose the scenario's membership change before this release.
+    /// Propose the scenario's next membership or settings change before this release.
     Membership,
     AwaitMembership,
     Register,
@@ -404,6 +412,8 @@ pub struct ReleaseScript {
     releases: Vec<String>,
     to_production: bool,
     membership: bool,
+    /// Changes still to propose before this release, in order.
+    changes: Vec<Change>,
     idx: usize,
     step: Step,
     /// Nonce of the request whose outcome decides the next step.
@@ -411,6 +421,18 @@ pub struct ReleaseScript {
     proposal: Option<u64>,
     attempts: u32,
     not_before_ms: u64,
+}
+
+/// A change the requester proposes between releases (membership seeds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// New gates, which every later release must be fused against: the quality gate raised
+    /// to 0.82 and the cost gate loosened to 1.5 (the script's units pass both).
+    Gates,
+    /// The genesis's last agent leaves the fleet.
+    RemoveLast,
+    /// The genesis's last agent joins again (same id, key and specialty).
+    AddLast,
 }
 
 /// Promotions refused (one rollout at a time) are retried this many times, then skipped.
@@ -427,6 +449,7 @@ impl ReleaseScript {
             releases: fleet.releases.clone(),
             to_production: fleet.to_production,
             membership: fleet.membership,
+            changes: Vec::new(),
             idx: 0,
             pending: None,
             proposal: None,
@@ -443,9 +466,14 @@ impl ReleaseScript {
         self.idx += 1;
         self.attempts = 0;
         self.proposal = None;
+        self.changes = match (self.membership, self.idx) {
+            (true, 1) => vec![Change::Gates, Change::RemoveLast],
+            (true, 2) => vec![Change::AddLast],
+            _ => Vec::new(),
+        };
         self.step = if self.idx >= self.releases.len() {
             Step::Done
-        } else if self.membership && (self.idx == 1 || self.idx == 2) {
+        } else if !self.changes.is_empty() {
             Step::Membership
         } else {
             Step::Register
@@ -470,6 +498,7 @@ impl ReleaseScript {
                         self.not_before_ms = now_ms + 500;
                         if self.attempts >= MAX_ATTEMPTS {
                             self.attempts = 0;
+                            self.changes.clear();
                             self.step = Step::Register;
                         }
                     }
@@ -500,18 +529,26 @@ impl ReleaseScript {
         let version = self.releases.get(self.idx)?.clone();
         match self.step {
             Step::Membership => {
-                // The genesis's last agent: removed before the second release, admitted again
-                // (same id, key and specialty) before the third.
+                // Before the second release: new gates, then the genesis's last agent leaves;
+                // before the third it is admitted again.
                 let a = ledger.config().agents.last()?;
-                let change = if self.idx == 1 {
-                    AgentChange::Remove { id: a.id.clone() }
-                } else {
-                    AgentChange::Add {
+                let change = match self.changes.first()? {
+                    Change::Gates => {
+                        return Some(Operation::ProposeSettings {
+                            change: SettingsChange {
+                                min_quality: Some(0.82),
+                                max_cost_per_1k_tokens: Some(1.5),
+                                ..SettingsChange::default()
+                            },
+                        })
+                    }
+                    Change::RemoveLast => AgentChange::Remove { id: a.id.clone() },
+                    Change::AddLast => AgentChange::Add {
                         id: a.id.clone(),
                         specialty: a.specialty.clone(),
                         public_key: a.key,
                         address: "sim-agent:7100".into(),
-                    }
+                    },
                 };
                 Some(Operation::ProposeAgent { change })
             }
@@ -520,12 +557,20 @@ impl ReleaseScript {
                 if p.status != ProposalStatus::Pending {
                     self.proposal = None;
                     self.attempts = 0;
-                    self.step = Step::Register;
+                    if !self.changes.is_empty() {
+                        self.changes.remove(0);
+                    }
+                    self.step = if self.changes.is_empty() {
+                        Step::Register
+                    } else {
+                        Step::Membership
+                    };
                 }
                 None
             }
+            // Fused against the gates in force (they may have changed by proposal).
             Step::Register => Some(Operation::RegisterRelease {
-                release: release(&version),
+                release: release_under(&version, ledger.gates()),
             }),
             Step::Canary | Step::Production => Some(Operation::Promote {
                 version,

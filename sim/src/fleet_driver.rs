@@ -19,6 +19,7 @@ use crate::invariants::fleet_authority::check_order;
 use crate::invariants::membership::{approved_changes, check_planned};
 use crate::invariants::rollback::check_rolled_back;
 use crate::invariants::rollout_evidence::check_completed;
+use crate::invariants::settings;
 use crate::scenario::AgentBehaviour;
 use crate::simulation::{Event, Phase, Simulation};
 
@@ -389,12 +390,30 @@ impl Simulation {
             .filter(|r| !self.checked.contains(&(r.id, r.status as u8)))
             .cloned()
             .collect();
+        // Settings (`invariants/settings.rs`): checked on the rollouts that ended and the
+        // releases they deployed, each once.
+        let settings_found = settings::applied_changes(ledger).map(|applied| {
+            let genesis = ledger.config().gates;
+            let mut found = Vec::new();
+            for r in &ended {
+                found.extend(settings::check_rollout(r, &applied));
+                let release = ledger.state().releases.get(&r.version);
+                found.extend(settings::check_releases(release, genesis, &applied));
+            }
+            (applied.len() as u64, found)
+        });
         // Membership (`invariants/membership.rs`).
         let changes = approved_changes(ledger);
         self.stats.membership_changes = changes.len() as u64;
         for r in &ended {
             for v in check_planned(r, &changes) {
                 self.violation("membership", v);
+            }
+        }
+        if let Some((applied, found)) = settings_found {
+            self.stats.settings_changes = applied;
+            for v in found {
+                self.violation("settings", v);
             }
         }
         for r in ended {

@@ -273,3 +273,63 @@ fn membership_catches_a_rollout_that_plans_a_removed_agent() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("agent-1"), "{found:?}");
 }
+
+/// After an approved settings change, a rollout planned later and a release fused against the
+/// new gates pass the settings checker; the same rollout planted as in flight when the change
+/// applied, and a release planted as registered under the old gates after it, are caught.
+#[test]
+fn settings_catches_a_change_mid_rollout_and_a_release_under_old_gates() {
+    use scbe_core::governance::ledger::{ProposalStatus, SettingsChange};
+    use scbe_core::governance::ledger_world::World;
+    use scbe_core::governance::Operation;
+    use scbe_sim::invariants::settings::{applied_changes, check_releases, check_rollout};
+
+    let mut w = World::new();
+    let o = w.request(Operation::ProposeSettings {
+        change: SettingsChange {
+            max_cost_per_1k_tokens: Some(1.5),
+            ..SettingsChange::default()
+        },
+    });
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("a proposal");
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    assert_eq!(
+        w.ledger.state().proposals[&p].status,
+        ProposalStatus::Approved
+    );
+    let applied = applied_changes(&w.ledger).expect("the whole journal");
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    let changed_at = applied[0].0;
+    let genesis = w.ledger.config().gates;
+    // A release fused against the new gates, registered and promoted after the change.
+    let version = "r1";
+    let mut entry = {
+        let release = scbe_sim::fleet::release_under(version, w.ledger.gates());
+        let o = w.request(Operation::RegisterRelease { release });
+        assert!(o.accepted, "{:?}", o.reasons);
+        w.ledger.state().releases[version].clone()
+    };
+    assert!(check_releases([&entry], genesis, &applied).is_empty());
+    let o = w.request(scbe_core::governance::ledger_world::promotion(
+        version,
+        scbe_core::governance::Stage::Canary,
+    ));
+    let r = w.approve(o.proposal.expect("a proposal"));
+    w.complete_batches(r, version);
+    let mut rollout = w.ledger.state().rollouts[&r].clone();
+    assert!(rollout.ended_seq.is_some());
+    assert!(check_rollout(&rollout, &applied).is_empty());
+    // Planted: the rollout was planned before the change and ended after it.
+    rollout.planned_seq = changed_at - 1;
+    let found = check_rollout(&rollout, &applied);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("max_cost_per_1k_tokens 1.5"), "{found:?}");
+    // Planted: a release under the genesis's gates registered after the change.
+    entry.release.gates = genesis;
+    let found = check_releases([&entry], genesis, &applied);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains(version), "{found:?}");
+}

@@ -11,6 +11,7 @@ pub mod membership;
 pub mod own_nonces;
 pub mod rollback;
 pub mod rollout_evidence;
+pub mod settings;
 pub mod validity;
 
 /// A broken invariant.

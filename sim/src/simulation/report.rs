@@ -19,6 +19,8 @@ pub struct Stats {
     pub rollouts_rolled_back: u64,
     /// Approved membership changes (agents removed or admitted) in the last ledger checked.
     pub membership_changes: u64,
+    /// Settings changes applied, in the last ledger checked.
+    pub settings_changes: u64,
     pub orders_obeyed: u64,
     pub orders_refused: u64,
     pub evidence_refused: u64,
