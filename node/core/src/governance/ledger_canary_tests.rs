@@ -293,6 +293,25 @@ fn baseline_reports_are_checked_and_the_newest_kept() {
     // still the newest.
     assert!(!o.accepted, "{o:?}");
     assert_eq!(kept(&w), 5);
+    // Recording the next canary agent, with an older report and one of the same number but
+    // other figures: neither replaces the kept one (only a newer number does).
+    let second = w.agent_index(&batch[1]);
+    let o = w.submit(
+        Signer::Validator(1),
+        &Operation::RolloutProgress {
+            rollout: id,
+            batch: 1,
+            acks: vec![w.ack(second, id, "r1")],
+            reports: vec![report(&w, second, id, "r1", 1, 0.9)],
+            baseline: vec![
+                report(&w, other, 0, "v0", 4, 0.5),
+                report(&w, other, 0, "v0", 5, 0.5),
+            ],
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let body = &w.ledger.state().rollouts[&id].baseline[&agent];
+    assert_eq!((body.report, body.coherence_mean), (5, 0.91));
 }
 
 #[test]

@@ -119,6 +119,43 @@ fn a_removed_agent_leaves_the_plan_and_its_evidence_stops_counting() {
     assert!(!o.accepted);
 }
 
+/// An update may move an agent without re-keying it (and re-key it without moving it); one
+/// that changes neither is refused.
+#[test]
+fn an_update_changes_the_address_the_key_or_both() {
+    let mut w = World::new();
+    let moved = AgentChange::Update {
+        id: "agent-1".into(),
+        address: Some("agent-1.fleet.svc:7100".into()),
+        public_key: None,
+    };
+    assert_eq!(decide(&mut w, moved, true), ProposalStatus::Approved);
+    assert_eq!(w.ledger.state().agents[1].address, "agent-1.fleet.svc:7100");
+    let key = Keypair::from_label("agent-2 new");
+    let rekeyed = AgentChange::Update {
+        id: "agent-2".into(),
+        address: None,
+        public_key: Some(key.public()),
+    };
+    assert_eq!(decide(&mut w, rekeyed, true), ProposalStatus::Approved);
+    assert_eq!(w.ledger.state().agents[2].key, key.public());
+    let o = w.request(Operation::ProposeAgent {
+        change: AgentChange::Update {
+            id: "agent-3".into(),
+            address: None,
+            public_key: None,
+        },
+    });
+    assert!(!o.accepted);
+    assert!(
+        o.reasons
+            .iter()
+            .any(|r| r.contains("the address, the key or both")),
+        "{:?}",
+        o.reasons
+    );
+}
+
 #[test]
 fn a_rekeyed_agents_old_key_stops_counting() {
     let mut w = World::new();
