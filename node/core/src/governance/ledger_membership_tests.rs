@@ -390,6 +390,11 @@ fn agent_names_are_bounded_at_exactly_the_limit_and_never_echoed_when_too_long()
             )]
         );
     }
+    // An id of exactly the limit passes the request's bound too and opens a proposal.
+    let o = w.request(Operation::ProposeAgent {
+        change: with(&at_limit, "s"),
+    });
+    assert!(o.accepted, "{:?}", o.reasons);
 }
 
 /// What a change does is said in its events, in words an operator reads in `scbe status`.
