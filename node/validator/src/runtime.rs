@@ -95,7 +95,7 @@ impl Published {
     /// The read path of a step as it starts (everything copied once).
     pub(crate) fn new(step: &ValidatorStep) -> (Self, watch::Receiver<Arc<ReadModel>>) {
         let index = Arc::new(ReadIndex::default());
-        index.rebuild(step.ledger(), step.replica());
+        index.rebuild(step.ledger(), step.replica().last_nonces());
         let events = Arc::new(EventFeed::new(scbe_core::governance::ledger::EVENTS_KEPT));
         events.catch_up(&step.ledger().journal().events);
         let ledger = step.ledger();
@@ -496,15 +496,18 @@ impl Runtime {
         let restored = actions.iter().any(|a| matches!(a, Action::Restored { .. }));
         let (ledger, replica) = (self.step.ledger(), self.step.replica());
         if restored {
-            self.reads.index.rebuild(ledger, replica);
+            self.reads.index.rebuild(ledger, replica.last_nonces());
         } else {
             let signers = actions.iter().flat_map(|a| match a {
                 Action::Deliver(d) => d.certificate.pre_prepare.value().batch.as_slice(),
                 _ => &[],
             });
-            self.reads
-                .index
-                .update(ledger, replica, touched, signers.map(|r| r.signer()));
+            self.reads.index.update(
+                ledger,
+                |k| replica.last_nonce(k),
+                touched,
+                signers.map(|r| r.signer()),
+            );
         }
         self.reads.events.catch_up(&ledger.journal().events);
         self.reads.follow_registrations(ledger, restored);

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
-use scbe_core::consensus::Replica;
 use scbe_core::crypto::PublicKey;
 use scbe_core::governance::ledger::Proposal;
 use scbe_core::governance::Ledger;
@@ -18,8 +17,13 @@ pub struct ReadIndex {
 }
 
 impl ReadIndex {
-    /// Copies every proposal and nonce (at start and after a restore from a snapshot).
-    pub fn rebuild(&self, ledger: &Ledger, replica: &Replica<Ledger>) {
+    /// Copies every proposal and nonce (at start and after a restore from a snapshot);
+    /// `last_nonces` is the replica's (`Replica::last_nonces`).
+    pub fn rebuild<'a>(
+        &self,
+        ledger: &Ledger,
+        last_nonces: impl IntoIterator<Item = (&'a PublicKey, u64)>,
+    ) {
         if let Ok(mut p) = self.proposals.write() {
             *p = ledger
                 .state()
@@ -29,15 +33,16 @@ impl ReadIndex {
                 .collect();
         }
         if let Ok(mut n) = self.nonces.write() {
-            *n = replica.last_nonces().map(|(k, v)| (*k, v)).collect();
+            *n = last_nonces.into_iter().map(|(k, v)| (*k, v)).collect();
         }
     }
 
-    /// Copies the proposals a turn touched and the nonces of the signers it executed.
+    /// Copies the proposals a turn touched and the nonces of the signers it executed;
+    /// `last_nonce` is the replica's (`Replica::last_nonce`).
     pub fn update<'a>(
         &self,
         ledger: &Ledger,
-        replica: &Replica<Ledger>,
+        last_nonce: impl Fn(&PublicKey) -> u64,
         proposals: &BTreeSet<u64>,
         signers: impl IntoIterator<Item = &'a PublicKey>,
     ) {
@@ -55,7 +60,7 @@ impl ReadIndex {
         if signers.peek().is_some() {
             if let Ok(mut n) = self.nonces.write() {
                 for k in signers {
-                    n.insert(*k, replica.last_nonce(k));
+                    n.insert(*k, last_nonce(k));
                 }
             }
         }
@@ -72,5 +77,72 @@ impl ReadIndex {
             .ok()
             .and_then(|n| n.get(signer).copied())
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scbe_core::crypto::Keypair;
+    use scbe_core::governance::ledger::{ProposalStatus, SettingsChange};
+    use scbe_core::governance::ledger_world::World;
+    use scbe_core::governance::Operation;
+
+    fn key(label: &str) -> PublicKey {
+        Keypair::from_label(label).public()
+    }
+
+    /// A rebuild copies every proposal and nonce; an update copies only the proposals named
+    /// as touched (and drops one the ledger no longer holds) and the nonces of the signers
+    /// named; nothing else moves.
+    #[test]
+    fn a_rebuild_copies_everything_and_an_update_only_what_a_turn_touched() {
+        let mut w = World::new();
+        let index = ReadIndex::default();
+        assert!(index.proposal(0).is_none());
+        assert_eq!(index.last_nonce(&key("a")), 0, "unknown signer: 0");
+        let o = w.request(Operation::ProposeSettings {
+            change: SettingsChange {
+                min_quality: Some(0.85),
+                ..SettingsChange::default()
+            },
+        });
+        let p = o.proposal.expect("proposal");
+        let (a, b) = (key("a"), key("b"));
+        index.rebuild(&w.ledger, [(&a, 7), (&b, 3)]);
+        assert_eq!(
+            index.proposal(p).map(|x| x.status),
+            Some(ProposalStatus::Pending)
+        );
+        assert_eq!((index.last_nonce(&a), index.last_nonce(&b)), (7, 3));
+
+        // A vote changes the proposal; an update that does not name it keeps the old copy.
+        w.vote(0, p, false);
+        w.vote(1, p, false);
+        let replica_nonce = |k: &PublicKey| if *k == a { 9 } else { 4 };
+        index.update(&w.ledger, replica_nonce, &BTreeSet::new(), [&a]);
+        assert_eq!(index.proposal(p).map(|x| x.votes.len()), Some(0));
+        assert_eq!(
+            (index.last_nonce(&a), index.last_nonce(&b)),
+            (9, 3),
+            "only the signer named moves"
+        );
+        index.update(&w.ledger, replica_nonce, &BTreeSet::from([p]), [&b]);
+        let now = index.proposal(p).expect("still listed");
+        assert_eq!((now.votes.len(), now.status), (2, ProposalStatus::Rejected));
+        assert_eq!(index.last_nonce(&b), 4);
+
+        // A touched proposal the ledger no longer holds leaves the index.
+        let gone = p + 1;
+        index.rebuild(&w.ledger, [(&a, 1)]);
+        assert_eq!(index.last_nonce(&b), 0, "a rebuild replaces the nonces");
+        index.update(&w.ledger, replica_nonce, &BTreeSet::from([p, gone]), []);
+        assert!(index.proposal(gone).is_none());
+        let empty = World::new();
+        index.update(&empty.ledger, replica_nonce, &BTreeSet::from([p]), []);
+        assert!(
+            index.proposal(p).is_none(),
+            "dropped when the ledger lost it"
+        );
     }
 }

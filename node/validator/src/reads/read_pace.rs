@@ -67,4 +67,32 @@ mod tests {
         );
         assert!(third.duration_since(first) >= Duration::from_millis(990));
     }
+
+    /// `wait` holds a reply until its booking's turn (on tokio's paused clock, which jumps to
+    /// each deadline instead of sleeping, so this takes no real time).
+    #[tokio::test(start_paused = true)]
+    async fn wait_holds_a_reply_until_its_turn() {
+        let pace = ReadPace::new(1000.0);
+        let start = tokio::time::Instant::now();
+        pace.wait(500).await;
+        assert!(start.elapsed() < Duration::from_millis(10), "room now");
+        pace.wait(500).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(490),
+            "the second 500 bytes wait their half second: {waited:?}"
+        );
+    }
+
+    #[test]
+    fn the_default_budget_sends_eight_mebibytes_a_second() {
+        let pace = ReadPace::default();
+        let first = pace.book(4 * 1024 * 1024);
+        let second = pace.book(1);
+        let gap = second.duration_since(first);
+        assert!(
+            (Duration::from_millis(490)..=Duration::from_millis(510)).contains(&gap),
+            "4 MiB at the default budget: half a second, {gap:?}"
+        );
+    }
 }
