@@ -44,6 +44,12 @@ pub struct AgentSection {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
     pub key_file: PathBuf,
+    /// Set when this agent's key was replaced after genesis by `scbe propose agent update
+    /// --public-key`: it then starts with a key that differs from its genesis entry (the
+    /// validators count its evidence under the key the ledger holds). Left unset, a key that
+    /// differs from the genesis is refused as the misconfiguration it usually is.
+    #[serde(default)]
+    pub rekeyed: bool,
     /// Where the agent keeps its current and previous version.
     pub data_dir: PathBuf,
     /// Version the agent runs before its first order (the fleet's production version).
@@ -263,13 +269,13 @@ impl AgentConfig {
         }
         let key_path = base.join(&a.key_file);
         let key = read_key_file(&key_path)?;
-        if let Some(entry) = &entry {
+        if let Some(entry) = entry.as_ref().filter(|_| !a.rekeyed) {
             let listed = parse_public_key(&entry.public_key);
             if listed != Some(key.public()) {
                 return Err(invalid(
                     "agent.key_file",
                     format!(
-                        "{} holds key {}, but the genesis lists {} for agent {}: the validators would refuse every report it signs",
+                        "{} holds key {}, but the genesis lists {} for agent {}: the validators would refuse every report it signs (if an approved `scbe propose agent update --public-key` replaced it, set agent.rekeyed = true)",
                         key_path.display(),
                         key.public(),
                         entry.public_key,
@@ -504,5 +510,22 @@ mod tests {
             e.contains("the validators would refuse every report it signs"),
             "{e}"
         );
+        assert!(e.contains("set agent.rekeyed = true"), "{e}");
+    }
+
+    /// An agent of the genesis re-keyed by proposal starts with its new key once its config
+    /// says so, and signs with it.
+    #[test]
+    fn a_genesis_agent_rekeyed_by_proposal_starts_with_its_new_key() {
+        let d = tempfile::tempdir().expect("tmp");
+        let new_key = Keypair::from_label("agent-001 new");
+        let text = sample_in(d.path(), &new_key).replacen(
+            "[agent]",
+            "[agent]\nrekeyed = true",
+            1,
+        );
+        assert!(text.contains("rekeyed = true"), "{text}");
+        let v = check(d.path(), &text).expect("starts");
+        assert_eq!(v.key.public(), new_key.public());
     }
 }
