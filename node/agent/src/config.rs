@@ -519,11 +519,7 @@ mod tests {
     fn a_genesis_agent_rekeyed_by_proposal_starts_with_its_new_key() {
         let d = tempfile::tempdir().expect("tmp");
         let new_key = Keypair::from_label("agent-001 new");
-        let text = sample_in(d.path(), &new_key).replacen(
-            "[agent]",
-            "[agent]\nrekeyed = true",
-            1,
-        );
+        let text = sample_in(d.path(), &new_key).replacen("[agent]", "[agent]\nrekeyed = true", 1);
         assert!(text.contains("rekeyed = true"), "{text}");
         let v = check(d.path(), &text).expect("starts");
         assert_eq!(v.key.public(), new_key.public());
