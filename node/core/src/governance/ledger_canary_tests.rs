@@ -19,14 +19,18 @@ fn comparing(on_inconclusive: OnInconclusive) -> World {
 }
 
 fn comparing_in(analysis: Analysis, on_inconclusive: OnInconclusive) -> World {
-    World::with_analysis(AnalysisSettings {
+    World::with_analysis(settings(analysis, on_inconclusive))
+}
+
+fn settings(analysis: Analysis, on_inconclusive: OnInconclusive) -> AnalysisSettings {
+    AnalysisSettings {
         analysis,
         baseline: BaselineSettings {
             min_samples: SIDE,
             ..BaselineSettings::default()
         },
         on_inconclusive,
-    })
+    }
 }
 
 /// Six samples around `coherence` (spread so ranks are not all tied).
@@ -312,6 +316,38 @@ fn baseline_reports_are_checked_and_the_newest_kept() {
     assert!(o.accepted, "{:?}", o.reasons);
     let body = &w.ledger.state().rollouts[&id].baseline[&agent];
     assert_eq!((body.report, body.coherence_mean), (5, 0.91));
+}
+
+/// A rollout keeps at most [`MAX_BASELINE_AGENTS`] baseline agents, however many reports the
+/// validators carry (a fleet of 70: 67 baseline agents offered, 64 kept).
+#[test]
+fn the_baseline_is_capped_at_its_agent_limit() {
+    use crate::governance::ledger::MAX_BASELINE_AGENTS;
+    let mut w = World::with_fleet(70, settings(Analysis::Both, OnInconclusive::Rollback));
+    let id = w.promote_to_canary("r1");
+    let batch = w.ledger.state().rollouts[&id].batches[0].clone();
+    assert_eq!(batch.len(), 3, "one agent per specialty");
+    let canary = w.agent_index(&batch[0]);
+    let baseline: Vec<HealthReport> = (0..70)
+        .filter(|i| !batch.contains(&w.agents[*i].0.id))
+        .map(|i| report(&w, i, 0, "v0", 1, 0.9))
+        .collect();
+    assert_eq!(baseline.len(), 67);
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RolloutProgress {
+            rollout: id,
+            batch: 1,
+            acks: vec![w.ack(canary, id, "r1")],
+            reports: vec![report(&w, canary, id, "r1", 1, 0.9)],
+            baseline,
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    assert_eq!(
+        w.ledger.state().rollouts[&id].baseline.len(),
+        MAX_BASELINE_AGENTS
+    );
 }
 
 #[test]

@@ -90,12 +90,22 @@ impl World {
         Self::build(N, analysis)
     }
 
+    /// A world of `agents` agents (specialties in turn) whose canary steps are judged by
+    /// `analysis`.
+    pub fn with_fleet(agents: usize, analysis: AnalysisSettings) -> Self {
+        Self::build_with(N, agents, analysis)
+    }
+
     fn build(n: usize, analysis: AnalysisSettings) -> Self {
+        Self::build_with(n, 6, analysis)
+    }
+
+    fn build_with(n: usize, fleet: usize, analysis: AnalysisSettings) -> Self {
         let validators: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_label(&format!("val{i}")))
             .collect();
         let specialties = ["code_execute", "doc_plan", "memory_storage"];
-        let agents: Vec<(FleetAgent, Keypair)> = (0..6)
+        let agents: Vec<(FleetAgent, Keypair)> = (0..fleet)
             .map(|i| {
                 let key = Keypair::from_label(&format!("agent{i}"));
                 (

@@ -65,6 +65,7 @@ use super::operation::Operation;
 use super::release::hex;
 use super::stage::{Stage, Tongue};
 
+pub use canary_analysis::MAX_BASELINE_AGENTS;
 pub use journal::{Fresh, Journal, EVENTS_KEPT, OUTCOMES_KEPT_PER_SIGNER};
 pub use membership::{AgentChange, MAX_AGENT_NAME_CHARS};
 pub use notifications::{DEFAULT_NOTIFY_EVENTS, NOTIFIABLE_EVENTS};
