@@ -168,39 +168,16 @@ impl Ledger {
             ));
         }
         let reasons = self.check_agent_change(&change);
-        if !reasons.is_empty() {
-            return Err(reasons);
-        }
-        if let Some(p) = self.pending_proposal() {
-            return reject(format!(
-                "proposal {} is still being voted on; one change at a time",
-                p.id
-            ));
-        }
         let what = change.describe();
-        let id = self.open_proposal(seq, super::ProposalKind::Agent { change });
-        self.event(
-            seq,
-            Tongue::UM,
-            "membership_proposed",
-            format!("proposal:{id}"),
-            what,
-        );
-        Ok(id)
+        let kind = super::ProposalKind::Agent { change };
+        self.open_change(seq, reasons, kind, "membership_proposed", what)
     }
 
     /// An approved change applies (checked again: applying stays deterministic whatever
     /// happened since the votes were cast).
     pub(super) fn apply_agent_change(&mut self, seq: u64, proposal: u64, change: AgentChange) {
         let reasons = self.check_agent_change(&change);
-        if !reasons.is_empty() {
-            self.event(
-                seq,
-                Tongue::UM,
-                "membership_not_applied",
-                format!("proposal:{proposal}"),
-                reasons.join("; "),
-            );
+        if !self.still_applies(seq, proposal, reasons, "membership_not_applied") {
             return;
         }
         let what = change.describe();

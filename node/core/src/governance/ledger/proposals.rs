@@ -108,6 +108,54 @@ impl Ledger {
         id
     }
 
+    /// Opens a proposal for a change to the cluster (membership, settings) whose checks found
+    /// `reasons` (none: it could apply now), one proposal at a time; `proposed` names the
+    /// event that announces it.
+    pub(super) fn open_change(
+        &mut self,
+        seq: u64,
+        reasons: Vec<String>,
+        kind: ProposalKind,
+        proposed: &str,
+        what: String,
+    ) -> Result<u64, Rejection> {
+        if !reasons.is_empty() {
+            return Err(reasons);
+        }
+        if let Some(p) = self.pending_proposal() {
+            return reject(format!(
+                "proposal {} is still being voted on; one change at a time",
+                p.id
+            ));
+        }
+        let id = self.open_proposal(seq, kind);
+        self.event(seq, Tongue::UM, proposed, format!("proposal:{id}"), what);
+        Ok(id)
+    }
+
+    /// An approved change is checked again as it applies (applying stays deterministic
+    /// whatever happened since the votes were cast): with `reasons`, it is not applied and
+    /// the `not_applied` event says why. Whether it may apply.
+    pub(super) fn still_applies(
+        &mut self,
+        seq: u64,
+        proposal: u64,
+        reasons: Vec<String>,
+        not_applied: &str,
+    ) -> bool {
+        if reasons.is_empty() {
+            return true;
+        }
+        self.event(
+            seq,
+            Tongue::UM,
+            not_applied,
+            format!("proposal:{proposal}"),
+            reasons.join("; "),
+        );
+        false
+    }
+
     pub(super) fn pending_proposal(&self) -> Option<&Proposal> {
         self.pending_where(|_| true)
     }

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{reject, Ledger, Rejection};
+use super::{Ledger, Rejection};
 use crate::governance::gates::Gates;
 use crate::governance::stage::Tongue;
 use crate::rollout::health::HealthThresholds;
@@ -49,49 +49,58 @@ pub struct SettingsChange {
     pub breach_samples: Option<u32>,
 }
 
-/// A bound no approved change may cross.
-struct Floor {
-    setting: &'static str,
-    value: fn(&Settings) -> f64,
-    /// Inclusive range the value must stay within.
+/// One decimal setting a proposal may change: its name, the change's value for it, where it
+/// lives in the settings, and the inclusive range a proposal must keep it in.
+struct Field {
+    name: &'static str,
+    proposed: fn(&SettingsChange) -> Option<f64>,
+    at: fn(&mut Settings) -> &mut f64,
     range: (f64, f64),
 }
 
-/// The floors (and ceilings) a proposal must respect.
-const FLOORS: [Floor; 7] = [
-    Floor {
-        setting: "min_quality",
-        value: |s| s.gates.min_quality,
+/// Every decimal setting (`breach_samples`, a count, is handled beside them), with the floors
+/// (and ceilings) a proposal must respect.
+const FIELDS: [Field; 7] = [
+    Field {
+        name: "min_quality",
+        proposed: |c| c.min_quality,
+        at: |s| &mut s.gates.min_quality,
         range: (0.5, 1.0),
     },
-    Floor {
-        setting: "min_safety",
-        value: |s| s.gates.min_safety,
+    Field {
+        name: "min_safety",
+        proposed: |c| c.min_safety,
+        at: |s| &mut s.gates.min_safety,
         range: (0.9, 1.0),
     },
-    Floor {
-        setting: "max_latency_ms_p95",
-        value: |s| s.gates.max_latency_ms_p95,
+    Field {
+        name: "max_latency_ms_p95",
+        proposed: |c| c.max_latency_ms_p95,
+        at: |s| &mut s.gates.max_latency_ms_p95,
         range: (1.0, 10_000.0),
     },
-    Floor {
-        setting: "max_cost_per_1k_tokens",
-        value: |s| s.gates.max_cost_per_1k_tokens,
+    Field {
+        name: "max_cost_per_1k_tokens",
+        proposed: |c| c.max_cost_per_1k_tokens,
+        at: |s| &mut s.gates.max_cost_per_1k_tokens,
         range: (0.0, 100.0),
     },
-    Floor {
-        setting: "min_coherence",
-        value: |s| s.health.min_coherence,
+    Field {
+        name: "min_coherence",
+        proposed: |c| c.min_coherence,
+        at: |s| &mut s.health.min_coherence,
         range: (0.3, 1.0),
     },
-    Floor {
-        setting: "max_error_rate",
-        value: |s| s.health.max_error_rate,
+    Field {
+        name: "max_error_rate",
+        proposed: |c| c.max_error_rate,
+        at: |s| &mut s.health.max_error_rate,
         range: (0.0, 0.25),
     },
-    Floor {
-        setting: "health_min_safety",
-        value: |s| s.health.min_safety,
+    Field {
+        name: "health_min_safety",
+        proposed: |c| c.health_min_safety,
+        at: |s| &mut s.health.min_safety,
         range: (0.9, 1.0),
     },
 ];
@@ -105,22 +114,15 @@ impl SettingsChange {
     /// `base` with this change's values.
     pub fn applied_to(&self, base: Settings) -> Settings {
         let mut s = base;
-        let set = |to: &mut f64, v: Option<f64>| {
-            if let Some(v) = v {
-                *to = v;
+        for f in &FIELDS {
+            if let Some(v) = (f.proposed)(self) {
+                *(f.at)(&mut s) = v;
             }
-        };
-        set(&mut s.gates.min_quality, self.min_quality);
-        set(&mut s.gates.min_safety, self.min_safety);
-        set(&mut s.gates.max_latency_ms_p95, self.max_latency_ms_p95);
-        set(&mut s.health.max_response_ms_p95, self.max_latency_ms_p95);
-        set(
-            &mut s.gates.max_cost_per_1k_tokens,
-            self.max_cost_per_1k_tokens,
-        );
-        set(&mut s.health.min_coherence, self.min_coherence);
-        set(&mut s.health.max_error_rate, self.max_error_rate);
-        set(&mut s.health.min_safety, self.health_min_safety);
+        }
+        // The latency gate also bounds agents' p95 response time, as in the genesis.
+        if let Some(v) = self.max_latency_ms_p95 {
+            s.health.max_response_ms_p95 = v;
+        }
         if let Some(b) = self.breach_samples {
             s.health.breach_samples = b;
         }
@@ -129,18 +131,9 @@ impl SettingsChange {
 
     /// One line for events and `scbe status`: "settings: min_quality 0.85, breach_samples 3".
     pub fn describe(&self) -> String {
-        let floats = [
-            ("min_quality", self.min_quality),
-            ("min_safety", self.min_safety),
-            ("max_latency_ms_p95", self.max_latency_ms_p95),
-            ("max_cost_per_1k_tokens", self.max_cost_per_1k_tokens),
-            ("min_coherence", self.min_coherence),
-            ("max_error_rate", self.max_error_rate),
-            ("health_min_safety", self.health_min_safety),
-        ];
-        let mut parts: Vec<String> = floats
+        let mut parts: Vec<String> = FIELDS
             .iter()
-            .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
+            .filter_map(|f| (f.proposed)(self).map(|v| format!("{} {v}", f.name)))
             .collect();
         if let Some(b) = self.breach_samples {
             parts.push(format!("breach_samples {b}"));
@@ -186,15 +179,18 @@ impl Ledger {
         if let Err(e) = next.health.validate() {
             reasons.push(e.to_string());
         }
-        for f in &FLOORS {
-            let v = (f.value)(&next);
+        let mut in_force = now;
+        for f in &FIELDS {
             let (lo, hi) = f.range;
             // Only values the change sets are held to the floors: a genesis outside them
             // stays valid until someone proposes to change that value.
-            if (f.value)(&now) != v && !(lo..=hi).contains(&v) {
+            let Some(v) = (f.proposed)(change) else {
+                continue;
+            };
+            if *(f.at)(&mut in_force) != v && !(lo..=hi).contains(&v) {
                 reasons.push(format!(
                     "{} {v} is outside what a proposal may set ({lo} to {hi})",
-                    f.setting
+                    f.name
                 ));
             }
         }
@@ -214,38 +210,15 @@ impl Ledger {
         change: SettingsChange,
     ) -> Result<u64, Rejection> {
         let reasons = self.check_settings_change(&change);
-        if !reasons.is_empty() {
-            return Err(reasons);
-        }
-        if let Some(p) = self.pending_proposal() {
-            return reject(format!(
-                "proposal {} is still being voted on; one change at a time",
-                p.id
-            ));
-        }
         let what = change.describe();
-        let id = self.open_proposal(seq, super::ProposalKind::Settings { change });
-        self.event(
-            seq,
-            Tongue::UM,
-            "settings_proposed",
-            format!("proposal:{id}"),
-            what,
-        );
-        Ok(id)
+        let kind = super::ProposalKind::Settings { change };
+        self.open_change(seq, reasons, kind, "settings_proposed", what)
     }
 
     /// An approved change applies (checked again, as membership changes are).
     pub(super) fn apply_settings(&mut self, seq: u64, proposal: u64, change: SettingsChange) {
         let reasons = self.check_settings_change(&change);
-        if !reasons.is_empty() {
-            self.event(
-                seq,
-                Tongue::UM,
-                "settings_not_applied",
-                format!("proposal:{proposal}"),
-                reasons.join("; "),
-            );
+        if !self.still_applies(seq, proposal, reasons, "settings_not_applied") {
             return;
         }
         self.state.settings = Some(change.applied_to(self.settings()));
