@@ -130,9 +130,13 @@ impl Published {
             return; // no event since the last call (most turns)
         }
         if all || journal.first() > self.scanned {
-            self.newest = scbe_wire::status_summary::newest_releases(ledger)
-                .into_iter()
-                .collect();
+            // Events went by unseen: the kept ones usually decide it (a turn that executed more
+            // than the journal keeps), else every release is scanned.
+            let newest = (!all)
+                .then(|| scbe_wire::status_summary::newest_in_events(journal.iter()))
+                .flatten()
+                .unwrap_or_else(|| scbe_wire::status_summary::newest_releases(ledger));
+            self.newest = newest.into_iter().collect();
         } else {
             for (_, e) in journal.since(self.scanned) {
                 if e.kind == "release_registered" {

@@ -225,6 +225,29 @@ pub fn newest_releases(ledger: &Ledger) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// [`newest_releases`] from a run of consecutive events alone, when they decide it: the
+/// [`RELEASES_LISTED`] newest registrations among them, provided that many were registered
+/// after the run's first seq (a registration just before the run, in its first batch, could
+/// tie on seq and win on version). `None`: scan the releases instead. Why: a validator that
+/// executed more events in one turn than the journal keeps in memory would otherwise scan every
+/// release after that turn, which at saturation was ~5% of its time.
+pub fn newest_in_events<'a>(
+    events: impl IntoIterator<Item = &'a scbe_core::governance::event::Event>,
+) -> Option<Vec<(u64, String)>> {
+    let mut events = events.into_iter().peekable();
+    let first_seq = events.peek()?.seq;
+    let mut newest = std::collections::BTreeSet::new();
+    for e in events {
+        if e.kind == "release_registered" && e.seq > first_seq {
+            newest.insert((e.seq, e.subject.clone()));
+            if newest.len() > RELEASES_LISTED {
+                newest.pop_first();
+            }
+        }
+    }
+    (newest.len() == RELEASES_LISTED).then(|| newest.into_iter().collect())
+}
+
 /// The releases listed: `newest` and every one a stage serves, with their stages.
 fn listed_releases<'a>(
     ledger: &Ledger,
@@ -500,6 +523,37 @@ mod tests {
             Some(&Stage::Canary),
             "the oldest is listed: it serves canary"
         );
+    }
+
+    /// The newest registrations read from the journal's kept events are the ones a scan of
+    /// every release finds, and too few events to decide say so.
+    #[test]
+    fn the_newest_registrations_follow_from_enough_events() {
+        let mut w = World::new();
+        let events = |w: &World| {
+            w.ledger
+                .journal()
+                .events
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        for i in 0..RELEASES_LISTED {
+            w.request(Operation::RegisterRelease {
+                release: release(&format!("r{i:04}")),
+            });
+        }
+        // The first registration shares the run's first seq: it cannot count.
+        assert_eq!(newest_in_events(&events(&w)), None, "one short");
+        for i in RELEASES_LISTED..RELEASES_LISTED + 40 {
+            w.request(Operation::RegisterRelease {
+                release: release(&format!("r{i:04}")),
+            });
+        }
+        let mut scanned = newest_releases(&w.ledger);
+        scanned.sort();
+        assert_eq!(newest_in_events(&events(&w)), Some(scanned));
+        assert_eq!(newest_in_events(&[]), None);
     }
 
     /// A report older than the stale threshold reads "stale", never "healthy", whatever its
