@@ -5,6 +5,7 @@
 pub mod app;
 pub mod bench_cluster;
 pub mod bench_core;
+pub mod bench_digest;
 pub mod bench_fleet;
 pub mod bench_orders;
 pub mod bench_reads;

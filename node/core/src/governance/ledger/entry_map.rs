@@ -7,7 +7,9 @@
 //! in its life), so:
 //! - each entry keeps its compact JSON and a digest of (key, JSON), encoded by
 //!   [`EntryMap::settle`] only for entries changed since the last call (the ledger calls it
-//!   before a checkpoint); [`EntryMap::digest`] hashes those 32-byte digests;
+//!   before a checkpoint); [`EntryMap::digest`] is the root of a Merkle tree over those
+//!   32-byte digests ([`DigestTree`]), which settling updates only where entries changed, so a
+//!   checkpoint's digest costs O(changes), not O(entries);
 //! - the map is persistent (`imbl::OrdMap`, values behind `Arc`), so a checkpoint's snapshot is
 //!   a clone that shares every node with the live map, and its bytes are encoded only if the
 //!   snapshot is ever persisted or fetched (`consensus::AppState`).
@@ -24,6 +26,8 @@ use std::sync::Arc;
 use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+
+use super::digest_tree::DigestTree;
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
@@ -76,14 +80,23 @@ pub struct EntryMap<K, V> {
     dirty: BTreeSet<K>,
     /// Bytes of cached JSON, keys included: about what serialising the map takes.
     json_bytes: usize,
+    /// The digests of the cached entries (exactly those), once built: the first
+    /// [`EntryMap::settle`] of a map builds it, later ones update it.
+    tree: Option<DigestTree>,
+    /// Entries whose JSON is cached.
+    cached: usize,
 }
 
+/// A clone shares every entry but not the digest tree: clones are checkpoints' snapshots, which
+/// are encoded, not digested again (a clone that is settled builds its own tree).
 impl<K: Clone, V> Clone for EntryMap<K, V> {
     fn clone(&self) -> Self {
         Self {
             entries: self.entries.clone(),
             dirty: self.dirty.clone(),
             json_bytes: self.json_bytes,
+            tree: None,
+            cached: self.cached,
         }
     }
 }
@@ -94,6 +107,8 @@ impl<K, V> Default for EntryMap<K, V> {
             entries: imbl::OrdMap::new(),
             dirty: BTreeSet::new(),
             json_bytes: 0,
+            tree: None,
+            cached: 0,
         }
     }
 }
@@ -140,11 +155,21 @@ impl<K: Ord + Clone, V> EntryMap<K, V> {
         self.json_bytes
     }
 
-    /// Drops `slot`'s cached JSON (the entry is about to change or go).
-    fn forget(json_bytes: &mut usize, slot: &mut Slot<V>) {
+    /// Drops `slot`'s cached JSON and its digest from the tree (the entry is about to change
+    /// or go).
+    fn forget(
+        json_bytes: &mut usize,
+        cached: &mut usize,
+        tree: &mut Option<DigestTree>,
+        slot: &mut Slot<V>,
+    ) {
         if let Some(c) = slot.cached.take() {
             // Saturating: an estimate must never be a reason to panic.
             *json_bytes = json_bytes.saturating_sub(c.bytes);
+            *cached = cached.saturating_sub(1);
+            if let Some(tree) = tree {
+                tree.remove(&c.digest);
+            }
         }
     }
 }
@@ -158,7 +183,7 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         K: Borrow<Q>,
     {
         let slot = self.entries.get_mut(key)?;
-        Self::forget(&mut self.json_bytes, slot);
+        Self::forget(&mut self.json_bytes, &mut self.cached, &mut self.tree, slot);
         self.dirty.insert(key.to_owned());
         Some(Arc::make_mut(&mut slot.value))
     }
@@ -184,13 +209,27 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
     }
 
     fn dropped(&mut self, mut old: Slot<V>) -> V {
-        Self::forget(&mut self.json_bytes, &mut old);
+        Self::forget(
+            &mut self.json_bytes,
+            &mut self.cached,
+            &mut self.tree,
+            &mut old,
+        );
         Arc::try_unwrap(old.value).unwrap_or_else(|shared| (*shared).clone())
     }
 
-    /// Encodes the JSON and digest of every entry changed since the last call. Serialising and
-    /// digesting are correct without it (entries not cached are encoded in place), only slower.
+    /// Encodes the JSON and digest of every entry changed since the last call and updates the
+    /// digest tree with them. Serialising and digesting are correct without it (entries not
+    /// cached are encoded in place, the tree built for the call), only slower.
     pub fn settle(&mut self) {
+        // The first settle (or the first of a clone) builds the tree from what is cached.
+        let tree = self.tree.get_or_insert_with(|| {
+            DigestTree::of(
+                self.entries
+                    .values()
+                    .filter_map(|s| Some(s.cached.as_ref()?.digest)),
+            )
+        });
         for key in std::mem::take(&mut self.dirty) {
             let Some(slot) = self.entries.get_mut(&key) else {
                 continue;
@@ -208,27 +247,35 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
                     json: Arc::from(raw),
                 };
                 self.json_bytes += cached.bytes;
+                self.cached += 1;
+                tree.insert(cached.digest);
                 slot.cached = Some(cached);
             }
         }
+        tree.refresh();
     }
 
-    /// SHA-256 over the number of entries (8 bytes, big endian) and every entry's
-    /// [`entry_digest`] in key order. Same entries, same digest, whatever was cached.
+    /// The root of the [`DigestTree`] over every entry's [`entry_digest`]: same entries, same
+    /// digest, whatever was cached. O(1) after a [`EntryMap::settle`] with no change since;
+    /// otherwise the tree is built for the call (O(entries)).
     pub fn digest(&self) -> [u8; 32] {
-        use sha2::Digest as _;
-        let mut h = sha2::Sha256::new();
-        h.update((self.entries.len() as u64).to_be_bytes());
-        for (k, slot) in &self.entries {
-            match &slot.cached {
-                Some(c) => h.update(c.digest),
-                None => h.update(entry_digest(
-                    &key_json(k),
-                    &serde_json::to_vec(&*slot.value).unwrap_or_default(),
-                )),
-            }
+        match &self.tree {
+            Some(tree) if tree.is_fresh() && self.cached == self.entries.len() => tree.root(),
+            _ => DigestTree::of(self.entry_digests()).root(),
         }
-        h.finalize().into()
+    }
+
+    /// Every entry's [`entry_digest`] in key order (cached, or encoded for the call): what the
+    /// digest tree holds. (`scbe-sim bench-digest` hashes them in a row, as the digest before
+    /// the tree did, to compare.)
+    pub fn entry_digests(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        self.entries.iter().map(|(k, slot)| match &slot.cached {
+            Some(c) => c.digest,
+            None => entry_digest(
+                &key_json(k),
+                &serde_json::to_vec(&*slot.value).unwrap_or_default(),
+            ),
+        })
     }
 
     /// Entries whose JSON is cached.
@@ -278,6 +325,8 @@ impl<K: Ord + Clone, V> From<BTreeMap<K, V>> for EntryMap<K, V> {
                 })
                 .collect(),
             json_bytes: 0,
+            tree: None,
+            cached: 0,
         }
     }
 }

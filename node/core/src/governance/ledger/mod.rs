@@ -36,6 +36,7 @@
 
 mod aborts;
 mod canary_analysis;
+pub mod digest_tree;
 pub mod entry_map;
 pub mod journal;
 pub mod membership;

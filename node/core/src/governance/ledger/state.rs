@@ -260,9 +260,9 @@ pub struct LedgerState {
 
 impl LedgerState {
     /// What a checkpoint's digest covers: every field. The maps of releases, proposals and
-    /// rollouts contribute their [`EntryMap::digest`] (32 bytes hashed per entry, not its
-    /// JSON); the rest (small: versions, stage heads, agent assignments, counters) its
-    /// JSON.
+    /// rollouts contribute their [`EntryMap::digest`] (a Merkle root over per-entry digests,
+    /// kept up to date as entries change); the rest (small: versions, stage heads, agent
+    /// assignments, counters) its JSON.
     pub fn digest(&self) -> [u8; 32] {
         // Destructured so that a field added later cannot be left out of the digest.
         let LedgerState {
@@ -288,7 +288,7 @@ impl LedgerState {
         ))
         .unwrap_or_default();
         let parts: [&[u8]; 5] = [
-            b"ledger-state/4",
+            b"ledger-state/5",
             &releases.digest(),
             &proposals.digest(),
             &rollouts.digest(),
