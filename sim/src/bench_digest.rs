@@ -9,7 +9,8 @@
 //!   the new entries, updating the tree, reading the root);
 //! - *tree*: the tree's share of it, measured on a second tree kept beside the map that is given
 //!   the same new digests and refreshed;
-//! - *walk*: one pass hashing every entry's digest in key order, the digest before the tree.
+//! - *walk*: the digest with [`StateDigest::Walk`] (one pass hashing every entry's digest in key
+//!   order), the digest before the tree.
 //!
 //! *Checkpoint, before* is then checkpoint − tree + walk: the same encoding, the old digest.
 //! Medians of `rounds`.
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use scbe_core::governance::ledger::digest_tree::DigestTree;
 use scbe_core::governance::ledger::entry_map::EntryMap;
-use sha2::Digest as _;
+use scbe_core::governance::ledger::StateDigest;
 
 /// One size's medians.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +30,7 @@ pub struct DigestSample {
     pub checkpoint: Duration,
     /// The tree's share of it: inserting the changed digests and refreshing.
     pub tree: Duration,
-    /// One walk hashing every entry digest in key order (the digest before the tree).
+    /// The walk digest (every entry digest hashed in key order; the digest before the tree).
     pub walk: Duration,
 }
 
@@ -68,7 +69,7 @@ pub fn measure(size: usize, changes: usize, rounds: usize) -> DigestSample {
         }
         let t = Instant::now();
         map.settle();
-        let root = map.digest();
+        let root = map.digest(StateDigest::Tree);
         checkpoint.push(t.elapsed());
         // The new entries are the last keys.
         let new: Vec<[u8; 32]> = map
@@ -87,12 +88,7 @@ pub fn measure(size: usize, changes: usize, rounds: usize) -> DigestSample {
             "the tree beside the map holds the same digests"
         );
         let t = Instant::now();
-        let mut h = sha2::Sha256::new();
-        h.update((map.len() as u64).to_be_bytes());
-        for d in map.entry_digests() {
-            h.update(d);
-        }
-        std::hint::black_box(h.finalize());
+        std::hint::black_box(map.digest(StateDigest::Walk));
         walk.push(t.elapsed());
     }
     DigestSample {

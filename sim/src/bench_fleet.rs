@@ -395,6 +395,7 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
         health: thresholds,
         analysis: t.analysis.clone(),
         notify_sinks: Vec::new(),
+        state_digest: scbe_core::governance::ledger::StateDigest::Tree,
     };
     let mut sim = Sim {
         ledgers: (0..4).map(|_| Ledger::new(cfg.clone())).collect(),

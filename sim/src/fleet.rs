@@ -17,7 +17,7 @@ use scbe_core::agent::AgentCore;
 use scbe_core::agent::AgentState;
 use scbe_core::crypto::{Keypair, PublicKey, Verifier};
 use scbe_core::governance::ledger::{
-    AgentChange, Ledger, LedgerConfig, ProposalStatus, SettingsChange,
+    AgentChange, Ledger, LedgerConfig, ProposalStatus, SettingsChange, StateDigest,
 };
 use scbe_core::governance::manifest::{Metrics, Provider};
 use scbe_core::governance::release::Unit;
@@ -63,11 +63,14 @@ pub fn thresholds(min_samples: u32) -> HealthThresholds {
     }
 }
 
-/// The ledger every simulated validator runs (identical configuration everywhere).
+/// The ledger every simulated validator runs (identical configuration everywhere), starting
+/// with `state_digest` (membership seeds start with the walk and move to the tree by their
+/// settings proposal, as an upgraded cluster does).
 pub fn ledger_config(
     validators: Vec<PublicKey>,
     agents: &[SimAgent],
     min_samples: u32,
+    state_digest: StateDigest,
 ) -> LedgerConfig {
     LedgerConfig {
         validators,
@@ -87,6 +90,7 @@ pub fn ledger_config(
         health: thresholds(min_samples),
         analysis: analysis(min_samples),
         notify_sinks: Vec::new(),
+        state_digest,
     }
 }
 
@@ -427,7 +431,8 @@ pub struct ReleaseScript {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Change {
     /// New gates, which every later release must be fused against: the quality gate raised
-    /// to 0.82 and the cost gate loosened to 1.5 (the script's units pass both).
+    /// to 0.82 and the cost gate loosened to 1.5 (the script's units pass both); and the state
+    /// digest moved from the walk to the tree.
     Gates,
     /// The genesis's last agent leaves the fleet.
     RemoveLast,
@@ -538,6 +543,7 @@ impl ReleaseScript {
                             change: SettingsChange {
                                 min_quality: Some(0.82),
                                 max_cost_per_1k_tokens: Some(1.5),
+                                state_digest: Some(StateDigest::Tree),
                                 ..SettingsChange::default()
                             },
                         })

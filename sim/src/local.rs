@@ -13,8 +13,8 @@ use scbe_core::crypto::{Keypair, PublicKey};
 use scbe_validator::config::{ConfigError, NodeConfig};
 use scbe_wire::genesis::{Genesis, GenesisError};
 use scbe_wire::genesis_file::{
-    AgentEntry, AnalysisSection, ConsensusSizes, GenesisFile, HealthSection, RequesterEntry,
-    RolloutSection, SampleSupply, ValidatorEntry,
+    AgentEntry, AnalysisSection, ConsensusSizes, GenesisFile, HealthSection, LedgerSection,
+    RequesterEntry, RolloutSection, SampleSupply, ValidatorEntry,
 };
 use scbe_wire::key_file::{encode_hex, read_key_file, write_new_key, KeyFileError};
 
@@ -375,7 +375,7 @@ impl LocalCluster {
                 ..ConsensusSizes::default()
             },
             gates: Default::default(),
-            ledger: Default::default(),
+            ledger: LedgerSection::for_new_cluster(),
             rollout,
             health: HealthSection {
                 breach_samples: opts.breach_samples,

@@ -449,6 +449,7 @@ fn empty_ledger() -> scbe_core::governance::Ledger {
         health: Default::default(),
         analysis: Default::default(),
         notify_sinks: vec!["ops".into()],
+        state_digest: scbe_core::governance::ledger::StateDigest::Tree,
     })
 }
 

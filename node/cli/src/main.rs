@@ -12,7 +12,7 @@ use scbe_cli::commands::propose::submit;
 use scbe_cli::commands::read::{run_status, run_watch};
 use scbe_cli::commands::Unusable;
 use scbe_core::crypto::PublicKey;
-use scbe_core::governance::ledger::{AgentChange, SettingsChange};
+use scbe_core::governance::ledger::{AgentChange, SettingsChange, StateDigest};
 use scbe_core::governance::{FusedRelease, Operation, Stage};
 
 #[derive(Parser)]
@@ -142,6 +142,19 @@ struct SettingsArgs {
     /// Health: this many consecutive breaching samples prove degradation.
     #[arg(long, value_name = "N")]
     breach_samples: Option<u32>,
+    /// How checkpoints digest the state: `tree` (cost grows with what changed) or `walk`
+    /// (every entry, each checkpoint; a genesis that names none). Move an upgraded cluster to
+    /// `tree` once every validator runs a build that has it (OPERATIONS.md).
+    #[arg(long, value_name = "MODE", value_parser = parse_state_digest)]
+    state_digest: Option<StateDigest>,
+}
+
+fn parse_state_digest(s: &str) -> Result<StateDigest, String> {
+    match s {
+        "tree" => Ok(StateDigest::Tree),
+        "walk" => Ok(StateDigest::Walk),
+        other => Err(format!("{other:?} is not a state digest: tree or walk")),
+    }
 }
 
 impl SettingsArgs {
@@ -155,6 +168,7 @@ impl SettingsArgs {
             max_error_rate: self.max_error_rate,
             health_min_safety: self.health_min_safety,
             breach_samples: self.breach_samples,
+            state_digest: self.state_digest,
         }
     }
 }

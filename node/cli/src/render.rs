@@ -143,6 +143,11 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
         "health:    coherence > {} · error rate < {} · sample safety >= {} · {} breaching samples roll back",
         h.min_coherence, h.max_error_rate, h.min_safety, h.breach_samples
     );
+    let _ = writeln!(
+        out,
+        "digest:    {} (how checkpoints digest the state)",
+        s.settings.state_digest.name()
+    );
     let rollouts: Vec<&RolloutSummary> = s.rollouts.iter().take(5).collect();
     let _ = writeln!(
         out,

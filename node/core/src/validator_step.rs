@@ -395,6 +395,7 @@ mod tests {
             health: HealthThresholds::default(),
             analysis: Default::default(),
             notify_sinks: Vec::new(),
+            state_digest: crate::governance::ledger::StateDigest::Tree,
         })
     }
 

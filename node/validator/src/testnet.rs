@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use scbe_wire::genesis::{check_address, Genesis, GenesisError};
 use scbe_wire::genesis_file::{
-    AgentEntry, AnalysisSection, GenesisFile, RequesterEntry, RolloutSection, SampleSupply,
-    ValidatorEntry,
+    AgentEntry, AnalysisSection, GenesisFile, LedgerSection, RequesterEntry, RolloutSection,
+    SampleSupply, ValidatorEntry,
 };
 use scbe_wire::key_file::{encode_hex, write_new_key, KeyFileError};
 
@@ -195,7 +195,7 @@ impl Testnet {
             agents,
             consensus: Default::default(),
             gates: Default::default(),
-            ledger: Default::default(),
+            ledger: LedgerSection::for_new_cluster(),
             rollout,
             health: Default::default(),
         };
@@ -317,6 +317,11 @@ mod tests {
         }
         assert_eq!(w.genesis.file().agents.len(), 2);
         assert_eq!(w.genesis.file().requesters.len(), 1);
+        // A new cluster digests its state with the tree.
+        assert_eq!(
+            w.genesis.ledger_config().state_digest,
+            scbe_core::governance::ledger::StateDigest::Tree
+        );
         // Only the validator's own key is in its folder.
         let keys: Vec<_> = std::fs::read_dir(w.validator_dirs[1].join("keys"))
             .expect("keys")

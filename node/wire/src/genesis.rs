@@ -225,6 +225,7 @@ impl Genesis {
             health,
             analysis,
             notify_sinks: file.notify.iter().map(|n| n.name.clone()).collect(),
+            state_digest: file.ledger.state_digest,
         };
         let genesis = Genesis {
             digest,

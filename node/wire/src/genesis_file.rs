@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use scbe_core::governance::ledger::StateDigest;
 use scbe_core::governance::Gates;
 use scbe_core::rollout::baseline::{
     Alpha, Analysis, AnalysisSettings, BaselineSettings, Metric, OnInconclusive,
@@ -150,6 +151,12 @@ pub struct LedgerSection {
     /// the same `SCBE_UNIT_*` variables as a rollback to any registered release.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub known_good_units: BTreeMap<String, Vec<OrderUnit>>,
+    /// How the state digest is computed: `"tree"` (a Merkle tree updated where entries
+    /// changed; what `scbe-node testnet` and `scbe-sim up` write) or `"walk"` (every entry at
+    /// every checkpoint; what a genesis without this key gets, so a cluster started before the
+    /// tree keeps its digests).
+    #[serde(default)]
+    pub state_digest: StateDigest,
 }
 
 impl Default for LedgerSection {
@@ -158,6 +165,17 @@ impl Default for LedgerSection {
             vote_window_seqs: d_vote_window(),
             known_good: d_known_good(),
             known_good_units: BTreeMap::new(),
+            state_digest: StateDigest::Walk,
+        }
+    }
+}
+
+impl LedgerSection {
+    /// What a new cluster's genesis holds: the defaults, with the digest tree.
+    pub fn for_new_cluster() -> Self {
+        Self {
+            state_digest: StateDigest::Tree,
+            ..Self::default()
         }
     }
 }

@@ -57,6 +57,24 @@ fn a_rendered_genesis_reads_back_with_the_digest_of_its_bytes() {
     assert_ne!(g.digest(), g2.digest());
 }
 
+/// A genesis that does not name a state digest (written before the tree) keeps the walk, so
+/// its cluster's digests do not change with the build; one that names it gets it.
+#[test]
+fn the_state_digest_is_the_walk_unless_the_genesis_names_one() {
+    use scbe_core::governance::ledger::StateDigest;
+    let text = Genesis::render(&file());
+    assert!(text.contains("state_digest = \"walk\""), "{text}");
+    let without = text.replace("state_digest = \"walk\"\n", "");
+    let g = Genesis::from_bytes(Path::new("g.toml"), without.as_bytes()).expect("valid");
+    assert_eq!(g.ledger_config().state_digest, StateDigest::Walk);
+    let tree = text.replace("state_digest = \"walk\"", "state_digest = \"tree\"");
+    let g = Genesis::from_bytes(Path::new("g.toml"), tree.as_bytes()).expect("valid");
+    assert_eq!(g.ledger_config().state_digest, StateDigest::Tree);
+    let bad = text.replace("state_digest = \"walk\"", "state_digest = \"merkle\"");
+    let e = Genesis::from_bytes(Path::new("g.toml"), bad.as_bytes()).expect_err("refused");
+    assert!(e.to_string().contains("state_digest"), "{e}");
+}
+
 #[test]
 fn errors_name_the_file_and_the_key() {
     let mut f = file();

@@ -179,6 +179,11 @@ impl Simulation {
             keys.iter().map(Keypair::public).collect(),
             &agents,
             min_samples,
+            if sc.fleet.membership {
+                scbe_core::governance::ledger::StateDigest::Walk
+            } else {
+                scbe_core::governance::ledger::StateDigest::Tree
+            },
         );
         let nodes: Vec<Node> = keys
             .into_iter()

@@ -4,7 +4,7 @@
 //! rollout is in flight, from a validator); a rejected one changes nothing; the digest covers
 //! a change and only once there is one; a snapshot carries it.
 
-use super::ledger::{ProposalStatus, SettingsChange, Signer};
+use super::ledger::{ProposalStatus, SettingsChange, Signer, StateDigest};
 use super::ledger_world::{promotion, World};
 use super::{Operation, Stage};
 use crate::consensus::StateMachine as _;
@@ -277,4 +277,55 @@ fn a_rejected_change_changes_nothing_and_a_snapshot_carries_an_approved_one() {
     // The settings are in the digest: the same state with the genesis's settings differs.
     fresh.state_mut().settings = None;
     assert_ne!(fresh.digest(), w.ledger.digest());
+}
+
+/// The ledger's digest with the state's maps digested by `mode`.
+fn digest_by(w: &World, mode: StateDigest) -> crate::consensus::Digest {
+    crate::consensus::Digest::of_parts(&[
+        b"ledger",
+        &w.ledger.state().digest(mode),
+        &w.ledger.journal().digest_parts(),
+    ])
+}
+
+/// A cluster whose genesis predates the digest tree (the walk) moves to it by vote, at one
+/// sequence number on every replica: before, its digest is the walk's; from the approval on,
+/// the tree's; a snapshot taken after restores a fresh ledger of the same genesis to the same
+/// digest; asking again is refused (nothing changes).
+#[test]
+fn the_state_digest_moves_from_the_walk_to_the_tree_by_vote() {
+    let mut w = World::with_state_digest(StateDigest::Walk);
+    w.register("r1");
+    assert_eq!(w.ledger.digest(), digest_by(&w, StateDigest::Walk));
+    assert_ne!(w.ledger.digest(), digest_by(&w, StateDigest::Tree));
+    let change = SettingsChange {
+        state_digest: Some(StateDigest::Tree),
+        ..SettingsChange::default()
+    };
+    assert_eq!(
+        decide(&mut w, change.clone(), true),
+        ProposalStatus::Approved
+    );
+    assert_eq!(w.ledger.settings().state_digest, StateDigest::Tree);
+    assert_eq!(w.ledger.config().state_digest, StateDigest::Walk);
+    assert_eq!(w.ledger.digest(), digest_by(&w, StateDigest::Tree));
+    w.register("r2");
+    assert_eq!(w.ledger.digest(), digest_by(&w, StateDigest::Tree));
+
+    let snapshot = w.ledger.snapshot().bytes().to_vec();
+    let mut fresh = Ledger::new(w.ledger.config().clone());
+    fresh.restore(&snapshot).expect("restores");
+    assert_eq!(fresh.digest(), w.ledger.digest());
+    assert_eq!(
+        w.ledger.snapshot_digest(&snapshot).expect("decodes"),
+        w.ledger.digest()
+    );
+
+    let o = w.request(Operation::ProposeSettings { change });
+    assert!(!o.accepted);
+    assert!(
+        o.reasons.iter().any(|r| r.contains("already in force")),
+        "{:?}",
+        o.reasons
+    );
 }

@@ -96,6 +96,17 @@ impl World {
         Self::build_with(N, agents, analysis)
     }
 
+    /// The default world on a genesis with this state digest.
+    pub fn with_state_digest(mode: crate::governance::ledger::StateDigest) -> Self {
+        let mut w = Self::new();
+        let cfg = LedgerConfig {
+            state_digest: mode,
+            ..w.ledger.config().clone()
+        };
+        w.ledger = Ledger::new(cfg);
+        w
+    }
+
     fn build(n: usize, analysis: AnalysisSettings) -> Self {
         Self::build_with(n, 6, analysis)
     }
@@ -129,6 +140,7 @@ impl World {
             health: HealthThresholds::default(),
             analysis,
             notify_sinks: vec!["ops".into()],
+            state_digest: crate::governance::ledger::StateDigest::Tree,
         };
         World {
             ledger: Ledger::new(cfg),

@@ -48,6 +48,7 @@ async fn status_and_watch_are_answered_while_the_core_queue_is_full_and_unread()
         health: HealthThresholds::default(),
         analysis: Default::default(),
         notify_sinks: Vec::new(),
+        state_digest: scbe_core::governance::ledger::StateDigest::Tree,
     });
     let watch = WatchSettings {
         step_deadline_ms: 1_000,

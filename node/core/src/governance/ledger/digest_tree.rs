@@ -124,6 +124,10 @@ impl DigestTree {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// True when [`DigestTree::root`] is current (no change since the last refresh).
     pub fn is_fresh(&self) -> bool {
         self.dirty.is_empty()

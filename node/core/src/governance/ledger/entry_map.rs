@@ -28,6 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::digest_tree::DigestTree;
+use super::state::StateDigest;
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
@@ -255,13 +256,29 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         tree.refresh();
     }
 
-    /// The root of the [`DigestTree`] over every entry's [`entry_digest`]: same entries, same
-    /// digest, whatever was cached. O(1) after a [`EntryMap::settle`] with no change since;
-    /// otherwise the tree is built for the call (O(entries)).
-    pub fn digest(&self) -> [u8; 32] {
-        match &self.tree {
-            Some(tree) if tree.is_fresh() && self.cached == self.entries.len() => tree.root(),
-            _ => DigestTree::of(self.entry_digests()).root(),
+    /// The map's digest: same entries, same digest, whatever was cached.
+    /// - [`StateDigest::Tree`]: the root of the [`DigestTree`] over every entry's
+    ///   [`entry_digest`]. O(1) after a [`EntryMap::settle`] with no change since; otherwise the
+    ///   tree is built for the call (O(entries)).
+    /// - [`StateDigest::Walk`]: SHA-256 over the number of entries (8 bytes, big endian) and
+    ///   every entry's [`entry_digest`] in key order. O(entries) always.
+    pub fn digest(&self, mode: StateDigest) -> [u8; 32] {
+        match (mode, &self.tree) {
+            (StateDigest::Tree, Some(tree))
+                if tree.is_fresh() && self.cached == self.entries.len() =>
+            {
+                tree.root()
+            }
+            (StateDigest::Tree, _) => DigestTree::of(self.entry_digests()).root(),
+            (StateDigest::Walk, _) => {
+                use sha2::Digest as _;
+                let mut h = sha2::Sha256::new();
+                h.update((self.entries.len() as u64).to_be_bytes());
+                for d in self.entry_digests() {
+                    h.update(d);
+                }
+                h.finalize().into()
+            }
         }
     }
 
@@ -452,8 +469,15 @@ mod tests {
                     serde_json::to_vec(&by_name).expect("encodes")
                 );
                 prop_assert!(cached.iter().eq(plain.iter()));
-                // The digest depends on the entries only, not on what was cached.
-                prop_assert_eq!(cached.digest(), EntryMap::from(plain.clone()).digest());
+                // The digest depends on the entries only, not on what was cached, nor on
+                // whether the tree was updated in place or built for the call (a clone).
+                for mode in [StateDigest::Tree, StateDigest::Walk] {
+                    let want = EntryMap::from(plain.clone()).digest(mode);
+                    prop_assert_eq!(cached.digest(mode), want);
+                    let mut clone = cached.clone();
+                    clone.settle();
+                    prop_assert_eq!(clone.digest(mode), want);
+                }
             }
             // A decoded map serialises the same, before and after it caches everything.
             let bytes = serde_json::to_vec(&cached).expect("encodes");
@@ -467,11 +491,21 @@ mod tests {
 
     #[test]
     fn the_digest_tells_apart_any_change_of_key_value_or_count() {
+        for mode in [StateDigest::Tree, StateDigest::Walk] {
+            tells_apart(mode);
+        }
+        let mut a: EntryMap<u64, Entry> = EntryMap::default();
+        a.insert(1, entry(1));
+        a.settle();
+        assert_ne!(a.digest(StateDigest::Tree), a.digest(StateDigest::Walk));
+    }
+
+    fn tells_apart(mode: StateDigest) {
         let mut a: EntryMap<u64, Entry> = EntryMap::default();
         a.insert(1, entry(1));
         a.insert(2, entry(2));
         a.settle();
-        let base = a.digest();
+        let base = a.digest(mode);
         let mut changed = a.clone();
         changed.get_mut(&2).expect("present").n = 3;
         let mut moved = EntryMap::default();
@@ -487,13 +521,13 @@ mod tests {
             ("fewer", fewer),
             ("more", more),
         ] {
-            assert_ne!(m.digest(), base, "{what}");
+            assert_ne!(m.digest(mode), base, "{what}");
         }
         // Equal entries, cached or not: equal digests.
         let mut same: EntryMap<u64, Entry> = EntryMap::default();
         same.insert(2, entry(2));
         same.insert(1, entry(1));
-        assert_eq!(same.digest(), base);
+        assert_eq!(same.digest(mode), base);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub use notifications::{DEFAULT_NOTIFY_EVENTS, NOTIFIABLE_EVENTS};
 pub use settings::{Settings, SettingsChange};
 pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
-    RolloutKind, RolloutStatus, VoteRecord,
+    RolloutKind, RolloutStatus, StateDigest, VoteRecord,
 };
 
 /// The ledger's static configuration (identical on every validator).
@@ -98,6 +98,8 @@ pub struct LedgerConfig {
     /// Names of the genesis's notification sinks (`[[notify]]`), whose delivery the ledger
     /// records.
     pub notify_sinks: Vec<String>,
+    /// The genesis's state digest ([`Ledger::settings`] holds the one in force).
+    pub state_digest: StateDigest,
 }
 
 impl LedgerConfig {
@@ -467,8 +469,9 @@ pub fn request_id(key: &PublicKey, nonce: u64) -> String {
 /// The state contributes [`LedgerState::digest`] (per-entry digests of releases, proposals and
 /// rollouts kept between checkpoints, see [`entry_map::EntryMap`]); the journal only its
 /// chains' tips, so the digest grows with neither history nor unchanged state.
-fn state_digest_of(state: &LedgerState, journal: &Journal) -> Digest {
-    Digest::of_parts(&[b"ledger", &state.digest(), &journal.digest_parts()])
+fn state_digest_of(state: &LedgerState, journal: &Journal, cfg: &LedgerConfig) -> Digest {
+    let mode = settings::in_force(state, cfg).state_digest;
+    Digest::of_parts(&[b"ledger", &state.digest(mode), &journal.digest_parts()])
 }
 
 impl StateMachine for Ledger {
@@ -488,7 +491,7 @@ impl StateMachine for Ledger {
     }
 
     fn digest(&self) -> Digest {
-        state_digest_of(&self.state, &self.journal)
+        state_digest_of(&self.state, &self.journal, &self.cfg)
     }
 
     fn before_checkpoint(&mut self) {
@@ -503,7 +506,7 @@ impl StateMachine for Ledger {
         // Decoded and digested in canonical form, whatever bytes a peer sent; the journal's
         // chains are re-derived from its items.
         let s = decode_snapshot(snapshot)?;
-        Ok(state_digest_of(&s.state, &s.journal))
+        Ok(state_digest_of(&s.state, &s.journal, &self.cfg))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {

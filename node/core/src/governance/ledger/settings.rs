@@ -12,17 +12,31 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::state::StateDigest;
 use super::{Ledger, Rejection};
 use crate::governance::gates::Gates;
 use crate::governance::stage::Tongue;
 use crate::rollout::health::HealthThresholds;
 
-/// The gates and thresholds in force.
+/// The gates, thresholds and state digest in force.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub gates: Gates,
     pub health: HealthThresholds,
+    /// Left out of the JSON (and so of the state digest) while it is the walk, so a cluster
+    /// that changed its gates before this existed keeps its digests.
+    #[serde(default, skip_serializing_if = "StateDigest::is_walk")]
+    pub state_digest: StateDigest,
+}
+
+/// The settings in force in `state`: the genesis's until a change is approved.
+pub(super) fn in_force(state: &super::LedgerState, cfg: &super::LedgerConfig) -> Settings {
+    state.settings.unwrap_or(Settings {
+        gates: cfg.gates,
+        health: cfg.health,
+        state_digest: cfg.state_digest,
+    })
 }
 
 /// New values for some gates and health thresholds; a field left out keeps its value. The
@@ -47,6 +61,10 @@ pub struct SettingsChange {
     pub health_min_safety: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breach_samples: Option<u32>,
+    /// How the state digest is computed from the next checkpoint on (a cluster upgraded from a
+    /// build before the digest tree moves to it this way, see OPERATIONS.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_digest: Option<StateDigest>,
 }
 
 /// One decimal setting a proposal may change: its name, the change's value for it, where it
@@ -126,6 +144,9 @@ impl SettingsChange {
         if let Some(b) = self.breach_samples {
             s.health.breach_samples = b;
         }
+        if let Some(d) = self.state_digest {
+            s.state_digest = d;
+        }
         s
     }
 
@@ -138,6 +159,9 @@ impl SettingsChange {
         if let Some(b) = self.breach_samples {
             parts.push(format!("breach_samples {b}"));
         }
+        if let Some(d) = self.state_digest {
+            parts.push(format!("state_digest {}", d.name()));
+        }
         format!("settings: {}", parts.join(", "))
     }
 }
@@ -145,10 +169,7 @@ impl SettingsChange {
 impl Ledger {
     /// The gates and health thresholds in force: the genesis's until a change is approved.
     pub fn settings(&self) -> Settings {
-        self.state.settings.unwrap_or(Settings {
-            gates: self.cfg.gates,
-            health: self.cfg.health,
-        })
+        in_force(&self.state, &self.cfg)
     }
 
     /// The quality gates every registered release must meet.

@@ -232,6 +232,34 @@ pub struct Outcome {
     pub rollout: Option<u64>,
 }
 
+/// How the maps of releases, proposals and rollouts enter the state digest. Every validator of
+/// a cluster must use the same: the genesis names it (`[ledger] state_digest`) and a settings
+/// proposal may change it (`scbe propose settings --state-digest tree`), at one sequence number
+/// on every replica, so a cluster upgraded one validator at a time keeps agreeing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateDigest {
+    /// Every entry's digest hashed in key order at each checkpoint: O(entries). What a genesis
+    /// that does not name one gets: the digest clusters signed before the tree existed.
+    #[default]
+    Walk,
+    /// The root of each map's digest tree, updated only where entries changed: O(changes).
+    Tree,
+}
+
+impl StateDigest {
+    pub fn is_walk(&self) -> bool {
+        *self == StateDigest::Walk
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StateDigest::Walk => "walk",
+            StateDigest::Tree => "tree",
+        }
+    }
+}
+
 /// Everything replicated. Serialised (JSON, ordered maps) for the digest and snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerState {
@@ -260,10 +288,10 @@ pub struct LedgerState {
 
 impl LedgerState {
     /// What a checkpoint's digest covers: every field. The maps of releases, proposals and
-    /// rollouts contribute their [`EntryMap::digest`] (a Merkle root over per-entry digests,
-    /// kept up to date as entries change); the rest (small: versions, stage heads, agent
-    /// assignments, counters) its JSON.
-    pub fn digest(&self) -> [u8; 32] {
+    /// rollouts contribute their [`EntryMap::digest`] (with [`StateDigest::Tree`], a Merkle
+    /// root over per-entry digests kept up to date as entries change); the rest (small:
+    /// versions, stage heads, agent assignments, counters) its JSON.
+    pub fn digest(&self, mode: StateDigest) -> [u8; 32] {
         // Destructured so that a field added later cannot be left out of the digest.
         let LedgerState {
             releases,
@@ -287,11 +315,15 @@ impl LedgerState {
             agents,
         ))
         .unwrap_or_default();
+        let tag: &[u8] = match mode {
+            StateDigest::Walk => b"ledger-state/4",
+            StateDigest::Tree => b"ledger-state/5",
+        };
         let parts: [&[u8]; 5] = [
-            b"ledger-state/5",
-            &releases.digest(),
-            &proposals.digest(),
-            &rollouts.digest(),
+            tag,
+            &releases.digest(mode),
+            &proposals.digest(mode),
+            &rollouts.digest(mode),
             &rest,
         ];
         // Notification records and changed settings join the digest once there are any, so
