@@ -22,6 +22,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::delay_relay::{DelayRelay, LinkDelay};
 use crate::local::{dir_bytes, Launch, LocalCluster, LocalOptions};
 use scbe_core::consensus::{Codec as _, Kind, Principal, Request, Signed};
 use scbe_core::crypto::Keypair;
@@ -76,6 +77,14 @@ pub struct BenchOptions {
     /// Plaintext gRPC instead of TLS (to compare the two).
     #[arg(long)]
     pub plaintext: bool,
+    /// One-way delay on every validator-to-validator link (each direction), through a relay
+    /// in front of each validator (`delay_relay.rs`): the cluster as if its validators were far
+    /// apart. Clients reach validators directly (a client next to the primary). 0: no relay.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub delay: Duration,
+    /// With `--delay`: each chunk is delayed up to this much more (uniform), order kept.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub jitter: Duration,
 }
 
 pub struct BenchResult {
@@ -305,7 +314,26 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         plaintext: o.plaintext,
         ..LocalOptions::default()
     };
+    // Relays bind first (their addresses go into the configs), then serve the validators'.
+    let mut listeners = Vec::new();
+    let mut opts = opts;
+    if !o.delay.is_zero() {
+        for _ in 0..o.validators {
+            let l = DelayRelay::bind().await?;
+            opts.peer_relays.push(l.local_addr()?);
+            listeners.push(l);
+        }
+    }
     let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
+    let link = LinkDelay {
+        delay: o.delay,
+        jitter: o.jitter,
+    };
+    let _relays: Vec<DelayRelay> = listeners
+        .into_iter()
+        .zip(&cluster.nodes)
+        .map(|(l, node)| DelayRelay::serve(l, node.addr, link, u64::from(node.id)))
+        .collect();
     cluster.start_all()?;
     let phase = o.duration / 3;
     let load_key =

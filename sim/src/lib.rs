@@ -13,6 +13,7 @@ pub mod bench_trials;
 pub mod byzantine;
 pub mod check;
 pub mod clients;
+pub mod delay_relay;
 pub mod demo;
 pub mod fleet;
 pub mod fleet_driver;

@@ -48,6 +48,9 @@ pub struct LocalOptions {
     /// Each validator serves its dashboard on a loopback port (off only for validators of a
     /// version that has none, e.g. a benchmark's older build).
     pub dashboards: bool,
+    /// Where every validator reaches validator `j`: `peer_relays[j]` (a delaying relay in front
+    /// of it, `scbe-sim bench --delay`), written as `[peers]`; empty: the genesis addresses.
+    pub peer_relays: Vec<std::net::SocketAddr>,
 }
 
 impl Default for LocalOptions {
@@ -73,6 +76,7 @@ impl Default for LocalOptions {
             analysis: None,
             notify: Vec::new(),
             dashboards: true,
+            peer_relays: Vec::new(),
         }
     }
 }

@@ -280,6 +280,8 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
         depth,
         kill_primaries,
         workload,
+        delay,
+        jitter,
         ..
     } = *opts;
     if validators < 4 || clients == 0 || depth == 0 {
@@ -316,6 +318,11 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
                 if depth > 1 { "SubmitStream" } else { "unary Submit" },
                 duration / 3
             );
+            if !delay.is_zero() {
+                println!(
+                    "links between validators: {delay:?} one way (+ up to {jitter:?} jitter), through a relay per validator"
+                );
+            }
             println!("| metric | value |\n|---|---|");
             println!(
                 "| light load: submit-to-decided p50 | {:.2} ms ({} samples) |",

@@ -1,0 +1,173 @@
+//! A TCP relay that delays every byte by a one-way delay (with optional jitter), to benchmark a
+//! cluster as if its validators were far apart (`scbe-sim bench --delay 50ms`).
+//!
+//! Why a relay of our own: the kernel's netem is not available on these machines. The relay sits
+//! in front of one validator; every peer reaches that validator through it (`[peers]` in their
+//! `node.toml`), so each direction of every validator-to-validator link is delayed once. TLS runs
+//! end to end through it (the relay sees only ciphertext; peers pin keys, not addresses).
+//!
+//! How: each accepted connection gets an upstream connection and one pump per direction. A pump
+//! reads what arrives, stamps it with the time it may leave (now + delay + jitter, never before
+//! the previous chunk's time, so bytes stay in order) and a writer sends it then. Bandwidth is
+//! not limited: the delay is latency only, as on a long, fat link. The queue between reader and
+//! writer is bounded; when full the reader waits, which TCP's own flow control passes back to
+//! the sender.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Chunks in flight per direction of one connection before the reader waits.
+const QUEUE_CHUNKS: usize = 4096;
+/// Largest read per chunk.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// One relay: where it listens, and the task serving it (aborted on drop).
+pub struct DelayRelay {
+    pub listen: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DelayRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The delay one chunk gets: `delay`, plus a uniform draw in `0..=jitter`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkDelay {
+    pub delay: Duration,
+    pub jitter: Duration,
+}
+
+impl DelayRelay {
+    /// Binds a loopback port now (so its address can go into configs before `upstream` runs) and
+    /// serves it once [`DelayRelay::serve`] names the upstream.
+    pub async fn bind() -> std::io::Result<TcpListener> {
+        TcpListener::bind("127.0.0.1:0").await
+    }
+
+    /// Relays every connection to `listener` to `upstream`, delaying each direction by `link`.
+    /// `seed` makes the jitter draws repeatable.
+    pub fn serve(listener: TcpListener, upstream: SocketAddr, link: LinkDelay, seed: u64) -> Self {
+        let listen = listener.local_addr().unwrap_or(upstream);
+        let task = tokio::spawn(async move {
+            let mut conn = 0u64;
+            loop {
+                let Ok((down, _)) = listener.accept().await else {
+                    continue;
+                };
+                conn += 1;
+                let seed = seed ^ conn.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                tokio::spawn(async move {
+                    // An upstream that is down (a killed validator) closes the connection, as it
+                    // would without the relay.
+                    let Ok(up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = down.set_nodelay(true);
+                    let _ = up.set_nodelay(true);
+                    let (down_r, down_w) = down.into_split();
+                    let (up_r, up_w) = up.into_split();
+                    let there = tokio::spawn(pump(down_r, up_w, link, seed));
+                    let back = tokio::spawn(pump(up_r, down_w, link, seed.rotate_left(17)));
+                    let _ = tokio::join!(there, back);
+                });
+            }
+        });
+        Self { listen, task }
+    }
+}
+
+/// Copies `from` to `to`, each chunk leaving `link` after it arrived, in order. Ends when
+/// either side closes (the write side is shut down so the other end sees the close too).
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    link: LinkDelay,
+    seed: u64,
+) {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(QUEUE_CHUNKS);
+    let writer = tokio::spawn(async move {
+        while let Some((at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut last = Instant::now();
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let jitter = if link.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(rng.random_range(0..=link.jitter.as_nanos() as u64))
+        };
+        // Never before the previous chunk: a stream's bytes keep their order.
+        let at = (Instant::now() + link.delay + jitter).max(last);
+        last = at;
+        if tx.send((at, buf[..n].to_vec())).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes arrive whole and in order, and not before the delay; the reply comes back delayed
+    /// too, so a round trip takes at least two delays.
+    #[tokio::test]
+    async fn bytes_arrive_in_order_after_the_delay_each_way() {
+        let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream = echo.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let link = LinkDelay {
+            delay: Duration::from_millis(30),
+            jitter: Duration::from_millis(5),
+        };
+        let relay = DelayRelay::serve(DelayRelay::bind().await.expect("bind"), upstream, link, 7);
+        let mut s = TcpStream::connect(relay.listen).await.expect("connect");
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let start = std::time::Instant::now();
+        let (mut r, mut w) = s.split();
+        let write = async {
+            for chunk in sent.chunks(7_000) {
+                w.write_all(chunk).await.expect("write");
+            }
+        };
+        let mut got = vec![0u8; sent.len()];
+        let read = r.read_exact(&mut got);
+        let (_, read) = tokio::join!(write, read);
+        read.expect("echoed whole");
+        assert_eq!(got, sent, "in order, nothing lost");
+        assert!(
+            start.elapsed() >= Duration::from_millis(60),
+            "a round trip through the relay takes two delays: {:?}",
+            start.elapsed()
+        );
+    }
+}
