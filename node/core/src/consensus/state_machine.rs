@@ -28,4 +28,19 @@ pub trait StateMachine: Send {
     fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError>;
     /// Replaces the state with `snapshot`.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError>;
+    /// Replaces the state with `snapshot` only if `accept` approves the digest the state would
+    /// then have (`Ok(false)`: refused, nothing changed). An application that can decode once
+    /// and keep what it decoded overrides it (the ledger: a large snapshot's JSON is the most
+    /// expensive thing a restart or a state transfer reads); this default decodes twice.
+    fn restore_if(
+        &mut self,
+        snapshot: &[u8],
+        accept: &mut dyn FnMut(Digest) -> bool,
+    ) -> Result<bool, SnapshotError> {
+        if !accept(self.snapshot_digest(snapshot)?) {
+            return Ok(false);
+        }
+        self.restore(snapshot)?;
+        Ok(true)
+    }
 }

@@ -35,6 +35,8 @@ mod ledger_rollout_tests;
 #[cfg(test)]
 mod ledger_settings_tests;
 #[cfg(test)]
+mod ledger_snapshot_tests;
+#[cfg(test)]
 mod ledger_tests;
 /// A ledger world for tests (here and, with the `testkit` feature, in the crates above).
 #[cfg(any(test, feature = "testkit"))]

@@ -89,15 +89,13 @@ impl<A: StateMachine> Replica<A> {
         }
         let stable_seq = r.stable.seq;
         if let Some(snap) = snapshots.remove(&stable_seq) {
-            let digest = state_digest(
-                snap.seq,
-                r.app.snapshot_digest(&snap.app_state)?,
-                &snap.nonces,
-            );
-            if digest != r.stable.state_digest {
+            let digest = r.stable.state_digest;
+            let matches = r.app.restore_if(&snap.app_state, &mut |app| {
+                state_digest(snap.seq, app, &snap.nonces) == digest
+            })?;
+            if !matches {
                 return Err(RestoreError::SnapshotMismatch(stable_seq));
             }
-            r.app.restore(&snap.app_state)?;
             r.nonces = snap.nonces.clone();
             r.last_executed = stable_seq;
             r.snapshots.insert(stable_seq, (digest, snap));

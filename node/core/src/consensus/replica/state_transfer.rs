@@ -239,17 +239,17 @@ impl<A: StateMachine> Replica<A> {
         if snap.seq != cert.seq {
             return Err("state transfer snapshot for another sequence number");
         }
-        let app_digest = self
+        let digest = cert.state_digest;
+        // Decoded once; installed only if it matches the certificate.
+        let matches = self
             .app
-            .snapshot_digest(&snap.app_state)
+            .restore_if(&snap.app_state, &mut |app| {
+                state_digest(snap.seq, app, &snap.nonces) == digest
+            })
             .map_err(|_| "state transfer snapshot does not decode")?;
-        let digest = state_digest(snap.seq, app_digest, &snap.nonces);
-        if digest != cert.state_digest {
+        if !matches {
             return Err("state transfer snapshot does not match its certificate");
         }
-        self.app
-            .restore(&snap.app_state)
-            .map_err(|_| "state transfer snapshot does not restore")?;
         self.nonces = snap.nonces.clone();
         self.last_executed = snap.seq;
         self.checkpoint_clock.restart();

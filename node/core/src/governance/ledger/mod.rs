@@ -447,6 +447,16 @@ struct SnapshotOwned {
     journal: Journal,
 }
 
+impl Ledger {
+    /// Replaces the state and journal with a decoded snapshot's.
+    fn install(&mut self, s: SnapshotOwned) {
+        self.state = s.state;
+        self.journal = s.journal;
+        self.agent_keys = keys_of(&self.state);
+        self.fleet_generation += 1;
+    }
+}
+
 fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotOwned, SnapshotError> {
     serde_json::from_slice(bytes).map_err(|e| SnapshotError(e.to_string()))
 }
@@ -510,11 +520,24 @@ impl StateMachine for Ledger {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
-        let s = decode_snapshot(snapshot)?;
-        self.state = s.state;
-        self.journal = s.journal;
-        self.agent_keys = keys_of(&self.state);
-        self.fleet_generation += 1;
+        self.install(decode_snapshot(snapshot)?);
         Ok(())
+    }
+
+    /// Decodes once: the decoded state is settled (each entry's JSON and digest cached, the
+    /// digest tree built), digested, and kept if accepted, so neither a second decode nor a
+    /// later settle of every entry follows.
+    fn restore_if(
+        &mut self,
+        snapshot: &[u8],
+        accept: &mut dyn FnMut(Digest) -> bool,
+    ) -> Result<bool, SnapshotError> {
+        let mut s = decode_snapshot(snapshot)?;
+        s.state.settle();
+        if !accept(state_digest_of(&s.state, &s.journal, &self.cfg)) {
+            return Ok(false);
+        }
+        self.install(s);
+        Ok(true)
     }
 }

@@ -1,0 +1,39 @@
+//! Restoring a snapshot (a restart, a state transfer): the ledger decodes it once, installs it
+//! only at the digest the caller expects, and leaves itself untouched when refused.
+
+use super::ledger::{Ledger, StateDigest};
+use super::ledger_world::World;
+use crate::consensus::StateMachine as _;
+
+#[test]
+fn a_snapshot_is_installed_only_at_the_expected_digest() {
+    for mode in [StateDigest::Tree, StateDigest::Walk] {
+        let mut w = World::with_state_digest(mode);
+        w.register("r1");
+        w.register("r2");
+        let snapshot = w.ledger.snapshot().bytes().to_vec();
+        let want = w.ledger.digest();
+
+        let mut fresh = Ledger::new(w.ledger.config().clone());
+        let genesis = fresh.digest();
+        let refused = fresh.restore_if(&snapshot, &mut |d| d != want);
+        assert_eq!(refused, Ok(false), "{mode:?}");
+        assert_eq!(fresh.digest(), genesis, "refused: nothing changed");
+        assert!(fresh.state().releases.is_empty());
+
+        let mut seen = None;
+        let accepted = fresh.restore_if(&snapshot, &mut |d| {
+            seen = Some(d);
+            d == want
+        });
+        assert_eq!(accepted, Ok(true), "{mode:?}");
+        assert_eq!(seen, Some(want), "the digest offered is the snapshot's");
+        assert_eq!(fresh.digest(), want);
+        assert_eq!(fresh.state(), w.ledger.state());
+
+        // Bytes that are not a snapshot are an error, not a refusal, and change nothing.
+        let mut other = Ledger::new(w.ledger.config().clone());
+        assert!(other.restore_if(b"{not json", &mut |_| true).is_err());
+        assert_eq!(other.digest(), genesis);
+    }
+}
