@@ -14,6 +14,12 @@
 //!
 //! *Checkpoint, before* is then checkpoint − tree + walk: the same encoding, the old digest.
 //! Medians of `rounds`.
+//!
+//! Restore (`--restore-releases`): a real ledger registers that many releases (as `scbe-sim bench
+//! --workload register` does), its snapshot is taken, and a fresh ledger installs it the way a
+//! restart or a state transfer does: `restore_if` (decode once, settle, digest, keep) against
+//! the path before it (decode for the digest, decode again to restore, then settle every entry
+//! at the next checkpoint). Medians of `rounds`.
 
 use std::time::{Duration, Instant};
 
@@ -115,6 +121,115 @@ pub fn run_and_print(sizes: &[usize], changes: usize, rounds: usize) {
             ms(s.checkpoint_before()) / ms(s.checkpoint).max(1e-9),
             ms(s.tree),
             ms(s.walk),
+        );
+    }
+}
+
+/// One restore measurement: the snapshot's size and both paths' medians.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreSample {
+    pub releases: usize,
+    pub snapshot_bytes: usize,
+    /// `restore_if`: decode once, settle, digest, keep.
+    pub once: Duration,
+    /// `snapshot_digest`, then `restore`, then the next checkpoint's settle.
+    pub twice: Duration,
+}
+
+/// A ledger with `releases` registered releases, its snapshot and its digest.
+fn registered_ledger(
+    releases: usize,
+) -> (
+    scbe_core::governance::Ledger,
+    Vec<u8>,
+    scbe_core::consensus::Digest,
+) {
+    use scbe_core::consensus::StateMachine as _;
+    use scbe_core::crypto::Keypair;
+    use scbe_core::governance::ledger::Signer;
+    use scbe_core::governance::{Ledger, LedgerConfig, Operation};
+    let validators: Vec<_> = (0..4)
+        .map(|i| Keypair::from_label(&format!("bench/validator/{i}")).public())
+        .collect();
+    let cfg: LedgerConfig = crate::fleet::ledger_config(
+        validators,
+        &[],
+        crate::fleet::MIN_SAMPLES,
+        StateDigest::Tree,
+    );
+    let mut ledger = Ledger::new(cfg);
+    let requester = Keypair::from_label("bench/requester").public();
+    for i in 0..releases as u64 {
+        let op = Operation::RegisterRelease {
+            release: crate::releases::bench_release(&format!("r{i:07}"), i),
+        };
+        let o = ledger.apply_operation(
+            i + 1,
+            Signer::Requester(requester),
+            &requester,
+            i + 1,
+            &op.to_bytes(),
+        );
+        assert!(o.accepted, "{:?}", o.reasons);
+    }
+    ledger.before_checkpoint();
+    let snapshot = ledger.snapshot().bytes().to_vec();
+    let digest = ledger.digest();
+    (ledger, snapshot, digest)
+}
+
+/// Measures restoring a snapshot of `releases` registered releases both ways.
+pub fn measure_restore(releases: usize, rounds: usize) -> RestoreSample {
+    use scbe_core::consensus::StateMachine as _;
+    use scbe_core::governance::Ledger;
+    let (ledger, snapshot, want) = registered_ledger(releases);
+    let cfg = ledger.config().clone();
+    let (mut once, mut twice) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let mut fresh = Ledger::new(cfg.clone());
+        let t = Instant::now();
+        let ok = fresh
+            .restore_if(&snapshot, &mut |d| d == want)
+            .expect("decodes");
+        fresh.before_checkpoint();
+        once.push(t.elapsed());
+        assert!(ok && fresh.digest() == want, "restored at the digest");
+
+        let mut fresh = Ledger::new(cfg.clone());
+        let t = Instant::now();
+        let d = fresh.snapshot_digest(&snapshot).expect("decodes");
+        assert_eq!(d, want);
+        fresh.restore(&snapshot).expect("restores");
+        fresh.before_checkpoint();
+        twice.push(t.elapsed());
+    }
+    RestoreSample {
+        releases,
+        snapshot_bytes: snapshot.len(),
+        once: median(once),
+        twice: median(twice),
+    }
+}
+
+pub fn print_restore(releases: &[usize], rounds: usize) {
+    if releases.is_empty() {
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!();
+    println!(
+        "| releases | snapshot | decoded once (after) | decoded twice (before) | before / after |"
+    );
+    println!("|---|---|---|---|---|");
+    for &n in releases {
+        let s = measure_restore(n, rounds);
+        println!(
+            "| {} | {:.1} MB | {:.0} ms | {:.0} ms | {:.2}x |",
+            s.releases,
+            s.snapshot_bytes as f64 / 1e6,
+            ms(s.once),
+            ms(s.twice),
+            ms(s.twice) / ms(s.once).max(1e-9),
         );
     }
 }

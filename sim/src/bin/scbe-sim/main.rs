@@ -238,6 +238,10 @@ enum Command {
         /// Rounds per size; the median is reported.
         #[arg(long, default_value_t = 9)]
         rounds: usize,
+        /// Also measure restoring a snapshot of a ledger with this many registered releases
+        /// (each size), decoded once against the path before (decoded twice).
+        #[arg(long, value_delimiter = ',')]
+        restore_releases: Vec<usize>,
     },
 }
 
@@ -389,12 +393,14 @@ fn main() -> ExitCode {
             sizes,
             changes,
             rounds,
+            restore_releases,
         } => {
             if rounds == 0 {
                 eprintln!("error: --rounds must be at least 1");
                 return ExitCode::from(2);
             }
             scbe_sim::bench_digest::run_and_print(&sizes, changes, rounds);
+            scbe_sim::bench_digest::print_restore(&restore_releases, rounds);
             ExitCode::SUCCESS
         }
         Command::BenchCore {
