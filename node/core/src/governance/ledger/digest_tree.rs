@@ -212,11 +212,13 @@ mod tests {
         x
     }
 
-    /// The root by definition: every leaf and node of the full tree hashed, nothing cached.
+    /// The root by definition: every leaf and node of the full tree hashed, nothing cached
+    /// (leaves addressed here, not by `leaf_of`, so a wrong address cannot cancel out).
     fn by_definition(digests: &[Hash]) -> Hash {
         let mut by_leaf: BTreeMap<u32, Vec<Hash>> = BTreeMap::new();
         for x in digests {
-            by_leaf.entry(leaf_of(x)).or_default().push(*x);
+            let leaf = u32::from(x[0]) << 8 | u32::from(x[1]);
+            by_leaf.entry(leaf).or_default().push(*x);
         }
         let mut level: Vec<Hash> = (0..1u32 << 16)
             .map(|leaf| {
@@ -258,6 +260,23 @@ mod tests {
         assert_eq!(DigestTree::of([a, b]).root(), by_definition(&[a, b]));
         assert_eq!(DigestTree::of([b, a]).root(), DigestTree::of([a, b]).root());
         assert_ne!(DigestTree::of([a]).root(), DigestTree::of([a, a]).root());
+    }
+
+    /// The root is current only between a refresh and the next change (`EntryMap::digest`
+    /// reads it only then); emptiness and the count follow inserts and removes.
+    #[test]
+    fn freshness_and_size_follow_changes() {
+        let mut t = DigestTree::default();
+        assert!(t.is_fresh() && t.is_empty());
+        t.insert(d(1));
+        assert!(!t.is_fresh() && !t.is_empty());
+        assert_eq!(t.len(), 1);
+        t.refresh();
+        assert!(t.is_fresh());
+        assert!(t.remove(&d(1)));
+        assert!(!t.is_fresh() && t.is_empty());
+        t.refresh();
+        assert!(t.is_fresh());
     }
 
     #[test]
