@@ -333,7 +333,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         .into_iter()
         .zip(&cluster.nodes)
         .map(|(l, node)| DelayRelay::serve(l, node.addr, link, u64::from(node.id)))
-        .collect();
+        .collect::<std::io::Result<_>>()?;
     cluster.start_all()?;
     let phase = o.duration / 3;
     let load_key =

@@ -55,8 +55,13 @@ impl DelayRelay {
 
     /// Relays every connection to `listener` to `upstream`, delaying each direction by `link`.
     /// `seed` makes the jitter draws repeatable.
-    pub fn serve(listener: TcpListener, upstream: SocketAddr, link: LinkDelay, seed: u64) -> Self {
-        let listen = listener.local_addr().unwrap_or(upstream);
+    pub fn serve(
+        listener: TcpListener,
+        upstream: SocketAddr,
+        link: LinkDelay,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        let listen = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let mut conn = 0u64;
             loop {
@@ -81,7 +86,7 @@ impl DelayRelay {
                 });
             }
         });
-        Self { listen, task }
+        Ok(Self { listen, task })
     }
 }
 
@@ -149,7 +154,8 @@ mod tests {
             delay: Duration::from_millis(30),
             jitter: Duration::from_millis(5),
         };
-        let relay = DelayRelay::serve(DelayRelay::bind().await.expect("bind"), upstream, link, 7);
+        let relay = DelayRelay::serve(DelayRelay::bind().await.expect("bind"), upstream, link, 7)
+            .expect("serves");
         let mut s = TcpStream::connect(relay.listen).await.expect("connect");
         let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let start = std::time::Instant::now();

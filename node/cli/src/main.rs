@@ -145,16 +145,8 @@ struct SettingsArgs {
     /// How checkpoints digest the state: `tree` (cost grows with what changed) or `walk`
     /// (every entry, each checkpoint; a genesis that names none). Move an upgraded cluster to
     /// `tree` once every validator runs a build that has it (OPERATIONS.md).
-    #[arg(long, value_name = "MODE", value_parser = parse_state_digest)]
+    #[arg(long, value_name = "MODE")]
     state_digest: Option<StateDigest>,
-}
-
-fn parse_state_digest(s: &str) -> Result<StateDigest, String> {
-    match s {
-        "tree" => Ok(StateDigest::Tree),
-        "walk" => Ok(StateDigest::Walk),
-        other => Err(format!("{other:?} is not a state digest: tree or walk")),
-    }
 }
 
 impl SettingsArgs {

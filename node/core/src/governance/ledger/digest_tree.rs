@@ -14,9 +14,9 @@
 //! - an empty subtree hashes as one built of empty leaves (a constant per level), so only
 //!   non-empty subtrees are stored and a small map costs little.
 //!
-//! The tree's [`DigestTree::root`] binds the number of digests too. A peer holding a leaf's
-//! digests and the 15 siblings' hashes at each level can check them against the root: that is
-//! what lets a part of the state be verified alone.
+//! The tree's [`DigestTree::root`] binds the number of digests too. The shape would let a peer
+//! check one leaf's digests against the root from the 15 siblings' hashes at each level; no
+//! proof of that kind is built or served yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 

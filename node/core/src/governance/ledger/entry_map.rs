@@ -82,10 +82,9 @@ pub struct EntryMap<K, V> {
     /// Bytes of cached JSON, keys included: about what serialising the map takes.
     json_bytes: usize,
     /// The digests of the cached entries (exactly those), once built: the first
-    /// [`EntryMap::settle`] of a map builds it, later ones update it.
+    /// [`EntryMap::settle`] of a map builds it, later ones update it. Its length is how many
+    /// entries are cached.
     tree: Option<DigestTree>,
-    /// Entries whose JSON is cached.
-    cached: usize,
 }
 
 /// A clone shares every entry but not the digest tree: clones are checkpoints' snapshots, which
@@ -97,7 +96,6 @@ impl<K: Clone, V> Clone for EntryMap<K, V> {
             dirty: self.dirty.clone(),
             json_bytes: self.json_bytes,
             tree: None,
-            cached: self.cached,
         }
     }
 }
@@ -109,7 +107,6 @@ impl<K, V> Default for EntryMap<K, V> {
             dirty: BTreeSet::new(),
             json_bytes: 0,
             tree: None,
-            cached: 0,
         }
     }
 }
@@ -158,16 +155,10 @@ impl<K: Ord + Clone, V> EntryMap<K, V> {
 
     /// Drops `slot`'s cached JSON and its digest from the tree (the entry is about to change
     /// or go).
-    fn forget(
-        json_bytes: &mut usize,
-        cached: &mut usize,
-        tree: &mut Option<DigestTree>,
-        slot: &mut Slot<V>,
-    ) {
+    fn forget(json_bytes: &mut usize, tree: &mut Option<DigestTree>, slot: &mut Slot<V>) {
         if let Some(c) = slot.cached.take() {
             // Saturating: an estimate must never be a reason to panic.
             *json_bytes = json_bytes.saturating_sub(c.bytes);
-            *cached = cached.saturating_sub(1);
             if let Some(tree) = tree {
                 tree.remove(&c.digest);
             }
@@ -184,7 +175,7 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         K: Borrow<Q>,
     {
         let slot = self.entries.get_mut(key)?;
-        Self::forget(&mut self.json_bytes, &mut self.cached, &mut self.tree, slot);
+        Self::forget(&mut self.json_bytes, &mut self.tree, slot);
         self.dirty.insert(key.to_owned());
         Some(Arc::make_mut(&mut slot.value))
     }
@@ -210,12 +201,7 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
     }
 
     fn dropped(&mut self, mut old: Slot<V>) -> V {
-        Self::forget(
-            &mut self.json_bytes,
-            &mut self.cached,
-            &mut self.tree,
-            &mut old,
-        );
+        Self::forget(&mut self.json_bytes, &mut self.tree, &mut old);
         Arc::try_unwrap(old.value).unwrap_or_else(|shared| (*shared).clone())
     }
 
@@ -248,7 +234,6 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
                     json: Arc::from(raw),
                 };
                 self.json_bytes += cached.bytes;
-                self.cached += 1;
                 tree.insert(cached.digest);
                 slot.cached = Some(cached);
             }
@@ -264,8 +249,9 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
     ///   every entry's [`entry_digest`] in key order. O(entries) always.
     pub fn digest(&self, mode: StateDigest) -> [u8; 32] {
         match (mode, &self.tree) {
+            // Fresh, and holding every entry (all of them cached).
             (StateDigest::Tree, Some(tree))
-                if tree.is_fresh() && self.cached == self.entries.len() =>
+                if tree.is_fresh() && tree.len() == self.entries.len() as u64 =>
             {
                 tree.root()
             }
@@ -343,7 +329,6 @@ impl<K: Ord + Clone, V> From<BTreeMap<K, V>> for EntryMap<K, V> {
                 .collect(),
             json_bytes: 0,
             tree: None,
-            cached: 0,
         }
     }
 }

@@ -167,7 +167,8 @@ impl SettingsChange {
 }
 
 impl Ledger {
-    /// The gates and health thresholds in force: the genesis's until a change is approved.
+    /// The gates, health thresholds and state digest in force: the genesis's until a change
+    /// is approved.
     pub fn settings(&self) -> Settings {
         in_force(&self.state, &self.cfg)
     }

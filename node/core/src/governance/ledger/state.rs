@@ -260,6 +260,17 @@ impl StateDigest {
     }
 }
 
+/// The [`StateDigest::name`]s (what the genesis and `scbe propose settings` write).
+impl std::str::FromStr for StateDigest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [StateDigest::Walk, StateDigest::Tree]
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| format!("{s:?} is not a state digest: tree or walk"))
+    }
+}
+
 /// Everything replicated. Serialised (JSON, ordered maps) for the digest and snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerState {
