@@ -32,6 +32,7 @@ pub mod notify;
 pub mod reads;
 mod runtime;
 pub mod services;
+pub mod snapshot_encoder;
 pub mod storage;
 pub mod testnet;
 pub mod timeouts;

@@ -268,6 +268,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         id,
         step,
         store,
+        encoder: crate::snapshot_encoder::SnapshotEncoder::new(
+            crate::snapshot_encoder::ENCODE_INLINE_BELOW,
+        ),
         peers,
         pacer,
         waiters: BTreeMap::new(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use scbe_core::consensus::{Action, Envelope, Input, Kind, Message, Status};
+use scbe_core::consensus::{Action, Envelope, Input, Kind, Message, Record, Status};
 use scbe_core::crypto::PublicKey;
 use scbe_core::governance::ledger::operation_digest;
 use scbe_core::governance::release::hex;
@@ -26,7 +26,8 @@ use crate::metrics::Metrics;
 use crate::node::{NodeError, MAX_TURN};
 use crate::notify::NotifyView;
 use crate::reads::{EventFeed, Position, ReadIndex, ReadModel};
-use crate::storage::RecordStore;
+use crate::snapshot_encoder::SnapshotEncoder;
+use crate::storage::{EncodedSnapshot, RecordStore};
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
 use scbe_wire::supervisor::Supervisor;
@@ -48,6 +49,8 @@ pub(crate) struct Runtime {
     /// Replica, ledger and watcher: every decision this validator takes.
     pub(crate) step: ValidatorStep,
     pub(crate) store: RecordStore,
+    /// Encodes large snapshots off this loop (`crate::snapshot_encoder`).
+    pub(crate) encoder: SnapshotEncoder,
     pub(crate) peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>>,
     /// Keeps this validator's heartbeats going while it leads and is inside a long turn.
     pub(crate) pacer: Arc<HeartbeatPacer>,
@@ -190,6 +193,10 @@ impl Runtime {
                     self.refresh_summary();
                     continue;
                 }
+                Some(encoded) = self.encoder.finished(), if self.encoder.is_busy() => {
+                    self.commit_snapshot(&encoded)?;
+                    continue;
+                }
             };
             let mut turn = vec![first];
             while turn.len() < MAX_TURN {
@@ -307,11 +314,31 @@ impl Runtime {
         }
     }
 
+    /// A snapshot encoded off the loop, made durable (see `crate::snapshot_encoder`).
+    fn commit_snapshot(&mut self, encoded: &EncodedSnapshot) -> Result<(), NodeError> {
+        let start = Instant::now();
+        let written = tokio::task::block_in_place(|| self.store.commit_snapshot(encoded))?;
+        tracing::debug!(
+            node = self.id,
+            seq = encoded.seq(),
+            bytes = encoded.stored_bytes(),
+            written,
+            ms = start.elapsed().as_millis() as u64,
+            "snapshot encoded off the loop persisted"
+        );
+        Ok(())
+    }
+
     /// Persists the turn's records in one commit, then performs everything else in order.
+    /// Large snapshots are handed to the encoder instead, and land later.
     pub(crate) fn perform(&mut self, actions: Vec<Action>) -> Result<(), NodeError> {
+        let encoder = &mut self.encoder;
         let records: Vec<_> = actions
             .iter()
             .filter_map(|a| match a {
+                Action::Persist(Record::Snapshot(s)) => {
+                    encoder.offer(s.clone()).map(Record::Snapshot)
+                }
                 Action::Persist(r) => Some(r.clone()),
                 _ => None,
             })

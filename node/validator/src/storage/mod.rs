@@ -8,10 +8,12 @@ pub mod store_reader;
 pub mod value_codec;
 
 pub use audit_trail::AuditChunk;
-pub use record_store::{RecordStore, StorageError};
+pub use record_store::{EncodedSnapshot, RecordStore, StorageError};
 pub use store_reader::StoreReader;
 
 #[cfg(test)]
 mod audit_trail_tests;
+#[cfg(test)]
+mod restart_tests;
 #[cfg(test)]
 mod tests;

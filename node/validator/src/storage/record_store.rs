@@ -7,6 +7,9 @@
 //! - A stable checkpoint compacts the log exactly like the core expects on restore: records at or
 //!   below the checkpoint go, except its snapshot; only the latest view-change / entered-view
 //!   record is kept.
+//! - A large snapshot may arrive later, encoded off the core's loop
+//!   ([`RecordStore::commit_snapshot`]): nothing waits for it, because the audit trail keeps every
+//!   decided batch, so a restart before it lands replays from an older snapshot.
 //! - [`RecordStore::open`] refuses a file that is corrupt, truncated, from another format
 //!   version or written by another validator key, and [`RecordStore::load`] re-verifies every
 //!   signature: a node that cannot trust its vote guard must not start, or it might double-sign.
@@ -104,6 +107,34 @@ pub enum StorageError {
     },
     #[error("storage operation on {path} failed: {detail}")]
     Io { path: PathBuf, detail: String },
+}
+
+/// A snapshot record encoded and compressed ahead of its commit, off the core's loop (JSON of the
+/// whole ledger and zstd: hundreds of milliseconds for a large state).
+pub struct EncodedSnapshot {
+    seq: u64,
+    packed: Vec<u8>,
+}
+
+impl EncodedSnapshot {
+    /// Encodes `snapshot` as `commit_turn` would store it (this is where a lazy snapshot's bytes
+    /// are made).
+    pub fn encode(snapshot: &scbe_core::consensus::Snapshot) -> Self {
+        Self {
+            seq: snapshot.seq.0,
+            packed: pack(&encode_record(&Record::Snapshot(snapshot.clone()))),
+        }
+    }
+
+    /// The checkpoint's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Its stored size (compressed).
+    pub fn stored_bytes(&self) -> usize {
+        self.packed.len()
+    }
 }
 
 /// What each record of the `records` table is about, by its index there.
@@ -397,6 +428,34 @@ impl RecordStore {
         self.next_index = next_index;
         self.index = index;
         Ok(())
+    }
+
+    /// Makes a snapshot encoded off the loop durable in a transaction of its own. One no newer
+    /// than a snapshot already stored is skipped: compaction keeps the newest snapshot at or
+    /// below the stable checkpoint, so an older one would never be used. Returns whether it was
+    /// written.
+    pub fn commit_snapshot(&mut self, snapshot: &EncodedSnapshot) -> Result<bool, StorageError> {
+        let newest = self
+            .index
+            .values()
+            .filter(|(kind, _)| *kind == StoredKind::Snapshot)
+            .filter_map(|(_, seq)| *seq)
+            .max();
+        if newest.is_some_and(|s| s >= snapshot.seq) {
+            return Ok(false);
+        }
+        let txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+            table
+                .insert(self.next_index, snapshot.packed.as_slice())
+                .map_err(|e| self.io(e))?;
+        }
+        txn.commit().map_err(|e| self.io(e))?;
+        self.index
+            .insert(self.next_index, (StoredKind::Snapshot, Some(snapshot.seq)));
+        self.next_index += 1;
+        Ok(true)
     }
 
     /// Removes records whose (kind, seq) matches `pred`, from the table and from `index` (the
