@@ -318,14 +318,26 @@ impl Runtime {
     fn commit_snapshot(&mut self, encoded: &EncodedSnapshot) -> Result<(), NodeError> {
         let start = Instant::now();
         let written = tokio::task::block_in_place(|| self.store.commit_snapshot(encoded))?;
-        tracing::debug!(
-            node = self.id,
-            seq = encoded.seq(),
-            bytes = encoded.stored_bytes(),
-            written,
-            ms = start.elapsed().as_millis() as u64,
-            "snapshot encoded off the loop persisted"
-        );
+        let took = start.elapsed();
+        // The write itself still holds the loop (redb has one writer): seen like a slow commit.
+        if took >= SLOW_COMMIT {
+            tracing::warn!(
+                node = self.id,
+                ms = took.as_millis() as u64,
+                seq = encoded.seq(),
+                bytes = encoded.stored_bytes(),
+                "slow storage commit of a snapshot encoded off the loop"
+            );
+        } else {
+            tracing::debug!(
+                node = self.id,
+                seq = encoded.seq(),
+                bytes = encoded.stored_bytes(),
+                written,
+                ms = took.as_millis() as u64,
+                "snapshot encoded off the loop persisted"
+            );
+        }
         Ok(())
     }
 
