@@ -175,6 +175,29 @@ fn the_canary_recheck_passes_at_the_bound_and_is_made_for_production_only() {
     );
 }
 
+/// The re-check reads the newest rollout of the version that did not fail: a later promotion
+/// of it that failed to start (the fleet was busy) leaves the completed canary in force.
+#[test]
+fn the_canary_recheck_skips_failed_rollouts_of_the_version() {
+    use super::ledger::RolloutStatus;
+    let mut w = World::new();
+    let canary = w.promote_to_canary("r1");
+    w.complete_batches(canary, "r1");
+    let o = w.request(promotion("r1", Stage::Production));
+    assert!(o.accepted, "{:?}", o.reasons);
+    let p = o.proposal.expect("proposal");
+    // Planted: what an earlier production proposal of r1 leaves when the fleet was busy.
+    let mut failed = w.ledger.state().rollouts[&canary].clone();
+    failed.id = canary + 1;
+    failed.status = RolloutStatus::Failed;
+    failed.reports.clear();
+    w.ledger.state_mut().rollouts.insert(failed.id, failed);
+    assert_eq!(
+        w.ledger.evaluate(p),
+        (true, vec!["all checks pass".to_string()])
+    );
+}
+
 /// `Abort`: a requester proposes it, validators evaluate and vote; at approval the promotion
 /// rolls back what it touched with the requester's reason; what is not a promotion in progress
 /// cannot be aborted, and an abort that arrives after the rollout ended changes nothing.

@@ -132,6 +132,156 @@ fn a_failed_deploy_ack_rolls_back_and_the_rollback_completes_on_signed_acks() {
     assert!(w.ledger.current_order(r).is_none());
 }
 
+/// Only a failed deploy, acknowledged by an agent of the current batch, proves anything: a
+/// failed ack from an agent outside it, or a successful one, does not.
+#[test]
+fn auto_rollback_counts_only_failed_deploy_acks_from_the_current_batch() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let batch = w.ledger.state().rollouts[&r].batches[0].clone();
+    let inside = w.agent_index(&batch[0]);
+    let outside = (0..w.agents.len())
+        .find(|i| !batch.contains(&w.agents[*i].0.id))
+        .expect("an agent outside batch 1");
+    let auto = |acks: Vec<DeployAck>| Operation::AutoRollback {
+        rollout: r,
+        reports: vec![],
+        acks,
+    };
+    let failed_outside = w.ack_with(outside, r, OrderAction::Deploy, "v1", AckOutcome::Failed);
+    let o = w.submit(Signer::Validator(1), &auto(vec![failed_outside]));
+    assert!(!o.accepted);
+    assert!(
+        o.reasons
+            .iter()
+            .any(|x| x.contains("not in the current batch")),
+        "{:?}",
+        o.reasons
+    );
+    let done_inside = w.ack(inside, r, "v1");
+    let o = w.submit(Signer::Validator(1), &auto(vec![done_inside]));
+    assert!(!o.accepted);
+    assert!(
+        o.reasons
+            .iter()
+            .any(|x| x.contains("did not report a failed deploy")),
+        "{:?}",
+        o.reasons
+    );
+    assert_eq!(
+        w.ledger.state().rollouts[&r].status,
+        RolloutStatus::InProgress
+    );
+    let failed_inside = w.ack_with(inside, r, OrderAction::Deploy, "v1", AckOutcome::Failed);
+    assert!(
+        w.submit(Signer::Validator(1), &auto(vec![failed_inside]))
+            .accepted
+    );
+}
+
+/// A rollback completes only on `Done` acks from agents whose rollback is pending.
+#[test]
+fn a_rollback_completes_only_on_done_acks_of_agents_pending_it() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let batch = w.ledger.state().rollouts[&r].batches[0].clone();
+    let a = w.agent_index(&batch[0]);
+    let failed = w.ack_with(a, r, OrderAction::Deploy, "v1", AckOutcome::Failed);
+    let o = w.submit(
+        Signer::Validator(2),
+        &Operation::AutoRollback {
+            rollout: r,
+            reports: vec![],
+            acks: vec![failed],
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let outside = (0..w.agents.len())
+        .find(|i| !batch.contains(&w.agents[*i].0.id))
+        .expect("an agent outside batch 1");
+    let done =
+        |w: &World, i: usize, outcome| w.ack_with(i, r, OrderAction::Rollback, "v0", outcome);
+    for (what, ack, reason) in [
+        (
+            "an agent with no rollback pending",
+            done(&w, outside, AckOutcome::Done),
+            "has no rollback pending",
+        ),
+        (
+            "a rollback that failed",
+            done(&w, a, AckOutcome::Failed),
+            "did not roll back",
+        ),
+    ] {
+        let o = w.submit(
+            Signer::Validator(0),
+            &Operation::RollbackDone {
+                rollout: r,
+                acks: vec![ack],
+            },
+        );
+        assert!(!o.accepted, "{what}");
+        assert!(
+            o.reasons.iter().any(|x| x.contains(reason)),
+            "{what}: {:?}",
+            o.reasons
+        );
+        let ro = &w.ledger.state().rollouts[&r];
+        assert_eq!(ro.rollback_pending.len(), batch.len(), "{what}");
+    }
+}
+
+/// A no-data claim names agents, all of the current batch; the rollback it leads to names the
+/// batch that missed its deadline.
+#[test]
+fn a_no_data_claim_names_only_agents_of_the_current_batch() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let step = w.step(r);
+    let batch = w.ledger.state().rollouts[&r].batches[0].clone();
+    let outside = w
+        .agents
+        .iter()
+        .map(|(a, _)| a.id.clone())
+        .find(|id| !batch.contains(id))
+        .expect("an agent outside batch 1");
+    let claim = |agents: Vec<String>| Operation::NoData {
+        rollout: r,
+        issued_seq: step,
+        agents,
+    };
+    for (what, agents) in [
+        ("no agent", vec![]),
+        (
+            "an agent outside the batch",
+            vec![batch[0].clone(), outside],
+        ),
+    ] {
+        let o = w.submit(Signer::Validator(0), &claim(agents));
+        assert!(!o.accepted, "{what}");
+        assert!(
+            o.reasons
+                .iter()
+                .any(|x| x.contains("must name agents of the current batch")),
+            "{what}: {:?}",
+            o.reasons
+        );
+    }
+    for v in [0, 1] {
+        assert!(
+            w.submit(Signer::Validator(v), &claim(vec![batch[0].clone()]))
+                .accepted
+        );
+    }
+    let ro = &w.ledger.state().rollouts[&r];
+    assert_eq!(ro.status, RolloutStatus::RollingBack);
+    assert!(
+        ro.reason.contains("batch 1 missed its progress deadline"),
+        "{}",
+        ro.reason
+    );
+}
+
 #[test]
 fn no_data_rolls_back_only_on_f_plus_one_distinct_claims_for_the_current_step() {
     let mut w = World::new();
