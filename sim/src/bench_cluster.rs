@@ -315,25 +315,21 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         ..LocalOptions::default()
     };
     // Relays bind first (their addresses go into the configs), then serve the validators'.
-    let mut listeners = Vec::new();
     let mut opts = opts;
-    if !o.delay.is_zero() {
-        for _ in 0..o.validators {
-            let l = DelayRelay::bind().await?;
-            opts.peer_relays.push(l.local_addr()?);
-            listeners.push(l);
-        }
+    let listeners = if o.delay.is_zero() {
+        Vec::new()
+    } else {
+        DelayRelay::bind_all(o.validators).await?
+    };
+    for l in &listeners {
+        opts.peer_relays.push(l.local_addr()?);
     }
     let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
     let link = LinkDelay {
         delay: o.delay,
         jitter: o.jitter,
     };
-    let _relays: Vec<DelayRelay> = listeners
-        .into_iter()
-        .zip(&cluster.nodes)
-        .map(|(l, node)| DelayRelay::serve(l, node.addr, link, u64::from(node.id)))
-        .collect::<std::io::Result<_>>()?;
+    let _relays = DelayRelay::serve_all(listeners, cluster.nodes.iter().map(|n| n.addr), link, 0)?;
     cluster.start_all()?;
     let phase = o.duration / 3;
     let load_key =

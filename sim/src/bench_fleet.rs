@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::delay_relay::{DelayRelay, LinkDelay};
 use crate::local::{Launch, LocalCluster, LocalOptions};
 use anyhow::{anyhow, bail};
 use scbe_core::agent::synthetic::SyntheticModel;
@@ -43,14 +44,19 @@ pub fn median(v: &[Duration]) -> Option<Duration> {
     v.get(v.len().saturating_sub(1) / 2).copied()
 }
 
-/// Rollback reaction times of `runs` degrading canaries with the given breach count.
+/// Rollback reaction times of `runs` degrading canaries with the given breach count. With a
+/// non-zero `link`, every validator and every agent sits behind a delaying relay
+/// (`delay_relay.rs`): each validator-to-validator and validator-to-agent link is delayed once
+/// per direction, as if they were far apart; the requester and the observers reach them
+/// directly.
 pub async fn reaction(
     launch: &Launch,
     dir: &Path,
     runs: usize,
     breach: u32,
+    link: LinkDelay,
 ) -> anyhow::Result<Vec<Duration>> {
-    let opts = LocalOptions {
+    let mut opts = LocalOptions {
         request_timeout: Duration::from_millis(400),
         view_change_timeout: Duration::from_millis(800),
         status_interval: Duration::from_millis(200),
@@ -63,7 +69,36 @@ pub async fn reaction(
         breach_samples: breach,
         ..LocalOptions::default()
     };
+    let relayed = !link.delay.is_zero();
+    let (peer_listeners, agent_listeners) = if relayed {
+        (
+            DelayRelay::bind_all(4).await?,
+            DelayRelay::bind_all(opts.agents).await?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    for l in &peer_listeners {
+        opts.peer_relays.push(l.local_addr()?);
+    }
+    for l in &agent_listeners {
+        opts.agent_relays.push(l.local_addr()?);
+    }
     let mut cluster = LocalCluster::generate(launch, dir, 4, &opts)?;
+    let _relays = (
+        DelayRelay::serve_all(
+            peer_listeners,
+            cluster.nodes.iter().map(|n| n.addr),
+            link,
+            0,
+        )?,
+        DelayRelay::serve_all(
+            agent_listeners,
+            cluster.agents.iter().map(|a| a.addr),
+            link,
+            100,
+        )?,
+    );
     cluster.start_all()?;
     let key = scbe_wire::key_file::read_key_file(&cluster.requester_key)?;
     let start = Instant::now();

@@ -47,6 +47,31 @@ pub struct LinkDelay {
 }
 
 impl DelayRelay {
+    /// `n` relays bound now (their addresses go into configs), served later by
+    /// [`DelayRelay::serve_all`].
+    pub async fn bind_all(n: usize) -> std::io::Result<Vec<TcpListener>> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(Self::bind().await?);
+        }
+        Ok(out)
+    }
+
+    /// Serves `listeners[i]` towards `upstreams[i]`, each with its own jitter seed (`seed + i`).
+    pub fn serve_all(
+        listeners: Vec<TcpListener>,
+        upstreams: impl IntoIterator<Item = SocketAddr>,
+        link: LinkDelay,
+        seed: u64,
+    ) -> std::io::Result<Vec<Self>> {
+        listeners
+            .into_iter()
+            .zip(upstreams)
+            .zip(seed..)
+            .map(|((l, up), seed)| Self::serve(l, up, link, seed))
+            .collect()
+    }
+
     /// Binds a loopback port now (so its address can go into configs before `upstream` runs) and
     /// serves it once [`DelayRelay::serve`] names the upstream.
     pub async fn bind() -> std::io::Result<TcpListener> {

@@ -348,7 +348,7 @@ impl LocalCluster {
                 id: agent.id.clone(),
                 specialty: agent.specialty.clone(),
                 public_key: encode_hex(k.public().as_bytes()),
-                address: Some(agent.addr.to_string()),
+                address: Some(opts.agent_relays.get(i).unwrap_or(&agent.addr).to_string()),
             });
             agents.push(agent);
         }

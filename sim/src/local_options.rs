@@ -51,6 +51,10 @@ pub struct LocalOptions {
     /// Where every validator reaches validator `j`: `peer_relays[j]` (a delaying relay in front
     /// of it, `scbe-sim bench --delay`), written as `[peers]`; empty: the genesis addresses.
     pub peer_relays: Vec<std::net::SocketAddr>,
+    /// Where validators reach agent `i`: `agent_relays[i]` (a delaying relay in front of it,
+    /// `scbe-sim bench-fleet --delay`), written into the genesis as its address; empty: its own
+    /// listen address. Observers next to the agents (the benchmarks) still dial it directly.
+    pub agent_relays: Vec<std::net::SocketAddr>,
 }
 
 impl Default for LocalOptions {
@@ -77,6 +81,7 @@ impl Default for LocalOptions {
             notify: Vec::new(),
             dashboards: true,
             peer_relays: Vec::new(),
+            agent_relays: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub(crate) fn bench_fleet(
     runs: usize,
     skip_reaction: bool,
     restore_agents: usize,
+    link: scbe_sim::delay_relay::LinkDelay,
 ) -> ExitCode {
     use scbe_sim::bench_fleet::{large, median, reaction};
     use scbe_sim::bench_trials::restore;
@@ -24,11 +25,17 @@ pub(crate) fn bench_fleet(
             Err(code) => return code,
         };
         println!("rollback reaction: 4 validators, 6 agents, one sample per second, {runs} degrading canaries each");
+        if !link.delay.is_zero() {
+            println!(
+                "links from each validator to the others and to agents: {:?} one way (+ up to {:?} jitter), through a relay per validator and per agent",
+                link.delay, link.jitter
+            );
+        }
         println!("| breach_samples | median | runs |\n|---|---|---|");
         for breach in [1u32, 2] {
             let dir = std::env::temp_dir()
                 .join(format!("scbe-bench-fleet-{}-{breach}", std::process::id()));
-            let r = rt.block_on(reaction(&launch, &dir, runs, breach));
+            let r = rt.block_on(reaction(&launch, &dir, runs, breach, link));
             let _ = std::fs::remove_dir_all(&dir);
             match r {
                 Ok(v) => println!(

@@ -142,6 +142,14 @@ enum Command {
         /// production rollout); 0 skips it.
         #[arg(long, default_value_t = 1000)]
         restore_agents: usize,
+        /// In the reaction benchmark, a one-way delay on every validator-to-validator and
+        /// validator-to-agent link (each direction), through a relay in front of each validator
+        /// and each agent (`delay_relay.rs`). 0: no relays
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        delay: std::time::Duration,
+        /// With `--delay`: each chunk is delayed up to this much more (uniform), order kept
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        jitter: std::time::Duration,
     },
     /// Measure the canary comparison: seeded canaries of a good release (how many are rolled
     /// back: false positives) and of a drifting one, worse than the baseline yet inside every
@@ -262,7 +270,15 @@ fn main() -> ExitCode {
             runs,
             skip_reaction,
             restore_agents,
-        } => bench_fleet(agents, runs, skip_reaction, restore_agents),
+            delay,
+            jitter,
+        } => bench_fleet(
+            agents,
+            runs,
+            skip_reaction,
+            restore_agents,
+            scbe_sim::delay_relay::LinkDelay { delay, jitter },
+        ),
         Command::CanaryRates {
             trials,
             agents,
