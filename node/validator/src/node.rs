@@ -358,6 +358,7 @@ fn start_fleet(
         input,
         health: Arc::clone(&health),
         transport: v.transport.clone(),
+        channels: Default::default(),
         #[cfg(test)]
         panic_on_start: v.inject_executor_panic,
     });

@@ -25,6 +25,7 @@ use scbe_core::validator_step::FleetView;
 use scbe_wire::fleet_client::{self, FleetClientError};
 use scbe_wire::tls::Transport;
 
+use super::channel_cache::ChannelCache;
 use super::monitor::FleetHealth;
 use super::roster::{AgentInfo, Roster};
 use crate::inbound::FleetInput;
@@ -54,6 +55,8 @@ pub struct FleetContext {
     pub health: Arc<FleetHealth>,
     /// How calls leave this validator: TLS pinned to the callee's key, or plaintext.
     pub transport: Transport,
+    /// Channels kept across steps (`super::channel_cache`).
+    pub channels: ChannelCache,
     /// Test hook: the executor panics as it starts (the supervisor must stop the validator).
     #[cfg(test)]
     pub panic_on_start: bool,
@@ -68,7 +71,8 @@ impl FleetContext {
         self.roster.borrow().get(id).cloned()
     }
 
-    /// A channel to the node at `addr` that must hold `key` (`who` names it when refused).
+    /// A channel to the node at `addr` that must hold `key` (`who` names it when refused),
+    /// kept for the next call to the same callee.
     pub fn channel(
         &self,
         key: PublicKey,
@@ -76,13 +80,14 @@ impl FleetContext {
         addr: &str,
         call_timeout: Duration,
     ) -> Option<tonic::transport::Channel> {
-        let made = self
-            .transport
-            .link_to(key, who)
-            .map_err(|e| e.to_string())
-            .and_then(|link| {
-                fleet_client::channel(&link, addr, call_timeout).map_err(|e| e.to_string())
-            });
+        let made = self.channels.get_or_make(key, addr, call_timeout, || {
+            self.transport
+                .link_to(key, who)
+                .map_err(|e| e.to_string())
+                .and_then(|link| {
+                    fleet_client::channel(&link, addr, call_timeout).map_err(|e| e.to_string())
+                })
+        });
         match made {
             Ok(ch) => Some(ch),
             Err(e) => {

@@ -4,6 +4,7 @@
 //! changes it. What they carry out is decided in the core
 //! (`scbe_core::rollout::watcher`, through the validator step).
 
+pub mod channel_cache;
 pub mod executor;
 pub mod monitor;
 pub mod roster;
