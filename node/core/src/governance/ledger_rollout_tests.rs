@@ -282,6 +282,66 @@ fn a_no_data_claim_names_only_agents_of_the_current_batch() {
     );
 }
 
+/// A production rollout that fails rolls back to its plan and returns the release to staging,
+/// out of the canary stage too; the canary rollout before it keeps its own id and record.
+#[test]
+fn a_rolled_back_production_rollout_leaves_the_release_in_staging_only() {
+    let mut w = World::new();
+    let canary = w.promote_to_canary("v1");
+    w.complete_batches(canary, "v1");
+    let o = w.request(promotion("v1", Stage::Production));
+    assert!(o.accepted, "{:?}", o.reasons);
+    let prod = w.approve(o.proposal.expect("proposal"));
+    assert_ne!(prod, canary, "every rollout has an id of its own");
+    assert_eq!(
+        w.ledger.state().rollouts[&canary].status,
+        RolloutStatus::Completed
+    );
+    let first = w.ledger.state().rollouts[&prod].batches[0][0].clone();
+    let a = w.agent_index(&first);
+    let failed = w.ack_with(a, prod, OrderAction::Deploy, "v1", AckOutcome::Failed);
+    let o = w.submit(
+        Signer::Validator(1),
+        &Operation::AutoRollback {
+            rollout: prod,
+            reports: vec![],
+            acks: vec![failed],
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let pending: Vec<String> = w.ledger.state().rollouts[&prod]
+        .rollback_pending
+        .iter()
+        .cloned()
+        .collect();
+    let acks = pending
+        .iter()
+        .map(|id| {
+            let i = w.agent_index(id);
+            w.ack_with(i, prod, OrderAction::Rollback, "v0", AckOutcome::Done)
+        })
+        .collect();
+    let o = w.submit(
+        Signer::Validator(0),
+        &Operation::RollbackDone {
+            rollout: prod,
+            acks,
+        },
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+    let state = w.ledger.state();
+    assert_eq!(state.rollouts[&prod].status, RolloutStatus::RolledBack);
+    assert_eq!(state.rollouts[&canary].status, RolloutStatus::Completed);
+    assert_eq!(state.releases["v1"].stage, Stage::Staging);
+    assert_eq!(
+        state.current.get(&Stage::Canary),
+        None,
+        "{:?}",
+        state.current
+    );
+    assert_eq!(state.current[&Stage::Production], "v0");
+}
+
 #[test]
 fn no_data_rolls_back_only_on_f_plus_one_distinct_claims_for_the_current_step() {
     let mut w = World::new();
