@@ -172,7 +172,7 @@ fn manual_rollback_is_voted_and_restores_every_agent_batch_by_batch() {
 }
 
 /// Evidence counts for exactly the step it answers: an ack that differs from the current order
-/// in one field only (its step, or its action) is refused, and a rollout to production, once
+/// in one field only (its step, or its action), or reports a failed deploy, is refused, and a rollout to production, once
 /// complete, takes its version out of the canary stage.
 #[test]
 fn an_ack_counts_only_for_the_current_orders_step_and_action() {
@@ -183,7 +183,7 @@ fn an_ack_counts_only_for_the_current_orders_step_and_action() {
     let idx: Vec<usize> = batch.iter().map(|id| w.agent_index(id)).collect();
     let step = w.step(r);
     let reports: Vec<HealthReport> = idx.iter().map(|&a| w.health(a, r, "v1", 0.9)).collect();
-    let signed = |w: &World, a: usize, action: OrderAction, issued_seq: u64| {
+    let signed_as = |w: &World, a: usize, action: OrderAction, issued_seq: u64, outcome| {
         let (agent, key) = &w.agents[a];
         DeployAck::sign(
             &AckBody {
@@ -192,12 +192,15 @@ fn an_ack_counts_only_for_the_current_orders_step_and_action() {
                 action,
                 issued_seq,
                 version: "v1".into(),
-                outcome: AckOutcome::Done,
+                outcome,
                 detail: String::new(),
                 refusal: None,
             },
             key,
         )
+    };
+    let signed = |w: &World, a: usize, action: OrderAction, issued_seq: u64| {
+        signed_as(w, a, action, issued_seq, AckOutcome::Done)
     };
     let progress = |acks: Vec<DeployAck>| Operation::RolloutProgress {
         rollout: r,
@@ -206,15 +209,31 @@ fn an_ack_counts_only_for_the_current_orders_step_and_action() {
         reports: reports.clone(),
         baseline: Vec::new(),
     };
-    for (what, action, issued_seq) in [
-        ("another step", OrderAction::Deploy, step + 1),
-        ("another action", OrderAction::Rollback, step),
+    for (what, action, issued_seq, outcome) in [
+        (
+            "another step",
+            OrderAction::Deploy,
+            step + 1,
+            AckOutcome::Done,
+        ),
+        (
+            "another action",
+            OrderAction::Rollback,
+            step,
+            AckOutcome::Done,
+        ),
+        (
+            "a failed deploy",
+            OrderAction::Deploy,
+            step,
+            AckOutcome::Failed,
+        ),
     ] {
         let mut acks: Vec<DeployAck> = idx
             .iter()
             .map(|&a| signed(&w, a, OrderAction::Deploy, step))
             .collect();
-        acks[0] = signed(&w, idx[0], action, issued_seq);
+        acks[0] = signed_as(&w, idx[0], action, issued_seq, outcome);
         let o = w.submit(Signer::Validator(0), &progress(acks));
         assert!(!o.accepted, "an ack for {what} counted");
         assert_eq!(w.ledger.state().rollouts[&r].completed, 0, "{what}");
@@ -238,11 +257,42 @@ fn an_ack_counts_only_for_the_current_orders_step_and_action() {
     w.complete_batches(prod, "v1");
     let state = w.ledger.state();
     assert_eq!(state.rollouts[&prod].status, RolloutStatus::Completed);
+    assert_eq!(state.rollouts[&prod].total_agents(), w.agents.len());
     assert_eq!(state.current[&Stage::Production], "v1");
     assert_eq!(
         state.current.get(&Stage::Canary),
         None,
         "{:?}",
         state.current
+    );
+}
+
+/// A stall claim names the current step of a rollout in progress: another step, or a rollout
+/// that has ended, is refused.
+#[test]
+fn a_stall_claim_names_the_current_step_of_an_active_rollout() {
+    let mut w = World::new();
+    let r = w.promote_to_canary("v1");
+    let step = w.step(r);
+    let claim = |issued_seq| Operation::Stalled {
+        rollout: r,
+        issued_seq,
+        view: 0,
+    };
+    let o = w.submit(Signer::Validator(1), &claim(step + 1));
+    assert!(!o.accepted, "another step");
+    w.complete_batches(r, "v1");
+    assert_eq!(
+        w.ledger.state().rollouts[&r].status,
+        RolloutStatus::Completed
+    );
+    let o = w.submit(Signer::Validator(1), &claim(w.step(r)));
+    assert!(!o.accepted, "an ended rollout");
+    assert!(
+        o.reasons
+            .iter()
+            .any(|x| x.contains("no longer at the step")),
+        "{:?}",
+        o.reasons
     );
 }

@@ -37,3 +37,18 @@ fn a_snapshot_is_installed_only_at_the_expected_digest() {
         assert_eq!(other.digest(), genesis);
     }
 }
+
+/// The names of the state digests (what the genesis and `scbe propose settings` write) parse
+/// back to them; anything else is refused naming both; a genesis that names none walks.
+#[test]
+fn state_digest_names_parse_back_and_nothing_else_does() {
+    for (mode, name) in [(StateDigest::Walk, "walk"), (StateDigest::Tree, "tree")] {
+        assert_eq!(mode.name(), name);
+        assert_eq!(name.parse::<StateDigest>(), Ok(mode));
+        assert_eq!(mode.is_walk(), mode == StateDigest::Walk);
+    }
+    let err = "xyzzy".parse::<StateDigest>().expect_err("refused");
+    assert!(err.contains("tree or walk"), "{err}");
+    assert_eq!("".parse::<StateDigest>().ok(), None);
+    assert_eq!(StateDigest::default(), StateDigest::Walk);
+}
