@@ -52,3 +52,23 @@ fn state_digest_names_parse_back_and_nothing_else_does() {
     assert_eq!("".parse::<StateDigest>().ok(), None);
     assert_eq!(StateDigest::default(), StateDigest::Walk);
 }
+
+/// Notification records are part of the replicated state, so they are part of its digest once
+/// there are any: two replicas that disagree on them must not sign the same checkpoint.
+#[test]
+fn notification_records_join_the_digest_once_there_are_any() {
+    for mode in [StateDigest::Tree, StateDigest::Walk] {
+        let mut w = World::with_state_digest(mode);
+        w.register("r1");
+        let mut state = w.ledger.state().clone();
+        state.settle();
+        assert!(state.notified.is_empty());
+        let without = state.digest(mode);
+        let mut with = state.clone();
+        with.notified.insert("audit-sink".into(), 3);
+        let one = with.digest(mode);
+        assert_ne!(one, without, "{mode:?}: a record changes the digest");
+        with.notified.insert("audit-sink".into(), 4);
+        assert_ne!(with.digest(mode), one, "{mode:?}: and so does its value");
+    }
+}
