@@ -72,3 +72,24 @@ fn notification_records_join_the_digest_once_there_are_any() {
         assert_ne!(with.digest(mode), one, "{mode:?}: and so does its value");
     }
 }
+
+/// The size a snapshot is judged by before it is encoded (whether to persist it, whether to
+/// encode it off the loop) is the settled state's JSON, to within the small rest: never less,
+/// and at most 4 KiB more.
+#[test]
+fn a_settled_states_size_hint_is_its_json_length_to_within_4_kib() {
+    let mut w = World::new();
+    for i in 0..16 {
+        let version = format!("r{i}");
+        let rollout = w.promote_to_canary(&version);
+        w.complete_batches(rollout, &version);
+    }
+    let mut state = w.ledger.state().clone();
+    state.settle();
+    let json = serde_json::to_vec(&state).expect("encodes").len();
+    let hint = state.json_bytes_hint();
+    assert!(
+        hint >= json && hint <= json + 4096,
+        "hint {hint} for {json} bytes"
+    );
+}
