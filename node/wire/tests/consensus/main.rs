@@ -2,6 +2,7 @@
 //! messages between replicas through the real wire encoding (`scbe_wire::testkit::Cluster`),
 //! which the core cannot depend on.
 
+mod certificate_tests;
 mod checkpoint_tests;
 mod heartbeat_tests;
 mod paper;

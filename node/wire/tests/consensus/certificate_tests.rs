@@ -1,0 +1,284 @@
+//! The certificate checks a replica applies to what peers send it (view changes, state
+//! transfer, catch-up): real certificates from a running cluster pass, and each way a Byzantine
+//! peer could bend one is refused with its own error. cargo-mutants found these checks reachable
+//! only through the simulator's Byzantine runs: with `check_prepared_cert` returning `Ok(())`
+//! every scenario test here still passed.
+//!
+//! Signatures are checked when a message is opened, before these checks; the tampered parts
+//! below reuse real envelopes and change only the decoded value or the signer's role, which is
+//! exactly what the checks must judge on their own.
+
+use std::sync::Arc;
+
+use scbe_core::consensus::certificate::{
+    check_batch, check_checkpoint_cert, check_commit_cert, check_prepared_cert,
+};
+use scbe_core::consensus::*;
+use scbe_wire::testkit::Cluster;
+
+/// A cluster (checkpoint every 2) that decided three requests one at a time.
+fn decided() -> Cluster {
+    let mut c = Cluster::new(4, 2);
+    for nonce in 1..=3 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    c
+}
+
+/// `s` with another value or signer, its envelope kept (as if it had been opened).
+fn retagged<T: Clone>(s: &Signed<T>, value: T, principal: Principal) -> Signed<T> {
+    Signed::from_verified(value, Arc::clone(s.envelope()), principal)
+}
+
+fn a_prepared_cert(c: &Cluster) -> PreparedCert {
+    c.stores[1]
+        .iter()
+        .find_map(|r| match r {
+            Record::Prepared(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("a backup persisted a prepared certificate")
+}
+
+#[test]
+fn a_prepared_certificate_needs_the_primary_and_q_minus_1_matching_backups() {
+    let c = decided();
+    let cfg = c.config(1);
+    let cert = a_prepared_cert(&c);
+    assert_eq!(check_prepared_cert(&cfg, &cert), Ok(()));
+    let pp = cert.pre_prepare.value().clone();
+    let primary = cfg.primary(pp.view);
+    let backups: Vec<Signed<Vote>> = cert
+        .prepares
+        .iter()
+        .filter(|v| v.validator() != Some(primary))
+        .cloned()
+        .collect();
+    assert!(backups.len() >= cfg.quorum() - 1);
+
+    // The pre-prepare signed by a backup, not the view's primary.
+    let other = ReplicaId((primary.0 + 1) % 4);
+    let by_backup = PreparedCert {
+        pre_prepare: retagged(&cert.pre_prepare, pp.clone(), Principal::Validator(other)),
+        prepares: cert.prepares.clone(),
+    };
+    assert!(matches!(
+        check_prepared_cert(&cfg, &by_backup),
+        Err(CertError::NotPrimary { .. })
+    ));
+
+    // One backup short, or the same backup twice, or the primary standing in for a backup.
+    let short = PreparedCert {
+        pre_prepare: cert.pre_prepare.clone(),
+        prepares: backups[..cfg.quorum() - 2].to_vec(),
+    };
+    let twice = PreparedCert {
+        pre_prepare: cert.pre_prepare.clone(),
+        prepares: vec![backups[0].clone(), backups[0].clone()],
+    };
+    let primary_vote = retagged(
+        &backups[1],
+        *backups[1].value(),
+        Principal::Validator(primary),
+    );
+    let with_primary = PreparedCert {
+        pre_prepare: cert.pre_prepare.clone(),
+        prepares: vec![backups[0].clone(), primary_vote],
+    };
+    for (what, bad) in [
+        ("one short", short),
+        ("a backup twice", twice),
+        ("the primary's own prepare", with_primary),
+    ] {
+        assert!(
+            matches!(
+                check_prepared_cert(&cfg, &bad),
+                Err(CertError::NotEnoughVotes { .. })
+            ),
+            "{what}"
+        );
+    }
+
+    // A prepare for anything else: each of view, seq and digest must match on its own.
+    let v = *backups[0].value();
+    for (what, vote) in [
+        (
+            "another seq and digest, same view",
+            Vote {
+                seq: Seq(v.seq.0 + 1),
+                digest: Digest([9; 32]),
+                ..v
+            },
+        ),
+        (
+            "another view and seq, same digest",
+            Vote {
+                view: View(v.view.0 + 1),
+                seq: Seq(v.seq.0 + 1),
+                ..v
+            },
+        ),
+        (
+            "another digest only",
+            Vote {
+                digest: Digest([9; 32]),
+                ..v
+            },
+        ),
+    ] {
+        let mut prepares = backups.clone();
+        prepares[0] = retagged(&backups[0], vote, backups[0].principal());
+        let bad = PreparedCert {
+            pre_prepare: cert.pre_prepare.clone(),
+            prepares,
+        };
+        assert!(
+            matches!(
+                check_prepared_cert(&cfg, &bad),
+                Err(CertError::Mismatch { .. })
+            ),
+            "{what}"
+        );
+    }
+
+    // A batch that does not hash to the digest the votes are for.
+    let mut forged = pp.clone();
+    forged.batch.push(c.request(99));
+    let forged = PreparedCert {
+        pre_prepare: retagged(&cert.pre_prepare, forged, cert.pre_prepare.principal()),
+        prepares: cert.prepares.clone(),
+    };
+    assert_eq!(
+        check_prepared_cert(&cfg, &forged),
+        Err(CertError::BatchDigest)
+    );
+}
+
+#[test]
+fn a_commit_certificate_needs_q_matching_commits_from_distinct_validators() {
+    let c = decided();
+    let cfg = c.config(2);
+    let cert = c.delivered[2][0].certificate.clone();
+    assert_eq!(check_commit_cert(&cfg, &cert), Ok(()));
+    let short = CommitCert {
+        pre_prepare: cert.pre_prepare.clone(),
+        commits: cert.commits[..cfg.quorum() - 1].to_vec(),
+    };
+    assert!(matches!(
+        check_commit_cert(&cfg, &short),
+        Err(CertError::NotEnoughVotes { .. })
+    ));
+    let by_requester = CommitCert {
+        pre_prepare: retagged(
+            &cert.pre_prepare,
+            cert.pre_prepare.value().clone(),
+            Principal::Requester,
+        ),
+        commits: cert.commits.clone(),
+    };
+    assert!(matches!(
+        check_commit_cert(&cfg, &by_requester),
+        Err(CertError::NotValidator { .. })
+    ));
+}
+
+#[test]
+fn a_checkpoint_certificate_needs_q_matching_checkpoints() {
+    let c = decided();
+    let cfg = c.config(1);
+    let cert = c.stores[1]
+        .iter()
+        .find_map(|r| match r {
+            Record::Stable(s) if s.seq > Seq(0) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a stable checkpoint");
+    let genesis = c.replica(1).stable_checkpoint().state_digest;
+    assert_eq!(check_checkpoint_cert(&cfg, &cert, genesis), Ok(()));
+    let short = CheckpointCert {
+        proof: cert.proof[..cfg.quorum() - 1].to_vec(),
+        ..cert.clone()
+    };
+    assert!(matches!(
+        check_checkpoint_cert(&cfg, &short, genesis),
+        Err(CertError::NotEnoughVotes { .. })
+    ));
+    let other_digest = CheckpointCert {
+        state_digest: Digest([3; 32]),
+        ..cert.clone()
+    };
+    assert!(matches!(
+        check_checkpoint_cert(&cfg, &other_digest, genesis),
+        Err(CertError::Mismatch { .. })
+    ));
+    // Genesis needs no proof, but must be genesis.
+    let fake_genesis = CheckpointCert {
+        seq: Seq(0),
+        state_digest: Digest([3; 32]),
+        proof: Vec::new(),
+    };
+    assert_eq!(
+        check_checkpoint_cert(&cfg, &fake_genesis, genesis),
+        Err(CertError::Genesis)
+    );
+}
+
+/// Every limit on a batch holds at its bound exactly: one request, or one byte, more is refused.
+#[test]
+fn a_batch_is_refused_one_request_or_one_byte_past_each_limit() {
+    let c = decided();
+    let batch = vec![c.request_sized(20, 100), c.request_sized(21, 300)];
+    let pp = PrePrepare {
+        view: View(0),
+        seq: Seq(9),
+        digest: batch_digest(&batch),
+        batch: batch.clone(),
+    };
+    let sizes: Vec<usize> = batch.iter().map(limits::request_bytes).collect();
+    let (largest, total) = (sizes[1], sizes.iter().sum::<usize>());
+    let at = |tweak: &dyn Fn(&mut ReplicaConfig)| {
+        let mut cfg = c.config(0);
+        tweak(&mut cfg);
+        check_batch(&cfg, &pp)
+    };
+    assert_eq!(
+        at(&|cfg| {
+            cfg.max_batch = 2;
+            cfg.max_request_bytes = largest;
+            cfg.max_batch_bytes = total;
+        }),
+        Ok(()),
+        "at every bound"
+    );
+    assert!(matches!(
+        at(&|cfg| cfg.max_batch = 1),
+        Err(CertError::BatchTooLarge { .. })
+    ));
+    assert!(matches!(
+        at(&|cfg| cfg.max_request_bytes = largest - 1),
+        Err(CertError::RequestTooLarge { .. })
+    ));
+    assert!(matches!(
+        at(&|cfg| cfg.max_batch_bytes = total - 1),
+        Err(CertError::BatchBytes { .. })
+    ));
+    // The same request twice, and a digest that is not the batch's.
+    let twice = PrePrepare {
+        digest: batch_digest(&[batch[0].clone(), batch[0].clone()]),
+        batch: vec![batch[0].clone(), batch[0].clone()],
+        ..pp.clone()
+    };
+    assert!(matches!(
+        check_batch(&c.config(0), &twice),
+        Err(CertError::DuplicateRequest(..))
+    ));
+    let wrong = PrePrepare {
+        digest: Digest([1; 32]),
+        ..pp
+    };
+    assert_eq!(
+        check_batch(&c.config(0), &wrong),
+        Err(CertError::BatchDigest)
+    );
+}
