@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use scbe_core::consensus::certificate::{
-    check_batch, check_checkpoint_cert, check_commit_cert, check_prepared_cert,
+    check_batch, check_checkpoint_cert, check_commit_cert, check_prepared_cert, check_view_change,
 };
 use scbe_core::consensus::*;
 use scbe_wire::testkit::Cluster;
@@ -281,4 +281,98 @@ fn a_batch_is_refused_one_request_or_one_byte_past_each_limit() {
         check_batch(&c.config(0), &wrong),
         Err(CertError::BatchDigest)
     );
+}
+
+/// A view change carries a valid checkpoint proof and valid prepared certificates from earlier
+/// views, inside the window above its checkpoint, one per sequence number.
+#[test]
+fn a_view_change_is_refused_for_each_thing_a_byzantine_sender_could_bend() {
+    let c = decided();
+    let cfg = c.config(1);
+    let prepared = |seq: u64| {
+        c.stores[1]
+            .iter()
+            .find_map(|r| match r {
+                Record::Prepared(p) if p.pre_prepare.value().seq == Seq(seq) => Some(p.clone()),
+                _ => None,
+            })
+            .expect("prepared at seq")
+    };
+    let stable = c.stores[1]
+        .iter()
+        .find_map(|r| match r {
+            Record::Stable(s) if s.seq == Seq(2) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("stable at 2");
+    let genesis = Digest([5; 32]);
+    let vc = ViewChange {
+        new_view: View(1),
+        stable: stable.clone(),
+        prepared: vec![prepared(3)],
+    };
+    assert_eq!(check_view_change(&cfg, &vc, genesis), Ok(()));
+
+    let future = ViewChange {
+        new_view: View(0),
+        ..vc.clone()
+    };
+    assert!(matches!(
+        check_view_change(&cfg, &future, genesis),
+        Err(CertError::FutureCertificate { .. })
+    ));
+    let below = ViewChange {
+        prepared: vec![prepared(2)],
+        ..vc.clone()
+    };
+    assert!(matches!(
+        check_view_change(&cfg, &below, genesis),
+        Err(CertError::OutsideWindow { .. })
+    ));
+    // Above the window: from genesis with a window of 2, seq 3 is out.
+    let mut narrow = cfg.clone();
+    narrow.window = 2;
+    let above = ViewChange {
+        stable: CheckpointCert {
+            seq: Seq(0),
+            state_digest: genesis,
+            proof: Vec::new(),
+        },
+        ..vc.clone()
+    };
+    assert!(matches!(
+        check_view_change(&narrow, &above, genesis),
+        Err(CertError::OutsideWindow { .. })
+    ));
+    let twice = ViewChange {
+        prepared: vec![prepared(3), prepared(3)],
+        ..vc.clone()
+    };
+    assert_eq!(
+        check_view_change(&cfg, &twice, genesis),
+        Err(CertError::DuplicateSeq(Seq(3)))
+    );
+    let weak_stable = ViewChange {
+        stable: CheckpointCert {
+            proof: stable.proof[..1].to_vec(),
+            ..stable.clone()
+        },
+        ..vc.clone()
+    };
+    assert!(matches!(
+        check_view_change(&cfg, &weak_stable, genesis),
+        Err(CertError::NotEnoughVotes { .. })
+    ));
+    let p = prepared(3);
+    let weak_prepared = ViewChange {
+        prepared: vec![PreparedCert {
+            pre_prepare: p.pre_prepare.clone(),
+            prepares: p.prepares[..1].to_vec(),
+        }],
+        ..vc
+    };
+    assert!(matches!(
+        check_view_change(&cfg, &weak_prepared, genesis),
+        Err(CertError::NotEnoughVotes { .. })
+    ));
 }
