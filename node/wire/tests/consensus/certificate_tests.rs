@@ -344,6 +344,32 @@ fn a_view_change_is_refused_for_each_thing_a_byzantine_sender_could_bend() {
         check_view_change(&narrow, &above, genesis),
         Err(CertError::OutsideWindow { .. })
     ));
+    narrow.window = 3;
+    assert_eq!(
+        check_view_change(&narrow, &above, genesis),
+        Ok(()),
+        "the window's last seq is in it"
+    );
+    // The prepared batches' bytes, bounded by twice the window's budget: at the bound exactly,
+    // and one byte under it.
+    let two = ViewChange {
+        prepared: vec![prepared(2), prepared(3)],
+        ..above.clone()
+    };
+    let bytes: usize = two
+        .prepared
+        .iter()
+        .map(|p| limits::batch_bytes(&p.pre_prepare.value().batch))
+        .sum();
+    assert_eq!(bytes % limits::VIEW_CHANGE_SLACK, 0, "two equal batches");
+    let mut budget = cfg.clone();
+    budget.max_window_bytes = bytes / limits::VIEW_CHANGE_SLACK;
+    assert_eq!(check_view_change(&budget, &two, genesis), Ok(()));
+    budget.max_window_bytes -= 1;
+    assert!(matches!(
+        check_view_change(&budget, &two, genesis),
+        Err(CertError::ViewChangeBytes { .. })
+    ));
     let twice = ViewChange {
         prepared: vec![prepared(3), prepared(3)],
         ..vc.clone()
