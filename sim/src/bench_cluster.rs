@@ -315,20 +315,14 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         ..LocalOptions::default()
     };
     // Relays bind first (their addresses go into the configs), then serve the validators'.
-    let mut opts = opts;
-    let listeners = if o.delay.is_zero() {
-        Vec::new()
-    } else {
-        DelayRelay::bind_all(o.validators).await?
-    };
-    for l in &listeners {
-        opts.peer_relays.push(l.local_addr()?);
-    }
-    let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
     let link = LinkDelay {
         delay: o.delay,
         jitter: o.jitter,
     };
+    let mut opts = opts;
+    let (listeners, relays) = DelayRelay::bind_all(link, o.validators).await?;
+    opts.peer_relays = relays;
+    let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
     let _relays = DelayRelay::serve_all(listeners, cluster.nodes.iter().map(|n| n.addr), link, 0)?;
     cluster.start_all()?;
     let phase = o.duration / 3;

@@ -69,21 +69,10 @@ pub async fn reaction(
         breach_samples: breach,
         ..LocalOptions::default()
     };
-    let relayed = !link.delay.is_zero();
-    let (peer_listeners, agent_listeners) = if relayed {
-        (
-            DelayRelay::bind_all(4).await?,
-            DelayRelay::bind_all(opts.agents).await?,
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    for l in &peer_listeners {
-        opts.peer_relays.push(l.local_addr()?);
-    }
-    for l in &agent_listeners {
-        opts.agent_relays.push(l.local_addr()?);
-    }
+    let (peer_listeners, peer_relays) = DelayRelay::bind_all(link, 4).await?;
+    let (agent_listeners, agent_relays) = DelayRelay::bind_all(link, opts.agents).await?;
+    opts.peer_relays = peer_relays;
+    opts.agent_relays = agent_relays;
     let mut cluster = LocalCluster::generate(launch, dir, 4, &opts)?;
     let _relays = (
         DelayRelay::serve_all(

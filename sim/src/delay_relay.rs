@@ -47,14 +47,21 @@ pub struct LinkDelay {
 }
 
 impl DelayRelay {
-    /// `n` relays bound now (their addresses go into configs), served later by
-    /// [`DelayRelay::serve_all`].
-    pub async fn bind_all(n: usize) -> std::io::Result<Vec<TcpListener>> {
-        let mut out = Vec::with_capacity(n);
+    /// `n` relays bound now, and their addresses (which go into configs), to be served by
+    /// [`DelayRelay::serve_all`]; none when `link` delays nothing.
+    pub async fn bind_all(
+        link: LinkDelay,
+        n: usize,
+    ) -> std::io::Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
+        let n = if link.delay.is_zero() { 0 } else { n };
+        let mut listeners = Vec::with_capacity(n);
+        let mut addrs = Vec::with_capacity(n);
         for _ in 0..n {
-            out.push(Self::bind().await?);
+            let l = Self::bind().await?;
+            addrs.push(l.local_addr()?);
+            listeners.push(l);
         }
-        Ok(out)
+        Ok((listeners, addrs))
     }
 
     /// Serves `listeners[i]` towards `upstreams[i]`, each with its own jitter seed (`seed + i`).

@@ -39,9 +39,7 @@ fn auto_rollback_needs_signed_evidence_of_degradation() {
         &auto(vec![w.health(a, r + 7, "v1", 0.3)]),
     );
     assert!(!o.accepted);
-    let outside = (0..6)
-        .find(|i| !w.ledger.state().rollouts[&r].batches[0].contains(&w.agents[*i].0.id))
-        .expect("an agent outside batch 1");
+    let outside = w.agent_outside(&w.ledger.state().rollouts[&r].batches[0]);
     let o = w.submit(
         Signer::Validator(1),
         &auto(vec![w.health(outside, r, "v1", 0.3)]),
@@ -72,15 +70,7 @@ fn a_failed_deploy_ack_rolls_back_and_the_rollback_completes_on_signed_acks() {
     let r = w.promote_to_canary("v1");
     let batch = w.ledger.state().rollouts[&r].batches[0].clone();
     let a = w.agent_index(&batch[1]);
-    let failed = w.ack_with(a, r, OrderAction::Deploy, "v1", AckOutcome::Failed);
-    let o = w.submit(
-        Signer::Validator(2),
-        &Operation::AutoRollback {
-            rollout: r,
-            reports: vec![],
-            acks: vec![failed],
-        },
-    );
+    let o = w.fail_deploy(r, a, "v1");
     assert!(o.accepted, "{:?}", o.reasons);
     let order = w.ledger.current_order(r).expect("rollback order");
     assert_eq!(order.action, OrderAction::Rollback);
@@ -140,9 +130,7 @@ fn auto_rollback_counts_only_failed_deploy_acks_from_the_current_batch() {
     let r = w.promote_to_canary("v1");
     let batch = w.ledger.state().rollouts[&r].batches[0].clone();
     let inside = w.agent_index(&batch[0]);
-    let outside = (0..w.agents.len())
-        .find(|i| !batch.contains(&w.agents[*i].0.id))
-        .expect("an agent outside batch 1");
+    let outside = w.agent_outside(&batch);
     let auto = |acks: Vec<DeployAck>| Operation::AutoRollback {
         rollout: r,
         reports: vec![],
@@ -186,19 +174,9 @@ fn a_rollback_completes_only_on_done_acks_of_agents_pending_it() {
     let r = w.promote_to_canary("v1");
     let batch = w.ledger.state().rollouts[&r].batches[0].clone();
     let a = w.agent_index(&batch[0]);
-    let failed = w.ack_with(a, r, OrderAction::Deploy, "v1", AckOutcome::Failed);
-    let o = w.submit(
-        Signer::Validator(2),
-        &Operation::AutoRollback {
-            rollout: r,
-            reports: vec![],
-            acks: vec![failed],
-        },
-    );
+    let o = w.fail_deploy(r, a, "v1");
     assert!(o.accepted, "{:?}", o.reasons);
-    let outside = (0..w.agents.len())
-        .find(|i| !batch.contains(&w.agents[*i].0.id))
-        .expect("an agent outside batch 1");
+    let outside = w.agent_outside(&batch);
     let done =
         |w: &World, i: usize, outcome| w.ack_with(i, r, OrderAction::Rollback, "v0", outcome);
     for (what, ack, reason) in [
@@ -239,12 +217,7 @@ fn a_no_data_claim_names_only_agents_of_the_current_batch() {
     let r = w.promote_to_canary("v1");
     let step = w.step(r);
     let batch = w.ledger.state().rollouts[&r].batches[0].clone();
-    let outside = w
-        .agents
-        .iter()
-        .map(|(a, _)| a.id.clone())
-        .find(|id| !batch.contains(id))
-        .expect("an agent outside batch 1");
+    let outside = w.agents[w.agent_outside(&batch)].0.id.clone();
     let claim = |agents: Vec<String>| Operation::NoData {
         rollout: r,
         issued_seq: step,
@@ -299,15 +272,7 @@ fn a_rolled_back_production_rollout_leaves_the_release_in_staging_only() {
     );
     let first = w.ledger.state().rollouts[&prod].batches[0][0].clone();
     let a = w.agent_index(&first);
-    let failed = w.ack_with(a, prod, OrderAction::Deploy, "v1", AckOutcome::Failed);
-    let o = w.submit(
-        Signer::Validator(1),
-        &Operation::AutoRollback {
-            rollout: prod,
-            reports: vec![],
-            acks: vec![failed],
-        },
-    );
+    let o = w.fail_deploy(prod, a, "v1");
     assert!(o.accepted, "{:?}", o.reasons);
     let pending: Vec<String> = w.ledger.state().rollouts[&prod]
         .rollback_pending

@@ -296,6 +296,33 @@ impl World {
         )
     }
 
+    /// The index of an agent that is not in `batch`.
+    pub fn agent_outside(&self, batch: &[String]) -> usize {
+        (0..self.agents.len())
+            .find(|i| !batch.contains(&self.agents[*i].0.id))
+            .expect("an agent outside the batch")
+    }
+
+    /// Validator 2 reports agent `agent`'s signed failed deploy of `version` in `rollout`
+    /// (`AutoRollback`); the ledger's outcome.
+    pub fn fail_deploy(&mut self, rollout: u64, agent: usize, version: &str) -> Outcome {
+        let failed = self.ack_with(
+            agent,
+            rollout,
+            OrderAction::Deploy,
+            version,
+            AckOutcome::Failed,
+        );
+        self.submit(
+            Signer::Validator(2),
+            &Operation::AutoRollback {
+                rollout,
+                reports: vec![],
+                acks: vec![failed],
+            },
+        )
+    }
+
     pub fn agent_index(&self, id: &str) -> usize {
         self.agents
             .iter()

@@ -49,12 +49,9 @@ impl ChannelCache {
     }
 
     /// Channels kept now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.channels.lock().map_or(0, |c| c.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

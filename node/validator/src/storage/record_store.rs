@@ -140,6 +140,14 @@ impl EncodedSnapshot {
 /// What each record of the `records` table is about, by its index there.
 type RecordIndex = std::collections::BTreeMap<u64, (StoredKind, Option<u64>)>;
 
+/// The sequence numbers of the snapshots in `index`.
+fn snapshot_seqs(index: &RecordIndex) -> impl Iterator<Item = u64> + '_ {
+    index
+        .values()
+        .filter(|(kind, _)| *kind == StoredKind::Snapshot)
+        .filter_map(|(_, seq)| *seq)
+}
+
 pub struct RecordStore {
     /// The database and its path; clones of it read concurrently with this store's writes.
     reader: StoreReader,
@@ -435,13 +443,7 @@ impl RecordStore {
     /// below the stable checkpoint, so an older one would never be used. Returns whether it was
     /// written.
     pub fn commit_snapshot(&mut self, snapshot: &EncodedSnapshot) -> Result<bool, StorageError> {
-        let newest = self
-            .index
-            .values()
-            .filter(|(kind, _)| *kind == StoredKind::Snapshot)
-            .filter_map(|(_, seq)| *seq)
-            .max();
-        if newest.is_some_and(|s| s >= snapshot.seq) {
+        if snapshot_seqs(&self.index).any(|s| s >= snapshot.seq) {
             return Ok(false);
         }
         let txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
@@ -487,10 +489,7 @@ impl RecordStore {
         index: &mut RecordIndex,
         stable: u64,
     ) -> Result<(), StorageError> {
-        let base = index
-            .values()
-            .filter(|(kind, _)| *kind == StoredKind::Snapshot)
-            .filter_map(|(_, seq)| *seq)
+        let base = snapshot_seqs(index)
             .filter(|s| *s <= stable)
             .max()
             .unwrap_or(stable);
