@@ -111,8 +111,11 @@ mod tests {
         let copy = s.clone();
         assert_eq!(s.size_hint(), 3, "the estimate until encoded");
         assert!(!s.is_encoded());
+        assert_eq!(format!("{s:?}"), "AppState(not encoded, ~3 bytes)");
         assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing encoded yet");
         assert_eq!(copy.bytes(), b"abcd");
+        assert!(s.is_encoded(), "a clone's read encodes for both");
+        assert_eq!(format!("{s:?}"), "AppState(4 bytes)");
         assert_eq!(&s[1..3], b"bc");
         assert_eq!(calls.load(Ordering::SeqCst), 1, "encoded once for both");
         assert_eq!(s.size_hint(), 4, "exact once encoded");

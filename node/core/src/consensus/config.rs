@@ -321,4 +321,196 @@ mod tests {
             assert!(q <= n - f, "n={n}: quorum must be reachable with f silent");
         }
     }
+
+    fn keys(prefix: &str, n: usize) -> Vec<PublicKey> {
+        (0..n)
+            .map(|i| crate::crypto::Keypair::from_label(&format!("{prefix}{i}")).public())
+            .collect()
+    }
+
+    /// Validators are known by their index, requesters by their role, anyone else not at all;
+    /// a key listed twice or not a valid point is refused. cargo-mutants (consensus shard 0)
+    /// found `principal` answering `None` and `validators` answering an empty list with every
+    /// core test passing (the simulator's invariants are their only other callers).
+    #[test]
+    fn the_directory_names_each_signer_by_role_and_refuses_duplicates() {
+        let validators = keys("v", 4);
+        let requesters = keys("r", 2);
+        let dir =
+            Directory::new(validators.clone(), requesters.clone()).expect("distinct valid keys");
+        assert_eq!(dir.validators(), validators.as_slice());
+        assert_eq!(dir.n(), 4);
+        for (i, v) in validators.iter().enumerate() {
+            let role = Some(Principal::Validator(ReplicaId(i as u32)));
+            assert_eq!(dir.principal(v), role);
+            assert_eq!(dir.lookup(v).map(|(p, _)| p), role);
+            assert_eq!(dir.validator_key(ReplicaId(i as u32)), Some(v));
+        }
+        for r in &requesters {
+            assert_eq!(dir.principal(r), Some(Principal::Requester));
+        }
+        let stranger = keys("x", 1)[0];
+        assert_eq!(dir.principal(&stranger), None);
+        assert!(dir.lookup(&stranger).is_none());
+        assert_eq!(dir.validator_key(ReplicaId(4)), None);
+
+        let twice = Directory::new(validators.clone(), vec![validators[2]]);
+        assert_eq!(twice.err(), Some(ConfigError::DuplicateKey(validators[2])));
+        // A key the verifier refuses (no point of the curve, or one of small order).
+        let not_a_point = (0..=255u8)
+            .map(|b| PublicKey([b; 32]))
+            .find(|k| crate::crypto::Verifier::new(*k).is_err())
+            .expect("some repeated byte is not a usable key");
+        let bad = Directory::new(validators, vec![not_a_point]);
+        assert_eq!(bad.err(), Some(ConfigError::InvalidKey(not_a_point)));
+    }
+
+    fn config() -> ReplicaConfig {
+        ReplicaConfig::new(
+            ReplicaId(0),
+            Directory::new(keys("v", 4), vec![]).expect("4 keys"),
+        )
+        .expect("4 validators")
+    }
+
+    /// The defaults pass, and each tunable is refused just past its bound and accepted at it.
+    /// cargo-mutants (consensus shards 0 and 1) found `validate` answering `Ok(())`, and its
+    /// window test with `||` as `&&`, `<` as `>` and `*` as `+`, with every core test passing.
+    #[test]
+    fn validate_refuses_each_tunable_just_past_its_bound() {
+        assert_eq!(config().validate(), Ok(()));
+        let refused = |change: &dyn Fn(&mut ReplicaConfig)| {
+            let mut c = config();
+            change(&mut c);
+            c.validate()
+        };
+        for name in [
+            "checkpoint_interval",
+            "max_batch",
+            "max_inflight_batches",
+            "max_pending",
+            "max_transfer_batches",
+            "max_future_per_peer",
+            "max_transfer_bytes",
+        ] {
+            let zero = |c: &mut ReplicaConfig| match name {
+                "checkpoint_interval" => c.checkpoint_interval = 0,
+                "max_batch" => c.max_batch = 0,
+                "max_inflight_batches" => c.max_inflight_batches = 0,
+                "max_pending" => c.max_pending = 0,
+                "max_transfer_batches" => c.max_transfer_batches = 0,
+                "max_future_per_peer" => c.max_future_per_peer = 0,
+                _ => c.max_transfer_bytes = 0,
+            };
+            assert!(
+                matches!(refused(&zero), Err(ConfigError::TooSmall { name: n, min: 1, value: 0 }) if n == name),
+                "{name} = 0"
+            );
+        }
+        // The window: at least twice the interval and a multiple of it (K = 128 by default).
+        let window = |w: u64| refused(&move |c: &mut ReplicaConfig| c.window = w);
+        assert_eq!(window(256), Ok(()), "exactly twice the interval");
+        assert_eq!(window(384), Ok(()), "three times");
+        for w in [128, 255, 257, 320] {
+            assert_eq!(
+                window(w),
+                Err(ConfigError::Window {
+                    window: w,
+                    interval: 128
+                }),
+                "window {w}"
+            );
+        }
+        // K = 1: a window of 2 is twice it (as `2 + K` it would not be).
+        let tiny = |w: u64| {
+            refused(&move |c: &mut ReplicaConfig| {
+                c.checkpoint_interval = 1;
+                c.window = w;
+            })
+        };
+        assert_eq!(tiny(2), Ok(()));
+        assert_eq!(
+            tiny(1),
+            Err(ConfigError::Window {
+                window: 1,
+                interval: 1
+            })
+        );
+        // Sizes in order: request <= batch <= window / 2, and a request of at least 1 KiB.
+        let c = config();
+        let (request, batch, budget) = (c.max_request_bytes, c.max_batch_bytes, c.max_window_bytes);
+        let sizes = |r: usize, b: usize, w: usize| {
+            refused(&move |c: &mut ReplicaConfig| {
+                c.max_request_bytes = r;
+                c.max_batch_bytes = b;
+                c.max_window_bytes = w;
+            })
+        };
+        assert_eq!(
+            sizes(batch, batch, budget),
+            Ok(()),
+            "a request as large as a batch"
+        );
+        assert_eq!(sizes(1024, batch, budget), Ok(()));
+        assert!(matches!(
+            sizes(1023, batch, budget),
+            Err(ConfigError::TooSmall {
+                name: "max_request_bytes",
+                ..
+            })
+        ));
+        assert!(matches!(
+            sizes(batch + 1, batch, budget),
+            Err(ConfigError::SizeOrder { .. })
+        ));
+        assert_eq!(
+            sizes(request, budget / 2, budget),
+            Ok(()),
+            "half the window"
+        );
+        assert!(matches!(
+            sizes(request, budget / 2 + 1, budget),
+            Err(ConfigError::SizeOrder { .. })
+        ));
+        // Limits that are each fine but compose into a view change over the message cap.
+        assert!(matches!(
+            refused(&|c: &mut ReplicaConfig| {
+                c.max_window_bytes = limits::MAX_MESSAGE_BYTES;
+                c.max_batch_bytes = limits::MAX_MESSAGE_BYTES / 4;
+            }),
+            Err(ConfigError::MessageTooLarge { .. })
+        ));
+    }
+
+    /// A request may carry the ledger's largest operation (with its nonce, envelope and framing)
+    /// where the message cap leaves room for it, and never much more: a request the ledger must
+    /// refuse for its size is refused at the door, before it takes a place in a batch.
+    /// cargo-mutants (consensus shard 0) found the default's `256 KiB + 1 KiB` as `256 KiB - 1
+    /// KiB` with every core test passing. From n = 10 the window budget a new-view must carry
+    /// leaves less than that per request; [`crate::governance::operation::max_operation_bytes`] says how much.
+    #[test]
+    fn the_default_request_cap_fits_the_largest_operation_up_to_n_7_and_little_more() {
+        use crate::governance::operation::MAX_OPERATION_BYTES;
+        for n in [4, 7, 10, 13] {
+            let c = ReplicaConfig::new(
+                ReplicaId(0),
+                Directory::new(keys("v", n), vec![]).expect("n keys"),
+            )
+            .expect("n validators");
+            let fits = crate::governance::operation::max_operation_bytes(c.max_request_bytes);
+            if n <= 7 {
+                assert_eq!(fits, MAX_OPERATION_BYTES, "n={n}");
+            } else {
+                assert!(
+                    fits < MAX_OPERATION_BYTES && fits > 64 * 1024,
+                    "n={n}: {fits}"
+                );
+            }
+            assert!(
+                c.max_request_bytes <= MAX_OPERATION_BYTES + 2048,
+                "n={n}: {} bytes admits requests the ledger refuses",
+                c.max_request_bytes
+            );
+        }
+    }
 }
