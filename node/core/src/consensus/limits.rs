@@ -41,6 +41,9 @@ pub fn request_bytes(r: &Signed<Request>) -> usize {
     r.envelope().payload.len() + REQUEST_FRAMING_BYTES
 }
 
+/// Bytes a request's payload adds around its operation (nonce and field tags), generously.
+pub const REQUEST_PAYLOAD_OVERHEAD_BYTES: usize = 16;
+
 /// What a batch costs inside a pre-prepare.
 pub fn batch_bytes(batch: &[Signed<Request>]) -> usize {
     batch.iter().map(request_bytes).sum()

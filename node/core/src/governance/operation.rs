@@ -13,6 +13,16 @@ use super::stage::Stage;
 /// so any operation within this limit can be submitted on a default cluster.
 pub const MAX_OPERATION_BYTES: usize = 256 * 1024;
 
+/// The largest operation a request of at most `max_request_bytes` can carry: the ledger's own
+/// cap, or less where the consensus message cap leaves less per request (from n = 10 at the
+/// default window).
+pub fn max_operation_bytes(max_request_bytes: usize) -> usize {
+    use crate::consensus::limits::{REQUEST_FRAMING_BYTES, REQUEST_PAYLOAD_OVERHEAD_BYTES};
+    max_request_bytes
+        .saturating_sub(REQUEST_FRAMING_BYTES + REQUEST_PAYLOAD_OVERHEAD_BYTES)
+        .min(MAX_OPERATION_BYTES)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {

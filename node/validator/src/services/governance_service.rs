@@ -260,7 +260,7 @@ impl GovernanceService {
             return Err(Status::invalid_argument(format!(
                 "request of {size} bytes exceeds this cluster's {}-byte request limit (operations up to {} bytes); nothing was ordered",
                 self.max_request_bytes,
-                scbe_core::governance::operation::MAX_OPERATION_BYTES,
+                scbe_core::governance::operation::max_operation_bytes(self.max_request_bytes),
             )));
         }
         Ok(size)

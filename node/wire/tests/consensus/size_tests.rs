@@ -4,14 +4,16 @@
 
 use std::collections::BTreeSet;
 
-use scbe_core::consensus::limits::{MAX_MESSAGE_BYTES, REQUEST_FRAMING_BYTES};
+use scbe_core::consensus::limits::{
+    MAX_MESSAGE_BYTES, REQUEST_FRAMING_BYTES, REQUEST_PAYLOAD_OVERHEAD_BYTES,
+};
 use scbe_core::consensus::*;
 use scbe_wire::encode_envelope;
 use scbe_wire::testkit::Cluster;
 
 /// Largest operation a request can carry and stay admitted.
 fn max_operation(c: &Cluster) -> usize {
-    c.config(0).max_request_bytes - REQUEST_FRAMING_BYTES - 16
+    c.config(0).max_request_bytes - REQUEST_FRAMING_BYTES - REQUEST_PAYLOAD_OVERHEAD_BYTES
 }
 
 /// Every message any replica sent, checked against the cap; returns how many of each kind.
