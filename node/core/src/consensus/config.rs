@@ -322,6 +322,22 @@ mod tests {
         }
     }
 
+    /// f is the most faulty validators n tolerates (3f + 1 <= n), for every n, not only those
+    /// of the form 3f + 1. cargo-mutants (consensus shard 1) found `(n - 1) / 3` as `1`, as
+    /// `(n + 1) / 3` and as `n / 3` with every core test passing (all agree at n = 4, 7, 10).
+    #[test]
+    fn f_is_the_most_faults_n_tolerates() {
+        for n in 4..=20usize {
+            let cfg = ReplicaConfig::new(
+                ReplicaId(0),
+                Directory::new(keys("v", n), vec![]).expect("n keys"),
+            )
+            .expect("n validators");
+            let most = (0..n).filter(|f| 3 * f < n).max();
+            assert_eq!(Some(cfg.f()), most, "n={n}");
+        }
+    }
+
     fn keys(prefix: &str, n: usize) -> Vec<PublicKey> {
         (0..n)
             .map(|i| crate::crypto::Keypair::from_label(&format!("{prefix}{i}")).public())
