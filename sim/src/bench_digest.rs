@@ -156,6 +156,11 @@ fn registered_ledger(
         &[],
         crate::fleet::MIN_SAMPLES,
         StateDigest::Tree,
+        [(
+            "bench".to_string(),
+            Keypair::from_label("bench/requester").public(),
+        )]
+        .into(),
     );
     let mut ledger = Ledger::new(cfg);
     let requester = Keypair::from_label("bench/requester").public();

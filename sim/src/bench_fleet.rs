@@ -420,6 +420,11 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
         analysis: t.analysis.clone(),
         notify_sinks: Vec::new(),
         state_digest: scbe_core::governance::ledger::StateDigest::Tree,
+        requesters: [(
+            "bench".to_string(),
+            Keypair::from_label("bench/requester").public(),
+        )]
+        .into(),
     };
     let mut sim = Sim {
         ledgers: (0..4).map(|_| Ledger::new(cfg.clone())).collect(),

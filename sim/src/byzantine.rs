@@ -194,7 +194,10 @@ impl Byzantine {
         out
     }
 
-    /// The same pre-prepare with an extra request that claims a client's key but is signed by us.
+    /// The same pre-prepare with an extra request: one that claims a client's key but is
+    /// signed by us (the signature check refuses it), or one validly signed by a key of our own
+    /// that no requester proposal ever named (the ledger's `may_order` refuses it: ordered,
+    /// such padding would grow every replica's state by a nonce window per key).
     fn with_forged_request(&self, rng: &mut ChaCha8Rng, pp: &PrePrepare) -> Vec<u8> {
         let Some(client) = self.clients.choose(rng) else {
             return Vec::new();
@@ -204,8 +207,14 @@ impl Byzantine {
             operation: b"forged".to_vec(),
         };
         let payload = ProtoCodec.encode_request(&req);
-        let mut env = Envelope::seal(Kind::Request, payload, &self.key);
-        env.signer = *client;
+        let env = if rng.random_bool(0.5) {
+            let mut env = Envelope::seal(Kind::Request, payload, &self.key);
+            env.signer = *client;
+            env
+        } else {
+            let stranger = Keypair::from_label(&format!("stranger/{}", rng.random::<u64>()));
+            Envelope::seal(Kind::Request, payload, &stranger)
+        };
         let forged = Signed::from_verified(req, Arc::new(env), Principal::Requester);
         let mut batch = pp.batch.clone();
         batch.push(forged);

@@ -71,6 +71,7 @@ pub fn ledger_config(
     agents: &[SimAgent],
     min_samples: u32,
     state_digest: StateDigest,
+    requesters: std::collections::BTreeMap<String, PublicKey>,
 ) -> LedgerConfig {
     LedgerConfig {
         validators,
@@ -91,6 +92,7 @@ pub fn ledger_config(
         analysis: analysis(min_samples),
         notify_sinks: Vec::new(),
         state_digest,
+        requesters,
     }
 }
 

@@ -137,3 +137,18 @@ fn requests_only_a_backup_holds_are_forwarded_again() {
         assert_passes(seed, 4, 1);
     }
 }
+
+/// Requesters change by proposal, so a request's signer is resolved at execution, not by the
+/// genesis directory: a Byzantine primary could then pad its batches with requests validly
+/// signed by keys of its own. Backups refuse a batch holding a key no requester proposal ever
+/// named (`StateMachine::may_order`). With that check planted away, seed 140 at n = 4 executed
+/// such a request on two replicas (the validity invariant).
+#[test]
+fn a_byzantine_primarys_padding_from_unknown_keys_is_never_executed() {
+    let o = Overrides {
+        validators: Some(4),
+        ..Overrides::default()
+    };
+    let r = run_seed(140, &o);
+    assert!(r.passed(), "seed 140: {:?}", r.violations);
+}

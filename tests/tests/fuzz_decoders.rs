@@ -450,6 +450,7 @@ fn empty_ledger() -> scbe_core::governance::Ledger {
         analysis: Default::default(),
         notify_sinks: vec!["ops".into()],
         state_digest: scbe_core::governance::ledger::StateDigest::Tree,
+        requesters: [("fz".to_string(), Keypair::from_label("fz-client").public())].into(),
     })
 }
 

@@ -2,7 +2,8 @@
 //! admits a 4th by `scbe propose agent add` (validators vote; none restarts), and the next
 //! production rollout reaches all 4; a removal approved the same way takes it out of every
 //! validator's fleet (that later plans leave it out is a ledger test:
-//! `scbe_core::governance::ledger_membership_tests`).
+//! `scbe_core::governance::ledger_membership_tests`); new gates by `scbe propose settings`;
+//! a requester admitted by `scbe propose requester add` and removed again.
 
 use std::process::Command;
 use std::time::Duration;
@@ -203,6 +204,62 @@ async fn an_agent_admitted_by_proposal_gets_the_next_production_rollout() {
     assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("min_safety 0.5 is outside what a proposal may set"),
+        "{text}"
+    );
+
+    // A requester admitted by proposal, with no restart: its key (from `scbe keygen`) is
+    // refused at the door until the validators approve it, heard from then on, and refused
+    // again once removed the same way.
+    let carol = h.cluster.dir.join("keys/carol.key");
+    let carol_arg = carol.to_str().expect("a UTF-8 path");
+    let (code, text) = scbe(&h, &["keygen", "--out", carol_arg]);
+    assert_eq!(code, Some(0), "{text}");
+    let carol_hex = text
+        .split_whitespace()
+        .last()
+        .expect("a public key")
+        .to_string();
+    let as_carol = |args: &[&str]| {
+        let mut all = vec!["--key", carol_arg];
+        all.extend_from_slice(args);
+        scbe(&h, &all)
+    };
+    let new_gates = ["propose", "settings", "--min-quality", "0.86"];
+    let (code, text) = as_carol(&new_gates);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("is not a requester of this cluster")
+            && text.contains("scbe propose requester add"),
+        "{text}"
+    );
+    let add = [
+        "propose",
+        "requester",
+        "add",
+        "--name",
+        "carol",
+        "--public-key",
+        &carol_hex,
+    ];
+    let (code, text) = scbe(&h, &add);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("APPROVED"), "{text}");
+    let (code, text) = as_carol(&new_gates);
+    assert_eq!(code, Some(0), "carol is heard: {text}");
+    assert!(text.contains("APPROVED"), "{text}");
+    let (code, text) = scbe(&h, &["propose", "requester", "remove", "--name", "carol"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = as_carol(&["propose", "settings", "--min-quality", "0.87"]);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("is not a requester of this cluster"),
+        "{text}"
+    );
+    // The last requester cannot remove itself: nobody could propose again.
+    let (code, text) = scbe(&h, &["propose", "requester", "remove", "--name", "local"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the last requester cannot be removed"),
         "{text}"
     );
 }

@@ -12,7 +12,7 @@ use scbe_cli::commands::propose::submit;
 use scbe_cli::commands::read::{run_status, run_watch};
 use scbe_cli::commands::Unusable;
 use scbe_core::crypto::PublicKey;
-use scbe_core::governance::ledger::{AgentChange, SettingsChange, StateDigest};
+use scbe_core::governance::ledger::{AgentChange, RequesterChange, SettingsChange, StateDigest};
 use scbe_core::governance::{FusedRelease, Operation, Stage};
 
 #[derive(Parser)]
@@ -112,6 +112,33 @@ enum Propose {
     /// vote. Applied when approved, with no restart; not while a rollout is in flight. Flags
     /// left out keep their value; `scbe status` shows those in force.
     Settings(SettingsArgs),
+    /// Propose admitting or removing a requester (a key that may submit proposals); validators
+    /// check it (name, a valid key nobody else holds, one requester left at least) and vote.
+    /// Applied when approved, with no restart: from then on the ledger accepts (or refuses)
+    /// what that key signs.
+    Requester {
+        #[command(subcommand)]
+        change: RequesterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RequesterCommand {
+    /// Admit a requester. It creates its key with `scbe keygen --out FILE` and sends the
+    /// public key printed to a requester already admitted, who runs this.
+    Add {
+        /// A name for `scbe status` and events: 1 to 64 letters, digits or . - _
+        #[arg(long)]
+        name: String,
+        /// The requester's public key (64 hex characters, from `scbe keygen`).
+        #[arg(long, value_name = "HEX")]
+        public_key: String,
+    },
+    /// Remove a requester: what its key signs is refused from the approval on.
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// One flag per gate and health threshold of the genesis.
@@ -222,7 +249,8 @@ enum Command {
     /// Example: scbe fuse --manifests hf.json gcp.json aws.json --output release.json
     Fuse(FuseArgs),
     /// Create a requester key: the secret goes to --out (mode 0600), the public key is printed
-    /// for an operator to add to the cluster's [[requesters]].
+    /// for the genesis's [[requesters]], or for a requester already admitted to propose with
+    /// `scbe propose requester add`.
     Keygen {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -375,6 +403,12 @@ fn main() -> ExitCode {
                 Propose::Settings(args) => Ok(Operation::ProposeSettings {
                     change: args.change(),
                 }),
+                Propose::Requester { change } => match change {
+                    RequesterCommand::Add { name, public_key } => public_key_arg(&public_key)
+                        .map(|public_key| RequesterChange::Add { name, public_key }),
+                    RequesterCommand::Remove { name } => Ok(RequesterChange::Remove { name }),
+                }
+                .map(|change| Operation::ProposeRequester { change }),
             };
             op.and_then(|op| submit(&dial()?, &cli.key, op))
         }

@@ -72,6 +72,9 @@ pub enum SubmitRefusal {
     /// The nonce can no longer execute (used, too old, or too far ahead).
     #[error("{0}; sign the request again with a fresh nonce (`scbe` asks the cluster for the highest one)")]
     Nonce(NonceError),
+    /// The signer is not a requester in force (never admitted, or removed).
+    #[error("key {0} is not a requester of this cluster (never admitted, or removed); a requester admits it with `scbe propose requester add --name N --public-key HEX`")]
+    NotARequester(PublicKey),
 }
 
 /// What became of a submitted client request.
@@ -222,6 +225,10 @@ impl ValidatorStep {
                     Err(SubmitRefusal::NonceTaken { nonce, seq: o.seq })
                 };
             }
+        }
+        // The ledger would refuse it (and the core not order it, for a key it never knew).
+        if !self.ledger().is_requester(&signer) {
+            return Err(SubmitRefusal::NotARequester(signer));
         }
         // A request that can no longer execute would be dropped at the door and never answered.
         self.replica
@@ -396,6 +403,7 @@ mod tests {
             analysis: Default::default(),
             notify_sinks: Vec::new(),
             state_digest: crate::governance::ledger::StateDigest::Tree,
+            requesters: Default::default(),
         })
     }
 

@@ -87,7 +87,8 @@ pub(crate) fn open_many<T>(
         .map(envelope_from_proto)
         .collect::<Result<Vec<_>, _>>()?;
     let mut principals = Vec::with_capacity(envs.len());
-    let mut items = Vec::with_capacity(envs.len());
+    // (envelope, its signer's key) of those whose signature is still to check.
+    let mut unchecked = Vec::with_capacity(envs.len());
     let mut fresh = Vec::new();
     for e in &envs {
         if e.kind != expected {
@@ -99,7 +100,7 @@ pub(crate) fn open_many<T>(
         }
         let (principal, verifier) = cx
             .dir
-            .lookup(&e.signer)
+            .resolve(&e.signer, e.kind)
             .ok_or(WireError::UnknownSigner(e.signer))?;
         principals.push(principal);
         let digest = cx.cache.map(|_| e.digest());
@@ -107,8 +108,10 @@ pub(crate) fn open_many<T>(
             continue;
         }
         fresh.extend(digest);
-        items.push(e.signed_item(verifier));
+        unchecked.push((e, verifier));
     }
+    let items: Vec<crypto::SignedItem<'_>> =
+        unchecked.iter().map(|(e, v)| e.signed_item(v)).collect();
     crypto::verify_batch(&items)?;
     drop(items);
     if let Some(c) = cx.cache {

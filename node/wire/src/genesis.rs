@@ -4,7 +4,7 @@
 //! a data directory written under another one, and nothing that must agree is ever copied into
 //! a node's own config. `scbe-node testnet` and `scbe-sim up` write it; operators copy it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use scbe_core::consensus::{Digest, Directory, ReplicaConfig, ReplicaId};
@@ -108,6 +108,7 @@ impl Genesis {
         }
         let mut names = BTreeSet::new();
         let mut requesters = Vec::new();
+        let mut requesters_by_name = BTreeMap::new();
         for (i, r) in file.requesters.iter().enumerate() {
             if !names.insert(r.name.clone()) {
                 return Err(invalid(
@@ -115,7 +116,9 @@ impl Genesis {
                     format!("duplicate name {:?}", r.name),
                 ));
             }
-            requesters.push(key(&r.public_key, format!("requesters[{i}].public_key"))?);
+            let k = key(&r.public_key, format!("requesters[{i}].public_key"))?;
+            requesters.push(k);
+            requesters_by_name.insert(r.name.clone(), k);
         }
         let directory = Directory::new(validators.clone(), requesters)
             .map_err(|e| invalid("validators/requesters".into(), e.to_string()))?;
@@ -226,6 +229,7 @@ impl Genesis {
             analysis,
             notify_sinks: file.notify.iter().map(|n| n.name.clone()).collect(),
             state_digest: file.ledger.state_digest,
+            requesters: requesters_by_name,
         };
         let genesis = Genesis {
             digest,

@@ -39,7 +39,7 @@ pub fn open_proto_cached(
     let cx = Cx { dir, cache };
     let env = envelope_from_proto(env)?;
     let (principal, verifier) = dir
-        .lookup(&env.signer)
+        .resolve(&env.signer, env.kind)
         .ok_or(WireError::UnknownSigner(env.signer))?;
     let digest = cache.map(|_| env.digest());
     let known = digest.is_some_and(|d| cache.is_some_and(|c| c.contains(&d)));
@@ -65,7 +65,7 @@ pub fn open_many_cached(
     struct Opened<'d> {
         env: Envelope,
         principal: scbe_core::consensus::Principal,
-        verifier: &'d crypto::Verifier,
+        verifier: std::borrow::Cow<'d, crypto::Verifier>,
         digest: Digest,
         known: bool,
     }
@@ -74,7 +74,7 @@ pub fn open_many_cached(
         .map(|p| {
             let env = envelope_from_proto(p)?;
             let (principal, verifier) = dir
-                .lookup(&env.signer)
+                .resolve(&env.signer, env.kind)
                 .ok_or(WireError::UnknownSigner(env.signer))?;
             let digest = env.digest();
             let known = cache.contains(&digest);
@@ -91,7 +91,7 @@ pub fn open_many_cached(
         .iter()
         .filter_map(|o| o.as_ref().ok())
         .filter(|o| !o.known)
-        .map(|o| o.env.signed_item(o.verifier))
+        .map(|o| o.env.signed_item(&o.verifier))
         .collect();
     let all_good = crypto::batch_holds(&items);
     drop(items);

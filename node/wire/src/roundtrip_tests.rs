@@ -94,6 +94,24 @@ fn forged_nested_request_rejects_the_whole_pre_prepare() {
     assert!(matches!(err, WireError::Crypto(_)), "{err}");
 }
 
+/// A batch may hold requests of keys the directory does not list (requesters admitted since
+/// genesis); their signatures are checked like any other.
+#[test]
+fn a_pre_prepare_opens_with_a_requester_the_directory_does_not_list() {
+    let (vals, _, dir) = setup();
+    let stranger = Keypair::from_label("stranger");
+    let pp = pre_prepare(&vals[0], vec![request(&stranger, 1)]);
+    let opened = open(&encode_envelope(pp.envelope()), &dir).expect("opens");
+    let Message::PrePrepare(got) = opened.value() else {
+        panic!("wrong kind")
+    };
+    assert_eq!(got.batch[0].principal(), Principal::Requester);
+    assert_eq!(got.batch[0].signer(), &stranger.public());
+    let forged = pre_prepare(&vals[0], vec![forged_request(&stranger, 1)]);
+    let err = open(&encode_envelope(forged.envelope()), &dir).expect_err("must fail");
+    assert!(matches!(err, WireError::Crypto(_)), "{err}");
+}
+
 #[test]
 fn unknown_signer_oversize_and_garbage_are_typed_errors() {
     let (_, _, dir) = setup();
@@ -160,7 +178,9 @@ fn suspect_roundtrips_and_carries_its_signer() {
 
 /// A client stream's requests opened together: each gets the answer it would get alone, a
 /// forged one fails by itself (the batch falls back to single checks), and what passed is in
-/// the cache afterwards.
+/// the cache afterwards. A key the directory does not list opens as a requester (requesters
+/// change by proposal; the ledger decides whether it is one in force); a key that is no usable
+/// public key does not.
 #[test]
 fn requests_opened_together_fail_one_by_one() {
     let (_, client, dir) = setup();
@@ -173,14 +193,23 @@ fn requests_opened_together_fail_one_by_one() {
         .collect();
     envs[2] = envelope_to_proto(forged_request(&client, 3).envelope());
     envs.push(envelope_to_proto(request(&stranger, 7).envelope()));
+    let mut unusable = (**request(&stranger, 8).envelope()).clone();
+    unusable.signer = scbe_core::crypto::PublicKey([0; 32]);
+    envs.push(envelope_to_proto(&unusable));
+    envs.push(envelope_to_proto(forged_request(&stranger, 9).envelope()));
     let opened = open_many_cached(envs, &dir, &cache);
-    assert_eq!(opened.len(), 7, "one answer per envelope, in order");
+    assert_eq!(opened.len(), 9, "one answer per envelope, in order");
     for (i, o) in opened.iter().enumerate() {
         match i {
-            2 => assert!(matches!(o, Err(WireError::Crypto(_))), "forged: {o:?}"),
-            6 => assert!(
+            2 | 8 => assert!(matches!(o, Err(WireError::Crypto(_))), "forged: {o:?}"),
+            6 => {
+                let m = o.as_ref().expect("a stranger's request opens");
+                assert_eq!(m.principal(), Principal::Requester);
+                assert_eq!(m.signer(), &stranger.public());
+            }
+            7 => assert!(
                 matches!(o, Err(WireError::UnknownSigner(_))),
-                "stranger: {o:?}"
+                "unusable key: {o:?}"
             ),
             _ => {
                 let m = o.as_ref().expect("a good request opens");

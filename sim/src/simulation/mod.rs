@@ -184,6 +184,12 @@ impl Simulation {
             } else {
                 scbe_core::governance::ledger::StateDigest::Tree
             },
+            client_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (format!("client-{i}"), k.public()))
+                .chain(std::iter::once(("flooder".to_string(), flooder.public())))
+                .collect(),
         );
         let nodes: Vec<Node> = keys
             .into_iter()

@@ -24,6 +24,7 @@ pub fn submit(cli_node: &Dial, key: &Option<PathBuf>, op: Operation) -> Result<E
             | Operation::Approve { .. }
             | Operation::ProposeAgent { .. }
             | Operation::ProposeSettings { .. }
+            | Operation::ProposeRequester { .. }
     );
     runtime()?.block_on(async {
         let mut c = client(cli_node, key).await?;

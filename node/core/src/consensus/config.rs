@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::crypto::{PublicKey, Verifier};
 
 use super::limits;
-use super::message::Principal;
+use super::message::{Kind, Principal};
 
 /// A batch is at most 1 MiB unless the window budget is smaller.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
@@ -65,6 +65,26 @@ impl Directory {
     /// The signer's role and its decompressed key; `None` for unknown keys.
     pub fn lookup(&self, key: &PublicKey) -> Option<(Principal, &Verifier)> {
         self.principals.get(key).map(|(p, v)| (*p, v))
+    }
+
+    /// The signer of an envelope of `kind`, as the network edge resolves it: a validator or a
+    /// genesis requester by this directory; for a request, any other valid key as a requester,
+    /// because requesters change by the ledger's proposals and the ledger decides whether a
+    /// key is one in force (`governance::ledger::requesters`). `None`: drop the envelope.
+    pub fn resolve(
+        &self,
+        key: &PublicKey,
+        kind: Kind,
+    ) -> Option<(Principal, std::borrow::Cow<'_, Verifier>)> {
+        use std::borrow::Cow;
+        if let Some((p, v)) = self.lookup(key) {
+            return Some((p, Cow::Borrowed(v)));
+        }
+        if kind != Kind::Request {
+            return None;
+        }
+        let verifier = Verifier::new(*key).ok()?;
+        Some((Principal::Requester, Cow::Owned(verifier)))
     }
 }
 

@@ -14,6 +14,14 @@ pub struct SnapshotError(pub String);
 pub trait StateMachine: Send {
     /// Applies one committed, authenticated, non-duplicate request.
     fn apply(&mut self, seq: Seq, request: &Signed<Request>);
+    /// Whether `request` may be ordered at all: asked before a request joins the queue and
+    /// before a backup accepts a batch holding it. Not its outcome (decided when it applies);
+    /// a filter against requests nobody meant, such as ones signed by keys the application
+    /// never knew. It must admit whatever a replica ahead or behind of this one might, or
+    /// backups would refuse batches their peers accept.
+    fn may_order(&self, _request: &Signed<Request>) -> bool {
+        true
+    }
     /// Digest of the current state; feeds the checkpoint's state digest.
     fn digest(&self) -> Digest;
     /// Called just before a checkpoint's [`Self::digest`] and [`Self::snapshot`], with the

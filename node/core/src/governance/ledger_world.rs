@@ -141,6 +141,7 @@ impl World {
             analysis,
             notify_sinks: vec!["ops".into()],
             state_digest: crate::governance::ledger::StateDigest::Tree,
+            requesters: [("ops".to_string(), Keypair::from_label("requester").public())].into(),
         };
         World {
             ledger: Ledger::new(cfg),

@@ -31,6 +31,8 @@ mod ledger_pause_tests;
 #[cfg(test)]
 mod ledger_proposal_tests;
 #[cfg(test)]
+mod ledger_requester_tests;
+#[cfg(test)]
 mod ledger_rollback_tests;
 #[cfg(test)]
 mod ledger_rollout_tests;

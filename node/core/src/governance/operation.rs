@@ -56,6 +56,10 @@ pub enum Operation {
     ProposeSettings {
         change: super::ledger::SettingsChange,
     },
+    /// Propose admitting or removing a requester.
+    ProposeRequester {
+        change: super::ledger::RequesterChange,
+    },
     /// A validator's vote on a proposal.
     Vote {
         proposal: u64,
@@ -139,6 +143,7 @@ impl Operation {
             Operation::Approve { .. } => "approve",
             Operation::ProposeAgent { .. } => "propose_agent",
             Operation::ProposeSettings { .. } => "propose_settings",
+            Operation::ProposeRequester { .. } => "propose_requester",
             Operation::Vote { .. } => "vote",
             Operation::AutoRollback { .. } => "auto_rollback",
             Operation::RolloutProgress { .. } => "rollout_progress",

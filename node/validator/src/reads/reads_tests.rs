@@ -49,6 +49,7 @@ async fn status_and_watch_are_answered_while_the_core_queue_is_full_and_unread()
         analysis: Default::default(),
         notify_sinks: Vec::new(),
         state_digest: scbe_core::governance::ledger::StateDigest::Tree,
+        requesters: Default::default(),
     });
     let watch = WatchSettings {
         step_deadline_ms: 1_000,

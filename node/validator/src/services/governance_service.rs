@@ -273,10 +273,12 @@ impl GovernanceService {
         size: usize,
     ) -> Result<Decision, Status> {
         let signed = opened.map_err(|e| match e {
-            WireError::UnknownSigner(k) => Status::permission_denied(format!(
-                "signer {k} is not a registered requester of this cluster; ask an operator to add its public key to [[requesters]]"
-            )),
-            WireError::Crypto(c) => Status::permission_denied(format!("signature check failed: {c}")),
+            WireError::UnknownSigner(k) => {
+                Status::permission_denied(format!("signer {k} is not a usable ed25519 public key"))
+            }
+            WireError::Crypto(c) => {
+                Status::permission_denied(format!("signature check failed: {c}"))
+            }
             other => Status::invalid_argument(other.to_string()),
         })?;
         if signed.principal() != Principal::Requester || signed.envelope().kind != Kind::Request {
@@ -325,6 +327,7 @@ pub fn refusal_status(refused: &SubmitRefusal) -> Status {
     use scbe_core::consensus::nonce::NonceError;
     let message = refused.to_string();
     match refused {
+        SubmitRefusal::NotARequester(_) => Status::permission_denied(message),
         SubmitRefusal::Nonce(NonceError::TooFarAhead { .. }) => Status::invalid_argument(message),
         SubmitRefusal::Nonce(NonceError::Used { .. } | NonceError::TooOld { .. })
         | SubmitRefusal::NonceTaken { .. } => Status::failed_precondition(message),

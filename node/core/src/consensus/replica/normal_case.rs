@@ -31,6 +31,10 @@ impl<A: StateMachine> Replica<A> {
         if check_batch(&self.cfg, v).is_err() {
             return self.drop_input("pre-prepare with an invalid batch");
         }
+        if !v.batch.iter().all(|r| self.app.may_order(r)) {
+            return self
+                .drop_input("pre-prepare with a request from a signer the ledger never knew");
+        }
         let (view, seq, digest) = (v.view, v.seq, v.digest);
         if self.guard.get(&(view, seq)).is_some_and(|d| *d != digest) {
             return self.drop_input("pre-prepare conflicts with the vote guard");

@@ -16,6 +16,9 @@ impl<A: StateMachine> Replica<A> {
             // The client API refuses these before they get here; a peer relaying one is faulty.
             return self.drop_input("request over the size limit");
         }
+        if !self.app.may_order(&r) {
+            return self.drop_input("request from a signer the ledger never knew");
+        }
         let id = (*r.signer(), r.value().nonce);
         if !self.nonce_fresh(&id.0, id.1) {
             return self.drop_input("request nonce already executed or out of the window");

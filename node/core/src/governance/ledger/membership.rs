@@ -75,7 +75,7 @@ impl AgentChange {
     }
 }
 
-fn name_ok(field: &str, v: &str, reasons: &mut Vec<String>) {
+pub(super) fn name_ok(field: &str, v: &str, reasons: &mut Vec<String>) {
     let ok = v
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));

@@ -43,6 +43,7 @@ pub mod membership;
 mod notifications;
 mod pauses;
 mod proposals;
+pub mod requesters;
 mod rollbacks;
 mod rollouts;
 pub mod settings;
@@ -70,6 +71,7 @@ pub use canary_analysis::MAX_BASELINE_AGENTS;
 pub use journal::{Fresh, Journal, EVENTS_KEPT, OUTCOMES_KEPT_PER_SIGNER};
 pub use membership::{AgentChange, MAX_AGENT_NAME_CHARS};
 pub use notifications::{DEFAULT_NOTIFY_EVENTS, NOTIFIABLE_EVENTS};
+pub use requesters::{RequesterChange, RequesterEntry, Requesters};
 pub use settings::{Settings, SettingsChange};
 pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
@@ -100,6 +102,8 @@ pub struct LedgerConfig {
     pub notify_sinks: Vec<String>,
     /// The genesis's state digest ([`Ledger::settings`] holds the one in force).
     pub state_digest: StateDigest,
+    /// The genesis's requesters by name ([`Ledger::requesters`] are those in force).
+    pub requesters: BTreeMap<String, PublicKey>,
 }
 
 impl LedgerConfig {
@@ -254,6 +258,15 @@ impl Ledger {
             rollout: None,
         };
         let result = match Operation::from_bytes(bytes) {
+            // Checked at execution, so every replica refuses the same requests whatever it
+            // had executed when the batch was ordered (see `requesters.rs`).
+            Ok(_) if matches!(signer, Signer::Requester(k) if !self.is_requester(&k)) => {
+                Err(vec![format!(
+                    "{} is not a requester of this cluster (never admitted, or removed): \
+                     `scbe propose requester add` admits a key",
+                    hex(key.as_bytes())
+                )])
+            }
             Ok(op) => self.dispatch(seq, signer, op, &mut outcome),
             Err(e) => Err(vec![e.to_string()]),
         };
@@ -346,6 +359,13 @@ impl Ledger {
                     return reject("settings changes are proposed by release requesters");
                 }
                 out.proposal = Some(self.propose_settings(seq, change)?);
+                Ok(())
+            }
+            Operation::ProposeRequester { change } => {
+                if validator.is_some() {
+                    return reject("requester changes are proposed by release requesters");
+                }
+                out.proposal = Some(self.propose_requester_change(seq, change)?);
                 Ok(())
             }
             Operation::Vote {
@@ -498,6 +518,13 @@ impl StateMachine for Ledger {
             request.value().nonce,
             &request.value().operation,
         );
+    }
+
+    fn may_order(&self, request: &Signed<Request>) -> bool {
+        match request.principal() {
+            Principal::Validator(_) => true,
+            Principal::Requester => Ledger::may_order(self, request.signer()),
+        }
     }
 
     fn digest(&self) -> Digest {

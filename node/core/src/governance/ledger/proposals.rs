@@ -425,6 +425,10 @@ impl Ledger {
                 self.apply_settings(seq, proposal, change);
                 return None;
             }
+            ProposalKind::Requester { change } => {
+                self.apply_requester_change(seq, proposal, change);
+                return None;
+            }
         };
         if let Some(p) = self.state.proposals.get_mut(&proposal) {
             p.rollout = Some(rollout);
@@ -476,6 +480,9 @@ impl Ledger {
                 reasons.extend(self.check_approve(*rollout, Some(*batch)))
             }
             ProposalKind::Settings { change } => reasons.extend(self.check_settings_change(change)),
+            ProposalKind::Requester { change } => {
+                reasons.extend(self.check_requester_change(change))
+            }
         }
         if reasons.is_empty() {
             (true, vec!["all checks pass".into()])

@@ -64,6 +64,10 @@ pub enum ProposalKind {
     Settings {
         change: super::settings::SettingsChange,
     },
+    /// A requester admitted or removed.
+    Requester {
+        change: super::requesters::RequesterChange,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -295,6 +299,10 @@ pub struct LedgerState {
     /// The gates and health thresholds an approved proposal set (none: the genesis's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<super::settings::Settings>,
+    /// Every requester by name once an approved proposal changed them, removed ones kept
+    /// (none: the genesis's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requesters: Option<BTreeMap<String, super::requesters::RequesterEntry>>,
 }
 
 impl LedgerState {
@@ -316,6 +324,7 @@ impl LedgerState {
             agents,
             notified,
             settings,
+            requesters,
         } = self;
         let rest = serde_json::to_vec(&(
             known_good,
@@ -347,9 +356,16 @@ impl LedgerState {
             tagged.extend(serde_json::to_vec(&s).unwrap_or_default());
             tagged
         });
+        // Changed requesters likewise, tagged.
+        let requesters = requesters.as_ref().map(|r| {
+            let mut tagged = b"requesters:".to_vec();
+            tagged.extend(serde_json::to_vec(r).unwrap_or_default());
+            tagged
+        });
         let mut with = parts.to_vec();
         with.extend(notified.as_deref());
         with.extend(settings.as_deref());
+        with.extend(requesters.as_deref());
         crate::consensus::Digest::of_parts(&with).0
     }
 
