@@ -10,3 +10,4 @@ mod relay_tests;
 mod replay_tests;
 mod size_tests;
 mod suspicion_tests;
+mod worst_case_tests;
