@@ -109,6 +109,30 @@ mod tests {
         assert!(!w.is_fresh(0));
     }
 
+    /// The jump's bound is inclusive, and marking a nonce again (or the highest one) changes
+    /// nothing. cargo-mutants (consensus shard 2) found `nonce - h > MAX_NONCE_JUMP` as `>=`,
+    /// and `mark`'s `nonce > h` as `>=` (which underflows on the highest nonce), with every
+    /// core test passing.
+    #[test]
+    fn the_jump_bound_is_inclusive_and_marking_twice_changes_nothing() {
+        let mut w = NonceWindow::default();
+        w.mark(10);
+        assert_eq!(w.check(10 + MAX_NONCE_JUMP), Ok(()));
+        assert_eq!(
+            w.check(11 + MAX_NONCE_JUMP),
+            Err(NonceError::TooFarAhead {
+                nonce: 11 + MAX_NONCE_JUMP,
+                highest: 10
+            })
+        );
+        w.mark(7);
+        let before = w;
+        for n in [10, 7] {
+            w.mark(n);
+            assert_eq!(w, before, "marking {n} again");
+        }
+    }
+
     #[test]
     fn no_request_can_exhaust_a_key() {
         let mut w = NonceWindow::default();
