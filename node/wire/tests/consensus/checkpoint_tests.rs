@@ -66,3 +66,35 @@ fn every_record_about_a_seq_names_it_and_the_others_name_none() {
         "{named:?}"
     );
 }
+
+/// What a validator reads of its replica (its id, each signer's highest nonce for clients that
+/// count on from it, the genesis and current state digests `scbe audit verify` compares, a
+/// divergence flag) is what the replica decided. cargo-mutants (consensus shard 3) found each
+/// of these accessors answering a constant with every consensus test passing: only the
+/// validator's tests read them.
+#[test]
+fn what_a_validator_reads_of_its_replica_is_what_it_decided() {
+    let mut c = Cluster::new(4, 2);
+    let genesis = c.replica(0).stable_checkpoint().state_digest;
+    for nonce in 1..=2 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+        c.run();
+    }
+    let client = *c.request(1).signer();
+    for i in 0..4 {
+        let r = c.replica(i);
+        assert_eq!(r.id(), ReplicaId(i as u32));
+        assert_eq!(r.last_nonce(&client), 2, "replica {i}");
+        assert_eq!(r.last_nonce(&scbe_core::crypto::PublicKey([9; 32])), 0);
+        assert_eq!(r.last_nonces().collect::<Vec<_>>(), vec![(&client, 2)]);
+        assert_eq!(r.genesis_digest(), genesis);
+        assert_ne!(genesis, Digest::default());
+        assert_eq!(r.diverged_at(), None, "replica {i}");
+        assert_eq!(r.stable_checkpoint().seq, Seq(2), "replica {i}");
+    }
+    // Right at the stable checkpoint, the digest now is the one the quorum signed there.
+    let r = c.replicas[1].as_mut().expect("replica 1 runs");
+    let signed = r.stable_checkpoint().state_digest;
+    assert_ne!(signed, genesis);
+    assert_eq!(r.state_digest_now(), signed);
+}
