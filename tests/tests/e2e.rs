@@ -121,8 +121,12 @@ async fn an_unknown_requester_is_permission_denied() {
     let mut c = h.client(0).await;
     let err = c.submit(env).await.expect_err("must be refused");
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // Named in full, with the command that admits it.
+    let hex = scbe_wire::key_file::encode_hex(stranger.public().as_bytes());
     assert!(
-        err.message().contains("is not a registered requester"),
+        err.message()
+            .contains(&format!("key {hex} is not a requester of this cluster"))
+            && err.message().contains("scbe propose requester add"),
         "{}",
         err.message()
     );

@@ -83,7 +83,9 @@ async fn every_streamed_request_is_answered_once_by_its_position() {
         by_index[&40]
     );
     assert!(
-        by_index[&40].message.contains("not a registered requester"),
+        by_index[&40]
+            .message
+            .contains("is not a requester of this cluster"),
         "{:?}",
         by_index[&40]
     );

@@ -73,7 +73,7 @@ pub enum SubmitRefusal {
     #[error("{0}; sign the request again with a fresh nonce (`scbe` asks the cluster for the highest one)")]
     Nonce(NonceError),
     /// The signer is not a requester in force (never admitted, or removed).
-    #[error("key {0} is not a requester of this cluster (never admitted, or removed); a requester admits it with `scbe propose requester add --name N --public-key HEX`")]
+    #[error("key {} is not a requester of this cluster (never admitted, or removed); a requester admits it with `scbe propose requester add --name N --public-key HEX`", crate::governance::release::hex(.0.as_bytes()))]
     NotARequester(PublicKey),
 }
 

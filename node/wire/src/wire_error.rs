@@ -20,7 +20,9 @@ pub enum WireError {
         expected: &'static str,
         got: &'static str,
     },
-    #[error("signer {0} is neither a validator nor a registered requester")]
+    #[error(
+        "signer {0} is not a validator of this cluster (nor, for a request, a usable public key)"
+    )]
     UnknownSigner(PublicKey),
     #[error(transparent)]
     Crypto(#[from] CryptoError),

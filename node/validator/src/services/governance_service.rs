@@ -1,4 +1,4 @@
-//! `Governance` server: the client API. Only registered requesters may submit; a request is
+//! `Governance` server: the client API. Only requesters in force may submit; a request is
 //! verified here, then handed to the core, and the reply waits for the decided outcome.
 //! `Status` and `Watch` need no key: they read what the core published (`crate::reads`) and
 //! never enter its queue; open `Watch` streams are capped.
