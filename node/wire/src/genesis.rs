@@ -106,21 +106,18 @@ impl Genesis {
                 .map_err(|p| invalid(format!("validators[{i}].address"), p))?;
             validators.push(key(&v.public_key, format!("validators[{i}].public_key"))?);
         }
-        let mut names = BTreeSet::new();
-        let mut requesters = Vec::new();
-        let mut requesters_by_name = BTreeMap::new();
+        let mut requesters = BTreeMap::new();
         for (i, r) in file.requesters.iter().enumerate() {
-            if !names.insert(r.name.clone()) {
+            if requesters.contains_key(&r.name) {
                 return Err(invalid(
                     format!("requesters[{i}].name"),
                     format!("duplicate name {:?}", r.name),
                 ));
             }
             let k = key(&r.public_key, format!("requesters[{i}].public_key"))?;
-            requesters.push(k);
-            requesters_by_name.insert(r.name.clone(), k);
+            requesters.insert(r.name.clone(), k);
         }
-        let directory = Directory::new(validators.clone(), requesters)
+        let directory = Directory::new(validators.clone(), requesters.values().copied().collect())
             .map_err(|e| invalid("validators/requesters".into(), e.to_string()))?;
         let mut agents = Vec::new();
         let mut ids = BTreeSet::new();
@@ -229,7 +226,7 @@ impl Genesis {
             analysis,
             notify_sinks: file.notify.iter().map(|n| n.name.clone()).collect(),
             state_digest: file.ledger.state_digest,
-            requesters: requesters_by_name,
+            requesters,
         };
         let genesis = Genesis {
             digest,

@@ -189,6 +189,15 @@ impl Cluster {
         }
     }
 
+    /// Requests `nonces` submitted at replica `at` one at a time, each decided (the queue run
+    /// empty) before the next.
+    pub fn decide_each(&mut self, at: usize, nonces: std::ops::RangeInclusive<u64>) {
+        for nonce in nonces {
+            self.input(at, Input::ClientRequest(self.request(nonce)));
+            self.run();
+        }
+    }
+
     /// Delivers the oldest queued message; false when none is left.
     pub fn step(&mut self) -> bool {
         let Some((_, to, bytes)) = self.queue.pop_front() else {

@@ -348,11 +348,7 @@ mod tests {
     #[test]
     fn f_is_the_most_faults_n_tolerates() {
         for n in 4..=20usize {
-            let cfg = ReplicaConfig::new(
-                ReplicaId(0),
-                Directory::new(keys("v", n), vec![]).expect("n keys"),
-            )
-            .expect("n validators");
+            let cfg = config_of(n);
             let most = (0..n).filter(|f| 3 * f < n).max();
             assert_eq!(Some(cfg.f()), most, "n={n}");
         }
@@ -401,12 +397,14 @@ mod tests {
         assert_eq!(bad.err(), Some(ConfigError::InvalidKey(not_a_point)));
     }
 
+    /// Validator 0's default configuration in a set of `n`.
+    fn config_of(n: usize) -> ReplicaConfig {
+        let dir = Directory::new(keys("v", n), vec![]).expect("n distinct keys");
+        ReplicaConfig::new(ReplicaId(0), dir).expect("n validators")
+    }
+
     fn config() -> ReplicaConfig {
-        ReplicaConfig::new(
-            ReplicaId(0),
-            Directory::new(keys("v", 4), vec![]).expect("4 keys"),
-        )
-        .expect("4 validators")
+        config_of(4)
     }
 
     /// The defaults pass, and each tunable is refused just past its bound and accepted at it.
@@ -420,24 +418,17 @@ mod tests {
             change(&mut c);
             c.validate()
         };
-        for name in [
-            "checkpoint_interval",
-            "max_batch",
-            "max_inflight_batches",
-            "max_pending",
-            "max_transfer_batches",
-            "max_future_per_peer",
-            "max_transfer_bytes",
-        ] {
-            let zero = |c: &mut ReplicaConfig| match name {
-                "checkpoint_interval" => c.checkpoint_interval = 0,
-                "max_batch" => c.max_batch = 0,
-                "max_inflight_batches" => c.max_inflight_batches = 0,
-                "max_pending" => c.max_pending = 0,
-                "max_transfer_batches" => c.max_transfer_batches = 0,
-                "max_future_per_peer" => c.max_future_per_peer = 0,
-                _ => c.max_transfer_bytes = 0,
-            };
+        type Zero = fn(&mut ReplicaConfig);
+        let zeroes: [(&str, Zero); 7] = [
+            ("checkpoint_interval", |c| c.checkpoint_interval = 0),
+            ("max_batch", |c| c.max_batch = 0),
+            ("max_inflight_batches", |c| c.max_inflight_batches = 0),
+            ("max_pending", |c| c.max_pending = 0),
+            ("max_transfer_batches", |c| c.max_transfer_batches = 0),
+            ("max_future_per_peer", |c| c.max_future_per_peer = 0),
+            ("max_transfer_bytes", |c| c.max_transfer_bytes = 0),
+        ];
+        for (name, zero) in zeroes {
             assert!(
                 matches!(refused(&zero), Err(ConfigError::TooSmall { name: n, min: 1, value: 0 }) if n == name),
                 "{name} = 0"
@@ -528,11 +519,7 @@ mod tests {
     fn the_default_request_cap_fits_the_largest_operation_up_to_n_7_and_little_more() {
         use crate::governance::operation::MAX_OPERATION_BYTES;
         for n in [4, 7, 10, 13] {
-            let c = ReplicaConfig::new(
-                ReplicaId(0),
-                Directory::new(keys("v", n), vec![]).expect("n keys"),
-            )
-            .expect("n validators");
+            let c = config_of(n);
             let fits = crate::governance::operation::max_operation_bytes(c.max_request_bytes);
             if n <= 7 {
                 assert_eq!(fits, MAX_OPERATION_BYTES, "n={n}");

@@ -21,13 +21,7 @@ fn add(id: &str, key: &Keypair) -> AgentChange {
 
 /// Proposes `change` and has validators 0..3 vote `approve`; the proposal's final status.
 fn decide(w: &mut World, change: AgentChange, approve: bool) -> ProposalStatus {
-    let o = w.request(Operation::ProposeAgent { change });
-    assert!(o.accepted, "{:?}", o.reasons);
-    let p = o.proposal.expect("a proposal");
-    for v in 0..3 {
-        w.vote(v, p, approve);
-    }
-    w.ledger.state().proposals[&p].status
+    w.decide(Operation::ProposeAgent { change }, approve)
 }
 
 #[test]
@@ -172,30 +166,13 @@ fn a_rekeyed_agents_old_key_stops_counting() {
     let first = w.ledger.state().rollouts[&rollout].batches[0].clone();
     assert!(first.contains(&"agent-0".to_string()), "{first:?}");
     // Agent-0's signed report of a failed deploy, as the auto-rollback's evidence.
-    let failed_deploy = |w: &mut World| {
-        let ack = w.ack_with(
-            0,
-            rollout,
-            crate::rollout::evidence::OrderAction::Deploy,
-            "r1",
-            crate::rollout::evidence::AckOutcome::Failed,
-        );
-        w.submit(
-            Signer::Validator(0),
-            &Operation::AutoRollback {
-                rollout,
-                reports: vec![],
-                acks: vec![ack],
-            },
-        )
-    };
-    let old = failed_deploy(&mut w);
+    let old = w.fail_deploy(rollout, 0, "r1");
     assert!(
         !old.accepted,
         "an ack signed with the old key is not evidence"
     );
     w.agents[0].1 = new_key;
-    let new = failed_deploy(&mut w);
+    let new = w.fail_deploy(rollout, 0, "r1");
     assert!(new.accepted, "{:?}", new.reasons);
 }
 

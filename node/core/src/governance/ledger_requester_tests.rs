@@ -20,19 +20,7 @@ fn add(name: &str, key: &Keypair) -> RequesterChange {
 
 /// Proposes `change` and has validators 0..3 vote `approve`; the proposal's final status.
 fn decide(w: &mut World, change: RequesterChange, approve: bool) -> ProposalStatus {
-    let o = w.request(Operation::ProposeRequester { change });
-    assert!(o.accepted, "{:?}", o.reasons);
-    let p = o.proposal.expect("a proposal");
-    assert_eq!(
-        w.ledger.evaluate(p).0,
-        approve,
-        "{:?}",
-        w.ledger.evaluate(p)
-    );
-    for v in 0..3 {
-        w.vote(v, p, approve);
-    }
-    w.ledger.state().proposals[&p].status
+    w.decide(Operation::ProposeRequester { change }, approve)
 }
 
 fn register_as(w: &mut World, key: &Keypair, version: &str) -> super::ledger::Outcome {

@@ -12,19 +12,7 @@ use crate::governance::ledger::Ledger;
 
 /// Proposes `change` and has validators 0..3 vote `approve`; the proposal's final status.
 fn decide(w: &mut World, change: SettingsChange, approve: bool) -> ProposalStatus {
-    let o = w.request(Operation::ProposeSettings { change });
-    assert!(o.accepted, "{:?}", o.reasons);
-    let p = o.proposal.expect("a proposal");
-    if approve {
-        assert_eq!(
-            w.ledger.evaluate(p),
-            (true, vec!["all checks pass".to_string()])
-        );
-    }
-    for v in 0..3 {
-        w.vote(v, p, approve);
-    }
-    w.ledger.state().proposals[&p].status
+    w.decide(Operation::ProposeSettings { change }, approve)
 }
 
 /// The world's releases have one unit at quality 0.82 (and one at 0.80).

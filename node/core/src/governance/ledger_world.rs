@@ -172,6 +172,24 @@ impl World {
         self.submit(Signer::Requester(k), &op)
     }
 
+    /// Proposes `op` (a change opening a proposal) and has validators 0..3 vote `approve`
+    /// (their own evaluation must agree when they approve); the proposal's final status.
+    pub fn decide(&mut self, op: Operation, approve: bool) -> ProposalStatus {
+        let o = self.request(op);
+        assert!(o.accepted, "{:?}", o.reasons);
+        let p = o.proposal.expect("a proposal");
+        if approve {
+            assert_eq!(
+                self.ledger.evaluate(p),
+                (true, vec!["all checks pass".to_string()])
+            );
+        }
+        for v in 0..3 {
+            self.vote(v, p, approve);
+        }
+        self.ledger.state().proposals[&p].status
+    }
+
     pub fn vote(&mut self, v: u32, proposal: u64, approve: bool) -> Outcome {
         self.submit(
             Signer::Validator(v),

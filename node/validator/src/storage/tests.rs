@@ -38,10 +38,7 @@ pub(super) fn restore(c: &Cluster, i: usize, records: &[Record]) -> Replica<Chai
 #[test]
 fn reopened_store_restores_the_same_replica() {
     let mut c = Cluster::new(4, 2);
-    for nonce in 1..=5 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=5);
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
     store_all(&path, &c.keys[1], &c.stores[1]);
@@ -161,10 +158,7 @@ fn a_corrupt_or_truncated_database_is_refused() {
     assert!(err.to_string().contains("refuses to start"));
 
     let mut c = Cluster::new(4, 2);
-    for nonce in 1..=3 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=3);
     let path = dir.path().join("node.redb");
     store_all(&path, &c.keys[1], &c.stores[1]);
     let len = std::fs::metadata(&path).expect("meta").len();
@@ -414,10 +408,7 @@ fn a_format_1_store_is_upgraded_on_open_and_loads_the_same_records() {
 fn compaction_from_the_index_matches_the_records_across_reopens() {
     use scbe_wire::{record_key, stored_record_key};
     let mut c = Cluster::new(4, 2);
-    for nonce in 1..=5 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=5);
     for i in 0..4 {
         c.input(i, Input::ReplacePrimary { view: View(0) });
     }

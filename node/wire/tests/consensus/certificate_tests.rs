@@ -20,10 +20,7 @@ use scbe_wire::testkit::Cluster;
 /// A cluster (checkpoint every 2) that decided three requests one at a time.
 fn decided() -> Cluster {
     let mut c = Cluster::new(4, 2);
-    for nonce in 1..=3 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=3);
     c
 }
 

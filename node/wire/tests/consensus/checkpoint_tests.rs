@@ -9,10 +9,7 @@ fn lost_checkpoints_are_sent_again_and_the_window_moves_on() {
     // K = 2, window 4: sequence numbers 1..=4 fill the window while every checkpoint is lost.
     let mut c = Cluster::new(4, 2);
     c.drop_kinds.insert(Kind::Checkpoint);
-    for nonce in 1..=4 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=4);
     c.drop_kinds.clear();
     c.input(0, Input::ClientRequest(c.request(5)));
     c.run();
@@ -39,10 +36,7 @@ fn lost_checkpoints_are_sent_again_and_the_window_moves_on() {
 #[test]
 fn every_record_about_a_seq_names_it_and_the_others_name_none() {
     let mut c = Cluster::new(4, 2);
-    for nonce in 1..=3 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=3);
     let mut named = std::collections::BTreeSet::new();
     for store in &c.stores {
         for r in store {
@@ -76,10 +70,7 @@ fn every_record_about_a_seq_names_it_and_the_others_name_none() {
 fn what_a_validator_reads_of_its_replica_is_what_it_decided() {
     let mut c = Cluster::new(4, 2);
     let genesis = c.replica(0).stable_checkpoint().state_digest;
-    for nonce in 1..=2 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=2);
     let client = *c.request(1).signer();
     for i in 0..4 {
         let r = c.replica(i);

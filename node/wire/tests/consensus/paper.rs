@@ -124,10 +124,7 @@ fn s4_2_a_request_takes_effect_once_and_stale_nonces_are_refused() {
 #[test]
 fn s4_3_checkpoints_become_stable_and_move_the_low_watermark() {
     let mut c = Cluster::new(4, 2);
-    for nonce in 1..=5 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=5);
     for i in 0..4 {
         assert_eq!(c.replica(i).last_executed(), Seq(5));
         let stable = c.replica(i).stable_checkpoint();
@@ -207,10 +204,7 @@ fn restore(c: &Cluster, i: usize) -> Replica<ChainApp> {
 #[test]
 fn restart_replays_the_decided_log_to_the_same_state() {
     let mut c = Cluster::new(4, 2);
-    for nonce in 1..=3 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=3);
     let r = restore(&c, 2);
     assert_eq!(r.last_executed(), Seq(3));
     assert_eq!(r.stable_checkpoint().seq, Seq(2));
@@ -272,10 +266,7 @@ fn restart_never_signs_a_prepare_conflicting_with_one_it_signed() {
 fn lagging_replica_catches_up_from_commit_certificates() {
     let mut c = Cluster::new(4, 2);
     c.isolate(3);
-    for nonce in 1..=3 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=3);
     assert_eq!(c.replica(3).last_executed(), Seq(0));
     c.heal();
     c.fire(3, TimerKind::Status);

@@ -171,10 +171,7 @@ fn an_oversized_request_is_refused_at_the_door() {
 fn missed_checkpoints_with_7_byte_chunks() -> Cluster {
     let mut c = Cluster::new_with(4, 2, |cfg| cfg.max_transfer_bytes = 7);
     c.isolate(3);
-    for nonce in 1..=9 {
-        c.input(0, Input::ClientRequest(c.request(nonce)));
-        c.run();
-    }
+    c.decide_each(0, 1..=9);
     assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(8));
     c
 }

@@ -68,37 +68,45 @@ pub struct RequesterEntry {
 pub type Requesters = BTreeMap<String, PublicKey>;
 
 impl Ledger {
+    /// Every requester the ledger knows, as (name, key, whether removed): the genesis's until a
+    /// change is approved, then the state's (removed ones kept).
+    fn known_requesters(&self) -> impl Iterator<Item = (&String, &PublicKey, bool)> {
+        let genesis = self
+            .state
+            .requesters
+            .is_none()
+            .then_some(&self.cfg.requesters)
+            .into_iter()
+            .flatten()
+            .map(|(n, k)| (n, k, false));
+        let changed = self
+            .state
+            .requesters
+            .iter()
+            .flatten()
+            .map(|(n, e)| (n, &e.public_key, e.removed_at.is_some()));
+        genesis.chain(changed)
+    }
+
     /// The requesters in force by name: the genesis's until a change is approved.
     pub fn requesters(&self) -> Requesters {
-        match &self.state.requesters {
-            None => self.cfg.requesters.clone(),
-            Some(all) => all
-                .iter()
-                .filter(|(_, e)| e.removed_at.is_none())
-                .map(|(n, e)| (n.clone(), e.public_key))
-                .collect(),
-        }
+        self.known_requesters()
+            .filter(|(_, _, removed)| !removed)
+            .map(|(n, k, _)| (n.clone(), *k))
+            .collect()
     }
 
     /// Whether `key` is a requester in force: what the ledger accepts operations from.
     pub fn is_requester(&self, key: &PublicKey) -> bool {
-        match &self.state.requesters {
-            None => self.cfg.requesters.values().any(|k| k == key),
-            Some(all) => all
-                .values()
-                .any(|e| e.public_key == *key && e.removed_at.is_none()),
-        }
+        self.known_requesters()
+            .any(|(_, k, removed)| k == key && !removed)
     }
 
     /// Whether consensus may order a request signed by `key` as a requester's: it is one, was
     /// one, or a proposal to admit it is open. Never decides an outcome, only what reaches the
     /// ledger (see the module's doc).
     pub fn may_order(&self, key: &PublicKey) -> bool {
-        let known = match &self.state.requesters {
-            None => self.cfg.requesters.values().any(|k| k == key),
-            Some(all) => all.values().any(|e| e.public_key == *key),
-        };
-        known
+        self.known_requesters().any(|(_, k, _)| k == key)
             || self
                 .pending_where(|k| {
                     matches!(k, super::ProposalKind::Requester {
