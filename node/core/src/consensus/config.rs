@@ -509,6 +509,27 @@ mod tests {
         ));
     }
 
+    /// A message whose worst case is exactly the cap is allowed; one byte more is refused. The
+    /// state-transfer response grows byte for byte with `max_transfer_bytes`, so the boundary
+    /// can be hit exactly. cargo-mutants (consensus shard 1) left `bytes > cap` as `>=` unseen.
+    #[test]
+    fn a_worst_case_exactly_at_the_message_cap_is_allowed_and_one_byte_more_refused() {
+        let mut c = config();
+        let short = limits::MAX_MESSAGE_BYTES - c.worst_case().state_response;
+        c.max_transfer_bytes += short;
+        assert_eq!(c.worst_case().state_response, limits::MAX_MESSAGE_BYTES);
+        assert_eq!(c.validate(), Ok(()));
+        c.max_transfer_bytes += 1;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::MessageTooLarge {
+                message: "state-transfer response",
+                bytes: limits::MAX_MESSAGE_BYTES + 1,
+                cap: limits::MAX_MESSAGE_BYTES
+            })
+        );
+    }
+
     /// A request may carry the ledger's largest operation (with its nonce, envelope and framing)
     /// where the message cap leaves room for it, and never much more: a request the ledger must
     /// refuse for its size is refused at the door, before it takes a place in a batch.

@@ -133,6 +133,63 @@ mod tests {
         }
     }
 
+    /// The window's last slot: a jump of exactly [`NONCE_WINDOW`] keeps the old highest nonce
+    /// as executed (bit 127), one more drops it; marking exactly [`NONCE_WINDOW`] below the
+    /// highest records it. cargo-mutants (consensus shard 3) left `mark`'s `shift >= 128`,
+    /// `h > 0`, `shift <= NONCE_WINDOW` and `h - nonce <= NONCE_WINDOW` unseen: the random walk
+    /// below never lands on the edge.
+    #[test]
+    fn the_windows_last_slot_is_kept_and_the_next_one_dropped() {
+        let mut w = NonceWindow::default();
+        w.mark(1);
+        w.mark(1 + NONCE_WINDOW);
+        assert_eq!(
+            w.below,
+            1u128 << 127,
+            "the old highest sits in the last slot"
+        );
+        assert_eq!(w.check(1), Err(NonceError::Used { nonce: 1 }));
+        let mut w = NonceWindow::default();
+        w.mark(1);
+        w.mark(2 + NONCE_WINDOW);
+        assert_eq!(w.below, 0, "one past the window is forgotten");
+        assert_eq!(
+            w.check(1),
+            Err(NonceError::TooOld {
+                nonce: 1,
+                highest: 2 + NONCE_WINDOW
+            })
+        );
+        let mut w = NonceWindow::default();
+        w.mark(1 + NONCE_WINDOW);
+        assert_eq!(w.below, 0, "a first nonce marks nothing below it");
+        w.mark(1);
+        assert_eq!(w.below, 1u128 << 127);
+        assert_eq!(w.check(1), Err(NonceError::Used { nonce: 1 }));
+        w.mark(NONCE_WINDOW);
+        assert_eq!(w.below, 1u128 << 127 | 1);
+        // Nonce 0 is never executed: a first nonce inside the window marks nothing either.
+        let mut w = NonceWindow::default();
+        w.mark(5);
+        assert_eq!(w.below, 0);
+    }
+
+    /// The digest's bytes: the highest nonce then the bitmap, both big-endian, so two windows
+    /// differing anywhere hash differently. cargo-mutants (shard 3) left `to_bytes` returning
+    /// a constant unseen.
+    #[test]
+    fn a_windows_bytes_are_its_highest_then_its_bitmap() {
+        let w = NonceWindow {
+            highest: 0x0102,
+            below: 0x0304,
+        };
+        let mut want = [0u8; 24];
+        want[6..8].copy_from_slice(&[1, 2]);
+        want[22..24].copy_from_slice(&[3, 4]);
+        assert_eq!(w.to_bytes(), want);
+        assert_ne!(NonceWindow::default().to_bytes(), w.to_bytes());
+    }
+
     #[test]
     fn no_request_can_exhaust_a_key() {
         let mut w = NonceWindow::default();

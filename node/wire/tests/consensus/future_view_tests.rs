@@ -7,8 +7,8 @@
 
 use scbe_core::consensus::replica::Status;
 use scbe_core::consensus::*;
-use scbe_wire::open;
 use scbe_wire::testkit::Cluster;
+use scbe_wire::{encode_envelope, open, ProtoCodec};
 
 /// Delivers queued messages until none are left, holding back those `hold` picks.
 fn run_holding(c: &mut Cluster, hold: impl Fn(usize, Kind) -> bool) -> Vec<(usize, Vec<u8>)> {
@@ -73,4 +73,83 @@ fn a_backup_whose_new_view_is_late_executes_what_it_kept_for_that_view() {
         "executed from what it kept"
     );
     assert_eq!(c.executed_requests(3), 2);
+}
+
+/// A replace-primary acts only on the view a replica is in, and only while it is normal: a
+/// second one while the view change is under way, or a late one for a view already left,
+/// changes nothing and is counted. cargo-mutants (consensus shard 3) left the guard's `&&` as
+/// `||` unseen.
+#[test]
+fn replace_primary_acts_only_on_the_view_a_replica_is_in_while_normal() {
+    let reason = "replace-primary for a view already left";
+    let mut c = Cluster::new(4, 8);
+    c.input(0, Input::ReplacePrimary { view: View(0) });
+    assert_eq!(c.replica(0).view(), View(1));
+    assert_eq!(c.replica(0).status(), Status::ViewChanging);
+    c.input(0, Input::ReplacePrimary { view: View(1) });
+    assert_eq!(c.replica(0).view(), View(1), "no second view change");
+    assert_eq!(c.replica(0).dropped().get(reason), Some(&1));
+
+    for i in 1..4 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    c.input(2, Input::ReplacePrimary { view: View(0) });
+    assert_eq!(c.replica(2).view(), View(1));
+    assert_eq!(c.replica(2).status(), Status::Normal);
+    assert_eq!(c.replica(2).dropped().get(reason), Some(&1));
+}
+
+/// A prepare from validator `from` for (`view`, `seq`), signed and opened as the wire would.
+fn prepare(c: &Cluster, from: usize, view: u64, seq: u64) -> Signed<Message> {
+    let vote = Vote {
+        view: View(view),
+        seq: Seq(seq),
+        digest: Digest([7; 32]),
+    };
+    let env = Envelope::seal(Kind::Prepare, ProtoCodec.encode_vote(&vote), &c.keys[from]);
+    open(&encode_envelope(&env), &c.dir).expect("a validator's prepare opens")
+}
+
+/// What a replica keeps for views it has not entered is bounded: nothing more than 16 views
+/// ahead, and at most `max_future_per_peer` messages per sender, so one peer filling its share
+/// leaves the others theirs. cargo-mutants (consensus shard 3) left both bounds unseen.
+#[test]
+fn the_future_view_buffer_is_bounded_by_view_and_per_sender() {
+    let far = "message for a view too far ahead";
+    let full = "future-view buffer full";
+    let mut c = Cluster::new_with(4, 8, |cfg| cfg.max_future_per_peer = 3);
+    c.input(3, Input::Message(prepare(&c, 1, 16, 1)));
+    assert_eq!(
+        c.replica(3).dropped().get(far),
+        None,
+        "16 views ahead is kept"
+    );
+    c.input(3, Input::Message(prepare(&c, 1, 17, 1)));
+    assert_eq!(c.replica(3).dropped().get(far), Some(&1));
+
+    for view in [2, 3] {
+        c.input(3, Input::Message(prepare(&c, 1, view, 1)));
+    }
+    assert_eq!(
+        c.replica(3).dropped().get(full),
+        None,
+        "three kept from replica 1"
+    );
+    c.input(3, Input::Message(prepare(&c, 1, 4, 1)));
+    assert_eq!(
+        c.replica(3).dropped().get(full),
+        Some(&1),
+        "the fourth is not"
+    );
+    c.input(3, Input::Message(prepare(&c, 2, 4, 1)));
+    assert_eq!(
+        c.replica(3).dropped().get(full),
+        Some(&1),
+        "replica 2 still has its share"
+    );
 }
