@@ -17,6 +17,19 @@ use crate::{encode_envelope, open, ProtoCodec};
 pub struct ChainApp {
     applied: u64,
     chain: Digest,
+    /// Non-zero: this replica's digests differ from everyone's (see [`ChainApp::diverging`]).
+    salt: u64,
+}
+
+impl ChainApp {
+    /// An app whose state digests differ from every other replica's until it restores a peer's
+    /// snapshot: a replica that executed something else (a bug, a damaged store).
+    pub fn diverging() -> Self {
+        Self {
+            salt: 1,
+            ..Self::default()
+        }
+    }
 }
 
 impl StateMachine for ChainApp {
@@ -25,7 +38,11 @@ impl StateMachine for ChainApp {
         self.chain = Digest::of_parts(&[self.chain.as_bytes(), r.envelope().digest().as_bytes()]);
     }
     fn digest(&self) -> Digest {
-        Digest::of_parts(&[&self.applied.to_be_bytes(), self.chain.as_bytes()])
+        let d = Digest::of_parts(&[&self.applied.to_be_bytes(), self.chain.as_bytes()]);
+        if self.salt == 0 {
+            return d;
+        }
+        Digest::of_parts(&[d.as_bytes(), &self.salt.to_be_bytes()])
     }
     fn snapshot(&self) -> scbe_core::consensus::AppState {
         // Lazy, as the ledger's: the core must work whenever (and whether) the bytes are made.
@@ -50,6 +67,7 @@ impl StateMachine for ChainApp {
         n.copy_from_slice(&s[..8]);
         self.applied = u64::from_be_bytes(n);
         self.chain = Digest::from_slice(&s[8..]).ok_or(SnapshotError("digest".into()))?;
+        self.salt = 0;
         Ok(())
     }
 }
@@ -127,6 +145,21 @@ impl Cluster {
         cfg.max_inflight_batches = 1;
         (self.tweak)(&mut cfg);
         cfg
+    }
+
+    /// Replaces replica `i`, before it has handled anything, with one running `app`.
+    pub fn replace_app(&mut self, i: usize, app: ChainApp) {
+        let mut r = Replica::new(
+            self.config(i),
+            self.keys[i].clone(),
+            Arc::new(ProtoCodec),
+            app,
+        )
+        .expect("replica");
+        self.timers[i].clear();
+        let actions = r.start();
+        self.replicas[i] = Some(r);
+        self.apply(i, actions);
     }
 
     pub fn replica(&self, i: usize) -> &Replica<ChainApp> {

@@ -159,6 +159,10 @@ pub struct Replica<A: StateMachine> {
     /// Bytes of batches executed since the last snapshot this replica persisted (restarts
     /// re-execute them): a large snapshot is persisted again once they reach its size.
     bytes_since_persisted: usize,
+    /// Checkpoints at or below this seq persist their snapshot whatever its size: they replace
+    /// ones this replica took on a diverged state (see `install_snapshot`), which a restart
+    /// would otherwise start from.
+    persist_snapshots_through: Seq,
 
     /// Requests waiting to execute, in arrival order.
     pending: BTreeMap<u64, Signed<Request>>,
@@ -259,6 +263,7 @@ impl<A: StateMachine> Replica<A> {
             nonces: BTreeMap::new(),
             checkpoint_clock: CheckpointClock::default(),
             bytes_since_persisted: 0,
+            persist_snapshots_through: Seq(0),
             pending: BTreeMap::new(),
             pending_ids: BTreeMap::new(),
             arrivals: 0,

@@ -2,7 +2,8 @@
 //! primary stops at the high watermark for good (simulator seed 444).
 
 use scbe_core::consensus::*;
-use scbe_wire::testkit::Cluster;
+use scbe_wire::testkit::{ChainApp, Cluster};
+use scbe_wire::{encode_envelope, open, ProtoCodec};
 
 #[test]
 fn lost_checkpoints_are_sent_again_and_the_window_moves_on() {
@@ -88,4 +89,141 @@ fn what_a_validator_reads_of_its_replica_is_what_it_decided() {
     let signed = r.stable_checkpoint().state_digest;
     assert_ne!(signed, genesis);
     assert_eq!(r.state_digest_now(), signed);
+}
+
+/// A replica whose state differs from a quorum's at a checkpoint never counts that checkpoint
+/// stable: it flags the divergence and fetches the quorum's snapshot, even though it executed
+/// as far as the others (it used to ask only for what came after its own last batch, got
+/// nothing back, and stayed diverged for good), and the flag clears once it installed it.
+/// cargo-mutants (consensus shard 4) found the own-digest guard answering `true`, and the
+/// flag's `d <= s` as `d > s`, with every consensus test passing: no test had a replica diverge.
+#[test]
+fn a_diverged_replica_never_counts_the_quorums_checkpoint_stable_and_heals_by_state_transfer() {
+    let differs = "own checkpoint digest differs from a quorum";
+    let mut c = Cluster::new(4, 2);
+    c.replace_app(3, ChainApp::diverging());
+    c.drop_kinds.insert(Kind::StateResponse);
+    c.decide_each(0, 1..=2);
+    for i in 0..3 {
+        assert_eq!(c.replica(i).stable_checkpoint().seq, Seq(2), "replica {i}");
+    }
+    let r = c.replica(3);
+    assert_eq!(r.last_executed(), Seq(2));
+    assert_eq!(
+        r.stable_checkpoint().seq,
+        Seq(0),
+        "not stable on digests it does not hold"
+    );
+    assert_eq!(r.diverged_at(), Some(Seq(2)));
+    assert_eq!(r.dropped().get(differs), Some(&1));
+
+    // State responses flow again: at the next checkpoint it diverges once more, installs the
+    // quorum's state and the flag clears; from then on its own digests match.
+    c.drop_kinds.clear();
+    c.decide_each(0, 3..=4);
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(4));
+    assert_eq!(c.replica(3).diverged_at(), None);
+    c.decide_each(0, 5..=6);
+    for i in 0..4 {
+        assert_eq!(c.replica(i).stable_checkpoint().seq, Seq(6), "replica {i}");
+        assert_eq!(c.replica(i).last_executed(), Seq(6), "replica {i}");
+    }
+    assert_eq!(c.replica(3).dropped().get(differs), Some(&2));
+}
+
+/// A diverged replica that executed past the quorum's stable checkpoint takes the snapshot
+/// there all the same, executes again what it holds above it, and then agrees with the others
+/// (and still restarts from its store).
+#[test]
+fn a_diverged_replica_ahead_of_the_quorums_snapshot_executes_again_from_it() {
+    let mut c = Cluster::new(4, 2);
+    c.replace_app(3, ChainApp::diverging());
+    c.drop_kinds.insert(Kind::StateResponse);
+    c.decide_each(0, 1..=3);
+    assert_eq!(c.replica(3).last_executed(), Seq(3));
+    assert_eq!(c.replica(3).diverged_at(), Some(Seq(2)));
+    let delivered = c.executed_requests(3);
+
+    c.drop_kinds.clear();
+    c.fire(3, TimerKind::Status);
+    let r = c.replica(3);
+    assert_eq!(r.diverged_at(), None);
+    assert_eq!(r.stable_checkpoint().seq, Seq(2));
+    assert_eq!(
+        r.last_executed(),
+        Seq(3),
+        "seq 3 executed again on the installed state"
+    );
+    assert_eq!(c.executed_requests(3), delivered + 1, "and delivered again");
+    let digest = |c: &mut Cluster, i: usize| {
+        c.replicas[i]
+            .as_mut()
+            .expect("replica runs")
+            .state_digest_now()
+    };
+    assert_eq!(digest(&mut c, 3), digest(&mut c, 0));
+
+    c.decide_each(0, 4..=4);
+    for i in 0..4 {
+        assert_eq!(c.replica(i).stable_checkpoint().seq, Seq(4), "replica {i}");
+    }
+    let (restored, _) = Replica::restore(
+        c.config(3),
+        c.keys[3].clone(),
+        std::sync::Arc::new(scbe_wire::ProtoCodec),
+        ChainApp::default(),
+        &c.stores[3],
+    )
+    .expect("the healed replica's store opens");
+    assert_eq!(restored.last_executed(), Seq(4));
+    let (mine, theirs) = (
+        restored.stable_checkpoint(),
+        c.replica(0).stable_checkpoint(),
+    );
+    assert_eq!(
+        (mine.seq, mine.state_digest),
+        (theirs.seq, theirs.state_digest)
+    );
+}
+
+/// State requests replica `i` has broadcast so far.
+fn state_requests_sent(c: &Cluster, i: usize) -> usize {
+    c.log[i]
+        .iter()
+        .filter(|a| matches!(a, Action::Broadcast(e) if e.kind == Kind::StateRequest))
+        .count()
+}
+
+/// One checkpoint beyond a replica's window proves nothing (its sender may be faulty); f + 1
+/// from distinct replicas mean an honest one is ahead, and the replica fetches state.
+/// cargo-mutants (consensus shard 4) left the count's `> f` unseen (as `>=`, `==` or `<`).
+#[test]
+fn f_plus_one_checkpoints_beyond_the_window_and_no_fewer_make_a_replica_fetch_state() {
+    let mut c = Cluster::new(4, 2);
+    let far = |c: &Cluster, from: usize| {
+        let cp = Checkpoint {
+            seq: Seq(6),
+            state_digest: Digest([5; 32]),
+        };
+        let env = Envelope::seal(
+            Kind::Checkpoint,
+            ProtoCodec.encode_checkpoint(&cp),
+            &c.keys[from],
+        );
+        open(&encode_envelope(&env), &c.dir).expect("a validator's checkpoint opens")
+    };
+    let before = state_requests_sent(&c, 3);
+    c.input(3, Input::Message(far(&c, 1)));
+    c.input(3, Input::Message(far(&c, 1)));
+    assert_eq!(
+        state_requests_sent(&c, 3),
+        before,
+        "one sender, twice, is f"
+    );
+    c.input(3, Input::Message(far(&c, 2)));
+    assert_eq!(
+        state_requests_sent(&c, 3),
+        before + 1,
+        "two senders are f + 1"
+    );
 }

@@ -25,7 +25,10 @@ impl<A: StateMachine> Replica<A> {
         // up to its size (see `snapshot_persist_floor`); kept in memory either way, for peers
         // that fetch state.
         let len = snap.app_state.size_hint();
-        if len <= self.cfg.snapshot_persist_floor || self.bytes_since_persisted >= len {
+        if len <= self.cfg.snapshot_persist_floor
+            || self.bytes_since_persisted >= len
+            || seq <= self.persist_snapshots_through
+        {
             self.bytes_since_persisted = 0;
             self.persist(Record::Snapshot(snap.clone()));
         }
@@ -50,13 +53,9 @@ impl<A: StateMachine> Replica<A> {
         }
         if !self.in_window(seq) {
             // Beyond our window: f + 1 such replicas mean at least one honest one is ahead.
+            // (`make_stable` forgets those at or below the new stable checkpoint.)
             self.ahead.insert(from, seq);
-            let ahead = self
-                .ahead
-                .values()
-                .filter(|s| **s > self.stable.seq)
-                .count();
-            if ahead > self.cfg.f() {
+            if self.ahead.len() > self.cfg.f() {
                 self.request_state();
             }
             return;
@@ -97,6 +96,8 @@ impl<A: StateMachine> Replica<A> {
                 // A quorum disagrees with our own state: we diverged; refetch.
                 self.drop_input("own checkpoint digest differs from a quorum");
                 self.diverged_at = Some(seq);
+                // News even if an earlier request went unanswered: ask again.
+                self.state_requested = None;
                 self.request_state();
             }
             None => self.request_state(),

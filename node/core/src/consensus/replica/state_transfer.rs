@@ -14,7 +14,7 @@ use super::super::message::{
     CheckpointCert, Kind, Signed, Snapshot, SnapshotPart, StateRequest, StateResponse,
 };
 use super::super::state_machine::StateMachine;
-use super::super::types::ReplicaId;
+use super::super::types::{ReplicaId, Seq};
 use super::{state_digest, Replica, RequestId};
 
 /// Largest snapshot a replica assembles from chunks (a peer claiming more is ignored).
@@ -24,16 +24,30 @@ impl<A: StateMachine> Replica<A> {
     /// Asks every peer for decided batches after `last_executed`, once per position (and for
     /// the rest of a snapshot being assembled).
     pub(super) fn request_state(&mut self) {
-        if self.state_requested == Some(self.last_executed) {
+        let after = self.state_wanted_after();
+        if self.state_requested == Some(after) {
             return;
         }
-        self.state_requested = Some(self.last_executed);
+        self.state_requested = Some(after);
         let req = StateRequest {
-            after: self.last_executed,
+            after,
             snapshot_offset: self.assembled_len(),
         };
         let signed = self.seal_state_request(req);
         self.broadcast(&signed);
+    }
+
+    /// Where this replica's good state ends: its last executed batch, or, once a quorum's
+    /// checkpoint disagreed with its own state, its stable checkpoint below the divergence.
+    /// Asking from there, peers send their stable snapshot even when this replica has executed
+    /// as far as they have (asking from what it executed, a diverged replica that kept pace got
+    /// nothing back and stayed diverged for good).
+    fn state_wanted_after(&self) -> Seq {
+        if self.diverged_at.is_some() {
+            self.stable.seq
+        } else {
+            self.last_executed
+        }
     }
 
     fn assembled_len(&self) -> u64 {
@@ -48,7 +62,7 @@ impl<A: StateMachine> Replica<A> {
 
     fn send_state_request(&mut self, to: ReplicaId, snapshot_offset: u64) {
         let req = StateRequest {
-            after: self.last_executed,
+            after: self.state_wanted_after(),
             snapshot_offset,
         };
         let signed = self.seal_state_request(req);
@@ -119,7 +133,10 @@ impl<A: StateMachine> Replica<A> {
 
     pub(super) fn on_state_response(&mut self, resp: StateResponse, from: ReplicaId) {
         if let Some((cert, chunk, part)) = resp.snapshot {
-            if cert.seq > self.last_executed && cert.seq > self.stable.seq {
+            // A diverged replica's state from the divergence on is wrong: it takes a quorum's
+            // snapshot there or later even where it executed further.
+            let replaces_diverged = self.diverged_at.is_some_and(|d| cert.seq >= d);
+            if (cert.seq > self.last_executed || replaces_diverged) && cert.seq > self.stable.seq {
                 match self.assemble(cert, chunk, part) {
                     Err(reason) => return self.drop_input(reason),
                     Ok(Some((cert, snap))) => {
@@ -251,6 +268,12 @@ impl<A: StateMachine> Replica<A> {
             return Err("state transfer snapshot does not match its certificate");
         }
         self.nonces = snap.nonces.clone();
+        if self.last_executed > snap.seq {
+            // It replaces a diverged state: the batches above it are executed again from the
+            // commit certificates this replica holds, and the checkpoints they reach persist
+            // their snapshots again over the diverged ones.
+            self.persist_snapshots_through = self.last_executed;
+        }
         self.last_executed = snap.seq;
         self.checkpoint_clock.restart();
         let stale: Vec<(RequestId, u64)> = self
