@@ -19,6 +19,8 @@ pub struct ChainApp {
     chain: Digest,
     /// Non-zero: this replica's digests differ from everyone's (see [`ChainApp::diverging`]).
     salt: u64,
+    /// Zero bytes added to every snapshot (see [`ChainApp::padded`]).
+    pad: usize,
 }
 
 impl ChainApp {
@@ -29,6 +31,13 @@ impl ChainApp {
             salt: 1,
             ..Self::default()
         }
+    }
+
+    /// An app whose snapshots carry `pad` more bytes: a state large enough that the replica
+    /// persists it only every so often (`snapshot_persist_floor`).
+    pub fn padded(mut self, pad: usize) -> Self {
+        self.pad = pad;
+        self
     }
 }
 
@@ -46,10 +55,11 @@ impl StateMachine for ChainApp {
     }
     fn snapshot(&self) -> scbe_core::consensus::AppState {
         // Lazy, as the ledger's: the core must work whenever (and whether) the bytes are made.
-        let (applied, chain) = (self.applied, self.chain);
-        scbe_core::consensus::AppState::lazy(40, move || {
+        let (applied, chain, pad) = (self.applied, self.chain, self.pad);
+        scbe_core::consensus::AppState::lazy(40 + pad, move || {
             let mut v = applied.to_be_bytes().to_vec();
             v.extend_from_slice(chain.as_bytes());
+            v.resize(40 + pad, 0);
             v
         })
     }
@@ -60,13 +70,14 @@ impl StateMachine for ChainApp {
     }
 
     fn restore(&mut self, s: &[u8]) -> Result<(), SnapshotError> {
-        if s.len() != 40 {
+        if s.len() < 40 || s[40..].iter().any(|b| *b != 0) {
             return Err(SnapshotError("length".into()));
         }
         let mut n = [0u8; 8];
         n.copy_from_slice(&s[..8]);
         self.applied = u64::from_be_bytes(n);
-        self.chain = Digest::from_slice(&s[8..]).ok_or(SnapshotError("digest".into()))?;
+        self.chain = Digest::from_slice(&s[8..40]).ok_or(SnapshotError("digest".into()))?;
+        self.pad = s.len() - 40;
         self.salt = 0;
         Ok(())
     }

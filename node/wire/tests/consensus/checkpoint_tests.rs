@@ -227,3 +227,98 @@ fn f_plus_one_checkpoints_beyond_the_window_and_no_fewer_make_a_replica_fetch_st
         "two senders are f + 1"
     );
 }
+
+/// The seqs of the snapshots replica `i` persisted, in order.
+fn persisted_snapshots(c: &Cluster, i: usize) -> Vec<u64> {
+    c.stores[i]
+        .iter()
+        .filter_map(|r| match r {
+            Record::Snapshot(s) => Some(s.seq.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A snapshot under the floor is persisted at every checkpoint; above it (floor 0 here), only
+/// once the batches executed since the last persisted one add up to its size (a restart
+/// re-executes those instead). cargo-mutants (consensus shard 4) left the condition's `||` as
+/// `&&`, `<=` as `>` and `>=` as `<` unseen: the testkit's 40-byte snapshot was always under
+/// the floor and always smaller than a batch.
+#[test]
+fn a_large_snapshot_is_persisted_once_the_batches_since_the_last_one_add_up_to_it() {
+    let decide_8 = |floor_zero: bool| {
+        let mut c = if floor_zero {
+            Cluster::new_with(4, 2, |cfg| cfg.snapshot_persist_floor = 0)
+        } else {
+            Cluster::new(4, 2)
+        };
+        for i in 0..4 {
+            c.replace_app(i, ChainApp::default().padded(4000));
+        }
+        for nonce in 1..=8 {
+            c.input(0, Input::ClientRequest(c.request_sized(nonce, 1000)));
+            c.run();
+        }
+        c
+    };
+    let small = decide_8(false);
+    assert_eq!(persisted_snapshots(&small, 1), vec![2, 4, 6, 8]);
+    // Two requests of about 1.1 KB per checkpoint: 2.2 KB, then 4.4 KB >= 4,040 bytes.
+    let large = decide_8(true);
+    assert_eq!(persisted_snapshots(&large, 1), vec![4, 8]);
+    assert_eq!(large.replica(1).stable_checkpoint().seq, Seq(8));
+}
+
+/// A diverged replica that took (and persisted) a checkpoint past the snapshot it installs
+/// executes up to it again and persists that checkpoint's snapshot again, whatever its size:
+/// the diverged one would otherwise be what a restart starts from, and the store would not
+/// open (its digest does not match the stable certificate).
+#[test]
+fn a_healed_replica_persists_again_the_checkpoints_it_had_taken_on_a_diverged_state() {
+    let mut c = Cluster::new_with(4, 2, |cfg| cfg.snapshot_persist_floor = 0);
+    for i in 0..3 {
+        c.replace_app(i, ChainApp::default().padded(4000));
+    }
+    c.replace_app(3, ChainApp::diverging().padded(4000));
+    // Everyone executes 1..=4; the checkpoints at 4 and the state responses are held, so
+    // the others' stable checkpoint is 2 while replica 3 took its own (diverged) one at 4.
+    let mut held = Vec::new();
+    for nonce in 1..=4 {
+        c.input(0, Input::ClientRequest(c.request_sized(nonce, 1000)));
+        while let Some((_, to, bytes)) = c.queue.pop_front() {
+            let m = open(&bytes, &c.dir).expect("honest messages open");
+            match m.value() {
+                Message::StateResponse(_) => {}
+                Message::Checkpoint(cp) if cp.seq == Seq(4) => held.push((to, bytes)),
+                _ => c.input(to, Input::Message(m)),
+            }
+        }
+    }
+    assert_eq!(c.replica(3).last_executed(), Seq(4));
+    assert_eq!(c.replica(3).diverged_at(), Some(Seq(2)));
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(2));
+    assert_eq!(persisted_snapshots(&c, 3), vec![4], "its own, diverged");
+
+    // It fetches the snapshot at 2, executes 3 and 4 again and persists 4 again.
+    c.fire(3, TimerKind::Status);
+    assert_eq!(c.replica(3).diverged_at(), None);
+    assert_eq!(persisted_snapshots(&c, 3), vec![4, 2, 4]);
+    for (to, bytes) in held {
+        let m = open(&bytes, &c.dir).expect("opens");
+        c.input(to, Input::Message(m));
+    }
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.replica(i).stable_checkpoint().seq, Seq(4), "replica {i}");
+    }
+    let (restored, _) = Replica::restore(
+        c.config(3),
+        c.keys[3].clone(),
+        std::sync::Arc::new(ProtoCodec),
+        ChainApp::default(),
+        &c.stores[3],
+    )
+    .expect("the healed replica's store opens");
+    assert_eq!(restored.stable_checkpoint().seq, Seq(4));
+    assert_eq!(restored.last_executed(), Seq(4));
+}
