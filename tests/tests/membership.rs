@@ -247,8 +247,15 @@ async fn an_agent_admitted_by_proposal_gets_the_next_production_rollout() {
     let (code, text) = as_carol(&new_gates);
     assert_eq!(code, Some(0), "carol is heard: {text}");
     assert!(text.contains("APPROVED"), "{text}");
+    // `scbe status` (asking the validator that reported the approval) lists her.
+    let listed = format!("carol ({})", &carol_hex[..16]);
+    let (code, text) = scbe(&h, &["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&listed), "{text}");
     let (code, text) = scbe(&h, &["propose", "requester", "remove", "--name", "carol"]);
     assert_eq!(code, Some(0), "{text}");
+    let (_, text) = scbe(&h, &["status"]);
+    assert!(!text.contains(&listed), "removed: {text}");
     let (code, text) = as_carol(&["propose", "settings", "--min-quality", "0.87"]);
     assert_ne!(code, Some(0), "{text}");
     assert!(

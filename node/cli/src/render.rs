@@ -148,6 +148,20 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
         "digest:    {} (how checkpoints digest the state)",
         s.settings.state_digest.name()
     );
+    let requesters: Vec<String> = s
+        .requesters
+        .iter()
+        .map(|(name, key)| format!("{name} ({})", key.get(..16).unwrap_or(key)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "requesters: {}",
+        if requesters.is_empty() {
+            "none listed".to_string()
+        } else {
+            requesters.join(", ")
+        }
+    );
     let rollouts: Vec<&RolloutSummary> = s.rollouts.iter().take(5).collect();
     let _ = writeln!(
         out,
@@ -332,7 +346,28 @@ mod tests {
             events: 0,
             notified: Default::default(),
             settings: Default::default(),
+            requesters: [("ci".to_string(), "ab".repeat(32))].into(),
         }
+    }
+
+    /// `scbe status` lists the requesters in force by name, with the start of each key.
+    #[test]
+    fn status_lists_the_requesters_in_force() {
+        let mut s = summary(None);
+        let text = status_text(&pb::StatusReply::default(), &s);
+        assert!(
+            text.contains("requesters: ci (abababababababab)\n"),
+            "{text}"
+        );
+        s.requesters.insert("release-bot".into(), "cd".repeat(32));
+        let text = status_text(&pb::StatusReply::default(), &s);
+        assert!(
+            text.contains("requesters: ci (abababababababab), release-bot (cdcdcdcdcdcdcdcd)\n"),
+            "{text}"
+        );
+        s.requesters.clear();
+        let text = status_text(&pb::StatusReply::default(), &s);
+        assert!(text.contains("requesters: none listed\n"), "{text}");
     }
 
     #[test]

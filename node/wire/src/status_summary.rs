@@ -50,6 +50,10 @@ pub struct StatusSummary {
     /// proposal is approved).
     #[serde(default)]
     pub settings: Settings,
+    /// The requesters in force (the genesis's until a requester proposal changes them): name
+    /// -> public key (hex).
+    #[serde(default)]
+    pub requesters: BTreeMap<String, String>,
 }
 
 /// One proposal and its tally.
@@ -427,6 +431,11 @@ impl StatusSummary {
                 .map(|name| (name.clone(), ledger.notified_through(name)))
                 .collect(),
             settings: ledger.settings(),
+            requesters: ledger
+                .requesters()
+                .into_iter()
+                .map(|(name, key)| (name, key.to_hex()))
+                .collect(),
         }
     }
 
@@ -483,6 +492,33 @@ mod tests {
     use super::*;
     use scbe_core::governance::ledger_world::{release, World};
     use scbe_core::governance::Operation;
+
+    /// The summary lists the requesters in force: the genesis's, then as proposals change them.
+    #[test]
+    fn the_summary_lists_the_requesters_in_force() {
+        use scbe_core::crypto::Keypair;
+        use scbe_core::governance::ledger::RequesterChange;
+        let mut w = World::new();
+        let listed = |w: &World| {
+            StatusSummary::of(&w.ledger, &BTreeMap::new(), &BTreeMap::new(), u64::MAX).requesters
+        };
+        let ops = w.requester.public().to_hex();
+        assert_eq!(listed(&w), [("ops".to_string(), ops.clone())].into());
+        let bot = Keypair::from_label("release-bot").public();
+        let change = RequesterChange::Add {
+            name: "release-bot".into(),
+            public_key: bot,
+        };
+        w.decide(Operation::ProposeRequester { change }, true);
+        assert_eq!(
+            listed(&w),
+            [
+                ("ops".to_string(), ops),
+                ("release-bot".to_string(), bot.to_hex())
+            ]
+            .into()
+        );
+    }
 
     /// The summary stays bounded however many releases the ledger holds: it names the newest
     /// and the ones a stage serves (here the oldest, which serves canary), and counts the rest.
