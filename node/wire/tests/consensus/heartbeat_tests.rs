@@ -96,3 +96,73 @@ fn the_silence_allowed_doubles_while_views_fail_and_returns_to_base_after_progre
     c.isolate(2);
     assert_eq!(ticks_until_view(&mut c, 3..7, View(3), 40), 4 - 1);
 }
+
+/// A heartbeat from validator `from` for `view`, signed and opened as the wire would.
+fn heartbeat(c: &Cluster, from: usize, view: u64, last_executed: u64) -> Signed<Message> {
+    let hb = Heartbeat {
+        view: View(view),
+        last_executed: Seq(last_executed),
+    };
+    let env = Envelope::seal(
+        Kind::Heartbeat,
+        scbe_wire::ProtoCodec.encode_heartbeat(&hb),
+        &c.keys[from],
+    );
+    scbe_wire::open(&scbe_wire::encode_envelope(&env), &c.dir)
+        .expect("a validator's heartbeat opens")
+}
+
+/// State requests replica `i` has broadcast so far.
+fn state_requests_sent(c: &Cluster, i: usize) -> usize {
+    c.log[i]
+        .iter()
+        .filter(|a| matches!(a, Action::Broadcast(e) if e.kind == Kind::StateRequest))
+        .count()
+}
+
+/// Only the primary of the replica's own view is heard: a heartbeat from a backup, or the
+/// primary's for another view, is dropped and counted. cargo-mutants (consensus shard 5) left
+/// `on_heartbeat` doing nothing, and its guard's `||` as `&&` and either `!=` as `==`, unseen.
+#[test]
+fn only_the_primary_of_the_replicas_view_is_heard() {
+    let reason = "heartbeat from a replica that does not lead this view";
+    let mut c = Cluster::new(4, 128);
+    c.input(3, Input::Message(heartbeat(&c, 1, 0, 0)));
+    assert_eq!(c.replica(3).dropped().get(reason), Some(&1), "a backup's");
+    c.input(3, Input::Message(heartbeat(&c, 0, 1, 0)));
+    assert_eq!(
+        c.replica(3).dropped().get(reason),
+        Some(&2),
+        "another view's"
+    );
+    c.input(3, Input::Message(heartbeat(&c, 0, 0, 0)));
+    assert_eq!(
+        c.replica(3).dropped().get(reason),
+        Some(&2),
+        "the primary's is heard"
+    );
+}
+
+/// A backup that missed the tail of the log (it knows of nothing beyond what it executed)
+/// asks for state as soon as the primary's heartbeat says it executed more, and catches up;
+/// a heartbeat at its own height asks nothing. cargo-mutants (consensus shard 5) left the
+/// comparison (`>` as `>=`, `==` or `<`), the `&&` as `||` and the negation unseen.
+#[test]
+fn a_backup_that_missed_the_tail_asks_for_it_on_the_primarys_heartbeat() {
+    let mut c = Cluster::new(4, 128);
+    c.isolate(3);
+    c.decide_each(0, 1..=3);
+    c.heal();
+    assert_eq!(c.replica(3).last_executed(), Seq(0));
+    let before = state_requests_sent(&c, 3);
+    c.input(3, Input::Message(heartbeat(&c, 0, 0, 3)));
+    assert_eq!(state_requests_sent(&c, 3), before + 1);
+    c.run();
+    assert_eq!(c.replica(3).last_executed(), Seq(3), "caught up");
+    c.input(3, Input::Message(heartbeat(&c, 0, 0, 3)));
+    assert_eq!(
+        state_requests_sent(&c, 3),
+        before + 1,
+        "level: nothing to ask"
+    );
+}

@@ -6,6 +6,7 @@ mod certificate_tests;
 mod checkpoint_tests;
 mod future_view_tests;
 mod heartbeat_tests;
+mod normal_case_tests;
 mod paper;
 mod relay_tests;
 mod replay_tests;

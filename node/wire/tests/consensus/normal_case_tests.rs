@@ -1,0 +1,148 @@
+//! The normal case's edges (PBFT §4.2) that the paper's scenarios do not reach: a backup's
+//! window byte budget filled exactly, a pre-prepare delivered twice, prepares that disagree
+//! with the pre-prepare, and a prepared certificate built from more prepares than it needs.
+//! Each found by cargo-mutants (consensus shard 5) with every consensus test passing.
+
+use scbe_core::consensus::limits::request_bytes;
+use scbe_core::consensus::*;
+use scbe_wire::testkit::Cluster;
+use scbe_wire::{encode_envelope, open, ProtoCodec};
+
+/// Messages of `kind` replica `i` has broadcast so far.
+fn broadcasts(c: &Cluster, i: usize, kind: Kind) -> usize {
+    c.log[i]
+        .iter()
+        .filter(|a| matches!(a, Action::Broadcast(e) if e.kind == kind))
+        .count()
+}
+
+/// Two batches that fill a backup's window budget to the byte are accepted: the budget bounds
+/// what is held, it is not a limit to stay under. (`> budget` as `>=` or `==` dropped the
+/// second pre-prepare at every backup.)
+#[test]
+fn batches_filling_the_window_budget_exactly_are_accepted() {
+    let mut c = Cluster::new_with(4, 64, |cfg| {
+        cfg.max_inflight_batches = 8;
+        cfg.max_request_bytes = 2048;
+        cfg.max_batch_bytes = 2048;
+        cfg.max_window_bytes = 4096;
+    });
+    let len = 2048 - limits::REQUEST_FRAMING_BYTES - 5;
+    let requests = [c.request_sized(1, len), c.request_sized(2, len)];
+    assert!(
+        requests.iter().all(|r| request_bytes(r) == 2048),
+        "each request takes half the budget: {:?}",
+        requests.iter().map(request_bytes).collect::<Vec<_>>()
+    );
+    for r in requests {
+        c.input(0, Input::ClientRequest(r));
+    }
+    assert_eq!(
+        broadcasts(&c, 0, Kind::PrePrepare),
+        2,
+        "both proposed at once"
+    );
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 2, "replica {i}");
+        let over = c
+            .replica(i)
+            .dropped()
+            .get("pre-prepare over the window byte budget");
+        assert_eq!(over, None, "replica {i}");
+    }
+}
+
+/// A pre-prepare delivered twice is a duplicate, not an equivocation. (`==` as `!=` named
+/// every duplicate an equivocation, and every equivocation a duplicate.)
+#[test]
+fn a_pre_prepare_delivered_twice_is_counted_as_a_duplicate() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    let (_, _, bytes) = c
+        .queue
+        .iter()
+        .find(|(_, to, bytes)| {
+            *to == 3 && open(bytes, &c.dir).is_ok_and(|m| m.envelope().kind == Kind::PrePrepare)
+        })
+        .cloned()
+        .expect("a pre-prepare for replica 3");
+    c.run();
+    let again = open(&bytes, &c.dir).expect("opens");
+    c.input(3, Input::Message(again));
+    let dropped = c.replica(3).dropped();
+    assert_eq!(dropped.get("duplicate pre-prepare"), Some(&1));
+    assert_eq!(dropped.get("equivocating pre-prepare"), None);
+}
+
+/// A prepare for another digest does not count toward the certificate: with the pre-prepare,
+/// its own prepare and a mismatching one, a backup of four is not prepared (it needs two
+/// matching backups), and commits only once a matching one arrives. (`&&` as `||` in the
+/// filter counted it.)
+#[test]
+fn a_prepare_for_another_digest_does_not_count() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    // Only the pre-prepare reaches replica 3; everything else is set aside.
+    let mut rest = Vec::new();
+    while let Some((_, to, bytes)) = c.queue.pop_front() {
+        let m = open(&bytes, &c.dir).expect("opens");
+        if to == 3 && m.envelope().kind == Kind::PrePrepare {
+            c.input(3, Input::Message(m));
+        } else {
+            rest.push((to, bytes));
+        }
+    }
+    let wrong = Vote {
+        view: View(0),
+        seq: Seq(1),
+        digest: Digest([9; 32]),
+    };
+    let env = Envelope::seal(Kind::Prepare, ProtoCodec.encode_vote(&wrong), &c.keys[1]);
+    let m = open(&encode_envelope(&env), &c.dir).expect("a validator's prepare opens");
+    c.input(3, Input::Message(m));
+    assert_eq!(
+        broadcasts(&c, 3, Kind::Commit),
+        0,
+        "one matching backup is not enough"
+    );
+    for (to, bytes) in rest {
+        let m = open(&bytes, &c.dir).expect("opens");
+        c.input(to, Input::Message(m));
+    }
+    c.run();
+    assert_eq!(broadcasts(&c, 3, Kind::Commit), 1);
+    assert_eq!(c.executed_requests(3), 1);
+}
+
+/// A prepared certificate carries the pre-prepare and exactly q - 1 matching prepares, even
+/// when more have arrived (here all three backups' prepares were in before the pre-prepare):
+/// view changes carry these certificates, sized by that count. (`q - 1` as `q + 1` put every
+/// prepare in.)
+#[test]
+fn a_prepared_certificate_carries_exactly_q_minus_1_prepares() {
+    let mut c = Cluster::new(4, 128);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    let mut late = Vec::new();
+    while let Some((_, to, bytes)) = c.queue.pop_front() {
+        let m = open(&bytes, &c.dir).expect("opens");
+        if to == 3 && m.envelope().kind == Kind::PrePrepare {
+            late.push(m);
+        } else {
+            c.input(to, Input::Message(m));
+        }
+    }
+    for m in late {
+        c.input(3, Input::Message(m));
+    }
+    c.run();
+    let certs: Vec<usize> = c.stores[3]
+        .iter()
+        .filter_map(|r| match r {
+            Record::Prepared(p) => Some(p.prepares.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(certs, vec![c.config(3).quorum() - 1]);
+    assert_eq!(c.executed_requests(3), 1);
+}
