@@ -146,3 +146,23 @@ fn a_prepared_certificate_carries_exactly_q_minus_1_prepares() {
     assert_eq!(certs, vec![c.config(3).quorum() - 1]);
     assert_eq!(c.executed_requests(3), 1);
 }
+
+/// Each replica persists one commit certificate per decided seq, however many commits arrive
+/// after the quorum. (`!prepared || committed` as `&&` built and persisted it again on every
+/// late commit.)
+#[test]
+fn a_seq_is_committed_once_however_many_commits_arrive() {
+    let mut c = Cluster::new(4, 128);
+    c.decide_each(0, 1..=3);
+    for i in 0..4 {
+        let mut seqs: Vec<u64> = c.stores[i]
+            .iter()
+            .filter_map(|r| match r {
+                Record::Committed(cert) => Some(cert.seq().0),
+                _ => None,
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, vec![1, 2, 3], "replica {i}");
+    }
+}
