@@ -166,3 +166,44 @@ fn a_seq_is_committed_once_however_many_commits_arrive() {
         assert_eq!(seqs, vec![1, 2, 3], "replica {i}");
     }
 }
+
+/// What a status tick retransmits: this replica's votes for slots of its view that are not
+/// committed, and none for a slot already committed (waiting only for an earlier one to
+/// execute). (`||` as `&&` in the skip resent the committed slot's votes.)
+#[test]
+fn a_status_tick_resends_votes_only_for_uncommitted_slots() {
+    let mut c = Cluster::new_with(4, 128, |cfg| cfg.max_inflight_batches = 8);
+    for nonce in 1..=2 {
+        c.input(0, Input::ClientRequest(c.request(nonce)));
+    }
+    // Replica 3 never hears seq 1's commits: it commits 2 but cannot execute it.
+    while let Some((_, to, bytes)) = c.queue.pop_front() {
+        let m = open(&bytes, &c.dir).expect("opens");
+        let seq_1_commit = matches!(m.value(), Message::Commit(v) if v.seq == Seq(1));
+        if !(to == 3 && seq_1_commit) {
+            c.input(to, Input::Message(m));
+        }
+    }
+    assert_eq!(c.replica(3).last_executed(), Seq(0));
+    assert_eq!(c.executed_requests(0), 2);
+    let Some(timer) = c.armed(3, TimerKind::Status) else {
+        panic!("replica 3 has a status timer");
+    };
+    let actions = c.replicas[3]
+        .as_mut()
+        .expect("replica 3 runs")
+        .handle(Input::Timeout(timer));
+    let mut resent = Vec::new();
+    for a in &actions {
+        let Action::Broadcast(env) = a else { continue };
+        if let Ok(m) = open(&encode_envelope(env), &c.dir) {
+            match m.value() {
+                Message::Prepare(v) => resent.push(("prepare", v.seq.0)),
+                Message::Commit(v) => resent.push(("commit", v.seq.0)),
+                _ => {}
+            }
+        }
+    }
+    resent.sort_unstable();
+    assert_eq!(resent, vec![("commit", 1), ("prepare", 1)]);
+}
