@@ -113,3 +113,42 @@ fn a_request_only_one_backup_holds_is_relayed_again_on_its_request_timer() {
         assert_eq!(c.replica(i).view(), View(0), "replica {i}");
     }
 }
+
+/// A turn's relay is cut into chunks of at most `max_batch_bytes`: requests that fill a chunk
+/// exactly go together, one byte more starts the next chunk, and a chunk of one request goes
+/// as the client's own envelope. cargo-mutants (consensus shard 5) left the cut's comparison,
+/// its sum and the chunk's byte count unseen: every relay test stayed under the cap.
+#[test]
+fn a_turns_relay_is_cut_at_the_batch_byte_cap() {
+    let mut c = Cluster::new_with(4, 128, |cfg| {
+        cfg.max_request_bytes = 2048;
+        cfg.max_batch_bytes = 4096;
+        cfg.max_window_bytes = 64 * 1024;
+    });
+    let len = 2048 - limits::REQUEST_FRAMING_BYTES - 5;
+    let exact: Vec<Signed<Request>> = (1..=5).map(|n| c.request_sized(n, len)).collect();
+    assert!(
+        exact.iter().all(|r| limits::request_bytes(r) == 2048),
+        "two requests fill a chunk exactly"
+    );
+    turn(
+        &mut c,
+        1,
+        exact.into_iter().map(Input::ClientRequest).collect(),
+    );
+    assert_eq!(relayed(&c, 1), (vec![2, 2], 1), "2 + 2 + the fifth alone");
+    let mut c2 = Cluster::new_with(4, 128, |cfg| {
+        cfg.max_request_bytes = 2048;
+        cfg.max_batch_bytes = 4095;
+        cfg.max_window_bytes = 64 * 1024;
+    });
+    let over: Vec<Input> = (1..=3)
+        .map(|n| Input::ClientRequest(c2.request_sized(n, len)))
+        .collect();
+    turn(&mut c2, 1, over);
+    assert_eq!(relayed(&c2, 1), (vec![], 3), "a byte short: each alone");
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 5, "replica {i}");
+        assert_eq!(c2.executed_requests(i), 3, "replica {i}");
+    }
+}
