@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use scbe_core::consensus::limits::{
-    MAX_MESSAGE_BYTES, REQUEST_FRAMING_BYTES, REQUEST_PAYLOAD_OVERHEAD_BYTES,
+    request_bytes, MAX_MESSAGE_BYTES, REQUEST_FRAMING_BYTES, REQUEST_PAYLOAD_OVERHEAD_BYTES,
 };
 use scbe_core::consensus::*;
 use scbe_wire::encode_envelope;
@@ -163,6 +163,34 @@ fn an_oversized_request_is_refused_at_the_door() {
         Some(&1)
     );
     assert_eq!(c.replica(0).pending_requests(), 0);
+}
+
+/// The cap is inclusive: a request of exactly `max_request_bytes` is admitted and decided, one
+/// byte more is refused. cargo-mutants (consensus shard 5) left `>` as `>=` unseen.
+#[test]
+fn a_request_exactly_at_the_cap_is_admitted_and_one_byte_more_refused() {
+    let mut c = Cluster::new(4, 128);
+    let cap = c.config(0).max_request_bytes;
+    // The largest operation, plus what the overhead estimate leaves of the cap.
+    let probe = request_bytes(&c.request_sized(1, max_operation(&c)));
+    let len = max_operation(&c) + (cap - probe);
+    let at_cap = c.request_sized(1, len);
+    let (bytes, over) = (request_bytes(&at_cap), c.request_sized(2, len + 1));
+    assert_eq!(
+        (bytes, request_bytes(&over)),
+        (cap, cap + 1),
+        "sizes built to the byte"
+    );
+    c.input(0, Input::ClientRequest(at_cap));
+    c.input(0, Input::ClientRequest(over));
+    c.run();
+    assert_eq!(
+        c.replica(0).dropped().get("request over the size limit"),
+        Some(&1)
+    );
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 1, "replica {i}");
+    }
 }
 
 /// A cluster whose transfer budget is 7 bytes, in which replica 3 (isolated) missed nine
