@@ -238,10 +238,24 @@ async fn the_dashboard_follows_a_rollout_live_and_shows_an_auto_rollback_with_it
     let p = h.register_and_promote("r2-bad", Stage::Canary).await;
     let approved = h.wait_proposal(0, p, ProposalStatus::Approved).await;
     let r2 = approved.rollout.expect("a rollout");
+    // The rollout table and the event list are fed separately (status polls and the watch
+    // stream), so the page may show the row rolled back a moment before the event arrives:
+    // wait for both (a clean-clone CI run read the page in between).
+    let listed = |page: &Value, event: &str| {
+        page["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e.as_str() == Some(event)))
+    };
     let rolled = blocking(|| {
-        until_page(&mut b, "rollout r2-bad rolled back", |page| {
-            rollout(page, r2).is_some_and(|r| r["status"] == "rolled_back")
-        })
+        until_page(
+            &mut b,
+            "rollout r2-bad rolled back, with its events",
+            |page| {
+                rollout(page, r2).is_some_and(|r| r["status"] == "rolled_back")
+                    && listed(page, "auto_rollback")
+                    && listed(page, "rolled_back")
+            },
+        )
     });
     let why = rollout(&rolled, r2).expect("row")["why"]
         .as_str()
