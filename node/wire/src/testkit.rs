@@ -305,4 +305,19 @@ impl Cluster {
     pub fn executed_seqs(&self, i: usize) -> Vec<u64> {
         self.delivered[i].iter().map(|d| d.seq.0).collect()
     }
+
+    /// Messages of `kind` replica `i` has broadcast so far.
+    pub fn broadcasts(&self, i: usize, kind: Kind) -> usize {
+        self.log[i]
+            .iter()
+            .filter(|a| matches!(a, Action::Broadcast(e) if e.kind == kind))
+            .count()
+    }
+
+    /// A message of `kind` with `payload` (already encoded) signed by validator `from`, opened
+    /// as the wire would: what a peer, honest or not, could send.
+    pub fn signed_by(&self, from: usize, kind: Kind, payload: Vec<u8>) -> Signed<Message> {
+        let env = Envelope::seal(kind, payload, &self.keys[from]);
+        open(&encode_envelope(&env), &self.dir).expect("a validator's message opens")
+    }
 }

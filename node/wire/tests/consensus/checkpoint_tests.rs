@@ -3,7 +3,7 @@
 
 use scbe_core::consensus::*;
 use scbe_wire::testkit::{ChainApp, Cluster};
-use scbe_wire::{encode_envelope, open, ProtoCodec};
+use scbe_wire::{open, ProtoCodec};
 
 #[test]
 fn lost_checkpoints_are_sent_again_and_the_window_moves_on() {
@@ -186,14 +186,6 @@ fn a_diverged_replica_ahead_of_the_quorums_snapshot_executes_again_from_it() {
     );
 }
 
-/// State requests replica `i` has broadcast so far.
-fn state_requests_sent(c: &Cluster, i: usize) -> usize {
-    c.log[i]
-        .iter()
-        .filter(|a| matches!(a, Action::Broadcast(e) if e.kind == Kind::StateRequest))
-        .count()
-}
-
 /// One checkpoint beyond a replica's window proves nothing (its sender may be faulty); f + 1
 /// from distinct replicas mean an honest one is ahead, and the replica fetches state.
 /// cargo-mutants (consensus shard 4) left the count's `> f` unseen (as `>=`, `==` or `<`).
@@ -205,24 +197,19 @@ fn f_plus_one_checkpoints_beyond_the_window_and_no_fewer_make_a_replica_fetch_st
             seq: Seq(6),
             state_digest: Digest([5; 32]),
         };
-        let env = Envelope::seal(
-            Kind::Checkpoint,
-            ProtoCodec.encode_checkpoint(&cp),
-            &c.keys[from],
-        );
-        open(&encode_envelope(&env), &c.dir).expect("a validator's checkpoint opens")
+        c.signed_by(from, Kind::Checkpoint, ProtoCodec.encode_checkpoint(&cp))
     };
-    let before = state_requests_sent(&c, 3);
+    let before = c.broadcasts(3, Kind::StateRequest);
     c.input(3, Input::Message(far(&c, 1)));
     c.input(3, Input::Message(far(&c, 1)));
     assert_eq!(
-        state_requests_sent(&c, 3),
+        c.broadcasts(3, Kind::StateRequest),
         before,
         "one sender, twice, is f"
     );
     c.input(3, Input::Message(far(&c, 2)));
     assert_eq!(
-        state_requests_sent(&c, 3),
+        c.broadcasts(3, Kind::StateRequest),
         before + 1,
         "two senders are f + 1"
     );

@@ -8,7 +8,7 @@
 use scbe_core::consensus::replica::Status;
 use scbe_core::consensus::*;
 use scbe_wire::testkit::Cluster;
-use scbe_wire::{encode_envelope, open, ProtoCodec};
+use scbe_wire::{open, ProtoCodec};
 
 /// Delivers queued messages until none are left, holding back those `hold` picks.
 fn run_holding(c: &mut Cluster, hold: impl Fn(usize, Kind) -> bool) -> Vec<(usize, Vec<u8>)> {
@@ -75,33 +75,19 @@ fn a_backup_whose_new_view_is_late_executes_what_it_kept_for_that_view() {
     assert_eq!(c.executed_requests(3), 2);
 }
 
-/// A replace-primary acts only on the view a replica is in, and only while it is normal: a
-/// second one while the view change is under way, or a late one for a view already left,
-/// changes nothing and is counted. cargo-mutants (consensus shard 3) left the guard's `&&` as
-/// `||` unseen.
+/// A replace-primary acts only while the replica is normal: a second one while the view
+/// change is under way changes nothing and is counted (a late one for a view already left:
+/// `paper.rs`). cargo-mutants (consensus shard 3) left the guard's `&&` as `||` unseen.
 #[test]
 fn replace_primary_acts_only_on_the_view_a_replica_is_in_while_normal() {
-    let reason = "replace-primary for a view already left";
     let mut c = Cluster::new(4, 8);
     c.input(0, Input::ReplacePrimary { view: View(0) });
     assert_eq!(c.replica(0).view(), View(1));
     assert_eq!(c.replica(0).status(), Status::ViewChanging);
     c.input(0, Input::ReplacePrimary { view: View(1) });
     assert_eq!(c.replica(0).view(), View(1), "no second view change");
+    let reason = "replace-primary for a view already left";
     assert_eq!(c.replica(0).dropped().get(reason), Some(&1));
-
-    for i in 1..4 {
-        c.input(i, Input::ReplacePrimary { view: View(0) });
-    }
-    c.run();
-    for i in 0..4 {
-        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
-        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
-    }
-    c.input(2, Input::ReplacePrimary { view: View(0) });
-    assert_eq!(c.replica(2).view(), View(1));
-    assert_eq!(c.replica(2).status(), Status::Normal);
-    assert_eq!(c.replica(2).dropped().get(reason), Some(&1));
 }
 
 /// A prepare from validator `from` for (`view`, `seq`), signed and opened as the wire would.
@@ -111,8 +97,7 @@ fn prepare(c: &Cluster, from: usize, view: u64, seq: u64) -> Signed<Message> {
         seq: Seq(seq),
         digest: Digest([7; 32]),
     };
-    let env = Envelope::seal(Kind::Prepare, ProtoCodec.encode_vote(&vote), &c.keys[from]);
-    open(&encode_envelope(&env), &c.dir).expect("a validator's prepare opens")
+    c.signed_by(from, Kind::Prepare, ProtoCodec.encode_vote(&vote))
 }
 
 /// What a replica keeps for views it has not entered is bounded: nothing more than 16 views

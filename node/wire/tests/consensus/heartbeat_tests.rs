@@ -103,21 +103,11 @@ fn heartbeat(c: &Cluster, from: usize, view: u64, last_executed: u64) -> Signed<
         view: View(view),
         last_executed: Seq(last_executed),
     };
-    let env = Envelope::seal(
+    c.signed_by(
+        from,
         Kind::Heartbeat,
         scbe_wire::ProtoCodec.encode_heartbeat(&hb),
-        &c.keys[from],
-    );
-    scbe_wire::open(&scbe_wire::encode_envelope(&env), &c.dir)
-        .expect("a validator's heartbeat opens")
-}
-
-/// State requests replica `i` has broadcast so far.
-fn state_requests_sent(c: &Cluster, i: usize) -> usize {
-    c.log[i]
-        .iter()
-        .filter(|a| matches!(a, Action::Broadcast(e) if e.kind == Kind::StateRequest))
-        .count()
+    )
 }
 
 /// Only the primary of the replica's own view is heard: a heartbeat from a backup, or the
@@ -154,14 +144,14 @@ fn a_backup_that_missed_the_tail_asks_for_it_on_the_primarys_heartbeat() {
     c.decide_each(0, 1..=3);
     c.heal();
     assert_eq!(c.replica(3).last_executed(), Seq(0));
-    let before = state_requests_sent(&c, 3);
+    let before = c.broadcasts(3, Kind::StateRequest);
     c.input(3, Input::Message(heartbeat(&c, 0, 0, 3)));
-    assert_eq!(state_requests_sent(&c, 3), before + 1);
+    assert_eq!(c.broadcasts(3, Kind::StateRequest), before + 1);
     c.run();
     assert_eq!(c.replica(3).last_executed(), Seq(3), "caught up");
     c.input(3, Input::Message(heartbeat(&c, 0, 0, 3)));
     assert_eq!(
-        state_requests_sent(&c, 3),
+        c.broadcasts(3, Kind::StateRequest),
         before + 1,
         "level: nothing to ask"
     );

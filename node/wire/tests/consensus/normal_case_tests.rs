@@ -8,14 +8,6 @@ use scbe_core::consensus::*;
 use scbe_wire::testkit::Cluster;
 use scbe_wire::{encode_envelope, open, ProtoCodec};
 
-/// Messages of `kind` replica `i` has broadcast so far.
-fn broadcasts(c: &Cluster, i: usize, kind: Kind) -> usize {
-    c.log[i]
-        .iter()
-        .filter(|a| matches!(a, Action::Broadcast(e) if e.kind == kind))
-        .count()
-}
-
 /// Two batches that fill a backup's window budget to the byte are accepted: the budget bounds
 /// what is held, it is not a limit to stay under. (`> budget` as `>=` or `==` dropped the
 /// second pre-prepare at every backup.)
@@ -38,7 +30,7 @@ fn batches_filling_the_window_budget_exactly_are_accepted() {
         c.input(0, Input::ClientRequest(r));
     }
     assert_eq!(
-        broadcasts(&c, 0, Kind::PrePrepare),
+        c.broadcasts(0, Kind::PrePrepare),
         2,
         "both proposed at once"
     );
@@ -98,11 +90,10 @@ fn a_prepare_for_another_digest_does_not_count() {
         seq: Seq(1),
         digest: Digest([9; 32]),
     };
-    let env = Envelope::seal(Kind::Prepare, ProtoCodec.encode_vote(&wrong), &c.keys[1]);
-    let m = open(&encode_envelope(&env), &c.dir).expect("a validator's prepare opens");
+    let m = c.signed_by(1, Kind::Prepare, ProtoCodec.encode_vote(&wrong));
     c.input(3, Input::Message(m));
     assert_eq!(
-        broadcasts(&c, 3, Kind::Commit),
+        c.broadcasts(3, Kind::Commit),
         0,
         "one matching backup is not enough"
     );
@@ -111,7 +102,7 @@ fn a_prepare_for_another_digest_does_not_count() {
         c.input(to, Input::Message(m));
     }
     c.run();
-    assert_eq!(broadcasts(&c, 3, Kind::Commit), 1);
+    assert_eq!(c.broadcasts(3, Kind::Commit), 1);
     assert_eq!(c.executed_requests(3), 1);
 }
 

@@ -295,9 +295,12 @@ fn replace_primary_moves_every_replica_to_the_next_view_together() {
         assert_eq!(c.replica(i).view(), View(1), "replica {i}");
         assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
     }
-    // Old verdicts change nothing.
+    // Old verdicts change nothing, and are counted.
     c.input(2, Input::ReplacePrimary { view: View(0) });
     assert_eq!(c.replica(2).view(), View(1));
+    assert_eq!(c.replica(2).status(), Status::Normal);
+    let reason = "replace-primary for a view already left";
+    assert_eq!(c.replica(2).dropped().get(reason), Some(&1));
     // The new primary (1) orders requests.
     c.input(1, Input::ClientRequest(c.request(2)));
     c.run();
