@@ -62,6 +62,8 @@ mod requests;
 mod restore;
 mod slot;
 mod state_transfer;
+/// The largest snapshot a replica assembles from a peer's chunks (the scenario tests read it).
+pub use state_transfer::MAX_SNAPSHOT_BYTES;
 mod suspicion;
 /// How long a suspicion stays counted, in heartbeat intervals (the scenario tests read it).
 pub use suspicion::SUSPICION_TICKS;

@@ -11,5 +11,6 @@ mod paper;
 mod relay_tests;
 mod replay_tests;
 mod size_tests;
+mod state_transfer_tests;
 mod suspicion_tests;
 mod worst_case_tests;

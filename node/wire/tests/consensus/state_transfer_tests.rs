@@ -1,0 +1,370 @@
+//! State transfer seen from both ends: what a replica behind asks for, and what a peer sends
+//! back. The catch-up scenarios in `paper.rs` and `size_tests.rs` check that a replica ends
+//! up caught up; cargo-mutants showed that how much it is sent on the way was never checked
+//! (a request asking from seq 0, or a response past its batch count, still caught up).
+
+use scbe_core::consensus::limits;
+use scbe_core::consensus::*;
+use scbe_wire::testkit::ChainApp;
+use scbe_wire::testkit::Cluster;
+use scbe_wire::{encode_envelope, open, ProtoCodec};
+
+/// Every state request replica `i` sent (broadcast or to one peer), as decoded by a peer.
+fn state_requests(c: &Cluster, i: usize) -> Vec<StateRequest> {
+    c.log[i]
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast(e) | Action::Send { envelope: e, .. } => Some(e),
+            _ => None,
+        })
+        .filter(|e| e.kind == Kind::StateRequest)
+        .map(
+            |e| match open(&encode_envelope(e), &c.dir).map(|m| m.value().clone()) {
+                Ok(Message::StateRequest(r)) => r,
+                other => panic!("a state request opens as one: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+/// Every state response replica `i` sent, with its addressee.
+fn state_responses(c: &Cluster, i: usize) -> Vec<(ReplicaId, StateResponse)> {
+    c.log[i]
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, envelope } if envelope.kind == Kind::StateResponse => {
+                match open(&encode_envelope(envelope), &c.dir).map(|m| m.value().clone()) {
+                    Ok(Message::StateResponse(r)) => Some((*to, r)),
+                    other => panic!("a state response opens as one: {other:?}"),
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A replica past its peers' stable checkpoint asks only for what follows its last executed
+/// batch, and is sent only those batches: no snapshot it would not install.
+#[test]
+fn a_replica_behind_within_the_window_asks_after_its_last_batch_and_gets_no_snapshot() {
+    let mut c = Cluster::new(4, 4);
+    c.decide_each(0, 1..=5);
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(4));
+    c.isolate(3);
+    c.decide_each(0, 6..=7);
+    assert_eq!(c.replica(3).last_executed(), Seq(5));
+    c.heal();
+    let before: Vec<usize> = (0..3).map(|i| state_responses(&c, i).len()).collect();
+    c.fire(3, TimerKind::Status);
+
+    let asked = state_requests(&c, 3);
+    let last = asked.last().expect("replica 3 asked for state");
+    assert_eq!(last.after, Seq(5), "after its last executed batch");
+    assert_eq!(last.snapshot_offset, 0);
+    let sent: Vec<StateResponse> = (0..3)
+        .flat_map(|i| state_responses(&c, i).into_iter().skip(before[i]))
+        .map(|(to, r)| {
+            assert_eq!(to, ReplicaId(3));
+            r
+        })
+        .collect();
+    assert_eq!(sent.len(), 3, "each peer answers once");
+    for r in &sent {
+        assert!(r.snapshot.is_none(), "no snapshot for a replica past it");
+        let seqs: Vec<Seq> = r.decided.iter().map(CommitCert::seq).collect();
+        assert_eq!(seqs, vec![Seq(6), Seq(7)]);
+    }
+    assert_eq!(c.replica(3).last_executed(), Seq(7));
+}
+
+/// A replica exactly at its peers' stable checkpoint is past the snapshot too.
+#[test]
+fn a_replica_at_the_stable_checkpoint_is_sent_batches_and_no_snapshot() {
+    let mut c = Cluster::new(4, 4);
+    c.decide_each(0, 1..=4);
+    c.isolate(3);
+    c.decide_each(0, 5..=6);
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(4));
+    assert_eq!(c.replica(3).last_executed(), Seq(4));
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    let sent: Vec<StateResponse> = (0..3)
+        .flat_map(|i| state_responses(&c, i))
+        .map(|(_, r)| r)
+        .collect();
+    assert!(!sent.is_empty());
+    for r in &sent {
+        assert!(
+            r.snapshot.is_none(),
+            "asked after the stable checkpoint itself"
+        );
+        let seqs: Vec<Seq> = r.decided.iter().map(CommitCert::seq).collect();
+        assert_eq!(seqs, vec![Seq(5), Seq(6)]);
+    }
+    assert_eq!(c.replica(3).last_executed(), Seq(6));
+}
+
+/// A response holds at most `max_transfer_batches` decided batches; the replica behind asks
+/// the same peer again for the rest.
+#[test]
+fn a_response_is_cut_at_the_batch_count_and_the_rest_is_asked_for_again() {
+    let mut c = Cluster::new_with(4, 8, |cfg| cfg.max_transfer_batches = 2);
+    c.isolate(3);
+    c.decide_each(0, 1..=7);
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    let sent: Vec<StateResponse> = (0..3)
+        .flat_map(|i| state_responses(&c, i))
+        .map(|(_, r)| r)
+        .collect();
+    assert!(!sent.is_empty());
+    for r in &sent {
+        assert!(
+            r.decided.len() <= 2,
+            "{} batches in one response",
+            r.decided.len()
+        );
+    }
+    let afters: Vec<Seq> = state_requests(&c, 3).iter().map(|r| r.after).collect();
+    assert!(
+        afters.contains(&Seq(2)) && afters.contains(&Seq(4)) && afters.contains(&Seq(6)),
+        "asked again after each full response: {afters:?}"
+    );
+    assert_eq!(c.replica(3).last_executed(), Seq(7));
+}
+
+/// What one request of the test clusters (nonce below 128, one-byte operation) costs in a batch.
+const ONE_REQUEST_BYTES: usize = 197;
+
+/// A response is cut once its batches fill `max_transfer_bytes`: batches adding up to the budget
+/// exactly go together, the next waits for the next response.
+#[test]
+fn a_response_is_cut_when_its_batches_fill_the_byte_budget() {
+    let mut c = Cluster::new_with(4, 8, |cfg| cfg.max_transfer_bytes = 2 * ONE_REQUEST_BYTES);
+    assert_eq!(limits::request_bytes(&c.request(1)), ONE_REQUEST_BYTES);
+    c.isolate(3);
+    c.decide_each(0, 1..=7);
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    let sent: Vec<StateResponse> = (0..3)
+        .flat_map(|i| state_responses(&c, i))
+        .map(|(_, r)| r)
+        .collect();
+    assert!(!sent.is_empty());
+    for r in &sent {
+        let bytes = limits::batch_bytes(
+            &r.decided
+                .iter()
+                .flat_map(|d| d.pre_prepare.value().batch.clone())
+                .collect::<Vec<_>>(),
+        );
+        assert!(r.decided.len() == 2 || r.decided.last().map(CommitCert::seq) == Some(Seq(7)));
+        assert!(
+            bytes <= 2 * ONE_REQUEST_BYTES,
+            "{bytes} bytes in one response"
+        );
+    }
+    let afters: Vec<Seq> = state_requests(&c, 3).iter().map(|r| r.after).collect();
+    assert!(
+        afters.contains(&Seq(2)) && afters.contains(&Seq(4)) && afters.contains(&Seq(6)),
+        "asked again after each full response: {afters:?}"
+    );
+    assert_eq!(c.replica(3).last_executed(), Seq(7));
+}
+
+/// Replica 0's stable certificate and persisted snapshot at `seq`.
+fn checkpoint_at(c: &Cluster, seq: u64) -> (CheckpointCert, Snapshot) {
+    let cert = c.stores[0].iter().find_map(|r| match r {
+        Record::Stable(s) if s.seq == Seq(seq) => Some(s.clone()),
+        _ => None,
+    });
+    let snap = c.stores[0].iter().find_map(|r| match r {
+        Record::Snapshot(s) if s.seq == Seq(seq) => Some(s.clone()),
+        _ => None,
+    });
+    (
+        cert.expect("replica 0 made seq stable"),
+        snap.expect("replica 0 persisted its snapshot"),
+    )
+}
+
+/// A state response replica `from` signs, carrying bytes `[offset, offset + len)` of `snap`
+/// and claiming the snapshot is `total` bytes long.
+fn snapshot_chunk(
+    c: &Cluster,
+    from: usize,
+    cert: &CheckpointCert,
+    snap: &Snapshot,
+    offset: usize,
+    len: usize,
+    total: u64,
+) -> Signed<Message> {
+    let chunk = Snapshot {
+        seq: snap.seq,
+        app_state: snap.app_state[offset..offset + len].to_vec().into(),
+        nonces: snap.nonces.clone(),
+    };
+    let part = SnapshotPart {
+        offset: offset as u64,
+        total,
+    };
+    let resp = StateResponse {
+        snapshot: Some((cert.clone(), chunk, part)),
+        decided: Vec::new(),
+    };
+    c.signed_by(
+        from,
+        Kind::StateResponse,
+        ProtoCodec.encode_state_response(&resp),
+    )
+}
+
+/// A cluster (checkpoint every 2) in which replica 3, isolated, missed eight requests: the
+/// others hold stable checkpoints 2 to 8 and their snapshots.
+fn missed_eight() -> Cluster {
+    let mut c = Cluster::new(4, 2);
+    c.isolate(3);
+    c.decide_each(0, 1..=8);
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(8));
+    assert_eq!(c.replica(3).last_executed(), Seq(0));
+    c
+}
+
+fn restored(c: &Cluster, i: usize) -> usize {
+    c.log[i]
+        .iter()
+        .filter(|a| matches!(a, Action::Restored { .. }))
+        .count()
+}
+
+/// A snapshot at a seq the replica has executed is not installed again (a late response to an
+/// earlier request), though the same response installs on a replica that has not.
+#[test]
+fn a_snapshot_at_the_last_executed_seq_is_not_installed_again() {
+    let source = missed_eight();
+    let (cert, snap) = checkpoint_at(&source, 2);
+    let total = snap.app_state.len();
+
+    // Same keys and genesis: replica 3 executed 1 and 2, but no checkpoint became stable.
+    let mut c = Cluster::new(4, 2);
+    c.drop_kinds.insert(Kind::Checkpoint);
+    c.decide_each(0, 1..=2);
+    assert_eq!(c.replica(3).last_executed(), Seq(2));
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(0));
+    let resp = snapshot_chunk(&c, 0, &cert, &snap, 0, total, total as u64);
+    c.input(3, Input::Message(resp.clone()));
+    assert_eq!(restored(&c, 3), 0, "already executed through seq 2");
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(0));
+
+    c.replace_app(3, ChainApp::default());
+    c.input(3, Input::Message(resp));
+    assert_eq!(
+        restored(&c, 3),
+        1,
+        "a replica that has not executed seq 2 installs it"
+    );
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(2));
+}
+
+/// A peer's claim of a snapshot larger than `MAX_SNAPSHOT_BYTES` is refused before a byte is
+/// held; a claim of exactly that size starts an assembly (and the next chunk is asked for).
+#[test]
+fn a_snapshot_claimed_past_the_assembly_cap_is_refused_and_one_at_it_assembled() {
+    let too_large = "state transfer snapshot larger than this replica assembles";
+    let mut c = missed_eight();
+    let (cert, snap) = checkpoint_at(&c, 8);
+    let cap = scbe_core::consensus::replica::MAX_SNAPSHOT_BYTES;
+    c.input(
+        3,
+        Input::Message(snapshot_chunk(&c, 0, &cert, &snap, 0, 7, cap + 1)),
+    );
+    assert_eq!(c.replica(3).dropped().get(too_large), Some(&1));
+    assert_eq!(state_requests(&c, 3).len(), 0);
+
+    c.input(
+        3,
+        Input::Message(snapshot_chunk(&c, 0, &cert, &snap, 0, 7, cap)),
+    );
+    assert_eq!(c.replica(3).dropped().get(too_large), Some(&1));
+    let asked = state_requests(&c, 3);
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].snapshot_offset, 7, "the next chunk");
+}
+
+/// While a snapshot is being assembled, a chunk of an older checkpoint (valid certificate, not
+/// the start of it) is refused and the assembly goes on; a chunk claiming the same seq under
+/// another digest is judged on its own certificate, never appended.
+#[test]
+fn chunks_of_another_checkpoint_do_not_disturb_an_assembly() {
+    let mut c = missed_eight();
+    let (cert8, snap8) = checkpoint_at(&c, 8);
+    let (cert6, snap6) = checkpoint_at(&c, 6);
+    let total = snap8.app_state.len() as u64;
+    c.input(
+        3,
+        Input::Message(snapshot_chunk(&c, 0, &cert8, &snap8, 0, 7, total)),
+    );
+
+    c.input(
+        3,
+        Input::Message(snapshot_chunk(&c, 1, &cert6, &snap6, 7, 7, total)),
+    );
+    assert_eq!(
+        c.replica(3)
+            .dropped()
+            .get("state transfer chunk of a snapshot not being assembled"),
+        Some(&1),
+        "an older checkpoint's chunk"
+    );
+    let forged = CheckpointCert {
+        state_digest: Digest([9; 32]),
+        ..cert8.clone()
+    };
+    c.input(
+        3,
+        Input::Message(snapshot_chunk(&c, 1, &forged, &snap8, 0, 7, total)),
+    );
+    assert_eq!(
+        c.replica(3)
+            .dropped()
+            .get("state transfer with an invalid checkpoint certificate"),
+        Some(&1),
+        "the same seq under another digest"
+    );
+
+    // The assembly of checkpoint 8 goes on from byte 7.
+    let mut offset = 7;
+    while offset < total as usize {
+        let len = 7.min(total as usize - offset);
+        c.input(
+            3,
+            Input::Message(snapshot_chunk(&c, 0, &cert8, &snap8, offset, len, total)),
+        );
+        offset += len;
+    }
+    assert_eq!(restored(&c, 3), 1);
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(8));
+}
+
+/// Installing a snapshot forgets the waiting requests it already executed and keeps the
+/// others for the next primary to order.
+#[test]
+fn an_installed_snapshot_forgets_the_waiting_requests_it_executed_and_keeps_the_rest() {
+    let mut c = missed_eight();
+    for nonce in [5, 6, 9] {
+        c.input(3, Input::ClientRequest(c.request(nonce)));
+    }
+    assert_eq!(c.replica(3).pending_requests(), 3);
+    let (cert, snap) = checkpoint_at(&c, 8);
+    let total = snap.app_state.len();
+    c.input(
+        3,
+        Input::Message(snapshot_chunk(&c, 0, &cert, &snap, 0, total, total as u64)),
+    );
+    assert_eq!(c.replica(3).last_executed(), Seq(8));
+    assert_eq!(
+        c.replica(3).pending_requests(),
+        1,
+        "nonces 5 and 6 were executed; 9 waits"
+    );
+}
