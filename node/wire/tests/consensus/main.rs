@@ -13,4 +13,5 @@ mod replay_tests;
 mod size_tests;
 mod state_transfer_tests;
 mod suspicion_tests;
+mod view_change_tests;
 mod worst_case_tests;
