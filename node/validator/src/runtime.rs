@@ -444,8 +444,24 @@ impl Runtime {
             self.step.replica().status(),
             self.step.replica().suspecting().map(|v| v.0),
         );
-        if std::mem::replace(&mut self.consensus_seen, seen) != seen {
+        let before = std::mem::replace(&mut self.consensus_seen, seen);
+        if before != seen {
             tracing::debug!(node = self.id, view, status = ?seen.0, suspecting = ?seen.1, "consensus status");
+            let replica = self.step.replica();
+            if let (Some(v), true) = (seen.1, before.1 != seen.1) {
+                // Why a view changes is the first thing an operator asks after one.
+                tracing::info!(
+                    node = self.id,
+                    view = v,
+                    cause = replica.suspicion_cause().unwrap_or("?"),
+                    silence_tolerated_intervals = replica.silence_tolerated(),
+                    request_timeout_ms = self
+                        .timeouts
+                        .base(scbe_core::consensus::TimerKind::Request)
+                        .as_millis() as u64,
+                    "suspecting the primary"
+                );
+            }
         }
         // Clients that gave up no longer need a reply.
         self.waiters.retain(|_, ws| {

@@ -11,6 +11,13 @@
 //! timeout, up to the configured value. It still doubles with every view in a row that fails
 //! (the core's backoff), which is what PBFT's liveness needs. Without measurements (the primary,
 //! which sees no pre-prepare from others, or a fresh validator) the configured value applies.
+//!
+//! Across a slow or jittery WAN the configured values can be too short for an honest cluster:
+//! at 50 ms one way with 150 ms of jitter a round's slow end passes 400 ms, and a request waits
+//! about two rounds, so the configured 500 ms request timeout fires while the primary does its
+//! job. Both the request and the view-change timeouts therefore last at least four slow rounds,
+//! up to eight times their configured value. (The silence tolerated before suspecting the
+//! primary adapts in the core, in heartbeat intervals: `replica/silence_gauge.rs`.)
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -28,6 +35,13 @@ const MAX_OPEN_ROUNDS: usize = 4096;
 /// View-change timeout as a multiple of the p99 latency: a view change takes a few message
 /// delays more than a decision, and its messages are bigger.
 const LATENCY_FACTOR: u32 = 20;
+/// The request and view-change timeouts last at least this many slow (p99) rounds: a request
+/// at a backup waits for its relay to the primary, the pre-prepare and the round (about two
+/// rounds), and a view change for the new-view and the round after it.
+const ROUNDS_AT_LEAST: u32 = 4;
+/// How far past its configured value a timeout stretches at most (a primary that slows every
+/// round on purpose buys at most this much).
+const MAX_STRETCH: u32 = 8;
 /// The shortest view-change timeout, however fast decisions are.
 const FLOOR: Duration = Duration::from_millis(100);
 /// Doublings applied at most (2^6 times the base).
@@ -85,13 +99,33 @@ impl Timeouts {
             .get(&kind)
             .copied()
             .unwrap_or(Duration::from_secs(1));
-        // Only the view-change timer adapts; the others (heartbeats every 50 ms) skip the sort.
-        if kind != TimerKind::ViewChange {
+        // Only the view-change and request timers adapt; the periodic ones (heartbeats every
+        // 50 ms) skip the sort.
+        if !matches!(kind, TimerKind::ViewChange | TimerKind::Request) {
             return configured;
         }
-        self.p99().map_or(configured, |p99| {
-            (p99 * LATENCY_FACTOR).clamp(FLOOR.min(configured), configured)
-        })
+        // Lengthening needs one round: never fewer than ROUNDS_AT_LEAST slow rounds, whatever
+        // was configured, since across a slow or jittery WAN the configured value can be shorter
+        // than what an honest primary needs. Shortening (the view change below its configured
+        // value) waits for MIN_SAMPLES.
+        let Some(slow) = self.slow_round() else {
+            return configured;
+        };
+        let rounds = slow
+            .saturating_mul(ROUNDS_AT_LEAST)
+            .min(configured.saturating_mul(MAX_STRETCH));
+        let ceiling = configured.max(rounds);
+        match (kind, self.p99()) {
+            (TimerKind::ViewChange, Some(p99)) => {
+                (p99 * LATENCY_FACTOR).clamp(FLOOR.min(configured), ceiling)
+            }
+            _ => ceiling,
+        }
+    }
+
+    /// The slow end of recent rounds: their p99 once there are enough, the slowest before.
+    fn slow_round(&self) -> Option<Duration> {
+        self.p99().or_else(|| self.recent.iter().copied().max())
     }
 
     /// The 99th percentile of recent latencies, once there are enough of them.
@@ -149,11 +183,21 @@ mod tests {
     #[test]
     fn without_enough_measurements_the_configured_values_apply() {
         let mut t = timeouts();
+        assert_eq!(t.base(TimerKind::Request), Duration::from_millis(500));
         for _ in 0..MIN_SAMPLES - 1 {
             t.observe(Duration::from_millis(2));
         }
         assert_eq!(t.base(TimerKind::ViewChange), Duration::from_millis(1000));
         assert_eq!(t.base(TimerKind::Request), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn one_slow_round_is_enough_to_lengthen_the_timeouts() {
+        let mut t = timeouts();
+        t.observe(Duration::from_millis(150));
+        t.observe(Duration::from_millis(300));
+        assert_eq!(t.base(TimerKind::Request), Duration::from_millis(1200));
+        assert_eq!(t.base(TimerKind::ViewChange), Duration::from_millis(1200));
     }
 
     #[test]
@@ -167,18 +211,40 @@ mod tests {
         assert_eq!(
             t.base(TimerKind::Request),
             Duration::from_millis(500),
-            "only the view change adapts"
+            "four slow rounds (160 ms) are within the configured request timeout"
         );
         // Very fast: the floor.
         for _ in 0..SAMPLES {
             t.observe(Duration::from_micros(500));
         }
         assert_eq!(t.base(TimerKind::ViewChange), FLOOR);
-        // Slow (saturated): never beyond the configured value.
+        // Slow (saturated): not beyond the configured value while it holds four slow rounds.
         for _ in 0..SAMPLES {
-            t.observe(Duration::from_millis(300));
+            t.observe(Duration::from_millis(200));
         }
         assert_eq!(t.base(TimerKind::ViewChange), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn across_a_slow_wan_timeouts_last_four_slow_rounds_up_to_eight_times_configured() {
+        let mut t = timeouts();
+        // Rounds of 300-420 ms (50 ms one way, jitter): the p99 is 420 ms.
+        for i in 0..SAMPLES {
+            t.observe(Duration::from_millis(if i % 10 == 0 { 420 } else { 300 }));
+        }
+        assert_eq!(t.base(TimerKind::Request), Duration::from_millis(1680));
+        assert_eq!(t.base(TimerKind::ViewChange), Duration::from_millis(1680));
+        assert_eq!(
+            t.base(TimerKind::Heartbeat),
+            Duration::from_millis(1000),
+            "periodic timers never adapt (here: the default of a kind not configured)"
+        );
+        // Rounds of seconds: capped at eight times the configured value.
+        for _ in 0..SAMPLES {
+            t.observe(Duration::from_secs(3));
+        }
+        assert_eq!(t.base(TimerKind::Request), Duration::from_millis(4000));
+        assert_eq!(t.base(TimerKind::ViewChange), Duration::from_millis(8000));
     }
 
     #[test]

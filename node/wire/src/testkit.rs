@@ -316,6 +316,34 @@ impl Cluster {
 
     /// A message of `kind` with `payload` (already encoded) signed by validator `from`, opened
     /// as the wire would: what a peer, honest or not, could send.
+    /// Every backup hears view 0's primary once (its heartbeat), as the backups of a running
+    /// cluster have, without a heartbeat interval passing: until then a replica tolerates four
+    /// times the configured silence (`replica/silence_gauge.rs`).
+    pub fn hear_primary(&mut self) {
+        let hb = Heartbeat {
+            view: View(0),
+            last_executed: Seq(0),
+        };
+        let signed = self.signed_by(0, Kind::Heartbeat, ProtoCodec.encode_heartbeat(&hb));
+        for i in 1..self.replicas.len() {
+            self.input(i, Input::Message(signed.clone()));
+        }
+    }
+
+    /// Every message of `kind` replica `i` sent so far (broadcast or to one peer), as a peer
+    /// opens it.
+    pub fn sent(&self, i: usize, kind: Kind) -> Vec<Signed<Message>> {
+        self.log[i]
+            .iter()
+            .filter_map(|a| match a {
+                Action::Broadcast(e) | Action::Send { envelope: e, .. } => Some(e),
+                _ => None,
+            })
+            .filter(|e| e.kind == kind)
+            .map(|e| open(&encode_envelope(e), &self.dir).expect("a replica's message opens"))
+            .collect()
+    }
+
     pub fn signed_by(&self, from: usize, kind: Kind, payload: Vec<u8>) -> Signed<Message> {
         let env = Envelope::seal(kind, payload, &self.keys[from]);
         open(&encode_envelope(&env), &self.dir).expect("a validator's message opens")

@@ -60,6 +60,7 @@ mod normal_case;
 mod relay;
 mod requests;
 mod restore;
+mod silence_gauge;
 mod slot;
 mod state_transfer;
 /// The largest snapshot a replica assembles from a peer's chunks (the scenario tests read it).
@@ -191,6 +192,9 @@ pub struct Replica<A: StateMachine> {
     /// Heartbeat intervals the primary of the current view has been silent (backups, normal
     /// operation); reset by its heartbeat or any of its messages for this view.
     primary_silent: u32,
+    /// The silences its primaries kept before being heard again, which set how much silence
+    /// this backup tolerates (`replica/silence_gauge.rs`).
+    silence_gauge: silence_gauge::SilenceGauge,
     /// This replica's suspicion of its view's primary (see `replica/suspicion.rs`).
     suspicion: Option<suspicion::Suspicion>,
     /// Latest suspicion from each peer: (view, `ticks` when it arrived).
@@ -280,6 +284,7 @@ impl<A: StateMachine> Replica<A> {
             armed: BTreeMap::new(),
             timer_ids: 0,
             primary_silent: 0,
+            silence_gauge: silence_gauge::SilenceGauge::default(),
             suspicion: None,
             suspects: BTreeMap::new(),
             suspect_sent: None,
@@ -326,6 +331,19 @@ impl<A: StateMachine> Replica<A> {
     /// The view whose primary this replica suspects without having left it (`suspicion.rs`).
     pub fn suspecting(&self) -> Option<View> {
         self.suspicion.map(suspicion::Suspicion::view)
+    }
+    /// Why this replica suspects its primary, for operators: `"silent"` (not heard from for the
+    /// silence tolerated) or `"stalled"` (requests waited a request timeout with nothing
+    /// executed).
+    pub fn suspicion_cause(&self) -> Option<&'static str> {
+        self.suspicion.map(|s| match s {
+            suspicion::Suspicion::Silent(_) => "silent",
+            suspicion::Suspicion::Stalled(_) => "stalled",
+        })
+    }
+    /// Heartbeat intervals of silence this backup tolerates from its primary now.
+    pub fn silence_tolerated(&self) -> u32 {
+        self.silence_allowed()
     }
     pub fn is_primary(&self) -> bool {
         self.cfg.primary(self.view) == self.cfg.id

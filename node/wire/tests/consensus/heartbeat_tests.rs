@@ -80,6 +80,8 @@ fn ticks_until_view(c: &mut Cluster, live: std::ops::Range<usize>, view: View, l
 fn the_silence_allowed_doubles_while_views_fail_and_returns_to_base_after_progress() {
     // n = 7 tolerates two crashed primaries in a row.
     let mut c = Cluster::new(7, 128);
+    // Heard once: a replica that never heard its primary tolerates the most silence (below).
+    c.hear_primary();
     c.isolate(0);
     assert_eq!(ticks_until_view(&mut c, 1..7, View(1), 20), 4);
     // One interval in which view 1's primary is heard: the backups tick right after its heartbeat,
@@ -155,4 +157,64 @@ fn a_backup_that_missed_the_tail_asks_for_it_on_the_primarys_heartbeat() {
         before + 1,
         "level: nothing to ask"
     );
+}
+
+/// The primary's heartbeats reach every backup only every `every` intervals (bunched by a
+/// jittery link), `rounds` times.
+fn heard_every(c: &mut Cluster, every: u32, rounds: u32) {
+    for _ in 0..rounds {
+        for _ in 0..every {
+            c.heartbeat_tick();
+        }
+        for i in 1..4 {
+            c.input(i, Input::Message(heartbeat(c, 0, 0, 0)));
+        }
+        c.run();
+    }
+}
+
+/// A backup tolerates twice the longest silence its primary recently kept before being heard
+/// again (never less than configured, never more than four times it), so a primary behind a
+/// jittery link whose heartbeats arrive in bunches is not deposed for nothing, and a silent
+/// one is still replaced. Silences of 3 intervals let 6 pass; then 5 let 10; a primary whose
+/// silences keep growing buys at most 16.
+#[test]
+fn a_backup_tolerates_twice_the_longest_recent_silence_of_its_primary() {
+    let mut c = Cluster::new(4, 128);
+    c.drop_kinds.insert(Kind::Heartbeat);
+    heard_every(&mut c, 3, 5);
+    heard_every(&mut c, 5, 5);
+    for i in 0..4 {
+        assert_eq!(
+            c.replica(i).view(),
+            View(0),
+            "replica {i} deposed a jittery primary"
+        );
+    }
+    assert_eq!(ticks_until_view(&mut c, 1..4, View(1), 40), 10);
+
+    // Without the silences learned first, a silence of 5 is past the configured 4.
+    let mut c = Cluster::new(4, 128);
+    c.drop_kinds.insert(Kind::Heartbeat);
+    heard_every(&mut c, 1, 5);
+    assert_eq!(ticks_until_view(&mut c, 1..4, View(1), 40), 4);
+
+    // Silences that keep growing buy at most four times the configured silence.
+    let mut c = Cluster::new(4, 128);
+    c.drop_kinds.insert(Kind::Heartbeat);
+    for every in [3, 5, 9, 15] {
+        heard_every(&mut c, every, 2);
+    }
+    assert_eq!(c.replica(1).view(), View(0));
+    assert_eq!(ticks_until_view(&mut c, 1..4, View(1), 40), 16);
+}
+
+/// A replica that has not heard a primary since it started (its links still being set up, and
+/// their handshakes take several round trips across a WAN) tolerates four times the configured
+/// silence before suspecting; once heard, the configured silence.
+#[test]
+fn a_replica_that_never_heard_its_primary_tolerates_four_times_the_silence() {
+    let mut c = Cluster::new(4, 128);
+    c.isolate(0);
+    assert_eq!(ticks_until_view(&mut c, 1..4, View(1), 40), 16);
 }

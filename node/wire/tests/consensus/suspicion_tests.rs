@@ -59,6 +59,7 @@ fn a_replica_whose_timer_fires_alone_stays_in_its_view_and_votes_there_again() {
 #[test]
 fn a_suspicion_lapses_once_its_sender_stops_sending_it() {
     let mut c = Cluster::new(4, 128);
+    c.hear_primary();
     let silence = c.config(1).silence_ticks as usize;
     // Replica 3 stops hearing the primary for the silence allowed: it suspects, alone.
     c.cut.insert((0, 3));
@@ -116,6 +117,7 @@ fn a_replica_alone_in_a_higher_view_counts_for_the_next_view_change() {
 fn a_backup_one_interval_short_of_the_silence_limit_joins_a_suspicion() {
     for (short_by, joins) in [(1, true), (2, false)] {
         let mut c = Cluster::new(4, 128);
+        c.hear_primary();
         let silence = c.config(1).silence_ticks as usize;
         c.isolate(0);
         // Replica 1 counts every interval; replicas 2 and 3 miss the last `short_by`.
@@ -161,6 +163,7 @@ fn a_replica_whose_suspicion_ended_follows_the_peers_that_left_on_it() {
         ),
     ] {
         let mut c = Cluster::new(4, 128);
+        c.hear_primary();
         let silence = c.config(1).silence_ticks as usize;
         // The primary is silent to 2 and 3; 2's messages do not reach 3 for now.
         for cut in [(0, 2), (0, 3), (2, 3)] {

@@ -4,7 +4,9 @@
 //! pre-prepare or vote of that view) and suspects the primary after `silence_ticks` of them (it
 //! changes view once `f` others suspect it too: `suspicion.rs`). The silence
 //! allowed doubles with every consecutive failed view, like the other timers, so a cluster whose
-//! messages are slow everywhere settles instead of deposing primary after primary. Heartbeats
+//! messages are slow everywhere settles instead of deposing primary after primary; and it grows
+//! with the longest silences an honest-looking primary kept recently (`silence_gauge.rs`), so a
+//! jittery link does not get its primary deposed for nothing. Heartbeats
 //! come from a timer, not from load: a busy but honest primary keeps sending them (and its
 //! pre-prepares count too); while its runtime is inside one long turn (a slow storage commit, a
 //! CPU-heavy batch), the runtime re-sends the latest one (`heartbeat_pacer.rs`, up to 500 ms). A primary that heartbeats
@@ -47,10 +49,13 @@ impl<A: StateMachine> Replica<A> {
         }
     }
 
-    /// Intervals of silence tolerated in the current view.
+    /// Intervals of silence tolerated in the current view: what the silences measured so far
+    /// call for (`silence_gauge.rs`), doubled per view in a row that failed.
     pub(super) fn silence_allowed(&self) -> u32 {
         let doublings = self.failed_views().min(MAX_SILENCE_DOUBLINGS);
-        self.cfg.silence_ticks.saturating_mul(1 << doublings)
+        self.silence_gauge
+            .allowed(self.cfg.silence_ticks)
+            .saturating_mul(1 << doublings)
     }
 
     /// A heartbeat already reset the silence count (in `on_message`, like any message of the

@@ -93,6 +93,7 @@ impl<A: StateMachine> Replica<A> {
 
     /// The primary was heard from: a suspicion that rested on its silence ends.
     pub(super) fn primary_heard(&mut self) {
+        self.silence_gauge.heard(self.view, self.ticks);
         self.primary_silent = 0;
         if matches!(self.suspicion, Some(Suspicion::Silent(_))) {
             self.suspicion = None;
