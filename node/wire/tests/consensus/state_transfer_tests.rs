@@ -11,19 +11,12 @@ use scbe_wire::{encode_envelope, open, ProtoCodec};
 
 /// Every state request replica `i` sent (broadcast or to one peer), as decoded by a peer.
 fn state_requests(c: &Cluster, i: usize) -> Vec<StateRequest> {
-    c.log[i]
+    c.sent(i, Kind::StateRequest)
         .iter()
-        .filter_map(|a| match a {
-            Action::Broadcast(e) | Action::Send { envelope: e, .. } => Some(e),
-            _ => None,
+        .map(|m| match m.value() {
+            Message::StateRequest(r) => *r,
+            other => panic!("a state request opens as one: {other:?}"),
         })
-        .filter(|e| e.kind == Kind::StateRequest)
-        .map(
-            |e| match open(&encode_envelope(e), &c.dir).map(|m| m.value().clone()) {
-                Ok(Message::StateRequest(r)) => r,
-                other => panic!("a state request opens as one: {other:?}"),
-            },
-        )
         .collect()
 }
 
