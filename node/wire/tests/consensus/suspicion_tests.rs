@@ -5,6 +5,13 @@
 
 use scbe_core::consensus::*;
 use scbe_wire::testkit::Cluster;
+use scbe_wire::ProtoCodec;
+
+/// Validator `from`'s suspicion of `view`, as the wire delivers it.
+fn suspect(c: &Cluster, from: usize, view: u64) -> Signed<Message> {
+    let s = Suspect { view: View(view) };
+    c.signed_by(from, Kind::Suspect, ProtoCodec.encode_suspect(&s))
+}
 
 fn cut_inbound(c: &mut Cluster, to: usize) {
     for j in 0..c.replicas.len() {
@@ -157,6 +164,11 @@ fn a_backup_one_interval_short_of_the_silence_limit_joins_a_suspicion() {
 fn a_replica_whose_suspicion_ended_follows_the_peers_that_left_on_it() {
     for (aged_by, follows) in [
         (0, true),
+        // The last interval in which its `Suspect` may still have counted.
+        (
+            scbe_core::consensus::replica::SUSPICION_TICKS as usize + 1,
+            true,
+        ),
         (
             scbe_core::consensus::replica::SUSPICION_TICKS as usize + 2,
             false,
@@ -201,4 +213,104 @@ fn a_replica_whose_suspicion_ended_follows_the_peers_that_left_on_it() {
             assert_eq!(c.replica(2).view(), View(1));
         }
     }
+}
+
+/// A suspicion of a view the replica has left is dropped, and counted. cargo-mutants at
+/// 7814b00 left its `<` as `>` unseen.
+#[test]
+fn a_suspicion_of_a_view_already_left_is_dropped() {
+    let reason = "suspicion of a view already left";
+    let mut c = Cluster::new(4, 128);
+    for i in 0..4 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    assert_eq!(c.replica(3).view(), View(1));
+    let before = c.replica(3).dropped().get(reason).copied().unwrap_or(0);
+    c.input(3, Input::Message(suspect(&c, 2, 0)));
+    assert_eq!(c.replica(3).dropped().get(reason), Some(&(before + 1)));
+    c.input(3, Input::Message(suspect(&c, 2, 1)));
+    assert_eq!(
+        c.replica(3).dropped().get(reason),
+        Some(&(before + 1)),
+        "one of its view counts"
+    );
+}
+
+/// Progress ends this replica's own suspicion, but a peer's fresh suspicion of the current
+/// view still counts until it lapses: with it, this replica's own timer firing next is enough
+/// to leave. cargo-mutants at 7814b00 left the forgetting rule (`>=` as `<`) unseen.
+#[test]
+fn progress_keeps_the_peers_suspicions_of_the_current_view() {
+    let mut c = Cluster::new(4, 128);
+    c.hear_primary();
+    c.input(3, Input::Message(suspect(&c, 2, 0)));
+    assert_eq!(c.replica(3).view(), View(0), "one peer's suspicion alone moves nothing");
+    // Something executes at replica 3.
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(3), 1);
+    // Replica 2's view: no longer hearing the others (its suspicion stays as sent).
+    for j in 0..4 {
+        c.cut.insert((j, 2));
+        c.cut.insert((2, j));
+    }
+    // Replica 3's own timer: a request waits and nothing executes.
+    c.isolate(0);
+    c.input(3, Input::ClientRequest(c.request(2)));
+    c.fire(3, TimerKind::Request);
+    assert_eq!(
+        c.replica(3).status(),
+        Status::ViewChanging,
+        "its suspicion and the peer's are f + 1"
+    );
+}
+
+/// Joining the others' suspicion one interval short of one's own silence limit needs `f`
+/// others suspecting, a backup, and silence detection on: a replica nearly silent with no one
+/// else suspecting does not join, nor does one with silence detection off, nor the primary.
+/// cargo-mutants at 7814b00 left `suspected_by() < f` as `>`, `silence_ticks > 0` as `>=` and
+/// the primary's exemption (`||` as `&&`) unseen.
+#[test]
+fn joining_a_suspicion_needs_others_a_backup_and_silence_detection() {
+    // Nearly silent, and the only other message is a suspicion of a later view.
+    let mut c = Cluster::new(4, 128);
+    c.hear_primary();
+    let silence = c.config(3).silence_ticks as usize;
+    c.isolate(0);
+    for _ in 0..silence - 1 {
+        c.fire_if_armed(3, TimerKind::Heartbeat);
+    }
+    c.input(3, Input::Message(suspect(&c, 2, 1)));
+    assert_eq!(c.replica(3).suspecting(), None, "no one suspects its view");
+    c.input(3, Input::Message(suspect(&c, 2, 0)));
+    assert_eq!(
+        c.replica(3).view(),
+        View(1),
+        "one does: it joins, and with that suspicion they are f + 1 (the positive case)"
+    );
+
+    // Silence detection off: never nearly silent.
+    let mut c = Cluster::new_with(4, 128, |cfg| cfg.silence_ticks = 0);
+    c.isolate(0);
+    c.input(3, Input::Message(suspect(&c, 2, 0)));
+    assert_eq!(c.replica(3).suspecting(), None, "silence detection off");
+    assert_eq!(c.replica(3).view(), View(0));
+
+    // The primary of view 1 (replica 1), which heard view 0's primary once and tolerates one
+    // interval of silence, is never nearly silent towards itself.
+    let mut c = Cluster::new_with(4, 128, |cfg| cfg.silence_ticks = 1);
+    c.hear_primary();
+    for i in 0..4 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    assert!(c.replica(1).is_primary());
+    // Progress in view 1: the silence tolerated is back to base (no failed view doubling it).
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(1), 1);
+    c.input(1, Input::Message(suspect(&c, 2, 1)));
+    assert_eq!(c.replica(1).suspecting(), None, "the primary");
+    assert_eq!(c.replica(1).view(), View(1));
 }
