@@ -10,6 +10,7 @@ mod normal_case_tests;
 mod paper;
 mod relay_tests;
 mod replay_tests;
+mod restore_tests;
 mod size_tests;
 mod state_transfer_tests;
 mod suspicion_tests;

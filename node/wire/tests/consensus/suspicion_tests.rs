@@ -245,7 +245,11 @@ fn progress_keeps_the_peers_suspicions_of_the_current_view() {
     let mut c = Cluster::new(4, 128);
     c.hear_primary();
     c.input(3, Input::Message(suspect(&c, 2, 0)));
-    assert_eq!(c.replica(3).view(), View(0), "one peer's suspicion alone moves nothing");
+    assert_eq!(
+        c.replica(3).view(),
+        View(0),
+        "one peer's suspicion alone moves nothing"
+    );
     // Something executes at replica 3.
     c.input(0, Input::ClientRequest(c.request(1)));
     c.run();
