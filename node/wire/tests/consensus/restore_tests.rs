@@ -156,3 +156,51 @@ fn a_restart_replays_from_an_older_snapshot_to_the_stable_checkpoint_and_checks_
         Ok(_) => panic!("a replay to another state was accepted"),
     }
 }
+
+/// What a replica restarted by replay keeps: the snapshot at its stable checkpoint (it serves
+/// a peer far behind from it: here the only one that peer hears) and its own checkpoint vote
+/// there (re-sent at its status tick). cargo-mutants left both prunings (`>=` as `<`) unseen.
+#[test]
+fn a_replica_restarted_by_replay_serves_its_stable_snapshot_and_resends_its_vote() {
+    let mut c = Cluster::new_with(4, 2, |cfg| cfg.snapshot_persist_floor = 0);
+    for i in 0..4 {
+        c.replace_app(i, ChainApp::default().padded(4000));
+    }
+    c.isolate(3);
+    for nonce in 1..=6 {
+        c.input(0, Input::ClientRequest(c.request_sized(nonce, 1000)));
+        c.run();
+    }
+    assert_eq!(c.replica(1).stable_checkpoint().seq, Seq(6));
+    let (r, _) = restart(&c, 1, ChainApp::default().padded(4000), &c.stores[1]).expect("opens");
+    c.replicas[1] = Some(r);
+    c.log[1].clear();
+    c.fire(1, TimerKind::Status);
+    let votes: Vec<Seq> = c
+        .sent(1, Kind::Checkpoint)
+        .iter()
+        .filter_map(|m| match m.value() {
+            Message::Checkpoint(cp) => Some(cp.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        votes,
+        vec![Seq(6)],
+        "its own vote at the stable checkpoint, again"
+    );
+
+    // Replica 3, far behind, hears only replica 1.
+    c.heal();
+    for j in [0, 2] {
+        c.cut.insert((j, 3));
+    }
+    c.replace_app(3, ChainApp::default().padded(4000));
+    c.fire(3, TimerKind::Status);
+    c.run();
+    assert_eq!(
+        c.replica(3).last_executed(),
+        Seq(6),
+        "served from the snapshot at 6"
+    );
+}
