@@ -198,3 +198,40 @@ fn a_status_tick_resends_votes_only_for_uncommitted_slots() {
     resent.sort_unstable();
     assert_eq!(resent, vec![("commit", 1), ("prepare", 1)]);
 }
+
+/// A validator is the client of its own requests: while one waits, its status tick sends it
+/// again to every peer (the one relay it sent may have been lost); a client's request waiting
+/// beside it is left to its client. cargo-mutants at 7814b00 left `retransmit_own_requests`
+/// doing nothing, and its filter's `==` as `!=`, unseen.
+#[test]
+fn a_validator_sends_its_own_waiting_requests_again_at_its_status_tick() {
+    let mut c = Cluster::new(4, 128);
+    // Replica 3 is cut off: what it submits waits.
+    c.isolate(3);
+    let own = Signed::seal(
+        Request {
+            nonce: 1,
+            operation: vec![1],
+        },
+        Kind::Request,
+        |r| ProtoCodec.encode_request(r),
+        &c.keys[3],
+        Principal::Validator(ReplicaId(3)),
+    );
+    c.input(3, Input::ClientRequest(own));
+    c.input(3, Input::ClientRequest(c.request(1)));
+    assert_eq!(c.replica(3).pending_requests(), 2);
+    let signers = |c: &Cluster| -> Vec<bool> {
+        c.sent(3, Kind::Request)
+            .iter()
+            .map(|m| m.validator() == Some(ReplicaId(3)))
+            .collect()
+    };
+    let before = signers(&c).len();
+    c.fire(3, TimerKind::Status);
+    assert_eq!(
+        signers(&c)[before..],
+        [true],
+        "its own request again, not the client's"
+    );
+}
