@@ -97,19 +97,25 @@ fn a_replica_at_the_stable_checkpoint_is_sent_batches_and_no_snapshot() {
     assert_eq!(c.replica(3).last_executed(), Seq(6));
 }
 
+/// Replica 3 misses batches 1..=7, then asks at its status tick: every state response the
+/// others sent it, in order.
+fn responses_to_replica_three_seven_behind(c: &mut Cluster) -> Vec<StateResponse> {
+    c.isolate(3);
+    c.decide_each(0, 1..=7);
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    (0..3)
+        .flat_map(|i| state_responses(c, i))
+        .map(|(_, r)| r)
+        .collect()
+}
+
 /// A response holds at most `max_transfer_batches` decided batches; the replica behind asks
 /// the same peer again for the rest.
 #[test]
 fn a_response_is_cut_at_the_batch_count_and_the_rest_is_asked_for_again() {
     let mut c = Cluster::new_with(4, 8, |cfg| cfg.max_transfer_batches = 2);
-    c.isolate(3);
-    c.decide_each(0, 1..=7);
-    c.heal();
-    c.fire(3, TimerKind::Status);
-    let sent: Vec<StateResponse> = (0..3)
-        .flat_map(|i| state_responses(&c, i))
-        .map(|(_, r)| r)
-        .collect();
+    let sent = responses_to_replica_three_seven_behind(&mut c);
     assert!(!sent.is_empty());
     for r in &sent {
         assert!(
@@ -135,14 +141,7 @@ const ONE_REQUEST_BYTES: usize = 197;
 fn a_response_is_cut_when_its_batches_fill_the_byte_budget() {
     let mut c = Cluster::new_with(4, 8, |cfg| cfg.max_transfer_bytes = 2 * ONE_REQUEST_BYTES);
     assert_eq!(limits::request_bytes(&c.request(1)), ONE_REQUEST_BYTES);
-    c.isolate(3);
-    c.decide_each(0, 1..=7);
-    c.heal();
-    c.fire(3, TimerKind::Status);
-    let sent: Vec<StateResponse> = (0..3)
-        .flat_map(|i| state_responses(&c, i))
-        .map(|(_, r)| r)
-        .collect();
+    let sent = responses_to_replica_three_seven_behind(&mut c);
     assert!(!sent.is_empty());
     for r in &sent {
         let bytes = limits::batch_bytes(

@@ -129,10 +129,14 @@ fn view_one_without_replica_three(c: &mut Cluster) -> NewView {
     c.run();
     assert_eq!(c.replica(1).view(), View(1));
     assert_eq!(c.replica(3).status(), Status::ViewChanging);
-    let sent = c.sent(1, Kind::NewView);
-    match sent.last().map(|m| m.value()) {
+    last_new_view(c, 1)
+}
+
+/// The last new-view replica `from` sent.
+fn last_new_view(c: &Cluster, from: usize) -> NewView {
+    match c.sent(from, Kind::NewView).last().map(|m| m.value()) {
         Some(Message::NewView(nv)) => nv.clone(),
-        other => panic!("replica 1 sent a new-view: {other:?}"),
+        other => panic!("replica {from} sent a new-view: {other:?}"),
     }
 }
 
@@ -320,10 +324,7 @@ fn entering_a_view_from_a_later_checkpoint_adopts_it_only_with_the_same_state() 
             c.input(i, Input::ReplacePrimary { view: View(0) });
         }
         c.run();
-        let nv = match c.sent(1, Kind::NewView).last().map(|m| m.value()) {
-            Some(Message::NewView(nv)) => nv.clone(),
-            other => panic!("replica 1 sent a new-view: {other:?}"),
-        };
+        let nv = last_new_view(&c, 1);
         let asked = c.sent(3, Kind::StateRequest).len();
         deliver_new_view(&mut c, 1, &nv);
         assert_eq!(c.replica(3).view(), View(1));
