@@ -12,76 +12,8 @@ use scbe_core::crypto::Keypair;
 
 use crate::{encode_envelope, open, ProtoCodec};
 
-/// Counts applied requests and chains their ids: enough state for digests and snapshots.
-#[derive(Default)]
-pub struct ChainApp {
-    applied: u64,
-    chain: Digest,
-    /// Non-zero: this replica's digests differ from everyone's (see [`ChainApp::diverging`]).
-    salt: u64,
-    /// Zero bytes added to every snapshot (see [`ChainApp::padded`]).
-    pad: usize,
-}
-
-impl ChainApp {
-    /// An app whose state digests differ from every other replica's until it restores a peer's
-    /// snapshot: a replica that executed something else (a bug, a damaged store).
-    pub fn diverging() -> Self {
-        Self {
-            salt: 1,
-            ..Self::default()
-        }
-    }
-
-    /// An app whose snapshots carry `pad` more bytes: a state large enough that the replica
-    /// persists it only every so often (`snapshot_persist_floor`).
-    pub fn padded(mut self, pad: usize) -> Self {
-        self.pad = pad;
-        self
-    }
-}
-
-impl StateMachine for ChainApp {
-    fn apply(&mut self, _seq: Seq, r: &Signed<Request>) {
-        self.applied += 1;
-        self.chain = Digest::of_parts(&[self.chain.as_bytes(), r.envelope().digest().as_bytes()]);
-    }
-    fn digest(&self) -> Digest {
-        let d = Digest::of_parts(&[&self.applied.to_be_bytes(), self.chain.as_bytes()]);
-        if self.salt == 0 {
-            return d;
-        }
-        Digest::of_parts(&[d.as_bytes(), &self.salt.to_be_bytes()])
-    }
-    fn snapshot(&self) -> scbe_core::consensus::AppState {
-        // Lazy, as the ledger's: the core must work whenever (and whether) the bytes are made.
-        let (applied, chain, pad) = (self.applied, self.chain, self.pad);
-        scbe_core::consensus::AppState::lazy(40 + pad, move || {
-            let mut v = applied.to_be_bytes().to_vec();
-            v.extend_from_slice(chain.as_bytes());
-            v.resize(40 + pad, 0);
-            v
-        })
-    }
-    fn snapshot_digest(&self, s: &[u8]) -> Result<Digest, SnapshotError> {
-        let mut app = ChainApp::default();
-        app.restore(s)?;
-        Ok(app.digest())
-    }
-
-    fn restore(&mut self, s: &[u8]) -> Result<(), SnapshotError> {
-        if s.len() < 40 || s[40..].iter().any(|b| *b != 0) {
-            return Err(SnapshotError("length".into()));
-        }
-        let mut n = [0u8; 8];
-        n.copy_from_slice(&s[..8]);
-        self.applied = u64::from_be_bytes(n);
-        self.chain = Digest::from_slice(&s[8..40]).ok_or(SnapshotError("digest".into()))?;
-        self.pad = s.len() - 40;
-        self.salt = 0;
-        Ok(())
-    }
-}
+mod chain_app;
+pub use chain_app::ChainApp;
 
 pub struct Cluster {
     pub keys: Vec<Keypair>,
@@ -244,20 +176,37 @@ impl Cluster {
 
     /// Delivers the oldest queued message; false when none is left.
     pub fn step(&mut self) -> bool {
-        let Some((_, to, bytes)) = self.queue.pop_front() else {
+        let Some((from, to, bytes)) = self.queue.pop_front() else {
             return false;
         };
-        let m = open(&bytes, &self.dir).expect("honest messages open");
-        self.input(to, Input::Message(m));
+        if let Some(m) = self.open_at(from, to, &bytes) {
+            self.input(to, Input::Message(m));
+        }
         true
     }
 
     /// Delivers queued messages until none are left.
     pub fn run(&mut self) {
-        while let Some((_, to, bytes)) = self.queue.pop_front() {
-            let m = open(&bytes, &self.dir).expect("honest messages open");
-            self.input(to, Input::Message(m));
+        while self.step() {}
+    }
+
+    /// The directory replica `i` resolves signers with: its epoch's (the genesis one while it
+    /// is down).
+    pub fn directory_of(&self, i: usize) -> &Directory {
+        self.replicas[i]
+            .as_ref()
+            .map_or(&self.dir, |r| &r.config().directory)
+    }
+
+    /// Opens `bytes` from `from` as replica `to`'s edge does. A message its sender's own
+    /// directory cannot open is a bug (panics); one the receiver's cannot (a key of an epoch
+    /// it has not reached, or one retired before its own) is dropped, as the edge drops it.
+    fn open_at(&self, from: usize, to: usize, bytes: &[u8]) -> Option<Signed<Message>> {
+        if let Ok(m) = open(bytes, self.directory_of(to)) {
+            return Some(m);
         }
+        open(bytes, self.directory_of(from)).expect("honest messages open");
+        None
     }
 
     pub fn fire(&mut self, i: usize, kind: TimerKind) {
@@ -340,12 +289,50 @@ impl Cluster {
                 _ => None,
             })
             .filter(|e| e.kind == kind)
-            .map(|e| open(&encode_envelope(e), &self.dir).expect("a replica's message opens"))
+            .map(|e| {
+                open(&encode_envelope(e), self.directory_of(i)).expect("a replica's message opens")
+            })
             .collect()
     }
 
     pub fn signed_by(&self, from: usize, kind: Kind, payload: Vec<u8>) -> Signed<Message> {
         let env = Envelope::seal(kind, payload, &self.keys[from]);
-        open(&encode_envelope(&env), &self.dir).expect("a validator's message opens")
+        open(&encode_envelope(&env), self.directory_of(from)).expect("a validator's message opens")
+    }
+
+    /// A request from the cluster's client that puts `members` in force as the next
+    /// validator set (see [`ChainApp::set_operation`]).
+    pub fn set_request(
+        &self,
+        nonce: u64,
+        members: &[(ReplicaId, scbe_core::crypto::PublicKey)],
+    ) -> Signed<Request> {
+        Signed::seal(
+            Request {
+                nonce,
+                operation: ChainApp::set_operation(members),
+            },
+            Kind::Request,
+            |r| ProtoCodec.encode_request(r),
+            &self.client,
+            Principal::Requester,
+        )
+    }
+
+    /// Restarts replica `i` from its store, signing with `key` (its own, or the one a
+    /// rotation gave it).
+    pub fn restart_with_key(&mut self, i: usize, key: Keypair) -> Result<(), RestoreError> {
+        let (r, actions) = Replica::restore(
+            self.config(i),
+            key.clone(),
+            Arc::new(ProtoCodec),
+            ChainApp::default(),
+            &self.stores[i],
+        )?;
+        self.keys[i] = key;
+        self.timers[i].clear();
+        self.replicas[i] = Some(r);
+        self.apply(i, actions);
+        Ok(())
     }
 }

@@ -17,6 +17,16 @@ use super::types::{Digest, ReplicaId, Seq, View};
 pub enum CertError {
     #[error("{what}: signed by a non-validator")]
     NotValidator { what: &'static str },
+    #[error("{what}: signed by {id} with a key not in force (retired or another's)")]
+    NotInForce { what: &'static str, id: ReplicaId },
+    #[error("{what}: from epoch {got}, but the set in force is epoch {expected}'s")]
+    OtherEpoch {
+        what: &'static str,
+        got: u64,
+        expected: u64,
+    },
+    #[error("checkpoint certificate at {seq} is not from this epoch, which starts after {start}")]
+    BeforeEpoch { seq: Seq, start: Seq },
     #[error("{what}: signed by {got}, expected the primary {expected}")]
     NotPrimary {
         what: &'static str,
@@ -53,8 +63,36 @@ pub enum CertError {
     ViewChangeBytes { got: usize, max: usize },
 }
 
-/// Counts distinct validators among `votes` that all match `expect`; non-validators are errors.
+/// The validator that signed `signed`, with its key in force in `cfg`'s set.
+fn signer_in_force<T>(
+    cfg: &ReplicaConfig,
+    what: &'static str,
+    signed: &Signed<T>,
+) -> Result<ReplicaId, CertError> {
+    let id = signed.validator().ok_or(CertError::NotValidator { what })?;
+    if !cfg.directory.in_force(id, signed.signer()) {
+        return Err(CertError::NotInForce { what, id });
+    }
+    Ok(id)
+}
+
+/// A view of the epoch in force: votes signed under another validator set never count.
+fn in_epoch(cfg: &ReplicaConfig, what: &'static str, view: View) -> Result<(), CertError> {
+    let expected = cfg.directory.epoch();
+    if view.epoch() != expected {
+        return Err(CertError::OtherEpoch {
+            what,
+            got: view.epoch(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Counts distinct validators among `votes` that all match `expect`; non-validators and keys
+/// not in force are errors.
 fn distinct_matching<T, F>(
+    cfg: &ReplicaConfig,
     what: &'static str,
     votes: &[Signed<T>],
     matches: F,
@@ -64,7 +102,7 @@ where
 {
     let mut ids = BTreeSet::new();
     for v in votes {
-        let id = v.validator().ok_or(CertError::NotValidator { what })?;
+        let id = signer_in_force(cfg, what, v)?;
         if !matches(v.value()) {
             return Err(CertError::Mismatch { what });
         }
@@ -113,7 +151,8 @@ fn check_primary(
     what: &'static str,
     pp: &Signed<PrePrepare>,
 ) -> Result<(), CertError> {
-    let got = pp.validator().ok_or(CertError::NotValidator { what })?;
+    let got = signer_in_force(cfg, what, pp)?;
+    in_epoch(cfg, what, pp.value().view)?;
     let expected = cfg.primary(pp.value().view);
     if got != expected {
         return Err(CertError::NotPrimary {
@@ -129,7 +168,9 @@ fn vote_matches(pp: &PrePrepare) -> impl Fn(&Vote) -> bool + '_ {
     move |v: &Vote| v.view == pp.view && v.seq == pp.seq && v.digest == pp.digest
 }
 
-/// Stable checkpoint proof: `q` distinct validators signed (seq, digest); genesis needs none.
+/// Stable checkpoint proof: `q` distinct validators of the set in force signed (seq, digest);
+/// the genesis needs none. A checkpoint at or below the batch the epoch starts after was
+/// certified by an earlier set, which this one cannot check: refused.
 pub fn check_checkpoint_cert(
     cfg: &ReplicaConfig,
     cert: &CheckpointCert,
@@ -142,8 +183,15 @@ pub fn check_checkpoint_cert(
             Err(CertError::Genesis)
         };
     }
+    let start = cfg.directory.start();
+    if cert.seq <= start {
+        return Err(CertError::BeforeEpoch {
+            seq: cert.seq,
+            start,
+        });
+    }
     let what = "checkpoint certificate";
-    let ids = distinct_matching(what, &cert.proof, |c| {
+    let ids = distinct_matching(cfg, what, &cert.proof, |c| {
         c.seq == cert.seq && c.state_digest == cert.state_digest
     })?;
     if ids.len() < cfg.quorum() {
@@ -163,7 +211,7 @@ pub fn check_prepared_cert(cfg: &ReplicaConfig, cert: &PreparedCert) -> Result<(
     check_primary(cfg, what, &cert.pre_prepare)?;
     let pp = cert.pre_prepare.value();
     check_batch(cfg, pp)?;
-    let mut ids = distinct_matching(what, &cert.prepares, vote_matches(pp))?;
+    let mut ids = distinct_matching(cfg, what, &cert.prepares, vote_matches(pp))?;
     ids.remove(&cfg.primary(pp.view));
     let need = cfg.quorum() - 1;
     if ids.len() < need {
@@ -185,8 +233,9 @@ pub fn check_commit_cert(cfg: &ReplicaConfig, cert: &CommitCert) -> Result<(), C
     if cert.pre_prepare.validator().is_none() {
         return Err(CertError::NotValidator { what });
     }
+    in_epoch(cfg, what, pp.view)?;
     check_batch(cfg, pp)?;
-    let ids = distinct_matching(what, &cert.commits, vote_matches(pp))?;
+    let ids = distinct_matching(cfg, what, &cert.commits, vote_matches(pp))?;
     if ids.len() < cfg.quorum() {
         return Err(CertError::NotEnoughVotes {
             what,
@@ -198,13 +247,19 @@ pub fn check_commit_cert(cfg: &ReplicaConfig, cert: &CommitCert) -> Result<(), C
 }
 
 /// A view-change message's content: its checkpoint proof and every prepared certificate, which
-/// must be from earlier views, inside the window, one per sequence number.
+/// must be from earlier views, inside the window, one per sequence number. The checkpoint an
+/// epoch starts from needs no proof here: every replica of the epoch executed up to it before
+/// it entered the epoch (its digest is not used: no replica of the epoch fetches state there).
 pub fn check_view_change(
     cfg: &ReplicaConfig,
     vc: &ViewChange,
     genesis: Digest,
 ) -> Result<(), CertError> {
-    check_checkpoint_cert(cfg, &vc.stable, genesis)?;
+    in_epoch(cfg, "view change", vc.new_view)?;
+    let start = cfg.directory.start();
+    if vc.stable.seq != start || start == Seq(0) {
+        check_checkpoint_cert(cfg, &vc.stable, genesis)?;
+    }
     let mut seqs = BTreeSet::new();
     for cert in &vc.prepared {
         let pp = cert.pre_prepare.value();

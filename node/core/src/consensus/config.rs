@@ -1,92 +1,16 @@
 //! The replica's static configuration: the validator set, who may submit requests, and the
 //! protocol's sizes. Validated once at construction so the core never has to re-check it.
 
-use std::collections::BTreeMap;
+use crate::crypto::PublicKey;
 
-use crate::crypto::{PublicKey, Verifier};
-
+pub use super::directory::Directory;
 use super::limits;
-use super::message::{Kind, Principal};
 
 /// A batch is at most 1 MiB unless the window budget is smaller.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// The ledger's largest operation (256 KiB) plus the request's own fields and framing.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024 + 1024;
 use super::types::{ReplicaId, View};
-
-/// Who may sign what: validators by index, and registered requesters.
-#[derive(Clone, Debug)]
-pub struct Directory {
-    validators: Vec<PublicKey>,
-    /// Who each key is, with the key decompressed once for verification.
-    principals: BTreeMap<PublicKey, (Principal, Verifier)>,
-}
-
-impl Directory {
-    pub fn new(
-        validators: Vec<PublicKey>,
-        requesters: Vec<PublicKey>,
-    ) -> Result<Self, ConfigError> {
-        let mut principals = BTreeMap::new();
-        let all = validators
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (*v, Principal::Validator(ReplicaId(i as u32))))
-            .chain(requesters.iter().map(|r| (*r, Principal::Requester)));
-        for (key, principal) in all {
-            let verifier = Verifier::new(key).map_err(|_| ConfigError::InvalidKey(key))?;
-            if principals.insert(key, (principal, verifier)).is_some() {
-                return Err(ConfigError::DuplicateKey(key));
-            }
-        }
-        Ok(Self {
-            validators,
-            principals,
-        })
-    }
-
-    pub fn n(&self) -> usize {
-        self.validators.len()
-    }
-
-    pub fn validators(&self) -> &[PublicKey] {
-        &self.validators
-    }
-
-    pub fn validator_key(&self, id: ReplicaId) -> Option<&PublicKey> {
-        self.validators.get(id.0 as usize)
-    }
-
-    /// Resolves a signer; `None` means the key is unknown and the message must be dropped.
-    pub fn principal(&self, key: &PublicKey) -> Option<Principal> {
-        self.principals.get(key).map(|(p, _)| *p)
-    }
-
-    /// The signer's role and its decompressed key; `None` for unknown keys.
-    pub fn lookup(&self, key: &PublicKey) -> Option<(Principal, &Verifier)> {
-        self.principals.get(key).map(|(p, v)| (*p, v))
-    }
-
-    /// The signer of an envelope of `kind`, as the network edge resolves it: a validator or a
-    /// genesis requester by this directory; for a request, any other valid key as a requester,
-    /// because requesters change by the ledger's proposals and the ledger decides whether a
-    /// key is one in force (`governance::ledger::requesters`). `None`: drop the envelope.
-    pub fn resolve(
-        &self,
-        key: &PublicKey,
-        kind: Kind,
-    ) -> Option<(Principal, std::borrow::Cow<'_, Verifier>)> {
-        use std::borrow::Cow;
-        if let Some((p, v)) = self.lookup(key) {
-            return Some((p, Cow::Borrowed(v)));
-        }
-        if kind != Kind::Request {
-            return None;
-        }
-        let verifier = Verifier::new(*key).ok()?;
-        Some((Principal::Requester, Cow::Owned(verifier)))
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -100,6 +24,8 @@ pub enum ConfigError {
     InvalidKey(PublicKey),
     #[error("key {0} appears twice in the validator/requester set")]
     DuplicateKey(PublicKey),
+    #[error("validator id {0} appears twice in the validator set")]
+    DuplicateId(u32),
     #[error("{name} must be at least {min}, got {value}")]
     TooSmall {
         name: &'static str,
@@ -174,7 +100,7 @@ impl ReplicaConfig {
         if n < 4 {
             return Err(ConfigError::TooFewValidators(n));
         }
-        if id.0 as usize >= n {
+        if directory.validator_key(id).is_none() {
             return Err(ConfigError::UnknownSelf { id: id.0, n });
         }
         let mut cfg = Self {
@@ -296,8 +222,28 @@ impl ReplicaConfig {
         self.quorum
     }
 
+    /// The primary of `view`: the validators in force take turns, in id order, from the
+    /// first view of the epoch on.
     pub fn primary(&self, view: View) -> ReplicaId {
-        ReplicaId((view.0 % self.n() as u64) as u32)
+        self.directory.member_at(view.in_epoch())
+    }
+
+    /// This configuration for the validators of `directory` (the next epoch's): the quorum
+    /// follows n, and so do the byte limits where the ones in use would let a message of the
+    /// new n exceed the cap. Every replica computes the same from the same genesis settings.
+    pub fn for_directory(&self, directory: Directory) -> Result<Self, ConfigError> {
+        let n = directory.n();
+        if n < 4 {
+            return Err(ConfigError::TooFewValidators(n));
+        }
+        let mut cfg = self.clone();
+        cfg.directory = directory;
+        cfg.quorum = quorum_for(n);
+        if cfg.validate().is_err() {
+            cfg.derive_byte_limits();
+            cfg.validate()?;
+        }
+        Ok(cfg)
     }
 
     /// Test-only hook used by the simulator's honesty check: a replica with a quorum one too small
@@ -358,43 +304,6 @@ mod tests {
         (0..n)
             .map(|i| crate::crypto::Keypair::from_label(&format!("{prefix}{i}")).public())
             .collect()
-    }
-
-    /// Validators are known by their index, requesters by their role, anyone else not at all;
-    /// a key listed twice or not a valid point is refused. cargo-mutants (consensus shard 0)
-    /// found `principal` answering `None` and `validators` answering an empty list with every
-    /// core test passing (the simulator's invariants are their only other callers).
-    #[test]
-    fn the_directory_names_each_signer_by_role_and_refuses_duplicates() {
-        let validators = keys("v", 4);
-        let requesters = keys("r", 2);
-        let dir =
-            Directory::new(validators.clone(), requesters.clone()).expect("distinct valid keys");
-        assert_eq!(dir.validators(), validators.as_slice());
-        assert_eq!(dir.n(), 4);
-        for (i, v) in validators.iter().enumerate() {
-            let role = Some(Principal::Validator(ReplicaId(i as u32)));
-            assert_eq!(dir.principal(v), role);
-            assert_eq!(dir.lookup(v).map(|(p, _)| p), role);
-            assert_eq!(dir.validator_key(ReplicaId(i as u32)), Some(v));
-        }
-        for r in &requesters {
-            assert_eq!(dir.principal(r), Some(Principal::Requester));
-        }
-        let stranger = keys("x", 1)[0];
-        assert_eq!(dir.principal(&stranger), None);
-        assert!(dir.lookup(&stranger).is_none());
-        assert_eq!(dir.validator_key(ReplicaId(4)), None);
-
-        let twice = Directory::new(validators.clone(), vec![validators[2]]);
-        assert_eq!(twice.err(), Some(ConfigError::DuplicateKey(validators[2])));
-        // A key the verifier refuses (no point of the curve, or one of small order).
-        let not_a_point = (0..=255u8)
-            .map(|b| PublicKey([b; 32]))
-            .find(|k| crate::crypto::Verifier::new(*k).is_err())
-            .expect("some repeated byte is not a usable key");
-        let bad = Directory::new(validators, vec![not_a_point]);
-        assert_eq!(bad.err(), Some(ConfigError::InvalidKey(not_a_point)));
     }
 
     /// Validator 0's default configuration in a set of `n`.

@@ -3,7 +3,8 @@
 //! checked against the validator set, must follow the previous one with no gap, and its batch
 //! executes exactly as a replica executes it ([`super::execution`]), so the state digest at every
 //! checkpoint is the one the validators signed; each signed checkpoint the log carries is
-//! compared with it.
+//! compared with it. Where the ledger changed the validator set, the replay moves to the next
+//! epoch's set as a replica does, and checks each certificate against the set of its epoch.
 
 use std::collections::BTreeMap;
 
@@ -69,7 +70,10 @@ pub enum CheckpointCheck {
 /// A replica's execution without the protocol: the application, the executed nonces and the
 /// checkpoint clock, fed decided batches in order.
 pub struct DecidedReplay<A> {
-    cfg: ReplicaConfig,
+    /// The configuration of each epoch reached so far, oldest first: the last one is in force.
+    epochs: Vec<ReplicaConfig>,
+    /// A validator set the ledger holds that consensus could not run (see the replica's).
+    refused_epoch: Option<u64>,
     app: A,
     nonces: BTreeMap<PublicKey, NonceWindow>,
     clock: CheckpointClock,
@@ -83,7 +87,8 @@ impl<A: StateMachine> DecidedReplay<A> {
     /// (the validator set and checkpoint rule of the genesis).
     pub fn new(cfg: ReplicaConfig, app: A) -> Self {
         let mut replay = DecidedReplay {
-            cfg,
+            epochs: vec![cfg],
+            refused_epoch: None,
             app,
             nonces: BTreeMap::new(),
             clock: CheckpointClock::default(),
@@ -106,27 +111,69 @@ impl<A: StateMachine> DecidedReplay<A> {
                 found: seq,
             });
         }
-        check_commit_cert(&self.cfg, cert)
+        check_commit_cert(self.cfg(), cert)
             .map_err(|source| ReplayError::Certificate { seq, source })?;
         let batch = &cert.pre_prepare.value().batch;
         apply_fresh(&mut self.app, &mut self.nonces, seq, batch, |_, _| {});
         self.last = seq;
+        let epoch = self.app.validator_epoch();
+        let new_epoch = epoch != self.cfg().directory.epoch() && Some(epoch) != self.refused_epoch;
+        let cfg = self
+            .epochs
+            .last()
+            .expect("the genesis epoch is never removed");
         if !self
             .clock
-            .executed(&self.cfg, seq, limits::batch_bytes(batch))
+            .executed(cfg, seq, limits::batch_bytes(batch), new_epoch)
         {
             return Ok(None);
         }
         let digest = self.digest_now();
         self.checkpoints.insert(seq, digest);
+        if new_epoch {
+            if let Some(set) = self.app.validator_set() {
+                // As the replica: a set consensus cannot run leaves the old one in force.
+                match self
+                    .cfg()
+                    .directory
+                    .next(&set)
+                    .and_then(|d| self.cfg().for_directory(d))
+                {
+                    Ok(next) => self.epochs.push(next),
+                    Err(_) => self.refused_epoch = Some(set.epoch),
+                }
+            }
+        }
         Ok(Some(digest))
+    }
+
+    /// The configuration in force (the last epoch's).
+    fn cfg(&self) -> &ReplicaConfig {
+        self.epochs
+            .last()
+            .expect("the genesis epoch is never removed")
+    }
+
+    /// The configuration of the epoch that ordered `seq`: the last one that starts before it.
+    fn cfg_at(&self, seq: Seq) -> &ReplicaConfig {
+        self.epochs
+            .iter()
+            .rev()
+            .find(|c| c.directory.start() < seq)
+            .unwrap_or(&self.epochs[0])
+    }
+
+    /// Every epoch the replay went through, oldest first: its number, the seq it starts after
+    /// and its validators' keys.
+    pub fn epochs(&self) -> impl Iterator<Item = &super::config::Directory> {
+        self.epochs.iter().map(|c| &c.directory)
     }
 
     /// Checks a signed checkpoint against the validator set and, when the replay has reached its
     /// seq, against the digest the replay took there.
     pub fn check_signed(&self, cert: &CheckpointCert) -> Result<CheckpointCheck, ReplayError> {
         let seq = cert.seq;
-        check_checkpoint_cert(&self.cfg, cert, self.checkpoints[&Seq(0)])
+        check_checkpoint_cert(self.cfg_at(seq), cert, self.checkpoints[&Seq(0)])
             .map_err(|source| ReplayError::CheckpointCertificate { seq, source })?;
         if seq > self.last {
             return Ok(CheckpointCheck::Beyond);

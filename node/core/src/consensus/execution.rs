@@ -36,23 +36,31 @@ pub fn apply_fresh<A: StateMachine>(
     }
 }
 
-/// Where checkpoints fall: after every multiple of `checkpoint_interval`, and as soon as the
+/// Where checkpoints fall: after every multiple of `checkpoint_interval`, as soon as the
 /// batches executed since the last checkpoint reach `checkpoint_bytes` (the window's byte budget
 /// frees up only when a checkpoint becomes stable, so big requests must bring checkpoints
-/// sooner). Both rules depend only on the decided sequence, so every replica, and a replay of
-/// the decided log, checkpoints at the same seqs.
+/// sooner), and after a batch that changed the validator set (the new epoch starts from that
+/// checkpoint). Every rule depends only on the decided sequence, so every replica, and a replay
+/// of the decided log, checkpoints at the same seqs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CheckpointClock {
     bytes_since: usize,
 }
 
 impl CheckpointClock {
-    /// Counts the batch of `bytes` executed at `seq`; true when a checkpoint follows it, and
-    /// the count starts again.
-    pub fn executed(&mut self, cfg: &ReplicaConfig, seq: Seq, bytes: usize) -> bool {
+    /// Counts the batch of `bytes` executed at `seq` (which changed the validator set if
+    /// `new_epoch`); true when a checkpoint follows it, and the count starts again.
+    pub fn executed(
+        &mut self,
+        cfg: &ReplicaConfig,
+        seq: Seq,
+        bytes: usize,
+        new_epoch: bool,
+    ) -> bool {
         self.bytes_since += bytes;
         let due = seq.0.is_multiple_of(cfg.checkpoint_interval)
-            || self.bytes_since >= cfg.checkpoint_bytes();
+            || self.bytes_since >= cfg.checkpoint_bytes()
+            || new_epoch;
         if due {
             self.restart();
         }
@@ -90,18 +98,29 @@ mod tests {
         let cfg = config();
         let (k, budget) = (cfg.checkpoint_interval, cfg.checkpoint_bytes());
         let mut clock = CheckpointClock::default();
-        assert!(!clock.executed(&cfg, Seq(1), budget - 1));
-        assert!(clock.executed(&cfg, Seq(2), 1), "the budget reached");
-        assert!(!clock.executed(&cfg, Seq(3), budget - 1), "counted from 0");
-        assert!(clock.executed(&cfg, Seq(k), 0), "a multiple of K");
+        assert!(!clock.executed(&cfg, Seq(1), budget - 1, false));
+        assert!(clock.executed(&cfg, Seq(2), 1, false), "the budget reached");
         assert!(
-            !clock.executed(&cfg, Seq(k + 1), budget - 1),
+            !clock.executed(&cfg, Seq(3), budget - 1, false),
+            "counted from 0"
+        );
+        assert!(clock.executed(&cfg, Seq(k), 0, false), "a multiple of K");
+        assert!(
+            !clock.executed(&cfg, Seq(k + 1), budget - 1, false),
             "counted from 0"
         );
         clock.restart();
         assert_eq!(clock, CheckpointClock::default());
         assert!(
-            !clock.executed(&cfg, Seq(k + 2), budget - 1),
+            !clock.executed(&cfg, Seq(k + 2), budget - 1, false),
+            "counted from 0"
+        );
+        assert!(
+            clock.executed(&cfg, Seq(k + 3), 0, true),
+            "a batch that changed the validator set"
+        );
+        assert!(
+            !clock.executed(&cfg, Seq(k + 4), budget - 1, false),
             "counted from 0"
         );
     }

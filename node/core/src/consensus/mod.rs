@@ -10,6 +10,7 @@ pub mod certificate;
 pub mod codec;
 pub mod config;
 pub mod decided_replay;
+pub mod directory;
 pub mod execution;
 pub mod limits;
 pub mod message;
@@ -17,6 +18,7 @@ pub mod nonce;
 pub mod replica;
 pub mod state_machine;
 pub mod types;
+pub mod validator_set;
 
 pub use action::{Action, Decision, Input, Record, Timer, TimerKind};
 pub use app_state::AppState;
@@ -32,6 +34,7 @@ pub use message::{
 pub use replica::{state_digest, Replica, RestoreError, Status};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use types::{Digest, ReplicaId, Seq, View};
+pub use validator_set::ValidatorSet;
 
 #[cfg(test)]
 pub(crate) mod debug_codec;

@@ -55,6 +55,7 @@
 //! draws randomness, or iterates a hash map.
 
 mod checkpoint;
+mod epoch;
 mod heartbeat;
 mod normal_case;
 mod relay;
@@ -119,7 +120,17 @@ pub enum RestoreError {
 
 /// The PBFT replica. See the module documentation for the contract.
 pub struct Replica<A: StateMachine> {
+    /// The configuration of the epoch in force (its validator set, see `replica/epoch.rs`).
     cfg: ReplicaConfig,
+    /// The previous epoch's, while this replica still counts its checkpoints at the boundary.
+    previous: Option<Box<ReplicaConfig>>,
+    /// Its key is not in force in the epoch it is in (removed, its key rotated away from this
+    /// one, or rotated to this one in an epoch it has not reached yet): it follows decided
+    /// batches by state transfer without taking part, and re-sends its boundary checkpoint.
+    observing: bool,
+    /// An epoch whose validator set the application holds but consensus cannot run (fewer
+    /// than 4, a message over the cap): the old set stays in force (`replica/epoch.rs`).
+    refused_epoch: Option<u64>,
     key: Keypair,
     codec: Arc<dyn Codec>,
     app: A,
@@ -217,6 +228,24 @@ pub struct Replica<A: StateMachine> {
     out: Vec<Action>,
 }
 
+/// The epoch a message was cast in (through its view), for the messages that name a view.
+fn message_epoch(m: &Message) -> Option<u64> {
+    let view = match m {
+        Message::PrePrepare(pp) => pp.view,
+        Message::Prepare(v) | Message::Commit(v) => v.view,
+        Message::ViewChange(vc) => vc.new_view,
+        Message::NewView(nv) => nv.view,
+        Message::Heartbeat(hb) => hb.view,
+        Message::Suspect(s) => s.view,
+        Message::Request(_)
+        | Message::Checkpoint(_)
+        | Message::StateRequest(_)
+        | Message::StateResponse(_)
+        | Message::Relay(_) => return None,
+    };
+    Some(view.epoch())
+}
+
 /// Digest of the replicated state at `seq`: the application digest and the nonce table.
 pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, NonceWindow>) -> Digest {
     let seq_bytes = seq.0.to_be_bytes();
@@ -237,10 +266,22 @@ impl<A: StateMachine> Replica<A> {
         codec: Arc<dyn Codec>,
         app: A,
     ) -> Result<Self, ConfigError> {
-        cfg.validate()?;
         if cfg.directory.validator_key(cfg.id) != Some(&key.public()) {
             return Err(ConfigError::KeyMismatch(cfg.id.0));
         }
+        Self::build(cfg, key, codec, app)
+    }
+
+    /// A replica at genesis whose key is checked later (a restart may reach an epoch where
+    /// the key is another than the genesis one).
+    fn build(
+        cfg: ReplicaConfig,
+        key: Keypair,
+        codec: Arc<dyn Codec>,
+        app: A,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let observing = !cfg.directory.in_force(cfg.id, &key.public());
         let genesis = state_digest(Seq(0), app.digest(), &BTreeMap::new());
         Ok(Self {
             stable: CheckpointCert {
@@ -249,6 +290,9 @@ impl<A: StateMachine> Replica<A> {
                 proof: Vec::new(),
             },
             cfg,
+            previous: None,
+            observing,
+            refused_epoch: None,
             key,
             codec,
             app,
@@ -315,6 +359,17 @@ impl<A: StateMachine> Replica<A> {
     }
     pub fn view(&self) -> View {
         self.view
+    }
+    /// The epoch of the validator set in force (0: the genesis set).
+    pub fn epoch(&self) -> u64 {
+        self.cfg.directory.epoch()
+    }
+    /// Whether this replica's key is out of the validator set in force (removed, rotated to a
+    /// key this process does not hold, or rotated to this one in an epoch it has not reached
+    /// yet): it votes on nothing, and catches up by state transfer in case a later epoch puts
+    /// its key in force.
+    pub fn observing(&self) -> bool {
+        self.observing
     }
     pub fn status(&self) -> Status {
         self.status
@@ -400,6 +455,10 @@ impl<A: StateMachine> Replica<A> {
 
     /// Handles one input; returns what the runtime must do, in order.
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        if self.observing {
+            self.handle_observing(input);
+            return std::mem::take(&mut self.out);
+        }
         match input {
             Input::ClientRequest(r) => self.on_request(r, true),
             Input::Message(m) => self.on_message(m),
@@ -418,6 +477,33 @@ impl<A: StateMachine> Replica<A> {
         std::mem::take(&mut self.out)
     }
 
+    /// Out of the set in force: it asks for decided state at every status tick and executes
+    /// what peers of the set send back (which may bring it to an epoch where its key is in
+    /// force), and re-sends its boundary checkpoint (the old set's certificate there may still
+    /// need it). Nothing else.
+    fn handle_observing(&mut self, input: Input) {
+        match input {
+            Input::Timeout(t)
+                if t.kind == TimerKind::Status && self.armed.get(&t.kind) == Some(&t) =>
+            {
+                self.armed.remove(&t.kind);
+                self.state_requested = None;
+                self.request_state();
+                self.retransmit_own_checkpoint();
+                self.set_timer(TimerKind::Status);
+            }
+            Input::Message(m) => match (m.validator(), m.value()) {
+                (Some(from), Message::StateResponse(r))
+                    if self.cfg.directory.in_force(from, m.signer()) =>
+                {
+                    self.on_state_response(r.clone(), from)
+                }
+                _ => self.drop_input("message to a validator whose key is not in force"),
+            },
+            _ => self.drop_input("input to a validator whose key is not in force"),
+        }
+    }
+
     fn drop_input(&mut self, reason: &'static str) {
         *self.dropped.entry(reason).or_default() += 1;
     }
@@ -432,6 +518,25 @@ impl<A: StateMachine> Replica<A> {
         };
         if from == self.cfg.id {
             return self.drop_input("own message echoed back");
+        }
+        if !self.cfg.directory.in_force(from, m.signer()) {
+            // A retired key (its validator removed or re-keyed) counts only for the old set's
+            // checkpoint at the boundary; it may still ask for state, to learn it was retired.
+            return match m.value() {
+                Message::Checkpoint(c) => self.on_boundary_checkpoint(retype(&m, *c), from),
+                Message::StateRequest(r) => self.on_state_request(*r, from),
+                _ => self.drop_input("message signed by a key not in force"),
+            };
+        }
+        if let Some(epoch) = message_epoch(m.value()) {
+            if epoch < self.epoch() {
+                return self.drop_input("message from an earlier epoch");
+            }
+            if epoch > self.epoch() {
+                // Peers moved on to a validator set this replica has not reached: the status
+                // tick's state request catches it up across the boundary.
+                return self.drop_input("message from a later epoch");
+            }
         }
         let view = match m.value() {
             Message::PrePrepare(pp) => Some(pp.view),
@@ -457,6 +562,11 @@ impl<A: StateMachine> Replica<A> {
             Message::PrePrepare(pp) => self.on_pre_prepare(retype(&m, pp.clone()), from),
             Message::Prepare(v) => self.on_vote(Kind::Prepare, retype(&m, *v), from),
             Message::Commit(v) => self.on_vote(Kind::Commit, retype(&m, *v), from),
+            Message::Checkpoint(c)
+                if self.previous.is_some() && c.seq == self.cfg.directory.start() =>
+            {
+                self.on_boundary_checkpoint(retype(&m, *c), from)
+            }
             Message::Checkpoint(c) => self.on_checkpoint(retype(&m, *c), from),
             Message::ViewChange(vc) => self.on_view_change(retype(&m, vc.clone()), from),
             Message::NewView(nv) => self.on_new_view(retype(&m, nv.clone()), from),

@@ -6,6 +6,7 @@
 use super::app_state::AppState;
 use super::message::{Request, Signed};
 use super::types::{Digest, Seq};
+use super::validator_set::ValidatorSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("snapshot rejected: {0}")]
@@ -21,6 +22,19 @@ pub trait StateMachine: Send {
     /// backups would refuse batches their peers accept.
     fn may_order(&self, _request: &Signed<Request>) -> bool {
         true
+    }
+    /// The epoch of the validator set the application holds in force: 0 while it is the
+    /// genesis set, then one more for each change its own governance applied (validators
+    /// added, removed or re-keyed by proposal). Asked after every batch, so it must be cheap;
+    /// part of the state (a snapshot restores it).
+    fn validator_epoch(&self) -> u64 {
+        0
+    }
+    /// The validator set in force, when [`Self::validator_epoch`] is not 0. The replica moves
+    /// to it right after the batch that changed it, at a checkpoint it takes there
+    /// (`replica/epoch.rs`).
+    fn validator_set(&self) -> Option<ValidatorSet> {
+        None
     }
     /// Digest of the current state; feeds the checkpoint's state digest.
     fn digest(&self) -> Digest;

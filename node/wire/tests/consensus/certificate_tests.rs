@@ -14,8 +14,10 @@ use scbe_core::consensus::certificate::{
     check_batch, check_checkpoint_cert, check_commit_cert, check_prepared_cert, check_view_change,
     NewViewPlan,
 };
+use scbe_core::consensus::message::retype;
 use scbe_core::consensus::*;
 use scbe_wire::testkit::Cluster;
+use scbe_wire::ProtoCodec;
 
 /// A cluster (checkpoint every 2) that decided three requests one at a time.
 fn decided() -> Cluster {
@@ -57,14 +59,31 @@ fn a_prepared_certificate_needs_the_primary_and_q_minus_1_matching_backups() {
 
     // The pre-prepare signed by a backup, not the view's primary.
     let other = ReplicaId((primary.0 + 1) % 4);
+    let signed = c.signed_by(
+        other.0 as usize,
+        Kind::PrePrepare,
+        ProtoCodec.encode_pre_prepare(&pp),
+    );
     let by_backup = PreparedCert {
-        pre_prepare: retagged(&cert.pre_prepare, pp.clone(), Principal::Validator(other)),
+        pre_prepare: retype(&signed, pp.clone()),
         prepares: cert.prepares.clone(),
     };
     assert!(matches!(
         check_prepared_cert(&cfg, &by_backup),
         Err(CertError::NotPrimary { .. })
     ));
+    // The primary's signature passed off as a backup's: the key is not that backup's.
+    let passed_off = PreparedCert {
+        pre_prepare: retagged(&cert.pre_prepare, pp.clone(), Principal::Validator(other)),
+        prepares: cert.prepares.clone(),
+    };
+    assert_eq!(
+        check_prepared_cert(&cfg, &passed_off),
+        Err(CertError::NotInForce {
+            what: "prepared certificate",
+            id: other
+        })
+    );
 
     // One backup short, or the same backup twice, or the primary standing in for a backup.
     let short = PreparedCert {
@@ -75,10 +94,13 @@ fn a_prepared_certificate_needs_the_primary_and_q_minus_1_matching_backups() {
         pre_prepare: cert.pre_prepare.clone(),
         prepares: vec![backups[0].clone(), backups[0].clone()],
     };
-    let primary_vote = retagged(
-        &backups[1],
+    let primary_vote = retype(
+        &c.signed_by(
+            primary.0 as usize,
+            Kind::Prepare,
+            ProtoCodec.encode_vote(backups[1].value()),
+        ),
         *backups[1].value(),
-        Principal::Validator(primary),
     );
     let with_primary = PreparedCert {
         pre_prepare: cert.pre_prepare.clone(),

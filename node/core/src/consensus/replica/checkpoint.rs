@@ -25,9 +25,11 @@ impl<A: StateMachine> Replica<A> {
         // up to its size (see `snapshot_persist_floor`); kept in memory either way, for peers
         // that fetch state.
         let len = snap.app_state.size_hint();
+        // An epoch's first state is always persisted: a restart must find the boundary.
         if len <= self.cfg.snapshot_persist_floor
             || self.bytes_since_persisted >= len
             || seq <= self.persist_snapshots_through
+            || self.app_changed_epoch()
         {
             self.bytes_since_persisted = 0;
             self.persist(Record::Snapshot(snap.clone()));

@@ -235,7 +235,10 @@ impl<A: StateMachine> Replica<A> {
             }
         });
         self.last_executed = seq;
-        let checkpoint_due = self.checkpoint_clock.executed(&self.cfg, seq, bytes);
+        let new_epoch = self.app_changed_epoch();
+        let checkpoint_due = self
+            .checkpoint_clock
+            .executed(&self.cfg, seq, bytes, new_epoch);
         self.out.push(Action::Deliver(Decision {
             seq,
             certificate: cert,
@@ -243,6 +246,9 @@ impl<A: StateMachine> Replica<A> {
         }));
         if checkpoint_due {
             self.take_checkpoint(seq);
+        }
+        if new_epoch {
+            self.enter_epoch(seq);
         }
     }
 

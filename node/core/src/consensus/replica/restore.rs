@@ -29,7 +29,7 @@ impl<A: StateMachine> Replica<A> {
         app: A,
         records: &[Record],
     ) -> Result<(Self, Vec<Action>), RestoreError> {
-        let mut r = Self::new(cfg, key, codec, app)?;
+        let mut r = Self::build(cfg, key, codec, app)?;
         let mut snapshots = BTreeMap::new();
         let mut prepared: BTreeMap<Seq, PreparedCert> = BTreeMap::new();
         let mut committed: BTreeMap<Seq, CommitCert> = BTreeMap::new();
@@ -64,7 +64,8 @@ impl<A: StateMachine> Replica<A> {
                     snapshots.insert(s.seq, s.clone());
                 }
                 Record::Stable(c) => {
-                    if c.seq > r.stable.seq {
+                    // The same seq again: an epoch's boundary certificate, completed.
+                    if c.seq >= r.stable.seq {
                         r.stable = c.clone();
                     }
                 }
@@ -99,6 +100,9 @@ impl<A: StateMachine> Replica<A> {
             r.nonces = snap.nonces.clone();
             r.last_executed = stable_seq;
             r.snapshots.insert(stable_seq, (digest, snap));
+            if r.app_changed_epoch() {
+                r.enter_epoch(stable_seq);
+            }
         } else if stable_seq > Seq(0) {
             // The snapshot at the stable checkpoint was not persisted (a large state is
             // persisted only every so often, see `snapshot_persist_floor`): start from the
@@ -109,6 +113,9 @@ impl<A: StateMachine> Replica<A> {
                 r.app.restore(&base.app_state)?;
                 r.nonces = base.nonces.clone();
                 r.last_executed = base.seq;
+                if r.app_changed_epoch() {
+                    r.enter_epoch(base.seq);
+                }
             }
             while r.last_executed < stable_seq {
                 let seq = r.last_executed.next();
@@ -130,11 +137,24 @@ impl<A: StateMachine> Replica<A> {
             r.snapshots.retain(|seq, _| *seq >= stable_seq);
             r.checkpoint_votes.retain(|seq, _| *seq >= stable_seq);
         }
-        for (seq, cert) in prepared.into_iter().filter(|(s, _)| *s > stable_seq) {
-            r.slots.entry(seq).or_default().set_prepared(cert);
+        // Certificates of an epoch the replica has left were voided when it left it.
+        let epoch = r.epoch();
+        let current = |s: &Seq, view: View| *s > stable_seq && view.epoch() >= epoch;
+        for (seq, cert) in prepared
+            .into_iter()
+            .filter(|(s, c)| current(s, c.pre_prepare.value().view))
+        {
+            let slot = r.slots.entry(seq).or_default();
+            slot.enter_round(cert.pre_prepare.value().view);
+            slot.set_prepared(cert);
         }
-        for (seq, cert) in committed.into_iter().filter(|(s, _)| *s > stable_seq) {
-            r.slots.entry(seq).or_default().committed = Some(cert);
+        for (seq, cert) in committed
+            .into_iter()
+            .filter(|(s, c)| current(s, c.pre_prepare.value().view))
+        {
+            let slot = r.slots.entry(seq).or_default();
+            slot.enter_round(cert.pre_prepare.value().view);
+            slot.committed = Some(cert);
         }
         let last_signed = max_pre_prepare.get(&r.view).copied().unwrap_or_default();
         r.try_execute();

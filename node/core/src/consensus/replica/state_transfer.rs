@@ -295,7 +295,11 @@ impl<A: StateMachine> Replica<A> {
             seq: cert.seq,
             state_digest: digest,
         });
+        let seq = cert.seq;
         self.make_stable(cert);
+        if self.app_changed_epoch() {
+            self.enter_epoch(seq);
+        }
         self.backoff = 0;
         self.backoff_before_view = 0;
         self.arm_request_timer(true);

@@ -1,0 +1,186 @@
+//! Epochs: the validator set changes between two batches. The application (the ledger, by
+//! proposals the validators vote on) holds the set in force; right after the batch that
+//! changed it, every replica takes a checkpoint there, signed under the old set, and moves to
+//! the new set before it executes anything else, so every replica switches between the same
+//! two batches and no batch is ordered by a mix of sets.
+//!
+//! - Views carry their epoch in their high bits ([`View::first_of_epoch`]): every vote names
+//!   the set it was cast under, so a pre-prepare, prepare, commit, view change or certificate
+//!   of one epoch never counts in another. Slots above the boundary that the old set had
+//!   started ordering (pipelined proposals) are voided, on every replica alike (none executes
+//!   them: each moves to the new set first), and their requests wait to be ordered again.
+//! - The new epoch starts in its first view, in normal operation, with its primary the first
+//!   validator of the new set; view changes continue from there. Its base is the boundary
+//!   checkpoint: every replica of the epoch executed up to it, so view changes may name it
+//!   without a proof.
+//! - The boundary checkpoint's certificate is the old set's: the replica keeps counting the old
+//!   set's checkpoints there until it holds a quorum of them (a retired key still resolves to
+//!   its validator for this alone), so it can prove the state the new set started from to a
+//!   replica that is still in the old epoch.
+//! - A replica whose own key is not in force (removed, rotated to a key this process does not
+//!   hold, or started with the new key of a rotation its store has not reached) observes: it
+//!   catches up by state transfer, re-sends its boundary checkpoint, and takes part again from
+//!   the epoch that puts its key in force.
+
+use super::super::action::{Record, TimerKind};
+use super::super::message::{Checkpoint, CheckpointCert, Signed};
+use super::super::state_machine::StateMachine;
+use super::super::types::{ReplicaId, Seq, View};
+use super::{Replica, Status};
+
+impl<A: StateMachine> Replica<A> {
+    /// Whether the application holds a validator set of another epoch than the one in force
+    /// (and not one refused already).
+    pub(super) fn app_changed_epoch(&self) -> bool {
+        let epoch = self.app.validator_epoch();
+        epoch != self.cfg.directory.epoch() && Some(epoch) != self.refused_epoch
+    }
+
+    /// Moves to the application's validator set, after its own checkpoint at `seq` (the batch
+    /// that changed it, or a snapshot taken after it). A set consensus cannot run (fewer than 4,
+    /// a message over the cap) leaves the old one in force, on every replica alike.
+    pub(super) fn enter_epoch(&mut self, seq: Seq) {
+        let Some(set) = self.app.validator_set() else {
+            return;
+        };
+        let next = self
+            .cfg
+            .directory
+            .next(&set)
+            .and_then(|d| self.cfg.for_directory(d));
+        let next = match next {
+            Ok(cfg) => cfg,
+            Err(_) => {
+                // Remembered, so the batches after it do not each count as a change (and take
+                // a checkpoint); a restart refuses it again where it restores the state.
+                self.refused_epoch = Some(set.epoch);
+                return self
+                    .drop_input("the application's validator set is not one consensus can run");
+            }
+        };
+        let epoch = next.directory.epoch();
+        self.previous = Some(Box::new(std::mem::replace(&mut self.cfg, next)));
+        // Slots the old set ordered above the boundary: nobody executes them. What they carried
+        // waits to be ordered by the new set.
+        let above = self.slots.split_off(&seq.next());
+        for (s, slot) in above {
+            let view = slot
+                .committed
+                .as_ref()
+                .map_or(slot.view, |c| c.pre_prepare.value().view);
+            if view.epoch() >= epoch {
+                self.slots.insert(s, slot);
+                continue;
+            }
+            for r in slot
+                .pre_prepare
+                .iter()
+                .flat_map(|pp| pp.value().batch.iter())
+            {
+                self.requeue(r.clone());
+            }
+        }
+        self.checkpoint_votes.retain(|s, _| *s <= seq);
+        self.ahead.clear();
+        if self.view.epoch() < epoch {
+            self.view = View::first_of_epoch(epoch);
+            self.status = Status::Normal;
+            self.view_changes.clear();
+            self.my_view_change = None;
+            self.new_view = None;
+            self.future.clear();
+            self.future_per_peer.clear();
+            self.suspicion = None;
+            self.suspects.clear();
+            self.suspect_sent = None;
+            self.primary_silent = 0;
+            self.backoff = 0;
+            self.backoff_before_view = 0;
+            self.cancel_timer(TimerKind::ViewChange);
+            self.persist(Record::EnteredView {
+                view: self.view,
+                new_view: None,
+            });
+        }
+        self.proposed.clear();
+        self.propose_from = 0;
+        self.next_seq = seq.next();
+        self.observing = !self.cfg.directory.in_force(self.cfg.id, &self.key.public());
+        if self.stable.seq < seq {
+            // The base of the epoch: every replica of it executed up to here. Its proof is the
+            // old set's checkpoints, as many as are in; `on_boundary_checkpoint` completes it.
+            if let Some((digest, _)) = self.snapshots.get(&seq) {
+                let digest = *digest;
+                let proof = self.boundary_votes(seq, digest);
+                self.make_stable(CheckpointCert {
+                    seq,
+                    state_digest: digest,
+                    proof,
+                });
+            }
+        }
+        self.arm_request_timer(true);
+        self.try_propose();
+    }
+
+    /// The old set's checkpoints at `seq` for `digest`, from keys it held in force.
+    fn boundary_votes(
+        &self,
+        seq: Seq,
+        digest: super::super::types::Digest,
+    ) -> Vec<Signed<Checkpoint>> {
+        let Some(old) = self.previous.as_deref() else {
+            return Vec::new();
+        };
+        self.checkpoint_votes
+            .get(&seq)
+            .into_iter()
+            .flat_map(|votes| votes.iter())
+            .filter(|(id, cp)| {
+                cp.value().state_digest == digest && old.directory.in_force(**id, cp.signer())
+            })
+            .map(|(_, cp)| cp.clone())
+            .take(old.quorum())
+            .collect()
+    }
+
+    /// A checkpoint at the batch this epoch started after, signed by the old set: counted
+    /// until the boundary's certificate holds a quorum of the old set.
+    pub(super) fn on_boundary_checkpoint(&mut self, cp: Signed<Checkpoint>, from: ReplicaId) {
+        let seq = cp.value().seq;
+        let Some(old) = self.previous.as_deref() else {
+            return self.drop_input("checkpoint signed by a key not in force");
+        };
+        if !old.directory.in_force(from, cp.signer()) {
+            return self.drop_input("checkpoint signed by a key not in force");
+        }
+        let need = old.quorum();
+        if self.stable.seq != seq || self.stable.proof.len() >= need {
+            return self.drop_input("stale checkpoint");
+        }
+        self.checkpoint_votes
+            .entry(seq)
+            .or_default()
+            .insert(from, cp);
+        let proof = self.boundary_votes(seq, self.stable.state_digest);
+        if proof.len() >= need {
+            self.stable.proof = proof;
+            self.persist(Record::Stable(self.stable.clone()));
+        }
+    }
+
+    /// Puts a request of a voided slot back among those waiting, unless it executed or waits
+    /// already.
+    fn requeue(&mut self, r: super::super::message::Signed<super::super::message::Request>) {
+        let id = (*r.signer(), r.value().nonce);
+        if !self.nonce_fresh(&id.0, id.1)
+            || self.pending_ids.contains_key(&id)
+            || self.pending.len() >= self.cfg.max_pending
+        {
+            return;
+        }
+        self.arrivals += 1;
+        self.pending_ids.insert(id, self.arrivals);
+        self.pending.insert(self.arrivals, r);
+    }
+}

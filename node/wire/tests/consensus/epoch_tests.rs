@@ -1,0 +1,450 @@
+//! Epochs (`replica/epoch.rs`): the validator set the application holds changes between two
+//! batches, and every replica moves to it there. A rotated or removed validator's old key
+//! never counts again, except for the old set's checkpoint at the boundary; slots the old set
+//! had started above the boundary are voided and their requests ordered by the new set; a
+//! replica behind the boundary catches up across it; a restart lands in the epoch its store
+//! reached, and refuses to start with a key that is not in force there.
+
+use scbe_core::consensus::*;
+use scbe_core::crypto::{Keypair, PublicKey};
+use scbe_wire::testkit::Cluster;
+use scbe_wire::ProtoCodec;
+
+/// The cluster's validators as a set: ids `0..n` with their current keys.
+fn members(c: &Cluster) -> Vec<(ReplicaId, PublicKey)> {
+    c.keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (ReplicaId(i as u32), k.public()))
+        .collect()
+}
+
+/// The members with validator `id`'s key replaced by `key`.
+fn rotated(c: &Cluster, id: usize, key: &Keypair) -> Vec<(ReplicaId, PublicKey)> {
+    let mut m = members(c);
+    m[id].1 = key.public();
+    m
+}
+
+fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
+    c.replica(i).dropped().get(reason).copied().unwrap_or(0)
+}
+
+/// A prepare for `view` and `seq` signed by `key` as validator `id`, opened by replica `at`'s
+/// edge.
+fn prepare_signed_by(
+    c: &Cluster,
+    at: usize,
+    key: &Keypair,
+    view: View,
+    seq: Seq,
+) -> Signed<Message> {
+    let vote = Vote {
+        view,
+        seq,
+        digest: Digest::default(),
+    };
+    let env = Envelope::seal(Kind::Prepare, ProtoCodec.encode_vote(&vote), key);
+    scbe_wire::open(&scbe_wire::encode_envelope(&env), c.directory_of(at))
+        .expect("a key of this epoch or the last one opens")
+}
+
+#[test]
+fn a_rotated_key_is_in_force_from_the_batch_after_the_change_and_the_old_one_never_counts_again() {
+    let mut c = Cluster::new(4, 8);
+    c.decide_each(0, 1..=2);
+    let old = c.keys[3].clone();
+    let new = Keypair::from_label("t3 rotated");
+    c.input(
+        0,
+        Input::ClientRequest(c.set_request(3, &rotated(&c, 3, &new))),
+    );
+    c.run();
+    for i in 0..4 {
+        let r = c.replica(i);
+        assert_eq!(r.last_executed(), Seq(3), "replica {i}");
+        assert_eq!(r.epoch(), 1, "replica {i}");
+        assert_eq!(r.view(), View::first_of_epoch(1), "replica {i}");
+        assert_eq!(r.status(), Status::Normal, "replica {i}");
+        assert_eq!(
+            r.stable_checkpoint().seq,
+            Seq(3),
+            "the boundary is the epoch's base"
+        );
+        assert_eq!(r.observing(), i == 3, "replica {i}");
+    }
+    // The boundary's certificate is the old set's, replica 3's old key included.
+    let proof = &c.replica(0).stable_checkpoint().proof;
+    assert_eq!(proof.len(), 3);
+    assert!(proof.iter().all(|cp| cp.value().seq == Seq(3)));
+
+    // The new set orders without the old key: 0, 1 and 2 are a quorum of it.
+    c.decide_each(0, 4..=4);
+    for i in 0..3 {
+        assert_eq!(c.replica(i).last_executed(), Seq(4), "replica {i}");
+    }
+    assert_eq!(
+        c.replica(3).last_executed(),
+        Seq(3),
+        "observing: it votes on nothing"
+    );
+    let before = dropped(&c, 1, "message signed by a key not in force");
+    let stale = prepare_signed_by(&c, 1, &old, View::first_of_epoch(1), Seq(5));
+    c.input(1, Input::Message(stale));
+    assert_eq!(
+        dropped(&c, 1, "message signed by a key not in force"),
+        before + 1
+    );
+
+    // Restarted with the old key, it only observes; with the new one it is back in the set.
+    c.restart_with_key(3, old).expect("restores");
+    assert_eq!(c.replica(3).epoch(), 1);
+    assert!(c.replica(3).observing());
+    c.fire(3, TimerKind::Status);
+    assert_eq!(
+        c.replica(3).last_executed(),
+        Seq(4),
+        "an observer catches up"
+    );
+    c.restart_with_key(3, new)
+        .expect("the key in force restores");
+    assert_eq!(c.replica(3).epoch(), 1);
+    assert!(!c.replica(3).observing());
+    assert_eq!(c.replica(3).last_executed(), Seq(4), "from its store");
+    // And it counts: with replica 1 cut off, 0, 2 and the re-keyed 3 decide.
+    c.isolate(1);
+    c.decide_each(0, 5..=5);
+    for i in [0, 2, 3] {
+        assert_eq!(c.replica(i).last_executed(), Seq(5), "replica {i}");
+    }
+    assert_eq!(c.replica(1).last_executed(), Seq(4));
+}
+
+#[test]
+fn slots_the_old_set_started_above_the_boundary_are_voided_and_their_requests_ordered_again() {
+    let mut c = Cluster::new_with(4, 8, |cfg| cfg.max_inflight_batches = 4);
+    // The primary proposes all three at once: the change at seq 1, then 2 and 3 pipelined.
+    let same = members(&c);
+    c.input(0, Input::ClientRequest(c.set_request(1, &same)));
+    c.input(0, Input::ClientRequest(c.request(2)));
+    c.input(0, Input::ClientRequest(c.request(3)));
+    let proposed: Vec<View> = c
+        .sent(0, Kind::PrePrepare)
+        .iter()
+        .filter_map(|m| match m.value() {
+            Message::PrePrepare(pp) => Some(pp.view),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proposed, vec![View(0); 3], "proposed in epoch 0");
+    c.run();
+    for i in 0..4 {
+        let r = c.replica(i);
+        assert_eq!(r.epoch(), 1);
+        assert_eq!(c.executed_requests(i), 3, "replica {i}: each request once");
+        let views: Vec<(u64, u64)> = c.delivered[i]
+            .iter()
+            .map(|d| (d.seq.0, d.certificate.pre_prepare.value().view.epoch()))
+            .collect();
+        // Requests 2 and 3 wait again and the new primary batches them together.
+        assert_eq!(
+            views,
+            vec![(1, 0), (2, 1)],
+            "replica {i}: above the boundary, only the new set's batches"
+        );
+        assert!(
+            r.dropped().get("message from an earlier epoch").is_some(),
+            "replica {i}: the old set's votes above the boundary arrived and were refused"
+        );
+    }
+}
+
+#[test]
+fn a_removed_validator_is_retired_and_the_others_order_with_the_quorum_of_the_smaller_set() {
+    let mut c = Cluster::new(5, 8);
+    assert_eq!(c.replica(0).config().quorum(), 4);
+    let without_4: Vec<_> = members(&c).into_iter().take(4).collect();
+    c.input(0, Input::ClientRequest(c.set_request(1, &without_4)));
+    c.run();
+    assert!(c.replica(4).observing());
+    assert_eq!(c.replica(0).config().n(), 4);
+    assert_eq!(c.replica(0).config().quorum(), 3);
+    // Three of the remaining four decide: in the old set of five they could not.
+    c.isolate(1);
+    c.decide_each(0, 2..=3);
+    for i in [0, 2, 3] {
+        assert_eq!(c.replica(i).last_executed(), Seq(3), "replica {i}");
+    }
+    assert_eq!(c.replica(4).last_executed(), Seq(1));
+    let removed = c.keys[4].clone();
+    let before = dropped(&c, 2, "message signed by a key not in force");
+    c.input(
+        2,
+        Input::Message(prepare_signed_by(
+            &c,
+            2,
+            &removed,
+            View::first_of_epoch(1),
+            Seq(4),
+        )),
+    );
+    assert_eq!(
+        dropped(&c, 2, "message signed by a key not in force"),
+        before + 1
+    );
+}
+
+#[test]
+fn a_replica_behind_the_boundary_catches_up_across_it_and_observes_if_its_key_was_rotated() {
+    let mut c = Cluster::new(4, 8);
+    c.isolate(2);
+    c.decide_each(0, 1..=2);
+    let new = Keypair::from_label("t2 rotated");
+    c.input(
+        0,
+        Input::ClientRequest(c.set_request(3, &rotated(&c, 2, &new))),
+    );
+    c.run();
+    c.decide_each(0, 4..=5);
+    assert_eq!(c.replica(0).last_executed(), Seq(5));
+    assert_eq!(c.replica(2).last_executed(), Seq(0));
+    c.heal();
+    // Its status tick asks for state: the peers' stable checkpoint is the boundary, certified
+    // by the old set, which replica 2 can check; installing it puts it in the new epoch, where
+    // its key is not in force.
+    c.fire(2, TimerKind::Status);
+    assert_eq!(c.replica(2).epoch(), 1);
+    assert!(c.replica(2).observing());
+    assert_eq!(
+        c.replica(2).last_executed(),
+        Seq(5),
+        "an observer follows the decided batches"
+    );
+    assert_eq!(c.replica(2).app().digest(), c.replica(0).app().digest());
+    // Restarted with the key the rotation named, it takes part again.
+    c.restart_with_key(2, new).expect("restores into epoch 1");
+    assert!(!c.replica(2).observing());
+    c.isolate(1);
+    c.decide_each(0, 6..=6);
+    assert_eq!(c.replica(2).last_executed(), Seq(6));
+}
+
+#[test]
+fn a_replica_started_with_its_new_key_before_its_store_reached_the_rotation_observes_until_it_does()
+{
+    let mut c = Cluster::new(4, 8);
+    c.isolate(2);
+    c.decide_each(0, 1..=2);
+    let new = Keypair::from_label("t2 rotated");
+    c.input(
+        0,
+        Input::ClientRequest(c.set_request(3, &rotated(&c, 2, &new))),
+    );
+    c.run();
+    c.decide_each(0, 4..=5);
+    c.heal();
+    // Its store is at genesis, where the new key is nobody's: it observes, catches up across
+    // the boundary, and is in the set from there.
+    c.restart_with_key(2, new).expect("restores");
+    assert!(c.replica(2).observing());
+    assert_eq!(c.replica(2).epoch(), 0);
+    c.fire(2, TimerKind::Status);
+    assert_eq!(c.replica(2).epoch(), 1);
+    assert!(!c.replica(2).observing());
+    c.fire(2, TimerKind::Status);
+    assert_eq!(c.replica(2).last_executed(), Seq(5));
+    // It counts in the new set: with 1 cut off, 0, 2 and 3 decide.
+    c.isolate(1);
+    c.decide_each(0, 6..=6);
+    assert_eq!(c.replica(2).last_executed(), Seq(6));
+}
+
+#[test]
+fn the_new_epoch_changes_view_from_its_own_first_view_with_its_base_as_the_checkpoint() {
+    let mut c = Cluster::new(4, 8);
+    let same = members(&c);
+    c.input(0, Input::ClientRequest(c.set_request(1, &same)));
+    c.run();
+    // The first view of epoch 1 is led by the first validator of its set (0): cut it off and
+    // let the others' request timers run out.
+    c.isolate(0);
+    c.input(1, Input::ClientRequest(c.request(2)));
+    c.run();
+    for _ in 0..2 {
+        for i in 1..4 {
+            c.fire_if_armed(i, TimerKind::Request);
+        }
+    }
+    let next = View::first_of_epoch(1).next();
+    for i in 1..4 {
+        assert_eq!(c.replica(i).view(), next, "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+        assert_eq!(c.replica(i).last_executed(), Seq(2), "replica {i}");
+    }
+    assert_eq!(c.replica(1).config().primary(next), ReplicaId(1));
+}
+
+/// What `scbe audit verify` runs: a decided log that crosses a rotation replays with each
+/// epoch's set, reaches every digest the validators signed on either side of the boundary,
+/// and refuses a checkpoint of the new epoch that counts the rotated-out key.
+#[test]
+fn a_decided_log_across_a_rotation_replays_with_each_epochs_set() {
+    let mut c = Cluster::new(4, 4);
+    c.decide_each(0, 1..=2);
+    let old = c.keys[3].clone();
+    let new = Keypair::from_label("t3 rotated");
+    c.input(
+        0,
+        Input::ClientRequest(c.set_request(3, &rotated(&c, 3, &new))),
+    );
+    c.run();
+    c.restart_with_key(3, new).expect("restores into epoch 1");
+    c.decide_each(0, 4..=9);
+    for i in 0..4 {
+        c.fire_if_armed(i, TimerKind::Status);
+    }
+    let certs: Vec<CommitCert> = c.delivered[0]
+        .iter()
+        .map(|d| d.certificate.clone())
+        .collect();
+    // The last record per seq, as the audit trail keeps them: the boundary's is persisted
+    // first with the votes in when the replica moved on, then again once the old set's quorum
+    // is in.
+    let stable: Vec<CheckpointCert> = c.stores[0]
+        .iter()
+        .filter_map(|r| match r {
+            Record::Stable(s) => Some((s.seq, s.clone())),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    let seqs: Vec<u64> = stable.iter().map(|s| s.seq.0).collect();
+    assert!(seqs.contains(&3) && seqs.contains(&8), "{seqs:?}");
+
+    let mut replay = DecidedReplay::new(c.config(0), scbe_wire::testkit::ChainApp::default());
+    for cert in &certs {
+        replay.feed(cert).expect("a valid log");
+    }
+    assert_eq!(replay.last(), Seq(9));
+    assert_eq!(
+        replay
+            .epochs()
+            .map(|d| (d.epoch(), d.start()))
+            .collect::<Vec<_>>(),
+        vec![(0, Seq(0)), (1, Seq(3))]
+    );
+    for s in &stable {
+        assert_eq!(
+            replay.check_signed(s),
+            Ok(scbe_core::consensus::decided_replay::CheckpointCheck::Matches),
+            "seq {}",
+            s.seq.0
+        );
+    }
+    // The checkpoint at 8 with one vote signed by validator 3's rotated-out key.
+    let at_8 = stable
+        .iter()
+        .find(|s| s.seq == Seq(8))
+        .expect("stable at 8");
+    let vote = Checkpoint {
+        seq: Seq(8),
+        state_digest: at_8.state_digest,
+    };
+    let env = Envelope::seal(Kind::Checkpoint, ProtoCodec.encode_checkpoint(&vote), &old);
+    let signed = scbe_wire::open(&scbe_wire::encode_envelope(&env), &c.dir).expect("opens");
+    let mut forged = at_8.clone();
+    forged.proof[0] = scbe_core::consensus::message::retype(&signed, vote);
+    assert!(matches!(
+        replay.check_signed(&forged),
+        Err(decided_replay::ReplayError::CheckpointCertificate {
+            source: CertError::NotInForce { .. },
+            ..
+        })
+    ));
+}
+
+/// A replica that committed the old set's pipelined slots above the boundary before it
+/// executed the boundary (it missed the boundary's pre-prepare) voids them when it gets
+/// there, and executes the new set's batches instead: without that it would execute batches
+/// at seqs the others gave to other batches.
+#[test]
+fn a_replica_that_committed_old_slots_above_the_boundary_voids_them() {
+    let mut c = Cluster::new_with(4, 8, |cfg| cfg.max_inflight_batches = 4);
+    let same = members(&c);
+    c.input(0, Input::ClientRequest(c.set_request(1, &same)));
+    c.input(0, Input::ClientRequest(c.request(2)));
+    c.input(0, Input::ClientRequest(c.request(3)));
+    // Replica 3 never hears the boundary's pre-prepare.
+    let dir = c.dir.clone();
+    c.queue.retain(|(_, to, bytes)| {
+        let m = scbe_wire::open(bytes, &dir).expect("opens");
+        !(*to == 3 && matches!(m.value(), Message::PrePrepare(pp) if pp.seq == Seq(1)))
+    });
+    c.run();
+    assert_eq!(c.replica(0).last_executed(), Seq(2));
+    c.fire(3, TimerKind::Status);
+    let r3 = c.replica(3);
+    assert_eq!(r3.epoch(), 1);
+    assert_eq!(r3.last_executed(), Seq(2));
+    assert_eq!(r3.app().digest(), c.replica(0).app().digest());
+    let views: Vec<(u64, u64)> = c.delivered[3]
+        .iter()
+        .map(|d| (d.seq.0, d.certificate.pre_prepare.value().view.epoch()))
+        .collect();
+    assert_eq!(
+        views,
+        vec![(2, 1)],
+        "the boundary by snapshot, then the new set's batch"
+    );
+}
+
+/// A validator set consensus cannot run (here 3 validators: no fault tolerated) leaves the old
+/// one in force on every replica, and the offline replay agrees: the batch that changed it
+/// takes a checkpoint, the batches after it do not (each one would, if the refusal were not
+/// remembered).
+#[test]
+fn a_set_consensus_cannot_run_leaves_the_old_one_in_force_everywhere_alike() {
+    let mut c = Cluster::new(4, 8);
+    let three: Vec<_> = members(&c).into_iter().take(3).collect();
+    c.input(0, Input::ClientRequest(c.set_request(1, &three)));
+    c.run();
+    c.decide_each(0, 2..=4);
+    for i in 0..4 {
+        let r = c.replica(i);
+        assert_eq!((r.epoch(), r.last_executed()), (0, Seq(4)), "replica {i}");
+        assert_eq!(
+            r.dropped()
+                .get("the application's validator set is not one consensus can run"),
+            Some(&1),
+            "replica {i}"
+        );
+        assert_eq!(
+            c.broadcasts(i, Kind::Checkpoint),
+            1,
+            "replica {i}: one, at seq 1"
+        );
+    }
+    let mut replay = DecidedReplay::new(c.config(0), scbe_wire::testkit::ChainApp::default());
+    let taken: Vec<u64> = c.delivered[0]
+        .iter()
+        .filter_map(|d| {
+            replay
+                .feed(&d.certificate)
+                .expect("a valid log")
+                .map(|_| d.seq.0)
+        })
+        .collect();
+    assert_eq!(taken, vec![1]);
+    assert_eq!(replay.epochs().count(), 1);
+    // A restart from the store refuses it again and goes on in the same epoch.
+    c.restart_with_key(2, c.keys[2].clone()).expect("restores");
+    assert_eq!(c.replica(2).epoch(), 0);
+    c.decide_each(0, 5..=5);
+    assert_eq!(c.replica(2).last_executed(), Seq(5));
+    assert_eq!(
+        c.broadcasts(2, Kind::Checkpoint),
+        1,
+        "none since the restart either"
+    );
+}
