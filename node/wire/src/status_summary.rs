@@ -348,6 +348,7 @@ impl StatusSummary {
                     ProposalKind::Agent { change } => change.describe(),
                     ProposalKind::Settings { change } => change.describe(),
                     ProposalKind::Requester { change } => change.describe(),
+                    ProposalKind::Validator { change } => change.describe(),
                     ProposalKind::Abort { rollout, reason } => {
                         format!("abort rollout {rollout}: {reason}")
                     }

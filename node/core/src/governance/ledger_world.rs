@@ -32,7 +32,7 @@ pub fn v0_unit() -> crate::rollout::order::OrderUnit {
 pub struct World {
     pub ledger: Ledger,
     pub requester: Keypair,
-    validators: Vec<Keypair>,
+    pub validators: Vec<Keypair>,
     pub agents: Vec<(FleetAgent, Keypair)>,
     /// The sequence number of the next batch (a test may jump it to move ledger time).
     pub seq: u64,

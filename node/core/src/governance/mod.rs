@@ -42,6 +42,8 @@ mod ledger_settings_tests;
 mod ledger_snapshot_tests;
 #[cfg(test)]
 mod ledger_tests;
+#[cfg(test)]
+mod ledger_validator_tests;
 /// A ledger world for tests (here and, with the `testkit` feature, in the crates above).
 #[cfg(any(test, feature = "testkit"))]
 pub mod ledger_world;

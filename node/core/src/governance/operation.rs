@@ -60,6 +60,10 @@ pub enum Operation {
     ProposeRequester {
         change: super::ledger::RequesterChange,
     },
+    /// Propose removing a validator or rotating its key.
+    ProposeValidator {
+        change: super::ledger::ValidatorChange,
+    },
     /// A validator's vote on a proposal.
     Vote {
         proposal: u64,
@@ -144,6 +148,7 @@ impl Operation {
             Operation::ProposeAgent { .. } => "propose_agent",
             Operation::ProposeSettings { .. } => "propose_settings",
             Operation::ProposeRequester { .. } => "propose_requester",
+            Operation::ProposeValidator { .. } => "propose_validator",
             Operation::Vote { .. } => "vote",
             Operation::AutoRollback { .. } => "auto_rollback",
             Operation::RolloutProgress { .. } => "rollout_progress",

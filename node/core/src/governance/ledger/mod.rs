@@ -49,12 +49,11 @@ mod rollouts;
 pub mod settings;
 mod stalls;
 pub mod state;
+pub mod validators;
 
 use std::collections::BTreeMap;
 
-use crate::consensus::{
-    AppState, Digest, Principal, Request, Seq, Signed, SnapshotError, StateMachine,
-};
+use crate::consensus::{AppState, Digest, Request, Seq, Signed, SnapshotError, StateMachine};
 use crate::crypto::PublicKey;
 use crate::rollout::baseline::AnalysisSettings;
 use crate::rollout::health::HealthThresholds;
@@ -77,6 +76,7 @@ pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
     RolloutKind, RolloutStatus, StateDigest, VoteRecord,
 };
+pub use validators::{ValidatorChange, ValidatorRoster};
 
 /// The ledger's static configuration (identical on every validator).
 #[derive(Clone, Debug)]
@@ -368,6 +368,13 @@ impl Ledger {
                 out.proposal = Some(self.propose_requester_change(seq, change)?);
                 Ok(())
             }
+            Operation::ProposeValidator { change } => {
+                if validator.is_some() {
+                    return reject("validator changes are proposed by release requesters");
+                }
+                out.proposal = Some(self.propose_validator_change(seq, change)?);
+                Ok(())
+            }
             Operation::Vote {
                 proposal,
                 approve,
@@ -506,10 +513,12 @@ fn state_digest_of(state: &LedgerState, journal: &Journal, cfg: &LedgerConfig) -
 
 impl StateMachine for Ledger {
     fn apply(&mut self, seq: Seq, request: &Signed<Request>) {
+        // Who is a validator is the ledger's to say, by key (`validators.rs`): the edge that
+        // resolved the signer may have been in another epoch.
         let key = *request.signer();
-        let signer = match request.principal() {
-            Principal::Validator(id) => Signer::Validator(id.0),
-            Principal::Requester => Signer::Requester(key),
+        let signer = match self.validator_id(&key) {
+            Some(id) => Signer::Validator(id),
+            None => Signer::Requester(key),
         };
         self.apply_operation(
             seq.0,
@@ -521,10 +530,16 @@ impl StateMachine for Ledger {
     }
 
     fn may_order(&self, request: &Signed<Request>) -> bool {
-        match request.principal() {
-            Principal::Validator(_) => true,
-            Principal::Requester => Ledger::may_order(self, request.signer()),
-        }
+        let key = request.signer();
+        self.validator_id(key).is_some() || Ledger::may_order(self, key)
+    }
+
+    fn validator_epoch(&self) -> u64 {
+        Ledger::validator_epoch(self)
+    }
+
+    fn validator_set(&self) -> Option<crate::consensus::ValidatorSet> {
+        Ledger::validator_set(self)
     }
 
     fn digest(&self) -> Digest {

@@ -298,11 +298,10 @@ impl Ledger {
         approve: bool,
         reasons: Vec<String>,
     ) -> Result<Option<u64>, Rejection> {
-        let n = self.cfg.validators.len();
-        if validator as usize >= n {
+        if !self.is_validator(validator) {
             return reject(format!("validator {validator} is not in the validator set"));
         }
-        let q = self.cfg.quorum();
+        let (n, q) = (self.validator_count(), self.validator_quorum());
         self.touched_proposal(proposal);
         let Some(p) = self.state.proposals.get_mut(&proposal) else {
             return reject(format!("unknown proposal {proposal}"));
@@ -429,6 +428,10 @@ impl Ledger {
                 self.apply_requester_change(seq, proposal, change);
                 return None;
             }
+            ProposalKind::Validator { change } => {
+                self.apply_validator_change(seq, proposal, change);
+                return None;
+            }
         };
         if let Some(p) = self.state.proposals.get_mut(&proposal) {
             p.rollout = Some(rollout);
@@ -482,6 +485,9 @@ impl Ledger {
             ProposalKind::Settings { change } => reasons.extend(self.check_settings_change(change)),
             ProposalKind::Requester { change } => {
                 reasons.extend(self.check_requester_change(change))
+            }
+            ProposalKind::Validator { change } => {
+                reasons.extend(self.check_validator_change(change))
             }
         }
         if reasons.is_empty() {

@@ -130,7 +130,7 @@ impl Ledger {
                     reasons.push("public_key is not a valid ed25519 key".into());
                 } else if now.values().any(|k| k == public_key) {
                     reasons.push("public_key is another requester's key".into());
-                } else if self.cfg.validators.contains(public_key) {
+                } else if self.validator_id(public_key).is_some() {
                     reasons.push("public_key is a validator's key".into());
                 } else if self.state.agents.iter().any(|a| a.key == *public_key) {
                     reasons.push("public_key is an agent's key".into());

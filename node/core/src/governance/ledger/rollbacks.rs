@@ -74,7 +74,7 @@ impl Ledger {
         issued_seq: u64,
         agents: &[String],
     ) -> Result<(), Rejection> {
-        if validator as usize >= self.cfg.validators.len() {
+        if !self.is_validator(validator) {
             return reject(format!("validator {validator} is not in the validator set"));
         }
         let r = self.active(id, RolloutStatus::InProgress)?;
@@ -93,7 +93,7 @@ impl Ledger {
         if agents.is_empty() || agents.iter().any(|a| !batch.contains(a)) {
             return reject("a no-data claim must name agents of the current batch");
         }
-        let needed = self.cfg.f() + 1;
+        let needed = self.validator_f() + 1;
         let Some(r) = self.state.rollouts.get_mut(&id) else {
             return reject(format!("unknown rollout {id}"));
         };

@@ -15,10 +15,10 @@ impl Ledger {
         issued_seq: u64,
         view: u64,
     ) -> Result<(), Rejection> {
-        if validator as usize >= self.cfg.validators.len() {
+        if !self.is_validator(validator) {
             return reject(format!("validator {validator} is not in the validator set"));
         }
-        let needed = self.cfg.f() + 1;
+        let needed = self.validator_f() + 1;
         let Some(r) = self.state.rollouts.get_mut(&id) else {
             return reject(format!("unknown rollout {id}"));
         };

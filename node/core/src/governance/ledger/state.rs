@@ -68,6 +68,10 @@ pub enum ProposalKind {
     Requester {
         change: super::requesters::RequesterChange,
     },
+    /// A validator removed or re-keyed.
+    Validator {
+        change: super::validators::ValidatorChange,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -303,6 +307,9 @@ pub struct LedgerState {
     /// (none: the genesis's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requesters: Option<BTreeMap<String, super::requesters::RequesterEntry>>,
+    /// The validator set once an approved proposal changed it (none: the genesis's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validators: Option<super::validators::ValidatorRoster>,
 }
 
 impl LedgerState {
@@ -325,6 +332,7 @@ impl LedgerState {
             notified,
             settings,
             requesters,
+            validators,
         } = self;
         let rest = serde_json::to_vec(&(
             known_good,
@@ -362,10 +370,16 @@ impl LedgerState {
             tagged.extend(serde_json::to_vec(r).unwrap_or_default());
             tagged
         });
+        let validators = validators.as_ref().map(|v| {
+            let mut tagged = b"validators:".to_vec();
+            tagged.extend(serde_json::to_vec(v).unwrap_or_default());
+            tagged
+        });
         let mut with = parts.to_vec();
         with.extend(notified.as_deref());
         with.extend(settings.as_deref());
         with.extend(requesters.as_deref());
+        with.extend(validators.as_deref());
         crate::consensus::Digest::of_parts(&with).0
     }
 

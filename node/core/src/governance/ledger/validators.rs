@@ -1,0 +1,246 @@
+//! The validator set, changed by the quorum: a requester proposes removing a validator or
+//! rotating its key; every validator checks the change (the id in force, a valid key no
+//! validator, requester or agent holds or held, at least 4 validators left, no rollout holding
+//! the fleet) and votes like on a promotion; at `q` approvals it applies at that sequence
+//! number on every replica. The batch that applies it is the last the old set orders: the
+//! replica moves to the new set right after it (`consensus/replica/epoch.rs`), and from the
+//! next batch on the ledger counts votes and evidence by the new set too.
+//!
+//! Who is a validator is decided here, by key, at execution (not by how the network edge
+//! resolved a signer), so every replica counts the same signer the same way whatever epoch its
+//! edge was in when the request arrived: a rotated-out or removed key is a validator's no
+//! more, and the rotated-in key is one from the next batch on.
+//!
+//! Until a change is approved the genesis's set holds and the state digest is the one a
+//! cluster had before validators could change.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ledger, Rejection};
+use crate::consensus::{ReplicaId, Seq, ValidatorSet};
+use crate::crypto::PublicKey;
+
+/// Fewest validators consensus runs with (f = 1).
+pub const MIN_VALIDATORS: usize = 4;
+
+/// A change to the validator set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ValidatorChange {
+    /// Take validator `id` out: from the next batch on it orders and votes on nothing.
+    Remove { id: u32 },
+    /// Give validator `id` a new key: from the next batch on only that key signs for it.
+    Rotate { id: u32, public_key: PublicKey },
+}
+
+impl ValidatorChange {
+    pub fn id(&self) -> u32 {
+        match self {
+            ValidatorChange::Remove { id } | ValidatorChange::Rotate { id, .. } => *id,
+        }
+    }
+
+    /// One line for events and `scbe status`.
+    pub fn describe(&self) -> String {
+        match self {
+            ValidatorChange::Remove { id } => format!("remove validator {id}"),
+            ValidatorChange::Rotate { id, public_key } => {
+                format!("rotate validator {id}'s key to {public_key}")
+            }
+        }
+    }
+}
+
+/// The validator set once a change applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorRoster {
+    /// How many changes applied since the genesis.
+    pub epoch: u64,
+    /// The seq of the batch that applied the last one.
+    pub start: u64,
+    /// Ids and keys in force, ids ascending.
+    pub members: Vec<(u32, PublicKey)>,
+    /// Every key a validator signed with and no longer does: none may come back, since a key
+    /// retired because it leaked would then count again.
+    pub retired: Vec<PublicKey>,
+}
+
+impl Ledger {
+    /// The validators in force, (id, key) by id: the genesis's until a change applies.
+    pub fn validator_members(&self) -> Vec<(u32, PublicKey)> {
+        match &self.state.validators {
+            Some(r) => r.members.clone(),
+            None => (0u32..).zip(self.cfg.validators.iter().copied()).collect(),
+        }
+    }
+
+    /// The validator that signs with `key` now, if any.
+    pub fn validator_id(&self, key: &PublicKey) -> Option<u32> {
+        match &self.state.validators {
+            Some(r) => r.members.iter().find(|(_, k)| k == key).map(|(id, _)| *id),
+            None => self
+                .cfg
+                .validators
+                .iter()
+                .position(|k| k == key)
+                .map(|i| i as u32),
+        }
+    }
+
+    /// Whether `id` is a validator in force.
+    pub fn is_validator(&self, id: u32) -> bool {
+        match &self.state.validators {
+            Some(r) => r.members.iter().any(|(i, _)| *i == id),
+            None => (id as usize) < self.cfg.validators.len(),
+        }
+    }
+
+    /// How many validators are in force.
+    pub fn validator_count(&self) -> usize {
+        self.state
+            .validators
+            .as_ref()
+            .map_or(self.cfg.validators.len(), |r| r.members.len())
+    }
+
+    /// Approvals a proposal needs: the quorum of the set in force.
+    pub fn validator_quorum(&self) -> usize {
+        crate::consensus::config::quorum_for(self.validator_count())
+    }
+
+    /// Faulty validators the set in force tolerates.
+    pub fn validator_f(&self) -> usize {
+        self.validator_count().saturating_sub(1) / 3
+    }
+
+    /// The epoch of the set in force (0: the genesis's).
+    pub fn validator_epoch(&self) -> u64 {
+        self.state.validators.as_ref().map_or(0, |r| r.epoch)
+    }
+
+    /// The set in force as consensus takes it, once a change applied.
+    pub fn validator_set(&self) -> Option<ValidatorSet> {
+        self.state.validators.as_ref().map(|r| ValidatorSet {
+            epoch: r.epoch,
+            start: Seq(r.start),
+            members: r
+                .members
+                .iter()
+                .map(|(id, k)| (ReplicaId(*id), *k))
+                .collect(),
+        })
+    }
+
+    /// Whether `key` is, or was, some validator's.
+    fn validator_key_ever(&self, key: &PublicKey) -> bool {
+        self.cfg.validators.contains(key)
+            || self
+                .state
+                .validators
+                .as_ref()
+                .is_some_and(|r| r.members.iter().any(|(_, k)| k == key) || r.retired.contains(key))
+    }
+
+    /// Everything wrong with `change` against the set in force (empty: it may apply).
+    pub fn check_validator_change(&self, change: &ValidatorChange) -> Vec<String> {
+        let mut reasons = Vec::new();
+        let id = change.id();
+        if !self.is_validator(id) {
+            reasons.push(format!("validator {id} is not in the validator set"));
+        }
+        match change {
+            ValidatorChange::Remove { .. } => {
+                if self.validator_count() <= MIN_VALIDATORS {
+                    reasons.push(format!(
+                        "the validator set would keep {} validators; consensus needs at least \
+                         {MIN_VALIDATORS} to tolerate one fault",
+                        self.validator_count().saturating_sub(1)
+                    ));
+                }
+            }
+            ValidatorChange::Rotate { public_key, .. } => {
+                if !public_key.is_valid() {
+                    reasons.push("public_key is not a valid ed25519 key".into());
+                } else if self.validator_key_ever(public_key) {
+                    reasons.push(
+                        "public_key is, or was, a validator's key: a rotation needs a new one"
+                            .into(),
+                    );
+                } else if self.requesters().values().any(|k| k == public_key) {
+                    reasons.push("public_key is a requester's key".into());
+                } else if self.state.agents.iter().any(|a| a.key == *public_key) {
+                    reasons.push("public_key is an agent's key".into());
+                }
+            }
+        }
+        if let Some(r) = self.state.active_rollout() {
+            reasons.push(format!(
+                "rollout {} ({}) is in progress; validator changes wait for it",
+                r.id, r.version
+            ));
+        }
+        reasons
+    }
+
+    /// A requester proposes `change`; it opens a proposal when it could apply now.
+    pub(super) fn propose_validator_change(
+        &mut self,
+        seq: u64,
+        change: ValidatorChange,
+    ) -> Result<u64, Rejection> {
+        let reasons = self.check_validator_change(&change);
+        if !reasons.is_empty() {
+            return Err(reasons);
+        }
+        let what = change.describe();
+        let kind = super::ProposalKind::Validator { change };
+        self.open_change(seq, Vec::new(), kind, "validators_proposed", what)
+    }
+
+    /// An approved change applies (checked again: applying stays deterministic whatever
+    /// happened since the votes were cast). The batch at `seq` is the old set's last.
+    pub(super) fn apply_validator_change(
+        &mut self,
+        seq: u64,
+        proposal: u64,
+        change: ValidatorChange,
+    ) {
+        let reasons = self.check_validator_change(&change);
+        if !self.still_applies(seq, proposal, reasons, "validators_not_applied") {
+            return;
+        }
+        let what = change.describe();
+        let members = self.validator_members();
+        let roster = self.state.validators.get_or_insert(ValidatorRoster {
+            epoch: 0,
+            start: 0,
+            members,
+            retired: Vec::new(),
+        });
+        match change {
+            ValidatorChange::Remove { id } => {
+                if let Some(at) = roster.members.iter().position(|(i, _)| *i == id) {
+                    let (_, key) = roster.members.remove(at);
+                    roster.retired.push(key);
+                }
+            }
+            ValidatorChange::Rotate { id, public_key } => {
+                if let Some(m) = roster.members.iter_mut().find(|(i, _)| *i == id) {
+                    roster.retired.push(m.1);
+                    m.1 = public_key;
+                }
+            }
+        }
+        roster.epoch += 1;
+        roster.start = seq;
+        let epoch = roster.epoch;
+        self.event(
+            seq,
+            crate::governance::stage::Tongue::UM,
+            "validators_changed",
+            format!("proposal:{proposal}"),
+            format!("{what}; epoch {epoch} orders from seq {}", seq + 1),
+        );
+    }
+}
