@@ -328,6 +328,7 @@ pub fn refusal_status(refused: &SubmitRefusal) -> Status {
     let message = refused.to_string();
     match refused {
         SubmitRefusal::NotARequester(_) => Status::permission_denied(message),
+        SubmitRefusal::ValidatorChangesUnsupported => Status::unimplemented(message),
         SubmitRefusal::Nonce(NonceError::TooFarAhead { .. }) => Status::invalid_argument(message),
         SubmitRefusal::Nonce(NonceError::Used { .. } | NonceError::TooOld { .. })
         | SubmitRefusal::NonceTaken { .. } => Status::failed_precondition(message),
