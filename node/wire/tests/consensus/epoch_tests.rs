@@ -397,6 +397,42 @@ fn a_replica_that_committed_old_slots_above_the_boundary_voids_them() {
         vec![(2, 1)],
         "the boundary by snapshot, then the new set's batch"
     );
+
+    // Its store still holds the old set's commit certificate at seq 3: a restart must not
+    // execute it above the boundary.
+    let old_3 = c.stores[3]
+        .iter()
+        .find_map(|r| match r {
+            Record::Committed(cert)
+                if cert.seq() == Seq(3) && cert.pre_prepare.value().view.epoch() == 0 =>
+            {
+                Some(cert.clone())
+            }
+            _ => None,
+        })
+        .expect("replica 3 committed the old set's seq 3 before the boundary");
+    c.restart_with_key(3, c.keys[3].clone()).expect("restores");
+    assert_eq!(c.replica(3).last_executed(), Seq(2));
+    assert_eq!(c.replica(3).app().digest(), c.replica(0).app().digest());
+
+    // Nor does a replica take it from a peer's state response: it is a valid certificate of
+    // the old set, for a seq the old set no longer orders.
+    let resp = StateResponse {
+        snapshot: None,
+        decided: vec![old_3],
+    };
+    let before = dropped(&c, 0, "state transfer with an invalid commit certificate");
+    let m = c.signed_by(
+        3,
+        Kind::StateResponse,
+        ProtoCodec.encode_state_response(&resp),
+    );
+    c.input(0, Input::Message(m));
+    assert_eq!(c.replica(0).last_executed(), Seq(2));
+    assert_eq!(
+        dropped(&c, 0, "state transfer with an invalid commit certificate"),
+        before + 1
+    );
 }
 
 /// A validator set consensus cannot run (here 3 validators: no fault tolerated) leaves the old
