@@ -484,3 +484,55 @@ fn a_set_consensus_cannot_run_leaves_the_old_one_in_force_everywhere_alike() {
         "none since the restart either"
     );
 }
+
+/// The old set's certificate at the boundary counts only the old set's keys: a checkpoint
+/// there signed by the key validator 3 rotated to is refused, and does not take the place of
+/// validator 3's old-key vote, which the certificate needs when another validator is missing.
+#[test]
+fn a_new_key_never_stands_in_for_the_old_one_in_the_boundary_certificate() {
+    let mut c = Cluster::new(4, 8);
+    c.isolate(2);
+    c.decide_each(0, 1..=2);
+    let new = Keypair::from_label("t3 rotated");
+    c.input(
+        0,
+        Input::ClientRequest(c.set_request(3, &rotated(&c, 3, &new))),
+    );
+    // Hold back replica 1's checkpoint at the boundary to replica 0.
+    let dir = c.dir.clone();
+    let mut held = Vec::new();
+    while let Some((from, to, bytes)) = c.queue.pop_front() {
+        let m = scbe_wire::open(&bytes, &dir).expect("opens");
+        if from == 1 && to == 0 && matches!(m.value(), Message::Checkpoint(cp) if cp.seq == Seq(3))
+        {
+            held.push(m);
+            continue;
+        }
+        c.input(to, Input::Message(m));
+    }
+    assert_eq!(c.replica(0).epoch(), 1);
+    // Its own vote and validator 3's old-key one are in: one short of the old quorum, so the
+    // certificate still holds the votes it had when the replica moved on.
+    assert!(c.replica(0).stable_checkpoint().proof.len() < 3);
+    // Validator 3's new key signs a checkpoint at the boundary.
+    let digest = c.replica(0).stable_checkpoint().state_digest;
+    let vote = Checkpoint {
+        seq: Seq(3),
+        state_digest: digest,
+    };
+    let env = Envelope::seal(Kind::Checkpoint, ProtoCodec.encode_checkpoint(&vote), &new);
+    let m = scbe_wire::open(&scbe_wire::encode_envelope(&env), c.directory_of(0))
+        .expect("the new key is in force at replica 0");
+    let before = dropped(&c, 0, "checkpoint signed by a key not in force");
+    c.input(0, Input::Message(m));
+    assert_eq!(
+        dropped(&c, 0, "checkpoint signed by a key not in force"),
+        before + 1
+    );
+    for m in held {
+        c.input(0, Input::Message(m));
+    }
+    let proof = &c.replica(0).stable_checkpoint().proof;
+    assert_eq!(proof.len(), 3, "the old set's quorum: 0, 1 and 3's old key");
+    assert!(proof.iter().all(|cp| *cp.signer() != new.public()));
+}
