@@ -226,6 +226,29 @@ impl Cluster {
         self.cut.clear();
     }
 
+    /// The commit certificates of replica `i`'s decisions, in order: its decided log.
+    pub fn decided_certificates(&self, i: usize) -> Vec<CommitCert> {
+        self.delivered[i]
+            .iter()
+            .map(|d| d.certificate.clone())
+            .collect()
+    }
+
+    /// The stable checkpoint certificates replica `i` persisted, the last one per seq, as the
+    /// audit trail keeps them (an epoch's boundary is persisted first with the votes in when
+    /// the replica moved on, then again once the old set's quorum is in).
+    pub fn stable_certificates(&self, i: usize) -> Vec<CheckpointCert> {
+        self.stores[i]
+            .iter()
+            .filter_map(|r| match r {
+                Record::Stable(s) => Some((s.seq, s.clone())),
+                _ => None,
+            })
+            .collect::<BTreeMap<_, _>>()
+            .into_values()
+            .collect()
+    }
+
     /// Requests replica `i` executed, over all its decisions.
     pub fn executed_requests(&self, i: usize) -> usize {
         self.delivered[i].iter().map(|d| d.executed.len()).sum()

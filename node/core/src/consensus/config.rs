@@ -228,10 +228,13 @@ impl ReplicaConfig {
         self.directory.member_at(view.in_epoch())
     }
 
-    /// This configuration for the validators of `directory` (the next epoch's): the quorum
-    /// follows n, and so do the byte limits where the ones in use would let a message of the
-    /// new n exceed the cap. Every replica computes the same from the same genesis settings.
-    pub fn for_directory(&self, directory: Directory) -> Result<Self, ConfigError> {
+    /// This configuration for the next epoch's validator `set` (its directory from this one's,
+    /// see [`Directory::next`]): the quorum follows n, and so do the byte limits where the
+    /// ones in use would let a message of the new n exceed the cap. Every replica, and the
+    /// offline replay, computes the same from the same genesis settings; an error means
+    /// consensus cannot run that set.
+    pub fn for_next_set(&self, set: &super::ValidatorSet) -> Result<Self, ConfigError> {
+        let directory = self.directory.next(set)?;
         let n = directory.n();
         if n < 4 {
             return Err(ConfigError::TooFewValidators(n));

@@ -133,12 +133,7 @@ impl<A: StateMachine> DecidedReplay<A> {
         if new_epoch {
             if let Some(set) = self.app.validator_set() {
                 // As the replica: a set consensus cannot run leaves the old one in force.
-                match self
-                    .cfg()
-                    .directory
-                    .next(&set)
-                    .and_then(|d| self.cfg().for_directory(d))
-                {
+                match self.cfg().for_next_set(&set) {
                     Ok(next) => self.epochs.push(next),
                     Err(_) => self.refused_epoch = Some(set.epoch),
                 }

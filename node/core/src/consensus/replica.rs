@@ -124,10 +124,6 @@ pub struct Replica<A: StateMachine> {
     cfg: ReplicaConfig,
     /// The previous epoch's, while this replica still counts its checkpoints at the boundary.
     previous: Option<Box<ReplicaConfig>>,
-    /// Its key is not in force in the epoch it is in (removed, its key rotated away from this
-    /// one, or rotated to this one in an epoch it has not reached yet): it follows decided
-    /// batches by state transfer without taking part, and re-sends its boundary checkpoint.
-    observing: bool,
     /// An epoch whose validator set the application holds but consensus cannot run (fewer
     /// than 4, a message over the cap): the old set stays in force (`replica/epoch.rs`).
     refused_epoch: Option<u64>,
@@ -281,7 +277,6 @@ impl<A: StateMachine> Replica<A> {
         app: A,
     ) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let observing = !cfg.directory.in_force(cfg.id, &key.public());
         let genesis = state_digest(Seq(0), app.digest(), &BTreeMap::new());
         Ok(Self {
             stable: CheckpointCert {
@@ -291,7 +286,6 @@ impl<A: StateMachine> Replica<A> {
             },
             cfg,
             previous: None,
-            observing,
             refused_epoch: None,
             key,
             codec,
@@ -369,7 +363,7 @@ impl<A: StateMachine> Replica<A> {
     /// yet): it votes on nothing, and catches up by state transfer in case a later epoch puts
     /// its key in force.
     pub fn observing(&self) -> bool {
-        self.observing
+        !self.cfg.directory.in_force(self.cfg.id, &self.key.public())
     }
     pub fn status(&self) -> Status {
         self.status
@@ -455,7 +449,7 @@ impl<A: StateMachine> Replica<A> {
 
     /// Handles one input; returns what the runtime must do, in order.
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
-        if self.observing {
+        if self.observing() {
             self.handle_observing(input);
             return std::mem::take(&mut self.out);
         }

@@ -19,11 +19,17 @@ fn members(c: &Cluster) -> Vec<(ReplicaId, PublicKey)> {
         .collect()
 }
 
-/// The members with validator `id`'s key replaced by `key`.
-fn rotated(c: &Cluster, id: usize, key: &Keypair) -> Vec<(ReplicaId, PublicKey)> {
-    let mut m = members(c);
-    m[id].1 = key.public();
-    m
+/// Decides requests 1 and 2 at replica 0, then hands it, as request 3, the change that
+/// rotates validator `id`'s key to a new one; returns (the old key, the new one). The caller
+/// runs the queue.
+fn propose_rotation_at_3(c: &mut Cluster, id: usize) -> (Keypair, Keypair) {
+    c.decide_each(0, 1..=2);
+    let old = c.keys[id].clone();
+    let new = Keypair::from_label(&format!("t{id} rotated"));
+    let mut set = members(c);
+    set[id].1 = new.public();
+    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    (old, new)
 }
 
 fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
@@ -52,13 +58,7 @@ fn prepare_signed_by(
 #[test]
 fn a_rotated_key_is_in_force_from_the_batch_after_the_change_and_the_old_one_never_counts_again() {
     let mut c = Cluster::new(4, 8);
-    c.decide_each(0, 1..=2);
-    let old = c.keys[3].clone();
-    let new = Keypair::from_label("t3 rotated");
-    c.input(
-        0,
-        Input::ClientRequest(c.set_request(3, &rotated(&c, 3, &new))),
-    );
+    let (old, new) = propose_rotation_at_3(&mut c, 3);
     c.run();
     for i in 0..4 {
         let r = c.replica(i);
@@ -198,12 +198,7 @@ fn a_removed_validator_is_retired_and_the_others_order_with_the_quorum_of_the_sm
 fn a_replica_behind_the_boundary_catches_up_across_it_and_observes_if_its_key_was_rotated() {
     let mut c = Cluster::new(4, 8);
     c.isolate(2);
-    c.decide_each(0, 1..=2);
-    let new = Keypair::from_label("t2 rotated");
-    c.input(
-        0,
-        Input::ClientRequest(c.set_request(3, &rotated(&c, 2, &new))),
-    );
+    let (_, new) = propose_rotation_at_3(&mut c, 2);
     c.run();
     c.decide_each(0, 4..=5);
     assert_eq!(c.replica(0).last_executed(), Seq(5));
@@ -234,12 +229,7 @@ fn a_replica_started_with_its_new_key_before_its_store_reached_the_rotation_obse
 {
     let mut c = Cluster::new(4, 8);
     c.isolate(2);
-    c.decide_each(0, 1..=2);
-    let new = Keypair::from_label("t2 rotated");
-    c.input(
-        0,
-        Input::ClientRequest(c.set_request(3, &rotated(&c, 2, &new))),
-    );
+    let (_, new) = propose_rotation_at_3(&mut c, 2);
     c.run();
     c.decide_each(0, 4..=5);
     c.heal();
@@ -290,35 +280,15 @@ fn the_new_epoch_changes_view_from_its_own_first_view_with_its_base_as_the_check
 #[test]
 fn a_decided_log_across_a_rotation_replays_with_each_epochs_set() {
     let mut c = Cluster::new(4, 4);
-    c.decide_each(0, 1..=2);
-    let old = c.keys[3].clone();
-    let new = Keypair::from_label("t3 rotated");
-    c.input(
-        0,
-        Input::ClientRequest(c.set_request(3, &rotated(&c, 3, &new))),
-    );
+    let (old, new) = propose_rotation_at_3(&mut c, 3);
     c.run();
     c.restart_with_key(3, new).expect("restores into epoch 1");
     c.decide_each(0, 4..=9);
     for i in 0..4 {
         c.fire_if_armed(i, TimerKind::Status);
     }
-    let certs: Vec<CommitCert> = c.delivered[0]
-        .iter()
-        .map(|d| d.certificate.clone())
-        .collect();
-    // The last record per seq, as the audit trail keeps them: the boundary's is persisted
-    // first with the votes in when the replica moved on, then again once the old set's quorum
-    // is in.
-    let stable: Vec<CheckpointCert> = c.stores[0]
-        .iter()
-        .filter_map(|r| match r {
-            Record::Stable(s) => Some((s.seq, s.clone())),
-            _ => None,
-        })
-        .collect::<std::collections::BTreeMap<_, _>>()
-        .into_values()
-        .collect();
+    let certs = c.decided_certificates(0);
+    let stable = c.stable_certificates(0);
     let seqs: Vec<u64> = stable.iter().map(|s| s.seq.0).collect();
     assert!(seqs.contains(&3) && seqs.contains(&8), "{seqs:?}");
 
@@ -492,12 +462,7 @@ fn a_set_consensus_cannot_run_leaves_the_old_one_in_force_everywhere_alike() {
 fn a_new_key_never_stands_in_for_the_old_one_in_the_boundary_certificate() {
     let mut c = Cluster::new(4, 8);
     c.isolate(2);
-    c.decide_each(0, 1..=2);
-    let new = Keypair::from_label("t3 rotated");
-    c.input(
-        0,
-        Input::ClientRequest(c.set_request(3, &rotated(&c, 3, &new))),
-    );
+    let (_, new) = propose_rotation_at_3(&mut c, 3);
     // Hold back replica 1's checkpoint at the boundary to replica 0.
     let dir = c.dir.clone();
     let mut held = Vec::new();

@@ -26,17 +26,8 @@ fn decided_log() -> (Cluster, Vec<CommitCert>, Vec<CheckpointCert>) {
     for i in 0..4 {
         c.fire_if_armed(i, TimerKind::Status);
     }
-    let certs: Vec<CommitCert> = c.delivered[0]
-        .iter()
-        .map(|d| d.certificate.clone())
-        .collect();
-    let stable: Vec<CheckpointCert> = c.stores[0]
-        .iter()
-        .filter_map(|r| match r {
-            Record::Stable(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect();
+    let certs = c.decided_certificates(0);
+    let stable = c.stable_certificates(0);
     (c, certs, stable)
 }
 

@@ -23,9 +23,9 @@
 //!   the epoch that puts its key in force.
 
 use super::super::action::{Record, TimerKind};
-use super::super::message::{Checkpoint, CheckpointCert, Signed};
+use super::super::message::{Checkpoint, CheckpointCert, Request, Signed};
 use super::super::state_machine::StateMachine;
-use super::super::types::{ReplicaId, Seq, View};
+use super::super::types::{Digest, ReplicaId, Seq, View};
 use super::{Replica, Status};
 
 impl<A: StateMachine> Replica<A> {
@@ -36,19 +36,18 @@ impl<A: StateMachine> Replica<A> {
         epoch != self.cfg.directory.epoch() && Some(epoch) != self.refused_epoch
     }
 
-    /// Moves to the application's validator set, after its own checkpoint at `seq` (the batch
-    /// that changed it, or a snapshot taken after it). A set consensus cannot run (fewer than 4,
-    /// a message over the cap) leaves the old one in force, on every replica alike.
+    /// Moves to the application's validator set if it changed, after its own checkpoint at
+    /// `seq` (the batch that changed it, or a snapshot taken after it). A set consensus cannot
+    /// run (fewer than 4, a message over the cap) leaves the old one in force, on every replica
+    /// alike.
     pub(super) fn enter_epoch(&mut self, seq: Seq) {
+        if !self.app_changed_epoch() {
+            return;
+        }
         let Some(set) = self.app.validator_set() else {
             return;
         };
-        let next = self
-            .cfg
-            .directory
-            .next(&set)
-            .and_then(|d| self.cfg.for_directory(d));
-        let next = match next {
+        let next = match self.cfg.for_next_set(&set) {
             Ok(cfg) => cfg,
             Err(_) => {
                 // Remembered, so the batches after it do not each count as a change (and take
@@ -105,7 +104,6 @@ impl<A: StateMachine> Replica<A> {
         self.proposed.clear();
         self.propose_from = 0;
         self.next_seq = seq.next();
-        self.observing = !self.cfg.directory.in_force(self.cfg.id, &self.key.public());
         if self.stable.seq < seq {
             // The base of the epoch: every replica of it executed up to here. Its proof is the
             // old set's checkpoints, as many as are in; `on_boundary_checkpoint` completes it.
@@ -124,11 +122,7 @@ impl<A: StateMachine> Replica<A> {
     }
 
     /// The old set's checkpoints at `seq` for `digest`, from keys it held in force.
-    fn boundary_votes(
-        &self,
-        seq: Seq,
-        digest: super::super::types::Digest,
-    ) -> Vec<Signed<Checkpoint>> {
+    fn boundary_votes(&self, seq: Seq, digest: Digest) -> Vec<Signed<Checkpoint>> {
         let Some(old) = self.previous.as_deref() else {
             return Vec::new();
         };
@@ -171,7 +165,7 @@ impl<A: StateMachine> Replica<A> {
 
     /// Puts a request of a voided slot back among those waiting, unless it executed or waits
     /// already.
-    fn requeue(&mut self, r: super::super::message::Signed<super::super::message::Request>) {
+    fn requeue(&mut self, r: Signed<Request>) {
         let id = (*r.signer(), r.value().nonce);
         if !self.nonce_fresh(&id.0, id.1)
             || self.pending_ids.contains_key(&id)
@@ -179,8 +173,6 @@ impl<A: StateMachine> Replica<A> {
         {
             return;
         }
-        self.arrivals += 1;
-        self.pending_ids.insert(id, self.arrivals);
-        self.pending.insert(self.arrivals, r);
+        self.enqueue(id, r);
     }
 }

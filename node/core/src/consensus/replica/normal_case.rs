@@ -247,9 +247,8 @@ impl<A: StateMachine> Replica<A> {
         if checkpoint_due {
             self.take_checkpoint(seq);
         }
-        if new_epoch {
-            self.enter_epoch(seq);
-        }
+        // After the checkpoint: it is signed under the set that ordered the batch.
+        self.enter_epoch(seq);
     }
 
     /// PBFT's retransmission: for slots of the current view that are not committed yet, send

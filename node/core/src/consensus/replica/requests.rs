@@ -8,7 +8,7 @@ use super::super::action::{Action, Record};
 use super::super::limits;
 use super::super::message::{batch_digest, Envelope, PrePrepare, Request, Signed};
 use super::super::state_machine::StateMachine;
-use super::{Replica, Status, MAX_OWN_RETRANSMIT};
+use super::{Replica, RequestId, Status, MAX_OWN_RETRANSMIT};
 
 impl<A: StateMachine> Replica<A> {
     pub(super) fn on_request(&mut self, r: Signed<Request>, from_client: bool) {
@@ -33,14 +33,19 @@ impl<A: StateMachine> Replica<A> {
         if self.pending.len() >= self.cfg.max_pending {
             return self.drop_input("pending queue full");
         }
-        self.arrivals += 1;
-        self.pending_ids.insert(id, self.arrivals);
-        self.pending.insert(self.arrivals, r.clone());
+        self.enqueue(id, r.clone());
         if from_client {
             self.relay(r);
         }
         self.arm_request_timer(false);
         self.try_propose();
+    }
+
+    /// Adds `r` (identified by `id`) at the end of the pending queue.
+    pub(super) fn enqueue(&mut self, id: RequestId, r: Signed<Request>) {
+        self.arrivals += 1;
+        self.pending_ids.insert(id, self.arrivals);
+        self.pending.insert(self.arrivals, r);
     }
 
     /// The primary proposes batches while it has unproposed requests, room in the window and

@@ -100,9 +100,7 @@ impl<A: StateMachine> Replica<A> {
             r.nonces = snap.nonces.clone();
             r.last_executed = stable_seq;
             r.snapshots.insert(stable_seq, (digest, snap));
-            if r.app_changed_epoch() {
-                r.enter_epoch(stable_seq);
-            }
+            r.enter_epoch(stable_seq);
         } else if stable_seq > Seq(0) {
             // The snapshot at the stable checkpoint was not persisted (a large state is
             // persisted only every so often, see `snapshot_persist_floor`): start from the
@@ -113,9 +111,7 @@ impl<A: StateMachine> Replica<A> {
                 r.app.restore(&base.app_state)?;
                 r.nonces = base.nonces.clone();
                 r.last_executed = base.seq;
-                if r.app_changed_epoch() {
-                    r.enter_epoch(base.seq);
-                }
+                r.enter_epoch(base.seq);
             }
             while r.last_executed < stable_seq {
                 let seq = r.last_executed.next();

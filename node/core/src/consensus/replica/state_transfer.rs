@@ -297,9 +297,7 @@ impl<A: StateMachine> Replica<A> {
         });
         let seq = cert.seq;
         self.make_stable(cert);
-        if self.app_changed_epoch() {
-            self.enter_epoch(seq);
-        }
+        self.enter_epoch(seq);
         self.backoff = 0;
         self.backoff_before_view = 0;
         self.arm_request_timer(true);

@@ -67,41 +67,40 @@ pub struct ValidatorRoster {
 }
 
 impl Ledger {
-    /// The validators in force, (id, key) by id: the genesis's until a change applies.
+    /// The validators in force, (id, key) by id: the genesis's (ids `0..n`) until a change
+    /// applies.
+    /// (Asked for every request applied: no allocation.)
+    fn members(&self) -> impl Iterator<Item = (u32, &PublicKey)> {
+        let changed = self.state.validators.as_ref();
+        let genesis = changed
+            .is_none()
+            .then_some(&self.cfg.validators)
+            .into_iter()
+            .flatten();
+        let now = changed
+            .into_iter()
+            .flat_map(|r| r.members.iter().map(|(id, k)| (*id, k)));
+        now.chain((0u32..).zip(genesis))
+    }
+
+    /// The validators in force, (id, key) by id.
     pub fn validator_members(&self) -> Vec<(u32, PublicKey)> {
-        match &self.state.validators {
-            Some(r) => r.members.clone(),
-            None => (0u32..).zip(self.cfg.validators.iter().copied()).collect(),
-        }
+        self.members().map(|(id, k)| (id, *k)).collect()
     }
 
     /// The validator that signs with `key` now, if any.
     pub fn validator_id(&self, key: &PublicKey) -> Option<u32> {
-        match &self.state.validators {
-            Some(r) => r.members.iter().find(|(_, k)| k == key).map(|(id, _)| *id),
-            None => self
-                .cfg
-                .validators
-                .iter()
-                .position(|k| k == key)
-                .map(|i| i as u32),
-        }
+        self.members().find(|(_, k)| *k == key).map(|(id, _)| id)
     }
 
     /// Whether `id` is a validator in force.
     pub fn is_validator(&self, id: u32) -> bool {
-        match &self.state.validators {
-            Some(r) => r.members.iter().any(|(i, _)| *i == id),
-            None => (id as usize) < self.cfg.validators.len(),
-        }
+        self.members().any(|(i, _)| i == id)
     }
 
     /// How many validators are in force.
     pub fn validator_count(&self) -> usize {
-        self.state
-            .validators
-            .as_ref()
-            .map_or(self.cfg.validators.len(), |r| r.members.len())
+        self.members().count()
     }
 
     /// Approvals a proposal needs: the quorum of the set in force.
@@ -190,12 +189,9 @@ impl Ledger {
         change: ValidatorChange,
     ) -> Result<u64, Rejection> {
         let reasons = self.check_validator_change(&change);
-        if !reasons.is_empty() {
-            return Err(reasons);
-        }
         let what = change.describe();
         let kind = super::ProposalKind::Validator { change };
-        self.open_change(seq, Vec::new(), kind, "validators_proposed", what)
+        self.open_change(seq, reasons, kind, "validators_proposed", what)
     }
 
     /// An approved change applies (checked again: applying stays deterministic whatever
