@@ -143,8 +143,8 @@ fn consensus_seeds(
     vote: &Signed<Vote>,
 ) -> (Vec<KindPayload>, Vec<Vec<u8>>) {
     use scbe_core::consensus::{
-        Checkpoint, CheckpointCert, CommitCert, Heartbeat, NewView, PreparedCert, Record,
-        ReplicaId, StateRequest, StateResponse, ViewChange,
+        Checkpoint, CheckpointCert, CommitCert, EpochLink, Heartbeat, NewView, PreparedCert,
+        Record, ReplicaId, StateRequest, StateResponse, ValidatorSet, ViewChange,
     };
     let c = ProtoCodec;
     let by = |i: usize| Principal::Validator(ReplicaId(i as u32));
@@ -155,9 +155,17 @@ fn consensus_seeds(
         &validators[2],
         by(2),
     );
+    let genesis_set =
+        ValidatorSet::genesis(&validators.iter().map(|k| k.public()).collect::<Vec<_>>());
+    let mut next_set = genesis_set.clone();
+    next_set.epoch = 1;
+    next_set.start = Seq(1);
+    next_set.members.pop();
+    // A boundary checkpoint: the decoders also see the next set's digest and an epoch link.
     let checkpoint = Checkpoint {
         seq: Seq(1),
         state_digest: scbe_core::consensus::Digest::of_parts(&[b"fuzz"]),
+        next_set: Some(next_set.digest()),
     };
     let signed_cp = Signed::seal(
         checkpoint,
@@ -169,7 +177,13 @@ fn consensus_seeds(
     let stable = CheckpointCert {
         seq: Seq(1),
         state_digest: checkpoint.state_digest,
+        next_set: checkpoint.next_set,
         proof: vec![signed_cp.clone()],
+    };
+    let link = EpochLink {
+        previous: genesis_set,
+        boundary: stable.clone(),
+        set: next_set,
     };
     let prepared = PreparedCert {
         pre_prepare: pp.clone(),
@@ -199,6 +213,7 @@ fn consensus_seeds(
     let response = StateResponse {
         snapshot: None,
         decided: vec![committed.clone()],
+        epochs: vec![link.clone()],
     };
     let payloads = vec![
         (Kind::PrePrepare, pp.envelope().payload.clone()),
@@ -212,6 +227,7 @@ fn consensus_seeds(
             c.encode_state_request(&StateRequest {
                 after: Seq(3),
                 snapshot_offset: 0,
+                epoch: 1,
             }),
         ),
         (Kind::StateResponse, c.encode_state_response(&response)),
@@ -235,6 +251,7 @@ fn consensus_seeds(
         Record::Stable(stable),
         Record::ViewChange(signed_vc),
         Record::NonceReservation { up_to: 64 },
+        Record::EpochLink(link),
     ]
     .iter()
     .map(scbe_wire::encode_record)

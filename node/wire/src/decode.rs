@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use scbe_core::consensus::{
-    Checkpoint, CheckpointCert, CommitCert, Digest, Directory, Envelope, Heartbeat, Kind, Message,
-    NewView, PrePrepare, PreparedCert, Relay, Request, Seq, Signed, Snapshot, SnapshotPart,
-    StateRequest, StateResponse, Suspect, View, ViewChange, Vote,
+    Checkpoint, CheckpointCert, CommitCert, Digest, Directory, Envelope, EpochLink, Heartbeat,
+    Kind, Message, NewView, PrePrepare, PreparedCert, Relay, ReplicaId, Request, Seq, Signed,
+    Snapshot, SnapshotPart, StateRequest, StateResponse, Suspect, ValidatorSet, View, ViewChange,
+    Vote,
 };
 use scbe_core::crypto::{self, PublicKey, Signature};
 use scbe_proto::v1 as pb;
@@ -177,11 +178,24 @@ pub(crate) fn decode_vote(_: &Cx<'_>, b: &[u8]) -> Result<Vote, WireError> {
     })
 }
 
+/// An optional digest: empty bytes mean absent.
+pub(crate) fn opt_digest(
+    what: &'static str,
+    field: &'static str,
+    b: &[u8],
+) -> Result<Option<Digest>, WireError> {
+    if b.is_empty() {
+        return Ok(None);
+    }
+    digest(what, field, b).map(Some)
+}
+
 pub(crate) fn decode_checkpoint(_: &Cx<'_>, b: &[u8]) -> Result<Checkpoint, WireError> {
     let p: pb::Checkpoint = decode("checkpoint", b)?;
     Ok(Checkpoint {
         seq: Seq(p.seq),
         state_digest: digest("checkpoint", "state_digest", &p.state_digest)?,
+        next_set: opt_digest("checkpoint", "next_set", &p.next_set)?,
     })
 }
 
@@ -193,7 +207,69 @@ pub(crate) fn checkpoint_cert_from_proto(
     Ok(CheckpointCert {
         seq: Seq(p.seq),
         state_digest: digest(W, "state_digest", &p.state_digest)?,
+        next_set: opt_digest(W, "next_set", &p.next_set)?,
         proof: open_many(cx, W, Kind::Checkpoint, p.checkpoints, decode_checkpoint)?,
+    })
+}
+
+/// Members a validator set from a peer or the store may name (far beyond any set consensus
+/// runs: the message cap refuses those long before).
+const MAX_SET_MEMBERS: usize = 4096;
+/// Links one state response may carry (the sender's own cap is lower, see `limits`).
+const MAX_LINKS: usize = 64;
+
+pub(crate) fn validator_set_from_proto(
+    what: &'static str,
+    p: Option<pb::ValidatorSet>,
+) -> Result<ValidatorSet, WireError> {
+    let p = p.ok_or(WireError::BadField {
+        what,
+        field: "set",
+        reason: "missing",
+    })?;
+    if p.members.len() > MAX_SET_MEMBERS {
+        return Err(WireError::BadField {
+            what,
+            field: "members",
+            reason: "more members than any validator set has",
+        });
+    }
+    let members = p
+        .members
+        .into_iter()
+        .map(|m| Ok((ReplicaId(m.id), PublicKey::from_slice(&m.public_key)?)))
+        .collect::<Result<_, WireError>>()?;
+    Ok(ValidatorSet {
+        epoch: p.epoch,
+        start: Seq(p.start),
+        members,
+    })
+}
+
+/// A link of the validator-set chain: its boundary certificate is opened with the keys of the
+/// set the link says signed it (the replica checks that set is the one it trusts).
+pub(crate) fn epoch_link_from_proto(cx: &Cx<'_>, p: pb::EpochLink) -> Result<EpochLink, WireError> {
+    const W: &str = "epoch_link";
+    let previous = validator_set_from_proto(W, p.previous)?;
+    let set = validator_set_from_proto(W, p.set)?;
+    let signers = Directory::of_set(&previous, Vec::new()).map_err(|_| WireError::BadField {
+        what: W,
+        field: "previous",
+        reason: "not a valid validator set",
+    })?;
+    let boundary = p.boundary.ok_or(WireError::BadField {
+        what: W,
+        field: "boundary",
+        reason: "missing",
+    })?;
+    let signers_cx = Cx {
+        dir: &signers,
+        cache: cx.cache,
+    };
+    Ok(EpochLink {
+        previous,
+        boundary: checkpoint_cert_from_proto(&signers_cx, boundary)?,
+        set,
     })
 }
 
@@ -300,6 +376,38 @@ pub(crate) fn snapshot_from_proto(p: pb::Snapshot) -> Result<Snapshot, WireError
 pub(crate) fn decode_state_response(cx: &Cx<'_>, b: &[u8]) -> Result<StateResponse, WireError> {
     const W: &str = "state_response";
     let p: pb::StateResponse = decode(W, b)?;
+    if p.epochs.len() > MAX_LINKS {
+        return Err(WireError::BadField {
+            what: W,
+            field: "epochs",
+            reason: "more epoch links than a response carries",
+        });
+    }
+    let epochs: Vec<EpochLink> = p
+        .epochs
+        .into_iter()
+        .map(|l| epoch_link_from_proto(cx, l))
+        .collect::<Result<_, _>>()?;
+    // What later sets signed (the snapshot's certificate, decided batches) resolves with the
+    // keys the links name; the replica checks each against the set the chain proves.
+    let later;
+    let cx = if epochs.is_empty() {
+        cx
+    } else {
+        let dir = cx
+            .dir
+            .resolving(epochs.iter().flat_map(|l| [&l.previous, &l.set]))
+            .map_err(|_| WireError::BadField {
+                what: W,
+                field: "epochs",
+                reason: "a link names a key that is not a valid point",
+            })?;
+        later = (dir, cx.cache);
+        &Cx {
+            dir: &later.0,
+            cache: later.1,
+        }
+    };
     let snapshot = match (p.checkpoint, p.snapshot) {
         (Some(c), Some(s)) => {
             let s = snapshot_from_proto(s)?;
@@ -341,6 +449,7 @@ pub(crate) fn decode_state_response(cx: &Cx<'_>, b: &[u8]) -> Result<StateRespon
             .into_iter()
             .map(|c| commit_cert_from_proto(cx, c))
             .collect::<Result<_, _>>()?,
+        epochs,
     })
 }
 
@@ -358,6 +467,7 @@ pub(crate) fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Messag
             Message::StateRequest(StateRequest {
                 after: Seq(p.after_seq),
                 snapshot_offset: p.snapshot_offset,
+                epoch: p.epoch,
             })
         }
         Kind::StateResponse => Message::StateResponse(decode_state_response(cx, b)?),

@@ -3,7 +3,8 @@
 
 use prost::Message as _;
 use scbe_core::consensus::{
-    CheckpointCert, CommitCert, Digest, Envelope, Kind, PreparedCert, Signed, Snapshot,
+    CheckpointCert, CommitCert, Digest, Envelope, EpochLink, Kind, PreparedCert, Signed, Snapshot,
+    ValidatorSet,
 };
 use scbe_proto::v1 as pb;
 
@@ -45,11 +46,40 @@ pub(crate) fn digest_bytes(d: &Digest) -> prost::bytes::Bytes {
     d.as_bytes().to_vec().into()
 }
 
+/// An optional digest: empty bytes when absent.
+pub(crate) fn opt_digest_bytes(d: &Option<Digest>) -> prost::bytes::Bytes {
+    d.as_ref().map(digest_bytes).unwrap_or_default()
+}
+
 pub(crate) fn checkpoint_cert_to_proto(c: &CheckpointCert) -> pb::CheckpointCertificate {
     pb::CheckpointCertificate {
         seq: c.seq.0,
         state_digest: digest_bytes(&c.state_digest),
         checkpoints: envelopes(&c.proof),
+        next_set: opt_digest_bytes(&c.next_set),
+    }
+}
+
+pub(crate) fn validator_set_to_proto(s: &ValidatorSet) -> pb::ValidatorSet {
+    pb::ValidatorSet {
+        epoch: s.epoch,
+        start: s.start.0,
+        members: s
+            .members
+            .iter()
+            .map(|(id, key)| pb::ValidatorMember {
+                id: id.0,
+                public_key: key.as_bytes().to_vec().into(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn epoch_link_to_proto(l: &EpochLink) -> pb::EpochLink {
+    pb::EpochLink {
+        previous: Some(validator_set_to_proto(&l.previous)),
+        boundary: Some(checkpoint_cert_to_proto(&l.boundary)),
+        set: Some(validator_set_to_proto(&l.set)),
     }
 }
 

@@ -9,8 +9,8 @@ use scbe_core::consensus::{
 use scbe_proto::v1 as pb;
 
 use crate::encode::{
-    checkpoint_cert_to_proto, commit_cert_to_proto, digest_bytes, envelopes, prepared_to_proto,
-    snapshot_to_proto,
+    checkpoint_cert_to_proto, commit_cert_to_proto, digest_bytes, envelopes, epoch_link_to_proto,
+    opt_digest_bytes, prepared_to_proto, snapshot_to_proto,
 };
 
 /// The prost implementation of the core's [`Codec`].
@@ -49,6 +49,7 @@ impl Codec for ProtoCodec {
         pb::Checkpoint {
             seq: v.seq.0,
             state_digest: digest_bytes(&v.state_digest),
+            next_set: opt_digest_bytes(&v.next_set),
         }
         .encode_to_vec()
     }
@@ -75,6 +76,7 @@ impl Codec for ProtoCodec {
         pb::StateRequest {
             after_seq: v.after.0,
             snapshot_offset: v.snapshot_offset,
+            epoch: v.epoch,
         }
         .encode_to_vec()
     }
@@ -120,6 +122,7 @@ impl Codec for ProtoCodec {
             decided: v.decided.iter().map(commit_cert_to_proto).collect(),
             snapshot_offset: part.offset,
             snapshot_total: part.total,
+            epochs: v.epochs.iter().map(epoch_link_to_proto).collect(),
         }
         .encode_to_vec()
     }

@@ -10,11 +10,12 @@ use scbe_proto::v1 as pb;
 
 use crate::decode::{
     checkpoint_cert_from_proto, commit_cert_from_proto, decode, decode_new_view,
-    decode_view_change, digest, open_one, prepared_from_proto, snapshot_from_proto, Cx,
+    decode_view_change, digest, epoch_link_from_proto, open_one, prepared_from_proto,
+    snapshot_from_proto, Cx,
 };
 use crate::encode::{
     checkpoint_cert_to_proto, commit_cert_to_proto, digest_bytes, envelope_to_proto,
-    prepared_to_proto, snapshot_to_proto,
+    epoch_link_to_proto, prepared_to_proto, snapshot_to_proto,
 };
 use crate::wire_error::WireError;
 
@@ -43,6 +44,7 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
             None => R::EnteredView(view.0),
         },
         Record::NonceReservation { up_to } => R::NonceReservation(*up_to),
+        Record::EpochLink(l) => R::EpochLink(epoch_link_to_proto(l)),
     };
     pb::StoredRecord { record: Some(r) }.encode_to_vec()
 }
@@ -58,6 +60,7 @@ pub enum StoredKind {
     ViewChange,
     EnteredView,
     NonceReservation,
+    EpochLink,
 }
 
 /// What a record is about (kind and sequence number), as [`stored_record_key`] reads it back
@@ -74,6 +77,7 @@ pub fn record_key(r: &Record) -> (StoredKind, Option<u64>) {
         R::ViewChange(_) => (StoredKind::ViewChange, None),
         R::EnteredView { .. } => (StoredKind::EnteredView, None),
         R::NonceReservation { .. } => (StoredKind::NonceReservation, None),
+        R::EpochLink(l) => (StoredKind::EpochLink, Some(l.boundary.seq.0)),
     }
 }
 
@@ -96,6 +100,7 @@ pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {
         R::ViewChange(_) => (StoredKind::ViewChange, None),
         R::EnteredView(_) | R::EnteredNewView(_) => (StoredKind::EnteredView, None),
         R::NonceReservation(_) => (StoredKind::NonceReservation, None),
+        R::EpochLink(l) => (StoredKind::EpochLink, l.boundary.map(|b| b.seq)),
     })
 }
 
@@ -182,5 +187,6 @@ pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError>
             }
         }
         R::NonceReservation(up_to) => Record::NonceReservation { up_to },
+        R::EpochLink(l) => Record::EpochLink(epoch_link_from_proto(cx, l)?),
     })
 }

@@ -123,6 +123,10 @@ pub enum Record {
     /// replica, which ignores it) before the first request of each block of nonces leaves;
     /// only the newest is kept.
     NonceReservation { up_to: u64 },
+    /// A link of the validator-set chain this replica made at its own boundary or checked in a
+    /// state response: kept for good (never garbage-collected), so that after a restart it can
+    /// still prove later sets to replicas in earlier epochs.
+    EpochLink(super::EpochLink),
 }
 
 impl Record {
@@ -136,7 +140,8 @@ impl Record {
             Record::Stable(_)
             | Record::ViewChange(_)
             | Record::EnteredView { .. }
-            | Record::NonceReservation { .. } => None,
+            | Record::NonceReservation { .. }
+            | Record::EpochLink(_) => None,
         }
     }
 }

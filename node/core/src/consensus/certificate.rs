@@ -192,7 +192,7 @@ pub fn check_checkpoint_cert(
     }
     let what = "checkpoint certificate";
     let ids = distinct_matching(cfg, what, &cert.proof, |c| {
-        c.seq == cert.seq && c.state_digest == cert.state_digest
+        c.seq == cert.seq && c.state_digest == cert.state_digest && c.next_set == cert.next_set
     })?;
     if ids.len() < cfg.quorum() {
         return Err(CertError::NotEnoughVotes {

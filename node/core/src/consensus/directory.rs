@@ -88,6 +88,29 @@ impl Directory {
         Ok(next)
     }
 
+    /// This directory with the members of `sets` resolving to their validator where their
+    /// key is not known here (never in force): how the network edge opens what later
+    /// validator sets signed in a state response that carries the chain's links. The replica
+    /// then checks every signer against the set the chain proves (`in_force`), so a key a link
+    /// names wrongly only gets its message refused.
+    pub fn resolving<'a>(
+        &self,
+        sets: impl IntoIterator<Item = &'a ValidatorSet>,
+    ) -> Result<Self, ConfigError> {
+        let mut out = self.clone();
+        for set in sets {
+            for (id, key) in &set.members {
+                if out.principals.contains_key(key) {
+                    continue;
+                }
+                let verifier = Verifier::new(*key).map_err(|_| ConfigError::InvalidKey(*key))?;
+                out.principals
+                    .insert(*key, (Principal::Validator(*id), verifier));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn n(&self) -> usize {
         self.validators.len()
     }

@@ -33,6 +33,13 @@ const PRE_PREPARE_FRAMING_BYTES: usize = 320;
 const VOTE_BYTES: usize = 256;
 /// A stable checkpoint certificate: per checkpoint vote.
 const CHECKPOINT_VOTE_BYTES: usize = 256;
+/// Links of the validator-set chain one state response carries (a replica further behind asks
+/// again from the last one it checked): at most this many, and past the first only while they
+/// add up to [`EPOCH_LINKS_BYTES`].
+pub const MAX_EPOCH_LINKS: usize = 8;
+pub const EPOCH_LINKS_BYTES: usize = 512 * 1024;
+/// A member of a validator set in a link: its id and key with their framing (generous).
+const SET_MEMBER_BYTES: usize = 64;
 /// Prepared certificates of an accepted view change may add up to this many window budgets.
 pub const VIEW_CHANGE_SLACK: usize = 2;
 
@@ -80,14 +87,28 @@ pub fn worst_case(i: &SizeInputs) -> WorstCase {
         + i.quorum * VIEW_CHANGE_SLACK * i.max_window_bytes
         + slots * PRE_PREPARE_FRAMING_BYTES
         + 256;
-    // Decided batches up to the budget, the last one possibly full, each with q commits.
-    let state_response = i.max_transfer_bytes + i.max_batch_bytes + slots * slot_framing + 256;
+    // Decided batches up to the budget, the last one possibly full, each with q commits; the
+    // snapshot's certificate; the chain's links, at most their count, and past the first only
+    // within their budget (each counted at today's n: a link of a set larger than today's is
+    // the only way past this estimate, and the eighth of the cap kept in reserve covers sets
+    // of hundreds).
+    let link = checkpoint + 2 * i.n * SET_MEMBER_BYTES + 256;
+    let links = (MAX_EPOCH_LINKS * link).min(EPOCH_LINKS_BYTES + link);
+    let state_response =
+        i.max_transfer_bytes + i.max_batch_bytes + slots * slot_framing + checkpoint + links + 256;
     WorstCase {
         pre_prepare,
         view_change,
         new_view,
         state_response,
     }
+}
+
+/// What a link of the validator-set chain costs in a state response (generously).
+pub fn link_bytes(link: &super::EpochLink) -> usize {
+    link.boundary.proof.len() * CHECKPOINT_VOTE_BYTES
+        + (link.previous.n() + link.set.n()) * SET_MEMBER_BYTES
+        + 512
 }
 
 /// The largest window budget for which a new-view of `n` validators always fits.

@@ -221,6 +221,9 @@ pub struct Vote {
 pub struct Checkpoint {
     pub seq: Seq,
     pub state_digest: Digest,
+    /// Only at an epoch's boundary: the digest of the validator set in force after `seq`, so
+    /// the old set's quorum vouches for the new one (see [`super::EpochLink`]).
+    pub next_set: Option<Digest>,
 }
 
 /// Proof that the replicated state at `seq` has `state_digest`: `q` matching signed checkpoints,
@@ -229,6 +232,8 @@ pub struct Checkpoint {
 pub struct CheckpointCert {
     pub seq: Seq,
     pub state_digest: Digest,
+    /// As in every checkpoint of the proof.
+    pub next_set: Option<Digest>,
     pub proof: Vec<Signed<Checkpoint>>,
 }
 
@@ -273,6 +278,9 @@ pub struct StateRequest {
     /// Bytes of the responder's stable snapshot the requester already holds: a snapshot
     /// larger than one message travels in chunks.
     pub snapshot_offset: u64,
+    /// The newest validator-set epoch whose signatures the requester can check: the
+    /// responder sends the chain's links after it.
+    pub epoch: u64,
 }
 
 /// Replica state at a checkpoint: the application's snapshot and the executed nonce per signer.
@@ -289,6 +297,8 @@ pub struct StateResponse {
     /// `[part.offset, part.offset + len)` of `part.total`.
     pub snapshot: Option<(CheckpointCert, Snapshot, SnapshotPart)>,
     pub decided: Vec<CommitCert>,
+    /// The validator-set chain after the requester's epoch, oldest first.
+    pub epochs: Vec<super::EpochLink>,
 }
 
 /// The primary's periodic liveness signal (sent only while it leads `view` in normal operation).

@@ -127,6 +127,9 @@ pub struct Replica<A: StateMachine> {
     /// An epoch whose validator set the application holds but consensus cannot run (fewer
     /// than 4, a message over the cap): the old set stays in force (`replica/epoch.rs`).
     refused_epoch: Option<u64>,
+    /// The validator-set chain this replica made or checked, by the epoch each link leads to:
+    /// what it proves later sets with to replicas behind (`replica/state_transfer.rs`).
+    epoch_links: BTreeMap<u64, super::EpochLink>,
     key: Keypair,
     codec: Arc<dyn Codec>,
     app: A,
@@ -282,11 +285,13 @@ impl<A: StateMachine> Replica<A> {
             stable: CheckpointCert {
                 seq: Seq(0),
                 state_digest: genesis,
+                next_set: None,
                 proof: Vec::new(),
             },
             cfg,
             previous: None,
             refused_epoch: None,
+            epoch_links: BTreeMap::new(),
             key,
             codec,
             app,
@@ -373,6 +378,10 @@ impl<A: StateMachine> Replica<A> {
     }
     pub fn stable_checkpoint(&self) -> &CheckpointCert {
         &self.stable
+    }
+    /// The links of the validator-set chain this replica holds, by the epoch each leads to.
+    pub fn epoch_links(&self) -> &BTreeMap<u64, super::EpochLink> {
+        &self.epoch_links
     }
     pub fn genesis_digest(&self) -> Digest {
         self.genesis

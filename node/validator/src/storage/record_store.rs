@@ -496,9 +496,11 @@ impl RecordStore {
         self.drop_matching(table, index, |kind, seq| match kind {
             StoredKind::Snapshot => seq.is_some_and(|s| s < base),
             StoredKind::Stable => true,
-            StoredKind::ViewChange | StoredKind::EnteredView | StoredKind::NonceReservation => {
-                false
-            }
+            // Links of the validator-set chain are kept for good: they prove later sets.
+            StoredKind::ViewChange
+            | StoredKind::EnteredView
+            | StoredKind::NonceReservation
+            | StoredKind::EpochLink => false,
             _ => seq.is_some_and(|s| s <= stable),
         })
     }

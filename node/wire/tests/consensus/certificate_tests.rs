@@ -236,6 +236,7 @@ fn a_checkpoint_certificate_needs_q_matching_checkpoints() {
     let fake_genesis = CheckpointCert {
         seq: Seq(0),
         state_digest: Digest([3; 32]),
+        next_set: None,
         proof: Vec::new(),
     };
     assert_eq!(
@@ -356,6 +357,7 @@ fn a_view_change_is_refused_for_each_thing_a_byzantine_sender_could_bend() {
         stable: CheckpointCert {
             seq: Seq(0),
             state_digest: genesis,
+            next_set: None,
             proof: Vec::new(),
         },
         ..vc.clone()
@@ -450,6 +452,7 @@ fn a_new_view_plan_keeps_the_highest_view_batch_per_seq_and_nulls_the_gaps() {
     let checkpoint = |seq: u64| CheckpointCert {
         seq: Seq(seq),
         state_digest: Digest([0; 32]),
+        next_set: None,
         proof: vec![],
     };
     let view_change = |stable: u64, prepared: Vec<PreparedCert>| {

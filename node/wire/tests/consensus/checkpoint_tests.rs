@@ -49,7 +49,8 @@ fn every_record_about_a_seq_names_it_and_the_others_name_none() {
                 Record::Stable(_)
                 | Record::ViewChange(_)
                 | Record::EnteredView { .. }
-                | Record::NonceReservation { .. } => None,
+                | Record::NonceReservation { .. }
+                | Record::EpochLink(_) => None,
             };
             assert_eq!(r.seq(), expected, "{r:?}");
             named.extend(expected);
@@ -196,6 +197,7 @@ fn f_plus_one_checkpoints_beyond_the_window_and_no_fewer_make_a_replica_fetch_st
         let cp = Checkpoint {
             seq: Seq(6),
             state_digest: Digest([5; 32]),
+            next_set: None,
         };
         c.signed_by(from, Kind::Checkpoint, ProtoCodec.encode_checkpoint(&cp))
     };

@@ -320,6 +320,7 @@ fn a_decided_log_across_a_rotation_replays_with_each_epochs_set() {
     let vote = Checkpoint {
         seq: Seq(8),
         state_digest: at_8.state_digest,
+        next_set: at_8.next_set,
     };
     let env = Envelope::seal(Kind::Checkpoint, ProtoCodec.encode_checkpoint(&vote), &old);
     let signed = scbe_wire::open(&scbe_wire::encode_envelope(&env), &c.dir).expect("opens");
@@ -390,6 +391,7 @@ fn a_replica_that_committed_old_slots_above_the_boundary_voids_them() {
     let resp = StateResponse {
         snapshot: None,
         decided: vec![old_3],
+        epochs: Vec::new(),
     };
     let before = dropped(&c, 0, "state transfer with an invalid commit certificate");
     let m = c.signed_by(
@@ -484,6 +486,7 @@ fn a_new_key_never_stands_in_for_the_old_one_in_the_boundary_certificate() {
     let vote = Checkpoint {
         seq: Seq(3),
         state_digest: digest,
+        next_set: c.replica(0).stable_checkpoint().next_set,
     };
     let env = Envelope::seal(Kind::Checkpoint, ProtoCodec.encode_checkpoint(&vote), &new);
     let m = scbe_wire::open(&scbe_wire::encode_envelope(&env), c.directory_of(0))

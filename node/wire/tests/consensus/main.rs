@@ -4,6 +4,7 @@
 
 mod certificate_tests;
 mod checkpoint_tests;
+mod epoch_chain_tests;
 mod epoch_tests;
 mod future_view_tests;
 mod heartbeat_tests;

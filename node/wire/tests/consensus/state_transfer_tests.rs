@@ -203,6 +203,7 @@ fn snapshot_chunk(
     let resp = StateResponse {
         snapshot: Some((cert.clone(), chunk, part)),
         decided: Vec::new(),
+        epochs: Vec::new(),
     };
     c.signed_by(
         from,

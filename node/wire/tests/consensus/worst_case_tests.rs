@@ -94,14 +94,16 @@ impl Fixture {
     }
 
     /// A checkpoint certificate with a vote from every validator.
-    fn checkpoint(&self, seq: u64) -> CheckpointCert {
+    fn checkpoint(&self, seq: u64, next_set: Option<Digest>) -> CheckpointCert {
         let cp = Checkpoint {
             seq: Seq(seq),
             state_digest: Digest([3; 32]),
+            next_set,
         };
         CheckpointCert {
             seq: Seq(seq),
             state_digest: cp.state_digest,
+            next_set,
             proof: (0..self.keys.len())
                 .map(|i| {
                     let (key, who) = self.validator(i);
@@ -138,7 +140,7 @@ impl Fixture {
         Signed::seal(
             ViewChange {
                 new_view: View(1),
-                stable: self.checkpoint(0),
+                stable: self.checkpoint(0, None),
                 prepared,
             },
             Kind::ViewChange,
@@ -219,11 +221,28 @@ fn each_estimate_bounds_the_largest_real_message_and_not_by_much() {
                 }
             })
             .collect();
+        // And as many links of the validator-set chain as a response carries, each certified
+        // by every validator of a set of today's n.
+        let set = |epoch: u64| ValidatorSet {
+            epoch,
+            start: Seq(epoch),
+            members: (0..n)
+                .map(|i| (ReplicaId(i as u32), f.keys[i].public()))
+                .collect(),
+        };
+        let epochs = (1..=limits::MAX_EPOCH_LINKS as u64)
+            .map(|e| EpochLink {
+                previous: set(e - 1),
+                boundary: f.checkpoint(e, Some(set(e).digest())),
+                set: set(e),
+            })
+            .collect();
         let (key, who) = f.validator(2);
         let response = Signed::seal(
             StateResponse {
                 snapshot: None,
                 decided,
+                epochs,
             },
             Kind::StateResponse,
             |x| ProtoCodec.encode_state_response(x),

@@ -38,6 +38,7 @@ impl<A: StateMachine> Replica<A> {
         let cp = Checkpoint {
             seq,
             state_digest: digest,
+            next_set: self.next_set_digest(),
         };
         let signed = self.seal(cp, Kind::Checkpoint, |c, v| c.encode_checkpoint(v));
         self.broadcast(&signed);
@@ -76,24 +77,31 @@ impl<A: StateMachine> Replica<A> {
         let Some(votes) = self.checkpoint_votes.get(&seq) else {
             return;
         };
-        let mut by_digest: BTreeMap<Digest, Vec<Signed<Checkpoint>>> = BTreeMap::new();
+        // Grouped by what they certify: the state and, at an epoch's boundary, the next set.
+        type Certified = (Digest, Option<Digest>);
+        let mut by_digest: BTreeMap<Certified, Vec<Signed<Checkpoint>>> = BTreeMap::new();
         for v in votes.values() {
             by_digest
-                .entry(v.value().state_digest)
+                .entry((v.value().state_digest, v.value().next_set))
                 .or_default()
                 .push(v.clone());
         }
         let q = self.cfg.quorum();
-        let Some((digest, proof)) = by_digest.into_iter().find(|(_, v)| v.len() >= q) else {
+        let Some(((digest, next_set), proof)) = by_digest.into_iter().find(|(_, v)| v.len() >= q)
+        else {
             return;
         };
         let cert = CheckpointCert {
             seq,
             state_digest: digest,
+            next_set,
             proof: proof.into_iter().take(q).collect(),
         };
+        let my_next_set = votes.get(&self.cfg.id).map(|cp| cp.value().next_set);
         match self.snapshots.get(&seq) {
-            Some((mine, _)) if *mine == digest => self.make_stable(cert),
+            Some((mine, _)) if *mine == digest && my_next_set.is_none_or(|n| n == next_set) => {
+                self.make_stable(cert)
+            }
             Some(_) => {
                 // A quorum disagrees with our own state: we diverged; refetch.
                 self.drop_input("own checkpoint digest differs from a quorum");

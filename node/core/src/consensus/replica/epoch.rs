@@ -23,6 +23,7 @@
 //!   the epoch that puts its key in force.
 
 use super::super::action::{Record, TimerKind};
+use super::super::epoch_link::EpochLink;
 use super::super::message::{Checkpoint, CheckpointCert, Request, Signed};
 use super::super::state_machine::StateMachine;
 use super::super::types::{Digest, ReplicaId, Seq, View};
@@ -34,6 +35,20 @@ impl<A: StateMachine> Replica<A> {
     pub(super) fn app_changed_epoch(&self) -> bool {
         let epoch = self.app.validator_epoch();
         epoch != self.cfg.directory.epoch() && Some(epoch) != self.refused_epoch
+    }
+
+    /// The digest of the set this replica moves to after the batch it just executed, if the
+    /// batch changed it (and consensus can run it): what its checkpoint there certifies, so
+    /// the old set's quorum vouches for the new set (an [`EpochLink`]).
+    pub(super) fn next_set_digest(&self) -> Option<Digest> {
+        if !self.app_changed_epoch() {
+            return None;
+        }
+        let set = self.app.validator_set()?;
+        // The set as the next epoch's configuration holds it (members by id): the form the
+        // chain's links carry, whatever order the application keeps.
+        let next = self.cfg.for_next_set(&set).ok()?;
+        Some(next.directory.set().digest())
     }
 
     /// Moves to the application's validator set if it changed, after its own checkpoint at
@@ -109,20 +124,29 @@ impl<A: StateMachine> Replica<A> {
             // old set's checkpoints, as many as are in; `on_boundary_checkpoint` completes it.
             if let Some((digest, _)) = self.snapshots.get(&seq) {
                 let digest = *digest;
-                let proof = self.boundary_votes(seq, digest);
+                let next_set = Some(self.cfg.directory.set().digest());
+                let proof = self.boundary_votes(seq, digest, next_set);
                 self.make_stable(CheckpointCert {
                     seq,
                     state_digest: digest,
+                    next_set,
                     proof,
                 });
             }
         }
+        self.keep_boundary_link();
         self.arm_request_timer(true);
         self.try_propose();
     }
 
-    /// The old set's checkpoints at `seq` for `digest`, from keys it held in force.
-    fn boundary_votes(&self, seq: Seq, digest: Digest) -> Vec<Signed<Checkpoint>> {
+    /// The old set's checkpoints at `seq` certifying `digest` and `next_set`, from keys it
+    /// held in force.
+    fn boundary_votes(
+        &self,
+        seq: Seq,
+        digest: Digest,
+        next_set: Option<Digest>,
+    ) -> Vec<Signed<Checkpoint>> {
         let Some(old) = self.previous.as_deref() else {
             return Vec::new();
         };
@@ -131,11 +155,37 @@ impl<A: StateMachine> Replica<A> {
             .into_iter()
             .flat_map(|votes| votes.iter())
             .filter(|(id, cp)| {
-                cp.value().state_digest == digest && old.directory.in_force(**id, cp.signer())
+                cp.value().state_digest == digest
+                    && cp.value().next_set == next_set
+                    && old.directory.in_force(**id, cp.signer())
             })
             .map(|(_, cp)| cp.clone())
             .take(old.quorum())
             .collect()
+    }
+
+    /// Once the boundary's certificate holds the old set's quorum (and names the set in
+    /// force), keeps and persists the link to this epoch: what proves the set to replicas
+    /// still behind it. A replica that reached the epoch by checking the link already has it.
+    fn keep_boundary_link(&mut self) {
+        let Some(old) = self.previous.as_deref() else {
+            return;
+        };
+        let epoch = self.cfg.directory.epoch();
+        let set = self.cfg.directory.set();
+        let complete = self.stable.seq == self.cfg.directory.start()
+            && self.stable.next_set == Some(set.digest())
+            && self.stable.proof.len() >= old.quorum();
+        if !complete || self.epoch_links.contains_key(&epoch) {
+            return;
+        }
+        let link = EpochLink {
+            previous: old.directory.set(),
+            boundary: self.stable.clone(),
+            set,
+        };
+        self.epoch_links.insert(epoch, link.clone());
+        self.persist(Record::EpochLink(link));
     }
 
     /// A checkpoint at the batch this epoch started after, signed by the old set: counted
@@ -156,10 +206,11 @@ impl<A: StateMachine> Replica<A> {
             .entry(seq)
             .or_default()
             .insert(from, cp);
-        let proof = self.boundary_votes(seq, self.stable.state_digest);
+        let proof = self.boundary_votes(seq, self.stable.state_digest, self.stable.next_set);
         if proof.len() >= need {
             self.stable.proof = proof;
             self.persist(Record::Stable(self.stable.clone()));
+            self.keep_boundary_link();
         }
     }
 

@@ -86,6 +86,9 @@ impl<A: StateMachine> Replica<A> {
                 }
                 // The validator step's, not the replica's.
                 Record::NonceReservation { .. } => {}
+                Record::EpochLink(link) => {
+                    r.epoch_links.insert(link.epoch(), link.clone());
+                }
             }
         }
         let stable_seq = r.stable.seq;

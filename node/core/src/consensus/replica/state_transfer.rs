@@ -4,11 +4,20 @@
 //! certificate. A snapshot larger than one message travels in chunks of `max_transfer_bytes`,
 //! assembled here and installed only once whole and matching the certificate, so a ledger of any
 //! size can be transferred and no response exceeds the message cap.
+//!
+//! Across epochs: a request names the newest validator-set epoch the requester can check, and
+//! the response carries the chain's links after it ([`EpochLink`], capped per response). The
+//! requester checks each link from the set it trusts before it checks anything a later set
+//! signed, and keeps the links (to prove them to others in turn). A peer whose stable
+//! checkpoint is signed by a set beyond the links one response carries sends the links alone;
+//! the requester asks again from the last one.
 
 use std::sync::Arc;
 
 use super::super::action::{Action, Record};
 use super::super::certificate::{check_checkpoint_cert, check_commit_cert};
+use super::super::config::ReplicaConfig;
+use super::super::epoch_link::EpochLink;
 use super::super::limits;
 use super::super::message::{
     CheckpointCert, Kind, Signed, Snapshot, SnapshotPart, StateRequest, StateResponse,
@@ -32,6 +41,7 @@ impl<A: StateMachine> Replica<A> {
         let req = StateRequest {
             after,
             snapshot_offset: self.assembled_len(),
+            epoch: self.chain_tip_epoch(),
         };
         let signed = self.seal_state_request(req);
         self.broadcast(&signed);
@@ -64,6 +74,7 @@ impl<A: StateMachine> Replica<A> {
         let req = StateRequest {
             after: self.state_wanted_after(),
             snapshot_offset,
+            epoch: self.chain_tip_epoch(),
         };
         let signed = self.seal_state_request(req);
         self.out.push(Action::Send {
@@ -76,11 +87,24 @@ impl<A: StateMachine> Replica<A> {
         if req.after >= self.last_executed {
             return;
         }
+        // The chain's links after the requester's epoch: without them it could not check (nor
+        // even resolve the signers of) what later validator sets signed.
+        let epochs = self.links_after(req.epoch);
+        let provable = epochs.last().map_or(req.epoch, |l| l.epoch());
+        // Whether the links sent reach the set that signed the stable checkpoint; if not, they
+        // go alone and the requester asks again from the last one.
+        let stable_provable = self
+            .epoch_links
+            .range(provable.saturating_add(1)..)
+            .next()
+            .is_none_or(|(_, l)| l.set.start >= self.stable.seq);
         let mut start = req.after;
         let mut snapshot = None;
         let mut bytes = 0;
         let mut snapshot_complete = true;
-        if req.after < self.stable.seq {
+        if req.after < self.stable.seq && !stable_provable {
+            snapshot_complete = false;
+        } else if req.after < self.stable.seq {
             if let Some((_, snap)) = self.snapshots.get(&self.stable.seq) {
                 let total = snap.app_state.len();
                 let offset = (req.snapshot_offset as usize).min(total);
@@ -105,25 +129,30 @@ impl<A: StateMachine> Replica<A> {
         }
         let mut decided = Vec::new();
         let mut s = start.next();
-        // Decided batches follow only the snapshot's last chunk, within the same byte budget.
+        // Decided batches follow only the snapshot's last chunk, within the same byte budget,
+        // and stop where they reach an epoch the links sent do not prove.
         while snapshot_complete
             && s <= self.last_executed
             && decided.len() < self.cfg.max_transfer_batches
             && bytes < self.cfg.max_transfer_bytes
         {
             match self.slots.get(&s).and_then(|slot| slot.committed.clone()) {
-                Some(c) => {
+                Some(c) if c.pre_prepare.value().view.epoch() <= provable => {
                     bytes += limits::batch_bytes(&c.pre_prepare.value().batch);
                     decided.push(c);
                 }
-                None => break,
+                _ => break,
             }
             s = s.next();
         }
-        if snapshot.is_none() && decided.is_empty() {
+        if snapshot.is_none() && decided.is_empty() && epochs.is_empty() {
             return;
         }
-        let resp = StateResponse { snapshot, decided };
+        let resp = StateResponse {
+            snapshot,
+            decided,
+            epochs,
+        };
         let signed = self.seal(resp, Kind::StateResponse, |c, v| c.encode_state_response(v));
         self.out.push(Action::Send {
             to: from,
@@ -132,7 +161,26 @@ impl<A: StateMachine> Replica<A> {
     }
 
     pub(super) fn on_state_response(&mut self, resp: StateResponse, from: ReplicaId) {
+        // Links cut by count or bytes: the chain may go on beyond them.
+        let more_links = !resp.epochs.is_empty();
+        let tip = self.chain_tip_epoch();
+        if let Err(reason) = self.learn_links(resp.epochs) {
+            return self.drop_input(reason);
+        }
+        if resp.snapshot.is_none() && resp.decided.is_empty() {
+            // Links alone: the peer's state is signed by a set beyond them. Ask again from
+            // the newest one now proven (each round proves more, so this ends).
+            if self.chain_tip_epoch() > tip {
+                self.send_state_request(from, self.assembled_len());
+            }
+            return;
+        }
         if let Some((cert, chunk, part)) = resp.snapshot {
+            if more_links && self.check_chained_checkpoint(&cert).is_err() {
+                // Signed by a set beyond the links one response carries: ask for the rest of
+                // the chain (the request names the newest epoch now proven).
+                return self.send_state_request(from, self.assembled_len());
+            }
             // A diverged replica's state from the divergence on is wrong: it takes a quorum's
             // snapshot there or later even where it executed further.
             let replaces_diverged = self.diverged_at.is_some_and(|d| cert.seq >= d);
@@ -210,15 +258,14 @@ impl<A: StateMachine> Replica<A> {
                     .assembling
                     .as_ref()
                     .is_some_and(|(c, _, _)| cert.seq > c.seq);
-                if newer && check_checkpoint_cert(&self.cfg, &cert, self.genesis).is_ok() {
+                if newer && self.check_chained_checkpoint(&cert).is_ok() {
                     self.assembling = None;
                     return Ok(None);
                 }
                 return Err("state transfer chunk of a snapshot not being assembled");
             }
             // Checked before holding any bytes for it.
-            check_checkpoint_cert(&self.cfg, &cert, self.genesis)
-                .map_err(|_| "state transfer with an invalid checkpoint certificate")?;
+            self.check_chained_checkpoint(&cert)?;
             self.assembling = Some((
                 cert,
                 Snapshot {
@@ -245,14 +292,91 @@ impl<A: StateMachine> Replica<A> {
         }))
     }
 
+    /// Checks a state-transfer checkpoint certificate against the set in force at its sequence
+    /// number, as the chain this replica knows proves it.
+    fn check_chained_checkpoint(&self, cert: &CheckpointCert) -> Result<(), &'static str> {
+        let cfg = self
+            .cfg_at(cert.seq)
+            .ok_or("state transfer checkpoint under a set consensus cannot run")?;
+        check_checkpoint_cert(&cfg, cert, self.genesis)
+            .map_err(|_| "state transfer with an invalid checkpoint certificate")
+    }
+
+    /// The newest epoch whose set this replica can check signatures of: its own, or the last
+    /// link of the chain it holds beyond it.
+    pub(super) fn chain_tip_epoch(&self) -> u64 {
+        let mine = self.cfg.directory.epoch();
+        self.epoch_links
+            .keys()
+            .next_back()
+            .map_or(mine, |e| (*e).max(mine))
+    }
+
+    /// The configuration of the set that signs checkpoints at `seq`, following the chain's
+    /// links from the epoch in force (a boundary's checkpoint is the old set's). Past the last
+    /// link it is the last link's set: a certificate of a set this replica has no link to yet
+    /// fails its check there. `None` only if the chain names a set consensus cannot run.
+    fn cfg_at(&self, seq: Seq) -> Option<ReplicaConfig> {
+        let mut cfg = self.cfg.clone();
+        for link in self
+            .epoch_links
+            .range(cfg.directory.epoch() + 1..)
+            .map(|(_, l)| l)
+        {
+            if link.set.start >= seq {
+                break;
+            }
+            // Checked when it was kept; only the configuration is derived again.
+            cfg = cfg.for_next_set(&link.set).ok()?;
+        }
+        Some(cfg)
+    }
+
+    /// The links after `epoch`, oldest first, as many as one response carries (always the
+    /// first, however large).
+    fn links_after(&self, epoch: u64) -> Vec<EpochLink> {
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for link in self
+            .epoch_links
+            .range(epoch.saturating_add(1)..)
+            .map(|(_, l)| l)
+        {
+            if out.len() >= limits::MAX_EPOCH_LINKS
+                || (!out.is_empty() && bytes + limits::link_bytes(link) > limits::EPOCH_LINKS_BYTES)
+            {
+                break;
+            }
+            bytes += limits::link_bytes(link);
+            out.push(link.clone());
+        }
+        out
+    }
+
+    /// Checks each link against the chain so far, keeps (and persists) the new ones.
+    fn learn_links(&mut self, links: Vec<EpochLink>) -> Result<(), &'static str> {
+        for link in links {
+            if link.epoch() <= self.chain_tip_epoch() {
+                continue;
+            }
+            let tip = self
+                .cfg_at(Seq(u64::MAX))
+                .ok_or("state transfer epoch link beyond the chain")?;
+            link.follow(&tip, self.genesis)
+                .map_err(|_| "state transfer epoch link that does not follow the chain")?;
+            self.epoch_links.insert(link.epoch(), link.clone());
+            self.persist(Record::EpochLink(link));
+        }
+        Ok(())
+    }
+
     /// Installs a peer's checkpoint snapshot after checking it against the certificate.
     fn install_snapshot(
         &mut self,
         cert: CheckpointCert,
         snap: Snapshot,
     ) -> Result<(), &'static str> {
-        check_checkpoint_cert(&self.cfg, &cert, self.genesis)
-            .map_err(|_| "state transfer with an invalid checkpoint certificate")?;
+        self.check_chained_checkpoint(&cert)?;
         if snap.seq != cert.seq {
             return Err("state transfer snapshot for another sequence number");
         }

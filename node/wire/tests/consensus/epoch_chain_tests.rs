@@ -1,0 +1,237 @@
+//! The chain of validator sets (`epoch_link.rs`): a replica behind by one or more epochs
+//! walks the links from the set it trusts to the set that signed a peer's stable checkpoint,
+//! installs that state, and from then on proves the chain to others; a link that does not
+//! follow the chain it trusts is refused and nothing is installed; links survive a restart.
+
+use scbe_core::consensus::*;
+use scbe_core::crypto::{Keypair, PublicKey};
+use scbe_wire::testkit::Cluster;
+use scbe_wire::ProtoCodec;
+
+fn members(c: &Cluster) -> Vec<(ReplicaId, PublicKey)> {
+    c.keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (ReplicaId(i as u32), k.public()))
+        .collect()
+}
+
+fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
+    c.replica(i).dropped().get(reason).copied().unwrap_or(0)
+}
+
+/// Rotates validator `id`'s key by a request (nonce `nonce`) decided at replica 0, then
+/// restarts it with the new key, so it takes part in the new epoch.
+fn rotate(c: &mut Cluster, id: usize, nonce: u64) {
+    let new = Keypair::from_label(&format!("chain {id} {nonce}"));
+    let mut set = members(c);
+    set[id].1 = new.public();
+    c.input(0, Input::ClientRequest(c.set_request(nonce, &set)));
+    c.run();
+    c.restart_with_key(id, new)
+        .expect("restores with the key in force");
+}
+
+/// With replica 2 cut off from genesis: validators 3 and 1 are re-keyed (epochs 1 and 2), and
+/// the others decide on until their stable checkpoint is one the epoch-2 set signed, past both
+/// boundaries. Returns the nonce of the last request.
+fn two_rotations_while_2_is_away(c: &mut Cluster) -> u64 {
+    c.isolate(2);
+    c.decide_each(0, 1..=2);
+    rotate(c, 3, 3);
+    c.isolate(2);
+    c.decide_each(0, 4..=5);
+    rotate(c, 1, 6);
+    c.isolate(2);
+    c.decide_each(0, 7..=9);
+    9
+}
+
+/// Replica 2, at genesis, is two epochs behind a stable checkpoint signed by validators 1 and
+/// 3's new keys (which it has never seen). The response carries both links; it checks them
+/// from the genesis set, installs the state, and is a full member of epoch 2. It keeps the
+/// links, so it can prove the chain to the next replica behind.
+#[test]
+fn a_replica_two_epochs_behind_walks_the_links_to_a_later_sets_checkpoint() {
+    let mut c = Cluster::new(4, 4);
+    let last = two_rotations_while_2_is_away(&mut c);
+    let stable = c.replica(0).stable_checkpoint().clone();
+    assert_eq!(c.replica(0).epoch(), 2);
+    assert_eq!(stable.seq, Seq(8));
+    assert_eq!(
+        stable.next_set, None,
+        "a checkpoint inside epoch 2, no boundary"
+    );
+    assert_eq!(
+        c.replica(0)
+            .epoch_links()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(c.replica(2).last_executed(), Seq(0));
+    assert_eq!(c.replica(2).epoch(), 0);
+
+    c.heal();
+    c.fire(2, TimerKind::Status);
+    let r2 = c.replica(2);
+    assert_eq!(r2.epoch(), 2);
+    assert!(!r2.observing(), "its own key is still in force");
+    assert_eq!(r2.last_executed(), Seq(last));
+    assert_eq!(r2.app().digest(), c.replica(0).app().digest());
+    assert_eq!(
+        r2.epoch_links().keys().copied().collect::<Vec<_>>(),
+        vec![1, 2],
+        "it kept the links it checked"
+    );
+    // It counts in epoch 2: with replica 3 cut off, 0, 1 and 2 are the quorum that decides.
+    c.isolate(3);
+    c.decide_each(0, last + 1..=last + 1);
+    assert_eq!(c.replica(2).last_executed(), Seq(last + 1));
+}
+
+/// Links are persisted: a replica restarted after the rotations still proves the chain, and a
+/// replica behind catches up from it alone.
+#[test]
+fn links_survive_a_restart_and_the_restarted_replica_proves_the_chain() {
+    let mut c = Cluster::new(4, 4);
+    let last = two_rotations_while_2_is_away(&mut c);
+    let key = c.keys[0].clone();
+    c.restart_with_key(0, key).expect("restores");
+    assert_eq!(
+        c.replica(0)
+            .epoch_links()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    // Replica 2 hears only from replica 0 (1 and 3 sign with keys its edge does not know yet).
+    c.heal();
+    c.isolate(1);
+    c.isolate(3);
+    c.cut.remove(&(0, 2));
+    c.cut.remove(&(2, 0));
+    c.fire(2, TimerKind::Status);
+    assert_eq!(c.replica(2).epoch(), 2);
+    assert_eq!(c.replica(2).last_executed(), Seq(last));
+}
+
+/// Validator 3 re-keyed more times than one response carries links: the replica behind takes
+/// the first ones, asks again from the last it checked, and gets there.
+#[test]
+fn a_chain_longer_than_one_response_is_walked_in_several() {
+    let mut c = Cluster::new(4, 4);
+    c.isolate(2);
+    let rotations = limits::MAX_EPOCH_LINKS as u64 + 2;
+    for nonce in 1..=rotations {
+        rotate(&mut c, 3, nonce);
+        c.isolate(2);
+    }
+    c.decide_each(0, rotations + 1..=rotations + 4);
+    assert_eq!(c.replica(0).epoch(), rotations);
+    assert!(c.replica(0).stable_checkpoint().seq > Seq(rotations));
+    c.heal();
+    c.fire(2, TimerKind::Status);
+    let asked_from: Vec<u64> = c
+        .sent(2, Kind::StateRequest)
+        .iter()
+        .filter_map(|m| match m.value() {
+            Message::StateRequest(r) => Some(r.epoch),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        asked_from.contains(&(limits::MAX_EPOCH_LINKS as u64)),
+        "it asked again from the last link of the first response: {asked_from:?}"
+    );
+    assert_eq!(c.replica(2).epoch(), rotations);
+    assert_eq!(c.replica(2).last_executed(), c.replica(0).last_executed());
+    assert_eq!(c.replica(2).app().digest(), c.replica(0).app().digest());
+}
+
+/// A link is checked against the set the replica trusts before anything it vouches for is: a
+/// set the boundary does not name, a boundary a quorum did not sign, or a link from another
+/// set is each refused (`EpochLink::follow`), and a response carrying one installs nothing.
+#[test]
+fn a_link_that_does_not_follow_the_chain_is_refused_and_nothing_is_installed() {
+    let mut c = Cluster::new(4, 4);
+    let _ = two_rotations_while_2_is_away(&mut c);
+    let genesis_cfg = c.config(2);
+    let genesis = c.replica(2).genesis_digest();
+    let links = c.replica(0).epoch_links().clone();
+    let first = links[&1].clone();
+    let second = links[&2].clone();
+    let after_first = first
+        .follow(&genesis_cfg, genesis)
+        .expect("a real link follows");
+    second
+        .follow(&after_first, genesis)
+        .expect("and the next one after it");
+
+    let mut extra = first.clone();
+    extra
+        .set
+        .members
+        .push((ReplicaId(9), Keypair::from_label("intruder").public()));
+    assert_eq!(
+        extra.follow(&genesis_cfg, genesis).err(),
+        Some(LinkError::SetNotCertified)
+    );
+    let mut short = first.clone();
+    short.boundary.proof.truncate(2);
+    assert!(matches!(
+        short.follow(&genesis_cfg, genesis),
+        Err(LinkError::Boundary(CertError::NotEnoughVotes { .. }))
+    ));
+    assert_eq!(
+        second.follow(&genesis_cfg, genesis).err(),
+        Some(LinkError::NotFromTip { tip: 0 }),
+        "epoch 2's link needs epoch 1's set"
+    );
+    // A vote of the quorum that certifies the same state but not the next set: the votes of a
+    // certificate must all name what it names.
+    let mut mixed = first.clone();
+    let vote = Checkpoint {
+        seq: first.boundary.seq,
+        state_digest: first.boundary.state_digest,
+        next_set: None,
+    };
+    let at = mixed
+        .boundary
+        .proof
+        .iter()
+        .position(|v| v.validator() == Some(ReplicaId(0)))
+        .expect("validator 0 voted at the boundary");
+    let env = Envelope::seal(
+        Kind::Checkpoint,
+        ProtoCodec.encode_checkpoint(&vote),
+        &c.keys[0],
+    );
+    let opened = scbe_wire::open(&scbe_wire::encode_envelope(&env), &c.dir).expect("opens");
+    mixed.boundary.proof[at] = scbe_core::consensus::message::retype(&opened, vote);
+    assert!(matches!(
+        mixed.follow(&genesis_cfg, genesis),
+        Err(LinkError::Boundary(CertError::Mismatch { .. }))
+    ));
+
+    // Through the replica: replica 0's real response with the set of its first link changed.
+    let resp = StateResponse {
+        snapshot: None,
+        decided: Vec::new(),
+        epochs: vec![extra, second],
+    };
+    let m = c.signed_by(
+        0,
+        Kind::StateResponse,
+        ProtoCodec.encode_state_response(&resp),
+    );
+    let reason = "state transfer epoch link that does not follow the chain";
+    let before = dropped(&c, 2, reason);
+    c.input(2, Input::Message(m));
+    assert_eq!(dropped(&c, 2, reason), before + 1);
+    assert!(c.replica(2).epoch_links().is_empty());
+    assert_eq!(c.replica(2).epoch(), 0);
+    assert_eq!(c.replica(2).last_executed(), Seq(0));
+}
