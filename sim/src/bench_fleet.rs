@@ -505,6 +505,7 @@ pub fn run_trial(t: &Trial) -> anyhow::Result<(LargeResult, Vec<TrialEnd>, BTree
             let signed = SignedOrder {
                 order: bytes,
                 endorsements,
+                epochs: Vec::new(),
             };
             executor += t.elapsed();
             for id in step.remaining() {

@@ -145,6 +145,7 @@ pub fn order_costs(runs: usize) -> Vec<OrderCost> {
             let signed = SignedOrder {
                 order: bytes.clone(),
                 endorsements,
+                epochs: Vec::new(),
             };
             let (now, result) = time(runs, || signed.verify(&set, 3));
             let before =

@@ -241,6 +241,7 @@ impl Simulation {
         let order = Arc::new(SignedOrder {
             order: bytes,
             endorsements,
+            epochs: Vec::new(),
         });
         for agent_id in due {
             let Some(agent) = self.agents.iter().position(|a| a.id == agent_id) else {
@@ -284,6 +285,7 @@ impl Simulation {
         let signed = Arc::new(SignedOrder {
             order: bytes,
             endorsements: vec![e.clone(), e.clone(), e],
+            epochs: Vec::new(),
         });
         let agent = self.rng.random_range(0..self.agents.len());
         self.schedule(

@@ -104,6 +104,7 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
     let signed = SignedOrder {
         endorsements: vec![Endorsement::sign(&bytes, &leader); 3],
         order: bytes,
+        epochs: Vec::new(),
     };
     // The attacker holds a stolen validator key, so its TLS certificate is accepted.
     let mut c = pb::fleet_agent_client::FleetAgentClient::new(
@@ -155,6 +156,7 @@ async fn a_good_release_reaches_every_agent_through_canary_and_production() {
                 })
                 .collect(),
             order: bytes,
+            epochs: Vec::new(),
         })
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -145,7 +145,22 @@ impl Shared {
     }
 
     async fn obey(&self, p: pb::SignedOrder, rpc: OrderAction) -> Result<DeployAck, Status> {
-        let order = match self.verified(p).await {
+        let epoch = self.checker.set().epoch;
+        let verified = self.verified(p).await;
+        let set = self.checker.set();
+        if set.epoch != epoch {
+            // The order proved a later validator set: its keys are the ones accepted from now.
+            tracing::info!(
+                epoch = set.epoch,
+                from = epoch,
+                validators = set.n(),
+                "following a new validator set"
+            );
+            if let Some(callers) = &self.callers {
+                callers.replace(set.members.iter().map(|(_, k)| *k));
+            }
+        }
+        let order = match verified {
             Ok(o) => o,
             Err(refusal) => return Ok(self.refuse(rpc, &refusal)),
         };
@@ -379,9 +394,11 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         &core.state().current.version,
         core.state().previous.as_ref().map(|p| p.version.as_str()),
     );
+    // The set the agent trusts now (the genesis one, or a later one an order proved): its
+    // keys are the certificates accepted from validators, and they follow the orders' chain.
     let validators = PinnedKeys::new(
-        v.validators.iter().map(|k| *k.public()),
-        "a validator of this agent's genesis",
+        core.order_checker().set().members.iter().map(|(_, k)| *k),
+        "a validator of the set this agent trusts",
     );
     let shared = Arc::new(Shared {
         checker: core.order_checker(),

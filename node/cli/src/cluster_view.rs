@@ -33,6 +33,13 @@ pub enum Flag {
     Diverged(u64),
     /// At a stable checkpoint others share, its state digest differs from theirs.
     SplitAt(u64),
+    /// Its key is not in the validator set in force: it follows, it does not vote.
+    Observing,
+    /// It is in an earlier validator-set epoch than the newest one reported.
+    EpochBehind {
+        epoch: u64,
+        newest: u64,
+    },
 }
 
 impl std::fmt::Display for Flag {
@@ -51,6 +58,15 @@ impl std::fmt::Display for Flag {
             Flag::SplitAt(seq) => write!(
                 f,
                 "SPLIT: its state at checkpoint {seq} differs from the other validators'"
+            ),
+            Flag::Observing => write!(
+                f,
+                "OBSERVING: its key is not in the validator set in force (rotated: restart it \
+                 with the new key and node.rekeyed = true; removed: stop it)"
+            ),
+            Flag::EpochBehind { epoch, newest } => write!(
+                f,
+                "BEHIND: in validator-set epoch {epoch}, others in {newest} (it catches up)"
             ),
         }
     }
@@ -87,6 +103,16 @@ impl ClusterView {
         }
         if r.diverged_at != 0 {
             flags.push(Flag::Diverged(r.diverged_at));
+        }
+        if r.observing {
+            flags.push(Flag::Observing);
+        }
+        let newest = replies.values().map(|o| o.epoch).max().unwrap_or(0);
+        if r.epoch < newest {
+            flags.push(Flag::EpochBehind {
+                epoch: r.epoch,
+                newest,
+            });
         }
         // Same checkpoint, other digest, and more validators agree with each other than with it.
         if r.stable_checkpoint > 0 {
@@ -126,8 +152,8 @@ impl ClusterView {
         );
         let _ = writeln!(
             out,
-            "  {:<10} {:<22} {:>5} {:<12} {:>9} {:>10}  {:<12} flags",
-            "validator", "address", "view", "status", "executed", "checkpoint", "genesis"
+            "  {:<10} {:<22} {:>5} {:>5} {:<12} {:>9} {:>10}  {:<12} flags",
+            "validator", "address", "epoch", "view", "status", "executed", "checkpoint", "genesis"
         );
         let mut ids: Vec<(u32, String)> = vec![(self.asked.node, "(asked)".to_string())];
         ids.extend(self.peers.iter().map(|a| (a.id, a.address.clone())));
@@ -144,10 +170,11 @@ impl ClusterView {
                 Some(r) => {
                     let _ = writeln!(
                         out,
-                        "  {:<10} {:<22} {:>5} {:<12} {:>9} {:>10}  {:<12} {}",
+                        "  {:<10} {:<22} {:>5} {:>5} {:<12} {:>9} {:>10}  {:<12} {}",
                         id,
                         address,
-                        r.view,
+                        r.epoch,
+                        scbe_core::consensus::View(r.view).in_epoch(),
                         r.status,
                         r.last_executed,
                         r.stable_checkpoint,
@@ -158,8 +185,8 @@ impl ClusterView {
                 None => {
                     let _ = writeln!(
                         out,
-                        "  {:<10} {:<22} {:>5} {:<12} {:>9} {:>10}  {:<12} {}",
-                        id, address, "-", "-", "-", "-", "-", flags
+                        "  {:<10} {:<22} {:>5} {:>5} {:<12} {:>9} {:>10}  {:<12} {}",
+                        id, address, "-", "-", "-", "-", "-", "-", flags
                     );
                 }
             }

@@ -12,7 +12,9 @@ use scbe_cli::commands::propose::submit;
 use scbe_cli::commands::read::{run_status, run_watch};
 use scbe_cli::commands::Unusable;
 use scbe_core::crypto::PublicKey;
-use scbe_core::governance::ledger::{AgentChange, RequesterChange, SettingsChange, StateDigest};
+use scbe_core::governance::ledger::{
+    AgentChange, RequesterChange, SettingsChange, StateDigest, ValidatorChange,
+};
 use scbe_core::governance::{FusedRelease, Operation, Stage};
 
 #[derive(Parser)]
@@ -119,6 +121,34 @@ enum Propose {
     Requester {
         #[command(subcommand)]
         change: RequesterCommand,
+    },
+    /// Propose re-keying or removing a validator; validators check it (the id is in force, at
+    /// least 4 remain, a new key nobody ever held, no rollout in flight) and vote. Applied
+    /// when approved, with no restart of the others: from the next batch on the new set
+    /// orders, and every certificate after it counts only its keys (`scbe status` shows the
+    /// epoch). A rotated validator then restarts with its new key and `node.rekeyed = true`.
+    Validator {
+        #[command(subcommand)]
+        change: ValidatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ValidatorCommand {
+    /// Give validator ID a new key (create it with `scbe keygen --out FILE` on the validator's
+    /// machine). Its old key stops counting at the change; until it restarts with the new key
+    /// it only observes.
+    Rotate {
+        #[arg(long)]
+        id: u32,
+        /// The new public key (64 hex characters, from `scbe keygen`).
+        #[arg(long, value_name = "HEX")]
+        public_key: String,
+    },
+    /// Take validator ID out of the set: from the change on it orders and votes on nothing.
+    Remove {
+        #[arg(long)]
+        id: u32,
     },
 }
 
@@ -409,6 +439,12 @@ fn main() -> ExitCode {
                     RequesterCommand::Remove { name } => Ok(RequesterChange::Remove { name }),
                 }
                 .map(|change| Operation::ProposeRequester { change }),
+                Propose::Validator { change } => match change {
+                    ValidatorCommand::Rotate { id, public_key } => public_key_arg(&public_key)
+                        .map(|public_key| ValidatorChange::Rotate { id, public_key }),
+                    ValidatorCommand::Remove { id } => Ok(ValidatorChange::Remove { id }),
+                }
+                .map(|change| Operation::ProposeValidator { change }),
             };
             op.and_then(|op| submit(&dial()?, &cli.key, op))
         }

@@ -72,9 +72,20 @@ pub fn rollout_line(r: &RolloutSummary) -> String {
 
 /// The readable `scbe status`.
 pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
+    let view = scbe_core::consensus::View(reply.view);
     let mut out = format!(
-        "validator {}: view {} ({}), executed {}, stable checkpoint {}\n",
-        reply.node, reply.view, reply.status, reply.last_executed, reply.stable_checkpoint
+        "validator {}: epoch {}, view {} ({}), executed {}, stable checkpoint {}{}\n",
+        reply.node,
+        reply.epoch,
+        view.in_epoch(),
+        reply.status,
+        reply.last_executed,
+        reply.stable_checkpoint,
+        if reply.observing {
+            " · OBSERVING: its key is not in the validator set in force (removed, or rotated: restart it with the new key and node.rekeyed = true)"
+        } else {
+            ""
+        }
     );
     if !reply.state_digest.is_empty() {
         // What `scbe audit verify` prints for a log exported up to this seq.

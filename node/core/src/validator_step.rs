@@ -30,8 +30,8 @@ use std::sync::Arc;
 use crate::consensus::nonce::{NonceError, NONCE_WINDOW};
 use crate::consensus::ConfigError;
 use crate::consensus::{
-    Action, Codec, Decision, Digest, Input, Kind, Principal, Record, Replica, ReplicaConfig,
-    Request, RestoreError, Seq, Signed, Status, View,
+    Action, Codec, Decision, Digest, EpochChain, Input, Kind, Principal, Record, Replica,
+    ReplicaConfig, Request, RestoreError, Seq, Signed, Status, View,
 };
 use crate::crypto::{Keypair, PublicKey};
 use crate::governance::ledger::{operation_digest, Outcome};
@@ -52,6 +52,9 @@ pub struct FleetView {
     pub view: u64,
     /// The active rollout step, as this validator's ledger has it.
     pub step: Option<StepView>,
+    /// The validator set in force and the links that prove it: who endorses orders, and what
+    /// orders carry to agents.
+    pub chain: Arc<EpochChain>,
 }
 
 /// A decided client request.
@@ -75,21 +78,6 @@ pub enum SubmitRefusal {
     /// The signer is not a requester in force (never admitted, or removed).
     #[error("key {} is not a requester of this cluster (never admitted, or removed); a requester admits it with `scbe propose requester add --name N --public-key HEX`", crate::governance::release::hex(.0.as_bytes()))]
     NotARequester(PublicKey),
-    /// A validator-set change: the ledger and consensus decide them, but the validator runtime
-    /// (its network edge, peer links, endorsements) and the agents do not follow a new set yet.
-    #[error("changing the validator set is not supported by this release of scbe-node yet: its network edge, peer links and the agents would not follow the new set; nothing was ordered")]
-    ValidatorChangesUnsupported,
-}
-
-/// Whether `operation` proposes a validator-set change (a byte search first: the full parse
-/// runs only for the rare operation that names it).
-fn proposes_validator_change(operation: &[u8]) -> bool {
-    const TAG: &[u8] = b"propose_validator";
-    operation.windows(TAG.len()).any(|w| w == TAG)
-        && matches!(
-            crate::governance::Operation::from_bytes(operation),
-            Ok(crate::governance::Operation::ProposeValidator { .. })
-        )
 }
 
 /// What became of a submitted client request.
@@ -128,6 +116,9 @@ pub struct ValidatorStep {
     reserved: u64,
     /// (last executed, view) at the last fleet turn; `None` before the first.
     fleet_seen: Option<(u64, u64)>,
+    /// The set in force and its links, made again only when the epoch (or the links held)
+    /// changed: every fleet view shares it.
+    chain: Arc<EpochChain>,
 }
 
 impl ValidatorStep {
@@ -175,6 +166,7 @@ impl ValidatorStep {
             own_nonce: floor,
             reserved: 0,
             fleet_seen: None,
+            chain: Arc::default(),
         }
     }
 
@@ -245,9 +237,6 @@ impl ValidatorStep {
         if !self.ledger().is_requester(&signer) {
             return Err(SubmitRefusal::NotARequester(signer));
         }
-        if proposes_validator_change(&request.value().operation) {
-            return Err(SubmitRefusal::ValidatorChangesUnsupported);
-        }
         // A request that can no longer execute would be dropped at the door and never answered.
         self.replica
             .check_nonce(&signer, nonce)
@@ -308,10 +297,22 @@ impl ValidatorStep {
             self.fleet_seen = Some(seen);
             let step = StepView::of(self.ledger());
             self.watcher.observe(step.clone(), now_ms);
+            let links = self
+                .replica
+                .epoch_links()
+                .range(..=self.replica.epoch())
+                .count();
+            if self.chain.set.epoch != self.replica.epoch()
+                || self.chain.set.n() == 0
+                || self.chain.links.len() != links
+            {
+                self.chain = Arc::new(self.replica.epoch_chain());
+            }
             turn.view = Some(FleetView {
                 primary,
                 view: seen.1,
                 step,
+                chain: Arc::clone(&self.chain),
             });
         }
         if decide || moved {
@@ -502,56 +503,6 @@ mod tests {
             "nonce {}",
             step.own_nonce
         );
-    }
-
-    /// A validator-set change is refused at the door, typed, with nothing ordered, until the
-    /// runtime follows a new set; the byte search lets every other operation through, even
-    /// one that merely mentions the tag in a free-text field.
-    #[test]
-    fn validator_changes_are_refused_at_the_door_until_the_runtime_follows_them() {
-        let keys = keys();
-        let requester = Keypair::from_label("step requester");
-        let mut l = ledger(&keys);
-        l = Ledger::new(LedgerConfig {
-            requesters: [("ops".to_string(), requester.public())].into(),
-            ..l.config().clone()
-        });
-        let (mut step, _) = ValidatorStep::start(
-            config(&keys),
-            keys[1].clone(),
-            Arc::new(DebugCodec),
-            l,
-            watch(),
-        )
-        .expect("starts");
-        let sign = |op: &Operation, nonce| {
-            Signed::seal(
-                Request {
-                    nonce,
-                    operation: op.to_bytes(),
-                },
-                Kind::Request,
-                |r| DebugCodec.encode_request(r),
-                &requester,
-                Principal::Requester,
-            )
-        };
-        let change = Operation::ProposeValidator {
-            change: crate::governance::ledger::ValidatorChange::Remove { id: 3 },
-        };
-        assert!(matches!(
-            step.submit(sign(&change, 1), |_, _| None),
-            Err(SubmitRefusal::ValidatorChangesUnsupported)
-        ));
-        assert_eq!(step.replica().pending_requests(), 0, "nothing ordered");
-        let mentions = Operation::Rollback {
-            target_version: "v0".into(),
-            reason: "propose_validator was refused".into(),
-        };
-        assert!(matches!(
-            step.submit(sign(&mentions, 2), |_, _| None),
-            Ok(Submission::Ordered(_))
-        ));
     }
 
     /// The simulator's own-nonces invariant found this: a validator that crashed before any of

@@ -36,6 +36,13 @@ pub struct NodeSection {
     /// Prometheus `/metrics` over plain HTTP; omit to disable.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// The key file holds a key a `propose validator rotate` gave this validator, not the one
+    /// the genesis lists: the node starts anyway. With a data directory that executed the
+    /// rotation it takes part at once; with a fresh one (a replaced machine) it observes, catches
+    /// up from its peers, and takes part from the epoch that put the key in force. Off, a key
+    /// the genesis does not list is refused (most often a wrong key file).
+    #[serde(default)]
+    pub rekeyed: bool,
 }
 
 fn d_request() -> Duration {
@@ -272,11 +279,11 @@ impl NodeConfig {
         };
         let key_path = base.join(&self.node.key_file);
         let key = read_key_file(&key_path)?;
-        if key.public() != genesis_key {
+        if key.public() != genesis_key && !self.node.rekeyed {
             return Err(invalid(
                 "node.key_file",
                 format!(
-                    "{} holds key {}, but the genesis lists {} for validator {id}",
+                    "{} holds key {}, but the genesis lists {} for validator {id} (if `scbe propose validator rotate` gave validator {id} this key, set node.rekeyed = true)",
                     key_path.display(),
                     key.public(),
                     genesis_key

@@ -22,6 +22,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dashboard;
+pub mod edge_directory;
 pub mod fleet;
 pub mod heartbeat_pacer;
 pub mod inbound;

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Validated;
 use crate::dashboard::{serve_dashboard, Dashboard};
+use crate::edge_directory::EdgeDirectory;
 use crate::fleet::executor::{run_executor, FleetContext};
 use crate::fleet::monitor::FleetHealth;
 use crate::fleet::roster::{keep_health_streams, roster_of, Roster};
@@ -89,8 +90,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         &v.key.public(),
         &v.genesis.digest(),
     )?;
-    let directory = Arc::new(v.replica.directory.clone());
-    let records = store.load(&directory)?;
+    let records = store.load(&v.replica.directory)?;
     let mut ledger = Ledger::new(v.ledger.clone());
     ledger.keep_fresh();
     let codec = Arc::new(ProtoCodec);
@@ -108,6 +108,21 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             &records,
         )?
     };
+    let replica = step.replica();
+    // The edge resolves and pins the set of the epoch the store reached, and follows the
+    // replica's from there (`Runtime::follow_epoch`).
+    let directory = Arc::new(EdgeDirectory::new(
+        replica.config().directory.clone(),
+        v.peers.keys().copied(),
+    ));
+    if replica.observing() {
+        tracing::warn!(
+            node = id,
+            epoch = replica.epoch(),
+            key = %v.key.public(),
+            "this node's key is not validator {id}'s in the validator set its data reached: it observes (catches up from its peers) until a set it reaches puts the key in force"
+        );
+    }
     let mut tasks = Supervisor::default();
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let metrics = Arc::new(Metrics::default());
@@ -184,9 +199,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         let dashboard = Arc::new(Dashboard::new(reads.clone(), d.token.clone()));
         let mut asked = Vec::new();
         for (peer, address) in &v.peers {
-            if let Some(key) = v.genesis.validator_key(*peer).copied() {
-                let who = format!("validator {peer}'s key in the genesis");
-                let link = v.transport.link_to(key, who).map_err(NodeError::Tls)?;
+            // Pinned to the peer's keys in the set in force (they follow epochs).
+            if let Some(pins) = directory.peer_pins(*peer) {
+                let link = v.transport.link(pins.clone()).map_err(NodeError::Tls)?;
                 asked.push((*peer, address.clone(), link));
             }
         }
@@ -203,14 +218,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     }
     let mut peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = BTreeMap::new();
     for (peer, address) in &v.peers {
-        // Peers are the genesis's other validators (config validation), so each has a key.
-        let Some(key) = v.genesis.validator_key(*peer).copied() else {
+        // Peers are the genesis's other validators (config validation), so each has pins; they
+        // follow the peer's key in the set in force.
+        let Some(pins) = directory.peer_pins(*peer) else {
             continue;
         };
-        let to = v
-            .transport
-            .link_to(key, format!("validator {peer}'s key in the genesis"))
-            .map_err(NodeError::Tls)?;
+        let to = v.transport.link(pins.clone()).map_err(NodeError::Tls)?;
         let (queue, link) = peer_link(
             id,
             *peer,
@@ -284,6 +297,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         roster,
         consensus_seen: (scbe_core::consensus::Status::Normal, None),
         started: Instant::now(),
+        edge: Arc::clone(&directory),
     };
     tracing::info!(
         node = id,
@@ -337,20 +351,11 @@ fn start_fleet(
 ) {
     let (input, mut evidence) = mpsc::channel(FLEET_QUEUE);
     // Every other validator, reached where this node reaches it (`[peers]` or the genesis).
-    let validators = v
-        .peers
-        .iter()
-        .filter_map(|(id, address)| {
-            let key = v.genesis.validator_key(*id)?;
-            let verifier = scbe_core::crypto::Verifier::new(*key).ok()?;
-            Some((*id, verifier, address.clone()))
-        })
-        .collect();
+    let peers = v.peers.clone();
     let ctx = Arc::new(FleetContext {
         id: v.replica.id.0,
         key: v.key.clone(),
-        validators,
-        quorum: v.replica.quorum(),
+        peers,
         roster: roster.clone(),
         genesis: v.genesis.digest(),
         deploy_deadline: v.genesis.file().rollout.deploy_deadline,

@@ -76,6 +76,8 @@ pub(crate) struct Runtime {
     /// timeline of a failover.
     pub(crate) consensus_seen: (scbe_core::consensus::Status, Option<u64>),
     pub(crate) started: Instant,
+    /// The network edge's directory and TLS pins, moved on when the replica enters an epoch.
+    pub(crate) edge: Arc<crate::edge_directory::EdgeDirectory>,
 }
 
 /// The core's side of the read path: where it publishes, and how far it has.
@@ -173,6 +175,8 @@ fn position_of(
         stable_digest: r.stable_checkpoint().state_digest,
         state_digest,
         diverged_at: r.diverged_at().map(|s| s.0),
+        epoch: r.epoch(),
+        observing: r.observing(),
     }
 }
 
@@ -435,6 +439,7 @@ impl Runtime {
                 Action::CancelTimer(kind) => self.timers.cancel(kind),
             }
         }
+        self.follow_epoch();
         let view = self.step.replica().view().0;
         if self.metrics.view.swap(view, Ordering::Relaxed) != view {
             self.metrics.view_changes.fetch_add(1, Ordering::Relaxed);
@@ -551,6 +556,25 @@ impl Runtime {
     /// Publishes what this turn changed for readers: the events, the proposals and nonces it
     /// touched, and a new model if the position or the ledger moved (its summary then marked
     /// out of date; `refresh_summary` rebuilds it when a reader asks).
+    /// Moves the network edge to the validator set of the epoch the replica is in, if it
+    /// entered another one in this turn (a rotated key is accepted from here on, without a
+    /// restart).
+    fn follow_epoch(&mut self) {
+        let dir = &self.step.replica().config().directory;
+        if dir.epoch() == self.edge.current().epoch() {
+            return;
+        }
+        tracing::info!(
+            node = self.id,
+            epoch = dir.epoch(),
+            from = %dir.start(),
+            validators = dir.n(),
+            observing = self.step.replica().observing(),
+            "entered a new validator-set epoch"
+        );
+        self.edge.follow(dir);
+    }
+
     fn publish_reads(&mut self, actions: &[Action], touched: &std::collections::BTreeSet<u64>) {
         let restored = actions.iter().any(|a| matches!(a, Action::Restored { .. }));
         let (ledger, replica) = (self.step.ledger(), self.step.replica());

@@ -248,7 +248,10 @@ pub(crate) fn validator_set_from_proto(
 
 /// A link of the validator-set chain: its boundary certificate is opened with the keys of the
 /// set the link says signed it (the replica checks that set is the one it trusts).
-pub(crate) fn epoch_link_from_proto(cx: &Cx<'_>, p: pb::EpochLink) -> Result<EpochLink, WireError> {
+pub(crate) fn epoch_link_from_proto(
+    cache: Option<&VerifiedCache>,
+    p: pb::EpochLink,
+) -> Result<EpochLink, WireError> {
     const W: &str = "epoch_link";
     let previous = validator_set_from_proto(W, p.previous)?;
     let set = validator_set_from_proto(W, p.set)?;
@@ -264,7 +267,7 @@ pub(crate) fn epoch_link_from_proto(cx: &Cx<'_>, p: pb::EpochLink) -> Result<Epo
     })?;
     let signers_cx = Cx {
         dir: &signers,
-        cache: cx.cache,
+        cache,
     };
     Ok(EpochLink {
         previous,
@@ -386,7 +389,7 @@ pub(crate) fn decode_state_response(cx: &Cx<'_>, b: &[u8]) -> Result<StateRespon
     let epochs: Vec<EpochLink> = p
         .epochs
         .into_iter()
-        .map(|l| epoch_link_from_proto(cx, l))
+        .map(|l| epoch_link_from_proto(cx.cache, l))
         .collect::<Result<_, _>>()?;
     // What later sets signed (the snapshot's certificate, decided batches) resolves with the
     // keys the links name; the replica checks each against the set the chain proves.

@@ -12,8 +12,13 @@ use scbe_core::rollout::evidence::{
 };
 use scbe_core::rollout::order::{Endorsement, SignedOrder, MAX_ORDER_BYTES};
 
+use crate::decode::epoch_link_from_proto;
+use crate::encode::epoch_link_to_proto;
+
 /// Most endorsements an order may carry (a validator set is far smaller).
 pub const MAX_ENDORSEMENTS: usize = 1024;
+/// Links of the validator-set chain an order may carry (every change since the genesis).
+pub const MAX_ORDER_LINKS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FleetWireError {
@@ -28,6 +33,8 @@ pub enum FleetWireError {
         what: &'static str,
         reason: &'static str,
     },
+    #[error("an epoch link of the order: {0}")]
+    Link(String),
 }
 
 fn cap(what: &'static str, len: usize, max: usize) -> Result<(), FleetWireError> {
@@ -92,12 +99,14 @@ pub fn signed_order_to_proto(o: &SignedOrder) -> pb::SignedOrder {
     pb::SignedOrder {
         order: o.order.clone().into(),
         endorsements: o.endorsements.iter().map(endorsement_to_proto).collect(),
+        epochs: o.epochs.iter().map(epoch_link_to_proto).collect(),
     }
 }
 
 pub fn signed_order_from_proto(p: &pb::SignedOrder) -> Result<SignedOrder, FleetWireError> {
     cap("order", p.order.len(), MAX_ORDER_BYTES)?;
     cap("endorsements", p.endorsements.len(), MAX_ENDORSEMENTS)?;
+    cap("epoch links", p.epochs.len(), MAX_ORDER_LINKS)?;
     Ok(SignedOrder {
         order: p.order.to_vec(),
         endorsements: p
@@ -105,6 +114,14 @@ pub fn signed_order_from_proto(p: &pb::SignedOrder) -> Result<SignedOrder, Fleet
             .iter()
             .map(endorsement_from_proto)
             .collect::<Result<_, _>>()?,
+        // Each link verifies its own boundary signatures (against the set it names); the
+        // agent then checks the chain from the set it trusts.
+        epochs: p
+            .epochs
+            .iter()
+            .map(|l| epoch_link_from_proto(None, l.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| FleetWireError::Link(e.to_string()))?,
     })
 }
 
@@ -154,6 +171,7 @@ mod tests {
         let huge = pb::SignedOrder {
             order: vec![b' '; MAX_ORDER_BYTES + 1].into(),
             endorsements: vec![],
+            epochs: Vec::new(),
         };
         assert!(matches!(
             signed_order_from_proto(&huge),
@@ -165,6 +183,7 @@ mod tests {
                 signer: vec![1; 31].into(),
                 signature: vec![0; 64].into(),
             }],
+            epochs: Vec::new(),
         };
         assert!(signed_order_from_proto(&short_key).is_err());
     }

@@ -49,8 +49,9 @@ pub use encode::{commit_cert_to_proto, encode_envelope, envelope_to_proto};
 pub use open::{open, open_many_cached, open_proto, open_proto_cached};
 pub use proto_codec::ProtoCodec;
 pub use records::{
-    decode_commit_cert, decode_record, encode_checkpoint_cert, encode_commit_cert, encode_record,
-    open_checkpoint_cert, open_commit_cert, record_key, stored_record_key, StoredKind,
+    decode_commit_cert, decode_record, decode_stored_epoch_link, encode_checkpoint_cert,
+    encode_commit_cert, encode_record, open_checkpoint_cert, open_commit_cert, record_key,
+    stored_record_key, StoredKind,
 };
 pub use verified_cache::VerifiedCache;
 pub use wire_error::{WireError, MAX_ENVELOPE_BYTES};

@@ -4,7 +4,7 @@
 
 use prost::Message as _;
 use scbe_core::consensus::{
-    CheckpointCert, CommitCert, Directory, Kind, NewView, Record, Seq, Signed, View,
+    CheckpointCert, CommitCert, Directory, EpochLink, Kind, NewView, Record, Seq, Signed, View,
 };
 use scbe_proto::v1 as pb;
 
@@ -137,6 +137,19 @@ pub fn encode_checkpoint_cert(c: &CheckpointCert) -> Vec<u8> {
     checkpoint_cert_to_proto(c).encode_to_vec()
 }
 
+/// The link of the validator-set chain a stored record holds (`None` for any other record),
+/// signatures verified against the set the link says signed it: readable before the store
+/// knows which keys its other records are signed with, which the links tell.
+pub fn decode_stored_epoch_link(bytes: &[u8]) -> Result<Option<EpochLink>, WireError> {
+    use pb::stored_record::Record as R;
+    let p: pb::StoredRecord = decode("stored_record", bytes)?;
+    match p.record {
+        // The link opens its boundary with its own `previous` set: no directory needed.
+        Some(R::EpochLink(l)) => epoch_link_from_proto(None, l).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Decodes a stored record, re-verifying every signature in it: a record that was tampered with
 /// on disk is an error, never a reason to sign something new.
 pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError> {
@@ -187,6 +200,6 @@ pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError>
             }
         }
         R::NonceReservation(up_to) => Record::NonceReservation { up_to },
-        R::EpochLink(l) => Record::EpochLink(epoch_link_from_proto(cx, l)?),
+        R::EpochLink(l) => Record::EpochLink(epoch_link_from_proto(None, l)?),
     })
 }

@@ -25,6 +25,7 @@ pub fn submit(cli_node: &Dial, key: &Option<PathBuf>, op: Operation) -> Result<E
             | Operation::ProposeAgent { .. }
             | Operation::ProposeSettings { .. }
             | Operation::ProposeRequester { .. }
+            | Operation::ProposeValidator { .. }
     );
     runtime()?.block_on(async {
         let mut c = client(cli_node, key).await?;

@@ -18,6 +18,7 @@ use crate::rollout::health::aggregate;
 use crate::rollout::order::{Order, OrderError, SignedOrder};
 
 use super::agent_state::{AgentState, Installed};
+pub use super::order_checker::OrderChecker;
 
 /// Why an agent does not obey an order.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +50,8 @@ impl OrderRefusal {
             OrderRefusal::Unauthorised(
                 OrderError::TooLarge(_)
                 | OrderError::Malformed(_)
-                | OrderError::TooManyEndorsements { .. },
+                | OrderError::TooManyEndorsements { .. }
+                | OrderError::Chain(_),
             ) => Refusal::Malformed,
             OrderRefusal::WrongCall { .. } => Refusal::WrongCall,
             OrderRefusal::NotForThisAgent { .. } => Refusal::NotForThisAgent,
@@ -74,20 +76,6 @@ pub enum Step {
     AlreadyThere,
     /// Run the deploy or rollback hook, then [`AgentCore::finish`].
     RunHook,
-}
-
-/// The validator set an agent obeys and the quorum of it an order needs.
-#[derive(Clone)]
-pub struct OrderChecker {
-    validators: std::sync::Arc<[Verifier]>,
-    quorum: usize,
-}
-
-impl OrderChecker {
-    /// The order, if `quorum` distinct validators of the set endorsed it.
-    pub fn verify(&self, signed: &SignedOrder) -> Result<Order, OrderRefusal> {
-        Ok(signed.verify(&self.validators, self.quorum)?)
-    }
 }
 
 pub struct AgentCore {
@@ -117,10 +105,7 @@ impl AgentCore {
         AgentCore {
             id,
             key,
-            checker: OrderChecker {
-                validators: validators.into(),
-                quorum,
-            },
+            checker: OrderChecker::new(validators, quorum, state.validators.as_ref()),
             state,
             window: VecDeque::new(),
             report_window: report_window.max(1),
@@ -205,6 +190,9 @@ impl AgentCore {
     /// and returns the signed ack. The caller persists [`AgentCore::state`] before answering.
     pub fn finish(&mut self, order: &Order, result: HookOutcome) -> DeployAck {
         self.state.rollout = order.rollout;
+        // The newest validator set the orders proved, kept with the state: a restarted agent
+        // never goes back to trusting a set the validators retired.
+        self.state.validators = self.checker.learned();
         self.state.last_order_seq = self.state.last_order_seq.max(order.issued_seq);
         let (outcome, detail) = match result {
             HookOutcome::Done => {
@@ -342,6 +330,7 @@ mod tests {
         SignedOrder {
             endorsements: keys.iter().map(|k| Endorsement::sign(&bytes, k)).collect(),
             order: bytes,
+            epochs: Vec::new(),
         }
     }
 

@@ -25,6 +25,10 @@ pub struct AgentState {
     pub rollout: u64,
     /// Ledger sequence number of the newest order obeyed; older orders are refused.
     pub last_order_seq: u64,
+    /// The newest validator set an obeyed order proved by its chain of epoch links (absent:
+    /// the genesis set). Orders count endorsements against it, and a chain must start from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validators: Option<crate::consensus::ValidatorSet>,
 }
 
 impl AgentState {
@@ -43,6 +47,7 @@ impl AgentState {
             previous: None,
             rollout: 0,
             last_order_seq: 0,
+            validators: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod agent_core;
 pub mod agent_state;
+pub mod order_checker;
 pub mod synthetic;
 
 pub use agent_core::{AgentCore, HookOutcome, OrderChecker, OrderRefusal, Step};

@@ -144,6 +144,16 @@ impl Directory {
         &self.validators
     }
 
+    /// Every validator key this directory resolves, with its validator: the keys in force and
+    /// the previous epoch's retired ones (what TLS accepts from validators: a validator
+    /// restarted with its rotated key, or one still behind on its old key asking for state).
+    pub fn validator_keys(&self) -> impl Iterator<Item = (ReplicaId, PublicKey)> + '_ {
+        self.principals.iter().filter_map(|(key, (p, _))| match p {
+            Principal::Validator(id) => Some((*id, *key)),
+            Principal::Requester => None,
+        })
+    }
+
     /// The ids of the validators in force, ascending.
     pub fn ids(&self) -> &[ReplicaId] {
         &self.ids

@@ -6,10 +6,11 @@
 //! batches), and a replica keeps every link it made or checked so it can prove later sets to
 //! replicas still behind.
 
-use super::certificate::{check_checkpoint_cert, CertError};
-use super::config::{ConfigError, ReplicaConfig};
+use std::collections::BTreeSet;
+
+use super::certificate::CertError;
+use super::config::{quorum_for, ConfigError, ReplicaConfig};
 use super::message::CheckpointCert;
-use super::types::Digest;
 use super::validator_set::ValidatorSet;
 
 /// One epoch change: `previous` certified, at `boundary`, that `set` orders after it.
@@ -49,23 +50,49 @@ impl EpochLink {
         self.set.epoch
     }
 
-    /// Checks that this link extends a chain whose newest set is `tip`'s and returns the
-    /// configuration of the link's set (what checks the next link, or what the later set
-    /// signed).
-    pub fn follow(&self, tip: &ReplicaConfig, genesis: Digest) -> Result<ReplicaConfig, LinkError> {
-        let tip_epoch = tip.directory.epoch();
-        if self.previous.digest() != tip.directory.set().digest() {
-            return Err(LinkError::NotFromTip { tip: tip_epoch });
+    /// Checks that `trusted` certified this link's set: the link starts from `trusted`, and a
+    /// quorum of `trusted`'s validators (by the keys it holds) signed checkpoints at the
+    /// boundary that name the set. What an agent checks (it runs no consensus); a replica
+    /// also derives the set's configuration ([`Self::follow`]).
+    pub fn certifies(&self, trusted: &ValidatorSet) -> Result<(), LinkError> {
+        let tip = trusted.epoch;
+        if self.previous.digest() != trusted.digest() {
+            return Err(LinkError::NotFromTip { tip });
         }
-        // Before the certificate check: the genesis checkpoint (seq 0) needs no proof, and
-        // a boundary there would certify any set.
-        if self.boundary.seq <= tip.directory.start() {
+        // Before the votes: the genesis checkpoint (seq 0) needs no proof, and a boundary
+        // there would certify any set.
+        if self.boundary.seq <= trusted.start {
             return Err(LinkError::BoundaryBeforeTip {
                 seq: self.boundary.seq,
-                tip: tip_epoch,
+                tip,
             });
         }
-        check_checkpoint_cert(tip, &self.boundary, genesis).map_err(LinkError::Boundary)?;
+        let what = "epoch link boundary";
+        let mut ids = BTreeSet::new();
+        for vote in &self.boundary.proof {
+            let id = vote
+                .validator()
+                .ok_or(LinkError::Boundary(CertError::NotValidator { what }))?;
+            if trusted.key_of(id) != Some(vote.signer()) {
+                return Err(LinkError::Boundary(CertError::NotInForce { what, id }));
+            }
+            let v = vote.value();
+            if v.seq != self.boundary.seq
+                || v.state_digest != self.boundary.state_digest
+                || v.next_set != self.boundary.next_set
+            {
+                return Err(LinkError::Boundary(CertError::Mismatch { what }));
+            }
+            ids.insert(id);
+        }
+        let need = quorum_for(trusted.n().max(1));
+        if ids.len() < need {
+            return Err(LinkError::Boundary(CertError::NotEnoughVotes {
+                what,
+                got: ids.len(),
+                need,
+            }));
+        }
         if self.boundary.next_set != Some(self.set.digest()) {
             return Err(LinkError::SetNotCertified);
         }
@@ -75,12 +102,36 @@ impl EpochLink {
                 seq: self.boundary.seq,
             });
         }
-        if self.set.epoch <= tip_epoch {
+        if self.set.epoch <= tip {
             return Err(LinkError::EpochNotAfter {
                 got: self.set.epoch,
-                tip: tip_epoch,
+                tip,
             });
         }
+        if self.set.n() < 4 {
+            return Err(LinkError::Unusable(ConfigError::TooFewValidators(
+                self.set.n(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that this link extends a chain whose newest set is `tip`'s and returns the
+    /// configuration of the link's set (what checks the next link, or what the later set
+    /// signed).
+    pub fn follow(&self, tip: &ReplicaConfig) -> Result<ReplicaConfig, LinkError> {
+        self.certifies(&tip.directory.set())?;
         tip.for_next_set(&self.set).map_err(LinkError::Unusable)
+    }
+
+    /// The newest set `links` lead to from `trusted`, each checked in turn (links at or before
+    /// `trusted`'s epoch are skipped: the holder knows them already).
+    pub fn advance(trusted: &ValidatorSet, links: &[EpochLink]) -> Result<ValidatorSet, LinkError> {
+        let mut tip = trusted.clone();
+        for link in links.iter().filter(|l| l.epoch() > trusted.epoch) {
+            link.certifies(&tip)?;
+            tip = link.set.clone();
+        }
+        Ok(tip)
     }
 }

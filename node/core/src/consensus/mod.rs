@@ -11,6 +11,7 @@ pub mod codec;
 pub mod config;
 pub mod decided_replay;
 pub mod directory;
+pub mod epoch_chain;
 pub mod epoch_link;
 pub mod execution;
 pub mod limits;
@@ -27,6 +28,7 @@ pub use certificate::CertError;
 pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};
 pub use decided_replay::{DecidedReplay, ReplayError};
+pub use epoch_chain::EpochChain;
 pub use epoch_link::{EpochLink, LinkError};
 pub use message::{
     batch_digest, retype_request, Checkpoint, CheckpointCert, CommitCert, Envelope, Heartbeat,

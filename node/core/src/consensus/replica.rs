@@ -379,6 +379,18 @@ impl<A: StateMachine> Replica<A> {
     pub fn stable_checkpoint(&self) -> &CheckpointCert {
         &self.stable
     }
+    /// The set in force and the links that prove it from the genesis (for orders to agents).
+    pub fn epoch_chain(&self) -> super::EpochChain {
+        let epoch = self.epoch();
+        super::EpochChain {
+            set: self.cfg.directory.set(),
+            links: self
+                .epoch_links
+                .range(..=epoch)
+                .map(|(_, l)| l.clone())
+                .collect(),
+        }
+    }
     /// The links of the validator-set chain this replica holds, by the epoch each leads to.
     pub fn epoch_links(&self) -> &BTreeMap<u64, super::EpochLink> {
         &self.epoch_links
@@ -500,6 +512,14 @@ impl<A: StateMachine> Replica<A> {
                     if self.cfg.directory.in_force(from, m.signer()) =>
                 {
                     self.on_state_response(r.clone(), from)
+                }
+                // Its boundary certificate still counts the old set's checkpoints: completed,
+                // it is the link that proves the set to others (and, for a validator re-keyed
+                // by the change, the proof its store takes the new key from).
+                (Some(from), Message::Checkpoint(c))
+                    if self.previous.is_some() && c.seq == self.cfg.directory.start() =>
+                {
+                    self.on_boundary_checkpoint(retype(&m, *c), from)
                 }
                 _ => self.drop_input("message to a validator whose key is not in force"),
             },

@@ -16,13 +16,39 @@ pub struct View(pub u64);
 const EPOCH_SHIFT: u32 = 32;
 
 /// A sequence number assigned by the primary to a batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Seq(pub u64);
 
 /// A validator's id: its index in the genesis validator set (`0..n`), or the id the ledger gave
 /// it when it was added; it keeps it for life, through key rotations and other validators'
 /// removal.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct ReplicaId(pub u32);
 
 impl View {

@@ -9,7 +9,7 @@ use super::types::{Digest, ReplicaId, Seq};
 
 /// The validators in force from `start` on (exclusive: the batch at `start` is the last one the
 /// previous set ordered).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ValidatorSet {
     /// Counts the set's changes since the genesis (0 for the genesis set).
     pub epoch: u64,

@@ -86,10 +86,14 @@ impl Endorsement {
 }
 
 /// An order with the endorsements collected for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SignedOrder {
     pub order: Vec<u8>,
     pub endorsements: Vec<Endorsement>,
+    /// The chain of validator-set changes from the genesis to the set that endorsed the order
+    /// (empty in the genesis epoch): the agent checks it from the newest set it trusts before
+    /// it counts the endorsements.
+    pub epochs: Vec<crate::consensus::EpochLink>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +106,8 @@ pub enum OrderError {
     TooManyEndorsements { carried: usize, validators: usize },
     #[error("order does not parse: {0}")]
     Malformed(String),
+    #[error("the order's chain of validator sets does not follow the set this agent trusts: {0}")]
+    Chain(crate::consensus::LinkError),
 }
 
 impl SignedOrder {
@@ -212,6 +218,7 @@ mod tests {
                 .iter()
                 .map(|k| Endorsement::sign(&bytes, k))
                 .collect(),
+            epochs: Vec::new(),
         };
         assert_eq!(signed.verify(&set, 3), Ok(order()));
         // The leader alone, or the leader three times, is not a quorum.
@@ -241,6 +248,7 @@ mod tests {
         let signed = SignedOrder {
             order: tampered.to_bytes(),
             endorsements: keys.iter().map(|k| Endorsement::sign(&bytes, k)).collect(),
+            epochs: Vec::new(),
         };
         assert!(matches!(
             signed.verify(&set, 3),
@@ -260,6 +268,7 @@ mod tests {
         let flood = SignedOrder {
             order: bytes.clone(),
             endorsements: vec![forged.clone(); 1024],
+            epochs: Vec::new(),
         };
         assert_eq!(
             flood.verify(&set, 3),
@@ -275,6 +284,7 @@ mod tests {
         let signed = SignedOrder {
             order: bytes.clone(),
             endorsements,
+            epochs: Vec::new(),
         };
         assert_eq!(
             signed.verify(&set, 3),
@@ -287,6 +297,7 @@ mod tests {
         let full = SignedOrder {
             order: bytes.clone(),
             endorsements: keys.iter().map(|k| Endorsement::sign(&bytes, k)).collect(),
+            epochs: Vec::new(),
         };
         assert_eq!(full.verify(&set, 3), Ok(order()));
     }

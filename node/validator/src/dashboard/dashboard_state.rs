@@ -3,6 +3,7 @@
 //! their latest health), each agent's recent figures for sparklines, the newest events with
 //! their Sacred Tongue tags, and the validators as this one sees them.
 
+use scbe_core::consensus::View;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -57,7 +58,9 @@ pub struct ValidatorView {
     pub reachable: bool,
     /// Why it is not reachable, or refused this cluster's genesis.
     pub problem: Option<String>,
-    /// The position: the serving validator's own, a peer's as it last answered.
+    /// The position: the serving validator's own, a peer's as it last answered. The view is
+    /// counted within the validator-set epoch.
+    pub epoch: Option<u64>,
     pub view: Option<u64>,
     pub status: Option<String>,
     pub executed: Option<u64>,
@@ -78,7 +81,8 @@ impl DashboardState {
             address: String::new(),
             reachable: true,
             problem: None,
-            view: Some(at.view),
+            epoch: Some(at.epoch),
+            view: Some(View(at.view).in_epoch()),
             status: Some(format!("{:?}", at.status)),
             executed: Some(at.last_executed),
             stable_checkpoint: Some(at.stable_checkpoint),
@@ -100,7 +104,8 @@ impl DashboardState {
                 address: link.address,
                 reachable: link.connected && refused.is_none(),
                 problem: refused.or(link.problem),
-                view: p.map(|p| p.view),
+                epoch: p.map(|p| View(p.view).epoch()),
+                view: p.map(|p| View(p.view).in_epoch()),
                 status: p.map(|p| p.status.clone()),
                 executed: p.map(|p| p.executed),
                 stable_checkpoint: p.map(|p| p.stable_checkpoint),

@@ -9,6 +9,8 @@
 //! [`super::watcher::Watcher`] records progress or rolls back. A new primary after a view
 //! change does the same from the ledger's state; agents already on the version ack at once.
 
+use scbe_core::consensus::config::quorum_for;
+use scbe_core::consensus::EpochChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,11 +41,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct FleetContext {
     pub id: u32,
     pub key: Keypair,
-    /// Every other validator: id, key, and where this validator reaches it.
-    pub validators: Vec<(u32, Verifier, String)>,
+    /// Where this validator reaches every other one, by id (their keys are the set in
+    /// force's, from the fleet view).
+    pub peers: BTreeMap<u32, String>,
     /// The cluster's genesis digest, presented on every call to a peer or an agent.
     pub genesis: Digest,
-    pub quorum: usize,
     /// The fleet as the ledger has it now (published by the core task).
     pub roster: watch::Receiver<Roster>,
     /// How long the leader keeps trying to deliver a deploy before leaving it to the deadline.
@@ -202,7 +204,8 @@ impl StepKey {
 
 async fn execute_step(ctx: Arc<FleetContext>, step: StepView, views: watch::Receiver<FleetView>) {
     let bytes = step.order.to_bytes();
-    let signed = Arc::new(collect_endorsements(&ctx, step.rollout, bytes).await);
+    let chain = Arc::clone(&views.borrow().chain);
+    let signed = Arc::new(collect_endorsements(&ctx, &chain, step.rollout, bytes).await);
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(DELIVERY_CONCURRENCY));
     let mut tasks = JoinSet::new();
@@ -233,22 +236,33 @@ async fn execute_step(ctx: Arc<FleetContext>, step: StepView, views: watch::Rece
     while tasks.join_next().await.is_some() {}
 }
 
-/// Own endorsement plus peers' until a quorum; retries peers that are behind or unreachable.
-async fn collect_endorsements(ctx: &FleetContext, rollout: u64, bytes: Vec<u8>) -> SignedOrder {
+/// Own endorsement plus those of the other validators of the set in force until a quorum of
+/// it; retries peers that are behind or unreachable. The order carries the chain that proves
+/// the set, for agents that trust an earlier one.
+async fn collect_endorsements(
+    ctx: &FleetContext,
+    chain: &EpochChain,
+    rollout: u64,
+    bytes: Vec<u8>,
+) -> SignedOrder {
     let mut got: BTreeMap<u32, Endorsement> = BTreeMap::new();
     got.insert(ctx.id, Endorsement::sign(&bytes, &ctx.key));
-    let channels: BTreeMap<u32, (Verifier, tonic::transport::Channel)> = ctx
-        .validators
+    let quorum = quorum_for(chain.set.n().max(1));
+    let channels: BTreeMap<u32, (Verifier, tonic::transport::Channel)> = chain
+        .set
+        .members
         .iter()
-        .filter(|(id, _, _)| *id != ctx.id)
-        .filter_map(|(id, v, addr)| {
-            let who = format!("validator {id}'s key in the genesis");
-            ctx.channel(*v.public(), who, addr, Duration::from_secs(2))
-                .map(|c| (*id, (v.clone(), c)))
+        .filter(|(id, _)| id.0 != ctx.id)
+        .filter_map(|(id, key)| {
+            let addr = ctx.peers.get(&id.0)?;
+            let v = Verifier::new(*key).ok()?;
+            let who = format!("validator {id}'s key in the validator set in force");
+            ctx.channel(*key, who, addr, Duration::from_secs(2))
+                .map(|c| (id.0, (v, c)))
         })
         .collect();
     let mut pause = Duration::from_millis(50);
-    while got.len() < ctx.quorum {
+    while got.len() < quorum {
         let mut asks = JoinSet::new();
         for (id, (v, ch)) in &channels {
             if got.contains_key(id) {
@@ -273,7 +287,7 @@ async fn collect_endorsements(ctx: &FleetContext, rollout: u64, bytes: Vec<u8>) 
                 Err(_) => {}
             }
         }
-        if got.len() < ctx.quorum {
+        if got.len() < quorum {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
         }
@@ -281,6 +295,7 @@ async fn collect_endorsements(ctx: &FleetContext, rollout: u64, bytes: Vec<u8>) 
     SignedOrder {
         order: bytes,
         endorsements: got.into_values().collect(),
+        epochs: chain.links.clone(),
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Position {
     pub state_digest: Option<Digest>,
     /// A quorum's checkpoint at this seq differed from this validator's state.
     pub diverged_at: Option<u64>,
+    /// The validator-set epoch in force, and whether this validator's key is out of it.
+    pub epoch: u64,
+    pub observing: bool,
 }
 
 /// What readers see of the core, published after every turn that changed it.

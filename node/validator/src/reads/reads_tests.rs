@@ -102,7 +102,7 @@ async fn status_and_watch_are_answered_while_the_core_queue_is_full_and_unread()
         .expect("fills the queue");
     let service = GovernanceService {
         inbound,
-        directory: Arc::new(directory),
+        directory: Arc::new(crate::edge_directory::EdgeDirectory::new(directory, [])),
         verified: Arc::new(scbe_wire::VerifiedCache::new(16)),
         reads,
         watch_slots: Arc::new(tokio::sync::Semaphore::new(2)),

@@ -7,9 +7,10 @@ use scbe_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::edge_directory::EdgeDirectory;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
-use scbe_core::consensus::{Digest, Directory};
+use scbe_core::consensus::Digest;
 use scbe_wire::genesis::{caller_name, check_presented};
 use scbe_wire::tls::{caller_in, PinnedKeys};
 
@@ -22,7 +23,8 @@ pub struct ConsensusService {
     /// Peers must present this genesis; a stream under another one is refused at once.
     pub genesis: Digest,
     pub links: Arc<Links>,
-    pub directory: Arc<Directory>,
+    /// Resolves signers with the validator set in force (it follows epochs).
+    pub directory: Arc<EdgeDirectory>,
     pub metrics: Arc<Metrics>,
     pub verified: Arc<VerifiedCache>,
     /// Under TLS, the validators' keys: a stream whose caller's certificate is not one of them
@@ -58,7 +60,8 @@ impl pb::consensus_server::Consensus for ConsensusService {
         let mut received = 0u64;
         while let Some(env) = stream.message().await? {
             received += 1;
-            match open_proto_cached(env, &self.directory, Some(&self.verified)) {
+            let directory = self.directory.current();
+            match open_proto_cached(env, &directory, Some(&self.verified)) {
                 Ok(m) => {
                     if self.inbound.try_send(Inbound::Peer(m)).is_err() {
                         self.metrics.dropped("inbound queue full");

@@ -10,7 +10,7 @@ use scbe_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use scbe_core::consensus::{retype_request, Digest, Directory, Kind, Principal};
+use scbe_core::consensus::{retype_request, Digest, Kind, Principal};
 use scbe_core::governance::event::Event;
 use scbe_wire::genesis::check_if_presented;
 
@@ -43,7 +43,8 @@ type Decision = oneshot::Receiver<Result<ClientReply, SubmitRefusal>>;
 #[derive(Clone)]
 pub struct GovernanceService {
     pub inbound: mpsc::Sender<Inbound>,
-    pub directory: Arc<Directory>,
+    /// Resolves signers with the validator set in force (it follows epochs).
+    pub directory: Arc<crate::edge_directory::EdgeDirectory>,
     pub verified: Arc<VerifiedCache>,
     /// What the core published for readers.
     pub reads: Reads,
@@ -230,7 +231,8 @@ impl GovernanceService {
             }
             checked.push(c);
         }
-        let mut opened = open_many_cached(passed, &self.directory, &self.verified).into_iter();
+        let directory = self.directory.current();
+        let mut opened = open_many_cached(passed, &directory, &self.verified).into_iter();
         let mut out = Vec::with_capacity(checked.len());
         for c in checked {
             // Only a request that passed the precheck was opened: take its result, and none
@@ -328,7 +330,6 @@ pub fn refusal_status(refused: &SubmitRefusal) -> Status {
     let message = refused.to_string();
     match refused {
         SubmitRefusal::NotARequester(_) => Status::permission_denied(message),
-        SubmitRefusal::ValidatorChangesUnsupported => Status::unimplemented(message),
         SubmitRefusal::Nonce(NonceError::TooFarAhead { .. }) => Status::invalid_argument(message),
         SubmitRefusal::Nonce(NonceError::Used { .. } | NonceError::TooOld { .. })
         | SubmitRefusal::NonceTaken { .. } => Status::failed_precondition(message),
@@ -376,6 +377,8 @@ fn status_to_proto(r: StatusReport) -> pb::StatusReply {
             .unwrap_or_default()
             .into(),
         diverged_at: at.diverged_at.unwrap_or(0),
+        epoch: at.epoch,
+        observing: at.observing,
         peers: r
             .peers
             .into_iter()

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use scbe_core::consensus::{Digest, Directory};
+use scbe_core::consensus::Digest;
 use scbe_proto::v1 as pb;
-use scbe_wire::tls::{incoming, ClientAuth, PinnedKeys, TlsError, Transport};
+use scbe_wire::tls::{incoming, ClientAuth, TlsError, Transport};
 use scbe_wire::{VerifiedCache, MAX_ENVELOPE_BYTES};
 use tokio::sync::mpsc;
 
@@ -29,7 +29,7 @@ pub const CALLS_PER_CONNECTION: usize = 256;
 /// What the services share with the core task.
 pub struct ServerParts {
     pub inbound: mpsc::Sender<Inbound>,
-    pub directory: Arc<Directory>,
+    pub directory: Arc<crate::edge_directory::EdgeDirectory>,
     pub metrics: Arc<Metrics>,
     /// What the core publishes for readers (`Status`, `Watch`, `Audit.Export`).
     pub reads: Reads,
@@ -51,10 +51,8 @@ pub async fn grpc_server(
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, TlsError> {
     // A client certificate is optional (requesters call anonymously), but one that is presented
     // must be a validator's; the peer-only services then require one.
-    let validators = PinnedKeys::new(
-        p.directory.validators().iter().copied(),
-        "a validator of this cluster",
-    );
+    // Shared with the edge directory: they follow the validator set in force.
+    let validators = p.directory.validators().clone();
     let tls = p
         .transport
         .server(ClientAuth::Optional(validators.clone()))?;

@@ -3,8 +3,12 @@
 //! changes), written with one commit per turn of the runtime loop.
 
 pub mod audit_trail;
+pub mod encoded_snapshot;
+pub mod owner_key;
 pub mod record_store;
+pub mod storage_error;
 pub mod store_reader;
+pub mod stored_links;
 pub mod value_codec;
 
 pub use audit_trail::AuditChunk;

@@ -18,8 +18,11 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+pub use crate::storage::encoded_snapshot::EncodedSnapshot;
+pub use crate::storage::storage_error::StorageError;
 use crate::storage::store_reader::StoreReader;
 use crate::storage::value_codec::{pack, unpack};
+use crate::storage::{owner_key, stored_links};
 use scbe_core::consensus::{Digest, Directory, Record};
 use scbe_core::crypto::PublicKey;
 use scbe_core::governance::event::Event;
@@ -73,68 +76,6 @@ fn upgrade_from_format_1(
         table.insert(k, v.as_slice())?;
     }
     Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("cannot open the database {path}: {detail} (the node refuses to start rather than risk signing twice; restore the file from a backup or move it away to rejoin from peers)")]
-    Open { path: PathBuf, detail: String },
-    #[error(
-        "database {path} was written by validator key {found}, but this node's key is {expected}"
-    )]
-    WrongNode {
-        path: PathBuf,
-        expected: PublicKey,
-        found: String,
-    },
-    #[error("database {path} was written under genesis {stored}, but this node runs genesis {expected}: point node.genesis at the genesis this data belongs to, or move the data directory away to join this cluster from its peers")]
-    WrongGenesis {
-        path: PathBuf,
-        stored: String,
-        expected: String,
-    },
-    #[error("database {path} has format {found:?}, expected {expected:?}")]
-    Format {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("record {index} in {path} is unreadable: {source} (the node refuses to start)")]
-    Record {
-        path: PathBuf,
-        index: u64,
-        source: WireError,
-    },
-    #[error("storage operation on {path} failed: {detail}")]
-    Io { path: PathBuf, detail: String },
-}
-
-/// A snapshot record encoded and compressed ahead of its commit, off the core's loop (JSON of the
-/// whole ledger and zstd: hundreds of milliseconds for a large state).
-pub struct EncodedSnapshot {
-    seq: u64,
-    packed: Vec<u8>,
-}
-
-impl EncodedSnapshot {
-    /// Encodes `snapshot` as `commit_turn` would store it (this is where a lazy snapshot's bytes
-    /// are made).
-    pub fn encode(snapshot: &scbe_core::consensus::Snapshot) -> Self {
-        Self {
-            seq: snapshot.seq.0,
-            packed: pack(&encode_record(&Record::Snapshot(snapshot.clone()))),
-        }
-    }
-
-    /// The checkpoint's sequence number.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// Its stored size (compressed).
-    pub fn stored_bytes(&self) -> usize {
-        self.packed.len()
-    }
 }
 
 /// What each record of the `records` table is about, by its index there.
@@ -224,7 +165,27 @@ impl RecordStore {
                     })
                 }
                 Some(_) => {
-                    Self::check_owner(&meta, path, node)?;
+                    if let Err(wrong) = Self::check_owner(&meta, path, node) {
+                        let owner = meta
+                            .get("node")
+                            .map_err(|e| open_err(&e))?
+                            .and_then(|v| PublicKey::from_slice(v.value()).ok());
+                        let records = txn.open_table(RECORDS).map_err(|e| open_err(&e))?;
+                        let every = records
+                            .iter()
+                            .map_err(|e| open_err(&e))?
+                            .filter_map(|e| e.ok().map(|(k, _)| k.value()))
+                            .collect::<Vec<_>>();
+                        let links = stored_links::links_at(&records, every.into_iter())
+                            .map_err(|e| open_err(&e))?;
+                        if !owner.is_some_and(|o| owner_key::rotated_to(&links, &o, node)) {
+                            return Err(wrong);
+                        }
+                        // The validator's rotated key: its store from now on.
+                        tracing::info!(path = %path.display(), key = %node, "store taken over by the key a rotation gave its validator");
+                        meta.insert("node", node.as_bytes().as_slice())
+                            .map_err(|e| open_err(&e))?;
+                    }
                 }
             }
             Self::bind_genesis(&mut meta, path, genesis)?;
@@ -511,6 +472,31 @@ impl RecordStore {
     pub fn load(&self, dir: &Directory) -> Result<Vec<Record>, StorageError> {
         let txn = self.reader.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        // Records of later epochs are signed by keys the genesis does not know: the store's
+        // links (readable alone) name them. Every signer is still checked against its epoch's
+        // set by the core on restore.
+        let at = self
+            .index
+            .iter()
+            .filter(|(_, (kind, _))| *kind == StoredKind::EpochLink)
+            .map(|(k, _)| *k);
+        let links = stored_links::links_at(&table, at).map_err(|e| match e {
+            stored_links::LinkReadError::Store(e) => self.io(e),
+            stored_links::LinkReadError::Record { index, source } => StorageError::Record {
+                path: self.reader.path.clone(),
+                index,
+                source,
+            },
+        })?;
+        let resolving;
+        let dir = if links.is_empty() {
+            dir
+        } else {
+            resolving = dir
+                .resolving(links.iter().flat_map(|l| [&l.previous, &l.set]))
+                .map_err(|e| self.io(e))?;
+            &resolving
+        };
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.io(e))? {
             let (k, v) = entry.map_err(|e| self.io(e))?;

@@ -1,7 +1,7 @@
 //! Which keys a link accepts, and the rustls verifiers that enforce it.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -18,9 +18,11 @@ use scbe_core::crypto::PublicKey;
 use super::{provider, TlsError, TlsIdentity, Trust, ALPN_H2};
 
 /// The keys a link accepts, and how to name them in a refusal ("a validator of this cluster").
+/// Clones share the keys: a validator set that changes (a rotated or removed validator) is
+/// followed by every server and link built with them, from their next handshake on.
 #[derive(Debug, Clone)]
 pub struct PinnedKeys {
-    keys: BTreeSet<[u8; 32]>,
+    keys: Arc<RwLock<BTreeSet<[u8; 32]>>>,
     described: String,
 }
 
@@ -28,9 +30,16 @@ impl PinnedKeys {
     /// `described` completes "the certificate's key K is not ...".
     pub fn new(keys: impl IntoIterator<Item = PublicKey>, described: impl Into<String>) -> Self {
         PinnedKeys {
-            keys: keys.into_iter().map(|k| k.0).collect(),
+            keys: Arc::new(RwLock::new(keys.into_iter().map(|k| k.0).collect())),
             described: described.into(),
         }
+    }
+
+    /// Accepts `keys` from now on, in place of the ones before (for every clone).
+    pub fn replace(&self, keys: impl IntoIterator<Item = PublicKey>) {
+        let next: BTreeSet<[u8; 32]> = keys.into_iter().map(|k| k.0).collect();
+        // A poisoned lock only means a panic elsewhere while it was held; the set is whole.
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     /// What these keys are, for messages ("a validator of this cluster").
@@ -39,7 +48,10 @@ impl PinnedKeys {
     }
 
     pub fn contains(&self, key: &PublicKey) -> bool {
-        self.keys.contains(&key.0)
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key.0)
     }
 
     /// The key `cert` identifies, if it is one of these: the key in a self-signed certificate;

@@ -159,15 +159,12 @@ fn a_link_that_does_not_follow_the_chain_is_refused_and_nothing_is_installed() {
     let mut c = Cluster::new(4, 4);
     let _ = two_rotations_while_2_is_away(&mut c);
     let genesis_cfg = c.config(2);
-    let genesis = c.replica(2).genesis_digest();
     let links = c.replica(0).epoch_links().clone();
     let first = links[&1].clone();
     let second = links[&2].clone();
-    let after_first = first
-        .follow(&genesis_cfg, genesis)
-        .expect("a real link follows");
+    let after_first = first.follow(&genesis_cfg).expect("a real link follows");
     second
-        .follow(&after_first, genesis)
+        .follow(&after_first)
         .expect("and the next one after it");
 
     let mut extra = first.clone();
@@ -176,17 +173,17 @@ fn a_link_that_does_not_follow_the_chain_is_refused_and_nothing_is_installed() {
         .members
         .push((ReplicaId(9), Keypair::from_label("intruder").public()));
     assert_eq!(
-        extra.follow(&genesis_cfg, genesis).err(),
+        extra.follow(&genesis_cfg).err(),
         Some(LinkError::SetNotCertified)
     );
     let mut short = first.clone();
     short.boundary.proof.truncate(2);
     assert!(matches!(
-        short.follow(&genesis_cfg, genesis),
+        short.follow(&genesis_cfg),
         Err(LinkError::Boundary(CertError::NotEnoughVotes { .. }))
     ));
     assert_eq!(
-        second.follow(&genesis_cfg, genesis).err(),
+        second.follow(&genesis_cfg).err(),
         Some(LinkError::NotFromTip { tip: 0 }),
         "epoch 2's link needs epoch 1's set"
     );
@@ -212,7 +209,7 @@ fn a_link_that_does_not_follow_the_chain_is_refused_and_nothing_is_installed() {
     let opened = scbe_wire::open(&scbe_wire::encode_envelope(&env), &c.dir).expect("opens");
     mixed.boundary.proof[at] = scbe_core::consensus::message::retype(&opened, vote);
     assert!(matches!(
-        mixed.follow(&genesis_cfg, genesis),
+        mixed.follow(&genesis_cfg),
         Err(LinkError::Boundary(CertError::Mismatch { .. }))
     ));
 
@@ -234,4 +231,33 @@ fn a_link_that_does_not_follow_the_chain_is_refused_and_nothing_is_installed() {
     assert!(c.replica(2).epoch_links().is_empty());
     assert_eq!(c.replica(2).epoch(), 0);
     assert_eq!(c.replica(2).last_executed(), Seq(0));
+}
+
+/// The validator a rotation re-keyed, still running its old key, observes from the boundary
+/// on; it still completes its boundary certificate with the old set's checkpoints, so it holds
+/// the link to the new set (what its store takes the new key from when it restarts with it),
+/// and so does every other replica.
+#[test]
+fn the_rotated_validator_observing_on_its_old_key_still_completes_the_link() {
+    let mut c = Cluster::new(4, 4);
+    c.decide_each(0, 1..=2);
+    let mut set = members(&c);
+    set[3].1 = Keypair::from_label("observer rotated").public();
+    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    c.run();
+    assert!(c.replica(3).observing());
+    for i in 0..4 {
+        assert_eq!(
+            c.replica(i)
+                .epoch_links()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![1],
+            "replica {i}"
+        );
+    }
+    assert!(c.stores[3]
+        .iter()
+        .any(|r| matches!(r, Record::EpochLink(l) if l.epoch() == 1)));
 }

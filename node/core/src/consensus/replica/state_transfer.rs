@@ -306,10 +306,17 @@ impl<A: StateMachine> Replica<A> {
     /// link of the chain it holds beyond it.
     pub(super) fn chain_tip_epoch(&self) -> u64 {
         let mine = self.cfg.directory.epoch();
+        // Without the link to its own epoch (its boundary certificate still short of the old
+        // quorum), it asks from the epoch before: peers send that link.
+        let known = if mine == 0 || self.epoch_links.contains_key(&mine) {
+            mine
+        } else {
+            mine - 1
+        };
         self.epoch_links
             .keys()
             .next_back()
-            .map_or(mine, |e| (*e).max(mine))
+            .map_or(known, |e| (*e).max(known))
     }
 
     /// The configuration of the set that signs checkpoints at `seq`, following the chain's
@@ -356,13 +363,20 @@ impl<A: StateMachine> Replica<A> {
     /// Checks each link against the chain so far, keeps (and persists) the new ones.
     fn learn_links(&mut self, links: Vec<EpochLink>) -> Result<(), &'static str> {
         for link in links {
-            if link.epoch() <= self.chain_tip_epoch() {
+            if self.epoch_links.contains_key(&link.epoch()) {
                 continue;
             }
-            let tip = self
-                .cfg_at(Seq(u64::MAX))
-                .ok_or("state transfer epoch link beyond the chain")?;
-            link.follow(&tip, self.genesis)
+            let base = if link.epoch() == self.epoch() {
+                // The link to its own epoch, which its boundary certificate has not completed:
+                // checked from the set before, which it trusted.
+                self.previous.as_deref().cloned()
+            } else if link.epoch() > self.chain_tip_epoch() {
+                self.cfg_at(Seq(u64::MAX))
+            } else {
+                continue;
+            };
+            let base = base.ok_or("state transfer epoch link beyond the chain")?;
+            link.follow(&base)
                 .map_err(|_| "state transfer epoch link that does not follow the chain")?;
             self.epoch_links.insert(link.epoch(), link.clone());
             self.persist(Record::EpochLink(link));

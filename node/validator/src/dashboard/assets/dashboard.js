@@ -155,7 +155,7 @@ function renderValidators(validators) {
       el("th", { scope: "row" }, `${v.id}${v.serving ? " (serving this page)" : ""}`),
       el("td", {}, v.address || "—"),
       el("td", {}, el("span", { class: v.reachable ? "vote-approve" : "vote-reject" }, v.reachable ? "yes" : "no")),
-      el("td", {}, known(v.view)),
+      el("td", {}, v.epoch ? `${known(v.view)} (epoch ${v.epoch})` : known(v.view)),
       el("td", {}, `${known(v.status)}${age(v)}`),
       el("td", {}, known(v.executed)),
       el("td", {}, known(v.stable_checkpoint)),
