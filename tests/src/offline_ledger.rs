@@ -50,7 +50,7 @@ pub fn replay_validator_store(dir: &Path, node: u32) -> Result<DecidedReplay<Led
         }
     }
     let mut replay = DecidedReplay::new(cfg, Ledger::new(genesis.ledger_config().clone()));
-    scbe_wire::audit_log::replay_audit_log(&mut replay, log, genesis.directory())
+    scbe_wire::audit_log::replay_audit_log(&mut replay, log)
         .map_err(|e| format!("seq {}: {e}", e.seq()))?;
     Ok(replay)
 }

@@ -4,7 +4,7 @@
 //! replay. `scbe audit verify` and the tests that read a stopped cluster's stores share it.
 
 use scbe_core::consensus::decided_replay::CheckpointCheck;
-use scbe_core::consensus::{DecidedReplay, Directory, ReplayError, StateMachine};
+use scbe_core::consensus::{DecidedReplay, ReplayError, Seq, StateMachine};
 use scbe_proto::v1 as pb;
 
 use crate::wire_error::WireError;
@@ -41,17 +41,19 @@ impl AuditLogError {
 
 /// Feeds every certificate of `log` to `replay` in the log's order, then checks every signed
 /// checkpoint the log carries; returns how many matched the replayed state (those beyond the
-/// last batch are not compared).
+/// last batch are not compared). Each certificate's signers are resolved with the validator
+/// set the replay has in force at its seq: a key a rotation put in force is known once the
+/// batch that did it was replayed, from the genesis alone.
 pub fn replay_audit_log<A: StateMachine>(
     replay: &mut DecidedReplay<A>,
     log: pb::AuditLog,
-    dir: &Directory,
 ) -> Result<usize, AuditLogError> {
     if log.decided.is_empty() {
         return Err(AuditLogError::Empty);
     }
     for (i, p) in log.decided.into_iter().enumerate() {
         let due = replay.last().next().0;
+        let dir = replay.directory_at(Seq(due));
         let cert = open_commit_cert(p, dir).map_err(|source| AuditLogError::Certificate {
             due,
             position: i + 1,
@@ -62,7 +64,7 @@ pub fn replay_audit_log<A: StateMachine>(
     let mut matched = 0;
     for p in log.checkpoints {
         let seq = p.seq;
-        let cert = open_checkpoint_cert(p, dir)
+        let cert = open_checkpoint_cert(p, replay.directory_at(Seq(seq)))
             .map_err(|source| AuditLogError::Checkpoint { seq, source })?;
         if replay.check_signed(&cert)? == CheckpointCheck::Matches {
             matched += 1;

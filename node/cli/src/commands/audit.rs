@@ -67,7 +67,7 @@ pub fn audit_verify(file: &Path, genesis: &Path) -> Result<ExitCode, Unusable> {
         ))
     })?;
     let mut replay = DecidedReplay::new(cfg, Ledger::new(genesis.ledger_config().clone()));
-    match replay_audit_log(&mut replay, log, genesis.directory()) {
+    match replay_audit_log(&mut replay, log) {
         Err(e) => {
             let hint = match e {
                 AuditLogError::Replay(ReplayError::OutOfOrder { .. }) => {
@@ -95,6 +95,26 @@ pub fn audit_verify(file: &Path, genesis: &Path) -> Result<ExitCode, Unusable> {
                 genesis.digest_hex(),
                 genesis.cluster()
             ));
+            let later: Vec<String> = replay
+                .epochs()
+                .skip(1)
+                .map(|d| {
+                    format!(
+                        "epoch {} after seq {} ({} validators)",
+                        d.epoch(),
+                        d.start(),
+                        d.n()
+                    )
+                })
+                .collect();
+            if !later.is_empty() {
+                // Each epoch's certificates were checked against its own set (f and the
+                // quorum follow n), as the ledger's validator proposals changed it.
+                out(&format!(
+                    "validator sets: the genesis set, then {}",
+                    later.join(", then ")
+                ));
+            }
             out(&format!(
                 "final state digest (seq {last}): {}",
                 scbe_wire::key_file::encode_hex(digest.as_bytes())

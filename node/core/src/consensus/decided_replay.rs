@@ -158,6 +158,13 @@ impl<A: StateMachine> DecidedReplay<A> {
             .unwrap_or(&self.epochs[0])
     }
 
+    /// The directory of the epoch that orders `seq`, as far as the replay has gone: how the
+    /// signers of a certificate at `seq` are resolved (a later epoch's keys are known only once
+    /// the batch that put them in force was replayed).
+    pub fn directory_at(&self, seq: Seq) -> &super::config::Directory {
+        &self.cfg_at(seq).directory
+    }
+
     /// Every epoch the replay went through, oldest first: its number, the seq it starts after
     /// and its validators' keys.
     pub fn epochs(&self) -> impl Iterator<Item = &super::config::Directory> {
