@@ -102,65 +102,10 @@ impl OrderChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consensus::debug_codec::DebugCodec;
-    use crate::consensus::{
-        Checkpoint, CheckpointCert, Codec, Digest, Kind, Principal, ReplicaId, Seq, Signed,
-    };
+    use crate::consensus::epoch_link::fixture::{fixture, Fixture};
     use crate::crypto::Keypair;
     use crate::rollout::evidence::OrderAction;
     use crate::rollout::order::Endorsement;
-
-    struct Fixture {
-        keys: Vec<Keypair>,
-        rotated: Keypair,
-        genesis: ValidatorSet,
-        link: EpochLink,
-    }
-
-    /// Four genesis validators; validator 3 re-keyed at seq 5, certified by 0, 1 and 2.
-    fn fixture() -> Fixture {
-        let keys: Vec<Keypair> = (0..4)
-            .map(|i| Keypair::from_label(&format!("oc{i}")))
-            .collect();
-        let rotated = Keypair::from_label("oc3 rotated");
-        let genesis = ValidatorSet::genesis(&keys.iter().map(|k| k.public()).collect::<Vec<_>>());
-        let mut set = genesis.clone();
-        set.epoch = 1;
-        set.start = Seq(5);
-        set.members[3].1 = rotated.public();
-        let cp = Checkpoint {
-            seq: Seq(5),
-            state_digest: Digest([7; 32]),
-            next_set: Some(set.digest()),
-        };
-        let proof = (0..3)
-            .map(|i| {
-                Signed::seal(
-                    cp,
-                    Kind::Checkpoint,
-                    |v| DebugCodec.encode_checkpoint(v),
-                    &keys[i],
-                    Principal::Validator(ReplicaId(i as u32)),
-                )
-            })
-            .collect();
-        let link = EpochLink {
-            previous: genesis.clone(),
-            boundary: CheckpointCert {
-                seq: Seq(5),
-                state_digest: cp.state_digest,
-                next_set: cp.next_set,
-                proof,
-            },
-            set,
-        };
-        Fixture {
-            keys,
-            rotated,
-            genesis,
-            link,
-        }
-    }
 
     fn checker(f: &Fixture, learned: Option<&ValidatorSet>) -> OrderChecker {
         let verifiers = f

@@ -135,3 +135,172 @@ impl EpochLink {
         Ok(tip)
     }
 }
+
+/// A real link for tests: four genesis validators (`keys`), validator 3 re-keyed to `rotated`
+/// at seq 5, the boundary certified by validators 0, 1 and 2.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::super::debug_codec::DebugCodec;
+    use super::super::{Checkpoint, Codec, Digest, Kind, Principal, ReplicaId, Seq, Signed};
+    use super::*;
+    use crate::crypto::Keypair;
+
+    pub(crate) struct Fixture {
+        pub keys: Vec<Keypair>,
+        pub rotated: Keypair,
+        pub genesis: ValidatorSet,
+        pub link: EpochLink,
+    }
+
+    /// A boundary checkpoint at `seq` naming `next`, signed by `signers` as validators `ids`.
+    pub(crate) fn boundary(
+        seq: Seq,
+        next: &ValidatorSet,
+        signers: &[(&Keypair, u32)],
+    ) -> CheckpointCert {
+        let cp = Checkpoint {
+            seq,
+            state_digest: Digest([7; 32]),
+            next_set: Some(next.digest()),
+        };
+        CheckpointCert {
+            seq,
+            state_digest: cp.state_digest,
+            next_set: cp.next_set,
+            proof: signers
+                .iter()
+                .map(|(k, id)| {
+                    Signed::seal(
+                        cp,
+                        Kind::Checkpoint,
+                        |v| DebugCodec.encode_checkpoint(v),
+                        k,
+                        Principal::Validator(ReplicaId(*id)),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn fixture() -> Fixture {
+        let keys: Vec<Keypair> = (0..4)
+            .map(|i| Keypair::from_label(&format!("link{i}")))
+            .collect();
+        let rotated = Keypair::from_label("link3 rotated");
+        let genesis = ValidatorSet::genesis(&keys.iter().map(|k| k.public()).collect::<Vec<_>>());
+        let mut set = genesis.clone();
+        set.epoch = 1;
+        set.start = Seq(5);
+        set.members[3].1 = rotated.public();
+        let link = EpochLink {
+            previous: genesis.clone(),
+            boundary: boundary(Seq(5), &set, &[(&keys[0], 0), (&keys[1], 1), (&keys[2], 2)]),
+            set,
+        };
+        Fixture {
+            keys,
+            rotated,
+            genesis,
+            link,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{boundary, fixture};
+    use super::*;
+    use crate::consensus::{ReplicaId, Seq};
+
+    /// Each rule of `certifies` refuses a link that breaks it alone (and the real link passes):
+    /// a vote by a key the trusted set does not hold for its validator, a set that does not
+    /// start at its boundary, an epoch that does not move on, a set consensus cannot run, a
+    /// boundary at or before the trusted set's start. cargo-mutants would otherwise find each
+    /// check removable.
+    #[test]
+    fn certifies_refuses_a_link_that_breaks_any_one_rule() {
+        let f = fixture();
+        f.link.certifies(&f.genesis).expect("the real link");
+        let k = &f.keys;
+
+        let mut by_rotated = f.link.clone();
+        by_rotated.boundary = boundary(
+            Seq(5),
+            &f.link.set,
+            &[(&k[0], 0), (&k[1], 1), (&f.rotated, 3)],
+        );
+        assert_eq!(
+            by_rotated.certifies(&f.genesis),
+            Err(LinkError::Boundary(CertError::NotInForce {
+                what: "epoch link boundary",
+                id: ReplicaId(3)
+            })),
+            "the new key does not vouch for itself"
+        );
+
+        let mut late = f.link.clone();
+        late.set.start = Seq(6);
+        late.boundary = boundary(Seq(5), &late.set, &[(&k[0], 0), (&k[1], 1), (&k[2], 2)]);
+        assert_eq!(
+            late.certifies(&f.genesis),
+            Err(LinkError::WrongStart {
+                start: Seq(6),
+                seq: Seq(5)
+            })
+        );
+
+        let mut same_epoch = f.link.clone();
+        same_epoch.set.epoch = 0;
+        same_epoch.boundary = boundary(
+            Seq(5),
+            &same_epoch.set,
+            &[(&k[0], 0), (&k[1], 1), (&k[2], 2)],
+        );
+        assert_eq!(
+            same_epoch.certifies(&f.genesis),
+            Err(LinkError::EpochNotAfter { got: 0, tip: 0 })
+        );
+
+        let mut three = f.link.clone();
+        three.set.members.pop();
+        three.boundary = boundary(Seq(5), &three.set, &[(&k[0], 0), (&k[1], 1), (&k[2], 2)]);
+        assert_eq!(
+            three.certifies(&f.genesis),
+            Err(LinkError::Unusable(ConfigError::TooFewValidators(3)))
+        );
+
+        let mut at_genesis = f.link.clone();
+        at_genesis.set.start = Seq(0);
+        at_genesis.boundary = boundary(Seq(0), &at_genesis.set, &[]);
+        assert_eq!(
+            at_genesis.certifies(&f.genesis),
+            Err(LinkError::BoundaryBeforeTip {
+                seq: Seq(0),
+                tip: 0
+            })
+        );
+
+        // And a chain is walked link by link: the link after it starts from its set.
+        let mut next_set = f.link.set.clone();
+        next_set.epoch = 2;
+        next_set.start = Seq(9);
+        next_set.members[2].1 = crate::crypto::Keypair::from_label("link2 rotated").public();
+        let second = EpochLink {
+            previous: f.link.set.clone(),
+            boundary: boundary(
+                Seq(9),
+                &next_set,
+                &[(&k[0], 0), (&k[1], 1), (&f.rotated, 3)],
+            ),
+            set: next_set.clone(),
+        };
+        assert_eq!(
+            EpochLink::advance(&f.genesis, &[f.link.clone(), second.clone()]),
+            Ok(next_set)
+        );
+        assert_eq!(
+            EpochLink::advance(&f.genesis, &[second]),
+            Err(LinkError::NotFromTip { tip: 0 })
+        );
+    }
+}
