@@ -261,3 +261,50 @@ fn the_rotated_validator_observing_on_its_old_key_still_completes_the_link() {
         .iter()
         .any(|r| matches!(r, Record::EpochLink(l) if l.epoch() == 1)));
 }
+
+/// A replica that executes the boundary after the others' checkpoints there reached it forms
+/// the boundary certificate from those (`check_stable`, not `enter_epoch`): it still groups
+/// the votes by the next set they name, so its certificate names the set and is the link.
+/// (Put back by hand: grouping by the state digest alone is caught only together with the
+/// check that the quorum names the next set this replica's own vote names; each alone makes
+/// the replica refetch the quorum's snapshot, which carries the link.)
+#[test]
+fn a_replica_that_executes_the_boundary_last_still_certifies_the_next_set() {
+    let mut c = Cluster::new(4, 4);
+    c.decide_each(0, 1..=2);
+    let mut set = members(&c);
+    set[3].1 = Keypair::from_label("last rotated").public();
+    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    // Replica 2 hears no commit for the boundary batch until the others are done with it, and
+    // replica 1's checkpoint there only after that: with 0's and 3's votes in (short of a
+    // quorum, so it asks no one for state), its own vote completes the quorum.
+    let dir = c.dir.clone();
+    let (mut commits, mut late) = (Vec::new(), Vec::new());
+    while let Some((from, to, bytes)) = c.queue.pop_front() {
+        let m = scbe_wire::open(&bytes, &dir).expect("opens");
+        if to == 2 && matches!(m.value(), Message::Commit(v) if v.seq == Seq(3)) {
+            commits.push(m);
+            continue;
+        }
+        if (from, to) == (1, 2) && matches!(m.value(), Message::Checkpoint(cp) if cp.seq == Seq(3))
+        {
+            late.push(m);
+            continue;
+        }
+        c.input(to, Input::Message(m));
+    }
+    assert_eq!(c.replica(2).last_executed(), Seq(2));
+    for m in commits.into_iter().chain(late) {
+        c.input(2, Input::Message(m));
+    }
+    c.run();
+    let r2 = c.replica(2);
+    assert_eq!(r2.epoch(), 1);
+    let stable = r2.stable_checkpoint();
+    assert_eq!(stable.seq, Seq(3));
+    assert!(stable.next_set.is_some());
+    assert_eq!(
+        r2.epoch_links().keys().copied().collect::<Vec<_>>(),
+        vec![1]
+    );
+}
