@@ -88,6 +88,18 @@ async fn a_rotated_validator_rejoins_with_its_new_key_and_agents_follow_the_new_
         h.cluster.log(3)
     );
     assert_eq!(back.epoch, 1);
+    // `scbe status` checks the chain the validator it asks reports from the genesis and
+    // reaches validator 3 under its new key.
+    let o = h.scbe(0, &["status"]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("3 "))
+        .unwrap_or_default();
+    assert!(
+        !row.is_empty() && !row.contains("UNREACHABLE") && !row.contains("OBSERVING"),
+        "{text}"
+    );
 
     // A promotion decided under the new set with validator 3's new key needed: validator 2 is
     // down, so 0, 1 and 3 are the only quorum (for consensus and for the vote).

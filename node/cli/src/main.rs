@@ -467,7 +467,9 @@ fn main() -> ExitCode {
         Command::Abort { rollout, reason } => {
             dial().and_then(|d| submit(&d, &cli.key, Operation::Abort { rollout, reason }))
         }
-        Command::Status { proposal, json } => dial().and_then(|d| run_status(&d, proposal, json)),
+        Command::Status { proposal, json } => {
+            dial().and_then(|d| run_status(&d, genesis.as_deref(), proposal, json))
+        }
         Command::Watch { from, rollout } => dial().and_then(|d| run_watch(&d, from, rollout)),
         Command::Audit {
             what: Audit::Export { out, from },

@@ -284,6 +284,11 @@ impl ValidatorStep {
         endorse(self.ledger(), rollout, order, &self.key)
     }
 
+    /// The set in force and the links that prove it (as of the last fleet turn).
+    pub fn epoch_chain(&self) -> Arc<EpochChain> {
+        Arc::clone(&self.chain)
+    }
+
     /// After a turn's inputs: refreshes the active step if the ledger or the view moved, and
     /// submits what this validator owes: votes on pending proposals (at once, and again if one
     /// is lost), leaving a view whose primary the ledger replaces, and, when `decide`, the

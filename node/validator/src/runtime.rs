@@ -177,6 +177,7 @@ fn position_of(
         diverged_at: r.diverged_at().map(|s| s.0),
         epoch: r.epoch(),
         observing: r.observing(),
+        chain: step.epoch_chain(),
     }
 }
 

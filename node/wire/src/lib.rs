@@ -46,6 +46,25 @@ pub mod verified_cache;
 pub mod wire_error;
 
 pub use encode::{commit_cert_to_proto, encode_envelope, envelope_to_proto};
+
+/// The chain of epoch links as a status reply carries it.
+pub fn epoch_links_to_proto(
+    links: &[scbe_core::consensus::EpochLink],
+) -> Vec<scbe_proto::v1::EpochLink> {
+    links.iter().map(encode::epoch_link_to_proto).collect()
+}
+
+/// Opens a chain of epoch links a peer sent: each boundary's signatures verified against the
+/// set the link says signed it (whether that set is one to trust is the caller's check:
+/// [`scbe_core::consensus::EpochLink::advance`] from the genesis set).
+pub fn epoch_links_from_proto(
+    links: Vec<scbe_proto::v1::EpochLink>,
+) -> Result<Vec<scbe_core::consensus::EpochLink>, WireError> {
+    links
+        .into_iter()
+        .map(|l| decode::epoch_link_from_proto(None, l))
+        .collect()
+}
 pub use open::{open, open_many_cached, open_proto, open_proto_cached};
 pub use proto_codec::ProtoCodec;
 pub use records::{

@@ -10,7 +10,15 @@ use super::{client, out, runtime, Unusable};
 use crate::cluster_view::{Answer, ClusterView};
 use crate::render;
 
-pub fn run_status(node: &Dial, proposal: Option<u64>, json: bool) -> Result<ExitCode, Unusable> {
+/// `genesis`: the cluster's genesis file, if given: the chain of validator sets the asked
+/// validator reports is checked from it, and the peers are then dialled pinned to every key the
+/// chain proves (a validator re-keyed since the genesis is reached under its new key).
+pub fn run_status(
+    node: &Dial,
+    genesis: Option<&std::path::Path>,
+    proposal: Option<u64>,
+    json: bool,
+) -> Result<ExitCode, Unusable> {
     runtime()?.block_on(async {
         let mut c = client(node, &None).await?;
         if let Some(p) = proposal {
@@ -30,6 +38,13 @@ pub fn run_status(node: &Dial, proposal: Option<u64>, json: bool) -> Result<Exit
             out(&serde_json::to_string(&summary).map_err(|e| Unusable(e.into()))?);
         } else {
             out(render::status_text(&reply, &summary).trim_end());
+            if let Some(g) = genesis {
+                if let Err(e) = follow_chain(node, g, &reply) {
+                    out(&format!(
+                        "validator sets: the chain the validator reports does not check from the genesis ({e}); peers are dialled with the genesis keys"
+                    ));
+                }
+            }
             out(cluster_view(node, reply).await.text().trim_end());
         }
         Ok(ExitCode::SUCCESS)
@@ -38,6 +53,29 @@ pub fn run_status(node: &Dial, proposal: Option<u64>, json: bool) -> Result<Exit
 
 /// How long `scbe status` waits for each peer of the validator asked.
 const PEER_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Checks the chain of validator sets `reply` carries from the genesis at `genesis` and pins
+/// `node`'s dials to every key of every set on it (the genesis keys included).
+fn follow_chain(
+    node: &Dial,
+    genesis: &std::path::Path,
+    reply: &scbe_proto::v1::StatusReply,
+) -> Result<(), anyhow::Error> {
+    let (Some(pins), false) = (node.pins(), reply.epochs.is_empty()) else {
+        return Ok(());
+    };
+    let g = scbe_wire::genesis::Genesis::load(genesis)?;
+    let root = scbe_core::consensus::ValidatorSet::genesis(g.directory().validators());
+    let links = scbe_wire::epoch_links_from_proto(reply.epochs.clone())?;
+    scbe_core::consensus::EpochLink::advance(&root, &links)?;
+    pins.replace(
+        root.members
+            .iter()
+            .chain(links.iter().flat_map(|l| l.set.members.iter()))
+            .map(|(_, k)| *k),
+    );
+    Ok(())
+}
 
 /// Asks every peer the validator `asked` links to (at the address it uses), all at once.
 async fn cluster_view(node: &Dial, asked: scbe_proto::v1::StatusReply) -> ClusterView {

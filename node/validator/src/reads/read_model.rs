@@ -39,6 +39,8 @@ pub struct Position {
     /// The validator-set epoch in force, and whether this validator's key is out of it.
     pub epoch: u64,
     pub observing: bool,
+    /// The set in force and its links from the genesis (shared with the step).
+    pub chain: std::sync::Arc<scbe_core::consensus::EpochChain>,
 }
 
 /// What readers see of the core, published after every turn that changed it.

@@ -353,6 +353,7 @@ fn event_to_proto(index: u64, e: Event) -> pb::LedgerEvent {
 /// The core's status report as `Status` returns it: the detail as JSON (the typed
 /// `StatusSummary`, or one proposal).
 fn status_to_proto(r: StatusReport) -> pb::StatusReply {
+    let brief = matches!(r.detail, StatusDetail::Nothing);
     let detail_json = match r.detail {
         StatusDetail::Summary(s) => String::clone(&s),
         StatusDetail::Proposal(p) => serde_json::to_string(&p.as_deref()).unwrap_or_default(),
@@ -379,6 +380,11 @@ fn status_to_proto(r: StatusReport) -> pb::StatusReply {
         diverged_at: at.diverged_at.unwrap_or(0),
         epoch: at.epoch,
         observing: at.observing,
+        epochs: if brief {
+            Vec::new()
+        } else {
+            scbe_wire::epoch_links_to_proto(&at.chain.links)
+        },
         peers: r
             .peers
             .into_iter()

@@ -23,6 +23,8 @@ pub struct Dial {
     url: String,
     addr: String,
     link: Link,
+    /// The keys a TLS dial accepts (shared with its link's verifier).
+    pins: Option<PinnedKeys>,
 }
 
 impl Dial {
@@ -56,14 +58,19 @@ impl Dial {
             let keys = validators.ok_or_else(|| DialError::NothingToPin {
                 url: url.to_string(),
             })?;
-            Link::Tls(client_config_trusting(None, trust, keys)?)
+            (
+                Link::Tls(client_config_trusting(None, trust, keys.clone())?),
+                Some(keys),
+            )
         } else {
-            Link::Plaintext
+            (Link::Plaintext, None)
         };
+        let (link, pins) = link;
         Ok(Dial {
             url: url.to_string(),
             addr: addr.to_string(),
             link,
+            pins,
         })
     }
 
@@ -73,6 +80,7 @@ impl Dial {
             url: format!("http://{addr}"),
             addr: addr.to_string(),
             link: Link::Plaintext,
+            pins: None,
         }
     }
 
@@ -81,7 +89,8 @@ impl Dial {
         Ok(Dial {
             url: format!("https://{addr}"),
             addr: addr.to_string(),
-            link: Link::Tls(client_config(None, keys)?),
+            link: Link::Tls(client_config(None, keys.clone())?),
+            pins: Some(keys),
         })
     }
 
@@ -93,7 +102,14 @@ impl Dial {
             url: format!("{scheme}://{addr}"),
             addr: addr.to_string(),
             link: self.link.clone(),
+            pins: self.pins.clone(),
         }
+    }
+
+    /// The keys this dial (and every [`Self::to`] made from it) accepts under TLS; replacing
+    /// them applies from the next handshake.
+    pub fn pins(&self) -> Option<&PinnedKeys> {
+        self.pins.as_ref()
     }
 
     pub fn url(&self) -> &str {
