@@ -298,21 +298,24 @@ impl ValidatorStep {
         let primary = self.replica.is_primary();
         let moved = self.fleet_seen != Some(seen);
         let mut turn = FleetTurn::default();
+        // Every turn, not only when the position moved: the link to the epoch in force can
+        // complete later (the old set's last boundary checkpoints), and `scbe status` reports
+        // the chain.
+        let links = self
+            .replica
+            .epoch_links()
+            .range(..=self.replica.epoch())
+            .count();
+        if self.chain.set.epoch != self.replica.epoch()
+            || self.chain.set.n() == 0
+            || self.chain.links.len() != links
+        {
+            self.chain = Arc::new(self.replica.epoch_chain());
+        }
         if moved {
             self.fleet_seen = Some(seen);
             let step = StepView::of(self.ledger());
             self.watcher.observe(step.clone(), now_ms);
-            let links = self
-                .replica
-                .epoch_links()
-                .range(..=self.replica.epoch())
-                .count();
-            if self.chain.set.epoch != self.replica.epoch()
-                || self.chain.set.n() == 0
-                || self.chain.links.len() != links
-            {
-                self.chain = Arc::new(self.replica.epoch_chain());
-            }
             turn.view = Some(FleetView {
                 primary,
                 view: seen.1,
