@@ -423,6 +423,19 @@ impl Harness {
             .expect("scbe runs")
     }
 
+    /// [`Self::scbe`]'s exit code and everything it printed (stdout, then stderr).
+    pub fn scbe_text(&self, i: usize, args: &[&str]) -> (Option<i32>, String) {
+        let o = self.scbe(i, args);
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
     /// Prometheus text from validator `i`'s `/metrics`.
     pub fn metrics_text(&self, i: usize) -> String {
         scrape(self.cluster.nodes[i].metrics)

@@ -29,15 +29,7 @@ impl Drop for Child {
 }
 
 fn scbe(h: &Harness, args: &[&str]) -> (Option<i32>, String) {
-    let o = h.scbe(1, args);
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    h.scbe_text(1, args)
 }
 
 /// What the agent holding `key` at `addr` runs (over TLS pinned to that key).

@@ -29,7 +29,7 @@ async fn a_rotated_validator_rejoins_with_its_new_key_and_agents_follow_the_new_
     let new_key =
         scbe_wire::key_file::write_new_key(&dir.join("keys/node3-rotated.key")).expect("key");
 
-    let o = h.scbe(
+    let (code, text) = h.scbe_text(
         1,
         &[
             "propose",
@@ -41,12 +41,7 @@ async fn a_rotated_validator_rejoins_with_its_new_key_and_agents_follow_the_new_
             &encode_hex(new_key.public().as_bytes()),
         ],
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("APPROVED"), "{text}");
 
     for i in 0..4 {

@@ -82,9 +82,9 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
         reply.last_executed,
         reply.stable_checkpoint,
         if reply.observing {
-            " · OBSERVING: its key is not in the validator set in force (removed, or rotated: restart it with the new key and node.rekeyed = true)"
+            format!(" · {}", crate::cluster_view::Flag::Observing)
         } else {
-            ""
+            String::new()
         }
     );
     if !reply.state_digest.is_empty() {

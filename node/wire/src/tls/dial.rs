@@ -54,7 +54,7 @@ impl Dial {
         if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
             return Err(bad());
         }
-        let link = if tls {
+        let (link, pins) = if tls {
             let keys = validators.ok_or_else(|| DialError::NothingToPin {
                 url: url.to_string(),
             })?;
@@ -65,7 +65,6 @@ impl Dial {
         } else {
             (Link::Plaintext, None)
         };
-        let (link, pins) = link;
         Ok(Dial {
             url: url.to_string(),
             addr: addr.to_string(),

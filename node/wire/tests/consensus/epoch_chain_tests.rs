@@ -4,20 +4,15 @@
 //! follow the chain it trusts is refused and nothing is installed; links survive a restart.
 
 use scbe_core::consensus::*;
-use scbe_core::crypto::{Keypair, PublicKey};
+use scbe_core::crypto::Keypair;
 use scbe_wire::testkit::Cluster;
 use scbe_wire::ProtoCodec;
 
-fn members(c: &Cluster) -> Vec<(ReplicaId, PublicKey)> {
-    c.keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (ReplicaId(i as u32), k.public()))
-        .collect()
-}
+use super::epoch_tests::{dropped, members};
 
-fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
-    c.replica(i).dropped().get(reason).copied().unwrap_or(0)
+/// The epochs of the links replica `i` holds.
+fn link_epochs(c: &Cluster, i: usize) -> Vec<u64> {
+    c.replica(i).epoch_links().keys().copied().collect()
 }
 
 /// Rotates validator `id`'s key by a request (nonce `nonce`) decided at replica 0, then
@@ -62,14 +57,7 @@ fn a_replica_two_epochs_behind_walks_the_links_to_a_later_sets_checkpoint() {
         stable.next_set, None,
         "a checkpoint inside epoch 2, no boundary"
     );
-    assert_eq!(
-        c.replica(0)
-            .epoch_links()
-            .keys()
-            .copied()
-            .collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(link_epochs(&c, 0), vec![1, 2]);
     assert_eq!(c.replica(2).last_executed(), Seq(0));
     assert_eq!(c.replica(2).epoch(), 0);
 
@@ -81,7 +69,7 @@ fn a_replica_two_epochs_behind_walks_the_links_to_a_later_sets_checkpoint() {
     assert_eq!(r2.last_executed(), Seq(last));
     assert_eq!(r2.app().digest(), c.replica(0).app().digest());
     assert_eq!(
-        r2.epoch_links().keys().copied().collect::<Vec<_>>(),
+        link_epochs(&c, 2),
         vec![1, 2],
         "it kept the links it checked"
     );
@@ -99,14 +87,7 @@ fn links_survive_a_restart_and_the_restarted_replica_proves_the_chain() {
     let last = two_rotations_while_2_is_away(&mut c);
     let key = c.keys[0].clone();
     c.restart_with_key(0, key).expect("restores");
-    assert_eq!(
-        c.replica(0)
-            .epoch_links()
-            .keys()
-            .copied()
-            .collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(link_epochs(&c, 0), vec![1, 2]);
     // Replica 2 hears only from replica 0 (1 and 3 sign with keys its edge does not know yet).
     c.heal();
     c.isolate(1);
@@ -247,15 +228,7 @@ fn the_rotated_validator_observing_on_its_old_key_still_completes_the_link() {
     c.run();
     assert!(c.replica(3).observing());
     for i in 0..4 {
-        assert_eq!(
-            c.replica(i)
-                .epoch_links()
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![1],
-            "replica {i}"
-        );
+        assert_eq!(link_epochs(&c, i), vec![1], "replica {i}");
     }
     assert!(c.stores[3]
         .iter()
@@ -303,8 +276,5 @@ fn a_replica_that_executes_the_boundary_last_still_certifies_the_next_set() {
     let stable = r2.stable_checkpoint();
     assert_eq!(stable.seq, Seq(3));
     assert!(stable.next_set.is_some());
-    assert_eq!(
-        r2.epoch_links().keys().copied().collect::<Vec<_>>(),
-        vec![1]
-    );
+    assert_eq!(link_epochs(&c, 2), vec![1]);
 }

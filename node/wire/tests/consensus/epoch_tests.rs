@@ -11,7 +11,7 @@ use scbe_wire::testkit::Cluster;
 use scbe_wire::ProtoCodec;
 
 /// The cluster's validators as a set: ids `0..n` with their current keys.
-fn members(c: &Cluster) -> Vec<(ReplicaId, PublicKey)> {
+pub(crate) fn members(c: &Cluster) -> Vec<(ReplicaId, PublicKey)> {
     c.keys
         .iter()
         .enumerate()
@@ -32,7 +32,7 @@ fn propose_rotation_at_3(c: &mut Cluster, id: usize) -> (Keypair, Keypair) {
     (old, new)
 }
 
-fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
+pub(crate) fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
     c.replica(i).dropped().get(reason).copied().unwrap_or(0)
 }
 
