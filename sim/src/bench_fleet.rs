@@ -164,7 +164,7 @@ pub async fn reaction(
                 .agent_channel(i, Duration::from_secs(600))
                 .map_err(|e| anyhow!(e))?;
             watchers.push(tokio::spawn(async move {
-                let Ok(mut s) = fleet_client::health_stream(ch, &genesis).await else {
+                let Ok(mut s) = fleet_client::health_stream(ch, &genesis, &[]).await else {
                     return;
                 };
                 while let Ok(Some(u)) = fleet_client::next_update(&mut s).await {

@@ -419,7 +419,7 @@ proptest! {
     #[test]
     fn orders(b in bytes_from(vec![])) {
         if let Ok(p) = pb::SignedOrder::decode(b.as_slice()) {
-            let _ = scbe_wire::fleet_wire::signed_order_from_proto(&p)
+            let _ = scbe_wire::fleet_wire::signed_order_from_proto(&p, &Default::default())
                 .map(|o: SignedOrder| scbe_core::rollout::order::Order::parse(&o.order));
         }
         let _ = scbe_core::rollout::order::Order::parse(&b);

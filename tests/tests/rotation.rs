@@ -3,8 +3,9 @@
 //! moves to epoch 1 and `scbe status` shows it); the rotated validator, still on its old key,
 //! observes; restarted with its new key (`node.rekeyed = true`) it opens its own data
 //! directory and takes part again; the next promotion is decided with its vote under the new
-//! key needed (another validator down); the agents obey orders that carry the chain to the
-//! new set, which they keep; the decided log across the change verifies offline from the
+//! key needed (another validator down); before any order, every agent admits the re-keyed
+//! validator's health watch on the chain it carries; the agents obey orders that carry the
+//! chain to the new set, which they keep; the decided log across the change verifies offline from the
 //! genesis.
 
 use std::time::Duration;
@@ -95,6 +96,24 @@ async fn a_rotated_validator_rejoins_with_its_new_key_and_agents_follow_the_new_
         !row.is_empty() && !row.contains("UNREACHABLE") && !row.contains("OBSERVING"),
         "{text}"
     );
+
+    // No order has carried the new set to the agents yet: validator 3's health watch carries
+    // the chain, and each agent admits its new certificate key once the chain proves it.
+    let agents = h.cluster.agents.len();
+    let watched = h
+        .wait_summary(
+            3,
+            "validator 3 watching every agent",
+            ROLLOUT_DEADLINE,
+            |s| {
+                s.agents.len() == agents
+                    && s.agents.iter().all(|a| {
+                        a.warning.is_none() && a.health.as_ref().is_some_and(|h| h.age_ms < 5_000)
+                    })
+            },
+        )
+        .await;
+    assert_eq!(watched.agents.len(), 3);
 
     // A promotion decided under the new set with validator 3's new key needed: validator 2 is
     // down, so 0, 1 and 3 are the only quorum (for consensus and for the vote).

@@ -19,7 +19,9 @@ use scbe_core::agent::{AgentCore, AgentState, HookOutcome, OrderChecker, OrderRe
 use scbe_core::consensus::Digest;
 use scbe_core::rollout::evidence::{DeployAck, HealthReport, OrderAction};
 use scbe_core::rollout::order::{Order, OrderError};
-use scbe_wire::fleet_wire::{agent_signed_to_proto, signed_order_from_proto, FleetWireError};
+use scbe_wire::fleet_wire::{
+    agent_signed_to_proto, epoch_links_from_caller, signed_order_from_proto, FleetWireError,
+};
 use scbe_wire::genesis::check_presented;
 use scbe_wire::supervisor::{Supervisor, TaskEnded};
 use scbe_wire::tls::{caller_in, incoming, remote_addr, ClientAuth, PinnedKeys};
@@ -53,8 +55,9 @@ struct Shared {
     specialty: String,
     /// Validators must present this genesis to give orders or watch health.
     genesis: Digest,
-    /// Under TLS, the validators' keys: only their certificates may give orders or watch
-    /// health (`Describe` answers anyone).
+    /// Under TLS, the keys of the validator set trusted now: only their certificates may give
+    /// orders or watch health (`Describe` answers anyone). They follow the set the checker
+    /// trusts (`Shared::follow`).
     callers: Option<PinnedKeys>,
     /// Serialises orders: one hook at a time.
     orders: tokio::sync::Mutex<()>,
@@ -98,32 +101,74 @@ fn malformed(e: FleetWireError) -> OrderRefusal {
 }
 
 impl Shared {
-    /// Orders and health streams are for the validators of this agent's genesis only; a
+    /// Orders and health streams are for the validators of this agent's genesis only: a
     /// validator of another cluster is refused, naming both digests (`Describe` answers anyone).
-    fn check_genesis<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        caller_in(request, self.callers.as_ref()).inspect_err(|refused| {
-            tracing::warn!(
-                from = ?remote_addr(request),
-                "refused a call: {}",
-                refused.message()
-            );
-        })?;
+    /// Under TLS the caller's certificate must hold a key of the set the agent trusts; a caller
+    /// it does not know (a validator re-keyed since the agent last heard of the set) is admitted
+    /// once `links`, the chain its call carries, proves a later set holding its key.
+    async fn admit<T>(&self, request: &Request<T>, links: &[pb::EpochLink]) -> Result<(), Status> {
         check_presented(request, &self.genesis).map_err(|m| {
             tracing::warn!(
                 from = ?remote_addr(request),
                 "refused a call from another cluster: {m}"
             );
             m.to_status()
+        })?;
+        if caller_in(request, self.callers.as_ref()).is_err() && !links.is_empty() {
+            let from = self.checker.set().epoch;
+            let (checker, links) = (self.checker.clone(), links.to_vec());
+            let learned = tokio::task::spawn_blocking(move || {
+                let opened =
+                    epoch_links_from_caller(&links, &checker.set()).map_err(|e| e.to_string())?;
+                checker.learn(&opened).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            match learned {
+                Ok(()) => self.follow(from),
+                Err(e) => tracing::warn!(
+                    from = ?remote_addr(request),
+                    "an unknown caller's chain of validator sets proves nothing: {e}"
+                ),
+            }
+        }
+        caller_in(request, self.callers.as_ref()).inspect_err(|refused| {
+            tracing::warn!(
+                from = ?remote_addr(request),
+                "refused a call: {}",
+                refused.message()
+            );
         })
     }
 
-    /// Decodes and verifies an order on a blocking thread, before any lock is taken.
+    /// After the trusted set may have moved on from epoch `from`: its keys are the validator
+    /// certificates accepted from now on.
+    fn follow(&self, from: u64) {
+        let set = self.checker.set();
+        if set.epoch == from {
+            return;
+        }
+        tracing::info!(
+            epoch = set.epoch,
+            from,
+            validators = set.n(),
+            "following a new validator set"
+        );
+        if let Some(callers) = &self.callers {
+            callers.replace(set.members.iter().map(|(_, k)| *k));
+        }
+    }
+
+    /// Decodes and verifies an order on a blocking thread, before any lock is taken (only the
+    /// links of its chain past the set trusted now are opened).
     async fn verified(&self, p: pb::SignedOrder) -> Result<Order, OrderRefusal> {
-        let signed = signed_order_from_proto(&p).map_err(malformed)?;
         let checker = self.checker.clone();
-        tokio::task::spawn_blocking(move || checker.verify(&signed))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        tokio::task::spawn_blocking(move || {
+            let signed = signed_order_from_proto(&p, &checker.set()).map_err(malformed)?;
+            checker.verify(&signed)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     fn refuse(&self, rpc: OrderAction, refusal: &OrderRefusal) -> DeployAck {
@@ -145,21 +190,10 @@ impl Shared {
     }
 
     async fn obey(&self, p: pb::SignedOrder, rpc: OrderAction) -> Result<DeployAck, Status> {
-        let epoch = self.checker.set().epoch;
+        let from = self.checker.set().epoch;
         let verified = self.verified(p).await;
-        let set = self.checker.set();
-        if set.epoch != epoch {
-            // The order proved a later validator set: its keys are the ones accepted from now.
-            tracing::info!(
-                epoch = set.epoch,
-                from = epoch,
-                validators = set.n(),
-                "following a new validator set"
-            );
-            if let Some(callers) = &self.callers {
-                callers.replace(set.members.iter().map(|(_, k)| *k));
-            }
-        }
+        // The order's chain may have proved a later validator set.
+        self.follow(from);
         let order = match verified {
             Ok(o) => o,
             Err(refusal) => return Ok(self.refuse(rpc, &refusal)),
@@ -223,7 +257,9 @@ impl FleetAgentService {
         request: Request<pb::SignedOrder>,
         action: OrderAction,
     ) -> Result<Response<pb::AgentSigned>, Status> {
-        self.shared.check_genesis(&request)?;
+        self.shared
+            .admit(&request, &request.get_ref().epochs)
+            .await?;
         let ack = self.shared.obey(request.into_inner(), action).await?;
         Ok(Response::new(agent_signed_to_proto(&ack)))
     }
@@ -249,7 +285,9 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
         &self,
         request: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthUpdate>, Status> {
-        self.shared.check_genesis(&request)?;
+        self.shared
+            .admit(&request, &request.get_ref().epochs)
+            .await?;
         Ok(Response::new(self.shared.latest.borrow().to_proto()))
     }
 
@@ -260,7 +298,9 @@ impl pb::fleet_agent_server::FleetAgent for FleetAgentService {
         &self,
         request: Request<pb::HealthRequest>,
     ) -> Result<Response<Self::WatchHealthStream>, Status> {
-        self.shared.check_genesis(&request)?;
+        self.shared
+            .admit(&request, &request.get_ref().epochs)
+            .await?;
         let mut rx = self.shared.latest.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
@@ -407,7 +447,7 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
         hooks: v.hooks.clone(),
         specialty: v.specialty.clone(),
         genesis: v.genesis.digest(),
-        callers: v.transport.is_tls().then(|| validators.clone()),
+        callers: v.transport.is_tls().then_some(validators),
         orders: tokio::sync::Mutex::new(()),
         latest,
         metrics: Arc::clone(&metrics),
@@ -454,7 +494,8 @@ pub async fn run(v: ValidatedAgent) -> Result<(), AgentError> {
     }
     let tls = v
         .transport
-        .server(ClientAuth::Optional(validators))
+        // Any key completes the handshake; `Shared::admit` decides what it may call.
+        .server(ClientAuth::Identified)
         .map_err(AgentError::Tls)?;
     let incoming = incoming(listener, tls);
     // grpc.health.v1 for container health checks (`scbe-agent health`).

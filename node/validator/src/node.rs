@@ -357,6 +357,7 @@ fn start_fleet(
         key: v.key.clone(),
         peers,
         roster: roster.clone(),
+        view: views.clone(),
         genesis: v.genesis.digest(),
         deploy_deadline: v.genesis.file().rollout.deploy_deadline,
         agent_call_timeout: v.genesis.file().rollout.agent_call_timeout,

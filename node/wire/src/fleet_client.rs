@@ -9,7 +9,7 @@ use scbe_proto::v1::fleet_agent_client::FleetAgentClient;
 use scbe_proto::v1::orders_client::OrdersClient;
 use tonic::transport::Channel;
 
-use scbe_core::consensus::Digest;
+use scbe_core::consensus::{Digest, EpochLink};
 use scbe_core::rollout::evidence::{DeployAck, HealthReport, OrderAction};
 use scbe_core::rollout::order::{Endorsement, SignedOrder};
 
@@ -102,12 +102,16 @@ pub async fn endorse(
     Ok(endorsement_from_proto(&reply.into_inner())?)
 }
 
-/// An agent's stream of signed reports and acks (not yet verified).
+/// An agent's stream of signed reports and acks (not yet verified). `chain` proves the
+/// caller's validator set to an agent that has not heard of it yet.
 pub async fn health_stream(
     ch: Channel,
     genesis: &Digest,
+    chain: &[EpochLink],
 ) -> Result<tonic::Streaming<pb::HealthUpdate>, FleetClientError> {
-    let mut req = tonic::Request::new(pb::HealthRequest {});
+    let mut req = tonic::Request::new(pb::HealthRequest {
+        epochs: crate::epoch_links_to_proto(chain),
+    });
     present(&mut req, genesis);
     Ok(FleetAgentClient::new(ch)
         .watch_health(req)

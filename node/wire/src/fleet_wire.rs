@@ -5,6 +5,7 @@
 
 use scbe_proto::v1 as pb;
 
+use scbe_core::consensus::{EpochLink, ValidatorSet};
 use scbe_core::crypto::{PublicKey, Signature};
 use scbe_core::rollout::evidence::{
     hex, parse_hex_signature, AgentBody, AgentSigned, MAX_AGENT_ID_BYTES,
@@ -12,7 +13,6 @@ use scbe_core::rollout::evidence::{
 };
 use scbe_core::rollout::order::{Endorsement, SignedOrder, MAX_ORDER_BYTES};
 
-use crate::decode::epoch_link_from_proto;
 use crate::encode::epoch_link_to_proto;
 
 /// Most endorsements an order may carry (a validator set is far smaller).
@@ -103,10 +103,14 @@ pub fn signed_order_to_proto(o: &SignedOrder) -> pb::SignedOrder {
     }
 }
 
-pub fn signed_order_from_proto(p: &pb::SignedOrder) -> Result<SignedOrder, FleetWireError> {
+/// An order as an agent trusting `trusted` receives it: of the chain it carries, only the links
+/// past `trusted` are opened ([`crate::epoch_links_beyond`]: the agent checks them from there).
+pub fn signed_order_from_proto(
+    p: &pb::SignedOrder,
+    trusted: &ValidatorSet,
+) -> Result<SignedOrder, FleetWireError> {
     cap("order", p.order.len(), MAX_ORDER_BYTES)?;
     cap("endorsements", p.endorsements.len(), MAX_ENDORSEMENTS)?;
-    cap("epoch links", p.epochs.len(), MAX_ORDER_LINKS)?;
     Ok(SignedOrder {
         order: p.order.to_vec(),
         endorsements: p
@@ -114,15 +118,18 @@ pub fn signed_order_from_proto(p: &pb::SignedOrder) -> Result<SignedOrder, Fleet
             .iter()
             .map(endorsement_from_proto)
             .collect::<Result<_, _>>()?,
-        // Each link verifies its own boundary signatures (against the set it names); the
-        // agent then checks the chain from the set it trusts.
-        epochs: p
-            .epochs
-            .iter()
-            .map(|l| epoch_link_from_proto(None, l.clone()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| FleetWireError::Link(e.to_string()))?,
+        epochs: epoch_links_from_caller(&p.epochs, trusted)?,
     })
+}
+
+/// The links past `trusted` of a chain a caller sent (an order, a health watch), within
+/// [`MAX_ORDER_LINKS`].
+pub fn epoch_links_from_caller(
+    links: &[pb::EpochLink],
+    trusted: &ValidatorSet,
+) -> Result<Vec<EpochLink>, FleetWireError> {
+    cap("epoch links", links.len(), MAX_ORDER_LINKS)?;
+    crate::epoch_links_beyond(trusted, links).map_err(|e| FleetWireError::Link(e.to_string()))
 }
 
 #[cfg(test)]
@@ -174,7 +181,7 @@ mod tests {
             epochs: Vec::new(),
         };
         assert!(matches!(
-            signed_order_from_proto(&huge),
+            signed_order_from_proto(&huge, &ValidatorSet::default()),
             Err(FleetWireError::TooLarge { .. })
         ));
         let short_key = pb::SignedOrder {
@@ -185,6 +192,6 @@ mod tests {
             }],
             epochs: Vec::new(),
         };
-        assert!(signed_order_from_proto(&short_key).is_err());
+        assert!(signed_order_from_proto(&short_key, &ValidatorSet::default()).is_err());
     }
 }

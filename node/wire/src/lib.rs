@@ -65,6 +65,38 @@ pub fn epoch_links_from_proto(
         .map(|l| decode::epoch_link_from_proto(None, l))
         .collect()
 }
+
+/// Opens the links of a chain a caller sent that lead past `trusted` (the newest set the
+/// receiver can check), for an agent or a client that runs no consensus. Links the receiver is
+/// past cost nothing but reading their epoch; each later link must start from the set the one
+/// before it proved (the first from `trusted`), checked before its signatures are: a chain
+/// that cannot lead anywhere from `trusted` costs no signature check, and no signature is
+/// ever checked against a set nobody certified. What the links prove is then
+/// [`scbe_core::consensus::EpochLink::advance`]'s to check.
+pub fn epoch_links_beyond(
+    trusted: &scbe_core::consensus::ValidatorSet,
+    links: &[scbe_proto::v1::EpochLink],
+) -> Result<Vec<scbe_core::consensus::EpochLink>, WireError> {
+    const W: &str = "epoch_link";
+    let mut tip = trusted.clone();
+    let mut opened = Vec::new();
+    for l in links {
+        if l.set.as_ref().map_or(0, |s| s.epoch) <= trusted.epoch {
+            continue;
+        }
+        if decode::validator_set_from_proto(W, l.previous.clone())? != tip {
+            return Err(WireError::BadField {
+                what: W,
+                field: "previous",
+                reason: "not the validator set the receiver trusts, nor one a link before proved",
+            });
+        }
+        let link = decode::epoch_link_from_proto(None, l.clone())?;
+        tip = link.set.clone();
+        opened.push(link);
+    }
+    Ok(opened)
+}
 pub use open::{open, open_many_cached, open_proto, open_proto_cached};
 pub use proto_codec::ProtoCodec;
 pub use records::{

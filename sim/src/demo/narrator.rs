@@ -268,7 +268,7 @@ impl Demo {
                 let Ok(ch) = channel else {
                     return;
                 };
-                let Ok(mut stream) = fleet_client::health_stream(ch, &genesis).await else {
+                let Ok(mut stream) = fleet_client::health_stream(ch, &genesis, &[]).await else {
                     return;
                 };
                 while let Ok(Some(u)) = fleet_client::next_update(&mut stream).await {

@@ -71,20 +71,27 @@ impl OrderChecker {
     /// order carries is checked first, from the set trusted now; the set it proves is trusted
     /// from then on (it stands on its own signatures, whatever the order's fate).
     pub fn verify(&self, signed: &SignedOrder) -> Result<Order, OrderRefusal> {
+        self.learn(&signed.epochs)
+            .map_err(OrderRefusal::Unauthorised)?;
         let (verifiers, quorum) = {
-            let mut trusted = self.lock();
-            let newer = signed.epochs.iter().any(|l| l.epoch() > trusted.set.epoch);
-            if newer {
-                let set = EpochLink::advance(&trusted.set, &signed.epochs)
-                    .map_err(|e| OrderRefusal::Unauthorised(OrderError::Chain(e)))?;
-                let next = Trusted::learned(set).ok_or(OrderRefusal::Unauthorised(
-                    OrderError::Malformed("a validator set names a key that is not one".into()),
-                ))?;
-                *trusted = next;
-            }
+            let trusted = self.lock();
             (Arc::clone(&trusted.verifiers), trusted.quorum)
         };
         Ok(signed.verify(&verifiers, quorum)?)
+    }
+
+    /// Moves to the newest set `links` prove from the set trusted now (links at or before its
+    /// epoch are skipped), and trusts it from then on. Nothing changes if a link fails.
+    pub fn learn(&self, links: &[EpochLink]) -> Result<(), OrderError> {
+        let mut trusted = self.lock();
+        if !links.iter().any(|l| l.epoch() > trusted.set.epoch) {
+            return Ok(());
+        }
+        let set = EpochLink::advance(&trusted.set, links).map_err(OrderError::Chain)?;
+        *trusted = Trusted::learned(set).ok_or(OrderError::Malformed(
+            "a validator set names a key that is not one".into(),
+        ))?;
+        Ok(())
     }
 
     /// The validator set trusted now.

@@ -48,6 +48,9 @@ pub struct FleetContext {
     pub genesis: Digest,
     /// The fleet as the ledger has it now (published by the core task).
     pub roster: watch::Receiver<Roster>,
+    /// What the core task publishes for the fleet tasks: read here for the chain of validator
+    /// sets a health watch carries (the executor follows its own receiver's changes).
+    pub view: watch::Receiver<FleetView>,
     /// How long the leader keeps trying to deliver a deploy before leaving it to the deadline.
     pub deploy_deadline: Duration,
     /// Timeout of one call to an agent (covers its hook).
@@ -67,6 +70,11 @@ pub struct FleetContext {
 impl FleetContext {
     pub fn agent_key(&self, id: &str) -> Option<PublicKey> {
         self.roster.borrow().get(id).map(|a| a.key)
+    }
+
+    /// The validator set in force and the links from the genesis that prove it.
+    pub fn chain(&self) -> Arc<EpochChain> {
+        Arc::clone(&self.view.borrow().chain)
     }
 
     pub fn agent(&self, id: &str) -> Option<AgentInfo> {

@@ -156,7 +156,9 @@ pub async fn watch_agent(
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        match fleet_client::health_stream(ch.clone(), &ctx.genesis).await {
+        // The chain proves this validator's key to an agent that has not heard of it yet.
+        let chain = ctx.chain();
+        match fleet_client::health_stream(ch.clone(), &ctx.genesis, &chain.links).await {
             Ok(mut stream) => {
                 backoff = Duration::from_millis(100);
                 while let Ok(Some(update)) = fleet_client::next_update(&mut stream).await {

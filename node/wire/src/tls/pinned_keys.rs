@@ -65,10 +65,7 @@ impl PinnedKeys {
         cert: &CertificateDer<'_>,
         trust: &Trust,
     ) -> Result<PublicKey, TlsError> {
-        let key = match trust {
-            Trust::SelfSigned => certificate_key(cert)?,
-            Trust::Authority(_) => vouched_key(cert)?.ok_or(TlsError::NoKeyNamed)?,
-        };
+        let key = identified_key(cert, trust)?;
         if self.contains(&key) {
             Ok(key)
         } else {
@@ -77,6 +74,15 @@ impl PinnedKeys {
                 expected: self.described.clone(),
             })
         }
+    }
+}
+
+/// The key `cert` identifies, whoever holds it: the key in a self-signed certificate; the key
+/// a CA-issued one names (its chain is checked by the caller).
+fn identified_key(cert: &CertificateDer<'_>, trust: &Trust) -> Result<PublicKey, TlsError> {
+    match trust {
+        Trust::SelfSigned => certificate_key(cert),
+        Trust::Authority(_) => vouched_key(cert)?.ok_or(TlsError::NoKeyNamed),
     }
 }
 
@@ -125,13 +131,20 @@ struct PinnedVerifier {
     trust: Trust,
     algorithms: WebPkiSupportedAlgorithms,
     mandatory: bool,
+    /// A client's key need not be pinned: the handshake only proves it holds that key.
+    any_client_key: bool,
     /// Under a CA: the standard chain (and, for servers, name) checks, run first.
     server_chain: Option<Arc<WebPkiServerVerifier>>,
     client_chain: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl PinnedVerifier {
-    fn new(keys: PinnedKeys, trust: Trust, mandatory: bool) -> Result<Self, TlsError> {
+    fn new(
+        keys: PinnedKeys,
+        trust: Trust,
+        mandatory: bool,
+        any_client_key: bool,
+    ) -> Result<Self, TlsError> {
         let (server_chain, client_chain) = match &trust {
             Trust::SelfSigned => (None, None),
             Trust::Authority(roots) => (
@@ -152,6 +165,7 @@ impl PinnedVerifier {
             trust,
             algorithms: provider().signature_verification_algorithms,
             mandatory,
+            any_client_key,
             server_chain,
             client_chain,
         })
@@ -243,9 +257,13 @@ impl ClientCertVerifier for PinnedVerifier {
         if let Some(chain) = &self.client_chain {
             chain.verify_client_cert(end_entity, intermediates, now)?;
         }
-        self.keys
-            .check_under(end_entity, &self.trust)
-            .map_err(refuse)?;
+        if self.any_client_key {
+            identified_key(end_entity, &self.trust).map_err(refuse)?;
+        } else {
+            self.keys
+                .check_under(end_entity, &self.trust)
+                .map_err(refuse)?;
+        }
         Ok(ClientCertVerified::assertion())
     }
 
@@ -280,6 +298,11 @@ pub enum ClientAuth {
     /// Anyone may connect; a client that presents a certificate must present one of these
     /// (requesters call anonymously, validators with their certificate).
     Optional(PinnedKeys),
+    /// Anyone may connect; a client that presents a certificate proves it holds its key, and
+    /// the service decides what that key may do. An agent's: a validator re-keyed since the
+    /// agent last heard of the validator set is admitted once the chain of epoch links its
+    /// call carries proves the new key (`scbe_wire::tls::caller_in` then finds it pinned).
+    Identified,
 }
 
 /// Only TLS 1.3: one handshake signature scheme to pin (ed25519), nothing negotiated down.
@@ -290,9 +313,10 @@ pub fn server_config(
     identity: &TlsIdentity,
     clients: ClientAuth,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let (keys, mandatory) = match clients {
-        ClientAuth::Required(k) => (k, true),
-        ClientAuth::Optional(k) => (k, false),
+    let (keys, mandatory, any_client_key) = match clients {
+        ClientAuth::Required(k) => (k, true, false),
+        ClientAuth::Optional(k) => (k, false, false),
+        ClientAuth::Identified => (PinnedKeys::new([], "any key"), false, true),
     };
     let (chain, key) = identity.chain_and_key();
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -302,6 +326,7 @@ pub fn server_config(
             keys,
             identity.trust().clone(),
             mandatory,
+            any_client_key,
         )?))
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -325,7 +350,7 @@ pub fn client_config_trusting(
     trust: Trust,
     server: PinnedKeys,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let verifier = PinnedVerifier::new(server, trust, true)?;
+    let verifier = PinnedVerifier::new(server, trust, true, false)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -115,6 +115,26 @@ async fn a_client_certificate_outside_the_set_is_refused_and_so_is_none_where_re
     assert!(check(&anonymous, addr).await.is_err());
 }
 
+/// An agent's server: any key may connect, and the service learns which one it is (it then
+/// decides what that key may do); a client without a certificate is anonymous.
+#[tokio::test]
+async fn an_identified_server_admits_any_key_and_names_it() {
+    let (vk0, v0) = identity("v0");
+    let (stranger_key, stranger) = identity("re-keyed validator");
+    let (addr, mut seen) = serve(&v0, ClientAuth::Identified).await;
+    let pinned = PinnedKeys::new([vk0.public()], "the agent");
+    let link = Link::Tls(client_config(Some(&stranger), pinned.clone()).expect("c"));
+    check(&link, addr)
+        .await
+        .expect("any key completes the handshake");
+    let peer = seen.recv().await.flatten().expect("identity");
+    assert_eq!(peer.key, Some(stranger_key.public()));
+    check(&Link::Tls(client_config(None, pinned).expect("c")), addr)
+        .await
+        .expect("anonymous over TLS");
+    assert_eq!(seen.recv().await.flatten().expect("identity").key, None);
+}
+
 #[tokio::test]
 async fn a_server_whose_key_is_not_pinned_is_refused_by_the_client() {
     let (_, impostor) = identity("impostor");

@@ -278,3 +278,41 @@ fn a_replica_that_executes_the_boundary_last_still_certifies_the_next_set() {
     assert!(stable.next_set.is_some());
     assert_eq!(link_epochs(&c, 2), vec![1]);
 }
+
+/// What an agent or a client opens of a chain a caller sent (`epoch_links_beyond`): only the
+/// links past the set it trusts, each starting from the set the one before proved; a chain
+/// that skips a link, or starts from a set the receiver never trusted, is refused before any
+/// of its signatures is checked.
+#[test]
+fn a_receiver_opens_only_the_links_past_its_set_that_follow_from_it() {
+    let mut c = Cluster::new(4, 4);
+    two_rotations_while_2_is_away(&mut c);
+    let links: Vec<EpochLink> = c.replica(0).epoch_links().values().cloned().collect();
+    let genesis = links[0].previous.clone();
+    let wire = scbe_wire::epoch_links_to_proto(&links);
+
+    let all = scbe_wire::epoch_links_beyond(&genesis, &wire).expect("the whole chain");
+    let sets = |ls: &[EpochLink]| ls.iter().map(|l| l.set.clone()).collect::<Vec<_>>();
+    assert_eq!(sets(&all), sets(&links));
+    assert_eq!(
+        EpochLink::advance(&genesis, &all).expect("certified"),
+        links[1].set
+    );
+    let past_one = scbe_wire::epoch_links_beyond(&links[0].set, &wire).expect("the last link");
+    assert_eq!(sets(&past_one), sets(&links[1..]));
+    assert!(scbe_wire::epoch_links_beyond(&links[1].set, &wire)
+        .expect("nothing new")
+        .is_empty());
+
+    let skipping = scbe_wire::epoch_links_to_proto(&links[1..]);
+    assert!(
+        scbe_wire::epoch_links_beyond(&genesis, &skipping).is_err(),
+        "the link to epoch 2 does not start from the genesis set"
+    );
+    let mut forged = links.clone();
+    forged[1].previous.members[0].1 = Keypair::from_label("forger").public();
+    assert!(
+        scbe_wire::epoch_links_beyond(&genesis, &scbe_wire::epoch_links_to_proto(&forged)).is_err(),
+        "the second link names a set the first did not prove"
+    );
+}
