@@ -84,6 +84,11 @@ async fn a_rotated_validator_rejoins_with_its_new_key_and_agents_follow_the_new_
         h.cluster.log(3)
     );
     assert_eq!(back.epoch, 1);
+    // `scbe --node` naming the re-keyed validator, with only the genesis in hand: it asks the
+    // genesis's validators for the chain and reaches validator 3 under the key it proves.
+    let (code, text) = h.scbe_text(3, &["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("epoch 1"), "{text}");
     // `scbe status` checks the chain the validator it asks reports from the genesis and
     // reaches validator 3 under its new key.
     let o = h.scbe(0, &["status"]);

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use scbe_wire::genesis::Genesis;
 use scbe_wire::governance_client::Client;
 use scbe_wire::tls::{Dial, PinnedKeys};
 
@@ -52,7 +54,8 @@ pub fn out(line: &str) -> bool {
 
 /// The validator `--node` names, with the keys its certificate must carry: the genesis's
 /// validators (`--genesis`), or the one key `--validator-key` gives. Plain `http://` needs
-/// neither (a plaintext test cluster on loopback).
+/// neither (a plaintext test cluster on loopback). With `--genesis`, a validator re-keyed
+/// since the genesis is reached under its new key (`reach_through_chain`).
 pub fn dial(
     node: &str,
     genesis: Option<&std::path::Path>,
@@ -72,7 +75,7 @@ pub fn dial(
             ))
         }
         (Some(path), None) => {
-            let g = scbe_wire::genesis::Genesis::load(path)?;
+            let g = Genesis::load(path)?;
             Some(PinnedKeys::new(
                 g.directory().validators().iter().copied(),
                 format!("a validator of the genesis {}", path.display()),
@@ -84,5 +87,67 @@ pub fn dial(
         Some(ca) => scbe_wire::tls::Trust::authority(ca)?,
         None => scbe_wire::tls::Trust::SelfSigned,
     };
-    Ok(Dial::new_trusting(node, pinned, trust)?)
+    let dial = Dial::new_trusting(node, pinned, trust)?;
+    if let (Some(path), None, Some(_)) = (genesis, validator_key, dial.pins()) {
+        let g = Genesis::load(path)?;
+        runtime()?.block_on(reach_through_chain(&dial, &g));
+    }
+    Ok(dial)
+}
+
+/// How long `scbe` waits for the genesis's validators when it asks them for the chain.
+const CHAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// If `node` cannot be reached under the genesis's keys (it was re-keyed since, or it is
+/// down), asks the genesis's validators at the addresses it lists for their chain of
+/// validator sets, all at once, and follows the first that checks from the genesis: `node` is
+/// then reached under any key the chain proves. Nothing changes if none answers; the command
+/// then reports the failure to reach `node` itself.
+async fn reach_through_chain(node: &Dial, g: &Genesis) {
+    if node.connect().await.is_ok() {
+        return;
+    }
+    let asks = g.file().validators.iter().map(|v| {
+        let peer = node.to(&v.address);
+        async move {
+            let mut c = scbe_wire::governance_client::Client::connect(&peer, None)
+                .await
+                .ok()?;
+            c.status(None).await.ok()
+        }
+    });
+    let replies = tokio::time::timeout(CHAIN_DEADLINE, futures_util::future::join_all(asks))
+        .await
+        .unwrap_or_default();
+    // The longest chain that checks: a validator behind reports a shorter one.
+    let mut replies: Vec<_> = replies.into_iter().flatten().collect();
+    replies.sort_by_key(|r| std::cmp::Reverse(r.epochs.len()));
+    for reply in replies {
+        if follow_chain(node, g, &reply).is_ok() {
+            return;
+        }
+    }
+}
+
+/// Checks the chain of validator sets `reply` carries from the genesis `g` and pins `node`'s
+/// dials (and every dial made from it) to every key of every set on it, the genesis keys
+/// included.
+pub fn follow_chain(
+    node: &Dial,
+    g: &Genesis,
+    reply: &scbe_proto::v1::StatusReply,
+) -> Result<(), anyhow::Error> {
+    let (Some(pins), false) = (node.pins(), reply.epochs.is_empty()) else {
+        return Ok(());
+    };
+    let root = scbe_core::consensus::ValidatorSet::genesis(g.directory().validators());
+    let links = scbe_wire::epoch_links_beyond(&root, &reply.epochs)?;
+    scbe_core::consensus::EpochLink::advance(&root, &links)?;
+    pins.replace(
+        root.members
+            .iter()
+            .chain(links.iter().flat_map(|l| l.set.members.iter()))
+            .map(|(_, k)| *k),
+    );
+    Ok(())
 }

@@ -6,7 +6,7 @@ use scbe_wire::tls::Dial;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{client, out, runtime, Unusable};
+use super::{client, follow_chain, out, runtime, Unusable};
 use crate::cluster_view::{Answer, ClusterView};
 use crate::render;
 
@@ -39,7 +39,10 @@ pub fn run_status(
         } else {
             out(render::status_text(&reply, &summary).trim_end());
             if let Some(g) = genesis {
-                if let Err(e) = follow_chain(node, g, &reply) {
+                let followed = scbe_wire::genesis::Genesis::load(g)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|g| follow_chain(node, &g, &reply));
+                if let Err(e) = followed {
                     out(&format!(
                         "validator sets: the chain the validator reports does not check from the genesis ({e}); peers are dialled with the genesis keys"
                     ));
@@ -53,29 +56,6 @@ pub fn run_status(
 
 /// How long `scbe status` waits for each peer of the validator asked.
 const PEER_DEADLINE: Duration = Duration::from_secs(3);
-
-/// Checks the chain of validator sets `reply` carries from the genesis at `genesis` and pins
-/// `node`'s dials to every key of every set on it (the genesis keys included).
-fn follow_chain(
-    node: &Dial,
-    genesis: &std::path::Path,
-    reply: &scbe_proto::v1::StatusReply,
-) -> Result<(), anyhow::Error> {
-    let (Some(pins), false) = (node.pins(), reply.epochs.is_empty()) else {
-        return Ok(());
-    };
-    let g = scbe_wire::genesis::Genesis::load(genesis)?;
-    let root = scbe_core::consensus::ValidatorSet::genesis(g.directory().validators());
-    let links = scbe_wire::epoch_links_from_proto(reply.epochs.clone())?;
-    scbe_core::consensus::EpochLink::advance(&root, &links)?;
-    pins.replace(
-        root.members
-            .iter()
-            .chain(links.iter().flat_map(|l| l.set.members.iter()))
-            .map(|(_, k)| *k),
-    );
-    Ok(())
-}
 
 /// Asks every peer the validator `asked` links to (at the address it uses), all at once.
 async fn cluster_view(node: &Dial, asked: scbe_proto::v1::StatusReply) -> ClusterView {
