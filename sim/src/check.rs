@@ -28,6 +28,9 @@ pub fn replay_command(seed: u64, o: &Overrides) -> String {
     if let Some(b) = o.byzantine {
         cmd.push_str(&format!(" --byzantine {b}"));
     }
+    if o.validator_change {
+        cmd.push_str(" --validator-change");
+    }
     cmd
 }
 

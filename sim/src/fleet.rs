@@ -17,7 +17,7 @@ use scbe_core::agent::AgentCore;
 use scbe_core::agent::AgentState;
 use scbe_core::crypto::{Keypair, PublicKey, Verifier};
 use scbe_core::governance::ledger::{
-    AgentChange, Ledger, LedgerConfig, ProposalStatus, SettingsChange, StateDigest,
+    AgentChange, Ledger, LedgerConfig, ProposalStatus, SettingsChange, StateDigest, ValidatorChange,
 };
 use scbe_core::governance::manifest::{Metrics, Provider};
 use scbe_core::governance::release::Unit;
@@ -408,6 +408,9 @@ enum Step {
     AwaitCanary,
     Production,
     AwaitProduction,
+    /// Propose the scenario's validator change (while a rollout is in flight, or at the end),
+    /// then go back to the step before.
+    Validators,
     Done,
 }
 
@@ -427,6 +430,12 @@ pub struct ReleaseScript {
     proposal: Option<u64>,
     attempts: u32,
     not_before_ms: u64,
+    /// The scenario's validator change, until its proposal is decided (or given up).
+    validators: Option<ValidatorChange>,
+    /// The validator change's proposal, once accepted.
+    validators_proposal: Option<u64>,
+    /// The step to go back to once the validator change is proposed.
+    resume: Step,
 }
 
 /// A change the requester proposes between releases (membership seeds).
@@ -446,7 +455,7 @@ enum Change {
 const MAX_ATTEMPTS: u32 = 40;
 
 impl ReleaseScript {
-    pub fn new(fleet: &FleetScenario) -> Self {
+    pub fn new(fleet: &FleetScenario, validators: Option<ValidatorChange>) -> Self {
         ReleaseScript {
             step: if fleet.releases.is_empty() {
                 Step::Done
@@ -462,11 +471,29 @@ impl ReleaseScript {
             proposal: None,
             attempts: 0,
             not_before_ms: 0,
+            validators,
+            validators_proposal: None,
+            resume: Step::Done,
         }
     }
 
+    /// Every release went its way, and the validator change was decided.
     pub fn done(&self) -> bool {
-        self.step == Step::Done
+        self.step == Step::Done && self.validators.is_none()
+    }
+
+    /// Proposes the validator change now (if it is still to be proposed), coming back to the
+    /// current step afterwards.
+    fn propose_validators(&mut self) -> Option<Operation> {
+        let change = self.validators.clone()?;
+        if self.validators_proposal.is_some() {
+            return None;
+        }
+        if self.step != Step::Validators {
+            self.resume = self.step;
+            self.step = Step::Validators;
+        }
+        Some(Operation::ProposeValidator { change })
     }
 
     fn next_release(&mut self) {
@@ -494,6 +521,23 @@ impl ReleaseScript {
             self.pending = None;
             match self.step {
                 Step::Register => self.step = Step::Canary,
+                Step::Validators => match outcome.proposal {
+                    Some(p) if outcome.accepted => {
+                        self.validators_proposal = Some(p);
+                        self.attempts = 0;
+                        self.step = self.resume;
+                    }
+                    // Refused (another proposal is being voted on): retry, then give up.
+                    _ => {
+                        self.attempts += 1;
+                        self.not_before_ms = now_ms + 500;
+                        if self.attempts >= MAX_ATTEMPTS {
+                            self.attempts = 0;
+                            self.validators = None;
+                            self.step = self.resume;
+                        }
+                    }
+                },
                 Step::Membership => match outcome.proposal {
                     Some(p) if outcome.accepted => {
                         self.proposal = Some(p);
@@ -532,6 +576,19 @@ impl ReleaseScript {
         }
         if now_ms < self.not_before_ms {
             return None;
+        }
+        if let Some(p) = self.validators_proposal {
+            let decided = ledger
+                .state()
+                .proposals
+                .get(&p)
+                .is_some_and(|p| p.status != ProposalStatus::Pending);
+            if decided {
+                self.validators = None;
+            }
+        }
+        if matches!(self.step, Step::Validators | Step::Done) {
+            return self.propose_validators();
         }
         let version = self.releases.get(self.idx)?.clone();
         match self.step {
@@ -603,7 +660,8 @@ impl ReleaseScript {
                 }
                 let r = ledger.state().rollouts.get(&p.rollout?)?;
                 if r.status.is_active() {
-                    return None;
+                    // The validator set changes while this rollout is in flight.
+                    return self.propose_validators();
                 }
                 let completed = r.status == scbe_core::governance::ledger::RolloutStatus::Completed;
                 if self.step == Step::AwaitCanary && completed && self.to_production {
@@ -614,7 +672,7 @@ impl ReleaseScript {
                 }
                 None
             }
-            Step::Done => None,
+            Step::Validators | Step::Done => None,
         }
     }
 

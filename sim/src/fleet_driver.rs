@@ -47,6 +47,7 @@ impl Simulation {
     pub(crate) fn fleet_tick(&mut self) {
         self.ticks += 1;
         self.restart_mid_rollout();
+        self.rotate_when_observing();
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
             self.agents_sample();
         }
@@ -219,10 +220,46 @@ impl Simulation {
             return;
         }
         let bytes = step.order.to_bytes();
+        // As the runtime's executor: the validators of the set in force endorse (checked
+        // against the keys that set holds), and the order carries the chain that proves it.
+        let Some(chain) = self.nodes[node].step.as_ref().map(|s| s.epoch_chain()) else {
+            return;
+        };
+        let stale = self.sc.unsafe_stale_endorsers;
+        let mut endorsers: Vec<(usize, Option<scbe_core::crypto::PublicKey>)> = if stale {
+            (0..self.sc.n).map(|j| (j, None)).collect()
+        } else {
+            chain
+                .set
+                .members
+                .iter()
+                .map(|(id, k)| (id.0 as usize, Some(*k)))
+                .collect()
+        };
+        // Its own endorsement first, then the peers after it; it stops at a quorum, as the
+        // runtime's executor does.
+        let own = endorsers.iter().position(|(j, _)| *j >= node).unwrap_or(0);
+        endorsers.rotate_left(own);
+        let quorum = if stale {
+            self.ledger_cfg.quorum()
+        } else {
+            scbe_core::consensus::config::quorum_for(chain.set.n())
+        };
         let mut endorsements = Vec::new();
-        for j in 0..self.sc.n {
+        for (j, in_force) in endorsers {
+            if endorsements.len() == quorum {
+                break;
+            }
             if j != node && !self.net.connected(node, j) {
                 continue;
+            }
+            let key = if stale {
+                &self.genesis_keys[j]
+            } else {
+                &self.nodes[j].key
+            };
+            if in_force.is_some_and(|k| key.public() != k) {
+                continue; // still on a retired key: its endorsement would not count
             }
             let agrees = match &self.nodes[j].byzantine {
                 Some(b) => !b.is_silent() && self.nodes[j].step.is_some(),
@@ -232,16 +269,20 @@ impl Simulation {
                     .is_some_and(|o| o.to_bytes() == bytes),
             };
             if agrees {
-                endorsements.push(Endorsement::sign(&bytes, &self.nodes[j].key));
+                endorsements.push(Endorsement::sign(&bytes, key));
             }
         }
-        if endorsements.len() < self.ledger_cfg.quorum() {
+        if endorsements.len() < quorum {
             return;
         }
         let order = Arc::new(SignedOrder {
             order: bytes,
             endorsements,
-            epochs: Vec::new(),
+            epochs: if stale {
+                Vec::new()
+            } else {
+                chain.links.clone()
+            },
         });
         for agent_id in due {
             let Some(agent) = self.agents.iter().position(|a| a.id == agent_id) else {
@@ -309,6 +350,12 @@ impl Simulation {
                 return;
             }
         };
+        if let Some(v) = self
+            .epochs
+            .check_order(&self.agents[agent].id, signed, &order)
+        {
+            self.violation("order-epoch", v);
+        }
         let runs_hook = self.agents[agent].core.step(&order) == scbe_core::agent::Step::RunHook;
         if runs_hook {
             let id = self.agents[agent].id.clone();

@@ -54,6 +54,17 @@ pub struct FleetScenario {
     pub membership: bool,
 }
 
+/// A change of the validator set the release requester proposes while a rollout is in flight
+/// (`Scenario::validator_change`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValidatorShift {
+    /// Validator `id` (honest) gets a new key; once its replica observes the new epoch, its
+    /// operator restarts it with that key, `restart_after_ms` later.
+    Rotate { id: usize, restart_after_ms: u64 },
+    /// Validator `id` leaves; it keeps running, and the others drop what it sends.
+    Remove { id: usize },
+}
+
 /// Overrides from the command line; `None` means derive from the seed.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -69,6 +80,12 @@ pub struct Overrides {
     /// Test hook: the replicas' stores drop the nonce windows of every snapshot they keep (a
     /// storage bug; the honesty check shows the recovery checker catches it).
     pub unsafe_store_forgets_nonces: bool,
+    /// Every seed changes the validator set (a third do otherwise).
+    pub validator_change: bool,
+    /// Test hook: the primary's executor endorses orders with the genesis keys and quorum and
+    /// sends no chain of validator sets (a stale executor; the honesty check shows the
+    /// order-epoch checker catches agents obeying the old set).
+    pub unsafe_stale_endorsers: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +141,9 @@ pub struct Scenario {
     /// rollout in progress (while it is watching and submitting evidence) and restarts this
     /// much later; its requests after the restart must take effect (the own-nonces invariant).
     pub restart_mid_rollout: Option<(usize, u64)>,
+    /// A validator rotated or removed by governance while a rollout is in flight.
+    pub validator_change: Option<ValidatorShift>,
+    pub unsafe_stale_endorsers: bool,
     pub clients: usize,
     pub safety_requests_per_client: usize,
     pub liveness_requests_per_client: usize,
@@ -237,6 +257,10 @@ impl Scenario {
         // Its own stream: half the seeds change the fleet's membership between releases.
         let mut membership_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d65_6d62_6572_7321);
         fleet.membership = membership_rng.random_bool(0.5);
+        // Its own stream: a third of the seeds rotate or remove a validator.
+        let mut shift_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7661_6c69_6461_746f);
+        let validator_change = (o.validator_change || shift_rng.random_bool(1.0 / 3.0))
+            .then(|| derive_shift(&mut shift_rng, n, &byzantine, &honest));
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {
             if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
@@ -267,6 +291,8 @@ impl Scenario {
             slow,
             floods,
             restart_mid_rollout,
+            validator_change,
+            unsafe_stale_endorsers: o.unsafe_stale_endorsers,
             clients: rng.random_range(2..=6),
             safety_requests_per_client: rng.random_range(3..=10),
             liveness_requests_per_client: rng.random_range(2..=4),
@@ -309,7 +335,7 @@ impl Scenario {
 
     pub fn summary(&self) -> String {
         format!(
-            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} slow={:?} floods={:?} restart-mid-rollout={:?} clients={} {}",
+            "n={} byzantine={:?} K={} L={} batch<={} inflight<={} delay={}..{}ms drop={} dup={} partitions={} crashes={} lone-view-changes={} slow={:?} floods={:?} restart-mid-rollout={:?} validator-change={:?} clients={} {}",
             self.n,
             self.byzantine,
             self.checkpoint_interval,
@@ -326,9 +352,34 @@ impl Scenario {
             self.slow,
             self.floods,
             self.restart_mid_rollout,
+            self.validator_change,
             self.clients,
             self.fleet_summary()
         )
+    }
+}
+
+/// Which validator changes how. A removal keeps the set at 4 or more and within what it
+/// tolerates (the Byzantine validators stay at most f of the smaller set; a Byzantine one is
+/// removed first when there is one); a rotation re-keys an honest validator (its operator
+/// restarts it, which a Byzantine node's would not need to).
+fn derive_shift(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    byzantine: &[(usize, BTreeSet<Misbehaviour>)],
+    honest: &[usize],
+) -> ValidatorShift {
+    let b = byzantine.len();
+    let removable = n > 4 && rng.random_bool(0.5);
+    match (removable, byzantine.first()) {
+        (true, Some((id, _))) if rng.random_bool(0.5) => ValidatorShift::Remove { id: *id },
+        (true, _) if b <= (n - 2) / 3 => ValidatorShift::Remove {
+            id: honest[rng.random_range(0..honest.len())],
+        },
+        _ => ValidatorShift::Rotate {
+            id: honest[rng.random_range(0..honest.len())],
+            restart_after_ms: rng.random_range(50..=1_500),
+        },
     }
 }
 

@@ -112,3 +112,33 @@ fn a_store_that_loses_snapshot_nonces_is_caught_by_the_recovery_checker() {
         report.violations
     );
 }
+
+#[test]
+fn a_stale_executor_is_caught_ordering_agents_under_the_old_validator_set() {
+    // After a rotation, an executor that still endorses with the genesis keys and quorum and
+    // sends no chain leaves agents on the old set: they obey orders a retired key helped
+    // endorse, and order-epoch sees it. With the real executor the same seed passes.
+    let o = Overrides {
+        validators: Some(4),
+        validator_change: true,
+        unsafe_stale_endorsers: true,
+        ..Overrides::default()
+    };
+    let bound = 40;
+    let seed = caught(&o, bound, "order-epoch");
+    assert!(
+        seed.is_some(),
+        "no order-epoch violation in {bound} seeds with a stale executor"
+    );
+    let seed = seed.unwrap_or_default();
+    let honest = Overrides {
+        unsafe_stale_endorsers: false,
+        ..o
+    };
+    let report = run_seed(seed, &honest);
+    assert!(
+        report.passed(),
+        "seed {seed} passes with the real executor: {:?}",
+        report.violations
+    );
+}

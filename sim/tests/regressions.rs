@@ -152,3 +152,47 @@ fn a_byzantine_primarys_padding_from_unknown_keys_is_never_executed() {
     let r = run_seed(140, &o);
     assert!(r.passed(), "seed 140: {:?}", r.violations);
 }
+
+fn assert_passes_changing_validators(seed: u64, validators: usize) {
+    let o = Overrides {
+        validators: Some(validators),
+        validator_change: true,
+        ..Overrides::default()
+    };
+    let r = run_seed(seed, &o);
+    assert!(
+        r.passed(),
+        "seed {seed} (n={validators}, a validator changed): {:?}",
+        r.violations
+    );
+}
+
+/// A replica entered the new epoch with the boundary checkpoint as its stable one before the
+/// old set's quorum had signed it, and dropped everything below it: replicas one batch behind
+/// were sent a snapshot under a proof they could not check, never got the boundary batch,
+/// and so never sent the checkpoints that would have completed the proof (n = 4: two
+/// replicas in epoch 1 with half a proof, two stuck at the batch before). Until the proof
+/// completes, state transfer now serves the stable checkpoint before the boundary and the
+/// batches up to it.
+#[test]
+fn replicas_one_batch_behind_an_epoch_boundary_catch_up() {
+    assert_passes_changing_validators(83, 4);
+}
+
+/// A removed validator still follows and sends its checkpoints; one arriving at a replica
+/// whose stable checkpoint had the same seq (but was a regular one, not the boundary) was
+/// taken for a boundary vote and rewrote that certificate with the old set's rule: every view
+/// change carrying it was then invalid, and the cluster stalled in view changes.
+#[test]
+fn a_removed_validators_checkpoints_never_enter_a_later_certificate() {
+    assert_passes_changing_validators(99, 7);
+}
+
+/// Requests a removed validator signed before its removal stayed pending everywhere: each
+/// primary proposed them, every backup refused the batch (a signer the ledger no longer
+/// knows), and primary after primary was deposed. The primary now skips them, and every
+/// replica forgets them on its status tick.
+#[test]
+fn a_removed_validators_pending_requests_are_forgotten() {
+    assert_passes_changing_validators(33, 7);
+}

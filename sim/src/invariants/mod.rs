@@ -4,6 +4,7 @@
 pub mod agreement;
 pub mod certificates;
 pub mod double_sign;
+pub mod epochs;
 pub mod fleet_authority;
 pub mod integrity;
 pub mod liveness;

@@ -36,6 +36,13 @@ impl OwnNonces {
         }
     }
 
+    /// Node `node` restarts with a new key (a rotation): its nonces count afresh under it.
+    pub fn rekeyed(&mut self, node: usize, key: PublicKey) {
+        self.honest.insert(key, node);
+        self.signed.remove(&node);
+        self.restart_floor.remove(&node);
+    }
+
     /// Node `node` restarted and signed its first own request with `nonce`.
     pub fn on_first_after_restart(&mut self, node: usize, nonce: u64) {
         self.restart_floor.insert(node, nonce);

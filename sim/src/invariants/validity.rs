@@ -1,28 +1,23 @@
 //! Validity: every request an honest replica executes carries a valid signature from a known
-//! principal, and a requester's request is one that requester actually submitted.
+//! principal (a validator of the set in force at its seq), and a requester's request is one that
+//! requester actually submitted.
 
 use std::collections::BTreeSet;
 
 use scbe_core::consensus::{Decision, Digest, Directory, Principal};
 
+#[derive(Default)]
 pub struct Validity {
-    directory: Directory,
     submitted: BTreeSet<Digest>,
 }
 
 impl Validity {
-    pub fn new(directory: Directory) -> Self {
-        Self {
-            directory,
-            submitted: BTreeSet::new(),
-        }
-    }
-
     pub fn on_submitted(&mut self, envelope: Digest) {
         self.submitted.insert(envelope);
     }
 
-    pub fn on_deliver(&self, node: usize, d: &Decision) -> Vec<String> {
+    /// `directory`: the requesters and the validators in force at `d.seq`.
+    pub fn on_deliver(&self, node: usize, d: &Decision, directory: &Directory) -> Vec<String> {
         let mut out = Vec::new();
         for r in &d.executed {
             let env = r.envelope();
@@ -32,7 +27,7 @@ impl Validity {
                     d.seq
                 ));
             }
-            match self.directory.principal(&env.signer) {
+            match directory.principal(&env.signer) {
                 None => out.push(format!(
                     "replica {node} executed a request from unknown signer {} at {}",
                     env.signer, d.seq

@@ -15,7 +15,11 @@ impl Simulation {
         if let Some(b) = self.nodes[to].byzantine.as_mut() {
             b.observe(&mut self.rng, &bytes);
         }
-        match open(&bytes, &self.directory) {
+        // The edge resolves signers in the receiver's epoch, as the runtime's does.
+        let Some(step) = self.nodes[to].step.as_ref() else {
+            return;
+        };
+        match open(&bytes, &step.replica().config().directory) {
             Ok(message) => self.feed(to, Input::Message(message)),
             Err(_) => self.stats.rejected_at_edge += 1,
         }
@@ -87,6 +91,7 @@ impl Simulation {
                 Action::Persist(record) => self.nodes[node].store.append(record),
                 Action::Send { to, envelope } => self.send(node, &[to.0 as usize], &envelope),
                 Action::Broadcast(envelope) => {
+                    // To every node, members or not (a removed validator still receives).
                     let all: Vec<usize> = (0..self.sc.n).filter(|j| *j != node).collect();
                     self.send(node, &all, &envelope);
                 }
@@ -193,13 +198,37 @@ impl Simulation {
         if let Some(v) = self.agreement.on_decided(node, d.seq, digest) {
             self.violation("agreement", v);
         }
-        for v in self.validity.on_deliver(node, &d) {
+        // The sets this replica went through, before its decision is checked against one.
+        let found = match self.nodes[node].step.as_ref() {
+            Some(step) => {
+                let r = step.replica();
+                let mut found: Vec<String> = self
+                    .epochs
+                    .on_epoch(node, &r.config().directory.set())
+                    .into_iter()
+                    .collect();
+                found.extend(self.epochs.on_links(node, r.epoch_links()));
+                found
+            }
+            None => Vec::new(),
+        };
+        for v in found {
+            self.violation("epoch-links", v);
+        }
+        self.stats.epochs = self.epochs.changes() as u64;
+        for v in self
+            .validity
+            .on_deliver(node, &d, self.epochs.directory_at(d.seq))
+        {
             self.violation("validity", v);
         }
         for v in self.integrity.on_deliver(node, &d) {
             self.violation("integrity", v);
         }
-        if let Some(v) = self.certificates.on_deliver(node, &d) {
+        if let Some(v) = self
+            .certificates
+            .on_deliver(node, &d, self.epochs.set_at(d.seq))
+        {
             self.violation("certificate", v);
         }
         for v in self.own_nonces.on_deliver(&d) {

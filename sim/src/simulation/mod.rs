@@ -18,7 +18,7 @@ use scbe_core::consensus::{
     Seq, Timer, TimerKind,
 };
 use scbe_core::crypto::Keypair;
-use scbe_core::governance::ledger::{Ledger, LedgerConfig};
+use scbe_core::governance::ledger::{Ledger, LedgerConfig, ValidatorChange};
 use scbe_core::rollout::evidence::OrderAction;
 use scbe_core::rollout::order::SignedOrder;
 use scbe_core::rollout::watcher::WatchSettings;
@@ -32,13 +32,14 @@ use crate::fleet::{Evidence, NodeFleet, ReleaseScript, SimAgent};
 use crate::invariants::agreement::Agreement;
 use crate::invariants::certificates::Certificates;
 use crate::invariants::double_sign::DoubleSign;
+use crate::invariants::epochs::Epochs;
 use crate::invariants::integrity::Integrity;
 use crate::invariants::liveness::Progress;
 use crate::invariants::own_nonces::OwnNonces;
 use crate::invariants::validity::Validity;
 use crate::invariants::Violation;
 use crate::network::Network;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, ValidatorShift};
 use crate::store::MemoryStore;
 
 /// How often the status timer fires, in virtual ms.
@@ -66,6 +67,8 @@ pub(crate) enum Event {
     },
     Crash(usize),
     Restart(usize),
+    /// The operator of a validator whose key was rotated restarts it with the new key.
+    Rekey(usize),
     /// The replica leaves its view alone (see `Scenario::lone_view_changes`).
     LoneViewChange(usize),
     /// The flooding requester sends this many maximum-size requests (`Scenario::floods`).
@@ -141,6 +144,12 @@ pub struct Simulation {
     pub(crate) validity: Validity,
     integrity: Integrity,
     certificates: Certificates,
+    /// The validator sets honest replicas went through (`invariants/epochs.rs`).
+    pub(crate) epochs: Epochs,
+    /// The rotated validator's operator has stopped it to restart it with its new key.
+    rekeying: bool,
+    /// The genesis validators' keys (what a stale executor endorses with).
+    pub(crate) genesis_keys: Vec<Keypair>,
     double_sign: DoubleSign,
     pub(crate) own_nonces: OwnNonces,
     violations: Vec<Violation>,
@@ -168,6 +177,26 @@ impl Simulation {
         )
         .expect("simulated keys are distinct");
         let true_quorum = scbe_core::consensus::config::quorum_for(sc.n);
+        let validator_change = sc.validator_change.as_ref().map(|c| match c {
+            ValidatorShift::Rotate { id, .. } => ValidatorChange::Rotate {
+                id: *id as u32,
+                public_key: rotated_key(seed, *id).public(),
+            },
+            ValidatorShift::Remove { id } => ValidatorChange::Remove { id: *id as u32 },
+        });
+        let epochs = Epochs::new(
+            directory.validators(),
+            client_keys
+                .iter()
+                .map(Keypair::public)
+                .chain(std::iter::once(flooder.public()))
+                .collect(),
+            validator_change.as_ref().map(|c| match c {
+                ValidatorChange::Rotate { id, public_key } => (*id, Some(*public_key)),
+                ValidatorChange::Remove { id } => (*id, None),
+            }),
+        );
+        let genesis_keys = keys.clone();
         let agents = SimAgent::fleet(
             seed,
             &sc.fleet,
@@ -256,14 +285,17 @@ impl Simulation {
             phase: Phase::Safety,
             agents,
             ledger_cfg,
-            script: ReleaseScript::new(&sc.fleet),
+            script: ReleaseScript::new(&sc.fleet, validator_change),
             checked: BTreeSet::new(),
             ticks: 0,
             target: Seq(0),
             agreement: Agreement::default(),
-            validity: Validity::new(directory.clone()),
+            validity: Validity::default(),
             integrity: Integrity::default(),
-            certificates: Certificates::new(directory.clone(), true_quorum),
+            certificates: Certificates,
+            epochs,
+            rekeying: false,
+            genesis_keys,
             double_sign: DoubleSign::default(),
             own_nonces: OwnNonces::new(honest_keys),
             violations: Vec::new(),
@@ -414,13 +446,20 @@ impl Simulation {
             .enumerate()
             .map(|(i, n)| match n.step.as_ref().map(ValidatorStep::replica) {
                 Some(r) => format!(
-                    "r{i}{} view={} {:?} executed={} stable={} pending={} dropped={:?}",
+                    "r{i}{} epoch={}{} links={:?} view={} primary={} {:?} executed={} stable={} pending={} dropped={:?}",
                     if n.byzantine.is_some() {
                         " (byzantine)"
                     } else {
                         ""
                     },
-                    r.view().0,
+                    r.epoch(),
+                    if r.observing() { " (observing)" } else { "" },
+                    r.epoch_links()
+                        .values()
+                        .map(|l| (l.epoch(), l.set.start.0))
+                        .collect::<Vec<_>>(),
+                    r.view().0 & u64::from(u32::MAX),
+                    r.config().primary(r.view()).0,
                     r.status(),
                     r.last_executed().0,
                     r.stable_checkpoint().seq.0,
@@ -450,8 +489,13 @@ impl Simulation {
             .iter()
             .map(|c| c.liveness_left + c.safety_left + usize::from(c.outstanding.is_some()))
             .sum();
+        // A validator removed by governance only follows; it need not keep up.
+        let removed = match self.sc.validator_change {
+            Some(ValidatorShift::Remove { id }) if self.epochs.changes() > 0 => Some(id),
+            _ => None,
+        };
         let honest = (0..self.sc.n)
-            .filter(|i| self.is_honest(*i))
+            .filter(|i| self.is_honest(*i) && Some(*i) != removed)
             .map(|i| {
                 let seq = self.nodes[i]
                     .step
@@ -532,6 +576,7 @@ impl Simulation {
                 n.armed.clear();
             }
             Event::Restart(node) => self.restart(node),
+            Event::Rekey(node) => self.rekey(node),
             Event::LoneViewChange(node) => {
                 let view = self.nodes[node].step.as_ref().map(|s| s.replica().view());
                 if let Some(view) = view {
@@ -584,6 +629,41 @@ impl Simulation {
         }
     }
 
+    /// `Scenario::validator_change`'s rotation: once the rotated validator's replica observes
+    /// (the change took effect and its key is no longer in force), its operator stops it and
+    /// restarts it with the new key `restart_after_ms` later.
+    pub(crate) fn rotate_when_observing(&mut self) {
+        let Some(ValidatorShift::Rotate {
+            id,
+            restart_after_ms,
+        }) = self.sc.validator_change
+        else {
+            return;
+        };
+        let observing = self.nodes[id]
+            .step
+            .as_ref()
+            .is_some_and(|s| s.replica().observing());
+        if self.rekeying || !observing {
+            return;
+        }
+        self.rekeying = true;
+        self.schedule(0, Event::Crash(id));
+        self.schedule(restart_after_ms, Event::Rekey(id));
+    }
+
+    fn rekey(&mut self, node: usize) {
+        self.trace(&[b"rekey", &(node as u64).to_be_bytes()]);
+        let n = &mut self.nodes[node];
+        n.step = None;
+        n.incarnation += 1;
+        n.armed.clear();
+        n.key = rotated_key(self.sc.seed, node);
+        self.own_nonces.rekeyed(node, n.key.public());
+        self.stats.rekeyed = true;
+        self.restart(node);
+    }
+
     fn restart(&mut self, node: usize) {
         if self.nodes[node].step.is_some() {
             return;
@@ -615,6 +695,11 @@ impl Simulation {
 mod delivery;
 mod report;
 pub use report::{Report, Stats};
+
+/// The key validator `id` is rotated to (`ValidatorShift::Rotate`).
+fn rotated_key(seed: u64, id: usize) -> Keypair {
+    Keypair::from_label(&format!("sim/{seed}/validator/{id}/rotated"))
+}
 
 /// Runs one seed.
 pub fn run_seed(seed: u64, overrides: &crate::scenario::Overrides) -> Report {

@@ -26,6 +26,10 @@ pub struct Stats {
     pub evidence_refused: u64,
     /// Requests of restarted validators, signed after their restart, that took effect.
     pub own_executed_after_restart: u64,
+    /// Validator-set changes that took effect (links the honest replicas hold).
+    pub epochs: u64,
+    /// The rotated validator was restarted with its new key (`Scenario::validator_change`).
+    pub rekeyed: bool,
     /// The validator restarted mid-rollout (`Scenario::restart_mid_rollout`), once it was.
     pub restarted_mid_rollout: Option<usize>,
     pub end_ms: u64,

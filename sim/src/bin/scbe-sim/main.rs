@@ -74,6 +74,10 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Every seed rotates or removes a validator by governance while a rollout is in
+        /// flight (a third of the seeds do otherwise).
+        #[arg(long)]
+        validator_change: bool,
         /// Testing the tester: run every replica with this (unsafe) quorum size.
         #[arg(long, hide = true)]
         unsafe_quorum: Option<usize>,
@@ -307,6 +311,7 @@ fn main() -> ExitCode {
             validators,
             byzantine,
             threads,
+            validator_change,
             unsafe_quorum,
         } => {
             if let Some(n) = validators {
@@ -328,6 +333,7 @@ fn main() -> ExitCode {
                 validators,
                 byzantine,
                 unsafe_quorum,
+                validator_change,
                 ..Overrides::default()
             };
             let (first_seed, seeds, verbose) = match seed {
