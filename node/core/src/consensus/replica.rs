@@ -159,6 +159,10 @@ pub struct Replica<A: StateMachine> {
     guard: BTreeMap<(View, Seq), Digest>,
 
     stable: CheckpointCert,
+    /// While the stable checkpoint is an epoch boundary whose proof is short of the old set's
+    /// quorum: the stable checkpoint before it, which state transfer serves instead (with the
+    /// decided batches up to the boundary, kept until the proof completes).
+    before_boundary: Option<CheckpointCert>,
     /// Own state at checkpoints at or above the stable one: (state digest, snapshot).
     snapshots: BTreeMap<Seq, (Digest, Snapshot)>,
     checkpoint_votes: BTreeMap<Seq, BTreeMap<ReplicaId, Signed<Checkpoint>>>,
@@ -288,6 +292,7 @@ impl<A: StateMachine> Replica<A> {
                 next_set: None,
                 proof: Vec::new(),
             },
+            before_boundary: None,
             cfg,
             previous: None,
             refused_epoch: None,

@@ -80,7 +80,13 @@ impl<A: StateMachine> Replica<A> {
         // Grouped by what they certify: the state and, at an epoch's boundary, the next set.
         type Certified = (Digest, Option<Digest>);
         let mut by_digest: BTreeMap<Certified, Vec<Signed<Checkpoint>>> = BTreeMap::new();
-        for v in votes.values() {
+        // Only keys in force count: a vote kept from before an epoch change (received in the
+        // old epoch, or restored with the store) may be a removed or rotated-out validator's,
+        // and a certificate holding it would fail every peer's check.
+        let in_force = votes
+            .iter()
+            .filter(|(id, v)| self.cfg.directory.in_force(**id, v.signer()));
+        for (_, v) in in_force {
             by_digest
                 .entry((v.value().state_digest, v.value().next_set))
                 .or_default()
@@ -141,6 +147,7 @@ impl<A: StateMachine> Replica<A> {
             self.diverged_at = None;
         }
         self.stable = cert.clone();
+        self.before_boundary = None;
         self.persist(Record::Stable(cert));
         self.slots.retain(|seq, _| *seq > s);
         self.snapshots.retain(|seq, _| *seq >= s);
@@ -149,5 +156,26 @@ impl<A: StateMachine> Replica<A> {
         self.guard.retain(|(_, seq), _| *seq > s);
         self.ahead.retain(|_, seq| *seq > s);
         self.try_propose();
+    }
+
+    /// An epoch boundary becomes the base of the new epoch before its proof holds the old set's
+    /// quorum (`enter_epoch`). Nothing below it is dropped yet: a replica still in the old epoch
+    /// can check neither a short proof nor anything the new set signed, and its own checkpoint
+    /// at the boundary, sent once it executes the boundary batch, may be the one that completes
+    /// the proof; it is served the stable checkpoint before the boundary and the decided batches
+    /// up to it (`serving_stable`). `make_stable` prunes once the proof is complete.
+    pub(super) fn make_boundary_stable(&mut self, cert: CheckpointCert) {
+        if self.before_boundary.is_none() {
+            self.before_boundary = Some(self.stable.clone());
+        }
+        self.stable = cert.clone();
+        self.persist(Record::Stable(cert));
+        self.try_propose();
+    }
+
+    /// The stable checkpoint state transfer serves: the one in force, or, while that is a
+    /// boundary short of its proof, the one before it.
+    pub(super) fn serving_stable(&self) -> &CheckpointCert {
+        self.before_boundary.as_ref().unwrap_or(&self.stable)
     }
 }

@@ -126,12 +126,21 @@ impl<A: StateMachine> Replica<A> {
                 let digest = *digest;
                 let next_set = Some(self.cfg.directory.set().digest());
                 let proof = self.boundary_votes(seq, digest, next_set);
-                self.make_stable(CheckpointCert {
+                let complete = self
+                    .previous
+                    .as_deref()
+                    .is_none_or(|old| proof.len() >= old.quorum());
+                let cert = CheckpointCert {
                     seq,
                     state_digest: digest,
                     next_set,
                     proof,
-                });
+                };
+                if complete {
+                    self.make_stable(cert);
+                } else {
+                    self.make_boundary_stable(cert);
+                }
             }
         }
         self.keep_boundary_link();
@@ -199,7 +208,12 @@ impl<A: StateMachine> Replica<A> {
             return self.drop_input("checkpoint signed by a key not in force");
         }
         let need = old.quorum();
-        if self.stable.seq != seq || self.stable.proof.len() >= need {
+        // Only at the boundary: a retired key's checkpoint further on (a removed validator
+        // still following) must not complete a later stable checkpoint by the old set's rule.
+        if seq != self.cfg.directory.start()
+            || self.stable.seq != seq
+            || self.stable.proof.len() >= need
+        {
             return self.drop_input("stale checkpoint");
         }
         self.checkpoint_votes
@@ -208,8 +222,10 @@ impl<A: StateMachine> Replica<A> {
             .insert(from, cp);
         let proof = self.boundary_votes(seq, self.stable.state_digest, self.stable.next_set);
         if proof.len() >= need {
-            self.stable.proof = proof;
-            self.persist(Record::Stable(self.stable.clone()));
+            let mut cert = self.stable.clone();
+            cert.proof = proof;
+            // Complete: what was kept below the boundary for replicas behind can go.
+            self.make_stable(cert);
             self.keep_boundary_link();
         }
     }

@@ -41,6 +41,25 @@ impl<A: StateMachine> Replica<A> {
         self.try_propose();
     }
 
+    /// Forgets pending requests the application no longer orders: their signer was removed
+    /// (a validator taken out or re-keyed, a requester removed) after they were admitted. No
+    /// primary may propose them (every backup refuses the batch), and waiting for them would
+    /// time out primary after primary for good (simulator seed 33 at n = 7, a removed
+    /// validator's own requests). Called on every status tick.
+    pub(super) fn forget_unorderable(&mut self) {
+        let gone: Vec<(u64, RequestId)> = self
+            .pending
+            .iter()
+            .filter(|(_, r)| !self.app.may_order(r))
+            .map(|(arrival, r)| (*arrival, (*r.signer(), r.value().nonce)))
+            .collect();
+        for (arrival, id) in gone {
+            self.pending.remove(&arrival);
+            self.pending_ids.remove(&id);
+            self.drop_input("pending request whose signer the ledger no longer knows");
+        }
+    }
+
     /// Adds `r` (identified by `id`) at the end of the pending queue.
     pub(super) fn enqueue(&mut self, id: RequestId, r: Signed<Request>) {
         self.arrivals += 1;
@@ -83,6 +102,9 @@ impl<A: StateMachine> Replica<A> {
                 .pending
                 .range(self.propose_from..)
                 .filter(|(_, r)| !self.proposed.contains(&(*r.signer(), r.value().nonce)))
+                // Its signer removed since it was admitted: the backups would refuse the batch
+                // (the status tick forgets it).
+                .filter(|(_, r)| self.app.may_order(r))
                 .take(self.cfg.max_batch)
                 .take_while(|(_, r)| {
                     bytes += limits::request_bytes(r);

@@ -93,19 +93,22 @@ impl<A: StateMachine> Replica<A> {
         let provable = epochs.last().map_or(req.epoch, |l| l.epoch());
         // Whether the links sent reach the set that signed the stable checkpoint; if not, they
         // go alone and the requester asks again from the last one.
+        // The stable checkpoint served: the one before an epoch boundary still short of its
+        // proof, which the requester could not check (`make_boundary_stable`).
+        let serving = self.serving_stable().clone();
         let stable_provable = self
             .epoch_links
             .range(provable.saturating_add(1)..)
             .next()
-            .is_none_or(|(_, l)| l.set.start >= self.stable.seq);
+            .is_none_or(|(_, l)| l.set.start >= serving.seq);
         let mut start = req.after;
         let mut snapshot = None;
         let mut bytes = 0;
         let mut snapshot_complete = true;
-        if req.after < self.stable.seq && !stable_provable {
+        if req.after < serving.seq && !stable_provable {
             snapshot_complete = false;
-        } else if req.after < self.stable.seq {
-            if let Some((_, snap)) = self.snapshots.get(&self.stable.seq) {
+        } else if req.after < serving.seq {
+            if let Some((_, snap)) = self.snapshots.get(&serving.seq) {
                 let total = snap.app_state.len();
                 let offset = (req.snapshot_offset as usize).min(total);
                 let end = total.min(offset + self.cfg.max_transfer_bytes);
@@ -117,14 +120,14 @@ impl<A: StateMachine> Replica<A> {
                 bytes = end - offset;
                 snapshot_complete = end == total;
                 snapshot = Some((
-                    self.stable.clone(),
+                    serving.clone(),
                     part,
                     SnapshotPart {
                         offset: offset as u64,
                         total: total as u64,
                     },
                 ));
-                start = self.stable.seq;
+                start = serving.seq;
             }
         }
         let mut decided = Vec::new();

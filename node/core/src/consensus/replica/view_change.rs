@@ -55,6 +55,7 @@ impl<A: StateMachine> Replica<A> {
             TimerKind::Status => {
                 self.state_requested = None;
                 self.request_state();
+                self.forget_unorderable();
                 if let Some(vc) = self.my_view_change.clone() {
                     // Retransmit: a lost view change can stall everyone else's view change.
                     self.broadcast(&vc);
