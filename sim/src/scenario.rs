@@ -55,7 +55,8 @@ pub struct FleetScenario {
 }
 
 /// A change of the validator set the release requester proposes while a rollout is in flight
-/// (`Scenario::validator_change`).
+/// (`Scenario::validator_change`). The ledger refuses validator changes until the rollout ends
+/// (every validator checks it); the requester retries, so the change lands right after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValidatorShift {
     /// Validator `id` (honest) gets a new key; once its replica observes the new epoch, its
@@ -141,7 +142,8 @@ pub struct Scenario {
     /// rollout in progress (while it is watching and submitting evidence) and restarts this
     /// much later; its requests after the restart must take effect (the own-nonces invariant).
     pub restart_mid_rollout: Option<(usize, u64)>,
-    /// A validator rotated or removed by governance while a rollout is in flight.
+    /// A validator rotated or removed by governance, proposed while a rollout is in flight
+    /// (refused until it ends, then applied).
     pub validator_change: Option<ValidatorShift>,
     pub unsafe_stale_endorsers: bool,
     pub clients: usize,

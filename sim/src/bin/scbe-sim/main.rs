@@ -54,7 +54,7 @@ enum Command {
     ///
     /// Checked invariants: agreement, validity, integrity, certificate validity, no honest
     /// double-sign, recovery from persisted state, and liveness after healing. Ends with a line
-    /// `N passed, M failed`; exits non-zero if any seed failed.
+    /// `N passed, M failed (K changed the validator set)`; exits non-zero if any seed failed.
     Check {
         /// How many seeds to run (from --first-seed upwards).
         #[arg(long, default_value_t = 100)]
@@ -349,8 +349,12 @@ fn main() -> ExitCode {
                 threads,
             };
             let done = std::sync::atomic::AtomicU64::new(0);
+            let changed = std::sync::atomic::AtomicU64::new(0);
             let summary = check(&opts, |r| {
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if r.stats.epochs > 0 {
+                    changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if verbose {
                     println!("seed {}: {}", r.scenario.seed, r.scenario.summary());
                     let mut stats = r.stats.clone();
@@ -374,7 +378,12 @@ fn main() -> ExitCode {
                 }
                 println!("  replay: {}", replay_command(r.scenario.seed, &overrides));
             }
-            println!("{} passed, {} failed", summary.passed, summary.failed.len());
+            println!(
+                "{} passed, {} failed ({} changed the validator set)",
+                summary.passed,
+                summary.failed.len(),
+                changed.into_inner()
+            );
             if summary.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {
