@@ -447,7 +447,7 @@ fn epochs_catch_a_bad_link_and_the_retired_key_signing_after_the_change() {
     }
     let d = &after[0];
     let mut retired = d.clone();
-    let vote = retired.certificate.commits[0].value().clone();
+    let vote = *retired.certificate.commits[0].value();
     use scbe_core::consensus::Codec as _;
     let forged = scbe_core::consensus::Signed::seal(
         vote,
