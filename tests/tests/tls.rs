@@ -1,6 +1,7 @@
 //! TLS on every link of a real cluster (4 `scbe-node` and 2 `scbe-agent` processes on loopback,
 //! started by the simulator's `LocalCluster` with its default: TLS). Each link refuses plaintext
-//! and a certificate for a key outside its set; the `scbe` CLI checks the validator's
+//! and a certificate for a key outside its set (an agent completes the handshake with any key
+//! and refuses its orders and health streams); the `scbe` CLI checks the validator's
 //! certificate against the genesis, never trusting it on first use.
 
 use std::process::Command;
@@ -94,8 +95,8 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
         .expect_err("no validator certificate");
     assert_eq!(endorse.code(), tonic::Code::Unauthenticated, "{endorse:?}");
 
-    // Validator -> agent: plaintext refused; a stranger's certificate refused; without a
-    // certificate orders and health streams are refused, Describe answers.
+    // Validator -> agent: plaintext refused; a stranger's certificate, or none, gets no orders
+    // or health streams through; Describe answers anyone.
     let plain = connect(&Link::Plaintext, &a0).await;
     let plain_answered = match plain {
         Ok(ch) => pb::fleet_agent_client::FleetAgentClient::new(ch)
@@ -105,20 +106,26 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
         Err(_) => false,
     };
     assert!(!plain_answered, "a plaintext call to a TLS agent must fail");
+    // A stranger's certificate completes the handshake (an agent admits a re-keyed validator
+    // once its call's chain proves the key), but with no chain that proves it, its orders and
+    // health streams are refused.
     let agent_key = h.cluster.agent_keys[0];
     let to_agent = stranger().link_to(agent_key, "agent-00").expect("link");
-    let outsider = match connect(&to_agent, &a0).await {
-        Ok(ch) => pb::fleet_agent_client::FleetAgentClient::new(ch)
-            .describe(pb::DescribeRequest {})
+    let mut outsider = pb::fleet_agent_client::FleetAgentClient::new(
+        connect(&to_agent, &a0)
             .await
-            .map(|_| ())
-            .map_err(|s| s.to_string()),
-        Err(e) => Err(e),
-    };
-    assert!(
-        outsider.is_err(),
-        "a stranger's certificate must be refused"
+            .expect("any key completes the handshake"),
     );
+    let order = outsider
+        .deploy(pb::SignedOrder::default())
+        .await
+        .expect_err("orders only from a validator's certificate");
+    assert_eq!(order.code(), tonic::Code::PermissionDenied, "{order:?}");
+    let health = outsider
+        .watch_health(pb::HealthRequest::default())
+        .await
+        .expect_err("health streams only to a validator's certificate");
+    assert_eq!(health.code(), tonic::Code::PermissionDenied, "{health:?}");
     let anonymous = Link::Tls(
         scbe_wire::tls::client_config(None, PinnedKeys::new([agent_key], "agent-00"))
             .expect("config"),

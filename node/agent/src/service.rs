@@ -107,14 +107,9 @@ impl Shared {
     /// it does not know (a validator re-keyed since the agent last heard of the set) is admitted
     /// once `links`, the chain its call carries, proves a later set holding its key.
     async fn admit<T>(&self, request: &Request<T>, links: &[pb::EpochLink]) -> Result<(), Status> {
-        check_presented(request, &self.genesis).map_err(|m| {
-            tracing::warn!(
-                from = ?remote_addr(request),
-                "refused a call from another cluster: {m}"
-            );
-            m.to_status()
-        })?;
-        if caller_in(request, self.callers.as_ref()).is_err() && !links.is_empty() {
+        let unknown = caller_in(request, self.callers.as_ref()).is_err();
+        // Another cluster's chain costs nothing: it is not even opened.
+        if unknown && !links.is_empty() && check_presented(request, &self.genesis).is_ok() {
             let from = self.checker.set().epoch;
             let (checker, links) = (self.checker.clone(), links.to_vec());
             let learned = tokio::task::spawn_blocking(move || {
@@ -138,6 +133,13 @@ impl Shared {
                 "refused a call: {}",
                 refused.message()
             );
+        })?;
+        check_presented(request, &self.genesis).map_err(|m| {
+            tracing::warn!(
+                from = ?remote_addr(request),
+                "refused a call from another cluster: {m}"
+            );
+            m.to_status()
         })
     }
 
