@@ -51,6 +51,17 @@ fn caught(o: &Overrides, bound: u64, invariant: &str) -> Option<u64> {
     })
 }
 
+/// The first seed below `bound` whose run reports `invariant` with the system broken as
+/// `broken` says; fails the test if there is none.
+fn first_caught(o: &Overrides, bound: u64, invariant: &str, broken: &str) -> u64 {
+    let seed = caught(o, bound, invariant);
+    assert!(
+        seed.is_some(),
+        "no {invariant} violation in {bound} seeds with {broken}"
+    );
+    seed.unwrap_or_default()
+}
+
 #[test]
 fn agents_that_obey_a_single_signature_are_caught_running_an_unapproved_version() {
     // Fleet liars send agents a deploy of "evil" signed by themselves alone. With the real
@@ -94,13 +105,7 @@ fn a_store_that_loses_snapshot_nonces_is_caught_by_the_recovery_checker() {
         unsafe_store_forgets_nonces: true,
         ..Overrides::default()
     };
-    let bound = 60;
-    let seed = caught(&o, bound, "recovery");
-    assert!(
-        seed.is_some(),
-        "no recovery violation in {bound} seeds with a store that loses snapshot nonces"
-    );
-    let seed = seed.unwrap_or_default();
+    let seed = first_caught(&o, 60, "recovery", "a store that loses snapshot nonces");
     let honest = Overrides {
         unsafe_store_forgets_nonces: false,
         ..o
@@ -124,13 +129,7 @@ fn a_stale_executor_is_caught_ordering_agents_under_the_old_validator_set() {
         unsafe_stale_endorsers: true,
         ..Overrides::default()
     };
-    let bound = 40;
-    let seed = caught(&o, bound, "order-epoch");
-    assert!(
-        seed.is_some(),
-        "no order-epoch violation in {bound} seeds with a stale executor"
-    );
-    let seed = seed.unwrap_or_default();
+    let seed = first_caught(&o, 40, "order-epoch", "a stale executor");
     let honest = Overrides {
         unsafe_stale_endorsers: false,
         ..o

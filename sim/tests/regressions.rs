@@ -11,12 +11,13 @@ fn assert_passes(seed: u64, validators: usize, byzantine: usize) {
         unsafe_quorum: None,
         ..Overrides::default()
     };
-    let r = run_seed(seed, &o);
-    assert!(
-        r.passed(),
-        "seed {seed} (n={validators}, b={byzantine}): {:?}",
-        r.violations
-    );
+    assert_passes_with(seed, &o, &format!("n={validators}, b={byzantine}"));
+}
+
+/// Runs `seed` under `o` (described as `what`) and asserts no invariant broke.
+fn assert_passes_with(seed: u64, o: &Overrides, what: &str) {
+    let r = run_seed(seed, o);
+    assert!(r.passed(), "seed {seed} ({what}): {:?}", r.violations);
 }
 
 /// A new primary proposed with a stale `next_seq` from an older view before the new view's
@@ -159,12 +160,7 @@ fn assert_passes_changing_validators(seed: u64, validators: usize) {
         validator_change: true,
         ..Overrides::default()
     };
-    let r = run_seed(seed, &o);
-    assert!(
-        r.passed(),
-        "seed {seed} (n={validators}, a validator changed): {:?}",
-        r.violations
-    );
+    assert_passes_with(seed, &o, &format!("n={validators}, a validator changed"));
 }
 
 /// A replica entered the new epoch with the boundary checkpoint as its stable one before the

@@ -116,16 +116,7 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
             .await
             .expect("any key completes the handshake"),
     );
-    let order = outsider
-        .deploy(pb::SignedOrder::default())
-        .await
-        .expect_err("orders only from a validator's certificate");
-    assert_eq!(order.code(), tonic::Code::PermissionDenied, "{order:?}");
-    let health = outsider
-        .watch_health(pb::HealthRequest::default())
-        .await
-        .expect_err("health streams only to a validator's certificate");
-    assert_eq!(health.code(), tonic::Code::PermissionDenied, "{health:?}");
+    refuses_orders_and_health(&mut outsider, tonic::Code::PermissionDenied).await;
     let anonymous = Link::Tls(
         scbe_wire::tls::client_config(None, PinnedKeys::new([agent_key], "agent-00"))
             .expect("config"),
@@ -139,16 +130,7 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
         .expect("Describe answers anyone")
         .into_inner();
     assert_eq!(d.agent, "agent-00");
-    let order = agent
-        .deploy(pb::SignedOrder::default())
-        .await
-        .expect_err("orders only from a validator's certificate");
-    assert_eq!(order.code(), tonic::Code::Unauthenticated, "{order:?}");
-    let health = agent
-        .watch_health(pb::HealthRequest::default())
-        .await
-        .expect_err("health streams only to a validator's certificate");
-    assert_eq!(health.code(), tonic::Code::Unauthenticated, "{health:?}");
+    refuses_orders_and_health(&mut agent, tonic::Code::Unauthenticated).await;
     // ... and the validators themselves reach it: its health is in the summary.
     h.wait_summary(0, "agent-00 reports", Duration::from_secs(60), |s| {
         s.agents
@@ -247,4 +229,21 @@ async fn the_cli_checks_the_validators_certificate_against_the_cluster_keys() {
     let plain = ("SCBE_NODE", h.cluster.url(0).replace("https://", "http://"));
     let (code, text) = scbe(&["status"], &[plain]);
     assert_ne!(code, Some(0), "{text}");
+}
+
+/// The agent behind `agent` refuses this caller's orders and health streams with `code`.
+async fn refuses_orders_and_health(
+    agent: &mut pb::fleet_agent_client::FleetAgentClient<tonic::transport::Channel>,
+    code: tonic::Code,
+) {
+    let order = agent
+        .deploy(pb::SignedOrder::default())
+        .await
+        .expect_err("orders only from a validator's certificate");
+    assert_eq!(order.code(), code, "{order:?}");
+    let health = agent
+        .watch_health(pb::HealthRequest::default())
+        .await
+        .expect_err("health streams only to a validator's certificate");
+    assert_eq!(health.code(), code, "{health:?}");
 }

@@ -54,18 +54,6 @@ pub fn epoch_links_to_proto(
     links.iter().map(encode::epoch_link_to_proto).collect()
 }
 
-/// Opens a chain of epoch links a peer sent: each boundary's signatures verified against the
-/// set the link says signed it (whether that set is one to trust is the caller's check:
-/// [`scbe_core::consensus::EpochLink::advance`] from the genesis set).
-pub fn epoch_links_from_proto(
-    links: Vec<scbe_proto::v1::EpochLink>,
-) -> Result<Vec<scbe_core::consensus::EpochLink>, WireError> {
-    links
-        .into_iter()
-        .map(|l| decode::epoch_link_from_proto(None, l))
-        .collect()
-}
-
 /// Opens the links of a chain a caller sent that lead past `trusted` (the newest set the
 /// receiver can check), for an agent or a client that runs no consensus. Links the receiver is
 /// past cost nothing but reading their epoch; each later link must start from the set the one
