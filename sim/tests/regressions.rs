@@ -192,3 +192,19 @@ fn a_removed_validators_checkpoints_never_enter_a_later_certificate() {
 fn a_removed_validators_pending_requests_are_forgotten() {
     assert_passes_changing_validators(33, 7);
 }
+
+/// Replica 0 missed the new-view of view 6 and sat in view 5, suspecting it alone (the others
+/// dropped its suspicion: a view they had left). Then the rotated validator 3 was restarted with
+/// its new key, which the others, one batch short of the epoch boundary, could not resolve: view
+/// 6 had two voters and view 5 one, with no view change possible, for good. A replica now
+/// answers a suspicion of a view it left with the new-view of its own, and the stranded one
+/// joins (`replica/suspicion.rs`; the core's own test is `suspicion_tests::
+/// a_replica_stranded_in_a_view_the_others_left_is_brought_along_by_its_suspicion`).
+#[test]
+fn a_replica_stranded_in_an_older_view_is_brought_along() {
+    let o = Overrides {
+        validators: Some(4),
+        ..Overrides::default()
+    };
+    assert_passes_with(1329, &o, "n=4, default scenario: validator 3 rotated");
+}

@@ -216,6 +216,10 @@ pub struct Replica<A: StateMachine> {
     /// This replica's own latest `Suspect`: (view, `ticks` when it was sent). It outlives the
     /// suspicion for as long as peers count it (`suspicion.rs`, following those who left).
     suspect_sent: Option<(View, u64)>,
+    /// When this replica last answered each peer's suspicion of a view it has left with its
+    /// new-view (`ticks`), so a stranded peer that re-sends every interval is not sent a whole
+    /// new-view every interval (`suspicion.rs`).
+    new_view_offered: BTreeMap<ReplicaId, u64>,
     /// Heartbeat intervals since start: the clock suspicions age by.
     ticks: u64,
     /// State transfer already requested for this `last_executed` (one probe per position).
@@ -336,6 +340,7 @@ impl<A: StateMachine> Replica<A> {
             suspicion: None,
             suspects: BTreeMap::new(),
             suspect_sent: None,
+            new_view_offered: BTreeMap::new(),
             ticks: 0,
             state_requested: None,
             assembling: None,

@@ -318,3 +318,61 @@ fn joining_a_suspicion_needs_others_a_backup_and_silence_detection() {
     assert_eq!(c.replica(1).suspecting(), None, "the primary");
     assert_eq!(c.replica(1).view(), View(1));
 }
+
+/// Found by the simulator (seed 1329 at n = 4, pinned in `sim/tests/regressions.rs`): replica 3
+/// missed the new-view of view 1 and sat in view 0, in normal operation, suspecting it alone;
+/// the others dropped its suspicion (a view they had left). With one more replica down, view 1
+/// had two voters and view 0 one: no quorum, and no view change either, for good. A replica that
+/// hears a suspicion of a view it left answers with the new-view that started its own, so the
+/// stranded replica joins and votes again; at most once per `SUSPICION_TICKS` intervals per peer.
+#[test]
+fn a_replica_stranded_in_a_view_the_others_left_is_brought_along_by_its_suspicion() {
+    let mut c = Cluster::new(4, 128);
+    c.hear_primary();
+    // Replicas 0, 1 and 2 move to view 1; replica 3 hears none of it.
+    cut_inbound(&mut c, 3);
+    for i in 0..3 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    for i in 0..3 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    assert_eq!(c.replica(3).view(), View(0));
+    // Back in touch; replica 2 crashes. A request waits: view 1 lacks a voter.
+    c.heal();
+    c.isolate(2);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.input(3, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(1), 0, "view 1 has two voters");
+    let offered = |c: &Cluster| {
+        c.log[1]
+            .iter()
+            .filter(|a| {
+                matches!(a, Action::Send { to: ReplicaId(3), envelope } if envelope.kind == Kind::NewView)
+            })
+            .count()
+    };
+    let before = offered(&c);
+    // Replica 3's request timer fires: it suspects view 0, alone. The new-view comes back.
+    c.fire(3, TimerKind::Request);
+    assert_eq!(offered(&c), before + 1, "replica 1 offers its new-view");
+    for i in [0, 1, 3] {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+        assert_eq!(c.executed_requests(i), 1, "replica {i} decided in view 1");
+    }
+    // A peer that keeps suspecting a left view gets the new-view once per SUSPICION_TICKS.
+    let sent = offered(&c);
+    for _ in 0..3 {
+        c.input(1, Input::Message(suspect(&c, 3, 0)));
+    }
+    assert_eq!(offered(&c), sent, "offered again only after SUSPICION_TICKS intervals");
+    for _ in 0..scbe_core::consensus::replica::SUSPICION_TICKS {
+        c.heartbeat_tick();
+    }
+    c.input(1, Input::Message(suspect(&c, 3, 0)));
+    assert_eq!(offered(&c), sent + 1);
+}

@@ -26,7 +26,9 @@
 //! Suspicions are a liveness hint only; nothing is persisted and no vote depends on them.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use super::super::action::Action;
 use super::super::message::{Kind, Suspect};
 use super::super::state_machine::StateMachine;
 use super::super::types::{ReplicaId, View};
@@ -85,10 +87,36 @@ impl<A: StateMachine> Replica<A> {
 
     pub(super) fn on_suspect(&mut self, s: Suspect, from: ReplicaId) {
         if s.view < self.view {
+            self.offer_new_view(from);
             return self.drop_input("suspicion of a view already left");
         }
         self.suspects.insert(from, (s.view, self.ticks));
         self.leave_view_if_suspected();
+    }
+
+    /// A peer suspects a view this replica has left: it missed the new-view that ended that view
+    /// and is stranded there, in normal operation, suspecting alone. Nobody else will join its
+    /// suspicion (they left that view), and it cannot vote in ours, so with one more replica
+    /// down the cluster has no quorum, and no view change either: the replicas of the higher
+    /// view only suspect *their* view, which the stranded one does not count (seed 1329: a
+    /// rotated validator's restart took its votes away while replica 0 sat in view 5 and the two
+    /// others in view 6, for good). The new-view that started our view brings it along, as it
+    /// does for a peer whose view change is behind (`on_view_change`); it carries its own proof
+    /// (a quorum's view changes), so the peer checks it like any new-view. Offered at most once
+    /// per `SUSPICION_TICKS` intervals per peer: a suspicion is re-sent every interval, and a
+    /// new-view can be large.
+    fn offer_new_view(&mut self, to: ReplicaId) {
+        let Some(nv) = &self.new_view else { return };
+        let recently = self
+            .new_view_offered
+            .get(&to)
+            .is_some_and(|at| self.ticks.saturating_sub(*at) < SUSPICION_TICKS);
+        if recently || to == self.cfg.id {
+            return;
+        }
+        let envelope = Arc::clone(nv.envelope());
+        self.new_view_offered.insert(to, self.ticks);
+        self.out.push(Action::Send { to, envelope });
     }
 
     /// The primary was heard from: a suspicion that rested on its silence ends.
