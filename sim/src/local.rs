@@ -469,6 +469,46 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Writes the key and node.toml of a validator the quorum is to add (not started; it joins
+    /// the cluster once `scbe propose validator add` with the key returned is approved and it
+    /// gets the id `id`, which is the next one never used). Its config is validator 0's with
+    /// this node's own id, key, data directory and addresses, and `added = true`. Returns its
+    /// index in `nodes` and its key.
+    pub fn add_validator(&mut self, id: u32) -> Result<(usize, PublicKey), LocalError> {
+        let key = key_at(&self.dir.join(format!("keys/node{id}.key")))?;
+        let (addr, metrics) = (free_port()?, free_port()?);
+        let base = std::fs::read_to_string(&self.nodes[0].config)?;
+        let mut text = format!(
+            "# Written by scbe-sim: validator {id}, added to the quorum by governance.\n\
+             [node]\nid = {id}\nadded = true\ngenesis = \"{GENESIS}\"\ndata_dir = \"data/node{id}\"\nkey_file = \"keys/node{id}.key\"\nlisten = \"{addr}\"\nmetrics_listen = \"{metrics}\"\n"
+        );
+        // Validator 0's pacing and transport, none of its own addresses.
+        let mut keep = false;
+        for line in base.lines() {
+            if line.starts_with('[') {
+                keep = matches!(line, "[consensus]" | "[quotas]" | "[tls]");
+                text.push('\n');
+            }
+            if keep {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let config = self.dir.join(format!("node{id}.toml"));
+        std::fs::write(&config, text)?;
+        self.nodes.push(LocalNode {
+            id,
+            addr,
+            metrics,
+            dashboard: None,
+            config,
+            log: self.dir.join(format!("logs/node{id}.log")),
+            child: None,
+        });
+        self.validator_keys.push(key.public());
+        Ok((self.nodes.len() - 1, key.public()))
+    }
+
     /// Starts (or restarts) agent `i`, logging to `logs/agent-NN.log`.
     pub fn start_agent(&mut self, i: usize) -> Result<(), LocalError> {
         let a = &mut self.agents[i];

@@ -135,6 +135,19 @@ enum Propose {
 
 #[derive(Subcommand)]
 enum ValidatorCommand {
+    /// Add a validator (its operator creates its key with `scbe keygen --out FILE` on its
+    /// machine). Approved, it gets the next id never used (the approval's event names it): its
+    /// node.toml sets that id and `added = true`, and the node catches up from its peers and
+    /// takes part from the change on. The quorum grows with the set.
+    Add {
+        /// The new validator's public key (64 hex characters, from `scbe keygen`).
+        #[arg(long, value_name = "HEX")]
+        public_key: String,
+        /// Where the other validators dial it: HOST:PORT, a DNS name (a Kubernetes service
+        /// name too) or an IP address.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+    },
     /// Give validator ID a new key (create it with `scbe keygen --out FILE` on the validator's
     /// machine). Its old key stops counting at the change; until it restarts with the new key
     /// it only observes.
@@ -443,6 +456,13 @@ fn main() -> ExitCode {
                     ValidatorCommand::Rotate { id, public_key } => public_key_arg(&public_key)
                         .map(|public_key| ValidatorChange::Rotate { id, public_key }),
                     ValidatorCommand::Remove { id } => Ok(ValidatorChange::Remove { id }),
+                    ValidatorCommand::Add {
+                        public_key,
+                        address,
+                    } => public_key_arg(&public_key).map(|public_key| ValidatorChange::Add {
+                        public_key,
+                        address,
+                    }),
                 }
                 .map(|change| Operation::ProposeValidator { change }),
             };

@@ -275,6 +275,12 @@ pub fn decision_text(p: &Proposal) -> (String, bool) {
             " (rollout {r}; follow it with `scbe watch --rollout {r}`)"
         );
     }
+    if let Some(v) = p.validator {
+        let _ = write!(
+            out,
+            " (added as validator {v}: its node.toml sets id = {v} and added = true)"
+        );
+    }
     (out, approved)
 }
 

@@ -43,6 +43,12 @@ pub struct NodeSection {
     /// the genesis does not list is refused (most often a wrong key file).
     #[serde(default)]
     pub rekeyed: bool,
+    /// This validator is not in the genesis: `scbe propose validator add` added it (the id is
+    /// the one its approval printed, `node.listen` is required). It observes, catches up from
+    /// the genesis's validators (and those added since), and takes part from the epoch that
+    /// added its key. Off, an id the genesis does not list is refused.
+    #[serde(default)]
+    pub added: bool,
 }
 
 fn d_request() -> Duration {
@@ -268,18 +274,38 @@ impl NodeConfig {
     pub fn validate_with(self, base: &Path, genesis: Genesis) -> Result<Validated, ConfigError> {
         let id = self.node.id;
         let n = genesis.directory().n();
-        let Some(genesis_key) = genesis.validator_key(id).copied() else {
-            return Err(invalid(
-                "node.id",
-                format!(
-                    "{id} is not a validator of genesis {} (ids 0..{n})",
-                    genesis.path().display()
-                ),
-            ));
-        };
+        let genesis_key = genesis.validator_key(id).copied();
+        match (genesis_key, self.node.added) {
+            (None, false) => {
+                return Err(invalid(
+                    "node.id",
+                    format!(
+                        "{id} is not a validator of genesis {} (ids 0..{n}; if `scbe propose validator add` added this validator as {id}, set node.added = true)",
+                        genesis.path().display()
+                    ),
+                ))
+            }
+            (Some(_), true) => {
+                return Err(invalid(
+                    "node.added",
+                    format!(
+                        "validator {id} is in genesis {}: node.added is for a validator the quorum added after it, with the id its approval printed",
+                        genesis.path().display()
+                    ),
+                ))
+            }
+            (None, true) if self.node.listen.is_none() => {
+                return Err(invalid(
+                    "node.listen",
+                    "an added validator has no address in the genesis: set node.listen",
+                ))
+            }
+            _ => {}
+        }
         let key_path = base.join(&self.node.key_file);
         let key = read_key_file(&key_path)?;
-        if key.public() != genesis_key && !self.node.rekeyed {
+        if let Some(genesis_key) = genesis_key.filter(|k| key.public() != *k && !self.node.rekeyed)
+        {
             return Err(invalid(
                 "node.key_file",
                 format!(
@@ -308,9 +334,12 @@ impl NodeConfig {
                 "requests_per_window and bytes_per_window must be greater than zero",
             ));
         }
-        let mut replica = genesis
-            .replica_config(ReplicaId(id))
-            .map_err(|e| invalid("node.id", e))?;
+        let mut replica = if self.node.added {
+            genesis.joining_replica_config(ReplicaId(id))
+        } else {
+            genesis.replica_config(ReplicaId(id))
+        }
+        .map_err(|e| invalid("node.id", e))?;
         replica.max_inflight_batches = c.max_inflight_batches;
         replica.silence_ticks = c.silence_ticks;
         replica.validate().map_err(|e| invalid("consensus", e))?;
@@ -322,13 +351,13 @@ impl NodeConfig {
         }
         for (k, addr) in &self.peers {
             let key = format!("peers.{k}");
+            // Another validator of the genesis, or one the quorum added (reached here at
+            // another address than the one its addition named).
             let peer: u32 = k
                 .parse()
                 .ok()
-                .filter(|p| peers.contains_key(p))
-                .ok_or_else(|| {
-                    invalid(&key, "must be the id of another validator of the genesis")
-                })?;
+                .filter(|p| *p != id)
+                .ok_or_else(|| invalid(&key, "must be the id of another validator"))?;
             check_address(addr).map_err(|p| invalid(&key, p))?;
             peers.insert(peer, addr.clone());
         }

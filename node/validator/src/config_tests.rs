@@ -81,15 +81,18 @@ fn errors_name_the_key() {
         &same,
         "unknown field `max_bacth`",
     );
-    check(
-        node.replacen(
-            "# \"1\" = \"10.0.0.11:7001\"",
-            "\"7\" = \"10.0.0.11:7001\"",
-            1,
-        ),
-        &same,
-        "config key `peers.7`",
-    );
+    // Its own id, or no id at all (another id may be one the quorum added since the genesis).
+    for bad in ["0", "seven"] {
+        check(
+            node.replacen(
+                "# \"1\" = \"10.0.0.11:7001\"",
+                &format!("\"{bad}\" = \"10.0.0.11:7001\""),
+                1,
+            ),
+            &same,
+            &format!("config key `peers.{bad}`: must be the id of another validator"),
+        );
+    }
     check(
         node.replacen("# \"1\" = \"10.0.0.11:7001\"", "\"1\" = \"nowhere\"", 1),
         &same,
@@ -270,5 +273,51 @@ fn a_dashboard_beyond_loopback_needs_a_token_and_a_token_must_be_long() {
         ok.dashboard.and_then(|s| s.token).as_deref(),
         Some("0123456789abcdef0123"),
         "read and trimmed"
+    );
+}
+
+/// A validator the quorum added: its id is not the genesis's, so `added = true` is required
+/// (and refused for a genesis id), `listen` too (the genesis has no address for it); its key
+/// is checked against nothing in the genesis, and its peers are every genesis validator.
+#[test]
+fn an_added_validator_names_itself_with_added_and_a_listen_address() {
+    let d = tempfile::tempdir().expect("tmp");
+    let text = sample_in(d.path(), |g| g);
+    let k7 = Keypair::from_label("added seven");
+    std::fs::write(
+        d.path().join("keys/node7.key"),
+        encode_hex(&k7.secret_bytes()),
+    )
+    .expect("key");
+    let node7 = text
+        .replacen("\nid = 0\n", "\nid = 7\n", 1)
+        .replacen("keys/node0.key", "keys/node7.key", 1)
+        .replacen("data/node0", "data/node7", 1);
+    let err = |t: &str| {
+        validate(d.path(), t)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        err(&node7).contains("set node.added = true"),
+        "{}",
+        err(&node7)
+    );
+    let added = node7.replacen("\nid = 7\n", "\nid = 7\nadded = true\n", 1);
+    let v = validate(d.path(), &added).expect("an added validator");
+    assert_eq!(v.replica.id, scbe_core::consensus::ReplicaId(7));
+    assert_eq!(v.peers.len(), 4, "every genesis validator is a peer");
+    let no_listen = added.replacen("listen = \"127.0.0.1:7000\"\n", "", 1);
+    assert!(
+        err(&no_listen).contains("node.listen"),
+        "{}",
+        err(&no_listen)
+    );
+    let genesis_id = text.replacen("\nid = 0\n", "\nid = 0\nadded = true\n", 1);
+    assert!(
+        err(&genesis_id).contains("node.added"),
+        "{}",
+        err(&genesis_id)
     );
 }

@@ -15,8 +15,9 @@ pub struct EdgeDirectory {
     current: RwLock<Arc<Directory>>,
     /// Every validator key the directory resolves: the callers the peer-only services accept.
     validators: PinnedKeys,
-    /// Per peer, the keys its outbound link accepts from the server it dials.
-    peers: BTreeMap<u32, PinnedKeys>,
+    /// Per peer, the keys its outbound link accepts from the server it dials (a validator the
+    /// quorum added gets its entry when a link to it is made).
+    peers: RwLock<BTreeMap<u32, PinnedKeys>>,
 }
 
 impl EdgeDirectory {
@@ -40,7 +41,7 @@ impl EdgeDirectory {
         EdgeDirectory {
             current: RwLock::new(Arc::new(dir)),
             validators,
-            peers,
+            peers: RwLock::new(peers),
         }
     }
 
@@ -54,16 +55,38 @@ impl EdgeDirectory {
         &self.validators
     }
 
-    /// The keys the link to `peer` accepts from the server it dials (shared likewise).
-    pub fn peer_pins(&self, peer: u32) -> Option<&PinnedKeys> {
-        self.peers.get(&peer)
+    /// The keys the link to `peer` accepts from the server it dials (shared likewise), if the
+    /// edge was made with that peer or one was added since.
+    pub fn peer_pins(&self, peer: u32) -> Option<PinnedKeys> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .cloned()
+    }
+
+    /// Pins for a link to `peer` (a validator the quorum added), following its keys in the set
+    /// in force from now on; the existing ones if it has some.
+    pub fn add_peer(&self, peer: u32) -> PinnedKeys {
+        let dir = self.current();
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(peer)
+            .or_insert_with(|| {
+                PinnedKeys::new(
+                    keys_of(&dir, peer),
+                    format!("validator {peer}'s key in the validator set in force"),
+                )
+            })
+            .clone()
     }
 
     /// Moves the edge to the directory of the epoch the replica entered.
     pub fn follow(&self, dir: &Directory) {
         self.validators
             .replace(dir.validator_keys().map(|(_, k)| k));
-        for (p, pins) in &self.peers {
+        for (p, pins) in self.peers.read().unwrap_or_else(|p| p.into_inner()).iter() {
             pins.replace(keys_of(dir, *p));
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(dir.clone());

@@ -35,6 +35,9 @@ struct State {
 #[derive(Default)]
 pub struct HeartbeatPacer {
     state: Mutex<State>,
+    /// Links to peers the quorum added while this node ran (the ones it started with are given
+    /// to [`HeartbeatPacer::run`]).
+    added: Mutex<Vec<mpsc::Sender<Arc<Envelope>>>>,
 }
 
 impl HeartbeatPacer {
@@ -42,6 +45,13 @@ impl HeartbeatPacer {
     pub fn signed(&self, heartbeat: Arc<Envelope>) {
         if let Ok(mut s) = self.state.lock() {
             s.latest = Some(heartbeat);
+        }
+    }
+
+    /// A link to a peer the quorum added: due heartbeats go to it too.
+    pub fn add_peer(&self, link: mpsc::Sender<Arc<Envelope>>) {
+        if let Ok(mut a) = self.added.lock() {
+            a.push(link);
         }
     }
 
@@ -83,7 +93,8 @@ impl HeartbeatPacer {
         loop {
             tick.tick().await;
             if let Some(hb) = self.due(Instant::now(), interval) {
-                for p in &peers {
+                let added = self.added.lock().map(|a| a.clone()).unwrap_or_default();
+                for p in peers.iter().chain(&added) {
                     let _ = p.try_send(Arc::clone(&hb));
                 }
             }

@@ -30,6 +30,7 @@ pub mod links;
 pub mod metrics;
 pub mod node;
 pub mod notify;
+pub mod peer_dialer;
 pub mod reads;
 mod runtime;
 pub mod services;

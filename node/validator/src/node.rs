@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scbe_core::consensus::{ConfigError as CoreConfigError, Envelope, RestoreError, TimerKind};
+use scbe_core::consensus::{
+    ConfigError as CoreConfigError, Envelope, ReplicaId, RestoreError, TimerKind,
+};
 use scbe_core::governance::Ledger;
 use scbe_core::rollout::watcher::WatchSettings;
 use scbe_core::validator_step::{FleetView, ValidatorStep};
@@ -34,10 +36,10 @@ use crate::inbound::Inbound;
 use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::notify::{start_notifiers, NotifyContext, NotifyView};
+use crate::peer_dialer::PeerDialer;
 use crate::reads::Reads;
 use crate::runtime::{Published, Runtime};
 use crate::services::grpc_server::{grpc_server, ServerParts};
-use crate::services::peer::peer_link;
 use crate::storage::{RecordStore, StorageError};
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
@@ -73,6 +75,8 @@ pub enum NodeError {
     TaskEnded(#[from] TaskEnded),
     #[error("cannot set up TLS: {0}")]
     Tls(scbe_wire::tls::TlsError),
+    #[error("cannot link to a peer: {0}")]
+    Dial(crate::peer_dialer::DialError),
     #[error("the core task's queue closed")]
     QueueClosed,
 }
@@ -95,7 +99,11 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     ledger.keep_fresh();
     let codec = Arc::new(ProtoCodec);
     let watch = watch_settings(&v);
-    let (step, initial) = if records.is_empty() {
+    // A fresh store whose key the genesis does not list for this id (a validator the quorum
+    // added, or re-keyed, on a new machine) starts like an empty restore: its replica observes
+    // until its peers bring it to the epoch that put the key in force.
+    let genesis_key = v.replica.directory.in_force(ReplicaId(id), &v.key.public());
+    let (step, initial) = if records.is_empty() && genesis_key {
         ValidatorStep::start(v.replica.clone(), v.key.clone(), codec, ledger, watch)?
     } else {
         tracing::info!(node = id, records = records.len(), "restoring from storage");
@@ -111,9 +119,10 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     let replica = step.replica();
     // The edge resolves and pins the set of the epoch the store reached, and follows the
     // replica's from there (`Runtime::follow_epoch`).
+    let genesis_peers = (0..v.genesis.directory().n() as u32).filter(|p| *p != id);
     let directory = Arc::new(EdgeDirectory::new(
         replica.config().directory.clone(),
-        v.peers.keys().copied(),
+        genesis_peers,
     ));
     if replica.observing() {
         tracing::warn!(
@@ -216,21 +225,25 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         tasks.spawn("dashboard server", serve_dashboard(listener, dashboard));
         tracing::info!(node = id, url = %format!("http://{}/", d.listen), "dashboard");
     }
+    let dialer = PeerDialer::new(
+        id,
+        v.genesis.digest(),
+        v.transport.clone(),
+        v.peers.clone(),
+        Arc::clone(&links),
+        Arc::clone(&directory),
+    );
     let mut peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = BTreeMap::new();
     for (peer, address) in &v.peers {
-        // Peers are the genesis's other validators (config validation), so each has pins; they
-        // follow the peer's key in the set in force.
-        let Some(pins) = directory.peer_pins(*peer) else {
+        // The genesis's other validators; their pins follow the peer's key in the set in force.
+        // A validator the quorum added (`[peers]` may name one) is linked once it is in force
+        // (`Runtime::link_members`).
+        if directory.peer_pins(*peer).is_none() {
             continue;
-        };
-        let to = v.transport.link(pins.clone()).map_err(NodeError::Tls)?;
-        let (queue, link) = peer_link(
-            id,
-            *peer,
-            (address.clone(), to),
-            v.genesis.digest(),
-            Arc::clone(&links),
-        );
+        }
+        let (queue, link) = dialer
+            .dial(*peer, address.clone())
+            .map_err(NodeError::Dial)?;
         tasks.spawn(format!("peer link to validator {peer} at {address}"), link);
         peers.insert(*peer, queue);
     }
@@ -298,6 +311,9 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         consensus_seen: (scbe_core::consensus::Status::Normal, None),
         started: Instant::now(),
         edge: Arc::clone(&directory),
+        dialer,
+        new_links: Vec::new(),
+        unlinked: Default::default(),
     };
     tracing::info!(
         node = id,

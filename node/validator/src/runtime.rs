@@ -78,6 +78,12 @@ pub(crate) struct Runtime {
     pub(crate) started: Instant,
     /// The network edge's directory and TLS pins, moved on when the replica enters an epoch.
     pub(crate) edge: Arc<crate::edge_directory::EdgeDirectory>,
+    /// Makes links to validators the quorum added (`crate::peer_dialer`).
+    pub(crate) dialer: crate::peer_dialer::PeerDialer,
+    /// Links made in a turn, spawned under the supervisor once it ends.
+    pub(crate) new_links: Vec<(String, crate::peer_dialer::PeerLink)>,
+    /// Members of the set in force this node could not link to (warned about once each).
+    pub(crate) unlinked: BTreeSet<u32>,
 }
 
 /// The core's side of the read path: where it publishes, and how far it has.
@@ -189,7 +195,11 @@ impl Runtime {
         mut rx: mpsc::Receiver<Inbound>,
         tasks: &mut Supervisor,
     ) -> Result<(), NodeError> {
+        self.link_members();
         loop {
+            for (name, link) in self.new_links.drain(..) {
+                tasks.spawn(name, link.1);
+            }
             let first = tokio::select! {
                 ended = tasks.first_ended() => return Err(ended.into()),
                 Some(t) = self.timers.next(), if !self.timers.is_empty() => Inbound::Timer(t),
@@ -574,6 +584,42 @@ impl Runtime {
             "entered a new validator-set epoch"
         );
         self.edge.follow(dir);
+        self.link_members();
+    }
+
+    /// Makes a link to every member of the set in force this node has none to: the validators
+    /// the quorum added (after the epoch that added them, or at start when the store had
+    /// reached it). Spawned when the turn ends (`run`).
+    fn link_members(&mut self) {
+        let members: Vec<u32> = (self.step.replica().config().directory.ids().iter())
+            .map(|r| r.0)
+            .filter(|p| *p != self.id && !self.peers.contains_key(p))
+            .collect();
+        for peer in members {
+            let named = self.step.ledger().validator_address(peer);
+            let dialed = self
+                .dialer
+                .address_of(peer, named)
+                .ok_or(crate::peer_dialer::DialError::NoAddress(peer))
+                .and_then(|address| {
+                    let name = format!("peer link to validator {peer} at {address}");
+                    self.dialer.dial(peer, address).map(|link| (name, link))
+                });
+            match dialed {
+                Ok((name, link)) => {
+                    tracing::info!(node = self.id, peer, "{name}: a validator the quorum added");
+                    self.pacer.add_peer(link.0.clone());
+                    self.peers.insert(peer, link.0.clone());
+                    self.new_links.push((name, link));
+                    self.unlinked.remove(&peer);
+                }
+                Err(e) => {
+                    if self.unlinked.insert(peer) {
+                        tracing::warn!(node = self.id, peer, "no link to validator {peer}: {e}");
+                    }
+                }
+            }
+        }
     }
 
     fn publish_reads(&mut self, actions: &[Action], touched: &std::collections::BTreeSet<u64>) {

@@ -294,13 +294,27 @@ impl Genesis {
         &self,
         id: ReplicaId,
     ) -> Result<ReplicaConfig, scbe_core::consensus::ConfigError> {
+        let r = ReplicaConfig::new(id, self.directory.clone())?;
+        Ok(self.with_settings(r))
+    }
+
+    /// The consensus configuration of validator `id`, which the quorum added after the genesis
+    /// (`ReplicaConfig::joining`).
+    pub fn joining_replica_config(
+        &self,
+        id: ReplicaId,
+    ) -> Result<ReplicaConfig, scbe_core::consensus::ConfigError> {
+        let r = ReplicaConfig::joining(id, self.directory.clone())?;
+        Ok(self.with_settings(r))
+    }
+
+    fn with_settings(&self, mut r: ReplicaConfig) -> ReplicaConfig {
         let c = &self.file.consensus;
-        let mut r = ReplicaConfig::new(id, self.directory.clone())?;
         r.checkpoint_interval = c.checkpoint_interval;
         r.window = c.window;
         r.derive_byte_limits();
         r.max_batch = c.max_batch;
-        Ok(r)
+        r
     }
 }
 

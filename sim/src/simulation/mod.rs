@@ -191,9 +191,11 @@ impl Simulation {
                 .map(Keypair::public)
                 .chain(std::iter::once(flooder.public()))
                 .collect(),
-            validator_change.as_ref().map(|c| match c {
-                ValidatorChange::Rotate { id, public_key } => (*id, Some(*public_key)),
-                ValidatorChange::Remove { id } => (*id, None),
+            sc.validator_change.as_ref().map(|c| match c {
+                ValidatorShift::Rotate { id, .. } => {
+                    (*id as u32, Some(rotated_key(seed, *id).public()))
+                }
+                ValidatorShift::Remove { id } => (*id as u32, None),
             }),
         );
         let genesis_keys = keys.clone();

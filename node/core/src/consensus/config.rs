@@ -96,12 +96,22 @@ pub struct ReplicaConfig {
 
 impl ReplicaConfig {
     pub fn new(id: ReplicaId, directory: Directory) -> Result<Self, ConfigError> {
+        if directory.validator_key(id).is_none() {
+            return Err(ConfigError::UnknownSelf {
+                id: id.0,
+                n: directory.n(),
+            });
+        }
+        Self::joining(id, directory)
+    }
+
+    /// The configuration of validator `id`, which `directory` (the genesis's) need not list: a
+    /// validator the quorum added later. Its replica observes (catches up from its peers) until
+    /// the epoch that added it, and takes part from there.
+    pub fn joining(id: ReplicaId, directory: Directory) -> Result<Self, ConfigError> {
         let n = directory.n();
         if n < 4 {
             return Err(ConfigError::TooFewValidators(n));
-        }
-        if directory.validator_key(id).is_none() {
-            return Err(ConfigError::UnknownSelf { id: id.0, n });
         }
         let mut cfg = Self {
             id,

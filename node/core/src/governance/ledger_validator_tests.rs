@@ -246,3 +246,128 @@ fn every_check_a_validator_makes_refuses_what_it_should() {
     w.promote_to_canary("v1");
     refused(&w, rotate(2, &Keypair::from_label("z")), "in progress");
 }
+
+fn add(key: &Keypair, address: &str) -> ValidatorChange {
+    ValidatorChange::Add {
+        public_key: key.public(),
+        address: address.into(),
+    }
+}
+
+/// An addition gives the new key the next id never used, with its address; the set and its
+/// quorum grow from the next batch on; the id of a removed validator is never handed out again
+/// (so a signature of the removed one can never count for a newcomer).
+#[test]
+fn an_addition_grows_the_set_with_an_id_never_used() {
+    let mut w = World::new();
+    let digest_before = w.ledger.digest();
+    assert_eq!(w.ledger.next_validator_id(), 4);
+    let k4 = Keypair::from_label("val4 added");
+    assert_eq!(
+        decide(&mut w, add(&k4, "validator-4.scbe.svc:7000"), true),
+        ProposalStatus::Approved
+    );
+    assert_ne!(w.ledger.digest(), digest_before);
+    assert_eq!(w.ledger.validator_count(), 5);
+    assert_eq!(w.ledger.validator_quorum(), 4);
+    assert_eq!(w.ledger.validator_id(&k4.public()), Some(4));
+    assert_eq!(
+        w.ledger.validator_address(4),
+        Some("validator-4.scbe.svc:7000")
+    );
+    assert_eq!(w.ledger.validator_address(0), None, "the genesis's own");
+    let set = w.ledger.validator_set().expect("a changed set");
+    assert_eq!((set.epoch, set.start), (1, Seq(w.seq)));
+    assert_eq!(set.key_of(ReplicaId(4)), Some(&k4.public()));
+    // The added validator votes, under its key; four of five approve the next change.
+    let k5 = Keypair::from_label("val5 added");
+    let o = w.request(Operation::ProposeValidator {
+        change: add(&k5, "10.0.0.5:7000"),
+    });
+    let p = o.proposal.expect("a proposal");
+    assert!(vote_signed_by(&mut w, &k4, 4, p, 1).accepted);
+    for v in 0..2 {
+        w.vote(v, p, true);
+    }
+    assert_eq!(
+        w.ledger.state().proposals[&p].status,
+        ProposalStatus::Pending,
+        "three of five are not a quorum"
+    );
+    w.vote(2, p, true);
+    assert_eq!(
+        w.ledger.state().proposals[&p].status,
+        ProposalStatus::Approved
+    );
+    assert_eq!(w.ledger.validator_id(&k5.public()), Some(5));
+    assert_eq!(w.ledger.validator_epoch(), 2);
+    // Validator 5 removed: the next addition is 6, not 5 again.
+    let o = w.request(Operation::ProposeValidator {
+        change: ValidatorChange::Remove { id: 5 },
+    });
+    let p = o.proposal.expect("a proposal");
+    assert!(vote_signed_by(&mut w, &k4, 4, p, 2).accepted);
+    for v in 0..3 {
+        w.vote(v, p, true);
+    }
+    assert!(!w.ledger.is_validator(5));
+    assert_eq!(w.ledger.next_validator_id(), 6);
+    // A snapshot carries the addresses.
+    let bytes = w.ledger.snapshot().to_vec();
+    let mut restored = super::ledger::Ledger::new(w.ledger.config().clone());
+    restored.restore(&bytes).expect("restores");
+    assert_eq!(restored.validator_address(4), w.ledger.validator_address(4));
+    assert_eq!(restored.next_validator_id(), 6);
+    assert_eq!(restored.digest(), w.ledger.digest());
+}
+
+/// What an addition is refused for: an address peers cannot dial, a key that is or was a
+/// member's, a set already at its largest.
+#[test]
+fn an_addition_is_refused_a_bad_address_a_used_key_or_a_full_set() {
+    let w = World::new();
+    let fresh = Keypair::from_label("fresh validator");
+    for (address, why) in [
+        ("no-port", "must be host:port"),
+        ("host:99999", "the port must be a number"),
+        (
+            "bad_host!:7000",
+            "the host must be an IP address or a DNS name",
+        ),
+    ] {
+        let reasons = w.ledger.check_validator_change(&add(&fresh, address));
+        assert!(
+            reasons.iter().any(|r| r.contains(why)),
+            "{address}: {reasons:?}"
+        );
+    }
+    let long = format!(
+        "{}:7000",
+        "a".repeat(super::ledger::MAX_VALIDATOR_ADDRESS_CHARS)
+    );
+    let reasons = w.ledger.check_validator_change(&add(&fresh, &long));
+    assert!(
+        reasons.iter().any(|r| r.contains("longer than")),
+        "{reasons:?}"
+    );
+    let v2 = w.validators[2].clone();
+    let reasons = w.ledger.check_validator_change(&add(&v2, "h:1"));
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("is, or was, a validator's key")),
+        "{reasons:?}"
+    );
+    assert!(w
+        .ledger
+        .check_validator_change(&add(&fresh, "h:1"))
+        .is_empty());
+    let full = World::with_validators(super::ledger::MAX_VALIDATORS);
+    let reasons = full.ledger.check_validator_change(&add(&fresh, "h:1"));
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("the most it may grow to")),
+        "{reasons:?}"
+    );
+}

@@ -75,6 +75,9 @@ async fn run(
                     l.problem = Some(format!("unreachable: {e}"));
                 });
                 tokio::time::sleep(backoff).await;
+                if rx.is_closed() {
+                    return; // node shutting down
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 // Keep what is queued: at start-up peers come up a few milliseconds apart, and
                 // the queue is bounded (senders drop, and count, when it is full).

@@ -369,7 +369,11 @@ fn a_replica_stranded_in_a_view_the_others_left_is_brought_along_by_its_suspicio
     for _ in 0..3 {
         c.input(1, Input::Message(suspect(&c, 3, 0)));
     }
-    assert_eq!(offered(&c), sent, "offered again only after SUSPICION_TICKS intervals");
+    assert_eq!(
+        offered(&c),
+        sent,
+        "offered again only after SUSPICION_TICKS intervals"
+    );
     for _ in 0..scbe_core::consensus::replica::SUSPICION_TICKS {
         c.heartbeat_tick();
     }

@@ -76,7 +76,9 @@ pub use state::{
     LedgerState, Outcome, Proposal, ProposalKind, ProposalStatus, ReleaseEntry, Rollout,
     RolloutKind, RolloutStatus, StateDigest, VoteRecord,
 };
-pub use validators::{ValidatorChange, ValidatorRoster};
+pub use validators::{
+    ValidatorChange, ValidatorRoster, MAX_VALIDATORS, MAX_VALIDATOR_ADDRESS_CHARS, MIN_VALIDATORS,
+};
 
 /// The ledger's static configuration (identical on every validator).
 #[derive(Clone, Debug)]

@@ -103,6 +103,7 @@ impl Ledger {
                 votes: BTreeMap::new(),
                 decided_seq: None,
                 rollout: None,
+                validator: None,
             },
         );
         id

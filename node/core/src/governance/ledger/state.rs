@@ -95,6 +95,10 @@ pub struct Proposal {
     /// The rollout an approval started.
     #[serde(default)]
     pub rollout: Option<u64>,
+    /// The id an approved validator addition gave the new validator (absent otherwise, so the
+    /// state digest of every other proposal is what it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator: Option<u32>,
 }
 
 impl Proposal {

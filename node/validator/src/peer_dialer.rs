@@ -1,0 +1,98 @@
+//! Links to the other validators: made at start for the peers this node knows (the genesis's,
+//! and `[peers]` in node.toml), and while it runs for each validator the quorum adds. An added
+//! validator is dialed where node.toml's `[peers]` says, or else at the address its addition
+//! named (the ledger keeps it), pinned to its key in the set in force like every other link.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use scbe_core::consensus::{Digest, Envelope};
+use scbe_wire::tls::Transport;
+
+use crate::edge_directory::EdgeDirectory;
+use crate::links::Links;
+use crate::services::peer::peer_link;
+
+/// Why a link to a peer was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("no address is known for validator {0}: neither node.toml's [peers] nor its addition names one")]
+    NoAddress(u32),
+    #[error("validator {peer} is reached at {address}, which is not loopback, and this node runs plaintext (remove tls.plaintext)")]
+    PlaintextOffLoopback { peer: u32, address: String },
+    #[error("TLS for the link to validator {peer}: {detail}")]
+    Tls { peer: u32, detail: String },
+}
+
+/// Makes the links to peers (see the module doc).
+pub struct PeerDialer {
+    me: u32,
+    genesis: Digest,
+    transport: Transport,
+    /// Where node.toml (over the genesis) says each peer is reached.
+    configured: BTreeMap<u32, String>,
+    links: Arc<Links>,
+    edge: Arc<EdgeDirectory>,
+}
+
+/// A link: the queue the runtime sends on, and the task that drives it.
+pub type PeerLink = (
+    mpsc::Sender<Arc<Envelope>>,
+    std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
+);
+
+impl PeerDialer {
+    pub fn new(
+        me: u32,
+        genesis: Digest,
+        transport: Transport,
+        configured: BTreeMap<u32, String>,
+        links: Arc<Links>,
+        edge: Arc<EdgeDirectory>,
+    ) -> Self {
+        PeerDialer {
+            me,
+            genesis,
+            transport,
+            configured,
+            links,
+            edge,
+        }
+    }
+
+    /// Where `peer` is reached: node.toml's say, else `named` (its addition's).
+    pub fn address_of(&self, peer: u32, named: Option<&str>) -> Option<String> {
+        self.configured
+            .get(&peer)
+            .cloned()
+            .or_else(|| named.map(str::to_string))
+    }
+
+    /// A link to `peer` at `address`, its TLS pinned to the peer's keys in the set in force.
+    pub fn dial(&self, peer: u32, address: String) -> Result<PeerLink, DialError> {
+        if !self.transport.is_tls() {
+            scbe_wire::tls::plaintext_on_loopback("tls.plaintext", [address.clone()]).map_err(
+                |_| DialError::PlaintextOffLoopback {
+                    peer,
+                    address: address.clone(),
+                },
+            )?;
+        }
+        let pins = self.edge.add_peer(peer);
+        let to = self.transport.link(pins).map_err(|e| DialError::Tls {
+            peer,
+            detail: e.to_string(),
+        })?;
+        let (queue, task) = peer_link(
+            self.me,
+            peer,
+            (address, to),
+            self.genesis,
+            Arc::clone(&self.links),
+        );
+        Ok((queue, Box::pin(task)))
+    }
+}
