@@ -31,6 +31,9 @@ pub fn replay_command(seed: u64, o: &Overrides) -> String {
     if o.validator_change {
         cmd.push_str(" --validator-change");
     }
+    if o.no_additions {
+        cmd.push_str(" --no-additions");
+    }
     cmd
 }
 

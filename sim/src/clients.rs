@@ -85,9 +85,9 @@ impl Simulation {
             &nonce.to_be_bytes(),
         ]);
         let targets: Vec<usize> = if retry {
-            (0..self.sc.n).collect()
+            (0..self.sc.nodes()).collect()
         } else {
-            vec![self.rng.random_range(0..self.sc.n)]
+            vec![self.rng.random_range(0..self.sc.nodes())]
         };
         for t in targets {
             self.submit(t, request.clone());
@@ -120,7 +120,7 @@ impl Simulation {
             );
             self.trace(&[b"flood", &self.flooder_nonce.to_be_bytes()]);
             self.validity.on_submitted(request.envelope().digest());
-            for node in 0..self.sc.n {
+            for node in 0..self.sc.nodes() {
                 self.submit(node, request.clone());
             }
         }

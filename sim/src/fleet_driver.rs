@@ -30,7 +30,7 @@ impl Simulation {
 
     /// Sends verified evidence to every validator, each copy with its own network delay.
     fn publish(&mut self, evidence: Evidence) {
-        for node in 0..self.sc.n {
+        for node in 0..self.sc.nodes() {
             let delay = self
                 .rng
                 .random_range(self.sc.delay_min_ms..=self.sc.delay_max_ms);
@@ -51,7 +51,7 @@ impl Simulation {
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
             self.agents_sample();
         }
-        for node in 0..self.sc.n {
+        for node in 0..self.sc.nodes() {
             self.validator_tick(node);
         }
         self.requester_tick();

@@ -64,6 +64,10 @@ pub enum ValidatorShift {
     Rotate { id: usize, restart_after_ms: u64 },
     /// Validator `id` leaves; it keeps running, and the others drop what it sends.
     Remove { id: usize },
+    /// A validator the genesis does not list joins: its node (the last, id `n`) runs from the
+    /// start with only the genesis and observes; the requester proposes adding its key, and
+    /// once the change applies the others link to it and it catches up and takes part.
+    Add,
 }
 
 /// Overrides from the command line; `None` means derive from the seed.
@@ -83,6 +87,9 @@ pub struct Overrides {
     pub unsafe_store_forgets_nonces: bool,
     /// Every seed changes the validator set (a third do otherwise).
     pub validator_change: bool,
+    /// No seed adds a validator: each draws the removal or rotation it drew before additions
+    /// existed (regression seeds pinned then keep their scenario).
+    pub no_additions: bool,
     /// Test hook: the primary's executor endorses orders with the genesis keys and quorum and
     /// sends no chain of validator sets (a stale executor; the honesty check shows the
     /// order-epoch checker catches agents obeying the old set).
@@ -263,6 +270,16 @@ impl Scenario {
         let mut shift_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7661_6c69_6461_746f);
         let validator_change = (o.validator_change || shift_rng.random_bool(1.0 / 3.0))
             .then(|| derive_shift(&mut shift_rng, n, &byzantine, &honest));
+        // Its own stream (seeds drawn before additions keep their change otherwise): a quarter
+        // of the changes add a validator instead.
+        let mut add_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6164_6465_645f_7661);
+        let validator_change = validator_change.map(|shift| {
+            if add_rng.random_bool(0.25) && !o.no_additions {
+                ValidatorShift::Add
+            } else {
+                shift
+            }
+        });
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {
             if !m.contains(&Misbehaviour::Silent) && rng.random_bool(0.5) {
@@ -303,6 +320,12 @@ impl Scenario {
             liveness_deadline_ms: 120_000,
             fleet,
         }
+    }
+
+    /// Every simulated validator node: the genesis's `n`, and the one an addition brings (id
+    /// `n`).
+    pub fn nodes(&self) -> usize {
+        self.n + usize::from(self.validator_change == Some(ValidatorShift::Add))
     }
 
     pub fn is_byzantine(&self, node: usize) -> bool {

@@ -134,3 +134,41 @@ fn membership_changes_happen_and_every_invariant_holds_across_them() {
         "only {changed_twice} of 60 seeds removed and re-admitted an agent"
     );
 }
+
+/// A quarter of the validator changes add a validator (`ValidatorShift::Add`): its node runs
+/// from the start with only the genesis, observing. In every such seed the addition applies
+/// (the cluster reaches epoch 1) and every invariant holds, liveness included, which from the
+/// change on requires the added validator to keep up with the others like any honest one.
+#[test]
+fn an_added_validator_catches_up_and_keeps_up() {
+    let overrides = Overrides {
+        validators: Some(4),
+        validator_change: true,
+        ..Overrides::default()
+    };
+    let mut added = 0;
+    let mut seed = 60_000;
+    while added < 8 && seed < 60_100 {
+        let scenario = scbe_sim::scenario::Scenario::derive(seed, &overrides);
+        seed += 1;
+        if scenario.validator_change != Some(scbe_sim::scenario::ValidatorShift::Add) {
+            continue;
+        }
+        assert_eq!(scenario.nodes(), 5);
+        let r = scbe_sim::simulation::Simulation::new(scenario).run();
+        assert!(
+            r.passed(),
+            "seed {}: {:?}\n  replay: {}",
+            r.scenario.seed,
+            r.violations.first(),
+            replay_command(r.scenario.seed, &overrides)
+        );
+        assert_eq!(
+            r.stats.epochs, 1,
+            "seed {}: the addition applied",
+            r.scenario.seed
+        );
+        added += 1;
+    }
+    assert_eq!(added, 8, "too few seeds drew an addition");
+}

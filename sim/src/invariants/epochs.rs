@@ -20,7 +20,8 @@ use scbe_core::consensus::{Directory, EpochLink, ReplicaId, Seq, ValidatorSet};
 use scbe_core::crypto::PublicKey;
 use scbe_core::rollout::order::{Order, SignedOrder};
 
-/// The change the scenario proposes: validator `id` gets `key`, or leaves (`None`).
+/// The change the scenario proposes: validator `id` gets `key` (a new id: it is added), or
+/// leaves (`None`).
 pub type ExpectedChange = (u32, Option<PublicKey>);
 
 pub struct Epochs {
@@ -144,10 +145,10 @@ impl Epochs {
         }
         let mut members = previous.members.clone();
         match key {
-            Some(k) => members
-                .iter_mut()
-                .filter(|(i, _)| *i == ReplicaId(id))
-                .for_each(|m| m.1 = k),
+            Some(k) => match members.iter_mut().find(|(i, _)| *i == ReplicaId(id)) {
+                Some(m) => m.1 = k,
+                None => members.push((ReplicaId(id), k)),
+            },
             None => members.retain(|(i, _)| *i != ReplicaId(id)),
         }
         if set.members != members {

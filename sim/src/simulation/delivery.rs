@@ -52,7 +52,7 @@ impl Simulation {
 
     /// The honest validators' ledgers that are up.
     pub(crate) fn honest_ledgers(&self) -> Vec<&Ledger> {
-        (0..self.sc.n)
+        (0..self.sc.nodes())
             .filter(|i| self.is_honest(*i))
             .filter_map(|i| self.ledger(i))
             .collect()
@@ -60,7 +60,7 @@ impl Simulation {
 
     /// The most advanced honest ledger (the requester reads it).
     pub(crate) fn advanced(&self) -> Option<usize> {
-        (0..self.sc.n)
+        (0..self.sc.nodes())
             .filter(|i| self.is_honest(*i))
             .filter(|i| self.nodes[*i].step.is_some())
             .max_by_key(|i| {
@@ -92,7 +92,7 @@ impl Simulation {
                 Action::Send { to, envelope } => self.send(node, &[to.0 as usize], &envelope),
                 Action::Broadcast(envelope) => {
                     // To every node, members or not (a removed validator still receives).
-                    let all: Vec<usize> = (0..self.sc.n).filter(|j| *j != node).collect();
+                    let all: Vec<usize> = (0..self.sc.nodes()).filter(|j| *j != node).collect();
                     self.send(node, &all, &envelope);
                 }
                 Action::Deliver(decision) => self.on_deliver(node, decision),

@@ -160,15 +160,17 @@ pub struct Simulation {
 impl Simulation {
     pub fn new(sc: Scenario) -> Self {
         let seed = sc.seed;
-        let keys: Vec<Keypair> = (0..sc.n)
+        // Every node's key; the genesis lists the first `n` (an added validator's is the last).
+        let keys: Vec<Keypair> = (0..sc.nodes())
             .map(|i| Keypair::from_label(&format!("sim/{seed}/validator/{i}")))
             .collect();
+        let added_key = (sc.nodes() > sc.n).then(|| keys[sc.n].public());
         let client_keys: Vec<Keypair> = (0..sc.clients)
             .map(|i| Keypair::from_label(&format!("sim/{seed}/client/{i}")))
             .collect();
         let flooder = Keypair::from_label(&format!("sim/{seed}/flooder"));
         let directory = Directory::new(
-            keys.iter().map(Keypair::public).collect(),
+            keys[..sc.n].iter().map(Keypair::public).collect(),
             client_keys
                 .iter()
                 .map(Keypair::public)
@@ -183,6 +185,10 @@ impl Simulation {
                 public_key: rotated_key(seed, *id).public(),
             },
             ValidatorShift::Remove { id } => ValidatorChange::Remove { id: *id as u32 },
+            ValidatorShift::Add => ValidatorChange::Add {
+                public_key: keys[sc.n].public(),
+                address: format!("validator-{}.sim:7000", sc.n),
+            },
         });
         let epochs = Epochs::new(
             directory.validators(),
@@ -196,18 +202,19 @@ impl Simulation {
                     (*id as u32, Some(rotated_key(seed, *id).public()))
                 }
                 ValidatorShift::Remove { id } => (*id as u32, None),
+                ValidatorShift::Add => (sc.n as u32, added_key),
             }),
         );
-        let genesis_keys = keys.clone();
+        let genesis_keys = keys[..sc.n].to_vec();
         let agents = SimAgent::fleet(
             seed,
             &sc.fleet,
-            &keys,
+            &genesis_keys,
             sc.unsafe_agent_quorum.unwrap_or(true_quorum),
         );
         let min_samples = sc.unsafe_min_samples.unwrap_or(crate::fleet::MIN_SAMPLES);
         let ledger_cfg = crate::fleet::ledger_config(
-            keys.iter().map(Keypair::public).collect(),
+            genesis_keys.iter().map(Keypair::public).collect(),
             &agents,
             min_samples,
             if sc.fleet.membership {
@@ -309,8 +316,14 @@ impl Simulation {
     }
 
     fn config(&self, node: usize) -> ReplicaConfig {
-        let mut cfg = ReplicaConfig::new(ReplicaId(node as u32), self.directory.clone())
-            .expect("simulated cluster has n >= 4");
+        let id = ReplicaId(node as u32);
+        // The added validator's node is configured like the runtime's `node.added`.
+        let mut cfg = if node < self.sc.n {
+            ReplicaConfig::new(id, self.directory.clone())
+        } else {
+            ReplicaConfig::joining(id, self.directory.clone())
+        }
+        .expect("simulated cluster has n >= 4");
         cfg.checkpoint_interval = self.sc.checkpoint_interval;
         cfg.window = self.sc.window;
         // Byte limits follow the window, as in the node's configuration.
@@ -371,6 +384,11 @@ impl Simulation {
             .expect("simulated config is valid");
             self.nodes[i].step = Some(step);
             self.apply(i, actions);
+        }
+        // An added validator's node starts with an empty store, as the runtime starts one whose
+        // key the genesis does not list.
+        for i in self.sc.n..self.sc.nodes() {
+            self.restart(i);
         }
         for c in 0..self.clients.len() {
             let d = self.rng.random_range(0..200);
@@ -491,12 +509,14 @@ impl Simulation {
             .iter()
             .map(|c| c.liveness_left + c.safety_left + usize::from(c.outstanding.is_some()))
             .sum();
-        // A validator removed by governance only follows; it need not keep up.
+        // A validator removed by governance only follows; it need not keep up. Nor need one
+        // the quorum has not added (yet): its peers drop what it sends.
         let removed = match self.sc.validator_change {
             Some(ValidatorShift::Remove { id }) if self.epochs.changes() > 0 => Some(id),
+            Some(ValidatorShift::Add) if self.epochs.changes() == 0 => Some(self.sc.n),
             _ => None,
         };
-        let honest = (0..self.sc.n)
+        let honest = (0..self.sc.nodes())
             .filter(|i| self.is_honest(*i) && Some(*i) != removed)
             .map(|i| {
                 let seq = self.nodes[i]
@@ -534,7 +554,7 @@ impl Simulation {
     /// add up to more than 128).
     fn flood_requests_left(&self) -> usize {
         let key = self.flooder.public();
-        (0..self.sc.n)
+        (0..self.sc.nodes())
             .filter(|i| self.is_honest(*i))
             .filter_map(|i| self.nodes[i].step.as_ref())
             .map(|step| {
@@ -611,7 +631,7 @@ impl Simulation {
                 self.trace(&[b"heal"]);
                 self.phase = Phase::Liveness;
                 self.net.heal_all();
-                for node in 0..self.sc.n {
+                for node in 0..self.sc.nodes() {
                     self.restart(node);
                 }
                 for c in 0..self.clients.len() {

@@ -74,10 +74,15 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Every seed rotates or removes a validator by governance while a rollout is in
-        /// flight (a third of the seeds do otherwise).
+        /// Every seed adds, rotates or removes a validator by governance while a rollout is in
+        /// flight (a third of the seeds do otherwise; a quarter of the changes are additions,
+        /// whose validator runs from the start with only the genesis).
         #[arg(long)]
         validator_change: bool,
+        /// No seed adds a validator: each draws the rotation or removal it drew before
+        /// additions existed (to replay seeds pinned then).
+        #[arg(long)]
+        no_additions: bool,
         /// Testing the tester: run every replica with this (unsafe) quorum size.
         #[arg(long, hide = true)]
         unsafe_quorum: Option<usize>,
@@ -312,6 +317,7 @@ fn main() -> ExitCode {
             byzantine,
             threads,
             validator_change,
+            no_additions,
             unsafe_quorum,
         } => {
             if let Some(n) = validators {
@@ -334,6 +340,7 @@ fn main() -> ExitCode {
                 byzantine,
                 unsafe_quorum,
                 validator_change,
+                no_additions,
                 ..Overrides::default()
             };
             let (first_seed, seeds, verbose) = match seed {
