@@ -23,7 +23,10 @@ impl MemoryStore {
         if let (true, Record::Snapshot(snap)) = (self.unsafe_forget_nonces, &mut record) {
             snap.nonces.clear();
         }
-        if let Record::Stable(cert) = &record {
+        // An epoch boundary's stable checkpoint compacts nothing: until the old set's quorum has
+        // signed it, a restarted replica serves the stable checkpoint before it and the decided
+        // batches up to it (`Replica::restore`); the next regular one compacts.
+        if let Some(cert) = regular_stable(&record) {
             let s = cert.seq;
             // Keep the newest snapshot at or below the new stable checkpoint and the decided
             // batches above it (the real store keeps every decided batch in its audit trail;
@@ -58,5 +61,13 @@ impl MemoryStore {
 
     pub fn records(&self) -> &[Record] {
         &self.records
+    }
+}
+
+/// The stable checkpoint `record` persists, unless it is an epoch boundary's.
+fn regular_stable(record: &Record) -> Option<&scbe_core::consensus::CheckpointCert> {
+    match record {
+        Record::Stable(cert) if cert.next_set.is_none() => Some(cert),
+        _ => None,
     }
 }

@@ -211,3 +211,21 @@ fn a_replica_stranded_in_an_older_view_is_brought_along() {
     };
     assert_passes_with(1329, &o, "n=4, default scenario: validator 3 rotated");
 }
+
+/// Validator 0 was re-keyed and restarted, and validator 3 crashed and restarted, both while
+/// their stable checkpoint was the epoch boundary still short of the old set's proof: each then
+/// served that boundary to replicas 1 and 2, still before it, which could not check it, and
+/// never the two batches they lacked (both stores had also compacted them away). A restarted
+/// replica now resumes serving the checkpoint before the boundary and the batches up to it, and
+/// a boundary's stable checkpoint compacts nothing in either store (`Replica::restore`; the
+/// core's test is `epoch_chain_tests::
+/// a_replica_restarted_at_a_boundary_short_of_its_proof_still_brings_the_others_across`).
+#[test]
+fn a_replica_restarted_at_a_short_boundary_still_serves_what_comes_before_it() {
+    let o = Overrides {
+        validators: Some(4),
+        no_additions: true,
+        ..Overrides::default()
+    };
+    assert_passes_with(1538, &o, "n=4, default scenario: validator 0 rotated");
+}

@@ -342,6 +342,29 @@ impl Cluster {
         )
     }
 
+    /// On a fresh cluster (checkpoints every 4): requests 1 and 2 decided, then request 3
+    /// rotates validator 3's key, and replicas 1 and 2 prepare it but hear nothing after that.
+    /// Only 0 and 3 execute the boundary batch (seq 3) and enter epoch 1, with the boundary's
+    /// proof short of the old set's quorum; 1 and 2 stay at seq 2 in epoch 0.
+    pub fn boundary_short_of_its_proof(&mut self) {
+        self.decide_each(0, 1..=2);
+        let mut set: Vec<(ReplicaId, scbe_core::crypto::PublicKey)> = (self.keys.iter())
+            .enumerate()
+            .map(|(i, k)| (ReplicaId(i as u32), k.public()))
+            .collect();
+        set[3].1 = Keypair::from_label("short boundary").public();
+        self.input(0, Input::ClientRequest(self.set_request(3, &set)));
+        let dir = self.dir.clone();
+        while let Some((_, to, bytes)) = self.queue.pop_front() {
+            let m = open(&bytes, &dir).expect("honest messages open");
+            let early = matches!(m.value(), Message::PrePrepare(_) | Message::Prepare(_));
+            if (to == 1 || to == 2) && !early {
+                continue;
+            }
+            self.input(to, Input::Message(m));
+        }
+    }
+
     /// Restarts replica `i` from its store, signing with `key` (its own, or the one a
     /// rotation gave it).
     pub fn restart_with_key(&mut self, i: usize, key: Keypair) -> Result<(), RestoreError> {

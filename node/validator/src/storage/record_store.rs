@@ -23,7 +23,7 @@ pub use crate::storage::storage_error::StorageError;
 use crate::storage::store_reader::StoreReader;
 use crate::storage::value_codec::{pack, unpack};
 use crate::storage::{owner_key, stored_links};
-use scbe_core::consensus::{Digest, Directory, Record};
+use scbe_core::consensus::{CheckpointCert, Digest, Directory, Record};
 use scbe_core::crypto::PublicKey;
 use scbe_core::governance::event::Event;
 use scbe_core::governance::ledger::{Fresh, Outcome};
@@ -372,8 +372,14 @@ impl RecordStore {
                         continue;
                     }
                 }
+                // An epoch boundary's stable checkpoint compacts nothing: until the old set's
+                // quorum has signed it, a restarted replica serves the stable checkpoint before
+                // it and the decided batches up to it (`Replica::restore`, `load`); the next
+                // regular one compacts.
                 if let Record::Stable(cert) = r {
-                    self.compact(&mut table, &mut index, cert.seq.0)?;
+                    if cert.next_set.is_none() {
+                        self.compact(&mut table, &mut index, cert.seq.0)?;
+                    }
                 }
                 if matches!(r, Record::ViewChange(_) | Record::EnteredView { .. }) {
                     self.drop_matching(&mut table, &mut index, |kind, _| {
@@ -514,14 +520,22 @@ impl RecordStore {
         drop(txn);
         // Decided batches from the audit trail (see `commit_turn`): above the stable checkpoint,
         // and below it too down to the snapshot the core will start from.
-        let stable = out
+        // The core starts from the newest stable checkpoint, or, when that is an epoch boundary,
+        // may resume the one before it (see `Replica::restore`): the batches up to the boundary
+        // are loaded too.
+        let mut stables: Vec<&CheckpointCert> = out
             .iter()
             .filter_map(|r| match r {
-                Record::Stable(c) => Some(c.seq.0),
+                Record::Stable(c) => Some(c),
                 _ => None,
             })
-            .max()
-            .unwrap_or(0);
+            .collect();
+        stables.sort_by_key(|c| c.seq);
+        let stable = match stables.as_slice() {
+            [.., before, last] if last.next_set.is_some() && before.seq < last.seq => before.seq.0,
+            [.., last] => last.seq.0,
+            [] => 0,
+        };
         let base = out
             .iter()
             .filter_map(|r| match r {

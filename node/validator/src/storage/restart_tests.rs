@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::tests::{decided_cluster, restore, GENESIS};
 use super::*;
 use scbe_core::consensus::{Record, Replica, Seq, StateMachine as _};
-use scbe_wire::testkit::ChainApp;
+use scbe_wire::testkit::{ChainApp, Cluster};
 use scbe_wire::ProtoCodec;
 
 /// A large snapshot is persisted only every so often (`snapshot_persist_floor`): the store then
@@ -133,5 +133,42 @@ fn snapshots_that_land_after_their_turn_restore_the_same_replica() {
         assert_eq!(r.stable_checkpoint().seq, Seq(8));
         assert_eq!(r.last_executed(), Seq(9));
         assert_eq!(r.app().digest(), c.replica(1).app().digest());
+    }
+}
+
+/// A validator restarted while its stable checkpoint is an epoch boundary short of the old
+/// set's proof serves, from what the store gives back, the stable checkpoint before the
+/// boundary and the batch up to it: the boundary's stable record compacts nothing (before, it
+/// dropped the earlier checkpoint and the boundary batch, and the replicas still before it
+/// were never brought across; simulator seed 1538).
+#[test]
+fn a_store_restarted_at_a_boundary_short_of_its_proof_still_brings_the_others_across() {
+    // Checkpoints every 2: a regular stable checkpoint at 2, the boundary at 3.
+    let mut c = Cluster::new(4, 2);
+    c.boundary_short_of_its_proof();
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(3));
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    let mut s = RecordStore::open(&path, &c.keys[0].public(), &GENESIS).expect("opens");
+    // One append per record: the order compaction sees in a running node.
+    for r in c.stores[0].clone() {
+        s.append(std::slice::from_ref(&r)).expect("appends");
+    }
+    let loaded = s.load(&c.dir).expect("loads");
+    assert!(
+        loaded
+            .iter()
+            .any(|r| matches!(r, Record::Committed(cert) if cert.seq() == Seq(3))),
+        "the boundary batch is kept"
+    );
+    c.stores[0] = loaded;
+    let key0 = c.keys[0].clone();
+    c.restart_with_key(0, key0).expect("restores");
+    c.isolate(3);
+    c.fire(1, scbe_core::consensus::TimerKind::Status);
+    c.fire(2, scbe_core::consensus::TimerKind::Status);
+    for i in [1, 2] {
+        assert_eq!(c.replica(i).last_executed(), Seq(3), "replica {i} crossed");
+        assert_eq!(c.replica(i).epoch(), 1, "replica {i}");
     }
 }

@@ -316,3 +316,41 @@ fn a_receiver_opens_only_the_links_past_its_set_that_follow_from_it() {
         "the second link names a set the first did not prove"
     );
 }
+
+/// Found by the simulator (seed 1538 at n = 4, pinned in `sim/tests/regressions.rs`): a
+/// validator restarted while its stable checkpoint was an epoch boundary short of the old set's
+/// proof served that boundary to the replicas still before it, which cannot check a short
+/// proof, and never the batch they lacked; their checkpoints there, which would have completed
+/// the proof, never came. Restored, it resumes as it was: it serves the stable checkpoint
+/// before the boundary and the batches up to it, counts the votes its proof already had, and
+/// the laggards' checkpoints complete the link.
+#[test]
+fn a_replica_restarted_at_a_boundary_short_of_its_proof_still_brings_the_others_across() {
+    let mut c = Cluster::new(4, 4);
+    // Only 0 and 3 execute the boundary batch (seq 3); its proof is short of the quorum.
+    c.boundary_short_of_its_proof();
+    for i in [1, 2] {
+        assert_eq!(c.replica(i).last_executed(), Seq(2), "replica {i}");
+    }
+    let short = c.replica(0).stable_checkpoint().clone();
+    assert_eq!(short.seq, Seq(3));
+    assert!(short.proof.len() < 3, "short of the old set's quorum");
+    assert_eq!(c.replica(0).epoch(), 1);
+
+    // Replica 0 restarts there; replica 3 is away. Only replica 0 can bring 1 and 2 across.
+    let key0 = c.keys[0].clone();
+    c.restart_with_key(0, key0).expect("restores");
+    c.isolate(3);
+    c.fire(1, TimerKind::Status);
+    c.fire(2, TimerKind::Status);
+    for i in [1, 2] {
+        assert_eq!(c.replica(i).last_executed(), Seq(3), "replica {i} crossed");
+        assert_eq!(c.replica(i).epoch(), 1, "replica {i}");
+    }
+    assert_eq!(
+        link_epochs(&c, 0),
+        vec![1],
+        "the laggards' checkpoints completed it"
+    );
+    assert!(c.replica(0).stable_checkpoint().proof.len() >= 3);
+}

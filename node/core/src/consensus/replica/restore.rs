@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::super::action::{Action, Record, TimerKind};
 use super::super::codec::Codec;
-use super::super::message::{CommitCert, PreparedCert};
+use super::super::message::{CheckpointCert, CommitCert, PreparedCert, Snapshot};
 use super::super::state_machine::StateMachine;
 use super::super::types::{Seq, View};
 use super::{state_digest, Replica, RestoreError, Status};
@@ -34,6 +34,9 @@ impl<A: StateMachine> Replica<A> {
         let mut prepared: BTreeMap<Seq, PreparedCert> = BTreeMap::new();
         let mut committed: BTreeMap<Seq, CommitCert> = BTreeMap::new();
         let mut max_pre_prepare: BTreeMap<View, Seq> = BTreeMap::new();
+        // The stable checkpoint before the last one persisted (what state transfer serves while
+        // that last one is an epoch boundary short of its proof).
+        let mut earlier_stable = None;
         for rec in records {
             match rec {
                 Record::Signed {
@@ -65,6 +68,9 @@ impl<A: StateMachine> Replica<A> {
                 }
                 Record::Stable(c) => {
                     // The same seq again: an epoch's boundary certificate, completed.
+                    if c.seq > r.stable.seq {
+                        earlier_stable = Some(r.stable.clone());
+                    }
                     if c.seq >= r.stable.seq {
                         r.stable = c.clone();
                     }
@@ -136,7 +142,9 @@ impl<A: StateMachine> Replica<A> {
             r.snapshots.retain(|seq, _| *seq >= stable_seq);
             r.checkpoint_votes.retain(|seq, _| *seq >= stable_seq);
         }
-        // Certificates of an epoch the replica has left were voided when it left it.
+        let below_boundary = r.resume_short_boundary(earlier_stable, &mut snapshots);
+        // Certificates of an epoch the replica has left were voided when it left it, except
+        // the decided batches up to a boundary short of its proof (served to replicas behind).
         let epoch = r.epoch();
         let current = |s: &Seq, view: View| *s > stable_seq && view.epoch() >= epoch;
         for (seq, cert) in prepared
@@ -147,9 +155,10 @@ impl<A: StateMachine> Replica<A> {
             slot.enter_round(cert.pre_prepare.value().view);
             slot.set_prepared(cert);
         }
+        let kept = |s: &Seq, view: View| current(s, view) || below_boundary.contains(s);
         for (seq, cert) in committed
             .into_iter()
-            .filter(|(s, c)| current(s, c.pre_prepare.value().view))
+            .filter(|(s, c)| kept(s, c.pre_prepare.value().view))
         {
             let slot = r.slots.entry(seq).or_default();
             slot.enter_round(cert.pre_prepare.value().view);
@@ -169,5 +178,50 @@ impl<A: StateMachine> Replica<A> {
             .filter(|a| !matches!(a, Action::Deliver(_)))
             .collect();
         Ok((r, actions))
+    }
+
+    /// The stable checkpoint restored is an epoch boundary whose proof was still short of the
+    /// old set's quorum when the replica stopped: it resumes where the live replica was
+    /// (`make_boundary_stable`). The old set's checkpoints in the proof count again (so those
+    /// still to come complete it), and state transfer serves the stable checkpoint before the
+    /// boundary (its snapshot, if one was persisted) and the decided batches up to the
+    /// boundary, whose seqs are returned for the decided log to keep in the slots. Without
+    /// this, a validator restarted there (a re-key, a crash) served the boundary to replicas
+    /// still in the old epoch, which cannot check its short proof, and they never executed the
+    /// boundary batch whose checkpoints would complete it (simulator seed 1538 at n = 4).
+    fn resume_short_boundary(
+        &mut self,
+        earlier: Option<CheckpointCert>,
+        snapshots: &mut BTreeMap<Seq, Snapshot>,
+    ) -> std::ops::RangeInclusive<Seq> {
+        let empty = Seq(1)..=Seq(0);
+        let seq = self.stable.seq;
+        let short = self.stable.next_set.is_some()
+            && seq == self.cfg.directory.start()
+            && self
+                .previous
+                .as_deref()
+                .is_some_and(|old| self.stable.proof.len() < old.quorum());
+        if !short {
+            return empty;
+        }
+        for vote in &self.stable.proof {
+            if let Some(id) = vote.validator() {
+                self.checkpoint_votes
+                    .entry(seq)
+                    .or_default()
+                    .insert(id, vote.clone());
+            }
+        }
+        let Some(before) = earlier.filter(|b| b.seq < seq) else {
+            return empty;
+        };
+        if let Some(snap) = snapshots.remove(&before.seq) {
+            self.snapshots
+                .insert(before.seq, (before.state_digest, snap));
+        }
+        let range = before.seq.next()..=seq;
+        self.before_boundary = Some(before);
+        range
     }
 }
