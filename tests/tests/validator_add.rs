@@ -76,6 +76,17 @@ async fn an_added_validator_catches_up_and_its_vote_decides_the_next_promotion()
         h.cluster.log(new)
     );
     assert_eq!(joined.epoch, 1);
+    // `scbe status` lists it among validator 0's peers, reached under the key the chain proves.
+    let (code, text) = h.scbe_text(0, &["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("4 "))
+        .unwrap_or_default();
+    assert!(
+        !row.is_empty() && !row.contains("UNREACHABLE") && !row.contains("OBSERVING"),
+        "{text}"
+    );
 
     // Validator 2 down: 0, 1, 3 and 4 are the only quorum of five (four), for consensus and
     // for the vote.
