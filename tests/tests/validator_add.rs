@@ -88,6 +88,31 @@ async fn an_added_validator_catches_up_and_its_vote_decides_the_next_promotion()
         "{text}"
     );
 
+    // Validator 0's dashboard asks the added validator's position too, while a page watches.
+    let dashboard = h.cluster.nodes[0].dashboard.expect("validator 0 serves a dashboard");
+    let mut watching = std::net::TcpStream::connect(dashboard).expect("dashboard");
+    std::io::Write::write_all(&mut watching, b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("stream");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let position_of_4 = loop {
+        let state = http_get(dashboard, "/api/state");
+        let body = state.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let four = v["validators"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|x| x["id"] == 4).cloned());
+        if let Some(four) = four.filter(|f| f["executed"].as_u64().is_some()) {
+            break four;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "validator 4 has no position on validator 0's dashboard: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(position_of_4["epoch"].as_u64(), Some(1), "{position_of_4}");
+    drop(watching);
+
     // Validator 2 down: 0, 1, 3 and 4 are the only quorum of five (four), for consensus and
     // for the vote.
     h.cluster.kill(2);
@@ -124,4 +149,16 @@ async fn an_added_validator_catches_up_and_its_vote_decides_the_next_promotion()
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(text.contains("then epoch 1 after seq"), "{text}");
+}
+
+/// A plain HTTP/1.0 GET on loopback: the whole response.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }

@@ -197,6 +197,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             ),
         );
     }
+    let mut dashboard_peers = None;
     if let Some(d) = &v.dashboard {
         let listener =
             tokio::net::TcpListener::bind(d.listen)
@@ -206,6 +207,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
                     detail: e.to_string(),
                 })?;
         let dashboard = Arc::new(Dashboard::new(reads.clone(), d.token.clone()));
+        dashboard_peers = Some(Arc::clone(&dashboard.peers));
         let mut asked = Vec::new();
         for (peer, address) in &v.peers {
             // Pinned to the peer's keys in the set in force (they follow epochs).
@@ -232,7 +234,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         v.peers.clone(),
         Arc::clone(&links),
         Arc::clone(&directory),
-    );
+    )
+    .with_dashboard(dashboard_peers);
     let mut peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>> = BTreeMap::new();
     for (peer, address) in &v.peers {
         // The genesis's other validators; their pins follow the peer's key in the set in force.

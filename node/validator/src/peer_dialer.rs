@@ -36,6 +36,9 @@ pub struct PeerDialer {
     configured: BTreeMap<u32, String>,
     links: Arc<Links>,
     edge: Arc<EdgeDirectory>,
+    /// The dashboard's peer poller, if this node serves a dashboard: added validators are
+    /// asked too.
+    dashboard: Option<Arc<crate::dashboard::peer_positions::PeerPositions>>,
 }
 
 /// A link: the queue the runtime sends on, and the task that drives it.
@@ -60,7 +63,34 @@ impl PeerDialer {
             configured,
             links,
             edge,
+            dashboard: None,
         }
+    }
+
+    /// The dashboard's peer poller, which links made from now on are handed to.
+    pub fn with_dashboard(
+        mut self,
+        peers: Option<Arc<crate::dashboard::peer_positions::PeerPositions>>,
+    ) -> Self {
+        self.dashboard = peers;
+        self
+    }
+
+    /// A validator the quorum added is polled by the dashboard too (at `address`, pinned
+    /// like its link).
+    pub fn show_on_dashboard(&self, peer: u32, address: &str) -> Result<(), DialError> {
+        let Some(d) = &self.dashboard else {
+            return Ok(());
+        };
+        let link = self
+            .transport
+            .link(self.edge.add_peer(peer))
+            .map_err(|e| DialError::Tls {
+                peer,
+                detail: e.to_string(),
+            })?;
+        d.add_peer((peer, address.to_string(), link));
+        Ok(())
     }
 
     /// Where `peer` is reached: node.toml's say, else `named` (its addition's).

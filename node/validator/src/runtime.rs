@@ -603,6 +603,7 @@ impl Runtime {
                 .ok_or(crate::peer_dialer::DialError::NoAddress(peer))
                 .and_then(|address| {
                     let name = format!("peer link to validator {peer} at {address}");
+                    self.dialer.show_on_dashboard(peer, &address)?;
                     self.dialer.dial(peer, address).map(|link| (name, link))
                 });
             match dialed {

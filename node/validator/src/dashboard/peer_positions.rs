@@ -33,11 +33,21 @@ pub type Peer = (u32, String, Link);
 #[derive(Default)]
 pub struct PeerPositions {
     latest: Mutex<BTreeMap<u32, PeerPosition>>,
+    /// Peers the quorum added while this node ran (the ones it started with are given to
+    /// [`PeerPositions::poll`]).
+    added: Mutex<Vec<Peer>>,
 }
 
 impl PeerPositions {
     pub fn latest(&self) -> BTreeMap<u32, PeerPosition> {
         self.latest.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// A validator the quorum added: asked like the others from the next poll on.
+    pub fn add_peer(&self, peer: Peer) {
+        if let Ok(mut a) = self.added.lock() {
+            a.push(peer);
+        }
     }
 
     fn record(&self, id: u32, p: PeerPosition) {
@@ -62,7 +72,8 @@ impl PeerPositions {
             if watching.available_permits() == max_watching {
                 continue; // nobody is looking
             }
-            for (id, addr, link) in &peers {
+            let added = self.added.lock().map(|a| a.clone()).unwrap_or_default();
+            for (id, addr, link) in peers.iter().chain(&added) {
                 let ch = match channels.get(id) {
                     Some(ch) => ch.clone(),
                     None => match tokio::time::timeout(CALL_TIMEOUT, link.connect_to(addr)).await {
