@@ -229,3 +229,13 @@ fn a_replica_restarted_at_a_short_boundary_still_serves_what_comes_before_it() {
     };
     assert_passes_with(1538, &o, "n=4, default scenario: validator 0 rotated");
 }
+
+/// Replica 3 missed the new-view of view 4 and went on leading view 3 alone: as a primary it
+/// suspected no one, and its heartbeats were dropped by 0 and 1 (view 4, one voter short once
+/// the rotated validator 2 had restarted into the next epoch). A heartbeat of a view the
+/// receiver left is now answered with its new-view (`replica/heartbeat.rs`; the core's test is
+/// `suspicion_tests::a_primary_stranded_in_a_view_the_others_left_is_brought_along_by_its_heartbeat`).
+#[test]
+fn a_primary_stranded_in_an_older_view_is_brought_along() {
+    assert_passes_changing_validators(1034, 4);
+}

@@ -89,10 +89,15 @@ async fn an_added_validator_catches_up_and_its_vote_decides_the_next_promotion()
     );
 
     // Validator 0's dashboard asks the added validator's position too, while a page watches.
-    let dashboard = h.cluster.nodes[0].dashboard.expect("validator 0 serves a dashboard");
+    let dashboard = h.cluster.nodes[0]
+        .dashboard
+        .expect("validator 0 serves a dashboard");
     let mut watching = std::net::TcpStream::connect(dashboard).expect("dashboard");
-    std::io::Write::write_all(&mut watching, b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("stream");
+    std::io::Write::write_all(
+        &mut watching,
+        b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .expect("stream");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let position_of_4 = loop {
         let state = http_get(dashboard, "/api/state");

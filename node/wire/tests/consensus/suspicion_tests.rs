@@ -380,3 +380,43 @@ fn a_replica_stranded_in_a_view_the_others_left_is_brought_along_by_its_suspicio
     c.input(1, Input::Message(suspect(&c, 3, 0)));
     assert_eq!(offered(&c), sent + 1);
 }
+
+/// Found by the simulator (seed 1034 at n = 4 with a validator change, pinned in
+/// `sim/tests/regressions.rs`): the stranded replica was the primary of the view the others
+/// left. A primary suspects no one, so it never said anything the others answered; it only
+/// heartbeat in its old view. A heartbeat of a view the receiver left is answered with the
+/// new-view too, and the old primary joins.
+#[test]
+fn a_primary_stranded_in_a_view_the_others_left_is_brought_along_by_its_heartbeat() {
+    let mut c = Cluster::new(4, 128);
+    c.hear_primary();
+    // Replicas 1, 2 and 3 move to view 1; replica 0, view 0's primary, hears none of it.
+    cut_inbound(&mut c, 0);
+    for i in 1..4 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    for i in 1..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    assert_eq!(c.replica(0).view(), View(0));
+    assert!(c.replica(0).is_primary());
+    // Back in touch; replica 3 crashes. View 1 has two voters.
+    c.heal();
+    c.isolate(3);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(1), 0, "view 1 has two voters");
+    // Replica 0 heartbeats in view 0: the others answer with view 1's new-view.
+    c.fire(0, TimerKind::Heartbeat);
+    for i in 0..3 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    c.input(1, Input::ClientRequest(c.request(2)));
+    c.run();
+    for i in 0..3 {
+        assert_eq!(c.executed_requests(i), 2, "replica {i} decided in view 1");
+    }
+}

@@ -64,6 +64,12 @@ impl<A: StateMachine> Replica<A> {
     /// now rather than at the next status tick.
     pub(super) fn on_heartbeat(&mut self, hb: Heartbeat, from: ReplicaId) {
         if hb.view != self.view || from != self.cfg.primary(self.view) {
+            if hb.view < self.view {
+                // The primary of a view we left, still leading it: it missed the new-view, and
+                // as a primary it suspects no one (seed 1034 at n = 4: replica 3 led view 3
+                // alone while 0 and 1 sat in view 4 without a quorum). Bring it along.
+                self.offer_new_view(from);
+            }
             return self.drop_input("heartbeat from a replica that does not lead this view");
         }
         let knows_more = self

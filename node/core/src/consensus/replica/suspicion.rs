@@ -94,8 +94,9 @@ impl<A: StateMachine> Replica<A> {
         self.leave_view_if_suspected();
     }
 
-    /// A peer suspects a view this replica has left: it missed the new-view that ended that view
-    /// and is stranded there, in normal operation, suspecting alone. Nobody else will join its
+    /// A peer suspects a view this replica has left (or, as its primary, heartbeats in it:
+    /// `on_heartbeat`): it missed the new-view that ended that view and is stranded there, in
+    /// normal operation, suspecting alone (or not at all, as its primary). Nobody else will join its
     /// suspicion (they left that view), and it cannot vote in ours, so with one more replica
     /// down the cluster has no quorum, and no view change either: the replicas of the higher
     /// view only suspect *their* view, which the stranded one does not count (seed 1329: a
@@ -105,7 +106,7 @@ impl<A: StateMachine> Replica<A> {
     /// (a quorum's view changes), so the peer checks it like any new-view. Offered at most once
     /// per `SUSPICION_TICKS` intervals per peer: a suspicion is re-sent every interval, and a
     /// new-view can be large.
-    fn offer_new_view(&mut self, to: ReplicaId) {
+    pub(super) fn offer_new_view(&mut self, to: ReplicaId) {
         let Some(nv) = &self.new_view else { return };
         let recently = self
             .new_view_offered
