@@ -316,7 +316,6 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         edge: Arc::clone(&directory),
         dialer,
         new_links: Vec::new(),
-        unlinked: Default::default(),
     };
     tracing::info!(
         node = id,

@@ -39,6 +39,8 @@ pub struct PeerDialer {
     /// The dashboard's peer poller, if this node serves a dashboard: added validators are
     /// asked too.
     dashboard: Option<Arc<crate::dashboard::peer_positions::PeerPositions>>,
+    /// Members this node could not link to (warned about once each).
+    unlinked: std::collections::BTreeSet<u32>,
 }
 
 /// A link: the queue the runtime sends on, and the task that drives it.
@@ -64,7 +66,46 @@ impl PeerDialer {
             links,
             edge,
             dashboard: None,
+            unlinked: Default::default(),
         }
+    }
+
+    /// Links to each of `members` (validator ids of the set in force) other than this node
+    /// that `linked` lacks, each at node.toml's address or the one `named` gives (its
+    /// addition's): (peer, task name, link). A member that cannot be linked is warned about
+    /// once, and tried again the next time.
+    pub fn link_new<Q>(
+        &mut self,
+        members: &[u32],
+        linked: &BTreeMap<u32, Q>,
+        named: impl Fn(u32) -> Option<String>,
+    ) -> Vec<(u32, String, PeerLink)> {
+        let mut made = Vec::new();
+        for &peer in members {
+            if peer == self.me || linked.contains_key(&peer) {
+                continue;
+            }
+            let dialed = self
+                .address_of(peer, named(peer).as_deref())
+                .ok_or(DialError::NoAddress(peer))
+                .and_then(|address| {
+                    let name = format!("peer link to validator {peer} at {address}");
+                    self.show_on_dashboard(peer, &address)?;
+                    self.dial(peer, address).map(|link| (name, link))
+                });
+            match dialed {
+                Ok((name, link)) => {
+                    self.unlinked.remove(&peer);
+                    made.push((peer, name, link));
+                }
+                Err(e) => {
+                    if self.unlinked.insert(peer) {
+                        tracing::warn!(node = self.me, peer, "no link to validator {peer}: {e}");
+                    }
+                }
+            }
+        }
+        made
     }
 
     /// The dashboard's peer poller, which links made from now on are handed to.
@@ -124,5 +165,52 @@ impl PeerDialer {
             Arc::clone(&self.links),
         );
         Ok((queue, Box::pin(task)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scbe_core::consensus::Directory;
+    use scbe_core::crypto::Keypair;
+
+    /// Which members get a link: not this node, not one linked already, one with an address
+    /// (node.toml's over its addition's), and never a plaintext link off loopback.
+    #[test]
+    fn links_are_made_to_unlinked_members_at_the_address_node_toml_or_the_addition_gives() {
+        let keys: Vec<_> = (0..4)
+            .map(|i| Keypair::from_label(&format!("dialer{i}")).public())
+            .collect();
+        let edge = Arc::new(EdgeDirectory::new(
+            Directory::new(keys, Vec::new()).expect("directory"),
+            [1, 2, 3],
+        ));
+        let configured = BTreeMap::from([(5, "127.0.0.1:7005".to_string())]);
+        let mut d = PeerDialer::new(
+            0,
+            Digest([1; 32]),
+            Transport::Plaintext,
+            configured,
+            Arc::new(Links::default()),
+            edge,
+        );
+        let linked: BTreeMap<u32, ()> = BTreeMap::from([(1, ()), (2, ()), (3, ())]);
+        let named = |p: u32| match p {
+            4 => Some("127.0.0.1:7004".to_string()),
+            5 => Some("127.0.0.1:9999".to_string()),
+            7 => Some("validator-7.example.net:7000".to_string()),
+            _ => None,
+        };
+        let made = d.link_new(&[0, 1, 2, 3, 4, 5, 6, 7], &linked, named);
+        let names: Vec<(u32, String)> = made.into_iter().map(|(p, n, _)| (p, n)).collect();
+        assert_eq!(
+            names,
+            vec![
+                (4, "peer link to validator 4 at 127.0.0.1:7004".to_string()),
+                (5, "peer link to validator 5 at 127.0.0.1:7005".to_string()),
+            ],
+            "6 has no address, 7 is off loopback under plaintext"
+        );
+        assert_eq!(d.unlinked.iter().copied().collect::<Vec<_>>(), vec![6, 7]);
     }
 }

@@ -82,8 +82,6 @@ pub(crate) struct Runtime {
     pub(crate) dialer: crate::peer_dialer::PeerDialer,
     /// Links made in a turn, spawned under the supervisor once it ends.
     pub(crate) new_links: Vec<(String, crate::peer_dialer::PeerLink)>,
-    /// Members of the set in force this node could not link to (warned about once each).
-    pub(crate) unlinked: BTreeSet<u32>,
 }
 
 /// The core's side of the read path: where it publishes, and how far it has.
@@ -593,33 +591,16 @@ impl Runtime {
     fn link_members(&mut self) {
         let members: Vec<u32> = (self.step.replica().config().directory.ids().iter())
             .map(|r| r.0)
-            .filter(|p| *p != self.id && !self.peers.contains_key(p))
             .collect();
-        for peer in members {
-            let named = self.step.ledger().validator_address(peer);
-            let dialed = self
-                .dialer
-                .address_of(peer, named)
-                .ok_or(crate::peer_dialer::DialError::NoAddress(peer))
-                .and_then(|address| {
-                    let name = format!("peer link to validator {peer} at {address}");
-                    self.dialer.show_on_dashboard(peer, &address)?;
-                    self.dialer.dial(peer, address).map(|link| (name, link))
-                });
-            match dialed {
-                Ok((name, link)) => {
-                    tracing::info!(node = self.id, peer, "{name}: a validator the quorum added");
-                    self.pacer.add_peer(link.0.clone());
-                    self.peers.insert(peer, link.0.clone());
-                    self.new_links.push((name, link));
-                    self.unlinked.remove(&peer);
-                }
-                Err(e) => {
-                    if self.unlinked.insert(peer) {
-                        tracing::warn!(node = self.id, peer, "no link to validator {peer}: {e}");
-                    }
-                }
-            }
+        let ledger = self.step.ledger();
+        let made = self.dialer.link_new(&members, &self.peers, |p| {
+            ledger.validator_address(p).map(str::to_string)
+        });
+        for (peer, name, link) in made {
+            tracing::info!(node = self.id, peer, "{name}: a validator the quorum added");
+            self.pacer.add_peer(link.0.clone());
+            self.peers.insert(peer, link.0.clone());
+            self.new_links.push((name, link));
         }
     }
 
