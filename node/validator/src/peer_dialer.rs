@@ -90,8 +90,9 @@ impl PeerDialer {
                 .ok_or(DialError::NoAddress(peer))
                 .and_then(|address| {
                     let name = format!("peer link to validator {peer} at {address}");
-                    self.show_on_dashboard(peer, &address)?;
-                    self.dial(peer, address).map(|link| (name, link))
+                    let link = self.dial(peer, address.clone())?;
+                    self.show_on_dashboard(peer, address)?;
+                    Ok((name, link))
                 });
             match dialed {
                 Ok((name, link)) => {
@@ -119,23 +120,25 @@ impl PeerDialer {
 
     /// A validator the quorum added is polled by the dashboard too (at `address`, pinned
     /// like its link).
-    pub fn show_on_dashboard(&self, peer: u32, address: &str) -> Result<(), DialError> {
-        let Some(d) = &self.dashboard else {
-            return Ok(());
-        };
-        let link = self
-            .transport
+    fn show_on_dashboard(&self, peer: u32, address: String) -> Result<(), DialError> {
+        if let Some(d) = &self.dashboard {
+            d.add_peer((peer, address, self.pinned_link(peer)?));
+        }
+        Ok(())
+    }
+
+    /// A link whose TLS accepts only `peer`'s keys in the set in force (they follow epochs).
+    fn pinned_link(&self, peer: u32) -> Result<scbe_wire::tls::Link, DialError> {
+        self.transport
             .link(self.edge.add_peer(peer))
             .map_err(|e| DialError::Tls {
                 peer,
                 detail: e.to_string(),
-            })?;
-        d.add_peer((peer, address.to_string(), link));
-        Ok(())
+            })
     }
 
     /// Where `peer` is reached: node.toml's say, else `named` (its addition's).
-    pub fn address_of(&self, peer: u32, named: Option<&str>) -> Option<String> {
+    fn address_of(&self, peer: u32, named: Option<&str>) -> Option<String> {
         self.configured
             .get(&peer)
             .cloned()
@@ -152,11 +155,7 @@ impl PeerDialer {
                 },
             )?;
         }
-        let pins = self.edge.add_peer(peer);
-        let to = self.transport.link(pins).map_err(|e| DialError::Tls {
-            peer,
-            detail: e.to_string(),
-        })?;
+        let to = self.pinned_link(peer)?;
         let (queue, task) = peer_link(
             self.me,
             peer,
