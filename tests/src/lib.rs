@@ -452,11 +452,17 @@ impl Harness {
 
 /// What `/metrics` at `addr` answers, headers included ("" if it cannot be reached).
 pub fn scrape(addr: std::net::SocketAddr) -> String {
+    http_get(addr, "/metrics")
+}
+
+/// A plain HTTP/1.0 GET of `path` on loopback: the whole response, headers included (empty if
+/// nothing answers).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read as _, Write as _};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return String::new();
     };
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -469,7 +475,30 @@ pub fn series_value(page: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-impl Harness {}
+impl Harness {
+    /// Exports validator 0's decided log and verifies it offline from the genesis alone
+    /// (`scbe audit verify --genesis`); asserts it passes and returns what it printed.
+    pub fn verify_audit_from_genesis(&self) -> String {
+        let out = self.cluster.dir.join("audit.bin");
+        let o = self.scbe(0, &["audit", "export", "--out", &out.to_string_lossy()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new(workspace_bin("scbe"))
+            .args(["audit", "verify"])
+            .arg(&out)
+            .arg("--genesis")
+            .arg(self.cluster.genesis_path())
+            .output()
+            .expect("scbe runs");
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    }
+}
 
 /// Whether rollout `id` has `status` in a summary.
 pub fn rollout_is(summary: &StatusSummary, id: u64, status: RolloutStatus) -> bool {

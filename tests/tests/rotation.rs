@@ -162,23 +162,7 @@ async fn a_rotated_validator_rejoins_with_its_new_key_and_agents_follow_the_new_
 
     // The decided log across the rotation verifies offline from the genesis alone: the
     // certificates after the change are signed with validator 3's new key.
-    let out = dir.join("audit.bin");
-    let o = h.scbe(0, &["audit", "export", "--out", &out.to_string_lossy()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = std::process::Command::new(scbe_tests::workspace_bin("scbe"))
-        .args(["audit", "verify"])
-        .arg(&out)
-        .arg("--genesis")
-        .arg(h.cluster.genesis_path())
-        .output()
-        .expect("scbe runs");
-    let text = String::from_utf8_lossy(&o.stdout).to_string();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text = h.verify_audit_from_genesis();
     assert!(text.contains("verified seqs 1..="), "{text}");
     assert!(text.contains("then epoch 1 after seq"), "{text}");
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use scbe_core::governance::ledger::{ProposalStatus, RolloutStatus};
 use scbe_core::governance::Stage;
 use scbe_sim::local::LocalOptions;
-use scbe_tests::{fleet_options, rollout_is, Harness};
+use scbe_tests::{fleet_options, http_get, rollout_is, Harness};
 use scbe_wire::key_file::encode_hex;
 
 const ROLLOUT_DEADLINE: Duration = Duration::from_secs(90);
@@ -27,34 +27,27 @@ async fn an_added_validator_catches_up_and_its_vote_decides_the_next_promotion()
     let (new, key) = h.cluster.add_validator(4).expect("writes validator 4");
     let address = h.cluster.nodes[new].addr.to_string();
 
+    let key_hex = encode_hex(key.as_bytes());
+    let propose_add = |address: &str| {
+        h.scbe_text(
+            1,
+            &[
+                "propose",
+                "validator",
+                "add",
+                "--public-key",
+                &key_hex,
+                "--address",
+                address,
+            ],
+        )
+    };
     // A bad address is refused by every validator's check, before any vote.
-    let (code, text) = h.scbe_text(
-        1,
-        &[
-            "propose",
-            "validator",
-            "add",
-            "--public-key",
-            &encode_hex(key.as_bytes()),
-            "--address",
-            "not an address",
-        ],
-    );
+    let (code, text) = propose_add("not an address");
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("host:port"), "{text}");
 
-    let (code, text) = h.scbe_text(
-        1,
-        &[
-            "propose",
-            "validator",
-            "add",
-            "--public-key",
-            &encode_hex(key.as_bytes()),
-            "--address",
-            &address,
-        ],
-    );
+    let (code, text) = propose_add(&address);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("APPROVED"), "{text}");
     assert!(text.contains("added as validator 4"), "{text}");
@@ -113,7 +106,7 @@ async fn an_added_validator_catches_up_and_its_vote_decides_the_next_promotion()
             std::time::Instant::now() < deadline,
             "validator 4 has no position on validator 0's dashboard: {body}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(position_of_4["epoch"].as_u64(), Some(1), "{position_of_4}");
     drop(watching);
@@ -135,35 +128,6 @@ async fn an_added_validator_catches_up_and_its_vote_decides_the_next_promotion()
     .await;
 
     // The decided log across the addition verifies offline from the genesis alone.
-    let dir = h.cluster.dir.clone();
-    let out = dir.join("audit.bin");
-    let o = h.scbe(0, &["audit", "export", "--out", &out.to_string_lossy()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = std::process::Command::new(scbe_tests::workspace_bin("scbe"))
-        .args(["audit", "verify"])
-        .arg(&out)
-        .arg("--genesis")
-        .arg(h.cluster.genesis_path())
-        .output()
-        .expect("scbe runs");
-    let text = String::from_utf8_lossy(&o.stdout).to_string();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text = h.verify_audit_from_genesis();
     assert!(text.contains("then epoch 1 after seq"), "{text}");
-}
-
-/// A plain HTTP/1.0 GET on loopback: the whole response.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }

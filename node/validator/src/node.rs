@@ -102,8 +102,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     // A fresh store whose key the genesis does not list for this id (a validator the quorum
     // added, or re-keyed, on a new machine) starts like an empty restore: its replica observes
     // until its peers bring it to the epoch that put the key in force.
-    let genesis_key = v.replica.directory.in_force(ReplicaId(id), &v.key.public());
-    let (step, initial) = if records.is_empty() && genesis_key {
+    let key_in_genesis = v.replica.directory.in_force(ReplicaId(id), &v.key.public());
+    let (step, initial) = if records.is_empty() && key_in_genesis {
         ValidatorStep::start(v.replica.clone(), v.key.clone(), codec, ledger, watch)?
     } else {
         tracing::info!(node = id, records = records.len(), "restoring from storage");

@@ -164,7 +164,6 @@ impl Simulation {
         let keys: Vec<Keypair> = (0..sc.nodes())
             .map(|i| Keypair::from_label(&format!("sim/{seed}/validator/{i}")))
             .collect();
-        let added_key = (sc.nodes() > sc.n).then(|| keys[sc.n].public());
         let client_keys: Vec<Keypair> = (0..sc.clients)
             .map(|i| Keypair::from_label(&format!("sim/{seed}/client/{i}")))
             .collect();
@@ -197,12 +196,11 @@ impl Simulation {
                 .map(Keypair::public)
                 .chain(std::iter::once(flooder.public()))
                 .collect(),
-            sc.validator_change.as_ref().map(|c| match c {
-                ValidatorShift::Rotate { id, .. } => {
-                    (*id as u32, Some(rotated_key(seed, *id).public()))
-                }
-                ValidatorShift::Remove { id } => (*id as u32, None),
-                ValidatorShift::Add => (sc.n as u32, added_key),
+            validator_change.as_ref().map(|c| match c {
+                ValidatorChange::Rotate { id, public_key } => (*id, Some(*public_key)),
+                ValidatorChange::Remove { id } => (*id, None),
+                // The next id never used: the first past the genesis's.
+                ValidatorChange::Add { public_key, .. } => (sc.n as u32, Some(*public_key)),
             }),
         );
         let genesis_keys = keys[..sc.n].to_vec();

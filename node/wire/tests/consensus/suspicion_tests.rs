@@ -319,6 +319,32 @@ fn joining_a_suspicion_needs_others_a_backup_and_silence_detection() {
     assert_eq!(c.replica(1).view(), View(1));
 }
 
+/// The others move to view 1 while `stranded` hears none of it and stays in view 0, in normal
+/// operation; then they are back in touch and `crashed` is cut off. A request is submitted at
+/// replica 1 (view 1's primary), and waits: view 1 has two voters.
+fn stranded_in_view_0(stranded: usize, crashed: usize) -> Cluster {
+    let mut c = Cluster::new(4, 128);
+    c.hear_primary();
+    cut_inbound(&mut c, stranded);
+    let others: Vec<usize> = (0..4).filter(|i| *i != stranded).collect();
+    for &i in &others {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    for &i in &others {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
+    }
+    assert_eq!(c.replica(stranded).view(), View(0));
+    assert_eq!(c.replica(stranded).status(), Status::Normal);
+    c.heal();
+    c.isolate(crashed);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert_eq!(c.executed_requests(1), 0, "view 1 has two voters");
+    c
+}
+
 /// Found by the simulator (seed 1329 at n = 4, pinned in `sim/tests/regressions.rs`): replica 3
 /// missed the new-view of view 1 and sat in view 0, in normal operation, suspecting it alone;
 /// the others dropped its suspicion (a view they had left). With one more replica down, view 1
@@ -327,26 +353,10 @@ fn joining_a_suspicion_needs_others_a_backup_and_silence_detection() {
 /// stranded replica joins and votes again; at most once per `SUSPICION_TICKS` intervals per peer.
 #[test]
 fn a_replica_stranded_in_a_view_the_others_left_is_brought_along_by_its_suspicion() {
-    let mut c = Cluster::new(4, 128);
-    c.hear_primary();
-    // Replicas 0, 1 and 2 move to view 1; replica 3 hears none of it.
-    cut_inbound(&mut c, 3);
-    for i in 0..3 {
-        c.input(i, Input::ReplacePrimary { view: View(0) });
-    }
-    c.run();
-    for i in 0..3 {
-        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
-        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
-    }
-    assert_eq!(c.replica(3).view(), View(0));
-    // Back in touch; replica 2 crashes. A request waits: view 1 lacks a voter.
-    c.heal();
-    c.isolate(2);
-    c.input(1, Input::ClientRequest(c.request(1)));
+    // Replica 3 stays in view 0; replica 2 crashes. A request waits: view 1 lacks a voter.
+    let mut c = stranded_in_view_0(3, 2);
     c.input(3, Input::ClientRequest(c.request(1)));
     c.run();
-    assert_eq!(c.executed_requests(1), 0, "view 1 has two voters");
     let offered = |c: &Cluster| {
         c.log[1]
             .iter()
@@ -388,26 +398,9 @@ fn a_replica_stranded_in_a_view_the_others_left_is_brought_along_by_its_suspicio
 /// new-view too, and the old primary joins.
 #[test]
 fn a_primary_stranded_in_a_view_the_others_left_is_brought_along_by_its_heartbeat() {
-    let mut c = Cluster::new(4, 128);
-    c.hear_primary();
-    // Replicas 1, 2 and 3 move to view 1; replica 0, view 0's primary, hears none of it.
-    cut_inbound(&mut c, 0);
-    for i in 1..4 {
-        c.input(i, Input::ReplacePrimary { view: View(0) });
-    }
-    c.run();
-    for i in 1..4 {
-        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
-        assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
-    }
-    assert_eq!(c.replica(0).view(), View(0));
+    // Replica 0, view 0's primary, stays in view 0; replica 3 crashes.
+    let mut c = stranded_in_view_0(0, 3);
     assert!(c.replica(0).is_primary());
-    // Back in touch; replica 3 crashes. View 1 has two voters.
-    c.heal();
-    c.isolate(3);
-    c.input(1, Input::ClientRequest(c.request(1)));
-    c.run();
-    assert_eq!(c.executed_requests(1), 0, "view 1 has two voters");
     // Replica 0 heartbeats in view 0: the others answer with view 1's new-view.
     c.fire(0, TimerKind::Heartbeat);
     for i in 0..3 {

@@ -112,7 +112,7 @@ impl<A: StateMachine> Replica<A> {
             .new_view_offered
             .get(&to)
             .is_some_and(|at| self.ticks.saturating_sub(*at) < SUSPICION_TICKS);
-        if recently || to == self.cfg.id {
+        if recently {
             return;
         }
         let envelope = Arc::clone(nv.envelope());

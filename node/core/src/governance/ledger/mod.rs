@@ -77,7 +77,7 @@ pub use state::{
     RolloutKind, RolloutStatus, StateDigest, VoteRecord,
 };
 pub use validators::{
-    ValidatorChange, ValidatorRoster, MAX_VALIDATORS, MAX_VALIDATOR_ADDRESS_CHARS, MIN_VALIDATORS,
+    ValidatorChange, ValidatorRoster, MAX_VALIDATORS, MAX_VALIDATOR_ADDRESS_CHARS,
 };
 
 /// The ledger's static configuration (identical on every validator).

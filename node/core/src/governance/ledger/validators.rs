@@ -161,18 +161,14 @@ impl Ledger {
         })
     }
 
-    /// The id the next validator added gets: one past every id ever used (the genesis's
-    /// `0..n`, and every validator added since, removed or not).
+    /// The id the next validator added gets: one past every id ever used. Those are the
+    /// genesis's `0..n` and every validator added since, removed or not, whose addresses the
+    /// roster keeps for good.
     pub fn next_validator_id(&self) -> u32 {
         let genesis = u32::try_from(self.cfg.validators.len()).unwrap_or(u32::MAX);
-        let r = self.state.validators.as_ref();
-        let members = r
-            .into_iter()
-            .flat_map(|r| r.members.iter().map(|(id, _)| *id));
-        let added = r.into_iter().flat_map(|r| r.addresses.keys().copied());
-        members
-            .chain(added)
-            .map(|id| id.saturating_add(1))
+        let added = self.state.validators.as_ref().into_iter();
+        added
+            .flat_map(|r| r.addresses.keys().map(|id| id.saturating_add(1)))
             .fold(genesis, u32::max)
     }
 
