@@ -16,12 +16,10 @@ use scbe_core::agent::synthetic::SyntheticModel;
 use scbe_core::agent::AgentCore;
 use scbe_core::agent::AgentState;
 use scbe_core::crypto::{Keypair, PublicKey, Verifier};
-use scbe_core::governance::ledger::{
-    AgentChange, Ledger, LedgerConfig, ProposalStatus, SettingsChange, StateDigest, ValidatorChange,
-};
+use scbe_core::governance::ledger::{LedgerConfig, StateDigest};
 use scbe_core::governance::manifest::{Metrics, Provider};
 use scbe_core::governance::release::Unit;
-use scbe_core::governance::{FusedRelease, Gates, Operation, Stage};
+use scbe_core::governance::{FusedRelease, Gates, Operation};
 use scbe_core::rollout::baseline::{Analysis, AnalysisSettings, BaselineSettings, OnInconclusive};
 use scbe_core::rollout::evidence::{
     AckBody, AckOutcome, AgentSigned, DeployAck, HealthBody, HealthReport, OrderAction, Sample,
@@ -40,6 +38,8 @@ pub const SAMPLE_TICKS: u64 = 2;
 pub const MIN_SAMPLES: u32 = 3;
 /// Consecutive bad samples that prove degradation.
 pub const BREACH_SAMPLES: u32 = 2;
+/// Samples an agent's report covers.
+const REPORT_WINDOW: usize = (MIN_SAMPLES * 2) as usize;
 /// How often the executor sends an unanswered order again.
 pub const ORDER_RETRY_MS: u64 = 400;
 
@@ -137,6 +137,36 @@ pub fn release_under(version: &str, gates: Gates) -> FusedRelease {
     FusedRelease::new(units, gates, Some(version.into()), "sim".into())
 }
 
+/// What a report signed with a retired (leaked) agent key claims as its task rate, so that the
+/// `agent-keys` checker recognises it wherever a ledger kept it.
+pub const LEAKED_KEY_TASKS_PER_MINUTE: f64 = 4_242.0;
+
+/// The key the requester's script re-keys agent `id` to (membership seeds), and that its
+/// operator restarts it with once the change is approved.
+pub fn rekeyed_key(id: &str) -> Keypair {
+    Keypair::from_label(&format!("sim/rekeyed/{id}"))
+}
+
+/// A healthy report for `rollout` on `version` signed under agent `agent`'s name with `key`
+/// (a retired key an attacker kept), marked with [`LEAKED_KEY_TASKS_PER_MINUTE`].
+pub fn leaked_key_report(agent: &str, rollout: u64, version: &str, key: &Keypair) -> HealthReport {
+    let body = HealthBody {
+        agent: agent.into(),
+        rollout,
+        version: version.into(),
+        report: 1,
+        samples: MIN_SAMPLES * 3,
+        window: MIN_SAMPLES,
+        coherence_mean: 0.95,
+        error_rate_mean: 0.0,
+        response_ms_p95: 50.0,
+        safety_min: 0.99,
+        tasks_per_minute: LEAKED_KEY_TASKS_PER_MINUTE,
+        latest: vec![],
+    };
+    HealthReport::sign(&body, key)
+}
+
 /// One order an agent carried out (ground truth for the checkers).
 #[derive(Clone, Debug)]
 pub struct Obeyed {
@@ -154,6 +184,9 @@ pub struct SimAgent {
     pub behaviour: AgentBehaviour,
     pub model: SyntheticModel,
     pub obeyed: Vec<Obeyed>,
+    /// The genesis's validator keys and quorum, which the agent starts from (again, on a
+    /// restart).
+    pub genesis: (Vec<Verifier>, usize),
 }
 
 impl SimAgent {
@@ -181,8 +214,9 @@ impl SimAgent {
                         verifiers.clone(),
                         quorum,
                         AgentState::initial("v0"),
-                        (MIN_SAMPLES * 2) as usize,
+                        REPORT_WINDOW,
                     ),
+                    genesis: (verifiers.clone(), quorum),
                     id,
                     specialty: specialty.clone(),
                     key,
@@ -197,6 +231,23 @@ impl SimAgent {
                 }
             })
             .collect()
+    }
+
+    /// Its operator restarts it with `key` (an approved re-key): it keeps what it runs and the
+    /// validator set it followed (its state file), as `agent.rekeyed = true` does; its
+    /// samples start again. Returns the key it signed with before.
+    pub fn restart_with(&mut self, key: Keypair) -> Keypair {
+        let state = self.core.state().clone();
+        let (verifiers, quorum) = self.genesis.clone();
+        self.core = AgentCore::new(
+            self.id.clone(),
+            key.clone(),
+            verifiers,
+            quorum,
+            state,
+            REPORT_WINDOW,
+        );
+        std::mem::replace(&mut self.key, key)
     }
 
     /// Takes one sample of what the agent runs and signs a report of it.
@@ -292,7 +343,16 @@ impl NodeFleet {
 
     /// What a fleet liar submits instead of honest decisions: rollout progress or rollbacks
     /// backed by forged, edited or premature evidence. The ledger must refuse all of it.
-    pub fn forge(&self, rng: &mut ChaCha8Rng, key: &Keypair, step: &StepView) -> Option<Operation> {
+    ///
+    /// `leaked` are retired agent keys (an agent re-keyed because its old key leaked): the
+    /// liar also submits the step's evidence signed with them under those agents' names.
+    pub fn forge(
+        &self,
+        rng: &mut ChaCha8Rng,
+        key: &Keypair,
+        step: &StepView,
+        leaked: &[(String, Keypair)],
+    ) -> Option<Operation> {
         if !step.promote {
             return None;
         }
@@ -331,7 +391,24 @@ impl NodeFleet {
             reports,
             baseline: Vec::new(),
         };
-        match rng.random_range(0..4) {
+        let leaked: Vec<&(String, Keypair)> = leaked
+            .iter()
+            .filter(|(id, _)| agents.contains(&id))
+            .collect();
+        // A fifth way only where a leaked key can sign (other seeds draw as before).
+        let ways = if leaked.is_empty() { 4 } else { 5 };
+        match rng.random_range(0..ways) {
+            // Evidence signed with retired keys under their agents' names.
+            4 => Some(progress(
+                leaked
+                    .iter()
+                    .map(|(a, k)| DeployAck::sign(&ack(a), k))
+                    .collect(),
+                leaked
+                    .iter()
+                    .map(|(a, k)| leaked_key_report(a, step.rollout, &step.version, k))
+                    .collect(),
+            )),
             // Evidence signed by the liar itself under the agents' names.
             0 => Some(progress(
                 agents
@@ -395,289 +472,5 @@ impl NodeFleet {
                 acks: vec![],
             }),
         }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    /// Propose the scenario's next membership or settings change before this release.
-    Membership,
-    AwaitMembership,
-    Register,
-    Canary,
-    AwaitCanary,
-    Production,
-    AwaitProduction,
-    /// Propose the scenario's validator change (while a rollout is in flight, or at the end),
-    /// then go back to the step before.
-    Validators,
-    Done,
-}
-
-/// The release requester: registers each release, promotes it to canary, and (if it stays
-/// healthy and the scenario says so) on to production; waits for every rollout to end.
-#[derive(Debug)]
-pub struct ReleaseScript {
-    releases: Vec<String>,
-    to_production: bool,
-    membership: bool,
-    /// Changes still to propose before this release, in order.
-    changes: Vec<Change>,
-    idx: usize,
-    step: Step,
-    /// Nonce of the request whose outcome decides the next step.
-    pending: Option<u64>,
-    proposal: Option<u64>,
-    attempts: u32,
-    not_before_ms: u64,
-    /// The scenario's validator change, until its proposal is decided (or given up).
-    validators: Option<ValidatorChange>,
-    /// The validator change's proposal, once accepted.
-    validators_proposal: Option<u64>,
-    /// The step to go back to once the validator change is proposed.
-    resume: Step,
-}
-
-/// A change the requester proposes between releases (membership seeds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Change {
-    /// New gates, which every later release must be fused against: the quality gate raised
-    /// to 0.82 and the cost gate loosened to 1.5 (the script's units pass both); and the state
-    /// digest moved from the walk to the tree.
-    Gates,
-    /// The genesis's last agent leaves the fleet.
-    RemoveLast,
-    /// The genesis's last agent joins again (same id, key and specialty).
-    AddLast,
-}
-
-/// Promotions refused (one rollout at a time) are retried this many times, then skipped.
-const MAX_ATTEMPTS: u32 = 40;
-
-impl ReleaseScript {
-    pub fn new(fleet: &FleetScenario, validators: Option<ValidatorChange>) -> Self {
-        ReleaseScript {
-            step: if fleet.releases.is_empty() {
-                Step::Done
-            } else {
-                Step::Register
-            },
-            releases: fleet.releases.clone(),
-            to_production: fleet.to_production,
-            membership: fleet.membership,
-            changes: Vec::new(),
-            idx: 0,
-            pending: None,
-            proposal: None,
-            attempts: 0,
-            not_before_ms: 0,
-            validators,
-            validators_proposal: None,
-            resume: Step::Done,
-        }
-    }
-
-    /// Every release went its way, and the validator change was decided.
-    pub fn done(&self) -> bool {
-        self.step == Step::Done && self.validators.is_none()
-    }
-
-    /// Proposes the validator change now (if it is still to be proposed), coming back to the
-    /// current step afterwards.
-    fn propose_validators(&mut self) -> Option<Operation> {
-        let change = self.validators.clone()?;
-        if self.validators_proposal.is_some() {
-            return None;
-        }
-        if self.step != Step::Validators {
-            self.resume = self.step;
-            self.step = Step::Validators;
-        }
-        Some(Operation::ProposeValidator { change })
-    }
-
-    fn next_release(&mut self) {
-        self.idx += 1;
-        self.attempts = 0;
-        self.proposal = None;
-        self.changes = match (self.membership, self.idx) {
-            (true, 1) => vec![Change::Gates, Change::RemoveLast],
-            (true, 2) => vec![Change::AddLast],
-            _ => Vec::new(),
-        };
-        self.step = if self.idx >= self.releases.len() {
-            Step::Done
-        } else if !self.changes.is_empty() {
-            Step::Membership
-        } else {
-            Step::Register
-        };
-    }
-
-    /// The next operation to submit, if any, given the most advanced honest ledger.
-    pub fn next(&mut self, ledger: &Ledger, key: &PublicKey, now_ms: u64) -> Option<Operation> {
-        if let Some(nonce) = self.pending {
-            let outcome = ledger.outcome(key, nonce)?.clone();
-            self.pending = None;
-            match self.step {
-                Step::Register => self.step = Step::Canary,
-                Step::Validators => match outcome.proposal {
-                    Some(p) if outcome.accepted => {
-                        self.validators_proposal = Some(p);
-                        self.attempts = 0;
-                        self.step = self.resume;
-                    }
-                    // Refused (another proposal is being voted on): retry, then give up.
-                    _ => {
-                        self.attempts += 1;
-                        self.not_before_ms = now_ms + 500;
-                        if self.attempts >= MAX_ATTEMPTS {
-                            self.attempts = 0;
-                            self.validators = None;
-                            self.step = self.resume;
-                        }
-                    }
-                },
-                Step::Membership => match outcome.proposal {
-                    Some(p) if outcome.accepted => {
-                        self.proposal = Some(p);
-                        self.step = Step::AwaitMembership;
-                    }
-                    // Refused (a rollout still holds the fleet): retry, then go on without it.
-                    _ => {
-                        self.attempts += 1;
-                        self.not_before_ms = now_ms + 500;
-                        if self.attempts >= MAX_ATTEMPTS {
-                            self.attempts = 0;
-                            self.changes.clear();
-                            self.step = Step::Register;
-                        }
-                    }
-                },
-                Step::Canary | Step::Production => match outcome.proposal {
-                    Some(p) if outcome.accepted => {
-                        self.proposal = Some(p);
-                        self.step = if self.step == Step::Canary {
-                            Step::AwaitCanary
-                        } else {
-                            Step::AwaitProduction
-                        };
-                    }
-                    _ => {
-                        self.attempts += 1;
-                        self.not_before_ms = now_ms + 500;
-                        if self.attempts >= MAX_ATTEMPTS {
-                            self.next_release();
-                        }
-                    }
-                },
-                _ => {}
-            }
-        }
-        if now_ms < self.not_before_ms {
-            return None;
-        }
-        if let Some(p) = self.validators_proposal {
-            let decided = ledger
-                .state()
-                .proposals
-                .get(&p)
-                .is_some_and(|p| p.status != ProposalStatus::Pending);
-            if decided {
-                self.validators = None;
-            }
-        }
-        if matches!(self.step, Step::Validators | Step::Done) {
-            return self.propose_validators();
-        }
-        let version = self.releases.get(self.idx)?.clone();
-        match self.step {
-            Step::Membership => {
-                // Before the second release: new gates, then the genesis's last agent leaves;
-                // before the third it is admitted again.
-                let a = ledger.config().agents.last()?;
-                let change = match self.changes.first()? {
-                    Change::Gates => {
-                        return Some(Operation::ProposeSettings {
-                            change: SettingsChange {
-                                min_quality: Some(0.82),
-                                max_cost_per_1k_tokens: Some(1.5),
-                                state_digest: Some(StateDigest::Tree),
-                                ..SettingsChange::default()
-                            },
-                        })
-                    }
-                    Change::RemoveLast => AgentChange::Remove { id: a.id.clone() },
-                    Change::AddLast => AgentChange::Add {
-                        id: a.id.clone(),
-                        specialty: a.specialty.clone(),
-                        public_key: a.key,
-                        address: "sim-agent:7100".into(),
-                    },
-                };
-                Some(Operation::ProposeAgent { change })
-            }
-            Step::AwaitMembership => {
-                let p = ledger.state().proposals.get(&self.proposal?)?;
-                if p.status != ProposalStatus::Pending {
-                    self.proposal = None;
-                    self.attempts = 0;
-                    if !self.changes.is_empty() {
-                        self.changes.remove(0);
-                    }
-                    self.step = if self.changes.is_empty() {
-                        Step::Register
-                    } else {
-                        Step::Membership
-                    };
-                }
-                None
-            }
-            // Fused against the gates in force (they may have changed by proposal).
-            Step::Register => Some(Operation::RegisterRelease {
-                release: release_under(&version, ledger.gates()),
-            }),
-            Step::Canary | Step::Production => Some(Operation::Promote {
-                version,
-                to: if self.step == Step::Canary {
-                    Stage::Canary
-                } else {
-                    Stage::Production
-                },
-                rollback_to: "v0".into(),
-                pause_before: None,
-                steps: Vec::new(),
-            }),
-            Step::AwaitCanary | Step::AwaitProduction => {
-                let p = ledger.state().proposals.get(&self.proposal?)?;
-                match p.status {
-                    ProposalStatus::Pending => return None,
-                    ProposalStatus::Rejected | ProposalStatus::Expired => {
-                        self.next_release();
-                        return None;
-                    }
-                    ProposalStatus::Approved => {}
-                }
-                let r = ledger.state().rollouts.get(&p.rollout?)?;
-                if r.status.is_active() {
-                    // The validator set changes while this rollout is in flight.
-                    return self.propose_validators();
-                }
-                let completed = r.status == scbe_core::governance::ledger::RolloutStatus::Completed;
-                if self.step == Step::AwaitCanary && completed && self.to_production {
-                    self.step = Step::Production;
-                    self.attempts = 0;
-                } else {
-                    self.next_release();
-                }
-                None
-            }
-            Step::Validators | Step::Done => None,
-        }
-    }
-
-    /// The script's request was sent with this nonce.
-    pub fn sent(&mut self, nonce: u64) {
-        self.pending = Some(nonce);
     }
 }

@@ -8,13 +8,19 @@ use std::sync::Arc;
 
 use rand::Rng;
 use scbe_core::consensus::{Kind, Principal, Request, Signed};
+use scbe_core::crypto::Keypair;
+use scbe_core::governance::ledger::AgentChange;
 use scbe_core::governance::Operation;
+use scbe_core::rollout::evidence::HealthReport;
 use scbe_core::rollout::evidence::OrderAction;
 use scbe_core::rollout::order::{Endorsement, SignedOrder};
 use scbe_core::rollout::watcher::StepView;
 use scbe_wire::ProtoCodec;
 
-use crate::fleet::{Evidence, Obeyed, ORDER_RETRY_MS, SAMPLE_TICKS};
+use crate::fleet::{
+    leaked_key_report, rekeyed_key, Evidence, Obeyed, ORDER_RETRY_MS, SAMPLE_TICKS,
+};
+use crate::invariants::agent_keys::check_no_leaked_key;
 use crate::invariants::fleet_authority::check_order;
 use crate::invariants::membership::{approved_changes, check_planned};
 use crate::invariants::rollback::check_rolled_back;
@@ -48,8 +54,10 @@ impl Simulation {
         self.ticks += 1;
         self.restart_mid_rollout();
         self.rotate_when_observing();
+        self.rekey_agents();
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
             self.agents_sample();
+            self.leaked_keys_lie();
         }
         for node in 0..self.sc.nodes() {
             self.validator_tick(node);
@@ -76,6 +84,89 @@ impl Simulation {
             self.stats.restarted_mid_rollout = Some(node);
             self.schedule(0, Event::Crash(node));
             self.schedule(after_ms, Event::Restart(node));
+        }
+    }
+
+    /// An agent re-keyed by an approved proposal is restarted with its new key by its operator
+    /// as soon as the requester sees the approval; its old key is taken to have leaked.
+    fn rekey_agents(&mut self) {
+        if !self.sc.fleet.membership {
+            return;
+        }
+        let Some(ledger) = self.advanced().and_then(|r| self.ledger(r)) else {
+            return;
+        };
+        let due: Vec<(usize, Keypair)> = approved_changes(ledger)
+            .into_iter()
+            .filter_map(|(_, change)| match change {
+                AgentChange::Update {
+                    id,
+                    public_key: Some(new),
+                    ..
+                } => {
+                    let i = self.agents.iter().position(|a| a.id == id)?;
+                    let key = rekeyed_key(&id);
+                    (key.public() == new && self.agents[i].key.public() != new).then_some((i, key))
+                }
+                _ => None,
+            })
+            .collect();
+        for (i, key) in due {
+            let old = self.agents[i].restart_with(key);
+            self.stats.agents_rekeyed += 1;
+            self.leaked.push((self.agents[i].id.clone(), old));
+        }
+    }
+
+    /// Whoever holds a leaked agent key sends validators healthy reports for the rollout in
+    /// progress under that agent's name. Each validator's monitor checks the signature against
+    /// the key its own ledger lists (a validator behind on the re-key takes it, and only its
+    /// ledger, which orders the re-key first, can refuse it in a batch).
+    fn leaked_keys_lie(&mut self) {
+        if self.leaked.is_empty() {
+            return;
+        }
+        let Some(ledger) = self.advanced().and_then(|r| self.ledger(r)) else {
+            return;
+        };
+        let Some(r) = ledger
+            .state()
+            .rollouts
+            .values()
+            .find(|r| r.status.is_active())
+        else {
+            return;
+        };
+        let (rollout, version) = (r.id, r.version.clone());
+        let lies: Vec<(String, HealthReport)> = self
+            .leaked
+            .iter()
+            .map(|(id, k)| {
+                let lie = leaked_key_report(id, rollout, &version, k);
+                (id.clone(), lie)
+            })
+            .collect();
+        for (id, lie) in lies {
+            for node in 0..self.sc.nodes() {
+                let listed = self
+                    .ledger(node)
+                    .and_then(|l| l.state().agent(&id).map(|a| a.key));
+                match lie.open(|_| listed.as_ref()) {
+                    Ok(body) => {
+                        let delay = self
+                            .rng
+                            .random_range(self.sc.delay_min_ms..=self.sc.delay_max_ms);
+                        self.schedule(
+                            delay,
+                            Event::Evidence {
+                                node,
+                                evidence: Evidence::Report(lie.clone(), body),
+                            },
+                        );
+                    }
+                    Err(_) => self.stats.evidence_refused += 1,
+                }
+            }
         }
     }
 
@@ -166,7 +257,8 @@ impl Simulation {
                 if self.rng.random_bool(0.3) {
                     let key = self.nodes[node].key.clone();
                     let rng = &mut self.rng;
-                    if let Some(op) = self.nodes[node].fleet.forge(rng, &key, active) {
+                    let leaked = &self.leaked;
+                    if let Some(op) = self.nodes[node].fleet.forge(rng, &key, active, leaked) {
                         self.liar_request(node, &op);
                     }
                 }
@@ -457,6 +549,9 @@ impl Simulation {
         for r in &ended {
             for v in check_planned(r, &changes) {
                 self.violation("membership", v);
+            }
+            for v in check_no_leaked_key(r) {
+                self.violation("agent-keys", v);
             }
         }
         if let Some((applied, found)) = settings_found {

@@ -22,6 +22,7 @@ pub mod local;
 pub mod local_clients;
 pub mod local_options;
 pub mod network;
+pub mod release_script;
 pub mod releases;
 pub mod scenario;
 pub mod simulation;

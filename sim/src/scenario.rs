@@ -49,8 +49,9 @@ pub struct FleetScenario {
     pub releases: Vec<String>,
     /// Whether healthy releases go on to production after canary.
     pub to_production: bool,
-    /// Whether the requester changes the fleet between releases: removes its last agent by
-    /// proposal before the second release, admits it again before the third.
+    /// Whether the requester changes the fleet between releases: removes its last agent and
+    /// re-keys its first by proposal before the second release, admits the last again before
+    /// the third.
     pub membership: bool,
 }
 

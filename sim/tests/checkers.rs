@@ -233,6 +233,7 @@ fn rollback_catches_an_agent_left_on_the_bad_version() {
                 drift: None,
             },
             obeyed: Vec::new(),
+            genesis: (Vec::new(), 3),
         }
     };
     let honest: Vec<SimAgent> = batch.iter().map(|id| agent(id, "v0")).collect();
@@ -278,6 +279,93 @@ fn membership_catches_a_rollout_that_plans_a_removed_agent() {
     let found = check_planned(&rollout, &changes);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("agent-1"), "{found:?}");
+}
+
+/// After an approved re-key, evidence signed with the agent's old (leaked) key is refused by
+/// the ledger while the same evidence under the new key is recorded, and the agent-keys
+/// checker is quiet; the rollout with a leaked-key report planted among its reports is
+/// caught, naming the agent.
+#[test]
+fn agent_keys_catches_a_rollout_that_counted_a_leaked_key_report() {
+    use scbe_core::crypto::Keypair;
+    use scbe_core::governance::ledger::{AgentChange, ProposalStatus, Signer};
+    use scbe_core::governance::ledger_world::World;
+    use scbe_core::governance::Operation;
+    use scbe_core::rollout::evidence::{
+        AckBody, AckOutcome, DeployAck, HealthBody, HealthReport, OrderAction,
+    };
+    use scbe_sim::fleet::{leaked_key_report, rekeyed_key};
+    use scbe_sim::invariants::agent_keys::check_no_leaked_key;
+
+    // The world is deterministic: the agent first in the canary's batch is the same with or
+    // without the re-key.
+    let id = {
+        let mut scratch = World::new();
+        let r = scratch.promote_to_canary("r1");
+        scratch.ledger.state().rollouts[&r].batches[0][0].clone()
+    };
+    let mut w = World::new();
+    let old = w.agents[w.agent_index(&id)].1.clone();
+    let new = rekeyed_key(&id);
+    let status = w.decide(
+        Operation::ProposeAgent {
+            change: AgentChange::Update {
+                id: id.clone(),
+                address: None,
+                public_key: Some(new.public()),
+            },
+        },
+        true,
+    );
+    assert_eq!(status, ProposalStatus::Approved);
+    let r = w.promote_to_canary("r1");
+    // A healthy report under `key`: the attacker's (marked as leaked), or the agent's own.
+    // Both cover the world's whole monitoring window, so only the key tells them apart.
+    let old_public = old.public();
+    let need = w.ledger.config().health.min_samples;
+    let leaked_body = HealthBody {
+        samples: need,
+        window: need,
+        ..leaked_key_report(&id, r, "r1", &old)
+            .open(|_| Some(&old_public))
+            .expect("signed with the old key")
+    };
+    let own_body = HealthBody {
+        tasks_per_minute: 60.0,
+        ..leaked_body.clone()
+    };
+    let evidence = |key: &Keypair, body: &HealthBody, w: &World| {
+        let ack = AckBody {
+            agent: id.clone(),
+            rollout: r,
+            action: OrderAction::Deploy,
+            issued_seq: w.step(r),
+            version: "r1".into(),
+            outcome: AckOutcome::Done,
+            detail: String::new(),
+            refusal: None,
+        };
+        Operation::RolloutProgress {
+            rollout: r,
+            batch: 1,
+            acks: vec![DeployAck::sign(&ack, key)],
+            reports: vec![HealthReport::sign(body, key)],
+            baseline: Vec::new(),
+        }
+    };
+    let o = w.submit(Signer::Validator(0), &evidence(&old, &leaked_body, &w));
+    assert!(!o.accepted, "evidence under the retired key was taken");
+    assert!(!w.ledger.state().rollouts[&r].recorded.contains(&id));
+    let o = w.submit(Signer::Validator(0), &evidence(&new, &own_body, &w));
+    assert!(o.accepted, "{:?}", o.reasons);
+    assert!(w.ledger.state().rollouts[&r].recorded.contains(&id));
+
+    let mut rollout = w.ledger.state().rollouts[&r].clone();
+    assert!(check_no_leaked_key(&rollout).is_empty());
+    rollout.reports.insert(id.clone(), leaked_body);
+    let found = check_no_leaked_key(&rollout);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains(&id), "{found:?}");
 }
 
 /// After an approved settings change, a rollout planned later and a release fused against the

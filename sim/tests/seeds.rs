@@ -106,9 +106,10 @@ fn a_validator_restarted_mid_rollout_is_heard_again() {
     );
 }
 
-/// Half the seeds change the fleet between releases (remove an agent, admit it again): those
-/// runs really do change it, and every invariant holds across the change (the membership one
-/// included: no rollout plans an agent removed before it).
+/// Half the seeds change the fleet between releases (remove an agent, re-key another, admit
+/// the first again): those runs really do change it, and every invariant holds across the
+/// change (the membership one included: no rollout plans an agent removed before it; and
+/// agent-keys: no rollout counts a report signed with the re-keyed agent's leaked old key).
 #[test]
 fn membership_changes_happen_and_every_invariant_holds_across_them() {
     let overrides = Overrides {
@@ -117,6 +118,7 @@ fn membership_changes_happen_and_every_invariant_holds_across_them() {
         ..Overrides::default()
     };
     let mut changed_twice = 0;
+    let mut rekeyed = 0;
     for seed in 40_000..40_060 {
         let r = scbe_sim::simulation::run_seed(seed, &overrides);
         assert!(
@@ -128,10 +130,17 @@ fn membership_changes_happen_and_every_invariant_holds_across_them() {
         if r.scenario.fleet.membership && r.stats.membership_changes >= 2 {
             changed_twice += 1;
         }
+        if r.stats.agents_rekeyed > 0 {
+            rekeyed += 1;
+        }
     }
     assert!(
         changed_twice >= 3,
         "only {changed_twice} of 60 seeds removed and re-admitted an agent"
+    );
+    assert!(
+        rekeyed >= 3,
+        "only {rekeyed} of 60 seeds restarted an agent with a new key"
     );
 }
 

@@ -1,6 +1,7 @@
 //! One checker per invariant. Each sees what honest replicas deliver and send, and reports
 //! violations with enough detail to debug from the seed.
 
+pub mod agent_keys;
 pub mod agreement;
 pub mod certificates;
 pub mod double_sign;

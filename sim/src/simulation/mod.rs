@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::byzantine::Byzantine;
 use crate::clients::Client;
-use crate::fleet::{Evidence, NodeFleet, ReleaseScript, SimAgent};
+use crate::fleet::{Evidence, NodeFleet, SimAgent};
 use crate::invariants::agreement::Agreement;
 use crate::invariants::certificates::Certificates;
 use crate::invariants::double_sign::DoubleSign;
@@ -39,6 +39,7 @@ use crate::invariants::own_nonces::OwnNonces;
 use crate::invariants::validity::Validity;
 use crate::invariants::Violation;
 use crate::network::Network;
+use crate::release_script::ReleaseScript;
 use crate::scenario::{Scenario, ValidatorShift};
 use crate::store::MemoryStore;
 
@@ -138,6 +139,8 @@ pub struct Simulation {
     /// Rollouts whose end the checkers already looked at.
     pub(crate) checked: BTreeSet<(u64, u8)>,
     pub(crate) ticks: u64,
+    /// Keys re-keyed agents signed with before (taken to have leaked), by agent id.
+    pub(crate) leaked: Vec<(String, Keypair)>,
     /// Highest sequence number at which a client request was executed by an honest replica.
     target: Seq,
     agreement: Agreement,
@@ -295,6 +298,7 @@ impl Simulation {
             script: ReleaseScript::new(&sc.fleet, validator_change),
             checked: BTreeSet::new(),
             ticks: 0,
+            leaked: Vec::new(),
             target: Seq(0),
             agreement: Agreement::default(),
             validity: Validity::default(),

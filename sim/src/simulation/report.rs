@@ -19,6 +19,8 @@ pub struct Stats {
     pub rollouts_rolled_back: u64,
     /// Approved membership changes (agents removed or admitted) in the last ledger checked.
     pub membership_changes: u64,
+    /// Agents restarted with a new key after an approved re-key.
+    pub agents_rekeyed: u64,
     /// Settings changes applied, in the last ledger checked.
     pub settings_changes: u64,
     pub orders_obeyed: u64,
