@@ -60,8 +60,9 @@ pub struct FleetScenario {
 /// (every validator checks it); the requester retries, so the change lands right after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValidatorShift {
-    /// Validator `id` (honest) gets a new key; once its replica observes the new epoch, its
-    /// operator restarts it with that key, `restart_after_ms` later.
+    /// Validator `id` gets a new key; once its replica observes the new epoch, its operator
+    /// restarts it with that key, `restart_after_ms` later. A Byzantine one keeps its old key
+    /// too: what it forges, rewrites and replays goes on being signed with the retired key.
     Rotate { id: usize, restart_after_ms: u64 },
     /// Validator `id` leaves; it keeps running, and the others drop what it sends.
     Remove { id: usize },
@@ -88,8 +89,9 @@ pub struct Overrides {
     pub unsafe_store_forgets_nonces: bool,
     /// Every seed changes the validator set (a third do otherwise).
     pub validator_change: bool,
-    /// No seed adds a validator: each draws the removal or rotation it drew before additions
-    /// existed (regression seeds pinned then keep their scenario).
+    /// No seed adds a validator or rotates a Byzantine one: each draws the removal or honest
+    /// rotation it drew before those existed (regression seeds pinned then keep their
+    /// scenario).
     pub no_additions: bool,
     /// Test hook: the primary's executor endorses orders with the genesis keys and quorum and
     /// sends no chain of validator sets (a stale executor; the honesty check shows the
@@ -280,6 +282,23 @@ impl Scenario {
             } else {
                 shift
             }
+        });
+        // Its own stream (as additions): a third of the rotations, where there is a Byzantine
+        // validator, rotate its key instead of an honest one's.
+        let mut byzantine_rotate_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6279_7a5f_726f_7461);
+        let validator_change = validator_change.map(|shift| match (shift, byzantine.first()) {
+            (
+                ValidatorShift::Rotate {
+                    restart_after_ms, ..
+                },
+                Some((id, _)),
+            ) if byzantine_rotate_rng.random_bool(1.0 / 3.0) && !o.no_additions => {
+                ValidatorShift::Rotate {
+                    id: *id,
+                    restart_after_ms,
+                }
+            }
+            (shift, _) => shift,
         });
         let mut byzantine = byzantine;
         for (_, m) in &mut byzantine {

@@ -181,3 +181,48 @@ fn an_added_validator_catches_up_and_keeps_up() {
     }
     assert_eq!(added, 8, "too few seeds drew an addition");
 }
+
+/// A third of the rotations where a validator is Byzantine rotate that validator's key. Its
+/// core goes on with the new key, while what it forges, rewrites and replays is still signed
+/// with the retired one (an attacker keeps the key it stole). In every such seed every
+/// invariant holds: no certificate counts the retired key after the change (epochs), and the
+/// honest ones keep deciding (liveness); in most the rotated validator also restarts with its
+/// new key before the run ends (a change decided late ends the run first).
+#[test]
+fn a_byzantine_validators_rotated_key_stops_counting() {
+    let overrides = Overrides {
+        validators: Some(4),
+        byzantine: Some(1),
+        validator_change: true,
+        ..Overrides::default()
+    };
+    let mut rotated = 0;
+    let mut restarted = 0;
+    let mut seed = 70_000;
+    while rotated < 8 && seed < 70_200 {
+        let scenario = scbe_sim::scenario::Scenario::derive(seed, &overrides);
+        seed += 1;
+        let Some(scbe_sim::scenario::ValidatorShift::Rotate { id, .. }) = scenario.validator_change
+        else {
+            continue;
+        };
+        if !scenario.is_byzantine(id) {
+            continue;
+        }
+        let r = scbe_sim::simulation::Simulation::new(scenario).run();
+        assert!(
+            r.passed(),
+            "seed {}: {:?}\n  replay: {}",
+            r.scenario.seed,
+            r.violations.first(),
+            replay_command(r.scenario.seed, &overrides)
+        );
+        rotated += 1;
+        restarted += usize::from(r.stats.rekeyed);
+    }
+    assert_eq!(rotated, 8, "too few seeds rotated a Byzantine validator");
+    assert!(
+        restarted >= 4,
+        "only {restarted} of 8 rotated Byzantine validators restarted with the new key"
+    );
+}

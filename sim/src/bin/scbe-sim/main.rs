@@ -76,11 +76,12 @@ enum Command {
         threads: Option<usize>,
         /// Every seed adds, rotates or removes a validator by governance while a rollout is in
         /// flight (a third of the seeds do otherwise; a quarter of the changes are additions,
-        /// whose validator runs from the start with only the genesis).
+        /// whose validator runs from the start with only the genesis; a third of the rotations
+        /// where a validator is Byzantine rotate its key, and it keeps the retired one).
         #[arg(long)]
         validator_change: bool,
-        /// No seed adds a validator: each draws the rotation or removal it drew before
-        /// additions existed (to replay seeds pinned then).
+        /// No seed adds a validator or rotates a Byzantine one: each draws the honest rotation
+        /// or removal it drew before those existed (to replay seeds pinned then).
         #[arg(long)]
         no_additions: bool,
         /// Testing the tester: run every replica with this (unsafe) quorum size.
