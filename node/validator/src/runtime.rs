@@ -5,8 +5,8 @@
 //! (`crate::reads`) that every query is answered from. `node.rs` wires it to the network, storage and
 //! the clock.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,14 +18,14 @@ use scbe_core::governance::ledger::operation_digest;
 use scbe_core::governance::release::hex;
 use scbe_core::governance::{Ledger, Operation};
 use scbe_core::validator_step::{ClientReply, FleetView, Submission, SubmitRefusal, ValidatorStep};
-use scbe_wire::status_summary::StatusSummary;
 
 use crate::heartbeat_pacer::HeartbeatPacer;
 use crate::inbound::{FleetInput, Inbound};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, MAX_TURN};
 use crate::notify::NotifyView;
-use crate::reads::{EventFeed, Position, ReadIndex, ReadModel};
+use crate::reads::published::position_of;
+use crate::reads::{Published, ReadModel};
 use crate::snapshot_encoder::SnapshotEncoder;
 use crate::storage::{EncodedSnapshot, RecordStore};
 use crate::timeouts::Timeouts;
@@ -82,107 +82,6 @@ pub(crate) struct Runtime {
     pub(crate) dialer: crate::peer_dialer::PeerDialer,
     /// Links made in a turn, spawned under the supervisor once it ends.
     pub(crate) new_links: Vec<(String, crate::peer_dialer::PeerLink)>,
-}
-
-/// The core's side of the read path: where it publishes, and how far it has.
-pub(crate) struct Published {
-    pub(crate) model: watch::Sender<Arc<ReadModel>>,
-    pub(crate) events: Arc<EventFeed>,
-    pub(crate) index: Arc<ReadIndex>,
-    /// A reader asked for the state digest the model lacks: computed when the core is idle.
-    pub(crate) digest_wanted: Arc<AtomicBool>,
-    /// A reader wants the summary rebuilt (`ReadModel::summary_current`).
-    pub(crate) summary_wanted: Arc<tokio::sync::Notify>,
-    /// The newest registrations (registered seq, version), followed from the ledger's events
-    /// so the summary does not scan every release after every batch.
-    newest: BTreeSet<(u64, String)>,
-    /// Events scanned for registrations so far.
-    scanned: u64,
-}
-
-impl Published {
-    /// The read path of a step as it starts (everything copied once).
-    pub(crate) fn new(step: &ValidatorStep) -> (Self, watch::Receiver<Arc<ReadModel>>) {
-        let index = Arc::new(ReadIndex::default());
-        index.rebuild(step.ledger(), step.replica().last_nonces());
-        let events = Arc::new(EventFeed::new(scbe_core::governance::ledger::EVENTS_KEPT));
-        events.catch_up(&step.ledger().journal().events);
-        let ledger = step.ledger();
-        let newest: BTreeSet<(u64, String)> = scbe_wire::status_summary::newest_releases(ledger)
-            .into_iter()
-            .collect();
-        let summary = StatusSummary::of_ledger_listing(ledger, newest.iter().map(|(_, v)| v));
-        let (tx, rx) = watch::channel(Arc::new(ReadModel {
-            generation: 0,
-            position: position_of(step, None),
-            summary: Arc::new(summary),
-            summary_current: true,
-            thresholds: ledger.health(),
-        }));
-        let published = Self {
-            model: tx,
-            events,
-            index,
-            digest_wanted: Arc::default(),
-            summary_wanted: Arc::default(),
-            newest,
-            scanned: ledger.journal().events.total(),
-        };
-        (published, rx)
-    }
-
-    /// Keeps `newest` current with the registrations the ledger's events report since the last
-    /// call; everything again when told to, or when events went by unseen (a restore).
-    fn follow_registrations(&mut self, ledger: &scbe_core::governance::Ledger, all: bool) {
-        let journal = &ledger.journal().events;
-        if !all && self.scanned >= journal.total() {
-            return; // no event since the last call (most turns)
-        }
-        if all || journal.first() > self.scanned {
-            // Events went by unseen: the kept ones usually decide it (a turn that executed more
-            // than the journal keeps), else every release is scanned.
-            let newest = (!all)
-                .then(|| scbe_wire::status_summary::newest_in_events(journal.iter()))
-                .flatten()
-                .unwrap_or_else(|| scbe_wire::status_summary::newest_releases(ledger));
-            self.newest = newest.into_iter().collect();
-        } else {
-            for (_, e) in journal.since(self.scanned) {
-                if e.kind == "release_registered" {
-                    self.newest.insert((e.seq, e.subject.clone()));
-                    if self.newest.len() > scbe_wire::status_summary::RELEASES_LISTED {
-                        self.newest.pop_first();
-                    }
-                }
-            }
-        }
-        self.scanned = journal.total();
-    }
-
-    fn summary_of(&self, ledger: &scbe_core::governance::Ledger) -> StatusSummary {
-        StatusSummary::of_ledger_listing(ledger, self.newest.iter().map(|(_, v)| v))
-    }
-}
-
-/// The step's consensus position, with `state_digest` if known for its last executed seq.
-fn position_of(
-    step: &ValidatorStep,
-    state_digest: Option<scbe_core::consensus::Digest>,
-) -> Position {
-    let r = step.replica();
-    Position {
-        node: r.id().0,
-        view: r.view().0,
-        status: r.status(),
-        last_executed: r.last_executed().0,
-        stable_checkpoint: r.stable_checkpoint().seq.0,
-        stable_digest: r.stable_checkpoint().state_digest,
-        state_digest,
-        diverged_at: r.diverged_at().map(|s| s.0),
-        epoch: r.epoch(),
-        observing: r.observing(),
-        chain: step.epoch_chain(),
-    }
 }
 
 impl Runtime {

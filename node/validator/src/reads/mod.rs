@@ -5,12 +5,14 @@
 //! a crowd of readers cannot delay or crowd out consensus messages.
 
 pub mod event_feed;
+pub(crate) mod published;
 pub mod read_index;
 pub mod read_model;
 pub mod read_pace;
 pub mod status_cache;
 
 pub use event_feed::EventFeed;
+pub(crate) use published::Published;
 pub use read_index::ReadIndex;
 pub use read_model::{Position, ReadModel, Reads};
 pub use read_pace::ReadPace;

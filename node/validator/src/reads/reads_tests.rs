@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 
 use crate::inbound::Inbound;
+use crate::reads::Published;
 use crate::reads::Reads;
-use crate::runtime::Published;
 use crate::services::governance_service::GovernanceService;
 use crate::services::quota::{QuotaLimits, Quotas};
 use crate::storage::RecordStore;
