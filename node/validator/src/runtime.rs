@@ -461,9 +461,6 @@ impl Runtime {
         turn.actions
     }
 
-    /// Publishes what this turn changed for readers: the events, the proposals and nonces it
-    /// touched, and a new model if the position or the ledger moved (its summary then marked
-    /// out of date; `refresh_summary` rebuilds it when a reader asks).
     /// Moves the network edge to the validator set of the epoch the replica is in, if it
     /// entered another one in this turn (a rotated key is accepted from here on, without a
     /// restart).
@@ -503,6 +500,9 @@ impl Runtime {
         }
     }
 
+    /// Publishes what this turn changed for readers: the events, the proposals and nonces it
+    /// touched, and a new model if the position or the ledger moved (its summary then marked
+    /// out of date; `refresh_summary` rebuilds it when a reader asks).
     fn publish_reads(&mut self, actions: &[Action], touched: &std::collections::BTreeSet<u64>) {
         let restored = actions.iter().any(|a| matches!(a, Action::Restored { .. }));
         let (ledger, replica) = (self.step.ledger(), self.step.replica());

@@ -209,6 +209,8 @@ impl Simulation {
         // key the genesis does not list.
         for i in self.sc.n..self.sc.nodes() {
             self.restart(i);
+            // Its first start, not a restart.
+            self.stats.restarts = self.stats.restarts.saturating_sub(1);
         }
         for c in 0..self.clients.len() {
             let d = self.rng.random_range(0..200);
