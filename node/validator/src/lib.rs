@@ -19,6 +19,7 @@
 //! - [`metrics`], [`config`], [`daemon`] (process entry point), [`testnet`] (a new cluster's
 //!   files, one folder per host).
 
+pub mod chain_fetcher;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;

@@ -251,6 +251,20 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         tasks.spawn(format!("peer link to validator {peer} at {address}"), link);
         peers.insert(*peer, queue);
     }
+    tasks.spawn(
+        "chain fetcher",
+        crate::chain_fetcher::ChainFetcher {
+            me: id,
+            genesis: scbe_core::consensus::ValidatorSet::genesis(
+                v.genesis.directory().validators(),
+            ),
+            peers: v.peers.clone(),
+            tls: v.transport.is_tls(),
+            edge: Arc::clone(&directory),
+            links: Arc::clone(&links),
+        }
+        .run(),
+    );
     let (notify_view, notify_views) = watch::channel(NotifyView::default());
     if !v.genesis.file().notify.is_empty() {
         let ctx = Arc::new(NotifyContext {

@@ -33,6 +33,9 @@ pub struct Cluster {
     pub drop_kinds: BTreeSet<Kind>,
     checkpoint_interval: u64,
     tweak: fn(&mut ReplicaConfig),
+    /// Per replica, the directory its edge also resolves with: the sets a chain it fetched
+    /// proves beyond its own (`learn_ahead`, as the node's `EdgeDirectory::learn_ahead`).
+    pub ahead: BTreeMap<usize, Directory>,
 }
 
 impl Cluster {
@@ -65,6 +68,7 @@ impl Cluster {
             drop_kinds: BTreeSet::new(),
             checkpoint_interval,
             tweak,
+            ahead: BTreeMap::new(),
         };
         for i in 0..n {
             let mut r = Replica::new(
@@ -205,8 +209,21 @@ impl Cluster {
         if let Ok(m) = open(bytes, self.directory_of(to)) {
             return Some(m);
         }
+        if let Some(Ok(m)) = self.ahead.get(&to).map(|d| open(bytes, d)) {
+            return Some(m);
+        }
         open(bytes, self.directory_of(from)).expect("honest messages open");
         None
+    }
+
+    /// Replica `i`'s edge learns `sets` (a chain checked elsewhere): it resolves their keys
+    /// as well as its own directory's from now on.
+    pub fn learn_ahead(&mut self, i: usize, sets: &[ValidatorSet]) {
+        let dir = self
+            .directory_of(i)
+            .resolving(sets.iter())
+            .expect("valid keys");
+        self.ahead.insert(i, dir);
     }
 
     pub fn fire(&mut self, i: usize, kind: TimerKind) {

@@ -15,13 +15,12 @@ impl Simulation {
         if let Some(b) = self.nodes[to].byzantine.as_mut() {
             b.observe(&mut self.rng, &bytes);
         }
-        // The edge resolves signers in the receiver's epoch, as the runtime's does.
-        let Some(step) = self.nodes[to].step.as_ref() else {
-            return;
-        };
-        match open(&bytes, &step.replica().config().directory) {
-            Ok(message) => self.feed(to, Input::Message(message)),
-            Err(_) => self.stats.rejected_at_edge += 1,
+        // The edge resolves signers in the receiver's epoch, and in the sets it learnt ahead
+        // of it, as the runtime's does.
+        match self.open_at_edge(to, &bytes) {
+            Some(Ok(message)) => self.feed(to, Input::Message(message)),
+            Some(Err(_)) => self.stats.rejected_at_edge += 1,
+            None => {}
         }
     }
 

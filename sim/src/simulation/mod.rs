@@ -21,7 +21,7 @@ use scbe_core::rollout::evidence::OrderAction;
 use scbe_core::rollout::order::SignedOrder;
 use scbe_core::rollout::watcher::WatchSettings;
 use scbe_core::validator_step::ValidatorStep;
-use scbe_wire::{encode_envelope, open, MAX_ENVELOPE_BYTES};
+use scbe_wire::{encode_envelope, MAX_ENVELOPE_BYTES};
 use sha2::{Digest as _, Sha256};
 
 use crate::byzantine::Byzantine;
@@ -108,6 +108,8 @@ pub(crate) struct Node {
     /// Restarted and has not signed an own request since (the own-nonces checker wants its
     /// first nonce).
     pub(crate) fresh_restart: bool,
+    /// The sets its edge learnt ahead of its replica (`edge_ahead.rs`): lost on a crash.
+    pub(crate) edge: edge_ahead::EdgeAhead,
 }
 
 #[derive(PartialEq, Eq)]
@@ -418,6 +420,7 @@ impl Simulation {
                 n.step = None;
                 n.incarnation += 1;
                 n.armed.clear();
+                n.edge = Default::default();
             }
             Event::Restart(node) => self.restart(node),
             Event::Rekey(node) => self.rekey(node),
@@ -502,6 +505,7 @@ impl Simulation {
         n.step = None;
         n.incarnation += 1;
         n.armed.clear();
+        n.edge = Default::default();
         n.key = rotated_key(self.sc.seed, node);
         self.own_nonces.rekeyed(node, n.key.public());
         self.stats.rekeyed = true;
@@ -537,6 +541,7 @@ impl Simulation {
 
 // Message delivery and the core's actions.
 mod delivery;
+mod edge_ahead;
 mod report;
 mod setup;
 pub use report::{Report, Stats};

@@ -21,6 +21,8 @@ pub struct Stats {
     pub membership_changes: u64,
     /// Agents restarted with a new key after an approved re-key.
     pub agents_rekeyed: u64,
+    /// Times a node's edge learnt later validator sets from a peer's chain.
+    pub chains_learnt: u64,
     /// Settings changes applied, in the last ledger checked.
     pub settings_changes: u64,
     pub orders_obeyed: u64,

@@ -122,6 +122,7 @@ impl Simulation {
                 armed: BTreeMap::new(),
                 fleet: NodeFleet::default(),
                 fresh_restart: false,
+                edge: Default::default(),
             })
             .collect();
         let honest_keys = nodes

@@ -406,6 +406,9 @@ impl<A: StateMachine> Replica<A> {
                 {
                     self.on_state_response(r.clone(), from)
                 }
+                (Some(from), Message::StateResponse(r)) => {
+                    self.on_state_response_under_a_later_key(r.clone(), from, m.signer())
+                }
                 // Its boundary certificate still counts the old set's checkpoints: completed,
                 // it is the link that proves the set to others (and, for a validator re-keyed
                 // by the change, the proof its store takes the new key from).
@@ -441,6 +444,11 @@ impl<A: StateMachine> Replica<A> {
             return match m.value() {
                 Message::Checkpoint(c) => self.on_boundary_checkpoint(retype(&m, *c), from),
                 Message::StateRequest(r) => self.on_state_request(*r, from),
+                // A key of a set this replica has not reached: how it catches up when the
+                // peers were re-keyed while it was down.
+                Message::StateResponse(r) => {
+                    self.on_state_response_under_a_later_key(r.clone(), from, m.signer())
+                }
                 _ => self.drop_input("message signed by a key not in force"),
             };
         }

@@ -60,12 +60,19 @@ impl pb::consensus_server::Consensus for ConsensusService {
         let mut received = 0u64;
         while let Some(env) = stream.message().await? {
             received += 1;
-            let directory = self.directory.current();
+            // Also the keys of sets a checked chain proves beyond the one in force (peers
+            // re-keyed while this validator was down: `EdgeDirectory::learn_ahead`).
+            let directory = self.directory.resolver();
             match open_proto_cached(env, &directory, Some(&self.verified)) {
                 Ok(m) => {
                     if self.inbound.try_send(Inbound::Peer(m)).is_err() {
                         self.metrics.dropped("inbound queue full");
                     }
+                }
+                Err(scbe_wire::WireError::UnknownSigner(key)) => {
+                    tracing::debug!("dropped peer envelope: unknown signer {key}");
+                    self.metrics.dropped("peer envelope from an unknown signer");
+                    self.directory.note_unknown_signer();
                 }
                 Err(e) => {
                     tracing::debug!("dropped peer envelope: {e}");

@@ -23,6 +23,8 @@ use super::{provider, TlsError, TlsIdentity, Trust, ALPN_H2};
 #[derive(Debug, Clone)]
 pub struct PinnedKeys {
     keys: Arc<RwLock<BTreeSet<[u8; 32]>>>,
+    /// Any key is accepted ([`PinnedKeys::any_key`]).
+    any: bool,
     described: String,
 }
 
@@ -31,6 +33,19 @@ impl PinnedKeys {
     pub fn new(keys: impl IntoIterator<Item = PublicKey>, described: impl Into<String>) -> Self {
         PinnedKeys {
             keys: Arc::new(RwLock::new(keys.into_iter().map(|k| k.0).collect())),
+            any: false,
+            described: described.into(),
+        }
+    }
+
+    /// Accepts a certificate for any key (its holder still proves the key in the handshake).
+    /// Only for asking a peer for what proves itself from the genesis, the chain of validator
+    /// sets (a validator whose peers were all re-keyed while it was down has no key of theirs
+    /// to pin); never for a link whose answers are taken on the peer's word.
+    pub fn any_key(described: impl Into<String>) -> Self {
+        PinnedKeys {
+            keys: Arc::default(),
+            any: true,
             described: described.into(),
         }
     }
@@ -48,10 +63,12 @@ impl PinnedKeys {
     }
 
     pub fn contains(&self, key: &PublicKey) -> bool {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key.0)
+        self.any
+            || self
+                .keys
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key.0)
     }
 
     /// The key `cert` identifies, if it is one of these: the key in a self-signed certificate;

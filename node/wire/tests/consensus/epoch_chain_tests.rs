@@ -79,6 +79,54 @@ fn a_replica_two_epochs_behind_walks_the_links_to_a_later_sets_checkpoint() {
     assert_eq!(c.replica(2).last_executed(), Seq(last + 1));
 }
 
+/// Replica 2 is away while every other validator is re-keyed (epochs 1 to 3). Back, it hears
+/// nothing: every peer signs with a key its edge does not know. Once its edge learns the
+/// later sets (from a chain the node's fetcher checked from the genesis), the peers' state
+/// responses reach the replica, which checks the links they carry from its own set, takes
+/// them signed under the new keys, and catches up to a full member of epoch 3.
+#[test]
+fn a_replica_whose_every_peer_was_rekeyed_catches_up_once_its_edge_learns_the_chain() {
+    let mut c = Cluster::new(4, 4);
+    let mut last = two_rotations_while_2_is_away(&mut c);
+    rotate(&mut c, 0, last + 1);
+    c.isolate(2);
+    c.decide_each(0, last + 2..=last + 4);
+    last += 4;
+    assert_eq!(c.replica(0).epoch(), 3);
+    assert_eq!(link_epochs(&c, 0), vec![1, 2, 3]);
+    let members = members(&c);
+    assert!(
+        (0..4)
+            .filter(|i| *i != 2)
+            .all(|i| !c.dir.in_force(ReplicaId(i as u32), &members[i].1)),
+        "every validator but 2 has a key replica 2 has never seen"
+    );
+
+    c.heal();
+    c.fire(2, TimerKind::Status);
+    assert_eq!(c.replica(2).epoch(), 0, "nothing it can open");
+    assert_eq!(c.replica(2).last_executed(), Seq(0));
+
+    let sets: Vec<ValidatorSet> = c
+        .replica(0)
+        .epoch_links()
+        .values()
+        .map(|l| l.set.clone())
+        .collect();
+    c.learn_ahead(2, &sets);
+    c.fire(2, TimerKind::Status);
+    let r2 = c.replica(2);
+    assert_eq!(r2.epoch(), 3);
+    assert!(!r2.observing(), "its own key is still in force");
+    assert_eq!(r2.last_executed(), Seq(last));
+    assert_eq!(r2.app().digest(), c.replica(0).app().digest());
+    assert_eq!(link_epochs(&c, 2), vec![1, 2, 3]);
+    // It counts in epoch 3: with replica 3 cut off, 0, 1 and 2 are the quorum that decides.
+    c.isolate(3);
+    c.decide_each(0, last + 1..=last + 1);
+    assert_eq!(c.replica(2).last_executed(), Seq(last + 1));
+}
+
 /// Links are persisted: a replica restarted after the rotations still proves the chain, and a
 /// replica behind catches up from it alone.
 #[test]

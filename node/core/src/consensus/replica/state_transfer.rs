@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+use crate::crypto::PublicKey;
+
 use super::super::action::{Action, Record};
 use super::super::certificate::{check_checkpoint_cert, check_commit_cert};
 use super::super::config::ReplicaConfig;
@@ -161,6 +163,33 @@ impl<A: StateMachine> Replica<A> {
             to: from,
             envelope: Arc::clone(signed.envelope()),
         });
+    }
+
+    /// A state response from `from` signed with `signer`, which the set this replica is in
+    /// does not list: `from` was re-keyed in an epoch this replica has not reached (every peer
+    /// may have been, while it was down, and then their responses are all it can catch up
+    /// from). The links it carries are checked first, from the chain this replica holds; the
+    /// response is taken only if a later set on the chain lists `signer` as `from`'s key. What
+    /// it carries is proven by its certificates, as any response's; the key only names the
+    /// peer to ask next.
+    pub(super) fn on_state_response_under_a_later_key(
+        &mut self,
+        resp: StateResponse,
+        from: ReplicaId,
+        signer: &PublicKey,
+    ) {
+        if let Err(reason) = self.learn_links(resp.epochs.clone()) {
+            return self.drop_input(reason);
+        }
+        let mine = self.epoch();
+        let proven = self
+            .epoch_links
+            .range(mine + 1..)
+            .any(|(_, link)| link.set.members.contains(&(from, *signer)));
+        if !proven {
+            return self.drop_input("state response signed by a key no later set lists");
+        }
+        self.on_state_response(resp, from)
     }
 
     pub(super) fn on_state_response(&mut self, resp: StateResponse, from: ReplicaId) {

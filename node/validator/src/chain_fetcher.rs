@@ -1,0 +1,98 @@
+//! The way back for a validator whose peers were re-keyed while it was down. Their
+//! certificates carry keys its links do not pin, and their envelopes keys its edge cannot
+//! resolve, so it hears nothing from them and cannot catch up. While a peer link is down, or
+//! the edge has refused envelopes from unknown signers since the last look, [`ChainFetcher`]
+//! asks the peers for their chain of validator sets (the `Status` call `scbe` makes), accepting
+//! any certificate for that one call: the chain proves itself, each link checked from the
+//! genesis. The sets it proves beyond the one in force go to the edge
+//! ([`EdgeDirectory::learn_ahead`]), whose pins and resolver then accept the peers' new keys;
+//! their state responses carry the same links, which the replica checks itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scbe_core::consensus::{EpochLink, ValidatorSet};
+use scbe_wire::governance_client::Client;
+use scbe_wire::tls::{Dial, PinnedKeys};
+
+use crate::edge_directory::EdgeDirectory;
+use crate::links::Links;
+
+/// How often the fetcher looks whether it should ask.
+const LOOK_INTERVAL: Duration = Duration::from_secs(3);
+/// How long one round of asks may take.
+const ASK_DEADLINE: Duration = Duration::from_secs(3);
+
+pub struct ChainFetcher {
+    pub me: u32,
+    /// The genesis's validator set: every chain is checked from it.
+    pub genesis: ValidatorSet,
+    /// Where each peer is reached (`[peers]` or the genesis).
+    pub peers: BTreeMap<u32, String>,
+    pub tls: bool,
+    pub edge: Arc<EdgeDirectory>,
+    pub links: Arc<Links>,
+}
+
+impl ChainFetcher {
+    pub async fn run(self) {
+        let mut strangers_seen = 0;
+        loop {
+            tokio::time::sleep(LOOK_INTERVAL).await;
+            let strangers = self.edge.unknown_signers();
+            let link_down = self.links.peers().values().any(|p| !p.connected);
+            if strangers == strangers_seen && !link_down {
+                continue;
+            }
+            strangers_seen = strangers;
+            self.ask_once().await;
+        }
+    }
+
+    /// Asks every peer for its chain at once and gives the edge the longest that checks from
+    /// the genesis; returns the newest epoch it proves beyond what the edge knew, if any.
+    pub async fn ask_once(&self) -> Option<u64> {
+        let asks = self.peers.iter().map(|(peer, address)| {
+            let dial = if self.tls {
+                Dial::tls(
+                    address,
+                    PinnedKeys::any_key(format!("validator {peer}'s key, whatever it is now")),
+                )
+                .ok()
+            } else {
+                Some(Dial::plaintext(address))
+            };
+            async move {
+                let mut c = Client::connect(&dial?, None).await.ok()?;
+                c.status(None).await.ok()
+            }
+        });
+        let replies = tokio::time::timeout(ASK_DEADLINE, futures_util::future::join_all(asks))
+            .await
+            .unwrap_or_default();
+        let mut chains: Vec<Vec<EpochLink>> = replies
+            .into_iter()
+            .flatten()
+            .filter_map(|reply| {
+                let links = scbe_wire::epoch_links_beyond(&self.genesis, &reply.epochs).ok()?;
+                EpochLink::advance(&self.genesis, &links).ok()?;
+                Some(links)
+            })
+            .collect();
+        chains.sort_by_key(|c| std::cmp::Reverse(c.len()));
+        let longest = chains.into_iter().next()?;
+        let newest = longest.last()?.epoch();
+        if !self.edge.learn_ahead(longest.into_iter().map(|l| l.set)) {
+            return None;
+        }
+        tracing::warn!(
+            node = self.me,
+            in_force = self.edge.current().epoch(),
+            newest,
+            "peers are in later validator-set epochs, proven from the genesis by their chain: \
+             accepting their keys in those sets to catch up"
+        );
+        Some(newest)
+    }
+}
