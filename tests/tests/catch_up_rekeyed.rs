@@ -5,7 +5,8 @@
 //! asks them for their chain, checks it from the genesis, and its edge then accepts their
 //! keys in the later sets. It catches up into epoch 3 and its vote counts: with validator 2
 //! down, the next proposal is approved by 0, 1 and 3. `scbe` with only the genesis in hand
-//! reaches a re-keyed validator the same way, through the chain.
+//! reaches a re-keyed validator the same way, through the chain, even when no validator of
+//! the genesis still holds its genesis key.
 
 use scbe_sim::local::LocalOptions;
 use scbe_tests::{fast, Harness};
@@ -87,4 +88,12 @@ async fn a_validator_down_while_every_peer_was_rekeyed_catches_up() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("APPROVED"), "{text}");
     assert!(h.cluster.is_running(3), "{}", h.cluster.log(3));
+
+    // With only re-keyed validators up (2 and 3 down), `scbe` with only the genesis still
+    // reaches validator 0: it asks them for the chain accepting any certificate, and checks
+    // the chain from the genesis.
+    h.cluster.kill(3);
+    let (code, text) = h.scbe_text(0, &["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("epoch 3"), "{text}");
 }

@@ -21,6 +21,8 @@ use crate::links::Links;
 
 /// How often the fetcher looks whether it should ask.
 const LOOK_INTERVAL: Duration = Duration::from_secs(3);
+/// A peer link down for good is looked into at most every `LOOK_INTERVAL << 5` (96 s).
+const MAX_BACKOFF_SHIFT: u32 = 5;
 /// How long one round of asks may take.
 const ASK_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -38,15 +40,27 @@ pub struct ChainFetcher {
 impl ChainFetcher {
     pub async fn run(self) {
         let mut strangers_seen = 0;
+        // Asks for a link that stays down (a peer simply off) back off, up to
+        // `LOOK_INTERVAL << MAX_BACKOFF_SHIFT`; new unknown signers ask at the next look.
+        let mut backoff = 0u32;
+        let mut next_for_links = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(LOOK_INTERVAL).await;
             let strangers = self.edge.unknown_signers();
             let link_down = self.links.peers().values().any(|p| !p.connected);
-            if strangers == strangers_seen && !link_down {
+            let now = tokio::time::Instant::now();
+            if strangers != strangers_seen {
+                backoff = 0;
+            } else if !link_down || now < next_for_links {
                 continue;
             }
             strangers_seen = strangers;
-            self.ask_once().await;
+            if self.ask_once().await.is_some() {
+                backoff = 0;
+            } else {
+                backoff = (backoff + 1).min(MAX_BACKOFF_SHIFT);
+            }
+            next_for_links = now + LOOK_INTERVAL * (1 << backoff);
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Dial {
     link: Link,
     /// The keys a TLS dial accepts (shared with its link's verifier).
     pins: Option<PinnedKeys>,
+    /// How a TLS server's certificate names its key.
+    trust: Trust,
 }
 
 impl Dial {
@@ -59,7 +61,7 @@ impl Dial {
                 url: url.to_string(),
             })?;
             (
-                Link::Tls(client_config_trusting(None, trust, keys.clone())?),
+                Link::Tls(client_config_trusting(None, trust.clone(), keys.clone())?),
                 Some(keys),
             )
         } else {
@@ -70,6 +72,7 @@ impl Dial {
             addr: addr.to_string(),
             link,
             pins,
+            trust,
         })
     }
 
@@ -80,6 +83,7 @@ impl Dial {
             addr: addr.to_string(),
             link: Link::Plaintext,
             pins: None,
+            trust: Trust::SelfSigned,
         }
     }
 
@@ -90,6 +94,7 @@ impl Dial {
             addr: addr.to_string(),
             link: Link::Tls(client_config(None, keys.clone())?),
             pins: Some(keys),
+            trust: Trust::SelfSigned,
         })
     }
 
@@ -102,7 +107,25 @@ impl Dial {
             addr: addr.to_string(),
             link: self.link.clone(),
             pins: self.pins.clone(),
+            trust: self.trust.clone(),
         }
+    }
+
+    /// Another validator at `addr` dialled the same way, but accepting a certificate for any
+    /// key ([`PinnedKeys::any_key`]): only to ask for the chain of validator sets, which is
+    /// checked from the genesis (every validator of the genesis may have been re-keyed since).
+    pub fn to_any_key(&self, addr: &str) -> Result<Dial, TlsError> {
+        if !self.link.is_tls() {
+            return Ok(self.to(addr));
+        }
+        let keys = PinnedKeys::any_key("a validator, to ask for its chain of validator sets");
+        Ok(Dial {
+            url: format!("https://{addr}"),
+            addr: addr.to_string(),
+            link: Link::Tls(client_config_trusting(None, self.trust.clone(), keys.clone())?),
+            pins: Some(keys),
+            trust: self.trust.clone(),
+        })
     }
 
     /// The keys this dial (and every [`Self::to`] made from it) accepts under TLS; replacing
