@@ -122,7 +122,11 @@ impl Dial {
         Ok(Dial {
             url: format!("https://{addr}"),
             addr: addr.to_string(),
-            link: Link::Tls(client_config_trusting(None, self.trust.clone(), keys.clone())?),
+            link: Link::Tls(client_config_trusting(
+                None,
+                self.trust.clone(),
+                keys.clone(),
+            )?),
             pins: Some(keys),
             trust: self.trust.clone(),
         })
