@@ -147,10 +147,10 @@ pub fn rekeyed_key(id: &str) -> Keypair {
     Keypair::from_label(&format!("sim/rekeyed/{id}"))
 }
 
-/// A healthy report for `rollout` on `version` signed under agent `agent`'s name with `key`
-/// (a retired key an attacker kept), marked with [`LEAKED_KEY_TASKS_PER_MINUTE`].
-pub fn leaked_key_report(agent: &str, rollout: u64, version: &str, key: &Keypair) -> HealthReport {
-    let body = HealthBody {
+/// A report body claiming agent `agent` is healthy on `version` over a whole window, as the
+/// forgers of this module sign it.
+fn healthy_body(agent: &str, rollout: u64, version: &str) -> HealthBody {
+    HealthBody {
         agent: agent.into(),
         rollout,
         version: version.into(),
@@ -161,8 +161,17 @@ pub fn leaked_key_report(agent: &str, rollout: u64, version: &str, key: &Keypair
         error_rate_mean: 0.0,
         response_ms_p95: 50.0,
         safety_min: 0.99,
-        tasks_per_minute: LEAKED_KEY_TASKS_PER_MINUTE,
+        tasks_per_minute: 60.0,
         latest: vec![],
+    }
+}
+
+/// A healthy report for `rollout` on `version` signed under agent `agent`'s name with `key`
+/// (a retired key an attacker kept), marked with [`LEAKED_KEY_TASKS_PER_MINUTE`].
+pub fn leaked_key_report(agent: &str, rollout: u64, version: &str, key: &Keypair) -> HealthReport {
+    let body = HealthBody {
+        tasks_per_minute: LEAKED_KEY_TASKS_PER_MINUTE,
+        ..healthy_body(agent, rollout, version)
     };
     HealthReport::sign(&body, key)
 }
@@ -360,20 +369,7 @@ impl NodeFleet {
         if agents.is_empty() {
             return None;
         }
-        let healthy = |agent: &str| HealthBody {
-            agent: agent.into(),
-            rollout: step.rollout,
-            version: step.version.clone(),
-            report: 1,
-            samples: MIN_SAMPLES * 3,
-            window: MIN_SAMPLES,
-            coherence_mean: 0.95,
-            error_rate_mean: 0.0,
-            response_ms_p95: 50.0,
-            safety_min: 0.99,
-            tasks_per_minute: 60.0,
-            latest: vec![],
-        };
+        let healthy = |agent: &str| healthy_body(agent, step.rollout, &step.version);
         let ack = |agent: &str| AckBody {
             agent: agent.into(),
             rollout: step.rollout,

@@ -37,17 +37,16 @@ impl Simulation {
     /// Sends verified evidence to every validator, each copy with its own network delay.
     fn publish(&mut self, evidence: Evidence) {
         for node in 0..self.sc.nodes() {
-            let delay = self
-                .rng
-                .random_range(self.sc.delay_min_ms..=self.sc.delay_max_ms);
-            self.schedule(
-                delay,
-                Event::Evidence {
-                    node,
-                    evidence: evidence.clone(),
-                },
-            );
+            self.send_evidence(node, evidence.clone());
         }
+    }
+
+    /// Sends evidence to validator `node` with a network delay.
+    fn send_evidence(&mut self, node: usize, evidence: Evidence) {
+        let delay = self
+            .rng
+            .random_range(self.sc.delay_min_ms..=self.sc.delay_max_ms);
+        self.schedule(delay, Event::Evidence { node, evidence });
     }
 
     pub(crate) fn fleet_tick(&mut self) {
@@ -152,18 +151,7 @@ impl Simulation {
                     .ledger(node)
                     .and_then(|l| l.state().agent(&id).map(|a| a.key));
                 match lie.open(|_| listed.as_ref()) {
-                    Ok(body) => {
-                        let delay = self
-                            .rng
-                            .random_range(self.sc.delay_min_ms..=self.sc.delay_max_ms);
-                        self.schedule(
-                            delay,
-                            Event::Evidence {
-                                node,
-                                evidence: Evidence::Report(lie.clone(), body),
-                            },
-                        );
-                    }
+                    Ok(body) => self.send_evidence(node, Evidence::Report(lie.clone(), body)),
                     Err(_) => self.stats.evidence_refused += 1,
                 }
             }

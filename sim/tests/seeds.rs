@@ -1,7 +1,22 @@
 //! A few hundred simulator seeds on every CI run (the full 2000/500 runs are in the README).
 
 use scbe_sim::check::{check, replay_command, CheckOptions};
-use scbe_sim::scenario::Overrides;
+use scbe_sim::scenario::{Overrides, Scenario};
+use scbe_sim::simulation::{Report, Simulation};
+
+/// Runs `scenario` (derived under `overrides`) and asserts every invariant held, naming the
+/// seed and the command that replays it.
+fn run_passing(scenario: Scenario, overrides: &Overrides) -> Report {
+    let r = Simulation::new(scenario).run();
+    assert!(
+        r.passed(),
+        "seed {}: {:?}\n  replay: {}",
+        r.scenario.seed,
+        r.violations.first(),
+        replay_command(r.scenario.seed, overrides)
+    );
+    r
+}
 
 fn run(first_seed: u64, seeds: u64, validators: usize, byzantine: usize) {
     let overrides = Overrides {
@@ -79,19 +94,12 @@ fn a_validator_restarted_mid_rollout_is_heard_again() {
     let (mut restarted, mut heard) = (0, 0);
     let mut seed = 50_000;
     while restarted < 12 && seed < 50_200 {
-        let scenario = scbe_sim::scenario::Scenario::derive(seed, &overrides);
+        let scenario = Scenario::derive(seed, &overrides);
         seed += 1;
         if scenario.restart_mid_rollout.is_none() {
             continue;
         }
-        let r = scbe_sim::simulation::Simulation::new(scenario).run();
-        assert!(
-            r.passed(),
-            "seed {}: {:?}\n  replay: {}",
-            r.scenario.seed,
-            r.violations.first(),
-            replay_command(r.scenario.seed, &overrides)
-        );
+        let r = run_passing(scenario, &overrides);
         if r.stats.restarted_mid_rollout.is_some() {
             restarted += 1;
             if r.stats.own_executed_after_restart > 0 {
@@ -120,13 +128,7 @@ fn membership_changes_happen_and_every_invariant_holds_across_them() {
     let mut changed_twice = 0;
     let mut rekeyed = 0;
     for seed in 40_000..40_060 {
-        let r = scbe_sim::simulation::run_seed(seed, &overrides);
-        assert!(
-            r.passed(),
-            "seed {seed}: {:?}\n  replay: {}",
-            r.violations.first(),
-            replay_command(seed, &overrides)
-        );
+        let r = run_passing(Scenario::derive(seed, &overrides), &overrides);
         if r.scenario.fleet.membership && r.stats.membership_changes >= 2 {
             changed_twice += 1;
         }
@@ -158,20 +160,13 @@ fn an_added_validator_catches_up_and_keeps_up() {
     let mut added = 0;
     let mut seed = 60_000;
     while added < 8 && seed < 60_100 {
-        let scenario = scbe_sim::scenario::Scenario::derive(seed, &overrides);
+        let scenario = Scenario::derive(seed, &overrides);
         seed += 1;
         if scenario.validator_change != Some(scbe_sim::scenario::ValidatorShift::Add) {
             continue;
         }
         assert_eq!(scenario.nodes(), 5);
-        let r = scbe_sim::simulation::Simulation::new(scenario).run();
-        assert!(
-            r.passed(),
-            "seed {}: {:?}\n  replay: {}",
-            r.scenario.seed,
-            r.violations.first(),
-            replay_command(r.scenario.seed, &overrides)
-        );
+        let r = run_passing(scenario, &overrides);
         assert_eq!(
             r.stats.epochs, 1,
             "seed {}: the addition applied",
@@ -200,7 +195,7 @@ fn a_byzantine_validators_rotated_key_stops_counting() {
     let mut restarted = 0;
     let mut seed = 70_000;
     while rotated < 8 && seed < 70_200 {
-        let scenario = scbe_sim::scenario::Scenario::derive(seed, &overrides);
+        let scenario = Scenario::derive(seed, &overrides);
         seed += 1;
         let Some(scbe_sim::scenario::ValidatorShift::Rotate { id, .. }) = scenario.validator_change
         else {
@@ -209,14 +204,7 @@ fn a_byzantine_validators_rotated_key_stops_counting() {
         if !scenario.is_byzantine(id) {
             continue;
         }
-        let r = scbe_sim::simulation::Simulation::new(scenario).run();
-        assert!(
-            r.passed(),
-            "seed {}: {:?}\n  replay: {}",
-            r.scenario.seed,
-            r.violations.first(),
-            replay_command(r.scenario.seed, &overrides)
-        );
+        let r = run_passing(scenario, &overrides);
         rotated += 1;
         restarted += usize::from(r.stats.rekeyed);
     }

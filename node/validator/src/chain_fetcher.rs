@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scbe_core::consensus::{EpochLink, ValidatorSet};
-use scbe_wire::governance_client::Client;
+use scbe_core::consensus::ValidatorSet;
 use scbe_wire::tls::{Dial, PinnedKeys};
 
 use crate::edge_directory::EdgeDirectory;
@@ -67,35 +66,17 @@ impl ChainFetcher {
     /// Asks every peer for its chain at once and gives the edge the longest that checks from
     /// the genesis; returns the newest epoch it proves beyond what the edge knew, if any.
     pub async fn ask_once(&self) -> Option<u64> {
-        let asks = self.peers.iter().map(|(peer, address)| {
-            let dial = if self.tls {
-                Dial::tls(
-                    address,
-                    PinnedKeys::any_key(format!("validator {peer}'s key, whatever it is now")),
-                )
-                .ok()
+        let dials = self.peers.iter().filter_map(|(peer, address)| {
+            if self.tls {
+                let any =
+                    PinnedKeys::any_key(format!("validator {peer}'s key, whatever it is now"));
+                Dial::tls(address, any).ok()
             } else {
                 Some(Dial::plaintext(address))
-            };
-            async move {
-                let mut c = Client::connect(&dial?, None).await.ok()?;
-                c.status(None).await.ok()
             }
         });
-        let replies = tokio::time::timeout(ASK_DEADLINE, futures_util::future::join_all(asks))
-            .await
-            .unwrap_or_default();
-        let mut chains: Vec<Vec<EpochLink>> = replies
-            .into_iter()
-            .flatten()
-            .filter_map(|reply| {
-                let links = scbe_wire::epoch_links_beyond(&self.genesis, &reply.epochs).ok()?;
-                EpochLink::advance(&self.genesis, &links).ok()?;
-                Some(links)
-            })
-            .collect();
-        chains.sort_by_key(|c| std::cmp::Reverse(c.len()));
-        let longest = chains.into_iter().next()?;
+        let longest =
+            scbe_wire::chain_ask::longest_checked_chain(dials, &self.genesis, ASK_DEADLINE).await?;
         let newest = longest.last()?.epoch();
         if !self.edge.learn_ahead(longest.into_iter().map(|l| l.set)) {
             return None;

@@ -196,29 +196,42 @@ fn keys_of(dir: &Directory, p: u32) -> Vec<scbe_core::crypto::PublicKey> {
 mod tests {
     use super::*;
     use scbe_core::consensus::ValidatorSet;
-    use scbe_core::crypto::Keypair;
+    use scbe_core::crypto::{Keypair, PublicKey};
+
+    /// Four genesis validators and an edge with links to 1, 2 and 3; validator 3's new key
+    /// and the epoch-1 set (from seq 5) that puts it in force.
+    fn validator_3_rekeyed() -> (
+        Vec<PublicKey>,
+        Directory,
+        EdgeDirectory,
+        PublicKey,
+        ValidatorSet,
+    ) {
+        let keys: Vec<_> = (0..4)
+            .map(|i| Keypair::from_label(&format!("edge{i}")).public())
+            .collect();
+        let genesis = Directory::new(keys.clone(), Vec::new()).expect("directory");
+        let edge = EdgeDirectory::new(genesis.clone(), [1, 2, 3]);
+        let new = Keypair::from_label("edge3 rotated").public();
+        let mut set = ValidatorSet::genesis(&keys);
+        set.epoch = 1;
+        set.start = scbe_core::consensus::Seq(5);
+        set.members[3].1 = new;
+        (keys, genesis, edge, new, set)
+    }
 
     /// After validator 3 is re-keyed, the edge resolves its new key, its link accepts the new
     /// certificate (and the old one, for the epoch after), and callers are checked against
     /// the new set; a clone of the pins taken before (what a server or link holds) sees it.
     #[test]
     fn the_edge_follows_a_rotation_without_a_restart() {
-        let keys: Vec<_> = (0..4)
-            .map(|i| Keypair::from_label(&format!("edge{i}")).public())
-            .collect();
-        let genesis = Directory::new(keys.clone(), Vec::new()).expect("directory");
-        let edge = EdgeDirectory::new(genesis.clone(), [1, 2, 3]);
+        let (keys, genesis, edge, new, set) = validator_3_rekeyed();
         let link_to_3 = edge.peer_pins(3).expect("a peer").clone();
         let callers = edge.validators().clone();
-        let new = Keypair::from_label("edge3 rotated").public();
         assert!(!link_to_3.contains(&new));
         assert!(!callers.contains(&new));
         assert!(edge.current().principal(&new).is_none());
 
-        let mut set = ValidatorSet::genesis(&keys);
-        set.epoch = 1;
-        set.start = scbe_core::consensus::Seq(5);
-        set.members[3].1 = new;
         edge.follow(&genesis.next(&set).expect("next"));
         assert!(link_to_3.contains(&new) && link_to_3.contains(&keys[3]));
         assert!(!link_to_3.contains(&keys[2]), "only validator 3's keys");
@@ -242,18 +255,9 @@ mod tests {
     /// epoch's alone.
     #[test]
     fn sets_learnt_ahead_are_accepted_until_the_replica_reaches_them() {
-        let keys: Vec<_> = (0..4)
-            .map(|i| Keypair::from_label(&format!("ahead{i}")).public())
-            .collect();
-        let genesis = Directory::new(keys.clone(), Vec::new()).expect("directory");
-        let edge = EdgeDirectory::new(genesis.clone(), [1, 2, 3]);
+        let (keys, genesis, edge, new, set) = validator_3_rekeyed();
         let link_to_3 = edge.peer_pins(3).expect("a peer").clone();
         let callers = edge.validators().clone();
-        let new = Keypair::from_label("ahead3 rotated").public();
-        let mut set = ValidatorSet::genesis(&keys);
-        set.epoch = 1;
-        set.start = scbe_core::consensus::Seq(5);
-        set.members[3].1 = new;
 
         assert!(
             !edge.learn_ahead([ValidatorSet::genesis(&keys)]),

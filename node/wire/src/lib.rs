@@ -19,6 +19,7 @@
 //! Protobuf types (`scbe_proto`) appear in the crates above only where they serve or call gRPC.
 
 pub mod audit_log;
+pub mod chain_ask;
 pub mod config_error;
 pub mod daemon;
 pub mod decode;

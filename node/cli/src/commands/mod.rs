@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use scbe_core::consensus::{EpochLink, ValidatorSet};
 use scbe_wire::genesis::Genesis;
 use scbe_wire::governance_client::Client;
 use scbe_wire::tls::{Dial, PinnedKeys};
@@ -108,27 +109,13 @@ async fn reach_through_chain(node: &Dial, g: &Genesis) {
     if node.connect().await.is_ok() {
         return;
     }
-    let asks = g.file().validators.iter().map(|v| {
-        // Any key: every validator of the genesis may have been re-keyed since, and the
-        // chain checks from the genesis whoever serves it.
-        let peer = node.to_any_key(&v.address).ok();
-        async move {
-            let mut c = scbe_wire::governance_client::Client::connect(&peer?, None)
-                .await
-                .ok()?;
-            c.status(None).await.ok()
-        }
-    });
-    let replies = tokio::time::timeout(CHAIN_DEADLINE, futures_util::future::join_all(asks))
-        .await
-        .unwrap_or_default();
-    // The longest chain that checks: a validator behind reports a shorter one.
-    let mut replies: Vec<_> = replies.into_iter().flatten().collect();
-    replies.sort_by_key(|r| std::cmp::Reverse(r.epochs.len()));
-    for reply in replies {
-        if follow_chain(node, g, &reply).is_ok() {
-            return;
-        }
+    // Any key: every validator of the genesis may have been re-keyed since, and the chain
+    // checks from the genesis whoever serves it.
+    let dials = (g.file().validators.iter()).filter_map(|v| node.to_any_key(&v.address).ok());
+    let root = ValidatorSet::genesis(g.directory().validators());
+    let longest = scbe_wire::chain_ask::longest_checked_chain(dials, &root, CHAIN_DEADLINE).await;
+    if let (Some(links), Some(pins)) = (longest.filter(|l| !l.is_empty()), node.pins()) {
+        pin_chain(pins, &root, &links);
     }
 }
 
@@ -143,14 +130,18 @@ pub fn follow_chain(
     let (Some(pins), false) = (node.pins(), reply.epochs.is_empty()) else {
         return Ok(());
     };
-    let root = scbe_core::consensus::ValidatorSet::genesis(g.directory().validators());
-    let links = scbe_wire::epoch_links_beyond(&root, &reply.epochs)?;
-    scbe_core::consensus::EpochLink::advance(&root, &links)?;
+    let root = ValidatorSet::genesis(g.directory().validators());
+    let links = scbe_wire::chain_ask::checked_chain(&root, &reply.epochs)?;
+    pin_chain(pins, &root, &links);
+    Ok(())
+}
+
+/// Pins to every key of every set on the chain from `root` through `links`.
+fn pin_chain(pins: &PinnedKeys, root: &ValidatorSet, links: &[EpochLink]) {
     pins.replace(
         root.members
             .iter()
             .chain(links.iter().flat_map(|l| l.set.members.iter()))
             .map(|(_, k)| *k),
     );
-    Ok(())
 }

@@ -42,6 +42,25 @@ fn two_rotations_while_2_is_away(c: &mut Cluster) -> u64 {
     9
 }
 
+/// Replica 2 caught up: a full member of `epoch` (its own key still in force) at `last`, with
+/// replica 0's state and the links to every epoch up to `epoch`, and it counts: with replica 3
+/// cut off, 0, 1 and 2 are the quorum that decides the next request.
+fn assert_2_caught_up_and_counts(c: &mut Cluster, epoch: u64, last: u64) {
+    let r2 = c.replica(2);
+    assert_eq!(r2.epoch(), epoch);
+    assert!(!r2.observing(), "its own key is still in force");
+    assert_eq!(r2.last_executed(), Seq(last));
+    assert_eq!(r2.app().digest(), c.replica(0).app().digest());
+    assert_eq!(
+        link_epochs(c, 2),
+        (1..=epoch).collect::<Vec<_>>(),
+        "it kept the links it checked"
+    );
+    c.isolate(3);
+    c.decide_each(0, last + 1..=last + 1);
+    assert_eq!(c.replica(2).last_executed(), Seq(last + 1));
+}
+
 /// Replica 2, at genesis, is two epochs behind a stable checkpoint signed by validators 1 and
 /// 3's new keys (which it has never seen). The response carries both links; it checks them
 /// from the genesis set, installs the state, and is a full member of epoch 2. It keeps the
@@ -63,20 +82,7 @@ fn a_replica_two_epochs_behind_walks_the_links_to_a_later_sets_checkpoint() {
 
     c.heal();
     c.fire(2, TimerKind::Status);
-    let r2 = c.replica(2);
-    assert_eq!(r2.epoch(), 2);
-    assert!(!r2.observing(), "its own key is still in force");
-    assert_eq!(r2.last_executed(), Seq(last));
-    assert_eq!(r2.app().digest(), c.replica(0).app().digest());
-    assert_eq!(
-        link_epochs(&c, 2),
-        vec![1, 2],
-        "it kept the links it checked"
-    );
-    // It counts in epoch 2: with replica 3 cut off, 0, 1 and 2 are the quorum that decides.
-    c.isolate(3);
-    c.decide_each(0, last + 1..=last + 1);
-    assert_eq!(c.replica(2).last_executed(), Seq(last + 1));
+    assert_2_caught_up_and_counts(&mut c, 2, last);
 }
 
 /// Replica 2 is away while every other validator is re-keyed (epochs 1 to 3). Back, it hears
@@ -115,16 +121,7 @@ fn a_replica_whose_every_peer_was_rekeyed_catches_up_once_its_edge_learns_the_ch
         .collect();
     c.learn_ahead(2, &sets);
     c.fire(2, TimerKind::Status);
-    let r2 = c.replica(2);
-    assert_eq!(r2.epoch(), 3);
-    assert!(!r2.observing(), "its own key is still in force");
-    assert_eq!(r2.last_executed(), Seq(last));
-    assert_eq!(r2.app().digest(), c.replica(0).app().digest());
-    assert_eq!(link_epochs(&c, 2), vec![1, 2, 3]);
-    // It counts in epoch 3: with replica 3 cut off, 0, 1 and 2 are the quorum that decides.
-    c.isolate(3);
-    c.decide_each(0, last + 1..=last + 1);
-    assert_eq!(c.replica(2).last_executed(), Seq(last + 1));
+    assert_2_caught_up_and_counts(&mut c, 3, last);
 }
 
 /// Links are persisted: a replica restarted after the rotations still proves the chain, and a
