@@ -1,8 +1,10 @@
-//! Restoring a snapshot (a restart, a state transfer): the ledger decodes it once, installs it
-//! only at the digest the caller expects, and leaves itself untouched when refused.
+//! Snapshots: how one is sized before it is encoded, that floats come back exactly, and
+//! restoring one (a restart, a state transfer): the ledger decodes it once, installs it only at
+//! the digest the caller expects, and leaves itself untouched when refused.
 
 use super::ledger::{Ledger, StateDigest};
 use super::ledger_world::World;
+use super::operation::Operation;
 use crate::consensus::StateMachine as _;
 
 #[test]
@@ -92,4 +94,75 @@ fn a_settled_states_size_hint_is_its_json_length_to_within_4_kib() {
         hint >= json && hint <= json + 4096,
         "hint {hint} for {json} bytes"
     );
+}
+
+/// A ledger's snapshot is judged by its size before it is encoded: the settled state's hint
+/// plus the journal's length, never less than the bytes it encodes to than a few bytes of
+/// framing, and not far more.
+#[test]
+fn a_snapshots_size_before_encoding_is_close_to_its_bytes() {
+    let mut w = World::new();
+    for i in 0..8 {
+        let version = format!("r{i}");
+        let rollout = w.promote_to_canary(&version);
+        w.complete_batches(rollout, &version);
+    }
+    w.ledger.before_checkpoint();
+    let snapshot = w.ledger.snapshot();
+    assert!(!snapshot.is_encoded());
+    let hint = snapshot.size_hint();
+    let len = snapshot.bytes().len();
+    assert!(
+        hint + 64 >= len && hint <= len + 4096,
+        "hint {hint} for {len} bytes"
+    );
+}
+
+/// A float in the state (a metric of a manifest, or an agent's health figure) must come back
+/// from a snapshot exactly: the restored state is digested again, and a digest one ULP away
+/// refuses the snapshot (a restart fails, a lagging replica cannot catch up). serde_json's
+/// default float parser is off by one ULP for some values: a manifest metric written with 17
+/// digits, 0.91801793343883853, parses to 0.9180179334388385, which is written back as
+/// "0.9180179334388385" and parses again to 0.9180179334388384 (a fifth of random 17-digit
+/// values did so). The workspace enables serde_json's `float_roundtrip`. (Found through the
+/// `EntryMap` property test.)
+#[test]
+fn a_snapshot_restores_floats_exactly_so_its_digest_holds() {
+    use super::{fuse, parse_manifest, Gates};
+    let manifest = |p: &str, role: &str, q: &str| {
+        let text = format!(
+            r#"{{"provider": "{p}", "artifacts": [{{"id": "{p}-model", "role": "{role}", "uri": "u://{p}",
+                "metrics": {{"quality": {q}, "safety": 0.95426731677659782, "latency_ms_p95": 90, "cost_per_1k_tokens": 0.5}}}}]}}"#
+        );
+        parse_manifest(p, &text).expect("manifest")
+    };
+    let ms = vec![
+        manifest("hf", "textgen", "0.91801793343883853"),
+        manifest("gcp", "embed", "0.91215412408514751"),
+        manifest("aws", "runtime", "0.91801793343883853"),
+    ];
+    let release = fuse(&ms, Gates::default(), Some("v1".into()), "t".into())
+        .0
+        .expect("passes");
+    let mut w = World::new();
+    assert!(w.request(Operation::RegisterRelease { release }).accepted);
+    let snapshot = w.ledger.snapshot();
+    assert_eq!(
+        w.ledger.snapshot_digest(&snapshot).expect("decodes"),
+        w.ledger.digest()
+    );
+    let mut restored = World::new();
+    restored.ledger.restore(&snapshot).expect("restores");
+    assert_eq!(restored.ledger.digest(), w.ledger.digest());
+    assert_eq!(restored.ledger.snapshot(), snapshot);
+}
+
+#[test]
+fn a_checkpoint_caches_the_state_json_the_snapshot_is_sized_from() {
+    let mut w = World::new();
+    w.promote_to_canary("v1");
+    let before = w.ledger.state().json_bytes_hint();
+    w.ledger.before_checkpoint();
+    let after = w.ledger.state().json_bytes_hint();
+    assert!(after > before + 500, "{before} -> {after}");
 }

@@ -112,10 +112,6 @@ impl LedgerConfig {
     pub fn quorum(&self) -> usize {
         crate::consensus::config::quorum_for(self.validators.len())
     }
-
-    pub fn f(&self) -> usize {
-        self.validators.len().saturating_sub(1) / 3
-    }
 }
 
 /// Who signed a request, as the ledger sees it.
