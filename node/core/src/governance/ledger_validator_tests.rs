@@ -65,6 +65,7 @@ fn a_rotation_puts_the_new_key_in_force_from_the_next_batch_and_the_old_one_out(
     let mut w = World::new();
     let digest_before = w.ledger.digest();
     assert_eq!(w.ledger.validator_epoch(), 0);
+    assert_eq!(StateMachine::validator_epoch(&w.ledger), 0);
     assert_eq!(w.ledger.validator_set(), None);
     let old = w.validators[3].clone();
     let new = Keypair::from_label("val3 rotated");
@@ -114,19 +115,21 @@ fn a_rotation_puts_the_new_key_in_force_from_the_next_batch_and_the_old_one_out(
     assert!(by_new.accepted, "{:?}", by_new.reasons);
     assert!(w.ledger.state().proposals[&p].votes.contains_key(&3));
     assert!(!w.ledger.may_order(&old.public()));
-    assert!(StateMachine::may_order(
-        &w.ledger,
-        &Signed::seal(
+    // What consensus asks before ordering: the new key's requests, not the old key's.
+    let signed_by = |key: &Keypair| {
+        Signed::seal(
             Request {
                 nonce: 2,
-                operation: Vec::new()
+                operation: Vec::new(),
             },
             Kind::Request,
             |r| DebugCodec.encode_request(r),
-            &new,
+            key,
             Principal::Requester,
         )
-    ));
+    };
+    assert!(StateMachine::may_order(&w.ledger, &signed_by(&new)));
+    assert!(!StateMachine::may_order(&w.ledger, &signed_by(&old)));
 
     // A snapshot carries the set.
     let bytes = w.ledger.snapshot().to_vec();
