@@ -12,7 +12,7 @@ use scbe_core::governance::Stage;
 use scbe_core::rollout::baseline::AnalysisSettings;
 use scbe_core::rollout::plan::{plan_batches, FleetAgent};
 
-use crate::bench_fleet::{run_trial, Trial, TrialEnd};
+use crate::bench_large_fleet::{run_trial, Trial, TrialEnd};
 
 /// A fast rollback: `n` agents promoted to production, then all restored to v0 by a manual
 /// rollback. The restore's end (batches, wall time of all its work here) and the batches the

@@ -12,7 +12,8 @@ pub(crate) fn bench_fleet(
     restore_agents: usize,
     link: scbe_sim::delay_relay::LinkDelay,
 ) -> ExitCode {
-    use scbe_sim::bench_fleet::{large, median, reaction};
+    use scbe_sim::bench_fleet::{median, reaction};
+    use scbe_sim::bench_large_fleet::large;
     use scbe_sim::bench_trials::restore;
     let ms = |d: std::time::Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
     if !skip_reaction {

@@ -1,0 +1,203 @@
+//! Writing a new local cluster's directory: keys (kept if present), the genesis every node
+//! shares, and each validator's and agent's config.
+
+use super::*;
+
+impl LocalCluster {
+    /// Writes keys (kept if present), a genesis and configs for a new cluster under `dir`.
+    pub(super) fn write_new(
+        launch: &Launch,
+        dir: &Path,
+        n: usize,
+        opts: &LocalOptions,
+    ) -> Result<Self, LocalError> {
+        std::fs::create_dir_all(dir.join("keys"))?;
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let requester_key = dir.join("keys/requester.key");
+        let mut requesters = vec![RequesterEntry {
+            name: "local".into(),
+            public_key: encode_hex(key_at(&requester_key)?.public().as_bytes()),
+        }];
+        for i in 0..opts.extra_requesters {
+            let k = key_at(&dir.join(format!("keys/requester{i}.key")))?;
+            requesters.push(RequesterEntry {
+                name: format!("load{i}"),
+                public_key: encode_hex(k.public().as_bytes()),
+            });
+        }
+        let mut validators = Vec::new();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let k = key_at(&dir.join(format!("keys/node{i}.key")))?;
+            let node = LocalNode {
+                id: i as u32,
+                addr: free_port()?,
+                metrics: free_port()?,
+                dashboard: if opts.dashboards {
+                    Some(free_port()?)
+                } else {
+                    None
+                },
+                config: dir.join(format!("node{i}.toml")),
+                log: dir.join(format!("logs/node{i}.log")),
+                child: None,
+            };
+            validators.push(ValidatorEntry {
+                id: i as u32,
+                public_key: encode_hex(k.public().as_bytes()),
+                address: node.addr.to_string(),
+            });
+            nodes.push(node);
+        }
+        if opts.agents > 0 {
+            std::fs::create_dir_all(dir.join("hooks"))?;
+            let hook = dir.join("hooks/local-hook.sh");
+            std::fs::write(&hook, LOCAL_HOOK)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+        let mut agents = Vec::new();
+        let mut agent_entries = Vec::new();
+        for i in 0..opts.agents {
+            let id = format!("agent-{i:02}");
+            let k = key_at(&dir.join(format!("keys/{id}.key")))?;
+            let agent = LocalAgent {
+                specialty: SPECIALTIES[i % SPECIALTIES.len()].to_string(),
+                addr: free_port()?,
+                metrics: Some(free_port()?),
+                config: dir.join(format!("{id}.toml")),
+                log: dir.join(format!("logs/{id}.log")),
+                id,
+                child: None,
+            };
+            agent_entries.push(AgentEntry {
+                id: agent.id.clone(),
+                specialty: agent.specialty.clone(),
+                public_key: encode_hex(k.public().as_bytes()),
+                address: Some(opts.agent_relays.get(i).unwrap_or(&agent.addr).to_string()),
+            });
+            agents.push(agent);
+        }
+        let rollout = RolloutSection {
+            window: opts.window,
+            sample_interval: opts.sample_interval,
+            deploy_deadline: opts.deploy_deadline,
+            agent_call_timeout: Duration::from_secs(30),
+            progress_deadline: None,
+        };
+        let analysis = opts
+            .analysis
+            .clone()
+            .unwrap_or_else(|| AnalysisSection::fitted(SampleSupply::of(&rollout, &agent_entries)));
+        let genesis = GenesisFile {
+            cluster: "scbe-local".into(),
+            analysis,
+            validators,
+            requesters,
+            agents: agent_entries,
+            consensus: ConsensusSizes {
+                checkpoint_interval: opts.checkpoint_interval,
+                window: opts.checkpoint_interval * 2,
+                ..ConsensusSizes::default()
+            },
+            gates: Default::default(),
+            ledger: LedgerSection::for_new_cluster(),
+            rollout,
+            health: HealthSection {
+                breach_samples: opts.breach_samples,
+                ..HealthSection::default()
+            },
+            notify: opts.notify.clone(),
+        };
+        let text = Genesis::render(&genesis);
+        std::fs::write(dir.join(GENESIS), &text)?;
+        let genesis = Genesis::from_bytes(&dir.join(GENESIS), text.as_bytes())?;
+        let plaintext = if opts.plaintext {
+            "\n[tls]\n# Test cluster on loopback only (refused on any other address).\nplaintext = true\n"
+        } else {
+            ""
+        };
+        for node in &nodes {
+            let text = format!(
+                "# Generated by scbe-sim up: validator {id} of a local {n}-validator quorum.\n\
+                 [node]\nid = {id}\ngenesis = \"{GENESIS}\"\ndata_dir = \"data/node{id}\"\nkey_file = \"keys/node{id}.key\"\nlisten = \"{listen}\"\nmetrics_listen = \"{metrics}\"\n\
+                 \n[consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\nmax_inflight_batches = {inflight}\n{quotas}{dashboard}{peers}",
+                id = node.id,
+                peers = peer_section(node.id, &opts.peer_relays),
+                dashboard = node
+                    .dashboard
+                    .map(|d| format!("\n[dashboard]\n# On loopback: no token needed.\nlisten = \"{d}\"\n"))
+                    .unwrap_or_default(),
+                listen = node.addr,
+                metrics = node.metrics,
+                rt = humantime::format_duration(opts.request_timeout),
+                vt = humantime::format_duration(opts.view_change_timeout),
+                st = humantime::format_duration(opts.status_interval),
+                inflight = opts.max_inflight_batches,
+                quotas = opts
+                    .quota_requests
+                    .map(|q| format!("\n[quotas]\nrequests_per_window = {q}\n"))
+                    .unwrap_or_default(),
+            ) + plaintext;
+            std::fs::write(&node.config, text)?;
+        }
+        for (i, a) in agents.iter().enumerate() {
+            let degrade = [("degrade", &opts.degrade), ("drift", &opts.drift)]
+                .iter()
+                .filter_map(|(k, p)| p.as_ref().map(|p| format!("{k} = {p:?}\n")))
+                .collect::<String>();
+            let fail = opts
+                .fail_deploy
+                .as_ref()
+                .map(|p| format!("SCBE_FAIL_DEPLOY = {p:?}\n"))
+                .unwrap_or_default();
+            let text = format!(
+                "# Generated by scbe-sim: agent {id} of a local fleet (synthetic health).\n\
+                 [agent]\nid = \"{id}\"\ngenesis = \"{GENESIS}\"\nlisten = \"{addr}\"\nkey_file = \"keys/{id}.key\"\ndata_dir = \"data/{id}\"\nreport_window = {rw}\n{metrics}\
+                 \n[hooks]\ndeploy = [\"hooks/local-hook.sh\"]\nrollback = [\"hooks/local-hook.sh\"]\ntimeout = \"20s\"\n\
+                 \n[hooks.env]\nSCBE_PROCESS_DIR = {pd:?}\n{fail}\n\
+                 [health]\nsource = \"synthetic\"\nseed = {seed}\ndegrade_after = {da}\n{degrade}{plaintext}",
+                id = a.id,
+                addr = a.addr,
+                metrics = a
+                    .metrics
+                    .map(|m| format!("metrics_listen = \"{m}\"\n"))
+                    .unwrap_or_default(),
+                rw = (opts.window.as_millis() / opts.sample_interval.as_millis().max(1)).clamp(1, 4096),
+                pd = dir.join(format!("data/{}/process", a.id)).display().to_string(),
+                seed = i + 1,
+                da = opts.degrade_after,
+            );
+            std::fs::write(&a.config, text)?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            nodes,
+            agents,
+            requester_key,
+            genesis: genesis.digest(),
+            validator_keys: genesis.directory().validators().to_vec(),
+            agent_keys: agent_keys(&genesis),
+            plaintext: opts.plaintext,
+            validator0: std::sync::OnceLock::new(),
+            launch: launch.clone(),
+        })
+    }
+}
+
+/// `[peers]` sending validator `id`'s links through `relays` (one per validator), if any.
+fn peer_section(id: u32, relays: &[SocketAddr]) -> String {
+    if relays.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n[peers]\n# Through a delaying relay (scbe-sim bench --delay).\n");
+    for (j, relay) in relays.iter().enumerate() {
+        if j as u32 != id {
+            out.push_str(&format!("\"{j}\" = \"{relay}\"\n"));
+        }
+    }
+    out
+}
