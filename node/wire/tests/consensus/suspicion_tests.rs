@@ -34,6 +34,7 @@ fn a_replica_whose_timer_fires_alone_stays_in_its_view_and_votes_there_again() {
     c.input(3, Input::ClientRequest(c.request(2)));
     c.run();
     c.fire(3, TimerKind::Request);
+    assert_eq!(c.replica(3).suspicion_cause(), Some("stalled"));
     for _ in 0..12 {
         c.heartbeat_tick();
     }
@@ -68,16 +69,21 @@ fn a_suspicion_lapses_once_its_sender_stops_sending_it() {
     let mut c = Cluster::new(4, 128);
     c.hear_primary();
     let silence = c.config(1).silence_ticks as usize;
+    // What an operator reads (the validator's log): the silence tolerated, then why it suspects.
+    assert_eq!(c.replica(3).silence_tolerated() as usize, silence);
+    assert_eq!(c.replica(3).suspicion_cause(), None);
     // Replica 3 stops hearing the primary for the silence allowed: it suspects, alone.
     c.cut.insert((0, 3));
     for _ in 0..silence {
         c.heartbeat_tick();
     }
     assert_eq!(c.replica(3).suspecting(), Some(View(0)));
+    assert_eq!(c.replica(3).suspicion_cause(), Some("silent"));
     // The primary is heard again: the suspicion ends and is no longer re-sent.
     c.heal();
     c.heartbeat_tick();
     assert_eq!(c.replica(3).suspecting(), None);
+    assert_eq!(c.replica(3).suspicion_cause(), None);
     for _ in 0..6 {
         c.heartbeat_tick();
     }
@@ -91,6 +97,29 @@ fn a_suspicion_lapses_once_its_sender_stops_sending_it() {
         assert_eq!(c.replica(i).view(), View(0), "replica {i}");
         assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
     }
+}
+
+/// Only the primary's own messages of the view count as hearing it: a backup the primary no
+/// longer reaches suspects it even while the other backups' prepares and commits of that view
+/// keep arriving.
+#[test]
+fn a_backup_cut_off_from_the_primary_suspects_it_whatever_the_others_send() {
+    let mut c = Cluster::new(4, 128);
+    c.hear_primary();
+    let silence = c.config(1).silence_ticks as u64;
+    c.cut.insert((0, 3));
+    for n in 1..=silence {
+        c.input(0, Input::ClientRequest(c.request(n)));
+        c.run();
+        c.heartbeat_tick();
+    }
+    assert_eq!(
+        c.executed_requests(1),
+        silence as usize,
+        "the others decide"
+    );
+    assert_eq!(c.replica(3).suspecting(), Some(View(0)));
+    assert_eq!(c.replica(3).suspicion_cause(), Some("silent"));
 }
 
 /// A replica alone in a higher view (its view change is on record, as after a verdict only it
