@@ -50,6 +50,17 @@ fn an_admitted_requester_is_heard_from_the_approval_and_a_removed_one_no_longer(
     });
     let p = o.proposal.expect("a proposal");
     assert!(w.ledger.may_order(&alice.public()));
+    // The event names the change (what `scbe status` and the audit log show).
+    let proposed = w
+        .ledger
+        .journal()
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "requesters_proposed");
+    let detail = &proposed.expect("an event").detail;
+    let want = format!("add requester alice (key {})", alice.public());
+    assert!(detail.contains(&want), "{detail}");
     assert!(!register_as(&mut w, &alice, "r1").accepted);
     for v in 0..3 {
         w.vote(v, p, true);
@@ -162,6 +173,16 @@ fn every_check_refuses_what_it_should() {
         },
     });
     assert!(o.reasons[0].contains("longer than 64"), "{:?}", o.reasons);
+    // 64 are checked like any other name.
+    let o = w.request(Operation::ProposeRequester {
+        change: RequesterChange::Remove {
+            name: "n".repeat(64),
+        },
+    });
+    assert_eq!(
+        o.reasons,
+        vec![format!("requester {} is not admitted", "n".repeat(64))]
+    );
     // Validators do not propose requesters.
     let o = w.submit(
         Signer::Validator(0),
