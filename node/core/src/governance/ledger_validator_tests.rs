@@ -245,6 +245,8 @@ fn every_check_a_validator_makes_refuses_what_it_should() {
         ProposalStatus::Approved
     );
     refused(&w, rotate(1, &old0), "is, or was, a validator's key");
+    // Nor is a key rotated in (a member's, outside the genesis) given to another validator.
+    refused(&w, rotate(1, &new0), "is, or was, a validator's key");
     // Validators do not propose changes to their own set.
     let o = w.submit(
         super::ledger::Signer::Validator(1),
