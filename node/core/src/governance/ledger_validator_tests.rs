@@ -365,6 +365,19 @@ fn an_addition_is_refused_a_bad_address_a_used_key_or_a_full_set() {
         reasons.iter().any(|r| r.contains("longer than")),
         "{reasons:?}"
     );
+    // At the bound exactly, the address is checked as an address (its host is too long).
+    let at_bound = format!(
+        "{}:7000",
+        "a".repeat(super::ledger::MAX_VALIDATOR_ADDRESS_CHARS - 5)
+    );
+    let reasons = w.ledger.check_validator_change(&add(&fresh, &at_bound));
+    assert!(
+        !reasons.iter().any(|r| r.contains("longer than"))
+            && reasons
+                .iter()
+                .any(|r| r.contains("must be an IP address or a DNS name")),
+        "{reasons:?}"
+    );
     let v2 = w.validators[2].clone();
     let reasons = w.ledger.check_validator_change(&add(&v2, "h:1"));
     assert!(
