@@ -22,16 +22,6 @@ fn promote_paused(w: &mut World, version: &str, pause: u32) -> Result<u64, Vec<S
     Ok(w.approve(o.proposal.expect("proposal")))
 }
 
-fn events(w: &World, kind: &str) -> Vec<String> {
-    w.ledger
-        .journal()
-        .events
-        .iter()
-        .filter(|e| e.kind == kind)
-        .map(|e| e.detail.clone())
-        .collect()
-}
-
 #[test]
 fn a_paused_rollout_sends_nothing_until_an_approval_is_voted() {
     let mut w = World::new();
@@ -55,7 +45,7 @@ fn a_paused_rollout_sends_nothing_until_an_approval_is_voted() {
     assert_eq!(ro.paused_before(), Some(1));
     assert!(w.ledger.current_order(r).is_none(), "no order while paused");
     assert_eq!(
-        events(&w, "rollout_paused"),
+        w.event_details("rollout_paused"),
         vec![format!(
             "before batch 1 of {batches}: waiting for approval (scbe approve --rollout {r})"
         )]
@@ -105,7 +95,7 @@ fn a_paused_rollout_sends_nothing_until_an_approval_is_voted() {
     let decided = w.ledger.state().proposals[&p].decided_seq.expect("decided");
     let order = w.ledger.current_order(r).expect("the batch starts");
     assert_eq!((order.batch, order.issued_seq), (1, decided));
-    assert_eq!(events(&w, "rollout_resumed").len(), 1);
+    assert_eq!(w.event_details("rollout_resumed").len(), 1);
     w.complete_batches(r, "r1");
     assert_eq!(
         w.ledger.state().rollouts[&r].status,
@@ -239,7 +229,7 @@ fn an_approval_for_another_batch_than_the_one_waited_for_is_not_applied() {
     }
     let ro = &w.ledger.state().rollouts[&r];
     assert_eq!(ro.paused_before(), Some(2), "still waiting");
-    let why = events(&w, "approval_not_applied");
+    let why = w.event_details("approval_not_applied");
     assert!(
         why.iter()
             .any(|d| d.contains("waits before batch 2, not 1")),

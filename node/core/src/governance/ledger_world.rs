@@ -370,6 +370,26 @@ impl World {
     }
 
     /// Registers `version` and gets it approved to canary; returns the rollout id.
+    /// The details of the journal's events of `kind`, oldest first.
+    pub fn event_details(&self, kind: &str) -> Vec<String> {
+        self.ledger
+            .journal()
+            .events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.detail.clone())
+            .collect()
+    }
+
+    /// Promotes `n` versions (`r0`, `r1`, ...) to canary, each rollout completed.
+    pub fn complete_canaries(&mut self, n: usize) {
+        for i in 0..n {
+            let version = format!("r{i}");
+            let rollout = self.promote_to_canary(&version);
+            self.complete_batches(rollout, &version);
+        }
+    }
+
     pub fn promote_to_canary(&mut self, version: &str) -> u64 {
         self.register(version);
         let o = self.request(promotion(version, Stage::Canary));
