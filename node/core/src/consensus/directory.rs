@@ -310,6 +310,21 @@ mod tests {
         );
         assert_eq!(next.principal(&requester), Some(Principal::Requester));
         assert_eq!(next.validator_key(ReplicaId(1)), None);
+        // What TLS accepts from validators: the keys in force and the retired ones, each with
+        // its validator, and no requester (cargo-mutants at 8c1a26e: an empty list went unseen
+        // by the core's tests).
+        let mut accepted: Vec<(ReplicaId, PublicKey)> = next.validator_keys().collect();
+        accepted.sort();
+        let mut expected = vec![
+            (ReplicaId(0), v[0]),
+            (ReplicaId(1), v[1]),
+            (ReplicaId(2), v[2]),
+            (ReplicaId(3), v[3]),
+            (ReplicaId(3), v[5]),
+            (ReplicaId(4), v[4]),
+        ];
+        expected.sort();
+        assert_eq!(accepted, expected);
         // One epoch later the retired keys are forgotten.
         let later = next
             .next(&ValidatorSet {

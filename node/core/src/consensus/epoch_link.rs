@@ -280,6 +280,19 @@ mod tests {
             })
         );
 
+        // Every vote must be for the boundary itself: one for another seq with the same state
+        // and next set does not count (cargo-mutants at 8c1a26e: the seq and digest
+        // comparisons' `||` as `&&` went unseen).
+        let mut other_seq = f.link.clone();
+        other_seq.boundary.proof[0] =
+            boundary(Seq(6), &f.link.set, &[(&k[0], 0)]).proof[0].clone();
+        assert_eq!(
+            other_seq.certifies(&f.genesis),
+            Err(LinkError::Boundary(CertError::Mismatch {
+                what: "epoch link boundary"
+            }))
+        );
+
         // And a chain is walked link by link: the link after it starts from its set.
         let mut next_set = f.link.set.clone();
         next_set.epoch = 2;
@@ -296,6 +309,12 @@ mod tests {
         };
         assert_eq!(
             EpochLink::advance(&f.genesis, &[f.link.clone(), second.clone()]),
+            Ok(next_set.clone())
+        );
+        // A holder of epoch 1 skips the link it knows (cargo-mutants at 8c1a26e: the skip's
+        // `>` as `>=` went unseen).
+        assert_eq!(
+            EpochLink::advance(&f.link.set, &[f.link.clone(), second.clone()]),
             Ok(next_set)
         );
         assert_eq!(

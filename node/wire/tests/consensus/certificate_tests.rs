@@ -372,6 +372,20 @@ fn a_view_change_is_refused_for_each_thing_a_byzantine_sender_could_bend() {
         Ok(()),
         "the window's last seq is in it"
     );
+    // A view change from genesis needs no proof, but its checkpoint must be the genesis: one
+    // claiming another state at seq 0 would let its sender re-base the new view on that state.
+    // (cargo-mutants at 8c1a26e: the proof check's `||` as `&&` skipped this check.)
+    let fake_genesis = ViewChange {
+        stable: CheckpointCert {
+            state_digest: Digest([6; 32]),
+            ..above.stable.clone()
+        },
+        ..above.clone()
+    };
+    assert_eq!(
+        check_view_change(&narrow, &fake_genesis, genesis),
+        Err(CertError::Genesis)
+    );
     // The prepared batches' bytes, bounded by twice the window's budget: at the bound exactly,
     // and one byte under it.
     let two = ViewChange {
