@@ -122,3 +122,48 @@ pub fn default_window_bytes(n: usize, quorum: usize, window: u64) -> usize {
     // Keep an eighth of the cap in reserve for what the estimate does not count.
     (MAX_MESSAGE_BYTES - MAX_MESSAGE_BYTES / 8).saturating_sub(fixed) / per_window
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::config::quorum_for;
+
+    fn new_view_at(n: usize, window: u64, max_window_bytes: usize) -> usize {
+        worst_case(&SizeInputs {
+            n,
+            quorum: quorum_for(n),
+            window,
+            max_batch_bytes: max_window_bytes / 2,
+            max_window_bytes,
+            max_transfer_bytes: 1,
+        })
+        .new_view
+    }
+
+    /// `default_window_bytes` is worked out by hand from `worst_case`'s new-view; the two must
+    /// agree, or the derived budget either lets a new-view past the cap's seven eighths or
+    /// gives away window for nothing. So the budget is checked to be exactly the largest whose
+    /// worst new-view fits: one byte more and it does not. This also pins every term of the
+    /// view-change and new-view estimates, which the message-size tests (real messages under
+    /// the estimate, at most twice it) cannot: each term is generous, so bending one alone
+    /// stays within the other terms' slack (cargo-mutants at 8c1a26e: 34 such mutants of
+    /// `worst_case` and `default_window_bytes` went unseen).
+    #[test]
+    fn the_default_window_budget_is_the_largest_whose_new_view_fits_the_reserve() {
+        let room = MAX_MESSAGE_BYTES - MAX_MESSAGE_BYTES / 8;
+        let cases = [4, 5, 7, 10, 13]
+            .into_iter()
+            .flat_map(|n| [(n, 8), (n, 64), (n, 256)])
+            .chain([(31, 64)]);
+        for (n, window) in cases {
+            let budget = default_window_bytes(n, quorum_for(n), window);
+            let at = format!("n={n} window={window} budget={budget}");
+            assert!(budget > 4096, "{at}: a usable budget");
+            assert!(new_view_at(n, window, budget) <= room, "{at}: fits");
+            assert!(
+                new_view_at(n, window, budget + 1) > room,
+                "{at}: the largest"
+            );
+        }
+    }
+}

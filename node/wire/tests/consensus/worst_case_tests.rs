@@ -6,6 +6,7 @@
 //! changeable with every consensus test passing: the scenario tests run at the default
 //! limits, where the window budget dwarfs every other term.
 
+use prost::Message as _;
 use scbe_core::consensus::limits::{worst_case, SizeInputs, REQUEST_FRAMING_BYTES};
 use scbe_core::consensus::*;
 use scbe_core::crypto::Keypair;
@@ -230,13 +231,21 @@ fn each_estimate_bounds_the_largest_real_message_and_not_by_much() {
                 .map(|i| (ReplicaId(i as u32), f.keys[i].public()))
                 .collect(),
         };
-        let epochs = (1..=limits::MAX_EPOCH_LINKS as u64)
+        let epochs: Vec<EpochLink> = (1..=limits::MAX_EPOCH_LINKS as u64)
             .map(|e| EpochLink {
                 previous: set(e - 1),
                 boundary: f.checkpoint(e, Some(set(e).digest())),
                 set: set(e),
             })
             .collect();
+        // What the responder counts a link as, against its encoding with the field's tag and
+        // length (cargo-mutants at 8c1a26e: `link_bytes` answering 0 went unseen, which would
+        // let a response carry its every link past the links' budget).
+        for link in &epochs {
+            let encoded =
+                scbe_wire::epoch_links_to_proto(std::slice::from_ref(link))[0].encoded_len() + 4;
+            assert_bounds(&format!("{at} link"), limits::link_bytes(link), encoded);
+        }
         let (key, who) = f.validator(2);
         let response = Signed::seal(
             StateResponse {
