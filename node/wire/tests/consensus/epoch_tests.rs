@@ -100,6 +100,20 @@ fn a_rotated_key_is_in_force_from_the_batch_after_the_change_and_the_old_one_nev
     c.restart_with_key(3, old).expect("restores");
     assert_eq!(c.replica(3).epoch(), 1);
     assert!(c.replica(3).observing());
+    // Only the status timer it armed makes an observer ask: an earlier arming's firing does
+    // not (cargo-mutants at 8c1a26e: the guard as `true`, or its `&&` as `||`, went unseen).
+    let armed = c
+        .armed(3, TimerKind::Status)
+        .expect("an observer keeps a status timer");
+    let asked = c.sent(3, Kind::StateRequest).len();
+    let stale = Timer {
+        id: armed.id.wrapping_sub(1),
+        ..armed
+    };
+    c.input(3, Input::Timeout(stale));
+    c.run();
+    assert_eq!(c.sent(3, Kind::StateRequest).len(), asked, "a stale firing");
+    assert_eq!(c.replica(3).last_executed(), Seq(3));
     c.fire(3, TimerKind::Status);
     assert_eq!(
         c.replica(3).last_executed(),
