@@ -280,6 +280,56 @@ fn the_rotated_validator_observing_on_its_old_key_still_completes_the_link() {
         .any(|r| matches!(r, Record::EpochLink(l) if l.epoch() == 1)));
 }
 
+/// An observer (validator 2, re-keyed in epoch 1 and still on its old key) is away while every
+/// other validator is re-keyed (epochs 2 to 4). Back, it hears nothing until its edge learns
+/// the later sets; then it takes its peers' responses under their new keys, checking the links
+/// they carry as a member would, and follows the decided state, still observing.
+/// (cargo-mutants at 8c1a26e: the observer's arm for responses under a later key, deleted,
+/// went unseen; only a member's was tested.)
+#[test]
+fn an_observer_whose_every_peer_was_rekeyed_follows_once_its_edge_learns_the_chain() {
+    let mut c = Cluster::new(4, 4);
+    c.decide_each(0, 1..=2);
+    let mut set = members(&c);
+    set[2].1 = Keypair::from_label("observer 2 rotated").public();
+    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    c.run();
+    assert!(c.replica(2).observing());
+    // Each later set keeps validator 2's rotated key, so it stays an observer.
+    for (id, nonce) in [(0, 4), (1, 5), (3, 6)] {
+        c.isolate(2);
+        let new = Keypair::from_label(&format!("observer's peer {id}"));
+        set[id].1 = new.public();
+        c.input(0, Input::ClientRequest(c.set_request(nonce, &set)));
+        c.run();
+        c.restart_with_key(id, new)
+            .expect("restores with the key in force");
+    }
+    c.isolate(2);
+    c.decide_each(0, 7..=9);
+    assert_eq!(c.replica(0).epoch(), 4);
+    let behind = c.replica(2).last_executed();
+    assert!(behind < c.replica(0).last_executed());
+
+    c.heal();
+    c.fire(2, TimerKind::Status);
+    assert_eq!(c.replica(2).last_executed(), behind, "nothing it can open");
+
+    let sets: Vec<ValidatorSet> = c
+        .replica(0)
+        .epoch_links()
+        .values()
+        .map(|l| l.set.clone())
+        .collect();
+    c.learn_ahead(2, &sets);
+    c.fire(2, TimerKind::Status);
+    let (r0, r2) = (c.replica(0), c.replica(2));
+    assert_eq!(r2.last_executed(), r0.last_executed());
+    assert_eq!(r2.app().digest(), r0.app().digest());
+    assert_eq!(r2.epoch(), 4);
+    assert!(r2.observing(), "its key is still the retired one");
+}
+
 /// A replica that executes the boundary after the others' checkpoints there reached it forms
 /// the boundary certificate from those (`check_stable`, not `enter_epoch`): it still groups
 /// the votes by the next set they name, so its certificate names the set and is the link.
