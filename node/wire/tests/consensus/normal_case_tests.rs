@@ -235,3 +235,23 @@ fn a_validator_sends_its_own_waiting_requests_again_at_its_status_tick() {
         "its own request again, not the client's"
     );
 }
+
+/// The request timer runs on a backup while requests wait there (it would blame a primary
+/// that does not order them), never on the primary in a normal view (it would blame itself),
+/// and on no replica once everything is decided. (cargo-mutants at 8c1a26e: either
+/// comparison in `arm_request_timer` bent went unseen.)
+#[test]
+fn the_request_timer_runs_only_on_a_backup_with_requests_waiting() {
+    let mut c = Cluster::new(4, 8);
+    c.decide_each(0, 1..=1);
+    let r = c.request(2);
+    c.input(0, Input::ClientRequest(r.clone()));
+    c.input(1, Input::ClientRequest(r));
+    assert_eq!(c.armed(0, TimerKind::Request), None, "the primary");
+    assert!(c.armed(1, TimerKind::Request).is_some(), "a backup");
+    c.run();
+    assert_eq!(c.replica(1).last_executed(), Seq(2));
+    for i in 0..4 {
+        assert_eq!(c.armed(i, TimerKind::Request), None, "replica {i}, idle");
+    }
+}
