@@ -255,3 +255,30 @@ fn the_request_timer_runs_only_on_a_backup_with_requests_waiting() {
         assert_eq!(c.armed(i, TimerKind::Request), None, "replica {i}, idle");
     }
 }
+
+/// The window starts after the stable checkpoint: the primary's pre-prepare for the
+/// checkpoint's own seq, delivered again once it is stable, is dropped as outside the window
+/// and earns no prepare (a backup voting again on a seq it has forgotten the slot of).
+/// (cargo-mutants at 8c1a26e: `in_window`'s `>` as `>=` went unseen.)
+#[test]
+fn a_pre_prepare_at_the_stable_checkpoint_is_outside_the_window() {
+    let mut c = Cluster::new(4, 2);
+    c.decide_each(0, 1..=1);
+    c.input(0, Input::ClientRequest(c.request(2)));
+    let (_, _, bytes) = c
+        .queue
+        .iter()
+        .find(|(_, to, bytes)| {
+            *to == 3 && open(bytes, &c.dir).is_ok_and(|m| m.envelope().kind == Kind::PrePrepare)
+        })
+        .cloned()
+        .expect("the pre-prepare of seq 2 for replica 3");
+    c.run();
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(2));
+    let prepares = c.sent(3, Kind::Prepare).len();
+    c.input(3, Input::Message(open(&bytes, &c.dir).expect("opens")));
+    c.run();
+    let dropped = c.replica(3).dropped();
+    assert_eq!(dropped.get("pre-prepare outside the window"), Some(&1));
+    assert_eq!(c.sent(3, Kind::Prepare).len(), prepares, "no prepare again");
+}
