@@ -284,8 +284,7 @@ mod tests {
         // and next set does not count (cargo-mutants at 8c1a26e: the seq and digest
         // comparisons' `||` as `&&` went unseen).
         let mut other_seq = f.link.clone();
-        other_seq.boundary.proof[0] =
-            boundary(Seq(6), &f.link.set, &[(&k[0], 0)]).proof[0].clone();
+        other_seq.boundary.proof[0] = boundary(Seq(6), &f.link.set, &[(&k[0], 0)]).proof[0].clone();
         assert_eq!(
             other_seq.certifies(&f.genesis),
             Err(LinkError::Boundary(CertError::Mismatch {
