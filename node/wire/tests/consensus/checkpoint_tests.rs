@@ -29,6 +29,28 @@ fn lost_checkpoints_are_sent_again_and_the_window_moves_on() {
     }
 }
 
+/// Replicas that executed the same batches count their own checkpoints stable: none takes
+/// itself for diverged, drops its own checkpoint as differing from a quorum, or fetches state
+/// it already holds. (cargo-mutants at 8c1a26e: the own-digest guard as `false`, or either of
+/// its comparisons as `!=`, went unseen: the replica healed by state transfer every time.)
+#[test]
+fn replicas_that_agree_count_their_own_checkpoints_stable() {
+    let mut c = Cluster::new(4, 2);
+    c.decide_each(0, 1..=4);
+    for i in 0..4 {
+        let r = c.replica(i);
+        assert_eq!(r.stable_checkpoint().seq, Seq(4), "replica {i}");
+        assert_eq!(r.diverged_at(), None, "replica {i}");
+        assert_eq!(
+            r.dropped()
+                .get("own checkpoint digest differs from a quorum"),
+            None,
+            "replica {i}"
+        );
+        assert!(c.sent(i, Kind::StateRequest).is_empty(), "replica {i}");
+    }
+}
+
 /// What a store may drop below a stable checkpoint is found by `Record::seq`: every record
 /// about a sequence number names it (signed votes, prepared and committed certificates,
 /// snapshots), and the records kept for good (stable certificates, view changes, views
