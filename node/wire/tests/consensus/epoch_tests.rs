@@ -183,6 +183,38 @@ fn slots_the_old_set_started_above_the_boundary_are_voided_and_their_requests_or
     }
 }
 
+/// Requests of voided slots wait again on every replica that held them, not only where they
+/// arrived: with the old primary removed by the change and its relays lost, the new primary,
+/// which saw them only in the old primary's pre-prepares, orders them. (cargo-mutants at 8c1a26e: `requeue` as
+/// `()`, its nonce test negated, or its queue bound inverted went unseen: in the test above
+/// the primary stays, and it holds them waiting anyway.)
+#[test]
+fn requests_of_voided_slots_are_ordered_by_a_new_primary_that_only_saw_them_proposed() {
+    let mut c = Cluster::new_with(5, 8, |cfg| cfg.max_inflight_batches = 4);
+    let without_0: Vec<_> = members(&c).into_iter().skip(1).collect();
+    // The primary's relays of the requests are lost: the others see them only proposed.
+    c.drop_kinds.insert(Kind::Relay);
+    c.drop_kinds.insert(Kind::Request);
+    c.input(0, Input::ClientRequest(c.set_request(1, &without_0)));
+    c.input(0, Input::ClientRequest(c.request(2)));
+    c.input(0, Input::ClientRequest(c.request(3)));
+    assert_eq!(
+        c.sent(0, Kind::PrePrepare).len(),
+        3,
+        "all three proposed at once"
+    );
+    c.run();
+    c.drop_kinds.clear();
+    for i in 1..5 {
+        let r = c.replica(i);
+        assert_eq!(r.epoch(), 1, "replica {i}");
+        assert!(!r.observing(), "replica {i}");
+        assert_eq!(c.executed_requests(i), 3, "replica {i}: each request once");
+    }
+    assert_eq!(c.replica(1).view(), View::first_of_epoch(1));
+    assert!(c.replica(1).is_primary(), "the new set's first primary");
+}
+
 #[test]
 fn a_removed_validator_is_retired_and_the_others_order_with_the_quorum_of_the_smaller_set() {
     let mut c = Cluster::new(5, 8);
