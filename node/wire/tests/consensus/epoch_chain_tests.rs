@@ -56,6 +56,12 @@ fn assert_2_caught_up_and_counts(c: &mut Cluster, epoch: u64, last: u64) {
         (1..=epoch).collect::<Vec<_>>(),
         "it kept the links it checked"
     );
+    // What its executor is handed: the set in force and the links proving it (cargo-mutants
+    // at 8c1a26e: `epoch_chain` answering an empty chain went unseen here).
+    let chain = r2.epoch_chain();
+    assert_eq!(chain.set.epoch, epoch);
+    assert_eq!(chain.set, c.replica(0).epoch_chain().set);
+    assert_eq!(chain.links.len() as u64, epoch);
     c.isolate(3);
     c.decide_each(0, last + 1..=last + 1);
     assert_eq!(c.replica(2).last_executed(), Seq(last + 1));
