@@ -151,6 +151,56 @@ impl Fixture {
         )
     }
 
+    /// As many links of the validator-set chain as a response carries, each certified by
+    /// every validator of a set of today's n.
+    fn links(&self) -> Vec<EpochLink> {
+        let n = self.inputs.n;
+        let set = |epoch: u64| ValidatorSet {
+            epoch,
+            start: Seq(epoch),
+            members: (0..n)
+                .map(|i| (ReplicaId(i as u32), self.keys[i].public()))
+                .collect(),
+        };
+        (1..=limits::MAX_EPOCH_LINKS as u64)
+            .map(|e| EpochLink {
+                previous: set(e - 1),
+                boundary: self.checkpoint(e, Some(set(e).digest())),
+                set: set(e),
+            })
+            .collect()
+    }
+
+    /// The largest state response: decided batches up to the transfer budget plus one full
+    /// batch, spread over every slot of the window, each with a quorum of commits, and the
+    /// links.
+    fn state_response(&self) -> Signed<StateResponse> {
+        let i = &self.inputs;
+        let total = i.max_transfer_bytes + i.max_batch_bytes;
+        let decided = (1..=i.window)
+            .map(|s| {
+                let pp = self.pre_prepare(0, s, total / i.window as usize);
+                let commits = self.votes(Kind::Commit, &pp, i.quorum);
+                CommitCert {
+                    pre_prepare: pp,
+                    commits,
+                }
+            })
+            .collect();
+        let (key, who) = self.validator(2);
+        Signed::seal(
+            StateResponse {
+                snapshot: None,
+                decided,
+                epochs: self.links(),
+            },
+            Kind::StateResponse,
+            |x| ProtoCodec.encode_state_response(x),
+            key,
+            who,
+        )
+    }
+
     fn size<T>(s: &Signed<T>) -> usize {
         encode_envelope(s.envelope()).len()
     }
@@ -209,59 +259,41 @@ fn each_estimate_bounds_the_largest_real_message_and_not_by_much() {
         );
         assert_bounds(&format!("{at} new-view"), w.new_view, Fixture::size(&nv));
 
-        // Decided batches up to the transfer budget plus one full batch, spread over every
-        // slot of the window, each with a quorum of commits.
-        let total = f.inputs.max_transfer_bytes + batch;
-        let decided = (1..=window)
-            .map(|s| {
-                let pp = f.pre_prepare(0, s, total / window as usize);
-                let commits = f.votes(Kind::Commit, &pp, q);
-                CommitCert {
-                    pre_prepare: pp,
-                    commits,
-                }
-            })
-            .collect();
-        // And as many links of the validator-set chain as a response carries, each certified
-        // by every validator of a set of today's n.
-        let set = |epoch: u64| ValidatorSet {
-            epoch,
-            start: Seq(epoch),
-            members: (0..n)
-                .map(|i| (ReplicaId(i as u32), f.keys[i].public()))
-                .collect(),
-        };
-        let epochs: Vec<EpochLink> = (1..=limits::MAX_EPOCH_LINKS as u64)
-            .map(|e| EpochLink {
-                previous: set(e - 1),
-                boundary: f.checkpoint(e, Some(set(e).digest())),
-                set: set(e),
-            })
-            .collect();
         // What the responder counts a link as, against its encoding with the field's tag and
         // length (cargo-mutants at 8c1a26e: `link_bytes` answering 0 went unseen, which would
         // let a response carry its every link past the links' budget).
-        for link in &epochs {
+        for link in &f.links() {
             let encoded =
                 scbe_wire::epoch_links_to_proto(std::slice::from_ref(link))[0].encoded_len() + 4;
             assert_bounds(&format!("{at} link"), limits::link_bytes(link), encoded);
         }
-        let (key, who) = f.validator(2);
-        let response = Signed::seal(
-            StateResponse {
-                snapshot: None,
-                decided,
-                epochs,
-            },
-            Kind::StateResponse,
-            |x| ProtoCodec.encode_state_response(x),
-            key,
-            who,
-        );
+        let response = f.state_response();
         assert_bounds(
             &format!("{at} state response"),
             w.state_response,
             Fixture::size(&response),
         );
     }
+}
+
+/// Each slot added to the window adds at least as much to the state-response estimate as to
+/// the real largest response (a decided batch's framing and its quorum of commits): the links'
+/// generous allowance would otherwise hide a per-slot term dropped from the estimate
+/// (cargo-mutants at 8c1a26e: `slots * slot_framing` as `slots / slot_framing` or
+/// `slots + slot_framing` went unseen).
+#[test]
+fn the_state_response_estimate_grows_with_the_window_at_least_as_the_real_one() {
+    let small = Fixture::new(4, 8, 8192, 32_768);
+    let large = Fixture::new(4, 32, 8192, 32_768);
+    let estimate = |f: &Fixture| worst_case(&f.inputs).state_response;
+    let real = |f: &Fixture| Fixture::size(&f.state_response());
+    let (grew, real_grew) = (
+        estimate(&large) - estimate(&small),
+        real(&large) - real(&small),
+    );
+    assert!(real_grew > 0);
+    assert!(
+        grew >= real_grew,
+        "24 more slots: the estimate grew {grew} bytes, the real response {real_grew}"
+    );
 }
