@@ -46,6 +46,45 @@ fn a_message_from_a_later_epoch_is_dropped_until_the_replica_reaches_it() {
     assert_eq!(dropped(&c, 1, "message from a later epoch"), before + 1);
 }
 
+/// The boundary's certificate takes only old-set checkpoints for the boundary's own state and
+/// next set: a Byzantine old-set validator's checkpoint naming the next set but another state
+/// is not counted, though it arrived first and the certificate has room for it.
+/// (cargo-mutants at 8c1a26e: either `&&` of `boundary_votes`' filter as `||` went unseen.)
+#[test]
+fn a_boundary_certificate_counts_no_checkpoint_for_another_state() {
+    let mut c = Cluster::new(4, 8);
+    c.decide_each(0, 1..=2);
+    c.isolate(1);
+    let mut set = members(&c);
+    set[3].1 = Keypair::from_label("t3 rotated").public();
+    let next = ValidatorSet {
+        epoch: 1,
+        start: Seq(3),
+        members: set.clone(),
+    };
+    let forged = Checkpoint {
+        seq: Seq(3),
+        state_digest: Digest([9; 32]),
+        next_set: Some(next.digest()),
+    };
+    let forged = c.signed_by(1, Kind::Checkpoint, ProtoCodec.encode_checkpoint(&forged));
+    c.input(0, Input::Message(forged));
+    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    c.run();
+    let stable = c.replica(0).stable_checkpoint();
+    assert_eq!((stable.seq, c.replica(0).epoch()), (Seq(3), 1));
+    assert_eq!(stable.next_set, Some(next.digest()));
+    assert_eq!(stable.proof.len(), 3);
+    for vote in &stable.proof {
+        assert_ne!(
+            vote.validator(),
+            Some(ReplicaId(1)),
+            "the forged checkpoint"
+        );
+        assert_eq!(vote.value().state_digest, stable.state_digest);
+    }
+}
+
 pub(crate) fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
     c.replica(i).dropped().get(reason).copied().unwrap_or(0)
 }
