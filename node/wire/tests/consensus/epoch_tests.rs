@@ -85,6 +85,33 @@ fn a_boundary_certificate_counts_no_checkpoint_for_another_state() {
     }
 }
 
+/// A replica that entered a new epoch while its boundary certificate is still short of the
+/// old set's quorum keeps serving the checkpoint before the boundary: a replica behind is
+/// sent that one and the batches up to the boundary, which it can check, not the short
+/// certificate, which it could not. (cargo-mutants at 8c1a26e: the completeness test's `>=`
+/// as `<` went unseen: it made the short certificate stable at once.)
+#[test]
+fn a_boundary_short_of_its_proof_is_not_served_and_a_replica_behind_still_crosses_it() {
+    let mut c = Cluster::new(4, 8);
+    c.decide_each(0, 1..=2);
+    c.isolate(3);
+    c.drop_kinds.insert(Kind::Checkpoint);
+    let mut set = members(&c);
+    set[2].1 = Keypair::from_label("short boundary").public();
+    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    c.run();
+    for i in 0..3 {
+        let r = c.replica(i);
+        assert_eq!((r.epoch(), r.last_executed()), (1, Seq(3)), "replica {i}");
+        assert!(r.stable_checkpoint().proof.len() < 3, "replica {i}: short");
+    }
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    let r3 = c.replica(3);
+    assert_eq!((r3.epoch(), r3.last_executed()), (1, Seq(3)));
+    assert_eq!(r3.app().digest(), c.replica(0).app().digest());
+}
+
 pub(crate) fn dropped(c: &Cluster, i: usize, reason: &str) -> u64 {
     c.replica(i).dropped().get(reason).copied().unwrap_or(0)
 }
