@@ -8,7 +8,7 @@ use scbe_core::crypto::Keypair;
 use scbe_wire::testkit::Cluster;
 use scbe_wire::ProtoCodec;
 
-use super::epoch_tests::{dropped, members};
+use super::epoch_tests::{dropped, members, propose_rotation_at_3};
 
 /// The epochs of the links replica `i` holds.
 fn link_epochs(c: &Cluster, i: usize) -> Vec<u64> {
@@ -272,10 +272,7 @@ fn a_link_that_does_not_follow_the_chain_is_refused_and_nothing_is_installed() {
 #[test]
 fn the_rotated_validator_observing_on_its_old_key_still_completes_the_link() {
     let mut c = Cluster::new(4, 4);
-    c.decide_each(0, 1..=2);
-    let mut set = members(&c);
-    set[3].1 = Keypair::from_label("observer rotated").public();
-    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    propose_rotation_at_3(&mut c, 3);
     c.run();
     assert!(c.replica(3).observing());
     for i in 0..4 {
@@ -295,12 +292,11 @@ fn the_rotated_validator_observing_on_its_old_key_still_completes_the_link() {
 #[test]
 fn an_observer_whose_every_peer_was_rekeyed_follows_once_its_edge_learns_the_chain() {
     let mut c = Cluster::new(4, 4);
-    c.decide_each(0, 1..=2);
-    let mut set = members(&c);
-    set[2].1 = Keypair::from_label("observer 2 rotated").public();
-    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    let (_, rotated) = propose_rotation_at_3(&mut c, 2);
     c.run();
     assert!(c.replica(2).observing());
+    let mut set = members(&c);
+    set[2].1 = rotated.public();
     // Each later set keeps validator 2's rotated key, so it stays an observer.
     for (id, nonce) in [(0, 4), (1, 5), (3, 6)] {
         c.isolate(2);

@@ -22,7 +22,7 @@ pub(crate) fn members(c: &Cluster) -> Vec<(ReplicaId, PublicKey)> {
 /// Decides requests 1 and 2 at replica 0, then hands it, as request 3, the change that
 /// rotates validator `id`'s key to a new one; returns (the old key, the new one). The caller
 /// runs the queue.
-fn propose_rotation_at_3(c: &mut Cluster, id: usize) -> (Keypair, Keypair) {
+pub(crate) fn propose_rotation_at_3(c: &mut Cluster, id: usize) -> (Keypair, Keypair) {
     c.decide_each(0, 1..=2);
     let old = c.keys[id].clone();
     let new = Keypair::from_label(&format!("t{id} rotated"));
