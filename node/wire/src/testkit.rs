@@ -36,9 +36,16 @@ pub struct Cluster {
     /// Per replica, the directory its edge also resolves with: the sets a chain it fetched
     /// proves beyond its own (`learn_ahead`, as the node's `EdgeDirectory::learn_ahead`).
     pub ahead: BTreeMap<usize, Directory>,
+    /// Envelopes taken off the queue since it was last found empty (see [`Self::STORM`]).
+    taken: usize,
 }
 
 impl Cluster {
+    /// How many envelopes may be taken off the queue without it running empty. Replicas that
+    /// keep answering each other forever are a bug to fail on at once, not a test to hang (the
+    /// suite's busiest drain takes under 3,000).
+    pub const STORM: usize = 10_000;
+
     pub fn new(n: usize, checkpoint_interval: u64) -> Self {
         Self::new_with(n, checkpoint_interval, |_| {})
     }
@@ -69,6 +76,7 @@ impl Cluster {
             checkpoint_interval,
             tweak,
             ahead: BTreeMap::new(),
+            taken: 0,
         };
         for i in 0..n {
             let mut r = Replica::new(
@@ -178,9 +186,26 @@ impl Cluster {
         }
     }
 
+    /// The oldest queued envelope (from, to, bytes), taken off the queue; `None` when it is
+    /// empty. Panics when [`Self::STORM`] were taken without the queue running empty.
+    pub fn next_queued(&mut self) -> Option<(usize, usize, Vec<u8>)> {
+        let Some(next) = self.queue.pop_front() else {
+            self.taken = 0;
+            return None;
+        };
+        self.taken += 1;
+        assert!(
+            self.taken <= Self::STORM,
+            "a message storm: {} envelopes delivered and {} still queued",
+            Self::STORM,
+            self.queue.len()
+        );
+        Some(next)
+    }
+
     /// Delivers the oldest queued message; false when none is left.
     pub fn step(&mut self) -> bool {
-        let Some((from, to, bytes)) = self.queue.pop_front() else {
+        let Some((from, to, bytes)) = self.next_queued() else {
             return false;
         };
         if let Some(m) = self.open_at(from, to, &bytes) {
@@ -189,7 +214,7 @@ impl Cluster {
         true
     }
 
-    /// Delivers queued messages until none are left.
+    /// Delivers queued messages until none are left (at most [`Self::STORM`]).
     pub fn run(&mut self) {
         while self.step() {}
     }
@@ -372,7 +397,7 @@ impl Cluster {
         set[3].1 = Keypair::from_label("short boundary").public();
         self.input(0, Input::ClientRequest(self.set_request(3, &set)));
         let dir = self.dir.clone();
-        while let Some((_, to, bytes)) = self.queue.pop_front() {
+        while let Some((_, to, bytes)) = self.next_queued() {
             let m = open(&bytes, &dir).expect("honest messages open");
             let early = matches!(m.value(), Message::PrePrepare(_) | Message::Prepare(_));
             if (to == 1 || to == 2) && !early {

@@ -296,7 +296,7 @@ fn a_healed_replica_persists_again_the_checkpoints_it_had_taken_on_a_diverged_st
     let mut held = Vec::new();
     for nonce in 1..=4 {
         c.input(0, Input::ClientRequest(c.request_sized(nonce, 1000)));
-        while let Some((_, to, bytes)) = c.queue.pop_front() {
+        while let Some((_, to, bytes)) = c.next_queued() {
             let m = open(&bytes, &c.dir).expect("honest messages open");
             match m.value() {
                 Message::StateResponse(_) => {}

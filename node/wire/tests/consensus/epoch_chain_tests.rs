@@ -350,7 +350,7 @@ fn a_replica_that_executes_the_boundary_last_still_certifies_the_next_set() {
     // quorum, so it asks no one for state), its own vote completes the quorum.
     let dir = c.dir.clone();
     let (mut commits, mut late) = (Vec::new(), Vec::new());
-    while let Some((from, to, bytes)) = c.queue.pop_front() {
+    while let Some((from, to, bytes)) = c.next_queued() {
         let m = scbe_wire::open(&bytes, &dir).expect("opens");
         if to == 2 && matches!(m.value(), Message::Commit(v) if v.seq == Seq(3)) {
             commits.push(m);

@@ -590,7 +590,7 @@ fn a_new_key_never_stands_in_for_the_old_one_in_the_boundary_certificate() {
     // Hold back replica 1's checkpoint at the boundary to replica 0.
     let dir = c.dir.clone();
     let mut held = Vec::new();
-    while let Some((from, to, bytes)) = c.queue.pop_front() {
+    while let Some((from, to, bytes)) = c.next_queued() {
         let m = scbe_wire::open(&bytes, &dir).expect("opens");
         if from == 1 && to == 0 && matches!(m.value(), Message::Checkpoint(cp) if cp.seq == Seq(3))
         {

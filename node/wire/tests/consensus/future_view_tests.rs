@@ -13,7 +13,7 @@ use scbe_wire::{open, ProtoCodec};
 /// Delivers queued messages until none are left, holding back those `hold` picks.
 fn run_holding(c: &mut Cluster, hold: impl Fn(usize, Kind) -> bool) -> Vec<(usize, Vec<u8>)> {
     let mut held = Vec::new();
-    while let Some((_, to, bytes)) = c.queue.pop_front() {
+    while let Some((_, to, bytes)) = c.next_queued() {
         let m = open(&bytes, &c.dir).expect("honest messages open");
         if hold(to, m.envelope().kind) {
             held.push((to, bytes));
@@ -58,7 +58,7 @@ fn a_backup_whose_new_view_is_late_executes_what_it_kept_for_that_view() {
         let m = open(&bytes, &c.dir).expect("opens");
         c.input(to, Input::Message(m));
     }
-    while let Some((_, to, bytes)) = c.queue.pop_front() {
+    while let Some((_, to, bytes)) = c.next_queued() {
         if to == 3 {
             continue;
         }

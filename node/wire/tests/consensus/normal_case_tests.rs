@@ -81,7 +81,7 @@ fn a_prepare_for_another_digest_does_not_count() {
     c.input(0, Input::ClientRequest(c.request(1)));
     // Only the pre-prepare reaches replica 3; everything else is set aside.
     let mut rest = Vec::new();
-    while let Some((_, to, bytes)) = c.queue.pop_front() {
+    while let Some((_, to, bytes)) = c.next_queued() {
         let m = open(&bytes, &c.dir).expect("opens");
         if to == 3 && m.envelope().kind == Kind::PrePrepare {
             c.input(3, Input::Message(m));
@@ -119,7 +119,7 @@ fn a_prepared_certificate_carries_exactly_q_minus_1_prepares() {
     let mut c = Cluster::new(4, 128);
     c.input(0, Input::ClientRequest(c.request(1)));
     let mut late = Vec::new();
-    while let Some((_, to, bytes)) = c.queue.pop_front() {
+    while let Some((_, to, bytes)) = c.next_queued() {
         let m = open(&bytes, &c.dir).expect("opens");
         if to == 3 && m.envelope().kind == Kind::PrePrepare {
             late.push(m);
@@ -172,7 +172,7 @@ fn a_status_tick_resends_votes_only_for_uncommitted_slots() {
         c.input(0, Input::ClientRequest(c.request(nonce)));
     }
     // Replica 3 never hears seq 1's commits: it commits 2 but cannot execute it.
-    while let Some((_, to, bytes)) = c.queue.pop_front() {
+    while let Some((_, to, bytes)) = c.next_queued() {
         let m = open(&bytes, &c.dir).expect("opens");
         let seq_1_commit = matches!(m.value(), Message::Commit(v) if v.seq == Seq(1));
         if !(to == 3 && seq_1_commit) {

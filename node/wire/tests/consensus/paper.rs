@@ -161,7 +161,7 @@ fn s4_4_a_request_prepared_in_the_old_view_keeps_its_sequence_number() {
     let mut c = Cluster::new(4, 128);
     // Everyone prepares, but every commit is lost: nothing executes in view 0.
     c.input(0, Input::ClientRequest(c.request(1)));
-    while let Some((from, to, bytes)) = c.queue.pop_front() {
+    while let Some((from, to, bytes)) = c.next_queued() {
         let m = open(&bytes, &c.dir).expect("opens");
         if m.value().kind() == Kind::Commit {
             continue;
