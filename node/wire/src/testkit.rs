@@ -127,16 +127,7 @@ impl Cluster {
 
     /// A request whose operation is `len` bytes.
     pub fn request_sized(&self, nonce: u64, len: usize) -> Signed<Request> {
-        Signed::seal(
-            Request {
-                nonce,
-                operation: vec![nonce as u8; len],
-            },
-            Kind::Request,
-            |r| ProtoCodec.encode_request(r),
-            &self.client,
-            Principal::Requester,
-        )
+        self.request_with(nonce, vec![nonce as u8; len])
     }
 
     pub fn apply(&mut self, i: usize, actions: Vec<Action>) {
@@ -328,8 +319,6 @@ impl Cluster {
             .count()
     }
 
-    /// A message of `kind` with `payload` (already encoded) signed by validator `from`, opened
-    /// as the wire would: what a peer, honest or not, could send.
     /// Every backup hears view 0's primary once (its heartbeat), as the backups of a running
     /// cluster have, without a heartbeat interval passing: until then a replica tolerates four
     /// times the configured silence (`replica/silence_gauge.rs`).
@@ -360,6 +349,8 @@ impl Cluster {
             .collect()
     }
 
+    /// A message of `kind` with `payload` (already encoded) signed by validator `from`, opened
+    /// as the wire would: what a peer, honest or not, could send.
     pub fn signed_by(&self, from: usize, kind: Kind, payload: Vec<u8>) -> Signed<Message> {
         let env = Envelope::seal(kind, payload, &self.keys[from]);
         open(&encode_envelope(&env), self.directory_of(from)).expect("a validator's message opens")
@@ -372,16 +363,23 @@ impl Cluster {
         nonce: u64,
         members: &[(ReplicaId, scbe_core::crypto::PublicKey)],
     ) -> Signed<Request> {
+        self.request_with(nonce, ChainApp::set_operation(members))
+    }
+
+    /// A request from the cluster's client carrying `operation`.
+    pub fn request_with(&self, nonce: u64, operation: Vec<u8>) -> Signed<Request> {
         Signed::seal(
-            Request {
-                nonce,
-                operation: ChainApp::set_operation(members),
-            },
+            Request { nonce, operation },
             Kind::Request,
             |r| ProtoCodec.encode_request(r),
             &self.client,
             Principal::Requester,
         )
+    }
+
+    /// The key the cluster's client signs its requests with.
+    pub fn client_key(&self) -> scbe_core::crypto::PublicKey {
+        self.client.public()
     }
 
     /// On a fresh cluster (checkpoints every 4): requests 1 and 2 decided, then request 3

@@ -1,7 +1,10 @@
 //! The consensus tests' application: it counts applied requests and chains their ids, enough
 //! state for digests and snapshots, and holds a validator set that a request starting with
 //! [`ChainApp::SET_PREFIX`] replaces (the ledger's validator proposals, reduced to the effect
-//! consensus sees).
+//! consensus sees), and the signers a request starting with [`ChainApp::BAR_PREFIX`] bars from
+//! being ordered (the ledger's removed requesters and validators).
+
+use std::collections::BTreeSet;
 
 use scbe_core::consensus::*;
 use scbe_core::crypto::PublicKey;
@@ -17,12 +20,18 @@ pub struct ChainApp {
     salt: u64,
     /// Zero bytes added to every snapshot (see [`ChainApp::padded`]).
     pad: usize,
+    /// Signers whose requests [`StateMachine::may_order`] refuses (see [`ChainApp::BAR_PREFIX`]).
+    barred: BTreeSet<PublicKey>,
 }
 
 impl ChainApp {
     /// A request whose operation starts with this replaces the validator set with the
     /// (id, key) pairs that follow (4 + 32 bytes each).
     pub const SET_PREFIX: &'static [u8] = b"set:";
+
+    /// A request whose operation starts with this bars the signer whose 32-byte key follows:
+    /// from then on the app orders none of its requests.
+    pub const BAR_PREFIX: &'static [u8] = b"bar:";
 
     /// An app whose state digests differ from every other replica's until it restores a peer's
     /// snapshot: a replica that executed something else (a bug, a damaged store).
@@ -48,6 +57,39 @@ impl ChainApp {
             op.extend_from_slice(key.as_bytes());
         }
         op
+    }
+
+    /// The operation that bars `signer`'s requests from being ordered.
+    pub fn bar_operation(signer: &PublicKey) -> Vec<u8> {
+        [Self::BAR_PREFIX, signer.as_bytes()].concat()
+    }
+
+    /// The barred signers' snapshot bytes (none when nobody is barred): 2, a count, the keys.
+    fn barred_bytes(&self) -> Vec<u8> {
+        if self.barred.is_empty() {
+            return Vec::new();
+        }
+        let mut v = vec![2u8];
+        v.extend_from_slice(&(self.barred.len() as u32).to_be_bytes());
+        for key in &self.barred {
+            v.extend_from_slice(key.as_bytes());
+        }
+        v
+    }
+
+    fn parse_barred(s: &[u8]) -> Result<(BTreeSet<PublicKey>, usize), SnapshotError> {
+        let bad = || SnapshotError("barred signers".into());
+        if s.first() != Some(&2) {
+            return Ok((BTreeSet::new(), 0));
+        }
+        let n = u32::from_be_bytes(s.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let end = 5 + 32 * n as usize;
+        let keys = s.get(5..end).ok_or_else(bad)?;
+        let barred = keys
+            .chunks_exact(32)
+            .map(|k| PublicKey(k.try_into().expect("32 bytes")))
+            .collect();
+        Ok((barred, end))
     }
 
     fn parse_members(mut bytes: &[u8]) -> Option<Vec<(ReplicaId, PublicKey)>> {
@@ -118,6 +160,14 @@ impl StateMachine for ChainApp {
                 members,
             });
         }
+        if let Some(key) = op.strip_prefix(Self::BAR_PREFIX) {
+            if let Ok(key) = key.try_into() {
+                self.barred.insert(PublicKey(key));
+            }
+        }
+    }
+    fn may_order(&self, request: &Signed<Request>) -> bool {
+        !self.barred.contains(request.signer())
     }
     fn validator_epoch(&self) -> u64 {
         self.set.as_ref().map_or(0, |s| s.epoch)
@@ -130,6 +180,9 @@ impl StateMachine for ChainApp {
         if let Some(set) = &self.set {
             d = Digest::of_parts(&[d.as_bytes(), set.digest().as_bytes()]);
         }
+        if !self.barred.is_empty() {
+            d = Digest::of_parts(&[d.as_bytes(), &self.barred_bytes()]);
+        }
         if self.salt == 0 {
             return d;
         }
@@ -139,11 +192,13 @@ impl StateMachine for ChainApp {
         // Lazy, as the ledger's: the core must work whenever (and whether) the bytes are made.
         let (applied, chain, pad) = (self.applied, self.chain, self.pad);
         let set = self.set_bytes();
-        let len = 40 + set.len() + pad;
+        let barred = self.barred_bytes();
+        let len = 40 + set.len() + barred.len() + pad;
         AppState::lazy(len, move || {
             let mut v = applied.to_be_bytes().to_vec();
             v.extend_from_slice(chain.as_bytes());
             v.extend_from_slice(&set);
+            v.extend_from_slice(&barred);
             v.resize(len, 0);
             v
         })
@@ -159,7 +214,8 @@ impl StateMachine for ChainApp {
             return Err(SnapshotError("length".into()));
         }
         let (set, set_len) = Self::parse_set(&s[40..])?;
-        let rest = &s[40 + set_len..];
+        let (barred, barred_len) = Self::parse_barred(&s[40 + set_len..])?;
+        let rest = &s[40 + set_len + barred_len..];
         if rest.iter().any(|b| *b != 0) {
             return Err(SnapshotError("length".into()));
         }
@@ -168,6 +224,7 @@ impl StateMachine for ChainApp {
         self.applied = u64::from_be_bytes(n);
         self.chain = Digest::from_slice(&s[8..40]).ok_or(SnapshotError("digest".into()))?;
         self.set = set;
+        self.barred = barred;
         self.pad = rest.len();
         self.salt = 0;
         Ok(())

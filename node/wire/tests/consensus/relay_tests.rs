@@ -1,7 +1,7 @@
 //! Client requests received in one turn reach the peers in one `Relay`, the primary's included.
 
 use scbe_core::consensus::*;
-use scbe_wire::testkit::Cluster;
+use scbe_wire::testkit::{ChainApp, Cluster};
 
 /// Hands `inputs` to replica `i` as one turn, as the node does, then delivers everything.
 fn turn(c: &mut Cluster, i: usize, inputs: Vec<Input>) {
@@ -151,4 +151,51 @@ fn a_turns_relay_is_cut_at_the_batch_byte_cap() {
         assert_eq!(c.executed_requests(i), 5, "replica {i}");
         assert_eq!(c2.executed_requests(i), 3, "replica {i}");
     }
+}
+
+/// A backup holding a request whose signer the application barred since it was admitted
+/// forgets it on its next status tick, so its request timer, firing later, neither relays it
+/// again nor suspects the primary: no primary may ever propose it (the backups would refuse
+/// the batch), and waiting for it stalled view after view (simulator seed 33 at n = 7, a
+/// removed validator's own requests). cargo-mutants found `forget_unorderable` emptied with
+/// every fast test passing: `ChainApp` ordered every signer until it learnt to bar one.
+#[test]
+fn a_pending_request_whose_signer_was_barred_is_forgotten_and_suspects_nobody() {
+    let forgotten = "pending request whose signer the ledger no longer knows";
+    let mut c = Cluster::new(4, 128);
+    // Only backup 1 gets request 1: its relay is lost.
+    c.drop_kinds.insert(Kind::Request);
+    c.input(1, Input::ClientRequest(c.request(1)));
+    c.run();
+    c.drop_kinds.clear();
+    assert_eq!(c.replica(1).pending_requests(), 1);
+    assert!(c.armed(1, TimerKind::Request).is_some());
+
+    // The client's next request bars the client itself; every replica executes it.
+    let bar = c.request_with(2, ChainApp::bar_operation(&c.client_key()));
+    c.input(0, Input::ClientRequest(bar));
+    c.run();
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 1, "replica {i}");
+    }
+    assert_eq!(c.replica(1).pending_requests(), 1, "request 1 still waits");
+    assert_eq!(c.replica(1).dropped().get(forgotten), None);
+
+    c.fire(1, TimerKind::Status);
+    assert_eq!(c.replica(1).pending_requests(), 0);
+    assert_eq!(c.replica(1).dropped().get(forgotten), Some(&1));
+    let relays_before = c.broadcasts(1, Kind::Request) + c.broadcasts(1, Kind::Relay);
+    c.fire_if_armed(1, TimerKind::Request);
+    c.run();
+    assert_eq!(
+        c.broadcasts(1, Kind::Request) + c.broadcasts(1, Kind::Relay),
+        relays_before,
+        "nothing relayed again"
+    );
+    assert_eq!(c.replica(1).suspecting(), None);
+    assert_eq!(c.replica(1).view(), View(0));
+
+    // A barred signer's new request is refused at the door.
+    c.input(1, Input::ClientRequest(c.request(3)));
+    assert_eq!(c.replica(1).pending_requests(), 0);
 }
