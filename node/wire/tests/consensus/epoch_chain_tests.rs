@@ -451,3 +451,44 @@ fn a_replica_restarted_at_a_boundary_short_of_its_proof_still_brings_the_others_
     );
     assert!(c.replica(0).stable_checkpoint().proof.len() >= 3);
 }
+
+/// The other side of the rule above: a validator restarted on an epoch boundary whose proof
+/// is complete (here exactly the old set's quorum) serves that boundary's snapshot to a
+/// replica still in the old epoch, as it did before it stopped, and not the checkpoint before
+/// it and the batches up to it. cargo-mutants (8c1a26e) had `resume_short_boundary` take a
+/// complete boundary for a short one (either `&&` as `||`, the proof's `<` as `<=`) with
+/// every consensus test passing: the replica behind caught up either way.
+#[test]
+fn a_replica_restarted_at_a_complete_boundary_serves_the_boundary() {
+    let mut c = Cluster::new(4, 4);
+    c.isolate(2);
+    c.decide_each(0, 1..=2);
+    rotate(&mut c, 3, 3);
+    let boundary = c.replica(0).stable_checkpoint().clone();
+    assert_eq!((boundary.seq, c.replica(0).epoch()), (Seq(3), 1));
+    assert_eq!(boundary.proof.len(), 3, "exactly the old set's quorum");
+
+    c.restart_with_key(0, c.keys[0].clone()).expect("restores");
+    let restored = c.replica(0).stable_checkpoint();
+    assert_eq!((restored.seq, restored.proof.len()), (Seq(3), 3));
+    c.heal();
+    let req = StateRequest {
+        after: Seq(0),
+        snapshot_offset: 0,
+        epoch: 0,
+    };
+    let m = c.signed_by(2, Kind::StateRequest, ProtoCodec.encode_state_request(&req));
+    c.input(0, Input::Message(m));
+    let responses = c.sent(0, Kind::StateResponse);
+    let Some(Message::StateResponse(resp)) = responses.last().map(|m| m.value()) else {
+        panic!("replica 0 answered nothing");
+    };
+    let (cert, _, part) = resp.snapshot.as_ref().expect("a snapshot");
+    assert_eq!(
+        (cert.seq, cert.state_digest, cert.next_set),
+        (boundary.seq, boundary.state_digest, boundary.next_set)
+    );
+    assert_eq!(part.offset, 0);
+    assert!(resp.decided.is_empty(), "nothing above the boundary yet");
+    assert_eq!(resp.epochs.len(), 1, "the link to epoch 1");
+}
