@@ -35,7 +35,7 @@ fn broadcasts(actions: &[Action], kind: Kind) -> usize {
 }
 
 /// Mid-view-change: back in the view it was changing to, still changing, and its view change
-/// sent again (peers may have missed it), with its timers armed.
+/// sent again (peers may have missed it), with its timers armed, and nothing else.
 #[test]
 fn a_replica_restarted_mid_view_change_resumes_it_and_sends_its_view_change_again() {
     let mut c = Cluster::new(4, 128);
@@ -48,6 +48,11 @@ fn a_replica_restarted_mid_view_change_resumes_it_and_sends_its_view_change_agai
     assert_eq!(r.view(), View(1));
     assert_eq!(r.status(), Status::ViewChanging);
     assert_eq!(broadcasts(&actions, Kind::ViewChange), 1, "sent again");
+    // Nothing stable yet: nothing to replay, no checkpoint to take again, nothing to persist
+    // (cargo-mutants at 8c1a26e: replaying for a stable checkpoint at 0, `>` as `>=`, took and
+    // persisted a genesis snapshot on every such restart).
+    assert_eq!(broadcasts(&actions, Kind::Checkpoint), 0);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Persist(_))));
     assert!(
         actions
             .iter()
@@ -114,9 +119,10 @@ fn a_restarted_replica_keeps_the_newest_prepared_certificate_of_each_seq() {
 /// A large state is persisted only every so often: at a stable checkpoint of 6 whose snapshot
 /// was not persisted, a restart replays from the snapshot at 4 to 6, and must reach the
 /// certificate's digest there. A replay that reaches another state (here: from the genesis,
-/// with an application that executes differently) is refused. cargo-mutants left the replay
-/// (`stable_seq > 0`, its loop's `<`, the missing checkpoint's `!`) and the digest check
-/// unseen.
+/// with an application that executes differently) is refused, and one under another
+/// checkpoint interval takes the checkpoint the certificate checks. cargo-mutants left the
+/// replay (`stable_seq > 0`, its loop's `<`, the missing checkpoint's `!`) and the digest
+/// check unseen; at 8c1a26e the `!` again, which needs the interval changed to matter.
 #[test]
 fn a_restart_replays_from_an_older_snapshot_to_the_stable_checkpoint_and_checks_it() {
     let mut c = Cluster::new_with(4, 2, |cfg| cfg.snapshot_persist_floor = 0);
@@ -155,6 +161,23 @@ fn a_restart_replays_from_an_older_snapshot_to_the_stable_checkpoint_and_checks_
         Err(other) => panic!("refused for another reason: {other}"),
         Ok(_) => panic!("a replay to another state was accepted"),
     }
+
+    // The checkpoint rules changed since (every 4 batches now): replaying 5 and 6 takes no
+    // checkpoint at 6 by itself, so the restart takes the one the certificate checks.
+    let mut every_4 = c.config(1);
+    every_4.checkpoint_interval = 4;
+    every_4.window = 8;
+    let (r, _) = Replica::restore(
+        every_4,
+        c.keys[1].clone(),
+        Arc::new(ProtoCodec),
+        app(),
+        &c.stores[1],
+    )
+    .expect("opens under the new interval");
+    assert_eq!(r.last_executed(), Seq(6));
+    assert_eq!(r.stable_checkpoint().seq, Seq(6));
+    assert_eq!(r.app().digest(), c.replica(1).app().digest());
 }
 
 /// What a replica restarted by replay keeps: the snapshot at its stable checkpoint (it serves
