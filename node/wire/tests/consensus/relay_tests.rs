@@ -114,6 +114,50 @@ fn a_request_only_one_backup_holds_is_relayed_again_on_its_request_timer() {
     }
 }
 
+/// On its request timer a backup hands on again only the requests that waited longest, up
+/// to one batch's bytes (two of these five), not its whole queue: a backup holding many
+/// would flood the primary on every timeout. cargo-mutants at 8c1a26e left the byte count's
+/// sum (`+=` as `*=`, which never reached the cap) unseen: every test forwarded one request.
+#[test]
+fn a_request_timer_hands_on_the_oldest_requests_up_to_one_batchs_bytes() {
+    let mut c = Cluster::new_with(4, 128, |cfg| {
+        cfg.max_request_bytes = 2048;
+        cfg.max_batch_bytes = 4096;
+        cfg.max_window_bytes = 64 * 1024;
+    });
+    let len = 2048 - limits::REQUEST_FRAMING_BYTES - 5;
+    c.isolate(1);
+    for n in 1..=5 {
+        c.input(1, Input::ClientRequest(c.request_sized(n, len)));
+    }
+    c.run();
+    c.heal();
+    assert_eq!(c.replica(1).pending_requests(), 5);
+    c.log[1].clear();
+    c.fire(1, TimerKind::Request);
+    let forwarded: Vec<u64> = c
+        .sent(1, Kind::Request)
+        .iter()
+        .filter_map(|m| match m.value() {
+            Message::Request(r) => Some(r.nonce),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        forwarded,
+        vec![1, 2],
+        "the two oldest fill one batch's bytes"
+    );
+    assert_eq!(
+        relayed(&c, 1).0,
+        Vec::<usize>::new(),
+        "and no relay of more"
+    );
+    for i in 0..4 {
+        assert_eq!(c.executed_requests(i), 2, "replica {i}");
+    }
+}
+
 /// A turn's relay is cut into chunks of at most `max_batch_bytes`: requests that fill a chunk
 /// exactly go together, one byte more starts the next chunk, and a chunk of one request goes
 /// as the client's own envelope. cargo-mutants (consensus shard 5) left the cut's comparison,
