@@ -75,6 +75,31 @@ fn a_replica_restarted_after_entering_a_view_is_back_in_it() {
     assert_eq!(r.status(), Status::Normal);
 }
 
+/// The same in a later epoch: a replica restarted after a view change of epoch 1 is back in
+/// that view, not the epoch's first (restoring the epoch's state must not reset a view the
+/// store says it already left). cargo-mutants at 8c1a26e left `enter_epoch`'s view reset
+/// (`<` as `<=`) unseen: no test restarted a replica past an epoch's first view.
+#[test]
+fn a_replica_restarted_after_a_view_change_in_a_later_epoch_is_back_in_that_view() {
+    let mut c = Cluster::new(4, 4);
+    let same = super::epoch_tests::members(&c);
+    c.input(0, Input::ClientRequest(c.set_request(1, &same)));
+    c.run();
+    let first = View::first_of_epoch(1);
+    assert_eq!(c.replica(3).view(), first);
+    for i in 0..4 {
+        c.input(i, Input::ReplacePrimary { view: first });
+    }
+    c.run();
+    c.decide_each(1, 2..=2);
+    let r3 = c.replica(3);
+    assert_eq!((r3.view(), r3.status()), (first.next(), Status::Normal));
+    assert_eq!(r3.last_executed(), Seq(2));
+    let (r, _) = restart(&c, 3, ChainApp::default(), &c.stores[3]).expect("opens");
+    assert_eq!(r.epoch(), 1);
+    assert_eq!((r.view(), r.status()), (first.next(), Status::Normal));
+}
+
 /// A batch prepared in view 0 and again in view 1 (re-proposed by the new primary), committed
 /// in neither: the restarted replica keeps the view-1 certificate, which its next view change
 /// carries. cargo-mutants left the newest-view rule (`<` as `==` or `>`) and the restore of
