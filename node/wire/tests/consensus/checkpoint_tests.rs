@@ -333,3 +333,53 @@ fn a_healed_replica_persists_again_the_checkpoints_it_had_taken_on_a_diverged_st
     assert_eq!(restored.stable_checkpoint().seq, Seq(4));
     assert_eq!(restored.last_executed(), Seq(4));
 }
+
+/// A retired validator's checkpoint counts only at its epoch's boundary. After the set shrank
+/// from 7 validators to 4 (the old quorum 5, the new 3), the three removed validators'
+/// checkpoints at a later stable checkpoint are dropped as stale (counted by the old set's
+/// rule they would make a certificate of retired keys for a seq the new set alone certifies),
+/// and so are their late ones at the boundary once the stable checkpoint has moved past it.
+/// cargo-mutants at 8c1a26e left the boundary test's two `||` (as `&&`) unseen: no test
+/// shrank a set, and with the quorum unchanged the new set's proof already met the old rule.
+#[test]
+fn retired_validators_checkpoints_past_the_boundary_are_stale() {
+    let stale = "stale checkpoint";
+    let mut c = Cluster::new(7, 4);
+    let four: Vec<_> = super::epoch_tests::members(&c)
+        .into_iter()
+        .take(4)
+        .collect();
+    c.input(0, Input::ClientRequest(c.set_request(1, &four)));
+    c.run();
+    assert_eq!(c.replica(0).epoch(), 1);
+    c.decide_each(0, 2..=9);
+    let stable = c.replica(0).stable_checkpoint().clone();
+    assert!(stable.seq > Seq(1), "a stable checkpoint past the boundary");
+    assert_eq!(stable.proof.len(), 3, "the new set's quorum");
+    let before = super::epoch_tests::dropped(&c, 0, stale);
+    // Their checkpoints at that stable checkpoint, and at the boundary itself (late: the
+    // boundary is complete and the stable checkpoint has moved past it).
+    let boundary = c.replica(0).epoch_links()[&1].boundary.clone();
+    let votes = [&stable, &boundary].map(|cert| Checkpoint {
+        seq: cert.seq,
+        state_digest: cert.state_digest,
+        next_set: cert.next_set,
+    });
+    for vote in &votes {
+        for retired in 4..7 {
+            let env = Envelope::seal(
+                Kind::Checkpoint,
+                ProtoCodec.encode_checkpoint(vote),
+                &c.keys[retired],
+            );
+            let m = open(&scbe_wire::encode_envelope(&env), &c.dir).expect("opens");
+            c.input(0, Input::Message(m));
+        }
+    }
+    assert_eq!(super::epoch_tests::dropped(&c, 0, stale), before + 6);
+    let now = c.replica(0).stable_checkpoint();
+    assert_eq!(now.seq, stable.seq);
+    let signers =
+        |cert: &CheckpointCert| -> Vec<_> { cert.proof.iter().map(|cp| *cp.signer()).collect() };
+    assert_eq!(signers(now), signers(&stable), "the new set's proof, kept");
+}
