@@ -150,10 +150,10 @@ fn links_survive_a_restart_and_the_restarted_replica_proves_the_chain() {
     assert_eq!(c.replica(2).last_executed(), Seq(last));
 }
 
-/// Validator 3 re-keyed more times than one response carries links: the replica behind takes
-/// the first ones, asks again from the last it checked, and gets there.
-#[test]
-fn a_chain_longer_than_one_response_is_walked_in_several() {
+/// Validator 3 re-keyed more times than one response carries links, while replica 2 was away;
+/// then replica 2 asks every peer that `answering` lists (the others are cut off from it).
+/// Returns the epochs replica 2 asked from, in order, once it caught up.
+fn walk_a_long_chain(answering: &[usize]) -> Vec<u64> {
     let mut c = Cluster::new(4, 4);
     c.isolate(2);
     let rotations = limits::MAX_EPOCH_LINKS as u64 + 2;
@@ -165,6 +165,9 @@ fn a_chain_longer_than_one_response_is_walked_in_several() {
     assert_eq!(c.replica(0).epoch(), rotations);
     assert!(c.replica(0).stable_checkpoint().seq > Seq(rotations));
     c.heal();
+    for peer in [0, 1, 3].into_iter().filter(|p| !answering.contains(p)) {
+        c.cut.insert((peer, 2));
+    }
     c.fire(2, TimerKind::Status);
     let asked_from: Vec<u64> = c
         .sent(2, Kind::StateRequest)
@@ -174,13 +177,33 @@ fn a_chain_longer_than_one_response_is_walked_in_several() {
             _ => None,
         })
         .collect();
-    assert!(
-        asked_from.contains(&(limits::MAX_EPOCH_LINKS as u64)),
-        "it asked again from the last link of the first response: {asked_from:?}"
-    );
     assert_eq!(c.replica(2).epoch(), rotations);
     assert_eq!(c.replica(2).last_executed(), c.replica(0).last_executed());
     assert_eq!(c.replica(2).app().digest(), c.replica(0).app().digest());
+    asked_from
+}
+
+/// The replica behind takes the first links, asks again from the last it checked, and gets
+/// there; the same links from the other peers prove nothing new and are not asked after
+/// again (cargo-mutants at 8c1a26e: asking again whenever the tip did not go back, `>` as
+/// `>=`, went unseen).
+#[test]
+fn a_chain_longer_than_one_response_is_walked_in_several() {
+    let asked_from = walk_a_long_chain(&[0, 1, 3]);
+    assert_eq!(
+        asked_from,
+        vec![0, limits::MAX_EPOCH_LINKS as u64],
+        "once from genesis, once from the last link of the first response"
+    );
+}
+
+/// The same with one peer answering: each response of links alone that proves more is asked
+/// after again at once, not at the next status tick (cargo-mutants at 8c1a26e: the tip test
+/// as `==` went unseen while other peers' duplicate responses asked in its place).
+#[test]
+fn a_chain_longer_than_one_response_is_walked_with_one_peer_answering() {
+    let asked_from = walk_a_long_chain(&[0]);
+    assert_eq!(asked_from, vec![0, limits::MAX_EPOCH_LINKS as u64]);
 }
 
 /// A link is checked against the set the replica trusts before anything it vouches for is: a
