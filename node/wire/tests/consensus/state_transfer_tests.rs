@@ -361,3 +361,66 @@ fn an_installed_snapshot_forgets_the_waiting_requests_it_executed_and_keeps_the_
         "nonces 5 and 6 were executed; 9 waits"
     );
 }
+
+/// A set shrinks from 7 validators to 4 while 5 and 6 are away and replica 4 misses the
+/// commits of the boundary batch: only 0 to 3 execute it, and the new set's quorum (3) goes
+/// on deciding in epoch 1 while the boundary's proof (4 votes of the old set's 5) is short,
+/// so no link proves epoch 1 yet. Replica 4, asking for state, is served the boundary batch
+/// and none of epoch 1, which it could not check yet; it executes the boundary, and its
+/// checkpoint there completes the proof (and the link, with which it may follow on). cargo-mutants at 8c1a26e left the served batches'
+/// epoch test (as `true`) unseen: no test decided past a boundary short of its proof.
+#[test]
+fn a_replica_before_a_short_boundary_is_served_no_batch_of_the_new_epoch() {
+    let mut c = Cluster::new(7, 8);
+    let away = |c: &mut Cluster| {
+        for i in 5..7 {
+            c.isolate(i);
+        }
+    };
+    away(&mut c);
+    c.decide_each(0, 1..=2);
+    let four: Vec<_> = super::epoch_tests::members(&c)
+        .into_iter()
+        .take(4)
+        .collect();
+    c.input(0, Input::ClientRequest(c.set_request(3, &four)));
+    let dir = c.dir.clone();
+    while let Some((_, to, bytes)) = c.next_queued() {
+        let m = open(&bytes, &dir).expect("honest messages open");
+        if !(to == 4 && matches!(m.value(), Message::Commit(_))) {
+            c.input(to, Input::Message(m));
+        }
+    }
+    assert_eq!(c.replica(4).last_executed(), Seq(2));
+    c.isolate(4);
+    c.decide_each(0, 4..=5);
+    let r0 = c.replica(0);
+    assert_eq!((r0.epoch(), r0.last_executed()), (1, Seq(5)));
+    assert_eq!(r0.stable_checkpoint().seq, Seq(3));
+    assert!(
+        r0.stable_checkpoint().proof.len() < 5,
+        "short of the old quorum"
+    );
+    assert!(r0.epoch_links().is_empty());
+
+    c.heal();
+    away(&mut c);
+    c.fire(4, TimerKind::Status);
+    let served: Vec<Vec<u64>> = state_responses(&c, 0)
+        .into_iter()
+        .filter(|(to, _)| *to == ReplicaId(4))
+        .map(|(_, r)| r.decided.iter().map(|d| d.seq().0).collect())
+        .collect();
+    assert_eq!(served, vec![vec![3]], "the boundary batch alone");
+    assert_eq!(
+        c.replica(4).last_executed(),
+        Seq(3),
+        "the boundary executed"
+    );
+    for i in 0..4 {
+        assert!(
+            c.replica(i).stable_checkpoint().proof.len() >= 5,
+            "replica {i}: replica 4's checkpoint completed the proof"
+        );
+    }
+}
