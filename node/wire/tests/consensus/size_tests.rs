@@ -88,7 +88,9 @@ fn a_burst_of_maximum_size_requests_never_makes_a_message_too_large() {
             (0..4).all(|i| c.replica(i).pending_requests() == 0)
                 && (0..4).all(|i| c.replica(i).last_executed() == c.replica(0).last_executed())
         };
-        for _ in 0..200 {
+        // Two status rounds suffice today; 20 leave room without letting a replica that never
+        // settles (cargo-mutants' checkpoints never stable) re-send megabytes for minutes.
+        for _ in 0..20 {
             if done(&c) {
                 break;
             }
