@@ -515,3 +515,56 @@ fn a_replica_restarted_at_a_complete_boundary_serves_the_boundary() {
     assert!(resp.decided.is_empty(), "nothing above the boundary yet");
     assert_eq!(resp.epochs.len(), 1, "the link to epoch 1");
 }
+
+/// A replica whose boundary certificate is still short (it missed the checkpoints that
+/// completed it elsewhere) asks for state from the epoch before its own, so the peers send the
+/// link to its own epoch with the batches it lacks; asking from its own epoch, it would get the
+/// batches and never the link. cargo-mutants at 8c1a26e left `chain_tip_epoch`'s step back
+/// (`mine - 1` as `mine / 1` or `mine + 1`) unseen.
+#[test]
+fn a_replica_missing_the_link_to_its_own_epoch_asks_from_the_epoch_before() {
+    let mut c = Cluster::new(4, 8);
+    c.decide_each(0, 1..=2);
+    let new = Keypair::from_label("chain tip rotation");
+    let mut set = members(&c);
+    set[3].1 = new.public();
+    c.input(0, Input::ClientRequest(c.set_request(3, &set)));
+    // Replica 1 executes the boundary but hears none of the checkpoints there.
+    let dir = c.dir.clone();
+    while let Some((_, to, bytes)) = c.next_queued() {
+        let m = scbe_wire::open(&bytes, &dir).expect("honest messages open");
+        if !(to == 1 && matches!(m.value(), Message::Checkpoint(_))) {
+            c.input(to, Input::Message(m));
+        }
+    }
+    assert_eq!(c.replica(1).epoch(), 1);
+    assert!(link_epochs(&c, 1).is_empty(), "its boundary is short");
+    assert_eq!(link_epochs(&c, 0), vec![1]);
+    c.restart_with_key(3, new)
+        .expect("restores with the key in force");
+
+    // The others decide on without it; then it asks.
+    c.isolate(1);
+    c.decide_each(0, 4..=4);
+    c.heal();
+    c.fire(1, TimerKind::Status);
+    let asked_from: Vec<u64> = c
+        .sent(1, Kind::StateRequest)
+        .iter()
+        .filter_map(|m| match m.value() {
+            Message::StateRequest(r) => Some(r.epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(c.replica(1).last_executed(), Seq(4));
+    assert_eq!(
+        link_epochs(&c, 1),
+        vec![1],
+        "the link to its own epoch, kept"
+    );
+    assert_eq!(
+        asked_from.first(),
+        Some(&0),
+        "from the epoch before its own"
+    );
+}
