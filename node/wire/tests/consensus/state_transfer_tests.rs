@@ -424,3 +424,68 @@ fn a_replica_before_a_short_boundary_is_served_no_batch_of_the_new_epoch() {
         );
     }
 }
+
+/// The links one response carries stop at `EPOCH_LINKS_BYTES`: links of exactly a quarter of
+/// it (sets of 1,020 validators) go four to a response, the fourth filling it to the byte, not
+/// the eight `MAX_EPOCH_LINKS` would allow. cargo-mutants (this session's run) left the whole
+/// byte budget unseen (its `!`, its sum, the `+=`, the `>` as `>=` or `==`): every test's
+/// links were a few hundred bytes. The links are restored from the store, which a replica
+/// trusts as its own; nothing checks them on the way out.
+#[test]
+fn a_response_carries_links_up_to_their_byte_budget_exactly() {
+    let mut c = Cluster::new(4, 128);
+    c.decide_each(0, 1..=2);
+    let members: Vec<(ReplicaId, scbe_core::crypto::PublicKey)> = (0..1020u32)
+        .map(|i| {
+            let key = scbe_core::crypto::Keypair::from_label(&format!("member {i}"));
+            (ReplicaId(i), key.public())
+        })
+        .collect();
+    let set = |epoch: u64| ValidatorSet {
+        epoch,
+        start: Seq(100 * epoch),
+        members: members.clone(),
+    };
+    let links: Vec<EpochLink> = (1..=8)
+        .map(|epoch| EpochLink {
+            previous: set(epoch - 1),
+            boundary: CheckpointCert {
+                seq: Seq(100 * epoch),
+                state_digest: Digest([7; 32]),
+                next_set: Some(set(epoch).digest()),
+                proof: Vec::new(),
+            },
+            set: set(epoch),
+        })
+        .collect();
+    assert_eq!(
+        4 * limits::link_bytes(&links[0]),
+        limits::EPOCH_LINKS_BYTES,
+        "four links fill the budget exactly"
+    );
+    let mut store = c.stores[0].clone();
+    store.extend(links.into_iter().map(Record::EpochLink));
+    let (r, _) = Replica::restore(
+        c.config(0),
+        c.keys[0].clone(),
+        std::sync::Arc::new(ProtoCodec),
+        ChainApp::default(),
+        &store,
+    )
+    .expect("opens");
+    c.replicas[0] = Some(r);
+    c.log[0].clear();
+
+    let req = StateRequest {
+        after: Seq(0),
+        snapshot_offset: 0,
+        epoch: 0,
+    };
+    let m = c.signed_by(2, Kind::StateRequest, ProtoCodec.encode_state_request(&req));
+    c.input(0, Input::Message(m));
+    let carried: Vec<Vec<u64>> = state_responses(&c, 0)
+        .iter()
+        .map(|(_, resp)| resp.epochs.iter().map(EpochLink::epoch).collect())
+        .collect();
+    assert_eq!(carried, vec![vec![1, 2, 3, 4]]);
+}
