@@ -252,3 +252,51 @@ fn a_replica_restarted_by_replay_serves_its_stable_snapshot_and_resends_its_vote
         "served from the snapshot at 6"
     );
 }
+
+/// View 1's primary crashed after signing its new-view's pre-prepares (persisted: its vote
+/// guard) and before persisting that it entered the view. Restarted, it is still changing
+/// views; handed the same view changes again, it signs the same new-view again (the guard
+/// holds the same digests, so nothing conflicts) and enters the view. cargo-mutants (this
+/// session) left the guard's conflict test (`!=` as `==`) unseen: refusing there costs a
+/// whole view, and no test restarted a primary at that instant.
+#[test]
+fn a_new_primary_restarted_before_entering_its_view_sends_the_same_new_view_again() {
+    let mut c = Cluster::new(4, 128);
+    // Request 1 prepared everywhere, committed nowhere: the new view re-proposes it.
+    c.drop_kinds.insert(Kind::Commit);
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    c.drop_kinds.clear();
+    for i in 0..4 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    assert_eq!(c.replica(1).view(), View(1));
+    let store = &c.stores[1];
+    let entered = store
+        .iter()
+        .position(|r| matches!(r, Record::EnteredView { view, .. } if *view == View(1)))
+        .expect("replica 1 entered view 1");
+    let prefix = &store[..entered];
+    assert!(
+        prefix.iter().any(|r| matches!(
+            r,
+            Record::Signed { pre_prepare: true, view, .. } if *view == View(1)
+        )),
+        "its new-view's pre-prepares were signed before"
+    );
+    let (mut r, _) = restart(&c, 1, ChainApp::default(), prefix).expect("opens");
+    assert_eq!((r.view(), r.status()), (View(1), Status::ViewChanging));
+    let mut actions = Vec::new();
+    for j in [0, 2, 3] {
+        for m in c.sent(j, Kind::ViewChange) {
+            actions.extend(r.handle(Input::Message(m)));
+        }
+    }
+    assert_eq!(
+        broadcasts(&actions, Kind::NewView),
+        1,
+        "its new-view, again"
+    );
+    assert_eq!((r.view(), r.status()), (View(1), Status::Normal));
+}

@@ -339,3 +339,38 @@ fn entering_a_view_from_a_later_checkpoint_adopts_it_only_with_the_same_state() 
         }
     }
 }
+
+/// A view change from the checkpoint every replica already counts stable (the genesis, or 4
+/// after four batches) adopts nothing: no replica asks for state, and none persists its stable
+/// certificate again. cargo-mutants (this session) left `min_s > stable` as `>=` unseen: at
+/// the genesis, which no snapshot holds, every replica then asked its peers for state on
+/// every view change.
+#[test]
+fn entering_a_view_from_the_stable_checkpoint_adopts_nothing() {
+    for decided in [0, 4] {
+        let mut c = Cluster::new(4, 4);
+        c.decide_each(0, 1..=decided);
+        let stable = Seq(decided);
+        let stable_records = |c: &Cluster, i: usize| {
+            c.stores[i]
+                .iter()
+                .filter(|r| matches!(r, Record::Stable(_)))
+                .count()
+        };
+        let before: Vec<usize> = (0..4).map(|i| stable_records(&c, i)).collect();
+        for i in 0..4 {
+            c.input(i, Input::ReplacePrimary { view: View(0) });
+        }
+        c.run();
+        for i in 0..4 {
+            let r = c.replica(i);
+            assert_eq!((r.view(), r.status()), (View(1), Status::Normal));
+            assert_eq!(r.stable_checkpoint().seq, stable, "replica {i}");
+            assert!(
+                c.sent(i, Kind::StateRequest).is_empty(),
+                "replica {i} asked for state at stable {stable:?}"
+            );
+            assert_eq!(stable_records(&c, i), before[i], "replica {i}");
+        }
+    }
+}
