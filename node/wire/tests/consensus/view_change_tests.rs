@@ -362,7 +362,7 @@ fn entering_a_view_from_the_stable_checkpoint_adopts_nothing() {
             c.input(i, Input::ReplacePrimary { view: View(0) });
         }
         c.run();
-        for i in 0..4 {
+        for (i, stable_before) in before.into_iter().enumerate() {
             let r = c.replica(i);
             assert_eq!((r.view(), r.status()), (View(1), Status::Normal));
             assert_eq!(r.stable_checkpoint().seq, stable, "replica {i}");
@@ -370,7 +370,7 @@ fn entering_a_view_from_the_stable_checkpoint_adopts_nothing() {
                 c.sent(i, Kind::StateRequest).is_empty(),
                 "replica {i} asked for state at stable {stable:?}"
             );
-            assert_eq!(stable_records(&c, i), before[i], "replica {i}");
+            assert_eq!(stable_records(&c, i), stable_before, "replica {i}");
         }
     }
 }
