@@ -17,4 +17,5 @@ mod size_tests;
 mod state_transfer_tests;
 mod suspicion_tests;
 mod view_change_tests;
+mod voided_slot_tests;
 mod worst_case_tests;
