@@ -9,6 +9,7 @@ use scbe_wire::testkit::Cluster;
 use scbe_wire::ProtoCodec;
 
 use super::epoch_tests::{dropped, members, propose_rotation_at_3};
+use super::state_transfer_tests::{ask_from_genesis, state_requests, state_responses};
 
 /// The epochs of the links replica `i` holds.
 fn link_epochs(c: &Cluster, i: usize) -> Vec<u64> {
@@ -169,14 +170,7 @@ fn walk_a_long_chain(answering: &[usize]) -> Vec<u64> {
         c.cut.insert((peer, 2));
     }
     c.fire(2, TimerKind::Status);
-    let asked_from: Vec<u64> = c
-        .sent(2, Kind::StateRequest)
-        .iter()
-        .filter_map(|m| match m.value() {
-            Message::StateRequest(r) => Some(r.epoch),
-            _ => None,
-        })
-        .collect();
+    let asked_from: Vec<u64> = state_requests(&c, 2).iter().map(|r| r.epoch).collect();
     assert_eq!(c.replica(2).epoch(), rotations);
     assert_eq!(c.replica(2).last_executed(), c.replica(0).last_executed());
     assert_eq!(c.replica(2).app().digest(), c.replica(0).app().digest());
@@ -495,15 +489,9 @@ fn a_replica_restarted_at_a_complete_boundary_serves_the_boundary() {
     let restored = c.replica(0).stable_checkpoint();
     assert_eq!((restored.seq, restored.proof.len()), (Seq(3), 3));
     c.heal();
-    let req = StateRequest {
-        after: Seq(0),
-        snapshot_offset: 0,
-        epoch: 0,
-    };
-    let m = c.signed_by(2, Kind::StateRequest, ProtoCodec.encode_state_request(&req));
-    c.input(0, Input::Message(m));
-    let responses = c.sent(0, Kind::StateResponse);
-    let Some(Message::StateResponse(resp)) = responses.last().map(|m| m.value()) else {
+    ask_from_genesis(&mut c, 2, 0);
+    let responses = state_responses(&c, 0);
+    let Some((_, resp)) = responses.last() else {
         panic!("replica 0 answered nothing");
     };
     let (cert, _, part) = resp.snapshot.as_ref().expect("a snapshot");
@@ -530,13 +518,7 @@ fn a_replica_missing_the_link_to_its_own_epoch_asks_from_the_epoch_before() {
     set[3].1 = new.public();
     c.input(0, Input::ClientRequest(c.set_request(3, &set)));
     // Replica 1 executes the boundary but hears none of the checkpoints there.
-    let dir = c.dir.clone();
-    while let Some((_, to, bytes)) = c.next_queued() {
-        let m = scbe_wire::open(&bytes, &dir).expect("honest messages open");
-        if !(to == 1 && matches!(m.value(), Message::Checkpoint(_))) {
-            c.input(to, Input::Message(m));
-        }
-    }
+    c.run_dropping(|to, m| to == 1 && matches!(m, Message::Checkpoint(_)));
     assert_eq!(c.replica(1).epoch(), 1);
     assert!(link_epochs(&c, 1).is_empty(), "its boundary is short");
     assert_eq!(link_epochs(&c, 0), vec![1]);
@@ -548,14 +530,7 @@ fn a_replica_missing_the_link_to_its_own_epoch_asks_from_the_epoch_before() {
     c.decide_each(0, 4..=4);
     c.heal();
     c.fire(1, TimerKind::Status);
-    let asked_from: Vec<u64> = c
-        .sent(1, Kind::StateRequest)
-        .iter()
-        .filter_map(|m| match m.value() {
-            Message::StateRequest(r) => Some(r.epoch),
-            _ => None,
-        })
-        .collect();
+    let asked_from: Vec<u64> = state_requests(&c, 1).iter().map(|r| r.epoch).collect();
     assert_eq!(c.replica(1).last_executed(), Seq(4));
     assert_eq!(
         link_epochs(&c, 1),

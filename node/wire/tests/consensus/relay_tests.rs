@@ -114,21 +114,32 @@ fn a_request_only_one_backup_holds_is_relayed_again_on_its_request_timer() {
     }
 }
 
+/// The operation bytes of a request that costs exactly 2 KiB in a batch.
+const TWO_KIB_OPERATION: usize = 2048 - limits::REQUEST_FRAMING_BYTES - 5;
+
+/// A cluster whose requests may cost 2 KiB and whose batches (and relay chunks) 4 KiB: two
+/// such requests fill one exactly.
+fn two_to_a_batch() -> Cluster {
+    Cluster::new_with(4, 128, |cfg| {
+        cfg.max_request_bytes = 2048;
+        cfg.max_batch_bytes = 4096;
+        cfg.max_window_bytes = 64 * 1024;
+    })
+}
+
 /// On its request timer a backup hands on again only the requests that waited longest, up
 /// to one batch's bytes (two of these five), not its whole queue: a backup holding many
 /// would flood the primary on every timeout. cargo-mutants at 8c1a26e left the byte count's
 /// sum (`+=` as `*=`, which never reached the cap) unseen: every test forwarded one request.
 #[test]
 fn a_request_timer_hands_on_the_oldest_requests_up_to_one_batchs_bytes() {
-    let mut c = Cluster::new_with(4, 128, |cfg| {
-        cfg.max_request_bytes = 2048;
-        cfg.max_batch_bytes = 4096;
-        cfg.max_window_bytes = 64 * 1024;
-    });
-    let len = 2048 - limits::REQUEST_FRAMING_BYTES - 5;
+    let mut c = two_to_a_batch();
     c.isolate(1);
     for n in 1..=5 {
-        c.input(1, Input::ClientRequest(c.request_sized(n, len)));
+        c.input(
+            1,
+            Input::ClientRequest(c.request_sized(n, TWO_KIB_OPERATION)),
+        );
     }
     c.run();
     c.heal();
@@ -164,13 +175,10 @@ fn a_request_timer_hands_on_the_oldest_requests_up_to_one_batchs_bytes() {
 /// its sum and the chunk's byte count unseen: every relay test stayed under the cap.
 #[test]
 fn a_turns_relay_is_cut_at_the_batch_byte_cap() {
-    let mut c = Cluster::new_with(4, 128, |cfg| {
-        cfg.max_request_bytes = 2048;
-        cfg.max_batch_bytes = 4096;
-        cfg.max_window_bytes = 64 * 1024;
-    });
-    let len = 2048 - limits::REQUEST_FRAMING_BYTES - 5;
-    let exact: Vec<Signed<Request>> = (1..=5).map(|n| c.request_sized(n, len)).collect();
+    let mut c = two_to_a_batch();
+    let exact: Vec<Signed<Request>> = (1..=5)
+        .map(|n| c.request_sized(n, TWO_KIB_OPERATION))
+        .collect();
     assert!(
         exact.iter().all(|r| limits::request_bytes(r) == 2048),
         "two requests fill a chunk exactly"
@@ -187,7 +195,7 @@ fn a_turns_relay_is_cut_at_the_batch_byte_cap() {
         cfg.max_window_bytes = 64 * 1024;
     });
     let over: Vec<Input> = (1..=3)
-        .map(|n| Input::ClientRequest(c2.request_sized(n, len)))
+        .map(|n| Input::ClientRequest(c2.request_sized(n, TWO_KIB_OPERATION)))
         .collect();
     turn(&mut c2, 1, over);
     assert_eq!(relayed(&c2, 1), (vec![], 3), "a byte short: each alone");

@@ -10,7 +10,7 @@ use scbe_wire::testkit::Cluster;
 use scbe_wire::{encode_envelope, open, ProtoCodec};
 
 /// Every state request replica `i` sent (broadcast or to one peer), as decoded by a peer.
-fn state_requests(c: &Cluster, i: usize) -> Vec<StateRequest> {
+pub(crate) fn state_requests(c: &Cluster, i: usize) -> Vec<StateRequest> {
     c.sent(i, Kind::StateRequest)
         .iter()
         .map(|m| match m.value() {
@@ -21,7 +21,7 @@ fn state_requests(c: &Cluster, i: usize) -> Vec<StateRequest> {
 }
 
 /// Every state response replica `i` sent, with its addressee.
-fn state_responses(c: &Cluster, i: usize) -> Vec<(ReplicaId, StateResponse)> {
+pub(crate) fn state_responses(c: &Cluster, i: usize) -> Vec<(ReplicaId, StateResponse)> {
     c.log[i]
         .iter()
         .filter_map(|a| match a {
@@ -34,6 +34,22 @@ fn state_responses(c: &Cluster, i: usize) -> Vec<(ReplicaId, StateResponse)> {
             _ => None,
         })
         .collect()
+}
+
+/// Replica `to` handed a state request from replica `from` that asks for everything from the
+/// genesis (seq 0, epoch 0).
+pub(crate) fn ask_from_genesis(c: &mut Cluster, from: usize, to: usize) {
+    let req = StateRequest {
+        after: Seq(0),
+        snapshot_offset: 0,
+        epoch: 0,
+    };
+    let m = c.signed_by(
+        from,
+        Kind::StateRequest,
+        ProtoCodec.encode_state_request(&req),
+    );
+    c.input(to, Input::Message(m));
 }
 
 /// A replica past its peers' stable checkpoint asks only for what follows its last executed
@@ -384,13 +400,7 @@ fn a_replica_before_a_short_boundary_is_served_no_batch_of_the_new_epoch() {
         .take(4)
         .collect();
     c.input(0, Input::ClientRequest(c.set_request(3, &four)));
-    let dir = c.dir.clone();
-    while let Some((_, to, bytes)) = c.next_queued() {
-        let m = open(&bytes, &dir).expect("honest messages open");
-        if !(to == 4 && matches!(m.value(), Message::Commit(_))) {
-            c.input(to, Input::Message(m));
-        }
-    }
+    c.run_dropping(|to, m| to == 4 && matches!(m, Message::Commit(_)));
     assert_eq!(c.replica(4).last_executed(), Seq(2));
     c.isolate(4);
     c.decide_each(0, 4..=5);
@@ -476,13 +486,7 @@ fn a_response_carries_links_up_to_their_byte_budget_exactly() {
     c.replicas[0] = Some(r);
     c.log[0].clear();
 
-    let req = StateRequest {
-        after: Seq(0),
-        snapshot_offset: 0,
-        epoch: 0,
-    };
-    let m = c.signed_by(2, Kind::StateRequest, ProtoCodec.encode_state_request(&req));
-    c.input(0, Input::Message(m));
+    ask_from_genesis(&mut c, 2, 0);
     let carried: Vec<Vec<u64>> = state_responses(&c, 0)
         .iter()
         .map(|(_, resp)| resp.epochs.iter().map(EpochLink::epoch).collect())
