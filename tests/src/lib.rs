@@ -60,6 +60,15 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Awaits one step of a test within [`DEADLINE`], or fails naming it: a call that never
+/// answers (gRPC calls carry no deadline of their own) fails the test instead of hanging it.
+pub async fn within<T>(step: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{step}: no answer within {DEADLINE:?}"),
+    }
+}
+
 /// One cluster at a time: four debug-build validators already keep both cores busy.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -175,14 +184,13 @@ impl Harness {
     /// a request signed elsewhere with the same key (the `scbe` CLI in a test) never collides.
     pub async fn submit(&mut self, i: usize, op: Operation) -> pb::SubmitReply {
         let key = self.requester.clone();
-        let executed = self
-            .client(i)
-            .await
-            .status(pb::StatusRequest {
-                proposal: None,
-                signer: key.public().as_bytes().to_vec().into(),
-                brief: true,
-            })
+        let mut c = self.client(i).await;
+        let call = c.status(pb::StatusRequest {
+            proposal: None,
+            signer: key.public().as_bytes().to_vec().into(),
+            brief: true,
+        });
+        let executed = within(&format!("the nonce from validator {i}"), call)
             .await
             .map(|r| r.into_inner().last_nonce)
             .unwrap_or(0);
@@ -191,7 +199,7 @@ impl Harness {
         let start = Instant::now();
         loop {
             let mut c = self.client(i).await;
-            match c.submit(env.clone()).await {
+            match within(&format!("Submit to validator {i}"), c.submit(env.clone())).await {
                 Ok(r) => return r.into_inner(),
                 Err(s) if start.elapsed() < DEADLINE => {
                     eprintln!(
@@ -208,13 +216,14 @@ impl Harness {
 
     pub async fn status(&mut self, i: usize, proposal: Option<u64>) -> pb::StatusReply {
         let mut c = self.client(i).await;
-        c.status(pb::StatusRequest {
+        let call = c.status(pb::StatusRequest {
             proposal,
             ..Default::default()
-        })
-        .await
-        .expect("status")
-        .into_inner()
+        });
+        within(&format!("Status of validator {i}"), call)
+            .await
+            .expect("status")
+            .into_inner()
     }
 
     /// Polls validator `i` until `pred` holds on its status, or panics at the deadline.

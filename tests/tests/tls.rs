@@ -10,23 +10,24 @@ use std::time::Duration;
 use scbe_core::crypto::Keypair;
 use scbe_proto::v1 as pb;
 use scbe_sim::local::LocalOptions;
-use scbe_tests::{fleet_options, Harness};
+use scbe_tests::{fleet_options, within, Harness};
 use scbe_wire::tls::{Dial, Link, PinnedKeys, Transport};
 
 fn stranger() -> Transport {
     Transport::tls(&Keypair::from_label("a key no genesis lists")).expect("identity")
 }
 
-/// Connects through `link` to `addr` now; the error with all its causes.
+/// Connects through `link` to `addr` now; the error with all its causes. Every network step
+/// here runs `within` a deadline that names it: a rare hang in CI (2026-12-06) left no trace
+/// of which call it awaited.
 async fn connect(link: &Link, addr: &str) -> Result<tonic::transport::Channel, String> {
-    link.connect_to(addr).await
+    within(&format!("connecting to {addr}"), link.connect_to(addr)).await
 }
 
 async fn status(ch: tonic::transport::Channel) -> Result<pb::StatusReply, tonic::Status> {
-    pb::governance_client::GovernanceClient::new(ch)
-        .status(pb::StatusRequest::default())
-        .await
-        .map(|r| r.into_inner())
+    let mut client = pb::governance_client::GovernanceClient::new(ch);
+    let call = client.status(pb::StatusRequest::default());
+    within("Status", call).await.map(|r| r.into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +56,10 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
         PinnedKeys::new([h.cluster.validator_keys[1]], "validator 1"),
     )
     .expect("dial");
-    let e = wrong_pin.connect().await.err().map(|e| e.to_string());
+    let e = within("dialing with the wrong pin", wrong_pin.connect())
+        .await
+        .err()
+        .map(|e| e.to_string());
     let e = e.unwrap_or_default();
     assert!(
         e.contains(&h.cluster.validator_keys[0].to_hex()) && e.contains("is not validator 1"),
@@ -76,33 +80,45 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
         outsider.is_err(),
         "a stranger's certificate must be refused"
     );
-    let anonymous = h
-        .cluster
-        .channel(0)
+    let anonymous = within("an anonymous channel", h.cluster.channel(0))
         .await
         .expect("anonymous TLS is fine for reads");
     status(anonymous.clone())
         .await
         .expect("a requester reads status");
-    let stream = pb::consensus_client::ConsensusClient::new(anonymous)
-        .stream(tokio_stream::iter(vec![]))
-        .await
-        .expect_err("no validator certificate");
+    let mut consensus = pb::consensus_client::ConsensusClient::new(anonymous);
+    let stream = within(
+        "an anonymous consensus stream",
+        consensus.stream(tokio_stream::iter(vec![])),
+    )
+    .await
+    .expect_err("no validator certificate");
     assert_eq!(stream.code(), tonic::Code::Unauthenticated, "{stream:?}");
-    let endorse = pb::orders_client::OrdersClient::new(h.cluster.channel(0).await.expect("ch"))
-        .endorse(pb::EndorseRequest::default())
+    let ch = within("a second anonymous channel", h.cluster.channel(0))
         .await
-        .expect_err("no validator certificate");
+        .expect("ch");
+    let mut orders = pb::orders_client::OrdersClient::new(ch);
+    let endorse = within(
+        "an anonymous endorsement",
+        orders.endorse(pb::EndorseRequest::default()),
+    )
+    .await
+    .expect_err("no validator certificate");
     assert_eq!(endorse.code(), tonic::Code::Unauthenticated, "{endorse:?}");
 
     // Validator -> agent: plaintext refused; a stranger's certificate, or none, gets no orders
     // or health streams through; Describe answers anyone.
     let plain = connect(&Link::Plaintext, &a0).await;
     let plain_answered = match plain {
-        Ok(ch) => pb::fleet_agent_client::FleetAgentClient::new(ch)
-            .describe(pb::DescribeRequest {})
+        Ok(ch) => {
+            let mut agent = pb::fleet_agent_client::FleetAgentClient::new(ch);
+            within(
+                "a plaintext Describe",
+                agent.describe(pb::DescribeRequest {}),
+            )
             .await
-            .is_ok(),
+            .is_ok()
+        }
         Err(_) => false,
     };
     assert!(!plain_answered, "a plaintext call to a TLS agent must fail");
@@ -124,11 +140,13 @@ async fn every_link_refuses_plaintext_and_keys_outside_its_set() {
     let mut agent = pb::fleet_agent_client::FleetAgentClient::new(
         connect(&anonymous, &a0).await.expect("anonymous TLS"),
     );
-    let d = agent
-        .describe(pb::DescribeRequest {})
-        .await
-        .expect("Describe answers anyone")
-        .into_inner();
+    let d = within(
+        "an anonymous Describe",
+        agent.describe(pb::DescribeRequest {}),
+    )
+    .await
+    .expect("Describe answers anyone")
+    .into_inner();
     assert_eq!(d.agent, "agent-00");
     refuses_orders_and_health(&mut agent, tonic::Code::Unauthenticated).await;
     // ... and the validators themselves reach it: its health is in the summary.
@@ -236,14 +254,15 @@ async fn refuses_orders_and_health(
     agent: &mut pb::fleet_agent_client::FleetAgentClient<tonic::transport::Channel>,
     code: tonic::Code,
 ) {
-    let order = agent
-        .deploy(pb::SignedOrder::default())
+    let order = within("an order", agent.deploy(pb::SignedOrder::default()))
         .await
         .expect_err("orders only from a validator's certificate");
     assert_eq!(order.code(), code, "{order:?}");
-    let health = agent
-        .watch_health(pb::HealthRequest::default())
-        .await
-        .expect_err("health streams only to a validator's certificate");
+    let health = within(
+        "a health stream",
+        agent.watch_health(pb::HealthRequest::default()),
+    )
+    .await
+    .expect_err("health streams only to a validator's certificate");
     assert_eq!(health.code(), code, "{health:?}");
 }
