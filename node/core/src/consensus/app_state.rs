@@ -8,6 +8,7 @@
 //! if ever. The bytes are a pure function of the state at the checkpoint, so when they are made
 //! does not change what they are.
 
+use std::any::Any;
 use std::sync::{Arc, Mutex, OnceLock};
 
 type Make = Box<dyn FnOnce() -> Vec<u8> + Send>;
@@ -23,6 +24,10 @@ struct Inner {
     /// What the application expects the bytes to take, for decisions that must not encode them
     /// (whether to persist). Exact for ready bytes.
     size_hint: usize,
+    /// What the application made the snapshot from, for readers that need a part of the state
+    /// without decoding the bytes (the ledger's `CheckpointProver`). None for bytes from a
+    /// store or a peer.
+    source: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl AppState {
@@ -33,16 +38,33 @@ impl AppState {
             bytes: OnceLock::from(bytes),
             make: Mutex::new(None),
             size_hint,
+            source: None,
         }))
     }
 
     /// Bytes `make` encodes when they are first read; `size_hint` estimates their length.
     pub fn lazy(size_hint: usize, make: impl FnOnce() -> Vec<u8> + Send + 'static) -> Self {
+        Self::lazy_from(size_hint, None, make)
+    }
+
+    /// As [`AppState::lazy`], keeping what the bytes are made from ([`AppState::source`]).
+    pub fn lazy_from(
+        size_hint: usize,
+        source: Option<Arc<dyn Any + Send + Sync>>,
+        make: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) -> Self {
         Self(Arc::new(Inner {
             bytes: OnceLock::new(),
             make: Mutex::new(Some(Box::new(make))),
             size_hint,
+            source,
         }))
+    }
+
+    /// What the application made this snapshot from, if it was made here (not read from a
+    /// store or a peer).
+    pub fn source(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.0.source.as_ref()
     }
 
     /// The bytes, encoded now if this is the first read.

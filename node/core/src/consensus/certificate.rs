@@ -5,13 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::config::ReplicaConfig;
+use super::config::{quorum_for, ReplicaConfig};
 use super::limits;
 use super::message::{
     batch_digest, CheckpointCert, CommitCert, PrePrepare, PreparedCert, Request, Signed,
     ViewChange, Vote,
 };
 use super::types::{Digest, ReplicaId, Seq, View};
+use super::validator_set::ValidatorSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertError {
@@ -199,6 +200,38 @@ pub fn check_checkpoint_cert(
             what,
             got: ids.len(),
             need: cfg.quorum(),
+        });
+    }
+    Ok(())
+}
+
+/// A checkpoint certificate checked against a validator set alone, with no replica's
+/// configuration (what an epoch link's boundary is, and what a client that trusts the set
+/// checks): a quorum of the set's members, each by the key the set holds, signed checkpoints
+/// that match the certificate.
+pub fn check_checkpoint_cert_by(
+    set: &ValidatorSet,
+    cert: &CheckpointCert,
+    what: &'static str,
+) -> Result<(), CertError> {
+    let mut ids = BTreeSet::new();
+    for vote in &cert.proof {
+        let id = vote.validator().ok_or(CertError::NotValidator { what })?;
+        if set.key_of(id) != Some(vote.signer()) {
+            return Err(CertError::NotInForce { what, id });
+        }
+        let v = vote.value();
+        if v.seq != cert.seq || v.state_digest != cert.state_digest || v.next_set != cert.next_set {
+            return Err(CertError::Mismatch { what });
+        }
+        ids.insert(id);
+    }
+    let need = quorum_for(set.n().max(1));
+    if ids.len() < need {
+        return Err(CertError::NotEnoughVotes {
+            what,
+            got: ids.len(),
+            need,
         });
     }
     Ok(())

@@ -6,10 +6,8 @@
 //! batches), and a replica keeps every link it made or checked so it can prove later sets to
 //! replicas still behind.
 
-use std::collections::BTreeSet;
-
-use super::certificate::CertError;
-use super::config::{quorum_for, ConfigError, ReplicaConfig};
+use super::certificate::{check_checkpoint_cert_by, CertError};
+use super::config::{ConfigError, ReplicaConfig};
 use super::message::CheckpointCert;
 use super::validator_set::ValidatorSet;
 
@@ -67,32 +65,8 @@ impl EpochLink {
                 tip,
             });
         }
-        let what = "epoch link boundary";
-        let mut ids = BTreeSet::new();
-        for vote in &self.boundary.proof {
-            let id = vote
-                .validator()
-                .ok_or(LinkError::Boundary(CertError::NotValidator { what }))?;
-            if trusted.key_of(id) != Some(vote.signer()) {
-                return Err(LinkError::Boundary(CertError::NotInForce { what, id }));
-            }
-            let v = vote.value();
-            if v.seq != self.boundary.seq
-                || v.state_digest != self.boundary.state_digest
-                || v.next_set != self.boundary.next_set
-            {
-                return Err(LinkError::Boundary(CertError::Mismatch { what }));
-            }
-            ids.insert(id);
-        }
-        let need = quorum_for(trusted.n().max(1));
-        if ids.len() < need {
-            return Err(LinkError::Boundary(CertError::NotEnoughVotes {
-                what,
-                got: ids.len(),
-                need,
-            }));
-        }
+        check_checkpoint_cert_by(trusted, &self.boundary, "epoch link boundary")
+            .map_err(LinkError::Boundary)?;
         if self.boundary.next_set != Some(self.set.digest()) {
             return Err(LinkError::SetNotCertified);
         }
@@ -129,6 +103,25 @@ impl EpochLink {
     pub fn advance(trusted: &ValidatorSet, links: &[EpochLink]) -> Result<ValidatorSet, LinkError> {
         let mut tip = trusted.clone();
         for link in links.iter().filter(|l| l.epoch() > trusted.epoch) {
+            link.certifies(&tip)?;
+            tip = link.set.clone();
+        }
+        Ok(tip)
+    }
+
+    /// The set that signed checkpoints at `seq` (the newest whose epoch starts before it: a
+    /// boundary checkpoint is the old set's), reached from `trusted` by `links`, each checked
+    /// in turn. What a client that trusts the genesis checks a checkpoint certificate with.
+    pub fn set_signing(
+        trusted: &ValidatorSet,
+        links: &[EpochLink],
+        seq: super::Seq,
+    ) -> Result<ValidatorSet, LinkError> {
+        let mut tip = trusted.clone();
+        for link in links.iter().filter(|l| l.epoch() > trusted.epoch) {
+            if link.set.start >= seq {
+                break;
+            }
             link.certifies(&tip)?;
             tip = link.set.clone();
         }
@@ -319,6 +312,88 @@ mod tests {
         assert_eq!(
             EpochLink::advance(&f.genesis, &[second]),
             Err(LinkError::NotFromTip { tip: 0 })
+        );
+    }
+
+    /// A checkpoint at the boundary is the old set's to sign, one after it the new set's; a
+    /// link past the checkpoint is not needed and not checked, one before it must hold.
+    #[test]
+    fn the_set_signing_a_checkpoint_is_the_newest_that_started_before_it() {
+        let f = fixture();
+        let links = [f.link.clone()];
+        let at = |seq: u64| EpochLink::set_signing(&f.genesis, &links, Seq(seq));
+        assert_eq!(at(5), Ok(f.genesis.clone()), "the boundary: the old set");
+        assert_eq!(at(6), Ok(f.link.set.clone()), "after it: the new set");
+        assert_eq!(
+            EpochLink::set_signing(&f.genesis, &[], Seq(99)),
+            Ok(f.genesis.clone())
+        );
+        let mut bent = f.link.clone();
+        bent.boundary.proof.truncate(2);
+        let bent = [bent];
+        assert_eq!(
+            EpochLink::set_signing(&f.genesis, &bent, Seq(6)),
+            Err(LinkError::Boundary(CertError::NotEnoughVotes {
+                what: "epoch link boundary",
+                got: 2,
+                need: 3
+            }))
+        );
+        assert_eq!(
+            EpochLink::set_signing(&f.genesis, &bent, Seq(5)),
+            Ok(f.genesis.clone()),
+            "a link after the checkpoint is not needed to check it"
+        );
+        // A holder already past the link starts from its own set.
+        assert_eq!(
+            EpochLink::set_signing(&f.link.set, &bent, Seq(9)),
+            Ok(f.link.set.clone())
+        );
+    }
+
+    /// Checked against a set alone: a quorum of its members by the keys it holds, every vote
+    /// matching the certificate.
+    #[test]
+    fn a_checkpoint_certificate_is_checked_against_a_set_alone() {
+        let f = fixture();
+        let what = "checkpoint";
+        let cert = &f.link.boundary;
+        assert_eq!(check_checkpoint_cert_by(&f.genesis, cert, what), Ok(()));
+        let mut short = cert.clone();
+        short.proof.truncate(2);
+        assert_eq!(
+            check_checkpoint_cert_by(&f.genesis, &short, what),
+            Err(CertError::NotEnoughVotes {
+                what,
+                got: 2,
+                need: 3
+            })
+        );
+        let mut twice = cert.clone();
+        twice.proof[2] = twice.proof[0].clone();
+        assert_eq!(
+            check_checkpoint_cert_by(&f.genesis, &twice, what),
+            Err(CertError::NotEnoughVotes {
+                what,
+                got: 2,
+                need: 3
+            }),
+            "one validator counts once"
+        );
+        let mut other = cert.clone();
+        other.state_digest = crate::consensus::Digest([8; 32]);
+        assert_eq!(
+            check_checkpoint_cert_by(&f.genesis, &other, what),
+            Err(CertError::Mismatch { what })
+        );
+        let mut rekeyed = f.genesis.clone();
+        rekeyed.members[1].1 = f.rotated.public();
+        assert_eq!(
+            check_checkpoint_cert_by(&rekeyed, cert, what),
+            Err(CertError::NotInForce {
+                what,
+                id: ReplicaId(1)
+            })
         );
     }
 }

@@ -24,7 +24,7 @@ pub mod validator_set;
 
 pub use action::{Action, Decision, Input, Record, Timer, TimerKind};
 pub use app_state::AppState;
-pub use certificate::CertError;
+pub use certificate::{check_checkpoint_cert_by, CertError};
 pub use codec::Codec;
 pub use config::{ConfigError, Directory, ReplicaConfig};
 pub use decided_replay::{DecidedReplay, ReplayError};

@@ -29,6 +29,8 @@ mod ledger_notify_tests;
 #[cfg(test)]
 mod ledger_pause_tests;
 #[cfg(test)]
+mod ledger_proof_tests;
+#[cfg(test)]
 mod ledger_proposal_tests;
 #[cfg(test)]
 mod ledger_requester_tests;

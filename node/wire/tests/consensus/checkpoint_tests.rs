@@ -48,6 +48,14 @@ fn replicas_that_agree_count_their_own_checkpoints_stable() {
             "replica {i}"
         );
         assert!(c.sent(i, Kind::StateRequest).is_empty(), "replica {i}");
+        // The state at the stable checkpoint is the snapshot taken there (what proves parts
+        // of it): nothing executed since, so the live state's.
+        let stable = r.stable_app_state().map(|s| s.bytes().to_vec());
+        assert_eq!(
+            stable,
+            Some(r.app().snapshot().bytes().to_vec()),
+            "replica {i}"
+        );
     }
 }
 
@@ -139,6 +147,10 @@ fn a_diverged_replica_never_counts_the_quorums_checkpoint_stable_and_heals_by_st
     );
     assert_eq!(r.diverged_at(), Some(Seq(2)));
     assert_eq!(r.dropped().get(differs), Some(&1));
+    assert!(
+        r.stable_app_state().is_none(),
+        "its own state at seq 2 is not the stable one"
+    );
 
     // State responses flow again: at the next checkpoint it diverges once more, installs the
     // quorum's state and the flag clears; from then on its own digests match.

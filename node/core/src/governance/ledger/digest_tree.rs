@@ -14,23 +14,25 @@
 //! - an empty subtree hashes as one built of empty leaves (a constant per level), so only
 //!   non-empty subtrees are stored and a small map costs little.
 //!
-//! The tree's [`DigestTree::root`] binds the number of digests too. The shape would let a peer
-//! check one leaf's digests against the root from the 15 siblings' hashes at each level; no
-//! proof of that kind is built or served yet.
+//! The tree's [`DigestTree::root`] binds the number of digests too. The shape lets a peer check
+//! that a digest is in the set from its leaf's digests and the 15 siblings' hashes at each level
+//! ([`DigestTree::prove`], checked by [`TreeProof::root_for`]): about 2 KB, whatever the size.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::Digest as _;
 
+use super::tree_proof::TreeProof;
+
 /// Levels below the root; level `DEPTH` holds the leaves.
-const DEPTH: usize = 4;
+pub(super) const DEPTH: usize = 4;
 /// Children per node.
-const ARITY: u32 = 16;
+pub(super) const ARITY: u32 = 16;
 const LEAF_TAG: &[u8] = b"scbe/digest-tree/leaf";
 const NODE_TAG: &[u8] = b"scbe/digest-tree/node";
 const ROOT_TAG: &[u8] = b"scbe/digest-tree/root";
 
-type Hash = [u8; 32];
+pub(super) type Hash = [u8; 32];
 
 /// The set of digests and the hashes of its non-empty subtrees. See the module documentation.
 #[derive(Clone)]
@@ -69,7 +71,7 @@ impl Default for DigestTree {
     }
 }
 
-fn node_hash(children: &[Hash; ARITY as usize]) -> Hash {
+pub(super) fn node_hash(children: &[Hash; ARITY as usize]) -> Hash {
     let mut h = sha2::Sha256::new();
     h.update(NODE_TAG);
     for c in children {
@@ -78,7 +80,26 @@ fn node_hash(children: &[Hash; ARITY as usize]) -> Hash {
     h.finalize().into()
 }
 
-fn leaf_of(digest: &Hash) -> u32 {
+/// A leaf's hash from its digests, ascending.
+pub(super) fn leaf_hash(digests: &[Hash]) -> Hash {
+    let mut h = sha2::Sha256::new();
+    h.update(LEAF_TAG);
+    for d in digests {
+        h.update(d);
+    }
+    h.finalize().into()
+}
+
+/// The root of a tree of `len` digests whose top node hashes to `top`.
+pub(super) fn root_of(len: u64, top: Hash) -> Hash {
+    let mut h = sha2::Sha256::new();
+    h.update(ROOT_TAG);
+    h.update(len.to_be_bytes());
+    h.update(top);
+    h.finalize().into()
+}
+
+pub(super) fn leaf_of(digest: &Hash) -> u32 {
     u32::from(u16::from_be_bytes([digest[0], digest[1]]))
 }
 
@@ -142,12 +163,7 @@ impl DigestTree {
         for leaf in &changed {
             match self.leaves.get(leaf) {
                 Some(digests) => {
-                    let mut h = sha2::Sha256::new();
-                    h.update(LEAF_TAG);
-                    for d in digests {
-                        h.update(d);
-                    }
-                    leaf_hashes.insert(*leaf, h.finalize().into());
+                    leaf_hashes.insert(*leaf, leaf_hash(digests));
                 }
                 None => {
                     leaf_hashes.remove(leaf);
@@ -182,16 +198,43 @@ impl DigestTree {
     }
 
     fn root_of(&self, top: Hash) -> Hash {
-        let mut h = sha2::Sha256::new();
-        h.update(ROOT_TAG);
-        h.update(self.len.to_be_bytes());
-        h.update(top);
-        h.finalize().into()
+        root_of(self.len, top)
     }
 
     /// The root as of the last [`DigestTree::refresh`].
     pub fn root(&self) -> Hash {
         self.root
+    }
+
+    /// What shows that `digest` is in the set to whoever holds [`DigestTree::root`]: its
+    /// leaf's digests and, at each level up, the hashes of the 15 siblings of the node on its
+    /// path. None when the tree does not hold `digest`, or is not fresh (its root would not
+    /// be the one the proof leads to).
+    pub fn prove(&self, digest: &Hash) -> Option<TreeProof> {
+        if !self.is_fresh() {
+            return None;
+        }
+        let mut index = leaf_of(digest);
+        let leaf = self.leaves.get(&index)?;
+        leaf.binary_search(digest).ok()?;
+        let mut siblings = Vec::with_capacity(DEPTH);
+        // `hashes[level]` holds the nodes one level down from `level`: the leaves' hashes
+        // first, then each level's nodes, up to the root's children.
+        for level in (0..DEPTH).rev() {
+            let parent = index / ARITY;
+            let nodes = &self.hashes[level];
+            let around = (parent * ARITY..(parent + 1) * ARITY)
+                .filter(|&i| i != index)
+                .map(|i| nodes.get(&i).copied().unwrap_or(self.empty[level + 1]))
+                .collect();
+            siblings.push(around);
+            index = parent;
+        }
+        Some(TreeProof {
+            len: self.len,
+            leaf: leaf.clone(),
+            siblings,
+        })
     }
 }
 

@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 
 use super::digest_tree::DigestTree;
 use super::state::StateDigest;
+use super::tree_proof::{TreeProof, TreeProofError};
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
@@ -49,6 +50,26 @@ fn entry_digest(key_json: &[u8], json: &[u8]) -> [u8; 32] {
     h.update(key_json);
     h.update(sha256(json));
     h.finalize().into()
+}
+
+/// One entry of a map and the path from its digest to the map's digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryProof {
+    /// The entry's key as JSON (a version with its quotes, an id as a number).
+    pub key: String,
+    /// The entry's JSON, byte for byte as digested.
+    pub entry: String,
+    /// From the entry's digest to the root of the map's [`DigestTree`].
+    pub path: TreeProof,
+}
+
+impl EntryProof {
+    /// The map digest ([`EntryMap::digest`] with the tree) this entry and path lead to.
+    pub fn root(&self) -> Result<[u8; 32], TreeProofError> {
+        self.path
+            .root_for(&entry_digest(self.key.as_bytes(), self.entry.as_bytes()))
+    }
 }
 
 /// What an unchanged entry keeps: its compact JSON, its [`entry_digest`] and the bytes it adds
@@ -279,6 +300,30 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
                 &serde_json::to_vec(&*slot.value).unwrap_or_default(),
             ),
         })
+    }
+
+    /// A tree of every entry's digest, built for the call (O(entries); a checkpoint's snapshot
+    /// keeps none, see `Clone`): what [`EntryMap::prove`] proves against.
+    pub fn digest_tree(&self) -> DigestTree {
+        DigestTree::of(self.entry_digests())
+    }
+
+    /// The entry at `key`, its JSON exactly as digested and the path from its digest to
+    /// `tree`'s root, for a peer that trusts the root ([`EntryProof::root`]). `tree` must be
+    /// this map's [`EntryMap::digest_tree`]; None without the entry.
+    pub fn prove<Q: Ord + ?Sized>(&self, tree: &DigestTree, key: &Q) -> Option<EntryProof>
+    where
+        K: Borrow<Q> + Serialize,
+        V: Serialize,
+    {
+        let (k, slot) = self.entries.get_key_value(key)?;
+        let entry = match &slot.cached {
+            Some(c) => c.json.get().to_string(),
+            None => serde_json::to_string(&*slot.value).ok()?,
+        };
+        let key = String::from_utf8(key_json(k)).ok()?;
+        let path = tree.prove(&entry_digest(key.as_bytes(), entry.as_bytes()))?;
+        Some(EntryProof { key, entry, path })
     }
 
     /// Entries whose JSON is cached.

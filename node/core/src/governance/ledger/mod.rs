@@ -36,6 +36,7 @@
 
 mod aborts;
 mod canary_analysis;
+pub mod checkpoint_prover;
 pub mod digest_tree;
 pub mod entry_map;
 pub mod journal;
@@ -49,9 +50,12 @@ mod rollouts;
 pub mod settings;
 mod stalls;
 pub mod state;
+pub mod state_proof;
+pub mod tree_proof;
 pub mod validators;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::consensus::{AppState, Digest, Request, Seq, Signed, SnapshotError, StateMachine};
 use crate::crypto::PublicKey;
@@ -60,6 +64,7 @@ use crate::rollout::health::HealthThresholds;
 use crate::rollout::order::OrderUnit;
 use crate::rollout::plan::FleetAgent;
 
+use self::checkpoint_prover::CheckpointProver;
 use super::event::Event;
 use super::gates::Gates;
 use super::operation::Operation;
@@ -441,12 +446,18 @@ impl Ledger {
             Ok(j) => j,
             Err(_) => return AppState::new(Vec::new()),
         };
-        let state = self.state.clone();
-        let hint = state.json_bytes_hint() + journal.get().len();
-        AppState::lazy(hint, move || {
+        let mode = settings::in_force(&self.state, &self.cfg).state_digest;
+        let prover = Arc::new(CheckpointProver::new(
+            self.state.clone(),
+            self.journal.digest_parts(),
+            mode,
+        ));
+        let hint = prover.state().json_bytes_hint() + journal.get().len();
+        let source: Arc<dyn std::any::Any + Send + Sync> = prover.clone();
+        AppState::lazy_from(hint, Some(source), move || {
             let mut out = Vec::with_capacity(hint + hint / 8);
             let snap = SnapshotRef {
-                state: &state,
+                state: prover.state(),
                 journal: &*journal,
             };
             match serde_json::to_writer(&mut out, &snap) {
@@ -506,7 +517,7 @@ pub fn request_id(key: &PublicKey, nonce: u64) -> String {
 /// chains' tips, so the digest grows with neither history nor unchanged state.
 fn state_digest_of(state: &LedgerState, journal: &Journal, cfg: &LedgerConfig) -> Digest {
     let mode = settings::in_force(state, cfg).state_digest;
-    Digest::of_parts(&[b"ledger", &state.digest(mode), &journal.digest_parts()])
+    state_proof::ledger_digest(&state.digest(mode), &journal.digest_parts())
 }
 
 impl StateMachine for Ledger {

@@ -244,6 +244,9 @@ pub struct Outcome {
     pub rollout: Option<u64>,
 }
 
+/// The first part of the state digest under [`StateDigest::Tree`].
+pub const TREE_DIGEST_TAG: &[u8] = b"ledger-state/5";
+
 /// How the maps of releases, proposals and rollouts enter the state digest. Every validator of
 /// a cluster must use the same: the genesis names it (`[ledger] state_digest`) and a settings
 /// proposal may change it (`scbe propose settings --state-digest tree`), at one sequence number
@@ -322,13 +325,27 @@ impl LedgerState {
     /// root over per-entry digests kept up to date as entries change); the rest (small:
     /// versions, stage heads, agent assignments, counters) its JSON.
     pub fn digest(&self, mode: StateDigest) -> [u8; 32] {
+        let roots = [
+            self.releases.digest(mode),
+            self.proposals.digest(mode),
+            self.rollouts.digest(mode),
+        ];
+        let parts = self.digest_parts(mode, roots);
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        crate::consensus::Digest::of_parts(&parts).0
+    }
+
+    /// What [`LedgerState::digest`] hashes, in order, given the digests of the releases,
+    /// proposals and rollouts (parts 1, 2 and 3; part 0 names the mode): what a
+    /// [`super::state_proof::StateProof`] carries to lead from one entry to the state digest.
+    pub fn digest_parts(&self, mode: StateDigest, roots: [[u8; 32]; 3]) -> Vec<Vec<u8>> {
         // Destructured so that a field added later cannot be left out of the digest.
         let LedgerState {
-            releases,
+            releases: _,
             known_good,
             current,
-            proposals,
-            rollouts,
+            proposals: _,
+            rollouts: _,
             assigned,
             next_proposal,
             next_rollout,
@@ -349,14 +366,15 @@ impl LedgerState {
         .unwrap_or_default();
         let tag: &[u8] = match mode {
             StateDigest::Walk => b"ledger-state/4",
-            StateDigest::Tree => b"ledger-state/5",
+            StateDigest::Tree => TREE_DIGEST_TAG,
         };
-        let parts: [&[u8]; 5] = [
-            tag,
-            &releases.digest(mode),
-            &proposals.digest(mode),
-            &rollouts.digest(mode),
-            &rest,
+        let [releases, proposals, rollouts] = roots;
+        let mut parts = vec![
+            tag.to_vec(),
+            releases.to_vec(),
+            proposals.to_vec(),
+            rollouts.to_vec(),
+            rest,
         ];
         // Notification records and changed settings join the digest once there are any, so
         // a cluster without `[[notify]]` or an approved settings change keeps the digests it
@@ -379,12 +397,11 @@ impl LedgerState {
             tagged.extend(serde_json::to_vec(v).unwrap_or_default());
             tagged
         });
-        let mut with = parts.to_vec();
-        with.extend(notified.as_deref());
-        with.extend(settings.as_deref());
-        with.extend(requesters.as_deref());
-        with.extend(validators.as_deref());
-        crate::consensus::Digest::of_parts(&with).0
+        parts.extend(notified);
+        parts.extend(settings);
+        parts.extend(requesters);
+        parts.extend(validators);
+        parts
     }
 
     /// Encodes the JSON of every release, proposal and rollout that changed since the last
