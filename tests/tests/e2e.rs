@@ -475,3 +475,54 @@ async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_vo
     }
     assert!(seen > 10, "the stores hold replica 3's votes ({seen} seen)");
 }
+
+/// `scbe audit prove`: a release registered before a stable checkpoint is proven from the
+/// genesis alone (the validator's certificate and the proof checked by the CLI, not taken on
+/// trust); what the checkpoint does not hold is refused with exit 2, naming it. (A validator
+/// that bends the answer is `scbe_wire`'s `state_proof_check_tests`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_proven_at_a_stable_checkpoint_from_the_genesis_alone() {
+    // Checkpoints every 4 seqs: the fifth registration makes the fourth's stable.
+    let mut h = Harness::start(scbe_tests::fast()).await;
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        h.register(0, v).await;
+    }
+    let deadline = std::time::Instant::now() + scbe_tests::DEADLINE;
+    let (code, text) = loop {
+        let (code, text) = h.scbe_text(1, &["audit", "prove", "release", "v1"]);
+        if code == Some(0) || std::time::Instant::now() > deadline {
+            break (code, text);
+        }
+        // Not yet at a stable checkpoint that holds v1: refused, saying so.
+        assert_eq!(code, Some(2), "{text}");
+        assert!(
+            text.contains("no entry") || text.contains("no stable checkpoint"),
+            "{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with("proven: releases v1 as it stood at seq ")
+            && text.contains("(epoch 0, 4 validators)")
+            && text.contains(&h.cluster.genesis.to_string())
+            && text.contains("\"v1\""),
+        "{text}"
+    );
+    let o = h.scbe(1, &["audit", "prove", "release", "v1", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(doc["seq"].as_u64().is_some_and(|s| s >= 4), "{doc}");
+    assert!(
+        doc["signers"].as_array().is_some_and(|s| s.len() >= 3),
+        "a quorum signed: {doc}"
+    );
+    assert_eq!(doc["map"], "releases");
+    assert!(doc["entry"].to_string().contains("\"v1\""), "{doc}");
+
+    let (code, text) = h.scbe_text(1, &["audit", "prove", "release", "nope"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("NotFound") && text.contains("nope"), "{text}");
+    let (code, text) = h.scbe_text(1, &["audit", "prove", "rollout", "x"]);
+    assert_eq!(code, Some(2), "{text}");
+}

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use scbe_cli::commands::audit::{audit_export, audit_verify};
+use scbe_cli::commands::audit::{audit_export, audit_prove, audit_verify};
 use scbe_cli::commands::fuse::{run_fuse, FuseArgs};
 use scbe_cli::commands::propose::submit;
 use scbe_cli::commands::read::{run_status, run_watch};
 use scbe_cli::commands::Unusable;
 use scbe_core::crypto::PublicKey;
+use scbe_core::governance::ledger::state_proof::ProvenMap;
 use scbe_core::governance::ledger::{
     AgentChange, RequesterChange, SettingsChange, StateDigest, ValidatorChange,
 };
@@ -72,6 +73,45 @@ enum Audit {
     /// the ledger's rules come from --genesis (the cluster's genesis.toml, the file every
     /// validator's node.toml names), never from the file being checked.
     Verify { file: PathBuf },
+    /// Show one release, proposal or rollout as it stood at the validator's stable checkpoint,
+    /// proven from --genesis alone: the path from the entry to the state digest, the
+    /// checkpoint's signatures (a quorum of the validator set that signed it, reached from the
+    /// genesis by the validator-set links) and the digest they name are all checked here, so
+    /// the validator that answers is trusted for nothing.
+    ///
+    /// Exit status: 0 proven (the entry printed); 1 the answer does not prove it (INVALID and
+    /// why); 2 refused (no such entry; no checkpoint of the validator's own yet, e.g. just
+    /// after a restart; a cluster whose state digest is the walk) or unreachable.
+    ///
+    /// Example: scbe --genesis genesis.toml audit prove release r3
+    Prove {
+        /// What to prove.
+        #[arg(value_enum)]
+        what: ProveWhat,
+        /// The release's version, or the proposal's or rollout's id.
+        #[arg(value_name = "VERSION_OR_ID")]
+        entry: String,
+        /// Print the proven entry as JSON, with the checkpoint's seq and signers.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProveWhat {
+    Release,
+    Proposal,
+    Rollout,
+}
+
+impl ProveWhat {
+    fn map(self) -> ProvenMap {
+        match self {
+            ProveWhat::Release => ProvenMap::Releases,
+            ProveWhat::Proposal => ProvenMap::Proposals,
+            ProveWhat::Rollout => ProvenMap::Rollouts,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -494,6 +534,14 @@ fn main() -> ExitCode {
         Command::Audit {
             what: Audit::Export { out, from },
         } => dial().and_then(|d| audit_export(&d, &out, from)),
+        Command::Audit {
+            what: Audit::Prove { what, entry, json },
+        } => match &genesis {
+            Some(path) => dial().and_then(|d| audit_prove(&d, path, what.map(), &entry, json)),
+            None => Err(Unusable(anyhow::anyhow!(
+                "audit prove checks the proof against the cluster's genesis: give --genesis FILE"
+            ))),
+        },
         Command::Audit {
             what: Audit::Verify { file },
         } => match &genesis {

@@ -161,6 +161,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         digest_wanted: Arc::clone(&published.digest_wanted),
         pace: Arc::default(),
         summary_wanted: Arc::clone(&published.summary_wanted),
+        proofs: Arc::clone(&published.proofs),
     };
     tasks.spawn(
         "gRPC server",

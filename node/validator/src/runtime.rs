@@ -522,6 +522,7 @@ impl Runtime {
         }
         self.reads.events.catch_up(&ledger.journal().events);
         self.reads.follow_registrations(ledger, restored);
+        self.reads.follow_stable_checkpoint(&self.step);
         let current = Arc::clone(&self.reads.model.borrow());
         let executed = replica.last_executed().0;
         let ledger_moved = restored || executed != current.position.last_executed;

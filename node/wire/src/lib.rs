@@ -38,6 +38,7 @@ pub mod notify_entry;
 pub mod open;
 pub mod proto_codec;
 pub mod records;
+pub mod state_proof_check;
 pub mod status_summary;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
@@ -98,3 +99,5 @@ pub use wire_error::{WireError, MAX_ENVELOPE_BYTES};
 
 #[cfg(test)]
 mod roundtrip_tests;
+#[cfg(test)]
+mod state_proof_check_tests;

@@ -1,16 +1,19 @@
 //! `scbe audit export` (every decided batch's commit certificate and the stable checkpoints the
-//! validators signed, from one validator) and `scbe audit verify` (the log replayed offline
-//! from the cluster's genesis: what it proves the ledger holds).
+//! validators signed, from one validator), `scbe audit verify` (the log replayed offline
+//! from the cluster's genesis: what it proves the ledger holds) and `scbe audit prove` (one
+//! release, proposal or rollout at a stable checkpoint, checked from the genesis alone).
 
 use scbe_wire::tls::Dial;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use scbe_core::consensus::{DecidedReplay, ReplayError, ReplicaId};
+use scbe_core::consensus::{DecidedReplay, ReplayError, ReplicaId, ValidatorSet};
+use scbe_core::governance::ledger::state_proof::ProvenMap;
 use scbe_core::governance::Ledger;
 use scbe_proto::v1 as pb;
 use scbe_wire::audit_log::{replay_audit_log, AuditLogError};
+use scbe_wire::state_proof_check;
 
 use super::{out, runtime, Unusable};
 use crate::render::rollout_line;
@@ -137,4 +140,65 @@ pub fn audit_verify(file: &Path, genesis: &Path) -> Result<ExitCode, Unusable> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `scbe audit prove`: asks `node` for the entry `key` of `map` with its proof and checks the
+/// proof from the genesis alone. Exit 0 proven (the entry printed), 1 when the answer does
+/// not prove it (INVALID, and why: the validator that answered is not to be trusted), 2 when
+/// the validator refuses (no such entry, no checkpoint yet) or cannot be reached.
+pub fn audit_prove(
+    node: &Dial,
+    genesis: &Path,
+    map: ProvenMap,
+    key: &str,
+    json: bool,
+) -> Result<ExitCode, Unusable> {
+    let g = scbe_wire::genesis::Genesis::load(genesis).map_err(|e| Unusable(e.into()))?;
+    let root = ValidatorSet::genesis(g.directory().validators());
+    let rt = runtime()?;
+    let reply = rt.block_on(async {
+        let mut c = pb::audit_client::AuditClient::new(node.connect().await?);
+        c.prove(state_proof_check::request(map, key))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| Unusable(anyhow::anyhow!("{:?}: {}", s.code(), s.message())))
+    })?;
+    let proven = match state_proof_check::check_proof(&root, map, key, reply) {
+        Ok(p) => p,
+        Err(e) => {
+            out(&format!(
+                "INVALID: the answer does not prove {} {key}: {e}",
+                map.name()
+            ));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let entry: serde_json::Value = proven.proof.value().map_err(|e| Unusable(e.into()))?;
+    let signers: Vec<String> = proven.signers.iter().map(|id| id.0.to_string()).collect();
+    if json {
+        let doc = serde_json::json!({
+            "map": map.name(),
+            "key": key,
+            "seq": proven.seq.0,
+            "epoch": proven.epoch,
+            "validators": proven.n,
+            "signers": proven.signers.iter().map(|id| id.0).collect::<Vec<_>>(),
+            "entry": entry,
+        });
+        out(&serde_json::to_string_pretty(&doc).map_err(|e| Unusable(e.into()))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out(&format!(
+        "proven: {} {key} as it stood at seq {}, whose checkpoint validators {} signed \
+         (epoch {}, {} validators), checked from genesis {} (cluster {})",
+        map.name(),
+        proven.seq.0,
+        signers.join(", "),
+        proven.epoch,
+        proven.n,
+        g.digest_hex(),
+        g.cluster()
+    ));
+    out(&serde_json::to_string_pretty(&entry).map_err(|e| Unusable(e.into()))?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -256,12 +256,26 @@ fn message_epoch(m: &Message) -> Option<u64> {
 
 /// Digest of the replicated state at `seq`: the application digest and the nonce table.
 pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, NonceWindow>) -> Digest {
+    state_digest_of(seq, app, &nonce_parts(nonces))
+}
+
+/// The nonce table as [`state_digest`] hashes it: each signer's key and window, in key order
+/// (what a proof of part of the state carries to lead from the application digest to the
+/// checkpoint's).
+pub fn nonce_parts(nonces: &BTreeMap<PublicKey, NonceWindow>) -> Vec<([u8; 32], [u8; 24])> {
+    nonces
+        .iter()
+        .map(|(k, w)| (*k.as_bytes(), w.to_bytes()))
+        .collect()
+}
+
+/// [`state_digest`] from the nonce table's [`nonce_parts`].
+pub fn state_digest_of(seq: Seq, app: Digest, nonces: &[([u8; 32], [u8; 24])]) -> Digest {
     let seq_bytes = seq.0.to_be_bytes();
-    let nonce_bytes: Vec<[u8; 24]> = nonces.values().map(NonceWindow::to_bytes).collect();
     let mut parts: Vec<&[u8]> = vec![b"state", &seq_bytes, app.as_bytes()];
-    for ((k, _), nb) in nonces.iter().zip(&nonce_bytes) {
-        parts.push(k.as_bytes());
-        parts.push(nb);
+    for (k, w) in nonces {
+        parts.push(k);
+        parts.push(w);
     }
     Digest::of_parts(&parts)
 }

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use scbe_core::governance::ledger::checkpoint_prover::CheckpointProver;
 use scbe_core::validator_step::ValidatorStep;
 use scbe_wire::status_summary::StatusSummary;
 
-use super::{EventFeed, Position, ReadIndex, ReadModel};
+use super::{EventFeed, Position, ProofSource, ReadIndex, ReadModel, StableProofs};
 
 /// The core's side of the read path: where it publishes, and how far it has.
 pub(crate) struct Published {
@@ -23,6 +24,8 @@ pub(crate) struct Published {
     pub(crate) digest_wanted: Arc<AtomicBool>,
     /// A reader wants the summary rebuilt (`ReadModel::summary_current`).
     pub(crate) summary_wanted: Arc<tokio::sync::Notify>,
+    /// What `Audit.Prove` proves from.
+    pub(crate) proofs: Arc<StableProofs>,
     /// The newest registrations (registered seq, version), followed from the ledger's events
     /// so the summary does not scan every release after every batch.
     newest: BTreeSet<(u64, String)>,
@@ -55,6 +58,7 @@ impl Published {
             index,
             digest_wanted: Arc::default(),
             summary_wanted: Arc::default(),
+            proofs: Arc::default(),
             newest,
             scanned: ledger.journal().events.total(),
         };
@@ -91,6 +95,29 @@ impl Published {
             }
         }
         self.scanned = journal.total();
+    }
+
+    /// Publishes the stable checkpoint to prove from, once it moved and the replica holds the
+    /// state it took there (a seq compare on most turns).
+    pub(crate) fn follow_stable_checkpoint(&self, step: &ValidatorStep) {
+        let replica = step.replica();
+        let stable = replica.stable_checkpoint();
+        if self.proofs.seq() == Some(stable.seq) {
+            return;
+        }
+        let Some(snapshot) = replica.stable_snapshot() else {
+            return;
+        };
+        let prover = (snapshot.app_state.source())
+            .and_then(|s| Arc::clone(s).downcast::<CheckpointProver>().ok());
+        if let Some(prover) = prover {
+            self.proofs.publish(ProofSource {
+                cert: stable.clone(),
+                nonces: scbe_core::consensus::nonce_parts(&snapshot.nonces),
+                links: replica.epoch_chain().links,
+                prover,
+            });
+        }
     }
 
     pub(crate) fn summary_of(&self, ledger: &scbe_core::governance::Ledger) -> StatusSummary {

@@ -110,6 +110,8 @@ pub struct Reads {
     pub pace: Arc<super::ReadPace>,
     /// Wakes the core to rebuild the summary (coalesced: one wake however many readers ask).
     pub summary_wanted: Arc<tokio::sync::Notify>,
+    /// The stable checkpoint `Audit.Prove` proves from.
+    pub proofs: Arc<super::StableProofs>,
 }
 
 /// How long a reader waits for the core to rebuild the summary before it takes the last one

@@ -94,6 +94,7 @@ async fn status_and_watch_are_answered_while_the_core_queue_is_full_and_unread()
         digest_wanted: Arc::clone(&published.digest_wanted),
         pace: Arc::default(),
         summary_wanted: Arc::clone(&published.summary_wanted),
+        proofs: Arc::clone(&published.proofs),
     };
     // The core's queue: full, and its receiver never reads.
     let (inbound, _never_read) = mpsc::channel(1);

@@ -1,13 +1,18 @@
 //! `Audit.Export`: streams every decided batch's commit certificate and the stable checkpoints
 //! signed along the way, read from the record store in chunks on blocking threads (through a
 //! [`StoreReader`], never the core task's queue), each chunk bounded in count and in bytes.
+//! `Audit.Prove`: one entry of the state at the newest stable checkpoint, with its proof
+//! ([`StableProofs`]), made on a blocking thread.
 
 use scbe_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::reads::ReadPace;
+use scbe_core::governance::ledger::checkpoint_prover::ProveError;
+use scbe_core::governance::ledger::state_proof::ProvenMap;
+
+use crate::reads::{ReadPace, StableProofs};
 use crate::storage::{AuditChunk, StoreReader};
 
 /// Certificates read per chunk, at most.
@@ -19,12 +24,22 @@ pub const AUDIT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Exports read at once on one validator; further ones wait their turn (they are streams that
 /// read the whole history: several at once would only share the same disk and cores).
 pub const MAX_EXPORTS: usize = 2;
+/// Proofs made at once on one validator (the first after a checkpoint builds a map's digest
+/// tree, about 0.1 s per million entries; the others wait rather than build it again).
+pub const MAX_PROOFS: usize = 2;
+/// The longest key a proof is asked for (versions and ids are far shorter).
+pub const MAX_PROOF_KEY_BYTES: usize = 256;
+
 pub struct AuditService {
     pub store: StoreReader,
     /// One permit per export being read.
     pub exports: std::sync::Arc<tokio::sync::Semaphore>,
     /// The validator's budget for anonymous reads (`crate::reads::ReadPace`).
     pub pace: std::sync::Arc<ReadPace>,
+    /// The stable checkpoint `Prove` proves from.
+    pub proofs: std::sync::Arc<StableProofs>,
+    /// One permit per proof being made.
+    pub proving: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 #[tonic::async_trait]
@@ -99,6 +114,51 @@ impl pb::audit_server::Audit for AuditService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn prove(
+        &self,
+        request: Request<pb::ProveRequest>,
+    ) -> Result<Response<pb::ProveReply>, Status> {
+        let pb::ProveRequest { map, key } = request.into_inner();
+        let map = ProvenMap::from_name(&map).ok_or_else(|| {
+            Status::invalid_argument(format!("map {map:?}: one of releases, proposals, rollouts"))
+        })?;
+        if key.len() > MAX_PROOF_KEY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "key of {} bytes: at most {MAX_PROOF_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        let source = self.proofs.current().ok_or_else(|| {
+            Status::failed_precondition(
+                "this validator holds no stable checkpoint of its own state yet (it restarted \
+                 or caught up by state transfer since): ask again after its next checkpoint, \
+                 or ask another validator",
+            )
+        })?;
+        let _permit = self
+            .proving
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("node is shutting down"))?;
+        let made = tokio::task::spawn_blocking(move || {
+            let proof = source.prover.prove(map, &key)?;
+            Ok::<_, ProveError>(scbe_wire::state_proof_check::reply(
+                &proof,
+                &source.cert,
+                &source.nonces,
+                &source.links,
+            ))
+        })
+        .await
+        .map_err(|_| Status::unavailable("node is shutting down"))?;
+        let reply = made.map_err(|e| match e {
+            ProveError::NoEntry { .. } => Status::not_found(e.to_string()),
+            ProveError::WalkDigest => Status::failed_precondition(e.to_string()),
+        })?;
+        tokio::time::sleep_until(self.pace.book(reply.proof_json.len() + 1024).into()).await;
+        Ok(Response::new(reply))
     }
 }
 

@@ -88,6 +88,10 @@ pub async fn grpc_server(
             super::audit_service::MAX_EXPORTS,
         )),
         pace: Arc::clone(&p.reads.pace),
+        proofs: Arc::clone(&p.reads.proofs),
+        proving: Arc::new(tokio::sync::Semaphore::new(
+            super::audit_service::MAX_PROOFS,
+        )),
     });
     let orders = pb::orders_server::OrdersServer::new(OrdersService {
         inbound: p.inbound,

@@ -50,12 +50,19 @@ fn replicas_that_agree_count_their_own_checkpoints_stable() {
         assert!(c.sent(i, Kind::StateRequest).is_empty(), "replica {i}");
         // The state at the stable checkpoint is the snapshot taken there (what proves parts
         // of it): nothing executed since, so the live state's.
-        let stable = r.stable_app_state().map(|s| s.bytes().to_vec());
+        let snap = r
+            .stable_snapshot()
+            .expect("a snapshot at the stable checkpoint");
+        assert_eq!(snap.seq, Seq(4));
         assert_eq!(
-            stable,
-            Some(r.app().snapshot().bytes().to_vec()),
+            snap.app_state.bytes(),
+            r.app().snapshot().bytes(),
             "replica {i}"
         );
+        // ... and with its nonce table it leads to the digest the checkpoint signs.
+        let digest = state_digest_of(snap.seq, r.app().digest(), &nonce_parts(&snap.nonces));
+        assert_eq!(digest, r.stable_checkpoint().state_digest, "replica {i}");
+        assert!(!snap.nonces.is_empty(), "the requests' signers are in it");
     }
 }
 
@@ -148,7 +155,7 @@ fn a_diverged_replica_never_counts_the_quorums_checkpoint_stable_and_heals_by_st
     assert_eq!(r.diverged_at(), Some(Seq(2)));
     assert_eq!(r.dropped().get(differs), Some(&1));
     assert!(
-        r.stable_app_state().is_none(),
+        r.stable_snapshot().is_none(),
         "its own state at seq 2 is not the stable one"
     );
 

@@ -13,7 +13,7 @@ use crate::consensus::message::CheckpointCert;
 use crate::consensus::nonce::NonceError;
 use crate::consensus::state_machine::StateMachine;
 use crate::consensus::types::{Digest, ReplicaId, Seq, View};
-use crate::consensus::{state_digest, AppState, EpochChain, EpochLink, ReplicaConfig, Status};
+use crate::consensus::{state_digest, EpochChain, EpochLink, ReplicaConfig, Snapshot, Status};
 use crate::crypto::PublicKey;
 
 impl<A: StateMachine> Replica<A> {
@@ -46,15 +46,13 @@ impl<A: StateMachine> Replica<A> {
     pub fn stable_checkpoint(&self) -> &CheckpointCert {
         &self.stable
     }
-    /// The application's state at the stable checkpoint, when the replica holds a snapshot
-    /// there (what state transfer serves, and what proves parts of it). A replica counts a
+    /// The replicated state at the stable checkpoint (the application's and the nonce table),
+    /// when the replica holds a snapshot there (what state transfer serves, and what proves parts of it). A replica counts a
     /// checkpoint stable only on its own matching digest, or once it installed the quorum's
     /// snapshot there, so this is the certified state; whoever reads a part of it checks it
     /// against the certificate all the same.
-    pub fn stable_app_state(&self) -> Option<&AppState> {
-        self.snapshots
-            .get(&self.stable.seq)
-            .map(|(_, s)| &s.app_state)
+    pub fn stable_snapshot(&self) -> Option<&Snapshot> {
+        self.snapshots.get(&self.stable.seq).map(|(_, s)| s)
     }
     /// The set in force and the links that prove it from the genesis (for orders to agents).
     pub fn epoch_chain(&self) -> EpochChain {
