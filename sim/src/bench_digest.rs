@@ -20,6 +20,12 @@
 //! restart or a state transfer does: `restore_if` (decode once, settle, digest, keep) against
 //! the path before it (decode for the digest, decode again to restore, then settle every entry
 //! at the next checkpoint). Medians of `rounds`.
+//!
+//! Proofs (`--prove-releases`): the same ledger's checkpoint proves one release
+//! (`CheckpointProver`, what `Audit.Prove` runs): the first proof after a checkpoint (it builds
+//! the releases' tree), a later one, the proof's JSON, and a client's check of it
+//! (`StateProof::state_digest`), beside what checking one release took without proofs: the
+//! whole snapshot, fetched and decoded to its digest (`snapshot_digest`). Medians of `rounds`.
 
 use std::time::{Duration, Instant};
 
@@ -235,6 +241,92 @@ pub fn print_restore(releases: &[usize], rounds: usize) {
             ms(s.once),
             ms(s.twice),
             ms(s.twice) / ms(s.once).max(1e-9),
+        );
+    }
+}
+
+/// One proof measurement, and checking the whole snapshot instead.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofSample {
+    pub releases: usize,
+    /// The first proof after a checkpoint: the releases' tree built, then the path.
+    pub first: Duration,
+    /// A later proof at the same checkpoint.
+    pub later: Duration,
+    pub proof_bytes: usize,
+    /// A client's check: from the entry up to the state digest.
+    pub check: Duration,
+    pub snapshot_bytes: usize,
+    /// Without proofs: the whole snapshot decoded and digested.
+    pub whole: Duration,
+}
+
+/// Measures proving one release of a ledger of `releases`.
+pub fn measure_proofs(releases: usize, rounds: usize) -> ProofSample {
+    use scbe_core::consensus::StateMachine as _;
+    use scbe_core::governance::ledger::checkpoint_prover::CheckpointProver;
+    use scbe_core::governance::ledger::state_proof::ProvenMap;
+    let (mut ledger, snapshot, want) = registered_ledger(releases);
+    let (mut first, mut later, mut check, mut whole) = (vec![], vec![], vec![], vec![]);
+    let mut proof_bytes = 0;
+    for round in 0..rounds {
+        let version = format!("r{:07}", (round * 7919) % releases.max(1));
+        // A fresh checkpoint each round, as the validator's stable one moves.
+        ledger.before_checkpoint();
+        let source = ledger.snapshot();
+        let prover = std::sync::Arc::clone(source.source().expect("made here"))
+            .downcast::<CheckpointProver>()
+            .unwrap_or_else(|_| panic!("the ledger's prover"));
+        let t = Instant::now();
+        let proof = prover.prove(ProvenMap::Releases, &version).expect("held");
+        first.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(prover.prove(ProvenMap::Releases, "r0000000").expect("held"));
+        later.push(t.elapsed());
+        let json = serde_json::to_vec(&proof).expect("encodes");
+        proof_bytes = json.len();
+        let t = Instant::now();
+        let got: scbe_core::governance::ledger::state_proof::StateProof =
+            serde_json::from_slice(&json).expect("decodes");
+        let digest = got.state_digest().expect("holds");
+        check.push(t.elapsed());
+        assert_eq!(digest, want, "the proof leads to the ledger's digest");
+        let t = Instant::now();
+        assert_eq!(ledger.snapshot_digest(&snapshot).expect("decodes"), want);
+        whole.push(t.elapsed());
+    }
+    ProofSample {
+        releases,
+        first: median(first),
+        later: median(later),
+        proof_bytes,
+        check: median(check),
+        snapshot_bytes: snapshot.len(),
+        whole: median(whole),
+    }
+}
+
+pub fn print_proofs(releases: &[usize], rounds: usize) {
+    if releases.is_empty() {
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!();
+    println!("| releases | first proof at a checkpoint | later proof | proof | check the proof | whole snapshot | decode + digest it | bytes, whole / proof | check, whole / proof |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in releases {
+        let s = measure_proofs(n, rounds);
+        println!(
+            "| {} | {:.1} ms | {:.3} ms | {:.1} KB | {:.3} ms | {:.1} MB | {:.0} ms | {:.0}x | {:.0}x |",
+            s.releases,
+            ms(s.first),
+            ms(s.later),
+            s.proof_bytes as f64 / 1e3,
+            ms(s.check),
+            s.snapshot_bytes as f64 / 1e6,
+            ms(s.whole),
+            s.snapshot_bytes as f64 / s.proof_bytes.max(1) as f64,
+            ms(s.whole) / ms(s.check).max(1e-9),
         );
     }
 }

@@ -14,6 +14,7 @@ pub mod own_nonces;
 pub mod rollback;
 pub mod rollout_evidence;
 pub mod settings;
+pub mod state_proofs;
 pub mod validity;
 
 /// A broken invariant.

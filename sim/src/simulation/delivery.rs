@@ -211,6 +211,13 @@ impl Simulation {
             }
             None => Vec::new(),
         };
+        let unproven = match self.nodes[node].step.as_ref() {
+            Some(step) => self.state_proofs.on_stable(node, step.replica()),
+            None => Vec::new(),
+        };
+        for v in unproven {
+            self.violation("state-proofs", v);
+        }
         for v in found {
             self.violation("epoch-links", v);
         }

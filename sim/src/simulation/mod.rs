@@ -34,6 +34,7 @@ use crate::invariants::epochs::Epochs;
 use crate::invariants::integrity::Integrity;
 use crate::invariants::liveness::Progress;
 use crate::invariants::own_nonces::OwnNonces;
+use crate::invariants::state_proofs::StateProofs;
 use crate::invariants::validity::Validity;
 use crate::invariants::Violation;
 use crate::network::Network;
@@ -156,6 +157,8 @@ pub struct Simulation {
     pub(crate) genesis_keys: Vec<Keypair>,
     double_sign: DoubleSign,
     pub(crate) own_nonces: OwnNonces,
+    /// Proofs of the stable checkpoints' states (`invariants/state_proofs.rs`).
+    pub(crate) state_proofs: StateProofs,
     violations: Vec<Violation>,
     trace: Sha256,
     pub(crate) stats: Stats,
@@ -283,6 +286,7 @@ impl Simulation {
             self.violation("liveness", v);
         }
         self.stats.own_executed_after_restart = self.own_nonces.executed_after_restart;
+        self.stats.state_proofs = self.state_proofs.proved;
         self.stats.end_ms = self.now;
         self.stats.replicas = self
             .nodes

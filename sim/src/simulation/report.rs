@@ -32,6 +32,8 @@ pub struct Stats {
     pub own_executed_after_restart: u64,
     /// Validator-set changes that took effect (links the honest replicas hold).
     pub epochs: u64,
+    /// Entries (and provers' digests) of stable checkpoints proven to the signed digest.
+    pub state_proofs: u64,
     /// The rotated validator was restarted with its new key (`Scenario::validator_change`).
     pub rekeyed: bool,
     /// The validator restarted mid-rollout (`Scenario::restart_mid_rollout`), once it was.

@@ -179,6 +179,7 @@ impl Simulation {
             genesis_keys,
             double_sign: DoubleSign::default(),
             own_nonces: OwnNonces::new(honest_keys),
+            state_proofs: Default::default(),
             violations: Vec::new(),
             trace: Sha256::new(),
             stats: Stats::default(),

@@ -53,8 +53,9 @@ enum Command {
     /// Run seeds through the simulator and check every invariant.
     ///
     /// Checked invariants: agreement, validity, integrity, certificate validity, no honest
-    /// double-sign, recovery from persisted state, and liveness after healing. Ends with a line
-    /// `N passed, M failed (K changed the validator set)`; exits non-zero if any seed failed.
+    /// double-sign, recovery from persisted state, state proofs of every stable checkpoint,
+    /// and liveness after healing. Ends with a line `N passed, M failed (K changed the
+    /// validator set; P entries ... proven)`; exits non-zero if any seed failed.
     Check {
         /// How many seeds to run (from --first-seed upwards).
         #[arg(long, default_value_t = 100)]
@@ -260,6 +261,11 @@ enum Command {
         /// (each size), decoded once against the path before (decoded twice).
         #[arg(long, value_delimiter = ',')]
         restore_releases: Vec<usize>,
+        /// Also measure proving one release of a ledger with this many registered releases
+        /// (each size): the first and a later proof at a checkpoint, the proof's size and a
+        /// client's check of it, against decoding the whole snapshot to its digest.
+        #[arg(long, value_delimiter = ',')]
+        prove_releases: Vec<usize>,
     },
 }
 
@@ -358,8 +364,10 @@ fn main() -> ExitCode {
             };
             let done = std::sync::atomic::AtomicU64::new(0);
             let changed = std::sync::atomic::AtomicU64::new(0);
+            let proofs = std::sync::atomic::AtomicU64::new(0);
             let summary = check(&opts, |r| {
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                proofs.fetch_add(r.stats.state_proofs, std::sync::atomic::Ordering::Relaxed);
                 if r.stats.epochs > 0 {
                     changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -387,10 +395,12 @@ fn main() -> ExitCode {
                 println!("  replay: {}", replay_command(r.scenario.seed, &overrides));
             }
             println!(
-                "{} passed, {} failed ({} changed the validator set)",
+                "{} passed, {} failed ({} changed the validator set; {} entries of stable \
+                 checkpoints proven to the signed digest)",
                 summary.passed,
                 summary.failed.len(),
-                changed.into_inner()
+                changed.into_inner(),
+                proofs.into_inner()
             );
             if summary.failed.is_empty() {
                 ExitCode::SUCCESS
@@ -433,6 +443,7 @@ fn main() -> ExitCode {
             changes,
             rounds,
             restore_releases,
+            prove_releases,
         } => {
             if rounds == 0 {
                 eprintln!("error: --rounds must be at least 1");
@@ -440,6 +451,7 @@ fn main() -> ExitCode {
             }
             scbe_sim::bench_digest::run_and_print(&sizes, changes, rounds);
             scbe_sim::bench_digest::print_restore(&restore_releases, rounds);
+            scbe_sim::bench_digest::print_proofs(&prove_releases, rounds);
             ExitCode::SUCCESS
         }
         Command::BenchCore {

@@ -16,7 +16,8 @@
 //!
 //! The tree's [`DigestTree::root`] binds the number of digests too. The shape lets a peer check
 //! that a digest is in the set from its leaf's digests and the 15 siblings' hashes at each level
-//! ([`DigestTree::prove`], checked by [`TreeProof::root_for`]): about 2 KB, whatever the size.
+//! ([`DigestTree::prove`], checked by [`TreeProof::root_for`]): about 2 KB of hashes, whatever
+//! the size.
 
 use std::collections::{BTreeMap, BTreeSet};
 
