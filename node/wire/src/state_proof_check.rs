@@ -98,7 +98,10 @@ fn nonce_part(bytes: &[u8]) -> Option<NoncePart> {
 fn key_json(map: ProvenMap, key: &str) -> String {
     match map {
         ProvenMap::Releases => serde_json::to_string(key).unwrap_or_default(),
-        ProvenMap::Proposals | ProvenMap::Rollouts => key.to_string(),
+        // As the validator reads it: "07" is proposal 7.
+        ProvenMap::Proposals | ProvenMap::Rollouts => key
+            .parse::<u64>()
+            .map_or_else(|_| key.to_string(), |id| id.to_string()),
     }
 }
 

@@ -204,3 +204,28 @@ fn a_bent_reply_is_refused_naming_what() {
     // And the good one still holds.
     assert!(check_proof(&c.genesis, ProvenMap::Releases, "r5", good).is_ok());
 }
+
+/// An id asked for with a leading zero ("07") is the number it names, as the validator reads
+/// it: proven, not refused as another entry.
+#[test]
+fn an_id_is_the_number_it_names() {
+    let mut c = checkpointed();
+    let rollout = c.world.promote_to_canary("c1");
+    c.world.ledger.before_checkpoint();
+    let snapshot = c.world.ledger.snapshot();
+    c.prover = std::sync::Arc::clone(snapshot.source().expect("made here"))
+        .downcast::<CheckpointProver>()
+        .unwrap_or_else(|_| panic!("the ledger's prover"));
+    let digest = state_digest_of(Seq(12), c.world.ledger.digest(), &NONCES);
+    let signed = cert(12, digest, &c.quorum());
+    let proposal = *c.world.ledger.state().proposals.keys().next().expect("one");
+    for (map, asked) in [
+        (ProvenMap::Proposals, format!("0{proposal}")),
+        (ProvenMap::Rollouts, format!("0{rollout}")),
+    ] {
+        let proof = c.prover.prove(map, &asked).expect("held");
+        let r = reply(&proof, &signed, &NONCES, &[]);
+        let proven = check_proof(&c.genesis, map, &asked, r).expect("proven");
+        assert_eq!(proven.proof.map, map);
+    }
+}
