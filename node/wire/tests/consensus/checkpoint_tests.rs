@@ -63,6 +63,18 @@ fn replicas_that_agree_count_their_own_checkpoints_stable() {
         let digest = state_digest_of(snap.seq, r.app().digest(), &nonce_parts(&snap.nonces));
         assert_eq!(digest, r.stable_checkpoint().state_digest, "replica {i}");
         assert!(!snap.nonces.is_empty(), "the requests' signers are in it");
+        // By definition: the seq, the application's digest, then each signer's key and window
+        // in key order (cargo-mutants: `nonce_parts` answering a constant went unseen, the
+        // replica and the check above sharing it).
+        let seq = snap.seq.0.to_be_bytes();
+        let app = r.app().digest();
+        let windows: Vec<[u8; 24]> = snap.nonces.values().map(|w| w.to_bytes()).collect();
+        let mut parts: Vec<&[u8]> = vec![b"state", &seq, app.as_bytes()];
+        for (k, w) in snap.nonces.keys().zip(&windows) {
+            parts.push(k.as_bytes());
+            parts.push(w);
+        }
+        assert_eq!(Digest::of_parts(&parts), r.stable_checkpoint().state_digest);
     }
 }
 
