@@ -273,10 +273,7 @@ pub fn measure_proofs(releases: usize, rounds: usize) -> ProofSample {
         let version = format!("r{:07}", (round * 7919) % releases.max(1));
         // A fresh checkpoint each round, as the validator's stable one moves.
         ledger.before_checkpoint();
-        let source = ledger.snapshot();
-        let prover = std::sync::Arc::clone(source.source().expect("made here"))
-            .downcast::<CheckpointProver>()
-            .unwrap_or_else(|_| panic!("the ledger's prover"));
+        let prover = CheckpointProver::of(&ledger.snapshot()).expect("the ledger's prover");
         let t = Instant::now();
         let proof = prover.prove(ProvenMap::Releases, &version).expect("held");
         first.push(t.elapsed());

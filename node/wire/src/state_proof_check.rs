@@ -7,7 +7,7 @@
 
 use scbe_core::consensus::{
     check_checkpoint_cert_by, state_digest_of, CertError, CheckpointCert, Directory, EpochLink,
-    LinkError, ReplicaId, Seq, ValidatorSet,
+    LinkError, NoncePart, ReplicaId, Seq, ValidatorSet,
 };
 use scbe_core::governance::ledger::state_proof::{ProofError, ProvenMap, StateProof};
 use scbe_proto::v1 as pb;
@@ -86,23 +86,9 @@ pub fn reply(
     }
 }
 
-/// A signer's key and nonce window, as the checkpoint's state digest hashes them.
-pub type NoncePart = ([u8; 32], [u8; 24]);
-
 fn nonce_part(bytes: &[u8]) -> Option<NoncePart> {
     let (k, w) = (bytes.get(..32)?, bytes.get(32..)?);
     Some((k.try_into().ok()?, w.try_into().ok()?))
-}
-
-/// The key as the proof names it: a version as a JSON string, an id as a number.
-fn key_json(map: ProvenMap, key: &str) -> String {
-    match map {
-        ProvenMap::Releases => serde_json::to_string(key).unwrap_or_default(),
-        // As the validator reads it: "07" is proposal 7.
-        ProvenMap::Proposals | ProvenMap::Rollouts => key
-            .parse::<u64>()
-            .map_or_else(|_| key.to_string(), |id| id.to_string()),
-    }
 }
 
 /// Checks `reply` to a request for `key` of `map`, trusting `genesis` alone.
@@ -134,7 +120,9 @@ pub fn check_proof(
     check_checkpoint_cert_by(&set, &cert, "checkpoint certificate")?;
     let proof: StateProof = serde_json::from_slice(&reply.proof_json)
         .map_err(|e| ProofCheckError::Json(e.to_string()))?;
-    let asked = key_json(map, key);
+    // As the validator reads it: "07" is proposal 7. (A key that names no entry is refused
+    // by the validator; if it answers anyway, the answer is of another entry.)
+    let asked = map.key_json(key).unwrap_or_else(|| key.to_string());
     if proof.map != map || proof.entry.key != asked {
         return Err(ProofCheckError::OtherEntry {
             asked: format!("{} {asked}", map.name()),

@@ -3,8 +3,8 @@
 //! signers, count or digest, the proof's bytes) is refused, naming what.
 
 use scbe_core::consensus::{
-    state_digest_of, CertError, Checkpoint, CheckpointCert, Codec as _, Digest, Kind, Principal,
-    ReplicaId, Seq, Signed, StateMachine as _, ValidatorSet,
+    state_digest_of, CertError, Checkpoint, CheckpointCert, Digest, NoncePart, ReplicaId, Seq,
+    StateMachine as _, ValidatorSet,
 };
 use scbe_core::crypto::Keypair;
 use scbe_core::governance::ledger::checkpoint_prover::CheckpointProver;
@@ -12,7 +12,7 @@ use scbe_core::governance::ledger::state::ReleaseEntry;
 use scbe_core::governance::ledger::state_proof::ProvenMap;
 use scbe_core::governance::ledger_world::World;
 
-use crate::state_proof_check::{check_proof, reply, NoncePart, ProofCheckError};
+use crate::state_proof_check::{check_proof, reply, ProofCheckError};
 use crate::ProtoCodec;
 
 /// One signer's nonce window in the checkpoint's table.
@@ -29,11 +29,7 @@ fn checkpointed() -> Checkpointed {
     for i in 0..12 {
         world.register(&format!("r{i}"));
     }
-    world.ledger.before_checkpoint();
-    let snapshot = world.ledger.snapshot();
-    let prover = std::sync::Arc::clone(snapshot.source().expect("made here"))
-        .downcast::<CheckpointProver>()
-        .unwrap_or_else(|_| panic!("the ledger's prover"));
+    let prover = world.checkpoint_prover();
     let genesis = ValidatorSet::genesis(
         &world
             .validators
@@ -55,23 +51,7 @@ fn cert(seq: u64, digest: Digest, signers: &[(&Keypair, u32)]) -> CheckpointCert
         state_digest: digest,
         next_set: None,
     };
-    CheckpointCert {
-        seq: cp.seq,
-        state_digest: digest,
-        next_set: None,
-        proof: signers
-            .iter()
-            .map(|(k, id)| {
-                Signed::seal(
-                    cp,
-                    Kind::Checkpoint,
-                    |v| ProtoCodec.encode_checkpoint(v),
-                    k,
-                    Principal::Validator(ReplicaId(*id)),
-                )
-            })
-            .collect(),
-    }
+    CheckpointCert::signed_by(cp, &ProtoCodec, signers)
 }
 
 impl Checkpointed {
@@ -211,11 +191,7 @@ fn a_bent_reply_is_refused_naming_what() {
 fn an_id_is_the_number_it_names() {
     let mut c = checkpointed();
     let rollout = c.world.promote_to_canary("c1");
-    c.world.ledger.before_checkpoint();
-    let snapshot = c.world.ledger.snapshot();
-    c.prover = std::sync::Arc::clone(snapshot.source().expect("made here"))
-        .downcast::<CheckpointProver>()
-        .unwrap_or_else(|_| panic!("the ledger's prover"));
+    c.prover = c.world.checkpoint_prover();
     let digest = state_digest_of(Seq(12), c.world.ledger.digest(), &NONCES);
     let signed = cert(12, digest, &c.quorum());
     let proposal = *c.world.ledger.state().proposals.keys().next().expect("one");

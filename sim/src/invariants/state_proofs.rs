@@ -5,15 +5,11 @@
 //! and `scbe audit prove` checks, on the states the simulator's faults produce.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use scbe_core::consensus::{nonce_parts, state_digest_of, Digest, Replica, Seq};
+use scbe_core::consensus::{nonce_parts, state_digest_of, Digest, NoncePart, Replica, Seq};
 use scbe_core::governance::ledger::checkpoint_prover::{CheckpointProver, ProveError};
 use scbe_core::governance::ledger::state_proof::ProvenMap;
 use scbe_core::governance::Ledger;
-
-/// A signer's key and nonce window, as a checkpoint's digest hashes them.
-type NoncePart = ([u8; 32], [u8; 24]);
 
 /// Entries proven at each end of each map, per checkpoint.
 const PER_END: usize = 3;
@@ -38,9 +34,7 @@ impl StateProofs {
         let Some(snap) = replica.stable_snapshot() else {
             return Vec::new();
         };
-        let Some(prover) = (snap.app_state.source())
-            .and_then(|s| Arc::clone(s).downcast::<CheckpointProver>().ok())
-        else {
+        let Some(prover) = CheckpointProver::of(&snap.app_state) else {
             return Vec::new();
         };
         let (proved, found) = check_checkpoint(
@@ -121,13 +115,6 @@ mod tests {
     use scbe_core::governance::ledger::StateDigest;
     use scbe_core::governance::ledger_world::World;
 
-    fn prover_of(w: &mut World) -> Arc<CheckpointProver> {
-        w.ledger.before_checkpoint();
-        Arc::clone(w.ledger.snapshot().source().expect("made here"))
-            .downcast::<CheckpointProver>()
-            .unwrap_or_else(|_| panic!("the ledger's prover"))
-    }
-
     /// The checker passes a checkpoint whose certificate signs its state, proving the prover's
     /// digest and each end entry, and reports every one of them against a digest that is not
     /// the state's (a certificate over another state, or another nonce table).
@@ -138,7 +125,7 @@ mod tests {
             w.register(&format!("r{i}"));
         }
         w.promote_to_canary("c1");
-        let prover = prover_of(&mut w);
+        let prover = w.checkpoint_prover();
         let nonces = [([1; 32], [2; 24])];
         let signed = state_digest_of(Seq(9), w.ledger.digest(), &nonces);
         let (proved, found) = check_checkpoint("node 0", Seq(9), signed, &prover, &nonces);
@@ -157,7 +144,7 @@ mod tests {
     fn a_state_digested_by_the_walk_proves_nothing_and_is_not_reported() {
         let mut w = World::with_state_digest(StateDigest::Walk);
         w.register("r1");
-        let prover = prover_of(&mut w);
+        let prover = w.checkpoint_prover();
         let (proved, found) = check_checkpoint("node 0", Seq(1), Digest([0; 32]), &prover, &[]);
         assert_eq!((proved, found.len()), (0, 0));
     }

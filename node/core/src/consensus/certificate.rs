@@ -13,6 +13,7 @@ use super::message::{
 };
 use super::types::{Digest, ReplicaId, Seq, View};
 use super::validator_set::ValidatorSet;
+use crate::crypto::PublicKey;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertError {
@@ -64,17 +65,30 @@ pub enum CertError {
     ViewChangeBytes { got: usize, max: usize },
 }
 
+/// Whether a key is the one in force for a validator: a replica's directory, or a set a client
+/// trusts.
+type InForce<'a> = &'a dyn Fn(ReplicaId, &PublicKey) -> bool;
+
+/// The validator that signed `signed`, with its key `in_force`.
+fn signer_by<T>(
+    in_force: InForce<'_>,
+    what: &'static str,
+    signed: &Signed<T>,
+) -> Result<ReplicaId, CertError> {
+    let id = signed.validator().ok_or(CertError::NotValidator { what })?;
+    if !in_force(id, signed.signer()) {
+        return Err(CertError::NotInForce { what, id });
+    }
+    Ok(id)
+}
+
 /// The validator that signed `signed`, with its key in force in `cfg`'s set.
 fn signer_in_force<T>(
     cfg: &ReplicaConfig,
     what: &'static str,
     signed: &Signed<T>,
 ) -> Result<ReplicaId, CertError> {
-    let id = signed.validator().ok_or(CertError::NotValidator { what })?;
-    if !cfg.directory.in_force(id, signed.signer()) {
-        return Err(CertError::NotInForce { what, id });
-    }
-    Ok(id)
+    signer_by(&|id, key| cfg.directory.in_force(id, key), what, signed)
 }
 
 /// A view of the epoch in force: votes signed under another validator set never count.
@@ -101,9 +115,27 @@ fn distinct_matching<T, F>(
 where
     F: Fn(&T) -> bool,
 {
+    distinct_matching_by(
+        &|id, key| cfg.directory.in_force(id, key),
+        what,
+        votes,
+        matches,
+    )
+}
+
+/// [`distinct_matching`] with the keys `in_force` says.
+fn distinct_matching_by<T, F>(
+    in_force: InForce<'_>,
+    what: &'static str,
+    votes: &[Signed<T>],
+    matches: F,
+) -> Result<BTreeSet<ReplicaId>, CertError>
+where
+    F: Fn(&T) -> bool,
+{
     let mut ids = BTreeSet::new();
     for v in votes {
-        let id = signer_in_force(cfg, what, v)?;
+        let id = signer_by(in_force, what, v)?;
         if !matches(v.value()) {
             return Err(CertError::Mismatch { what });
         }
@@ -191,15 +223,27 @@ pub fn check_checkpoint_cert(
             start,
         });
     }
-    let what = "checkpoint certificate";
-    let ids = distinct_matching(cfg, what, &cert.proof, |c| {
+    checkpoint_quorum("checkpoint certificate", cert, cfg.quorum(), &|id, key| {
+        cfg.directory.in_force(id, key)
+    })
+}
+
+/// `need` distinct validators, each by the key `in_force` holds for it, signed checkpoints
+/// that match `cert`.
+fn checkpoint_quorum(
+    what: &'static str,
+    cert: &CheckpointCert,
+    need: usize,
+    in_force: InForce<'_>,
+) -> Result<(), CertError> {
+    let ids = distinct_matching_by(in_force, what, &cert.proof, |c| {
         c.seq == cert.seq && c.state_digest == cert.state_digest && c.next_set == cert.next_set
     })?;
-    if ids.len() < cfg.quorum() {
+    if ids.len() < need {
         return Err(CertError::NotEnoughVotes {
             what,
             got: ids.len(),
-            need: cfg.quorum(),
+            need,
         });
     }
     Ok(())
@@ -214,27 +258,9 @@ pub fn check_checkpoint_cert_by(
     cert: &CheckpointCert,
     what: &'static str,
 ) -> Result<(), CertError> {
-    let mut ids = BTreeSet::new();
-    for vote in &cert.proof {
-        let id = vote.validator().ok_or(CertError::NotValidator { what })?;
-        if set.key_of(id) != Some(vote.signer()) {
-            return Err(CertError::NotInForce { what, id });
-        }
-        let v = vote.value();
-        if v.seq != cert.seq || v.state_digest != cert.state_digest || v.next_set != cert.next_set {
-            return Err(CertError::Mismatch { what });
-        }
-        ids.insert(id);
-    }
-    let need = quorum_for(set.n().max(1));
-    if ids.len() < need {
-        return Err(CertError::NotEnoughVotes {
-            what,
-            got: ids.len(),
-            need,
-        });
-    }
-    Ok(())
+    checkpoint_quorum(what, cert, quorum_for(set.n().max(1)), &|id, key| {
+        set.key_of(id) == Some(key)
+    })
 }
 
 /// Prepared certificate: a valid pre-prepare from the primary of its view and `q - 1` matching

@@ -134,7 +134,7 @@ impl EpochLink {
 #[cfg(test)]
 pub(crate) mod fixture {
     use super::super::debug_codec::DebugCodec;
-    use super::super::{Checkpoint, Codec, Digest, Kind, Principal, ReplicaId, Seq, Signed};
+    use super::super::{Checkpoint, Digest, Seq};
     use super::*;
     use crate::crypto::Keypair;
 
@@ -156,23 +156,7 @@ pub(crate) mod fixture {
             state_digest: Digest([7; 32]),
             next_set: Some(next.digest()),
         };
-        CheckpointCert {
-            seq,
-            state_digest: cp.state_digest,
-            next_set: cp.next_set,
-            proof: signers
-                .iter()
-                .map(|(k, id)| {
-                    Signed::seal(
-                        cp,
-                        Kind::Checkpoint,
-                        |v| DebugCodec.encode_checkpoint(v),
-                        k,
-                        Principal::Validator(ReplicaId(*id)),
-                    )
-                })
-                .collect(),
-        }
+        CheckpointCert::signed_by(cp, &DebugCodec, signers)
     }
 
     pub(crate) fn fixture() -> Fixture {

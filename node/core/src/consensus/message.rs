@@ -237,6 +237,35 @@ pub struct CheckpointCert {
     pub proof: Vec<Signed<Checkpoint>>,
 }
 
+#[cfg(any(test, feature = "testkit"))]
+impl CheckpointCert {
+    /// For tests: `cp` signed by each of `signers` (a key, as the validator id beside it), each
+    /// checkpoint encoded by `codec`.
+    pub fn signed_by(
+        cp: Checkpoint,
+        codec: &dyn super::Codec,
+        signers: &[(&Keypair, u32)],
+    ) -> Self {
+        CheckpointCert {
+            seq: cp.seq,
+            state_digest: cp.state_digest,
+            next_set: cp.next_set,
+            proof: signers
+                .iter()
+                .map(|(k, id)| {
+                    Signed::seal(
+                        cp,
+                        Kind::Checkpoint,
+                        |v| codec.encode_checkpoint(v),
+                        k,
+                        Principal::Validator(ReplicaId(*id)),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A pre-prepare and `q - 1` matching prepares from distinct backups (PBFT §4.2 "prepared").
 #[derive(Clone, Debug)]
 pub struct PreparedCert {

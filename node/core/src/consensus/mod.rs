@@ -35,7 +35,9 @@ pub use message::{
     Kind, Message, NewView, PrePrepare, PreparedCert, Principal, Relay, Request, Signed, Snapshot,
     SnapshotPart, StateRequest, StateResponse, Suspect, ViewChange, Vote,
 };
-pub use replica::{nonce_parts, state_digest, state_digest_of, Replica, RestoreError, Status};
+pub use replica::{
+    nonce_parts, state_digest, state_digest_of, NoncePart, Replica, RestoreError, Status,
+};
 pub use state_machine::{SnapshotError, StateMachine};
 pub use types::{Digest, ReplicaId, Seq, View};
 pub use validator_set::ValidatorSet;

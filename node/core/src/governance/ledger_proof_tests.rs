@@ -3,26 +3,12 @@
 //! nothing else does; a proof bent anywhere leads elsewhere; a state digested with the walk is
 //! refused in so many words.
 
-use std::sync::Arc;
-
-use super::ledger::checkpoint_prover::{CheckpointProver, ProveError};
+use super::ledger::checkpoint_prover::ProveError;
 use super::ledger::state::ReleaseEntry;
 use super::ledger::state_proof::{ProofError, ProvenMap, StateProof};
 use super::ledger::StateDigest;
 use super::ledger_world::World;
 use crate::consensus::StateMachine as _;
-
-/// The prover the ledger handed the core with the snapshot it takes now (as at a checkpoint).
-fn prover_at_checkpoint(w: &mut World) -> Arc<CheckpointProver> {
-    w.ledger.before_checkpoint();
-    let snapshot = w.ledger.snapshot();
-    let source = snapshot
-        .source()
-        .expect("a snapshot made here keeps its source");
-    Arc::clone(source)
-        .downcast::<CheckpointProver>()
-        .unwrap_or_else(|_| panic!("the ledger's source is its prover"))
-}
 
 /// A world with releases at every stage, a decided proposal and a rollout.
 fn busy_world() -> World {
@@ -38,7 +24,7 @@ fn busy_world() -> World {
 #[test]
 fn every_entry_of_a_checkpoint_proves_the_digest_it_signs() {
     let mut w = busy_world();
-    let prover = prover_at_checkpoint(&mut w);
+    let prover = w.checkpoint_prover();
     let signed = w.ledger.digest();
     assert_eq!(prover.digest(), Ok(signed));
     let state = w.ledger.state().clone();
@@ -68,7 +54,7 @@ fn every_entry_of_a_checkpoint_proves_the_digest_it_signs() {
 #[test]
 fn a_checkpoints_prover_proves_that_checkpoint_as_the_state_moves_on() {
     let mut w = busy_world();
-    let prover = prover_at_checkpoint(&mut w);
+    let prover = w.checkpoint_prover();
     let signed = w.ledger.digest();
     w.register("later");
     assert_ne!(w.ledger.digest(), signed);
@@ -81,7 +67,7 @@ fn a_checkpoints_prover_proves_that_checkpoint_as_the_state_moves_on() {
     );
     let proof = prover.prove(ProvenMap::Releases, "r3").expect("held");
     assert_eq!(proof.state_digest(), Ok(signed));
-    let now = prover_at_checkpoint(&mut w);
+    let now = w.checkpoint_prover();
     let proof = now.prove(ProvenMap::Releases, "later").expect("held now");
     assert_eq!(proof.state_digest(), Ok(w.ledger.digest()));
 }
@@ -89,7 +75,7 @@ fn a_checkpoints_prover_proves_that_checkpoint_as_the_state_moves_on() {
 #[test]
 fn what_is_not_there_or_not_a_key_is_refused_naming_it() {
     let mut w = busy_world();
-    let prover = prover_at_checkpoint(&mut w);
+    let prover = w.checkpoint_prover();
     for (map, key) in [
         (ProvenMap::Releases, "nope"),
         (ProvenMap::Proposals, "999"),
@@ -113,7 +99,7 @@ fn what_is_not_there_or_not_a_key_is_refused_naming_it() {
 #[test]
 fn a_bent_proof_proves_no_signed_digest() {
     let mut w = busy_world();
-    let prover = prover_at_checkpoint(&mut w);
+    let prover = w.checkpoint_prover();
     let signed = w.ledger.digest();
     let good = prover.prove(ProvenMap::Releases, "r5").expect("held");
     let elsewhere = |p: &StateProof| p.state_digest() != Ok(signed);
@@ -169,7 +155,7 @@ fn a_bent_proof_proves_no_signed_digest() {
 fn a_state_digested_by_the_walk_is_refused_saying_why() {
     let mut w = World::with_state_digest(StateDigest::Walk);
     w.register("r1");
-    let prover = prover_at_checkpoint(&mut w);
+    let prover = w.checkpoint_prover();
     assert_eq!(prover.digest(), Err(ProveError::WalkDigest));
     let e = prover.prove(ProvenMap::Releases, "r1").expect_err("walk");
     assert_eq!(e, ProveError::WalkDigest);

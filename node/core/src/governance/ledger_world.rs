@@ -349,6 +349,15 @@ impl World {
             .expect("agent")
     }
 
+    /// Takes a checkpoint of the state as it is now, as a replica does, and returns the prover
+    /// its snapshot keeps.
+    pub fn checkpoint_prover(&mut self) -> std::sync::Arc<checkpoint_prover::CheckpointProver> {
+        use crate::consensus::StateMachine as _;
+        self.ledger.before_checkpoint();
+        checkpoint_prover::CheckpointProver::of(&self.ledger.snapshot())
+            .expect("a snapshot the ledger made keeps its prover")
+    }
+
     /// Registers `version` (it enters staging).
     pub fn register(&mut self, version: &str) {
         let o = self.request(Operation::RegisterRelease {

@@ -108,9 +108,7 @@ impl Published {
         let Some(snapshot) = replica.stable_snapshot() else {
             return;
         };
-        let prover = (snapshot.app_state.source())
-            .and_then(|s| Arc::clone(s).downcast::<CheckpointProver>().ok());
-        if let Some(prover) = prover {
+        if let Some(prover) = CheckpointProver::of(&snapshot.app_state) {
             self.proofs.publish(ProofSource {
                 cert: stable.clone(),
                 nonces: scbe_core::consensus::nonce_parts(&snapshot.nonces),

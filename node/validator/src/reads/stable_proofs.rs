@@ -9,9 +9,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use scbe_core::consensus::NoncePart;
 use scbe_core::consensus::{CheckpointCert, EpochLink, Seq};
 use scbe_core::governance::ledger::checkpoint_prover::CheckpointProver;
-use scbe_wire::state_proof_check::NoncePart;
 
 /// A stable checkpoint to prove from.
 pub struct ProofSource {

@@ -244,6 +244,12 @@ pub struct Outcome {
     pub rollout: Option<u64>,
 }
 
+/// [`LedgerState::digest`] from its [`LedgerState::digest_parts`].
+pub(super) fn digest_of_parts(parts: &[Vec<u8>]) -> [u8; 32] {
+    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    crate::consensus::Digest::of_parts(&parts).0
+}
+
 /// The first part of the state digest under [`StateDigest::Tree`].
 pub const TREE_DIGEST_TAG: &[u8] = b"ledger-state/5";
 
@@ -330,9 +336,7 @@ impl LedgerState {
             self.proposals.digest(mode),
             self.rollouts.digest(mode),
         ];
-        let parts = self.digest_parts(mode, roots);
-        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        crate::consensus::Digest::of_parts(&parts).0
+        digest_of_parts(&self.digest_parts(mode, roots))
     }
 
     /// What [`LedgerState::digest`] hashes, in order, given the digests of the releases,

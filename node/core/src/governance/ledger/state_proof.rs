@@ -7,11 +7,11 @@
 //! Only a state digested with the tree ([`StateDigest::Tree`]) can be proven in part: the walk
 //! hashes every entry in a row.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::entry_map::EntryProof;
-use super::state::{StateDigest, TREE_DIGEST_TAG};
-use super::tree_proof::TreeProofError;
+use super::state::{digest_of_parts, TREE_DIGEST_TAG};
+use super::tree_proof::{hex_list, TreeProofError};
 use crate::consensus::Digest;
 
 /// The maps of the ledger state an entry can be proven in.
@@ -50,6 +50,21 @@ impl ProvenMap {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
     }
+
+    /// An entry's key as the map reads `key` and a proof names it (`EntryProof::key`): a
+    /// version as a JSON string, an id as its number ("07" is 7); None for an id that is not a
+    /// number.
+    pub fn key_json(self, key: &str) -> Option<String> {
+        match self {
+            ProvenMap::Releases => serde_json::to_string(key).ok(),
+            ProvenMap::Proposals | ProvenMap::Rollouts => Self::id(key).map(|id| id.to_string()),
+        }
+    }
+
+    /// A proposal's or rollout's id as the map reads `key`.
+    pub(super) fn id(key: &str) -> Option<u64> {
+        key.parse().ok()
+    }
 }
 
 /// See the module documentation.
@@ -60,7 +75,7 @@ pub struct StateProof {
     pub entry: EntryProof,
     /// Everything the ledger state's digest hashes, in order (the proven map's root among
     /// them, checked against the entry's path).
-    #[serde(with = "hex_parts")]
+    #[serde(with = "hex_list")]
     pub state_parts: Vec<Vec<u8>>,
     /// The journal's part of the digest: its chains' tips.
     #[serde(with = "hex::serde")]
@@ -96,9 +111,10 @@ impl StateProof {
         if self.state_parts[self.map.part()] != root {
             return Err(ProofError::MapRoot(self.map));
         }
-        let parts: Vec<&[u8]> = self.state_parts.iter().map(Vec::as_slice).collect();
-        let state = Digest::of_parts(&parts);
-        Ok(ledger_digest(&state.0, &self.journal))
+        Ok(ledger_digest(
+            &digest_of_parts(&self.state_parts),
+            &self.journal,
+        ))
     }
 
     /// The entry, decoded.
@@ -110,24 +126,4 @@ impl StateProof {
 /// The ledger's digest (`StateMachine::digest`) from its state's and its journal's parts.
 pub(super) fn ledger_digest(state: &[u8; 32], journal: &[u8]) -> Digest {
     Digest::of_parts(&[b"ledger", state, journal])
-}
-
-/// Whether a state under `mode` can be proven in part.
-pub fn provable(mode: StateDigest) -> bool {
-    mode == StateDigest::Tree
-}
-
-mod hex_parts {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(parts: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(parts.iter().map(hex::encode))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .iter()
-            .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
-            .collect()
-    }
 }

@@ -7,7 +7,7 @@
 //! can check one release, proposal or rollout against it without fetching the whole state
 //! (`super::state_proof` carries it up from the map's root to the state digest).
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::digest_tree::{leaf_hash, leaf_of, node_hash, root_of, Hash, ARITY, DEPTH};
 
@@ -18,11 +18,11 @@ pub struct TreeProof {
     /// How many digests the tree holds (its root binds the count).
     pub len: u64,
     /// Every digest in the proven digest's leaf, ascending (the proven one among them).
-    #[serde(with = "hex_hashes")]
+    #[serde(with = "hex_list")]
     pub leaf: Vec<Hash>,
     /// From the leaf up: at each level, the 15 siblings of the node on the path, in child
     /// order without it.
-    #[serde(with = "hex_levels")]
+    #[serde(with = "hex_list::nested")]
     pub siblings: Vec<Vec<Hash>>,
 }
 
@@ -78,50 +78,60 @@ impl TreeProof {
     }
 }
 
-mod hex_hashes {
-    use super::*;
+/// Serde for a list of byte strings as hex strings (`#[serde(with = "hex_list")]`, for hashes and
+/// other bytes alike), and for a list of such lists (`hex_list::nested`).
+pub(super) mod hex_list {
+    use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(hashes.iter().map(hex::encode))
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items.iter().map(hex::encode))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .iter()
-            .map(|h| {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(h, &mut out).map_err(serde::de::Error::custom)?;
-                Ok(out)
-            })
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: hex::FromHex,
+        T::Error: std::fmt::Display,
+    {
+        decode(Vec::<String>::deserialize(d)?)
+    }
+
+    fn decode<T, E>(list: Vec<String>) -> Result<Vec<T>, E>
+    where
+        T: hex::FromHex,
+        T::Error: std::fmt::Display,
+        E: serde::de::Error,
+    {
+        list.iter()
+            .map(|h| T::from_hex(h).map_err(E::custom))
             .collect()
     }
-}
 
-mod hex_levels {
-    use super::*;
+    pub mod nested {
+        use super::*;
 
-    pub fn serialize<S: Serializer>(levels: &[Vec<Hash>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(
-            levels
-                .iter()
-                .map(|l| l.iter().map(hex::encode).collect::<Vec<_>>()),
-        )
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<Hash>>, D::Error> {
-        Vec::<Vec<String>>::deserialize(d)?
-            .iter()
-            .map(|level| {
-                level
+        pub fn serialize<S: Serializer, T: AsRef<[u8]>>(
+            lists: &[Vec<T>],
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.collect_seq(
+                lists
                     .iter()
-                    .map(|h| {
-                        let mut out = [0u8; 32];
-                        hex::decode_to_slice(h, &mut out).map_err(serde::de::Error::custom)?;
-                        Ok(out)
-                    })
-                    .collect()
-            })
-            .collect()
+                    .map(|l| l.iter().map(hex::encode).collect::<Vec<_>>()),
+            )
+        }
+
+        pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<Vec<T>>, D::Error>
+        where
+            D: Deserializer<'de>,
+            T: hex::FromHex,
+            T::Error: std::fmt::Display,
+        {
+            Vec::<Vec<String>>::deserialize(d)?
+                .into_iter()
+                .map(decode)
+                .collect()
+        }
     }
 }
 
