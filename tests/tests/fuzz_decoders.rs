@@ -251,6 +251,10 @@ fn consensus_seeds(
         Record::Stable(stable),
         Record::ViewChange(signed_vc),
         Record::NonceReservation { up_to: 64 },
+        Record::SignReserved {
+            view: View(0),
+            through: Seq(65),
+        },
         Record::EpochLink(link),
     ]
     .iter()

@@ -45,6 +45,10 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
         },
         Record::NonceReservation { up_to } => R::NonceReservation(*up_to),
         Record::EpochLink(l) => R::EpochLink(epoch_link_to_proto(l)),
+        Record::SignReserved { view, through } => R::SignReserved(pb::SignReservation {
+            view: view.0,
+            through: through.0,
+        }),
     };
     pb::StoredRecord { record: Some(r) }.encode_to_vec()
 }
@@ -53,6 +57,7 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoredKind {
     Signed,
+    SignReserved,
     Prepared,
     Committed,
     Snapshot,
@@ -70,6 +75,7 @@ pub fn record_key(r: &Record) -> (StoredKind, Option<u64>) {
     use Record as R;
     match r {
         R::Signed { seq, .. } => (StoredKind::Signed, Some(seq.0)),
+        R::SignReserved { through, .. } => (StoredKind::SignReserved, Some(through.0)),
         R::Prepared(c) => (StoredKind::Prepared, Some(c.pre_prepare.value().seq.0)),
         R::Committed(c) => (StoredKind::Committed, Some(c.seq().0)),
         R::Snapshot(s) => (StoredKind::Snapshot, Some(s.seq.0)),
@@ -93,6 +99,7 @@ pub fn stored_record_key(bytes: &[u8]) -> Option<(StoredKind, Option<u64>)> {
     let p = pb::StoredRecord::decode(bytes).ok()?;
     Some(match p.record? {
         R::Signed(g) => (StoredKind::Signed, Some(g.seq)),
+        R::SignReserved(g) => (StoredKind::SignReserved, Some(g.through)),
         R::Prepared(c) => (StoredKind::Prepared, pp_seq(&c.pre_prepare)),
         R::Committed(c) => (StoredKind::Committed, pp_seq(&c.pre_prepare)),
         R::Snapshot(s) => (StoredKind::Snapshot, Some(s.seq)),
@@ -200,6 +207,10 @@ pub fn decode_record(bytes: &[u8], dir: &Directory) -> Result<Record, WireError>
             }
         }
         R::NonceReservation(up_to) => Record::NonceReservation { up_to },
+        R::SignReserved(g) => Record::SignReserved {
+            view: View(g.view),
+            through: Seq(g.through),
+        },
         R::EpochLink(l) => Record::EpochLink(epoch_link_from_proto(None, l)?),
     })
 }

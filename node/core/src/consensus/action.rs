@@ -100,6 +100,10 @@ pub enum Record {
         seq: Seq,
         digest: Digest,
     },
+    /// Vote guard: this replica may sign pre-prepares and prepares in `view` at seqs up to
+    /// `through` in its current life without a record each (`replica/vote_guard.rs`); after
+    /// a restart it signs nothing new there. Written before the first message it covers leaves.
+    SignReserved { view: View, through: Seq },
     /// The replica became prepared; written before its commit is sent, so a later view change
     /// still reports it.
     Prepared(PreparedCert),
@@ -134,6 +138,8 @@ impl Record {
     pub fn seq(&self) -> Option<Seq> {
         match self {
             Record::Signed { seq, .. } => Some(*seq),
+            // Nothing at or below a stable checkpoint is signed again.
+            Record::SignReserved { through, .. } => Some(*through),
             Record::Prepared(c) => Some(c.pre_prepare.value().seq),
             Record::Committed(c) => Some(c.seq()),
             Record::Snapshot(s) => Some(s.seq),

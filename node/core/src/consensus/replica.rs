@@ -17,7 +17,8 @@
 //!    Normal case (§4.2): the primary of view `v` batches pending requests into
 //!    `PrePrepare(v, n, d, batch)` for `h < n <= h + L`. A backup accepts it if it is from the
 //!    primary, in the window, consistent with its vote guard, and has no conflicting pre-prepare;
-//!    it then persists a vote-guard record and broadcasts `Prepare(v, n, d)`. With the pre-prepare
+//!    it then signs under its vote guard's reservation (one persisted record per window of
+//!    seqs, `replica/vote_guard.rs`) and broadcasts `Prepare(v, n, d)`. With the pre-prepare
 //!    and `q - 1` matching prepares from distinct backups a replica is *prepared*: it persists the
 //!    prepared certificate and broadcasts `Commit(v, n, d)`. With `q` matching commits the batch is
 //!    *committed*; committed batches execute strictly in sequence order and are delivered with
@@ -47,7 +48,9 @@
 //!    peer's stable checkpoint snapshot, checked against the checkpoint certificate.
 //! 8. Restart: [`Replica::restore`] replays the persisted [`Record`]s. The vote guard makes sure
 //!    the restarted replica never signs a pre-prepare or prepare conflicting with one it signed
-//!    before, and a view change it sent is resent byte for byte.
+//!    before (it signs nothing new where its earlier life held a reservation, and a primary
+//!    that therefore cannot propose leaves its view), and a view change it sent is resent byte
+//!    for byte.
 //! 9. A validator's own requests (its votes, rollout evidence) are retransmitted on every
 //!    status tick until they execute: it is its own client.
 //!
@@ -71,6 +74,7 @@ mod suspicion;
 /// How long a suspicion stays counted, in heartbeat intervals (the scenario tests read it).
 pub use suspicion::SUSPICION_TICKS;
 mod view_change;
+mod vote_guard;
 
 use slot::Slot;
 
@@ -156,8 +160,9 @@ pub struct Replica<A: StateMachine> {
     /// pending request below it is in `proposed`. Only spares the primary a scan over the
     /// proposed prefix of its queue (thousands of requests under load) at every proposal.
     propose_from: u64,
-    /// Vote guard: the digest this replica signed a pre-prepare or prepare for, per (view, seq).
-    guard: BTreeMap<(View, Seq), Digest>,
+    /// What this replica signed a pre-prepare or prepare for, per (view, seq), and where an
+    /// earlier life may have (`replica/vote_guard.rs`).
+    guard: vote_guard::VoteGuard,
 
     stable: CheckpointCert,
     /// While the stable checkpoint is an epoch boundary whose proof is short of the old set's
@@ -332,7 +337,7 @@ impl<A: StateMachine> Replica<A> {
             next_seq: Seq(1),
             proposed: BTreeSet::new(),
             propose_from: 0,
-            guard: BTreeMap::new(),
+            guard: vote_guard::VoteGuard::default(),
             snapshots: BTreeMap::new(),
             checkpoint_votes: BTreeMap::new(),
             ahead: BTreeMap::new(),

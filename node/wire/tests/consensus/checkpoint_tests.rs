@@ -92,6 +92,7 @@ fn every_record_about_a_seq_names_it_and_the_others_name_none() {
         for r in store {
             let expected = match r {
                 Record::Signed { seq, .. } => Some(*seq),
+                Record::SignReserved { through, .. } => Some(*through),
                 Record::Prepared(p) => Some(p.pre_prepare.value().seq),
                 Record::Committed(cert) => Some(cert.seq()),
                 Record::Snapshot(s) => Some(s.seq),

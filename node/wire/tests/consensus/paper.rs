@@ -44,7 +44,10 @@ fn s4_2_backup_persists_before_it_sends_its_prepare_and_commit() {
     c.input(0, Input::ClientRequest(c.request(1)));
     c.run();
     let log = &c.log[1];
-    let guard = position(log, |a| matches!(a, Action::Persist(Record::Signed { .. })));
+    // The first prepare of a view reserves the seqs ahead: one durable record for many.
+    let guard = position(log, |a| {
+        matches!(a, Action::Persist(Record::SignReserved { .. }))
+    });
     let prepare = position(
         log,
         |a| matches!(a, Action::Broadcast(e) if e.kind == Kind::Prepare),
@@ -220,12 +223,13 @@ fn restart_never_signs_a_prepare_conflicting_with_one_it_signed() {
     }
     c.input(0, Input::ClientRequest(c.request(1)));
     c.run();
+    // What it persisted first is a reservation of the view's seqs ahead, not the digest.
     assert!(c.stores[2].iter().any(|r| matches!(
         r,
-        Record::Signed {
-            pre_prepare: false,
-            ..
-        }
+        Record::SignReserved {
+            view: View(0),
+            through
+        } if *through >= Seq(1)
     )));
     assert!(
         c.delivered[2].is_empty(),
@@ -254,12 +258,58 @@ fn restart_never_signs_a_prepare_conflicting_with_one_it_signed() {
     assert_eq!(
         c.replica(2)
             .dropped()
-            .get("pre-prepare conflicts with the vote guard"),
+            .get("prepare withheld: reserved before a restart"),
         Some(&1)
     );
     assert!(!c.log[2]
         .iter()
         .any(|a| matches!(a, Action::Broadcast(e) if e.kind == Kind::Prepare)));
+}
+
+#[test]
+fn a_restarted_primary_that_may_have_proposed_unrecorded_leaves_its_view() {
+    let mut c = Cluster::new(4, 128);
+    // The primary proposes #1, but nobody hears it.
+    for j in [1, 2, 3] {
+        c.cut.insert((0, j));
+    }
+    c.input(0, Input::ClientRequest(c.request(1)));
+    c.run();
+    assert!(c.stores[0]
+        .iter()
+        .any(|r| matches!(r, Record::SignReserved { view: View(0), .. })));
+    // Restarted, it cannot know what it proposed at #1, so it never proposes there in view 0:
+    // it starts the change to view 1 at once, and the others, who never heard #1, decide it
+    // in view 1.
+    let (r, actions) = Replica::restore(
+        c.config(0),
+        c.keys[0].clone(),
+        Arc::new(ProtoCodec),
+        ChainApp::default(),
+        &c.stores[0],
+    )
+    .expect("restores");
+    assert_eq!((r.view(), r.status()), (View(1), Status::ViewChanging));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Broadcast(e) if e.kind == Kind::ViewChange)));
+    c.replicas[0] = Some(r);
+    c.heal();
+    c.apply(0, actions);
+    // The client hands its request to the backups too; their request timers find it waiting.
+    for j in 1..4 {
+        c.input(j, Input::ClientRequest(c.request(1)));
+    }
+    for _ in 0..3 {
+        for j in 1..4 {
+            c.fire_if_armed(j, TimerKind::Request);
+        }
+        c.run();
+    }
+    for i in 0..4 {
+        assert_eq!(c.replica(i).view(), View(1), "replica {i}");
+        assert_eq!(c.executed_requests(i), 1, "replica {i}");
+    }
 }
 
 #[test]

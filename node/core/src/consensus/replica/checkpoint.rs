@@ -153,7 +153,7 @@ impl<A: StateMachine> Replica<A> {
         self.snapshots.retain(|seq, _| *seq >= s);
         // Votes at `s` stay: this replica's own one is what it re-sends to peers still short.
         self.checkpoint_votes.retain(|seq, _| *seq >= s);
-        self.guard.retain(|(_, seq), _| *seq > s);
+        self.guard.forget_through(s);
         self.ahead.retain(|_, seq| *seq > s);
         self.try_propose();
     }

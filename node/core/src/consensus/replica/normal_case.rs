@@ -11,6 +11,7 @@ use super::super::limits;
 use super::super::message::{CommitCert, Envelope, Kind, PrePrepare, PreparedCert, Signed, Vote};
 use super::super::state_machine::StateMachine;
 use super::super::types::{Digest, ReplicaId, Seq, View};
+use super::vote_guard::Refusal;
 use super::{Replica, RequestId, Status};
 
 impl<A: StateMachine> Replica<A> {
@@ -36,7 +37,7 @@ impl<A: StateMachine> Replica<A> {
                 .drop_input("pre-prepare with a request from a signer the ledger never knew");
         }
         let (view, seq, digest) = (v.view, v.seq, v.digest);
-        if self.guard.get(&(view, seq)).is_some_and(|d| *d != digest) {
+        if self.guard.conflicts(view, seq, digest) {
             return self.drop_input("pre-prepare conflicts with the vote guard");
         }
         let bytes = limits::batch_bytes(&v.batch);
@@ -60,15 +61,21 @@ impl<A: StateMachine> Replica<A> {
         self.check_prepared(seq);
     }
 
-    /// Guards, persists and broadcasts this backup's prepare, and counts it.
+    /// Guards (a reservation persisted first when this seq is beyond it), broadcasts and counts
+    /// this backup's prepare; none where the guard refuses (`replica/vote_guard.rs`).
     pub(super) fn send_prepare(&mut self, view: View, seq: Seq, digest: Digest) {
-        if self.guard.insert((view, seq), digest).is_none() {
-            self.persist(Record::Signed {
-                pre_prepare: false,
-                view,
-                seq,
-                digest,
-            });
+        match self.guard.sign(view, seq, digest, self.cfg.window) {
+            Ok(reservation) => {
+                if let Some(r) = reservation {
+                    self.persist(r);
+                }
+            }
+            Err(Refusal::Conflict) => {
+                return self.drop_input("prepare conflicts with the vote guard")
+            }
+            Err(Refusal::Abstain) => {
+                return self.drop_input("prepare withheld: reserved before a restart")
+            }
         }
         let signed = self.seal_vote(Kind::Prepare, Vote { view, seq, digest });
         self.broadcast(&signed);

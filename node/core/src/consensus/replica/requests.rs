@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::super::action::{Action, Record};
+use super::super::action::Action;
 use super::super::limits;
 use super::super::message::{batch_digest, Envelope, PrePrepare, Request, Signed};
 use super::super::state_machine::StateMachine;
@@ -76,7 +76,11 @@ impl<A: StateMachine> Replica<A> {
         }
         // Sequence numbers at or below what executed were decided in earlier views.
         self.next_seq = self.next_seq.max(self.last_executed.next());
-        while self.guard.contains_key(&(self.view, self.next_seq)) {
+        while self.guard.taken(self.view, self.next_seq) {
+            if self.guard.abstains(self.view, self.next_seq) {
+                // An earlier life may have proposed here: it leaves this view on restore.
+                return;
+            }
             // Already signed in this view (e.g. re-issued by our own new-view): never reuse.
             self.next_seq = self.next_seq.next();
         }
@@ -130,13 +134,12 @@ impl<A: StateMachine> Replica<A> {
                 digest,
                 batch,
             };
-            self.guard.insert((self.view, seq), digest);
-            self.persist(Record::Signed {
-                pre_prepare: true,
-                view: self.view,
-                seq,
-                digest,
-            });
+            match self.guard.sign(self.view, seq, digest, self.cfg.window) {
+                Ok(Some(reservation)) => self.persist(reservation),
+                Ok(None) => {}
+                // `taken` was checked just above: unreachable, but never sign regardless.
+                Err(_) => return,
+            }
             let signed = self.seal_pre_prepare(pp);
             self.broadcast(&signed);
             let view = self.view;

@@ -45,11 +45,14 @@ impl<A: StateMachine> Replica<A> {
                     seq,
                     digest,
                 } => {
-                    r.guard.insert((*view, *seq), *digest);
+                    r.guard.restore_signed(*view, *seq, *digest);
                     if *pre_prepare {
                         let e = max_pre_prepare.entry(*view).or_default();
                         *e = (*e).max(*seq);
                     }
+                }
+                Record::SignReserved { view, through } => {
+                    r.guard.restore_reserved(*view, *through);
                 }
                 Record::Prepared(c) => {
                     let pp = c.pre_prepare.value();
@@ -170,6 +173,12 @@ impl<A: StateMachine> Replica<A> {
         if let Some(vc) = &r.my_view_change {
             r.view_changes.insert(r.cfg.id, vc.clone());
             r.out.push(Action::Broadcast(Arc::clone(vc.envelope())));
+        }
+        if r.status == Status::Normal && r.is_primary() && r.guard.abstains(r.view, r.next_seq) {
+            // Its earlier life may have proposed at the next seq (under a reservation, without
+            // a record of what), so it can never propose there in this view; until it leaves,
+            // the view would wait on it. Like a primary that crashed, it hands the view on.
+            r.start_view_change(r.view.next());
         }
         r.set_timer(TimerKind::Status);
         r.set_timer(TimerKind::Heartbeat);

@@ -187,11 +187,10 @@ impl<A: StateMachine> Replica<A> {
             return;
         };
         let view = self.view;
-        let conflict = plan.slots.iter().any(|(seq, batch)| {
-            self.guard
-                .get(&(view, *seq))
-                .is_some_and(|d| *d != batch_digest(batch))
-        });
+        let conflict = plan
+            .slots
+            .iter()
+            .any(|(seq, batch)| self.guard.conflicts(view, *seq, batch_digest(batch)));
         if conflict {
             // Only after a restart mid-view-change with a different view-change set; signing
             // would equivocate, so let this view time out instead.
@@ -200,13 +199,8 @@ impl<A: StateMachine> Replica<A> {
         let mut pre_prepares = Vec::with_capacity(plan.slots.len());
         for (seq, batch) in &plan.slots {
             let digest = batch_digest(batch);
-            if self.guard.insert((view, *seq), digest).is_none() {
-                self.persist(Record::Signed {
-                    pre_prepare: true,
-                    view,
-                    seq: *seq,
-                    digest,
-                });
+            if let Some(record) = self.guard.sign_exact(true, view, *seq, digest) {
+                self.persist(record);
             }
             pre_prepares.push(self.seal_pre_prepare(PrePrepare {
                 view,
@@ -273,11 +267,7 @@ impl<A: StateMachine> Replica<A> {
             if !consistent {
                 return Err("new-view pre-prepares differ from the recomputed plan");
             }
-            if self
-                .guard
-                .get(&(p.view, p.seq))
-                .is_some_and(|d| *d != p.digest)
-            {
+            if self.guard.conflicts(p.view, p.seq, p.digest) {
                 return Err("new-view conflicts with the vote guard");
             }
         }
