@@ -151,6 +151,15 @@ fn registered_ledger(
     scbe_core::consensus::Digest,
 ) {
     use scbe_core::consensus::StateMachine as _;
+    let mut ledger = register_releases(releases);
+    ledger.before_checkpoint();
+    let snapshot = ledger.snapshot().bytes().to_vec();
+    let digest = ledger.digest();
+    (ledger, snapshot, digest)
+}
+
+/// A ledger with `releases` registered releases (the bench's ~1.1 KB ones), not yet settled.
+fn register_releases(releases: usize) -> scbe_core::governance::Ledger {
     use scbe_core::crypto::Keypair;
     use scbe_core::governance::ledger::Signer;
     use scbe_core::governance::{Ledger, LedgerConfig, Operation};
@@ -183,10 +192,69 @@ fn registered_ledger(
         );
         assert!(o.accepted, "{:?}", o.reasons);
     }
+    ledger
+}
+
+/// What registered releases cost the ledger in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct MemorySample {
+    pub releases: usize,
+    /// This process's resident memory grown by registering them and settling (a checkpoint's
+    /// work: each entry's JSON and digest kept, the digest tree built).
+    pub rss_growth: u64,
+    /// Of which the entries' cached JSON (`LedgerState::json_bytes_hint`).
+    pub json: u64,
+}
+
+/// Resident memory of this process (Linux), 0 where unknown.
+fn own_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Registers `releases` releases in a fresh ledger, settles it, and reads what this process's
+/// resident memory grew by. Run it first: memory freed by earlier measurements would be reused
+/// and hide part of the growth.
+pub fn measure_memory(releases: usize) -> MemorySample {
+    use scbe_core::consensus::StateMachine as _;
+    let before = own_rss();
+    let mut ledger = register_releases(releases);
     ledger.before_checkpoint();
-    let snapshot = ledger.snapshot().bytes().to_vec();
-    let digest = ledger.digest();
-    (ledger, snapshot, digest)
+    let rss_growth = own_rss().saturating_sub(before);
+    let json = ledger.state().json_bytes_hint() as u64;
+    std::hint::black_box(&ledger);
+    MemorySample {
+        releases,
+        rss_growth,
+        json,
+    }
+}
+
+pub fn print_memory(releases: &[usize]) {
+    if releases.is_empty() {
+        return;
+    }
+    println!();
+    println!("| releases | resident memory grown | per release | of which cached JSON per release | the rest per release (decoded values, map nodes, digests) |");
+    println!("|---|---|---|---|---|");
+    for &n in releases {
+        let s = measure_memory(n);
+        let per = |b: u64| b as f64 / n.max(1) as f64;
+        println!(
+            "| {} | {:.1} MB | {:.0} B | {:.0} B | {:.0} B |",
+            s.releases,
+            s.rss_growth as f64 / 1e6,
+            per(s.rss_growth),
+            per(s.json),
+            per(s.rss_growth).max(per(s.json)) - per(s.json),
+        );
+    }
 }
 
 /// Measures restoring a snapshot of `releases` registered releases both ways.

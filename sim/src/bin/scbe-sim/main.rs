@@ -266,6 +266,11 @@ enum Command {
         /// client's check of it, against decoding the whole snapshot to its digest.
         #[arg(long, value_delimiter = ',')]
         prove_releases: Vec<usize>,
+        /// Also measure what a ledger of this many registered releases (each size, settled as
+        /// at a checkpoint) adds to this process's resident memory, and how much of it is the
+        /// entries' cached JSON. Measured first, in a fresh ledger each.
+        #[arg(long, value_delimiter = ',')]
+        memory_releases: Vec<usize>,
     },
 }
 
@@ -444,11 +449,13 @@ fn main() -> ExitCode {
             rounds,
             restore_releases,
             prove_releases,
+            memory_releases,
         } => {
             if rounds == 0 {
                 eprintln!("error: --rounds must be at least 1");
                 return ExitCode::from(2);
             }
+            scbe_sim::bench_digest::print_memory(&memory_releases);
             scbe_sim::bench_digest::run_and_print(&sizes, changes, rounds);
             scbe_sim::bench_digest::print_restore(&restore_releases, rounds);
             scbe_sim::bench_digest::print_proofs(&prove_releases, rounds);
