@@ -67,6 +67,7 @@ mod requests;
 mod restore;
 mod silence_gauge;
 mod slot;
+mod state_digest;
 mod state_transfer;
 /// The largest snapshot a replica assembles from a peer's chunks (the scenario tests read it).
 pub use state_transfer::MAX_SNAPSHOT_BYTES;
@@ -75,6 +76,8 @@ mod suspicion;
 pub use suspicion::SUSPICION_TICKS;
 mod view_change;
 mod vote_guard;
+
+pub use state_digest::{nonce_parts, state_digest, state_digest_of, NoncePart};
 
 use slot::Slot;
 
@@ -257,35 +260,6 @@ fn message_epoch(m: &Message) -> Option<u64> {
         | Message::Relay(_) => return None,
     };
     Some(view.epoch())
-}
-
-/// Digest of the replicated state at `seq`: the application digest and the nonce table.
-pub fn state_digest(seq: Seq, app: Digest, nonces: &BTreeMap<PublicKey, NonceWindow>) -> Digest {
-    state_digest_of(seq, app, &nonce_parts(nonces))
-}
-
-/// A signer's key and nonce window, as [`state_digest`] hashes them.
-pub type NoncePart = ([u8; 32], [u8; 24]);
-
-/// The nonce table as [`state_digest`] hashes it: each signer's key and window, in key order
-/// (what a proof of part of the state carries to lead from the application digest to the
-/// checkpoint's).
-pub fn nonce_parts(nonces: &BTreeMap<PublicKey, NonceWindow>) -> Vec<NoncePart> {
-    nonces
-        .iter()
-        .map(|(k, w)| (*k.as_bytes(), w.to_bytes()))
-        .collect()
-}
-
-/// [`state_digest`] from the nonce table's [`nonce_parts`].
-pub fn state_digest_of(seq: Seq, app: Digest, nonces: &[NoncePart]) -> Digest {
-    let seq_bytes = seq.0.to_be_bytes();
-    let mut parts: Vec<&[u8]> = vec![b"state", &seq_bytes, app.as_bytes()];
-    for (k, w) in nonces {
-        parts.push(k);
-        parts.push(w);
-    }
-    Digest::of_parts(&parts)
 }
 
 impl<A: StateMachine> Replica<A> {
