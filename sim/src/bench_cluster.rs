@@ -138,7 +138,7 @@ pub(crate) fn validators_cpu(pids: &[u32]) -> f64 {
 }
 
 /// Resident memory of a process (Linux `/proc`), 0 where unknown.
-fn rss_bytes(pid: u32) -> u64 {
+pub(crate) fn rss_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

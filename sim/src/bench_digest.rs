@@ -208,14 +208,7 @@ pub struct MemorySample {
 
 /// Resident memory of this process (Linux), 0 where unknown.
 fn own_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    crate::bench_cluster::rss_bytes(std::process::id())
 }
 
 /// Registers `releases` releases in a fresh ledger, settles it, and reads what this process's

@@ -64,12 +64,8 @@ impl<A: StateMachine> Replica<A> {
     /// Guards (a reservation persisted first when this seq is beyond it), broadcasts and counts
     /// this backup's prepare; none where the guard refuses (`replica/vote_guard.rs`).
     pub(super) fn send_prepare(&mut self, view: View, seq: Seq, digest: Digest) {
-        match self.guard.sign(view, seq, digest, self.cfg.window) {
-            Ok(reservation) => {
-                if let Some(r) = reservation {
-                    self.persist(r);
-                }
-            }
+        match self.sign_reserved(view, seq, digest) {
+            Ok(()) => {}
             Err(Refusal::Conflict) => {
                 return self.drop_input("prepare conflicts with the vote guard")
             }

@@ -134,11 +134,9 @@ impl<A: StateMachine> Replica<A> {
                 digest,
                 batch,
             };
-            match self.guard.sign(self.view, seq, digest, self.cfg.window) {
-                Ok(Some(reservation)) => self.persist(reservation),
-                Ok(None) => {}
+            if self.sign_reserved(self.view, seq, digest).is_err() {
                 // `taken` was checked just above: unreachable, but never sign regardless.
-                Err(_) => return,
+                return;
             }
             let signed = self.seal_pre_prepare(pp);
             self.broadcast(&signed);

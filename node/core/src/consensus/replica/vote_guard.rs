@@ -18,7 +18,9 @@
 use std::collections::BTreeMap;
 
 use super::super::action::Record;
+use super::super::state_machine::StateMachine;
 use super::super::types::{Digest, Seq, View};
+use super::Replica;
 
 /// Why the guard refused a signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +121,22 @@ impl VoteGuard {
         self.signed.retain(|(_, seq), _| *seq > stable);
         self.reserved.retain(|_, through| *through > stable);
         self.abstain.retain(|_, through| *through > stable);
+    }
+}
+
+impl<A: StateMachine> Replica<A> {
+    /// Signs `digest` at (view, seq) under the guard's reservation, persisting a new
+    /// reservation first when this seq is beyond the view's current one.
+    pub(super) fn sign_reserved(
+        &mut self,
+        view: View,
+        seq: Seq,
+        digest: Digest,
+    ) -> Result<(), Refusal> {
+        if let Some(reservation) = self.guard.sign(view, seq, digest, self.cfg.window)? {
+            self.persist(reservation);
+        }
+        Ok(())
     }
 }
 
