@@ -3,7 +3,10 @@
 //! Rules the runtime relies on:
 //! - [`RecordStore::append`] makes every record of one loop turn durable in a single transaction
 //!   (one fsync) and returns only after the commit: the runtime sends nothing the core produced
-//!   after those records until it returns (DESIGN §3, "Durability").
+//!   after those records until it returns (DESIGN §3, "Durability"). A turn whose records are
+//!   decided batches alone (with their ledger history) guards no message: it commits without
+//!   an fsync, and the next durable commit carries it (a crash loses only decisions, which
+//!   peers give back).
 //! - A stable checkpoint compacts the log exactly like the core expects on restore: records at or
 //!   below the checkpoint go, except its snapshot; only the latest view-change / entered-view
 //!   record is kept.
@@ -319,7 +322,16 @@ impl RecordStore {
         {
             return Ok(());
         }
-        let txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
+        let mut txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
+        if !guards_a_message(records) {
+            // Only decisions and their history: nothing a peer receives waits for them (the
+            // decided batch was prepared durably by a quorum before any commit was sent), so
+            // this commit skips its fsync and the next durable one carries it. A crash loses at
+            // most the decisions since then, which the replica fetches again from its peers.
+            // Why: the fsync held the loop, and the next request's pre-prepare with it.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.io(e))?;
+        }
         {
             let mut events = txn.open_table(EVENTS).map_err(|e| self.io(e))?;
             for (position, json) in &history.events {
@@ -596,4 +608,11 @@ impl RecordStore {
     pub fn is_empty(&self) -> Result<bool, StorageError> {
         Ok(self.len()? == 0)
     }
+}
+
+/// Whether a turn's records must be durable before its messages leave: any record but a decided
+/// batch's certificate (the vote guard's, prepared certificates, view changes, checkpoints,
+/// snapshots, nonce reservations, epoch links).
+fn guards_a_message(records: &[Record]) -> bool {
+    records.iter().any(|r| !matches!(r, Record::Committed(_)))
 }

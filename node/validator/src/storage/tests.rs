@@ -526,3 +526,42 @@ fn the_newest_nonce_reservation_is_kept_across_compaction_and_reopen() {
         "the replica's records went through compaction"
     );
 }
+
+/// A turn that only records decisions commits without an fsync (nothing a peer receives waits
+/// for it, and the loop used to wait for it before the next request's pre-prepare): a crash
+/// right after it leaves the store as the last durable commit left it, which opens and loads;
+/// a clean close keeps the decisions.
+#[test]
+fn decisions_alone_are_not_synced_and_a_crash_after_them_leaves_a_store_that_opens() {
+    use scbe_core::governance::ledger::Fresh;
+    let (c, decided) = decided_cluster(128, 2);
+    let key = &c.keys[1];
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("node.redb");
+    let crashed = dir.path().join("crashed.redb");
+    {
+        let mut s = RecordStore::open(&path, &key.public(), &GENESIS).expect("opens");
+        // The vote guard's and prepared records: durable.
+        s.append(&c.stores[1]).expect("appends");
+        s.commit_turn(&[], &decided, &Fresh::default())
+            .expect("commits");
+        assert_eq!(s.decided_from(0, usize::MAX).expect("reads").len(), 2);
+        // What a kill at this instant leaves on disk.
+        std::fs::copy(&path, &crashed).expect("copies");
+    }
+    let after_crash = RecordStore::open(&crashed, &key.public(), &GENESIS).expect("opens");
+    assert!(
+        after_crash
+            .decided_from(0, usize::MAX)
+            .expect("reads")
+            .is_empty(),
+        "the decisions were not synced"
+    );
+    let records = after_crash.load(&c.dir).expect("loads");
+    assert!(records
+        .iter()
+        .any(|r| matches!(r, Record::SignReserved { .. })));
+    assert!(records.iter().any(|r| matches!(r, Record::Prepared(_))));
+    let closed = RecordStore::open(&path, &key.public(), &GENESIS).expect("reopens");
+    assert_eq!(closed.decided_from(0, usize::MAX).expect("reads").len(), 2);
+}
