@@ -345,6 +345,49 @@ async fn the_audit_log_replays_to_the_clusters_state_and_a_gap_swap_or_tamper_is
     assert!(text.contains("INVALID"), "{text}");
 }
 
+/// A batch decided with nothing after it reaches every validator's disk on its own: the turn
+/// that executed it committed without an fsync (nothing a peer receives waits for it), and the
+/// loop syncs it within `UNSYNCED_FOR` when no later commit did. A copy of a running
+/// validator's file is what a SIGKILL at that instant leaves (redb publishes a commit without
+/// an fsync only in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_with_nothing_after_it_reaches_every_disk() {
+    use scbe_validator::storage::RecordStore;
+    let mut h = Harness::start(fast()).await;
+    h.register(1, "quiet-1").await;
+    let target = h.status(1, None).await.last_executed;
+    let copies = tempfile::tempdir().expect("tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for i in 0..4 {
+        h.wait_status(i, None, "executed", |s| s.last_executed >= target)
+            .await;
+        let key =
+            scbe_wire::key_file::read_key_file(&h.cluster.dir.join(format!("keys/node{i}.key")))
+                .expect("key");
+        let data = h.cluster.dir.join(format!("data/node{i}/records.redb"));
+        let copy = copies.path().join(format!("node{i}.redb"));
+        let mut polls = 0;
+        loop {
+            polls += 1;
+            std::fs::copy(&data, &copy).expect("copies the running validator's file");
+            // A copy read while a commit was being written may be torn (a kill never tears
+            // a write): such a copy is only skipped.
+            let on_disk = RecordStore::open(&copy, &key.public(), &h.cluster.genesis)
+                .ok()
+                .and_then(|s| s.decided_from(0, usize::MAX).ok())
+                .is_some_and(|d| d.iter().any(|(seq, _)| *seq >= target));
+            if on_disk {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "validator {i}: decision {target} not on disk after {polls} polls"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restarted_under_load_catches_up_and_never_signs_conflicting_votes() {
     use scbe_core::consensus::{Envelope, Record};

@@ -332,6 +332,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         edge: Arc::clone(&directory),
         dialer,
         new_links: Vec::new(),
+        unsynced_since: None,
     };
     tracing::info!(
         node = id,

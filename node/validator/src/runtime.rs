@@ -35,6 +35,13 @@ use scbe_wire::supervisor::Supervisor;
 /// A storage commit this long is logged (a quarter of the default silence allowed).
 const SLOW_COMMIT: Duration = Duration::from_millis(50);
 
+/// How long decisions may stay committed without an fsync (`RecordStore::commit_turn` skips it
+/// for a turn of decisions alone) before the loop syncs them on its own: what a kill can take
+/// from this replica's disk, and what its peers give back. Under load the next prepared
+/// certificate's commit, a few milliseconds later, makes them durable first; this bounds the
+/// window when none comes.
+pub(crate) const UNSYNCED_FOR: Duration = Duration::from_millis(10);
+
 /// A client waiting for its request: when it arrived, which request (operation digest), and
 /// where the reply goes.
 type Waiter = (
@@ -82,6 +89,8 @@ pub(crate) struct Runtime {
     pub(crate) dialer: crate::peer_dialer::PeerDialer,
     /// Links made in a turn, spawned under the supervisor once it ends.
     pub(crate) new_links: Vec<(String, crate::peer_dialer::PeerLink)>,
+    /// Since when the store holds a commit without its fsync (see [`UNSYNCED_FOR`]).
+    pub(crate) unsynced_since: Option<Instant>,
 }
 
 impl Runtime {
@@ -97,8 +106,15 @@ impl Runtime {
             for (name, link) in self.new_links.drain(..) {
                 tasks.spawn(name, link.1);
             }
+            let sync_at = tokio::time::Instant::from_std(
+                self.unsynced_since.unwrap_or_else(Instant::now) + UNSYNCED_FOR,
+            );
             let first = tokio::select! {
                 ended = tasks.first_ended() => return Err(ended.into()),
+                () = tokio::time::sleep_until(sync_at), if self.unsynced_since.is_some() => {
+                    self.sync_store()?;
+                    continue;
+                }
                 Some(t) = self.timers.next(), if !self.timers.is_empty() => Inbound::Timer(t),
                 x = rx.recv() => x.ok_or(NodeError::QueueClosed)?,
                 () = self.reads.summary_wanted.notified() => {
@@ -226,10 +242,31 @@ impl Runtime {
         }
     }
 
+    /// Makes the decisions committed without an fsync durable, none having come with a later
+    /// commit within [`UNSYNCED_FOR`].
+    fn sync_store(&mut self) -> Result<(), NodeError> {
+        let start = Instant::now();
+        tokio::task::block_in_place(|| self.store.sync())?;
+        self.unsynced_since = None;
+        self.count_commit(start.elapsed());
+        Ok(())
+    }
+
+    /// Counts a durable write's time in the storage metrics.
+    fn count_commit(&self, took: Duration) {
+        self.metrics
+            .sync_micros_total
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.metrics.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A snapshot encoded off the loop, made durable (see `crate::snapshot_encoder`).
     fn commit_snapshot(&mut self, encoded: &EncodedSnapshot) -> Result<(), NodeError> {
         let start = Instant::now();
         let written = tokio::task::block_in_place(|| self.store.commit_snapshot(encoded))?;
+        if !self.store.is_unsynced() {
+            self.unsynced_since = None;
+        }
         let took = start.elapsed();
         // The write itself still holds the loop (redb has one writer): seen like a slow commit.
         if took >= SLOW_COMMIT {
@@ -296,6 +333,11 @@ impl Runtime {
             let start = std::time::Instant::now();
             tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided, &history))?;
             let took = start.elapsed();
+            if self.store.is_unsynced() {
+                self.unsynced_since.get_or_insert(start);
+            } else {
+                self.unsynced_since = None;
+            }
             if took >= SLOW_COMMIT {
                 // The loop (heartbeats included) waited this long: worth seeing next to a view
                 // change.
@@ -307,10 +349,7 @@ impl Runtime {
                     "slow storage commit"
                 );
             }
-            self.metrics
-                .sync_micros_total
-                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-            self.metrics.syncs.fetch_add(1, Ordering::Relaxed);
+            self.count_commit(took);
         }
         for a in actions {
             match a {

@@ -5,7 +5,8 @@
 //!   (one fsync) and returns only after the commit: the runtime sends nothing the core produced
 //!   after those records until it returns (DESIGN §3, "Durability"). A turn whose records are
 //!   decided batches alone (with their ledger history) guards no message: it commits without
-//!   an fsync, and the next durable commit carries it (a crash loses only decisions, which
+//!   an fsync, and the next durable commit carries it, or [`RecordStore::sync`], which the
+//!   runtime calls soon after when no durable commit came (a crash loses only decisions, which
 //!   peers give back).
 //! - A stable checkpoint compacts the log exactly like the core expects on restore: records at or
 //!   below the checkpoint go, except its snapshot; only the latest view-change / entered-view
@@ -101,6 +102,9 @@ pub struct RecordStore {
     /// record back (a snapshot holds the ledger's whole state; reading and decoding them all at
     /// every stable checkpoint was a third of a validator's time under registrations).
     index: RecordIndex,
+    /// Whether a commit since the last durable one skipped its fsync (decisions alone, see
+    /// `commit_turn`): [`RecordStore::sync`] then has something to make durable.
+    unsynced: bool,
 }
 
 impl RecordStore {
@@ -137,6 +141,7 @@ impl RecordStore {
             reader: StoreReader::new(path, db),
             next_index: 0,
             index: RecordIndex::new(),
+            unsynced: false,
         };
         let txn = store.reader.db.begin_write().map_err(|e| open_err(&e))?;
         {
@@ -323,7 +328,8 @@ impl RecordStore {
             return Ok(());
         }
         let mut txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
-        if !guards_a_message(records) {
+        let durable = guards_a_message(records);
+        if !durable {
             // Only decisions and their history: nothing a peer receives waits for them (the
             // decided batch was prepared durably by a quorum before any commit was sent), so
             // this commit skips its fsync and the next durable one carries it. A crash loses at
@@ -412,8 +418,28 @@ impl RecordStore {
             }
         }
         txn.commit().map_err(|e| self.io(e))?;
+        self.unsynced = !durable;
         self.next_index = next_index;
         self.index = index;
+        Ok(())
+    }
+
+    /// Whether a commit skipped its fsync since the last durable one: what a kill now would
+    /// lose (decisions, which peers give back).
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// Makes every commit so far durable: an empty transaction committed with its fsync (redb
+    /// makes the non-durable commits before it durable with it). Nothing to do when none is
+    /// pending.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        let txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
+        txn.commit().map_err(|e| self.io(e))?;
+        self.unsynced = false;
         Ok(())
     }
 
@@ -433,6 +459,7 @@ impl RecordStore {
                 .map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))?;
+        self.unsynced = false;
         self.index
             .insert(self.next_index, (StoredKind::Snapshot, Some(snapshot.seq)));
         self.next_index += 1;

@@ -530,7 +530,7 @@ fn the_newest_nonce_reservation_is_kept_across_compaction_and_reopen() {
 /// A turn that only records decisions commits without an fsync (nothing a peer receives waits
 /// for it, and the loop used to wait for it before the next request's pre-prepare): a crash
 /// right after it leaves the store as the last durable commit left it, which opens and loads;
-/// a clean close keeps the decisions.
+/// [`RecordStore::sync`] (the runtime's, soon after) and a clean close keep the decisions.
 #[test]
 fn decisions_alone_are_not_synced_and_a_crash_after_them_leaves_a_store_that_opens() {
     use scbe_core::governance::ledger::Fresh;
@@ -539,6 +539,7 @@ fn decisions_alone_are_not_synced_and_a_crash_after_them_leaves_a_store_that_ope
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("node.redb");
     let crashed = dir.path().join("crashed.redb");
+    let synced = dir.path().join("synced.redb");
     {
         let mut s = RecordStore::open(&path, &key.public(), &GENESIS).expect("opens");
         // The vote guard's and prepared records: durable.
@@ -546,9 +547,20 @@ fn decisions_alone_are_not_synced_and_a_crash_after_them_leaves_a_store_that_ope
         s.commit_turn(&[], &decided, &Fresh::default())
             .expect("commits");
         assert_eq!(s.decided_from(0, usize::MAX).expect("reads").len(), 2);
+        assert!(s.is_unsynced());
         // What a kill at this instant leaves on disk.
         std::fs::copy(&path, &crashed).expect("copies");
+        // What the runtime does within `UNSYNCED_FOR` when no durable commit came: a kill
+        // after it loses nothing.
+        s.sync().expect("syncs");
+        assert!(!s.is_unsynced());
+        std::fs::copy(&path, &synced).expect("copies");
     }
+    let after_sync = RecordStore::open(&synced, &key.public(), &GENESIS).expect("opens");
+    assert_eq!(
+        after_sync.decided_from(0, usize::MAX).expect("reads").len(),
+        2
+    );
     let after_crash = RecordStore::open(&crashed, &key.public(), &GENESIS).expect("opens");
     assert!(
         after_crash
