@@ -314,7 +314,7 @@ impl Runtime {
         let history = self.ledger().take_new();
         // Published before any client is answered: a client that saw its request decided
         // reads the state after it.
-        self.publish_reads(&actions, &history.proposals);
+        self.publish_reads(&actions, &history);
         // Answered before this replica's own commit: a batch that committed here was prepared,
         // durably, by a quorum before any of them sent its commit, so the decision and its
         // (deterministic) outcome stand even if this process dies before its write lands. The
@@ -542,7 +542,12 @@ impl Runtime {
     /// Publishes what this turn changed for readers: the events, the proposals and nonces it
     /// touched, and a new model if the position or the ledger moved (its summary then marked
     /// out of date; `refresh_summary` rebuilds it when a reader asks).
-    fn publish_reads(&mut self, actions: &[Action], touched: &std::collections::BTreeSet<u64>) {
+    fn publish_reads(
+        &mut self,
+        actions: &[Action],
+        history: &scbe_core::governance::ledger::Fresh,
+    ) {
+        let touched = &history.proposals;
         let restored = actions.iter().any(|a| matches!(a, Action::Restored { .. }));
         let (ledger, replica) = (self.step.ledger(), self.step.replica());
         if restored {
@@ -560,7 +565,8 @@ impl Runtime {
             );
         }
         self.reads.events.catch_up(&ledger.journal().events);
-        self.reads.follow_registrations(ledger, restored);
+        self.reads
+            .follow_registrations(ledger, restored, &history.events);
         self.reads.follow_stable_checkpoint(&self.step);
         let current = Arc::clone(&self.reads.model.borrow());
         let executed = replica.last_executed().0;

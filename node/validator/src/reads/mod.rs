@@ -6,6 +6,7 @@
 //! newest stable checkpoint's state the same way ([`StableProofs`]).
 
 pub mod event_feed;
+pub mod newest_registrations;
 pub(crate) mod published;
 pub mod read_index;
 pub mod read_model;
@@ -14,6 +15,7 @@ pub mod stable_proofs;
 pub mod status_cache;
 
 pub use event_feed::EventFeed;
+pub use newest_registrations::NewestRegistrations;
 pub(crate) use published::Published;
 pub use read_index::ReadIndex;
 pub use read_model::{Position, ReadModel, Reads};

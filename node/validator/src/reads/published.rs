@@ -3,7 +3,6 @@
 //! the read index, and follows new registrations from the ledger's events so the summary never
 //! rescans every release.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -13,7 +12,9 @@ use scbe_core::governance::ledger::checkpoint_prover::CheckpointProver;
 use scbe_core::validator_step::ValidatorStep;
 use scbe_wire::status_summary::StatusSummary;
 
-use super::{EventFeed, Position, ProofSource, ReadIndex, ReadModel, StableProofs};
+use super::{
+    EventFeed, NewestRegistrations, Position, ProofSource, ReadIndex, ReadModel, StableProofs,
+};
 
 /// The core's side of the read path: where it publishes, and how far it has.
 pub(crate) struct Published {
@@ -28,9 +29,7 @@ pub(crate) struct Published {
     pub(crate) proofs: Arc<StableProofs>,
     /// The newest registrations (registered seq, version), followed from the ledger's events
     /// so the summary does not scan every release after every batch.
-    newest: BTreeSet<(u64, String)>,
-    /// Events scanned for registrations so far.
-    scanned: u64,
+    newest: NewestRegistrations,
 }
 
 impl Published {
@@ -41,10 +40,8 @@ impl Published {
         let events = Arc::new(EventFeed::new(scbe_core::governance::ledger::EVENTS_KEPT));
         events.catch_up(&step.ledger().journal().events);
         let ledger = step.ledger();
-        let newest: BTreeSet<(u64, String)> = scbe_wire::status_summary::newest_releases(ledger)
-            .into_iter()
-            .collect();
-        let summary = StatusSummary::of_ledger_listing(ledger, newest.iter().map(|(_, v)| v));
+        let newest = NewestRegistrations::of(ledger);
+        let summary = StatusSummary::of_ledger_listing(ledger, newest.versions());
         let (tx, rx) = watch::channel(Arc::new(ReadModel {
             generation: 0,
             position: position_of(step, None),
@@ -60,41 +57,18 @@ impl Published {
             summary_wanted: Arc::default(),
             proofs: Arc::default(),
             newest,
-            scanned: ledger.journal().events.total(),
         };
         (published, rx)
     }
 
-    /// Keeps `newest` current with the registrations the ledger's events report since the last
-    /// call; everything again when told to, or when events went by unseen (a restore).
+    /// Keeps the newest registrations current (see [`NewestRegistrations::follow`]).
     pub(crate) fn follow_registrations(
         &mut self,
         ledger: &scbe_core::governance::Ledger,
         all: bool,
+        fresh: &[(u64, Vec<u8>)],
     ) {
-        let journal = &ledger.journal().events;
-        if !all && self.scanned >= journal.total() {
-            return; // no event since the last call (most turns)
-        }
-        if all || journal.first() > self.scanned {
-            // Events went by unseen: the kept ones usually decide it (a turn that executed more
-            // than the journal keeps), else every release is scanned.
-            let newest = (!all)
-                .then(|| scbe_wire::status_summary::newest_in_events(journal.iter()))
-                .flatten()
-                .unwrap_or_else(|| scbe_wire::status_summary::newest_releases(ledger));
-            self.newest = newest.into_iter().collect();
-        } else {
-            for (_, e) in journal.since(self.scanned) {
-                if e.kind == "release_registered" {
-                    self.newest.insert((e.seq, e.subject.clone()));
-                    if self.newest.len() > scbe_wire::status_summary::RELEASES_LISTED {
-                        self.newest.pop_first();
-                    }
-                }
-            }
-        }
-        self.scanned = journal.total();
+        let _ = self.newest.follow(ledger, all, fresh);
     }
 
     /// Publishes the stable checkpoint to prove from, once it moved and the replica holds the
@@ -119,7 +93,7 @@ impl Published {
     }
 
     pub(crate) fn summary_of(&self, ledger: &scbe_core::governance::Ledger) -> StatusSummary {
-        StatusSummary::of_ledger_listing(ledger, self.newest.iter().map(|(_, v)| v))
+        StatusSummary::of_ledger_listing(ledger, self.newest.versions())
     }
 }
 
