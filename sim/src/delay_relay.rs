@@ -122,6 +122,11 @@ impl DelayRelay {
     }
 }
 
+/// A chunk leaves precisely ([`wait_until_precisely`]) while fewer than this many are queued
+/// behind it: one message often arrives as a few chunks (gRPC frames in TLS records), and each
+/// of them must leave on time for the message to.
+const PRECISE_BELOW: usize = 8;
+
 /// How early the coarse timer is set before a deadline [`wait_until_precisely`] keeps.
 const COARSE_MARGIN: Duration = Duration::from_millis(2);
 
@@ -152,10 +157,10 @@ async fn pump(
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(QUEUE_CHUNKS);
     let writer = tokio::spawn(async move {
         while let Some((at, chunk)) = rx.recv().await {
-            if rx.is_empty() {
+            if rx.len() < PRECISE_BELOW {
                 wait_until_precisely(at).await;
             } else {
-                // Chunks are queued behind this one (a busy link): a millisecond of lateness
+                // Many chunks queued behind this one (a busy link): a millisecond of lateness
                 // is within what they wait anyway, and a blocking sleep per chunk would cost
                 // the machine's CPU that the validators under test need.
                 tokio::time::sleep_until(at).await;
