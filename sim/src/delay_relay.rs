@@ -199,20 +199,27 @@ async fn pump(
 mod tests {
     use super::*;
 
-    /// Bytes arrive whole and in order, and not before the delay; the reply comes back delayed
-    /// too, so a round trip takes at least two delays.
-    #[tokio::test]
-    async fn bytes_arrive_in_order_after_the_delay_each_way() {
+    /// A loopback server echoing every byte back at once (no Nagle delay), and its address.
+    async fn echo_server() -> SocketAddr {
         let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let upstream = echo.local_addr().expect("addr");
+        let addr = echo.local_addr().expect("addr");
         tokio::spawn(async move {
             while let Ok((mut s, _)) = echo.accept().await {
+                let _ = s.set_nodelay(true);
                 tokio::spawn(async move {
                     let (mut r, mut w) = s.split();
                     let _ = tokio::io::copy(&mut r, &mut w).await;
                 });
             }
         });
+        addr
+    }
+
+    /// Bytes arrive whole and in order, and not before the delay; the reply comes back delayed
+    /// too, so a round trip takes at least two delays.
+    #[tokio::test]
+    async fn bytes_arrive_in_order_after_the_delay_each_way() {
+        let upstream = echo_server().await;
         let link = LinkDelay {
             delay: Duration::from_millis(30),
             jitter: Duration::from_millis(5),
@@ -245,21 +252,11 @@ mod tests {
     /// assertion (the machines are shared): it asserts only that nothing came back early, and
     /// prints the figure.
     ///
-    ///   cargo test -p scbe-sim --release --lib -- --ignored relay_lateness --nocapture
+    ///   cargo test -p scbe-sim --lib -- --ignored relay_lateness --nocapture
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "a measurement: run it by name"]
     async fn relay_lateness() {
-        let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let upstream = echo.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = echo.accept().await {
-                let _ = s.set_nodelay(true);
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
+        let upstream = echo_server().await;
         let delay = Duration::from_millis(20);
         let link = LinkDelay {
             delay,

@@ -332,7 +332,6 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         edge: Arc::clone(&directory),
         dialer,
         new_links: Vec::new(),
-        unsynced_since: None,
     };
     tracing::info!(
         node = id,

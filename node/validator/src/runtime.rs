@@ -91,8 +91,6 @@ pub(crate) struct Runtime {
     pub(crate) dialer: crate::peer_dialer::PeerDialer,
     /// Links made in a turn, spawned under the supervisor once it ends.
     pub(crate) new_links: Vec<(String, crate::peer_dialer::PeerLink)>,
-    /// Since when the store holds a commit without its fsync (see [`UNSYNCED_FOR`]).
-    pub(crate) unsynced_since: Option<Instant>,
 }
 
 impl Runtime {
@@ -108,12 +106,13 @@ impl Runtime {
             for (name, link) in self.new_links.drain(..) {
                 tasks.spawn(name, link.1);
             }
+            let unsynced_since = self.store.unsynced_since();
             let sync_at = tokio::time::Instant::from_std(
-                self.unsynced_since.unwrap_or_else(Instant::now) + UNSYNCED_FOR,
+                unsynced_since.unwrap_or_else(Instant::now) + UNSYNCED_FOR,
             );
             let first = tokio::select! {
                 ended = tasks.first_ended() => return Err(ended.into()),
-                () = tokio::time::sleep_until(sync_at), if self.unsynced_since.is_some() => {
+                () = tokio::time::sleep_until(sync_at), if unsynced_since.is_some() => {
                     self.sync_store()?;
                     continue;
                 }
@@ -249,7 +248,6 @@ impl Runtime {
     fn sync_store(&mut self) -> Result<(), NodeError> {
         let start = Instant::now();
         tokio::task::block_in_place(|| self.store.sync())?;
-        self.unsynced_since = None;
         self.count_commit(start.elapsed());
         Ok(())
     }
@@ -266,9 +264,6 @@ impl Runtime {
     fn commit_snapshot(&mut self, encoded: &EncodedSnapshot) -> Result<(), NodeError> {
         let start = Instant::now();
         let written = tokio::task::block_in_place(|| self.store.commit_snapshot(encoded))?;
-        if !self.store.is_unsynced() {
-            self.unsynced_since = None;
-        }
         let took = start.elapsed();
         // The write itself still holds the loop (redb has one writer): seen like a slow commit.
         if took >= SLOW_COMMIT {
@@ -335,11 +330,6 @@ impl Runtime {
             let start = std::time::Instant::now();
             tokio::task::block_in_place(|| self.store.commit_turn(&records, &decided, &history))?;
             let took = start.elapsed();
-            if self.store.is_unsynced() {
-                self.unsynced_since.get_or_insert(start);
-            } else {
-                self.unsynced_since = None;
-            }
             if took >= SLOW_COMMIT {
                 // The loop (heartbeats included) waited this long: worth seeing next to a view
                 // change.

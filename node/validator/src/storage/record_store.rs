@@ -84,9 +84,10 @@ pub struct RecordStore {
     /// record back (a snapshot holds the ledger's whole state; reading and decoding them all at
     /// every stable checkpoint was a third of a validator's time under registrations).
     index: RecordIndex,
-    /// Whether a commit since the last durable one skipped its fsync (decisions alone, see
-    /// `commit_turn`): [`RecordStore::sync`] then has something to make durable.
-    unsynced: bool,
+    /// When the first commit since the last durable one skipped its fsync (decisions alone, see
+    /// `commit_turn`): [`RecordStore::sync`] then has something to make durable, and the
+    /// runtime syncs by this plus its bound.
+    unsynced_since: Option<std::time::Instant>,
 }
 
 impl RecordStore {
@@ -215,28 +216,33 @@ impl RecordStore {
             }
         }
         txn.commit().map_err(|e| self.io(e))?;
-        self.unsynced = !durable;
+        self.unsynced_since = if durable {
+            None
+        } else {
+            self.unsynced_since
+                .or_else(|| Some(std::time::Instant::now()))
+        };
         self.next_index = next_index;
         self.index = index;
         Ok(())
     }
 
-    /// Whether a commit skipped its fsync since the last durable one: what a kill now would
-    /// lose (decisions, which peers give back).
-    pub fn is_unsynced(&self) -> bool {
-        self.unsynced
+    /// Since when a commit without its fsync is the newest (none: everything is durable):
+    /// what a kill now would lose (decisions, which peers give back).
+    pub fn unsynced_since(&self) -> Option<std::time::Instant> {
+        self.unsynced_since
     }
 
     /// Makes every commit so far durable: an empty transaction committed with its fsync (redb
     /// makes the non-durable commits before it durable with it). Nothing to do when none is
     /// pending.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        if !self.unsynced {
+        if self.unsynced_since.is_none() {
             return Ok(());
         }
         let txn = self.reader.db.begin_write().map_err(|e| self.io(e))?;
         txn.commit().map_err(|e| self.io(e))?;
-        self.unsynced = false;
+        self.unsynced_since = None;
         Ok(())
     }
 
@@ -256,7 +262,7 @@ impl RecordStore {
                 .map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))?;
-        self.unsynced = false;
+        self.unsynced_since = None;
         self.index
             .insert(self.next_index, (StoredKind::Snapshot, Some(snapshot.seq)));
         self.next_index += 1;

@@ -547,13 +547,13 @@ fn decisions_alone_are_not_synced_and_a_crash_after_them_leaves_a_store_that_ope
         s.commit_turn(&[], &decided, &Fresh::default())
             .expect("commits");
         assert_eq!(s.decided_from(0, usize::MAX).expect("reads").len(), 2);
-        assert!(s.is_unsynced());
+        assert!(s.unsynced_since().is_some());
         // What a kill at this instant leaves on disk.
         std::fs::copy(&path, &crashed).expect("copies");
         // What the runtime does within `UNSYNCED_FOR` when no durable commit came: a kill
         // after it loses nothing.
         s.sync().expect("syncs");
-        assert!(!s.is_unsynced());
+        assert!(s.unsynced_since().is_none());
         std::fs::copy(&path, &synced).expect("copies");
     }
     let after_sync = RecordStore::open(&synced, &key.public(), &GENESIS).expect("opens");

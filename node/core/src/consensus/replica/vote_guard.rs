@@ -35,7 +35,7 @@ pub(super) enum Refusal {
 pub(super) struct VoteGuard {
     /// The digest signed at each (view, seq), in this life or by an exact record.
     signed: BTreeMap<(View, Seq), Digest>,
-    /// Per view, the highest seq a persisted reservation covers.
+    /// Per view, the highest seq a reservation of this life covers.
     reserved: BTreeMap<View, Seq>,
     /// Per view, the highest seq an earlier life reserved: what it signed there is unknown.
     abstain: BTreeMap<View, Seq>,
@@ -108,12 +108,11 @@ impl VoteGuard {
         self.signed.insert((view, seq), digest);
     }
 
-    /// A reservation read back on restart: an earlier life's, so abstain under it.
+    /// A reservation read back on restart: an earlier life's, so abstain under it. (This life
+    /// reserves afresh above it: [`VoteGuard::sign`] refuses everything below.)
     pub(super) fn restore_reserved(&mut self, view: View, through: Seq) {
-        for map in [&mut self.reserved, &mut self.abstain] {
-            let e = map.entry(view).or_insert(through);
-            *e = (*e).max(through);
-        }
+        let e = self.abstain.entry(view).or_insert(through);
+        *e = (*e).max(through);
     }
 
     /// Below a stable checkpoint nothing is signed again: forget it.

@@ -51,7 +51,7 @@ impl RecordStore {
             reader: StoreReader::new(path, db),
             next_index: 0,
             index: RecordIndex::new(),
-            unsynced: false,
+            unsynced_since: None,
         };
         let txn = store.reader.db.begin_write().map_err(|e| open_err(&e))?;
         {
