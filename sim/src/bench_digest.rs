@@ -202,7 +202,8 @@ pub struct MemorySample {
     /// This process's resident memory grown by registering them and settling (a checkpoint's
     /// work: each entry's JSON and digest kept, the digest tree built).
     pub rss_growth: u64,
-    /// Of which the entries' cached JSON (`LedgerState::json_bytes_hint`).
+    /// Of which the entries' JSON (`LedgerState::json_bytes_hint`): what the releases'
+    /// bodies hold (`ReleaseBody`), a few bytes per entry more.
     pub json: u64,
 }
 
@@ -234,7 +235,7 @@ pub fn print_memory(releases: &[usize]) {
         return;
     }
     println!();
-    println!("| releases | resident memory grown | per release | of which cached JSON per release | the rest per release (decoded values, map nodes, digests) |");
+    println!("| releases | resident memory grown | per release | of which the entries' JSON per release | the rest per release (map nodes, digests, stages) |");
     println!("|---|---|---|---|---|");
     for &n in releases {
         let s = measure_memory(n);

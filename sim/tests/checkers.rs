@@ -423,7 +423,9 @@ fn settings_catches_a_change_mid_rollout_and_a_release_under_old_gates() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("max_cost_per_1k_tokens 1.5"), "{found:?}");
     // Planted: a release under the genesis's gates registered after the change.
-    entry.release.gates = genesis;
+    let mut planted = entry.release.release().expect("decodes");
+    planted.gates = genesis;
+    entry.release = scbe_core::governance::ReleaseBody::new(&planted).expect("encodes");
     let found = check_releases([&entry], genesis, &applied);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains(version), "{found:?}");

@@ -71,15 +71,19 @@ pub fn check_releases<'a>(
     };
     releases
         .into_iter()
-        .filter(|e| e.release.gates != gates_at(e.registered_seq))
-        .map(|e| {
-            format!(
+        .filter_map(|e| match e.release.release() {
+            Err(err) => Some(format!(
+                "release registered at seq {} does not decode: {err}",
+                e.registered_seq
+            )),
+            Ok(r) if r.gates != gates_at(e.registered_seq) => Some(format!(
                 "release {} registered at seq {} under gates {:?}, not those in force {:?}",
-                e.release.version,
+                r.version,
                 e.registered_seq,
-                e.release.gates,
+                r.gates,
                 gates_at(e.registered_seq)
-            )
+            )),
+            Ok(_) => None,
         })
         .collect()
 }

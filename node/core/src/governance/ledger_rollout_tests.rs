@@ -88,7 +88,11 @@ fn the_current_order_is_what_every_validator_derives() {
     assert_eq!(o.batch, 1);
     assert_eq!(
         o.release_digest,
-        w.ledger.state().releases["v1"].release.digest
+        w.ledger.state().releases["v1"]
+            .release
+            .release()
+            .expect("decodes")
+            .digest
     );
     assert_eq!(o.units.len(), 3);
     assert!(o.agents.windows(2).all(|p| p[0] < p[1]), "sorted");

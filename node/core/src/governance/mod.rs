@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod operation;
 pub mod release;
+pub mod release_body;
 pub mod stage;
 
 pub use fusion::{fuse, FusionReport};
@@ -18,6 +19,7 @@ pub use ledger::{Ledger, LedgerConfig};
 pub use manifest::{check_provider_set, parse_manifest, Manifest, ManifestError, Provider};
 pub use operation::Operation;
 pub use release::FusedRelease;
+pub use release_body::ReleaseBody;
 pub use stage::{Stage, Tongue};
 
 #[cfg(test)]

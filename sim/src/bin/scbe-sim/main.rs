@@ -268,8 +268,9 @@ enum Command {
         prove_releases: Vec<usize>,
         /// Also measure what a ledger of this many registered releases (each size, settled as
         /// at a checkpoint) adds to this process's resident memory, and how much of it is the
-        /// entries' cached JSON. Measured first, in a fresh ledger each; give one size per run
-        /// for a clean figure (a later size may reuse memory an earlier one freed).
+        /// entries' JSON (the releases' bodies). Measured first, in a fresh ledger each; give
+        /// one size per run for a clean figure (a later size may reuse memory an earlier one
+        /// freed).
         #[arg(long, value_delimiter = ',')]
         memory_releases: Vec<usize>,
     },

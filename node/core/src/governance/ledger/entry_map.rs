@@ -1,11 +1,10 @@
 //! An ordered map for the ledger's releases, proposals and rollouts that keeps each entry's
-//! JSON and digest between changes, and clones in O(1).
+//! digest between changes, and clones in O(1).
 //!
-//! Why: the state holds every registered release (about a kilobyte of JSON each), every
-//! proposal and every rollout, and each checkpoint digests all of it and keeps a snapshot of
-//! it. Most entries never change after they are written (a release's stage changes a few times
-//! in its life), so:
-//! - each entry keeps its compact JSON and a digest of (key, JSON), encoded by
+//! Why: the state holds every registered release, every proposal and every rollout, and each
+//! checkpoint digests all of it and keeps a snapshot of it. Most entries never change after
+//! they are written (a release's stage changes a few times in its life), so:
+//! - each entry keeps a digest of (key, JSON) and the size of its JSON, computed by
 //!   [`EntryMap::settle`] only for entries changed since the last call (the ledger calls it
 //!   before a checkpoint); [`EntryMap::digest`] is the root of a Merkle tree over those
 //!   32-byte digests ([`DigestTree`]), which settling updates only where entries changed, so a
@@ -14,10 +13,11 @@
 //!   a clone that shares every node with the live map, and its bytes are encoded only if the
 //!   snapshot is ever persisted or fetched (`consensus::AppState`).
 //!
-//! The serialised form is the plain map's, byte for byte (a cached entry is the compact JSON
-//! `serde_json` writes for it; an entry not cached yet is encoded in place), so snapshots decode
-//! as they did. The only ways to change an entry (`get_mut`, `insert`, `remove`) drop its
-//! cached JSON.
+//! The JSON itself is not kept: it would double what an entry costs in memory (a release's
+//! body is its JSON already, [`super::super::ReleaseBody`]), and it is written again only when
+//! a snapshot is encoded (off the validator's loop) or an entry proven. The serialised form is
+//! the plain map's, byte for byte. The only ways to change an entry (`get_mut`, `insert`,
+//! `remove`) drop its cached digest.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
 
 use super::digest_tree::DigestTree;
 use super::state::StateDigest;
@@ -72,18 +71,17 @@ impl EntryProof {
     }
 }
 
-/// What an unchanged entry keeps: its compact JSON, its [`entry_digest`] and the bytes it adds
-/// to [`EntryMap::json_bytes`] (key, colon and comma included).
+/// What an unchanged entry keeps: its [`entry_digest`] and the bytes it adds to
+/// [`EntryMap::json_bytes`] (key, colon and comma included).
 #[derive(Clone)]
 struct Cached {
-    json: Arc<RawValue>,
     digest: [u8; 32],
     bytes: usize,
 }
 
 struct Slot<V> {
     value: Arc<V>,
-    /// While the entry is unchanged since encoded.
+    /// While the entry is unchanged since digested.
     cached: Option<Cached>,
 }
 
@@ -100,7 +98,8 @@ pub struct EntryMap<K, V> {
     entries: imbl::OrdMap<K, Slot<V>>,
     /// Keys changed since the last [`EntryMap::settle`] (some may be gone since).
     dirty: BTreeSet<K>,
-    /// Bytes of cached JSON, keys included: about what serialising the map takes.
+    /// Bytes of the digested entries' JSON, keys included: about what serialising the map
+    /// takes.
     json_bytes: usize,
     /// The digests of the cached entries (exactly those), once built: the first
     /// [`EntryMap::settle`] of a map builds it, later ones update it. Its length is how many
@@ -168,14 +167,13 @@ impl<K: Ord + Clone, V> EntryMap<K, V> {
         self.entries.values().map(|s| &*s.value)
     }
 
-    /// About how many bytes serialising the map takes (exact for cached entries, which after a
-    /// [`EntryMap::settle`] is all of them, but for the JSON punctuation between them).
+    /// About how many bytes serialising the map takes (exact for digested entries, which after
+    /// a [`EntryMap::settle`] is all of them, but for the JSON punctuation between them).
     pub fn json_bytes(&self) -> usize {
         self.json_bytes
     }
 
-    /// Drops `slot`'s cached JSON and its digest from the tree (the entry is about to change
-    /// or go).
+    /// Drops `slot`'s cached digest, from the tree too (the entry is about to change or go).
     fn forget(json_bytes: &mut usize, tree: &mut Option<DigestTree>, slot: &mut Slot<V>) {
         if let Some(c) = slot.cached.take() {
             // Saturating: an estimate must never be a reason to panic.
@@ -188,7 +186,7 @@ impl<K: Ord + Clone, V> EntryMap<K, V> {
 }
 
 impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
-    /// The entry, to change: its cached JSON is dropped. (Its value is copied first if a
+    /// The entry, to change: its cached digest is dropped. (Its value is copied first if a
     /// checkpoint's snapshot still shares it.)
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
@@ -226,9 +224,9 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         Arc::try_unwrap(old.value).unwrap_or_else(|shared| (*shared).clone())
     }
 
-    /// Encodes the JSON and digest of every entry changed since the last call and updates the
-    /// digest tree with them. Serialising and digesting are correct without it (entries not
-    /// cached are encoded in place, the tree built for the call), only slower.
+    /// Encodes every entry changed since the last call, keeps its digest and size, and
+    /// updates the digest tree with them. Digesting is correct without it (entries not
+    /// digested yet are encoded for the call, the tree built for it), only slower.
     pub fn settle(&mut self) {
         // The first settle (or the first of a clone) builds the tree from what is cached.
         let tree = self.tree.get_or_insert_with(|| {
@@ -246,13 +244,12 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
                 continue;
             }
             // Serialising derived types to JSON does not fail; if it ever did, the entry stays
-            // uncached and is encoded in place (and fails there the same way as before).
-            if let Ok(raw) = serde_json::value::to_raw_value(&*slot.value) {
+            // uncached and is encoded for each digest (and fails there the same way).
+            if let Ok(json) = serde_json::to_vec(&*slot.value) {
                 let key = key_json(&key);
                 let cached = Cached {
-                    digest: entry_digest(&key, raw.get().as_bytes()),
-                    bytes: key.len() + raw.get().len() + 2,
-                    json: Arc::from(raw),
+                    digest: entry_digest(&key, &json),
+                    bytes: key.len() + json.len() + 2,
                 };
                 self.json_bytes += cached.bytes;
                 tree.insert(cached.digest);
@@ -317,16 +314,13 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         V: Serialize,
     {
         let (k, slot) = self.entries.get_key_value(key)?;
-        let entry = match &slot.cached {
-            Some(c) => c.json.get().to_string(),
-            None => serde_json::to_string(&*slot.value).ok()?,
-        };
+        let entry = serde_json::to_string(&*slot.value).ok()?;
         let key = String::from_utf8(key_json(k)).ok()?;
         let path = tree.prove(&entry_digest(key.as_bytes(), entry.as_bytes()))?;
         Some(EntryProof { key, entry, path })
     }
 
-    /// Entries whose JSON is cached.
+    /// Entries whose digest is cached.
     #[cfg(test)]
     pub fn cached(&self) -> usize {
         self.entries.values().filter(|s| s.cached.is_some()).count()
@@ -382,10 +376,7 @@ impl<K: Ord + Serialize, V: Serialize> Serialize for EntryMap<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.entries.len()))?;
         for (k, slot) in &self.entries {
-            match &slot.cached {
-                Some(c) => map.serialize_entry(k, &*c.json)?,
-                None => map.serialize_entry(k, &*slot.value)?,
-            }
+            map.serialize_entry(k, &*slot.value)?;
         }
         map.end()
     }

@@ -9,6 +9,7 @@ use super::state::{
 use super::{reject, Ledger, Rejection};
 use crate::governance::admission;
 use crate::governance::release::FusedRelease;
+use crate::governance::release_body::ReleaseBody;
 use crate::governance::stage::{Stage, Tongue};
 use crate::rollout::plan::{check_steps, plan_steps};
 
@@ -63,10 +64,11 @@ impl Ledger {
         }
         let version = release.version.clone();
         let digest = release.digest.clone();
+        let body = ReleaseBody::new(&release).map_err(|e| vec![e.to_string()])?;
         self.state.releases.insert(
             version.clone(),
             ReleaseEntry {
-                release,
+                release: body,
                 stage: Stage::Staging,
                 registered_seq: seq,
             },
@@ -456,10 +458,16 @@ impl Ledger {
                 rollback_to,
                 ..
             } => {
-                match self.state.releases.get(version) {
+                match self
+                    .state
+                    .releases
+                    .get(version)
+                    .map(|e| e.release.release())
+                {
                     None => reasons.push(format!("unknown release {version}")),
-                    Some(e) => {
-                        for (prov, unit) in &e.release.units {
+                    Some(Err(e)) => reasons.push(format!("release {version}: {e}")),
+                    Some(Ok(release)) => {
+                        for (prov, unit) in &release.units {
                             for f in self.gates().check(&unit.metrics) {
                                 reasons.push(format!("{prov} {}: {}", unit.id, f.reason));
                             }

@@ -47,20 +47,27 @@ impl Ledger {
     /// Digest and units of a version: a registered release's, or the units the genesis lists
     /// for a known-good version (with no digest: it has no release file).
     fn release_info(&self, version: &str) -> (String, Vec<OrderUnit>) {
-        match self.state.releases.get(version) {
-            Some(e) => (
-                e.release.digest.clone(),
-                e.release
+        // A body that does not decode (see `ReleaseBody::release`; registration refuses a
+        // non-finite metric, so none does) is read as a version with no release file.
+        match self
+            .state
+            .releases
+            .get(version)
+            .map(|e| e.release.release())
+        {
+            Some(Ok(release)) => (
+                release.digest,
+                release
                     .units
-                    .iter()
+                    .into_iter()
                     .map(|(p, u)| OrderUnit {
                         provider: p.name().into(),
-                        id: u.id.clone(),
-                        uri: u.uri.clone(),
+                        id: u.id,
+                        uri: u.uri,
                     })
                     .collect(),
             ),
-            None => (
+            _ => (
                 String::new(),
                 self.config()
                     .known_good_units

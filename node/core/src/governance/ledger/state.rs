@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::entry_map::EntryMap;
-use crate::governance::release::FusedRelease;
+use crate::governance::release_body::ReleaseBody;
 use crate::governance::stage::Stage;
 use crate::rollout::baseline::Comparison;
 use crate::rollout::evidence::HealthBody;
@@ -225,7 +225,8 @@ impl Rollout {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseEntry {
-    pub release: FusedRelease,
+    /// The release as its JSON ([`ReleaseBody`]): decoded only where it is read.
+    pub release: ReleaseBody,
     pub stage: Stage,
     pub registered_seq: u64,
 }
@@ -416,8 +417,9 @@ impl LedgerState {
         self.rollouts.settle();
     }
 
-    /// About how many bytes the state's JSON takes once settled (the maps' cached JSON; the
-    /// rest is small), to size a snapshot without encoding it.
+    /// About how many bytes the state's JSON takes once settled (the sizes of the maps'
+    /// entries, kept when they are digested; the rest is small), to size a snapshot without
+    /// encoding it.
     pub fn json_bytes_hint(&self) -> usize {
         self.releases.json_bytes() + self.proposals.json_bytes() + self.rollouts.json_bytes() + 4096
     }
