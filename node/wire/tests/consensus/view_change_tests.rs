@@ -51,6 +51,47 @@ fn a_replica_that_leaves_a_view_late_is_sent_the_new_view_its_peers_installed() 
     }
 }
 
+/// The new-view sent back to a peer whose view change is behind is sent at most once per
+/// `SUSPICION_TICKS` heartbeat intervals per peer (a peer that re-sent a small view change
+/// could otherwise make its receiver send a whole new-view, a quorum's view changes, for
+/// each); a new-view installed since is offered at once.
+#[test]
+fn a_view_change_that_is_behind_is_answered_with_the_new_view_once_per_interval() {
+    let mut c = Cluster::new(4, 128);
+    c.isolate(3);
+    for i in 0..3 {
+        c.input(i, Input::ReplacePrimary { view: View(0) });
+    }
+    c.run();
+    assert_eq!(c.replica(1).view(), View(1));
+    let offered = |c: &Cluster| {
+        c.log[1]
+            .iter()
+            .filter(|a| {
+                matches!(a, Action::Send { to: ReplicaId(3), envelope } if envelope.kind == Kind::NewView)
+            })
+            .count()
+    };
+    for _ in 0..3 {
+        c.input(1, Input::Message(view_change(&c, 3, 1)));
+    }
+    assert_eq!(offered(&c), 1, "once, not per view change");
+    for _ in 0..scbe_core::consensus::replica::SUSPICION_TICKS {
+        c.heartbeat_tick();
+    }
+    c.input(1, Input::Message(view_change(&c, 3, 1)));
+    assert_eq!(offered(&c), 2, "again after SUSPICION_TICKS intervals");
+    // The others move on to view 2 (no interval passes): replica 1 offers view 2's new-view
+    // at once.
+    for i in 0..3 {
+        c.input(i, Input::ReplacePrimary { view: View(1) });
+    }
+    c.run();
+    assert_eq!(c.replica(1).view(), View(2));
+    c.input(1, Input::Message(view_change(&c, 3, 1)));
+    assert_eq!(offered(&c), 3, "a new new-view is not held back");
+}
+
 /// A sender's view change is kept until it sends one for a higher view: the same one again or
 /// an older one is dropped, a newer one replaces it.
 #[test]

@@ -102,9 +102,10 @@ impl<A: StateMachine> Replica<A> {
     /// view only suspect *their* view, which the stranded one does not count (seed 1329: a
     /// rotated validator's restart took its votes away while replica 0 sat in view 5 and the two
     /// others in view 6, for good). The new-view that started our view brings it along, as it
-    /// does for a peer whose view change is behind (`on_view_change`); it carries its own proof
-    /// (a quorum's view changes), so the peer checks it like any new-view. Offered at most once
-    /// per `SUSPICION_TICKS` intervals per peer: a suspicion is re-sent every interval, and a
+    /// does for a peer whose view change is behind (`on_view_change`, through here too); it
+    /// carries its own proof (a quorum's view changes), so the peer checks it like any
+    /// new-view. Offered at most once per `SUSPICION_TICKS` intervals per peer (a new-view
+    /// installed since is offered at once): a suspicion is re-sent every interval, and a
     /// new-view can be large.
     pub(super) fn offer_new_view(&mut self, to: ReplicaId) {
         let Some(nv) = &self.new_view else { return };

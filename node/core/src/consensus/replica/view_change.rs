@@ -5,9 +5,8 @@
 //! replicas moved to.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use super::super::action::{Action, Record, Timer, TimerKind};
+use super::super::action::{Record, Timer, TimerKind};
 use super::super::certificate::{check_batch, check_view_change, NewViewPlan};
 use super::super::message::{
     batch_digest, Kind, NewView, PrePrepare, PreparedCert, Signed, ViewChange,
@@ -112,14 +111,12 @@ impl<A: StateMachine> Replica<A> {
         }
         let w = vc.value().new_view;
         if w < self.view || (w == self.view && self.status == Status::Normal) {
-            // The sender is behind us: the new-view that started our view brings it along.
-            if let Some(nv) = &self.new_view {
-                self.out.push(Action::Send {
-                    to: from,
-                    envelope: Arc::clone(nv.envelope()),
-                });
-            }
-            return;
+            // The sender is behind us: the new-view that started our view brings it along. At
+            // most once per `SUSPICION_TICKS` intervals per peer, as for its suspicions: a
+            // new-view carries a quorum of view changes, and a peer that sent one small
+            // message per new-view it got back could make us send many times its traffic. A
+            // behind peer re-sends its view change at every status interval until it joins.
+            return self.offer_new_view(from);
         }
         if self
             .view_changes
@@ -332,6 +329,8 @@ impl<A: StateMachine> Replica<A> {
             self.check_prepared(seq);
         }
         self.new_view = Some(nv);
+        // Peers offered the previous new-view are offered this one at once.
+        self.new_view_offered.clear();
         self.replay_future();
         self.arm_request_timer(true);
         self.try_propose();
