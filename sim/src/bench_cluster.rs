@@ -97,6 +97,9 @@ pub struct BenchResult {
     pub saturation_rps: f64,
     pub saturation_secs: f64,
     pub failover: Option<Duration>,
+    /// The (f + 1)-th smallest silence the surviving validators tolerated from their primary
+    /// just before it was killed: the view change cannot start before it has passed.
+    pub silence_tolerated: Duration,
     /// Largest validator RSS before, halfway through and after the saturation phase, in bytes
     /// (the halfway figure tells growth with history from a one-off peak).
     pub rss_before: u64,
@@ -414,6 +417,21 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         .find(|i| !victims.contains(i))
         .unwrap_or(0);
     eprintln!("phase 3: failover (view {view}: SIGKILL of validators {victims:?}, the primaries of the next {k} views)");
+    // What the failover is bounded by: a view change starts once f + 1 survivors suspect the
+    // primary, each after the silence it tolerates now.
+    let mut tolerated = Vec::new();
+    for i in (0..o.validators).filter(|i| !victims.contains(i)) {
+        let mut conn = GovernanceClient::new(cluster.dial(i).connect().await?);
+        let brief = scbe_proto::v1::StatusRequest {
+            brief: true,
+            ..Default::default()
+        };
+        let ms = conn.status(brief).await?.into_inner().silence_tolerated_ms;
+        tolerated.push(Duration::from_millis(ms));
+    }
+    tolerated.sort();
+    let f = (o.validators - 1) / 3;
+    let silence_tolerated = tolerated.get(f).copied().unwrap_or_default();
     let mut c = BenchClient::connect(&cluster.dial(survivor), load_key(0)?).await?;
     c.nonce = 1 << 30; // above anything phase 2 used with this key, within a nonce jump
     c.submit().await?;
@@ -437,6 +455,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         saturation_rps: decided as f64 / sat_elapsed.as_secs_f64(),
         saturation_secs: sat_elapsed.as_secs_f64(),
         failover,
+        silence_tolerated,
         rss_before,
         rss_half,
         rss_after,

@@ -44,6 +44,10 @@ async fn a_promotion_is_decided_and_approved_by_the_validators_votes() {
     // as a canary (the rollout fails with a reason, the release stays in staging).
     let s = h.summary(3).await;
     assert_eq!(s.releases.get("v1"), Some(&Stage::Staging), "{s:?}");
+    // A backup that has heard its primary tolerates between `silence_ticks` (4) and 4 x that
+    // many heartbeat intervals (50 ms, the defaults) of its silence, and says so.
+    let tolerated = h.status(3, None).await.silence_tolerated_ms;
+    assert!((200..=800).contains(&tolerated), "{tolerated} ms");
     let r = &s.rollouts[0];
     assert_eq!(r.status, RolloutStatus::Failed, "{s:?}");
     assert!(r.reason.contains("no registered agents"), "{s:?}");

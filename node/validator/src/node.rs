@@ -145,7 +145,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
             detail: e.to_string(),
         })?;
     let links = Arc::new(Links::default());
-    let (published, model) = Published::new(&step);
+    let (published, model) = Published::new(&step, v.raw.consensus.heartbeat_interval);
     let reads = Reads {
         model,
         events: Arc::clone(&published.events),

@@ -30,11 +30,17 @@ pub(crate) struct Published {
     /// The newest registrations (registered seq, version), followed from the ledger's events
     /// so the summary does not scan every release after every batch.
     newest: NewestRegistrations,
+    /// The configured heartbeat interval: what the replica's silence counts are in.
+    pub(crate) heartbeat: std::time::Duration,
 }
 
 impl Published {
-    /// The read path of a step as it starts (everything copied once).
-    pub(crate) fn new(step: &ValidatorStep) -> (Self, watch::Receiver<Arc<ReadModel>>) {
+    /// The read path of a step as it starts (everything copied once); `heartbeat` is the
+    /// configured heartbeat interval (the unit the replica counts silence in).
+    pub(crate) fn new(
+        step: &ValidatorStep,
+        heartbeat: std::time::Duration,
+    ) -> (Self, watch::Receiver<Arc<ReadModel>>) {
         let index = Arc::new(ReadIndex::default());
         index.rebuild(step.ledger(), step.replica().last_nonces());
         let events = Arc::new(EventFeed::new(scbe_core::governance::ledger::EVENTS_KEPT));
@@ -44,7 +50,7 @@ impl Published {
         let summary = StatusSummary::of_ledger_listing(ledger, newest.versions());
         let (tx, rx) = watch::channel(Arc::new(ReadModel {
             generation: 0,
-            position: position_of(step, None),
+            position: position_of(step, None, heartbeat),
             summary: Arc::new(summary),
             summary_current: true,
             thresholds: ledger.health(),
@@ -57,6 +63,7 @@ impl Published {
             summary_wanted: Arc::default(),
             proofs: Arc::default(),
             newest,
+            heartbeat,
         };
         (published, rx)
     }
@@ -101,6 +108,7 @@ impl Published {
 pub(crate) fn position_of(
     step: &ValidatorStep,
     state_digest: Option<scbe_core::consensus::Digest>,
+    heartbeat: std::time::Duration,
 ) -> Position {
     let r = step.replica();
     Position {
@@ -114,6 +122,7 @@ pub(crate) fn position_of(
         diverged_at: r.diverged_at().map(|s| s.0),
         epoch: r.epoch(),
         observing: r.observing(),
+        silence_tolerated: heartbeat.saturating_mul(r.silence_tolerated()),
         chain: step.epoch_chain(),
     }
 }

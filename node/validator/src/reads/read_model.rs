@@ -39,6 +39,9 @@ pub struct Position {
     /// The validator-set epoch in force, and whether this validator's key is out of it.
     pub epoch: u64,
     pub observing: bool,
+    /// How long this validator tolerates its primary's silence now (the silence it tolerates
+    /// in heartbeat intervals, times the interval).
+    pub silence_tolerated: std::time::Duration,
     /// The set in force and its links from the genesis (shared with the step).
     pub chain: std::sync::Arc<scbe_core::consensus::EpochChain>,
 }

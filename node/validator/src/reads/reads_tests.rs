@@ -60,7 +60,7 @@ async fn status_and_watch_are_answered_while_the_core_queue_is_full_and_unread()
     };
     let (step, _) = ValidatorStep::start(cfg, keys[1].clone(), Arc::new(ProtoCodec), ledger, watch)
         .expect("step");
-    let (published, model) = Published::new(&step);
+    let (published, model) = Published::new(&step, Duration::from_millis(50));
     let mut journal: Window<Event, 16> = Window::default();
     for i in 0..3 {
         journal.push(Event {

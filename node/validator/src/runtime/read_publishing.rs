@@ -49,7 +49,7 @@ impl Runtime {
         } else {
             current.position.state_digest
         };
-        let position = position_of(&self.step, digest);
+        let position = position_of(&self.step, digest, self.reads.heartbeat);
         if !ledger_moved && position == current.position {
             return;
         }

@@ -359,6 +359,20 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
                     "| failover: SIGKILL of {killed} to next decision | no decision within 60 s |"
                 ),
             }
+            // Issue 27's target: 4 one-way delays (view change, then the request's three
+            // phases) beyond the silence the survivors tolerated.
+            let target = r.silence_tolerated + 4 * delay;
+            println!(
+                "| failover target: silence tolerated ((f + 1)-th smallest of the survivors') + 4 one-way delays | {:.0} + {:.0} = {:.0} ms: {} |",
+                r.silence_tolerated.as_secs_f64() * 1e3,
+                (4 * delay).as_secs_f64() * 1e3,
+                target.as_secs_f64() * 1e3,
+                match r.failover {
+                    Some(d) if d <= target => "met".to_string(),
+                    Some(d) => format!("missed by {:.0} ms", (d - target).as_secs_f64() * 1e3),
+                    None => "missed".to_string(),
+                }
+            );
             let per_request = |cpu: f64| cpu * 1e6 / r.saturation_requests.max(1) as f64;
             println!(
                 "| saturation: CPU per decided request, validators together / clients | {:.0} / {:.0} µs ({:.2} / {:.2} cores) |",
