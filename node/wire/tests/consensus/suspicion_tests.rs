@@ -206,8 +206,9 @@ fn a_replica_whose_suspicion_ended_follows_the_peers_that_left_on_it() {
         let mut c = Cluster::new(4, 128);
         c.hear_primary();
         let silence = c.config(1).silence_ticks as usize;
-        // The primary is silent to 2 and 3; 2's messages do not reach 3 for now.
-        for cut in [(0, 2), (0, 3), (2, 3)] {
+        // The primary is silent to 2 and 3; 2's messages do not reach 3 for now, nor 3's
+        // replica 1 (which would otherwise hear f + 1 others suspect, and join them).
+        for cut in [(0, 2), (0, 3), (2, 3), (3, 1)] {
             c.cut.insert(cut);
         }
         for t in 0..silence {
@@ -229,6 +230,7 @@ fn a_replica_whose_suspicion_ended_follows_the_peers_that_left_on_it() {
         }
         // Replica 2's view change (retransmitted at its status tick) reaches replica 3.
         c.cut.remove(&(2, 3));
+        c.cut.remove(&(3, 1));
         c.fire(2, TimerKind::Status);
         if follows {
             for i in 0..4 {
@@ -297,6 +299,30 @@ fn progress_keeps_the_peers_suspicions_of_the_current_view() {
         Status::ViewChanging,
         "its suspicion and the peer's are f + 1"
     );
+}
+
+/// A backup that hears `f + 1` others suspect its view joins them whatever its own silence
+/// count (they include an honest replica, and their view changes would bring it anyway, a
+/// delay later); `f` others are not enough without its own clock near the limit. Found with
+/// `scbe-sim bench --delay 50ms`: a backup tolerating more silence than the others joined only
+/// on their view changes, and the new primary waited one more delay for its quorum.
+#[test]
+fn a_backup_joins_once_f_plus_one_others_suspect_whatever_its_own_clock() {
+    for n in [4usize, 7] {
+        let mut c = Cluster::new(n, 128);
+        c.hear_primary();
+        let f = (n - 1) / 3;
+        let me = n - 1;
+        c.isolate(0);
+        for from in 1..=f {
+            c.input(me, Input::Message(suspect(&c, from, 0)));
+        }
+        assert_eq!(c.replica(me).suspecting(), None, "n = {n}: f others");
+        assert_eq!(c.replica(me).view(), View(0));
+        c.input(me, Input::Message(suspect(&c, f + 1, 0)));
+        assert_eq!(c.replica(me).view(), View(1), "n = {n}: f + 1 others");
+        assert_eq!(c.replica(me).status(), Status::ViewChanging);
+    }
 }
 
 /// Joining the others' suspicion one interval short of one's own silence limit needs `f`

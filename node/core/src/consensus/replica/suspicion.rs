@@ -4,7 +4,8 @@
 //! the view change only once `f` other replicas suspect the same view too (a fresh `Suspect`, or
 //! a view change for a higher view, which says as much). A backup one heartbeat interval short of
 //! its own silence limit joins once `f` others suspect, so the view changes when the first
-//! backup's clock reaches the limit, not the `f + 1`-th. And a replica whose own suspicion ended
+//! backup's clock reaches the limit, not the `f + 1`-th; any backup joins once `f + 1` others
+//! suspect (they leave anyway, and their view changes would bring it a delay later). And a replica whose own suspicion ended
 //! (its primary heard again) while peers were leaving on it follows them, so they are not
 //! stranded in the higher view (`left_on_my_word`).
 //!
@@ -165,7 +166,7 @@ impl<A: StateMachine> Replica<A> {
     }
 
     pub(super) fn leave_view_if_suspected(&mut self) {
-        self.join_if_nearly_silent();
+        self.join_others_suspicion();
         let suspecting = self.status == Status::Normal
             && (self.suspicion.is_some_and(|s| s.view() == self.view)
                 || self.left_on_my_word() >= self.cfg.f());
@@ -201,19 +202,24 @@ impl<A: StateMachine> Replica<A> {
             .count()
     }
 
-    /// A backup one interval short of its own silence limit that hears `f` others suspect the
-    /// view suspects it too, now. Each backup counts silence on its own clock, so without this the
-    /// view change waited for the slowest of the first `f + 1` clocks to reach the limit, up to a
-    /// whole interval after the first (a fifth of a failover). The first suspecter still needs
-    /// the full silence, and the joiners all but one interval of it.
-    fn join_if_nearly_silent(&mut self) {
+    /// A backup suspects the view too, now, when it hears
+    /// - `f` others suspect it while it is one interval short of its own silence limit. Each
+    ///   backup counts silence on its own clock, so without this the view change waited for the
+    ///   slowest of the first `f + 1` clocks to reach the limit, up to a whole interval after the
+    ///   first (a fifth of a failover). The first suspecter still needs the full silence, and
+    ///   the joiners all but one interval of it.
+    /// - `f + 1` others suspect it, whatever its own clock says. They include an honest one,
+    ///   and each of them has `f` others suspecting, so they leave and their `f + 1` view
+    ///   changes would move this replica anyway (PBFT §4.5.2), one delay later: a backup that
+    ///   tolerates more silence than they do (its gauge saw its primaries keep longer silences)
+    ///   made the new primary wait that delay for the last view change of its quorum (50 ms of
+    ///   a 533 ms failover at 50 ms one way, `scbe-sim bench --delay 50ms`).
+    fn join_others_suspicion(&mut self) {
+        let company = self.suspected_by();
         let nearly_silent = self.cfg.silence_ticks > 0
             && self.primary_silent.saturating_add(1) >= self.silence_allowed();
-        if self.suspicion.is_some()
-            || self.status != Status::Normal
-            || self.is_primary()
-            || !nearly_silent
-            || self.suspected_by() < self.cfg.f()
+        let joins = company > self.cfg.f() || (nearly_silent && company >= self.cfg.f());
+        if self.suspicion.is_some() || self.status != Status::Normal || self.is_primary() || !joins
         {
             return;
         }
