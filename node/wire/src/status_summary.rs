@@ -242,7 +242,7 @@ pub fn newest_in_events<'a>(
     let first_seq = events.peek()?.seq;
     let mut newest = std::collections::BTreeSet::new();
     for e in events {
-        if e.kind == "release_registered" && e.seq > first_seq {
+        if e.kind == scbe_core::governance::event::RELEASE_REGISTERED && e.seq > first_seq {
             newest.insert((e.seq, e.subject.clone()));
             if newest.len() > RELEASES_LISTED {
                 newest.pop_first();

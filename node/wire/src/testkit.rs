@@ -332,6 +332,16 @@ impl Cluster {
             .count()
     }
 
+    /// Messages of `kind` replica `i` has sent to replica `to` alone so far.
+    pub fn sends(&self, i: usize, to: usize, kind: Kind) -> usize {
+        self.log[i]
+            .iter()
+            .filter(|a| {
+                matches!(a, Action::Send { to: ReplicaId(t), envelope } if *t as usize == to && envelope.kind == kind)
+            })
+            .count()
+    }
+
     /// Every backup hears view 0's primary once (its heartbeat), as the backups of a running
     /// cluster have, without a heartbeat interval passing: until then a replica tolerates four
     /// times the configured silence (`replica/silence_gauge.rs`).

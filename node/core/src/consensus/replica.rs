@@ -228,7 +228,8 @@ pub struct Replica<A: StateMachine> {
     /// When this replica last answered each peer's suspicion of a view it has left with its
     /// new-view (`ticks`), so a stranded peer that re-sends every interval is not sent a whole
     /// new-view every interval (`suspicion.rs`).
-    new_view_offered: BTreeMap<ReplicaId, u64>,
+    /// Keyed by the view of the new-view offered: a newer one is offered at once.
+    new_view_offered: BTreeMap<ReplicaId, (View, u64)>,
     /// Heartbeat intervals since start: the clock suspicions age by.
     ticks: u64,
     /// State transfer already requested for this `last_executed` (one probe per position).

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::stage::Tongue;
 
+/// The kind of the event a release's registration leaves (readers follow registrations by it).
+pub const RELEASE_REGISTERED: &str = "release_registered";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Consensus sequence number of the batch that produced it (ledger time).

@@ -41,15 +41,6 @@ impl ReleaseBody {
     pub fn json(&self) -> &str {
         self.json.get()
     }
-
-    /// Bytes this body holds.
-    pub fn len(&self) -> usize {
-        self.json.get().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.json.get().is_empty()
-    }
 }
 
 impl PartialEq for ReleaseBody {
@@ -94,8 +85,6 @@ mod tests {
         let body = ReleaseBody::new(&r).expect("encodes");
         let json = serde_json::to_string(&r).expect("encodes");
         assert_eq!(body.json(), json);
-        assert_eq!(body.len(), json.len());
-        assert!(!body.is_empty());
         assert_eq!(serde_json::to_string(&body).expect("encodes"), json);
         assert_eq!(body.release().expect("decodes"), r);
         assert_eq!(format!("{body:?}"), format!("{r:?}"));

@@ -3,10 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use scbe_core::governance::event::RELEASE_REGISTERED as REGISTERED;
 use scbe_core::governance::Ledger;
-
-/// The kind of event a registration leaves in the ledger's journal.
-const REGISTERED: &str = "release_registered";
 
 /// (registered seq, version) if `json` is a registration's event. The event's other fields are
 /// not read; an event that does not parse is none (the ledger wrote it, from an `Event`).

@@ -412,14 +412,7 @@ fn a_replica_stranded_in_a_view_the_others_left_is_brought_along_by_its_suspicio
     let mut c = stranded_in_view_0(3, 2);
     c.input(3, Input::ClientRequest(c.request(1)));
     c.run();
-    let offered = |c: &Cluster| {
-        c.log[1]
-            .iter()
-            .filter(|a| {
-                matches!(a, Action::Send { to: ReplicaId(3), envelope } if envelope.kind == Kind::NewView)
-            })
-            .count()
-    };
+    let offered = |c: &Cluster| c.sends(1, 3, Kind::NewView);
     let before = offered(&c);
     // Replica 3's request timer fires: it suspects view 0, alone. The new-view comes back.
     c.fire(3, TimerKind::Request);

@@ -17,11 +17,8 @@ fn view_change(c: &Cluster, from: usize, view: u64) -> Signed<Message> {
     c.signed_by(from, Kind::ViewChange, ProtoCodec.encode_view_change(&vc))
 }
 
-/// Replica 3 was cut off while the others moved to view 1; when it gives up on view 0 itself,
-/// its view change reaches replicas already in view 1, which answer with the new-view that
-/// started it, and it joins them.
-#[test]
-fn a_replica_that_leaves_a_view_late_is_sent_the_new_view_its_peers_installed() {
+/// Replicas 0, 1 and 2 move to view 1 while replica 3, cut off, stays in view 0.
+fn view_one_while_replica_three_is_cut_off() -> Cluster {
     let mut c = Cluster::new(4, 128);
     c.isolate(3);
     for i in 0..3 {
@@ -33,6 +30,15 @@ fn a_replica_that_leaves_a_view_late_is_sent_the_new_view_its_peers_installed() 
         assert_eq!(c.replica(i).status(), Status::Normal, "replica {i}");
     }
     assert_eq!(c.replica(3).view(), View(0));
+    c
+}
+
+/// Replica 3 was cut off while the others moved to view 1; when it gives up on view 0 itself,
+/// its view change reaches replicas already in view 1, which answer with the new-view that
+/// started it, and it joins them.
+#[test]
+fn a_replica_that_leaves_a_view_late_is_sent_the_new_view_its_peers_installed() {
+    let mut c = view_one_while_replica_three_is_cut_off();
     c.heal();
     c.input(3, Input::ReplacePrimary { view: View(0) });
     c.run();
@@ -57,21 +63,8 @@ fn a_replica_that_leaves_a_view_late_is_sent_the_new_view_its_peers_installed() 
 /// each); a new-view installed since is offered at once.
 #[test]
 fn a_view_change_that_is_behind_is_answered_with_the_new_view_once_per_interval() {
-    let mut c = Cluster::new(4, 128);
-    c.isolate(3);
-    for i in 0..3 {
-        c.input(i, Input::ReplacePrimary { view: View(0) });
-    }
-    c.run();
-    assert_eq!(c.replica(1).view(), View(1));
-    let offered = |c: &Cluster| {
-        c.log[1]
-            .iter()
-            .filter(|a| {
-                matches!(a, Action::Send { to: ReplicaId(3), envelope } if envelope.kind == Kind::NewView)
-            })
-            .count()
-    };
+    let mut c = view_one_while_replica_three_is_cut_off();
+    let offered = |c: &Cluster| c.sends(1, 3, Kind::NewView);
     for _ in 0..3 {
         c.input(1, Input::Message(view_change(&c, 3, 1)));
     }

@@ -102,7 +102,6 @@ impl<A: StateMachine> Replica<A> {
             self.view_changes.clear();
             self.my_view_change = None;
             self.new_view = None;
-            self.new_view_offered.clear();
             self.future.clear();
             self.future_per_peer.clear();
             self.suspicion = None;

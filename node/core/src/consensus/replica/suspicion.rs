@@ -110,15 +110,15 @@ impl<A: StateMachine> Replica<A> {
     /// new-view can be large.
     pub(super) fn offer_new_view(&mut self, to: ReplicaId) {
         let Some(nv) = &self.new_view else { return };
-        let recently = self
-            .new_view_offered
-            .get(&to)
-            .is_some_and(|at| self.ticks.saturating_sub(*at) < SUSPICION_TICKS);
+        let view = nv.value().view;
+        let recently = self.new_view_offered.get(&to).is_some_and(|(offered, at)| {
+            *offered == view && self.ticks.saturating_sub(*at) < SUSPICION_TICKS
+        });
         if recently {
             return;
         }
         let envelope = Arc::clone(nv.envelope());
-        self.new_view_offered.insert(to, self.ticks);
+        self.new_view_offered.insert(to, (view, self.ticks));
         self.out.push(Action::Send { to, envelope });
     }
 

@@ -329,8 +329,6 @@ impl<A: StateMachine> Replica<A> {
             self.check_prepared(seq);
         }
         self.new_view = Some(nv);
-        // Peers offered the previous new-view are offered this one at once.
-        self.new_view_offered.clear();
         self.replay_future();
         self.arm_request_timer(true);
         self.try_propose();

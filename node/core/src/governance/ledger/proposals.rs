@@ -76,7 +76,7 @@ impl Ledger {
         self.event(
             seq,
             Tongue::CA,
-            "release_registered",
+            crate::governance::event::RELEASE_REGISTERED,
             version.clone(),
             format!("digest {digest}"),
         );
