@@ -58,6 +58,32 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// One decompression context per thread, kept for the same reason: making one per value
+    /// (`zstd::bulk::decompress`) was a third of a validator's CPU once release bodies were
+    /// read back from the store one by one (a snapshot encoding reads every body).
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// `frame` decompressed into at most `capacity` bytes, through this thread's context.
+fn decompress(frame: &[u8], capacity: usize) -> Result<Vec<u8>, ValueError> {
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(
+                zstd::bulk::Decompressor::new().map_err(|e| ValueError::Frame(e.to_string()))?,
+            );
+        }
+        match cell.as_mut() {
+            Some(d) => d
+                .decompress(frame, capacity)
+                .map_err(|e| ValueError::Frame(e.to_string())),
+            None => Err(ValueError::Frame("no decompression context".into())),
+        }
+    })
+}
+
 /// One zstd frame of `bytes` at [`LEVEL`], through this thread's context.
 fn compress(bytes: &[u8]) -> Option<Vec<u8>> {
     COMPRESSOR.with(|cell| {
@@ -81,8 +107,7 @@ pub fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, ValueError> {
             if size > MAX_VALUE_BYTES {
                 return Err(ValueError::Frame(format!("frame claims {size} bytes")));
             }
-            let out = zstd::bulk::decompress(body, size as usize)
-                .map_err(|e| ValueError::Frame(e.to_string()))?;
+            let out = decompress(body, size as usize)?;
             if out.len() as u64 != size {
                 return Err(ValueError::Frame("frame is shorter than it states".into()));
             }
