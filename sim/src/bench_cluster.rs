@@ -85,6 +85,10 @@ pub struct BenchOptions {
     /// With `--delay`: each chunk is delayed up to this much more (uniform), order kept.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub jitter: Duration,
+    /// Validators keep release bodies in their stores, not in memory
+    /// (`release_bodies_in_store = true` in every node.toml).
+    #[arg(long)]
+    pub bodies_in_store: bool,
 }
 
 pub struct BenchResult {
@@ -315,6 +319,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         // validator) would cap a long light-load phase, which is not what is measured here.
         quota_requests: Some(u32::MAX),
         plaintext: o.plaintext,
+        bodies_in_store: o.bodies_in_store,
         ..LocalOptions::default()
     };
     // Relays bind first (their addresses go into the configs), then serve the validators'.

@@ -160,9 +160,17 @@ fn registered_ledger(
 
 /// A ledger with `releases` registered releases (the bench's ~1.1 KB ones), not yet settled.
 fn register_releases(releases: usize) -> scbe_core::governance::Ledger {
+    let mut ledger = bench_ledger();
+    for i in 0..releases as u64 {
+        register_one(&mut ledger, i);
+    }
+    ledger
+}
+
+/// A ledger of the bench's four validators and one requester.
+fn bench_ledger() -> scbe_core::governance::Ledger {
     use scbe_core::crypto::Keypair;
-    use scbe_core::governance::ledger::Signer;
-    use scbe_core::governance::{Ledger, LedgerConfig, Operation};
+    use scbe_core::governance::{Ledger, LedgerConfig};
     let validators: Vec<_> = (0..4)
         .map(|i| Keypair::from_label(&format!("bench/validator/{i}")).public())
         .collect();
@@ -177,22 +185,66 @@ fn register_releases(releases: usize) -> scbe_core::governance::Ledger {
         )]
         .into(),
     );
-    let mut ledger = Ledger::new(cfg);
+    Ledger::new(cfg)
+}
+
+/// Registers the bench's release `i` at seq `i + 1`.
+fn register_one(ledger: &mut scbe_core::governance::Ledger, i: u64) {
+    use scbe_core::crypto::Keypair;
+    use scbe_core::governance::ledger::Signer;
+    use scbe_core::governance::Operation;
     let requester = Keypair::from_label("bench/requester").public();
+    let op = Operation::RegisterRelease {
+        release: crate::releases::bench_release(&format!("r{i:07}"), i),
+    };
+    let o = ledger.apply_operation(
+        i + 1,
+        Signer::Requester(requester),
+        &requester,
+        i + 1,
+        &op.to_bytes(),
+    );
+    assert!(o.accepted, "{:?}", o.reasons);
+}
+
+/// Registrations written to the store between two checkpoints (`--bodies-stored`).
+const STORED_EVERY: u64 = 1024;
+
+/// As [`register_releases`], with the ledger's bodies in a record store under `dir`, written
+/// (with the rest of each turn's history) every [`STORED_EVERY`] registrations and followed by
+/// a checkpoint, as a validator's runtime does. Returns the store too: it must outlive the
+/// measurement.
+fn register_releases_stored(
+    releases: usize,
+    dir: &std::path::Path,
+) -> Result<
+    (
+        scbe_core::governance::Ledger,
+        scbe_validator::storage::RecordStore,
+    ),
+    String,
+> {
+    use scbe_core::consensus::StateMachine as _;
+    use scbe_validator::storage::{RecordStore, StoredBodies};
+    let owner = scbe_core::crypto::Keypair::from_label("bench/store");
+    let mut store = RecordStore::open(
+        &dir.join("records.redb"),
+        &owner.public(),
+        &scbe_core::consensus::Digest::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut ledger = bench_ledger();
+    ledger.store_bodies_in(std::sync::Arc::new(StoredBodies::new(store.reader())));
     for i in 0..releases as u64 {
-        let op = Operation::RegisterRelease {
-            release: crate::releases::bench_release(&format!("r{i:07}"), i),
-        };
-        let o = ledger.apply_operation(
-            i + 1,
-            Signer::Requester(requester),
-            &requester,
-            i + 1,
-            &op.to_bytes(),
-        );
-        assert!(o.accepted, "{:?}", o.reasons);
+        register_one(&mut ledger, i);
+        if (i + 1) % STORED_EVERY == 0 || i + 1 == releases as u64 {
+            store
+                .commit_turn(&[], &[], &ledger.take_new())
+                .map_err(|e| e.to_string())?;
+            ledger.before_checkpoint();
+        }
     }
-    ledger
+    Ok((ledger, store))
 }
 
 /// What registered releases cost the ledger in memory.
@@ -214,31 +266,46 @@ fn own_rss() -> u64 {
 
 /// Registers `releases` releases in a fresh ledger, settles it, and reads what this process's
 /// resident memory grew by. Run it first: memory freed by earlier measurements would be reused
-/// and hide part of the growth.
-pub fn measure_memory(releases: usize) -> MemorySample {
+/// and hide part of the growth. `bodies_stored`: the ledger keeps its bodies in a record store
+/// in a temporary directory ([`register_releases_stored`]).
+pub fn measure_memory(releases: usize, bodies_stored: bool) -> Result<MemorySample, String> {
     use scbe_core::consensus::StateMachine as _;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let before = own_rss();
-    let mut ledger = register_releases(releases);
+    let (mut ledger, store) = if bodies_stored {
+        let (ledger, store) = register_releases_stored(releases, dir.path())?;
+        (ledger, Some(store))
+    } else {
+        (register_releases(releases), None)
+    };
     ledger.before_checkpoint();
     let rss_growth = own_rss().saturating_sub(before);
-    let json = ledger.state().json_bytes_hint() as u64;
+    let json = if bodies_stored {
+        0
+    } else {
+        ledger.state().json_bytes_hint() as u64
+    };
     std::hint::black_box(&ledger);
-    MemorySample {
+    drop(store);
+    Ok(MemorySample {
         releases,
         rss_growth,
         json,
-    }
+    })
 }
 
-pub fn print_memory(releases: &[usize]) {
+pub fn print_memory(releases: &[usize], bodies_stored: bool) -> Result<(), String> {
     if releases.is_empty() {
-        return;
+        return Ok(());
     }
     println!();
+    if bodies_stored {
+        println!("Release bodies in a record store (the ledger holds their keys):");
+    }
     println!("| releases | resident memory grown | per release | of which the entries' JSON per release | the rest per release (map nodes, digests, stages) |");
     println!("|---|---|---|---|---|");
     for &n in releases {
-        let s = measure_memory(n);
+        let s = measure_memory(n, bodies_stored)?;
         let per = |b: u64| b as f64 / n.max(1) as f64;
         println!(
             "| {} | {:.1} MB | {:.0} B | {:.0} B | {:.0} B |",
@@ -249,6 +316,7 @@ pub fn print_memory(releases: &[usize]) {
             per(s.rss_growth).max(per(s.json)) - per(s.json),
         );
     }
+    Ok(())
 }
 
 /// Measures restoring a snapshot of `releases` registered releases both ways.

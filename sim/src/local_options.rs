@@ -37,6 +37,8 @@ pub struct LocalOptions {
     pub quota_requests: Option<u32>,
     /// Plaintext gRPC on loopback instead of TLS (`[tls] plaintext = true` in every config).
     pub plaintext: bool,
+    /// Validators keep release bodies in their stores (`release_bodies_in_store = true`).
+    pub bodies_in_store: bool,
     /// Agents drift (worse than the baseline, inside every threshold) on any release whose
     /// version or unit ids contain this text.
     pub drift: Option<String>,
@@ -76,6 +78,7 @@ impl Default for LocalOptions {
             breach_samples: 2,
             quota_requests: None,
             plaintext: false,
+            bodies_in_store: false,
             drift: None,
             analysis: None,
             notify: Vec::new(),

@@ -41,7 +41,7 @@ use crate::reads::Published;
 use crate::reads::Reads;
 use crate::runtime::Runtime;
 use crate::services::grpc_server::{grpc_server, ServerParts};
-use crate::storage::{RecordStore, StorageError};
+use crate::storage::{RecordStore, StorageError, StoredBodies};
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
 use scbe_wire::metrics_http::serve_metrics;
@@ -97,7 +97,12 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     )?;
     let records = store.load(&v.replica.directory)?;
     let mut ledger = Ledger::new(v.ledger.clone());
-    ledger.keep_fresh();
+    if v.raw.node.release_bodies_in_store {
+        // Release bodies in the store, read on demand (this keeps fresh history too).
+        ledger.store_bodies_in(Arc::new(StoredBodies::new(store.reader())));
+    } else {
+        ledger.keep_fresh();
+    }
     let codec = Arc::new(ProtoCodec);
     let watch = watch_settings(&v);
     // A fresh store whose key the genesis does not list for this id (a validator the quorum

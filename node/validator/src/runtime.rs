@@ -323,7 +323,9 @@ impl Runtime {
                 self.timeouts.executed(d.seq, now);
             }
         }
-        let has_history = !history.events.is_empty() || !history.outcomes.is_empty();
+        let has_history = !history.events.is_empty()
+            || !history.outcomes.is_empty()
+            || !history.bodies.is_empty();
         if !records.is_empty() || !decided.is_empty() || has_history {
             // The view may have changed in this turn: not through the commit.
             self.forget_heartbeat_unless_leading();

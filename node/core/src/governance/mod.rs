@@ -3,6 +3,7 @@
 //! votes and rollbacks. No clock, RNG, I/O or hash-ordered map (the crate cannot reach them).
 
 pub mod admission;
+pub mod body_store;
 pub mod event;
 pub mod fusion;
 pub mod gates;
@@ -13,6 +14,7 @@ pub mod release;
 pub mod release_body;
 pub mod stage;
 
+pub use body_store::{BodyStore, BodyUnavailable, MemoryBodies};
 pub use fusion::{fuse, FusionReport};
 pub use gates::Gates;
 pub use ledger::{Ledger, LedgerConfig};
@@ -22,6 +24,8 @@ pub use release::FusedRelease;
 pub use release_body::ReleaseBody;
 pub use stage::{Stage, Tongue};
 
+#[cfg(test)]
+mod ledger_body_store_tests;
 #[cfg(test)]
 mod ledger_canary_tests;
 #[cfg(test)]

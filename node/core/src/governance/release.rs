@@ -43,6 +43,8 @@ pub enum ReleaseError {
     EmptyVersion,
     #[error("release has no unit for provider {0}")]
     MissingUnit(Provider),
+    #[error(transparent)]
+    Unavailable(#[from] super::body_store::BodyUnavailable),
 }
 
 /// Lower-case hex (the one encoder of keys, digests and signatures in the ledger and the store).

@@ -8,60 +8,150 @@
 //! what `serde_json` writes for the decoded release, so snapshots, digests and proofs are the
 //! same bytes as before.
 //!
-//! This type is the one place that knows where a body is: the step towards bodies held by the
-//! store and read on demand changes what it holds, not its callers.
+//! This type is the one place that knows where a body is: held in memory (its JSON), or in
+//! the ledger's [`BodyStore`] by digest once the store has it ([`ReleaseBody::stored`]). Both
+//! serialise, compare and decode the same; a stored body is read (and checked against its
+//! digest) where it is used.
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use super::body_store::{body_digest, BodyDigest, BodyKey, BodyStore, BodyUnavailable};
 use super::release::{FusedRelease, ReleaseError};
 
-/// A release's compact JSON, as `serde_json` writes a [`FusedRelease`].
+/// A release's compact JSON, as `serde_json` writes a [`FusedRelease`]: held, or in a store.
 #[derive(Clone)]
 pub struct ReleaseBody {
-    json: Box<RawValue>,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Held(Box<RawValue>),
+    /// Boxed: an entry pays one pointer for it, as for a held body.
+    Stored(Box<Stored>),
+}
+
+struct Stored {
+    key: BodyKey,
+    store: Arc<dyn BodyStore>,
+}
+
+impl Clone for Stored {
+    fn clone(&self) -> Self {
+        Self {
+            key: self.key,
+            store: Arc::clone(&self.store),
+        }
+    }
 }
 
 impl ReleaseBody {
-    /// The body of `release`. A release that does not encode (not one decoded from JSON: a
-    /// non-finite metric) is refused.
+    /// The body of `release`, held. A release that does not encode (not one decoded from
+    /// JSON: a non-finite metric) is refused.
     pub fn new(release: &FusedRelease) -> Result<Self, ReleaseError> {
         let json = serde_json::value::to_raw_value(release)
             .map_err(|e| ReleaseError::Json(e.to_string()))?;
-        Ok(Self { json })
+        Ok(Self {
+            repr: Repr::Held(json),
+        })
     }
 
-    /// The release, decoded (about 5 µs for a 1 KB release). Fails only for a body made from
-    /// a release whose metrics were not finite numbers: JSON writes them as `null`.
+    /// The body `store` holds under `key`, read when used. The caller has seen the store hold
+    /// it ([`BodyStore::contains`]).
+    pub fn stored(key: BodyKey, store: Arc<dyn BodyStore>) -> Self {
+        Self {
+            repr: Repr::Stored(Box::new(Stored { key, store })),
+        }
+    }
+
+    /// The release, decoded (about 5 µs for a 1 KB release, plus a read if stored). Fails for
+    /// a body made from a release whose metrics were not finite numbers (JSON writes them as
+    /// `null`), and for a stored body its store cannot give back.
     pub fn release(&self) -> Result<FusedRelease, ReleaseError> {
-        serde_json::from_str(self.json.get()).map_err(|e| ReleaseError::Json(e.to_string()))
+        serde_json::from_str(&self.json()?).map_err(|e| ReleaseError::Json(e.to_string()))
     }
 
     /// The compact JSON, byte for byte as serialised and digested.
-    pub fn json(&self) -> &str {
-        self.json.get()
+    pub fn json(&self) -> Result<Cow<'_, str>, ReleaseError> {
+        match &self.repr {
+            Repr::Held(json) => Ok(Cow::Borrowed(json.get())),
+            Repr::Stored(s) => Ok(Cow::Owned(s.read()?.get().to_owned())),
+        }
+    }
+
+    /// The SHA-256 of the JSON (hashed now for a held body).
+    pub fn digest(&self) -> BodyDigest {
+        match &self.repr {
+            Repr::Held(json) => body_digest(json.get()),
+            Repr::Stored(s) => s.key.digest,
+        }
+    }
+
+    /// Whether the JSON is in memory (not yet in a store).
+    pub fn is_held(&self) -> bool {
+        matches!(self.repr, Repr::Held(_))
+    }
+}
+
+impl Stored {
+    /// The stored JSON, refused unless it is what the digest names: a store that returns other
+    /// bytes is as broken as one that returns none.
+    fn read(&self) -> Result<Box<RawValue>, BodyUnavailable> {
+        let json = self.store.read(&self.key)?;
+        if body_digest(json.get()) != self.key.digest {
+            return Err(BodyUnavailable {
+                key: self.key,
+                detail: "the store returned bytes of another digest".into(),
+            });
+        }
+        Ok(json)
     }
 }
 
 impl PartialEq for ReleaseBody {
-    /// Same JSON: the same release (the encoding is canonical for a decoded release).
+    /// Same JSON: the same release (the encoding is canonical for a decoded release). A held
+    /// and a stored body compare by digest, without reading the store.
     fn eq(&self, other: &Self) -> bool {
-        self.json.get() == other.json.get()
+        match (&self.repr, &other.repr) {
+            (Repr::Held(a), Repr::Held(b)) => a.get() == b.get(),
+            _ => self.digest() == other.digest(),
+        }
     }
 }
 
 impl std::fmt::Debug for ReleaseBody {
+    /// A held body as its release; a stored one by digest (formatting reads no store).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.release() {
-            Ok(r) => r.fmt(f),
-            Err(_) => f.write_str(self.json.get()),
+        match &self.repr {
+            Repr::Held(json) => match self.release() {
+                Ok(r) => r.fmt(f),
+                Err(_) => f.write_str(json.get()),
+            },
+            Repr::Stored(s) => write!(f, "ReleaseBody(stored {})", s.key),
         }
     }
 }
 
 impl Serialize for ReleaseBody {
+    /// The JSON, read from the store if stored; a store that cannot give it back fails the
+    /// serialisation (a snapshot or proof is then not made).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(s)
+        match &self.repr {
+            Repr::Held(json) => json.serialize(s),
+            // Not checked against the digest here (a snapshot encodes every body): whatever
+            // reads a snapshot or proof digests it again (a restore at its certificate's
+            // digest, a peer's state transfer, a proof's root), so other bytes are refused
+            // there. Decisions read through `release`, which checks.
+            Repr::Stored(stored) => stored
+                .store
+                .read(&stored.key)
+                .map_err(serde::ser::Error::custom)?
+                .serialize(s),
+        }
     }
 }
 
@@ -84,7 +174,7 @@ mod tests {
         let r = release("v1");
         let body = ReleaseBody::new(&r).expect("encodes");
         let json = serde_json::to_string(&r).expect("encodes");
-        assert_eq!(body.json(), json);
+        assert_eq!(body.json().expect("held"), json);
         assert_eq!(serde_json::to_string(&body).expect("encodes"), json);
         assert_eq!(body.release().expect("decodes"), r);
         assert_eq!(format!("{body:?}"), format!("{r:?}"));
@@ -96,7 +186,10 @@ mod tests {
         let pretty = serde_json::to_string_pretty(&r).expect("encodes");
         let body: ReleaseBody = serde_json::from_str(&pretty).expect("decodes");
         assert_eq!(body, ReleaseBody::new(&r).expect("encodes"));
-        assert_eq!(body.json(), serde_json::to_string(&r).expect("encodes"));
+        assert_eq!(
+            body.json().expect("held"),
+            serde_json::to_string(&r).expect("encodes")
+        );
         // Not a release: refused as a release would be.
         assert!(serde_json::from_str::<ReleaseBody>(r#"{"version": "v1"}"#).is_err());
     }
@@ -107,7 +200,7 @@ mod tests {
         r.units.values_mut().next().expect("a unit").metrics.quality = f64::NAN;
         // serde_json writes NaN as null, which does not decode as a number.
         let body = ReleaseBody::new(&r).expect("encodes");
-        assert!(body.json().contains("null"));
+        assert!(body.json().expect("held").contains("null"));
         assert!(matches!(body.release(), Err(ReleaseError::Json(_))));
     }
 }

@@ -8,12 +8,14 @@ pub mod owner_key;
 pub mod record_store;
 pub mod storage_error;
 pub mod store_reader;
+pub mod stored_bodies;
 pub mod stored_links;
 pub mod value_codec;
 
 pub use audit_trail::AuditChunk;
 pub use record_store::{EncodedSnapshot, RecordStore, StorageError};
 pub use store_reader::StoreReader;
+pub use stored_bodies::StoredBodies;
 
 #[cfg(test)]
 mod audit_trail_tests;

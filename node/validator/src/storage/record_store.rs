@@ -46,6 +46,11 @@ pub(super) const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new
 /// written in the same transaction as the batches that produced them.
 pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
+/// Release bodies by their `BodyKey` (registration seq, then SHA-256 of the JSON; see
+/// `stored_bodies.rs`), packed; written
+/// in the turn that registered them (or installed a state holding them), never compacted:
+/// the ledger keeps only their digests.
+pub(super) const BODIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bodies");
 /// Format 2 stores the values of `records` and `decided` through `value_codec` (compressed when
 /// large); format 1 stored them as they are and is upgraded in place on open.
 const FORMAT_VERSION: &[u8] = b"scbe-records-2";
@@ -122,6 +127,7 @@ impl RecordStore {
             && decided.is_empty()
             && history.events.is_empty()
             && history.outcomes.is_empty()
+            && history.bodies.is_empty()
         {
             return Ok(());
         }
@@ -147,6 +153,12 @@ impl RecordStore {
             for (signer, nonce, json) in &history.outcomes {
                 outcomes
                     .insert(format!("{signer}:{nonce}").as_str(), json.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+            let mut bodies = txn.open_table(BODIES).map_err(|e| self.io(e))?;
+            for (key, json) in &history.bodies {
+                bodies
+                    .insert(key.to_bytes().as_slice(), pack(json.as_bytes()).as_slice())
                     .map_err(|e| self.io(e))?;
             }
         }

@@ -326,6 +326,9 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
                 if depth > 1 { "SubmitStream" } else { "unary Submit" },
                 duration / 3
             );
+            if opts.bodies_in_store {
+                println!("release bodies in each validator's store, read on demand");
+            }
             if !delay.is_zero() {
                 println!(
                     "links between validators: {delay:?} one way (+ up to {jitter:?} jitter), through a relay per validator"

@@ -199,6 +199,26 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         Some(Arc::make_mut(&mut slot.value))
     }
 
+    /// Replaces the entry's value with what `f` makes of it (`None`: leaves it), keeping its
+    /// cached digest: `f` must return a value that serialises to the same JSON (a release body
+    /// moved to a store). Whether it replaced.
+    pub fn replace_same_json<Q>(&mut self, key: &Q, f: impl FnOnce(&V) -> Option<V>) -> bool
+    where
+        Q: Ord + ?Sized,
+        K: Borrow<Q>,
+    {
+        let Some(slot) = self.entries.get_mut(key) else {
+            return false;
+        };
+        match f(&slot.value) {
+            Some(value) => {
+                slot.value = Arc::new(value);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.dirty.insert(key.clone());
         let old = self.entries.insert(

@@ -231,6 +231,8 @@ pub struct Fresh {
     /// Proposals opened or changed (a vote, a decision, an expiry, the rollout it started): the
     /// node's read model copies only these instead of every proposal the ledger holds.
     pub proposals: std::collections::BTreeSet<u64>,
+    /// Release bodies for the ledger's body store (`Ledger::store_bodies_in`), with their keys.
+    pub bodies: Vec<(crate::governance::body_store::BodyKey, String)>,
 }
 
 /// The JSON of the `(nonce, outcome)` pair an outcome window chains, from the outcome's own

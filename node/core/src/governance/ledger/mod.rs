@@ -39,6 +39,7 @@ mod canary_analysis;
 pub mod checkpoint_prover;
 pub mod digest_tree;
 pub mod entry_map;
+mod held_bodies;
 pub mod journal;
 pub mod membership;
 mod notifications;
@@ -140,6 +141,9 @@ pub struct Ledger {
     /// Behind a mutex: the runtime drains it through `Replica::app`, a shared reference (the
     /// replica never lends its application mutably, so nothing outside it can change the state).
     fresh: Option<std::sync::Mutex<Fresh>>,
+    /// Where release bodies go once written, and those still held (`held_bodies.rs`); none:
+    /// the ledger holds every body. Not replicated.
+    bodies: Option<held_bodies::HeldBodies>,
 }
 
 type Rejection = Vec<String>;
@@ -169,6 +173,7 @@ impl Ledger {
             state,
             journal: Journal::default(),
             fresh: None,
+            bodies: None,
         }
     }
 
@@ -490,6 +495,7 @@ impl Ledger {
         self.journal = s.journal;
         self.agent_keys = keys_of(&self.state);
         self.fleet_generation += 1;
+        self.offload_installed_bodies();
     }
 }
 
@@ -557,6 +563,7 @@ impl StateMachine for Ledger {
 
     fn before_checkpoint(&mut self) {
         self.state.settle();
+        self.offload_held_bodies();
     }
 
     fn snapshot(&self) -> AppState {

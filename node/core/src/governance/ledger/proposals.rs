@@ -65,6 +65,7 @@ impl Ledger {
         let version = release.version.clone();
         let digest = release.digest.clone();
         let body = ReleaseBody::new(&release).map_err(|e| vec![e.to_string()])?;
+        self.hold_body(&version, seq, &body);
         self.state.releases.insert(
             version.clone(),
             ReleaseEntry {

@@ -1,0 +1,132 @@
+//! Where a ledger's release bodies go once they leave memory: a store the runtime hands the
+//! ledger (the validator's redb file), read when a body is needed.
+//!
+//! Why: the ledger keeps every release ever registered, and a body (about 1 KB of JSON) was
+//! two thirds of what one costs in memory, although a body is read only when a promotion of
+//! it is evaluated or rolled out, a snapshot is encoded or an entry proven. With a store, RAM
+//! holds a body only from its registration until the store has it (a checkpoint later).
+//!
+//! A body is addressed by the sequence number that registered it and the SHA-256 of its JSON
+//! ([`BodyKey`]), and [`super::ReleaseBody`] checks every read against that digest, so what the
+//! decision code reads does not depend on where a body is: the same bytes, or an error. (The
+//! sequence number first: a store's B-tree then appends bodies in the order they come, instead
+//! of rewriting a random page for each.) A store answers only for bodies it holds durably enough to
+//! read back (committed); it never loses one it confirmed, so an error means a broken store,
+//! which the runtime must treat as fatal (a replica that decided without the body would differ
+//! from its peers).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::value::RawValue;
+
+/// The SHA-256 of a body's compact JSON: its address in a [`BodyStore`].
+pub type BodyDigest = [u8; 32];
+
+/// The SHA-256 of `json`.
+pub fn body_digest(json: &str) -> BodyDigest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(json.as_bytes()).into()
+}
+
+/// Where a body is in a [`BodyStore`]: the sequence number of the batch that registered its
+/// release, and its [`BodyDigest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BodyKey {
+    pub seq: u64,
+    pub digest: BodyDigest,
+}
+
+impl BodyKey {
+    /// The key as 40 bytes: the sequence number (big endian, so bytes sort as numbers), then
+    /// the digest.
+    pub fn to_bytes(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..].copy_from_slice(&self.digest);
+        out
+    }
+}
+
+impl std::fmt::Display for BodyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (registered at seq {})",
+            super::release::hex(&self.digest),
+            self.seq
+        )
+    }
+}
+
+/// A body a store could not give back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("release body {key} is unavailable: {detail}")]
+pub struct BodyUnavailable {
+    pub key: BodyKey,
+    pub detail: String,
+}
+
+/// Release bodies by [`BodyKey`], written by the runtime (from [`super::ledger::Fresh`]'s
+/// `bodies`) and read by the ledger.
+pub trait BodyStore: Send + Sync {
+    /// Whether a read of `digest` would find it now.
+    fn contains(&self, key: &BodyKey) -> Result<bool, BodyUnavailable>;
+    /// [`BodyStore::contains`] for each of `keys`, in order (a store may answer them in one
+    /// read).
+    fn contains_each(&self, keys: &[BodyKey]) -> Result<Vec<bool>, BodyUnavailable> {
+        keys.iter().map(|k| self.contains(k)).collect()
+    }
+    /// The JSON stored under `key` (checked against its digest by the caller).
+    fn read(&self, key: &BodyKey) -> Result<Box<RawValue>, BodyUnavailable>;
+}
+
+/// Bodies in memory: for tests of the ledger with a store, and for the simulator. Not a way to
+/// save memory.
+#[derive(Default)]
+pub struct MemoryBodies {
+    bodies: Mutex<BTreeMap<BodyKey, Box<RawValue>>>,
+}
+
+impl MemoryBodies {
+    /// Stores `json` under `key`.
+    pub fn put(&self, key: BodyKey, json: &str) -> Result<(), serde_json::Error> {
+        let raw = RawValue::from_string(json.to_owned())?;
+        if let Ok(mut b) = self.bodies.lock() {
+            b.insert(key, raw);
+        }
+        Ok(())
+    }
+
+    /// Forgets what is stored under `key` (for tests of a store that lost a body).
+    pub fn remove(&self, key: &BodyKey) {
+        if let Ok(mut b) = self.bodies.lock() {
+            b.remove(key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bodies.lock().map_or(0, |b| b.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl BodyStore for MemoryBodies {
+    fn contains(&self, key: &BodyKey) -> Result<bool, BodyUnavailable> {
+        Ok(self.bodies.lock().is_ok_and(|b| b.contains_key(key)))
+    }
+
+    fn read(&self, key: &BodyKey) -> Result<Box<RawValue>, BodyUnavailable> {
+        self.bodies
+            .lock()
+            .ok()
+            .and_then(|b| b.get(key).cloned())
+            .ok_or_else(|| BodyUnavailable {
+                key: *key,
+                detail: "not in the store".into(),
+            })
+    }
+}

@@ -1,0 +1,148 @@
+//! Moving release bodies from the ledger's memory to its body store
+//! ([`crate::governance::body_store`]).
+//!
+//! A body is registered held (the batch that registered it, or the next, may read it at once),
+//! and goes out through [`super::Fresh::bodies`]: the runtime writes it in the turn's commit.
+//! At each checkpoint the ledger asks the store about the bodies it still holds and keeps only
+//! the digest of those the store has ([`crate::governance::ReleaseBody::stored`]); a body whose
+//! write has not landed yet is asked about again at the next. A restored or transferred state
+//! arrives with every body held: those the store already has (a restart) become stored at
+//! once, the others go out as new ones.
+//!
+//! None of this is replicated or digested: a held and a stored body serialise, compare and
+//! decode the same, so where a body is changes no decision.
+
+use std::sync::Arc;
+
+use super::entry_map::EntryMap;
+use super::state::ReleaseEntry;
+use super::Ledger;
+use crate::governance::body_store::{BodyKey, BodyStore};
+use crate::governance::release_body::ReleaseBody;
+
+pub(super) struct HeldBodies {
+    store: Arc<dyn BodyStore>,
+    /// Versions whose bodies are held until the store has them, with the bodies' keys.
+    held: Vec<(String, BodyKey)>,
+}
+
+impl Ledger {
+    /// Keeps release bodies in `store` rather than in memory (see the module doc). Turns on
+    /// [`Ledger::keep_fresh`]: the runtime must write [`super::Fresh::bodies`] to `store`.
+    pub fn store_bodies_in(&mut self, store: Arc<dyn BodyStore>) {
+        self.keep_fresh();
+        self.bodies = Some(HeldBodies {
+            store,
+            held: Vec::new(),
+        });
+        self.offload_installed_bodies();
+    }
+
+    /// How many release bodies the ledger holds in memory, waiting for its store (0 without
+    /// one).
+    pub fn bodies_held(&self) -> usize {
+        self.bodies.as_ref().map_or(0, |b| b.held.len())
+    }
+
+    /// A body just registered under `version` at `seq`: out to the store, held until it is
+    /// there.
+    pub(super) fn hold_body(&mut self, version: &str, seq: u64, body: &ReleaseBody) {
+        let Some(bodies) = self.bodies.as_mut() else {
+            return;
+        };
+        // A held body's JSON is in memory: this does not fail.
+        let Ok(json) = body.json() else {
+            return;
+        };
+        let key = BodyKey {
+            seq,
+            digest: body.digest(),
+        };
+        let json = json.into_owned();
+        bodies.held.push((version.to_owned(), key));
+        self.with_fresh(|f| f.bodies.push((key, json)));
+    }
+
+    /// At a checkpoint: every held body the store now has becomes stored.
+    pub(super) fn offload_held_bodies(&mut self) {
+        let Some(bodies) = self.bodies.as_mut() else {
+            return;
+        };
+        if bodies.held.is_empty() {
+            return;
+        }
+        let store = Arc::clone(&bodies.store);
+        let held = std::mem::take(&mut bodies.held);
+        let keys: Vec<BodyKey> = held.iter().map(|(_, k)| *k).collect();
+        // An error (a store that cannot answer) is asked again at the next checkpoint: holding
+        // a body longer is always correct.
+        let stored = store
+            .contains_each(&keys)
+            .unwrap_or_else(|_| vec![false; keys.len()]);
+        let mut still_held = Vec::new();
+        for ((version, key), stored) in held.into_iter().zip(stored) {
+            if stored {
+                swap_to_stored(&mut self.state.releases, &version, key, &store);
+            } else {
+                still_held.push((version, key));
+            }
+        }
+        if let Some(bodies) = self.bodies.as_mut() {
+            bodies.held = still_held;
+        }
+    }
+
+    /// After the whole state was replaced: each held body is stored if the store has it, and
+    /// otherwise sent out and held.
+    pub(super) fn offload_installed_bodies(&mut self) {
+        let Some(bodies) = self.bodies.as_mut() else {
+            return;
+        };
+        bodies.held.clear();
+        let store = Arc::clone(&bodies.store);
+        let held: Vec<(String, BodyKey)> = self
+            .state
+            .releases
+            .iter()
+            .filter(|(_, e)| e.release.is_held())
+            .map(|(v, e)| {
+                let key = BodyKey {
+                    seq: e.registered_seq,
+                    digest: e.release.digest(),
+                };
+                (v.clone(), key)
+            })
+            .collect();
+        let keys: Vec<BodyKey> = held.iter().map(|(_, k)| *k).collect();
+        let stored = store
+            .contains_each(&keys)
+            .unwrap_or_else(|_| vec![false; keys.len()]);
+        for ((version, key), stored) in held.into_iter().zip(stored) {
+            if stored {
+                swap_to_stored(&mut self.state.releases, &version, key, &store);
+            } else if let Some(body) = self.state.releases.get(&version).map(|e| e.release.clone())
+            {
+                self.hold_body(&version, key.seq, &body);
+            }
+        }
+    }
+}
+
+/// Replaces `version`'s held body with the stored one at `key`, keeping the entry's cached
+/// digest (its JSON does not change). `key` is the one [`Ledger::hold_body`] made for this
+/// entry's body (the held list is remade whenever the state is replaced, and a version's body
+/// never changes), so the body is not hashed again.
+fn swap_to_stored(
+    releases: &mut EntryMap<String, ReleaseEntry>,
+    version: &str,
+    key: BodyKey,
+    store: &Arc<dyn BodyStore>,
+) {
+    releases.replace_same_json(version, |entry| {
+        (entry.release.is_held() && entry.registered_seq == key.seq).then(|| ReleaseEntry {
+            release: ReleaseBody::stored(key, Arc::clone(store)),
+            stage: entry.stage,
+            registered_seq: entry.registered_seq,
+        })
+    });
+}
