@@ -49,14 +49,12 @@ pub mod requesters;
 mod rollbacks;
 mod rollouts;
 pub mod settings;
+mod snapshots;
 mod stalls;
 pub mod state;
 pub mod state_proof;
 pub mod tree_proof;
 pub mod validators;
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::consensus::{AppState, Digest, Request, Seq, Signed, SnapshotError, StateMachine};
 use crate::crypto::PublicKey;
@@ -64,8 +62,9 @@ use crate::rollout::baseline::AnalysisSettings;
 use crate::rollout::health::HealthThresholds;
 use crate::rollout::order::OrderUnit;
 use crate::rollout::plan::FleetAgent;
+use std::collections::BTreeMap;
 
-use self::checkpoint_prover::CheckpointProver;
+use self::snapshots::decode_snapshot;
 use super::event::Event;
 use super::gates::Gates;
 use super::operation::Operation;
@@ -442,65 +441,6 @@ impl Ledger {
             }
         }
     }
-
-    /// The snapshot of the state as it is now, encoded when first read: the state is cloned
-    /// (its maps share every node with the live ones) and the journal, which is bounded, is
-    /// encoded now.
-    fn lazy_snapshot(&self) -> AppState {
-        let journal = match serde_json::value::to_raw_value(&self.journal) {
-            Ok(j) => j,
-            Err(_) => return AppState::new(Vec::new()),
-        };
-        let mode = settings::in_force(&self.state, &self.cfg).state_digest;
-        let prover = Arc::new(CheckpointProver::new(
-            self.state.clone(),
-            self.journal.digest_parts(),
-            mode,
-        ));
-        let hint = prover.state().json_bytes_hint() + journal.get().len();
-        let source: Arc<dyn std::any::Any + Send + Sync> = prover.clone();
-        AppState::lazy_from(hint, Some(source), move || {
-            let mut out = Vec::with_capacity(hint + hint / 8);
-            let snap = SnapshotRef {
-                state: prover.state(),
-                journal: &*journal,
-            };
-            match serde_json::to_writer(&mut out, &snap) {
-                Ok(()) => out,
-                Err(_) => Vec::new(),
-            }
-        })
-    }
-}
-
-/// A snapshot: the state whole and the journal's windows (whose chains are re-derived on
-/// restore).
-#[derive(serde::Serialize)]
-struct SnapshotRef<'a, J: serde::Serialize + ?Sized> {
-    state: &'a LedgerState,
-    /// The journal, or its JSON.
-    journal: &'a J,
-}
-
-#[derive(serde::Deserialize)]
-struct SnapshotOwned {
-    state: LedgerState,
-    journal: Journal,
-}
-
-impl Ledger {
-    /// Replaces the state and journal with a decoded snapshot's.
-    fn install(&mut self, s: SnapshotOwned) {
-        self.state = s.state;
-        self.journal = s.journal;
-        self.agent_keys = keys_of(&self.state);
-        self.fleet_generation += 1;
-        self.offload_installed_bodies();
-    }
-}
-
-fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotOwned, SnapshotError> {
-    serde_json::from_slice(bytes).map_err(|e| SnapshotError(e.to_string()))
 }
 
 /// Each agent's key by id, for checking its signed evidence.
@@ -563,6 +503,8 @@ impl StateMachine for Ledger {
 
     fn before_checkpoint(&mut self) {
         self.state.settle();
+        // Moves bodies the store now has out of memory: where a body is, not what the state is
+        // (a stored body serialises, digests and compares as the held one did).
         self.offload_held_bodies();
     }
 
