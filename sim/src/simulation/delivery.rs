@@ -8,6 +8,26 @@ use scbe_core::consensus::{Request, Signed};
 use scbe_core::validator_step::Submission;
 
 impl Simulation {
+    /// Writes the bodies `node`'s ledger registered or installed since the last turn to its
+    /// body store, as the runtime does with the turn's commit.
+    fn store_bodies(&mut self, node: usize) {
+        let n = &self.nodes[node];
+        let (Some(bodies), Some(step)) = (&n.bodies, &n.step) else {
+            return;
+        };
+        let fresh = step.ledger().take_new().bodies;
+        for (key, json) in &fresh {
+            if bodies.put(*key, json).is_err() {
+                self.violation(
+                    "bodies",
+                    format!("replica {node} made a body that is not JSON"),
+                );
+                return;
+            }
+        }
+        self.stats.bodies_stored += fresh.len() as u64;
+    }
+
     pub(super) fn deliver(&mut self, to: usize, bytes: Arc<Vec<u8>>) {
         if self.nodes[to].step.is_none() {
             return;
@@ -71,6 +91,7 @@ impl Simulation {
     }
 
     pub(crate) fn apply(&mut self, node: usize, actions: Vec<Action>) {
+        self.store_bodies(node);
         for action in actions {
             if std::env::var_os("SCBE_SIM_DEBUG").is_some() {
                 let what = match &action {

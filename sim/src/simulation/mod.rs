@@ -17,6 +17,7 @@ use scbe_core::consensus::{
 };
 use scbe_core::crypto::Keypair;
 use scbe_core::governance::ledger::{Ledger, LedgerConfig};
+use scbe_core::governance::MemoryBodies;
 use scbe_core::rollout::evidence::OrderAction;
 use scbe_core::rollout::order::SignedOrder;
 use scbe_core::rollout::watcher::WatchSettings;
@@ -111,6 +112,11 @@ pub(crate) struct Node {
     pub(crate) fresh_restart: bool,
     /// The sets its edge learnt ahead of its replica (`edge_ahead.rs`): lost on a crash.
     pub(crate) edge: edge_ahead::EdgeAhead,
+    /// Odd nodes keep their release bodies in a store, as a validator with
+    /// `release_bodies_in_store` does (the others hold them): kept across crashes, like the
+    /// records, and written from each turn's history (`delivery.rs`). A cluster that mixes
+    /// both must agree on every digest.
+    pub(crate) bodies: Option<Arc<MemoryBodies>>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -203,7 +209,7 @@ impl Simulation {
                 self.config(i),
                 self.nodes[i].key.clone(),
                 self.codec.clone(),
-                Ledger::new(self.ledger_cfg.clone()),
+                self.new_ledger(i),
                 self.watch_settings(),
             )
             .expect("simulated config is valid");
@@ -516,6 +522,15 @@ impl Simulation {
         self.restart(node);
     }
 
+    /// A new ledger for `node`: with its body store, if it has one.
+    fn new_ledger(&self, node: usize) -> Ledger {
+        let mut ledger = Ledger::new(self.ledger_cfg.clone());
+        if let Some(bodies) = &self.nodes[node].bodies {
+            ledger.store_bodies_in(bodies.clone());
+        }
+        ledger
+    }
+
     fn restart(&mut self, node: usize) {
         if self.nodes[node].step.is_some() {
             return;
@@ -526,7 +541,7 @@ impl Simulation {
             self.config(node),
             n.key.clone(),
             self.codec.clone(),
-            Ledger::new(self.ledger_cfg.clone()),
+            self.new_ledger(node),
             self.watch_settings(),
             n.store.records(),
         );

@@ -34,6 +34,8 @@ pub struct Stats {
     pub epochs: u64,
     /// Entries (and provers' digests) of stable checkpoints proven to the signed digest.
     pub state_proofs: u64,
+    /// Release bodies the odd validators wrote to their body stores.
+    pub bodies_stored: u64,
     /// The rotated validator was restarted with its new key (`Scenario::validator_change`).
     pub rekeyed: bool,
     /// The validator restarted mid-rollout (`Scenario::restart_mid_rollout`), once it was.

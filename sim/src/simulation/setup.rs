@@ -115,6 +115,7 @@ impl Simulation {
                 fleet_liar: sc
                     .misbehaviours(i)
                     .is_some_and(|m| m.contains(&crate::scenario::Misbehaviour::FleetLie)),
+                bodies: (i % 2 == 1).then(Default::default),
                 key,
                 step: None,
                 store: MemoryStore::new(sc.unsafe_store_forgets_nonces),
