@@ -404,9 +404,20 @@ impl Harness {
         if to == scbe_core::governance::Stage::Canary {
             self.register(0, version).await;
         }
+        self.promote(0, version, to).await
+    }
+
+    /// Proposes (through validator `i`) to promote `version` to `to`, rolling back to v0;
+    /// returns the proposal id.
+    pub async fn promote(
+        &mut self,
+        i: usize,
+        version: &str,
+        to: scbe_core::governance::Stage,
+    ) -> u64 {
         let r = self
             .submit(
-                0,
+                i,
                 Operation::Promote {
                     version: version.into(),
                     to,

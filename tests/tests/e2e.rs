@@ -23,20 +23,7 @@ async fn a_promotion_is_decided_and_approved_by_the_validators_votes() {
         )
         .await;
     assert!(r.accepted, "{:?}", r.reasons);
-    let r = h
-        .submit(
-            2,
-            Operation::Promote {
-                version: "v1".into(),
-                to: Stage::Canary,
-                rollback_to: "v0".into(),
-                pause_before: None,
-                steps: Vec::new(),
-            },
-        )
-        .await;
-    assert!(r.accepted, "{:?}", r.reasons);
-    let p = r.proposal.expect("a proposal opened");
+    let p = h.promote(2, "v1", Stage::Canary).await;
     for i in 0..4 {
         h.wait_proposal(i, p, ProposalStatus::Approved).await;
     }

@@ -3,7 +3,7 @@
 //! back from their files, and the files hold them.
 
 use scbe_core::governance::ledger::ProposalStatus;
-use scbe_core::governance::{Operation, Stage};
+use scbe_core::governance::Stage;
 use scbe_sim::local::LocalOptions;
 use scbe_tests::{fast, Harness};
 use scbe_validator::storage::{RecordStore, StoredBodies};
@@ -21,20 +21,7 @@ async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_th
     }
     // Every validator's evaluation of the promotion reads v1 back from its store, and the
     // approved rollout's plan reads its units.
-    let r = h
-        .submit(
-            1,
-            Operation::Promote {
-                version: "v1".into(),
-                to: Stage::Canary,
-                rollback_to: "v0".into(),
-                pause_before: None,
-                steps: Vec::new(),
-            },
-        )
-        .await;
-    assert!(r.accepted, "{:?}", r.reasons);
-    let p = r.proposal.expect("a proposal opened");
+    let p = h.promote(1, "v1", Stage::Canary).await;
     for i in 0..4 {
         h.wait_proposal(i, p, ProposalStatus::Approved).await;
     }

@@ -52,7 +52,7 @@ pub struct NodeSection {
     /// Keep registered releases' bodies in the record store and read one when it is needed
     /// (a promotion's evaluation, a rollout, a snapshot, a proof), instead of in memory: about
     /// 1 KB less per release. Off by default: while snapshots are still encoded whole, each
-    /// encoding reads every body back, which cost 10-20% of registration throughput in
+    /// encoding reads every body back, which cost 6-13% of registration throughput in
     /// `scbe-sim bench --workload register` (BENCHMARKS.md). Node-local: validators of one
     /// cluster may differ.
     #[serde(default)]

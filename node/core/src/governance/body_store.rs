@@ -104,14 +104,6 @@ impl MemoryBodies {
             b.remove(key);
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.bodies.lock().map_or(0, |b| b.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl BodyStore for MemoryBodies {

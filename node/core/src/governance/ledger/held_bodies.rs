@@ -47,9 +47,9 @@ impl Ledger {
     /// A body just registered under `version` at `seq`: out to the store, held until it is
     /// there.
     pub(super) fn hold_body(&mut self, version: &str, seq: u64, body: &ReleaseBody) {
-        let Some(bodies) = self.bodies.as_mut() else {
+        if self.bodies.is_none() {
             return;
-        };
+        }
         // A held body's JSON is in memory: this does not fail.
         let Ok(json) = body.json() else {
             return;
@@ -59,8 +59,38 @@ impl Ledger {
             digest: body.digest(),
         };
         let json = json.into_owned();
-        bodies.held.push((version.to_owned(), key));
+        self.send_out(version.to_owned(), key, json);
+    }
+
+    /// Hands `json` to the runtime for the store ([`super::Fresh::bodies`]) and holds it until
+    /// the store has it.
+    fn send_out(&mut self, version: String, key: BodyKey, json: String) {
+        if let Some(bodies) = self.bodies.as_mut() {
+            bodies.held.push((version, key));
+        }
         self.with_fresh(|f| f.bodies.push((key, json)));
+    }
+
+    /// Makes stored each of `candidates` (held bodies) the store now has, asked in one read;
+    /// returns the others. An error (a store that cannot answer) leaves them all held: holding
+    /// a body longer is always correct.
+    fn store_those_stored(&mut self, candidates: Vec<(String, BodyKey)>) -> Vec<(String, BodyKey)> {
+        let Some(store) = self.bodies.as_ref().map(|b| Arc::clone(&b.store)) else {
+            return candidates;
+        };
+        let keys: Vec<BodyKey> = candidates.iter().map(|(_, k)| *k).collect();
+        let stored = store
+            .contains_each(&keys)
+            .unwrap_or_else(|_| vec![false; keys.len()]);
+        let mut still_held = Vec::new();
+        for ((version, key), stored) in candidates.into_iter().zip(stored) {
+            if stored {
+                swap_to_stored(&mut self.state.releases, &version, key, &store);
+            } else {
+                still_held.push((version, key));
+            }
+        }
+        still_held
     }
 
     /// At a checkpoint: every held body the store now has becomes stored.
@@ -68,25 +98,11 @@ impl Ledger {
         let Some(bodies) = self.bodies.as_mut() else {
             return;
         };
-        if bodies.held.is_empty() {
+        let held = std::mem::take(&mut bodies.held);
+        if held.is_empty() {
             return;
         }
-        let store = Arc::clone(&bodies.store);
-        let held = std::mem::take(&mut bodies.held);
-        let keys: Vec<BodyKey> = held.iter().map(|(_, k)| *k).collect();
-        // An error (a store that cannot answer) is asked again at the next checkpoint: holding
-        // a body longer is always correct.
-        let stored = store
-            .contains_each(&keys)
-            .unwrap_or_else(|_| vec![false; keys.len()]);
-        let mut still_held = Vec::new();
-        for ((version, key), stored) in held.into_iter().zip(stored) {
-            if stored {
-                swap_to_stored(&mut self.state.releases, &version, key, &store);
-            } else {
-                still_held.push((version, key));
-            }
-        }
+        let still_held = self.store_those_stored(held);
         if let Some(bodies) = self.bodies.as_mut() {
             bodies.held = still_held;
         }
@@ -99,7 +115,6 @@ impl Ledger {
             return;
         };
         bodies.held.clear();
-        let store = Arc::clone(&bodies.store);
         let held: Vec<(String, BodyKey)> = self
             .state
             .releases
@@ -113,16 +128,14 @@ impl Ledger {
                 (v.clone(), key)
             })
             .collect();
-        let keys: Vec<BodyKey> = held.iter().map(|(_, k)| *k).collect();
-        let stored = store
-            .contains_each(&keys)
-            .unwrap_or_else(|_| vec![false; keys.len()]);
-        for ((version, key), stored) in held.into_iter().zip(stored) {
-            if stored {
-                swap_to_stored(&mut self.state.releases, &version, key, &store);
-            } else if let Some(body) = self.state.releases.get(&version).map(|e| e.release.clone())
-            {
-                self.hold_body(&version, key.seq, &body);
+        for (version, key) in self.store_those_stored(held) {
+            let json = self
+                .state
+                .releases
+                .get(&version)
+                .and_then(|e| e.release.json().ok().map(|j| j.into_owned()));
+            if let Some(json) = json {
+                self.send_out(version, key, json);
             }
         }
     }
