@@ -1,7 +1,7 @@
 //! In-memory stand-in for the node's durable storage: the records a replica persisted, which
 //! survive a simulated crash. Compacts below each stable checkpoint like the real store will.
 
-use scbe_core::consensus::{Record, Seq};
+use scbe_core::consensus::{AppState, Record, Seq};
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
@@ -20,8 +20,15 @@ impl MemoryStore {
     }
 
     pub fn append(&mut self, mut record: Record) {
-        if let (true, Record::Snapshot(snap)) = (self.unsafe_forget_nonces, &mut record) {
-            snap.nonces.clear();
+        if let Record::Snapshot(snap) = &mut record {
+            if self.unsafe_forget_nonces {
+                snap.nonces.clear();
+            }
+            // Kept as the node's store keeps it: in the application's store form (a ledger
+            // with a body store names its stored bodies), so a restart reads that form back.
+            if snap.app_state.has_store_form() {
+                snap.app_state = AppState::new(snap.app_state.bytes_for_store().into_owned());
+            }
         }
         // An epoch boundary's stable checkpoint compacts nothing: until the old set's quorum has
         // signed it, a restarted replica serves the stable checkpoint before it and the decided

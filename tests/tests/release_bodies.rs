@@ -2,11 +2,13 @@
 //! `scbe-node` processes on loopback decide, approve, restart and prove with the bodies read
 //! back from their files, and the files hold them.
 
+use scbe_core::consensus::Record;
 use scbe_core::governance::ledger::ProposalStatus;
 use scbe_core::governance::Stage;
 use scbe_sim::local::LocalOptions;
 use scbe_tests::{fast, Harness};
 use scbe_validator::storage::{RecordStore, StoredBodies};
+use scbe_wire::genesis::Genesis;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_them_in_memory() {
@@ -26,7 +28,8 @@ async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_th
         h.wait_proposal(i, p, ProposalStatus::Approved).await;
     }
 
-    // A restart restores from the store (a snapshot encoded from stored bodies) and catches up.
+    // A restart restores from the store (a snapshot naming stored bodies, read back from the
+    // file) and catches up.
     h.cluster.kill(3);
     let key =
         scbe_wire::key_file::read_key_file(&h.cluster.dir.join("keys/node3.key")).expect("key");
@@ -35,6 +38,21 @@ async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_th
         let store = RecordStore::open(&data, &key.public(), &h.cluster.genesis).expect("store");
         let held = StoredBodies::new(store.reader()).len().expect("reads");
         assert_eq!(held, 5, "every registered body is in validator 3's file");
+        // Its persisted snapshots name the bodies the file holds instead of carrying them.
+        let genesis = Genesis::load(&h.cluster.genesis_path()).expect("genesis");
+        let records = store.load(genesis.directory()).expect("loads");
+        let named = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Snapshot(s) => Some(String::from_utf8_lossy(&s.app_state).into_owned()),
+                _ => None,
+            })
+            .map(|json| json.matches("\"stored-body:").count())
+            .max();
+        assert!(
+            named.is_some_and(|n| n > 0),
+            "a persisted snapshot names stored bodies: {named:?}"
+        );
     }
     for v in ["v6", "v7", "v8", "v9"] {
         h.register(1, v).await;

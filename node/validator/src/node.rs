@@ -102,6 +102,8 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         ledger.store_bodies_in(Arc::new(StoredBodies::new(store.reader())));
     } else {
         ledger.keep_fresh();
+        // Snapshots persisted while the option was on name bodies in the store.
+        ledger.read_stored_bodies_from(Arc::new(StoredBodies::new(store.reader())));
     }
     let codec = Arc::new(ProtoCodec);
     let watch = watch_settings(&v);

@@ -98,10 +98,21 @@ pub fn commit_cert_to_proto(c: &CommitCert) -> pb::CommitCertificate {
     }
 }
 
+/// A snapshot as peers read it (its whole bytes).
 pub(crate) fn snapshot_to_proto(s: &Snapshot) -> pb::Snapshot {
+    snapshot_with_bytes(s, s.app_state.to_vec())
+}
+
+/// A snapshot as the replica's own store keeps it: the application's store form, when it has
+/// one (`AppState::bytes_for_store`).
+pub(crate) fn snapshot_to_stored_proto(s: &Snapshot) -> pb::Snapshot {
+    snapshot_with_bytes(s, s.app_state.bytes_for_store().into_owned())
+}
+
+fn snapshot_with_bytes(s: &Snapshot, app_state: Vec<u8>) -> pb::Snapshot {
     pb::Snapshot {
         seq: s.seq.0,
-        app_state: s.app_state.to_vec().into(),
+        app_state: app_state.into(),
         nonces: s
             .nonces
             .iter()

@@ -15,11 +15,12 @@ use crate::decode::{
 };
 use crate::encode::{
     checkpoint_cert_to_proto, commit_cert_to_proto, digest_bytes, envelope_to_proto,
-    epoch_link_to_proto, prepared_to_proto, snapshot_to_proto,
+    epoch_link_to_proto, prepared_to_proto, snapshot_to_stored_proto,
 };
 use crate::wire_error::WireError;
 
-/// Encodes a record the core asked to persist, for the node's storage.
+/// Encodes a record the core asked to persist, for the node's storage (a snapshot in its store
+/// form, `AppState::bytes_for_store`).
 pub fn encode_record(record: &Record) -> Vec<u8> {
     use pb::stored_record::Record as R;
     let r = match record {
@@ -36,7 +37,7 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
         }),
         Record::Prepared(c) => R::Prepared(prepared_to_proto(c)),
         Record::Committed(c) => R::Committed(commit_cert_to_proto(c)),
-        Record::Snapshot(s) => R::Snapshot(snapshot_to_proto(s)),
+        Record::Snapshot(s) => R::Snapshot(snapshot_to_stored_proto(s)),
         Record::Stable(c) => R::Stable(checkpoint_cert_to_proto(c)),
         Record::ViewChange(vc) => R::ViewChange(envelope_to_proto(vc.envelope())),
         Record::EnteredView { view, new_view } => match new_view {

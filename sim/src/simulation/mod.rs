@@ -549,6 +549,7 @@ impl Simulation {
         match restored {
             Ok((step, actions)) => {
                 self.stats.restarts += 1;
+                self.check_served_after_restart(node, &step);
                 self.nodes[node].step = Some(step);
                 self.nodes[node].fresh_restart = true;
                 self.apply(node, actions);
@@ -562,6 +563,7 @@ impl Simulation {
 mod delivery;
 mod edge_ahead;
 mod report;
+mod served_after_restart;
 mod setup;
 pub use report::{Report, Stats};
 

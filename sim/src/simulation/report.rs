@@ -36,6 +36,9 @@ pub struct Stats {
     pub state_proofs: u64,
     /// Release bodies the odd validators wrote to their body stores.
     pub bodies_stored: u64,
+    /// Restarts from a persisted snapshot that named stored bodies, whose snapshot then served
+    /// to peers was checked readable without the store.
+    pub restored_from_references: u64,
     /// The rotated validator was restarted with its new key (`Scenario::validator_change`).
     pub rekeyed: bool,
     /// The validator restarted mid-rollout (`Scenario::restart_mid_rollout`), once it was.

@@ -12,6 +12,7 @@ use std::any::Any;
 use std::sync::{Arc, Mutex, OnceLock};
 
 type Make = Box<dyn FnOnce() -> Vec<u8> + Send>;
+type MakeForStore = Box<dyn Fn() -> Vec<u8> + Send + Sync>;
 
 /// Clones share one encoding.
 #[derive(Clone)]
@@ -28,6 +29,8 @@ struct Inner {
     /// without decoding the bytes (the ledger's `CheckpointProver`). None for bytes from a
     /// store or a peer.
     source: Option<Arc<dyn Any + Send + Sync>>,
+    /// The application's store form, if it has one ([`AppState::bytes_for_store`]).
+    for_store: Option<MakeForStore>,
 }
 
 impl AppState {
@@ -39,6 +42,7 @@ impl AppState {
             make: Mutex::new(None),
             size_hint,
             source: None,
+            for_store: None,
         }))
     }
 
@@ -58,7 +62,41 @@ impl AppState {
             make: Mutex::new(Some(Box::new(make))),
             size_hint,
             source,
+            for_store: None,
         }))
+    }
+
+    /// As [`AppState::lazy_from`], with a store form: bytes for the replica's own store that
+    /// `for_store` makes at each [`AppState::bytes_for_store`] (not kept), which only the
+    /// application's `restore_persisted` reads back (the ledger's names release bodies its
+    /// store holds instead of carrying their JSON).
+    pub fn lazy_with_store_form(
+        size_hint: usize,
+        source: Option<Arc<dyn Any + Send + Sync>>,
+        make: impl FnOnce() -> Vec<u8> + Send + 'static,
+        for_store: impl Fn() -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            bytes: OnceLock::new(),
+            make: Mutex::new(Some(Box::new(make))),
+            size_hint,
+            source,
+            for_store: Some(Box::new(for_store)),
+        }))
+    }
+
+    /// The bytes to persist in the replica's own store: the store form if the application gave
+    /// one (made now, not kept: a persisted snapshot is written once), else [`Self::bytes`].
+    pub fn bytes_for_store(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.0.for_store {
+            Some(make) => std::borrow::Cow::Owned(make()),
+            None => std::borrow::Cow::Borrowed(self.bytes()),
+        }
+    }
+
+    /// Whether [`Self::bytes_for_store`] differs from [`Self::bytes`] in form.
+    pub fn has_store_form(&self) -> bool {
+        self.0.for_store.is_some()
     }
 
     /// What the application made this snapshot from, if it was made here (not read from a

@@ -65,6 +65,28 @@ pub trait StateMachine: Send {
         self.restore(snapshot)?;
         Ok(true)
     }
+    /// [`Self::restore_if`] for a snapshot this replica persisted itself (read back on
+    /// restart), which may be in the form only this application's own storage can read
+    /// ([`AppState::bytes_for_store`]). A peer's snapshot never is: it goes through
+    /// [`Self::restore_if`], which must refuse that form rather than read the local storage on
+    /// a peer's word.
+    fn restore_persisted_if(
+        &mut self,
+        snapshot: &[u8],
+        accept: &mut dyn FnMut(Digest) -> bool,
+    ) -> Result<bool, SnapshotError> {
+        self.restore_if(snapshot, accept)
+    }
+    /// [`Self::restore`] for a snapshot this replica persisted itself.
+    fn restore_persisted(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
+        self.restore(snapshot)
+    }
+    /// What to send peers for a snapshot this replica persisted itself and read back: a
+    /// snapshot in its store form ([`AppState::bytes_for_store`]) made into the form anyone can
+    /// read, encoded when first read. Returned as is by an application without a store form.
+    fn snapshot_to_serve(&self, persisted: AppState) -> AppState {
+        persisted
+    }
 }
 
 #[cfg(test)]

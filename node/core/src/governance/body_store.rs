@@ -48,6 +48,33 @@ impl BodyKey {
     }
 }
 
+/// What starts a [`BodyKey::reference`].
+const REFERENCE_PREFIX: &str = "stored-body:";
+
+impl BodyKey {
+    /// The key as a JSON-safe string, `stored-body:<seq>:<hex digest>`: how a validator's own
+    /// persisted snapshot names a body its store holds ([`super::body_references`]). A release
+    /// body is a JSON object, so a string in its place can only be a reference.
+    pub fn reference(&self) -> String {
+        format!(
+            "{REFERENCE_PREFIX}{}:{}",
+            self.seq,
+            super::release::hex(&self.digest)
+        )
+    }
+
+    /// The key a [`BodyKey::reference`] names; `None` for anything else.
+    pub fn from_reference(s: &str) -> Option<Self> {
+        let (seq, digest) = s.strip_prefix(REFERENCE_PREFIX)?.split_once(':')?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(digest, &mut bytes).ok()?;
+        Some(Self {
+            seq: seq.parse().ok()?,
+            digest: bytes,
+        })
+    }
+}
+
 impl std::fmt::Display for BodyKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -120,5 +147,32 @@ impl BodyStore for MemoryBodies {
                 key: *key,
                 detail: "not in the store".into(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_names_its_key_and_nothing_else_reads_as_one() {
+        let key = BodyKey {
+            seq: 4242,
+            digest: body_digest("{}"),
+        };
+        let r = key.reference();
+        assert!(r.starts_with("stored-body:4242:"), "{r}");
+        assert_eq!(BodyKey::from_reference(&r), Some(key));
+        for not_one in [
+            "",
+            "stored-body:",
+            "stored-body:4242",
+            "stored-body:x:00",
+            &r[..r.len() - 2],
+            &r.replace("stored-body", "stored-bodies"),
+            &format!("{r}00"),
+        ] {
+            assert_eq!(BodyKey::from_reference(not_one), None, "{not_one:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::stage::Stage;
 use crate::consensus::StateMachine as _;
 
 /// A world whose ledger keeps its bodies in a store of its own (returned).
-fn with_store() -> (World, Arc<MemoryBodies>) {
+pub(super) fn with_store() -> (World, Arc<MemoryBodies>) {
     let mut w = World::new();
     let store = Arc::new(MemoryBodies::default());
     w.ledger.store_bodies_in(store.clone());
@@ -21,7 +21,7 @@ fn with_store() -> (World, Arc<MemoryBodies>) {
 }
 
 /// What a runtime does with a turn's history: writes its bodies to the store.
-fn write_bodies(ledger: &Ledger, store: &MemoryBodies) -> usize {
+pub(super) fn write_bodies(ledger: &Ledger, store: &MemoryBodies) -> usize {
     let fresh = ledger.take_new();
     for (key, json) in &fresh.bodies {
         assert_eq!(
@@ -34,7 +34,7 @@ fn write_bodies(ledger: &Ledger, store: &MemoryBodies) -> usize {
     fresh.bodies.len()
 }
 
-fn held_versions(ledger: &Ledger) -> Vec<String> {
+pub(super) fn held_versions(ledger: &Ledger) -> Vec<String> {
     ledger
         .state()
         .releases

@@ -3,6 +3,7 @@
 //! votes and rollbacks. No clock, RNG, I/O or hash-ordered map (the crate cannot reach them).
 
 pub mod admission;
+pub mod body_references;
 pub mod body_store;
 pub mod event;
 pub mod fusion;
@@ -34,6 +35,8 @@ mod ledger_membership_tests;
 mod ledger_notify_tests;
 #[cfg(test)]
 mod ledger_pause_tests;
+#[cfg(test)]
+mod ledger_persisted_snapshot_tests;
 #[cfg(test)]
 mod ledger_proof_tests;
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use super::body_references;
 use super::body_store::{body_digest, BodyDigest, BodyKey, BodyStore, BodyUnavailable};
 use super::release::{FusedRelease, ReleaseError};
 
@@ -146,6 +147,9 @@ impl Serialize for ReleaseBody {
             // reads a snapshot or proof digests it again (a restore at its certificate's
             // digest, a peer's state transfer, a proof's root), so other bytes are refused
             // there. Decisions read through `release`, which checks.
+            Repr::Stored(stored) if body_references::writing_references() => {
+                s.serialize_str(&stored.key.reference())
+            }
             Repr::Stored(stored) => stored
                 .store
                 .read(&stored.key)
@@ -158,9 +162,38 @@ impl Serialize for ReleaseBody {
 impl<'de> Deserialize<'de> for ReleaseBody {
     /// Decodes a release and keeps its compact JSON: whatever the input's spacing, the body
     /// holds what `serde_json` writes for the release, so it digests as the release does.
+    /// A reference ([`BodyKey::reference`], in a validator's own persisted snapshot) is a
+    /// body stored in the store [`body_references::resolve_references_in`] names, and an
+    /// error without one.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let release = FusedRelease::deserialize(d)?;
-        Self::new(&release).map_err(serde::de::Error::custom)
+        d.deserialize_any(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BodyVisitor {
+    type Value = ReleaseBody;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a release, or a reference to a stored release body")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<ReleaseBody, M::Error> {
+        let release = FusedRelease::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        ReleaseBody::new(&release).map_err(serde::de::Error::custom)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ReleaseBody, E> {
+        let key = BodyKey::from_reference(s)
+            .ok_or_else(|| E::custom(format!("not a release body reference: {s:?}")))?;
+        let store = body_references::resolving_in().ok_or_else(|| {
+            E::custom(format!(
+                "the release body {key} is a reference to a body store, and none was given \
+                 (a snapshot a validator persisted for itself, read elsewhere)"
+            ))
+        })?;
+        Ok(ReleaseBody::stored(key, store))
     }
 }
 

@@ -55,9 +55,9 @@ enum Command {
     /// Checked invariants: agreement, validity, integrity, certificate validity, no honest
     /// double-sign, recovery from persisted state, state proofs of every stable checkpoint,
     /// and liveness after healing. Ends with a line `N passed, M failed (K changed the
-    /// validator set; P entries ... proven; B release bodies written ...)`, where the odd
-    /// validators keep their release bodies in a store and the others in memory; exits
-    /// non-zero if any seed failed.
+    /// validator set; P entries ... proven; B release bodies written ...; R restarts from
+    /// snapshots naming stored bodies)`, where the odd validators keep their release bodies in
+    /// a store and the others in memory; exits non-zero if any seed failed.
     Check {
         /// How many seeds to run (from --first-seed upwards).
         #[arg(long, default_value_t = 100)]
@@ -381,10 +381,15 @@ fn main() -> ExitCode {
             let changed = std::sync::atomic::AtomicU64::new(0);
             let proofs = std::sync::atomic::AtomicU64::new(0);
             let bodies = std::sync::atomic::AtomicU64::new(0);
+            let by_reference = std::sync::atomic::AtomicU64::new(0);
             let summary = check(&opts, |r| {
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 proofs.fetch_add(r.stats.state_proofs, std::sync::atomic::Ordering::Relaxed);
                 bodies.fetch_add(r.stats.bodies_stored, std::sync::atomic::Ordering::Relaxed);
+                by_reference.fetch_add(
+                    r.stats.restored_from_references,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 if r.stats.epochs > 0 {
                     changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -414,12 +419,13 @@ fn main() -> ExitCode {
             println!(
                 "{} passed, {} failed ({} changed the validator set; {} entries of stable \
                  checkpoints proven to the signed digest; {} release bodies written to the odd \
-                 validators' stores)",
+                 validators' stores; {} restarts from snapshots naming stored bodies)",
                 summary.passed,
                 summary.failed.len(),
                 changed.into_inner(),
                 proofs.into_inner(),
-                bodies.into_inner()
+                bodies.into_inner(),
+                by_reference.into_inner()
             );
             if summary.failed.is_empty() {
                 ExitCode::SUCCESS

@@ -103,7 +103,7 @@ impl<A: StateMachine> Replica<A> {
         let stable_seq = r.stable.seq;
         if let Some(snap) = snapshots.remove(&stable_seq) {
             let digest = r.stable.state_digest;
-            let matches = r.app.restore_if(&snap.app_state, &mut |app| {
+            let matches = r.app.restore_persisted_if(&snap.app_state, &mut |app| {
                 state_digest(snap.seq, app, &snap.nonces) == digest
             })?;
             if !matches {
@@ -111,6 +111,7 @@ impl<A: StateMachine> Replica<A> {
             }
             r.nonces = snap.nonces.clone();
             r.last_executed = stable_seq;
+            let snap = r.served(snap);
             r.snapshots.insert(stable_seq, (digest, snap));
             r.enter_epoch(stable_seq);
         } else if stable_seq > Seq(0) {
@@ -120,7 +121,7 @@ impl<A: StateMachine> Replica<A> {
             // up to it again. The checkpoint this replay takes at `stable_seq` must match the
             // stable certificate, which checks the base snapshot and the replay together.
             if let Some((_, base)) = snapshots.range(..stable_seq).next_back() {
-                r.app.restore(&base.app_state)?;
+                r.app.restore_persisted(&base.app_state)?;
                 r.nonces = base.nonces.clone();
                 r.last_executed = base.seq;
                 r.enter_epoch(base.seq);
@@ -189,6 +190,15 @@ impl<A: StateMachine> Replica<A> {
         Ok((r, actions))
     }
 
+    /// A persisted snapshot as state transfer will serve it: in the form peers can read, not
+    /// the store form it may have been persisted in ([`StateMachine::snapshot_to_serve`]).
+    fn served(&self, persisted: Snapshot) -> Snapshot {
+        Snapshot {
+            app_state: self.app.snapshot_to_serve(persisted.app_state),
+            ..persisted
+        }
+    }
+
     /// The stable checkpoint restored is an epoch boundary whose proof was still short of the
     /// old set's quorum when the replica stopped: it resumes where the live replica was
     /// (`make_boundary_stable`). The old set's checkpoints in the proof count again (so those
@@ -226,6 +236,7 @@ impl<A: StateMachine> Replica<A> {
             return empty;
         };
         if let Some(snap) = snapshots.remove(&before.seq) {
+            let snap = self.served(snap);
             self.snapshots
                 .insert(before.seq, (before.state_digest, snap));
         }

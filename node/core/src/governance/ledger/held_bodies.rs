@@ -31,11 +31,19 @@ impl Ledger {
     /// [`Ledger::keep_fresh`]: the runtime must write [`super::Fresh::bodies`] to `store`.
     pub fn store_bodies_in(&mut self, store: Arc<dyn BodyStore>) {
         self.keep_fresh();
+        self.body_source = Some(Arc::clone(&store));
         self.bodies = Some(HeldBodies {
             store,
             held: Vec::new(),
         });
         self.offload_installed_bodies();
+    }
+
+    /// Reads the bodies that snapshots persisted with [`Ledger::store_bodies_in`] name, from
+    /// `store`, while keeping new ones in memory: a validator whose operator turned the store
+    /// off restores what it persisted with it on. Bodies restored that way stay stored.
+    pub fn read_stored_bodies_from(&mut self, store: Arc<dyn BodyStore>) {
+        self.body_source = Some(store);
     }
 
     /// How many release bodies the ledger holds in memory, waiting for its store (0 without

@@ -63,8 +63,10 @@ use crate::rollout::health::HealthThresholds;
 use crate::rollout::order::OrderUnit;
 use crate::rollout::plan::FleetAgent;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use self::snapshots::decode_snapshot;
+use super::body_store::BodyStore;
 use super::event::Event;
 use super::gates::Gates;
 use super::operation::Operation;
@@ -143,6 +145,10 @@ pub struct Ledger {
     /// Where release bodies go once written, and those still held (`held_bodies.rs`); none:
     /// the ledger holds every body. Not replicated.
     bodies: Option<held_bodies::HeldBodies>,
+    /// Where the release bodies a persisted snapshot names are read ([`Ledger::store_bodies_in`]
+    /// or [`Ledger::read_stored_bodies_from`]); none: its persisted snapshots carry every body.
+    /// Not replicated.
+    body_source: Option<Arc<dyn BodyStore>>,
 }
 
 type Rejection = Vec<String>;
@@ -173,6 +179,7 @@ impl Ledger {
             journal: Journal::default(),
             fresh: None,
             bodies: None,
+            body_source: None,
         }
     }
 
@@ -512,32 +519,50 @@ impl StateMachine for Ledger {
         self.lazy_snapshot()
     }
 
+    /// A peer's snapshot (or anyone's): references to stored bodies are refused, so a peer
+    /// cannot make this replica read its store on its word.
     fn snapshot_digest(&self, snapshot: &[u8]) -> Result<Digest, SnapshotError> {
         // Decoded and digested in canonical form, whatever bytes a peer sent; the journal's
         // chains are re-derived from its items.
-        let s = decode_snapshot(snapshot)?;
+        let s = decode_snapshot(snapshot, None)?;
         Ok(state_digest_of(&s.state, &s.journal, &self.cfg))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
-        self.install(decode_snapshot(snapshot)?);
+        self.install(decode_snapshot(snapshot, None)?);
         Ok(())
     }
 
     /// Decodes once: the decoded state is settled (each entry's JSON and digest cached, the
     /// digest tree built), digested, and kept if accepted, so neither a second decode nor a
-    /// later settle of every entry follows.
+    /// later settle of every entry follows. References to stored bodies are refused (see
+    /// [`Ledger::snapshot_digest`]).
     fn restore_if(
         &mut self,
         snapshot: &[u8],
         accept: &mut dyn FnMut(Digest) -> bool,
     ) -> Result<bool, SnapshotError> {
-        let mut s = decode_snapshot(snapshot)?;
-        s.state.settle();
-        if !accept(state_digest_of(&s.state, &s.journal, &self.cfg)) {
-            return Ok(false);
-        }
-        self.install(s);
-        Ok(true)
+        let decoded = decode_snapshot(snapshot, None)?;
+        Ok(self.install_if(decoded, accept))
+    }
+
+    /// As [`Ledger::restore_if`], with references resolved in the ledger's body store (each
+    /// stored body is read once, to digest its entry).
+    fn restore_persisted_if(
+        &mut self,
+        snapshot: &[u8],
+        accept: &mut dyn FnMut(Digest) -> bool,
+    ) -> Result<bool, SnapshotError> {
+        let decoded = decode_snapshot(snapshot, self.body_source.clone())?;
+        Ok(self.install_if(decoded, accept))
+    }
+
+    fn restore_persisted(&mut self, snapshot: &[u8]) -> Result<(), SnapshotError> {
+        self.install(decode_snapshot(snapshot, self.body_source.clone())?);
+        Ok(())
+    }
+
+    fn snapshot_to_serve(&self, persisted: AppState) -> AppState {
+        self.served_snapshot(persisted)
     }
 }

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use super::checkpoint_prover::CheckpointProver;
 use super::{keys_of, settings, Journal, Ledger, LedgerState};
 use crate::consensus::{AppState, SnapshotError};
+use crate::governance::body_references;
+use crate::governance::body_store::BodyStore;
+use serde_json::value::RawValue;
 
 impl Ledger {
     /// The snapshot of the state as it is now, encoded when first read: the state is cloned
@@ -26,17 +29,49 @@ impl Ledger {
         ));
         let hint = prover.state().json_bytes_hint() + journal.get().len();
         let source: Arc<dyn std::any::Any + Send + Sync> = prover.clone();
-        AppState::lazy_from(hint, Some(source), move || {
-            let mut out = Vec::with_capacity(hint + hint / 8);
-            let snap = SnapshotRef {
-                state: prover.state(),
-                journal: &*journal,
-            };
-            match serde_json::to_writer(&mut out, &snap) {
-                Ok(()) => out,
+        let journal = Arc::new(journal);
+        let whole = {
+            let (prover, journal) = (Arc::clone(&prover), Arc::clone(&journal));
+            move || encode(prover.state(), &journal, hint)
+        };
+        if self.body_source.is_none() {
+            return AppState::lazy_from(hint, Some(source), whole);
+        }
+        // What the validator persists for itself names the bodies its store holds.
+        AppState::lazy_with_store_form(hint, Some(source), whole, move || {
+            body_references::write_references(|| encode(prover.state(), &journal, hint / 4))
+        })
+    }
+
+    /// A snapshot this ledger persisted (maybe naming stored bodies), as peers are sent it:
+    /// decoded against the body store and encoded whole when first read. Without a body source
+    /// it was persisted whole and is served as it is.
+    pub(super) fn served_snapshot(&self, persisted: AppState) -> AppState {
+        let Some(store) = self.body_source.clone() else {
+            return persisted;
+        };
+        let hint = persisted.size_hint();
+        AppState::lazy(hint, move || {
+            match decode_snapshot(&persisted, Some(store)) {
+                Ok(s) => match serde_json::value::to_raw_value(&s.journal) {
+                    Ok(journal) => encode(&s.state, &journal, hint),
+                    Err(_) => Vec::new(),
+                },
+                // It decoded when restored, from the same bytes and store; empty bytes are refused
+                // by whichever peer receives them.
                 Err(_) => Vec::new(),
             }
         })
+    }
+}
+
+/// A snapshot's JSON (empty if a stored body cannot be read: refused by whoever reads it).
+fn encode(state: &LedgerState, journal: &RawValue, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity + capacity / 8);
+    let snap = SnapshotRef { state, journal };
+    match serde_json::to_writer(&mut out, &snap) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
     }
 }
 
@@ -64,8 +99,30 @@ impl Ledger {
         self.fleet_generation += 1;
         self.offload_installed_bodies();
     }
+
+    /// Installs a decoded snapshot if `accept` approves the digest the state would then have.
+    /// The decoded state is settled first (each entry's JSON and digest cached, the digest tree
+    /// built), so no later settle walks every entry again.
+    pub(super) fn install_if(
+        &mut self,
+        mut s: SnapshotOwned,
+        accept: &mut dyn FnMut(crate::consensus::Digest) -> bool,
+    ) -> bool {
+        s.state.settle();
+        if !accept(super::state_digest_of(&s.state, &s.journal, &self.cfg)) {
+            return false;
+        }
+        self.install(s);
+        true
+    }
 }
 
-pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotOwned, SnapshotError> {
-    serde_json::from_slice(bytes).map_err(|e| SnapshotError(e.to_string()))
+/// Decodes a snapshot; references to stored bodies resolve in `bodies`, and without it are
+/// refused.
+pub(super) fn decode_snapshot(
+    bytes: &[u8],
+    bodies: Option<Arc<dyn BodyStore>>,
+) -> Result<SnapshotOwned, SnapshotError> {
+    body_references::resolve_references_in(bodies, || serde_json::from_slice(bytes))
+        .map_err(|e| SnapshotError(e.to_string()))
 }
