@@ -11,6 +11,9 @@ use tokio::sync::oneshot;
 pub enum Inbound {
     /// A peer's message, its signature verified.
     Peer(Signed<Message>),
+    /// A peer's state request held until the snapshot it reads was encoded off the loop
+    /// (`crate::snapshot_warmer`): handed to the core without being held again.
+    Warmed(Signed<Message>),
     /// A requester's request, its signature and role verified; the decision (or refusal) goes
     /// to `reply`.
     Client {

@@ -36,6 +36,7 @@ pub mod reads;
 mod runtime;
 pub mod services;
 pub mod snapshot_encoder;
+pub mod snapshot_warmer;
 pub mod storage;
 pub mod testnet;
 pub mod timeouts;

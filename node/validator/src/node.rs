@@ -323,6 +323,7 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
         encoder: crate::snapshot_encoder::SnapshotEncoder::new(
             crate::snapshot_encoder::ENCODE_INLINE_BELOW,
         ),
+        warmer: crate::snapshot_warmer::SnapshotWarmer::default(),
         peers,
         pacer,
         waiters: BTreeMap::new(),

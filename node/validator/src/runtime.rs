@@ -27,6 +27,7 @@ use crate::node::{NodeError, MAX_TURN};
 use crate::notify::NotifyView;
 use crate::reads::Published;
 use crate::snapshot_encoder::SnapshotEncoder;
+use crate::snapshot_warmer::SnapshotWarmer;
 use crate::storage::{EncodedSnapshot, RecordStore};
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
@@ -60,6 +61,9 @@ pub(crate) struct Runtime {
     pub(crate) store: RecordStore,
     /// Encodes large snapshots off this loop (`crate::snapshot_encoder`).
     pub(crate) encoder: SnapshotEncoder,
+    /// Encodes the snapshot a peer's state request reads off this loop first
+    /// (`crate::snapshot_warmer`).
+    pub(crate) warmer: SnapshotWarmer,
     pub(crate) peers: BTreeMap<u32, mpsc::Sender<Arc<Envelope>>>,
     /// Keeps this validator's heartbeats going while it leads and is inside a long turn.
     pub(crate) pacer: Arc<HeartbeatPacer>,
@@ -126,6 +130,12 @@ impl Runtime {
                     self.commit_snapshot(&encoded)?;
                     continue;
                 }
+                held = self.warmer.finished(), if self.warmer.is_busy() => {
+                    if !held.is_empty() {
+                        self.turn(held.into_iter().map(Inbound::Warmed).collect())?;
+                    }
+                    continue;
+                }
             };
             let mut turn = vec![first];
             while turn.len() < MAX_TURN {
@@ -162,11 +172,19 @@ impl Runtime {
         for input in turn {
             match input {
                 Inbound::Peer(m) => {
+                    let dropped_before = self.warmer.dropped();
+                    let Some(m) = self.warmer.hold(m, self.step.replica()) else {
+                        if self.warmer.dropped() > dropped_before {
+                            self.metrics.dropped("state requests held while encoding");
+                        }
+                        continue;
+                    };
                     if let Message::PrePrepare(pp) = m.value() {
                         self.timeouts.pre_prepared(pp.seq, Instant::now());
                     }
                     actions.extend(self.step.handle(Input::Message(m)));
                 }
+                Inbound::Warmed(m) => actions.extend(self.step.handle(Input::Message(m))),
                 Inbound::Timer(t) => actions.extend(self.step.handle(Input::Timeout(t))),
                 Inbound::Client { request, reply } => {
                     let waiter = (

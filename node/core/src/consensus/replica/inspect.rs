@@ -54,6 +54,14 @@ impl<A: StateMachine> Replica<A> {
     pub fn stable_snapshot(&self) -> Option<&Snapshot> {
         self.snapshots.get(&self.stable.seq).map(|(_, s)| s)
     }
+    /// The snapshot state transfer serves a replica behind: the stable checkpoint's, or the
+    /// one before an epoch boundary still short of its proof. A runtime encodes it off its loop
+    /// before handing the core a request that would read its bytes.
+    pub fn serving_snapshot(&self) -> Option<&Snapshot> {
+        self.snapshots
+            .get(&self.serving_stable().seq)
+            .map(|(_, s)| s)
+    }
     /// The set in force and the links that prove it from the genesis (for orders to agents).
     pub fn epoch_chain(&self) -> EpochChain {
         let epoch = self.epoch();
