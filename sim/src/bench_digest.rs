@@ -58,7 +58,7 @@ fn entry(i: u64) -> String {
     format!("{i:016x}").repeat(64)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -214,7 +214,7 @@ const STORED_EVERY: u64 = 1024;
 /// (with the rest of each turn's history) every [`STORED_EVERY`] registrations and followed by
 /// a checkpoint, as a validator's runtime does. Returns the store too: it must outlive the
 /// measurement.
-fn register_releases_stored(
+pub(crate) fn register_releases_stored(
     releases: usize,
     dir: &std::path::Path,
 ) -> Result<

@@ -9,6 +9,7 @@ pub mod bench_digest;
 pub mod bench_fleet;
 pub mod bench_large_fleet;
 pub mod bench_orders;
+pub mod bench_persisted;
 pub mod bench_reads;
 pub mod bench_trials;
 pub mod byzantine;

@@ -39,7 +39,11 @@ impl SnapshotWarmer {
     /// `m`, to be handled now; or `None` when it is a state request that would read the bytes
     /// of a snapshot not yet encoded, held until [`Self::finished`] returns it. Must be called
     /// inside a tokio runtime.
-    pub fn hold(&mut self, m: Signed<Message>, replica: &Replica<Ledger>) -> Option<Signed<Message>> {
+    pub fn hold(
+        &mut self,
+        m: Signed<Message>,
+        replica: &Replica<Ledger>,
+    ) -> Option<Signed<Message>> {
         self.hold_for(m, replica.serving_snapshot(), replica.last_executed())
     }
 

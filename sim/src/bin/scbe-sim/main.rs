@@ -281,6 +281,11 @@ enum Command {
         /// without them (plus the store's page cache, at most 64 MiB).
         #[arg(long)]
         bodies_stored: bool,
+        /// Also measure, for a ledger of this many registered releases (each size) whose
+        /// bodies are in a record store: persisting a snapshot in the store form (naming the
+        /// bodies) against the whole form (carrying them), and restarting from each.
+        #[arg(long, value_delimiter = ',')]
+        persisted_releases: Vec<usize>,
     },
 }
 
@@ -471,6 +476,7 @@ fn main() -> ExitCode {
             prove_releases,
             memory_releases,
             bodies_stored,
+            persisted_releases,
         } => {
             if rounds == 0 {
                 eprintln!("error: --rounds must be at least 1");
@@ -483,6 +489,11 @@ fn main() -> ExitCode {
             scbe_sim::bench_digest::run_and_print(&sizes, changes, rounds);
             scbe_sim::bench_digest::print_restore(&restore_releases, rounds);
             scbe_sim::bench_digest::print_proofs(&prove_releases, rounds);
+            if let Err(e) = scbe_sim::bench_persisted::print_persisted(&persisted_releases, rounds)
+            {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
         }
         Command::BenchCore {
