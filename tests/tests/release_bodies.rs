@@ -64,14 +64,35 @@ async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_th
     assert!(h.cluster.is_running(3), "restarted replica keeps running");
 
     // A proof serialises the entry, its body read from the store.
-    let deadline = std::time::Instant::now() + scbe_tests::DEADLINE;
-    let (code, text) = loop {
-        let (code, text) = h.scbe_text(1, &["audit", "prove", "release", "v1"]);
-        if code == Some(0) || std::time::Instant::now() > deadline {
-            break (code, text);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let (code, text) = prove_v1(&h, 1).await;
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("\"v1\""), "{text}");
+
+    // With nothing more submitted (no checkpoint to come), a validator restarted from its
+    // store proves at once: its restored checkpoint keeps what proofs are made from.
+    let executed = h.status(2, None).await.last_executed;
+    h.cluster.kill(2);
+    h.cluster.start(2).expect("restart");
+    h.wait_status(2, None, "restarted", |s| s.last_executed >= executed)
+        .await;
+    let (code, text) = prove_v1(&h, 2).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        h.status(2, None).await.last_executed,
+        executed,
+        "proven without a new checkpoint"
+    );
+}
+
+/// `scbe audit prove release v1` against validator `i`, asked until it succeeds or the
+/// deadline passes: the exit code and what it printed.
+async fn prove_v1(h: &Harness, i: usize) -> (Option<i32>, String) {
+    let deadline = std::time::Instant::now() + scbe_tests::DEADLINE;
+    loop {
+        let (code, text) = h.scbe_text(i, &["audit", "prove", "release", "v1"]);
+        if code == Some(0) || std::time::Instant::now() > deadline {
+            return (code, text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

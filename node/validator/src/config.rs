@@ -51,10 +51,11 @@ pub struct NodeSection {
     pub added: bool,
     /// Keep registered releases' bodies in the record store and read one when it is needed
     /// (a promotion's evaluation, a rollout, a snapshot, a proof), instead of in memory: about
-    /// 1 KB less per release. Off by default: while snapshots are still encoded whole, each
-    /// encoding reads every body back, which cost 6-13% of registration throughput in
-    /// `scbe-sim bench --workload register` (BENCHMARKS.md). Node-local: validators of one
-    /// cluster may differ.
+    /// 1 KB less per release, and persisted snapshots that name the bodies (a seventh of the
+    /// JSON). Off by default: it has cost 6-28% of registration throughput in `scbe-sim bench
+    /// --workload register` (BENCHMARKS.md; each body is compressed and written in its turn,
+    /// and a peer's state transfer reads every body back). Node-local: validators of one
+    /// cluster may differ, and turning it off later keeps the bodies readable.
     #[serde(default)]
     pub release_bodies_in_store: bool,
 }

@@ -30,7 +30,9 @@ impl StateProofs {
             return Vec::new();
         }
         self.checked.insert(node, cert.seq);
-        // A state installed from a peer's bytes or a store keeps no prover: nothing to check.
+        // A state installed from a peer's bytes keeps no prover: nothing to check. (One
+        // restored from the replica's own store has one: `Replica::restore` takes the
+        // application's snapshot of what it restored.)
         let Some(snap) = replica.stable_snapshot() else {
             return Vec::new();
         };

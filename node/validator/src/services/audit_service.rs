@@ -132,9 +132,9 @@ impl pb::audit_server::Audit for AuditService {
         }
         let source = self.proofs.current().ok_or_else(|| {
             Status::failed_precondition(
-                "this validator holds no stable checkpoint of its own state yet (it restarted \
-                 or caught up by state transfer since): ask again after its next checkpoint, \
-                 or ask another validator",
+                "this validator holds no stable checkpoint of its own state yet (it caught up \
+                 by state transfer since): ask again after its next checkpoint, or ask another \
+                 validator",
             )
         })?;
         let _permit = self

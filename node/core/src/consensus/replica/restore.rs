@@ -111,7 +111,14 @@ impl<A: StateMachine> Replica<A> {
             }
             r.nonces = snap.nonces.clone();
             r.last_executed = stable_seq;
-            let snap = r.served(snap);
+            // The application now holds exactly that state: its own snapshot of it serves
+            // peers in the form they read (not the store form it may have been persisted in)
+            // and keeps what the application needs to prove parts of it, as a checkpoint
+            // taken live does.
+            let snap = Snapshot {
+                app_state: r.app.snapshot(),
+                ..snap
+            };
             r.snapshots.insert(stable_seq, (digest, snap));
             r.enter_epoch(stable_seq);
         } else if stable_seq > Seq(0) {
@@ -190,8 +197,9 @@ impl<A: StateMachine> Replica<A> {
         Ok((r, actions))
     }
 
-    /// A persisted snapshot as state transfer will serve it: in the form peers can read, not
-    /// the store form it may have been persisted in ([`StateMachine::snapshot_to_serve`]).
+    /// A persisted snapshot of a state the application does not hold, as state transfer will
+    /// serve it: in the form peers can read, not the store form it may have been persisted in
+    /// ([`StateMachine::snapshot_to_serve`]).
     fn served(&self, persisted: Snapshot) -> Snapshot {
         Snapshot {
             app_state: self.app.snapshot_to_serve(persisted.app_state),

@@ -2,6 +2,13 @@
 //! snapshot is lazy (the state cloned in O(1), encoded when first read; `consensus::AppState`),
 //! and keeps what it was made from as a [`CheckpointProver`] for proofs. A decoded snapshot is
 //! installed whole.
+//!
+//! With a body store, a snapshot has two forms: the whole one (every body's JSON), which peers
+//! get, and the store form the validator persists, which names the bodies its store holds
+//! (`governance/body_references.rs`): about a seventh of the JSON, encoded without reading a
+//! body back. Only a decode given the store reads the store form
+//! (`StateMachine::restore_persisted_if`); a persisted one read back is served to peers whole
+//! (`Ledger::served_snapshot`).
 
 use std::sync::Arc;
 
@@ -37,9 +44,10 @@ impl Ledger {
         if self.body_source.is_none() {
             return AppState::lazy_from(hint, Some(source), whole);
         }
-        // What the validator persists for itself names the bodies its store holds.
+        // What the validator persists for itself names the bodies its store holds (about a
+        // seventh of the whole JSON, hence the capacity).
         AppState::lazy_with_store_form(hint, Some(source), whole, move || {
-            body_references::write_references(|| encode(prover.state(), &journal, hint / 4))
+            body_references::write_references(|| encode(prover.state(), &journal, hint / 8))
         })
     }
 
