@@ -5,9 +5,9 @@
 //! first time something reads them. Persisting no longer makes them when the ledger keeps its
 //! bodies in the store (it persists a form naming them, `AppState::bytes_for_store`), so the
 //! first peer to ask for state made them within the core's turn: every body read back from the
-//! store, about a second at 140,000 releases, during which the loop answered nobody. Replicas
-//! that fell behind meanwhile asked too, and a 150 s registration bench fell from 2,400 to 1,100
-//! decisions/s.
+//! store, about a second at 140,000 releases, during which the loop answered nobody (a profile
+//! of a 150 s registration bench showed it; one run of that build read 1,104 decisions/s, a
+//! second 2,441).
 //!
 //! A state request that would read a snapshot not yet encoded is held here while a blocking
 //! thread encodes it, then handed to the core with any others that came meanwhile. Requests

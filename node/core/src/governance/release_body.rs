@@ -11,7 +11,9 @@
 //! This type is the one place that knows where a body is: held in memory (its JSON), or in
 //! the ledger's [`BodyStore`] by digest once the store has it ([`ReleaseBody::stored`]). Both
 //! serialise, compare and decode the same; a stored body is read (and checked against its
-//! digest) where it is used.
+//! digest) where it is used. The one exception is a validator's own persisted snapshot, in
+//! which a stored body is written as a reference to it and read back against the same store
+//! (`super::body_references`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
