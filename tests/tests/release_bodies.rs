@@ -3,6 +3,7 @@
 //! back from their files, and the files hold them.
 
 use scbe_core::consensus::Record;
+use scbe_core::governance::body_store::REFERENCE_PREFIX;
 use scbe_core::governance::ledger::ProposalStatus;
 use scbe_core::governance::Stage;
 use scbe_sim::local::LocalOptions;
@@ -47,7 +48,7 @@ async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_th
                 Record::Snapshot(s) => Some(String::from_utf8_lossy(&s.app_state).into_owned()),
                 _ => None,
             })
-            .map(|json| json.matches("\"stored-body:").count())
+            .map(|json| json.matches(&format!("\"{REFERENCE_PREFIX}")).count())
             .max();
         assert!(
             named.is_some_and(|n| n > 0),

@@ -97,13 +97,14 @@ pub async fn run(v: Validated, base: &Path) -> Result<(), NodeError> {
     )?;
     let records = store.load(&v.replica.directory)?;
     let mut ledger = Ledger::new(v.ledger.clone());
+    let bodies = Arc::new(StoredBodies::new(store.reader()));
     if v.raw.node.release_bodies_in_store {
         // Release bodies in the store, read on demand (this keeps fresh history too).
-        ledger.store_bodies_in(Arc::new(StoredBodies::new(store.reader())));
+        ledger.store_bodies_in(bodies);
     } else {
         ledger.keep_fresh();
         // Snapshots persisted while the option was on name bodies in the store.
-        ledger.read_stored_bodies_from(Arc::new(StoredBodies::new(store.reader())));
+        ledger.read_stored_bodies_from(bodies);
     }
     let codec = Arc::new(ProtoCodec);
     let watch = watch_settings(&v);

@@ -27,7 +27,7 @@ use crate::node::{NodeError, MAX_TURN};
 use crate::notify::NotifyView;
 use crate::reads::Published;
 use crate::snapshot_encoder::SnapshotEncoder;
-use crate::snapshot_warmer::SnapshotWarmer;
+use crate::snapshot_warmer::{Hold, SnapshotWarmer};
 use crate::storage::{EncodedSnapshot, RecordStore};
 use crate::timeouts::Timeouts;
 use crate::timer_queue::TimerQueue;
@@ -172,12 +172,13 @@ impl Runtime {
         for input in turn {
             match input {
                 Inbound::Peer(m) => {
-                    let dropped_before = self.warmer.dropped();
-                    let Some(m) = self.warmer.hold(m, self.step.replica()) else {
-                        if self.warmer.dropped() > dropped_before {
+                    let m = match self.warmer.hold(m, self.step.replica()) {
+                        Hold::Handle(m) => m,
+                        Hold::Held => continue,
+                        Hold::Dropped => {
                             self.metrics.dropped("state requests held while encoding");
+                            continue;
                         }
-                        continue;
                     };
                     if let Message::PrePrepare(pp) = m.value() {
                         self.timeouts.pre_prepared(pp.seq, Instant::now());

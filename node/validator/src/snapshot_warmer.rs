@@ -31,19 +31,23 @@ pub struct SnapshotWarmer {
     /// The encoding running, for the snapshot at this seq.
     in_flight: Option<(Seq, JoinHandle<()>)>,
     held: VecDeque<Signed<Message>>,
-    /// Requests dropped because [`MAX_HELD`] were held (for the metrics).
-    dropped: u64,
+}
+
+/// What [`SnapshotWarmer::hold`] did with a message.
+pub enum Hold {
+    /// Hand it to the core now.
+    Handle(Signed<Message>),
+    /// Held until [`SnapshotWarmer::finished`] returns it.
+    Held,
+    /// Dropped: [`MAX_HELD`] requests were held already.
+    Dropped,
 }
 
 impl SnapshotWarmer {
-    /// `m`, to be handled now; or `None` when it is a state request that would read the bytes
-    /// of a snapshot not yet encoded, held until [`Self::finished`] returns it. Must be called
-    /// inside a tokio runtime.
-    pub fn hold(
-        &mut self,
-        m: Signed<Message>,
-        replica: &Replica<Ledger>,
-    ) -> Option<Signed<Message>> {
+    /// `m` to be handled now, or, if it is a state request that would read the bytes of a
+    /// snapshot not yet encoded, held (or dropped) while a blocking thread encodes them. Must
+    /// be called inside a tokio runtime.
+    pub fn hold(&mut self, m: Signed<Message>, replica: &Replica<Ledger>) -> Hold {
         self.hold_for(m, replica.serving_snapshot(), replica.last_executed())
     }
 
@@ -53,21 +57,21 @@ impl SnapshotWarmer {
         m: Signed<Message>,
         serving: Option<&Snapshot>,
         last_executed: Seq,
-    ) -> Option<Signed<Message>> {
+    ) -> Hold {
         let Message::StateRequest(req) = m.value() else {
-            return Some(m);
+            return Hold::Handle(m);
         };
         let Some(snap) = serving else {
-            return Some(m);
+            return Hold::Handle(m);
         };
         // The core serves a snapshot only to a replica behind it, and only when it has executed
         // past what the requester has.
         if req.after >= snap.seq || req.after >= last_executed {
-            return Some(m);
+            return Hold::Handle(m);
         }
         let running_for = self.in_flight.as_ref().map(|(seq, _)| *seq);
         if snap.app_state.is_encoded() && running_for.is_none() {
-            return Some(m);
+            return Hold::Handle(m);
         }
         if running_for.is_none() {
             let state = snap.app_state.clone();
@@ -77,11 +81,10 @@ impl SnapshotWarmer {
             self.in_flight = Some((snap.seq, handle));
         }
         if self.held.len() >= MAX_HELD {
-            self.dropped += 1;
-            return None;
+            return Hold::Dropped;
         }
         self.held.push_back(m);
-        None
+        Hold::Held
     }
 
     /// Whether an encoding runs (the loop then awaits [`Self::finished`]).
@@ -102,11 +105,6 @@ impl SnapshotWarmer {
         self.in_flight = None;
         self.held.drain(..).collect()
     }
-
-    /// State requests dropped because too many were held.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
 }
 
 #[cfg(test)]
@@ -116,6 +114,14 @@ mod tests {
     use scbe_core::crypto::Keypair;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    fn held(h: Hold) -> bool {
+        matches!(h, Hold::Held)
+    }
+
+    fn handled(h: Hold) -> bool {
+        matches!(h, Hold::Handle(_))
+    }
 
     fn state_request(after: u64) -> Signed<Message> {
         let req = StateRequest {
@@ -152,10 +158,10 @@ mod tests {
         let made = Arc::new(AtomicUsize::new(0));
         let snap = counted_snapshot(8, made.clone());
         let mut w = SnapshotWarmer::default();
-        assert!(w.hold_for(state_request(3), Some(&snap), Seq(10)).is_none());
+        assert!(held(w.hold_for(state_request(3), Some(&snap), Seq(10))));
         assert!(w.is_busy());
         assert!(
-            w.hold_for(state_request(4), Some(&snap), Seq(10)).is_none(),
+            held(w.hold_for(state_request(4), Some(&snap), Seq(10))),
             "a second one waits for the same encoding"
         );
         let released = w.finished().await;
@@ -164,7 +170,7 @@ mod tests {
         assert_eq!(made.load(Ordering::SeqCst), 1, "once, on another thread");
         assert!(!w.is_busy());
         // Now encoded: handed on at once.
-        assert!(w.hold_for(state_request(3), Some(&snap), Seq(10)).is_some());
+        assert!(handled(w.hold_for(state_request(3), Some(&snap), Seq(10))));
     }
 
     #[tokio::test]
@@ -175,12 +181,11 @@ mod tests {
         // At or past the snapshot, or past what this replica executed: no snapshot is sent.
         for (after, executed) in [(8, 10), (9, 10), (5, 5)] {
             assert!(
-                w.hold_for(state_request(after), Some(&snap), Seq(executed))
-                    .is_some(),
+                handled(w.hold_for(state_request(after), Some(&snap), Seq(executed))),
                 "after {after}, executed {executed}"
             );
         }
-        assert!(w.hold_for(state_request(3), None, Seq(10)).is_some());
+        assert!(handled(w.hold_for(state_request(3), None, Seq(10))));
         assert!(!w.is_busy());
         assert_eq!(made.load(Ordering::SeqCst), 0, "nothing encoded");
     }
@@ -190,10 +195,15 @@ mod tests {
         let made = Arc::new(AtomicUsize::new(0));
         let snap = counted_snapshot(8, made);
         let mut w = SnapshotWarmer::default();
+        let mut dropped = 0;
         for _ in 0..MAX_HELD + 5 {
-            assert!(w.hold_for(state_request(3), Some(&snap), Seq(10)).is_none());
+            match w.hold_for(state_request(3), Some(&snap), Seq(10)) {
+                Hold::Held => {}
+                Hold::Dropped => dropped += 1,
+                Hold::Handle(_) => panic!("a request that reads the snapshot was handed on"),
+            }
         }
-        assert_eq!(w.dropped(), 5);
+        assert_eq!(dropped, 5);
         assert_eq!(w.finished().await.len(), MAX_HELD);
     }
 }

@@ -4,6 +4,7 @@
 //! store reads; restored from one, it must serve the whole form.
 
 use scbe_core::consensus::{state_digest, Record, StateMachine as _};
+use scbe_core::governance::body_store::REFERENCE_PREFIX;
 use scbe_core::governance::ledger::Ledger;
 use scbe_core::validator_step::ValidatorStep;
 
@@ -18,9 +19,11 @@ impl Simulation {
         let Some(snap) = replica.stable_snapshot() else {
             return;
         };
+        // A reference is a JSON string: a quote, then the prefix.
+        let reference = format!("\"{REFERENCE_PREFIX}");
         let persisted_with_references = self.nodes[node].store.records().iter().any(|r| {
             matches!(r, Record::Snapshot(s) if s.seq == snap.seq
-                && s.app_state.windows(STORED_BODY.len()).any(|w| w == STORED_BODY))
+                && s.app_state.windows(reference.len()).any(|w| w == reference.as_bytes()))
         });
         let peer = Ledger::new(self.ledger_cfg.clone());
         let want = replica.stable_checkpoint().state_digest;
@@ -48,6 +51,3 @@ impl Simulation {
         }
     }
 }
-
-/// How a persisted snapshot names a stored body (`BodyKey::reference`).
-const STORED_BODY: &[u8] = b"\"stored-body:";

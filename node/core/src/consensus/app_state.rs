@@ -57,13 +57,7 @@ impl AppState {
         source: Option<Arc<dyn Any + Send + Sync>>,
         make: impl FnOnce() -> Vec<u8> + Send + 'static,
     ) -> Self {
-        Self(Arc::new(Inner {
-            bytes: OnceLock::new(),
-            make: Mutex::new(Some(Box::new(make))),
-            size_hint,
-            source,
-            for_store: None,
-        }))
+        Self::unencoded(size_hint, source, Box::new(make), None)
     }
 
     /// As [`AppState::lazy_from`], with a store form: bytes for the replica's own store that
@@ -76,12 +70,21 @@ impl AppState {
         make: impl FnOnce() -> Vec<u8> + Send + 'static,
         for_store: impl Fn() -> Vec<u8> + Send + Sync + 'static,
     ) -> Self {
+        Self::unencoded(size_hint, source, Box::new(make), Some(Box::new(for_store)))
+    }
+
+    fn unencoded(
+        size_hint: usize,
+        source: Option<Arc<dyn Any + Send + Sync>>,
+        make: Make,
+        for_store: Option<MakeForStore>,
+    ) -> Self {
         Self(Arc::new(Inner {
             bytes: OnceLock::new(),
-            make: Mutex::new(Some(Box::new(make))),
+            make: Mutex::new(Some(make)),
             size_hint,
             source,
-            for_store: Some(Box::new(for_store)),
+            for_store,
         }))
     }
 

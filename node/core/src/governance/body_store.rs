@@ -48,8 +48,9 @@ impl BodyKey {
     }
 }
 
-/// What starts a [`BodyKey::reference`].
-const REFERENCE_PREFIX: &str = "stored-body:";
+/// What starts a [`BodyKey::reference`] (and so a JSON string in a persisted snapshot that
+/// names a stored body).
+pub const REFERENCE_PREFIX: &str = "stored-body:";
 
 impl BodyKey {
     /// The key as a JSON-safe string, `stored-body:<seq>:<hex digest>`: how a validator's own

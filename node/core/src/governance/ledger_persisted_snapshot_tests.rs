@@ -5,16 +5,20 @@
 
 use std::sync::Arc;
 
-use super::body_store::{BodyKey, MemoryBodies};
+use super::body_store::{BodyKey, MemoryBodies, REFERENCE_PREFIX};
 use super::ledger::Ledger;
 use super::ledger_body_store_tests::{held_versions, with_store, write_bodies};
 use super::ledger_world::World;
 use crate::consensus::{AppState, StateMachine as _};
 
-const REFERENCE: &str = "\"stored-body:";
-
+/// How many times `what` occurs in `bytes`.
 fn occurrences(bytes: &[u8], what: &str) -> usize {
     String::from_utf8_lossy(bytes).matches(what).count()
+}
+
+/// How many bodies `json` names by reference (each a JSON string).
+fn references(json: &[u8]) -> usize {
+    occurrences(json, &format!("\"{REFERENCE_PREFIX}"))
 }
 
 /// r1 and r2 stored, r3 still held (its write has not landed), at a checkpoint: the ledger's
@@ -38,8 +42,8 @@ fn checkpoint_with_two_stored_one_held() -> (World, Arc<MemoryBodies>, Vec<u8>, 
 fn a_persisted_snapshot_names_stored_bodies_and_restores_against_the_store() {
     let (w, store, persisted, whole) = checkpoint_with_two_stored_one_held();
     let want = w.ledger.digest();
-    assert_eq!(occurrences(&persisted, REFERENCE), 2, "r1 and r2 by name");
-    assert_eq!(occurrences(&whole, REFERENCE), 0, "peers' form: every body");
+    assert_eq!(references(&persisted), 2, "r1 and r2 by name");
+    assert_eq!(references(&whole), 0, "peers' form: every body");
     assert_eq!(
         occurrences(&persisted, "\"units\""),
         1,

@@ -59,16 +59,16 @@ impl Ledger {
             return persisted;
         };
         let hint = persisted.size_hint();
+        // It decoded when restored, from the same bytes and store; should it fail now, the
+        // empty bytes are refused by whichever peer receives them.
         AppState::lazy(hint, move || {
-            match decode_snapshot(&persisted, Some(store)) {
-                Ok(s) => match serde_json::value::to_raw_value(&s.journal) {
-                    Ok(journal) => encode(&s.state, &journal, hint),
-                    Err(_) => Vec::new(),
-                },
-                // It decoded when restored, from the same bytes and store; empty bytes are refused
-                // by whichever peer receives them.
-                Err(_) => Vec::new(),
-            }
+            decode_snapshot(&persisted, Some(store))
+                .ok()
+                .and_then(|s| {
+                    let journal = serde_json::value::to_raw_value(&s.journal).ok()?;
+                    Some(encode(&s.state, &journal, hint))
+                })
+                .unwrap_or_default()
         })
     }
 }
