@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod body_references;
 pub mod body_store;
+pub mod canonical_content;
 pub mod event;
 pub mod fusion;
 pub mod gates;

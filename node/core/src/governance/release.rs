@@ -1,13 +1,15 @@
 //! A fused release: one unit per provider, the gates it was checked against, a version, and the
 //! sha256 of its canonical JSON. The digest covers the content (fused model id, version,
 //! providers, gates, units) but not `generated_at`, so fusing the same manifests with the same
-//! version twice yields the same digest.
+//! version twice yields the same digest. The canonical JSON is written by
+//! [`CanonicalContent`].
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::canonical_content::CanonicalContent;
 use super::gates::Gates;
 use super::manifest::{Metrics, Provider};
 
@@ -83,12 +85,7 @@ impl FusedRelease {
 
     /// The digest this release's content should have.
     pub fn content_digest(&self) -> String {
-        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let serde_json::Value::Object(m) = &mut v {
-            m.remove("digest");
-            m.remove("generated_at");
-        }
-        canonical_digest(&v)
+        hex(&Sha256::digest(CanonicalContent::of(self).to_json()))
     }
 
     /// Parses and checks a release file (digest, version, one unit per provider).
