@@ -168,7 +168,7 @@ fn register_releases(releases: usize) -> scbe_core::governance::Ledger {
 }
 
 /// A ledger of the bench's four validators and one requester.
-fn bench_ledger() -> scbe_core::governance::Ledger {
+pub(crate) fn bench_ledger() -> scbe_core::governance::Ledger {
     use scbe_core::crypto::Keypair;
     use scbe_core::governance::{Ledger, LedgerConfig};
     let validators: Vec<_> = (0..4)
@@ -189,11 +189,15 @@ fn bench_ledger() -> scbe_core::governance::Ledger {
 }
 
 /// Registers the bench's release `i` at seq `i + 1`.
-fn register_one(ledger: &mut scbe_core::governance::Ledger, i: u64) {
+pub(crate) fn register_one(ledger: &mut scbe_core::governance::Ledger, i: u64) {
     use scbe_core::crypto::Keypair;
     use scbe_core::governance::ledger::Signer;
     use scbe_core::governance::Operation;
-    let requester = Keypair::from_label("bench/requester").public();
+    // Derived once: a derivation (a scalar multiplication) costs about what a registration
+    // does, and the register bench times this function.
+    static REQUESTER: std::sync::OnceLock<scbe_core::crypto::PublicKey> =
+        std::sync::OnceLock::new();
+    let requester = *REQUESTER.get_or_init(|| Keypair::from_label("bench/requester").public());
     let op = Operation::RegisterRelease {
         release: crate::releases::bench_release(&format!("r{i:07}"), i),
     };

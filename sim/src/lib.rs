@@ -11,6 +11,7 @@ pub mod bench_large_fleet;
 pub mod bench_orders;
 pub mod bench_persisted;
 pub mod bench_reads;
+pub mod bench_register;
 pub mod bench_trials;
 pub mod byzantine;
 pub mod check;

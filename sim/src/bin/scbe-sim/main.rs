@@ -286,6 +286,11 @@ enum Command {
         /// bodies) against the whole form (carrying them), and restarting from each.
         #[arg(long, value_delimiter = ',')]
         persisted_releases: Vec<usize>,
+        /// Also measure what registering this many releases (each size) costs a ledger per
+        /// release, and the release digest check's share of it, against that check made
+        /// through a `serde_json::Value` (the route before it), in the same run.
+        #[arg(long, value_delimiter = ',')]
+        register_releases: Vec<usize>,
     },
 }
 
@@ -477,6 +482,7 @@ fn main() -> ExitCode {
             memory_releases,
             bodies_stored,
             persisted_releases,
+            register_releases,
         } => {
             if rounds == 0 {
                 eprintln!("error: --rounds must be at least 1");
@@ -490,6 +496,7 @@ fn main() -> ExitCode {
             scbe_sim::bench_digest::print_restore(&restore_releases, rounds);
             scbe_sim::bench_digest::print_proofs(&prove_releases, rounds);
             if let Err(e) = scbe_sim::bench_persisted::print_persisted(&persisted_releases, rounds)
+                .and_then(|()| scbe_sim::bench_register::print_register(&register_releases, rounds))
             {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
