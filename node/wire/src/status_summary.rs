@@ -243,13 +243,23 @@ pub fn newest_in_events<'a>(
     let mut newest = std::collections::BTreeSet::new();
     for e in events {
         if e.kind == scbe_core::governance::event::RELEASE_REGISTERED && e.seq > first_seq {
-            newest.insert((e.seq, e.subject.clone()));
-            if newest.len() > RELEASES_LISTED {
-                newest.pop_first();
-            }
+            keep_newest(&mut newest, e.seq, e.subject.clone());
         }
     }
     (newest.len() == RELEASES_LISTED).then(|| newest.into_iter().collect())
+}
+
+/// Adds a registration (its seq and version) to `newest`, which keeps the
+/// [`RELEASES_LISTED`] newest.
+pub fn keep_newest(
+    newest: &mut std::collections::BTreeSet<(u64, String)>,
+    seq: u64,
+    version: String,
+) {
+    newest.insert((seq, version));
+    if newest.len() > RELEASES_LISTED {
+        newest.pop_first();
+    }
 }
 
 /// The releases listed: `newest` and every one a stage serves, with their stages.

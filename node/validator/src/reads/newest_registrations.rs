@@ -116,10 +116,7 @@ impl NewestRegistrations {
     }
 
     fn add(&mut self, seq: u64, version: String) {
-        self.newest.insert((seq, version));
-        if self.newest.len() > scbe_wire::status_summary::RELEASES_LISTED {
-            self.newest.pop_first();
-        }
+        scbe_wire::status_summary::keep_newest(&mut self.newest, seq, version);
     }
 }
 
