@@ -190,24 +190,24 @@ pub(crate) fn bench_ledger() -> scbe_core::governance::Ledger {
 
 /// Registers the bench's release `i` at seq `i + 1`.
 pub(crate) fn register_one(ledger: &mut scbe_core::governance::Ledger, i: u64) {
+    use scbe_core::governance::Operation;
+    let op = Operation::RegisterRelease {
+        release: crate::releases::bench_release(&format!("r{i:07}"), i),
+    };
+    apply_registration(ledger, i, &op.to_bytes());
+}
+
+/// Applies the bench's registration `i` (its operation's bytes) at seq `i + 1`, signed by the
+/// bench's requester.
+pub(crate) fn apply_registration(ledger: &mut scbe_core::governance::Ledger, i: u64, op: &[u8]) {
     use scbe_core::crypto::Keypair;
     use scbe_core::governance::ledger::Signer;
-    use scbe_core::governance::Operation;
     // Derived once: a derivation (a scalar multiplication) costs about what a registration
     // does, and the register bench times this function.
     static REQUESTER: std::sync::OnceLock<scbe_core::crypto::PublicKey> =
         std::sync::OnceLock::new();
     let requester = *REQUESTER.get_or_init(|| Keypair::from_label("bench/requester").public());
-    let op = Operation::RegisterRelease {
-        release: crate::releases::bench_release(&format!("r{i:07}"), i),
-    };
-    let o = ledger.apply_operation(
-        i + 1,
-        Signer::Requester(requester),
-        &requester,
-        i + 1,
-        &op.to_bytes(),
-    );
+    let o = ledger.apply_operation(i + 1, Signer::Requester(requester), &requester, i + 1, op);
     assert!(o.accepted, "{:?}", o.reasons);
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Method. `N` of the bench's releases (as `scbe-sim bench --workload register` sends) are
 //! made once. Per round:
-//! - *register*: a fresh ledger applies `N` registrations (`apply_operation`: the operation's
-//!   JSON parsed, the release checked against the gates, its digest checked, its body kept,
+//! - *register*: a fresh ledger applies the `N` registrations' operation bytes, made before
+//!   the clock starts (`apply_operation`: the operation's JSON parsed, the release checked against the gates, its digest checked, its body kept,
 //!   events written), as a validator executes them, without the checkpoint's settling;
 //! - *digest*: each release's content digest (`FusedRelease::content_digest`, its canonical
 //!   JSON written by `CanonicalContent`);
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use scbe_core::governance::release::{canonical_digest, FusedRelease};
 use scbe_core::governance::Operation;
 
-use crate::bench_digest::{bench_ledger, median, register_one};
+use crate::bench_digest::{apply_registration, bench_ledger, median};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RegisterSample {
@@ -83,8 +83,8 @@ pub fn measure_register(releases: usize, rounds: usize) -> Result<RegisterSample
     for _ in 0..rounds {
         let mut ledger = bench_ledger();
         let t = Instant::now();
-        for i in 0..releases as u64 {
-            register_one(&mut ledger, i);
+        for (i, op) in ops.iter().enumerate() {
+            apply_registration(&mut ledger, i as u64, op);
         }
         register.push(per(t.elapsed()));
         drop(ledger);
