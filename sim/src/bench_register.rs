@@ -77,37 +77,40 @@ pub fn measure_register(releases: usize, rounds: usize) -> Result<RegisterSample
             return Err("an operation reads otherwise in one pass".into());
         }
     }
-    let per = |d: Duration| d / releases.max(1) as u32;
+    // Each step's time per release, one sample per round; its result is kept from the
+    // optimiser.
+    let timed = |samples: &mut Vec<Duration>, step: &mut dyn FnMut() -> usize| {
+        let t = Instant::now();
+        std::hint::black_box(step());
+        samples.push(t.elapsed() / releases.max(1) as u32);
+    };
     let (mut register, mut digest, mut through) = (Vec::new(), Vec::new(), Vec::new());
     let (mut parse, mut parse_tagged) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let mut ledger = bench_ledger();
-        let t = Instant::now();
-        for (i, op) in ops.iter().enumerate() {
-            apply_registration(&mut ledger, i as u64, op);
-        }
-        register.push(per(t.elapsed()));
+        timed(&mut register, &mut || {
+            for (i, op) in ops.iter().enumerate() {
+                apply_registration(&mut ledger, i as u64, op);
+            }
+            ops.len()
+        });
         drop(ledger);
-        let t = Instant::now();
-        let n: usize = made.iter().map(|r| r.content_digest().len()).sum();
-        digest.push(per(t.elapsed()));
-        let t = Instant::now();
-        let m: usize = made.iter().map(|r| digest_through_value(r).len()).sum();
-        through.push(per(t.elapsed()));
-        std::hint::black_box((n, m));
-        let t = Instant::now();
-        let n = ops
-            .iter()
-            .filter(|b| Operation::from_bytes(b).is_ok())
-            .count();
-        parse.push(per(t.elapsed()));
-        let t = Instant::now();
-        let m = ops
-            .iter()
-            .filter(|b| serde_json::from_slice::<Operation>(b).is_ok())
-            .count();
-        parse_tagged.push(per(t.elapsed()));
-        std::hint::black_box((n, m));
+        timed(&mut digest, &mut || {
+            made.iter().map(|r| r.content_digest().len()).sum()
+        });
+        timed(&mut through, &mut || {
+            made.iter().map(|r| digest_through_value(r).len()).sum()
+        });
+        timed(&mut parse, &mut || {
+            ops.iter()
+                .filter(|b| Operation::from_bytes(b).is_ok())
+                .count()
+        });
+        timed(&mut parse_tagged, &mut || {
+            ops.iter()
+                .filter(|b| serde_json::from_slice::<Operation>(b).is_ok())
+                .count()
+        });
     }
     Ok(RegisterSample {
         releases,
@@ -125,7 +128,7 @@ pub fn print_register(releases: &[usize], rounds: usize) -> Result<(), String> {
     }
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!();
-    println!("| releases | register, per release (before: estimated) | digest check, after / before | operation read, after / before | register, after / before |");
+    println!("| releases | apply a registration, per release (before: estimated) | digest check, after / before | operation read, after / before | apply, after / before |");
     println!("|---|---|---|---|---|");
     for &n in releases {
         let s = measure_register(n, rounds)?;
