@@ -104,6 +104,13 @@ pub struct BenchResult {
     /// The (f + 1)-th smallest silence the surviving validators tolerated from their primary
     /// just before it was killed: the view change cannot start before it has passed.
     pub silence_tolerated: Duration,
+    /// Batches the failover's new view re-proposed, those above the last stable checkpoint:
+    /// each view change carries them whole, with their prepares, and the new-view carries a
+    /// quorum of view changes and re-proposes them all. Read from the survivor the failover
+    /// client used, once its request was decided: what it executed, less that request and the
+    /// stable checkpoint (the survivor counted the kill's in-flight batches by then; it may
+    /// count a few too few if a checkpoint became stable in between).
+    pub batches_reproposed: Option<u64>,
     /// Largest validator RSS before, halfway through and after the saturation phase, in bytes
     /// (the halfway figure tells growth with history from a one-off peak).
     pub rss_before: u64,
@@ -425,13 +432,17 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     // What the failover is bounded by: a view change starts once f + 1 survivors suspect the
     // primary, each after the silence it tolerates now.
     let mut tolerated = Vec::new();
+    let brief = scbe_proto::v1::StatusRequest {
+        brief: true,
+        ..Default::default()
+    };
     for i in (0..o.validators).filter(|i| !victims.contains(i)) {
         let mut conn = GovernanceClient::new(cluster.dial(i).connect().await?);
-        let brief = scbe_proto::v1::StatusRequest {
-            brief: true,
-            ..Default::default()
-        };
-        let ms = conn.status(brief).await?.into_inner().silence_tolerated_ms;
+        let ms = conn
+            .status(brief.clone())
+            .await?
+            .into_inner()
+            .silence_tolerated_ms;
         tolerated.push(Duration::from_millis(ms));
     }
     tolerated.sort();
@@ -451,6 +462,15 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
             break;
         }
     }
+    let mut batches_reproposed = None;
+    if failover.is_some() {
+        let status = c.conn.status(brief).await?.into_inner();
+        batches_reproposed = Some(
+            status
+                .last_executed
+                .saturating_sub(status.stable_checkpoint.saturating_add(1)),
+        );
+    }
     Ok(BenchResult {
         light_samples: latencies.len(),
         p50: percentile(&latencies, 0.50),
@@ -461,6 +481,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         saturation_secs: sat_elapsed.as_secs_f64(),
         failover,
         silence_tolerated,
+        batches_reproposed,
         rss_before,
         rss_half,
         rss_after,

@@ -376,6 +376,13 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
                     None => "missed".to_string(),
                 }
             );
+            // What the view change carries: at saturation's end these batches are full, so a
+            // kill just after a checkpoint fails over faster than one just before.
+            if let Some(b) = r.batches_reproposed {
+                println!(
+                    "| failover: batches the new view re-proposed, above the stable checkpoint (each view change and the new-view carry them whole) | {b} |"
+                );
+            }
             let per_request = |cpu: f64| cpu * 1e6 / r.saturation_requests.max(1) as f64;
             println!(
                 "| saturation: CPU per decided request, validators together / clients | {:.0} / {:.0} µs ({:.2} / {:.2} cores) |",
