@@ -483,10 +483,7 @@ pub(crate) fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Messag
         }
         Kind::Suspect => {
             let p: pb::Suspect = decode("suspect", b)?;
-            Message::Suspect(Suspect {
-                view: View(p.view),
-                early: p.early,
-            })
+            Message::Suspect(Suspect { view: View(p.view) })
         }
         Kind::Relay => {
             let p: pb::Relay = decode("relay", b)?;
