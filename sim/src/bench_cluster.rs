@@ -462,15 +462,14 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
             break;
         }
     }
-    let mut batches_reproposed = None;
-    if failover.is_some() {
-        let status = c.conn.status(brief).await?.into_inner();
-        batches_reproposed = Some(
-            status
-                .last_executed
-                .saturating_sub(status.stable_checkpoint.saturating_add(1)),
-        );
-    }
+    let batches_reproposed = match failover {
+        Some(_) => {
+            let status = c.conn.status(brief).await?.into_inner();
+            let above = status.stable_checkpoint.saturating_add(1);
+            Some(status.last_executed.saturating_sub(above))
+        }
+        None => None,
+    };
     Ok(BenchResult {
         light_samples: latencies.len(),
         p50: percentile(&latencies, 0.50),

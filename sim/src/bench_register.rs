@@ -4,8 +4,9 @@
 //! Method. `N` of the bench's releases (as `scbe-sim bench --workload register` sends) are
 //! made once. Per round:
 //! - *register*: a fresh ledger applies the `N` registrations' operation bytes, made before
-//!   the clock starts (`apply_operation`: the operation's JSON parsed, the release checked against the gates, its digest checked, its body kept,
-//!   events written), as a validator executes them, without the checkpoint's settling;
+//!   the clock starts (`apply_operation`: the operation's JSON parsed, the release checked
+//!   against the gates, its digest checked, its body kept, events written), as a validator
+//!   executes them, without the checkpoint's settling;
 //! - *digest*: each release's content digest (`FusedRelease::content_digest`, its canonical
 //!   JSON written by `CanonicalContent`);
 //! - *digest through a `Value`*: the same digests made the way they were before
