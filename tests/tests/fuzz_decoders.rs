@@ -97,7 +97,10 @@ fn world() -> Arc<World> {
             Principal::Validator(scbe_core::consensus::ReplicaId(2)),
         );
         let suspect = Signed::seal(
-            scbe_core::consensus::Suspect { view: View(3) },
+            scbe_core::consensus::Suspect {
+                view: View(3),
+                early: false,
+            },
             Kind::Suspect,
             |v| ProtoCodec.encode_suspect(v),
             &validators[3],

@@ -483,7 +483,10 @@ pub(crate) fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Messag
         }
         Kind::Suspect => {
             let p: pb::Suspect = decode("suspect", b)?;
-            Message::Suspect(Suspect { view: View(p.view) })
+            Message::Suspect(Suspect {
+                view: View(p.view),
+                early: p.early,
+            })
         }
         Kind::Relay => {
             let p: pb::Relay = decode("relay", b)?;

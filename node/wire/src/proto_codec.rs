@@ -90,7 +90,11 @@ impl Codec for ProtoCodec {
     }
 
     fn encode_suspect(&self, v: &Suspect) -> Vec<u8> {
-        pb::Suspect { view: v.view.0 }.encode_to_vec()
+        pb::Suspect {
+            view: v.view.0,
+            early: v.early,
+        }
+        .encode_to_vec()
     }
 
     fn encode_relay(&self, v: &Relay) -> Vec<u8> {

@@ -162,7 +162,10 @@ fn relay_roundtrips_and_a_forged_request_in_it_rejects_the_whole_relay() {
 fn suspect_roundtrips_and_carries_its_signer() {
     let (vals, _, dir) = setup();
     let s = Signed::seal(
-        Suspect { view: View(7) },
+        Suspect {
+            view: View(7),
+            early: true,
+        },
         Kind::Suspect,
         |v| ProtoCodec.encode_suspect(v),
         &vals[3],
@@ -174,6 +177,7 @@ fn suspect_roundtrips_and_carries_its_signer() {
         panic!("wrong kind")
     };
     assert_eq!(got.view, View(7));
+    assert!(got.early, "a warning stays a warning");
 }
 
 /// A client stream's requests opened together: each gets the answer it would get alone, a

@@ -342,6 +342,10 @@ pub struct Heartbeat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Suspect {
     pub view: View,
+    /// A warning, not yet a suspicion: the sender's primary has been silent for all but one
+    /// interval of the silence it tolerates. It lets a peer whose own limit is reached leave
+    /// without waiting a delay for this sender's suspicion (`replica/suspicion.rs`).
+    pub early: bool,
 }
 
 /// Client requests a validator received in one turn, passed on to its peers in one message. Each
@@ -507,7 +511,10 @@ mod tests {
             "Signed[Requester](Request { nonce: 3, operation: [120] })"
         );
         let other = Signed::from_verified(
-            Message::Suspect(Suspect { view: View(1) }),
+            Message::Suspect(Suspect {
+                view: View(1),
+                early: false,
+            }),
             env,
             Principal::Validator(ReplicaId(0)),
         );

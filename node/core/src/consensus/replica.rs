@@ -73,7 +73,7 @@ mod state_transfer;
 pub use state_transfer::MAX_SNAPSHOT_BYTES;
 mod suspicion;
 /// How long a suspicion stays counted, in heartbeat intervals (the scenario tests read it).
-pub use suspicion::SUSPICION_TICKS;
+pub use suspicion::{SUSPICION_TICKS, WARNING_TICKS};
 mod view_change;
 mod vote_guard;
 
@@ -220,10 +220,11 @@ pub struct Replica<A: StateMachine> {
     silence_gauge: silence_gauge::SilenceGauge,
     /// This replica's suspicion of its view's primary (see `replica/suspicion.rs`).
     suspicion: Option<suspicion::Suspicion>,
-    /// Latest suspicion from each peer: (view, `ticks` when it arrived).
-    suspects: BTreeMap<ReplicaId, (View, u64)>,
-    /// This replica's own latest `Suspect`: (view, `ticks` when it was sent). It outlives the
-    /// suspicion for as long as peers count it (`suspicion.rs`, following those who left).
+    /// Latest suspicion (or warning) from each peer.
+    suspects: BTreeMap<ReplicaId, suspicion::PeerSuspect>,
+    /// This replica's own latest `Suspect`, suspicion or warning: (view, `ticks` when it was
+    /// sent). It outlives them for as long as peers count it (`suspicion.rs`, following those
+    /// who left).
     suspect_sent: Option<(View, u64)>,
     /// When this replica last answered each peer's suspicion of a view it has left with its
     /// new-view (`ticks`), so a stranded peer that re-sends every interval is not sent a whole

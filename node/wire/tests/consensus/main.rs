@@ -18,4 +18,5 @@ mod state_transfer_tests;
 mod suspicion_tests;
 mod view_change_tests;
 mod voided_slot_tests;
+mod warning_tests;
 mod worst_case_tests;

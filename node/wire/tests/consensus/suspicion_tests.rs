@@ -9,7 +9,10 @@ use scbe_wire::ProtoCodec;
 
 /// Validator `from`'s suspicion of `view`, as the wire delivers it.
 fn suspect(c: &Cluster, from: usize, view: u64) -> Signed<Message> {
-    let s = Suspect { view: View(view) };
+    let s = Suspect {
+        view: View(view),
+        early: false,
+    };
     c.signed_by(from, Kind::Suspect, ProtoCodec.encode_suspect(&s))
 }
 

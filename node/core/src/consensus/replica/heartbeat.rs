@@ -1,8 +1,9 @@
 //! Heartbeats: fast failover without waiting for a request to time out. The primary broadcasts a
 //! signed heartbeat every interval while it leads its view in normal operation; a backup counts
 //! the intervals in which it heard nothing from its primary for its view (a heartbeat, or any
-//! pre-prepare or vote of that view) and suspects the primary after `silence_ticks` of them (it
-//! changes view once `f` others suspect it too: `suspicion.rs`). The silence
+//! pre-prepare or vote of that view) and suspects the primary after `silence_ticks` of them,
+//! warning the others one interval before (it changes view once `f` others suspect it too, or
+//! warned: `suspicion.rs`). The silence
 //! allowed doubles with every consecutive failed view, like the other timers, so a cluster whose
 //! messages are slow everywhere settles instead of deposing primary after primary; and it grows
 //! with the longest silences an honest-looking primary kept recently (`silence_gauge.rs`), so a
@@ -42,10 +43,14 @@ impl<A: StateMachine> Replica<A> {
             return;
         }
         self.primary_silent += 1;
-        if self.primary_silent >= self.silence_allowed() {
+        let allowed = self.silence_allowed();
+        if self.primary_silent >= allowed {
             self.primary_silent = 0;
             // Leave only with f others (`suspicion.rs`).
             self.suspect(Suspicion::Silent(self.view));
+        } else if self.primary_silent.saturating_add(1) == allowed {
+            // An interval short: warn, so the others need not wait for our suspicion.
+            self.warn_of_silence();
         }
     }
 

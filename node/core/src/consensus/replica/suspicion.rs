@@ -7,7 +7,19 @@
 //! backup's clock reaches the limit, not the `f + 1`-th; any backup joins once `f + 1` others
 //! suspect (they leave anyway, and their view changes would bring it a delay later). And a replica whose own suspicion ended
 //! (its primary heard again) while peers were leaving on it follows them, so they are not
-//! stranded in the higher view (`left_on_my_word`).
+//! stranded in the higher view (`follows_those_who_left`).
+//!
+//! Warnings, so that the round of suspicions costs no delay of its own: a backup one interval
+//! short of its silence limit sends `Suspect` marked early, once. A backup that reaches its
+//! limit leaves if `f` others suspect *or warned* (a warning counts for `WARNING_TICKS`), so
+//! where the silence limits of the backups fall within an interval of each other and a delay
+//! is at most an interval, each leaves at its own limit rather than a delay after the `f`-th
+//! other's; and a backup further from its limit joins on one suspicion and `f` warnings, as
+//! soon as the first suspicion arrives. Across a WAN the view change thus starts at the
+//! silence limit, not a delay after it (`scbe-sim bench --delay 50ms`). A warning is not a
+//! suspicion: warnings alone make no one join or leave, so no view changes before some
+//! backup reached its limit. And a warner whose primary is heard again follows a peer that
+//! left on its warning, as a suspecter does, so the leaver is not stranded.
 //!
 //! Why: a view change cannot be taken back. A replica that sent `ViewChange(v + 1)` must never
 //! prepare in `v` again, or a new-view built on that older message could miss a request it
@@ -38,6 +50,21 @@ use super::{Replica, Status};
 /// Heartbeat intervals a peer's suspicion counts after it arrived. A suspecting replica re-sends
 /// its suspicion every interval, so a suspicion lapses soon after its sender stopped suspecting.
 pub const SUSPICION_TICKS: u64 = 4;
+
+/// Heartbeat intervals a peer's warning (`Suspect` marked early) counts after it arrived: it is
+/// sent once, an interval before its sender's limit, and by the next interval it has become a
+/// suspicion or lapsed (the primary was heard).
+pub const WARNING_TICKS: u64 = 1;
+
+/// A peer's latest `Suspect`, as this replica counts it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PeerSuspect {
+    view: View,
+    /// `ticks` when it arrived.
+    at: u64,
+    /// A warning (`Suspect::early`), not yet a suspicion.
+    early: bool,
+}
 
 /// Why this replica suspects its view's primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,9 +106,26 @@ impl<A: StateMachine> Replica<A> {
             self.suspicion = None;
             return;
         }
-        let signed = self.seal(Suspect { view: self.view }, Kind::Suspect, |c, v| {
-            c.encode_suspect(v)
-        });
+        self.send_suspect(false);
+    }
+
+    /// One interval short of its silence limit, a backup warns the others (see the module doc):
+    /// a peer that reaches its own limit first leaves on the warning instead of waiting for
+    /// this replica's suspicion an interval later, one delay after it was sent.
+    pub(super) fn warn_of_silence(&mut self) {
+        if self.status != Status::Normal || self.is_primary() || self.suspicion.is_some() {
+            return;
+        }
+        self.send_suspect(true);
+        self.leave_view_if_suspected();
+    }
+
+    fn send_suspect(&mut self, early: bool) {
+        let suspect = Suspect {
+            view: self.view,
+            early,
+        };
+        let signed = self.seal(suspect, Kind::Suspect, |c, v| c.encode_suspect(v));
         self.broadcast(&signed);
         self.suspect_sent = Some((self.view, self.ticks));
     }
@@ -91,7 +135,12 @@ impl<A: StateMachine> Replica<A> {
             self.offer_new_view(from);
             return self.drop_input("suspicion of a view already left");
         }
-        self.suspects.insert(from, (s.view, self.ticks));
+        let heard = PeerSuspect {
+            view: s.view,
+            at: self.ticks,
+            early: s.early,
+        };
+        self.suspects.insert(from, heard);
         self.leave_view_if_suspected();
     }
 
@@ -136,16 +185,23 @@ impl<A: StateMachine> Replica<A> {
     pub(super) fn end_suspicion(&mut self) {
         self.suspicion = None;
         let view = self.view;
-        self.suspects.retain(|_, (v, _)| *v >= view);
+        self.suspects.retain(|_, s| s.view >= view);
     }
 
     /// Other replicas that currently suspect the current view: a fresh `Suspect` for it, or a
-    /// view change for a higher view.
-    pub(super) fn suspected_by(&self) -> usize {
+    /// view change for a higher view; and warnings, if `warnings_count_for` says for how many
+    /// intervals after they arrived.
+    pub(super) fn suspected_by(&self, warnings_count_for: Option<u64>) -> usize {
         let me = self.cfg.id;
         let fresh = |id: &ReplicaId| {
-            self.suspects.get(id).is_some_and(|(v, at)| {
-                *v == self.view && self.ticks.saturating_sub(*at) <= SUSPICION_TICKS
+            self.suspects.get(id).is_some_and(|s| {
+                let counts_for = if s.early {
+                    warnings_count_for
+                } else {
+                    Some(SUSPICION_TICKS)
+                };
+                s.view == self.view
+                    && counts_for.is_some_and(|t| self.ticks.saturating_sub(s.at) <= t)
             })
         };
         let left = |id: &ReplicaId| {
@@ -165,12 +221,16 @@ impl<A: StateMachine> Replica<A> {
             .count()
     }
 
+    /// Leaves the view when this replica suspects it and `f` others suspect it too, or warn of
+    /// it (their limit an interval away), or when peers left on its own word (below).
     pub(super) fn leave_view_if_suspected(&mut self) {
         self.join_others_suspicion();
-        let suspecting = self.status == Status::Normal
-            && (self.suspicion.is_some_and(|s| s.view() == self.view)
-                || self.left_on_my_word() >= self.cfg.f());
-        if suspecting && self.suspected_by() >= self.cfg.f() {
+        if self.status != Status::Normal {
+            return;
+        }
+        let suspecting = self.suspicion.is_some_and(|s| s.view() == self.view)
+            && self.suspected_by(Some(WARNING_TICKS)) >= self.cfg.f();
+        if suspecting || self.follows_those_who_left() {
             self.suspicion = None;
             self.primary_silent = 0;
             self.backoff = self.failed_views().saturating_add(1);
@@ -178,28 +238,29 @@ impl<A: StateMachine> Replica<A> {
         }
     }
 
-    /// Peers that left the current view (a view change for a higher one) while this replica's
-    /// last `Suspect` of it may still have counted for them: sent at most `SUSPICION_TICKS`
-    /// intervals ago (the time a peer counts it), plus one for a view change still on its way.
-    /// When `f` of them left, this replica follows even if its own suspicion has ended since
-    /// (its primary heard again): they left because it suspected too, and without it they would
-    /// sit in the higher view without voting while the view went on with no fault tolerance to
-    /// spare, until its next view change (a 300 ms disk stall at light load stranded one
-    /// replica for six minutes that way). Following makes `f + 1` view changes, so everyone
-    /// moves: one view change instead. Outside that window nothing changes (a Byzantine peer
-    /// cannot use an old, passing doubt to move an honest replica).
-    fn left_on_my_word(&self) -> usize {
+    /// Whether peers left the current view (a view change for a higher one) while this
+    /// replica's last `Suspect` of it, suspicion or warning, may still have counted for them:
+    /// sent at most `SUSPICION_TICKS` intervals ago (the time a peer counts a suspicion), plus
+    /// one for a view change still on its way. It follows them, even if its own suspicion has
+    /// ended since or its warning never became one (its primary heard again), once at least one
+    /// left and `f` others in all left or suspect the view, warnings included: they may have
+    /// left because this replica suspected or warned too, and without it they would sit in the
+    /// higher view without voting while the view went on with no fault tolerance to spare,
+    /// until its next view change (a 300 ms disk stall at light load stranded one replica for
+    /// six minutes that way). Following makes more view changes, up to `f + 1`, and then
+    /// everyone moves: one view change instead. Outside that window nothing changes (a
+    /// Byzantine peer cannot use an old, passing doubt to move an honest replica), and within
+    /// it `f` others are needed, as for a suspicion.
+    fn follows_those_who_left(&self) -> bool {
         let recent = self.suspect_sent.is_some_and(|(v, at)| {
             v == self.view && self.ticks.saturating_sub(at) <= SUSPICION_TICKS + 1
         });
-        if !recent {
-            return 0;
-        }
         let me = self.cfg.id;
-        self.view_changes
+        let left = self
+            .view_changes
             .iter()
-            .filter(|(id, vc)| **id != me && vc.value().new_view > self.view)
-            .count()
+            .any(|(id, vc)| *id != me && vc.value().new_view > self.view);
+        recent && left && self.suspected_by(Some(SUSPICION_TICKS)) >= self.cfg.f()
     }
 
     /// A backup suspects the view too, now, when it hears
@@ -214,11 +275,18 @@ impl<A: StateMachine> Replica<A> {
     ///   tolerates more silence than they do (its gauge saw its primaries keep longer silences)
     ///   made the new primary wait that delay for the last view change of its quorum (50 ms of
     ///   a 533 ms failover at 50 ms one way, `scbe-sim bench --delay 50ms`).
+    /// - one other suspects it and `f` more warn of it: the same `f + 1`, as soon as the first
+    ///   of them reached its limit, rather than a delay after the second did (whose warning
+    ///   said it would within an interval). Warnings alone make no one join: some replica must
+    ///   have reached its limit, so no view changes before the silence tolerated.
     fn join_others_suspicion(&mut self) {
-        let company = self.suspected_by();
+        let company = self.suspected_by(None);
+        let with_warnings = self.suspected_by(Some(WARNING_TICKS));
         let nearly_silent = self.cfg.silence_ticks > 0
             && self.primary_silent.saturating_add(1) >= self.silence_allowed();
-        let joins = company > self.cfg.f() || (nearly_silent && company >= self.cfg.f());
+        let f = self.cfg.f();
+        let joins =
+            company > f || (nearly_silent && company >= f) || (company >= 1 && with_warnings > f);
         if self.suspicion.is_some() || self.status != Status::Normal || self.is_primary() || !joins
         {
             return;
