@@ -385,8 +385,8 @@ impl<A: StateMachine> Replica<A> {
 
     /// Out of the set in force: it asks for decided state at every status tick and executes
     /// what peers of the set send back (which may bring it to an epoch where its key is in
-    /// force), and re-sends its boundary checkpoint (the old set's certificate there may still
-    /// need it). Nothing else.
+    /// force), re-sends its boundary checkpoint (the old set's certificate there may still
+    /// need it), and serves state to replicas behind it. Nothing else.
     fn handle_observing(&mut self, input: Input) {
         match input {
             Input::Timeout(t)
@@ -407,6 +407,12 @@ impl<A: StateMachine> Replica<A> {
                 (Some(from), Message::StateResponse(r)) => {
                     self.on_state_response_under_a_later_key(r.clone(), from, m.signer())
                 }
+                // A rotated validator still on its old key may be the only honest one that
+                // executed the change: until the old set's quorum certifies the boundary, the
+                // replicas still behind it can open nothing else it signs (simulator seed 1072:
+                // the others in the old epoch, a Byzantine one silent, no quorum for either
+                // set). What it serves is proven by certificates, as any state response is.
+                (Some(from), Message::StateRequest(r)) => self.on_state_request(*r, from),
                 // Its boundary certificate still counts the old set's checkpoints: completed,
                 // it is the link that proves the set to others (and, for a validator re-keyed
                 // by the change, the proof its store takes the new key from).

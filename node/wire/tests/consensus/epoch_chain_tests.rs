@@ -469,6 +469,52 @@ fn a_replica_restarted_at_a_boundary_short_of_its_proof_still_brings_the_others_
     assert!(c.replica(0).stable_checkpoint().proof.len() >= 3);
 }
 
+/// The same boundary with replica 0 silent: the rotated replica 3, observing on its old key,
+/// is the only one left that executed the change. Replicas 1 and 2 can open nothing its new
+/// key signs, and neither set has a quorum without it, so it serves them state on the old key
+/// (before, an observer answered nothing: simulator seed 1072, `scbe-sim check --seed 1072
+/// --validators 4 --validator-change`, stalled for good after a Byzantine silent validator and
+/// a rotation). The change is proven only once their checkpoints complete the boundary: that
+/// is when its operator may restart it with the new key.
+#[test]
+fn a_rotated_validator_still_on_its_old_key_brings_the_others_across_the_change() {
+    let mut c = Cluster::new(4, 4);
+    c.boundary_short_of_its_proof();
+    let r3 = c.replica(3);
+    assert!(r3.observing());
+    assert_eq!((r3.epoch(), r3.last_executed()), (1, Seq(3)));
+    assert!(
+        !r3.epoch_proven(),
+        "the boundary is short of the old set's quorum"
+    );
+    assert!(
+        c.replica(1).epoch_proven(),
+        "the genesis set needs no proof"
+    );
+
+    c.isolate(0);
+    let served = c.sends(3, 1, Kind::StateResponse);
+    c.fire(1, TimerKind::Status);
+    c.fire(2, TimerKind::Status);
+    assert!(
+        c.sends(3, 1, Kind::StateResponse) > served,
+        "the observer answered"
+    );
+    for i in [1, 2] {
+        let r = c.replica(i);
+        assert_eq!(
+            (r.epoch(), r.last_executed()),
+            (1, Seq(3)),
+            "replica {i} crossed"
+        );
+    }
+    assert!(
+        c.replica(3).epoch_proven(),
+        "their checkpoints completed the proof"
+    );
+    assert_eq!(link_epochs(&c, 3), vec![1]);
+}
+
 /// The other side of the rule above: a validator restarted on an epoch boundary whose proof
 /// is complete (here exactly the old set's quorum) serves that boundary's snapshot to a
 /// replica still in the old epoch, as it did before it stopped, and not the checkpoint before

@@ -78,6 +78,15 @@ impl<A: StateMachine> Replica<A> {
     pub fn epoch_links(&self) -> &BTreeMap<u64, EpochLink> {
         &self.epoch_links
     }
+    /// Whether this replica holds the proof of the validator set in force: the genesis, or
+    /// the link whose boundary checkpoint a quorum of the old set signed. Until then a
+    /// validator the change re-keyed keeps running on its old key (replicas still behind the
+    /// boundary can open nothing its new key signs, and it may be the only one to serve them),
+    /// and its store refuses the new key.
+    pub fn epoch_proven(&self) -> bool {
+        let epoch = self.epoch();
+        epoch == 0 || self.epoch_links.contains_key(&epoch)
+    }
     pub fn genesis_digest(&self) -> Digest {
         self.genesis
     }
