@@ -247,3 +247,21 @@ fn a_replica_restarted_at_a_short_boundary_still_serves_what_comes_before_it() {
 fn a_primary_stranded_in_an_older_view_is_brought_along() {
     assert_passes_changing_validators(1034, 4);
 }
+
+/// The rotated validator 0 was the only honest one to execute the change (the Byzantine 2 was
+/// silent; 1 and 3 had prepared the batch but not committed it, and left the view on the
+/// warnings of `replica/suspicion.rs`). Observing on its old key, it answered no state request,
+/// and restarted with its new key, it signed what 1 and 3, still in the old epoch, could not
+/// open: neither set had a quorum, for good. An observer now serves state, and its operator
+/// restarts it with the new key only once the change is proven (`Replica::epoch_proven`, which
+/// the validator's store enforces too; the core's test is `epoch_chain_tests::
+/// a_rotated_validator_still_on_its_old_key_brings_the_others_across_the_change`).
+#[test]
+fn a_rotated_validator_brings_the_others_across_before_it_takes_its_new_key() {
+    let o = Overrides {
+        validators: Some(4),
+        validator_change: true,
+        ..Overrides::default()
+    };
+    assert_passes_with(1072, &o, "n=4, validator 0 rotated, validator 2 silent");
+}

@@ -487,8 +487,10 @@ impl Simulation {
     }
 
     /// `Scenario::validator_change`'s rotation: once the rotated validator's replica observes
-    /// (the change took effect and its key is no longer in force), its operator stops it and
-    /// restarts it with the new key `restart_after_ms` later.
+    /// (the change took effect and its key is no longer in force) and holds the change's proof
+    /// (the old set's quorum signed the boundary: before that its store refuses the new key,
+    /// as the validator's does), its operator stops it and restarts it with the new key
+    /// `restart_after_ms` later.
     pub(crate) fn rotate_when_observing(&mut self) {
         let Some(ValidatorShift::Rotate {
             id,
@@ -500,7 +502,7 @@ impl Simulation {
         let observing = self.nodes[id]
             .step
             .as_ref()
-            .is_some_and(|s| s.replica().observing());
+            .is_some_and(|s| s.replica().observing() && s.replica().epoch_proven());
         if self.rekeying || !observing {
             return;
         }
