@@ -33,8 +33,12 @@ pub enum Flag {
     Diverged(u64),
     /// At a stable checkpoint others share, its state digest differs from theirs.
     SplitAt(u64),
-    /// Its key is not in the validator set in force: it follows, it does not vote.
-    Observing,
+    /// Its key is not in the validator set in force: it follows, it does not vote. `proven`:
+    /// the old set's quorum certified the change (a rotated validator may restart with its
+    /// new key only then).
+    Observing {
+        proven: bool,
+    },
     /// It is in an earlier validator-set epoch than the newest one reported.
     EpochBehind {
         epoch: u64,
@@ -59,10 +63,18 @@ impl std::fmt::Display for Flag {
                 f,
                 "SPLIT: its state at checkpoint {seq} differs from the other validators'"
             ),
-            Flag::Observing => write!(
+            Flag::Observing { proven: true } => write!(
                 f,
                 "OBSERVING: its key is not in the validator set in force (rotated: restart it \
                  with the new key and node.rekeyed = true; removed: stop it)"
+            ),
+            Flag::Observing { proven: false } => write!(
+                f,
+                "OBSERVING: its key is not in the validator set in force, and the change is not \
+                 proven yet (the old set's quorum has not signed its boundary checkpoint: \
+                 validators behind may need this one's old key to catch up). Rotated: keep it \
+                 running on the old key until this flag says the change is proven, then restart \
+                 it with the new key and node.rekeyed = true; removed: stop it"
             ),
             Flag::EpochBehind { epoch, newest } => write!(
                 f,
@@ -105,7 +117,9 @@ impl ClusterView {
             flags.push(Flag::Diverged(r.diverged_at));
         }
         if r.observing {
-            flags.push(Flag::Observing);
+            flags.push(Flag::Observing {
+                proven: r.epoch_proven,
+            });
         }
         let newest = replies.values().map(|o| o.epoch).max().unwrap_or(0);
         if r.epoch < newest {
@@ -295,5 +309,28 @@ mod tests {
         let text = v.text();
         assert!(text.contains("UNREACHABLE: connection refused"), "{text}");
         assert!(text.contains("runs genesis bb"), "{text}");
+    }
+
+    /// A rotated validator on its old key: told to keep running until the change is proven,
+    /// and to restart with its new key once it is (before, its store refuses the new key).
+    #[test]
+    fn an_observer_is_told_whether_it_may_restart_with_its_new_key_yet() {
+        let observer = |proven| {
+            let mut r = reply(3, 64, 1, "aa");
+            (r.epoch, r.observing, r.epoch_proven) = (1, true, proven);
+            r
+        };
+        let mut asked = reply(0, 64, 1, "aa");
+        asked.epoch = 1;
+        for proven in [false, true] {
+            let v = ClusterView {
+                asked: asked.clone(),
+                peers: vec![answer(observer(proven))],
+            };
+            assert_eq!(v.flags(3), vec![Flag::Observing { proven }]);
+            let text = v.text();
+            assert_eq!(text.contains("not proven yet"), !proven, "{text}");
+            assert!(text.contains("restart it with the new key"), "{text}");
+        }
     }
 }

@@ -82,7 +82,8 @@ pub fn status_text(reply: &pb::StatusReply, s: &StatusSummary) -> String {
         reply.last_executed,
         reply.stable_checkpoint,
         if reply.observing {
-            format!(" · {}", crate::cluster_view::Flag::Observing)
+            let proven = reply.epoch_proven;
+            format!(" · {}", crate::cluster_view::Flag::Observing { proven })
         } else {
             String::new()
         }

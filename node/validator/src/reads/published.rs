@@ -122,6 +122,7 @@ pub(crate) fn position_of(
         diverged_at: r.diverged_at().map(|s| s.0),
         epoch: r.epoch(),
         observing: r.observing(),
+        epoch_proven: r.epoch_proven(),
         silence_tolerated: heartbeat.saturating_mul(r.silence_tolerated()),
         chain: step.epoch_chain(),
     }

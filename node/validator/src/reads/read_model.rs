@@ -39,6 +39,8 @@ pub struct Position {
     /// The validator-set epoch in force, and whether this validator's key is out of it.
     pub epoch: u64,
     pub observing: bool,
+    /// Whether the validator holds the proof of that set (`Replica::epoch_proven`).
+    pub epoch_proven: bool,
     /// How long this validator tolerates its primary's silence now (the silence it tolerates
     /// in heartbeat intervals, times the interval).
     pub silence_tolerated: std::time::Duration,

@@ -380,6 +380,7 @@ fn status_to_proto(r: StatusReport) -> pb::StatusReply {
         diverged_at: at.diverged_at.unwrap_or(0),
         epoch: at.epoch,
         observing: at.observing,
+        epoch_proven: at.epoch_proven,
         silence_tolerated_ms: at.silence_tolerated.as_millis() as u64,
         epochs: if brief {
             Vec::new()
