@@ -22,9 +22,9 @@
 //!   catches up by state transfer, re-sends its boundary checkpoint, and takes part again from
 //!   the epoch that puts its key in force.
 
-use super::super::action::{Record, TimerKind};
+use super::super::action::{Input, Record, TimerKind};
 use super::super::epoch_link::EpochLink;
-use super::super::message::{Checkpoint, CheckpointCert, Request, Signed};
+use super::super::message::{retype, Checkpoint, CheckpointCert, Message, Request, Signed};
 use super::super::state_machine::StateMachine;
 use super::super::types::{Digest, ReplicaId, Seq, View};
 use super::{Replica, Status};
@@ -241,5 +241,49 @@ impl<A: StateMachine> Replica<A> {
             return;
         }
         self.enqueue(id, r);
+    }
+
+    /// Out of the set in force: it asks for decided state at every status tick and executes
+    /// what peers of the set send back (which may bring it to an epoch where its key is in
+    /// force), re-sends its boundary checkpoint (the old set's certificate there may still
+    /// need it), and serves state to replicas behind it. Nothing else.
+    pub(super) fn handle_observing(&mut self, input: Input) {
+        match input {
+            Input::Timeout(t)
+                if t.kind == TimerKind::Status && self.armed.get(&t.kind) == Some(&t) =>
+            {
+                self.armed.remove(&t.kind);
+                self.state_requested = None;
+                self.request_state();
+                self.retransmit_own_checkpoint();
+                self.set_timer(TimerKind::Status);
+            }
+            Input::Message(m) => match (m.validator(), m.value()) {
+                (Some(from), Message::StateResponse(r))
+                    if self.cfg.directory.in_force(from, m.signer()) =>
+                {
+                    self.on_state_response(r.clone(), from)
+                }
+                (Some(from), Message::StateResponse(r)) => {
+                    self.on_state_response_under_a_later_key(r.clone(), from, m.signer())
+                }
+                // A rotated validator still on its old key may be the only honest one that
+                // executed the change: until the old set's quorum certifies the boundary, the
+                // replicas still behind it can open nothing else it signs (simulator seed 1072:
+                // the others in the old epoch, a Byzantine one silent, no quorum for either
+                // set). What it serves is proven by certificates, as any state response is.
+                (Some(from), Message::StateRequest(r)) => self.on_state_request(*r, from),
+                // Its boundary certificate still counts the old set's checkpoints: completed,
+                // it is the link that proves the set to others (and, for a validator re-keyed
+                // by the change, the proof its store takes the new key from).
+                (Some(from), Message::Checkpoint(c))
+                    if self.previous.is_some() && c.seq == self.cfg.directory.start() =>
+                {
+                    self.on_boundary_checkpoint(retype(&m, *c), from)
+                }
+                _ => self.drop_input("message to a validator whose key is not in force"),
+            },
+            _ => self.drop_input("input to a validator whose key is not in force"),
+        }
     }
 }
