@@ -499,11 +499,11 @@ impl Simulation {
         else {
             return;
         };
-        let observing = self.nodes[id]
+        let ready = self.nodes[id]
             .step
             .as_ref()
             .is_some_and(|s| s.replica().observing() && s.replica().epoch_proven());
-        if self.rekeying || !observing {
+        if self.rekeying || !ready {
             return;
         }
         self.rekeying = true;
