@@ -52,19 +52,13 @@ pub async fn probe(link: &Link, addr: &str, timeout: Duration) -> Result<(), Pro
             detail,
         };
         let ch = link.connect_to(addr).await.map_err(unreachable)?;
-        let reply = HealthClient::new(ch)
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map_err(|s| unreachable(format!("{:?}: {}", s.code(), s.message())))?
-            .into_inner();
-        match reply.status() {
-            ServingStatus::Serving => Ok(()),
-            status => Err(ProbeError::NotServing {
+        match serving(ch).await {
+            Ok(ServingStatus::Serving) => Ok(()),
+            Ok(status) => Err(ProbeError::NotServing {
                 addr: addr.to_string(),
                 status,
             }),
+            Err(s) => Err(unreachable(format!("{:?}: {}", s.code(), s.message()))),
         }
     };
     tokio::time::timeout(timeout, ask)
@@ -75,6 +69,21 @@ pub async fn probe(link: &Link, addr: &str, timeout: Duration) -> Result<(), Pro
                 timeout,
             })
         })
+}
+
+/// What the health service on `ch` says of the whole server (""). An answer also proves the
+/// server accepted the connection: under TLS 1.3 a client's handshake completes before the
+/// server has checked the client's certificate, so a connection the server refused looks made
+/// until something is read from it (`scbe_validator`'s peer links ask this before streaming).
+/// No deadline of its own: callers bound it.
+pub async fn serving(ch: tonic::transport::Channel) -> Result<ServingStatus, tonic::Status> {
+    let reply = HealthClient::new(ch)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(reply.status())
 }
 
 /// The `health` subcommand's body for a daemon with this `transport`, own `key` and `listen`
