@@ -8,4 +8,6 @@ pub mod governance_service;
 pub mod grpc_server;
 pub mod orders_service;
 pub mod peer;
+#[cfg(test)]
+mod peer_tests;
 pub mod quota;
