@@ -90,7 +90,7 @@ async fn run(
                 if rx.is_closed() {
                     return; // node shutting down
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = doubled(backoff);
                 // Keep what is queued: at start-up peers come up a few milliseconds apart, and
                 // the queue is bounded (senders drop, and count, when it is full).
                 continue;
@@ -138,7 +138,7 @@ async fn run(
             Ok(Err(status)) => status,
             _ => tonic::Status::unavailable("the stream ended"),
         };
-        match refused_genesis(&status) {
+        let pause = match refused_genesis(&status) {
             Some(theirs) => {
                 tracing::warn!(
                     peer,
@@ -152,7 +152,7 @@ async fn run(
                     l.refused_genesis = Some(theirs);
                     l.problem = Some(status.message().to_string());
                 });
-                tokio::time::sleep(REFUSED_BACKOFF).await;
+                REFUSED_BACKOFF
             }
             None => {
                 links.update(peer, |l| {
@@ -160,17 +160,25 @@ async fn run(
                     l.problem = Some(format!("stream ended: {}", status.message()));
                 });
                 tracing::debug!(peer, %addr, "peer stream ended: {}", status.message());
+                // A stream that ended soon after it opened (the peer took the connection and
+                // then dropped the stream) is retried after the backoff, not at once in a loop.
+                if opened.elapsed() < MIN_STREAM_LIFE {
+                    let pause = backoff;
+                    backoff = doubled(backoff);
+                    pause
+                } else {
+                    backoff = MIN_BACKOFF;
+                    Duration::ZERO
+                }
             }
-        }
-        // A stream that ended soon after it opened (the peer took the connection and then
-        // dropped the stream) is retried after the backoff, not at once in a loop.
-        if opened.elapsed() < MIN_STREAM_LIFE {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        } else {
-            backoff = MIN_BACKOFF;
-        }
+        };
+        tokio::time::sleep(pause).await;
     }
+}
+
+/// The next reconnect backoff after `backoff`.
+fn doubled(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
 }
 
 /// A connection to the peer, proven by an answer from its health service on it. Under TLS 1.3
