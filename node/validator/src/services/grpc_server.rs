@@ -116,6 +116,8 @@ pub async fn grpc_server(
             .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
             .http2_keepalive_interval(Some(scbe_wire::tls::KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(scbe_wire::tls::KEEPALIVE_TIMEOUT))
+            .initial_stream_window_size(scbe_wire::tls::HTTP2_WINDOW_BYTES)
+            .initial_connection_window_size(scbe_wire::tls::HTTP2_WINDOW_BYTES)
             .add_service(consensus)
             .add_service(governance)
             .add_service(audit)

@@ -25,6 +25,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// for TCP's own timeouts (minutes).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 receive windows (each stream's and each connection's), on both sides of every link:
+/// the largest message the protocol allows ([`crate::MAX_ENVELOPE_BYTES`]) and its framing
+/// cross in one round trip. Why: with hyper's defaults (1 MB on a server) a sender may have
+/// only 1 MB unacknowledged, so across a 100 ms round trip a link carried ~10 MB/s and a
+/// new-view re-proposing a busy window's batches (each carried whole, up to 14 MB) took a
+/// round trip per megabyte: the per-batch part of a failover across a WAN (issue 27). Fixed,
+/// not adaptive: hyper's adaptive window starts at 64 KB and grows only with measured round
+/// trips (tried: saturation fell to a sixth). It adds no memory a caller could not already
+/// take: a receiver buffers at most a window of unread data per connection, and tonic
+/// already gathers each call's message up to the same cap before decoding it.
+pub const HTTP2_WINDOW_BYTES: u32 = (crate::MAX_ENVELOPE_BYTES + 1024 * 1024) as u32;
 
 impl Link {
     /// An endpoint for `addr` (`host:port`). TLS links dial through [`Link::connector`]; the
@@ -35,7 +46,9 @@ impl Link {
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true))
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(HTTP2_WINDOW_BYTES)
+            .initial_connection_window_size(HTTP2_WINDOW_BYTES))
     }
 
     /// Connects now (an error if the server cannot be reached or its key is not pinned).

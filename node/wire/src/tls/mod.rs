@@ -24,7 +24,7 @@ mod pinned_keys;
 mod transport;
 mod web_pki;
 
-pub use connector::{Link, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
+pub use connector::{Link, HTTP2_WINDOW_BYTES, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 pub use dial::{Dial, DialError};
 pub use identity::{key_uri, TlsIdentity, Trust};
 pub use incoming::{incoming, Conn, PeerIdentity, ServerTls};
