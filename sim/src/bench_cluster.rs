@@ -52,6 +52,12 @@ pub struct BenchOptions {
     /// of it (e.g. 30s: 10 s each; the failover phase follows).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// The saturation phase's length instead of a third of `--duration`: a long one shows
+    /// what many registrations cost a validator's memory (e.g. `--workload register
+    /// --saturation 6m` for about a million on this kind of machine), without a light-load
+    /// phase as long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub saturation: Option<Duration>,
     /// Concurrent clients in the saturation phase.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
@@ -357,6 +363,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     latencies.sort();
 
     let rss_before = max_rss(&cluster);
+    let phase = o.saturation.unwrap_or(phase);
     eprintln!(
         "phase 2: saturation with {} clients for {phase:?}",
         o.clients

@@ -322,9 +322,10 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
     match result {
         Ok(r) => {
             println!(
-                "bench: n={validators}, {clients} saturation clients with {depth} in flight each ({}), phases of {:?}, workload {workload:?}",
+                "bench: n={validators}, {clients} saturation clients with {depth} in flight each ({}), phases of {:?} (saturation {:?}), workload {workload:?}",
                 if depth > 1 { "SubmitStream" } else { "unary Submit" },
-                duration / 3
+                duration / 3,
+                opts.saturation.unwrap_or(duration / 3)
             );
             if opts.bodies_in_store {
                 println!("release bodies in each validator's store, read on demand");

@@ -212,13 +212,14 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
     /// checkpoint's snapshot still shares it.)
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
-        Q: Ord + ToOwned<Owned = K> + ?Sized,
+        Q: Ord + ?Sized,
         K: Borrow<Q>,
     {
-        let old = Arc::clone(self.entries.get(key)?);
+        let (owned, old) = self.entries.get_key_value(key)?;
+        let (owned, old) = (owned.clone(), Arc::clone(old));
         self.forget(key, &old);
         drop(old);
-        self.dirty.insert(key.to_owned());
+        self.dirty.insert(owned);
         let held = Arc::make_mut(self.entries.get_mut(key)?);
         held.cached.take();
         Some(&mut held.value)
