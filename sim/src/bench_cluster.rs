@@ -54,8 +54,8 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// The saturation phase's length instead of a third of `--duration`: a long one shows
     /// what many registrations cost a validator's memory (e.g. `--workload register
-    /// --saturation 6m` for about a million on this kind of machine), without a light-load
-    /// phase as long.
+    /// --bodies-in-store --saturation 6m`: about half a million on this kind of machine),
+    /// without a light-load phase as long.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub saturation: Option<Duration>,
     /// Concurrent clients in the saturation phase.
@@ -95,6 +95,18 @@ pub struct BenchOptions {
     /// (`release_bodies_in_store = true` in every node.toml).
     #[arg(long)]
     pub bodies_in_store: bool,
+}
+
+impl BenchOptions {
+    /// The light-load phase's length: a third of `--duration`.
+    pub fn light_phase(&self) -> Duration {
+        self.duration / 3
+    }
+
+    /// The saturation phase's length: `--saturation`, or as long as the light-load phase.
+    pub fn saturation_phase(&self) -> Duration {
+        self.saturation.unwrap_or(self.light_phase())
+    }
 }
 
 pub struct BenchResult {
@@ -346,7 +358,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     let mut cluster = LocalCluster::generate(launch, dir, o.validators, &opts)?;
     let _relays = DelayRelay::serve_all(listeners, cluster.nodes.iter().map(|n| n.addr), link, 0)?;
     cluster.start_all()?;
-    let phase = o.duration / 3;
+    let phase = o.light_phase();
     let load_key =
         |i: usize| scbe_wire::key_file::read_key_file(&dir.join(format!("keys/requester{i}.key")));
 
@@ -363,7 +375,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
     latencies.sort();
 
     let rss_before = max_rss(&cluster);
-    let phase = o.saturation.unwrap_or(phase);
+    let phase = o.saturation_phase();
     eprintln!(
         "phase 2: saturation with {} clients for {phase:?}",
         o.clients

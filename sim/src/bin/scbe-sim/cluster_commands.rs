@@ -283,7 +283,6 @@ pub(crate) fn up(n: usize, opts: scbe_sim::local::LocalOptions, dir: &std::path:
 pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) -> ExitCode {
     let scbe_sim::bench_cluster::BenchOptions {
         validators,
-        duration,
         clients,
         depth,
         kill_primaries,
@@ -324,8 +323,8 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
             println!(
                 "bench: n={validators}, {clients} saturation clients with {depth} in flight each ({}), phases of {:?} (saturation {:?}), workload {workload:?}",
                 if depth > 1 { "SubmitStream" } else { "unary Submit" },
-                duration / 3,
-                opts.saturation.unwrap_or(duration / 3)
+                opts.light_phase(),
+                opts.saturation_phase()
             );
             if opts.bodies_in_store {
                 println!("release bodies in each validator's store, read on demand");

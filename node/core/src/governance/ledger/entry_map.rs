@@ -186,21 +186,25 @@ impl<K: Ord + Clone, V> EntryMap<K, V> {
         self.json_bytes
     }
 
-    /// Takes `slot`'s cached digest out of the tree and the size (the entry is about to change
-    /// or go), if this map counted it: not while the key waits to be settled (`dirty`), when
-    /// a digest there was set by another map sharing the entry.
-    fn forget<Q: Ord + ?Sized>(&mut self, key: &Q, slot: &Slot<V>)
+    /// The digest this map counted for `slot` (in its tree and size), if any: none while the
+    /// key waits to be settled (`dirty`), when a digest there was set by another map sharing
+    /// the entry.
+    fn counted<Q: Ord + ?Sized>(&self, key: &Q, slot: &Slot<V>) -> Option<Cached>
     where
         K: Borrow<Q>,
     {
         if self.dirty.contains(key) {
-            return;
+            return None;
         }
-        let (json_bytes, tree) = (&mut self.json_bytes, &mut self.tree);
-        if let Some(c) = slot.cached.get() {
+        slot.cached.get().cloned()
+    }
+
+    /// Takes a counted digest out of the tree and the size (its entry is about to change or go).
+    fn uncount(&mut self, counted: Option<Cached>) {
+        if let Some(c) = counted {
             // Saturating: an estimate must never be a reason to panic.
-            *json_bytes = json_bytes.saturating_sub(c.bytes);
-            if let Some(tree) = tree {
+            self.json_bytes = self.json_bytes.saturating_sub(c.bytes);
+            if let Some(tree) = &mut self.tree {
                 tree.remove(&c.digest);
             }
         }
@@ -215,10 +219,9 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
         Q: Ord + ?Sized,
         K: Borrow<Q>,
     {
-        let (owned, old) = self.entries.get_key_value(key)?;
-        let (owned, old) = (owned.clone(), Arc::clone(old));
-        self.forget(key, &old);
-        drop(old);
+        let (owned, slot) = self.entries.get_key_value(key)?;
+        let (owned, counted) = (owned.clone(), self.counted(key, slot));
+        self.uncount(counted);
         self.dirty.insert(owned);
         let held = Arc::make_mut(self.entries.get_mut(key)?);
         held.cached.take();
@@ -267,7 +270,7 @@ impl<K: Ord + Clone + Serialize, V: Clone + Serialize> EntryMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        self.forget(key, &old);
+        self.uncount(self.counted(key, &old));
         Arc::try_unwrap(old)
             .map(|held| held.value)
             .unwrap_or_else(|shared| shared.value.clone())
