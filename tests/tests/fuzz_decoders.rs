@@ -231,6 +231,7 @@ fn consensus_seeds(
                 after: Seq(3),
                 snapshot_offset: 0,
                 epoch: 1,
+                needs_snapshot: true,
             }),
         ),
         (Kind::StateResponse, c.encode_state_response(&response)),

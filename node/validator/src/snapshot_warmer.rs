@@ -48,6 +48,13 @@ impl SnapshotWarmer {
     /// snapshot not yet encoded, held (or dropped) while a blocking thread encodes them. Must
     /// be called inside a tokio runtime.
     pub fn hold(&mut self, m: Signed<Message>, replica: &Replica<Ledger>) -> Hold {
+        // A requester the core answers from the batches it keeps below its stable checkpoint
+        // reads no snapshot: nothing to encode for it.
+        if let Message::StateRequest(req) = m.value() {
+            if !replica.serves_snapshot(req) {
+                return Hold::Handle(m);
+            }
+        }
         self.hold_for(m, replica.serving_snapshot(), replica.last_executed())
     }
 
@@ -128,6 +135,7 @@ mod tests {
             after: Seq(after),
             snapshot_offset: 0,
             epoch: 0,
+            needs_snapshot: false,
         };
         Signed::seal(
             Message::StateRequest(req),

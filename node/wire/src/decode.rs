@@ -471,6 +471,7 @@ pub(crate) fn decode_message(cx: &Cx<'_>, kind: Kind, b: &[u8]) -> Result<Messag
                 after: Seq(p.after_seq),
                 snapshot_offset: p.snapshot_offset,
                 epoch: p.epoch,
+                needs_snapshot: p.needs_snapshot,
             })
         }
         Kind::StateResponse => Message::StateResponse(decode_state_response(cx, b)?),

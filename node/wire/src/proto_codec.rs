@@ -77,6 +77,7 @@ impl Codec for ProtoCodec {
             after_seq: v.after.0,
             snapshot_offset: v.snapshot_offset,
             epoch: v.epoch,
+            needs_snapshot: v.needs_snapshot,
         }
         .encode_to_vec()
     }

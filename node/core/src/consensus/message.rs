@@ -310,6 +310,10 @@ pub struct StateRequest {
     /// The newest validator-set epoch whose signatures the requester can check: the
     /// responder sends the chain's links after it.
     pub epoch: u64,
+    /// The requester's state diverged from a quorum's (`after` is its stable checkpoint, not
+    /// what it executed): only a snapshot repairs it, so the responder does not serve it the
+    /// decided batches it keeps below its stable checkpoint.
+    pub needs_snapshot: bool,
 }
 
 /// Replica state at a checkpoint: the application's snapshot and the executed nonce per signer.

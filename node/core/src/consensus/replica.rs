@@ -91,8 +91,8 @@ use super::codec::Codec;
 use super::config::{ConfigError, ReplicaConfig};
 use super::execution::CheckpointClock;
 use super::message::{
-    retype, Checkpoint, CheckpointCert, Kind, Message, NewView, PrePrepare, Principal, Request,
-    Signed, Snapshot, ViewChange, Vote,
+    retype, Checkpoint, CheckpointCert, CommitCert, Kind, Message, NewView, PrePrepare, Principal,
+    Request, Signed, Snapshot, ViewChange, Vote,
 };
 use super::nonce::NonceWindow;
 use super::state_machine::{SnapshotError, StateMachine};
@@ -174,6 +174,11 @@ pub struct Replica<A: StateMachine> {
     before_boundary: Option<CheckpointCert>,
     /// Own state at checkpoints at or above the stable one: (state digest, snapshot).
     snapshots: BTreeMap<Seq, (Digest, Snapshot)>,
+    /// The commit certificates of the batches just at and below the last pruning stable
+    /// checkpoint, as many as one state response carries (`state_transfer.rs`): a replica a
+    /// few batches behind that checkpoint catches up from them instead of from the whole
+    /// snapshot.
+    decided_tail: BTreeMap<Seq, CommitCert>,
     checkpoint_votes: BTreeMap<Seq, BTreeMap<ReplicaId, Signed<Checkpoint>>>,
     /// Latest checkpoint seen from each replica beyond our window: f + 1 of them mean we are behind.
     ahead: BTreeMap<ReplicaId, Seq>,
@@ -315,6 +320,7 @@ impl<A: StateMachine> Replica<A> {
             propose_from: 0,
             guard: vote_guard::VoteGuard::default(),
             snapshots: BTreeMap::new(),
+            decided_tail: BTreeMap::new(),
             checkpoint_votes: BTreeMap::new(),
             ahead: BTreeMap::new(),
             nonces: BTreeMap::new(),

@@ -43,6 +43,7 @@ pub(crate) fn ask_from_genesis(c: &mut Cluster, from: usize, to: usize) {
         after: Seq(0),
         snapshot_offset: 0,
         epoch: 0,
+        needs_snapshot: false,
     };
     let m = c.signed_by(
         from,
@@ -111,6 +112,130 @@ fn a_replica_at_the_stable_checkpoint_is_sent_batches_and_no_snapshot() {
         assert_eq!(seqs, vec![Seq(5), Seq(6)]);
     }
     assert_eq!(c.replica(3).last_executed(), Seq(6));
+}
+
+/// Every state response the others sent replica 3 since `before` (their counts then).
+fn sent_to_three_since(c: &Cluster, before: &[usize]) -> Vec<StateResponse> {
+    (0..3)
+        .flat_map(|i| state_responses(c, i).into_iter().skip(before[i]))
+        .map(|(to, r)| {
+            assert_eq!(to, ReplicaId(3));
+            r
+        })
+        .collect()
+}
+
+fn response_counts(c: &Cluster) -> Vec<usize> {
+    (0..3).map(|i| state_responses(c, i).len()).collect()
+}
+
+/// A replica behind its peers' stable checkpoint, within the batches they keep below it, is
+/// sent those batches and no snapshot (issue 27: under load a backup is often a batch or two
+/// behind when a checkpoint becomes stable, and each such request used to cost every peer a
+/// whole snapshot). Its own stable checkpoint follows once the peers re-send theirs.
+#[test]
+fn a_replica_behind_the_stable_checkpoint_within_the_kept_batches_gets_them_not_the_snapshot() {
+    let mut c = Cluster::new(4, 4);
+    c.isolate(3);
+    c.decide_each(0, 1..=5);
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(4));
+    assert_eq!(c.replica(3).last_executed(), Seq(0));
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    let sent = sent_to_three_since(&c, &[0, 0, 0]);
+    assert_eq!(sent.len(), 3, "each peer answers once");
+    for r in &sent {
+        assert!(
+            r.snapshot.is_none(),
+            "batches below the checkpoint, no snapshot"
+        );
+        let seqs: Vec<Seq> = r.decided.iter().map(CommitCert::seq).collect();
+        assert_eq!(seqs, (1..=5).map(Seq).collect::<Vec<_>>());
+    }
+    assert_eq!(c.replica(3).last_executed(), Seq(5));
+    assert_eq!(c.replica(3).app().digest(), c.replica(0).app().digest());
+    assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(0));
+    for i in 0..3 {
+        c.fire(i, TimerKind::Status);
+    }
+    assert_eq!(
+        c.replica(3).stable_checkpoint().seq,
+        Seq(4),
+        "the peers' re-sent checkpoints match its own"
+    );
+}
+
+/// The batches kept below the stable checkpoint are as many as one response carries: a
+/// replica behind all of them is sent the snapshot; one behind only those is sent them.
+#[test]
+fn the_kept_batches_are_one_responses_worth_and_a_replica_behind_them_gets_the_snapshot() {
+    let mut c = Cluster::new_with(4, 4, |cfg| cfg.max_transfer_batches = 2);
+    c.isolate(3);
+    c.decide_each(0, 1..=5);
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    let sent = sent_to_three_since(&c, &[0, 0, 0]);
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|r| r.snapshot.is_some()),
+        "batches 1 and 2 are no longer kept: the snapshot at 4"
+    );
+    assert_eq!(c.replica(3).last_executed(), Seq(5));
+
+    let mut c = Cluster::new_with(4, 4, |cfg| cfg.max_transfer_batches = 2);
+    c.decide_each(0, 1..=2);
+    c.isolate(3);
+    c.decide_each(0, 3..=5);
+    assert_eq!(c.replica(0).stable_checkpoint().seq, Seq(4));
+    assert_eq!(c.replica(3).last_executed(), Seq(2));
+    let before = response_counts(&c);
+    c.heal();
+    c.fire(3, TimerKind::Status);
+    let sent = sent_to_three_since(&c, &before);
+    assert!(!sent.is_empty());
+    for r in &sent {
+        assert!(r.snapshot.is_none(), "3 and 4 are kept: no snapshot");
+    }
+    let first: Vec<Seq> = sent[0].decided.iter().map(CommitCert::seq).collect();
+    assert_eq!(first, vec![Seq(3), Seq(4)], "cut at two batches");
+    assert_eq!(c.replica(3).last_executed(), Seq(5));
+}
+
+/// A replica whose state diverged asks from its stable checkpoint for a snapshot: batches it
+/// executed already would not repair it, so it is sent the snapshot even where the kept
+/// batches reach.
+#[test]
+fn a_request_that_needs_a_snapshot_is_sent_one_though_the_kept_batches_reach() {
+    let mut c = Cluster::new(4, 4);
+    c.decide_each(0, 1..=5);
+    let ask = |c: &mut Cluster, needs_snapshot| {
+        let req = StateRequest {
+            after: Seq(2),
+            snapshot_offset: 0,
+            epoch: 0,
+            needs_snapshot,
+        };
+        let m = c.signed_by(3, Kind::StateRequest, ProtoCodec.encode_state_request(&req));
+        let before = state_responses(c, 0).len();
+        c.input(0, Input::Message(m));
+        state_responses(c, 0)
+            .into_iter()
+            .nth(before)
+            .expect("replica 0 answered")
+            .1
+    };
+    let batches = ask(&mut c, false);
+    assert!(batches.snapshot.is_none());
+    assert_eq!(batches.decided.first().map(CommitCert::seq), Some(Seq(3)));
+    assert!(c.replica(0).serves_snapshot(&StateRequest {
+        after: Seq(2),
+        snapshot_offset: 0,
+        epoch: 0,
+        needs_snapshot: true,
+    }));
+    let snapshot = ask(&mut c, true);
+    let (cert, _, _) = snapshot.snapshot.expect("the stable snapshot");
+    assert_eq!(cert.seq, Seq(4));
 }
 
 /// Replica 3 misses batches 1..=7, then asks at its status tick: every state response the

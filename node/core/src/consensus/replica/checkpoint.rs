@@ -149,6 +149,7 @@ impl<A: StateMachine> Replica<A> {
         self.stable = cert.clone();
         self.before_boundary = None;
         self.persist(Record::Stable(cert));
+        self.keep_decided_tail(s);
         self.slots.retain(|seq, _| *seq > s);
         self.snapshots.retain(|seq, _| *seq >= s);
         // Votes at `s` stay: this replica's own one is what it re-sends to peers still short.

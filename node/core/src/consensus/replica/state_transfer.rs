@@ -22,7 +22,7 @@ use super::super::config::ReplicaConfig;
 use super::super::epoch_link::EpochLink;
 use super::super::limits;
 use super::super::message::{
-    CheckpointCert, Kind, Signed, Snapshot, SnapshotPart, StateRequest, StateResponse,
+    CheckpointCert, CommitCert, Kind, Signed, Snapshot, SnapshotPart, StateRequest, StateResponse,
 };
 use super::super::state_machine::StateMachine;
 use super::super::types::{ReplicaId, Seq};
@@ -44,6 +44,7 @@ impl<A: StateMachine> Replica<A> {
             after,
             snapshot_offset: self.assembled_len(),
             epoch: self.chain_tip_epoch(),
+            needs_snapshot: self.diverged_at.is_some(),
         };
         let signed = self.seal_state_request(req);
         self.broadcast(&signed);
@@ -77,6 +78,7 @@ impl<A: StateMachine> Replica<A> {
             after: self.state_wanted_after(),
             snapshot_offset,
             epoch: self.chain_tip_epoch(),
+            needs_snapshot: self.diverged_at.is_some(),
         };
         let signed = self.seal_state_request(req);
         self.out.push(Action::Send {
@@ -109,7 +111,7 @@ impl<A: StateMachine> Replica<A> {
         let mut snapshot_complete = true;
         if req.after < serving.seq && !stable_provable {
             snapshot_complete = false;
-        } else if req.after < serving.seq {
+        } else if req.after < serving.seq && !self.tail_reaches(&req, provable) {
             if let Some((_, snap)) = self.snapshots.get(&serving.seq) {
                 let total = snap.app_state.len();
                 let offset = (req.snapshot_offset as usize).min(total);
@@ -141,7 +143,7 @@ impl<A: StateMachine> Replica<A> {
             && decided.len() < self.cfg.max_transfer_batches
             && bytes < self.cfg.max_transfer_bytes
         {
-            match self.slots.get(&s).and_then(|slot| slot.committed.clone()) {
+            match self.decided_at(s) {
                 Some(c) if c.pre_prepare.value().view.epoch() <= provable => {
                     bytes += limits::batch_bytes(&c.pre_prepare.value().batch);
                     decided.push(c);
@@ -163,6 +165,84 @@ impl<A: StateMachine> Replica<A> {
             to: from,
             envelope: Arc::clone(signed.envelope()),
         });
+    }
+
+    /// Keeps, at a pruning stable checkpoint `s`, the commit certificates of the batches at and
+    /// below it, newest first, as many (and as large) as one state response carries.
+    ///
+    /// Why: under load a backup is often a batch or two behind when its peers' checkpoint
+    /// becomes stable (their commits are still on their way to it), and the primary's
+    /// heartbeat tells it so; it asks for state. With the batches pruned, a peer could only
+    /// send the whole stable snapshot, every release body included: at 500,000 releases each
+    /// such answer held every peer's loop for 0.5-1.3 s and a few hundred MB, several times a
+    /// minute (`scbe-sim bench --workload register`, issue 27).
+    pub(super) fn keep_decided_tail(&mut self, s: Seq) {
+        let pruned = self
+            .slots
+            .range(..=s)
+            .filter_map(|(seq, slot)| slot.committed.clone().map(|c| (*seq, c)));
+        self.decided_tail.extend(pruned);
+        let mut bytes = 0;
+        let mut kept = 0;
+        let mut cut = None;
+        for (seq, c) in self.decided_tail.iter().rev() {
+            bytes += limits::batch_bytes(&c.pre_prepare.value().batch);
+            kept += 1;
+            if kept > self.cfg.max_transfer_batches || bytes > self.cfg.max_transfer_bytes {
+                cut = Some(*seq);
+                break;
+            }
+        }
+        if let Some(cut) = cut {
+            self.decided_tail = self.decided_tail.split_off(&cut.next());
+        }
+    }
+
+    /// Whether the decided batches kept below the stable checkpoint take a requester from
+    /// `req.after` to the checkpoint served, every one of them provable to it: then it is sent
+    /// those (and what follows), not the snapshot. Never for a requester that diverged.
+    fn tail_reaches(&self, req: &StateRequest, provable: u64) -> bool {
+        let serving = self.serving_stable().seq;
+        let epoch = self.epoch();
+        // Across an epoch boundary the requester may need the boundary's snapshot (to void
+        // slots of the old set, or to check what the new set signed): the snapshot route, as
+        // before. Boundaries are rare; the common case is a backup a few batches behind.
+        if req.needs_snapshot
+            || req.after >= serving
+            || self.before_boundary.is_some()
+            || req.epoch != epoch
+            || provable != epoch
+        {
+            return false;
+        }
+        let needed = serving.0 - req.after.0;
+        let kept = self.decided_tail.range(req.after.next()..=serving);
+        let mut count = 0;
+        for (_, c) in kept {
+            if c.pre_prepare.value().view.epoch() != epoch {
+                return false;
+            }
+            count += 1;
+        }
+        count == needed
+    }
+
+    /// Whether a state request would be answered with the stable snapshot's bytes (what a
+    /// runtime encodes off its loop before handing the request over).
+    pub fn serves_snapshot(&self, req: &StateRequest) -> bool {
+        let provable = self
+            .links_after(req.epoch)
+            .last()
+            .map_or(req.epoch, |l| l.epoch());
+        req.after < self.serving_stable().seq && !self.tail_reaches(req, provable)
+    }
+
+    /// The commit certificate of the batch decided at `s`, if this replica still holds it.
+    fn decided_at(&self, s: Seq) -> Option<CommitCert> {
+        self.slots
+            .get(&s)
+            .and_then(|slot| slot.committed.clone())
+            .or_else(|| self.decided_tail.get(&s).cloned())
     }
 
     /// A state response from `from` signed with `signer`, which the set this replica is in
