@@ -54,7 +54,7 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// The saturation phase's length instead of a third of `--duration`: a long one shows
     /// what many registrations cost a validator's memory (e.g. `--workload register
-    /// --bodies-in-store --saturation 6m`: about half a million on this kind of machine),
+    /// --bodies-in-store --saturation 6m`: about a million on this kind of machine),
     /// without a light-load phase as long.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub saturation: Option<Duration>,
