@@ -265,3 +265,19 @@ fn a_rotated_validator_brings_the_others_across_before_it_takes_its_new_key() {
     };
     assert_passes_with(1072, &o, "n=4, validator 0 rotated, validator 2 silent");
 }
+
+/// Validator 2 was removed at n = 7; the four that executed the change went on in the new
+/// epoch and their next stable checkpoint pruned the boundary, while its proof was one old-set
+/// checkpoint short. Replicas 3 and 5, one batch short of the boundary, were sent only the new
+/// set's snapshot, which they could not check: they refused it for good, and no one else could
+/// complete the proof. A replica that has not executed the boundary is now sent the batches up
+/// to it that its own set signed (`replica/state_transfer.rs`, `mine_unproven`).
+#[test]
+fn replicas_short_of_an_unproven_boundary_get_the_batches_up_to_it() {
+    let o = Overrides {
+        validators: Some(7),
+        validator_change: true,
+        ..Overrides::default()
+    };
+    assert_passes_with(225, &o, "n=7, validator 2 removed");
+}

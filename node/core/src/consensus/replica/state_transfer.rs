@@ -100,17 +100,30 @@ impl<A: StateMachine> Replica<A> {
         // The stable checkpoint served: the one before an epoch boundary still short of its
         // proof, which the requester could not check (`make_boundary_stable`).
         let serving = self.serving_stable().clone();
-        let stable_provable = self
-            .epoch_links
-            .range(provable.saturating_add(1)..)
-            .next()
-            .is_none_or(|(_, l)| l.set.start >= serving.seq);
+        // A requester that has not executed this epoch's boundary batch is in an older epoch;
+        // without the link to this one (its boundary proof short of the old set's quorum), it
+        // cannot check a checkpoint this set signed. It is sent the batches up to the boundary,
+        // which its own set signed, as far as this replica still holds them: executing the
+        // boundary itself takes it into this epoch (simulator seed 225 at n = 7 with a
+        // validator removed: two old-set replicas one batch short of the boundary were sent
+        // only the new set's snapshot, which they refused for good).
+        let start_of_mine = self.cfg.directory.start();
+        let mine_unproven = self.epoch() > provable
+            && !self.epoch_links.contains_key(&self.epoch())
+            && req.after < start_of_mine
+            && serving.seq > start_of_mine;
+        let stable_provable = !mine_unproven
+            && self
+                .epoch_links
+                .range(provable.saturating_add(1)..)
+                .next()
+                .is_none_or(|(_, l)| l.set.start >= serving.seq);
         let mut start = req.after;
         let mut snapshot = None;
         let mut bytes = 0;
         let mut snapshot_complete = true;
         if req.after < serving.seq && !stable_provable {
-            snapshot_complete = false;
+            snapshot_complete = mine_unproven;
         } else if req.after < serving.seq && !self.tail_reaches(&req, provable) {
             if let Some((_, snap)) = self.snapshots.get(&serving.seq) {
                 let total = snap.app_state.len();
