@@ -14,6 +14,16 @@ fn assert_passes(seed: u64, validators: usize, byzantine: usize) {
     assert_passes_with(seed, &o, &format!("n={validators}, b={byzantine}"));
 }
 
+/// Runs `seed` at `validators` with the validator set changed (`--validator-change`).
+fn assert_passes_changing_the_set(seed: u64, validators: usize, what: &str) {
+    let o = Overrides {
+        validators: Some(validators),
+        validator_change: true,
+        ..Overrides::default()
+    };
+    assert_passes_with(seed, &o, &format!("n={validators}, {what}"));
+}
+
 /// Runs `seed` under `o` (described as `what`) and asserts no invariant broke.
 fn assert_passes_with(seed: u64, o: &Overrides, what: &str) {
     let r = run_seed(seed, o);
@@ -258,12 +268,7 @@ fn a_primary_stranded_in_an_older_view_is_brought_along() {
 /// a_rotated_validator_still_on_its_old_key_brings_the_others_across_the_change`).
 #[test]
 fn a_rotated_validator_brings_the_others_across_before_it_takes_its_new_key() {
-    let o = Overrides {
-        validators: Some(4),
-        validator_change: true,
-        ..Overrides::default()
-    };
-    assert_passes_with(1072, &o, "n=4, validator 0 rotated, validator 2 silent");
+    assert_passes_changing_the_set(1072, 4, "validator 0 rotated, validator 2 silent");
 }
 
 /// Validator 2 was removed at n = 7; the four that executed the change went on in the new
@@ -274,10 +279,5 @@ fn a_rotated_validator_brings_the_others_across_before_it_takes_its_new_key() {
 /// to it that its own set signed (`replica/state_transfer.rs`, `mine_unproven`).
 #[test]
 fn replicas_short_of_an_unproven_boundary_get_the_batches_up_to_it() {
-    let o = Overrides {
-        validators: Some(7),
-        validator_change: true,
-        ..Overrides::default()
-    };
-    assert_passes_with(225, &o, "n=7, validator 2 removed");
+    assert_passes_changing_the_set(225, 7, "validator 2 removed");
 }

@@ -53,6 +53,30 @@ pub(crate) fn ask_from_genesis(c: &mut Cluster, from: usize, to: usize) {
     c.input(to, Input::Message(m));
 }
 
+/// Every state response the others sent replica 3 since `before` (their counts then).
+fn sent_to_three_since(c: &Cluster, before: &[usize]) -> Vec<StateResponse> {
+    (0..3)
+        .flat_map(|i| state_responses(c, i).into_iter().skip(before[i]))
+        .map(|(to, r)| {
+            assert_eq!(to, ReplicaId(3));
+            r
+        })
+        .collect()
+}
+
+fn response_counts(c: &Cluster) -> Vec<usize> {
+    (0..3).map(|i| state_responses(c, i).len()).collect()
+}
+
+/// Asserts every response in `sent` holds no snapshot and exactly the batches `seqs`.
+fn assert_only_batches(sent: &[StateResponse], seqs: &[u64], why: &str) {
+    for r in sent {
+        assert!(r.snapshot.is_none(), "{why}");
+        let got: Vec<Seq> = r.decided.iter().map(CommitCert::seq).collect();
+        assert_eq!(got, seqs.iter().copied().map(Seq).collect::<Vec<_>>());
+    }
+}
+
 /// A replica past its peers' stable checkpoint asks only for what follows its last executed
 /// batch, and is sent only those batches: no snapshot it would not install.
 #[test]
@@ -64,26 +88,16 @@ fn a_replica_behind_within_the_window_asks_after_its_last_batch_and_gets_no_snap
     c.decide_each(0, 6..=7);
     assert_eq!(c.replica(3).last_executed(), Seq(5));
     c.heal();
-    let before: Vec<usize> = (0..3).map(|i| state_responses(&c, i).len()).collect();
+    let before = response_counts(&c);
     c.fire(3, TimerKind::Status);
 
     let asked = state_requests(&c, 3);
     let last = asked.last().expect("replica 3 asked for state");
     assert_eq!(last.after, Seq(5), "after its last executed batch");
     assert_eq!(last.snapshot_offset, 0);
-    let sent: Vec<StateResponse> = (0..3)
-        .flat_map(|i| state_responses(&c, i).into_iter().skip(before[i]))
-        .map(|(to, r)| {
-            assert_eq!(to, ReplicaId(3));
-            r
-        })
-        .collect();
+    let sent = sent_to_three_since(&c, &before);
     assert_eq!(sent.len(), 3, "each peer answers once");
-    for r in &sent {
-        assert!(r.snapshot.is_none(), "no snapshot for a replica past it");
-        let seqs: Vec<Seq> = r.decided.iter().map(CommitCert::seq).collect();
-        assert_eq!(seqs, vec![Seq(6), Seq(7)]);
-    }
+    assert_only_batches(&sent, &[6, 7], "no snapshot for a replica past it");
     assert_eq!(c.replica(3).last_executed(), Seq(7));
 }
 
@@ -98,35 +112,10 @@ fn a_replica_at_the_stable_checkpoint_is_sent_batches_and_no_snapshot() {
     assert_eq!(c.replica(3).last_executed(), Seq(4));
     c.heal();
     c.fire(3, TimerKind::Status);
-    let sent: Vec<StateResponse> = (0..3)
-        .flat_map(|i| state_responses(&c, i))
-        .map(|(_, r)| r)
-        .collect();
+    let sent = sent_to_three_since(&c, &[0, 0, 0]);
     assert!(!sent.is_empty());
-    for r in &sent {
-        assert!(
-            r.snapshot.is_none(),
-            "asked after the stable checkpoint itself"
-        );
-        let seqs: Vec<Seq> = r.decided.iter().map(CommitCert::seq).collect();
-        assert_eq!(seqs, vec![Seq(5), Seq(6)]);
-    }
+    assert_only_batches(&sent, &[5, 6], "asked after the stable checkpoint itself");
     assert_eq!(c.replica(3).last_executed(), Seq(6));
-}
-
-/// Every state response the others sent replica 3 since `before` (their counts then).
-fn sent_to_three_since(c: &Cluster, before: &[usize]) -> Vec<StateResponse> {
-    (0..3)
-        .flat_map(|i| state_responses(c, i).into_iter().skip(before[i]))
-        .map(|(to, r)| {
-            assert_eq!(to, ReplicaId(3));
-            r
-        })
-        .collect()
-}
-
-fn response_counts(c: &Cluster) -> Vec<usize> {
-    (0..3).map(|i| state_responses(c, i).len()).collect()
 }
 
 /// A replica behind its peers' stable checkpoint, within the batches they keep below it, is
@@ -144,14 +133,11 @@ fn a_replica_behind_the_stable_checkpoint_within_the_kept_batches_gets_them_not_
     c.fire(3, TimerKind::Status);
     let sent = sent_to_three_since(&c, &[0, 0, 0]);
     assert_eq!(sent.len(), 3, "each peer answers once");
-    for r in &sent {
-        assert!(
-            r.snapshot.is_none(),
-            "batches below the checkpoint, no snapshot"
-        );
-        let seqs: Vec<Seq> = r.decided.iter().map(CommitCert::seq).collect();
-        assert_eq!(seqs, (1..=5).map(Seq).collect::<Vec<_>>());
-    }
+    assert_only_batches(
+        &sent,
+        &[1, 2, 3, 4, 5],
+        "batches below the checkpoint, no snapshot",
+    );
     assert_eq!(c.replica(3).last_executed(), Seq(5));
     assert_eq!(c.replica(3).app().digest(), c.replica(0).app().digest());
     assert_eq!(c.replica(3).stable_checkpoint().seq, Seq(0));

@@ -94,37 +94,16 @@ impl<A: StateMachine> Replica<A> {
         // The chain's links after the requester's epoch: without them it could not check (nor
         // even resolve the signers of) what later validator sets signed.
         let epochs = self.links_after(req.epoch);
-        let provable = epochs.last().map_or(req.epoch, |l| l.epoch());
-        // Whether the links sent reach the set that signed the stable checkpoint; if not, they
-        // go alone and the requester asks again from the last one.
-        // The stable checkpoint served: the one before an epoch boundary still short of its
-        // proof, which the requester could not check (`make_boundary_stable`).
+        let provable = provable_with(&epochs, req.epoch);
         let serving = self.serving_stable().clone();
-        // A requester that has not executed this epoch's boundary batch is in an older epoch;
-        // without the link to this one (its boundary proof short of the old set's quorum), it
-        // cannot check a checkpoint this set signed. It is sent the batches up to the boundary,
-        // which its own set signed, as far as this replica still holds them: executing the
-        // boundary itself takes it into this epoch (simulator seed 225 at n = 7 with a
-        // validator removed: two old-set replicas one batch short of the boundary were sent
-        // only the new set's snapshot, which they refused for good).
-        let start_of_mine = self.cfg.directory.start();
-        let mine_unproven = self.epoch() > provable
-            && !self.epoch_links.contains_key(&self.epoch())
-            && req.after < start_of_mine
-            && serving.seq > start_of_mine;
-        let stable_provable = !mine_unproven
-            && self
-                .epoch_links
-                .range(provable.saturating_add(1)..)
-                .next()
-                .is_none_or(|(_, l)| l.set.start >= serving.seq);
         let mut start = req.after;
         let mut snapshot = None;
         let mut bytes = 0;
         let mut snapshot_complete = true;
-        if req.after < serving.seq && !stable_provable {
-            snapshot_complete = mine_unproven;
-        } else if req.after < serving.seq && !self.tail_reaches(&req, provable) {
+        let answer = self.answer_for(&req, provable);
+        if answer == Answer::LinksFirst {
+            snapshot_complete = false;
+        } else if answer == Answer::Snapshot {
             if let Some((_, snap)) = self.snapshots.get(&serving.seq) {
                 let total = snap.app_state.len();
                 let offset = (req.snapshot_offset as usize).min(total);
@@ -186,9 +165,9 @@ impl<A: StateMachine> Replica<A> {
     /// Why: under load a backup is often a batch or two behind when its peers' checkpoint
     /// becomes stable (their commits are still on their way to it), and the primary's
     /// heartbeat tells it so; it asks for state. With the batches pruned, a peer could only
-    /// send the whole stable snapshot, every release body included: at 500,000 releases each
-    /// such answer held every peer's loop for 0.5-1.3 s and a few hundred MB, several times a
-    /// minute (`scbe-sim bench --workload register`, issue 27).
+    /// send the whole stable snapshot, every release body included: each
+    /// such answer held every peer's loop for 0.5-1.3 s, several times a minute (logged 60 s
+    /// runs of `scbe-sim bench --workload register`, ~150,000 releases, issue 27).
     pub(super) fn keep_decided_tail(&mut self, s: Seq) {
         let pruned = self
             .slots
@@ -211,9 +190,10 @@ impl<A: StateMachine> Replica<A> {
         }
     }
 
-    /// Whether the decided batches kept below the stable checkpoint take a requester from
-    /// `req.after` to the checkpoint served, every one of them provable to it: then it is sent
-    /// those (and what follows), not the snapshot. Never for a requester that diverged.
+    /// Whether the decided batches kept below the stable checkpoint take a requester in this
+    /// epoch (and checking no further) from `req.after` to the checkpoint served, all of this
+    /// epoch: then it is sent those (and what follows), not the snapshot. Never for a
+    /// requester that diverged.
     fn tail_reaches(&self, req: &StateRequest, provable: u64) -> bool {
         let serving = self.serving_stable().seq;
         let epoch = self.epoch();
@@ -243,11 +223,46 @@ impl<A: StateMachine> Replica<A> {
     /// Whether a state request would be answered with the stable snapshot's bytes (what a
     /// runtime encodes off its loop before handing the request over).
     pub fn serves_snapshot(&self, req: &StateRequest) -> bool {
-        let provable = self
-            .links_after(req.epoch)
-            .last()
-            .map_or(req.epoch, |l| l.epoch());
-        req.after < self.serving_stable().seq && !self.tail_reaches(req, provable)
+        let provable = provable_with(&self.links_after(req.epoch), req.epoch);
+        self.answer_for(req, provable) == Answer::Snapshot
+    }
+
+    /// How a request from a requester that can check signatures up to epoch `provable` (with
+    /// the links sent) is answered, beside the links.
+    fn answer_for(&self, req: &StateRequest, provable: u64) -> Answer {
+        let serving = self.serving_stable().seq;
+        if req.after >= serving {
+            return Answer::Batches;
+        }
+        // A requester that has not executed this epoch's boundary batch is in an older epoch;
+        // without the link to this one (its boundary proof short of the old set's quorum), it
+        // cannot check a checkpoint this set signed. It is sent the batches up to the boundary,
+        // which its own set signed, as far as this replica still holds them: executing the
+        // boundary itself takes it into this epoch (simulator seed 225 at n = 7 with a
+        // validator removed: two old-set replicas one batch short of the boundary were sent
+        // only the new set's snapshot, which they refused for good).
+        let start_of_mine = self.cfg.directory.start();
+        let mine_unproven = self.epoch() > provable
+            && !self.epoch_links.contains_key(&self.epoch())
+            && req.after < start_of_mine
+            && serving > start_of_mine;
+        if mine_unproven {
+            return Answer::Batches;
+        }
+        // Whether the links sent reach the set that signed the stable checkpoint; if not, they
+        // go alone and the requester asks again from the last one.
+        let stable_provable = self
+            .epoch_links
+            .range(provable.saturating_add(1)..)
+            .next()
+            .is_none_or(|(_, l)| l.set.start >= serving);
+        if !stable_provable {
+            Answer::LinksFirst
+        } else if self.tail_reaches(req, provable) {
+            Answer::Batches
+        } else {
+            Answer::Snapshot
+        }
     }
 
     /// The commit certificate of the batch decided at `s`, if this replica still holds it.
@@ -567,4 +582,20 @@ impl<A: StateMachine> Replica<A> {
         self.try_execute();
         Ok(())
     }
+}
+
+/// How a state request is answered, beside the chain's links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// Decided batches from after the requester's last executed one.
+    Batches,
+    /// The links alone: the requester asks again once it can check the stable checkpoint.
+    LinksFirst,
+    /// A chunk of the stable snapshot (then, once it is whole, the batches above it).
+    Snapshot,
+}
+
+/// The newest epoch a requester that checks up to `epoch` can check once it holds `links`.
+fn provable_with(links: &[EpochLink], epoch: u64) -> u64 {
+    links.last().map_or(epoch, |l| l.epoch())
 }
