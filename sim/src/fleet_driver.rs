@@ -526,7 +526,7 @@ impl Simulation {
             let mut found = Vec::new();
             for r in &ended {
                 found.extend(settings::check_rollout(r, &applied));
-                let release = ledger.state().releases.get(&r.version);
+                let release = ledger.state().releases.get(r.version.as_str());
                 found.extend(settings::check_releases(release, genesis, &applied));
             }
             (applied.len() as u64, found)

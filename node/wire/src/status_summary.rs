@@ -225,7 +225,7 @@ pub fn newest_releases(ledger: &Ledger) -> Vec<(u64, String)> {
     }
     newest
         .into_iter()
-        .map(|Reverse((seq, v))| (seq, v.clone()))
+        .map(|Reverse((seq, v))| (seq, v.to_string()))
         .collect()
 }
 
@@ -270,10 +270,10 @@ fn listed_releases<'a>(
     let s = ledger.state();
     let mut listed: BTreeMap<String, Stage> = newest
         .into_iter()
-        .filter_map(|v| s.releases.get(v).map(|e| (v.clone(), e.stage)))
+        .filter_map(|v| s.releases.get(v.as_str()).map(|e| (v.clone(), e.stage)))
         .collect();
     for v in s.current.values() {
-        if let Some(e) = s.releases.get(v) {
+        if let Some(e) = s.releases.get(v.as_str()) {
             listed.insert(v.clone(), e.stage);
         }
     }

@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 #[cfg(doc)]
 use super::body_store::BodyKey;
-use super::body_store::BodyStore;
+use super::body_store::{BodyStore, SharedBodyStore};
 
 thread_local! {
     static WRITING_REFERENCES: Cell<bool> = const { Cell::new(false) };
-    static RESOLVING_IN: RefCell<Option<Arc<dyn BodyStore>>> = const { RefCell::new(None) };
+    static RESOLVING_IN: RefCell<Option<SharedBodyStore>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with stored bodies serialised as references (held ones are written whole).
@@ -35,7 +35,7 @@ pub fn write_references<T>(f: impl FnOnce() -> T) -> T {
 /// Runs `f` with references decoded as bodies stored in `store`; without a store, a reference
 /// is a decoding error.
 pub fn resolve_references_in<T>(store: Option<Arc<dyn BodyStore>>, f: impl FnOnce() -> T) -> T {
-    let before = RESOLVING_IN.with(|r| r.replace(store));
+    let before = RESOLVING_IN.with(|r| r.replace(store.map(SharedBodyStore::new)));
     let _restore = Restore(Some(move || {
         RESOLVING_IN.with(|r| *r.borrow_mut() = before)
     }));
@@ -48,7 +48,7 @@ pub(super) fn writing_references() -> bool {
 }
 
 /// The store references resolve in on this thread, if any.
-pub(super) fn resolving_in() -> Option<Arc<dyn BodyStore>> {
+pub(super) fn resolving_in() -> Option<SharedBodyStore> {
     RESOLVING_IN.with(|r| r.borrow().clone())
 }
 

@@ -16,7 +16,7 @@
 //! from its peers).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
 
@@ -107,6 +107,27 @@ pub trait BodyStore: Send + Sync {
     }
     /// The JSON stored under `key` (checked against its digest by the caller).
     fn read(&self, key: &BodyKey) -> Result<Box<RawValue>, BodyUnavailable>;
+}
+
+/// A [`BodyStore`] behind one thin pointer: what each stored body keeps to be read.
+///
+/// Why not `Arc<dyn BodyStore>`: that is two words, and a million stored releases each keep
+/// one; the extra word moved a release's ledger entry up an allocator size class (issue 27,
+/// memory per release). The ledger wraps its store once and every body shares that handle.
+#[derive(Clone)]
+pub struct SharedBodyStore(Arc<Arc<dyn BodyStore>>);
+
+impl SharedBodyStore {
+    pub fn new(store: Arc<dyn BodyStore>) -> Self {
+        Self(Arc::new(store))
+    }
+}
+
+impl std::ops::Deref for SharedBodyStore {
+    type Target = dyn BodyStore;
+    fn deref(&self) -> &(dyn BodyStore + 'static) {
+        &**self.0
+    }
 }
 
 /// Bodies in memory: for tests of the ledger with a store, and for the simulator. Not a way to

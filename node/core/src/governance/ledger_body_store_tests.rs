@@ -40,7 +40,7 @@ pub(super) fn held_versions(ledger: &Ledger) -> Vec<String> {
         .releases
         .iter()
         .filter(|(_, e)| e.release.is_held())
-        .map(|(v, _)| v.clone())
+        .map(|(v, _)| v.to_string())
         .collect()
 }
 

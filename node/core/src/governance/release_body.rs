@@ -16,13 +16,12 @@
 //! (`super::body_references`).
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::body_references;
-use super::body_store::{body_digest, BodyDigest, BodyKey, BodyStore, BodyUnavailable};
+use super::body_store::{body_digest, BodyDigest, BodyKey, BodyUnavailable, SharedBodyStore};
 use super::release::{FusedRelease, ReleaseError};
 
 /// A release's compact JSON, as `serde_json` writes a [`FusedRelease`]: held, or in a store.
@@ -40,18 +39,10 @@ enum Repr {
     Stored(Stored),
 }
 
+#[derive(Clone)]
 struct Stored {
     key: BodyKey,
-    store: Arc<dyn BodyStore>,
-}
-
-impl Clone for Stored {
-    fn clone(&self) -> Self {
-        Self {
-            key: self.key,
-            store: Arc::clone(&self.store),
-        }
-    }
+    store: SharedBodyStore,
 }
 
 impl ReleaseBody {
@@ -67,7 +58,7 @@ impl ReleaseBody {
 
     /// The body `store` holds under `key`, read when used. The caller has seen the store hold
     /// it ([`BodyStore::contains`]).
-    pub fn stored(key: BodyKey, store: Arc<dyn BodyStore>) -> Self {
+    pub fn stored(key: BodyKey, store: SharedBodyStore) -> Self {
         Self {
             repr: Repr::Stored(Stored { key, store }),
         }

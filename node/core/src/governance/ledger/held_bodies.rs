@@ -14,16 +14,18 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use super::entry_map::EntryMap;
 use super::state::ReleaseEntry;
 use super::Ledger;
-use crate::governance::body_store::{BodyKey, BodyStore};
+use crate::governance::body_store::{BodyKey, BodyStore, SharedBodyStore};
 use crate::governance::release_body::ReleaseBody;
 
 pub(super) struct HeldBodies {
-    store: Arc<dyn BodyStore>,
+    store: SharedBodyStore,
     /// Versions whose bodies are held until the store has them, with the bodies' keys.
-    held: Vec<(String, BodyKey)>,
+    held: Vec<(CompactString, BodyKey)>,
 }
 
 impl Ledger {
@@ -33,7 +35,7 @@ impl Ledger {
         self.keep_fresh();
         self.body_source = Some(Arc::clone(&store));
         self.bodies = Some(HeldBodies {
-            store,
+            store: SharedBodyStore::new(store),
             held: Vec::new(),
         });
         self.offload_installed_bodies();
@@ -67,12 +69,12 @@ impl Ledger {
             digest: body.digest(),
         };
         let json = json.into_owned();
-        self.send_out(version.to_owned(), key, json);
+        self.send_out(version.into(), key, json);
     }
 
     /// Hands `json` to the runtime for the store ([`super::Fresh::bodies`]) and holds it until
     /// the store has it.
-    fn send_out(&mut self, version: String, key: BodyKey, json: String) {
+    fn send_out(&mut self, version: CompactString, key: BodyKey, json: String) {
         if let Some(bodies) = self.bodies.as_mut() {
             bodies.held.push((version, key));
         }
@@ -82,8 +84,11 @@ impl Ledger {
     /// Makes stored each of `candidates` (held bodies) the store now has, asked in one read;
     /// returns the others. An error (a store that cannot answer) leaves them all held: holding
     /// a body longer is always correct.
-    fn store_those_stored(&mut self, candidates: Vec<(String, BodyKey)>) -> Vec<(String, BodyKey)> {
-        let Some(store) = self.bodies.as_ref().map(|b| Arc::clone(&b.store)) else {
+    fn store_those_stored(
+        &mut self,
+        candidates: Vec<(CompactString, BodyKey)>,
+    ) -> Vec<(CompactString, BodyKey)> {
+        let Some(store) = self.bodies.as_ref().map(|b| b.store.clone()) else {
             return candidates;
         };
         let keys: Vec<BodyKey> = candidates.iter().map(|(_, k)| *k).collect();
@@ -123,7 +128,7 @@ impl Ledger {
             return;
         };
         bodies.held.clear();
-        let held: Vec<(String, BodyKey)> = self
+        let held: Vec<(CompactString, BodyKey)> = self
             .state
             .releases
             .iter()
@@ -154,14 +159,14 @@ impl Ledger {
 /// entry's body (the held list is remade whenever the state is replaced, and a version's body
 /// never changes), so the body is not hashed again.
 fn swap_to_stored(
-    releases: &mut EntryMap<String, ReleaseEntry>,
+    releases: &mut EntryMap<CompactString, ReleaseEntry>,
     version: &str,
     key: BodyKey,
-    store: &Arc<dyn BodyStore>,
+    store: &SharedBodyStore,
 ) {
     releases.replace_same_json(version, |entry| {
         (entry.release.is_held() && entry.registered_seq == key.seq).then(|| ReleaseEntry {
-            release: ReleaseBody::stored(key, Arc::clone(store)),
+            release: ReleaseBody::stored(key, store.clone()),
             stage: entry.stage,
             registered_seq: entry.registered_seq,
         })

@@ -48,7 +48,7 @@ impl Ledger {
             return Err(refused);
         }
         release.verify().map_err(|e| vec![e.to_string()])?;
-        if self.state.releases.contains_key(&release.version)
+        if self.state.releases.contains_key(release.version.as_str())
             || self.state.known_good.contains(&release.version)
         {
             return reject(format!("version {} already exists", release.version));
@@ -67,7 +67,7 @@ impl Ledger {
         let body = ReleaseBody::new(&release).map_err(|e| vec![e.to_string()])?;
         self.hold_body(&version, seq, &body);
         self.state.releases.insert(
-            version.clone(),
+            version.as_str().into(),
             ReleaseEntry {
                 release: body,
                 stage: Stage::Staging,
@@ -189,7 +189,7 @@ impl Ledger {
         if !refused.is_empty() {
             return Err(refused);
         }
-        let Some(entry) = self.state.releases.get(&version) else {
+        let Some(entry) = self.state.releases.get(version.as_str()) else {
             return reject(format!("unknown release {version}"));
         };
         let from = entry.stage;
@@ -462,7 +462,7 @@ impl Ledger {
                 match self
                     .state
                     .releases
-                    .get(version)
+                    .get(version.as_str())
                     .map(|e| e.release.release())
                 {
                     None => reasons.push(format!("unknown release {version}")),

@@ -223,7 +223,7 @@ impl Ledger {
         let (version, count) = (r.version.clone(), r.rollback_agents.len());
         let reason = r.reason.clone();
         self.end(seq, id, RolloutStatus::RolledBack, reason);
-        if let Some(e) = self.state.releases.get_mut(&version) {
+        if let Some(e) = self.state.releases.get_mut(version.as_str()) {
             e.stage = Stage::Staging;
         }
         if self.state.current.get(&Stage::Canary) == Some(&version) {

@@ -261,7 +261,7 @@ impl Ledger {
         self.end(seq, id, RolloutStatus::Completed, String::new());
         match kind {
             RolloutKind::Promote { to, .. } => {
-                if let Some(e) = self.state.releases.get_mut(&version) {
+                if let Some(e) = self.state.releases.get_mut(version.as_str()) {
                     e.stage = to;
                 }
                 self.state.current.insert(to, version.clone());
@@ -286,14 +286,14 @@ impl Ledger {
                     .insert(Stage::Production, version.clone())
                 {
                     if old != version {
-                        if let Some(e) = self.state.releases.get_mut(&old) {
+                        if let Some(e) = self.state.releases.get_mut(old.as_str()) {
                             e.stage = Stage::Staging;
                         }
                     }
                 }
                 // Canary agents were restored too: no candidate is in canary any more.
                 if let Some(c) = self.state.current.remove(&Stage::Canary) {
-                    if let Some(e) = self.state.releases.get_mut(&c) {
+                    if let Some(e) = self.state.releases.get_mut(c.as_str()) {
                         e.stage = Stage::Staging;
                     }
                 }
