@@ -56,10 +56,14 @@ pub(super) const BODIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("b
 const FORMAT_VERSION: &[u8] = b"scbe-records-2";
 const FORMAT_1: &[u8] = b"scbe-records-1";
 /// redb's page cache. Its default (1 GiB) is a ceiling, not a reservation, but every page of a
-/// file that only grows (the audit trail) stays cached up to it: the validator's memory grew
-/// with history. 64 MiB holds the B-trees' interior pages many times over and keeps a
-/// 6.4 MiB write cache (redb splits it 90/10), more than one turn writes.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// file that only grows (the audit trail, the release bodies) stays cached up to it: the
+/// validator's memory grew with history. 16 MiB holds the B-trees' interior pages (about
+/// 10 MB after a million registrations) and the right-hand paths that appends touch; a turn
+/// that writes more than half of it (redb 4 holds its write buffer at or below half the
+/// cache) has the excess written to the file before the commit, which syncs it all the same. It was 64 MiB: at 90 s of registrations that held
+/// the largest validator 60-70 MB higher for no measured gain in throughput (issue 27,
+/// BENCHMARKS.md, sixteenth part).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A stored value `value_codec` cannot read, as the decoding error it is.
 pub(super) fn stored_value(e: crate::storage::value_codec::ValueError) -> WireError {
