@@ -60,9 +60,9 @@ const FORMAT_1: &[u8] = b"scbe-records-1";
 /// validator's memory grew with history. 16 MiB holds the B-trees' interior pages (about
 /// 10 MB after a million registrations) and the right-hand paths that appends touch; a turn
 /// that writes more than half of it (redb 4 holds its write buffer at or below half the
-/// cache) has the excess written to the file before the commit, which syncs it all the same. It was 64 MiB: at 90 s of registrations that held
-/// the largest validator 60-70 MB higher for no measured gain in throughput (issue 27,
-/// BENCHMARKS.md, sixteenth part).
+/// cache) has the excess written to the file before the commit, which syncs it all the same.
+/// It was 64 MiB: at 90 s of registrations that held the largest validator 60-70 MB higher
+/// for no measured gain in throughput (issue 27, BENCHMARKS.md, sixteenth part).
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A stored value `value_codec` cannot read, as the decoding error it is.

@@ -278,7 +278,7 @@ enum Command {
         /// With --memory-releases: the ledger keeps its release bodies in a store, as a
         /// validator's does (a record store in a temporary directory, written every 1,024
         /// registrations, each followed by a checkpoint), so what is measured is the ledger
-        /// without them (plus the store's page cache, at most 64 MiB).
+        /// without them (plus the store's page cache, at most 16 MiB).
         #[arg(long)]
         bodies_stored: bool,
         /// Also measure, for a ledger of this many registered releases (each size) whose
