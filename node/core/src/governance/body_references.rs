@@ -14,11 +14,10 @@
 //! [`resolve_references_in`] set around one call (and restore when it returns or panics).
 
 use std::cell::{Cell, RefCell};
-use std::sync::Arc;
 
 #[cfg(doc)]
 use super::body_store::BodyKey;
-use super::body_store::{BodyStore, SharedBodyStore};
+use super::body_store::SharedBodyStore;
 
 thread_local! {
     static WRITING_REFERENCES: Cell<bool> = const { Cell::new(false) };
@@ -34,8 +33,8 @@ pub fn write_references<T>(f: impl FnOnce() -> T) -> T {
 
 /// Runs `f` with references decoded as bodies stored in `store`; without a store, a reference
 /// is a decoding error.
-pub fn resolve_references_in<T>(store: Option<Arc<dyn BodyStore>>, f: impl FnOnce() -> T) -> T {
-    let before = RESOLVING_IN.with(|r| r.replace(store.map(SharedBodyStore::new)));
+pub fn resolve_references_in<T>(store: Option<SharedBodyStore>, f: impl FnOnce() -> T) -> T {
+    let before = RESOLVING_IN.with(|r| r.replace(store));
     let _restore = Restore(Some(move || {
         RESOLVING_IN.with(|r| *r.borrow_mut() = before)
     }));

@@ -57,10 +57,11 @@ const FORMAT_VERSION: &[u8] = b"scbe-records-2";
 const FORMAT_1: &[u8] = b"scbe-records-1";
 /// redb's page cache. Its default (1 GiB) is a ceiling, not a reservation, but every page of a
 /// file that only grows (the audit trail, the release bodies) stays cached up to it: the
-/// validator's memory grew with history. 16 MiB holds the B-trees' interior pages (about
-/// 10 MB after a million registrations) and the right-hand paths that appends touch; a turn
-/// that writes more than half of it (redb 4 holds its write buffer at or below half the
-/// cache) has the excess written to the file before the commit, which syncs it all the same.
+/// validator's memory grew with history. 16 MiB holds the B-trees' interior pages (an
+/// estimate from page counts: ~10 MB after a million registrations) and the right-hand paths
+/// that appends touch; a turn that writes more than half of it (redb 4 holds its write buffer
+/// at or below half the cache) has the excess written to the file before the commit, which
+/// syncs it all the same.
 /// It was 64 MiB: at 90 s of registrations that held the largest validator 60-70 MB higher
 /// for no measured gain in throughput (issue 27, BENCHMARKS.md, sixteenth part).
 const CACHE_BYTES: usize = 16 * 1024 * 1024;

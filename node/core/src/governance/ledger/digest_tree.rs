@@ -127,8 +127,8 @@ impl DigestTree {
         let at = digests.partition_point(|d| *d < digest);
         // Exactly one more: a leaf's digests are kept without the spare room a `Vec` doubles
         // into, which at a million entries (15 a leaf) came to about 14 bytes an entry (issue
-        // 27, memory per release). A leaf changes a few times a checkpoint at most; the
-        // reallocation costs less than the shift `insert` makes anyway.
+        // 27, memory per release). The reallocation copies the leaf, as the shift `insert`
+        // makes moves it anyway: O(leaf) either way.
         digests.reserve_exact(1);
         digests.insert(at, digest);
         self.dirty.insert(leaf);

@@ -76,8 +76,8 @@ impl EntryProof {
 ///
 /// `bytes` is a `u32` (no entry's JSON nears 4 GiB: a peer's message is capped far below; a
 /// larger one saturates, as the total is an estimate): with a `usize` the cache took 48 bytes
-/// of each entry's allocation, with it 40, which moves a stored release's allocation down a
-/// size class (issue 27, memory per release).
+/// of each entry's allocation, with it 40, which with the one-word body store handle moves a
+/// stored release's allocation down a size class (issue 27, memory per release).
 #[derive(Clone)]
 struct Cached {
     digest: [u8; 32],
@@ -476,7 +476,6 @@ mod tests {
     fn a_stored_release_entry_fits_its_allocation_class() {
         use crate::governance::ledger::state::ReleaseEntry;
         let held = std::mem::size_of::<Held<ReleaseEntry>>();
-        eprintln!("Held<ReleaseEntry> = {held} bytes");
         assert!(held <= 104, "{held} bytes");
         let key = compact_str::CompactString::from("b0123456789ab-1000000");
         assert!(!key.is_heap_allocated(), "a bench version is inline");

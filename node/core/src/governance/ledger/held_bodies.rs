@@ -33,9 +33,11 @@ impl Ledger {
     /// [`Ledger::keep_fresh`]: the runtime must write [`super::Fresh::bodies`] to `store`.
     pub fn store_bodies_in(&mut self, store: Arc<dyn BodyStore>) {
         self.keep_fresh();
-        self.body_source = Some(Arc::clone(&store));
+        // One handle, shared by every stored body and by the snapshots read back.
+        let store = SharedBodyStore::new(store);
+        self.body_source = Some(store.clone());
         self.bodies = Some(HeldBodies {
-            store: SharedBodyStore::new(store),
+            store,
             held: Vec::new(),
         });
         self.offload_installed_bodies();
@@ -45,7 +47,7 @@ impl Ledger {
     /// `store`, while keeping new ones in memory: a validator whose operator turned the store
     /// off restores what it persisted with it on. Bodies restored that way stay stored.
     pub fn read_stored_bodies_from(&mut self, store: Arc<dyn BodyStore>) {
-        self.body_source = Some(store);
+        self.body_source = Some(SharedBodyStore::new(store));
     }
 
     /// How many release bodies the ledger holds in memory, waiting for its store (0 without

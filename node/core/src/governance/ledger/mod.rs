@@ -63,10 +63,9 @@ use crate::rollout::health::HealthThresholds;
 use crate::rollout::order::OrderUnit;
 use crate::rollout::plan::FleetAgent;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use self::snapshots::decode_snapshot;
-use super::body_store::BodyStore;
+use super::body_store::SharedBodyStore;
 use super::event::Event;
 use super::gates::Gates;
 use super::operation::Operation;
@@ -148,7 +147,7 @@ pub struct Ledger {
     /// Where the release bodies a persisted snapshot names are read ([`Ledger::store_bodies_in`]
     /// or [`Ledger::read_stored_bodies_from`]); none: its persisted snapshots carry every body.
     /// Not replicated.
-    body_source: Option<Arc<dyn BodyStore>>,
+    body_source: Option<SharedBodyStore>,
 }
 
 type Rejection = Vec<String>;

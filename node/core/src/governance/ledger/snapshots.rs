@@ -16,7 +16,7 @@ use super::checkpoint_prover::CheckpointProver;
 use super::{keys_of, settings, Journal, Ledger, LedgerState};
 use crate::consensus::{AppState, SnapshotError};
 use crate::governance::body_references;
-use crate::governance::body_store::BodyStore;
+use crate::governance::body_store::SharedBodyStore;
 use serde_json::value::RawValue;
 
 impl Ledger {
@@ -129,7 +129,7 @@ impl Ledger {
 /// refused.
 pub(super) fn decode_snapshot(
     bytes: &[u8],
-    bodies: Option<Arc<dyn BodyStore>>,
+    bodies: Option<SharedBodyStore>,
 ) -> Result<SnapshotOwned, SnapshotError> {
     body_references::resolve_references_in(bodies, || serde_json::from_slice(bytes))
         .map_err(|e| SnapshotError(e.to_string()))
