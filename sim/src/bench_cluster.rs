@@ -54,7 +54,7 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// The saturation phase's length instead of a third of `--duration`: a long one shows
     /// what many registrations cost a validator's memory (e.g. `--workload register
-    /// --bodies-in-store --saturation 6m`: about a million on this kind of machine),
+    /// --saturation 6m`: about a million on this kind of machine),
     /// without a light-load phase as long.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub saturation: Option<Duration>,
@@ -91,9 +91,12 @@ pub struct BenchOptions {
     /// With `--delay`: each chunk is delayed up to this much more (uniform), order kept.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub jitter: Duration,
-    /// Validators keep release bodies in their stores, not in memory
-    /// (`release_bodies_in_store = true` in every node.toml).
+    /// Validators keep release bodies in memory, not in their stores
+    /// (`release_bodies_in_store = false` in every node.toml).
     #[arg(long)]
+    pub bodies_in_memory: bool,
+    /// Accepted for the commands of earlier runs: bodies in stores is the default now.
+    #[arg(long, hide = true, conflicts_with = "bodies_in_memory")]
     pub bodies_in_store: bool,
 }
 
@@ -118,6 +121,10 @@ pub struct BenchResult {
     pub saturation_accepted: u64,
     pub saturation_rps: f64,
     pub saturation_secs: f64,
+    /// Saturation clients' streams that broke and were opened again (0 in a healthy run).
+    pub streams_reopened: u64,
+    /// Why the first of them broke, if one did.
+    pub stream_error: Option<String>,
     pub failover: Option<Duration>,
     /// The (f + 1)-th smallest silence the surviving validators tolerated from their primary
     /// just before it was killed: the view change cannot start before it has passed.
@@ -208,6 +215,10 @@ pub(crate) struct BenchClient {
 pub(crate) struct Tally {
     pub(crate) decided: u64,
     pub(crate) accepted: u64,
+    /// Streams that broke and were opened again ([`BenchClient::stream_until`]).
+    pub(crate) streams_reopened: u64,
+    /// Why the first of them broke.
+    pub(crate) stream_error: Option<String>,
 }
 
 impl BenchClient {
@@ -260,13 +271,44 @@ impl BenchClient {
             .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
     }
 
-    /// Keeps `depth` requests in flight on one `SubmitStream` call until `deadline`; returns how
-    /// many were decided by then (answers arriving later are not counted).
+    /// Keeps `depth` requests in flight on a `SubmitStream` call until `deadline`; returns how
+    /// many were decided by then (answers arriving later are not counted). A stream that
+    /// breaks (the validator ended it, or the connection dropped) is opened again, after a
+    /// pause that doubles while opening fails, and counted in [`Tally::streams_reopened`]: one
+    /// broken stream must not end the whole run (its requests in flight are not counted).
     pub(crate) async fn stream_until(
         &mut self,
         depth: usize,
         deadline: Instant,
     ) -> anyhow::Result<Tally> {
+        let mut tally = Tally::default();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.one_stream(depth, deadline, &mut tally).await {
+                Ok(()) => return Ok(tally),
+                Err(e) => {
+                    let wake = Instant::now() + pause;
+                    if wake >= deadline {
+                        return Ok(tally);
+                    }
+                    tally.streams_reopened += 1;
+                    tally.stream_error.get_or_insert_with(|| e.to_string());
+                    tokio::time::sleep_until(wake.into()).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// One `SubmitStream` call of [`BenchClient::stream_until`], adding its answers to
+    /// `tally`: Ok at the deadline or when the validator ends the stream cleanly, Err when it
+    /// could not be opened or broke.
+    async fn one_stream(
+        &mut self,
+        depth: usize,
+        deadline: Instant,
+        tally: &mut Tally,
+    ) -> anyhow::Result<()> {
         let (tx, rx) = tokio::sync::mpsc::channel(depth);
         for _ in 0..depth {
             tx.send(self.next_envelope()).await?;
@@ -277,13 +319,12 @@ impl BenchClient {
             .await
             .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
             .into_inner();
-        let mut tally = Tally::default();
         let mut tx = Some(tx);
         loop {
             let next = tokio::time::timeout_at(deadline.into(), answers.message()).await;
-            let Ok(next) = next else { break }; // the phase is over
+            let Ok(next) = next else { return Ok(()) }; // the phase is over
             let Some(answer) = next.map_err(|s| anyhow::anyhow!("{s}"))? else {
-                break;
+                return Ok(());
             };
             if let Some(reply) = answer.reply {
                 tally.decided += 1;
@@ -295,7 +336,6 @@ impl BenchClient {
                 }
             }
         }
-        Ok(tally)
     }
 
     /// The next request of this client (a fresh nonce), as it goes on the wire.
@@ -344,7 +384,7 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         // validator) would cap a long light-load phase, which is not what is measured here.
         quota_requests: Some(u32::MAX),
         plaintext: o.plaintext,
-        bodies_in_store: o.bodies_in_store,
+        bodies_in_store: !o.bodies_in_memory,
         ..LocalOptions::default()
     };
     // Relays bind first (their addresses go into the configs), then serve the validators'.
@@ -415,11 +455,14 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         samples
     });
     let sat_start = Instant::now();
-    let (mut decided, mut accepted) = (0, 0);
+    let (mut decided, mut accepted, mut streams_reopened) = (0, 0, 0);
+    let mut stream_error = None;
     for t in tasks {
         let tally = t.await??;
         decided += tally.decided;
         accepted += tally.accepted;
+        streams_reopened += tally.streams_reopened;
+        stream_error = stream_error.or(tally.stream_error);
     }
     let sat_elapsed = sat_start.elapsed();
     let validator_cpu = validators_cpu(&cpu_pids) - cpu_start.0;
@@ -497,6 +540,8 @@ pub async fn run(launch: &Launch, dir: &Path, o: &BenchOptions) -> anyhow::Resul
         saturation_accepted: accepted,
         saturation_rps: decided as f64 / sat_elapsed.as_secs_f64(),
         saturation_secs: sat_elapsed.as_secs_f64(),
+        streams_reopened,
+        stream_error,
         failover,
         silence_tolerated,
         batches_reproposed,

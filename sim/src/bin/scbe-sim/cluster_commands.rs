@@ -326,7 +326,9 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
                 opts.light_phase(),
                 opts.saturation_phase()
             );
-            if opts.bodies_in_store {
+            if opts.bodies_in_memory {
+                println!("release bodies in each validator's memory (--bodies-in-memory)");
+            } else {
                 println!("release bodies in each validator's store, read on demand");
             }
             if !delay.is_zero() {
@@ -348,6 +350,14 @@ pub(crate) fn bench(opts: &scbe_sim::bench_cluster::BenchOptions, keep: bool) ->
                 "| saturation: decided requests/s | {:.0} ({} decided, {} accepted by the ledger) |",
                 r.saturation_rps, r.saturation_requests, r.saturation_accepted
             );
+            match &r.stream_error {
+                None => println!("| saturation: client streams that broke and were opened again | 0 |"),
+                Some(e) => println!(
+                    "| saturation: client streams that broke and were opened again | {} (the first: {}) |",
+                    r.streams_reopened,
+                    e.replace('|', "/")
+                ),
+            }
             let killed = if kill_primaries == 1 {
                 "primary".to_string()
             } else {
