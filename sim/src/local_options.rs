@@ -37,7 +37,8 @@ pub struct LocalOptions {
     pub quota_requests: Option<u32>,
     /// Plaintext gRPC on loopback instead of TLS (`[tls] plaintext = true` in every config).
     pub plaintext: bool,
-    /// Validators keep release bodies in their stores (`release_bodies_in_store = true`).
+    /// Validators keep release bodies in their stores (the default), or in memory
+    /// (`release_bodies_in_store = false` in every node.toml).
     pub bodies_in_store: bool,
     /// Agents drift (worse than the baseline, inside every threshold) on any release whose
     /// version or unit ids contain this text.
@@ -78,7 +79,7 @@ impl Default for LocalOptions {
             breach_samples: 2,
             quota_requests: None,
             plaintext: false,
-            bodies_in_store: false,
+            bodies_in_store: true,
             drift: None,
             analysis: None,
             notify: Vec::new(),

@@ -1,6 +1,7 @@
-//! Release bodies in each validator's store (`release_bodies_in_store = true`): real
+//! Release bodies in each validator's store (`release_bodies_in_store`, on by default): real
 //! `scbe-node` processes on loopback decide, approve, restart and prove with the bodies read
-//! back from their files, and the files hold them.
+//! back from their files, and the files hold them; with the option off, in memory, the files
+//! hold none.
 
 use scbe_core::consensus::Record;
 use scbe_core::governance::body_store::REFERENCE_PREFIX;
@@ -83,6 +84,31 @@ async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_th
         executed,
         "proven without a new checkpoint"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_bodies_in_memory_a_promotion_is_approved_and_the_files_hold_no_body() {
+    let mut h = Harness::start(LocalOptions {
+        bodies_in_store: false,
+        ..fast()
+    })
+    .await;
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        h.register(0, v).await;
+    }
+    let p = h.promote(1, "v1", Stage::Canary).await;
+    for i in 0..4 {
+        h.wait_proposal(i, p, ProposalStatus::Approved).await;
+    }
+    let (code, text) = prove_v1(&h, 1).await;
+    assert_eq!(code, Some(0), "{text}");
+    h.cluster.kill(3);
+    let key =
+        scbe_wire::key_file::read_key_file(&h.cluster.dir.join("keys/node3.key")).expect("key");
+    let data = h.cluster.dir.join("data/node3/records.redb");
+    let store = RecordStore::open(&data, &key.public(), &h.cluster.genesis).expect("store");
+    let held = StoredBodies::new(store.reader()).len().expect("reads");
+    assert_eq!(held, 0, "release_bodies_in_store = false keeps bodies out of the file");
 }
 
 /// `scbe audit prove release v1` against validator `i`, asked until it succeeds or the

@@ -52,14 +52,19 @@ pub struct NodeSection {
     /// Keep registered releases' bodies in the record store and read one when it is needed
     /// (a promotion's evaluation, a rollout, a snapshot, a proof), instead of in memory: about
     /// 1 KB less per release, and persisted snapshots that name the bodies (a seventh of the
-    /// JSON). Off by default: it has cost 6-28% of registration throughput in `scbe-sim bench
-    /// --workload register` (BENCHMARKS.md; each body is compressed and written in its turn,
-    /// and a peer's state transfer reads every body back). Node-local: validators of one
-    /// cluster may differ, and turning it off later keeps the bodies readable.
-    #[serde(default)]
+    /// JSON). On by default: in `scbe-sim bench --workload register` the largest validator
+    /// held 0.40 of the memory after 260,000-300,000 registrations, for 0.91 of the
+    /// registrations/s and about twice the disk per registration (each body is written in its
+    /// turn besides its batch; BENCHMARKS.md, issue 27, seventeenth part). Off keeps new bodies
+    /// in memory. Node-local: validators of one cluster may differ, and turning it off later
+    /// keeps the bodies readable.
+    #[serde(default = "yes")]
     pub release_bodies_in_store: bool,
 }
 
+fn yes() -> bool {
+    true
+}
 fn d_request() -> Duration {
     Duration::from_millis(500)
 }

@@ -321,3 +321,21 @@ fn an_added_validator_names_itself_with_added_and_a_listen_address() {
         err(&genesis_id)
     );
 }
+
+#[test]
+fn release_bodies_are_in_the_store_unless_the_node_says_false() {
+    let d = tempfile::tempdir().expect("tmp");
+    let node = sample_in(d.path(), |g| g);
+    let v = validate(d.path(), &node).expect("sample");
+    assert!(
+        v.raw.node.release_bodies_in_store,
+        "the sample leaves the key commented out: the default is the store"
+    );
+    let off = node.replace(
+        "# release_bodies_in_store = true",
+        "release_bodies_in_store = false",
+    );
+    assert_ne!(off, node, "the sample names the key");
+    let v = validate(d.path(), &off).expect("off");
+    assert!(!v.raw.node.release_bodies_in_store);
+}

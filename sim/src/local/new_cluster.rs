@@ -127,9 +127,9 @@ impl LocalCluster {
                  \n[consensus]\nrequest_timeout = \"{rt}\"\nview_change_timeout = \"{vt}\"\nstatus_interval = \"{st}\"\nmax_inflight_batches = {inflight}\n{quotas}{dashboard}{peers}",
                 id = node.id,
                 bodies = if opts.bodies_in_store {
-                    "release_bodies_in_store = true\n"
-                } else {
                     ""
+                } else {
+                    "release_bodies_in_store = false\n"
                 },
                 peers = peer_section(node.id, &opts.peer_relays),
                 dashboard = node
