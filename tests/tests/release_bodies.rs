@@ -108,7 +108,10 @@ async fn with_bodies_in_memory_a_promotion_is_approved_and_the_files_hold_no_bod
     let data = h.cluster.dir.join("data/node3/records.redb");
     let store = RecordStore::open(&data, &key.public(), &h.cluster.genesis).expect("store");
     let held = StoredBodies::new(store.reader()).len().expect("reads");
-    assert_eq!(held, 0, "release_bodies_in_store = false keeps bodies out of the file");
+    assert_eq!(
+        held, 0,
+        "release_bodies_in_store = false keeps bodies out of the file"
+    );
 }
 
 /// `scbe audit prove release v1` against validator `i`, asked until it succeeds or the
