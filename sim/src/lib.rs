@@ -7,6 +7,7 @@ pub mod bench_cluster;
 pub mod bench_core;
 pub mod bench_digest;
 pub mod bench_fleet;
+pub mod bench_history;
 pub mod bench_large_fleet;
 pub mod bench_orders;
 pub mod bench_persisted;

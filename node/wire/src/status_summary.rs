@@ -420,12 +420,7 @@ impl StatusSummary {
             releases_total: s.releases.len(),
             current: s.current.clone(),
             known_good: s.known_good.clone(),
-            open_proposals: s
-                .proposals
-                .values()
-                .filter(|p| p.status == ProposalStatus::Pending)
-                .map(|p| p.id)
-                .collect(),
+            open_proposals: s.proposals.open_values().map(|p| p.id).collect(),
             proposals,
             rollouts,
             agents,

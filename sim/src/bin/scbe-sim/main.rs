@@ -291,6 +291,12 @@ enum Command {
         /// through a `serde_json::Value` (the route before it), in the same run.
         #[arg(long, value_delimiter = ',')]
         register_releases: Vec<usize>,
+        /// Also measure, after this many promotions (each size: a closed proposal and a
+        /// finished rollout each), what the questions asked at every decided seq and watcher
+        /// tick cost (the pending proposals, the active rollout), found from the open entries
+        /// and by a walk over every entry in the same run, and a whole refused request.
+        #[arg(long, value_delimiter = ',')]
+        history_promotions: Vec<usize>,
     },
 }
 
@@ -483,6 +489,7 @@ fn main() -> ExitCode {
             bodies_stored,
             persisted_releases,
             register_releases,
+            history_promotions,
         } => {
             if rounds == 0 {
                 eprintln!("error: --rounds must be at least 1");
@@ -497,6 +504,7 @@ fn main() -> ExitCode {
             scbe_sim::bench_digest::print_proofs(&prove_releases, rounds);
             if let Err(e) = scbe_sim::bench_persisted::print_persisted(&persisted_releases, rounds)
                 .and_then(|()| scbe_sim::bench_register::print_register(&register_releases, rounds))
+                .and_then(|()| scbe_sim::bench_history::print_history(&history_promotions, rounds))
             {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;

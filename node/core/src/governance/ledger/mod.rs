@@ -41,6 +41,7 @@ pub mod digest_tree;
 pub mod entry_map;
 mod held_bodies;
 pub mod journal;
+pub mod lifecycle_map;
 pub mod membership;
 mod notifications;
 mod pauses;

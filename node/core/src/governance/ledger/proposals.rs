@@ -20,10 +20,8 @@ impl Ledger {
         let expired: Vec<u64> = self
             .state
             .proposals
-            .values()
-            .filter(|p| {
-                p.status == ProposalStatus::Pending && seq > p.opened_seq.saturating_add(window)
-            })
+            .open_values()
+            .filter(|p| seq > p.opened_seq.saturating_add(window))
             .map(|p| p.id)
             .collect();
         for id in expired {
@@ -166,10 +164,7 @@ impl Ledger {
 
     /// The pending proposal of the kind `is` picks, if any (one of each kind at a time).
     pub(super) fn pending_where(&self, is: impl Fn(&ProposalKind) -> bool) -> Option<&Proposal> {
-        self.state
-            .proposals
-            .values()
-            .find(|p| p.status == ProposalStatus::Pending && is(&p.kind))
+        self.state.proposals.open_values().find(|p| is(&p.kind))
     }
 
     pub(super) fn promote(
@@ -549,8 +544,8 @@ impl Ledger {
     pub fn votes_owed(&self, validator: u32) -> Vec<crate::governance::Operation> {
         self.state
             .proposals
-            .values()
-            .filter(|p| p.status == ProposalStatus::Pending && !p.votes.contains_key(&validator))
+            .open_values()
+            .filter(|p| !p.votes.contains_key(&validator))
             .map(|p| {
                 let (approve, reasons) = self.evaluate(p.id);
                 crate::governance::Operation::Vote {

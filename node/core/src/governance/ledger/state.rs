@@ -9,6 +9,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::entry_map::EntryMap;
+use super::lifecycle_map::{Lifecycle, LifecycleMap};
 use crate::governance::release_body::ReleaseBody;
 use crate::governance::stage::Stage;
 use crate::rollout::baseline::Comparison;
@@ -100,6 +101,13 @@ pub struct Proposal {
     /// state digest of every other proposal is what it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validator: Option<u32>,
+}
+
+impl Lifecycle for Proposal {
+    /// Pending (votes still count).
+    fn is_open(&self) -> bool {
+        self.status == ProposalStatus::Pending
+    }
 }
 
 impl Proposal {
@@ -203,6 +211,13 @@ pub struct Rollout {
     pub pause_before: Option<u32>,
 }
 
+impl Lifecycle for Rollout {
+    /// Deploying or rolling back (it holds the fleet).
+    fn is_open(&self) -> bool {
+        self.status.is_active()
+    }
+}
+
 impl Rollout {
     /// Agents of the batch being deployed, if any (none while paused for approval).
     pub fn current_batch(&self) -> Option<&[String]> {
@@ -304,8 +319,9 @@ pub struct LedgerState {
     pub known_good: BTreeSet<String>,
     /// Which version each stage currently serves.
     pub current: BTreeMap<Stage, String>,
-    pub proposals: EntryMap<u64, Proposal>,
-    pub rollouts: EntryMap<u64, Rollout>,
+    /// Open or history; each finds its open entries without walking the rest.
+    pub proposals: LifecycleMap<u64, Proposal>,
+    pub rollouts: LifecycleMap<u64, Rollout>,
     /// The version the ledger has put each agent on (genesis: the production version).
     pub assigned: BTreeMap<String, String>,
     pub next_proposal: u64,
@@ -435,7 +451,7 @@ impl LedgerState {
 
     /// The rollout that holds the fleet (one at a time), if any.
     pub fn active_rollout(&self) -> Option<&Rollout> {
-        self.rollouts.values().find(|r| r.status.is_active())
+        self.rollouts.open_values().next()
     }
 }
 
