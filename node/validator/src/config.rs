@@ -53,7 +53,7 @@ pub struct NodeSection {
     /// (a promotion's evaluation, a rollout, a snapshot, a proof), instead of in memory: about
     /// 1 KB less per release, and persisted snapshots that name the bodies (a seventh of the
     /// JSON). On by default: in `scbe-sim bench --workload register` the largest validator
-    /// held 0.40 of the memory after 260,000-300,000 registrations, for 0.91 of the
+    /// held 0.40 of the memory after 256,000-295,000 registrations, for 0.91 of the
     /// registrations/s and about twice the disk per registration (each body is written in its
     /// turn besides its batch; BENCHMARKS.md, issue 27, seventeenth part). Off keeps new bodies
     /// in memory. Node-local: validators of one cluster may differ, and turning it off later
