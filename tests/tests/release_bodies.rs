@@ -14,21 +14,10 @@ use scbe_wire::genesis::Genesis;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_them_in_memory() {
-    // Checkpoints every 4 seqs: the bodies registered first leave memory at the first.
-    let mut h = Harness::start(LocalOptions {
-        bodies_in_store: true,
-        ..fast()
-    })
-    .await;
-    for v in ["v1", "v2", "v3", "v4", "v5"] {
-        h.register(0, v).await;
-    }
-    // Every validator's evaluation of the promotion reads v1 back from its store, and the
-    // approved rollout's plan reads its units.
-    let p = h.promote(1, "v1", Stage::Canary).await;
-    for i in 0..4 {
-        h.wait_proposal(i, p, ProposalStatus::Approved).await;
-    }
+    // Checkpoints every 4 seqs: the bodies registered first leave memory at the first. Every
+    // validator's evaluation of the promotion reads v1 back from its store, and the approved
+    // rollout's plan reads its units.
+    let mut h = five_registered_and_v1_approved(true).await;
 
     // A restart restores from the store (a snapshot naming stored bodies, read back from the
     // file) and catches up.
@@ -88,18 +77,7 @@ async fn with_bodies_in_the_store_promotions_restarts_and_proofs_work_as_with_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_bodies_in_memory_a_promotion_is_approved_and_the_files_hold_no_body() {
-    let mut h = Harness::start(LocalOptions {
-        bodies_in_store: false,
-        ..fast()
-    })
-    .await;
-    for v in ["v1", "v2", "v3", "v4", "v5"] {
-        h.register(0, v).await;
-    }
-    let p = h.promote(1, "v1", Stage::Canary).await;
-    for i in 0..4 {
-        h.wait_proposal(i, p, ProposalStatus::Approved).await;
-    }
+    let mut h = five_registered_and_v1_approved(false).await;
     let (code, text) = prove_v1(&h, 1).await;
     assert_eq!(code, Some(0), "{text}");
     h.cluster.kill(3);
@@ -112,6 +90,24 @@ async fn with_bodies_in_memory_a_promotion_is_approved_and_the_files_hold_no_bod
         held, 0,
         "release_bodies_in_store = false keeps bodies out of the file"
     );
+}
+
+/// A cluster (bodies in stores or in memory) that registered v1-v5 and approved v1 to canary
+/// on every validator.
+async fn five_registered_and_v1_approved(bodies_in_store: bool) -> Harness {
+    let mut h = Harness::start(LocalOptions {
+        bodies_in_store,
+        ..fast()
+    })
+    .await;
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        h.register(0, v).await;
+    }
+    let p = h.promote(1, "v1", Stage::Canary).await;
+    for i in 0..4 {
+        h.wait_proposal(i, p, ProposalStatus::Approved).await;
+    }
+    h
 }
 
 /// `scbe audit prove release v1` against validator `i`, asked until it succeeds or the
