@@ -1,44 +1,40 @@
 //! The reads by key that `Status` answers: one proposal by id, a requester's highest executed
-//! nonce. The core copies only what a turn changed (the ledger names the proposals it touched;
-//! a decided batch names its signers), and everything after a restore, so a turn never costs
-//! O(history).
+//! nonce. The proposals are a clone of the ledger's map, which shares every entry with it and
+//! costs O(1) ([`EntryMap`] is persistent), taken when a turn touched a proposal and after a
+//! restore; the nonces are copied for the signers a decided batch names, and all of them after
+//! a restore. So neither a turn nor a restore costs O(history), and no proposal is held twice
+//! (issue 27: this index once copied every proposal at each restore, and kept the copies).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use scbe_core::crypto::PublicKey;
+use scbe_core::governance::ledger::entry_map::EntryMap;
 use scbe_core::governance::ledger::Proposal;
 use scbe_core::governance::Ledger;
 
 #[derive(Default)]
 pub struct ReadIndex {
-    proposals: RwLock<BTreeMap<u64, Arc<Proposal>>>,
+    proposals: RwLock<EntryMap<u64, Proposal>>,
     nonces: RwLock<BTreeMap<PublicKey, u64>>,
 }
 
 impl ReadIndex {
-    /// Copies every proposal and nonce (at start and after a restore from a snapshot);
-    /// `last_nonces` is the replica's (`Replica::last_nonces`).
+    /// Takes the ledger's proposals and copies every nonce (at start and after a restore from a
+    /// snapshot); `last_nonces` is the replica's (`Replica::last_nonces`).
     pub fn rebuild<'a>(
         &self,
         ledger: &Ledger,
         last_nonces: impl IntoIterator<Item = (&'a PublicKey, u64)>,
     ) {
-        if let Ok(mut p) = self.proposals.write() {
-            *p = ledger
-                .state()
-                .proposals
-                .iter()
-                .map(|(id, p)| (*id, Arc::new(p.clone())))
-                .collect();
-        }
+        self.take_proposals(ledger);
         if let Ok(mut n) = self.nonces.write() {
             *n = last_nonces.into_iter().map(|(k, v)| (*k, v)).collect();
         }
     }
 
-    /// Copies the proposals a turn touched and the nonces of the signers it executed;
-    /// `last_nonce` is the replica's (`Replica::last_nonce`).
+    /// Takes the ledger's proposals if the turn touched any, and copies the nonces of the
+    /// signers it executed; `last_nonce` is the replica's (`Replica::last_nonce`).
     pub fn update<'a>(
         &self,
         ledger: &Ledger,
@@ -47,14 +43,7 @@ impl ReadIndex {
         signers: impl IntoIterator<Item = &'a PublicKey>,
     ) {
         if !proposals.is_empty() {
-            if let Ok(mut p) = self.proposals.write() {
-                for id in proposals {
-                    match ledger.state().proposals.get(id) {
-                        Some(now) => p.insert(*id, Arc::new(now.clone())),
-                        None => p.remove(id),
-                    };
-                }
-            }
+            self.take_proposals(ledger);
         }
         let mut signers = signers.into_iter().peekable();
         if signers.peek().is_some() {
@@ -66,8 +55,19 @@ impl ReadIndex {
         }
     }
 
+    /// An O(1) clone of the ledger's proposals (it shares every entry with the ledger's map,
+    /// which copies an entry only when it changes one this clone still holds).
+    fn take_proposals(&self, ledger: &Ledger) {
+        let now = EntryMap::clone(&ledger.state().proposals);
+        if let Ok(mut p) = self.proposals.write() {
+            *p = now;
+        }
+    }
+
+    /// A copy of proposal `id` as the last turn that touched a proposal left it.
     pub fn proposal(&self, id: u64) -> Option<Arc<Proposal>> {
-        self.proposals.read().ok()?.get(&id).cloned()
+        let p = self.proposals.read().ok()?;
+        p.get(&id).map(|p| Arc::new(p.clone()))
     }
 
     /// The highest nonce executed for `signer` (0 if none).
@@ -92,9 +92,9 @@ mod tests {
         Keypair::from_label(label).public()
     }
 
-    /// A rebuild copies every proposal and nonce; an update copies only the proposals named
-    /// as touched (and drops one the ledger no longer holds) and the nonces of the signers
-    /// named; nothing else moves.
+    /// A rebuild takes every proposal and nonce; an update takes the proposals only when it
+    /// names one as touched (and then drops one the ledger no longer holds), and the nonces of
+    /// the signers named; nothing else moves.
     #[test]
     fn a_rebuild_copies_everything_and_an_update_only_what_a_turn_touched() {
         let mut w = World::new();
