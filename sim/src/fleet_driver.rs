@@ -76,7 +76,7 @@ impl Simulation {
         let rolling = self.ledger(node).is_some_and(|l| {
             l.state()
                 .rollouts
-                .values()
+                .open_values()
                 .any(|r| r.status == scbe_core::governance::ledger::RolloutStatus::InProgress)
         });
         if rolling {
@@ -128,12 +128,7 @@ impl Simulation {
         let Some(ledger) = self.advanced().and_then(|r| self.ledger(r)) else {
             return;
         };
-        let Some(r) = ledger
-            .state()
-            .rollouts
-            .values()
-            .find(|r| r.status.is_active())
-        else {
+        let Some(r) = ledger.state().rollouts.open_values().next() else {
             return;
         };
         let (rollout, version) = (r.id, r.version.clone());

@@ -365,7 +365,7 @@ impl Simulation {
             fleet_pending.push("the release requester's script has not finished".to_string());
         }
         if let Some(l) = self.advanced().and_then(|i| self.ledger(i)) {
-            for r in l.state().rollouts.values().filter(|r| r.status.is_active()) {
+            for r in l.state().rollouts.open_values() {
                 fleet_pending.push(format!(
                     "rollout {} ({}) is still {:?}",
                     r.id, r.version, r.status
