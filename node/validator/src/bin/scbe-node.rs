@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use scbe_validator::testnet::Testnet;
 
+/// jemalloc instead of glibc's malloc: a validator spent ~20% of
+/// its CPU in glibc's allocator under saturated registrations; jemalloc took 0.86x the CPU per
+/// request at the same RSS (issue 27, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "scbe-node",
