@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use scbe_validator::testnet::Testnet;
 
-/// jemalloc instead of glibc's malloc: a validator spent ~20% of
-/// its CPU in glibc's allocator under saturated registrations; jemalloc took 0.86x the CPU per
-/// request at the same RSS (issue 27, BENCHMARKS.md).
+/// jemalloc, not glibc's malloc: why is beside `tikv-jemallocator` in the workspace's Cargo.toml.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -5,7 +5,7 @@
 //! a restore. So neither a turn nor a restore costs O(history), and no proposal is held twice
 //! (issue 27: this index once copied every proposal at each restore, and kept the copies).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use scbe_core::crypto::PublicKey;
@@ -39,10 +39,10 @@ impl ReadIndex {
         &self,
         ledger: &Ledger,
         last_nonce: impl Fn(&PublicKey) -> u64,
-        proposals: &BTreeSet<u64>,
+        proposals_touched: bool,
         signers: impl IntoIterator<Item = &'a PublicKey>,
     ) {
-        if !proposals.is_empty() {
+        if proposals_touched {
             self.take_proposals(ledger);
         }
         let mut signers = signers.into_iter().peekable();
@@ -66,8 +66,7 @@ impl ReadIndex {
 
     /// A copy of proposal `id` as the last turn that touched a proposal left it.
     pub fn proposal(&self, id: u64) -> Option<Arc<Proposal>> {
-        let p = self.proposals.read().ok()?;
-        p.get(&id).map(|p| Arc::new(p.clone()))
+        self.proposals.read().ok()?.get(&id).cloned().map(Arc::new)
     }
 
     /// The highest nonce executed for `signer` (0 if none).
@@ -92,11 +91,11 @@ mod tests {
         Keypair::from_label(label).public()
     }
 
-    /// A rebuild takes every proposal and nonce; an update takes the proposals only when it
-    /// names one as touched (and then drops one the ledger no longer holds), and the nonces of
-    /// the signers named; nothing else moves.
+    /// A rebuild takes every proposal and nonce; an update takes the proposals only when the
+    /// turn touched one (and then drops one the ledger no longer holds), and the nonces of the
+    /// signers named; nothing else moves.
     #[test]
-    fn a_rebuild_copies_everything_and_an_update_only_what_a_turn_touched() {
+    fn a_rebuild_takes_everything_and_an_update_only_what_a_turn_touched() {
         let mut w = World::new();
         let index = ReadIndex::default();
         assert!(index.proposal(0).is_none());
@@ -120,14 +119,14 @@ mod tests {
         w.vote(0, p, false);
         w.vote(1, p, false);
         let replica_nonce = |k: &PublicKey| if *k == a { 9 } else { 4 };
-        index.update(&w.ledger, replica_nonce, &BTreeSet::new(), [&a]);
+        index.update(&w.ledger, replica_nonce, false, [&a]);
         assert_eq!(index.proposal(p).map(|x| x.votes.len()), Some(0));
         assert_eq!(
             (index.last_nonce(&a), index.last_nonce(&b)),
             (9, 3),
             "only the signer named moves"
         );
-        index.update(&w.ledger, replica_nonce, &BTreeSet::from([p]), [&b]);
+        index.update(&w.ledger, replica_nonce, true, [&b]);
         let now = index.proposal(p).expect("still listed");
         assert_eq!((now.votes.len(), now.status), (2, ProposalStatus::Rejected));
         assert_eq!(index.last_nonce(&b), 4);
@@ -136,10 +135,10 @@ mod tests {
         let gone = p + 1;
         index.rebuild(&w.ledger, [(&a, 1)]);
         assert_eq!(index.last_nonce(&b), 0, "a rebuild replaces the nonces");
-        index.update(&w.ledger, replica_nonce, &BTreeSet::from([p, gone]), []);
+        index.update(&w.ledger, replica_nonce, true, []);
         assert!(index.proposal(gone).is_none());
         let empty = World::new();
-        index.update(&empty.ledger, replica_nonce, &BTreeSet::from([p]), []);
+        index.update(&empty.ledger, replica_nonce, true, []);
         assert!(
             index.proposal(p).is_none(),
             "dropped when the ledger lost it"

@@ -20,7 +20,6 @@ impl Runtime {
         actions: &[Action],
         history: &scbe_core::governance::ledger::Fresh,
     ) {
-        let touched = &history.proposals;
         let restored = actions.iter().any(|a| matches!(a, Action::Restored { .. }));
         let (ledger, replica) = (self.step.ledger(), self.step.replica());
         if restored {
@@ -33,7 +32,7 @@ impl Runtime {
             self.reads.index.update(
                 ledger,
                 |k| replica.last_nonce(k),
-                touched,
+                history.proposals_touched,
                 signers.map(|r| r.signer()),
             );
         }

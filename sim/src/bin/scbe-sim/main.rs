@@ -11,9 +11,7 @@ use cluster_commands::{
     bench, bench_fleet, bench_orders, bench_reads, canary_rates, demo, read_flood, up,
 };
 
-/// jemalloc instead of glibc's malloc: the validators this binary runs spent ~20% of
-/// their CPU in glibc's allocator under saturated registrations; jemalloc took 0.86x the CPU per
-/// request at the same RSS (issue 27, BENCHMARKS.md).
+/// jemalloc, not glibc's malloc: why is beside `tikv-jemallocator` in the workspace's Cargo.toml.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -228,9 +228,9 @@ pub struct Fresh {
     pub events: Vec<(u64, Vec<u8>)>,
     /// (signer hex, nonce, the outcome's JSON).
     pub outcomes: Vec<(String, u64, Vec<u8>)>,
-    /// Proposals opened or changed (a vote, a decision, an expiry, the rollout it started): the
-    /// node's read model copies only these instead of every proposal the ledger holds.
-    pub proposals: std::collections::BTreeSet<u64>,
+    /// Whether a proposal was opened or changed (a vote, a decision, an expiry, the rollout it
+    /// started): only then does the node's read index take the ledger's proposals again.
+    pub proposals_touched: bool,
     /// Release bodies for the ledger's body store (`Ledger::store_bodies_in`), with their keys.
     pub bodies: Vec<(crate::governance::body_store::BodyKey, String)>,
 }

@@ -233,10 +233,10 @@ impl Ledger {
         }
     }
 
-    /// Proposal `id` was opened or changed (for the node's read model, see [`Fresh`]).
-    fn touched_proposal(&self, id: u64) {
+    /// A proposal was opened or changed (for the node's read index, see [`Fresh`]).
+    fn touched_proposal(&self) {
         self.with_fresh(|f| {
-            f.proposals.insert(id);
+            f.proposals_touched = true;
         });
     }
 

@@ -25,7 +25,7 @@ impl Ledger {
             .map(|p| p.id)
             .collect();
         for id in expired {
-            self.touched_proposal(id);
+            self.touched_proposal();
             if let Some(p) = self.state.proposals.get_mut(&id) {
                 p.status = ProposalStatus::Expired;
                 p.decided_seq = Some(seq);
@@ -93,7 +93,7 @@ impl Ledger {
     pub(super) fn open_proposal(&mut self, seq: u64, kind: ProposalKind) -> u64 {
         let id = self.state.next_proposal;
         self.state.next_proposal += 1;
-        self.touched_proposal(id);
+        self.touched_proposal();
         self.state.proposals.insert(
             id,
             Proposal {
@@ -301,7 +301,7 @@ impl Ledger {
             return reject(format!("validator {validator} is not in the validator set"));
         }
         let (n, q) = (self.validator_count(), self.validator_quorum());
-        self.touched_proposal(proposal);
+        self.touched_proposal();
         let Some(p) = self.state.proposals.get_mut(&proposal) else {
             return reject(format!("unknown proposal {proposal}"));
         };
@@ -368,7 +368,7 @@ impl Ledger {
     }
 
     fn decide(&mut self, seq: u64, proposal: u64, status: ProposalStatus) -> Option<u64> {
-        self.touched_proposal(proposal);
+        self.touched_proposal();
         let p = self.state.proposals.get_mut(&proposal)?;
         p.status = status;
         p.decided_seq = Some(seq);
